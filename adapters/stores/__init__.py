@@ -1,0 +1,1 @@
+"""Backend stores that speak the MLflow REST API."""

@@ -1,0 +1,252 @@
+"""The composition root: settings in, a Litestar app out, with concrete adapters chosen here only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.di import Provide
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.middleware import DefineMiddleware
+
+from adapters.postgres_notify import PostgresNotifications
+from adapters.stores.auth import (
+    ClientCredentialsAuth,
+    NoStoreAuth,
+    StaticStoreAuth,
+    StoreAuth,
+    token_url_for,
+)
+from adapters.stores.mlflow_rest import MlflowRestStore
+from gateway.authn.middleware import AuthenticationMiddleware
+from gateway.authn.service import Authenticator
+from gateway.config import (
+    BasicAuth,
+    BearerAuth,
+    ConfigError,
+    OAuth2ClientCredentials,
+    Settings,
+    StoreSettings,
+    load_settings,
+)
+from gateway.db.engine import make_engine, make_sessionmaker
+from gateway.errors import GatewayError
+from gateway.federation.capabilities import StoreCapabilities
+from gateway.federation.routes import forwarding_handlers, server_info_handler
+from gateway.federation.service import Forwarder, RunDirectory
+from gateway.observability.access import REQUEST_ID_KEY, AccessLog
+from gateway.observability.routes import health_handlers
+from gateway.ports import ChangeFeed, Store
+from gateway.workspaces.links import LinkTable
+from gateway.workspaces.repository import CHANGE_CHANNEL
+from gateway.workspaces.routes import WorkspacesController
+from gateway.workspaces.service import WorkspaceService
+from gateway.workspaces.watch import LinkWatcher
+
+log = logging.getLogger(__name__)
+
+
+def _secret(env_name: str, file_name: str, *, what: str) -> str:
+    if env_name:
+        value = os.environ.get(env_name, "")
+        if not value:
+            raise ConfigError(f"{what}: environment variable {env_name} is not set")
+        return value
+    try:
+        return Path(file_name).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {file_name}: {exc.strerror}") from exc
+
+
+def store_auth(name: str, store: StoreSettings) -> StoreAuth:
+    auth = store.auth
+    where = f"stores.{name}.auth"
+    if isinstance(auth, BasicAuth):
+        return StaticStoreAuth.basic(auth.username, _secret(auth.password_env, auth.password_file, what=where))
+    if isinstance(auth, BearerAuth):
+        return StaticStoreAuth.bearer(_secret(auth.token_env, auth.token_file, what=where))
+    if isinstance(auth, OAuth2ClientCredentials):
+        token_url = auth.token_url or token_url_for(auth.provider, host=store.url, tenant_id=auth.tenant_id)
+        scope = auth.scope or {"databricks": "all-apis", "entra": ""}.get(auth.provider, "")
+        if auth.provider == "entra" and not scope:
+            from adapters.stores.auth import ENTRA_DEFAULT_SCOPE
+
+            scope = ENTRA_DEFAULT_SCOPE
+        secret = _secret(auth.client_secret_env, auth.client_secret_file, what=where)
+        return ClientCredentialsAuth(token_url, auth.client_id, secret, scope)
+    return NoStoreAuth()
+
+
+def build_stores(settings: Settings) -> dict[str, Store]:
+    return {
+        name: MlflowRestStore(
+            name,
+            store.url,
+            auth=store_auth(name, store),
+            workspaces_enabled=store.workspaces,
+            timeout_seconds=store.timeout_seconds,
+            connect_timeout_seconds=store.connect_timeout_seconds,
+            max_connections=store.max_connections,
+        )
+        for name, store in settings.stores.items()
+    }
+
+
+def _error_body(error_code: str, message: str) -> dict[str, str]:
+    return {"error_code": error_code, "message": message}
+
+
+def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
+    return Response(_error_body(exc.error_code, exc.message), status_code=exc.status, headers=exc.headers)
+
+
+def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, NotFoundException | MethodNotAllowedException):
+        method = request.scope.get("method", "")
+        return Response(
+            _error_body("ENDPOINT_NOT_FOUND", f"No API endpoint {method} {request.url.path}"), status_code=404
+        )
+    if exc.status_code == 413:
+        return Response(
+            _error_body("INVALID_PARAMETER_VALUE", "The request body is larger than the gateway accepts."),
+            status_code=413,
+        )
+    if isinstance(exc, ValidationException):
+        detail = "; ".join(str(e.get("message", "")) for e in (exc.extra or []) if isinstance(e, dict))
+        return Response(
+            _error_body("INVALID_PARAMETER_VALUE", f"Invalid request: {detail or exc.detail}"), status_code=400
+        )
+    if 400 <= exc.status_code < 500:
+        return Response(_error_body("BAD_REQUEST", str(exc.detail)), status_code=exc.status_code)
+    return _unexpected(request, exc)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    request_id = request.scope.get(REQUEST_ID_KEY, "")  # type: ignore[call-overload,unused-ignore]
+    log.error("unexpected error", exc_info=exc, extra={"request_id": request_id})
+    return Response(
+        _error_body("INTERNAL_ERROR", f"Internal error in the gateway (request id {request_id})."),
+        status_code=500,
+    )
+
+
+def create_app(settings: Settings, database_url: str) -> Litestar:
+    """Wire the gateway for `settings`, its bookkeeping in the PostgreSQL at `database_url`."""
+    authenticator = Authenticator(settings.admin_token)
+    stores = build_stores(settings)
+    links = LinkTable()
+    engine = make_engine(database_url, settings.database.pool_size)
+    sessionmaker = make_sessionmaker(engine)
+    workspaces = WorkspaceService(settings, stores, links)
+    forwarder = Forwarder(links, stores, RunDirectory(sessionmaker))
+    capabilities = StoreCapabilities(stores)
+    plain_dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    def change_feed(callback: Callable[[], None]) -> ChangeFeed:
+        return PostgresNotifications(plain_dsn, CHANGE_CHANNEL, callback)
+
+    watcher = LinkWatcher(workspaces, sessionmaker, change_feed)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with sessionmaker() as session, session.begin():
+            await workspaces.seed_from_config(session)
+        async with sessionmaker() as session:
+            await workspaces.reload(session)
+        watcher.start()
+        checks = asyncio.create_task(_check_configured_links(workspaces))
+        try:
+            yield
+        finally:
+            checks.cancel()
+            await watcher.stop()
+            for store in stores.values():
+                await store.close()
+            await engine.dispose()
+
+    async def ready() -> dict[str, Any]:
+        from sqlalchemy import text
+
+        report: dict[str, Any] = {"database": "ok", "stores": {}}
+        try:
+            async with sessionmaker() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:
+            report["database"] = f"unreachable: {type(exc).__name__}"
+        for name, store in stores.items():
+            report["stores"][name] = await _store_health(store)
+        return report
+
+    return Litestar(
+        route_handlers=[
+            *forwarding_handlers(
+                forwarder,
+                max_json_body=settings.server.max_json_body_bytes,
+                max_artifact_body=settings.server.max_artifact_body_bytes,
+            ),
+            server_info_handler(capabilities, forwarder),
+            WorkspacesController,
+            *health_handlers(ready),
+        ],
+        dependencies={
+            "service": Provide(lambda: workspaces, sync_to_thread=False, use_cache=True),
+            "sessionmaker": Provide(lambda: sessionmaker, sync_to_thread=False, use_cache=True),
+        },
+        middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],  # type: ignore[arg-type]
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_exception,
+            Exception: _unexpected,
+        },
+        lifespan=[lifespan],
+        openapi_config=None,
+        logging_config=None,
+        request_max_body_size=settings.server.max_json_body_bytes,
+        debug=False,
+    )
+
+
+async def _store_health(store: Store) -> str:
+    try:
+        async with asyncio.timeout(2):
+            response = await store.request("GET", "/health", idempotent=True)
+            response.release()
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return "ok"
+
+
+async def _check_configured_links(workspaces: WorkspaceService) -> None:
+    """Warn (never fail start-up) about configured stores whose artifacts bypass the gateway."""
+    for link in workspaces.links.all():
+        try:
+            await workspaces.check_artifact_proxying(link)
+        except GatewayError as exc:
+            log.warning("workspace %s: %s", link.name, exc.message)
+
+
+def asgi_app(settings: Settings, database_url: str) -> AccessLog:
+    """The app as served: the access log wraps everything, unmatched routes included."""
+    return AccessLog(create_app(settings, database_url), enabled=settings.server.access_log)
+
+
+def asgi_from_env() -> AccessLog:
+    """Factory for uvicorn workers: settings from FEDGATE_CONFIG and FEDGATE_* (the database URL included)."""
+    from gateway.observability.logging import configure_logging
+
+    configure_logging()
+    settings = load_settings()
+    if not settings.database.url:
+        raise ConfigError("database.url: workers need the URL of the database started by `fedgate serve`")
+    return asgi_app(settings, settings.database.url)

@@ -1,0 +1,283 @@
+"""Typed settings: one msgspec Struct tree decoded from fedgate.toml, overridable by FEDGATE_* variables."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+RESERVED_WORKSPACE_NAMES = frozenset({"account", "workspaces", "api", "ajax-api", "static-files"})
+STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+# Environment variables that are not settings keys.
+SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN"})
+_SIMPLE_SECTIONS = ("account", "server", "database", "central")
+
+LinkMode = Literal["workspace", "dual", "central"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported at start-up with the key it concerns."""
+
+
+class _Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class AccountSettings(_Settings):
+    id: str = "0"
+
+
+class ServerSettings(_Settings):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    # JSON API bodies; MLflow's own limit for log-batch is 1 MB, datasets and traces can be larger.
+    max_json_body_bytes: int = 32 * 1024 * 1024
+    # Artifact uploads stream through; 0 means no limit of the gateway's own.
+    max_artifact_body_bytes: int = 0
+    access_log: bool = True
+
+
+class DatabaseSettings(_Settings):
+    url: str = ""
+    data_dir: str = ".fedgate"
+    pool_size: int = 10
+
+
+class NoAuth(_Settings, tag_field="kind", tag="none"):
+    pass
+
+
+class BasicAuth(_Settings, tag_field="kind", tag="basic"):
+    username: str
+    password_env: str = ""
+    password_file: str = ""
+
+
+class BearerAuth(_Settings, tag_field="kind", tag="bearer"):
+    token_env: str = ""
+    token_file: str = ""
+
+
+class OAuth2ClientCredentials(_Settings, tag_field="kind", tag="oauth2-client-credentials"):
+    client_id: str
+    client_secret_env: str = ""
+    client_secret_file: str = ""
+    # Either a token URL, or a provider preset that derives it.
+    token_url: str = ""
+    provider: Literal["", "databricks", "entra"] = ""
+    tenant_id: str = ""  # entra
+    scope: str = ""
+
+
+StoreAuth = NoAuth | BasicAuth | BearerAuth | OAuth2ClientCredentials
+
+
+class StoreSettings(_Settings):
+    url: str
+    auth: StoreAuth = msgspec.field(default_factory=NoAuth)
+    # The store is an MLflow server started with --enable-workspaces: address it with X-MLFLOW-WORKSPACE.
+    workspaces: bool = False
+    timeout_seconds: float = 120.0
+    connect_timeout_seconds: float = 5.0
+    max_connections: int = 100
+
+
+class CentralSettings(_Settings):
+    store: str = ""
+
+
+class WorkspaceSettings(_Settings):
+    name: str
+    id: str
+    store: str = ""
+    mode: LinkMode = "workspace"
+    # Name of the workspace on an upstream MLflow server with workspaces; defaults to `name`.
+    upstream_workspace: str = ""
+    description: str = ""
+
+
+class Settings(_Settings):
+    account: AccountSettings = msgspec.field(default_factory=AccountSettings)
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    stores: dict[str, StoreSettings] = msgspec.field(default_factory=dict)
+    central: CentralSettings = msgspec.field(default_factory=CentralSettings)
+    workspaces: list[WorkspaceSettings] = msgspec.field(default_factory=list)
+    admin_token: str = ""  # only from FEDGATE_ADMIN_TOKEN, never from the file
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file (or FEDGATE_CONFIG), apply FEDGATE_* overrides, validate, and return settings."""
+    env = os.environ if environ is None else environ
+    path = path or env.get("FEDGATE_CONFIG") or None
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    if "admin_token" in raw:
+        raise ConfigError("admin_token may not be set in the config file; use FEDGATE_ADMIN_TOKEN")
+    _apply_env_overrides(raw, env)
+    raw["admin_token"] = env.get("FEDGATE_ADMIN_TOKEN", "")
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {_describe_validation_error(exc)}") from exc
+    validate_settings(settings)
+    return settings
+
+
+def _describe_validation_error(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    match = re.search(r"at `\$(.*)`$", text)
+    if match:
+        key = match.group(1).lstrip(".").replace("[", ".").replace("]", "").replace("'", "")
+        key = key.replace('"', "")
+        return f"{key}: {text[: match.start()].rstrip(' -')}"
+    return text
+
+
+def _referenced_env_names(raw: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str) and key.endswith("_env"):
+                    names.add(value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(raw)
+    return names
+
+
+def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    referenced = _referenced_env_names(raw)
+    for var in sorted(env):
+        if not var.startswith("FEDGATE_") or var in SPECIAL_ENV or var in referenced:
+            continue
+        rest = var[len("FEDGATE_") :].lower()
+        if "__" in rest:
+            parts = rest.split("__")
+        else:
+            section, _, key = rest.partition("_")
+            if section not in _SIMPLE_SECTIONS or not key:
+                raise ConfigError(
+                    f"unknown setting {var}: use FEDGATE_<SECTION>_<KEY> for "
+                    f"{', '.join(_SIMPLE_SECTIONS)} or FEDGATE_<SECTION>__<NAME>__<KEY> for nested keys"
+                )
+            parts = [section, key]
+        _set_path(raw, parts, env[var], var)
+
+
+def _set_path(raw: dict[str, Any], parts: list[str], value: str, var: str) -> None:
+    node: Any = raw
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{var}: no list item {part!r}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"{var}: {'.'.join(parts[:index])} is not a table")
+        key = _match_key(node, part)
+        if last:
+            node[key] = value
+        else:
+            node = node.setdefault(key, {})
+
+
+def _match_key(node: dict[str, Any], part: str) -> str:
+    """Env names cannot carry '-' or case; match them against the keys already present."""
+    wanted = part.replace("-", "_").lower()
+    for key in node:
+        if key.replace("-", "_").lower() == wanted:
+            return key
+    return part
+
+
+def validate_settings(settings: Settings) -> None:
+    """Cross-field checks msgspec cannot express; each message names the key at fault."""
+    if not settings.account.id.isdigit():
+        raise ConfigError(f"account.id: must be numeric, got {settings.account.id!r}")
+    if not 0 < settings.server.port < 65536:
+        raise ConfigError(f"server.port: {settings.server.port} is not a TCP port")
+    if settings.server.workers < 1:
+        raise ConfigError("server.workers: must be at least 1")
+    for name, store in settings.stores.items():
+        if not STORE_NAME_RE.match(name):
+            raise ConfigError(f"stores.{name}: store names use letters, digits, '-', '_' and '.'")
+        if not store.url.startswith(("http://", "https://")):
+            raise ConfigError(f"stores.{name}.url: must be an http(s) URL, got {store.url!r}")
+        auth = store.auth
+        if isinstance(auth, BasicAuth) and not (auth.password_env or auth.password_file):
+            raise ConfigError(f"stores.{name}.auth: basic auth needs password_env or password_file")
+        if isinstance(auth, BearerAuth) and not (auth.token_env or auth.token_file):
+            raise ConfigError(f"stores.{name}.auth: bearer auth needs token_env or token_file")
+        if isinstance(auth, OAuth2ClientCredentials):
+            if not (auth.client_secret_env or auth.client_secret_file):
+                raise ConfigError(f"stores.{name}.auth: needs client_secret_env or client_secret_file")
+            if not auth.token_url and not auth.provider:
+                raise ConfigError(f"stores.{name}.auth: needs token_url or provider")
+            if auth.provider == "entra" and not auth.tenant_id and not auth.token_url:
+                raise ConfigError(f"stores.{name}.auth.tenant_id: required for provider 'entra'")
+    if settings.central.store and settings.central.store not in settings.stores:
+        raise ConfigError(f"central.store: no store named {settings.central.store!r}")
+    names: set[str] = set()
+    ids: set[str] = set()
+    for index, ws in enumerate(settings.workspaces):
+        where = f"workspaces[{index}]"
+        check_workspace_name(ws.name, where=f"{where}.name")
+        if ws.name in names:
+            raise ConfigError(f"{where}.name: workspace {ws.name!r} is declared twice")
+        if not ws.id.isdigit():
+            raise ConfigError(f"{where}.id: workspace ids are numeric, got {ws.id!r}")
+        if ws.id in ids:
+            raise ConfigError(f"{where}.id: workspace id {ws.id} is used twice")
+        names.add(ws.name)
+        ids.add(ws.id)
+        check_link(ws.mode, ws.store, settings, where=where)
+
+
+def check_workspace_name(name: str, *, where: str) -> None:
+    if not 2 <= len(name) <= 63 or not WORKSPACE_NAME_RE.match(name):
+        raise ConfigError(
+            f"{where}: {name!r} is not a valid workspace name "
+            "(2-63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
+        )
+    if name in RESERVED_WORKSPACE_NAMES:
+        raise ConfigError(f"{where}: the name {name!r} is reserved")
+
+
+def check_link(mode: str, store: str, settings: Settings, *, where: str) -> None:
+    if mode == "dual":
+        raise ConfigError(
+            f"{where}.mode: 'dual' needs the durable outbox to the central store, "
+            "which this version does not ship yet; use 'workspace' or 'central'"
+        )
+    if mode == "central":
+        if not settings.central.store:
+            raise ConfigError(f"{where}.mode: 'central' needs central.store to name the account's store")
+        return
+    if not store:
+        raise ConfigError(f"{where}.store: mode {mode!r} needs a store")
+    if store not in settings.stores:
+        raise ConfigError(f"{where}.store: no store named {store!r}")

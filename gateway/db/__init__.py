@@ -1,0 +1,1 @@
+"""Database: SQLAlchemy models, engine, embedded PostgreSQL and Alembic migrations."""

@@ -1,0 +1,152 @@
+"""Local processes for the demo, the tests and the benchmarks: mlflow servers and gateway processes.
+
+Every process is started on a free loopback port and stopped by its pid, children included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback only)
+                if response.status < 500:
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return
+            last = exc
+        except (OSError, urllib.error.URLError) as exc:
+            last = exc
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f}s: {last}")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM the process group started for `process`, then SIGKILL what is left."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def _spawn(args: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("ab")
+    return subprocess.Popen(  # new session: the whole group can be stopped by pid
+        args, stdout=log_file, stderr=subprocess.STDOUT, env=dict(env or os.environ), start_new_session=True
+    )
+
+
+@dataclass
+class MlflowServer:
+    """A real `mlflow server` with a sqlite backend and proxied artifacts (`--serve-artifacts`)."""
+
+    root: Path
+    port: int = 0
+    workspaces: bool = False
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> MlflowServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        args = [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", LOOPBACK,
+            "--port", str(self.port),
+            "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+            "--artifacts-destination", str(self.root / "artifacts"),
+            "--serve-artifacts",
+        ]  # fmt: skip
+        if self.workspaces:
+            args += ["--enable-workspaces", "--workspace-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
+        env = {**os.environ, "MLFLOW_SERVER_ALLOWED_HOSTS": f"{LOOPBACK}:{self.port},localhost:{self.port}"}
+        self.process = _spawn(args, self.root / "server.log", env)
+        wait_http(f"{self.url}/health", timeout, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+    def restart(self, timeout: float = 90.0) -> None:
+        self.stop()
+        self.start(timeout)
+
+
+@dataclass
+class GatewayProcess:
+    """`fedgate serve` in its own process, configured by a TOML file."""
+
+    config_path: Path
+    env: dict[str, str]
+    port: int = 0
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, timeout: float = 60.0, workers: int | None = None) -> GatewayProcess:
+        self.port = self.port or free_port()
+        args = [
+            sys.executable, "-m", "gateway.cli", "serve",
+            "--config", str(self.config_path),
+            "--host", LOOPBACK,
+            "--port", str(self.port),
+        ]  # fmt: skip
+        if workers:
+            args += ["--workers", str(workers)]
+        log_path = self.log_path or self.config_path.with_suffix(f".{self.port}.log")
+        self.log_path = log_path
+        self.process = _spawn(args, log_path, {**os.environ, **self.env})
+        wait_http(f"{self.url}/health/live", timeout, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)

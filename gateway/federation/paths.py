@@ -1,0 +1,65 @@
+"""Artifact path canonicalisation and the `workspaces/<name>/` prefix that MLflow puts in artifact paths."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote
+
+from gateway.errors import InvalidParameter
+
+_FORBIDDEN_CHARS = re.compile(r"[\\;\x00-\x1f\x7f]")
+_WORKSPACE_PREFIX = re.compile(r"^workspaces/([^/]+)(?:/|$)", re.IGNORECASE)
+
+
+def canonical_artifact_path(raw: str, *, allow_empty: bool = False) -> str:
+    """Return a safe, relative artifact path or raise INVALID_PARAMETER_VALUE.
+
+    The path arrives already percent-decoded once by the HTTP server. Anything that would decode
+    again into a traversal (`%2e%2e`, `%252e`, `%2f`), a backslash, a `;` parameter, an absolute path,
+    a drive letter, or a `.`/`..` segment is refused, so the store sees exactly the path we checked.
+    """
+    path = raw
+    if path.startswith("/"):
+        raise InvalidParameter(f"Invalid artifact path: '{raw}'. Absolute paths are not allowed.")
+    if not path:
+        if allow_empty:
+            return ""
+        raise InvalidParameter("Invalid artifact path: the path is empty.")
+    if _FORBIDDEN_CHARS.search(path):
+        raise InvalidParameter(f"Invalid artifact path: {path!r} contains a forbidden character.")
+    if "%" in path and unquote(path) != path:
+        raise InvalidParameter(f"Invalid artifact path: {path!r} contains percent-encoded characters.")
+    if re.match(r"^[A-Za-z]:", path) or "://" in path:
+        raise InvalidParameter(f"Invalid artifact path: {path!r} is not a relative path.")
+    for segment in path.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidParameter(f"Invalid artifact path: {path!r}. Empty, '.' and '..' segments are not allowed.")
+    return path
+
+
+def artifact_workspace(path: str) -> str | None:
+    """The workspace named by a `workspaces/<name>/...` artifact path, if any."""
+    match = _WORKSPACE_PREFIX.match(path)
+    return match.group(1) if match else None
+
+
+def rewrite_artifact_workspace(path: str, gateway_name: str, upstream_name: str | None) -> str:
+    """Check the path's workspace prefix against the caller's workspace and map it to the store's name.
+
+    MLflow refuses a `workspaces/<w>/` prefix that differs from the request's workspace; the gateway
+    does the same, then renames the prefix when the store knows the workspace under another name.
+    """
+    named = artifact_workspace(path)
+    if named is None:
+        return path
+    if named != gateway_name:
+        raise InvalidParameter(
+            f"Artifact path workspace '{named}' does not match the active workspace '{gateway_name}'."
+        )
+    if upstream_name is None or upstream_name == gateway_name:
+        return path
+    return f"workspaces/{upstream_name}{path[len('workspaces/') + len(named) :]}"
+
+
+def quote_path(path: str) -> str:
+    return quote(path, safe="/")

@@ -1,0 +1,233 @@
+"""The explicit table of every MLflow route the gateway serves, with the resource and action each touches.
+
+Nothing is proxied that is not declared here: an undeclared path answers ENDPOINT_NOT_FOUND. Each
+declaration names the resource kind, the action (what privilege authorization will ask for) and where
+the ids of the touched objects travel, so authorization and routing plug in per route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Resource(StrEnum):
+    EXPERIMENT = "experiment"
+    RUN = "run"
+    LOGGED_MODEL = "logged_model"
+    REGISTERED_MODEL = "registered_model"
+    MODEL_VERSION = "model_version"
+    ARTIFACT = "artifact"
+    TRACE = "trace"
+    DATASET = "dataset"
+    SCORER = "scorer"
+    WORKSPACE = "workspace"
+    SERVER = "server"
+
+
+class Action(StrEnum):
+    READ = "read"  # get one object the caller names
+    SEARCH = "search"  # list or search; results scoped to what the caller may read
+    CREATE = "create"  # create inside a container (experiment, workspace)
+    EDIT = "edit"  # change an object or log into it
+    MANAGE = "manage"  # delete, restore, purge
+    ADMIN = "admin"  # account-admin operations
+    PUBLIC = "public"  # capability probes; no credentials needed
+
+
+class Body(StrEnum):
+    JSON = "json"  # small JSON bodies, read whole
+    UPLOAD = "upload"  # artifact bytes, streamed to the store
+    DOWNLOAD = "download"  # artifact bytes, streamed back to the client
+    OPAQUE = "opaque"  # non-JSON bodies passed through whole (OTLP protobuf)
+
+
+READ_ACTIONS = frozenset({Action.READ, Action.SEARCH, Action.PUBLIC})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    method: str
+    path: str  # relative to the API prefix, Litestar syntax for path parameters
+    resource: Resource
+    action: Action
+    ids: tuple[str, ...] = ()  # request fields (path, query or body) that name touched objects
+    version: int = 2  # mounted at /api/<v>.0 and /ajax-api/<v>.0
+    body: Body = Body.JSON
+    absolute: bool = False  # `path` is the full path, not under an API prefix
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def idempotent(self) -> bool:
+        """Safe to retry upstream on a dropped connection."""
+        return self.method == "GET" or self.action in READ_ACTIONS
+
+    def paths(self) -> list[str]:
+        if self.absolute:
+            return [self.path]
+        version = f"{self.version}.0"
+        return [f"/api/{version}{self.path}", f"/ajax-api/{version}{self.path}"]
+
+
+E, RU, LM = Resource.EXPERIMENT, Resource.RUN, Resource.LOGGED_MODEL
+RM, MV, AR = Resource.REGISTERED_MODEL, Resource.MODEL_VERSION, Resource.ARTIFACT
+TR, DS, SC = Resource.TRACE, Resource.DATASET, Resource.SCORER
+READ, SEARCH, CREATE = Action.READ, Action.SEARCH, Action.CREATE
+EDIT, MANAGE = Action.EDIT, Action.MANAGE
+
+R = RouteSpec
+RUN_ID = ("run_id", "run_uuid")
+
+FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
+    # Experiments
+    R("GET", "/mlflow/experiments/get-by-name", E, READ, ("experiment_name",)),
+    R("POST", "/mlflow/experiments/create", E, CREATE),
+    R("POST", "/mlflow/experiments/search", E, SEARCH),
+    R("GET", "/mlflow/experiments/search", E, SEARCH),
+    R("GET", "/mlflow/experiments/get", E, READ, ("experiment_id",)),
+    R("POST", "/mlflow/experiments/delete", E, MANAGE, ("experiment_id",)),
+    R("POST", "/mlflow/experiments/restore", E, MANAGE, ("experiment_id",)),
+    R("POST", "/mlflow/experiments/update", E, EDIT, ("experiment_id",)),
+    R("POST", "/mlflow/experiments/set-experiment-tag", E, EDIT, ("experiment_id",)),
+    R("POST", "/mlflow/experiments/delete-experiment-tag", E, EDIT, ("experiment_id",)),
+    R("POST", "/mlflow/experiments/search-datasets", E, SEARCH, ("experiment_ids",)),
+    # Runs, params, metrics, tags, inputs and outputs
+    R("POST", "/mlflow/runs/create", RU, CREATE, ("experiment_id",)),
+    R("POST", "/mlflow/runs/update", RU, EDIT, RUN_ID),
+    R("POST", "/mlflow/runs/delete", RU, MANAGE, RUN_ID),
+    R("POST", "/mlflow/runs/restore", RU, MANAGE, RUN_ID),
+    R("POST", "/mlflow/runs/log-metric", RU, EDIT, (*RUN_ID, "model_id")),
+    R("POST", "/mlflow/runs/log-parameter", RU, EDIT, RUN_ID),
+    R("POST", "/mlflow/runs/set-tag", RU, EDIT, RUN_ID),
+    R("POST", "/mlflow/runs/delete-tag", RU, EDIT, RUN_ID),
+    R("POST", "/mlflow/runs/log-batch", RU, EDIT, RUN_ID),
+    R("POST", "/mlflow/runs/log-model", RU, EDIT, RUN_ID),
+    R("POST", "/mlflow/runs/log-inputs", RU, EDIT, RUN_ID),
+    R("POST", "/mlflow/runs/outputs", RU, EDIT, RUN_ID),
+    R("GET", "/mlflow/runs/get", RU, READ, RUN_ID),
+    R("POST", "/mlflow/runs/search", RU, SEARCH, ("experiment_ids",)),
+    R("GET", "/mlflow/artifacts/list", RU, READ, RUN_ID),
+    R("POST", "/mlflow/artifacts/presigned-upload-url", RU, EDIT, ("run_id", "model_id")),
+    R("POST", "/mlflow/artifacts/presigned-download-url", RU, READ, ("run_id", "model_id")),
+    R("GET", "/mlflow/metrics/get-history", RU, READ, RUN_ID),
+    R("GET", "/mlflow/metrics/get-history-bulk-interval", RU, READ, ("run_ids",)),
+    # Logged models (MLflow 3)
+    R("POST", "/mlflow/logged-models", LM, CREATE, ("experiment_id", "source_run_id")),
+    R("POST", "/mlflow/logged-models/search", LM, SEARCH, ("experiment_ids",)),
+    R("GET", "/mlflow/logged-models/{model_id:str}", LM, READ, ("model_id",)),
+    R("PATCH", "/mlflow/logged-models/{model_id:str}", LM, EDIT, ("model_id",)),
+    R("DELETE", "/mlflow/logged-models/{model_id:str}", LM, MANAGE, ("model_id",)),
+    R("PATCH", "/mlflow/logged-models/{model_id:str}/tags", LM, EDIT, ("model_id",)),
+    R("DELETE", "/mlflow/logged-models/{model_id:str}/tags/{tag_key:str}", LM, EDIT, ("model_id",)),
+    R("POST", "/mlflow/logged-models/{model_id:str}/params", LM, EDIT, ("model_id",)),
+    R("GET", "/mlflow/logged-models/{model_id:str}/artifacts/directories", LM, READ, ("model_id",)),
+    # Model registry
+    R("POST", "/mlflow/registered-models/create", RM, CREATE, ("name",)),
+    R("POST", "/mlflow/registered-models/rename", RM, EDIT, ("name",)),
+    R("PATCH", "/mlflow/registered-models/update", RM, EDIT, ("name",)),
+    R("DELETE", "/mlflow/registered-models/delete", RM, MANAGE, ("name",)),
+    R("GET", "/mlflow/registered-models/get", RM, READ, ("name",)),
+    R("GET", "/mlflow/registered-models/search", RM, SEARCH),
+    R("POST", "/mlflow/registered-models/get-latest-versions", RM, READ, ("name",)),
+    R("GET", "/mlflow/registered-models/get-latest-versions", RM, READ, ("name",)),
+    R("POST", "/mlflow/registered-models/set-tag", RM, EDIT, ("name",)),
+    R("DELETE", "/mlflow/registered-models/delete-tag", RM, EDIT, ("name",)),
+    R("POST", "/mlflow/registered-models/alias", RM, EDIT, ("name",)),
+    R("DELETE", "/mlflow/registered-models/alias", RM, EDIT, ("name",)),
+    R("GET", "/mlflow/registered-models/alias", RM, READ, ("name",)),
+    R("POST", "/mlflow/model-versions/create", MV, CREATE, ("name", "run_id", "model_id", "source")),
+    R("PATCH", "/mlflow/model-versions/update", MV, EDIT, ("name",)),
+    R("POST", "/mlflow/model-versions/transition-stage", MV, EDIT, ("name",)),
+    R("DELETE", "/mlflow/model-versions/delete", MV, MANAGE, ("name",)),
+    R("GET", "/mlflow/model-versions/get", MV, READ, ("name",)),
+    R("GET", "/mlflow/model-versions/search", MV, SEARCH),
+    R("GET", "/mlflow/model-versions/get-download-uri", MV, READ, ("name",)),
+    R("POST", "/mlflow/model-versions/set-tag", MV, EDIT, ("name",)),
+    R("DELETE", "/mlflow/model-versions/delete-tag", MV, EDIT, ("name",)),
+    # Artifact proxy (`mlflow-artifacts:` URIs); the touched run or model is read from the path.
+    R("GET", "/mlflow-artifacts/artifacts", AR, READ, ("path",)),
+    R("GET", "/mlflow-artifacts/artifacts/{artifact_path:path}", AR, READ, ("artifact_path",), body=Body.DOWNLOAD),
+    R("PUT", "/mlflow-artifacts/artifacts/{artifact_path:path}", AR, EDIT, ("artifact_path",), body=Body.UPLOAD),
+    R("DELETE", "/mlflow-artifacts/artifacts/{artifact_path:path}", AR, MANAGE, ("artifact_path",)),
+    R("POST", "/mlflow-artifacts/mpu/create/{artifact_path:path}", AR, EDIT, ("artifact_path",)),
+    R("POST", "/mlflow-artifacts/mpu/complete/{artifact_path:path}", AR, EDIT, ("artifact_path",)),
+    R("POST", "/mlflow-artifacts/mpu/abort/{artifact_path:path}", AR, EDIT, ("artifact_path",)),
+    R("GET", "/mlflow-artifacts/presigned/{artifact_path:path}", AR, READ, ("artifact_path",)),
+    # Traces: v2 (request_id) and v3 (trace_id), assessments, OTLP ingest
+    R("POST", "/mlflow/traces", TR, CREATE, ("experiment_id",)),
+    R("GET", "/mlflow/traces", TR, SEARCH, ("experiment_ids",)),
+    R("PATCH", "/mlflow/traces/{request_id:str}", TR, EDIT, ("request_id",)),
+    R("GET", "/mlflow/traces/{request_id:str}/info", TR, READ, ("request_id",)),
+    R("PATCH", "/mlflow/traces/{request_id:str}/tags", TR, EDIT, ("request_id",)),
+    R("DELETE", "/mlflow/traces/{request_id:str}/tags", TR, EDIT, ("request_id",)),
+    R("POST", "/mlflow/traces/delete-traces", TR, MANAGE, ("experiment_id",)),
+    R("POST", "/mlflow/traces/link-to-run", TR, EDIT, ("run_id", "trace_ids")),
+    R("POST", "/mlflow/traces/link-prompts", TR, EDIT, ("trace_id",)),
+    R("POST", "/mlflow/traces", TR, CREATE, version=3),
+    R("POST", "/mlflow/traces/search", TR, SEARCH, version=3),
+    R("GET", "/mlflow/traces/get", TR, READ, ("trace_id",), version=3),
+    R("GET", "/mlflow/traces/batchGet", TR, READ, ("trace_ids",), version=3),
+    R("POST", "/mlflow/traces/batchGetInfos", TR, READ, ("trace_ids",), version=3),
+    R("POST", "/mlflow/traces/delete-traces", TR, MANAGE, ("experiment_id",), version=3),
+    R("POST", "/mlflow/traces/calculate-filter-correlation", TR, SEARCH, ("experiment_ids",), version=3),
+    R("POST", "/mlflow/traces/metrics", TR, SEARCH, version=3),
+    R("GET", "/mlflow/traces/{trace_id:str}", TR, READ, ("trace_id",), version=3),
+    R("PATCH", "/mlflow/traces/{trace_id:str}/tags", TR, EDIT, ("trace_id",), version=3),
+    R("DELETE", "/mlflow/traces/{trace_id:str}/tags", TR, EDIT, ("trace_id",), version=3),
+    R("POST", "/mlflow/traces/{trace_id:str}/assessments", TR, EDIT, ("trace_id",), version=3),
+    R("GET", "/mlflow/traces/{trace_id:str}/assessments/{assessment_id:str}", TR, READ, ("trace_id",), version=3),
+    R("PATCH", "/mlflow/traces/{trace_id:str}/assessments/{assessment_id:str}", TR, EDIT, ("trace_id",), version=3),
+    R("DELETE", "/mlflow/traces/{trace_id:str}/assessments/{assessment_id:str}", TR, EDIT, ("trace_id",), version=3),
+    R("POST", "/v1/traces", TR, CREATE, ("x-mlflow-experiment-id",), body=Body.OPAQUE, absolute=True),
+    # Evaluation datasets (MLflow 3)
+    R("POST", "/mlflow/datasets/create", DS, CREATE, ("experiment_ids",), version=3),
+    R("POST", "/mlflow/datasets/search", DS, SEARCH, ("experiment_ids",), version=3),
+    R("GET", "/mlflow/datasets/search", DS, SEARCH, ("experiment_ids",), version=3),
+    R("GET", "/mlflow/datasets/{dataset_id:str}", DS, READ, ("dataset_id",), version=3),
+    R("DELETE", "/mlflow/datasets/{dataset_id:str}", DS, MANAGE, ("dataset_id",), version=3),
+    R("PATCH", "/mlflow/datasets/{dataset_id:str}/tags", DS, EDIT, ("dataset_id",), version=3),
+    R("DELETE", "/mlflow/datasets/{dataset_id:str}/tags/{key:str}", DS, EDIT, ("dataset_id",), version=3),
+    R("POST", "/mlflow/datasets/{dataset_id:str}/records", DS, EDIT, ("dataset_id",), version=3),
+    R("GET", "/mlflow/datasets/{dataset_id:str}/records", DS, READ, ("dataset_id",), version=3),
+    R("DELETE", "/mlflow/datasets/{dataset_id:str}/records", DS, EDIT, ("dataset_id",), version=3),
+    R("GET", "/mlflow/datasets/{dataset_id:str}/experiment-ids", DS, READ, ("dataset_id",), version=3),
+    R("POST", "/mlflow/datasets/{dataset_id:str}/add-experiments", DS, EDIT, ("dataset_id",), version=3),
+    R("POST", "/mlflow/datasets/{dataset_id:str}/remove-experiments", DS, EDIT, ("dataset_id",), version=3),
+    # Scorers (MLflow 3 GenAI evaluation), scoped to an experiment
+    R("POST", "/mlflow/scorers/register", SC, CREATE, ("experiment_id",), version=3),
+    R("GET", "/mlflow/scorers/list", SC, READ, ("experiment_id",), version=3),
+    R("GET", "/mlflow/scorers/versions", SC, READ, ("experiment_id",), version=3),
+    R("GET", "/mlflow/scorers/get", SC, READ, ("experiment_id",), version=3),
+    R("DELETE", "/mlflow/scorers/delete", SC, MANAGE, ("experiment_id",), version=3),
+    R("GET", "/mlflow/scorers/online-configs", SC, READ, ("experiment_id",), version=3),
+    R("PUT", "/mlflow/scorers/online-config", SC, EDIT, ("experiment_id",), version=3),
+    # Server version, used by the tracing exporter before span export
+    R("GET", "/version", Resource.SERVER, READ, absolute=True),
+)
+
+# Routes the gateway answers itself (declared here too, so the route audit covers them).
+SERVER_INFO = R("GET", "/mlflow/server-info", Resource.SERVER, Action.PUBLIC, version=3)
+WORKSPACE_ROUTES: tuple[RouteSpec, ...] = (
+    R("GET", "/mlflow/workspaces", Resource.WORKSPACE, SEARCH, version=3),
+    R("POST", "/mlflow/workspaces", Resource.WORKSPACE, Action.ADMIN, version=3),
+    R("GET", "/mlflow/workspaces/{workspace_name:str}", Resource.WORKSPACE, READ, ("workspace_name",), version=3),
+    R(
+        "PATCH",
+        "/mlflow/workspaces/{workspace_name:str}",
+        Resource.WORKSPACE,
+        Action.ADMIN,
+        ("workspace_name",),
+        version=3,
+    ),
+    R(
+        "DELETE",
+        "/mlflow/workspaces/{workspace_name:str}",
+        Resource.WORKSPACE,
+        Action.ADMIN,
+        ("workspace_name",),
+        version=3,
+    ),
+)

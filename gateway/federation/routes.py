@@ -1,0 +1,113 @@
+"""Litestar handlers generated from the route table: parse the request, call the forwarder, answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request, Response, route
+from litestar.enums import HttpMethod
+from litestar.handlers import HTTPRouteHandler
+from litestar.response import Stream
+
+from gateway.authn.principal import Principal
+from gateway.errors import BodyTooLarge
+from gateway.federation.capabilities import StoreCapabilities
+from gateway.federation.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
+from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, client_headers
+from gateway.observability.access import REQUEST_ID_KEY, note
+
+WORKSPACE_HEADER = "x-mlflow-workspace"
+
+
+def forwarding_handlers(forwarder: Forwarder, *, max_json_body: int, max_artifact_body: int) -> list[HTTPRouteHandler]:
+    """One Litestar handler per declared route, mounted at every alias of its path."""
+    return [
+        _forwarding_handler(spec, forwarder, max_json_body=max_json_body, max_artifact_body=max_artifact_body)
+        for spec in FORWARDED_ROUTES
+    ]
+
+
+def _forwarding_handler(
+    spec: RouteSpec, forwarder: Forwarder, *, max_json_body: int, max_artifact_body: int
+) -> HTTPRouteHandler:
+    upload = spec.body is Body.UPLOAD
+
+    async def forward(request: Request[Principal, Any, Any]) -> Response[Any]:
+        body: bytes | AsyncIterator[bytes] | None
+        if upload:
+            body = _bounded_stream(request, max_artifact_body)
+        elif spec.method in ("GET",):
+            body = None
+        else:
+            body = await request.body()
+        call = ForwardCall(
+            spec=spec,
+            principal=request.user,
+            workspace_header=request.headers.get(WORKSPACE_HEADER) or None,
+            path_params=request.path_params,
+            query=request.scope["query_string"].decode("latin-1"),
+            headers=client_headers(request.headers),
+            body=body,
+            request_id=str(request.scope.get(REQUEST_ID_KEY, "")),  # type: ignore[call-overload,unused-ignore]
+        )
+        result = await forwarder.forward(call)
+        note(request.scope, workspace=result.workspace)
+        return _response(result)
+
+    # Uploads are bounded by our own streaming check (0 = no limit); JSON bodies by Litestar's.
+    return route(
+        path=spec.paths(),
+        http_method=[HttpMethod(spec.method)],
+        name=f"{spec.method} {spec.path} v{spec.version}",
+        opt={"route": spec},
+        request_max_body_size=None if upload else max_json_body,
+        status_code=200,  # the real status is the store's; this only satisfies DELETE defaults
+        include_in_schema=False,
+    )(forward)
+
+
+async def _bounded_stream(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[bytes]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if limit and received > limit:
+            raise BodyTooLarge(f"Artifact upload exceeds the gateway's limit of {limit} bytes.")
+        if chunk:
+            yield chunk
+
+
+def _response(result: ForwardResult) -> Response[Any]:
+    media_type = result.headers.pop("Content-Type", None) or result.headers.pop("content-type", None)
+    if result.stream is not None:
+        return Stream(
+            result.stream,
+            status_code=result.status,
+            headers=result.headers,
+            media_type=media_type or "application/octet-stream",
+        )
+    return Response(
+        result.body,
+        status_code=result.status,
+        headers=result.headers,
+        media_type=media_type or "application/json",
+    )
+
+
+def server_info_handler(capabilities: StoreCapabilities, forwarder: Forwarder) -> HTTPRouteHandler:
+    """`server-info` is answered by the gateway: workspaces are always on; the rest is the store's."""
+
+    async def server_info(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        name = request.headers.get(WORKSPACE_HEADER)
+        link = forwarder.links.get(name) if name else forwarder.links.default
+        # Without valid credentials, only the gateway's own capabilities are shown.
+        authenticated = request.scope.get("user") is not None
+        return await capabilities.server_info(link if authenticated else None)
+
+    return route(
+        path=SERVER_INFO.paths(),
+        http_method=["GET"],
+        opt={"route": SERVER_INFO, "public": True},
+        include_in_schema=False,
+        name="server-info",
+    )(server_info)

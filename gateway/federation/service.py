@@ -1,0 +1,361 @@
+"""Forwarding: resolve the workspace of a call, check it, send it to the linked store, record runs."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.authn.principal import Principal
+from gateway.config import WORKSPACE_NAME_RE
+from gateway.errors import (
+    InvalidParameter,
+    ResourceNotFound,
+    StoreTimeout,
+    StoreUnavailable,
+)
+from gateway.federation.paths import canonical_artifact_path, quote_path, rewrite_artifact_workspace
+from gateway.federation.repository import RunRouteRepository
+from gateway.federation.route_table import Body, Resource, RouteSpec
+from gateway.federation.schemas import CreateRunResponse, RequestIds
+from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
+from gateway.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
+from gateway.workspaces.links import LinkTable, WorkspaceLink
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_SCOPE = "account"
+RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# Path parameters other than artifact paths are single, plain segments.
+SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.:@+=-]{1,256}$")
+# A response larger than this (or of unknown size) is streamed instead of buffered.
+BUFFER_LIMIT = 1024 * 1024
+
+# Client headers the store may see. Everything else (Authorization, Cookie, Host, X-Forwarded-*,
+# hop-by-hop headers, the workspace header) is dropped or replaced by the gateway.
+FORWARDED_REQUEST_HEADERS = frozenset(
+    {
+        "content-type",
+        "accept",
+        "user-agent",
+        "x-mlflow-client-version",
+        "x-mlflow-experiment-id",
+        "x-mlflow-run-id",
+        "content-encoding",
+        "traceparent",
+    }
+)
+RETURNED_RESPONSE_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-disposition",
+        "content-encoding",
+        "etag",
+        "last-modified",
+        "cache-control",
+        "retry-after",
+    }
+)
+
+
+@dataclass(slots=True)
+class ForwardCall:
+    spec: RouteSpec
+    principal: Principal
+    workspace_header: str | None
+    path_params: Mapping[str, Any]
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes | AsyncIterator[bytes] | None
+    request_id: str
+
+
+@dataclass(slots=True)
+class ForwardResult:
+    status: int
+    headers: dict[str, str]
+    workspace: str
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    served_by: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class RunDirectory:
+    """run_id → workspace, for calls that name only a run. Cached; the database is the truth."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], cache_size: int = 100_000) -> None:
+        self._sessionmaker = sessionmaker
+        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _remember(self, run_id: str, workspace: str) -> None:
+        self._cache[run_id] = workspace
+        self._cache.move_to_end(run_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def record(self, run_id: str, workspace: str, experiment_id: str, created_by: str) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await RunRouteRepository(session).record(run_id, workspace, experiment_id, created_by)
+        self._remember(run_id, workspace)
+
+    async def workspace_of(self, run_id: str) -> str | None:
+        if (cached := self._cache.get(run_id)) is not None:
+            return cached
+        async with self._sessionmaker() as session:
+            workspace = await RunRouteRepository(session).workspace_of(run_id)
+        if workspace is not None:
+            self._remember(run_id, workspace)
+        return workspace
+
+
+class Forwarder:
+    def __init__(self, links: LinkTable, stores: Mapping[str, Store], runs: RunDirectory) -> None:
+        self.links = links
+        self.stores = stores
+        self.runs = runs
+
+    # -- workspace resolution ------------------------------------------------------------------------
+
+    def link_named(self, name: str) -> WorkspaceLink:
+        if name == ACCOUNT_SCOPE:
+            raise InvalidParameter(
+                "The 'account' scope is reserved for read-only account-wide search, which this gateway "
+                "does not serve yet; choose a workspace."
+            )
+        if not WORKSPACE_NAME_RE.match(name) and name != "default":
+            raise InvalidParameter(f"Invalid workspace name '{name}' in X-MLFLOW-WORKSPACE.")
+        link = self.links.get(name)
+        if link is None:
+            raise ResourceNotFound(f"Workspace '{name}' not found")
+        return link
+
+    async def resolve(self, call: ForwardCall, run_id: str | None, path_workspace: str | None) -> WorkspaceLink:
+        if call.workspace_header:
+            return self.link_named(call.workspace_header)
+        if path_workspace:
+            return self.link_named(path_workspace)
+        if run_id is not None and (workspace := await self.runs.workspace_of(run_id)) is not None:
+            link = self.links.get(workspace)
+            if link is not None:
+                return link
+        if self.links.default is not None:
+            return self.links.default
+        raise InvalidParameter(
+            "No workspace selected: set MLFLOW_WORKSPACE, call mlflow.set_workspace(...), or send the "
+            "X-MLFLOW-WORKSPACE header (this gateway has no 'default' workspace)."
+        )
+
+    # -- forwarding ----------------------------------------------------------------------------------
+
+    async def forward(self, call: ForwardCall) -> ForwardResult:
+        spec = call.spec
+        ids = self._body_ids(call)
+        artifact_path: str | None = None
+        path_workspace: str | None = None
+        if spec.resource is Resource.ARTIFACT:
+            artifact_path = self._artifact_path(call)
+            path_workspace = _path_workspace(artifact_path)
+        run_id = self._run_id(call, ids, artifact_path)
+        link = await self.resolve(call, run_id, path_workspace)
+        if link.shares_namespace and run_id is not None:
+            owner = await self.runs.workspace_of(run_id)
+            if owner is not None and owner != link.name:
+                raise ResourceNotFound(f"Run with id={run_id} not found")
+
+        path, query = self._upstream_target(call, link, artifact_path)
+        body = call.body
+        if isinstance(body, bytes) and _renames(link) and body:
+            body = _rewrite_json(body, link.name, link.upstream_workspace or link.name)
+        headers = list(call.headers)
+        headers.append(("X-Request-Id", call.request_id))
+
+        store = self.stores[link.store]
+        response = await self._send(store, spec, path, query, headers, body, link)
+        return await self._result(call, link, response)
+
+    async def _send(
+        self,
+        store: Store,
+        spec: RouteSpec,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterator[bytes] | None,
+        link: WorkspaceLink,
+    ) -> StoreResponse:
+        with UPSTREAM_LATENCY.labels(store.name).time():
+            try:
+                return await store.request(
+                    spec.method,
+                    path,
+                    query=query,
+                    headers=headers,
+                    body=body,
+                    workspace=link.upstream_workspace,
+                    idempotent=spec.idempotent,
+                )
+            except StoreUnreachable as exc:
+                UPSTREAM_ERRORS.labels(store.name, "unreachable").inc()
+                log.warning("store unreachable", extra={"store": store.name, "reason": str(exc)})
+                raise StoreUnavailable(
+                    f"The store of workspace '{link.name}' is unreachable; try again shortly."
+                ) from exc
+            except StoreTimedOut as exc:
+                UPSTREAM_ERRORS.labels(store.name, "timeout").inc()
+                raise StoreTimeout(f"The store of workspace '{link.name}' did not answer in time.") from exc
+
+    async def _result(self, call: ForwardCall, link: WorkspaceLink, response: StoreResponse) -> ForwardResult:
+        spec = call.spec
+        headers = {k: v for k, v in response.headers.items() if k.lower() in RETURNED_RESPONSE_HEADERS}
+        must_read = (spec.name == "POST /mlflow/runs/create" and response.status == 200) or _renames(link)
+        small = response.content_length is not None and response.content_length <= BUFFER_LIMIT
+        if (spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read):
+            if response.content_length is not None:
+                headers["Content-Length"] = str(response.content_length)
+            return ForwardResult(response.status, headers, link.name, stream=response.iter_chunks())
+        try:
+            body = await response.read()
+        except StoreUnreachable as exc:
+            raise StoreUnavailable(f"The store of workspace '{link.name}' dropped the answer.") from exc
+        if response.status == 200 and spec.name == "POST /mlflow/runs/create":
+            await self._record_run(call, link, body)
+        if _renames(link) and body[:1] in (b"{", b"["):
+            body = _rewrite_json(body, link.upstream_workspace or link.name, link.name)
+        return ForwardResult(response.status, headers, link.name, body=body)
+
+    async def _record_run(self, call: ForwardCall, link: WorkspaceLink, body: bytes) -> None:
+        try:
+            created = msgspec.json.decode(body, type=CreateRunResponse)
+        except msgspec.DecodeError:
+            log.warning("runs/create answer without a run id; run not recorded", extra={"ws": link.name})
+            return
+        try:
+            await self.runs.record(
+                created.run.info.run_id, link.name, created.run.info.experiment_id, call.principal.name
+            )
+        except Exception:
+            # The run exists in the store; only header-less routing of it is lost. Never fail the call.
+            log.exception("could not record run route", extra={"run_id": created.run.info.run_id})
+
+    # -- request parsing -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _body_ids(call: ForwardCall) -> RequestIds | None:
+        if call.spec.body is not Body.JSON or not isinstance(call.body, bytes) or not call.body.strip():
+            return None
+        try:
+            return msgspec.json.decode(call.body, type=RequestIds)
+        except msgspec.ValidationError as exc:
+            raise InvalidParameter(f"Invalid request body: {exc}") from exc
+        except msgspec.DecodeError as exc:
+            raise InvalidParameter(f"Malformed JSON request body: {exc}") from exc
+
+    def _run_id(self, call: ForwardCall, ids: RequestIds | None, artifact_path: str | None) -> str | None:
+        spec = call.spec
+        if artifact_path is not None:
+            return _artifact_run_id(artifact_path)
+        if spec.resource is not Resource.RUN:
+            return None
+        if ids is not None:
+            candidate = ids.run_id or ids.run_uuid
+        elif spec.method == "GET" and call.query:
+            params = parse_qs(call.query)
+            candidate = (params.get("run_id") or params.get("run_uuid") or [""])[0]
+        else:
+            candidate = None
+        return candidate if candidate and RUN_ID_RE.match(candidate) else None
+
+    @staticmethod
+    def _artifact_path(call: ForwardCall) -> str:
+        raw = call.path_params.get("artifact_path")
+        if raw is None:  # the listing route carries the directory in ?path=
+            values = parse_qs(call.query, keep_blank_values=True).get("path", [""])
+            if len(values) > 1:
+                raise InvalidParameter("Only one 'path' parameter is allowed.")
+            return canonical_artifact_path(values[0], allow_empty=True)
+        # Litestar hands path parameters over with their leading slash.
+        return canonical_artifact_path(raw[1:] if raw.startswith("/") else raw)
+
+    def _upstream_target(self, call: ForwardCall, link: WorkspaceLink, artifact_path: str | None) -> tuple[str, str]:
+        spec = call.spec
+        query = call.query
+        template = spec.path
+        if artifact_path is not None:
+            upstream_path = rewrite_artifact_workspace(artifact_path, link.name, link.upstream_workspace)
+            if "artifact_path" in call.path_params:
+                template = template.replace("{artifact_path:path}", quote_path(upstream_path))
+            else:
+                query = _replace_query_param(query, "path", upstream_path)
+        for key, value in call.path_params.items():
+            if key == "artifact_path":
+                continue
+            text = str(value)
+            if not SEGMENT_RE.match(text) or text in (".", ".."):
+                raise InvalidParameter(f"Invalid value for path parameter '{key}': {text!r}")
+            template = re.sub(r"\{" + key + r":\w+\}", quote(text, safe=""), template)
+        if spec.absolute:
+            return template, query
+        return f"/api/{spec.version}.0{template}", query
+
+
+def _renames(link: WorkspaceLink) -> bool:
+    return link.upstream_workspace is not None and link.upstream_workspace != link.name
+
+
+def _path_workspace(artifact_path: str) -> str | None:
+    parts = artifact_path.split("/", 2)
+    return parts[1] if len(parts) >= 2 and parts[0].lower() == "workspaces" else None
+
+
+def _artifact_run_id(artifact_path: str) -> str | None:
+    """`[workspaces/<ws>/]<experiment_id>/<run_id>/artifacts/...` names a run."""
+    parts = artifact_path.split("/")
+    if parts and parts[0].lower() == "workspaces":
+        parts = parts[2:]
+    if len(parts) >= 2 and RUN_ID_RE.match(parts[1]):
+        return parts[1]
+    return None
+
+
+def _replace_query_param(query: str, name: str, value: str) -> str:
+    kept = [part for part in query.split("&") if part and part.split("=", 1)[0] != name]
+    kept.append(f"{name}={quote(value, safe='/')}")
+    return "&".join(kept)
+
+
+def _rewrite_json(body: bytes, old: str, new: str) -> bytes:
+    """Rename a workspace in artifact URIs and `workspace` fields of a JSON document."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body
+    old_prefix = f"mlflow-artifacts:/workspaces/{old}/"
+    new_prefix = f"mlflow-artifacts:/workspaces/{new}/"
+
+    def walk(node: Any, key: str | None = None) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str):
+            if key == "workspace" and node == old:
+                return new
+            if node.startswith(old_prefix):
+                return new_prefix + node[len(old_prefix) :]
+        return node
+
+    return msgspec.json.encode(walk(document))
+
+
+def client_headers(headers: Mapping[str, str] | Any) -> list[tuple[str, str]]:
+    """The client headers that are forwarded to a store."""
+    return [(k, v) for k, v in headers.items() if k.lower() in FORWARDED_REQUEST_HEADERS]

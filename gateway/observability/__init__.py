@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, structured access logs, request ids, health probes."""

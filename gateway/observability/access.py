@@ -1,0 +1,78 @@
+"""Outermost ASGI layer: request ids, structured access logs and request metrics for every response."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Send
+
+from gateway.observability.metrics import REQUEST_LATENCY, REQUESTS
+
+REQUEST_ID_KEY = "fedgate.request_id"
+NOTES_KEY = "fedgate.notes"
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+
+access_log = logging.getLogger("fedgate.access")
+
+
+def note(scope: Any, **fields: str) -> None:
+    """Attach fields (workspace, principal...) to the access log line of this request."""
+    scope.setdefault(NOTES_KEY, {}).update(fields)
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp, *, enabled: bool = True) -> None:
+        self.app = app
+        self.enabled = enabled
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # type: ignore[arg-type]
+            return
+        started = time.perf_counter()
+        request_id = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and _VALID_REQUEST_ID.match(value):
+                request_id = value
+                break
+        if not request_id:
+            request_id = uuid.uuid4().hex.encode()
+        scope[REQUEST_ID_KEY] = request_id.decode()
+        status = 500
+        sent = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
+        finally:
+            elapsed = time.perf_counter() - started
+            handler = scope.get("route_handler")
+            route = handler.name if handler is not None and handler.name else "unmatched"
+            REQUESTS.labels(route, scope["method"], str(status)).inc()
+            REQUEST_LATENCY.labels(route).observe(elapsed)
+            if self.enabled:
+                notes: dict[str, str] = scope.get(NOTES_KEY, {})
+                access_log.info(
+                    "request",
+                    extra={
+                        "request_id": scope[REQUEST_ID_KEY],
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "bytes_sent": sent,
+                        **notes,
+                    },
+                )

@@ -1,0 +1,25 @@
+"""Prometheus metrics of the gateway."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter("fedgate_requests_total", "Requests answered by the gateway", ["route", "method", "status"])
+REQUEST_LATENCY = Histogram(
+    "fedgate_request_duration_seconds",
+    "Time from request start to the end of the response",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+)
+UPSTREAM_LATENCY = Histogram(
+    "fedgate_upstream_duration_seconds",
+    "Time until a store's response headers arrived",
+    ["store"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+)
+UPSTREAM_ERRORS = Counter(
+    "fedgate_upstream_errors_total", "Store calls that failed without an answer", ["store", "kind"]
+)
+RUN_ROUTE_FAILURES = Counter(
+    "fedgate_run_route_record_failures_total", "Runs created whose workspace could not be recorded"
+)

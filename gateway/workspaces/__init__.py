@@ -1,0 +1,1 @@
+"""Workspaces: names clients select, linked to stores in a link mode."""

@@ -1,0 +1,68 @@
+"""Every SQL statement of the workspaces context."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db.models import WorkspaceLinkRow
+
+CHANGE_CHANNEL = "fedgate_workspace_links"
+
+
+class WorkspaceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list(self) -> Sequence[WorkspaceLinkRow]:
+        result = await self.session.execute(select(WorkspaceLinkRow).order_by(WorkspaceLinkRow.name))
+        return result.scalars().all()
+
+    async def get(self, name: str) -> WorkspaceLinkRow | None:
+        return await self.session.get(WorkspaceLinkRow, name)
+
+    async def get_by_id(self, workspace_id: int) -> WorkspaceLinkRow | None:
+        result = await self.session.execute(
+            select(WorkspaceLinkRow).where(WorkspaceLinkRow.workspace_id == workspace_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def next_workspace_id(self) -> int:
+        result = await self.session.execute(select(func.max(WorkspaceLinkRow.workspace_id)))
+        current = result.scalar_one_or_none()
+        return max(int(current or 0) + 1, 1001)
+
+    async def insert(self, row: WorkspaceLinkRow) -> None:
+        self.session.add(row)
+        await self.session.flush()
+
+    async def upsert(self, values: dict[str, object]) -> None:
+        statement = insert(WorkspaceLinkRow).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[WorkspaceLinkRow.name],
+            set_={**{k: v for k, v in values.items() if k != "name"}, "updated_at": func.now()},
+        )
+        await self.session.execute(statement)
+
+    async def update(self, name: str, values: dict[str, object]) -> None:
+        await self.session.execute(
+            update(WorkspaceLinkRow).where(WorkspaceLinkRow.name == name).values(**values, updated_at=func.now())
+        )
+
+    async def delete(self, name: str) -> None:
+        await self.session.execute(delete(WorkspaceLinkRow).where(WorkspaceLinkRow.name == name))
+
+    async def version(self) -> str:
+        """A fingerprint of the whole table, polled as the backstop of LISTEN/NOTIFY."""
+        result = await self.session.execute(
+            select(func.count(), func.max(WorkspaceLinkRow.updated_at)).select_from(WorkspaceLinkRow)
+        )
+        count, latest = result.one()
+        return f"{count}:{latest.isoformat() if latest else ''}"
+
+    async def notify_change(self) -> None:
+        """Tell every replica to reload; delivered when the transaction commits."""
+        await self.session.execute(text(f"NOTIFY {CHANGE_CHANNEL}"))

@@ -1,0 +1,100 @@
+"""The MLflow 3 workspaces API: list and get for callers, link/relink/unlink for account admins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.authn.principal import Principal
+from gateway.errors import InvalidParameter, PermissionDenied
+from gateway.federation.route_table import WORKSPACE_ROUTES
+from gateway.workspaces.schemas import (
+    WorkspaceChanges,
+    WorkspaceCreate,
+    WorkspaceList,
+    WorkspaceResponse,
+)
+from gateway.workspaces.service import WorkspaceService
+
+WARNING_HEADER = "X-Fedgate-Warning"
+DELETE_MODES = ("RESTRICT", "CASCADE", "SET_DEFAULT")
+
+
+def _require_admin(request: Request[Principal, Any, Any]) -> None:
+    if not request.user.account_admin:
+        raise PermissionDenied("Only account admins may link, relink or unlink workspaces.")
+
+
+def _warned(content: WorkspaceResponse, warning: str | None, status: int) -> Response[WorkspaceResponse]:
+    headers = {WARNING_HEADER: warning} if warning else {}
+    return Response(content, status_code=status, headers=headers)
+
+
+_LIST, _CREATE, _GET, _UPDATE, _DELETE = WORKSPACE_ROUTES
+
+
+class WorkspacesController(Controller):
+    """Mounted at /api/3.0 and /ajax-api/3.0 under mlflow/workspaces."""
+
+    path = "/"
+    include_in_schema = False
+
+    @get(_LIST.paths(), opt={"route": _LIST}, name="workspaces list")
+    async def list_workspaces(self, service: WorkspaceService) -> WorkspaceList:
+        return WorkspaceList(workspaces=service.list())
+
+    @post(_CREATE.paths(), opt={"route": _CREATE}, name="workspaces create", status_code=201)
+    async def create_workspace(
+        self,
+        request: Request[Principal, Any, Any],
+        data: WorkspaceCreate,
+        service: WorkspaceService,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> Response[WorkspaceResponse]:
+        _require_admin(request)
+        async with sessionmaker() as session, session.begin():
+            workspace, warning = await service.create(session, data)
+        async with sessionmaker() as session:
+            await service.reload(session)
+        return _warned(WorkspaceResponse(workspace), warning, 201)
+
+    @get(_GET.paths(), opt={"route": _GET}, name="workspaces get")
+    async def get_workspace(self, workspace_name: str, service: WorkspaceService) -> WorkspaceResponse:
+        return WorkspaceResponse(service.get(workspace_name))
+
+    @patch(_UPDATE.paths(), opt={"route": _UPDATE}, name="workspaces update")
+    async def update_workspace(
+        self,
+        request: Request[Principal, Any, Any],
+        workspace_name: str,
+        data: WorkspaceChanges,
+        service: WorkspaceService,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> Response[WorkspaceResponse]:
+        _require_admin(request)
+        async with sessionmaker() as session, session.begin():
+            workspace, warning = await service.update(session, workspace_name, data)
+        async with sessionmaker() as session:
+            await service.reload(session)
+        return _warned(WorkspaceResponse(workspace), warning, 200)
+
+    @delete(_DELETE.paths(), opt={"route": _DELETE}, name="workspaces delete", status_code=204)
+    async def delete_workspace(
+        self,
+        request: Request[Principal, Any, Any],
+        workspace_name: str,
+        service: WorkspaceService,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        mode: str = Parameter(default="RESTRICT"),
+    ) -> None:
+        _require_admin(request)
+        if mode.upper() not in DELETE_MODES:
+            raise InvalidParameter(f"mode must be one of {', '.join(DELETE_MODES)}")
+        # Unlinking never touches the store, so every mode leaves the store's data where it is.
+        async with sessionmaker() as session, session.begin():
+            await service.delete(session, workspace_name)
+        async with sessionmaker() as session:
+            await service.reload(session)

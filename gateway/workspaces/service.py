@@ -1,0 +1,259 @@
+"""Link, relink and unlink workspaces; keep the live link table in step with the database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.config import ConfigError, Settings, check_link, check_workspace_name
+from gateway.db.models import WorkspaceLinkRow
+from gateway.errors import AlreadyExists, InvalidParameter, ResourceNotFound
+from gateway.ports import Store, StoreTimedOut, StoreUnreachable
+from gateway.workspaces.links import LinkTable, WorkspaceLink
+from gateway.workspaces.repository import WorkspaceRepository
+from gateway.workspaces.schemas import Workspace, WorkspaceChanges, WorkspaceCreate
+
+log = logging.getLogger(__name__)
+
+MODES = ("workspace", "dual", "central")
+
+
+class WorkspaceService:
+    def __init__(self, settings: Settings, stores: Mapping[str, Store], links: LinkTable) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.links = links
+
+    # -- the live link table -------------------------------------------------------------------------
+
+    def to_link(self, row: WorkspaceLinkRow) -> WorkspaceLink | None:
+        store_name = self.settings.central.store if row.mode == "central" else row.store
+        if not store_name or store_name not in self.settings.stores:
+            log.error("workspace %s is linked to unknown store %r; it is not served", row.name, store_name)
+            return None
+        store = self.settings.stores[store_name]
+        return WorkspaceLink(
+            name=row.name,
+            workspace_id=int(row.workspace_id),
+            mode=row.mode,
+            store=store_name,
+            configured_store=row.store,
+            upstream_workspace=(row.upstream_workspace or row.name) if store.workspaces else None,
+            description=row.description,
+            default_artifact_root=row.default_artifact_root,
+            managed_by=row.managed_by,
+        )
+
+    async def reload(self, session: AsyncSession) -> None:
+        rows = await WorkspaceRepository(session).list()
+        self.links.replace(link for row in rows if (link := self.to_link(row)) is not None)
+
+    async def seed_from_config(self, session: AsyncSession) -> None:
+        """Config-declared workspaces are declarative: inserted or brought back to what the file says."""
+        repo = WorkspaceRepository(session)
+        for ws in self.settings.workspaces:
+            owner = await repo.get_by_id(int(ws.id))
+            if owner is not None and owner.name != ws.name:
+                raise ConfigError(f"workspaces: id {ws.id} of {ws.name!r} already belongs to workspace {owner.name!r}")
+            await repo.upsert(
+                {
+                    "name": ws.name,
+                    "workspace_id": int(ws.id),
+                    "mode": ws.mode,
+                    "store": ws.store or None,
+                    "upstream_workspace": ws.upstream_workspace or None,
+                    "description": ws.description,
+                    "default_artifact_root": "",
+                    "managed_by": "config",
+                }
+            )
+        await repo.notify_change()
+
+    # -- the API -------------------------------------------------------------------------------------
+
+    def describe(self, link: WorkspaceLink) -> Workspace:
+        return Workspace(
+            name=link.name,
+            description=link.description,
+            default_artifact_root=link.default_artifact_root,
+            workspace_id=str(link.workspace_id),
+            mode=link.mode,
+            store=link.configured_store or "",
+            upstream_workspace=link.upstream_workspace or "",
+        )
+
+    def list(self) -> list[Workspace]:
+        return [self.describe(link) for link in self.links.all()]
+
+    def get(self, name: str) -> Workspace:
+        link = self.links.get(name)
+        if link is None:
+            raise ResourceNotFound(f"Workspace '{name}' not found")
+        return self.describe(link)
+
+    async def create(self, session: AsyncSession, body: WorkspaceCreate) -> tuple[Workspace, str | None]:
+        """Link a new workspace; returns it and a warning when the store could not be checked."""
+        try:
+            check_workspace_name(body.name, where="name")
+        except ConfigError as exc:
+            raise InvalidParameter(str(exc)) from exc
+        repo = WorkspaceRepository(session)
+        if await repo.get(body.name) is not None:
+            raise AlreadyExists(f"Workspace '{body.name}' already exists.")
+        _reject_trace_archival(body)
+        mode = body.mode or ("workspace" if body.store else "central")
+        store = body.store or None
+        self._check_link(mode, store)
+        workspace_id = _parse_workspace_id(body.workspace_id) or await repo.next_workspace_id()
+        if await repo.get_by_id(workspace_id) is not None:
+            raise AlreadyExists(f"Workspace id {workspace_id} is already used by another workspace.")
+        row = WorkspaceLinkRow(
+            name=body.name,
+            workspace_id=workspace_id,
+            mode=mode,
+            store=store,
+            upstream_workspace=body.upstream_workspace or None,
+            description=body.description or "",
+            default_artifact_root=body.default_artifact_root or "",
+            managed_by="api",
+        )
+        link = self.to_link(row)
+        assert link is not None  # _check_link guarantees the store exists
+        warning = await self.check_artifact_proxying(link)
+        await repo.insert(row)
+        await repo.notify_change()
+        return self.describe(link), warning
+
+    async def update(self, session: AsyncSession, name: str, changes: WorkspaceChanges) -> tuple[Workspace, str | None]:
+        repo = WorkspaceRepository(session)
+        row = await repo.get(name)
+        if row is None:
+            raise ResourceNotFound(f"Workspace '{name}' not found")
+        _refuse_config_managed(row)
+        _reject_trace_archival(changes)
+        values: dict[str, object] = {}
+        if changes.description is not None:
+            values["description"] = changes.description
+        if changes.default_artifact_root is not None:
+            values["default_artifact_root"] = changes.default_artifact_root
+        if changes.upstream_workspace is not None:
+            values["upstream_workspace"] = changes.upstream_workspace or None
+        if changes.workspace_id is not None:
+            workspace_id = _parse_workspace_id(changes.workspace_id)
+            owner = await repo.get_by_id(workspace_id) if workspace_id else None
+            if owner is not None and owner.name != name:
+                raise AlreadyExists(f"Workspace id {workspace_id} is already used by another workspace.")
+            values["workspace_id"] = workspace_id
+        relink = changes.store is not None or changes.mode is not None
+        if relink:
+            store = (changes.store if changes.store is not None else row.store) or None
+            mode = changes.mode or row.mode
+            if changes.store and changes.mode is None and row.mode == "central":
+                mode = "workspace"
+            self._check_link(mode, store)
+            values["store"] = store
+            values["mode"] = mode
+        for key, value in values.items():
+            setattr(row, key, value)
+        link = self.to_link(row)
+        assert link is not None
+        warning = await self.check_artifact_proxying(link) if relink else None
+        await repo.update(name, values)
+        await repo.notify_change()
+        return self.describe(link), warning
+
+    async def delete(self, session: AsyncSession, name: str) -> None:
+        """Unlink the workspace; the store and everything in it are left untouched."""
+        repo = WorkspaceRepository(session)
+        row = await repo.get(name)
+        if row is None:
+            raise ResourceNotFound(f"Workspace '{name}' not found")
+        _refuse_config_managed(row)
+        await repo.delete(name)
+        await repo.notify_change()
+
+    def _check_link(self, mode: str, store: str | None) -> None:
+        if mode not in MODES:
+            raise InvalidParameter(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        try:
+            check_link(mode, store or "", self.settings, where="workspace")
+        except ConfigError as exc:
+            raise InvalidParameter(str(exc)) from exc
+
+    async def check_artifact_proxying(self, link: WorkspaceLink) -> str | None:
+        """Refuse a store whose artifact locations clients would reach around the gateway.
+
+        Proxied artifacts (`mlflow-artifacts:/...` without a host) bring clients back to the tracking
+        URI, i.e. the gateway. Any other location (s3://, file:, mlflow-artifacts://host) would let
+        clients read and write artifacts past every check of the gateway.
+        """
+        store = self.stores[link.store]
+        try:
+            info = await store.request(
+                "GET", "/api/3.0/mlflow/server-info", workspace=link.upstream_workspace, idempotent=True
+            )
+            info_body = await info.read()
+            response = await store.request(
+                "POST",
+                "/api/2.0/mlflow/experiments/search",
+                headers=[("Content-Type", "application/json")],
+                body=b'{"max_results": 20, "view_type": "ALL"}',
+                workspace=link.upstream_workspace,
+                idempotent=True,
+            )
+            body = await response.read()
+        except (StoreUnreachable, StoreTimedOut):
+            message = f"store {link.store!r} is unreachable; artifact proxying could not be verified"
+            log.warning("linking workspace %s: %s", link.name, message)
+            return message
+        if info.status == 200:
+            capabilities = _json_object(info_body)
+            if capabilities.get("artifact_serving_enabled") is False:
+                raise InvalidParameter(
+                    f"Store {link.store!r} does not serve artifacts (start it with --serve-artifacts); "
+                    "clients would write artifacts around the gateway."
+                )
+        if response.status != 200:
+            message = f"store {link.store!r} answered {response.status} to an experiment search"
+            log.warning("linking workspace %s: %s", link.name, message)
+            return message
+        for experiment in _json_object(body).get("experiments", []):
+            location = str(experiment.get("artifact_location", ""))
+            if not location.startswith("mlflow-artifacts:/") or location.startswith("mlflow-artifacts://"):
+                raise InvalidParameter(
+                    f"Store {link.store!r} stores artifacts at {location!r}, which clients reach directly. "
+                    "Link only stores that proxy artifacts (mlflow server --serve-artifacts with an "
+                    "'mlflow-artifacts:/' default artifact root)."
+                )
+        return None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _parse_workspace_id(value: str | int | None) -> int | None:
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if not text.isdigit() or int(text) <= 0:
+        raise InvalidParameter(f"workspace_id must be a positive integer, got {value!r}")
+    return int(text)
+
+
+def _refuse_config_managed(row: WorkspaceLinkRow) -> None:
+    if row.managed_by == "config":
+        raise InvalidParameter(f"Workspace '{row.name}' is declared in the gateway's config file; change it there.")
+
+
+def _reject_trace_archival(body: WorkspaceChanges) -> None:
+    if body.trace_archival_config:
+        raise InvalidParameter("trace_archival_config is configured on the store, not through the gateway.")
