@@ -1,0 +1,151 @@
+"""Session fixtures: real embedded PostgreSQL, real mlflow servers, a real gateway process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from gateway.devstack import GatewayProcess, MlflowServer
+
+ADMIN_TOKEN = "test-admin-token-4f1c2b9e7d"
+
+
+@dataclass
+class Stack:
+    gateway: GatewayProcess
+    stores: dict[str, MlflowServer]
+    database_url: str
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def http(self, workspace: str | None = None, token: str | None = ADMIN_TOKEN) -> requests.Session:
+        session = requests.Session()
+        if token:
+            session.headers["Authorization"] = f"Bearer {token}"
+        if workspace:
+            session.headers["X-MLFLOW-WORKSPACE"] = workspace
+        return session
+
+
+def _start_all(servers: list[MlflowServer]) -> None:
+    errors: list[BaseException] = []
+
+    def start(server: MlflowServer) -> None:
+        try:
+            server.start(timeout=180)
+        except BaseException as exc:  # reported below, after every thread ended
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        for server in servers:
+            server.stop()
+        raise errors[0]
+
+
+def write_config(path: Path, database_url: str, stores: dict[str, MlflowServer], extra: str = "") -> Path:
+    store_blocks = "\n".join(
+        f'[stores.{name}]\nurl = "{server.url}"\nworkspaces = {str(server.workspaces).lower()}\n'
+        for name, server in stores.items()
+    )
+    path.write_text(
+        f"""
+[account]
+id = "7001"
+[database]
+url = "{database_url}"
+{store_blocks}
+[central]
+store = "central"
+[[workspaces]]
+name = "team-a"
+id = "1001"
+store = "a"
+[[workspaces]]
+name = "team-b"
+id = "1002"
+store = "b"
+[[workspaces]]
+name = "team-c"
+id = "1003"
+store = "central"
+upstream_workspace = "upstream-c"
+[[workspaces]]
+name = "research"
+id = "1004"
+mode = "central"
+upstream_workspace = "research"
+{extra}
+"""
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fedgate")
+
+
+@pytest.fixture(scope="session")
+def database_url(workdir: Path) -> str:
+    from gateway.db.engine import start_embedded
+
+    return start_embedded(workdir / "postgres").url
+
+
+@pytest.fixture(scope="session")
+def stores(workdir: Path) -> Iterator[dict[str, MlflowServer]]:
+    servers = {
+        "a": MlflowServer(workdir / "store-a"),
+        "b": MlflowServer(workdir / "store-b"),
+        # The account's central store is an MLflow server with workspaces enabled.
+        "central": MlflowServer(workdir / "store-central", workspaces=True),
+    }
+    _start_all(list(servers.values()))
+    for upstream in ("upstream-c", "research"):
+        response = requests.post(
+            f"{servers['central'].url}/api/3.0/mlflow/workspaces", json={"name": upstream}, timeout=30
+        )
+        assert response.status_code == 201, response.text
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(workdir: Path, database_url: str, stores: dict[str, MlflowServer]) -> Iterator[Stack]:
+    config = write_config(workdir / "fedgate.toml", database_url, stores)
+    gateway = GatewayProcess(config, {"FEDGATE_ADMIN_TOKEN": ADMIN_TOKEN}).start()
+    yield Stack(gateway, stores, database_url, workdir)
+    gateway.stop()
+
+
+@pytest.fixture
+def mlflow_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The stock client pointed at the gateway, as a user would configure it."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    mlflow.set_tracking_uri(stack.url)
+    yield stack
+    if mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_workspace(None)
+    os.environ.pop("MLFLOW_WORKSPACE", None)
