@@ -228,10 +228,10 @@ async def _store_health(store: Store) -> str:
 
 
 async def _check_configured_links(workspaces: WorkspaceService) -> None:
-    """Warn (never fail start-up) about configured stores whose artifacts bypass the gateway."""
+    """Prepare configured links; warn (never fail start-up) about stores whose artifacts bypass the gateway."""
     for link in workspaces.links.all():
         try:
-            await workspaces.check_artifact_proxying(link)
+            await workspaces.verify_link(link)
         except GatewayError as exc:
             log.warning("workspace %s: %s", link.name, exc.message)
 

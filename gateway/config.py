@@ -133,19 +133,36 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid setting: {_describe_validation_error(exc)}") from exc
+        raise ConfigError(f"invalid setting: {_locate_store_error(raw) or _describe_validation_error(exc)}") from exc
     validate_settings(settings)
     return settings
 
 
 def _describe_validation_error(exc: msgspec.ValidationError) -> str:
+    """Turn msgspec's `... - at `$.stores['x'].url`` into `stores.x.url: ...`."""
     text = str(exc)
-    match = re.search(r"at `\$(.*)`$", text)
+    message, path = text, ""
+    match = re.search(r" - at `\$(.*)`$", text)
     if match:
-        key = match.group(1).lstrip(".").replace("[", ".").replace("]", "").replace("'", "")
-        key = key.replace('"', "")
-        return f"{key}: {text[: match.start()].rstrip(' -')}"
-    return text
+        message = text[: match.start()]
+        path = re.sub(r"\['([^']*)'\]", r".\1", match.group(1)).lstrip(".")
+    unknown = re.search(r"unknown field `([^`]+)`", message)
+    if unknown:
+        path = f"{path}.{unknown.group(1)}".lstrip(".")
+    return f"{path}: {message}" if path else message
+
+
+def _locate_store_error(raw: dict[str, Any]) -> str | None:
+    """msgspec does not name dict keys in its error path; find the store at fault by checking each."""
+    stores = raw.get("stores")
+    if not isinstance(stores, dict):
+        return None
+    for name, store in stores.items():
+        try:
+            msgspec.convert(store, StoreSettings, strict=False)
+        except msgspec.ValidationError as exc:
+            return f"stores.{name}.{_describe_validation_error(exc)}"
+    return None
 
 
 def _referenced_env_names(raw: dict[str, Any]) -> set[str]:

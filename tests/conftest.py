@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from gateway.devstack import GatewayProcess, MlflowServer
+from gateway.devstack import GatewayProcess, MlflowServer, free_port
 
 ADMIN_TOKEN = "test-admin-token-4f1c2b9e7d"
+MAX_JSON_BODY = 4 * 1024 * 1024
+# Nothing ever listens here: the store of the `offline` workspace.
+OFFLINE_PORT = free_port()
 
 
 @dataclass
@@ -65,9 +68,14 @@ def write_config(path: Path, database_url: str, stores: dict[str, MlflowServer],
         f"""
 [account]
 id = "7001"
+[server]
+max_json_body_bytes = {MAX_JSON_BODY}
 [database]
 url = "{database_url}"
 {store_blocks}
+[stores.offline]
+url = "http://127.0.0.1:{OFFLINE_PORT}"
+
 [central]
 store = "central"
 [[workspaces]]
@@ -83,6 +91,10 @@ name = "team-c"
 id = "1003"
 store = "central"
 upstream_workspace = "upstream-c"
+[[workspaces]]
+name = "offline"
+id = "1005"
+store = "offline"
 [[workspaces]]
 name = "research"
 id = "1004"

@@ -22,7 +22,7 @@ def _config(root: Path, servers: dict[str, MlflowServer]) -> str:
 id = "7001"
 
 [database]
-data_dir = "{root / 'gateway'}"
+data_dir = "{root / "gateway"}"
 
 {stores}
 [central]

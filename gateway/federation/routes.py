@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 from litestar import Request, Response, route
 from litestar.enums import HttpMethod
@@ -32,6 +33,8 @@ def _forwarding_handler(
     spec: RouteSpec, forwarder: Forwarder, *, max_json_body: int, max_artifact_body: int
 ) -> HTTPRouteHandler:
     upload = spec.body is Body.UPLOAD
+    # The static part before an artifact path, e.g. "/mlflow-artifacts/artifacts/".
+    artifact_prefix = spec.path.split("{artifact_path:path}")[0] if "{artifact_path:path}" in spec.path else None
 
     async def forward(request: Request[Principal, Any, Any]) -> Response[Any]:
         body: bytes | AsyncIterator[bytes] | None
@@ -41,11 +44,14 @@ def _forwarding_handler(
             body = None
         else:
             body = await request.body()
+        path_params = request.path_params
+        if artifact_prefix is not None:
+            path_params = {"artifact_path": _raw_artifact_path(request, artifact_prefix)}
         call = ForwardCall(
             spec=spec,
             principal=request.user,
             workspace_header=request.headers.get(WORKSPACE_HEADER) or None,
-            path_params=request.path_params,
+            path_params=path_params,
             query=request.scope["query_string"].decode("latin-1"),
             headers=client_headers(request.headers),
             body=body,
@@ -65,6 +71,18 @@ def _forwarding_handler(
         status_code=200,  # the real status is the store's; this only satisfies DELETE defaults
         include_in_schema=False,
     )(forward)
+
+
+def _raw_artifact_path(request: Request[Any, Any, Any], prefix: str) -> str:
+    """The artifact path as the client sent it, decoded exactly once.
+
+    The router has already collapsed `//` and decoded `%2F`; checking the raw path instead keeps
+    `//etc/passwd` absolute and `%2F` a separator the canonicaliser sees.
+    """
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    text = raw.decode("latin-1")
+    index = text.find(prefix)
+    return unquote(text[index + len(prefix) :]) if index >= 0 else str(request.path_params["artifact_path"])
 
 
 async def _bounded_stream(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[bytes]:

@@ -282,8 +282,7 @@ class Forwarder:
             if len(values) > 1:
                 raise InvalidParameter("Only one 'path' parameter is allowed.")
             return canonical_artifact_path(values[0], allow_empty=True)
-        # Litestar hands path parameters over with their leading slash.
-        return canonical_artifact_path(raw[1:] if raw.startswith("/") else raw)
+        return canonical_artifact_path(raw)
 
     def _upstream_target(self, call: ForwardCall, link: WorkspaceLink, artifact_path: str | None) -> tuple[str, str]:
         spec = call.spec

@@ -123,7 +123,7 @@ class WorkspaceService:
         )
         link = self.to_link(row)
         assert link is not None  # _check_link guarantees the store exists
-        warning = await self.check_artifact_proxying(link)
+        warning = await self.verify_link(link)
         await repo.insert(row)
         await repo.notify_change()
         return self.describe(link), warning
@@ -161,7 +161,7 @@ class WorkspaceService:
             setattr(row, key, value)
         link = self.to_link(row)
         assert link is not None
-        warning = await self.check_artifact_proxying(link) if relink else None
+        warning = await self.verify_link(link) if relink or "upstream_workspace" in values else None
         await repo.update(name, values)
         await repo.notify_change()
         return self.describe(link), warning
@@ -184,8 +184,8 @@ class WorkspaceService:
         except ConfigError as exc:
             raise InvalidParameter(str(exc)) from exc
 
-    async def check_artifact_proxying(self, link: WorkspaceLink) -> str | None:
-        """Refuse a store whose artifact locations clients would reach around the gateway.
+    async def verify_link(self, link: WorkspaceLink) -> str | None:
+        """Prepare the store for the link and refuse one whose artifacts clients would reach around the gateway.
 
         Proxied artifacts (`mlflow-artifacts:/...` without a host) bring clients back to the tracking
         URI, i.e. the gateway. Any other location (s3://, file:, mlflow-artifacts://host) would let
@@ -193,6 +193,7 @@ class WorkspaceService:
         """
         store = self.stores[link.store]
         try:
+            await self._ensure_upstream_workspace(store, link)
             info = await store.request(
                 "GET", "/api/3.0/mlflow/server-info", workspace=link.upstream_workspace, idempotent=True
             )
@@ -230,6 +231,26 @@ class WorkspaceService:
                     "'mlflow-artifacts:/' default artifact root)."
                 )
         return None
+
+    @staticmethod
+    async def _ensure_upstream_workspace(store: Store, link: WorkspaceLink) -> None:
+        """On a store with workspaces, the link's upstream workspace is created when it is missing."""
+        if link.upstream_workspace is None:
+            return
+        path = "/api/3.0/mlflow/workspaces"
+        found = await store.request("GET", f"{path}/{link.upstream_workspace}", idempotent=True)
+        found.release()
+        if found.status != 404:
+            return
+        body = msgspec.json.encode({"name": link.upstream_workspace, "description": f"fedgate workspace {link.name}"})
+        created = await store.request("POST", path, headers=[("Content-Type", "application/json")], body=body)
+        answer = await created.read()
+        if created.status not in (201, 200, 409) and b"ALREADY_EXISTS" not in answer:
+            raise InvalidParameter(
+                f"Store {link.store!r} refused to create workspace {link.upstream_workspace!r}: "
+                f"{_json_object(answer).get('message', created.status)}"
+            )
+        log.info("created workspace %s on store %s", link.upstream_workspace, link.store)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -185,9 +185,7 @@ def test_same_experiment_name_in_two_workspaces_is_isolated(mlflow_env: Stack) -
 
 def test_error_bodies_pass_through_unchanged(mlflow_env: Stack) -> None:
     missing = uuid.uuid4().hex
-    direct = mlflow_env.http().get(
-        f"{mlflow_env.stores['a'].url}/api/2.0/mlflow/runs/get", params={"run_id": missing}
-    )
+    direct = mlflow_env.http().get(f"{mlflow_env.stores['a'].url}/api/2.0/mlflow/runs/get", params={"run_id": missing})
     through = mlflow_env.http("team-a").get(f"{mlflow_env.url}/api/2.0/mlflow/runs/get", params={"run_id": missing})
     assert through.status_code == direct.status_code == 404
     assert through.json() == direct.json()

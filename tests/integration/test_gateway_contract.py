@@ -1,0 +1,369 @@
+"""The gateway's own contract: workspaces API, authentication, routing, bad input, failures, operations."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from pathlib import Path
+
+import mlflow
+import psutil
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from gateway.devstack import GatewayProcess
+from tests.conftest import ADMIN_TOKEN, MAX_JSON_BODY, Stack
+
+pytestmark = pytest.mark.integration
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def assert_mlflow_error(response: requests.Response, status: int, error_code: str) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error_code"] == error_code
+    assert body["message"]
+    assert "Traceback" not in body["message"]
+    return body
+
+
+# -- authentication ----------------------------------------------------------------------------------
+
+
+def test_requests_without_valid_credentials_are_refused(stack: Stack) -> None:
+    url = f"{stack.url}/api/2.0/mlflow/experiments/search"
+    for session in (stack.http("team-a", token=None), stack.http("team-a", token="wrong-token-0123456789")):
+        response = session.post(url, json={"max_results": 10})
+        assert_mlflow_error(response, 401, "UNAUTHENTICATED")
+        assert "Basic" in response.headers["WWW-Authenticate"]
+    assert_mlflow_error(stack.http(token=None).get(f"{stack.url}/api/3.0/mlflow/workspaces"), 401, "UNAUTHENTICATED")
+    upload = stack.http("team-a", token=None).put(
+        f"{stack.url}/api/2.0/mlflow-artifacts/artifacts/0/x/artifacts/f.txt", data=b"x"
+    )
+    assert_mlflow_error(upload, 401, "UNAUTHENTICATED")
+
+
+def test_basic_auth_with_the_token_as_password(mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_TOKEN)
+    mlflow.set_workspace("team-a")
+    assert MlflowClient().create_experiment(unique("basic-auth"))
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-token-0000")
+    with pytest.raises(MlflowException) as excinfo:
+        MlflowClient().search_experiments()
+    assert excinfo.value.error_code == "UNAUTHENTICATED"
+
+
+def test_server_info_advertises_workspaces(stack: Stack) -> None:
+    anonymous = stack.http("team-a", token=None).get(f"{stack.url}/api/3.0/mlflow/server-info")
+    assert anonymous.status_code == 200
+    assert anonymous.json()["workspaces_enabled"] is True
+    info = stack.http("team-a").get(f"{stack.url}/api/3.0/mlflow/server-info").json()
+    assert info["workspaces_enabled"] is True
+    assert info["store_type"] == "SqlStore"  # the linked store's, not a guess
+    assert info["multipart_uploads_enabled"] is False
+
+
+# -- workspaces API ----------------------------------------------------------------------------------
+
+
+def test_workspaces_api_with_the_stock_client(mlflow_env: Stack) -> None:
+    names = {w.name for w in mlflow.list_workspaces()}
+    assert {"team-a", "team-b", "team-c", "research", "offline"} <= names
+    assert mlflow.get_workspace("team-a").name == "team-a"
+    with pytest.raises(MlflowException) as excinfo:
+        mlflow.get_workspace("no-such-ws")
+    assert excinfo.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+    name = unique("ws")
+    created = mlflow.create_workspace(name, description="made by a test")
+    assert created.name == name and created.description == "made by a test"
+    mlflow.update_workspace(name, description="changed")
+    assert mlflow.get_workspace(name).description == "changed"
+    mlflow.set_workspace(name)  # linked to the central store by default (no store given)
+    experiment_id = MlflowClient().create_experiment(unique("in-new-ws"))
+    assert MlflowClient().get_experiment(experiment_id).experiment_id == experiment_id
+    mlflow.set_workspace(None)
+    mlflow.delete_workspace(name)
+    assert name not in {w.name for w in mlflow.list_workspaces()}
+
+
+def test_link_relink_and_unlink_over_rest(stack: Stack) -> None:
+    admin = stack.http()
+    base = f"{stack.url}/api/3.0/mlflow/workspaces"
+    name = unique("link")
+    created = admin.post(base, json={"name": name, "store": "a", "workspace_id": "4242"})
+    assert created.status_code == 201, created.text
+    assert created.json()["workspace"] == {
+        "name": name, "workspace_id": "4242", "mode": "workspace", "store": "a"
+    }  # fmt: skip
+    assert_mlflow_error(admin.post(base, json={"name": name, "store": "a"}), 400, "RESOURCE_ALREADY_EXISTS")
+
+    marker = unique("only-in-a")
+    in_a = stack.http(name).post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": marker})
+    assert in_a.status_code == 200
+    relinked = admin.patch(f"{base}/{name}", json={"store": "b"})
+    assert relinked.status_code == 200 and relinked.json()["workspace"]["store"] == "b"
+    lookup = stack.http(name).get(
+        f"{stack.url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": marker}
+    )
+    assert_mlflow_error(lookup, 404, "RESOURCE_DOES_NOT_EXIST")  # now served by store b
+
+    deleted = admin.delete(f"{base}/{name}")
+    assert deleted.status_code == 204 and deleted.content == b""
+    gone = stack.http(name).post(f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1})
+    body = assert_mlflow_error(gone, 404, "RESOURCE_DOES_NOT_EXIST")
+    assert body["message"] == f"Workspace '{name}' not found"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"name": "account", "store": "a"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"name": "Bad_Name", "store": "a"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"name": "ws-unknown-store", "store": "nope"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"name": "ws-dual", "store": "a", "mode": "dual"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"name": "ws-bad-mode", "store": "a", "mode": "mirror"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"name": "ws-taken-id", "store": "a", "workspace_id": "1001"}, 400, "RESOURCE_ALREADY_EXISTS"),
+        ({"name": "ws-bad-id", "store": "a", "workspace_id": "12x"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"name": "ws-extra", "store": "a", "url": "http://169.254.169.254"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"store": "a"}, 400, "INVALID_PARAMETER_VALUE"),
+    ],
+)
+def test_bad_workspace_links_are_refused(stack: Stack, body: dict[str, str], status: int, code: str) -> None:
+    assert_mlflow_error(stack.http().post(f"{stack.url}/api/3.0/mlflow/workspaces", json=body), status, code)
+
+
+def test_config_declared_workspaces_are_changed_in_the_file(stack: Stack) -> None:
+    response = stack.http().patch(f"{stack.url}/api/3.0/mlflow/workspaces/team-a", json={"store": "b"})
+    assert_mlflow_error(response, 400, "INVALID_PARAMETER_VALUE")
+
+
+def test_store_with_direct_artifact_access_is_refused_at_link_time(stack: Stack) -> None:
+    # An experiment whose artifacts live in a bucket clients write to directly, around the gateway.
+    direct = requests.post(
+        f"{stack.stores['b'].url}/api/2.0/mlflow/experiments/create",
+        json={"name": unique("bucket"), "artifact_location": "s3://bucket/experiments"},
+        timeout=30,
+    )
+    assert direct.status_code == 200
+    refused = stack.http().post(f"{stack.url}/api/3.0/mlflow/workspaces", json={"name": unique("ws"), "store": "b"})
+    body = assert_mlflow_error(refused, 400, "INVALID_PARAMETER_VALUE")
+    assert "s3://bucket/experiments" in body["message"]
+
+
+# -- routing -----------------------------------------------------------------------------------------
+
+
+def test_workspace_selection_rules(stack: Stack) -> None:
+    search = f"{stack.url}/api/2.0/mlflow/experiments/search"
+    body = assert_mlflow_error(stack.http().post(search, json={"max_results": 5}), 400, "INVALID_PARAMETER_VALUE")
+    assert "MLFLOW_WORKSPACE" in body["message"]
+    assert_mlflow_error(stack.http("nowhere").post(search, json={"max_results": 5}), 404, "RESOURCE_DOES_NOT_EXIST")
+    assert_mlflow_error(stack.http("account").post(search, json={"max_results": 5}), 400, "INVALID_PARAMETER_VALUE")
+    assert_mlflow_error(stack.http("Bad_Name!").post(search, json={"max_results": 5}), 400, "INVALID_PARAMETER_VALUE")
+
+    # With a workspace named `default`, header-less calls go there.
+    admin = stack.http()
+    created = admin.post(f"{stack.url}/api/3.0/mlflow/workspaces", json={"name": "default", "store": "a"})
+    assert created.status_code == 201, created.text
+    try:
+        routed = admin.post(search, json={"max_results": 5})
+        assert routed.status_code == 200
+    finally:
+        assert admin.delete(f"{stack.url}/api/3.0/mlflow/workspaces/default").status_code == 204
+
+
+def test_a_call_naming_only_a_run_is_routed_by_the_run(mlflow_env: Stack) -> None:
+    mlflow.set_workspace("team-b")
+    mlflow.set_experiment(unique("headerless"))
+    with mlflow.start_run() as run:
+        mlflow.log_param("where", "team-b")
+    response = mlflow_env.http().get(f"{mlflow_env.url}/api/2.0/mlflow/runs/get", params={"run_id": run.info.run_id})
+    assert response.status_code == 200, response.text
+    assert response.json()["run"]["data"]["params"] == [{"key": "where", "value": "team-b"}]
+    logged = mlflow_env.http().post(
+        f"{mlflow_env.url}/api/2.0/mlflow/runs/set-tag", json={"run_id": run.info.run_id, "key": "k", "value": "v"}
+    )
+    assert logged.status_code == 200
+    assert MlflowClient().get_run(run.info.run_id).data.tags["k"] == "v"
+
+
+def test_unreachable_store_answers_503_with_retry_after(stack: Stack) -> None:
+    response = stack.http("offline").post(f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1})
+    assert_mlflow_error(response, 503, "TEMPORARILY_UNAVAILABLE")
+    assert int(response.headers["Retry-After"]) > 0
+    ready = requests.get(f"{stack.url}/health/ready", timeout=10)
+    assert ready.status_code == 503
+    report = ready.json()
+    assert report["database"] == "ok"
+    assert report["stores"]["a"] == "ok" and report["stores"]["offline"].startswith("unreachable")
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b'{"name": ', "Malformed JSON"),
+        (b"[1, 2]", "Expected `object`"),
+        (b'{"experiment_id": 5}', "experiment_id"),
+        (b'{"experiment_ids": "1"}', "experiment_ids"),
+    ],
+)
+def test_malformed_bodies_get_mlflow_errors(stack: Stack, data: bytes, fragment: str) -> None:
+    response = stack.http("team-a").post(
+        f"{stack.url}/api/2.0/mlflow/runs/search", data=data, headers={"Content-Type": "application/json"}
+    )
+    body = assert_mlflow_error(response, 400, "INVALID_PARAMETER_VALUE")
+    assert fragment in body["message"]
+
+
+def test_oversize_json_body_is_refused(stack: Stack) -> None:
+    payload = b'{"experiment_ids": ["0"], "filter": "' + b"x" * (MAX_JSON_BODY + 10) + b'"}'
+    response = stack.http("team-a").post(
+        f"{stack.url}/api/2.0/mlflow/runs/search", data=payload, headers={"Content-Type": "application/json"}
+    )
+    assert_mlflow_error(response, 413, "INVALID_PARAMETER_VALUE")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "0/r/artifacts/../../../../etc/passwd",
+        "0/r/artifacts/%2e%2e/%2e%2e/secret",
+        "0/r/artifacts/%252e%252e/secret",
+        "0/r/artifacts/..%5c..%5csecret",
+        "0/r/artifacts/a;b",
+        "0/r/./artifacts/x",
+        "/etc/passwd",
+        "0/r/artifacts/%2Fetc/passwd",
+    ],
+)
+def test_artifact_traversal_is_refused(stack: Stack, path: str) -> None:
+    session = stack.http("team-a")
+    for method in ("GET", "PUT", "DELETE"):
+        url = f"{stack.url}/api/2.0/mlflow-artifacts/artifacts/{path}"
+        prepared = requests.Request(method, url, data=b"x" if method == "PUT" else None).prepare()
+        prepared.url = url  # keep the path exactly as written, no client-side normalisation
+        prepared.headers.update(session.headers)
+        response = session.send(prepared)
+        assert_mlflow_error(response, 400, "INVALID_PARAMETER_VALUE")
+
+
+@pytest.mark.parametrize("value", ["..", ".", "../x", "/etc", "a\\b", "%2e%2e"])
+def test_artifact_listing_path_is_canonicalised(stack: Stack, value: str) -> None:
+    response = stack.http("team-a").get(f"{stack.url}/api/2.0/mlflow-artifacts/artifacts", params={"path": value})
+    assert_mlflow_error(response, 400, "INVALID_PARAMETER_VALUE")
+
+
+def test_path_parameters_cannot_smuggle_segments(stack: Stack) -> None:
+    for raw in ("..%2F..%2Fexperiments", "%2e%2e", "a%2Fb"):
+        url = f"{stack.url}/api/2.0/mlflow/logged-models/{raw}"
+        prepared = requests.Request("GET", url, headers=dict(stack.http("team-a").headers)).prepare()
+        prepared.url = url
+        response = requests.Session().send(prepared)
+        assert response.status_code in (400, 404), response.text
+        assert response.json()["error_code"] in ("INVALID_PARAMETER_VALUE", "ENDPOINT_NOT_FOUND")
+
+
+def test_unknown_routes_answer_endpoint_not_found(stack: Stack) -> None:
+    for method, path in [
+        ("GET", "/api/2.0/mlflow/not-a-route"),
+        ("POST", "/api/2.0/mlflow/runs/get"),
+        ("GET", "/graphql"),
+        ("POST", "/api/2.0/mlflow/webhooks"),
+        ("GET", "/admin/../api/2.0/mlflow/runs/get"),
+        ("GET", "/API/2.0/mlflow/runs/get"),
+    ]:
+        url = f"{stack.url}{path}"
+        prepared = requests.Request(method, url, headers=dict(stack.http("team-a").headers)).prepare()
+        prepared.url = url  # no client-side normalisation of `..`
+        response = requests.Session().send(prepared)
+        assert_mlflow_error(response, 404, "ENDPOINT_NOT_FOUND")
+
+
+# -- streaming and operations -------------------------------------------------------------------------
+
+
+def test_large_artifact_streams_with_bounded_gateway_memory(stack: Stack, tmp_path: Path) -> None:
+    size = 200 * 1024 * 1024
+    source = tmp_path / "big.bin"
+    block = os.urandom(1024 * 1024)
+    digest = hashlib.sha256()
+    with source.open("wb") as handle:
+        for _ in range(size // len(block)):
+            handle.write(block)
+            digest.update(block)
+    gateway = psutil.Process(stack.gateway.process.pid)  # type: ignore[union-attr]
+    before = gateway.memory_info().rss
+    path = f"{stack.url}/api/2.0/mlflow-artifacts/artifacts/0/{uuid.uuid4().hex}/artifacts/big.bin"
+    session = stack.http("team-a")
+    with source.open("rb") as handle:
+        uploaded = session.put(path, data=handle, headers={"Content-Type": "application/octet-stream"})
+    assert uploaded.status_code == 200, uploaded.text
+    peak_upload = gateway.memory_info().rss
+    received = hashlib.sha256()
+    total = 0
+    with session.get(path, stream=True) as download:
+        assert download.status_code == 200
+        assert int(download.headers["Content-Length"]) == size
+        for chunk in download.iter_content(1024 * 1024):
+            received.update(chunk)
+            total += len(chunk)
+    after = gateway.memory_info().rss
+    assert total == size and received.hexdigest() == digest.hexdigest()
+    growth = max(peak_upload, after) - before
+    assert growth < 50 * 1024 * 1024, f"gateway RSS grew by {growth / 2**20:.1f} MiB for a 200 MiB artifact"
+
+
+def test_health_metrics_and_request_ids(stack: Stack) -> None:
+    assert requests.get(f"{stack.url}/health/live", timeout=5).json() == {"status": "ok"}
+    response = stack.http("team-a").post(
+        f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1}, headers={"X-Request-Id": "abc-123"}
+    )
+    assert response.headers["X-Request-Id"] == "abc-123"
+    assert len(stack.http("team-a").get(f"{stack.url}/health/live").headers["X-Request-Id"]) == 32
+    metrics = requests.get(f"{stack.url}/metrics", timeout=5).text
+    assert 'fedgate_requests_total{method="POST",route="POST /mlflow/experiments/search v2",status="200"}' in metrics
+    assert "fedgate_upstream_duration_seconds_bucket" in metrics
+
+
+def test_logs_carry_request_ids_but_never_the_token(stack: Stack) -> None:
+    stack.http("team-a").post(
+        f"{stack.url}/api/2.0/mlflow/experiments/search",
+        json={"max_results": 1},
+        headers={"X-Request-Id": "log-check-1"},
+    )
+    time.sleep(0.5)
+    assert stack.gateway.log_path is not None
+    log = stack.gateway.log_path.read_text()
+    assert '"request_id":"log-check-1"' in log
+    assert ADMIN_TOKEN not in log
+
+
+def test_a_second_replica_sees_link_changes_at_once(stack: Stack) -> None:
+    replica = GatewayProcess(stack.gateway.config_path, {"FEDGATE_ADMIN_TOKEN": ADMIN_TOKEN}).start()
+    try:
+        name = unique("replicated")
+        created = stack.http().post(f"{stack.url}/api/3.0/mlflow/workspaces", json={"name": name, "store": "a"})
+        assert created.status_code == 201
+        deadline = time.monotonic() + 3  # NOTIFY arrives in milliseconds; polling would take 5 s
+        while time.monotonic() < deadline:
+            seen = stack.http().get(f"{replica.url}/api/3.0/mlflow/workspaces/{name}")
+            if seen.status_code == 200:
+                break
+            time.sleep(0.05)
+        assert seen.status_code == 200, seen.text
+        assert stack.http().delete(f"{stack.url}/api/3.0/mlflow/workspaces/{name}").status_code == 204
+    finally:
+        replica.stop()

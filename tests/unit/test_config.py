@@ -1,0 +1,117 @@
+"""Settings: TOML decoded with msgspec, FEDGATE_* overrides, and start-up errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import BearerAuth, ConfigError, load_settings
+
+BASE = """
+[account]
+id = "7001"
+[server]
+port = 8080
+[stores.team-a-store]
+url = "http://127.0.0.1:5001"
+auth = { kind = "none" }
+[stores.central]
+url = "http://127.0.0.1:5003"
+[central]
+store = "central"
+[[workspaces]]
+name = "team-a"
+id = "1001"
+store = "team-a-store"
+mode = "workspace"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fedgate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, BASE), environ={"FEDGATE_ADMIN_TOKEN": "t" * 20})
+    assert settings.account.id == "7001"
+    assert settings.stores["team-a-store"].url == "http://127.0.0.1:5001"
+    assert settings.workspaces[0].name == "team-a" and settings.workspaces[0].mode == "workspace"
+    assert settings.admin_token == "t" * 20
+    assert settings.database.url == "" and settings.database.data_dir == ".fedgate"
+
+
+def test_environment_overrides_every_key(tmp_path: Path) -> None:
+    env = {
+        "FEDGATE_SERVER_PORT": "9090",
+        "FEDGATE_DATABASE__URL": "postgresql://db/fedgate",
+        "FEDGATE_STORES__TEAM_A_STORE__URL": "http://127.0.0.1:6001",
+        "FEDGATE_STORES__TEAM_A_STORE__AUTH__KIND": "bearer",
+        "FEDGATE_STORES__TEAM_A_STORE__AUTH__TOKEN_ENV": "TEAM_A_TOKEN",
+        "FEDGATE_WORKSPACES__0__ID": "2001",
+    }
+    settings = load_settings(write(tmp_path, BASE), environ=env)
+    assert settings.server.port == 9090
+    assert settings.database.url == "postgresql://db/fedgate"
+    store = settings.stores["team-a-store"]
+    assert store.url == "http://127.0.0.1:6001"
+    assert isinstance(store.auth, BearerAuth) and store.auth.token_env == "TEAM_A_TOKEN"
+    assert settings.workspaces[0].id == "2001"
+
+
+def test_config_file_from_fedgate_config(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    assert load_settings(environ={"FEDGATE_CONFIG": str(path)}).account.id == "7001"
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (("[server]\nport = 8080", "[server]\nport = 8080\nprot = 1"), "prot"),
+        (("port = 8080", 'port = "high"'), "server.port"),
+        (('auth = { kind = "none" }', 'auth = { kind = "kerberos" }'), "stores.team-a-store.auth"),
+        (('mode = "workspace"', 'mode = "mirror"'), "workspaces[0].mode"),
+        (('name = "team-a"', 'name = "account"'), "workspaces[0].name"),
+        (('name = "team-a"', 'name = "Team_A"'), "workspaces[0].name"),
+        (('store = "team-a-store"\nmode', 'store = "nope"\nmode'), "workspaces[0].store"),
+        (('mode = "workspace"', 'mode = "dual"'), "workspaces[0].mode"),
+        (('id = "1001"', 'id = "abc"'), "workspaces[0].id"),
+        (('store = "central"', 'store = "missing"'), "central.store"),
+        (('url = "http://127.0.0.1:5001"', 'url = "ftp://x"'), "stores.team-a-store.url"),
+    ],
+)
+def test_bad_settings_are_rejected_naming_the_key(tmp_path: Path, change: tuple[str, str], key: str) -> None:
+    text = BASE.replace(change[0], change[1], 1)
+    assert text != BASE
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(write(tmp_path, text), environ={})
+    assert key in str(excinfo.value)
+
+
+def test_unknown_environment_setting_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="FEDGATE_SERVR_PORT"):
+        load_settings(write(tmp_path, BASE), environ={"FEDGATE_SERVR_PORT": "1"})
+    with pytest.raises(ConfigError, match=r"server\.prot"):
+        load_settings(write(tmp_path, BASE), environ={"FEDGATE_SERVER_PROT": "1"})
+
+
+def test_secrets_named_by_the_config_are_not_settings(tmp_path: Path) -> None:
+    text = BASE.replace('auth = { kind = "none" }', 'auth = { kind = "bearer", token_env = "FEDGATE_TEAM_A_TOKEN" }')
+    settings = load_settings(write(tmp_path, text), environ={"FEDGATE_TEAM_A_TOKEN": "secret"})
+    assert isinstance(settings.stores["team-a-store"].auth, BearerAuth)
+
+
+def test_admin_token_is_never_read_from_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="FEDGATE_ADMIN_TOKEN"):
+        load_settings(write(tmp_path, 'admin_token = "x"\n' + BASE), environ={})
+
+
+def test_duplicate_workspaces_are_rejected(tmp_path: Path) -> None:
+    twice = BASE + '[[workspaces]]\nname = "team-a"\nid = "1002"\nstore = "team-a-store"\n'
+    with pytest.raises(ConfigError, match="declared twice"):
+        load_settings(write(tmp_path, twice), environ={})
+    same_id = BASE + '[[workspaces]]\nname = "team-b"\nid = "1001"\nstore = "team-a-store"\n'
+    with pytest.raises(ConfigError, match="used twice"):
+        load_settings(write(tmp_path, same_id), environ={})

@@ -1,0 +1,53 @@
+"""Artifact path canonicalisation and workspace prefixes."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import InvalidParameter
+from gateway.federation.paths import canonical_artifact_path, rewrite_artifact_workspace
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["1/abc/artifacts/model/MLmodel", "workspaces/team-a/1/r/artifacts/a b.txt", "0/models/m-1/artifacts/x"],
+)
+def test_plain_relative_paths_pass(path: str) -> None:
+    assert canonical_artifact_path(path) == path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "..",
+        "a/../b",
+        "a/./b",
+        ".",
+        "a//b",
+        "/etc/passwd",
+        "a\\..\\b",
+        "a;b",
+        "%2e%2e/x",
+        "a/%252e%252e/b",
+        "a/%2Fb",
+        "C:/windows",
+        "s3://bucket/key",
+        "a\x00b",
+        "",
+    ],
+)
+def test_unsafe_paths_are_refused(path: str) -> None:
+    with pytest.raises(InvalidParameter):
+        canonical_artifact_path(path)
+
+
+def test_empty_listing_path_is_the_root() -> None:
+    assert canonical_artifact_path("", allow_empty=True) == ""
+
+
+def test_workspace_prefix_must_match_and_is_renamed() -> None:
+    assert rewrite_artifact_workspace("1/r/artifacts/f", "team-a", "up") == "1/r/artifacts/f"
+    assert rewrite_artifact_workspace("workspaces/team-a/1/f", "team-a", None) == "workspaces/team-a/1/f"
+    assert rewrite_artifact_workspace("workspaces/team-a/1/f", "team-a", "up") == "workspaces/up/1/f"
+    with pytest.raises(InvalidParameter, match="does not match"):
+        rewrite_artifact_workspace("workspaces/team-b/1/f", "team-a", "team-a")
