@@ -1,0 +1,252 @@
+"""Forwarding overhead: the same MLflow workload direct to a store and through the gateway, in one run.
+
+Part 1 drives a real `mlflow server` (sqlite, proxied artifacts) directly and through fedgate with
+get_run, log_batch (100 metrics), search_runs, a 20 MB artifact upload and its download, and prints
+throughput, p50 and p99 of both and their ratio. Part 2 measures the gateway's own capacity in
+front of a minimal upstream that answers instantly, so only the gateway's cost is left.
+
+    python benchmarks/forwarding.py [--seconds 8] [--concurrency 8] [--skip-mlflow]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.db.engine import start_embedded  # noqa: E402
+from gateway.devstack import GatewayProcess, MlflowServer, free_port  # noqa: E402
+
+TOKEN = "benchmark-admin-token-" + uuid.uuid4().hex
+ARTIFACT = os.urandom(20 * 1024 * 1024)
+
+
+@dataclass
+class Result:
+    requests: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def drive(call: Callable[[aiohttp.ClientSession], Awaitable[None]], seconds: float, concurrency: int,
+                max_requests: int | None = None) -> Result:  # fmt: skip
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await call(session)  # warm the connection and the server
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline and (max_requests is None or len(latencies) < max_requests):
+                started = time.perf_counter()
+                await call(session)
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return Result(len(latencies), elapsed, latencies)
+
+
+def workload(base: str, headers: dict[str, str], run_id: str, experiment_id: str) -> dict[str, Callable]:
+    api = f"{base}/api/2.0/mlflow"
+    artifact_dir = f"{base}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts"
+    step = {"n": 0}
+
+    async def ok(response: aiohttp.ClientResponse) -> None:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{response.url} answered {response.status}")
+
+    async def get_run(s: aiohttp.ClientSession) -> None:
+        async with s.get(f"{api}/runs/get", params={"run_id": run_id}, headers=headers) as r:
+            await ok(r)
+
+    async def log_batch(s: aiohttp.ClientSession) -> None:
+        step["n"] += 1
+        now = int(time.time() * 1000)
+        metrics = [{"key": f"m{i}", "value": i * 0.5, "timestamp": now, "step": step["n"]} for i in range(100)]
+        async with s.post(f"{api}/runs/log-batch", json={"run_id": run_id, "metrics": metrics}, headers=headers) as r:
+            await ok(r)
+
+    async def search_runs(s: aiohttp.ClientSession) -> None:
+        body = {"experiment_ids": [experiment_id], "max_results": 50, "filter": "metrics.m1 >= 0"}
+        async with s.post(f"{api}/runs/search", json=body, headers=headers) as r:
+            await ok(r)
+
+    async def upload_20mb(s: aiohttp.ClientSession) -> None:
+        async with s.put(f"{artifact_dir}/blob-{uuid.uuid4().hex}.bin", data=ARTIFACT, headers=headers) as r:
+            await ok(r)
+
+    async def download_20mb(s: aiohttp.ClientSession) -> None:
+        async with s.get(f"{artifact_dir}/fixed.bin", headers=headers) as r:
+            size = 0
+            async for chunk in r.content.iter_chunked(1024 * 1024):
+                size += len(chunk)
+            if r.status != 200 or size != len(ARTIFACT):
+                raise RuntimeError(f"download answered {r.status} with {size} bytes")
+
+    return {
+        "get_run": get_run,
+        "log_batch(100)": log_batch,
+        "search_runs": search_runs,
+        "upload 20MB": upload_20mb,
+        "download 20MB": download_20mb,
+    }
+
+
+async def prepare(base: str, headers: dict[str, str]) -> tuple[str, str]:
+    async with aiohttp.ClientSession(headers=headers) as s:
+        async with s.post(f"{base}/api/2.0/mlflow/experiments/create", json={"name": f"bench-{uuid.uuid4().hex}"}) as r:
+            experiment_id = (await r.json())["experiment_id"]
+        async with s.post(f"{base}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}) as r:
+            run_id = (await r.json())["run"]["info"]["run_id"]
+        url = f"{base}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/fixed.bin"
+        async with s.put(url, data=ARTIFACT) as r:
+            assert r.status == 200, await r.text()
+    return experiment_id, run_id
+
+
+def report_row(name: str, direct: Result, through: Result) -> str:
+    ratio = through.throughput / direct.throughput
+    return (
+        f"{name:15} {direct.throughput:9.1f} {through.throughput:9.1f} {ratio:7.2f}x   "
+        f"{direct.percentile(0.5):7.2f} {direct.percentile(0.99):8.2f}   "
+        f"{through.percentile(0.5):7.2f} {through.percentile(0.99):8.2f}"
+    )
+
+
+async def compare_with_mlflow(store: MlflowServer, gateway: GatewayProcess, seconds: float, concurrency: int) -> None:
+    direct_headers: dict[str, str] = {}
+    gateway_headers = {"Authorization": f"Bearer {TOKEN}", "X-MLFLOW-WORKSPACE": "bench"}
+    direct_ids = await prepare(store.url, direct_headers)
+    gateway_ids = await prepare(gateway.url, gateway_headers)
+    direct_ops = workload(store.url, direct_headers, direct_ids[1], direct_ids[0])
+    gateway_ops = workload(gateway.url, gateway_headers, gateway_ids[1], gateway_ids[0])
+    print(f"\nReal mlflow server, {concurrency} concurrent clients, {seconds:.0f}s per side and operation")
+    print(f"{'operation':15} {'direct/s':>9} {'gateway/s':>9} {'ratio':>8}   {'direct p50/p99 ms':>16}   "
+          f"{'gateway p50/p99 ms':>17}")  # fmt: skip
+    ratios = []
+    for name in direct_ops:
+        heavy = "20MB" in name
+        workers = 2 if heavy else concurrency
+        # Alternate the sides in two halves so drift of the machine hits both alike.
+        parts: dict[str, list[Result]] = {"direct": [], "gateway": []}
+        for _ in range(2):
+            parts["direct"].append(await drive(direct_ops[name], seconds / 2, workers))
+            parts["gateway"].append(await drive(gateway_ops[name], seconds / 2, workers))
+        direct, through = (
+            Result(sum(p.requests for p in r), sum(p.seconds for p in r), [x for p in r for x in p.latencies])
+            for r in (parts["direct"], parts["gateway"])
+        )
+        ratios.append(through.throughput / direct.throughput)
+        print(report_row(name, direct, through), flush=True)
+    print(f"geometric mean of throughput ratios (gateway/direct): {statistics.geometric_mean(ratios):.2f}x")
+
+
+def minimal_upstream(port: int) -> None:
+    body = b'{"run": {"info": {"run_id": "0123456789abcdef0123456789abcdef", "experiment_id": "1"}}}'
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def load_process(url: str, seconds: float, concurrency: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-MLFLOW-WORKSPACE": "capacity"}
+
+    async def call(s: aiohttp.ClientSession) -> None:
+        async with s.get(url, params={"run_id": "0123456789abcdef0123456789abcdef"}, headers=headers) as r:
+            await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"answered {r.status}")
+
+    result = asyncio.run(drive(call, seconds, concurrency))
+    queue.put((result.requests, result.seconds, result.latencies))
+
+
+def measure_capacity(url: str, seconds: float, concurrency: int, processes: int) -> Result:
+    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    workers = [
+        multiprocessing.Process(target=load_process, args=(url, seconds, concurrency, queue)) for _ in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    parts = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    return Result(sum(p[0] for p in parts), max(p[1] for p in parts), [x for p in parts for x in p[2]])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--skip-mlflow", action="store_true", help="only measure the gateway's own capacity")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="fedgate-bench-"))
+    database = start_embedded(root / "pg").url
+    store = MlflowServer(root / "store")
+    upstream_port = free_port()
+    upstream = multiprocessing.Process(target=minimal_upstream, args=(upstream_port,), daemon=True)
+    upstream.start()
+    gateway: GatewayProcess | None = None
+    try:
+        if not args.skip_mlflow:
+            store.start()
+        config = root / "fedgate.toml"
+        config.write_text(
+            f'[database]\nurl = "{database}"\n[server]\naccess_log = false\n'
+            f'[stores.mlflow]\nurl = "{store.url if store.port else "http://127.0.0.1:9"}"\n'
+            f'[stores.minimal]\nurl = "http://127.0.0.1:{upstream_port}"\n'
+            '[[workspaces]]\nname = "bench"\nid = "1001"\nstore = "mlflow"\n'
+            '[[workspaces]]\nname = "capacity"\nid = "1002"\nstore = "minimal"\n'
+        )
+        gateway = GatewayProcess(config, {"FEDGATE_ADMIN_TOKEN": TOKEN}, log_path=root / "gateway.log").start()
+        if not args.skip_mlflow:
+            asyncio.run(compare_with_mlflow(store, gateway, args.seconds, args.concurrency))
+
+        print("\nGateway capacity in front of a minimal upstream (GET runs/get, 2 load processes x 32 connections)")
+        direct = measure_capacity(f"http://127.0.0.1:{upstream_port}/api/2.0/mlflow/runs/get", args.seconds, 32, 2)
+        through = measure_capacity(f"{gateway.url}/api/2.0/mlflow/runs/get", args.seconds, 32, 2)
+        print(f"{'':15} {'direct/s':>9} {'gateway/s':>9} {'ratio':>8}   {'direct p50/p99 ms':>16}   "
+              f"{'gateway p50/p99 ms':>17}")  # fmt: skip
+        print(report_row("runs/get", direct, through))
+        print(f"gateway capacity: {through.throughput:.0f} forwarded requests/s (target >= 1500)")
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        store.stop()
+        upstream.terminate()
+        upstream.join(5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
