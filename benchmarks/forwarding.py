@@ -28,8 +28,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.db.engine import start_embedded  # noqa: E402
-from gateway.devstack import GatewayProcess, MlflowServer, free_port  # noqa: E402
+from gateway.db.engine import start_embedded
+from gateway.devstack import NO_TELEMETRY, GatewayProcess, MlflowServer, free_port
+
+os.environ.update(NO_TELEMETRY)
 
 TOKEN = "benchmark-admin-token-" + uuid.uuid4().hex
 ARTIFACT = os.urandom(20 * 1024 * 1024)

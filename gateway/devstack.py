@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+# Local stacks never phone home: MLflow's usage telemetry is off for every process started here.
+NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
 def free_port() -> int:
@@ -67,7 +69,11 @@ def _spawn(args: list[str], log_path: Path, env: Mapping[str, str] | None = None
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = log_path.open("ab")
     return subprocess.Popen(  # new session: the whole group can be stopped by pid
-        args, stdout=log_file, stderr=subprocess.STDOUT, env=dict(env or os.environ), start_new_session=True
+        args,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env={**(env or os.environ), **NO_TELEMETRY},
+        start_new_session=True,
     )
 
 

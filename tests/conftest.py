@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+from gateway.devstack import NO_TELEMETRY
+
+# Before mlflow is imported: its telemetry thread edits os.environ while requests iterates it.
+os.environ.update(NO_TELEMETRY)
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass

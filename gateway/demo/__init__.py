@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.devstack import LOOPBACK, GatewayProcess, MlflowServer, free_port
+from gateway.devstack import LOOPBACK, NO_TELEMETRY, GatewayProcess, MlflowServer, free_port
 
 STORES = ("team-a-store", "team-b-store", "central")
 
@@ -69,6 +69,7 @@ def run_demo(root: Path, port: int = 8080) -> int:
         print(f"gateway listening on {gateway.url} (log: {gateway.log_path})\n", flush=True)
         env = {
             **os.environ,
+            **NO_TELEMETRY,
             "MLFLOW_TRACKING_URI": gateway.url,
             "MLFLOW_TRACKING_TOKEN": token,
             "MLFLOW_WORKSPACE": "team-a",

@@ -6,16 +6,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
-from litestar import Request, Response, route
+from litestar import Request, route
 from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
 
 from gateway.authn.principal import Principal
 from gateway.errors import BodyTooLarge
 from gateway.federation.capabilities import StoreCapabilities
 from gateway.federation.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
-from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, client_headers
+from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, scan_headers
 from gateway.observability.access import REQUEST_ID_KEY, note
 
 WORKSPACE_HEADER = "x-mlflow-workspace"
@@ -36,7 +37,7 @@ def _forwarding_handler(
     # The static part before an artifact path, e.g. "/mlflow-artifacts/artifacts/".
     artifact_prefix = spec.path.split("{artifact_path:path}")[0] if "{artifact_path:path}" in spec.path else None
 
-    async def forward(request: Request[Principal, Any, Any]) -> Response[Any]:
+    async def forward(request: Request[Principal, Any, Any]) -> ASGIResponse:
         body: bytes | AsyncIterator[bytes] | None
         if upload:
             body = _bounded_stream(request, max_artifact_body)
@@ -47,19 +48,20 @@ def _forwarding_handler(
         path_params = request.path_params
         if artifact_prefix is not None:
             path_params = {"artifact_path": _raw_artifact_path(request, artifact_prefix)}
+        workspace, headers = scan_headers(request.scope["headers"])
         call = ForwardCall(
             spec=spec,
             principal=request.user,
-            workspace_header=request.headers.get(WORKSPACE_HEADER) or None,
+            workspace_header=workspace,
             path_params=path_params,
             query=request.scope["query_string"].decode("latin-1"),
-            headers=client_headers(request.headers),
+            headers=headers,
             body=body,
             request_id=str(request.scope.get(REQUEST_ID_KEY, "")),  # type: ignore[call-overload,unused-ignore]
         )
         result = await forwarder.forward(call)
         note(request.scope, workspace=result.workspace)
-        return _response(result)
+        return _response(result, request)
 
     # Uploads are bounded by our own streaming check (0 = no limit); JSON bodies by Litestar's.
     return route(
@@ -95,17 +97,19 @@ async def _bounded_stream(request: Request[Any, Any, Any], limit: int) -> AsyncI
             yield chunk
 
 
-def _response(result: ForwardResult) -> Response[Any]:
+def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIResponse:
     media_type = result.headers.pop("Content-Type", None) or result.headers.pop("content-type", None)
     if result.stream is not None:
-        return Stream(
+        stream = Stream(
             result.stream,
             status_code=result.status,
             headers=result.headers,
             media_type=media_type or "application/octet-stream",
         )
-    return Response(
-        result.body,
+        return stream.to_asgi_response(app=None, request=request)
+    # The store's bytes go out as they came: no re-encoding on the hot path.
+    return ASGIResponse(
+        body=result.body,
         status_code=result.status,
         headers=result.headers,
         media_type=media_type or "application/json",

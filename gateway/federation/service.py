@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -138,15 +138,25 @@ class Forwarder:
             raise ResourceNotFound(f"Workspace '{name}' not found")
         return link
 
-    async def resolve(self, call: ForwardCall, run_id: str | None, path_workspace: str | None) -> WorkspaceLink:
+    async def resolve(self, call: ForwardCall, ids: RequestIds | None, artifact_path: str | None) -> WorkspaceLink:
+        """The header names the workspace; without one, the artifact path, the run, or `default` do."""
         if call.workspace_header:
-            return self.link_named(call.workspace_header)
+            link = self.link_named(call.workspace_header)
+            if link.shares_namespace:
+                # The store cannot tell this workspace's runs from its neighbours'; the gateway can.
+                run_id = self._run_id(call, ids, artifact_path)
+                owner = await self.runs.workspace_of(run_id) if run_id else None
+                if owner is not None and owner != link.name:
+                    raise ResourceNotFound(f"Run with id={run_id} not found")
+            return link
+        path_workspace = _path_workspace(artifact_path) if artifact_path else None
         if path_workspace:
             return self.link_named(path_workspace)
+        run_id = self._run_id(call, ids, artifact_path)
         if run_id is not None and (workspace := await self.runs.workspace_of(run_id)) is not None:
-            link = self.links.get(workspace)
-            if link is not None:
-                return link
+            run_link = self.links.get(workspace)
+            if run_link is not None:
+                return run_link
         if self.links.default is not None:
             return self.links.default
         raise InvalidParameter(
@@ -159,23 +169,13 @@ class Forwarder:
     async def forward(self, call: ForwardCall) -> ForwardResult:
         spec = call.spec
         ids = self._body_ids(call)
-        artifact_path: str | None = None
-        path_workspace: str | None = None
-        if spec.resource is Resource.ARTIFACT:
-            artifact_path = self._artifact_path(call)
-            path_workspace = _path_workspace(artifact_path)
-        run_id = self._run_id(call, ids, artifact_path)
-        link = await self.resolve(call, run_id, path_workspace)
-        if link.shares_namespace and run_id is not None:
-            owner = await self.runs.workspace_of(run_id)
-            if owner is not None and owner != link.name:
-                raise ResourceNotFound(f"Run with id={run_id} not found")
-
+        artifact_path = self._artifact_path(call) if spec.resource is Resource.ARTIFACT else None
+        link = await self.resolve(call, ids, artifact_path)
         path, query = self._upstream_target(call, link, artifact_path)
         body = call.body
         if isinstance(body, bytes) and _renames(link) and body:
             body = _rewrite_json(body, link.name, link.upstream_workspace or link.name)
-        headers = list(call.headers)
+        headers = call.headers
         headers.append(("X-Request-Id", call.request_id))
 
         store = self.stores[link.store]
@@ -355,6 +355,14 @@ def _rewrite_json(body: bytes, old: str, new: str) -> bytes:
     return msgspec.json.encode(walk(document))
 
 
-def client_headers(headers: Mapping[str, str] | Any) -> list[tuple[str, str]]:
-    """The client headers that are forwarded to a store."""
-    return [(k, v) for k, v in headers.items() if k.lower() in FORWARDED_REQUEST_HEADERS]
+def scan_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, list[tuple[str, str]]]:
+    """One pass over the raw ASGI headers: the workspace header, and the headers a store may see."""
+    workspace = None
+    forwarded = []
+    for name, value in raw:
+        key = name.decode("latin-1")  # ASGI servers hand header names over lower-cased
+        if key == "x-mlflow-workspace":
+            workspace = value.decode("latin-1") or None
+        elif key in FORWARDED_REQUEST_HEADERS:
+            forwarded.append((key, value.decode("latin-1")))
+    return workspace, forwarded
