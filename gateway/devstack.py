@@ -65,7 +65,9 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> Non
         process.wait(5)
 
 
-def _spawn(args: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = log_path.open("ab")
     return subprocess.Popen(  # new session: the whole group can be stopped by pid
@@ -73,6 +75,7 @@ def _spawn(args: list[str], log_path: Path, env: Mapping[str, str] | None = None
         stdout=log_file,
         stderr=subprocess.STDOUT,
         env={**(env or os.environ), **NO_TELEMETRY},
+        cwd=cwd,
         start_new_session=True,
     )
 
@@ -84,6 +87,8 @@ class MlflowServer:
     root: Path
     port: int = 0
     workspaces: bool = False
+    # (username, password) of the admin of MLflow's `basic-auth` app; None runs without it.
+    basic_auth: tuple[str, str] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -105,7 +110,12 @@ class MlflowServer:
         if self.workspaces:
             args += ["--enable-workspaces", "--workspace-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
         env = {**os.environ, "MLFLOW_SERVER_ALLOWED_HOSTS": f"{LOOPBACK}:{self.port},localhost:{self.port}"}
-        self.process = _spawn(args, self.root / "server.log", env)
+        if self.basic_auth is not None:
+            args += ["--app-name", "basic-auth"]
+            env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.basic_auth
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = os.urandom(16).hex()
+        # The server's cwd is its own folder: the basic-auth app keeps its sqlite file there.
+        self.process = _spawn(args, self.root / "server.log", env, cwd=self.root)
         wait_http(f"{self.url}/health", timeout, self.process)
         return self
 

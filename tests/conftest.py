@@ -20,8 +20,12 @@ from gateway.devstack import GatewayProcess, MlflowServer, free_port
 
 ADMIN_TOKEN = "test-admin-token-4f1c2b9e7d"
 MAX_JSON_BODY = 4 * 1024 * 1024
+GUARDED_ADMIN = ("store-admin", "store-password-91c7e2")
 # Nothing ever listens here: the store of the `offline` workspace.
 OFFLINE_PORT = free_port()
+
+
+GATEWAY_ENV = {"FEDGATE_ADMIN_TOKEN": ADMIN_TOKEN, "GUARDED_PASSWORD": GUARDED_ADMIN[1]}
 
 
 @dataclass
@@ -67,6 +71,11 @@ def _start_all(servers: list[MlflowServer]) -> None:
 def write_config(path: Path, database_url: str, stores: dict[str, MlflowServer], extra: str = "") -> Path:
     store_blocks = "\n".join(
         f'[stores.{name}]\nurl = "{server.url}"\nworkspaces = {str(server.workspaces).lower()}\n'
+        + (
+            f'auth = {{ kind = "basic", username = "{server.basic_auth[0]}", password_env = "GUARDED_PASSWORD" }}\n'
+            if server.basic_auth
+            else ""
+        )
         for name, server in stores.items()
     )
     path.write_text(
@@ -96,6 +105,10 @@ name = "team-c"
 id = "1003"
 store = "central"
 upstream_workspace = "upstream-c"
+[[workspaces]]
+name = "guarded"
+id = "1006"
+store = "guarded"
 [[workspaces]]
 name = "offline"
 id = "1005"
@@ -130,6 +143,8 @@ def stores(workdir: Path) -> Iterator[dict[str, MlflowServer]]:
         "b": MlflowServer(workdir / "store-b"),
         # The account's central store is an MLflow server with workspaces enabled.
         "central": MlflowServer(workdir / "store-central", workspaces=True),
+        # A store behind MLflow's own basic-auth app: the gateway presents its credentials.
+        "guarded": MlflowServer(workdir / "store-guarded", basic_auth=GUARDED_ADMIN),
     }
     _start_all(list(servers.values()))
     for upstream in ("upstream-c", "research"):
@@ -145,7 +160,7 @@ def stores(workdir: Path) -> Iterator[dict[str, MlflowServer]]:
 @pytest.fixture(scope="session")
 def stack(workdir: Path, database_url: str, stores: dict[str, MlflowServer]) -> Iterator[Stack]:
     config = write_config(workdir / "fedgate.toml", database_url, stores)
-    gateway = GatewayProcess(config, {"FEDGATE_ADMIN_TOKEN": ADMIN_TOKEN}).start()
+    gateway = GatewayProcess(config, GATEWAY_ENV).start()
     yield Stack(gateway, stores, database_url, workdir)
     gateway.stop()
 

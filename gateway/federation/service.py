@@ -216,7 +216,9 @@ class Forwarder:
     async def _result(self, call: ForwardCall, link: WorkspaceLink, response: StoreResponse) -> ForwardResult:
         spec = call.spec
         headers = {k: v for k, v in response.headers.items() if k.lower() in RETURNED_RESPONSE_HEADERS}
-        must_read = (spec.name == "POST /mlflow/runs/create" and response.status == 200) or _renames(link)
+        # Artifact bytes are the user's and are never rewritten; JSON answers of renamed links are.
+        rewrite = _renames(link) and spec.body is not Body.DOWNLOAD
+        must_read = (spec.name == "POST /mlflow/runs/create" and response.status == 200) or rewrite
         small = response.content_length is not None and response.content_length <= BUFFER_LIMIT
         if (spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read):
             if response.content_length is not None:
@@ -228,7 +230,7 @@ class Forwarder:
             raise StoreUnavailable(f"The store of workspace '{link.name}' dropped the answer.") from exc
         if response.status == 200 and spec.name == "POST /mlflow/runs/create":
             await self._record_run(call, link, body)
-        if _renames(link) and body[:1] in (b"{", b"["):
+        if rewrite and body[:1] == b"{":
             body = _rewrite_json(body, link.upstream_workspace or link.name, link.name)
         return ForwardResult(response.status, headers, link.name, body=body)
 
@@ -331,8 +333,12 @@ def _replace_query_param(query: str, name: str, value: str) -> str:
     return "&".join(kept)
 
 
+# Fields that carry artifact URIs or the workspace name; user data (params, tags...) is never touched.
+REWRITTEN_FIELDS = frozenset({"artifact_location", "artifact_uri", "root_uri", "source", "workspace"})
+
+
 def _rewrite_json(body: bytes, old: str, new: str) -> bytes:
-    """Rename a workspace in artifact URIs and `workspace` fields of a JSON document."""
+    """Rename a workspace in the artifact-URI and `workspace` fields of a JSON document."""
     try:
         document = msgspec.json.decode(body)
     except msgspec.DecodeError:
@@ -345,7 +351,7 @@ def _rewrite_json(body: bytes, old: str, new: str) -> bytes:
             return {k: walk(v, k) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
-        if isinstance(node, str):
+        if isinstance(node, str) and key in REWRITTEN_FIELDS:
             if key == "workspace" and node == old:
                 return new
             if node.startswith(old_prefix):

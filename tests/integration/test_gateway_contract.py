@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from gateway.devstack import GatewayProcess
-from tests.conftest import ADMIN_TOKEN, MAX_JSON_BODY, Stack
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, GUARDED_ADMIN, MAX_JSON_BODY, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -197,6 +197,21 @@ def test_a_call_naming_only_a_run_is_routed_by_the_run(mlflow_env: Stack) -> Non
     assert MlflowClient().get_run(run.info.run_id).data.tags["k"] == "v"
 
 
+def test_gateway_presents_the_stores_own_credentials(mlflow_env: Stack) -> None:
+    guarded = mlflow_env.stores["guarded"].url
+    assert requests.get(f"{guarded}/api/2.0/mlflow/experiments/search", timeout=10).status_code == 401
+    mlflow.set_workspace("guarded")
+    name = unique("behind-basic-auth")
+    experiment_id = MlflowClient().create_experiment(name)
+    direct = requests.get(
+        f"{guarded}/api/2.0/mlflow/experiments/get",
+        params={"experiment_id": experiment_id},
+        auth=GUARDED_ADMIN,
+        timeout=10,
+    )
+    assert direct.json()["experiment"]["name"] == name
+
+
 def test_unreachable_store_answers_503_with_retry_after(stack: Stack) -> None:
     response = stack.http("offline").post(f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1})
     assert_mlflow_error(response, 503, "TEMPORARILY_UNAVAILABLE")
@@ -352,7 +367,7 @@ def test_logs_carry_request_ids_but_never_the_token(stack: Stack) -> None:
 
 
 def test_a_second_replica_sees_link_changes_at_once(stack: Stack) -> None:
-    replica = GatewayProcess(stack.gateway.config_path, {"FEDGATE_ADMIN_TOKEN": ADMIN_TOKEN}).start()
+    replica = GatewayProcess(stack.gateway.config_path, GATEWAY_ENV).start()
     try:
         name = unique("replicated")
         created = stack.http().post(f"{stack.url}/api/3.0/mlflow/workspaces", json={"name": name, "store": "a"})
