@@ -4,34 +4,55 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import ConfigError, Settings, load_settings
 
 
-def _database_url(settings: Settings) -> str:
+def _database(settings: Settings) -> tuple[str, Callable[[], None]]:
+    """The database URL, and how to let go of it (stops the embedded server this process started)."""
     if settings.database.url:
-        return settings.database.url
+        return settings.database.url, lambda: None
     from gateway.db.engine import start_embedded
 
-    return start_embedded(settings.database.data_dir).url
+    embedded = start_embedded(settings.database.data_dir)
+    return embedded.url, embedded.stop
+
+
+def _exit_on_sigterm() -> None:
+    """uvicorn re-raises the signal that stopped it; make SIGTERM a normal exit so clean-up runs."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from gateway.app import asgi_app
+    from gateway.authn.service import Authenticator
     from gateway.db.migrate import upgrade
     from gateway.observability.logging import configure_logging
 
     configure_logging()
     settings = load_settings(args.config)
+    Authenticator(settings.admin_token)  # fail fast on a missing or weak token, before anything starts
+    _exit_on_sigterm()
+    url, release = _database(settings)
+    try:
+        upgrade(url)
+        _run_uvicorn(settings, args, url)
+    finally:
+        release()
+    return 0
+
+
+def _run_uvicorn(settings: Settings, args: argparse.Namespace, url: str) -> None:
+    import uvicorn
+
+    from gateway.app import asgi_app
+
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
-    url = _database_url(settings)
-    upgrade(url)
     common = {
         "host": host,
         "port": port,
@@ -42,24 +63,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "timeout_keep_alive": 30,
     }
     if workers == 1:
-        from gateway.authn.service import Authenticator
-
-        Authenticator(settings.admin_token)  # fail fast, before binding the port
         uvicorn.run(asgi_app(settings, url), **common)  # type: ignore[arg-type]
-        return 0
+        return
     # Several worker processes share the database this process started (or was given).
     if args.config:
         os.environ["FEDGATE_CONFIG"] = str(args.config)
     os.environ["FEDGATE_DATABASE_URL"] = url
     uvicorn.run("gateway.app:asgi_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
-    return 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from gateway.db.migrate import upgrade
 
     settings = load_settings(args.config)
-    upgrade(_database_url(settings))
+    url, release = _database(settings)
+    try:
+        upgrade(url)
+    finally:
+        release()
     print("database schema is up to date")
     return 0
 

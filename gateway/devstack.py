@@ -50,19 +50,17 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None 
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM the process group started for `process`, then SIGKILL what is left."""
-    if process.poll() is not None:
-        return
-    try:
+    """SIGTERM the process group started for `process`, then SIGKILL whatever the group still holds.
+
+    mlflow's job consumers can outlive their server, so the sweep runs even when the leader is gone.
+    """
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(5)
 
 
 def _spawn(

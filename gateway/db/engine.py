@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignor
 class EmbeddedDatabase:
     url: str
     pid: int | None
+    stop: Callable[[], None]
 
 
 def start_embedded(data_dir: str | Path) -> EmbeddedDatabase:
@@ -48,4 +50,5 @@ def start_embedded(data_dir: str | Path) -> EmbeddedDatabase:
     server = get_server(root / "pgdata")
     url = server.get_uri()
     log.info("embedded PostgreSQL ready", extra={"pgdata": str(root / "pgdata"), "pid": server.get_pid()})
-    return EmbeddedDatabase(url=url, pid=server.get_pid())
+    # Stops the server when this process is its last user (other processes may share it).
+    return EmbeddedDatabase(url=url, pid=server.get_pid(), stop=server.cleanup)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -45,7 +46,14 @@ mode = "central"
 """
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(root: Path, port: int = 8080) -> int:
+    # Explicit handlers: a shell may start us with SIGINT ignored, and SIGTERM must clean up too.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     root = root.resolve()
     token = os.environ.get("FEDGATE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     servers = {name: MlflowServer(root / name) for name in STORES}
