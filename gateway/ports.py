@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
-Body = bytes | AsyncIterator[bytes] | None
+Body = bytes | AsyncIterable[bytes] | None
 
 
 class StoreUnreachable(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 
 import aiohttp
 from multidict import CIMultiDict
@@ -98,7 +98,7 @@ class MlflowRestStore:
         out = CIMultiDict(headers)
         if workspace is not None:
             out[WORKSPACE_HEADER] = workspace
-        attempts = IDEMPOTENT_ATTEMPTS if idempotent and not isinstance(body, AsyncIterator) else 1
+        attempts = IDEMPOTENT_ATTEMPTS if idempotent and not isinstance(body, AsyncIterable) else 1
         for attempt in range(attempts):
             authorization = await self.auth.authorization(session)
             if authorization is not None:

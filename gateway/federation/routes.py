@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -13,7 +13,7 @@ from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
 from gateway.authn.principal import Principal
-from gateway.errors import BodyTooLarge
+from gateway.errors import BodyTooLarge, GatewayError
 from gateway.federation.capabilities import StoreCapabilities
 from gateway.federation.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
 from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, scan_headers
@@ -38,9 +38,10 @@ def _forwarding_handler(
     artifact_prefix = spec.path.split("{artifact_path:path}")[0] if "{artifact_path:path}" in spec.path else None
 
     async def forward(request: Request[Principal, Any, Any]) -> ASGIResponse:
-        body: bytes | AsyncIterator[bytes] | None
+        body: bytes | AsyncIterable[bytes] | None
+        bounded: BoundedUpload | None = None
         if upload:
-            body = _bounded_stream(request, max_artifact_body)
+            body = bounded = BoundedUpload(request, max_artifact_body)
         elif spec.method in ("GET",):
             body = None
         else:
@@ -59,7 +60,13 @@ def _forwarding_handler(
             body=body,
             request_id=str(request.scope.get(REQUEST_ID_KEY, "")),  # type: ignore[call-overload,unused-ignore]
         )
-        result = await forwarder.forward(call)
+        try:
+            result = await forwarder.forward(call)
+        except GatewayError:
+            # The store saw the upload cut short; the reason is ours, not an unreachable store.
+            if bounded is not None and bounded.exceeded:
+                raise bounded.error() from None
+            raise
         note(request.scope, workspace=result.workspace)
         return _response(result, request)
 
@@ -87,14 +94,32 @@ def _raw_artifact_path(request: Request[Any, Any, Any], prefix: str) -> str:
     return unquote(text[index + len(prefix) :]) if index >= 0 else str(request.path_params["artifact_path"])
 
 
-async def _bounded_stream(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[bytes]:
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if limit and received > limit:
-            raise BodyTooLarge(f"Artifact upload exceeds the gateway's limit of {limit} bytes.")
-        if chunk:
-            yield chunk
+class BoundedUpload:
+    """The request body as a stream for the store, cut off at the gateway's artifact size limit (0: none)."""
+
+    def __init__(self, request: Request[Any, Any, Any], limit: int) -> None:
+        self.limit = limit
+        self.exceeded = False
+        declared = request.headers.get("content-length", "")
+        if limit and declared.isdigit() and int(declared) > limit:
+            raise self.error()  # refused before a byte is read
+        self._chunks = request.stream()
+
+    def error(self) -> BodyTooLarge:
+        return BodyTooLarge(f"Artifact upload exceeds the gateway's limit of {self.limit} bytes.")
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._bounded()
+
+    async def _bounded(self) -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in self._chunks:
+            received += len(chunk)
+            if self.limit and received > self.limit:
+                self.exceeded = True
+                raise self.error()
+            if chunk:
+                yield chunk
 
 
 def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIResponse:

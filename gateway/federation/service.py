@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -73,7 +73,7 @@ class ForwardCall:
     path_params: Mapping[str, Any]
     query: str
     headers: list[tuple[str, str]]
-    body: bytes | AsyncIterator[bytes] | None
+    body: bytes | AsyncIterable[bytes] | None
     request_id: str
 
 
@@ -189,7 +189,7 @@ class Forwarder:
         path: str,
         query: str,
         headers: list[tuple[str, str]],
-        body: bytes | AsyncIterator[bytes] | None,
+        body: bytes | AsyncIterable[bytes] | None,
         link: WorkspaceLink,
     ) -> StoreResponse:
         with UPSTREAM_LATENCY.labels(store.name).time():

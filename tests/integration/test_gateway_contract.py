@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -382,3 +383,30 @@ def test_a_second_replica_sees_link_changes_at_once(stack: Stack) -> None:
         assert stack.http().delete(f"{stack.url}/api/3.0/mlflow/workspaces/{name}").status_code == 204
     finally:
         replica.stop()
+
+
+def test_artifact_size_limit_from_the_environment(stack: Stack) -> None:
+    """FEDGATE_* overrides reach a real process; an over-limit upload is refused, never half-stored."""
+    limit = 1024 * 1024
+    env = {**GATEWAY_ENV, "FEDGATE_SERVER_MAX_ARTIFACT_BODY_BYTES": str(limit)}
+    limited = GatewayProcess(stack.gateway.config_path, env).start()
+    try:
+        session = stack.http("team-a")
+        run_dir = f"{limited.url}/api/2.0/mlflow-artifacts/artifacts/0/{uuid.uuid4().hex}/artifacts"
+        declared = session.put(f"{run_dir}/declared.bin", data=b"x" * (limit + 1))
+        assert_mlflow_error(declared, 413, "INVALID_PARAMETER_VALUE")
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while streaming
+            for _ in range(4):
+                yield b"y" * (limit // 2)
+
+        streamed = session.put(f"{run_dir}/streamed.bin", data=chunks())
+        assert_mlflow_error(streamed, 413, "INVALID_PARAMETER_VALUE")
+        small = session.put(f"{run_dir}/small.bin", data=b"z" * 1000)
+        assert small.status_code == 200
+        listing = session.get(
+            f"{limited.url}/api/2.0/mlflow-artifacts/artifacts", params={"path": run_dir.split("artifacts/", 2)[2]}
+        )
+        assert [f["path"] for f in listing.json()["files"]] == ["small.bin"]
+    finally:
+        limited.stop()
