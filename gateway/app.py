@@ -22,6 +22,7 @@ from litestar.middleware import DefineMiddleware
 
 from adapters.postgres_notify import PostgresNotifications
 from adapters.stores.auth import (
+    DEFAULT_SCOPES,
     ClientCredentialsAuth,
     NoStoreAuth,
     StaticStoreAuth,
@@ -78,11 +79,7 @@ def store_auth(name: str, store: StoreSettings) -> StoreAuth:
         return StaticStoreAuth.bearer(_secret(auth.token_env, auth.token_file, what=where))
     if isinstance(auth, OAuth2ClientCredentials):
         token_url = auth.token_url or token_url_for(auth.provider, host=store.url, tenant_id=auth.tenant_id)
-        scope = auth.scope or {"databricks": "all-apis", "entra": ""}.get(auth.provider, "")
-        if auth.provider == "entra" and not scope:
-            from adapters.stores.auth import ENTRA_DEFAULT_SCOPE
-
-            scope = ENTRA_DEFAULT_SCOPE
+        scope = auth.scope or DEFAULT_SCOPES.get(auth.provider, "")
         secret = _secret(auth.client_secret_env, auth.client_secret_file, what=where)
         return ClientCredentialsAuth(token_url, auth.client_id, secret, scope)
     return NoStoreAuth()

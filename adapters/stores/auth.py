@@ -13,9 +13,9 @@ from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from gateway.ports import StoreUnreachable
 
-DATABRICKS_SCOPE = "all-apis"
-# Microsoft Entra: the resource id of Azure Databricks; Azure ML uses its own scope, set `scope` for it.
-ENTRA_DEFAULT_SCOPE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default"
+# Default scopes per provider. Entra: the resource id of Azure Databricks; Azure ML uses its own, so
+# set `scope` for it.
+DEFAULT_SCOPES = {"databricks": "all-apis", "entra": "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default"}
 
 
 class StoreAuth(Protocol):

@@ -6,7 +6,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -25,7 +25,7 @@ from gateway.federation.paths import canonical_artifact_path, quote_path, rewrit
 from gateway.federation.repository import RunRouteRepository
 from gateway.federation.route_table import Body, Resource, RouteSpec
 from gateway.federation.schemas import CreateRunResponse, RequestIds
-from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
+from gateway.observability.metrics import RUN_ROUTE_FAILURES, UPSTREAM_ERRORS, UPSTREAM_LATENCY
 from gateway.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
 from gateway.workspaces.links import LinkTable, WorkspaceLink
 
@@ -84,8 +84,6 @@ class ForwardResult:
     workspace: str
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
-    served_by: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class RunDirectory:
@@ -246,6 +244,7 @@ class Forwarder:
             )
         except Exception:
             # The run exists in the store; only header-less routing of it is lost. Never fail the call.
+            RUN_ROUTE_FAILURES.inc()
             log.exception("could not record run route", extra={"run_id": created.run.info.run_id})
 
     # -- request parsing -----------------------------------------------------------------------------
