@@ -15,6 +15,7 @@ from gateway.ports import Body, StoreTimedOut, StoreUnreachable
 WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
 CHUNK_SIZE = 256 * 1024
 IDEMPOTENT_ATTEMPTS = 3
+KEEPALIVE_SECONDS = 4.0
 
 
 class AiohttpStoreResponse:
@@ -70,7 +71,11 @@ class MlflowRestStore:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30)
+            # Idle connections are dropped before uvicorn's 5 s keep-alive (what `mlflow server` runs)
+            # would close them under a request that cannot be replayed, such as a streamed upload.
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_SECONDS
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
