@@ -1,15 +1,23 @@
-"""The `fedgate` command: serve, db upgrade, demo."""
+"""The `fedgate` command: serve, db upgrade, workspaces, demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gateway.config import ConfigError, Settings, load_settings
+
+
+class CommandError(Exception):
+    """A command that reached the gateway (or tried to) and failed; printed without a traceback."""
 
 
 def _database(settings: Settings) -> tuple[str, Callable[[], None]]:
@@ -85,6 +93,67 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One call to a running gateway's API with the admin token; MLflow errors are printed as such."""
+    token = os.environ.get("FEDGATE_ADMIN_TOKEN", "")
+    if not token:
+        raise ConfigError("FEDGATE_ADMIN_TOKEN must be set to talk to the gateway")
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(  # noqa: S310 (the operator's own gateway URL)
+        args.url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            text = response.read().decode()
+            if warning := response.headers.get("X-Fedgate-Warning"):
+                print(f"warning: {warning}", file=sys.stderr)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode()
+        try:
+            error = json.loads(detail)
+            detail = f"{error['error_code']}: {error['message']}"
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise CommandError(f"{method} {path} failed ({exc.code}) {detail}") from exc
+    except urllib.error.URLError as exc:
+        raise CommandError(f"cannot reach the gateway at {args.url}: {exc.reason}") from exc
+    return json.loads(text) if text else None
+
+
+def cmd_workspaces(args: argparse.Namespace) -> int:
+    base = "/api/3.0/mlflow/workspaces"
+    if args.action == "list":
+        workspaces = (_admin_call(args, "GET", base) or {}).get("workspaces", [])
+        print(f"{'NAME':24} {'ID':>6}  {'MODE':9} {'STORE':20} UPSTREAM")
+        for ws in workspaces:
+            print(
+                f"{ws['name']:24} {ws.get('workspace_id', ''):>6}  {ws.get('mode', ''):9} "
+                f"{ws.get('store', ''):20} {ws.get('upstream_workspace', '')}"
+            )
+        return 0
+    if args.action == "unlink":
+        _admin_call(args, "DELETE", f"{base}/{args.name}")
+        print(f"unlinked {args.name} (the store and its data are untouched)")
+        return 0
+    fields = {
+        "store": args.store,
+        "mode": args.mode,
+        "workspace_id": args.id,
+        "upstream_workspace": args.upstream_workspace,
+        "description": args.description,
+    }
+    body = {key: value for key, value in fields.items() if value is not None}
+    if args.action == "link":
+        answer = _admin_call(args, "POST", base, {"name": args.name, **body})
+    else:
+        answer = _admin_call(args, "PATCH", f"{base}/{args.name}", body)
+    print(json.dumps(answer["workspace"], indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -108,6 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade.add_argument("--config")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
 
+    workspaces = commands.add_parser("workspaces", help="list, link, relink and unlink workspaces")
+    workspaces.add_argument("--url", default=os.environ.get("FEDGATE_URL", "http://127.0.0.1:8080"))
+    ws_actions = workspaces.add_subparsers(dest="action", required=True)
+    ws_actions.add_parser("list", help="every linked workspace")
+    for action, text in (("link", "link a new workspace"), ("relink", "change a workspace's link")):
+        sub = ws_actions.add_parser(action, help=text)
+        sub.add_argument("name")
+        sub.add_argument("--store")
+        sub.add_argument("--mode", choices=["workspace", "dual", "central"])
+        sub.add_argument("--id")
+        sub.add_argument("--upstream-workspace")
+        sub.add_argument("--description")
+    unlink = ws_actions.add_parser("unlink", help="unlink a workspace (its store is untouched)")
+    unlink.add_argument("name")
+    workspaces.set_defaults(func=cmd_workspaces)
+
     demo = commands.add_parser("demo", help="start a local stack and train through the gateway")
     demo.add_argument("--dir", default=".fedgate/demo", help="where the demo keeps its data")
     demo.add_argument("--port", type=int, default=8080)
@@ -123,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fedgate: {exc}", file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(f"fedgate: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:  # e.g. a missing or weak FEDGATE_ADMIN_TOKEN
         print(f"fedgate: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -410,3 +413,26 @@ def test_artifact_size_limit_from_the_environment(stack: Stack) -> None:
         assert [f["path"] for f in listing.json()["files"]] == ["small.bin"]
     finally:
         limited.stop()
+
+
+def test_workspaces_cli(stack: Stack) -> None:
+    def fedgate(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "FEDGATE_ADMIN_TOKEN": ADMIN_TOKEN}
+        command = [sys.executable, "-m", "gateway.cli", "workspaces", "--url", stack.url, *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    name = unique("cli")
+    linked = fedgate("link", name, "--store", "a", "--id", "7777", "--description", "from the CLI")
+    assert linked.returncode == 0, linked.stderr
+    assert json.loads(linked.stdout) == {
+        "name": name, "description": "from the CLI", "workspace_id": "7777", "mode": "workspace", "store": "a"
+    }  # fmt: skip
+    listed = fedgate("list")
+    assert any(line.split()[:4] == [name, "7777", "workspace", "a"] for line in listed.stdout.splitlines())
+    assert json.loads(fedgate("relink", name, "--store", "b").stdout)["store"] == "b"
+    refused = fedgate("link", name, "--store", "a")
+    assert refused.returncode == 1
+    assert f"RESOURCE_ALREADY_EXISTS: Workspace '{name}' already exists." in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert fedgate("unlink", name).returncode == 0
+    assert stack.http().get(f"{stack.url}/api/3.0/mlflow/workspaces/{name}").status_code == 404
