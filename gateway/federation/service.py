@@ -367,7 +367,10 @@ def scan_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, list[t
     for name, value in raw:
         key = name.decode("latin-1")  # ASGI servers hand header names over lower-cased
         if key == "x-mlflow-workspace":
-            workspace = value.decode("latin-1") or None
+            if workspace is not None:
+                # Two values could be read differently by the gateway and the store; choose neither.
+                raise InvalidParameter("X-MLFLOW-WORKSPACE was sent more than once.")
+            workspace = value.decode("latin-1")
         elif key in FORWARDED_REQUEST_HEADERS:
             forwarded.append((key, value.decode("latin-1")))
-    return workspace, forwarded
+    return workspace or None, forwarded

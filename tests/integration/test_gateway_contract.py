@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import subprocess
@@ -174,6 +175,19 @@ def test_workspace_selection_rules(stack: Stack) -> None:
     assert_mlflow_error(stack.http("nowhere").post(search, json={"max_results": 5}), 404, "RESOURCE_DOES_NOT_EXIST")
     assert_mlflow_error(stack.http("account").post(search, json={"max_results": 5}), 400, "INVALID_PARAMETER_VALUE")
     assert_mlflow_error(stack.http("Bad_Name!").post(search, json={"max_results": 5}), 400, "INVALID_PARAMETER_VALUE")
+    twice = http.client.HTTPConnection("127.0.0.1", stack.gateway.port, timeout=10)
+    twice.putrequest("POST", "/api/2.0/mlflow/experiments/search")
+    for header, value in [
+        ("Authorization", f"Bearer {ADMIN_TOKEN}"),
+        ("X-MLFLOW-WORKSPACE", "team-a"),
+        ("X-MLFLOW-WORKSPACE", "team-b"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", "2"),
+    ]:
+        twice.putheader(header, value)
+    twice.endheaders(b"{}")
+    answer = twice.getresponse()
+    assert answer.status == 400 and json.loads(answer.read())["error_code"] == "INVALID_PARAMETER_VALUE"
 
     # With a workspace named `default`, header-less calls go there.
     admin = stack.http()
