@@ -154,13 +154,17 @@ def test_config_declared_workspaces_are_changed_in_the_file(stack: Stack) -> Non
 
 def test_store_with_direct_artifact_access_is_refused_at_link_time(stack: Stack) -> None:
     # An experiment whose artifacts live in a bucket clients write to directly, around the gateway.
+    # (On the `guarded` store, which no other test links over the API: the experiment stays.)
     direct = requests.post(
-        f"{stack.stores['b'].url}/api/2.0/mlflow/experiments/create",
+        f"{stack.stores['guarded'].url}/api/2.0/mlflow/experiments/create",
         json={"name": unique("bucket"), "artifact_location": "s3://bucket/experiments"},
+        auth=GUARDED_ADMIN,
         timeout=30,
     )
-    assert direct.status_code == 200
-    refused = stack.http().post(f"{stack.url}/api/3.0/mlflow/workspaces", json={"name": unique("ws"), "store": "b"})
+    assert direct.status_code == 200, direct.text
+    refused = stack.http().post(
+        f"{stack.url}/api/3.0/mlflow/workspaces", json={"name": unique("ws"), "store": "guarded"}
+    )
     body = assert_mlflow_error(refused, 400, "INVALID_PARAMETER_VALUE")
     assert "s3://bucket/experiments" in body["message"]
 
