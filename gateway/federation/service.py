@@ -21,7 +21,12 @@ from gateway.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
-from gateway.federation.paths import canonical_artifact_path, quote_path, rewrite_artifact_workspace
+from gateway.federation.paths import (
+    artifact_workspace,
+    canonical_artifact_path,
+    quote_path,
+    rewrite_artifact_workspace,
+)
 from gateway.federation.repository import RunRouteRepository
 from gateway.federation.route_table import Body, Resource, RouteSpec
 from gateway.federation.schemas import CreateRunResponse, RequestIds
@@ -147,7 +152,7 @@ class Forwarder:
                 if owner is not None and owner != link.name:
                     raise ResourceNotFound(f"Run with id={run_id} not found")
             return link
-        path_workspace = _path_workspace(artifact_path) if artifact_path else None
+        path_workspace = artifact_workspace(artifact_path) if artifact_path else None
         if path_workspace:
             return self.link_named(path_workspace)
         run_id = self._run_id(call, ids, artifact_path)
@@ -171,7 +176,7 @@ class Forwarder:
         link = await self.resolve(call, ids, artifact_path)
         path, query = self._upstream_target(call, link, artifact_path)
         body = call.body
-        if isinstance(body, bytes) and _renames(link) and body:
+        if spec.body is Body.JSON and isinstance(body, bytes) and body and _renames(link):
             body = _rewrite_json(body, link.name, link.upstream_workspace or link.name)
         headers = call.headers
         headers.append(("X-Request-Id", call.request_id))
@@ -309,11 +314,6 @@ class Forwarder:
 
 def _renames(link: WorkspaceLink) -> bool:
     return link.upstream_workspace is not None and link.upstream_workspace != link.name
-
-
-def _path_workspace(artifact_path: str) -> str | None:
-    parts = artifact_path.split("/", 2)
-    return parts[1] if len(parts) >= 2 and parts[0].lower() == "workspaces" else None
 
 
 def _artifact_run_id(artifact_path: str) -> str | None:
