@@ -1,0 +1,1 @@
+"""Authorization: grants, the policy every request is checked against, visibility and the audit log."""

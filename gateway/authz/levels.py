@@ -1,0 +1,104 @@
+"""Privileges and permission levels, the objects they apply to, and how objects are named."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+ACCOUNT_DOMAIN = "account"
+
+
+class Level(StrEnum):
+    """MLflow permission levels, one total order. CAN_USE only lets a principal enter a workspace."""
+
+    CAN_USE = "CAN_USE"
+    CAN_READ = "CAN_READ"
+    CAN_EDIT = "CAN_EDIT"
+    CAN_MANAGE_STAGING_VERSIONS = "CAN_MANAGE_STAGING_VERSIONS"
+    CAN_MANAGE_PRODUCTION_VERSIONS = "CAN_MANAGE_PRODUCTION_VERSIONS"
+    CAN_MANAGE = "CAN_MANAGE"
+
+
+LEVEL_ORDER: tuple[Level, ...] = tuple(Level)
+RANK: dict[str, int] = {level.value: index for index, level in enumerate(LEVEL_ORDER)}
+
+EXPERIMENT_LEVELS = (Level.CAN_READ, Level.CAN_EDIT, Level.CAN_MANAGE)
+MODEL_LEVELS = (
+    Level.CAN_READ,
+    Level.CAN_EDIT,
+    Level.CAN_MANAGE_STAGING_VERSIONS,
+    Level.CAN_MANAGE_PRODUCTION_VERSIONS,
+    Level.CAN_MANAGE,
+)
+WORKSPACE_LEVELS = (Level.CAN_USE, Level.CAN_READ, Level.CAN_EDIT, Level.CAN_MANAGE)
+
+
+class Privilege(StrEnum):
+    """Unity Catalog privileges. No DENY, and none implies another (MANAGE is not SELECT)."""
+
+    USE_CATALOG = "USE_CATALOG"
+    USE_SCHEMA = "USE_SCHEMA"
+    SELECT = "SELECT"
+    MANAGE = "MANAGE"
+
+
+UC_PRIVILEGES: dict[str, tuple[Privilege, ...]] = {
+    "catalog": (Privilege.USE_CATALOG, Privilege.USE_SCHEMA, Privilege.SELECT, Privilege.MANAGE),
+    "schema": (Privilege.USE_SCHEMA, Privilege.SELECT, Privilege.MANAGE),
+    "table": (Privilege.SELECT, Privilege.MANAGE),
+}
+
+SYSTEM_TABLES = ("experiments_latest", "runs_latest", "run_metrics_history")
+
+# What may appear in a stored policy value. A comma or bracket would corrupt Casbin's reload.
+OBJECT_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,300}$")
+DOMAIN_RE = re.compile(r"^[a-z0-9]{1,32}$")
+PRIVILEGE_RE = re.compile(r"^[A-Z_]{1,40}$")
+
+
+def workspace_domain(workspace_id: int) -> str:
+    return f"w{workspace_id}"
+
+
+def workspace_object(workspace_id: int) -> str:
+    return f"workspace:{workspace_domain(workspace_id)}"
+
+
+def experiment_object(workspace_id: int, experiment_id: str) -> str:
+    return f"experiment:{workspace_domain(workspace_id)}/{experiment_id}"
+
+
+def model_object(workspace_id: int, model_id: str) -> str:
+    return f"registered_model:{workspace_domain(workspace_id)}/{model_id}"
+
+
+def subject(principal_id: int) -> str:
+    return f"p{principal_id}"
+
+
+def uc_object(securable_type: str, full_name: str) -> str:
+    return f"{securable_type}:{full_name}"
+
+
+def uc_parents(obj: str) -> list[str]:
+    """`table:system.mlflow.runs_latest` → [schema:system.mlflow, catalog:system]."""
+    kind, _, name = obj.partition(":")
+    parts = name.split(".")
+    if kind == "table" and len(parts) == 3:
+        return [f"schema:{parts[0]}.{parts[1]}", f"catalog:{parts[0]}"]
+    if kind == "schema" and len(parts) == 2:
+        return [f"catalog:{parts[0]}"]
+    return []
+
+
+def implies(held: str, wanted: str) -> bool:
+    """Whether holding `held` satisfies a request for `wanted` on the same object."""
+    if held == wanted:
+        return True
+    held_rank, wanted_rank = RANK.get(held), RANK.get(wanted)
+    return held_rank is not None and wanted_rank is not None and held_rank >= wanted_rank
+
+
+def valid_value(kind: str, value: str) -> bool:
+    pattern = {"object": OBJECT_RE, "domain": DOMAIN_RE, "privilege": PRIVILEGE_RE}[kind]
+    return bool(pattern.match(value))
