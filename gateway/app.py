@@ -31,7 +31,20 @@ from adapters.stores.auth import (
 )
 from adapters.stores.mlflow_rest import MlflowRestStore
 from gateway.authn.middleware import AuthenticationMiddleware
+from gateway.authn.oidc import OidcVerifier
+from gateway.authn.principal import Principal
 from gateway.authn.service import Authenticator
+from gateway.authz.audit import AuditTrail, entry
+from gateway.authz.decide import Authorizer
+from gateway.authz.live import LivePolicy
+from gateway.authz.repository import POLICY_CHANNEL
+from gateway.authz.routes import (
+    AuditController,
+    PermissionsController,
+    RegisteredModelIdController,
+    UnityCatalogController,
+)
+from gateway.authz.service import AccessService
 from gateway.config import (
     BasicAuth,
     BearerAuth,
@@ -42,18 +55,23 @@ from gateway.config import (
     load_settings,
 )
 from gateway.db.engine import make_engine, make_sessionmaker
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, PermissionDenied, Unauthenticated
 from gateway.federation.capabilities import StoreCapabilities
+from gateway.federation.guard import Guard, Lookups, ModelIds
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
+from gateway.observability.metrics import DENIED
 from gateway.observability.routes import health_handlers
 from gateway.ports import ChangeFeed, Store
+from gateway.principals.routes import ScimController, TokenController
+from gateway.principals.service import PrincipalService, TokenService
+from gateway.watch import ReloadLoop
 from gateway.workspaces.links import LinkTable
 from gateway.workspaces.repository import CHANGE_CHANNEL
 from gateway.workspaces.routes import WorkspacesController
 from gateway.workspaces.service import WorkspaceService
-from gateway.workspaces.watch import LinkWatcher
+from gateway.workspaces.watch import link_watcher
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +158,6 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
 
 def create_app(settings: Settings, database_url: str) -> Litestar:
     """Wire the gateway for `settings`, its bookkeeping in the PostgreSQL at `database_url`."""
-    authenticator = Authenticator(settings.admin_token)
     stores = build_stores(settings)
     links = LinkTable()
     engine = make_engine(database_url, settings.database.pool_size)
@@ -150,10 +167,57 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     capabilities = StoreCapabilities(stores)
     plain_dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
-    def change_feed(callback: Callable[[], None]) -> ChangeFeed:
-        return PostgresNotifications(plain_dsn, CHANGE_CHANNEL, callback)
+    # Access control: one live policy per process, kept in step with every replica.
+    policy = LivePolicy(sessionmaker)
+    audit = AuditTrail(sessionmaker)
+    authorizer = Authorizer(policy)
+    oidc = OidcVerifier(settings.oidc) if settings.oidc.enabled else None
+    authenticator = Authenticator(settings.admin_token, policy, sessionmaker, oidc)
+    access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
+    principals = PrincipalService(sessionmaker, policy, audit)
+    tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
+    guard = Guard(
+        authorizer,
+        Lookups(forwarder.fetch, forwarder.runs.experiment_of),
+        ModelIds(lambda link, name: access.model_id(link, name, adopt=True), access.model_names),
+        access.record_owner,
+        access.model_changed,
+    )
+    guard.undo = forwarder.undo_create
+    forwarder.guard = guard
 
-    watcher = LinkWatcher(workspaces, sessionmaker, change_feed)
+    def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
+        return lambda callback: PostgresNotifications(plain_dsn, channel, callback)
+
+    watchers = [
+        link_watcher(workspaces, sessionmaker, feed(CHANGE_CHANNEL)),
+        ReloadLoop("policy watcher", feed(POLICY_CHANNEL), policy.check, settings.server.policy_poll_seconds),
+    ]
+
+    def denied(request: Request[Any, Any, Any], exc: GatewayError) -> None:
+        """Every refusal of the gateway's own (authentication or authorization) goes to the audit log."""
+        if not (exc.denied or isinstance(exc, Unauthenticated | PermissionDenied)):
+            return
+        DENIED.labels(type(exc).__name__).inc()
+        user = request.scope.get("user")
+        audit.record(
+            entry(
+                user.name if isinstance(user, Principal) else "anonymous",
+                "request.denied",
+                f"{request.scope.get('method', '')} {request.scope.get('path', '')}",
+                "denied",
+                {
+                    "status": exc.status,
+                    "error_code": exc.error_code,
+                    "workspace": request.headers.get("x-mlflow-workspace", ""),
+                },
+                str(request.scope.get(REQUEST_ID_KEY, "")),  # type: ignore[call-overload,unused-ignore]
+            )
+        )
+
+    def gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
+        denied(request, exc)
+        return _gateway_error(request, exc)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -161,13 +225,21 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await workspaces.seed_from_config(session)
         async with sessionmaker() as session:
             await workspaces.reload(session)
-        watcher.start()
+        await authenticator.start()
+        await policy.reload()
+        for watcher in watchers:
+            watcher.start()
+        audit.start()
         checks = asyncio.create_task(_check_configured_links(workspaces))
         try:
             yield
         finally:
             checks.cancel()
-            await watcher.stop()
+            for watcher in watchers:
+                await watcher.stop()
+            await audit.stop()
+            if oidc is not None:
+                await oidc.close()
             for store in stores.values():
                 await store.close()
             await engine.dispose()
@@ -194,15 +266,26 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             ),
             server_info_handler(capabilities, forwarder),
             WorkspacesController,
+            ScimController,
+            TokenController,
+            PermissionsController,
+            RegisteredModelIdController,
+            UnityCatalogController,
+            AuditController,
             *health_handlers(ready),
         ],
         dependencies={
             "service": Provide(lambda: workspaces, sync_to_thread=False, use_cache=True),
             "sessionmaker": Provide(lambda: sessionmaker, sync_to_thread=False, use_cache=True),
+            "authorizer": Provide(lambda: authorizer, sync_to_thread=False, use_cache=True),
+            "access": Provide(lambda: access, sync_to_thread=False, use_cache=True),
+            "forwarder": Provide(lambda: forwarder, sync_to_thread=False, use_cache=True),
+            "principals": Provide(lambda: principals, sync_to_thread=False, use_cache=True),
+            "tokens": Provide(lambda: tokens, sync_to_thread=False, use_cache=True),
         },
         middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],  # type: ignore[arg-type]
         exception_handlers={
-            GatewayError: _gateway_error,
+            GatewayError: gateway_error,
             HTTPException: _http_exception,
             Exception: _unexpected,
         },

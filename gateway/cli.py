@@ -8,8 +8,9 @@ import os
 import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,13 @@ def _exit_on_sigterm() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.authn.service import Authenticator
+    from gateway.authn.service import check_admin_token
     from gateway.db.migrate import upgrade
     from gateway.observability.logging import configure_logging
 
     configure_logging()
     settings = load_settings(args.config)
-    Authenticator(settings.admin_token)  # fail fast on a missing or weak token, before anything starts
+    check_admin_token(settings.admin_token)  # fail fast on a missing or weak token, before anything starts
     _exit_on_sigterm()
     url, release = _database(settings)
     try:
@@ -93,17 +94,33 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """One call to a running gateway's API with the admin token; MLflow errors are printed as such."""
-    token = os.environ.get("FEDGATE_ADMIN_TOKEN", "")
+def _admin_call(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    workspace: str | None = None,
+    query: Mapping[str, str] | None = None,
+) -> Any:
+    """One call to a running gateway's API; MLflow errors are printed as such.
+
+    The token is `token`, else `$FEDGATE_TOKEN`, else the admin token `$FEDGATE_ADMIN_TOKEN`; `workspace` is sent
+    as `X-MLFLOW-WORKSPACE`.
+    """
+    token = token or os.environ.get("FEDGATE_TOKEN") or os.environ.get("FEDGATE_ADMIN_TOKEN", "")
     if not token:
-        raise ConfigError("FEDGATE_ADMIN_TOKEN must be set to talk to the gateway")
+        raise ConfigError("FEDGATE_ADMIN_TOKEN (or FEDGATE_TOKEN) must be set to talk to the gateway")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if workspace:
+        headers["X-MLFLOW-WORKSPACE"] = workspace
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 (the operator's own gateway URL)
-        args.url.rstrip("/") + path,
+        args.url.rstrip("/") + path + (f"?{urllib.parse.urlencode(query)}" if query else ""),
         data=data,
         method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        headers=headers,
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
@@ -177,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade.add_argument("--config")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
 
+    url = os.environ.get("FEDGATE_URL", "http://127.0.0.1:8080")
     workspaces = commands.add_parser("workspaces", help="list, link, relink and unlink workspaces")
-    workspaces.add_argument("--url", default=os.environ.get("FEDGATE_URL", "http://127.0.0.1:8080"))
+    workspaces.add_argument("--url", default=url)
     ws_actions = workspaces.add_subparsers(dest="action", required=True)
     ws_actions.add_parser("list", help="every linked workspace")
     for action, text in (("link", "link a new workspace"), ("relink", "change a workspace's link")):
@@ -197,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default=".fedgate/demo", help="where the demo keeps its data")
     demo.add_argument("--port", type=int, default=8080)
     demo.set_defaults(func=cmd_demo)
+
+    from gateway.cli_access import add_access_commands  # users, groups, tokens, permissions, grants, audit
+
+    add_access_commands(commands, url)
     return parser
 
 

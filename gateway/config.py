@@ -8,6 +8,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -17,7 +18,10 @@ STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 # Environment variables that are not settings keys.
 SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN"})
-_SIMPLE_SECTIONS = ("account", "server", "database", "central")
+_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc")
+# Signature algorithms an OIDC token may use: asymmetric only, so a public key can never act as an HMAC secret.
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 LinkMode = Literal["workspace", "dual", "central"]
 
@@ -43,6 +47,8 @@ class ServerSettings(_Settings):
     # Artifact uploads stream through; 0 means no limit of the gateway's own.
     max_artifact_body_bytes: int = 0
     access_log: bool = True
+    # Backstop of LISTEN/NOTIFY: how often a replica checks the policy version itself.
+    policy_poll_seconds: float = 2.0
 
 
 class DatabaseSettings(_Settings):
@@ -104,6 +110,23 @@ class WorkspaceSettings(_Settings):
     description: str = ""
 
 
+class OidcSettings(_Settings):
+    """Bearer tokens from an OpenID Connect provider; off while `issuer` is empty."""
+
+    issuer: str = ""
+    audience: str = ""
+    username_claim: str = "email"
+    groups_claim: str = "groups"
+    algorithms: list[str] = msgspec.field(default_factory=lambda: list(OIDC_ALGORITHMS))
+    leeway_seconds: int = 60
+    jwks_cache_seconds: int = 600
+    jwks_min_refetch_seconds: int = 30
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+
 class Settings(_Settings):
     account: AccountSettings = msgspec.field(default_factory=AccountSettings)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
@@ -111,6 +134,7 @@ class Settings(_Settings):
     stores: dict[str, StoreSettings] = msgspec.field(default_factory=dict)
     central: CentralSettings = msgspec.field(default_factory=CentralSettings)
     workspaces: list[WorkspaceSettings] = msgspec.field(default_factory=list)
+    oidc: OidcSettings = msgspec.field(default_factory=OidcSettings)
     admin_token: str = ""  # only from FEDGATE_ADMIN_TOKEN, never from the file
 
 
@@ -272,6 +296,27 @@ def validate_settings(settings: Settings) -> None:
         names.add(ws.name)
         ids.add(ws.id)
         check_link(ws.mode, ws.store, settings, where=where)
+    check_oidc(settings.oidc)
+
+
+def check_oidc(oidc: OidcSettings) -> None:
+    """An issuer needs an audience and https (plain http only on loopback, for tests and development)."""
+    if not oidc.algorithms or not set(oidc.algorithms) <= set(OIDC_ALGORITHMS):
+        allowed = ", ".join(OIDC_ALGORITHMS)
+        raise ConfigError(f"oidc.algorithms: use a non-empty subset of {allowed}, got {oidc.algorithms}")
+    if min(oidc.leeway_seconds, oidc.jwks_cache_seconds, oidc.jwks_min_refetch_seconds) < 0:
+        raise ConfigError("oidc: leeway_seconds, jwks_cache_seconds and jwks_min_refetch_seconds may not be negative")
+    if not oidc.enabled:
+        return
+    if not oidc.audience:
+        raise ConfigError("oidc.audience: required when oidc.issuer is set")
+    url = urlsplit(oidc.issuer)
+    secure = url.scheme == "https" and bool(url.hostname)
+    loopback = url.scheme == "http" and url.hostname in LOOPBACK_HOSTS
+    if not (secure or loopback) or url.query or url.fragment:
+        raise ConfigError(
+            f"oidc.issuer: must be an https URL (http only on 127.0.0.1 or localhost), got {oidc.issuer!r}"
+        )
 
 
 def check_workspace_name(name: str, *, where: str) -> None:

@@ -10,6 +10,7 @@ class GatewayError(Exception):
 
     error_code = "INTERNAL_ERROR"
     status = 500
+    denied = False  # a refusal by access control, whatever it answers as (audited)
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ class AuthenticationMiddleware:
             handler = scope.get("route_handler")
             public = handler is not None and handler.opt.get("public", False)
             try:
-                principal = self.authenticator.authenticate(authorization)
+                principal = await self.authenticator.authenticate(authorization)
             except Unauthenticated:
                 if not public:
                     raise

@@ -10,4 +10,7 @@ class Principal:
     name: str
     kind: str  # "user", "service_principal" or "bootstrap"
     account_admin: bool = False
-    groups: frozenset[str] = field(default_factory=frozenset)
+    id: int | None = None  # None only for the bootstrap admin, which has no row
+    # Its own id and every group it is in, transitively (and groups named by its identity provider).
+    subjects: frozenset[int] = field(default_factory=frozenset)
+    via: str = ""  # how it authenticated: "token", "oidc" or "bootstrap"

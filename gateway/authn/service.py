@@ -1,51 +1,163 @@
-"""Turn an Authorization header into a Principal: bearer tokens and basic auth with a token as password."""
+"""Turn an Authorization header into a Principal.
+
+Accepted: gateway personal access tokens (`Bearer`, or as the basic-auth password, which is what
+`MLFLOW_TRACKING_USERNAME/PASSWORD` send), OIDC access tokens from the configured identity provider,
+and the bootstrap account-admin token. There is no anonymous access.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
+from collections import OrderedDict
+from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.authn.oidc import OidcVerifier
 from gateway.authn.principal import Principal
+from gateway.authz.live import LivePolicy
+from gateway.authz.policy import PolicySnapshot
+from gateway.authz.repository import PolicyVersionRepository
 from gateway.errors import Unauthenticated
+from gateway.principals.repository import PrincipalRepository, TokenRepository
+from gateway.principals.tokens import TOKEN_PREFIX, hash_token
 
-BOOTSTRAP_ADMIN = Principal(name="admin", kind="bootstrap", account_admin=True)
+BOOTSTRAP_ADMIN = Principal(name="admin", kind="bootstrap", account_admin=True, via="bootstrap")
 MIN_ADMIN_TOKEN_LENGTH = 16
+TOKEN_CACHE_SIZE = 50_000
+
+
+def check_admin_token(admin_token: str) -> None:
+    if len(admin_token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"FEDGATE_ADMIN_TOKEN must be set to a random string of at least {MIN_ADMIN_TOKEN_LENGTH} characters"
+        )
 
 
 class Authenticator:
-    """Accepts the bootstrap account-admin token, as `Bearer` or as the basic-auth password.
-
-    There is no anonymous access: a request without valid credentials is refused.
-    """
-
-    def __init__(self, admin_token: str) -> None:
-        if len(admin_token) < MIN_ADMIN_TOKEN_LENGTH:
-            raise ValueError(
-                f"FEDGATE_ADMIN_TOKEN must be set to a random string of at least {MIN_ADMIN_TOKEN_LENGTH} characters"
-            )
+    def __init__(
+        self,
+        admin_token: str,
+        policy: LivePolicy,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        oidc: OidcVerifier | None = None,
+    ) -> None:
+        check_admin_token(admin_token)
         self._admin_token = admin_token.encode()
+        self._policy = policy
+        self._sessionmaker = sessionmaker
+        self._oidc = oidc
+        self._key = b""
+        # token hash → (principal id, expiry). Emptied whenever the policy changes (a revocation bumps it).
+        self._tokens: OrderedDict[bytes, tuple[int, datetime | None]] = OrderedDict()
+        self._oidc_users: dict[str, int] = {}
+        policy.on_change(self._forget)
 
-    def authenticate(self, authorization: str | None) -> Principal:
-        token = self._credential(authorization)
-        if token is not None and hmac.compare_digest(token.encode(), self._admin_token):
+    @property
+    def token_key(self) -> bytes:
+        return self._key
+
+    async def start(self) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            self._key = await PolicyVersionRepository(session).token_hash_key()
+
+    def _forget(self, _: PolicySnapshot) -> None:
+        self._tokens = OrderedDict()
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        username, secret = _credentials(authorization)
+        if secret is None:
+            raise Unauthenticated()
+        if hmac.compare_digest(secret.encode(), self._admin_token):
             return BOOTSTRAP_ADMIN
+        if secret.startswith(TOKEN_PREFIX):
+            return await self._from_token(secret, username)
+        if self._oidc is not None and secret.count(".") == 2:
+            return await self._from_oidc(secret)
         raise Unauthenticated()
 
-    @staticmethod
-    def _credential(authorization: str | None) -> str | None:
-        if not authorization:
-            return None
-        scheme, _, value = authorization.strip().partition(" ")
-        scheme = scheme.lower()
-        value = value.strip()
-        if scheme == "bearer":
-            return value or None
-        if scheme == "basic":
-            try:
-                decoded = base64.b64decode(value, validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                return None
-            _, sep, password = decoded.partition(":")
-            return password if sep else None
-        return None
+    async def _from_token(self, token: str, username: str | None) -> Principal:
+        token_hash = hash_token(self._key, token)
+        cached = self._tokens.get(token_hash)
+        if cached is None:
+            async with self._sessionmaker() as session:
+                row = await TokenRepository(session).by_hash(token_hash)
+            if row is None:
+                raise Unauthenticated()
+            cached = (row.principal_id, row.expires_at)
+            self._tokens[token_hash] = cached
+            if len(self._tokens) > TOKEN_CACHE_SIZE:
+                self._tokens.popitem(last=False)
+        principal_id, expires_at = cached
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            raise Unauthenticated("The token has expired.")
+        snapshot = self._policy.snapshot
+        info = snapshot.principal(principal_id)
+        if info is None or not info.active:
+            raise Unauthenticated("The principal of this token is disabled or deleted.")
+        if username and username.casefold() not in ("token", info.name.casefold()):
+            raise Unauthenticated("The user name does not match the token.")
+        return Principal(
+            name=info.name,
+            kind=info.kind,
+            account_admin=info.account_admin,
+            id=info.id,
+            subjects=snapshot.subjects(info.id),
+            via="token",
+        )
+
+    async def _from_oidc(self, token: str) -> Principal:
+        assert self._oidc is not None
+        identity = await self._oidc.verify(token)
+        snapshot = self._policy.snapshot
+        info = snapshot.find("user", identity.username)
+        if info is not None and not info.active:
+            raise Unauthenticated("This user is disabled.")
+        principal_id = info.id if info is not None else await self._provision(identity.username)
+        subjects = set(snapshot.subjects(principal_id))
+        # Groups the identity provider names count when the gateway knows a group of that name. They
+        # never confer account-admin: that is a property of a principal, set by an account admin.
+        for group_name in identity.groups:
+            group = snapshot.find("group", group_name)
+            if group is not None:
+                subjects |= snapshot.subjects(group.id)
+        return Principal(
+            name=identity.username,
+            kind="user",
+            account_admin=info.account_admin if info is not None else False,
+            id=principal_id,
+            subjects=frozenset(subjects),
+            via="oidc",
+        )
+
+    async def _provision(self, username: str) -> int:
+        known = self._oidc_users.get(username)
+        if known is not None:
+            return known
+        async with self._sessionmaker() as session, session.begin():
+            row = await PrincipalRepository(session).get_or_create_user(username)
+        if not row.active:
+            raise Unauthenticated("This user is disabled.")
+        self._oidc_users[username] = row.id
+        return row.id
+
+
+def _credentials(authorization: str | None) -> tuple[str | None, str | None]:
+    """(user name, secret) from a Bearer or Basic header."""
+    if not authorization:
+        return None, None
+    scheme, _, value = authorization.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer":
+        return None, value or None
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None, None
+        username, sep, password = decoded.partition(":")
+        return (username or None, password or None) if sep else (None, None)
+    return None, None

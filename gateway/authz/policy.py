@@ -1,7 +1,7 @@
 """The policy: grants and group membership compiled into an index, and the same rows as a Casbin enforcer.
 
 A request is decided by the index in a handful of dictionary lookups, whatever the number of grants:
-the caller's subjects (itself and every group it is in, transitively) × the object and its ancestors.
+the caller's subjects (itself and every group it is in, transitively) times the object and its ancestors.
 The Casbin model in `policies/model.conf` is the specification: `build_enforcer` loads the very same
 rows into pycasbin, and property tests hold the two to the same answers. A snapshot is immutable;
 reloads build a new one and swap the reference, so no request ever sees a half-loaded policy.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
-from itertools import pairwise
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,7 @@ class PolicySnapshot:
     _parents: dict[int, set[int]] = field(init=False)
     _on: dict[tuple[str, str], dict[int, set[str]]] = field(init=False)
     _of: dict[tuple[str, int], dict[str, set[str]]] = field(init=False)
+    _domains: dict[int, set[str]] = field(init=False)
     _closure: dict[int, frozenset[int]] = field(init=False, default_factory=dict)
     _by_name: dict[tuple[str, str], int] = field(init=False)
 
@@ -88,11 +89,13 @@ class PolicySnapshot:
             self._parents[member].add(group)
         self._on = defaultdict(lambda: defaultdict(set))
         self._of = defaultdict(lambda: defaultdict(set))
+        self._domains = defaultdict(set)
         for grant in self.grants:
             if not grant.valid():  # never loaded: the database constraints refuse such rows anyway
                 continue
             self._on[(grant.domain, grant.object)][grant.principal_id].add(grant.privilege)
             self._of[(grant.domain, grant.principal_id)][grant.object].add(grant.privilege)
+            self._domains[grant.principal_id].add(grant.domain)
         self._by_name = {(p.kind, p.name): p.id for p in self.principals.values()}
 
     @classmethod
@@ -169,9 +172,9 @@ class PolicySnapshot:
     def grants_on(self, domain: str, obj: str) -> dict[int, set[str]]:
         return {sub: set(privileges) for sub, privileges in self._on.get((domain, obj), {}).items()}
 
-    def domains_of(self, subjects: Iterable[int]) -> set[str]:
-        wanted = set(subjects)
-        return {domain for (domain, sub) in self._of if sub in wanted}
+    def holds_in(self, subjects: Iterable[int], domain: str) -> bool:
+        """Whether any of the subjects holds any grant in `domain`."""
+        return any(domain in self._domains.get(sub, ()) for sub in subjects)
 
     # -- the same rows as Casbin policy --------------------------------------------------------------
 

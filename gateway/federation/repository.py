@@ -20,6 +20,10 @@ class RunRouteRepository:
             .on_conflict_do_nothing(index_elements=[RunRouteRow.run_id])
         )
 
-    async def workspace_of(self, run_id: str) -> str | None:
-        result = await self.session.execute(select(RunRouteRow.workspace).where(RunRouteRow.run_id == run_id))
-        return result.scalar_one_or_none()
+    async def lookup(self, run_id: str) -> tuple[str, str] | None:
+        """(workspace, experiment id) of a run the gateway has seen created."""
+        result = await self.session.execute(
+            select(RunRouteRow.workspace, RunRouteRow.experiment_id).where(RunRouteRow.run_id == run_id)
+        )
+        row = result.one_or_none()
+        return (row[0], row[1]) if row is not None else None

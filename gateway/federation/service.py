@@ -17,10 +17,12 @@ from gateway.authn.principal import Principal
 from gateway.config import WORKSPACE_NAME_RE
 from gateway.errors import (
     InvalidParameter,
+    PermissionDenied,
     ResourceNotFound,
     StoreTimeout,
     StoreUnavailable,
 )
+from gateway.federation.guard import Guard, Plan
 from gateway.federation.paths import (
     artifact_workspace,
     canonical_artifact_path,
@@ -92,15 +94,15 @@ class ForwardResult:
 
 
 class RunDirectory:
-    """run_id → workspace, for calls that name only a run. Cached; the database is the truth."""
+    """run_id → (workspace, experiment), for calls that name only a run. Cached; the database is the truth."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], cache_size: int = 100_000) -> None:
         self._sessionmaker = sessionmaker
-        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._cache_size = cache_size
 
-    def _remember(self, run_id: str, workspace: str) -> None:
-        self._cache[run_id] = workspace
+    def _remember(self, run_id: str, workspace: str, experiment_id: str) -> None:
+        self._cache[run_id] = (workspace, experiment_id)
         self._cache.move_to_end(run_id)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -108,16 +110,24 @@ class RunDirectory:
     async def record(self, run_id: str, workspace: str, experiment_id: str, created_by: str) -> None:
         async with self._sessionmaker() as session, session.begin():
             await RunRouteRepository(session).record(run_id, workspace, experiment_id, created_by)
-        self._remember(run_id, workspace)
+        self._remember(run_id, workspace, experiment_id)
 
-    async def workspace_of(self, run_id: str) -> str | None:
+    async def _lookup(self, run_id: str) -> tuple[str, str] | None:
         if (cached := self._cache.get(run_id)) is not None:
             return cached
         async with self._sessionmaker() as session:
-            workspace = await RunRouteRepository(session).workspace_of(run_id)
-        if workspace is not None:
-            self._remember(run_id, workspace)
-        return workspace
+            found = await RunRouteRepository(session).lookup(run_id)
+        if found is not None:
+            self._remember(run_id, *found)
+        return found
+
+    async def workspace_of(self, run_id: str) -> str | None:
+        found = await self._lookup(run_id)
+        return found[0] if found else None
+
+    async def experiment_of(self, run_id: str, workspace: str) -> str | None:
+        found = await self._lookup(run_id)
+        return found[1] if found and found[0] == workspace else None
 
 
 class Forwarder:
@@ -125,6 +135,48 @@ class Forwarder:
         self.links = links
         self.stores = stores
         self.runs = runs
+        self.guard: Guard | None = None  # set by the composition root; without it every call is refused
+
+    async def fetch(self, link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
+        """A read of the gateway's own (ids for authorization), sent with the store's credentials."""
+        store = self.stores[link.store]
+        response = await store.request(
+            "GET", path, query=query, headers=[], workspace=link.upstream_workspace, idempotent=True
+        )
+        body = await response.read()
+        if _renames(link) and body[:1] == b"{":
+            body = _rewrite_json(body, link.upstream_workspace or link.name, link.name)
+        return response.status, body
+
+    async def exists(self, link: WorkspaceLink, kind: str, object_id: str) -> bool:
+        if kind == "experiment":
+            status, _ = await self.fetch(link, "/api/2.0/mlflow/experiments/get", f"experiment_id={quote(object_id)}")
+        else:
+            status, _ = await self.fetch(
+                link, "/api/2.0/mlflow/registered-models/get", f"name={quote(object_id, safe='')}"
+            )
+        return status == 200
+
+    async def undo_create(self, link: WorkspaceLink, kind: str, object_id: str) -> None:
+        """Compensate a creation whose owner could not be recorded."""
+        store = self.stores[link.store]
+        if kind == "experiment":
+            path, body = "/api/2.0/mlflow/experiments/delete", {"experiment_id": object_id}
+            method = "POST"
+        else:
+            path, body = "/api/2.0/mlflow/registered-models/delete", {"name": object_id}
+            method = "DELETE"
+        try:
+            response = await store.request(
+                method,
+                path,
+                headers=[("content-type", "application/json")],
+                body=msgspec.json.encode(body),
+                workspace=link.upstream_workspace,
+            )
+            response.release()
+        except Exception:
+            log.exception("could not undo the creation of %s %s", kind, object_id)
 
     # -- workspace resolution ------------------------------------------------------------------------
 
@@ -174,6 +226,25 @@ class Forwarder:
         ids = self._body_ids(call)
         artifact_path = self._artifact_path(call) if spec.resource is Resource.ARTIFACT else None
         link = await self.resolve(call, ids, artifact_path)
+        if self.guard is None:
+            raise PermissionDenied("Access control is not configured.")
+        plan = await self.guard.check(
+            spec,
+            call.principal,
+            link,
+            ids,
+            call.body if isinstance(call.body, bytes) else None,
+            call.query,
+            artifact_path,
+            dict(call.path_params),
+            call.headers,
+        )
+        if plan.answer is not None:
+            return ForwardResult(200, {"Content-Type": "application/json"}, link.name, body=plan.answer)
+        if plan.query is not None:
+            call.query = plan.query
+        if plan.body is not None:
+            call.body = plan.body
         path, query = self._upstream_target(call, link, artifact_path)
         body = call.body
         if spec.body is Body.JSON and isinstance(body, bytes) and body and _renames(link):
@@ -183,7 +254,7 @@ class Forwarder:
 
         store = self.stores[link.store]
         response = await self._send(store, spec, path, query, headers, body, link)
-        return await self._result(call, link, response)
+        return await self._result(call, link, response, plan)
 
     async def _send(
         self,
@@ -216,12 +287,20 @@ class Forwarder:
                 UPSTREAM_ERRORS.labels(store.name, "timeout").inc()
                 raise StoreTimeout(f"The store of workspace '{link.name}' did not answer in time.") from exc
 
-    async def _result(self, call: ForwardCall, link: WorkspaceLink, response: StoreResponse) -> ForwardResult:
+    async def _result(
+        self, call: ForwardCall, link: WorkspaceLink, response: StoreResponse, plan: Plan
+    ) -> ForwardResult:
         spec = call.spec
         headers = {k: v for k, v in response.headers.items() if k.lower() in RETURNED_RESPONSE_HEADERS}
         # Artifact bytes are the user's and are never rewritten; JSON answers of renamed links are.
         rewrite = _renames(link) and spec.body is not Body.DOWNLOAD
-        must_read = (spec.name == "POST /mlflow/runs/create" and response.status == 200) or rewrite
+        found_by_name = spec.name == "GET /mlflow/experiments/get-by-name" and response.status == 200
+        must_read = (
+            (spec.name == "POST /mlflow/runs/create" and response.status == 200)
+            or rewrite
+            or plan.after is not None
+            or found_by_name
+        )
         small = response.content_length is not None and response.content_length <= BUFFER_LIMIT
         if (spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read):
             if response.content_length is not None:
@@ -235,6 +314,10 @@ class Forwarder:
             await self._record_run(call, link, body)
         if rewrite and body[:1] == b"{":
             body = _rewrite_json(body, link.upstream_workspace or link.name, link.name)
+        if plan.after is not None:
+            await plan.after(response.status, body)
+        if found_by_name and self.guard is not None:
+            await self.guard.check_found_experiment(call.principal, link, body)
         return ForwardResult(response.status, headers, link.name, body=body)
 
     async def _record_run(self, call: ForwardCall, link: WorkspaceLink, body: bytes) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("fedgate_requests_total", "Requests answered by the gateway", ["route", "method", "status"])
 REQUEST_LATENCY = Histogram(
@@ -23,3 +23,6 @@ UPSTREAM_ERRORS = Counter(
 RUN_ROUTE_FAILURES = Counter(
     "fedgate_run_route_record_failures_total", "Runs created whose workspace could not be recorded"
 )
+POLICY_VERSION = Gauge("fedgate_policy_version", "Version of the access policy this process decides with")
+POLICY_RELOADS = Counter("fedgate_policy_reloads_total", "Times the access policy was reloaded")
+DENIED = Counter("fedgate_denied_total", "Requests refused by authorization", ["reason"])

@@ -9,6 +9,7 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authn.principal import Principal
+from gateway.authz.decide import Authorizer, hidden
 from gateway.errors import InvalidParameter, PermissionDenied
 from gateway.federation.route_table import WORKSPACE_ROUTES
 from gateway.workspaces.schemas import (
@@ -43,8 +44,12 @@ class WorkspacesController(Controller):
     include_in_schema = False
 
     @get(_LIST.paths(), opt={"route": _LIST}, name="workspaces list")
-    async def list_workspaces(self, service: WorkspaceService) -> WorkspaceList:
-        return WorkspaceList(workspaces=service.list())
+    async def list_workspaces(
+        self, request: Request[Principal, Any, Any], service: WorkspaceService, authorizer: Authorizer
+    ) -> WorkspaceList:
+        # Only the workspaces the caller holds a grant in; the others are not listed, not counted.
+        visible = [w for w in service.list() if authorizer.enters(request.user, int(w.workspace_id))]
+        return WorkspaceList(workspaces=visible)
 
     @post(_CREATE.paths(), opt={"route": _CREATE}, name="workspaces create", status_code=201)
     async def create_workspace(
@@ -62,8 +67,17 @@ class WorkspacesController(Controller):
         return _warned(WorkspaceResponse(workspace), warning, 201)
 
     @get(_GET.paths(), opt={"route": _GET}, name="workspaces get")
-    async def get_workspace(self, workspace_name: str, service: WorkspaceService) -> WorkspaceResponse:
-        return WorkspaceResponse(service.get(workspace_name))
+    async def get_workspace(
+        self,
+        request: Request[Principal, Any, Any],
+        workspace_name: str,
+        service: WorkspaceService,
+        authorizer: Authorizer,
+    ) -> WorkspaceResponse:
+        workspace = service.get(workspace_name)
+        if not authorizer.enters(request.user, int(workspace.workspace_id)):
+            raise hidden(f"Workspace '{workspace_name}' not found")
+        return WorkspaceResponse(workspace)
 
     @patch(_UPDATE.paths(), opt={"route": _UPDATE}, name="workspaces update")
     async def update_workspace(

@@ -115,3 +115,29 @@ def test_duplicate_workspaces_are_rejected(tmp_path: Path) -> None:
     same_id = BASE + '[[workspaces]]\nname = "team-b"\nid = "1001"\nstore = "team-a-store"\n'
     with pytest.raises(ConfigError, match="used twice"):
         load_settings(write(tmp_path, same_id), environ={})
+
+
+def test_oidc_settings_from_the_environment(tmp_path: Path) -> None:
+    assert not load_settings(write(tmp_path, BASE), environ={}).oidc.enabled
+    env = {"FEDGATE_OIDC_ISSUER": "https://idp.example/realms/ml", "FEDGATE_OIDC_AUDIENCE": "fedgate"}
+    oidc = load_settings(write(tmp_path, BASE), environ=env).oidc
+    assert oidc.enabled and oidc.issuer == "https://idp.example/realms/ml" and oidc.audience == "fedgate"
+    assert oidc.username_claim == "email" and oidc.leeway_seconds == 60 and "HS256" not in oidc.algorithms
+    local = load_settings(
+        write(tmp_path, BASE + '[oidc]\nissuer = "http://127.0.0.1:9000/"\naudience = "x"\n'), environ={}
+    )
+    assert local.oidc.issuer == "http://127.0.0.1:9000/"
+
+
+@pytest.mark.parametrize(
+    ("oidc", "message"),
+    [
+        ('issuer = "https://idp.example"', "oidc.audience"),
+        ('issuer = "http://idp.example"\naudience = "fedgate"', "oidc.issuer"),
+        ('issuer = "http://localhost.evil.example"\naudience = "fedgate"', "oidc.issuer"),
+        ('issuer = "https://idp.example"\naudience = "fedgate"\nalgorithms = ["HS256"]', "oidc.algorithms"),
+    ],
+)
+def test_bad_oidc_settings_are_rejected(tmp_path: Path, oidc: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, f"{BASE}[oidc]\n{oidc}\n"), environ={})

@@ -31,7 +31,9 @@ UC = [privilege.value for privilege in Privilege]
 def grants(draw: st.DrawFn) -> Grant:
     domain = draw(st.sampled_from(DOMAINS))
     if domain == ACCOUNT_DOMAIN:
-        return Grant(draw(st.sampled_from(PRINCIPALS)), domain, draw(st.sampled_from(UC_OBJECTS)), draw(st.sampled_from(UC)))
+        return Grant(
+            draw(st.sampled_from(PRINCIPALS)), domain, draw(st.sampled_from(UC_OBJECTS)), draw(st.sampled_from(UC))
+        )
     obj = draw(st.sampled_from(WORKSPACE_OBJECTS[domain]))
     return Grant(draw(st.sampled_from(PRINCIPALS)), domain, obj, draw(st.sampled_from(LEVELS)))
 

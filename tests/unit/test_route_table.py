@@ -6,7 +6,15 @@ from litestar import Litestar
 
 from gateway.app import create_app
 from gateway.config import Settings, StoreSettings, WorkspaceSettings
-from gateway.federation.route_table import FORWARDED_ROUTES, Action, Resource, RouteSpec
+from gateway.federation.guard import rule_for
+from gateway.federation.route_table import (
+    FORWARDED_ROUTES,
+    SERVER_INFO,
+    WORKSPACE_ROUTES,
+    Action,
+    Resource,
+    RouteSpec,
+)
 
 OPERATIONS = {"/health", "/health/live", "/health/ready", "/metrics"}
 
@@ -20,13 +28,38 @@ def build_app() -> Litestar:
     return create_app(settings, "postgresql://nobody@127.0.0.1:9/none")
 
 
-def served_routes(app: Litestar) -> list[tuple[str, str, object]]:
+def served_routes(app: Litestar, *, own_api: bool = False) -> list[tuple[str, str, object]]:
+    """(method, path, RouteSpec) of every MLflow route; with own_api, the gateway's own API's access notes."""
     served = []
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
             for method in handler.http_methods:
-                served.append((method, route.path, handler.opt.get("route")))
+                if ("access" in handler.opt) == own_api:
+                    served.append((method, route.path, handler.opt.get("access" if own_api else "route")))
     return served
+
+
+def test_the_gateways_own_api_states_who_may_call_it() -> None:
+    own = served_routes(build_app(), own_api=True)
+    assert {path for _, path, _ in own} >= {
+        "/api/2.0/preview/scim/v2/{resource:str}",
+        "/api/2.0/token/create",
+        "/api/2.0/permissions/{kind:str}/{object_id:str}",
+        "/api/2.1/unity-catalog/permissions/{securable_type:str}/{full_name:str}",
+        "/api/2.0/fedgate/audit-log",
+    }
+    assert all(isinstance(note, str) and note for _, _, note in own)
+
+
+def test_every_mlflow_route_has_an_authorization_rule() -> None:
+    """Deny by default: a route nobody wrote a rule for fails here, not in production."""
+    missing = []
+    for spec in (*FORWARDED_ROUTES, *WORKSPACE_ROUTES, SERVER_INFO):
+        try:
+            rule_for(spec)
+        except LookupError:
+            missing.append(f"{spec.name} v{spec.version}")
+    assert missing == []
 
 
 def test_every_served_route_declares_resource_and_action() -> None:

@@ -1,0 +1,228 @@
+"""OIDC bearer tokens: discovery, a cached JWKS with a rate-limited refetch on an unknown kid, and claim checks.
+
+Only asymmetric algorithms are accepted and only public asymmetric keys are taken from the JWKS, so neither
+`alg: none` nor an HMAC signed with the provider's public key can pass. Every failure is `Unauthenticated`
+with a reason safe to show the caller; the token itself is never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from joserfc import jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ClaimError,
+    ExpiredTokenError,
+    InvalidKeyIdError,
+    JoseError,
+    MissingClaimError,
+    UnsupportedAlgorithmError,
+)
+from joserfc.jwk import KeySet
+
+from gateway.config import OidcSettings, check_oidc
+from gateway.errors import Unauthenticated
+
+log = logging.getLogger(__name__)
+
+FetchJson = Callable[[str], Awaitable[dict[str, Any]]]
+MAX_TOKEN_CHARS = 16 * 1024
+MAX_USERNAME_CHARS = 255
+_PUBLIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
+_UNREACHABLE = "The identity provider could not be reached to verify the token."
+_MALFORMED = "The OIDC token is malformed."
+_BAD_ALG = "The OIDC token is signed with an algorithm this gateway does not accept."
+_UNKNOWN_KEY = "The OIDC token is signed with a key the identity provider does not publish."
+_CLAIM_REASONS = {
+    "iss": "The OIDC token was issued by a different identity provider (issuer).",
+    "aud": "The OIDC token was not issued for this gateway (audience).",
+    "nbf": "The OIDC token is not valid yet.",
+    "iat": "The OIDC token was issued in the future.",
+}
+
+
+@dataclass(frozen=True)
+class OidcIdentity:
+    username: str
+    groups: frozenset[str]
+    subject: str
+
+
+class OidcVerifier:
+    """Verifies bearer tokens of one issuer for one audience; one instance per process, safe for concurrent use."""
+
+    def __init__(self, settings: OidcSettings, fetch_json: FetchJson | None = None) -> None:
+        check_oidc(settings)  # ConfigError is a ValueError
+        if not settings.enabled:
+            raise ValueError("oidc.issuer: OIDC is not configured")
+        self.settings = settings
+        self._algorithms = list(settings.algorithms)
+        self._fetch_json = fetch_json or self._aiohttp_json
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()
+        self._keys: KeySet | None = None
+        self._fetched_at = -float("inf")  # monotonic time of the last JWKS fetch
+        self._refetched_at = -float("inf")  # ... and of the last one forced by an unknown kid
+        self._jwks_uri: str | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def verify(self, token: str) -> OidcIdentity:
+        started = time.monotonic()
+        header = _header(token)
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise Unauthenticated(_BAD_ALG)
+        if kid is not None and not isinstance(kid, str):
+            raise Unauthenticated(_MALFORMED)
+        keys = await self._current_keys()
+        if not _has_key(keys, kid) and self._fetched_at < started:
+            keys = await self._refetch_for(kid)
+        if not _has_key(keys, kid):
+            raise Unauthenticated(_UNKNOWN_KEY)
+        claims = self._decode(token, keys)
+        return _identity(claims, self.settings)
+
+    def _decode(self, token: str, keys: KeySet) -> dict[str, Any]:
+        registry = jwt.JWTClaimsRegistry(
+            leeway=self.settings.leeway_seconds,
+            iss={"essential": True, "value": self.settings.issuer},
+            aud={"essential": True, "value": self.settings.audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+        try:
+            claims = jwt.decode(token, keys, algorithms=self._algorithms).claims
+            registry.validate(claims)
+        except ExpiredTokenError:
+            raise Unauthenticated("The OIDC token has expired.") from None
+        except MissingClaimError as exc:
+            raise Unauthenticated(f"The OIDC token lacks required claims: {exc.claim}.") from None
+        except ClaimError as exc:
+            reason = _CLAIM_REASONS.get(exc.claim, f"The OIDC token has an invalid '{exc.claim}' claim.")
+            raise Unauthenticated(reason) from None
+        except BadSignatureError:
+            raise Unauthenticated("The OIDC token signature is not valid.") from None
+        except UnsupportedAlgorithmError:
+            raise Unauthenticated(_BAD_ALG) from None
+        except InvalidKeyIdError:
+            raise Unauthenticated(_UNKNOWN_KEY) from None
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise Unauthenticated(_MALFORMED) from None
+        return claims
+
+    async def _current_keys(self) -> KeySet:
+        """The cached JWKS, fetched (once, for all waiting requests) when missing or older than the cache time."""
+        if self._keys is not None and time.monotonic() - self._fetched_at < self.settings.jwks_cache_seconds:
+            return self._keys
+        async with self._lock:
+            if self._keys is None or time.monotonic() - self._fetched_at >= self.settings.jwks_cache_seconds:
+                await self._fetch_keys(discover=True)
+            assert self._keys is not None
+            return self._keys
+
+    async def _refetch_for(self, kid: str | None) -> KeySet:
+        """One JWKS refetch for an unknown kid, at most once per `jwks_min_refetch_seconds` across all requests."""
+        async with self._lock:
+            assert self._keys is not None
+            now = time.monotonic()
+            if not _has_key(self._keys, kid) and now - self._refetched_at >= self.settings.jwks_min_refetch_seconds:
+                self._refetched_at = now
+                await self._fetch_keys(discover=False)
+            return self._keys
+
+    async def _fetch_keys(self, *, discover: bool) -> None:
+        if discover or self._jwks_uri is None:
+            issuer = self.settings.issuer
+            doc = await self._fetch(issuer.rstrip("/") + "/.well-known/openid-configuration")
+            if doc.get("issuer") != issuer:
+                log.warning("OIDC discovery at %s names issuer %r, not the configured one", issuer, doc.get("issuer"))
+                raise Unauthenticated("The identity provider's discovery document names a different issuer.")
+            jwks_uri = doc.get("jwks_uri")
+            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+                log.warning("OIDC discovery at %s has no usable jwks_uri", issuer)
+                raise Unauthenticated(_UNREACHABLE)
+            self._jwks_uri = jwks_uri
+        jwks = await self._fetch(self._jwks_uri)
+        raw = jwks.get("keys")
+        public = [k for k in raw if _is_public_signing_key(k)] if isinstance(raw, list) else []
+        try:
+            self._keys = KeySet.import_key_set({"keys": public})
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            log.warning("OIDC JWKS at %s has no usable signing key: %s", self._jwks_uri, type(exc).__name__)
+            raise Unauthenticated(_UNREACHABLE) from None
+        self._fetched_at = time.monotonic()
+
+    async def _fetch(self, url: str) -> dict[str, Any]:
+        try:
+            doc = await self._fetch_json(url)
+        except Exception as exc:
+            log.warning("OIDC fetch of %s failed: %s: %s", url, type(exc).__name__, exc)
+            raise Unauthenticated(_UNREACHABLE) from None
+        if not isinstance(doc, dict):
+            log.warning("OIDC fetch of %s did not return a JSON object", url)
+            raise Unauthenticated(_UNREACHABLE)
+        return doc
+
+    async def _aiohttp_json(self, url: str) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        async with self._session.get(url, headers={"Accept": "application/json"}) as response:
+            response.raise_for_status()
+            doc: dict[str, Any] = await response.json(content_type=None)
+            return doc
+
+
+def _header(token: str) -> dict[str, Any]:
+    """The JOSE header, read only to pick the key; the signature check is joserfc's."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
+        raise Unauthenticated(_MALFORMED)
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        raise Unauthenticated(_MALFORMED) from None
+    if not isinstance(header, dict):
+        raise Unauthenticated(_MALFORMED)
+    return header
+
+
+def _is_public_signing_key(key: object) -> bool:
+    return isinstance(key, dict) and key.get("kty") in _PUBLIC_KEY_TYPES and key.get("use", "sig") == "sig"
+
+
+def _has_key(keys: KeySet, kid: str | None) -> bool:
+    """A token without a kid is only accepted when the provider publishes exactly one key."""
+    if kid is None:
+        return len(keys.keys) == 1
+    return any(key.kid == kid for key in keys.keys)
+
+
+def _identity(claims: dict[str, Any], settings: OidcSettings) -> OidcIdentity:
+    username = ""
+    for name in (settings.username_claim, "preferred_username", "sub"):
+        value = claims.get(name)
+        if name == "email" and claims.get("email_verified") is False:
+            continue  # an address the provider has not verified is not an identity
+        if isinstance(value, str) and value.strip():
+            username = value.strip().casefold()
+            break
+    if not username or len(username) > MAX_USERNAME_CHARS:
+        raise Unauthenticated("The OIDC token carries no usable username.")
+    raw = claims.get(settings.groups_claim)
+    items = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+    groups = frozenset(g.strip() for g in items if isinstance(g, str) and g.strip())
+    return OidcIdentity(username=username, groups=groups, subject=claims["sub"])

@@ -1,0 +1,95 @@
+"""Decisions about one principal and one object, and what a principal may see (the visibility service).
+
+Account admins may do everything. Workspace admins hold CAN_MANAGE on the workspace, which covers
+everything in it. Everyone else holds exactly what was granted to them or to a group they are in.
+An object the caller may not read answers as if it did not exist; one it may read but not change
+answers PERMISSION_DENIED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.authn.principal import Principal
+from gateway.authz.levels import (
+    RANK,
+    Level,
+    experiment_object,
+    model_object,
+    workspace_domain,
+    workspace_object,
+)
+from gateway.authz.live import LivePolicy
+from gateway.errors import PermissionDenied, ResourceNotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Everything:
+    """The caller may read every object of the kind asked about."""
+
+
+EVERYTHING = Everything()
+
+
+class Authorizer:
+    def __init__(self, policy: LivePolicy) -> None:
+        self.policy = policy
+
+    def level(self, principal: Principal, workspace_id: int, obj: str) -> str | None:
+        if principal.account_admin:
+            return Level.CAN_MANAGE.value
+        return self.policy.snapshot.level(principal.subjects, workspace_domain(workspace_id), obj)
+
+    def allows(self, principal: Principal, workspace_id: int, obj: str, wanted: str) -> bool:
+        held = self.level(principal, workspace_id, obj)
+        return held is not None and RANK[held] >= RANK[wanted]
+
+    def require(self, principal: Principal, workspace_id: int, obj: str, wanted: str, missing: str) -> None:
+        """Raise unless the principal holds `wanted` on `obj`; `missing` is the store's not-found message."""
+        held = self.level(principal, workspace_id, obj)
+        if held is None or RANK[held] < RANK[Level.CAN_READ]:
+            raise hidden(missing)
+        if RANK[held] < RANK[wanted]:
+            raise PermissionDenied(f"{principal.name} lacks {wanted} on {_describe(obj)} (holds {held}).")
+
+    # -- workspaces -----------------------------------------------------------------------------------
+
+    def enters(self, principal: Principal, workspace_id: int) -> bool:
+        """Any grant in a workspace (on it or on anything in it) lets a principal see the workspace."""
+        if principal.account_admin:
+            return True
+        return self.policy.snapshot.holds_in(principal.subjects, workspace_domain(workspace_id))
+
+    def require_workspace(self, principal: Principal, workspace_id: int, name: str, wanted: str) -> None:
+        if not self.enters(principal, workspace_id):
+            raise hidden(f"Workspace '{name}' not found")
+        if not self.allows(principal, workspace_id, workspace_object(workspace_id), wanted):
+            raise PermissionDenied(f"{principal.name} lacks {wanted} on workspace '{name}'.")
+
+    # -- visibility -----------------------------------------------------------------------------------
+
+    def readable_experiments(self, principal: Principal, workspace_id: int) -> Everything | set[str]:
+        return self._readable(principal, workspace_id, experiment_object(workspace_id, ""))
+
+    def readable_models(self, principal: Principal, workspace_id: int) -> Everything | set[str]:
+        return self._readable(principal, workspace_id, model_object(workspace_id, ""))
+
+    def _readable(self, principal: Principal, workspace_id: int, prefix: str) -> Everything | set[str]:
+        if self.allows(principal, workspace_id, workspace_object(workspace_id), Level.CAN_READ):
+            return EVERYTHING
+        objects = self.policy.snapshot.objects_with(
+            principal.subjects, workspace_domain(workspace_id), Level.CAN_READ, prefix
+        )
+        return {obj[len(prefix) :] for obj in objects}
+
+
+def hidden(message: str) -> ResourceNotFound:
+    """A refusal answered exactly like a missing object, and audited as a denial."""
+    error = ResourceNotFound(message)
+    error.denied = True
+    return error
+
+
+def _describe(obj: str) -> str:
+    kind, _, rest = obj.partition(":")
+    return f"{kind.replace('_', ' ')} {rest.split('/', 1)[-1]}"

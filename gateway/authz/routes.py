@@ -1,0 +1,241 @@
+"""The permissions API (Databricks shapes), Unity Catalog grants and the audit log, over REST."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from litestar import Controller, Request, get, patch, put
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.authn.principal import Principal
+from gateway.authz.decide import hidden
+from gateway.authz.levels import Level
+from gateway.authz.repository import AuditRepository
+from gateway.authz.service import AccessService, Securable
+from gateway.errors import InvalidParameter, ResourceNotFound
+from gateway.federation.service import Forwarder
+from gateway.principals.service import require_admin
+from gateway.workspaces.links import WorkspaceLink
+
+WORKSPACE_HEADER = "x-mlflow-workspace"
+
+
+def _link(request: Request[Principal, Any, Any], forwarder: Forwarder) -> WorkspaceLink:
+    name = request.headers.get(WORKSPACE_HEADER)
+    if name:
+        return forwarder.link_named(name)
+    if forwarder.links.default is not None:
+        return forwarder.links.default
+    raise InvalidParameter("Choose the workspace with the X-MLFLOW-WORKSPACE header.")
+
+
+def _acl_items(data: dict[str, Any]) -> list[dict[str, Any]]:
+    items = data.get("access_control_list")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise InvalidParameter(
+            "'access_control_list' is a list of {user_name|group_name|service_principal_name, permission_level}."
+        )
+    return items
+
+
+class PermissionsController(Controller):
+    """GET/PUT/PATCH `/api/2.0/permissions/{experiments|registered-models|workspaces}/{id}` (+ permissionLevels)."""
+
+    path = "/api/2.0/permissions"
+    include_in_schema = False
+    opt = {"access": "read: CAN_READ on the object; change: CAN_MANAGE"}
+
+    async def _target(
+        self,
+        request: Request[Principal, Any, Any],
+        kind: str,
+        object_id: str,
+        access: AccessService,
+        forwarder: Forwarder,
+    ) -> Securable:
+        if kind == "workspaces":
+            target = access.workspace(forwarder.link_named(object_id))
+        else:
+            link = _link(request, forwarder)
+            if not access.authorizer.enters(request.user, link.workspace_id):
+                raise hidden(f"Workspace '{link.name}' not found")
+            if kind == "experiments":
+                target = await access.experiment(link, object_id)
+            elif kind == "registered-models":
+                target = await access.registered_model(link, object_id)
+            else:
+                raise ResourceNotFound(
+                    f"No permissions API for '{kind}'; use experiments, registered-models or workspaces."
+                )
+        access.check_can_view(request.user, target)
+        return target
+
+    @get("/{kind:str}/{object_id:str}", name="permissions get")
+    async def get_acl(
+        self,
+        request: Request[Principal, Any, Any],
+        kind: str,
+        object_id: str,
+        access: AccessService,
+        forwarder: Forwarder,
+    ) -> dict[str, Any]:
+        return access.acl(await self._target(request, kind, object_id, access, forwarder))
+
+    @get("/{kind:str}/{object_id:str}/permissionLevels", name="permissions levels")
+    async def get_levels(
+        self,
+        request: Request[Principal, Any, Any],
+        kind: str,
+        object_id: str,
+        access: AccessService,
+        forwarder: Forwarder,
+    ) -> dict[str, Any]:
+        return access.levels(await self._target(request, kind, object_id, access, forwarder))
+
+    @put("/{kind:str}/{object_id:str}", name="permissions set")
+    async def set_acl(
+        self,
+        request: Request[Principal, Any, Any],
+        kind: str,
+        object_id: str,
+        data: dict[str, Any],
+        access: AccessService,
+        forwarder: Forwarder,
+    ) -> dict[str, Any]:
+        target = await self._target(request, kind, object_id, access, forwarder)
+        access.check_can_manage(request.user, target)
+        return await access.set_acl(request.user, target, _acl_items(data), replace=True)
+
+    @patch("/{kind:str}/{object_id:str}", name="permissions update")
+    async def update_acl(
+        self,
+        request: Request[Principal, Any, Any],
+        kind: str,
+        object_id: str,
+        data: dict[str, Any],
+        access: AccessService,
+        forwarder: Forwarder,
+    ) -> dict[str, Any]:
+        target = await self._target(request, kind, object_id, access, forwarder)
+        access.check_can_manage(request.user, target)
+        return await access.set_acl(request.user, target, _acl_items(data), replace=False)
+
+
+class RegisteredModelIdController(Controller):
+    """`GET /api/2.0/mlflow/databricks/registered-models/get?name=`: a model's id and the caller's level."""
+
+    path = "/api/2.0/mlflow/databricks/registered-models"
+    include_in_schema = False
+    opt = {"access": "CAN_READ on the model"}
+
+    @get("/get", name="registered model id")
+    async def get_model(
+        self,
+        request: Request[Principal, Any, Any],
+        access: AccessService,
+        forwarder: Forwarder,
+        name: str = Parameter(query="name", min_length=1),
+    ) -> dict[str, Any]:
+        link = _link(request, forwarder)
+        missing = f"Registered Model with name={name} not found"
+        model_id = await access.model_id(link, name, adopt=True)
+        if model_id is None:
+            raise ResourceNotFound(missing)
+        target = await access.registered_model(link, model_id)
+        access.authorizer.require(request.user, link.workspace_id, target.obj, Level.CAN_READ, missing)
+        level = access.authorizer.level(request.user, link.workspace_id, target.obj)
+        return {"registered_model_databricks": {"id": model_id, "name": name, "permission_level": level}}
+
+
+class UnityCatalogController(Controller):
+    path = "/api/2.1/unity-catalog"
+    include_in_schema = False
+    opt = {"access": "account admins and holders of MANAGE; effective permissions of oneself: anyone"}
+
+    @get("/permissions/{securable_type:str}/{full_name:str}", name="uc grants get")
+    async def get_grants(
+        self,
+        request: Request[Principal, Any, Any],
+        securable_type: str,
+        full_name: str,
+        access: AccessService,
+        principal: str | None = None,
+    ) -> dict[str, Any]:
+        obj = access.securable(securable_type, full_name)
+        access.check_uc_manager(request.user, obj)
+        return access.uc_assignments(obj, principal)
+
+    @patch("/permissions/{securable_type:str}/{full_name:str}", name="uc grants update")
+    async def update_grants(
+        self,
+        request: Request[Principal, Any, Any],
+        securable_type: str,
+        full_name: str,
+        data: dict[str, Any],
+        access: AccessService,
+    ) -> dict[str, Any]:
+        obj = access.securable(securable_type, full_name)
+        access.check_uc_manager(request.user, obj)
+        changes = data.get("changes")
+        if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
+            raise InvalidParameter("'changes' is a list of {principal, add: [...], remove: [...]}.")
+        return await access.uc_update(request.user, obj, changes)
+
+    @get("/effective-permissions/{securable_type:str}/{full_name:str}", name="uc effective permissions")
+    async def effective(
+        self,
+        request: Request[Principal, Any, Any],
+        securable_type: str,
+        full_name: str,
+        access: AccessService,
+        principal: str | None = None,
+    ) -> dict[str, Any]:
+        obj = access.securable(securable_type, full_name)
+        if principal is None or principal.strip().casefold() != request.user.name.casefold():
+            access.check_uc_manager(request.user, obj)
+        return access.uc_effective(obj, principal)
+
+
+class AuditController(Controller):
+    path = "/api/2.0/fedgate/audit-log"
+    include_in_schema = False
+    opt = {"access": "account admins"}
+
+    @get("/", name="audit log")
+    async def entries(
+        self,
+        request: Request[Principal, Any, Any],
+        sessionmaker: async_sessionmaker[AsyncSession],
+        page_token: str | None = None,
+        since: datetime | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        max_results: int = Parameter(query="max_results", default=100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        require_admin(request.user)
+        after_id = int(page_token) if page_token and page_token.isdigit() else 0
+        async with sessionmaker() as session:
+            rows = await AuditRepository(session).query(
+                after_id=after_id, since=since, actor=actor, action=action, outcome=outcome, limit=max_results
+            )
+        result: dict[str, Any] = {
+            "entries": [
+                {
+                    "id": row.id,
+                    "time": row.at.isoformat(),
+                    "actor": row.actor,
+                    "action": row.action,
+                    "target": row.target,
+                    "outcome": row.outcome,
+                    "details": row.details,
+                    "request_id": row.request_id,
+                }
+                for row in rows
+            ]
+        }
+        if len(rows) == max_results:
+            result["next_page_token"] = str(rows[-1].id)
+        return result

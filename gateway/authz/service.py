@@ -1,0 +1,378 @@
+"""Grants: owners of new objects, the permissions API (experiments, registered models, workspaces) and
+Unity Catalog grants on the system tables. Every change bumps the policy version, is audited in the same
+transaction, and is in force on this replica before the call answers (other replicas follow on NOTIFY).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.authn.principal import Principal
+from gateway.authz.audit import AuditTrail, entry
+from gateway.authz.decide import Authorizer
+from gateway.authz.levels import (
+    ACCOUNT_DOMAIN,
+    EXPERIMENT_LEVELS,
+    MODEL_LEVELS,
+    UC_PRIVILEGES,
+    WORKSPACE_LEVELS,
+    Level,
+    Privilege,
+    experiment_object,
+    model_object,
+    subject,
+    uc_parents,
+    workspace_domain,
+    workspace_object,
+)
+from gateway.authz.live import SYSTEM_SECURABLES, LivePolicy
+from gateway.authz.policy import Grant, PrincipalInfo
+from gateway.authz.repository import GrantRepository, ModelIdRepository, PolicyVersionRepository
+from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.workspaces.links import WorkspaceLink
+
+LEVEL_DESCRIPTIONS = {
+    Level.CAN_USE: "Can enter the workspace and create experiments and models of its own",
+    Level.CAN_READ: "Can view, search and download",
+    Level.CAN_EDIT: "Can log runs, metrics and artifacts, and edit tags and descriptions",
+    Level.CAN_MANAGE_STAGING_VERSIONS: "Can move versions between None, Staging and Archived",
+    Level.CAN_MANAGE_PRODUCTION_VERSIONS: "Can move versions into and out of Production",
+    Level.CAN_MANAGE: "Can delete, purge and change permissions",
+}
+PRINCIPAL_FIELDS = {"user_name": "user", "group_name": "group", "service_principal_name": "service_principal"}
+
+
+@dataclass(frozen=True, slots=True)
+class Securable:
+    """An object permissions are managed on, in the words of the permissions API."""
+
+    link: WorkspaceLink
+    object_type: str  # mlflowExperiment | registeredModel | workspace
+    object_path: str  # /experiments/5
+    obj: str
+    levels: tuple[Level, ...]
+
+    @property
+    def domain(self) -> str:
+        return workspace_domain(self.link.workspace_id)
+
+
+class AccessService:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        policy: LivePolicy,
+        authorizer: Authorizer,
+        audit: AuditTrail,
+        exists: Callable[[WorkspaceLink, str, str], Awaitable[bool]],
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.policy = policy
+        self.authorizer = authorizer
+        self._audit = audit
+        self._exists = exists  # asks the store whether an experiment exists
+
+    # -- owners and registered-model ids ---------------------------------------------------------------
+
+    async def model_id(self, link: WorkspaceLink, name: str, *, adopt: bool) -> str | None:
+        """The immutable id of a registered model; one created outside the gateway gets an id on first sight."""
+        async with self._sessionmaker() as session, session.begin():
+            repository = ModelIdRepository(session)
+            model_id = await repository.id_of(link.workspace_id, name)
+            if model_id is None and adopt and await self._exists(link, "registered_model", name):
+                model_id = await repository.assign(link.workspace_id, name)
+            return model_id
+
+    async def model_names(self, link: WorkspaceLink, model_ids: set[str]) -> list[str]:
+        async with self._sessionmaker() as session:
+            return await ModelIdRepository(session).names(link.workspace_id, model_ids)
+
+    async def record_owner(self, principal: Principal, link: WorkspaceLink, kind: str, created: str) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            if kind == "registered_model":
+                object_id = await ModelIdRepository(session).assign(link.workspace_id, created)
+                obj = model_object(link.workspace_id, object_id)
+            else:
+                obj = experiment_object(link.workspace_id, created)
+            if principal.id is None:  # the bootstrap admin can do everything anyway
+                return
+            grant = Grant(principal.id, workspace_domain(link.workspace_id), obj, Level.CAN_MANAGE.value)
+            await GrantRepository(session).add(grant, created_by=principal.name)
+            await self._audit.write(session, entry(principal.name, "grant.owner", obj, "ok", {"level": "CAN_MANAGE"}))
+            await PolicyVersionRepository(session).bump()
+        await self.policy.reload()
+
+    async def model_changed(self, link: WorkspaceLink, action: str, name: str, new_name: str | None) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            repository = ModelIdRepository(session)
+            if action == "rename" and new_name:
+                await repository.rename(link.workspace_id, name, new_name)
+                return
+            model_id = await repository.forget(link.workspace_id, name)
+            if model_id is None:
+                return
+            # A model re-created under the same name is a new object: the old grants go with the old one.
+            await GrantRepository(session).clear(
+                workspace_domain(link.workspace_id), model_object(link.workspace_id, model_id)
+            )
+            await PolicyVersionRepository(session).bump()
+        await self.policy.reload()
+
+    # -- the permissions API ----------------------------------------------------------------------------
+
+    async def experiment(self, link: WorkspaceLink, experiment_id: str) -> Securable:
+        if not experiment_id.isdigit() or not await self._exists(link, "experiment", experiment_id):
+            raise ResourceNotFound(f"No Experiment with id={experiment_id} exists")
+        return Securable(
+            link,
+            "mlflowExperiment",
+            f"/experiments/{experiment_id}",
+            experiment_object(link.workspace_id, experiment_id),
+            EXPERIMENT_LEVELS,
+        )
+
+    async def registered_model(self, link: WorkspaceLink, model_id: str) -> Securable:
+        async with self._sessionmaker() as session:
+            name = await ModelIdRepository(session).name_of(link.workspace_id, model_id)
+        if name is None:
+            raise ResourceNotFound(f"Registered model with id={model_id} not found")
+        return Securable(
+            link,
+            "registeredModel",
+            f"/registered-models/{model_id}",
+            model_object(link.workspace_id, model_id),
+            MODEL_LEVELS,
+        )
+
+    def workspace(self, link: WorkspaceLink) -> Securable:
+        return Securable(
+            link, "workspace", f"/workspaces/{link.name}", workspace_object(link.workspace_id), WORKSPACE_LEVELS
+        )
+
+    def check_can_view(self, principal: Principal, target: Securable) -> None:
+        if target.object_type == "workspace":
+            self.authorizer.require_workspace(principal, target.link.workspace_id, target.link.name, Level.CAN_USE)
+            return
+        self.authorizer.require(
+            principal, target.link.workspace_id, target.obj, Level.CAN_READ, f"{target.object_path} not found"
+        )
+
+    def check_can_manage(self, principal: Principal, target: Securable) -> None:
+        if target.object_type == "workspace":
+            self.authorizer.require_workspace(principal, target.link.workspace_id, target.link.name, Level.CAN_MANAGE)
+            return
+        self.authorizer.require(
+            principal, target.link.workspace_id, target.obj, Level.CAN_MANAGE, f"{target.object_path} not found"
+        )
+
+    def acl(self, target: Securable) -> dict[str, Any]:
+        snapshot = self.policy.snapshot
+        entries: dict[int, list[dict[str, Any]]] = {}
+        for sub, privileges in snapshot.grants_on(target.domain, target.obj).items():
+            for level in privileges:
+                entries.setdefault(sub, []).append({"permission_level": level, "inherited": False})
+        fallback = workspace_object(target.link.workspace_id)
+        if target.obj != fallback:
+            for sub, privileges in snapshot.grants_on(target.domain, fallback).items():
+                for level in privileges:
+                    if level != Level.CAN_USE:
+                        entries.setdefault(sub, []).append(
+                            {
+                                "permission_level": level,
+                                "inherited": True,
+                                "inherited_from_object": [f"/workspaces/{target.link.name}"],
+                            }
+                        )
+        acl = []
+        for sub, permissions in sorted(entries.items()):
+            info = snapshot.principal(sub)
+            if info is None:
+                continue
+            acl.append({**_principal_field(info), "display_name": info.display_name, "all_permissions": permissions})
+        return {"object_id": target.object_path, "object_type": target.object_type, "access_control_list": acl}
+
+    async def set_acl(
+        self, principal: Principal, target: Securable, items: list[dict[str, Any]], *, replace: bool
+    ) -> dict[str, Any]:
+        """PUT (replace=True) sets the direct grants to exactly `items`; PATCH adds or changes levels."""
+        wanted = [(self._resolve(item), self._level(item, target)) for item in items]
+        async with self._sessionmaker() as session, session.begin():
+            grants = GrantRepository(session)
+            if replace:
+                await grants.clear(target.domain, target.obj)
+            for info, level in wanted:
+                await grants.clear(target.domain, target.obj, principal_id=info.id)
+                await grants.add(Grant(info.id, target.domain, target.obj, level), created_by=principal.name)
+            await self._audit.write(
+                session,
+                entry(
+                    principal.name,
+                    "permissions.set" if replace else "permissions.update",
+                    target.obj,
+                    "ok",
+                    {"acl": [{"principal": info.name, "kind": info.kind, "level": level} for info, level in wanted]},
+                ),
+            )
+            await PolicyVersionRepository(session).bump()
+        await self.policy.reload()
+        return self.acl(target)
+
+    def _resolve(self, item: dict[str, Any]) -> PrincipalInfo:
+        named = [(field, item[field]) for field in PRINCIPAL_FIELDS if item.get(field)]
+        if len(named) != 1:
+            raise InvalidParameter("Each entry names exactly one of user_name, group_name, service_principal_name.")
+        field, name = named[0]
+        kind = PRINCIPAL_FIELDS[field]
+        key = str(name).strip().casefold() if kind == "user" else str(name).strip()
+        info = self.policy.snapshot.find(kind, key)
+        if info is None:
+            raise ResourceNotFound(f"No {kind.replace('_', ' ')} named '{name}'.")
+        return info
+
+    @staticmethod
+    def _level(item: dict[str, Any], target: Securable) -> str:
+        level = str(item.get("permission_level", ""))
+        if level not in {lv.value for lv in target.levels}:
+            allowed = ", ".join(lv.value for lv in target.levels)
+            raise InvalidParameter(f"permission_level '{level}' is not valid here; use one of {allowed}.")
+        return level
+
+    @staticmethod
+    def levels(target: Securable) -> dict[str, Any]:
+        return {
+            "permission_levels": [
+                {"permission_level": lv.value, "description": LEVEL_DESCRIPTIONS[lv]} for lv in target.levels
+            ]
+        }
+
+    # -- Unity Catalog grants ---------------------------------------------------------------------------
+
+    def securable(self, securable_type: str, full_name: str) -> str:
+        obj = f"{securable_type.lower()}:{full_name.lower()}"
+        if obj not in SYSTEM_SECURABLES:
+            raise ResourceNotFound(f"{securable_type} '{full_name}' does not exist.")
+        return obj
+
+    def check_uc_manager(self, principal: Principal, obj: str) -> None:
+        if principal.account_admin:
+            return
+        snapshot = self.policy.snapshot
+        if not snapshot.allows(principal.subjects, ACCOUNT_DOMAIN, obj, Privilege.MANAGE):
+            raise PermissionDenied(
+                f"{principal.name} needs MANAGE on {obj.split(':', 1)[1]} to see or change its grants."
+            )
+
+    def uc_assignments(self, obj: str, principal_name: str | None = None) -> dict[str, Any]:
+        snapshot = self.policy.snapshot
+        only = self._uc_principal(principal_name).id if principal_name else None
+        assignments = []
+        for sub, privileges in sorted(snapshot.grants_on(ACCOUNT_DOMAIN, obj).items()):
+            info = snapshot.principal(sub)
+            if info is None or (only is not None and sub != only):
+                continue
+            assignments.append({"principal": _uc_name(info), "privileges": sorted(privileges)})
+        return {"privilege_assignments": assignments}
+
+    def uc_effective(self, obj: str, principal_name: str | None = None) -> dict[str, Any]:
+        """Every privilege that applies to `obj`, with the securable (and group) it comes from."""
+        snapshot = self.policy.snapshot
+        holders: dict[int, list[dict[str, Any]]] = {}
+        for source in [obj, *uc_parents(obj)]:
+            kind, _, name = source.partition(":")
+            for sub, privileges in snapshot.grants_on(ACCOUNT_DOMAIN, source).items():
+                for privilege in sorted(privileges):
+                    item: dict[str, Any] = {"privilege": privilege}
+                    if source != obj:
+                        item |= {"inherited_from_type": kind.upper(), "inherited_from_name": name}
+                    holders.setdefault(sub, []).append(item)
+        if principal_name:
+            target = self._uc_principal(principal_name)
+            effective: list[dict[str, Any]] = []
+            for sub in sorted(snapshot.subjects(target.id)):
+                for item in holders.get(sub, []):
+                    via = snapshot.principal(sub)
+                    if sub != target.id and via is not None:
+                        item = {**item, "inherited_from_principal": _uc_name(via)}
+                    effective.append(item)
+            return {"privilege_assignments": [{"principal": _uc_name(target), "privileges": effective}]}
+        assignments = []
+        for sub, items in sorted(holders.items()):
+            info = snapshot.principal(sub)
+            if info is not None:
+                assignments.append({"principal": _uc_name(info), "privileges": items})
+        return {"privilege_assignments": assignments}
+
+    async def uc_update(self, principal: Principal, obj: str, changes: list[dict[str, Any]]) -> dict[str, Any]:
+        kind = obj.split(":", 1)[0]
+        applicable = {p.value for p in UC_PRIVILEGES[kind]}
+        plan: list[tuple[PrincipalInfo, set[str], set[str]]] = []
+        for change in changes:
+            target = self._uc_principal(str(change.get("principal", "")))
+            add = _privileges(change.get("add"), applicable)
+            remove = _privileges(change.get("remove"), applicable)
+            plan.append((target, add, remove))
+        async with self._sessionmaker() as session, session.begin():
+            grants = GrantRepository(session)
+            for target, add, remove in plan:
+                for privilege in remove:
+                    await grants.remove(Grant(target.id, ACCOUNT_DOMAIN, obj, privilege))
+                for privilege in add:
+                    await grants.add(Grant(target.id, ACCOUNT_DOMAIN, obj, privilege), created_by=principal.name)
+            await self._audit.write(
+                session,
+                entry(
+                    principal.name,
+                    "grants.update",
+                    obj,
+                    "ok",
+                    {"changes": [{"principal": t.name, "add": sorted(a), "remove": sorted(r)} for t, a, r in plan]},
+                ),
+            )
+            await PolicyVersionRepository(session).bump()
+        await self.policy.reload()
+        return self.uc_assignments(obj)
+
+    def _uc_principal(self, name: str) -> PrincipalInfo:
+        snapshot = self.policy.snapshot
+        name = name.strip()
+        for kind, key in (("user", name.casefold()), ("service_principal", name), ("group", name)):
+            info = snapshot.find(kind, key)
+            if info is not None:
+                return info
+        raise ResourceNotFound(f"No principal named '{name}'.")
+
+
+def _principal_field(info: PrincipalInfo) -> dict[str, str]:
+    field = {"user": "user_name", "group": "group_name", "service_principal": "service_principal_name"}[info.kind]
+    return {field: info.name}
+
+
+def _uc_name(info: PrincipalInfo) -> str:
+    return info.name
+
+
+def _privileges(raw: Any, applicable: set[str]) -> set[str]:
+    if raw is None:
+        return set()
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise InvalidParameter("'add' and 'remove' are lists of privilege names.")
+    result: set[str] = set()
+    for privilege in raw:
+        normalised = privilege.strip().upper().replace(" ", "_")
+        if normalised == "ALL_PRIVILEGES":
+            # Expanded when granted; MANAGE is not part of ALL PRIVILEGES (as in Unity Catalog).
+            result |= applicable - {Privilege.MANAGE.value}
+            continue
+        if normalised not in applicable:
+            raise InvalidParameter(
+                f"Privilege '{privilege}' does not apply here; use one of {', '.join(sorted(applicable))}."
+            )
+        result.add(normalised)
+    return result
+
+
+__all__ = ["AccessService", "Securable", "subject"]

@@ -1,0 +1,704 @@
+"""Authorization of forwarded calls: every object a request names is tied to a grant before it is sent.
+
+Each route of the route table has a rule here (a test walks them all). The rule says which objects
+the request touches and the level it needs on them; anything the guard cannot tie to an object is
+refused. Searches are narrowed before they are sent (never filtered afterwards), so pages are full,
+page tokens work, and nothing hidden is ever counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+import msgspec
+
+from gateway.authn.principal import Principal
+from gateway.authz.decide import Authorizer, Everything, hidden
+from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
+from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound, StoreUnavailable
+from gateway.federation.route_table import Action, Body, Resource, RouteSpec
+from gateway.federation.schemas import RequestIds
+from gateway.workspaces.links import WorkspaceLink
+
+log = logging.getLogger(__name__)
+
+EMPTY_RESULT = b"{}"
+EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,19}$")
+RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+# Body fields that name objects. A second spelling (proto JSON also accepts camelCase) or a repeated
+# key could be read one way here and another way by the store: both are refused before any check.
+ID_FIELDS = (
+    "experiment_id",
+    "experiment_ids",
+    "run_id",
+    "run_uuid",
+    "run_ids",
+    "model_id",
+    "source_run_id",
+    "source",
+    "name",
+    "trace_id",
+    "trace_ids",
+    "request_id",
+    "dataset_id",
+    "trace_location",
+    "mlflow_experiment",
+    "locations",
+    "new_name",
+    "stage",
+)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+CAMEL_FIELDS = tuple(_camel(name) for name in ID_FIELDS if "_" in name)
+
+
+def _keys(names: tuple[str, ...]) -> re.Pattern[bytes]:
+    """Matches `"name":` as an object key (a quote inside a JSON string is always escaped)."""
+    return re.compile(rb'(?<!\\)"(' + b"|".join(n.encode() for n in names) + rb')"\s*:')
+
+
+_ID_KEYS = _keys(ID_FIELDS)
+_CAMEL_KEYS = _keys(CAMEL_FIELDS)
+
+
+def check_body_spelling(body: bytes) -> None:
+    """Refuse duplicate or camelCase spellings of id fields. Cheap: a full parse only when suspicious."""
+    if _CAMEL_KEYS.search(body):
+        raise InvalidParameter("Use the snake_case field names of the MLflow REST API (camelCase ids are refused).")
+    found = _ID_KEYS.findall(body)
+    if len(found) == len(set(found)):
+        return
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        if len(keys) != len(set(keys)):
+            raise InvalidParameter("The request body repeats a field.")
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            raise InvalidParameter(f"Malformed JSON request body: {exc.msg}") from None
+        raise
+
+
+# -- rules ------------------------------------------------------------------------------------------
+
+WANTED = {
+    Action.READ: Level.CAN_READ,
+    Action.SEARCH: Level.CAN_READ,
+    Action.CREATE: Level.CAN_EDIT,
+    Action.EDIT: Level.CAN_EDIT,
+    Action.MANAGE: Level.CAN_MANAGE,
+}
+# Where the anchors say otherwise (Databricks: CAN_EDIT creates, deletes and restores runs).
+LEVEL_OVERRIDES: dict[str, Level] = {
+    "POST /mlflow/runs/delete": Level.CAN_EDIT,
+    "POST /mlflow/runs/restore": Level.CAN_EDIT,
+    "DELETE /mlflow/logged-models/{model_id:str}": Level.CAN_EDIT,
+    "POST /mlflow/registered-models/rename": Level.CAN_MANAGE,
+    "POST /mlflow/traces/delete-traces": Level.CAN_EDIT,
+}
+
+
+def rule_for(spec: RouteSpec) -> str:
+    """The rule a route is checked with; raises for a route nobody wrote a rule for (deny by default)."""
+    if spec.action is Action.PUBLIC:
+        return "public"
+    if spec.resource is Resource.SERVER:
+        return "authenticated"
+    if spec.resource is Resource.WORKSPACE:
+        return "workspace-admin" if spec.action is Action.ADMIN else "workspace-visible"
+    handler = RULE_OVERRIDES.get(spec.name) or _HANDLERS.get((spec.resource, spec.action))
+    if handler is None:
+        raise LookupError(f"no authorization rule for {spec.name} v{spec.version}")
+    return handler
+
+
+_HANDLERS: dict[tuple[Resource, Action], str] = {
+    **{(Resource.EXPERIMENT, a): "experiment" for a in (Action.READ, Action.EDIT, Action.MANAGE)},
+    (Resource.EXPERIMENT, Action.CREATE): "experiment-create",
+    (Resource.EXPERIMENT, Action.SEARCH): "experiment-search",
+    (Resource.RUN, Action.CREATE): "experiment",
+    **{(Resource.RUN, a): "run" for a in (Action.READ, Action.EDIT, Action.MANAGE)},
+    (Resource.RUN, Action.SEARCH): "experiment-ids",
+    (Resource.LOGGED_MODEL, Action.CREATE): "experiment",
+    (Resource.LOGGED_MODEL, Action.SEARCH): "experiment-ids",
+    **{(Resource.LOGGED_MODEL, a): "logged-model" for a in (Action.READ, Action.EDIT, Action.MANAGE)},
+    (Resource.REGISTERED_MODEL, Action.CREATE): "model-create",
+    (Resource.REGISTERED_MODEL, Action.SEARCH): "model-search",
+    **{(Resource.REGISTERED_MODEL, a): "model" for a in (Action.READ, Action.EDIT, Action.MANAGE)},
+    (Resource.MODEL_VERSION, Action.CREATE): "model-version-create",
+    (Resource.MODEL_VERSION, Action.SEARCH): "model-search",
+    **{(Resource.MODEL_VERSION, a): "model" for a in (Action.READ, Action.EDIT, Action.MANAGE)},
+    **{(Resource.ARTIFACT, a): "artifact" for a in (Action.READ, Action.EDIT, Action.MANAGE)},
+    (Resource.TRACE, Action.CREATE): "trace-create",
+    (Resource.TRACE, Action.SEARCH): "trace-search",
+    **{(Resource.TRACE, a): "trace" for a in (Action.READ, Action.EDIT, Action.MANAGE)},
+    **{(Resource.DATASET, a): "workspace-level" for a in Action if a not in (Action.ADMIN, Action.PUBLIC)},
+    **{(Resource.SCORER, a): "experiment" for a in (Action.READ, Action.CREATE, Action.EDIT, Action.MANAGE)},
+}
+
+
+RULE_OVERRIDES = {
+    # No id up front: the experiment found is checked in the answer (unreadable = not found).
+    "GET /mlflow/experiments/get-by-name": "experiment-by-name",
+    "POST /mlflow/experiments/search-datasets": "experiment-ids",
+}
+
+
+def wanted_level(spec: RouteSpec) -> Level:
+    return LEVEL_OVERRIDES.get(spec.name, WANTED.get(spec.action, Level.CAN_MANAGE))
+
+
+# -- plans ------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Plan:
+    """What the forwarder does differently because of authorization."""
+
+    body: bytes | None = None  # a narrowed request body
+    query: str | None = None  # a narrowed query string
+    answer: bytes | None = None  # answer without asking the store (nothing visible to search)
+    after: Callable[[int, bytes], Awaitable[bytes | None]] | None = None  # needs the store's answer
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Lookups:
+    """Which experiment a run, logged model or trace belongs to: asked of the store once, then cached."""
+
+    def __init__(
+        self,
+        fetch: Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]],
+        run_experiment: Callable[[str, str], Awaitable[str | None]],
+        size: int = 100_000,
+    ) -> None:
+        self._fetch = fetch
+        self._run_experiment = run_experiment
+        self._cache: OrderedDict[tuple[int, str, str], str] = OrderedDict()
+        self._size = size
+
+    async def experiment_of(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
+        key = (link.workspace_id, kind, object_id)
+        if (cached := self._cache.get(key)) is not None:
+            return cached
+        experiment = None
+        if kind == "run":
+            experiment = await self._run_experiment(object_id, link.name)
+        if experiment is None:
+            experiment = await self._ask_store(link, kind, object_id)
+        if experiment is not None:
+            self._cache[key] = experiment
+            if len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return experiment
+
+    async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
+        query = urlencode({"name": name, "version": version})
+        status, body = await self._fetch(link, "/api/2.0/mlflow/model-versions/get", query)
+        if status != 200:
+            return ""
+        return str((msgspec.json.decode(body).get("model_version") or {}).get("current_stage", ""))
+
+    async def _ask_store(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
+        quoted = quote(object_id, safe="")
+        if kind == "run":
+            status, body = await self._fetch(link, "/api/2.0/mlflow/runs/get", f"run_id={quoted}")
+            path: tuple[str, ...] = ("run", "info", "experiment_id")
+        elif kind == "logged_model":
+            status, body = await self._fetch(link, f"/api/2.0/mlflow/logged-models/{quoted}", "")
+            path = ("model", "info", "experiment_id")
+        else:
+            status, body = await self._fetch(link, f"/api/3.0/mlflow/traces/{quoted}", "")
+            path = ("trace", "trace_info", "trace_location", "mlflow_experiment", "experiment_id")
+        if status != 200:
+            return None
+        node: Any = msgspec.json.decode(body)
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        return str(node) if node is not None else None
+
+
+class ModelIds:
+    """Registered model name ↔ immutable id, for one workspace. Backed by the database."""
+
+    def __init__(
+        self,
+        id_of: Callable[[WorkspaceLink, str], Awaitable[str | None]],
+        names_of: Callable[[WorkspaceLink, set[str]], Awaitable[list[str]]],
+    ) -> None:
+        self.id_of = id_of
+        self.names_of = names_of
+
+
+class Guard:
+    def __init__(
+        self,
+        authorizer: Authorizer,
+        lookups: Lookups,
+        models: ModelIds,
+        on_created: Callable[[Principal, WorkspaceLink, str, str], Awaitable[None]],
+        on_model_change: Callable[[WorkspaceLink, str, str, str | None], Awaitable[None]],
+    ) -> None:
+        self.undo: Callable[[WorkspaceLink, str, str], Awaitable[None]] | None = None
+        self.authorizer = authorizer
+        self.lookups = lookups
+        self.models = models
+        self._on_created = on_created  # (principal, link, kind, id): grant CAN_MANAGE to the creator
+        self._on_model_change = on_model_change  # (link, action, name, new name)
+
+    async def check(
+        self,
+        spec: RouteSpec,
+        principal: Principal,
+        link: WorkspaceLink,
+        ids: RequestIds | None,
+        body: bytes | None,
+        query: str,
+        artifact_path: str | None,
+        path_params: dict[str, Any],
+        headers: list[tuple[str, str]],
+    ) -> Plan:
+        rule = rule_for(spec)
+        if body and spec.body is Body.JSON:
+            check_body_spelling(body)
+        if principal.account_admin:
+            return self._admin_plan(spec, principal, link, ids, body)
+        ctx = _Context(spec, principal, link, ids or RequestIds(), body, query, path_params, headers, artifact_path)
+        wanted = wanted_level(spec)
+        az = self.authorizer
+        wid = link.workspace_id
+        if not az.enters(principal, wid):
+            raise hidden(f"Workspace '{link.name}' not found")
+        if rule in ("authenticated", "experiment-by-name"):
+            return Plan()
+        if rule in ("workspace-visible", "workspace-admin"):
+            raise PermissionDenied("Only account admins manage workspaces here.")
+        if rule == "workspace-level":
+            az.require_workspace(principal, wid, link.name, wanted)
+            return Plan()
+        if rule == "experiment":
+            for experiment_id in ctx.experiment_ids(required=True):
+                self._require_experiment(ctx, experiment_id, wanted)
+            if spec.resource is Resource.LOGGED_MODEL and ctx.ids.source_run_id:
+                await self._require_run(ctx, ctx.ids.source_run_id, Level.CAN_READ)
+            return Plan()
+        if rule == "experiment-create":
+            az.require_workspace(principal, wid, link.name, Level.CAN_USE)
+            chooses_location = body is not None and b'"artifact_location"' in body
+            if chooses_location and not az.allows(principal, wid, workspace_object(wid), Level.CAN_MANAGE):
+                raise PermissionDenied(
+                    "Only account and workspace admins may choose an experiment's artifact location."
+                )
+            return Plan(after=self._granting(principal, link, "experiment", "experiment_id"))
+        if rule == "experiment-search":
+            return self._narrow_experiment_search(ctx)
+        if rule == "experiment-ids":
+            return self._narrow_experiment_ids(ctx)
+        if rule == "run":
+            for run_id in ctx.run_ids():
+                await self._require_run(ctx, run_id, wanted)
+            if ctx.ids.model_id:
+                await self._require_logged_model(ctx, ctx.ids.model_id, wanted)
+            return Plan()
+        if rule == "logged-model":
+            await self._require_logged_model(ctx, ctx.single("model_id"), wanted)
+            return Plan()
+        if rule == "model-create":
+            az.require_workspace(principal, wid, link.name, Level.CAN_USE)
+            return Plan(after=self._granting(principal, link, "registered_model", "name", ctx.ids.name))
+        if rule == "model-search":
+            return await self._narrow_model_search(ctx)
+        if rule == "model":
+            name = ctx.single("name")
+            if spec.name == "POST /mlflow/model-versions/transition-stage":
+                wanted = await self._stage_level(ctx, name)
+            await self._require_model(ctx, name, wanted)
+            return self._model_bookkeeping(spec, link, name, ctx)
+        if rule == "model-version-create":
+            await self._require_model(ctx, ctx.single("name"), Level.CAN_EDIT)
+            await self._require_version_source(ctx)
+            return Plan()
+        if rule == "artifact":
+            self._require_artifact(ctx, wanted)
+            return Plan()
+        if rule == "trace-create":
+            for experiment_id in ctx.trace_experiments():
+                self._require_experiment(ctx, experiment_id, Level.CAN_EDIT)
+            return Plan()
+        if rule == "trace-search":
+            return self._narrow_trace_search(ctx)
+        if rule == "trace":
+            if ctx.ids.run_id:
+                await self._require_run(ctx, ctx.ids.run_id, Level.CAN_EDIT)
+            if ctx.ids.experiment_id:
+                self._require_experiment(ctx, ctx.ids.experiment_id, wanted)
+            trace_ids = ctx.trace_ids()
+            if not (trace_ids or ctx.ids.run_id or ctx.ids.experiment_id):
+                raise PermissionDenied("This trace call names no trace or experiment.")
+            for trace_id in trace_ids:
+                await self._require_trace(ctx, trace_id, wanted)
+            return Plan()
+        raise PermissionDenied("This call cannot be tied to an object you hold a grant on.")
+
+    # -- admins: everything, plus the same bookkeeping -------------------------------------------------
+
+    def _admin_plan(
+        self, spec: RouteSpec, principal: Principal, link: WorkspaceLink, ids: RequestIds | None, body: bytes | None
+    ) -> Plan:
+        ids = ids or RequestIds()
+        rule = rule_for(spec)
+        if rule == "experiment-create":
+            return Plan(after=self._granting(principal, link, "experiment", "experiment_id"))
+        if rule == "model-create":
+            return Plan(after=self._granting(principal, link, "registered_model", "name", ids.name))
+        if rule == "model" and ids.name:
+            return self._model_bookkeeping(spec, link, ids.name, None, body)
+        return Plan()
+
+    # -- single objects -------------------------------------------------------------------------------
+
+    def _require_experiment(self, ctx: _Context, experiment_id: str, wanted: str) -> None:
+        if not EXPERIMENT_ID_RE.match(experiment_id):
+            raise ResourceNotFound(f"No Experiment with id={experiment_id} exists")
+        obj = experiment_object(ctx.link.workspace_id, experiment_id)
+        self.authorizer.require(
+            ctx.principal, ctx.link.workspace_id, obj, wanted, f"No Experiment with id={experiment_id} exists"
+        )
+
+    async def _require_run(self, ctx: _Context, run_id: str, wanted: str) -> None:
+        missing = f"Run with id={run_id} not found"
+        if not RUN_ID_RE.match(run_id):
+            raise ResourceNotFound(missing)
+        experiment_id = await self.lookups.experiment_of(ctx.link, "run", run_id)
+        if experiment_id is None:
+            raise ResourceNotFound(missing)
+        obj = experiment_object(ctx.link.workspace_id, experiment_id)
+        self.authorizer.require(ctx.principal, ctx.link.workspace_id, obj, wanted, missing)
+
+    async def _require_logged_model(self, ctx: _Context, model_id: str, wanted: str) -> None:
+        missing = f"Logged model with ID '{model_id}' not found."
+        experiment_id = await self.lookups.experiment_of(ctx.link, "logged_model", model_id)
+        if experiment_id is None:
+            raise ResourceNotFound(missing)
+        obj = experiment_object(ctx.link.workspace_id, experiment_id)
+        self.authorizer.require(ctx.principal, ctx.link.workspace_id, obj, wanted, missing)
+
+    async def _require_trace(self, ctx: _Context, trace_id: str, wanted: str) -> None:
+        missing = f"Trace with ID {trace_id} is not found."
+        experiment_id = await self.lookups.experiment_of(ctx.link, "trace", trace_id)
+        if experiment_id is None:
+            raise ResourceNotFound(missing)
+        obj = experiment_object(ctx.link.workspace_id, experiment_id)
+        self.authorizer.require(ctx.principal, ctx.link.workspace_id, obj, wanted, missing)
+
+    async def _require_model(self, ctx: _Context, name: str, wanted: str) -> None:
+        missing = f"Registered Model with name={name} not found"
+        model_id = await self.models.id_of(ctx.link, name)
+        if model_id is None:
+            raise ResourceNotFound(missing)
+        obj = model_object(ctx.link.workspace_id, model_id)
+        self.authorizer.require(ctx.principal, ctx.link.workspace_id, obj, wanted, missing)
+
+    def _require_artifact(self, ctx: _Context, wanted: str) -> None:
+        experiment_id = _artifact_experiment(ctx.artifact_path or "")
+        if experiment_id is None:
+            # A path that names no experiment ("", ".", a bare root) could reach every experiment's files.
+            self.authorizer.require_workspace(ctx.principal, ctx.link.workspace_id, ctx.link.name, Level.CAN_MANAGE)
+            return
+        self._require_experiment(ctx, experiment_id, wanted)
+
+    async def _require_version_source(self, ctx: _Context) -> None:
+        """You may not register a model version from a run, logged model or location you cannot read."""
+        ids = ctx.ids
+        if ids.run_id:
+            await self._require_run(ctx, ids.run_id, Level.CAN_READ)
+        if ids.model_id:
+            await self._require_logged_model(ctx, ids.model_id, Level.CAN_READ)
+        source = ids.source or ""
+        if source.startswith("models:/"):
+            model_id = source[len("models:/") :].split("/", 1)[0]
+            if not model_id.startswith("m-"):
+                raise PermissionDenied("A model version's source must be a logged model id (models:/m-...).")
+            await self._require_logged_model(ctx, model_id, Level.CAN_READ)
+        elif source.startswith("runs:/"):
+            await self._require_run(ctx, source[len("runs:/") :].split("/", 1)[0], Level.CAN_READ)
+        elif source.startswith("mlflow-artifacts:/"):
+            from gateway.federation.paths import canonical_artifact_path
+
+            path = canonical_artifact_path(source[len("mlflow-artifacts:") :].lstrip("/"))
+            parts = path.split("/")
+            if parts[0].lower() == "workspaces" and (len(parts) < 2 or parts[1] != ctx.link.name):
+                raise PermissionDenied("A model version's source must lie in this workspace.")
+            experiment_id = _artifact_experiment(path)
+            if experiment_id is None:
+                raise PermissionDenied("A model version's source must lie inside an experiment you can read.")
+            self._require_experiment(ctx, experiment_id, Level.CAN_READ)
+        else:
+            raise PermissionDenied(
+                "A model version's source must be a run (runs:/), a logged model (models:/) or an "
+                "mlflow-artifacts: location; other locations are for admins only."
+            )
+
+    async def _stage_level(self, ctx: _Context, name: str) -> Level:
+        """Anything touching Production needs CAN_MANAGE_PRODUCTION_VERSIONS; other stages need STAGING."""
+        document = msgspec.json.decode(ctx.body) if ctx.body else {}
+        target = str(document.get("stage", "")).lower()
+        current = await self.lookups.stage_of(ctx.link, name, str(document.get("version", "")))
+        if "production" in (target, current.lower()):
+            return Level.CAN_MANAGE_PRODUCTION_VERSIONS
+        return Level.CAN_MANAGE_STAGING_VERSIONS
+
+    # -- searches -------------------------------------------------------------------------------------
+
+    def _narrow_experiment_search(self, ctx: _Context) -> Plan:
+        readable = self.authorizer.readable_experiments(ctx.principal, ctx.link.workspace_id)
+        if isinstance(readable, Everything):
+            return Plan()
+        if not readable:
+            return Plan(answer=EMPTY_RESULT)
+        clause = "experiment_id IN (" + ", ".join(f"'{e}'" for e in sorted(readable, key=_numeric)) + ")"
+        return ctx.with_filter(clause)
+
+    def _narrow_experiment_ids(self, ctx: _Context) -> Plan:
+        asked = ctx.experiment_ids(required=False)
+        if not asked:
+            raise InvalidParameter("experiment_ids must name at least one experiment.")
+        readable = self.authorizer.readable_experiments(ctx.principal, ctx.link.workspace_id)
+        kept = asked if isinstance(readable, Everything) else [e for e in asked if e in readable]
+        if not kept:
+            return Plan(answer=EMPTY_RESULT)
+        return ctx.with_list("experiment_ids", kept) if kept != asked else Plan()
+
+    def _narrow_trace_search(self, ctx: _Context) -> Plan:
+        asked = ctx.trace_experiments()
+        if not asked:
+            # Nothing to narrow by: only a reader of the whole workspace may search it.
+            self.authorizer.require_workspace(ctx.principal, ctx.link.workspace_id, ctx.link.name, Level.CAN_READ)
+            return Plan()
+        readable = self.authorizer.readable_experiments(ctx.principal, ctx.link.workspace_id)
+        if isinstance(readable, Everything) or all(e in readable for e in asked):
+            return Plan()
+        kept = [e for e in asked if e in readable]
+        if not kept:
+            return Plan(answer=EMPTY_RESULT)
+        for experiment_id in asked:  # a mixed list: refuse rather than rewrite nested locations
+            self._require_experiment(ctx, experiment_id, Level.CAN_READ)
+        return Plan()
+
+    async def _narrow_model_search(self, ctx: _Context) -> Plan:
+        readable = self.authorizer.readable_models(ctx.principal, ctx.link.workspace_id)
+        if isinstance(readable, Everything):
+            return Plan()
+        names = await self.models.names_of(ctx.link, readable)
+        quoted = [_quote(name) for name in sorted(names)]
+        listed = [q for q in quoted if q is not None]
+        if not listed:
+            return Plan(answer=EMPTY_RESULT)
+        return ctx.with_filter("name IN (" + ", ".join(listed) + ")")
+
+    # -- bookkeeping around the store's answer ----------------------------------------------------------
+
+    def _granting(
+        self, principal: Principal, link: WorkspaceLink, kind: str, field_name: str, name: str | None = None
+    ) -> Callable[[int, bytes], Awaitable[bytes | None]]:
+        async def after(status: int, answer: bytes) -> bytes | None:
+            if status != 200:
+                return None
+            created = msgspec.json.decode(answer).get(field_name) if kind == "experiment" else name
+            if created:
+                await self._record_owner(principal, link, kind, str(created))
+            return None
+
+        return after
+
+    async def _record_owner(self, principal: Principal, link: WorkspaceLink, kind: str, created: str) -> None:
+        """The creator's CAN_MANAGE is recorded before the answer goes out; never an ownerless object."""
+        for attempt in range(3):
+            try:
+                await self._on_created(principal, link, kind, created)
+                return
+            except Exception as exc:
+                log.warning("recording the owner of %s %s failed (%s)", kind, created, type(exc).__name__)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        if self.undo is not None:
+            await self.undo(link, kind, created)
+        raise StoreUnavailable(
+            f"The {kind.replace('_', ' ')} was created but its owner could not be recorded, "
+            "so the creation was undone; try again."
+        )
+
+    def _model_bookkeeping(
+        self, spec: RouteSpec, link: WorkspaceLink, name: str, ctx: _Context | None, body: bytes | None = None
+    ) -> Plan:
+        if spec.name == "POST /mlflow/registered-models/rename":
+            raw = ctx.body if ctx is not None else body
+            new_name = msgspec.json.decode(raw or b"{}").get("new_name") if raw else None
+
+            async def renamed(status: int, answer: bytes) -> bytes | None:
+                if status == 200 and new_name:
+                    await self._on_model_change(link, "rename", name, str(new_name))
+                return None
+
+            return Plan(after=renamed)
+        if spec.name == "DELETE /mlflow/registered-models/delete":
+
+            async def deleted(status: int, answer: bytes) -> bytes | None:
+                if status == 200:
+                    await self._on_model_change(link, "delete", name, None)
+                return None
+
+            return Plan(after=deleted)
+        return Plan()
+
+    async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
+        """get-by-name names no id up front: the experiment found must be readable, or it was not found."""
+        if principal.account_admin:
+            return
+        experiment = msgspec.json.decode(answer).get("experiment", {})
+        experiment_id = str(experiment.get("experiment_id", ""))
+        obj = experiment_object(link.workspace_id, experiment_id)
+        if not self.authorizer.allows(principal, link.workspace_id, obj, Level.CAN_READ):
+            raise ResourceNotFound(f"Could not find experiment with name '{experiment.get('name', '')}'")
+
+
+# -- request reading ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Context:
+    spec: RouteSpec
+    principal: Principal
+    link: WorkspaceLink
+    ids: RequestIds
+    body: bytes | None
+    query: str
+    path_params: dict[str, Any]
+    headers: list[tuple[str, str]]
+    artifact_path: str | None
+
+    def params(self) -> dict[str, list[str]]:
+        return parse_qs(self.query, keep_blank_values=True)
+
+    def single(self, name: str) -> str:
+        """One id from the path, the body or the query; several different values are refused."""
+        values: set[str] = set()
+        if name in self.path_params:
+            values.add(str(self.path_params[name]))
+        body_value = getattr(self.ids, name, None)
+        if body_value:
+            values.add(str(body_value))
+        values.update(v for v in self.params().get(name, []) if v)
+        if len(values) != 1:
+            raise InvalidParameter(f"Exactly one '{name}' is required." if not values else f"'{name}' given twice.")
+        return values.pop()
+
+    def experiment_ids(self, *, required: bool) -> list[str]:
+        found: list[str] = []
+        if self.ids.experiment_id:
+            found.append(self.ids.experiment_id)
+        found.extend(self.ids.experiment_ids or [])
+        params = self.params()
+        found.extend(params.get("experiment_id", []))
+        found.extend(params.get("experiment_ids", []))
+        found = list(dict.fromkeys(str(e) for e in found))
+        if required and not found:
+            raise InvalidParameter("This call must name its experiment (experiment_id).")
+        return found
+
+    def run_ids(self) -> list[str]:
+        found = [v for v in (self.ids.run_id, self.ids.run_uuid) if v]
+        found.extend(self.ids.run_ids or [])
+        params = self.params()
+        for name in ("run_id", "run_uuid", "run_ids"):
+            found.extend(v for v in params.get(name, []) if v)
+        found = list(dict.fromkeys(found))
+        if not found and not self.ids.model_id:
+            raise InvalidParameter("This call must name its run (run_id).")
+        return found
+
+    def trace_ids(self) -> list[str]:
+        found = [v for v in (self.ids.trace_id, self.ids.request_id) if v]
+        found.extend(self.ids.trace_ids or [])
+        for name in ("request_id", "trace_id"):
+            if name in self.path_params:
+                found.append(str(self.path_params[name]))
+        for name in ("trace_ids", "request_id", "trace_id"):
+            found.extend(v for v in self.params().get(name, []) if v)
+        return list(dict.fromkeys(found))
+
+    def trace_experiments(self) -> list[str]:
+        """Experiments a trace call writes to or searches: body fields, v3 locations, or the OTLP header."""
+        found = self.experiment_ids(required=False)
+        document: Any = msgspec.json.decode(self.body) if self.body and self.body[:1] == b"{" else {}
+        info = (document.get("trace") or {}).get("trace_info") or {}
+        location = (info.get("trace_location") or {}).get("mlflow_experiment") or {}
+        if location.get("experiment_id"):
+            found.append(str(location["experiment_id"]))
+        for item in document.get("locations") or []:
+            experiment = (item or {}).get("mlflow_experiment") or {}
+            if experiment.get("experiment_id"):
+                found.append(str(experiment["experiment_id"]))
+        found.extend(value for name, value in self.headers if name == "x-mlflow-experiment-id")
+        if self.spec.resource is Resource.TRACE and self.spec.action is Action.CREATE and not found:
+            raise InvalidParameter("A trace must name the experiment it belongs to.")
+        return list(dict.fromkeys(found))
+
+    def with_filter(self, clause: str) -> Plan:
+        """AND a clause into the search filter (MLflow filters only know AND, so this cannot be undone)."""
+        if self.spec.method == "GET":
+            params = self.params()
+            current = (params.get("filter") or [""])[0].strip()
+            params["filter"] = [f"{current} AND {clause}" if current else clause]
+            return Plan(query=urlencode(params, doseq=True))
+        document = msgspec.json.decode(self.body) if self.body else {}
+        current = str(document.get("filter") or "").strip()
+        document["filter"] = f"{current} AND {clause}" if current else clause
+        return Plan(body=msgspec.json.encode(document))
+
+    def with_list(self, name: str, values: list[str]) -> Plan:
+        if self.spec.method == "GET":
+            params = self.params()
+            params[name] = values
+            return Plan(query=urlencode(params, doseq=True))
+        document = msgspec.json.decode(self.body) if self.body else {}
+        document[name] = values
+        return Plan(body=msgspec.json.encode(document))
+
+
+def _artifact_experiment(path: str) -> str | None:
+    """`[workspaces/<ws>/]<experiment_id>/...` → the experiment id, if the path names one."""
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[0].lower() == "workspaces":
+        parts = parts[2:]
+    if parts and EXPERIMENT_ID_RE.match(parts[0]):
+        return parts[0]
+    return None
+
+
+def _quote(name: str) -> str | None:
+    if "'" not in name:
+        return f"'{name}'"
+    if '"' not in name:
+        return f'"{name}"'
+    return None  # cannot be written in MLflow's filter grammar
+
+
+def _numeric(value: str) -> tuple[int, str]:
+    return (int(value), value) if value.isdigit() else (0, value)

@@ -1,0 +1,1 @@
+"""Principals: users, service principals, groups (nested) and their personal access tokens."""

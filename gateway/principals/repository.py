@@ -1,0 +1,128 @@
+"""Every SQL statement about principals, memberships and tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db.models import MembershipRow, PrincipalRow, TokenRow
+
+
+class PrincipalRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, row: PrincipalRow) -> PrincipalRow:
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def get(self, principal_id: int, kind: str | None = None) -> PrincipalRow | None:
+        row = await self.session.get(PrincipalRow, principal_id)
+        return row if row is not None and (kind is None or row.kind == kind) else None
+
+    async def by_name(self, kind: str, name: str) -> PrincipalRow | None:
+        result = await self.session.execute(
+            select(PrincipalRow).where(PrincipalRow.kind == kind, PrincipalRow.name == name)
+        )
+        return result.scalar_one_or_none()
+
+    async def get_or_create_user(self, name: str) -> PrincipalRow:
+        """Users who sign in through the identity provider are provisioned on first sight, without privileges."""
+        await self.session.execute(
+            insert(PrincipalRow)
+            .values(kind="user", name=name, display_name=name, active=True, account_admin=False)
+            .on_conflict_do_nothing(constraint="principals_kind_name")
+        )
+        row = await self.by_name("user", name)
+        assert row is not None
+        return row
+
+    async def of_kind(self, kind: str) -> Sequence[PrincipalRow]:
+        result = await self.session.execute(
+            select(PrincipalRow).where(PrincipalRow.kind == kind).order_by(PrincipalRow.id)
+        )
+        return result.scalars().all()
+
+    async def all(self) -> Sequence[PrincipalRow]:
+        result = await self.session.execute(select(PrincipalRow))
+        return result.scalars().all()
+
+    async def delete(self, principal_id: int) -> None:
+        await self.session.execute(delete(PrincipalRow).where(PrincipalRow.id == principal_id))
+
+    async def count_admins(self) -> int:
+        result = await self.session.execute(
+            select(func.count()).select_from(PrincipalRow).where(PrincipalRow.account_admin, PrincipalRow.active)
+        )
+        return int(result.scalar_one())
+
+    # -- membership ---------------------------------------------------------------------------------
+
+    async def memberships(self) -> Sequence[tuple[int, int]]:
+        result = await self.session.execute(select(MembershipRow.member_id, MembershipRow.group_id))
+        return [(member, group) for member, group in result.all()]
+
+    async def members(self, group_id: int) -> Sequence[PrincipalRow]:
+        result = await self.session.execute(
+            select(PrincipalRow)
+            .join(MembershipRow, MembershipRow.member_id == PrincipalRow.id)
+            .where(MembershipRow.group_id == group_id)
+            .order_by(PrincipalRow.id)
+        )
+        return result.scalars().all()
+
+    async def groups_of(self, member_id: int) -> Sequence[PrincipalRow]:
+        result = await self.session.execute(
+            select(PrincipalRow)
+            .join(MembershipRow, MembershipRow.group_id == PrincipalRow.id)
+            .where(MembershipRow.member_id == member_id)
+            .order_by(PrincipalRow.id)
+        )
+        return result.scalars().all()
+
+    async def add_member(self, group_id: int, member_id: int) -> None:
+        await self.session.execute(
+            insert(MembershipRow).values(group_id=group_id, member_id=member_id).on_conflict_do_nothing()
+        )
+
+    async def remove_member(self, group_id: int, member_id: int) -> None:
+        await self.session.execute(
+            delete(MembershipRow).where(MembershipRow.group_id == group_id, MembershipRow.member_id == member_id)
+        )
+
+    async def clear_members(self, group_id: int) -> None:
+        await self.session.execute(delete(MembershipRow).where(MembershipRow.group_id == group_id))
+
+
+class TokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, row: TokenRow) -> None:
+        self.session.add(row)
+        await self.session.flush()
+
+    async def by_hash(self, token_hash: bytes) -> TokenRow | None:
+        result = await self.session.execute(select(TokenRow).where(TokenRow.token_hash == token_hash))
+        return result.scalar_one_or_none()
+
+    async def get(self, token_id: str) -> TokenRow | None:
+        return await self.session.get(TokenRow, token_id)
+
+    async def list(self, principal_id: int | None = None) -> Sequence[TokenRow]:
+        statement = select(TokenRow).order_by(TokenRow.created_at)
+        if principal_id is not None:
+            statement = statement.where(TokenRow.principal_id == principal_id)
+        result = await self.session.execute(statement)
+        return result.scalars().all()
+
+    async def delete(self, token_id: str) -> None:
+        await self.session.execute(delete(TokenRow).where(TokenRow.token_id == token_id))
+
+    async def delete_expired(self, now: datetime) -> None:
+        await self.session.execute(delete(TokenRow).where(TokenRow.expires_at < now))

@@ -1,0 +1,236 @@
+"""Users, service principals and groups (SCIM semantics), and personal access tokens.
+
+Every change bumps the policy version (memberships and disabled principals take effect on every
+replica at once) and is audited in the same transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.authn.principal import Principal
+from gateway.authz.audit import AuditTrail, entry
+from gateway.authz.live import LivePolicy
+from gateway.authz.policy import MAX_GROUP_DEPTH
+from gateway.authz.repository import PolicyVersionRepository
+from gateway.db.models import PrincipalRow, TokenRow
+from gateway.errors import AlreadyExists, InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.principals.repository import PrincipalRepository, TokenRepository
+from gateway.principals.tokens import hash_token, new_token
+
+KINDS = ("user", "service_principal", "group")
+NAME_RE = re.compile(r"^[^\x00-\x1f,]{1,255}$")
+MAX_TOKEN_LIFETIME = timedelta(days=730)
+
+
+class PrincipalService:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], policy: LivePolicy, audit: AuditTrail) -> None:
+        self._sessionmaker = sessionmaker
+        self.policy = policy
+        self._audit = audit
+
+    @staticmethod
+    def normalise(kind: str, name: str) -> str:
+        name = name.strip()
+        if not NAME_RE.match(name):
+            raise InvalidParameter(f"Invalid {kind.replace('_', ' ')} name.")
+        return name.casefold() if kind == "user" else name
+
+    async def create(
+        self,
+        actor: Principal,
+        kind: str,
+        name: str,
+        *,
+        display_name: str = "",
+        active: bool = True,
+        account_admin: bool = False,
+        external_id: str | None = None,
+        members: Sequence[int] = (),
+    ) -> PrincipalRow:
+        if kind == "service_principal" and not name:
+            name = str(uuid.uuid4())  # the application id
+        name = self.normalise(kind, name)
+        async with self._sessionmaker() as session, session.begin():
+            repository = PrincipalRepository(session)
+            if await repository.by_name(kind, name) is not None:
+                raise AlreadyExists(f"A {kind.replace('_', ' ')} named '{name}' already exists.")
+            row = await repository.add(
+                PrincipalRow(
+                    kind=kind,
+                    name=name,
+                    display_name=display_name or name,
+                    active=active,
+                    account_admin=account_admin and kind != "group",
+                    external_id=external_id,
+                )
+            )
+            for member in members:
+                await self._add_member(repository, row.id, member)
+            await self._changed(session, actor, f"{kind}.create", f"{kind}:{row.id}", {"name": name})
+        await self.policy.reload()
+        return row
+
+    async def get(self, kind: str, principal_id: int) -> tuple[PrincipalRow, list[PrincipalRow], list[PrincipalRow]]:
+        """The principal, its direct groups and (for groups) its direct members."""
+        async with self._sessionmaker() as session:
+            repository = PrincipalRepository(session)
+            row = await repository.get(principal_id, kind)
+            if row is None:
+                raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
+            groups = list(await repository.groups_of(principal_id))
+            members = list(await repository.members(principal_id)) if kind == "group" else []
+            return row, groups, members
+
+    async def list(self, kind: str) -> Sequence[PrincipalRow]:
+        async with self._sessionmaker() as session:
+            return await PrincipalRepository(session).of_kind(kind)
+
+    async def update(
+        self,
+        actor: Principal,
+        kind: str,
+        principal_id: int,
+        *,
+        fields: dict[str, Any],
+        add_members: Sequence[int] = (),
+        remove_members: Sequence[int] = (),
+        replace_members: Sequence[int] | None = None,
+    ) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            repository = PrincipalRepository(session)
+            row = await repository.get(principal_id, kind)
+            if row is None:
+                raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
+            for key, value in fields.items():
+                if key == "name":
+                    value = self.normalise(kind, str(value))
+                if key == "account_admin" and kind == "group":
+                    raise InvalidParameter("Groups cannot be account admins; make their members admins instead.")
+                setattr(row, key, value)
+            if replace_members is not None:
+                await repository.clear_members(principal_id)
+                add_members = list(replace_members)
+            for member in remove_members:
+                await repository.remove_member(principal_id, member)
+            for member in add_members:
+                await self._add_member(repository, principal_id, member)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise AlreadyExists(f"A {kind.replace('_', ' ')} with that name already exists.") from None
+            details = {"fields": sorted(fields), "added": list(add_members), "removed": list(remove_members)}
+            await self._changed(session, actor, f"{kind}.update", f"{kind}:{principal_id}", details)
+        await self.policy.reload()
+
+    async def delete(self, actor: Principal, kind: str, principal_id: int) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            repository = PrincipalRepository(session)
+            if await repository.get(principal_id, kind) is None:
+                raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
+            await repository.delete(principal_id)  # its tokens, grants and memberships go with it
+            await self._changed(session, actor, f"{kind}.delete", f"{kind}:{principal_id}", {})
+        await self.policy.reload()
+
+    async def _add_member(self, repository: PrincipalRepository, group_id: int, member_id: int) -> None:
+        member = await repository.get(member_id)
+        if member is None:
+            raise InvalidParameter(f"Member {member_id} does not exist.")
+        if member_id == group_id:
+            raise InvalidParameter("A group cannot contain itself.")
+        if member.kind == "group":
+            # Refuse cycles and nesting deeper than the policy follows.
+            memberships = await repository.memberships()
+            parents: dict[int, set[int]] = {}
+            for child, parent in memberships:
+                parents.setdefault(child, set()).add(parent)
+            frontier, depth, seen = {group_id}, 0, {group_id}
+            while frontier:
+                if member_id in frontier:
+                    raise InvalidParameter("That membership would make a group contain itself.")
+                depth += 1
+                frontier = {p for g in frontier for p in parents.get(g, ()) if p not in seen}
+                seen |= frontier
+            if depth > MAX_GROUP_DEPTH:
+                raise InvalidParameter(f"Groups nest at most {MAX_GROUP_DEPTH} levels deep.")
+        await repository.add_member(group_id, member_id)
+
+    async def _changed(
+        self, session: AsyncSession, actor: Principal, action: str, target: str, details: dict[str, Any]
+    ) -> None:
+        await self._audit.write(session, entry(actor.name, action, target, "ok", details))
+        await PolicyVersionRepository(session).bump()
+
+
+class TokenService:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], policy: LivePolicy, audit: AuditTrail, key: Any
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.policy = policy
+        self._audit = audit
+        self._key = key  # a callable returning the hashing key (loaded at start-up)
+
+    async def create(
+        self, actor: Principal, owner_id: int, *, comment: str = "", lifetime_seconds: int | None = None
+    ) -> tuple[str, TokenRow]:
+        if lifetime_seconds is not None and lifetime_seconds <= 0:
+            lifetime_seconds = None  # Databricks: no lifetime (or -1) means no expiry
+        if lifetime_seconds is not None and timedelta(seconds=lifetime_seconds) > MAX_TOKEN_LIFETIME:
+            raise InvalidParameter(f"lifetime_seconds may be at most {int(MAX_TOKEN_LIFETIME.total_seconds())}.")
+        info = self.policy.snapshot.principal(owner_id)
+        if info is None or info.kind == "group" or not info.active:
+            raise InvalidParameter("Tokens are issued to active users and service principals only.")
+        token_id, value = new_token()
+        now = datetime.now(UTC)
+        row = TokenRow(
+            token_id=token_id,
+            principal_id=owner_id,
+            token_hash=hash_token(self._key(), value),
+            comment=comment[:1000],
+            created_by=actor.id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=lifetime_seconds) if lifetime_seconds else None,
+        )
+        async with self._sessionmaker() as session, session.begin():
+            await TokenRepository(session).add(row)
+            await self._audit.write(
+                session, entry(actor.name, "token.create", f"token:{token_id}", "ok", {"owner": info.name})
+            )
+        return value, row
+
+    async def list(self, owner_id: int | None) -> Sequence[TokenRow]:
+        async with self._sessionmaker() as session:
+            return await TokenRepository(session).list(owner_id)
+
+    async def get(self, token_id: str) -> TokenRow:
+        async with self._sessionmaker() as session:
+            row = await TokenRepository(session).get(token_id)
+        if row is None:
+            raise ResourceNotFound(f"Token {token_id} not found.")
+        return row
+
+    async def revoke(self, actor: Principal, token_id: str, *, owner_id: int | None) -> None:
+        """`owner_id` limits revocation to the caller's own tokens; None (admins) revokes any."""
+        async with self._sessionmaker() as session, session.begin():
+            repository = TokenRepository(session)
+            row = await repository.get(token_id)
+            if row is None or (owner_id is not None and row.principal_id != owner_id):
+                raise ResourceNotFound(f"Token {token_id} not found.")
+            await repository.delete(token_id)
+            await self._audit.write(session, entry(actor.name, "token.revoke", f"token:{token_id}", "ok", {}))
+            # Every replica drops its token cache when the version moves: revocation is immediate.
+            await PolicyVersionRepository(session).bump()
+        await self.policy.reload()
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.account_admin:
+        raise PermissionDenied("Only account admins may do this.")

@@ -1,0 +1,481 @@
+"""Two users in two groups, through every API family, with the stock client; grants change under them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from tests.conftest import ADMIN_TOKEN, Stack
+
+pytestmark = pytest.mark.integration
+SCIM = "/api/2.0/preview/scim/v2"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Person:
+    name: str
+    id: int
+    token: str
+
+    def http(self, stack: Stack, workspace: str | None = "team-a") -> requests.Session:
+        return stack.http(workspace, token=self.token)
+
+
+@dataclass
+class Org:
+    alice: Person  # in group alpha
+    bob: Person  # in group beta, which sits inside group everyone
+    alpha: int
+    beta: int
+    everyone: int
+
+
+def admin(stack: Stack) -> requests.Session:
+    return stack.http(token=ADMIN_TOKEN)
+
+
+def make_user(stack: Stack, name: str) -> Person:
+    created = admin(stack).post(f"{stack.url}{SCIM}/Users", json={"userName": name})
+    assert created.status_code == 201, created.text
+    principal_id = int(created.json()["id"])
+    issued = admin(stack).post(
+        f"{stack.url}/api/2.0/token-management/on-behalf-of/tokens", json={"user_name": name, "comment": "tests"}
+    )
+    assert issued.status_code == 200, issued.text
+    return Person(name.casefold(), principal_id, issued.json()["token_value"])
+
+
+def make_group(stack: Stack, name: str, members: list[int]) -> int:
+    created = admin(stack).post(
+        f"{stack.url}{SCIM}/Groups", json={"displayName": name, "members": [{"value": str(m)} for m in members]}
+    )
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+def grant_workspace(stack: Stack, group: str, level: str, workspace: str = "team-a") -> None:
+    response = admin(stack).patch(
+        f"{stack.url}/api/2.0/permissions/workspaces/{workspace}",
+        json={"access_control_list": [{"group_name": group, "permission_level": level}]},
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def org(stack: Stack) -> Org:
+    suffix = uuid.uuid4().hex[:6]
+    alice = make_user(stack, f"Alice.{suffix}@Example.com")  # user names are case-folded once
+    bob = make_user(stack, f"bob.{suffix}@example.com")
+    alpha = make_group(stack, f"alpha-{suffix}", [alice.id])
+    beta = make_group(stack, f"beta-{suffix}", [bob.id])
+    everyone = make_group(stack, f"everyone-{suffix}", [beta])  # nested: bob is in it through beta
+    grant_workspace(stack, f"alpha-{suffix}", "CAN_USE")
+    grant_workspace(stack, f"everyone-{suffix}", "CAN_USE")
+    return Org(alice, bob, alpha, beta, everyone)
+
+
+@pytest.fixture
+def as_user(mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    def switch(person: Person) -> MlflowClient:
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", person.token)
+        mlflow.set_workspace("team-a")
+        return MlflowClient()
+
+    yield switch
+
+
+def error_code(call: Any) -> str:
+    with pytest.raises(MlflowException) as excinfo:
+        call()
+    return str(excinfo.value.error_code)
+
+
+@dataclass
+class Owned:
+    experiment_id: str
+    run_id: str
+    model_name: str
+
+
+@pytest.fixture(scope="module")
+def alices_work(stack: Stack, org: Org, tmp_path_factory: pytest.TempPathFactory) -> Owned:
+    """Alice's experiment, run (params, metrics, an artifact) and registered model version, made with the client."""
+    import os
+
+    saved = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    os.environ["MLFLOW_TRACKING_TOKEN"] = org.alice.token
+    os.environ["MLFLOW_TRACKING_URI"] = stack.url
+    try:
+        mlflow.set_tracking_uri(stack.url)
+        mlflow.set_workspace("team-a")
+        experiment_id = mlflow.create_experiment(unique("alice"))
+        client = MlflowClient()
+        run = client.create_run(experiment_id)
+        client.log_param(run.info.run_id, "lr", "0.1")
+        client.log_metric(run.info.run_id, "accuracy", 0.93, step=1)
+        artifact = tmp_path_factory.mktemp("alice") / "notes.txt"
+        artifact.write_text("alice's notes")
+        client.log_artifact(run.info.run_id, str(artifact))
+        client.set_terminated(run.info.run_id)
+        name = unique("alice-model")
+        client.create_registered_model(name)
+        client.create_model_version(name, f"runs:/{run.info.run_id}/notes.txt", run_id=run.info.run_id)
+        return Owned(experiment_id, run.info.run_id, name)
+    finally:
+        mlflow.set_workspace(None)
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        else:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = saved
+
+
+def set_experiment_acl(stack: Stack, who: Person, experiment_id: str, acl: list[dict[str, str]], *, put: bool) -> None:
+    method = "put" if put else "patch"
+    response = getattr(who.http(stack), method)(
+        f"{stack.url}/api/2.0/permissions/experiments/{experiment_id}", json={"access_control_list": acl}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_creators_own_what_they_create(stack: Stack, org: Org, alices_work: Owned) -> None:
+    acl = org.alice.http(stack).get(f"{stack.url}/api/2.0/permissions/experiments/{alices_work.experiment_id}").json()
+    assert acl["object_id"] == f"/experiments/{alices_work.experiment_id}"
+    direct = [e for e in acl["access_control_list"] if e.get("user_name") == org.alice.name]
+    assert direct and direct[0]["all_permissions"][0] == {"permission_level": "CAN_MANAGE", "inherited": False}
+
+
+def test_a_stranger_sees_nothing_of_alices_work(as_user: Any, org: Org, alices_work: Owned) -> None:
+    client = as_user(org.bob)
+    assert alices_work.experiment_id not in {e.experiment_id for e in client.search_experiments()}
+    assert error_code(lambda: client.get_experiment(alices_work.experiment_id)) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: client.get_run(alices_work.run_id)) == "RESOURCE_DOES_NOT_EXIST"
+    assert client.search_runs([alices_work.experiment_id]) == []
+    assert error_code(lambda: client.get_metric_history(alices_work.run_id, "accuracy")) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: client.log_metric(alices_work.run_id, "x", 1.0)) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: client.get_registered_model(alices_work.model_name)) == "RESOURCE_DOES_NOT_EXIST"
+    assert alices_work.model_name not in {m.name for m in client.search_registered_models()}
+    assert client.search_model_versions(f"name = '{alices_work.model_name}'") == []
+
+
+def test_group_grant_lets_bob_read_but_not_write_and_revocation_is_immediate(
+    stack: Stack, as_user: Any, org: Org, alices_work: Owned, tmp_path: Path
+) -> None:
+    everyone = [
+        g for g in admin(stack).get(f"{stack.url}{SCIM}/Groups").json()["Resources"] if g["id"] == str(org.everyone)
+    ]
+    group_name = everyone[0]["displayName"]
+    set_experiment_acl(
+        stack,
+        org.alice,
+        alices_work.experiment_id,
+        [{"group_name": group_name, "permission_level": "CAN_READ"}],
+        put=False,
+    )
+    client = as_user(org.bob)
+    assert client.get_experiment(alices_work.experiment_id).experiment_id == alices_work.experiment_id
+    assert [r.info.run_id for r in client.search_runs([alices_work.experiment_id])] == [alices_work.run_id]
+    assert client.get_run(alices_work.run_id).data.params == {"lr": "0.1"}
+    assert [m.value for m in client.get_metric_history(alices_work.run_id, "accuracy")] == [0.93]
+    downloaded = client.download_artifacts(alices_work.run_id, "notes.txt", str(tmp_path))
+    assert Path(downloaded).read_text() == "alice's notes"
+    # Readable but not writable: PERMISSION_DENIED, not "does not exist".
+    assert error_code(lambda: client.log_metric(alices_work.run_id, "x", 1.0)) == "PERMISSION_DENIED"
+    assert error_code(lambda: client.delete_experiment(alices_work.experiment_id)) == "PERMISSION_DENIED"
+    # The experiment grant covers runs, not the registered model.
+    assert error_code(lambda: client.get_registered_model(alices_work.model_name)) == "RESOURCE_DOES_NOT_EXIST"
+
+    # PUT replaces the grants: only Alice remains. Bob loses access on his very next call.
+    set_experiment_acl(
+        stack,
+        org.alice,
+        alices_work.experiment_id,
+        [{"user_name": org.alice.name, "permission_level": "CAN_MANAGE"}],
+        put=True,
+    )
+    assert error_code(lambda: client.get_run(alices_work.run_id)) == "RESOURCE_DOES_NOT_EXIST"
+    assert client.search_runs([alices_work.experiment_id]) == []
+
+
+def test_model_permissions_are_keyed_by_id_and_follow_renames(
+    stack: Stack, as_user: Any, org: Org, alices_work: Owned
+) -> None:
+    alice = org.alice.http(stack)
+    found = alice.get(
+        f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": alices_work.model_name}
+    )
+    assert found.status_code == 200, found.text
+    model = found.json()["registered_model_databricks"]
+    assert model["permission_level"] == "CAN_MANAGE"
+    granted = alice.patch(
+        f"{stack.url}/api/2.0/permissions/registered-models/{model['id']}",
+        json={"access_control_list": [{"user_name": org.bob.name, "permission_level": "CAN_READ"}]},
+    )
+    assert granted.status_code == 200, granted.text
+    renamed = unique("renamed")
+    as_user(org.alice).rename_registered_model(alices_work.model_name, renamed)
+    client = as_user(org.bob)
+    assert client.get_registered_model(renamed).name == renamed
+    assert [m.name for m in client.search_registered_models(f"name = '{renamed}'")] == [renamed]
+    assert {v.version for v in client.search_model_versions(f"name = '{renamed}'")} == {"1"}
+    assert error_code(lambda: client.delete_registered_model(renamed)) == "PERMISSION_DENIED"
+    # Deleted and re-created under the same name: a new object, the old grants do not carry over.
+    as_user(org.alice).delete_registered_model(renamed)
+    as_user(org.alice).create_registered_model(renamed)
+    client = as_user(org.bob)
+    assert error_code(lambda: client.get_registered_model(renamed)) == "RESOURCE_DOES_NOT_EXIST"
+    alices_work.model_name = renamed
+
+
+def test_a_version_cannot_be_registered_from_a_run_one_cannot_read(
+    stack: Stack, as_user: Any, org: Org, alices_work: Owned
+) -> None:
+    client = as_user(org.bob)
+    mine = unique("bobs-model")
+    client.create_registered_model(mine)
+    for source, run_id in (
+        (f"runs:/{alices_work.run_id}/notes.txt", None),
+        ("file:///etc/passwd", None),
+        (f"mlflow-artifacts:/{alices_work.experiment_id}/{alices_work.run_id}/artifacts", None),
+        ("s3://bucket/anything", alices_work.run_id),
+    ):
+        code = error_code(lambda s=source, r=run_id: client.create_model_version(mine, s, run_id=r))
+        assert code in ("RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED"), source
+    assert client.search_model_versions(f"name = '{mine}'") == []
+
+
+def test_search_pages_are_full_and_hide_the_rest(stack: Stack, as_user: Any, org: Org) -> None:
+    bob = as_user(org.bob)
+    own = [bob.create_experiment(unique("bob-page")) for _ in range(5)]
+    alice = as_user(org.alice)
+    for _ in range(5):
+        alice.create_experiment(unique("alice-page"))
+    bob = as_user(org.bob)
+    seen: list[str] = []
+    token = None
+    while True:
+        page = bob.search_experiments(max_results=2, page_token=token)
+        assert len(page) == 2 or page.token is None  # only the last page may be short
+        seen.extend(e.experiment_id for e in page)
+        token = page.token
+        if not token:
+            break
+    assert set(own) <= set(seen)
+    readable = {e.experiment_id for e in bob.search_experiments()}
+    assert set(seen) == readable
+
+
+def test_dual_spellings_and_repeated_fields_are_refused(stack: Stack, org: Org, alices_work: Owned) -> None:
+    bob = org.bob.http(stack)
+    url = f"{stack.url}/api/2.0/mlflow/runs/create"
+    mine = bob.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("bob")}).json()[
+        "experiment_id"
+    ]
+    for body in (
+        f'{{"experiment_id": "{mine}", "experimentId": "{alices_work.experiment_id}"}}',
+        f'{{"experiment_id": "{mine}", "experiment_id": "{alices_work.experiment_id}"}}',
+        f'{{"experimentId": "{alices_work.experiment_id}"}}',
+    ):
+        response = bob.post(url, data=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, body
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "{exp}/{run}/artifacts/../../../",
+        "{exp}/%2e%2e/",
+        "{exp}/%252e%252e/x",
+        "{exp}\\..\\x",
+        "{exp}/{run};/../x",
+        ".",
+        "",
+        "./.",
+    ],
+)
+@pytest.mark.parametrize("prefix", ["/api/2.0", "/ajax-api/2.0"])
+def test_artifact_paths_never_reach_what_the_caller_cannot_read(
+    stack: Stack, org: Org, alices_work: Owned, path: str, prefix: str
+) -> None:
+    bob = org.bob.http(stack)
+    target = path.format(exp=alices_work.experiment_id, run=alices_work.run_id)
+    for method in ("GET", "DELETE"):
+        response = bob.request(method, f"{stack.url}{prefix}/mlflow-artifacts/artifacts/{target}")
+        assert response.status_code in (400, 403, 404), (method, target, response.status_code)
+        assert "error_code" in response.json()
+    listing = bob.get(f"{stack.url}{prefix}/mlflow-artifacts/artifacts", params={"path": target})
+    assert listing.status_code in (400, 403, 404), (target, listing.status_code)
+
+
+def test_unity_catalog_grants_need_all_three_privileges(stack: Stack, org: Org) -> None:
+    groups = admin(stack).get(f"{stack.url}{SCIM}/Groups", params={"filter": 'displayName sw "everyone-"'}).json()
+    everyone = next(g["displayName"] for g in groups["Resources"] if g["id"] == str(org.everyone))
+    uc = f"{stack.url}/api/2.1/unity-catalog"
+    changed = admin(stack).patch(
+        f"{uc}/permissions/schema/system.mlflow",
+        json={"changes": [{"principal": everyone, "add": ["USE_SCHEMA", "SELECT"]}]},
+    )
+    assert changed.status_code == 200, changed.text
+    assignments = changed.json()["privilege_assignments"]
+    assert {"principal": everyone, "privileges": ["SELECT", "USE_SCHEMA"]} in assignments
+    effective = (
+        admin(stack)
+        .get(f"{uc}/effective-permissions/table/system.mlflow.runs_latest", params={"principal": org.bob.name})
+        .json()["privilege_assignments"][0]["privileges"]
+    )
+    assert {
+        "privilege": "SELECT",
+        "inherited_from_type": "SCHEMA",
+        "inherited_from_name": "system.mlflow",
+        "inherited_from_principal": everyone,
+    } in effective
+    # Bob may look at his own effective permissions, not change grants.
+    assert (
+        org.bob.http(stack)
+        .get(f"{uc}/effective-permissions/table/system.mlflow.runs_latest", params={"principal": org.bob.name})
+        .status_code
+        == 200
+    )
+    refused = org.bob.http(stack).patch(
+        f"{uc}/permissions/catalog/system", json={"changes": [{"principal": org.bob.name, "add": ["USE_CATALOG"]}]}
+    )
+    assert refused.status_code == 403
+    bad = admin(stack).patch(
+        f"{uc}/permissions/catalog/system", json={"changes": [{"principal": everyone, "add": ["DROP"]}]}
+    )
+    assert bad.status_code == 400
+    unknown = admin(stack).get(f"{uc}/permissions/table/system.mlflow.nothing")
+    assert unknown.status_code == 404
+
+
+def test_tokens_are_shown_once_listed_without_secret_and_revoked_everywhere(
+    stack: Stack, org: Org, workdir: Path
+) -> None:
+    from gateway.devstack import GatewayProcess
+    from tests.conftest import GATEWAY_ENV
+
+    bob = org.bob.http(stack)
+    created = bob.post(f"{stack.url}/api/2.0/token/create", json={"comment": "laptop", "lifetime_seconds": 3600})
+    assert created.status_code == 200, created.text
+    token, token_id = created.json()["token_value"], created.json()["token_info"]["token_id"]
+    listed = bob.get(f"{stack.url}/api/2.0/token/list").json()["token_infos"]
+    assert any(t["token_id"] == token_id and t["comment"] == "laptop" for t in listed)
+    assert token not in str(listed)
+
+    second = GatewayProcess(workdir / "fedgate.toml", GATEWAY_ENV).start()
+    try:
+        with_token = requests.Session()
+        with_token.headers.update({"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "team-a"})
+        search = f"{second.url}/api/2.0/mlflow/experiments/search"
+        assert with_token.post(search, json={"max_results": 1}).status_code == 200
+        # MLFLOW_TRACKING_USERNAME/PASSWORD with the token as the password work too.
+        assert (
+            requests.post(
+                search, json={"max_results": 1}, auth=(org.bob.name, token), headers={"X-MLFLOW-WORKSPACE": "team-a"}
+            ).status_code
+            == 200
+        )
+        assert (
+            requests.post(
+                search, json={"max_results": 1}, auth=("someone-else", token), headers={"X-MLFLOW-WORKSPACE": "team-a"}
+            ).status_code
+            == 401
+        )
+        assert bob.post(f"{stack.url}/api/2.0/token/delete", json={"token_id": token_id}).status_code == 200
+        assert wait_for(lambda: with_token.post(search, json={"max_results": 1}).status_code == 401)
+
+        # A membership removed on one replica stops working on the other.
+        experiment = (
+            org.alice.http(stack)
+            .post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("alpha-shared")})
+            .json()["experiment_id"]
+        )
+        alpha_name = admin(stack).get(f"{stack.url}{SCIM}/Groups/{org.alpha}").json()["displayName"]
+        set_experiment_acl(
+            stack, org.alice, experiment, [{"group_name": alpha_name, "permission_level": "CAN_READ"}], put=False
+        )
+        carol = make_user(stack, unique("carol") + "@example.com")
+        patched = admin(stack).patch(
+            f"{stack.url}{SCIM}/Groups/{org.alpha}",
+            json={"Operations": [{"op": "add", "path": "members", "value": [{"value": str(carol.id)}]}]},
+        )
+        assert patched.status_code == 200, patched.text
+        as_carol = carol.http(stack)
+        get = f"{second.url}/api/2.0/mlflow/experiments/get"
+        assert wait_for(lambda: as_carol.get(get, params={"experiment_id": experiment}).status_code == 200)
+        admin(stack).patch(
+            f"{stack.url}{SCIM}/Groups/{org.alpha}",
+            json={"Operations": [{"op": "remove", "path": f'members[value eq "{carol.id}"]'}]},
+        )
+        assert wait_for(lambda: as_carol.get(get, params={"experiment_id": experiment}).status_code == 404)
+    finally:
+        second.stop()
+
+
+def wait_for(condition: Any, timeout: float = 3.0) -> bool:
+    """NOTIFY reaches the other process within milliseconds; polling is the backstop (2 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
+
+
+def test_denials_and_changes_are_in_the_audit_log(stack: Stack, org: Org, alices_work: Owned) -> None:
+    org.bob.http(stack).get(f"{stack.url}/api/2.0/mlflow/runs/get", params={"run_id": alices_work.run_id})
+    time.sleep(1.5)  # denials are written in the background
+    log = admin(stack).get(
+        f"{stack.url}/api/2.0/fedgate/audit-log", params={"max_results": 1000, "actor": org.bob.name}
+    )
+    assert log.status_code == 200, log.text
+    assert any(e["action"] == "request.denied" and "/runs/get" in e["target"] for e in log.json()["entries"])
+    changes = (
+        admin(stack)
+        .get(f"{stack.url}/api/2.0/fedgate/audit-log", params={"max_results": 1000, "actor": org.alice.name})
+        .json()["entries"]
+    )
+    assert {"grant.owner", "permissions.update"} <= {e["action"] for e in changes}
+    assert org.bob.http(stack).get(f"{stack.url}/api/2.0/fedgate/audit-log").status_code == 403
+
+
+def test_scim_users_groups_and_filters(stack: Stack, org: Org) -> None:
+    found = admin(stack).get(f"{stack.url}{SCIM}/Users", params={"filter": f'userName eq "{org.bob.name.upper()}"'})
+    assert [u["id"] for u in found.json()["Resources"]] == [str(org.bob.id)]
+    me = org.bob.http(stack).get(f"{stack.url}{SCIM}/Me").json()
+    assert me["userName"] == org.bob.name and {g["value"] for g in me["groups"]} == {str(org.beta)}
+    assert org.bob.http(stack).get(f"{stack.url}{SCIM}/Users").status_code == 403
+    cycle = admin(stack).patch(
+        f"{stack.url}{SCIM}/Groups/{org.beta}",
+        json={"Operations": [{"op": "add", "path": "members", "value": [{"value": str(org.everyone)}]}]},
+    )
+    assert cycle.status_code == 400 and "contain itself" in cycle.json()["message"]
+    sp = admin(stack).post(f"{stack.url}{SCIM}/ServicePrincipals", json={"displayName": "ci-bot"}).json()
+    assert sp["applicationId"] and sp["active"] is True
+    assert admin(stack).delete(f"{stack.url}{SCIM}/ServicePrincipals/{sp['id']}").status_code == 204
+    assert admin(stack).get(f"{stack.url}{SCIM}/ServicePrincipals/{sp['id']}").status_code == 404
+
+
+def test_workspaces_list_only_shows_workspaces_with_grants(stack: Stack, org: Org) -> None:
+    names = {
+        w["name"] for w in org.bob.http(stack, None).get(f"{stack.url}/api/3.0/mlflow/workspaces").json()["workspaces"]
+    }
+    assert names == {"team-a"}
+    hidden = org.bob.http(stack, "team-b").post(
+        f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 5}
+    )
+    assert hidden.status_code == 404 and hidden.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
