@@ -171,23 +171,30 @@ async def end_to_end(gateway: GatewayProcess, upstream: str, seconds: float, con
         "gateway, admin": caller(gateway.url, {"Authorization": f"Bearer {TOKEN}", "X-MLFLOW-WORKSPACE": "capacity"}),
         "gateway, user": caller(gateway.url, {"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "capacity"}),
     }
-    results: dict[str, list[Result]] = {name: [] for name in sides}
-    for _ in range(2):  # alternate, so drift of the machine hits every side alike
-        for name, call in sides.items():
-            results[name].append(await drive(call, seconds / 2, concurrency))
-    merged = {
-        name: Result(sum(p.requests for p in r), sum(p.seconds for p in r), [x for p in r for x in p.latencies])
-        for name, r in results.items()
-    }
-    print(f"\nEnd to end, GET runs/get, {concurrency} concurrent clients, 100,000 grants loaded")
-    print(f"{'':18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for name, result in merged.items():
-        print(f"{name:18} {result.throughput:8.0f} {result.percentile(0.5):8.2f} {result.percentile(0.99):8.2f}")
-    admin, user = merged["gateway, admin"], merged["gateway, user"]
-    added = user.percentile(0.5) - admin.percentile(0.5)
-    print(f"throughput ratio user/admin: {user.throughput / admin.throughput:.2f}x; "
-          f"p50 ratio user/admin: {user.percentile(0.5) / admin.percentile(0.5):.2f}x")  # fmt: skip
-    print(f"authn+authz adds {added:.3f} ms p50 per request (target under 1 ms)")
+
+    async def measure(clients: int) -> dict[str, Result]:
+        results: dict[str, list[Result]] = {name: [] for name in sides}
+        for _ in range(2):  # alternate, so drift of the machine hits every side alike
+            for name, call in sides.items():
+                results[name].append(await drive(call, seconds / 2, clients))
+        return {
+            name: Result(sum(p.requests for p in r), sum(p.seconds for p in r), [x for p in r for x in p.latencies])
+            for name, r in results.items()
+        }
+
+    for clients in (1, concurrency):
+        merged = await measure(clients)
+        print(f"\nEnd to end, GET runs/get, {clients} client(s), 100,000 grants loaded")
+        print(f"{'':18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        for name, result in merged.items():
+            print(f"{name:18} {result.throughput:8.0f} {result.percentile(0.5):8.2f} {result.percentile(0.99):8.2f}")
+        admin, user = merged["gateway, admin"], merged["gateway, user"]
+        print(f"user/admin: throughput {user.throughput / admin.throughput:.2f}x, "
+              f"p50 {user.percentile(0.5) / admin.percentile(0.5):.2f}x; "
+              f"CPU per request added: {1000 / user.throughput - 1000 / admin.throughput:.3f} ms")  # fmt: skip
+        if clients == 1:
+            added = user.percentile(0.5) - admin.percentile(0.5)
+            print(f"authn+authz adds {added:.3f} ms p50 per request, one client (target under 1 ms)")
 
 
 def main() -> int:

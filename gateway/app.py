@@ -57,7 +57,7 @@ from gateway.config import (
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.errors import GatewayError, PermissionDenied, Unauthenticated
 from gateway.federation.capabilities import StoreCapabilities
-from gateway.federation.guard import Guard, Lookups, ModelIds
+from gateway.federation.guard import Guard, Lookups
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
@@ -176,15 +176,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
-    guard = Guard(
-        authorizer,
-        Lookups(forwarder.fetch, forwarder.runs.experiment_of),
-        ModelIds(lambda link, name: access.model_id(link, name, adopt=True), access.model_names),
-        access.record_owner,
-        access.model_changed,
+    forwarder.guard = Guard(
+        authorizer, Lookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create
     )
-    guard.undo = forwarder.undo_create
-    forwarder.guard = guard
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(plain_dsn, channel, callback)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -48,16 +49,16 @@ class LivePolicy:
             rows = await principals.all()
             memberships = await principals.memberships()
             grants = await GrantRepository(session).all()
-        snapshot = PolicySnapshot(
-            version,
-            {
-                row.id: PrincipalInfo(row.id, row.kind, row.name, row.display_name, row.active, row.account_admin)
-                for row in rows
-            },
-            memberships,
-            grants,
-            securables=SYSTEM_SECURABLES,
+        principals_by_id = {
+            row.id: PrincipalInfo(row.id, row.kind, row.name, row.display_name, row.active, row.account_admin)
+            for row in rows
+        }
+        # Indexing a large policy is CPU work: done beside the event loop, which keeps answering meanwhile.
+        snapshot = await asyncio.to_thread(
+            PolicySnapshot, version, principals_by_id, memberships, grants, securables=SYSTEM_SECURABLES
         )
+        if snapshot.version < self.snapshot.version:
+            return self.snapshot  # a concurrent reload already installed something newer
         self.snapshot = snapshot
         POLICY_VERSION.set(version)
         POLICY_RELOADS.inc()
@@ -70,6 +71,10 @@ class LivePolicy:
         return snapshot
 
     async def check(self, notified: bool) -> None:
-        """The reload loop's check: reload when the stored version moved (or on every notification)."""
-        if notified or await self.stored_version() != self.snapshot.version:
+        """The reload loop's check: reload when the stored version differs from the one in use.
+
+        A notification only wakes the check early; the replica that made a change has already
+        reloaded, so its own notification costs one query, not a second reload.
+        """
+        if await self.stored_version() != self.snapshot.version:
             await self.reload()

@@ -24,7 +24,6 @@ from gateway.authz.levels import (
     Privilege,
     experiment_object,
     model_object,
-    subject,
     uc_parents,
     workspace_domain,
     workspace_object,
@@ -274,7 +273,7 @@ class AccessService:
             info = snapshot.principal(sub)
             if info is None or (only is not None and sub != only):
                 continue
-            assignments.append({"principal": _uc_name(info), "privileges": sorted(privileges)})
+            assignments.append({"principal": info.name, "privileges": sorted(privileges)})
         return {"privilege_assignments": assignments}
 
     def uc_effective(self, obj: str, principal_name: str | None = None) -> dict[str, Any]:
@@ -296,14 +295,14 @@ class AccessService:
                 for item in holders.get(sub, []):
                     via = snapshot.principal(sub)
                     if sub != target.id and via is not None:
-                        item = {**item, "inherited_from_principal": _uc_name(via)}
+                        item = {**item, "inherited_from_principal": via.name}
                     effective.append(item)
-            return {"privilege_assignments": [{"principal": _uc_name(target), "privileges": effective}]}
+            return {"privilege_assignments": [{"principal": target.name, "privileges": effective}]}
         assignments = []
         for sub, items in sorted(holders.items()):
             info = snapshot.principal(sub)
             if info is not None:
-                assignments.append({"principal": _uc_name(info), "privileges": items})
+                assignments.append({"principal": info.name, "privileges": items})
         return {"privilege_assignments": assignments}
 
     async def uc_update(self, principal: Principal, obj: str, changes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -351,10 +350,6 @@ def _principal_field(info: PrincipalInfo) -> dict[str, str]:
     return {field: info.name}
 
 
-def _uc_name(info: PrincipalInfo) -> str:
-    return info.name
-
-
 def _privileges(raw: Any, applicable: set[str]) -> set[str]:
     if raw is None:
         return set()
@@ -373,6 +368,3 @@ def _privileges(raw: Any, applicable: set[str]) -> set[str]:
             )
         result.add(normalised)
     return result
-
-
-__all__ = ["AccessService", "Securable", "subject"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -9,11 +10,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from gateway.devstack import LOOPBACK, NO_TELEMETRY, GatewayProcess, MlflowServer, free_port
 
 STORES = ("team-a-store", "team-b-store", "central")
+DEMO_USER = "ds@example.com"
 
 
 def _config(root: Path, servers: dict[str, MlflowServer]) -> str:
@@ -75,24 +80,30 @@ def run_demo(root: Path, port: int = 8080) -> int:
         gateway.log_path = root / "gateway.log"
         gateway.start()
         print(f"gateway listening on {gateway.url} (log: {gateway.log_path})\n", flush=True)
+        user_token = _provision_data_scientist(gateway.url, token)
         env = {
             **os.environ,
             **NO_TELEMETRY,
             "MLFLOW_TRACKING_URI": gateway.url,
-            "MLFLOW_TRACKING_TOKEN": token,
+            "MLFLOW_TRACKING_TOKEN": user_token,
             "MLFLOW_WORKSPACE": "team-a",
         }
         example = Path(__file__).with_name("train.py")
-        print(f"running {example} through the gateway ...", flush=True)
+        print(f"running {example} through the gateway as {DEMO_USER} ...", flush=True)
         finished = subprocess.run([sys.executable, str(example)], env=env, check=False)
         if finished.returncode != 0:
             print("the example failed; see the output above", file=sys.stderr)
             return 1
+        hidden = _call(
+            gateway.url, user_token, "POST", "/api/2.0/mlflow/experiments/search", {"max_results": 1}, "team-b"
+        )
+        print(f"\n{DEMO_USER} asks for team-b, where it holds no grant: {hidden}", flush=True)
         print(
             "\nUse it from another shell:\n"
             f"  export MLFLOW_TRACKING_URI={gateway.url}\n"
-            f"  export MLFLOW_TRACKING_TOKEN={token}\n"
-            "  export MLFLOW_WORKSPACE=team-a      # or team-b, research\n"
+            f"  export MLFLOW_TRACKING_TOKEN={user_token}   # {DEMO_USER}: team-a only\n"
+            "  export MLFLOW_WORKSPACE=team-a\n"
+            f"  (account admin: FEDGATE_ADMIN_TOKEN={token}, every workspace; see `fedgate users --help`)\n"
             f"\nConfig: {config}\nPress Ctrl-C to stop everything.",
             flush=True,
         )
@@ -107,6 +118,46 @@ def run_demo(root: Path, port: int = 8080) -> int:
             gateway.stop()
         for server in servers.values():
             server.stop()
+
+
+def _call(
+    url: str, token: str, method: str, path: str, body: dict[str, Any] | None, workspace: str | None = None
+) -> str:
+    """One JSON call; answers `<status> <error_code or ok>` for display, the body for 2xx."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if workspace:
+        headers["X-MLFLOW-WORKSPACE"] = workspace
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + path, data, headers, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (the demo's own gateway)
+            return str(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        error = json.loads(exc.read() or b"{}")
+        return f"{exc.code} {error.get('error_code', '')}: {error.get('message', '')}"
+
+
+def _provision_data_scientist(url: str, admin_token: str) -> str:
+    """A user in a group that may work in team-a, with a personal access token: what an admin sets up."""
+    scim = "/api/2.0/preview/scim/v2"
+    created = _call(url, admin_token, "POST", f"{scim}/Users", {"userName": DEMO_USER})
+    if not created.startswith("{"):  # a demo directory used before: the user is already there
+        found = _call(url, admin_token, "GET", f"{scim}/Users?filter=userName%20eq%20%22{DEMO_USER}%22", None)
+        created = json.dumps(json.loads(found)["Resources"][0])
+    user = json.loads(created)
+    _call(
+        url, admin_token, "POST", f"{scim}/Groups", {"displayName": "data-science", "members": [{"value": user["id"]}]}
+    )
+    _call(
+        url,
+        admin_token,
+        "PATCH",
+        "/api/2.0/permissions/workspaces/team-a",
+        {"access_control_list": [{"group_name": "data-science", "permission_level": "CAN_USE"}]},
+    )
+    issued = _call(url, admin_token, "POST", "/api/2.0/token-management/on-behalf-of/tokens", {"user_name": DEMO_USER})
+    print(f"created user {DEMO_USER} in group data-science (CAN_USE on team-a) and a token for it", flush=True)
+    return str(json.loads(issued)["token_value"])
 
 
 def _port(preferred: int) -> int:

@@ -22,7 +22,3 @@ print(f"[team-a] run {run.info.run_id} logged; registered churn-model version {i
 
 loaded = mlflow.pyfunc.load_model(f"models:/churn-model/{info.registered_model_version}")
 print(f"[team-a] loaded models:/churn-model/{info.registered_model_version}; predictions: {loaded.predict(X[:5])}")
-
-mlflow.set_workspace("team-b")
-names = [e.name for e in mlflow.search_experiments()]
-print(f"[team-b] experiments: {names} (team-a's 'demo-churn' is not visible here)")

@@ -23,6 +23,7 @@ import msgspec
 from gateway.authn.principal import Principal
 from gateway.authz.decide import Authorizer, Everything, hidden
 from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
+from gateway.authz.service import AccessService
 from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound, StoreUnavailable
 from gateway.federation.route_table import Action, Body, Resource, RouteSpec
 from gateway.federation.schemas import RequestIds
@@ -235,33 +236,18 @@ class Lookups:
         return str(node) if node is not None else None
 
 
-class ModelIds:
-    """Registered model name ↔ immutable id, for one workspace. Backed by the database."""
-
-    def __init__(
-        self,
-        id_of: Callable[[WorkspaceLink, str], Awaitable[str | None]],
-        names_of: Callable[[WorkspaceLink, set[str]], Awaitable[list[str]]],
-    ) -> None:
-        self.id_of = id_of
-        self.names_of = names_of
-
-
 class Guard:
     def __init__(
         self,
         authorizer: Authorizer,
         lookups: Lookups,
-        models: ModelIds,
-        on_created: Callable[[Principal, WorkspaceLink, str, str], Awaitable[None]],
-        on_model_change: Callable[[WorkspaceLink, str, str, str | None], Awaitable[None]],
+        access: AccessService,
+        undo: Callable[[WorkspaceLink, str, str], Awaitable[None]],
     ) -> None:
-        self.undo: Callable[[WorkspaceLink, str, str], Awaitable[None]] | None = None
         self.authorizer = authorizer
         self.lookups = lookups
-        self.models = models
-        self._on_created = on_created  # (principal, link, kind, id): grant CAN_MANAGE to the creator
-        self._on_model_change = on_model_change  # (link, action, name, new name)
+        self.access = access  # owners of new objects, registered-model ids
+        self._undo = undo  # compensates a creation whose owner could not be recorded
 
     async def check(
         self,
@@ -410,7 +396,7 @@ class Guard:
 
     async def _require_model(self, ctx: _Context, name: str, wanted: str) -> None:
         missing = f"Registered Model with name={name} not found"
-        model_id = await self.models.id_of(ctx.link, name)
+        model_id = await self.access.model_id(ctx.link, name, adopt=True)
         if model_id is None:
             raise ResourceNotFound(missing)
         obj = model_object(ctx.link.workspace_id, model_id)
@@ -506,7 +492,7 @@ class Guard:
         readable = self.authorizer.readable_models(ctx.principal, ctx.link.workspace_id)
         if isinstance(readable, Everything):
             return Plan()
-        names = await self.models.names_of(ctx.link, readable)
+        names = await self.access.model_names(ctx.link, readable)
         quoted = [_quote(name) for name in sorted(names)]
         listed = [q for q in quoted if q is not None]
         if not listed:
@@ -532,13 +518,12 @@ class Guard:
         """The creator's CAN_MANAGE is recorded before the answer goes out; never an ownerless object."""
         for attempt in range(3):
             try:
-                await self._on_created(principal, link, kind, created)
+                await self.access.record_owner(principal, link, kind, created)
                 return
             except Exception as exc:
                 log.warning("recording the owner of %s %s failed (%s)", kind, created, type(exc).__name__)
                 await asyncio.sleep(0.2 * (attempt + 1))
-        if self.undo is not None:
-            await self.undo(link, kind, created)
+        await self._undo(link, kind, created)
         raise StoreUnavailable(
             f"The {kind.replace('_', ' ')} was created but its owner could not be recorded, "
             "so the creation was undone; try again."
@@ -553,7 +538,7 @@ class Guard:
 
             async def renamed(status: int, answer: bytes) -> bytes | None:
                 if status == 200 and new_name:
-                    await self._on_model_change(link, "rename", name, str(new_name))
+                    await self.access.model_changed(link, "rename", name, str(new_name))
                 return None
 
             return Plan(after=renamed)
@@ -561,7 +546,7 @@ class Guard:
 
             async def deleted(status: int, answer: bytes) -> bytes | None:
                 if status == 200:
-                    await self._on_model_change(link, "delete", name, None)
+                    await self.access.model_changed(link, "delete", name, None)
                 return None
 
             return Plan(after=deleted)
