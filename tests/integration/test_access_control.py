@@ -479,3 +479,86 @@ def test_workspaces_list_only_shows_workspaces_with_grants(stack: Stack, org: Or
         f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 5}
     )
     assert hidden.status_code == 404 and hidden.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_every_prefix_and_lookup_hides_the_same_objects(stack: Stack, org: Org, alices_work: Owned) -> None:
+    bob = org.bob.http(stack)
+    for prefix in ("/api/2.0", "/ajax-api/2.0"):
+        response = bob.get(f"{stack.url}{prefix}/mlflow/runs/get", params={"run_id": alices_work.run_id})
+        assert response.status_code == 404 and response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    name = (
+        org.alice.http(stack)
+        .get(f"{stack.url}/api/2.0/mlflow/experiments/get", params={"experiment_id": alices_work.experiment_id})
+        .json()["experiment"]["name"]
+    )
+    by_name = bob.get(f"{stack.url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+    assert by_name.status_code == 404 and by_name.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    malformed = bob.get(f"{stack.url}/api/2.0mlflow/runs/get", params={"run_id": alices_work.run_id})
+    assert malformed.status_code == 404 and malformed.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+    bulk = bob.get(
+        f"{stack.url}/api/2.0/mlflow/metrics/get-history-bulk-interval",
+        params={"run_ids": [alices_work.run_id], "metric_key": "accuracy", "max_results": 10},
+    )
+    assert bulk.status_code == 404
+
+
+def test_stage_transitions_need_the_level_of_the_stages_involved(
+    stack: Stack, as_user: Any, org: Org, alices_work: Owned
+) -> None:
+    alice = as_user(org.alice)
+    name = unique("staged")
+    alice.create_registered_model(name)
+    alice.create_model_version(name, f"runs:/{alices_work.run_id}/notes.txt", run_id=alices_work.run_id)
+    model_id = (
+        org.alice.http(stack)
+        .get(f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name})
+        .json()["registered_model_databricks"]["id"]
+    )
+    granted = org.alice.http(stack).patch(
+        f"{stack.url}/api/2.0/permissions/registered-models/{model_id}",
+        json={"access_control_list": [{"user_name": org.bob.name, "permission_level": "CAN_MANAGE_STAGING_VERSIONS"}]},
+    )
+    assert granted.status_code == 200, granted.text
+    bob = as_user(org.bob)
+    assert bob.transition_model_version_stage(name, "1", "Staging").current_stage == "Staging"
+    assert error_code(lambda: bob.transition_model_version_stage(name, "1", "Production")) == "PERMISSION_DENIED"
+    as_user(org.alice).transition_model_version_stage(name, "1", "Production")
+    # Moving a version out of Production touches Production too.
+    assert error_code(lambda: as_user(org.bob).transition_model_version_stage(name, "1", "Archived")) == (
+        "PERMISSION_DENIED"
+    )
+
+
+def test_workspace_admins_manage_everything_in_their_workspace(stack: Stack, as_user: Any, org: Org) -> None:
+    experiment_id = as_user(org.alice).create_experiment(unique("alice-admin-test"))
+    beta_name = admin(stack).get(f"{stack.url}{SCIM}/Groups/{org.beta}").json()["displayName"]
+    grant_workspace(stack, beta_name, "CAN_MANAGE")
+    try:
+        bob = as_user(org.bob)
+        bob.set_experiment_tag(experiment_id, "reviewed", "yes")
+        bob.delete_experiment(experiment_id)
+        assert bob.get_experiment(experiment_id).lifecycle_stage == "deleted"
+    finally:
+        grant_workspace(stack, beta_name, "CAN_USE")
+    assert error_code(lambda: as_user(org.bob).restore_experiment(experiment_id)) == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_traces_follow_their_experiment(stack: Stack, as_user: Any, org: Org) -> None:
+    client = as_user(org.alice)
+    experiment_id = client.create_experiment(unique("alice-traces"))
+    mlflow.set_experiment(experiment_id=experiment_id)
+
+    @mlflow.trace
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    assert add(2, 3) == 5
+    mlflow.flush_trace_async_logging()
+    traces = mlflow.search_traces(locations=[experiment_id], return_type="list")
+    assert len(traces) == 1
+    trace_id = traces[0].info.trace_id
+    assert client.get_trace(trace_id).info.trace_id == trace_id
+    bob = as_user(org.bob)
+    assert mlflow.search_traces(locations=[experiment_id], return_type="list") == []
+    assert error_code(lambda: bob.get_trace(trace_id)) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: bob.set_trace_tag(trace_id, "k", "v")) == "RESOURCE_DOES_NOT_EXIST"
