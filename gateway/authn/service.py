@@ -65,6 +65,7 @@ class Authenticator:
 
     def _forget(self, _: PolicySnapshot) -> None:
         self._tokens = OrderedDict()
+        self._oidc_users = {}
 
     async def authenticate(self, authorization: str | None) -> Principal:
         username, secret = _credentials(authorization)

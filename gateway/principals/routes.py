@@ -144,12 +144,8 @@ class ScimController(Controller):
     ) -> dict[str, Any]:
         require_admin(request.user)
         kind = _kind(resource)
-        rows = [row for row in await principals.list(kind) if _matches(row, kind, filter)]
-        page = rows[start_index - 1 : start_index - 1 + count]
-        resources = []
-        for row in page:
-            _, groups, members = await principals.get(kind, row.id)
-            resources.append(scim_resource(row, groups, members))
+        rows = [entry for entry in await principals.list(kind) if _matches(entry[0], kind, filter)]
+        resources = [scim_resource(*entry) for entry in rows[start_index - 1 : start_index - 1 + count]]
         return {
             "schemas": [LIST_SCHEMA],
             "totalResults": len(rows),

@@ -89,9 +89,18 @@ class PrincipalService:
             members = list(await repository.members(principal_id)) if kind == "group" else []
             return row, groups, members
 
-    async def list(self, kind: str) -> Sequence[PrincipalRow]:
+    async def list(self, kind: str) -> list[tuple[PrincipalRow, list[PrincipalRow], list[PrincipalRow]]]:
+        """Every principal of a kind with its direct groups and members, in three queries whatever the count."""
         async with self._sessionmaker() as session:
-            return await PrincipalRepository(session).of_kind(kind)
+            repository = PrincipalRepository(session)
+            rows = await repository.of_kind(kind)
+            everyone = {row.id: row for row in await repository.all()}
+            groups: dict[int, list[PrincipalRow]] = {}
+            members: dict[int, list[PrincipalRow]] = {}
+            for member, group in sorted(await repository.memberships()):
+                groups.setdefault(member, []).append(everyone[group])
+                members.setdefault(group, []).append(everyone[member])
+            return [(row, groups.get(row.id, []), members.get(row.id, [])) for row in rows]
 
     async def update(
         self,
