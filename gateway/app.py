@@ -58,6 +58,8 @@ from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.errors import GatewayError, PermissionDenied, Unauthenticated
 from gateway.federation.capabilities import StoreCapabilities
 from gateway.federation.guard import Guard, Lookups
+from gateway.federation.mirror import Mirror
+from gateway.federation.outbox import OutboxWriter, Relay
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
@@ -69,7 +71,7 @@ from gateway.principals.service import PrincipalService, TokenService
 from gateway.watch import ReloadLoop
 from gateway.workspaces.links import LinkTable
 from gateway.workspaces.repository import CHANGE_CHANNEL
-from gateway.workspaces.routes import WorkspacesController
+from gateway.workspaces.routes import LinksController, WorkspacesController
 from gateway.workspaces.service import WorkspaceService
 from gateway.workspaces.watch import link_watcher
 
@@ -176,6 +178,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
+    forwarder.outbox = OutboxWriter(sessionmaker)
+    relay = Relay(sessionmaker, Mirror(links, stores, sessionmaker).apply, workers=settings.server.relay_workers)
     forwarder.guard = Guard(
         authorizer, Lookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create
     )
@@ -224,11 +228,13 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         for watcher in watchers:
             watcher.start()
         audit.start()
+        relay.start()
         checks = asyncio.create_task(_check_configured_links(workspaces))
         try:
             yield
         finally:
             checks.cancel()
+            await relay.stop()
             for watcher in watchers:
                 await watcher.stop()
             await audit.stop()
@@ -260,6 +266,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             ),
             server_info_handler(capabilities, forwarder),
             WorkspacesController,
+            LinksController,
             ScimController,
             TokenController,
             PermissionsController,

@@ -49,6 +49,8 @@ class ServerSettings(_Settings):
     access_log: bool = True
     # Backstop of LISTEN/NOTIFY: how often a replica checks the policy version itself.
     policy_poll_seconds: float = 2.0
+    # Dual workspaces: keys (runs, experiments) this process relays to the central store at once.
+    relay_workers: int = 4
 
 
 class DatabaseSettings(_Settings):
@@ -331,10 +333,10 @@ def check_workspace_name(name: str, *, where: str) -> None:
 
 def check_link(mode: str, store: str, settings: Settings, *, where: str) -> None:
     if mode == "dual":
-        raise ConfigError(
-            f"{where}.mode: 'dual' needs the durable outbox to the central store, "
-            "which this version does not ship yet; use 'workspace' or 'central'"
-        )
+        if not settings.central.store:
+            raise ConfigError(f"{where}.mode: 'dual' needs central.store to name the account's store")
+        if store == settings.central.store:
+            raise ConfigError(f"{where}.store: a dual workspace needs a store of its own besides the central one")
     if mode == "central":
         if not settings.central.store:
             raise ConfigError(f"{where}.mode: 'central' needs central.store to name the account's store")

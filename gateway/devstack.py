@@ -85,6 +85,9 @@ def _spawn(
     )
 
 
+CLIENT_ONLY_ENV = frozenset({"MLFLOW_WORKSPACE", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"})
+
+
 @dataclass
 class MlflowServer:
     """A real `mlflow server` with a sqlite backend and proxied artifacts (`--serve-artifacts`)."""
@@ -114,7 +117,9 @@ class MlflowServer:
         ]  # fmt: skip
         if self.workspaces:
             args += ["--enable-workspaces", "--workspace-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
-        env = {**os.environ, "MLFLOW_SERVER_ALLOWED_HOSTS": f"{LOOPBACK}:{self.port},localhost:{self.port}"}
+        # Client settings of the calling process (a test's workspace, say) are not the server's.
+        env = {k: v for k, v in os.environ.items() if k not in CLIENT_ONLY_ENV}
+        env["MLFLOW_SERVER_ALLOWED_HOSTS"] = f"{LOOPBACK}:{self.port},localhost:{self.port}"
         if self.basic_auth is not None:
             args += ["--app-name", "basic-auth"]
             env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.basic_auth

@@ -137,3 +137,36 @@ class GatewaySecretRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IdMapRow(Base):
+    """The central store's id of an object first created in a dual workspace's own store."""
+
+    __tablename__ = "id_map"
+
+    workspace_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24), primary_key=True)  # experiment | run
+    primary_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    central_id: Mapped[str] = mapped_column(String(64))
+    # For runs: the central run's artifact root, where mirrored artifacts go.
+    central_artifact_uri: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OutboxRow(Base):
+    """A write the primary store accepted, to be applied to the central store (in order per key)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger)
+    order_key: Mapped[str] = mapped_column(String(100))  # run:<id> or experiment:<id>
+    route: Mapped[str] = mapped_column(String(120))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending | done | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # every failed attempt (back-off)
+    refusals: Mapped[int] = mapped_column(Integer, default=0)  # attempts the central store refused (4xx)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

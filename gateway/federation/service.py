@@ -23,6 +23,8 @@ from gateway.errors import (
     StoreUnavailable,
 )
 from gateway.federation.guard import Guard, Plan
+from gateway.federation.mirror import MIRRORED_ROUTES, order_key
+from gateway.federation.outbox import OutboxWriter
 from gateway.federation.paths import (
     artifact_workspace,
     canonical_artifact_path,
@@ -136,6 +138,7 @@ class Forwarder:
         self.stores = stores
         self.runs = runs
         self.guard: Guard | None = None  # set by the composition root; without it every call is refused
+        self.outbox: OutboxWriter | None = None  # dual workspaces' writes to mirror
 
     async def fetch(self, link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
         """A read of the gateway's own (ids for authorization), sent with the store's credentials."""
@@ -254,7 +257,38 @@ class Forwarder:
 
         store = self.stores[link.store]
         response = await self._send(store, spec, path, query, headers, body, link)
-        return await self._result(call, link, response, plan)
+        result = await self._result(call, link, response, plan)
+        if link.mirror is not None and result.status == 200 and spec.name in MIRRORED_ROUTES:
+            await self._record_mirror(call, link, result, artifact_path)
+        return result
+
+    async def _record_mirror(
+        self, call: ForwardCall, link: WorkspaceLink, result: ForwardResult, artifact_path: str | None
+    ) -> None:
+        """Dual mode: the write goes to the outbox before the client hears it succeeded."""
+        request: dict[str, Any] = {}
+        if isinstance(call.body, bytes) and call.body[:1] == b"{":
+            request = msgspec.json.decode(call.body)
+        response = msgspec.json.decode(result.body) if result.body[:1] == b"{" else {}
+        payload: dict[str, Any] = {"request": request, "response": response}
+        run_id = None
+        if artifact_path is not None:
+            payload = {"path": rewrite_artifact_workspace(artifact_path, link.name, link.upstream_workspace)}
+            run_id = _artifact_run_id(artifact_path)
+            if run_id is None:
+                return  # not a run's artifact: logged models are not mirrored yet
+        key = order_key(call.spec.name, request, response, run_id)
+        if key is None or self.outbox is None:
+            log.warning("dual write not mirrored: no run or experiment to order it by", extra={"route": call.spec.name})
+            return
+        try:
+            await self.outbox.record(link.workspace_id, key, call.spec.name, payload)
+        except Exception as exc:
+            log.error("outbox write failed", extra={"ws": link.name, "route": call.spec.name})
+            raise StoreUnavailable(
+                "The workspace store accepted the write but it could not be queued for the central store; "
+                "repeat the call."
+            ) from exc
 
     async def _send(
         self,
@@ -297,6 +331,7 @@ class Forwarder:
         found_by_name = spec.name == "GET /mlflow/experiments/get-by-name" and response.status == 200
         must_read = (
             (spec.name == "POST /mlflow/runs/create" and response.status == 200)
+            or (link.mirror is not None and spec.name in MIRRORED_ROUTES)
             or rewrite
             or plan.after is not None
             or found_by_name

@@ -26,3 +26,5 @@ RUN_ROUTE_FAILURES = Counter(
 POLICY_VERSION = Gauge("fedgate_policy_version", "Version of the access policy this process decides with")
 POLICY_RELOADS = Counter("fedgate_policy_reloads_total", "Times the access policy was reloaded")
 DENIED = Counter("fedgate_denied_total", "Requests refused by authorization", ["reason"])
+OUTBOX_APPLIED = Counter("fedgate_outbox_applied_total", "Outbox entries applied to the central store")
+OUTBOX_FAILURES = Counter("fedgate_outbox_failures_total", "Failed attempts to apply outbox entries", ["kind"])

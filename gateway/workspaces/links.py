@@ -23,6 +23,10 @@ class WorkspaceLink:
     managed_by: str = "api"
     # Another link reaches the same namespace of the same store: the store alone cannot isolate them.
     shares_namespace: bool = False
+    # Dual mode: the central store every write is mirrored to, and where the copies live there.
+    mirror: str | None = None
+    mirror_workspace: str | None = None  # the namespace on a central store with workspaces
+    mirror_prefix: str = ""  # prefixed to experiment names on a central store without workspaces
 
 
 class LinkTable:
@@ -41,6 +45,9 @@ class LinkTable:
 
     def get(self, name: str) -> WorkspaceLink | None:
         return self._links.get(name)
+
+    def by_id(self, workspace_id: int) -> WorkspaceLink | None:
+        return next((link for link in self._links.values() if link.workspace_id == workspace_id), None)
 
     @property
     def default(self) -> WorkspaceLink | None:

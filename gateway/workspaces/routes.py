@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authn.principal import Principal
 from gateway.authz.decide import Authorizer, hidden
-from gateway.errors import InvalidParameter, PermissionDenied
+from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.federation.outbox import OutboxRepository
 from gateway.federation.route_table import WORKSPACE_ROUTES
+from gateway.workspaces.links import WorkspaceLink
 from gateway.workspaces.schemas import (
     WorkspaceChanges,
     WorkspaceCreate,
@@ -112,3 +114,91 @@ class WorkspacesController(Controller):
             await service.delete(session, workspace_name)
         async with sessionmaker() as session:
             await service.reload(session)
+
+
+class LinksController(Controller):
+    """The state of every link: mode, stores and, for dual links, the outbox toward the central store."""
+
+    path = "/api/2.0/fedgate/links"
+    include_in_schema = False
+    opt = {"access": "account admins"}
+
+    @get("/", name="links status")
+    async def status(
+        self,
+        request: Request[Principal, Any, Any],
+        service: WorkspaceService,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> dict[str, Any]:
+        _require_admin(request)
+        async with sessionmaker() as session:
+            queues = {row["workspace_id"]: row for row in await OutboxRepository(session).status()}
+        links = []
+        for link in service.links.all():
+            queue = queues.get(link.workspace_id, {})
+            links.append(
+                {
+                    "workspace": link.name,
+                    "workspace_id": str(link.workspace_id),
+                    "mode": link.mode,
+                    "store": link.store,
+                    "central_store": link.mirror or "",
+                    "pending": queue.get("pending", 0),
+                    "oldest_pending_seconds": queue.get("oldest_pending_seconds", 0.0),
+                    "replayed_per_second": queue.get("replayed_per_second", 0.0),
+                    "dead_letters": queue.get("dead_letters", 0),
+                }
+            )
+        return {"links": links}
+
+    @get("/{workspace_name:str}/dead-letters", name="links dead letters")
+    async def dead_letters(
+        self,
+        request: Request[Principal, Any, Any],
+        workspace_name: str,
+        service: WorkspaceService,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> dict[str, Any]:
+        _require_admin(request)
+        link = _linked(service, workspace_name)
+        async with sessionmaker() as session:
+            rows = await OutboxRepository(session).dead_letters(link.workspace_id)
+        return {
+            "dead_letters": [
+                {
+                    "id": row.id,
+                    "route": row.route,
+                    "order_key": row.order_key,
+                    "attempts": row.attempts,
+                    "last_error": row.last_error,
+                    "created_at": row.created_at.isoformat(),
+                    "payload": row.payload,
+                }
+                for row in rows
+            ]
+        }
+
+    @post("/{workspace_name:str}/dead-letters/retry", name="links retry dead letters", status_code=200)
+    async def retry(
+        self,
+        request: Request[Principal, Any, Any],
+        workspace_name: str,
+        data: dict[str, Any],
+        service: WorkspaceService,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> dict[str, Any]:
+        _require_admin(request)
+        link = _linked(service, workspace_name)
+        entry = data.get("id")
+        if entry is not None and not str(entry).isdigit():
+            raise InvalidParameter("'id' is the number of a dead letter.")
+        async with sessionmaker() as session, session.begin():
+            count = await OutboxRepository(session).retry_dead(link.workspace_id, int(entry) if entry else None)
+        return {"requeued": count}
+
+
+def _linked(service: WorkspaceService, name: str) -> WorkspaceLink:
+    link = service.links.get(name)
+    if link is None:
+        raise ResourceNotFound(f"Workspace '{name}' not found")
+    return link

@@ -36,6 +36,8 @@ class WorkspaceService:
             log.error("workspace %s is linked to unknown store %r; it is not served", row.name, store_name)
             return None
         store = self.settings.stores[store_name]
+        mirror = self.settings.central.store if row.mode == "dual" else None
+        central_has_workspaces = bool(mirror) and self.settings.stores[mirror or ""].workspaces
         return WorkspaceLink(
             name=row.name,
             workspace_id=int(row.workspace_id),
@@ -46,6 +48,9 @@ class WorkspaceService:
             description=row.description,
             default_artifact_root=row.default_artifact_root,
             managed_by=row.managed_by,
+            mirror=mirror,
+            mirror_workspace=row.name if mirror and central_has_workspaces else None,
+            mirror_prefix=f"{row.name}/" if mirror and not central_has_workspaces else "",
         )
 
     async def reload(self, session: AsyncSession) -> None:
@@ -194,6 +199,9 @@ class WorkspaceService:
         store = self.stores[link.store]
         try:
             await self._ensure_upstream_workspace(store, link)
+            if link.mirror is not None and link.mirror_workspace is not None:
+                # Dual: the central copies live in a namespace of their own on the central store.
+                await self._ensure_upstream_workspace(self.stores[link.mirror], link, link.mirror_workspace)
             info = await store.request(
                 "GET", "/api/3.0/mlflow/server-info", workspace=link.upstream_workspace, idempotent=True
             )
@@ -233,16 +241,17 @@ class WorkspaceService:
         return None
 
     @staticmethod
-    async def _ensure_upstream_workspace(store: Store, link: WorkspaceLink) -> None:
+    async def _ensure_upstream_workspace(store: Store, link: WorkspaceLink, name: str | None = None) -> None:
         """On a store with workspaces, the link's upstream workspace is created when it is missing."""
-        if link.upstream_workspace is None:
+        name = name or link.upstream_workspace
+        if name is None:
             return
         path = "/api/3.0/mlflow/workspaces"
-        found = await store.request("GET", f"{path}/{link.upstream_workspace}", idempotent=True)
+        found = await store.request("GET", f"{path}/{name}", idempotent=True)
         found.release()
         if found.status != 404:
             return
-        body = msgspec.json.encode({"name": link.upstream_workspace, "description": f"fedgate workspace {link.name}"})
+        body = msgspec.json.encode({"name": name, "description": f"fedgate workspace {link.name}"})
         created = await store.request("POST", path, headers=[("Content-Type", "application/json")], body=body)
         answer = await created.read()
         if created.status not in (201, 200, 409) and b"ALREADY_EXISTS" not in answer:

@@ -76,7 +76,8 @@ def test_config_file_from_fedgate_config(tmp_path: Path) -> None:
         (('name = "team-a"', 'name = "account"'), "workspaces[0].name"),
         (('name = "team-a"', 'name = "Team_A"'), "workspaces[0].name"),
         (('store = "team-a-store"\nmode', 'store = "nope"\nmode'), "workspaces[0].store"),
-        (('mode = "workspace"', 'mode = "dual"'), "workspaces[0].mode"),
+        # A dual workspace mirrors its own store into the central one: it cannot be the central one.
+        (('store = "team-a-store"\nmode = "workspace"', 'store = "central"\nmode = "dual"'), "workspaces[0].store"),
         (('id = "1001"', 'id = "abc"'), "workspaces[0].id"),
         (('store = "central"', 'store = "missing"'), "central.store"),
         (('url = "http://127.0.0.1:5001"', 'url = "ftp://x"'), "stores.team-a-store.url"),

@@ -1,0 +1,405 @@
+"""Applying a dual workspace's writes to the central store: ids translated, writes coalesced, replay idempotent.
+
+Replaying an entry twice changes nothing: runs are found again by their provenance tag before one is
+created, experiments by name, repeated metric points are dropped by the store, params carry the same
+value, tags and artifacts are overwritten with the same content. Objects the central store has not
+seen yet (an experiment created before the workspace became dual, say) are copied on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.db.models import IdMapRow, OutboxRow
+from gateway.federation.outbox import Applied, Refused, Transient
+from gateway.ports import Store, StoreTimedOut, StoreUnreachable
+from gateway.workspaces.links import LinkTable, WorkspaceLink
+
+log = logging.getLogger(__name__)
+
+SOURCE_WORKSPACE_TAG = "fedgate.source_workspace"
+SOURCE_RUN_TAG = "fedgate.source_run_id"
+SOURCE_EXPERIMENT_TAG = "fedgate.source_experiment_id"
+# MLflow's log-batch limits.
+MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ITEMS = 1000, 100, 100, 1000
+BATCHED = {
+    "POST /mlflow/runs/log-metric",
+    "POST /mlflow/runs/log-parameter",
+    "POST /mlflow/runs/set-tag",
+    "POST /mlflow/runs/log-batch",
+}
+# Writes of a dual workspace that are mirrored, by route.
+MIRRORED_ROUTES = frozenset(
+    {
+        "POST /mlflow/experiments/create",
+        "POST /mlflow/experiments/update",
+        "POST /mlflow/experiments/set-experiment-tag",
+        "POST /mlflow/experiments/delete-experiment-tag",
+        "POST /mlflow/experiments/delete",
+        "POST /mlflow/experiments/restore",
+        "POST /mlflow/runs/create",
+        "POST /mlflow/runs/update",
+        "POST /mlflow/runs/delete",
+        "POST /mlflow/runs/restore",
+        "POST /mlflow/runs/delete-tag",
+        "POST /mlflow/runs/log-inputs",
+        "PUT /mlflow-artifacts/artifacts/{artifact_path:path}",
+        *BATCHED,
+    }
+)
+
+
+def order_key(route: str, request: Mapping[str, Any], response: Mapping[str, Any], run_id: str | None) -> str | None:
+    """The key whose entries must be applied in order: the run, or the experiment."""
+    if route == "POST /mlflow/runs/create":
+        run = (response.get("run") or {}).get("info") or {}
+        return f"run:{run.get('run_id')}" if run.get("run_id") else None
+    if route == "POST /mlflow/experiments/create":
+        return f"experiment:{response['experiment_id']}" if response.get("experiment_id") else None
+    if run_id or request.get("run_id") or request.get("run_uuid"):
+        return f"run:{run_id or request.get('run_id') or request.get('run_uuid')}"
+    if request.get("experiment_id"):
+        return f"experiment:{request['experiment_id']}"
+    return None
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.metrics: list[dict[str, Any]] = []
+        self.params: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        self.rows = 0
+
+    def full_for(self, metrics: int, params: int, tags: int) -> bool:
+        return (
+            len(self.metrics) + metrics > MAX_METRICS
+            or len(self.params) + params > MAX_PARAMS
+            or len(self.tags) + tags > MAX_TAGS
+            or len(self.metrics) + len(self.params) + len(self.tags) + metrics + params + tags > MAX_ITEMS
+        )
+
+    def add(self, route: str, request: Mapping[str, Any]) -> None:
+        if route == "POST /mlflow/runs/log-batch":
+            metrics = list(request.get("metrics") or [])
+            params = list(request.get("params") or [])
+            tags = list(request.get("tags") or [])
+        elif route == "POST /mlflow/runs/log-metric":
+            metrics, params, tags = [request], [], []
+        elif route == "POST /mlflow/runs/log-parameter":
+            metrics, params, tags = [], [request], []
+        else:
+            metrics, params, tags = [], [], [request]
+        self.metrics.extend({k: m[k] for k in ("key", "value", "timestamp", "step") if k in m} for m in metrics)
+        for param in params:
+            self.params.setdefault(str(param["key"]), str(param.get("value", "")))
+        for tag in tags:
+            self.tags[str(tag["key"])] = str(tag.get("value", ""))
+        self.rows += 1
+
+    def size_of(self, route: str, request: Mapping[str, Any]) -> tuple[int, int, int]:
+        if route == "POST /mlflow/runs/log-batch":
+            return len(request.get("metrics") or []), len(request.get("params") or []), len(request.get("tags") or [])
+        return (
+            int(route == "POST /mlflow/runs/log-metric"),
+            int(route == "POST /mlflow/runs/log-parameter"),
+            int(route == "POST /mlflow/runs/set-tag"),
+        )
+
+    def body(self, run_id: str) -> dict[str, Any]:
+        return {
+            "run_id": run_id,
+            "metrics": self.metrics,
+            "params": [{"key": k, "value": v} for k, v in self.params.items()],
+            "tags": [{"key": k, "value": v} for k, v in self.tags.items()],
+        }
+
+
+class Mirror:
+    def __init__(
+        self, links: LinkTable, stores: Mapping[str, Store], sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self.links = links
+        self.stores = stores
+        self._sessionmaker = sessionmaker
+
+    async def apply(self, rows: Sequence[OutboxRow]) -> Applied:
+        """Apply one key's entries in order; stop at the first failure."""
+        if not rows:
+            return Applied(0)
+        link = self.links.by_id(rows[0].workspace_id)
+        if link is None or link.mirror is None:
+            return Applied(0, Refused(f"workspace {rows[0].workspace_id} is no longer linked in dual mode"))
+        done = 0
+        batch: _Batch | None = None
+        batch_run = ""
+        try:
+            for row in rows:
+                request = row.payload.get("request") or {}
+                if row.route in BATCHED:
+                    run_id = str(request.get("run_id") or request.get("run_uuid") or "")
+                    size = _Batch().size_of(row.route, request)
+                    if batch is not None and (run_id != batch_run or batch.full_for(*size)):
+                        await self._flush(link, batch_run, batch)
+                        done += batch.rows
+                        batch = None
+                    if batch is None:
+                        batch, batch_run = _Batch(), run_id
+                    batch.add(row.route, request)
+                    continue
+                if batch is not None:
+                    await self._flush(link, batch_run, batch)
+                    done += batch.rows
+                    batch = None
+                await self._apply_one(link, row)
+                done += 1
+            if batch is not None:
+                await self._flush(link, batch_run, batch)
+                done += batch.rows
+        except (Transient, Refused) as exc:
+            return Applied(done, exc)
+        return Applied(done)
+
+    async def _flush(self, link: WorkspaceLink, primary_run: str, batch: _Batch) -> None:
+        run_id, _ = await self.central_run(link, primary_run)
+        await self._central(link, "POST", "/api/2.0/mlflow/runs/log-batch", batch.body(run_id))
+
+    async def _apply_one(self, link: WorkspaceLink, row: OutboxRow) -> None:
+        route = row.route
+        request: dict[str, Any] = dict(row.payload.get("request") or {})
+        response: dict[str, Any] = row.payload.get("response") or {}
+        if route == "POST /mlflow/experiments/create":
+            await self._copy_experiment(link, str(response["experiment_id"]), request)
+            return
+        if route == "POST /mlflow/runs/create":
+            info = response["run"]["info"]
+            await self._copy_run(link, str(info["run_id"]), request, info)
+            return
+        if route.startswith("PUT /mlflow-artifacts/"):
+            await self._copy_artifact(link, str(row.payload["path"]))
+            return
+        path = "/api/2.0" + route.split(" ", 1)[1]
+        if "experiment_id" in request:
+            request["experiment_id"] = await self.central_experiment(link, str(request["experiment_id"]))
+        for field in ("run_id", "run_uuid"):
+            if field in request:
+                request[field], _ = await self.central_run(link, str(request[field]))
+        if route == "POST /mlflow/runs/log-inputs":
+            request.pop("models", None)  # logged models are not mirrored (yet)
+        if route == "POST /mlflow/experiments/update" and request.get("new_name"):
+            request["new_name"] = link.mirror_prefix + str(request["new_name"])
+        await self._central(link, "POST", path, request)
+
+    # -- id translation ---------------------------------------------------------------------------------
+
+    async def _mapped(self, link: WorkspaceLink, kind: str, primary_id: str) -> IdMapRow | None:
+        async with self._sessionmaker() as session:
+            result = await session.execute(
+                select(IdMapRow).where(
+                    IdMapRow.workspace_id == link.workspace_id,
+                    IdMapRow.kind == kind,
+                    IdMapRow.primary_id == primary_id,
+                )
+            )
+            return result.scalar_one_or_none()
+
+    async def _remember(self, link: WorkspaceLink, kind: str, primary_id: str, central_id: str, uri: str = "") -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(
+                insert(IdMapRow)
+                .values(
+                    workspace_id=link.workspace_id,
+                    kind=kind,
+                    primary_id=primary_id,
+                    central_id=central_id,
+                    central_artifact_uri=uri,
+                )
+                .on_conflict_do_nothing()
+            )
+
+    async def central_experiment(self, link: WorkspaceLink, primary_id: str) -> str:
+        mapped = await self._mapped(link, "experiment", primary_id)
+        if mapped is not None:
+            return mapped.central_id
+        status, found = await self._primary(link, "/api/2.0/mlflow/experiments/get", {"experiment_id": primary_id})
+        if status != 200:
+            raise Refused(f"experiment {primary_id} cannot be read from the workspace store ({status})")
+        experiment = found["experiment"]
+        tags = [t for t in experiment.get("tags") or [] if not str(t.get("key", "")).startswith("mlflow.")]
+        return await self._copy_experiment(link, primary_id, {"name": experiment["name"], "tags": tags})
+
+    async def _copy_experiment(self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]) -> str:
+        mapped = await self._mapped(link, "experiment", primary_id)
+        if mapped is not None:
+            return mapped.central_id
+        name = link.mirror_prefix + str(request["name"])
+        by_name = "/api/2.0/mlflow/experiments/get-by-name"
+        status, found = await self._central_get(link, by_name, {"experiment_name": name})
+        if status == 200:
+            central_id = str(found["experiment"]["experiment_id"])
+        else:
+            tags = [
+                *(request.get("tags") or []),
+                {"key": SOURCE_EXPERIMENT_TAG, "value": primary_id},
+                {"key": SOURCE_WORKSPACE_TAG, "value": link.name},
+            ]
+            try:
+                created = await self._central(
+                    link, "POST", "/api/2.0/mlflow/experiments/create", {"name": name, "tags": tags}
+                )
+                central_id = str(created["experiment_id"])
+            except Refused as exc:
+                if "RESOURCE_ALREADY_EXISTS" not in str(exc):
+                    raise
+                # Another relay created it a moment ago.
+                status, found = await self._central_get(link, by_name, {"experiment_name": name})
+                if status != 200:
+                    raise
+                central_id = str(found["experiment"]["experiment_id"])
+        await self._remember(link, "experiment", primary_id, central_id)
+        return central_id
+
+    async def central_run(self, link: WorkspaceLink, primary_id: str) -> tuple[str, str]:
+        """(central run id, central artifact root) of a primary run, copying the run on first use."""
+        mapped = await self._mapped(link, "run", primary_id)
+        if mapped is not None:
+            return mapped.central_id, mapped.central_artifact_uri
+        status, found = await self._primary(link, "/api/2.0/mlflow/runs/get", {"run_id": primary_id})
+        if status != 200:
+            raise Refused(f"run {primary_id} cannot be read from the workspace store ({status})")
+        info = found["run"]["info"]
+        tags = [t for t in (found["run"].get("data") or {}).get("tags") or []]
+        request = {"experiment_id": info["experiment_id"], "start_time": info.get("start_time"),
+                   "run_name": info.get("run_name"), "user_id": info.get("user_id"), "tags": tags}  # fmt: skip
+        return await self._copy_run(link, primary_id, request, info)
+
+    async def _copy_run(
+        self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any], info: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        mapped = await self._mapped(link, "run", primary_id)
+        if mapped is not None:
+            return mapped.central_id, mapped.central_artifact_uri
+        experiment_id = await self.central_experiment(link, str(request.get("experiment_id") or info["experiment_id"]))
+        # Created before, by a relay that died before recording it? Its provenance tag finds it.
+        search = {
+            "experiment_ids": [experiment_id],
+            "filter": f"tags.`{SOURCE_RUN_TAG}` = '{primary_id}'",
+            "run_view_type": "ALL",
+            "max_results": 1,
+        }
+        existing = (await self._central(link, "POST", "/api/2.0/mlflow/runs/search", search)).get("runs") or []
+        if existing:
+            run_info = existing[0]["info"]
+        else:
+            tags = [t for t in request.get("tags") or [] if t.get("key") not in (SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG)]
+            tags += [{"key": SOURCE_RUN_TAG, "value": primary_id}, {"key": SOURCE_WORKSPACE_TAG, "value": link.name}]
+            body = {
+                "experiment_id": experiment_id,
+                "start_time": request.get("start_time") or info.get("start_time"),
+                "run_name": request.get("run_name") or info.get("run_name"),
+                "user_id": request.get("user_id") or info.get("user_id"),
+                "tags": tags,
+            }
+            created = await self._central(
+                link, "POST", "/api/2.0/mlflow/runs/create", {k: v for k, v in body.items() if v is not None}
+            )
+            run_info = created["run"]["info"]
+        central_id, uri = str(run_info["run_id"]), str(run_info.get("artifact_uri", ""))
+        await self._remember(link, "run", primary_id, central_id, uri)
+        return central_id, uri
+
+    # -- artifacts ----------------------------------------------------------------------------------
+
+    async def _copy_artifact(self, link: WorkspaceLink, upstream_path: str) -> None:
+        """Stream one artifact from the workspace store to the central store, never holding it whole."""
+        parts = upstream_path.split("/")
+        if parts[0] == "workspaces":
+            parts = parts[2:]
+        if len(parts) < 4 or parts[2] != "artifacts":
+            return  # not a run's artifact (logged models are not mirrored yet)
+        _, central_uri = await self.central_run(link, parts[1])
+        relative = "/".join(parts[3:])
+        target = central_uri.removeprefix("mlflow-artifacts:").lstrip("/") + "/" + relative
+        primary = self.stores[link.store]
+        try:
+            source = await primary.request(
+                "GET",
+                "/api/2.0/mlflow-artifacts/artifacts/" + quote(upstream_path),
+                workspace=link.upstream_workspace,
+                idempotent=True,
+            )
+        except (StoreUnreachable, StoreTimedOut) as exc:
+            raise Transient(f"workspace store unreachable: {exc}") from exc
+        if source.status != 200:
+            source.release()
+            if source.status == 404:
+                return  # deleted since: nothing to copy
+            raise Transient(f"workspace store answered {source.status} for an artifact")
+        central = self.stores[link.mirror or ""]
+        try:
+            answer = await central.request(
+                "PUT",
+                "/api/2.0/mlflow-artifacts/artifacts/" + quote(target),
+                headers=[("content-type", "application/octet-stream")],
+                body=source.iter_chunks(),
+                workspace=link.mirror_workspace,
+            )
+        except (StoreUnreachable, StoreTimedOut) as exc:
+            source.release()
+            raise Transient(f"central store unreachable: {exc}") from exc
+        await _checked(answer.status, await answer.read())
+
+    # -- calls ----------------------------------------------------------------------------------------
+
+    async def _central(self, link: WorkspaceLink, method: str, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        store = self.stores[link.mirror or ""]
+        try:
+            response = await store.request(
+                method,
+                path,
+                headers=[("content-type", "application/json")],
+                body=msgspec.json.encode(body),
+                workspace=link.mirror_workspace,
+                idempotent=True,  # every mirrored write is safe to repeat
+            )
+            raw = await response.read()
+        except (StoreUnreachable, StoreTimedOut) as exc:
+            raise Transient(f"central store unreachable: {exc}") from exc
+        return await _checked(response.status, raw)
+
+    async def _central_get(
+        self, link: WorkspaceLink, path: str, query: Mapping[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        return await self._get(self.stores[link.mirror or ""], link.mirror_workspace, path, query, "central")
+
+    async def _primary(self, link: WorkspaceLink, path: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        return await self._get(self.stores[link.store], link.upstream_workspace, path, query, "workspace")
+
+    @staticmethod
+    async def _get(
+        store: Store, workspace: str | None, path: str, query: Mapping[str, str], which: str
+    ) -> tuple[int, dict[str, Any]]:
+        try:
+            response = await store.request("GET", path, query=urlencode(query), workspace=workspace, idempotent=True)
+            raw = await response.read()
+        except (StoreUnreachable, StoreTimedOut) as exc:
+            raise Transient(f"{which} store unreachable: {exc}") from exc
+        if response.status >= 500 or response.status == 429:
+            raise Transient(f"{which} store answered {response.status}")
+        document = msgspec.json.decode(raw) if raw[:1] == b"{" else {}
+        return response.status, document
+
+
+async def _checked(status: int, raw: bytes) -> dict[str, Any]:
+    if status >= 500 or status == 429:
+        raise Transient(f"central store answered {status}: {raw[:300]!r}")
+    if status >= 400:
+        raise Refused(f"central store refused ({status}): {raw[:500].decode(errors='replace')}")
+    return msgspec.json.decode(raw) if raw[:1] == b"{" else {}

@@ -1,0 +1,225 @@
+"""The transactional outbox of dual workspaces, and the relay that drains it into the central store.
+
+After the primary store accepts a write, the entry is committed here before the client gets its
+answer. Relays run in every gateway process: each claims the oldest pending entry of a key (a run or
+an experiment) with `FOR UPDATE SKIP LOCKED` together with the entries queued behind it, so a key is
+only ever worked on by one relay and in order, while different keys drain in parallel. Failures
+are retried with exponential back-off and jitter for as long as the central store is unreachable;
+an entry the central store keeps refusing is moved to a visible dead-letter state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.db.models import OutboxRow
+from gateway.observability.metrics import OUTBOX_APPLIED, OUTBOX_FAILURES
+
+log = logging.getLogger(__name__)
+
+MAX_REFUSALS = 5  # a central store answering 4xx this many times makes an entry a dead letter
+MAX_BACKOFF_SECONDS = 60.0
+GROUP_LIMIT = 2_000  # entries of one key taken in one claim
+
+
+class Transient(Exception):
+    """The central store could not be reached or failed (5xx, 429): retry, never give up."""
+
+
+class Refused(Exception):
+    """The central store refused the entry (4xx): retry a few times, then dead-letter it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """How far a group of entries got: the first `count` succeeded; `error` stopped the rest."""
+
+    count: int
+    error: Exception | None = None
+
+
+class OutboxRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def append(self, workspace_id: int, order_key: str, route: str, payload: dict[str, Any]) -> None:
+        self.session.add(OutboxRow(workspace_id=workspace_id, order_key=order_key, route=route, payload=payload))
+        await self.session.flush()
+
+    async def claim_heads(self, limit: int) -> Sequence[tuple[int, str]]:
+        """The oldest due pending entry of keys nobody else holds, locked until this transaction ends."""
+        result = await self.session.execute(
+            text(
+                """
+                SELECT o.id, o.order_key FROM outbox o
+                WHERE o.state = 'pending' AND o.next_attempt_at <= now()
+                  AND NOT EXISTS (
+                      SELECT 1 FROM outbox p
+                      WHERE p.order_key = o.order_key AND p.state = 'pending' AND p.id < o.id)
+                ORDER BY o.next_attempt_at, o.id
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+                """
+            ),
+            {"limit": limit},
+        )
+        return [(int(row[0]), str(row[1])) for row in result.all()]
+
+    async def group(self, head_id: int, order_key: str) -> Sequence[OutboxRow]:
+        """The head and the entries queued behind it for the same key (the head's lock keeps others off)."""
+        result = await self.session.execute(
+            select(OutboxRow)
+            .where(OutboxRow.order_key == order_key, OutboxRow.state == "pending", OutboxRow.id >= head_id)
+            .order_by(OutboxRow.id)
+            .limit(GROUP_LIMIT)
+            .with_for_update()
+        )
+        return result.scalars().all()
+
+    async def mark_done(self, ids: list[int]) -> None:
+        if ids:
+            await self.session.execute(
+                update(OutboxRow).where(OutboxRow.id.in_(ids)).values(state="done", done_at=func.now())
+            )
+
+    async def mark_failed(self, row: OutboxRow, error: Exception) -> None:
+        attempts = row.attempts + 1
+        refusals = row.refusals + int(isinstance(error, Refused))
+        # An unreachable central store is waited out, however long; only repeated refusals give up.
+        dead = refusals >= MAX_REFUSALS
+        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempts, 10)) * (0.5 + random.random())  # noqa: S311 (jitter, not a secret)
+        row.attempts = attempts
+        row.refusals = refusals
+        row.last_error = str(error)[:2000]
+        row.state = "dead" if dead else "pending"
+        row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+        await self.session.flush()
+        if dead:
+            log.error("outbox entry %s (%s) is a dead letter: %s", row.id, row.route, row.last_error)
+
+    async def status(self) -> list[dict[str, Any]]:
+        result = await self.session.execute(
+            text(
+                """
+                SELECT workspace_id,
+                       count(*) FILTER (WHERE state = 'pending') AS pending,
+                       extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending')) AS oldest,
+                       count(*) FILTER (WHERE state = 'dead') AS dead,
+                       count(*) FILTER (WHERE state = 'done' AND done_at > now() - interval '60 seconds') AS recent
+                FROM outbox GROUP BY workspace_id
+                """
+            )
+        )
+        return [
+            {
+                "workspace_id": int(row.workspace_id),
+                "pending": int(row.pending),
+                "oldest_pending_seconds": round(float(row.oldest), 1) if row.oldest is not None else 0.0,
+                "dead_letters": int(row.dead),
+                "replayed_per_second": round(int(row.recent) / 60, 2),
+            }
+            for row in result.all()
+        ]
+
+    async def dead_letters(self, workspace_id: int, limit: int = 100) -> Sequence[OutboxRow]:
+        result = await self.session.execute(
+            select(OutboxRow)
+            .where(OutboxRow.workspace_id == workspace_id, OutboxRow.state == "dead")
+            .order_by(OutboxRow.id)
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+    async def retry_dead(self, workspace_id: int, entry_id: int | None = None) -> int:
+        statement = (
+            update(OutboxRow)
+            .where(OutboxRow.workspace_id == workspace_id, OutboxRow.state == "dead")
+            .values(state="pending", attempts=0, refusals=0, next_attempt_at=func.now())
+        )
+        if entry_id is not None:
+            statement = statement.where(OutboxRow.id == entry_id)
+        result = await self.session.execute(statement)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class OutboxWriter:
+    """Records a dual workspace's accepted write; committed before the client hears of its success."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def record(self, workspace_id: int, order_key: str, route: str, payload: dict[str, Any]) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await OutboxRepository(session).append(workspace_id, order_key, route, payload)
+
+
+class Relay:
+    """Drains the outbox. One per process; `workers` keys are worked on at a time."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        apply: Any,  # Mirror.apply: (workspace_id, rows) -> Applied
+        workers: int = 4,
+        idle_seconds: float = 0.25,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._apply = apply
+        self._workers = workers
+        self._idle = idle_seconds
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(), name=f"outbox relay {i}") for i in range(self._workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                worked = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay round failed: %s", type(exc).__name__)
+                worked = 0
+            if not worked:
+                await asyncio.sleep(self._idle)
+
+    async def run_once(self) -> int:
+        """Claim one key and apply what is queued for it; the number of entries applied."""
+        async with self._sessionmaker() as session, session.begin():
+            repository = OutboxRepository(session)
+            heads = await repository.claim_heads(1)
+            if not heads:
+                return 0
+            head_id, order_key = heads[0]
+            rows = list(await repository.group(head_id, order_key))
+            started = time.perf_counter()
+            outcome: Applied = await self._apply(rows)
+            await repository.mark_done([row.id for row in rows[: outcome.count]])
+            if outcome.error is not None and outcome.count < len(rows):
+                failed = rows[outcome.count]
+                OUTBOX_FAILURES.labels(type(outcome.error).__name__).inc()
+                await repository.mark_failed(failed, outcome.error)
+            OUTBOX_APPLIED.inc(outcome.count)
+            log.debug(
+                "relayed %s entries of %s in %.1f ms", outcome.count, order_key, (time.perf_counter() - started) * 1000
+            )
+            return outcome.count

@@ -1,0 +1,187 @@
+"""Dual workspaces: writes land in the workspace store and, through the outbox, in the central store.
+
+Faults are real: the central `mlflow server` is stopped and restarted on the same port; two gateway
+processes relay the same backlog.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from gateway.devstack import GatewayProcess, MlflowServer
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all
+
+pytestmark = pytest.mark.integration
+WORKSPACE = "lab"
+
+
+@dataclass
+class DualStack:
+    primary: MlflowServer
+    central: MlflowServer
+    gateway: GatewayProcess
+    config: Path
+
+    def status(self, gateway: GatewayProcess | None = None) -> dict[str, Any]:
+        url = f"{(gateway or self.gateway).url}/api/2.0/fedgate/links"
+        links = requests.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30).json()["links"]
+        return next(link for link in links if link["workspace"] == WORKSPACE)
+
+    def drained(self, timeout: float = 180.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status["pending"] == 0:
+                return status
+            time.sleep(0.5)
+        raise AssertionError(f"outbox not drained: {self.status()}")
+
+
+@pytest.fixture(scope="module")
+def dual(workdir: Path) -> Iterator[DualStack]:
+    from gateway.db.engine import start_embedded
+
+    root = workdir / "dual"
+    database = start_embedded(root / "postgres").url
+    primary = MlflowServer(root / "primary")
+    central = MlflowServer(root / "central", workspaces=True)
+    _start_all([primary, central])
+    config = root / "fedgate.toml"
+    config.write_text(
+        f"""
+[account]
+id = "7002"
+[database]
+url = "{database}"
+[stores.primary]
+url = "{primary.url}"
+[stores.central]
+url = "{central.url}"
+workspaces = true
+[central]
+store = "central"
+[[workspaces]]
+name = "{WORKSPACE}"
+id = "2001"
+store = "primary"
+mode = "dual"
+"""
+    )
+    gateway = GatewayProcess(config, GATEWAY_ENV).start()
+    try:
+        yield DualStack(primary, central, gateway, config)
+    finally:
+        gateway.stop()
+        primary.stop()
+        central.stop()
+
+
+def client_for(url: str, workspace: str | None, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_workspace(workspace)
+    return MlflowClient(tracking_uri=url)
+
+
+def central_copy(dual: DualStack, run_id: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    experiments = [e.experiment_id for e in central.search_experiments(view_type=3)]
+    found = central.search_runs(experiments, f"tags.`fedgate.source_run_id` = '{run_id}'", run_view_type=3)
+    assert len(found) == 1, f"expected exactly one central copy of {run_id}, found {len(found)}"
+    return central, found[0]
+
+
+def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[float, int, int]]:
+    return sorted((m.value, m.step, m.timestamp) for m in client.get_metric_history(run_id, key))
+
+
+def test_a_central_outage_loses_nothing_and_the_backlog_drains_in_order(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    experiment_id = gateway.create_experiment(f"outage-{uuid.uuid4().hex[:6]}")
+    run = gateway.create_run(experiment_id, run_name="through-an-outage")
+    run_id = run.info.run_id
+    dual.central.stop()
+    try:
+        now = int(time.time() * 1000)
+        for start in (0, 1000):  # 2,000 points in two log-batch calls of 1,000
+            metrics = [Metric("loss", 1.0 / (i + 1), now + i, i) for i in range(start, start + 1000)]
+            gateway.log_batch(run_id, metrics=metrics)
+        for i in range(50):  # and single points, which the relay coalesces
+            gateway.log_metric(run_id, "accuracy", 0.5 + i / 100, timestamp=now + i, step=i)
+        gateway.log_batch(run_id, params=[Param(f"p{i}", str(i)) for i in range(20)])
+        for i in range(10):
+            gateway.set_tag(run_id, f"t{i}", f"value-{i}")
+        for version in range(5):  # the same tag rewritten: order decides the final value
+            gateway.set_tag(run_id, "phase", f"v{version}")
+        for i in range(3):
+            artifact = tmp_path / f"artifact-{i}.txt"
+            artifact.write_text(f"artifact {i} " * 1000)
+            gateway.log_artifact(run_id, str(artifact), artifact_path="outputs")
+        gateway.set_terminated(run_id, "FINISHED")
+        status = dual.status()
+        assert status["pending"] > 0 and status["oldest_pending_seconds"] >= 0
+    finally:
+        dual.central.start()
+    dual.drained()
+
+    primary_client = client_for(dual.primary.url, None, monkeypatch)  # the workspace setting is global
+    primary = primary_client.get_run(run_id)
+    expected = {key: history(primary_client, run_id, key) for key in ("loss", "accuracy")}
+    central, copy = central_copy(dual, run_id, monkeypatch)
+    assert copy.data.params == primary.data.params and len(copy.data.params) == 20
+    own_tags = {k: v for k, v in copy.data.tags.items() if not k.startswith("fedgate.")}
+    assert own_tags == primary.data.tags
+    assert copy.data.tags["phase"] == "v4" and copy.data.tags["fedgate.source_workspace"] == WORKSPACE
+    assert (copy.info.status, copy.info.start_time, copy.info.end_time) == (
+        primary.info.status,
+        primary.info.start_time,
+        primary.info.end_time,
+    )
+    for key, points in expected.items():  # point by point: value, step and timestamp
+        assert history(central, copy.info.run_id, key) == points
+    assert len(expected["loss"]) == 2000 and len(expected["accuracy"]) == 50
+    central_files = sorted(f.path for f in central.list_artifacts(copy.info.run_id, "outputs"))
+    assert central_files == [f"outputs/artifact-{i}.txt" for i in range(3)]
+    downloaded = Path(central.download_artifacts(copy.info.run_id, "outputs/artifact-2.txt", str(tmp_path / "c")))
+    assert downloaded.read_text() == "artifact 2 " * 1000
+
+
+def test_two_gateways_relay_one_backlog_exactly_once(dual: DualStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    experiment_id = gateway.create_experiment(f"two-relays-{uuid.uuid4().hex[:6]}")
+    dual.central.stop()
+    second = GatewayProcess(dual.config, GATEWAY_ENV)
+    try:
+        runs = [gateway.create_run(experiment_id).info.run_id for _ in range(6)]
+        for step in range(15):
+            for run_id in runs:
+                gateway.log_batch(run_id, metrics=[Metric("m", float(step), 1000 + step, step)],
+                                  tags=[RunTag("last", str(step))])  # fmt: skip
+        second.start()
+    finally:
+        dual.central.start()
+    try:
+        dual.drained()
+    finally:
+        second.stop()
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    for run_id in runs:
+        _, copy = central_copy(dual, run_id, monkeypatch)  # exactly one copy per run
+        assert copy.data.tags["last"] == "14"  # applied in order
+        assert [m.value for m in sorted(central.get_metric_history(copy.info.run_id, "m"), key=lambda m: m.step)] == [
+            float(step) for step in range(15)
+        ]
+    assert dual.status()["dead_letters"] == 0
