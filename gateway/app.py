@@ -60,6 +60,7 @@ from gateway.federation.capabilities import StoreCapabilities
 from gateway.federation.guard import Guard, Lookups
 from gateway.federation.mirror import Mirror
 from gateway.federation.outbox import OutboxWriter, Relay
+from gateway.federation.reconcile import Reconciler
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
@@ -179,7 +180,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
     forwarder.outbox = OutboxWriter(sessionmaker)
-    relay = Relay(sessionmaker, Mirror(links, stores, sessionmaker).apply, workers=settings.server.relay_workers)
+    mirror = Mirror(links, stores, sessionmaker)
+    relay = Relay(sessionmaker, mirror.apply, workers=settings.server.relay_workers)
+    reconciler = Reconciler(links, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
     forwarder.guard = Guard(
         authorizer, Lookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create
     )
@@ -229,12 +232,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             watcher.start()
         audit.start()
         relay.start()
+        reconciler.start()
         checks = asyncio.create_task(_check_configured_links(workspaces))
         try:
             yield
         finally:
             checks.cancel()
             await relay.stop()
+            await reconciler.stop()
             for watcher in watchers:
                 await watcher.stop()
             await audit.stop()
@@ -283,6 +288,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "forwarder": Provide(lambda: forwarder, sync_to_thread=False, use_cache=True),
             "principals": Provide(lambda: principals, sync_to_thread=False, use_cache=True),
             "tokens": Provide(lambda: tokens, sync_to_thread=False, use_cache=True),
+            "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
         },
         middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],  # type: ignore[arg-type]
         exception_handlers={

@@ -356,22 +356,92 @@ class Mirror:
             raise Transient(f"central store unreachable: {exc}") from exc
         await _checked(answer.status, await answer.read())
 
+    # -- for the reconciler ---------------------------------------------------------------------------
+
+    async def primary_post(self, link: WorkspaceLink, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._call(self.stores[link.store], link.upstream_workspace, "POST", path, body, "workspace")
+
+    async def central_post(
+        self, link: WorkspaceLink, path: str, body: Mapping[str, Any], *, get: bool = False
+    ) -> dict[str, Any]:
+        if get:
+            status, found = await self._central_get(link, path, {k: str(v) for k, v in body.items()})
+            return await _checked(status, msgspec.json.encode(found))
+        return await self._central(link, "POST", path, body)
+
+    async def history(self, link: WorkspaceLink, run_id: str, key: str, *, central: bool) -> list[dict[str, Any]]:
+        """A metric's whole history, page by page."""
+        points: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = {"run_id": run_id, "metric_key": key, "max_results": "25000"}
+            if token:
+                query["page_token"] = token
+            get = self._central_get if central else self._primary
+            status, page = await get(link, "/api/2.0/mlflow/metrics/get-history", query)
+            await _checked(status, b"{}")
+            points.extend(page.get("metrics") or [])
+            token = page.get("next_page_token") or ""
+            if not token:
+                return points
+
+    async def copy_missing_artifacts(self, link: WorkspaceLink, primary_run: str) -> int:
+        """Copy the run's files the central copy lacks (by path and size); the number copied."""
+        mine = await self._files(link, primary_run, central=False)
+        if not mine:
+            return 0
+        central_run, _ = await self.central_run(link, primary_run)
+        theirs = await self._files(link, central_run, central=True)
+        missing = [path for path, size in mine.items() if theirs.get(path) != size]
+        root = await self._primary_artifact_root(link, primary_run)
+        for path in missing:
+            await self._copy_artifact(link, f"{root}/{path}")
+        return len(missing)
+
+    async def _primary_artifact_root(self, link: WorkspaceLink, run_id: str) -> str:
+        status, found = await self._primary(link, "/api/2.0/mlflow/runs/get", {"run_id": run_id})
+        await _checked(status, b"{}")
+        return str(found["run"]["info"]["artifact_uri"]).removeprefix("mlflow-artifacts:").lstrip("/")
+
+    async def _files(self, link: WorkspaceLink, run_id: str, *, central: bool) -> dict[str, int]:
+        """path → size of every file of a run (`artifacts/list` is served for proxied artifacts too)."""
+        files: dict[str, int] = {}
+        folders = [""]
+        get = self._central_get if central else self._primary
+        while folders:
+            folder = folders.pop()
+            query = {"run_id": run_id, **({"path": folder} if folder else {})}
+            status, page = await get(link, "/api/2.0/mlflow/artifacts/list", query)
+            if status != 200:
+                return files
+            for item in page.get("files") or []:
+                if item.get("is_dir"):
+                    folders.append(item["path"])
+                else:
+                    files[item["path"]] = int(item.get("file_size") or 0)
+        return files
+
     # -- calls ----------------------------------------------------------------------------------------
 
     async def _central(self, link: WorkspaceLink, method: str, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        store = self.stores[link.mirror or ""]
+        return await self._call(self.stores[link.mirror or ""], link.mirror_workspace, method, path, body, "central")
+
+    @staticmethod
+    async def _call(
+        store: Store, workspace: str | None, method: str, path: str, body: Mapping[str, Any], which: str
+    ) -> dict[str, Any]:
         try:
             response = await store.request(
                 method,
                 path,
                 headers=[("content-type", "application/json")],
                 body=msgspec.json.encode(body),
-                workspace=link.mirror_workspace,
+                workspace=workspace,
                 idempotent=True,  # every mirrored write is safe to repeat
             )
             raw = await response.read()
         except (StoreUnreachable, StoreTimedOut) as exc:
-            raise Transient(f"central store unreachable: {exc}") from exc
+            raise Transient(f"{which} store unreachable: {exc}") from exc
         return await _checked(response.status, raw)
 
     async def _central_get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
@@ -12,6 +13,7 @@ from gateway.authn.principal import Principal
 from gateway.authz.decide import Authorizer, hidden
 from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.federation.outbox import OutboxRepository
+from gateway.federation.reconcile import Reconciler
 from gateway.federation.route_table import WORKSPACE_ROUTES
 from gateway.workspaces.links import WorkspaceLink
 from gateway.workspaces.schemas import (
@@ -129,6 +131,7 @@ class LinksController(Controller):
         request: Request[Principal, Any, Any],
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
+        reconciler: Reconciler,
     ) -> dict[str, Any]:
         _require_admin(request)
         async with sessionmaker() as session:
@@ -149,7 +152,28 @@ class LinksController(Controller):
                     "dead_letters": queue.get("dead_letters", 0),
                 }
             )
+            if (progress := reconciler.progress.get(link.name)) is not None:
+                links[-1]["reconcile"] = asdict(progress)
         return {"links": links}
+
+    @post("/{workspace_name:str}/reconcile", name="links reconcile", status_code=202)
+    async def reconcile(
+        self,
+        request: Request[Principal, Any, Any],
+        workspace_name: str,
+        data: dict[str, Any],
+        service: WorkspaceService,
+        reconciler: Reconciler,
+    ) -> dict[str, Any]:
+        """Compare the workspace's runs with their central copies and repair; `all` also backfills history."""
+        _require_admin(request)
+        link = _linked(service, workspace_name)
+        if link.mirror is None:
+            raise InvalidParameter(f"Workspace '{workspace_name}' is not linked in dual mode; nothing to reconcile.")
+        everything = data.get("all", False)
+        if not isinstance(everything, bool):
+            raise InvalidParameter("'all' must be true or false.")
+        return {"reconcile": asdict(reconciler.launch(link, everything=everything))}
 
     @get("/{workspace_name:str}/dead-letters", name="links dead letters")
     async def dead_letters(

@@ -185,3 +185,77 @@ def test_two_gateways_relay_one_backlog_exactly_once(dual: DualStack, monkeypatc
             float(step) for step in range(15)
         ]
     assert dual.status()["dead_letters"] == 0
+
+
+def wait_reconciled(dual: DualStack, timeout: float = 180.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = dual.status()
+        state = (status.get("reconcile") or {}).get("state")
+        if state and state != "running" and status["pending"] == 0:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"reconcile did not finish: {dual.status()}")
+
+
+def test_a_killed_gateway_and_writes_around_it_are_repaired_by_reconcile(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    experiment_id = gateway.create_experiment(f"killed-{uuid.uuid4().hex[:6]}")
+    burst_run = gateway.create_run(experiment_id).info.run_id
+    sent: list[int] = []
+
+    def burst() -> None:
+        for step in range(400):
+            try:
+                gateway.log_batch(burst_run, metrics=[Metric("burst", float(step), 5000 + step, step)])
+                sent.append(step)
+            except Exception:
+                return  # the gateway is gone
+
+    thread = threading.Thread(target=burst)
+    thread.start()
+    time.sleep(1.5)
+    dual.gateway.kill()  # SIGKILL, mid-burst
+    thread.join(60)
+    # Meanwhile someone writes to the workspace store directly, around the gateway.
+    direct = client_for(dual.primary.url, None, monkeypatch)
+    around = direct.create_run(experiment_id, run_name="around-the-gateway").info.run_id
+    direct.log_batch(around, metrics=[Metric("m", float(i), 9000 + i, i) for i in range(30)],
+                     params=[Param("lr", "0.01")], tags=[RunTag("origin", "direct")])  # fmt: skip
+    direct.set_terminated(around)
+    primary_runs = {run_id: direct.get_run(run_id) for run_id in (burst_run, around)}
+    expected = {run_id: history(direct, run_id, key) for run_id, key in ((burst_run, "burst"), (around, "m"))}
+
+    dual.gateway.start()
+    started = requests.post(
+        f"{dual.gateway.url}/api/2.0/fedgate/links/{WORKSPACE}/reconcile",
+        json={"all": True},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    )
+    assert started.status_code == 202, started.text
+    status = wait_reconciled(dual)
+    assert status["reconcile"]["state"] == "finished", status
+    assert status["reconcile"]["runs_repaired"] >= 1
+
+    for run_id, primary in primary_runs.items():
+        central, copy = central_copy(dual, run_id, monkeypatch)  # exactly one copy, none duplicated
+        key = "burst" if run_id == burst_run else "m"
+        assert history(central, copy.info.run_id, key) == expected[run_id]
+        assert copy.data.params == primary.data.params
+        assert {k: v for k, v in copy.data.tags.items() if not k.startswith("fedgate.")} == primary.data.tags
+        assert copy.info.status == primary.info.status
+    assert len(expected[burst_run]) == len(sent) or len(expected[burst_run]) == len(sent) + 1
+    # A second pass finds nothing left to repair.
+    again = requests.post(
+        f"{dual.gateway.url}/api/2.0/fedgate/links/{WORKSPACE}/reconcile",
+        json={"all": True},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    )
+    assert again.status_code == 202
+    assert wait_reconciled(dual)["reconcile"]["runs_repaired"] == 0

@@ -1,4 +1,4 @@
-"""Dual-tracking: the id map and the transactional outbox.
+"""Dual-tracking: the id map, the transactional outbox and the reconciler's cursors.
 
 Revision ID: 0003
 Revises: 0002
@@ -48,8 +48,16 @@ def upgrade() -> None:
     op.execute("CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state = 'pending'")
     op.execute("CREATE INDEX outbox_pending_key ON outbox (order_key, id) WHERE state = 'pending'")
     op.create_index("outbox_workspace_state", "outbox", ["workspace_id", "state"])
+    op.create_table(
+        "sync_cursors",
+        sa.Column("workspace_id", sa.BigInteger, primary_key=True),
+        sa.Column("name", sa.String(32), primary_key=True),
+        sa.Column("cursor", sa.Text, nullable=False, server_default=""),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sync_cursors")
     op.drop_table("outbox")
     op.drop_table("id_map")
