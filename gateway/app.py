@@ -57,6 +57,7 @@ from gateway.config import (
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.errors import GatewayError, PermissionDenied, Unauthenticated
 from gateway.federation.capabilities import StoreCapabilities
+from gateway.federation.failover import Failover
 from gateway.federation.guard import Guard, Lookups
 from gateway.federation.mirror import Mirror
 from gateway.federation.outbox import OutboxWriter, Relay
@@ -180,6 +181,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
     forwarder.outbox = OutboxWriter(sessionmaker)
+    forwarder.failover = Failover(stores, sessionmaker)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(sessionmaker, mirror.apply, workers=settings.server.relay_workers)
     reconciler = Reconciler(links, mirror, sessionmaker, settings.server.reconcile_interval_seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -22,6 +22,7 @@ from gateway.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from gateway.federation.failover import SERVED_BY, Failover
 from gateway.federation.guard import Guard, Plan
 from gateway.federation.mirror import MIRRORED_ROUTES, order_key
 from gateway.federation.outbox import OutboxWriter
@@ -139,14 +140,18 @@ class Forwarder:
         self.runs = runs
         self.guard: Guard | None = None  # set by the composition root; without it every call is refused
         self.outbox: OutboxWriter | None = None  # dual workspaces' writes to mirror
+        self.failover: Failover | None = None  # dual workspaces' reads while their store is down
 
     async def fetch(self, link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
         """A read of the gateway's own (ids for authorization), sent with the store's credentials."""
         store = self.stores[link.store]
-        response = await store.request(
-            "GET", path, query=query, headers=[], workspace=link.upstream_workspace, idempotent=True
-        )
-        body = await response.read()
+        try:
+            response = await store.request(
+                "GET", path, query=query, headers=[], workspace=link.upstream_workspace, idempotent=True
+            )
+            body = await response.read()
+        except (StoreUnreachable, StoreTimedOut) as exc:
+            raise StoreUnavailable(f"The store of workspace '{link.name}' is unreachable; try again shortly.") from exc
         if _renames(link) and body[:1] == b"{":
             body = _rewrite_json(body, link.upstream_workspace or link.name, link.name)
         return response.status, body
@@ -256,8 +261,16 @@ class Forwarder:
         headers.append(("X-Request-Id", call.request_id))
 
         store = self.stores[link.store]
-        response = await self._send(store, spec, path, query, headers, body, link)
-        result = await self._result(call, link, response, plan)
+        translate: Callable[[bytes], Awaitable[bytes]] | None = None
+        try:
+            response = await self._send(store, spec, path, query, headers, body, link)
+        except StoreUnavailable:
+            if self.failover is None or not self.failover.serves(spec, link):
+                raise
+            # A dual workspace's store is down: reads are answered from the central copy.
+            json_body = body if isinstance(body, bytes) else None
+            response, translate = await self.failover.request(spec, link, path, query, json_body, artifact_path)
+        result = await self._result(call, link, response, plan, translate)
         if link.mirror is not None and result.status == 200 and spec.name in MIRRORED_ROUTES:
             await self._record_mirror(call, link, result, artifact_path)
         return result
@@ -322,10 +335,17 @@ class Forwarder:
                 raise StoreTimeout(f"The store of workspace '{link.name}' did not answer in time.") from exc
 
     async def _result(
-        self, call: ForwardCall, link: WorkspaceLink, response: StoreResponse, plan: Plan
+        self,
+        call: ForwardCall,
+        link: WorkspaceLink,
+        response: StoreResponse,
+        plan: Plan,
+        translate: Callable[[bytes], Awaitable[bytes]] | None = None,
     ) -> ForwardResult:
         spec = call.spec
         headers = {k: v for k, v in response.headers.items() if k.lower() in RETURNED_RESPONSE_HEADERS}
+        if translate is not None:
+            headers[SERVED_BY] = "central"
         # Artifact bytes are the user's and are never rewritten; JSON answers of renamed links are.
         rewrite = _renames(link) and spec.body is not Body.DOWNLOAD
         found_by_name = spec.name == "GET /mlflow/experiments/get-by-name" and response.status == 200
@@ -335,6 +355,7 @@ class Forwarder:
             or rewrite
             or plan.after is not None
             or found_by_name
+            or (translate is not None and spec.body is not Body.DOWNLOAD)
         )
         small = response.content_length is not None and response.content_length <= BUFFER_LIMIT
         if (spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read):
@@ -347,6 +368,8 @@ class Forwarder:
             raise StoreUnavailable(f"The store of workspace '{link.name}' dropped the answer.") from exc
         if response.status == 200 and spec.name == "POST /mlflow/runs/create":
             await self._record_run(call, link, body)
+        if translate is not None and spec.body is not Body.DOWNLOAD:
+            body = await translate(body)
         if rewrite and body[:1] == b"{":
             body = _rewrite_json(body, link.upstream_workspace or link.name, link.name)
         if plan.after is not None:

@@ -259,3 +259,44 @@ def test_a_killed_gateway_and_writes_around_it_are_repaired_by_reconcile(
     )
     assert again.status_code == 202
     assert wait_reconciled(dual)["reconcile"]["runs_repaired"] == 0
+
+
+def test_reads_fail_over_to_the_central_copy_while_the_workspace_store_is_down(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    name = f"failover-{uuid.uuid4().hex[:6]}"
+    experiment_id = gateway.create_experiment(name)
+    run_id = gateway.create_run(experiment_id, run_name="resilient").info.run_id
+    gateway.log_batch(run_id, metrics=[Metric("acc", i / 10, 100 + i, i) for i in range(10)],
+                      params=[Param("optimizer", "adam")], tags=[RunTag("team", "lab")])  # fmt: skip
+    (tmp_path / "model.txt").write_text("weights")
+    gateway.log_artifact(run_id, str(tmp_path / "model.txt"))
+    gateway.set_terminated(run_id)
+    dual.drained()
+    before = gateway.get_run(run_id)
+    points = history(gateway, run_id, "acc")
+
+    dual.primary.stop()
+    try:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": WORKSPACE}
+        raw = requests.get(f"{dual.gateway.url}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
+                           headers=headers, timeout=30)  # fmt: skip
+        assert raw.status_code == 200 and raw.headers["X-Fedgate-Served-By"] == "central"
+        after = gateway.get_run(run_id)  # ids translated back: the client's own ids
+        assert (after.info.run_id, after.info.experiment_id) == (run_id, experiment_id)
+        assert after.data.params == before.data.params and after.data.tags == before.data.tags
+        assert after.data.metrics == before.data.metrics and after.info.end_time == before.info.end_time
+        assert history(gateway, run_id, "acc") == points
+        assert [r.info.run_id for r in gateway.search_runs([experiment_id])] == [run_id]
+        assert gateway.get_experiment_by_name(name).experiment_id == experiment_id
+        downloaded = gateway.download_artifacts(run_id, "model.txt", str(tmp_path / "down"))
+        assert Path(downloaded).read_text() == "weights"
+        # Writes are not failed over: a clear 503 with Retry-After, nothing written anywhere.
+        late = {"run_id": run_id, "key": "late", "value": 1.0, "timestamp": 1, "step": 0}
+        write = requests.post(f"{dual.gateway.url}/api/2.0/mlflow/runs/log-metric", headers=headers, json=late)
+        assert write.status_code == 503 and write.headers["Retry-After"]
+        assert write.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    finally:
+        dual.primary.start()
+    assert "late" not in gateway.get_run(run_id).data.metrics
