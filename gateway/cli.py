@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli_access import add_access_commands  # users, groups, tokens, permissions, grants, audit
 
     add_access_commands(commands, url)
+    from gateway.cli_links import add_links_commands  # links status, dead letters, reconcile
+
+    add_links_commands(commands, url)
     return parser
 
 

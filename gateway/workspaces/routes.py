@@ -91,12 +91,18 @@ class WorkspacesController(Controller):
         data: WorkspaceChanges,
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
+        reconciler: Reconciler,
     ) -> Response[WorkspaceResponse]:
         _require_admin(request)
+        before = service.links.get(workspace_name)
         async with sessionmaker() as session, session.begin():
             workspace, warning = await service.update(session, workspace_name, data)
         async with sessionmaker() as session:
             await service.reload(session)
+        after = service.links.get(workspace_name)
+        if after is not None and after.mirror is not None and (before is None or before.mirror is None):
+            # Newly dual: its history is copied to the central store in the background (resumable).
+            reconciler.launch(after, everything=True)
         return _warned(WorkspaceResponse(workspace), warning, 200)
 
     @delete(_DELETE.paths(), opt={"route": _DELETE}, name="workspaces delete", status_code=204)

@@ -30,13 +30,14 @@ WORKSPACE = "lab"
 class DualStack:
     primary: MlflowServer
     central: MlflowServer
+    legacy: MlflowServer  # a store with history, linked later
     gateway: GatewayProcess
     config: Path
 
-    def status(self, gateway: GatewayProcess | None = None) -> dict[str, Any]:
-        url = f"{(gateway or self.gateway).url}/api/2.0/fedgate/links"
+    def status(self, workspace: str = WORKSPACE) -> dict[str, Any]:
+        url = f"{self.gateway.url}/api/2.0/fedgate/links"
         links = requests.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30).json()["links"]
-        return next(link for link in links if link["workspace"] == WORKSPACE)
+        return next(link for link in links if link["workspace"] == workspace)
 
     def drained(self, timeout: float = 180.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -56,7 +57,8 @@ def dual(workdir: Path) -> Iterator[DualStack]:
     database = start_embedded(root / "postgres").url
     primary = MlflowServer(root / "primary")
     central = MlflowServer(root / "central", workspaces=True)
-    _start_all([primary, central])
+    legacy = MlflowServer(root / "legacy")
+    _start_all([primary, central, legacy])
     config = root / "fedgate.toml"
     config.write_text(
         f"""
@@ -69,6 +71,8 @@ url = "{primary.url}"
 [stores.central]
 url = "{central.url}"
 workspaces = true
+[stores.legacy]
+url = "{legacy.url}"
 [central]
 store = "central"
 [[workspaces]]
@@ -80,11 +84,11 @@ mode = "dual"
     )
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
     try:
-        yield DualStack(primary, central, gateway, config)
+        yield DualStack(primary, central, legacy, gateway, config)
     finally:
         gateway.stop()
-        primary.stop()
-        central.stop()
+        for server in (primary, central, legacy):
+            server.stop()
 
 
 def client_for(url: str, workspace: str | None, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
@@ -187,15 +191,15 @@ def test_two_gateways_relay_one_backlog_exactly_once(dual: DualStack, monkeypatc
     assert dual.status()["dead_letters"] == 0
 
 
-def wait_reconciled(dual: DualStack, timeout: float = 180.0) -> dict[str, Any]:
+def wait_reconciled(dual: DualStack, timeout: float = 180.0, workspace: str = WORKSPACE) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = dual.status()
+        status = dual.status(workspace)
         state = (status.get("reconcile") or {}).get("state")
         if state and state != "running" and status["pending"] == 0:
             return status
         time.sleep(0.5)
-    raise AssertionError(f"reconcile did not finish: {dual.status()}")
+    raise AssertionError(f"reconcile did not finish: {dual.status(workspace)}")
 
 
 def test_a_killed_gateway_and_writes_around_it_are_repaired_by_reconcile(
@@ -300,3 +304,28 @@ def test_reads_fail_over_to_the_central_copy_while_the_workspace_store_is_down(
     finally:
         dual.primary.start()
     assert "late" not in gateway.get_run(run_id).data.metrics
+
+
+def test_relinking_a_workspace_as_dual_backfills_its_history(dual: DualStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    direct = client_for(dual.legacy.url, None, monkeypatch)
+    experiment_id = direct.create_experiment("history")
+    old_run = direct.create_run(experiment_id, run_name="from-last-year").info.run_id
+    direct.log_batch(old_run, metrics=[Metric("auc", 0.7 + i / 100, 50 + i, i) for i in range(20)],
+                     params=[Param("depth", "6")])  # fmt: skip
+    direct.set_terminated(old_run)
+    expected = history(direct, old_run, "auc")
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
+    linked = requests.post(base, json={"name": "legacy", "store": "legacy", "mode": "workspace"}, headers=admin)
+    assert linked.status_code == 201, linked.text
+    relinked = requests.patch(f"{base}/legacy", json={"mode": "dual"}, headers=admin)
+    assert relinked.status_code == 200, relinked.text
+    status = wait_reconciled(dual, workspace="legacy")
+    assert status["mode"] == "dual" and status["reconcile"]["scope"] == "all"
+    assert status["reconcile"]["state"] == "finished" and status["reconcile"]["runs_repaired"] == 1
+    central = client_for(dual.central.url, "legacy", monkeypatch)
+    [copy] = central.search_runs(
+        [e.experiment_id for e in central.search_experiments()], f"tags.`fedgate.source_run_id` = '{old_run}'"
+    )
+    assert history(central, copy.info.run_id, "auc") == expected
+    assert copy.data.params == {"depth": "6"} and copy.info.run_name == "from-last-year"
