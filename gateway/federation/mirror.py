@@ -36,6 +36,27 @@ BATCHED = {
     "POST /mlflow/runs/set-tag",
     "POST /mlflow/runs/log-batch",
 }
+# Registry writes: `name` (and `version`) are translated; the HTTP method is the route's.
+REGISTRY_ROUTES = frozenset(
+    {
+        "POST /mlflow/registered-models/create",
+        "POST /mlflow/registered-models/rename",
+        "PATCH /mlflow/registered-models/update",
+        "DELETE /mlflow/registered-models/delete",
+        "POST /mlflow/registered-models/set-tag",
+        "DELETE /mlflow/registered-models/delete-tag",
+        "POST /mlflow/registered-models/alias",
+        "DELETE /mlflow/registered-models/alias",
+        "POST /mlflow/model-versions/create",
+        "PATCH /mlflow/model-versions/update",
+        "POST /mlflow/model-versions/transition-stage",
+        "DELETE /mlflow/model-versions/delete",
+        "POST /mlflow/model-versions/set-tag",
+        "DELETE /mlflow/model-versions/delete-tag",
+    }
+)
+SOURCE_MODEL_TAG = "fedgate.source_model_id"
+SOURCE_VERSION_TAG = "fedgate.source_version"
 # Writes of a dual workspace that are mirrored, by route.
 MIRRORED_ROUTES = frozenset(
     {
@@ -52,13 +73,35 @@ MIRRORED_ROUTES = frozenset(
         "POST /mlflow/runs/delete-tag",
         "POST /mlflow/runs/log-inputs",
         "PUT /mlflow-artifacts/artifacts/{artifact_path:path}",
+        "POST /mlflow/runs/outputs",
         *BATCHED,
+        # Logged models (MLflow 3) and the model registry
+        "POST /mlflow/logged-models",
+        "PATCH /mlflow/logged-models/{model_id:str}",
+        "PATCH /mlflow/logged-models/{model_id:str}/tags",
+        "POST /mlflow/logged-models/{model_id:str}/params",
+        *REGISTRY_ROUTES,
     }
 )
 
 
-def order_key(route: str, request: Mapping[str, Any], response: Mapping[str, Any], run_id: str | None) -> str | None:
-    """The key whose entries must be applied in order: the run, or the experiment."""
+def order_key(
+    route: str,
+    request: Mapping[str, Any],
+    response: Mapping[str, Any],
+    run_id: str | None,
+    model_id: str | None = None,
+) -> str | None:
+    """The key whose entries must be applied in order: the run, logged model, registered model or experiment."""
+    if route in REGISTRY_ROUTES:
+        # A rename is ordered with what follows it, under the new name.
+        name = request.get("new_name") if route.endswith("/rename") else request.get("name")
+        return f"model:{name}" if name else None
+    if route == "POST /mlflow/logged-models":
+        created = ((response.get("model") or {}).get("info") or {}).get("model_id")
+        return f"logged_model:{created}" if created else None
+    if model_id:
+        return f"logged_model:{model_id}"
     if route == "POST /mlflow/runs/create":
         run = (response.get("run") or {}).get("info") or {}
         return f"run:{run.get('run_id')}" if run.get("run_id") else None
@@ -185,17 +228,142 @@ class Mirror:
         if route.startswith("PUT /mlflow-artifacts/"):
             await self._copy_artifact(link, str(row.payload["path"]))
             return
-        path = "/api/2.0" + route.split(" ", 1)[1]
+        if route == "POST /mlflow/logged-models":
+            await self._copy_logged_model(link, str(response["model"]["info"]["model_id"]), request)
+            return
+        if route in REGISTRY_ROUTES:
+            await self._apply_registry(link, route, request, response)
+            return
+        method, template = route.split(" ", 1)
+        model_id = (row.payload.get("path_params") or {}).get("model_id")
+        if model_id:
+            central_model, _ = await self.central_logged_model(link, str(model_id))
+            template = template.replace("{model_id:str}", quote(central_model, safe=""))
+            if "model_id" in request:
+                request["model_id"] = central_model
+        path = "/api/2.0" + template
         if "experiment_id" in request:
             request["experiment_id"] = await self.central_experiment(link, str(request["experiment_id"]))
         for field in ("run_id", "run_uuid"):
             if field in request:
                 request[field], _ = await self.central_run(link, str(request[field]))
-        if route == "POST /mlflow/runs/log-inputs":
-            request.pop("models", None)  # logged models are not mirrored (yet)
+        if route in ("POST /mlflow/runs/log-inputs", "POST /mlflow/runs/outputs") and request.get("models"):
+            request["models"] = [
+                {**item, "model_id": (await self.central_logged_model(link, str(item["model_id"])))[0]}
+                for item in request["models"]
+            ]
         if route == "POST /mlflow/experiments/update" and request.get("new_name"):
             request["new_name"] = link.mirror_prefix + str(request["new_name"])
-        await self._central(link, "POST", path, request)
+        await self._central(link, method, path, request)
+
+    # -- logged models and the registry -------------------------------------------------------------
+
+    async def central_logged_model(self, link: WorkspaceLink, primary_id: str) -> tuple[str, str]:
+        """(central model id, central artifact root) of a logged model, copying it on first use."""
+        mapped = await self._mapped(link, "logged_model", primary_id)
+        if mapped is not None:
+            return mapped.central_id, mapped.central_artifact_uri
+        status, found = await self._primary(link, f"/api/2.0/mlflow/logged-models/{quote(primary_id, safe='')}", {})
+        if status != 200:
+            raise Refused(f"logged model {primary_id} cannot be read from the workspace store ({status})")
+        info = found["model"]["info"]
+        request = {k: info.get(k) for k in ("experiment_id", "name", "model_type", "source_run_id") if info.get(k)}
+        return await self._copy_logged_model(link, primary_id, request)
+
+    async def _copy_logged_model(
+        self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        mapped = await self._mapped(link, "logged_model", primary_id)
+        if mapped is not None:
+            return mapped.central_id, mapped.central_artifact_uri
+        experiment_id = await self.central_experiment(link, str(request["experiment_id"]))
+        search = {"experiment_ids": [experiment_id], "filter": f"tags.`{SOURCE_MODEL_TAG}` = '{primary_id}'"}
+        existing = (await self._central(link, "POST", "/api/2.0/mlflow/logged-models/search", search)).get("models")
+        if existing:
+            info = existing[0]["info"]
+        else:
+            body: dict[str, Any] = {**request, "experiment_id": experiment_id}
+            if body.get("source_run_id"):
+                body["source_run_id"], _ = await self.central_run(link, str(body["source_run_id"]))
+            body["tags"] = [*(request.get("tags") or []), {"key": SOURCE_MODEL_TAG, "value": primary_id}]
+            info = (await self._central(link, "POST", "/api/2.0/mlflow/logged-models", body))["model"]["info"]
+        central_id, uri = str(info["model_id"]), str(info.get("artifact_uri", ""))
+        await self._remember(link, "logged_model", primary_id, central_id, uri)
+        return central_id, uri
+
+    async def _central_version(self, link: WorkspaceLink, name: str, version: str) -> str:
+        mapped = await self._mapped(link, "model_version", f"{name}/{version}")
+        if mapped is None:
+            raise Refused(f"version {version} of model {name} has no central copy yet")
+        return mapped.central_id
+
+    async def _apply_registry(
+        self, link: WorkspaceLink, route: str, request: dict[str, Any], response: Mapping[str, Any]
+    ) -> None:
+        method, template = route.split(" ", 1)
+        primary_name = str(request.get("name", ""))
+        body = dict(request)
+        body["name"] = link.mirror_prefix + primary_name
+        if route == "POST /mlflow/registered-models/rename":
+            body["new_name"] = link.mirror_prefix + str(request["new_name"])
+        if route == "POST /mlflow/registered-models/create":
+            try:
+                await self._central(link, method, "/api/2.0" + template, body)
+            except Refused as exc:
+                if "ALREADY_EXISTS" not in str(exc):  # created by an earlier attempt: done
+                    raise
+            return
+        if route == "POST /mlflow/model-versions/create":
+            await self._copy_version(link, primary_name, body, response)
+            return
+        if "version" in body:
+            body["version"] = await self._central_version(link, primary_name, str(body["version"]))
+        await self._central(link, method, "/api/2.0" + template, body)
+
+    async def _copy_version(
+        self, link: WorkspaceLink, primary_name: str, body: dict[str, Any], response: Mapping[str, Any]
+    ) -> None:
+        version = str((response.get("model_version") or {}).get("version", ""))
+        if await self._mapped(link, "model_version", f"{primary_name}/{version}") is not None:
+            return
+        search = {"filter": f"name = '{body['name']}' and tags.`{SOURCE_VERSION_TAG}` = '{version}'"}
+        status, found = await self._central_get(link, "/api/2.0/mlflow/model-versions/search", search)
+        existing = (found.get("model_versions") or []) if status == 200 else []
+        if existing:
+            central_version = str(existing[0]["version"])
+        else:
+            if body.get("run_id"):
+                body["run_id"], _ = await self.central_run(link, str(body["run_id"]))
+            if body.get("model_id"):
+                body["model_id"], _ = await self.central_logged_model(link, str(body["model_id"]))
+            body["source"] = await self._central_source(link, str(body.get("source", "")))
+            body["tags"] = [*(body.get("tags") or []), {"key": SOURCE_VERSION_TAG, "value": version}]
+            body.pop("run_link", None)
+            created = await self._central(link, "POST", "/api/2.0/mlflow/model-versions/create", body)
+            central_version = str(created["model_version"]["version"])
+        await self._remember(link, "model_version", f"{primary_name}/{version}", central_version)
+
+    async def _central_source(self, link: WorkspaceLink, source: str) -> str:
+        """A version's source, pointing at the central copies of the run or logged model it names."""
+        if source.startswith("models:/m-"):
+            model_id, _, rest = source[len("models:/") :].partition("/")
+            central_model, _ = await self.central_logged_model(link, model_id)
+            return f"models:/{central_model}" + (f"/{rest}" if rest else "")
+        if source.startswith("runs:/"):
+            run_id, _, rest = source[len("runs:/") :].partition("/")
+            central_run, _ = await self.central_run(link, run_id)
+            return f"runs:/{central_run}/{rest}"
+        if source.startswith("mlflow-artifacts:/"):
+            parts = [p for p in source[len("mlflow-artifacts:") :].split("/") if p]
+            if parts and parts[0] == "workspaces":
+                parts = parts[2:]
+            if len(parts) >= 3 and parts[2] == "artifacts":
+                _, root = await self.central_run(link, parts[1])
+                return "/".join([root, *parts[3:]])
+            if len(parts) >= 4 and parts[1] == "models":
+                _, root = await self.central_logged_model(link, parts[2])
+                return "/".join([root, *parts[4:]])
+        raise Refused(f"the source {source!r} cannot be translated to the central store")
 
     # -- id translation ---------------------------------------------------------------------------------
 
@@ -322,10 +490,14 @@ class Mirror:
         parts = upstream_path.split("/")
         if parts[0] == "workspaces":
             parts = parts[2:]
-        if len(parts) < 4 or parts[2] != "artifacts":
-            return  # not a run's artifact (logged models are not mirrored yet)
-        _, central_uri = await self.central_run(link, parts[1])
-        relative = "/".join(parts[3:])
+        if len(parts) >= 4 and parts[2] == "artifacts":  # <exp>/<run>/artifacts/...
+            _, central_uri = await self.central_run(link, parts[1])
+            relative = "/".join(parts[3:])
+        elif len(parts) >= 5 and parts[1] == "models" and parts[3] == "artifacts":  # <exp>/models/<m-id>/artifacts
+            _, central_uri = await self.central_logged_model(link, parts[2])
+            relative = "/".join(parts[4:])
+        else:
+            return
         target = central_uri.removeprefix("mlflow-artifacts:").lstrip("/") + "/" + relative
         primary = self.stores[link.store]
         try:

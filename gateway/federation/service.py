@@ -283,14 +283,18 @@ class Forwarder:
         if isinstance(call.body, bytes) and call.body[:1] == b"{":
             request = msgspec.json.decode(call.body)
         response = msgspec.json.decode(result.body) if result.body[:1] == b"{" else {}
+        model_id = call.path_params.get("model_id")
         payload: dict[str, Any] = {"request": request, "response": response}
+        if model_id:
+            payload["path_params"] = {"model_id": str(model_id)}
         run_id = None
         if artifact_path is not None:
             payload = {"path": rewrite_artifact_workspace(artifact_path, link.name, link.upstream_workspace)}
             run_id = _artifact_run_id(artifact_path)
-            if run_id is None:
-                return  # not a run's artifact: logged models are not mirrored yet
-        key = order_key(call.spec.name, request, response, run_id)
+            model_id = _artifact_model_id(artifact_path)
+            if run_id is None and model_id is None:
+                return  # neither a run's nor a logged model's artifact: nothing the central store keeps
+        key = order_key(call.spec.name, request, response, run_id, str(model_id) if model_id else None)
         if key is None or self.outbox is None:
             log.warning("dual write not mirrored: no run or experiment to order it by", extra={"route": call.spec.name})
             return
@@ -464,6 +468,16 @@ def _artifact_run_id(artifact_path: str) -> str | None:
         parts = parts[2:]
     if len(parts) >= 2 and RUN_ID_RE.match(parts[1]):
         return parts[1]
+    return None
+
+
+def _artifact_model_id(artifact_path: str) -> str | None:
+    """`[workspaces/<ws>/]<experiment_id>/models/<model_id>/artifacts/...` names a logged model."""
+    parts = artifact_path.split("/")
+    if parts and parts[0].lower() == "workspaces":
+        parts = parts[2:]
+    if len(parts) >= 4 and parts[1] == "models" and parts[2].startswith("m-"):
+        return parts[2]
     return None
 
 

@@ -329,3 +329,37 @@ def test_relinking_a_workspace_as_dual_backfills_its_history(dual: DualStack, mo
     )
     assert history(central, copy.info.run_id, "auc") == expected
     assert copy.data.params == {"depth": "6"} and copy.info.run_name == "from-last-year"
+
+
+def test_logged_and_registered_models_reach_the_central_registry_and_load_from_either_store(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    features = rng.random((40, 3))
+    model = LogisticRegression().fit(features, (features[:, 0] > 0.5).astype(int))
+    name = f"dual-clf-{uuid.uuid4().hex[:6]}"
+    client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dual.gateway.url)
+    mlflow.set_tracking_uri(dual.gateway.url)
+    mlflow.set_experiment(f"dual-models-{uuid.uuid4().hex[:6]}")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+    assert str(info.registered_model_version) == "1"
+    expected = list(model.predict(features[:5]))
+    assert list(mlflow.pyfunc.load_model(f"models:/{name}/1").predict(features[:5])) == expected
+    dual.drained()
+    assert dual.status()["dead_letters"] == 0
+
+    # The central store, read directly in the workspace's namespace there.
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    version = central.get_model_version(name, "1")
+    assert version.source.startswith("models:/m-") and version.tags["fedgate.source_version"] == "1"
+    mlflow.set_tracking_uri(dual.central.url)
+    try:
+        loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
+        assert list(loaded.predict(features[:5])) == expected
+    finally:
+        mlflow.set_tracking_uri(dual.gateway.url)
