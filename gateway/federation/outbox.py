@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.models import OutboxRow
@@ -29,7 +29,8 @@ from gateway.observability.metrics import OUTBOX_APPLIED, OUTBOX_FAILURES
 log = logging.getLogger(__name__)
 
 MAX_REFUSALS = 5  # a central store answering 4xx this many times makes an entry a dead letter
-MAX_BACKOFF_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 60.0  # for refusals
+MAX_OUTAGE_BACKOFF_SECONDS = 10.0  # an unreachable store is probed at least this often, so drains start soon
 GROUP_LIMIT = 2_000  # entries of one key taken in one claim
 
 
@@ -54,8 +55,9 @@ class OutboxRepository:
         self.session = session
 
     async def append(self, workspace_id: int, order_key: str, route: str, payload: dict[str, Any]) -> None:
-        self.session.add(OutboxRow(workspace_id=workspace_id, order_key=order_key, route=route, payload=payload))
-        await self.session.flush()
+        await self.session.execute(
+            insert(OutboxRow).values(workspace_id=workspace_id, order_key=order_key, route=route, payload=payload)
+        )
 
     async def claim_heads(self, limit: int) -> Sequence[tuple[int, str]]:
         """The oldest due pending entry of keys nobody else holds, locked until this transaction ends."""
@@ -98,7 +100,8 @@ class OutboxRepository:
         refusals = row.refusals + int(isinstance(error, Refused))
         # An unreachable central store is waited out, however long; only repeated refusals give up.
         dead = refusals >= MAX_REFUSALS
-        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempts, 10)) * (0.5 + random.random())  # noqa: S311 (jitter, not a secret)
+        cap = MAX_BACKOFF_SECONDS if isinstance(error, Refused) else MAX_OUTAGE_BACKOFF_SECONDS
+        delay = min(cap, 0.5 * 2 ** min(attempts, 10)) * (0.5 + random.random())  # noqa: S311 (jitter)
         row.attempts = attempts
         row.refusals = refusals
         row.last_error = str(error)[:2000]
