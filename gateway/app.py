@@ -180,7 +180,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
-    forwarder.outbox = OutboxWriter(sessionmaker)
+    outbox = forwarder.outbox = OutboxWriter(plain_dsn, settings.database.pool_size)
     forwarder.failover = Failover(stores, sessionmaker)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(sessionmaker, mirror.apply, workers=settings.server.relay_workers)
@@ -241,6 +241,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         finally:
             checks.cancel()
             await relay.stop()
+            await outbox.close()
             await reconciler.stop()
             for watcher in watchers:
                 await watcher.stop()

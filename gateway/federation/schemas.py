@@ -14,6 +14,7 @@ class RequestIds(msgspec.Struct):
     experiment_id: str | None = None
     experiment_ids: list[str] | None = None
     name: str | None = None
+    new_name: str | None = None
     model_id: str | None = None
     source_run_id: str | None = None
     source: str | None = None

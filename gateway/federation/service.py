@@ -272,36 +272,47 @@ class Forwarder:
             response, translate = await self.failover.request(spec, link, path, query, json_body, artifact_path)
         result = await self._result(call, link, response, plan, translate)
         if link.mirror is not None and result.status == 200 and spec.name in MIRRORED_ROUTES:
-            await self._record_mirror(call, link, result, artifact_path)
+            await self._record_mirror(call, link, result, artifact_path, ids)
         return result
 
     async def _record_mirror(
-        self, call: ForwardCall, link: WorkspaceLink, result: ForwardResult, artifact_path: str | None
+        self,
+        call: ForwardCall,
+        link: WorkspaceLink,
+        result: ForwardResult,
+        artifact_path: str | None,
+        ids: RequestIds | None,
     ) -> None:
-        """Dual mode: the write goes to the outbox before the client hears it succeeded."""
-        request: dict[str, Any] = {}
-        if isinstance(call.body, bytes) and call.body[:1] == b"{":
-            request = msgspec.json.decode(call.body)
-        response = msgspec.json.decode(result.body) if result.body[:1] == b"{" else {}
+        """Dual mode: the write goes to the outbox before the client hears it succeeded.
+
+        The client's body is stored as it came (it was parsed once already): no re-encoding here.
+        """
+        name = call.spec.name
         model_id = call.path_params.get("model_id")
-        payload: dict[str, Any] = {"request": request, "response": response}
-        if model_id:
-            payload["path_params"] = {"model_id": str(model_id)}
         run_id = None
+        fields: dict[str, Any] = {}
+        response: dict[str, Any] = {}
         if artifact_path is not None:
-            payload = {"path": rewrite_artifact_workspace(artifact_path, link.name, link.upstream_workspace)}
-            run_id = _artifact_run_id(artifact_path)
-            model_id = _artifact_model_id(artifact_path)
+            run_id, model_id = _artifact_run_id(artifact_path), _artifact_model_id(artifact_path)
             if run_id is None and model_id is None:
                 return  # neither a run's nor a logged model's artifact: nothing the central store keeps
-        key = order_key(call.spec.name, request, response, run_id, str(model_id) if model_id else None)
+            upstream_path = rewrite_artifact_workspace(artifact_path, link.name, link.upstream_workspace)
+            document = msgspec.json.encode({"path": upstream_path})
+        else:
+            request = call.body if isinstance(call.body, bytes) and call.body[:1] == b"{" else b"{}"
+            answer = result.body if name in CREATES and result.body[:1] == b"{" else b"{}"
+            response = msgspec.json.decode(answer)
+            extra = b',"path_params":' + msgspec.json.encode({"model_id": str(model_id)}) if model_id else b""
+            document = b'{"request":' + request + b',"response":' + answer + extra + b"}"
+            fields = {f: v for f in ORDER_FIELDS if (v := getattr(ids, f, None))} if ids is not None else {}
+        key = order_key(name, fields, response, run_id, str(model_id) if model_id else None)
         if key is None or self.outbox is None:
-            log.warning("dual write not mirrored: no run or experiment to order it by", extra={"route": call.spec.name})
+            log.warning("dual write not mirrored: nothing to order it by", extra={"route": name})
             return
         try:
-            await self.outbox.record(link.workspace_id, key, call.spec.name, payload)
+            await self.outbox.record(link.workspace_id, key, name, document)
         except Exception as exc:
-            log.error("outbox write failed", extra={"ws": link.name, "route": call.spec.name})
+            log.error("outbox write failed", extra={"ws": link.name, "route": name})
             raise StoreUnavailable(
                 "The workspace store accepted the write but it could not be queued for the central store; "
                 "repeat the call."
@@ -455,6 +466,18 @@ class Forwarder:
         if spec.absolute:
             return template, query
         return f"/api/{spec.version}.0{template}", query
+
+
+# Mirrored writes whose answer names what they created (the relay needs those ids).
+CREATES = frozenset(
+    {
+        "POST /mlflow/experiments/create",
+        "POST /mlflow/runs/create",
+        "POST /mlflow/logged-models",
+        "POST /mlflow/model-versions/create",
+    }
+)
+ORDER_FIELDS = ("run_id", "run_uuid", "experiment_id", "name", "new_name")
 
 
 def _renames(link: WorkspaceLink) -> bool:
