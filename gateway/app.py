@@ -183,7 +183,13 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     outbox = forwarder.outbox = OutboxWriter(plain_dsn, settings.database.pool_size)
     forwarder.failover = Failover(stores, sessionmaker)
     mirror = Mirror(links, stores, sessionmaker)
-    relay = Relay(sessionmaker, mirror.apply, workers=settings.server.relay_workers)
+    relay = Relay(
+        sessionmaker,
+        mirror.apply,
+        mirror.reachable,
+        workers=settings.server.relay_workers,
+        max_refusals=settings.server.outbox_max_refusals,
+    )
     reconciler = Reconciler(links, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
     forwarder.guard = Guard(
         authorizer, Lookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create

@@ -51,6 +51,8 @@ class ServerSettings(_Settings):
     policy_poll_seconds: float = 2.0
     # Dual workspaces: keys (runs, experiments) this process relays to the central store at once.
     relay_workers: int = 4
+    # Dual workspaces: an entry the central store refuses (4xx) this many times becomes a dead letter.
+    outbox_max_refusals: int = 5
     # Dual workspaces: how often recently active runs are compared with their central copies (0: never).
     reconcile_interval_seconds: float = 300.0
 

@@ -8,13 +8,14 @@ seen yet (an experiment created before the workspace became dual, say) are copie
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -173,6 +174,18 @@ class Mirror:
         self.stores = stores
         self._sessionmaker = sessionmaker
 
+    async def reachable(self, workspace_id: int) -> bool:
+        """Whether the central store of a dual workspace answers its health check."""
+        link = self.links.by_id(workspace_id)
+        if link is None or link.mirror is None:
+            return True
+        try:
+            response = await self.stores[link.mirror].request("GET", "/health", idempotent=True)
+            response.release()
+        except (StoreUnreachable, StoreTimedOut):
+            return False
+        return response.status == 200
+
     async def apply(self, rows: Sequence[OutboxRow]) -> Applied:
         """Apply one key's entries in order; stop at the first failure."""
         if not rows:
@@ -270,7 +283,7 @@ class Mirror:
         request = {k: info.get(k) for k in ("experiment_id", "name", "model_type", "source_run_id") if info.get(k)}
         return await self._copy_logged_model(link, primary_id, request)
 
-    async def _copy_logged_model(
+    async def _create_logged_model(
         self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]
     ) -> tuple[str, str]:
         mapped = await self._mapped(link, "logged_model", primary_id)
@@ -320,7 +333,7 @@ class Mirror:
             body["version"] = await self._central_version(link, primary_name, str(body["version"]))
         await self._central(link, method, "/api/2.0" + template, body)
 
-    async def _copy_version(
+    async def _create_version(
         self, link: WorkspaceLink, primary_name: str, body: dict[str, Any], response: Mapping[str, Any]
     ) -> None:
         version = str((response.get("model_version") or {}).get("version", ""))
@@ -365,6 +378,52 @@ class Mirror:
                 return "/".join([root, *parts[4:]])
         raise Refused(f"the source {source!r} cannot be translated to the central store")
 
+    # -- copies are made once: one process at a time per object, the others then find it mapped --------
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, link: WorkspaceLink, kind: str, primary_id: str) -> AsyncIterator[None]:
+        """A transaction-scoped advisory lock on (workspace, kind, id), across every gateway process.
+
+        Without it a relay and a reconciler (or two relays) could both miss the provenance tag and
+        both create a copy.
+        """
+        async with self._sessionmaker() as session, session.begin():
+            key = f"{link.workspace_id}:{kind}:{primary_id}"
+            await session.execute(text("SELECT pg_advisory_xact_lock(7002, hashtext(:key))"), {"key": key})
+            yield
+
+    async def _copy_experiment(self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]) -> str:
+        mapped = await self._mapped(link, "experiment", primary_id)
+        if mapped is not None:
+            return mapped.central_id
+        async with self._exclusive(link, "experiment", primary_id):
+            return await self._create_experiment(link, primary_id, request)
+
+    async def _copy_run(
+        self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any], info: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        mapped = await self._mapped(link, "run", primary_id)
+        if mapped is not None:
+            return mapped.central_id, mapped.central_artifact_uri
+        async with self._exclusive(link, "run", primary_id):
+            return await self._create_run(link, primary_id, request, info)
+
+    async def _copy_logged_model(
+        self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        mapped = await self._mapped(link, "logged_model", primary_id)
+        if mapped is not None:
+            return mapped.central_id, mapped.central_artifact_uri
+        async with self._exclusive(link, "logged_model", primary_id):
+            return await self._create_logged_model(link, primary_id, request)
+
+    async def _copy_version(
+        self, link: WorkspaceLink, primary_name: str, body: dict[str, Any], response: Mapping[str, Any]
+    ) -> None:
+        version = str((response.get("model_version") or {}).get("version", ""))
+        async with self._exclusive(link, "model_version", f"{primary_name}/{version}"):
+            await self._create_version(link, primary_name, body, response)
+
     # -- id translation ---------------------------------------------------------------------------------
 
     async def _mapped(self, link: WorkspaceLink, kind: str, primary_id: str) -> IdMapRow | None:
@@ -403,7 +462,7 @@ class Mirror:
         tags = [t for t in experiment.get("tags") or [] if not str(t.get("key", "")).startswith("mlflow.")]
         return await self._copy_experiment(link, primary_id, {"name": experiment["name"], "tags": tags})
 
-    async def _copy_experiment(self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]) -> str:
+    async def _create_experiment(self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]) -> str:
         mapped = await self._mapped(link, "experiment", primary_id)
         if mapped is not None:
             return mapped.central_id
@@ -448,7 +507,7 @@ class Mirror:
                    "run_name": info.get("run_name"), "user_id": info.get("user_id"), "tags": tags}  # fmt: skip
         return await self._copy_run(link, primary_id, request, info)
 
-    async def _copy_run(
+    async def _create_run(
         self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any], info: Mapping[str, Any]
     ) -> tuple[str, str]:
         mapped = await self._mapped(link, "run", primary_id)

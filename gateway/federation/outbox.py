@@ -4,8 +4,9 @@ After the primary store accepts a write, the entry is committed here before the 
 answer. Relays run in every gateway process: each claims the oldest pending entry of a key (a run or
 an experiment) with `FOR UPDATE SKIP LOCKED` together with the entries queued behind it, so a key is
 only ever worked on by one relay and in order, while different keys drain in parallel. Failures
-are retried with exponential back-off and jitter for as long as the central store is unreachable;
-an entry the central store keeps refusing is moved to a visible dead-letter state.
+are retried with exponential back-off and jitter for as long as the central store is unreachable
+(probed every second, so a recovered store is drained at once); an entry the central store keeps
+refusing is moved to a visible dead-letter state.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +30,6 @@ from gateway.observability.metrics import OUTBOX_APPLIED, OUTBOX_FAILURES
 
 log = logging.getLogger(__name__)
 
-MAX_REFUSALS = 5  # a central store answering 4xx this many times makes an entry a dead letter
 MAX_BACKOFF_SECONDS = 60.0  # for refusals
 MAX_OUTAGE_BACKOFF_SECONDS = 10.0  # an unreachable store is probed at least this often, so drains start soon
 GROUP_LIMIT = 2_000  # entries of one key taken in one claim
@@ -91,11 +91,11 @@ class OutboxRepository:
                 update(OutboxRow).where(OutboxRow.id.in_(ids)).values(state="done", done_at=func.now())
             )
 
-    async def mark_failed(self, row: OutboxRow, error: Exception) -> None:
+    async def mark_failed(self, row: OutboxRow, error: Exception, max_refusals: int) -> None:
         attempts = row.attempts + 1
         refusals = row.refusals + int(isinstance(error, Refused))
         # An unreachable central store is waited out, however long; only repeated refusals give up.
-        dead = refusals >= MAX_REFUSALS
+        dead = refusals >= max_refusals
         cap = MAX_BACKOFF_SECONDS if isinstance(error, Refused) else MAX_OUTAGE_BACKOFF_SECONDS
         delay = min(cap, 0.5 * 2 ** min(attempts, 10)) * (0.5 + random.random())  # noqa: S311 (jitter)
         row.attempts = attempts
@@ -130,6 +130,13 @@ class OutboxRepository:
             }
             for row in result.all()
         ]
+
+    async def due_now(self, workspace_id: int) -> None:
+        await self.session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.workspace_id == workspace_id, OutboxRow.state == "pending")
+            .values(next_attempt_at=func.now())
+        )
 
     async def dead_letters(self, workspace_id: int, limit: int = 100) -> Sequence[OutboxRow]:
         result = await self.session.execute(
@@ -189,18 +196,35 @@ class Relay:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        apply: Any,  # Mirror.apply: (workspace_id, rows) -> Applied
+        apply: Callable[[Sequence[OutboxRow]], Awaitable[Applied]],
+        reachable: Callable[[int], Awaitable[bool]],
         workers: int = 4,
         idle_seconds: float = 0.5,
+        max_refusals: int = 5,
     ) -> None:
+        self._max_refusals = max_refusals  # a central store refusing (4xx) this often makes a dead letter
         self._sessionmaker = sessionmaker
         self._apply = apply
+        self._reachable = reachable  # is the central store of this workspace answering again?
         self._workers = workers
         self._idle = idle_seconds
         self._tasks: list[asyncio.Task[None]] = []
+        self._outages: set[int] = set()  # workspaces whose central store was last found unreachable
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name=f"outbox relay {i}") for i in range(self._workers)]
+        self._tasks.append(asyncio.create_task(self._watch_outages(), name="outbox outage probe"))
+
+    async def _watch_outages(self) -> None:
+        """Probe an unreachable central store every second; when it answers, its backlog is due at once."""
+        while True:
+            await asyncio.sleep(1)
+            for workspace_id in list(self._outages):
+                with contextlib.suppress(Exception):
+                    if await self._reachable(workspace_id):
+                        self._outages.discard(workspace_id)
+                        async with self._sessionmaker() as session, session.begin():
+                            await OutboxRepository(session).due_now(workspace_id)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -234,9 +258,11 @@ class Relay:
             outcome: Applied = await self._apply(rows)
             await repository.mark_done([row.id for row in rows[: outcome.count]])
             if outcome.error is not None and outcome.count < len(rows):
+                if isinstance(outcome.error, Transient):
+                    self._outages.add(rows[0].workspace_id)
                 failed = rows[outcome.count]
                 OUTBOX_FAILURES.labels(type(outcome.error).__name__).inc()
-                await repository.mark_failed(failed, outcome.error)
+                await repository.mark_failed(failed, outcome.error, self._max_refusals)
             OUTBOX_APPLIED.inc(outcome.count)
             log.debug(
                 "relayed %s entries of %s in %.1f ms", outcome.count, order_key, (time.perf_counter() - started) * 1000

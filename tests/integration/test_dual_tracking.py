@@ -64,6 +64,8 @@ def dual(workdir: Path) -> Iterator[DualStack]:
         f"""
 [account]
 id = "7002"
+[server]
+outbox_max_refusals = 2
 [database]
 url = "{database}"
 [stores.primary]
@@ -363,3 +365,28 @@ def test_logged_and_registered_models_reach_the_central_registry_and_load_from_e
         assert list(loaded.predict(features[:5])) == expected
     finally:
         mlflow.set_tracking_uri(dual.gateway.url)
+
+
+def test_an_entry_the_central_store_refuses_becomes_a_visible_retryable_dead_letter(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    experiment_id = gateway.create_experiment(f"poison-{uuid.uuid4().hex[:6]}")
+    run_id = gateway.create_run(experiment_id).info.run_id
+    dual.drained()
+    # Someone gives the central copy a param the workspace store will then get a different value for.
+    central, copy = central_copy(dual, run_id, monkeypatch)
+    central.log_param(copy.info.run_id, "seed", "7")
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    gateway.log_param(run_id, "seed", "42")
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    letters_url = f"{dual.gateway.url}/api/2.0/fedgate/links/{WORKSPACE}/dead-letters"
+    deadline = time.monotonic() + 60
+    while dual.status()["dead_letters"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    letters = requests.get(letters_url, headers=admin, timeout=30).json()["dead_letters"]
+    assert [letter["route"] for letter in letters] == ["POST /mlflow/runs/log-parameter"]
+    assert "seed" in letters[0]["last_error"] and letters[0]["payload"]["request"]["value"] == "42"
+    assert dual.status()["pending"] == 0  # a dead letter blocks nothing behind it
+    retried = requests.post(f"{letters_url}/retry", json={"id": letters[0]["id"]}, headers=admin, timeout=30)
+    assert retried.status_code == 200 and retried.json() == {"requeued": 1}
