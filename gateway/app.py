@@ -180,7 +180,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
-    outbox = forwarder.outbox = OutboxWriter(plain_dsn, settings.database.pool_size)
+    outbox = forwarder.outbox = OutboxWriter(
+        plain_dsn, settings.database.pool_size, flush_before_answer=settings.server.outbox_durable_commit
+    )
     forwarder.failover = Failover(stores, sessionmaker)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(

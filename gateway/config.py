@@ -53,6 +53,9 @@ class ServerSettings(_Settings):
     relay_workers: int = 4
     # Dual workspaces: an entry the central store refuses (4xx) this many times becomes a dead letter.
     outbox_max_refusals: int = 5
+    # Dual workspaces: flush each outbox entry to disk before answering (false: asynchronous commit,
+    # about half the added latency; a database crash may then leave the last entries to the reconciler).
+    outbox_durable_commit: bool = True
     # Dual workspaces: how often recently active runs are compared with their central copies (0: never).
     reconcile_interval_seconds: float = 300.0
 

@@ -168,9 +168,12 @@ class OutboxWriter:
 
     INSERT = "INSERT INTO outbox (workspace_id, order_key, route, payload) VALUES ($1, $2, $3, $4::jsonb)"
 
-    def __init__(self, dsn: str, max_connections: int = 10) -> None:
+    def __init__(self, dsn: str, max_connections: int = 10, *, flush_before_answer: bool = True) -> None:
         self._dsn = dsn
         self._max = max_connections
+        # False: PostgreSQL's asynchronous commit. A PostgreSQL (not gateway) crash can then lose the last
+        # fraction of a second of entries; the reconciler copies those writes from the workspace store.
+        self._settings = {} if flush_before_answer else {"synchronous_commit": "off"}
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
@@ -182,7 +185,9 @@ class OutboxWriter:
     async def _open(self) -> asyncpg.Pool:
         async with self._lock:
             if self._pool is None:
-                self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._max)
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=self._max, server_settings=self._settings
+                )
             return self._pool
 
     async def close(self) -> None:
