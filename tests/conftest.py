@@ -8,6 +8,8 @@ from gateway.devstack import NO_TELEMETRY
 
 # Before mlflow is imported: its telemetry thread edits os.environ while requests iterates it.
 os.environ.update(NO_TELEMETRY)
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -125,15 +127,22 @@ upstream_workspace = "research"
 
 
 @pytest.fixture(scope="session")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fedgate")
+def workdir() -> Iterator[Path]:
+    """Outside pytest's own temp root: pytest makes that 0700 whenever another session starts, and the
+    embedded PostgreSQL runs as a separate user that must keep reaching its data directory."""
+    root = Path(tempfile.mkdtemp(prefix="fedgate-tests-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def database_url(workdir: Path) -> str:
+def database_url(workdir: Path) -> Iterator[str]:
     from gateway.db.engine import start_embedded
 
-    return start_embedded(workdir / "postgres").url
+    database = start_embedded(workdir / "postgres")
+    yield database.url
+    database.stop()
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,6 @@ FAILOVER_ROUTES = frozenset(
         "GET /mlflow/runs/get",
         "POST /mlflow/runs/search",
         "GET /mlflow/metrics/get-history",
-        "GET /mlflow/mlflow-artifacts/artifacts",
         "GET /mlflow-artifacts/artifacts",
         "GET /mlflow-artifacts/artifacts/{artifact_path:path}",
     }

@@ -148,7 +148,8 @@ class _Batch:
             self.tags[str(tag["key"])] = str(tag.get("value", ""))
         self.rows += 1
 
-    def size_of(self, route: str, request: Mapping[str, Any]) -> tuple[int, int, int]:
+    @staticmethod
+    def size_of(route: str, request: Mapping[str, Any]) -> tuple[int, int, int]:
         if route == "POST /mlflow/runs/log-batch":
             return len(request.get("metrics") or []), len(request.get("params") or []), len(request.get("tags") or [])
         return (
@@ -201,7 +202,7 @@ class Mirror:
                 request = row.payload.get("request") or {}
                 if row.route in BATCHED:
                     run_id = str(request.get("run_id") or request.get("run_uuid") or "")
-                    size = _Batch().size_of(row.route, request)
+                    size = _Batch.size_of(row.route, request)
                     if batch is not None and (run_id != batch_run or batch.full_for(*size)):
                         await self._flush(link, batch_run, batch)
                         done += batch.rows

@@ -54,7 +54,8 @@ def dual(workdir: Path) -> Iterator[DualStack]:
     from gateway.db.engine import start_embedded
 
     root = workdir / "dual"
-    database = start_embedded(root / "postgres").url
+    embedded = start_embedded(root / "postgres")
+    database = embedded.url
     primary = MlflowServer(root / "primary")
     central = MlflowServer(root / "central", workspaces=True)
     legacy = MlflowServer(root / "legacy")
@@ -91,6 +92,7 @@ mode = "dual"
         gateway.stop()
         for server in (primary, central, legacy):
             server.stop()
+        embedded.stop()
 
 
 def client_for(url: str, workspace: str | None, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:

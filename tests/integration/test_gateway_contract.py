@@ -135,7 +135,8 @@ def test_link_relink_and_unlink_over_rest(stack: Stack) -> None:
         ({"name": "account", "store": "a"}, 400, "INVALID_PARAMETER_VALUE"),
         ({"name": "Bad_Name", "store": "a"}, 400, "INVALID_PARAMETER_VALUE"),
         ({"name": "ws-unknown-store", "store": "nope"}, 400, "INVALID_PARAMETER_VALUE"),
-        ({"name": "ws-dual", "store": "a", "mode": "dual"}, 400, "INVALID_PARAMETER_VALUE"),
+        # A dual workspace mirrors its own store into the central one: it cannot be the central one.
+        ({"name": "ws-dual", "store": "central", "mode": "dual"}, 400, "INVALID_PARAMETER_VALUE"),
         ({"name": "ws-bad-mode", "store": "a", "mode": "mirror"}, 400, "INVALID_PARAMETER_VALUE"),
         ({"name": "ws-taken-id", "store": "a", "workspace_id": "1001"}, 400, "RESOURCE_ALREADY_EXISTS"),
         ({"name": "ws-bad-id", "store": "a", "workspace_id": "12x"}, 400, "INVALID_PARAMETER_VALUE"),
