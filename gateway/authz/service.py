@@ -153,20 +153,17 @@ class AccessService:
         )
 
     def check_can_view(self, principal: Principal, target: Securable) -> None:
-        if target.object_type == "workspace":
-            self.authorizer.require_workspace(principal, target.link.workspace_id, target.link.name, Level.CAN_USE)
-            return
-        self.authorizer.require(
-            principal, target.link.workspace_id, target.obj, Level.CAN_READ, f"{target.object_path} not found"
-        )
+        self._check(principal, target, Level.CAN_USE if target.object_type == "workspace" else Level.CAN_READ)
 
     def check_can_manage(self, principal: Principal, target: Securable) -> None:
+        self._check(principal, target, Level.CAN_MANAGE)
+
+    def _check(self, principal: Principal, target: Securable, wanted: Level) -> None:
+        link = target.link
         if target.object_type == "workspace":
-            self.authorizer.require_workspace(principal, target.link.workspace_id, target.link.name, Level.CAN_MANAGE)
-            return
-        self.authorizer.require(
-            principal, target.link.workspace_id, target.obj, Level.CAN_MANAGE, f"{target.object_path} not found"
-        )
+            self.authorizer.require_workspace(principal, link.workspace_id, link.name, wanted)
+        else:
+            self.authorizer.require(principal, link.workspace_id, target.obj, wanted, f"{target.object_path} not found")
 
     def acl(self, target: Securable) -> dict[str, Any]:
         snapshot = self.policy.snapshot

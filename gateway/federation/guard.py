@@ -167,6 +167,14 @@ def wanted_level(spec: RouteSpec) -> Level:
     return LEVEL_OVERRIDES.get(spec.name, WANTED.get(spec.action, Level.CAN_MANAGE))
 
 
+# The store's own not-found messages, so a hidden object reads exactly like a missing one.
+MISSING = {
+    "run": "Run with id={id} not found",
+    "logged_model": "Logged model with ID '{id}' not found.",
+    "trace": "Trace with ID {id} is not found.",
+}
+
+
 # -- plans ------------------------------------------------------------------------------------------
 
 
@@ -369,26 +377,20 @@ class Guard:
         )
 
     async def _require_run(self, ctx: _Context, run_id: str, wanted: str) -> None:
-        missing = f"Run with id={run_id} not found"
         if not RUN_ID_RE.match(run_id):
-            raise ResourceNotFound(missing)
-        experiment_id = await self.lookups.experiment_of(ctx.link, "run", run_id)
-        if experiment_id is None:
-            raise ResourceNotFound(missing)
-        obj = experiment_object(ctx.link.workspace_id, experiment_id)
-        self.authorizer.require(ctx.principal, ctx.link.workspace_id, obj, wanted, missing)
+            raise ResourceNotFound(MISSING["run"].format(id=run_id))
+        await self._require_in_experiment(ctx, "run", run_id, wanted)
 
     async def _require_logged_model(self, ctx: _Context, model_id: str, wanted: str) -> None:
-        missing = f"Logged model with ID '{model_id}' not found."
-        experiment_id = await self.lookups.experiment_of(ctx.link, "logged_model", model_id)
-        if experiment_id is None:
-            raise ResourceNotFound(missing)
-        obj = experiment_object(ctx.link.workspace_id, experiment_id)
-        self.authorizer.require(ctx.principal, ctx.link.workspace_id, obj, wanted, missing)
+        await self._require_in_experiment(ctx, "logged_model", model_id, wanted)
 
     async def _require_trace(self, ctx: _Context, trace_id: str, wanted: str) -> None:
-        missing = f"Trace with ID {trace_id} is not found."
-        experiment_id = await self.lookups.experiment_of(ctx.link, "trace", trace_id)
+        await self._require_in_experiment(ctx, "trace", trace_id, wanted)
+
+    async def _require_in_experiment(self, ctx: _Context, kind: str, object_id: str, wanted: str) -> None:
+        """A run, logged model or trace is governed by the grants on the experiment it belongs to."""
+        missing = MISSING[kind].format(id=object_id)
+        experiment_id = await self.lookups.experiment_of(ctx.link, kind, object_id)
         if experiment_id is None:
             raise ResourceNotFound(missing)
         obj = experiment_object(ctx.link.workspace_id, experiment_id)
@@ -577,9 +579,13 @@ class _Context:
     path_params: dict[str, Any]
     headers: list[tuple[str, str]]
     artifact_path: str | None
+    _params: dict[str, list[str]] | None = None
 
     def params(self) -> dict[str, list[str]]:
-        return parse_qs(self.query, keep_blank_values=True)
+        """The query string, parsed once per request."""
+        if self._params is None:
+            self._params = parse_qs(self.query, keep_blank_values=True)
+        return self._params
 
     def single(self, name: str) -> str:
         """One id from the path, the body or the query; several different values are refused."""
@@ -648,7 +654,7 @@ class _Context:
     def with_filter(self, clause: str) -> Plan:
         """AND a clause into the search filter (MLflow filters only know AND, so this cannot be undone)."""
         if self.spec.method == "GET":
-            params = self.params()
+            params = dict(self.params())
             current = (params.get("filter") or [""])[0].strip()
             params["filter"] = [f"{current} AND {clause}" if current else clause]
             return Plan(query=urlencode(params, doseq=True))
@@ -659,7 +665,7 @@ class _Context:
 
     def with_list(self, name: str, values: list[str]) -> Plan:
         if self.spec.method == "GET":
-            params = self.params()
+            params = dict(self.params())
             params[name] = values
             return Plan(query=urlencode(params, doseq=True))
         document = msgspec.json.decode(self.body) if self.body else {}
