@@ -56,14 +56,16 @@ from gateway.config import (
 )
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.errors import GatewayError, PermissionDenied, Unauthenticated
+from gateway.federation.bookkeeping import Bookkeeping
 from gateway.federation.capabilities import StoreCapabilities
 from gateway.federation.failover import Failover
 from gateway.federation.guard import Guard, Lookups
 from gateway.federation.mirror import Mirror
-from gateway.federation.outbox import OutboxWriter, Relay
+from gateway.federation.outbox import Relay
 from gateway.federation.reconcile import Reconciler
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
+from gateway.index.writer import IndexWriter
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
 from gateway.observability.metrics import DENIED
 from gateway.observability.routes import health_handlers
@@ -180,8 +182,11 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
-    outbox = forwarder.outbox = OutboxWriter(
-        plain_dsn, settings.database.pool_size, flush_before_answer=settings.server.outbox_durable_commit
+    bookkeeping = forwarder.bookkeeping = Bookkeeping(
+        plain_dsn,
+        IndexWriter(),
+        settings.database.pool_size,
+        flush_before_answer=settings.server.outbox_durable_commit,
     )
     forwarder.failover = Failover(stores, sessionmaker)
     mirror = Mirror(links, stores, sessionmaker)
@@ -249,7 +254,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         finally:
             checks.cancel()
             await relay.stop()
-            await outbox.close()
+            await bookkeeping.close()
             await reconciler.stop()
             for watcher in watchers:
                 await watcher.stop()

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -157,42 +156,6 @@ class OutboxRepository:
             statement = statement.where(OutboxRow.id == entry_id)
         result = await self.session.execute(statement)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-class OutboxWriter:
-    """Records a dual workspace's accepted write; committed before the client hears of its success.
-
-    This is on the request path of every mirrored write, so it is one autocommitted INSERT on a
-    small asyncpg pool of its own: a single round trip plus the commit's flush, no ORM around it.
-    """
-
-    INSERT = "INSERT INTO outbox (workspace_id, order_key, route, payload) VALUES ($1, $2, $3, $4::jsonb)"
-
-    def __init__(self, dsn: str, max_connections: int = 10, *, flush_before_answer: bool = True) -> None:
-        self._dsn = dsn
-        self._max = max_connections
-        # False: PostgreSQL's asynchronous commit. A PostgreSQL (not gateway) crash can then lose the last
-        # fraction of a second of entries; the reconciler copies those writes from the workspace store.
-        self._settings = {} if flush_before_answer else {"synchronous_commit": "off"}
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
-
-    async def record(self, workspace_id: int, order_key: str, route: str, payload: bytes) -> None:
-        """`payload` is a JSON document (bytes): {"request", "response"[, "path_params"]} or {"path"}."""
-        pool = self._pool or await self._open()
-        await pool.execute(self.INSERT, workspace_id, order_key, route, payload.decode())
-
-    async def _open(self) -> asyncpg.Pool:
-        async with self._lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self._max, server_settings=self._settings
-                )
-            return self._pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
 
 
 class Relay:

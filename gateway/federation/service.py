@@ -22,10 +22,10 @@ from gateway.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from gateway.federation.bookkeeping import AcceptedWrite, Bookkeeping, OutboxEntry
 from gateway.federation.failover import SERVED_BY, Failover
 from gateway.federation.guard import Guard, Plan
 from gateway.federation.mirror import MIRRORED_ROUTES, order_key
-from gateway.federation.outbox import OutboxWriter
 from gateway.federation.paths import (
     artifact_workspace,
     canonical_artifact_path,
@@ -35,7 +35,8 @@ from gateway.federation.paths import (
 from gateway.federation.repository import RunRouteRepository
 from gateway.federation.route_table import Body, Resource, RouteSpec
 from gateway.federation.schemas import CreateRunResponse, RequestIds
-from gateway.observability.metrics import RUN_ROUTE_FAILURES, UPSTREAM_ERRORS, UPSTREAM_LATENCY
+from gateway.index.writer import INDEXED_ROUTES
+from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 from gateway.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
 from gateway.workspaces.links import LinkTable, WorkspaceLink
 
@@ -110,9 +111,8 @@ class RunDirectory:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    async def record(self, run_id: str, workspace: str, experiment_id: str, created_by: str) -> None:
-        async with self._sessionmaker() as session, session.begin():
-            await RunRouteRepository(session).record(run_id, workspace, experiment_id, created_by)
+    def remember(self, run_id: str, workspace: str, experiment_id: str) -> None:
+        """A run the gateway saw created (its route is written with the rest of the call's bookkeeping)."""
         self._remember(run_id, workspace, experiment_id)
 
     async def _lookup(self, run_id: str) -> tuple[str, str] | None:
@@ -139,7 +139,7 @@ class Forwarder:
         self.stores = stores
         self.runs = runs
         self.guard: Guard | None = None  # set by the composition root; without it every call is refused
-        self.outbox: OutboxWriter | None = None  # dual workspaces' writes to mirror
+        self.bookkeeping: Bookkeeping | None = None  # run routes, index rows, outbox entries of accepted writes
         self.failover: Failover | None = None  # dual workspaces' reads while their store is down
 
     async def fetch(self, link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
@@ -271,11 +271,13 @@ class Forwarder:
             json_body = body if isinstance(body, bytes) else None
             response, translate = await self.failover.request(spec, link, path, query, json_body, artifact_path)
         result = await self._result(call, link, response, plan, translate)
-        if link.mirror is not None and result.status == 200 and spec.name in MIRRORED_ROUTES:
-            await self._record_mirror(call, link, result, artifact_path, ids)
+        if result.status == 200 and (
+            spec.name in INDEXED_ROUTES or (link.mirror is not None and spec.name in MIRRORED_ROUTES)
+        ):
+            await self._bookkeep(call, link, result, artifact_path, ids)
         return result
 
-    async def _record_mirror(
+    async def _bookkeep(
         self,
         call: ForwardCall,
         link: WorkspaceLink,
@@ -283,6 +285,54 @@ class Forwarder:
         artifact_path: str | None,
         ids: RequestIds | None,
     ) -> None:
+        """Run route, index rows and outbox entry of an accepted write: committed before the answer."""
+        name = call.spec.name
+        entry = None
+        if link.mirror is not None and name in MIRRORED_ROUTES:
+            entry = self._outbox_entry(call, link, result, artifact_path, ids)
+        run_route = None
+        if name == "POST /mlflow/runs/create":
+            try:
+                created = msgspec.json.decode(result.body, type=CreateRunResponse).run.info
+                run_route = (created.run_id, created.experiment_id)
+            except msgspec.DecodeError:
+                log.warning("runs/create answer without a run id; run not recorded", extra={"ws": link.name})
+        write = AcceptedWrite(
+            route=name,
+            workspace=link.name,
+            workspace_id=link.workspace_id,
+            principal=call.principal.name,
+            request=call.body if isinstance(call.body, bytes) else b"",
+            response=result.body,
+            run_route=run_route,
+            outbox=entry,
+            indexed=name in INDEXED_ROUTES,
+        )
+        if self.bookkeeping is None:
+            return
+
+        async def experiment_of_run(run_id: str) -> str | None:
+            return await self.guard.lookups.experiment_of(link, "run", run_id) if self.guard else None
+
+        try:
+            await self.bookkeeping.record(write, experiment_of_run)
+        except Exception as exc:
+            log.error("outbox write failed", extra={"ws": link.name, "route": name})
+            raise StoreUnavailable(
+                "The workspace store accepted the write but it could not be queued for the central store; "
+                "repeat the call."
+            ) from exc
+        if run_route is not None:
+            self.runs.remember(run_route[0], link.name, run_route[1])
+
+    def _outbox_entry(
+        self,
+        call: ForwardCall,
+        link: WorkspaceLink,
+        result: ForwardResult,
+        artifact_path: str | None,
+        ids: RequestIds | None,
+    ) -> OutboxEntry | None:
         """Dual mode: the write goes to the outbox before the client hears it succeeded.
 
         The client's body is stored as it came (it was parsed once already): no re-encoding here.
@@ -295,7 +345,7 @@ class Forwarder:
         if artifact_path is not None:
             run_id, model_id = _artifact_run_id(artifact_path), _artifact_model_id(artifact_path)
             if run_id is None and model_id is None:
-                return  # neither a run's nor a logged model's artifact: nothing the central store keeps
+                return None  # neither a run's nor a logged model's artifact: nothing the central store keeps
             upstream_path = rewrite_artifact_workspace(artifact_path, link.name, link.upstream_workspace)
             document = msgspec.json.encode({"path": upstream_path})
         else:
@@ -306,17 +356,10 @@ class Forwarder:
             document = b'{"request":' + request + b',"response":' + answer + extra + b"}"
             fields = {f: v for f in ORDER_FIELDS if (v := getattr(ids, f, None))} if ids is not None else {}
         key = order_key(name, fields, response, run_id, str(model_id) if model_id else None)
-        if key is None or self.outbox is None:
+        if key is None:
             log.warning("dual write not mirrored: nothing to order it by", extra={"route": name})
-            return
-        try:
-            await self.outbox.record(link.workspace_id, key, name, document)
-        except Exception as exc:
-            log.error("outbox write failed", extra={"ws": link.name, "route": name})
-            raise StoreUnavailable(
-                "The workspace store accepted the write but it could not be queued for the central store; "
-                "repeat the call."
-            ) from exc
+            return None
+        return OutboxEntry(key, name, document)
 
     async def _send(
         self,
@@ -365,7 +408,7 @@ class Forwarder:
         rewrite = _renames(link) and spec.body is not Body.DOWNLOAD
         found_by_name = spec.name == "GET /mlflow/experiments/get-by-name" and response.status == 200
         must_read = (
-            (spec.name == "POST /mlflow/runs/create" and response.status == 200)
+            (spec.name in RESPONSE_INDEXED and response.status == 200)
             or (link.mirror is not None and spec.name in MIRRORED_ROUTES)
             or rewrite
             or plan.after is not None
@@ -381,8 +424,6 @@ class Forwarder:
             body = await response.read()
         except StoreUnreachable as exc:
             raise StoreUnavailable(f"The store of workspace '{link.name}' dropped the answer.") from exc
-        if response.status == 200 and spec.name == "POST /mlflow/runs/create":
-            await self._record_run(call, link, body)
         if translate is not None and spec.body is not Body.DOWNLOAD:
             body = await translate(body)
         if rewrite and body[:1] == b"{":
@@ -392,21 +433,6 @@ class Forwarder:
         if found_by_name and self.guard is not None:
             await self.guard.check_found_experiment(call.principal, link, body)
         return ForwardResult(response.status, headers, link.name, body=body)
-
-    async def _record_run(self, call: ForwardCall, link: WorkspaceLink, body: bytes) -> None:
-        try:
-            created = msgspec.json.decode(body, type=CreateRunResponse)
-        except msgspec.DecodeError:
-            log.warning("runs/create answer without a run id; run not recorded", extra={"ws": link.name})
-            return
-        try:
-            await self.runs.record(
-                created.run.info.run_id, link.name, created.run.info.experiment_id, call.principal.name
-            )
-        except Exception:
-            # The run exists in the store; only header-less routing of it is lost. Never fail the call.
-            RUN_ROUTE_FAILURES.inc()
-            log.exception("could not record run route", extra={"run_id": created.run.info.run_id})
 
     # -- request parsing -----------------------------------------------------------------------------
 
@@ -468,6 +494,8 @@ class Forwarder:
         return f"/api/{spec.version}.0{template}", query
 
 
+# Indexed writes whose answer names what they created.
+RESPONSE_INDEXED = frozenset({"POST /mlflow/runs/create", "POST /mlflow/experiments/create"})
 # Mirrored writes whose answer names what they created (the relay needs those ids).
 CREATES = frozenset(
     {

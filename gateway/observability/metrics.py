@@ -20,8 +20,8 @@ UPSTREAM_LATENCY = Histogram(
 UPSTREAM_ERRORS = Counter(
     "fedgate_upstream_errors_total", "Store calls that failed without an answer", ["store", "kind"]
 )
-RUN_ROUTE_FAILURES = Counter(
-    "fedgate_run_route_record_failures_total", "Runs created whose workspace could not be recorded"
+INDEX_FAILURES = Counter(
+    "fedgate_index_failures_total", "Accepted writes whose index rows (or run route) could not be written"
 )
 POLICY_VERSION = Gauge("fedgate_policy_version", "Version of the access policy this process decides with")
 POLICY_RELOADS = Counter("fedgate_policy_reloads_total", "Times the access policy was reloaded")

@@ -1,0 +1,450 @@
+"""Write-through of the account-wide index: every tracking write the gateway forwards updates it.
+
+The index is what the system tables and account-wide search read. A write is indexed after the
+store accepted it, in the same PostgreSQL transaction as the rest of the gateway's bookkeeping for
+that call (run route, outbox entry). Metric points are appended with COPY; the per-(run, metric)
+aggregates are maintained incrementally with one upsert per batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+# -- what the client sent (only the fields the index keeps; the store has validated the rest) --------
+
+
+class _Metric(msgspec.Struct):
+    key: str
+    value: float | str
+    timestamp: int | str = 0
+    step: int | str = 0
+
+
+class _KeyValue(msgspec.Struct):
+    key: str
+    value: str = ""
+
+
+class _Dataset(msgspec.Struct):
+    name: str = ""
+    digest: str = ""
+    source_type: str = ""
+
+
+class _DatasetInput(msgspec.Struct):
+    dataset: _Dataset = msgspec.field(default_factory=_Dataset)
+    tags: list[_KeyValue] = []
+
+
+class RunWrite(msgspec.Struct):
+    run_id: str = ""
+    run_uuid: str = ""
+    key: str = ""
+    value: float | str | None = None
+    timestamp: int | str = 0
+    step: int | str = 0
+    metrics: list[_Metric] = []
+    params: list[_KeyValue] = []
+    tags: list[_KeyValue] = []
+    datasets: list[_DatasetInput] = []
+    status: str | None = None
+    end_time: int | str | None = None
+    run_name: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.run_id or self.run_uuid
+
+
+class ExperimentWrite(msgspec.Struct):
+    experiment_id: str = ""
+    name: str = ""
+    new_name: str = ""
+    key: str = ""
+    value: str = ""
+    tags: list[_KeyValue] = []
+
+
+class _CreatedExperiment(msgspec.Struct):
+    experiment_id: str
+
+
+class _RunInfo(msgspec.Struct):
+    run_id: str
+    experiment_id: str
+    run_name: str = ""
+    status: str = "RUNNING"
+    start_time: int | str | None = None
+    end_time: int | str | None = None
+
+
+class _RunData(msgspec.Struct):
+    tags: list[_KeyValue] = []
+    params: list[_KeyValue] = []
+
+
+class _Run(msgspec.Struct):
+    info: _RunInfo
+    data: _RunData = msgspec.field(default_factory=_RunData)
+
+
+class _CreatedRun(msgspec.Struct):
+    run: _Run
+
+
+RUN_ROUTES = frozenset(
+    {
+        "POST /mlflow/runs/update",
+        "POST /mlflow/runs/delete",
+        "POST /mlflow/runs/restore",
+        "POST /mlflow/runs/log-metric",
+        "POST /mlflow/runs/log-parameter",
+        "POST /mlflow/runs/set-tag",
+        "POST /mlflow/runs/delete-tag",
+        "POST /mlflow/runs/log-batch",
+        "POST /mlflow/runs/log-inputs",
+    }
+)
+EXPERIMENT_ROUTES = frozenset(
+    {
+        "POST /mlflow/experiments/create",
+        "POST /mlflow/experiments/update",
+        "POST /mlflow/experiments/delete",
+        "POST /mlflow/experiments/restore",
+        "POST /mlflow/experiments/set-experiment-tag",
+        "POST /mlflow/experiments/delete-experiment-tag",
+    }
+)
+INDEXED_ROUTES = RUN_ROUTES | EXPERIMENT_ROUTES | {"POST /mlflow/runs/create"}
+RUN_NAME_TAG = "mlflow.runName"
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+METRIC_COLUMNS = ("run_key", "metric_name", "metric_step", "metric_time", "metric_value")
+
+
+def to_float(value: float | str | None) -> float:
+    """MLflow's JSON carries NaN and infinities as strings ("NaN", "Infinity", "-Infinity")."""
+    if isinstance(value, float | int):
+        return float(value)
+    return float(value) if value is not None else math.nan
+
+
+def to_time(ms: int | str | None) -> datetime | None:
+    if ms is None or ms == "":
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, UTC)
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """One metric's figures within a batch, merged into the stored ones by one upsert."""
+
+    latest: tuple[int, datetime, float]
+    low: float = math.inf  # over non-NaN values; the view shows NaN when has_nan
+    high: float = -math.inf
+    has_nan: bool = False
+    points: int = 0
+
+    def add(self, step: int, at: datetime, value: float) -> None:
+        if _later((step, at, value), self.latest):
+            self.latest = (step, at, value)
+        if math.isnan(value):
+            self.has_nan = True
+        else:
+            self.low = min(self.low, value)
+            self.high = max(self.high, value)
+        self.points += 1
+
+
+def _later(a: tuple[int, datetime, float], b: tuple[int, datetime, float]) -> bool:
+    """MLflow's "latest": greatest step, then timestamp, then value (NaN above every number, as in PostgreSQL)."""
+    if (a[0], a[1]) != (b[0], b[1]):
+        return (a[0], a[1]) > (b[0], b[1])
+    return _value_key(a[2]) > _value_key(b[2])
+
+
+def _value_key(value: float) -> tuple[int, float]:
+    return (1, 0.0) if math.isnan(value) else (0, value)
+
+
+def aggregate(points: Iterable[tuple[str, int, datetime, float]]) -> dict[str, Aggregate]:
+    found: dict[str, Aggregate] = {}
+    for name, step, at, value in points:
+        current = found.get(name)
+        if current is None:
+            current = found[name] = Aggregate((step, at, value))
+        current.add(step, at, value)
+    return found
+
+
+UPSERT_AGGREGATES = """
+INSERT INTO ix_metric_latest AS t
+    (run_key, metric_name, latest_value, latest_step, latest_time, min_value, max_value, has_nan, points)
+SELECT $1, u.name, u.latest_value, u.latest_step, u.latest_time, u.min_value, u.max_value, u.has_nan, u.points
+FROM unnest($2::text[], $3::float8[], $4::int8[], $5::timestamptz[], $6::float8[], $7::float8[],
+            $8::bool[], $9::int8[])
+     AS u(name, latest_value, latest_step, latest_time, min_value, max_value, has_nan, points)
+ON CONFLICT (run_key, metric_name) DO UPDATE SET
+    latest_value = CASE WHEN {newer} THEN EXCLUDED.latest_value ELSE t.latest_value END,
+    latest_step = CASE WHEN {newer} THEN EXCLUDED.latest_step ELSE t.latest_step END,
+    latest_time = CASE WHEN {newer} THEN EXCLUDED.latest_time ELSE t.latest_time END,
+    min_value = LEAST(t.min_value, EXCLUDED.min_value),
+    max_value = GREATEST(t.max_value, EXCLUDED.max_value),
+    has_nan = t.has_nan OR EXCLUDED.has_nan,
+    points = t.points + EXCLUDED.points
+""".format(
+    newer="(EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)"
+    " > (t.latest_step, t.latest_time, t.latest_value)"
+)
+
+
+class IndexWriter:
+    """Applies one accepted write to the index, on a connection inside the caller's transaction."""
+
+    def __init__(self, cache_size: int = 100_000) -> None:
+        self._run_keys: OrderedDict[str, int] = OrderedDict()
+        self._cache_size = cache_size
+
+    def forget(self) -> None:
+        self._run_keys.clear()
+
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        route: str,
+        workspace_id: int,
+        request: bytes,
+        response: bytes,
+        principal: str,
+        experiment_of_run: Callable[[str], Awaitable[str | None]],
+    ) -> None:
+        """`experiment_of_run` finds the experiment of a run the index meets mid-life."""
+        if route == "POST /mlflow/runs/create":
+            await self._create_run(conn, workspace_id, response, principal)
+        elif route in RUN_ROUTES:
+            write = msgspec.json.decode(request or b"{}", type=RunWrite)
+            run_key = await self._run_key(conn, write.id, workspace_id, experiment_of_run)
+            if run_key is not None:
+                await self._run_write(conn, route, run_key, write)
+        elif route in EXPERIMENT_ROUTES:
+            await self._experiment_write(conn, route, workspace_id, request, response)
+
+    # -- experiments ------------------------------------------------------------------------------------
+
+    async def _experiment_write(
+        self, conn: asyncpg.Connection, route: str, workspace_id: int, request: bytes, response: bytes
+    ) -> None:
+        write = msgspec.json.decode(request or b"{}", type=ExperimentWrite)
+        if route == "POST /mlflow/experiments/create":
+            created = msgspec.json.decode(response, type=_CreatedExperiment)
+            tags = {t.key: t.value for t in write.tags}
+            await conn.execute(
+                "INSERT INTO ix_experiments (workspace_id, experiment_id, name, tags) VALUES ($1, $2, $3, $4::jsonb) "
+                "ON CONFLICT (workspace_id, experiment_id) DO UPDATE SET name = EXCLUDED.name, "
+                "tags = EXCLUDED.tags, update_time = now(), delete_time = NULL",
+                workspace_id,
+                created.experiment_id,
+                write.name,
+                msgspec.json.encode(tags).decode(),
+            )
+            return
+        key = (workspace_id, write.experiment_id)
+        if route == "POST /mlflow/experiments/update":
+            await conn.execute(
+                "UPDATE ix_experiments SET name = $3, update_time = now() "
+                "WHERE workspace_id = $1 AND experiment_id = $2",
+                *key,
+                write.new_name,
+            )
+        elif route == "POST /mlflow/experiments/delete":
+            # MLflow marks the experiment's runs deleted with it; they come back with it.
+            await conn.execute(
+                "WITH e AS (UPDATE ix_experiments SET delete_time = now(), update_time = now() "
+                "  WHERE workspace_id = $1 AND experiment_id = $2 RETURNING delete_time) "
+                "UPDATE ix_runs SET delete_time = (SELECT delete_time FROM e), update_time = now() "
+                "WHERE workspace_id = $1 AND experiment_id = $2 AND delete_time IS NULL",
+                *key,
+            )
+        elif route == "POST /mlflow/experiments/restore":
+            await conn.execute(
+                "WITH e AS (SELECT delete_time FROM ix_experiments WHERE workspace_id = $1 AND experiment_id = $2), "
+                "r AS (UPDATE ix_runs SET delete_time = NULL, update_time = now() "
+                "  WHERE workspace_id = $1 AND experiment_id = $2 AND delete_time = (SELECT delete_time FROM e)) "
+                "UPDATE ix_experiments SET delete_time = NULL, update_time = now() "
+                "WHERE workspace_id = $1 AND experiment_id = $2",
+                *key,
+            )
+        elif route == "POST /mlflow/experiments/set-experiment-tag":
+            await conn.execute(
+                "UPDATE ix_experiments SET tags = tags || jsonb_build_object($3::text, $4::text), update_time = now() "
+                "WHERE workspace_id = $1 AND experiment_id = $2",
+                *key,
+                write.key,
+                write.value,
+            )
+        elif route == "POST /mlflow/experiments/delete-experiment-tag":
+            await conn.execute(
+                "UPDATE ix_experiments SET tags = tags - $3::text, update_time = now() "
+                "WHERE workspace_id = $1 AND experiment_id = $2",
+                *key,
+                write.key,
+            )
+
+    # -- runs -------------------------------------------------------------------------------------------
+
+    async def _create_run(self, conn: asyncpg.Connection, workspace_id: int, response: bytes, principal: str) -> None:
+        run = msgspec.json.decode(response, type=_CreatedRun).run
+        info = run.info
+        tags = {t.key: t.value for t in run.data.tags}
+        run_key = await conn.fetchval(
+            "INSERT INTO ix_runs (run_id, workspace_id, experiment_id, created_by, run_name, status, start_time, "
+            "end_time, tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) "
+            "ON CONFLICT (run_id) DO UPDATE SET run_name = EXCLUDED.run_name, created_by = EXCLUDED.created_by "
+            "RETURNING run_key",
+            info.run_id,
+            workspace_id,
+            info.experiment_id,
+            principal,
+            info.run_name or tags.get(RUN_NAME_TAG, ""),
+            info.status,
+            to_time(info.start_time),
+            to_time(info.end_time),
+            msgspec.json.encode(tags).decode(),
+        )
+        self._remember(info.run_id, run_key)
+
+    async def _run_key(
+        self,
+        conn: asyncpg.Connection,
+        run_id: str,
+        workspace_id: int,
+        experiment_of_run: Callable[[str], Awaitable[str | None]],
+    ) -> int | None:
+        if not run_id:
+            return None
+        if (cached := self._run_keys.get(run_id)) is not None:
+            return cached
+        run_key: int | None = await conn.fetchval("SELECT run_key FROM ix_runs WHERE run_id = $1", run_id)
+        if run_key is None:
+            # A run created before the index knew its workspace, or outside the gateway: index what this
+            # write says now and let the sync job fill in the rest.
+            experiment_id = await experiment_of_run(run_id)
+            if experiment_id is None:
+                return None
+            run_key = await conn.fetchval(
+                "INSERT INTO ix_runs (run_id, workspace_id, experiment_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT (run_id) DO UPDATE SET update_time = ix_runs.update_time RETURNING run_key",
+                run_id,
+                workspace_id,
+                experiment_id,
+            )
+            await conn.execute(
+                "INSERT INTO ix_dirty_runs (run_id, workspace_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                run_id,
+                workspace_id,
+            )
+        self._remember(run_id, run_key)
+        return run_key
+
+    def _remember(self, run_id: str, run_key: int) -> None:
+        self._run_keys[run_id] = run_key
+        self._run_keys.move_to_end(run_id)
+        if len(self._run_keys) > self._cache_size:
+            self._run_keys.popitem(last=False)
+
+    async def _run_write(self, conn: asyncpg.Connection, route: str, run_key: int, write: RunWrite) -> None:
+        if route == "POST /mlflow/runs/log-metric":
+            metrics = [
+                _Metric(write.key, write.value if write.value is not None else "NaN", write.timestamp, write.step)
+            ]
+            await self.log_metrics(conn, run_key, metrics)
+        elif route == "POST /mlflow/runs/log-batch":
+            if write.metrics:
+                await self.log_metrics(conn, run_key, write.metrics)
+            await self._set_maps(conn, run_key, write.params, write.tags)
+        elif route == "POST /mlflow/runs/log-parameter":
+            await self._set_maps(conn, run_key, [_KeyValue(write.key, str(write.value or ""))], [])
+        elif route == "POST /mlflow/runs/set-tag":
+            await self._set_maps(conn, run_key, [], [_KeyValue(write.key, str(write.value or ""))])
+        elif route == "POST /mlflow/runs/delete-tag":
+            await conn.execute(
+                "UPDATE ix_runs SET tags = tags - $2::text, update_time = now() WHERE run_key = $1", run_key, write.key
+            )
+        elif route == "POST /mlflow/runs/update":
+            await conn.execute(
+                "UPDATE ix_runs SET status = COALESCE($2, status), end_time = COALESCE($3, end_time), "
+                "run_name = COALESCE(NULLIF($4, ''), run_name), "
+                "tags = CASE WHEN COALESCE($4, '') = '' THEN tags "
+                "ELSE tags || jsonb_build_object($5::text, $4::text) END, "
+                "update_time = now() WHERE run_key = $1",
+                run_key,
+                write.status,
+                to_time(write.end_time),
+                write.run_name,
+                RUN_NAME_TAG,
+            )
+        elif route == "POST /mlflow/runs/delete":
+            await conn.execute(
+                "UPDATE ix_runs SET delete_time = now(), update_time = now() WHERE run_key = $1", run_key
+            )
+        elif route == "POST /mlflow/runs/restore":
+            await conn.execute("UPDATE ix_runs SET delete_time = NULL, update_time = now() WHERE run_key = $1", run_key)
+        elif route == "POST /mlflow/runs/log-inputs":
+            datasets = [
+                {
+                    "name": item.dataset.name,
+                    "digest": item.dataset.digest,
+                    "context": next((t.value for t in item.tags if t.key == DATASET_CONTEXT_TAG), ""),
+                }
+                for item in write.datasets
+            ]
+            if datasets:
+                await conn.execute(
+                    "UPDATE ix_runs SET datasets = datasets || $2::jsonb, update_time = now() WHERE run_key = $1",
+                    run_key,
+                    msgspec.json.encode(datasets).decode(),
+                )
+
+    async def _set_maps(
+        self, conn: asyncpg.Connection, run_key: int, params: list[_KeyValue], tags: list[_KeyValue]
+    ) -> None:
+        if not params and not tags:
+            return
+        tag_map = {t.key: t.value for t in tags}
+        await conn.execute(
+            "UPDATE ix_runs SET params = params || $2::jsonb, tags = tags || $3::jsonb, "
+            "run_name = COALESCE($4, run_name), update_time = now() WHERE run_key = $1",
+            run_key,
+            msgspec.json.encode({p.key: p.value for p in params}).decode(),
+            msgspec.json.encode(tag_map).decode(),
+            tag_map.get(RUN_NAME_TAG),
+        )
+
+    async def log_metrics(self, conn: asyncpg.Connection, run_key: int, metrics: list[_Metric]) -> None:
+        """Append the points (COPY) and merge their aggregates (one upsert, names in a fixed order)."""
+        points = [(m.key, int(m.step or 0), to_time(m.timestamp or 0), to_float(m.value)) for m in metrics]
+        await conn.copy_records_to_table(
+            "ix_metrics", records=[(run_key, *point) for point in points], columns=METRIC_COLUMNS
+        )
+        found = aggregate(points)  # type: ignore[arg-type]
+        names = sorted(found)  # the same lock order in every transaction: no deadlocks between batches
+        rows = [found[n] for n in names]
+        await conn.execute(
+            UPSERT_AGGREGATES,
+            run_key,
+            names,
+            [a.latest[2] for a in rows],
+            [a.latest[0] for a in rows],
+            [a.latest[1] for a in rows],
+            [a.low for a in rows],
+            [a.high for a in rows],
+            [a.has_nan for a in rows],
+            [a.points for a in rows],
+        )
+        await conn.execute("UPDATE ix_runs SET update_time = now() WHERE run_key = $1", run_key)
