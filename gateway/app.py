@@ -65,6 +65,8 @@ from gateway.federation.outbox import Relay
 from gateway.federation.reconcile import Reconciler
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
+from gateway.index.routes import IndexController
+from gateway.index.sync import IndexSync
 from gateway.index.writer import IndexWriter
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
 from gateway.observability.metrics import DENIED
@@ -198,6 +200,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         max_refusals=settings.server.outbox_max_refusals,
     )
     reconciler = Reconciler(links, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
+    index_sync = IndexSync(links, mirror, plain_dsn, settings.server.index_sync_interval_seconds)
     forwarder.guard = Guard(
         authorizer, Lookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create
     )
@@ -248,6 +251,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         audit.start()
         relay.start()
         reconciler.start()
+        index_sync.start()
         checks = asyncio.create_task(_check_configured_links(workspaces))
         try:
             yield
@@ -256,6 +260,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await relay.stop()
             await bookkeeping.close()
             await reconciler.stop()
+            await index_sync.stop()
             for watcher in watchers:
                 await watcher.stop()
             await audit.stop()
@@ -288,6 +293,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             server_info_handler(capabilities, forwarder),
             WorkspacesController,
             LinksController,
+            IndexController,
             ScimController,
             TokenController,
             PermissionsController,
@@ -305,6 +311,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "principals": Provide(lambda: principals, sync_to_thread=False, use_cache=True),
             "tokens": Provide(lambda: tokens, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
+            "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
         },
         middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],  # type: ignore[arg-type]
         exception_handlers={

@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli_links import add_links_commands  # links status, dead letters, reconcile
 
     add_links_commands(commands, url)
+    from gateway.cli_index import add_index_commands  # index status, sync
+
+    add_index_commands(commands, url)
     return parser
 
 

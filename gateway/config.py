@@ -58,6 +58,9 @@ class ServerSettings(_Settings):
     outbox_durable_commit: bool = True
     # Dual workspaces: how often recently active runs are compared with their central copies (0: never).
     reconcile_interval_seconds: float = 300.0
+    # The account-wide index: how often each workspace's store is compared with it (0: never; a newly
+    # linked workspace is backfilled within seconds either way unless this is 0).
+    index_sync_interval_seconds: float = 300.0
 
 
 class DatabaseSettings(_Settings):

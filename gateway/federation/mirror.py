@@ -593,6 +593,9 @@ class Mirror:
     async def primary_post(self, link: WorkspaceLink, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self._call(self.stores[link.store], link.upstream_workspace, "POST", path, body, "workspace")
 
+    async def primary_get(self, link: WorkspaceLink, path: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        return await self._primary(link, path, query)
+
     async def central_post(
         self, link: WorkspaceLink, path: str, body: Mapping[str, Any], *, get: bool = False
     ) -> dict[str, Any]:

@@ -89,3 +89,57 @@ def test_writes_through_the_gateway_fill_the_index(mlflow_env: Stack) -> None:
     )
     assert [(h["metric_step"], h["metric_value"]) for h in history] == [(0, 3.0), (2, 1.0), (1, 2.0)]
     assert len({h["record_id"] for h in history}) == 3
+
+
+def test_sync_brings_in_runs_written_around_the_gateway_and_counts_nothing_twice(mlflow_env: Stack) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    direct = MlflowClient(tracking_uri=mlflow_env.stores["a"].url)  # team-a's store, bypassing the gateway
+    experiment_id = direct.create_experiment(f"direct-{uuid.uuid4().hex[:8]}")
+    run = direct.create_run(experiment_id, run_name="around-the-gateway", tags={"origin": "direct"})
+    run_id = run.info.run_id
+    base = 1_700_000_000_000
+    loss = [Metric("loss", 1.0 / (i + 1), base + i, i) for i in range(250)]
+    loss.append(Metric("loss", 0.5, base + 3, 3))  # a second value at the same step and time
+    acc = [Metric("acc", float(i) / 50, base + i, i) for i in range(50)] + [Metric("acc", float("nan"), base, 99)]
+    direct.log_batch(run_id, metrics=loss[:200], params=[])
+    direct.log_batch(run_id, metrics=loss[200:] + acc)
+    direct.log_param(run_id, "lr", "0.1")
+    direct.set_terminated(run_id, "FAILED")
+
+    admin = mlflow_env.http()
+    sync = admin.post(
+        f"{mlflow_env.url}/api/2.0/fedgate/index/sync", json={"workspace": "team-a", "full": True, "wait": True}
+    )
+    assert sync.status_code == 200, sync.text
+    assert sync.json()["sync"]["state"] == "finished"
+
+    db = mlflow_env.database_url
+    counts = "SELECT metric_name, count(*) AS n FROM system_mlflow.run_metrics_history WHERE run_id = $1 GROUP BY 1"
+    assert {r["metric_name"]: r["n"] for r in rows(db, counts, run_id)} == {"loss": 251, "acc": 51}
+    indexed = rows(db, "SELECT * FROM system_mlflow.runs_latest WHERE run_id = $1", run_id)[0]
+    assert (indexed["status"], indexed["run_name"], indexed["workspace_id"]) == ("FAILED", "around-the-gateway", "1001")
+    assert indexed["params"] == '{"lr": "0.1"}' and '"origin": "direct"' in indexed["tags"]
+    aggregates = {m["metric_name"]: m for m in indexed["aggregated_metrics"]}
+    assert aggregates["acc"]["latest_value"] != aggregates["acc"]["latest_value"]  # NaN at step 99 is the latest
+    assert (aggregates["loss"]["min_value"], aggregates["loss"]["max_value"]) == (1.0 / 250, 1.0)
+
+    # A pass interrupted after `loss` and before `acc` was indexed: the next pass adds exactly what is missing.
+    run_key = rows(db, "SELECT run_key FROM ix_runs WHERE run_id = $1", run_id)[0]["run_key"]
+    rows(db, "DELETE FROM ix_metrics WHERE run_key = $1 AND metric_name = 'acc' RETURNING 1", run_key)
+    rows(db, "DELETE FROM ix_metric_latest WHERE run_key = $1 AND metric_name = 'acc' RETURNING 1", run_key)
+    rows(
+        db,
+        "UPDATE ix_sync_state SET state = 'running', cursor = $1, points_added = 0 WHERE workspace_id = 1001 RETURNING 1",
+        f'{{"everything": true, "since": 0, "experiment": "{experiment_id}", "page_token": ""}}',
+    )
+    again = admin.post(f"{mlflow_env.url}/api/2.0/fedgate/index/sync", json={"workspace": "team-a", "wait": True})
+    assert again.json()["sync"]["points_added"] == 51
+    assert {r["metric_name"]: r["n"] for r in rows(db, counts, run_id)} == {"loss": 251, "acc": 51}
+    third = admin.post(f"{mlflow_env.url}/api/2.0/fedgate/index/sync", json={"workspace": "team-a", "wait": True})
+    assert third.json()["sync"]["points_added"] == 0
+
+    status = admin.get(f"{mlflow_env.url}/api/2.0/fedgate/index/status").json()["workspaces"]
+    team_a = next(w for w in status if w["workspace"] == "team-a")
+    assert team_a["state"] == "idle" and team_a["runs_indexed"] >= 1 and team_a["lag_seconds"] is not None
