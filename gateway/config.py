@@ -58,9 +58,16 @@ class ServerSettings(_Settings):
     outbox_durable_commit: bool = True
     # Dual workspaces: how often recently active runs are compared with their central copies (0: never).
     reconcile_interval_seconds: float = 300.0
+    # SQL statements (/api/2.0/sql/statements): PostgreSQL cancels a statement running longer than this.
+    sql_statement_timeout_seconds: float = 30.0
+    # SQL statements: at most this many rows are kept of a result (the manifest then says truncated).
+    sql_row_cap: int = 10_000
     # The account-wide index: how often each workspace's store is compared with it (0: never; a newly
     # linked workspace is backfilled within seconds either way unless this is 0).
     index_sync_interval_seconds: float = 300.0
+    # The account-wide index is written through on every forwarded tracking write (false: only the sync
+    # job fills it, up to `index_sync_interval_seconds` late).
+    index_write_through: bool = True
 
 
 class DatabaseSettings(_Settings):

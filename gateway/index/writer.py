@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -125,7 +124,6 @@ EXPERIMENT_ROUTES = frozenset(
 INDEXED_ROUTES = RUN_ROUTES | EXPERIMENT_ROUTES | {"POST /mlflow/runs/create"}
 RUN_NAME_TAG = "mlflow.runName"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
-METRIC_COLUMNS = ("run_key", "metric_name", "metric_step", "metric_time", "metric_value")
 
 
 def to_float(value: float | str | None) -> float:
@@ -141,67 +139,47 @@ def to_time(ms: int | str | None) -> datetime | None:
     return datetime.fromtimestamp(int(ms) / 1000, UTC)
 
 
-@dataclass(slots=True)
-class Aggregate:
-    """One metric's figures within a batch, merged into the stored ones by one upsert."""
-
-    latest: tuple[int, datetime, float]
-    low: float = math.inf  # over non-NaN values; the view shows NaN when has_nan
-    high: float = -math.inf
-    has_nan: bool = False
-    points: int = 0
-
-    def add(self, step: int, at: datetime, value: float) -> None:
-        if _later((step, at, value), self.latest):
-            self.latest = (step, at, value)
-        if math.isnan(value):
-            self.has_nan = True
-        else:
-            self.low = min(self.low, value)
-            self.high = max(self.high, value)
-        self.points += 1
-
-
-def _later(a: tuple[int, datetime, float], b: tuple[int, datetime, float]) -> bool:
-    """MLflow's "latest": greatest step, then timestamp, then value (NaN above every number, as in PostgreSQL)."""
-    if (a[0], a[1]) != (b[0], b[1]):
-        return (a[0], a[1]) > (b[0], b[1])
-    return _value_key(a[2]) > _value_key(b[2])
-
-
-def _value_key(value: float) -> tuple[int, float]:
-    return (1, 0.0) if math.isnan(value) else (0, value)
-
-
-def aggregate(points: Iterable[tuple[str, int, datetime, float]]) -> dict[str, Aggregate]:
-    found: dict[str, Aggregate] = {}
-    for name, step, at, value in points:
-        current = found.get(name)
-        if current is None:
-            current = found[name] = Aggregate((step, at, value))
-        current.add(step, at, value)
-    return found
-
-
-UPSERT_AGGREGATES = """
+# One round trip per batch: the points are appended and each metric's aggregate merged in PostgreSQL
+# (no per-point Python objects beyond the four arrays). Aggregates are upserted in name order, so two
+# batches of one run take their row locks in the same order. Min and max are over non-NaN values
+# (neutral +/-Infinity when a batch has none); the views show NaN once `has_nan`.
+LOG_METRICS = """
+WITH p AS (
+    SELECT name, step, 'epoch'::timestamptz + ms * interval '1 millisecond' AS at, value
+    FROM unnest($2::text[], $3::int8[], $4::int8[], $5::float8[]) AS u(name, step, ms, value)
+), appended AS (
+    INSERT INTO ix_metrics (run_key, metric_name, metric_step, metric_time, metric_value)
+    SELECT $1, name, step, at, value FROM p
+), touched AS (
+    UPDATE ix_runs SET update_time = now() WHERE run_key = $1
+), latest AS (
+    SELECT DISTINCT ON (name) name, step, at, value FROM p ORDER BY name, step DESC, at DESC, value DESC
+), figures AS (
+    SELECT name,
+           COALESCE(min(value) FILTER (WHERE value <> 'NaN'), 'Infinity') AS low,
+           COALESCE(max(value) FILTER (WHERE value <> 'NaN'), '-Infinity') AS high,
+           bool_or(value = 'NaN') AS has_nan, count(*) AS points
+    FROM p GROUP BY name
+)
 INSERT INTO ix_metric_latest AS t
     (run_key, metric_name, latest_value, latest_step, latest_time, min_value, max_value, has_nan, points)
-SELECT $1, u.name, u.latest_value, u.latest_step, u.latest_time, u.min_value, u.max_value, u.has_nan, u.points
-FROM unnest($2::text[], $3::float8[], $4::int8[], $5::timestamptz[], $6::float8[], $7::float8[],
-            $8::bool[], $9::int8[])
-     AS u(name, latest_value, latest_step, latest_time, min_value, max_value, has_nan, points)
+SELECT $1, f.name, l.value, l.step, l.at, f.low, f.high, f.has_nan, f.points
+FROM figures f JOIN latest l USING (name) ORDER BY f.name
 ON CONFLICT (run_key, metric_name) DO UPDATE SET
-    latest_value = CASE WHEN {newer} THEN EXCLUDED.latest_value ELSE t.latest_value END,
-    latest_step = CASE WHEN {newer} THEN EXCLUDED.latest_step ELSE t.latest_step END,
-    latest_time = CASE WHEN {newer} THEN EXCLUDED.latest_time ELSE t.latest_time END,
+    -- MLflow's "latest": greatest step, then timestamp, then value (PostgreSQL orders NaN above numbers).
+    (latest_value, latest_step, latest_time) = (
+        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
+                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_value ELSE t.latest_value END,
+        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
+                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_step ELSE t.latest_step END,
+        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
+                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_time ELSE t.latest_time END
+    ),
     min_value = LEAST(t.min_value, EXCLUDED.min_value),
     max_value = GREATEST(t.max_value, EXCLUDED.max_value),
     has_nan = t.has_nan OR EXCLUDED.has_nan,
     points = t.points + EXCLUDED.points
-""".format(
-    newer="(EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)"
-    " > (t.latest_step, t.latest_time, t.latest_value)"
-)
+"""
 
 
 class IndexWriter:
@@ -427,24 +405,11 @@ class IndexWriter:
         )
 
     async def log_metrics(self, conn: asyncpg.Connection, run_key: int, metrics: list[_Metric]) -> None:
-        """Append the points (COPY) and merge their aggregates (one upsert, names in a fixed order)."""
-        points = [(m.key, int(m.step or 0), to_time(m.timestamp or 0), to_float(m.value)) for m in metrics]
-        await conn.copy_records_to_table(
-            "ix_metrics", records=[(run_key, *point) for point in points], columns=METRIC_COLUMNS
-        )
-        found = aggregate(points)  # type: ignore[arg-type]
-        names = sorted(found)  # the same lock order in every transaction: no deadlocks between batches
-        rows = [found[n] for n in names]
         await conn.execute(
-            UPSERT_AGGREGATES,
+            LOG_METRICS,
             run_key,
-            names,
-            [a.latest[2] for a in rows],
-            [a.latest[0] for a in rows],
-            [a.latest[1] for a in rows],
-            [a.low for a in rows],
-            [a.high for a in rows],
-            [a.has_nan for a in rows],
-            [a.points for a in rows],
+            [m.key for m in metrics],
+            [int(m.step or 0) for m in metrics],
+            [int(m.timestamp or 0) for m in metrics],
+            [to_float(m.value) for m in metrics],
         )
-        await conn.execute("UPDATE ix_runs SET update_time = now() WHERE run_key = $1", run_key)
