@@ -1,9 +1,12 @@
-"""The gateway's own records of one accepted write, committed together before the client hears of it.
+"""The gateway's own records of one accepted write, committed before the client hears of its success.
 
-A write the store accepted can leave up to three records: the run's route (which workspace a run
-id belongs to), the account-wide index rows, and (dual mode) the outbox entry for the central
-store. They are written in one PostgreSQL transaction on a small asyncpg pool: one round trip per
-statement and one commit, no ORM on the request path.
+A write the store accepted can leave three records: the outbox entry for the central store (dual
+mode), the run's route (which workspace a run id belongs to) and the account-wide index rows. The
+outbox entry is the only one that cannot be derived again from the stores, so it is committed
+durably, on its own, as one autocommitted INSERT. Run route and index rows are derived data: they are
+written at the same time on a second connection with PostgreSQL's asynchronous commit, and whatever
+a crash or an error loses there, the index sync brings back from the store. The client waits for the
+slower of the two, not their sum.
 """
 
 from __future__ import annotations
@@ -54,69 +57,65 @@ class Bookkeeping:
         self._dsn = dsn
         self._max = max_connections
         self.index = index
-        # False: PostgreSQL's asynchronous commit. A PostgreSQL (not gateway) crash can then lose the last
-        # fraction of a second of entries; the reconciler and the index sync repair from the stores.
-        self._settings = {} if flush_before_answer else {"synchronous_commit": "off"}
-        self._pool: asyncpg.Pool | None = None
+        # False: the outbox too uses asynchronous commit. A PostgreSQL (not gateway) crash can then lose the
+        # last fraction of a second of entries; the reconciler copies those writes from the workspace store.
+        self._outbox_settings = {} if flush_before_answer else {"synchronous_commit": "off"}
+        self._pools: dict[str, asyncpg.Pool] = {}
         self._lock = asyncio.Lock()
 
     async def record(self, write: AcceptedWrite, experiment_of_run: Callable[[str], Awaitable[str | None]]) -> None:
-        """Raises only when the outbox entry could not be committed (the client must repeat the call).
+        """Raises only when the outbox entry could not be committed (the client must repeat the call)."""
+        derived = write.run_route is not None or (write.indexed and self.index is not None)
+        if write.outbox is None:
+            if derived:
+                await self._derive(write, experiment_of_run)
+            return
+        if not derived:
+            await self._queue(write.workspace_id, write.outbox)
+            return
+        await asyncio.gather(self._queue(write.workspace_id, write.outbox), self._derive(write, experiment_of_run))
 
-        The index and the run route are derived data: if they cannot be written, the call still
-        succeeds and the index sync catches up from the store.
-        """
-        pool = self._pool or await self._open()
+    async def _queue(self, workspace_id: int, entry: OutboxEntry) -> None:
+        pool = await self._pool("outbox", self._outbox_settings)
+        await pool.execute(INSERT_OUTBOX, workspace_id, entry.order_key, entry.route, entry.payload.decode())
+
+    async def _derive(self, write: AcceptedWrite, experiment_of_run: Callable[[str], Awaitable[str | None]]) -> None:
+        """Run route and index rows; never raises (logged, counted, and repaired by the index sync)."""
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            pool = await self._pool("derived", {"synchronous_commit": "off"})
+            async with pool.acquire() as conn:
                 if write.run_route is not None:
                     run_id, experiment_id = write.run_route
                     await conn.execute(INSERT_RUN_ROUTE, run_id, write.workspace, experiment_id, write.principal)
                 if write.indexed and self.index is not None:
-                    if write.outbox is None:
-                        await self._index(conn, write, experiment_of_run)
-                    else:
-                        # A savepoint: an index failure must not take the outbox entry down with it.
-                        try:
-                            async with conn.transaction():
-                                await self._index(conn, write, experiment_of_run)
-                        except Exception as exc:  # derived data: logged, counted, repaired by the sync
-                            self._failed(write, exc)
-                if write.outbox is not None:
-                    entry = write.outbox
-                    await conn.execute(
-                        INSERT_OUTBOX, write.workspace_id, entry.order_key, entry.route, entry.payload.decode()
+                    await self.index.apply(
+                        conn,
+                        write.route,
+                        write.workspace_id,
+                        write.request,
+                        write.response,
+                        write.principal,
+                        experiment_of_run,
                     )
         except Exception as exc:
-            if write.outbox is not None:
-                raise
-            self._failed(write, exc)
+            INDEX_FAILURES.inc()
+            if self.index is not None:
+                self.index.forget()  # cached run keys may belong to a lost insert
+            log.warning(
+                "index rows of an accepted write were not written; the index sync catches up",
+                extra={"route": write.route, "reason": f"{type(exc).__name__}: {exc}"},
+            )
 
-    async def _index(
-        self, conn: asyncpg.Connection, write: AcceptedWrite, experiment_of_run: Callable[[str], Awaitable[str | None]]
-    ) -> None:
-        assert self.index is not None
-        await self.index.apply(
-            conn, write.route, write.workspace_id, write.request, write.response, write.principal, experiment_of_run
-        )
-
-    def _failed(self, write: AcceptedWrite, exc: BaseException) -> None:
-        INDEX_FAILURES.inc()
-        if self.index is not None:
-            self.index.forget()  # cached run keys may belong to a rolled-back insert
-        log.warning(
-            "bookkeeping of an accepted write failed; the index sync catches up",
-            extra={"route": write.route, "reason": f"{type(exc).__name__}: {exc}"},
-        )
-
-    async def _open(self) -> asyncpg.Pool:
+    async def _pool(self, name: str, settings: dict[str, str]) -> asyncpg.Pool:
+        if (pool := self._pools.get(name)) is not None:
+            return pool
         async with self._lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self._max, server_settings=self._settings
+            if name not in self._pools:
+                self._pools[name] = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=self._max, server_settings=settings
                 )
-            return self._pool
+            return self._pools[name]
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        for pool in self._pools.values():
+            await pool.close()

@@ -89,6 +89,17 @@ class IndexRepository:
         )
         return run_key
 
+    async def record_route(self, run_id: str, workspace: str, experiment_id: str, created_by: str) -> None:
+        """The run's workspace, for calls that name only the run (lost if the write-through was)."""
+        await self.conn.execute(
+            "INSERT INTO run_routes (run_id, workspace, experiment_id, created_by) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (run_id) DO NOTHING",
+            run_id,
+            workspace,
+            experiment_id,
+            created_by,
+        )
+
     async def written_through_recently(self, run_id: str, seconds: float) -> bool:
         return bool(
             await self.conn.fetchval(

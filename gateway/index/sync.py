@@ -181,6 +181,8 @@ class IndexSync:
             return 0
         async with repo.conn.transaction():
             run_key = await repo.upsert_run(link.workspace_id, run)
+            info = run["info"]
+            await repo.record_route(run_id, link.name, str(info["experiment_id"]), str(info.get("user_id") or ""))
             indexed = await repo.latest(run_key)
         added = 0
         for latest in (run.get("data") or {}).get("metrics") or []:
