@@ -7,7 +7,7 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 import msgspec
@@ -39,6 +39,9 @@ from gateway.index.writer import INDEXED_ROUTES
 from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 from gateway.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
 from gateway.workspaces.links import LinkTable, WorkspaceLink
+
+if TYPE_CHECKING:
+    from gateway.index.account import AccountScope
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,7 @@ class Forwarder:
         self.guard: Guard | None = None  # set by the composition root; without it every call is refused
         self.bookkeeping: Bookkeeping | None = None  # run routes, index rows, outbox entries of accepted writes
         self.failover: Failover | None = None  # dual workspaces' reads while their store is down
+        self.account: AccountScope | None = None  # the read-only `account` scope, set by the composition root
 
     async def fetch(self, link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
         """A read of the gateway's own (ids for authorization), sent with the store's credentials."""
@@ -190,9 +194,10 @@ class Forwarder:
 
     def link_named(self, name: str) -> WorkspaceLink:
         if name == ACCOUNT_SCOPE:
+            # Reached only when something other than the header names it (an artifact path, say).
             raise InvalidParameter(
-                "The 'account' scope is reserved for read-only account-wide search, which this gateway "
-                "does not serve yet; choose a workspace."
+                "The 'account' scope is read-only account-wide search, selected with X-MLFLOW-WORKSPACE; "
+                "it is not a workspace."
             )
         if not WORKSPACE_NAME_RE.match(name) and name != "default":
             raise InvalidParameter(f"Invalid workspace name '{name}' in X-MLFLOW-WORKSPACE.")
@@ -230,6 +235,10 @@ class Forwarder:
     # -- forwarding ----------------------------------------------------------------------------------
 
     async def forward(self, call: ForwardCall) -> ForwardResult:
+        if call.workspace_header == ACCOUNT_SCOPE:
+            if self.account is None:
+                raise InvalidParameter("This gateway does not serve the 'account' scope; choose a workspace.")
+            return await self.account.serve(call)
         spec = call.spec
         ids = self._body_ids(call)
         artifact_path = self._artifact_path(call) if spec.resource is Resource.ARTIFACT else None
@@ -272,7 +281,9 @@ class Forwarder:
             response, translate = await self.failover.request(spec, link, path, query, json_body, artifact_path)
         result = await self._result(call, link, response, plan, translate)
         if result.status == 200 and (
-            spec.name in INDEXED_ROUTES or (link.mirror is not None and spec.name in MIRRORED_ROUTES)
+            spec.name == "POST /mlflow/runs/create"
+            or self._indexes(spec.name)
+            or (link.mirror is not None and spec.name in MIRRORED_ROUTES)
         ):
             await self._bookkeep(call, link, result, artifact_path, ids)
         return result
@@ -306,7 +317,7 @@ class Forwarder:
             response=result.body,
             run_route=run_route,
             outbox=entry,
-            indexed=name in INDEXED_ROUTES,
+            indexed=self._indexes(name),
         )
         if self.bookkeeping is None:
             return
@@ -324,6 +335,9 @@ class Forwarder:
             ) from exc
         if run_route is not None:
             self.runs.remember(run_route[0], link.name, run_route[1])
+
+    def _indexes(self, route: str) -> bool:
+        return route in INDEXED_ROUTES and self.bookkeeping is not None and self.bookkeeping.index is not None
 
     def _outbox_entry(
         self,

@@ -178,7 +178,13 @@ def test_workspace_selection_rules(stack: Stack) -> None:
     body = assert_mlflow_error(stack.http().post(search, json={"max_results": 5}), 400, "INVALID_PARAMETER_VALUE")
     assert "MLFLOW_WORKSPACE" in body["message"]
     assert_mlflow_error(stack.http("nowhere").post(search, json={"max_results": 5}), 404, "RESOURCE_DOES_NOT_EXIST")
-    assert_mlflow_error(stack.http("account").post(search, json={"max_results": 5}), 400, "INVALID_PARAMETER_VALUE")
+    # `account` is the read-only account scope: searches are served, writes refused.
+    assert stack.http("account").post(search, json={"max_results": 5}).status_code == 200
+    create = f"{stack.url}/api/2.0/mlflow/experiments/create"
+    refused = assert_mlflow_error(
+        stack.http("account").post(create, json={"name": "x"}), 400, "INVALID_PARAMETER_VALUE"
+    )
+    assert "read-only" in refused["message"]
     assert_mlflow_error(stack.http("Bad_Name!").post(search, json={"max_results": 5}), 400, "INVALID_PARAMETER_VALUE")
     twice = http.client.HTTPConnection("127.0.0.1", stack.gateway.port, timeout=10)
     twice.putrequest("POST", "/api/2.0/mlflow/experiments/search")

@@ -1,0 +1,429 @@
+"""The read-only `account` scope: one workspace name under which a caller sees every workspace it may read.
+
+`mlflow.set_workspace("account")` sends `X-MLFLOW-WORKSPACE: account`. Searches (experiments and
+runs) are answered from the index, across every workspace, narrowed to what the caller may read.
+Experiment ids there are `<workspace_id>-<experiment_id>` (stores reuse ids, so the account scope
+always names both); run ids are unchanged. Reads of one object (an experiment, a run, its metric
+history, its artifacts) are forwarded as ordinary calls to the workspace the object lives in, so
+the guard checks them exactly as it does elsewhere, and experiment ids in the answer are put in
+the account form. Every write is refused: the account scope is for looking, not for logging.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlencode
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.authn.principal import Principal
+from gateway.authz.decide import Authorizer, Everything, hidden
+from gateway.errors import GatewayError, InvalidParameter, ResourceNotFound
+from gateway.federation.paths import artifact_workspace
+from gateway.federation.route_table import FORWARDED_ROUTES, Action, Resource
+from gateway.federation.service import (
+    ACCOUNT_SCOPE,
+    ForwardCall,
+    Forwarder,
+    ForwardResult,
+    RunDirectory,
+    _artifact_run_id,
+)
+from gateway.index.filters import (
+    parse_experiment_filter,
+    parse_experiment_order_by,
+    parse_run_filter,
+    parse_run_order_by,
+)
+from gateway.index.search import (
+    ExperimentSearch,
+    IndexSearch,
+    RunSearch,
+    Visibility,
+    account_experiment_id,
+    max_results,
+    parse_account_experiment_id,
+    search_shape,
+    view_type,
+)
+from gateway.workspaces.links import LinkTable, WorkspaceLink
+
+READ_ONLY = "The account scope is read-only; choose a workspace."
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][\w\-]{0,255}$")
+JSON = {"Content-Type": "application/json"}
+# An answer read whole to translate its ids (a run with very many params and tags is still far below).
+MAX_TRANSLATED_BODY = 64 * 1024 * 1024
+
+_SPECS = {spec.name: spec for spec in FORWARDED_ROUTES if spec.version == 2}
+GET_EXPERIMENT = _SPECS["GET /mlflow/experiments/get"]
+
+
+class SearchExperimentsRequest(msgspec.Struct):
+    max_results: int | None = None
+    page_token: str | None = None
+    filter: str | None = None
+    order_by: list[str] = []
+    view_type: str | int | None = None
+
+
+class SearchRunsRequest(msgspec.Struct):
+    experiment_ids: list[str] = []
+    filter: str | None = None
+    run_view_type: str | int | None = None
+    max_results: int | None = None
+    order_by: list[str] = []
+    page_token: str | None = None
+
+
+class RunIdRequest(msgspec.Struct):
+    run_id: str | None = None
+    run_uuid: str | None = None
+
+
+Forward = Callable[[ForwardCall], Awaitable[ForwardResult]]
+_T = TypeVar("_T")
+
+
+class AccountScope:
+    """Serves calls whose workspace is `account`; `forward` sends a call on to one workspace, guarded."""
+
+    def __init__(
+        self,
+        links: LinkTable,
+        authorizer: Authorizer,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        forward: Forward,
+        runs: RunDirectory,
+    ) -> None:
+        self.links = links
+        self.authorizer = authorizer
+        self.sessionmaker = sessionmaker
+        self.forward = forward
+        self.runs = runs
+
+    async def serve(self, call: ForwardCall) -> ForwardResult:
+        spec = call.spec
+        if spec.action not in (Action.READ, Action.SEARCH):
+            raise InvalidParameter(READ_ONLY)
+        name = spec.name
+        if name in ("POST /mlflow/experiments/search", "GET /mlflow/experiments/search"):
+            return await self.search_experiments(call)
+        if name == "POST /mlflow/runs/search":
+            return await self.search_runs(call)
+        if name == "GET /mlflow/experiments/get":
+            return await self.get_experiment(call)
+        if name == "GET /mlflow/experiments/get-by-name":
+            return await self.get_experiment_by_name(call)
+        if name in RUN_READS:
+            return await self.run_read(call)
+        if name == "GET /mlflow/metrics/get-history-bulk-interval":
+            return await self.bulk_metric_history(call)
+        if spec.resource is Resource.ARTIFACT:
+            return await self.artifact_read(call)
+        raise InvalidParameter(
+            f"{spec.method} {spec.path} is not served in the account scope, which answers experiment and run "
+            "searches, get_experiment, get_run, metric history and run artifacts; choose a workspace with "
+            "mlflow.set_workspace(...) for anything else."
+        )
+
+    # -- what the caller may read ---------------------------------------------------------------------
+
+    def visibility(self, principal: Principal) -> Visibility:
+        """Every linked workspace, through the one helper that decides what a caller may read."""
+        workspaces: set[int] = set()
+        experiments: set[tuple[int, str]] = set()
+        for link in self.links.all():
+            readable = self.authorizer.readable_experiments(principal, link.workspace_id)
+            if isinstance(readable, Everything):
+                workspaces.add(link.workspace_id)
+            else:
+                experiments.update((link.workspace_id, e) for e in readable)
+        return Visibility(frozenset(workspaces), frozenset(experiments))
+
+    def readable_among(self, principal: Principal, asked: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        kept: list[tuple[int, str]] = []
+        linked = {link.workspace_id for link in self.links.all()}
+        readable_in: dict[int, Everything | set[str]] = {}
+        for workspace_id, experiment_id in asked:
+            if workspace_id not in linked:
+                continue
+            if workspace_id not in readable_in:
+                readable_in[workspace_id] = self.authorizer.readable_experiments(principal, workspace_id)
+            readable = readable_in[workspace_id]
+            if isinstance(readable, Everything) or experiment_id in readable:
+                kept.append((workspace_id, experiment_id))
+        return kept
+
+    # -- searches -------------------------------------------------------------------------------------
+
+    async def search_experiments(self, call: ForwardCall) -> ForwardResult:
+        if call.spec.method == "GET":
+            params = parse_qs(call.query, keep_blank_values=True)
+            request = SearchExperimentsRequest(
+                max_results=_int_param(params, "max_results"),
+                page_token=_param(params, "page_token"),
+                filter=_param(params, "filter"),
+                order_by=params.get("order_by", []),
+                view_type=_param(params, "view_type"),
+            )
+        else:
+            request = _decode(call.body, SearchExperimentsRequest)
+        view = view_type(request.view_type)
+        search = ExperimentSearch(
+            visibility=self.visibility(call.principal),
+            comparisons=parse_experiment_filter(request.filter),
+            order=parse_experiment_order_by(request.order_by),
+            view=view,
+            max_results=max_results(request.max_results),
+            page_token=request.page_token,
+            shape=search_shape("experiments", request.filter or "", request.order_by, view.value),
+        )
+        names = {link.workspace_id: link.name for link in self.links.all()}
+        async with self.sessionmaker() as session:
+            answer = await IndexSearch(session).experiments(search, names)
+        return ForwardResult(200, dict(JSON), ACCOUNT_SCOPE, body=msgspec.json.encode(answer))
+
+    async def search_runs(self, call: ForwardCall) -> ForwardResult:
+        request = _decode(call.body, SearchRunsRequest)
+        asked = list(dict.fromkeys(parse_account_experiment_id(e) for e in request.experiment_ids))
+        view = view_type(request.run_view_type)
+        search = RunSearch(
+            experiments=self.readable_among(call.principal, asked),
+            comparisons=parse_run_filter(request.filter),
+            order=parse_run_order_by(request.order_by),
+            view=view,
+            max_results=max_results(request.max_results),
+            page_token=request.page_token,
+            shape=search_shape("runs", request.filter or "", request.order_by, view.value, sorted(asked)),
+        )
+        async with self.sessionmaker() as session:
+            answer = await IndexSearch(session).runs(search)
+        return ForwardResult(200, dict(JSON), ACCOUNT_SCOPE, body=msgspec.json.encode(answer))
+
+    # -- one experiment -------------------------------------------------------------------------------
+
+    async def get_experiment(self, call: ForwardCall) -> ForwardResult:
+        params = parse_qs(call.query, keep_blank_values=True)
+        asked = _param(params, "experiment_id")
+        if not asked:
+            raise InvalidParameter("Missing value for required parameter 'experiment_id'.")
+        workspace_id, experiment_id = parse_account_experiment_id(asked)
+        return await self._experiment(call, workspace_id, experiment_id, f"No Experiment with id={asked} exists")
+
+    async def get_experiment_by_name(self, call: ForwardCall) -> ForwardResult:
+        name = _param(parse_qs(call.query, keep_blank_values=True), "experiment_name")
+        if not name:
+            raise InvalidParameter("Missing value for required parameter 'experiment_name'.")
+        missing = f"Could not find experiment with name '{name}'"
+        async with self.sessionmaker() as session:
+            found = await IndexSearch(session).experiments_named(self.visibility(call.principal), name)
+        active = [f for f in found if not f[2]]
+        chosen = active or found
+        if not chosen:
+            raise ResourceNotFound(missing)
+        if len(chosen) > 1:
+            where = ", ".join(sorted(self._workspace_name(w) for w, _, _ in chosen))
+            raise InvalidParameter(
+                f"Experiment name '{name}' exists in several workspaces ({where}); in the account scope use its "
+                "account id (from search_experiments) or choose a workspace."
+            )
+        workspace_id, experiment_id, _ = chosen[0]
+        inner = ForwardCall(
+            spec=GET_EXPERIMENT,
+            principal=call.principal,
+            workspace_header=None,
+            path_params={},
+            query="",
+            headers=list(call.headers),
+            body=None,
+            request_id=call.request_id,
+        )
+        return await self._experiment(inner, workspace_id, experiment_id, missing)
+
+    async def _experiment(
+        self, call: ForwardCall, workspace_id: int, experiment_id: str, missing: str
+    ) -> ForwardResult:
+        link = self.links.by_id(workspace_id)
+        if link is None:
+            raise ResourceNotFound(missing)
+        params = parse_qs(call.query, keep_blank_values=True)
+        params["experiment_id"] = [experiment_id]
+        result = await self._forward_hidden(call, link, missing, query=urlencode(params, doseq=True))
+        if result.status == 404:
+            raise ResourceNotFound(missing)  # the store's message would name the workspace's own id
+
+        def translate(document: dict[str, Any]) -> None:
+            experiment = document.get("experiment")
+            if isinstance(experiment, dict):
+                experiment["experiment_id"] = account_experiment_id(workspace_id, str(experiment["experiment_id"]))
+                experiment.setdefault("workspace", link.name)
+
+        return await _translated(result, translate)
+
+    # -- one run --------------------------------------------------------------------------------------
+
+    async def run_read(self, call: ForwardCall) -> ForwardResult:
+        run_id = _run_id_of(call)
+        link = await self._run_link(run_id)
+        result = await self._forward_hidden(call, link, f"Run with id={run_id} not found")
+        if call.spec.name != "GET /mlflow/runs/get":
+            return result
+
+        def translate(document: dict[str, Any]) -> None:
+            info = (document.get("run") or {}).get("info")
+            if isinstance(info, dict) and "experiment_id" in info:
+                info["experiment_id"] = account_experiment_id(link.workspace_id, str(info["experiment_id"]))
+
+        return await _translated(result, translate)
+
+    async def bulk_metric_history(self, call: ForwardCall) -> ForwardResult:
+        params = parse_qs(call.query, keep_blank_values=True)
+        run_ids = list(dict.fromkeys(v for v in params.get("run_ids", []) if v))
+        if not run_ids:
+            raise InvalidParameter("Missing value for required parameter 'run_ids'.")
+        groups: dict[str, tuple[WorkspaceLink, list[str]]] = {}
+        for run_id in run_ids:
+            link = await self._run_link(run_id)
+            groups.setdefault(link.name, (link, []))[1].append(run_id)
+        metrics: list[Any] = []
+        for link, ids in groups.values():
+            query = urlencode({**params, "run_ids": ids}, doseq=True)
+            result = await self._forward_hidden(call, link, f"Run with id={ids[0]} not found", query=query)
+            if result.status != 200:
+                return result
+            document = msgspec.json.decode(await _body(result))
+            metrics.extend(document.get("metrics") or [])
+        answer = {"metrics": metrics} if metrics else {}
+        return ForwardResult(200, dict(JSON), ACCOUNT_SCOPE, body=msgspec.json.encode(answer))
+
+    async def artifact_read(self, call: ForwardCall) -> ForwardResult:
+        path = Forwarder._artifact_path(call)
+        named = artifact_workspace(path)
+        if named is not None:
+            link = self.links.get(named)
+            if link is None:
+                raise ResourceNotFound(f"Workspace '{named}' not found")
+            missing = f"Artifact path '{path}' not found"
+        else:
+            run_id = _artifact_run_id(path)
+            if run_id is None:
+                raise InvalidParameter(
+                    "In the account scope an artifact path must name a run (<experiment>/<run_id>/...) or a "
+                    "workspace (workspaces/<name>/...); choose a workspace for other artifacts."
+                )
+            link = await self._run_link(run_id)
+            missing = f"Run with id={run_id} not found"
+        return await self._forward_hidden(call, link, missing)
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    async def _run_link(self, run_id: str) -> WorkspaceLink:
+        missing = f"Run with id={run_id} not found"
+        if not RUN_ID_RE.match(run_id):
+            raise InvalidParameter(f"Invalid run id {run_id!r}.")
+        name = await self.runs.workspace_of(run_id)
+        link = self.links.get(name) if name else None
+        if link is None:
+            async with self.sessionmaker() as session:
+                found = await IndexSearch(session).run_location(run_id)
+            link = self.links.by_id(found[0]) if found else None
+        if link is None:
+            raise ResourceNotFound(missing)
+        return link
+
+    async def _forward_hidden(
+        self, call: ForwardCall, link: WorkspaceLink, missing: str, query: str | None = None
+    ) -> ForwardResult:
+        """The call, sent to `link` as an ordinary guarded call. A refusal reads like "not found", with no
+        word of the workspace it was found in."""
+        inner = ForwardCall(
+            spec=call.spec,
+            principal=call.principal,
+            workspace_header=link.name,
+            path_params=call.path_params,
+            query=call.query if query is None else query,
+            headers=list(call.headers),
+            body=call.body,
+            request_id=call.request_id,
+        )
+        try:
+            return await self.forward(inner)
+        except ResourceNotFound as exc:
+            error = hidden(missing) if exc.denied else ResourceNotFound(missing)
+            raise error from None
+
+    def _workspace_name(self, workspace_id: int) -> str:
+        link = self.links.by_id(workspace_id)
+        return link.name if link is not None else str(workspace_id)
+
+
+RUN_READS = frozenset(
+    {
+        "GET /mlflow/runs/get",
+        "GET /mlflow/metrics/get-history",
+        "GET /mlflow/artifacts/list",
+        "POST /mlflow/artifacts/presigned-download-url",
+    }
+)
+
+
+def _param(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None
+
+
+def _int_param(params: dict[str, list[str]], name: str) -> int | None:
+    value = _param(params, name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidParameter(f"Invalid value {value!r} for parameter '{name}'.") from None
+
+
+def _decode(body: Any, kind: type[_T]) -> _T:
+    raw = body if isinstance(body, bytes) and body.strip() else b"{}"
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.DecodeError as exc:
+        raise InvalidParameter(f"Invalid request body: {exc}") from None
+
+
+def _run_id_of(call: ForwardCall) -> str:
+    if call.spec.method == "GET":
+        params = parse_qs(call.query, keep_blank_values=True)
+        run_id = _param(params, "run_id") or _param(params, "run_uuid")
+    else:
+        ids = _decode(call.body, RunIdRequest)
+        run_id = ids.run_id or ids.run_uuid
+    if not run_id:
+        raise InvalidParameter("This call must name its run (run_id).")
+    return run_id
+
+
+async def _body(result: ForwardResult) -> bytes:
+    if result.stream is None:
+        return result.body
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in result.stream:
+        size += len(chunk)
+        if size > MAX_TRANSLATED_BODY:
+            raise GatewayError("The store's answer is too large to translate for the account scope.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _translated(result: ForwardResult, translate: Callable[[dict[str, Any]], None]) -> ForwardResult:
+    """The store's JSON answer with its experiment ids put in the account form (errors pass unchanged)."""
+    body = await _body(result)
+    headers = {k: v for k, v in result.headers.items() if k.lower() != "content-length"}
+    if result.status != 200 or body[:1] != b"{":
+        return ForwardResult(result.status, headers, result.workspace, body=body)
+    document = msgspec.json.decode(body)
+    translate(document)
+    return ForwardResult(result.status, headers, result.workspace, body=msgspec.json.encode(document))
