@@ -65,6 +65,7 @@ from gateway.federation.outbox import Relay
 from gateway.federation.reconcile import Reconciler
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
+from gateway.index.account import AccountScope
 from gateway.index.routes import IndexController
 from gateway.index.sync import IndexSync
 from gateway.index.writer import IndexWriter
@@ -74,6 +75,9 @@ from gateway.observability.routes import health_handlers
 from gateway.ports import ChangeFeed, Store
 from gateway.principals.routes import ScimController, TokenController
 from gateway.principals.service import PrincipalService, TokenService
+from gateway.sql.routes import SqlStatementsController
+from gateway.sql.runner import QueryRunner
+from gateway.sql.service import SqlService
 from gateway.watch import ReloadLoop
 from gateway.workspaces.links import LinkTable
 from gateway.workspaces.repository import CHANGE_CHANNEL
@@ -184,9 +188,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
+    sql = SqlService(settings, access, sessionmaker, QueryRunner(plain_dsn, settings.database.pool_size), audit)
     bookkeeping = forwarder.bookkeeping = Bookkeeping(
         plain_dsn,
-        IndexWriter(),
+        IndexWriter() if settings.server.index_write_through else None,
         settings.database.pool_size,
         flush_before_answer=settings.server.outbox_durable_commit,
     )
@@ -204,6 +209,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     forwarder.guard = Guard(
         authorizer, Lookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create
     )
+    forwarder.account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, forwarder.runs)
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(plain_dsn, channel, callback)
@@ -261,6 +267,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await bookkeeping.close()
             await reconciler.stop()
             await index_sync.stop()
+            await sql.close()
             for watcher in watchers:
                 await watcher.stop()
             await audit.stop()
@@ -300,6 +307,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             RegisteredModelIdController,
             UnityCatalogController,
             AuditController,
+            SqlStatementsController,
             *health_handlers(ready),
         ],
         dependencies={
@@ -310,6 +318,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "forwarder": Provide(lambda: forwarder, sync_to_thread=False, use_cache=True),
             "principals": Provide(lambda: principals, sync_to_thread=False, use_cache=True),
             "tokens": Provide(lambda: tokens, sync_to_thread=False, use_cache=True),
+            "sql": Provide(lambda: sql, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
             "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
         },

@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli_index import add_index_commands  # index status, sync
 
     add_index_commands(commands, url)
+    from gateway.cli_sql import add_sql_command  # SQL over the system tables
+
+    add_sql_command(commands, url)
     return parser
 
 

@@ -282,6 +282,10 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError(f"server.port: {settings.server.port} is not a TCP port")
     if settings.server.workers < 1:
         raise ConfigError("server.workers: must be at least 1")
+    if settings.server.sql_statement_timeout_seconds <= 0:
+        raise ConfigError("server.sql_statement_timeout_seconds: must be more than 0")
+    if settings.server.sql_row_cap < 1:
+        raise ConfigError("server.sql_row_cap: must be at least 1")
     for name, store in settings.stores.items():
         if not STORE_NAME_RE.match(name):
             raise ConfigError(f"stores.{name}: store names use letters, digits, '-', '_' and '.'")

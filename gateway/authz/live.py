@@ -14,6 +14,8 @@ from gateway.authz.policy import PolicySnapshot, PrincipalInfo
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.observability.metrics import POLICY_RELOADS, POLICY_VERSION
 from gateway.principals.repository import PrincipalRepository
+from gateway.sql.catalog import view_securables
+from gateway.sql.repository import ViewRepository
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +51,16 @@ class LivePolicy:
             rows = await principals.all()
             memberships = await principals.memberships()
             grants = await GrantRepository(session).all()
+            views = await ViewRepository(session).names()
         principals_by_id = {
             row.id: PrincipalInfo(row.id, row.kind, row.name, row.display_name, row.active, row.account_admin)
             for row in rows
         }
         # Indexing a large policy is CPU work: done beside the event loop, which keeps answering meanwhile.
+        # Dynamic views (CREATE VIEW) are securables too, with their schemas and catalogs.
+        securables = frozenset((*SYSTEM_SECURABLES, *view_securables(views)))
         snapshot = await asyncio.to_thread(
-            PolicySnapshot, version, principals_by_id, memberships, grants, securables=SYSTEM_SECURABLES
+            PolicySnapshot, version, principals_by_id, memberships, grants, securables=securables
         )
         if snapshot.version < self.snapshot.version:
             return self.snapshot  # a concurrent reload already installed something newer

@@ -28,7 +28,7 @@ from gateway.authz.levels import (
     workspace_domain,
     workspace_object,
 )
-from gateway.authz.live import SYSTEM_SECURABLES, LivePolicy
+from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PrincipalInfo
 from gateway.authz.repository import GrantRepository, ModelIdRepository, PolicyVersionRepository
 from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound
@@ -249,7 +249,7 @@ class AccessService:
 
     def securable(self, securable_type: str, full_name: str) -> str:
         obj = f"{securable_type.lower()}:{full_name.lower()}"
-        if obj not in SYSTEM_SECURABLES:
+        if obj not in self.policy.snapshot.securables:  # the system tables and the views made with CREATE VIEW
             raise ResourceNotFound(f"{securable_type} '{full_name}' does not exist.")
         return obj
 

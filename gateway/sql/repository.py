@@ -1,0 +1,201 @@
+"""Every SQL statement about stored views (`sql_views`) and statement state (`sql_statements`).
+
+Views change with the policy (they are securables), so they are written in the SQLAlchemy session that
+bumps the policy version. Statement state is written on asyncpg connections: the one running a statement
+records its own backend pid, so any replica can cancel it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+APPLICATION_PREFIX = "fedgate-sql:"
+
+
+@dataclass(frozen=True)
+class StoredView:
+    name: str
+    definition: str
+    owner: str
+
+
+class ViewRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def names(self) -> list[str]:
+        result = await self.session.execute(text("SELECT name FROM sql_views ORDER BY name"))
+        return [str(row[0]) for row in result.all()]
+
+    async def get(self, names: Collection[str]) -> dict[str, StoredView]:
+        if not names:
+            return {}
+        result = await self.session.execute(
+            text("SELECT name, definition, owner FROM sql_views WHERE name = ANY(:names)"), {"names": list(names)}
+        )
+        return {str(row.name): StoredView(str(row.name), str(row.definition), str(row.owner)) for row in result.all()}
+
+    async def create(self, name: str, definition: str, owner: str, *, replace: bool) -> bool:
+        """Store the view; False when it exists and `replace` is not set."""
+        conflict = "DO UPDATE SET definition = EXCLUDED.definition, owner = EXCLUDED.owner" if replace else "DO NOTHING"
+        result = await self.session.execute(
+            text(
+                f"INSERT INTO sql_views (name, definition, owner) VALUES (:name, :definition, :owner) "  # noqa: S608
+                f"ON CONFLICT (name) {conflict} RETURNING name"
+            ),
+            {"name": name, "definition": definition, "owner": owner},
+        )
+        return result.first() is not None
+
+    async def drop(self, name: str) -> bool:
+        result = await self.session.execute(
+            text("DELETE FROM sql_views WHERE name = :name RETURNING name"), {"name": name}
+        )
+        return result.first() is not None
+
+
+@dataclass(frozen=True)
+class StoredStatement:
+    statement_id: str
+    principal_id: int
+    state: str
+    manifest: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    created_at: datetime
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return json.dumps(value, separators=(",", ":")) if value is not None else None
+
+
+def _parsed(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    parsed = json.loads(value) if isinstance(value, str) else value
+    return parsed if isinstance(parsed, dict) else None
+
+
+class StatementRepository:
+    """State of statements; `db` is an asyncpg pool or connection."""
+
+    def __init__(self, db: asyncpg.Pool | asyncpg.Connection) -> None:
+        self.db = db
+
+    async def insert(
+        self,
+        statement_id: str,
+        principal_id: int,
+        statement: str,
+        state: str,
+        *,
+        manifest: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        finished = state not in ("PENDING", "RUNNING")
+        await self.db.execute(
+            "INSERT INTO sql_statements (statement_id, principal_id, state, statement, manifest, result, finished_at) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, CASE WHEN $7 THEN now() END)",
+            statement_id,
+            principal_id,
+            state,
+            statement,
+            _json(manifest),
+            _json(result),
+            finished,
+        )
+
+    async def mark_running(self, statement_id: str) -> bool:
+        """Record this connection's backend as the one running the statement; False if it was cancelled already."""
+        row = await self.db.fetchrow(
+            "UPDATE sql_statements SET state = 'RUNNING', backend_pid = pg_backend_pid() "
+            "WHERE statement_id = $1 AND state = 'PENDING' RETURNING statement_id",
+            statement_id,
+        )
+        return row is not None
+
+    async def finish(
+        self,
+        statement_id: str,
+        state: str,
+        *,
+        manifest: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record the outcome, unless the statement was cancelled (or expired) meanwhile."""
+        row = await self.db.fetchrow(
+            "UPDATE sql_statements SET state = $2, manifest = $3::jsonb, result = $4::jsonb, error = $5::jsonb, "
+            "finished_at = now(), backend_pid = NULL "
+            "WHERE statement_id = $1 AND state IN ('PENDING', 'RUNNING') RETURNING statement_id",
+            statement_id,
+            state,
+            _json(manifest),
+            _json(result),
+            _json(error),
+        )
+        return row is not None
+
+    async def get(self, statement_id: str) -> StoredStatement | None:
+        row = await self.db.fetchrow(
+            "SELECT statement_id, principal_id, state, manifest, result, error, created_at "
+            "FROM sql_statements WHERE statement_id = $1",
+            statement_id,
+        )
+        if row is None:
+            return None
+        return StoredStatement(
+            str(row["statement_id"]),
+            int(row["principal_id"]),
+            str(row["state"]),
+            _parsed(row["manifest"]),
+            _parsed(row["result"]),
+            _parsed(row["error"]),
+            row["created_at"],
+        )
+
+    async def cancel(self, statement_id: str, error: dict[str, Any] | None = None) -> int | None:
+        """Mark a pending or running statement cancelled; the backend pid running it, if any."""
+        row = await self.db.fetchrow(
+            "UPDATE sql_statements SET state = 'CANCELED', error = $2::jsonb, finished_at = now() "
+            "WHERE statement_id = $1 AND state IN ('PENDING', 'RUNNING') "
+            "RETURNING backend_pid AS pid",
+            statement_id,
+            _json(error),
+        )
+        if row is None or row["pid"] is None:
+            return None
+        return int(row["pid"])
+
+    async def interrupt(self, pid: int, statement_id: str) -> bool:
+        """Cancel the query of backend `pid`, only while it still runs this statement (pids are reused)."""
+        cancelled = await self.db.fetchval(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2",
+            pid,
+            APPLICATION_PREFIX + statement_id,
+        )
+        return bool(cancelled)
+
+    async def expire(self, statement_id: str, older_than_seconds: float, error: dict[str, Any]) -> None:
+        """Fail a statement left pending or running past any deadline: the process running it is gone."""
+        await self.db.execute(
+            "UPDATE sql_statements SET state = 'FAILED', error = $3::jsonb, finished_at = now(), backend_pid = NULL "
+            "WHERE statement_id = $1 AND state IN ('PENDING', 'RUNNING') "
+            "AND created_at < now() - make_interval(secs => $2)",
+            statement_id,
+            older_than_seconds,
+            _json(error),
+        )
+
+    async def prune(self, older_than_seconds: float) -> None:
+        await self.db.execute(
+            "DELETE FROM sql_statements WHERE created_at < now() - make_interval(secs => $1)", older_than_seconds
+        )

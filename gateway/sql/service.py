@@ -1,0 +1,555 @@
+"""Statements from request to result: checks, view expansion, execution, and a lifecycle any replica can answer.
+
+A query is checked (USE CATALOG, USE SCHEMA and SELECT on every table or view it names), rewritten so each
+table reference yields only what the caller may see, and run in the background on a connection that
+records its backend pid in `sql_statements`. The request waits up to `wait_timeout` for it; after that the
+client polls, on any replica, because the state lives in PostgreSQL. Cancelling marks the row and signals
+the backend by pid. GRANT, REVOKE, SHOW GRANTS, CREATE VIEW and DROP VIEW run at once, through the access
+service, exactly as the REST permissions API would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlglot import exp
+
+from gateway.authn.principal import Principal
+from gateway.authz.audit import AuditTrail, entry
+from gateway.authz.decide import hidden
+from gateway.authz.levels import ACCOUNT_DOMAIN, Privilege
+from gateway.authz.repository import GrantRepository, PolicyVersionRepository
+from gateway.authz.service import AccessService
+from gateway.config import Settings
+from gateway.errors import AlreadyExists, InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.sql.catalog import SYSTEM_CATALOG, TableName, system_table
+from gateway.sql.repository import StatementRepository, StoredStatement, ViewRepository
+from gateway.sql.results import PgColumn, chunks, column_info, rows
+from gateway.sql.runner import QueryRunner
+from gateway.sql.schemas import (
+    ExecuteStatementRequest,
+    ResultData,
+    ResultManifest,
+    ResultSchema,
+    ServiceError,
+    StatementParameter,
+    StatementResponse,
+    StatementStatus,
+)
+from gateway.sql.statements import (
+    ChangeGrants,
+    CreateView,
+    Defaults,
+    DropView,
+    Query,
+    ShowGrants,
+    Statement,
+    classify,
+    parse_query,
+)
+from gateway.sql.transpile import (
+    PARAMETER_TYPES,
+    CompiledQuery,
+    Identity,
+    check_depth,
+    compile_query,
+    substitute,
+    system_source,
+)
+
+log = logging.getLogger(__name__)
+
+WAIT_RE = re.compile(r"^(\d{1,2})s$")
+DECIMAL_RE = re.compile(r"^DECIMAL\((\d{1,2}),\s*(\d{1,2})\)$")
+PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"
+# A principal names can never contain a comma: this owner can only be the bootstrap admin.
+BOOTSTRAP_OWNER = "bootstrap,admin"
+RETENTION_SECONDS = 24 * 3600  # statements and their results are kept this long
+PRUNE_EVERY_SECONDS = 600.0
+ABANDONED_AFTER_SECONDS = 60.0  # past the statement timeout: the process running it must be gone
+UNAVAILABLE_STATES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
+SHOW_GRANTS_COLUMNS = ("principal", "action_type", "object_type", "object_key", "inherited_from")
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Whose rights a table is read with: the caller's, or a view owner's for the tables inside the view."""
+
+    name: str
+    subjects: frozenset[int]
+    account_admin: bool
+    view: TableName | None = None  # set when reading on behalf of this view's owner
+
+    def lacks(self, privilege: str, what: str) -> PermissionDenied:
+        wanted = privilege.replace("_", " ")
+        if self.view is None:
+            return PermissionDenied(f"{self.name} lacks {wanted} on {what}.")
+        return PermissionDenied(f"View {self.view} cannot be read: its owner {self.name} lacks {wanted} on {what}.")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished statement as stored: state, then manifest and rows, or an error."""
+
+    state: str
+    manifest: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class SqlService:
+    def __init__(
+        self,
+        settings: Settings,
+        access: AccessService,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        runner: QueryRunner,
+        audit: AuditTrail,
+    ) -> None:
+        self._account_id = settings.account.id
+        self._timeout = settings.server.sql_statement_timeout_seconds
+        self._row_cap = settings.server.sql_row_cap
+        self._access = access
+        self._sessionmaker = sessionmaker
+        self._runner = runner
+        self._audit = audit
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pruned_at = 0.0
+
+    # -- the API -----------------------------------------------------------------------------------------
+
+    async def execute(self, principal: Principal, request: ExecuteStatementRequest) -> StatementResponse:
+        wait = _wait_seconds(request.wait_timeout)
+        if request.on_wait_timeout not in ("CONTINUE", "CANCEL"):
+            raise InvalidParameter("on_wait_timeout is CONTINUE or CANCEL.")
+        if request.format != "JSON_ARRAY":
+            raise InvalidParameter(f"format {request.format} is not supported; use JSON_ARRAY.")
+        if request.disposition != "INLINE":
+            raise InvalidParameter(f"disposition {request.disposition} is not supported; use INLINE.")
+        if request.row_limit is not None and request.row_limit < 0:
+            raise InvalidParameter("row_limit may not be negative.")
+        statement = classify(request.statement, Defaults(request.catalog, request.schema))
+        if isinstance(statement, Query):
+            return await self._query(principal, request, statement, wait)
+        if request.parameters:
+            raise InvalidParameter("Parameters are only allowed in a SELECT.")
+        outcome = await self._command(principal, statement)
+        statement_id = str(uuid.uuid4())
+        pool = await self._runner.pool()
+        await StatementRepository(pool).insert(
+            statement_id,
+            _principal_key(principal),
+            request.statement,
+            outcome.state,
+            manifest=outcome.manifest,
+            result=outcome.result,
+        )
+        return await self._response(statement_id, principal)
+
+    async def get(self, principal: Principal, statement_id: str) -> StatementResponse:
+        return await self._response(statement_id, principal)
+
+    async def chunk(self, principal: Principal, statement_id: str, chunk_index: int) -> ResultData:
+        stored = await self._stored(statement_id, principal)
+        if stored.state != SUCCEEDED or stored.manifest is None:
+            raise InvalidParameter(f"Statement {statement_id} has no result to read (its state is {stored.state}).")
+        manifest = msgspec.convert(stored.manifest, ResultManifest)
+        if not 0 <= chunk_index < manifest.total_chunk_count:
+            raise InvalidParameter(
+                f"Chunk {chunk_index} does not exist; the result has {manifest.total_chunk_count} chunk(s)."
+            )
+        return _result_chunk(statement_id, manifest, stored.result, chunk_index)
+
+    async def cancel(self, principal: Principal, statement_id: str) -> None:
+        """Cancel a pending or running statement, on whichever replica runs it; a finished one is left as is."""
+        await self._stored(statement_id, principal)
+        await self._cancel(statement_id)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        await self._runner.close()
+
+    # -- queries -----------------------------------------------------------------------------------------
+
+    async def _query(
+        self, principal: Principal, request: ExecuteStatementRequest, query: Query, wait: float
+    ) -> StatementResponse:
+        types, values = _parameters(request.parameters, query.parameters)
+        caller = Reader(principal.name, principal.subjects, principal.account_admin)
+        sources = await self._sources(query, caller, depth=0, path=())
+        compiled = compile_query(substitute(query, sources), self._identity(principal), types)
+        arguments = [values[name] for name in compiled.parameters]
+        max_rows = self._row_cap if request.row_limit is None else min(self._row_cap, request.row_limit)
+        statement_id = str(uuid.uuid4())
+        pool = await self._runner.pool()
+        await StatementRepository(pool).insert(statement_id, _principal_key(principal), request.statement, PENDING)
+        await self._prune(pool)
+        task = asyncio.create_task(self._run(statement_id, compiled, arguments, max_rows))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if wait > 0:
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if not done and request.on_wait_timeout == "CANCEL":
+                await self._cancel(statement_id)
+                await asyncio.wait({task}, timeout=5)
+        return await self._response(statement_id, principal)
+
+    async def _sources(
+        self, query: Query, reader: Reader, *, depth: int, path: tuple[TableName, ...]
+    ) -> dict[TableName, exp.Query]:
+        """What each table of `query` becomes, checked for `reader`; views expand with their owner's rights."""
+        wanted = [table for table in query.tables if not system_table(table)]
+        async with self._sessionmaker() as session:
+            views = await ViewRepository(session).get([table.full for table in wanted])
+        sources: dict[TableName, exp.Query] = {}
+        for table in query.tables:
+            if system_table(table):
+                self._check_read(reader, table)
+                sources[table] = system_source(table)
+                continue
+            view = views.get(table.full)
+            if view is None or table.catalog == SYSTEM_CATALOG:
+                raise InvalidParameter(
+                    f"Table or view '{table}' does not exist; the system.mlflow tables and views made with "
+                    "CREATE VIEW can be read."
+                )
+            self._check_read(reader, table)
+            if table in path:
+                raise InvalidParameter(f"View {table} refers to itself.")
+            check_depth(depth + 1, table)
+            owner = self._owner(view.owner, table)
+            inner = parse_query(view.definition, allow_parameters=False)
+            inner_sources = await self._sources(inner, owner, depth=depth + 1, path=(*path, table))
+            sources[table] = substitute(inner, inner_sources)
+        return sources
+
+    def _check_read(self, reader: Reader, table: TableName) -> None:
+        if reader.account_admin:
+            return
+        snapshot = self._access.policy.snapshot
+        for obj, privilege, what in (
+            (table.catalog_securable, Privilege.USE_CATALOG, f"catalog {table.catalog}"),
+            (table.schema_securable, Privilege.USE_SCHEMA, f"schema {table.catalog}.{table.schema}"),
+            (table.securable, Privilege.SELECT, f"{'table' if table.is_system else 'view'} {table}"),
+        ):
+            if not snapshot.allows(reader.subjects, ACCOUNT_DOMAIN, obj, privilege):
+                raise reader.lacks(privilege, what)
+
+    def _owner(self, owner: str, view: TableName) -> Reader:
+        if owner == BOOTSTRAP_OWNER:
+            return Reader("the bootstrap admin", frozenset(), True, view)
+        snapshot = self._access.policy.snapshot
+        for kind, key in (("user", owner.casefold()), ("service_principal", owner), ("group", owner)):
+            info = snapshot.find(kind, key)
+            if info is not None:
+                if not info.active:
+                    break
+                return Reader(info.name, snapshot.subjects(info.id), info.account_admin, view)
+        raise PermissionDenied(f"View {view} cannot be read: its owner {owner} no longer exists or is disabled.")
+
+    def _identity(self, principal: Principal) -> Identity:
+        snapshot = self._access.policy.snapshot
+
+        def member_of(group: str) -> bool:
+            info = snapshot.find("group", group)
+            if info is not None:
+                return info.id in principal.subjects
+            return group == "account users" and principal.id is not None
+
+        return Identity(principal.name, member_of)
+
+    async def _run(
+        self, statement_id: str, compiled: CompiledQuery, arguments: Sequence[str | None], max_rows: int
+    ) -> None:
+        outcome: Outcome | None = None
+        try:
+            async with self._runner.connection() as connection:
+                if not await StatementRepository(connection).mark_running(statement_id):
+                    return  # cancelled before it started
+                fetched = await self._runner.fetch(
+                    connection,
+                    statement_id,
+                    compiled,
+                    arguments,
+                    account_id=self._account_id,
+                    timeout_seconds=self._timeout,
+                    max_rows=max_rows,
+                )
+            outcome = _succeeded(fetched.columns, fetched.records, fetched.truncated)
+        except asyncio.CancelledError:
+            outcome = _failed("TEMPORARILY_UNAVAILABLE", "The gateway stopped while the statement ran; run it again.")
+            raise
+        except asyncpg.QueryCanceledError as exc:
+            if "statement timeout" in str(exc):
+                outcome = _failed(
+                    "DEADLINE_EXCEEDED",
+                    f"The statement ran longer than the statement timeout ({self._timeout:g} s) and was cancelled.",
+                    exc.sqlstate,
+                )
+            else:
+                outcome = Outcome(CANCELED)
+        except asyncpg.PostgresError as exc:
+            outcome = _postgres_failure(exc)
+        except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("sql statement %s: database unavailable: %s", statement_id, type(exc).__name__)
+            outcome = _failed("TEMPORARILY_UNAVAILABLE", "The database could not be reached; try again.")
+        except Exception:
+            log.exception("sql statement %s failed unexpectedly", statement_id)
+            outcome = _failed("INTERNAL_ERROR", "The statement failed inside the gateway.")
+        finally:
+            if outcome is not None:
+                await asyncio.shield(self._finish(statement_id, outcome))
+
+    async def _finish(self, statement_id: str, outcome: Outcome) -> None:
+        try:
+            pool = await self._runner.pool()
+            await StatementRepository(pool).finish(
+                statement_id, outcome.state, manifest=outcome.manifest, result=outcome.result, error=outcome.error
+            )
+        except Exception as exc:  # the statement stays RUNNING until a reader expires it
+            log.warning("sql statement %s: outcome not recorded: %s", statement_id, type(exc).__name__)
+
+    async def _cancel(self, statement_id: str) -> None:
+        pool = await self._runner.pool()
+        repository = StatementRepository(pool)
+        pid = await repository.cancel(statement_id, None)
+        if pid is not None:
+            await repository.interrupt(pid, statement_id)
+
+    async def _prune(self, pool: asyncpg.Pool) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at > PRUNE_EVERY_SECONDS:
+            self._pruned_at = now
+            await StatementRepository(pool).prune(RETENTION_SECONDS)
+
+    # -- GRANT, REVOKE, SHOW GRANTS, CREATE VIEW, DROP VIEW -------------------------------------------------
+
+    async def _command(self, principal: Principal, statement: Statement) -> Outcome:
+        if isinstance(statement, ShowGrants):
+            return self._show_grants(principal, statement)
+        if isinstance(statement, ChangeGrants):
+            obj = self._access.securable(statement.securable_type, statement.name)
+            self._access.check_uc_manager(principal, obj)
+            key = "add" if statement.grant else "remove"
+            change = {"principal": statement.principal, key: list(statement.privileges)}
+            await self._access.uc_update(principal, obj, [change])
+            return _succeeded([], [], False)
+        if isinstance(statement, CreateView):
+            await self._create_view(principal, statement)
+            return _succeeded([], [], False)
+        if isinstance(statement, DropView):
+            await self._drop_view(principal, statement)
+            return _succeeded([], [], False)
+        raise InvalidParameter("This statement is not supported.")
+
+    def _show_grants(self, principal: Principal, statement: ShowGrants) -> Outcome:
+        obj = self._access.securable(statement.securable_type, statement.name)
+        asks_for_self = (
+            statement.principal is not None and statement.principal.strip().casefold() == principal.name.casefold()
+        )
+        if not asks_for_self:
+            self._access.check_uc_manager(principal, obj)
+        effective = self._access.uc_effective(obj, statement.principal)
+        object_type = statement.securable_type.upper()
+        if object_type == "TABLE" and not statement.name.startswith(f"{SYSTEM_CATALOG}."):
+            object_type = "VIEW"
+        found: list[list[Any]] = []
+        for assignment in effective["privilege_assignments"]:
+            for item in assignment["privileges"]:
+                holder = item.get("inherited_from_principal") or assignment["principal"]
+                source = item.get("inherited_from_type")
+                inherited = f"{source} {item['inherited_from_name']}" if source else None
+                found.append([holder, item["privilege"].replace("_", " "), object_type, statement.name, inherited])
+        found.sort(key=lambda row: (row[0], row[1], row[4] or ""))
+        columns = [PgColumn(name, "text", "scalar") for name in SHOW_GRANTS_COLUMNS]
+        return _succeeded(columns, found, False)
+
+    async def _create_view(self, principal: Principal, statement: CreateView) -> None:
+        name = statement.name
+        self._check_manage(principal, name, "create or replace views")
+        # The creator becomes the owner: the view reads with the creator's rights, checked here and on every read.
+        caller = Reader(principal.name, principal.subjects, principal.account_admin)
+        await self._sources(statement.query, caller, depth=1, path=(name,))
+        owner = BOOTSTRAP_OWNER if principal.id is None else principal.name
+        async with self._sessionmaker() as session, session.begin():
+            stored = await ViewRepository(session).create(
+                name.full, statement.definition, owner, replace=statement.replace
+            )
+            if not stored:
+                raise AlreadyExists(f"View {name} already exists; use CREATE OR REPLACE VIEW.")
+            await self._audit.write(
+                session,
+                entry(principal.name, "sql.view.create", name.securable, "ok", {"definition": statement.definition}),
+            )
+            await PolicyVersionRepository(session).bump()
+        await self._access.policy.reload()
+
+    async def _drop_view(self, principal: Principal, statement: DropView) -> None:
+        name = statement.name
+        self._check_manage(principal, name, "drop views")
+        async with self._sessionmaker() as session, session.begin():
+            dropped = await ViewRepository(session).drop(name.full)
+            if not dropped:
+                if statement.if_exists:
+                    return
+                raise ResourceNotFound(f"View {name} does not exist.")
+            # A view created again later under this name is a new object: the old grants go with the old one.
+            await GrantRepository(session).clear(ACCOUNT_DOMAIN, name.securable)
+            await self._audit.write(session, entry(principal.name, "sql.view.drop", name.securable, "ok"))
+            await PolicyVersionRepository(session).bump()
+        await self._access.policy.reload()
+
+    def _check_manage(self, principal: Principal, name: TableName, what: str) -> None:
+        if name.catalog == SYSTEM_CATALOG:
+            raise InvalidParameter("The system catalog is read-only: views live in catalogs of your own.")
+        if principal.account_admin:
+            return
+        snapshot = self._access.policy.snapshot
+        # MANAGE on the view, or inherited from its schema or catalog.
+        if not snapshot.allows(principal.subjects, ACCOUNT_DOMAIN, name.securable, Privilege.MANAGE):
+            raise PermissionDenied(
+                f"{principal.name} needs MANAGE on schema {name.catalog}.{name.schema} (or to be an account admin) "
+                f"to {what} there."
+            )
+
+    # -- answers -------------------------------------------------------------------------------------------
+
+    async def _stored(self, statement_id: str, principal: Principal) -> StoredStatement:
+        pool = await self._runner.pool()
+        repository = StatementRepository(pool)
+        stored = await repository.get(statement_id)
+        # Only the principal who ran a statement may see it; to anybody else it does not exist.
+        if stored is None or stored.principal_id != _principal_key(principal):
+            raise hidden(f"Statement {statement_id} does not exist.")
+        if stored.state in (PENDING, RUNNING):
+            error = _failed("TEMPORARILY_UNAVAILABLE", "The gateway process running the statement stopped.").error
+            assert error is not None
+            await repository.expire(statement_id, self._timeout + ABANDONED_AFTER_SECONDS, error)
+            stored = await repository.get(statement_id) or stored
+        return stored
+
+    async def _response(self, statement_id: str, principal: Principal) -> StatementResponse:
+        stored = await self._stored(statement_id, principal)
+        error = stored.error
+        status = StatementStatus(
+            state=stored.state,
+            error=ServiceError(error_code=str(error["error_code"]), message=str(error["message"])) if error else None,
+            sql_state=str(error["sql_state"]) if error and error.get("sql_state") else None,
+        )
+        if stored.state != SUCCEEDED or stored.manifest is None:
+            return StatementResponse(statement_id=statement_id, status=status)
+        manifest = msgspec.convert(stored.manifest, ResultManifest)
+        return StatementResponse(
+            statement_id=statement_id,
+            status=status,
+            manifest=manifest,
+            result=_result_chunk(statement_id, manifest, stored.result, 0),
+        )
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _principal_key(principal: Principal) -> int:
+    return principal.id if principal.id is not None else 0  # the bootstrap admin has no row, hence no id
+
+
+def _wait_seconds(text: str) -> float:
+    match = WAIT_RE.match(text.strip())
+    seconds = int(match.group(1)) if match else -1
+    if seconds != 0 and not 5 <= seconds <= 50:
+        raise InvalidParameter("wait_timeout is '0s' or between '5s' and '50s'.")
+    return float(seconds)
+
+
+def _parameters(
+    given: Sequence[StatementParameter], used: Sequence[str]
+) -> tuple[dict[str, str], dict[str, str | None]]:
+    """PostgreSQL type and value of every parameter; unknown, missing, duplicate or mistyped ones are refused."""
+    types: dict[str, str] = {}
+    values: dict[str, str | None] = {}
+    for parameter in given:
+        if parameter.name in types:
+            raise InvalidParameter(f"The parameter '{parameter.name}' is given twice.")
+        spelled = parameter.type.strip().upper()
+        decimal = DECIMAL_RE.match(spelled)
+        if decimal:
+            pg_type = f"NUMERIC({decimal.group(1)}, {decimal.group(2)})"
+        elif spelled in PARAMETER_TYPES:
+            pg_type = PARAMETER_TYPES[spelled]
+        else:
+            known = ", ".join(sorted(PARAMETER_TYPES))
+            raise InvalidParameter(f"Parameter '{parameter.name}' has type '{parameter.type}'; use one of {known}.")
+        types[parameter.name] = pg_type
+        values[parameter.name] = parameter.value
+    unknown = sorted(set(types) - set(used))
+    if unknown:
+        raise InvalidParameter(f"The statement has no parameter marker :{unknown[0]}.")
+    missing = [name for name in used if name not in types]
+    if missing:
+        raise InvalidParameter(f"No value was given for the parameter :{missing[0]}.")
+    return types, values
+
+
+def _succeeded(columns: Sequence[PgColumn], records: Sequence[Sequence[Any]], truncated: bool) -> Outcome:
+    data = rows(records, columns)
+    manifest = ResultManifest(
+        format="JSON_ARRAY",
+        schema=ResultSchema(
+            column_count=len(columns), columns=[column_info(index, column) for index, column in enumerate(columns)]
+        ),
+        total_chunk_count=len(chunks(len(data))),
+        chunks=chunks(len(data)),
+        total_row_count=len(data),
+        truncated=truncated,
+    )
+    return Outcome(SUCCEEDED, msgspec.to_builtins(manifest), {"data_array": data})
+
+
+def _failed(error_code: str, message: str, sql_state: str | None = None) -> Outcome:
+    error: dict[str, Any] = {"error_code": error_code, "message": message}
+    if sql_state:
+        error["sql_state"] = sql_state
+    return Outcome(FAILED, error=error)
+
+
+def _postgres_failure(exc: asyncpg.PostgresError) -> Outcome:
+    """A short reason in the words of PostgreSQL's primary message: never its query text, detail or context."""
+    sql_state = str(getattr(exc, "sqlstate", "") or "")
+    if sql_state.startswith(UNAVAILABLE_STATES):
+        return _failed("TEMPORARILY_UNAVAILABLE", "The database is not available right now; try again.", sql_state)
+    if sql_state == "42501":  # cannot happen through the allow-list; never say more than that it is not allowed
+        return _failed("BAD_REQUEST", "The statement reads something it is not allowed to.", sql_state)
+    message = str(getattr(exc, "message", "") or "the statement failed").splitlines()[0][:300]
+    return _failed("BAD_REQUEST", f"The statement failed: {message}.", sql_state)
+
+
+def _result_chunk(
+    statement_id: str, manifest: ResultManifest, result: dict[str, Any] | None, chunk_index: int
+) -> ResultData:
+    data = (result or {}).get("data_array") or []
+    info = manifest.chunks[chunk_index]
+    following = chunk_index + 1 if chunk_index + 1 < manifest.total_chunk_count else None
+    return ResultData(
+        chunk_index=info.chunk_index,
+        row_offset=info.row_offset,
+        row_count=info.row_count,
+        data_array=data[info.row_offset : info.row_offset + info.row_count] if info.row_count else None,
+        next_chunk_index=following,
+        next_chunk_internal_link=(
+            f"/api/2.0/sql/statements/{statement_id}/result/chunks/{following}" if following is not None else None
+        ),
+    )

@@ -1,0 +1,514 @@
+"""From an allowed Databricks query to the PostgreSQL text that runs: table references become row-scoped
+subqueries, identity functions become constants, parameters become `$n`, and Databricks constructs
+PostgreSQL spells differently (maps as jsonb, arrays of structs, TIMESTAMPDIFF, ROUND of a double) get
+renderings of their own.
+
+sqlglot's PostgreSQL generator does most of the work; the renderings here are the places where its output
+is not right for this schema or these semantics, each checked against PostgreSQL by the unit tests.
+"""
+
+# ruff: noqa: S608 — the renderings compose SQL from fragments the generator rendered from the checked tree;
+# user text reaches them only as quoted literals and identifiers, never spliced.
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.generators.postgres import PostgresGenerator
+
+from gateway.errors import InvalidParameter
+from gateway.sql.catalog import ARRAY_COLUMNS, DOUBLE_COLUMNS, MAP_COLUMNS, PG_SCHEMA, SYSTEM_COLUMNS, TableName
+from gateway.sql.statements import DIALECT, Query
+
+# Databricks parameter types (the `type` of a parameter) and the PostgreSQL type its text is cast to.
+PARAMETER_TYPES = {
+    "STRING": "TEXT",
+    "INT": "INTEGER",
+    "INTEGER": "INTEGER",
+    "BIGINT": "BIGINT",
+    "LONG": "BIGINT",
+    "SMALLINT": "SMALLINT",
+    "SHORT": "SMALLINT",
+    "TINYINT": "SMALLINT",
+    "BYTE": "SMALLINT",
+    "DOUBLE": "DOUBLE PRECISION",
+    "FLOAT": "REAL",
+    "DECIMAL": "NUMERIC",
+    "BOOLEAN": "BOOLEAN",
+    "DATE": "DATE",
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "TIMESTAMP_NTZ": "TIMESTAMP",
+}
+_SECONDS_PER_UNIT = {"MICROSECOND": "0.000001", "MILLISECOND": "0.001", "SECOND": "1", "MINUTE": "60", "HOUR": "3600"}
+_MONTHS_PER_UNIT = {"MONTH": 1, "QUARTER": 3, "YEAR": 12}
+_MAX_VIEW_DEPTH = 8
+MAX_COLUMN_NAME = 63  # PostgreSQL's identifier length
+# Words PostgreSQL evaluates as functions without parentheses, naming its own roles and database.
+POSTGRES_KEYWORD_FUNCTIONS = frozenset(
+    {"user", "current_user", "session_user", "current_role", "system_user", "current_catalog", "current_schema"}
+)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who runs the statement, for current_user() and is_account_group_member()."""
+
+    user: str
+    member_of: Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    sql: str
+    parameters: tuple[str, ...]  # the name bound to $1, $2, ...
+
+
+def system_source(name: TableName) -> exp.Query:
+    """The subquery a system table reference becomes: every row of the account, the documented columns."""
+    columns = [exp.column(column) for column in SYSTEM_COLUMNS[name.name]]
+    return exp.select(*columns).from_(exp.table_(name.name, db=PG_SCHEMA))
+
+
+def substitute(query: Query, sources: Mapping[TableName, exp.Query]) -> exp.Query:
+    """A copy of the query in which each table reference is `(source) AS alias`."""
+    tree = query.tree.copy()
+    for table in list(tree.find_all(exp.Table)):
+        if not table.args.get("catalog"):
+            continue  # a CTE reference
+        name = TableName(table.catalog.lower(), table.db.lower(), table.name.lower())
+        alias = table.args.get("alias")
+        if alias is None:
+            # Unaliased references keep their name as alias, so `runs_latest.run_id` still resolves.
+            alias = exp.TableAlias(this=exp.to_identifier(name.name))
+        table.replace(exp.Subquery(this=sources[name].copy(), alias=alias.copy()))
+    return tree
+
+
+def compile_query(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, str]) -> CompiledQuery:
+    """PostgreSQL text for a substituted tree; `parameter_types` maps every parameter to its Databricks type."""
+    tree = tree.copy()
+    _name_columns(tree)
+    _quote_keyword_columns(tree)
+    _evaluate_identity(tree, identity)
+    names = _bind_parameters(tree, parameter_types)
+    _struct_fields(tree)
+    _lateral_views(tree)
+    _select_list_explodes(tree)
+    return CompiledQuery(_GENERATOR.generate(tree, copy=False), names)
+
+
+def check_depth(depth: int, name: TableName) -> None:
+    if depth > _MAX_VIEW_DEPTH:
+        raise InvalidParameter(f"Views nest deeper than {_MAX_VIEW_DEPTH} levels (or refer to themselves) at {name}.")
+
+
+# -- tree rewrites ------------------------------------------------------------------------------------------
+
+
+def _name_columns(tree: exp.Expr) -> None:
+    """Unnamed expressions get the name Databricks gives them (`count(metric_time)`), not PostgreSQL's `count`."""
+    for select in list(tree.find_all(exp.Select)):
+        items: list[exp.Expr] = []
+        for item in select.expressions:
+            if not isinstance(item, (exp.Alias, exp.Aliases, exp.Column, exp.Star, exp.Explode)):
+                name = item.sql(dialect=DIALECT, normalize_functions="lower", comments=False)
+                item = exp.alias_(item, name[:MAX_COLUMN_NAME], quoted=True)
+            items.append(item)
+        select.set("expressions", items)
+
+
+def _quote_keyword_columns(tree: exp.Expr) -> None:
+    """A bare `user` or `current_role` is a column to Databricks but the database role to PostgreSQL: quote it."""
+    for column in tree.find_all(exp.Column):
+        if not column.table and column.name.lower() in POSTGRES_KEYWORD_FUNCTIONS:
+            column.set("this", exp.to_identifier(column.name.lower(), quoted=True))
+
+
+def _evaluate_identity(tree: exp.Expr, identity: Identity) -> None:
+    for node in list(tree.find_all(exp.CurrentUser, exp.SessionUser)):
+        node.replace(exp.Literal.string(identity.user))
+    for anonymous in list(tree.find_all(exp.Anonymous)):
+        if str(anonymous.name).lower() == "is_account_group_member":
+            group = anonymous.expressions[0].name
+            anonymous.replace(exp.Boolean(this=identity.member_of(group)))
+
+
+def _bind_parameters(tree: exp.Expr, parameter_types: Mapping[str, str]) -> tuple[str, ...]:
+    order: dict[str, int] = {}
+    for placeholder in list(tree.find_all(exp.Placeholder)):
+        name = placeholder.name
+        if name not in parameter_types:
+            raise InvalidParameter(f"No value was given for the parameter ':{name}'.")
+        index = order.setdefault(name, len(order) + 1)
+        # Bound as text and cast here: the value never becomes SQL text, and the cast checks its type.
+        value: exp.Expr = exp.Cast(this=exp.Parameter(this=exp.Literal.number(index)), to=exp.DataType.build("TEXT"))
+        target = parameter_types[name]
+        if target != "TEXT":
+            value = exp.Cast(this=value, to=exp.DataType.build(target, dialect="postgres"))
+        placeholder.replace(value)
+    return tuple(order)
+
+
+def _source_names(node: exp.Expr) -> set[str]:
+    """Names of the FROM items visible at `node`: its own SELECT's and those of enclosing SELECTs."""
+    names: set[str] = set()
+    scope = node.parent
+    while scope is not None:
+        if isinstance(scope, exp.Select):
+            from_ = scope.args.get("from_")
+            items: list[exp.Expr] = [from_.this] if from_ is not None else []
+            items += [join.this for join in scope.args.get("joins") or []]
+            items += list(scope.args.get("laterals") or [])
+            names.update(item.alias_or_name.lower() for item in items if item.alias_or_name)
+        scope = scope.parent
+    return names
+
+
+def _struct_fields(tree: exp.Expr) -> None:
+    """`m.metric_name` where `m` is no FROM item but a struct-valued column: a field of that column."""
+    for column in list(tree.find_all(exp.Column)):
+        if not column.table:
+            continue
+        parts = [part.name for part in column.parts]
+        lowered = [part.lower() for part in parts]
+        sources = _source_names(column)
+        if len(parts) == 2 and lowered[0] in sources:
+            continue  # table.column
+        if len(parts) == 4 and lowered[2] in sources:  # catalog.schema.table.column
+            column.replace(exp.column(parts[3], table=parts[2]))
+            continue
+        if lowered[0] in sources:  # table.column.field...
+            base: exp.Expr = exp.column(parts[1], table=parts[0])
+            fields = parts[2:]
+        else:  # column.field...
+            base = exp.column(parts[0])
+            fields = parts[1:]
+        for name in fields:
+            base = exp.Dot(this=base, expression=exp.to_identifier(name))
+        column.replace(base)
+
+
+class EntryField(exp.Expression):
+    """One column of `explode(map)` in a SELECT list: `(JSONB_EACH_TEXT(map)).key` or `.value`."""
+
+    arg_types = {"this": True, "field": True}
+
+
+class LateralExplode(exp.Expression):
+    """`LATERAL VIEW [OUTER] explode(x) t AS ...` as a PostgreSQL lateral join."""
+
+    arg_types = {"this": True, "table": True, "columns": True, "map": False, "outer": False}
+
+
+def _lateral_views(tree: exp.Expr) -> None:
+    for select in list(tree.find_all(exp.Select)):
+        laterals = select.args.get("laterals") or []
+        if not laterals:
+            continue
+        joins = list(select.args.get("joins") or [])
+        for lateral in laterals:
+            explode = lateral.this
+            alias = lateral.args.get("alias")
+            table = alias.name if alias is not None and alias.name else "_lateral"
+            columns = [column.name for column in alias.columns] if alias is not None else []
+            is_map = _kind(explode.this) == "map"
+            columns = columns or (["key", "value"] if is_map else ["col"])
+            if len(columns) != (2 if is_map else 1):
+                wanted = "two names (key, value)" if is_map else "one name"
+                raise InvalidParameter(f"LATERAL VIEW explode() of this value takes {wanted} after AS.")
+            joins.append(
+                LateralExplode(
+                    this=explode.this.copy(),
+                    table=exp.to_identifier(table),
+                    columns=[exp.to_identifier(column) for column in columns],
+                    map=is_map,
+                    outer=bool(lateral.args.get("outer")),
+                )
+            )
+        select.set("laterals", None)
+        select.set("joins", joins)
+
+
+def _select_list_explodes(tree: exp.Expr) -> None:
+    for select in list(tree.find_all(exp.Select)):
+        if not any(isinstance(_unaliased(item), exp.Explode) for item in select.expressions):
+            continue
+        items: list[exp.Expr] = []
+        for item in select.expressions:
+            explode = _unaliased(item)
+            if not isinstance(explode, exp.Explode):
+                items.append(item)
+                continue
+            names = [alias.name for alias in item.expressions] if isinstance(item, exp.Aliases) else []
+            if isinstance(item, exp.Alias):
+                names = [item.alias]
+            if _kind(explode.this) == "map":
+                names = names or ["key", "value"]
+                if len(names) != 2:
+                    raise InvalidParameter("explode() of a map gives two columns: name them AS (key, value).")
+                for field, name in zip(("key", "value"), names, strict=True):
+                    entry = EntryField(this=explode.this.copy(), field=exp.to_identifier(field))
+                    items.append(exp.alias_(entry, name))
+            else:
+                if len(names) > 1:
+                    raise InvalidParameter("explode() of an array gives one column.")
+                items.append(exp.alias_(exp.Unnest(expressions=[explode.this.copy()]), names[0] if names else "col"))
+        select.set("expressions", items)
+
+
+def _unaliased(item: exp.Expr) -> exp.Expr:
+    return item.this if isinstance(item, (exp.Alias, exp.Aliases)) else item
+
+
+# -- what kind of value an expression is, where PostgreSQL needs to know --------------------------------------
+
+
+def _kind(node: exp.Expr | None) -> str | None:
+    """ "map", "array", "double", "decimal" or None (unknown or anything else)."""
+    if node is None:
+        return None
+    if isinstance(node, exp.Column):
+        name = node.name.lower()
+        if name in MAP_COLUMNS:
+            return "map"
+        if name in ARRAY_COLUMNS:
+            return "array"
+        return "double" if name in DOUBLE_COLUMNS else None
+    if isinstance(node, exp.Dot):
+        return "double" if node.name.lower() in DOUBLE_COLUMNS else None
+    if isinstance(node, (exp.ArrayFilter, exp.Array, exp.ArrayAgg, exp.MapKeys, exp.Transform)):
+        return "array"
+    if isinstance(node, exp.Literal):
+        return "decimal" if node.is_number and "." in node.name and "e" not in node.name.lower() else None
+    if isinstance(node, exp.Cast):
+        to = node.to.this
+        if to in (exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT):
+            return "double"
+        return "decimal" if to == exp.DataType.Type.DECIMAL else None
+    if isinstance(node, (exp.PercentileCont, exp.Median, exp.Div, exp.Stddev, exp.StddevSamp, exp.StddevPop)):
+        return "double"
+    if isinstance(node, (exp.Variance, exp.VariancePop)):
+        return "double"
+    if isinstance(node, exp.Avg):
+        return "decimal" if _kind(node.this) == "decimal" else "double"
+    if isinstance(node, exp.Case):
+        first = node.args.get("ifs") or []
+        return _kind(first[0].args.get("true")) if first else _kind(node.args.get("default"))
+    if isinstance(node, (exp.Add, exp.Sub, exp.Mul)):
+        kinds = {_kind(node.this), _kind(node.expression)}
+        return "double" if "double" in kinds else ("decimal" if "decimal" in kinds else None)
+    if isinstance(node, (exp.Paren, exp.Window, exp.WithinGroup, exp.Sum, exp.Min, exp.Max, exp.Abs, exp.Neg)):
+        return _kind(node.this)
+    if isinstance(node, (exp.Coalesce, exp.Greatest, exp.Least, exp.FirstValue, exp.LastValue, exp.Lag, exp.Lead)):
+        return _kind(node.this)
+    return None
+
+
+# -- renderings ----------------------------------------------------------------------------------------------
+
+
+def _is_map_access(node: exp.Bracket) -> bool:
+    key = node.expressions[0]
+    if isinstance(key, exp.Literal):
+        return key.is_string
+    if isinstance(key, exp.Cast) and isinstance(key.this, exp.Parameter):
+        return True  # a STRING parameter
+    return _kind(node.this) == "map"
+
+
+def _bracket(self: PostgresGenerator, node: exp.Bracket) -> str:
+    if _is_map_access(node):
+        key = node.expressions[0]
+        key_sql = self.sql(key) if isinstance(key, exp.Literal) else f"CAST({self.sql(key)} AS TEXT)"
+        return f"({self.sql(node, 'this')} ->> {key_sql})"
+    copy = node.copy()
+    if not isinstance(copy.this, (exp.Column, exp.Identifier, exp.Paren)):
+        copy.set("this", exp.paren(copy.this, copy=False))
+    return str(PostgresGenerator.bracket_sql(self, copy))
+
+
+def _dot(self: PostgresGenerator, node: exp.Dot) -> str:
+    field = self.sql(node, "expression")
+    if isinstance(node.this, exp.Identifier):
+        return f"{self.sql(node, 'this')}.{field}"  # a lambda variable: a FROM alias of UNNEST, see _filter
+    return f"({self.sql(node, 'this')}).{field}"
+
+
+def _lambda(self: PostgresGenerator, node: exp.Expr) -> tuple[str, str, str]:
+    function = node.expression
+    assert isinstance(function, exp.Lambda)
+    return self.sql(node, "this"), self.sql(function.expressions[0]), self.sql(function, "this")
+
+
+def _filter(self: PostgresGenerator, node: exp.ArrayFilter) -> str:
+    # `UNNEST(a) AS x`: x is the element whether it is a scalar or a struct (then x.field is a column).
+    array, variable, body = _lambda(self, node)
+    return f"ARRAY(SELECT {variable} FROM UNNEST({array}) AS {variable} WHERE {body})"
+
+
+def _transform(self: PostgresGenerator, node: exp.Transform) -> str:
+    array, variable, body = _lambda(self, node)
+    return f"ARRAY(SELECT {body} FROM UNNEST({array}) AS {variable})"
+
+
+def _exists(self: PostgresGenerator, node: exp.Exists) -> str:
+    if not isinstance(node.expression, exp.Lambda):
+        return str(PostgresGenerator.exists_sql(self, node))
+    array, variable, body = _lambda(self, node)
+    return f"EXISTS(SELECT 1 FROM UNNEST({array}) AS {variable} WHERE {body})"
+
+
+def _size(self: PostgresGenerator, node: exp.ArraySize) -> str:
+    value = self.sql(node, "this")
+    if _kind(node.this) == "map":
+        return f"CARDINALITY(ARRAY(SELECT JSONB_OBJECT_KEYS({value})))"
+    return f"CARDINALITY({value})"
+
+
+def _map_keys(self: PostgresGenerator, node: exp.MapKeys) -> str:
+    return f"ARRAY(SELECT JSONB_OBJECT_KEYS({self.sql(node, 'this')}))"
+
+
+def _anonymous(self: PostgresGenerator, node: exp.Anonymous) -> str:
+    if str(node.name).lower() == "map_values":
+        return f"ARRAY(SELECT _entry.value FROM JSONB_EACH_TEXT({self.sql(node.expressions[0])}) AS _entry)"
+    return str(PostgresGenerator.anonymous_sql(self, node))
+
+
+def _entry_field(self: PostgresGenerator, node: EntryField) -> str:
+    return f"(JSONB_EACH_TEXT({self.sql(node, 'this')})).{self.sql(node, 'field')}"
+
+
+def _lateral_explode(self: PostgresGenerator, node: LateralExplode) -> str:
+    join = "LEFT JOIN LATERAL" if node.args.get("outer") else "CROSS JOIN LATERAL"
+    value = self.sql(node, "this")
+    table = self.sql(node, "table")
+    columns = [self.sql(column) for column in node.args["columns"]]
+    if node.args.get("map"):
+        source = f"JSONB_EACH_TEXT({value}) AS {table}({columns[0]}, {columns[1]})"
+    else:
+        # Through a subquery: a column alias list on UNNEST of structs would rename the struct's fields.
+        source = f"(SELECT _element AS {columns[0]} FROM UNNEST({value}) AS _element) AS {table}"
+    on = " ON TRUE" if node.args.get("outer") else ""
+    return f"{self.seg(join)} {source}{on}"
+
+
+def _round(self: PostgresGenerator, node: exp.Round) -> str:
+    # PostgreSQL rounds only numerics to a number of digits; Databricks rounds a double half up and keeps it double.
+    digits = self.sql(node, "decimals") or "0"
+    rounded = f"ROUND(CAST({self.sql(node, 'this')} AS NUMERIC), {digits})"
+    return f"CAST({rounded} AS DOUBLE PRECISION)" if _kind(node.this) == "double" else rounded
+
+
+def _avg(self: PostgresGenerator, node: exp.Avg) -> str:
+    # Databricks averages integers to a double; PostgreSQL would answer a numeric with 16 decimals.
+    if isinstance(node.this, exp.Distinct) or _kind(node.this) == "decimal":
+        return str(PostgresGenerator.function_fallback_sql(self, node))
+    return f"AVG(CAST({self.sql(node, 'this')} AS DOUBLE PRECISION))"
+
+
+def _part(unit: str) -> Callable[[PostgresGenerator, exp.Func], str]:
+    def render(self: PostgresGenerator, node: exp.Func) -> str:
+        return f"CAST(FLOOR(EXTRACT({unit} FROM {self.sql(node, 'this')})) AS INTEGER)"
+
+    return render
+
+
+def _is_nan(self: PostgresGenerator, node: exp.IsNan) -> str:
+    return f"(CAST({self.sql(node, 'this')} AS DOUBLE PRECISION) = CAST('NaN' AS DOUBLE PRECISION))"
+
+
+def _timestampdiff(self: PostgresGenerator, node: exp.TimestampDiff) -> str:
+    unit = (node.text("unit") or "DAY").upper().removesuffix("S")
+    return timestampdiff_sql(unit, self.sql(node, "expression"), self.sql(node, "this"))
+
+
+def _datediff(self: PostgresGenerator, node: exp.DateDiff) -> str:
+    unit = (node.text("unit") or "DAY").upper().removesuffix("S")
+    start, end = self.sql(node, "expression"), self.sql(node, "this")
+    if unit == "DAY":  # datediff(end, start): calendar days between the two dates
+        return f"(CAST({end} AS DATE) - CAST({start} AS DATE))"
+    return timestampdiff_sql(unit, start, end)
+
+
+def timestampdiff_sql(unit: str, start: str, end: str) -> str:
+    """Databricks' TIMESTAMPDIFF: whole units from start to end, truncated towards zero, in UTC.
+
+    Time units count exact elapsed time. Date units follow Java's `LocalDateTime.until`: the end date
+    steps back (or forward) a day when its time of day has not yet reached the start's, then days are
+    counted, or months as (year*12 + month)*32 + day differences divided by 32.
+    """
+    if unit in _SECONDS_PER_UNIT:
+        seconds = f"(EXTRACT(EPOCH FROM CAST({end} AS TIMESTAMPTZ)) - EXTRACT(EPOCH FROM CAST({start} AS TIMESTAMPTZ)))"
+        return f"CAST(TRUNC({seconds} / {_SECONDS_PER_UNIT[unit]}) AS BIGINT)"
+    if unit not in ("DAY", "WEEK", *_MONTHS_PER_UNIT):
+        raise InvalidParameter(f"TIMESTAMPDIFF does not know the unit {unit}.")
+    start_at = f"(CAST({start} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
+    end_at = f"(CAST({end} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
+    start_day, end_day = f"CAST({start_at} AS DATE)", f"CAST({end_at} AS DATE)"
+    start_time, end_time = f"CAST({start_at} AS TIME)", f"CAST({end_at} AS TIME)"
+    last_day = (
+        f"(CASE WHEN {end_day} > {start_day} AND {end_time} < {start_time} THEN {end_day} - 1"
+        f" WHEN {end_day} < {start_day} AND {end_time} > {start_time} THEN {end_day} + 1"
+        f" ELSE {end_day} END)"
+    )
+    if unit == "DAY":
+        return f"CAST({last_day} - {start_day} AS BIGINT)"
+    if unit == "WEEK":
+        return f"CAST(({last_day} - {start_day}) / 7 AS BIGINT)"
+
+    def packed(day: str) -> str:
+        return (
+            f"((CAST(EXTRACT(YEAR FROM {day}) AS BIGINT) * 12 + CAST(EXTRACT(MONTH FROM {day}) AS BIGINT)) * 32"
+            f" + CAST(EXTRACT(DAY FROM {day}) AS BIGINT))"
+        )
+
+    # PostgreSQL's integer division truncates towards zero, as Java's does.
+    return f"(({packed(last_day)} - {packed(start_day)}) / 32 / {_MONTHS_PER_UNIT[unit]})"
+
+
+class _Generator(PostgresGenerator):
+    TRANSFORMS = {
+        **PostgresGenerator.TRANSFORMS,
+        exp.Bracket: _bracket,
+        exp.Dot: _dot,
+        exp.ArrayFilter: _filter,
+        exp.Transform: _transform,
+        exp.Exists: _exists,
+        exp.ArraySize: _size,
+        exp.MapKeys: _map_keys,
+        exp.Anonymous: _anonymous,
+        exp.Round: _round,
+        exp.Avg: _avg,
+        exp.Year: _part("YEAR"),
+        exp.Month: _part("MONTH"),
+        exp.Day: _part("DAY"),
+        exp.Hour: _part("HOUR"),
+        exp.Minute: _part("MINUTE"),
+        exp.Second: _part("SECOND"),
+        exp.IsNan: _is_nan,
+        exp.TimestampDiff: _timestampdiff,
+        exp.DateDiff: _datediff,
+        EntryField: _entry_field,
+        LateralExplode: _lateral_explode,
+    }
+
+
+class FedgatePostgres(Postgres):
+    """PostgreSQL as the gateway writes it for statements over the system tables."""
+
+    Generator = _Generator
+
+
+class _Renderer:
+    def __init__(self) -> None:
+        self._dialect = FedgatePostgres()
+
+    def generate(self, tree: exp.Expr, *, copy: bool) -> str:
+        # Comments are dropped: user text is never carried into the SQL except as quoted literals and identifiers.
+        return self._dialect.generate(tree, copy=copy, comments=False)
+
+
+_GENERATOR = _Renderer()

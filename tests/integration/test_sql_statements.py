@@ -1,0 +1,813 @@
+"""SQL over the system tables through a real gateway: the documented queries, grants, dynamic views, injection
+attempts, long statements, stateless replicas, the stock databricks-sdk and `fedgate sql`.
+
+Rows are written straight into the index tables (experiments and runs of this module's own, ids no store
+uses), so the expected values are known exactly; one test goes through the stock MLflow client instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import requests
+
+from gateway.devstack import GatewayProcess
+from gateway.sql.results import CHUNK_ROWS
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack, write_config
+
+pytestmark = pytest.mark.integration
+SCIM = "/api/2.0/preview/scim/v2"
+STATEMENTS = "/api/2.0/sql/statements"
+UC = "/api/2.1/unity-catalog"
+# Eight cross joins of a table of a few hundred rows: far more rows than any timeout lets PostgreSQL count.
+SLOW = "SELECT count(*) FROM " + " CROSS JOIN ".join(f"system.mlflow.runs_latest r{i}" for i in range(8))
+
+
+@dataclass
+class Data:
+    suffix: str
+    experiment_a: str  # workspace 1001 (team-a): 120 runs, 90 FINISHED
+    experiment_b: str  # workspace 1002 (team-b): 110 runs, all FINISHED
+    run_id: str  # the documented run of experiment_a
+
+
+@dataclass
+class Person:
+    name: str
+    id: int
+    token: str
+
+
+@dataclass
+class Org:
+    analyst: Person  # in group analysts: USE CATALOG system, USE SCHEMA + SELECT on system.mlflow
+    outsider: Person  # no grants at all
+    half: Person  # USE CATALOG and SELECT, but no USE SCHEMA
+    viewer: Person  # in group readers: only the dynamic view
+    boss: Person  # in readers and, through a nested group, in mlflow-admins
+    maker: Person  # direct grants on system.mlflow, MANAGE on the views' schema
+    analysts: str
+    readers: str
+    admins: str
+    catalog: str
+
+
+def call(stack: Stack, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response:
+    return requests.request(
+        method, f"{stack.url}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
+
+
+def sql(
+    stack: Stack, token: str, statement: str, parameters: dict[str, str] | None = None, **extra: Any
+) -> requests.Response:
+    body: dict[str, Any] = {"statement": statement, "warehouse_id": "any", "wait_timeout": "30s", **extra}
+    if parameters:
+        body["parameters"] = [{"name": name, "value": value} for name, value in parameters.items()]
+    return call(stack, token, "POST", STATEMENTS, body)
+
+
+def rows(stack: Stack, token: str, statement: str, parameters: dict[str, str] | None = None) -> list[list[Any]]:
+    response = sql(stack, token, statement, parameters)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"]["state"] == "SUCCEEDED", answer
+    assert answer["manifest"]["total_chunk_count"] == 1
+    return list(answer["result"].get("data_array") or [])
+
+
+def admin_sql(stack: Stack, statement: str) -> list[list[Any]]:
+    return rows(stack, ADMIN_TOKEN, statement)
+
+
+def refused(response: requests.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error_code"] == code, body
+    return str(body["message"])
+
+
+@pytest.fixture(scope="module")
+async def data(stack: Stack) -> AsyncIterator[Data]:
+    suffix = uuid.uuid4().hex[:6]
+    found = Data(suffix, f"sqlt-{suffix}-a", f"sqlt-{suffix}-b", f"sqlt-{suffix}-run")
+    connection = await asyncpg.connect(stack.database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO ix_experiments (workspace_id, experiment_id, name) VALUES (1001, $1, $2), (1002, $3, $4)",
+            found.experiment_a,
+            f"/Users/alice/sql-{suffix}",
+            found.experiment_b,
+            f"/Users/bob/sql-{suffix}",
+        )
+        await connection.execute(
+            """
+            INSERT INTO ix_runs (run_id, workspace_id, experiment_id, created_by, run_name, status, start_time,
+                                 end_time, params, tags)
+            VALUES ($1, 1001, $2, 'alice@example.com', 'sql-first', 'FINISHED', '2024-06-27T00:58:57Z',
+                    '2024-06-27T01:30:10Z', '{"lr": "0.1", "epochs": "3"}', '{"team": "a", "mlflow.user": "alice"}')
+            """,
+            found.run_id,
+            found.experiment_a,
+        )
+        await connection.execute(
+            """
+            INSERT INTO ix_runs (run_id, workspace_id, experiment_id, run_name, status, start_time, end_time)
+            SELECT $1 || '-' || n, 1001, $2, 'bulk', CASE WHEN n <= 89 THEN 'FINISHED' ELSE 'FAILED' END,
+                   '2024-07-01T00:00:00Z'::timestamptz + n * interval '1 hour', NULL
+            FROM generate_series(1, 119) AS n
+            """,
+            found.run_id,
+            found.experiment_a,
+        )
+        await connection.execute(
+            """
+            INSERT INTO ix_runs (run_id, workspace_id, experiment_id, run_name, status)
+            SELECT $1 || '-b-' || n, 1002, $2, 'bulk', 'FINISHED' FROM generate_series(1, 110) AS n
+            """,
+            found.run_id,
+            found.experiment_b,
+        )
+        await connection.execute(
+            """
+            INSERT INTO ix_metrics (run_key, metric_name, metric_step, metric_time, metric_value)
+            SELECT r.run_key, m.name, m.step, '2024-06-27T01:00:00Z'::timestamptz + m.step * interval '1 minute',
+                   m.value
+            FROM ix_runs r, (VALUES ('loss', 0, 0.9::float8), ('loss', 1, 0.5), ('loss', 2, 0.3), ('loss', 3, 0.2),
+                                    ('acc', 0, 0.1), ('acc', 1, 'NaN'), ('acc', 2, 0.7)) AS m(name, step, value)
+            WHERE r.run_id = $1;
+            """,
+            found.run_id,
+        )
+        await connection.execute(
+            """
+            INSERT INTO ix_metric_latest (run_key, metric_name, latest_value, latest_step, latest_time, min_value,
+                                          max_value, has_nan, points)
+            SELECT run_key, 'loss', 0.2, 3, now(), 0.2, 0.9, false, 4 FROM ix_runs WHERE run_id = $1
+            UNION ALL SELECT run_key, 'acc', 0.7, 2, now(), 0.1, 0.7, true, 3 FROM ix_runs WHERE run_id = $1
+            """,
+            found.run_id,
+        )
+    finally:
+        await connection.close()
+    yield found
+
+
+def make_user(stack: Stack, name: str) -> Person:
+    created = call(stack, ADMIN_TOKEN, "POST", f"{SCIM}/Users", {"userName": name})
+    assert created.status_code == 201, created.text
+    issued = call(
+        stack,
+        ADMIN_TOKEN,
+        "POST",
+        "/api/2.0/token-management/on-behalf-of/tokens",
+        {"user_name": name, "comment": "sql tests"},
+    )
+    assert issued.status_code == 200, issued.text
+    return Person(name.casefold(), int(created.json()["id"]), issued.json()["token_value"])
+
+
+def make_group(stack: Stack, name: str, members: list[int]) -> int:
+    created = call(
+        stack,
+        ADMIN_TOKEN,
+        "POST",
+        f"{SCIM}/Groups",
+        {"displayName": name, "members": [{"value": str(m)} for m in members]},
+    )
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def org(stack: Stack, data: Data) -> Org:
+    s = data.suffix
+    people = {key: make_user(stack, f"{key}.{s}@example.com") for key in ("analyst", "outsider", "half", "viewer")}
+    people["boss"] = make_user(stack, f"boss.{s}@example.com")
+    people["maker"] = make_user(stack, f"maker.{s}@example.com")
+    analysts, readers, admins = f"analysts-{s}", f"readers-{s}", f"mlflow-admins-{s}"
+    make_group(stack, analysts, [people["analyst"].id])
+    make_group(stack, readers, [people["viewer"].id, people["boss"].id])
+    inner = make_group(stack, f"platform-{s}", [people["boss"].id])
+    make_group(stack, admins, [inner])  # the boss is an admin through a nested group
+    catalog = f"gov_{s}"
+    for statement in (
+        f"GRANT USE CATALOG ON CATALOG system TO `{analysts}`",
+        f"GRANT USE SCHEMA, SELECT ON SCHEMA system.mlflow TO `{analysts}`",
+        f"GRANT USE CATALOG ON CATALOG system TO `{people['half'].name}`",
+        f"GRANT SELECT ON SCHEMA system.mlflow TO `{people['half'].name}`",
+        f"GRANT USE CATALOG ON CATALOG system TO `{people['maker'].name}`",
+        f"GRANT USE SCHEMA, SELECT ON SCHEMA system.mlflow TO `{people['maker'].name}`",
+        f"CREATE VIEW {catalog}.mlflow.team_a_runs AS SELECT * FROM system.mlflow.runs_latest "
+        f"WHERE workspace_id = '1001' OR is_account_group_member('{admins}')",
+        f"GRANT USE CATALOG ON CATALOG {catalog} TO `{readers}`",
+        f"GRANT USE SCHEMA ON SCHEMA {catalog}.mlflow TO `{readers}`",
+        f"GRANT SELECT ON VIEW {catalog}.mlflow.team_a_runs TO `{readers}`",
+        f"GRANT MANAGE ON SCHEMA {catalog}.mlflow TO `{people['maker'].name}`",
+    ):
+        assert admin_sql(stack, statement) == []
+    return Org(**people, analysts=analysts, readers=readers, admins=admins, catalog=catalog)
+
+
+# -- the documented queries --------------------------------------------------------------------------------------
+
+
+def test_success_ratio_per_experiment_top_20(stack: Stack, data: Data, org: Org) -> None:
+    answer = rows(
+        stack,
+        org.analyst.token,
+        """SELECT
+  experiment_id,
+  AVG(CASE WHEN status = 'FINISHED' THEN 1.0 ELSE 0.0 END) AS success_ratio,
+  COUNT(status) AS run_count
+FROM system.mlflow.runs_latest
+WHERE status IS NOT NULL
+GROUP BY experiment_id
+ORDER BY run_count DESC
+LIMIT 20;""",
+    )
+    assert len(answer) <= 20
+    found = {row[0]: (float(row[1]), int(row[2])) for row in answer}
+    assert found[data.experiment_a] == (0.75, 120)  # the documented run and 89 of the bulk runs finished
+    assert found[data.experiment_b] == (1.0, 110)
+    counts = [int(row[2]) for row in answer]
+    assert counts == sorted(counts, reverse=True)
+
+
+def test_run_details_alone_and_joined_with_experiments(stack: Stack, data: Data, org: Org) -> None:
+    parameters = {"experiment_id": data.experiment_a, "run_id": data.run_id}
+    alone = rows(
+        stack,
+        org.analyst.token,
+        """SELECT
+  run_name,
+  date(start_time) AS start_date,
+  status,
+  TIMESTAMPDIFF(MINUTE, start_time, end_time) AS run_length_minutes
+FROM system.mlflow.runs_latest
+WHERE
+  experiment_id = :experiment_id
+  AND run_id = :run_id
+LIMIT 1""",
+        parameters,
+    )
+    assert alone == [["sql-first", "2024-06-27", "FINISHED", "31"]]
+    response = sql(
+        stack,
+        org.analyst.token,
+        """SELECT
+  runs.run_name,
+  experiments.name,
+  date(runs.start_time) AS start_date,
+  runs.status,
+  TIMESTAMPDIFF(MINUTE, runs.start_time, runs.end_time) AS run_length_minutes
+FROM system.mlflow.runs_latest runs
+  JOIN system.mlflow.experiments_latest experiments ON runs.experiment_id = experiments.experiment_id
+  WHERE
+    runs.experiment_id = :experiment_id
+    AND runs.run_id = :run_id
+LIMIT 1""",
+        parameters,
+    )
+    answer = response.json()
+    assert answer["result"]["data_array"] == [
+        ["sql-first", f"/Users/alice/sql-{data.suffix}", "2024-06-27", "FINISHED", "31"]
+    ]
+    columns = answer["manifest"]["schema"]["columns"]
+    assert [(c["name"], c["type_name"], c["position"]) for c in columns] == [
+        ("run_name", "STRING", 0),
+        ("name", "STRING", 1),
+        ("start_date", "DATE", 2),
+        ("status", "STRING", 3),
+        ("run_length_minutes", "LONG", 4),
+    ]
+
+
+def test_per_metric_summary_of_one_run(stack: Stack, data: Data, org: Org) -> None:
+    answer = rows(
+        stack,
+        org.analyst.token,
+        """SELECT
+  metric_name,
+  count(metric_time) AS num_data_points,
+  ROUND(avg(metric_value), 1) AS avg,
+  ROUND(max(metric_value), 1) AS max,
+  ROUND(min(metric_value), 1) AS min,
+  ROUND(PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_25,
+  ROUND(PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY metric_value), 1) AS median,
+  ROUND(PERCENTILE_CONT(0.75) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_75
+FROM
+  system.mlflow.run_metrics_history
+WHERE
+  run_id = :run_id
+GROUP BY
+  metric_name, run_id
+LIMIT 100""",
+        {"run_id": data.run_id},
+    )
+    assert sorted(answer) == [
+        ["acc", "3", "NaN", "NaN", "0.1", "0.4", "0.7", "NaN"],
+        ["loss", "4", "0.5", "0.9", "0.2", "0.3", "0.4", "0.6"],
+    ]
+
+
+def test_tags_params_and_aggregated_metrics(stack: Stack, data: Data, org: Org) -> None:
+    token = org.analyst.token
+    tags = rows(
+        stack,
+        token,
+        """ SELECT explode(tags)
+ FROM system.mlflow.runs_latest
+ WHERE experiment_id LIKE trim(:experiment_id)
+ AND run_id LIKE trim(:run_id)
+ LIMIT 1000;""",
+        {"experiment_id": f" {data.experiment_a} ", "run_id": data.run_id},
+    )
+    assert sorted(tags) == [["mlflow.user", "alice"], ["team", "a"]]
+    params = rows(
+        stack,
+        token,
+        "SELECT params['lr'] AS lr, params['missing'] AS missing FROM system.mlflow.runs_latest WHERE run_id = :run_id",
+        {"run_id": data.run_id},
+    )
+    assert params == [["0.1", None]]
+    metrics = rows(
+        stack,
+        token,
+        "SELECT filter(aggregated_metrics, m -> m.metric_name = :name) AS only, "
+        "filter(aggregated_metrics, m -> m.metric_name = :name)[0].max_value AS max_value "
+        "FROM system.mlflow.runs_latest WHERE run_id = :run_id",
+        {"name": "acc", "run_id": data.run_id},
+    )
+    assert metrics == [['[{"metric_name":"acc","latest_value":0.7,"max_value":"NaN","min_value":"NaN"}]', "NaN"]]
+
+
+# -- grants ------------------------------------------------------------------------------------------------------
+
+
+def test_without_any_grant_a_query_is_permission_denied(stack: Stack, org: Org) -> None:
+    message = refused(
+        sql(stack, org.outsider.token, "SELECT count(*) FROM system.mlflow.runs_latest"), 403, "PERMISSION_DENIED"
+    )
+    assert message == f"{org.outsider.name} lacks USE CATALOG on catalog system."
+
+
+def test_select_without_use_schema_is_denied(stack: Stack, org: Org) -> None:
+    message = refused(
+        sql(stack, org.half.token, "SELECT count(*) FROM system.mlflow.experiments_latest"), 403, "PERMISSION_DENIED"
+    )
+    assert message == f"{org.half.name} lacks USE SCHEMA on schema system.mlflow."
+
+
+def test_unknown_tables_and_statements_are_invalid(stack: Stack, org: Org) -> None:
+    for statement, says in (
+        ("SELECT * FROM system.mlflow.runs", "Table or view 'system.mlflow.runs' does not exist"),
+        ("SELECT * FROM system.information_schema.tables", "does not exist"),
+        ("SELECT * FROM ix_runs", "Name tables in full"),
+        ("UPDATE system.mlflow.runs_latest SET status = 'x'", "UPDATE statements are not allowed"),
+    ):
+        assert says in refused(sql(stack, org.analyst.token, statement), 400, "INVALID_PARAMETER_VALUE")
+
+
+def test_show_grants_shows_inheritance(stack: Stack, org: Org) -> None:
+    table = "system.mlflow.runs_latest"
+    shown = [row for row in admin_sql(stack, f"SHOW GRANTS ON TABLE {table}") if row[0] == org.analysts]
+    assert shown == [
+        [org.analysts, "SELECT", "TABLE", table, "SCHEMA system.mlflow"],
+        [org.analysts, "USE CATALOG", "TABLE", table, "CATALOG system"],
+        [org.analysts, "USE SCHEMA", "TABLE", table, "SCHEMA system.mlflow"],
+    ]
+    # A principal may ask about itself; its grants arrive through its group, and the group is named.
+    own = rows(stack, org.analyst.token, f"SHOW GRANTS `{org.analyst.name}` ON TABLE {table}")
+    assert [row[0] for row in own] == [org.analysts] * 3
+    response = sql(stack, org.analyst.token, f"SHOW GRANTS ON TABLE {table}")
+    assert "needs MANAGE" in refused(response, 403, "PERMISSION_DENIED")
+
+
+def test_revoke_all_privileges_removes_what_it_implies_but_not_manage(stack: Stack, data: Data) -> None:
+    group = f"temporary-{data.suffix}"
+    make_group(stack, group, [])
+    admin_sql(stack, f"GRANT USE SCHEMA, SELECT, MANAGE ON SCHEMA system.mlflow TO `{group}`")
+    before = admin_sql(stack, f"SHOW GRANTS `{group}` ON SCHEMA system.mlflow")
+    assert [row[1] for row in before] == ["MANAGE", "SELECT", "USE SCHEMA"]
+    admin_sql(stack, f"REVOKE ALL PRIVILEGES ON SCHEMA system.mlflow FROM `{group}`")
+    after = admin_sql(stack, f"SHOW GRANTS `{group}` ON SCHEMA system.mlflow")
+    assert after == [[group, "MANAGE", "SCHEMA", "system.mlflow", None]]
+    admin_sql(stack, f"REVOKE MANAGE ON SCHEMA system.mlflow FROM `{group}`")
+    assert admin_sql(stack, f"SHOW GRANTS `{group}` ON SCHEMA system.mlflow") == []
+
+
+def test_grant_and_create_view_need_manage(stack: Stack, org: Org) -> None:
+    token = org.analyst.token
+    grant = sql(stack, token, f"GRANT SELECT ON TABLE system.mlflow.runs_latest TO `{org.outsider.name}`")
+    assert "needs MANAGE on system.mlflow.runs_latest" in refused(grant, 403, "PERMISSION_DENIED")
+    create = sql(stack, token, f"CREATE VIEW {org.catalog}.mlflow.mine AS SELECT run_id FROM system.mlflow.runs_latest")
+    assert "needs MANAGE on schema" in refused(create, 403, "PERMISSION_DENIED")
+    assert "does not exist" in refused(
+        sql(stack, token, "GRANT SELECT ON TABLE nowhere.mlflow.x TO `someone`"), 404, "RESOURCE_DOES_NOT_EXIST"
+    )
+
+
+# -- dynamic views -------------------------------------------------------------------------------------------------
+
+
+def test_a_dynamic_view_grants_exactly_its_rows(stack: Stack, data: Data, org: Org) -> None:
+    query = (
+        f"SELECT workspace_id, count(*) FROM {org.catalog}.mlflow.team_a_runs "
+        "WHERE experiment_id IN (:a, :b) GROUP BY workspace_id ORDER BY workspace_id"
+    )
+    parameters = {"a": data.experiment_a, "b": data.experiment_b}
+    assert rows(stack, org.viewer.token, query, parameters) == [["1001", "120"]]
+    # The boss is in mlflow-admins through a nested group: is_account_group_member() sees it.
+    assert rows(stack, org.boss.token, query, parameters) == [["1001", "120"], ["1002", "110"]]
+    # The view is all the viewer may read: not the system table behind it.
+    direct = sql(stack, org.viewer.token, "SELECT count(*) FROM system.mlflow.runs_latest")
+    assert "lacks USE CATALOG on catalog system" in refused(direct, 403, "PERMISSION_DENIED")
+    # Nor may anyone without SELECT on the view read it.
+    other = sql(stack, org.half.token, f"SELECT * FROM {org.catalog}.mlflow.team_a_runs")
+    assert "lacks USE CATALOG on catalog " + org.catalog in refused(other, 403, "PERMISSION_DENIED")
+
+
+def test_views_are_grantable_through_sql_and_the_rest_api(stack: Stack, org: Org) -> None:
+    view = f"{org.catalog}.mlflow.team_a_runs"
+    changed = call(
+        stack,
+        ADMIN_TOKEN,
+        "PATCH",
+        f"{UC}/permissions/table/{view}",
+        {"changes": [{"principal": org.half.name, "add": ["SELECT"]}]},
+    )
+    assert changed.status_code == 200, changed.text
+    listed = call(stack, ADMIN_TOKEN, "GET", f"{UC}/permissions/table/{view}").json()["privilege_assignments"]
+    assert {"principal": org.readers, "privileges": ["SELECT"]} in listed  # granted with SQL GRANT
+    assert {"principal": org.half.name, "privileges": ["SELECT"]} in listed
+    shown = admin_sql(stack, f"SHOW GRANTS ON VIEW {view}")
+    assert [org.half.name, "SELECT", "VIEW", view, None] in shown
+    assert [org.readers, "USE CATALOG", "VIEW", view, f"CATALOG {org.catalog}"] in shown
+    admin_sql(stack, f"REVOKE SELECT ON VIEW {view} FROM `{org.half.name}`")
+    listed = call(stack, ADMIN_TOKEN, "GET", f"{UC}/permissions/table/{view}").json()["privilege_assignments"]
+    assert org.half.name not in {item["principal"] for item in listed}
+
+
+def test_a_view_reads_with_its_owners_rights_checked_on_every_read(stack: Stack, data: Data, org: Org) -> None:
+    view = f"{org.catalog}.mlflow.maker_runs"
+    maker = org.maker.token
+    assert (
+        rows(stack, maker, f"CREATE VIEW {view} AS SELECT run_id, experiment_id FROM system.mlflow.runs_latest") == []
+    )
+    assert rows(stack, maker, f"GRANT SELECT ON VIEW {view} TO `{org.readers}`") == []
+    count = f"SELECT count(*) FROM {view} WHERE experiment_id = :e"
+    assert rows(stack, org.viewer.token, count, {"e": data.experiment_a}) == [["120"]]
+    admin_sql(stack, f"REVOKE SELECT ON SCHEMA system.mlflow FROM `{org.maker.name}`")
+    broken = refused(sql(stack, org.viewer.token, count, {"e": data.experiment_a}), 403, "PERMISSION_DENIED")
+    assert broken == (
+        f"View {view} cannot be read: its owner {org.maker.name} lacks SELECT on table system.mlflow.runs_latest."
+    )
+    admin_sql(stack, f"GRANT SELECT ON SCHEMA system.mlflow TO `{org.maker.name}`")
+    assert rows(stack, org.viewer.token, count, {"e": data.experiment_a}) == [["120"]]
+    assert rows(stack, maker, f"DROP VIEW {view}") == []
+    gone = refused(sql(stack, org.viewer.token, count, {"e": data.experiment_a}), 400, "INVALID_PARAMETER_VALUE")
+    assert "does not exist" in gone
+    assert call(stack, ADMIN_TOKEN, "GET", f"{UC}/permissions/table/{view}").status_code == 404
+    assert rows(stack, maker, f"DROP VIEW IF EXISTS {view}") == []
+
+
+def test_views_are_replaced_only_when_asked_and_never_refer_to_themselves(stack: Stack, data: Data, org: Org) -> None:
+    view = f"{org.catalog}.mlflow.team_a_runs"
+    again = sql(stack, ADMIN_TOKEN, f"CREATE VIEW {view} AS SELECT run_id FROM system.mlflow.runs_latest")
+    assert "already exists" in refused(again, 400, "RESOURCE_ALREADY_EXISTS")
+    helper = f"{org.catalog}.mlflow.helper_{data.suffix}"
+    admin_sql(stack, f"CREATE VIEW {helper} AS SELECT run_id, workspace_id FROM {view}")
+    loop = sql(stack, ADMIN_TOKEN, f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {helper}")
+    assert "refers to itself" in refused(loop, 400, "INVALID_PARAMETER_VALUE")
+    # Replacing keeps the grants: the viewer still reads the (new) definition.
+    admin_sql(
+        stack,
+        f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM system.mlflow.runs_latest "
+        f"WHERE workspace_id = '1002' OR is_account_group_member('{org.admins}')",
+    )
+    count = f"SELECT workspace_id, count(*) FROM {view} WHERE experiment_id IN (:a, :b) GROUP BY workspace_id"
+    parameters = {"a": data.experiment_a, "b": data.experiment_b}
+    assert rows(stack, org.viewer.token, count, parameters) == [["1002", "110"]]
+    admin_sql(
+        stack,
+        f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM system.mlflow.runs_latest "
+        f"WHERE workspace_id = '1001' OR is_account_group_member('{org.admins}')",
+    )
+    assert rows(stack, org.viewer.token, count, parameters) == [["1001", "120"]]
+    admin_sql(stack, f"DROP VIEW {helper}")
+
+
+# -- injection ---------------------------------------------------------------------------------------------------
+
+
+def test_injection_attempts_fail_or_are_harmless(stack: Stack, data: Data, org: Org) -> None:
+    token = org.analyst.token
+    lookup = "SELECT run_id FROM system.mlflow.runs_latest WHERE run_id = :run_id"
+    for value in ("' OR 1=1 --", f"{data.run_id}' OR '1'='1", "x'; DROP TABLE ix_runs; --", "$1"):
+        assert rows(stack, token, lookup, {"run_id": value}) == []
+    typed = call(
+        stack,
+        token,
+        "POST",
+        STATEMENTS,
+        {"statement": "SELECT :n + 1", "parameters": [{"name": "n", "value": "1; DROP TABLE ix_runs", "type": "INT"}]},
+    ).json()
+    assert typed["status"]["state"] == "FAILED"
+    assert typed["status"]["error"]["error_code"] == "BAD_REQUEST"
+    assert "invalid input syntax for type integer" in typed["status"]["error"]["message"]
+    for statement, code in (
+        ("SELECT 1; DROP TABLE ix_runs", "INVALID_PARAMETER_VALUE"),
+        ("SELECT 1 -- \n; DROP TABLE ix_runs", "INVALID_PARAMETER_VALUE"),
+        ("SELECT * FROM system.mlflow.runs_latest; DELETE FROM ix_runs", "INVALID_PARAMETER_VALUE"),
+        ("SELECT pg_sleep(30)", "INVALID_PARAMETER_VALUE"),
+        ("SELECT set_config('role', 'postgres', true)", "INVALID_PARAMETER_VALUE"),
+        ('SELECT * FROM system.mlflow."runs_latest; DROP TABLE ix_runs"', "INVALID_PARAMETER_VALUE"),
+        ("SELECT * FROM system.mlflow.`runs_latest; DROP TABLE ix_runs`", "INVALID_PARAMETER_VALUE"),
+        ("GRANT SELECT ON TABLE system.mlflow.runs_latest TO x; DROP TABLE ix_runs", "INVALID_PARAMETER_VALUE"),
+    ):
+        response = sql(stack, token, statement)
+        assert response.status_code == 400, (statement, response.text)
+        assert response.json()["error_code"] == code
+    harmless = rows(
+        stack,
+        token,
+        'SELECT run_id AS `a"; DROP TABLE ix_runs; --` FROM system.mlflow.runs_latest /* ; DROP TABLE ix_runs */ '
+        "WHERE run_id = :run_id -- ; DROP TABLE ix_runs",
+        {"run_id": data.run_id},
+    )
+    assert harmless == [[data.run_id]]
+    still = admin_sql(
+        stack, f"SELECT count(*) FROM system.mlflow.runs_latest WHERE experiment_id = '{data.experiment_a}'"
+    )
+    assert still == [["120"]]
+
+
+# -- lifecycle: long statements, cancelling, timeouts, replicas, ownership ------------------------------------------
+
+
+def wait_for_state(
+    stack: Stack, token: str, statement_id: str, states: tuple[str, ...], timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = call(stack, token, "GET", f"{STATEMENTS}/{statement_id}").json()
+        if answer["status"]["state"] in states or time.monotonic() > deadline:
+            return dict(answer)
+        time.sleep(0.1)
+
+
+async def backends_running(stack: Stack, statement_id: str) -> int:
+    connection = await asyncpg.connect(stack.database_url)
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+                f"fedgate-sql:{statement_id}",
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def test_a_long_statement_is_polled_and_then_cancelled(stack: Stack, data: Data, org: Org) -> None:
+    started = sql(stack, org.analyst.token, SLOW, wait_timeout="0s").json()
+    assert started["status"]["state"] in ("PENDING", "RUNNING")
+    statement_id = started["statement_id"]
+    running = wait_for_state(stack, org.analyst.token, statement_id, ("RUNNING",))
+    assert running["status"]["state"] == "RUNNING"
+    assert "result" not in running
+    assert await backends_running(stack, statement_id) == 1
+    cancelled = call(stack, org.analyst.token, "POST", f"{STATEMENTS}/{statement_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json() == {}
+    assert wait_for_state(stack, org.analyst.token, statement_id, ("CANCELED",))["status"]["state"] == "CANCELED"
+    deadline = time.monotonic() + 10
+    while await backends_running(stack, statement_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert await backends_running(stack, statement_id) == 0
+    # Cancelling again, or a finished statement, changes nothing.
+    assert call(stack, org.analyst.token, "POST", f"{STATEMENTS}/{statement_id}/cancel").status_code == 200
+
+
+def test_on_wait_timeout_cancel_cancels_at_the_wait_timeout(stack: Stack, org: Org) -> None:
+    started = time.monotonic()
+    answer = sql(stack, org.analyst.token, SLOW, wait_timeout="5s", on_wait_timeout="CANCEL").json()
+    assert answer["status"]["state"] == "CANCELED"
+    assert 5 <= time.monotonic() - started < 20
+
+
+def test_only_the_principal_who_ran_a_statement_may_read_it(stack: Stack, data: Data, org: Org) -> None:
+    answer = sql(
+        stack, org.analyst.token, "SELECT run_id FROM system.mlflow.runs_latest WHERE run_id = :r", {"r": data.run_id}
+    ).json()
+    statement_id = answer["statement_id"]
+    for method, path in (
+        ("GET", f"{STATEMENTS}/{statement_id}"),
+        ("GET", f"{STATEMENTS}/{statement_id}/result/chunks/0"),
+        ("POST", f"{STATEMENTS}/{statement_id}/cancel"),
+    ):
+        for token in (org.outsider.token, ADMIN_TOKEN):
+            refused(call(stack, token, method, path), 404, "RESOURCE_DOES_NOT_EXIST")
+    mine = call(stack, org.analyst.token, "GET", f"{STATEMENTS}/{statement_id}").json()
+    assert mine["result"]["data_array"] == [[data.run_id]]
+    refused(call(stack, org.analyst.token, "GET", f"{STATEMENTS}/{uuid.uuid4()}"), 404, "RESOURCE_DOES_NOT_EXIST")
+
+
+@pytest.fixture(scope="module")
+def replica(stack: Stack) -> Iterator[GatewayProcess]:
+    """A second gateway on the same database, with a one-second statement timeout."""
+    config = write_config(stack.workdir / "fedgate-sql-replica.toml", stack.database_url, stack.stores)
+    gateway = GatewayProcess(config, {**GATEWAY_ENV, "FEDGATE_SERVER_SQL_STATEMENT_TIMEOUT_SECONDS": "1"}).start()
+    yield gateway
+    gateway.stop()
+
+
+def test_a_runaway_statement_is_cancelled_by_the_statement_timeout(replica: GatewayProcess, data: Data) -> None:
+    started = time.monotonic()
+    response = requests.post(
+        f"{replica.url}{STATEMENTS}",
+        json={"statement": SLOW, "wait_timeout": "30s"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    status = response.json()["status"]
+    assert status["state"] == "FAILED"
+    assert status["error"]["error_code"] == "DEADLINE_EXCEEDED"
+    assert "statement timeout (1 s)" in status["error"]["message"]
+    assert time.monotonic() - started < 15
+
+
+def test_any_replica_answers_for_a_statement(stack: Stack, replica: GatewayProcess, data: Data, org: Org) -> None:
+    started = sql(stack, org.analyst.token, SLOW, wait_timeout="0s").json()
+    statement_id = started["statement_id"]
+    elsewhere = Stack(replica, stack.stores, stack.database_url, stack.workdir)
+    assert wait_for_state(elsewhere, org.analyst.token, statement_id, ("RUNNING",))["status"]["state"] == "RUNNING"
+    assert call(elsewhere, org.analyst.token, "POST", f"{STATEMENTS}/{statement_id}/cancel").status_code == 200
+    assert wait_for_state(stack, org.analyst.token, statement_id, ("CANCELED",))["status"]["state"] == "CANCELED"
+    done = sql(
+        stack, org.analyst.token, "SELECT run_name FROM system.mlflow.runs_latest WHERE run_id = :r", {"r": data.run_id}
+    ).json()
+    there = call(elsewhere, org.analyst.token, "GET", f"{STATEMENTS}/{done['statement_id']}").json()
+    assert there["result"]["data_array"] == [["sql-first"]]
+
+
+def test_large_results_come_in_chunks_and_are_capped(stack: Stack, data: Data, org: Org) -> None:
+    statement = (
+        "SELECT a.run_id, b.run_id FROM system.mlflow.runs_latest a CROSS JOIN system.mlflow.runs_latest b "
+        "WHERE a.experiment_id = :e AND b.experiment_id = :e ORDER BY 1, 2"
+    )
+    answer = sql(stack, org.analyst.token, statement, {"e": data.experiment_a}, row_limit=2500).json()
+    manifest = answer["manifest"]
+    assert manifest["total_row_count"] == 2500 and manifest["truncated"] is True
+    assert manifest["total_chunk_count"] == 3
+    assert [c["row_count"] for c in manifest["chunks"]] == [CHUNK_ROWS, CHUNK_ROWS, 500]
+    first = answer["result"]
+    assert first["next_chunk_index"] == 1
+    link = first["next_chunk_internal_link"]
+    second = call(stack, org.analyst.token, "GET", link).json()
+    assert second["row_offset"] == CHUNK_ROWS and second["next_chunk_index"] == 2
+    last = call(stack, org.analyst.token, "GET", f"{STATEMENTS}/{answer['statement_id']}/result/chunks/2").json()
+    assert len(last["data_array"]) == 500 and "next_chunk_index" not in last
+    capped = sql(stack, org.analyst.token, statement, {"e": data.experiment_a}).json()["manifest"]
+    assert capped["total_row_count"] == 10_000 and capped["truncated"] is True  # 120 x 120 rows, the cap is 10,000
+
+
+# -- clients: databricks-sdk, fedgate sql, the MLflow client writing through -------------------------------------------
+
+
+def test_the_stock_databricks_sdk_works_unchanged(stack: Stack, data: Data, org: Org) -> None:
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.errors import PermissionDenied
+    from databricks.sdk.service.sql import Disposition, Format, StatementParameterListItem, StatementState
+
+    client = WorkspaceClient(host=stack.url, token=org.analyst.token)
+    statements = client.statement_execution
+    response = statements.execute_statement(
+        statement="SELECT run_name, TIMESTAMPDIFF(MINUTE, start_time, end_time) AS minutes, params['lr'] AS lr "
+        "FROM system.mlflow.runs_latest WHERE run_id = :run_id",
+        warehouse_id="ignored",
+        parameters=[StatementParameterListItem(name="run_id", value=data.run_id)],
+        wait_timeout="30s",
+        format=Format.JSON_ARRAY,
+        disposition=Disposition.INLINE,
+    )
+    assert response.status is not None and response.status.state == StatementState.SUCCEEDED
+    assert response.manifest is not None and response.manifest.schema is not None
+    assert [c.name for c in response.manifest.schema.columns or []] == ["run_name", "minutes", "lr"]
+    assert response.result is not None and response.result.data_array == [["sql-first", "31", "0.1"]]
+    assert response.statement_id is not None
+    again = statements.get_statement(response.statement_id)
+    assert again.result is not None and again.result.data_array == [["sql-first", "31", "0.1"]]
+
+    chunked = statements.execute_statement(
+        statement="SELECT a.run_id FROM system.mlflow.runs_latest a CROSS JOIN system.mlflow.runs_latest b "
+        "WHERE a.experiment_id = :e AND b.experiment_id = :e",
+        warehouse_id="ignored",
+        parameters=[StatementParameterListItem(name="e", value=data.experiment_b)],
+    )
+    assert chunked.manifest is not None and chunked.manifest.truncated  # 110 x 110 = 12,100 rows; the cap is 10,000
+    assert chunked.manifest.total_chunk_count == 10_000 // CHUNK_ROWS
+    assert chunked.statement_id is not None and chunked.result is not None
+    fetched = list(chunked.result.data_array or [])
+    index = chunked.result.next_chunk_index
+    while index is not None:
+        chunk = statements.get_statement_result_chunk_n(chunked.statement_id, index)
+        fetched.extend(chunk.data_array or [])
+        index = chunk.next_chunk_index
+    assert len(fetched) == 10_000
+
+    slow = statements.execute_statement(statement=SLOW, warehouse_id="ignored", wait_timeout="0s")
+    assert slow.statement_id is not None
+    statements.cancel_execution(slow.statement_id)
+    deadline = time.monotonic() + 30
+    state = statements.get_statement(slow.statement_id).status
+    while state is not None and state.state != StatementState.CANCELED and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = statements.get_statement(slow.statement_id).status
+    assert state is not None and state.state == StatementState.CANCELED
+
+    failed = statements.execute_statement(
+        statement="SELECT CAST(run_id AS INT) FROM system.mlflow.runs_latest", warehouse_id="ignored"
+    )
+    assert failed.status is not None and failed.status.state == StatementState.FAILED
+    assert failed.status.error is not None and "invalid input syntax" in (failed.status.error.message or "")
+
+    outsider = WorkspaceClient(host=stack.url, token=org.outsider.token).statement_execution
+    with pytest.raises(PermissionDenied, match="lacks USE CATALOG on catalog system"):
+        outsider.execute_statement(statement="SELECT 1 FROM system.mlflow.runs_latest", warehouse_id="ignored")
+
+
+def test_fedgate_sql_prints_an_aligned_table(stack: Stack, data: Data, org: Org) -> None:
+    env = {**os.environ, "FEDGATE_URL": stack.url, "FEDGATE_TOKEN": org.analyst.token}
+    statement = (
+        "SELECT run_name, TIMESTAMPDIFF(MINUTE, start_time, end_time) AS minutes, params['missing'] AS missing "
+        "FROM system.mlflow.runs_latest WHERE run_id = :run_id"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "sql", statement, "--param", f"run_id={data.run_id}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["run_name   minutes  missing", "sql-first  31       NULL", "(1 row)"]
+    as_json = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "sql", statement, "--param", f"run_id={data.run_id}", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert json.loads(as_json.stdout)["rows"] == [["sql-first", "31", None]]
+    denied = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "sql", "SELECT 1; DROP TABLE ix_runs"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert denied.returncode == 1
+    assert "INVALID_PARAMETER_VALUE: Only one statement at a time" in denied.stderr
+
+
+def test_runs_logged_with_the_mlflow_client_can_be_queried(mlflow_env: Stack, tmp_path: Path) -> None:
+    """Through the write-through index: what the stock client logs is in system.mlflow at once."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_workspace("team-a")
+    client = MlflowClient()
+    experiment_id = client.create_experiment(f"sql-through-{uuid.uuid4().hex[:6]}")
+    run = client.create_run(experiment_id)
+    client.log_param(run.info.run_id, "lr", "0.05")
+    client.log_metric(run.info.run_id, "loss", 0.25, step=1)
+    client.set_terminated(run.info.run_id)
+    statement = (
+        "SELECT workspace_id, status, params['lr'], filter(aggregated_metrics, m -> m.metric_name = 'loss')[0]"
+        ".latest_value FROM system.mlflow.runs_latest WHERE run_id = :run_id"
+    )
+    deadline = time.monotonic() + 30
+    found = admin_sql_with(mlflow_env, statement, {"run_id": run.info.run_id})
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = admin_sql_with(mlflow_env, statement, {"run_id": run.info.run_id})
+    assert found == [["1001", "FINISHED", "0.05", "0.25"]]
+
+
+def admin_sql_with(stack: Stack, statement: str, parameters: dict[str, str]) -> list[list[Any]]:
+    return rows(stack, ADMIN_TOKEN, statement, parameters)
