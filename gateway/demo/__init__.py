@@ -98,6 +98,7 @@ def run_demo(root: Path, port: int = 8080) -> int:
             gateway.url, user_token, "POST", "/api/2.0/mlflow/experiments/search", {"max_results": 1}, "team-b"
         )
         print(f"\n{DEMO_USER} asks for team-b, where it holds no grant: {hidden}", flush=True)
+        _show_system_tables(gateway.url, token, user_token)
         print(
             "\nUse it from another shell:\n"
             f"  export MLFLOW_TRACKING_URI={gateway.url}\n"
@@ -158,6 +159,52 @@ def _provision_data_scientist(url: str, admin_token: str) -> str:
     issued = _call(url, admin_token, "POST", "/api/2.0/token-management/on-behalf-of/tokens", {"user_name": DEMO_USER})
     print(f"created user {DEMO_USER} in group data-science (CAN_USE on team-a) and a token for it", flush=True)
     return str(json.loads(issued)["token_value"])
+
+
+SUCCESS_RATIO = """SELECT experiment_id, workspace_id,
+  AVG(CASE WHEN status = 'FINISHED' THEN 1.0 ELSE 0.0 END) AS success_ratio,
+  COUNT(status) AS run_count
+FROM system.mlflow.runs_latest
+WHERE status IS NOT NULL
+GROUP BY experiment_id, workspace_id
+ORDER BY run_count DESC
+LIMIT 20"""
+
+
+def _show_system_tables(url: str, admin_token: str, user_token: str) -> None:
+    """The account-wide index: SQL over system.mlflow once granted, and the read-only `account` scope."""
+    from gateway.cli_sql import show
+
+    def sql(token: str, statement: str) -> dict[str, Any]:
+        answer = _call(url, token, "POST", "/api/2.0/sql/statements", {"statement": statement, "wait_timeout": "30s"})
+        return dict(json.loads(answer)) if answer.startswith("{") else {"status": {"error": {"message": answer}}}
+
+    denied = sql(user_token, SUCCESS_RATIO)
+    print(f"\n{DEMO_USER} queries system.mlflow.runs_latest before any grant: {denied['status']['error']['message']}")
+    for grant in (
+        "GRANT USE CATALOG ON CATALOG system TO `data-science`",
+        "GRANT USE SCHEMA, SELECT ON SCHEMA system.mlflow TO `data-science`",
+    ):
+        sql(admin_token, grant)
+        print(f"account admin: {grant}", flush=True)
+    answer = sql(user_token, SUCCESS_RATIO)
+    if answer.get("status", {}).get("state") == "SUCCEEDED":
+        print(f'\n{DEMO_USER}: success ratio per experiment, every workspace (fedgate sql "..."):')
+        columns = [c["name"] for c in answer["manifest"]["schema"]["columns"]]
+        show(columns, answer["result"].get("data_array") or [])
+    else:
+        print(f"the system-table query failed: {answer.get('status')}", flush=True)
+    experiments = _call(url, user_token, "POST", "/api/2.0/mlflow/experiments/search", {"max_results": 50}, "account")
+    ids = [e["experiment_id"] for e in json.loads(experiments).get("experiments") or []]
+    runs = _call(
+        url, user_token, "POST", "/api/2.0/mlflow/runs/search", {"experiment_ids": ids, "max_results": 50}, "account"
+    )
+    count = len(json.loads(runs).get("runs") or []) if runs.startswith("{") else runs
+    print(
+        f"\n{DEMO_USER} in the read-only `account` scope (mlflow.set_workspace('account')): "
+        f"experiments {ids}, {count} runs it may read",
+        flush=True,
+    )
 
 
 def _port(preferred: int) -> int:

@@ -1,0 +1,600 @@
+"""The account-wide index at scale: searches, documented SQL queries, and write-through ingest.
+
+1. Generates an account of 10 workspaces, 1,000,000 runs and 20,000,000 metric points straight into
+   the index tables (COPY; the generation is set-up, not what is measured). `--data DIR` keeps the
+   generated database for the next run.
+2. Times typical account-scope searches (the stock client's calls, through the gateway) and the
+   documented system-table queries (through POST /api/2.0/sql/statements), as an account admin and as
+   a user who may read 3 of the 10 workspaces; p50/p95 and, for SQL, the same query run straight on
+   PostgreSQL as the baseline.
+3. Times metric ingest through the gateway with log-batch calls of 1,000 points: write-through on vs
+   off, first against an instant upstream (the gateway's own cost), then against a real `mlflow server`
+   (what a user sees); prints points/s and the ratio.
+
+    python benchmarks/index.py [--runs 1000000] [--points 20000000] [--data DIR] [--repeat 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import msgspec
+import requests
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.db.engine import start_embedded
+from gateway.db.migrate import upgrade
+from gateway.devstack import GatewayProcess, MlflowServer, free_port
+from gateway.index.writer import IndexWriter, RunWrite
+
+TOKEN = "benchmark-admin-token-" + uuid.uuid4().hex
+WORKSPACES = 10
+EXPERIMENTS_PER_WORKSPACE = 100
+FIRST_WORKSPACE_ID = 2001
+OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop")
+STATUSES = ("FINISHED",) * 7 + ("FAILED", "KILLED", "RUNNING")
+BATCH = 1000
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# -- 1. the generated account --------------------------------------------------------------------------
+
+
+def run_rows(first: int, count: int, rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    for key in range(first, first + count):
+        workspace = FIRST_WORKSPACE_ID + key % WORKSPACES
+        experiment = str(1 + (key // WORKSPACES) % EXPERIMENTS_PER_WORKSPACE)
+        start = BASE + timedelta(seconds=key * 7)
+        status = STATUSES[key % len(STATUSES)]
+        end = None if status == "RUNNING" else start + timedelta(minutes=1 + key % 90)
+        params = {
+            "lr": f"{rng.choice((0.1, 0.01, 0.001))}",
+            "optimizer": OPTIMIZERS[key % 4],
+            "batch": str(32 << key % 3),
+        }
+        tags = {"team": f"team-{key % 7}", "mlflow.user": f"user{key % 50}@example.com", "mlflow.runName": f"run-{key}"}
+        yield (
+            key,
+            uuid.UUID(int=key).hex,
+            workspace,
+            experiment,
+            f"user{key % 50}@example.com",
+            f"run-{key}",
+            status,
+            start,
+            end,
+            start,
+            json.dumps(params),
+            json.dumps(tags),
+        )
+
+
+async def generate(url: str, runs: int, points: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        if await conn.fetchval("SELECT count(*) FROM ix_runs") >= runs:
+            print(f"using the generated account in place ({runs:,} runs)")
+            return
+        started = time.perf_counter()
+        await conn.execute("TRUNCATE ix_runs, ix_metrics, ix_metric_latest, ix_experiments")
+        await conn.copy_records_to_table(
+            "ix_experiments",
+            records=[
+                (FIRST_WORKSPACE_ID + w, str(e + 1), f"/Users/team-{w}/experiment-{e + 1}", BASE, BASE)
+                for w in range(WORKSPACES)
+                for e in range(EXPERIMENTS_PER_WORKSPACE)
+            ],
+            columns=("workspace_id", "experiment_id", "name", "create_time", "update_time"),
+        )
+        rng = random.Random(7)
+        per_run = max(1, points // runs)
+        steps = per_run // 2  # two metrics per run: loss and accuracy
+        chunk = 20_000
+        for first in range(1, runs + 1, chunk):
+            count = min(chunk, runs + 1 - first)
+            await conn.copy_records_to_table(
+                "ix_runs",
+                records=run_rows(first, count, rng),
+                columns=(
+                    "run_key",
+                    "run_id",
+                    "workspace_id",
+                    "experiment_id",
+                    "created_by",
+                    "run_name",
+                    "status",
+                    "start_time",
+                    "end_time",
+                    "update_time",
+                    "params",
+                    "tags",
+                ),
+            )
+            metric_rows: list[tuple[Any, ...]] = []
+            latest_rows: list[tuple[Any, ...]] = []
+            for key in range(first, first + count):
+                start = BASE + timedelta(seconds=key * 7)
+                quality = rng.random()
+                losses = [2.0 / (s + 1) + quality for s in range(steps)]
+                accuracies = [min(0.999, quality * (s + 1) / steps) for s in range(steps)]
+                times = [start + timedelta(seconds=s) for s in range(steps)]
+                for s in range(steps):
+                    metric_rows.append((key, "loss", s, times[s], losses[s]))
+                    metric_rows.append((key, "accuracy", s, times[s], accuracies[s]))
+                last = steps - 1
+                latest_rows.append((key, "loss", losses[last], last, times[last], min(losses), max(losses), steps))
+                latest_rows.append(
+                    (key, "accuracy", accuracies[last], last, times[last], min(accuracies), max(accuracies), steps)
+                )
+            await conn.copy_records_to_table(
+                "ix_metrics",
+                records=metric_rows,
+                columns=("run_key", "metric_name", "metric_step", "metric_time", "metric_value"),
+            )
+            await conn.copy_records_to_table(
+                "ix_metric_latest",
+                records=latest_rows,
+                columns=(
+                    "run_key",
+                    "metric_name",
+                    "latest_value",
+                    "latest_step",
+                    "latest_time",
+                    "min_value",
+                    "max_value",
+                    "points",
+                ),
+            )
+            done = first + count - 1
+            if done % 100_000 < chunk:
+                print(f"  generated {done:,} runs, {done * steps * 2:,} points ({time.perf_counter() - started:.0f} s)")
+        await conn.execute(
+            "SELECT setval(pg_get_serial_sequence('ix_runs', 'run_key'), (SELECT max(run_key) FROM ix_runs))"
+        )
+        await conn.execute("VACUUM ANALYZE ix_runs")
+        await conn.execute("VACUUM ANALYZE ix_metrics")
+        await conn.execute("VACUUM ANALYZE ix_metric_latest")
+        await conn.execute("VACUUM ANALYZE ix_experiments")
+        print(f"generated {runs:,} runs and {runs * steps * 2:,} points in {time.perf_counter() - started:.0f} s")
+    finally:
+        await conn.close()
+
+
+# -- 2. searches and SQL ---------------------------------------------------------------------------------
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95
+
+
+def timed(call: Callable[[], requests.Response], repeat: int) -> tuple[float, float, Any]:
+    call()  # warm
+    samples = []
+    answer: Any = None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = call()
+        samples.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+        answer = response.json()
+    p50, p95 = percentiles(samples)
+    return p50, p95, answer
+
+
+def session(token: str, workspace: str | None = None) -> requests.Session:
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {token}"
+    if workspace:
+        s.headers["X-MLFLOW-WORKSPACE"] = workspace
+    return s
+
+
+def account_experiment_ids(base: str, http: requests.Session) -> list[str]:
+    """What `search_runs(search_all_experiments=True)` does first: every experiment id, page by page."""
+    ids: list[str] = []
+    token = ""
+    while True:
+        body: dict[str, Any] = {"max_results": 1000, "view_type": "ACTIVE_ONLY"}
+        if token:
+            body["page_token"] = token
+        page = http.post(f"{base}/api/2.0/mlflow/experiments/search", json=body).json()
+        ids.extend(e["experiment_id"] for e in page.get("experiments") or [])
+        token = page.get("next_page_token") or ""
+        if not token:
+            return ids
+
+
+SEARCHES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "metrics.accuracy > 0.9 and params.optimizer = 'adam', by accuracy",
+        {"filter": "metrics.accuracy > 0.9 and params.optimizer = 'adam'", "order_by": ["metrics.accuracy DESC"]},
+    ),
+    ("all runs, newest first (the default order)", {}),
+    ("tags.team = 'team-3'", {"filter": "tags.team = 'team-3'"}),
+    (
+        "attributes.status = 'FAILED', by start time",
+        {"filter": "attributes.status = 'FAILED'", "order_by": ["attributes.start_time ASC"]},
+    ),
+    ("params.lr = '0.01' and metrics.loss < 1.5", {"filter": "params.lr = '0.01' and metrics.loss < 1.5"}),
+]
+
+SQL: list[tuple[str, str, list[dict[str, str]]]] = [
+    (
+        "success ratio per experiment, top 20",
+        """SELECT
+  experiment_id,
+  AVG(CASE WHEN status = 'FINISHED' THEN 1.0 ELSE 0.0 END) AS success_ratio,
+  COUNT(status) AS run_count
+FROM system.mlflow.runs_latest
+WHERE status IS NOT NULL
+GROUP BY experiment_id
+ORDER BY run_count DESC
+LIMIT 20;""",
+        [],
+    ),
+    (
+        "run details",
+        """SELECT
+  run_name,
+  date(start_time) AS start_date,
+  status,
+  TIMESTAMPDIFF(MINUTE, start_time, end_time) AS run_length_minutes
+FROM system.mlflow.runs_latest
+WHERE
+  experiment_id = :experiment_id
+  AND run_id = :run_id
+LIMIT 1""",
+        ["experiment_id", "run_id"],
+    ),
+    (
+        "run details joined with experiments",
+        """SELECT
+  runs.run_name,
+  experiments.name,
+  date(runs.start_time) AS start_date,
+  runs.status,
+  TIMESTAMPDIFF(MINUTE, runs.start_time, runs.end_time) AS run_length_minutes
+FROM system.mlflow.runs_latest runs
+  JOIN system.mlflow.experiments_latest experiments ON runs.experiment_id = experiments.experiment_id
+  WHERE
+    runs.experiment_id = :experiment_id
+    AND runs.run_id = :run_id
+LIMIT 1""",
+        ["experiment_id", "run_id"],
+    ),
+    (
+        "metric summary of one run",
+        """SELECT
+  metric_name,
+  count(metric_time) AS num_data_points,
+  ROUND(avg(metric_value), 1) AS avg,
+  ROUND(max(metric_value), 1) AS max,
+  ROUND(min(metric_value), 1) AS min,
+  ROUND(PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_25,
+  ROUND(PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY metric_value), 1) AS median,
+  ROUND(PERCENTILE_CONT(0.75) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_75
+FROM
+  system.mlflow.run_metrics_history
+WHERE
+  run_id = :run_id
+GROUP BY
+  metric_name, run_id
+LIMIT 100""",
+        ["run_id"],
+    ),
+    (
+        "one run, all columns (dashboard)",
+        """ SELECT *
+ FROM system.mlflow.runs_latest
+ WHERE experiment_id LIKE trim(:experiment_id)
+ AND run_id LIKE trim(:run_id)
+ LIMIT 1;""",
+        ["experiment_id", "run_id"],
+    ),
+    (
+        "explode(tags) of one run (dashboard)",
+        """ SELECT explode(tags)
+ FROM system.mlflow.runs_latest
+ WHERE experiment_id LIKE trim(:experiment_id)
+ AND run_id LIKE trim(:run_id)
+ LIMIT 1000;""",
+        ["experiment_id", "run_id"],
+    ),
+    (
+        "params['lr'] of one experiment's runs",
+        """SELECT run_id, params['lr'] AS lr, status FROM system.mlflow.runs_latest
+WHERE experiment_id = :experiment_id AND workspace_id = :workspace_id ORDER BY start_time DESC LIMIT 100""",
+        ["experiment_id", "workspace_id"],
+    ),
+]
+
+
+def sql_call(base: str, http: requests.Session, statement: str, params: dict[str, str]) -> requests.Response:
+    body = {
+        "statement": statement,
+        "parameters": [{"name": k, "value": v, "type": "STRING"} for k, v in params.items()],
+        "wait_timeout": "50s",
+    }
+    response = http.post(f"{base}/api/2.0/sql/statements", json=body)
+    if response.status_code == 200 and response.json().get("status", {}).get("state") != "SUCCEEDED":
+        response.status_code = 599
+    return response
+
+
+def measure_reads(base: str, admin: requests.Session, user: requests.Session, repeat: int, runs: int) -> None:
+    account = {"X-MLFLOW-WORKSPACE": "account"}
+    for who, http in (("admin", admin), ("3-of-10 user", user)):
+        started = time.perf_counter()
+        ids = account_experiment_ids(base, http)
+        listing = (time.perf_counter() - started) * 1000
+        print(f"\naccount search as {who}: {len(ids)} experiments listed in {listing:.0f} ms")
+        print(f"  {'search':<68} {'p50 ms':>8} {'p95 ms':>8} {'rows':>5}")
+        for label, extra in SEARCHES:
+            body = {"experiment_ids": ids, "max_results": 100, **extra}
+            p50, p95, answer = timed(
+                lambda body=body, http=http: http.post(  # type: ignore[misc]
+                    f"{base}/api/2.0/mlflow/runs/search", json=body, headers=account
+                ),
+                repeat,
+            )
+            print(f"  {label:<68} {p50:8.1f} {p95:8.1f} {len(answer.get('runs') or []):5}")
+        p50, p95, _ = timed(
+            lambda http=http: http.post(  # type: ignore[misc]
+                f"{base}/api/2.0/mlflow/experiments/search", json={"max_results": 100}, headers=account
+            ),
+            repeat,
+        )
+        print(f"  {'experiments, first page of 100':<68} {p50:8.1f} {p95:8.1f}")
+
+    rng = random.Random(11)
+    print(f"\nSQL statements (account admin), {repeat} random runs each")
+    print(f"  {'statement':<44} {'p50 ms':>8} {'p95 ms':>8} {'rows':>5}")
+    for label, statement, names in SQL:
+        samples = []
+        rows = 0
+        for i in range(repeat + 1):
+            key = rng.randrange(1, runs + 1)
+            values = {
+                "run_id": uuid.UUID(int=key).hex,
+                "experiment_id": str(1 + (key // WORKSPACES) % EXPERIMENTS_PER_WORKSPACE),
+                "workspace_id": str(FIRST_WORKSPACE_ID + key % WORKSPACES),
+            }
+            params = {n: values[n] for n in names}
+            started = time.perf_counter()
+            response = sql_call(base, admin, statement, params)
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 200:
+                raise RuntimeError(f"{label}: {response.status_code} {response.text[:300]}")
+            if i:  # the first call warms
+                samples.append(elapsed)
+            rows = len((response.json().get("result") or {}).get("data_array") or [])
+        p50, p95 = percentiles(samples)
+        print(f"  {label:<44} {p50:8.1f} {p95:8.1f} {rows:5}")
+
+
+# -- 3. ingest ---------------------------------------------------------------------------------------------
+
+
+def instant_upstream(port: int) -> None:
+    """Answers like an MLflow store that takes no time: a new run id per created run, `{}` otherwise."""
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        if request.path.endswith("/runs/create"):
+            run = {"info": {"run_id": uuid.uuid4().hex, "experiment_id": "1", "status": "RUNNING"}, "data": {}}
+            return web.json_response({"run": run})
+        if request.path.endswith("/experiments/create"):
+            return web.json_response({"experiment_id": "1"})
+        if request.path.endswith("/experiments/get"):
+            return web.json_response({"experiment": {"experiment_id": "1", "name": "x", "lifecycle_stage": "active"}})
+        return web.json_response({})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", answer)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+async def ingest(base: str, workspace: str, clients: int, batches: int) -> float:
+    """Points per second: `clients` runs logged concurrently, `batches` log-batch calls of 1,000 points each."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-MLFLOW-WORKSPACE": workspace}
+    api = f"{base}/api/2.0/mlflow"
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(f"{api}/experiments/create", json={"name": f"ingest-{uuid.uuid4().hex}"}) as r:
+            experiment_id = (await r.json())["experiment_id"]
+
+        async def one_client(n: int) -> None:
+            async with http.post(f"{api}/runs/create", json={"experiment_id": experiment_id}) as r:
+                run_id = (await r.json())["run"]["info"]["run_id"]
+            for b in range(batches // clients):
+                metrics = [
+                    {"key": f"m{i % 10}", "value": random.random(), "timestamp": 1_700_000_000_000 + b, "step": b}
+                    for i in range(BATCH)
+                ]
+                async with http.post(f"{api}/runs/log-batch", json={"run_id": run_id, "metrics": metrics}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"log-batch answered {r.status}")
+
+        await one_client(-1)  # warm: one run, connections open
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client(n) for n in range(clients)))
+        elapsed = time.perf_counter() - started
+    return (batches // clients) * clients * BATCH / elapsed
+
+
+async def index_capacity(url: str, connections: int, batches: int) -> float:
+    """Points per second the write-through itself absorbs: log-batch bodies applied straight to PostgreSQL."""
+    writer = IndexWriter()
+    pool = await asyncpg.create_pool(url, min_size=connections, max_size=connections)
+    bodies = [
+        json.dumps(
+            {
+                "metrics": [
+                    {"key": f"m{i % 10}", "value": random.random(), "timestamp": 1_700_000_000_000 + b, "step": b}
+                    for i in range(BATCH)
+                ]
+            }
+        ).encode()
+        for b in range(batches // connections)
+    ]
+    async with pool.acquire() as conn:
+        run_keys = [
+            await conn.fetchval(
+                "INSERT INTO ix_runs (run_id, workspace_id, experiment_id) VALUES ($1, 3003, '1') RETURNING run_key",
+                uuid.uuid4().hex,
+            )
+            for _ in range(connections)
+        ]
+
+    async def one(run_key: int) -> None:
+        for body in bodies:
+            write = msgspec.json.decode(body, type=RunWrite)  # what the gateway decodes per call
+            async with pool.acquire() as conn, conn.transaction():
+                await writer.log_metrics(conn, run_key, write.metrics)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(k) for k in run_keys))
+    elapsed = time.perf_counter() - started
+    await pool.close()
+    return len(bodies) * connections * BATCH / elapsed
+
+
+def write_config(path: Path, url: str, stores: dict[str, str], write_through: bool) -> Path:
+    workspaces = "\n".join(
+        f'[[workspaces]]\nname = "ws-{i + 1}"\nid = "{FIRST_WORKSPACE_ID + i}"\nstore = "instant"\n'
+        for i in range(WORKSPACES)
+    )
+    store_blocks = "\n".join(f'[stores.{name}]\nurl = "{store_url}"\n' for name, store_url in stores.items())
+    path.write_text(
+        f"""
+[account]
+id = "9001"
+[server]
+index_sync_interval_seconds = 0
+index_write_through = {str(write_through).lower()}
+access_log = false
+[database]
+url = "{url}"
+pool_size = 20
+{store_blocks}
+{workspaces}
+[[workspaces]]
+name = "ingest"
+id = "3001"
+store = "instant"
+[[workspaces]]
+name = "ingest-mlflow"
+id = "3002"
+store = "mlflow"
+"""
+    )
+    return path
+
+
+def provision_user(base: str) -> str:
+    """A user in group `analysts`, which may read workspaces ws-1..ws-3; returns the user's token."""
+    admin = session(TOKEN)
+    scim = f"{base}/api/2.0/preview/scim/v2"
+    name = f"analyst-{uuid.uuid4().hex[:6]}@example.com"
+    user = admin.post(f"{scim}/Users", json={"userName": name}).json()
+    group = f"analysts-{uuid.uuid4().hex[:6]}"
+    admin.post(f"{scim}/Groups", json={"displayName": group, "members": [{"value": user["id"]}]}).raise_for_status()
+    for i in range(3):
+        admin.patch(
+            f"{base}/api/2.0/permissions/workspaces/ws-{i + 1}",
+            json={"access_control_list": [{"group_name": group, "permission_level": "CAN_READ"}]},
+        ).raise_for_status()
+    token = admin.post(
+        f"{base}/api/2.0/token-management/on-behalf-of/tokens", json={"user_name": name, "comment": "bench"}
+    )
+    token.raise_for_status()
+    return str(token.json()["token_value"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--points", type=int, default=20_000_000)
+    parser.add_argument("--data", help="keep the generated database here and reuse it next time")
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=400, help="log-batch calls per ingest measurement")
+    parser.add_argument("--skip-reads", action="store_true")
+    parser.add_argument("--skip-ingest", action="store_true")
+    args = parser.parse_args()
+
+    root = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="fedgate-bench-index-"))
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    database = start_embedded(root / "postgres")
+    instant_port = free_port()
+    upstream = multiprocessing.Process(target=instant_upstream, args=(instant_port,), daemon=True)
+    upstream.start()
+    mlflow = MlflowServer(root / f"mlflow-{uuid.uuid4().hex[:6]}")
+    gateway: GatewayProcess | None = None
+    try:
+        upgrade(database.url)
+        asyncio.run(generate(database.url, args.runs, args.points))
+        mlflow.start(timeout=180)
+        stores = {"instant": f"http://127.0.0.1:{instant_port}", "mlflow": mlflow.url}
+        env = {"FEDGATE_ADMIN_TOKEN": TOKEN}
+        if not args.skip_reads:
+            gateway = GatewayProcess(write_config(root / "fedgate.toml", database.url, stores, True), env).start()
+            user = session(provision_user(gateway.url))
+            measure_reads(gateway.url, session(TOKEN), user, args.repeat, args.runs)
+            gateway.stop()
+            gateway = None
+        if not args.skip_ingest:
+            print(f"\ningest: {args.clients} clients, log-batch of {BATCH} points, {args.batches} calls per figure")
+            capacity = asyncio.run(index_capacity(database.url, args.clients, args.batches))
+            print(f"  write-through alone (log-batch bodies applied to PostgreSQL): {capacity:10,.0f} points/s")
+            results: dict[tuple[str, bool], list[float]] = {}
+            for write_through in (True, False, True, False):
+                config = write_config(root / "fedgate.toml", database.url, stores, write_through)
+                gateway = GatewayProcess(config, env).start()
+                for workspace, batches in (
+                    ("ingest", args.batches),
+                    ("ingest-mlflow", max(args.clients, args.batches // 8)),
+                ):
+                    rate = asyncio.run(ingest(gateway.url, workspace, args.clients, batches))
+                    results.setdefault((workspace, write_through), []).append(rate)
+                gateway.stop()
+                gateway = None
+            for workspace, label in (("ingest", "instant upstream"), ("ingest-mlflow", "mlflow server")):
+                on = max(results[(workspace, True)])
+                off = max(results[(workspace, False)])
+                print(
+                    f"  {label:<17} write-through on {on:10,.0f} points/s   off {off:10,.0f} points/s   "
+                    f"on/off {on / off:.2f} (cost {100 * (1 - on / off):.0f}%)"
+                )
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        mlflow.stop()
+        upstream.terminate()
+        database.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
