@@ -131,7 +131,8 @@ def test_sync_brings_in_runs_written_around_the_gateway_and_counts_nothing_twice
     rows(db, "DELETE FROM ix_metric_latest WHERE run_key = $1 AND metric_name = 'acc' RETURNING 1", run_key)
     rows(
         db,
-        "UPDATE ix_sync_state SET state = 'running', cursor = $1, points_added = 0 WHERE workspace_id = 1001 RETURNING 1",
+        "UPDATE ix_sync_state SET state = 'running', cursor = $1, points_added = 0 "
+        "WHERE workspace_id = 1001 RETURNING 1",
         f'{{"everything": true, "since": 0, "experiment": "{experiment_id}", "page_token": ""}}',
     )
     again = admin.post(f"{mlflow_env.url}/api/2.0/fedgate/index/sync", json={"workspace": "team-a", "wait": True})
