@@ -135,9 +135,8 @@ async def generate(url: str, runs: int, points: int) -> None:
                 losses = [2.0 / (s + 1) + quality for s in range(steps)]
                 accuracies = [min(0.999, quality * (s + 1) / steps) for s in range(steps)]
                 times = [start + timedelta(seconds=s) for s in range(steps)]
-                for s in range(steps):
-                    metric_rows.append((key, "loss", s, times[s], losses[s]))
-                    metric_rows.append((key, "accuracy", s, times[s], accuracies[s]))
+                metric_rows.append((key, "loss", list(range(steps)), times, losses))
+                metric_rows.append((key, "accuracy", list(range(steps)), times, accuracies))
                 last = steps - 1
                 latest_rows.append((key, "loss", losses[last], last, times[last], min(losses), max(losses), steps))
                 latest_rows.append(
@@ -146,7 +145,7 @@ async def generate(url: str, runs: int, points: int) -> None:
             await conn.copy_records_to_table(
                 "ix_metrics",
                 records=metric_rows,
-                columns=("run_key", "metric_name", "metric_step", "metric_time", "metric_value"),
+                columns=("run_key", "metric_name", "metric_steps", "metric_times", "metric_values"),
             )
             await conn.copy_records_to_table(
                 "ix_metric_latest",
@@ -209,6 +208,9 @@ def session(token: str, workspace: str | None = None) -> requests.Session:
     return s
 
 
+ACCOUNT = {"X-MLFLOW-WORKSPACE": "account"}
+
+
 def account_experiment_ids(base: str, http: requests.Session) -> list[str]:
     """What `search_runs(search_all_experiments=True)` does first: every experiment id, page by page."""
     ids: list[str] = []
@@ -217,7 +219,7 @@ def account_experiment_ids(base: str, http: requests.Session) -> list[str]:
         body: dict[str, Any] = {"max_results": 1000, "view_type": "ACTIVE_ONLY"}
         if token:
             body["page_token"] = token
-        page = http.post(f"{base}/api/2.0/mlflow/experiments/search", json=body).json()
+        page = http.post(f"{base}/api/2.0/mlflow/experiments/search", json=body, headers=ACCOUNT).json()
         ids.extend(e["experiment_id"] for e in page.get("experiments") or [])
         token = page.get("next_page_token") or ""
         if not token:
@@ -342,7 +344,7 @@ def sql_call(base: str, http: requests.Session, statement: str, params: dict[str
 
 
 def measure_reads(base: str, admin: requests.Session, user: requests.Session, repeat: int, runs: int) -> None:
-    account = {"X-MLFLOW-WORKSPACE": "account"}
+    account = ACCOUNT
     for who, http in (("admin", admin), ("3-of-10 user", user)):
         started = time.perf_counter()
         ids = account_experiment_ids(base, http)

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from gateway.index.writer import RUN_NAME_TAG, to_float, to_time
+from gateway.index.writer import APPEND_POINTS, RUN_NAME_TAG, to_float, to_time
 
 PointKey = tuple[int, datetime, float | str]
 
@@ -121,49 +121,51 @@ class IndexRepository:
     async def add_missing_points(self, run_key: int, name: str, history: list[dict[str, Any]]) -> int:
         """Insert the points of `history` the index lacks (as a multiset: repeats count); how many."""
         have = Counter(
-            point_key(r["metric_step"], r["metric_time"], r["metric_value"])
+            point_key(r["step"], r["at"], r["value"])
             for r in await self.conn.fetch(
-                "SELECT metric_step, metric_time, metric_value FROM ix_metrics WHERE run_key = $1 AND metric_name = $2",
+                "SELECT p.step, p.at, p.value FROM ix_metrics m, "
+                "unnest(m.metric_steps, m.metric_times, m.metric_values) AS p(step, at, value) "
+                "WHERE m.run_key = $1 AND m.metric_name = $2",
                 run_key,
                 name,
             )
         )
-        missing = []
+        steps: list[int] = []
+        times: list[int] = []
+        values: list[float] = []
         for point in history:
-            step, at, value = (
-                int(point.get("step") or 0),
-                to_time(point.get("timestamp") or 0),
-                to_float(point["value"]),
-            )
+            step, ms, value = int(point.get("step") or 0), int(point.get("timestamp") or 0), to_float(point["value"])
+            at = to_time(ms)
             assert at is not None
             key = point_key(step, at, value)
             if have[key] > 0:
                 have[key] -= 1
             else:
-                missing.append((run_key, name, step, at, value))
-        if missing:
-            await self.conn.copy_records_to_table(
-                "ix_metrics",
-                records=missing,
-                columns=("run_key", "metric_name", "metric_step", "metric_time", "metric_value"),
-            )
+                steps.append(step)
+                times.append(ms)
+                values.append(value)
+        if values:
+            await self.conn.execute(APPEND_POINTS, run_key, name, steps, times, values)
             await self.recompute_aggregate(run_key, name)
-        return len(missing)
+        return len(values)
 
     async def recompute_aggregate(self, run_key: int, name: str) -> None:
         await self.conn.execute(
             """
+            WITH pts AS (
+                SELECT p.step, p.at, p.value FROM ix_metrics m,
+                       unnest(m.metric_steps, m.metric_times, m.metric_values) AS p(step, at, value)
+                WHERE m.run_key = $1 AND m.metric_name = $2
+            )
             INSERT INTO ix_metric_latest AS t
                 (run_key, metric_name, latest_value, latest_step, latest_time, min_value, max_value, has_nan, points)
-            SELECT $1, $2, l.metric_value, l.metric_step, l.metric_time,
+            SELECT $1, $2, l.value, l.step, l.at,
                    COALESCE(a.low, 'Infinity'), COALESCE(a.high, '-Infinity'), a.has_nan, a.points
-            FROM (SELECT min(metric_value) FILTER (WHERE metric_value <> 'NaN') AS low,
-                         max(metric_value) FILTER (WHERE metric_value <> 'NaN') AS high,
-                         bool_or(metric_value = 'NaN') AS has_nan, count(*) AS points
-                  FROM ix_metrics WHERE run_key = $1 AND metric_name = $2) AS a,
-                 LATERAL (SELECT metric_value, metric_step, metric_time FROM ix_metrics
-                          WHERE run_key = $1 AND metric_name = $2
-                          ORDER BY metric_step DESC, metric_time DESC, metric_value DESC LIMIT 1) AS l
+            FROM (SELECT min(value) FILTER (WHERE value <> 'NaN') AS low,
+                         max(value) FILTER (WHERE value <> 'NaN') AS high,
+                         bool_or(value = 'NaN') AS has_nan, count(*) AS points
+                  FROM pts) AS a,
+                 LATERAL (SELECT value, step, at FROM pts ORDER BY step DESC, at DESC, value DESC LIMIT 1) AS l
             ON CONFLICT (run_key, metric_name) DO UPDATE SET
                 latest_value = EXCLUDED.latest_value, latest_step = EXCLUDED.latest_step,
                 latest_time = EXCLUDED.latest_time, min_value = EXCLUDED.min_value,

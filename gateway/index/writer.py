@@ -139,17 +139,21 @@ def to_time(ms: int | str | None) -> datetime | None:
     return datetime.fromtimestamp(int(ms) / 1000, UTC)
 
 
-# One round trip per batch: the points are appended and each metric's aggregate merged in PostgreSQL
-# (no per-point Python objects beyond the four arrays). Aggregates are upserted in name order, so two
-# batches of one run take their row locks in the same order. Min and max are over non-NaN values
-# (neutral +/-Infinity when a batch has none); the views show NaN once `has_nan`.
+# One round trip per batch: the points are appended as chunks (one row per metric and up to
+# 300 points, in the order sent) and each metric's aggregate is merged, all in PostgreSQL.
+# Aggregates are upserted in name order, so two batches of one run take their row locks in the same
+# order. Min and max are over non-NaN values (neutral +/-Infinity when a batch has none); the views
+# show NaN once `has_nan`.
+# Chunks hold at most 300 points: three arrays of 300 eight-byte values keep a row inside one page.
 LOG_METRICS = """
 WITH p AS (
-    SELECT name, step, 'epoch'::timestamptz + ms * interval '1 millisecond' AS at, value
-    FROM unnest($2::text[], $3::int8[], $4::int8[], $5::float8[]) AS u(name, step, ms, value)
+    SELECT name, step, 'epoch'::timestamptz + ms * interval '1 millisecond' AS at, value, ord
+    FROM unnest($2::text[], $3::int8[], $4::int8[], $5::float8[]) WITH ORDINALITY AS u(name, step, ms, value, ord)
 ), appended AS (
-    INSERT INTO ix_metrics (run_key, metric_name, metric_step, metric_time, metric_value)
-    SELECT $1, name, step, at, value FROM p
+    INSERT INTO ix_metrics (run_key, metric_name, metric_steps, metric_times, metric_values)
+    SELECT $1, name, array_agg(step ORDER BY ord), array_agg(at ORDER BY ord), array_agg(value ORDER BY ord)
+    FROM (SELECT *, (row_number() OVER (PARTITION BY name ORDER BY ord) - 1) / 300 AS part FROM p) AS numbered
+    GROUP BY name, part
 ), touched AS (
     UPDATE ix_runs SET update_time = now() WHERE run_key = $1
 ), latest AS (
@@ -179,6 +183,15 @@ ON CONFLICT (run_key, metric_name) DO UPDATE SET
     max_value = GREATEST(t.max_value, EXCLUDED.max_value),
     has_nan = t.has_nan OR EXCLUDED.has_nan,
     points = t.points + EXCLUDED.points
+"""
+
+# The sync's way in: one metric's points, appended as chunks in the order given.
+APPEND_POINTS = """
+INSERT INTO ix_metrics (run_key, metric_name, metric_steps, metric_times, metric_values)
+SELECT $1, $2, array_agg(step ORDER BY ord),
+       array_agg('epoch'::timestamptz + ms * interval '1 millisecond' ORDER BY ord), array_agg(value ORDER BY ord)
+FROM unnest($3::int8[], $4::int8[], $5::float8[]) WITH ORDINALITY AS u(step, ms, value, ord)
+GROUP BY (ord - 1) / 300
 """
 
 

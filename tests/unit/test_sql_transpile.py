@@ -64,8 +64,9 @@ async def db(database_url: str) -> AsyncIterator[Database]:
                ('r-a2', 1001, 'e-a', 'alice@example.com', 'second', 'FAILED', '2024-06-28T10:00:00Z', NULL, '{}', '{}'),
                ('r-b1', 1002, 'e-b', 'bob@example.com', 'third', 'FINISHED', '2024-06-29T10:00:00Z',
                 '2024-06-29T12:00:00Z', '{"lr": "0.01"}', '{"team": "b"}');
-        INSERT INTO ix_metrics (run_key, metric_name, metric_step, metric_time, metric_value)
-        SELECT r.run_key, m.name, m.step, '2024-06-27T01:00:00Z'::timestamptz + m.step * interval '1 minute', m.value
+        INSERT INTO ix_metrics (run_key, metric_name, metric_steps, metric_times, metric_values)
+        SELECT r.run_key, m.name, ARRAY[m.step::int8],
+               ARRAY['2024-06-27T01:00:00Z'::timestamptz + m.step * interval '1 minute'], ARRAY[m.value]
         FROM ix_runs r, (VALUES ('loss', 0, 0.9::float8), ('loss', 1, 0.5), ('loss', 2, 0.3), ('loss', 3, 0.2),
                                 ('acc', 0, 0.1), ('acc', 1, 'NaN'), ('acc', 2, 0.7)) AS m(name, step, value)
         WHERE r.run_id = 'r-a1';
