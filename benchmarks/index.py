@@ -471,8 +471,8 @@ async def index_capacity(url: str, connections: int, batches: int) -> float:
     async def one(run_key: int) -> None:
         for body in bodies:
             write = msgspec.json.decode(body, type=RunWrite)  # what the gateway decodes per call
-            async with pool.acquire() as conn, conn.transaction():
-                await writer.log_metrics(conn, run_key, write.metrics)
+            async with pool.acquire() as conn:
+                await writer.log_metrics(conn, run_key, bytes(write.metrics))
 
     started = time.perf_counter()
     await asyncio.gather(*(one(k) for k in run_keys))
