@@ -19,13 +19,6 @@ import msgspec
 # -- what the client sent (only the fields the index keeps; the store has validated the rest) --------
 
 
-class _Metric(msgspec.Struct):
-    key: str
-    value: float | str
-    timestamp: int | str = 0
-    step: int | str = 0
-
-
 class _KeyValue(msgspec.Struct):
     key: str
     value: str = ""
@@ -47,8 +40,6 @@ class RunWrite(msgspec.Struct):
     run_uuid: str = ""
     key: str = ""
     value: float | str | None = None
-    timestamp: int | str = 0
-    step: int | str = 0
     # Left as raw JSON: PostgreSQL parses the points (C, one pass) instead of Python building objects.
     metrics: msgspec.Raw = msgspec.Raw(b"[]")
     params: list[_KeyValue] = []
