@@ -58,25 +58,34 @@ class QueryRunner:
     ) -> Fetched:
         """Run `query` and fetch at most `max_rows` rows (`truncated` says whether more were there)."""
         timeout_ms = max(1, round(timeout_seconds * 1000))
+        backstop = timeout_seconds + 10  # PostgreSQL's own timeout fires first; this guards a stuck connection
+        # The row cap is a LIMIT around the query, not a fetch count on a cursor: PostgreSQL plans a portal
+        # executed for a number of rows without parallel workers. The newlines keep the wrapper intact
+        # whatever the last line of the query is.
+        capped = f"SELECT * FROM (\n{query.sql}\n) AS _statement LIMIT {int(max_rows) + 1}"  # noqa: S608
         async with connection.transaction(readonly=True):
-            # Settings first, the role last: from then on the transaction can read the system views only.
+            # One round trip sets up the sandbox. Settings first, the role last: from then on the transaction
+            # can read the system views only. The two values are the gateway's own (the configured account id,
+            # a statement id it made), escaped all the same; what the caller sends stays in bound parameters.
             await connection.execute(
                 f"SET LOCAL statement_timeout = {int(timeout_ms)}; SET LOCAL TimeZone = 'UTC'; "
-                "SET LOCAL search_path = ''; SET LOCAL standard_conforming_strings = on"
+                "SET LOCAL search_path = ''; SET LOCAL standard_conforming_strings = on; "
+                f"SELECT set_config('fedgate.account_id', {_literal(account_id)}, true), "
+                f"set_config('application_name', {_literal(APPLICATION_PREFIX + statement_id)}, true); "
+                f"SET LOCAL ROLE {READER_ROLE}"
             )
-            await connection.execute(
-                "SELECT set_config('fedgate.account_id', $1, true), set_config('application_name', $2, true)",
-                account_id,
-                APPLICATION_PREFIX + statement_id,
-            )
-            await connection.execute(f"SET LOCAL ROLE {READER_ROLE}")
-            backstop = timeout_seconds + 10  # PostgreSQL's own timeout fires first; this guards a stuck connection
-            prepared = await connection.prepare(query.sql, timeout=backstop)
+            prepared = await connection.prepare(capped, timeout=backstop)
             columns = [PgColumn(a.name, a.type.name, a.type.kind) for a in prepared.get_attributes()]
-            cursor = await prepared.cursor(*arguments, timeout=backstop)
-            records = await cursor.fetch(max_rows + 1, timeout=backstop)
+            records = await prepared.fetch(*arguments, timeout=backstop)
         return Fetched(columns, list(records[:max_rows]), len(records) > max_rows)
 
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
+
+
+def _literal(value: str) -> str:
+    """`value` as a PostgreSQL string literal that reads the same whatever standard_conforming_strings is."""
+    if "\x00" in value:
+        raise ValueError("a string literal cannot hold a NUL character")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -15,6 +15,7 @@ import logging
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ from gateway.sql.schemas import (
     StatementStatus,
 )
 from gateway.sql.statements import (
+    CACHED_STATEMENT_CHARS,
     ChangeGrants,
     CreateView,
     Defaults,
@@ -79,6 +81,7 @@ PRUNE_EVERY_SECONDS = 600.0
 ABANDONED_AFTER_SECONDS = 60.0  # past the statement timeout: the process running it must be gone
 UNAVAILABLE_STATES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
 SHOW_GRANTS_COLUMNS = ("principal", "action_type", "object_type", "object_key", "inherited_from")
+COMPILED_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class SqlService:
         self._audit = audit
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruned_at = 0.0
+        self._compiled: OrderedDict[tuple[str, str | None, str | None, tuple[tuple[str, str], ...]], CompiledQuery]
+        self._compiled = OrderedDict()
 
     # -- the API -----------------------------------------------------------------------------------------
 
@@ -190,7 +195,7 @@ class SqlService:
         types, values = _parameters(request.parameters, query.parameters)
         caller = Reader(principal.name, principal.subjects, principal.account_admin)
         sources = await self._sources(query, caller, depth=0, path=())
-        compiled = compile_query(substitute(query, sources), self._identity(principal), types)
+        compiled = self._compile(request, query, sources, principal, types)
         arguments = [values[name] for name in compiled.parameters]
         max_rows = self._row_cap if request.row_limit is None else min(self._row_cap, request.row_limit)
         statement_id = str(uuid.uuid4())
@@ -235,6 +240,33 @@ class SqlService:
             inner_sources = await self._sources(inner, owner, depth=depth + 1, path=(*path, table))
             sources[table] = substitute(inner, inner_sources)
         return sources
+
+    def _compile(
+        self,
+        request: ExecuteStatementRequest,
+        query: Query,
+        sources: dict[TableName, exp.Query],
+        principal: Principal,
+        types: dict[str, str],
+    ) -> CompiledQuery:
+        """The PostgreSQL text; compiled once per (short) text when it is the same for every caller.
+
+        It is when the query reads system tables only (a view's definition can change) and does not ask who
+        runs it. The cache is looked up after the grant checks, which run on every statement.
+        """
+        cacheable = len(request.statement) <= CACHED_STATEMENT_CHARS and not query.asks_identity
+        if not cacheable or not all(system_table(table) for table in query.tables):
+            return compile_query(substitute(query, sources), self._identity(principal), types)
+        key = (request.statement, request.catalog, request.schema, tuple(sorted(types.items())))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = compile_query(substitute(query, sources), self._identity(principal), types)
+            self._compiled[key] = compiled
+            if len(self._compiled) > COMPILED_CACHE_SIZE:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(key)
+        return compiled
 
     def _check_read(self, reader: Reader, table: TableName) -> None:
         if reader.account_admin:

@@ -10,6 +10,7 @@ an opaque command.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from gateway.sql.catalog import SYSTEM_CATALOG, TableName
 
 DIALECT = "databricks"
 MAX_STATEMENT_CHARS = 100_000
+CACHED_STATEMENT_CHARS = 10_000  # longer texts are rare and would make the cache large
 NAME_PART_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,63}$")
 PARAMETER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -231,6 +233,8 @@ class Query:
     tree: exp.Query
     tables: tuple[TableName, ...]
     parameters: tuple[str, ...]
+    # current_user(), session_user() or is_account_group_member(): the compiled text depends on who runs it.
+    asks_identity: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,7 +313,18 @@ def _first_word(text: str) -> str | None:
 
 
 def parse_query(text: str, defaults: Defaults | None = None, *, allow_parameters: bool = True) -> Query:
-    """Parse and check a query; one- and two-part table names are completed from `defaults`."""
+    """Parse and check a query; one- and two-part table names are completed from `defaults`.
+
+    Dashboards send the same few texts over and over: each one up to CACHED_STATEMENT_CHARS long is parsed
+    and checked once. The Query is then shared by every caller that sends the text, so nothing may modify
+    its tree (substitute() works on a copy).
+    """
+    if len(text) > CACHED_STATEMENT_CHARS:
+        return _parse_query(text, defaults, allow_parameters)
+    return _parse_query_cached(text, defaults, allow_parameters)
+
+
+def _parse_query(text: str, defaults: Defaults | None, allow_parameters: bool) -> Query:
     try:
         parsed = [tree for tree in sqlglot.parse(text, read=DIALECT) if tree is not None]
     except ParseError as exc:
@@ -330,7 +345,15 @@ def parse_query(text: str, defaults: Defaults | None = None, *, allow_parameters
         raise InvalidParameter(f"{tree.key.upper()} is not allowed here; only a SELECT is.")
     checker = _QueryChecker(text, defaults or Defaults(), allow_parameters)
     checker.check(tree)
-    return Query(tree, tuple(sorted(set(checker.tables))), tuple(dict.fromkeys(checker.parameters)))
+    return Query(
+        tree,
+        tuple(sorted(set(checker.tables))),
+        tuple(dict.fromkeys(checker.parameters)),
+        checker.asks_identity,
+    )
+
+
+_parse_query_cached = functools.lru_cache(maxsize=512)(_parse_query)
 
 
 @dataclass
@@ -340,6 +363,7 @@ class _QueryChecker:
     allow_parameters: bool
     tables: list[TableName] = field(default_factory=list)
     parameters: list[str] = field(default_factory=list)
+    asks_identity: bool = False
 
     def check(self, tree: exp.Expr) -> None:
         for node in tree.walk():
@@ -351,13 +375,16 @@ class _QueryChecker:
             if name not in ANONYMOUS_FUNCTIONS:
                 raise _refused(node, f"The function {name}() is not allowed")
             if name == "is_account_group_member":
+                self.asks_identity = True
                 argument = node.expressions[0] if len(node.expressions) == 1 else None
                 if not (isinstance(argument, exp.Literal) and argument.is_string):
                     raise _refused(node, "is_account_group_member() takes one group name as a string literal")
             return
         if type(node) not in ALLOWED_NODES:
             raise _refused(node, self._describe(node))
-        if isinstance(node, exp.Table):
+        if isinstance(node, (exp.CurrentUser, exp.SessionUser)):
+            self.asks_identity = True
+        elif isinstance(node, exp.Table):
             self._table(node)
         elif isinstance(node, exp.Placeholder):
             self._placeholder(node)

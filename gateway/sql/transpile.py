@@ -11,6 +11,7 @@ is not right for this schema or these semantics, each checked against PostgreSQL
 # user text reaches them only as quoted literals and identifiers, never spliced.
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -65,8 +66,12 @@ class CompiledQuery:
     parameters: tuple[str, ...]  # the name bound to $1, $2, ...
 
 
+@functools.lru_cache(maxsize=len(SYSTEM_COLUMNS))
 def system_source(name: TableName) -> exp.Query:
-    """The subquery a system table reference becomes: every row of the account, the documented columns."""
+    """The subquery a system table reference becomes: every row of the account, the documented columns.
+
+    One shared tree per table: never modify it (substitute() copies it into the query).
+    """
     columns = [exp.column(column) for column in SYSTEM_COLUMNS[name.name]]
     return exp.select(*columns).from_(exp.table_(name.name, db=PG_SCHEMA))
 

@@ -88,6 +88,18 @@ def test_documented_queries_are_accepted_with_their_tables_and_parameters() -> N
     assert query(DOCUMENTED[3]).parameters == ("experiment_id", "run_id")
 
 
+def test_a_text_is_parsed_once_and_says_whether_it_asks_who_runs_it() -> None:
+    assert query(DOCUMENTED[0]) is query(DOCUMENTED[0])  # the same shared, checked Query
+    assert query(DOCUMENTED[0], Defaults("system", "mlflow")) is not query(DOCUMENTED[0])
+    assert not any(query(text).asks_identity for text in DOCUMENTED)
+    for text in (
+        "SELECT current_user() AS who",
+        "SELECT session_user() AS who",
+        "SELECT run_id FROM system.mlflow.runs_latest WHERE is_account_group_member('admins')",
+    ):
+        assert query(text).asks_identity, text
+
+
 def test_select_features_beyond_the_documented_queries_are_accepted() -> None:
     accepted = [
         "WITH r AS (SELECT * FROM system.mlflow.runs_latest) SELECT r.run_id, rank() OVER (ORDER BY start_time) FROM r",

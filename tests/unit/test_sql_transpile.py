@@ -386,11 +386,12 @@ async def test_the_sandbox_reads_nothing_but_the_system_views(db: Database) -> N
     """Even SQL that never passed the allow-list cannot leave the reader role and its read-only transaction."""
     from gateway.sql.transpile import CompiledQuery
 
-    async def raw(sql: str) -> None:
+    async def raw(sql: str) -> list[list[str | None]]:
         async with db.runner.connection() as connection:
-            await db.runner.fetch(
+            fetched = await db.runner.fetch(
                 connection, "raw", CompiledQuery(sql, ()), [], account_id=ACCOUNT, timeout_seconds=5, max_rows=10
             )
+        return rows(fetched.records, fetched.columns)
 
     for sql in (
         "SELECT * FROM public.ix_runs",
@@ -402,8 +403,18 @@ async def test_the_sandbox_reads_nothing_but_the_system_views(db: Database) -> N
             await raw(sql)
     with pytest.raises(asyncpg.UndefinedTableError):
         await raw("SELECT * FROM ix_runs")  # and no search path leads to it
-    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+    # The query runs as a subquery of the row cap's LIMIT: anything but a query is not even valid SQL there.
+    with pytest.raises(asyncpg.PostgresSyntaxError):
         await raw("CREATE TABLE system_mlflow.x AS SELECT 1 AS a")
+    with pytest.raises(asyncpg.PostgresSyntaxError):
+        await raw("SELECT 1) AS a; CREATE TABLE system_mlflow.x AS (SELECT 1")
+    with pytest.raises(asyncpg.ActiveSQLTransactionError):  # and the transaction cannot be made writable
+        await raw("SELECT set_config('transaction_read_only', 'off', true)")
+    sandbox = await raw(
+        "SELECT current_setting('transaction_read_only'), current_user, current_setting('statement_timeout'), "
+        "current_setting('search_path'), current_setting('fedgate.account_id'), current_setting('application_name')"
+    )
+    assert sandbox == [["on", "fedgate_sql_reader", "5s", '""', ACCOUNT, "fedgate-sql:raw"]]
 
 
 async def test_a_long_statement_is_cancelled_by_the_statement_timeout(db: Database) -> None:
@@ -425,6 +436,15 @@ async def test_the_row_cap_truncates_and_says_so(db: Database) -> None:
     exact = await run(db, "SELECT record_id FROM system.mlflow.run_metrics_history", max_rows=7)
     assert len(exact.data) == 7
     assert not exact.truncated
+    # The cap is a LIMIT around the query: the rows kept are the first ones in the query's own order.
+    ordered = await run(
+        db, "SELECT metric_value FROM system.mlflow.run_metrics_history ORDER BY metric_value DESC", max_rows=3
+    )
+    everything = await run(
+        db, "SELECT metric_value FROM system.mlflow.run_metrics_history ORDER BY metric_value DESC", max_rows=100
+    )
+    assert ordered.truncated
+    assert ordered.data == everything.data[:3]
 
 
 # -- TIMESTAMPDIFF: every unit, against Java's LocalDateTime.until (what Databricks runs) -------------------------
