@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import msgspec
@@ -168,6 +168,26 @@ def visible(
     if seen.experiments:
         parts.append(sa.tuple_(workspace_id, experiment_id).in_(_pairs_select(list(seen.experiments))))
     return sa.or_(*parts) if parts else sa.false()
+
+
+def in_experiments(
+    workspace_id: ColumnElement[Any], experiment_id: ColumnElement[Any], pairs: Sequence[tuple[int, str]]
+) -> ColumnElement[bool]:
+    """Rows of these (workspace_id, experiment_id) experiments, one `experiment_id = ANY(...)` per workspace.
+
+    A test the planner can check per row without a join (so an index that drives the order, by start
+    time or by a metric, keeps its order) and can also turn into index conditions.
+    """
+    by_workspace: dict[int, list[str]] = {}
+    for w, e in sorted(set(pairs)):
+        by_workspace.setdefault(w, []).append(e)
+    return sa.or_(
+        sa.false(),
+        *(
+            sa.and_(workspace_id == w, experiment_id == sa.any_(sa.literal(ids, ARRAY(sa.Text))))
+            for w, ids in by_workspace.items()
+        ),
+    )
 
 
 # -- comparisons ------------------------------------------------------------------------------------
@@ -417,8 +437,18 @@ def decode_page_token(token: str | None, shape: str, terms: Sequence[SortTerm]) 
 
 @dataclass(frozen=True, slots=True)
 class RunQuery:
-    statement: sa.Select[Any]
+    """Statements to run in turn until `limit` rows are found; together they are the search in its order."""
+
+    statements: list[sa.Select[Any]]
     terms: list[SortTerm]
+
+
+class MetricRank(IntEnum):
+    """Where a run falls when ordered by a metric: its rank is the first sort key, always ascending."""
+
+    NUMBER = 0
+    NAN = 1
+    MISSING = 2
 
 
 def run_sort_terms(order: Sequence[OrderKey]) -> tuple[list[SortTerm], list[tuple[str, Any]]]:
@@ -435,9 +465,9 @@ def run_sort_terms(order: Sequence[OrderKey]) -> tuple[list[SortTerm], list[tupl
             value = alias.c.latest_value
             # Numbers in the asked direction, then NaN, then runs without the metric.
             rank = sa.case(
-                (value.is_(None), sa.literal_column("2")),
-                (value == NAN, sa.literal_column("1")),
-                else_=sa.literal_column("0"),
+                (value.is_(None), sa.literal_column(str(int(MetricRank.MISSING)))),
+                (value == NAN, sa.literal_column(str(int(MetricRank.NAN)))),
+                else_=sa.literal_column(str(int(MetricRank.NUMBER))),
             )
             terms.append(SortTerm(rank, False, True, KeyKind.INT, nullable=False))
             terms.append(SortTerm(sa.func.nullif(value, NAN), descending, True, KeyKind.FLOAT))
@@ -466,27 +496,16 @@ def run_sort_terms(order: Sequence[OrderKey]) -> tuple[list[SortTerm], list[tupl
     return terms, joins
 
 
-def build_run_query(
-    experiments: Sequence[tuple[int, str]],
-    comparisons: Sequence[Comparison],
-    order: Sequence[OrderKey],
-    view: ViewType,
+def _run_select(
+    source: Any,
+    conditions: Sequence[ColumnElement[bool]],
+    keys: Sequence[ColumnElement[Any]],
+    terms: Sequence[SortTerm],
     limit: int,
-    cursor: Sequence[Any] | None,
-) -> RunQuery:
+) -> sa.Select[Any]:
+    """The runs of `source` that meet `conditions`, in the order of `terms`, with the page's sort key as k0..kn."""
     r = ix_runs.c
-    terms, joins = run_sort_terms(order)
-    source: Any = ix_runs
-    for metric_name, alias in joins:
-        source = source.outerjoin(alias, sa.and_(alias.c.run_key == r.run_key, alias.c.metric_name == metric_name))
-    conditions = [
-        sa.tuple_(r.workspace_id, r.experiment_id).in_(_pairs_select(experiments)),
-        lifecycle(r.delete_time, view),
-        *(run_condition(c) for c in comparisons),
-    ]
-    if cursor is not None:
-        conditions.append(after(terms, cursor))
-    statement = (
+    return (
         sa.select(
             r.run_key,
             r.run_id,
@@ -501,14 +520,96 @@ def build_run_query(
             r.tags,
             r.datasets,
             run_user_id().label("user_id"),
-            *(term.expr.label(f"k{i}") for i, term in enumerate(terms)),
+            *(key.label(f"k{i}") for i, key in enumerate(keys)),
         )
         .select_from(source)
         .where(*conditions)
         .order_by(*(term.clause() for term in terms))
         .limit(limit)
     )
-    return RunQuery(statement, terms)
+
+
+def _metric_led_selects(
+    terms: list[SortTerm],
+    joins: list[tuple[str, Any]],
+    conditions: list[ColumnElement[bool]],
+    comparisons: Sequence[Comparison],
+    limit: int,
+    cursor: Sequence[Any] | None,
+) -> list[sa.Select[Any]]:
+    """An order led by a metric, as one statement per rank: numbers, then NaN, then runs without the metric.
+
+    Within the numbers the order is the metric's own, which the (metric_name, latest_value) index
+    yields: the planner can walk it and test each run's visibility and filters until the page is
+    full, instead of sorting every matching run by a CASE. Ranks the filter rules out are not asked.
+    """
+    r = ix_runs.c
+    name, lead = joins[0]
+    value = lead.c.latest_value
+    rest, rest_keys = terms[2:], [t.expr for t in terms[2:]]
+    joined: Any = ix_runs.join(lead, sa.and_(lead.c.run_key == r.run_key, lead.c.metric_name == name))
+    unjoined: Any = ix_runs
+    for metric_name, alias in joins[1:]:
+        on = sa.and_(alias.c.run_key == r.run_key, alias.c.metric_name == metric_name)
+        joined, unjoined = joined.outerjoin(alias, on), unjoined.outerjoin(alias, on)
+    same_metric = [c for c in comparisons if c.entity is Entity.METRIC and c.key == name]
+    try:
+        start = MetricRank(cursor[0]) if cursor is not None else MetricRank.NUMBER
+    except ValueError:
+        raise InvalidParameter("Invalid page token.") from None
+    selects: list[sa.Select[Any]] = []
+    for rank in MetricRank:
+        if rank < start:
+            continue
+        if rank is MetricRank.NAN and any(c.op is not Op.NE for c in same_metric):
+            continue  # only `!=` holds for NaN
+        if rank is MetricRank.MISSING and same_metric:
+            continue  # a run without the compared metric never matches
+        rank_key: ColumnElement[Any] = sa.literal_column(str(int(rank)))
+        if rank is MetricRank.NUMBER:
+            # NOT NULL, and NULLs placed as PostgreSQL places them, so a scan of the index gives this order;
+            # `< NaN` (NaN sorts above every number) is a range of that index.
+            number = SortTerm(value, terms[1].descending, not terms[1].descending, KeyKind.FLOAT, nullable=False)
+            branch_terms, keys = [number, *rest], [rank_key, value, *rest_keys]
+            source, test = joined, value < NAN
+        else:
+            branch_terms, keys = rest, [rank_key, sa.null(), *rest_keys]
+            if rank is MetricRank.NAN:
+                source, test = joined, value == NAN
+            else:
+                m = ix_metric_latest.alias("om")
+                has = sa.exists(sa.select(sa.literal(1)).where(m.c.run_key == r.run_key, m.c.metric_name == name))
+                source, test = unjoined, sa.not_(has)
+        where = [*conditions, test]
+        if cursor is not None and rank == start:
+            where.append(after(branch_terms, cursor[1:] if rank is MetricRank.NUMBER else cursor[2:]))
+        selects.append(_run_select(source, where, keys, branch_terms, limit))
+    return selects
+
+
+def build_run_query(
+    experiments: Sequence[tuple[int, str]],
+    comparisons: Sequence[Comparison],
+    order: Sequence[OrderKey],
+    view: ViewType,
+    limit: int,
+    cursor: Sequence[Any] | None,
+) -> RunQuery:
+    r = ix_runs.c
+    terms, joins = run_sort_terms(order)
+    conditions = [
+        in_experiments(r.workspace_id, r.experiment_id, experiments),
+        lifecycle(r.delete_time, view),
+        *(run_condition(c) for c in comparisons),
+    ]
+    if order and order[0].entity is Entity.METRIC:
+        return RunQuery(_metric_led_selects(terms, joins, conditions, comparisons, limit, cursor), terms)
+    source: Any = ix_runs
+    for metric_name, alias in joins:
+        source = source.outerjoin(alias, sa.and_(alias.c.run_key == r.run_key, alias.c.metric_name == metric_name))
+    if cursor is not None:
+        conditions.append(after(terms, cursor))
+    return RunQuery([_run_select(source, conditions, [t.expr for t in terms], terms, limit)], terms)
 
 
 def latest_metrics_query(run_keys: Sequence[int]) -> sa.Select[Any]:
@@ -775,6 +876,13 @@ class IndexSearch:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def _plan_each_search(self) -> None:
+        # The driver prepares statements and PostgreSQL switches a statement to one generic plan after five
+        # runs. How selective a filter or a caller's visibility is decides the right plan (walk an ordered
+        # index, or collect the matches and sort them), and a generic plan cannot see it: one such plan
+        # took seconds where the planned one takes milliseconds. Planning costs about a millisecond.
+        await self.session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
     async def runs(self, search: RunSearch) -> SearchRunsOut:
         terms, _ = run_sort_terms(search.order)
         cursor = decode_page_token(search.page_token, search.shape, terms)
@@ -783,7 +891,12 @@ class IndexSearch:
         query = build_run_query(
             search.experiments, search.comparisons, search.order, search.view, search.max_results + 1, cursor
         )
-        rows = (await self.session.execute(query.statement)).mappings().all()
+        await self._plan_each_search()
+        rows: list[Mapping[str, Any]] = []
+        for statement in query.statements:
+            rows.extend((await self.session.execute(statement)).mappings().all())
+            if len(rows) > search.max_results:
+                break
         page, more = rows[: search.max_results], len(rows) > search.max_results
         by_run: dict[int, list[Mapping[str, Any]]] = {row["run_key"]: [] for row in page}
         if by_run:

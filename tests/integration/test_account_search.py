@@ -323,7 +323,7 @@ async def test_default_order_pages_seek_through_the_start_time_index(engine: Asy
 
     pairs = [(synthetic.workspace_id, e) for e in EXPERIMENTS]
     cursor = [BASE + timedelta(seconds=3), "8" * 32]
-    statement = build_run_query(pairs, [], [], ViewType.ACTIVE_ONLY, 11, cursor).statement
+    statement = build_run_query(pairs, [], [], ViewType.ACTIVE_ONLY, 11, cursor).statements[0]
     compiled = statement.compile(dialect=postgresql.asyncpg.dialect())
     params = [compiled.params[name] for name in compiled.positiontup or []]
     async with engine.connect() as conn:

@@ -302,7 +302,7 @@ def test_filter_values_and_keys_only_travel_as_parameters(value: str, key: str) 
     ]
     query = build_run_query(
         [(1001, "1")], comparisons, [OrderKey(Entity.TAG, key, False)], ViewType.ALL, 10, None
-    ).statement
+    ).statements[0]
     sql, params = _compiled(query)
     assert marker not in sql
     assert key not in sql
@@ -320,7 +320,7 @@ def test_visibility_is_part_of_the_where_clause() -> None:
 
 
 def test_default_run_order_is_start_time_desc_then_run_id_for_the_index() -> None:
-    sql, _ = _compiled(build_run_query([(1, "1")], [], [], ViewType.ACTIVE_ONLY, 5, None).statement)
+    sql, _ = _compiled(build_run_query([(1, "1")], [], [], ViewType.ACTIVE_ONLY, 5, None).statements[0])
     assert sql.rstrip().split("ORDER BY")[1].split("LIMIT")[0].strip() == (
         "ix_runs.start_time DESC NULLS FIRST, ix_runs.run_id ASC NULLS LAST"
     )
@@ -328,10 +328,10 @@ def test_default_run_order_is_start_time_desc_then_run_id_for_the_index() -> Non
 
 def test_metric_comparisons_never_match_nan_except_not_equal() -> None:
     gt, _ = _compiled(
-        build_run_query([(1, "1")], parse_run_filter("metrics.a > 1"), [], ViewType.ALL, 5, None).statement
+        build_run_query([(1, "1")], parse_run_filter("metrics.a > 1"), [], ViewType.ALL, 5, None).statements[0]
     )
     ne, _ = _compiled(
-        build_run_query([(1, "1")], parse_run_filter("metrics.a != 1"), [], ViewType.ALL, 5, None).statement
+        build_run_query([(1, "1")], parse_run_filter("metrics.a != 1"), [], ViewType.ALL, 5, None).statements[0]
     )
     assert "'NaN'::float8" in gt.split("WHERE", 1)[1]
     assert "'NaN'::float8" not in ne.split("WHERE", 1)[1]

@@ -60,6 +60,11 @@ def upgrade() -> None:
         "CREATE INDEX ix_runs_experiment_start ON ix_runs (workspace_id, experiment_id, start_time DESC, run_id)"
     )
     op.execute("CREATE INDEX ix_runs_start ON ix_runs (start_time DESC, run_id)")
+    # A status filter (`attributes.status = 'FAILED'`) narrowed to the caller's experiments in the index.
+    op.execute("CREATE INDEX ix_runs_status ON ix_runs (status, workspace_id, experiment_id, start_time DESC, run_id)")
+    # Statuses differ by workspace; without the joint counts the planner multiplies the two selectivities and
+    # walks the start-time index through every run for a status the caller's workspaces never have.
+    op.execute("CREATE STATISTICS ix_runs_status_workspace (mcv) ON status, workspace_id FROM ix_runs")
     # Per-experiment status counts (the documented success-ratio query) as a parallel index-only scan: with few
     # distinct (experiment, status) pairs, deduplication keeps it a few MB where the table is hundreds.
     op.execute("CREATE INDEX ix_runs_experiment_status ON ix_runs (experiment_id, status)")
