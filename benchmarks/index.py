@@ -43,6 +43,14 @@ from gateway.db.engine import start_embedded
 from gateway.db.migrate import upgrade
 from gateway.devstack import GatewayProcess, MlflowServer, free_port
 from gateway.index.writer import IndexWriter, RunWrite
+from gateway.sql.documented import (
+    METRIC_SUMMARY,
+    RUN_DETAILS,
+    RUN_DETAILS_WITH_EXPERIMENT,
+    RUN_ROW,
+    RUN_TAGS,
+    SUCCESS_RATIO,
+)
 
 TOKEN = "benchmark-admin-token-" + uuid.uuid4().hex
 WORKSPACES = 10
@@ -243,83 +251,32 @@ SEARCHES: list[tuple[str, dict[str, Any]]] = [
 SQL: list[tuple[str, str, list[dict[str, str]]]] = [
     (
         "success ratio per experiment, top 20",
-        """SELECT
-  experiment_id,
-  AVG(CASE WHEN status = 'FINISHED' THEN 1.0 ELSE 0.0 END) AS success_ratio,
-  COUNT(status) AS run_count
-FROM system.mlflow.runs_latest
-WHERE status IS NOT NULL
-GROUP BY experiment_id
-ORDER BY run_count DESC
-LIMIT 20;""",
+        SUCCESS_RATIO,
         [],
     ),
     (
         "run details",
-        """SELECT
-  run_name,
-  date(start_time) AS start_date,
-  status,
-  TIMESTAMPDIFF(MINUTE, start_time, end_time) AS run_length_minutes
-FROM system.mlflow.runs_latest
-WHERE
-  experiment_id = :experiment_id
-  AND run_id = :run_id
-LIMIT 1""",
+        RUN_DETAILS,
         ["experiment_id", "run_id"],
     ),
     (
         "run details joined with experiments",
-        """SELECT
-  runs.run_name,
-  experiments.name,
-  date(runs.start_time) AS start_date,
-  runs.status,
-  TIMESTAMPDIFF(MINUTE, runs.start_time, runs.end_time) AS run_length_minutes
-FROM system.mlflow.runs_latest runs
-  JOIN system.mlflow.experiments_latest experiments ON runs.experiment_id = experiments.experiment_id
-  WHERE
-    runs.experiment_id = :experiment_id
-    AND runs.run_id = :run_id
-LIMIT 1""",
+        RUN_DETAILS_WITH_EXPERIMENT,
         ["experiment_id", "run_id"],
     ),
     (
         "metric summary of one run",
-        """SELECT
-  metric_name,
-  count(metric_time) AS num_data_points,
-  ROUND(avg(metric_value), 1) AS avg,
-  ROUND(max(metric_value), 1) AS max,
-  ROUND(min(metric_value), 1) AS min,
-  ROUND(PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_25,
-  ROUND(PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY metric_value), 1) AS median,
-  ROUND(PERCENTILE_CONT(0.75) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_75
-FROM
-  system.mlflow.run_metrics_history
-WHERE
-  run_id = :run_id
-GROUP BY
-  metric_name, run_id
-LIMIT 100""",
+        METRIC_SUMMARY,
         ["run_id"],
     ),
     (
         "one run, all columns (dashboard)",
-        """ SELECT *
- FROM system.mlflow.runs_latest
- WHERE experiment_id LIKE trim(:experiment_id)
- AND run_id LIKE trim(:run_id)
- LIMIT 1;""",
+        RUN_ROW,
         ["experiment_id", "run_id"],
     ),
     (
         "explode(tags) of one run (dashboard)",
-        """ SELECT explode(tags)
- FROM system.mlflow.runs_latest
- WHERE experiment_id LIKE trim(:experiment_id)
- AND run_id LIKE trim(:run_id)
- LIMIT 1000;""",
+        RUN_TAGS,
         ["experiment_id", "run_id"],
     ),
     (

@@ -161,19 +161,10 @@ def _provision_data_scientist(url: str, admin_token: str) -> str:
     return str(json.loads(issued)["token_value"])
 
 
-SUCCESS_RATIO = """SELECT experiment_id, workspace_id,
-  AVG(CASE WHEN status = 'FINISHED' THEN 1.0 ELSE 0.0 END) AS success_ratio,
-  COUNT(status) AS run_count
-FROM system.mlflow.runs_latest
-WHERE status IS NOT NULL
-GROUP BY experiment_id, workspace_id
-ORDER BY run_count DESC
-LIMIT 20"""
-
-
 def _show_system_tables(url: str, admin_token: str, user_token: str) -> None:
     """The account-wide index: SQL over system.mlflow once granted, and the read-only `account` scope."""
     from gateway.cli_sql import show
+    from gateway.sql.documented import SUCCESS_RATIO
 
     def sql(token: str, statement: str) -> dict[str, Any]:
         answer = _call(url, token, "POST", "/api/2.0/sql/statements", {"statement": statement, "wait_timeout": "30s"})

@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from gateway.devstack import GatewayProcess
+from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS, RUN_DETAILS_WITH_EXPERIMENT, RUN_TAGS, SUCCESS_RATIO
 from gateway.sql.results import CHUNK_ROWS
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack, write_config
 
@@ -227,15 +228,7 @@ def test_success_ratio_per_experiment_top_20(stack: Stack, data: Data, org: Org)
     answer = rows(
         stack,
         org.analyst.token,
-        """SELECT
-  experiment_id,
-  AVG(CASE WHEN status = 'FINISHED' THEN 1.0 ELSE 0.0 END) AS success_ratio,
-  COUNT(status) AS run_count
-FROM system.mlflow.runs_latest
-WHERE status IS NOT NULL
-GROUP BY experiment_id
-ORDER BY run_count DESC
-LIMIT 20;""",
+        SUCCESS_RATIO,
     )
     assert len(answer) <= 20
     found = {row[0]: (float(row[1]), int(row[2])) for row in answer}
@@ -250,34 +243,14 @@ def test_run_details_alone_and_joined_with_experiments(stack: Stack, data: Data,
     alone = rows(
         stack,
         org.analyst.token,
-        """SELECT
-  run_name,
-  date(start_time) AS start_date,
-  status,
-  TIMESTAMPDIFF(MINUTE, start_time, end_time) AS run_length_minutes
-FROM system.mlflow.runs_latest
-WHERE
-  experiment_id = :experiment_id
-  AND run_id = :run_id
-LIMIT 1""",
+        RUN_DETAILS,
         parameters,
     )
     assert alone == [["sql-first", "2024-06-27", "FINISHED", "31"]]
     response = sql(
         stack,
         org.analyst.token,
-        """SELECT
-  runs.run_name,
-  experiments.name,
-  date(runs.start_time) AS start_date,
-  runs.status,
-  TIMESTAMPDIFF(MINUTE, runs.start_time, runs.end_time) AS run_length_minutes
-FROM system.mlflow.runs_latest runs
-  JOIN system.mlflow.experiments_latest experiments ON runs.experiment_id = experiments.experiment_id
-  WHERE
-    runs.experiment_id = :experiment_id
-    AND runs.run_id = :run_id
-LIMIT 1""",
+        RUN_DETAILS_WITH_EXPERIMENT,
         parameters,
     )
     answer = response.json()
@@ -298,22 +271,7 @@ def test_per_metric_summary_of_one_run(stack: Stack, data: Data, org: Org) -> No
     answer = rows(
         stack,
         org.analyst.token,
-        """SELECT
-  metric_name,
-  count(metric_time) AS num_data_points,
-  ROUND(avg(metric_value), 1) AS avg,
-  ROUND(max(metric_value), 1) AS max,
-  ROUND(min(metric_value), 1) AS min,
-  ROUND(PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_25,
-  ROUND(PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY metric_value), 1) AS median,
-  ROUND(PERCENTILE_CONT(0.75) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_75
-FROM
-  system.mlflow.run_metrics_history
-WHERE
-  run_id = :run_id
-GROUP BY
-  metric_name, run_id
-LIMIT 100""",
+        METRIC_SUMMARY,
         {"run_id": data.run_id},
     )
     assert sorted(answer) == [
@@ -327,11 +285,7 @@ def test_tags_params_and_aggregated_metrics(stack: Stack, data: Data, org: Org) 
     tags = rows(
         stack,
         token,
-        """ SELECT explode(tags)
- FROM system.mlflow.runs_latest
- WHERE experiment_id LIKE trim(:experiment_id)
- AND run_id LIKE trim(:run_id)
- LIMIT 1000;""",
+        RUN_TAGS,
         {"experiment_id": f" {data.experiment_a} ", "run_id": data.run_id},
     )
     assert sorted(tags) == [["mlflow.user", "alice"], ["team", "a"]]

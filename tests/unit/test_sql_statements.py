@@ -6,6 +6,7 @@ import pytest
 
 from gateway.errors import InvalidParameter
 from gateway.sql.catalog import TableName
+from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS_WITH_EXPERIMENT, RUN_TAGS, SUCCESS_RATIO
 from gateway.sql.statements import (
     ChangeGrants,
     CreateView,
@@ -22,48 +23,10 @@ HISTORY = TableName("system", "mlflow", "run_metrics_history")
 
 # The queries the Databricks documentation and dashboard give for the MLflow system tables, verbatim.
 DOCUMENTED = [
-    """SELECT
-  experiment_id,
-  AVG(CASE WHEN status = 'FINISHED' THEN 1.0 ELSE 0.0 END) AS success_ratio,
-  COUNT(status) AS run_count
-FROM system.mlflow.runs_latest
-WHERE status IS NOT NULL
-GROUP BY experiment_id
-ORDER BY run_count DESC
-LIMIT 20;""",
-    """SELECT
-  runs.run_name,
-  experiments.name,
-  date(runs.start_time) AS start_date,
-  runs.status,
-  TIMESTAMPDIFF(MINUTE, runs.start_time, runs.end_time) AS run_length_minutes
-FROM system.mlflow.runs_latest runs
-  JOIN system.mlflow.experiments_latest experiments ON runs.experiment_id = experiments.experiment_id
-  WHERE
-    runs.experiment_id = :experiment_id
-    AND runs.run_id = :run_id
-LIMIT 1""",
-    """SELECT
-  metric_name,
-  count(metric_time) AS num_data_points,
-  ROUND(avg(metric_value), 1) AS avg,
-  ROUND(max(metric_value), 1) AS max,
-  ROUND(min(metric_value), 1) AS min,
-  ROUND(PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_25,
-  ROUND(PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY metric_value), 1) AS median,
-  ROUND(PERCENTILE_CONT(0.75) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_75
-FROM
-  system.mlflow.run_metrics_history
-WHERE
-  run_id = :run_id
-GROUP BY
-  metric_name, run_id
-LIMIT 100""",
-    """ SELECT explode(tags)
- FROM system.mlflow.runs_latest
- WHERE experiment_id LIKE trim(:experiment_id)
- AND run_id LIKE trim(:run_id)
- LIMIT 1000;""",
+    SUCCESS_RATIO,
+    RUN_DETAILS_WITH_EXPERIMENT,
+    METRIC_SUMMARY,
+    RUN_TAGS,
 ]
 
 

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from gateway.db.migrate import upgrade
 from gateway.sql.catalog import TableName
+from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS_WITH_EXPERIMENT, SUCCESS_RATIO
 from gateway.sql.results import rows
 from gateway.sql.runner import QueryRunner
 from gateway.sql.statements import Query, classify, parse_query
@@ -214,18 +215,7 @@ async def test_run_details_with_date_and_timestampdiff_minutes(db: Database) -> 
     """The documented `runs_latest` query, joined with `experiments_latest` as documented too."""
     answer = await run(
         db,
-        """SELECT
-  runs.run_name,
-  experiments.name,
-  date(runs.start_time) AS start_date,
-  runs.status,
-  TIMESTAMPDIFF(MINUTE, runs.start_time, runs.end_time) AS run_length_minutes
-FROM system.mlflow.runs_latest runs
-  JOIN system.mlflow.experiments_latest experiments ON runs.experiment_id = experiments.experiment_id
-  WHERE
-    runs.experiment_id = :experiment_id
-    AND runs.run_id = :run_id
-LIMIT 1""",
+        RUN_DETAILS_WITH_EXPERIMENT,
         {"experiment_id": "e-a", "run_id": "r-a1"},
     )
     assert answer.data == [["first", "exp a", "2024-06-27", "FINISHED", "31"]]  # 00:58:57 → 01:30:10 is 31m13s
@@ -235,22 +225,7 @@ LIMIT 1""",
 async def test_per_metric_summary_rounds_doubles_half_up_and_keeps_nan(db: Database) -> None:
     answer = await run(
         db,
-        """SELECT
-  metric_name,
-  count(metric_time) AS num_data_points,
-  ROUND(avg(metric_value), 1) AS avg,
-  ROUND(max(metric_value), 1) AS max,
-  ROUND(min(metric_value), 1) AS min,
-  ROUND(PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_25,
-  ROUND(PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY metric_value), 1) AS median,
-  ROUND(PERCENTILE_CONT(0.75) WITHIN GROUP (ORDER BY metric_value), 1) AS pct_75
-FROM
-  system.mlflow.run_metrics_history
-WHERE
-  run_id = :run_id
-GROUP BY
-  metric_name, run_id
-LIMIT 100""",
+        METRIC_SUMMARY,
         {"run_id": "r-a1"},
     )
     by_metric = {row[0]: row[1:] for row in answer.data}
@@ -275,15 +250,7 @@ async def test_round_averages_and_division_follow_databricks_types(db: Database)
 async def test_success_ratio_per_experiment(db: Database) -> None:
     answer = await run(
         db,
-        """SELECT
-  experiment_id,
-  AVG(CASE WHEN status = 'FINISHED' THEN 1.0 ELSE 0.0 END) AS success_ratio,
-  COUNT(status) AS run_count
-FROM system.mlflow.runs_latest
-WHERE status IS NOT NULL
-GROUP BY experiment_id
-ORDER BY run_count DESC
-LIMIT 20;""",
+        SUCCESS_RATIO,
     )
     assert [(row[0], float(row[1] or 0), row[2]) for row in answer.data] == [("e-a", 0.5, "2"), ("e-b", 1.0, "1")]
 
