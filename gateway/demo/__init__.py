@@ -115,6 +115,9 @@ def run_demo(root: Path, port: int = 8080) -> int:
         print("\nstopping ...", flush=True)
         return 0
     finally:
+        # A second Ctrl-C (or a supervisor's SIGTERM after ours) must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if gateway is not None:
             gateway.stop()
         for server in servers.values():
