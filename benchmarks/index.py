@@ -336,7 +336,8 @@ def measure_reads(base: str, admin: requests.Session, user: requests.Session, re
             key = rng.randrange(1, runs + 1)
             values = {
                 "run_id": uuid.UUID(int=key).hex,
-                "experiment_id": str(1 + (key // WORKSPACES) % EXPERIMENTS_PER_WORKSPACE),
+                # The system tables' account-wide experiment id: <workspace_id>-<experiment_id>.
+                "experiment_id": f"{FIRST_WORKSPACE_ID + key % WORKSPACES}-{1 + (key // WORKSPACES) % EXPERIMENTS_PER_WORKSPACE}",
                 "workspace_id": str(FIRST_WORKSPACE_ID + key % WORKSPACES),
             }
             params = {n: values[n] for n in names}

@@ -49,7 +49,10 @@ def test_writes_through_the_gateway_fill_the_index(mlflow_env: Stack) -> None:
     client.delete_run(child.info.run_id)
 
     ws = mlflow_env.database_url
-    experiment = rows(ws, "SELECT * FROM system_mlflow.experiments_latest WHERE experiment_id = $1", experiment_id)
+    # Experiment ids in the system tables are account-wide: <workspace_id>-<experiment_id>.
+    experiment = rows(
+        ws, "SELECT * FROM system_mlflow.experiments_latest WHERE experiment_id = $1", f"1001-{experiment_id}"
+    )
     assert [(e["name"], e["workspace_id"], e["delete_time"]) for e in experiment] == [(name, "1001", None)]
 
     runs = {
@@ -57,7 +60,7 @@ def test_writes_through_the_gateway_fill_the_index(mlflow_env: Stack) -> None:
         for r in rows(
             ws,
             "SELECT * FROM system_mlflow.runs_latest WHERE experiment_id = $1 AND workspace_id = '1001'",
-            experiment_id,
+            f"1001-{experiment_id}",
         )
     }
     assert set(runs) == {"parent", "child"}
@@ -84,7 +87,7 @@ def test_writes_through_the_gateway_fill_the_index(mlflow_env: Stack) -> None:
     history = rows(
         ws,
         "SELECT metric_step, metric_value, record_id FROM system_mlflow.run_metrics_history "
-        "WHERE run_id = $1 AND metric_name = 'loss' ORDER BY record_id",
+        "WHERE run_id = $1 AND metric_name = 'loss' ORDER BY record_id::bigint",
         parent.info.run_id,
     )
     assert [(h["metric_step"], h["metric_value"]) for h in history] == [(0, 3.0), (2, 1.0), (1, 2.0)]
@@ -144,3 +147,61 @@ def test_sync_brings_in_runs_written_around_the_gateway_and_counts_nothing_twice
     status = admin.get(f"{mlflow_env.url}/api/2.0/fedgate/index/status").json()["workspaces"]
     team_a = next(w for w in status if w["workspace"] == "team-a")
     assert team_a["state"] == "idle" and team_a["runs_indexed"] >= 1 and team_a["lag_seconds"] is not None
+
+
+def test_documented_queries_answer_runs_logged_with_the_stock_client_in_three_workspaces(mlflow_env: Stack) -> None:
+    """The golden path: stock client writes in team-a, team-b and team-c (a renamed upstream workspace on the
+    central store), then the documented queries, verbatim, through the SQL API."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS, RUN_DETAILS_WITH_EXPERIMENT, RUN_ROW, RUN_TAGS
+    from tests.conftest import ADMIN_TOKEN
+
+    start = 1_719_449_937_000  # 2024-06-27T00:58:57Z
+    logged: dict[str, tuple[str, str, str]] = {}
+    for workspace in ("team-a", "team-b", "team-c"):
+        mlflow.set_workspace(workspace)
+        client = MlflowClient()
+        name = f"golden-{workspace}-{uuid.uuid4().hex[:6]}"
+        experiment_id = client.create_experiment(name)
+        run = client.create_run(experiment_id, start_time=start, run_name=f"golden {workspace}")
+        run_id = run.info.run_id
+        base = start + 60_000
+        metrics = [Metric("loss", v, base + i, i) for i, v in enumerate((0.9, 0.5, 0.3, 0.2))]
+        metrics += [Metric("acc", v, base + i, i) for i, v in enumerate((0.1, float("nan"), 0.7))]
+        client.log_batch(run_id, metrics=metrics, params=[Param("lr", "0.01")], tags=[RunTag("golden", workspace)])
+        client.set_terminated(run_id, "FINISHED", end_time=start + 31 * 60_000 + 12_000)
+        # A nested, deleted run beside it: present in runs_latest with its delete_time.
+        child = client.create_run(experiment_id, tags={"mlflow.parentRunId": run_id}, run_name="child")
+        client.delete_run(child.info.run_id)
+        logged[workspace] = (experiment_id, run_id, name)
+
+    def statement(text: str, **parameters: str) -> list[list[Any]]:
+        body = {
+            "statement": text,
+            "parameters": [{"name": k, "value": v, "type": "STRING"} for k, v in parameters.items()],
+            "wait_timeout": "30s",
+        }
+        answer = mlflow_env.http(token=ADMIN_TOKEN).post(f"{mlflow_env.url}/api/2.0/sql/statements", json=body).json()
+        assert answer["status"]["state"] == "SUCCEEDED", answer
+        return list(answer["result"].get("data_array") or [])
+
+    workspace_ids = {"team-a": "1001", "team-b": "1002", "team-c": "1003"}
+    for workspace, (experiment_id, run_id, name) in logged.items():
+        # Stores number experiments on their own: the system tables use the account-wide form.
+        ids = {"experiment_id": f"{workspace_ids[workspace]}-{experiment_id}", "run_id": run_id}
+        assert statement(RUN_DETAILS, **ids) == [[f"golden {workspace}", "2024-06-27", "FINISHED", "31"]]
+        assert statement(RUN_DETAILS_WITH_EXPERIMENT, **ids) == [
+            [f"golden {workspace}", name, "2024-06-27", "FINISHED", "31"]
+        ]
+        assert sorted(statement(METRIC_SUMMARY, run_id=run_id)) == [
+            ["acc", "3", "NaN", "NaN", "0.1", "0.4", "0.7", "NaN"],
+            ["loss", "4", "0.5", "0.9", "0.2", "0.3", "0.4", "0.6"],
+        ]
+        tags = dict((key, value) for key, value in statement(RUN_TAGS, **ids))
+        assert tags["golden"] == workspace and tags["mlflow.runName"] == f"golden {workspace}"
+        [row] = statement(RUN_ROW, **ids)
+        assert (row[3], row[4], row[5]) == (workspace_ids[workspace], run_id, ids["experiment_id"])
+        assert '"lr": "0.01"' in row[11] or '"lr":"0.01"' in row[11]

@@ -42,6 +42,15 @@ class Data:
     experiment_b: str  # workspace 1002 (team-b): 110 runs, all FINISHED
     run_id: str  # the documented run of experiment_a
 
+    # The system tables name experiments account-wide: <workspace_id>-<experiment_id>.
+    @property
+    def system_a(self) -> str:
+        return f"1001-{self.experiment_a}"
+
+    @property
+    def system_b(self) -> str:
+        return f"1002-{self.experiment_b}"
+
 
 @dataclass
 class Person:
@@ -232,14 +241,14 @@ def test_success_ratio_per_experiment_top_20(stack: Stack, data: Data, org: Org)
     )
     assert len(answer) <= 20
     found = {row[0]: (float(row[1]), int(row[2])) for row in answer}
-    assert found[data.experiment_a] == (0.75, 120)  # the documented run and 89 of the bulk runs finished
-    assert found[data.experiment_b] == (1.0, 110)
+    assert found[data.system_a] == (0.75, 120)  # the documented run and 89 of the bulk runs finished
+    assert found[data.system_b] == (1.0, 110)
     counts = [int(row[2]) for row in answer]
     assert counts == sorted(counts, reverse=True)
 
 
 def test_run_details_alone_and_joined_with_experiments(stack: Stack, data: Data, org: Org) -> None:
-    parameters = {"experiment_id": data.experiment_a, "run_id": data.run_id}
+    parameters = {"experiment_id": data.system_a, "run_id": data.run_id}
     alone = rows(
         stack,
         org.analyst.token,
@@ -286,7 +295,7 @@ def test_tags_params_and_aggregated_metrics(stack: Stack, data: Data, org: Org) 
         stack,
         token,
         RUN_TAGS,
-        {"experiment_id": f" {data.experiment_a} ", "run_id": data.run_id},
+        {"experiment_id": f" {data.system_a} ", "run_id": data.run_id},
     )
     assert sorted(tags) == [["mlflow.user", "alice"], ["team", "a"]]
     params = rows(
@@ -381,7 +390,7 @@ def test_a_dynamic_view_grants_exactly_its_rows(stack: Stack, data: Data, org: O
         f"SELECT workspace_id, count(*) FROM {org.catalog}.mlflow.team_a_runs "
         "WHERE experiment_id IN (:a, :b) GROUP BY workspace_id ORDER BY workspace_id"
     )
-    parameters = {"a": data.experiment_a, "b": data.experiment_b}
+    parameters = {"a": data.system_a, "b": data.system_b}
     assert rows(stack, org.viewer.token, query, parameters) == [["1001", "120"]]
     # The boss is in mlflow-admins through a nested group: is_account_group_member() sees it.
     assert rows(stack, org.boss.token, query, parameters) == [["1001", "120"], ["1002", "110"]]
@@ -422,16 +431,16 @@ def test_a_view_reads_with_its_owners_rights_checked_on_every_read(stack: Stack,
     )
     assert rows(stack, maker, f"GRANT SELECT ON VIEW {view} TO `{org.readers}`") == []
     count = f"SELECT count(*) FROM {view} WHERE experiment_id = :e"
-    assert rows(stack, org.viewer.token, count, {"e": data.experiment_a}) == [["120"]]
+    assert rows(stack, org.viewer.token, count, {"e": data.system_a}) == [["120"]]
     admin_sql(stack, f"REVOKE SELECT ON SCHEMA system.mlflow FROM `{org.maker.name}`")
-    broken = refused(sql(stack, org.viewer.token, count, {"e": data.experiment_a}), 403, "PERMISSION_DENIED")
+    broken = refused(sql(stack, org.viewer.token, count, {"e": data.system_a}), 403, "PERMISSION_DENIED")
     assert broken == (
         f"View {view} cannot be read: its owner {org.maker.name} lacks SELECT on table system.mlflow.runs_latest."
     )
     admin_sql(stack, f"GRANT SELECT ON SCHEMA system.mlflow TO `{org.maker.name}`")
-    assert rows(stack, org.viewer.token, count, {"e": data.experiment_a}) == [["120"]]
+    assert rows(stack, org.viewer.token, count, {"e": data.system_a}) == [["120"]]
     assert rows(stack, maker, f"DROP VIEW {view}") == []
-    gone = refused(sql(stack, org.viewer.token, count, {"e": data.experiment_a}), 400, "INVALID_PARAMETER_VALUE")
+    gone = refused(sql(stack, org.viewer.token, count, {"e": data.system_a}), 400, "INVALID_PARAMETER_VALUE")
     assert "does not exist" in gone
     assert call(stack, ADMIN_TOKEN, "GET", f"{UC}/permissions/table/{view}").status_code == 404
     assert rows(stack, maker, f"DROP VIEW IF EXISTS {view}") == []
@@ -452,7 +461,7 @@ def test_views_are_replaced_only_when_asked_and_never_refer_to_themselves(stack:
         f"WHERE workspace_id = '1002' OR is_account_group_member('{org.admins}')",
     )
     count = f"SELECT workspace_id, count(*) FROM {view} WHERE experiment_id IN (:a, :b) GROUP BY workspace_id"
-    parameters = {"a": data.experiment_a, "b": data.experiment_b}
+    parameters = {"a": data.system_a, "b": data.system_b}
     assert rows(stack, org.viewer.token, count, parameters) == [["1002", "110"]]
     admin_sql(
         stack,
@@ -502,9 +511,7 @@ def test_injection_attempts_fail_or_are_harmless(stack: Stack, data: Data, org: 
         {"run_id": data.run_id},
     )
     assert harmless == [[data.run_id]]
-    still = admin_sql(
-        stack, f"SELECT count(*) FROM system.mlflow.runs_latest WHERE experiment_id = '{data.experiment_a}'"
-    )
+    still = admin_sql(stack, f"SELECT count(*) FROM system.mlflow.runs_latest WHERE experiment_id = '{data.system_a}'")
     assert still == [["120"]]
 
 
@@ -621,7 +628,7 @@ def test_large_results_come_in_chunks_and_are_capped(stack: Stack, data: Data, o
         "SELECT a.run_id, b.run_id FROM system.mlflow.runs_latest a CROSS JOIN system.mlflow.runs_latest b "
         "WHERE a.experiment_id = :e AND b.experiment_id = :e ORDER BY 1, 2"
     )
-    answer = sql(stack, org.analyst.token, statement, {"e": data.experiment_a}, row_limit=2500).json()
+    answer = sql(stack, org.analyst.token, statement, {"e": data.system_a}, row_limit=2500).json()
     manifest = answer["manifest"]
     assert manifest["total_row_count"] == 2500 and manifest["truncated"] is True
     assert manifest["total_chunk_count"] == 3
@@ -633,7 +640,7 @@ def test_large_results_come_in_chunks_and_are_capped(stack: Stack, data: Data, o
     assert second["row_offset"] == CHUNK_ROWS and second["next_chunk_index"] == 2
     last = call(stack, org.analyst.token, "GET", f"{STATEMENTS}/{answer['statement_id']}/result/chunks/2").json()
     assert len(last["data_array"]) == 500 and "next_chunk_index" not in last
-    capped = sql(stack, org.analyst.token, statement, {"e": data.experiment_a}).json()["manifest"]
+    capped = sql(stack, org.analyst.token, statement, {"e": data.system_a}).json()["manifest"]
     assert capped["total_row_count"] == 10_000 and capped["truncated"] is True  # 120 x 120 rows, the cap is 10,000
 
 
@@ -668,7 +675,7 @@ def test_the_stock_databricks_sdk_works_unchanged(stack: Stack, data: Data, org:
         statement="SELECT a.run_id FROM system.mlflow.runs_latest a CROSS JOIN system.mlflow.runs_latest b "
         "WHERE a.experiment_id = :e AND b.experiment_id = :e",
         warehouse_id="ignored",
-        parameters=[StatementParameterListItem(name="e", value=data.experiment_b)],
+        parameters=[StatementParameterListItem(name="e", value=data.system_b)],
     )
     assert chunked.manifest is not None and chunked.manifest.truncated  # 110 x 110 = 12,100 rows; the cap is 10,000
     assert chunked.manifest.total_chunk_count == 10_000 // CHUNK_ROWS

@@ -216,7 +216,7 @@ async def test_run_details_with_date_and_timestampdiff_minutes(db: Database) -> 
     answer = await run(
         db,
         RUN_DETAILS_WITH_EXPERIMENT,
-        {"experiment_id": "e-a", "run_id": "r-a1"},
+        {"experiment_id": "1001-e-a", "run_id": "r-a1"},
     )
     assert answer.data == [["first", "exp a", "2024-06-27", "FINISHED", "31"]]  # 00:58:57 → 01:30:10 is 31m13s
     assert [t for _, t in answer.columns] == ["text", "text", "date", "text", "int8"]
@@ -252,7 +252,10 @@ async def test_success_ratio_per_experiment(db: Database) -> None:
         db,
         SUCCESS_RATIO,
     )
-    assert [(row[0], float(row[1] or 0), row[2]) for row in answer.data] == [("e-a", 0.5, "2"), ("e-b", 1.0, "1")]
+    assert [(row[0], float(row[1] or 0), row[2]) for row in answer.data] == [
+        ("1001-e-a", 0.5, "2"),
+        ("1002-e-b", 1.0, "1"),
+    ]
 
 
 async def test_values_are_written_as_databricks_writes_them(db: Database) -> None:

@@ -67,7 +67,9 @@ def upgrade() -> None:
     op.execute("CREATE STATISTICS ix_runs_status_workspace (mcv) ON status, workspace_id FROM ix_runs")
     # Per-experiment status counts (the documented success-ratio query) as a parallel index-only scan: with few
     # distinct (experiment, status) pairs, deduplication keeps it a few MB where the table is hundreds.
-    op.execute("CREATE INDEX ix_runs_experiment_status ON ix_runs (experiment_id, status)")
+    op.execute(
+        "CREATE INDEX ix_runs_experiment_status ON ix_runs (((workspace_id::text || '-') || experiment_id), status)"
+    )
     op.execute("CREATE INDEX ix_runs_update ON ix_runs (update_time)")
     op.execute("CREATE INDEX ix_runs_params ON ix_runs USING gin (params jsonb_path_ops)")
     op.execute("CREATE INDEX ix_runs_tags ON ix_runs USING gin (tags jsonb_path_ops)")
@@ -152,7 +154,10 @@ def upgrade() -> None:
     )
     op.execute("CREATE INDEX sql_statements_created ON sql_statements (created_at)")
 
-    # The system tables, with the column names and types the documentation gives.
+    # The system tables, with the column names and types the documentation gives. Experiment ids are the
+    # account form `<workspace_id>-<experiment_id>` (as in the `account` scope): each store numbers its own
+    # experiments from 0, and the documented queries group and join on experiment_id alone, which is only
+    # right when it is unique across the account (as Databricks' ids are).
     op.execute("CREATE SCHEMA system_mlflow")
     op.execute(
         "CREATE TYPE system_mlflow.metric_aggregate "
@@ -162,7 +167,7 @@ def upgrade() -> None:
         """
         CREATE VIEW system_mlflow.experiments_latest AS
         SELECT current_setting('fedgate.account_id', true) AS account_id,
-               e.update_time, e.delete_time, e.experiment_id::text AS experiment_id,
+               e.update_time, e.delete_time, (e.workspace_id::text || '-') || e.experiment_id AS experiment_id,
                e.workspace_id::text AS workspace_id, e.name, e.create_time
         FROM ix_experiments e
         """
@@ -172,7 +177,8 @@ def upgrade() -> None:
         CREATE VIEW system_mlflow.runs_latest AS
         SELECT current_setting('fedgate.account_id', true) AS account_id,
                r.update_time, r.delete_time, r.workspace_id::text AS workspace_id, r.run_id,
-               r.experiment_id, r.created_by, r.start_time, r.end_time, r.run_name,
+               (r.workspace_id::text || '-') || r.experiment_id AS experiment_id, r.created_by, r.start_time,
+               r.end_time, r.run_name,
                r.status, r.params, r.tags,
                ARRAY(
                  SELECT ROW(m.metric_name, m.latest_value,
@@ -189,7 +195,7 @@ def upgrade() -> None:
         CREATE VIEW system_mlflow.run_metrics_history AS
         SELECT current_setting('fedgate.account_id', true) AS account_id,
                m.insert_time, (m.chunk_id * 100000 + p.ord)::text AS record_id, r.workspace_id::text AS workspace_id,
-               r.experiment_id, r.run_id, m.metric_name,
+               (r.workspace_id::text || '-') || r.experiment_id AS experiment_id, r.run_id, m.metric_name,
                p.metric_time, p.metric_step, p.metric_value
         FROM ix_metrics m JOIN ix_runs r ON r.run_key = m.run_key
         CROSS JOIN LATERAL unnest(m.metric_values, m.metric_steps, m.metric_times)
