@@ -334,11 +334,12 @@ def measure_reads(base: str, admin: requests.Session, user: requests.Session, re
         rows = 0
         for i in range(repeat + 1):
             key = rng.randrange(1, runs + 1)
+            workspace = FIRST_WORKSPACE_ID + key % WORKSPACES
             values = {
                 "run_id": uuid.UUID(int=key).hex,
                 # The system tables' account-wide experiment id: <workspace_id>-<experiment_id>.
-                "experiment_id": f"{FIRST_WORKSPACE_ID + key % WORKSPACES}-{1 + (key // WORKSPACES) % EXPERIMENTS_PER_WORKSPACE}",
-                "workspace_id": str(FIRST_WORKSPACE_ID + key % WORKSPACES),
+                "experiment_id": f"{workspace}-{1 + (key // WORKSPACES) % EXPERIMENTS_PER_WORKSPACE}",
+                "workspace_id": str(workspace),
             }
             params = {n: values[n] for n in names}
             started = time.perf_counter()
