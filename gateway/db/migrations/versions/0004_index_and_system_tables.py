@@ -44,6 +44,12 @@ def upgrade() -> None:
         sa.Column("run_id", sa.Text, nullable=False, unique=True),
         sa.Column("workspace_id", sa.BigInteger, nullable=False),
         sa.Column("experiment_id", sa.Text, nullable=False),
+        # What the system tables call experiment_id: unique in the account (see the views below).
+        sa.Column(
+            "account_experiment_id",
+            sa.Text,
+            sa.Computed("(workspace_id::text || '-') || experiment_id", persisted=True),
+        ),
         sa.Column("created_by", sa.Text, nullable=False, server_default=""),
         sa.Column("run_name", sa.Text, nullable=False, server_default=""),
         sa.Column("status", sa.Text, nullable=False, server_default="RUNNING"),
@@ -67,9 +73,7 @@ def upgrade() -> None:
     op.execute("CREATE STATISTICS ix_runs_status_workspace (mcv) ON status, workspace_id FROM ix_runs")
     # Per-experiment status counts (the documented success-ratio query) as a parallel index-only scan: with few
     # distinct (experiment, status) pairs, deduplication keeps it a few MB where the table is hundreds.
-    op.execute(
-        "CREATE INDEX ix_runs_experiment_status ON ix_runs (((workspace_id::text || '-') || experiment_id), status)"
-    )
+    op.execute("CREATE INDEX ix_runs_experiment_status ON ix_runs (account_experiment_id, status)")
     op.execute("CREATE INDEX ix_runs_update ON ix_runs (update_time)")
     op.execute("CREATE INDEX ix_runs_params ON ix_runs USING gin (params jsonb_path_ops)")
     op.execute("CREATE INDEX ix_runs_tags ON ix_runs USING gin (tags jsonb_path_ops)")
@@ -177,8 +181,7 @@ def upgrade() -> None:
         CREATE VIEW system_mlflow.runs_latest AS
         SELECT current_setting('fedgate.account_id', true) AS account_id,
                r.update_time, r.delete_time, r.workspace_id::text AS workspace_id, r.run_id,
-               (r.workspace_id::text || '-') || r.experiment_id AS experiment_id, r.created_by, r.start_time,
-               r.end_time, r.run_name,
+               r.account_experiment_id AS experiment_id, r.created_by, r.start_time, r.end_time, r.run_name,
                r.status, r.params, r.tags,
                ARRAY(
                  SELECT ROW(m.metric_name, m.latest_value,
@@ -195,7 +198,7 @@ def upgrade() -> None:
         CREATE VIEW system_mlflow.run_metrics_history AS
         SELECT current_setting('fedgate.account_id', true) AS account_id,
                m.insert_time, (m.chunk_id * 100000 + p.ord)::text AS record_id, r.workspace_id::text AS workspace_id,
-               (r.workspace_id::text || '-') || r.experiment_id AS experiment_id, r.run_id, m.metric_name,
+               r.account_experiment_id AS experiment_id, r.run_id, m.metric_name,
                p.metric_time, p.metric_step, p.metric_value
         FROM ix_metrics m JOIN ix_runs r ON r.run_key = m.run_key
         CROSS JOIN LATERAL unnest(m.metric_values, m.metric_steps, m.metric_times)
