@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from gateway.ports import ChangeFeed
 
@@ -39,10 +40,7 @@ class ReloadLoop:
 
     async def stop(self) -> None:
         await self._listener.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_all([self._task])
 
     async def _run(self) -> None:
         while True:
@@ -54,3 +52,13 @@ class ReloadLoop:
                 await self._check(notified)
             except Exception as exc:
                 log.warning("%s: reload failed: %s", self.name, type(exc).__name__)
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
+    """Cancel background tasks and wait until each has finished unwinding."""
+    started = [task for task in tasks if task is not None]
+    for task in started:
+        task.cancel()
+    for task in started:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

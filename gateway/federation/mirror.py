@@ -593,6 +593,20 @@ class Mirror:
     async def primary_post(self, link: WorkspaceLink, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self._call(self.stores[link.store], link.upstream_workspace, "POST", path, body, "workspace")
 
+    async def primary_experiments(self, link: WorkspaceLink) -> list[dict[str, Any]]:
+        """Every experiment of the workspace store (deleted ones too), in id order, page by page."""
+        found: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            body: dict[str, Any] = {"max_results": 1000, "view_type": "ALL"}
+            if token:
+                body["page_token"] = token
+            page = await self.primary_post(link, "/api/2.0/mlflow/experiments/search", body)
+            found.extend(page.get("experiments") or [])
+            token = page.get("next_page_token") or ""
+            if not token:
+                return sorted(found, key=lambda e: id_order(str(e["experiment_id"])))
+
     async def primary_get(self, link: WorkspaceLink, path: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         return await self._primary(link, path, query)
 
@@ -708,3 +722,8 @@ async def _checked(status: int, raw: bytes) -> dict[str, Any]:
     if status >= 400:
         raise Refused(f"central store refused ({status}): {raw[:500].decode(errors='replace')}")
     return msgspec.json.decode(raw) if raw[:1] == b"{" else {}
+
+
+def id_order(experiment_id: str) -> tuple[int, str]:
+    """Numeric ids in numeric order; any other id after them (stores other than MLflow's may use them)."""
+    return (int(experiment_id), "") if experiment_id.isdigit() else (1 << 62, experiment_id)

@@ -10,7 +10,6 @@ Repairs go through the same idempotent paths as the relay, so running it twice c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.federation.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror
 from gateway.federation.outbox import Refused, Transient
+from gateway.watch import cancel_all
 from gateway.workspaces.links import LinkTable, WorkspaceLink
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,7 @@ class Reconciler:
             self._task = asyncio.create_task(self._periodic(), name="reconciler")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._running.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([self._task, *self._running.values()])
 
     def launch(self, link: WorkspaceLink, *, everything: bool) -> Progress:
         """Start a pass in the background (or report the one already running)."""
@@ -111,7 +106,7 @@ class Reconciler:
 
     async def _pass(self, link: WorkspaceLink, progress: Progress, *, everything: bool, after: str) -> None:
         since = int(time.time() * 1000) - RECENT_WINDOW_MS
-        for experiment in await self._experiments(link):
+        for experiment in await self.mirror.primary_experiments(link):
             experiment_id = str(experiment["experiment_id"])
             if after and int(experiment_id) <= int(after):
                 continue
@@ -124,19 +119,6 @@ class Reconciler:
             progress.after_experiment = experiment_id
             if everything:  # resumable: a pass cut short starts again after the last finished experiment
                 await self._save_cursor(link, experiment_id)
-
-    async def _experiments(self, link: WorkspaceLink) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            body: dict[str, Any] = {"max_results": 1000, "view_type": "ALL"}
-            if token:
-                body["page_token"] = token
-            page = await self.mirror.primary_post(link, "/api/2.0/mlflow/experiments/search", body)
-            found.extend(page.get("experiments") or [])
-            token = page.get("next_page_token") or ""
-            if not token:
-                return sorted(found, key=lambda e: int(e["experiment_id"]))
 
     async def _runs(self, link: WorkspaceLink, experiment_id: str, filter_string: str) -> Any:
         token = ""

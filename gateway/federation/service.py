@@ -297,6 +297,8 @@ class Forwarder:
         ids: RequestIds | None,
     ) -> None:
         """Run route, index rows and outbox entry of an accepted write: committed before the answer."""
+        if self.bookkeeping is None:
+            return
         name = call.spec.name
         entry = None
         if link.mirror is not None and name in MIRRORED_ROUTES:
@@ -319,8 +321,6 @@ class Forwarder:
             outbox=entry,
             indexed=self._indexes(name),
         )
-        if self.bookkeeping is None:
-            return
 
         async def experiment_of_run(run_id: str) -> str | None:
             return await self.guard.lookups.experiment_of(link, "run", run_id) if self.guard else None

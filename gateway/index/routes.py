@@ -30,7 +30,10 @@ class IndexController(Controller):
     async def sync(
         self, request: Request[Principal, Any, Any], data: dict[str, Any], index_sync: IndexSync
     ) -> dict[str, Any]:
-        """`{"workspace", "full", "wait"}`: a pass over one workspace's store, in the background unless `wait`."""
+        """`{"workspace", "full", "wait"}`: a pass over one workspace's store, in the background unless `wait`.
+
+        A waited-for pass queues behind one already running, so its answer covers the store as it is now.
+        """
         _require_admin(request)
         name, full, wait = data.get("workspace"), data.get("full", False), data.get("wait", False)
         if not isinstance(name, str) or not name:
@@ -41,6 +44,6 @@ class IndexController(Controller):
         if link is None:
             raise ResourceNotFound(f"Workspace '{name}' not found")
         if wait:
-            return {"sync": await index_sync.sync(link, everything=full)}
+            return {"sync": await index_sync.sync(link, everything=full, queue=True)}
         started = index_sync.launch(link, everything=full)
         return {"sync": {"workspace": name, "state": "started" if started else "already running"}}

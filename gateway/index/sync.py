@@ -19,10 +19,11 @@ from typing import Any
 
 import asyncpg
 
-from gateway.federation.mirror import Mirror
+from gateway.federation.mirror import Mirror, id_order
 from gateway.federation.outbox import Refused, Transient
 from gateway.index.repository import IndexRepository, point_key
 from gateway.index.writer import to_float, to_time
+from gateway.watch import cancel_all
 from gateway.workspaces.links import LinkTable, WorkspaceLink
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ RECENT_WINDOW_MS = 24 * 3600 * 1000
 PAGE = 500
 ACTIVE_SECONDS = 30  # a run written through more recently than this is left to the write-through
 TICK_SECONDS = 10  # how often the sync looks for never-synced workspaces
+QUEUE_SECONDS = 120  # how long a waited-for pass queues behind another replica's pass of the workspace
 
 
 class SyncError(Exception):
@@ -52,12 +54,7 @@ class IndexSync:
             self._task = asyncio.create_task(self._periodic(), name="index sync")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._running.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([self._task, *self._running.values()])
 
     def launch(self, link: WorkspaceLink, *, everything: bool) -> bool:
         """Start a pass in the background; False when one is already running in this process."""
@@ -89,11 +86,16 @@ class IndexSync:
             await conn.close()
         return {r["workspace_id"]: r["finished_at"].timestamp() for r in rows}
 
-    async def sync(self, link: WorkspaceLink, *, everything: bool) -> dict[str, Any]:
-        """One pass over `link`'s store; its final state (also saved in ix_sync_state)."""
+    async def sync(self, link: WorkspaceLink, *, everything: bool, queue: bool = False) -> dict[str, Any]:
+        """One pass over `link`'s store; its final state (also saved in ix_sync_state).
+
+        A pass already running elsewhere makes this one a no-op, unless `queue`: then it waits
+        (up to QUEUE_SECONDS) for that pass to end and runs after it, so its answer covers
+        everything the store held when it was asked.
+        """
         conn = await asyncpg.connect(self._dsn)
         try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, link.workspace_id):
+            if not await self._lock(conn, link, queue):
                 return {"workspace": link.name, "state": "skipped: another replica is syncing"}
             repo = IndexRepository(conn)
             state = await repo.state(link.workspace_id)
@@ -130,17 +132,29 @@ class IndexSync:
                 await conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, link.workspace_id)
             await conn.close()
 
+    @staticmethod
+    async def _lock(conn: asyncpg.Connection, link: WorkspaceLink, queue: bool) -> bool:
+        if not queue:
+            return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, link.workspace_id))
+        await conn.execute(f"SET lock_timeout = '{QUEUE_SECONDS}s'")
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, link.workspace_id)
+        except asyncpg.LockNotAvailableError:
+            return False
+        await conn.execute("RESET lock_timeout")
+        return True
+
     async def _pass(
         self, link: WorkspaceLink, repo: IndexRepository, cursor: dict[str, Any], seen: int, added: int
     ) -> tuple[int, int]:
-        experiments = await self._experiments(link)
+        experiments = await self.mirror.primary_experiments(link)
         for experiment in experiments:
             await repo.upsert_experiment(link.workspace_id, experiment)
         filter_string = "" if cursor["everything"] else f"attributes.start_time >= {int(cursor['since'])}"
         after = str(cursor.get("experiment", ""))
         for experiment in experiments:
             experiment_id = str(experiment["experiment_id"])
-            if after and _id_order(experiment_id) < _id_order(after):
+            if after and id_order(experiment_id) < id_order(after):
                 continue
             token = str(cursor.get("page_token", "")) if experiment_id == after else ""
             while True:
@@ -196,19 +210,6 @@ class IndexSync:
                 added += await repo.add_missing_points(run_key, name, history)
         return added
 
-    async def _experiments(self, link: WorkspaceLink) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            body: dict[str, Any] = {"max_results": 1000, "view_type": "ALL"}
-            if token:
-                body["page_token"] = token
-            page = await self.mirror.primary_post(link, "/api/2.0/mlflow/experiments/search", body)
-            found.extend(page.get("experiments") or [])
-            token = page.get("next_page_token") or ""
-            if not token:
-                return sorted(found, key=lambda e: _id_order(str(e["experiment_id"])))
-
     async def status(self) -> list[dict[str, Any]]:
         conn = await asyncpg.connect(self._dsn)
         try:
@@ -236,10 +237,6 @@ class IndexSync:
                 }
             )
         return report
-
-
-def _id_order(experiment_id: str) -> tuple[int, str]:
-    return (int(experiment_id), "") if experiment_id.isdigit() else (1 << 62, experiment_id)
 
 
 def _now() -> Any:
