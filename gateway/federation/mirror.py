@@ -222,6 +222,9 @@ class Mirror:
                 done += batch.rows
         except (Transient, Refused) as exc:
             return Applied(done, exc)
+        except (KeyError, TypeError, ValueError) as exc:
+            # A store answered in a shape MLflow never sends (or not JSON): counted towards a dead letter.
+            return Applied(done, Refused(f"unexpected answer from a store: {type(exc).__name__}: {exc}"[:500]))
         return Applied(done)
 
     async def _flush(self, link: WorkspaceLink, primary_run: str, batch: _Batch) -> None:
