@@ -37,7 +37,7 @@ from gateway.devstack import NO_TELEMETRY, GatewayProcess, MlflowServer, free_po
 TOKEN = "benchmark-admin-token-" + uuid.uuid4().hex
 BATCH = 1000
 INSTANT_RUN = "0123456789abcdef0123456789abcdef"
-WORKSPACE_IDS = itertools.count(2001)
+RUNS = itertools.count(1)  # each latency run links its own stores and workspaces in the shared database
 
 
 def session(workspace: str | None) -> requests.Session:
@@ -146,19 +146,21 @@ def latency(calls: int, database: str, *, durable: bool = True, real: bool = Fal
         for upstream in upstreams:
             upstream.start()
         urls = [f"http://127.0.0.1:{port}" for port in ports]
+    n = next(RUNS)
+    lab, plain = f"lab{n}", f"plain{n}"
     config = root / "fedgate.toml"
     config.write_text(
         f'[database]\nurl = "{database}"\n[server]\naccess_log = false\nreconcile_interval_seconds = 0\n'
         f"outbox_durable_commit = {str(durable).lower()}\n"
-        f'[stores.primary]\nurl = "{urls[0]}"\n[stores.plain]\nurl = "{urls[1]}"\n'
-        f'[stores.central]\nurl = "{urls[2]}"\nworkspaces = {str(real).lower()}\n[central]\nstore = "central"\n'
-        f'[[workspaces]]\nname = "lab"\nid = "{next(WORKSPACE_IDS)}"\nstore = "primary"\nmode = "dual"\n'
-        f'[[workspaces]]\nname = "plain"\nid = "{next(WORKSPACE_IDS)}"\nstore = "plain"\n'
-    )  # fmt: skip  (new workspace ids each time: id maps of earlier runs in this database stay apart)
+        f'[stores.primary{n}]\nurl = "{urls[0]}"\n[stores.plain{n}]\nurl = "{urls[1]}"\n'
+        f'[stores.central{n}]\nurl = "{urls[2]}"\nworkspaces = {str(real).lower()}\n[central]\nstore = "central{n}"\n'
+        f'[[workspaces]]\nname = "{lab}"\nid = "{2000 + 2 * n}"\nstore = "primary{n}"\nmode = "dual"\n'
+        f'[[workspaces]]\nname = "{plain}"\nid = "{2001 + 2 * n}"\nstore = "plain{n}"\n'
+    )  # fmt: skip
     gateway = GatewayProcess(config, {"FEDGATE_ADMIN_TOKEN": TOKEN, **NO_TELEMETRY}, log_path=root / "gateway.log")
     gateway.start()
     try:
-        https = {ws: session(ws) for ws in ("plain", "lab")}
+        https = {ws: session(ws) for ws in (plain, lab)}
         runs = {ws: new_run(gateway.url, http) if real else INSTANT_RUN for ws, http in https.items()}
         stores = "mlflow server stores" if real else "instant stores"
         commit = "outbox flushed before the answer" if durable else "outbox_durable_commit = false"
@@ -177,9 +179,9 @@ def latency(calls: int, database: str, *, durable: bool = True, real: bool = Fal
                     started = time.perf_counter()
                     http.post(f"{gateway.url}/api/2.0/mlflow/runs/{path}", json=payload).raise_for_status()
                     timings[ws].append((time.perf_counter() - started) * 1000)
-            plain, dual = statistics.median(timings["plain"]), statistics.median(timings["lab"])
+            alone, dual = statistics.median(timings[plain]), statistics.median(timings[lab])
             replayed = replayed_count(gateway) - before
-            print(f"{name:22} {plain:11.2f} ms {dual:7.2f} ms {dual - plain:6.2f} ms {replayed:9,}")
+            print(f"{name:22} {alone:11.2f} ms {dual:7.2f} ms {dual - alone:6.2f} ms {replayed:9,}")
         print("target: dual mode adds under 1 ms p50 ('replayed': entries the relay applied meanwhile)")
     finally:
         gateway.stop()

@@ -195,6 +195,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         settings.database.pool_size,
         flush_before_answer=settings.server.outbox_durable_commit,
     )
+    if bookkeeping.index is not None:
+        workspaces.rehomed = bookkeeping.index.forget
     forwarder.failover = Failover(stores, sessionmaker)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(

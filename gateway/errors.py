@@ -39,6 +39,13 @@ class AlreadyExists(GatewayError):
     status = 400
 
 
+class InvalidState(GatewayError):
+    """The request is valid but conflicts with work still under way (e.g. an undrained outbox)."""
+
+    error_code = "INVALID_STATE"
+    status = 409
+
+
 class ResourceNotFound(GatewayError):
     error_code = "RESOURCE_DOES_NOT_EXIST"
     status = 404

@@ -65,9 +65,17 @@ def _start_all(servers: list[MlflowServer]) -> None:
     for thread in threads:
         thread.join()
     if errors:
-        for server in servers:
-            server.stop()
+        _stop_all(servers)
         raise errors[0]
+
+
+def _stop_all(servers: list[MlflowServer]) -> None:
+    """Stopped side by side: each may take seconds to wind down."""
+    threads = [threading.Thread(target=server.stop) for server in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def write_config(path: Path, database_url: str, stores: dict[str, MlflowServer], extra: str = "") -> Path:
@@ -162,8 +170,7 @@ def stores(workdir: Path) -> Iterator[dict[str, MlflowServer]]:
         )
         assert response.status_code == 201, response.text
     yield servers
-    for server in servers.values():
-        server.stop()
+    _stop_all(list(servers.values()))
 
 
 @pytest.fixture(scope="session")

@@ -87,13 +87,25 @@ MIRRORED_ROUTES = frozenset(
 
 
 def order_key(
+    workspace_id: int,
     route: str,
     request: Mapping[str, Any],
     response: Mapping[str, Any],
     run_id: str | None,
     model_id: str | None = None,
 ) -> str | None:
-    """The key whose entries must be applied in order: the run, logged model, registered model or experiment."""
+    """The key whose entries must be applied in order: the run, logged model, registered model or experiment.
+
+    Scoped by workspace: stores number experiments alike and workspaces may name models alike, and
+    one workspace's entry waiting out a back-off must not hold up another's.
+    """
+    key = _object_key(route, request, response, run_id, model_id)
+    return f"{workspace_id}/{key}" if key else None
+
+
+def _object_key(
+    route: str, request: Mapping[str, Any], response: Mapping[str, Any], run_id: str | None, model_id: str | None
+) -> str | None:
     if route in REGISTRY_ROUTES:
         # A rename is ordered with what follows it, under the new name.
         name = request.get("new_name") if route.endswith("/rename") else request.get("name")

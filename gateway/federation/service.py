@@ -369,7 +369,7 @@ class Forwarder:
             extra = b',"path_params":' + msgspec.json.encode({"model_id": str(model_id)}) if model_id else b""
             document = b'{"request":' + request + b',"response":' + answer + extra + b"}"
             fields = {f: v for f in ORDER_FIELDS if (v := getattr(ids, f, None))} if ids is not None else {}
-        key = order_key(name, fields, response, run_id, str(model_id) if model_id else None)
+        key = order_key(link.workspace_id, name, fields, response, run_id, str(model_id) if model_id else None)
         if key is None:
             log.warning("dual write not mirrored: nothing to order it by", extra={"route": name})
             return None

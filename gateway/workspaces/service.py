@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import ConfigError, Settings, check_link, check_workspace_name
 from gateway.db.models import WorkspaceLinkRow
-from gateway.errors import AlreadyExists, InvalidParameter, ResourceNotFound
+from gateway.errors import AlreadyExists, InvalidParameter, InvalidState, ResourceNotFound
 from gateway.ports import Store, StoreTimedOut, StoreUnreachable
 from gateway.workspaces.links import LinkTable, WorkspaceLink
 from gateway.workspaces.repository import WorkspaceRepository
@@ -27,6 +27,9 @@ class WorkspaceService:
         self.settings = settings
         self.stores = stores
         self.links = links
+        # Called when a reload finds a workspace in another store or under another id: in-process
+        # caches keyed by the old store's ids (the index writer's run keys) must go.
+        self.rehomed: Callable[[], None] = lambda: None
 
     # -- the live link table -------------------------------------------------------------------------
 
@@ -55,7 +58,28 @@ class WorkspaceService:
 
     async def reload(self, session: AsyncSession) -> None:
         rows = await WorkspaceRepository(session).list()
+        before = {link.name: _home(link) for link in self.links.all()}
         self.links.replace(link for row in rows if (link := self.to_link(row)) is not None)
+        if any(before.get(link.name, _home(link)) != _home(link) for link in self.links.all()):
+            self.rehomed()
+
+    async def _rehome(
+        self, repo: WorkspaceRepository, before: WorkspaceLink | None, after: WorkspaceLink | None
+    ) -> str | None:
+        """Drop what was derived from the old store when a workspace moves; a warning for the caller, if any."""
+        if before is None or after is None or _home(before) == _home(after):
+            return None
+        moved = before.store != after.store or before.upstream_workspace != after.upstream_workspace
+        if moved and (pending := await repo.pending_outbox(before.workspace_id)):
+            raise InvalidState(
+                f"Workspace '{before.name}' has {pending} dual-mode entries still pending for the central store; "
+                "they are read from its current store. Let them drain (fedgate links status) before moving it."
+            )
+        discarded = await repo.rehome(before.workspace_id, after.workspace_id, store_changed=moved)
+        log.info("workspace rehomed", extra={"ws": after.name, "store": after.store, "id": after.workspace_id})
+        if discarded:
+            return f"{discarded} dead letters of the previous store were discarded."
+        return None
 
     async def seed_from_config(self, session: AsyncSession) -> None:
         """Config-declared workspaces are declarative: inserted or brought back to what the file says."""
@@ -64,18 +88,24 @@ class WorkspaceService:
             owner = await repo.get_by_id(int(ws.id))
             if owner is not None and owner.name != ws.name:
                 raise ConfigError(f"workspaces: id {ws.id} of {ws.name!r} already belongs to workspace {owner.name!r}")
-            await repo.upsert(
-                {
-                    "name": ws.name,
-                    "workspace_id": int(ws.id),
-                    "mode": ws.mode,
-                    "store": ws.store or None,
-                    "upstream_workspace": ws.upstream_workspace or None,
-                    "description": ws.description,
-                    "default_artifact_root": "",
-                    "managed_by": "config",
-                }
-            )
+            values: dict[str, object] = {
+                "name": ws.name,
+                "workspace_id": int(ws.id),
+                "mode": ws.mode,
+                "store": ws.store or None,
+                "upstream_workspace": ws.upstream_workspace or None,
+                "description": ws.description,
+                "default_artifact_root": "",
+                "managed_by": "config",
+            }
+            existing = await repo.get(ws.name)
+            if existing is not None:
+                before = self.to_link(existing)
+                try:
+                    await self._rehome(repo, before, self.to_link(WorkspaceLinkRow(**values)))
+                except InvalidState as exc:
+                    raise ConfigError(f"workspaces: {exc.message}") from exc
+            await repo.upsert(values)
         await repo.notify_change()
 
     # -- the API -------------------------------------------------------------------------------------
@@ -153,6 +183,7 @@ class WorkspaceService:
             if owner is not None and owner.name != name:
                 raise AlreadyExists(f"Workspace id {workspace_id} is already used by another workspace.")
             values["workspace_id"] = workspace_id
+        before = self.to_link(row)
         relink = changes.store is not None or changes.mode is not None
         if relink:
             store = (changes.store if changes.store is not None else row.store) or None
@@ -166,10 +197,11 @@ class WorkspaceService:
             setattr(row, key, value)
         link = self.to_link(row)
         assert link is not None
-        warning = await self.verify_link(link) if relink or "upstream_workspace" in values else None
+        warnings = [await self.verify_link(link) if relink or "upstream_workspace" in values else None]
+        warnings.append(await self._rehome(repo, before, link))
         await repo.update(name, values)
         await repo.notify_change()
-        return self.describe(link), warning
+        return self.describe(link), " ".join(w for w in warnings if w) or None
 
     async def delete(self, session: AsyncSession, name: str) -> None:
         """Unlink the workspace; the store and everything in it are left untouched."""
@@ -287,3 +319,8 @@ def _refuse_config_managed(row: WorkspaceLinkRow) -> None:
 def _reject_trace_archival(body: WorkspaceChanges) -> None:
     if body.trace_archival_config:
         raise InvalidParameter("trace_archival_config is configured on the store, not through the gateway.")
+
+
+def _home(link: WorkspaceLink) -> tuple[str, str | None, int]:
+    """Where a workspace's data lives, and the id the account knows it by."""
+    return link.store, link.upstream_workspace, link.workspace_id

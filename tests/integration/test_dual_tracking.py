@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from gateway.devstack import GatewayProcess, MlflowServer
-from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
 
 pytestmark = pytest.mark.integration
 WORKSPACE = "lab"
@@ -31,6 +31,7 @@ class DualStack:
     primary: MlflowServer
     central: MlflowServer
     legacy: MlflowServer  # a store with history, linked later
+    spares: tuple[MlflowServer, MlflowServer]  # stores a workspace moves between
     gateway: GatewayProcess
     config: Path
 
@@ -39,14 +40,14 @@ class DualStack:
         links = requests.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30).json()["links"]
         return next(link for link in links if link["workspace"] == workspace)
 
-    def drained(self, timeout: float = 180.0) -> dict[str, Any]:
+    def drained(self, timeout: float = 180.0, workspace: str = WORKSPACE) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = self.status()
+            status = self.status(workspace)
             if status["pending"] == 0:
                 return status
             time.sleep(0.5)
-        raise AssertionError(f"outbox not drained: {self.status()}")
+        raise AssertionError(f"outbox not drained: {self.status(workspace)}")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,8 @@ def dual(workdir: Path) -> Iterator[DualStack]:
     primary = MlflowServer(root / "primary")
     central = MlflowServer(root / "central", workspaces=True)
     legacy = MlflowServer(root / "legacy")
-    _start_all([primary, central, legacy])
+    spares = (MlflowServer(root / "spare-1"), MlflowServer(root / "spare-2"))
+    _start_all([primary, central, legacy, *spares])
     config = root / "fedgate.toml"
     config.write_text(
         f"""
@@ -76,6 +78,10 @@ url = "{central.url}"
 workspaces = true
 [stores.legacy]
 url = "{legacy.url}"
+[stores.spare-1]
+url = "{spares[0].url}"
+[stores.spare-2]
+url = "{spares[1].url}"
 [central]
 store = "central"
 [[workspaces]]
@@ -87,11 +93,10 @@ mode = "dual"
     )
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
     try:
-        yield DualStack(primary, central, legacy, gateway, config)
+        yield DualStack(primary, central, legacy, spares, gateway, config)
     finally:
         gateway.stop()
-        for server in (primary, central, legacy):
-            server.stop()
+        _stop_all([primary, central, legacy, *spares])
         embedded.stop()
 
 
@@ -392,3 +397,64 @@ def test_an_entry_the_central_store_refuses_becomes_a_visible_retryable_dead_let
     assert dual.status()["pending"] == 0  # a dead letter blocks nothing behind it
     retried = requests.post(f"{letters_url}/retry", json={"id": letters[0]["id"]}, headers=admin, timeout=30)
     assert retried.status_code == 200 and retried.json() == {"requeued": 1}
+
+
+def test_a_workspace_moved_to_another_store_maps_nothing_of_the_old_one(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stores number experiments independently: after a move, id 1 is another experiment."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
+    linked = requests.post(base, json={"name": "mover", "store": "spare-1", "mode": "dual"}, headers=admin)
+    assert linked.status_code == 201, linked.text
+    gateway = client_for(dual.gateway.url, "mover", monkeypatch)
+    alpha = gateway.create_experiment("alpha")
+    first = gateway.create_run(alpha).info.run_id
+    gateway.log_metric(first, "loss", 0.5)
+    dual.drained(workspace="mover")
+    beta = client_for(dual.spares[1].url, None, monkeypatch).create_experiment("beta")
+    assert beta == alpha  # the same id, another experiment
+
+    dual.central.stop()
+    try:
+        gateway = client_for(dual.gateway.url, "mover", monkeypatch)
+        gateway.log_metric(first, "loss", 0.4, step=1)  # pending: read from spare-1 when it is relayed
+        refused = requests.patch(f"{base}/mover", json={"store": "spare-2"}, headers=admin, timeout=30)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error_code"] == "INVALID_STATE" and "pending" in refused.json()["message"]
+    finally:
+        dual.central.start()
+    dual.drained(workspace="mover")
+    moved = requests.patch(f"{base}/mover", json={"store": "spare-2"}, headers=admin, timeout=30)
+    assert moved.status_code == 200, moved.text
+
+    gateway = client_for(dual.gateway.url, "mover", monkeypatch)
+    second = gateway.create_run(beta, run_name="after-the-move").info.run_id
+    gateway.log_metric(second, "loss", 0.3)
+    dual.drained(workspace="mover")
+    central = client_for(dual.central.url, "mover", monkeypatch)
+    names = {e.experiment_id: e.name for e in central.search_experiments()}
+    [copy] = central.search_runs(list(names), f"tags.`fedgate.source_run_id` = '{second}'")
+    assert names[copy.info.experiment_id] == "beta"
+    [old] = central.search_runs(list(names), f"tags.`fedgate.source_run_id` = '{first}'")
+    assert names[old.info.experiment_id] == "alpha" and len(central.get_metric_history(old.info.run_id, "loss")) == 2
+
+    # The account-wide index forgot spare-1's experiments; its sync rebuilt the workspace from spare-2.
+    sync = requests.post(
+        f"{dual.gateway.url}/api/2.0/fedgate/index/sync", json={"workspace": "mover", "wait": True},
+        headers=admin, timeout=180,
+    )  # fmt: skip
+    assert sync.status_code == 200 and sync.json()["sync"]["state"] == "finished", sync.text
+    workspace_id = requests.get(f"{base}/mover", headers=admin, timeout=30).json()["workspace"]["workspace_id"]
+    account = client_for(dual.gateway.url, "account", monkeypatch)
+    found = {e.experiment_id: e.name for e in account.search_experiments() if e.name in ("alpha", "beta")}
+    assert found == {f"{workspace_id}-{beta}": "beta"}
+
+
+def test_a_model_name_longer_than_any_key_column_is_mirrored(dual: DualStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "forecast-" + "x" * 140 + uuid.uuid4().hex[:8]  # the outbox orders entries by the model's name
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    gateway.create_registered_model(name, description="long")
+    dual.drained()
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    assert central.get_registered_model(name).description == "long"

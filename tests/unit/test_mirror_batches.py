@@ -7,16 +7,20 @@ from gateway.federation.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, _Batch
 
 def test_order_keys_follow_the_object_a_write_changes() -> None:
     run = {"run": {"info": {"run_id": "r1", "experiment_id": "5"}}}
-    assert order_key("POST /mlflow/runs/create", {"experiment_id": "5"}, run, None) == "run:r1"
-    assert order_key("POST /mlflow/experiments/create", {"name": "e"}, {"experiment_id": "7"}, None) == "experiment:7"
-    assert order_key("POST /mlflow/runs/log-batch", {"run_id": "r1"}, {}, None) == "run:r1"
-    assert order_key("PUT /mlflow-artifacts/artifacts/{artifact_path:path}", {}, {}, "r2") == "run:r2"
-    assert order_key("PATCH /mlflow/logged-models/{model_id:str}", {}, {}, None, "m-1") == "logged_model:m-1"
+    assert order_key(7, "POST /mlflow/runs/create", {"experiment_id": "5"}, run, None) == "7/run:r1"
+    created = {"experiment_id": "3"}
+    assert order_key(7, "POST /mlflow/experiments/create", {"name": "e"}, created, None) == "7/experiment:3"
+    assert order_key(7, "POST /mlflow/runs/log-batch", {"run_id": "r1"}, {}, None) == "7/run:r1"
+    assert order_key(7, "PUT /mlflow-artifacts/artifacts/{artifact_path:path}", {}, {}, "r2") == "7/run:r2"
+    assert order_key(7, "PATCH /mlflow/logged-models/{model_id:str}", {}, {}, None, "m-1") == "7/logged_model:m-1"
     # A rename is ordered with what follows it, under the new name.
     rename = {"name": "old", "new_name": "new"}
-    assert order_key("POST /mlflow/registered-models/rename", rename, {}, None) == "model:new"
-    assert order_key("POST /mlflow/model-versions/create", {"name": "m"}, {}, None) == "model:m"
-    assert order_key("POST /mlflow/runs/log-batch", {}, {}, None) is None
+    assert order_key(7, "POST /mlflow/registered-models/rename", rename, {}, None) == "7/model:new"
+    assert order_key(7, "POST /mlflow/model-versions/create", {"name": "m"}, {}, None) == "7/model:m"
+    assert order_key(7, "POST /mlflow/runs/log-batch", {}, {}, None) is None
+    # Two workspaces' experiment 1 (each store numbers its own) never queue behind each other.
+    keys = {order_key(ws, "POST /mlflow/experiments/update", {"experiment_id": "1"}, {}, None) for ws in (7, 8)}
+    assert keys == {"7/experiment:1", "8/experiment:1"}
 
 
 def test_coalesced_batches_respect_mlflows_limits_and_keep_the_latest_tag() -> None:
