@@ -3,22 +3,26 @@
 The outbox covers every write the gateway saw through to its commit. The reconciler closes the rest:
 a gateway killed between the store's answer and the outbox commit, writes made to the workspace
 store around the gateway, and history from before the workspace became dual (backfill). It walks
-experiments in id order and records its position, so an interrupted pass resumes where it stopped.
-Repairs go through the same idempotent paths as the relay, so running it twice changes nothing.
+experiments in id order; its progress and position live in PostgreSQL (`reconcile_state`), so any
+replica reports them and a backfill cut short is resumed, after its last finished experiment, by
+whichever replica looks next. Repairs go through the same idempotent paths as the relay, so running
+it twice changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.federation.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror
+from gateway.federation.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror, id_order
 from gateway.federation.outbox import Refused, Transient
 from gateway.watch import cancel_all
 from gateway.workspaces.links import LinkTable, WorkspaceLink
@@ -26,6 +30,9 @@ from gateway.workspaces.links import LinkTable, WorkspaceLink
 log = logging.getLogger(__name__)
 
 RECENT_WINDOW_MS = 24 * 3600 * 1000  # periodic passes look at runs started within this window
+TICK_SECONDS = 10  # how often a replica looks for passes that are due or were cut short
+SAVE_SECONDS = 2.0  # progress of a long experiment is saved at least this often
+LOCK_CLASS = 7001  # advisory lock namespace of the reconciler (7002: the index sync)
 
 
 @dataclass
@@ -39,9 +46,27 @@ class Progress:
     points_copied: int = 0
     files_copied: int = 0
     after_experiment: str = ""
+    resumed: int = 0  # how often this pass was taken up again after its replica went away
     error: str = ""
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+
+    @classmethod
+    def from_row(cls, workspace: str, row: Mapping[Any, Any]) -> Progress:
+        values = {k: row[k] for k in PROGRESS_COLUMNS}
+        finished = row["finished_at"]
+        return cls(
+            workspace,
+            **values,
+            started_at=row["started_at"].timestamp(),
+            finished_at=finished.timestamp() if finished is not None else None,
+        )
+
+
+PROGRESS_COLUMNS = (
+    "scope", "state", "experiments", "runs_checked", "runs_repaired", "points_copied", "files_copied",
+    "after_experiment", "resumed", "error",
+)  # fmt: skip
 
 
 class Reconciler:
@@ -55,6 +80,7 @@ class Reconciler:
         self.progress: dict[str, Progress] = {}
         self._task: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[Progress]] = {}
+        self._started: dict[str, asyncio.Event] = {}  # set once a launched pass is recorded or skipped
 
     def start(self) -> None:
         if self._interval > 0:
@@ -64,51 +90,89 @@ class Reconciler:
         await cancel_all([self._task, *self._running.values()])
 
     def launch(self, link: WorkspaceLink, *, everything: bool) -> Progress:
-        """Start a pass in the background (or report the one already running)."""
+        """Start a pass in the background (or report the one already running in this process)."""
         running = self._running.get(link.name)
         if running is not None and not running.done():
             return self.progress[link.name]
         self.progress[link.name] = Progress(link.name, "all" if everything else "recent")
+        self._started[link.name] = asyncio.Event()
         self._running[link.name] = asyncio.create_task(self.reconcile(link, everything=everything))
         return self.progress[link.name]
 
+    async def begin(self, link: WorkspaceLink, *, everything: bool) -> Progress:
+        """`launch`, answering once the pass is recorded (so any replica's status shows it) or skipped."""
+        self.launch(link, everything=everything)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._started[link.name].wait(), timeout=10)
+        return self.progress[link.name]
+
     async def _periodic(self) -> None:
-        await asyncio.sleep(min(self._interval, 10))  # on start-up, soon; then every interval
+        await asyncio.sleep(min(self._interval, 5))  # on start-up, soon: a backfill cut short goes on
         while True:
-            for link in self.links.all():
-                if link.mirror is not None:
-                    self.launch(link, everything=False)
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(Exception):
+                states = await self.states()
+                now = time.time()
+                for link in self.links.all():
+                    if link.mirror is None:
+                        continue
+                    state = states.get(link.workspace_id)
+                    if state is not None and state.scope == "all" and state.state == "running":
+                        self.launch(link, everything=True)  # resumed unless a live replica holds it
+                    elif state is None or now - (state.finished_at or state.started_at) >= self._interval:
+                        self.launch(link, everything=False)
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def states(self) -> dict[int, Progress]:
+        """The last known pass of every workspace, from any replica."""
+        async with self._sessionmaker() as session:
+            rows = (await session.execute(text("SELECT * FROM reconcile_state"))).mappings().all()
+        names = {link.workspace_id: link.name for link in self.links.all()}
+        return {int(r["workspace_id"]): Progress.from_row(names.get(int(r["workspace_id"]), ""), r) for r in rows}
 
     async def reconcile(self, link: WorkspaceLink, *, everything: bool) -> Progress:
         progress = self.progress.setdefault(link.name, Progress(link.name, "all" if everything else "recent"))
-        lock = {"key": link.workspace_id}
+        lock = {"class": LOCK_CLASS, "key": link.workspace_id}
         # One replica reconciles a workspace at a time (a session lock, held for the pass); others skip it.
         async with self._sessionmaker() as lock_session:
-            if not await lock_session.scalar(text("SELECT pg_try_advisory_lock(7001, :key)"), lock):
+            if not await lock_session.scalar(text("SELECT pg_try_advisory_lock(:class, :key)"), lock):
                 progress.state, progress.finished_at = "skipped: another replica is reconciling", time.time()
+                self._mark_started(link)
                 return progress
             try:
-                resume = await self._cursor(link) if everything else ""
-                progress.after_experiment = resume
-                await self._pass(link, progress, everything=everything, after=resume)
+                previous = (await self.states()).get(link.workspace_id)
+                if previous is not None and previous.scope == "all" and previous.state in ("running", "failed"):
+                    # A backfill cut short or failed: taken up after its last finished experiment, whatever
+                    # was asked (so a failed one is retried by the next periodic pass).
+                    progress = replace(
+                        previous, workspace=link.name, state="running", error="", finished_at=None,
+                        resumed=previous.resumed + 1,
+                    )  # fmt: skip
+                    self.progress[link.name] = progress
+                await self._save(link, progress)
+                self._mark_started(link)
+                await self._pass(link, progress, everything=progress.scope == "all", after=progress.after_experiment)
                 progress.state = "finished"
-                if everything:
-                    await self._save_cursor(link, "")
             except (Transient, Refused) as exc:
                 progress.state, progress.error = "failed", str(exc)[:500]
+            except Exception as exc:  # a malformed answer, the database: shown, and retried by the next pass
+                progress.state, progress.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("reconcile of %s failed: %s", link.name, type(exc).__name__)
             finally:
                 progress.finished_at = time.time()
-                await lock_session.execute(text("SELECT pg_advisory_unlock(7001, :key)"), lock)
+                with contextlib.suppress(Exception):
+                    await self._save(link, progress)
+                self._mark_started(link)
+                await lock_session.execute(text("SELECT pg_advisory_unlock(:class, :key)"), lock)
                 await lock_session.commit()
         log.info("reconciled workspace %s", link.name, extra=asdict(progress))
         return progress
 
     async def _pass(self, link: WorkspaceLink, progress: Progress, *, everything: bool, after: str) -> None:
         since = int(time.time() * 1000) - RECENT_WINDOW_MS
+        saved = time.monotonic()
         for experiment in await self.mirror.primary_experiments(link):
             experiment_id = str(experiment["experiment_id"])
-            if after and int(experiment_id) <= int(after):
+            if after and id_order(experiment_id) <= id_order(after):
                 continue
             progress.experiments += 1
             filter_string = "" if everything else f"attributes.start_time >= {since}"
@@ -116,9 +180,12 @@ class Reconciler:
                 progress.runs_checked += 1
                 if await self.repair_run(link, run, progress):
                     progress.runs_repaired += 1
-            progress.after_experiment = experiment_id
-            if everything:  # resumable: a pass cut short starts again after the last finished experiment
-                await self._save_cursor(link, experiment_id)
+                if time.monotonic() - saved >= SAVE_SECONDS:
+                    await self._save(link, progress)
+                    saved = time.monotonic()
+            progress.after_experiment = experiment_id  # a pass cut short starts again after it
+            await self._save(link, progress)
+            saved = time.monotonic()
 
     async def _runs(self, link: WorkspaceLink, experiment_id: str, filter_string: str) -> Any:
         token = ""
@@ -191,21 +258,22 @@ class Reconciler:
             body = {"run_id": run_id, "metrics": chunk_metrics, "params": chunk_params, "tags": chunk_tags}
             await self.mirror.central_post(link, "/api/2.0/mlflow/runs/log-batch", body)
 
-    async def _cursor(self, link: WorkspaceLink) -> str:
-        async with self._sessionmaker() as session:
-            value = await session.scalar(
-                text("SELECT cursor FROM sync_cursors WHERE workspace_id = :ws AND name = 'backfill'"),
-                {"ws": link.workspace_id},
-            )
-        return str(value or "")
+    def _mark_started(self, link: WorkspaceLink) -> None:
+        if (event := self._started.get(link.name)) is not None:
+            event.set()
 
-    async def _save_cursor(self, link: WorkspaceLink, cursor: str) -> None:
+    async def _save(self, link: WorkspaceLink, progress: Progress) -> None:
+        values = {k: getattr(progress, k) for k in PROGRESS_COLUMNS}
+        columns = ", ".join(PROGRESS_COLUMNS)
         async with self._sessionmaker() as session, session.begin():
             await session.execute(
                 text(
-                    "INSERT INTO sync_cursors (workspace_id, name, cursor, updated_at) "
-                    "VALUES (:ws, 'backfill', :c, now()) "
-                    "ON CONFLICT (workspace_id, name) DO UPDATE SET cursor = :c, updated_at = now()"
+                    f"INSERT INTO reconcile_state (workspace_id, {columns}, started_at, finished_at, updated_at) "  # noqa: S608
+                    f"VALUES (:ws, {', '.join(':' + k for k in PROGRESS_COLUMNS)}, "
+                    "to_timestamp(:started), to_timestamp(:finished), now()) "
+                    f"ON CONFLICT (workspace_id) DO UPDATE SET ({columns}, started_at, finished_at, updated_at) = "
+                    f"({', '.join('EXCLUDED.' + k for k in PROGRESS_COLUMNS)}, "
+                    "EXCLUDED.started_at, EXCLUDED.finished_at, now())"
                 ),
-                {"ws": link.workspace_id, "c": cursor},
+                {"ws": link.workspace_id, **values, "started": progress.started_at, "finished": progress.finished_at},
             )

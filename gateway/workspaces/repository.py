@@ -13,7 +13,15 @@ from gateway.db.models import WorkspaceLinkRow
 CHANGE_CHANNEL = "fedgate_workspace_links"
 # Tables keyed by the account-wide workspace id that hold what the gateway derived from the store.
 # (ix_sync_state gone means never synced: the index sync backfills the workspace.)
-WORKSPACE_TABLES = ("id_map", "sync_cursors", "outbox", "ix_runs", "ix_experiments", "ix_dirty_runs", "ix_sync_state")
+WORKSPACE_TABLES = (
+    "id_map",
+    "reconcile_state",
+    "outbox",
+    "ix_runs",
+    "ix_experiments",
+    "ix_dirty_runs",
+    "ix_sync_state",
+)
 
 
 class WorkspaceRepository:
@@ -67,10 +75,10 @@ class WorkspaceRepository:
     async def rehome(self, old_id: int, new_id: int, *, store_changed: bool) -> int:
         """What the gateway derived from a workspace's store, after its store or its id changed.
 
-        A new store numbers its experiments and versions anew: the dual-mode id map, backfill position
-        and dead letters of the old one are dropped (the number of dead letters is returned), and so
-        are its account-wide index rows, which the index sync then rebuilds from the new store. A new
-        id alone carries everything over to it.
+        A new store numbers its experiments and versions anew: the dual-mode id map, reconcile state
+        (backfill position) and dead letters of the old one are dropped (the number of dead letters is
+        returned), and so are its account-wide index rows, which the index sync then rebuilds from the
+        new store. A new id alone carries everything over to it.
         """
         ids = {"old": old_id, "new": new_id}
         if not store_changed:

@@ -102,7 +102,7 @@ class WorkspacesController(Controller):
         after = service.links.get(workspace_name)
         if after is not None and after.mirror is not None and (before is None or before.mirror is None):
             # Newly dual: its history is copied to the central store in the background (resumable).
-            reconciler.launch(after, everything=True)
+            await reconciler.begin(after, everything=True)
         return _warned(WorkspaceResponse(workspace), warning, 200)
 
     @delete(_DELETE.paths(), opt={"route": _DELETE}, name="workspaces delete", status_code=204)
@@ -142,6 +142,7 @@ class LinksController(Controller):
         _require_admin(request)
         async with sessionmaker() as session:
             queues = {row["workspace_id"]: row for row in await OutboxRepository(session).status()}
+        passes = await reconciler.states()
         links = []
         for link in service.links.all():
             queue = queues.get(link.workspace_id, {})
@@ -158,7 +159,7 @@ class LinksController(Controller):
                     "dead_letters": queue.get("dead_letters", 0),
                 }
             )
-            if (progress := reconciler.progress.get(link.name)) is not None:
+            if (progress := passes.get(link.workspace_id)) is not None:
                 links[-1]["reconcile"] = asdict(progress)
         return {"links": links}
 
@@ -179,7 +180,7 @@ class LinksController(Controller):
         everything = data.get("all", False)
         if not isinstance(everything, bool):
             raise InvalidParameter("'all' must be true or false.")
-        return {"reconcile": asdict(reconciler.launch(link, everything=everything))}
+        return {"reconcile": asdict(await reconciler.begin(link, everything=everything))}
 
     @get("/{workspace_name:str}/dead-letters", name="links dead letters")
     async def dead_letters(

@@ -32,6 +32,7 @@ class DualStack:
     central: MlflowServer
     legacy: MlflowServer  # a store with history, linked later
     spares: tuple[MlflowServer, MlflowServer]  # stores a workspace moves between
+    archive: MlflowServer  # a store with a long history, backfilled while the gateway is killed
     gateway: GatewayProcess
     config: Path
 
@@ -61,7 +62,8 @@ def dual(workdir: Path) -> Iterator[DualStack]:
     central = MlflowServer(root / "central", workspaces=True)
     legacy = MlflowServer(root / "legacy")
     spares = (MlflowServer(root / "spare-1"), MlflowServer(root / "spare-2"))
-    _start_all([primary, central, legacy, *spares])
+    archive = MlflowServer(root / "archive")
+    _start_all([primary, central, legacy, *spares, archive])
     config = root / "fedgate.toml"
     config.write_text(
         f"""
@@ -82,6 +84,8 @@ url = "{legacy.url}"
 url = "{spares[0].url}"
 [stores.spare-2]
 url = "{spares[1].url}"
+[stores.archive]
+url = "{archive.url}"
 [central]
 store = "central"
 [[workspaces]]
@@ -93,10 +97,10 @@ mode = "dual"
     )
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
     try:
-        yield DualStack(primary, central, legacy, spares, gateway, config)
+        yield DualStack(primary, central, legacy, spares, archive, gateway, config)
     finally:
         gateway.stop()
-        _stop_all([primary, central, legacy, *spares])
+        _stop_all([primary, central, legacy, *spares, archive])
         embedded.stop()
 
 
@@ -338,6 +342,44 @@ def test_relinking_a_workspace_as_dual_backfills_its_history(dual: DualStack, mo
     )
     assert history(central, copy.info.run_id, "auc") == expected
     assert copy.data.params == {"depth": "6"} and copy.info.run_name == "from-last-year"
+
+
+def test_a_backfill_cut_short_by_a_killed_gateway_is_resumed_where_it_stopped(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direct = client_for(dual.archive.url, None, monkeypatch)
+    runs = []
+    for e in range(24):
+        experiment_id = direct.create_experiment(f"season-{e}")
+        run_id = direct.create_run(experiment_id, run_name=f"run-{e}").info.run_id
+        direct.log_batch(run_id, metrics=[Metric("loss", 1.0 / (i + 1), 100 + i, i) for i in range(300)],
+                         params=[Param("season", str(e))])  # fmt: skip
+        runs.append(run_id)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
+    linked = requests.post(base, json={"name": "archive", "store": "archive"}, headers=admin, timeout=30)
+    assert linked.status_code == 201, linked.text
+    assert requests.patch(f"{base}/archive", json={"mode": "dual"}, headers=admin, timeout=30).status_code == 200
+    deadline = time.monotonic() + 120
+    while True:  # killed once a few experiments are done and the rest are not
+        reconcile = dual.status("archive").get("reconcile") or {}
+        assert reconcile.get("state") != "finished", "the backfill ended before the gateway could be killed"
+        if reconcile.get("state") == "running" and reconcile["experiments"] >= 3:
+            break
+        assert time.monotonic() < deadline, reconcile
+        time.sleep(0.05)
+    dual.gateway.kill()
+    dual.gateway.start()  # nobody asks again: the restarted gateway takes the backfill up by itself
+
+    status = wait_reconciled(dual, workspace="archive")
+    assert status["reconcile"]["state"] == "finished" and status["reconcile"]["scope"] == "all", status
+    assert status["reconcile"]["resumed"] == 1, status
+    central = client_for(dual.central.url, "archive", monkeypatch)
+    experiments = [e.experiment_id for e in central.search_experiments()]
+    expected = [(1.0 / (i + 1), i, 100 + i) for i in range(300)]
+    for run_id in runs:  # every run copied exactly once, with its whole history
+        [copy] = central.search_runs(experiments, f"tags.`fedgate.source_run_id` = '{run_id}'")
+        assert history(central, copy.info.run_id, "loss") == sorted(expected)
 
 
 def test_logged_and_registered_models_reach_the_central_registry_and_load_from_either_store(
