@@ -19,8 +19,9 @@ def show_status(args: argparse.Namespace, answer: Any) -> None:
     for link in answer.get("links") or []:
         reconcile = link.get("reconcile") or {}
         progress = (
-            f"{reconcile.get('state')} {reconcile.get('runs_checked', 0)} checked, "
-            f"{reconcile.get('runs_repaired', 0)} repaired"
+            f"{reconcile.get('scope')} {reconcile.get('state')}: {reconcile.get('experiments', 0)} experiments, "
+            f"{reconcile.get('runs_checked', 0)} runs checked, {reconcile.get('runs_repaired', 0)} repaired"
+            + (f" (resumed {reconcile['resumed']}x)" if reconcile.get("resumed") else "")
             if reconcile
             else ""
         )

@@ -1,8 +1,13 @@
-"""`fedgate links` builds the right calls."""
+"""`fedgate links` builds the right calls and shows what it gets."""
 
 from __future__ import annotations
 
+import argparse
+
+import pytest
+
 from gateway.cli_access import Call, plan_for
+from gateway.cli_links import show_status
 
 
 def test_links_commands_plan_their_calls() -> None:
@@ -14,3 +19,19 @@ def test_links_commands_plan_their_calls() -> None:
     assert plan_for(["links", "reconcile", "--workspace", "lab"]) == [
         Call("POST", "/api/2.0/fedgate/links/lab/reconcile", {"all": False})
     ]
+
+
+def test_links_status_shows_a_backfills_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    link = {"workspace": "lab", "mode": "dual", "store": "a", "central_store": "central", "pending": 3,
+            "oldest_pending_seconds": 4.2, "replayed_per_second": 1.5, "dead_letters": 0}  # fmt: skip
+    reconcile = {"scope": "all", "state": "running", "experiments": 12, "runs_checked": 340, "runs_repaired": 9}
+    links = [
+        link,
+        {**link, "workspace": "lab2", "reconcile": reconcile},
+        {**link, "workspace": "lab3", "reconcile": {**reconcile, "resumed": 2}},
+    ]
+    show_status(argparse.Namespace(), {"links": links})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:5] == ["lab", "dual", "a", "central", "3"] and "running" not in lines[1]
+    assert lines[2].endswith("all running: 12 experiments, 340 runs checked, 9 repaired")
+    assert lines[3].endswith("9 repaired (resumed 2x)")
