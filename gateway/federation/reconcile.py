@@ -67,6 +67,14 @@ PROGRESS_COLUMNS = (
     "scope", "state", "experiments", "runs_checked", "runs_repaired", "points_copied", "files_copied",
     "after_experiment", "resumed", "error",
 )  # fmt: skip
+_COLUMNS = ", ".join(PROGRESS_COLUMNS)
+SAVE_PROGRESS = text(
+    f"INSERT INTO reconcile_state (workspace_id, {_COLUMNS}, started_at, finished_at, updated_at) "  # noqa: S608
+    f"VALUES (:ws, {', '.join(':' + k for k in PROGRESS_COLUMNS)}, "
+    "to_timestamp(:started), to_timestamp(:finished), now()) "
+    f"ON CONFLICT (workspace_id) DO UPDATE SET ({_COLUMNS}, started_at, finished_at, updated_at) = "
+    f"({', '.join('EXCLUDED.' + k for k in PROGRESS_COLUMNS)}, EXCLUDED.started_at, EXCLUDED.finished_at, now())"
+)
 
 
 class Reconciler:
@@ -129,6 +137,13 @@ class Reconciler:
         names = {link.workspace_id: link.name for link in self.links.all()}
         return {int(r["workspace_id"]): Progress.from_row(names.get(int(r["workspace_id"]), ""), r) for r in rows}
 
+    async def _last(self, link: WorkspaceLink) -> Progress | None:
+        """The last known pass of one workspace."""
+        async with self._sessionmaker() as session:
+            query = text("SELECT * FROM reconcile_state WHERE workspace_id = :ws")
+            row = (await session.execute(query, {"ws": link.workspace_id})).mappings().first()
+        return Progress.from_row(link.name, row) if row is not None else None
+
     async def reconcile(self, link: WorkspaceLink, *, everything: bool) -> Progress:
         progress = self.progress.setdefault(link.name, Progress(link.name, "all" if everything else "recent"))
         lock = {"class": LOCK_CLASS, "key": link.workspace_id}
@@ -139,7 +154,7 @@ class Reconciler:
                 self._mark_started(link)
                 return progress
             try:
-                previous = (await self.states()).get(link.workspace_id)
+                previous = await self._last(link)
                 if previous is not None and previous.scope == "all" and previous.state in ("running", "failed"):
                     # A backfill cut short or failed: taken up after its last finished experiment, whatever
                     # was asked (so a failed one is retried by the next periodic pass).
@@ -264,16 +279,8 @@ class Reconciler:
 
     async def _save(self, link: WorkspaceLink, progress: Progress) -> None:
         values = {k: getattr(progress, k) for k in PROGRESS_COLUMNS}
-        columns = ", ".join(PROGRESS_COLUMNS)
         async with self._sessionmaker() as session, session.begin():
             await session.execute(
-                text(
-                    f"INSERT INTO reconcile_state (workspace_id, {columns}, started_at, finished_at, updated_at) "  # noqa: S608
-                    f"VALUES (:ws, {', '.join(':' + k for k in PROGRESS_COLUMNS)}, "
-                    "to_timestamp(:started), to_timestamp(:finished), now()) "
-                    f"ON CONFLICT (workspace_id) DO UPDATE SET ({columns}, started_at, finished_at, updated_at) = "
-                    f"({', '.join('EXCLUDED.' + k for k in PROGRESS_COLUMNS)}, "
-                    "EXCLUDED.started_at, EXCLUDED.finished_at, now())"
-                ),
+                SAVE_PROGRESS,
                 {"ws": link.workspace_id, **values, "started": progress.started_at, "finished": progress.finished_at},
             )
