@@ -9,12 +9,12 @@ page tokens work, and nothing hidden is ever counted.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -25,7 +25,8 @@ from gateway.authz.decide import Authorizer, Everything, hidden
 from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
 from gateway.authz.service import AccessService
 from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound, StoreUnavailable
-from gateway.federation.route_table import Action, Body, Resource, RouteSpec
+from gateway.federation.canonical import CanonicalBody, NestedId
+from gateway.federation.route_table import Action, Resource, RouteSpec
 from gateway.federation.schemas import RequestIds
 from gateway.workspaces.links import WorkspaceLink
 
@@ -34,67 +35,6 @@ log = logging.getLogger(__name__)
 EMPTY_RESULT = b"{}"
 EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,19}$")
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-
-# Body fields that name objects. A second spelling (proto JSON also accepts camelCase) or a repeated
-# key could be read one way here and another way by the store: both are refused before any check.
-ID_FIELDS = (
-    "experiment_id",
-    "experiment_ids",
-    "run_id",
-    "run_uuid",
-    "run_ids",
-    "model_id",
-    "source_run_id",
-    "source",
-    "name",
-    "trace_id",
-    "trace_ids",
-    "request_id",
-    "dataset_id",
-    "trace_location",
-    "mlflow_experiment",
-    "locations",
-    "new_name",
-    "stage",
-)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-CAMEL_FIELDS = tuple(_camel(name) for name in ID_FIELDS if "_" in name)
-
-
-# Every id key, either spelling, as an object key. One pass over the body: bulk writes (log-batch of
-# 1,000 metrics) are large, and a pattern per spelling or a lookbehind costs milliseconds per call.
-_ANY_ID_KEY = re.compile(rb'"(' + b"|".join(n.encode() for n in ID_FIELDS + CAMEL_FIELDS) + rb')"\s*:')
-_CAMEL = frozenset(name.encode() for name in CAMEL_FIELDS)
-
-
-def check_body_spelling(body: bytes) -> None:
-    """Refuse duplicate or camelCase spellings of id fields. Cheap: a full parse only when suspicious."""
-    found = _ANY_ID_KEY.findall(body)
-    if len(found) == len(set(found)) and _CAMEL.isdisjoint(found):
-        return
-    # Suspicious (the scan also matches inside string values): decide on the parsed document.
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in items]
-        if _CAMEL.intersection(key.encode() for key in keys):
-            raise InvalidParameter("Use the snake_case field names of the MLflow REST API (camelCase ids are refused).")
-        if len(keys) != len(set(keys)):
-            raise InvalidParameter("The request body repeats a field.")
-        return dict(items)
-
-    try:
-        json.loads(body, object_pairs_hook=pairs)
-    except ValueError as exc:
-        if isinstance(exc, json.JSONDecodeError):
-            raise InvalidParameter(f"Malformed JSON request body: {exc.msg}") from None
-        raise
-
 
 # -- rules ------------------------------------------------------------------------------------------
 
@@ -158,6 +98,8 @@ RULE_OVERRIDES = {
     # No id up front: the experiment found is checked in the answer (unreadable = not found).
     "GET /mlflow/experiments/get-by-name": "experiment-by-name",
     "POST /mlflow/experiments/search-datasets": "experiment-ids",
+    # Looks configurations up by scorer id, across experiments: only a reader of the whole workspace.
+    "GET /mlflow/scorers/online-configs": "workspace-level",
 }
 
 
@@ -171,6 +113,86 @@ MISSING = {
     "logged_model": "Logged model with ID '{id}' not found.",
     "trace": "Trace with ID {id} is not found.",
 }
+
+
+# -- ids below the top level of a body -------------------------------------------------------------
+
+
+class Nested(StrEnum):
+    """What an id the top-level fields do not cover names (see canonical.py), and so how it is checked."""
+
+    RUN = "run"
+    LOGGED_MODEL = "logged_model"
+    TRACE = "trace"
+    NEW_TRACE = "new_trace"  # an id the call may create: if the trace exists already, the call writes to it
+    BY_RULE = "by_rule"  # read and checked by the route's own rule
+    NOT_AN_OBJECT = "not_an_object"  # span, assessment, source, request-client ids: nothing grants them
+
+
+NestedRule = tuple[Nested, Level | None]  # None: the level the route asks for
+_MAP = (Nested.NOT_AN_OBJECT, None)  # keys of a caller-chosen map (tags, metadata): data, not fields
+_OWN_TRACE_ASSESSMENT: dict[str, NestedRule] = {
+    "assessment.trace_id": (Nested.TRACE, None),
+    "assessment.assessment_id": (Nested.NOT_AN_OBJECT, None),
+    "assessment.span_id": (Nested.NOT_AN_OBJECT, None),
+    "assessment.source.source_id": (Nested.NOT_AN_OBJECT, None),
+    "assessment.metadata.*": _MAP,
+}
+# By route (name, API version) and path; a path listed nowhere refuses the call (deny by default).
+# tests/unit/test_guard_differential.py proves these against MLflow's own request parsing.
+NESTED_IDS: dict[tuple[str, int], dict[str, NestedRule]] = {
+    ("POST /mlflow/runs/create", 2): {"user_id": (Nested.NOT_AN_OBJECT, None)},
+    ("POST /mlflow/runs/log-batch", 2): {
+        "metrics[].run_id": (Nested.RUN, None),
+        "metrics[].model_id": (Nested.LOGGED_MODEL, None),  # the store logs the metric onto that model too
+    },
+    ("POST /mlflow/runs/log-inputs", 2): {"models[].model_id": (Nested.LOGGED_MODEL, Level.CAN_READ)},
+    ("POST /mlflow/runs/outputs", 2): {"models[].model_id": (Nested.LOGGED_MODEL, Level.CAN_EDIT)},
+    ("POST /mlflow/registered-models/create", 2): {"deployment_job_id": (Nested.NOT_AN_OBJECT, None)},
+    ("PATCH /mlflow/registered-models/update", 2): {"deployment_job_id": (Nested.NOT_AN_OBJECT, None)},
+    ("POST /mlflow/traces/delete-traces", 2): {"request_ids": (Nested.TRACE, None)},
+    ("POST /mlflow/traces/delete-traces", 3): {"request_ids": (Nested.TRACE, None)},
+    ("POST /mlflow/traces", 3): {
+        "trace.trace_info.trace_id": (Nested.NEW_TRACE, Level.CAN_EDIT),  # an existing trace is merged into
+        "trace.trace_info.trace_location.mlflow_experiment.experiment_id": (Nested.BY_RULE, None),
+        "trace.trace_info.client_request_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.trace_metadata.*": _MAP,
+        "trace.trace_info.tags.*": _MAP,
+        # The store files assessments under the trace being created, whatever they say.
+        "trace.trace_info.assessments[].trace_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.assessments[].assessment_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.assessments[].span_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.assessments[].source.source_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.assessments[].metadata.*": _MAP,
+        # Spans are not stored by this call (they travel through OTLP or artifacts).
+        "trace.spans[].trace_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.spans[].span_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.spans[].parent_span_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.spans[].links[].trace_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.spans[].links[].span_id": (Nested.NOT_AN_OBJECT, None),
+    },
+    ("POST /mlflow/traces/search", 3): {"locations[].mlflow_experiment.experiment_id": (Nested.BY_RULE, None)},
+    ("POST /mlflow/traces/{trace_id:str}/assessments", 3): _OWN_TRACE_ASSESSMENT,
+    ("PATCH /mlflow/traces/{trace_id:str}/assessments/{assessment_id:str}", 3): {
+        **_OWN_TRACE_ASSESSMENT,
+        "assessment_id": (Nested.NOT_AN_OBJECT, None),
+    },
+    ("DELETE /mlflow/traces/{trace_id:str}/assessments/{assessment_id:str}", 3): {
+        "assessment_id": (Nested.NOT_AN_OBJECT, None)
+    },
+    ("DELETE /mlflow/datasets/{dataset_id:str}/records", 3): {"dataset_record_ids": (Nested.NOT_AN_OBJECT, None)},
+}
+
+
+def nested_rule(spec: RouteSpec, path: str) -> NestedRule | None:
+    """The rule for an id at `path` of this route's body; None when there is none (the call is refused)."""
+    rules = NESTED_IDS.get((spec.name, spec.version), {})
+    if (rule := rules.get(path)) is not None:
+        return rule
+    for pattern, rule in rules.items():
+        if pattern.endswith(".*") and path.startswith(pattern[:-1]):
+            return rule
+    return None
 
 
 # -- plans ------------------------------------------------------------------------------------------
@@ -260,24 +282,40 @@ class Guard:
         spec: RouteSpec,
         principal: Principal,
         link: WorkspaceLink,
-        ids: RequestIds | None,
-        body: bytes | None,
+        body: CanonicalBody | None,
         query: str,
         artifact_path: str | None,
         path_params: dict[str, Any],
         headers: list[tuple[str, str]],
     ) -> Plan:
+        """Authorize a call on its canonical body (canonical.py): the one the store will receive."""
         rule = rule_for(spec)
-        if body and spec.body is Body.JSON:
-            check_body_spelling(body)
+        ids = body.ids if body is not None else RequestIds()
         if principal.account_admin:
-            return self._admin_plan(spec, principal, link, ids, body)
-        ctx = _Context(spec, principal, link, ids or RequestIds(), body, query, path_params, headers, artifact_path)
+            return self._admin_plan(spec, principal, link, ids, body.encoded if body is not None else None)
+        ctx = _Context(
+            spec,
+            principal,
+            link,
+            ids,
+            body.encoded if body is not None else None,
+            body.document if body is not None else {},
+            body.nested if body is not None else [],
+            query,
+            path_params,
+            headers,
+            artifact_path,
+        )
         wanted = wanted_level(spec)
+        if not self.authorizer.enters(principal, link.workspace_id):
+            raise hidden(f"Workspace '{link.name}' not found")
+        await self._require_nested(ctx, wanted)
+        return await self._by_rule(ctx, rule, wanted)
+
+    async def _by_rule(self, ctx: _Context, rule: str, wanted: Level) -> Plan:
+        spec, principal, link = ctx.spec, ctx.principal, ctx.link
         az = self.authorizer
         wid = link.workspace_id
-        if not az.enters(principal, wid):
-            raise hidden(f"Workspace '{link.name}' not found")
         if rule in ("authenticated", "experiment-by-name"):
             return Plan()
         if rule in ("workspace-visible", "workspace-admin"):
@@ -293,7 +331,7 @@ class Guard:
             return Plan()
         if rule == "experiment-create":
             az.require_workspace(principal, wid, link.name, Level.CAN_USE)
-            chooses_location = body is not None and b'"artifact_location"' in body
+            chooses_location = "artifact_location" in ctx.document
             if chooses_location and not az.allows(principal, wid, workspace_object(wid), Level.CAN_MANAGE):
                 raise PermissionDenied(
                     "Only account and workspace admins may choose an experiment's artifact location."
@@ -348,6 +386,30 @@ class Guard:
                 await self._require_trace(ctx, trace_id, wanted)
             return Plan()
         raise PermissionDenied("This call cannot be tied to an object you hold a grant on.")
+
+    async def _require_nested(self, ctx: _Context, wanted: Level) -> None:
+        """Every id below the top level of the body is authorized, or the call is refused."""
+        for item in ctx.nested:
+            rule = nested_rule(ctx.spec, item.path)
+            if rule is None:
+                raise InvalidParameter(f"Field '{item.path}' is not accepted in this call.")
+            kind, level = rule
+            if kind in (Nested.BY_RULE, Nested.NOT_AN_OBJECT) or item.value is None:
+                continue
+            values = item.value if isinstance(item.value, list) else [item.value]
+            for value in values:
+                if not isinstance(value, str):
+                    raise InvalidParameter(f"Field '{item.path}' must be a string id.")
+                if kind is Nested.RUN:
+                    await self._require_run(ctx, value, level or wanted)
+                elif kind is Nested.LOGGED_MODEL:
+                    await self._require_logged_model(ctx, value, level or wanted)
+                elif kind is Nested.TRACE:
+                    await self._require_trace(ctx, value, level or wanted)
+                elif kind is Nested.NEW_TRACE and value:
+                    experiment_id = await self.lookups.experiment_of(ctx.link, "trace", value)
+                    if experiment_id is not None:
+                        self._require_experiment(ctx, experiment_id, level or wanted)
 
     # -- admins: everything, plus the same bookkeeping -------------------------------------------------
 
@@ -444,7 +506,7 @@ class Guard:
 
     async def _stage_level(self, ctx: _Context, name: str) -> Level:
         """Anything touching Production needs CAN_MANAGE_PRODUCTION_VERSIONS; other stages need STAGING."""
-        document = msgspec.json.decode(ctx.body) if ctx.body else {}
+        document = ctx.document
         target = str(document.get("stage", "")).lower()
         current = await self.lookups.stage_of(ctx.link, name, str(document.get("version", "")))
         if "production" in (target, current.lower()):
@@ -572,7 +634,9 @@ class _Context:
     principal: Principal
     link: WorkspaceLink
     ids: RequestIds
-    body: bytes | None
+    body: bytes | None  # canonical
+    document: dict[str, Any]  # the body, decoded
+    nested: list[NestedId]  # ids below the top level of the body
     query: str
     path_params: dict[str, Any]
     headers: list[tuple[str, str]]
@@ -635,13 +699,17 @@ class _Context:
     def trace_experiments(self) -> list[str]:
         """Experiments a trace call writes to or searches: body fields, v3 locations, or the OTLP header."""
         found = self.experiment_ids(required=False)
-        document: Any = msgspec.json.decode(self.body) if self.body and self.body[:1] == b"{" else {}
-        info = (document.get("trace") or {}).get("trace_info") or {}
-        location = (info.get("trace_location") or {}).get("mlflow_experiment") or {}
+        info = _member(_member(self.document, "trace"), "trace_info")
+        location = _member(_member(info, "trace_location"), "mlflow_experiment")
         if location.get("experiment_id"):
             found.append(str(location["experiment_id"]))
-        for item in document.get("locations") or []:
-            experiment = (item or {}).get("mlflow_experiment") or {}
+        locations = self.document.get("locations") or []
+        if not isinstance(locations, list):
+            raise InvalidParameter("'locations' must be a list.")
+        for item in locations:
+            if not isinstance(item, dict):
+                raise InvalidParameter("Each of 'locations' must be an object.")
+            experiment = _member(item, "mlflow_experiment")
             if experiment.get("experiment_id"):
                 found.append(str(experiment["experiment_id"]))
         found.extend(value for name, value in self.headers if name == "x-mlflow-experiment-id")
@@ -656,7 +724,7 @@ class _Context:
             current = (params.get("filter") or [""])[0].strip()
             params["filter"] = [f"{current} AND {clause}" if current else clause]
             return Plan(query=urlencode(params, doseq=True))
-        document = msgspec.json.decode(self.body) if self.body else {}
+        document = dict(self.document)
         current = str(document.get("filter") or "").strip()
         document["filter"] = f"{current} AND {clause}" if current else clause
         return Plan(body=msgspec.json.encode(document))
@@ -666,9 +734,19 @@ class _Context:
             params = dict(self.params())
             params[name] = values
             return Plan(query=urlencode(params, doseq=True))
-        document = msgspec.json.decode(self.body) if self.body else {}
+        document = dict(self.document)
         document[name] = values
         return Plan(body=msgspec.json.encode(document))
+
+
+def _member(node: dict[str, Any], key: str) -> dict[str, Any]:
+    """A nested message of the body: absent reads as empty, anything but an object is refused."""
+    value = node.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidParameter(f"Field '{key}' must be an object.")
+    return value
 
 
 def _artifact_experiment(path: str) -> str | None:

@@ -23,6 +23,7 @@ from gateway.errors import (
     StoreUnavailable,
 )
 from gateway.federation.bookkeeping import AcceptedWrite, Bookkeeping, OutboxEntry
+from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query
 from gateway.federation.failover import SERVED_BY, Failover
 from gateway.federation.guard import Guard, Plan
 from gateway.federation.mirror import MIRRORED_ROUTES, order_key
@@ -240,7 +241,8 @@ class Forwarder:
                 raise InvalidParameter("This gateway does not serve the 'account' scope; choose a workspace.")
             return await self.account.serve(call)
         spec = call.spec
-        ids = self._body_ids(call)
+        canonical = self._canonical(call)
+        ids = canonical.ids if canonical is not None else None
         artifact_path = self._artifact_path(call) if spec.resource is Resource.ARTIFACT else None
         link = await self.resolve(call, ids, artifact_path)
         if self.guard is None:
@@ -249,8 +251,7 @@ class Forwarder:
             spec,
             call.principal,
             link,
-            ids,
-            call.body if isinstance(call.body, bytes) else None,
+            canonical,
             call.query,
             artifact_path,
             dict(call.path_params),
@@ -451,15 +452,19 @@ class Forwarder:
     # -- request parsing -----------------------------------------------------------------------------
 
     @staticmethod
-    def _body_ids(call: ForwardCall) -> RequestIds | None:
-        if call.spec.body is not Body.JSON or not isinstance(call.body, bytes) or not call.body.strip():
+    def _canonical(call: ForwardCall) -> CanonicalBody | None:
+        """The store gets exactly what the guard reads: the re-encoded query and body (canonical.py)."""
+        call.query = canonical_query(call.query)
+        if call.spec.body is not Body.JSON or not isinstance(call.body, bytes):
             return None
-        try:
-            return msgspec.json.decode(call.body, type=RequestIds)
-        except msgspec.ValidationError as exc:
-            raise InvalidParameter(f"Invalid request body: {exc}") from exc
-        except msgspec.DecodeError as exc:
-            raise InvalidParameter(f"Malformed JSON request body: {exc}") from exc
+        if not call.body.strip():
+            call.body = None
+            return None
+        canonical = canonical_body(call.body)
+        call.body = canonical.encoded
+        call.headers = [(k, v) for k, v in call.headers if k not in ("content-type", "content-encoding")]
+        call.headers.append(("content-type", "application/json"))
+        return canonical
 
     def _run_id(self, call: ForwardCall, ids: RequestIds | None, artifact_path: str | None) -> str | None:
         spec = call.spec
