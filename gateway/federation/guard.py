@@ -377,10 +377,11 @@ class Guard:
         if rule == "trace":
             if ctx.ids.run_id:
                 await self._require_run(ctx, ctx.ids.run_id, Level.CAN_EDIT)
-            if ctx.ids.experiment_id:
-                self._require_experiment(ctx, ctx.ids.experiment_id, wanted)
+            experiment_ids = ctx.experiment_ids(required=False)
+            for experiment_id in experiment_ids:
+                self._require_experiment(ctx, experiment_id, wanted)
             trace_ids = ctx.trace_ids()
-            if not (trace_ids or ctx.ids.run_id or ctx.ids.experiment_id):
+            if not (trace_ids or ctx.ids.run_id or experiment_ids):
                 raise PermissionDenied("This trace call names no trace or experiment.")
             for trace_id in trace_ids:
                 await self._require_trace(ctx, trace_id, wanted)
