@@ -26,6 +26,7 @@ from gateway.authz.levels import Level, experiment_object, model_object, workspa
 from gateway.authz.service import AccessService
 from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound, StoreUnavailable
 from gateway.federation.canonical import CanonicalBody, NestedId
+from gateway.federation.otlp import SPAN_TRACE_ID
 from gateway.federation.route_table import Action, Resource, RouteSpec
 from gateway.federation.schemas import RequestIds
 from gateway.workspaces.links import WorkspaceLink
@@ -171,6 +172,8 @@ NESTED_IDS: dict[tuple[str, int], dict[str, NestedRule]] = {
         "trace.spans[].links[].trace_id": (Nested.NOT_AN_OBJECT, None),
         "trace.spans[].links[].span_id": (Nested.NOT_AN_OBJECT, None),
     },
+    # OTLP: MLflow adds a span to its trace wherever that trace lives (otlp.py reads the trace ids).
+    ("POST /v1/traces", 2): {SPAN_TRACE_ID: (Nested.NEW_TRACE, Level.CAN_EDIT)},
     ("POST /mlflow/traces/search", 3): {"locations[].mlflow_experiment.experiment_id": (Nested.BY_RULE, None)},
     ("POST /mlflow/traces/{trace_id:str}/assessments", 3): _OWN_TRACE_ASSESSMENT,
     ("PATCH /mlflow/traces/{trace_id:str}/assessments/{assessment_id:str}", 3): {
@@ -310,6 +313,9 @@ class Guard:
         if not self.authorizer.enters(principal, link.workspace_id):
             raise hidden(f"Workspace '{link.name}' not found")
         await self._require_nested(ctx, wanted)
+        for name, value in headers:
+            if name == "x-mlflow-run-id":  # OTLP ingest links the traces it creates to this run
+                await self._require_run(ctx, value, Level.CAN_EDIT)
         return await self._by_rule(ctx, rule, wanted)
 
     async def _by_rule(self, ctx: _Context, rule: str, wanted: Level) -> Plan:

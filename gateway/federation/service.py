@@ -27,6 +27,7 @@ from gateway.federation.canonical import CanonicalBody, canonical_body, canonica
 from gateway.federation.failover import SERVED_BY, Failover
 from gateway.federation.guard import Guard, Plan
 from gateway.federation.mirror import MIRRORED_ROUTES, order_key
+from gateway.federation.otlp import canonical_export
 from gateway.federation.paths import (
     artifact_workspace,
     canonical_artifact_path,
@@ -455,6 +456,10 @@ class Forwarder:
     def _canonical(call: ForwardCall) -> CanonicalBody | None:
         """The store gets exactly what the guard reads: the re-encoded query and body (canonical.py)."""
         call.query = canonical_query(call.query)
+        if call.spec.body is Body.OPAQUE and isinstance(call.body, bytes):
+            export, call.headers = canonical_export(call.body, call.headers)
+            call.body = export.encoded
+            return export
         if call.spec.body is not Body.JSON or not isinstance(call.body, bytes):
             return None
         if not call.body.strip():
