@@ -6,11 +6,22 @@ nothing this module has not seen (a PostgreSQL function, DML, a table of the gat
 reach the database. The other statements (GRANT, REVOKE, SHOW GRANTS, CREATE VIEW, DROP VIEW) are
 parsed by a small grammar of our own over a strict tokenizer: sqlglot reads some of them only as
 an opaque command.
+
+Table references are resolved here, once, by the scope rules Databricks and PostgreSQL share: a CTE is
+visible after its definition (in the later CTEs and the body of its WITH, and in every query nested
+there), never inside itself nor before; an inner CTE hides an outer one of the same name; names compare
+case-insensitively, as in Databricks. What this module decides is what runs, whatever PostgreSQL would
+make of the names: every CTE is renamed to a name of the gateway's own (`_cte_<n>_<digest>`) and every
+reference to it with it, and every other reference is completed to catalog.schema.table, which
+transpile.py replaces by a subquery over a system view. No name the caller wrote is ever looked up by
+PostgreSQL, so neither its catalog (`pg_roles`, `information_schema`) nor anything else outside the
+system tables and stored views can be read, however it is spelled.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +37,15 @@ DIALECT = "databricks"
 MAX_STATEMENT_CHARS = 100_000
 CACHED_STATEMENT_CHARS = 10_000  # longer texts are rare and would make the cache large
 NAME_PART_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,63}$")
+# What a CTE is renamed to: `_cte_<n>_<digest of the text>`. The digest keeps the names of a view's CTEs apart
+# from those of the query that reads the view; no relation PostgreSQL could find has such a name.
+CTE_PREFIX = "_cte_"
+CTE_NAME_RE = re.compile(r"^_cte_[0-9]+_[0-9a-f]{8}$")
+# Relations one statement may read: table, view and CTE references and LATERAL VIEWs, counted again for each
+# reference and with views expanded (transpile.substitute counts those). The statement timeout bounds how long
+# a statement runs; this bounds how large a plan (and a view expansion) one text can ask for. Eight-way
+# joins of the three system tables are far more than any documented query needs (those use two).
+MAX_RELATIONS = 16
 PARAMETER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 IDENTITY_FUNCTIONS = ("current_user", "session_user", "is_account_group_member")
@@ -235,6 +255,8 @@ class Query:
     parameters: tuple[str, ...]
     # current_user(), session_user() or is_account_group_member(): the compiled text depends on who runs it.
     asks_identity: bool = False
+    # Relations read, each reference counted (MAX_RELATIONS); a view counts 1 here, its own relations once expanded.
+    relations: int = 0
 
 
 @dataclass(frozen=True)
@@ -326,6 +348,14 @@ def parse_query(text: str, defaults: Defaults | None = None, *, allow_parameters
 
 def _parse_query(text: str, defaults: Defaults | None, allow_parameters: bool) -> Query:
     try:
+        return _parse_and_check(text, defaults, allow_parameters)
+    except RecursionError:
+        # sqlglot parses and walks recursively; a text nested thousands deep is refused, not a server error.
+        raise InvalidParameter("The statement nests too deeply.") from None
+
+
+def _parse_and_check(text: str, defaults: Defaults | None, allow_parameters: bool) -> Query:
+    try:
         parsed = [tree for tree in sqlglot.parse(text, read=DIALECT) if tree is not None]
     except ParseError as exc:
         error = exc.errors[0] if exc.errors else {}
@@ -350,6 +380,7 @@ def _parse_query(text: str, defaults: Defaults | None, allow_parameters: bool) -
         tuple(sorted(set(checker.tables))),
         tuple(dict.fromkeys(checker.parameters)),
         checker.asks_identity,
+        checker.relations,
     )
 
 
@@ -364,10 +395,79 @@ class _QueryChecker:
     tables: list[TableName] = field(default_factory=list)
     parameters: list[str] = field(default_factory=list)
     asks_identity: bool = False
+    relations: int = 0
+    ctes: int = 0
 
     def check(self, tree: exp.Expr) -> None:
         for node in tree.walk():
             self._node(node)
+        resolved = self._resolve(tree)
+        # Every table reference and every WITH must have been met by the scope walk; one it missed (a place in
+        # the tree it does not know) would reach PostgreSQL unresolved, so it is refused instead.
+        for node in tree.find_all(exp.Table, exp.With):
+            if id(node) not in resolved:
+                raise _refused(node, "This table reference is not allowed here")
+        if self.relations > MAX_RELATIONS:
+            raise InvalidParameter(too_many_relations(self.relations))
+
+    def _resolve(self, tree: exp.Expr) -> set[int]:
+        """Resolve every table reference under `tree` by scope; answers the ids of the nodes it resolved.
+
+        Iterative, so a deep tree costs no recursion. Each item is a node and the CTEs visible there.
+        """
+        digest = hashlib.blake2b(self.text.encode(), digest_size=4).hexdigest()
+        resolved: set[int] = set()
+        pending: list[tuple[exp.Expr, _Scope | None]] = [(tree, None)]
+        while pending:
+            node, scope = pending.pop()
+            if isinstance(node, exp.Table):
+                resolved.add(id(node))
+                self._reference(node, scope)
+                continue
+            with_ = node.args.get("with_")
+            if isinstance(with_, exp.With):
+                resolved.add(id(with_))
+                scope, bodies = self._ctes(with_, scope, digest)
+                pending.extend(bodies)
+            pending.extend((child, scope) for child in node.iter_expressions() if child is not with_)
+        return resolved
+
+    def _ctes(
+        self, with_: exp.With, outer: _Scope | None, digest: str
+    ) -> tuple[_Scope, list[tuple[exp.Expr, _Scope | None]]]:
+        """The scope of a WITH's body, and each CTE's definition with the scope it is resolved in."""
+        names: dict[str, tuple[int, str]] = {}
+        bodies: list[tuple[exp.Expr, _Scope | None]] = []
+        for position, cte in enumerate(with_.expressions):
+            alias = cte.args.get("alias")
+            name = cte.alias.lower()
+            if not isinstance(cte, exp.CTE) or not isinstance(alias, exp.TableAlias) or not name:
+                raise _refused(cte, "Every CTE needs a name")
+            if name in names:
+                raise _refused(cte, f"The CTE name '{name}' is defined twice in one WITH")
+            self.ctes += 1
+            names[name] = (position, f"{CTE_PREFIX}{self.ctes}_{digest}")
+            # Only the CTEs before this one are visible in its definition: not itself, not the later ones.
+            bodies.append((cte.this, _Scope(names, position, outer)))
+            alias.set("this", exp.to_identifier(names[name][1]))
+        return _Scope(names, len(names), outer), bodies
+
+    def _reference(self, node: exp.Table, scope: _Scope | None) -> None:
+        self.relations += 1
+        parts = [part.name for part in node.parts]
+        generated = scope.find(parts[0].lower()) if scope is not None and len(parts) == 1 else None
+        if generated is not None:
+            # The name as written stays the alias, so `r.run_id` keeps resolving to this FROM item.
+            if not node.args.get("alias"):
+                node.set("alias", exp.TableAlias(this=node.this.copy()))
+            node.set("this", exp.to_identifier(generated))
+            return
+        name = qualify(parts, self.defaults, node)
+        # The tree is rewritten to the full name, so later stages never need the defaults again.
+        node.set("catalog", exp.to_identifier(name.catalog))
+        node.set("db", exp.to_identifier(name.schema))
+        node.set("this", exp.to_identifier(name.name))
+        self.tables.append(name)
 
     def _node(self, node: exp.Expr) -> None:
         if isinstance(node, exp.Anonymous):
@@ -397,6 +497,14 @@ class _QueryChecker:
         elif isinstance(node, exp.Lateral):
             if not node.args.get("view") or not isinstance(node.this, exp.Explode):
                 raise _refused(node, "Only LATERAL VIEW explode(...) is allowed")
+            self.relations += 1
+        elif isinstance(node, exp.Dot):
+            # `(x).field` or `m['k'].field`: a field, never a function in a schema (`pg_catalog.version()`).
+            if not isinstance(node.expression, exp.Identifier):
+                raise _refused(node, "Functions are called by their name alone, without a schema")
+            self._field(node, node.expression.name)
+        elif isinstance(node, exp.Column) and node.table:
+            self._field(node, node.name)
         elif isinstance(node, exp.Explode):
             self._explode(node)
         elif isinstance(node, exp.Lambda):
@@ -418,6 +526,13 @@ class _QueryChecker:
             raise _refused(node, "Subscripts take exactly one key or index")
         elif isinstance(node, (exp.ArrayFilter, exp.Transform)) and not isinstance(node.expression, exp.Lambda):
             raise _refused(node, f"{node.key}() takes a lambda function")
+
+    def _field(self, node: exp.Expr, name: str) -> None:
+        # PostgreSQL reads `x.f`, when x has no column f, as the call f(x) (its functional notation): a field named
+        # like one of its pg_* functions would call it. Its functions of a whole row that are left (row_to_json,
+        # to_jsonb, ...) only render the row's own values.
+        if name.lower().startswith("pg_"):
+            raise _refused(node, f"'{name}': names starting with pg_ are PostgreSQL's own and cannot be read")
 
     def _describe(self, node: exp.Expr) -> str:
         if isinstance(node, exp.Func):
@@ -451,17 +566,38 @@ class _QueryChecker:
         extra = sorted(key for key, value in node.args.items() if value and key not in _TABLE_ARGS)
         if extra:
             raise _refused(node, f"{extra[0].upper()} on a table reference is not allowed")
-        if not isinstance(node.this, exp.Identifier):
+        if not all(isinstance(part, exp.Identifier) for part in node.parts) or not node.name:
             raise _refused(node, "Only named tables can be read (no table functions)")
-        parts = [part.name for part in node.parts]
-        if len(parts) == 1 and _is_cte(node, parts[0]):
-            return
-        name = qualify(parts, self.defaults, node)
-        # The tree is rewritten to the full name, so later stages never need the defaults again.
-        node.set("catalog", exp.to_identifier(name.catalog))
-        node.set("db", exp.to_identifier(name.schema))
-        node.set("this", exp.to_identifier(name.name))
-        self.tables.append(name)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The CTEs visible at a point of a query: the first `visible` names of one WITH, then the enclosing scope's."""
+
+    names: dict[str, tuple[int, str]]  # lower-case name -> (position in its WITH, the name it is renamed to)
+    visible: int
+    outer: _Scope | None
+
+    def find(self, name: str) -> str | None:
+        scope: _Scope | None = self
+        while scope is not None:
+            found = scope.names.get(name)
+            if found is not None and found[0] < scope.visible:
+                return found[1]
+            scope = scope.outer
+        return None
+
+
+def too_many_relations(count: int) -> str:
+    return (
+        f"The statement reads {count} relations (table, view and CTE references and LATERAL VIEWs, views "
+        f"expanded); at most {MAX_RELATIONS} are allowed."
+    )
+
+
+def is_cte_reference(node: exp.Table) -> bool:
+    """Whether a checked table reference names one of the statement's CTEs (as renamed), not a table."""
+    return not node.args.get("db") and not node.args.get("catalog") and bool(CTE_NAME_RE.match(node.name))
 
 
 def qualify(parts: list[str], defaults: Defaults, node: exp.Expr | None = None) -> TableName:
@@ -479,18 +615,6 @@ def qualify(parts: list[str], defaults: Defaults, node: exp.Expr | None = None) 
         if not NAME_PART_RE.match(part):
             raise InvalidParameter(f"'{part}' is not a valid catalog, schema or table name.")
     return TableName(*names)
-
-
-def _is_cte(node: exp.Expr, name: str) -> bool:
-    """Whether a one-part name refers to a CTE of an enclosing WITH (it is then no table at all)."""
-    wanted = name.lower()
-    ancestor = node.parent
-    while ancestor is not None:
-        with_ = ancestor.args.get("with_") or ancestor.args.get("with")
-        if isinstance(with_, exp.With) and any(cte.alias_or_name.lower() == wanted for cte in with_.expressions):
-            return True
-        ancestor = ancestor.parent
-    return False
 
 
 def _refused(node: exp.Expr | None, message: str) -> InvalidParameter:

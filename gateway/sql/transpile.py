@@ -21,7 +21,7 @@ from sqlglot.generators.postgres import PostgresGenerator
 
 from gateway.errors import InvalidParameter
 from gateway.sql.catalog import ARRAY_COLUMNS, DOUBLE_COLUMNS, MAP_COLUMNS, PG_SCHEMA, SYSTEM_COLUMNS, TableName
-from gateway.sql.statements import DIALECT, Query
+from gateway.sql.statements import DIALECT, MAX_RELATIONS, Query, is_cte_reference, too_many_relations
 
 # Databricks parameter types (the `type` of a parameter) and the PostgreSQL type its text is cast to.
 PARAMETER_TYPES = {
@@ -77,11 +77,25 @@ def system_source(name: TableName) -> exp.Query:
 
 
 def substitute(query: Query, sources: Mapping[TableName, exp.Query]) -> exp.Query:
-    """A copy of the query in which each table reference is `(source) AS alias`."""
+    """A copy of the query in which each table reference is `(source) AS alias`.
+
+    Refused when the relations read, views expanded, would exceed MAX_RELATIONS: counted before anything is
+    copied, so views that read views many times over cannot make the gateway build a huge tree.
+    """
+    relations = query.relations
+    for table in query.tree.find_all(exp.Table):
+        if table.args.get("catalog"):
+            name = TableName(table.catalog.lower(), table.db.lower(), table.name.lower())
+            relations += relation_count(sources[name]) - 1
+    if relations > MAX_RELATIONS:
+        raise InvalidParameter(too_many_relations(relations))
     tree = query.tree.copy()
     for table in list(tree.find_all(exp.Table)):
+        if is_cte_reference(table):
+            continue
         if not table.args.get("catalog"):
-            continue  # a CTE reference
+            # statements.py completes or refuses every other name; this would be a name PostgreSQL looks up.
+            raise InvalidParameter(f"The table reference '{table.sql(DIALECT)}' cannot be resolved.")
         name = TableName(table.catalog.lower(), table.db.lower(), table.name.lower())
         alias = table.args.get("alias")
         if alias is None:
@@ -91,8 +105,22 @@ def substitute(query: Query, sources: Mapping[TableName, exp.Query]) -> exp.Quer
     return tree
 
 
+def relation_count(tree: exp.Expr) -> int:
+    """Relations a substituted tree reads: system views and CTE references, and LATERAL VIEWs."""
+    return sum(1 for _ in tree.find_all(exp.Table, exp.Lateral))
+
+
 def compile_query(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, str]) -> CompiledQuery:
     """PostgreSQL text for a substituted tree; `parameter_types` maps every parameter to its Databricks type."""
+    try:
+        return _compile(tree, identity, parameter_types)
+    except RecursionError:
+        # The generator recurses; a statement nested too deep for it is refused, not a server error.
+        raise InvalidParameter("The statement nests too deeply.") from None
+
+
+def _compile(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, str]) -> CompiledQuery:
+    check_relations(tree)
     tree = tree.copy()
     _name_columns(tree)
     _quote_keyword_columns(tree)
@@ -102,6 +130,22 @@ def compile_query(tree: exp.Query, identity: Identity, parameter_types: Mapping[
     _lateral_views(tree)
     _select_list_explodes(tree)
     return CompiledQuery(_GENERATOR.generate(tree, copy=False), names)
+
+
+def check_relations(tree: exp.Expr) -> None:
+    """The last guard before PostgreSQL: every relation is a system view or a CTE the statement defines.
+
+    statements.py resolves names by scope and substitute() replaces tables by system views; this checks the
+    result, so a stage that let a name through could not make PostgreSQL look it up (in pg_catalog, say).
+    A CTE name (renamed by statements.py) matches no relation PostgreSQL could find instead of the CTE.
+    """
+    defined = {cte.alias for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if is_cte_reference(table) and table.name in defined:
+            continue
+        system = table.db == PG_SCHEMA and table.name in SYSTEM_COLUMNS and not table.args.get("catalog")
+        if not system:
+            raise InvalidParameter(f"The table reference '{table.sql(DIALECT)}' cannot be resolved.")
 
 
 def check_depth(depth: int, name: TableName) -> None:
@@ -117,7 +161,10 @@ def _name_columns(tree: exp.Expr) -> None:
     for select in list(tree.find_all(exp.Select)):
         items: list[exp.Expr] = []
         for item in select.expressions:
-            if not isinstance(item, (exp.Alias, exp.Aliases, exp.Column, exp.Star, exp.Explode)):
+            if isinstance(item, exp.Subquery):
+                # As Databricks names it; the query's text would show the names CTEs are renamed to.
+                item = exp.alias_(item, "scalarsubquery()", quoted=True)
+            elif not isinstance(item, (exp.Alias, exp.Aliases, exp.Column, exp.Star, exp.Explode)):
                 name = item.sql(dialect=DIALECT, normalize_functions="lower", comments=False)
                 item = exp.alias_(item, name[:MAX_COLUMN_NAME], quoted=True)
             items.append(item)

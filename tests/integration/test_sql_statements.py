@@ -515,6 +515,41 @@ def test_injection_attempts_fail_or_are_harmless(stack: Stack, data: Data, org: 
     assert still == [["120"]]
 
 
+def test_the_postgresql_catalog_is_out_of_reach_with_or_without_grants(stack: Stack, org: Org) -> None:
+    """Issue 11, finding 4: a CTE named like a catalog table read it, without any grant."""
+    finding = "WITH pg_roles AS (SELECT rolname FROM pg_roles) SELECT rolname FROM pg_roles"
+    for token in (org.outsider.token, org.analyst.token):
+        message = refused(sql(stack, token, finding), 400, "INVALID_PARAMETER_VALUE")
+        assert "'pg_roles' is not" in message, message
+    # A CTE is what its name means, however spelled: never the catalog table PostgreSQL would find for that name.
+    spelled = "WITH `PG_ROLES` AS (SELECT 'mine' AS rolname) SELECT rolname FROM pg_roles"
+    assert rows(stack, org.outsider.token, spelled) == [["mine"]]
+    for statement in (
+        "WITH a AS (SELECT * FROM pg_settings), pg_settings AS (SELECT 1 AS x) SELECT * FROM a",
+        "SELECT * FROM pg_catalog.pg_roles",
+        "SELECT * FROM system.information_schema.tables",
+        "SELECT rolname FROM system.mlflow.runs_latest, pg_roles",
+        "SELECT run_id FROM system.mlflow.runs_latest UNION SELECT rolname FROM pg_roles",
+        "SELECT version()",
+        "SELECT current_setting('server_version')",
+        "SELECT pg_catalog.version()",
+    ):
+        response = sql(stack, org.outsider.token, statement)
+        assert response.status_code == 400, (statement, response.text)
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    # Reading no table needs no grant and reads nothing; reading one through a CTE needs the grants on it.
+    assert rows(stack, org.outsider.token, "SELECT 1 AS one") == [["1"]]
+    through_cte = "WITH r AS (SELECT run_id FROM system.mlflow.runs_latest) SELECT count(*) FROM r"
+    denied = refused(sql(stack, org.outsider.token, through_cte), 403, "PERMISSION_DENIED")
+    assert denied == f"{org.outsider.name} lacks USE CATALOG on catalog system."
+
+
+def test_the_relations_one_statement_reads_are_bounded(stack: Stack, org: Org) -> None:
+    joined = "SELECT count(*) FROM " + " CROSS JOIN ".join(f"system.mlflow.runs_latest r{i}" for i in range(17))
+    message = refused(sql(stack, org.analyst.token, joined), 400, "INVALID_PARAMETER_VALUE")
+    assert "reads 17 relations" in message, message
+
+
 # -- lifecycle: long statements, cancelling, timeouts, replicas, ownership ------------------------------------------
 
 

@@ -492,3 +492,18 @@ async def test_unnamed_expressions_get_databricks_like_column_names(db: Database
     )
     assert [name for name, _ in answer.columns] == ["count(*)", "max(metric_value)", "run_id"]
     assert answer.data == [["7", "NaN", "r-a1"]]
+
+
+async def test_names_run_as_the_gateway_resolved_them(db: Database) -> None:
+    """CTEs run under names of the gateway's own: PostgreSQL cannot read a reference as one of its catalog tables."""
+    # Databricks reads `PG_ROLES` and pg_roles as one name; PostgreSQL, given them as written, would read its catalog.
+    spelled = await run(db, "WITH `PG_ROLES` AS (SELECT 'mine' AS rolname) SELECT rolname FROM pg_roles")
+    assert spelled.data == [["mine"]]
+    nested = await run(
+        db,
+        "WITH a AS (SELECT run_id FROM system.mlflow.runs_latest WHERE run_id = 'r-a1') "
+        "SELECT (SELECT count(*) FROM (WITH a AS (SELECT 1 AS x UNION ALL SELECT 2) SELECT x FROM a) AS i), "
+        "a.run_id FROM a",
+    )
+    assert nested.columns == [("scalarsubquery()", "int8"), ("run_id", "text")]
+    assert nested.data == [["2", "r-a1"]]
