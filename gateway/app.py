@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from litestar.exceptions import (
     HTTPException,
     MethodNotAllowedException,
     NotFoundException,
+    SerializationException,
     ValidationException,
 )
 from litestar.middleware import DefineMiddleware
@@ -30,7 +32,7 @@ from adapters.stores.auth import (
     token_url_for,
 )
 from adapters.stores.mlflow_rest import MlflowRestStore
-from gateway.authn.middleware import AuthenticationMiddleware
+from gateway.authn.middleware import AuthenticationMiddleware, DenialLimiter
 from gateway.authn.oidc import OidcVerifier
 from gateway.authn.principal import Principal
 from gateway.authn.service import Authenticator
@@ -55,7 +57,7 @@ from gateway.config import (
     load_settings,
 )
 from gateway.db.engine import make_engine, make_sessionmaker
-from gateway.errors import GatewayError, PermissionDenied, Unauthenticated
+from gateway.errors import BODY_DECODE_ERRORS, GatewayError, PermissionDenied, Unauthenticated, body_error
 from gateway.federation.bookkeeping import Bookkeeping
 from gateway.federation.capabilities import StoreCapabilities
 from gateway.federation.failover import Failover
@@ -154,14 +156,45 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         return Response(
             _error_body("INVALID_PARAMETER_VALUE", f"Invalid request: {detail or exc.detail}"), status_code=400
         )
+    if isinstance(exc.__cause__, SerializationException):  # Litestar could not decode the body
+        detail = str(exc.detail)[:200]
+        return Response(
+            _error_body("INVALID_PARAMETER_VALUE", f"Malformed JSON in the request body: {detail}"), status_code=400
+        )
     if 400 <= exc.status_code < 500:
         return Response(_error_body("BAD_REQUEST", str(exc.detail)), status_code=exc.status_code)
     return _unexpected(request, exc)
 
 
+def _malformed_body(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A body that cannot be decoded (bad JSON, bad UTF-8, nested past the decoder's recursion limit) is
+    the caller's error: 400, nothing logged. Only a request that carries a body can be blamed for one."""
+    error = body_error(exc)
+    carries_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    if error is None or not carries_body:
+        return _unexpected(request, exc)
+    return _gateway_error(request, error)
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """One log line (request id, route, exception type, the frames it came through) and a 500 without a trace.
+
+    Neither the exception's message nor the request is logged: either may hold a body, a token or a
+    query's parameters.
+    """
     request_id = request.scope.get(REQUEST_ID_KEY, "")  # type: ignore[call-overload,unused-ignore]
-    log.error("unexpected error", exc_info=exc, extra={"request_id": request_id})
+    handler = request.scope.get("route_handler")
+    frames = traceback.extract_tb(exc.__traceback__)[-6:]
+    log.error(
+        "unexpected error",
+        extra={
+            "request_id": request_id,
+            "method": request.scope.get("method", ""),
+            "route": handler.name if handler is not None and handler.name else "unmatched",
+            "error": type(exc).__name__,
+            "where": [f"{'/'.join(f.filename.split('/')[-2:])}:{f.lineno} {f.name}" for f in frames],
+        },
+    )
     return Response(
         _error_body("INTERNAL_ERROR", f"Internal error in the gateway (request id {request_id})."),
         status_code=500,
@@ -185,6 +218,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     authorizer = Authorizer(policy)
     oidc = OidcVerifier(settings.oidc) if settings.oidc.enabled else None
     authenticator = Authenticator(settings.admin_token, policy, sessionmaker, oidc)
+    denial_limiter = DenialLimiter(
+        settings.server.anonymous_denials_per_second, settings.server.anonymous_denials_burst
+    )
     access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
@@ -236,7 +272,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                 {
                     "status": exc.status,
                     "error_code": exc.error_code,
+                    # Untrusted values; entry() cuts each to a bounded length.
                     "workspace": request.headers.get("x-mlflow-workspace", ""),
+                    "client": str((request.scope.get("client") or ("",))[0]),
+                    "user_agent": request.headers.get("user-agent", ""),
                 },
                 str(request.scope.get(REQUEST_ID_KEY, "")),  # type: ignore[call-overload,unused-ignore]
             )
@@ -324,10 +363,13 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
             "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
         },
-        middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],  # type: ignore[arg-type]
+        middleware=[
+            DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator, limiter=denial_limiter)  # type: ignore[arg-type]
+        ],
         exception_handlers={
             GatewayError: gateway_error,
             HTTPException: _http_exception,
+            **dict.fromkeys(BODY_DECODE_ERRORS, _malformed_body),
             Exception: _unexpected,
         },
         lifespan=[lifespan],

@@ -68,6 +68,12 @@ class ServerSettings(_Settings):
     # The account-wide index is written through on every forwarded tracking write (false: only the sync
     # job fills it, up to `index_sync_interval_seconds` late).
     index_write_through: bool = True
+    # Anonymous denials (a 401: no credentials, or ones that do not authenticate) per client address, in a
+    # token bucket of each replica: `anonymous_denials_burst` at once, refilled at
+    # `anonymous_denials_per_second`; past that 429 with Retry-After. A valid credential is never limited.
+    # Generous by default (one address may be a NAT or a CI runner); 0 per second turns the limit off.
+    anonymous_denials_per_second: float = 20.0
+    anonymous_denials_burst: int = 200
 
 
 class DatabaseSettings(_Settings):
@@ -286,6 +292,10 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError("server.sql_statement_timeout_seconds: must be more than 0")
     if settings.server.sql_row_cap < 1:
         raise ConfigError("server.sql_row_cap: must be at least 1")
+    if settings.server.anonymous_denials_per_second < 0:
+        raise ConfigError("server.anonymous_denials_per_second: may not be negative (0 turns the limit off)")
+    if settings.server.anonymous_denials_per_second > 0 and settings.server.anonymous_denials_burst < 1:
+        raise ConfigError("server.anonymous_denials_burst: must be at least 1 while the limit is on")
     for name, store in settings.stores.items():
         if not STORE_NAME_RE.match(name):
             raise ConfigError(f"stores.{name}: store names use letters, digits, '-', '_' and '.'")

@@ -1,8 +1,17 @@
-"""Domain errors that carry their MLflow error_code and HTTP status; one handler renders them."""
+"""Domain errors that carry their MLflow error_code and HTTP status; one handler renders them.
+
+Also what counts as a malformed request body: `body_error` turns any failure to decode one (msgspec,
+the json module, bytes that are not UTF-8, nesting deeper than the decoder's recursion limit) into a
+400 answer, so a client's bad body is never a 500 with a traceback in the log.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
+
+import msgspec
 
 
 class GatewayError(Exception):
@@ -69,6 +78,28 @@ class PermissionDenied(GatewayError):
     status = 403
 
 
+class MalformedRequest(InvalidParameter):
+    """A body that cannot be decoded at all (not JSON, not UTF-8, nested too deeply).
+
+    INVALID_PARAMETER_VALUE, as the forwarded routes answer a malformed body and as MLflow's own server
+    answers one it cannot parse.
+    """
+
+
+class RateLimited(GatewayError):
+    """Too many refusals from one client address; MLflow's client retries 429 after Retry-After."""
+
+    error_code = "REQUEST_LIMIT_EXCEEDED"
+    status = 429
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        retry_after = max(1, math.ceil(retry_after_seconds))
+        super().__init__(
+            f"Too many requests without valid credentials from this address; retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
 class BodyTooLarge(GatewayError):
     # 413 is not in the client's retry set, so an oversize body fails once, clearly.
     error_code = "INVALID_PARAMETER_VALUE"
@@ -88,3 +119,32 @@ class StoreUnavailable(GatewayError):
 class StoreTimeout(GatewayError):
     error_code = "DEADLINE_EXCEEDED"
     status = 504
+
+
+# Failures to decode a request body. msgspec and the json module both raise RecursionError on deep
+# nesting (a 5,000-deep array) rather than a decode error of their own.
+BODY_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    msgspec.DecodeError,  # msgspec.ValidationError is one
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    RecursionError,
+)
+
+
+def body_error(exc: BaseException) -> GatewayError | None:
+    """The 400 a body-decoding failure answers as, or None when `exc` is not one."""
+    if isinstance(exc, RecursionError):
+        return MalformedRequest("Malformed JSON in the request body: nested too deeply.")
+    if isinstance(exc, msgspec.ValidationError):
+        return InvalidParameter(f"Invalid request body: {_short(exc)}")
+    if isinstance(exc, msgspec.DecodeError | json.JSONDecodeError):
+        return MalformedRequest(f"Malformed JSON in the request body: {_short(exc)}")
+    if isinstance(exc, UnicodeDecodeError):
+        return MalformedRequest("Malformed JSON in the request body: not valid UTF-8.")
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    # Decoder messages name a position or a path, never the body; still, keep them short.
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -1,20 +1,95 @@
-"""Authenticate every request before its handler runs; public routes authenticate optionally."""
+"""Authenticate every request before its handler runs; public routes authenticate optionally.
+
+Anonymous denials (no credentials, or credentials that do not authenticate) are rate-limited per
+client address with a token bucket in this process (`DenialLimiter`): each such 401 spends one token
+of the address's budget (`server.anonymous_denials_burst`, refilled at
+`server.anonymous_denials_per_second`); once the budget is spent the request answers 429
+REQUEST_LIMIT_EXCEEDED with Retry-After instead, and is counted in `fedgate_rate_limited_total` rather
+than written to the audit log one row at a time. A request that authenticates is never limited, so
+a flood from an address does not lock out a legitimate client behind the same NAT.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import time
+from collections import OrderedDict
 from typing import Any
 
 from litestar.types import ASGIApp, Receive, Send
 
 from gateway.authn.service import Authenticator
-from gateway.errors import Unauthenticated
+from gateway.errors import RateLimited, Unauthenticated
 from gateway.observability.access import note
+from gateway.observability.metrics import RATE_LIMITED
+
+
+class DenialLimiter:
+    """A token bucket per client; an address absent from the table has a full bucket."""
+
+    def __init__(self, per_second: float, burst: int, max_clients: int = 100_000) -> None:
+        self.per_second = per_second
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        # client → (tokens, monotonic time of that count); least recently touched first.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_second > 0
+
+    def _tokens(self, client: str, now: float) -> float:
+        held = self._buckets.get(client)
+        if held is None:
+            return self.burst
+        tokens, at = held
+        return min(self.burst, tokens + (now - at) * self.per_second)
+
+    def exhausted(self, address: str, now: float | None = None) -> bool:
+        return self.enabled and self._tokens(client_of(address), time.monotonic() if now is None else now) < 1
+
+    def take(self, address: str, now: float | None = None) -> float:
+        """Spend one token of the address's budget: 0 if there was one, else the seconds until there is."""
+        if not self.enabled:
+            return 0.0
+        client = client_of(address)
+        now = time.monotonic() if now is None else now
+        tokens = self._tokens(client, now)
+        if tokens < 1:
+            self._buckets[client] = (tokens, now)
+            self._buckets.move_to_end(client)
+            return (1 - tokens) / self.per_second
+        self._buckets[client] = (tokens - 1, now)
+        self._buckets.move_to_end(client)
+        # Bounded memory: forgetting the least recently refused address only gives it a full bucket back.
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return 0.0
+
+
+def client_of(address: str) -> str:
+    """Whom a budget belongs to: the address, but one IPv6 /64 is one client (a host there holds all of it)."""
+    if ":" in address:
+        try:
+            return f"{ipaddress.IPv6Network(f'{address}/64', strict=False).network_address}/64"
+        except ValueError:
+            return address
+    return address or "unknown"
+
+
+def remote_address(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 class AuthenticationMiddleware:
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, limiter: DenialLimiter | None = None) -> None:
         self.app = app
         self.authenticator = authenticator
+        self.limiter = limiter
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -29,9 +104,19 @@ class AuthenticationMiddleware:
                 principal = await self.authenticator.authenticate(authorization)
             except Unauthenticated:
                 if not public:
+                    self._spend(scope)
                     raise
                 principal = None
             scope["user"] = principal
             if principal is not None:
                 note(scope, principal=principal.name)
         await self.app(scope, receive, send)  # type: ignore[arg-type]
+
+    def _spend(self, scope: dict[str, Any]) -> None:
+        """Charge an anonymous denial to its address; 429 once the address's budget is spent."""
+        if self.limiter is None:
+            return
+        wait = self.limiter.take(remote_address(scope))
+        if wait > 0:
+            RATE_LIMITED.inc()
+            raise RateLimited(wait)

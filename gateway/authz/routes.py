@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authn.principal import Principal
 from gateway.authz.decide import hidden
-from gateway.authz.levels import Level
+from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
 from gateway.authz.repository import AuditRepository
 from gateway.authz.service import AccessService, Securable
 from gateway.errors import InvalidParameter, ResourceNotFound
@@ -41,7 +41,10 @@ def _acl_items(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class PermissionsController(Controller):
-    """GET/PUT/PATCH `/api/2.0/permissions/{experiments|registered-models|workspaces}/{id}` (+ permissionLevels)."""
+    """GET/PUT/PATCH `/api/2.0/permissions/{experiments|registered-models|workspaces}/{id}` (+ permissionLevels).
+
+    An object the caller may not read answers 404 with the very status and message of a missing one.
+    """
 
     path = "/api/2.0/permissions"
     include_in_schema = False
@@ -57,20 +60,30 @@ class PermissionsController(Controller):
     ) -> Securable:
         if kind == "workspaces":
             target = access.workspace(forwarder.link_named(object_id))
+            access.check_can_view(request.user, target)
+            return target
+        link = _link(request, forwarder)
+        if not access.authorizer.enters(request.user, link.workspace_id):
+            raise hidden(f"Workspace '{link.name}' not found")
+        if kind == "experiments":
+            missing = f"No Experiment with id={object_id} exists"
+            obj = experiment_object(link.workspace_id, object_id)
+        elif kind == "registered-models":
+            missing = f"Registered model with id={object_id} not found"
+            obj = model_object(link.workspace_id, object_id)
         else:
-            link = _link(request, forwarder)
-            if not access.authorizer.enters(request.user, link.workspace_id):
-                raise hidden(f"Workspace '{link.name}' not found")
+            raise ResourceNotFound(
+                f"No permissions API for '{kind}'; use experiments, registered-models or workspaces."
+            )
+        # Access is decided before the store (or the id table) is asked, and both refusals carry one
+        # message: a caller who may not read the object cannot tell a hidden one from a missing one.
+        access.authorizer.require(request.user, link.workspace_id, obj, Level.CAN_READ, missing)
+        try:
             if kind == "experiments":
-                target = await access.experiment(link, object_id)
-            elif kind == "registered-models":
-                target = await access.registered_model(link, object_id)
-            else:
-                raise ResourceNotFound(
-                    f"No permissions API for '{kind}'; use experiments, registered-models or workspaces."
-                )
-        access.check_can_view(request.user, target)
-        return target
+                return await access.experiment(link, object_id)
+            return await access.registered_model(link, object_id)
+        except ResourceNotFound:
+            raise ResourceNotFound(missing) from None
 
     @get("/{kind:str}/{object_id:str}", name="permissions get")
     async def get_acl(
@@ -140,7 +153,13 @@ class RegisteredModelIdController(Controller):
     ) -> dict[str, Any]:
         link = _link(request, forwarder)
         missing = f"Registered Model with name={name} not found"
-        model_id = await access.model_id(link, name, adopt=True)
+        # Only a reader of the whole workspace may make the gateway ask the store about a model it has no
+        # id for yet: anyone else can read only models with ids (grants are on ids), so asking would
+        # only tell them whether a name exists.
+        adopt = access.authorizer.allows(
+            request.user, link.workspace_id, workspace_object(link.workspace_id), Level.CAN_READ
+        )
+        model_id = await access.model_id(link, name, adopt=adopt)
         if model_id is None:
             raise ResourceNotFound(missing)
         target = await access.registered_model(link, model_id)

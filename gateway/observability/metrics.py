@@ -28,3 +28,9 @@ POLICY_RELOADS = Counter("fedgate_policy_reloads_total", "Times the access polic
 DENIED = Counter("fedgate_denied_total", "Requests refused by authorization", ["reason"])
 OUTBOX_APPLIED = Counter("fedgate_outbox_applied_total", "Outbox entries applied to the central store")
 OUTBOX_FAILURES = Counter("fedgate_outbox_failures_total", "Failed attempts to apply outbox entries", ["kind"])
+AUDIT_DROPPED = Counter(
+    "fedgate_audit_dropped_total", "Denial audit rows lost: the write queue was full (a flood) or a batch failed"
+)
+RATE_LIMITED = Counter(
+    "fedgate_rate_limited_total", "Requests refused 429 because their address spent its anonymous-denial budget"
+)

@@ -1,0 +1,375 @@
+"""Refusals: cheap, uniform, MLflow-shaped, never a traceback, never an oracle, audited safely, rate-limited.
+
+Against the session's real gateway (embedded PostgreSQL, real `mlflow server` stores); the flood test
+starts a second gateway over the same database with a tiny anonymous-denial budget, so the shared
+gateway (generous default) is never limited by the rest of the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import requests
+
+from gateway.devstack import GatewayProcess
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+
+pytestmark = pytest.mark.integration
+SCIM = "/api/2.0/preview/scim/v2"
+DEEP = b"[" * 5000 + b"]" * 5000
+DEEP_OBJECT = b'{"a":' * 5000 + b"1" + b"}" * 5000
+MISSING_ID = "987654321"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def admin(stack: Stack, workspace: str | None = None) -> requests.Session:
+    return stack.http(workspace, token=ADMIN_TOKEN)
+
+
+@dataclass
+class Cast:
+    owner_token: str
+    stranger_token: str  # CAN_USE on team-a: enters the workspace, reads nothing of the owner's
+    experiment_id: str
+    model_id: str
+    stranger_id: int
+
+
+def _user(stack: Stack, name: str) -> tuple[int, str]:
+    created = admin(stack).post(f"{stack.url}{SCIM}/Users", json={"userName": name})
+    assert created.status_code == 201, created.text
+    issued = admin(stack).post(
+        f"{stack.url}/api/2.0/token-management/on-behalf-of/tokens", json={"user_name": name, "comment": "denials"}
+    )
+    assert issued.status_code == 200, issued.text
+    return int(created.json()["id"]), str(issued.json()["token_value"])
+
+
+@pytest.fixture(scope="module")
+def cast(stack: Stack) -> Cast:
+    owner_id, owner_token = _user(stack, f"{unique('owner')}@example.com")
+    stranger_id, stranger_token = _user(stack, f"{unique('stranger')}@example.com")
+    group = unique("denials")
+    created = admin(stack).post(
+        f"{stack.url}{SCIM}/Groups",
+        json={"displayName": group, "members": [{"value": str(owner_id)}, {"value": str(stranger_id)}]},
+    )
+    assert created.status_code == 201, created.text
+    granted = admin(stack).patch(
+        f"{stack.url}/api/2.0/permissions/workspaces/team-a",
+        json={"access_control_list": [{"group_name": group, "permission_level": "CAN_USE"}]},
+    )
+    assert granted.status_code == 200, granted.text
+    owner = stack.http("team-a", token=owner_token)
+    experiment = owner.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("hidden")})
+    assert experiment.status_code == 200, experiment.text
+    model_name = unique("hidden-model")
+    model = owner.post(f"{stack.url}/api/2.0/mlflow/registered-models/create", json={"name": model_name})
+    assert model.status_code == 200, model.text
+    model_id = owner.get(f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": model_name})
+    assert model_id.status_code == 200, model_id.text
+    return Cast(
+        owner_token,
+        stranger_token,
+        experiment.json()["experiment_id"],
+        model_id.json()["registered_model_databricks"]["id"],
+        stranger_id,
+    )
+
+
+class LogWindow:
+    """What the gateway logged since the window opened."""
+
+    def __init__(self, path: Path | None) -> None:
+        assert path is not None
+        self.path = path
+        self.start = path.stat().st_size
+
+    def text(self) -> str:
+        with self.path.open("rb") as handle:
+            handle.seek(self.start)
+            return handle.read().decode("utf-8", "replace")
+
+
+@pytest.fixture
+def log_window(stack: Stack) -> Iterator[LogWindow]:
+    window = LogWindow(stack.gateway.log_path)
+    yield window
+
+
+def assert_mlflow_error(response: requests.Response, status: int, codes: set[str] | None = None) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers.get("content-type", "").startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body.get("error_code"), str) and isinstance(body.get("message"), str), body
+    assert "Traceback" not in body["message"] and 'File "' not in body["message"], body
+    if codes is not None:
+        assert body["error_code"] in codes, body
+    return dict(body)
+
+
+# -- the permissions API is no existence oracle ----------------------------------------------------------
+
+
+def _same_answer(hidden: requests.Response, missing: requests.Response, hidden_id: str) -> None:
+    assert hidden.status_code == missing.status_code == 404, (hidden.text, missing.text)
+    hidden_body = hidden.json()
+    missing_body = missing.json()
+    assert hidden_body["error_code"] == missing_body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # Only the id the caller sent may differ between the two answers.
+    assert hidden_body["message"].replace(hidden_id, "<id>") == missing_body["message"].replace(MISSING_ID, "<id>")
+    assert set(hidden.headers.get("content-type", "").split(";")) == set(
+        missing.headers.get("content-type", "").split(";")
+    )
+
+
+@pytest.mark.parametrize("kind", ["experiments", "registered-models"])
+def test_permissions_api_answers_hidden_and_missing_objects_alike(stack: Stack, cast: Cast, kind: str) -> None:
+    stranger = stack.http("team-a", token=cast.stranger_token)
+    hidden_id = cast.experiment_id if kind == "experiments" else cast.model_id
+    base = f"{stack.url}/api/2.0/permissions/{kind}"
+    acl = {"access_control_list": [{"user_name": "nobody@example.com", "permission_level": "CAN_READ"}]}
+    for suffix, method, body in (
+        ("", "get", None),
+        ("/permissionLevels", "get", None),
+        ("", "put", acl),
+        ("", "patch", acl),
+    ):
+        hidden = getattr(stranger, method)(f"{base}/{hidden_id}{suffix}", json=body)
+        missing = getattr(stranger, method)(f"{base}/{MISSING_ID}{suffix}", json=body)
+        _same_answer(hidden, missing, hidden_id)
+    # The owner still sees its own object (the check did not just hide everything).
+    owner = stack.http("team-a", token=cast.owner_token)
+    assert owner.get(f"{base}/{hidden_id}").status_code == 200
+
+
+# -- audit rows keep untrusted values short ---------------------------------------------------------------
+
+
+def _audit_entry(stack: Stack, request_id: str, since: datetime) -> dict[str, Any] | None:
+    page_token = ""
+    while True:
+        params: dict[str, Any] = {"max_results": 1000, "actor": "anonymous", "since": since.isoformat()}
+        if page_token:
+            params["page_token"] = page_token
+        answer = admin(stack).get(f"{stack.url}/api/2.0/fedgate/audit-log", params=params)
+        assert answer.status_code == 200, answer.text
+        for item in answer.json()["entries"]:
+            if item["request_id"] == request_id:
+                return dict(item)
+        page_token = answer.json().get("next_page_token", "")
+        if not page_token:
+            return None
+
+
+def test_an_anonymous_32kb_workspace_header_is_audited_truncated(stack: Stack) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=30)
+    request_id = uuid.uuid4().hex
+    huge = "w" * 32 * 1024
+    response = requests.get(
+        f"{stack.url}/api/2.0/mlflow/experiments/search",
+        headers={"X-MLFLOW-WORKSPACE": huge, "X-Request-Id": request_id, "User-Agent": "u" * 8192},
+        timeout=30,
+    )
+    assert_mlflow_error(response, 401, {"UNAUTHENTICATED"})
+    found = None
+    deadline = time.monotonic() + 10
+    while found is None and time.monotonic() < deadline:
+        found = _audit_entry(stack, request_id, since)
+        if found is None:
+            time.sleep(0.2)  # denials are written in the background
+    assert found is not None, "no audit row for the anonymous denial"
+    workspace = found["details"]["workspace"]
+    assert workspace.startswith("w" * 64) and len(workspace) < 1024, len(workspace)
+    assert "truncated" in workspace
+    assert len(str(found["details"])) < 4096
+
+
+# -- malformed bodies on the gateway's own APIs -------------------------------------------------------------
+
+
+def own_api_bodies(stack: Stack, cast: Cast) -> list[tuple[str, str, dict[str, str]]]:
+    """(method, url, headers) of every kind of handler of the gateway's own that decodes a JSON body."""
+    url = stack.url
+    ws = {"X-MLFLOW-WORKSPACE": "team-a"}
+    return [
+        ("POST", f"{url}{SCIM}/Users", {}),
+        ("POST", f"{url}{SCIM}/Groups", {}),
+        ("PATCH", f"{url}{SCIM}/Users/{cast.stranger_id}", {}),
+        ("POST", f"{url}/api/2.0/token/create", {}),
+        ("POST", f"{url}/api/2.0/token/delete", {}),
+        ("POST", f"{url}/api/2.0/token-management/on-behalf-of/tokens", {}),
+        ("PATCH", f"{url}/api/2.0/permissions/workspaces/team-a", {}),
+        ("PUT", f"{url}/api/2.0/permissions/experiments/{cast.experiment_id}", ws),
+        ("PATCH", f"{url}/api/2.0/permissions/registered-models/{cast.model_id}", ws),
+        ("PATCH", f"{url}/api/2.1/unity-catalog/permissions/catalog/system", {}),
+        ("POST", f"{url}/api/2.0/sql/statements", {}),
+        ("POST", f"{url}/api/2.0/fedgate/index/sync", {}),
+        ("POST", f"{url}/api/3.0/mlflow/workspaces", {}),
+        ("PATCH", f"{url}/api/3.0/mlflow/workspaces/team-a", {}),
+        ("POST", f"{url}/api/2.0/fedgate/links/team-a/reconcile", {}),
+        ("POST", f"{url}/api/2.0/fedgate/links/team-a/dead-letters/retry", {}),
+    ]
+
+
+@pytest.mark.parametrize("body", [DEEP, DEEP_OBJECT], ids=["array", "object"])
+def test_deeply_nested_json_to_the_gateways_own_apis_answers_400(
+    stack: Stack, cast: Cast, log_window: LogWindow, body: bytes
+) -> None:
+    session = admin(stack)
+    for method, url, headers in own_api_bodies(stack, cast):
+        response = session.request(
+            method, url, data=body, headers={**headers, "Content-Type": "application/json"}, timeout=30
+        )
+        assert_mlflow_error(response, 400, {"INVALID_PARAMETER_VALUE", "MALFORMED_REQUEST"})
+    time.sleep(0.3)  # the log is written by another process
+    assert "Traceback" not in log_window.text()
+
+
+def test_unparseable_json_to_the_gateways_own_apis_answers_400(stack: Stack, cast: Cast, log_window: LogWindow) -> None:
+    session = admin(stack)
+    for body in (b'{"userName": ', b"\xff\xfe", b"[1, 2"):
+        for method, url, headers in own_api_bodies(stack, cast)[:3]:
+            response = session.request(
+                method, url, data=body, headers={**headers, "Content-Type": "application/json"}, timeout=30
+            )
+            assert_mlflow_error(response, 400, {"INVALID_PARAMETER_VALUE", "MALFORMED_REQUEST"})
+    time.sleep(0.3)
+    assert "Traceback" not in log_window.text()
+
+
+# -- every refusal path: MLflow-shaped, no traceback ------------------------------------------------------------
+
+
+def test_every_refusal_answers_mlflow_style_without_traceback(stack: Stack, cast: Cast, log_window: LogWindow) -> None:
+    url = stack.url
+    ws = {"X-MLFLOW-WORKSPACE": "team-a"}
+    stranger = {**ws, "Authorization": f"Bearer {cast.stranger_token}"}
+    admin_headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    json_headers = {"Content-Type": "application/json"}
+    search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+    cases: list[tuple[str, str, str, dict[str, str], bytes | None, int]] = [
+        ("401 no token", "GET", search, ws, None, 401),
+        ("401 bad bearer", "GET", search, {**ws, "Authorization": "Bearer fgt_" + "x" * 43}, None, 401),
+        ("401 bad basic", "GET", search, {**ws, "Authorization": "Basic dG9rZW46bm9wZQ=="}, None, 401),
+        ("401 other scheme", "GET", search, {**ws, "Authorization": "Negotiate YII="}, None, 401),
+        ("403 audit log", "GET", f"{url}/api/2.0/fedgate/audit-log", stranger, None, 403),
+        (
+            "403 workspace acl",
+            "PATCH",
+            f"{url}/api/2.0/permissions/workspaces/team-a",
+            {**stranger, **json_headers},
+            b'{"access_control_list": []}',
+            403,
+        ),
+        (
+            "404 hidden experiment",
+            "GET",
+            f"{url}/api/2.0/mlflow/experiments/get?experiment_id={cast.experiment_id}",
+            stranger,
+            None,
+            404,
+        ),
+        ("404 hidden acl", "GET", f"{url}/api/2.0/permissions/experiments/{cast.experiment_id}", stranger, None, 404),
+        ("400 malformed scim", "POST", f"{url}{SCIM}/Users", {**admin_headers, **json_headers}, b"{not json", 400),
+        ("400 deep scim", "POST", f"{url}{SCIM}/Users", {**admin_headers, **json_headers}, DEEP, 400),
+        (
+            "400 deep sql",
+            "POST",
+            f"{url}/api/2.0/sql/statements",
+            {**admin_headers, **json_headers},
+            DEEP_OBJECT,
+            400,
+        ),
+    ]
+    timings: dict[str, float] = {}
+    for name, method, target, headers, body, status in cases:
+        started = time.perf_counter()
+        response = requests.request(method, target, headers=headers, data=body, timeout=30)
+        timings[name] = (time.perf_counter() - started) * 1000
+        assert_mlflow_error(response, status)
+    print({name: f"{ms:.1f} ms" for name, ms in timings.items()})
+    time.sleep(0.3)
+    assert "Traceback" not in log_window.text()
+
+
+# -- the audit log cannot be emptied ----------------------------------------------------------------------
+
+
+def test_truncate_of_the_audit_log_is_refused(stack: Stack) -> None:
+    async def attempt() -> str:
+        connection = await asyncpg.connect(stack.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                await connection.execute("TRUNCATE audit_log")
+                return "truncated"
+            except asyncpg.PostgresError as exc:
+                return str(exc)
+            finally:
+                await transaction.rollback()  # never keep a TRUNCATE that got through
+        finally:
+            await connection.close()
+
+    outcome = asyncio.run(attempt())
+    assert "append-only" in outcome, outcome
+
+
+# -- anonymous floods are rate-limited ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tight_gateway(stack: Stack) -> Iterator[GatewayProcess]:
+    """A second replica over the same database whose anonymous-denial budget is 5, refilled at 1 per second."""
+    env = {
+        **GATEWAY_ENV,
+        "FEDGATE_SERVER_ANONYMOUS_DENIALS_BURST": "5",
+        "FEDGATE_SERVER_ANONYMOUS_DENIALS_PER_SECOND": "1",
+    }
+    gateway = GatewayProcess(stack.workdir / "fedgate.toml", env)
+    gateway.log_path = stack.workdir / f"tight-{uuid.uuid4().hex[:6]}.log"
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def _metric(url: str, name: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_an_anonymous_flood_gets_429_after_the_burst(tight_gateway: GatewayProcess) -> None:
+    url = f"{tight_gateway.url}/api/2.0/mlflow/experiments/search?max_results=1"
+    answers = [requests.get(url, headers={"X-MLFLOW-WORKSPACE": "team-a"}, timeout=30) for _ in range(12)]
+    statuses = [a.status_code for a in answers]
+    assert statuses[:5] == [401] * 5, statuses
+    assert 429 in statuses[5:], statuses
+    limited = next(a for a in answers if a.status_code == 429)
+    body = assert_mlflow_error(limited, 429, {"REQUEST_LIMIT_EXCEEDED"})
+    assert body["message"]
+    assert int(limited.headers["Retry-After"]) >= 1
+    # Bad credentials draw on the same budget.
+    bad = requests.get(url, headers={"Authorization": "Bearer fgt_" + "y" * 43}, timeout=30)
+    assert bad.status_code == 429, bad.text
+    # A valid credential from the same address is never limited.
+    ok = requests.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": "team-a"})
+    assert ok.status_code == 200, ok.text
+    assert _metric(tight_gateway.url, "fedgate_rate_limited_total") >= 1
+    assert _metric(tight_gateway.url, 'fedgate_denied_total{reason="Unauthenticated"}') >= 5
+    log = tight_gateway.log_path.read_text() if tight_gateway.log_path else ""
+    assert "Traceback" not in log
