@@ -1,0 +1,224 @@
+"""Issue findings 1 and 2, as an attacker sent them: the store never acts on an id the guard did not authorize.
+
+Bob may use team-a; Alice's experiment, run, logged model and traces are hidden from him. Each request
+below once reached the store (JSON escapes in keys, proto JSON names, ids nested in the body); now each
+is refused, and Alice's objects are checked unchanged through her own eyes afterwards.
+"""
+
+# ruff: noqa: F811  (the fixtures imported from test_access_control are redefined as parameters)
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import Stack
+from tests.integration.test_access_control import Org, Owned, alices_work, org, unique  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def send(session: requests.Session, method: str, url: str, raw: str) -> requests.Response:
+    return session.request(method, url, data=raw.encode(), headers={"Content-Type": "application/json"})
+
+
+def bobs_run(stack: Stack, org: Org) -> tuple[str, str]:
+    bob = org.bob.http(stack)
+    experiment_id = bob.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("bob")}).json()[
+        "experiment_id"
+    ]
+    run = bob.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}).json()
+    return experiment_id, run["run"]["info"]["run_id"]
+
+
+def alices_run(stack: Stack, org: Org, run_id: str) -> dict[str, Any]:
+    response = org.alice.http(stack).get(f"{stack.url}/api/2.0/mlflow/runs/get", params={"run_id": run_id})
+    assert response.status_code == 200, response.text
+    return dict(response.json()["run"])
+
+
+@pytest.mark.parametrize(
+    "route,template",
+    [
+        ("runs/delete", '{{"run_uuid": "{own}", "run\\u0049d": "{hidden}"}}'),  # runId, escaped: an alias
+        ("runs/delete", '{{"run_uuid": "{own}", "run\\u005fid": "{hidden}"}}'),  # run_id, escaped
+        ("runs/update", '{{"run_uuid": "{own}", "run\\u005fid": "{hidden}", "run_name": "pwned"}}'),
+        ("runs/set-tag", '{{"run_uuid": "{own}", "run\\u005fid": "{hidden}", "key": "pwned", "value": "1"}}'),
+        ("runs/delete-tag", '{{"run_uuid": "{own}", "run\\u005fid": "{hidden}", "key": "mlflow.runName"}}'),
+        (
+            "runs/log-metric",
+            '{{"run_uuid": "{own}", "run\\u005fid": "{hidden}", "key": "pwned", "value": 1, "timestamp": 1}}',
+        ),
+        ("runs/log-parameter", '{{"run_uuid": "{own}", "run\\u005fid": "{hidden}", "key": "pwned", "value": "1"}}'),
+        (
+            "runs/log-batch",
+            '{{"run_uuid": "{own}", "run\\u005fid": "{hidden}", "tags": [{{"key": "pwned", "value": "1"}}]}}',
+        ),
+        ("runs/restore", '{{"run_uuid": "{own}", "run\\u005fid": "{hidden}"}}'),
+        ("runs/log-inputs", '{{"run_uuid": "{own}", "run\\u005fid": "{hidden}", "datasets": []}}'),
+    ],
+)
+def test_an_escaped_or_aliased_run_id_never_reaches_a_hidden_run(
+    stack: Stack, org: Org, alices_work: Owned, route: str, template: str
+) -> None:
+    _, own = bobs_run(stack, org)
+    before = alices_run(stack, org, alices_work.run_id)
+    raw = template.format(own=own, hidden=alices_work.run_id)
+    response = send(org.bob.http(stack), "POST", f"{stack.url}/api/2.0/mlflow/{route}", raw)
+    assert response.status_code in (400, 404), response.text
+    assert response.json()["error_code"] in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
+    assert "Traceback" not in response.text
+    after = alices_run(stack, org, alices_work.run_id)
+    assert after["info"]["lifecycle_stage"] == before["info"]["lifecycle_stage"] == "active"
+    assert after["data"] == before["data"]
+    assert after["info"].get("run_name") == before["info"].get("run_name")
+
+
+@pytest.fixture(scope="module")
+def alices_logged_model(stack: Stack, org: Org, alices_work: Owned) -> str:
+    response = org.alice.http(stack).post(
+        f"{stack.url}/api/2.0/mlflow/logged-models",
+        json={"experiment_id": alices_work.experiment_id, "name": unique("alice-lm")},
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["model"]["info"]["model_id"])
+
+
+def alices_model_metrics(stack: Stack, org: Org, model_id: str) -> list[Any]:
+    response = org.alice.http(stack).get(f"{stack.url}/api/2.0/mlflow/logged-models/{model_id}")
+    assert response.status_code == 200, response.text
+    return list(response.json()["model"].get("data", {}).get("metrics", []))
+
+
+def test_ids_nested_in_a_body_are_authorized(
+    stack: Stack, org: Org, alices_work: Owned, alices_logged_model: str
+) -> None:
+    experiment_id, own = bobs_run(stack, org)
+    bob = org.bob.http(stack)
+    hidden_model = alices_logged_model
+    metric = {"key": "pwned", "value": 1, "timestamp": 1, "step": 0, "model_id": hidden_model}
+    attempts = [
+        ("runs/log-batch", {"run_id": own, "metrics": [metric]}),
+        ("runs/log-metric", {"run_id": own, "key": "pwned", "value": 1, "timestamp": 1, "model_id": hidden_model}),
+        ("runs/log-inputs", {"run_id": own, "models": [{"model_id": hidden_model}]}),
+        ("runs/outputs", {"run_id": own, "models": [{"model_id": hidden_model, "step": 0}]}),
+    ]
+    for route, body in attempts:
+        response = bob.post(f"{stack.url}/api/2.0/mlflow/{route}", json=body)
+        assert response.status_code == 404, (route, response.text)
+        assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert alices_model_metrics(stack, org, hidden_model) == []
+    # The same calls on Bob's own logged model go through: nested ids are checked, not forbidden.
+    mine = bob.post(
+        f"{stack.url}/api/2.0/mlflow/logged-models", json={"experiment_id": experiment_id, "name": unique("bob-lm")}
+    ).json()["model"]["info"]["model_id"]
+    logged = bob.post(
+        f"{stack.url}/api/2.0/mlflow/runs/log-batch", json={"run_id": own, "metrics": [{**metric, "model_id": mine}]}
+    )
+    assert logged.status_code == 200, logged.text
+    # A logged model created from a hidden run, the key escaped: refused before the store sees it.
+    raw = f'{{"experiment_id": "{experiment_id}", "source\\u005frun_id": "{alices_work.run_id}"}}'
+    assert send(bob, "POST", f"{stack.url}/api/2.0/mlflow/logged-models", raw).status_code == 404
+
+
+def test_only_admins_choose_an_artifact_location_however_the_key_is_written(stack: Stack, org: Org) -> None:
+    bob = org.bob.http(stack)
+    for key in ("artifact_location", "artifact\\u005flocation", "artifactLocation"):
+        raw = f'{{"name": "{unique("loc")}", "{key}": "file:///tmp/elsewhere"}}'
+        response = send(bob, "POST", f"{stack.url}/api/2.0/mlflow/experiments/create", raw)
+        assert response.status_code in (400, 403), (key, response.text)
+
+
+def test_trace_bodies_cannot_reach_a_hidden_experiment(stack: Stack, org: Org, alices_work: Owned) -> None:
+    mine, _ = bobs_run(stack, org)
+    bob = org.bob.http(stack)
+
+    def trace(experiment_id: str, info_key: str = "trace_info", trace_id: str | None = None) -> dict[str, Any]:
+        info = {
+            "trace_id": trace_id or f"tr-{unique('t').replace('-', '')}",
+            "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}},
+            "request_time": "2026-12-02T00:00:00Z",
+            "state": "OK",
+        }
+        return {"trace": {info_key: info}}
+
+    url = f"{stack.url}/api/3.0/mlflow/traces"
+    assert bob.post(url, json=trace(alices_work.experiment_id, "traceInfo")).status_code == 400
+    assert bob.post(url, json=trace(alices_work.experiment_id)).status_code == 404
+    created = bob.post(url, json=trace(mine))
+    assert created.status_code == 200, created.text
+    # Alice's trace: Bob may not merge into it by naming its id in a trace of his own experiment.
+    alice = org.alice.http(stack)
+    hers = alice.post(url, json=trace(alices_work.experiment_id))
+    assert hers.status_code == 200, hers.text
+    her_id = hers.json()["trace"]["trace_info"]["trace_id"]
+    body = trace(mine, trace_id=her_id)
+    body["trace"]["trace_info"]["tags"] = {"pwned": "1"}
+    assert bob.post(url, json=body).status_code == 404
+    tags = alice.get(f"{stack.url}/api/3.0/mlflow/traces/{her_id}").json()["trace"]["trace_info"].get("tags", {})
+    assert "pwned" not in tags
+    hidden = alices_work.experiment_id
+    # Search: a second, escaped location naming Alice's experiment is read like any other.
+    raw = (
+        f'{{"locations": [{{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {{"experiment_id": "{mine}"}}}},'
+        f' {{"type": "MLFLOW_EXPERIMENT", "mlflow_\\u0065xperiment": {{"experiment_id": "{hidden}"}}}}],'
+        f' "max_results": 100}}'
+    )
+    found = send(bob, "POST", f"{stack.url}/api/3.0/mlflow/traces/search", raw)
+    assert found.status_code == 404 or all(
+        t["trace_location"]["mlflow_experiment"]["experiment_id"] == mine for t in found.json().get("traces", [])
+    ), found.text
+
+
+def test_otlp_spans_cannot_be_added_to_a_hidden_trace(stack: Stack, org: Org, alices_work: Owned) -> None:
+    import gzip
+    import uuid
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    mine, _ = bobs_run(stack, org)
+    alice, bob = org.alice.http(stack), org.bob.http(stack)
+    hex_id = uuid.uuid4().hex
+    info = {
+        "trace_id": f"tr-{hex_id}",
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": alices_work.experiment_id},
+        },
+        "request_time": "2026-12-02T00:00:00Z",
+        "state": "OK",
+    }
+    assert alice.post(f"{stack.url}/api/3.0/mlflow/traces", json={"trace": {"trace_info": info}}).status_code == 200
+
+    def info_of_hers() -> dict[str, Any]:
+        response = alice.get(f"{stack.url}/api/3.0/mlflow/traces/tr-{hex_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json()["trace"]["trace_info"])
+
+    before = info_of_hers()
+
+    def spans(trace_id: bytes) -> bytes:
+        request = ExportTraceServiceRequest()
+        span = request.resource_spans.add().scope_spans.add().spans.add()
+        span.trace_id, span.span_id, span.name = trace_id, b"\x01" * 8, "pwned"
+        span.start_time_unix_nano, span.end_time_unix_nano = 1, 2
+        return gzip.compress(request.SerializeToString())
+
+    headers = {
+        "Content-Type": "application/x-protobuf",
+        "Content-Encoding": "gzip",
+        "x-mlflow-experiment-id": mine,
+    }
+    hidden = bob.post(f"{stack.url}/v1/traces", data=spans(bytes.fromhex(hex_id)), headers=headers)
+    assert hidden.status_code == 404, hidden.text
+    # Nor may the traces an export creates be linked to a hidden run.
+    linked = bob.post(
+        f"{stack.url}/v1/traces",
+        data=spans(uuid.uuid4().bytes),
+        headers={**headers, "x-mlflow-run-id": alices_work.run_id},
+    )
+    assert linked.status_code == 404, linked.text
+    own = bob.post(f"{stack.url}/v1/traces", data=spans(uuid.uuid4().bytes), headers=headers)
+    assert own.status_code == 200, own.text
+    assert info_of_hers() == before
