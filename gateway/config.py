@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from gateway.workspaces.links import Namespace, store_identity
+
 WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RESERVED_WORKSPACE_NAMES = frozenset({"account", "workspaces", "api", "ajax-api", "static-files"})
 STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -329,6 +331,7 @@ def validate_settings(settings: Settings) -> None:
         names.add(ws.name)
         ids.add(ws.id)
         check_link(ws.mode, ws.store, settings, where=where)
+    check_declared_namespaces(settings)
     check_oidc(settings.oidc)
 
 
@@ -371,8 +374,58 @@ def check_link(mode: str, store: str, settings: Settings, *, where: str) -> None
     if mode == "central":
         if not settings.central.store:
             raise ConfigError(f"{where}.mode: 'central' needs central.store to name the account's store")
+        if not settings.stores[settings.central.store].workspaces:
+            # The whole store would be the workspace's: every other central workspace, and the dual
+            # workspaces' copies kept there, would share it.
+            raise ConfigError(
+                f"{where}.mode: 'central' needs a central store with workspaces (set workspaces = true on "
+                f"stores.{settings.central.store} and start it with --enable-workspaces), so that each central "
+                "workspace gets a namespace of its own; or link the workspace to a store of its own"
+            )
         return
     if not store:
         raise ConfigError(f"{where}.store: mode {mode!r} needs a store")
     if store not in settings.stores:
         raise ConfigError(f"{where}.store: no store named {store!r}")
+
+
+def link_namespaces(
+    name: str, mode: str, store: str | None, upstream_workspace: str | None, settings: Settings
+) -> tuple[Namespace, ...]:
+    """Every store namespace a workspace linked this way reads or writes (gateway/workspaces/links.py)."""
+    spaces: list[Namespace] = []
+    home = settings.central.store if mode == "central" else store or ""
+    if home in settings.stores:
+        own = settings.stores[home]
+        upstream = (upstream_workspace or name) if own.workspaces else None
+        spaces.append(Namespace(store_identity(own.url), upstream, label=home))
+    central = settings.central.store
+    if mode == "dual" and central in settings.stores:
+        mirror = settings.stores[central]
+        if mirror.workspaces:
+            spaces.append(Namespace(store_identity(mirror.url), name, label=central))
+        else:
+            spaces.append(Namespace(store_identity(mirror.url), None, prefix=f"{name}/", label=central))
+    return tuple(spaces)
+
+
+def check_declared_namespaces(settings: Settings) -> None:
+    """No two declared workspaces may read or write one store namespace: the store could not keep them apart."""
+    seen: list[tuple[str, tuple[Namespace, ...]]] = []
+    for index, ws in enumerate(settings.workspaces):
+        spaces = link_namespaces(ws.name, ws.mode, ws.store, ws.upstream_workspace, settings)
+        for position, mine in enumerate(spaces):
+            if any(mine.overlaps(other) for other in spaces[position + 1 :]):
+                raise ConfigError(
+                    f"workspaces[{index}].store: workspace {ws.name!r} would keep its own data and its central "
+                    f"copies in one namespace ({mine.describe()})"
+                )
+        for other_name, other_spaces in seen:
+            for mine in spaces:
+                if any(mine.overlaps(theirs) for theirs in other_spaces):
+                    raise ConfigError(
+                        f"workspaces[{index}]: workspaces {other_name!r} and {ws.name!r} share one store namespace "
+                        f"({mine.describe()}); give each its own store, or its own upstream_workspace on a store "
+                        "with workspaces = true"
+                    )
+        seen.append((ws.name, spaces))

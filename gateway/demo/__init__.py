@@ -17,12 +17,16 @@ from typing import Any
 
 from gateway.devstack import LOOPBACK, NO_TELEMETRY, GatewayProcess, MlflowServer, free_port
 
-STORES = ("team-a-store", "team-b-store", "central")
+CENTRAL = "central"
+STORES = ("team-a-store", "team-b-store", CENTRAL)
 DEMO_USER = "ds@example.com"
 
 
 def _config(root: Path, servers: dict[str, MlflowServer]) -> str:
-    stores = "\n".join(f'[stores.{name}]\nurl = "{server.url}"\n' for name, server in servers.items())
+    stores = "\n".join(
+        f'[stores.{name}]\nurl = "{server.url}"\nworkspaces = {str(server.workspaces).lower()}\n'
+        for name, server in servers.items()
+    )
     return f"""# Written by `fedgate demo`.
 [account]
 id = "7001"
@@ -61,7 +65,8 @@ def run_demo(root: Path, port: int = 8080) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     root = root.resolve()
     token = os.environ.get("FEDGATE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
-    servers = {name: MlflowServer(root / name) for name in STORES}
+    # The central store has workspaces: each central-mode workspace gets a namespace of its own there.
+    servers = {name: MlflowServer(root / name, workspaces=name == CENTRAL) for name in STORES}
     gateway: GatewayProcess | None = None
     print(f"starting {len(servers)} mlflow servers (sqlite + proxied artifacts) under {root} ...", flush=True)
     try:
@@ -74,6 +79,7 @@ def run_demo(root: Path, port: int = 8080) -> int:
             if server.process is None or server.process.poll() is not None:
                 raise RuntimeError(f"mlflow server {name} did not start; see {server.root / 'server.log'}")
             print(f"  {name:13} {server.url}", flush=True)
+        _create_central_workspace(servers[CENTRAL], "research")
         config = root / "fedgate.toml"
         config.write_text(_config(root, servers))
         gateway = GatewayProcess(config, {"FEDGATE_ADMIN_TOKEN": token}, port=_port(port))
@@ -139,6 +145,19 @@ def _call(
     except urllib.error.HTTPError as exc:
         error = json.loads(exc.read() or b"{}")
         return f"{exc.code} {error.get('error_code', '')}: {error.get('message', '')}"
+
+
+def _create_central_workspace(server: MlflowServer, name: str) -> None:
+    """The namespace of the central-mode workspace `research` on the central store (kept on a rerun)."""
+    body = json.dumps({"name": name}).encode()
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(f"{server.url}/api/3.0/mlflow/workspaces", body, headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30):  # noqa: S310 (the demo's own mlflow server)
+            pass
+    except urllib.error.HTTPError as exc:
+        if b"ALREADY_EXISTS" not in exc.read():
+            raise
 
 
 def _provision_data_scientist(url: str, admin_token: str) -> str:

@@ -1,14 +1,27 @@
 """Reads of a dual workspace served from the central copy while the workspace's own store is down.
 
-Ids in the request are translated to the central copies' ids (the id map), the call goes to the
-central store, and ids in the answer are translated back, so the client sees what it would have
-seen from its own store. The answer says so: `X-Fedgate-Served-By: central`. Writes are not failed
-over: they answer 503 with Retry-After, and the client's retry lands once the store is back.
+Only the workspace's own central copies are ever answered, for every failover route:
+
+- Ids in the request are translated to the central copies' ids through the workspace's id map. An
+  id with no copy of this workspace's answers 404 as the store would (`No Experiment with id=...
+  exists`, `Run with id=... not found`), whatever the central store holds under that number.
+- Searches are narrowed before they are sent, so pages stay full: runs/search to the copies of the
+  experiments asked for; experiments/search to the workspace's name prefix on a central store
+  without workspaces (on one with workspaces the copies live in a namespace of the workspace's
+  own). Ids and names compared in a filter are translated (an id without a copy becomes one no
+  object has), so a filter the guard narrowed by the workspace's own ids keeps its meaning.
+- Answers are checked after: a search drops any experiment or run that is not in the id map
+  (something written to the central store around the gateway), a get of one answers 404. Ids in
+  the answer are translated back, names lose the prefix and provenance tags are hidden, so the
+  client sees what it would have seen from its own store.
+
+The answer says it came from the central store: `X-Fedgate-Served-By: central`. Writes are not
+failed over: they answer 503 with Retry-After, and the client's retry lands once the store is back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -17,28 +30,50 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.models import IdMapRow
-from gateway.errors import ResourceNotFound, StoreUnavailable
+from gateway.errors import InvalidParameter, ResourceNotFound, StoreUnavailable
 from gateway.federation.mirror import SOURCE_EXPERIMENT_TAG, SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
 from gateway.federation.route_table import RouteSpec
+from gateway.index.filters import (
+    EXPERIMENT_ENTITIES,
+    RUN_ENTITIES,
+    Entity,
+    Token,
+    _clauses,
+    _split,
+    _string,
+    parse_experiment_filter,
+    parse_run_filter,
+)
 from gateway.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
 from gateway.workspaces.links import WorkspaceLink
 
 SERVED_BY = "X-Fedgate-Served-By"
 PROVENANCE_TAGS = frozenset({SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG, SOURCE_EXPERIMENT_TAG})
+EXPERIMENT_SEARCH = frozenset({"POST /mlflow/experiments/search", "GET /mlflow/experiments/search"})
+RUN_SEARCH = "POST /mlflow/runs/search"
+EXPERIMENT_GETS = frozenset({"GET /mlflow/experiments/get", "GET /mlflow/experiments/get-by-name"})
+RUN_GET = "GET /mlflow/runs/get"
 FAILOVER_ROUTES = frozenset(
     {
-        "GET /mlflow/experiments/get",
-        "GET /mlflow/experiments/get-by-name",
-        "POST /mlflow/experiments/search",
-        "GET /mlflow/experiments/search",
-        "GET /mlflow/runs/get",
-        "POST /mlflow/runs/search",
+        *EXPERIMENT_SEARCH,
+        *EXPERIMENT_GETS,
+        RUN_GET,
+        RUN_SEARCH,
         "GET /mlflow/metrics/get-history",
         "GET /mlflow-artifacts/artifacts",
         "GET /mlflow-artifacts/artifacts/{artifact_path:path}",
     }
 )
 ID_FIELDS = {"experiment_id": "experiment", "run_id": "run", "run_uuid": "run"}
+# Ids no experiment or run has: what a filter compares with in place of an id without a copy here.
+NO_EXPERIMENT = "-1"
+NO_RUN = "0" * 32
+
+Translate = Callable[[bytes], Awaitable[bytes]]
+
+
+class _Nothing(Exception):
+    """The request can match none of the workspace's copies: answered empty without asking the store."""
 
 
 class IdTranslator:
@@ -48,7 +83,7 @@ class IdTranslator:
         self.session = session
         self.link = link
 
-    async def to_central(self, kind: str, primary_id: str) -> IdMapRow:
+    async def row(self, kind: str, primary_id: str) -> IdMapRow | None:
         result = await self.session.execute(
             select(IdMapRow).where(
                 IdMapRow.workspace_id == self.link.workspace_id,
@@ -56,13 +91,18 @@ class IdTranslator:
                 IdMapRow.primary_id == primary_id,
             )
         )
-        row = result.scalar_one_or_none()
-        if row is None:
-            raise StoreUnavailable(
-                f"The store of workspace '{self.link.name}' is unreachable and the central store has no copy "
-                f"of {kind} {primary_id} yet; try again shortly."
-            )
-        return row
+        return result.scalar_one_or_none()
+
+    async def central(self, kind: str, primary_id: str) -> str | None:
+        found = await self.row(kind, primary_id)
+        return found.central_id if found is not None else None
+
+    async def to_central(self, kind: str, primary_id: str) -> str:
+        """The copy's id, or 404 in the words of the store (the id has no copy of this workspace's)."""
+        central = await self.central(kind, primary_id)
+        if central is None:
+            raise ResourceNotFound(_missing(kind, primary_id))
+        return central
 
     async def to_primary(self, kind: str, central_ids: set[str]) -> dict[str, str]:
         if not central_ids:
@@ -75,6 +115,23 @@ class IdTranslator:
             )
         )
         return {central: primary for central, primary in result.all()}
+
+
+class EmptyAnswer:
+    """A 200 with an empty JSON object (MLflow's empty search page), answered by the gateway itself."""
+
+    status = 200
+    headers: Mapping[str, str] = {"Content-Type": "application/json"}
+    content_length: int | None = 2
+
+    async def read(self) -> bytes:
+        return b"{}"
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        yield b"{}"
+
+    def release(self) -> None:
+        return None
 
 
 class Failover:
@@ -94,34 +151,24 @@ class Failover:
         query: str,
         body: bytes | None,
         artifact_path: str | None,
-    ) -> tuple[StoreResponse, Any]:
+    ) -> tuple[StoreResponse, Translate]:
         """Send the read to the central store; (response, function translating its JSON body back)."""
+        missing: list[str] = []  # what the store would say if the object asked for were not there
+
+        async def translate(raw: bytes) -> bytes:
+            return await self.translate_back(spec, link, raw, missing[0] if missing else "")
+
         async with self._sessionmaker() as session:
             ids = IdTranslator(session, link)
-            params = parse_qsl(query, keep_blank_values=True)
-            translated = []
-            for name, value in params:
-                if name in ID_FIELDS:
-                    value = (await ids.to_central(ID_FIELDS[name], value)).central_id
-                elif name == "path" and artifact_path is not None:
-                    value = await self._artifact_path(ids, value)
-                elif name == "experiment_name":
-                    value = link.mirror_prefix + value
-                translated.append((name, value))
-            query = urlencode(translated)
-            if body and body[:1] == b"{":
-                document = msgspec.json.decode(body)
-                for name, kind in ID_FIELDS.items():
-                    if name in document:
-                        document[name] = (await ids.to_central(kind, str(document[name]))).central_id
-                if "experiment_ids" in document:
-                    document["experiment_ids"] = [
-                        (await ids.to_central("experiment", str(e))).central_id for e in document["experiment_ids"]
-                    ]
-                body = msgspec.json.encode(document)
-            if "{artifact_path:path}" in spec.path and artifact_path is not None:
-                central_path = await self._artifact_path(ids, artifact_path)
-                path = "/api/2.0/mlflow-artifacts/artifacts/" + quote(central_path)
+            try:
+                query = await self._query(spec, link, ids, query, artifact_path, missing)
+                if body and body[:1] == b"{":
+                    body = await self._body(spec, link, ids, body)
+                if "{artifact_path:path}" in spec.path and artifact_path is not None:
+                    central_path = await self._artifact_path(ids, artifact_path)
+                    path = "/api/2.0/mlflow-artifacts/artifacts/" + quote(central_path)
+            except _Nothing:
+                return EmptyAnswer(), translate
         store = self.stores[link.mirror or ""]
         try:
             response = await store.request(
@@ -137,7 +184,97 @@ class Failover:
             raise StoreUnavailable(
                 f"Neither the store of workspace '{link.name}' nor the central store can be reached."
             ) from exc
-        return response, lambda raw: self.translate_back(link, raw)
+        return response, translate
+
+    async def _query(
+        self,
+        spec: RouteSpec,
+        link: WorkspaceLink,
+        ids: IdTranslator,
+        query: str,
+        artifact_path: str | None,
+        missing: list[str],
+    ) -> str:
+        translated = []
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if name in ID_FIELDS:
+                missing.append(_missing(ID_FIELDS[name], value))
+                value = await ids.to_central(ID_FIELDS[name], value)
+            elif name == "path" and artifact_path is not None:
+                value = await self._artifact_path(ids, value)
+            elif name == "experiment_name":
+                missing.append(f"Could not find experiment with name '{value}'")
+                value = link.mirror_prefix + value
+            elif name == "filter" and spec.name in EXPERIMENT_SEARCH:
+                continue  # rewritten below, narrowed
+            translated.append((name, value))
+        if spec.method == "GET" and spec.name in EXPERIMENT_SEARCH:
+            asked = next((v for n, v in parse_qsl(query, keep_blank_values=True) if n == "filter"), "")
+            if narrowed := await self._experiment_filter(link, ids, asked):
+                translated.append(("filter", narrowed))
+        return urlencode(translated)
+
+    async def _body(self, spec: RouteSpec, link: WorkspaceLink, ids: IdTranslator, body: bytes) -> bytes:
+        try:
+            document = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise InvalidParameter(f"Malformed JSON request body: {exc}") from exc
+        if not isinstance(document, dict):
+            raise InvalidParameter("The request body must be a JSON object.")
+        if spec.name == RUN_SEARCH:
+            asked = document.get("experiment_ids") or []
+            if not isinstance(asked, list):
+                raise InvalidParameter("experiment_ids must be a list of experiment ids.")
+            # Experiments without a copy of this workspace's hold none of its runs.
+            kept = [central for e in asked if (central := await ids.central("experiment", str(e))) is not None]
+            if not kept:
+                raise _Nothing
+            document["experiment_ids"] = kept
+            if document.get("filter"):
+                document["filter"] = await self._run_filter(ids, str(document["filter"]))
+        elif spec.name in EXPERIMENT_SEARCH:
+            narrowed = await self._experiment_filter(link, ids, str(document.get("filter") or ""))
+            if narrowed:
+                document["filter"] = narrowed
+        for name, kind in ID_FIELDS.items():
+            if name in document:
+                document[name] = await ids.to_central(kind, str(document[name]))
+        return msgspec.json.encode(document)
+
+    async def _experiment_filter(self, link: WorkspaceLink, ids: IdTranslator, text: str) -> str:
+        """The client's filter with ids and names of the central copies, AND the workspace's name prefix."""
+        parse_experiment_filter(text)  # refused here as the store would refuse it
+        edits: list[tuple[Token, str]] = []
+        for clause in _clauses(text):
+            entity, key = _split(clause.identifier, EXPERIMENT_ENTITIES)
+            if entity is not Entity.ATTRIBUTE or clause.value is None:
+                continue
+            values = clause.value if isinstance(clause.value, tuple) else (clause.value,)
+            if key == "experiment_id":
+                for token in values:
+                    central = await ids.central("experiment", _string(token, "experiment_id"))
+                    edits.append((token, f"'{central or NO_EXPERIMENT}'"))
+            elif key == "name" and link.mirror_prefix:
+                # Workspace names are [a-z0-9-]: the prefix needs no escaping in any quote or LIKE pattern.
+                edits.extend((token, token.text[0] + link.mirror_prefix + token.text[1:]) for token in values)
+        rewritten = _apply(text, edits).strip()
+        if not link.mirror_prefix:
+            return rewritten
+        own = f"name LIKE '{link.mirror_prefix}%'"
+        return f"{rewritten} AND {own}" if rewritten else own
+
+    async def _run_filter(self, ids: IdTranslator, text: str) -> str:
+        parse_run_filter(text)
+        edits: list[tuple[Token, str]] = []
+        for clause in _clauses(text):
+            entity, key = _split(clause.identifier, RUN_ENTITIES)
+            if entity is not Entity.ATTRIBUTE or key != "run_id" or clause.value is None:
+                continue
+            values = clause.value if isinstance(clause.value, tuple) else (clause.value,)
+            for token in values:
+                central = await ids.central("run", _string(token, "run_id"))
+                edits.append((token, f"'{central or NO_RUN}'"))
+        return _apply(text, edits)
 
     async def _artifact_path(self, ids: IdTranslator, client_path: str) -> str:
         """`[workspaces/<ws>/]<exp>/<run>/artifacts/<rest>` → the same file under the central run's root."""
@@ -146,20 +283,62 @@ class Failover:
             parts = parts[2:]
         if len(parts) < 3 or parts[2] != "artifacts":
             raise ResourceNotFound("Only run artifacts are served from the central copy while the store is down.")
-        row = await ids.to_central("run", parts[1])
+        row = await ids.row("run", parts[1])
+        if row is None:
+            raise ResourceNotFound(_missing("run", parts[1]))
         root = row.central_artifact_uri.removeprefix("mlflow-artifacts:").lstrip("/")
         return "/".join([root, *parts[3:]])
 
-    async def translate_back(self, link: WorkspaceLink, raw: bytes) -> bytes:
+    async def translate_back(self, spec: RouteSpec, link: WorkspaceLink, raw: bytes, missing: str = "") -> bytes:
         if raw[:1] != b"{":
             return raw
         document = msgspec.json.decode(raw)
+        if missing and document.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+            # The store's words would name the central copy's id or prefixed name.
+            document["message"] = missing
+            return msgspec.json.encode(document)
         found: dict[str, set[str]] = {"experiment": set(), "run": set()}
         _collect(document, found)
         async with self._sessionmaker() as session:
             ids = IdTranslator(session, link)
             maps = {kind: await ids.to_primary(kind, values) for kind, values in found.items()}
+        _keep_own(spec, document, maps, missing)
         return msgspec.json.encode(_rewrite(document, maps, link))
+
+
+def _keep_own(spec: RouteSpec, document: dict[str, Any], maps: dict[str, dict[str, str]], missing: str) -> None:
+    """Drop from a page, or answer 404 for, what is not one of this workspace's copies."""
+    if spec.name in EXPERIMENT_SEARCH:
+        own = [e for e in document.get("experiments") or [] if str(e.get("experiment_id")) in maps["experiment"]]
+        document.pop("experiments", None)
+        if own:
+            document["experiments"] = own
+    elif spec.name == RUN_SEARCH:
+        own = [r for r in document.get("runs") or [] if str((r.get("info") or {}).get("run_id")) in maps["run"]]
+        document.pop("runs", None)
+        if own:
+            document["runs"] = own
+    elif spec.name in EXPERIMENT_GETS:
+        experiment = document.get("experiment") or {}
+        if str(experiment.get("experiment_id")) not in maps["experiment"]:
+            raise ResourceNotFound(missing or "Experiment not found")
+    elif spec.name == RUN_GET:
+        info = (document.get("run") or {}).get("info") or {}
+        if str(info.get("run_id")) not in maps["run"]:
+            raise ResourceNotFound(missing or "Run not found")
+
+
+def _missing(kind: str, primary_id: str) -> str:
+    if kind == "experiment":
+        return f"No Experiment with id={primary_id} exists"
+    return f"Run with id={primary_id} not found"
+
+
+def _apply(text: str, edits: list[tuple[Token, str]]) -> str:
+    """Replace tokens of a filter by position, leaving every other character as the client wrote it."""
+    for token, replacement in sorted(edits, key=lambda edit: edit[0].position, reverse=True):
+        text = text[: token.position] + replacement + text[token.position + len(token.text) :]
+    return text
 
 
 def _collect(node: Any, found: dict[str, set[str]]) -> None:
@@ -177,13 +356,16 @@ def _collect(node: Any, found: dict[str, set[str]]) -> None:
 def _rewrite(node: Any, maps: dict[str, dict[str, str]], link: WorkspaceLink, key: str = "") -> Any:
     if isinstance(node, dict):
         result = {k: _rewrite(v, maps, link, k) for k, v in node.items()}
+        prefix = f"workspaces/{link.name}/" if link.upstream_workspace else ""
         if "run_id" in result and "experiment_id" in result and "artifact_uri" in result:
-            prefix = f"workspaces/{link.name}/" if link.upstream_workspace else ""
             run_dir = f"{result['experiment_id']}/{result['run_id']}"
             result["artifact_uri"] = f"mlflow-artifacts:/{prefix}{run_dir}/artifacts"
         is_experiment = key == "experiment" or ("experiment_id" in result and "artifact_location" in result)
         if is_experiment and isinstance(result.get("name"), str):
             result["name"] = result["name"].removeprefix(link.mirror_prefix)
+        if is_experiment and "artifact_location" in result and "experiment_id" in result:
+            # Where the workspace's own store keeps it, not the central copy's location.
+            result["artifact_location"] = f"mlflow-artifacts:/{prefix}{result['experiment_id']}"
         return result
     if isinstance(node, list):
         kept = [item for item in node if not (isinstance(item, dict) and item.get("key") in PROVENANCE_TAGS)]

@@ -204,6 +204,9 @@ class Mirror:
         if not rows:
             return Applied(0)
         link = self.links.by_id(rows[0].workspace_id)
+        if link is None and self.links.withheld_id(rows[0].workspace_id):
+            # Withheld until an admin resolves its namespace conflict: the entries wait, they are not refused.
+            return Applied(0, Transient(f"workspace {rows[0].workspace_id} shares a store namespace; not relayed"))
         if link is None or link.mirror is None:
             return Applied(0, Refused(f"workspace {rows[0].workspace_id} is no longer linked in dual mode"))
         done = 0

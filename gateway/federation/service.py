@@ -210,20 +210,18 @@ class Forwarder:
 
     async def resolve(self, call: ForwardCall, ids: RequestIds | None, artifact_path: str | None) -> WorkspaceLink:
         """The header names the workspace; without one, the artifact path, the run, or `default` do."""
+        # No two links share a store namespace (links withheld for overlapping answer 409), so the
+        # store alone keeps each workspace's objects apart.
         if call.workspace_header:
-            link = self.link_named(call.workspace_header)
-            if link.shares_namespace:
-                # The store cannot tell this workspace's runs from its neighbours'; the gateway can.
-                run_id = self._run_id(call, ids, artifact_path)
-                owner = await self.runs.workspace_of(run_id) if run_id else None
-                if owner is not None and owner != link.name:
-                    raise ResourceNotFound(f"Run with id={run_id} not found")
-            return link
+            self.links.refuse_withheld(call.workspace_header)
+            return self.link_named(call.workspace_header)
         path_workspace = artifact_workspace(artifact_path) if artifact_path else None
         if path_workspace:
+            self.links.refuse_withheld(path_workspace)
             return self.link_named(path_workspace)
         run_id = self._run_id(call, ids, artifact_path)
         if run_id is not None and (workspace := await self.runs.workspace_of(run_id)) is not None:
+            self.links.refuse_withheld(workspace)
             run_link = self.links.get(workspace)
             if run_link is not None:
                 return run_link

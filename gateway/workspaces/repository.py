@@ -66,6 +66,10 @@ class WorkspaceRepository:
     async def delete(self, name: str) -> None:
         await self.session.execute(delete(WorkspaceLinkRow).where(WorkspaceLinkRow.name == name))
 
+    async def lock_links(self) -> None:
+        """Serialise link changes across replicas until the transaction ends (namespace checks read, then write)."""
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(7003, 0)"))
+
     async def pending_outbox(self, workspace_id: int) -> int:
         result = await self.session.execute(
             text("SELECT count(*) FROM outbox WHERE workspace_id = :id AND state = 'pending'"), {"id": workspace_id}

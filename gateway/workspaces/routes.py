@@ -144,7 +144,10 @@ class LinksController(Controller):
             queues = {row["workspace_id"]: row for row in await OutboxRepository(session).status()}
         passes = await reconciler.states()
         links = []
-        for link in service.links.all():
+        # Withheld links (sharing a store namespace with another one, not served) are listed with the conflict.
+        conflicts = {link.name: reason for link, reason in service.links.withheld()}
+        everything = [*service.links.all(), *(link for link, _ in service.links.withheld())]
+        for link in everything:
             queue = queues.get(link.workspace_id, {})
             links.append(
                 {
@@ -157,6 +160,7 @@ class LinksController(Controller):
                     "oldest_pending_seconds": queue.get("oldest_pending_seconds", 0.0),
                     "replayed_per_second": queue.get("replayed_per_second", 0.0),
                     "dead_letters": queue.get("dead_letters", 0),
+                    **({"conflict": conflicts[link.name]} if link.name in conflicts else {}),
                 }
             )
             if (progress := passes.get(link.workspace_id)) is not None:

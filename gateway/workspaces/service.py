@@ -1,4 +1,9 @@
-"""Link, relink and unlink workspaces; keep the live link table in step with the database."""
+"""Link, relink and unlink workspaces; keep the live link table in step with the database.
+
+No two workspaces share a store namespace (gateway/workspaces/links.py): a link or relink into a
+namespace another workspace reads or writes is refused with 409 RESOURCE_ALREADY_EXISTS, checked
+under a transaction-scoped advisory lock so that two replicas linking at once cannot both pass.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,11 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.config import ConfigError, Settings, check_link, check_workspace_name
+from gateway.config import ConfigError, Settings, check_link, check_workspace_name, link_namespaces
 from gateway.db.models import WorkspaceLinkRow
 from gateway.errors import AlreadyExists, InvalidParameter, InvalidState, ResourceNotFound
 from gateway.ports import Store, StoreTimedOut, StoreUnreachable
-from gateway.workspaces.links import LinkTable, WorkspaceLink
+from gateway.workspaces.links import LinkTable, WorkspaceLink, conflict_message, overlap, self_overlap
 from gateway.workspaces.repository import WorkspaceRepository
 from gateway.workspaces.schemas import Workspace, WorkspaceChanges, WorkspaceCreate
 
@@ -54,12 +59,15 @@ class WorkspaceService:
             mirror=mirror,
             mirror_workspace=row.name if mirror and central_has_workspaces else None,
             mirror_prefix=f"{row.name}/" if mirror and not central_has_workspaces else "",
+            namespaces=link_namespaces(row.name, row.mode, row.store, row.upstream_workspace, self.settings),
         )
 
     async def reload(self, session: AsyncSession) -> None:
         rows = await WorkspaceRepository(session).list()
         before = {link.name: _home(link) for link in self.links.all()}
         self.links.replace(link for row in rows if (link := self.to_link(row)) is not None)
+        for link, reason in self.links.withheld():
+            log.error("workspace %s is not served: %s", link.name, reason)
         if any(before.get(link.name, _home(link)) != _home(link) for link in self.links.all()):
             self.rehomed()
 
@@ -140,6 +148,7 @@ class WorkspaceService:
         if await repo.get(body.name) is not None:
             raise AlreadyExists(f"Workspace '{body.name}' already exists.")
         _reject_trace_archival(body)
+        await repo.lock_links()
         mode = body.mode or ("workspace" if body.store else "central")
         store = body.store or None
         self._check_link(mode, store)
@@ -158,6 +167,7 @@ class WorkspaceService:
         )
         link = self.to_link(row)
         assert link is not None  # _check_link guarantees the store exists
+        await self._refuse_shared_namespace(repo, link)
         warning = await self.verify_link(link)
         await repo.insert(row)
         await repo.notify_change()
@@ -170,6 +180,7 @@ class WorkspaceService:
             raise ResourceNotFound(f"Workspace '{name}' not found")
         _refuse_config_managed(row)
         _reject_trace_archival(changes)
+        await repo.lock_links()
         values: dict[str, object] = {}
         if changes.description is not None:
             values["description"] = changes.description
@@ -197,6 +208,7 @@ class WorkspaceService:
             setattr(row, key, value)
         link = self.to_link(row)
         assert link is not None
+        await self._refuse_shared_namespace(repo, link)
         warnings = [await self.verify_link(link) if relink or "upstream_workspace" in values else None]
         warnings.append(await self._rehome(repo, before, link))
         await repo.update(name, values)
@@ -212,6 +224,20 @@ class WorkspaceService:
         _refuse_config_managed(row)
         await repo.delete(name)
         await repo.notify_change()
+
+    async def _refuse_shared_namespace(self, repo: WorkspaceRepository, link: WorkspaceLink) -> None:
+        """409 when the link would read or write a namespace another workspace already does."""
+        if (space := self_overlap(link)) is not None:
+            raise AlreadyExists(conflict_message(link, None, space), status=409)
+        for row in await repo.list():
+            other = self.to_link(row) if row.name != link.name else None
+            if other is not None and (shared := overlap(link, other)) is not None:
+                raise AlreadyExists(
+                    f"Workspace '{other.name}' already uses {shared[0].describe()}; a store cannot keep two "
+                    f"workspaces apart in one namespace, so '{link.name}' cannot be linked there. Give it a store "
+                    "of its own, or its own upstream_workspace on a store with workspaces enabled.",
+                    status=409,
+                )
 
     def _check_link(self, mode: str, store: str | None) -> None:
         if mode not in MODES:
