@@ -105,6 +105,9 @@ def test_ctes_named_like_tables_hide_nothing() -> None:
     assert "system.mlflow.pg_roles" in refused(
         "WITH runs_latest AS (SELECT * FROM pg_roles) SELECT * FROM runs_latest", system
     )
+    # A CTE named like a granted table is read with the grants of what it reads, not of the table it is named like.
+    hiding = classify("WITH runs_latest AS (SELECT * FROM experiments_latest) SELECT * FROM runs_latest", system)
+    assert isinstance(hiding, Query) and hiding.tables == (TableName("system", "mlflow", "experiments_latest"),)
     # The full name is the table, whatever CTE shares its last part.
     statement = classify("WITH runs_latest AS (SELECT 1 AS x) SELECT * FROM system.mlflow.runs_latest")
     assert isinstance(statement, Query) and [table.name for table in statement.tables] == ["runs_latest"]
