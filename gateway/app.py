@@ -223,7 +223,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
     access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
-    tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key)
+    tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key, settings.tokens)
     sql = SqlService(settings, access, sessionmaker, QueryRunner(plain_dsn, settings.database.pool_size), audit)
     bookkeeping = forwarder.bookkeeping = Bookkeeping(
         plain_dsn,

@@ -20,7 +20,7 @@ STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 # Environment variables that are not settings keys.
 SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN"})
-_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc")
+_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc", "tokens")
 # Signature algorithms an OIDC token may use: asymmetric only, so a public key can never act as an HMAC secret.
 OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -154,6 +154,15 @@ class OidcSettings(_Settings):
         return bool(self.issuer)
 
 
+class TokenSettings(_Settings):
+    """Personal access tokens: lifetimes in seconds. A token never outlives the credential that created it."""
+
+    # A token created without `lifetime_seconds` (or with 0 or -1, Databricks' "no expiry") gets this one.
+    default_lifetime_seconds: int = 90 * 24 * 3600
+    # No token may be created with a longer lifetime; there are no tokens without an expiry.
+    max_lifetime_seconds: int = 730 * 24 * 3600
+
+
 class Settings(_Settings):
     account: AccountSettings = msgspec.field(default_factory=AccountSettings)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
@@ -162,6 +171,7 @@ class Settings(_Settings):
     central: CentralSettings = msgspec.field(default_factory=CentralSettings)
     workspaces: list[WorkspaceSettings] = msgspec.field(default_factory=list)
     oidc: OidcSettings = msgspec.field(default_factory=OidcSettings)
+    tokens: TokenSettings = msgspec.field(default_factory=TokenSettings)
     admin_token: str = ""  # only from FEDGATE_ADMIN_TOKEN, never from the file
 
 
@@ -333,6 +343,17 @@ def validate_settings(settings: Settings) -> None:
         check_link(ws.mode, ws.store, settings, where=where)
     check_declared_namespaces(settings)
     check_oidc(settings.oidc)
+    check_tokens(settings.tokens)
+
+
+def check_tokens(tokens: TokenSettings) -> None:
+    if tokens.max_lifetime_seconds < 1:
+        raise ConfigError("tokens.max_lifetime_seconds: must be at least 1 (tokens always expire)")
+    if not 1 <= tokens.default_lifetime_seconds <= tokens.max_lifetime_seconds:
+        raise ConfigError(
+            f"tokens.default_lifetime_seconds: must be between 1 and tokens.max_lifetime_seconds "
+            f"({tokens.max_lifetime_seconds}), got {tokens.default_lifetime_seconds}"
+        )
 
 
 def check_oidc(oidc: OidcSettings) -> None:

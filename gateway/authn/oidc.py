@@ -1,8 +1,21 @@
 """OIDC bearer tokens: discovery, a cached JWKS with a rate-limited refetch on an unknown kid, and claim checks.
 
 Only asymmetric algorithms are accepted and only public asymmetric keys are taken from the JWKS, so neither
-`alg: none` nor an HMAC signed with the provider's public key can pass. Every failure is `Unauthenticated`
-with a reason safe to show the caller; the token itself is never logged or echoed.
+`alg: none` nor an HMAC signed with the provider's public key can pass. The JWKS is fetched over https
+whenever the issuer is https (an http `jwks_uri` would let anyone on the path substitute the keys); a
+plain-http issuer, which configuration allows only on loopback, may publish its JWKS on loopback only.
+
+Only access tokens are accepted: a `typ` header (when present) other than `at+jwt` (RFC 9068) or `JWT` is
+refused, and so is a token carrying a claim only ID tokens carry (`nonce`, `at_hash`, `c_hash`, `s_hash`):
+an ID token is proof of a sign-in at some client, not a credential for this API.
+
+The user is named by the configured claim and nothing else: with `email`, only when the provider asserts
+`email_verified: true`. There is no fall-back to `preferred_username` or `sub` (a name people may choose
+would share the e-mail name space and could claim an existing account). The name must be a valid user
+name (`gateway.principals.names`: an e-mail address), case-folded once.
+
+Every failure is `Unauthenticated` with a reason safe to show the caller; the token itself is never logged
+or echoed.
 """
 
 from __future__ import annotations
@@ -15,7 +28,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from joserfc import jwt
@@ -30,19 +45,25 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
-from gateway.config import OidcSettings, check_oidc
+from gateway.config import LOOPBACK_HOSTS, OidcSettings, check_oidc
 from gateway.errors import Unauthenticated
+from gateway.principals.names import canonical, valid
 
 log = logging.getLogger(__name__)
 
 FetchJson = Callable[[str], Awaitable[dict[str, Any]]]
 MAX_TOKEN_CHARS = 16 * 1024
-MAX_USERNAME_CHARS = 255
+# `typ` headers of access tokens (RFC 9068 §2.1; plain `JWT` from providers that predate it), compared
+# case-insensitively with an optional `application/` prefix (RFC 7515 §4.1.9).
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "jwt"})
+# Claims that only ID tokens carry (OpenID Connect Core §2, §3.3.2.11): a token with one is an ID token.
+ID_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash", "s_hash")
 _PUBLIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 _UNREACHABLE = "The identity provider could not be reached to verify the token."
 _MALFORMED = "The OIDC token is malformed."
 _BAD_ALG = "The OIDC token is signed with an algorithm this gateway does not accept."
 _UNKNOWN_KEY = "The OIDC token is signed with a key the identity provider does not publish."
+_NOT_ACCESS_TOKEN = "The OIDC token is not an access token (an ID token or another kind of JWT); send an access token."
 _CLAIM_REASONS = {
     "iss": "The OIDC token was issued by a different identity provider (issuer).",
     "aud": "The OIDC token was not issued for this gateway (audience).",
@@ -56,6 +77,7 @@ class OidcIdentity:
     username: str
     groups: frozenset[str]
     subject: str
+    expires_at: datetime | None = None  # the token's `exp`
 
 
 class OidcVerifier:
@@ -88,6 +110,8 @@ class OidcVerifier:
             raise Unauthenticated(_BAD_ALG)
         if kid is not None and not isinstance(kid, str):
             raise Unauthenticated(_MALFORMED)
+        if not _is_access_token_type(header.get("typ", "JWT")):
+            raise Unauthenticated(_NOT_ACCESS_TOKEN)
         keys = await self._current_keys()
         if not _has_key(keys, kid) and self._fetched_at < started:
             keys = await self._refetch_for(kid)
@@ -122,6 +146,8 @@ class OidcVerifier:
             raise Unauthenticated(_UNKNOWN_KEY) from None
         except (JoseError, ValueError, TypeError, KeyError):
             raise Unauthenticated(_MALFORMED) from None
+        if any(name in claims for name in ID_TOKEN_CLAIMS):
+            raise Unauthenticated(_NOT_ACCESS_TOKEN)
         return claims
 
     async def _current_keys(self) -> KeySet:
@@ -152,8 +178,10 @@ class OidcVerifier:
                 log.warning("OIDC discovery at %s names issuer %r, not the configured one", issuer, doc.get("issuer"))
                 raise Unauthenticated("The identity provider's discovery document names a different issuer.")
             jwks_uri = doc.get("jwks_uri")
-            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
-                log.warning("OIDC discovery at %s has no usable jwks_uri", issuer)
+            if not isinstance(jwks_uri, str) or not _jwks_uri_allowed(issuer, jwks_uri):
+                log.warning(
+                    "OIDC discovery at %s has no usable jwks_uri (https is required under an https issuer)", issuer
+                )
                 raise Unauthenticated(_UNREACHABLE)
             self._jwks_uri = jwks_uri
         jwks = await self._fetch(self._jwks_uri)
@@ -211,18 +239,50 @@ def _has_key(keys: KeySet, kid: str | None) -> bool:
     return any(key.kid == kid for key in keys.keys)
 
 
+def _is_access_token_type(typ: object) -> bool:
+    if not isinstance(typ, str):
+        return False
+    typ = typ.strip().lower()
+    return typ.removeprefix("application/") in ACCESS_TOKEN_TYPES
+
+
+def _jwks_uri_allowed(issuer: str, jwks_uri: str) -> bool:
+    """https under an https issuer; under a plain-http (loopback) issuer, http(s) on loopback only."""
+    try:
+        issuer_url, url = urlsplit(issuer), urlsplit(jwks_uri)
+        host = url.hostname
+    except ValueError:
+        return False
+    if not host or url.username is not None or url.password is not None or url.fragment:
+        return False
+    if url.scheme == "https":
+        return True
+    return url.scheme == "http" and issuer_url.scheme == "http" and host in LOOPBACK_HOSTS
+
+
 def _identity(claims: dict[str, Any], settings: OidcSettings) -> OidcIdentity:
-    username = ""
-    for name in (settings.username_claim, "preferred_username", "sub"):
-        value = claims.get(name)
-        if name == "email" and claims.get("email_verified") is False:
-            continue  # an address the provider has not verified is not an identity
-        if isinstance(value, str) and value.strip():
-            username = value.strip().casefold()
-            break
-    if not username or len(username) > MAX_USERNAME_CHARS:
-        raise Unauthenticated("The OIDC token carries no usable username.")
+    claim = settings.username_claim
+    value = claims.get(claim)
+    if not isinstance(value, str) or not value.strip():
+        raise Unauthenticated(f"The OIDC token carries no '{claim}' claim to name the user.")
+    if claim == "email" and claims.get("email_verified") is not True:
+        # An address the provider has not verified is not an identity, and nothing else stands in for it.
+        raise Unauthenticated("The OIDC token's e-mail address is not verified by the identity provider.")
+    username = canonical("user", value)
+    if not valid("user", username):
+        raise Unauthenticated(f"The OIDC token's '{claim}' claim is not a valid user name (an e-mail address).")
     raw = claims.get(settings.groups_claim)
     items = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
     groups = frozenset(g.strip() for g in items if isinstance(g, str) and g.strip())
-    return OidcIdentity(username=username, groups=groups, subject=claims["sub"])
+    return OidcIdentity(username=username, groups=groups, subject=str(claims["sub"]), expires_at=_expiry(claims))
+
+
+def _expiry(claims: dict[str, Any]) -> datetime:
+    """The token's `exp` (checked present and numeric by the claims registry) as an aware datetime."""
+    exp = claims.get("exp")
+    try:
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise TypeError
+        return datetime.fromtimestamp(exp, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise Unauthenticated("The OIDC token has an invalid 'exp' claim.") from None

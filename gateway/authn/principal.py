@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,3 +15,6 @@ class Principal:
     # Its own id and every group it is in, transitively (and groups named by its identity provider).
     subjects: frozenset[int] = field(default_factory=frozenset)
     via: str = ""  # how it authenticated: "token", "oidc" or "bootstrap"
+    # When the credential this request presented stops being valid (a token's expiry, an OIDC token's
+    # `exp`); None for credentials that do not expire. Nothing minted with it may outlive it.
+    credential_expires_at: datetime | None = None

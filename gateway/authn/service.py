@@ -3,6 +3,9 @@
 Accepted: gateway personal access tokens (`Bearer`, or as the basic-auth password, which is what
 `MLFLOW_TRACKING_USERNAME/PASSWORD` send), OIDC access tokens from the configured identity provider,
 and the bootstrap account-admin token. There is no anonymous access.
+
+The principal carries when the presented credential expires (`credential_expires_at`: a token's expiry,
+an OIDC token's `exp`), so nothing it mints can outlive it.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class Authenticator:
             id=info.id,
             subjects=snapshot.subjects(info.id),
             via="token",
+            credential_expires_at=expires_at,
         )
 
     async def _from_oidc(self, token: str) -> Principal:
@@ -131,6 +135,7 @@ class Authenticator:
             id=principal_id,
             subjects=frozenset(subjects),
             via="oidc",
+            credential_expires_at=identity.expires_at,
         )
 
     async def _provision(self, username: str) -> int:
@@ -139,6 +144,14 @@ class Authenticator:
             return known
         async with self._sessionmaker() as session, session.begin():
             row = await PrincipalRepository(session).get_or_create_user(username)
+            if row is not None and self._policy.snapshot.principal(row.id) is None:
+                # A new principal: every replica (this one before answering) must know it, or nothing it
+                # asks for about itself (its own tokens, grants to it) would find it.
+                await PolicyVersionRepository(session).bump()
+        if row is not None and self._policy.snapshot.principal(row.id) is None:
+            await self._policy.reload()
+        if row is None:  # only rows older than the name rules can hold a user name as another kind
+            raise Unauthenticated("This user name belongs to another principal; ask an account admin.")
         if not row.active:
             raise Unauthenticated("This user is disabled.")
         self._oidc_users[username] = row.id

@@ -1,6 +1,12 @@
 """Grants: owners of new objects, the permissions API (experiments, registered models, workspaces) and
 Unity Catalog grants on the system tables. Every change bumps the policy version, is audited in the same
 transaction, and is in force on this replica before the call answers (other replicas follow on NOTIFY).
+
+Principals in grants are typed, never guessed: the permissions API names the kind (`user_name`,
+`group_name`, `service_principal_name`), and a Unity Catalog `principal` (also SQL `GRANT ... TO`) is a
+bare string whose kind its shape decides (`resolve_principal`): a user when it contains '@', otherwise
+the group or service principal of that name, which the name rules make unique. A name that two
+principals still share (rows older than the rules) is refused rather than resolved.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from gateway.authz.levels import (
     workspace_object,
 )
 from gateway.authz.live import LivePolicy
-from gateway.authz.policy import Grant, PrincipalInfo
+from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
 from gateway.authz.repository import GrantRepository, ModelIdRepository, PolicyVersionRepository
-from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.errors import InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
+from gateway.principals import names
 from gateway.workspaces.links import WorkspaceLink
 
 LEVEL_DESCRIPTIONS = {
@@ -223,8 +230,7 @@ class AccessService:
             raise InvalidParameter("Each entry names exactly one of user_name, group_name, service_principal_name.")
         field, name = named[0]
         kind = PRINCIPAL_FIELDS[field]
-        key = str(name).strip().casefold() if kind == "user" else str(name).strip()
-        info = self.policy.snapshot.find(kind, key)
+        info = self.policy.snapshot.find(kind, names.canonical(kind, str(name)))
         if info is None:
             raise ResourceNotFound(f"No {kind.replace('_', ' ')} named '{name}'.")
         return info
@@ -333,13 +339,29 @@ class AccessService:
         return self.uc_assignments(obj)
 
     def _uc_principal(self, name: str) -> PrincipalInfo:
-        snapshot = self.policy.snapshot
-        name = name.strip()
-        for kind, key in (("user", name.casefold()), ("service_principal", name), ("group", name)):
-            info = snapshot.find(kind, key)
-            if info is not None:
-                return info
-        raise ResourceNotFound(f"No principal named '{name}'.")
+        info = resolve_principal(self.policy.snapshot, name)
+        if info is None:
+            raise ResourceNotFound(f"No principal named '{name.strip()}'.")
+        return info
+
+
+def resolve_principal(snapshot: PolicySnapshot, name: str) -> PrincipalInfo | None:
+    """The one principal a bare name denotes (a UC `principal`, a SQL grantee, a view owner), or None.
+
+    A name with '@' can only be a user; one without is a group or a service principal, and names are
+    unique across kinds. Should two principals still share the name (data older than the name rules),
+    the name is refused (409) instead of resolved in some order that a newcomer could exploit.
+    """
+    found = []
+    for kind in names.kinds_for(name.strip()):
+        info = snapshot.find(kind, names.canonical(kind, name))
+        if info is not None:
+            found.append(info)
+    if len(found) > 1:
+        raise InvalidState(
+            f"The name '{name.strip()}' is held by principals of several kinds; rename one of them before granting."
+        )
+    return found[0] if found else None
 
 
 def _principal_field(info: PrincipalInfo) -> dict[str, str]:

@@ -31,16 +31,22 @@ class PrincipalRepository:
         )
         return result.scalar_one_or_none()
 
-    async def get_or_create_user(self, name: str) -> PrincipalRow:
-        """Users who sign in through the identity provider are provisioned on first sight, without privileges."""
+    async def by_any_name(self, name: str) -> PrincipalRow | None:
+        """The principal of any kind with this name (names are unique across kinds)."""
+        result = await self.session.execute(select(PrincipalRow).where(PrincipalRow.name == name).limit(1))
+        return result.scalar_one_or_none()
+
+    async def get_or_create_user(self, name: str) -> PrincipalRow | None:
+        """Users who sign in through the identity provider are provisioned on first sight, without privileges.
+
+        None when another kind of principal holds the name (possible only in data older than the name rules).
+        """
         await self.session.execute(
             insert(PrincipalRow)
             .values(kind="user", name=name, display_name=name, active=True, account_admin=False)
-            .on_conflict_do_nothing(constraint="principals_kind_name")
+            .on_conflict_do_nothing()
         )
-        row = await self.by_name("user", name)
-        assert row is not None
-        return row
+        return await self.by_name("user", name)
 
     async def of_kind(self, kind: str) -> Sequence[PrincipalRow]:
         result = await self.session.execute(

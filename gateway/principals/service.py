@@ -2,11 +2,18 @@
 
 Every change bumps the policy version (memberships and disabled principals take effect on every
 replica at once) and is audited in the same transaction.
+
+Names follow `gateway.principals.names`: one character set per kind, and a name held by a principal of
+any kind cannot be given to another (409), so a bare name in a grant denotes exactly one principal.
+
+A token's expiry is the earliest of now + its lifetime (`tokens.default_lifetime_seconds` when none is
+asked for, at most `tokens.max_lifetime_seconds`) and the expiry of the credential its creator presented
+(a token's, an OIDC access token's `exp`): nothing minted outlives what minted it, and no token is
+without an expiry.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,14 +27,16 @@ from gateway.authz.audit import AuditTrail, entry
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import MAX_GROUP_DEPTH
 from gateway.authz.repository import PolicyVersionRepository
+from gateway.config import TokenSettings
 from gateway.db.models import PrincipalRow, TokenRow
 from gateway.errors import AlreadyExists, InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.principals import names
 from gateway.principals.repository import PrincipalRepository, TokenRepository
 from gateway.principals.tokens import hash_token, new_token
 
 KINDS = ("user", "service_principal", "group")
-NAME_RE = re.compile(r"^[^\x00-\x1f,]{1,255}$")
-MAX_TOKEN_LIFETIME = timedelta(days=730)
+# A token is refused when the credential minting it has less than this left: it would be dead on arrival.
+MIN_TOKEN_LIFETIME = timedelta(seconds=1)
 
 
 class PrincipalService:
@@ -38,10 +47,11 @@ class PrincipalService:
 
     @staticmethod
     def normalise(kind: str, name: str) -> str:
-        name = name.strip()
-        if not NAME_RE.match(name):
-            raise InvalidParameter(f"Invalid {kind.replace('_', ' ')} name.")
-        return name.casefold() if kind == "user" else name
+        name = names.canonical(kind, name)
+        problem = names.problem(kind, name)
+        if problem is not None:
+            raise InvalidParameter(problem)
+        return name
 
     async def create(
         self,
@@ -60,18 +70,20 @@ class PrincipalService:
         name = self.normalise(kind, name)
         async with self._sessionmaker() as session, session.begin():
             repository = PrincipalRepository(session)
-            if await repository.by_name(kind, name) is not None:
-                raise AlreadyExists(f"A {kind.replace('_', ' ')} named '{name}' already exists.")
-            row = await repository.add(
-                PrincipalRow(
-                    kind=kind,
-                    name=name,
-                    display_name=display_name or name,
-                    active=active,
-                    account_admin=account_admin and kind != "group",
-                    external_id=external_id,
+            await _name_free(repository, name)
+            try:
+                row = await repository.add(
+                    PrincipalRow(
+                        kind=kind,
+                        name=name,
+                        display_name=display_name or name,
+                        active=active,
+                        account_admin=account_admin and kind != "group",
+                        external_id=external_id,
+                    )
                 )
-            )
+            except IntegrityError:  # another replica took the name since the check above
+                raise AlreadyExists(f"A principal named '{name}' already exists.", status=409) from None
             for member in members:
                 await self._add_member(repository, row.id, member)
             await self._changed(session, actor, f"{kind}.create", f"{kind}:{row.id}", {"name": name})
@@ -121,9 +133,17 @@ class PrincipalService:
             for key, value in fields.items():
                 if key == "name":
                     value = self.normalise(kind, str(value))
+                    if value != row.name:
+                        await _name_free(repository, value)
                 if key == "account_admin" and kind == "group":
                     raise InvalidParameter("Groups cannot be account admins; make their members admins instead.")
                 setattr(row, key, value)
+            if not names.valid(kind, row.name):
+                # A name older than the rules: the database refuses any change to the row but a valid new name.
+                label = kind.replace("_", " ")
+                raise InvalidParameter(
+                    f"This {label}'s name breaks the name rules; rename it first ({names.RULES[kind]})."
+                )
             if replace_members is not None:
                 await repository.clear_members(principal_id)
                 add_members = list(replace_members)
@@ -134,7 +154,7 @@ class PrincipalService:
             try:
                 await session.flush()
             except IntegrityError:
-                raise AlreadyExists(f"A {kind.replace('_', ' ')} with that name already exists.") from None
+                raise AlreadyExists("A principal with that name already exists.", status=409) from None
             details = {"fields": sorted(fields), "added": list(add_members), "removed": list(remove_members)}
             await self._changed(session, actor, f"{kind}.update", f"{kind}:{principal_id}", details)
         await self.policy.reload()
@@ -180,25 +200,43 @@ class PrincipalService:
 
 class TokenService:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], policy: LivePolicy, audit: AuditTrail, key: Any
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        policy: LivePolicy,
+        audit: AuditTrail,
+        key: Any,
+        settings: TokenSettings | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self.policy = policy
         self._audit = audit
         self._key = key  # a callable returning the hashing key (loaded at start-up)
+        self.settings = settings or TokenSettings()
+
+    def expiry(self, actor: Principal, lifetime_seconds: int | None, now: datetime) -> datetime:
+        """When a token `actor` creates now expires: never later than the actor's own credential."""
+        settings = self.settings
+        if lifetime_seconds is None or lifetime_seconds <= 0:
+            lifetime_seconds = settings.default_lifetime_seconds  # Databricks' "no lifetime" and -1
+        if lifetime_seconds > settings.max_lifetime_seconds:
+            raise InvalidParameter(f"lifetime_seconds may be at most {settings.max_lifetime_seconds}.")
+        expires_at = now + timedelta(seconds=lifetime_seconds)
+        limit = actor.credential_expires_at
+        if limit is not None and limit < expires_at:
+            if limit - now < MIN_TOKEN_LIFETIME:
+                raise PermissionDenied("The credential of this request expires now; it cannot create tokens.")
+            expires_at = limit
+        return expires_at
 
     async def create(
         self, actor: Principal, owner_id: int, *, comment: str = "", lifetime_seconds: int | None = None
     ) -> tuple[str, TokenRow]:
-        if lifetime_seconds is not None and lifetime_seconds <= 0:
-            lifetime_seconds = None  # Databricks: no lifetime (or -1) means no expiry
-        if lifetime_seconds is not None and timedelta(seconds=lifetime_seconds) > MAX_TOKEN_LIFETIME:
-            raise InvalidParameter(f"lifetime_seconds may be at most {int(MAX_TOKEN_LIFETIME.total_seconds())}.")
+        now = datetime.now(UTC)
+        expires_at = self.expiry(actor, lifetime_seconds, now)
         info = self.policy.snapshot.principal(owner_id)
         if info is None or info.kind == "group" or not info.active:
             raise InvalidParameter("Tokens are issued to active users and service principals only.")
         token_id, value = new_token()
-        now = datetime.now(UTC)
         row = TokenRow(
             token_id=token_id,
             principal_id=owner_id,
@@ -206,7 +244,7 @@ class TokenService:
             comment=comment[:1000],
             created_by=actor.id,
             created_at=now,
-            expires_at=now + timedelta(seconds=lifetime_seconds) if lifetime_seconds else None,
+            expires_at=expires_at,
         )
         async with self._sessionmaker() as session, session.begin():
             await TokenRepository(session).add(row)
@@ -238,6 +276,17 @@ class TokenService:
             # Every replica drops its token cache when the version moves: revocation is immediate.
             await PolicyVersionRepository(session).bump()
         await self.policy.reload()
+
+
+async def _name_free(repository: PrincipalRepository, name: str) -> None:
+    """Names are unique across kinds (the database's unique index backs this up against races)."""
+    holder = await repository.by_any_name(name)
+    if holder is not None:
+        kind = holder.kind.replace("_", " ")
+        raise AlreadyExists(
+            f"A {kind} named '{name}' already exists; names are unique across users, groups and service principals.",
+            status=409,
+        )
 
 
 def require_admin(principal: Principal) -> None:

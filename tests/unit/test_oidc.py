@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -34,6 +35,13 @@ async def verifier(issuer: OidcIssuer) -> AsyncIterator[OidcVerifier]:
     await verifier.close()
 
 
+def signed(issuer: OidcIssuer, subject: str, **options: Any) -> str:
+    """A token that names a user: a verified e-mail address (unless the test sets its own)."""
+    extra = {"email_verified": True, **options.pop("extra_claims", {})}
+    options.setdefault("email", f"{subject}@example.com")
+    return issuer.token(subject, extra_claims=extra, **options)
+
+
 def b64(data: bytes | dict[str, Any]) -> str:
     raw = json.dumps(data).encode() if isinstance(data, dict) else data
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -51,29 +59,35 @@ async def rejected(verifier: OidcVerifier, token: str, reason: str) -> None:
 
 
 async def test_valid_token_gives_the_identity(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
-    token = issuer.token("u-42", email="  Alice@Example.COM ", groups=["ml-team", " admins ", "", 7])
+    token = signed(issuer, "u-42", email="  Alice@Example.COM ", groups=["ml-team", " admins ", "", 7])
     identity = await verifier.verify(token)
+    exp = jwt.decode(token, issuer.key).claims["exp"]
     assert identity == OidcIdentity(
-        username="alice@example.com", groups=frozenset({"ml-team", "admins"}), subject="u-42"
+        username="alice@example.com",
+        groups=frozenset({"ml-team", "admins"}),
+        subject="u-42",
+        expires_at=datetime.fromtimestamp(exp, UTC),
     )
-    await verifier.verify(issuer.token("u-43"))
+    await verifier.verify(signed(issuer, "u-43"))
     assert issuer.jwks_requests == 1  # cached
 
 
 async def test_a_string_groups_claim_is_one_group(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
-    identity = await verifier.verify(issuer.token("u1", email="a@b.c", groups="ml-team"))
+    identity = await verifier.verify(signed(issuer, "u1", email="a@b.c", groups="ml-team"))
     assert identity.groups == frozenset({"ml-team"})
-    identity = await verifier.verify(issuer.token("u1", email="a@b.c", groups={"not": "a list"}))
+    identity = await verifier.verify(signed(issuer, "u1", email="a@b.c", groups={"not": "a list"}))
     assert identity.groups == frozenset()
 
 
-async def test_username_falls_back_to_preferred_username_then_sub(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
-    token = issuer.token("Sub-1", extra_claims={"preferred_username": "Bob"})
-    assert (await verifier.verify(token)).username == "bob"
-    assert (await verifier.verify(issuer.token("Sub-1"))).username == "sub-1"
-    unverified = issuer.token("Sub-1", email="boss@corp.example", extra_claims={"email_verified": False})
-    assert (await verifier.verify(unverified)).username == "sub-1"
-    await rejected(verifier, issuer.token("u1", email="x" * 256), "no usable username")
+async def test_only_a_verified_email_names_the_user(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
+    """No fall-back to preferred_username or sub: names people choose would share the e-mail name space."""
+    assert (await verifier.verify(signed(issuer, "s", email="Bob@Example.com"))).username == "bob@example.com"
+    for extra in ({"preferred_username": "bob@example.com"}, {"email_verified": False}, {}):
+        await rejected(verifier, issuer.token("bob@example.com", extra_claims=extra), "'email' claim")
+    for verified in (False, None, "true", 1):
+        token = issuer.token("s", email="bob@example.com", extra_claims={"email_verified": verified})
+        await rejected(verifier, token, "not verified")
+    await rejected(verifier, signed(issuer, "u1", email="x" * 260 + "@b.c"), "not a valid user name")
 
 
 async def test_alg_none_is_rejected(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
@@ -104,9 +118,9 @@ async def test_claims_are_checked(issuer: OidcIssuer, verifier: OidcVerifier) ->
     del no_exp["exp"]
     await rejected(verifier, jwt.encode({"alg": "RS256", "kid": issuer.kid}, no_exp, issuer.key), "exp")
     # Inside the leeway an expired token still passes.
-    await verifier.verify(issuer.token("u1", expires_in=-30))
+    await verifier.verify(signed(issuer, "u1", expires_in=-30))
     # A list audience passes when it names this gateway.
-    await verifier.verify(issuer.token("u1", extra_claims={"aud": ["other", "fedgate"]}))
+    await verifier.verify(signed(issuer, "u1", extra_claims={"aud": ["other", "fedgate"]}))
 
 
 async def test_a_different_key_with_the_same_kid_is_rejected(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
@@ -116,12 +130,12 @@ async def test_a_different_key_with_the_same_kid_is_rejected(issuer: OidcIssuer,
 
 
 async def test_a_token_without_kid_needs_a_single_published_key(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
-    token = jwt.encode({"alg": "RS256"}, claims(issuer, email="a@b.c"), issuer.key)
+    token = jwt.encode({"alg": "RS256"}, claims(issuer, email="a@b.c", email_verified=True), issuer.key)
     assert (await verifier.verify(token)).username == "a@b.c"
 
 
 async def test_unknown_kid_refetches_once_per_window(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
-    await verifier.verify(issuer.token("u1"))
+    await verifier.verify(signed(issuer, "u1"))
     assert issuer.jwks_requests == 1
     await rejected(verifier, issuer.token("u1", header={"kid": "nope"}), "does not publish")
     assert issuer.jwks_requests == 2
@@ -130,11 +144,11 @@ async def test_unknown_kid_refetches_once_per_window(issuer: OidcIssuer, verifie
 
 
 async def test_a_rotated_key_is_picked_up_with_one_refetch(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
-    await verifier.verify(issuer.token("u1"))
+    await verifier.verify(signed(issuer, "u1"))
     old = issuer.token("u1")
     issuer.rotate()
     assert issuer.kid != "k1"
-    assert (await verifier.verify(issuer.token("u2"))).subject == "u2"
+    assert (await verifier.verify(signed(issuer, "u2"))).subject == "u2"
     assert issuer.jwks_requests == 2
     await rejected(verifier, old, "does not publish")  # dropped from the JWKS; the window holds off a refetch
     assert issuer.jwks_requests == 2

@@ -1,0 +1,61 @@
+"""Principal names: one character set per kind, and no name shared by two principals of any kinds.
+
+Contract (enforced for SCIM, the CLI, the token and permissions APIs and OIDC sign-in alike, and by
+the database: CHECK constraints per kind and one unique index on `principals.name` across kinds):
+
+- a user name is an e-mail address, case-folded: `local@domain`, ASCII letters, digits and `._%+-`
+  before the `@`, dot-separated labels of letters, digits and `-` after it;
+- a group name starts with a letter or digit and holds letters, digits, space, `_`, `.` and `-`;
+- a service principal's application id starts with a letter or digit and holds letters, digits,
+  `_`, `.` and `-` (a UUID when the gateway mints it).
+
+So a user name always contains `@` and no group or service principal name ever does: a bare name in a
+Unity Catalog grant (`principal`, SQL `GRANT ... TO`) or a view owner is a user exactly when it
+contains `@`, and otherwise the one group or service principal of that name (one name, one principal).
+None of the sets holds a comma, a backtick, a quote or a control character, so no name can pose as the
+bootstrap admin's view-owner marker, break out of a SQL identifier, or corrupt a Casbin policy row.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_NAME_CHARS = 255
+USER_NAME_RE = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*$")
+GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+SERVICE_PRINCIPAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RES = {"user": USER_NAME_RE, "group": GROUP_NAME_RE, "service_principal": SERVICE_PRINCIPAL_NAME_RE}
+# The same sets as PostgreSQL regular expressions, for the CHECK constraints of migration 0008.
+SQL_NAME_PATTERNS = {kind: pattern.pattern for kind, pattern in NAME_RES.items()}
+RULES = {
+    "user": "an e-mail address (letters, digits and ._%+- before one '@', a domain after it)",
+    "group": "letters, digits, space, '_', '.' and '-', starting with a letter or digit, no '@'",
+    "service_principal": "letters, digits, '_', '.' and '-', starting with a letter or digit, no '@'",
+}
+
+
+def canonical(kind: str, name: str) -> str:
+    """The stored form of a name: trimmed, and case-folded for users (e-mail addresses)."""
+    name = name.strip()
+    return name.casefold() if kind == "user" else name
+
+
+def valid(kind: str, name: str) -> bool:
+    """Whether `name`, already canonical, is a valid name for a principal of `kind`."""
+    pattern = NAME_RES.get(kind)
+    return pattern is not None and 0 < len(name) <= MAX_NAME_CHARS and pattern.fullmatch(name) is not None
+
+
+def problem(kind: str, name: str) -> str | None:
+    """Why `name` (canonical) cannot name a principal of `kind`, or None when it can. Never echoes the name."""
+    if valid(kind, name):
+        return None
+    label = kind.replace("_", " ")
+    if len(name) > MAX_NAME_CHARS:
+        return f"A {label} name has at most {MAX_NAME_CHARS} characters."
+    return f"Invalid {label} name: use {RULES[kind]}."
+
+
+def kinds_for(name: str) -> tuple[str, ...]:
+    """The kinds a bare name in a grant can denote: a user when it holds '@', else a group or service principal."""
+    return ("user",) if "@" in name else ("group", "service_principal")

@@ -1,0 +1,187 @@
+"""OIDC: the JWKS comes over https under an https issuer, and ID tokens are not access tokens.
+
+A real https issuer (a TLS server with a certificate made here, whose discovery document points at a
+JWKS) and the real local issuer's keys and tokens; the verifier fetches over aiohttp, trusting that
+certificate the way a deployment trusts its IdP's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.authn.oidc import OidcVerifier
+from gateway.config import OidcSettings
+from gateway.devstack import OidcIssuer, free_port
+from gateway.errors import Unauthenticated
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class HttpsIssuer:
+    """Discovery over https; its JWKS (the local issuer's keys) at whatever `jwks_uri` the test chooses."""
+
+    def __init__(self, keys: OidcIssuer, cert: Path, key: Path) -> None:
+        self.keys = keys
+        self.port = free_port()
+        self.jwks_uri = ""
+        self.jwks_requests = 0
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> HttpsIssuer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/.well-known/openid-configuration":
+                    body: dict[str, Any] = {"issuer": issuer.url, "jwks_uri": issuer.jwks_uri}
+                elif self.path == "/jwks":
+                    issuer.jwks_requests += 1
+                    body = {"keys": [issuer.keys.key.as_dict(private=False)]}
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def keys() -> Iterator[OidcIssuer]:
+    issuer = OidcIssuer().start()
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture
+def https_issuer(keys: OidcIssuer, tmp_path: Path) -> Iterator[HttpsIssuer]:
+    cert, key = self_signed(tmp_path)
+    issuer = HttpsIssuer(keys, cert, key).start()
+    issuer.cert = cert  # type: ignore[attr-defined]
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture
+async def https_verifier(https_issuer: HttpsIssuer) -> AsyncIterator[OidcVerifier]:
+    trust = ssl.create_default_context(cafile=str(https_issuer.cert))  # type: ignore[attr-defined]
+    async with aiohttp.ClientSession() as session:
+
+        async def fetch_json(url: str) -> dict[str, Any]:
+            async with session.get(url, ssl=trust) as response:
+                response.raise_for_status()
+                document: dict[str, Any] = await response.json(content_type=None)
+                return document
+
+        yield OidcVerifier(OidcSettings(issuer=https_issuer.url, audience="fedgate"), fetch_json=fetch_json)
+
+
+def token_for(keys: OidcIssuer, iss: str, **options: Any) -> str:
+    extra = {"iss": iss, "email_verified": True, **options.pop("extra_claims", {})}
+    return keys.token("s", email="user@example.com", extra_claims=extra, **options)
+
+
+async def test_the_jwks_of_an_https_issuer_must_come_over_https(
+    keys: OidcIssuer, https_issuer: HttpsIssuer, https_verifier: OidcVerifier
+) -> None:
+    # Plain http under an https issuer: anyone on the path could hand out keys of their own.
+    https_issuer.jwks_uri = f"{keys.url}/jwks"
+    with pytest.raises(Unauthenticated, match="could not be reached"):
+        await https_verifier.verify(token_for(keys, https_issuer.url))
+    assert keys.jwks_requests == 0
+    # The same keys over https are fine (another host would be too: IdPs often serve keys elsewhere).
+    https_issuer.jwks_uri = f"{https_issuer.url}/jwks"
+    identity = await https_verifier.verify(token_for(keys, https_issuer.url))
+    assert identity.username == "user@example.com" and https_issuer.jwks_requests == 1
+
+
+@pytest.fixture
+async def verifier(keys: OidcIssuer) -> AsyncIterator[OidcVerifier]:
+    verifier = OidcVerifier(OidcSettings(issuer=keys.url, audience="fedgate"))
+    yield verifier
+    await verifier.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "header"),
+    [
+        ({"nonce": "n-0S6_WzA2Mj"}, {}),
+        ({"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"}, {}),
+        ({"c_hash": "LDktKdoQak3Pk0cnXxCltA"}, {}),
+        ({}, {"typ": "id_token"}),
+        ({}, {"typ": "logout+jwt"}),
+    ],
+)
+async def test_an_id_token_is_not_an_access_token(
+    keys: OidcIssuer, verifier: OidcVerifier, extra: dict[str, Any], header: dict[str, Any]
+) -> None:
+    token = token_for(keys, keys.url, extra_claims=extra, header=header)
+    with pytest.raises(Unauthenticated, match="not an access token") as excinfo:
+        await verifier.verify(token)
+    assert token not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "JWT", "jwt", None])
+async def test_access_token_types_pass(keys: OidcIssuer, verifier: OidcVerifier, typ: str | None) -> None:
+    token = token_for(keys, keys.url, header={"typ": typ} if typ else {})
+    assert (await verifier.verify(token)).username == "user@example.com"

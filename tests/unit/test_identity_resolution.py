@@ -1,0 +1,33 @@
+"""A bare principal name in a grant denotes one principal by its shape, or is refused; never a guess in some order."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.authz.policy import PolicySnapshot, PrincipalInfo
+from gateway.authz.service import resolve_principal
+from gateway.errors import InvalidState
+
+
+def snapshot(*principals: PrincipalInfo) -> PolicySnapshot:
+    return PolicySnapshot(1, {p.id: p for p in principals}, [], [])
+
+
+def test_the_shape_of_a_name_decides_its_kind() -> None:
+    people = snapshot(
+        PrincipalInfo(1, "user", "ann@example.com"),
+        PrincipalInfo(2, "group", "ml-team"),
+        PrincipalInfo(3, "service_principal", "3f1c2b9e-7d4a"),
+        PrincipalInfo(4, "user", "ml-team"),  # a row older than the name rules: not a user name
+    )
+    assert resolve_principal(people, " Ann@Example.com ") == people.principal(1)
+    assert resolve_principal(people, "ml-team") == people.principal(2)
+    assert resolve_principal(people, "3f1c2b9e-7d4a") == people.principal(3)
+    assert resolve_principal(people, "nobody") is None
+    assert resolve_principal(people, "ML-TEAM") is None  # group names are exact
+
+
+def test_a_name_two_kinds_still_share_is_refused() -> None:
+    legacy = snapshot(PrincipalInfo(2, "group", "shared"), PrincipalInfo(3, "service_principal", "shared"))
+    with pytest.raises(InvalidState, match="several kinds"):
+        resolve_principal(legacy, "shared")
