@@ -278,7 +278,9 @@ def test_search_pages_are_full_and_hide_the_rest(stack: Stack, as_user: Any, org
     assert set(seen) == readable
 
 
-def test_dual_spellings_and_repeated_fields_are_refused(stack: Stack, org: Org, alices_work: Owned) -> None:
+def test_dual_spellings_are_refused_and_of_repeated_fields_the_checked_one_is_sent(
+    stack: Stack, org: Org, alices_work: Owned
+) -> None:
     bob = org.bob.http(stack)
     url = f"{stack.url}/api/2.0/mlflow/runs/create"
     mine = bob.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("bob")}).json()[
@@ -286,12 +288,20 @@ def test_dual_spellings_and_repeated_fields_are_refused(stack: Stack, org: Org, 
     ]
     for body in (
         f'{{"experiment_id": "{mine}", "experimentId": "{alices_work.experiment_id}"}}',
-        f'{{"experiment_id": "{mine}", "experiment_id": "{alices_work.experiment_id}"}}',
         f'{{"experimentId": "{alices_work.experiment_id}"}}',
     ):
         response = bob.post(url, data=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 400, body
         assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    # A repeated key is read as the store reads it (the last one), and only that one is forwarded.
+    for body, status in (
+        (f'{{"experiment_id": "{mine}", "experiment_id": "{alices_work.experiment_id}"}}', 404),
+        (f'{{"experiment_id": "{alices_work.experiment_id}", "experiment_id": "{mine}"}}', 200),
+    ):
+        response = bob.post(url, data=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == status, (body, response.text)
+        if status == 200:
+            assert response.json()["run"]["info"]["experiment_id"] == mine
 
 
 @pytest.mark.parametrize(
