@@ -101,26 +101,42 @@ def test_workspaces_api_with_the_stock_client(mlflow_env: Stack) -> None:
     assert name not in {w.name for w in mlflow.list_workspaces()}
 
 
+def central_namespace(stack: Stack, prefix: str) -> str:
+    """A workspace of its own on the central store (a store with workspaces), for a link over the API."""
+    upstream = unique(prefix)
+    response = requests.post(
+        f"{stack.stores['central'].url}/api/3.0/mlflow/workspaces", json={"name": upstream}, timeout=30
+    )
+    assert response.status_code == 201, response.text
+    return upstream
+
+
 def test_link_relink_and_unlink_over_rest(stack: Stack) -> None:
     admin = stack.http()
     base = f"{stack.url}/api/3.0/mlflow/workspaces"
     name = unique("link")
-    created = admin.post(base, json={"name": name, "store": "a", "workspace_id": "4242"})
+    first, second = central_namespace(stack, "first"), central_namespace(stack, "second")
+    created = admin.post(
+        base, json={"name": name, "store": "central", "upstream_workspace": first, "workspace_id": "4242"}
+    )
     assert created.status_code == 201, created.text
     assert created.json()["workspace"] == {
-        "name": name, "workspace_id": "4242", "mode": "workspace", "store": "a"
+        "name": name, "workspace_id": "4242", "mode": "workspace", "store": "central", "upstream_workspace": first
     }  # fmt: skip
     assert_mlflow_error(admin.post(base, json={"name": name, "store": "a"}), 400, "RESOURCE_ALREADY_EXISTS")
+    # Store a is team-a's namespace: a second link into it is refused, naming the occupant.
+    occupied = admin.post(base, json={"name": unique("squatter"), "store": "a"})
+    assert "team-a" in assert_mlflow_error(occupied, 409, "RESOURCE_ALREADY_EXISTS")["message"]
 
-    marker = unique("only-in-a")
-    in_a = stack.http(name).post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": marker})
-    assert in_a.status_code == 200
-    relinked = admin.patch(f"{base}/{name}", json={"store": "b"})
-    assert relinked.status_code == 200 and relinked.json()["workspace"]["store"] == "b"
+    marker = unique("only-in-first")
+    in_first = stack.http(name).post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": marker})
+    assert in_first.status_code == 200, in_first.text
+    relinked = admin.patch(f"{base}/{name}", json={"upstream_workspace": second})
+    assert relinked.status_code == 200 and relinked.json()["workspace"]["upstream_workspace"] == second
     lookup = stack.http(name).get(
         f"{stack.url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": marker}
     )
-    assert_mlflow_error(lookup, 404, "RESOURCE_DOES_NOT_EXIST")  # now served by store b
+    assert_mlflow_error(lookup, 404, "RESOURCE_DOES_NOT_EXIST")  # now served by the second namespace
 
     deleted = admin.delete(f"{base}/{name}")
     assert deleted.status_code == 204 and deleted.content == b""
@@ -202,7 +218,11 @@ def test_workspace_selection_rules(stack: Stack) -> None:
 
     # With a workspace named `default`, header-less calls go there.
     admin = stack.http()
-    created = admin.post(f"{stack.url}/api/3.0/mlflow/workspaces", json={"name": "default", "store": "a"})
+    upstream = central_namespace(stack, "default")
+    created = admin.post(
+        f"{stack.url}/api/3.0/mlflow/workspaces",
+        json={"name": "default", "store": "central", "upstream_workspace": upstream},
+    )
     assert created.status_code == 201, created.text
     try:
         routed = admin.post(search, json={"max_results": 5})
@@ -399,7 +419,10 @@ def test_a_second_replica_sees_link_changes_at_once(stack: Stack) -> None:
     replica = GatewayProcess(stack.gateway.config_path, GATEWAY_ENV).start()
     try:
         name = unique("replicated")
-        created = stack.http().post(f"{stack.url}/api/3.0/mlflow/workspaces", json={"name": name, "store": "a"})
+        created = stack.http().post(
+            f"{stack.url}/api/3.0/mlflow/workspaces",
+            json={"name": name, "store": "central", "upstream_workspace": central_namespace(stack, "replicated")},
+        )
         assert created.status_code == 201
         deadline = time.monotonic() + 3  # NOTIFY arrives in milliseconds; polling would take 5 s
         while time.monotonic() < deadline:
@@ -447,14 +470,20 @@ def test_workspaces_cli(stack: Stack) -> None:
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
     name = unique("cli")
-    linked = fedgate("link", name, "--store", "a", "--id", "7777", "--description", "from the CLI")
+    first, second = central_namespace(stack, "cli-first"), central_namespace(stack, "cli-second")
+    linked = fedgate(
+        "link", name, "--store", "central", "--upstream-workspace", first, "--id", "7777",
+        "--description", "from the CLI",
+    )  # fmt: skip
     assert linked.returncode == 0, linked.stderr
     assert json.loads(linked.stdout) == {
-        "name": name, "description": "from the CLI", "workspace_id": "7777", "mode": "workspace", "store": "a"
+        "name": name, "description": "from the CLI", "workspace_id": "7777", "mode": "workspace",
+        "store": "central", "upstream_workspace": first,
     }  # fmt: skip
     listed = fedgate("list")
-    assert any(line.split()[:4] == [name, "7777", "workspace", "a"] for line in listed.stdout.splitlines())
-    assert json.loads(fedgate("relink", name, "--store", "b").stdout)["store"] == "b"
+    assert any(line.split()[:4] == [name, "7777", "workspace", "central"] for line in listed.stdout.splitlines())
+    relinked = fedgate("relink", name, "--upstream-workspace", second)
+    assert json.loads(relinked.stdout)["upstream_workspace"] == second, relinked.stderr
     refused = fedgate("link", name, "--store", "a")
     assert refused.returncode == 1
     assert f"RESOURCE_ALREADY_EXISTS: Workspace '{name}' already exists." in refused.stderr
