@@ -148,7 +148,6 @@ class WorkspaceService:
         if await repo.get(body.name) is not None:
             raise AlreadyExists(f"Workspace '{body.name}' already exists.")
         _reject_trace_archival(body)
-        await repo.lock_links()
         mode = body.mode or ("workspace" if body.store else "central")
         store = body.store or None
         self._check_link(mode, store)
@@ -167,8 +166,10 @@ class WorkspaceService:
         )
         link = self.to_link(row)
         assert link is not None  # _check_link guarantees the store exists
-        await self._refuse_shared_namespace(repo, link)
+        # The store is asked first, so the links lock is never held across a call to a store.
         warning = await self.verify_link(link)
+        await repo.lock_links()
+        await self._refuse_shared_namespace(repo, link)
         await repo.insert(row)
         await repo.notify_change()
         return self.describe(link), warning
