@@ -25,6 +25,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -33,7 +34,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.forwarding import Result, drive, minimal_upstream  # noqa: E402
+from benchmarks.forwarding import Result, drive, measure_capacity, minimal_upstream  # noqa: E402
 from gateway.db.engine import start_embedded  # noqa: E402
 from gateway.devstack import GatewayProcess, free_port  # noqa: E402
 from gateway.federation.canonical import canonical_body  # noqa: E402
@@ -92,17 +93,6 @@ def load_process(url: str, seconds: float, concurrency: int, queue: multiprocess
     queue.put((result.requests, result.seconds, result.latencies))
 
 
-def measure(url: str, seconds: float, concurrency: int) -> Result:
-    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    workers = [multiprocessing.Process(target=load_process, args=(url, seconds, concurrency, queue)) for _ in range(2)]
-    for w in workers:
-        w.start()
-    parts = [queue.get() for _ in workers]
-    for w in workers:
-        w.join()
-    return Result(sum(p[0] for p in parts), max(p[1] for p in parts), [x for p in parts for x in p[2]])
-
-
 def before_revision() -> str:
     added = subprocess.run(
         ["git", "log", "--format=%H", "--diff-filter=A", "--", "gateway/federation/canonical.py"],
@@ -120,8 +110,8 @@ async def create_database(url: str, name: str) -> str:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
+    parts = urlsplit(url)  # the socket directory travels in the query (?host=...)
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def gateway(root: Path, name: str, database: str, upstream_port: int, source: Path | None) -> GatewayProcess:
@@ -170,7 +160,9 @@ def main() -> int:
         parts: dict[str, list[Result]] = {"before": [], "after": []}
         for _ in range(2):
             for name, process in zip(("before", "after"), gateways, strict=True):
-                parts[name].append(measure(process.url + path, args.seconds / 2, args.concurrency))
+                parts[name].append(
+                    measure_capacity(process.url + path, args.seconds / 2, args.concurrency, 2, load_process)
+                )
         results = {
             name: Result(sum(p.requests for p in r), sum(p.seconds for p in r) / 2, [x for p in r for x in p.latencies])
             for name, r in parts.items()

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -192,11 +193,10 @@ def load_process(url: str, seconds: float, concurrency: int, queue: multiprocess
     queue.put((result.requests, result.seconds, result.latencies))
 
 
-def measure_capacity(url: str, seconds: float, concurrency: int, processes: int) -> Result:
+def measure_capacity(url: str, seconds: float, concurrency: int, processes: int, load: Any = load_process) -> Result:
+    """`load(url, seconds, concurrency, queue)` in each of `processes` processes, results merged."""
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    workers = [
-        multiprocessing.Process(target=load_process, args=(url, seconds, concurrency, queue)) for _ in range(processes)
-    ]
+    workers = [multiprocessing.Process(target=load, args=(url, seconds, concurrency, queue)) for _ in range(processes)]
     for w in workers:
         w.start()
     parts = [queue.get() for _ in workers]
