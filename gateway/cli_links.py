@@ -39,6 +39,10 @@ def show_status(args: argparse.Namespace, answer: Any) -> None:
             )
         )
     table(("WORKSPACE", "MODE", "STORE", "CENTRAL", "PENDING", "OLDEST", "REPLAY", "DEAD", "RECONCILE"), rows)
+    # Links that overlap another one's store namespace are withheld until an admin relinks or unlinks one.
+    for link in answer.get("links") or []:
+        if link.get("conflict"):
+            print(f"not served: {link['workspace']}: {link['conflict']}")
 
 
 def plan_dead_letters(args: argparse.Namespace) -> list[Call]:

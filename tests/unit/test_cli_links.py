@@ -35,3 +35,13 @@ def test_links_status_shows_a_backfills_progress(capsys: pytest.CaptureFixture[s
     assert lines[1].split()[:5] == ["lab", "dual", "a", "central", "3"] and "running" not in lines[1]
     assert lines[2].endswith("all running: 12 experiments, 340 runs checked, 9 repaired")
     assert lines[3].endswith("9 repaired (resumed 2x)")
+
+
+def test_links_status_names_the_links_it_does_not_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    link = {"workspace": "north", "mode": "central", "store": "central", "central_store": "", "pending": 0,
+            "oldest_pending_seconds": 0.0, "replayed_per_second": 0.0, "dead_letters": 0}  # fmt: skip
+    reason = "Workspace 'south' already uses store 'central'"
+    show_status(argparse.Namespace(), {"links": [link, {**link, "workspace": "south", "conflict": reason}]})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"not served: south: {reason}"
+    assert not any(line.startswith("not served: north") for line in lines)
