@@ -98,3 +98,27 @@ def test_writes_never_declare_read_actions() -> None:
             assert spec.action not in (Action.READ, Action.SEARCH, Action.PUBLIC), spec.name
         if spec.resource is Resource.ARTIFACT and spec.method == "DELETE":
             assert spec.action is Action.MANAGE  # deleting artifacts is not an edit (CVE-2024-4263)
+
+
+def test_every_per_feature_route_set_names_declared_routes() -> None:
+    """A typo in a route name would silently turn a feature off for that route (mirroring, indexing...)."""
+    from gateway.federation import failover, guard, mirror, service
+    from gateway.index import account, writer
+
+    declared = {spec.name for spec in FORWARDED_ROUTES}
+    declared_versions = {(spec.name, spec.version) for spec in FORWARDED_ROUTES}
+    sets = {
+        "mirror.MIRRORED_ROUTES": mirror.MIRRORED_ROUTES,
+        "mirror.REGISTRY_ROUTES": mirror.REGISTRY_ROUTES,
+        "mirror.BATCHED": mirror.BATCHED,
+        "failover.FAILOVER_ROUTES": failover.FAILOVER_ROUTES,
+        "writer.INDEXED_ROUTES": writer.INDEXED_ROUTES,
+        "account.RUN_READS": account.RUN_READS,
+        "service.RESPONSE_INDEXED": service.RESPONSE_INDEXED,
+        "service.CREATES": service.CREATES,
+        "guard.LEVEL_OVERRIDES": set(guard.LEVEL_OVERRIDES),
+        "guard.RULE_OVERRIDES": set(guard.RULE_OVERRIDES),
+    }
+    for where, names in sets.items():
+        assert not set(names) - declared, f"{where} names undeclared routes: {sorted(set(names) - declared)}"
+    assert not set(guard.NESTED_IDS) - declared_versions, sorted(set(guard.NESTED_IDS) - declared_versions)
