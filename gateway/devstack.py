@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -179,11 +180,17 @@ class GatewayProcess:
 
 
 class OidcIssuer:
-    """A real OpenID Connect issuer in a background thread: discovery, a JWKS of one RSA key, RS256 tokens."""
+    """A real OpenID Connect issuer in a background thread: discovery, a JWKS of one RSA key, RS256 tokens.
 
-    def __init__(self) -> None:
+    Plain http by default; with `tls` it serves https. Discovery names `jwks_uri` when set (a test may
+    point it elsewhere), else the issuer's own `/jwks`.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.port = 0
         self.jwks_requests = 0
+        self.jwks_uri: str | None = None
+        self._tls = tls
         self._generation = 1
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
         self._lock = threading.Lock()
@@ -192,7 +199,7 @@ class OidcIssuer:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{LOOPBACK}:{self.port}"
 
     @property
     def kid(self) -> str:
@@ -201,6 +208,8 @@ class OidcIssuer:
     def start(self) -> OidcIssuer:
         self.port = self.port or free_port()
         self._server = ThreadingHTTPServer((LOOPBACK, self.port), self._handler())
+        if self._tls is not None:
+            self._server.socket = self._tls.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="oidc-issuer", daemon=True
@@ -258,7 +267,7 @@ class OidcIssuer:
                 if self.path == "/.well-known/openid-configuration":
                     body: dict[str, Any] = {
                         "issuer": issuer.url,
-                        "jwks_uri": f"{issuer.url}/jwks",
+                        "jwks_uri": issuer.jwks_uri or f"{issuer.url}/jwks",
                         "id_token_signing_alg_values_supported": ["RS256"],
                     }
                 elif self.path == "/jwks":

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import ssl
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.authn.oidc import OidcVerifier
 from gateway.config import OidcSettings
-from gateway.devstack import OidcIssuer, free_port
+from gateway.devstack import OidcIssuer
 from gateway.errors import Unauthenticated
 
 
@@ -54,58 +51,6 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class HttpsIssuer:
-    """Discovery over https; its JWKS (the local issuer's keys) at whatever `jwks_uri` the test chooses."""
-
-    def __init__(self, keys: OidcIssuer, cert: Path, key: Path) -> None:
-        self.keys = keys
-        self.port = free_port()
-        self.jwks_uri = ""
-        self.jwks_requests = 0
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def start(self) -> HttpsIssuer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/.well-known/openid-configuration":
-                    body: dict[str, Any] = {"issuer": issuer.url, "jwks_uri": issuer.jwks_uri}
-                elif self.path == "/jwks":
-                    issuer.jwks_requests += 1
-                    body = {"keys": [issuer.keys.key.as_dict(private=False)]}
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
-
-
 @pytest.fixture
 def keys() -> Iterator[OidcIssuer]:
     issuer = OidcIssuer().start()
@@ -114,16 +59,18 @@ def keys() -> Iterator[OidcIssuer]:
 
 
 @pytest.fixture
-def https_issuer(keys: OidcIssuer, tmp_path: Path) -> Iterator[HttpsIssuer]:
+def https_issuer(tmp_path: Path) -> Iterator[OidcIssuer]:
     cert, key = self_signed(tmp_path)
-    issuer = HttpsIssuer(keys, cert, key).start()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    issuer = OidcIssuer(tls=context).start()
     issuer.cert = cert  # type: ignore[attr-defined]
     yield issuer
     issuer.stop()
 
 
 @pytest.fixture
-async def https_verifier(https_issuer: HttpsIssuer) -> AsyncIterator[OidcVerifier]:
+async def https_verifier(https_issuer: OidcIssuer) -> AsyncIterator[OidcVerifier]:
     trust = ssl.create_default_context(cafile=str(https_issuer.cert))  # type: ignore[attr-defined]
     async with aiohttp.ClientSession() as session:
 
@@ -142,16 +89,16 @@ def token_for(keys: OidcIssuer, iss: str, **options: Any) -> str:
 
 
 async def test_the_jwks_of_an_https_issuer_must_come_over_https(
-    keys: OidcIssuer, https_issuer: HttpsIssuer, https_verifier: OidcVerifier
+    keys: OidcIssuer, https_issuer: OidcIssuer, https_verifier: OidcVerifier
 ) -> None:
     # Plain http under an https issuer: anyone on the path could hand out keys of their own.
     https_issuer.jwks_uri = f"{keys.url}/jwks"
     with pytest.raises(Unauthenticated, match="could not be reached"):
-        await https_verifier.verify(token_for(keys, https_issuer.url))
+        await https_verifier.verify(token_for(https_issuer, https_issuer.url))
     assert keys.jwks_requests == 0
-    # The same keys over https are fine (another host would be too: IdPs often serve keys elsewhere).
-    https_issuer.jwks_uri = f"{https_issuer.url}/jwks"
-    identity = await https_verifier.verify(token_for(keys, https_issuer.url))
+    # Its own keys over https are fine (another host would be too: IdPs often serve keys elsewhere).
+    https_issuer.jwks_uri = None
+    identity = await https_verifier.verify(token_for(https_issuer, https_issuer.url))
     assert identity.username == "user@example.com" and https_issuer.jwks_requests == 1
 
 
