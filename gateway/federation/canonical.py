@@ -87,6 +87,13 @@ def canonical_query(query: str) -> str:
     return urlencode(pairs)
 
 
+def reencoded_headers(headers: list[tuple[str, str]], media_type: str) -> list[tuple[str, str]]:
+    """The headers of a body the gateway re-encoded: its own content type, and no content encoding."""
+    kept = [(name, value) for name, value in headers if name not in ("content-type", "content-encoding")]
+    kept.append(("content-type", media_type))
+    return kept
+
+
 def _inspect(document: dict[str, Any], encoded: bytes) -> bool:
     """Refuse alias keys and excessive depth; tell whether ids other than the top-level fields occur.
 

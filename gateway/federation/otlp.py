@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from gateway.errors import InvalidParameter
-from gateway.federation.canonical import CanonicalBody, NestedId
+from gateway.federation.canonical import CanonicalBody, NestedId, reencoded_headers
 from gateway.federation.schemas import RequestIds
 
 SPAN_TRACE_ID = "resource_spans[].scope_spans[].spans[].trace_id"
@@ -55,10 +55,9 @@ def canonical_export(raw: bytes, headers: list[tuple[str, str]]) -> tuple[Canoni
         for span in scope.spans
         if span.trace_id
     }
-    forwarded = [(k, v) for k, v in headers if k not in ("content-type", "content-encoding")]
-    forwarded.append(("content-type", "application/x-protobuf"))
     nested = [NestedId(SPAN_TRACE_ID, trace_id) for trace_id in sorted(trace_ids)]
-    return CanonicalBody(export.SerializeToString(), {}, RequestIds(), nested), forwarded
+    export_body = CanonicalBody(export.SerializeToString(), {}, RequestIds(), nested)
+    return export_body, reencoded_headers(headers, "application/x-protobuf")
 
 
 def _decompress(raw: bytes, encoding: str) -> bytes:

@@ -23,7 +23,7 @@ from gateway.errors import (
     StoreUnavailable,
 )
 from gateway.federation.bookkeeping import AcceptedWrite, Bookkeeping, OutboxEntry
-from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query
+from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
 from gateway.federation.failover import SERVED_BY, Failover
 from gateway.federation.guard import Guard, Plan
 from gateway.federation.mirror import MIRRORED_ROUTES, order_key
@@ -465,8 +465,7 @@ class Forwarder:
             return None
         canonical = canonical_body(call.body)
         call.body = canonical.encoded
-        call.headers = [(k, v) for k, v in call.headers if k not in ("content-type", "content-encoding")]
-        call.headers.append(("content-type", "application/json"))
+        call.headers = reencoded_headers(call.headers, "application/json")
         return canonical
 
     def _run_id(self, call: ForwardCall, ids: RequestIds | None, artifact_path: str | None) -> str | None:
