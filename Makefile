@@ -21,6 +21,7 @@ lint: install
 	$(BIN)/ruff check gateway adapters tests benchmarks
 	$(BIN)/ruff format --check gateway adapters tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: lint
 	$(BIN)/python -m pytest -q -ra
@@ -35,4 +36,4 @@ bench: install
 	$(BIN)/python benchmarks/forwarding.py
 
 clean:
-	rm -rf $(VENV) .fedgate .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .fedgate .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

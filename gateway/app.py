@@ -32,11 +32,10 @@ from adapters.stores.auth import (
     token_url_for,
 )
 from adapters.stores.mlflow_rest import MlflowRestStore
+from gateway.audit.trail import AuditTrail, entry
 from gateway.authn.middleware import AuthenticationMiddleware, DenialLimiter
 from gateway.authn.oidc import OidcVerifier
-from gateway.authn.principal import Principal
 from gateway.authn.service import Authenticator
-from gateway.authz.audit import AuditTrail, entry
 from gateway.authz.decide import Authorizer
 from gateway.authz.live import LivePolicy
 from gateway.authz.repository import POLICY_CHANNEL
@@ -47,7 +46,7 @@ from gateway.authz.routes import (
     UnityCatalogController,
 )
 from gateway.authz.service import AccessService
-from gateway.config import (
+from gateway.core.config import (
     BasicAuth,
     BearerAuth,
     ConfigError,
@@ -56,15 +55,18 @@ from gateway.config import (
     StoreSettings,
     load_settings,
 )
+from gateway.core.errors import BODY_DECODE_ERRORS, GatewayError, PermissionDenied, Unauthenticated, body_error
+from gateway.core.links import LinkTable
+from gateway.core.ports import ChangeFeed, Store
+from gateway.core.principal import Principal
+from gateway.core.watch import ReloadLoop
 from gateway.db.engine import make_engine, make_sessionmaker
-from gateway.errors import BODY_DECODE_ERRORS, GatewayError, PermissionDenied, Unauthenticated, body_error
+from gateway.dual.failover import Failover
+from gateway.dual.mirror import Mirror
+from gateway.dual.outbox import Relay
+from gateway.dual.reconcile import Reconciler
 from gateway.federation.bookkeeping import Bookkeeping
-from gateway.federation.capabilities import StoreCapabilities
-from gateway.federation.failover import Failover
 from gateway.federation.guard import Guard, Lookups
-from gateway.federation.mirror import Mirror
-from gateway.federation.outbox import Relay
-from gateway.federation.reconcile import Reconciler
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
 from gateway.index.account import AccountScope
@@ -74,14 +76,12 @@ from gateway.index.writer import IndexWriter
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
 from gateway.observability.metrics import DENIED
 from gateway.observability.routes import health_handlers
-from gateway.ports import ChangeFeed, Store
 from gateway.principals.routes import ScimController, TokenController
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.sql.routes import SqlStatementsController
 from gateway.sql.runner import QueryRunner
 from gateway.sql.service import SqlService
-from gateway.watch import ReloadLoop
-from gateway.workspaces.links import LinkTable
+from gateway.stores.capabilities import StoreCapabilities
 from gateway.workspaces.repository import CHANGE_CHANNEL
 from gateway.workspaces.routes import LinksController, WorkspacesController
 from gateway.workspaces.service import WorkspaceService

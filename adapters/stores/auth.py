@@ -11,7 +11,7 @@ import aiohttp
 from authlib.oauth2.rfc6749 import OAuth2Token
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from gateway.ports import StoreUnreachable
+from gateway.core.ports import StoreUnreachable
 
 # Default scopes per provider. Entra: the resource id of Azure Databricks; Azure ML uses its own, so
 # set `scope` for it.

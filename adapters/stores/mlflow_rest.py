@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from adapters.stores.auth import NoStoreAuth, StoreAuth
-from gateway.ports import Body, StoreTimedOut, StoreUnreachable
+from gateway.core.ports import Body, StoreTimedOut, StoreUnreachable
 
 WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
 CHUNK_SIZE = 256 * 1024

@@ -19,7 +19,7 @@ from typing import Any
 from litestar.types import ASGIApp, Receive, Send
 
 from gateway.authn.service import Authenticator
-from gateway.errors import RateLimited, Unauthenticated
+from gateway.core.errors import RateLimited, Unauthenticated
 from gateway.observability.access import note
 from gateway.observability.metrics import RATE_LIMITED
 

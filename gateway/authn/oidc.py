@@ -45,8 +45,8 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
-from gateway.config import LOOPBACK_HOSTS, OidcSettings, check_oidc
-from gateway.errors import Unauthenticated
+from gateway.core.config import LOOPBACK_HOSTS, OidcSettings, check_oidc
+from gateway.core.errors import Unauthenticated
 from gateway.principals.names import canonical, valid
 
 log = logging.getLogger(__name__)

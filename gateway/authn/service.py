@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authn.oidc import OidcVerifier
-from gateway.authn.principal import Principal
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import PolicySnapshot
 from gateway.authz.repository import PolicyVersionRepository
-from gateway.errors import Unauthenticated
+from gateway.core.errors import Unauthenticated
+from gateway.core.principal import Principal
 from gateway.principals.repository import PrincipalRepository, TokenRepository
 from gateway.principals.tokens import TOKEN_PREFIX, hash_token
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.authn.principal import Principal
 from gateway.authz.levels import (
     RANK,
     Level,
@@ -20,7 +19,8 @@ from gateway.authz.levels import (
     workspace_object,
 )
 from gateway.authz.live import LivePolicy
-from gateway.errors import PermissionDenied, ResourceNotFound
+from gateway.core.errors import PermissionDenied, ResourceNotFound
+from gateway.core.principal import Principal
 
 
 @dataclass(frozen=True, slots=True)

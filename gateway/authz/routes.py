@@ -9,15 +9,15 @@ from litestar import Controller, Request, get, patch, put
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authn.principal import Principal
+from gateway.audit.repository import AuditRepository
 from gateway.authz.decide import hidden
 from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
-from gateway.authz.repository import AuditRepository
 from gateway.authz.service import AccessService, Securable
-from gateway.errors import InvalidParameter, ResourceNotFound
+from gateway.core.errors import InvalidParameter, ResourceNotFound
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
 from gateway.federation.service import Forwarder
 from gateway.principals.service import require_admin
-from gateway.workspaces.links import WorkspaceLink
 
 WORKSPACE_HEADER = "x-mlflow-workspace"
 

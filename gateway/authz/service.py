@@ -17,8 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authn.principal import Principal
-from gateway.authz.audit import AuditTrail, entry
+from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import (
     ACCOUNT_DOMAIN,
@@ -37,9 +36,10 @@ from gateway.authz.levels import (
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
 from gateway.authz.repository import GrantRepository, ModelIdRepository, PolicyVersionRepository
-from gateway.errors import InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
+from gateway.core.errors import InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
 from gateway.principals import names
-from gateway.workspaces.links import WorkspaceLink
 
 LEVEL_DESCRIPTIONS = {
     Level.CAN_USE: "Can enter the workspace and create experiments and models of its own",

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 from gateway.federation.mlflow_aliases import PROTO_JSON_ALIASES
 from gateway.federation.schemas import RequestIds
 

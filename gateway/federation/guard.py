@@ -20,16 +20,16 @@ from urllib.parse import parse_qs, quote, urlencode
 
 import msgspec
 
-from gateway.authn.principal import Principal
 from gateway.authz.decide import Authorizer, Everything, hidden
 from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
 from gateway.authz.service import AccessService
-from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound, StoreUnavailable
+from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound, StoreUnavailable
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
+from gateway.core.route_table import Action, Resource, RouteSpec
 from gateway.federation.canonical import CanonicalBody, NestedId
 from gateway.federation.otlp import SPAN_TRACE_ID
-from gateway.federation.route_table import Action, Resource, RouteSpec
 from gateway.federation.schemas import RequestIds
-from gateway.workspaces.links import WorkspaceLink
 
 log = logging.getLogger(__name__)
 
@@ -495,7 +495,7 @@ class Guard:
         elif source.startswith("runs:/"):
             await self._require_run(ctx, source[len("runs:/") :].split("/", 1)[0], Level.CAN_READ)
         elif source.startswith("mlflow-artifacts:/"):
-            from gateway.federation.paths import canonical_artifact_path
+            from gateway.core.paths import canonical_artifact_path
 
             path = canonical_artifact_path(source[len("mlflow-artifacts:") :].lstrip("/"))
             parts = path.split("/")

@@ -20,7 +20,7 @@ from google.protobuf.json_format import ParseDict
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 from gateway.federation.canonical import CanonicalBody, NestedId, reencoded_headers
 from gateway.federation.schemas import RequestIds
 

@@ -12,12 +12,12 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
-from gateway.authn.principal import Principal
-from gateway.errors import BodyTooLarge, GatewayError
-from gateway.federation.capabilities import StoreCapabilities
-from gateway.federation.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
+from gateway.core.errors import BodyTooLarge, GatewayError
+from gateway.core.principal import Principal
+from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
 from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, scan_headers
 from gateway.observability.access import REQUEST_ID_KEY, note
+from gateway.stores.capabilities import StoreCapabilities
 
 WORKSPACE_HEADER = "x-mlflow-workspace"
 

@@ -13,34 +13,34 @@ from urllib.parse import parse_qs, quote
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authn.principal import Principal
-from gateway.config import WORKSPACE_NAME_RE
-from gateway.errors import (
+from gateway.core.config import WORKSPACE_NAME_RE
+from gateway.core.errors import (
     InvalidParameter,
     PermissionDenied,
     ResourceNotFound,
     StoreTimeout,
     StoreUnavailable,
 )
-from gateway.federation.bookkeeping import AcceptedWrite, Bookkeeping, OutboxEntry
-from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
-from gateway.federation.failover import SERVED_BY, Failover
-from gateway.federation.guard import Guard, Plan
-from gateway.federation.mirror import MIRRORED_ROUTES, order_key
-from gateway.federation.otlp import canonical_export
-from gateway.federation.paths import (
+from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.paths import (
     artifact_workspace,
     canonical_artifact_path,
     quote_path,
     rewrite_artifact_workspace,
 )
+from gateway.core.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
+from gateway.core.principal import Principal
+from gateway.core.route_table import Body, Resource, RouteSpec
+from gateway.dual.failover import SERVED_BY, Failover
+from gateway.dual.mirror import MIRRORED_ROUTES, order_key
+from gateway.federation.bookkeeping import AcceptedWrite, Bookkeeping, OutboxEntry
+from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
+from gateway.federation.guard import Guard, Plan
+from gateway.federation.otlp import canonical_export
 from gateway.federation.repository import RunRouteRepository
-from gateway.federation.route_table import Body, Resource, RouteSpec
 from gateway.federation.schemas import CreateRunResponse, RequestIds
 from gateway.index.writer import INDEXED_ROUTES
 from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
-from gateway.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
-from gateway.workspaces.links import LinkTable, WorkspaceLink
 
 if TYPE_CHECKING:
     from gateway.index.account import AccountScope

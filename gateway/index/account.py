@@ -19,11 +19,12 @@ from urllib.parse import parse_qs, urlencode
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authn.principal import Principal
 from gateway.authz.decide import Authorizer, Everything, hidden
-from gateway.errors import GatewayError, InvalidParameter, ResourceNotFound
-from gateway.federation.paths import artifact_workspace
-from gateway.federation.route_table import FORWARDED_ROUTES, Action, Resource
+from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound
+from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.paths import artifact_workspace
+from gateway.core.principal import Principal
+from gateway.core.route_table import FORWARDED_ROUTES, Action, Resource
 from gateway.federation.service import (
     ACCOUNT_SCOPE,
     ForwardCall,
@@ -49,7 +50,6 @@ from gateway.index.search import (
     search_shape,
     view_type,
 )
-from gateway.workspaces.links import LinkTable, WorkspaceLink
 
 READ_ONLY = "The account scope is read-only; choose a workspace."
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][\w\-]{0,255}$")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 
 
 class Entity(StrEnum):

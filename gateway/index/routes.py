@@ -6,8 +6,8 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 
-from gateway.authn.principal import Principal
-from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.principal import Principal
 from gateway.index.sync import IndexSync
 
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import asyncpg
 
-from gateway.federation.mirror import Mirror, id_order
-from gateway.federation.outbox import Refused, Transient
+from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.watch import cancel_all
+from gateway.dual.mirror import Mirror, id_order
+from gateway.dual.outbox import Refused, Transient
 from gateway.index.repository import IndexRepository, point_key
 from gateway.index.writer import to_float, to_time
-from gateway.watch import cancel_all
-from gateway.workspaces.links import LinkTable, WorkspaceLink
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import Parameter
 
-from gateway.authn.principal import Principal
+from gateway.core.errors import InvalidParameter
+from gateway.core.principal import Principal
 from gateway.db.models import PrincipalRow, TokenRow
-from gateway.errors import InvalidParameter
 from gateway.principals.service import PrincipalService, TokenService, require_admin
 
 SCIM = "/api/2.0/preview/scim/v2"

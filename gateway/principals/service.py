@@ -22,14 +22,14 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authn.principal import Principal
-from gateway.authz.audit import AuditTrail, entry
+from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import MAX_GROUP_DEPTH
 from gateway.authz.repository import PolicyVersionRepository
-from gateway.config import TokenSettings
+from gateway.core.config import TokenSettings
+from gateway.core.errors import AlreadyExists, InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.principal import Principal
 from gateway.db.models import PrincipalRow, TokenRow
-from gateway.errors import AlreadyExists, InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.principals import names
 from gateway.principals.repository import PrincipalRepository, TokenRepository
 from gateway.principals.tokens import hash_token, new_token

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 
-from gateway.authn.principal import Principal
+from gateway.core.principal import Principal
 from gateway.sql.schemas import ExecuteStatementRequest, ResultData, StatementResponse
 from gateway.sql.service import SqlService
 

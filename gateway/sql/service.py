@@ -25,14 +25,14 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlglot import exp
 
-from gateway.authn.principal import Principal
-from gateway.authz.audit import AuditTrail, entry
+from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.decide import hidden
 from gateway.authz.levels import ACCOUNT_DOMAIN, Privilege
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.service import AccessService, resolve_principal
-from gateway.config import Settings
-from gateway.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
+from gateway.core.config import Settings
+from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
+from gateway.core.principal import Principal
 from gateway.sql.catalog import SYSTEM_CATALOG, TableName, system_table
 from gateway.sql.repository import StatementRepository, StoredStatement, ViewRepository
 from gateway.sql.results import PgColumn, chunks, column_info, rows

@@ -30,7 +30,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 from gateway.sql.catalog import SYSTEM_CATALOG, TableName
 
 DIALECT = "databricks"

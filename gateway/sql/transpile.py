@@ -19,7 +19,7 @@ from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.generators.postgres import PostgresGenerator
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 from gateway.sql.catalog import ARRAY_COLUMNS, DOUBLE_COLUMNS, MAP_COLUMNS, PG_SCHEMA, SYSTEM_COLUMNS, TableName
 from gateway.sql.statements import DIALECT, MAX_RELATIONS, Query, is_cte_reference, too_many_relations
 

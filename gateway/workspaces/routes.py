@@ -9,13 +9,13 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authn.principal import Principal
 from gateway.authz.decide import Authorizer, hidden
-from gateway.errors import InvalidParameter, PermissionDenied, ResourceNotFound
-from gateway.federation.outbox import OutboxRepository
-from gateway.federation.reconcile import Reconciler
-from gateway.federation.route_table import WORKSPACE_ROUTES
-from gateway.workspaces.links import WorkspaceLink
+from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
+from gateway.core.route_table import WORKSPACE_ROUTES
+from gateway.dual.outbox import OutboxRepository
+from gateway.dual.reconcile import Reconciler
 from gateway.workspaces.schemas import (
     WorkspaceChanges,
     WorkspaceCreate,

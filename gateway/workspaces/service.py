@@ -1,6 +1,6 @@
 """Link, relink and unlink workspaces; keep the live link table in step with the database.
 
-No two workspaces share a store namespace (gateway/workspaces/links.py): a link or relink into a
+No two workspaces share a store namespace (gateway/core/links.py): a link or relink into a
 namespace another workspace reads or writes is refused with 409 RESOURCE_ALREADY_EXISTS, checked
 under a transaction-scoped advisory lock so that two replicas linking at once cannot both pass.
 """
@@ -14,11 +14,11 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.config import ConfigError, Settings, check_link, check_workspace_name, link_namespaces
+from gateway.core.config import ConfigError, Settings, check_link, check_workspace_name, link_namespaces
+from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, ResourceNotFound
+from gateway.core.links import LinkTable, WorkspaceLink, conflict_message, overlap, self_overlap
+from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
 from gateway.db.models import WorkspaceLinkRow
-from gateway.errors import AlreadyExists, InvalidParameter, InvalidState, ResourceNotFound
-from gateway.ports import Store, StoreTimedOut, StoreUnreachable
-from gateway.workspaces.links import LinkTable, WorkspaceLink, conflict_message, overlap, self_overlap
 from gateway.workspaces.repository import WorkspaceRepository
 from gateway.workspaces.schemas import Workspace, WorkspaceChanges, WorkspaceCreate
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.ports import ChangeFeed
-from gateway.watch import ReloadLoop
+from gateway.core.ports import ChangeFeed
+from gateway.core.watch import ReloadLoop
 from gateway.workspaces.repository import WorkspaceRepository
 from gateway.workspaces.service import WorkspaceService
 

@@ -8,8 +8,8 @@ import pytest
 
 from gateway.authn.service import BOOTSTRAP_ADMIN, Authenticator, check_admin_token
 from gateway.authz.live import LivePolicy
+from gateway.core.errors import Unauthenticated
 from gateway.db.engine import make_engine, make_sessionmaker
-from gateway.errors import Unauthenticated
 
 TOKEN = "a-very-random-admin-token"
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 from gateway.federation.canonical import MAX_DEPTH, canonical_body, canonical_query
 from gateway.federation.mlflow_aliases import PROTO_JSON_ALIASES
 from gateway.federation.schemas import RequestIds

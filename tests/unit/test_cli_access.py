@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import build_parser, main
-from gateway.cli_access import Call, plan_for, table
+from gateway.cli import build_parser, main, plan_for
+from gateway.cli.client import Call, table
 
 SCIM = "/api/2.0/preview/scim/v2"
 MODEL_ID = "0123456789abcdef0123456789abcdef"

@@ -6,8 +6,9 @@ import argparse
 
 import pytest
 
-from gateway.cli_access import Call, plan_for
-from gateway.cli_links import show_status
+from gateway.cli import plan_for
+from gateway.cli.client import Call
+from gateway.cli.links import show_status
 
 
 def test_links_commands_plan_their_calls() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import BearerAuth, ConfigError, load_settings
+from gateway.core.config import BearerAuth, ConfigError, load_settings
 
 BASE = """
 [account]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from gateway.authz.audit import AuditTrail, entry
-from gateway.config import ConfigError, load_settings
+from gateway.audit.trail import AuditTrail, entry
+from gateway.core.config import ConfigError, load_settings
 
 
 def _dropped() -> float:
@@ -19,7 +19,7 @@ def _dropped() -> float:
 def test_dropped_audit_rows_are_counted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     trail = AuditTrail(None, max_pending=3)  # type: ignore[arg-type]  # nothing is written: no writer task
     before = _dropped()
-    with caplog.at_level(logging.WARNING, logger="gateway.authz.audit"):
+    with caplog.at_level(logging.WARNING, logger="gateway.audit.trail"):
         for index in range(10):
             trail.record(entry("anonymous", "request.denied", f"GET /{index}", "denied"))
     assert trail.dropped == 7
@@ -111,7 +111,7 @@ def test_body_errors_answer_400_and_unexpected_ones_log_one_line_without_trace(
     from litestar.testing import TestClient
 
     from gateway.app import _gateway_error, _http_exception, _malformed_body, _unexpected
-    from gateway.errors import BODY_DECODE_ERRORS, GatewayError
+    from gateway.core.errors import BODY_DECODE_ERRORS, GatewayError
 
     @post("/deep", status_code=200)
     async def deep(data: dict[str, Any]) -> dict[str, Any]:

@@ -25,16 +25,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.authn.principal import Principal
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import experiment_object, workspace_domain
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
+from gateway.core.route_table import FORWARDED_ROUTES, Body, RouteSpec
 from gateway.federation.canonical import canonical_body, canonical_query
 from gateway.federation.guard import Guard, Lookups, rule_for
-from gateway.federation.route_table import FORWARDED_ROUTES, Body, RouteSpec
-from gateway.workspaces.links import WorkspaceLink
 
 flask = pytest.importorskip("flask")
 handlers = pytest.importorskip("mlflow.server.handlers")

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.authn.oidc import OidcVerifier
-from gateway.config import OidcSettings
+from gateway.core.config import OidcSettings
+from gateway.core.errors import Unauthenticated
 from gateway.devstack import OidcIssuer
-from gateway.errors import Unauthenticated
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.authz.policy import PolicySnapshot, PrincipalInfo
 from gateway.authz.service import resolve_principal
-from gateway.errors import InvalidState
+from gateway.core.errors import InvalidState
 
 
 def snapshot(*principals: PrincipalInfo) -> PolicySnapshot:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_settings
+from gateway.core.config import ConfigError, load_settings
 
 ADMIN = {"FEDGATE_ADMIN_TOKEN": "a-very-random-admin-token"}
 

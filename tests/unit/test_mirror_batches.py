@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.federation.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, _Batch, order_key
+from gateway.dual.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, _Batch, order_key
 
 
 def test_order_keys_follow_the_object_a_write_changes() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from gateway.config import ConfigError, load_settings
-from gateway.errors import InvalidState, ResourceNotFound
-from gateway.federation.failover import Failover, _keep_own
-from gateway.federation.route_table import FORWARDED_ROUTES
-from gateway.workspaces.links import LinkTable, Namespace, WorkspaceLink, store_identity
+from gateway.core.config import ConfigError, load_settings
+from gateway.core.errors import InvalidState, ResourceNotFound
+from gateway.core.links import LinkTable, Namespace, WorkspaceLink, store_identity
+from gateway.core.route_table import FORWARDED_ROUTES
+from gateway.dual.failover import Failover, _keep_own
 
 STORES = """
 [account]

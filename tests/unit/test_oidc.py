@@ -16,9 +16,9 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from gateway.authn.oidc import OidcIdentity, OidcVerifier
-from gateway.config import OidcSettings
+from gateway.core.config import OidcSettings
+from gateway.core.errors import Unauthenticated
 from gateway.devstack import OidcIssuer, free_port
-from gateway.errors import Unauthenticated
 
 
 @pytest.fixture

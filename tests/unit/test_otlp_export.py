@@ -9,7 +9,7 @@ import zlib
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 from gateway.federation.otlp import SPAN_TRACE_ID, canonical_export
 
 TRACE_A = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import InvalidParameter
-from gateway.federation.paths import canonical_artifact_path, rewrite_artifact_workspace
+from gateway.core.errors import InvalidParameter
+from gateway.core.paths import canonical_artifact_path, rewrite_artifact_workspace
 
 
 @pytest.mark.parametrize(

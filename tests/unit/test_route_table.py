@@ -5,9 +5,8 @@ from __future__ import annotations
 from litestar import Litestar
 
 from gateway.app import create_app
-from gateway.config import Settings, StoreSettings, WorkspaceSettings
-from gateway.federation.guard import rule_for
-from gateway.federation.route_table import (
+from gateway.core.config import Settings, StoreSettings, WorkspaceSettings
+from gateway.core.route_table import (
     FORWARDED_ROUTES,
     SERVER_INFO,
     WORKSPACE_ROUTES,
@@ -15,6 +14,7 @@ from gateway.federation.route_table import (
     Resource,
     RouteSpec,
 )
+from gateway.federation.guard import rule_for
 
 OPERATIONS = {"/health", "/health/live", "/health/ready", "/metrics"}
 
@@ -102,7 +102,8 @@ def test_writes_never_declare_read_actions() -> None:
 
 def test_every_per_feature_route_set_names_declared_routes() -> None:
     """A typo in a route name would silently turn a feature off for that route (mirroring, indexing...)."""
-    from gateway.federation import failover, guard, mirror, service
+    from gateway.dual import failover, mirror
+    from gateway.federation import guard, service
     from gateway.index import account, writer
 
     declared = {spec.name for spec in FORWARDED_ROUTES}

@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
 from sqlalchemy.dialects import postgresql
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 from gateway.index.filters import (
     Comparison,
     Entity,

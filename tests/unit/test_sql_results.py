@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from gateway.cli import build_parser
-from gateway.cli_sql import parameter, request_body, show
-from gateway.errors import InvalidParameter
+from gateway.cli.sql import parameter, request_body, show
+from gateway.core.errors import InvalidParameter
 from gateway.sql.results import CHUNK_ROWS, PgColumn, cell, chunks, databricks_type, java_double, rows
 from gateway.sql.schemas import StatementParameter
 from gateway.sql.service import _parameters, _wait_seconds

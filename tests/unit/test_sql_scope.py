@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 from gateway.sql import documented
 from gateway.sql.catalog import PG_SCHEMA, SYSTEM_COLUMNS, TableName, system_table
 from gateway.sql.statements import MAX_RELATIONS, Defaults, Query, classify, parse_query

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 from gateway.sql.catalog import TableName
 from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS_WITH_EXPERIMENT, RUN_TAGS, SUCCESS_RATIO
 from gateway.sql.statements import (

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from adapters.stores.auth import ClientCredentialsAuth, StaticStoreAuth, token_url_for
-from gateway.ports import StoreUnreachable
+from gateway.core.ports import StoreUnreachable
 
 
 class TokenEndpoint:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway.cli_access import Call, _group, _leaf, table
+from gateway.cli.client import Call, group, leaf, table
 
 INDEX = "/api/2.0/fedgate/index"
 
@@ -46,9 +46,9 @@ def show_sync(args: argparse.Namespace, answer: Any) -> None:
 
 
 def add_index_commands(commands: Any, url: str) -> None:
-    actions = _group(commands, "index", "the account-wide index: sync state, sync a workspace (account admins)", url)
-    _leaf(actions, "status", "sync state, lag and progress per workspace", plan_status, show_status, as_json=True)
-    sync = _leaf(actions, "sync", "bring a workspace's store into the index", plan_sync, show_sync, as_json=True)
+    actions = group(commands, "index", "the account-wide index: sync state, sync a workspace (account admins)", url)
+    leaf(actions, "status", "sync state, lag and progress per workspace", plan_status, show_status, as_json=True)
+    sync = leaf(actions, "sync", "bring a workspace's store into the index", plan_sync, show_sync, as_json=True)
     sync.add_argument("--workspace", required=True)
     sync.add_argument("--full", action="store_true", help="every run, not only recent and running ones")
     sync.add_argument("--wait", action="store_true", help="wait for the pass to finish and show its figures")

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from gateway.ports import ChangeFeed
+from gateway.core.ports import ChangeFeed
 
 log = logging.getLogger(__name__)
 

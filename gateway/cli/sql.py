@@ -13,8 +13,7 @@ import sys
 import time
 from typing import Any
 
-from gateway.cli import CommandError, _admin_call
-from gateway.cli_access import table
+from gateway.cli.client import CommandError, admin_call, table
 
 STATEMENTS = "/api/2.0/sql/statements"
 PARAM_RE = re.compile(
@@ -45,14 +44,14 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    answer = _admin_call(args, "POST", STATEMENTS, request_body(args))
+    answer = admin_call(args, "POST", STATEMENTS, request_body(args))
     statement_id = str(answer["statement_id"])
     try:
         while answer["status"]["state"] not in DONE:
             time.sleep(POLL_SECONDS)
-            answer = _admin_call(args, "GET", f"{STATEMENTS}/{statement_id}")
+            answer = admin_call(args, "GET", f"{STATEMENTS}/{statement_id}")
     except KeyboardInterrupt:
-        _admin_call(args, "POST", f"{STATEMENTS}/{statement_id}/cancel", {})
+        admin_call(args, "POST", f"{STATEMENTS}/{statement_id}/cancel", {})
         print(f"cancelled statement {statement_id}", file=sys.stderr)
         return 130
     status = answer["status"]
@@ -62,7 +61,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     manifest = answer.get("manifest") or {}
     data = list((answer.get("result") or {}).get("data_array") or [])
     for index in range(1, int(manifest.get("total_chunk_count") or 1)):
-        chunk = _admin_call(args, "GET", f"{STATEMENTS}/{statement_id}/result/chunks/{index}")
+        chunk = admin_call(args, "GET", f"{STATEMENTS}/{statement_id}/result/chunks/{index}")
         data.extend(chunk.get("data_array") or [])
     columns = [column["name"] for column in (manifest.get("schema") or {}).get("columns") or []]
     if args.json:

@@ -19,10 +19,10 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
 from gateway.db.models import IdMapRow, OutboxRow
-from gateway.federation.outbox import Applied, Refused, Transient
-from gateway.ports import Store, StoreTimedOut, StoreUnreachable
-from gateway.workspaces.links import LinkTable, WorkspaceLink
+from gateway.dual.outbox import Applied, Refused, Transient
 
 log = logging.getLogger(__name__)
 

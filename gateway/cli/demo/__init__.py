@@ -185,7 +185,7 @@ def _provision_data_scientist(url: str, admin_token: str) -> str:
 
 def _show_system_tables(url: str, admin_token: str, user_token: str) -> None:
     """The account-wide index: SQL over system.mlflow once granted, and the read-only `account` scope."""
-    from gateway.cli_sql import show
+    from gateway.cli.sql import show
     from gateway.sql.documented import SUCCESS_RATIO
 
     def sql(token: str, statement: str) -> dict[str, Any]:

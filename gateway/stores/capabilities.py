@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from gateway.ports import Store, StoreTimedOut, StoreUnreachable
-from gateway.workspaces.links import WorkspaceLink
+from gateway.core.links import WorkspaceLink
+from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
 
 CACHE_SECONDS = 60.0
 # The client gives server-info 3 s and no retry; never spend all of it waiting on a store.

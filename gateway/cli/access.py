@@ -8,17 +8,14 @@ The token is `$FEDGATE_TOKEN` if set, else `$FEDGATE_ADMIN_TOKEN`; the gateway i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from gateway.cli import _admin_call, build_parser
+from gateway.cli.client import Call, Plan, Show, group, leaf, print_text, run, table
 
 SCIM = "/api/2.0/preview/scim/v2"
 TOKENS = "/api/2.0/token"
@@ -32,66 +29,6 @@ OBJECT_KINDS = {"experiment": "experiments", "registered-model": "registered-mod
 ACL_FIELDS = (("user_name", "user"), ("group_name", "group"), ("service_principal_name", "service principal"))
 SECURABLES = ("catalog", "schema", "table")
 MODEL_ID_RE = re.compile(r"[0-9a-f]{32}")
-
-
-@dataclass(frozen=True)
-class Call:
-    """One HTTP call to the gateway. `then`, if set, turns this call's answer into the calls that follow it."""
-
-    method: str
-    path: str
-    body: dict[str, Any] | None = None
-    query: dict[str, str] | None = None
-    workspace: str | None = None
-    then: Callable[[Any], list[Call]] | None = field(default=None, compare=False, repr=False)
-
-
-Plan = Callable[[argparse.Namespace], list[Call]]
-Show = Callable[[argparse.Namespace, Any], None]
-
-
-# -- the executor and the shared printing helpers ---------------------------------------------------------------
-
-
-def execute(args: argparse.Namespace, calls: list[Call]) -> Any:
-    """Send `calls` in order (following `then`); the answer of the last one."""
-    answer: Any = None
-    for call in calls:
-        answer = _admin_call(args, call.method, call.path, call.body, workspace=call.workspace, query=call.query)
-        if call.then is not None:
-            answer = execute(args, call.then(answer))
-    return answer
-
-
-def run(args: argparse.Namespace) -> int:
-    answer = execute(args, args.plan(args))
-    if getattr(args, "json", False):
-        print(json.dumps(answer, indent=2))
-    else:
-        args.show(args, answer)
-    return 0
-
-
-def table(headers: Sequence[str] | None, rows: Iterable[Sequence[object]]) -> None:
-    """Print rows as aligned columns (the last one unpadded), under `headers` if given."""
-    lines = [[_cell(value) for value in row] for row in rows]
-    if headers:
-        lines.insert(0, list(headers))
-    if not lines:
-        return
-    widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(max(map(len, lines)))]
-    for line in lines:
-        print("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=False)).rstrip())
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return ", ".join(_cell(item) for item in value)
-    return str(value)
 
 
 def _when(milliseconds: Any) -> str:
@@ -119,11 +56,6 @@ def _query(**values: object) -> dict[str, str] | None:
 
 def _segment(value: str) -> str:
     return quote(str(value), safe="")
-
-
-def _print(text: str) -> Show:
-    """A show function that prints `text` formatted with the arguments and the answer (`{args.x}`, `{answer[y]}`)."""
-    return lambda args, answer: print(text.format(args=args, answer=answer or {}))
 
 
 # -- users, service principals, groups (SCIM) -------------------------------------------------------------------
@@ -379,37 +311,16 @@ def show_audit(args: argparse.Namespace, answer: Any) -> None:
 # -- the parser -------------------------------------------------------------------------------------------------
 
 
-def _leaf(
-    actions: Any, name: str, text: str, plan: Plan, show: Show, *, as_json: bool = False, epilog: str = ""
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = actions.add_parser(
-        name, help=text, description=text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--url", default=argparse.SUPPRESS, help="the gateway (also accepted before ACTION)")
-    if as_json:
-        parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
-    parser.set_defaults(func=run, plan=plan, show=show)
-    return parser
-
-
-def _group(commands: Any, name: str, text: str, url: str, epilog: str = "") -> Any:
-    parser = commands.add_parser(
-        name, help=text, description=text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--url", default=url, help="the gateway (default: $FEDGATE_URL or %(default)s)")
-    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-
 def _scim_group(commands: Any, url: str, command: str, resource: str, noun: str, show_list: Show, text: str) -> Any:
     """`fedgate COMMAND list|show|delete`, shared by users, service principals and groups."""
-    actions = _group(commands, command, text, url)
-    listing = _leaf(actions, "list", f"every {noun}", _scim_list(resource), show_list, as_json=True)
+    actions = group(commands, command, text, url)
+    listing = leaf(actions, "list", f"every {noun}", _scim_list(resource), show_list, as_json=True)
     listing.add_argument("--filter", help='SCIM filter: ATTRIBUTE eq|ne|co|sw "VALUE", e.g. \'userName eq "ann"\'')
     for action, method, show in (
         ("show", "GET", show_principal),
-        ("delete", "DELETE", _print(f"deleted {noun} {{args.id}}")),
+        ("delete", "DELETE", print_text(f"deleted {noun} {{args.id}}")),
     ):
-        parser = _leaf(
+        parser = leaf(
             actions, action, f"{action} a {noun}", _scim_one(method, resource), show, as_json=action == "show"
         )
         parser.add_argument("id", help=f"the {noun}'s id (see `fedgate {command} list`)")
@@ -420,8 +331,8 @@ def _add_users(commands: Any, url: str) -> None:
     users = _scim_group(
         commands, url, "users", "Users", "user", show_users, "list, create, show, disable, enable, delete users"
     )
-    created = _print("created user {answer[userName]} (id {answer[id]})")
-    create = _leaf(users, "create", "create a user", plan_user_create, created)
+    created = print_text("created user {answer[userName]} (id {answer[id]})")
+    create = leaf(users, "create", "create a user", plan_user_create, created)
     create.add_argument("name", help="the user name (usually an e-mail address)")
     create.add_argument("--display-name")
     create.add_argument("--admin", action="store_true", help="make the user an account admin")
@@ -429,8 +340,8 @@ def _add_users(commands: Any, url: str) -> None:
         ("disable", False, "disable a user (their tokens stop working)"),
         ("enable", True, "enable a disabled user"),
     ):
-        done = _print(f"{action}d user {{answer[userName]}} (id {{args.id}})")
-        _leaf(users, action, text, _scim_one("PATCH", "Users", _active(active)), done).add_argument("id")
+        done = print_text(f"{action}d user {{answer[userName]}} (id {{args.id}})")
+        leaf(users, action, text, _scim_one("PATCH", "Users", _active(active)), done).add_argument("id")
 
 
 def _add_service_principals(commands: Any, url: str) -> None:
@@ -438,28 +349,28 @@ def _add_service_principals(commands: Any, url: str) -> None:
     sps = _scim_group(
         commands, url, "service-principals", "ServicePrincipals", "service principal", show_service_principals, text
     )
-    created = _print(
+    created = print_text(
         "created service principal {answer[displayName]} (id {answer[id]}): application id {answer[applicationId]}"
     )
-    _leaf(sps, "create", "create a service principal", plan_sp_create, created).add_argument("display_name")
+    leaf(sps, "create", "create a service principal", plan_sp_create, created).add_argument("display_name")
 
 
 def _add_groups(commands: Any, url: str) -> None:
     text = "list, create, show, delete groups; add and remove members"
     groups = _scim_group(commands, url, "groups", "Groups", "group", show_groups, text)
-    created = _print("created group {answer[displayName]} (id {answer[id]})")
-    create = _leaf(groups, "create", "create a group", plan_group_create, created)
+    created = print_text("created group {answer[displayName]} (id {answer[id]})")
+    create = leaf(groups, "create", "create a group", plan_group_create, created)
     create.add_argument("name")
     create.add_argument("--member", action="append", metavar="ID", help="a member's id (user, SP or group); repeatable")
     for action, text in (("add-member", "add a member"), ("remove-member", "remove a member")):
-        member = _leaf(groups, action, text, plan_group_member, show_group_members)
+        member = leaf(groups, action, text, plan_group_member, show_group_members)
         member.add_argument("group_id")
         member.add_argument("member_id", help="the id of a user, service principal or group")
 
 
 def _add_tokens(commands: Any, url: str) -> None:
-    tokens = _group(commands, "tokens", "create, list and revoke personal access tokens", url)
-    create = _leaf(
+    tokens = group(commands, "tokens", "create, list and revoke personal access tokens", url)
+    create = leaf(
         tokens,
         "create",
         "create a token for yourself ($FEDGATE_TOKEN) or, as an admin, for a user or service principal",
@@ -472,9 +383,9 @@ def _add_tokens(commands: Any, url: str) -> None:
     owner = create.add_mutually_exclusive_group()
     owner.add_argument("--for-user", metavar="NAME", help="admin: issue the token for this user")
     owner.add_argument("--for-sp", metavar="APP_ID", help="admin: issue it for this service principal")
-    listing = _leaf(tokens, "list", "your tokens (values are never shown)", plan_token_list, show_tokens, as_json=True)
+    listing = leaf(tokens, "list", "your tokens (values are never shown)", plan_token_list, show_tokens, as_json=True)
     listing.add_argument("--all", action="store_true", help="admin: every principal's tokens")
-    revoke = _leaf(tokens, "revoke", "revoke a token", plan_token_revoke, _print("revoked token {args.token_id}"))
+    revoke = leaf(tokens, "revoke", "revoke a token", plan_token_revoke, print_text("revoked token {args.token_id}"))
     revoke.add_argument("token_id")
     revoke.add_argument("--any", action="store_true", help="admin: revoke a token that someone else owns")
 
@@ -488,13 +399,13 @@ def _add_permissions(commands: Any, url: str) -> None:
         "levels: experiments CAN_READ, CAN_EDIT, CAN_MANAGE; registered models also\n"
         "  CAN_MANAGE_STAGING_VERSIONS, CAN_MANAGE_PRODUCTION_VERSIONS; workspaces also CAN_USE (may enter)"
     )
-    actions = _group(commands, "permissions", "object permissions of experiments, models and workspaces", url, epilog)
+    actions = group(commands, "permissions", "object permissions of experiments, models and workspaces", url, epilog)
     for action, text in (
         ("get", "the access control list of an object"),
         ("set", "replace an object's direct grants with the given ones (none given: remove them all)"),
         ("update", "add or change grants, keeping the others"),
     ):
-        parser = _leaf(actions, action, text, plan_permissions, show_permissions, as_json=True, epilog=epilog)
+        parser = leaf(actions, action, text, plan_permissions, show_permissions, as_json=True, epilog=epilog)
         parser.add_argument("kind", choices=list(OBJECT_KINDS), metavar="|".join(OBJECT_KINDS))
         parser.add_argument("id", help="experiment id, registered model id or name, or workspace name", metavar="ID")
         parser.add_argument(
@@ -518,7 +429,7 @@ def _add_grants(commands: Any, url: str) -> None:
         "privileges: USE_CATALOG, USE_SCHEMA, SELECT, MANAGE; reading a table needs all three of\n"
         "  USE_CATALOG on the catalog, USE_SCHEMA on the schema and SELECT (granted on any of the three)"
     )
-    actions = _group(commands, "grants", "Unity Catalog privileges on the system catalog", url, epilog)
+    actions = group(commands, "grants", "Unity Catalog privileges on the system catalog", url, epilog)
     for action, text in (
         ("show", "the privileges granted directly on a securable"),
         ("effective", "every privilege that applies, with where it is inherited from"),
@@ -526,7 +437,7 @@ def _add_grants(commands: Any, url: str) -> None:
         ("revoke", "take privileges away from a principal"),
     ):
         shows = action in ("show", "effective")
-        parser = _leaf(actions, action, text, plan_grants, show_grants, as_json=shows, epilog=epilog)
+        parser = leaf(actions, action, text, plan_grants, show_grants, as_json=shows, epilog=epilog)
         parser.add_argument("securable", choices=SECURABLES, metavar="catalog|schema|table")
         parser.add_argument("full_name", metavar="FULL_NAME", help="system, system.mlflow or system.mlflow.TABLE")
         changes = action in ("add", "revoke")
@@ -561,10 +472,3 @@ def add_access_commands(commands: Any, url: str) -> None:
     _add_permissions(commands, url)
     _add_grants(commands, url)
     _add_audit(commands, url)
-
-
-def plan_for(argv: list[str]) -> list[Call]:
-    """The calls a command line would make, without making them."""
-    args = build_parser().parse_args(argv)
-    plan: Plan = args.plan
-    return plan(args)

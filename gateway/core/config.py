@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from gateway.workspaces.links import Namespace, store_identity
+from gateway.core.links import Namespace, store_identity
 
 WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RESERVED_WORKSPACE_NAMES = frozenset({"account", "workspaces", "api", "ajax-api", "static-files"})
@@ -413,7 +413,7 @@ def check_link(mode: str, store: str, settings: Settings, *, where: str) -> None
 def link_namespaces(
     name: str, mode: str, store: str | None, upstream_workspace: str | None, settings: Settings
 ) -> tuple[Namespace, ...]:
-    """Every store namespace a workspace linked this way reads or writes (gateway/workspaces/links.py)."""
+    """Every store namespace a workspace linked this way reads or writes (gateway/core/links.py)."""
     spaces: list[Namespace] = []
     home = settings.central.store if mode == "central" else store or ""
     if home in settings.stores:

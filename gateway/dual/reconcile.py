@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.federation.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror, id_order
-from gateway.federation.outbox import Refused, Transient
-from gateway.watch import cancel_all
-from gateway.workspaces.links import LinkTable, WorkspaceLink
+from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.watch import cancel_all
+from gateway.dual.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror, id_order
+from gateway.dual.outbox import Refused, Transient
 
 log = logging.getLogger(__name__)
 

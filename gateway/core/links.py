@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gateway.errors import InvalidState
+from gateway.core.errors import InvalidState
 
 DEFAULT_WORKSPACE = "default"
 

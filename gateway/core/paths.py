@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote
 
-from gateway.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter
 
 _FORBIDDEN_CHARS = re.compile(r"[\\;\x00-\x1f\x7f]")
 _WORKSPACE_PREFIX = re.compile(r"^workspaces/([^/]+)(?:/|$)", re.IGNORECASE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway.cli_access import Call, _group, _leaf, _print, table
+from gateway.cli.client import Call, group, leaf, print_text, table
 
 LINKS = "/api/2.0/fedgate/links"
 
@@ -68,20 +68,20 @@ def plan_reconcile(args: argparse.Namespace) -> list[Call]:
 
 
 def add_links_commands(commands: Any, url: str) -> None:
-    actions = _group(commands, "links", "workspace links: status, dead letters, reconcile (account admins)", url)
-    _leaf(actions, "status", "mode, stores and outbox of every link", plan_status, show_status, as_json=True)
-    dead = _leaf(actions, "dead-letters", "entries the central store refused", plan_dead_letters,
+    actions = group(commands, "links", "workspace links: status, dead letters, reconcile (account admins)", url)
+    leaf(actions, "status", "mode, stores and outbox of every link", plan_status, show_status, as_json=True)
+    dead = leaf(actions, "dead-letters", "entries the central store refused", plan_dead_letters,
                  show_dead_letters, as_json=True)  # fmt: skip
     dead.add_argument("workspace")
-    retry = _leaf(actions, "retry", "queue dead letters again", plan_retry, _print("requeued {answer[requeued]}"))
+    retry = leaf(actions, "retry", "queue dead letters again", plan_retry, print_text("requeued {answer[requeued]}"))
     retry.add_argument("workspace")
     retry.add_argument("--id", type=int, help="only this dead letter")
-    reconcile = _leaf(
+    reconcile = leaf(
         actions,
         "reconcile",
         "compare a dual workspace's runs with their central copies and repair (in the background)",
         plan_reconcile,
-        _print("reconcile of {args.workspace} started; see `fedgate links status`"),
+        print_text("reconcile of {args.workspace} started; see `fedgate links status`"),
     )
     reconcile.add_argument("--workspace", required=True)
     reconcile.add_argument("--all", action="store_true", help="every run, not only recent ones (backfill)")

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authz.repository import AuditRepository
+from gateway.audit.repository import AuditRepository
 from gateway.observability.metrics import AUDIT_DROPPED
 
 log = logging.getLogger(__name__)

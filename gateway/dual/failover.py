@@ -29,10 +29,12 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.core.errors import InvalidParameter, ResourceNotFound, StoreUnavailable
+from gateway.core.links import WorkspaceLink
+from gateway.core.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
+from gateway.core.route_table import RouteSpec
 from gateway.db.models import IdMapRow
-from gateway.errors import InvalidParameter, ResourceNotFound, StoreUnavailable
-from gateway.federation.mirror import SOURCE_EXPERIMENT_TAG, SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
-from gateway.federation.route_table import RouteSpec
+from gateway.dual.mirror import SOURCE_EXPERIMENT_TAG, SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
 from gateway.index.filters import (
     EXPERIMENT_ENTITIES,
     RUN_ENTITIES,
@@ -44,8 +46,6 @@ from gateway.index.filters import (
     parse_experiment_filter,
     parse_run_filter,
 )
-from gateway.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
-from gateway.workspaces.links import WorkspaceLink
 
 SERVED_BY = "X-Fedgate-Served-By"
 PROVENANCE_TAGS = frozenset({SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG, SOURCE_EXPERIMENT_TAG})

@@ -7,18 +7,11 @@ import json
 import os
 import signal
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from gateway.config import ConfigError, Settings, load_settings
-
-
-class CommandError(Exception):
-    """A command that reached the gateway (or tried to) and failed; printed without a traceback."""
+from gateway.cli.client import Call, CommandError, Plan, admin_call
+from gateway.core.config import ConfigError, Settings, load_settings
 
 
 def _database(settings: Settings) -> tuple[str, Callable[[], None]]:
@@ -94,56 +87,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_call(
-    args: argparse.Namespace,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    workspace: str | None = None,
-    query: Mapping[str, str] | None = None,
-) -> Any:
-    """One call to a running gateway's API; MLflow errors are printed as such.
-
-    The token is `token`, else `$FEDGATE_TOKEN`, else the admin token `$FEDGATE_ADMIN_TOKEN`; `workspace` is sent
-    as `X-MLFLOW-WORKSPACE`.
-    """
-    token = token or os.environ.get("FEDGATE_TOKEN") or os.environ.get("FEDGATE_ADMIN_TOKEN", "")
-    if not token:
-        raise ConfigError("FEDGATE_ADMIN_TOKEN (or FEDGATE_TOKEN) must be set to talk to the gateway")
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    if workspace:
-        headers["X-MLFLOW-WORKSPACE"] = workspace
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(  # noqa: S310 (the operator's own gateway URL)
-        args.url.rstrip("/") + path + (f"?{urllib.parse.urlencode(query)}" if query else ""),
-        data=data,
-        method=method,
-        headers=headers,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            text = response.read().decode()
-            if warning := response.headers.get("X-Fedgate-Warning"):
-                print(f"warning: {warning}", file=sys.stderr)
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode()
-        try:
-            error = json.loads(detail)
-            detail = f"{error['error_code']}: {error['message']}"
-        except (ValueError, KeyError, TypeError):
-            pass
-        raise CommandError(f"{method} {path} failed ({exc.code}) {detail}") from exc
-    except urllib.error.URLError as exc:
-        raise CommandError(f"cannot reach the gateway at {args.url}: {exc.reason}") from exc
-    return json.loads(text) if text else None
-
-
 def cmd_workspaces(args: argparse.Namespace) -> int:
     base = "/api/3.0/mlflow/workspaces"
     if args.action == "list":
-        workspaces = (_admin_call(args, "GET", base) or {}).get("workspaces", [])
+        workspaces = (admin_call(args, "GET", base) or {}).get("workspaces", [])
         print(f"{'NAME':24} {'ID':>6}  {'MODE':9} {'STORE':20} UPSTREAM")
         for ws in workspaces:
             print(
@@ -152,7 +99,7 @@ def cmd_workspaces(args: argparse.Namespace) -> int:
             )
         return 0
     if args.action == "unlink":
-        _admin_call(args, "DELETE", f"{base}/{args.name}")
+        admin_call(args, "DELETE", f"{base}/{args.name}")
         print(f"unlinked {args.name} (the store and its data are untouched)")
         return 0
     fields = {
@@ -164,15 +111,15 @@ def cmd_workspaces(args: argparse.Namespace) -> int:
     }
     body = {key: value for key, value in fields.items() if value is not None}
     if args.action == "link":
-        answer = _admin_call(args, "POST", base, {"name": args.name, **body})
+        answer = admin_call(args, "POST", base, {"name": args.name, **body})
     else:
-        answer = _admin_call(args, "PATCH", f"{base}/{args.name}", body)
+        answer = admin_call(args, "PATCH", f"{base}/{args.name}", body)
     print(json.dumps(answer["workspace"], indent=2))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from gateway.cli.demo import run_demo
 
     return run_demo(Path(args.dir), port=args.port)
 
@@ -216,19 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.set_defaults(func=cmd_demo)
 
-    from gateway.cli_access import add_access_commands  # users, groups, tokens, permissions, grants, audit
+    from gateway.cli.access import add_access_commands  # users, groups, tokens, permissions, grants, audit
 
     add_access_commands(commands, url)
-    from gateway.cli_links import add_links_commands  # links status, dead letters, reconcile
+    from gateway.cli.links import add_links_commands  # links status, dead letters, reconcile
 
     add_links_commands(commands, url)
-    from gateway.cli_index import add_index_commands  # index status, sync
+    from gateway.cli.index import add_index_commands  # index status, sync
 
     add_index_commands(commands, url)
-    from gateway.cli_sql import add_sql_command  # SQL over the system tables
+    from gateway.cli.sql import add_sql_command  # SQL over the system tables
 
     add_sql_command(commands, url)
     return parser
+
+
+def plan_for(argv: list[str]) -> list[Call]:
+    """The calls a command line would make, without making them."""
+    args = build_parser().parse_args(argv)
+    plan: Plan = args.plan
+    return plan(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +199,3 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # e.g. a missing or weak FEDGATE_ADMIN_TOKEN
         print(f"fedgate: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The audit log: who did what, when, with which outcome; written behind the request, never lost silently."""
