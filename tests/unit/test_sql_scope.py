@@ -269,7 +269,9 @@ def _reference(draw: st.DrawFn, visible: frozenset[str]) -> Generated:
     if kind == "hidden":  # a CTE name not visible here: later, in itself, in another branch, or nowhere
         return Generated(draw(_spelled(draw(st.sampled_from(hidden)))), False, 1)
     if kind == "foreign":
-        return Generated(draw(st.sampled_from(FOREIGN_SPELLINGS)), False, 1)
+        # A one-part foreign name (`pg_roles`) that a visible CTE also bears reads that CTE: not foreign here.
+        foreign = [name for name in FOREIGN_SPELLINGS if name.strip("`").lower() not in visible]
+        return Generated(draw(st.sampled_from(foreign)), False, 1)
     parts = draw(st.lists(st.sampled_from(("t_x", "T_Y", "`t z`", "t_1")), min_size=1, max_size=3))
     return Generated(".".join(parts), False, 1)
 
