@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
+from gateway.db.locks import LockClass
 from gateway.db.models import IdMapRow, OutboxRow
 from gateway.dual.outbox import Applied, Refused, Transient
 
@@ -408,7 +409,8 @@ class Mirror:
         """
         async with self._sessionmaker() as session, session.begin():
             key = f"{link.workspace_id}:{kind}:{primary_id}"
-            await session.execute(text("SELECT pg_advisory_xact_lock(7002, hashtext(:key))"), {"key": key})
+            lock = {"class": LockClass.MIRROR_OBJECT, "key": key}
+            await session.execute(text("SELECT pg_advisory_xact_lock(:class, hashtext(:key))"), lock)
             yield
 
     async def _copy_experiment(self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.watch import cancel_all
+from gateway.db.locks import LockClass
 from gateway.dual.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror, id_order
 from gateway.dual.outbox import Refused, Transient
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 RECENT_WINDOW_MS = 24 * 3600 * 1000  # periodic passes look at runs started within this window
 TICK_SECONDS = 10  # how often a replica looks for passes that are due or were cut short
 SAVE_SECONDS = 2.0  # progress of a long experiment is saved at least this often
-LOCK_CLASS = 7001  # advisory lock namespace of the reconciler (7002: the index sync)
+LOCK_CLASS = LockClass.RECONCILE
 
 
 @dataclass

@@ -21,6 +21,7 @@ import asyncpg
 
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.watch import cancel_all
+from gateway.db.locks import LockClass
 from gateway.dual.mirror import Mirror, id_order
 from gateway.dual.outbox import Refused, Transient
 from gateway.index.repository import IndexRepository, point_key
@@ -28,7 +29,7 @@ from gateway.index.writer import to_float, to_time
 
 log = logging.getLogger(__name__)
 
-LOCK_CLASS = 7002  # advisory lock namespace of the index sync (7001: the dual-mode reconciler)
+LOCK_CLASS = LockClass.INDEX_SYNC
 RECENT_WINDOW_MS = 24 * 3600 * 1000
 PAGE = 500
 ACTIVE_SECONDS = 30  # a run written through more recently than this is left to the write-through

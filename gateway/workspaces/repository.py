@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.locks import LockClass
 from gateway.db.models import WorkspaceLinkRow
 
 CHANGE_CHANNEL = "fedgate_workspace_links"
@@ -68,7 +69,7 @@ class WorkspaceRepository:
 
     async def lock_links(self) -> None:
         """Serialise link changes across replicas until the transaction ends (namespace checks read, then write)."""
-        await self.session.execute(text("SELECT pg_advisory_xact_lock(7003, 0)"))
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(:class, 0)"), {"class": LockClass.LINKS})
 
     async def pending_outbox(self, workspace_id: int) -> int:
         result = await self.session.execute(

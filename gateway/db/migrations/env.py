@@ -9,9 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gateway.db.locks import MIGRATION_LOCK
 from gateway.db.models import Base
-
-MIGRATION_LOCK = 7_351_001
 
 
 def _run(connection: Connection) -> None:
