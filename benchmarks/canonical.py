@@ -22,25 +22,22 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import asyncpg
 import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.compare import TOKEN, add_worktree, create_database, remove_worktree, start_gateway  # noqa: E402
 from benchmarks.forwarding import Result, drive, measure_capacity, minimal_upstream  # noqa: E402
 from gateway.db.engine import start_embedded  # noqa: E402
 from gateway.devstack import GatewayProcess, free_port  # noqa: E402
 from gateway.federation.canonical import canonical_body  # noqa: E402
 from gateway.federation.schemas import RequestIds  # noqa: E402
 
-TOKEN = "benchmark-admin-token-" + uuid.uuid4().hex
 RUN_ID = "0123456789abcdef0123456789abcdef"
 BODY = json.dumps(
     {
@@ -104,29 +101,6 @@ def before_revision() -> str:
     return f"{added[-1]}^"
 
 
-async def create_database(url: str, name: str) -> str:
-    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    parts = urlsplit(url)  # the socket directory travels in the query (?host=...)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def gateway(root: Path, name: str, database: str, upstream_port: int, source: Path | None) -> GatewayProcess:
-    config = root / f"{name}.toml"
-    config.write_text(
-        f'[database]\nurl = "{database}"\n[server]\naccess_log = false\nindex_write_through = false\n'
-        f'[stores.minimal]\nurl = "http://127.0.0.1:{upstream_port}"\n'
-        '[[workspaces]]\nname = "capacity"\nid = "1002"\nstore = "minimal"\n'
-    )
-    env = {"FEDGATE_ADMIN_TOKEN": TOKEN}
-    if source is not None:
-        env["PYTHONPATH"] = str(source)
-    return GatewayProcess(config, env, log_path=root / f"{name}.log").start(timeout=120)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -141,10 +115,7 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="fedgate-bench-canonical-"))
     revision = args.before or before_revision()
-    worktree = root / "before"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(worktree), revision], cwd=ROOT, check=True, capture_output=True
-    )
+    worktree = add_worktree(root, revision)
     upstream_port = free_port()
     upstream = multiprocessing.Process(target=minimal_upstream, args=(upstream_port,), daemon=True)
     upstream.start()
@@ -152,9 +123,10 @@ def main() -> int:
     try:
         url = start_embedded(root / "pg").url
         old_db, new_db = (asyncio.run(create_database(url, name)) for name in ("before", "after"))
+        stores = {"minimal": upstream_port}
         gateways = [
-            gateway(root, "before", old_db, upstream_port, worktree),
-            gateway(root, "after", new_db, upstream_port, None),
+            start_gateway(root, "before", old_db, stores, worktree, write_through=False),
+            start_gateway(root, "after", new_db, stores, None, write_through=False),
         ]
         path = "/api/2.0/mlflow/runs/log-batch"
         parts: dict[str, list[Result]] = {"before": [], "after": []}
@@ -178,7 +150,7 @@ def main() -> int:
             process.stop()
         upstream.terminate()
         upstream.join(5)
-        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, capture_output=True)
+        remove_worktree(worktree)
     return 0
 
 

@@ -1,0 +1,150 @@
+"""Two revisions of the gateway side by side, in one run: forwarding capacity and index write-through ingest.
+
+A restructuring that keeps behaviour must not cost speed. This starts two gateways on one embedded
+PostgreSQL (a database each): `before` from a git worktree of REV, `after` from this checkout, both in
+front of the same upstreams that answer instantly, and drives both with the same load, alternating
+rounds so drift of the machine hits both alike:
+
+1. forwarding capacity: get-run calls (2 load processes x `--concurrency` clients), calls/s;
+2. index write-through ingest: log-batch calls of 1,000 points with the write-through on, points/s.
+
+    python benchmarks/compare.py --before REV [--seconds 8] [--concurrency 16] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import forwarding, index  # noqa: E402
+from gateway.db.engine import start_embedded  # noqa: E402
+from gateway.devstack import GatewayProcess, free_port  # noqa: E402
+
+TOKEN = index.TOKEN
+forwarding.TOKEN = TOKEN  # the forwarding load (forked processes) and the ingest speak to the same gateways
+
+
+async def create_database(url: str, name: str) -> str:
+    """A new database on the server at `url`; its URL (the socket directory travels in the query)."""
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def start_gateway(
+    root: Path, name: str, database: str, stores: dict[str, int], source: Path | None, *, write_through: bool
+) -> GatewayProcess:
+    """A gateway named `name` with a workspace per store given (`capacity` → minimal, `ingest` → instant).
+
+    `source`, when given, is the checkout whose code the gateway runs (a worktree of another revision).
+    """
+    config = root / f"{name}.toml"
+    lines = [
+        f'[database]\nurl = "{database}"',
+        f"[server]\naccess_log = false\nindex_write_through = {str(write_through).lower()}",
+        *(f'[stores.{store}]\nurl = "http://127.0.0.1:{port}"' for store, port in stores.items()),
+        *(
+            f'[[workspaces]]\nname = "{workspace}"\nid = "{workspace_id}"\nstore = "{store}"'
+            for workspace, workspace_id, store in (("capacity", 1002, "minimal"), ("ingest", 1003, "instant"))
+            if store in stores
+        ),
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    env = {"FEDGATE_ADMIN_TOKEN": TOKEN}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    return GatewayProcess(config, env, log_path=root / f"{name}.log").start(timeout=180)
+
+
+def add_worktree(root: Path, revision: str) -> Path:
+    worktree = root / "before"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(worktree), revision], cwd=ROOT, check=True, capture_output=True
+    )
+    return worktree
+
+
+def remove_worktree(worktree: Path) -> None:
+    subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", required=True, help="revision of the 'before' gateway")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per side and figure, split over the rounds")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent runs of the ingest")
+    parser.add_argument("--batches", type=int, default=400, help="log-batch calls per ingest figure")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="fedgate-bench-compare-"))
+    worktree = add_worktree(root, args.before)
+    ports = {"minimal": free_port(), "instant": free_port()}
+    upstreams = [
+        multiprocessing.Process(target=forwarding.minimal_upstream, args=(ports["minimal"],), daemon=True),
+        multiprocessing.Process(target=index.instant_upstream, args=(ports["instant"],), daemon=True),
+    ]
+    for upstream in upstreams:
+        upstream.start()
+    database = start_embedded(root / "pg")
+    gateways: dict[str, GatewayProcess] = {}
+    try:
+        for name, source in (("before", worktree), ("after", None)):
+            url = asyncio.run(create_database(database.url, name))
+            gateways[name] = start_gateway(root, name, url, ports, source, write_through=True)
+        calls: dict[str, list[forwarding.Result]] = {"before": [], "after": []}
+        points: dict[str, list[float]] = {"before": [], "after": []}
+        for _ in range(args.rounds):
+            for name, process in gateways.items():
+                calls[name].append(
+                    forwarding.measure_capacity(
+                        process.url + "/api/2.0/mlflow/runs/get", args.seconds / args.rounds, args.concurrency, 2
+                    )
+                )
+                points[name].append(asyncio.run(index.ingest(process.url, "ingest", args.clients, args.batches)))
+        print(f"revisions: before = {args.before}, after = this checkout; {args.rounds} alternating rounds")
+        print(f"\n1. get-run through the gateway, instant upstream, 2 x {args.concurrency} clients")
+        throughput = {}
+        for name, results in calls.items():
+            merged = forwarding.Result(
+                sum(r.requests for r in results),
+                sum(r.seconds for r in results),
+                [x for r in results for x in r.latencies],
+            )
+            throughput[name] = merged.throughput
+            print(f"  {name:6}: {merged.throughput:7.0f} calls/s, p50 {merged.percentile(0.5):.2f} ms, "
+                  f"p99 {merged.percentile(0.99):.2f} ms")  # fmt: skip
+        print(f"  after/before: {throughput['after'] / throughput['before']:.2f}x")
+        print(f"\n2. log-batch ingest, index write-through on, {args.clients} clients, {index.BATCH} points per call")
+        best = {name: max(rates) for name, rates in points.items()}
+        for name, rate in best.items():
+            print(f"  {name:6}: {rate:10,.0f} points/s (best of {len(points[name])})")
+        print(f"  after/before: {best['after'] / best['before']:.2f}x")
+    finally:
+        for process in gateways.values():
+            process.stop()
+        for upstream in upstreams:
+            upstream.terminate()
+            upstream.join(5)
+        database.stop()
+        remove_worktree(worktree)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
