@@ -29,44 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.core.errors import InvalidParameter
+from gateway.db.tables import ix_experiments, ix_metric_latest, ix_runs
 from gateway.index.filters import Comparison, Entity, Op, OrderKey
-
-# -- the index tables (migration 0004), as much of them as search reads --------------------------------
-
-ix_experiments = sa.table(
-    "ix_experiments",
-    sa.column("workspace_id", sa.BigInteger),
-    sa.column("experiment_id", sa.Text),
-    sa.column("name", sa.Text),
-    sa.column("create_time", sa.DateTime(timezone=True)),
-    sa.column("update_time", sa.DateTime(timezone=True)),
-    sa.column("delete_time", sa.DateTime(timezone=True)),
-    sa.column("tags", JSONB),
-)
-ix_runs = sa.table(
-    "ix_runs",
-    sa.column("run_key", sa.BigInteger),
-    sa.column("run_id", sa.Text),
-    sa.column("workspace_id", sa.BigInteger),
-    sa.column("experiment_id", sa.Text),
-    sa.column("created_by", sa.Text),
-    sa.column("run_name", sa.Text),
-    sa.column("status", sa.Text),
-    sa.column("start_time", sa.DateTime(timezone=True)),
-    sa.column("end_time", sa.DateTime(timezone=True)),
-    sa.column("delete_time", sa.DateTime(timezone=True)),
-    sa.column("params", JSONB),
-    sa.column("tags", JSONB),
-    sa.column("datasets", JSONB),
-)
-ix_metric_latest = sa.table(
-    "ix_metric_latest",
-    sa.column("run_key", sa.BigInteger),
-    sa.column("metric_name", sa.Text),
-    sa.column("latest_value", sa.Float(precision=53)),
-    sa.column("latest_step", sa.BigInteger),
-    sa.column("latest_time", sa.DateTime(timezone=True)),
-)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NAN: ColumnElement[float] = sa.literal_column("'NaN'::float8", sa.Float(precision=53))

@@ -1,0 +1,109 @@
+"""Core declarations of the tables that are read and written as SQL expressions rather than through ORM models.
+
+Each declaration names every column the migrations create (migration 0004 for the index, 0006 for the
+reconciler's progress), so an expression built on it can use any column; tests/unit/test_db_schema.py
+checks them, and the ORM models of `gateway/db/models.py`, against a migrated database. Indexes,
+constraints and defaults live in the migrations only.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+_TIME = sa.DateTime(timezone=True)
+_DOUBLE = sa.Float(precision=53)
+
+# -- the account-wide index (migration 0004) ---------------------------------------------------------------
+
+ix_experiments = sa.table(
+    "ix_experiments",
+    sa.column("workspace_id", sa.BigInteger),
+    sa.column("experiment_id", sa.Text),
+    sa.column("name", sa.Text),
+    sa.column("create_time", _TIME),
+    sa.column("update_time", _TIME),
+    sa.column("delete_time", _TIME),
+    sa.column("tags", JSONB),
+)
+ix_runs = sa.table(
+    "ix_runs",
+    sa.column("run_key", sa.BigInteger),
+    sa.column("run_id", sa.Text),
+    sa.column("workspace_id", sa.BigInteger),
+    sa.column("experiment_id", sa.Text),
+    sa.column("account_experiment_id", sa.Text),  # computed: `<workspace_id>-<experiment_id>`
+    sa.column("created_by", sa.Text),
+    sa.column("run_name", sa.Text),
+    sa.column("status", sa.Text),
+    sa.column("start_time", _TIME),
+    sa.column("end_time", _TIME),
+    sa.column("update_time", _TIME),
+    sa.column("delete_time", _TIME),
+    sa.column("params", JSONB),
+    sa.column("tags", JSONB),
+    sa.column("datasets", JSONB),
+)
+ix_metrics = sa.table(
+    "ix_metrics",
+    sa.column("chunk_id", sa.BigInteger),
+    sa.column("run_key", sa.BigInteger),
+    sa.column("metric_name", sa.Text),
+    sa.column("metric_steps", ARRAY(sa.BigInteger)),
+    sa.column("metric_times", ARRAY(_TIME)),
+    sa.column("metric_values", ARRAY(_DOUBLE)),
+    sa.column("insert_time", _TIME),
+)
+ix_metric_latest = sa.table(
+    "ix_metric_latest",
+    sa.column("run_key", sa.BigInteger),
+    sa.column("metric_name", sa.Text),
+    sa.column("latest_value", _DOUBLE),
+    sa.column("latest_step", sa.BigInteger),
+    sa.column("latest_time", _TIME),
+    sa.column("min_value", _DOUBLE),
+    sa.column("max_value", _DOUBLE),
+    sa.column("has_nan", sa.Boolean),
+    sa.column("points", sa.BigInteger),
+)
+ix_sync_state = sa.table(
+    "ix_sync_state",
+    sa.column("workspace_id", sa.BigInteger),
+    sa.column("state", sa.String(12)),
+    sa.column("cursor", sa.Text),
+    sa.column("runs_seen", sa.BigInteger),
+    sa.column("runs_total", sa.BigInteger),
+    sa.column("points_added", sa.BigInteger),
+    sa.column("last_error", sa.Text),
+    sa.column("started_at", _TIME),
+    sa.column("finished_at", _TIME),
+    sa.column("updated_at", _TIME),
+)
+ix_dirty_runs = sa.table(
+    "ix_dirty_runs",
+    sa.column("run_id", sa.String(64)),
+    sa.column("workspace_id", sa.BigInteger),
+    sa.column("marked_at", _TIME),
+)
+
+# -- dual tracking (migration 0006) ------------------------------------------------------------------------
+
+reconcile_state = sa.table(
+    "reconcile_state",
+    sa.column("workspace_id", sa.BigInteger),
+    sa.column("scope", sa.String(8)),
+    sa.column("state", sa.String(12)),
+    sa.column("experiments", sa.Integer),
+    sa.column("runs_checked", sa.BigInteger),
+    sa.column("runs_repaired", sa.BigInteger),
+    sa.column("points_copied", sa.BigInteger),
+    sa.column("files_copied", sa.BigInteger),
+    sa.column("after_experiment", sa.String(64)),
+    sa.column("resumed", sa.Integer),
+    sa.column("error", sa.Text),
+    sa.column("started_at", _TIME),
+    sa.column("finished_at", _TIME),
+    sa.column("updated_at", _TIME),
+)
+
+CORE_TABLES = (ix_experiments, ix_runs, ix_metrics, ix_metric_latest, ix_sync_state, ix_dirty_runs, reconcile_state)
