@@ -66,7 +66,7 @@ from gateway.dual.mirror import Mirror
 from gateway.dual.outbox import Relay
 from gateway.dual.reconcile import Reconciler
 from gateway.federation.bookkeeping import Bookkeeping
-from gateway.federation.guard import Guard, Lookups
+from gateway.federation.guard import Guard, StoreLookups
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
 from gateway.index.account import AccountScope
@@ -245,7 +245,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     reconciler = Reconciler(links, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
     index_sync = IndexSync(links, mirror, plain_dsn, settings.server.index_sync_interval_seconds)
     forwarder.guard = Guard(
-        authorizer, Lookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create
+        authorizer, StoreLookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create
     )
     forwarder.account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, forwarder.runs)
 

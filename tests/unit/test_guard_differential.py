@@ -34,7 +34,7 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import FORWARDED_ROUTES, Body, RouteSpec
 from gateway.federation.canonical import canonical_body, canonical_query
-from gateway.federation.guard import Guard, Lookups, rule_for
+from gateway.federation.guard import Guard, StoreLookups, rule_for
 
 flask = pytest.importorskip("flask")
 handlers = pytest.importorskip("mlflow.server.handlers")
@@ -142,7 +142,7 @@ async def _no_undo(link: WorkspaceLink, kind: str, object_id: str) -> None:
 def _guard() -> Guard:
     policy = LivePolicy(None)  # type: ignore[arg-type]  # never reloads: the snapshot is set here
     policy.snapshot = _snapshot()
-    lookups = Lookups(StoreDirectory().fetch, _no_run_directory)
+    lookups = StoreLookups(StoreDirectory().fetch, _no_run_directory)
     return Guard(Authorizer(policy), lookups, None, _no_undo)  # type: ignore[arg-type]
 
 

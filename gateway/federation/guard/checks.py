@@ -1,0 +1,78 @@
+"""The checks rules are made of: one object at a time, against the grants on it or on its experiment.
+
+A caller who may not read an object gets the store's own not-found answer for it (404
+RESOURCE_DOES_NOT_EXIST, exactly as a missing object); one who may read but not change it gets 403
+PERMISSION_DENIED (`Authorizer.require`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.authz.decide import Authorizer
+from gateway.authz.levels import experiment_object, model_object
+from gateway.core.errors import ResourceNotFound
+from gateway.federation.guard.ports import Lookups, Ownership, Undo
+from gateway.federation.guard.request import Request
+
+EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,19}$")
+RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+# The store's own not-found messages, so a hidden object reads exactly like a missing one.
+MISSING = {
+    "run": "Run with id={id} not found",
+    "logged_model": "Logged model with ID '{id}' not found.",
+    "trace": "Trace with ID {id} is not found.",
+}
+
+
+class Checks:
+    """The guard's collaborators, and the checks of single objects every rule function is written with."""
+
+    def __init__(self, authorizer: Authorizer, lookups: Lookups, ownership: Ownership, undo: Undo) -> None:
+        self.authorizer = authorizer
+        self.lookups = lookups
+        self.ownership = ownership  # owners of new objects, registered-model ids
+        self.undo = undo  # compensates a creation whose owner could not be recorded
+
+    def require_workspace(self, request: Request, wanted: str) -> None:
+        """`wanted` on the whole workspace (404 for a principal who holds nothing in it)."""
+        link = request.link
+        self.authorizer.require_workspace(request.principal, link.workspace_id, link.name, wanted)
+
+    def require_experiment(self, request: Request, experiment_id: str, wanted: str) -> None:
+        if not EXPERIMENT_ID_RE.match(experiment_id):
+            raise ResourceNotFound(f"No Experiment with id={experiment_id} exists")
+        obj = experiment_object(request.link.workspace_id, experiment_id)
+        self.authorizer.require(
+            request.principal, request.link.workspace_id, obj, wanted, f"No Experiment with id={experiment_id} exists"
+        )
+
+    async def require_run(self, request: Request, run_id: str, wanted: str) -> None:
+        if not RUN_ID_RE.match(run_id):
+            raise ResourceNotFound(MISSING["run"].format(id=run_id))
+        await self._require_in_experiment(request, "run", run_id, wanted)
+
+    async def require_logged_model(self, request: Request, model_id: str, wanted: str) -> None:
+        await self._require_in_experiment(request, "logged_model", model_id, wanted)
+
+    async def require_trace(self, request: Request, trace_id: str, wanted: str) -> None:
+        await self._require_in_experiment(request, "trace", trace_id, wanted)
+
+    async def _require_in_experiment(self, request: Request, kind: str, object_id: str, wanted: str) -> None:
+        """A run, logged model or trace is governed by the grants on the experiment it belongs to."""
+        missing = MISSING[kind].format(id=object_id)
+        experiment_id = await self.lookups.experiment_of(request.link, kind, object_id)
+        if experiment_id is None:
+            raise ResourceNotFound(missing)
+        obj = experiment_object(request.link.workspace_id, experiment_id)
+        self.authorizer.require(request.principal, request.link.workspace_id, obj, wanted, missing)
+
+    async def require_model(self, request: Request, name: str, wanted: str) -> None:
+        """A registered model, by name, through the gateway's immutable id of it."""
+        missing = f"Registered Model with name={name} not found"
+        model_id = await self.ownership.model_id(request.link, name, adopt=True)
+        if model_id is None:
+            raise ResourceNotFound(missing)
+        obj = model_object(request.link.workspace_id, model_id)
+        self.authorizer.require(request.principal, request.link.workspace_id, obj, wanted, missing)

@@ -1,0 +1,83 @@
+"""Rules of experiments, and of what is created or searched by naming experiments (runs, logged models, scorers)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.authz.decide import Authorizer, Everything
+from gateway.authz.levels import Level, experiment_object, workspace_object
+from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
+from gateway.core.route_table import Resource
+from gateway.federation.guard.checks import Checks
+from gateway.federation.guard.owners import recording_owner
+from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
+
+
+async def experiment(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """`wanted` on every experiment the call names (at least one); a new logged model's source run readable."""
+    for experiment_id in request.experiment_ids(required=True):
+        checks.require_experiment(request, experiment_id, wanted)
+    if request.spec.resource is Resource.LOGGED_MODEL and request.ids.source_run_id:
+        await checks.require_run(request, request.ids.source_run_id, Level.CAN_READ)
+    return Plan()
+
+
+async def experiment_create(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """Anyone who may use the workspace creates experiments and owns them; only workspace managers choose
+    where their artifacts go."""
+    principal, wid = request.principal, request.link.workspace_id
+    checks.require_workspace(request, Level.CAN_USE)
+    chooses_location = "artifact_location" in request.document
+    if chooses_location and not checks.authorizer.allows(principal, wid, workspace_object(wid), Level.CAN_MANAGE):
+        raise PermissionDenied("Only account and workspace admins may choose an experiment's artifact location.")
+    return Plan(after=recording_owner(checks, request, "experiment", "experiment_id"))
+
+
+def experiment_created(checks: Checks, request: Request) -> Plan:
+    """An account admin's new experiment is owned by them too."""
+    return Plan(after=recording_owner(checks, request, "experiment", "experiment_id"))
+
+
+async def experiment_search(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """`experiment_id IN (readable)` is ANDed into the filter; nothing readable answers an empty page."""
+    readable = checks.authorizer.readable_experiments(request.principal, request.link.workspace_id)
+    if isinstance(readable, Everything):
+        return Plan()
+    if not readable:
+        return Plan(answer=EMPTY_RESULT)
+    clause = "experiment_id IN (" + ", ".join(f"'{e}'" for e in sorted(readable, key=_numeric)) + ")"
+    return request.with_filter(clause)
+
+
+async def experiment_ids(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """Searches by `experiment_ids` (runs, logged models, datasets): the list is cut to the readable ones."""
+    asked = request.experiment_ids(required=False)
+    if not asked:
+        raise InvalidParameter("experiment_ids must name at least one experiment.")
+    readable = checks.authorizer.readable_experiments(request.principal, request.link.workspace_id)
+    kept = asked if isinstance(readable, Everything) else [e for e in asked if e in readable]
+    if not kept:
+        return Plan(answer=EMPTY_RESULT)
+    return request.with_list("experiment_ids", kept) if kept != asked else Plan()
+
+
+async def experiment_by_name(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """No id up front: the forwarder checks the experiment found (`found_experiment`)."""
+    return Plan()
+
+
+def found_experiment(authorizer: Authorizer, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
+    """get-by-name's answer: the experiment found must be readable, or it was not found."""
+    if principal.account_admin:
+        return
+    found = msgspec.json.decode(answer).get("experiment", {})
+    experiment_id = str(found.get("experiment_id", ""))
+    obj = experiment_object(link.workspace_id, experiment_id)
+    if not authorizer.allows(principal, link.workspace_id, obj, Level.CAN_READ):
+        raise ResourceNotFound(f"Could not find experiment with name '{found.get('name', '')}'")
+
+
+def _numeric(value: str) -> tuple[int, str]:
+    return (int(value), value) if value.isdigit() else (0, value)

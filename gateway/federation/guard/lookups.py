@@ -1,0 +1,72 @@
+"""`Lookups` answered by the workspace's store (and the run directory), cached."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import msgspec
+
+from gateway.core.links import WorkspaceLink
+
+
+class StoreLookups:
+    """Which experiment a run, logged model or trace belongs to: asked of the store once, then cached.
+
+    `fetch(link, path, query)` reads from the workspace's store; `run_experiment(run_id, workspace)` is the
+    run directory, asked first for runs. Only found objects are cached (a missing one may be created
+    meanwhile), at most `size` of them.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]],
+        run_experiment: Callable[[str, str], Awaitable[str | None]],
+        size: int = 100_000,
+    ) -> None:
+        self._fetch = fetch
+        self._run_experiment = run_experiment
+        self._cache: OrderedDict[tuple[int, str, str], str] = OrderedDict()
+        self._size = size
+
+    async def experiment_of(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
+        key = (link.workspace_id, kind, object_id)
+        if (cached := self._cache.get(key)) is not None:
+            return cached
+        experiment = None
+        if kind == "run":
+            experiment = await self._run_experiment(object_id, link.name)
+        if experiment is None:
+            experiment = await self._ask_store(link, kind, object_id)
+        if experiment is not None:
+            self._cache[key] = experiment
+            if len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return experiment
+
+    async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
+        query = urlencode({"name": name, "version": version})
+        status, body = await self._fetch(link, "/api/2.0/mlflow/model-versions/get", query)
+        if status != 200:
+            return ""
+        return str((msgspec.json.decode(body).get("model_version") or {}).get("current_stage", ""))
+
+    async def _ask_store(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
+        quoted = quote(object_id, safe="")
+        if kind == "run":
+            status, body = await self._fetch(link, "/api/2.0/mlflow/runs/get", f"run_id={quoted}")
+            path: tuple[str, ...] = ("run", "info", "experiment_id")
+        elif kind == "logged_model":
+            status, body = await self._fetch(link, f"/api/2.0/mlflow/logged-models/{quoted}", "")
+            path = ("model", "info", "experiment_id")
+        else:
+            status, body = await self._fetch(link, f"/api/3.0/mlflow/traces/{quoted}", "")
+            path = ("trace", "trace_info", "trace_location", "mlflow_experiment", "experiment_id")
+        if status != 200:
+            return None
+        node: Any = msgspec.json.decode(body)
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        return str(node) if node is not None else None

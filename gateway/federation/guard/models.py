@@ -1,0 +1,134 @@
+"""Rules of the model registry: registered models (by the gateway's immutable id of each name) and their versions."""
+
+from __future__ import annotations
+
+from gateway.authz.decide import Everything
+from gateway.authz.levels import Level
+from gateway.core.errors import PermissionDenied
+from gateway.core.paths import canonical_artifact_path
+from gateway.federation.guard.artifacts import artifact_experiment
+from gateway.federation.guard.checks import Checks
+from gateway.federation.guard.owners import recording_owner
+from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
+
+RENAME = "POST /mlflow/registered-models/rename"
+DELETE = "DELETE /mlflow/registered-models/delete"
+TRANSITION_STAGE = "POST /mlflow/model-versions/transition-stage"
+
+
+async def model_create(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """Anyone who may use the workspace registers models and owns them."""
+    checks.require_workspace(request, Level.CAN_USE)
+    return Plan(after=recording_owner(checks, request, "registered_model", "name", request.ids.name))
+
+
+def model_created(checks: Checks, request: Request) -> Plan:
+    """An account admin's new registered model is owned by them too."""
+    return Plan(after=recording_owner(checks, request, "registered_model", "name", request.ids.name))
+
+
+async def model_search(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """`name IN (readable)` is ANDed into the filter; nothing readable (or writable) answers an empty page."""
+    readable = checks.authorizer.readable_models(request.principal, request.link.workspace_id)
+    if isinstance(readable, Everything):
+        return Plan()
+    names = await checks.ownership.model_names(request.link, readable)
+    quoted = [_quote(name) for name in sorted(names)]
+    listed = [q for q in quoted if q is not None]
+    if not listed:
+        return Plan(answer=EMPTY_RESULT)
+    return request.with_filter("name IN (" + ", ".join(listed) + ")")
+
+
+async def model(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """`wanted` on the one registered model named; a stage transition asks the level of the stages involved."""
+    name = request.single("name")
+    if request.spec.name == TRANSITION_STAGE:
+        wanted = await _stage_level(checks, request, name)
+    await checks.require_model(request, name, wanted)
+    return _follow_name(checks, request, name)
+
+
+def model_changed(checks: Checks, request: Request) -> Plan:
+    """An account admin's rename or delete moves or forgets the model's id too (by the body's `name`)."""
+    return _follow_name(checks, request, request.ids.name) if request.ids.name else Plan()
+
+
+async def model_version_create(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """CAN_EDIT on the registered model, and CAN_READ on whatever the version is made from."""
+    await checks.require_model(request, request.single("name"), Level.CAN_EDIT)
+    await _require_version_source(checks, request)
+    return Plan()
+
+
+async def _stage_level(checks: Checks, request: Request, name: str) -> Level:
+    """Anything touching Production needs CAN_MANAGE_PRODUCTION_VERSIONS; other stages need STAGING."""
+    document = request.document
+    target = str(document.get("stage", "")).lower()
+    current = await checks.lookups.stage_of(request.link, name, str(document.get("version", "")))
+    if "production" in (target, current.lower()):
+        return Level.CAN_MANAGE_PRODUCTION_VERSIONS
+    return Level.CAN_MANAGE_STAGING_VERSIONS
+
+
+async def _require_version_source(checks: Checks, request: Request) -> None:
+    """You may not register a model version from a run, logged model or location you cannot read."""
+    ids = request.ids
+    if ids.run_id:
+        await checks.require_run(request, ids.run_id, Level.CAN_READ)
+    if ids.model_id:
+        await checks.require_logged_model(request, ids.model_id, Level.CAN_READ)
+    source = ids.source or ""
+    if source.startswith("models:/"):
+        model_id = source[len("models:/") :].split("/", 1)[0]
+        if not model_id.startswith("m-"):
+            raise PermissionDenied("A model version's source must be a logged model id (models:/m-...).")
+        await checks.require_logged_model(request, model_id, Level.CAN_READ)
+    elif source.startswith("runs:/"):
+        await checks.require_run(request, source[len("runs:/") :].split("/", 1)[0], Level.CAN_READ)
+    elif source.startswith("mlflow-artifacts:/"):
+        path = canonical_artifact_path(source[len("mlflow-artifacts:") :].lstrip("/"))
+        parts = path.split("/")
+        if parts[0].lower() == "workspaces" and (len(parts) < 2 or parts[1] != request.link.name):
+            raise PermissionDenied("A model version's source must lie in this workspace.")
+        experiment_id = artifact_experiment(path)
+        if experiment_id is None:
+            raise PermissionDenied("A model version's source must lie inside an experiment you can read.")
+        checks.require_experiment(request, experiment_id, Level.CAN_READ)
+    else:
+        raise PermissionDenied(
+            "A model version's source must be a run (runs:/), a logged model (models:/) or an "
+            "mlflow-artifacts: location; other locations are for admins only."
+        )
+
+
+def _follow_name(checks: Checks, request: Request, name: str) -> Plan:
+    """After a rename or a delete the store accepted, the gateway's id of the model follows the name."""
+    link = request.link
+    if request.spec.name == RENAME:
+        new_name = request.ids.new_name
+
+        async def renamed(status: int, answer: bytes) -> bytes | None:
+            if status == 200 and new_name:
+                await checks.ownership.model_changed(link, "rename", name, new_name)
+            return None
+
+        return Plan(after=renamed)
+    if request.spec.name == DELETE:
+
+        async def deleted(status: int, answer: bytes) -> bytes | None:
+            if status == 200:
+                await checks.ownership.model_changed(link, "delete", name, None)
+            return None
+
+        return Plan(after=deleted)
+    return Plan()
+
+
+def _quote(name: str) -> str | None:
+    """A name as a string literal of MLflow's filter grammar; None when it cannot be written as one."""
+    if "'" not in name:
+        return f"'{name}'"
+    if '"' not in name:
+        return f'"{name}"'
+    return None

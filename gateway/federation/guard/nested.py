@@ -1,0 +1,122 @@
+"""Ids below the top level of a body: each path has a rule, or the call is refused (deny by default).
+
+canonical.py lists every key ending in `_id`, `_ids` or `_uuid` that the top-level `RequestIds` does not
+cover, with its path (`metrics[].model_id`). `NESTED_IDS` says, per route and path, what such an id
+names and so how it is checked; tests/unit/test_guard_differential.py proves the table against MLflow's
+own request parsing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from gateway.authz.levels import Level
+from gateway.core.errors import InvalidParameter
+from gateway.core.route_table import RouteSpec
+from gateway.federation.guard.checks import Checks
+from gateway.federation.guard.request import Request
+from gateway.federation.otlp import SPAN_TRACE_ID
+
+
+class Nested(StrEnum):
+    """What an id the top-level fields do not cover names (see canonical.py), and so how it is checked."""
+
+    RUN = "run"
+    LOGGED_MODEL = "logged_model"
+    TRACE = "trace"
+    NEW_TRACE = "new_trace"  # an id the call may create: if the trace exists already, the call writes to it
+    BY_RULE = "by_rule"  # read and checked by the route's own rule
+    NOT_AN_OBJECT = "not_an_object"  # span, assessment, source, request-client ids: nothing grants them
+
+
+NestedRule = tuple[Nested, Level | None]  # None: the level the route asks for
+_MAP = (Nested.NOT_AN_OBJECT, None)  # keys of a caller-chosen map (tags, metadata): data, not fields
+_OWN_TRACE_ASSESSMENT: dict[str, NestedRule] = {
+    "assessment.trace_id": (Nested.TRACE, None),
+    "assessment.assessment_id": (Nested.NOT_AN_OBJECT, None),
+    "assessment.span_id": (Nested.NOT_AN_OBJECT, None),
+    "assessment.source.source_id": (Nested.NOT_AN_OBJECT, None),
+    "assessment.metadata.*": _MAP,
+}
+# By route (name, API version) and path; a path listed nowhere refuses the call (deny by default).
+NESTED_IDS: dict[tuple[str, int], dict[str, NestedRule]] = {
+    ("POST /mlflow/runs/create", 2): {"user_id": (Nested.NOT_AN_OBJECT, None)},
+    ("POST /mlflow/runs/log-batch", 2): {
+        "metrics[].run_id": (Nested.RUN, None),
+        "metrics[].model_id": (Nested.LOGGED_MODEL, None),  # the store logs the metric onto that model too
+    },
+    ("POST /mlflow/runs/log-inputs", 2): {"models[].model_id": (Nested.LOGGED_MODEL, Level.CAN_READ)},
+    ("POST /mlflow/runs/outputs", 2): {"models[].model_id": (Nested.LOGGED_MODEL, Level.CAN_EDIT)},
+    ("POST /mlflow/registered-models/create", 2): {"deployment_job_id": (Nested.NOT_AN_OBJECT, None)},
+    ("PATCH /mlflow/registered-models/update", 2): {"deployment_job_id": (Nested.NOT_AN_OBJECT, None)},
+    ("POST /mlflow/traces/delete-traces", 2): {"request_ids": (Nested.TRACE, None)},
+    ("POST /mlflow/traces/delete-traces", 3): {"request_ids": (Nested.TRACE, None)},
+    ("POST /mlflow/traces", 3): {
+        "trace.trace_info.trace_id": (Nested.NEW_TRACE, Level.CAN_EDIT),  # an existing trace is merged into
+        "trace.trace_info.trace_location.mlflow_experiment.experiment_id": (Nested.BY_RULE, None),
+        "trace.trace_info.client_request_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.trace_metadata.*": _MAP,
+        "trace.trace_info.tags.*": _MAP,
+        # The store files assessments under the trace being created, whatever they say.
+        "trace.trace_info.assessments[].trace_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.assessments[].assessment_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.assessments[].span_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.assessments[].source.source_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.trace_info.assessments[].metadata.*": _MAP,
+        # Spans are not stored by this call (they travel through OTLP or artifacts).
+        "trace.spans[].trace_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.spans[].span_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.spans[].parent_span_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.spans[].links[].trace_id": (Nested.NOT_AN_OBJECT, None),
+        "trace.spans[].links[].span_id": (Nested.NOT_AN_OBJECT, None),
+    },
+    # OTLP: MLflow adds a span to its trace wherever that trace lives (otlp.py reads the trace ids).
+    ("POST /v1/traces", 2): {SPAN_TRACE_ID: (Nested.NEW_TRACE, Level.CAN_EDIT)},
+    ("POST /mlflow/traces/search", 3): {"locations[].mlflow_experiment.experiment_id": (Nested.BY_RULE, None)},
+    ("POST /mlflow/traces/{trace_id:str}/assessments", 3): _OWN_TRACE_ASSESSMENT,
+    ("PATCH /mlflow/traces/{trace_id:str}/assessments/{assessment_id:str}", 3): {
+        **_OWN_TRACE_ASSESSMENT,
+        "assessment_id": (Nested.NOT_AN_OBJECT, None),
+    },
+    ("DELETE /mlflow/traces/{trace_id:str}/assessments/{assessment_id:str}", 3): {
+        "assessment_id": (Nested.NOT_AN_OBJECT, None)
+    },
+    ("DELETE /mlflow/datasets/{dataset_id:str}/records", 3): {"dataset_record_ids": (Nested.NOT_AN_OBJECT, None)},
+}
+
+
+def nested_rule(spec: RouteSpec, path: str) -> NestedRule | None:
+    """The rule for an id at `path` of this route's body; None when there is none (the call is refused)."""
+    rules = NESTED_IDS.get((spec.name, spec.version), {})
+    if (rule := rules.get(path)) is not None:
+        return rule
+    for pattern, rule in rules.items():
+        if pattern.endswith(".*") and path.startswith(pattern[:-1]):
+            return rule
+    return None
+
+
+async def require_nested(checks: Checks, request: Request, wanted: Level) -> None:
+    """Every id below the top level of the body is authorized, or the call is refused (400 for a path
+    without a rule or a value that is not a string id)."""
+    for item in request.nested:
+        rule = nested_rule(request.spec, item.path)
+        if rule is None:
+            raise InvalidParameter(f"Field '{item.path}' is not accepted in this call.")
+        kind, level = rule
+        if kind in (Nested.BY_RULE, Nested.NOT_AN_OBJECT) or item.value is None:
+            continue
+        values = item.value if isinstance(item.value, list) else [item.value]
+        for value in values:
+            if not isinstance(value, str):
+                raise InvalidParameter(f"Field '{item.path}' must be a string id.")
+            if kind is Nested.RUN:
+                await checks.require_run(request, value, level or wanted)
+            elif kind is Nested.LOGGED_MODEL:
+                await checks.require_logged_model(request, value, level or wanted)
+            elif kind is Nested.TRACE:
+                await checks.require_trace(request, value, level or wanted)
+            elif kind is Nested.NEW_TRACE and value:
+                experiment_id = await checks.lookups.experiment_of(request.link, "trace", value)
+                if experiment_id is not None:
+                    checks.require_experiment(request, experiment_id, level or wanted)

@@ -1,0 +1,49 @@
+"""What the guard asks of the rest of the gateway: the store side (`Lookups`) and the database side (`Ownership`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
+
+
+class Lookups(Protocol):
+    """Where the objects a call names live in the workspace's store."""
+
+    async def experiment_of(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
+        """The id of the experiment holding a run, logged model or trace (`kind`: "run", "logged_model",
+        "trace"); None when the store has no such object in this workspace."""
+        ...
+
+    async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
+        """The current stage of a registered model's version ("Production", ...); "" when unknown."""
+        ...
+
+
+class Ownership(Protocol):
+    """The gateway's own records of registered models and of who created what (AccessService implements it)."""
+
+    async def model_id(self, link: WorkspaceLink, name: str, *, adopt: bool) -> str | None:
+        """The gateway's immutable id of a registered model; with `adopt`, one the store has but the gateway
+        never saw gets an id now. None: no such model."""
+        ...
+
+    async def model_names(self, link: WorkspaceLink, model_ids: set[str]) -> list[str]:
+        """The current names of these registered models (ids without a model are left out)."""
+        ...
+
+    async def record_owner(self, principal: Principal, link: WorkspaceLink, kind: str, created: str) -> None:
+        """Grant CAN_MANAGE on a new experiment (its id) or registered model (its name) to its creator;
+        in effect (policy reloaded) when it returns."""
+        ...
+
+    async def model_changed(self, link: WorkspaceLink, action: str, name: str, new_name: str | None) -> None:
+        """A registered model was renamed (`action` "rename") or deleted ("delete"): its id follows the name,
+        or is forgotten with its grants."""
+        ...
+
+
+# Removes an object (kind, id) the store created but whose owner could not be recorded.
+Undo = Callable[[WorkspaceLink, str, str], Awaitable[None]]

@@ -1,0 +1,160 @@
+"""What a rule reads of a call (`Request`) and what it hands back to the forwarder (`Plan`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import msgspec
+
+from gateway.core.errors import InvalidParameter
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
+from gateway.core.route_table import Action, Resource, RouteSpec
+from gateway.federation.canonical import NestedId
+from gateway.federation.schemas import RequestIds
+
+EMPTY_RESULT = b"{}"  # the answer to a search with nothing visible to search
+
+# Called with the store's status and answer before the answer goes out; returns a replacement or None.
+After = Callable[[int, bytes], Awaitable[bytes | None]]
+
+
+@dataclass(slots=True)
+class Plan:
+    """What the forwarder does differently because of authorization."""
+
+    body: bytes | None = None  # a narrowed request body
+    query: str | None = None  # a narrowed query string
+    answer: bytes | None = None  # answer without asking the store (nothing visible to search)
+    after: After | None = None  # needs the store's answer
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Request:
+    """One call as the guard sees it: the canonical body (what the store will receive), query, path, headers."""
+
+    spec: RouteSpec
+    principal: Principal
+    link: WorkspaceLink
+    ids: RequestIds
+    body: bytes | None  # canonical
+    document: dict[str, Any]  # the body, decoded
+    nested: list[NestedId]  # ids below the top level of the body
+    query: str
+    path_params: dict[str, Any]
+    headers: list[tuple[str, str]]
+    artifact_path: str | None
+    _params: dict[str, list[str]] | None = None
+
+    def params(self) -> dict[str, list[str]]:
+        """The query string, parsed once per request."""
+        if self._params is None:
+            self._params = parse_qs(self.query, keep_blank_values=True)
+        return self._params
+
+    def single(self, name: str) -> str:
+        """One id from the path, the body or the query; several different values are refused."""
+        values: set[str] = set()
+        if name in self.path_params:
+            values.add(str(self.path_params[name]))
+        body_value = getattr(self.ids, name, None)
+        if body_value:
+            values.add(str(body_value))
+        values.update(v for v in self.params().get(name, []) if v)
+        if len(values) != 1:
+            raise InvalidParameter(f"Exactly one '{name}' is required." if not values else f"'{name}' given twice.")
+        return values.pop()
+
+    def experiment_ids(self, *, required: bool) -> list[str]:
+        """Every experiment id of the body and the query, in order, once each."""
+        found: list[str] = []
+        if self.ids.experiment_id:
+            found.append(self.ids.experiment_id)
+        found.extend(self.ids.experiment_ids or [])
+        params = self.params()
+        found.extend(params.get("experiment_id", []))
+        found.extend(params.get("experiment_ids", []))
+        found = list(dict.fromkeys(str(e) for e in found))
+        if required and not found:
+            raise InvalidParameter("This call must name its experiment (experiment_id).")
+        return found
+
+    def run_ids(self) -> list[str]:
+        """Every run id of the body and the query; a call naming neither a run nor a logged model is refused."""
+        found = [v for v in (self.ids.run_id, self.ids.run_uuid) if v]
+        found.extend(self.ids.run_ids or [])
+        params = self.params()
+        for name in ("run_id", "run_uuid", "run_ids"):
+            found.extend(v for v in params.get(name, []) if v)
+        found = list(dict.fromkeys(found))
+        if not found and not self.ids.model_id:
+            raise InvalidParameter("This call must name its run (run_id).")
+        return found
+
+    def trace_ids(self) -> list[str]:
+        """Every trace id (v2 request ids too) of the body, the path and the query."""
+        found = [v for v in (self.ids.trace_id, self.ids.request_id) if v]
+        found.extend(self.ids.trace_ids or [])
+        for name in ("request_id", "trace_id"):
+            if name in self.path_params:
+                found.append(str(self.path_params[name]))
+        for name in ("trace_ids", "request_id", "trace_id"):
+            found.extend(v for v in self.params().get(name, []) if v)
+        return list(dict.fromkeys(found))
+
+    def trace_experiments(self) -> list[str]:
+        """Experiments a trace call writes to or searches: body fields, v3 locations, or the OTLP header."""
+        found = self.experiment_ids(required=False)
+        info = _member(_member(self.document, "trace"), "trace_info")
+        location = _member(_member(info, "trace_location"), "mlflow_experiment")
+        if location.get("experiment_id"):
+            found.append(str(location["experiment_id"]))
+        locations = self.document.get("locations") or []
+        if not isinstance(locations, list):
+            raise InvalidParameter("'locations' must be a list.")
+        for item in locations:
+            if not isinstance(item, dict):
+                raise InvalidParameter("Each of 'locations' must be an object.")
+            experiment = _member(item, "mlflow_experiment")
+            if experiment.get("experiment_id"):
+                found.append(str(experiment["experiment_id"]))
+        found.extend(value for name, value in self.headers if name == "x-mlflow-experiment-id")
+        if self.spec.resource is Resource.TRACE and self.spec.action is Action.CREATE and not found:
+            raise InvalidParameter("A trace must name the experiment it belongs to.")
+        return list(dict.fromkeys(found))
+
+    def with_filter(self, clause: str) -> Plan:
+        """AND a clause into the search filter (MLflow filters only know AND, so this cannot be undone)."""
+        if self.spec.method == "GET":
+            params = dict(self.params())
+            current = (params.get("filter") or [""])[0].strip()
+            params["filter"] = [f"{current} AND {clause}" if current else clause]
+            return Plan(query=urlencode(params, doseq=True))
+        document = dict(self.document)
+        current = str(document.get("filter") or "").strip()
+        document["filter"] = f"{current} AND {clause}" if current else clause
+        return Plan(body=msgspec.json.encode(document))
+
+    def with_list(self, name: str, values: list[str]) -> Plan:
+        """Replace one list field (of the query for GET, of the body otherwise) with `values`."""
+        if self.spec.method == "GET":
+            params = dict(self.params())
+            params[name] = values
+            return Plan(query=urlencode(params, doseq=True))
+        document = dict(self.document)
+        document[name] = values
+        return Plan(body=msgspec.json.encode(document))
+
+
+def _member(node: dict[str, Any], key: str) -> dict[str, Any]:
+    """A nested message of the body: absent reads as empty, anything but an object is refused."""
+    value = node.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidParameter(f"Field '{key}' must be an object.")
+    return value

@@ -1,0 +1,76 @@
+"""The guard: one forwarded call, authorized on the canonical body the store will receive.
+
+Order of a decision: the route's rule (a route without one is refused); account admins pass, keeping the
+bookkeeping their calls need; everyone else must enter the workspace (404 otherwise), every id nested in
+the body is authorized (nested.py), a run named by the OTLP `x-mlflow-run-id` header needs CAN_EDIT, and
+then the route's rule function decides (table.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.authz.decide import Authorizer, hidden
+from gateway.authz.levels import Level
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
+from gateway.core.route_table import RouteSpec
+from gateway.federation.canonical import CanonicalBody
+from gateway.federation.guard.checks import Checks
+from gateway.federation.guard.experiments import found_experiment
+from gateway.federation.guard.nested import require_nested
+from gateway.federation.guard.ports import Lookups, Ownership, Undo
+from gateway.federation.guard.request import Plan, Request
+from gateway.federation.guard.rules import rule_for, wanted_level
+from gateway.federation.guard.table import ADMIN_PLANS, CHECKS
+from gateway.federation.schemas import RequestIds
+
+
+class Guard:
+    def __init__(self, authorizer: Authorizer, lookups: Lookups, access: Ownership, undo: Undo) -> None:
+        self.authorizer = authorizer
+        self.lookups = lookups  # where runs, logged models and traces live
+        self.access = access  # owners of new objects, registered-model ids
+        self._checks = Checks(authorizer, lookups, access, undo)
+
+    async def check(
+        self,
+        spec: RouteSpec,
+        principal: Principal,
+        link: WorkspaceLink,
+        body: CanonicalBody | None,
+        query: str,
+        artifact_path: str | None,
+        path_params: dict[str, Any],
+        headers: list[tuple[str, str]],
+    ) -> Plan:
+        """Authorize a call on its canonical body (canonical.py): the one the store will receive."""
+        rule = rule_for(spec)
+        request = Request(
+            spec,
+            principal,
+            link,
+            body.ids if body is not None else RequestIds(),
+            body.encoded if body is not None else None,
+            body.document if body is not None else {},
+            body.nested if body is not None else [],
+            query,
+            path_params,
+            headers,
+            artifact_path,
+        )
+        if principal.account_admin:
+            admin_plan = ADMIN_PLANS.get(rule)
+            return admin_plan(self._checks, request) if admin_plan is not None else Plan()
+        wanted = wanted_level(spec)
+        if not self.authorizer.enters(principal, link.workspace_id):
+            raise hidden(f"Workspace '{link.name}' not found")
+        await require_nested(self._checks, request, wanted)
+        for name, value in headers:
+            if name == "x-mlflow-run-id":  # OTLP ingest links the traces it creates to this run
+                await self._checks.require_run(request, value, Level.CAN_EDIT)
+        return await CHECKS[rule](self._checks, request, wanted)
+
+    async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
+        """get-by-name names no id up front: the experiment found must be readable, or it was not found."""
+        found_experiment(self.authorizer, principal, link, answer)

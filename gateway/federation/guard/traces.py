@@ -1,0 +1,50 @@
+"""Rules of traces (v2 request ids and v3 trace ids, assessments, OTLP ingest): governed by their experiment."""
+
+from __future__ import annotations
+
+from gateway.authz.decide import Everything
+from gateway.authz.levels import Level
+from gateway.core.errors import PermissionDenied
+from gateway.federation.guard.checks import Checks
+from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
+
+
+async def trace_create(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """CAN_EDIT on every experiment the new trace (or OTLP export) goes into; it must name one."""
+    for experiment_id in request.trace_experiments():
+        checks.require_experiment(request, experiment_id, Level.CAN_EDIT)
+    return Plan()
+
+
+async def trace_search(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """Readable experiments only: none readable answers an empty page, a mix of readable and hidden ones is
+    refused (nested locations are not rewritten); naming no experiment needs CAN_READ on the workspace."""
+    asked = request.trace_experiments()
+    if not asked:
+        # Nothing to narrow by: only a reader of the whole workspace may search it.
+        checks.require_workspace(request, Level.CAN_READ)
+        return Plan()
+    readable = checks.authorizer.readable_experiments(request.principal, request.link.workspace_id)
+    if isinstance(readable, Everything) or all(e in readable for e in asked):
+        return Plan()
+    kept = [e for e in asked if e in readable]
+    if not kept:
+        return Plan(answer=EMPTY_RESULT)
+    for experiment_id in asked:  # a mixed list: refuse rather than rewrite nested locations
+        checks.require_experiment(request, experiment_id, Level.CAN_READ)
+    return Plan()
+
+
+async def trace(checks: Checks, request: Request, wanted: Level) -> Plan:
+    """`wanted` on every trace and experiment the call names, CAN_EDIT on a run it links traces to."""
+    if request.ids.run_id:
+        await checks.require_run(request, request.ids.run_id, Level.CAN_EDIT)
+    experiment_ids = request.experiment_ids(required=False)
+    for experiment_id in experiment_ids:
+        checks.require_experiment(request, experiment_id, wanted)
+    trace_ids = request.trace_ids()
+    if not (trace_ids or request.ids.run_id or experiment_ids):
+        raise PermissionDenied("This trace call names no trace or experiment.")
+    for trace_id in trace_ids:
+        await checks.require_trace(request, trace_id, wanted)
+    return Plan()
