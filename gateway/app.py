@@ -60,7 +60,8 @@ from gateway.core.links import LinkTable
 from gateway.core.ports import ChangeFeed, Store
 from gateway.core.principal import Principal
 from gateway.core.watch import ReloadLoop
-from gateway.db.engine import make_engine, make_sessionmaker
+from gateway.db.engine import make_sessionmaker
+from gateway.db.pools import DatabasePools, PoolName
 from gateway.dual.failover import Failover
 from gateway.dual.mirror import Mirror
 from gateway.dual.outbox import Relay
@@ -88,6 +89,7 @@ from gateway.workspaces.service import WorkspaceService
 from gateway.workspaces.watch import link_watcher
 
 log = logging.getLogger(__name__)
+LISTEN_CHANNELS = (CHANGE_CHANNEL, POLICY_CHANNEL)  # one LISTEN connection each (the watchers below)
 
 
 def _secret(env_name: str, file_name: str, *, what: str) -> str:
@@ -205,12 +207,13 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     """Wire the gateway for `settings`, its bookkeeping in the PostgreSQL at `database_url`."""
     stores = build_stores(settings)
     links = LinkTable()
-    engine = make_engine(database_url, settings.database.pool_size)
+    # Every connection this worker opens, by name; the budget is logged at start-up (gateway/db/pools.py).
+    pools = DatabasePools(database_url, settings.database.pool_size, listeners=len(LISTEN_CHANNELS))
+    engine = pools.engine
     sessionmaker = make_sessionmaker(engine)
     workspaces = WorkspaceService(settings, stores, links)
     forwarder = Forwarder(links, stores, RunDirectory(sessionmaker))
     capabilities = StoreCapabilities(stores)
-    plain_dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
     # Access control: one live policy per process, kept in step with every replica.
     policy = LivePolicy(sessionmaker)
@@ -224,11 +227,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key, settings.tokens)
-    sql = SqlService(settings, access, sessionmaker, QueryRunner(plain_dsn, settings.database.pool_size), audit)
+    sql = SqlService(settings, access, sessionmaker, QueryRunner(pools.lazy(PoolName.SQL)), audit)
     bookkeeping = forwarder.bookkeeping = Bookkeeping(
-        plain_dsn,
+        pools.opener("bookkeeping"),
         IndexWriter() if settings.server.index_write_through else None,
-        settings.database.pool_size,
         flush_before_answer=settings.server.outbox_durable_commit,
     )
     if bookkeeping.index is not None:
@@ -243,14 +245,15 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         max_refusals=settings.server.outbox_max_refusals,
     )
     reconciler = Reconciler(links, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
-    index_sync = IndexSync(links, mirror, plain_dsn, settings.server.index_sync_interval_seconds)
+    index_pool = pools.lazy(PoolName.INDEX_SYNC)
+    index_sync = IndexSync(links, mirror, index_pool, settings.server.index_sync_interval_seconds)
     forwarder.guard = Guard(
         authorizer, StoreLookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create
     )
     forwarder.account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, forwarder.runs)
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
-        return lambda callback: PostgresNotifications(plain_dsn, channel, callback)
+        return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
 
     watchers = [
         link_watcher(workspaces, sessionmaker, feed(CHANGE_CHANNEL)),
@@ -287,6 +290,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        log.info("database connections per worker", extra={"pools": pools.budget, "total": pools.total()})
         async with sessionmaker() as session, session.begin():
             await workspaces.seed_from_config(session)
         async with sessionmaker() as session:
@@ -308,6 +312,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await bookkeeping.close()
             await reconciler.stop()
             await index_sync.stop()
+            await index_pool.close()
             await sql.close()
             for watcher in watchers:
                 await watcher.stop()

@@ -20,11 +20,12 @@ def async_url(url: str) -> str:
     raise ValueError("database.url must be a postgresql:// URL")
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
+    """At most `pool_size` connections kept open and `max_overflow` (default: as many) more under load."""
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from gateway.db.pools import PoolOpener
 from gateway.index.writer import IndexWriter
 from gateway.observability.metrics import INDEX_FAILURES
 
@@ -51,11 +52,8 @@ class AcceptedWrite:
 
 
 class Bookkeeping:
-    def __init__(
-        self, dsn: str, index: IndexWriter | None, max_connections: int = 10, *, flush_before_answer: bool = True
-    ) -> None:
-        self._dsn = dsn
-        self._max = max_connections
+    def __init__(self, open_pool: PoolOpener, index: IndexWriter | None, *, flush_before_answer: bool = True) -> None:
+        self._open_pool = open_pool  # the pools "outbox" and "derived" (gateway/db/pools.py)
         self.index = index
         # False: the outbox too uses asynchronous commit. A PostgreSQL (not gateway) crash can then lose the
         # last fraction of a second of entries; the reconciler copies those writes from the workspace store.
@@ -111,9 +109,7 @@ class Bookkeeping:
             return pool
         async with self._lock:
             if name not in self._pools:
-                self._pools[name] = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self._max, server_settings=settings
-                )
+                self._pools[name] = await self._open_pool(name, settings)
             return self._pools[name]
 
     async def close(self) -> None:

@@ -22,6 +22,7 @@ import asyncpg
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.watch import cancel_all
 from gateway.db.locks import LockClass
+from gateway.db.pools import LazyPool
 from gateway.dual.mirror import Mirror, id_order
 from gateway.dual.outbox import Refused, Transient
 from gateway.index.repository import IndexRepository, point_key
@@ -42,10 +43,10 @@ class SyncError(Exception):
 
 
 class IndexSync:
-    def __init__(self, links: LinkTable, mirror: Mirror, dsn: str, interval_seconds: float) -> None:
+    def __init__(self, links: LinkTable, mirror: Mirror, pool: LazyPool, interval_seconds: float) -> None:
         self.links = links
         self.mirror = mirror  # store calls with the workspace's credentials and upstream workspace
-        self._dsn = dsn
+        self._pool = pool  # a pass holds one connection throughout (its advisory lock is the connection's)
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[dict[str, Any]]] = {}
@@ -80,11 +81,11 @@ class IndexSync:
             await asyncio.sleep(TICK_SECONDS)
 
     async def _last_finished(self) -> dict[int, float]:
-        conn = await asyncpg.connect(self._dsn)
+        conn = await self._pool.acquire()
         try:
             rows = await conn.fetch("SELECT workspace_id, finished_at FROM ix_sync_state WHERE finished_at IS NOT NULL")
         finally:
-            await conn.close()
+            await self._pool.release(conn)
         return {r["workspace_id"]: r["finished_at"].timestamp() for r in rows}
 
     async def sync(self, link: WorkspaceLink, *, everything: bool, queue: bool = False) -> dict[str, Any]:
@@ -94,7 +95,7 @@ class IndexSync:
         (up to QUEUE_SECONDS) for that pass to end and runs after it, so its answer covers
         everything the store held when it was asked.
         """
-        conn = await asyncpg.connect(self._dsn)
+        conn = await self._pool.acquire()
         try:
             if not await self._lock(conn, link, queue):
                 return {"workspace": link.name, "state": "skipped: another replica is syncing"}
@@ -131,7 +132,7 @@ class IndexSync:
         finally:
             with contextlib.suppress(Exception):
                 await conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, link.workspace_id)
-            await conn.close()
+            await self._pool.release(conn)
 
     @staticmethod
     async def _lock(conn: asyncpg.Connection, link: WorkspaceLink, queue: bool) -> bool:
@@ -212,11 +213,11 @@ class IndexSync:
         return added
 
     async def status(self) -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(self._dsn)
+        conn = await self._pool.acquire()
         try:
             rows = await IndexRepository(conn).status()
         finally:
-            await conn.close()
+            await self._pool.release(conn)
         names = {link.workspace_id: link.name for link in self.links.all()}
         now = time.time()
         report = []

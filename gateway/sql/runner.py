@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from gateway.db.pools import LazyPool
 from gateway.sql.catalog import READER_ROLE
 from gateway.sql.repository import APPLICATION_PREFIX
 from gateway.sql.results import PgColumn
@@ -24,26 +24,16 @@ class Fetched:
 
 
 class QueryRunner:
-    """A small asyncpg pool of its own: statements hold a connection for as long as they run."""
+    """Runs statements on the `sql` pool (gateway/db/pools.py): each holds a connection for as long as it runs."""
 
-    def __init__(self, dsn: str, max_connections: int = 10) -> None:
-        self._dsn = dsn
-        self._max = max_connections
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
+    def __init__(self, pool: LazyPool) -> None:
+        self._pool = pool
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            async with self._lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._max)
-        return self._pool
+        return await self._pool.pool()
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        pool = await self.pool()
-        async with pool.acquire() as connection:
-            yield connection
+    def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return self._pool.connection()
 
     async def fetch(
         self,
@@ -80,8 +70,7 @@ class QueryRunner:
         return Fetched(columns, list(records[:max_rows]), len(records) > max_rows)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        await self._pool.close()
 
 
 def _literal(value: str) -> str:

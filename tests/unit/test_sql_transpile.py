@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.db.migrate import upgrade
+from gateway.db.pools import LazyPool
 from gateway.sql.catalog import TableName
 from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS_WITH_EXPERIMENT, SUCCESS_RATIO
 from gateway.sql.results import rows
@@ -78,7 +79,7 @@ async def db(database_url: str) -> AsyncIterator[Database]:
         """
     )
     await connection.close()
-    runner = QueryRunner(url, 4)
+    runner = QueryRunner(LazyPool("sql", url, 4))
     yield Database(url, runner)
     await runner.close()
     await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

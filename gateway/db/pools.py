@@ -1,0 +1,138 @@
+"""Every connection a worker opens to PostgreSQL, by name, each pool sized from `database.pool_size`.
+
+One worker (a uvicorn process) opens at most these many connections, `P` being `database.pool_size`:
+
+    engine               2P   SQLAlchemy: request handling, admin API, relay, reconciler, mirror, audit log
+                              (P kept open, as many again opened under load and closed after)
+    bookkeeping.outbox   P    dual-mode outbox entries, committed before the client hears of its write
+    bookkeeping.derived  P    run routes and index rows of accepted writes (asynchronous commit)
+    sql                  P    SQL statements; each holds one for as long as it runs
+    index_sync           P    index sync passes (each holds one for the whole pass) and its status reads
+    listeners            one per LISTEN channel (adapters/postgres_notify.py)
+
+With the default P = 10 and two channels that is 62 per worker. A deployment opens at most
+`total * workers * replicas`, which must stay below PostgreSQL's `max_connections` less what
+migrations, administrators and superusers need; each worker logs its `budget` at start-up. Asyncpg
+pools are opened on first use: a pool a worker never uses holds no connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from enum import StrEnum
+from typing import Protocol
+
+import asyncpg
+
+from gateway.db.engine import make_engine
+
+
+class PoolName(StrEnum):
+    ENGINE = "engine"
+    OUTBOX = "bookkeeping.outbox"
+    DERIVED = "bookkeeping.derived"
+    SQL = "sql"
+    INDEX_SYNC = "index_sync"
+    LISTENERS = "listeners"
+
+
+def connection_budget(pool_size: int, listeners: int) -> dict[str, int]:
+    """The most connections each of a worker's pools opens, by name (see the module's docstring)."""
+    if pool_size < 1 or listeners < 0:
+        raise ValueError("a pool holds at least one connection, and listeners cannot be negative")
+    return {
+        PoolName.ENGINE: 2 * pool_size,
+        PoolName.OUTBOX: pool_size,
+        PoolName.DERIVED: pool_size,
+        PoolName.SQL: pool_size,
+        PoolName.INDEX_SYNC: pool_size,
+        PoolName.LISTENERS: listeners,
+    }
+
+
+def plain_dsn(url: str) -> str:
+    """The URL as asyncpg takes it (SQLAlchemy's driver suffix removed)."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class PoolOpener(Protocol):
+    """Opens a new asyncpg pool for one of its owner's named uses; the caller closes it."""
+
+    async def __call__(self, name: str, server_settings: Mapping[str, str] | None = None, /) -> asyncpg.Pool: ...
+
+
+async def _create(dsn: str, max_size: int, server_settings: Mapping[str, str] | None) -> asyncpg.Pool:
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, server_settings=dict(server_settings or {}))
+
+
+class LazyPool:
+    """An asyncpg pool of at most `max_size` connections, opened on first use (opening needs the running loop)."""
+
+    def __init__(self, name: str, dsn: str, max_size: int, server_settings: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.max_size = max_size
+        self._dsn = dsn
+        self._settings = server_settings
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await _create(self._dsn, self.max_size, self._settings)
+        return self._pool
+
+    async def acquire(self) -> asyncpg.Connection:
+        """A connection of the pool, waiting while all are in use; give it back with `release`."""
+        return await (await self.pool()).acquire()
+
+    async def release(self, connection: asyncpg.Connection) -> None:
+        """Back to the pool, reset: session settings, open transactions and session advisory locks end."""
+        await (await self.pool()).release(connection)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        async with (await self.pool()).acquire() as connection:
+            yield connection
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class DatabasePools:
+    """The pools of one worker over the database at `url`, each limited to its share of `budget`.
+
+    The engine is made here; the asyncpg pools are handed to their owners (`lazy`, `opener`), who close
+    them. A name outside the budget is refused, so no pool is opened that the budget does not state.
+    """
+
+    def __init__(self, url: str, pool_size: int, *, listeners: int) -> None:
+        self.dsn = plain_dsn(url)
+        self.budget = connection_budget(pool_size, listeners)
+        self.engine = make_engine(url, pool_size=pool_size, max_overflow=self.budget[PoolName.ENGINE] - pool_size)
+
+    def total(self) -> int:
+        """The most connections this worker holds at once."""
+        return sum(self.budget.values())
+
+    def _size(self, name: str) -> int:
+        if name not in self.budget or name in (PoolName.ENGINE, PoolName.LISTENERS):
+            raise ValueError(f"no asyncpg pool named {name!r} in the connection budget")
+        return self.budget[name]
+
+    def lazy(self, name: PoolName, server_settings: Mapping[str, str] | None = None) -> LazyPool:
+        return LazyPool(name, self.dsn, self._size(name), server_settings)
+
+    def opener(self, owner: str) -> PoolOpener:
+        """Opens `<owner>.<name>` pools for an owner that keeps several (bookkeeping: outbox, derived)."""
+
+        async def open_pool(name: str, server_settings: Mapping[str, str] | None = None, /) -> asyncpg.Pool:
+            qualified = f"{owner}.{name}"
+            return await _create(self.dsn, self._size(qualified), server_settings)
+
+        return open_pool
