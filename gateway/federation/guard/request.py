@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -30,7 +30,6 @@ class Plan:
     query: str | None = None  # a narrowed query string
     answer: bytes | None = None  # answer without asking the store (nothing visible to search)
     after: After | None = None  # needs the store's answer
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -27,10 +27,11 @@ from gateway.federation.schemas import RequestIds
 
 
 class Guard:
+    """Decides forwarded calls: `check` raises (403, or 404 as for a missing object) or returns the `Plan`."""
+
     def __init__(self, authorizer: Authorizer, lookups: Lookups, access: Ownership, undo: Undo) -> None:
         self.authorizer = authorizer
         self.lookups = lookups  # where runs, logged models and traces live
-        self.access = access  # owners of new objects, registered-model ids
         self._checks = Checks(authorizer, lookups, access, undo)
 
     async def check(
