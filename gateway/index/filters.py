@@ -90,6 +90,9 @@ class Token:
 
 
 KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "ASC", "DESC"})
+# Words MLflow's SQL tokenizer reads as keywords even after a dot, so it refuses a key with such an
+# unquoted part (`metrics.as`, `tags.x.from`); quoted (metrics.`as`) they are names like any other.
+RESERVED_PARTS = frozenset({"as", "case", "from", "in", "using", "values"})
 _PART = r"`(?:``|[^`])*`|\"(?:\"\"|\\\"|[^\"])*\"|[^\W\d]\w*"
 _PATTERNS: tuple[tuple[str | None, re.Pattern[str]], ...] = (
     (None, re.compile(r"\s+")),
@@ -123,6 +126,11 @@ def tokenize(text: str, what: str = "filter") -> list[Token]:
                 parts = tuple(p.group(0) for p in _SPLIT_PARTS.finditer(word))
                 if len(parts) == 1 and word.upper() in KEYWORDS:
                     tokens.append(Token(Kind.KEYWORD, word.upper(), position))
+                elif any(part.lower() in RESERVED_PARTS for part in parts):
+                    raise InvalidParameter(
+                        f"Invalid {what} {text!r}: {word!r} has an SQL keyword as a part of its name; "
+                        "quote that part with backticks."
+                    )
                 else:
                     tokens.append(Token(Kind.IDENT, word, position, parts=parts))
             elif kind == "operator":
