@@ -79,6 +79,7 @@ from gateway.observability.metrics import DENIED
 from gateway.observability.routes import health_handlers
 from gateway.principals.routes import ScimController, TokenController
 from gateway.principals.service import PrincipalService, TokenService
+from gateway.sql.repository import ViewRepository
 from gateway.sql.routes import SqlStatementsController
 from gateway.sql.runner import QueryRunner
 from gateway.sql.service import SqlService
@@ -216,7 +217,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     capabilities = StoreCapabilities(stores)
 
     # Access control: one live policy per process, kept in step with every replica.
-    policy = LivePolicy(sessionmaker)
+    policy = LivePolicy(sessionmaker, views=lambda session: ViewRepository(session).names())
     audit = AuditTrail(sessionmaker)
     authorizer = Authorizer(policy)
     oidc = OidcVerifier(settings.oidc) if settings.oidc.enabled else None

@@ -1,21 +1,24 @@
-"""The policy this process decides with: loaded whole from PostgreSQL, swapped atomically on change."""
+"""The policy this process decides with: loaded whole from PostgreSQL, swapped atomically on change.
+
+What exists as a Unity Catalog securable is the system tables plus the dynamic views that `CREATE VIEW`
+stored; the views are read through `ViewNames`, given by the composition root (the SQL feature owns
+them), in the same transaction as the grants, so a view and the grants on it always load together.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authz.levels import SYSTEM_TABLES
+from gateway.authz.levels import SYSTEM_TABLES, uc_object, uc_parents
 from gateway.authz.policy import PolicySnapshot, PrincipalInfo
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.observability.metrics import POLICY_RELOADS, POLICY_VERSION
 from gateway.principals.repository import PrincipalRepository
-from gateway.sql.catalog import view_securables
-from gateway.sql.repository import ViewRepository
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +28,26 @@ SYSTEM_SECURABLES = (
     *(f"table:system.mlflow.{table}" for table in SYSTEM_TABLES),
 )
 
+# The full names (`catalog.schema.view`) of the stored dynamic views, read in the given session.
+ViewNames = Callable[[AsyncSession], Awaitable[Iterable[str]]]
+
+
+def view_securables(view_names: Iterable[str]) -> list[str]:
+    """The Unity Catalog objects stored views make exist: each view, its schema and its catalog."""
+    found: set[str] = set()
+    for name in view_names:
+        obj = uc_object("table", name)
+        found.add(obj)
+        found.update(uc_parents(obj))
+    return sorted(found)
+
 
 class LivePolicy:
     """Holds the current snapshot. Reloads build a new snapshot; readers never see a partial one."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, views: ViewNames) -> None:
         self._sessionmaker = sessionmaker
+        self._views = views
         self.snapshot = PolicySnapshot.empty()
         self._listeners: list[Callable[[PolicySnapshot], None]] = []
 
@@ -40,6 +57,13 @@ class LivePolicy:
     async def stored_version(self) -> int:
         async with self._sessionmaker() as session:
             return await PolicyVersionRepository(session).current()
+
+    async def bump(self, session: AsyncSession) -> int:
+        """Move the stored version in `session`'s transaction: every replica reloads once it commits.
+
+        The caller reloads this replica itself after the commit (`reload`), before it answers.
+        """
+        return await PolicyVersionRepository(session).bump()
 
     async def reload(self) -> PolicySnapshot:
         started = time.perf_counter()
@@ -51,7 +75,7 @@ class LivePolicy:
             rows = await principals.all()
             memberships = await principals.memberships()
             grants = await GrantRepository(session).all()
-            views = await ViewRepository(session).names()
+            views = await self._views(session)
         principals_by_id = {
             row.id: PrincipalInfo(row.id, row.kind, row.name, row.display_name, row.active, row.account_admin)
             for row in rows

@@ -29,10 +29,9 @@ from gateway.authz.levels import (
     uc_parents,
     valid_value,
 )
+from gateway.principals.groups import MAX_GROUP_DEPTH
 
 MODEL_PATH = Path(__file__).resolve().parents[2] / "policies" / "model.conf"
-# Deeper nesting is refused when memberships are written; Casbin is configured to follow as deep.
-MAX_GROUP_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,14 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
-from gateway.authz.live import LivePolicy
-from gateway.authz.policy import MAX_GROUP_DEPTH
-from gateway.authz.repository import PolicyVersionRepository
 from gateway.core.config import TokenSettings
 from gateway.core.errors import AlreadyExists, InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.principal import Principal
 from gateway.db.models import PrincipalRow, TokenRow
 from gateway.principals import names
+from gateway.principals.groups import nesting_problem
+from gateway.principals.ports import Policy
 from gateway.principals.repository import PrincipalRepository, TokenRepository
 from gateway.principals.tokens import hash_token, new_token
 
@@ -40,7 +39,7 @@ MIN_TOKEN_LIFETIME = timedelta(seconds=1)
 
 
 class PrincipalService:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], policy: LivePolicy, audit: AuditTrail) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], policy: Policy, audit: AuditTrail) -> None:
         self._sessionmaker = sessionmaker
         self.policy = policy
         self._audit = audit
@@ -175,34 +174,23 @@ class PrincipalService:
         if member_id == group_id:
             raise InvalidParameter("A group cannot contain itself.")
         if member.kind == "group":
-            # Refuse cycles and nesting deeper than the policy follows.
-            memberships = await repository.memberships()
-            parents: dict[int, set[int]] = {}
-            for child, parent in memberships:
-                parents.setdefault(child, set()).add(parent)
-            frontier, depth, seen = {group_id}, 0, {group_id}
-            while frontier:
-                if member_id in frontier:
-                    raise InvalidParameter("That membership would make a group contain itself.")
-                depth += 1
-                frontier = {p for g in frontier for p in parents.get(g, ()) if p not in seen}
-                seen |= frontier
-            if depth > MAX_GROUP_DEPTH:
-                raise InvalidParameter(f"Groups nest at most {MAX_GROUP_DEPTH} levels deep.")
+            problem = nesting_problem(await repository.memberships(), group_id, member_id)
+            if problem is not None:
+                raise InvalidParameter(problem)
         await repository.add_member(group_id, member_id)
 
     async def _changed(
         self, session: AsyncSession, actor: Principal, action: str, target: str, details: dict[str, Any]
     ) -> None:
         await self._audit.write(session, entry(actor.name, action, target, "ok", details))
-        await PolicyVersionRepository(session).bump()
+        await self.policy.bump(session)
 
 
 class TokenService:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        policy: LivePolicy,
+        policy: Policy,
         audit: AuditTrail,
         key: Any,
         settings: TokenSettings | None = None,
@@ -274,7 +262,7 @@ class TokenService:
             await repository.delete(token_id)
             await self._audit.write(session, entry(actor.name, "token.revoke", f"token:{token_id}", "ok", {}))
             # Every replica drops its token cache when the version moves: revocation is immediate.
-            await PolicyVersionRepository(session).bump()
+            await self.policy.bump(session)
         await self.policy.reload()
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.authz.levels import uc_object, uc_parents
+from gateway.authz.levels import uc_object
 
 SYSTEM_CATALOG = "system"
 SYSTEM_SCHEMA = "mlflow"
@@ -96,13 +95,3 @@ class TableName:
 
 def system_table(name: TableName) -> bool:
     return name.catalog == SYSTEM_CATALOG and name.schema == SYSTEM_SCHEMA and name.name in SYSTEM_COLUMNS
-
-
-def view_securables(view_names: Iterable[str]) -> list[str]:
-    """The Unity Catalog objects stored views make exist: each view, its schema and its catalog."""
-    found: set[str] = set()
-    for name in view_names:
-        obj = uc_object("table", name)
-        found.add(obj)
-        found.update(uc_parents(obj))
-    return sorted(found)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.authn.service import BOOTSTRAP_ADMIN, Authenticator, check_admin_token
 from gateway.authz.live import LivePolicy
@@ -18,10 +19,14 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+async def no_views(session: AsyncSession) -> list[str]:
+    return []
+
+
 def authenticator() -> Authenticator:
     # Nothing listens on this database: none of these cases may need it.
     sessionmaker = make_sessionmaker(make_engine("postgresql://127.0.0.1:9/none"))
-    return Authenticator(TOKEN, LivePolicy(sessionmaker), sessionmaker)
+    return Authenticator(TOKEN, LivePolicy(sessionmaker, views=no_views), sessionmaker)
 
 
 @pytest.mark.parametrize("header", [f"Bearer {TOKEN}", f"bearer  {TOKEN} ", basic("anyone", TOKEN)])

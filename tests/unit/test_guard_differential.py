@@ -140,7 +140,7 @@ async def _no_undo(link: WorkspaceLink, kind: str, object_id: str) -> None:
 
 
 def _guard() -> Guard:
-    policy = LivePolicy(None)  # type: ignore[arg-type]  # never reloads: the snapshot is set here
+    policy = LivePolicy(None, views=None)  # type: ignore[arg-type]  # never reloads: the snapshot is set here
     policy.snapshot = _snapshot()
     lookups = StoreLookups(StoreDirectory().fetch, _no_run_directory)
     return Guard(Authorizer(policy), lookups, None, _no_undo)  # type: ignore[arg-type]

@@ -152,7 +152,7 @@ class World:
 
 @pytest.fixture
 def world() -> World:
-    policy = LivePolicy(None)  # type: ignore[arg-type]  # never reloads: the snapshot is set here
+    policy = LivePolicy(None, views=None)  # type: ignore[arg-type]  # never reloads: the snapshot is set here
     policy.snapshot = POLICY
     records = FakeRecords()
     undone: list[tuple[str, str, str]] = []

@@ -1,0 +1,52 @@
+"""What principals needs of the access policy its changes feed (`gateway.authz.live.LivePolicy` in the app).
+
+Principals sit below authorization: they name who exists, the policy decides what each may do. A change
+to principals (a membership, a disabled user, a revoked token) must reach that policy on every replica,
+so the services here ask the policy for exactly two things: move its version inside the change's own
+transaction, and reload once the change is committed. They also read who exists from its snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class Known(Protocol):
+    """A principal as the policy knows it."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...  # user | service_principal | group
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def active(self) -> bool: ...
+
+
+class Directory(Protocol):
+    """Who exists, as of one policy version."""
+
+    def principal(self, principal_id: int) -> Known | None: ...
+
+    def find(self, kind: str, name: str) -> Known | None: ...
+
+
+class Policy(Protocol):
+    @property
+    def snapshot(self) -> Directory:
+        """The principals of the policy in use; never a half-loaded one."""
+        ...
+
+    async def bump(self, session: AsyncSession) -> int:
+        """Move the stored policy version in `session`'s transaction; replicas reload when it commits."""
+        ...
+
+    async def reload(self) -> object:
+        """Load the stored policy now (after a committed change, before answering)."""
+        ...
