@@ -31,9 +31,10 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.forwarding import Result, drive, minimal_upstream
-from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo, build_enforcer, casbin_allows
+from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
 from gateway.db.engine import start_embedded
 from gateway.devstack import GatewayProcess, free_port
+from tests.support.casbin_bridge import build_enforcer, casbin_allows
 
 TOKEN = "benchmark-admin-token-" + uuid.uuid4().hex
 RUN_ID = "0123456789abcdef0123456789abcdef"  # the minimal upstream says it lives in experiment 1

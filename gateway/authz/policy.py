@@ -1,10 +1,11 @@
-"""The policy: grants and group membership compiled into an index, and the same rows as a Casbin enforcer.
+"""The policy: grants and group membership compiled into an index.
 
 A request is decided by the index in a handful of dictionary lookups, whatever the number of grants:
 the caller's subjects (itself and every group it is in, transitively) times the object and its ancestors.
-The Casbin model in `policies/model.conf` is the specification: `build_enforcer` loads the very same
-rows into pycasbin, and property tests hold the two to the same answers. A snapshot is immutable;
-reloads build a new one and swap the reference, so no request ever sees a half-loaded policy.
+The Casbin model in `policies/model.conf` is the specification: the tests load the very same rows into
+pycasbin (`tests/support/casbin_bridge.py`), and property tests hold the two to the same answers. A
+snapshot is immutable; reloads build a new one and swap the reference, so no request ever sees a
+half-loaded policy.
 """
 
 from __future__ import annotations
@@ -12,26 +13,16 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import pairwise
-from pathlib import Path
-from typing import Any
-
-import casbin
-from casbin import persist
-from casbin.rbac.default_role_manager import RoleManager
 
 from gateway.authz.levels import (
     ACCOUNT_DOMAIN,
     LEVEL_ORDER,
     RANK,
     implies,
-    subject,
     uc_parents,
     valid_value,
 )
 from gateway.principals.groups import MAX_GROUP_DEPTH
-
-MODEL_PATH = Path(__file__).resolve().parents[2] / "policies" / "model.conf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,49 +165,3 @@ class PolicySnapshot:
     def holds_in(self, subjects: Iterable[int], domain: str) -> bool:
         """Whether any of the subjects holds any grant in `domain`."""
         return any(domain in self._domains.get(sub, ()) for sub in subjects)
-
-    # -- the same rows as Casbin policy --------------------------------------------------------------
-
-    def casbin_rows(self) -> list[list[str]]:
-        rows: list[list[str]] = []
-        for (domain, obj), holders in self._on.items():
-            for sub, privileges in holders.items():
-                rows.extend(["p", subject(sub), domain, obj, privilege] for privilege in sorted(privileges))
-        for member, groups in self._parents.items():
-            rows.extend(["g", subject(member), subject(group)] for group in groups if self._active(group))
-        known = {obj for (domain, obj) in self._on if domain == ACCOUNT_DOMAIN} | set(self.securables)
-        containment = {(child, parent) for obj in known for child, parent in pairwise([obj, *uc_parents(obj)])}
-        rows.extend(["g2", child, parent] for child, parent in sorted(containment))
-        return rows
-
-
-class _RowAdapter(persist.Adapter):  # type: ignore[misc]
-    """Loads rows that are already in memory; every value was checked against the strict charset."""
-
-    def __init__(self, rows: list[list[str]]) -> None:
-        self._rows = rows
-
-    def load_policy(self, model: Any) -> None:
-        for row in self._rows:
-            persist.load_policy_line(", ".join(row), model)
-
-
-def static_rows() -> list[list[str]]:
-    """The level order (g3) and the Unity Catalog object hierarchy (g2), from `policies/`."""
-    rows: list[list[str]] = []
-    for line in (MODEL_PATH.parent / "hierarchy.csv").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            rows.append([part.strip() for part in line.split(",")])
-    return rows
-
-
-def build_enforcer(snapshot: PolicySnapshot) -> casbin.Enforcer:
-    enforcer = casbin.Enforcer(str(MODEL_PATH), _RowAdapter([*static_rows(), *snapshot.casbin_rows()]))
-    enforcer.set_role_manager(RoleManager(max_hierarchy_level=MAX_GROUP_DEPTH + 1))
-    enforcer.build_role_links()
-    return enforcer
-
-
-def casbin_allows(enforcer: casbin.Enforcer, principal_id: int, domain: str, obj: str, wanted: str) -> bool:
-    return bool(enforcer.enforce(subject(principal_id), domain, obj, wanted))

@@ -12,8 +12,9 @@ import mlflow
 import pytest
 import requests
 
-from gateway.devstack import GatewayProcess, OidcIssuer
+from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.support.oidc import OidcIssuer
 
 pytestmark = pytest.mark.integration
 AUDIENCE = "fedgate-tests"

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from gateway.authn.oidc import OidcVerifier
 from gateway.core.config import OidcSettings
 from gateway.core.errors import Unauthenticated
-from gateway.devstack import OidcIssuer
+from tests.support.oidc import OidcIssuer
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

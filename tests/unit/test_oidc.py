@@ -18,7 +18,8 @@ from joserfc.jwk import RSAKey
 from gateway.authn.oidc import OidcIdentity, OidcVerifier
 from gateway.core.config import OidcSettings
 from gateway.core.errors import Unauthenticated
-from gateway.devstack import OidcIssuer, free_port
+from gateway.devstack import free_port
+from tests.support.oidc import OidcIssuer
 
 
 @pytest.fixture

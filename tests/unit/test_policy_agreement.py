@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.authz.levels import ACCOUNT_DOMAIN, LEVEL_ORDER, Privilege
-from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo, build_enforcer, casbin_allows
+from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
+from tests.support.casbin_bridge import build_enforcer, casbin_allows
 
 PRINCIPALS = range(1, 9)
 DOMAINS = ("w1001", "w1002", ACCOUNT_DOMAIN)
