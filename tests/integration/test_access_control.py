@@ -15,24 +15,10 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import ADMIN_TOKEN, Stack
+from tests.conftest import Stack
+from tests.support.identity import SCIM, Admin, Person, unique
 
 pytestmark = pytest.mark.integration
-SCIM = "/api/2.0/preview/scim/v2"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class Person:
-    name: str
-    id: int
-    token: str
-
-    def http(self, stack: Stack, workspace: str | None = "team-a") -> requests.Session:
-        return stack.http(workspace, token=self.token)
 
 
 @dataclass
@@ -44,47 +30,16 @@ class Org:
     everyone: int
 
 
-def admin(stack: Stack) -> requests.Session:
-    return stack.http(token=ADMIN_TOKEN)
-
-
-def make_user(stack: Stack, name: str) -> Person:
-    created = admin(stack).post(f"{stack.url}{SCIM}/Users", json={"userName": name})
-    assert created.status_code == 201, created.text
-    principal_id = int(created.json()["id"])
-    issued = admin(stack).post(
-        f"{stack.url}/api/2.0/token-management/on-behalf-of/tokens", json={"user_name": name, "comment": "tests"}
-    )
-    assert issued.status_code == 200, issued.text
-    return Person(name.casefold(), principal_id, issued.json()["token_value"])
-
-
-def make_group(stack: Stack, name: str, members: list[int]) -> int:
-    created = admin(stack).post(
-        f"{stack.url}{SCIM}/Groups", json={"displayName": name, "members": [{"value": str(m)} for m in members]}
-    )
-    assert created.status_code == 201, created.text
-    return int(created.json()["id"])
-
-
-def grant_workspace(stack: Stack, group: str, level: str, workspace: str = "team-a") -> None:
-    response = admin(stack).patch(
-        f"{stack.url}/api/2.0/permissions/workspaces/{workspace}",
-        json={"access_control_list": [{"group_name": group, "permission_level": level}]},
-    )
-    assert response.status_code == 200, response.text
-
-
 @pytest.fixture(scope="module")
 def org(stack: Stack) -> Org:
-    suffix = uuid.uuid4().hex[:6]
-    alice = make_user(stack, f"Alice.{suffix}@Example.com")  # user names are case-folded once
-    bob = make_user(stack, f"bob.{suffix}@example.com")
-    alpha = make_group(stack, f"alpha-{suffix}", [alice.id])
-    beta = make_group(stack, f"beta-{suffix}", [bob.id])
-    everyone = make_group(stack, f"everyone-{suffix}", [beta])  # nested: bob is in it through beta
-    grant_workspace(stack, f"alpha-{suffix}", "CAN_USE")
-    grant_workspace(stack, f"everyone-{suffix}", "CAN_USE")
+    suffix, admin = uuid.uuid4().hex[:6], Admin.of(stack)
+    alice = admin.person(f"Alice.{suffix}@Example.com")  # user names are case-folded once
+    bob = admin.person(f"bob.{suffix}@example.com")
+    alpha = admin.group(f"alpha-{suffix}", [alice.id])
+    beta = admin.group(f"beta-{suffix}", [bob.id])
+    everyone = admin.group(f"everyone-{suffix}", [beta])  # nested: bob is in it through beta
+    admin.grant("workspaces/team-a", "CAN_USE", group=f"alpha-{suffix}")
+    admin.grant("workspaces/team-a", "CAN_USE", group=f"everyone-{suffix}")
     return Org(alice, bob, alpha, beta, everyone)
 
 
@@ -175,7 +130,7 @@ def test_group_grant_lets_bob_read_but_not_write_and_revocation_is_immediate(
     stack: Stack, as_user: Any, org: Org, alices_work: Owned, tmp_path: Path
 ) -> None:
     everyone = [
-        g for g in admin(stack).get(f"{stack.url}{SCIM}/Groups").json()["Resources"] if g["id"] == str(org.everyone)
+        g for g in stack.http().get(f"{stack.url}{SCIM}/Groups").json()["Resources"] if g["id"] == str(org.everyone)
     ]
     group_name = everyone[0]["displayName"]
     set_experiment_acl(
@@ -332,10 +287,10 @@ def test_artifact_paths_never_reach_what_the_caller_cannot_read(
 
 
 def test_unity_catalog_grants_need_all_three_privileges(stack: Stack, org: Org) -> None:
-    groups = admin(stack).get(f"{stack.url}{SCIM}/Groups", params={"filter": 'displayName sw "everyone-"'}).json()
+    groups = stack.http().get(f"{stack.url}{SCIM}/Groups", params={"filter": 'displayName sw "everyone-"'}).json()
     everyone = next(g["displayName"] for g in groups["Resources"] if g["id"] == str(org.everyone))
     uc = f"{stack.url}/api/2.1/unity-catalog"
-    changed = admin(stack).patch(
+    changed = stack.http().patch(
         f"{uc}/permissions/schema/system.mlflow",
         json={"changes": [{"principal": everyone, "add": ["USE_SCHEMA", "SELECT"]}]},
     )
@@ -343,7 +298,7 @@ def test_unity_catalog_grants_need_all_three_privileges(stack: Stack, org: Org) 
     assignments = changed.json()["privilege_assignments"]
     assert {"principal": everyone, "privileges": ["SELECT", "USE_SCHEMA"]} in assignments
     effective = (
-        admin(stack)
+        stack.http()
         .get(f"{uc}/effective-permissions/table/system.mlflow.runs_latest", params={"principal": org.bob.name})
         .json()["privilege_assignments"][0]["privileges"]
     )
@@ -364,11 +319,11 @@ def test_unity_catalog_grants_need_all_three_privileges(stack: Stack, org: Org) 
         f"{uc}/permissions/catalog/system", json={"changes": [{"principal": org.bob.name, "add": ["USE_CATALOG"]}]}
     )
     assert refused.status_code == 403
-    bad = admin(stack).patch(
+    bad = stack.http().patch(
         f"{uc}/permissions/catalog/system", json={"changes": [{"principal": everyone, "add": ["DROP"]}]}
     )
     assert bad.status_code == 400
-    unknown = admin(stack).get(f"{uc}/permissions/table/system.mlflow.nothing")
+    unknown = stack.http().get(f"{uc}/permissions/table/system.mlflow.nothing")
     assert unknown.status_code == 404
 
 
@@ -414,12 +369,12 @@ def test_tokens_are_shown_once_listed_without_secret_and_revoked_everywhere(
             .post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("alpha-shared")})
             .json()["experiment_id"]
         )
-        alpha_name = admin(stack).get(f"{stack.url}{SCIM}/Groups/{org.alpha}").json()["displayName"]
+        alpha_name = stack.http().get(f"{stack.url}{SCIM}/Groups/{org.alpha}").json()["displayName"]
         set_experiment_acl(
             stack, org.alice, experiment, [{"group_name": alpha_name, "permission_level": "CAN_READ"}], put=False
         )
-        carol = make_user(stack, unique("carol") + "@example.com")
-        patched = admin(stack).patch(
+        carol = Admin.of(stack).person(unique("carol") + "@example.com")
+        patched = stack.http().patch(
             f"{stack.url}{SCIM}/Groups/{org.alpha}",
             json={"Operations": [{"op": "add", "path": "members", "value": [{"value": str(carol.id)}]}]},
         )
@@ -427,7 +382,7 @@ def test_tokens_are_shown_once_listed_without_secret_and_revoked_everywhere(
         as_carol = carol.http(stack)
         get = f"{second.url}/api/2.0/mlflow/experiments/get"
         assert wait_for(lambda: as_carol.get(get, params={"experiment_id": experiment}).status_code == 200)
-        admin(stack).patch(
+        stack.http().patch(
             f"{stack.url}{SCIM}/Groups/{org.alpha}",
             json={"Operations": [{"op": "remove", "path": f'members[value eq "{carol.id}"]'}]},
         )
@@ -449,13 +404,13 @@ def wait_for(condition: Any, timeout: float = 3.0) -> bool:
 def test_denials_and_changes_are_in_the_audit_log(stack: Stack, org: Org, alices_work: Owned) -> None:
     org.bob.http(stack).get(f"{stack.url}/api/2.0/mlflow/runs/get", params={"run_id": alices_work.run_id})
     time.sleep(1.5)  # denials are written in the background
-    log = admin(stack).get(
+    log = stack.http().get(
         f"{stack.url}/api/2.0/fedgate/audit-log", params={"max_results": 1000, "actor": org.bob.name}
     )
     assert log.status_code == 200, log.text
     assert any(e["action"] == "request.denied" and "/runs/get" in e["target"] for e in log.json()["entries"])
     changes = (
-        admin(stack)
+        stack.http()
         .get(f"{stack.url}/api/2.0/fedgate/audit-log", params={"max_results": 1000, "actor": org.alice.name})
         .json()["entries"]
     )
@@ -464,20 +419,20 @@ def test_denials_and_changes_are_in_the_audit_log(stack: Stack, org: Org, alices
 
 
 def test_scim_users_groups_and_filters(stack: Stack, org: Org) -> None:
-    found = admin(stack).get(f"{stack.url}{SCIM}/Users", params={"filter": f'userName eq "{org.bob.name.upper()}"'})
+    found = stack.http().get(f"{stack.url}{SCIM}/Users", params={"filter": f'userName eq "{org.bob.name.upper()}"'})
     assert [u["id"] for u in found.json()["Resources"]] == [str(org.bob.id)]
     me = org.bob.http(stack).get(f"{stack.url}{SCIM}/Me").json()
     assert me["userName"] == org.bob.name and {g["value"] for g in me["groups"]} == {str(org.beta)}
     assert org.bob.http(stack).get(f"{stack.url}{SCIM}/Users").status_code == 403
-    cycle = admin(stack).patch(
+    cycle = stack.http().patch(
         f"{stack.url}{SCIM}/Groups/{org.beta}",
         json={"Operations": [{"op": "add", "path": "members", "value": [{"value": str(org.everyone)}]}]},
     )
     assert cycle.status_code == 400 and "contain itself" in cycle.json()["message"]
-    sp = admin(stack).post(f"{stack.url}{SCIM}/ServicePrincipals", json={"displayName": "ci-bot"}).json()
+    sp = stack.http().post(f"{stack.url}{SCIM}/ServicePrincipals", json={"displayName": "ci-bot"}).json()
     assert sp["applicationId"] and sp["active"] is True
-    assert admin(stack).delete(f"{stack.url}{SCIM}/ServicePrincipals/{sp['id']}").status_code == 204
-    assert admin(stack).get(f"{stack.url}{SCIM}/ServicePrincipals/{sp['id']}").status_code == 404
+    assert stack.http().delete(f"{stack.url}{SCIM}/ServicePrincipals/{sp['id']}").status_code == 204
+    assert stack.http().get(f"{stack.url}{SCIM}/ServicePrincipals/{sp['id']}").status_code == 404
 
 
 def test_workspaces_list_only_shows_workspaces_with_grants(stack: Stack, org: Org) -> None:
@@ -541,15 +496,15 @@ def test_stage_transitions_need_the_level_of_the_stages_involved(
 
 def test_workspace_admins_manage_everything_in_their_workspace(stack: Stack, as_user: Any, org: Org) -> None:
     experiment_id = as_user(org.alice).create_experiment(unique("alice-admin-test"))
-    beta_name = admin(stack).get(f"{stack.url}{SCIM}/Groups/{org.beta}").json()["displayName"]
-    grant_workspace(stack, beta_name, "CAN_MANAGE")
+    beta_name = stack.http().get(f"{stack.url}{SCIM}/Groups/{org.beta}").json()["displayName"]
+    Admin.of(stack).grant("workspaces/team-a", "CAN_MANAGE", group=beta_name)
     try:
         bob = as_user(org.bob)
         bob.set_experiment_tag(experiment_id, "reviewed", "yes")
         bob.delete_experiment(experiment_id)
         assert bob.get_experiment(experiment_id).lifecycle_stage == "deleted"
     finally:
-        grant_workspace(stack, beta_name, "CAN_USE")
+        Admin.of(stack).grant("workspaces/team-a", "CAN_USE", group=beta_name)
     assert error_code(lambda: as_user(org.bob).restore_experiment(experiment_id)) == "RESOURCE_DOES_NOT_EXIST"
 
 

@@ -22,7 +22,6 @@ import mlflow
 import msgspec
 import pytest
 import pytest_asyncio
-import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
@@ -37,14 +36,10 @@ from gateway.db.engine import async_url
 from gateway.index.filters import parse_run_filter, parse_run_order_by
 from gateway.index.search import IndexSearch, RunSearch, ViewType, search_shape
 from tests.conftest import ADMIN_TOKEN, Stack
+from tests.support.identity import Admin, unique
 
 pytestmark = pytest.mark.integration
-SCIM = "/api/2.0/preview/scim/v2"
 ACCOUNT = "account"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 # == the SQL against MLflow's reference semantics, on synthetic index rows ===============================
@@ -676,32 +671,14 @@ def test_an_experiment_name_in_two_workspaces_is_ambiguous_by_name(mlflow_env: S
 # -- who sees what --------------------------------------------------------------------------------------
 
 
-def _admin(stack: Stack, workspace: str | None = None) -> requests.Session:
-    return stack.http(workspace, token=ADMIN_TOKEN)
-
-
-def _user(stack: Stack, name: str) -> str:
-    created = _admin(stack).post(f"{stack.url}{SCIM}/Users", json={"userName": name})
-    assert created.status_code == 201, created.text
-    issued = _admin(stack).post(
-        f"{stack.url}/api/2.0/token-management/on-behalf-of/tokens", json={"user_name": name, "comment": "tests"}
-    )
-    assert issued.status_code == 200, issued.text
-    return str(issued.json()["token_value"])
-
-
 def test_a_reader_of_one_experiment_sees_only_that_experiment_account_wide(
     mlflow_env: Stack, written: Written, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = f"reader.{uuid.uuid4().hex[:6]}@example.com"
-    token = _user(mlflow_env, name)
+    name, admin = f"reader.{uuid.uuid4().hex[:6]}@example.com", Admin.of(mlflow_env)
+    token = admin.person(name).token
     readable = next(e for e, (w, _) in written.experiments.items() if w == "team-b")
     workspace, experiment_id = written.experiments[readable]
-    granted = _admin(mlflow_env, workspace).patch(
-        f"{mlflow_env.url}/api/2.0/permissions/experiments/{experiment_id}",
-        json={"access_control_list": [{"user_name": name, "permission_level": "CAN_READ"}]},
-    )
-    assert granted.status_code == 200, granted.text
+    admin.grant(f"experiments/{experiment_id}", "CAN_READ", user=name, workspace=workspace)
 
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     mlflow.set_workspace(ACCOUNT)

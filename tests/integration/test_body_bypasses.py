@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from tests.conftest import Stack
-from tests.integration.test_access_control import Org, Owned, alices_work, org, unique  # noqa: F401
+from tests.integration.test_access_control import Org, Owned, alices_work, org  # noqa: F401
+from tests.support.identity import unique
 
 pytestmark = pytest.mark.integration
 

@@ -22,20 +22,12 @@ import requests
 
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.support.identity import SCIM, Admin, unique
 
 pytestmark = pytest.mark.integration
-SCIM = "/api/2.0/preview/scim/v2"
 DEEP = b"[" * 5000 + b"]" * 5000
 DEEP_OBJECT = b'{"a":' * 5000 + b"1" + b"}" * 5000
 MISSING_ID = "987654321"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def admin(stack: Stack, workspace: str | None = None) -> requests.Session:
-    return stack.http(workspace, token=ADMIN_TOKEN)
 
 
 @dataclass
@@ -47,32 +39,15 @@ class Cast:
     stranger_id: int
 
 
-def _user(stack: Stack, name: str) -> tuple[int, str]:
-    created = admin(stack).post(f"{stack.url}{SCIM}/Users", json={"userName": name})
-    assert created.status_code == 201, created.text
-    issued = admin(stack).post(
-        f"{stack.url}/api/2.0/token-management/on-behalf-of/tokens", json={"user_name": name, "comment": "denials"}
-    )
-    assert issued.status_code == 200, issued.text
-    return int(created.json()["id"]), str(issued.json()["token_value"])
-
-
 @pytest.fixture(scope="module")
 def cast(stack: Stack) -> Cast:
-    owner_id, owner_token = _user(stack, f"{unique('owner')}@example.com")
-    stranger_id, stranger_token = _user(stack, f"{unique('stranger')}@example.com")
+    admin = Admin.of(stack)
+    owning = admin.person(f"{unique('owner')}@example.com", comment="denials")
+    stranger = admin.person(f"{unique('stranger')}@example.com", comment="denials")
     group = unique("denials")
-    created = admin(stack).post(
-        f"{stack.url}{SCIM}/Groups",
-        json={"displayName": group, "members": [{"value": str(owner_id)}, {"value": str(stranger_id)}]},
-    )
-    assert created.status_code == 201, created.text
-    granted = admin(stack).patch(
-        f"{stack.url}/api/2.0/permissions/workspaces/team-a",
-        json={"access_control_list": [{"group_name": group, "permission_level": "CAN_USE"}]},
-    )
-    assert granted.status_code == 200, granted.text
-    owner = stack.http("team-a", token=owner_token)
+    admin.group(group, [owning.id, stranger.id])
+    admin.grant("workspaces/team-a", "CAN_USE", group=group)
+    owner = owning.http(stack)
     experiment = owner.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("hidden")})
     assert experiment.status_code == 200, experiment.text
     model_name = unique("hidden-model")
@@ -81,11 +56,11 @@ def cast(stack: Stack) -> Cast:
     model_id = owner.get(f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": model_name})
     assert model_id.status_code == 200, model_id.text
     return Cast(
-        owner_token,
-        stranger_token,
+        owning.token,
+        stranger.token,
         experiment.json()["experiment_id"],
         model_id.json()["registered_model_databricks"]["id"],
-        stranger_id,
+        stranger.id,
     )
 
 
@@ -164,7 +139,7 @@ def _audit_entry(stack: Stack, request_id: str, since: datetime) -> dict[str, An
         params: dict[str, Any] = {"max_results": 1000, "actor": "anonymous", "since": since.isoformat()}
         if page_token:
             params["page_token"] = page_token
-        answer = admin(stack).get(f"{stack.url}/api/2.0/fedgate/audit-log", params=params)
+        answer = stack.http().get(f"{stack.url}/api/2.0/fedgate/audit-log", params=params)
         assert answer.status_code == 200, answer.text
         for item in answer.json()["entries"]:
             if item["request_id"] == request_id:
@@ -228,7 +203,7 @@ def own_api_bodies(stack: Stack, cast: Cast) -> list[tuple[str, str, dict[str, s
 def test_deeply_nested_json_to_the_gateways_own_apis_answers_400(
     stack: Stack, cast: Cast, log_window: LogWindow, body: bytes
 ) -> None:
-    session = admin(stack)
+    session = stack.http()
     for method, url, headers in own_api_bodies(stack, cast):
         response = session.request(
             method, url, data=body, headers={**headers, "Content-Type": "application/json"}, timeout=30
@@ -239,7 +214,7 @@ def test_deeply_nested_json_to_the_gateways_own_apis_answers_400(
 
 
 def test_unparseable_json_to_the_gateways_own_apis_answers_400(stack: Stack, cast: Cast, log_window: LogWindow) -> None:
-    session = admin(stack)
+    session = stack.http()
     for body in (b'{"userName": ', b"\xff\xfe", b"[1, 2"):
         for method, url, headers in own_api_bodies(stack, cast)[:3]:
             response = session.request(

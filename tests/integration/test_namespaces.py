@@ -20,9 +20,9 @@ import requests
 
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
+from tests.support.identity import Admin, unique
 
 pytestmark = pytest.mark.integration
-SCIM = "/api/2.0/preview/scim/v2"
 EXPERIMENTS = "/api/2.0/mlflow/experiments"
 RUNS = "/api/2.0/mlflow/runs"
 
@@ -216,18 +216,12 @@ def create(session: requests.Session, url: str, name: str) -> tuple[str, str]:
 
 def reader_of(spaces: Namespaces, experiment_id: str) -> str:
     """A user who may enter `north` and read one of its experiments; their token."""
-    url, admin = spaces.gateway.url, spaces.http()
-    name = f"reader-{uuid.uuid4().hex[:8]}@example.com"
-    user = admin.post(f"{url}{SCIM}/Users", json={"userName": name}, timeout=30).json()
-    group = f"readers-{uuid.uuid4().hex[:8]}"
-    admin.post(f"{url}{SCIM}/Groups", json={"displayName": group, "members": [{"value": user["id"]}]}, timeout=30)
-    acl = {"access_control_list": [{"group_name": group, "permission_level": "CAN_USE"}]}
-    assert admin.patch(f"{url}/api/2.0/permissions/workspaces/north", json=acl, timeout=30).status_code == 200
-    acl = {"access_control_list": [{"user_name": name, "permission_level": "CAN_READ"}]}
-    granted = spaces.http("north").patch(f"{url}/api/2.0/permissions/experiments/{experiment_id}", json=acl)
-    assert granted.status_code == 200, granted.text
-    issued = admin.post(f"{url}/api/2.0/token-management/on-behalf-of/tokens", json={"user_name": name}, timeout=30)
-    return str(issued.json()["token_value"])
+    admin = Admin(spaces.gateway.url)
+    name, group = unique("reader") + "@example.com", unique("readers")
+    admin.group(group, [admin.user(name)])
+    admin.grant("workspaces/north", "CAN_USE", group=group)
+    admin.grant(f"experiments/{experiment_id}", "CAN_READ", user=name, workspace="north")
+    return admin.token_for(name)
 
 
 def all_pages(session: requests.Session, url: str, body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from gateway.devstack import GatewayProcess
-from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.conftest import GATEWAY_ENV, Stack
+from tests.support.identity import Admin
 from tests.support.oidc import OidcIssuer
 
 pytestmark = pytest.mark.integration
@@ -38,15 +39,9 @@ def oidc_gateway(stack: Stack, issuer: OidcIssuer, workdir: Path) -> Iterator[Ga
 @pytest.fixture(scope="module")
 def team(stack: Stack) -> str:
     """A gateway group that may read workspace team-b; identity-provider groups of that name count."""
-    name = f"oidc-team-{uuid.uuid4().hex[:6]}"
-    admin = stack.http(token=ADMIN_TOKEN)
-    created = admin.post(f"{stack.url}/api/2.0/preview/scim/v2/Groups", json={"displayName": name})
-    assert created.status_code == 201, created.text
-    granted = admin.patch(
-        f"{stack.url}/api/2.0/permissions/workspaces/team-b",
-        json={"access_control_list": [{"group_name": name, "permission_level": "CAN_READ"}]},
-    )
-    assert granted.status_code == 200, granted.text
+    name, admin = f"oidc-team-{uuid.uuid4().hex[:6]}", Admin.of(stack)
+    admin.group(name)
+    admin.grant("workspaces/team-b", "CAN_READ", group=name)
     return name
 
 

@@ -26,9 +26,9 @@ from gateway.devstack import GatewayProcess
 from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS, RUN_DETAILS_WITH_EXPERIMENT, RUN_TAGS, SUCCESS_RATIO
 from gateway.sql.results import CHUNK_ROWS
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack, write_config
+from tests.support.identity import Admin, Person
 
 pytestmark = pytest.mark.integration
-SCIM = "/api/2.0/preview/scim/v2"
 STATEMENTS = "/api/2.0/sql/statements"
 UC = "/api/2.1/unity-catalog"
 # Eight cross joins of a table of a few hundred rows: far more rows than any timeout lets PostgreSQL count.
@@ -50,13 +50,6 @@ class Data:
     @property
     def system_b(self) -> str:
         return f"1002-{self.experiment_b}"
-
-
-@dataclass
-class Person:
-    name: str
-    id: int
-    token: str
 
 
 @dataclass
@@ -174,43 +167,19 @@ async def data(stack: Stack) -> AsyncIterator[Data]:
     yield found
 
 
-def make_user(stack: Stack, name: str) -> Person:
-    created = call(stack, ADMIN_TOKEN, "POST", f"{SCIM}/Users", {"userName": name})
-    assert created.status_code == 201, created.text
-    issued = call(
-        stack,
-        ADMIN_TOKEN,
-        "POST",
-        "/api/2.0/token-management/on-behalf-of/tokens",
-        {"user_name": name, "comment": "sql tests"},
-    )
-    assert issued.status_code == 200, issued.text
-    return Person(name.casefold(), int(created.json()["id"]), issued.json()["token_value"])
-
-
-def make_group(stack: Stack, name: str, members: list[int]) -> int:
-    created = call(
-        stack,
-        ADMIN_TOKEN,
-        "POST",
-        f"{SCIM}/Groups",
-        {"displayName": name, "members": [{"value": str(m)} for m in members]},
-    )
-    assert created.status_code == 201, created.text
-    return int(created.json()["id"])
-
-
 @pytest.fixture(scope="module")
 def org(stack: Stack, data: Data) -> Org:
     s = data.suffix
-    people = {key: make_user(stack, f"{key}.{s}@example.com") for key in ("analyst", "outsider", "half", "viewer")}
-    people["boss"] = make_user(stack, f"boss.{s}@example.com")
-    people["maker"] = make_user(stack, f"maker.{s}@example.com")
+    admin = Admin.of(stack)
+    people = {
+        key: admin.person(f"{key}.{s}@example.com", comment="sql tests")
+        for key in ("analyst", "outsider", "half", "viewer", "boss", "maker")
+    }
     analysts, readers, admins = f"analysts-{s}", f"readers-{s}", f"mlflow-admins-{s}"
-    make_group(stack, analysts, [people["analyst"].id])
-    make_group(stack, readers, [people["viewer"].id, people["boss"].id])
-    inner = make_group(stack, f"platform-{s}", [people["boss"].id])
-    make_group(stack, admins, [inner])  # the boss is an admin through a nested group
+    admin.group(analysts, [people["analyst"].id])
+    admin.group(readers, [people["viewer"].id, people["boss"].id])
+    inner = admin.group(f"platform-{s}", [people["boss"].id])
+    admin.group(admins, [inner])  # the boss is an admin through a nested group
     catalog = f"gov_{s}"
     for statement in (
         f"GRANT USE CATALOG ON CATALOG system TO `{analysts}`",
@@ -360,7 +329,7 @@ def test_show_grants_shows_inheritance(stack: Stack, org: Org) -> None:
 
 def test_revoke_all_privileges_removes_what_it_implies_but_not_manage(stack: Stack, data: Data) -> None:
     group = f"temporary-{data.suffix}"
-    make_group(stack, group, [])
+    Admin.of(stack).group(group)
     admin_sql(stack, f"GRANT USE SCHEMA, SELECT, MANAGE ON SCHEMA system.mlflow TO `{group}`")
     before = admin_sql(stack, f"SHOW GRANTS `{group}` ON SCHEMA system.mlflow")
     assert [row[1] for row in before] == ["MANAGE", "SELECT", "USE SCHEMA"]
