@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.errors import InvalidParameter, ResourceNotFound, StoreUnavailable
 from gateway.core.links import WorkspaceLink
-from gateway.core.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
+from gateway.core.ports import Store, StoreResponse
 from gateway.core.route_table import RouteSpec
 from gateway.db.models import IdMapRow
 from gateway.dual.mirror import SOURCE_EXPERIMENT_TAG, SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
@@ -46,6 +46,7 @@ from gateway.index.filters import (
     parse_experiment_filter,
     parse_run_filter,
 )
+from gateway.stores.client import Transient, central_store
 
 SERVED_BY = "X-Fedgate-Served-By"
 PROVENANCE_TAGS = frozenset({SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG, SOURCE_EXPERIMENT_TAG})
@@ -169,18 +170,16 @@ class Failover:
                     path = "/api/2.0/mlflow-artifacts/artifacts/" + quote(central_path)
             except _Nothing:
                 return EmptyAnswer(), translate
-        store = self.stores[link.mirror or ""]
         try:
-            response = await store.request(
+            response = await central_store(self.stores, link).send(
                 spec.method,
                 path,
                 query=query,
                 headers=[("content-type", "application/json")] if body else [],
                 body=body,
-                workspace=link.mirror_workspace,
                 idempotent=True,
             )
-        except (StoreUnreachable, StoreTimedOut) as exc:
+        except Transient as exc:
             raise StoreUnavailable(
                 f"Neither the store of workspace '{link.name}' nor the central store can be reached."
             ) from exc

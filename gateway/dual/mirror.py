@@ -12,18 +12,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-import msgspec
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
-from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
+from gateway.core.ports import Store
 from gateway.db.locks import LockClass
 from gateway.db.models import IdMapRow, OutboxRow
-from gateway.dual.outbox import Applied, Refused, Transient
+from gateway.dual.outbox import Applied
+from gateway.stores.client import Refused, StoreClient, Transient, central_store, own_store
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +194,9 @@ class Mirror:
         if link is None or link.mirror is None:
             return True
         try:
-            response = await self.stores[link.mirror].request("GET", "/health", idempotent=True)
-            response.release()
-        except (StoreUnreachable, StoreTimedOut):
+            return await self._copies(link).ping() == 200
+        except Transient:
             return False
-        return response.status == 200
 
     async def apply(self, rows: Sequence[OutboxRow]) -> Applied:
         """Apply one key's entries in order; stop at the first failure."""
@@ -296,9 +294,8 @@ class Mirror:
         mapped = await self._mapped(link, "logged_model", primary_id)
         if mapped is not None:
             return mapped.central_id, mapped.central_artifact_uri
-        status, found = await self._primary(link, f"/api/2.0/mlflow/logged-models/{quote(primary_id, safe='')}", {})
-        if status != 200:
-            raise Refused(f"logged model {primary_id} cannot be read from the workspace store ({status})")
+        path = f"/api/2.0/mlflow/logged-models/{quote(primary_id, safe='')}"
+        found = await self._source(link, path, {}, f"logged model {primary_id}")
         info = found["model"]["info"]
         request = {k: info.get(k) for k in ("experiment_id", "name", "model_type", "source_run_id") if info.get(k)}
         return await self._copy_logged_model(link, primary_id, request)
@@ -343,7 +340,7 @@ class Mirror:
             try:
                 await self._central(link, method, "/api/2.0" + template, body)
             except Refused as exc:
-                if "ALREADY_EXISTS" not in str(exc):  # created by an earlier attempt: done
+                if not exc.already_exists:  # created by an earlier attempt: done
                     raise
             return
         if route == "POST /mlflow/model-versions/create":
@@ -360,8 +357,8 @@ class Mirror:
         if await self._mapped(link, "model_version", f"{primary_name}/{version}") is not None:
             return
         search = {"filter": f"name = '{body['name']}' and tags.`{SOURCE_VERSION_TAG}` = '{version}'"}
-        status, found = await self._central_get(link, "/api/2.0/mlflow/model-versions/search", search)
-        existing = (found.get("model_versions") or []) if status == 200 else []
+        found = await self._central_find(link, "/api/2.0/mlflow/model-versions/search", search)
+        existing = (found or {}).get("model_versions") or []
         if existing:
             central_version = str(existing[0]["version"])
         else:
@@ -476,9 +473,9 @@ class Mirror:
         mapped = await self._mapped(link, "experiment", primary_id)
         if mapped is not None:
             return mapped.central_id
-        status, found = await self._primary(link, "/api/2.0/mlflow/experiments/get", {"experiment_id": primary_id})
-        if status != 200:
-            raise Refused(f"experiment {primary_id} cannot be read from the workspace store ({status})")
+        found = await self._source(
+            link, "/api/2.0/mlflow/experiments/get", {"experiment_id": primary_id}, f"experiment {primary_id}"
+        )
         experiment = found["experiment"]
         tags = [t for t in experiment.get("tags") or [] if not str(t.get("key", "")).startswith("mlflow.")]
         return await self._copy_experiment(link, primary_id, {"name": experiment["name"], "tags": tags})
@@ -489,8 +486,8 @@ class Mirror:
             return mapped.central_id
         name = link.mirror_prefix + str(request["name"])
         by_name = "/api/2.0/mlflow/experiments/get-by-name"
-        status, found = await self._central_get(link, by_name, {"experiment_name": name})
-        if status == 200:
+        found = await self._central_find(link, by_name, {"experiment_name": name})
+        if found is not None:
             central_id = str(found["experiment"]["experiment_id"])
         else:
             tags = [
@@ -504,11 +501,11 @@ class Mirror:
                 )
                 central_id = str(created["experiment_id"])
             except Refused as exc:
-                if "RESOURCE_ALREADY_EXISTS" not in str(exc):
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
                 # Another relay created it a moment ago.
-                status, found = await self._central_get(link, by_name, {"experiment_name": name})
-                if status != 200:
+                found = await self._central_find(link, by_name, {"experiment_name": name})
+                if found is None:
                     raise
                 central_id = str(found["experiment"]["experiment_id"])
         await self._remember(link, "experiment", primary_id, central_id)
@@ -519,9 +516,7 @@ class Mirror:
         mapped = await self._mapped(link, "run", primary_id)
         if mapped is not None:
             return mapped.central_id, mapped.central_artifact_uri
-        status, found = await self._primary(link, "/api/2.0/mlflow/runs/get", {"run_id": primary_id})
-        if status != 200:
-            raise Refused(f"run {primary_id} cannot be read from the workspace store ({status})")
+        found = await self._source(link, "/api/2.0/mlflow/runs/get", {"run_id": primary_id}, f"run {primary_id}")
         info = found["run"]["info"]
         tags = [t for t in (found["run"].get("data") or {}).get("tags") or []]
         request = {"experiment_id": info["experiment_id"], "start_time": info.get("start_time"),
@@ -579,88 +574,36 @@ class Mirror:
         else:
             return
         target = central_uri.removeprefix("mlflow-artifacts:").lstrip("/") + "/" + relative
-        primary = self.stores[link.store]
-        try:
-            source = await primary.request(
-                "GET",
-                "/api/2.0/mlflow-artifacts/artifacts/" + quote(upstream_path),
-                workspace=link.upstream_workspace,
-                idempotent=True,
-            )
-        except (StoreUnreachable, StoreTimedOut) as exc:
-            raise Transient(f"workspace store unreachable: {exc}") from exc
+        source = await self._own(link).send(
+            "GET", "/api/2.0/mlflow-artifacts/artifacts/" + quote(upstream_path), idempotent=True
+        )
         if source.status != 200:
             source.release()
             if source.status == 404:
                 return  # deleted since: nothing to copy
-            raise Transient(f"workspace store answered {source.status} for an artifact")
-        central = self.stores[link.mirror or ""]
+            raise Transient(f"workspace store answered {source.status} for an artifact", status=source.status)
+        central = self._copies(link)
         try:
-            answer = await central.request(
+            answer = await central.send(
                 "PUT",
                 "/api/2.0/mlflow-artifacts/artifacts/" + quote(target),
                 headers=[("content-type", "application/octet-stream")],
                 body=source.iter_chunks(),
-                workspace=link.mirror_workspace,
             )
-        except (StoreUnreachable, StoreTimedOut) as exc:
+        except Transient:
             source.release()
-            raise Transient(f"central store unreachable: {exc}") from exc
-        await _checked(answer.status, await answer.read())
+            raise
+        await central.document(answer)
 
     # -- for the reconciler ---------------------------------------------------------------------------
 
-    async def primary_post(self, link: WorkspaceLink, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call(self.stores[link.store], link.upstream_workspace, "POST", path, body, "workspace")
-
-    async def primary_experiments(self, link: WorkspaceLink) -> list[dict[str, Any]]:
-        """Every experiment of the workspace store (deleted ones too), in id order, page by page."""
-        found: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            body: dict[str, Any] = {"max_results": 1000, "view_type": "ALL"}
-            if token:
-                body["page_token"] = token
-            page = await self.primary_post(link, "/api/2.0/mlflow/experiments/search", body)
-            found.extend(page.get("experiments") or [])
-            token = page.get("next_page_token") or ""
-            if not token:
-                return sorted(found, key=lambda e: id_order(str(e["experiment_id"])))
-
-    async def primary_get(self, link: WorkspaceLink, path: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
-        return await self._primary(link, path, query)
-
-    async def central_post(
-        self, link: WorkspaceLink, path: str, body: Mapping[str, Any], *, get: bool = False
-    ) -> dict[str, Any]:
-        if get:
-            status, found = await self._central_get(link, path, {k: str(v) for k, v in body.items()})
-            return await _checked(status, msgspec.json.encode(found))
-        return await self._central(link, "POST", path, body)
-
-    async def history(self, link: WorkspaceLink, run_id: str, key: str, *, central: bool) -> list[dict[str, Any]]:
-        """A metric's whole history, page by page."""
-        points: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            query = {"run_id": run_id, "metric_key": key, "max_results": "25000"}
-            if token:
-                query["page_token"] = token
-            get = self._central_get if central else self._primary
-            status, page = await get(link, "/api/2.0/mlflow/metrics/get-history", query)
-            await _checked(status, b"{}")
-            points.extend(page.get("metrics") or [])
-            token = page.get("next_page_token") or ""
-            if not token:
-                return points
-
     async def copy_missing_artifacts(self, link: WorkspaceLink, primary_run: str) -> int:
         """Copy the run's files the central copy lacks (by path and size); the number copied."""
-        mine = await self._files(link, primary_run, central=False)
+        mine = await self._files(self._own(link), primary_run)
         if not mine:
             return 0
         central_run, _ = await self.central_run(link, primary_run)
-        theirs = await self._files(link, central_run, central=True)
+        theirs = await self._files(self._copies(link), central_run)
         missing = [path for path, size in mine.items() if theirs.get(path) != size]
         root = await self._primary_artifact_root(link, primary_run)
         for path in missing:
@@ -668,20 +611,20 @@ class Mirror:
         return len(missing)
 
     async def _primary_artifact_root(self, link: WorkspaceLink, run_id: str) -> str:
-        status, found = await self._primary(link, "/api/2.0/mlflow/runs/get", {"run_id": run_id})
-        await _checked(status, b"{}")
+        found = await self._own(link).get("/api/2.0/mlflow/runs/get", {"run_id": run_id})
         return str(found["run"]["info"]["artifact_uri"]).removeprefix("mlflow-artifacts:").lstrip("/")
 
-    async def _files(self, link: WorkspaceLink, run_id: str, *, central: bool) -> dict[str, int]:
+    @staticmethod
+    async def _files(store: StoreClient, run_id: str) -> dict[str, int]:
         """path → size of every file of a run (`artifacts/list` is served for proxied artifacts too)."""
         files: dict[str, int] = {}
         folders = [""]
-        get = self._central_get if central else self._primary
         while folders:
             folder = folders.pop()
             query = {"run_id": run_id, **({"path": folder} if folder else {})}
-            status, page = await get(link, "/api/2.0/mlflow/artifacts/list", query)
-            if status != 200:
+            try:
+                page = await store.get("/api/2.0/mlflow/artifacts/list", query)
+            except Refused:
                 return files
             for item in page.get("files") or []:
                 if item.get("is_dir"):
@@ -692,58 +635,31 @@ class Mirror:
 
     # -- calls ----------------------------------------------------------------------------------------
 
+    def _own(self, link: WorkspaceLink) -> StoreClient:
+        return own_store(self.stores, link)
+
+    def _copies(self, link: WorkspaceLink) -> StoreClient:
+        return central_store(self.stores, link)
+
     async def _central(self, link: WorkspaceLink, method: str, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call(self.stores[link.mirror or ""], link.mirror_workspace, method, path, body, "central")
+        """A write to the central copies; every mirrored write is safe to repeat (resent after a dropped connection)."""
+        return await self._copies(link).call(method, path, body, idempotent=True)
 
-    @staticmethod
-    async def _call(
-        store: Store, workspace: str | None, method: str, path: str, body: Mapping[str, Any], which: str
-    ) -> dict[str, Any]:
+    async def _central_find(self, link: WorkspaceLink, path: str, query: Mapping[str, str]) -> dict[str, Any] | None:
+        """A read of the central store; None when it refuses it (not found, say)."""
         try:
-            response = await store.request(
-                method,
-                path,
-                headers=[("content-type", "application/json")],
-                body=msgspec.json.encode(body),
-                workspace=workspace,
-                idempotent=True,  # every mirrored write is safe to repeat
-            )
-            raw = await response.read()
-        except (StoreUnreachable, StoreTimedOut) as exc:
-            raise Transient(f"{which} store unreachable: {exc}") from exc
-        return await _checked(response.status, raw)
+            return await self._copies(link).get(path, query)
+        except Refused:
+            return None
 
-    async def _central_get(
-        self, link: WorkspaceLink, path: str, query: Mapping[str, str]
-    ) -> tuple[int, dict[str, Any]]:
-        return await self._get(self.stores[link.mirror or ""], link.mirror_workspace, path, query, "central")
-
-    async def _primary(self, link: WorkspaceLink, path: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
-        return await self._get(self.stores[link.store], link.upstream_workspace, path, query, "workspace")
-
-    @staticmethod
-    async def _get(
-        store: Store, workspace: str | None, path: str, query: Mapping[str, str], which: str
-    ) -> tuple[int, dict[str, Any]]:
+    async def _source(self, link: WorkspaceLink, path: str, query: Mapping[str, str], what: str) -> dict[str, Any]:
+        """A read of what is to be copied from the workspace store; a refusal names the object."""
         try:
-            response = await store.request("GET", path, query=urlencode(query), workspace=workspace, idempotent=True)
-            raw = await response.read()
-        except (StoreUnreachable, StoreTimedOut) as exc:
-            raise Transient(f"{which} store unreachable: {exc}") from exc
-        if response.status >= 500 or response.status == 429:
-            raise Transient(f"{which} store answered {response.status}")
-        document = msgspec.json.decode(raw) if raw[:1] == b"{" else {}
-        return response.status, document
-
-
-async def _checked(status: int, raw: bytes) -> dict[str, Any]:
-    if status >= 500 or status == 429:
-        raise Transient(f"central store answered {status}: {raw[:300]!r}")
-    if status >= 400:
-        raise Refused(f"central store refused ({status}): {raw[:500].decode(errors='replace')}")
-    return msgspec.json.decode(raw) if raw[:1] == b"{" else {}
-
-
-def id_order(experiment_id: str) -> tuple[int, str]:
-    """Numeric ids in numeric order; any other id after them (stores other than MLflow's may use them)."""
-    return (int(experiment_id), "") if experiment_id.isdigit() else (1 << 62, experiment_id)
+            return await self._own(link).get(path, query)
+        except Refused as exc:
+            raise Refused(
+                f"{what} cannot be read from the workspace store ({exc.status})",
+                status=exc.status,
+                error_code=exc.error_code,
+                message=exc.message,
+            ) from exc

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.models import OutboxRow
 from gateway.observability.metrics import OUTBOX_APPLIED, OUTBOX_FAILURES
+from gateway.stores.client import Refused, Transient
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,13 @@ MAX_OUTAGE_BACKOFF_SECONDS = 10.0  # an unreachable store is probed at least thi
 GROUP_LIMIT = 2_000  # entries of one key taken in one claim
 
 
-class Transient(Exception):
-    """The central store could not be reached or failed (5xx, 429): retry, never give up."""
-
-
-class Refused(Exception):
-    """The central store refused the entry (4xx): retry a few times, then dead-letter it."""
-
-
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """How far a group of entries got: the first `count` succeeded; `error` stopped the rest."""
+    """How far a group of entries got: the first `count` succeeded; `error` stopped the rest.
+
+    A `Transient` error (the central store unreachable or failing) is retried for as long as it takes; a
+    `Refused` one (the central store said no) `max_refusals` times, then the entry is a dead letter.
+    """
 
     count: int
     error: Exception | None = None

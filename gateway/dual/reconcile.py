@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -23,10 +23,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.ports import Store
 from gateway.core.watch import cancel_all
 from gateway.db.locks import LockClass
-from gateway.dual.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror, id_order
-from gateway.dual.outbox import Refused, Transient
+from gateway.dual.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror
+from gateway.stores.client import Refused, StoreClient, Transient, central_store, id_order, own_store
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,16 @@ SAVE_PROGRESS = text(
 
 class Reconciler:
     def __init__(
-        self, links: LinkTable, mirror: Mirror, sessionmaker: async_sessionmaker[AsyncSession], interval_seconds: float
+        self,
+        links: LinkTable,
+        stores: Mapping[str, Store],
+        mirror: Mirror,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        interval_seconds: float,
     ) -> None:
         self.links = links
-        self.mirror = mirror
+        self.stores = stores
+        self.mirror = mirror  # copies objects the central store lacks, through the id map
         self._sessionmaker = sessionmaker
         self._interval = interval_seconds
         self.progress: dict[str, Progress] = {}
@@ -186,13 +193,14 @@ class Reconciler:
     async def _pass(self, link: WorkspaceLink, progress: Progress, *, everything: bool, after: str) -> None:
         since = int(time.time() * 1000) - RECENT_WINDOW_MS
         saved = time.monotonic()
-        for experiment in await self.mirror.primary_experiments(link):
+        own = own_store(self.stores, link)
+        for experiment in await own.experiments():
             experiment_id = str(experiment["experiment_id"])
             if after and id_order(experiment_id) <= id_order(after):
                 continue
             progress.experiments += 1
             filter_string = "" if everything else f"attributes.start_time >= {since}"
-            async for run in self._runs(link, experiment_id, filter_string):
+            async for run in self._runs(own, experiment_id, filter_string):
                 progress.runs_checked += 1
                 if await self.repair_run(link, run, progress):
                     progress.runs_repaired += 1
@@ -203,29 +211,22 @@ class Reconciler:
             await self._save(link, progress)
             saved = time.monotonic()
 
-    async def _runs(self, link: WorkspaceLink, experiment_id: str, filter_string: str) -> Any:
-        token = ""
-        while True:
-            body: dict[str, Any] = {"experiment_ids": [experiment_id], "max_results": 500, "run_view_type": "ALL"}
-            if filter_string:
-                body["filter"] = filter_string
-            if token:
-                body["page_token"] = token
-            page = await self.mirror.primary_post(link, "/api/2.0/mlflow/runs/search", body)
+    @staticmethod
+    async def _runs(own: StoreClient, experiment_id: str, filter_string: str) -> AsyncIterator[dict[str, Any]]:
+        body: dict[str, Any] = {"experiment_ids": [experiment_id], "max_results": 500, "run_view_type": "ALL"}
+        if filter_string:
+            body["filter"] = filter_string
+        async for page in own.pages("POST", "/api/2.0/mlflow/runs/search", body):
             for run in page.get("runs") or []:
                 yield run
-            token = page.get("next_page_token") or ""
-            if not token:
-                return
 
     async def repair_run(self, link: WorkspaceLink, run: dict[str, Any], progress: Progress) -> bool:
         """Bring the central copy of one run level with the workspace store; whether anything was missing."""
         info, data = run["info"], run.get("data") or {}
         primary_id = str(info["run_id"])
+        own, central = own_store(self.stores, link), central_store(self.stores, link)
         central_id, _ = await self.mirror.central_run(link, primary_id)
-        copy = (await self.mirror.central_post(link, "/api/2.0/mlflow/runs/get", {"run_id": central_id}, get=True))[
-            "run"
-        ]
+        copy = (await central.get("/api/2.0/mlflow/runs/get", {"run_id": central_id}))["run"]
         copy_data = copy.get("data") or {}
         repaired = False
         have_params = {p["key"]: p.get("value") for p in copy_data.get("params") or []}
@@ -235,32 +236,32 @@ class Reconciler:
         metrics: list[dict[str, Any]] = []
         for latest in data.get("metrics") or []:
             key = latest["key"]
-            mine = await self.mirror.history(link, primary_id, key, central=False)
-            theirs = await self.mirror.history(link, central_id, key, central=True)
+            mine = await own.metric_history(primary_id, key)
+            theirs = await central.metric_history(central_id, key)
             seen = {(m["step"], m["timestamp"], repr(m["value"])) for m in theirs}
             metrics.extend(m for m in mine if (m["step"], m["timestamp"], repr(m["value"])) not in seen)
         if params or tags or metrics:
             repaired = True
             progress.points_copied += len(metrics)
-            await self._log_batch(link, central_id, metrics, params, tags)
+            await self._log_batch(central, central_id, metrics, params, tags)
         copy_info = copy["info"]
         if (copy_info.get("status"), copy_info.get("end_time")) != (info.get("status"), info.get("end_time")):
             repaired = True
             update = {"run_id": central_id, "status": info.get("status")}
             if info.get("end_time"):
                 update["end_time"] = info["end_time"]
-            await self.mirror.central_post(link, "/api/2.0/mlflow/runs/update", update)
+            await central.post("/api/2.0/mlflow/runs/update", update, idempotent=True)
         copied = await self.mirror.copy_missing_artifacts(link, primary_id)
         progress.files_copied += copied
         if copy_info.get("lifecycle_stage") != info.get("lifecycle_stage"):
             repaired = True
             action = "delete" if info.get("lifecycle_stage") == "deleted" else "restore"
-            await self.mirror.central_post(link, f"/api/2.0/mlflow/runs/{action}", {"run_id": central_id})
+            await central.post(f"/api/2.0/mlflow/runs/{action}", {"run_id": central_id}, idempotent=True)
         return repaired or copied > 0
 
+    @staticmethod
     async def _log_batch(
-        self,
-        link: WorkspaceLink,
+        central: StoreClient,
         run_id: str,
         metrics: list[dict[str, Any]],
         params: list[dict[str, Any]],
@@ -272,7 +273,7 @@ class Reconciler:
             room = min(MAX_METRICS, MAX_ITEMS - len(chunk_params) - len(chunk_tags))
             chunk_metrics, metrics = metrics[:room], metrics[room:]
             body = {"run_id": run_id, "metrics": chunk_metrics, "params": chunk_params, "tags": chunk_tags}
-            await self.mirror.central_post(link, "/api/2.0/mlflow/runs/log-batch", body)
+            await central.post("/api/2.0/mlflow/runs/log-batch", body, idempotent=True)
 
     def _mark_started(self, link: WorkspaceLink) -> None:
         if (event := self._started.get(link.name)) is not None:

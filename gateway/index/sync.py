@@ -15,18 +15,19 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
 from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.ports import Store
 from gateway.core.watch import cancel_all
 from gateway.db.locks import LockClass
 from gateway.db.pools import LazyPool
-from gateway.dual.mirror import Mirror, id_order
-from gateway.dual.outbox import Refused, Transient
 from gateway.index.repository import IndexRepository, point_key
 from gateway.index.writer import to_float, to_time
+from gateway.stores.client import Refused, StoreClient, Transient, id_order, own_store
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,9 @@ class SyncError(Exception):
 
 
 class IndexSync:
-    def __init__(self, links: LinkTable, mirror: Mirror, pool: LazyPool, interval_seconds: float) -> None:
+    def __init__(self, links: LinkTable, stores: Mapping[str, Store], pool: LazyPool, interval_seconds: float) -> None:
         self.links = links
-        self.mirror = mirror  # store calls with the workspace's credentials and upstream workspace
+        self.stores = stores
         self._pool = pool  # a pass holds one connection throughout (its advisory lock is the connection's)
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
@@ -149,7 +150,8 @@ class IndexSync:
     async def _pass(
         self, link: WorkspaceLink, repo: IndexRepository, cursor: dict[str, Any], seen: int, added: int
     ) -> tuple[int, int]:
-        experiments = await self.mirror.primary_experiments(link)
+        own = own_store(self.stores, link)
+        experiments = await own.experiments()
         for experiment in experiments:
             await repo.upsert_experiment(link.workspace_id, experiment)
         filter_string = "" if cursor["everything"] else f"attributes.start_time >= {int(cursor['since'])}"
@@ -159,28 +161,25 @@ class IndexSync:
             if after and id_order(experiment_id) < id_order(after):
                 continue
             token = str(cursor.get("page_token", "")) if experiment_id == after else ""
-            while True:
-                body: dict[str, Any] = {"experiment_ids": [experiment_id], "max_results": PAGE, "run_view_type": "ALL"}
-                if filter_string:
-                    body["filter"] = filter_string
-                if token:
-                    body["page_token"] = token
-                page = await self.mirror.primary_post(link, "/api/2.0/mlflow/runs/search", body)
+            body: dict[str, Any] = {"experiment_ids": [experiment_id], "max_results": PAGE, "run_view_type": "ALL"}
+            if filter_string:
+                body["filter"] = filter_string
+            async for page in own.pages("POST", "/api/2.0/mlflow/runs/search", body, page_token=token):
                 for run in page.get("runs") or []:
-                    added += await self._sync_run(link, repo, run)
+                    added += await self._sync_run(link, own, repo, run)
                     seen += 1
-                token = page.get("next_page_token") or ""
-                cursor |= {"experiment": experiment_id, "page_token": token}
+                cursor |= {"experiment": experiment_id, "page_token": str(page.get("next_page_token") or "")}
                 await repo.save_state(link.workspace_id, cursor=json.dumps(cursor), runs_seen=seen, points_added=added)
-                if not token:
-                    break
         if not cursor["everything"]:
             # Runs still running at the last pass (they may have finished long after they started), and runs
             # the write-through met mid-life.
             for run_id in {*await repo.running_runs(link.workspace_id), *await repo.dirty_runs(link.workspace_id)}:
-                status, found = await self.mirror.primary_get(link, "/api/2.0/mlflow/runs/get", {"run_id": run_id})
-                if status == 200 and found.get("run"):
-                    added += await self._sync_run(link, repo, found["run"])
+                try:
+                    found = await own.get("/api/2.0/mlflow/runs/get", {"run_id": run_id})
+                except Refused:
+                    found = {}  # gone from the store since
+                if found.get("run"):
+                    added += await self._sync_run(link, own, repo, found["run"])
                     seen += 1
                 await repo.clean(run_id)
         else:
@@ -188,7 +187,8 @@ class IndexSync:
                 await repo.clean(run_id)  # the full pass saw every run
         return seen, added
 
-    async def _sync_run(self, link: WorkspaceLink, repo: IndexRepository, run: dict[str, Any]) -> int:
+    @staticmethod
+    async def _sync_run(link: WorkspaceLink, own: StoreClient, repo: IndexRepository, run: dict[str, Any]) -> int:
         run_id = str(run["info"]["run_id"])
         if run["info"].get("status") == "RUNNING" and await repo.written_through_recently(run_id, ACTIVE_SECONDS):
             # A run being logged through the gateway: its writes reach the store before the index, so this
@@ -207,7 +207,7 @@ class IndexSync:
             have = indexed.get(name)
             if have is not None and point_key(*have) == point_key(*stored):  # type: ignore[arg-type]
                 continue  # the latest point is indexed: nothing newer to fetch for this metric
-            history = await self.mirror.history(link, run_id, name, central=False)
+            history = await own.metric_history(run_id, name)
             async with repo.conn.transaction():
                 added += await repo.add_missing_points(run_key, name, history)
         return added

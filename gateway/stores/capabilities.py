@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
 from gateway.core.links import WorkspaceLink
-from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
+from gateway.core.ports import Store
+from gateway.stores.client import Refused, StoreClient, Transient
 
 CACHE_SECONDS = 60.0
 # The client gives server-info 3 s and no retry; never spend all of it waiting on a store.
@@ -55,18 +53,13 @@ class StoreCapabilities:
         now = time.monotonic()
         if cached is not None and now - cached[0] < CACHE_SECONDS:
             return cached[1]
-        info: dict[str, Any] = {}
+        store = StoreClient(self.stores[link.store], link.upstream_workspace, timeout_seconds=PROBE_TIMEOUT_SECONDS)
         try:
-            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-                response = await self.stores[link.store].request(
-                    "GET", "/api/3.0/mlflow/server-info", workspace=link.upstream_workspace, idempotent=True
-                )
-                body = await response.read()
-            if response.status == 200:
-                decoded = msgspec.json.decode(body)
-                info = decoded if isinstance(decoded, dict) else {}
-        except (StoreUnreachable, StoreTimedOut, TimeoutError, msgspec.DecodeError):
-            # Advertise only what works everywhere; try the store again on the next probe.
-            return info
+            info = await store.get("/api/3.0/mlflow/server-info")
+        except Refused:
+            info = {}  # a store without server-info: what works everywhere, until the cache expires
+        except (Transient, ValueError):
+            # Unreachable, failing, slow or not JSON: advertise only what works everywhere; ask again next time.
+            return {}
         self._cache[key] = (now, info)
         return info

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.core.config import ConfigError, Settings, check_link, check_workspace_name, link_namespaces
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, ResourceNotFound
 from gateway.core.links import LinkTable, WorkspaceLink, conflict_message, overlap, self_overlap
-from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
+from gateway.core.ports import Store
 from gateway.db.models import WorkspaceLinkRow
+from gateway.stores.client import StoreClient, Transient
 from gateway.workspaces.repository import WorkspaceRepository
 from gateway.workspaces.schemas import Workspace, WorkspaceChanges, WorkspaceCreate
 
@@ -255,38 +256,33 @@ class WorkspaceService:
         URI, i.e. the gateway. Any other location (s3://, file:, mlflow-artifacts://host) would let
         clients read and write artifacts past every check of the gateway.
         """
-        store = self.stores[link.store]
+        store = StoreClient(self.stores[link.store], link.upstream_workspace)
         try:
-            await self._ensure_upstream_workspace(store, link)
+            await self._ensure_upstream_workspace(self.stores[link.store], link)
             if link.mirror is not None and link.mirror_workspace is not None:
                 # Dual: the central copies live in a namespace of their own on the central store.
                 await self._ensure_upstream_workspace(self.stores[link.mirror], link, link.mirror_workspace)
-            info = await store.request(
-                "GET", "/api/3.0/mlflow/server-info", workspace=link.upstream_workspace, idempotent=True
-            )
-            info_body = await info.read()
-            response = await store.request(
+            info_status, info_body = await store.fetch("GET", "/api/3.0/mlflow/server-info", idempotent=True)
+            status, body = await store.fetch(
                 "POST",
                 "/api/2.0/mlflow/experiments/search",
                 headers=[("Content-Type", "application/json")],
                 body=b'{"max_results": 20, "view_type": "ALL"}',
-                workspace=link.upstream_workspace,
                 idempotent=True,
             )
-            body = await response.read()
-        except (StoreUnreachable, StoreTimedOut):
+        except Transient:
             message = f"store {link.store!r} is unreachable; artifact proxying could not be verified"
             log.warning("linking workspace %s: %s", link.name, message)
             return message
-        if info.status == 200:
+        if info_status == 200:
             capabilities = _json_object(info_body)
             if capabilities.get("artifact_serving_enabled") is False:
                 raise InvalidParameter(
                     f"Store {link.store!r} does not serve artifacts (start it with --serve-artifacts); "
                     "clients would write artifacts around the gateway."
                 )
-        if response.status != 200:
-            message = f"store {link.store!r} answered {response.status} to an experiment search"
+        if status != 200:
+            message = f"store {link.store!r} answered {status} to an experiment search"
             log.warning("linking workspace %s: %s", link.name, message)
             return message
         for experiment in _json_object(body).get("experiments", []):
@@ -306,17 +302,16 @@ class WorkspaceService:
         if name is None:
             return
         path = "/api/3.0/mlflow/workspaces"
-        found = await store.request("GET", f"{path}/{name}", idempotent=True)
-        found.release()
-        if found.status != 404:
+        client = StoreClient(store)  # workspaces are managed outside any workspace
+        found, _ = await client.fetch("GET", f"{path}/{name}", idempotent=True)
+        if found != 404:
             return
         body = msgspec.json.encode({"name": name, "description": f"fedgate workspace {link.name}"})
-        created = await store.request("POST", path, headers=[("Content-Type", "application/json")], body=body)
-        answer = await created.read()
-        if created.status not in (201, 200, 409) and b"ALREADY_EXISTS" not in answer:
+        created, answer = await client.fetch("POST", path, headers=[("Content-Type", "application/json")], body=body)
+        if created not in (201, 200, 409) and b"ALREADY_EXISTS" not in answer:
             raise InvalidParameter(
                 f"Store {link.store!r} refused to create workspace {link.upstream_workspace!r}: "
-                f"{_json_object(answer).get('message', created.status)}"
+                f"{_json_object(answer).get('message', created)}"
             )
         log.info("created workspace %s on store %s", link.upstream_workspace, link.store)
 
