@@ -64,6 +64,7 @@ from gateway.db.engine import make_sessionmaker
 from gateway.db.pools import DatabasePools, PoolName
 from gateway.dual.failover import Failover
 from gateway.dual.mirror import Mirror
+from gateway.dual.moves import DualMoves
 from gateway.dual.outbox import Relay
 from gateway.dual.reconcile import Reconciler
 from gateway.federation.bookkeeping import Bookkeeping
@@ -71,6 +72,7 @@ from gateway.federation.guard import Guard, StoreLookups
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, RunDirectory
 from gateway.index.account import AccountScope
+from gateway.index.moves import IndexMoves
 from gateway.index.routes import IndexController
 from gateway.index.sync import IndexSync
 from gateway.index.writer import IndexWriter
@@ -213,7 +215,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     pools = DatabasePools(database_url, settings.database.pool_size, listeners=len(LISTEN_CHANNELS))
     engine = pools.engine
     sessionmaker = make_sessionmaker(engine)
-    workspaces = WorkspaceService(settings, stores, links)
+    # A workspace moved to another store or id: each package carries or drops its own rows (db/moves.py).
+    workspaces = WorkspaceService(settings, stores, links, move_hooks=(DualMoves(), IndexMoves()))
     forwarder = Forwarder(links, stores, RunDirectory(sessionmaker))
     capabilities = StoreCapabilities(stores)
 

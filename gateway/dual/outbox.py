@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.models import OutboxRow
@@ -142,6 +142,32 @@ class OutboxRepository:
             .limit(limit)
         )
         return result.scalars().all()
+
+    async def pending(self, workspace_id: int) -> int:
+        """How many entries of the workspace still wait for the central store."""
+        result = await self.session.execute(
+            select(func.count()).where(OutboxRow.workspace_id == workspace_id, OutboxRow.state == "pending")
+        )
+        return int(result.scalar_one())
+
+    async def drop_dead(self, workspace_id: int) -> int:
+        """Delete the workspace's dead letters; how many there were."""
+        result = await self.session.execute(
+            delete(OutboxRow).where(OutboxRow.workspace_id == workspace_id, OutboxRow.state == "dead")
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def renumber(self, old_id: int, new_id: int) -> None:
+        """Every entry of `old_id` moves to `new_id`, order keys (`<workspace id>/...`) included, so pending
+        entries stay in line with the ones written from now on."""
+        await self.session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.workspace_id == old_id)
+            .values(
+                workspace_id=new_id,
+                order_key=func.regexp_replace(OutboxRow.order_key, "^[0-9]+/", f"{new_id}/"),
+            )
+        )
 
     async def retry_dead(self, workspace_id: int, entry_id: int | None = None) -> int:
         statement = (

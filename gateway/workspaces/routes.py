@@ -64,8 +64,7 @@ class WorkspacesController(Controller):
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> Response[WorkspaceResponse]:
         _require_admin(request)
-        async with sessionmaker() as session, session.begin():
-            workspace, warning = await service.create(session, data)
+        workspace, warning = await service.create(sessionmaker, data)
         async with sessionmaker() as session:
             await service.reload(session)
         return _warned(WorkspaceResponse(workspace), warning, 201)
@@ -95,8 +94,7 @@ class WorkspacesController(Controller):
     ) -> Response[WorkspaceResponse]:
         _require_admin(request)
         before = service.links.get(workspace_name)
-        async with sessionmaker() as session, session.begin():
-            workspace, warning = await service.update(session, workspace_name, data)
+        workspace, warning = await service.update(sessionmaker, workspace_name, data)
         async with sessionmaker() as session:
             await service.reload(session)
         after = service.links.get(workspace_name)

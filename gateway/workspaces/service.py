@@ -3,22 +3,29 @@
 No two workspaces share a store namespace (gateway/core/links.py): a link or relink into a
 namespace another workspace reads or writes is refused with 409 RESOURCE_ALREADY_EXISTS, checked
 under a transaction-scoped advisory lock so that two replicas linking at once cannot both pass.
+
+A link change asks the store first (`verify_link`, over HTTP) with no database transaction open, then
+opens the one transaction that takes the links lock, checks again what may have changed meanwhile,
+moves the rows other packages keep for the workspace (their `WorkspaceMoveHook`s, gateway/db/moves.py)
+and writes the link.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.config import ConfigError, Settings, check_link, check_workspace_name, link_namespaces
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, ResourceNotFound
 from gateway.core.links import LinkTable, WorkspaceLink, conflict_message, overlap, self_overlap
 from gateway.core.ports import Store
 from gateway.db.models import WorkspaceLinkRow
+from gateway.db.moves import WorkspaceMoveHook
 from gateway.stores.client import StoreClient, Transient
 from gateway.workspaces.repository import WorkspaceRepository
 from gateway.workspaces.schemas import Workspace, WorkspaceChanges, WorkspaceCreate
@@ -26,13 +33,32 @@ from gateway.workspaces.schemas import Workspace, WorkspaceChanges, WorkspaceCre
 log = logging.getLogger(__name__)
 
 MODES = ("workspace", "dual", "central")
+_COLUMNS = ("name", "workspace_id", "mode", "store", "upstream_workspace", "description", "default_artifact_root")
+
+
+@dataclass(frozen=True, slots=True)
+class _Relink:
+    """What a PATCH would make of a workspace: the values to write and the link before and after."""
+
+    values: dict[str, object]
+    before: WorkspaceLink | None
+    after: WorkspaceLink
+    verify: bool  # the store must be asked (new store, mode or upstream workspace)
 
 
 class WorkspaceService:
-    def __init__(self, settings: Settings, stores: Mapping[str, Store], links: LinkTable) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        stores: Mapping[str, Store],
+        links: LinkTable,
+        move_hooks: Sequence[WorkspaceMoveHook] = (),
+    ) -> None:
         self.settings = settings
         self.stores = stores
         self.links = links
+        # Each package that keeps rows keyed by a workspace's id carries or drops them on a move.
+        self.move_hooks = tuple(move_hooks)
         # Called when a reload finds a workspace in another store or under another id: in-process
         # caches keyed by the old store's ids (the index writer's run keys) must go.
         self.rehomed: Callable[[], None] = lambda: None
@@ -72,23 +98,33 @@ class WorkspaceService:
         if any(before.get(link.name, _home(link)) != _home(link) for link in self.links.all()):
             self.rehomed()
 
-    async def _rehome(
-        self, repo: WorkspaceRepository, before: WorkspaceLink | None, after: WorkspaceLink | None
+    async def _check_move(self, session: AsyncSession, before: WorkspaceLink | None, after: WorkspaceLink) -> None:
+        """Refuses (through the hooks) a move to another store that rows still waiting would not survive."""
+        if before is not None and _store_moved(before, after):
+            for hook in self.move_hooks:
+                await hook.check_store_move(session, before.name, before.workspace_id)
+
+    async def _move(
+        self, session: AsyncSession, before: WorkspaceLink | None, after: WorkspaceLink | None
     ) -> str | None:
-        """Drop what was derived from the old store when a workspace moves; a warning for the caller, if any."""
+        """Each package carries or drops its rows of a moved workspace, in the caller's transaction.
+
+        Another store (or upstream workspace): what was derived from the old one goes; another id
+        alone: everything carries over. Returns what the hooks tell the caller (dead letters dropped).
+        """
         if before is None or after is None or _home(before) == _home(after):
             return None
-        moved = before.store != after.store or before.upstream_workspace != after.upstream_workspace
-        if moved and (pending := await repo.pending_outbox(before.workspace_id)):
-            raise InvalidState(
-                f"Workspace '{before.name}' has {pending} dual-mode entries still pending for the central store; "
-                "they are read from its current store. Let them drain (fedgate links status) before moving it."
-            )
-        discarded = await repo.rehome(before.workspace_id, after.workspace_id, store_changed=moved)
+        notes: list[str] = []
+        if _store_moved(before, after):
+            await self._check_move(session, before, after)
+            for hook in self.move_hooks:
+                if (note := await hook.store_moved(session, before.workspace_id)) is not None:
+                    notes.append(note)
+        else:
+            for hook in self.move_hooks:
+                await hook.renumbered(session, before.workspace_id, after.workspace_id)
         log.info("workspace rehomed", extra={"ws": after.name, "store": after.store, "id": after.workspace_id})
-        if discarded:
-            return f"{discarded} dead letters of the previous store were discarded."
-        return None
+        return " ".join(notes) or None
 
     async def seed_from_config(self, session: AsyncSession) -> None:
         """Config-declared workspaces are declarative: inserted or brought back to what the file says."""
@@ -111,7 +147,7 @@ class WorkspaceService:
             if existing is not None:
                 before = self.to_link(existing)
                 try:
-                    await self._rehome(repo, before, self.to_link(WorkspaceLinkRow(**values)))
+                    await self._move(session, before, self.to_link(WorkspaceLinkRow(**values)))
                 except InvalidState as exc:
                     raise ConfigError(f"workspaces: {exc.message}") from exc
             await repo.upsert(values)
@@ -139,13 +175,35 @@ class WorkspaceService:
             raise ResourceNotFound(f"Workspace '{name}' not found")
         return self.describe(link)
 
-    async def create(self, session: AsyncSession, body: WorkspaceCreate) -> tuple[Workspace, str | None]:
-        """Link a new workspace; returns it and a warning when the store could not be checked."""
+    async def create(
+        self, sessionmaker: async_sessionmaker[AsyncSession], body: WorkspaceCreate
+    ) -> tuple[Workspace, str | None]:
+        """Link a new workspace; returns it and a warning when the store could not be checked.
+
+        The store is asked with no transaction open; the checks are made again in the transaction
+        that inserts the link, under the links lock.
+        """
         try:
             check_workspace_name(body.name, where="name")
         except ConfigError as exc:
             raise InvalidParameter(str(exc)) from exc
-        repo = WorkspaceRepository(session)
+        async with sessionmaker() as session:
+            row = await self._new_row(WorkspaceRepository(session), body)
+        link = self.to_link(row)
+        assert link is not None  # _check_link guarantees the store exists
+        warning = await self.verify_link(link)
+        async with sessionmaker() as session, session.begin():
+            repo = WorkspaceRepository(session)
+            await repo.lock_links()
+            row = await self._new_row(repo, body)
+            link = self.to_link(row)
+            assert link is not None
+            await self._refuse_shared_namespace(repo, link)
+            await repo.insert(row)
+            await repo.notify_change()
+        return self.describe(link), warning
+
+    async def _new_row(self, repo: WorkspaceRepository, body: WorkspaceCreate) -> WorkspaceLinkRow:
         if await repo.get(body.name) is not None:
             raise AlreadyExists(f"Workspace '{body.name}' already exists.")
         _reject_trace_archival(body)
@@ -155,7 +213,7 @@ class WorkspaceService:
         workspace_id = _parse_workspace_id(body.workspace_id) or await repo.next_workspace_id()
         if await repo.get_by_id(workspace_id) is not None:
             raise AlreadyExists(f"Workspace id {workspace_id} is already used by another workspace.")
-        row = WorkspaceLinkRow(
+        return WorkspaceLinkRow(
             name=body.name,
             workspace_id=workspace_id,
             mode=mode,
@@ -165,24 +223,42 @@ class WorkspaceService:
             default_artifact_root=body.default_artifact_root or "",
             managed_by="api",
         )
-        link = self.to_link(row)
-        assert link is not None  # _check_link guarantees the store exists
-        # The store is asked first, so the links lock is never held across a call to a store.
-        warning = await self.verify_link(link)
-        await repo.lock_links()
-        await self._refuse_shared_namespace(repo, link)
-        await repo.insert(row)
-        await repo.notify_change()
-        return self.describe(link), warning
 
-    async def update(self, session: AsyncSession, name: str, changes: WorkspaceChanges) -> tuple[Workspace, str | None]:
-        repo = WorkspaceRepository(session)
+    async def update(
+        self, sessionmaker: async_sessionmaker[AsyncSession], name: str, changes: WorkspaceChanges
+    ) -> tuple[Workspace, str | None]:
+        """Relink (store, mode, upstream workspace, id) or describe a workspace; returns it and any warnings.
+
+        Checked first in a short read (so a refused change never reaches the store), then the store is
+        asked with no transaction open, then everything is checked again in the one transaction that
+        moves the workspace's rows and writes the link.
+        """
+        async with sessionmaker() as session:
+            repo = WorkspaceRepository(session)
+            relink = await self._relink(repo, name, changes)
+            await self._refuse_shared_namespace(repo, relink.after)
+            await self._check_move(session, relink.before, relink.after)
+        warning = await self.verify_link(relink.after) if relink.verify else None
+        async with sessionmaker() as session, session.begin():
+            repo = WorkspaceRepository(session)
+            await repo.lock_links()
+            verified = relink.after
+            relink = await self._relink(repo, name, changes)
+            if relink.verify and _target(relink.after) != _target(verified):
+                raise InvalidState(f"Workspace '{name}' was relinked while its store was checked; try again.")
+            await self._refuse_shared_namespace(repo, relink.after)
+            note = await self._move(session, relink.before, relink.after)
+            await repo.update(name, relink.values)
+            await repo.notify_change()
+        return self.describe(relink.after), " ".join(w for w in (warning, note) if w) or None
+
+    async def _relink(self, repo: WorkspaceRepository, name: str, changes: WorkspaceChanges) -> _Relink:
+        """Reads the workspace and refuses changes that cannot be made; the stored row is left as it is."""
         row = await repo.get(name)
         if row is None:
             raise ResourceNotFound(f"Workspace '{name}' not found")
         _refuse_config_managed(row)
         _reject_trace_archival(changes)
-        await repo.lock_links()
         values: dict[str, object] = {}
         if changes.description is not None:
             values["description"] = changes.description
@@ -196,7 +272,6 @@ class WorkspaceService:
             if owner is not None and owner.name != name:
                 raise AlreadyExists(f"Workspace id {workspace_id} is already used by another workspace.")
             values["workspace_id"] = workspace_id
-        before = self.to_link(row)
         relink = changes.store is not None or changes.mode is not None
         if relink:
             store = (changes.store if changes.store is not None else row.store) or None
@@ -206,16 +281,13 @@ class WorkspaceService:
             self._check_link(mode, store)
             values["store"] = store
             values["mode"] = mode
+        # A transient copy: the session never sees the change before the link is written.
+        changed = WorkspaceLinkRow(**{column: getattr(row, column) for column in _COLUMNS}, managed_by=row.managed_by)
         for key, value in values.items():
-            setattr(row, key, value)
-        link = self.to_link(row)
-        assert link is not None
-        await self._refuse_shared_namespace(repo, link)
-        warnings = [await self.verify_link(link) if relink or "upstream_workspace" in values else None]
-        warnings.append(await self._rehome(repo, before, link))
-        await repo.update(name, values)
-        await repo.notify_change()
-        return self.describe(link), " ".join(w for w in warnings if w) or None
+            setattr(changed, key, value)
+        after = self.to_link(changed)
+        assert after is not None
+        return _Relink(values, self.to_link(row), after, relink or "upstream_workspace" in values)
 
     async def delete(self, session: AsyncSession, name: str) -> None:
         """Unlink the workspace; the store and everything in it are left untouched."""
@@ -346,3 +418,13 @@ def _reject_trace_archival(body: WorkspaceChanges) -> None:
 def _home(link: WorkspaceLink) -> tuple[str, str | None, int]:
     """Where a workspace's data lives, and the id the account knows it by."""
     return link.store, link.upstream_workspace, link.workspace_id
+
+
+def _store_moved(before: WorkspaceLink, after: WorkspaceLink) -> bool:
+    """Its data now comes from another store (or another workspace of the same store)."""
+    return before.store != after.store or before.upstream_workspace != after.upstream_workspace
+
+
+def _target(link: WorkspaceLink) -> tuple[object, ...]:
+    """What `verify_link` asks the stores about."""
+    return link.store, link.upstream_workspace, link.mirror, link.mirror_workspace

@@ -1,0 +1,34 @@
+"""Workspace moves: the one protocol through which each package carries or drops its own rows.
+
+A workspace's rows elsewhere (the dual outbox, id map and reconcile progress; the account-wide index)
+are keyed by its account-wide id and were derived from its store. When an admin (or the config file)
+points the workspace at another store or upstream workspace, or gives it another id, the workspace
+service calls every registered hook inside the one transaction that changes the link, so the link and
+the rows it implies change together or not at all. Each hook runs only SQL on its own package's
+tables; the composition root (`gateway/app.py`) registers them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class WorkspaceMoveHook(Protocol):
+    async def check_store_move(self, session: AsyncSession, workspace: str, workspace_id: int) -> None:
+        """Before the workspace's data starts coming from another store: raise a GatewayError to refuse it.
+
+        Called once before the store is asked to verify the new link (to fail fast) and again under
+        the links lock in the transaction that moves it (what counted may have changed in between).
+        """
+
+    async def store_moved(self, session: AsyncSession, workspace_id: int) -> str | None:
+        """The workspace (under `workspace_id`, its id before the change) now reads another store.
+
+        Drop what was derived from the old store (the new one numbers its objects anew); a sentence
+        for the admin's answer when something they could have wanted was dropped, else None.
+        """
+
+    async def renumbered(self, session: AsyncSession, old_id: int, new_id: int) -> None:
+        """Same store, new account-wide id: carry every row of `old_id` over to `new_id`."""
