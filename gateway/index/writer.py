@@ -4,13 +4,17 @@ The index is what the system tables and account-wide search read. A write is ind
 store accepted it, in the same PostgreSQL transaction as the rest of the gateway's bookkeeping for
 that call (run route, outbox entry). Metric points are appended with COPY; the per-(run, metric)
 aggregates are maintained incrementally with one upsert per batch.
+
+Two steps: `plan` reads the write (the route, what the client sent and the store answered) and says
+which index rows change and how, without a database; `IndexWriter.apply` carries that out in SQL.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -117,6 +121,147 @@ INDEXED_ROUTES = RUN_ROUTES | EXPERIMENT_ROUTES | {"POST /mlflow/runs/create"}
 RUN_NAME_TAG = "mlflow.runName"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 
+# -- what a write changes in the index (no database) --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewExperiment:
+    """experiments/create: an `ix_experiments` row (a recreated id is renamed, retagged and undeleted)."""
+
+    workspace_id: int
+    experiment_id: str
+    name: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentChange:
+    """One change to the `ix_experiments` row (workspace_id, experiment_id)."""
+
+    workspace_id: int
+    experiment_id: str
+    new_name: str | None = None
+    deleted: bool | None = None  # True: deleted with its live runs; False: restored with the runs deleted with it
+    set_tag: tuple[str, str] | None = None
+    drop_tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """runs/create: an `ix_runs` row, as the store answered it, created by the calling principal."""
+
+    workspace_id: int
+    run_id: str
+    experiment_id: str
+    created_by: str
+    run_name: str
+    status: str
+    start_time: datetime | None
+    end_time: datetime | None
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """runs/update: what is given replaces the run's status, end time, and name (with its mlflow.runName tag)."""
+
+    status: str | None
+    end_time: datetime | None
+    run_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunChange:
+    """Changes to the `ix_runs` row of `run_id` (and its metric rows), applied in the order of the fields.
+
+    `points` is the JSON array of metric points as the client sent them (PostgreSQL parses it into
+    `ix_metrics` chunks and `ix_metric_latest` aggregates); params and tags are merged into the run's
+    maps (an `mlflow.runName` tag also renames the run).
+    """
+
+    run_id: str
+    points: bytes | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    drop_tag: str | None = None
+    update: RunUpdate | None = None
+    deleted: bool | None = None
+    datasets: Sequence[Mapping[str, str]] = ()
+
+
+IndexChange = NewExperiment | ExperimentChange | NewRun | RunChange
+
+
+def plan(route: str, workspace_id: int, request: bytes, response: bytes, principal: str) -> IndexChange | None:
+    """What an accepted write of `route` changes in the index; None for a route the index does not follow."""
+    if route == "POST /mlflow/runs/create":
+        run = msgspec.json.decode(response, type=_CreatedRun).run
+        tags = {t.key: t.value for t in run.data.tags}
+        return NewRun(
+            workspace_id=workspace_id,
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            created_by=principal,
+            run_name=run.info.run_name or tags.get(RUN_NAME_TAG, ""),
+            status=run.info.status,
+            start_time=to_time(run.info.start_time),
+            end_time=to_time(run.info.end_time),
+            tags=tags,
+        )
+    if route in RUN_ROUTES:
+        return _run_change(route, msgspec.json.decode(request or b"{}", type=RunWrite), request)
+    if route in EXPERIMENT_ROUTES:
+        write = msgspec.json.decode(request or b"{}", type=ExperimentWrite)
+        if route == "POST /mlflow/experiments/create":
+            created = msgspec.json.decode(response, type=_CreatedExperiment)
+            return NewExperiment(workspace_id, created.experiment_id, write.name, {t.key: t.value for t in write.tags})
+        change = ExperimentChange(workspace_id, write.experiment_id)
+        if route == "POST /mlflow/experiments/update":
+            return replace(change, new_name=write.new_name)
+        if route in ("POST /mlflow/experiments/delete", "POST /mlflow/experiments/restore"):
+            return replace(change, deleted=route == "POST /mlflow/experiments/delete")
+        if route == "POST /mlflow/experiments/set-experiment-tag":
+            return replace(change, set_tag=(write.key, write.value))
+        if route == "POST /mlflow/experiments/delete-experiment-tag":
+            return replace(change, drop_tag=write.key)
+    return None
+
+
+def _run_change(route: str, write: RunWrite, request: bytes) -> RunChange:
+    change = RunChange(write.id)
+    if route == "POST /mlflow/runs/log-metric":
+        # The body is itself one point: {"run_id", "key", "value", "timestamp", "step"}.
+        return replace(change, points=b"[" + request + b"]")
+    if route == "POST /mlflow/runs/log-batch":
+        points = bytes(write.metrics)
+        return replace(
+            change,
+            points=points if points.strip() not in (b"[]", b"null") else None,
+            params={p.key: p.value for p in write.params},
+            tags={t.key: t.value for t in write.tags},
+        )
+    if route == "POST /mlflow/runs/log-parameter":
+        return replace(change, params={write.key: str(write.value or "")})
+    if route == "POST /mlflow/runs/set-tag":
+        return replace(change, tags={write.key: str(write.value or "")})
+    if route == "POST /mlflow/runs/delete-tag":
+        return replace(change, drop_tag=write.key)
+    if route == "POST /mlflow/runs/update":
+        return replace(change, update=RunUpdate(write.status, to_time(write.end_time), write.run_name))
+    if route in ("POST /mlflow/runs/delete", "POST /mlflow/runs/restore"):
+        return replace(change, deleted=route == "POST /mlflow/runs/delete")
+    if route == "POST /mlflow/runs/log-inputs":
+        datasets = [
+            {
+                "name": item.dataset.name,
+                "digest": item.dataset.digest,
+                "context": next((t.value for t in item.tags if t.key == DATASET_CONTEXT_TAG), ""),
+            }
+            for item in write.datasets
+        ]
+        return replace(change, datasets=datasets)
+    return change
+
 
 def to_float(value: float | str | None) -> float:
     """MLflow's JSON carries NaN and infinities as strings ("NaN", "Infinity", "-Infinity")."""
@@ -210,44 +355,39 @@ class IndexWriter:
         experiment_of_run: Callable[[str], Awaitable[str | None]],
     ) -> None:
         """`experiment_of_run` finds the experiment of a run the index meets mid-life."""
-        if route == "POST /mlflow/runs/create":
-            await self._create_run(conn, workspace_id, response, principal)
-        elif route in RUN_ROUTES:
-            write = msgspec.json.decode(request or b"{}", type=RunWrite)
-            run_key = await self._run_key(conn, write.id, workspace_id, experiment_of_run)
+        change = plan(route, workspace_id, request, response, principal)
+        if isinstance(change, NewRun):
+            await self._create_run(conn, change)
+        elif isinstance(change, RunChange):
+            run_key = await self._run_key(conn, change.run_id, workspace_id, experiment_of_run)
             if run_key is not None:
-                await self._run_write(conn, route, run_key, write, request)
-        elif route in EXPERIMENT_ROUTES:
-            await self._experiment_write(conn, route, workspace_id, request, response)
-
-    # -- experiments ------------------------------------------------------------------------------------
-
-    async def _experiment_write(
-        self, conn: asyncpg.Connection, route: str, workspace_id: int, request: bytes, response: bytes
-    ) -> None:
-        write = msgspec.json.decode(request or b"{}", type=ExperimentWrite)
-        if route == "POST /mlflow/experiments/create":
-            created = msgspec.json.decode(response, type=_CreatedExperiment)
-            tags = {t.key: t.value for t in write.tags}
+                await self._change_run(conn, run_key, change)
+        elif isinstance(change, NewExperiment):
             await conn.execute(
                 "INSERT INTO ix_experiments (workspace_id, experiment_id, name, tags) VALUES ($1, $2, $3, $4::jsonb) "
                 "ON CONFLICT (workspace_id, experiment_id) DO UPDATE SET name = EXCLUDED.name, "
                 "tags = EXCLUDED.tags, update_time = now(), delete_time = NULL",
-                workspace_id,
-                created.experiment_id,
-                write.name,
-                msgspec.json.encode(tags).decode(),
+                change.workspace_id,
+                change.experiment_id,
+                change.name,
+                msgspec.json.encode(change.tags).decode(),
             )
-            return
-        key = (workspace_id, write.experiment_id)
-        if route == "POST /mlflow/experiments/update":
+        elif isinstance(change, ExperimentChange):
+            await self._change_experiment(conn, change)
+
+    # -- experiments ------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _change_experiment(conn: asyncpg.Connection, change: ExperimentChange) -> None:
+        key = (change.workspace_id, change.experiment_id)
+        if change.new_name is not None:
             await conn.execute(
                 "UPDATE ix_experiments SET name = $3, update_time = now() "
                 "WHERE workspace_id = $1 AND experiment_id = $2",
                 *key,
-                write.new_name,
+                change.new_name,
             )
-        elif route == "POST /mlflow/experiments/delete":
+        if change.deleted is True:
             # MLflow marks the experiment's runs deleted with it; they come back with it.
             await conn.execute(
                 "WITH e AS (UPDATE ix_experiments SET delete_time = now(), update_time = now() "
@@ -256,7 +396,7 @@ class IndexWriter:
                 "WHERE workspace_id = $1 AND experiment_id = $2 AND delete_time IS NULL",
                 *key,
             )
-        elif route == "POST /mlflow/experiments/restore":
+        elif change.deleted is False:
             await conn.execute(
                 "WITH e AS (SELECT delete_time FROM ix_experiments WHERE workspace_id = $1 AND experiment_id = $2), "
                 "r AS (UPDATE ix_runs SET delete_time = NULL, update_time = now() "
@@ -265,44 +405,40 @@ class IndexWriter:
                 "WHERE workspace_id = $1 AND experiment_id = $2",
                 *key,
             )
-        elif route == "POST /mlflow/experiments/set-experiment-tag":
+        if change.set_tag is not None:
             await conn.execute(
                 "UPDATE ix_experiments SET tags = tags || jsonb_build_object($3::text, $4::text), update_time = now() "
                 "WHERE workspace_id = $1 AND experiment_id = $2",
                 *key,
-                write.key,
-                write.value,
+                *change.set_tag,
             )
-        elif route == "POST /mlflow/experiments/delete-experiment-tag":
+        if change.drop_tag is not None:
             await conn.execute(
                 "UPDATE ix_experiments SET tags = tags - $3::text, update_time = now() "
                 "WHERE workspace_id = $1 AND experiment_id = $2",
                 *key,
-                write.key,
+                change.drop_tag,
             )
 
     # -- runs -------------------------------------------------------------------------------------------
 
-    async def _create_run(self, conn: asyncpg.Connection, workspace_id: int, response: bytes, principal: str) -> None:
-        run = msgspec.json.decode(response, type=_CreatedRun).run
-        info = run.info
-        tags = {t.key: t.value for t in run.data.tags}
+    async def _create_run(self, conn: asyncpg.Connection, run: NewRun) -> None:
         run_key = await conn.fetchval(
             "INSERT INTO ix_runs (run_id, workspace_id, experiment_id, created_by, run_name, status, start_time, "
             "end_time, tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) "
             "ON CONFLICT (run_id) DO UPDATE SET run_name = EXCLUDED.run_name, created_by = EXCLUDED.created_by "
             "RETURNING run_key",
-            info.run_id,
-            workspace_id,
-            info.experiment_id,
-            principal,
-            info.run_name or tags.get(RUN_NAME_TAG, ""),
-            info.status,
-            to_time(info.start_time),
-            to_time(info.end_time),
-            msgspec.json.encode(tags).decode(),
+            run.run_id,
+            run.workspace_id,
+            run.experiment_id,
+            run.created_by,
+            run.run_name,
+            run.status,
+            run.start_time,
+            run.end_time,
+            msgspec.json.encode(run.tags).decode(),
         )
-        self._remember(info.run_id, run_key)
+        self._remember(run.run_id, run_key)
 
     async def _run_key(
         self,
@@ -343,25 +479,25 @@ class IndexWriter:
         if len(self._run_keys) > self._cache_size:
             self._run_keys.popitem(last=False)
 
-    async def _run_write(
-        self, conn: asyncpg.Connection, route: str, run_key: int, write: RunWrite, request: bytes
-    ) -> None:
-        if route == "POST /mlflow/runs/log-metric":
-            # The body is itself one point: {"run_id", "key", "value", "timestamp", "step"}.
-            await self.log_metrics(conn, run_key, b"[" + request + b"]")
-        elif route == "POST /mlflow/runs/log-batch":
-            if bytes(write.metrics).strip() not in (b"[]", b"null"):
-                await self.log_metrics(conn, run_key, bytes(write.metrics))
-            await self._set_maps(conn, run_key, write.params, write.tags)
-        elif route == "POST /mlflow/runs/log-parameter":
-            await self._set_maps(conn, run_key, [_KeyValue(write.key, str(write.value or ""))], [])
-        elif route == "POST /mlflow/runs/set-tag":
-            await self._set_maps(conn, run_key, [], [_KeyValue(write.key, str(write.value or ""))])
-        elif route == "POST /mlflow/runs/delete-tag":
+    async def _change_run(self, conn: asyncpg.Connection, run_key: int, change: RunChange) -> None:
+        if change.points is not None:
+            await self.log_metrics(conn, run_key, change.points)
+        if change.params or change.tags:
             await conn.execute(
-                "UPDATE ix_runs SET tags = tags - $2::text, update_time = now() WHERE run_key = $1", run_key, write.key
+                "UPDATE ix_runs SET params = params || $2::jsonb, tags = tags || $3::jsonb, "
+                "run_name = COALESCE($4, run_name), update_time = now() WHERE run_key = $1",
+                run_key,
+                msgspec.json.encode(change.params).decode(),
+                msgspec.json.encode(change.tags).decode(),
+                change.tags.get(RUN_NAME_TAG),
             )
-        elif route == "POST /mlflow/runs/update":
+        if change.drop_tag is not None:
+            await conn.execute(
+                "UPDATE ix_runs SET tags = tags - $2::text, update_time = now() WHERE run_key = $1",
+                run_key,
+                change.drop_tag,
+            )
+        if (update := change.update) is not None:
             await conn.execute(
                 "UPDATE ix_runs SET status = COALESCE($2, status), end_time = COALESCE($3, end_time), "
                 "run_name = COALESCE(NULLIF($4, ''), run_name), "
@@ -369,47 +505,23 @@ class IndexWriter:
                 "ELSE tags || jsonb_build_object($5::text, $4::text) END, "
                 "update_time = now() WHERE run_key = $1",
                 run_key,
-                write.status,
-                to_time(write.end_time),
-                write.run_name,
+                update.status,
+                update.end_time,
+                update.run_name,
                 RUN_NAME_TAG,
             )
-        elif route == "POST /mlflow/runs/delete":
+        if change.deleted is True:
             await conn.execute(
                 "UPDATE ix_runs SET delete_time = now(), update_time = now() WHERE run_key = $1", run_key
             )
-        elif route == "POST /mlflow/runs/restore":
+        elif change.deleted is False:
             await conn.execute("UPDATE ix_runs SET delete_time = NULL, update_time = now() WHERE run_key = $1", run_key)
-        elif route == "POST /mlflow/runs/log-inputs":
-            datasets = [
-                {
-                    "name": item.dataset.name,
-                    "digest": item.dataset.digest,
-                    "context": next((t.value for t in item.tags if t.key == DATASET_CONTEXT_TAG), ""),
-                }
-                for item in write.datasets
-            ]
-            if datasets:
-                await conn.execute(
-                    "UPDATE ix_runs SET datasets = datasets || $2::jsonb, update_time = now() WHERE run_key = $1",
-                    run_key,
-                    msgspec.json.encode(datasets).decode(),
-                )
-
-    async def _set_maps(
-        self, conn: asyncpg.Connection, run_key: int, params: list[_KeyValue], tags: list[_KeyValue]
-    ) -> None:
-        if not params and not tags:
-            return
-        tag_map = {t.key: t.value for t in tags}
-        await conn.execute(
-            "UPDATE ix_runs SET params = params || $2::jsonb, tags = tags || $3::jsonb, "
-            "run_name = COALESCE($4, run_name), update_time = now() WHERE run_key = $1",
-            run_key,
-            msgspec.json.encode({p.key: p.value for p in params}).decode(),
-            msgspec.json.encode(tag_map).decode(),
-            tag_map.get(RUN_NAME_TAG),
-        )
+        if change.datasets:
+            await conn.execute(
+                "UPDATE ix_runs SET datasets = datasets || $2::jsonb, update_time = now() WHERE run_key = $1",
+                run_key,
+                msgspec.json.encode(change.datasets).decode(),
+            )
 
     async def log_metrics(self, conn: asyncpg.Connection, run_key: int, points: bytes) -> None:
         """`points`: a JSON array of MLflow metrics as the client sent them."""
