@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import asyncpg
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import RunRouteRow
+
+INSERT_RUN_ROUTE = (
+    "INSERT INTO run_routes (run_id, workspace, experiment_id, created_by) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (run_id) DO NOTHING"
+)
+
+
+async def record_run_route(
+    conn: asyncpg.Connection, run_id: str, workspace: str, experiment_id: str, created_by: str
+) -> None:
+    """Which workspace a run lives in (the first record wins), on a connection in the caller's transaction."""
+    await conn.execute(INSERT_RUN_ROUTE, run_id, workspace, experiment_id, created_by)
 
 
 class RunRouteRepository:

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from gateway.federation.repository import record_run_route
 from gateway.index.writer import APPEND_POINTS, RUN_NAME_TAG, to_float, to_time
 
 PointKey = tuple[int, datetime, float | str]
@@ -91,14 +92,7 @@ class IndexRepository:
 
     async def record_route(self, run_id: str, workspace: str, experiment_id: str, created_by: str) -> None:
         """The run's workspace, for calls that name only the run (lost if the write-through was)."""
-        await self.conn.execute(
-            "INSERT INTO run_routes (run_id, workspace, experiment_id, created_by) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (run_id) DO NOTHING",
-            run_id,
-            workspace,
-            experiment_id,
-            created_by,
-        )
+        await record_run_route(self.conn, run_id, workspace, experiment_id, created_by)
 
     async def written_through_recently(self, run_id: str, seconds: float) -> bool:
         return bool(
