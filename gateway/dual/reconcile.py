@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -24,15 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.ports import Store
-from gateway.core.watch import cancel_all
-from gateway.db.locks import LockClass
+from gateway.db.locks import LockClass, autocommit_connection
+from gateway.db.passes import Passes, exclusive
 from gateway.dual.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror
 from gateway.stores.client import Refused, StoreClient, Transient, central_store, id_order, own_store
 
 log = logging.getLogger(__name__)
 
 RECENT_WINDOW_MS = 24 * 3600 * 1000  # periodic passes look at runs started within this window
-TICK_SECONDS = 10  # how often a replica looks for passes that are due or were cut short
 SAVE_SECONDS = 2.0  # progress of a long experiment is saved at least this often
 LOCK_CLASS = LockClass.RECONCILE
 
@@ -94,26 +93,24 @@ class Reconciler:
         self._sessionmaker = sessionmaker
         self._interval = interval_seconds
         self.progress: dict[str, Progress] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._running: dict[str, asyncio.Task[Progress]] = {}
         self._started: dict[str, asyncio.Event] = {}  # set once a launched pass is recorded or skipped
+        self._passes = Passes("reconciler", interval_seconds, self._due, self._pass_of)
 
     def start(self) -> None:
-        if self._interval > 0:
-            self._task = asyncio.create_task(self._periodic(), name="reconciler")
+        self._passes.start()
 
     async def stop(self) -> None:
-        await cancel_all([self._task, *self._running.values()])
+        await self._passes.stop()
 
     def launch(self, link: WorkspaceLink, *, everything: bool) -> Progress:
         """Start a pass in the background (or report the one already running in this process)."""
-        running = self._running.get(link.name)
-        if running is not None and not running.done():
-            return self.progress[link.name]
+        self._passes.launch(link, everything)
+        return self.progress[link.name]
+
+    def _pass_of(self, link: WorkspaceLink, everything: bool) -> Coroutine[Any, Any, Progress]:
         self.progress[link.name] = Progress(link.name, "all" if everything else "recent")
         self._started[link.name] = asyncio.Event()
-        self._running[link.name] = asyncio.create_task(self.reconcile(link, everything=everything))
-        return self.progress[link.name]
+        return self.reconcile(link, everything=everything)
 
     async def begin(self, link: WorkspaceLink, *, everything: bool) -> Progress:
         """`launch`, answering once the pass is recorded (so any replica's status shows it) or skipped."""
@@ -122,21 +119,19 @@ class Reconciler:
             await asyncio.wait_for(self._started[link.name].wait(), timeout=10)
         return self.progress[link.name]
 
-    async def _periodic(self) -> None:
-        await asyncio.sleep(min(self._interval, 5))  # on start-up, soon: a backfill cut short goes on
-        while True:
-            with contextlib.suppress(Exception):
-                states = await self.states()
-                now = time.time()
-                for link in self.links.all():
-                    if link.mirror is None:
-                        continue
-                    state = states.get(link.workspace_id)
-                    if state is not None and state.scope == "all" and state.state == "running":
-                        self.launch(link, everything=True)  # resumed unless a live replica holds it
-                    elif state is None or now - (state.finished_at or state.started_at) >= self._interval:
-                        self.launch(link, everything=False)
-            await asyncio.sleep(TICK_SECONDS)
+    async def _due(self, now: float) -> list[tuple[WorkspaceLink, bool]]:
+        """Dual workspaces whose backfill was cut short (resumed unless a live replica holds it), or due a pass."""
+        states = await self.states()
+        due = []
+        for link in self.links.all():
+            if link.mirror is None:
+                continue
+            state = states.get(link.workspace_id)
+            if state is not None and state.scope == "all" and state.state == "running":
+                due.append((link, True))
+            elif state is None or now - (state.finished_at or state.started_at) >= self._interval:
+                due.append((link, False))
+        return due
 
     async def states(self) -> dict[int, Progress]:
         """The last known pass of every workspace, from any replica."""
@@ -154,10 +149,12 @@ class Reconciler:
 
     async def reconcile(self, link: WorkspaceLink, *, everything: bool) -> Progress:
         progress = self.progress.setdefault(link.name, Progress(link.name, "all" if everything else "recent"))
-        lock = {"class": LOCK_CLASS, "key": link.workspace_id}
         # One replica reconciles a workspace at a time (a session lock, held for the pass); others skip it.
-        async with self._sessionmaker() as lock_session:
-            if not await lock_session.scalar(text("SELECT pg_try_advisory_lock(:class, :key)"), lock):
+        async with (
+            autocommit_connection(self._sessionmaker) as connection,
+            exclusive(connection, LOCK_CLASS, link) as mine,
+        ):
+            if not mine:
                 progress.state, progress.finished_at = "skipped: another replica is reconciling", time.time()
                 self._mark_started(link)
                 return progress
@@ -185,8 +182,6 @@ class Reconciler:
                 with contextlib.suppress(Exception):
                     await self._save(link, progress)
                 self._mark_started(link)
-                await lock_session.execute(text("SELECT pg_advisory_unlock(:class, :key)"), lock)
-                await lock_session.commit()
         log.info("reconciled workspace %s", link.name, extra=asdict(progress))
         return progress
 

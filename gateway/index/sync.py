@@ -10,20 +10,16 @@ One replica syncs a workspace at a time (a PostgreSQL advisory lock).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
-
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.ports import Store
-from gateway.core.watch import cancel_all
 from gateway.db.locks import LockClass
+from gateway.db.passes import Passes, exclusive
 from gateway.db.pools import LazyPool
 from gateway.index.repository import IndexRepository, point_key
 from gateway.index.writer import to_float, to_time
@@ -35,7 +31,6 @@ LOCK_CLASS = LockClass.INDEX_SYNC
 RECENT_WINDOW_MS = 24 * 3600 * 1000
 PAGE = 500
 ACTIVE_SECONDS = 30  # a run written through more recently than this is left to the write-through
-TICK_SECONDS = 10  # how often the sync looks for never-synced workspaces
 QUEUE_SECONDS = 120  # how long a waited-for pass queues behind another replica's pass of the workspace
 
 
@@ -49,37 +44,31 @@ class IndexSync:
         self.stores = stores
         self._pool = pool  # a pass holds one connection throughout (its advisory lock is the connection's)
         self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
-        self._running: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._passes = Passes(
+            "index sync", interval_seconds, self._due, lambda link, all_: self.sync(link, everything=all_)
+        )
 
     def start(self) -> None:
-        if self._interval > 0:
-            self._task = asyncio.create_task(self._periodic(), name="index sync")
+        self._passes.start()
 
     async def stop(self) -> None:
-        await cancel_all([self._task, *self._running.values()])
+        await self._passes.stop()
 
     def launch(self, link: WorkspaceLink, *, everything: bool) -> bool:
         """Start a pass in the background; False when one is already running in this process."""
-        running = self._running.get(link.name)
-        if running is not None and not running.done():
-            return False
-        self._running[link.name] = asyncio.create_task(self.sync(link, everything=everything))
-        return True
+        return self._passes.launch(link, everything)
 
-    async def _periodic(self) -> None:
-        await asyncio.sleep(min(self._interval, 5))
-        while True:
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
-                finished = await self._last_finished()
-                now = time.time()
-                for link in self.links.all():
-                    last = finished.get(link.workspace_id)
-                    if last is None:
-                        self.launch(link, everything=True)  # a newly linked workspace: its whole history
-                    elif now - last >= self._interval:
-                        self.launch(link, everything=False)
-            await asyncio.sleep(TICK_SECONDS)
+    async def _due(self, now: float) -> list[tuple[WorkspaceLink, bool]]:
+        """A newly linked workspace (its whole history), and workspaces whose last pass is older than the interval."""
+        finished = await self._last_finished()
+        due = []
+        for link in self.links.all():
+            last = finished.get(link.workspace_id)
+            if last is None:
+                due.append((link, True))
+            elif now - last >= self._interval:
+                due.append((link, False))
+        return due
 
     async def _last_finished(self) -> dict[int, float]:
         conn = await self._pool.acquire()
@@ -98,54 +87,43 @@ class IndexSync:
         """
         conn = await self._pool.acquire()
         try:
-            if not await self._lock(conn, link, queue):
-                return {"workspace": link.name, "state": "skipped: another replica is syncing"}
-            repo = IndexRepository(conn)
-            state = await repo.state(link.workspace_id)
-            cursor = json.loads(state["cursor"]) if state.get("state") == "running" and state.get("cursor") else {}
-            if cursor and cursor.get("everything"):
-                everything = True  # resume the interrupted backfill
-            seen = int(state.get("runs_seen") or 0) if cursor else 0
-            added = int(state.get("points_added") or 0) if cursor else 0
-            if not cursor:
-                cursor = {"everything": everything, "since": int(time.time() * 1000) - RECENT_WINDOW_MS}
-                await repo.save_state(
-                    link.workspace_id,
-                    state="running",
-                    cursor=json.dumps(cursor),
-                    runs_seen=0,
-                    points_added=0,
-                    last_error="",
-                    started_at=_now(),
-                    finished_at=None,
-                )
-            try:
-                seen, added = await self._pass(link, repo, cursor, seen, added)
-            except (Transient, Refused, SyncError) as exc:
-                await repo.save_state(link.workspace_id, state="failed", last_error=str(exc)[:500])
-                log.warning("index sync failed", extra={"ws": link.name, "reason": str(exc)[:300]})
-                return {"workspace": link.name, "state": "failed", "error": str(exc)[:500]}
-            await repo.save_state(
-                link.workspace_id, state="idle", cursor="", runs_seen=seen, points_added=added, finished_at=_now()
-            )
-            log.info("index synced", extra={"ws": link.name, "runs": seen, "points": added})
-            return {"workspace": link.name, "state": "finished", "runs_seen": seen, "points_added": added}
+            async with exclusive(conn, LOCK_CLASS, link, wait=QUEUE_SECONDS if queue else 0) as mine:
+                if not mine:
+                    return {"workspace": link.name, "state": "skipped: another replica is syncing"}
+                return await self._sync(link, IndexRepository(conn), everything)
         finally:
-            with contextlib.suppress(Exception):
-                await conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, link.workspace_id)
-            await self._pool.release(conn)
+            await self._pool.release(conn)  # reset: an unlock that failed ends with the connection's session
 
-    @staticmethod
-    async def _lock(conn: asyncpg.Connection, link: WorkspaceLink, queue: bool) -> bool:
-        if not queue:
-            return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, link.workspace_id))
-        await conn.execute(f"SET lock_timeout = '{QUEUE_SECONDS}s'")
+    async def _sync(self, link: WorkspaceLink, repo: IndexRepository, everything: bool) -> dict[str, Any]:
+        state = await repo.state(link.workspace_id)
+        cursor = json.loads(state["cursor"]) if state.get("state") == "running" and state.get("cursor") else {}
+        if cursor and cursor.get("everything"):
+            everything = True  # resume the interrupted backfill
+        seen = int(state.get("runs_seen") or 0) if cursor else 0
+        added = int(state.get("points_added") or 0) if cursor else 0
+        if not cursor:
+            cursor = {"everything": everything, "since": int(time.time() * 1000) - RECENT_WINDOW_MS}
+            await repo.save_state(
+                link.workspace_id,
+                state="running",
+                cursor=json.dumps(cursor),
+                runs_seen=0,
+                points_added=0,
+                last_error="",
+                started_at=_now(),
+                finished_at=None,
+            )
         try:
-            await conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, link.workspace_id)
-        except asyncpg.LockNotAvailableError:
-            return False
-        await conn.execute("RESET lock_timeout")
-        return True
+            seen, added = await self._pass(link, repo, cursor, seen, added)
+        except (Transient, Refused, SyncError) as exc:
+            await repo.save_state(link.workspace_id, state="failed", last_error=str(exc)[:500])
+            log.warning("index sync failed", extra={"ws": link.name, "reason": str(exc)[:300]})
+            return {"workspace": link.name, "state": "failed", "error": str(exc)[:500]}
+        await repo.save_state(
+            link.workspace_id, state="idle", cursor="", runs_seen=seen, points_added=added, finished_at=_now()
+        )
+        log.info("index synced", extra={"ws": link.name, "runs": seen, "points": added})
+        return {"workspace": link.name, "state": "finished", "runs_seen": seen, "points_added": added}
 
     async def _pass(
         self, link: WorkspaceLink, repo: IndexRepository, cursor: dict[str, Any], seen: int, added: int
