@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.ports import Store
-from gateway.db.locks import LockClass
+from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.db.models import IdMapRow, OutboxRow
 from gateway.dual.outbox import Applied
 from gateway.stores.client import Refused, StoreClient, Transient, central_store, own_store
@@ -399,15 +400,18 @@ class Mirror:
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, link: WorkspaceLink, kind: str, primary_id: str) -> AsyncIterator[None]:
-        """A transaction-scoped advisory lock on (workspace, kind, id), across every gateway process.
+        """An advisory lock on (workspace, kind, id), across every gateway process, while the copy is made.
 
         Without it a relay and a reconciler (or two relays) could both miss the provenance tag and
-        both create a copy.
+        both create a copy. A session-level lock on a connection of its own, in autocommit mode: no
+        transaction is held open across the calls to the stores that find or create the copy, and
+        the lock is released when the block ends, however it ends.
         """
-        async with self._sessionmaker() as session, session.begin():
-            key = f"{link.workspace_id}:{kind}:{primary_id}"
-            lock = {"class": LockClass.MIRROR_OBJECT, "key": key}
-            await session.execute(text("SELECT pg_advisory_xact_lock(:class, hashtext(:key))"), lock)
+        key = f"{link.workspace_id}:{kind}:{primary_id}"
+        async with (
+            autocommit_connection(self._sessionmaker) as connection,
+            held(connection, LockClass.MIRROR_OBJECT, key, wait=math.inf),
+        ):
             yield
 
     async def _copy_experiment(self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]) -> str:
