@@ -105,6 +105,19 @@ class IdTranslator:
             raise ResourceNotFound(_missing(kind, primary_id))
         return central
 
+    async def centrals(self, kind: str, primary_ids: set[str]) -> dict[str, str]:
+        """primary → central id, for those of `primary_ids` this workspace has a copy of."""
+        if not primary_ids:
+            return {}
+        result = await self.session.execute(
+            select(IdMapRow.primary_id, IdMapRow.central_id).where(
+                IdMapRow.workspace_id == self.link.workspace_id,
+                IdMapRow.kind == kind,
+                IdMapRow.primary_id.in_(primary_ids),
+            )
+        )
+        return {primary: central for primary, central in result.all()}
+
     async def to_primary(self, kind: str, central_ids: set[str]) -> dict[str, str]:
         if not central_ids:
             return {}
@@ -241,39 +254,13 @@ class Failover:
         return msgspec.json.encode(document)
 
     async def _experiment_filter(self, link: WorkspaceLink, ids: IdTranslator, text: str) -> str:
-        """The client's filter with ids and names of the central copies, AND the workspace's name prefix."""
         parse_experiment_filter(text)  # refused here as the store would refuse it
-        edits: list[tuple[Token, str]] = []
-        for clause in _clauses(text):
-            entity, key = _split(clause.identifier, EXPERIMENT_ENTITIES)
-            if entity is not Entity.ATTRIBUTE or clause.value is None:
-                continue
-            values = clause.value if isinstance(clause.value, tuple) else (clause.value,)
-            if key == "experiment_id":
-                for token in values:
-                    central = await ids.central("experiment", _string(token, "experiment_id"))
-                    edits.append((token, f"'{central or NO_EXPERIMENT}'"))
-            elif key == "name" and link.mirror_prefix:
-                # Workspace names are [a-z0-9-]: the prefix needs no escaping in any quote or LIKE pattern.
-                edits.extend((token, token.text[0] + link.mirror_prefix + token.text[1:]) for token in values)
-        rewritten = _apply(text, edits).strip()
-        if not link.mirror_prefix:
-            return rewritten
-        own = f"name LIKE '{link.mirror_prefix}%'"
-        return f"{rewritten} AND {own}" if rewritten else own
+        central = await ids.centrals("experiment", filter_ids(text, EXPERIMENT_ENTITIES, "experiment_id"))
+        return central_experiment_filter(link, text, central)
 
     async def _run_filter(self, ids: IdTranslator, text: str) -> str:
         parse_run_filter(text)
-        edits: list[tuple[Token, str]] = []
-        for clause in _clauses(text):
-            entity, key = _split(clause.identifier, RUN_ENTITIES)
-            if entity is not Entity.ATTRIBUTE or key != "run_id" or clause.value is None:
-                continue
-            values = clause.value if isinstance(clause.value, tuple) else (clause.value,)
-            for token in values:
-                central = await ids.central("run", _string(token, "run_id"))
-                edits.append((token, f"'{central or NO_RUN}'"))
-        return _apply(text, edits)
+        return central_run_filter(text, await ids.centrals("run", filter_ids(text, RUN_ENTITIES, "run_id")))
 
     async def _artifact_path(self, ids: IdTranslator, client_path: str) -> str:
         """`[workspaces/<ws>/]<exp>/<run>/artifacts/<rest>` → the same file under the central run's root."""
@@ -296,13 +283,79 @@ class Failover:
             # The store's words would name the central copy's id or prefixed name.
             document["message"] = missing
             return msgspec.json.encode(document)
-        found: dict[str, set[str]] = {"experiment": set(), "run": set()}
-        _collect(document, found)
         async with self._sessionmaker() as session:
             ids = IdTranslator(session, link)
-            maps = {kind: await ids.to_primary(kind, values) for kind, values in found.items()}
-        _keep_own(spec, document, maps, missing)
-        return msgspec.json.encode(_rewrite(document, maps, link))
+            maps = {kind: await ids.to_primary(kind, values) for kind, values in ids_in_answer(document).items()}
+        return msgspec.json.encode(own_answer(spec, link, document, maps, missing))
+
+
+# -- the translation itself, given the id map's rows it needs -------------------------------------------
+
+
+def filter_ids(text: str, entities: dict[str, Entity], key: str) -> set[str]:
+    """The ids a filter compares attribute `key` (experiment_id, run_id) with."""
+    found: set[str] = set()
+    for clause in _clauses(text):
+        entity, name = _split(clause.identifier, entities)
+        if entity is Entity.ATTRIBUTE and name == key and clause.value is not None:
+            values = clause.value if isinstance(clause.value, tuple) else (clause.value,)
+            found.update(_string(token, key) for token in values)
+    return found
+
+
+def central_experiment_filter(link: WorkspaceLink, text: str, central: Mapping[str, str]) -> str:
+    """The client's filter with ids (`central`: primary → central) and names of the central copies, AND the
+    workspace's name prefix. An id without a copy becomes one no experiment has."""
+    edits: list[tuple[Token, str]] = []
+    for clause in _clauses(text):
+        entity, key = _split(clause.identifier, EXPERIMENT_ENTITIES)
+        if entity is not Entity.ATTRIBUTE or clause.value is None:
+            continue
+        values = clause.value if isinstance(clause.value, tuple) else (clause.value,)
+        if key == "experiment_id":
+            for token in values:
+                edits.append((token, f"'{central.get(_string(token, 'experiment_id'), NO_EXPERIMENT)}'"))
+        elif key == "name" and link.mirror_prefix:
+            # Workspace names are [a-z0-9-]: the prefix needs no escaping in any quote or LIKE pattern.
+            edits.extend((token, token.text[0] + link.mirror_prefix + token.text[1:]) for token in values)
+    rewritten = _apply(text, edits).strip()
+    if not link.mirror_prefix:
+        return rewritten
+    own = f"name LIKE '{link.mirror_prefix}%'"
+    return f"{rewritten} AND {own}" if rewritten else own
+
+
+def central_run_filter(text: str, central: Mapping[str, str]) -> str:
+    """The client's run filter with the central copies' run ids; an id without a copy becomes one no run has."""
+    edits: list[tuple[Token, str]] = []
+    for clause in _clauses(text):
+        entity, key = _split(clause.identifier, RUN_ENTITIES)
+        if entity is not Entity.ATTRIBUTE or key != "run_id" or clause.value is None:
+            continue
+        values = clause.value if isinstance(clause.value, tuple) else (clause.value,)
+        edits.extend((token, f"'{central.get(_string(token, 'run_id'), NO_RUN)}'") for token in values)
+    return _apply(text, edits)
+
+
+def ids_in_answer(document: Any) -> dict[str, set[str]]:
+    """The experiment and run ids an answer of the central store names, by kind."""
+    found: dict[str, set[str]] = {"experiment": set(), "run": set()}
+    _collect(document, found)
+    return found
+
+
+def own_answer(
+    spec: RouteSpec, link: WorkspaceLink, document: dict[str, Any], maps: dict[str, dict[str, str]], missing: str = ""
+) -> Any:
+    """A central answer as the workspace's own store would give it.
+
+    `maps` (kind → central id → the workspace's id) holds this workspace's copies among `ids_in_answer`:
+    anything else is dropped from a page, or answered 404 (`missing`, the store's words) for a get.
+    Ids are translated back, names lose the workspace's prefix, artifact locations are the workspace's
+    and provenance tags are hidden.
+    """
+    _keep_own(spec, document, maps, missing)
+    return _rewrite(document, maps, link)
 
 
 def _keep_own(spec: RouteSpec, document: dict[str, Any], maps: dict[str, dict[str, str]], missing: str) -> None:

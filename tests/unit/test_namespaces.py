@@ -135,6 +135,9 @@ class FakeIds:
     async def central(self, kind: str, primary_id: str) -> str | None:
         return self.maps[kind].get(primary_id)
 
+    async def centrals(self, kind: str, primary_ids: set[str]) -> dict[str, str]:
+        return {p: c for p, c in self.maps[kind].items() if p in primary_ids}
+
 
 def dual(prefix: str) -> WorkspaceLink:
     return WorkspaceLink(
