@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -181,6 +182,41 @@ class _Batch:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Coalesced:
+    """Consecutive metric, param and tag writes of one run, sent as one log-batch."""
+
+    run_id: str  # the workspace's run id
+    batch: _Batch
+
+    @property
+    def rows(self) -> int:
+        return self.batch.rows
+
+
+def plan(rows: Sequence[OutboxRow]) -> list[Coalesced | OutboxRow]:
+    """The calls that apply one key's entries, in the entries' order.
+
+    Consecutive metric, param and tag writes of the same run are coalesced into one log-batch while
+    MLflow's limits allow; any other entry is sent alone, after the batch before it. Each step covers
+    whole entries, so a failed step leaves the entries from its first one on to be retried.
+    """
+    steps: list[Coalesced | OutboxRow] = []
+    batch: Coalesced | None = None
+    for row in rows:
+        request = row.payload.get("request") or {}
+        if row.route not in BATCHED:
+            batch = None
+            steps.append(row)
+            continue
+        run_id = str(request.get("run_id") or request.get("run_uuid") or "")
+        if batch is None or run_id != batch.run_id or batch.batch.full_for(*_Batch.size_of(row.route, request)):
+            batch = Coalesced(run_id, _Batch())
+            steps.append(batch)
+        batch.batch.add(row.route, request)
+    return steps
+
+
 class Mirror:
     def __init__(
         self, links: LinkTable, stores: Mapping[str, Store], sessionmaker: async_sessionmaker[AsyncSession]
@@ -210,31 +246,14 @@ class Mirror:
         if link is None or link.mirror is None:
             return Applied(0, Refused(f"workspace {rows[0].workspace_id} is no longer linked in dual mode"))
         done = 0
-        batch: _Batch | None = None
-        batch_run = ""
         try:
-            for row in rows:
-                request = row.payload.get("request") or {}
-                if row.route in BATCHED:
-                    run_id = str(request.get("run_id") or request.get("run_uuid") or "")
-                    size = _Batch.size_of(row.route, request)
-                    if batch is not None and (run_id != batch_run or batch.full_for(*size)):
-                        await self._flush(link, batch_run, batch)
-                        done += batch.rows
-                        batch = None
-                    if batch is None:
-                        batch, batch_run = _Batch(), run_id
-                    batch.add(row.route, request)
-                    continue
-                if batch is not None:
-                    await self._flush(link, batch_run, batch)
-                    done += batch.rows
-                    batch = None
-                await self._apply_one(link, row)
-                done += 1
-            if batch is not None:
-                await self._flush(link, batch_run, batch)
-                done += batch.rows
+            for step in plan(rows):
+                if isinstance(step, Coalesced):
+                    await self._flush(link, step.run_id, step.batch)
+                    done += step.rows
+                else:
+                    await self._apply_one(link, step)
+                    done += 1
         except (Transient, Refused) as exc:
             return Applied(done, exc)
         except (KeyError, TypeError, ValueError) as exc:

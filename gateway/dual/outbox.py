@@ -47,6 +47,35 @@ class Applied:
     error: Exception | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """What becomes of the entry a failure stopped at: tried again after `delay` seconds, or a dead letter.
+
+    Either way the entries queued behind it for the same key stay pending: a key's oldest pending entry
+    is its only one a relay claims (`claim_heads`), so they wait for it to succeed, or, once it is a
+    dead letter, go on without it.
+    """
+
+    attempts: int
+    refusals: int
+    state: str  # pending | dead
+    delay: float
+
+
+def after_failure(
+    attempts: int, refusals: int, error: Exception, max_refusals: int, jitter: float | None = None
+) -> Retry:
+    """The entry's next state after `error`; `jitter` in [0, 1) (random when not given) spreads retries."""
+    attempts += 1
+    refusals += int(isinstance(error, Refused))
+    # An unreachable central store is waited out, however long; only repeated refusals give up.
+    dead = refusals >= max_refusals
+    cap = MAX_BACKOFF_SECONDS if isinstance(error, Refused) else MAX_OUTAGE_BACKOFF_SECONDS
+    spread = random.random() if jitter is None else jitter  # noqa: S311 (jitter)
+    delay = min(cap, 0.5 * 2 ** min(attempts, 10)) * (0.5 + spread)
+    return Retry(attempts, refusals, "dead" if dead else "pending", delay)
+
+
 class OutboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -88,19 +117,14 @@ class OutboxRepository:
             )
 
     async def mark_failed(self, row: OutboxRow, error: Exception, max_refusals: int) -> None:
-        attempts = row.attempts + 1
-        refusals = row.refusals + int(isinstance(error, Refused))
-        # An unreachable central store is waited out, however long; only repeated refusals give up.
-        dead = refusals >= max_refusals
-        cap = MAX_BACKOFF_SECONDS if isinstance(error, Refused) else MAX_OUTAGE_BACKOFF_SECONDS
-        delay = min(cap, 0.5 * 2 ** min(attempts, 10)) * (0.5 + random.random())  # noqa: S311 (jitter)
-        row.attempts = attempts
-        row.refusals = refusals
+        retry = after_failure(row.attempts, row.refusals, error, max_refusals)
+        row.attempts = retry.attempts
+        row.refusals = retry.refusals
         row.last_error = str(error)[:2000]
-        row.state = "dead" if dead else "pending"
-        row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+        row.state = retry.state
+        row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=retry.delay)
         await self.session.flush()
-        if dead:
+        if retry.state == "dead":
             log.error("outbox entry %s (%s) is a dead letter: %s", row.id, row.route, row.last_error)
 
     async def status(self) -> list[dict[str, Any]]:
