@@ -3,12 +3,16 @@
 Nothing is proxied that is not declared here: an undeclared path answers ENDPOINT_NOT_FOUND. Each
 declaration names the resource kind, the action (what privilege authorization will ask for) and where
 the ids of the touched objects travel, so authorization and routing plug in per route.
+
+What each feature does with a route is declared here too, as `Trait` flags (indexed, mirrored,
+failover-readable, ...), and routes that code names one by one are the constants at the end: a
+feature reads `spec.indexed`, never a set of route-name strings a typo could silently empty.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Flag, StrEnum, auto
 
 
 class Resource(StrEnum):
@@ -42,6 +46,20 @@ class Body(StrEnum):
     OPAQUE = "opaque"  # non-JSON bodies passed through whole (OTLP protobuf)
 
 
+class Trait(Flag):
+    """What the gateway's features do with a route, beyond forwarding it."""
+
+    INDEXED = auto()  # an accepted write updates the account-wide index (index write-through)
+    MIRRORED = auto()  # a dual workspace's accepted write is queued for the central store (dual outbox)
+    BATCHED = auto()  # mirrored run data the relay coalesces into log-batch calls (dual/mirror.py)
+    CREATES = auto()  # the answer names the object the write created (the index and the relay need its id)
+    FAILOVER = auto()  # a dual workspace's read served from the central copy while its store is down
+
+
+NO_TRAITS = Trait(0)
+INDEXED, MIRRORED, BATCHED = Trait.INDEXED, Trait.MIRRORED, Trait.BATCHED
+CREATES, FAILOVER = Trait.CREATES, Trait.FAILOVER
+
 READ_ACTIONS = frozenset({Action.READ, Action.SEARCH, Action.PUBLIC})
 
 
@@ -55,10 +73,33 @@ class RouteSpec:
     version: int = 2  # mounted at /api/<v>.0 and /ajax-api/<v>.0
     body: Body = Body.JSON
     absolute: bool = False  # `path` is the full path, not under an API prefix
+    traits: Trait = NO_TRAITS
 
     @property
     def name(self) -> str:
         return f"{self.method} {self.path}"
+
+    @property
+    def indexed(self) -> bool:
+        return Trait.INDEXED in self.traits
+
+    @property
+    def mirrored(self) -> bool:
+        return Trait.MIRRORED in self.traits
+
+    @property
+    def batched(self) -> bool:
+        return Trait.BATCHED in self.traits
+
+    @property
+    def creates(self) -> bool:
+        """The answer names what the write created."""
+        return Trait.CREATES in self.traits
+
+    @property
+    def failover(self) -> bool:
+        """Readable from the central copy while a dual workspace's store is down."""
+        return Trait.FAILOVER in self.traits
 
     @property
     def idempotent(self) -> bool:
@@ -83,74 +124,97 @@ RUN_ID = ("run_id", "run_uuid")
 
 FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     # Experiments
-    R("GET", "/mlflow/experiments/get-by-name", E, READ, ("experiment_name",)),
-    R("POST", "/mlflow/experiments/create", E, CREATE),
-    R("POST", "/mlflow/experiments/search", E, SEARCH),
-    R("GET", "/mlflow/experiments/search", E, SEARCH),
-    R("GET", "/mlflow/experiments/get", E, READ, ("experiment_id",)),
-    R("POST", "/mlflow/experiments/delete", E, MANAGE, ("experiment_id",)),
-    R("POST", "/mlflow/experiments/restore", E, MANAGE, ("experiment_id",)),
-    R("POST", "/mlflow/experiments/update", E, EDIT, ("experiment_id",)),
-    R("POST", "/mlflow/experiments/set-experiment-tag", E, EDIT, ("experiment_id",)),
-    R("POST", "/mlflow/experiments/delete-experiment-tag", E, EDIT, ("experiment_id",)),
+    R("GET", "/mlflow/experiments/get-by-name", E, READ, ("experiment_name",), traits=FAILOVER),
+    R("POST", "/mlflow/experiments/create", E, CREATE, traits=INDEXED | MIRRORED | CREATES),
+    R("POST", "/mlflow/experiments/search", E, SEARCH, traits=FAILOVER),
+    R("GET", "/mlflow/experiments/search", E, SEARCH, traits=FAILOVER),
+    R("GET", "/mlflow/experiments/get", E, READ, ("experiment_id",), traits=FAILOVER),
+    R("POST", "/mlflow/experiments/delete", E, MANAGE, ("experiment_id",), traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/experiments/restore", E, MANAGE, ("experiment_id",), traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/experiments/update", E, EDIT, ("experiment_id",), traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/experiments/set-experiment-tag", E, EDIT, ("experiment_id",), traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/experiments/delete-experiment-tag", E, EDIT, ("experiment_id",), traits=INDEXED | MIRRORED),
     R("POST", "/mlflow/experiments/search-datasets", E, SEARCH, ("experiment_ids",)),
     # Runs, params, metrics, tags, inputs and outputs
-    R("POST", "/mlflow/runs/create", RU, CREATE, ("experiment_id",)),
-    R("POST", "/mlflow/runs/update", RU, EDIT, RUN_ID),
-    R("POST", "/mlflow/runs/delete", RU, MANAGE, RUN_ID),
-    R("POST", "/mlflow/runs/restore", RU, MANAGE, RUN_ID),
-    R("POST", "/mlflow/runs/log-metric", RU, EDIT, (*RUN_ID, "model_id")),
-    R("POST", "/mlflow/runs/log-parameter", RU, EDIT, RUN_ID),
-    R("POST", "/mlflow/runs/set-tag", RU, EDIT, RUN_ID),
-    R("POST", "/mlflow/runs/delete-tag", RU, EDIT, RUN_ID),
-    R("POST", "/mlflow/runs/log-batch", RU, EDIT, RUN_ID),
+    R("POST", "/mlflow/runs/create", RU, CREATE, ("experiment_id",), traits=INDEXED | MIRRORED | CREATES),
+    R("POST", "/mlflow/runs/update", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/runs/delete", RU, MANAGE, RUN_ID, traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/runs/restore", RU, MANAGE, RUN_ID, traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/runs/log-metric", RU, EDIT, (*RUN_ID, "model_id"), traits=INDEXED | MIRRORED | BATCHED),
+    R("POST", "/mlflow/runs/log-parameter", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED),
+    R("POST", "/mlflow/runs/set-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED),
+    R("POST", "/mlflow/runs/delete-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/runs/log-batch", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED),
     R("POST", "/mlflow/runs/log-model", RU, EDIT, RUN_ID),
-    R("POST", "/mlflow/runs/log-inputs", RU, EDIT, RUN_ID),
-    R("POST", "/mlflow/runs/outputs", RU, EDIT, RUN_ID),
-    R("GET", "/mlflow/runs/get", RU, READ, RUN_ID),
-    R("POST", "/mlflow/runs/search", RU, SEARCH, ("experiment_ids",)),
+    R("POST", "/mlflow/runs/log-inputs", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/runs/outputs", RU, EDIT, RUN_ID, traits=MIRRORED),
+    R("GET", "/mlflow/runs/get", RU, READ, RUN_ID, traits=FAILOVER),
+    R("POST", "/mlflow/runs/search", RU, SEARCH, ("experiment_ids",), traits=FAILOVER),
     R("GET", "/mlflow/artifacts/list", RU, READ, RUN_ID),
     R("POST", "/mlflow/artifacts/presigned-upload-url", RU, EDIT, ("run_id", "model_id")),
     R("POST", "/mlflow/artifacts/presigned-download-url", RU, READ, ("run_id", "model_id")),
-    R("GET", "/mlflow/metrics/get-history", RU, READ, RUN_ID),
+    R("GET", "/mlflow/metrics/get-history", RU, READ, RUN_ID, traits=FAILOVER),
     R("GET", "/mlflow/metrics/get-history-bulk-interval", RU, READ, ("run_ids",)),
     # Logged models (MLflow 3)
-    R("POST", "/mlflow/logged-models", LM, CREATE, ("experiment_id", "source_run_id")),
+    R("POST", "/mlflow/logged-models", LM, CREATE, ("experiment_id", "source_run_id"), traits=MIRRORED | CREATES),
     R("POST", "/mlflow/logged-models/search", LM, SEARCH, ("experiment_ids",)),
     R("GET", "/mlflow/logged-models/{model_id:str}", LM, READ, ("model_id",)),
-    R("PATCH", "/mlflow/logged-models/{model_id:str}", LM, EDIT, ("model_id",)),
+    R("PATCH", "/mlflow/logged-models/{model_id:str}", LM, EDIT, ("model_id",), traits=MIRRORED),
     R("DELETE", "/mlflow/logged-models/{model_id:str}", LM, MANAGE, ("model_id",)),
-    R("PATCH", "/mlflow/logged-models/{model_id:str}/tags", LM, EDIT, ("model_id",)),
+    R("PATCH", "/mlflow/logged-models/{model_id:str}/tags", LM, EDIT, ("model_id",), traits=MIRRORED),
     R("DELETE", "/mlflow/logged-models/{model_id:str}/tags/{tag_key:str}", LM, EDIT, ("model_id",)),
-    R("POST", "/mlflow/logged-models/{model_id:str}/params", LM, EDIT, ("model_id",)),
+    R("POST", "/mlflow/logged-models/{model_id:str}/params", LM, EDIT, ("model_id",), traits=MIRRORED),
     R("GET", "/mlflow/logged-models/{model_id:str}/artifacts/directories", LM, READ, ("model_id",)),
     # Model registry
-    R("POST", "/mlflow/registered-models/create", RM, CREATE, ("name",)),
-    R("POST", "/mlflow/registered-models/rename", RM, EDIT, ("name",)),
-    R("PATCH", "/mlflow/registered-models/update", RM, EDIT, ("name",)),
-    R("DELETE", "/mlflow/registered-models/delete", RM, MANAGE, ("name",)),
+    R("POST", "/mlflow/registered-models/create", RM, CREATE, ("name",), traits=MIRRORED),
+    R("POST", "/mlflow/registered-models/rename", RM, EDIT, ("name",), traits=MIRRORED),
+    R("PATCH", "/mlflow/registered-models/update", RM, EDIT, ("name",), traits=MIRRORED),
+    R("DELETE", "/mlflow/registered-models/delete", RM, MANAGE, ("name",), traits=MIRRORED),
     R("GET", "/mlflow/registered-models/get", RM, READ, ("name",)),
     R("GET", "/mlflow/registered-models/search", RM, SEARCH),
     R("POST", "/mlflow/registered-models/get-latest-versions", RM, READ, ("name",)),
     R("GET", "/mlflow/registered-models/get-latest-versions", RM, READ, ("name",)),
-    R("POST", "/mlflow/registered-models/set-tag", RM, EDIT, ("name",)),
-    R("DELETE", "/mlflow/registered-models/delete-tag", RM, EDIT, ("name",)),
-    R("POST", "/mlflow/registered-models/alias", RM, EDIT, ("name",)),
-    R("DELETE", "/mlflow/registered-models/alias", RM, EDIT, ("name",)),
+    R("POST", "/mlflow/registered-models/set-tag", RM, EDIT, ("name",), traits=MIRRORED),
+    R("DELETE", "/mlflow/registered-models/delete-tag", RM, EDIT, ("name",), traits=MIRRORED),
+    R("POST", "/mlflow/registered-models/alias", RM, EDIT, ("name",), traits=MIRRORED),
+    R("DELETE", "/mlflow/registered-models/alias", RM, EDIT, ("name",), traits=MIRRORED),
     R("GET", "/mlflow/registered-models/alias", RM, READ, ("name",)),
-    R("POST", "/mlflow/model-versions/create", MV, CREATE, ("name", "run_id", "model_id", "source")),
-    R("PATCH", "/mlflow/model-versions/update", MV, EDIT, ("name",)),
-    R("POST", "/mlflow/model-versions/transition-stage", MV, EDIT, ("name",)),
-    R("DELETE", "/mlflow/model-versions/delete", MV, MANAGE, ("name",)),
+    R(
+        "POST",
+        "/mlflow/model-versions/create",
+        MV,
+        CREATE,
+        ("name", "run_id", "model_id", "source"),
+        traits=MIRRORED | CREATES,
+    ),
+    R("PATCH", "/mlflow/model-versions/update", MV, EDIT, ("name",), traits=MIRRORED),
+    R("POST", "/mlflow/model-versions/transition-stage", MV, EDIT, ("name",), traits=MIRRORED),
+    R("DELETE", "/mlflow/model-versions/delete", MV, MANAGE, ("name",), traits=MIRRORED),
     R("GET", "/mlflow/model-versions/get", MV, READ, ("name",)),
     R("GET", "/mlflow/model-versions/search", MV, SEARCH),
     R("GET", "/mlflow/model-versions/get-download-uri", MV, READ, ("name",)),
-    R("POST", "/mlflow/model-versions/set-tag", MV, EDIT, ("name",)),
-    R("DELETE", "/mlflow/model-versions/delete-tag", MV, EDIT, ("name",)),
+    R("POST", "/mlflow/model-versions/set-tag", MV, EDIT, ("name",), traits=MIRRORED),
+    R("DELETE", "/mlflow/model-versions/delete-tag", MV, EDIT, ("name",), traits=MIRRORED),
     # Artifact proxy (`mlflow-artifacts:` URIs); the touched run or model is read from the path.
-    R("GET", "/mlflow-artifacts/artifacts", AR, READ, ("path",)),
-    R("GET", "/mlflow-artifacts/artifacts/{artifact_path:path}", AR, READ, ("artifact_path",), body=Body.DOWNLOAD),
-    R("PUT", "/mlflow-artifacts/artifacts/{artifact_path:path}", AR, EDIT, ("artifact_path",), body=Body.UPLOAD),
+    R("GET", "/mlflow-artifacts/artifacts", AR, READ, ("path",), traits=FAILOVER),
+    R(
+        "GET",
+        "/mlflow-artifacts/artifacts/{artifact_path:path}",
+        AR,
+        READ,
+        ("artifact_path",),
+        body=Body.DOWNLOAD,
+        traits=FAILOVER,
+    ),
+    R(
+        "PUT",
+        "/mlflow-artifacts/artifacts/{artifact_path:path}",
+        AR,
+        EDIT,
+        ("artifact_path",),
+        body=Body.UPLOAD,
+        traits=MIRRORED,
+    ),
     R("DELETE", "/mlflow-artifacts/artifacts/{artifact_path:path}", AR, MANAGE, ("artifact_path",)),
     R("POST", "/mlflow-artifacts/mpu/create/{artifact_path:path}", AR, EDIT, ("artifact_path",)),
     R("POST", "/mlflow-artifacts/mpu/complete/{artifact_path:path}", AR, EDIT, ("artifact_path",)),
@@ -231,3 +295,53 @@ WORKSPACE_ROUTES: tuple[RouteSpec, ...] = (
         version=3,
     ),
 )
+
+
+def declared(name: str, version: int = 2) -> RouteSpec:
+    """The forwarded route `name` ("POST /mlflow/runs/create") of API `version`; LookupError if none is declared."""
+    for spec in FORWARDED_ROUTES:
+        if spec.name == name and spec.version == version:
+            return spec
+    raise LookupError(f"no forwarded route {name} (API version {version}) is declared")
+
+
+def having(trait: Trait) -> tuple[RouteSpec, ...]:
+    """The forwarded routes with `trait`."""
+    return tuple(spec for spec in FORWARDED_ROUTES if trait in spec.traits)
+
+
+# Routes that code names one by one (a misspelt name fails at import, not silently).
+EXPERIMENTS_CREATE = declared("POST /mlflow/experiments/create")
+EXPERIMENTS_UPDATE = declared("POST /mlflow/experiments/update")
+EXPERIMENTS_DELETE = declared("POST /mlflow/experiments/delete")
+EXPERIMENTS_RESTORE = declared("POST /mlflow/experiments/restore")
+EXPERIMENTS_SET_TAG = declared("POST /mlflow/experiments/set-experiment-tag")
+EXPERIMENTS_DELETE_TAG = declared("POST /mlflow/experiments/delete-experiment-tag")
+EXPERIMENTS_GET = declared("GET /mlflow/experiments/get")
+EXPERIMENTS_GET_BY_NAME = declared("GET /mlflow/experiments/get-by-name")
+EXPERIMENTS_SEARCH = declared("POST /mlflow/experiments/search")
+EXPERIMENTS_SEARCH_GET = declared("GET /mlflow/experiments/search")
+RUNS_CREATE = declared("POST /mlflow/runs/create")
+RUNS_UPDATE = declared("POST /mlflow/runs/update")
+RUNS_DELETE = declared("POST /mlflow/runs/delete")
+RUNS_RESTORE = declared("POST /mlflow/runs/restore")
+RUNS_LOG_METRIC = declared("POST /mlflow/runs/log-metric")
+RUNS_LOG_PARAMETER = declared("POST /mlflow/runs/log-parameter")
+RUNS_SET_TAG = declared("POST /mlflow/runs/set-tag")
+RUNS_DELETE_TAG = declared("POST /mlflow/runs/delete-tag")
+RUNS_LOG_BATCH = declared("POST /mlflow/runs/log-batch")
+RUNS_LOG_INPUTS = declared("POST /mlflow/runs/log-inputs")
+RUNS_OUTPUTS = declared("POST /mlflow/runs/outputs")
+RUNS_GET = declared("GET /mlflow/runs/get")
+RUNS_SEARCH = declared("POST /mlflow/runs/search")
+ARTIFACTS_LIST = declared("GET /mlflow/artifacts/list")
+PRESIGNED_DOWNLOAD_URL = declared("POST /mlflow/artifacts/presigned-download-url")
+METRIC_HISTORY = declared("GET /mlflow/metrics/get-history")
+METRIC_HISTORY_BULK = declared("GET /mlflow/metrics/get-history-bulk-interval")
+LOGGED_MODELS_CREATE = declared("POST /mlflow/logged-models")
+REGISTERED_MODELS_CREATE = declared("POST /mlflow/registered-models/create")
+REGISTERED_MODELS_RENAME = declared("POST /mlflow/registered-models/rename")
+REGISTERED_MODELS_DELETE = declared("DELETE /mlflow/registered-models/delete")
+MODEL_VERSIONS_CREATE = declared("POST /mlflow/model-versions/create")
+MODEL_VERSIONS_TRANSITION_STAGE = declared("POST /mlflow/model-versions/transition-stage")
+ARTIFACT_UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")

@@ -32,7 +32,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.core.errors import InvalidParameter, ResourceNotFound, StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.ports import Store, StoreResponse
-from gateway.core.route_table import RouteSpec
+from gateway.core.route_table import (
+    EXPERIMENTS_GET,
+    EXPERIMENTS_GET_BY_NAME,
+    EXPERIMENTS_SEARCH,
+    EXPERIMENTS_SEARCH_GET,
+    RUNS_GET,
+    RUNS_SEARCH,
+    RouteSpec,
+    Trait,
+    having,
+)
 from gateway.db.models import IdMapRow
 from gateway.dual.mirror import SOURCE_EXPERIMENT_TAG, SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
 from gateway.index.filters import (
@@ -50,21 +60,12 @@ from gateway.stores.client import Transient, central_store
 
 SERVED_BY = "X-Fedgate-Served-By"
 PROVENANCE_TAGS = frozenset({SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG, SOURCE_EXPERIMENT_TAG})
-EXPERIMENT_SEARCH = frozenset({"POST /mlflow/experiments/search", "GET /mlflow/experiments/search"})
-RUN_SEARCH = "POST /mlflow/runs/search"
-EXPERIMENT_GETS = frozenset({"GET /mlflow/experiments/get", "GET /mlflow/experiments/get-by-name"})
-RUN_GET = "GET /mlflow/runs/get"
-FAILOVER_ROUTES = frozenset(
-    {
-        *EXPERIMENT_SEARCH,
-        *EXPERIMENT_GETS,
-        RUN_GET,
-        RUN_SEARCH,
-        "GET /mlflow/metrics/get-history",
-        "GET /mlflow-artifacts/artifacts",
-        "GET /mlflow-artifacts/artifacts/{artifact_path:path}",
-    }
-)
+EXPERIMENT_SEARCH = frozenset({EXPERIMENTS_SEARCH.name, EXPERIMENTS_SEARCH_GET.name})
+RUN_SEARCH = RUNS_SEARCH.name
+EXPERIMENT_GETS = frozenset({EXPERIMENTS_GET.name, EXPERIMENTS_GET_BY_NAME.name})
+RUN_GET = RUNS_GET.name
+# The routes served from the central copy (the FAILOVER trait of the route table).
+FAILOVER_ROUTES = frozenset(spec.name for spec in having(Trait.FAILOVER))
 ID_FIELDS = {"experiment_id": "experiment", "run_id": "run", "run_uuid": "run"}
 # Ids no experiment or run has: what a filter compares with in place of an id without a copy here.
 NO_EXPERIMENT = "-1"
@@ -155,7 +156,7 @@ class Failover:
 
     @staticmethod
     def serves(spec: RouteSpec, link: WorkspaceLink) -> bool:
-        return link.mirror is not None and spec.name in FAILOVER_ROUTES
+        return link.mirror is not None and spec.failover
 
     async def request(
         self,

@@ -22,6 +22,25 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.ports import Store
+from gateway.core.route_table import (
+    ARTIFACT_UPLOAD,
+    EXPERIMENTS_CREATE,
+    EXPERIMENTS_UPDATE,
+    LOGGED_MODELS_CREATE,
+    MODEL_VERSIONS_CREATE,
+    REGISTERED_MODELS_CREATE,
+    REGISTERED_MODELS_RENAME,
+    RUNS_CREATE,
+    RUNS_LOG_BATCH,
+    RUNS_LOG_INPUTS,
+    RUNS_LOG_METRIC,
+    RUNS_LOG_PARAMETER,
+    RUNS_OUTPUTS,
+    RUNS_SET_TAG,
+    Resource,
+    Trait,
+    having,
+)
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.db.models import IdMapRow, OutboxRow
 from gateway.dual.outbox import Applied
@@ -34,59 +53,16 @@ SOURCE_RUN_TAG = "fedgate.source_run_id"
 SOURCE_EXPERIMENT_TAG = "fedgate.source_experiment_id"
 # MLflow's log-batch limits.
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ITEMS = 1000, 100, 100, 1000
-BATCHED = {
-    "POST /mlflow/runs/log-metric",
-    "POST /mlflow/runs/log-parameter",
-    "POST /mlflow/runs/set-tag",
-    "POST /mlflow/runs/log-batch",
-}
+# Route names as the outbox stores them, by the traits of the route table.
+BATCHED = frozenset(spec.name for spec in having(Trait.BATCHED))
 # Registry writes: `name` (and `version`) are translated; the HTTP method is the route's.
 REGISTRY_ROUTES = frozenset(
-    {
-        "POST /mlflow/registered-models/create",
-        "POST /mlflow/registered-models/rename",
-        "PATCH /mlflow/registered-models/update",
-        "DELETE /mlflow/registered-models/delete",
-        "POST /mlflow/registered-models/set-tag",
-        "DELETE /mlflow/registered-models/delete-tag",
-        "POST /mlflow/registered-models/alias",
-        "DELETE /mlflow/registered-models/alias",
-        "POST /mlflow/model-versions/create",
-        "PATCH /mlflow/model-versions/update",
-        "POST /mlflow/model-versions/transition-stage",
-        "DELETE /mlflow/model-versions/delete",
-        "POST /mlflow/model-versions/set-tag",
-        "DELETE /mlflow/model-versions/delete-tag",
-    }
+    spec.name for spec in having(Trait.MIRRORED) if spec.resource in (Resource.REGISTERED_MODEL, Resource.MODEL_VERSION)
 )
 SOURCE_MODEL_TAG = "fedgate.source_model_id"
 SOURCE_VERSION_TAG = "fedgate.source_version"
 # Writes of a dual workspace that are mirrored, by route.
-MIRRORED_ROUTES = frozenset(
-    {
-        "POST /mlflow/experiments/create",
-        "POST /mlflow/experiments/update",
-        "POST /mlflow/experiments/set-experiment-tag",
-        "POST /mlflow/experiments/delete-experiment-tag",
-        "POST /mlflow/experiments/delete",
-        "POST /mlflow/experiments/restore",
-        "POST /mlflow/runs/create",
-        "POST /mlflow/runs/update",
-        "POST /mlflow/runs/delete",
-        "POST /mlflow/runs/restore",
-        "POST /mlflow/runs/delete-tag",
-        "POST /mlflow/runs/log-inputs",
-        "PUT /mlflow-artifacts/artifacts/{artifact_path:path}",
-        "POST /mlflow/runs/outputs",
-        *BATCHED,
-        # Logged models (MLflow 3) and the model registry
-        "POST /mlflow/logged-models",
-        "PATCH /mlflow/logged-models/{model_id:str}",
-        "PATCH /mlflow/logged-models/{model_id:str}/tags",
-        "POST /mlflow/logged-models/{model_id:str}/params",
-        *REGISTRY_ROUTES,
-    }
-)
+MIRRORED_ROUTES = frozenset(spec.name for spec in having(Trait.MIRRORED))
 
 
 def order_key(
@@ -113,15 +89,15 @@ def _object_key(
         # A rename is ordered with what follows it, under the new name.
         name = request.get("new_name") if route.endswith("/rename") else request.get("name")
         return f"model:{name}" if name else None
-    if route == "POST /mlflow/logged-models":
+    if route == LOGGED_MODELS_CREATE.name:
         created = ((response.get("model") or {}).get("info") or {}).get("model_id")
         return f"logged_model:{created}" if created else None
     if model_id:
         return f"logged_model:{model_id}"
-    if route == "POST /mlflow/runs/create":
+    if route == RUNS_CREATE.name:
         run = (response.get("run") or {}).get("info") or {}
         return f"run:{run.get('run_id')}" if run.get("run_id") else None
-    if route == "POST /mlflow/experiments/create":
+    if route == EXPERIMENTS_CREATE.name:
         return f"experiment:{response['experiment_id']}" if response.get("experiment_id") else None
     if run_id or request.get("run_id") or request.get("run_uuid"):
         return f"run:{run_id or request.get('run_id') or request.get('run_uuid')}"
@@ -146,13 +122,13 @@ class _Batch:
         )
 
     def add(self, route: str, request: Mapping[str, Any]) -> None:
-        if route == "POST /mlflow/runs/log-batch":
+        if route == RUNS_LOG_BATCH.name:
             metrics = list(request.get("metrics") or [])
             params = list(request.get("params") or [])
             tags = list(request.get("tags") or [])
-        elif route == "POST /mlflow/runs/log-metric":
+        elif route == RUNS_LOG_METRIC.name:
             metrics, params, tags = [request], [], []
-        elif route == "POST /mlflow/runs/log-parameter":
+        elif route == RUNS_LOG_PARAMETER.name:
             metrics, params, tags = [], [request], []
         else:
             metrics, params, tags = [], [], [request]
@@ -165,12 +141,12 @@ class _Batch:
 
     @staticmethod
     def size_of(route: str, request: Mapping[str, Any]) -> tuple[int, int, int]:
-        if route == "POST /mlflow/runs/log-batch":
+        if route == RUNS_LOG_BATCH.name:
             return len(request.get("metrics") or []), len(request.get("params") or []), len(request.get("tags") or [])
         return (
-            int(route == "POST /mlflow/runs/log-metric"),
-            int(route == "POST /mlflow/runs/log-parameter"),
-            int(route == "POST /mlflow/runs/set-tag"),
+            int(route == RUNS_LOG_METRIC.name),
+            int(route == RUNS_LOG_PARAMETER.name),
+            int(route == RUNS_SET_TAG.name),
         )
 
     def body(self, run_id: str) -> dict[str, Any]:
@@ -269,17 +245,17 @@ class Mirror:
         route = row.route
         request: dict[str, Any] = dict(row.payload.get("request") or {})
         response: dict[str, Any] = row.payload.get("response") or {}
-        if route == "POST /mlflow/experiments/create":
+        if route == EXPERIMENTS_CREATE.name:
             await self._copy_experiment(link, str(response["experiment_id"]), request)
             return
-        if route == "POST /mlflow/runs/create":
+        if route == RUNS_CREATE.name:
             info = response["run"]["info"]
             await self._copy_run(link, str(info["run_id"]), request, info)
             return
-        if route.startswith("PUT /mlflow-artifacts/"):
+        if route == ARTIFACT_UPLOAD.name:
             await self._copy_artifact(link, str(row.payload["path"]))
             return
-        if route == "POST /mlflow/logged-models":
+        if route == LOGGED_MODELS_CREATE.name:
             await self._copy_logged_model(link, str(response["model"]["info"]["model_id"]), request)
             return
         if route in REGISTRY_ROUTES:
@@ -298,12 +274,12 @@ class Mirror:
         for field in ("run_id", "run_uuid"):
             if field in request:
                 request[field], _ = await self.central_run(link, str(request[field]))
-        if route in ("POST /mlflow/runs/log-inputs", "POST /mlflow/runs/outputs") and request.get("models"):
+        if route in (RUNS_LOG_INPUTS.name, RUNS_OUTPUTS.name) and request.get("models"):
             request["models"] = [
                 {**item, "model_id": (await self.central_logged_model(link, str(item["model_id"])))[0]}
                 for item in request["models"]
             ]
-        if route == "POST /mlflow/experiments/update" and request.get("new_name"):
+        if route == EXPERIMENTS_UPDATE.name and request.get("new_name"):
             request["new_name"] = link.mirror_prefix + str(request["new_name"])
         await self._central(link, method, path, request)
 
@@ -354,16 +330,16 @@ class Mirror:
         primary_name = str(request.get("name", ""))
         body = dict(request)
         body["name"] = link.mirror_prefix + primary_name
-        if route == "POST /mlflow/registered-models/rename":
+        if route == REGISTERED_MODELS_RENAME.name:
             body["new_name"] = link.mirror_prefix + str(request["new_name"])
-        if route == "POST /mlflow/registered-models/create":
+        if route == REGISTERED_MODELS_CREATE.name:
             try:
                 await self._central(link, method, "/api/2.0" + template, body)
             except Refused as exc:
                 if not exc.already_exists:  # created by an earlier attempt: done
                     raise
             return
-        if route == "POST /mlflow/model-versions/create":
+        if route == MODEL_VERSIONS_CREATE.name:
             await self._copy_version(link, primary_name, body, response)
             return
         if "version" in body:

@@ -30,16 +30,15 @@ from gateway.core.paths import (
 )
 from gateway.core.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
 from gateway.core.principal import Principal
-from gateway.core.route_table import Body, Resource, RouteSpec
+from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, RUNS_CREATE, Body, Resource, RouteSpec
 from gateway.dual.failover import SERVED_BY, Failover
-from gateway.dual.mirror import MIRRORED_ROUTES, order_key
+from gateway.dual.mirror import order_key
 from gateway.federation.bookkeeping import AcceptedWrite, Bookkeeping, OutboxEntry
 from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
 from gateway.federation.guard import Guard, Plan
 from gateway.federation.otlp import canonical_export
 from gateway.federation.repository import RunRouteRepository
 from gateway.federation.schemas import CreateRunResponse, RequestIds
-from gateway.index.writer import INDEXED_ROUTES
 from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 
 if TYPE_CHECKING:
@@ -281,9 +280,7 @@ class Forwarder:
             response, translate = await self.failover.request(spec, link, path, query, json_body, artifact_path)
         result = await self._result(call, link, response, plan, translate)
         if result.status == 200 and (
-            spec.name == "POST /mlflow/runs/create"
-            or self._indexes(spec.name)
-            or (link.mirror is not None and spec.name in MIRRORED_ROUTES)
+            spec == RUNS_CREATE or self._indexes(spec) or (link.mirror is not None and spec.mirrored)
         ):
             await self._bookkeep(call, link, result, artifact_path, ids)
         return result
@@ -301,10 +298,10 @@ class Forwarder:
             return
         name = call.spec.name
         entry = None
-        if link.mirror is not None and name in MIRRORED_ROUTES:
+        if link.mirror is not None and call.spec.mirrored:
             entry = self._outbox_entry(call, link, result, artifact_path, ids)
         run_route = None
-        if name == "POST /mlflow/runs/create":
+        if call.spec == RUNS_CREATE:
             try:
                 created = msgspec.json.decode(result.body, type=CreateRunResponse).run.info
                 run_route = (created.run_id, created.experiment_id)
@@ -319,7 +316,7 @@ class Forwarder:
             response=result.body,
             run_route=run_route,
             outbox=entry,
-            indexed=self._indexes(name),
+            indexed=self._indexes(call.spec),
         )
 
         async def experiment_of_run(run_id: str) -> str | None:
@@ -336,8 +333,8 @@ class Forwarder:
         if run_route is not None:
             self.runs.remember(run_route[0], link.name, run_route[1])
 
-    def _indexes(self, route: str) -> bool:
-        return route in INDEXED_ROUTES and self.bookkeeping is not None and self.bookkeeping.index is not None
+    def _indexes(self, spec: RouteSpec) -> bool:
+        return spec.indexed and self.bookkeeping is not None and self.bookkeeping.index is not None
 
     def _outbox_entry(
         self,
@@ -364,7 +361,7 @@ class Forwarder:
             document = msgspec.json.encode({"path": upstream_path})
         else:
             request = call.body if isinstance(call.body, bytes) and call.body[:1] == b"{" else b"{}"
-            answer = result.body if name in CREATES and result.body[:1] == b"{" else b"{}"
+            answer = result.body if call.spec.creates and result.body[:1] == b"{" else b"{}"
             response = msgspec.json.decode(answer)
             extra = b',"path_params":' + msgspec.json.encode({"model_id": str(model_id)}) if model_id else b""
             document = b'{"request":' + request + b',"response":' + answer + extra + b"}"
@@ -420,10 +417,10 @@ class Forwarder:
             headers[SERVED_BY] = "central"
         # Artifact bytes are the user's and are never rewritten; JSON answers of renamed links are.
         rewrite = _renames(link) and spec.body is not Body.DOWNLOAD
-        found_by_name = spec.name == "GET /mlflow/experiments/get-by-name" and response.status == 200
+        found_by_name = spec == EXPERIMENTS_GET_BY_NAME and response.status == 200
         must_read = (
-            (spec.name in RESPONSE_INDEXED and response.status == 200)
-            or (link.mirror is not None and spec.name in MIRRORED_ROUTES)
+            (spec.indexed and spec.creates and response.status == 200)
+            or (link.mirror is not None and spec.mirrored)
             or rewrite
             or plan.after is not None
             or found_by_name
@@ -515,17 +512,6 @@ class Forwarder:
         return f"/api/{spec.version}.0{template}", query
 
 
-# Indexed writes whose answer names what they created.
-RESPONSE_INDEXED = frozenset({"POST /mlflow/runs/create", "POST /mlflow/experiments/create"})
-# Mirrored writes whose answer names what they created (the relay needs those ids).
-CREATES = frozenset(
-    {
-        "POST /mlflow/experiments/create",
-        "POST /mlflow/runs/create",
-        "POST /mlflow/logged-models",
-        "POST /mlflow/model-versions/create",
-    }
-)
 ORDER_FIELDS = ("run_id", "run_uuid", "experiment_id", "name", "new_name")
 
 

@@ -24,7 +24,20 @@ from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.paths import artifact_workspace
 from gateway.core.principal import Principal
-from gateway.core.route_table import FORWARDED_ROUTES, Action, Resource
+from gateway.core.route_table import (
+    ARTIFACTS_LIST,
+    EXPERIMENTS_GET,
+    EXPERIMENTS_GET_BY_NAME,
+    EXPERIMENTS_SEARCH,
+    EXPERIMENTS_SEARCH_GET,
+    METRIC_HISTORY,
+    METRIC_HISTORY_BULK,
+    PRESIGNED_DOWNLOAD_URL,
+    RUNS_GET,
+    RUNS_SEARCH,
+    Action,
+    Resource,
+)
 from gateway.federation.service import (
     ACCOUNT_SCOPE,
     ForwardCall,
@@ -57,8 +70,7 @@ JSON = {"Content-Type": "application/json"}
 # An answer read whole to translate its ids (a run with very many params and tags is still far below).
 MAX_TRANSLATED_BODY = 64 * 1024 * 1024
 
-_SPECS = {spec.name: spec for spec in FORWARDED_ROUTES if spec.version == 2}
-GET_EXPERIMENT = _SPECS["GET /mlflow/experiments/get"]
+GET_EXPERIMENT = EXPERIMENTS_GET
 
 
 class SearchExperimentsRequest(msgspec.Struct):
@@ -109,17 +121,17 @@ class AccountScope:
         if spec.action not in (Action.READ, Action.SEARCH):
             raise InvalidParameter(READ_ONLY)
         name = spec.name
-        if name in ("POST /mlflow/experiments/search", "GET /mlflow/experiments/search"):
+        if spec in (EXPERIMENTS_SEARCH, EXPERIMENTS_SEARCH_GET):
             return await self.search_experiments(call)
-        if name == "POST /mlflow/runs/search":
+        if spec == RUNS_SEARCH:
             return await self.search_runs(call)
-        if name == "GET /mlflow/experiments/get":
+        if spec == EXPERIMENTS_GET:
             return await self.get_experiment(call)
-        if name == "GET /mlflow/experiments/get-by-name":
+        if spec == EXPERIMENTS_GET_BY_NAME:
             return await self.get_experiment_by_name(call)
         if name in RUN_READS:
             return await self.run_read(call)
-        if name == "GET /mlflow/metrics/get-history-bulk-interval":
+        if spec == METRIC_HISTORY_BULK:
             return await self.bulk_metric_history(call)
         if spec.resource is Resource.ARTIFACT:
             return await self.artifact_read(call)
@@ -269,7 +281,7 @@ class AccountScope:
         run_id = _run_id_of(call)
         link = await self._run_link(run_id)
         result = await self._forward_hidden(call, link, f"Run with id={run_id} not found")
-        if call.spec.name != "GET /mlflow/runs/get":
+        if call.spec != RUNS_GET:
             return result
 
         def translate(document: dict[str, Any]) -> None:
@@ -360,14 +372,7 @@ class AccountScope:
         return link.name if link is not None else str(workspace_id)
 
 
-RUN_READS = frozenset(
-    {
-        "GET /mlflow/runs/get",
-        "GET /mlflow/metrics/get-history",
-        "GET /mlflow/artifacts/list",
-        "POST /mlflow/artifacts/presigned-download-url",
-    }
-)
+RUN_READS = frozenset({RUNS_GET.name, METRIC_HISTORY.name, ARTIFACTS_LIST.name, PRESIGNED_DOWNLOAD_URL.name})
 
 
 def _param(params: dict[str, list[str]], name: str) -> str | None:

@@ -20,6 +20,28 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
+from gateway.core.route_table import (
+    EXPERIMENTS_CREATE,
+    EXPERIMENTS_DELETE,
+    EXPERIMENTS_DELETE_TAG,
+    EXPERIMENTS_RESTORE,
+    EXPERIMENTS_SET_TAG,
+    EXPERIMENTS_UPDATE,
+    RUNS_CREATE,
+    RUNS_DELETE,
+    RUNS_DELETE_TAG,
+    RUNS_LOG_BATCH,
+    RUNS_LOG_INPUTS,
+    RUNS_LOG_METRIC,
+    RUNS_LOG_PARAMETER,
+    RUNS_RESTORE,
+    RUNS_SET_TAG,
+    RUNS_UPDATE,
+    Resource,
+    Trait,
+    having,
+)
+
 # -- what the client sent (only the fields the index keeps; the store has validated the rest) --------
 
 
@@ -94,30 +116,12 @@ class _CreatedRun(msgspec.Struct):
     run: _Run
 
 
+# Route names of the indexed writes (the INDEXED trait of the route table), by what they change.
+INDEXED_ROUTES = frozenset(spec.name for spec in having(Trait.INDEXED))
 RUN_ROUTES = frozenset(
-    {
-        "POST /mlflow/runs/update",
-        "POST /mlflow/runs/delete",
-        "POST /mlflow/runs/restore",
-        "POST /mlflow/runs/log-metric",
-        "POST /mlflow/runs/log-parameter",
-        "POST /mlflow/runs/set-tag",
-        "POST /mlflow/runs/delete-tag",
-        "POST /mlflow/runs/log-batch",
-        "POST /mlflow/runs/log-inputs",
-    }
+    spec.name for spec in having(Trait.INDEXED) if spec.resource is Resource.RUN and spec != RUNS_CREATE
 )
-EXPERIMENT_ROUTES = frozenset(
-    {
-        "POST /mlflow/experiments/create",
-        "POST /mlflow/experiments/update",
-        "POST /mlflow/experiments/delete",
-        "POST /mlflow/experiments/restore",
-        "POST /mlflow/experiments/set-experiment-tag",
-        "POST /mlflow/experiments/delete-experiment-tag",
-    }
-)
-INDEXED_ROUTES = RUN_ROUTES | EXPERIMENT_ROUTES | {"POST /mlflow/runs/create"}
+EXPERIMENT_ROUTES = frozenset(spec.name for spec in having(Trait.INDEXED) if spec.resource is Resource.EXPERIMENT)
 RUN_NAME_TAG = "mlflow.runName"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 
@@ -194,7 +198,7 @@ IndexChange = NewExperiment | ExperimentChange | NewRun | RunChange
 
 def plan(route: str, workspace_id: int, request: bytes, response: bytes, principal: str) -> IndexChange | None:
     """What an accepted write of `route` changes in the index; None for a route the index does not follow."""
-    if route == "POST /mlflow/runs/create":
+    if route == RUNS_CREATE.name:
         run = msgspec.json.decode(response, type=_CreatedRun).run
         tags = {t.key: t.value for t in run.data.tags}
         return NewRun(
@@ -212,27 +216,27 @@ def plan(route: str, workspace_id: int, request: bytes, response: bytes, princip
         return _run_change(route, msgspec.json.decode(request or b"{}", type=RunWrite), request)
     if route in EXPERIMENT_ROUTES:
         write = msgspec.json.decode(request or b"{}", type=ExperimentWrite)
-        if route == "POST /mlflow/experiments/create":
+        if route == EXPERIMENTS_CREATE.name:
             created = msgspec.json.decode(response, type=_CreatedExperiment)
             return NewExperiment(workspace_id, created.experiment_id, write.name, {t.key: t.value for t in write.tags})
         change = ExperimentChange(workspace_id, write.experiment_id)
-        if route == "POST /mlflow/experiments/update":
+        if route == EXPERIMENTS_UPDATE.name:
             return replace(change, new_name=write.new_name)
-        if route in ("POST /mlflow/experiments/delete", "POST /mlflow/experiments/restore"):
-            return replace(change, deleted=route == "POST /mlflow/experiments/delete")
-        if route == "POST /mlflow/experiments/set-experiment-tag":
+        if route in (EXPERIMENTS_DELETE.name, EXPERIMENTS_RESTORE.name):
+            return replace(change, deleted=route == EXPERIMENTS_DELETE.name)
+        if route == EXPERIMENTS_SET_TAG.name:
             return replace(change, set_tag=(write.key, write.value))
-        if route == "POST /mlflow/experiments/delete-experiment-tag":
+        if route == EXPERIMENTS_DELETE_TAG.name:
             return replace(change, drop_tag=write.key)
     return None
 
 
 def _run_change(route: str, write: RunWrite, request: bytes) -> RunChange:
     change = RunChange(write.id)
-    if route == "POST /mlflow/runs/log-metric":
+    if route == RUNS_LOG_METRIC.name:
         # The body is itself one point: {"run_id", "key", "value", "timestamp", "step"}.
         return replace(change, points=b"[" + request + b"]")
-    if route == "POST /mlflow/runs/log-batch":
+    if route == RUNS_LOG_BATCH.name:
         points = bytes(write.metrics)
         return replace(
             change,
@@ -240,17 +244,17 @@ def _run_change(route: str, write: RunWrite, request: bytes) -> RunChange:
             params={p.key: p.value for p in write.params},
             tags={t.key: t.value for t in write.tags},
         )
-    if route == "POST /mlflow/runs/log-parameter":
+    if route == RUNS_LOG_PARAMETER.name:
         return replace(change, params={write.key: str(write.value or "")})
-    if route == "POST /mlflow/runs/set-tag":
+    if route == RUNS_SET_TAG.name:
         return replace(change, tags={write.key: str(write.value or "")})
-    if route == "POST /mlflow/runs/delete-tag":
+    if route == RUNS_DELETE_TAG.name:
         return replace(change, drop_tag=write.key)
-    if route == "POST /mlflow/runs/update":
+    if route == RUNS_UPDATE.name:
         return replace(change, update=RunUpdate(write.status, to_time(write.end_time), write.run_name))
-    if route in ("POST /mlflow/runs/delete", "POST /mlflow/runs/restore"):
-        return replace(change, deleted=route == "POST /mlflow/runs/delete")
-    if route == "POST /mlflow/runs/log-inputs":
+    if route in (RUNS_DELETE.name, RUNS_RESTORE.name):
+        return replace(change, deleted=route == RUNS_DELETE.name)
+    if route == RUNS_LOG_INPUTS.name:
         datasets = [
             {
                 "name": item.dataset.name,

@@ -8,11 +8,14 @@ from gateway.app import create_app
 from gateway.core.config import Settings, StoreSettings, WorkspaceSettings
 from gateway.core.route_table import (
     FORWARDED_ROUTES,
+    RUNS_CREATE,
     SERVER_INFO,
     WORKSPACE_ROUTES,
     Action,
     Resource,
     RouteSpec,
+    Trait,
+    declared,
 )
 from gateway.federation.guard import rule_for
 
@@ -103,7 +106,6 @@ def test_writes_never_declare_read_actions() -> None:
 def test_every_per_feature_route_set_names_declared_routes() -> None:
     """A typo in a route name would silently turn a feature off for that route (mirroring, indexing...)."""
     from gateway.dual import failover, mirror
-    from gateway.federation import service
     from gateway.federation.guard import models, nested, rules
     from gateway.index import account, writer
 
@@ -116,8 +118,6 @@ def test_every_per_feature_route_set_names_declared_routes() -> None:
         "failover.FAILOVER_ROUTES": failover.FAILOVER_ROUTES,
         "writer.INDEXED_ROUTES": writer.INDEXED_ROUTES,
         "account.RUN_READS": account.RUN_READS,
-        "service.RESPONSE_INDEXED": service.RESPONSE_INDEXED,
-        "service.CREATES": service.CREATES,
         "rules.LEVEL_OVERRIDES": set(rules.LEVEL_OVERRIDES),
         "rules.RULE_OVERRIDES": set(rules.RULE_OVERRIDES),
         "guard.models": {models.RENAME, models.DELETE, models.TRANSITION_STAGE},
@@ -125,3 +125,37 @@ def test_every_per_feature_route_set_names_declared_routes() -> None:
     for where, names in sets.items():
         assert not set(names) - declared, f"{where} names undeclared routes: {sorted(set(names) - declared)}"
     assert not set(nested.NESTED_IDS) - declared_versions, sorted(set(nested.NESTED_IDS) - declared_versions)
+
+
+def test_feature_route_sets_follow_the_traits_of_the_route_table() -> None:
+    """Each feature reads its routes off the table's traits: a route gains or loses a feature in one place."""
+    from gateway.dual import failover, mirror
+    from gateway.index import writer
+
+    def named(trait: Trait) -> set[str]:
+        return {spec.name for spec in FORWARDED_ROUTES if trait in spec.traits}
+
+    assert set(mirror.MIRRORED_ROUTES) == named(Trait.MIRRORED)
+    assert set(mirror.BATCHED) == named(Trait.BATCHED) <= named(Trait.MIRRORED)
+    assert set(writer.INDEXED_ROUTES) == named(Trait.INDEXED)
+    assert set(writer.RUN_ROUTES) | set(writer.EXPERIMENT_ROUTES) | {RUNS_CREATE.name} == named(Trait.INDEXED)
+    assert set(failover.FAILOVER_ROUTES) == named(Trait.FAILOVER)
+    # Only writes are indexed or mirrored, only reads fail over, and what names a created object creates.
+    for spec in FORWARDED_ROUTES:
+        if spec.indexed or spec.mirrored:
+            assert spec.method != "GET" and spec.action not in (Action.READ, Action.SEARCH), spec.name
+        if spec.failover:
+            assert spec.idempotent, spec.name
+        if spec.creates:
+            assert spec.action is Action.CREATE, spec.name
+
+
+def test_named_routes_are_declared_and_a_misspelt_name_fails_at_once() -> None:
+    assert declared("POST /mlflow/runs/create") is RUNS_CREATE
+    assert RUNS_CREATE.indexed and RUNS_CREATE.mirrored and RUNS_CREATE.creates
+    try:
+        declared("POST /mlflow/runs/log-bacth")
+    except LookupError:
+        pass
+    else:
+        raise AssertionError("an undeclared route name was accepted")

@@ -6,14 +6,19 @@ from gateway.authz.decide import Everything
 from gateway.authz.levels import Level
 from gateway.core.errors import PermissionDenied
 from gateway.core.paths import canonical_artifact_path
+from gateway.core.route_table import (
+    MODEL_VERSIONS_TRANSITION_STAGE,
+    REGISTERED_MODELS_DELETE,
+    REGISTERED_MODELS_RENAME,
+)
 from gateway.federation.guard.artifacts import artifact_experiment
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.owners import recording_owner
 from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
 
-RENAME = "POST /mlflow/registered-models/rename"
-DELETE = "DELETE /mlflow/registered-models/delete"
-TRANSITION_STAGE = "POST /mlflow/model-versions/transition-stage"
+RENAME = REGISTERED_MODELS_RENAME.name
+DELETE = REGISTERED_MODELS_DELETE.name
+TRANSITION_STAGE = MODEL_VERSIONS_TRANSITION_STAGE.name
 
 
 async def model_create(checks: Checks, request: Request, wanted: Level) -> Plan:
