@@ -62,19 +62,25 @@ from gateway.core.principal import Principal
 from gateway.core.watch import ReloadLoop
 from gateway.db.engine import make_sessionmaker
 from gateway.db.pools import DatabasePools, PoolName
-from gateway.dual.failover import Failover
+from gateway.dual.capture import OutboxCapture
+from gateway.dual.failover import Failover, FailoverSender
 from gateway.dual.mirror import Mirror
 from gateway.dual.moves import DualMoves
 from gateway.dual.outbox import Relay
 from gateway.dual.reconcile import Reconciler
-from gateway.federation.bookkeeping import Bookkeeping
-from gateway.federation.guard import Guard, StoreLookups
+from gateway.federation.bookkeeping import Bookkeeping, RunRoutes
+from gateway.federation.call import ACCOUNT_SCOPE
+from gateway.federation.direct import DirectCalls
+from gateway.federation.guard import Guard
+from gateway.federation.hooks import AfterWrite
+from gateway.federation.locate import Locator, RunDirectory
 from gateway.federation.routes import forwarding_handlers, server_info_handler
-from gateway.federation.service import Forwarder, RunDirectory
+from gateway.federation.service import Forwarder, StoreSender
 from gateway.index.account import AccountScope
 from gateway.index.moves import IndexMoves
 from gateway.index.routes import IndexController
 from gateway.index.sync import IndexSync
+from gateway.index.write_through import IndexWriteThrough
 from gateway.index.writer import IndexWriter
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
 from gateway.observability.metrics import DENIED
@@ -217,7 +223,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     sessionmaker = make_sessionmaker(engine)
     # A workspace moved to another store or id: each package carries or drops its own rows (db/moves.py).
     workspaces = WorkspaceService(settings, stores, links, move_hooks=(DualMoves(), IndexMoves()))
-    forwarder = Forwarder(links, stores, RunDirectory(sessionmaker))
+    direct = DirectCalls(stores)  # the gateway's own calls to stores (authorization reads, existence, undo)
+    runs = RunDirectory(sessionmaker)
+    locator = Locator(direct.fetch, runs)  # where runs, logged models and traces live
     capabilities = StoreCapabilities(stores)
 
     # Access control: one live policy per process, kept in step with every replica.
@@ -229,18 +237,23 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     denial_limiter = DenialLimiter(
         settings.server.anonymous_denials_per_second, settings.server.anonymous_denials_burst
     )
-    access = AccessService(sessionmaker, policy, authorizer, audit, forwarder.exists)
+    access = AccessService(sessionmaker, policy, authorizer, audit, direct.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key, settings.tokens)
     sql = SqlService(settings, access, sessionmaker, QueryRunner(pools.lazy(PoolName.SQL)), audit)
-    bookkeeping = forwarder.bookkeeping = Bookkeeping(
-        pools.opener("bookkeeping"),
-        IndexWriter() if settings.server.index_write_through else None,
-        flush_before_answer=settings.server.outbox_durable_commit,
-    )
-    if bookkeeping.index is not None:
-        workspaces.rehomed = bookkeeping.index.forget
-    forwarder.failover = Failover(stores, sessionmaker)
+
+    # The request pipeline (federation/service.py) and what plugs into it (federation/hooks.py).
+    guard = Guard(authorizer, locator, access, direct.undo_create)
+    bookkeeping = Bookkeeping(pools.opener("bookkeeping"))  # the pools "outbox" and "derived"
+    after_write: list[AfterWrite] = [RunRoutes(bookkeeping, runs)]
+    if settings.server.index_write_through:
+        index_writer = IndexWriter()
+        after_write.append(IndexWriteThrough(index_writer, bookkeeping, locator))
+        workspaces.rehomed = index_writer.forget
+    after_write.append(OutboxCapture(bookkeeping, flush_before_answer=settings.server.outbox_durable_commit))
+    sender = FailoverSender(StoreSender(stores), Failover(stores, sessionmaker))
+    forwarder = Forwarder(links, runs, guard, sender, after_write)
+    account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(
         sessionmaker,
@@ -252,10 +265,6 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     reconciler = Reconciler(links, stores, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
     index_pool = pools.lazy(PoolName.INDEX_SYNC)
     index_sync = IndexSync(links, stores, index_pool, settings.server.index_sync_interval_seconds)
-    forwarder.guard = Guard(
-        authorizer, StoreLookups(forwarder.fetch, forwarder.runs.experiment_of), access, forwarder.undo_create
-    )
-    forwarder.account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, forwarder.runs)
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
@@ -347,6 +356,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                 forwarder,
                 max_json_body=settings.server.max_json_body_bytes,
                 max_artifact_body=settings.server.max_artifact_body_bytes,
+                scopes={ACCOUNT_SCOPE: account},
             ),
             server_info_handler(capabilities, forwarder),
             WorkspacesController,

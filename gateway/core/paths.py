@@ -63,3 +63,26 @@ def rewrite_artifact_workspace(path: str, gateway_name: str, upstream_name: str 
 
 def quote_path(path: str) -> str:
     return quote(path, safe="/")
+
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def artifact_run_id(artifact_path: str) -> str | None:
+    """`[workspaces/<ws>/]<experiment_id>/<run_id>/artifacts/...` names a run."""
+    parts = artifact_path.split("/")
+    if parts and parts[0].lower() == "workspaces":
+        parts = parts[2:]
+    if len(parts) >= 2 and _RUN_ID.match(parts[1]):
+        return parts[1]
+    return None
+
+
+def artifact_model_id(artifact_path: str) -> str | None:
+    """`[workspaces/<ws>/]<experiment_id>/models/<model_id>/artifacts/...` names a logged model."""
+    parts = artifact_path.split("/")
+    if parts and parts[0].lower() == "workspaces":
+        parts = parts[2:]
+    if len(parts) >= 4 and parts[1] == "models" and parts[2].startswith("m-"):
+        return parts[2]
+    return None

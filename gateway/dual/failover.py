@@ -39,12 +39,14 @@ from gateway.core.route_table import (
     EXPERIMENTS_SEARCH_GET,
     RUNS_GET,
     RUNS_SEARCH,
+    Body,
     RouteSpec,
     Trait,
     having,
 )
 from gateway.db.models import IdMapRow
 from gateway.dual.mirror import SOURCE_EXPERIMENT_TAG, SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
+from gateway.federation.hooks import Outgoing, Sender, Sent
 from gateway.index.filters import (
     EXPERIMENT_ENTITIES,
     RUN_ENTITIES,
@@ -357,6 +359,31 @@ def own_answer(
     """
     _keep_own(spec, document, maps, missing)
     return _rewrite(document, maps, link)
+
+
+class FailoverSender:
+    """The send step for dual workspaces: a failover read whose store is unreachable goes to the central copy.
+
+    Wraps the plain sender (federation/service.py's StoreSender). The answer says where it came from
+    (`X-Fedgate-Served-By: central`) and its JSON body is translated back (artifact bytes are not).
+    """
+
+    def __init__(self, inner: Sender, failover: Failover) -> None:
+        self._inner = inner
+        self._failover = failover
+
+    async def send(self, outgoing: Outgoing) -> Sent:
+        try:
+            return await self._inner.send(outgoing)
+        except StoreUnavailable:
+            spec, link = outgoing.spec, outgoing.link
+            if not self._failover.serves(spec, link):
+                raise
+            body = outgoing.body if isinstance(outgoing.body, bytes) else None
+            response, translate = await self._failover.request(
+                spec, link, outgoing.path, outgoing.query, body, outgoing.artifact_path
+            )
+            return Sent(response, {SERVED_BY: "central"}, None if spec.body is Body.DOWNLOAD else translate)
 
 
 def _keep_own(spec: RouteSpec, document: dict[str, Any], maps: dict[str, dict[str, str]], missing: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -12,9 +12,11 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
-from gateway.core.errors import BodyTooLarge, GatewayError
+from gateway.core.errors import BodyTooLarge, GatewayError, InvalidParameter
 from gateway.core.principal import Principal
 from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
+from gateway.federation.call import ACCOUNT_SCOPE
+from gateway.federation.hooks import Scope
 from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, scan_headers
 from gateway.observability.access import REQUEST_ID_KEY, note
 from gateway.stores.capabilities import StoreCapabilities
@@ -22,16 +24,28 @@ from gateway.stores.capabilities import StoreCapabilities
 WORKSPACE_HEADER = "x-mlflow-workspace"
 
 
-def forwarding_handlers(forwarder: Forwarder, *, max_json_body: int, max_artifact_body: int) -> list[HTTPRouteHandler]:
-    """One Litestar handler per declared route, mounted at every alias of its path."""
+def forwarding_handlers(
+    forwarder: Forwarder,
+    *,
+    max_json_body: int,
+    max_artifact_body: int,
+    scopes: Mapping[str, Scope] | None = None,
+) -> list[HTTPRouteHandler]:
+    """One Litestar handler per declared route, mounted at every alias of its path.
+
+    `scopes`: workspace names served by something other than the forwarder (the `account` scope),
+    chosen here, at the edge, before the forwarder sees the call.
+    """
     return [
-        _forwarding_handler(spec, forwarder, max_json_body=max_json_body, max_artifact_body=max_artifact_body)
+        _forwarding_handler(
+            spec, forwarder, scopes or {}, max_json_body=max_json_body, max_artifact_body=max_artifact_body
+        )
         for spec in FORWARDED_ROUTES
     ]
 
 
 def _forwarding_handler(
-    spec: RouteSpec, forwarder: Forwarder, *, max_json_body: int, max_artifact_body: int
+    spec: RouteSpec, forwarder: Forwarder, scopes: Mapping[str, Scope], *, max_json_body: int, max_artifact_body: int
 ) -> HTTPRouteHandler:
     upload = spec.body is Body.UPLOAD
     # The static part before an artifact path, e.g. "/mlflow-artifacts/artifacts/".
@@ -61,7 +75,7 @@ def _forwarding_handler(
             request_id=str(request.scope.get(REQUEST_ID_KEY, "")),  # type: ignore[call-overload,unused-ignore]
         )
         try:
-            result = await forwarder.forward(call)
+            result = await _serve(call, forwarder, scopes)
         except GatewayError:
             # The store saw the upload cut short; the reason is ours, not an unreachable store.
             if bounded is not None and bounded.exceeded:
@@ -80,6 +94,15 @@ def _forwarding_handler(
         status_code=200,  # the real status is the store's; this only satisfies DELETE defaults
         include_in_schema=False,
     )(forward)
+
+
+async def _serve(call: ForwardCall, forwarder: Forwarder, scopes: Mapping[str, Scope]) -> ForwardResult:
+    """The call's scope (the `account` scope, say) answers it, or the forwarder sends it to a workspace."""
+    if call.workspace_header is not None and (scope := scopes.get(call.workspace_header)) is not None:
+        return await scope.serve(call)
+    if call.workspace_header == ACCOUNT_SCOPE:
+        raise InvalidParameter("This gateway does not serve the 'account' scope; choose a workspace.")
+    return await forwarder.forward(call)
 
 
 def _raw_artifact_path(request: Request[Any, Any, Any], prefix: str) -> str:

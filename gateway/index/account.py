@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.authz.decide import Authorizer, Everything, hidden
 from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound
 from gateway.core.links import LinkTable, WorkspaceLink
-from gateway.core.paths import artifact_workspace
+from gateway.core.paths import artifact_run_id, artifact_workspace
 from gateway.core.principal import Principal
 from gateway.core.route_table import (
     ARTIFACTS_LIST,
@@ -38,14 +38,9 @@ from gateway.core.route_table import (
     Action,
     Resource,
 )
-from gateway.federation.service import (
-    ACCOUNT_SCOPE,
-    ForwardCall,
-    Forwarder,
-    ForwardResult,
-    RunDirectory,
-    _artifact_run_id,
-)
+from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
+from gateway.federation.locate import RunDirectory
+from gateway.federation.service import Forwarder
 from gateway.index.filters import (
     parse_experiment_filter,
     parse_experiment_order_by,
@@ -100,7 +95,8 @@ _T = TypeVar("_T")
 
 
 class AccountScope:
-    """Serves calls whose workspace is `account`; `forward` sends a call on to one workspace, guarded."""
+    """Serves calls whose workspace is `account` (a `Scope` of federation/hooks.py, chosen at the HTTP edge);
+    `forward` sends a call on to one workspace, guarded: the forwarder's."""
 
     def __init__(
         self,
@@ -320,7 +316,7 @@ class AccountScope:
                 raise ResourceNotFound(f"Workspace '{named}' not found")
             missing = f"Artifact path '{path}' not found"
         else:
-            run_id = _artifact_run_id(path)
+            run_id = artifact_run_id(path)
             if run_id is None:
                 raise InvalidParameter(
                     "In the account scope an artifact path must name a run (<experiment>/<run_id>/...) or a "

@@ -1,0 +1,125 @@
+"""Where features plug into the request pipeline; the forwarder (service.py) knows none of them by name.
+
+The forwarder runs every call through the same steps: canonical body → resolve the workspace →
+guard → send → read the answer → after-write hooks. Features plug in through three small protocols,
+and the composition root (gateway/app.py) chooses which:
+
+- `AfterWrite`: told of every write the store accepted (status 200) that it `wants`. The answer is
+  read whole (not streamed) when a wanting hook `needs_answer`. Wanting hooks `record` concurrently:
+  the client waits for the slowest, not the sum. A hook that raises fails the call with its error
+  (the dual outbox: 503, the write must be repeated); best-effort hooks never raise.
+  Implemented by run routes (federation/bookkeeping.py), the index write-through
+  (index/write_through.py) and the dual outbox (dual/capture.py).
+- `Sender`: the send step. `StoreSender` (service.py) sends to the workspace's store; a decorator
+  may wrap it (dual/failover.py's `FailoverSender` answers reads from the central copy while a dual
+  workspace's store is down).
+- `Scope`: a workspace name served by something other than the forwarder, chosen at the HTTP edge
+  (federation/routes.py): the read-only `account` scope (index/account.py), which calls the
+  forwarder back for reads of one workspace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.core.links import WorkspaceLink
+from gateway.core.ports import StoreResponse
+from gateway.core.principal import Principal
+from gateway.core.route_table import RouteSpec
+from gateway.federation.call import ForwardCall, ForwardResult
+from gateway.federation.canonical import CanonicalBody
+from gateway.federation.guard.request import Plan
+from gateway.federation.schemas import RequestIds
+
+
+@dataclass(slots=True)
+class AcceptedWrite:
+    """A write the store accepted, as the after-write hooks see it."""
+
+    spec: RouteSpec
+    link: WorkspaceLink
+    principal: str
+    request: bytes  # the canonical body, named in the client's workspace (b"" for uploads)
+    response: bytes  # the store's answer when a wanting hook needed it, else b""
+    ids: RequestIds | None  # the top-level ids of a JSON body
+    path_params: Mapping[str, Any]
+    artifact_path: str | None  # artifact routes: the canonical path, in the client's workspace
+
+
+class AfterWrite(Protocol):
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        """Whether an accepted write of this route to this workspace is recorded by this hook."""
+        ...
+
+    def needs_answer(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        """Whether `record` reads `write.response` (asked only of hooks that want the write)."""
+        ...
+
+    async def record(self, write: AcceptedWrite) -> None:
+        """Record the write before the client hears of it; raise only to fail the call."""
+        ...
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A call as the send step sends it: path and query for the store, the body the guard checked."""
+
+    spec: RouteSpec
+    link: WorkspaceLink
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes | AsyncIterable[bytes] | None
+    artifact_path: str | None
+
+
+@dataclass(slots=True)
+class Sent:
+    """What the send step got back: the answer, headers to add to it, and a translation of its JSON body.
+
+    With `translate`, the answer is read whole and passed through it before it goes out.
+    """
+
+    response: StoreResponse
+    headers: dict[str, str] = field(default_factory=dict)
+    translate: Callable[[bytes], Awaitable[bytes]] | None = None
+
+
+class Sender(Protocol):
+    async def send(self, outgoing: Outgoing) -> Sent:
+        """Send the call; raise a GatewayError (StoreUnavailable, StoreTimeout) when it cannot be answered."""
+        ...
+
+
+class Scope(Protocol):
+    async def serve(self, call: ForwardCall) -> ForwardResult:
+        """Answer a call whose X-MLFLOW-WORKSPACE names this scope."""
+        ...
+
+
+class Check(Protocol):
+    """The guard step (federation/guard/): raises to refuse, or says what to do differently (`Plan`)."""
+
+    async def check(
+        self,
+        spec: RouteSpec,
+        principal: Principal,
+        link: WorkspaceLink,
+        body: CanonicalBody | None,
+        query: str,
+        artifact_path: str | None,
+        path_params: dict[str, Any],
+        headers: list[tuple[str, str]],
+    ) -> Plan: ...
+
+    async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
+        """get-by-name names no id up front: raises unless the experiment in the answer is readable."""
+        ...
+
+
+class RunHomes(Protocol):
+    """Which workspace a run lives in (federation/locate.py's RunDirectory), for calls that name only a run."""
+
+    async def workspace_of(self, run_id: str) -> str | None: ...

@@ -1,0 +1,82 @@
+"""Where objects live: which workspace holds a run, which experiment holds a run, logged model or trace.
+
+One component answers for every step that asks: the forwarder's resolution (a call that names only
+a run), the guard's lookups and the index write-through (a run it meets mid-life). Runs the gateway
+saw created are in the run directory (the `run_routes` table, cached); anything else is asked of the
+workspace's store once and cached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.core.links import WorkspaceLink
+from gateway.federation.guard.lookups import StoreLookups
+from gateway.federation.repository import RunRouteRepository
+
+Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
+
+
+class RunDirectory:
+    """run_id → (workspace, experiment), for calls that name only a run. Cached; the database is the truth."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], cache_size: int = 100_000) -> None:
+        self._sessionmaker = sessionmaker
+        self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _remember(self, run_id: str, workspace: str, experiment_id: str) -> None:
+        self._cache[run_id] = (workspace, experiment_id)
+        self._cache.move_to_end(run_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def remember(self, run_id: str, workspace: str, experiment_id: str) -> None:
+        """A run the gateway saw created (its route is written by the run-routes hook, bookkeeping.py)."""
+        self._remember(run_id, workspace, experiment_id)
+
+    async def _lookup(self, run_id: str) -> tuple[str, str] | None:
+        if (cached := self._cache.get(run_id)) is not None:
+            return cached
+        async with self._sessionmaker() as session:
+            found = await RunRouteRepository(session).lookup(run_id)
+        if found is not None:
+            self._remember(run_id, *found)
+        return found
+
+    async def workspace_of(self, run_id: str) -> str | None:
+        found = await self._lookup(run_id)
+        return found[0] if found else None
+
+    async def experiment_of(self, run_id: str, workspace: str) -> str | None:
+        found = await self._lookup(run_id)
+        return found[1] if found and found[0] == workspace else None
+
+
+class Locator:
+    """The guard's `Lookups` and the index writer's way to a run's experiment, over one shared cache."""
+
+    def __init__(self, fetch: Fetch, runs: RunDirectory, cache_size: int = 100_000) -> None:
+        self.runs = runs
+        self._store = StoreLookups(fetch, runs.experiment_of, cache_size)
+
+    async def workspace_of_run(self, run_id: str) -> str | None:
+        return await self.runs.workspace_of(run_id)
+
+    async def experiment_of(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
+        """The experiment holding a run, logged model or trace (`kind` "run", "logged_model", "trace")."""
+        return await self._store.experiment_of(link, kind, object_id)
+
+    async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
+        return await self._store.stage_of(link, name, version)
+
+    def run_experiment(self, link: WorkspaceLink) -> Callable[[str], Awaitable[str | None]]:
+        """run id → experiment id in `link`'s workspace (what the index writer asks of a run it meets)."""
+
+        async def experiment_of_run(run_id: str) -> str | None:
+            return await self._store.experiment_of(link, "run", run_id)
+
+        return experiment_of_run
