@@ -1,0 +1,503 @@
+"""The request pipeline without servers: which workspace a call resolves to, and which hooks hear of it.
+
+The forwarder runs over in-test stand-ins of its ports: a `Store` that records what it was sent, a run
+directory as a dict, a guard that allows everything (or answers a given `Plan`), and hooks that note
+what they were asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import pytest
+
+from gateway.core.errors import InvalidParameter, InvalidState, ResourceNotFound, StoreUnavailable
+from gateway.core.links import LinkTable, Namespace, WorkspaceLink
+from gateway.core.ports import StoreResponse, StoreUnreachable
+from gateway.core.principal import Principal
+from gateway.core.route_table import (
+    ARTIFACT_UPLOAD,
+    EXPERIMENTS_CREATE,
+    EXPERIMENTS_GET,
+    RUNS_CREATE,
+    RUNS_GET,
+    RUNS_LOG_BATCH,
+    RUNS_OUTPUTS,
+    RouteSpec,
+    declared,
+)
+from gateway.dual.capture import OutboxCapture, outbox_entry
+from gateway.dual.failover import SERVED_BY, FailoverSender
+from gateway.federation.bookkeeping import Bookkeeping, RunRoutes
+from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
+from gateway.federation.canonical import CanonicalBody
+from gateway.federation.guard import Plan
+from gateway.federation.hooks import AcceptedWrite, Outgoing, Sent
+from gateway.federation.routes import _serve
+from gateway.federation.service import Forwarder, StoreSender
+from gateway.index.write_through import IndexWriteThrough
+from gateway.index.writer import IndexWriter
+
+RUN_A = "a" * 32
+RUN_B = "b" * 32
+RUN_UNKNOWN = "c" * 32
+USER = Principal("alice", "user", id=7)
+DOWNLOAD = declared("GET /mlflow-artifacts/artifacts/{artifact_path:path}")
+
+
+def link(name: str, workspace_id: int, *, store: str = "s", mirror: str | None = None, **kw: Any) -> WorkspaceLink:
+    return WorkspaceLink(name, workspace_id, "dual" if mirror else "workspace", store, store, name, mirror=mirror, **kw)
+
+
+DEFAULT = link("default", 1000)
+TEAM_A = link("team-a", 1001)
+TEAM_B = link("team-b", 1002)
+DUAL = link("team-d", 1004, mirror="central")
+# Two links sharing one store namespace: both are withheld (409) until one is relinked.
+SHARED = Namespace("http://shared", None)
+CLASH_1 = link("clash-1", 1005, namespaces=(SHARED,))
+CLASH_2 = link("clash-2", 1006, namespaces=(SHARED,))
+
+
+# -- stand-ins of the ports ----------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    """A store's answer; `content_length` None is an answer of unknown size (streamed unless needed)."""
+
+    status: int = 200
+    body: bytes = b"{}"
+    headers: Mapping[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    content_length: int | None = None
+    read_whole: bool = False
+
+    async def read(self) -> bytes:
+        self.read_whole = True
+        return self.body
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        yield self.body
+
+    def release(self) -> None:
+        return None
+
+
+@dataclass
+class Sentinel:
+    method: str
+    path: str
+    query: str
+    workspace: str | None
+    body: Any
+
+
+class RecordingStore:
+    """The core `Store` port: answers `answer` and remembers every request."""
+
+    name = "s"
+    workspaces_enabled = True
+
+    def __init__(self, answer: Answer | None = None, *, down: bool = False) -> None:
+        self.answer = answer or Answer()
+        self.down = down
+        self.sent: list[Sentinel] = []
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Sequence[tuple[str, str]] = (),
+        body: Any = None,
+        workspace: str | None = None,
+        idempotent: bool = False,
+    ) -> StoreResponse:
+        if self.down:
+            raise StoreUnreachable("connection refused")
+        self.sent.append(Sentinel(method, path, query, workspace, body))
+        return self.answer
+
+    async def close(self) -> None:
+        return None
+
+
+class Runs:
+    """The run directory as a dict: run id → workspace."""
+
+    def __init__(self, homes: Mapping[str, str]) -> None:
+        self.homes = dict(homes)
+        self.asked: list[str] = []
+
+    async def workspace_of(self, run_id: str) -> str | None:
+        self.asked.append(run_id)
+        return self.homes.get(run_id)
+
+
+class AllowAll:
+    """A guard that refuses nothing; `plan` is what it answers."""
+
+    def __init__(self, plan: Plan | None = None) -> None:
+        self.plan = plan or Plan()
+        self.checked: list[tuple[str, str]] = []
+        self.found: list[bytes] = []
+
+    async def check(
+        self,
+        spec: RouteSpec,
+        principal: Principal,
+        link: WorkspaceLink,
+        body: CanonicalBody | None,
+        query: str,
+        artifact_path: str | None,
+        path_params: dict[str, Any],
+        headers: list[tuple[str, str]],
+    ) -> Plan:
+        self.checked.append((spec.name, link.name))
+        return self.plan
+
+    async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
+        self.found.append(answer)
+
+
+class NotingHook:
+    """An after-write hook for `routes` (all routes when None) that notes what it was asked."""
+
+    def __init__(self, name: str, routes: set[RouteSpec] | None = None, *, answer: bool = False) -> None:
+        self.name = name
+        self.routes = routes
+        self.answer = answer
+        self.asked_answer: list[str] = []
+        self.recorded: list[AcceptedWrite] = []
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return self.routes is None or spec in self.routes
+
+    def needs_answer(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        self.asked_answer.append(spec.name)
+        return self.answer
+
+    async def record(self, write: AcceptedWrite) -> None:
+        self.recorded.append(write)
+
+
+def links(*served: WorkspaceLink) -> LinkTable:
+    table = LinkTable()
+    table.replace(served)
+    return table
+
+
+def forwarder(
+    *served: WorkspaceLink,
+    store: RecordingStore | None = None,
+    runs: Mapping[str, str] | None = None,
+    guard: AllowAll | None = None,
+    hooks: Sequence[Any] = (),
+) -> Forwarder:
+    stores = {"s": store or RecordingStore(), "central": RecordingStore()}
+    return Forwarder(
+        links(*served),
+        Runs(runs or {}),
+        guard or AllowAll(),
+        StoreSender(stores),
+        hooks,
+    )
+
+
+def call(
+    spec: RouteSpec,
+    *,
+    header: str | None = None,
+    body: dict[str, Any] | None = None,
+    query: str = "",
+    path_params: Mapping[str, Any] | None = None,
+) -> ForwardCall:
+    return ForwardCall(
+        spec=spec,
+        principal=USER,
+        workspace_header=header,
+        path_params=path_params or {},
+        query=query,
+        headers=[("content-type", "application/json")],
+        body=json.dumps(body).encode() if body is not None else None,
+        request_id="req-1",
+    )
+
+
+def log_batch(run_id: str, **kw: Any) -> ForwardCall:
+    return call(RUNS_LOG_BATCH, body={"run_id": run_id, "metrics": [{"key": "m", "value": 1, "timestamp": 1}]}, **kw)
+
+
+def artifact(path: str, *, header: str | None = None) -> ForwardCall:
+    return call(DOWNLOAD, header=header, path_params={"artifact_path": path})
+
+
+# -- resolution: header → artifact path → run id → default ---------------------------------------------
+
+
+async def test_the_header_names_the_workspace_even_when_the_run_lives_elsewhere() -> None:
+    store = RecordingStore()
+    fw = forwarder(DEFAULT, TEAM_A, TEAM_B, store=store, runs={RUN_A: "team-a"})
+    result = await fw.forward(log_batch(RUN_A, header="team-b"))
+    assert result.workspace == "team-b"
+    assert [s.workspace for s in store.sent] == ["team-b"]
+    assert fw.runs.asked == []  # type: ignore[attr-defined]
+
+
+async def test_an_artifact_path_names_the_workspace_before_the_run_does() -> None:
+    fw = forwarder(DEFAULT, TEAM_A, TEAM_B, runs={RUN_A: "team-a"})
+    result = await fw.forward(artifact(f"workspaces/team-b/1/{RUN_A}/artifacts/x.txt"))
+    assert result.workspace == "team-b"
+    # The header wins over the run a path names (a path naming another workspace is refused).
+    assert (await fw.forward(artifact(f"1/{RUN_A}/artifacts/x", header="team-b"))).workspace == "team-b"
+    with pytest.raises(InvalidParameter, match="does not match the active workspace"):
+        await fw.forward(artifact(f"workspaces/team-b/1/{RUN_A}/artifacts/x", header="team-a"))
+
+
+async def test_without_header_or_path_the_run_names_the_workspace() -> None:
+    fw = forwarder(DEFAULT, TEAM_A, TEAM_B, runs={RUN_A: "team-a", RUN_B: "team-b"})
+    assert (await fw.forward(log_batch(RUN_A))).workspace == "team-a"
+    assert (await fw.forward(call(RUNS_GET, query=f"run_id={RUN_B}"))).workspace == "team-b"
+    assert (await fw.forward(artifact(f"1/{RUN_B}/artifacts/model.pkl"))).workspace == "team-b"
+
+
+async def test_an_unknown_run_or_no_run_falls_back_to_default() -> None:
+    fw = forwarder(DEFAULT, TEAM_A, runs={RUN_A: "team-a"})
+    assert (await fw.forward(log_batch(RUN_UNKNOWN))).workspace == "default"
+    assert (await fw.forward(call(EXPERIMENTS_GET, query="experiment_id=1"))).workspace == "default"
+    # Something that is no run id is never looked up.
+    await fw.forward(call(RUNS_GET, query="run_id=not-a-run"))
+    assert fw.runs.asked == [RUN_UNKNOWN]  # type: ignore[attr-defined]
+
+
+async def test_a_run_of_a_workspace_no_longer_linked_falls_back_to_default() -> None:
+    fw = forwarder(DEFAULT, TEAM_A, runs={RUN_B: "team-b"})
+    assert (await fw.forward(log_batch(RUN_B))).workspace == "default"
+
+
+async def test_without_a_default_workspace_the_call_must_name_one() -> None:
+    fw = forwarder(TEAM_A)
+    with pytest.raises(InvalidParameter, match="No workspace selected"):
+        await fw.forward(call(EXPERIMENTS_GET, query="experiment_id=1"))
+
+
+async def test_withheld_links_answer_409_however_they_are_named() -> None:
+    fw = forwarder(DEFAULT, CLASH_1, CLASH_2, runs={RUN_A: "clash-1"})
+    with pytest.raises(InvalidState):
+        await fw.forward(log_batch(RUN_B, header="clash-2"))
+    with pytest.raises(InvalidState):
+        await fw.forward(artifact(f"workspaces/clash-1/1/{RUN_B}/artifacts/x"))
+    with pytest.raises(InvalidState):
+        await fw.forward(log_batch(RUN_A))
+
+
+@pytest.mark.parametrize("name", ["Team_A", "team a", "../team-a", "-team", "%2e%2e"])
+async def test_invalid_workspace_names_are_refused(name: str) -> None:
+    fw = forwarder(DEFAULT, TEAM_A)
+    with pytest.raises(InvalidParameter, match="Invalid workspace name"):
+        await fw.forward(log_batch(RUN_A, header=name))
+
+
+async def test_an_unknown_workspace_is_not_found() -> None:
+    with pytest.raises(ResourceNotFound, match="Workspace 'team-z' not found"):
+        await forwarder(DEFAULT, TEAM_A).forward(log_batch(RUN_A, header="team-z"))
+
+
+async def test_the_account_scope_is_no_workspace_the_forwarder_sends_to() -> None:
+    fw = forwarder(DEFAULT, TEAM_A)
+    with pytest.raises(InvalidParameter, match="'account' scope is read-only"):
+        await fw.forward(artifact(f"workspaces/account/1/{RUN_A}/artifacts/x"))
+    with pytest.raises(InvalidParameter, match="'account' scope is read-only"):
+        await fw.forward(log_batch(RUN_A, header=ACCOUNT_SCOPE))
+
+
+async def test_the_account_scope_is_chosen_at_the_edge() -> None:
+    served: list[ForwardCall] = []
+
+    class Account:
+        async def serve(self, call: ForwardCall) -> ForwardResult:
+            served.append(call)
+            return ForwardResult(200, {}, ACCOUNT_SCOPE, body=b"{}")
+
+    store = RecordingStore()
+    fw = forwarder(DEFAULT, TEAM_A, store=store)
+    result = await _serve(call(RUNS_GET, header=ACCOUNT_SCOPE, query=f"run_id={RUN_A}"), fw, {ACCOUNT_SCOPE: Account()})
+    assert result.workspace == ACCOUNT_SCOPE and len(served) == 1 and store.sent == []
+    # Other names go to the forwarder; without an account scope, `account` is refused at the edge.
+    assert (await _serve(log_batch(RUN_A, header="team-a"), fw, {ACCOUNT_SCOPE: Account()})).workspace == "team-a"
+    with pytest.raises(InvalidParameter, match="does not serve the 'account' scope"):
+        await _serve(log_batch(RUN_A, header=ACCOUNT_SCOPE), fw, {})
+
+
+# -- after-write hooks ----------------------------------------------------------------------------------
+
+
+async def test_only_wanting_hooks_are_asked_and_told() -> None:
+    runs_only = NotingHook("runs", {RUNS_CREATE}, answer=True)
+    batches = NotingHook("batches", {RUNS_LOG_BATCH})
+    fw = forwarder(DEFAULT, TEAM_A, hooks=[runs_only, batches])
+    await fw.forward(log_batch(RUN_A, header="team-a"))
+    assert runs_only.asked_answer == [] and runs_only.recorded == []
+    assert batches.asked_answer == [RUNS_LOG_BATCH.name]
+    (write,) = batches.recorded
+    assert (write.spec, write.link, write.principal) == (RUNS_LOG_BATCH, TEAM_A, "alice")
+    assert msgspec.json.decode(write.request)["run_id"] == RUN_A
+    assert write.ids is not None and write.ids.run_id == RUN_A
+
+
+async def test_the_answer_is_read_whole_only_when_a_wanting_hook_needs_it() -> None:
+    # An answer of unknown size is streamed to the client unless something needs it.
+    store = RecordingStore(Answer(body=b'{"run": {"info": {"run_id": "r"}}}'))
+    nobody = NotingHook("nobody", {RUNS_CREATE})
+    fw = forwarder(DEFAULT, TEAM_A, store=store, hooks=[nobody])
+    streamed = await fw.forward(call(RUNS_CREATE, header="team-a", body={"experiment_id": "1"}))
+    assert streamed.stream is not None and not store.answer.read_whole
+    assert nobody.recorded[0].response == b""
+
+    store = RecordingStore(Answer(body=b'{"run": {"info": {"run_id": "r"}}}'))
+    needs = NotingHook("needs", {RUNS_CREATE}, answer=True)
+    not_wanting = NotingHook("other", {RUNS_LOG_BATCH}, answer=True)
+    fw = forwarder(DEFAULT, TEAM_A, store=store, hooks=[not_wanting, needs])
+    read = await fw.forward(call(RUNS_CREATE, header="team-a", body={"experiment_id": "1"}))
+    assert read.stream is None and read.body == store.answer.body
+    assert needs.recorded[0].response == store.answer.body
+    assert not_wanting.asked_answer == []
+
+
+async def test_a_refused_write_reaches_no_hook_and_is_not_read_for_one() -> None:
+    store = RecordingStore(Answer(status=400, body=b'{"error_code": "INVALID_PARAMETER_VALUE"}'))
+    hook = NotingHook("h", answer=True)
+    result = await forwarder(DEFAULT, TEAM_A, store=store, hooks=[hook]).forward(log_batch(RUN_A, header="team-a"))
+    assert result.status == 400 and result.stream is not None
+    assert hook.recorded == []
+
+
+async def test_an_answer_of_the_guard_reaches_neither_store_nor_hooks() -> None:
+    store = RecordingStore()
+    hook = NotingHook("h")
+    fw = forwarder(DEFAULT, TEAM_A, store=store, guard=AllowAll(Plan(answer=b"{}")), hooks=[hook])
+    result = await fw.forward(log_batch(RUN_A, header="team-a"))
+    assert result.body == b"{}" and store.sent == [] and hook.recorded == []
+
+
+async def test_hooks_record_concurrently_and_a_failing_one_fails_the_call() -> None:
+    both_started = asyncio.Event()
+    started: list[str] = []
+
+    class Waiting(NotingHook):
+        async def record(self, write: AcceptedWrite) -> None:
+            started.append(self.name)
+            if len(started) == 2:
+                both_started.set()
+            await both_started.wait()  # never set if the hooks ran one after the other
+            await super().record(write)
+
+    first, second = Waiting("first"), Waiting("second")
+    fw = forwarder(DEFAULT, TEAM_A, hooks=[first, second])
+    await asyncio.wait_for(fw.forward(log_batch(RUN_A, header="team-a")), timeout=5)
+    assert len(first.recorded) == len(second.recorded) == 1
+
+    class Failing(NotingHook):
+        async def record(self, write: AcceptedWrite) -> None:
+            raise StoreUnavailable("could not be queued")
+
+    slow = Waiting("slow")
+    started.clear()
+    both_started.set()
+    with pytest.raises(StoreUnavailable, match="could not be queued"):
+        await forwarder(DEFAULT, TEAM_A, hooks=[Failing("f"), slow]).forward(log_batch(RUN_A, header="team-a"))
+    await asyncio.sleep(0)
+    assert len(slow.recorded) == 1  # the others still finish
+
+
+async def test_the_features_hooks_want_what_the_route_table_says() -> None:
+    async def no_pool(name: str, settings: Mapping[str, str] | None = None, /) -> Any:
+        raise AssertionError("no database in this test")
+
+    bookkeeping = Bookkeeping(no_pool)
+    outbox = OutboxCapture(bookkeeping)
+    index = IndexWriteThrough(IndexWriter(), bookkeeping, locator=None)  # type: ignore[arg-type]
+    run_routes = RunRoutes(bookkeeping, runs=None)  # type: ignore[arg-type]
+    assert outbox.wants(RUNS_LOG_BATCH, DUAL) and not outbox.wants(RUNS_LOG_BATCH, TEAM_A)
+    assert not outbox.wants(RUNS_GET, DUAL)
+    assert outbox.needs_answer(RUNS_CREATE, DUAL) and not outbox.needs_answer(RUNS_LOG_BATCH, DUAL)
+    assert index.wants(RUNS_LOG_BATCH, TEAM_A) and not index.wants(RUNS_OUTPUTS, TEAM_A)
+    assert index.needs_answer(EXPERIMENTS_CREATE, TEAM_A) and not index.needs_answer(RUNS_LOG_BATCH, TEAM_A)
+    assert run_routes.wants(RUNS_CREATE, TEAM_A) and not run_routes.wants(RUNS_LOG_BATCH, TEAM_A)
+
+
+async def test_outbox_entries_keep_the_clients_body_and_are_ordered_by_object() -> None:
+    body = b'{"run_id": "' + RUN_A.encode() + b'", "metrics": []}'
+    ids = msgspec.json.decode(body, type=_Ids)
+    write = AcceptedWrite(RUNS_LOG_BATCH, DUAL, "alice", body, b"", ids, {}, None)  # type: ignore[arg-type]
+    entry = outbox_entry(write)
+    assert entry is not None
+    assert entry.order_key == f"1004/run:{RUN_A}" and entry.route == RUNS_LOG_BATCH.name
+    assert entry.payload == b'{"request":' + body + b',"response":{}}'
+    upload = AcceptedWrite(ARTIFACT_UPLOAD, DUAL, "alice", b"", b"", None, {}, f"1/{RUN_A}/artifacts/m.pkl")
+    uploaded = outbox_entry(upload)
+    assert uploaded is not None and msgspec.json.decode(uploaded.payload) == {"path": f"1/{RUN_A}/artifacts/m.pkl"}
+    # An artifact of neither a run nor a logged model is nothing the central store keeps.
+    assert outbox_entry(AcceptedWrite(ARTIFACT_UPLOAD, DUAL, "alice", b"", b"", None, {}, "1/x/y")) is None
+
+
+class _Ids(msgspec.Struct):
+    run_id: str | None = None
+    run_uuid: str | None = None
+    experiment_id: str | None = None
+    name: str | None = None
+    new_name: str | None = None
+
+
+# -- the send step and its failover decorator ------------------------------------------------------------
+
+
+class CentralCopy:
+    """Failover's surface as FailoverSender uses it."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def serves(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return link.mirror is not None and spec.failover
+
+    async def request(
+        self, spec: RouteSpec, link: WorkspaceLink, path: str, query: str, body: bytes | None, artifact_path: str | None
+    ) -> tuple[StoreResponse, Any]:
+        self.asked.append(path)
+
+        async def translate(raw: bytes) -> bytes:
+            return raw.replace(b"central-id", b"own-id")
+
+        return Answer(body=b'{"run": {"info": {"run_id": "central-id"}}}'), translate
+
+
+async def test_failover_answers_reads_of_a_dual_workspace_whose_store_is_down() -> None:
+    central = CentralCopy()
+    sender = FailoverSender(StoreSender({"s": RecordingStore(down=True)}), central)  # type: ignore[arg-type]
+    fw = Forwarder(links(DEFAULT, DUAL, TEAM_A), Runs({}), AllowAll(), sender, ())
+    result = await fw.forward(call(RUNS_GET, header="team-d", query=f"run_id={RUN_A}"))
+    assert result.headers[SERVED_BY] == "central"
+    assert result.body == b'{"run": {"info": {"run_id": "own-id"}}}'  # read whole and translated back
+    # Writes, and workspaces that are not dual, still answer 503.
+    with pytest.raises(StoreUnavailable):
+        await fw.forward(log_batch(RUN_A, header="team-d"))
+    with pytest.raises(StoreUnavailable):
+        await fw.forward(call(RUNS_GET, header="team-a", query=f"run_id={RUN_A}"))
+    assert central.asked == ["/api/2.0/mlflow/runs/get"]
+
+
+async def test_the_plain_sender_sends_to_the_workspaces_store_in_its_namespace() -> None:
+    store = RecordingStore()
+    renamed = WorkspaceLink("team-r", 1007, "workspace", "s", "s", "upstream-r")
+    sent = await StoreSender({"s": store}).send(
+        Outgoing(RUNS_GET, renamed, "/api/2.0/mlflow/runs/get", f"run_id={RUN_A}", [], None, None)
+    )
+    assert isinstance(sent, Sent) and sent.headers == {} and sent.translate is None
+    assert [(s.method, s.path, s.workspace) for s in store.sent] == [("GET", "/api/2.0/mlflow/runs/get", "upstream-r")]
