@@ -1,8 +1,8 @@
 """Write-through of the account-wide index: every tracking write the gateway forwards updates it.
 
 The index is what the system tables and account-wide search read. A write is indexed after the
-store accepted it, in the same PostgreSQL transaction as the rest of the gateway's bookkeeping for
-that call (run route, outbox entry). Metric points are appended with COPY; the per-(run, metric)
+store accepted it, by the after-write hook of write_through.py, on a connection of its own (best
+effort, asynchronous commit). Metric points are appended as chunks; the per-(run, metric)
 aggregates are maintained incrementally with one upsert per batch.
 
 Two steps: `plan` reads the write (the route, what the client sent and the store answered) and says
