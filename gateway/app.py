@@ -85,7 +85,7 @@ from gateway.index.writer import IndexWriter
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
 from gateway.observability.metrics import DENIED
 from gateway.observability.routes import health_handlers
-from gateway.principals.routes import ScimController, TokenController
+from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.sql.repository import ViewRepository
 from gateway.sql.routes import SqlStatementsController
@@ -362,8 +362,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             WorkspacesController,
             LinksController,
             IndexController,
+            ScimMeController,
             ScimController,
             TokenController,
+            TokenManagementController,
             PermissionsController,
             RegisteredModelIdController,
             UnityCatalogController,

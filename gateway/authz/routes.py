@@ -17,7 +17,7 @@ from gateway.core.errors import InvalidParameter, ResourceNotFound
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.federation.service import Forwarder
-from gateway.principals.service import require_admin
+from gateway.principals.guards import account_admin
 
 WORKSPACE_HEADER = "x-mlflow-workspace"
 
@@ -221,6 +221,7 @@ class AuditController(Controller):
     path = "/api/2.0/fedgate/audit-log"
     include_in_schema = False
     opt = {"access": "account admins"}
+    guards = [account_admin()]
 
     @get("/", name="audit log")
     async def entries(
@@ -234,7 +235,6 @@ class AuditController(Controller):
         outcome: str | None = None,
         max_results: int = Parameter(query="max_results", default=100, ge=1, le=1000),
     ) -> dict[str, Any]:
-        require_admin(request.user)
         after_id = int(page_token) if page_token and page_token.isdigit() else 0
         async with sessionmaker() as session:
             rows = await AuditRepository(session).query(

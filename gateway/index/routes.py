@@ -6,24 +6,20 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 
-from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.errors import InvalidParameter, ResourceNotFound
 from gateway.core.principal import Principal
 from gateway.index.sync import IndexSync
-
-
-def _require_admin(request: Request[Principal, Any, Any]) -> None:
-    if not request.user.account_admin:
-        raise PermissionDenied("Only account admins may see or start the index sync.")
+from gateway.principals.guards import account_admin
 
 
 class IndexController(Controller):
     path = "/api/2.0/fedgate/index"
     include_in_schema = False
     opt = {"access": "account admins"}
+    guards = [account_admin("Only account admins may see or start the index sync.")]
 
     @get("/status", name="index status")
     async def status(self, request: Request[Principal, Any, Any], index_sync: IndexSync) -> dict[str, Any]:
-        _require_admin(request)
         return {"workspaces": await index_sync.status()}
 
     @post("/sync", name="index sync", status_code=200)
@@ -34,7 +30,6 @@ class IndexController(Controller):
 
         A waited-for pass queues behind one already running, so its answer covers the store as it is now.
         """
-        _require_admin(request)
         name, full, wait = data.get("workspace"), data.get("full", False), data.get("wait", False)
         if not isinstance(name, str) or not name:
             raise InvalidParameter("'workspace' (a workspace name) is required.")

@@ -11,7 +11,8 @@ from litestar.params import Parameter
 from gateway.core.errors import InvalidParameter
 from gateway.core.principal import Principal
 from gateway.db.models import PrincipalRow, TokenRow
-from gateway.principals.service import PrincipalService, TokenService, require_admin
+from gateway.principals.guards import account_admin
+from gateway.principals.service import PrincipalService, TokenService
 
 SCIM = "/api/2.0/preview/scim/v2"
 SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:"
@@ -111,10 +112,10 @@ def _fields(kind: str, document: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-class ScimController(Controller):
+class ScimMeController(Controller):
     path = SCIM
     include_in_schema = False
-    opt = {"access": "account admins (GET /Me: anyone)"}
+    opt = {"access": "any principal: itself"}
 
     @get("/Me", name="scim me")
     async def me(self, request: Request[Principal, Any, Any], principals: PrincipalService) -> dict[str, Any]:
@@ -132,6 +133,13 @@ class ScimController(Controller):
         row, groups, members = await principals.get(kind, caller.id)
         return scim_resource(row, groups, members)
 
+
+class ScimController(Controller):
+    path = SCIM
+    include_in_schema = False
+    opt = {"access": "account admins"}
+    guards = [account_admin()]
+
     @get("/{resource:str}", name="scim list")
     async def list_principals(
         self,
@@ -142,7 +150,6 @@ class ScimController(Controller):
         start_index: int = Parameter(query="startIndex", default=1, ge=1),
         count: int = Parameter(query="count", default=10_000, ge=0, le=10_000),
     ) -> dict[str, Any]:
-        require_admin(request.user)
         kind = _kind(resource)
         rows = [entry for entry in await principals.list(kind) if _matches(entry[0], kind, filter)]
         resources = [scim_resource(*entry) for entry in rows[start_index - 1 : start_index - 1 + count]]
@@ -158,7 +165,6 @@ class ScimController(Controller):
     async def create(
         self, request: Request[Principal, Any, Any], resource: str, data: dict[str, Any], principals: PrincipalService
     ) -> dict[str, Any]:
-        require_admin(request.user)
         kind = _kind(resource)
         name = str(data.get(NAME_ATTRIBUTE[kind]) or "")
         if not name and kind != "service_principal":
@@ -184,7 +190,6 @@ class ScimController(Controller):
     async def get_one(
         self, request: Request[Principal, Any, Any], resource: str, principal_id: int, principals: PrincipalService
     ) -> dict[str, Any]:
-        require_admin(request.user)
         return scim_resource(*(await principals.get(_kind(resource), principal_id)))
 
     @patch("/{resource:str}/{principal_id:int}", name="scim patch")
@@ -196,7 +201,6 @@ class ScimController(Controller):
         data: dict[str, Any],
         principals: PrincipalService,
     ) -> dict[str, Any]:
-        require_admin(request.user)
         kind = _kind(resource)
         operations = data.get("Operations") or data.get("operations")
         if not isinstance(operations, list) or not operations:
@@ -239,7 +243,6 @@ class ScimController(Controller):
     async def delete_one(
         self, request: Request[Principal, Any, Any], resource: str, principal_id: int, principals: PrincipalService
     ) -> None:
-        require_admin(request.user)
         await principals.delete(request.user, _kind(resource), principal_id)
 
 
@@ -251,13 +254,13 @@ def _kind(resource: str) -> str:
 
 
 class TokenController(Controller):
-    """The caller's own tokens (`/token`) and every principal's (`/token-management`, account admins)."""
+    """The caller's own tokens (`/token`); every principal's are under TokenManagementController."""
 
-    path = "/api/2.0"
+    path = "/api/2.0/token"
     include_in_schema = False
-    opt = {"access": "own tokens: any principal; token-management: account admins"}
+    opt = {"access": "any principal: its own tokens"}
 
-    @post("/token/create", name="token create", status_code=200)
+    @post("/create", name="token create", status_code=200)
     async def create(
         self, request: Request[Principal, Any, Any], data: dict[str, Any], tokens: TokenService
     ) -> dict[str, Any]:
@@ -269,13 +272,13 @@ class TokenController(Controller):
         )
         return {"token_value": value, "token_info": _ms(row)}
 
-    @get("/token/list", name="token list")
+    @get("/list", name="token list")
     async def list_own(self, request: Request[Principal, Any, Any], tokens: TokenService) -> dict[str, Any]:
         if request.user.id is None:
             return {"token_infos": []}
         return {"token_infos": [_ms(row) for row in await tokens.list(request.user.id)]}
 
-    @post("/token/delete", name="token delete", status_code=200)
+    @post("/delete", name="token delete", status_code=200)
     async def delete_own(
         self, request: Request[Principal, Any, Any], data: dict[str, Any], tokens: TokenService
     ) -> dict[str, Any]:
@@ -285,7 +288,16 @@ class TokenController(Controller):
         await tokens.revoke(request.user, token_id, owner_id=request.user.id if request.user.id is not None else -1)
         return {}
 
-    @post("/token-management/on-behalf-of/tokens", name="token on behalf of", status_code=200)
+
+class TokenManagementController(Controller):
+    """Every principal's tokens (`/token-management`): account admins."""
+
+    path = "/api/2.0/token-management"
+    include_in_schema = False
+    opt = {"access": "account admins"}
+    guards = [account_admin()]
+
+    @post("/on-behalf-of/tokens", name="token on behalf of", status_code=200)
     async def create_for(
         self,
         request: Request[Principal, Any, Any],
@@ -293,7 +305,6 @@ class TokenController(Controller):
         tokens: TokenService,
         principals: PrincipalService,
     ) -> dict[str, Any]:
-        require_admin(request.user)
         snapshot = principals.policy.snapshot
         owner = None
         if data.get("application_id"):
@@ -309,7 +320,7 @@ class TokenController(Controller):
         )
         return {"token_value": value, "token_info": _managed(row, principals)}
 
-    @get("/token-management/tokens", name="token management list")
+    @get("/tokens", name="token management list")
     async def list_all(
         self,
         request: Request[Principal, Any, Any],
@@ -318,23 +329,20 @@ class TokenController(Controller):
         created_by_id: int | None = None,
         owner_id: int | None = None,
     ) -> dict[str, Any]:
-        require_admin(request.user)
         rows = await tokens.list(owner_id)
         infos = [_managed(row, principals) for row in rows if created_by_id is None or row.created_by == created_by_id]
         return {"token_infos": infos}
 
-    @get("/token-management/tokens/{token_id:str}", name="token management get")
+    @get("/tokens/{token_id:str}", name="token management get")
     async def get_one(
         self, request: Request[Principal, Any, Any], token_id: str, tokens: TokenService, principals: PrincipalService
     ) -> dict[str, Any]:
-        require_admin(request.user)
         return {"token_info": _managed(await tokens.get(token_id), principals)}
 
-    @delete("/token-management/tokens/{token_id:str}", name="token management delete", status_code=200)
+    @delete("/tokens/{token_id:str}", name="token management delete", status_code=200)
     async def delete_any(
         self, request: Request[Principal, Any, Any], token_id: str, tokens: TokenService
     ) -> Response[dict[str, Any]]:
-        require_admin(request.user)
         await tokens.revoke(request.user, token_id, owner_id=None)
         return Response({})
 

@@ -275,8 +275,3 @@ async def _name_free(repository: PrincipalRepository, name: str) -> None:
             f"A {kind} named '{name}' already exists; names are unique across users, groups and service principals.",
             status=409,
         )
-
-
-def require_admin(principal: Principal) -> None:
-    if not principal.account_admin:
-        raise PermissionDenied("Only account admins may do this.")

@@ -10,12 +10,13 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authz.decide import Authorizer, hidden
-from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.errors import InvalidParameter, ResourceNotFound
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import WORKSPACE_ROUTES
 from gateway.dual.outbox import OutboxRepository
 from gateway.dual.reconcile import Reconciler
+from gateway.principals.guards import account_admin
 from gateway.workspaces.schemas import (
     WorkspaceChanges,
     WorkspaceCreate,
@@ -28,9 +29,8 @@ WARNING_HEADER = "X-Fedgate-Warning"
 DELETE_MODES = ("RESTRICT", "CASCADE", "SET_DEFAULT")
 
 
-def _require_admin(request: Request[Principal, Any, Any]) -> None:
-    if not request.user.account_admin:
-        raise PermissionDenied("Only account admins may link, relink or unlink workspaces.")
+# Linking, relinking, unlinking and the state of links: account admins only.
+ADMINS = account_admin("Only account admins may link, relink or unlink workspaces.")
 
 
 def _warned(content: WorkspaceResponse, warning: str | None, status: int) -> Response[WorkspaceResponse]:
@@ -42,7 +42,9 @@ _LIST, _CREATE, _GET, _UPDATE, _DELETE = WORKSPACE_ROUTES
 
 
 class WorkspacesController(Controller):
-    """Mounted at /api/3.0 and /ajax-api/3.0 under mlflow/workspaces."""
+    """Mounted at /api/3.0 and /ajax-api/3.0 under mlflow/workspaces. Reading: each caller sees the workspaces
+    it holds a grant in. Linking (create), relinking (update) and unlinking (delete): account admins, by a
+    guard on each of those routes (a separate controller would register the same paths twice)."""
 
     path = "/"
     include_in_schema = False
@@ -55,15 +57,13 @@ class WorkspacesController(Controller):
         visible = [w for w in service.list() if authorizer.enters(request.user, int(w.workspace_id))]
         return WorkspaceList(workspaces=visible)
 
-    @post(_CREATE.paths(), opt={"route": _CREATE}, name="workspaces create", status_code=201)
+    @post(_CREATE.paths(), opt={"route": _CREATE}, name="workspaces create", status_code=201, guards=[ADMINS])
     async def create_workspace(
         self,
-        request: Request[Principal, Any, Any],
         data: WorkspaceCreate,
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> Response[WorkspaceResponse]:
-        _require_admin(request)
         workspace, warning = await service.create(sessionmaker, data)
         async with sessionmaker() as session:
             await service.reload(session)
@@ -82,17 +82,15 @@ class WorkspacesController(Controller):
             raise hidden(f"Workspace '{workspace_name}' not found")
         return WorkspaceResponse(workspace)
 
-    @patch(_UPDATE.paths(), opt={"route": _UPDATE}, name="workspaces update")
+    @patch(_UPDATE.paths(), opt={"route": _UPDATE}, name="workspaces update", guards=[ADMINS])
     async def update_workspace(
         self,
-        request: Request[Principal, Any, Any],
         workspace_name: str,
         data: WorkspaceChanges,
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
         reconciler: Reconciler,
     ) -> Response[WorkspaceResponse]:
-        _require_admin(request)
         before = service.links.get(workspace_name)
         workspace, warning = await service.update(sessionmaker, workspace_name, data)
         async with sessionmaker() as session:
@@ -103,16 +101,14 @@ class WorkspacesController(Controller):
             await reconciler.begin(after, everything=True)
         return _warned(WorkspaceResponse(workspace), warning, 200)
 
-    @delete(_DELETE.paths(), opt={"route": _DELETE}, name="workspaces delete", status_code=204)
+    @delete(_DELETE.paths(), opt={"route": _DELETE}, name="workspaces delete", status_code=204, guards=[ADMINS])
     async def delete_workspace(
         self,
-        request: Request[Principal, Any, Any],
         workspace_name: str,
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
         mode: str = Parameter(default="RESTRICT"),
     ) -> None:
-        _require_admin(request)
         if mode.upper() not in DELETE_MODES:
             raise InvalidParameter(f"mode must be one of {', '.join(DELETE_MODES)}")
         # Unlinking never touches the store, so every mode leaves the store's data where it is.
@@ -128,6 +124,7 @@ class LinksController(Controller):
     path = "/api/2.0/fedgate/links"
     include_in_schema = False
     opt = {"access": "account admins"}
+    guards = [ADMINS]
 
     @get("/", name="links status")
     async def status(
@@ -137,7 +134,6 @@ class LinksController(Controller):
         sessionmaker: async_sessionmaker[AsyncSession],
         reconciler: Reconciler,
     ) -> dict[str, Any]:
-        _require_admin(request)
         async with sessionmaker() as session:
             queues = {row["workspace_id"]: row for row in await OutboxRepository(session).status()}
         passes = await reconciler.states()
@@ -175,7 +171,6 @@ class LinksController(Controller):
         reconciler: Reconciler,
     ) -> dict[str, Any]:
         """Compare the workspace's runs with their central copies and repair; `all` also backfills history."""
-        _require_admin(request)
         link = _linked(service, workspace_name)
         if link.mirror is None:
             raise InvalidParameter(f"Workspace '{workspace_name}' is not linked in dual mode; nothing to reconcile.")
@@ -192,7 +187,6 @@ class LinksController(Controller):
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> dict[str, Any]:
-        _require_admin(request)
         link = _linked(service, workspace_name)
         async with sessionmaker() as session:
             rows = await OutboxRepository(session).dead_letters(link.workspace_id)
@@ -220,7 +214,6 @@ class LinksController(Controller):
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> dict[str, Any]:
-        _require_admin(request)
         link = _linked(service, workspace_name)
         entry = data.get("id")
         if entry is not None and not str(entry).isdigit():

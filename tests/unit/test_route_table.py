@@ -18,6 +18,7 @@ from gateway.core.route_table import (
     declared,
 )
 from gateway.federation.guard import rule_for
+from gateway.principals.guards import is_account_admin_guard
 
 OPERATIONS = {"/health", "/health/live", "/health/ready", "/metrics"}
 
@@ -52,6 +53,42 @@ def test_the_gateways_own_api_states_who_may_call_it() -> None:
         "/api/2.0/fedgate/audit-log",
     }
     assert all(isinstance(note, str) and note for _, _, note in own)
+
+
+def test_account_admin_routes_refuse_through_a_guard() -> None:
+    """Admin-only routes carry the account-admin guard on their controller, not a call a handler could forget."""
+    guarded: set[tuple[str, str]] = set()
+    open_to_all: set[tuple[str, str]] = set()
+    for route in build_app().routes:
+        for handler in getattr(route, "route_handlers", []):
+            admin = any(is_account_admin_guard(guard) for guard in handler.resolve_guards())
+            for method in handler.http_methods - {"OPTIONS", "HEAD"}:
+                (guarded if admin else open_to_all).add((method, route.path))
+                if handler.opt.get("access") == "account admins":
+                    assert admin, f"{method} {route.path} is for account admins but has no guard"
+    assert guarded >= {
+        ("GET", "/api/2.0/preview/scim/v2/{resource:str}"),
+        ("POST", "/api/2.0/preview/scim/v2/{resource:str}"),
+        ("PATCH", "/api/2.0/preview/scim/v2/{resource:str}/{principal_id:int}"),
+        ("DELETE", "/api/2.0/preview/scim/v2/{resource:str}/{principal_id:int}"),
+        ("POST", "/api/2.0/token-management/on-behalf-of/tokens"),
+        ("GET", "/api/2.0/token-management/tokens"),
+        ("DELETE", "/api/2.0/token-management/tokens/{token_id:str}"),
+        ("GET", "/api/2.0/fedgate/audit-log"),
+        ("GET", "/api/2.0/fedgate/links"),
+        ("POST", "/api/2.0/fedgate/links/{workspace_name:str}/dead-letters/retry"),
+        ("POST", "/api/2.0/fedgate/index/sync"),
+        ("POST", "/api/3.0/mlflow/workspaces"),
+        ("PATCH", "/ajax-api/3.0/mlflow/workspaces/{workspace_name:str}"),
+        ("DELETE", "/api/3.0/mlflow/workspaces/{workspace_name:str}"),
+    }
+    assert open_to_all >= {
+        ("GET", "/api/2.0/preview/scim/v2/Me"),
+        ("POST", "/api/2.0/token/create"),
+        ("GET", "/api/2.0/token/list"),
+        ("GET", "/api/3.0/mlflow/workspaces"),
+        ("GET", "/api/3.0/mlflow/workspaces/{workspace_name:str}"),
+    }
 
 
 def test_every_mlflow_route_has_an_authorization_rule() -> None:
