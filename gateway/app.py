@@ -378,7 +378,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "sessionmaker": Provide(lambda: sessionmaker, sync_to_thread=False, use_cache=True),
             "authorizer": Provide(lambda: authorizer, sync_to_thread=False, use_cache=True),
             "access": Provide(lambda: access, sync_to_thread=False, use_cache=True),
-            "forwarder": Provide(lambda: forwarder, sync_to_thread=False, use_cache=True),
+            "workspaces": Provide(lambda: forwarder, sync_to_thread=False, use_cache=True),  # authz.ports.Workspaces
             "principals": Provide(lambda: principals, sync_to_thread=False, use_cache=True),
             "tokens": Provide(lambda: tokens, sync_to_thread=False, use_cache=True),
             "sql": Provide(lambda: sql, sync_to_thread=False, use_cache=True),

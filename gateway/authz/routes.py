@@ -12,22 +12,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.audit.repository import AuditRepository
 from gateway.authz.decide import hidden
 from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
+from gateway.authz.ports import Workspaces
 from gateway.authz.service import AccessService, Securable
 from gateway.core.errors import InvalidParameter, ResourceNotFound
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.federation.service import Forwarder
 from gateway.principals.guards import account_admin
 
 WORKSPACE_HEADER = "x-mlflow-workspace"
 
 
-def _link(request: Request[Principal, Any, Any], forwarder: Forwarder) -> WorkspaceLink:
+def _link(request: Request[Principal, Any, Any], workspaces: Workspaces) -> WorkspaceLink:
     name = request.headers.get(WORKSPACE_HEADER)
     if name:
-        return forwarder.link_named(name)
-    if forwarder.links.default is not None:
-        return forwarder.links.default
+        return workspaces.link_named(name)
+    if workspaces.links.default is not None:
+        return workspaces.links.default
     raise InvalidParameter("Choose the workspace with the X-MLFLOW-WORKSPACE header.")
 
 
@@ -56,13 +56,13 @@ class PermissionsController(Controller):
         kind: str,
         object_id: str,
         access: AccessService,
-        forwarder: Forwarder,
+        workspaces: Workspaces,
     ) -> Securable:
         if kind == "workspaces":
-            target = access.workspace(forwarder.link_named(object_id))
+            target = access.workspace(workspaces.link_named(object_id))
             access.check_can_view(request.user, target)
             return target
-        link = _link(request, forwarder)
+        link = _link(request, workspaces)
         if not access.authorizer.enters(request.user, link.workspace_id):
             raise hidden(f"Workspace '{link.name}' not found")
         if kind == "experiments":
@@ -92,9 +92,9 @@ class PermissionsController(Controller):
         kind: str,
         object_id: str,
         access: AccessService,
-        forwarder: Forwarder,
+        workspaces: Workspaces,
     ) -> dict[str, Any]:
-        return access.acl(await self._target(request, kind, object_id, access, forwarder))
+        return access.acl(await self._target(request, kind, object_id, access, workspaces))
 
     @get("/{kind:str}/{object_id:str}/permissionLevels", name="permissions levels")
     async def get_levels(
@@ -103,9 +103,9 @@ class PermissionsController(Controller):
         kind: str,
         object_id: str,
         access: AccessService,
-        forwarder: Forwarder,
+        workspaces: Workspaces,
     ) -> dict[str, Any]:
-        return access.levels(await self._target(request, kind, object_id, access, forwarder))
+        return access.levels(await self._target(request, kind, object_id, access, workspaces))
 
     @put("/{kind:str}/{object_id:str}", name="permissions set")
     async def set_acl(
@@ -115,9 +115,9 @@ class PermissionsController(Controller):
         object_id: str,
         data: dict[str, Any],
         access: AccessService,
-        forwarder: Forwarder,
+        workspaces: Workspaces,
     ) -> dict[str, Any]:
-        target = await self._target(request, kind, object_id, access, forwarder)
+        target = await self._target(request, kind, object_id, access, workspaces)
         access.check_can_manage(request.user, target)
         return await access.set_acl(request.user, target, _acl_items(data), replace=True)
 
@@ -129,9 +129,9 @@ class PermissionsController(Controller):
         object_id: str,
         data: dict[str, Any],
         access: AccessService,
-        forwarder: Forwarder,
+        workspaces: Workspaces,
     ) -> dict[str, Any]:
-        target = await self._target(request, kind, object_id, access, forwarder)
+        target = await self._target(request, kind, object_id, access, workspaces)
         access.check_can_manage(request.user, target)
         return await access.set_acl(request.user, target, _acl_items(data), replace=False)
 
@@ -148,10 +148,10 @@ class RegisteredModelIdController(Controller):
         self,
         request: Request[Principal, Any, Any],
         access: AccessService,
-        forwarder: Forwarder,
+        workspaces: Workspaces,
         name: str = Parameter(query="name", min_length=1),
     ) -> dict[str, Any]:
-        link = _link(request, forwarder)
+        link = _link(request, workspaces)
         missing = f"Registered Model with name={name} not found"
         # Only a reader of the whole workspace may make the gateway ask the store about a model it has no
         # id for yet: anyone else can read only models with ids (grants are on ids), so asking would

@@ -11,7 +11,6 @@ principals still share (rows older than the rules) is refused rather than resolv
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +34,7 @@ from gateway.authz.levels import (
 )
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
+from gateway.authz.ports import ObjectExists
 from gateway.authz.repository import GrantRepository, ModelIdRepository, PolicyVersionRepository
 from gateway.core.errors import InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
@@ -74,7 +74,7 @@ class AccessService:
         policy: LivePolicy,
         authorizer: Authorizer,
         audit: AuditTrail,
-        exists: Callable[[WorkspaceLink, str, str], Awaitable[bool]],
+        exists: ObjectExists,
     ) -> None:
         self._sessionmaker = sessionmaker
         self.policy = policy
