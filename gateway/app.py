@@ -8,10 +8,12 @@ import os
 import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Request, Response
+import msgspec
+from litestar import Litestar, Request, Response, Router
 from litestar.di import Provide
 from litestar.exceptions import (
     HTTPException,
@@ -21,6 +23,8 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from adapters.postgres_notify import PostgresNotifications
 from adapters.stores.auth import (
@@ -55,7 +59,14 @@ from gateway.core.config import (
     StoreSettings,
     load_settings,
 )
-from gateway.core.errors import BODY_DECODE_ERRORS, GatewayError, PermissionDenied, Unauthenticated, body_error
+from gateway.core.errors import (
+    BODY_DECODE_ERRORS,
+    GatewayError,
+    InvalidParameter,
+    PermissionDenied,
+    Unauthenticated,
+    body_error,
+)
 from gateway.core.links import LinkTable
 from gateway.core.ports import ChangeFeed, Store
 from gateway.core.principal import Principal
@@ -164,6 +175,8 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
             status_code=413,
         )
     if isinstance(exc, ValidationException):
+        if isinstance(exc.__cause__, msgspec.ValidationError):  # a body that does not fit its Struct
+            return _gateway_error(request, body_error(_body_path(exc.__cause__)) or InvalidParameter(str(exc.detail)))
         detail = "; ".join(str(e.get("message", "")) for e in (exc.extra or []) if isinstance(e, dict))
         return Response(
             _error_body("INVALID_PARAMETER_VALUE", f"Invalid request: {detail or exc.detail}"), status_code=400
@@ -176,6 +189,13 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     if 400 <= exc.status_code < 500:
         return Response(_error_body("BAD_REQUEST", str(exc.detail)), status_code=exc.status_code)
     return _unexpected(request, exc)
+
+
+def _body_path(exc: msgspec.ValidationError) -> msgspec.ValidationError:
+    """msgspec's message with the path from the body's root (`$.changes[0].add`), not from the handler's
+    `data` argument (`$.data.changes[0].add`), so the message names the field as the caller wrote it."""
+    text = str(exc).replace("`$.data.", "`$.").replace("`$.data`", "`$`")
+    return msgspec.ValidationError(text)
 
 
 def _malformed_body(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -210,6 +230,28 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     return Response(
         _error_body("INTERNAL_ERROR", f"Internal error in the gateway (request id {request_id})."),
         status_code=500,
+    )
+
+
+def _version() -> str:
+    try:
+        return version("fedgate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+def openapi_config() -> OpenAPIConfig:
+    """The gateway's own API (admin, permissions, workspaces, SQL) described at /schema/openapi.json.
+
+    Deny by default as every other route: only an authenticated caller reads it. The forwarded MLflow
+    routes are MLflow's (documented there) and the operations routes are not listed.
+    """
+    return OpenAPIConfig(
+        title="fedgate",
+        version=_version(),
+        description="The gateway's own API; the MLflow routes it forwards are MLflow's.",
+        render_plugins=[JsonRenderPlugin()],  # /schema/openapi.json; no UI pages (they load scripts from CDNs)
+        openapi_router=Router("/schema", route_handlers=[], opt={"access": "any authenticated principal"}),
     )
 
 
@@ -395,7 +437,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             Exception: _unexpected,
         },
         lifespan=[lifespan],
-        openapi_config=None,
+        openapi_config=openapi_config(),
         logging_config=None,
         request_max_body_size=settings.server.max_json_body_bytes,
         debug=False,

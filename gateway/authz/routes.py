@@ -13,6 +13,18 @@ from gateway.audit.repository import AuditRepository
 from gateway.authz.decide import hidden
 from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
 from gateway.authz.ports import Workspaces
+from gateway.authz.schemas import (
+    AuditEntries,
+    AuditEntry,
+    EffectivePermissionsList,
+    ObjectPermissions,
+    PermissionLevels,
+    PermissionsList,
+    RegisteredModelDatabricks,
+    RegisteredModelId,
+    SetPermissions,
+    UpdatePermissions,
+)
 from gateway.authz.service import AccessService, Securable
 from gateway.core.errors import InvalidParameter, ResourceNotFound
 from gateway.core.links import WorkspaceLink
@@ -31,15 +43,6 @@ def _link(request: Request[Principal, Any, Any], workspaces: Workspaces) -> Work
     raise InvalidParameter("Choose the workspace with the X-MLFLOW-WORKSPACE header.")
 
 
-def _acl_items(data: dict[str, Any]) -> list[dict[str, Any]]:
-    items = data.get("access_control_list")
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        raise InvalidParameter(
-            "'access_control_list' is a list of {user_name|group_name|service_principal_name, permission_level}."
-        )
-    return items
-
-
 class PermissionsController(Controller):
     """GET/PUT/PATCH `/api/2.0/permissions/{experiments|registered-models|workspaces}/{id}` (+ permissionLevels).
 
@@ -47,7 +50,6 @@ class PermissionsController(Controller):
     """
 
     path = "/api/2.0/permissions"
-    include_in_schema = False
     opt = {"access": "read: CAN_READ on the object; change: CAN_MANAGE"}
 
     async def _target(
@@ -93,7 +95,7 @@ class PermissionsController(Controller):
         object_id: str,
         access: AccessService,
         workspaces: Workspaces,
-    ) -> dict[str, Any]:
+    ) -> ObjectPermissions:
         return access.acl(await self._target(request, kind, object_id, access, workspaces))
 
     @get("/{kind:str}/{object_id:str}/permissionLevels", name="permissions levels")
@@ -104,7 +106,7 @@ class PermissionsController(Controller):
         object_id: str,
         access: AccessService,
         workspaces: Workspaces,
-    ) -> dict[str, Any]:
+    ) -> PermissionLevels:
         return access.levels(await self._target(request, kind, object_id, access, workspaces))
 
     @put("/{kind:str}/{object_id:str}", name="permissions set")
@@ -113,13 +115,13 @@ class PermissionsController(Controller):
         request: Request[Principal, Any, Any],
         kind: str,
         object_id: str,
-        data: dict[str, Any],
+        data: SetPermissions,
         access: AccessService,
         workspaces: Workspaces,
-    ) -> dict[str, Any]:
+    ) -> ObjectPermissions:
         target = await self._target(request, kind, object_id, access, workspaces)
         access.check_can_manage(request.user, target)
-        return await access.set_acl(request.user, target, _acl_items(data), replace=True)
+        return await access.set_acl(request.user, target, data.access_control_list, replace=True)
 
     @patch("/{kind:str}/{object_id:str}", name="permissions update")
     async def update_acl(
@@ -127,20 +129,19 @@ class PermissionsController(Controller):
         request: Request[Principal, Any, Any],
         kind: str,
         object_id: str,
-        data: dict[str, Any],
+        data: SetPermissions,
         access: AccessService,
         workspaces: Workspaces,
-    ) -> dict[str, Any]:
+    ) -> ObjectPermissions:
         target = await self._target(request, kind, object_id, access, workspaces)
         access.check_can_manage(request.user, target)
-        return await access.set_acl(request.user, target, _acl_items(data), replace=False)
+        return await access.set_acl(request.user, target, data.access_control_list, replace=False)
 
 
 class RegisteredModelIdController(Controller):
     """`GET /api/2.0/mlflow/databricks/registered-models/get?name=`: a model's id and the caller's level."""
 
     path = "/api/2.0/mlflow/databricks/registered-models"
-    include_in_schema = False
     opt = {"access": "CAN_READ on the model"}
 
     @get("/get", name="registered model id")
@@ -150,7 +151,7 @@ class RegisteredModelIdController(Controller):
         access: AccessService,
         workspaces: Workspaces,
         name: str = Parameter(query="name", min_length=1),
-    ) -> dict[str, Any]:
+    ) -> RegisteredModelId:
         link = _link(request, workspaces)
         missing = f"Registered Model with name={name} not found"
         # Only a reader of the whole workspace may make the gateway ask the store about a model it has no
@@ -165,12 +166,13 @@ class RegisteredModelIdController(Controller):
         target = await access.registered_model(link, model_id)
         access.authorizer.require(request.user, link.workspace_id, target.obj, Level.CAN_READ, missing)
         level = access.authorizer.level(request.user, link.workspace_id, target.obj)
-        return {"registered_model_databricks": {"id": model_id, "name": name, "permission_level": level}}
+        return RegisteredModelId(
+            registered_model_databricks=RegisteredModelDatabricks(id=model_id, name=name, permission_level=level)
+        )
 
 
 class UnityCatalogController(Controller):
     path = "/api/2.1/unity-catalog"
-    include_in_schema = False
     opt = {"access": "account admins and holders of MANAGE; effective permissions of oneself: anyone"}
 
     @get("/permissions/{securable_type:str}/{full_name:str}", name="uc grants get")
@@ -181,7 +183,7 @@ class UnityCatalogController(Controller):
         full_name: str,
         access: AccessService,
         principal: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> PermissionsList:
         obj = access.securable(securable_type, full_name)
         access.check_uc_manager(request.user, obj)
         return access.uc_assignments(obj, principal)
@@ -192,15 +194,12 @@ class UnityCatalogController(Controller):
         request: Request[Principal, Any, Any],
         securable_type: str,
         full_name: str,
-        data: dict[str, Any],
+        data: UpdatePermissions,
         access: AccessService,
-    ) -> dict[str, Any]:
+    ) -> PermissionsList:
         obj = access.securable(securable_type, full_name)
         access.check_uc_manager(request.user, obj)
-        changes = data.get("changes")
-        if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
-            raise InvalidParameter("'changes' is a list of {principal, add: [...], remove: [...]}.")
-        return await access.uc_update(request.user, obj, changes)
+        return await access.uc_update(request.user, obj, data.changes)
 
     @get("/effective-permissions/{securable_type:str}/{full_name:str}", name="uc effective permissions")
     async def effective(
@@ -210,7 +209,7 @@ class UnityCatalogController(Controller):
         full_name: str,
         access: AccessService,
         principal: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> EffectivePermissionsList:
         obj = access.securable(securable_type, full_name)
         if principal is None or principal.strip().casefold() != request.user.name.casefold():
             access.check_uc_manager(request.user, obj)
@@ -219,7 +218,6 @@ class UnityCatalogController(Controller):
 
 class AuditController(Controller):
     path = "/api/2.0/fedgate/audit-log"
-    include_in_schema = False
     opt = {"access": "account admins"}
     guards = [account_admin()]
 
@@ -234,27 +232,25 @@ class AuditController(Controller):
         action: str | None = None,
         outcome: str | None = None,
         max_results: int = Parameter(query="max_results", default=100, ge=1, le=1000),
-    ) -> dict[str, Any]:
+    ) -> AuditEntries:
         after_id = int(page_token) if page_token and page_token.isdigit() else 0
         async with sessionmaker() as session:
             rows = await AuditRepository(session).query(
                 after_id=after_id, since=since, actor=actor, action=action, outcome=outcome, limit=max_results
             )
-        result: dict[str, Any] = {
-            "entries": [
-                {
-                    "id": row.id,
-                    "time": row.at.isoformat(),
-                    "actor": row.actor,
-                    "action": row.action,
-                    "target": row.target,
-                    "outcome": row.outcome,
-                    "details": row.details,
-                    "request_id": row.request_id,
-                }
+        return AuditEntries(
+            entries=[
+                AuditEntry(
+                    id=row.id,
+                    time=row.at.isoformat(),
+                    actor=row.actor,
+                    action=row.action,
+                    target=row.target,
+                    outcome=row.outcome,
+                    details=row.details,
+                    request_id=row.request_id,
+                )
                 for row in rows
-            ]
-        }
-        if len(rows) == max_results:
-            result["next_page_token"] = str(rows[-1].id)
-        return result
+            ],
+            next_page_token=str(rows[-1].id) if len(rows) == max_results else None,
+        )

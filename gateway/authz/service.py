@@ -12,8 +12,8 @@ principals still share (rows older than the rules) is refused rather than resolv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
@@ -36,6 +36,20 @@ from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
 from gateway.authz.ports import ObjectExists
 from gateway.authz.repository import GrantRepository, ModelIdRepository, PolicyVersionRepository
+from gateway.authz.schemas import (
+    AccessControlRequest,
+    AccessControlResponse,
+    EffectivePermissionsList,
+    EffectivePrivilege,
+    EffectivePrivilegeAssignment,
+    ObjectPermissions,
+    Permission,
+    PermissionLevel,
+    PermissionLevels,
+    PermissionsChange,
+    PermissionsList,
+    PrivilegeAssignment,
+)
 from gateway.core.errors import InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
@@ -172,35 +186,39 @@ class AccessService:
         else:
             self.authorizer.require(principal, link.workspace_id, target.obj, wanted, f"{target.object_path} not found")
 
-    def acl(self, target: Securable) -> dict[str, Any]:
+    def acl(self, target: Securable) -> ObjectPermissions:
         snapshot = self.policy.snapshot
-        entries: dict[int, list[dict[str, Any]]] = {}
+        entries: dict[int, list[Permission]] = {}
         for sub, privileges in snapshot.grants_on(target.domain, target.obj).items():
             for level in privileges:
-                entries.setdefault(sub, []).append({"permission_level": level, "inherited": False})
+                entries.setdefault(sub, []).append(Permission(permission_level=level, inherited=False))
         fallback = workspace_object(target.link.workspace_id)
         if target.obj != fallback:
             for sub, privileges in snapshot.grants_on(target.domain, fallback).items():
                 for level in privileges:
                     if level != Level.CAN_USE:
                         entries.setdefault(sub, []).append(
-                            {
-                                "permission_level": level,
-                                "inherited": True,
-                                "inherited_from_object": [f"/workspaces/{target.link.name}"],
-                            }
+                            Permission(
+                                permission_level=level,
+                                inherited=True,
+                                inherited_from_object=[f"/workspaces/{target.link.name}"],
+                            )
                         )
         acl = []
         for sub, permissions in sorted(entries.items()):
             info = snapshot.principal(sub)
             if info is None:
                 continue
-            acl.append({**_principal_field(info), "display_name": info.display_name, "all_permissions": permissions})
-        return {"object_id": target.object_path, "object_type": target.object_type, "access_control_list": acl}
+            acl.append(
+                AccessControlResponse(
+                    **_principal_field(info), display_name=info.display_name, all_permissions=permissions
+                )
+            )
+        return ObjectPermissions(object_id=target.object_path, object_type=target.object_type, access_control_list=acl)
 
     async def set_acl(
-        self, principal: Principal, target: Securable, items: list[dict[str, Any]], *, replace: bool
-    ) -> dict[str, Any]:
+        self, principal: Principal, target: Securable, items: list[AccessControlRequest], *, replace: bool
+    ) -> ObjectPermissions:
         """PUT (replace=True) sets the direct grants to exactly `items`; PATCH adds or changes levels."""
         wanted = [(self._resolve(item), self._level(item, target)) for item in items]
         async with self._sessionmaker() as session, session.begin():
@@ -224,8 +242,8 @@ class AccessService:
         await self.policy.reload()
         return self.acl(target)
 
-    def _resolve(self, item: dict[str, Any]) -> PrincipalInfo:
-        named = [(field, item[field]) for field in PRINCIPAL_FIELDS if item.get(field)]
+    def _resolve(self, item: AccessControlRequest) -> PrincipalInfo:
+        named = [(field, getattr(item, field)) for field in PRINCIPAL_FIELDS if getattr(item, field)]
         if len(named) != 1:
             raise InvalidParameter("Each entry names exactly one of user_name, group_name, service_principal_name.")
         field, name = named[0]
@@ -236,20 +254,20 @@ class AccessService:
         return info
 
     @staticmethod
-    def _level(item: dict[str, Any], target: Securable) -> str:
-        level = str(item.get("permission_level", ""))
+    def _level(item: AccessControlRequest, target: Securable) -> str:
+        level = item.permission_level
         if level not in {lv.value for lv in target.levels}:
             allowed = ", ".join(lv.value for lv in target.levels)
             raise InvalidParameter(f"permission_level '{level}' is not valid here; use one of {allowed}.")
         return level
 
     @staticmethod
-    def levels(target: Securable) -> dict[str, Any]:
-        return {
-            "permission_levels": [
-                {"permission_level": lv.value, "description": LEVEL_DESCRIPTIONS[lv]} for lv in target.levels
+    def levels(target: Securable) -> PermissionLevels:
+        return PermissionLevels(
+            permission_levels=[
+                PermissionLevel(permission_level=lv.value, description=LEVEL_DESCRIPTIONS[lv]) for lv in target.levels
             ]
-        }
+        )
 
     # -- Unity Catalog grants ---------------------------------------------------------------------------
 
@@ -268,7 +286,7 @@ class AccessService:
                 f"{principal.name} needs MANAGE on {obj.split(':', 1)[1]} to see or change its grants."
             )
 
-    def uc_assignments(self, obj: str, principal_name: str | None = None) -> dict[str, Any]:
+    def uc_assignments(self, obj: str, principal_name: str | None = None) -> PermissionsList:
         snapshot = self.policy.snapshot
         only = self._uc_principal(principal_name).id if principal_name else None
         assignments = []
@@ -276,46 +294,48 @@ class AccessService:
             info = snapshot.principal(sub)
             if info is None or (only is not None and sub != only):
                 continue
-            assignments.append({"principal": info.name, "privileges": sorted(privileges)})
-        return {"privilege_assignments": assignments}
+            assignments.append(PrivilegeAssignment(principal=info.name, privileges=sorted(privileges)))
+        return PermissionsList(privilege_assignments=assignments)
 
-    def uc_effective(self, obj: str, principal_name: str | None = None) -> dict[str, Any]:
+    def uc_effective(self, obj: str, principal_name: str | None = None) -> EffectivePermissionsList:
         """Every privilege that applies to `obj`, with the securable (and group) it comes from."""
         snapshot = self.policy.snapshot
-        holders: dict[int, list[dict[str, Any]]] = {}
+        holders: dict[int, list[EffectivePrivilege]] = {}
         for source in [obj, *uc_parents(obj)]:
             kind, _, name = source.partition(":")
             for sub, privileges in snapshot.grants_on(ACCOUNT_DOMAIN, source).items():
                 for privilege in sorted(privileges):
-                    item: dict[str, Any] = {"privilege": privilege}
+                    item = EffectivePrivilege(privilege=privilege)
                     if source != obj:
-                        item |= {"inherited_from_type": kind.upper(), "inherited_from_name": name}
+                        item.inherited_from_type, item.inherited_from_name = kind.upper(), name
                     holders.setdefault(sub, []).append(item)
         if principal_name:
             target = self._uc_principal(principal_name)
-            effective: list[dict[str, Any]] = []
+            effective: list[EffectivePrivilege] = []
             for sub in sorted(snapshot.subjects(target.id)):
                 for item in holders.get(sub, []):
                     via = snapshot.principal(sub)
                     if sub != target.id and via is not None:
-                        item = {**item, "inherited_from_principal": via.name}
+                        item = msgspec.structs.replace(item, inherited_from_principal=via.name)
                     effective.append(item)
-            return {"privilege_assignments": [{"principal": target.name, "privileges": effective}]}
+            return EffectivePermissionsList(
+                privilege_assignments=[EffectivePrivilegeAssignment(principal=target.name, privileges=effective)]
+            )
         assignments = []
         for sub, items in sorted(holders.items()):
             info = snapshot.principal(sub)
             if info is not None:
-                assignments.append({"principal": info.name, "privileges": items})
-        return {"privilege_assignments": assignments}
+                assignments.append(EffectivePrivilegeAssignment(principal=info.name, privileges=items))
+        return EffectivePermissionsList(privilege_assignments=assignments)
 
-    async def uc_update(self, principal: Principal, obj: str, changes: list[dict[str, Any]]) -> dict[str, Any]:
+    async def uc_update(self, principal: Principal, obj: str, changes: list[PermissionsChange]) -> PermissionsList:
         kind = obj.split(":", 1)[0]
         applicable = {p.value for p in UC_PRIVILEGES[kind]}
         plan: list[tuple[PrincipalInfo, set[str], set[str]]] = []
         for change in changes:
-            target = self._uc_principal(str(change.get("principal", "")))
-            add = _privileges(change.get("add"), applicable)
-            remove = _privileges(change.get("remove"), applicable)
+            target = self._uc_principal(change.principal)
+            add = _privileges(change.add, applicable)
+            remove = _privileges(change.remove, applicable)
             plan.append((target, add, remove))
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
@@ -369,11 +389,9 @@ def _principal_field(info: PrincipalInfo) -> dict[str, str]:
     return {field: info.name}
 
 
-def _privileges(raw: Any, applicable: set[str]) -> set[str]:
+def _privileges(raw: list[str] | None, applicable: set[str]) -> set[str]:
     if raw is None:
         return set()
-    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
-        raise InvalidParameter("'add' and 'remove' are lists of privilege names.")
     result: set[str] = set()
     for privilege in raw:
         normalised = privilege.strip().upper().replace(" ", "_")

@@ -5,13 +5,34 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import Parameter
 
 from gateway.core.errors import InvalidParameter
 from gateway.core.principal import Principal
+from gateway.core.schemas import Empty
 from gateway.db.models import PrincipalRow, TokenRow
 from gateway.principals.guards import account_admin
+from gateway.principals.schemas import (
+    CreateToken,
+    CreateTokenOnBehalfOf,
+    DeleteToken,
+    ManagedToken,
+    ManagedTokenCreated,
+    ManagedTokenInfo,
+    ManagedTokenList,
+    ScimCreate,
+    ScimEmail,
+    ScimList,
+    ScimMember,
+    ScimPatch,
+    ScimRef,
+    ScimResource,
+    ScimRole,
+    TokenCreated,
+    TokenInfo,
+    TokenList,
+)
 from gateway.principals.service import PrincipalService, TokenService
 
 SCIM = "/api/2.0/preview/scim/v2"
@@ -24,7 +45,7 @@ MEMBER_PATH_RE = re.compile(r'^members\[value eq "?(\d+)"?\]$')
 ADMIN_ROLE = "account_admin"
 
 
-def _ms(row: TokenRow) -> dict[str, Any]:
+def _info(row: TokenRow) -> dict[str, Any]:
     return {
         "token_id": row.token_id,
         "creation_time": int(row.created_at.timestamp() * 1000),
@@ -33,29 +54,37 @@ def _ms(row: TokenRow) -> dict[str, Any]:
     }
 
 
-def _ref(row: PrincipalRow) -> dict[str, Any]:
+def _ms(row: TokenRow) -> TokenInfo:
+    return TokenInfo(**_info(row))
+
+
+def _ref(row: PrincipalRow) -> ScimRef:
     kind = {"user": "Users", "service_principal": "ServicePrincipals", "group": "Groups"}[row.kind]
-    return {"value": str(row.id), "display": row.display_name or row.name, "$ref": f"{kind}/{row.id}"}
+    return ScimRef(value=str(row.id), display=row.display_name or row.name, ref=f"{kind}/{row.id}")
 
 
-def scim_resource(row: PrincipalRow, groups: list[PrincipalRow], members: list[PrincipalRow]) -> dict[str, Any]:
-    document: dict[str, Any] = {"id": str(row.id), "displayName": row.display_name or row.name}
+def scim_resource(row: PrincipalRow, groups: list[PrincipalRow], members: list[PrincipalRow]) -> ScimResource:
+    document = ScimResource(
+        id=str(row.id),
+        displayName=row.display_name or row.name,
+        schemas=[],
+        externalId=row.external_id or None,
+        roles=[ScimRole(value=ADMIN_ROLE)] if row.account_admin else None,
+        groups=[_ref(g) for g in groups],
+    )
     if row.kind == "user":
-        document |= {
-            "schemas": [SCHEMA + "User"],
-            "userName": row.name,
-            "active": row.active,
-            "emails": [{"value": row.name, "type": "work", "primary": True}] if "@" in row.name else [],
-        }
+        document.schemas = [SCHEMA + "User"]
+        document.userName = row.name
+        document.active = row.active
+        document.emails = [ScimEmail(value=row.name, type="work", primary=True)] if "@" in row.name else []
     elif row.kind == "service_principal":
-        document |= {"schemas": [SCHEMA + "ServicePrincipal"], "applicationId": row.name, "active": row.active}
+        document.schemas = [SCHEMA + "ServicePrincipal"]
+        document.applicationId = row.name
+        document.active = row.active
     else:
-        document |= {"schemas": [SCHEMA + "Group"], "displayName": row.name, "members": [_ref(m) for m in members]}
-    if row.external_id:
-        document["externalId"] = row.external_id
-    if row.account_admin:
-        document["roles"] = [{"value": ADMIN_ROLE}]
-    document["groups"] = [_ref(g) for g in groups]
+        document.schemas = [SCHEMA + "Group"]
+        document.displayName = row.name
+        document.members = [_ref(m) for m in members]
     return document
 
 
@@ -81,7 +110,7 @@ def _ids(values: Any) -> list[int]:
         values = [values]
     result = []
     for item in values:
-        raw = item.get("value") if isinstance(item, dict) else item
+        raw = item.value if isinstance(item, ScimMember) else item.get("value") if isinstance(item, dict) else item
         if not str(raw).isdigit():
             raise InvalidParameter(f"Invalid member id {raw!r}.")
         result.append(int(str(raw)))
@@ -91,6 +120,10 @@ def _ids(values: Any) -> list[int]:
 def _is_admin(document: dict[str, Any]) -> bool:
     roles = document.get("roles") or []
     return any(isinstance(r, dict) and r.get("value") == ADMIN_ROLE for r in roles)
+
+
+def _names_admin(roles: list[ScimRole] | None) -> bool:
+    return any(role.value == ADMIN_ROLE for role in roles or [])
 
 
 def _fields(kind: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -114,21 +147,20 @@ def _fields(kind: str, document: dict[str, Any]) -> dict[str, Any]:
 
 class ScimMeController(Controller):
     path = SCIM
-    include_in_schema = False
     opt = {"access": "any principal: itself"}
 
     @get("/Me", name="scim me")
-    async def me(self, request: Request[Principal, Any, Any], principals: PrincipalService) -> dict[str, Any]:
+    async def me(self, request: Request[Principal, Any, Any], principals: PrincipalService) -> ScimResource:
         caller = request.user
         if caller.id is None:
-            return {
-                "schemas": [SCHEMA + "User"],
-                "id": "0",
-                "userName": caller.name,
-                "active": True,
-                "roles": [{"value": ADMIN_ROLE}],
-                "groups": [],
-            }
+            return ScimResource(
+                schemas=[SCHEMA + "User"],
+                id="0",
+                userName=caller.name,
+                active=True,
+                roles=[ScimRole(value=ADMIN_ROLE)],
+                groups=[],
+            )
         kind = caller.kind if caller.kind in RESOURCES.values() else "user"
         row, groups, members = await principals.get(kind, caller.id)
         return scim_resource(row, groups, members)
@@ -136,7 +168,6 @@ class ScimMeController(Controller):
 
 class ScimController(Controller):
     path = SCIM
-    include_in_schema = False
     opt = {"access": "account admins"}
     guards = [account_admin()]
 
@@ -149,47 +180,42 @@ class ScimController(Controller):
         filter: str | None = Parameter(query="filter", default=None),
         start_index: int = Parameter(query="startIndex", default=1, ge=1),
         count: int = Parameter(query="count", default=10_000, ge=0, le=10_000),
-    ) -> dict[str, Any]:
+    ) -> ScimList:
         kind = _kind(resource)
         rows = [entry for entry in await principals.list(kind) if _matches(entry[0], kind, filter)]
         resources = [scim_resource(*entry) for entry in rows[start_index - 1 : start_index - 1 + count]]
-        return {
-            "schemas": [LIST_SCHEMA],
-            "totalResults": len(rows),
-            "startIndex": start_index,
-            "itemsPerPage": len(resources),
-            "Resources": resources,
-        }
+        return ScimList(
+            schemas=[LIST_SCHEMA],
+            totalResults=len(rows),
+            startIndex=start_index,
+            itemsPerPage=len(resources),
+            Resources=resources,
+        )
 
     @post("/{resource:str}", name="scim create", status_code=201)
     async def create(
-        self, request: Request[Principal, Any, Any], resource: str, data: dict[str, Any], principals: PrincipalService
-    ) -> dict[str, Any]:
+        self, request: Request[Principal, Any, Any], resource: str, data: ScimCreate, principals: PrincipalService
+    ) -> ScimResource:
         kind = _kind(resource)
-        name = str(data.get(NAME_ATTRIBUTE[kind]) or "")
+        name = str(getattr(data, NAME_ATTRIBUTE[kind]) or "")
         if not name and kind != "service_principal":
             raise InvalidParameter(f"'{NAME_ATTRIBUTE[kind]}' is required.")
-        active = data.get("active", True)
-        if not isinstance(active, bool):
-            raise InvalidParameter("'active' must be true or false.")
         row = await principals.create(
             request.user,
             kind,
             name,
-            display_name=str(data.get("displayName") or ""),
-            active=active,
-            account_admin=_is_admin(data),
-            external_id=data.get("externalId"),
-            members=_ids(data.get("members")) if kind == "group" else (),
+            display_name=data.displayName or "",
+            active=data.active,
+            account_admin=_names_admin(data.roles),
+            external_id=data.externalId,
+            members=_ids(data.members) if kind == "group" else (),
         )
-        for group_id in _ids(data.get("groups")):
+        for group_id in _ids(data.groups):
             await principals.update(request.user, "group", group_id, fields={}, add_members=[row.id])
         return scim_resource(*(await principals.get(kind, row.id)))
 
     @get("/{resource:str}/{principal_id:int}", name="scim get")
-    async def get_one(
-        self, request: Request[Principal, Any, Any], resource: str, principal_id: int, principals: PrincipalService
-    ) -> dict[str, Any]:
+    async def get_one(self, resource: str, principal_id: int, principals: PrincipalService) -> ScimResource:
         return scim_resource(*(await principals.get(_kind(resource), principal_id)))
 
     @patch("/{resource:str}/{principal_id:int}", name="scim patch")
@@ -198,22 +224,20 @@ class ScimController(Controller):
         request: Request[Principal, Any, Any],
         resource: str,
         principal_id: int,
-        data: dict[str, Any],
+        data: ScimPatch,
         principals: PrincipalService,
-    ) -> dict[str, Any]:
+    ) -> ScimResource:
         kind = _kind(resource)
-        operations = data.get("Operations") or data.get("operations")
-        if not isinstance(operations, list) or not operations:
+        operations = data.Operations or data.operations
+        if not operations:
             raise InvalidParameter("A SCIM PATCH carries a non-empty 'Operations' list.")
         fields: dict[str, Any] = {}
         add: list[int] = []
         remove: list[int] = []
         for operation in operations:
-            if not isinstance(operation, dict):
-                raise InvalidParameter("Each operation is an object.")
-            op = str(operation.get("op", "")).lower()
-            path = str(operation.get("path") or "")
-            value = operation.get("value")
+            op = operation.op.lower()
+            path = operation.path or ""
+            value = operation.value
             member = MEMBER_PATH_RE.match(path)
             if path == "members" and op in ("add", "remove", "replace") and kind == "group":
                 (add if op != "remove" else remove).extend(_ids(value))
@@ -257,43 +281,39 @@ class TokenController(Controller):
     """The caller's own tokens (`/token`); every principal's are under TokenManagementController."""
 
     path = "/api/2.0/token"
-    include_in_schema = False
     opt = {"access": "any principal: its own tokens"}
 
     @post("/create", name="token create", status_code=200)
     async def create(
-        self, request: Request[Principal, Any, Any], data: dict[str, Any], tokens: TokenService
-    ) -> dict[str, Any]:
+        self, request: Request[Principal, Any, Any], data: CreateToken, tokens: TokenService
+    ) -> TokenCreated:
         caller = request.user
         if caller.id is None:
             raise InvalidParameter("The bootstrap admin token cannot own tokens; create a user or service principal.")
         value, row = await tokens.create(
-            caller, caller.id, comment=str(data.get("comment") or ""), lifetime_seconds=_lifetime(data)
+            caller, caller.id, comment=data.comment or "", lifetime_seconds=_lifetime(data.lifetime_seconds)
         )
-        return {"token_value": value, "token_info": _ms(row)}
+        return TokenCreated(token_value=value, token_info=_ms(row))
 
     @get("/list", name="token list")
-    async def list_own(self, request: Request[Principal, Any, Any], tokens: TokenService) -> dict[str, Any]:
+    async def list_own(self, request: Request[Principal, Any, Any], tokens: TokenService) -> TokenList:
         if request.user.id is None:
-            return {"token_infos": []}
-        return {"token_infos": [_ms(row) for row in await tokens.list(request.user.id)]}
+            return TokenList(token_infos=[])
+        return TokenList(token_infos=[_ms(row) for row in await tokens.list(request.user.id)])
 
     @post("/delete", name="token delete", status_code=200)
-    async def delete_own(
-        self, request: Request[Principal, Any, Any], data: dict[str, Any], tokens: TokenService
-    ) -> dict[str, Any]:
-        token_id = str(data.get("token_id") or "")
+    async def delete_own(self, request: Request[Principal, Any, Any], data: DeleteToken, tokens: TokenService) -> Empty:
+        token_id = data.token_id
         if not token_id:
             raise InvalidParameter("'token_id' is required.")
         await tokens.revoke(request.user, token_id, owner_id=request.user.id if request.user.id is not None else -1)
-        return {}
+        return Empty()
 
 
 class TokenManagementController(Controller):
     """Every principal's tokens (`/token-management`): account admins."""
 
     path = "/api/2.0/token-management"
-    include_in_schema = False
     opt = {"access": "account admins"}
     guards = [account_admin()]
 
@@ -301,24 +321,24 @@ class TokenManagementController(Controller):
     async def create_for(
         self,
         request: Request[Principal, Any, Any],
-        data: dict[str, Any],
+        data: CreateTokenOnBehalfOf,
         tokens: TokenService,
         principals: PrincipalService,
-    ) -> dict[str, Any]:
+    ) -> ManagedTokenCreated:
         snapshot = principals.policy.snapshot
         owner = None
-        if data.get("application_id"):
-            owner = snapshot.find("service_principal", str(data["application_id"]))
-        elif data.get("user_name"):
-            owner = snapshot.find("user", str(data["user_name"]).strip().casefold())
-        elif str(data.get("owner_id", "")).isdigit():
-            owner = snapshot.principal(int(data["owner_id"]))
+        if data.application_id:
+            owner = snapshot.find("service_principal", data.application_id)
+        elif data.user_name:
+            owner = snapshot.find("user", data.user_name.strip().casefold())
+        elif data.owner_id is not None and str(data.owner_id).isdigit():
+            owner = snapshot.principal(int(data.owner_id))
         if owner is None:
             raise InvalidParameter("Name the owner: application_id, user_name or owner_id of an existing principal.")
         value, row = await tokens.create(
-            request.user, owner.id, comment=str(data.get("comment") or ""), lifetime_seconds=_lifetime(data)
+            request.user, owner.id, comment=data.comment or "", lifetime_seconds=_lifetime(data.lifetime_seconds)
         )
-        return {"token_value": value, "token_info": _managed(row, principals)}
+        return ManagedTokenCreated(token_value=value, token_info=_managed(row, principals))
 
     @get("/tokens", name="token management list")
     async def list_all(
@@ -328,27 +348,22 @@ class TokenManagementController(Controller):
         principals: PrincipalService,
         created_by_id: int | None = None,
         owner_id: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> ManagedTokenList:
         rows = await tokens.list(owner_id)
         infos = [_managed(row, principals) for row in rows if created_by_id is None or row.created_by == created_by_id]
-        return {"token_infos": infos}
+        return ManagedTokenList(token_infos=infos)
 
     @get("/tokens/{token_id:str}", name="token management get")
-    async def get_one(
-        self, request: Request[Principal, Any, Any], token_id: str, tokens: TokenService, principals: PrincipalService
-    ) -> dict[str, Any]:
-        return {"token_info": _managed(await tokens.get(token_id), principals)}
+    async def get_one(self, token_id: str, tokens: TokenService, principals: PrincipalService) -> ManagedToken:
+        return ManagedToken(token_info=_managed(await tokens.get(token_id), principals))
 
     @delete("/tokens/{token_id:str}", name="token management delete", status_code=200)
-    async def delete_any(
-        self, request: Request[Principal, Any, Any], token_id: str, tokens: TokenService
-    ) -> Response[dict[str, Any]]:
+    async def delete_any(self, request: Request[Principal, Any, Any], token_id: str, tokens: TokenService) -> Empty:
         await tokens.revoke(request.user, token_id, owner_id=None)
-        return Response({})
+        return Empty()
 
 
-def _lifetime(data: dict[str, Any]) -> int | None:
-    raw = data.get("lifetime_seconds")
+def _lifetime(raw: int | str | None) -> int | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).lstrip("-").isdigit():
@@ -356,13 +371,14 @@ def _lifetime(data: dict[str, Any]) -> int | None:
     return int(raw)
 
 
-def _managed(row: TokenRow, principals: PrincipalService) -> dict[str, Any]:
+def _managed(row: TokenRow, principals: PrincipalService) -> ManagedTokenInfo:
     snapshot = principals.policy.snapshot
     owner = snapshot.principal(row.principal_id)
     creator = snapshot.principal(row.created_by) if row.created_by is not None else None
-    return _ms(row) | {
-        "owner_id": row.principal_id,
-        "owner_name": owner.name if owner else "",
-        "created_by_id": row.created_by if row.created_by is not None else 0,
-        "created_by_username": creator.name if creator else "admin",
-    }
+    return ManagedTokenInfo(
+        **_info(row),
+        owner_id=row.principal_id,
+        owner_name=owner.name if owner else "",
+        created_by_id=row.created_by if row.created_by is not None else 0,
+        created_by_username=creator.name if creator else "admin",
+    )

@@ -7,13 +7,13 @@ from typing import Any
 from litestar import Controller, Request, get, post
 
 from gateway.core.principal import Principal
+from gateway.core.schemas import Empty
 from gateway.sql.schemas import ExecuteStatementRequest, ResultData, StatementResponse
 from gateway.sql.service import SqlService
 
 
 class SqlStatementsController(Controller):
     path = "/api/2.0/sql/statements"
-    include_in_schema = False
     opt = {"access": "USE CATALOG, USE SCHEMA and SELECT on what a query reads; a statement's results: who ran it"}
 
     @post("/", name="sql execute", status_code=200)
@@ -35,6 +35,6 @@ class SqlStatementsController(Controller):
         return await sql.chunk(request.user, statement_id, chunk_index)
 
     @post("/{statement_id:str}/cancel", name="sql cancel", status_code=200)
-    async def cancel(self, request: Request[Principal, Any, Any], statement_id: str, sql: SqlService) -> dict[str, Any]:
+    async def cancel(self, request: Request[Principal, Any, Any], statement_id: str, sql: SqlService) -> Empty:
         await sql.cancel(request.user, statement_id)
-        return {}
+        return Empty()

@@ -29,6 +29,7 @@ from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.decide import hidden
 from gateway.authz.levels import ACCOUNT_DOMAIN, Privilege
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
+from gateway.authz.schemas import PermissionsChange
 from gateway.authz.service import AccessService, resolve_principal
 from gateway.core.config import Settings
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
@@ -375,8 +376,12 @@ class SqlService:
         if isinstance(statement, ChangeGrants):
             obj = self._access.securable(statement.securable_type, statement.name)
             self._access.check_uc_manager(principal, obj)
-            key = "add" if statement.grant else "remove"
-            change = {"principal": statement.principal, key: list(statement.privileges)}
+            privileges = list(statement.privileges)
+            change = PermissionsChange(
+                principal=statement.principal,
+                add=privileges if statement.grant else None,
+                remove=None if statement.grant else privileges,
+            )
             await self._access.uc_update(principal, obj, [change])
             return _succeeded([], [], False)
         if isinstance(statement, CreateView):
@@ -399,12 +404,12 @@ class SqlService:
         if object_type == "TABLE" and not statement.name.startswith(f"{SYSTEM_CATALOG}."):
             object_type = "VIEW"
         found: list[list[Any]] = []
-        for assignment in effective["privilege_assignments"]:
-            for item in assignment["privileges"]:
-                holder = item.get("inherited_from_principal") or assignment["principal"]
-                source = item.get("inherited_from_type")
-                inherited = f"{source} {item['inherited_from_name']}" if source else None
-                found.append([holder, item["privilege"].replace("_", " "), object_type, statement.name, inherited])
+        for assignment in effective.privilege_assignments:
+            for item in assignment.privileges:
+                holder = item.inherited_from_principal or assignment.principal
+                source = item.inherited_from_type
+                inherited = f"{source} {item.inherited_from_name}" if source else None
+                found.append([holder, item.privilege.replace("_", " "), object_type, statement.name, inherited])
         found.sort(key=lambda row: (row[0], row[1], row[4] or ""))
         columns = [PgColumn(name, "text", "scalar") for name in SHOW_GRANTS_COLUMNS]
         return _succeeded(columns, found, False)

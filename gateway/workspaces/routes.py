@@ -18,6 +18,14 @@ from gateway.dual.outbox import OutboxRepository
 from gateway.dual.reconcile import Reconciler
 from gateway.principals.guards import account_admin
 from gateway.workspaces.schemas import (
+    DeadLetter,
+    DeadLetters,
+    LinksStatus,
+    LinkStatus,
+    ReconcileRequest,
+    ReconcileStarted,
+    Requeued,
+    RetryRequest,
     WorkspaceChanges,
     WorkspaceCreate,
     WorkspaceList,
@@ -47,7 +55,6 @@ class WorkspacesController(Controller):
     guard on each of those routes (a separate controller would register the same paths twice)."""
 
     path = "/"
-    include_in_schema = False
 
     @get(_LIST.paths(), opt={"route": _LIST}, name="workspaces list")
     async def list_workspaces(
@@ -122,18 +129,16 @@ class LinksController(Controller):
     """The state of every link: mode, stores and, for dual links, the outbox toward the central store."""
 
     path = "/api/2.0/fedgate/links"
-    include_in_schema = False
     opt = {"access": "account admins"}
     guards = [ADMINS]
 
     @get("/", name="links status")
     async def status(
         self,
-        request: Request[Principal, Any, Any],
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
         reconciler: Reconciler,
-    ) -> dict[str, Any]:
+    ) -> LinksStatus:
         async with sessionmaker() as session:
             queues = {row["workspace_id"]: row for row in await OutboxRepository(session).status()}
         passes = await reconciler.states()
@@ -143,84 +148,78 @@ class LinksController(Controller):
         everything = [*service.links.all(), *(link for link, _ in service.links.withheld())]
         for link in everything:
             queue = queues.get(link.workspace_id, {})
+            progress = passes.get(link.workspace_id)
             links.append(
-                {
-                    "workspace": link.name,
-                    "workspace_id": str(link.workspace_id),
-                    "mode": link.mode,
-                    "store": link.store,
-                    "central_store": link.mirror or "",
-                    "pending": queue.get("pending", 0),
-                    "oldest_pending_seconds": queue.get("oldest_pending_seconds", 0.0),
-                    "replayed_per_second": queue.get("replayed_per_second", 0.0),
-                    "dead_letters": queue.get("dead_letters", 0),
-                    **({"conflict": conflicts[link.name]} if link.name in conflicts else {}),
-                }
+                LinkStatus(
+                    workspace=link.name,
+                    workspace_id=str(link.workspace_id),
+                    mode=link.mode,
+                    store=link.store,
+                    central_store=link.mirror or "",
+                    pending=queue.get("pending", 0),
+                    oldest_pending_seconds=queue.get("oldest_pending_seconds", 0.0),
+                    replayed_per_second=queue.get("replayed_per_second", 0.0),
+                    dead_letters=queue.get("dead_letters", 0),
+                    conflict=conflicts.get(link.name),
+                    reconcile=asdict(progress) if progress is not None else None,
+                )
             )
-            if (progress := passes.get(link.workspace_id)) is not None:
-                links[-1]["reconcile"] = asdict(progress)
-        return {"links": links}
+        return LinksStatus(links=links)
 
     @post("/{workspace_name:str}/reconcile", name="links reconcile", status_code=202)
     async def reconcile(
         self,
-        request: Request[Principal, Any, Any],
         workspace_name: str,
-        data: dict[str, Any],
+        data: ReconcileRequest,
         service: WorkspaceService,
         reconciler: Reconciler,
-    ) -> dict[str, Any]:
+    ) -> ReconcileStarted:
         """Compare the workspace's runs with their central copies and repair; `all` also backfills history."""
         link = _linked(service, workspace_name)
         if link.mirror is None:
             raise InvalidParameter(f"Workspace '{workspace_name}' is not linked in dual mode; nothing to reconcile.")
-        everything = data.get("all", False)
-        if not isinstance(everything, bool):
-            raise InvalidParameter("'all' must be true or false.")
-        return {"reconcile": asdict(await reconciler.begin(link, everything=everything))}
+        return ReconcileStarted(reconcile=asdict(await reconciler.begin(link, everything=data.all)))
 
     @get("/{workspace_name:str}/dead-letters", name="links dead letters")
     async def dead_letters(
         self,
-        request: Request[Principal, Any, Any],
         workspace_name: str,
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
-    ) -> dict[str, Any]:
+    ) -> DeadLetters:
         link = _linked(service, workspace_name)
         async with sessionmaker() as session:
             rows = await OutboxRepository(session).dead_letters(link.workspace_id)
-        return {
-            "dead_letters": [
-                {
-                    "id": row.id,
-                    "route": row.route,
-                    "order_key": row.order_key,
-                    "attempts": row.attempts,
-                    "last_error": row.last_error,
-                    "created_at": row.created_at.isoformat(),
-                    "payload": row.payload,
-                }
+        return DeadLetters(
+            dead_letters=[
+                DeadLetter(
+                    id=row.id,
+                    route=row.route,
+                    order_key=row.order_key,
+                    attempts=row.attempts,
+                    last_error=row.last_error,
+                    created_at=row.created_at.isoformat(),
+                    payload=row.payload,
+                )
                 for row in rows
             ]
-        }
+        )
 
     @post("/{workspace_name:str}/dead-letters/retry", name="links retry dead letters", status_code=200)
     async def retry(
         self,
-        request: Request[Principal, Any, Any],
         workspace_name: str,
-        data: dict[str, Any],
+        data: RetryRequest,
         service: WorkspaceService,
         sessionmaker: async_sessionmaker[AsyncSession],
-    ) -> dict[str, Any]:
+    ) -> Requeued:
         link = _linked(service, workspace_name)
-        entry = data.get("id")
+        entry = data.id
         if entry is not None and not str(entry).isdigit():
             raise InvalidParameter("'id' is the number of a dead letter.")
         async with sessionmaker() as session, session.begin():
             count = await OutboxRepository(session).retry_dead(link.workspace_id, int(entry) if entry else None)
-        return {"requeued": count}
+        return Requeued(requeued=count)
 
 
 def _linked(service: WorkspaceService, name: str) -> WorkspaceLink:

@@ -38,3 +38,56 @@ class WorkspaceChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
 
 class WorkspaceCreate(WorkspaceChanges, kw_only=True):
     name: str
+
+
+# -- the links API (/api/2.0/fedgate/links): account admins ----------------------------------------------
+
+
+class LinkStatus(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A link's mode, stores and outbox; `conflict` only for a withheld link, `reconcile` once a pass ran."""
+
+    workspace: str
+    workspace_id: str
+    mode: str
+    store: str
+    central_store: str  # "" unless dual
+    pending: int
+    oldest_pending_seconds: float
+    replayed_per_second: float
+    dead_letters: int
+    conflict: str | None = None  # why the link is withheld (it shares a store namespace with another)
+    reconcile: dict[str, Any] | None = None  # the last reconcile pass: state, counts, resume point
+
+
+class LinksStatus(msgspec.Struct, kw_only=True):
+    links: list[LinkStatus]
+
+
+class ReconcileRequest(msgspec.Struct, kw_only=True):
+    all: bool = False  # also copy the history (backfill), not only recent runs
+
+
+class ReconcileStarted(msgspec.Struct, kw_only=True):
+    reconcile: dict[str, Any]
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    id: int
+    route: str
+    order_key: str
+    attempts: int
+    last_error: str
+    created_at: str  # ISO 8601
+    payload: dict[str, Any]
+
+
+class DeadLetters(msgspec.Struct, kw_only=True):
+    dead_letters: list[DeadLetter]
+
+
+class RetryRequest(msgspec.Struct, kw_only=True):
+    id: int | str | None = None  # one dead letter; none: every dead letter of the workspace
+
+
+class Requeued(msgspec.Struct, kw_only=True):
+    requeued: int

@@ -21,13 +21,14 @@ from gateway.federation.guard import rule_for
 from gateway.principals.guards import is_account_admin_guard
 
 OPERATIONS = {"/health", "/health/live", "/health/ready", "/metrics"}
+ADMIN_TOKEN = "x" * 32
 
 
 def build_app() -> Litestar:
     settings = Settings(
         stores={"s": StoreSettings(url="http://127.0.0.1:9")},
         workspaces=[WorkspaceSettings(name="team-a", id="1001", store="s")],
-        admin_token="x" * 32,
+        admin_token=ADMIN_TOKEN,
     )
     return create_app(settings, "postgresql://nobody@127.0.0.1:9/none")
 
@@ -89,6 +90,39 @@ def test_account_admin_routes_refuse_through_a_guard() -> None:
         ("GET", "/api/3.0/mlflow/workspaces"),
         ("GET", "/api/3.0/mlflow/workspaces/{workspace_name:str}"),
     }
+
+
+def test_the_openapi_document_shows_the_admin_schemas_to_authenticated_callers() -> None:
+    """/schema is deny by default like every other route; what it lists are the Structs of the own API."""
+    from litestar.testing import TestClient
+
+    client = TestClient(build_app())  # no lifespan: nothing here needs the database or a store
+    refused = client.get("/schema/openapi.json")
+    assert refused.status_code == 401 and refused.json()["error_code"] == "UNAUTHENTICATED"
+    answer = client.get("/schema/openapi.json", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    assert set(document["components"]["schemas"]) >= {
+        "ScimResource",
+        "ScimList",
+        "ScimCreate",
+        "ScimPatch",
+        "TokenCreated",
+        "ManagedTokenList",
+        "ObjectPermissions",
+        "SetPermissions",
+        "PermissionsList",
+        "UpdatePermissions",
+        "AuditEntries",
+        "LinksStatus",
+        "WorkspaceCreate",
+        "SyncRequest",
+    }
+    scim = document["paths"]["/api/2.0/preview/scim/v2/{resource}"]
+    assert scim["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ScimCreate"
+    }
+    assert not any("/mlflow/runs/" in path for path in document["paths"])  # MLflow's routes are MLflow's
 
 
 def test_every_mlflow_route_has_an_authorization_rule() -> None:

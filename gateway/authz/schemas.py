@@ -1,0 +1,124 @@
+"""Request and response bodies of the permissions API, Unity Catalog grants and the audit log (Databricks
+shapes). Fields an entry carries only sometimes (where a permission is inherited from) are left out when
+absent, not sent as null (`omit_defaults`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+# -- the permissions API ---------------------------------------------------------------------------------
+
+
+class Permission(msgspec.Struct, omit_defaults=True, kw_only=True):
+    permission_level: str
+    inherited: bool
+    inherited_from_object: list[str] | None = None  # ["/workspaces/<name>"] for a workspace-wide grant
+
+
+class AccessControlResponse(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One principal's permissions; exactly one of user_name, group_name, service_principal_name."""
+
+    user_name: str | None = None
+    group_name: str | None = None
+    service_principal_name: str | None = None
+    display_name: str
+    all_permissions: list[Permission]
+
+
+class ObjectPermissions(msgspec.Struct, kw_only=True):
+    object_id: str  # /experiments/5, /registered-models/3, /workspaces/team-a
+    object_type: str  # mlflowExperiment | registeredModel | workspace
+    access_control_list: list[AccessControlResponse]
+
+
+class PermissionLevel(msgspec.Struct, kw_only=True):
+    permission_level: str
+    description: str
+
+
+class PermissionLevels(msgspec.Struct, kw_only=True):
+    permission_levels: list[PermissionLevel]
+
+
+class AccessControlRequest(msgspec.Struct, kw_only=True):
+    """Name exactly one of user_name, group_name, service_principal_name."""
+
+    user_name: str | None = None
+    group_name: str | None = None
+    service_principal_name: str | None = None
+    permission_level: str = ""
+
+
+class SetPermissions(msgspec.Struct, kw_only=True):
+    """PUT replaces the direct grants with these; PATCH adds or changes them."""
+
+    access_control_list: list[AccessControlRequest]
+
+
+class RegisteredModelDatabricks(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    permission_level: str | None  # the caller's; null when it has none of its own
+
+
+class RegisteredModelId(msgspec.Struct, kw_only=True):
+    registered_model_databricks: RegisteredModelDatabricks
+
+
+# -- Unity Catalog grants ------------------------------------------------------------------------------
+
+
+class PrivilegeAssignment(msgspec.Struct, kw_only=True):
+    principal: str
+    privileges: list[str]
+
+
+class PermissionsList(msgspec.Struct, kw_only=True):
+    privilege_assignments: list[PrivilegeAssignment]
+
+
+class EffectivePrivilege(msgspec.Struct, omit_defaults=True, kw_only=True):
+    privilege: str
+    inherited_from_type: str | None = None  # CATALOG | SCHEMA, for a grant on a container
+    inherited_from_name: str | None = None
+    inherited_from_principal: str | None = None  # the group the grant is held through
+
+
+class EffectivePrivilegeAssignment(msgspec.Struct, kw_only=True):
+    principal: str
+    privileges: list[EffectivePrivilege]
+
+
+class EffectivePermissionsList(msgspec.Struct, kw_only=True):
+    privilege_assignments: list[EffectivePrivilegeAssignment]
+
+
+class PermissionsChange(msgspec.Struct, kw_only=True):
+    principal: str = ""
+    add: list[str] | None = None  # privilege names; ALL PRIVILEGES expands to all but MANAGE
+    remove: list[str] | None = None
+
+
+class UpdatePermissions(msgspec.Struct, kw_only=True):
+    changes: list[PermissionsChange]
+
+
+# -- the audit log ---------------------------------------------------------------------------------------
+
+
+class AuditEntry(msgspec.Struct, kw_only=True):
+    id: int
+    time: str  # ISO 8601
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    details: dict[str, Any]
+    request_id: str
+
+
+class AuditEntries(msgspec.Struct, omit_defaults=True, kw_only=True):
+    entries: list[AuditEntry]
+    next_page_token: str | None = None  # present when there may be more
