@@ -101,3 +101,40 @@ def test_the_permissions_api_names_workspaces_through_its_port() -> None:
     answer = client.get("/api/2.0/permissions/workspaces/team-a", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert answer.status_code == 404
     assert answer.json() == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Workspace 'team-a' not found"}
+
+
+def test_effective_grants_read_by_show_grants_name_where_each_comes_from() -> None:
+    """uc_effective answers Structs; SQL's SHOW GRANTS reads them (inherited from a schema, through a group)."""
+    from types import SimpleNamespace
+
+    from gateway.authz.levels import ACCOUNT_DOMAIN
+    from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
+    from gateway.authz.service import AccessService
+    from gateway.sql.service import SqlService
+    from gateway.sql.statements import ShowGrants
+
+    principals = {1: PrincipalInfo(1, "user", "ada@example.com"), 2: PrincipalInfo(2, "group", "analysts")}
+    grants = [Grant(2, ACCOUNT_DOMAIN, "schema:system.mlflow", "SELECT")]
+    objects = ["catalog:system", "schema:system.mlflow", "table:system.mlflow.runs_latest"]
+    policy = SimpleNamespace(snapshot=PolicySnapshot(1, principals, [(1, 2)], grants, securables=objects))
+    access = AccessService(None, policy, None, None, None)  # type: ignore[arg-type]
+    effective = access.uc_effective("table:system.mlflow.runs_latest", "ada@example.com")
+    assert encoded(effective) == {
+        "privilege_assignments": [
+            {
+                "principal": "ada@example.com",
+                "privileges": [
+                    {
+                        "privilege": "SELECT",
+                        "inherited_from_type": "SCHEMA",
+                        "inherited_from_name": "system.mlflow",
+                        "inherited_from_principal": "analysts",
+                    }
+                ],
+            }
+        ]
+    }
+    sql = SimpleNamespace(_access=access)
+    caller = Principal("ada@example.com", "user", id=1, subjects=frozenset({1, 2}))
+    outcome = SqlService._show_grants(sql, caller, ShowGrants("table", "system.mlflow.runs_latest", "ada@example.com"))  # type: ignore[arg-type]
+    assert "analysts" in str(outcome) and "SCHEMA system.mlflow" in str(outcome)
