@@ -42,6 +42,7 @@ from gateway.authn.oidc import OidcVerifier
 from gateway.authn.service import Authenticator
 from gateway.authz.decide import Authorizer
 from gateway.authz.live import LivePolicy
+from gateway.authz.moves import AuthzMoves
 from gateway.authz.repository import POLICY_CHANNEL
 from gateway.authz.routes import (
     AuditController,
@@ -263,15 +264,17 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     pools = DatabasePools(database_url, settings.database.pool_size, listeners=len(LISTEN_CHANNELS))
     engine = pools.engine
     sessionmaker = make_sessionmaker(engine)
-    # A workspace moved to another store or id: each package carries or drops its own rows (db/moves.py).
-    workspaces = WorkspaceService(settings, stores, links, move_hooks=(DualMoves(), IndexMoves()))
+    # Access control: one live policy per process, kept in step with every replica.
+    policy = LivePolicy(sessionmaker, views=lambda session: ViewRepository(session).names())
+    # A workspace moved to another store or id, or unlinked: each package carries or drops its own rows
+    # (db/moves.py), grants included; this replica's policy reloads before the admin hears the answer.
+    workspaces = WorkspaceService(settings, stores, links, move_hooks=(DualMoves(), IndexMoves(), AuthzMoves(policy)))
+    workspaces.settled = policy.reload
     direct = DirectCalls(stores)  # the gateway's own calls to stores (authorization reads, existence, undo)
     runs = RunDirectory(sessionmaker)
     locator = Locator(direct.fetch, runs)  # where runs, logged models and traces live
     capabilities = StoreCapabilities(stores)
 
-    # Access control: one live policy per process, kept in step with every replica.
-    policy = LivePolicy(sessionmaker, views=lambda session: ViewRepository(session).names())
     audit = AuditTrail(sessionmaker)
     authorizer = Authorizer(policy)
     oidc = OidcVerifier(settings.oidc) if settings.oidc.enabled else None

@@ -1,11 +1,12 @@
 """Workspace moves: the one protocol through which each package carries or drops its own rows.
 
-A workspace's rows elsewhere (the dual outbox, id map and reconcile progress; the account-wide index)
-are keyed by its account-wide id and were derived from its store. When an admin (or the config file)
-points the workspace at another store or upstream workspace, or gives it another id, the workspace
-service calls every registered hook inside the one transaction that changes the link, so the link and
-the rows it implies change together or not at all. Each hook runs only SQL on its own package's
-tables; the composition root (`gateway/app.py`) registers them.
+A workspace's rows elsewhere (the dual outbox, id map and reconcile progress; the account-wide index;
+its grants and registered-model ids) are keyed by its account-wide id, and many name objects of its
+store. When an admin (or the config file) points the workspace at another store or upstream workspace,
+gives it another id, or unlinks it, the workspace service calls every registered hook inside the one
+transaction that changes the link, so the link and the rows it implies change together or not at all.
+Each hook runs only SQL on its own package's tables; the composition root (`gateway/app.py`) registers
+them.
 """
 
 from __future__ import annotations
@@ -31,4 +32,10 @@ class WorkspaceMoveHook(Protocol):
         """
 
     async def renumbered(self, session: AsyncSession, old_id: int, new_id: int) -> None:
-        """Same store, new account-wide id: carry every row of `old_id` over to `new_id`."""
+        """New account-wide id: carry every row of `old_id` (left after `store_moved`, if the store changed
+        too) over to `new_id`."""
+
+    async def unlinked(self, session: AsyncSession, workspace_id: int) -> str | None:
+        """The workspace is unlinked (after `check_store_move` let it go): drop every row of `workspace_id`,
+        so that nothing of it is inherited by a workspace linked later under the same id. A sentence for
+        the admin's answer when something was dropped, else None."""

@@ -40,3 +40,9 @@ class DualMoves:
             update(reconcile_state).where(reconcile_state.c.workspace_id == old_id).values(workspace_id=new_id)
         )
         await OutboxRepository(session).renumber(old_id, new_id)
+
+    async def unlinked(self, session: AsyncSession, workspace_id: int) -> str | None:
+        # Pending entries refuse the unlink (check_store_move); done entries go with the rest.
+        note = await self.store_moved(session, workspace_id)
+        await OutboxRepository(session).drop_all(workspace_id)
+        return note

@@ -181,6 +181,10 @@ class OutboxRepository:
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def drop_all(self, workspace_id: int) -> None:
+        """Delete every entry of the workspace (it is unlinked, nothing of it is pending)."""
+        await self.session.execute(delete(OutboxRow).where(OutboxRow.workspace_id == workspace_id))
+
     async def renumber(self, old_id: int, new_id: int) -> None:
         """Every entry of `old_id` moves to `new_id`, order keys (`<workspace id>/...`) included, so pending
         entries stay in line with the ones written from now on."""

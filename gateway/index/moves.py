@@ -33,3 +33,6 @@ class IndexMoves:
     async def renumbered(self, session: AsyncSession, old_id: int, new_id: int) -> None:
         for table in _BY_WORKSPACE:
             await session.execute(update(table).where(table.c.workspace_id == old_id).values(workspace_id=new_id))
+
+    async def unlinked(self, session: AsyncSession, workspace_id: int) -> str | None:
+        return await self.store_moved(session, workspace_id)

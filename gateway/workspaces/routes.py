@@ -119,8 +119,7 @@ class WorkspacesController(Controller):
         if mode.upper() not in DELETE_MODES:
             raise InvalidParameter(f"mode must be one of {', '.join(DELETE_MODES)}")
         # Unlinking never touches the store, so every mode leaves the store's data where it is.
-        async with sessionmaker() as session, session.begin():
-            await service.delete(session, workspace_name)
+        await service.delete(sessionmaker, workspace_name)
         async with sessionmaker() as session:
             await service.reload(session)
 

@@ -13,7 +13,7 @@ and writes the link.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,9 @@ class WorkspaceService:
         # Called when a reload finds a workspace in another store or under another id: in-process
         # caches keyed by the old store's ids (the index writer's run keys) must go.
         self.rehomed: Callable[[], None] = lambda: None
+        # Awaited after a committed change that may have moved or dropped grants (the hooks moved the
+        # policy version): this replica's policy reloads before the admin hears the answer.
+        self.settled: Callable[[], Awaitable[object]] = _nothing
 
     # -- the live link table -------------------------------------------------------------------------
 
@@ -109,8 +112,8 @@ class WorkspaceService:
     ) -> str | None:
         """Each package carries or drops its rows of a moved workspace, in the caller's transaction.
 
-        Another store (or upstream workspace): what was derived from the old one goes; another id
-        alone: everything carries over. Returns what the hooks tell the caller (dead letters dropped).
+        Another store (or upstream workspace): what was derived from the old one goes; another id:
+        what is left carries over. Returns what the hooks tell the caller (dead letters dropped).
         """
         if before is None or after is None or _home(before) == _home(after):
             return None
@@ -120,7 +123,7 @@ class WorkspaceService:
             for hook in self.move_hooks:
                 if (note := await hook.store_moved(session, before.workspace_id)) is not None:
                     notes.append(note)
-        else:
+        if before.workspace_id != after.workspace_id:
             for hook in self.move_hooks:
                 await hook.renumbered(session, before.workspace_id, after.workspace_id)
         log.info("workspace rehomed", extra={"ws": after.name, "store": after.store, "id": after.workspace_id})
@@ -250,6 +253,8 @@ class WorkspaceService:
             note = await self._move(session, relink.before, relink.after)
             await repo.update(name, relink.values)
             await repo.notify_change()
+        if relink.before is not None and _home(relink.before) != _home(relink.after):
+            await self.settled()
         return self.describe(relink.after), " ".join(w for w in (warning, note) if w) or None
 
     async def _relink(self, repo: WorkspaceRepository, name: str, changes: WorkspaceChanges) -> _Relink:
@@ -289,15 +294,27 @@ class WorkspaceService:
         assert after is not None
         return _Relink(values, self.to_link(row), after, relink or "upstream_workspace" in values)
 
-    async def delete(self, session: AsyncSession, name: str) -> None:
-        """Unlink the workspace; the store and everything in it are left untouched."""
-        repo = WorkspaceRepository(session)
-        row = await repo.get(name)
-        if row is None:
-            raise ResourceNotFound(f"Workspace '{name}' not found")
-        _refuse_config_managed(row)
-        await repo.delete(name)
-        await repo.notify_change()
+    async def delete(self, sessionmaker: async_sessionmaker[AsyncSession], name: str) -> None:
+        """Unlink the workspace; the store and everything in it are left untouched.
+
+        What the gateway keeps of the workspace goes with the link (its hooks' `unlinked`: grants, index
+        rows, id map), so nothing of it is inherited by a workspace linked later under the same id. A
+        dual workspace with entries still pending for the central store is not unlinked.
+        """
+        async with sessionmaker() as session, session.begin():
+            repo = WorkspaceRepository(session)
+            await repo.lock_links()
+            row = await repo.get(name)
+            if row is None:
+                raise ResourceNotFound(f"Workspace '{name}' not found")
+            _refuse_config_managed(row)
+            for hook in self.move_hooks:
+                await hook.check_store_move(session, name, int(row.workspace_id))
+            notes = [note for hook in self.move_hooks if (note := await hook.unlinked(session, int(row.workspace_id)))]
+            await repo.delete(name)
+            await repo.notify_change()
+        log.info("workspace unlinked", extra={"ws": name, "id": row.workspace_id, "dropped": " ".join(notes)})
+        await self.settled()
 
     async def _refuse_shared_namespace(self, repo: WorkspaceRepository, link: WorkspaceLink) -> None:
         """409 when the link would read or write a namespace another workspace already does."""
@@ -428,3 +445,7 @@ def _store_moved(before: WorkspaceLink, after: WorkspaceLink) -> bool:
 def _target(link: WorkspaceLink) -> tuple[object, ...]:
     """What `verify_link` asks the stores about."""
     return link.store, link.upstream_workspace, link.mirror, link.mirror_workspace
+
+
+async def _nothing() -> None:
+    return None

@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, GUARDED_ADMIN, MAX_JSON_BODY, Stack
+from tests.support.identity import Admin
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +144,36 @@ def test_link_relink_and_unlink_over_rest(stack: Stack) -> None:
     gone = stack.http(name).post(f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1})
     body = assert_mlflow_error(gone, 404, "RESOURCE_DOES_NOT_EXIST")
     assert body["message"] == f"Workspace '{name}' not found"
+
+
+def test_a_workspace_linked_under_a_freed_id_inherits_nothing_of_the_unlinked_one(stack: Stack) -> None:
+    """Grants are keyed by the workspace's id: unlinking takes them along, so a reused id starts empty."""
+    admin, base = stack.http(), f"{stack.url}/api/3.0/mlflow/workspaces"
+    workspace_id = str(50_000 + uuid.uuid4().int % 10_000)
+    old, new = unique("freed"), unique("heir")
+    linked = admin.post(
+        base, json={"name": old, "store": "central", "upstream_workspace": central_namespace(stack, "old"),
+                    "workspace_id": workspace_id}
+    )  # fmt: skip
+    assert linked.status_code == 201, linked.text
+    manager = Admin.of(stack).person(f"{unique('manager')}@example.com")
+    Admin.of(stack).grant(f"workspaces/{old}", "CAN_MANAGE", user=manager.name)
+    created = manager.http(stack, old).post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": "mine"})
+    assert created.status_code == 200, created.text
+
+    assert admin.delete(f"{base}/{old}").status_code == 204
+    relinked = admin.post(
+        base, json={"name": new, "store": "central", "upstream_workspace": central_namespace(stack, "new"),
+                    "workspace_id": workspace_id}
+    )  # fmt: skip
+    assert relinked.status_code == 201, relinked.text
+
+    refused = manager.http(stack, new).post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": "theirs"})
+    # A workspace the caller holds nothing in is hidden, exactly as a missing one.
+    assert assert_mlflow_error(refused, 404, "RESOURCE_DOES_NOT_EXIST")["message"] == f"Workspace '{new}' not found"
+    permissions = admin.get(f"{stack.url}/api/2.0/permissions/workspaces/{new}")
+    assert permissions.status_code == 200, permissions.text
+    assert manager.name not in permissions.text
 
 
 @pytest.mark.parametrize(

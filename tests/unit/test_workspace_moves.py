@@ -1,4 +1,5 @@
-"""A workspace moved to another store or id: each package's hook carries or drops its own rows, in one transaction.
+"""A workspace moved to another store or id, or unlinked: each package's hook carries or drops its own rows,
+in one transaction.
 
 Real SQL on a migrated database (the session's embedded PostgreSQL); the stores are fakes of the `Store`
 port that never answer, and record whether a database connection was checked out while they were asked.
@@ -14,6 +15,8 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.authz.live import LivePolicy
+from gateway.authz.moves import AuthzMoves
 from gateway.core.config import load_settings
 from gateway.core.errors import InvalidState
 from gateway.core.links import LinkTable
@@ -21,6 +24,7 @@ from gateway.core.ports import StoreResponse, StoreUnreachable
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.dual.moves import DualMoves
 from gateway.index.moves import IndexMoves
+from gateway.sql.repository import ViewRepository
 from gateway.workspaces.schemas import WorkspaceChanges, WorkspaceCreate
 from gateway.workspaces.service import WorkspaceService
 from tests.databases import migrated_database
@@ -82,8 +86,10 @@ def stores(engine: AsyncEngine) -> dict[str, UnreachableStore]:
 async def service(tmp_path: Path, engine: AsyncEngine, stores: dict[str, UnreachableStore]) -> WorkspaceService:
     path = tmp_path / "fedgate.toml"
     path.write_text(CONFIG)
-    service = WorkspaceService(load_settings(path, environ={}), stores, LinkTable(), (DualMoves(), IndexMoves()))
     sessionmaker = make_sessionmaker(engine)
+    policy = LivePolicy(sessionmaker, views=lambda session: ViewRepository(session).names())
+    hooks = (DualMoves(), IndexMoves(), AuthzMoves(policy))
+    service = WorkspaceService(load_settings(path, environ={}), stores, LinkTable(), hooks)
     await service.create(sessionmaker, WorkspaceCreate(name="mover", store="a", workspace_id=str(MOVED)))
     await service.create(sessionmaker, WorkspaceCreate(name="neighbour", store="b", workspace_id=str(NEIGHBOUR)))
     return service
@@ -136,11 +142,41 @@ async def _seed(url: str, workspace_id: int, run_key: int) -> None:
             "INSERT INTO ix_dirty_runs (run_id, workspace_id) VALUES ($1, $2)", f"run-{workspace_id}", workspace_id
         )
         await conn.execute("INSERT INTO ix_sync_state (workspace_id, state) VALUES ($1, 'done')", workspace_id)
+        principal = await conn.fetchval(
+            "INSERT INTO principals (kind, name) VALUES ('user', $1) RETURNING id", f"user{workspace_id}@example.com"
+        )
+        domain = f"w{workspace_id}"
+        for obj, level in (
+            (f"workspace:{domain}", "CAN_READ"),
+            (f"experiment:{domain}/1", "CAN_MANAGE"),
+            (f"registered_model:{domain}/m{workspace_id}", "CAN_MANAGE"),
+        ):
+            await conn.execute(
+                "INSERT INTO grants (principal_id, domain, object, privilege) VALUES ($1, $2, $3, $4)",
+                principal,
+                domain,
+                obj,
+                level,
+            )
+        await conn.execute(
+            "INSERT INTO registered_models (id, workspace_id, name) VALUES ($1, $2, 'model')",
+            f"m{workspace_id}",
+            workspace_id,
+        )
     finally:
         await conn.close()
 
 
-TABLES = ("outbox", "id_map", "reconcile_state", "ix_experiments", "ix_runs", "ix_dirty_runs", "ix_sync_state")
+TABLES = (
+    "outbox",
+    "id_map",
+    "reconcile_state",
+    "ix_experiments",
+    "ix_runs",
+    "ix_dirty_runs",
+    "ix_sync_state",
+    "registered_models",
+)
 
 
 async def _rows(url: str) -> dict[str, Any]:
@@ -152,6 +188,9 @@ async def _rows(url: str) -> dict[str, Any]:
             found[table] = sorted(r[0] for r in await conn.fetch(f"SELECT workspace_id FROM {table}"))
         for table in ("ix_metrics", "ix_metric_latest"):
             found[table] = sorted(r[0] for r in await conn.fetch(f"SELECT run_key FROM {table}"))
+        found["grants"] = sorted(
+            (r[0], r[1], r[2]) for r in await conn.fetch("SELECT domain, object, privilege FROM grants")
+        )
         found["outbox entries"] = sorted(
             (r[0], r[1], r[2]) for r in await conn.fetch("SELECT workspace_id, order_key, state FROM outbox")
         )
@@ -177,6 +216,12 @@ async def test_a_new_id_carries_every_row_over_and_rekeys_the_outbox(
     for table in TABLES:
         assert set(rows[table]) == {2001, NEIGHBOUR}, table
     assert (rows["ix_metrics"], rows["ix_metric_latest"]) == ([1, 2], [1, 2])
+    # Grants follow the workspace: domain and object names, nothing left under the old id.
+    assert [grant for grant in rows["grants"] if grant[0] != f"w{NEIGHBOUR}"] == [
+        ("w2001", "experiment:w2001/1", "CAN_MANAGE"),
+        ("w2001", f"registered_model:w2001/m{MOVED}", "CAN_MANAGE"),
+        ("w2001", "workspace:w2001", "CAN_READ"),
+    ]
     assert [entry for entry in rows["outbox entries"] if entry[0] == 2001] == [
         (2001, "2001/run:dead", "dead"),
         (2001, "2001/run:done", "done"),
@@ -205,13 +250,21 @@ async def test_another_store_waits_for_pending_entries_then_drops_what_the_old_s
     workspace, warning = await service.update(sessionmaker, "mover", WorkspaceChanges(store="c"))
 
     assert workspace.store == "c"
-    assert warning is not None and warning.endswith("1 dead letters of the previous store were discarded.")
+    assert warning is not None and warning.endswith(
+        "1 dead letters of the previous store were discarded. "
+        "2 grants on experiments and registered models of the previous store were removed."
+    )
     assert "unreachable" in warning
     rows = await _rows(database)
     for table in TABLES:
         if table != "outbox":
             assert rows[table] == [NEIGHBOUR], table
     assert (rows["ix_metrics"], rows["ix_metric_latest"]) == ([2], [2])
+    # Experiment 1 of the new store is another experiment: grants on the old store's objects go, the
+    # workspace's own grant stays.
+    assert [grant for grant in rows["grants"] if grant[0] == f"w{MOVED}"] == [
+        (f"w{MOVED}", f"workspace:w{MOVED}", "CAN_READ")
+    ]
     # Done entries stay (history); the dead letter could only have been retried against the old store.
     assert [entry for entry in rows["outbox entries"] if entry[0] == MOVED] == [
         (MOVED, f"{MOVED}/run:done", "done"),
@@ -227,3 +280,43 @@ async def test_no_connection_is_held_while_a_store_is_asked(
     await service.update(sessionmaker, "third", WorkspaceChanges(mode="dual"))
     assert stores["c"].checked_out and stores["a"].checked_out  # the fixture's links were asked too
     assert not _no_connection_while_asked(stores)
+
+
+async def test_unlinking_drops_every_row_so_a_later_workspace_under_the_same_id_inherits_nothing(
+    service: WorkspaceService, sessionmaker: async_sessionmaker[AsyncSession], database: str
+) -> None:
+    await _seed(database, MOVED, 1)
+    await _seed(database, NEIGHBOUR, 2)
+    before = await _rows(database)
+
+    with pytest.raises(InvalidState, match="1 dual-mode entries still pending"):
+        await service.delete(sessionmaker, "mover")
+    assert await _rows(database) == before
+    version = await _policy_version(database)
+
+    conn = await asyncpg.connect(database)
+    await conn.execute("UPDATE outbox SET state = 'done' WHERE state = 'pending'")
+    await conn.close()
+    await service.delete(sessionmaker, "mover")
+
+    rows = await _rows(database)
+    for table in TABLES:
+        assert set(rows[table]) == {NEIGHBOUR}, table
+    assert (rows["ix_metrics"], rows["ix_metric_latest"]) == ([2], [2])
+    assert {grant[0] for grant in rows["grants"]} == {f"w{NEIGHBOUR}"}
+    assert await _policy_version(database) == version + 1  # every replica reloads the policy
+
+    # A workspace linked later under the freed id starts with nothing of the old one.
+    workspace, _ = await service.create(
+        sessionmaker, WorkspaceCreate(name="newcomer", store="c", workspace_id=str(MOVED))
+    )
+    assert workspace.workspace_id == str(MOVED)
+    assert {grant[0] for grant in (await _rows(database))["grants"]} == {f"w{NEIGHBOUR}"}
+
+
+async def _policy_version(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT version FROM policy_version WHERE id = 1"))
+    finally:
+        await conn.close()
