@@ -72,11 +72,3 @@ class Locator:
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         return await self._store.stage_of(link, name, version)
-
-    def run_experiment(self, link: WorkspaceLink) -> Callable[[str], Awaitable[str | None]]:
-        """run id → experiment id in `link`'s workspace (what the index writer asks of a run it meets)."""
-
-        async def experiment_of_run(run_id: str) -> str | None:
-            return await self._store.experiment_of(link, "run", run_id)
-
-        return experiment_of_run

@@ -6,6 +6,8 @@ counted and logged, never fails the call, and the index sync repairs what was lo
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
 from gateway.core.links import WorkspaceLink
@@ -13,7 +15,9 @@ from gateway.core.route_table import RouteSpec
 from gateway.federation.bookkeeping import Bookkeeping
 from gateway.federation.hooks import AcceptedWrite
 from gateway.federation.locate import Locator
-from gateway.index.writer import IndexWriter
+from gateway.index.writer import IndexWriter, plan
+
+log = logging.getLogger(__name__)
 
 
 class IndexWriteThrough:
@@ -31,18 +35,22 @@ class IndexWriteThrough:
         return spec.creates
 
     async def record(self, write: AcceptedWrite) -> None:
-        experiment_of_run = self._locator.run_experiment(write.link)
+        link = write.link
+        change = plan(write.spec.name, link.workspace_id, write.request, write.response, write.principal)
+        if change is None:
+            return
+        experiment_id = None
+        if (run_id := self.writer.unseen_run(change)) is not None:
+            # Asked before a connection is taken: the answer may come from the store (the guard's lookup
+            # of this run is cached, so it rarely does). Not found, or the store not answering: the
+            # change is left to the index sync.
+            try:
+                experiment_id = await self._locator.experiment_of(link, "run", run_id)
+            except Exception as exc:
+                log.info("run of an indexed write not located", extra={"ws": link.name, "reason": str(exc)})
 
         async def apply(conn: asyncpg.Connection) -> None:
-            await self.writer.apply(
-                conn,
-                write.spec.name,
-                write.link.workspace_id,
-                write.request,
-                write.response,
-                write.principal,
-                experiment_of_run,
-            )
+            await self.writer.apply(conn, change, link.workspace_id, experiment_id)
 
         # Cached run keys may belong to a lost insert: forgotten on failure.
         await self._bookkeeping.derive(write.spec.name, apply, on_failure=self.writer.forget)

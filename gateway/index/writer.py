@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -348,22 +348,22 @@ class IndexWriter:
     def forget(self) -> None:
         self._run_keys.clear()
 
+    def unseen_run(self, change: IndexChange) -> str | None:
+        """The run a change names whose index key this writer does not hold: the caller finds its
+        experiment (`apply`'s `experiment_id`) before it takes a connection, in case the index has no row
+        for the run either."""
+        if isinstance(change, RunChange) and change.run_id and change.run_id not in self._run_keys:
+            return change.run_id
+        return None
+
     async def apply(
-        self,
-        conn: asyncpg.Connection,
-        route: str,
-        workspace_id: int,
-        request: bytes,
-        response: bytes,
-        principal: str,
-        experiment_of_run: Callable[[str], Awaitable[str | None]],
+        self, conn: asyncpg.Connection, change: IndexChange, workspace_id: int, experiment_id: str | None = None
     ) -> None:
-        """`experiment_of_run` finds the experiment of a run the index meets mid-life."""
-        change = plan(route, workspace_id, request, response, principal)
+        """One planned change (`plan`) of the workspace's; `experiment_id`: the `unseen_run`'s, if found."""
         if isinstance(change, NewRun):
             await self._create_run(conn, change)
         elif isinstance(change, RunChange):
-            run_key = await self._run_key(conn, change.run_id, workspace_id, experiment_of_run)
+            run_key = await self._run_key(conn, change.run_id, workspace_id, experiment_id)
             if run_key is not None:
                 await self._change_run(conn, run_key, change)
         elif isinstance(change, NewExperiment):
@@ -449,7 +449,7 @@ class IndexWriter:
         conn: asyncpg.Connection,
         run_id: str,
         workspace_id: int,
-        experiment_of_run: Callable[[str], Awaitable[str | None]],
+        experiment_id: str | None,
     ) -> int | None:
         if not run_id:
             return None
@@ -459,7 +459,6 @@ class IndexWriter:
         if run_key is None:
             # A run created before the index knew its workspace, or outside the gateway: index what this
             # write says now and let the sync job fill in the rest.
-            experiment_id = await experiment_of_run(run_id)
             if experiment_id is None:
                 return None
             run_key = await conn.fetchval(

@@ -501,3 +501,41 @@ async def test_the_plain_sender_sends_to_the_workspaces_store_in_its_namespace()
     )
     assert isinstance(sent, Sent) and sent.headers == {} and sent.translate is None
     assert [(s.method, s.path, s.workspace) for s in store.sent] == [("GET", "/api/2.0/mlflow/runs/get", "upstream-r")]
+
+
+async def test_the_index_write_through_locates_an_unseen_run_before_it_takes_a_connection() -> None:
+    """Locating a run may ask its store: no connection of the pool "derived" is held meanwhile."""
+    held: list[bool] = []
+    asked: list[tuple[bool, str]] = []
+
+    class Connection:
+        async def fetchval(self, query: str, *args: Any) -> Any:
+            return None  # the index has no row for the run yet
+
+        async def execute(self, query: str, *args: Any) -> str:
+            return "INSERT 0 1"
+
+    class Pool:
+        def acquire(self) -> Any:
+            class Acquired:
+                async def __aenter__(self) -> Connection:
+                    held.append(True)
+                    return Connection()
+
+                async def __aexit__(self, *exc: object) -> None:
+                    held.pop()
+
+            return Acquired()
+
+    class Locator:
+        async def experiment_of(self, where: WorkspaceLink, kind: str, object_id: str) -> str | None:
+            asked.append((bool(held), object_id))
+            return "7"
+
+    async def open_pool(name: str, settings: Mapping[str, str] | None = None, /) -> Any:
+        return Pool()
+
+    index = IndexWriteThrough(IndexWriter(), Bookkeeping(open_pool), Locator())  # type: ignore[arg-type]
+    body = json.dumps({"run_id": RUN_UNKNOWN, "params": [{"key": "lr", "value": "0.1"}]}).encode()
+    await index.record(AcceptedWrite(RUNS_LOG_BATCH, TEAM_A, "alice", body, b"", None, {}, None))
+    assert asked == [(False, RUN_UNKNOWN)]
