@@ -268,6 +268,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     policy = LivePolicy(sessionmaker, views=lambda session: ViewRepository(session).names())
     # A workspace moved to another store or id, or unlinked: each package carries or drops its own rows
     # (db/moves.py), grants included; this replica's policy reloads before the admin hears the answer.
+    # DualMoves first: renumbering the outbox waits for relays, before any row they may write is locked.
     workspaces = WorkspaceService(settings, stores, links, move_hooks=(DualMoves(), IndexMoves(), AuthzMoves(policy)))
     workspaces.settled = policy.reload
     direct = DirectCalls(stores)  # the gateway's own calls to stores (authorization reads, existence, undo)

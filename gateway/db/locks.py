@@ -3,9 +3,10 @@
 Locks keyed by two 32-bit integers are (class, key); the class is one of `LockClass`. The migration lock is
 a single 64-bit key (PostgreSQL keeps the one-key and two-key spaces apart).
 
-Locks held while a store is called (a pass over a workspace, the copy of one mirrored object) are
-session-level locks on a connection of their own, taken and released outside any transaction
-(`held`): no transaction stays open across an HTTP call, however long the store takes.
+Locks held while a store is called (a pass over a workspace, the copy of one mirrored object, the
+relay's work on one outbox order key) are session-level locks on a connection of their own, taken
+and released outside any transaction (`held`): no transaction stays open across an HTTP call,
+however long the store takes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class LockClass(IntEnum):
     INDEX_SYNC = 7002  # one index sync pass per workspace at a time (key: workspace id)
     LINKS = 7003  # link and relink decisions, one at a time (key: 0; transaction-scoped)
     MIRROR_OBJECT = 7004  # one mirrored object at a time (key: hashtext of workspace/kind/id; session lock)
+    OUTBOX_KEY = 7005  # one relay per outbox order key at a time (key: hashtext of the order key; session lock)
 
 
 MIGRATION_LOCK = 7_351_001  # schema migrations, one replica at a time
@@ -78,7 +80,7 @@ async def held(
             await connection.execute(f"SELECT pg_advisory_lock($1, {arg})", *params)
             got = True
         except Exception as exc:
-            if not _lock_timeout(exc):
+            if not lock_timed_out(exc):
                 raise
             got = False
         finally:
@@ -96,7 +98,7 @@ async def held(
                 log.warning("advisory unlock failed, connection closed instead: %s", type(exc).__name__)
 
 
-def _lock_timeout(exc: BaseException) -> bool:
+def lock_timed_out(exc: BaseException) -> bool:
     """Whether a failure is PostgreSQL's lock_timeout (55P03), raised by asyncpg directly or through SQLAlchemy."""
     while exc is not None:
         if getattr(exc, "sqlstate", None) == "55P03":
@@ -111,8 +113,22 @@ async def autocommit_connection(sessionmaker: async_sessionmaker[AsyncSession]) 
 
     For a session-level lock held across store calls (`held`).
     """
+    async with autocommit_session(sessionmaker) as (_, connection):
+        yield connection
+
+
+@contextlib.asynccontextmanager
+async def autocommit_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[tuple[AsyncSession, Autocommit]]:
+    """A session on one connection in autocommit mode, and that connection for `held`.
+
+    Each statement of the session commits on its own: reads that need no transaction can be made
+    under a lock the connection holds, and nothing is held open between them. The session must not
+    be asked to write what only a transaction keeps consistent.
+    """
     async with sessionmaker() as session:
-        yield Autocommit(await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}))
+        yield session, Autocommit(await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}))
 
 
 async def _discard(connection: LockConnection) -> None:

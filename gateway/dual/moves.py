@@ -19,7 +19,9 @@ class DualMoves:
     """A new store numbers its experiments and runs anew: the id map and the reconcile position (which
     experiment the backfill reached) of the old one are dropped, and so are its dead letters, which
     could only be retried against the old store. Pending entries are read from the current store, so a
-    workspace with pending entries does not move. A new id alone carries everything over."""
+    workspace with pending entries does not move (a relay marks what it applied before it lets its key
+    go, so entries being applied count as pending). A new id alone carries everything over, once the
+    relays at work on the workspace's keys are done (`OutboxRepository.renumber`)."""
 
     async def check_store_move(self, session: AsyncSession, workspace: str, workspace_id: int) -> None:
         if pending := await OutboxRepository(session).pending(workspace_id):
@@ -35,11 +37,13 @@ class DualMoves:
         return f"{dead} dead letters of the previous store were discarded." if dead else None
 
     async def renumbered(self, session: AsyncSession, old_id: int, new_id: int) -> None:
+        # The outbox first: it waits for relays at work on the workspace's keys, and they may write id
+        # map rows while they apply, so none may be locked by this transaction yet.
+        await OutboxRepository(session).renumber(old_id, new_id)
         await session.execute(update(IdMapRow).where(IdMapRow.workspace_id == old_id).values(workspace_id=new_id))
         await session.execute(
             update(reconcile_state).where(reconcile_state.c.workspace_id == old_id).values(workspace_id=new_id)
         )
-        await OutboxRepository(session).renumber(old_id, new_id)
 
     async def unlinked(self, session: AsyncSession, workspace_id: int) -> str | None:
         # Pending entries refuse the unlink (check_store_move); done entries go with the rest.

@@ -1,12 +1,15 @@
 """The transactional outbox of dual workspaces, and the relay that drains it into the central store.
 
 After the primary store accepts a write, the entry is committed here before the client gets its
-answer. Relays run in every gateway process: each claims the oldest pending entry of a key (a run or
-an experiment) with `FOR UPDATE SKIP LOCKED` together with the entries queued behind it, so a key is
-only ever worked on by one relay and in order, while different keys drain in parallel. Failures
-are retried with exponential back-off and jitter for as long as the central store is unreachable
-(probed every second, so a recovered store is drained at once); an entry the central store keeps
-refusing is moved to a visible dead-letter state.
+answer. Relays run in every gateway process: each reads the oldest due pending entries of keys (a
+run or an experiment) without locking a row, and takes the first key it can lock (a session-level
+advisory lock on a connection of its own, `LockClass.OUTBOX_KEY`), so a key is only ever worked on by
+one relay at a time, across replicas, while different keys drain in parallel. Under the lock it reads
+the key's pending entries again, oldest first, applies them in that order with no transaction open,
+then marks what was applied (and the failure it stopped at) in one short transaction before letting
+the key go. Failures are retried with exponential back-off and jitter for as long as the central
+store is unreachable (probed every second, so a recovered store is drained at once); an entry the
+central store keeps refusing is moved to a visible dead-letter state.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import BigInteger, DateTime, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.core.errors import InvalidState
+from gateway.db.locks import LockClass, autocommit_session, held, lock_timed_out
 from gateway.db.models import OutboxRow
 from gateway.observability.metrics import OUTBOX_APPLIED, OUTBOX_FAILURES
 from gateway.stores.client import Refused, Transient
@@ -32,7 +37,13 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0  # for refusals
 MAX_OUTAGE_BACKOFF_SECONDS = 10.0  # an unreachable store is probed at least this often, so drains start soon
-GROUP_LIMIT = 2_000  # entries of one key taken in one claim
+GROUP_LIMIT = 2_000  # entries of one key applied in one round
+HEADS_PAGE = 32  # candidate heads read at a time; more are read only while every one read is held elsewhere
+RENUMBER_WAIT_SECONDS = 60.0  # how long a renumber waits for relays at work on the workspace's keys
+_RELAYING = (
+    "Dual-mode entries of workspace id {} are being applied to the central store right now; "
+    "try the change again in a moment."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +62,9 @@ class Applied:
 class Retry:
     """What becomes of the entry a failure stopped at: tried again after `delay` seconds, or a dead letter.
 
-    Either way the entries queued behind it for the same key stay pending: a key's oldest pending entry
-    is its only one a relay claims (`claim_heads`), so they wait for it to succeed, or, once it is a
-    dead letter, go on without it.
+    Either way the entries queued behind it for the same key stay pending: a key is only taken up by
+    a relay when its oldest pending entry is due (`due_heads`, `group`), so they wait for it to
+    succeed, or, once it is a dead letter, go on without it.
     """
 
     attempts: int
@@ -80,33 +91,55 @@ class OutboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def claim_heads(self, limit: int) -> Sequence[tuple[int, str]]:
-        """The oldest due pending entry of keys nobody else holds, locked until this transaction ends."""
-        result = await self.session.execute(
-            text(
-                """
-                SELECT o.id, o.order_key FROM outbox o
-                WHERE o.state = 'pending' AND o.next_attempt_at <= now()
-                  AND NOT EXISTS (
-                      SELECT 1 FROM outbox p
-                      WHERE p.order_key = o.order_key AND p.state = 'pending' AND p.id < o.id)
-                ORDER BY o.next_attempt_at, o.id
-                LIMIT :limit
-                FOR UPDATE SKIP LOCKED
-                """
-            ),
-            {"limit": limit},
-        )
-        return [(int(row[0]), str(row[1])) for row in result.all()]
+    async def due_heads(
+        self, limit: int, after: tuple[datetime, int] | None = None
+    ) -> Sequence[tuple[int, str, datetime]]:
+        """The oldest pending entry (id, order key, due time) of keys whose oldest is due, oldest due first.
 
-    async def group(self, head_id: int, order_key: str) -> Sequence[OutboxRow]:
-        """The head and the entries queued behind it for the same key (the head's lock keeps others off)."""
-        result = await self.session.execute(
-            select(OutboxRow)
-            .where(OutboxRow.order_key == order_key, OutboxRow.state == "pending", OutboxRow.id >= head_id)
+        Read without locking anything: a relay then takes the first key it can lock (`Relay.run_once`).
+        `after` (a due time and id read before) continues the list after that head.
+        """
+        page = ""
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            page = "AND (o.next_attempt_at, o.id) > (:after_at, :after_id)"
+            params.update(after_at=after[0], after_id=after[1])
+        statement = text(
+            f"""
+            SELECT o.id, o.order_key, o.next_attempt_at FROM outbox o
+            WHERE o.state = 'pending' AND o.next_attempt_at <= now()
+              AND NOT EXISTS (
+                  SELECT 1 FROM outbox p
+                  WHERE p.order_key = o.order_key AND p.state = 'pending' AND p.id < o.id)
+              {page}
+            ORDER BY o.next_attempt_at, o.id
+            LIMIT :limit
+            """  # noqa: S608 (`page` is one of two constant strings)
+        )
+        if after is not None:
+            statement = statement.bindparams(
+                bindparam("after_at", type_=DateTime(timezone=True)), bindparam("after_id", type_=BigInteger)
+            )
+        result = await self.session.execute(statement, params)
+        return [(int(row[0]), str(row[1]), row[2]) for row in result.all()]
+
+    async def group(self, order_key: str) -> Sequence[OutboxRow]:
+        """The key's pending entries, oldest first, if the oldest is due; else none.
+
+        Read by the relay holding the key's lock: whatever another relay applied before it took the
+        lock is no longer pending, a dead letter put back (`retry_dead`) is in line again, and a head
+        that failed meanwhile waits out its back-off.
+        """
+        pending = (OutboxRow.order_key == order_key, OutboxRow.state == "pending")
+        head_due = (
+            select(OutboxRow.next_attempt_at <= func.now())
+            .where(*pending)
             .order_by(OutboxRow.id)
-            .limit(GROUP_LIMIT)
-            .with_for_update()
+            .limit(1)
+            .scalar_subquery()
+        )
+        result = await self.session.execute(
+            select(OutboxRow).where(*pending, head_due).order_by(OutboxRow.id).limit(GROUP_LIMIT)
         )
         return result.scalars().all()
 
@@ -117,15 +150,23 @@ class OutboxRepository:
             )
 
     async def mark_failed(self, row: OutboxRow, error: Exception, max_refusals: int) -> None:
+        """Record the failure `row` (as read when it was taken up) stopped at: back-off or dead letter."""
         retry = after_failure(row.attempts, row.refusals, error, max_refusals)
-        row.attempts = retry.attempts
-        row.refusals = retry.refusals
-        row.last_error = str(error)[:2000]
-        row.state = retry.state
-        row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=retry.delay)
-        await self.session.flush()
+        last_error = str(error)[:2000]
+        await self.session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == row.id)
+            .values(
+                attempts=retry.attempts,
+                refusals=retry.refusals,
+                last_error=last_error,
+                state=retry.state,
+                next_attempt_at=datetime.now(UTC) + timedelta(seconds=retry.delay),
+            )
+            .execution_options(synchronize_session=False)
+        )
         if retry.state == "dead":
-            log.error("outbox entry %s (%s) is a dead letter: %s", row.id, row.route, row.last_error)
+            log.error("outbox entry %s (%s) is a dead letter: %s", row.id, row.route, last_error)
 
     async def status(self) -> list[dict[str, Any]]:
         result = await self.session.execute(
@@ -187,17 +228,72 @@ class OutboxRepository:
 
     async def renumber(self, old_id: int, new_id: int) -> None:
         """Every entry of `old_id` moves to `new_id`, order keys (`<workspace id>/...`) included, so pending
-        entries stay in line with the ones written from now on."""
-        await self.session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.workspace_id == old_id)
-            .values(
-                workspace_id=new_id,
-                order_key=func.regexp_replace(OutboxRow.order_key, "^[0-9]+/", f"{new_id}/"),
-            )
+        entries stay in line with the ones written from now on.
+
+        A relay at work on one of the workspace's keys holds that key's lock while the central store is
+        called, and no row lock: the renumber first waits for it to finish (at most
+        `RENUMBER_WAIT_SECONDS`, then the change is refused), and keeps the old keys locked until its
+        transaction ends, so no relay applies an entry under its old key while another takes it up
+        under the new one. A key first written meanwhile that a relay holds refuses the change too.
+        To be called before anything else in the transaction writes a row a relay may need.
+        """
+        waited = await self._hold_pending_keys(old_id)
+        moved = await self.session.execute(
+            text(
+                """
+                UPDATE outbox SET workspace_id = :new_id,
+                                  order_key = regexp_replace(outbox.order_key, '^[0-9]+/', :prefix)
+                FROM (SELECT id, order_key FROM outbox WHERE workspace_id = :old_id) AS before
+                WHERE outbox.id = before.id
+                RETURNING before.order_key, outbox.state
+                """
+            ),
+            {"old_id": old_id, "new_id": new_id, "prefix": f"{new_id}/"},
         )
+        for key in sorted({str(row[0]) for row in moved.all() if row[1] == "pending"} - waited):
+            got = await self.session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:class, hashtext(:key))"),
+                {"class": int(LockClass.OUTBOX_KEY), "key": key},
+            )
+            if not got:
+                raise InvalidState(_RELAYING.format(old_id))
+
+    async def _hold_pending_keys(self, workspace_id: int) -> set[str]:
+        """Lock (until the transaction ends) the order key of every pending entry, waiting for relays."""
+        keys = set(
+            (
+                await self.session.scalars(
+                    select(OutboxRow.order_key)
+                    .distinct()
+                    .where(OutboxRow.workspace_id == workspace_id, OutboxRow.state == "pending")
+                )
+            ).all()
+        )
+        if not keys:
+            return keys
+        before = await self.session.scalar(text("SELECT current_setting('lock_timeout')"))
+        await self.session.execute(
+            text("SELECT set_config('lock_timeout', :wait, true)"), {"wait": f"{int(RENUMBER_WAIT_SECONDS * 1000)}ms"}
+        )
+        try:
+            for key in sorted(keys):
+                await self.session.execute(
+                    text("SELECT pg_advisory_xact_lock(:class, hashtext(:key))"),
+                    {"class": int(LockClass.OUTBOX_KEY), "key": key},
+                )
+        except Exception as exc:
+            if not lock_timed_out(exc):
+                raise
+            raise InvalidState(_RELAYING.format(workspace_id)) from None
+        await self.session.execute(text("SELECT set_config('lock_timeout', :before, true)"), {"before": before})
+        return keys
 
     async def retry_dead(self, workspace_id: int, entry_id: int | None = None) -> int:
+        """Put dead letters back in line, due now; how many.
+
+        No key lock is needed: a relay at work on the key marks its entries by id, and a revived entry
+        older than them is the key's head from then on, read first by the next relay to take the key.
+        """
         statement = (
             update(OutboxRow)
             .where(OutboxRow.workspace_id == workspace_id, OutboxRow.state == "dead")
@@ -265,25 +361,46 @@ class Relay:
                 await asyncio.sleep(self._idle)
 
     async def run_once(self) -> int:
-        """Claim one key and apply what is queued for it; the number of entries applied."""
-        async with self._sessionmaker() as session, session.begin():
+        """Take one key nobody else holds and apply what is queued for it; the number of entries applied.
+
+        Keys are tried oldest due head first. The key's lock is held on a connection of its own in
+        autocommit mode while the central store is called, so no transaction (and no row lock) is
+        open meanwhile; it is let go when the round ends, however it ends.
+        """
+        async with autocommit_session(self._sessionmaker) as (session, connection):
             repository = OutboxRepository(session)
-            heads = await repository.claim_heads(1)
-            if not heads:
-                return 0
-            head_id, order_key = heads[0]
-            rows = list(await repository.group(head_id, order_key))
-            started = time.perf_counter()
-            outcome: Applied = await self._apply(rows)
-            await repository.mark_done([row.id for row in rows[: outcome.count]])
-            if outcome.error is not None and outcome.count < len(rows):
-                if isinstance(outcome.error, Transient):
-                    self._outages.add(rows[0].workspace_id)
-                failed = rows[outcome.count]
-                OUTBOX_FAILURES.labels(type(outcome.error).__name__).inc()
-                await repository.mark_failed(failed, outcome.error, self._max_refusals)
-            OUTBOX_APPLIED.inc(outcome.count)
-            log.debug(
-                "relayed %s entries of %s in %.1f ms", outcome.count, order_key, (time.perf_counter() - started) * 1000
-            )
-            return outcome.count
+            after: tuple[datetime, int] | None = None
+            while True:
+                heads = await repository.due_heads(HEADS_PAGE, after)
+                for _, order_key, _ in heads:
+                    async with held(connection, LockClass.OUTBOX_KEY, order_key) as got:
+                        if got:
+                            return await self._drain(repository, order_key)
+                if len(heads) < HEADS_PAGE:
+                    return 0  # every due key is held by another relay (or nothing is due)
+                after = (heads[-1][2], heads[-1][0])
+
+    async def _drain(self, repository: OutboxRepository, order_key: str) -> int:
+        """Apply the key's pending entries (its lock held), then mark how far they got in one transaction."""
+        rows = list(await repository.group(order_key))
+        repository.session.expunge_all()  # plain values from here on; changes are written by statement
+        if not rows:
+            return 0  # applied by another relay before this one took the key, or its head is not due
+        started = time.perf_counter()
+        outcome: Applied = await self._apply(rows)
+        failed = rows[outcome.count] if outcome.error is not None and outcome.count < len(rows) else None
+        async with self._sessionmaker() as session, session.begin():
+            marks = OutboxRepository(session)
+            await marks.mark_done([row.id for row in rows[: outcome.count]])
+            if failed is not None and outcome.error is not None:
+                await marks.mark_failed(failed, outcome.error, self._max_refusals)
+        if failed is not None and outcome.error is not None:
+            OUTBOX_FAILURES.labels(type(outcome.error).__name__).inc()
+            if isinstance(outcome.error, Transient):
+                # Noted once the back-off is committed: the probe's `due_now` then always comes after it.
+                self._outages.add(rows[0].workspace_id)
+        OUTBOX_APPLIED.inc(outcome.count)
+        log.debug(
+            "relayed %s entries of %s in %.1f ms", outcome.count, order_key, (time.perf_counter() - started) * 1000
+        )
+        return outcome.count

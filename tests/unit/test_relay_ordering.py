@@ -1,8 +1,9 @@
 """The order in which the relay applies one key's outbox entries, and what a failure does to that key.
 
-A relay claims a key's oldest pending entry with the entries queued behind it (SQL, covered by the
-dual-tracking integration tests); `plan` is how the mirror turns that group into calls, in order, and
-`after_failure` what becomes of the entry a failure stopped at (the entries behind it stay pending).
+A relay takes up a key's pending entries, oldest first, under the key's lock (SQL, in
+test_relay_claim.py and the dual-tracking integration tests); `plan` is how the mirror turns that
+group into calls, in order, and `after_failure` what becomes of the entry a failure stopped at (the
+entries behind it stay pending).
 """
 
 from __future__ import annotations
