@@ -1,9 +1,9 @@
 """Core declarations of the tables that are read and written as SQL expressions rather than through ORM models.
 
 Each declaration names every column the migrations create (migration 0004 for the index, 0006 for the
-reconciler's progress), so an expression built on it can use any column; tests/unit/test_db_schema.py
-checks them, and the ORM models of `gateway/db/models.py`, against a migrated database. Indexes,
-constraints and defaults live in the migrations only.
+reconciler's progress, 0009 for the built-in vault), so an expression built on it can use any column;
+tests/unit/test_db_schema.py checks them, and the ORM models of `gateway/db/models.py`, against a migrated
+database. Indexes, constraints and defaults live in the migrations only.
 """
 
 from __future__ import annotations
@@ -106,4 +106,25 @@ reconcile_state = sa.table(
     sa.column("updated_at", _TIME),
 )
 
-CORE_TABLES = (ix_experiments, ix_runs, ix_metrics, ix_metric_latest, ix_sync_state, ix_dirty_runs, reconcile_state)
+# -- the built-in vault's values (migration 0009) ----------------------------------------------------------
+
+vault_values = sa.table(
+    "vault_values",
+    sa.column("location", sa.String(200)),
+    sa.column("key", sa.String(128)),
+    sa.column("kid", sa.String(32)),
+    sa.column("nonce", sa.LargeBinary),
+    sa.column("ciphertext", sa.LargeBinary),
+    sa.column("updated_at", _TIME),
+)
+
+CORE_TABLES = (
+    ix_experiments,
+    ix_runs,
+    ix_metrics,
+    ix_metric_latest,
+    ix_sync_state,
+    ix_dirty_runs,
+    reconcile_state,
+    vault_values,
+)

@@ -1,0 +1,1 @@
+"""Secrets: the built-in vault (values encrypted in PostgreSQL) and its envelope."""
