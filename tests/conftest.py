@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from gateway.devstack import GatewayProcess, MlflowServer, free_port
+from tests.support.bao import BaoServer, start_bao
 
 ADMIN_TOKEN = "test-admin-token-4f1c2b9e7d"
 MAX_JSON_BODY = 4 * 1024 * 1024
@@ -179,6 +180,14 @@ def stack(workdir: Path, database_url: str, stores: dict[str, MlflowServer]) -> 
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
     yield Stack(gateway, stores, database_url, workdir)
     gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def bao(workdir: Path) -> Iterator[BaoServer]:
+    """A real OpenBao dev server (in memory, KV v2 at secret/, root token ROOT_TOKEN of tests/support/bao.py)."""
+    server = start_bao(workdir / "bao")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Vaults: where the values of secret scopes live (OpenBao / HashiCorp Vault, Azure Key Vault)."""
