@@ -1,17 +1,23 @@
-"""The `fedgate` command: serve, db upgrade, workspaces, demo."""
+"""The `fedgate` command: serve, db upgrade, secrets (keys of the built-in vault), workspaces, demo."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.cli.client import Call, CommandError, Plan, admin_call
 from gateway.core.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from gateway.secrets.builtin import Rotation
+    from gateway.secrets.crypto import Keyring
 
 
 def _database(settings: Settings) -> tuple[str, Callable[[], None]]:
@@ -87,6 +93,52 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secrets_new_key(args: argparse.Namespace) -> int:
+    from gateway.secrets.crypto import new_key_entry
+
+    print(new_key_entry(args.kid))
+    return 0
+
+
+def cmd_secrets_rotate_key(args: argparse.Namespace) -> int:
+    """Re-encrypt the built-in vault's values under the active key (FEDGATE_VAULT_KEYS or its file).
+
+    Each batch commits on its own: interrupted, the command is run again and goes on where it stopped;
+    every value stays readable meanwhile as long as the old keys stay configured. Exit 0 once nothing is
+    left under another key (the old keys may then be removed), 1 while something is.
+    """
+    from gateway.db.migrate import upgrade
+    from gateway.secrets.crypto import Keyring
+
+    settings = load_settings(args.config)
+    keyring = Keyring.from_environment()
+    url, release = _database(settings)
+    try:
+        upgrade(url)
+        summary, done = asyncio.run(_rotate(url, keyring, args.batch_size))
+    finally:
+        release()
+    print(summary)
+    return 0 if done else 1
+
+
+async def _rotate(url: str, keyring: Keyring, batch_size: int) -> tuple[str, bool]:
+    from gateway.db.engine import make_engine, make_sessionmaker
+    from gateway.secrets.builtin import BuiltinVault
+
+    engine = make_engine(url, pool_size=2)
+    try:
+        vault = BuiltinVault(make_sessionmaker(engine), keyring)
+
+        async def progress(rotation: Rotation) -> None:
+            print(f"batch {rotation.batches}: {rotation.rotated} re-encrypted so far", file=sys.stderr)
+
+        rotation = await vault.rotate(batch_size=batch_size, on_batch=progress)
+        return rotation.summary(), rotation.done
+    finally:
+        await engine.dispose()
+
+
 def cmd_workspaces(args: argparse.Namespace) -> int:
     base = "/api/3.0/mlflow/workspaces"
     if args.action == "list":
@@ -142,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade.set_defaults(func=cmd_db_upgrade)
 
     url = os.environ.get("FEDGATE_URL", "http://127.0.0.1:8080")
+    secrets = commands.add_parser("secrets", help="keys of the built-in vault")
+    secrets_commands = secrets.add_subparsers(dest="action", required=True)
+    new_key = secrets_commands.add_parser(
+        "new-key", help="print a new key entry for FEDGATE_VAULT_KEYS (or its file), with the given key id"
+    )
+    new_key.add_argument("kid", help="key id: letters, digits, '.', '_' or '-' (at most 32)")
+    new_key.set_defaults(func=cmd_secrets_new_key)
+    rotate = secrets_commands.add_parser(
+        "rotate-key", help="re-encrypt every value under the active key; resumable, online"
+    )
+    rotate.add_argument("--config", default=None)
+    rotate.add_argument("--batch-size", type=int, default=100)
+    rotate.set_defaults(func=cmd_secrets_rotate_key)
+
     workspaces = commands.add_parser("workspaces", help="list, link, relink and unlink workspaces")
     workspaces.add_argument("--url", default=url)
     ws_actions = workspaces.add_subparsers(dest="action", required=True)

@@ -19,7 +19,11 @@ RESERVED_WORKSPACE_NAMES = frozenset({"account", "workspaces", "api", "ajax-api"
 STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 # Environment variables that are not settings keys.
-SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN"})
+# The built-in vault's keys (gateway/secrets/crypto.py): credentials, read from the environment only.
+VAULT_KEYS_ENV = "FEDGATE_VAULT_KEYS"
+VAULT_KEYS_FILE_ENV = "FEDGATE_VAULT_KEYS_FILE"
+# FEDGATE_* variables that are not overrides of settings.
+SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN", VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV})
 _SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc", "tokens")
 # Signature algorithms an OIDC token may use: asymmetric only, so a public key can never act as an HMAC secret.
 OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")

@@ -44,10 +44,10 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.core.config import ConfigError
+from gateway.core.config import VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV, ConfigError
 
-KEYS_ENV = "FEDGATE_VAULT_KEYS"
-KEYS_FILE_ENV = "FEDGATE_VAULT_KEYS_FILE"
+KEYS_ENV = VAULT_KEYS_ENV  # not a setting: load_settings leaves both alone
+KEYS_FILE_ENV = VAULT_KEYS_FILE_ENV
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # 96 bits, GCM's own size
 # At most 32 characters: 32 bytes in base64 are longer, so a key written where its id belongs is never a valid
