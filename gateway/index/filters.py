@@ -93,6 +93,8 @@ KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "
 # Words MLflow's SQL tokenizer reads as keywords even after a dot, so it refuses a key with such an
 # unquoted part (`metrics.as`, `tags.x.from`); quoted (metrics.`as`) they are names like any other.
 RESERVED_PARTS = frozenset({"as", "case", "from", "in", "using", "values"})
+# MLflow's order_by parser reads `as` in a key as a name, except as the key's last part with no
+# direction after it (metrics.as.a and `metrics.a.as DESC` order by a metric; `metrics.a.as` is refused).
 _PART = r"`(?:``|[^`])*`|\"(?:\"\"|\\\"|[^\"])*\"|[^\W\d]\w*"
 _PATTERNS: tuple[tuple[str | None, re.Pattern[str]], ...] = (
     (None, re.compile(r"\s+")),
@@ -108,7 +110,11 @@ _PATTERNS: tuple[tuple[str | None, re.Pattern[str]], ...] = (
 _SPLIT_PARTS = re.compile(rf"{_PART}|\w+")
 
 
-def tokenize(text: str, what: str = "filter") -> list[Token]:
+def _reserved(parts: tuple[str, ...], order_by: bool) -> bool:
+    return any(part.lower() in RESERVED_PARTS and not (order_by and part.lower() == "as") for part in parts)
+
+
+def tokenize(text: str, what: str = "filter", *, order_by: bool = False) -> list[Token]:
     tokens: list[Token] = []
     position = 0
     while position < len(text):
@@ -126,7 +132,7 @@ def tokenize(text: str, what: str = "filter") -> list[Token]:
                 parts = tuple(p.group(0) for p in _SPLIT_PARTS.finditer(word))
                 if len(parts) == 1 and word.upper() in KEYWORDS:
                     tokens.append(Token(Kind.KEYWORD, word.upper(), position))
-                elif any(part.lower() in RESERVED_PARTS for part in parts):
+                elif _reserved(parts, order_by):
                     raise InvalidParameter(
                         f"Invalid {what} {text!r}: {word!r} has an SQL keyword as a part of its name; "
                         "quote that part with backticks."
@@ -435,7 +441,7 @@ def parse_run_order_by(items: Sequence[str] | None) -> list[OrderKey]:
 
 
 def _order_item(item: str, entities: dict[str, Entity]) -> tuple[Entity, str, bool]:
-    reader = _Reader(item, tokenize(item, "order_by clause"), "order_by clause")
+    reader = _Reader(item, tokenize(item, "order_by clause", order_by=True), "order_by clause")
     identifier = reader.next("a field such as metrics.rmse")
     if identifier.kind is not Kind.IDENT:
         raise reader.unexpected(identifier, "a field such as metrics.rmse or start_time")
@@ -449,6 +455,11 @@ def _order_item(item: str, entities: dict[str, Entity]) -> tuple[Entity, str, bo
     trailing = reader.peek()
     if trailing is not None:
         raise reader.unexpected(trailing, "the end of the clause")
+    if direction is None and identifier.parts[-1].lower() == "as":
+        raise InvalidParameter(
+            f"Invalid order_by clause {item!r}: {identifier.text!r} ends in the SQL keyword 'as'; "
+            "quote that part with backticks or add ASC or DESC."
+        )
     entity, key = _split(identifier, entities)
     return entity, key, ascending
 
