@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,6 +25,7 @@ from litestar.exceptions import (
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.postgres_notify import PostgresNotifications
 from adapters.stores.auth import (
@@ -36,6 +37,8 @@ from adapters.stores.auth import (
     token_url_for,
 )
 from adapters.stores.mlflow_rest import MlflowRestStore
+from adapters.vaults.azure_keyvault import AzureKeyVault, KeyVaultSettings
+from adapters.vaults.openbao import AppRoleAuth, KubernetesAuth, OpenBaoAuth, OpenBaoSettings, OpenBaoVault, TokenAuth
 from gateway.audit.trail import AuditTrail, entry
 from gateway.authn.middleware import AuthenticationMiddleware, DenialLimiter
 from gateway.authn.oidc import OidcVerifier
@@ -52,12 +55,19 @@ from gateway.authz.routes import (
 )
 from gateway.authz.service import AccessService
 from gateway.core.config import (
+    BUILTIN_VAULT,
+    AzureKeyVaultSettings,
     BasicAuth,
     BearerAuth,
     ConfigError,
     OAuth2ClientCredentials,
+    OpenBaoVaultSettings,
     Settings,
     StoreSettings,
+    VaultAppRole,
+    VaultKubernetes,
+    VaultToken,
+    builtin_vault_configured,
     load_settings,
 )
 from gateway.core.errors import (
@@ -69,7 +79,7 @@ from gateway.core.errors import (
     body_error,
 )
 from gateway.core.links import LinkTable
-from gateway.core.ports import ChangeFeed, Store
+from gateway.core.ports import ChangeFeed, Store, Vault
 from gateway.core.principal import Principal
 from gateway.core.watch import ReloadLoop
 from gateway.db.engine import make_sessionmaker
@@ -99,6 +109,8 @@ from gateway.observability.metrics import DENIED
 from gateway.observability.routes import health_handlers
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
+from gateway.secrets.builtin import BuiltinVault
+from gateway.secrets.crypto import Keyring
 from gateway.sql.repository import ViewRepository
 from gateway.sql.routes import SqlStatementsController
 from gateway.sql.runner import QueryRunner
@@ -154,6 +166,60 @@ def build_stores(settings: Settings) -> dict[str, Store]:
         )
         for name, store in settings.stores.items()
     }
+
+
+def build_vaults(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession] | None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Vault]:
+    """Every configured vault, and the built-in one (named `builtin`) when its keys are set.
+
+    Credentials are read here, from the environment or files the settings name; a missing one is a
+    ConfigError naming the setting. Call inside an event loop (the HTTP adapters open their sessions).
+    The built-in vault keeps its values in the gateway's database (`sessionmaker`).
+    """
+    env = os.environ if environ is None else environ
+    vaults: dict[str, Vault] = {}
+    if builtin_vault_configured(settings.vaults, env):
+        if sessionmaker is None:
+            raise ConfigError("the built-in vault needs the gateway's database")
+        vaults[BUILTIN_VAULT] = BuiltinVault(sessionmaker, Keyring.from_environment(env), BUILTIN_VAULT)
+    for name, vault in settings.vaults.items():
+        where = f"vaults.{name}"
+        if isinstance(vault, OpenBaoVaultSettings):
+            vaults[name] = OpenBaoVault(
+                name,
+                OpenBaoSettings(
+                    address=vault.address,
+                    auth=_openbao_auth(vault.auth, where=f"{where}.auth"),
+                    mount=vault.mount,
+                    prefix=vault.prefix,
+                    namespace=vault.namespace or None,
+                    timeout_seconds=vault.timeout_seconds,
+                ),
+            )
+        elif isinstance(vault, AzureKeyVaultSettings):
+            vaults[name] = AzureKeyVault(
+                name,
+                KeyVaultSettings(
+                    vault_url=vault.vault_url,
+                    tenant_id=vault.tenant_id,
+                    client_id=vault.client_id,
+                    client_secret=_secret(vault.client_secret_env, vault.client_secret_file, what=where),
+                    authority_host=vault.authority_host,
+                    timeout_seconds=vault.timeout_seconds,
+                ),
+            )
+    return vaults
+
+
+def _openbao_auth(auth: VaultToken | VaultAppRole | VaultKubernetes, *, where: str) -> OpenBaoAuth:
+    if isinstance(auth, VaultToken):
+        return TokenAuth(_secret(auth.token_env, auth.token_file, what=where))
+    if isinstance(auth, VaultAppRole):
+        return AppRoleAuth(auth.role_id, _secret(auth.secret_id_env, auth.secret_id_file, what=where), auth.mount)
+    return KubernetesAuth(auth.role, auth.jwt_file, auth.mount)
 
 
 def _error_body(error_code: str, message: str) -> dict[str, str]:

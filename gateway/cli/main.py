@@ -30,6 +30,10 @@ def _database(settings: Settings) -> tuple[str, Callable[[], None]]:
     return embedded.url, embedded.stop
 
 
+def _nothing() -> None:
+    return None
+
+
 def _exit_on_sigterm() -> None:
     """uvicorn re-raises the signal that stopped it; make SIGTERM a normal exit so clean-up runs."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -139,6 +143,52 @@ async def _rotate(url: str, keyring: Keyring, batch_size: int) -> tuple[str, boo
         await engine.dispose()
 
 
+def cmd_vaults_check(args: argparse.Namespace) -> int:
+    """Each vault reachable and the gateway authorised, one line each; exit 1 when one is not."""
+    from gateway.core.config import builtin_vault_configured
+    from gateway.db.migrate import upgrade
+
+    settings = load_settings(args.config)
+    url: str | None = None
+    release: Callable[[], None] = _nothing
+    if builtin_vault_configured(settings.vaults, os.environ):
+        url, release = _database(settings)
+    try:
+        if url is not None:
+            upgrade(url)
+        results = asyncio.run(_check_vaults(settings, url))
+    finally:
+        release()
+    print(f"{'VAULT':20} {'KIND':16} {'STATE':7} DETAIL")
+    for name, kind, ok, detail in results:
+        print(f"{name:20} {kind:16} {'ok' if ok else 'FAILED':7} {detail}")
+    if not results:
+        print("no vault: set FEDGATE_VAULT_KEYS for the built-in one, or declare [vaults.NAME]")
+    return 0 if results and all(ok for _, _, ok, _ in results) else 1
+
+
+async def _check_vaults(settings: Settings, url: str | None) -> list[tuple[str, str, bool, str]]:
+    from gateway.app import build_vaults
+    from gateway.db.engine import make_engine, make_sessionmaker
+
+    engine = make_engine(url, pool_size=1) if url is not None else None
+    results: list[tuple[str, str, bool, str]] = []
+    try:
+        vaults = build_vaults(settings, make_sessionmaker(engine) if engine is not None else None)
+        for name, vault in vaults.items():
+            kind = settings.vaults[name].__struct_config__.tag if name in settings.vaults else "builtin"
+            try:
+                results.append((name, str(kind), True, await vault.check()))
+            except Exception as exc:  # each adapter's failure names the problem, never a credential
+                results.append((name, str(kind), False, f"{type(exc).__name__}: {exc}"))
+            finally:
+                await vault.close()
+    finally:
+        if engine is not None:
+            await engine.dispose()
+    return results
+
+
 def cmd_workspaces(args: argparse.Namespace) -> int:
     base = "/api/3.0/mlflow/workspaces"
     if args.action == "list":
@@ -207,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--config", default=None)
     rotate.add_argument("--batch-size", type=int, default=100)
     rotate.set_defaults(func=cmd_secrets_rotate_key)
+
+    vaults = commands.add_parser("vaults", help="the vaults secret scopes keep their values in")
+    vault_commands = vaults.add_subparsers(dest="action", required=True)
+    vaults_check = vault_commands.add_parser("check", help="each vault reachable and the gateway authorised")
+    vaults_check.add_argument("--config", default=None)
+    vaults_check.set_defaults(func=cmd_vaults_check)
 
     workspaces = commands.add_parser("workspaces", help="list, link, relink and unlink workspaces")
     workspaces.add_argument("--url", default=url)

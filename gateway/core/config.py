@@ -127,6 +127,61 @@ class StoreSettings(_Settings):
     max_connections: int = 100
 
 
+class VaultToken(_Settings, tag_field="method", tag="token"):
+    token_env: str = ""
+    token_file: str = ""
+
+
+class VaultAppRole(_Settings, tag_field="method", tag="approle"):
+    role_id: str
+    secret_id_env: str = ""
+    secret_id_file: str = ""
+    mount: str = "approle"
+
+
+class VaultKubernetes(_Settings, tag_field="method", tag="kubernetes"):
+    role: str
+    jwt_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    mount: str = "kubernetes"
+
+
+class BuiltinVaultSettings(_Settings, tag_field="kind", tag="builtin"):
+    """Values sealed in the gateway's PostgreSQL; keys from FEDGATE_VAULT_KEYS or FEDGATE_VAULT_KEYS_FILE."""
+
+
+class OpenBaoVaultSettings(_Settings, tag_field="kind", tag="openbao"):
+    """OpenBao or HashiCorp Vault, KV version 2."""
+
+    address: str
+    auth: VaultToken | VaultAppRole | VaultKubernetes
+    mount: str = "secret"
+    prefix: str = "fedgate"
+    namespace: str = ""
+    timeout_seconds: float = 10.0
+
+
+class AzureKeyVaultSettings(_Settings, tag_field="kind", tag="azure-keyvault"):
+    """Azure Key Vault, read-only through the gateway; OAuth2 client credentials of an Entra application."""
+
+    vault_url: str
+    tenant_id: str
+    client_id: str
+    client_secret_env: str = ""
+    client_secret_file: str = ""
+    authority_host: str = "https://login.microsoftonline.com"
+    timeout_seconds: float = 10.0
+
+
+VaultSettings = BuiltinVaultSettings | OpenBaoVaultSettings | AzureKeyVaultSettings
+# The vault of a workspace that names none, sealed with the built-in keys.
+BUILTIN_VAULT = "builtin"
+
+
+def builtin_vault_configured(vaults: Mapping[str, object], environ: Mapping[str, str]) -> bool:
+    """The built-in vault is served when its keys are set (or it is declared, which then needs them)."""
+    return VAULT_KEYS_ENV in environ or VAULT_KEYS_FILE_ENV in environ or BUILTIN_VAULT in vaults
+
+
 class CentralSettings(_Settings):
     store: str = ""
 
@@ -139,6 +194,8 @@ class WorkspaceSettings(_Settings):
     # Name of the workspace on an upstream MLflow server with workspaces; defaults to `name`.
     upstream_workspace: str = ""
     description: str = ""
+    # Where the values of the workspace's secret scopes live: a name under [vaults]; "" is the built-in vault.
+    vault: str = ""
 
 
 class OidcSettings(_Settings):
@@ -172,6 +229,7 @@ class Settings(_Settings):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     stores: dict[str, StoreSettings] = msgspec.field(default_factory=dict)
+    vaults: dict[str, VaultSettings] = msgspec.field(default_factory=dict)
     central: CentralSettings = msgspec.field(default_factory=CentralSettings)
     workspaces: list[WorkspaceSettings] = msgspec.field(default_factory=list)
     oidc: OidcSettings = msgspec.field(default_factory=OidcSettings)
@@ -329,6 +387,7 @@ def validate_settings(settings: Settings) -> None:
                 raise ConfigError(f"stores.{name}.auth: needs token_url or provider")
             if auth.provider == "entra" and not auth.tenant_id and not auth.token_url:
                 raise ConfigError(f"stores.{name}.auth.tenant_id: required for provider 'entra'")
+    check_vaults(settings)
     if settings.central.store and settings.central.store not in settings.stores:
         raise ConfigError(f"central.store: no store named {settings.central.store!r}")
     names: set[str] = set()
@@ -345,9 +404,44 @@ def validate_settings(settings: Settings) -> None:
         names.add(ws.name)
         ids.add(ws.id)
         check_link(ws.mode, ws.store, settings, where=where)
+        if ws.vault and ws.vault != BUILTIN_VAULT and ws.vault not in settings.vaults:
+            raise ConfigError(f"{where}.vault: no vault named {ws.vault!r} (see [vaults])")
     check_declared_namespaces(settings)
     check_oidc(settings.oidc)
     check_tokens(settings.tokens)
+
+
+def check_vaults(settings: Settings) -> None:
+    """Each vault's address and credentials are complete; credentials come from the environment or files."""
+    for name, vault in settings.vaults.items():
+        where = f"vaults.{name}"
+        if not STORE_NAME_RE.match(name):
+            raise ConfigError(f"{where}: vault names use letters, digits, '-', '_' and '.'")
+        if isinstance(vault, BuiltinVaultSettings):
+            if name != BUILTIN_VAULT:
+                raise ConfigError(f"{where}: the built-in vault is the one named {BUILTIN_VAULT!r}")
+        elif isinstance(vault, OpenBaoVaultSettings):
+            if not vault.address.startswith(("http://", "https://")):
+                raise ConfigError(f"{where}.address: must be an http(s) URL, got {vault.address!r}")
+            auth = vault.auth
+            if isinstance(auth, VaultToken) and not (auth.token_env or auth.token_file):
+                raise ConfigError(f"{where}.auth: token auth needs token_env or token_file")
+            if isinstance(auth, VaultAppRole) and not (auth.secret_id_env or auth.secret_id_file):
+                raise ConfigError(f"{where}.auth: approle auth needs secret_id_env or secret_id_file")
+        else:
+            for key, url in (("vault_url", vault.vault_url), ("authority_host", vault.authority_host)):
+                if not _https_or_loopback(url):
+                    raise ConfigError(f"{where}.{key}: must be an https URL (http only on loopback), got {url!r}")
+            if not (vault.client_secret_env or vault.client_secret_file):
+                raise ConfigError(f"{where}: needs client_secret_env or client_secret_file")
+        if name == BUILTIN_VAULT and not isinstance(vault, BuiltinVaultSettings):
+            raise ConfigError(f"{where}: the name {BUILTIN_VAULT!r} is the built-in vault's")
+
+
+def _https_or_loopback(url: str) -> bool:
+    """Bearer tokens travel to this URL: https, or plain http to this machine only."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"))
 
 
 def check_tokens(tokens: TokenSettings) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from gateway.core.config import BearerAuth, ConfigError, load_settings
+from gateway.core.config import BearerAuth, ConfigError, OpenBaoVaultSettings, VaultAppRole, load_settings
 
 BASE = """
 [account]
@@ -142,3 +143,59 @@ def test_oidc_settings_from_the_environment(tmp_path: Path) -> None:
 def test_bad_oidc_settings_are_rejected(tmp_path: Path, oidc: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(write(tmp_path, f"{BASE}[oidc]\n{oidc}\n"), environ={})
+
+
+VAULTS = """
+[vaults.builtin]
+kind = "builtin"
+[vaults.bao]
+kind = "openbao"
+address = "https://bao.example.com:8200"
+namespace = "ml"
+auth = { method = "approle", role_id = "fedgate", secret_id_file = "/run/secrets/bao-secret-id" }
+[vaults.kv]
+kind = "azure-keyvault"
+vault_url = "https://ml-secrets.vault.azure.net"
+tenant_id = "00000000-0000-0000-0000-000000000001"
+client_id = "00000000-0000-0000-0000-000000000002"
+client_secret_env = "KV_CLIENT_SECRET"
+"""
+
+
+def test_vaults_are_declared_by_kind_and_chosen_per_workspace(tmp_path: Path) -> None:
+    text = BASE.replace('mode = "workspace"\n', 'mode = "workspace"\nvault = "bao"\n') + VAULTS
+    settings = load_settings(
+        write(tmp_path, text), environ={"FEDGATE_VAULT_KEYS": "active=a a:x", "KV_CLIENT_SECRET": "s"}
+    )
+    assert settings.workspaces[0].vault == "bao"
+    assert [type(v).__name__ for v in settings.vaults.values()] == [
+        "BuiltinVaultSettings",
+        "OpenBaoVaultSettings",
+        "AzureKeyVaultSettings",
+    ]
+    bao = settings.vaults["bao"]
+    assert isinstance(bao, OpenBaoVaultSettings) and isinstance(bao.auth, VaultAppRole)
+    assert (bao.mount, bao.prefix, bao.auth.mount) == ("secret", "fedgate", "approle")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('vault = "bao"', 'vault = "nowhere"'), "workspaces[0].vault: no vault named 'nowhere'"),
+        (('"https://bao.example.com:8200"', '"bao.example.com"'), "vaults.bao.address: must be an http(s) URL"),
+        (('secret_id_file = "/run/secrets/bao-secret-id"', 'mount = "approle"'), "approle auth needs secret_id_env"),
+        (('"https://ml-secrets.vault.azure.net"', '"http://ml-secrets.vault.azure.net"'), "vaults.kv.vault_url"),
+        (('client_secret_env = "KV_CLIENT_SECRET"', ""), "vaults.kv: needs client_secret_env or client_secret_file"),
+        (("[vaults.builtin]", "[vaults.mine]"), "vaults.mine: the built-in vault is the one named 'builtin'"),
+        (('kind = "openbao"', 'kind = "hsm"'), "invalid setting"),
+    ],
+)
+def test_bad_vaults_are_refused_naming_the_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    text = BASE.replace('mode = "workspace"\n', 'mode = "workspace"\nvault = "bao"\n') + VAULTS
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(write(tmp_path, text.replace(*change)), environ={})
+
+
+def test_the_vault_keys_are_credentials_not_setting_overrides(tmp_path: Path) -> None:
+    environ = {"FEDGATE_VAULT_KEYS": "active=k k:AAAA", "FEDGATE_VAULT_KEYS_FILE": "/nowhere"}
+    assert load_settings(write(tmp_path, BASE), environ=environ).vaults == {}
