@@ -111,6 +111,9 @@ from gateway.principals.routes import ScimController, ScimMeController, TokenCon
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.crypto import Keyring
+from gateway.secrets.moves import SecretMoves
+from gateway.secrets.routes import SecretsController
+from gateway.secrets.service import SecretScopes
 from gateway.sql.repository import ViewRepository
 from gateway.sql.routes import SqlStatementsController
 from gateway.sql.runner import QueryRunner
@@ -335,7 +338,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     # A workspace moved to another store or id, or unlinked: each package carries or drops its own rows
     # (db/moves.py), grants included; this replica's policy reloads before the admin hears the answer.
     # DualMoves first: renumbering the outbox waits for relays, before any row they may write is locked.
-    workspaces = WorkspaceService(settings, stores, links, move_hooks=(DualMoves(), IndexMoves(), AuthzMoves(policy)))
+    workspaces = WorkspaceService(
+        settings, stores, links, move_hooks=(DualMoves(), IndexMoves(), AuthzMoves(policy), SecretMoves())
+    )
     workspaces.settled = policy.reload
     direct = DirectCalls(stores)  # the gateway's own calls to stores (authorization reads, existence, undo)
     runs = RunDirectory(sessionmaker)
@@ -353,6 +358,11 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key, settings.tokens)
     sql = SqlService(settings, access, sessionmaker, QueryRunner(pools.lazy(PoolName.SQL)), audit)
+    # Where secret scopes keep their values: each workspace's configured vault, else the built-in one.
+    vaults = build_vaults(settings, sessionmaker)
+    secrets = SecretScopes(
+        sessionmaker, policy, authorizer, audit, vaults, {ws.name: ws.vault for ws in settings.workspaces if ws.vault}
+    )
 
     # The request pipeline (federation/service.py) and what plugs into it (federation/hooks.py).
     guard = Guard(authorizer, locator, access, direct.undo_create)
@@ -447,6 +457,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                 await oidc.close()
             for store in stores.values():
                 await store.close()
+            for vault in vaults.values():
+                await vault.close()
             await engine.dispose()
 
     async def ready() -> dict[str, Any]:
@@ -483,6 +495,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             UnityCatalogController,
             AuditController,
             SqlStatementsController,
+            SecretsController,
             *health_handlers(ready),
         ],
         dependencies={
@@ -494,6 +507,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "principals": Provide(lambda: principals, sync_to_thread=False, use_cache=True),
             "tokens": Provide(lambda: tokens, sync_to_thread=False, use_cache=True),
             "sql": Provide(lambda: sql, sync_to_thread=False, use_cache=True),
+            "secrets": Provide(lambda: secrets, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
             "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
         },

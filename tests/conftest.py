@@ -28,7 +28,13 @@ GUARDED_ADMIN = ("store-admin", "store-password-91c7e2")
 OFFLINE_PORT = free_port()
 
 
-GATEWAY_ENV = {"FEDGATE_ADMIN_TOKEN": ADMIN_TOKEN, "GUARDED_PASSWORD": GUARDED_ADMIN[1]}
+# The built-in vault's key of the test gateway (a fixed, test-only key: 32 bytes, base64).
+VAULT_KEYS = "active=t1 t1:ZmVkZ2F0ZS10ZXN0cy1idWlsdGluLXZhdWx0LWtleSE="
+GATEWAY_ENV = {
+    "FEDGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+    "GUARDED_PASSWORD": GUARDED_ADMIN[1],
+    "FEDGATE_VAULT_KEYS": VAULT_KEYS,
+}
 
 
 @dataclass

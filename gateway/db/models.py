@@ -170,3 +170,17 @@ class OutboxRow(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SecretScopeRow(Base):
+    """A secret scope of a workspace: the vault its values live in and their location there (migration 0010)."""
+
+    __tablename__ = "secret_scopes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(128))
+    vault: Mapped[str] = mapped_column(String(63))
+    location: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,29 @@
+"""Secret scopes when a workspace changes id or is unlinked (a `WorkspaceMoveHook`, gateway/db/moves.py).
+
+Scopes do not depend on the store: a store move keeps them. Renumbered, they follow the workspace (their
+values stay at the location they were created with; their ACL grants move with gateway/authz/moves.py).
+Unlinked, they are removed with the built-in vault's values of them, so nothing is inherited by a
+workspace linked later under the same id; values in an external vault are left to its operator.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.core.config import BUILTIN_VAULT
+from gateway.secrets.repository import ScopeRepository
+
+
+class SecretMoves:
+    async def check_store_move(self, session: AsyncSession, workspace: str, workspace_id: int) -> None:
+        return None
+
+    async def store_moved(self, session: AsyncSession, workspace_id: int) -> str | None:
+        return None
+
+    async def renumbered(self, session: AsyncSession, old_id: int, new_id: int) -> None:
+        await ScopeRepository(session).renumber(old_id, new_id)
+
+    async def unlinked(self, session: AsyncSession, workspace_id: int) -> str | None:
+        removed = await ScopeRepository(session).remove_workspace(workspace_id, BUILTIN_VAULT)
+        return f"{removed} secret scopes of the workspace were removed." if removed else None

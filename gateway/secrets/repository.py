@@ -1,0 +1,83 @@
+"""Every SQL statement about secret scopes (the table `secret_scopes`, migration 0010)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db.models import SecretScopeRow
+from gateway.db.tables import vault_values
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScope:
+    workspace_id: int
+    name: str
+    vault: str
+    location: str
+    created_by: str
+
+
+def _stored(row: SecretScopeRow) -> StoredScope:
+    return StoredScope(row.workspace_id, row.name, row.vault, row.location, row.created_by)
+
+
+class ScopeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, scope: StoredScope) -> bool:
+        """Whether the scope was created (False: its name or its vault location is taken)."""
+        result = await self.session.execute(
+            insert(SecretScopeRow)
+            .values(
+                workspace_id=scope.workspace_id,
+                name=scope.name,
+                vault=scope.vault,
+                location=scope.location,
+                created_by=scope.created_by,
+            )
+            .on_conflict_do_nothing()  # the name, or the location (still held by a renumbered workspace's scope)
+            .returning(SecretScopeRow.id)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def get(self, workspace_id: int, name: str) -> StoredScope | None:
+        row = await self.session.scalar(
+            select(SecretScopeRow).where(SecretScopeRow.workspace_id == workspace_id, SecretScopeRow.name == name)
+        )
+        return _stored(row) if row is not None else None
+
+    async def all(self, workspace_id: int) -> list[StoredScope]:
+        result = await self.session.scalars(
+            select(SecretScopeRow).where(SecretScopeRow.workspace_id == workspace_id).order_by(SecretScopeRow.name)
+        )
+        return [_stored(row) for row in result]
+
+    async def remove(self, workspace_id: int, name: str) -> bool:
+        result = await self.session.execute(
+            delete(SecretScopeRow).where(SecretScopeRow.workspace_id == workspace_id, SecretScopeRow.name == name)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def renumber(self, old_id: int, new_id: int) -> None:
+        """The scopes follow their workspace; their values stay where they are (`location` does not change)."""
+        await self.session.execute(
+            update(SecretScopeRow).where(SecretScopeRow.workspace_id == old_id).values(workspace_id=new_id)
+        )
+
+    async def remove_workspace(self, workspace_id: int, builtin_vault: str) -> int:
+        """Every scope of the workspace, and the built-in vault's values of those scopes (same database)."""
+        result = await self.session.execute(
+            delete(SecretScopeRow)
+            .where(SecretScopeRow.workspace_id == workspace_id)
+            .returning(SecretScopeRow.vault, SecretScopeRow.location)
+        )
+        rows = result.all()
+        builtin = [location for vault, location in rows if vault == builtin_vault]
+        if builtin:
+            await self.session.execute(delete(vault_values).where(vault_values.c.location.in_(builtin)))
+        return len(rows)

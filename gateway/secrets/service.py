@@ -1,0 +1,377 @@
+"""Secret scopes of a workspace, their secrets and their ACLs (the Databricks secrets API), over any vault.
+
+A scope is a row of `secret_scopes` (which vault keeps its values, and where: `w<workspace id>/<scope>`);
+its ACL is grants of the policy on `secret_scope:w<id>/<scope>` in the workspace's domain, so users,
+service principals and (nested) groups hold READ < WRITE < MANAGE exactly as they hold other grants,
+and the grants follow their workspace when it is renumbered or unlinked (gateway/authz/moves.py).
+
+Who may do what, as in Databricks:
+
+- any workspace user (CAN_USE on the workspace) creates a scope and gets MANAGE on it;
+- READ lists a scope's secrets (names and update times), WRITE puts and deletes them, MANAGE deletes
+  the scope and reads and changes its ACL;
+- workspace admins (CAN_MANAGE on the workspace) and account admins manage every scope;
+- a caller holding nothing on a scope is told it does not exist, as if it did not.
+
+Every change is audited without its value. A vault that does not answer is 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Awaitable, Mapping
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.audit.trail import AuditTrail, entry
+from gateway.authz.decide import Authorizer, hidden
+from gateway.authz.levels import Level, workspace_domain, workspace_object
+from gateway.authz.live import LivePolicy
+from gateway.authz.policy import Grant, PrincipalInfo
+from gateway.authz.repository import GrantRepository, PolicyVersionRepository
+from gateway.authz.service import resolve_principal
+from gateway.core.config import BUILTIN_VAULT, VAULT_KEYS_ENV
+from gateway.core.errors import (
+    AlreadyExists,
+    GatewayError,
+    InvalidParameter,
+    InvalidState,
+    PermissionDenied,
+    ResourceNotFound,
+)
+from gateway.core.links import WorkspaceLink
+from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultReadOnly, VaultUnavailable
+from gateway.core.principal import Principal
+from gateway.secrets.repository import ScopeRepository, StoredScope
+from gateway.secrets.schemas import (
+    AclItem,
+    ListAclsResponse,
+    ListScopesResponse,
+    ListSecretsResponse,
+    SecretMetadata,
+    SecretScope,
+)
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+MAX_VALUE_BYTES = 128 * 1024
+RETRY_AFTER_SECONDS = 5
+T = TypeVar("T")
+
+
+class SecretPermission:
+    READ = "READ"
+    WRITE = "WRITE"
+    MANAGE = "MANAGE"
+
+
+PERMISSIONS = (SecretPermission.READ, SecretPermission.WRITE, SecretPermission.MANAGE)
+PERMISSION_RANK = {permission: rank for rank, permission in enumerate(PERMISSIONS)}
+
+
+class VaultUnreachable(GatewayError):
+    """The scope's vault did not answer, refused the gateway, or is not configured here: 503 with Retry-After."""
+
+    error_code = "TEMPORARILY_UNAVAILABLE"
+    status = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def scope_object(workspace_id: int, scope: str) -> str:
+    """The policy object of a secret scope: `secret_scope:w<id>/<scope>` (moves.py renumbers the `w<id>`)."""
+    return f"secret_scope:{workspace_domain(workspace_id)}/{scope}"
+
+
+def scope_location(workspace_id: int, scope: str) -> str:
+    return f"{workspace_domain(workspace_id)}/{scope}"
+
+
+def _missing_scope(scope: str) -> str:
+    return f"Scope {scope} does not exist!"
+
+
+def _check_name(what: str, value: str) -> None:
+    if not NAME_RE.match(value):
+        raise InvalidParameter(
+            f"{what} '{value[:140]}' is not valid: use 1 to 128 letters, digits, '_', '-' and '.'."
+            if len(value) <= 140
+            else f"{what} is not valid: use 1 to 128 letters, digits, '_', '-' and '.'."
+        )
+
+
+class SecretScopes:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        policy: LivePolicy,
+        authorizer: Authorizer,
+        audit: AuditTrail,
+        vaults: Mapping[str, Vault],
+        workspace_vaults: Mapping[str, str],
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._policy = policy
+        self._authorizer = authorizer
+        self._audit = audit
+        self._vaults = vaults
+        self._workspace_vaults = workspace_vaults  # workspace name -> vault name (config); others: built-in
+
+    # -- decisions --------------------------------------------------------------------------------------
+
+    def _enter(self, principal: Principal, link: WorkspaceLink) -> None:
+        if not self._authorizer.enters(principal, link.workspace_id):
+            raise hidden(f"Workspace '{link.name}' not found")
+
+    def permission(self, principal: Principal, link: WorkspaceLink, scope: str) -> str | None:
+        """The caller's permission on a scope: its own grants, its groups', or MANAGE as an admin."""
+        if principal.account_admin:
+            return SecretPermission.MANAGE
+        held = self._policy.snapshot.held(
+            principal.subjects, workspace_domain(link.workspace_id), scope_object(link.workspace_id, scope)
+        )
+        if Level.CAN_MANAGE.value in held:  # held on the workspace: a workspace admin
+            return SecretPermission.MANAGE
+        ranked = [PERMISSION_RANK[p] for p in held if p in PERMISSION_RANK]
+        return PERMISSIONS[max(ranked)] if ranked else None
+
+    async def _scope(self, principal: Principal, link: WorkspaceLink, scope: str, wanted: str) -> StoredScope:
+        """The scope, when the caller holds `wanted` on it; hidden when it holds nothing."""
+        self._enter(principal, link)
+        _check_name("Scope name", scope)
+        held = self.permission(principal, link, scope)
+        async with self._sessionmaker() as session:
+            stored = await ScopeRepository(session).get(link.workspace_id, scope)
+        if held is None or stored is None:
+            error = ResourceNotFound(_missing_scope(scope))
+            if stored is not None:
+                error.denied = True
+            raise error
+        if PERMISSION_RANK[held] < PERMISSION_RANK[wanted]:
+            raise PermissionDenied(f"{principal.name} lacks {wanted} on secret scope {scope} (holds {held}).")
+        return stored
+
+    def _vault(self, name: str) -> Vault:
+        vault = self._vaults.get(name)
+        if vault is not None:
+            return vault
+        if name == BUILTIN_VAULT:
+            raise VaultUnreachable(
+                f"The built-in vault is not available: the gateway was started without its keys ({VAULT_KEYS_ENV})."
+            )
+        raise VaultUnreachable(f"The vault '{name}' is not available on this gateway.")
+
+    def vault_of(self, link: WorkspaceLink) -> str:
+        return self._workspace_vaults.get(link.name) or BUILTIN_VAULT
+
+    async def _audited(self, principal: Principal, action: str, target: str, details: dict[str, object]) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await self._audit.write(session, entry(principal.name, action, target, "ok", details))
+
+    # -- scopes -----------------------------------------------------------------------------------------
+
+    async def create_scope(
+        self, principal: Principal, link: WorkspaceLink, scope: str, initial_manage_principal: str | None
+    ) -> None:
+        self._enter(principal, link)
+        if not self._authorizer.allows(principal, link.workspace_id, workspace_object(link.workspace_id), "CAN_USE"):
+            raise PermissionDenied(f"{principal.name} lacks CAN_USE on workspace '{link.name}'.")
+        _check_name("Scope name", scope)
+        vault_name = self.vault_of(link)
+        self._vault(vault_name)  # 503 now, rather than a scope whose values cannot be kept
+        manager = self._principal(initial_manage_principal) if initial_manage_principal else None
+        obj = scope_object(link.workspace_id, scope)
+        domain = workspace_domain(link.workspace_id)
+        async with self._sessionmaker() as session, session.begin():
+            stored = StoredScope(
+                link.workspace_id, scope, vault_name, scope_location(link.workspace_id, scope), principal.name
+            )
+            scopes = ScopeRepository(session)
+            if not await scopes.add(stored):
+                if await scopes.get(link.workspace_id, scope) is not None:
+                    raise AlreadyExists(f"Scope {scope} already exists!")
+                raise InvalidState(
+                    f"The vault location of scope {scope} is still used by a scope of a workspace that had this "
+                    "workspace's id before it was renumbered; choose another scope name."
+                )
+            grants = GrantRepository(session)
+            holders = [manager.id] if manager is not None else []
+            if principal.id is not None:
+                holders.append(principal.id)
+            for holder in dict.fromkeys(holders):
+                await grants.add(Grant(holder, domain, obj, SecretPermission.MANAGE), created_by=principal.name)
+            details: dict[str, object] = {"vault": vault_name}
+            if manager is not None:
+                details["initial_manage_principal"] = manager.name
+            await self._audit.write(session, entry(principal.name, "secrets.scope.create", obj, "ok", details))
+            if holders:
+                await PolicyVersionRepository(session).bump()
+        await self._policy.reload()
+
+    async def delete_scope(self, principal: Principal, link: WorkspaceLink, scope: str) -> None:
+        stored = await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        vault = self._vault(stored.vault)
+        if not vault.read_only:  # the values go first: a scope re-created later must not find them
+            await _call(vault.drop(stored.location))
+        obj = scope_object(link.workspace_id, scope)
+        async with self._sessionmaker() as session, session.begin():
+            await ScopeRepository(session).remove(link.workspace_id, scope)
+            await GrantRepository(session).clear(workspace_domain(link.workspace_id), obj)
+            await self._audit.write(session, entry(principal.name, "secrets.scope.delete", obj, "ok"))
+            await PolicyVersionRepository(session).bump()
+        await self._policy.reload()
+
+    async def list_scopes(self, principal: Principal, link: WorkspaceLink) -> ListScopesResponse:
+        self._enter(principal, link)
+        async with self._sessionmaker() as session:
+            stored = await ScopeRepository(session).all(link.workspace_id)
+        scopes = []
+        for scope in stored:
+            if self.permission(principal, link, scope.name) is None:
+                continue
+            vault = self._vaults.get(scope.vault)
+            backend = "AZURE_KEYVAULT" if vault is not None and vault.read_only else "DATABRICKS"
+            scopes.append(SecretScope(name=scope.name, backend_type=backend))
+        return ListScopesResponse(scopes=scopes)
+
+    # -- secrets ----------------------------------------------------------------------------------------
+
+    async def put_secret(
+        self,
+        principal: Principal,
+        link: WorkspaceLink,
+        scope: str,
+        key: str,
+        string_value: str | None,
+        bytes_value: str | None,
+    ) -> None:
+        _check_name("Secret key", key)
+        value = _value(string_value, bytes_value)
+        stored = await self._scope(principal, link, scope, SecretPermission.WRITE)
+        vault = self._vault(stored.vault)
+        await _call(vault.put(stored.location, key, value))
+        await self._audited(principal, "secrets.put", scope_object(link.workspace_id, scope), {"key": key})
+
+    async def delete_secret(self, principal: Principal, link: WorkspaceLink, scope: str, key: str) -> None:
+        _check_name("Secret key", key)
+        stored = await self._scope(principal, link, scope, SecretPermission.WRITE)
+        vault = self._vault(stored.vault)
+        if not await _call(vault.delete(stored.location, key)):
+            raise ResourceNotFound(f"Secret {key} does not exist in scope {scope}!")
+        await self._audited(principal, "secrets.delete", scope_object(link.workspace_id, scope), {"key": key})
+
+    async def list_secrets(self, principal: Principal, link: WorkspaceLink, scope: str) -> ListSecretsResponse:
+        stored = await self._scope(principal, link, scope, SecretPermission.READ)
+        infos = await _call(self._vault(stored.vault).list(stored.location))
+        ordered = sorted(infos, key=lambda info: info.key)
+        return ListSecretsResponse(
+            secrets=[SecretMetadata(key=i.key, last_updated_timestamp=i.updated_ms) for i in ordered]
+        )
+
+    # -- ACLs -------------------------------------------------------------------------------------------
+
+    async def put_acl(self, principal: Principal, link: WorkspaceLink, scope: str, name: str, permission: str) -> None:
+        wanted = permission.strip().upper()
+        if wanted not in PERMISSION_RANK:
+            raise InvalidParameter(f"permission '{permission[:40]}' is not valid; use READ, WRITE or MANAGE.")
+        await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        target = self._principal(name)
+        obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
+        async with self._sessionmaker() as session, session.begin():
+            grants = GrantRepository(session)
+            await grants.clear(domain, obj, principal_id=target.id)
+            await grants.add(Grant(target.id, domain, obj, wanted), created_by=principal.name)
+            await self._audit.write(
+                session,
+                entry(
+                    principal.name,
+                    "secrets.acl.put",
+                    obj,
+                    "ok",
+                    {"principal": target.name, "kind": target.kind, "permission": wanted},
+                ),
+            )
+            await PolicyVersionRepository(session).bump()
+        await self._policy.reload()
+
+    async def delete_acl(self, principal: Principal, link: WorkspaceLink, scope: str, name: str) -> None:
+        await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        target = self._principal(name)
+        obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
+        if not self._policy.snapshot.grants_on(domain, obj).get(target.id):
+            raise ResourceNotFound(f"No ACL for {target.name} on scope {scope}.")
+        async with self._sessionmaker() as session, session.begin():
+            await GrantRepository(session).clear(domain, obj, principal_id=target.id)
+            await self._audit.write(
+                session,
+                entry(principal.name, "secrets.acl.delete", obj, "ok", {"principal": target.name, "kind": target.kind}),
+            )
+            await PolicyVersionRepository(session).bump()
+        await self._policy.reload()
+
+    async def get_acl(self, principal: Principal, link: WorkspaceLink, scope: str, name: str) -> AclItem:
+        await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        target = self._principal(name)
+        for item in self._acl(link, scope):
+            if item.principal == target.name:
+                return item
+        raise ResourceNotFound(f"No ACL for {target.name} on scope {scope}.")
+
+    async def list_acls(self, principal: Principal, link: WorkspaceLink, scope: str) -> ListAclsResponse:
+        await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        return ListAclsResponse(items=self._acl(link, scope))
+
+    def _acl(self, link: WorkspaceLink, scope: str) -> list[AclItem]:
+        snapshot = self._policy.snapshot
+        on = snapshot.grants_on(workspace_domain(link.workspace_id), scope_object(link.workspace_id, scope))
+        items = []
+        for sub, privileges in sorted(on.items()):
+            info = snapshot.principal(sub)
+            ranked = [PERMISSION_RANK[p] for p in privileges if p in PERMISSION_RANK]
+            if info is not None and ranked:
+                items.append(AclItem(principal=info.name, permission=PERMISSIONS[max(ranked)]))
+        return items
+
+    def _principal(self, name: str) -> PrincipalInfo:
+        info = resolve_principal(self._policy.snapshot, name)
+        if info is None:
+            raise ResourceNotFound(f"No principal named '{name.strip()[:200]}'.")
+        return info
+
+
+def _value(string_value: str | None, bytes_value: str | None) -> bytes:
+    if (string_value is None) == (bytes_value is None):
+        raise InvalidParameter("Give exactly one of string_value and bytes_value.")
+    if string_value is not None:
+        value = string_value.encode()
+    else:
+        try:
+            value = base64.b64decode(str(bytes_value), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidParameter("bytes_value is not valid base64.") from None
+    if len(value) > MAX_VALUE_BYTES:
+        raise InvalidParameter(f"A secret's value is at most {MAX_VALUE_BYTES} bytes ({MAX_VALUE_BYTES // 1024} KB).")
+    return value
+
+
+async def _call(operation: Awaitable[T]) -> T:
+    """Await a vault operation, turning the vault's failures into the API's answers (never with a value)."""
+    try:
+        return await operation
+    except VaultUnavailable:
+        raise VaultUnreachable("The scope's vault did not answer; try again later.") from None
+    except VaultDenied:
+        log.warning("a vault refused the gateway's credentials; `fedgate vaults check` tells which")
+        raise VaultUnreachable("The vault refused the gateway's credentials; an operator must fix that.") from None
+    except VaultReadOnly:
+        raise InvalidParameter(
+            "This scope is backed by Azure Key Vault and is read-only through the gateway: set its secrets in Azure."
+        ) from None
+    except VaultNameRefused:
+        raise InvalidParameter("The scope's vault cannot store this name (it would collide with another).") from None

@@ -1,0 +1,268 @@
+"""Secret scopes through the stock databricks-sdk against a real gateway (built-in vault): the life cycle of a
+scope, its secrets and its ACL, who may do what (users, nested groups, outsiders), the workspace headers,
+and values that never reach the gateway's log, the audit log or a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+import requests
+
+from tests.conftest import Stack
+from tests.support.identity import Admin, Person, unique
+
+pytestmark = pytest.mark.integration
+
+WORKSPACE = "team-a"
+WORKSPACE_ID = "1001"
+
+
+@dataclass(frozen=True)
+class Org:
+    owner: Person  # creates the scope (CAN_USE on team-a)
+    reader: Person  # READ on the scope, directly
+    writer: Person  # WRITE through a group inside a group
+    outsider: Person  # CAN_USE on team-a, nothing on the scope
+    writers: str  # the outer group holding WRITE
+
+
+def email(prefix: str) -> str:
+    return f"{unique(prefix)}@example.com"
+
+
+@pytest.fixture(scope="module")
+def org(stack: Stack) -> Org:
+    admin = Admin.of(stack)
+    owner, reader, writer, outsider = (admin.person(email(p)) for p in ("owner", "reader", "writer", "outsider"))
+    inner = admin.group(unique("scope-writers-inner"), [writer.id])
+    writers = unique("scope-writers")
+    admin.group(writers, [inner])
+    for person in (owner, reader, writer, outsider):
+        admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=person.name)
+    return Org(owner, reader, writer, outsider, writers)
+
+
+def client(stack: Stack, person: Person, **config: Any) -> Any:
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.config import Config
+
+    if "workspace_id" not in config:
+        config["custom_headers"] = {"X-MLFLOW-WORKSPACE": WORKSPACE}
+    return WorkspaceClient(config=Config(host=stack.url, token=person.token, **config)).secrets
+
+
+def raw(stack: Stack, person: Person, method: str, path: str, **kwargs: Any) -> requests.Response:
+    return person.http(stack, WORKSPACE).request(method, f"{stack.url}/api/2.0/secrets/{path}", timeout=60, **kwargs)
+
+
+def audit_rows(stack: Stack, scope: str) -> list[asyncpg.Record]:
+    async def fetch() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            return list(
+                await connection.fetch(
+                    "SELECT action, target, outcome, details::text AS details FROM audit_log WHERE target LIKE $1",
+                    f"%{scope}%",
+                )
+            )
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+@pytest.fixture
+def values() -> Iterator[dict[str, bytes]]:
+    yield {
+        "password": f"pw-{uuid.uuid4().hex}".encode(),
+        "blob": b"\x00\xffBIN-" + secrets.token_hex(16).encode(),
+    }
+
+
+def test_the_life_cycle_of_a_scope_through_the_databricks_sdk(stack: Stack, org: Org, values: dict[str, bytes]) -> None:
+    from databricks.sdk.errors import (
+        InvalidParameterValue,
+        NotFound,
+        PermissionDenied,
+        ResourceAlreadyExists,
+    )
+    from databricks.sdk.service.workspace import AclPermission, ScopeBackendType
+
+    scope = unique("db-creds")
+    owner = client(stack, org.owner)
+    owner.create_scope(scope)
+    with pytest.raises(ResourceAlreadyExists):
+        owner.create_scope(scope)
+    listed = {s.name: s for s in owner.list_scopes()}
+    assert listed[scope].backend_type == ScopeBackendType.DATABRICKS
+
+    owner.put_secret(scope, "db-password", string_value=values["password"].decode())
+    owner.put_secret(scope, "blob", bytes_value=base64.b64encode(values["blob"]).decode())
+    owner.put_secret(scope, "db-password", string_value=values["password"].decode())  # overwrite is fine
+    secrets_listed = {s.key: s for s in owner.list_secrets(scope)}
+    assert set(secrets_listed) == {"db-password", "blob"}
+    assert all((s.last_updated_timestamp or 0) > 1_700_000_000_000 for s in secrets_listed.values())
+    listing = raw(stack, org.owner, "GET", "list", params={"scope": scope})
+    assert listing.status_code == 200
+    assert values["password"].decode() not in listing.text and "value" not in listing.text
+
+    # The creator manages the scope; READ to a user, WRITE to a group whose member group holds the writer.
+    acl = {item.principal: item.permission for item in owner.list_acls(scope)}
+    assert acl == {org.owner.name: AclPermission.MANAGE}
+    owner.put_acl(scope, org.reader.name, AclPermission.READ)
+    owner.put_acl(scope, org.writers, AclPermission.WRITE)
+    assert owner.get_acl(scope, org.reader.name).permission == AclPermission.READ
+    assert owner.get_acl(scope, org.writers).permission == AclPermission.WRITE
+    acl = {item.principal: item.permission for item in owner.list_acls(scope)}
+    assert acl == {
+        org.owner.name: AclPermission.MANAGE,
+        org.reader.name: AclPermission.READ,
+        org.writers: AclPermission.WRITE,
+    }
+
+    reader = client(stack, org.reader)
+    assert {s.key for s in reader.list_secrets(scope)} == {"db-password", "blob"}
+    assert scope in {s.name for s in reader.list_scopes()}
+    with pytest.raises(PermissionDenied, match="lacks WRITE"):
+        reader.put_secret(scope, "db-password", string_value="overwritten")
+    with pytest.raises(PermissionDenied, match="lacks MANAGE"):
+        reader.list_acls(scope)
+
+    writer = client(stack, org.writer)
+    writer.put_secret(scope, "api-key", string_value="written-by-a-nested-group")
+    with pytest.raises(PermissionDenied):
+        writer.put_acl(scope, org.writer.name, AclPermission.MANAGE)
+
+    # Nothing on the scope: it does not exist, exactly as one that does not.
+    outsider = client(stack, org.outsider)
+    with pytest.raises(NotFound) as hidden:
+        outsider.list_secrets(scope)
+    with pytest.raises(NotFound) as missing:
+        outsider.list_secrets(unique("no-such-scope"))
+    assert str(hidden.value) == f"Scope {scope} does not exist!"
+    assert str(missing.value).endswith(" does not exist!")
+    with pytest.raises(NotFound):
+        outsider.put_secret(scope, "db-password", string_value="x")
+    assert scope not in {s.name for s in outsider.list_scopes()}
+
+    # The numeric workspace id (X-Databricks-Workspace-Id) names the same workspace.
+    by_id = client(stack, org.owner, workspace_id=WORKSPACE_ID)
+    assert {s.key for s in by_id.list_secrets(scope)} == {"db-password", "blob", "api-key"}
+
+    owner.delete_acl(scope, org.reader.name)
+    with pytest.raises(NotFound):
+        reader.list_secrets(scope)
+    with pytest.raises(NotFound):
+        owner.get_acl(scope, org.reader.name)
+
+    owner.delete_secret(scope, "api-key")
+    with pytest.raises(NotFound):
+        owner.delete_secret(scope, "api-key")
+    assert {s.key for s in owner.list_secrets(scope)} == {"db-password", "blob"}
+    with pytest.raises(InvalidParameterValue):
+        owner.put_secret(scope, "bad/key", string_value="x")
+
+    owner.delete_scope(scope)
+    assert scope not in {s.name for s in owner.list_scopes()}
+    with pytest.raises(NotFound):
+        owner.list_secrets(scope)
+    with pytest.raises(NotFound):
+        writer.put_secret(scope, "db-password", string_value="x")
+
+    # A scope re-created under the name starts empty, its old ACL gone.
+    owner.create_scope(scope)
+    assert list(owner.list_secrets(scope)) == []
+    assert {item.principal for item in owner.list_acls(scope)} == {org.owner.name}
+    owner.delete_scope(scope)
+
+    # Values are in no log line and no audit row; every change is audited.
+    log = stack.gateway.log_path.read_text(errors="replace") if stack.gateway.log_path else ""
+    rows = audit_rows(stack, scope)
+    actions = [row["action"] for row in rows]
+    for action in ("secrets.scope.create", "secrets.put", "secrets.delete", "secrets.acl.put", "secrets.acl.delete"):
+        assert action in actions, actions
+    assert "secrets.scope.delete" in actions
+    for value in (values["password"].decode(), base64.b64encode(values["blob"]).decode(), "written-by-a-nested-group"):
+        assert value not in log
+        assert all(value not in row["details"] and value not in row["target"] for row in rows)
+
+
+def test_workspace_users_create_scopes_and_admins_manage_every_scope(stack: Stack, org: Org) -> None:
+    from databricks.sdk.errors import NotFound
+    from databricks.sdk.service.workspace import AclPermission
+
+    admin = Admin.of(stack)
+    scope = unique("team-scope")
+    owner = client(stack, org.owner)
+    owner.create_scope(scope, initial_manage_principal=org.writers)
+    assert {i.principal: i.permission.value for i in owner.list_acls(scope)} == {
+        org.owner.name: "MANAGE",
+        org.writers: "MANAGE",
+    }
+    # The nested group's member manages it now.
+    client(stack, org.writer).put_acl(scope, org.reader.name, AclPermission.READ)
+
+    # A workspace admin (CAN_MANAGE on the workspace) manages every scope, without an ACL entry.
+    boss = admin.person(email("ws-admin"))
+    admin.grant(f"workspaces/{WORKSPACE}", "CAN_MANAGE", user=boss.name)
+    client(stack, boss).put_secret(scope, "k", string_value="v")
+    assert {s.key for s in client(stack, boss).list_secrets(scope)} == {"k"}
+
+    # Someone who cannot enter the workspace cannot create scopes in it.
+    stranger = admin.person(email("stranger"))
+    with pytest.raises(NotFound):
+        client(stack, stranger).create_scope(unique("nope"))
+    client(stack, boss).delete_scope(scope)
+
+
+def test_names_sizes_and_workspace_headers_are_checked(stack: Stack, org: Org) -> None:
+    scope = unique("limits")
+    assert raw(stack, org.owner, "POST", "scopes/create", json={"scope": scope}).status_code == 200
+    for body in (
+        {"scope": "bad name"},
+        {"scope": "x" * 129},
+        {"scope": ""},
+    ):
+        refused = raw(stack, org.owner, "POST", "scopes/create", json=body)
+        assert refused.status_code == 400 and refused.json()["error_code"] == "INVALID_PARAMETER_VALUE", refused.text
+    big = raw(stack, org.owner, "POST", "put", json={"scope": scope, "key": "big", "string_value": "x" * 131_073})
+    assert big.status_code == 400 and big.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    exact = raw(stack, org.owner, "POST", "put", json={"scope": scope, "key": "max", "string_value": "x" * 131_072})
+    assert exact.status_code == 200, exact.text
+    two_values = {"scope": scope, "key": "k", "string_value": "a", "bytes_value": "YQ=="}
+    both = raw(stack, org.owner, "POST", "put", json=two_values)
+    assert both.status_code == 400
+    not_b64 = raw(stack, org.owner, "POST", "put", json={"scope": scope, "key": "k", "bytes_value": "%%%"})
+    assert not_b64.status_code == 400
+    bad_permission = raw(
+        stack, org.owner, "POST", "acls/put", json={"scope": scope, "principal": org.reader.name, "permission": "OWN"}
+    )
+    assert bad_permission.status_code == 400
+
+    headers = {"X-MLFLOW-WORKSPACE": "team-b", "X-Databricks-Workspace-Id": WORKSPACE_ID}
+    disagree = requests.get(
+        f"{stack.url}/api/2.0/secrets/scopes/list",
+        headers={"Authorization": f"Bearer {org.owner.token}", **headers},
+        timeout=60,
+    )
+    assert disagree.status_code == 400 and "X-Databricks-Workspace-Id" in disagree.json()["message"]
+    agree = requests.get(
+        f"{stack.url}/api/2.0/secrets/scopes/list",
+        headers={
+            "Authorization": f"Bearer {org.owner.token}",
+            "X-MLFLOW-WORKSPACE": WORKSPACE,
+            "X-Databricks-Workspace-Id": WORKSPACE_ID,
+        },
+        timeout=60,
+    )
+    assert agree.status_code == 200 and scope in {s["name"] for s in agree.json()["scopes"]}
+    assert raw(stack, org.owner, "POST", "scopes/delete", json={"scope": scope}).status_code == 200
