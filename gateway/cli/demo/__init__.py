@@ -15,7 +15,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.core.config import VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV
 from gateway.devstack import LOOPBACK, NO_TELEMETRY, GatewayProcess, MlflowServer, free_port
+from gateway.secrets.crypto import new_key_entry
 
 CENTRAL = "central"
 STORES = ("team-a-store", "team-b-store", CENTRAL)
@@ -59,6 +61,17 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _vault_keys(root: Path) -> dict[str, str]:
+    """The built-in vault's keys: the caller's, else a key file of the demo's own, kept beside its data."""
+    if os.environ.get(VAULT_KEYS_ENV) or os.environ.get(VAULT_KEYS_FILE_ENV):
+        return {}
+    path = root / "vault-keys"
+    if not path.exists():
+        path.write_text(f"active=demo\n{new_key_entry('demo')}\n")
+        path.chmod(0o600)
+    return {VAULT_KEYS_FILE_ENV: str(path)}
+
+
 def run_demo(root: Path, port: int = 8080) -> int:
     # Explicit handlers: a shell may start us with SIGINT ignored, and SIGTERM must clean up too.
     signal.signal(signal.SIGINT, _interrupt)
@@ -82,7 +95,7 @@ def run_demo(root: Path, port: int = 8080) -> int:
         _create_central_workspace(servers[CENTRAL], "research")
         config = root / "fedgate.toml"
         config.write_text(_config(root, servers))
-        gateway = GatewayProcess(config, {"FEDGATE_ADMIN_TOKEN": token}, port=_port(port))
+        gateway = GatewayProcess(config, {"FEDGATE_ADMIN_TOKEN": token, **_vault_keys(root)}, port=_port(port))
         gateway.log_path = root / "gateway.log"
         gateway.start()
         print(f"gateway listening on {gateway.url} (log: {gateway.log_path})\n", flush=True)
