@@ -361,7 +361,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     # Where secret scopes keep their values: each workspace's configured vault, else the built-in one.
     vaults = build_vaults(settings, sessionmaker)
     secrets = SecretScopes(
-        sessionmaker, policy, authorizer, audit, vaults, {ws.name: ws.vault for ws in settings.workspaces if ws.vault}
+        sessionmaker,
+        policy,
+        authorizer,
+        audit,
+        vaults,
+        {ws.name: ws.vault for ws in settings.workspaces if ws.vault},
+        runs,  # a run's read of a secret: where the run lives ...
+        direct.fetch,  # ... and its status and experiment, from its store
     )
 
     # The request pipeline (federation/service.py) and what plugs into it (federation/hooks.py).

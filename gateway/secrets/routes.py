@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 
 from gateway.authz.ports import Workspaces
@@ -21,6 +21,8 @@ from gateway.secrets.schemas import (
     AclItem,
     AclRef,
     CreateScope,
+    GetSecret,
+    GetSecrets,
     ListAclsResponse,
     ListScopesResponse,
     ListSecretsResponse,
@@ -28,11 +30,14 @@ from gateway.secrets.schemas import (
     PutSecret,
     ScopeRef,
     SecretRef,
+    SecretValue,
+    SecretValues,
 )
 from gateway.secrets.service import SecretScopes
 
 WORKSPACE_HEADER = "x-mlflow-workspace"
 WORKSPACE_ID_HEADER = "x-databricks-workspace-id"
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def workspace_of(request: Request[Principal, Any, Any], workspaces: Workspaces) -> WorkspaceLink:
@@ -68,7 +73,8 @@ class SecretsController(Controller):
     path = "/api/2.0/secrets"
     opt = {
         "access": "create a scope: CAN_USE on the workspace; list secrets: READ on the scope; put and delete: "
-        "WRITE; delete the scope and its ACL: MANAGE (workspace and account admins: every scope)"
+        "WRITE; get a value: READ and a RUNNING run of the workspace the caller may edit (CAN_EDIT); "
+        "delete the scope and its ACL: MANAGE (workspace and account admins: every scope)"
     }
 
     @post("/scopes/create", name="secrets scope create", status_code=200)
@@ -106,6 +112,24 @@ class SecretsController(Controller):
     ) -> Empty:
         await secrets.delete_secret(request.user, workspace_of(request, workspaces), data.scope, data.key)
         return Empty()
+
+    @post("/get", name="secrets get", status_code=200)
+    async def get_secret(
+        self, request: Request[Principal, Any, Any], data: GetSecret, secrets: SecretScopes, workspaces: Workspaces
+    ) -> Response[SecretValue]:
+        """A value, base64 (as Databricks answers), for a RUNNING run the caller may edit; never cached."""
+        link = workspace_of(request, workspaces)
+        value = await secrets.get_secret(request.user, link, data.scope, data.key, data.run_id)
+        return Response(value, headers=NO_STORE)
+
+    @post("/get-many", name="secrets get many", status_code=200)
+    async def get_secrets(
+        self, request: Request[Principal, Any, Any], data: GetSecrets, secrets: SecretScopes, workspaces: Workspaces
+    ) -> Response[SecretValues]:
+        """Several values of one scope in one call: `{values: {key: base64 | null}}`; never cached."""
+        link = workspace_of(request, workspaces)
+        values = await secrets.get_secrets(request.user, link, data.scope, data.keys, data.run_id)
+        return Response(values, headers=NO_STORE)
 
     @get("/list", name="secrets list")
     async def list_secrets(

@@ -76,3 +76,34 @@ class AclItem(_Body, kw_only=True):
 
 class ListAclsResponse(_Body, kw_only=True):
     items: list[AclItem] = msgspec.field(default_factory=list)
+
+
+class GetSecret(_Body, kw_only=True):
+    """A run's read of one secret: Databricks' get-secret, plus the run that reads it."""
+
+    scope: str
+    key: str
+    run_id: str
+
+
+class GetSecrets(_Body, kw_only=True):
+    """A run's read of several secrets of one scope in one call."""
+
+    scope: str
+    keys: list[str]
+    run_id: str
+
+
+class SecretValue(msgspec.Struct, kw_only=True):
+    key: str
+    value: str  # base64
+
+    def __repr__(self) -> str:  # never the value
+        return f"SecretValue(key={self.key!r})"
+
+
+class SecretValues(msgspec.Struct, kw_only=True):
+    values: dict[str, str | None]  # key -> base64, or None for a missing one
+
+    def __repr__(self) -> str:  # never the values
+        return f"SecretValues(keys={sorted(self.values)!r})"

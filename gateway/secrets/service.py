@@ -22,14 +22,16 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
+from urllib.parse import quote
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.decide import Authorizer, hidden
-from gateway.authz.levels import Level, workspace_domain, workspace_object
+from gateway.authz.levels import Level, experiment_object, workspace_domain, workspace_object
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PrincipalInfo
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
@@ -46,6 +48,7 @@ from gateway.core.errors import (
 from gateway.core.links import WorkspaceLink
 from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultReadOnly, VaultUnavailable
 from gateway.core.principal import Principal
+from gateway.federation.locate import RunDirectory
 from gateway.secrets.repository import ScopeRepository, StoredScope
 from gateway.secrets.schemas import (
     AclItem,
@@ -54,6 +57,8 @@ from gateway.secrets.schemas import (
     ListSecretsResponse,
     SecretMetadata,
     SecretScope,
+    SecretValue,
+    SecretValues,
 )
 
 log = logging.getLogger(__name__)
@@ -61,7 +66,31 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MAX_VALUE_BYTES = 128 * 1024
 RETRY_AFTER_SECONDS = 5
+MAX_KEYS_PER_READ = 100
 T = TypeVar("T")
+Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
+
+
+class _RunInfo(msgspec.Struct):
+    experiment_id: str = ""
+    status: str = ""
+    lifecycle_stage: str = "active"
+
+
+class _Run(msgspec.Struct):
+    info: _RunInfo = msgspec.field(default_factory=_RunInfo)
+
+
+class _RunBody(msgspec.Struct):
+    run: _Run = msgspec.field(default_factory=_Run)
+
+
+class _Refused(Exception):
+    """A read refused for a reason the caller must not learn (scope, ACL, run): audited, answered as missing."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class SecretPermission:
@@ -115,6 +144,8 @@ class SecretScopes:
         audit: AuditTrail,
         vaults: Mapping[str, Vault],
         workspace_vaults: Mapping[str, str],
+        runs: RunDirectory | None = None,
+        fetch: Fetch | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._policy = policy
@@ -122,6 +153,8 @@ class SecretScopes:
         self._audit = audit
         self._vaults = vaults
         self._workspace_vaults = workspace_vaults  # workspace name -> vault name (config); others: built-in
+        self._runs = runs  # which workspace a run the gateway saw created is in
+        self._fetch = fetch  # the gateway's own reads of a workspace's store (the run's status and experiment)
 
     # -- decisions --------------------------------------------------------------------------------------
 
@@ -273,6 +306,109 @@ class SecretScopes:
         return ListSecretsResponse(
             secrets=[SecretMetadata(key=i.key, last_updated_timestamp=i.updated_ms) for i in ordered]
         )
+
+    # -- a run's read of its secrets -------------------------------------------------------------------
+
+    async def get_secret(
+        self, principal: Principal, link: WorkspaceLink, scope: str, key: str, run_id: str
+    ) -> SecretValue:
+        """One value, for a RUNNING run of the scope's workspace that the caller may edit, holding READ.
+
+        Every refusal (no such scope or secret, no READ, unknown, finished, foreign or not editable run) is
+        the same RESOURCE_DOES_NOT_EXIST naming only scope and key; the audit log records which it was.
+        """
+        _check_name("Scope name", scope)
+        _check_name("Secret key", key)
+        missing = f"Secret {key} does not exist in scope {scope}!"
+        values = await self._read(principal, link, scope, [key], run_id, "secrets.get", missing)
+        value = values.get(key)
+        if value is None:
+            raise ResourceNotFound(missing)
+        return SecretValue(key=key, value=base64.b64encode(value).decode())
+
+    async def get_secrets(
+        self, principal: Principal, link: WorkspaceLink, scope: str, keys: list[str], run_id: str
+    ) -> SecretValues:
+        """Several values of one scope: None for a missing key; a refused scope or run refuses the call."""
+        _check_name("Scope name", scope)
+        if not keys or len(keys) > MAX_KEYS_PER_READ:
+            raise InvalidParameter(f"Name 1 to {MAX_KEYS_PER_READ} keys.")
+        for key in keys:
+            _check_name("Secret key", key)
+        wanted = list(dict.fromkeys(keys))
+        values = await self._read(
+            principal, link, scope, wanted, run_id, "secrets.get_many", f"Scope {scope} does not exist!"
+        )
+        return SecretValues(
+            values={k: (base64.b64encode(v).decode() if (v := values.get(k)) is not None else None) for k in wanted}
+        )
+
+    async def _read(
+        self,
+        principal: Principal,
+        link: WorkspaceLink,
+        scope: str,
+        keys: list[str],
+        run_id: str,
+        action: str,
+        missing: str,
+    ) -> dict[str, bytes | None]:
+        target = scope_object(link.workspace_id, scope)
+        details: dict[str, object] = {"run_id": run_id[:64], "keys": keys}
+        try:
+            stored = await self._readable(principal, link, scope, run_id)
+        except _Refused as refused:
+            await self._record(principal, action, target, "denied", {**details, "reason": refused.reason})
+            raise ResourceNotFound(missing) from None
+        values = await _call(self._vault(stored.vault).get_many(stored.location, keys))
+        found = [k for k in keys if values.get(k) is not None]
+        await self._record(principal, action, target, "ok", {**details, "found": found})
+        return values
+
+    async def _readable(self, principal: Principal, link: WorkspaceLink, scope: str, run_id: str) -> StoredScope:
+        """The scope, when the caller holds READ on it and the run may read from it; else `_Refused`."""
+        if not self._authorizer.enters(principal, link.workspace_id):
+            raise _Refused("workspace")
+        held = self.permission(principal, link, scope)
+        async with self._sessionmaker() as session:
+            stored = await ScopeRepository(session).get(link.workspace_id, scope)
+        if stored is None:
+            raise _Refused("no scope")
+        if held is None:
+            raise _Refused("no READ on the scope")
+        await self._running_run(principal, link, run_id)
+        return stored
+
+    async def _running_run(self, principal: Principal, link: WorkspaceLink, run_id: str) -> None:
+        """Refuse unless the run is in this workspace, RUNNING, active, and the caller may edit it."""
+        if self._runs is None or self._fetch is None:
+            raise _Refused("run reads not wired")
+        if not run_id or len(run_id) > 256:
+            raise _Refused("unknown run")
+        home = await self._runs.workspace_of(run_id)
+        if home is not None and home != link.name:
+            raise _Refused("run of another workspace")
+        # A store that does not answer is 503 (StoreUnavailable), not a refusal.
+        status, body = await self._fetch(link, "/api/2.0/mlflow/runs/get", f"run_id={quote(run_id, safe='')}")
+        if status != 200:
+            raise _Refused("unknown run")
+        try:
+            info = msgspec.json.decode(body, type=_RunBody).run.info
+        except msgspec.DecodeError:
+            raise _Refused("unknown run") from None
+        if not info.experiment_id:
+            raise _Refused("unknown run")
+        if info.status != "RUNNING" or info.lifecycle_stage != "active":
+            raise _Refused("run not running")
+        obj = experiment_object(link.workspace_id, info.experiment_id)
+        if not self._authorizer.allows(principal, link.workspace_id, obj, Level.CAN_EDIT):
+            raise _Refused("run not editable")
+
+    async def _record(
+        self, principal: Principal, action: str, target: str, outcome: str, details: dict[str, object]
+    ) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await self._audit.write(session, entry(principal.name, action, target, outcome, details))
 
     # -- ACLs -------------------------------------------------------------------------------------------
 

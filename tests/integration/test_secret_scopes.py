@@ -266,3 +266,93 @@ def test_names_sizes_and_workspace_headers_are_checked(stack: Stack, org: Org) -
     )
     assert agree.status_code == 200 and scope in {s["name"] for s in agree.json()["scopes"]}
     assert raw(stack, org.owner, "POST", "scopes/delete", json={"scope": scope}).status_code == 200
+
+
+def get_secret(stack: Stack, token: str, body: dict[str, Any], call: str = "get") -> requests.Response:
+    return requests.post(
+        f"{stack.url}/api/2.0/secrets/{call}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": WORKSPACE},
+        timeout=60,
+    )
+
+
+def test_a_running_run_reads_its_secrets_and_nothing_else_does(
+    mlflow_env: Stack, org: Org, values: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from databricks.sdk.service.workspace import AclPermission
+
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    scope = unique("run-creds")
+    owner = client(stack, org.owner)
+    owner.create_scope(scope)
+    owner.put_secret(scope, "db-password", string_value=values["password"].decode())
+    owner.put_secret(scope, "blob", bytes_value=base64.b64encode(values["blob"]).decode())
+    owner.put_acl(scope, org.reader.name, AclPermission.READ)
+
+    # A run of team-b, made by the account admin (who holds MANAGE on every scope and may edit every run).
+    team_b = admin.http("team-b")
+    created = team_b.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("b")}, timeout=60)
+    assert created.status_code == 200, created.text
+    other = team_b.post(
+        f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": created.json()["experiment_id"]}, timeout=60
+    )
+    assert other.status_code == 200, other.text
+    foreign_run = other.json()["run"]["info"]["run_id"]
+
+    # The reader's training script: the stock client through the gateway, inside a run of its own.
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", org.reader.token)
+    mlflow.set_workspace(WORKSPACE)
+    mlflow.set_experiment(unique("training"))
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+        got = get_secret(stack, org.reader.token, {"scope": scope, "key": "db-password", "run_id": run_id})
+        assert got.status_code == 200, got.text
+        assert got.headers["Cache-Control"] == "no-store"
+        assert got.json() == {"key": "db-password", "value": base64.b64encode(values["password"]).decode()}
+        many = get_secret(
+            stack, org.reader.token, {"scope": scope, "keys": ["blob", "absent"], "run_id": run_id}, "get-many"
+        )
+        assert many.status_code == 200, many.text
+        assert many.headers["Cache-Control"] == "no-store"
+        assert many.json() == {"values": {"blob": base64.b64encode(values["blob"]).decode(), "absent": None}}
+
+        # Refused alike: a missing secret, a caller without READ, an unknown run, another workspace's run.
+        wanted = {"scope": scope, "key": "db-password", "run_id": run_id}
+        refusals = [
+            get_secret(stack, org.reader.token, {**wanted, "key": "absent"}),
+            get_secret(stack, org.outsider.token, wanted),
+            get_secret(stack, org.reader.token, {**wanted, "run_id": uuid.uuid4().hex}),
+            get_secret(stack, admin.token, {**wanted, "run_id": foreign_run}),
+            get_secret(stack, org.reader.token, {**wanted, "scope": unique("no-such-scope")}),
+        ]
+    # After the run ended, the same call is refused as well.
+    refusals.append(get_secret(stack, org.reader.token, wanted))
+    refusals.append(get_secret(stack, org.reader.token, {**wanted, "keys": ["db-password"]}, "get-many"))
+
+    expected = {
+        "error_code": "RESOURCE_DOES_NOT_EXIST",
+        "message": f"Secret db-password does not exist in scope {scope}!",
+    }
+    assert refusals[0].json() == {**expected, "message": f"Secret absent does not exist in scope {scope}!"}
+    for refused in (refusals[1], refusals[2], refusals[3], refusals[5]):
+        assert refused.status_code == 404
+        assert refused.json() == expected, refused.text
+    assert refusals[4].status_code == 404 and refusals[4].json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert refusals[6].status_code == 404
+    assert refusals[6].json() == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Scope {scope} does not exist!"}
+
+    # Every read is audited, allowed or denied, with run and keys; no value in the audit log or the gateway's log.
+    rows = audit_rows(stack, scope)
+    reads = [(row["action"], row["outcome"]) for row in rows if row["action"].startswith("secrets.get")]
+    assert ("secrets.get", "ok") in reads and ("secrets.get_many", "ok") in reads
+    assert reads.count(("secrets.get", "denied")) == 4 and ("secrets.get_many", "denied") in reads
+    assert any(run_id in row["details"] for row in rows if row["action"] == "secrets.get")
+    log = stack.gateway.log_path.read_text(errors="replace") if stack.gateway.log_path else ""
+    for value in (values["password"], values["blob"]):
+        for shown in (value.decode(errors="replace"), base64.b64encode(value).decode()):
+            assert shown not in log
+            assert all(shown not in row["details"] and shown not in row["target"] for row in rows)
+    owner.delete_scope(scope)
