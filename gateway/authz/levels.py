@@ -51,9 +51,9 @@ UC_PRIVILEGES: dict[str, tuple[Privilege, ...]] = {
 SYSTEM_TABLES = ("experiments_latest", "runs_latest", "run_metrics_history")
 
 # What may appear in a stored policy value. A comma or bracket would corrupt Casbin's reload.
-OBJECT_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,300}$")
-DOMAIN_RE = re.compile(r"^[a-z0-9]{1,32}$")
-PRIVILEGE_RE = re.compile(r"^[A-Z_]{1,40}$")
+OBJECT_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,300}\Z")
+DOMAIN_RE = re.compile(r"^[a-z0-9]{1,32}\Z")
+PRIVILEGE_RE = re.compile(r"^[A-Z_]{1,40}\Z")
 
 
 def workspace_domain(workspace_id: int) -> str:

@@ -65,7 +65,7 @@ def quote_path(path: str) -> str:
     return quote(path, safe="/")
 
 
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
 
 
 def artifact_run_id(artifact_path: str) -> str | None:

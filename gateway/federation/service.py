@@ -39,9 +39,9 @@ __all__ = ["ACCOUNT_SCOPE", "ForwardCall", "ForwardResult", "Forwarder", "StoreS
 
 log = logging.getLogger(__name__)
 
-RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+RUN_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 # Path parameters other than artifact paths are single, plain segments.
-SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.:@+=-]{1,256}$")
+SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.:@+=-]{1,256}\Z")
 # A response larger than this (or of unknown size) is streamed instead of buffered.
 BUFFER_LIMIT = 1024 * 1024
 

@@ -60,7 +60,7 @@ from gateway.index.search import (
 )
 
 READ_ONLY = "The account scope is read-only; choose a workspace."
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][\w\-]{0,255}$")
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][\w\-]{0,255}\Z")
 JSON = {"Content-Type": "application/json"}
 # An answer read whole to translate its ids (a run with very many params and tags is still far below).
 MAX_TRANSLATED_BODY = 64 * 1024 * 1024

@@ -41,7 +41,7 @@ MAX_RESULTS_LIMIT = 50_000
 DEFAULT_MAX_RESULTS = 1000
 USER_TAG = "mlflow.user"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
-ACCOUNT_EXPERIMENT_ID_RE = re.compile(r"^([0-9]{1,18})-([A-Za-z0-9][\w\-]{0,63})$")
+ACCOUNT_EXPERIMENT_ID_RE = re.compile(r"^([0-9]{1,18})-([A-Za-z0-9][\w\-]{0,63})\Z")
 
 
 class ViewType(StrEnum):

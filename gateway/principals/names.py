@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 
 MAX_NAME_CHARS = 255
-USER_NAME_RE = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*$")
-GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
-SERVICE_PRINCIPAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+USER_NAME_RE = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\Z")
+GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]*\Z")
+SERVICE_PRINCIPAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 NAME_RES = {"user": USER_NAME_RE, "group": GROUP_NAME_RE, "service_principal": SERVICE_PRINCIPAL_NAME_RE}
 # The same sets as PostgreSQL regular expressions, for the CHECK constraints of migration 0008.
 SQL_NAME_PATTERNS = {kind: pattern.pattern for kind, pattern in NAME_RES.items()}

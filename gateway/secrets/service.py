@@ -63,7 +63,7 @@ from gateway.secrets.schemas import (
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
 MAX_VALUE_BYTES = 128 * 1024
 RETRY_AFTER_SECONDS = 5
 MAX_KEYS_PER_READ = 100

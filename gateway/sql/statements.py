@@ -36,17 +36,17 @@ from gateway.sql.catalog import SYSTEM_CATALOG, TableName
 DIALECT = "databricks"
 MAX_STATEMENT_CHARS = 100_000
 CACHED_STATEMENT_CHARS = 10_000  # longer texts are rare and would make the cache large
-NAME_PART_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,63}$")
+NAME_PART_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,63}\Z")
 # What a CTE is renamed to: `_cte_<n>_<digest of the text>`. The digest keeps the names of a view's CTEs apart
 # from those of the query that reads the view; no relation PostgreSQL could find has such a name.
 CTE_PREFIX = "_cte_"
-CTE_NAME_RE = re.compile(r"^_cte_[0-9]+_[0-9a-f]{8}$")
+CTE_NAME_RE = re.compile(r"^_cte_[0-9]+_[0-9a-f]{8}\Z")
 # Relations one statement may read: table, view and CTE references and LATERAL VIEWs, counted again for each
 # reference and with views expanded (transpile.substitute counts those). The statement timeout bounds how long
 # a statement runs; this bounds how large a plan (and a view expansion) one text can ask for. Eight-way
 # joins of the three system tables are far more than any documented query needs (those use two).
 MAX_RELATIONS = 16
-PARAMETER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+PARAMETER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 IDENTITY_FUNCTIONS = ("current_user", "session_user", "is_account_group_member")
 # Units of TIMESTAMPDIFF, DATE_TRUNC, EXTRACT and INTERVAL; any other keyword in a unit position is refused.

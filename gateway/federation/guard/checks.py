@@ -15,8 +15,8 @@ from gateway.core.errors import ResourceNotFound
 from gateway.federation.guard.ports import Lookups, Ownership, Undo
 from gateway.federation.guard.request import Request
 
-EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,19}$")
-RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,19}\Z")
+RUN_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 
 # The store's own not-found messages, so a hidden object reads exactly like a missing one.
 MISSING = {
