@@ -110,6 +110,7 @@ from gateway.observability.routes import health_handlers
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.secrets.builtin import BuiltinVault
+from gateway.secrets.cache import CachedVault
 from gateway.secrets.crypto import Keyring
 from gateway.secrets.moves import SecretMoves
 from gateway.secrets.routes import SecretsController
@@ -180,7 +181,8 @@ def build_vaults(
 
     Credentials are read here, from the environment or files the settings name; a missing one is a
     ConfigError naming the setting. Call inside an event loop (the HTTP adapters open their sessions).
-    The built-in vault keeps its values in the gateway's database (`sessionmaker`).
+    The built-in vault keeps its values in the gateway's database (`sessionmaker`). With `[secrets]
+    cache_seconds` above 0, each vault is wrapped in a `CachedVault` (gateway/secrets/cache.py).
     """
     env = os.environ if environ is None else environ
     vaults: dict[str, Vault] = {}
@@ -214,6 +216,14 @@ def build_vaults(
                     timeout_seconds=vault.timeout_seconds,
                 ),
             )
+    cache = settings.secrets
+    if cache.cache_seconds > 0:  # off by default: nothing is kept beyond one request
+        return {
+            name: CachedVault(
+                vault, cache.cache_seconds, max_entries=cache.cache_max_entries, max_bytes=cache.cache_max_bytes
+            )
+            for name, vault in vaults.items()
+        }
     return vaults
 
 

@@ -24,7 +24,7 @@ VAULT_KEYS_ENV = "FEDGATE_VAULT_KEYS"
 VAULT_KEYS_FILE_ENV = "FEDGATE_VAULT_KEYS_FILE"
 # FEDGATE_* variables that are not overrides of settings.
 SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN", VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV})
-_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc", "tokens")
+_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc", "tokens", "secrets")
 # Signature algorithms an OIDC token may use: asymmetric only, so a public key can never act as an HMAC secret.
 OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -182,6 +182,22 @@ def builtin_vault_configured(vaults: Mapping[str, object], environ: Mapping[str,
     return VAULT_KEYS_ENV in environ or VAULT_KEYS_FILE_ENV in environ or BUILTIN_VAULT in vaults
 
 
+# The longest an operator may let a replica keep a vault's values in memory ([secrets] cache_seconds).
+MAX_SECRET_CACHE_SECONDS = 300.0
+
+
+class SecretsSettings(_Settings):
+    """Secret scopes: how a run's reads of values are served (docs/secrets.md)."""
+
+    # Keep the values a run read (and missing ones) in each replica's memory for this long, so later reads
+    # do not ask the vault; 0 (the default): nothing is kept beyond one request. At most 300. Authorization
+    # is evaluated on every read either way; another replica's change is seen here up to this late.
+    cache_seconds: float = 0.0
+    # Bounds of that cache per vault and replica: values, and bytes of values; least recently used go first.
+    cache_max_entries: int = 10_000
+    cache_max_bytes: int = 32 * 1024 * 1024
+
+
 class CentralSettings(_Settings):
     store: str = ""
 
@@ -234,6 +250,7 @@ class Settings(_Settings):
     workspaces: list[WorkspaceSettings] = msgspec.field(default_factory=list)
     oidc: OidcSettings = msgspec.field(default_factory=OidcSettings)
     tokens: TokenSettings = msgspec.field(default_factory=TokenSettings)
+    secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
     admin_token: str = ""  # only from FEDGATE_ADMIN_TOKEN, never from the file
 
 
@@ -388,6 +405,7 @@ def validate_settings(settings: Settings) -> None:
             if auth.provider == "entra" and not auth.tenant_id and not auth.token_url:
                 raise ConfigError(f"stores.{name}.auth.tenant_id: required for provider 'entra'")
     check_vaults(settings)
+    check_secrets(settings.secrets)
     if settings.central.store and settings.central.store not in settings.stores:
         raise ConfigError(f"central.store: no store named {settings.central.store!r}")
     names: set[str] = set()
@@ -436,6 +454,18 @@ def check_vaults(settings: Settings) -> None:
                 raise ConfigError(f"{where}: needs client_secret_env or client_secret_file")
         if name == BUILTIN_VAULT and not isinstance(vault, BuiltinVaultSettings):
             raise ConfigError(f"{where}: the name {BUILTIN_VAULT!r} is the built-in vault's")
+
+
+def check_secrets(secrets: SecretsSettings) -> None:
+    if not 0 <= secrets.cache_seconds <= MAX_SECRET_CACHE_SECONDS:
+        raise ConfigError(
+            f"secrets.cache_seconds: must be between 0 (no cache) and {MAX_SECRET_CACHE_SECONDS:g}, "
+            f"got {secrets.cache_seconds:g}"
+        )
+    if secrets.cache_max_entries < 1:
+        raise ConfigError("secrets.cache_max_entries: must be at least 1")
+    if secrets.cache_max_bytes < 1024:
+        raise ConfigError("secrets.cache_max_bytes: must be at least 1024")
 
 
 def _https_or_loopback(url: str) -> bool:

@@ -34,3 +34,8 @@ AUDIT_DROPPED = Counter(
 RATE_LIMITED = Counter(
     "fedgate_rate_limited_total", "Requests refused 429 because their address spent its anonymous-denial budget"
 )
+SECRET_CACHE = Counter(
+    "fedgate_secret_cache_reads_total",
+    "Secret values a run read from the vault cache ([secrets] cache_seconds): hit, or miss (the vault was asked)",
+    ["vault", "result"],
+)

@@ -356,3 +356,39 @@ def test_a_running_run_reads_its_secrets_and_nothing_else_does(
             assert shown not in log
             assert all(shown not in row["details"] and shown not in row["target"] for row in rows)
     owner.delete_scope(scope)
+
+
+def fetch_rows(stack: Stack, query: str, *args: object) -> list[asyncpg.Record]:
+    async def fetch() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            return list(await connection.fetch(query, *args))
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+def test_values_are_read_from_the_vault_on_every_call_by_default(
+    mlflow_env: Stack, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No `[secrets] cache_seconds` in the test gateway's config: a value gone from the vault is gone at once."""
+    import mlflow
+
+    stack = mlflow_env
+    scope = unique("uncached")
+    owner = client(stack, org.owner)
+    owner.create_scope(scope)
+    owner.put_secret(scope, "k", string_value="first-" + uuid.uuid4().hex)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", org.owner.token)
+    mlflow.set_workspace(WORKSPACE)
+    mlflow.set_experiment(unique("uncached"))
+    with mlflow.start_run() as run:
+        body = {"scope": scope, "keys": ["k"], "run_id": run.info.run_id}
+        first = get_secret(stack, org.owner.token, body, "get-many")
+        assert first.status_code == 200 and first.json()["values"]["k"] is not None, first.text
+        # Changed behind the gateway's back (another replica, say): the next read sees it.
+        fetch_rows(stack, "DELETE FROM vault_values WHERE location = $1 AND key = 'k'", f"w{WORKSPACE_ID}/{scope}")
+        second = get_secret(stack, org.owner.token, body, "get-many")
+        assert second.status_code == 200 and second.json() == {"values": {"k": None}}, second.text
+    owner.delete_scope(scope)
