@@ -4,6 +4,11 @@ Nothing is proxied that is not declared here: an undeclared path answers ENDPOIN
 declaration names the resource kind, the action (what privilege authorization will ask for) and where
 the ids of the touched objects travel, so authorization and routing plug in per route.
 
+Each route is mounted where MLflow serves it: at `/api/<v>.0` and its `/ajax-api/<v>.0` twin, or at
+`/ajax-api/<v>.0` only for the few routes MLflow registers for its web UI alone (`ajax_only`), or at an
+absolute path. Both twins are forwarded to `/api/<v>.0`, the path every MLflow-compatible store serves
+(Databricks and Azure ML have no `/ajax-api`); an `ajax_only` route is forwarded to `/ajax-api/<v>.0`.
+
 What each feature does with a route is declared here too, as `Trait` flags (indexed, mirrored,
 failover-readable, ...), and routes that code names one by one are the constants at the end: a
 feature reads `spec.indexed`, never a set of route-name strings a typo could silently empty.
@@ -74,6 +79,7 @@ class RouteSpec:
     body: Body = Body.JSON
     absolute: bool = False  # `path` is the full path, not under an API prefix
     traits: Trait = NO_TRAITS
+    ajax_only: bool = False  # MLflow serves it under /ajax-api only: mounted and forwarded there alone
 
     @property
     def name(self) -> str:
@@ -107,10 +113,20 @@ class RouteSpec:
         return self.method == "GET" or self.action in READ_ACTIONS
 
     def paths(self) -> list[str]:
+        """Where the gateway serves the route."""
         if self.absolute:
             return [self.path]
         version = f"{self.version}.0"
+        if self.ajax_only:
+            return [f"/ajax-api/{version}{self.path}"]
         return [f"/api/{version}{self.path}", f"/ajax-api/{version}{self.path}"]
+
+    @property
+    def upstream_prefix(self) -> str:
+        """What goes before `path` in the store's URL, whichever alias the client called."""
+        if self.absolute:
+            return ""
+        return f"/{'ajax-api' if self.ajax_only else 'api'}/{self.version}.0"
 
 
 E, RU, LM = Resource.EXPERIMENT, Resource.RUN, Resource.LOGGED_MODEL
@@ -134,7 +150,8 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("POST", "/mlflow/experiments/update", E, EDIT, ("experiment_id",), traits=INDEXED | MIRRORED),
     R("POST", "/mlflow/experiments/set-experiment-tag", E, EDIT, ("experiment_id",), traits=INDEXED | MIRRORED),
     R("POST", "/mlflow/experiments/delete-experiment-tag", E, EDIT, ("experiment_id",), traits=INDEXED | MIRRORED),
-    R("POST", "/mlflow/experiments/search-datasets", E, SEARCH, ("experiment_ids",)),
+    # The datasets summary of the UI's experiment page: MLflow serves it under /ajax-api only.
+    R("POST", "/mlflow/experiments/search-datasets", E, SEARCH, ("experiment_ids",), ajax_only=True),
     # Runs, params, metrics, tags, inputs and outputs
     R("POST", "/mlflow/runs/create", RU, CREATE, ("experiment_id",), traits=INDEXED | MIRRORED | CREATES),
     R("POST", "/mlflow/runs/update", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED),

@@ -312,9 +312,7 @@ class Forwarder:
             if not SEGMENT_RE.match(text) or text in (".", ".."):
                 raise InvalidParameter(f"Invalid value for path parameter '{key}': {text!r}")
             template = re.sub(r"\{" + key + r":\w+\}", quote(text, safe=""), template)
-        if spec.absolute:
-            return template, query
-        return f"/api/{spec.version}.0{template}", query
+        return f"{spec.upstream_prefix}{template}", query
 
 
 def _replace_query_param(query: str, name: str, value: str) -> str:
