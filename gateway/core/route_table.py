@@ -8,6 +8,9 @@ Each route is mounted where MLflow serves it: at `/api/<v>.0` and its `/ajax-api
 `/ajax-api/<v>.0` only for the few routes MLflow registers for its web UI alone (`ajax_only`), or at an
 absolute path. Both twins are forwarded to `/api/<v>.0`, the path every MLflow-compatible store serves
 (Databricks and Azure ML have no `/ajax-api`); an `ajax_only` route is forwarded to `/ajax-api/<v>.0`.
+`NOT_SERVED` lists, by family and with the reason, every other route MLflow 3.17.2 registers:
+tests/unit/test_mlflow_surface.py derives MLflow's own route map from the installed package and fails on
+a route that is in neither list, and on a declared route forwarded to a path the store does not serve.
 
 What each feature does with a route is declared here too, as `Trait` flags (indexed, mirrored,
 failover-readable, ...), and routes that code names one by one are the constants at the end: a
@@ -362,3 +365,255 @@ REGISTERED_MODELS_DELETE = declared("DELETE /mlflow/registered-models/delete")
 MODEL_VERSIONS_CREATE = declared("POST /mlflow/model-versions/create")
 MODEL_VERSIONS_TRANSITION_STAGE = declared("POST /mlflow/model-versions/transition-stage")
 ARTIFACT_UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")
+
+
+# -- what MLflow serves and the gateway does not ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NotServed:
+    """A family of routes MLflow 3.17.2 registers that the gateway does not serve (they answer ENDPOINT_NOT_FOUND).
+
+    Serving a family means declaring its routes above (with a guard rule) and deleting it here; the README's
+    "What is not served" lists the same families.
+    """
+
+    family: str
+    reason: str
+    routes: frozenset[str]  # "METHOD /path" exactly as MLflow registers them, path parameters as {name}
+
+
+def _expand(prefixes: tuple[str, ...], declarations: tuple[str, ...]) -> frozenset[str]:
+    """ "GET|POST /path" under every prefix, one "METHOD /prefix/path" per method."""
+    routes: set[str] = set()
+    for declaration in declarations:
+        methods, path = declaration.split(" ", 1)
+        routes.update(f"{method} {prefix}{path}" for method in methods.split("|") for prefix in prefixes)
+    return frozenset(routes)
+
+
+def _api(version: int, *declarations: str) -> frozenset[str]:
+    return _expand((f"/api/{version}.0", f"/ajax-api/{version}.0"), declarations)
+
+
+def _ajax(version: int, *declarations: str) -> frozenset[str]:
+    return _expand((f"/ajax-api/{version}.0",), declarations)
+
+
+def _absolute(*declarations: str) -> frozenset[str]:
+    return _expand(("",), declarations)
+
+
+NOT_SERVED: tuple[NotServed, ...] = (
+    NotServed(
+        "AI gateway configuration",
+        "provider keys, endpoints, model definitions, bindings, budgets and guardrails of the store's AI gateway "
+        "need a workspace-level rule and an operator allow-list of provider destinations",
+        _api(
+            3,
+            "POST /mlflow/gateway/secrets/create",
+            "GET /mlflow/gateway/secrets/get",
+            "GET /mlflow/gateway/secrets/list",
+            "POST /mlflow/gateway/secrets/update",
+            "DELETE /mlflow/gateway/secrets/delete",
+            "POST /mlflow/gateway/endpoints/create",
+            "GET /mlflow/gateway/endpoints/get",
+            "GET /mlflow/gateway/endpoints/list",
+            "POST /mlflow/gateway/endpoints/update",
+            "DELETE /mlflow/gateway/endpoints/delete",
+            "POST /mlflow/gateway/endpoints/set-tag",
+            "DELETE /mlflow/gateway/endpoints/delete-tag",
+            "POST /mlflow/gateway/endpoints/models/attach",
+            "POST /mlflow/gateway/endpoints/models/detach",
+            "POST /mlflow/gateway/endpoints/bindings/create",
+            "DELETE /mlflow/gateway/endpoints/bindings/delete",
+            "GET /mlflow/gateway/endpoints/bindings/list",
+            "POST /mlflow/gateway/model-definitions/create",
+            "GET /mlflow/gateway/model-definitions/get",
+            "GET /mlflow/gateway/model-definitions/list",
+            "POST /mlflow/gateway/model-definitions/update",
+            "DELETE /mlflow/gateway/model-definitions/delete",
+            "POST /mlflow/gateway/budgets/create",
+            "GET /mlflow/gateway/budgets/get",
+            "GET /mlflow/gateway/budgets/list",
+            "POST /mlflow/gateway/budgets/update",
+            "DELETE /mlflow/gateway/budgets/delete",
+            "GET /mlflow/gateway/budgets/windows",
+            "POST /mlflow/gateway/guardrails/create",
+            "GET /mlflow/gateway/guardrails/get",
+            "GET /mlflow/gateway/guardrails/list",
+            "GET /mlflow/gateway/guardrails/list-for-endpoint",
+            "PATCH /mlflow/gateway/guardrails/update-config",
+            "DELETE /mlflow/gateway/guardrails/delete",
+            "POST /mlflow/gateway/guardrails/add-to-endpoint",
+            "DELETE /mlflow/gateway/guardrails/remove-from-endpoint",
+        )
+        | _ajax(
+            3,
+            "GET /mlflow/gateway/supported-providers",
+            "GET /mlflow/gateway/supported-models",
+            "GET /mlflow/gateway/provider-config",
+            "GET /mlflow/gateway/secrets/config",
+        ),
+    ),
+    NotServed(
+        "AI gateway invocations",
+        "the store calls LLM providers with its stored keys: needs a CAN_USE rule per endpoint and the allow-list",
+        _absolute(
+            "POST /gateway/{endpoint_name}/mlflow/invocations",
+            "POST /gateway/proxy/{endpoint_name}/{path}",
+            "GET /gateway/mlflow/v1/models",
+            "POST /gateway/mlflow/v1/chat/completions",
+            "POST /gateway/openai/v1/chat/completions",
+            "POST /gateway/openai/v1/embeddings",
+            "POST /gateway/openai/v1/responses",
+            "POST /gateway/openai/v1/responses/compact",
+            "POST /gateway/anthropic/v1/messages",
+            "POST /gateway/gemini/v1beta/models/{endpoint_name}:generateContent",
+            "POST /gateway/gemini/v1beta/models/{endpoint_name}:streamGenerateContent",
+            "POST /gateway/typesafe/v1/systemone",
+        )
+        | _ajax(2, "GET|POST /mlflow/gateway-proxy"),
+    ),
+    NotServed(
+        "Webhooks",
+        "the store posts to any URL a caller configures: needs an operator allow-list of destinations and a rule",
+        _api(
+            2,
+            "GET|POST /mlflow/webhooks",
+            "GET|PATCH|DELETE /mlflow/webhooks/{webhook_id}",
+            "POST /mlflow/webhooks/{webhook_id}/test",
+        ),
+    ),
+    NotServed(
+        "Issues",
+        "issues of an experiment's traces: no guard rule ties them to the experiment yet",
+        _api(3, "POST /mlflow/issues", "POST /mlflow/issues/search", "GET|PATCH /mlflow/issues/{issue_id}"),
+    ),
+    NotServed(
+        "Label schemas",
+        "labelling schemas of an experiment: no guard rule ties them to the experiment yet",
+        _api(
+            3,
+            "POST /mlflow/label-schemas/create",
+            "GET /mlflow/label-schemas/get",
+            "GET /mlflow/label-schemas/get-by-name",
+            "GET /mlflow/label-schemas/list",
+            "PATCH /mlflow/label-schemas/update",
+            "DELETE /mlflow/label-schemas/delete",
+        ),
+    ),
+    NotServed(
+        "Review queues",
+        "human-review queues of an experiment's traces and their reviewers: no guard rule yet",
+        _api(
+            3,
+            "POST /mlflow/review-queues/create",
+            "GET /mlflow/review-queues/get",
+            "GET /mlflow/review-queues/get-by-name",
+            "GET /mlflow/review-queues/list",
+            "POST /mlflow/review-queues/update",
+            "POST /mlflow/review-queues/delete",
+            "POST /mlflow/review-queues/get-or-create-user",
+            "POST /mlflow/review-queues/items/add",
+            "GET /mlflow/review-queues/items/list",
+            "POST /mlflow/review-queues/items/remove",
+            "POST /mlflow/review-queues/items/set-status",
+        ),
+    ),
+    NotServed(
+        "Jobs",
+        "server-side jobs (and the UI calls that start them: scorers, evaluation, issue detection) act on objects "
+        "named in free-form parameters and call LLM providers: no rule ties a job to grants yet",
+        _ajax(
+            3,
+            "POST /jobs/",
+            "POST /jobs/search",
+            "GET /jobs/{job_id}",
+            "PATCH /jobs/cancel/{job_id}",
+            "GET /mlflow/jobs/{job_id}",
+            "PATCH /mlflow/jobs/cancel/{job_id}",
+            "POST /mlflow/scorer/invoke",
+            "POST /mlflow/genai/evaluate/invoke",
+            "POST /mlflow/issues/invoke",
+        ),
+    ),
+    NotServed(
+        "Prompt optimisation",
+        "optimisation jobs over a workspace's prompts that call LLM providers: no rule yet",
+        _api(
+            3,
+            "POST /mlflow/prompt-optimization/jobs",
+            "GET|POST /mlflow/prompt-optimization/jobs/search",
+            "GET|DELETE /mlflow/prompt-optimization/jobs/{job_id}",
+            "POST /mlflow/prompt-optimization/jobs/{job_id}/cancel",
+        ),
+    ),
+    NotServed(
+        "MCP server registry",
+        "a registry of MCP servers and the endpoints the store lists for them: no rule yet",
+        _api(
+            3,
+            "GET|POST /mlflow/mcp-servers",
+            "GET /mlflow/mcp-servers/endpoints",
+            "GET|PATCH|DELETE /mlflow/mcp-servers/{name}",
+            "POST /mlflow/mcp-servers/{name}/tags",
+            "DELETE /mlflow/mcp-servers/{name}/tags/{key}",
+            "POST /mlflow/mcp-servers/{name}/aliases",
+            "GET|DELETE /mlflow/mcp-servers/{name}/aliases/{alias}",
+            "GET|POST /mlflow/mcp-servers/{name}/endpoints",
+            "GET|PATCH|DELETE /mlflow/mcp-servers/{name}/endpoints/{endpoint_id}",
+            "GET|POST /mlflow/mcp-servers/{name}/versions",
+            "GET|PATCH|DELETE /mlflow/mcp-servers/{name}/versions/{version}",
+            "POST /mlflow/mcp-servers/{name}/versions/{version}/tags",
+            "DELETE /mlflow/mcp-servers/{name}/versions/{version}/tags/{key}",
+        ),
+    ),
+    NotServed(
+        "Assistant",
+        "MLflow serves its AI assistant to localhost only: it runs tools on the store's host",
+        _ajax(
+            3,
+            "GET|PUT /mlflow/assistant/config",
+            "POST /mlflow/assistant/message",
+            "GET /mlflow/assistant/providers",
+            "GET /mlflow/assistant/providers/{provider}/health",
+            "GET /mlflow/assistant/providers/{provider}/models",
+            "PATCH /mlflow/assistant/sessions/{session_id}",
+            "POST /mlflow/assistant/sessions/{session_id}/permission",
+            "GET /mlflow/assistant/sessions/{session_id}/stream",
+            "POST /mlflow/assistant/sessions/{session_id}/tool-result",
+            "POST /mlflow/assistant/skills/install",
+        ),
+    ),
+    NotServed(
+        "Demo data",
+        "a UI button that creates, and hard-deletes, a demo experiment outside any grant",
+        _ajax(3, "POST /mlflow/demo/generate", "POST /mlflow/demo/delete"),
+    ),
+    NotServed(
+        "GraphQL",
+        "the UI's query API, resolved by MLflow itself over every object it names (the UI issue)",
+        _absolute("GET|POST /graphql"),
+    ),
+    NotServed(
+        "UI-only routes",
+        "the web UI's pages, files and calls (the UI issue)",
+        _absolute(
+            "GET /",
+            "GET /static-files/{path}",
+            "GET /build/{filename}",
+            "GET /get-artifact",
+            "GET /model-versions/get-artifact",
+        )
+        | _ajax(
+            2,
+            "GET /mlflow/get-trace-artifact",
+            "GET /mlflow/logged-models/{model_id}/artifacts/files",
+            "GET /mlflow/metrics/get-history-bulk",
+            "POST /mlflow/runs/create-promptlab-run",
+            "POST /mlflow/upload-artifact",
+        )
+        | _ajax(3, "GET /mlflow/get-trace-artifact", "GET|POST /mlflow/ui-telemetry"),
+    ),
+)
