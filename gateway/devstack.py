@@ -90,6 +90,9 @@ class MlflowServer:
     workspaces: bool = False
     # (username, password) of the admin of MLflow's `basic-auth` app; None runs without it.
     basic_auth: tuple[str, str] | None = None
+    # MLflow's job execution (a job runner and a dozen huey consumers, ~1 GB per server); off unless a
+    # caller needs the store's jobs.
+    jobs: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -113,6 +116,7 @@ class MlflowServer:
         # Client settings of the calling process (a test's workspace, say) are not the server's.
         env = {k: v for k, v in os.environ.items() if k not in CLIENT_ONLY_ENV}
         env["MLFLOW_SERVER_ALLOWED_HOSTS"] = f"{LOOPBACK}:{self.port},localhost:{self.port}"
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true" if self.jobs else "false"
         if self.basic_auth is not None:
             args += ["--app-name", "basic-auth"]
             env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.basic_auth
