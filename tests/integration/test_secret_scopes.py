@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -392,3 +393,123 @@ def test_values_are_read_from_the_vault_on_every_call_by_default(
         second = get_secret(stack, org.owner.token, body, "get-many")
         assert second.status_code == 200 and second.json() == {"values": {"k": None}}, second.text
     owner.delete_scope(scope)
+
+
+def occurrences_in_database(stack: Stack, needles: list[str]) -> dict[str, int]:
+    """Rows of every table of the gateway's database (audit log, index, outbox, ...) whose text holds a needle."""
+
+    async def scan() -> dict[str, int]:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            tables = await connection.fetch(
+                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+                "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+            )
+            found: dict[str, int] = {}
+            for table in tables:
+                name = f'"{table["table_schema"]}"."{table["table_name"]}"'
+                for needle in needles:
+                    count = await connection.fetchval(
+                        f"SELECT count(*) FROM {name} t WHERE strpos(t::text, $1) > 0", needle
+                    )
+                    if count:
+                        found[name] = found.get(name, 0) + count
+            return found
+        finally:
+            await connection.close()
+
+    return asyncio.run(scan())
+
+
+def test_a_secret_value_appears_in_no_log_table_metric_or_error_body(
+    mlflow_env: Stack, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole life cycle with a distinctive value (scope, put, reads allowed and refused, delete), then a
+    search for it, as text, base64 and hex, everywhere the gateway writes: its log, every table of its database
+    (audit log, account index, outbox, ...), /metrics, and every answer but the two that return it."""
+    import mlflow
+    from databricks.sdk.service.workspace import AclPermission
+
+    stack = mlflow_env
+    value = f"LEAK-CANARY-{uuid.uuid4().hex}"
+    needles = [value, base64.b64encode(value.encode()).decode(), value.encode().hex()]
+    scope = unique("leak")
+    answers: list[requests.Response] = []
+
+    def call(person: Person, path: str, body: dict[str, Any] | bytes) -> requests.Response:
+        kwargs: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": body}
+        answers.append(raw(stack, person, "POST", path, **kwargs))
+        return answers[-1]
+
+    assert call(org.owner, "scopes/create", {"scope": scope}).status_code == 200
+    assert call(org.owner, "put", {"scope": scope, "key": "db-password", "string_value": value}).status_code == 200
+    put_bytes = {"scope": scope, "key": "bin", "bytes_value": needles[1]}
+    assert call(org.owner, "put", put_bytes).status_code == 200
+    client(stack, org.owner).put_acl(scope, org.reader.name, AclPermission.READ)
+    answers.append(raw(stack, org.reader, "GET", "list", params={"scope": scope}))
+    assert answers[-1].status_code == 200
+
+    # Writes carrying the value that are refused: no error body repeats what it was sent.
+    refused_writes = [
+        call(org.reader, "put", {"scope": scope, "key": "db-password", "string_value": value}),  # READ only
+        call(org.outsider, "put", {"scope": scope, "key": "db-password", "string_value": value}),  # hidden
+        call(org.owner, "put", {"scope": unique("none"), "key": "k", "string_value": value}),
+        call(org.owner, "put", {"scope": scope, "key": "bad key", "string_value": value}),
+        call(org.owner, "put", {"scope": scope, "key": "big", "string_value": value * 3000}),
+        call(org.owner, "put", {"scope": scope, "key": "k", "string_value": value, "bytes_value": needles[1]}),
+        call(org.owner, "put", {"scope": scope, "key": "k", "bytes_value": value + "%"}),
+        call(org.owner, "put", {"scope": [value], "key": "k", "string_value": value}),
+        call(org.owner, "put", {"scope": scope, "key": "k", "string_value": [value]}),
+        call(org.owner, "put", f'{{"scope": "{scope}", "key": "k", "string_value": "{value}"'.encode()),
+    ]
+    assert all(400 <= answer.status_code < 500 for answer in refused_writes), [a.status_code for a in refused_writes]
+
+    # The reader's training script: logs as usual (so the index holds its run), reads its secrets.
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", org.reader.token)
+    mlflow.set_workspace(WORKSPACE)
+    mlflow.set_experiment(unique("leak-training"))
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+        mlflow.log_param("db_host", "db.example.com")
+        mlflow.log_metric("loss", 0.25)
+        wanted = {"scope": scope, "key": "db-password", "run_id": run_id}
+        got = get_secret(stack, org.reader.token, wanted)
+        many = get_secret(stack, org.reader.token, {**wanted, "keys": ["db-password", "bin", "absent"]}, "get-many")
+        assert got.status_code == 200 and base64.b64decode(got.json()["value"]).decode() == value
+        assert many.status_code == 200 and base64.b64decode(many.json()["values"]["bin"]).decode() == value
+        refused_reads = [
+            get_secret(stack, org.outsider.token, wanted),
+            get_secret(stack, org.reader.token, {**wanted, "run_id": uuid.uuid4().hex}),
+            get_secret(stack, org.reader.token, {**wanted, "key": "absent"}),
+            get_secret(stack, org.outsider.token, {**wanted, "keys": ["db-password"]}, "get-many"),
+            get_secret(stack, org.reader.token, {**wanted, "keys": ["db-password"] * 101}, "get-many"),
+        ]
+    refused_reads.append(get_secret(stack, org.reader.token, wanted))  # the run has ended
+    assert all(answer.status_code in (400, 404) for answer in refused_reads), [a.text for a in refused_reads]
+    answers += refused_reads
+
+    assert call(org.owner, "delete", {"scope": scope, "key": "db-password"}).status_code == 200
+    assert call(org.owner, "delete", {"scope": scope, "key": "db-password"}).status_code == 404
+    assert call(org.owner, "scopes/delete", {"scope": scope}).status_code == 200
+
+    # The index has this run (written through, asynchronously), and the audit log every read.
+    deadline = time.monotonic() + 30
+    while not fetch_rows(stack, "SELECT 1 FROM ix_runs WHERE run_id = $1 AND params ? 'db_host'", run_id):
+        assert time.monotonic() < deadline, "the run never reached the index"
+        time.sleep(0.2)
+    audited = "SELECT outcome FROM audit_log WHERE action LIKE 'secrets.get%' AND details::text LIKE $1"
+    reads = [row["outcome"] for row in fetch_rows(stack, audited, f"%{run_id}%")]
+    # get, get-many and the read of a missing key allowed; the outsider twice and the ended run refused.
+    assert sorted(reads) == ["denied"] * 3 + ["ok"] * 3, reads
+
+    metrics = requests.get(f"{stack.url}/metrics", timeout=60).text
+    log = stack.gateway.log_path.read_text(errors="replace") if stack.gateway.log_path else ""
+    assert log and "fedgate_requests_total" in metrics
+    for needle in needles:
+        assert needle not in log, "a secret value reached the gateway's log"
+        assert needle not in metrics, "a secret value reached /metrics"
+        for answer in answers:
+            assert needle not in answer.text, f"a secret value came back in an answer: {answer.request.url}"
+    assert occurrences_in_database(stack, needles) == {}
+    # The search does see what is there: the run's id is in the index and in the audit log.
+    assert {'"public"."ix_runs"', '"public"."audit_log"'} <= set(occurrences_in_database(stack, [run_id]))
