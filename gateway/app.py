@@ -375,8 +375,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         policy,
         authorizer,
         audit,
-        vaults,
-        {ws.name: ws.vault for ws in settings.workspaces if ws.vault},
+        vaults,  # each workspace's `vault` (its link) names the one its new scopes use
         runs,  # a run's read of a secret: where the run lives ...
         direct.fetch,  # ... and its status and experiment, from its store
     )

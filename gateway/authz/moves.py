@@ -33,6 +33,11 @@ class AuthzMoves:
     async def check_store_move(self, session: AsyncSession, workspace: str, workspace_id: int) -> None:
         return None  # nothing of authorization waits on the old store
 
+    async def check_vault_change(
+        self, session: AsyncSession, workspace: str, workspace_id: int, before: str, after: str
+    ) -> None:
+        return None  # scope ACLs name the scope, not its vault
+
     async def store_moved(self, session: AsyncSession, workspace_id: int) -> str | None:
         domain = workspace_domain(workspace_id)
         prefixes = [f"{kind}:{domain}/" for kind in _OBJECT_KINDS]

@@ -193,11 +193,12 @@ def cmd_workspaces(args: argparse.Namespace) -> int:
     base = "/api/3.0/mlflow/workspaces"
     if args.action == "list":
         workspaces = (admin_call(args, "GET", base) or {}).get("workspaces", [])
-        print(f"{'NAME':24} {'ID':>6}  {'MODE':9} {'STORE':20} UPSTREAM")
+        print(f"{'NAME':24} {'ID':>6}  {'MODE':9} {'STORE':20} {'UPSTREAM':20} {'VAULT':12} SECRET SCOPE")
         for ws in workspaces:
             print(
                 f"{ws['name']:24} {ws.get('workspace_id', ''):>6}  {ws.get('mode', ''):9} "
-                f"{ws.get('store', ''):20} {ws.get('upstream_workspace', '')}"
+                f"{ws.get('store', ''):20} {ws.get('upstream_workspace', '') or '-':20} "
+                f"{ws.get('vault', '') or 'builtin':12} {ws.get('default_secret_scope', '') or '-'}"
             )
         return 0
     if args.action == "unlink":
@@ -210,6 +211,8 @@ def cmd_workspaces(args: argparse.Namespace) -> int:
         "workspace_id": args.id,
         "upstream_workspace": args.upstream_workspace,
         "description": args.description,
+        "vault": args.vault,
+        "default_secret_scope": args.default_secret_scope,
     }
     body = {key: value for key, value in fields.items() if value is not None}
     if args.action == "link":
@@ -276,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--id")
         sub.add_argument("--upstream-workspace")
         sub.add_argument("--description")
+        sub.add_argument("--vault", help="where its new secret scopes keep their values: a [vaults] name or builtin")
+        sub.add_argument(
+            "--default-secret-scope", help="the scope a run's secret read uses when it names none ('' for none)"
+        )
     unlink = ws_actions.add_parser("unlink", help="unlink a workspace (its store is untouched)")
     unlink.add_argument("name")
     workspaces.set_defaults(func=cmd_workspaces)

@@ -17,6 +17,8 @@ from gateway.core.links import Namespace, store_identity
 WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 RESERVED_WORKSPACE_NAMES = frozenset({"account", "workspaces", "api", "ajax-api", "static-files"})
 STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+# Secret scope and key names, as Databricks has them (a workspace's default scope is one).
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
 
 # Environment variables that are not settings keys.
 # The built-in vault's keys (gateway/secrets/crypto.py): credentials, read from the environment only.
@@ -212,6 +214,8 @@ class WorkspaceSettings(_Settings):
     description: str = ""
     # Where the values of the workspace's secret scopes live: a name under [vaults]; "" is the built-in vault.
     vault: str = ""
+    # The scope a run's secret read uses when it names none (docs/secrets.md); "" for none.
+    default_secret_scope: str = ""
 
 
 class OidcSettings(_Settings):
@@ -422,8 +426,8 @@ def validate_settings(settings: Settings) -> None:
         names.add(ws.name)
         ids.add(ws.id)
         check_link(ws.mode, ws.store, settings, where=where)
-        if ws.vault and ws.vault != BUILTIN_VAULT and ws.vault not in settings.vaults:
-            raise ConfigError(f"{where}.vault: no vault named {ws.vault!r} (see [vaults])")
+        check_workspace_vault(ws.vault, settings, where=f"{where}.vault")
+        check_default_secret_scope(ws.default_secret_scope, where=f"{where}.default_secret_scope")
     check_declared_namespaces(settings)
     check_oidc(settings.oidc)
     check_tokens(settings.tokens)
@@ -512,6 +516,21 @@ def check_workspace_name(name: str, *, where: str) -> None:
         )
     if name in RESERVED_WORKSPACE_NAMES:
         raise ConfigError(f"{where}: the name {name!r} is reserved")
+
+
+def check_workspace_vault(vault: str, settings: Settings, *, where: str) -> None:
+    """A workspace's vault is one declared under [vaults], or the built-in one ("" or `builtin`)."""
+    if vault and vault != BUILTIN_VAULT and vault not in settings.vaults:
+        known = ", ".join(sorted({BUILTIN_VAULT, *settings.vaults}))
+        raise ConfigError(f"{where}: no vault named {vault[:70]!r} (see [vaults]; configured: {known})")
+
+
+def check_default_secret_scope(scope: str, *, where: str) -> None:
+    """A workspace's default secret scope is a scope name, or "" for none."""
+    if scope and not SECRET_NAME_RE.match(scope):
+        raise ConfigError(
+            f"{where}: {scope[:140]!r} is not a valid scope name (1 to 128 letters, digits, '_', '-' and '.')"
+        )
 
 
 def check_link(mode: str, store: str, settings: Settings, *, where: str) -> None:

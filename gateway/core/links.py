@@ -66,6 +66,10 @@ class WorkspaceLink:
     mirror_prefix: str = ""  # prefixed to experiment names on a central store without workspaces
     # Every store namespace the link reads or writes (see the module docstring).
     namespaces: tuple[Namespace, ...] = ()
+    # Secret scopes: the vault new scopes keep their values in ("" is the built-in vault), and the scope a
+    # run's read uses when it names none ("" for none). docs/secrets.md.
+    vault: str = ""
+    default_secret_scope: str = ""
 
 
 def overlap(a: WorkspaceLink, b: WorkspaceLink) -> tuple[Namespace, Namespace] | None:

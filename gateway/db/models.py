@@ -27,6 +27,10 @@ class WorkspaceLinkRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     default_artifact_root: Mapped[str] = mapped_column(Text, default="")
     managed_by: Mapped[str] = mapped_column(String(16))  # "config" or "api"
+    # Secret scopes (migration 0011): the vault of new scopes ("" is the built-in vault) and the scope a
+    # run's read uses when it names none ("" for none).
+    vault: Mapped[str] = mapped_column(String(63), default="", server_default="")
+    default_secret_scope: Mapped[str] = mapped_column(String(128), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -3,7 +3,7 @@
 A workspace's rows elsewhere (the dual outbox, id map and reconcile progress; the account-wide index;
 its grants and registered-model ids) are keyed by its account-wide id, and many name objects of its
 store. When an admin (or the config file) points the workspace at another store or upstream workspace,
-gives it another id, or unlinks it, the workspace service calls every registered hook inside the one
+gives it another id or another vault, or unlinks it, the workspace service calls every registered hook inside the one
 transaction that changes the link, so the link and the rows it implies change together or not at all.
 Each hook runs only SQL on its own package's tables; the composition root (`gateway/app.py`) registers
 them.
@@ -23,6 +23,12 @@ class WorkspaceMoveHook(Protocol):
         Called once before the store is asked to verify the new link (to fail fast) and again under
         the links lock in the transaction that moves it (what counted may have changed in between).
         """
+
+    async def check_vault_change(
+        self, session: AsyncSession, workspace: str, workspace_id: int, before: str, after: str
+    ) -> None:
+        """Before the workspace's secret scopes are created in vault `after` instead of `before`: raise a
+        GatewayError to refuse it. Called like `check_store_move`, before and under the links lock."""
 
     async def store_moved(self, session: AsyncSession, workspace_id: int) -> str | None:
         """The workspace (under `workspace_id`, its id before the change) now reads another store.

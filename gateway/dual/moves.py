@@ -30,6 +30,11 @@ class DualMoves:
                 "they are read from its current store. Let them drain (fedgate links status) before moving it."
             )
 
+    async def check_vault_change(
+        self, session: AsyncSession, workspace: str, workspace_id: int, before: str, after: str
+    ) -> None:
+        return None  # the outbox keeps no secret values
+
     async def store_moved(self, session: AsyncSession, workspace_id: int) -> str | None:
         dead = await OutboxRepository(session).drop_dead(workspace_id)
         await session.execute(delete(IdMapRow).where(IdMapRow.workspace_id == workspace_id))

@@ -22,6 +22,11 @@ class IndexMoves:
     async def check_store_move(self, session: AsyncSession, workspace: str, workspace_id: int) -> None:
         return None  # what the index drops, the sync rebuilds
 
+    async def check_vault_change(
+        self, session: AsyncSession, workspace: str, workspace_id: int, before: str, after: str
+    ) -> None:
+        return None  # the index keeps no secret values
+
     async def store_moved(self, session: AsyncSession, workspace_id: int) -> str | None:
         runs = select(ix_runs.c.run_key).where(ix_runs.c.workspace_id == workspace_id)
         await session.execute(delete(ix_metrics).where(ix_metrics.c.run_key.in_(runs)))

@@ -4,6 +4,10 @@ Scopes do not depend on the store: a store move keeps them. Renumbered, they fol
 values stay at the location they were created with; their ACL grants move with gateway/authz/moves.py).
 Unlinked, they are removed with the built-in vault's values of them, so nothing is inherited by a
 workspace linked later under the same id; values in an external vault are left to its operator.
+
+Another vault for a workspace that has scopes is refused (409): each scope keeps the vault it was created
+in, so the workspace's secrets would be split over two vaults, and the old ones would stay where an
+operator moving to the new vault no longer looks. Delete the scopes first (or keep the vault).
 """
 
 from __future__ import annotations
@@ -11,12 +15,24 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.core.config import BUILTIN_VAULT
+from gateway.core.errors import InvalidState
 from gateway.secrets.repository import ScopeRepository
 
 
 class SecretMoves:
     async def check_store_move(self, session: AsyncSession, workspace: str, workspace_id: int) -> None:
         return None
+
+    async def check_vault_change(
+        self, session: AsyncSession, workspace: str, workspace_id: int, before: str, after: str
+    ) -> None:
+        scopes = await ScopeRepository(session).count(workspace_id)
+        if scopes:
+            raise InvalidState(
+                f"Workspace '{workspace}' has {scopes} secret scope(s) whose values live in vault '{before}'; "
+                f"with vault '{after}' they would stay behind there. Delete its scopes first "
+                "(POST /api/2.0/secrets/scopes/delete), or keep its vault."
+            )
 
     async def store_moved(self, session: AsyncSession, workspace_id: int) -> str | None:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,6 +56,12 @@ class ScopeRepository:
             select(SecretScopeRow).where(SecretScopeRow.workspace_id == workspace_id).order_by(SecretScopeRow.name)
         )
         return [_stored(row) for row in result]
+
+    async def count(self, workspace_id: int) -> int:
+        result = await self.session.scalar(
+            select(func.count()).select_from(SecretScopeRow).where(SecretScopeRow.workspace_id == workspace_id)
+        )
+        return int(result or 0)
 
     async def remove(self, workspace_id: int, name: str) -> bool:
         result = await self.session.execute(

@@ -143,7 +143,6 @@ class SecretScopes:
         authorizer: Authorizer,
         audit: AuditTrail,
         vaults: Mapping[str, Vault],
-        workspace_vaults: Mapping[str, str],
         runs: RunDirectory | None = None,
         fetch: Fetch | None = None,
     ) -> None:
@@ -152,7 +151,6 @@ class SecretScopes:
         self._authorizer = authorizer
         self._audit = audit
         self._vaults = vaults
-        self._workspace_vaults = workspace_vaults  # workspace name -> vault name (config); others: built-in
         self._runs = runs  # which workspace a run the gateway saw created is in
         self._fetch = fetch  # the gateway's own reads of a workspace's store (the run's status and experiment)
 
@@ -200,8 +198,10 @@ class SecretScopes:
             )
         raise VaultUnreachable(f"The vault '{name}' is not available on this gateway.")
 
-    def vault_of(self, link: WorkspaceLink) -> str:
-        return self._workspace_vaults.get(link.name) or BUILTIN_VAULT
+    @staticmethod
+    def vault_of(link: WorkspaceLink) -> str:
+        """The vault a new scope of the workspace keeps its values in (the workspace's `vault`, else built-in)."""
+        return link.vault or BUILTIN_VAULT
 
     async def _audited(self, principal: Principal, action: str, target: str, details: dict[str, object]) -> None:
         async with self._sessionmaker() as session, session.begin():

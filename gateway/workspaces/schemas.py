@@ -16,6 +16,10 @@ class Workspace(msgspec.Struct, omit_defaults=True, kw_only=True):
     mode: str = ""
     store: str = ""
     upstream_workspace: str = ""
+    # Secret scopes (docs/secrets.md): the vault of new scopes (absent: the built-in one), and the scope a
+    # run's read uses when it names none (absent: none).
+    vault: str = ""
+    default_secret_scope: str = ""
 
 
 class WorkspaceResponse(msgspec.Struct):
@@ -34,6 +38,8 @@ class WorkspaceChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     store: str | None = None
     mode: str | None = None
     upstream_workspace: str | None = None
+    vault: str | None = None  # a vault under [vaults], or "builtin" ("": the built-in vault)
+    default_secret_scope: str | None = None  # a scope name ("": none)
 
 
 class WorkspaceCreate(WorkspaceChanges, kw_only=True):

@@ -8,6 +8,9 @@ A link change asks the store first (`verify_link`, over HTTP) with no database t
 opens the one transaction that takes the links lock, checks again what may have changed meanwhile,
 moves the rows other packages keep for the workspace (their `WorkspaceMoveHook`s, gateway/db/moves.py)
 and writes the link.
+
+A workspace's vault (where its new secret scopes keep their values) changes only while it has no scopes:
+the hooks refuse it otherwise (409 INVALID_STATE, gateway/secrets/moves.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.core.config import ConfigError, Settings, check_link, check_workspace_name, link_namespaces
+from gateway.core.config import (
+    BUILTIN_VAULT,
+    ConfigError,
+    Settings,
+    check_default_secret_scope,
+    check_link,
+    check_workspace_name,
+    check_workspace_vault,
+    link_namespaces,
+)
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, ResourceNotFound
 from gateway.core.links import LinkTable, WorkspaceLink, conflict_message, overlap, self_overlap
 from gateway.core.ports import Store
@@ -33,7 +45,17 @@ from gateway.workspaces.schemas import Workspace, WorkspaceChanges, WorkspaceCre
 log = logging.getLogger(__name__)
 
 MODES = ("workspace", "dual", "central")
-_COLUMNS = ("name", "workspace_id", "mode", "store", "upstream_workspace", "description", "default_artifact_root")
+_COLUMNS = (
+    "name",
+    "workspace_id",
+    "mode",
+    "store",
+    "upstream_workspace",
+    "description",
+    "default_artifact_root",
+    "vault",
+    "default_secret_scope",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +112,8 @@ class WorkspaceService:
             mirror_workspace=row.name if mirror and central_has_workspaces else None,
             mirror_prefix=f"{row.name}/" if mirror and not central_has_workspaces else "",
             namespaces=link_namespaces(row.name, row.mode, row.store, row.upstream_workspace, self.settings),
+            vault=row.vault or "",
+            default_secret_scope=row.default_secret_scope or "",
         )
 
     async def reload(self, session: AsyncSession) -> None:
@@ -106,6 +130,14 @@ class WorkspaceService:
         if before is not None and _store_moved(before, after):
             for hook in self.move_hooks:
                 await hook.check_store_move(session, before.name, before.workspace_id)
+
+    async def _check_vault(self, session: AsyncSession, before: WorkspaceLink | None, after: WorkspaceLink) -> None:
+        """Refuses (through the hooks) another vault for a workspace whose scopes keep values in the old one."""
+        if before is not None and _vault(before.vault) != _vault(after.vault):
+            for hook in self.move_hooks:
+                await hook.check_vault_change(
+                    session, before.name, before.workspace_id, _vault(before.vault), _vault(after.vault)
+                )
 
     async def _move(
         self, session: AsyncSession, before: WorkspaceLink | None, after: WorkspaceLink | None
@@ -145,12 +177,17 @@ class WorkspaceService:
                 "description": ws.description,
                 "default_artifact_root": "",
                 "managed_by": "config",
+                "vault": _stored_vault(ws.vault),
+                "default_secret_scope": ws.default_secret_scope,
             }
             existing = await repo.get(ws.name)
             if existing is not None:
                 before = self.to_link(existing)
                 try:
-                    await self._move(session, before, self.to_link(WorkspaceLinkRow(**values)))
+                    after = self.to_link(WorkspaceLinkRow(**values))
+                    if after is not None:
+                        await self._check_vault(session, before, after)
+                    await self._move(session, before, after)
                 except InvalidState as exc:
                     raise ConfigError(f"workspaces: {exc.message}") from exc
             await repo.upsert(values)
@@ -167,6 +204,8 @@ class WorkspaceService:
             mode=link.mode,
             store=link.configured_store or "",
             upstream_workspace=link.upstream_workspace or "",
+            vault=link.vault,  # absent: the built-in vault
+            default_secret_scope=link.default_secret_scope,
         )
 
     def list(self) -> list[Workspace]:
@@ -213,6 +252,8 @@ class WorkspaceService:
         mode = body.mode or ("workspace" if body.store else "central")
         store = body.store or None
         self._check_link(mode, store)
+        vault = self._checked_vault(body.vault or "")
+        default_scope = _checked_scope(body.default_secret_scope or "")
         workspace_id = _parse_workspace_id(body.workspace_id) or await repo.next_workspace_id()
         if await repo.get_by_id(workspace_id) is not None:
             raise AlreadyExists(f"Workspace id {workspace_id} is already used by another workspace.")
@@ -225,12 +266,15 @@ class WorkspaceService:
             description=body.description or "",
             default_artifact_root=body.default_artifact_root or "",
             managed_by="api",
+            vault=vault,
+            default_secret_scope=default_scope,
         )
 
     async def update(
         self, sessionmaker: async_sessionmaker[AsyncSession], name: str, changes: WorkspaceChanges
     ) -> tuple[Workspace, str | None]:
-        """Relink (store, mode, upstream workspace, id) or describe a workspace; returns it and any warnings.
+        """Relink (store, mode, upstream workspace, id), describe a workspace or change its secret settings (vault,
+        default secret scope); returns it and any warnings.
 
         Checked first in a short read (so a refused change never reaches the store), then the store is
         asked with no transaction open, then everything is checked again in the one transaction that
@@ -241,6 +285,7 @@ class WorkspaceService:
             relink = await self._relink(repo, name, changes)
             await self._refuse_shared_namespace(repo, relink.after)
             await self._check_move(session, relink.before, relink.after)
+            await self._check_vault(session, relink.before, relink.after)
         warning = await self.verify_link(relink.after) if relink.verify else None
         async with sessionmaker() as session, session.begin():
             repo = WorkspaceRepository(session)
@@ -250,6 +295,7 @@ class WorkspaceService:
             if relink.verify and _target(relink.after) != _target(verified):
                 raise InvalidState(f"Workspace '{name}' was relinked while its store was checked; try again.")
             await self._refuse_shared_namespace(repo, relink.after)
+            await self._check_vault(session, relink.before, relink.after)
             note = await self._move(session, relink.before, relink.after)
             await repo.update(name, relink.values)
             await repo.notify_change()
@@ -271,6 +317,10 @@ class WorkspaceService:
             values["default_artifact_root"] = changes.default_artifact_root
         if changes.upstream_workspace is not None:
             values["upstream_workspace"] = changes.upstream_workspace or None
+        if changes.vault is not None:
+            values["vault"] = self._checked_vault(changes.vault)
+        if changes.default_secret_scope is not None:
+            values["default_secret_scope"] = _checked_scope(changes.default_secret_scope)
         if changes.workspace_id is not None:
             workspace_id = _parse_workspace_id(changes.workspace_id)
             owner = await repo.get_by_id(workspace_id) if workspace_id else None
@@ -329,6 +379,14 @@ class WorkspaceService:
                     "of its own, or its own upstream_workspace on a store with workspaces enabled.",
                     status=409,
                 )
+
+    def _checked_vault(self, vault: str) -> str:
+        """A vault the gateway is configured with, as stored ("" for the built-in one)."""
+        try:
+            check_workspace_vault(vault, self.settings, where="vault")
+        except ConfigError as exc:
+            raise InvalidParameter(str(exc)) from exc
+        return _stored_vault(vault)
 
     def _check_link(self, mode: str, store: str | None) -> None:
         if mode not in MODES:
@@ -425,6 +483,24 @@ def _parse_workspace_id(value: str | int | None) -> int | None:
 def _refuse_config_managed(row: WorkspaceLinkRow) -> None:
     if row.managed_by == "config":
         raise InvalidParameter(f"Workspace '{row.name}' is declared in the gateway's config file; change it there.")
+
+
+def _checked_scope(scope: str) -> str:
+    try:
+        check_default_secret_scope(scope, where="default_secret_scope")
+    except ConfigError as exc:
+        raise InvalidParameter(str(exc)) from exc
+    return scope
+
+
+def _stored_vault(vault: str) -> str:
+    """The built-in vault is stored as "" whether it is named or not, so that naming it is no change."""
+    return "" if vault == BUILTIN_VAULT else vault
+
+
+def _vault(stored: str) -> str:
+    """The vault a workspace's new scopes go to."""
+    return stored or BUILTIN_VAULT
 
 
 def _reject_trace_archival(body: WorkspaceChanges) -> None:
