@@ -117,7 +117,8 @@ class SecretsController(Controller):
     async def get_secret(
         self, request: Request[Principal, Any, Any], data: GetSecret, secrets: SecretScopes, workspaces: Workspaces
     ) -> Response[SecretValue]:
-        """A value, base64 (as Databricks answers), for a RUNNING run the caller may edit; never cached."""
+        """A value, base64 (as Databricks answers), for a RUNNING run the caller may edit; never cached. Without a
+        scope (in `scope` or as `scope/key`), the workspace's default scope."""
         link = workspace_of(request, workspaces)
         value = await secrets.get_secret(request.user, link, data.scope, data.key, data.run_id)
         return Response(value, headers=NO_STORE)
@@ -126,7 +127,8 @@ class SecretsController(Controller):
     async def get_secrets(
         self, request: Request[Principal, Any, Any], data: GetSecrets, secrets: SecretScopes, workspaces: Workspaces
     ) -> Response[SecretValues]:
-        """Several values of one scope in one call: `{values: {key: base64 | null}}`; never cached."""
+        """Several values in one call (keys of `scope`, or `scope/key`): `{values: {name: base64 | null}}`; never
+        cached."""
         link = workspace_of(request, workspaces)
         values = await secrets.get_secrets(request.user, link, data.scope, data.keys, data.run_id)
         return Response(values, headers=NO_STORE)

@@ -79,17 +79,21 @@ class ListAclsResponse(_Body, kw_only=True):
 
 
 class GetSecret(_Body, kw_only=True):
-    """A run's read of one secret: Databricks' get-secret, plus the run that reads it."""
+    """A run's read of one secret: Databricks' get-secret, plus the run that reads it.
 
-    scope: str
+    `key` may be `scope/key`; without a scope there or in `scope`, the workspace's default scope.
+    """
+
+    scope: str | None = None
     key: str
     run_id: str
 
 
 class GetSecrets(_Body, kw_only=True):
-    """A run's read of several secrets of one scope in one call."""
+    """A run's read of several secrets in one call: keys of `scope` (else of the workspace's default scope),
+    or `scope/key` names of any scope; the answer is keyed by the names as given."""
 
-    scope: str
+    scope: str | None = None
     keys: list[str]
     run_id: str
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 from urllib.parse import quote
@@ -36,7 +35,7 @@ from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PrincipalInfo
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.service import resolve_principal
-from gateway.core.config import BUILTIN_VAULT, VAULT_KEYS_ENV
+from gateway.core.config import BUILTIN_VAULT, SECRET_NAME_RE, VAULT_KEYS_ENV
 from gateway.core.errors import (
     AlreadyExists,
     GatewayError,
@@ -63,7 +62,7 @@ from gateway.secrets.schemas import (
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
+NAME_RE = SECRET_NAME_RE  # scope and key names: [A-Za-z0-9_.-]{1,128}
 MAX_VALUE_BYTES = 128 * 1024
 RETRY_AFTER_SECONDS = 5
 MAX_KEYS_PER_READ = 100
@@ -88,9 +87,10 @@ class _RunBody(msgspec.Struct):
 class _Refused(Exception):
     """A read refused for a reason the caller must not learn (scope, ACL, run): audited, answered as missing."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, scope: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.scope = scope  # the scope refused; None when the workspace or the run is
 
 
 class SecretPermission:
@@ -309,75 +309,122 @@ class SecretScopes:
 
     # -- a run's read of its secrets -------------------------------------------------------------------
 
+    def _named(self, principal: Principal, link: WorkspaceLink, name: str, scope: str | None) -> tuple[str, str]:
+        """Scope and key of a secret a run reads: `scope/key` names its scope; else the request's `scope`, else
+        the workspace's default scope; none of them: 400 saying how to name one."""
+        prefix, qualified, key = name.partition("/")
+        if qualified:
+            chosen = prefix
+        elif scope is not None:
+            chosen, key = scope, name
+        elif link.default_secret_scope:
+            chosen, key = link.default_secret_scope, name
+        else:
+            self._enter(principal, link)  # a caller who may not enter the workspace learns nothing of it
+            raise InvalidParameter(
+                f"No scope named for secret '{name[:140]}' and workspace '{link.name}' has no default secret "
+                "scope. Name the scope: the key as 'scope/key', or the request's 'scope' field (the client "
+                "module: FEDGATE_SECRET_SCOPE), or have an account admin set the workspace's "
+                "default_secret_scope (docs/secrets.md)."
+            )
+        _check_name("Scope name", chosen)
+        _check_name("Secret key", key)
+        return chosen, key
+
     async def get_secret(
-        self, principal: Principal, link: WorkspaceLink, scope: str, key: str, run_id: str
+        self, principal: Principal, link: WorkspaceLink, scope: str | None, key: str, run_id: str
     ) -> SecretValue:
         """One value, for a RUNNING run of the scope's workspace that the caller may edit, holding READ.
 
-        Every refusal (no such scope or secret, no READ, unknown, finished, foreign or not editable run) is
-        the same RESOURCE_DOES_NOT_EXIST naming only scope and key; the audit log records which it was.
+        The scope is the key's `scope/` prefix, else `scope`, else the workspace's default scope. Every refusal
+        (no such scope or secret, no READ, unknown, finished, foreign or not editable run) is the same
+        RESOURCE_DOES_NOT_EXIST naming only scope and key; the audit log records which it was.
         """
-        _check_name("Scope name", scope)
-        _check_name("Secret key", key)
+        scope, key = self._named(principal, link, key, scope)
         missing = f"Secret {key} does not exist in scope {scope}!"
-        values = await self._read(principal, link, scope, [key], run_id, "secrets.get", missing)
-        value = values.get(key)
+        values = await self._read(principal, link, {scope: [key]}, run_id, "secrets.get", lambda _: missing)
+        value = values.get((scope, key))
         if value is None:
             raise ResourceNotFound(missing)
         return SecretValue(key=key, value=base64.b64encode(value).decode())
 
     async def get_secrets(
-        self, principal: Principal, link: WorkspaceLink, scope: str, keys: list[str], run_id: str
+        self, principal: Principal, link: WorkspaceLink, scope: str | None, keys: list[str], run_id: str
     ) -> SecretValues:
-        """Several values of one scope: None for a missing key; a refused scope or run refuses the call."""
-        _check_name("Scope name", scope)
+        """Several values in one call, keyed by the names as asked: None for a missing key.
+
+        Each name is a key of `scope` (else of the workspace's default scope) or `scope/key` of a scope of its
+        own; a refused scope or run refuses the whole call, naming a scope only.
+        """
         if not keys or len(keys) > MAX_KEYS_PER_READ:
             raise InvalidParameter(f"Name 1 to {MAX_KEYS_PER_READ} keys.")
-        for key in keys:
-            _check_name("Secret key", key)
-        wanted = list(dict.fromkeys(keys))
-        values = await self._read(
-            principal, link, scope, wanted, run_id, "secrets.get_many", f"Scope {scope} does not exist!"
-        )
+        names = list(dict.fromkeys(keys))
+        resolved = {name: self._named(principal, link, name, scope) for name in names}
+        wanted: dict[str, list[str]] = {}
+        for chosen, key in resolved.values():
+            if key not in wanted.setdefault(chosen, []):
+                wanted[chosen].append(key)
+        values = await self._read(principal, link, wanted, run_id, "secrets.get_many", _missing_scope)
         return SecretValues(
-            values={k: (base64.b64encode(v).decode() if (v := values.get(k)) is not None else None) for k in wanted}
+            values={
+                name: (base64.b64encode(v).decode() if (v := values.get(resolved[name])) is not None else None)
+                for name in names
+            }
         )
 
     async def _read(
         self,
         principal: Principal,
         link: WorkspaceLink,
-        scope: str,
-        keys: list[str],
+        wanted: Mapping[str, list[str]],
         run_id: str,
         action: str,
-        missing: str,
-    ) -> dict[str, bytes | None]:
-        target = scope_object(link.workspace_id, scope)
-        details: dict[str, object] = {"run_id": run_id[:64], "keys": keys}
+        missing: Callable[[str], str],
+    ) -> dict[tuple[str, str], bytes | None]:
+        """The values of `wanted` (scope -> keys) when the run may read every scope of it; one audit row per scope.
+
+        Everything is checked before any vault is asked; a refusal is RESOURCE_DOES_NOT_EXIST with `missing` of
+        the scope refused (or of the first scope, when the run is).
+        """
+        details: dict[str, object] = {"run_id": run_id[:64]}
         try:
-            stored = await self._readable(principal, link, scope, run_id)
+            stored = await self._readable(principal, link, list(wanted), run_id)
         except _Refused as refused:
-            await self._record(principal, action, target, "denied", {**details, "reason": refused.reason})
-            raise ResourceNotFound(missing) from None
-        values = await _call(self._vault(stored.vault).get_many(stored.location, keys))
-        found = [k for k in keys if values.get(k) is not None]
-        await self._record(principal, action, target, "ok", {**details, "found": found})
+            for scope, keys in wanted.items():
+                reason = refused.reason
+                if refused.scope is not None and refused.scope != scope:
+                    reason = f"scope {refused.scope} of the same read was refused"
+                target = scope_object(link.workspace_id, scope)
+                await self._record(principal, action, target, "denied", {**details, "keys": keys, "reason": reason})
+            raise ResourceNotFound(missing(refused.scope or next(iter(wanted)))) from None
+        values: dict[tuple[str, str], bytes | None] = {}
+        for scope, keys in wanted.items():
+            found = await _call(self._vault(stored[scope].vault).get_many(stored[scope].location, keys))
+            present = [k for k in keys if found.get(k) is not None]
+            target = scope_object(link.workspace_id, scope)
+            await self._record(principal, action, target, "ok", {**details, "keys": keys, "found": present})
+            values.update({(scope, k): found.get(k) for k in keys})
         return values
 
-    async def _readable(self, principal: Principal, link: WorkspaceLink, scope: str, run_id: str) -> StoredScope:
-        """The scope, when the caller holds READ on it and the run may read from it; else `_Refused`."""
+    async def _readable(
+        self, principal: Principal, link: WorkspaceLink, scopes: list[str], run_id: str
+    ) -> dict[str, StoredScope]:
+        """The scopes, when the caller holds READ on each and the run may read from them; else `_Refused`."""
         if not self._authorizer.enters(principal, link.workspace_id):
             raise _Refused("workspace")
-        held = self.permission(principal, link, scope)
+        found: dict[str, StoredScope] = {}
         async with self._sessionmaker() as session:
-            stored = await ScopeRepository(session).get(link.workspace_id, scope)
-        if stored is None:
-            raise _Refused("no scope")
-        if held is None:
-            raise _Refused("no READ on the scope")
+            repo = ScopeRepository(session)
+            for scope in scopes:
+                held = self.permission(principal, link, scope)
+                stored = await repo.get(link.workspace_id, scope)
+                if stored is None:
+                    raise _Refused("no scope", scope)
+                if held is None:
+                    raise _Refused("no READ on the scope", scope)
+                found[scope] = stored
         await self._running_run(principal, link, run_id)
-        return stored
+        return found
 
     async def _running_run(self, principal: Principal, link: WorkspaceLink, run_id: str) -> None:
         """Refuse unless the run is in this workspace, RUNNING, active, and the caller may edit it."""
