@@ -22,6 +22,8 @@ from gateway.secrets.crypto import new_key_entry
 CENTRAL = "central"
 STORES = ("team-a-store", "team-b-store", CENTRAL)
 DEMO_USER = "ds@example.com"
+# team-a's default secret scope: the demo's training reads `db-password` from it (gateway.client).
+DEMO_SCOPE = "team-a-creds"
 
 
 def _config(root: Path, servers: dict[str, MlflowServer]) -> str:
@@ -44,6 +46,7 @@ store = "central"
 name = "team-a"
 id = "1001"
 store = "team-a-store"
+default_secret_scope = "{DEMO_SCOPE}"
 
 [[workspaces]]
 name = "team-b"
@@ -100,6 +103,7 @@ def run_demo(root: Path, port: int = 8080) -> int:
         gateway.start()
         print(f"gateway listening on {gateway.url} (log: {gateway.log_path})\n", flush=True)
         user_token = _provision_data_scientist(gateway.url, token)
+        _put_demo_secret(gateway.url, user_token)
         env = {
             **os.environ,
             **NO_TELEMETRY,
@@ -194,6 +198,18 @@ def _provision_data_scientist(url: str, admin_token: str) -> str:
     issued = _call(url, admin_token, "POST", "/api/2.0/token-management/on-behalf-of/tokens", {"user_name": DEMO_USER})
     print(f"created user {DEMO_USER} in group data-science (CAN_USE on team-a) and a token for it", flush=True)
     return str(json.loads(issued)["token_value"])
+
+
+def _put_demo_secret(url: str, user_token: str) -> None:
+    """The data scientist makes team-a's secret scope (and manages it) and puts a fresh database password in it."""
+    created = _call(url, user_token, "POST", "/api/2.0/secrets/scopes/create", {"scope": DEMO_SCOPE}, "team-a")
+    if not created.startswith("{") and "RESOURCE_ALREADY_EXISTS" not in created:  # kept from an earlier run
+        raise RuntimeError(f"creating secret scope {DEMO_SCOPE} failed: {created}")
+    body = {"scope": DEMO_SCOPE, "key": "db-password", "string_value": secrets.token_urlsafe(18)}
+    put = _call(url, user_token, "POST", "/api/2.0/secrets/put", body, "team-a")
+    if not put.startswith("{"):
+        raise RuntimeError(f"putting the demo secret failed: {put}")
+    print(f"{DEMO_USER} put secret db-password into scope {DEMO_SCOPE} (team-a's default scope)", flush=True)
 
 
 def _show_system_tables(url: str, admin_token: str, user_token: str) -> None:

@@ -1,4 +1,4 @@
-"""The demo's training script: plain MLflow code, nothing gateway-specific but the environment."""
+"""The demo's training script: plain MLflow code, and the gateway's client module for its database password."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ import mlflow
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from gateway.client import get_secret
+
 rng = np.random.default_rng(7)
 X = rng.random((200, 4))
 y = (X[:, 0] + X[:, 1] > 1).astype(int)
 
 mlflow.set_experiment("demo-churn")
 with mlflow.start_run(run_name="logreg") as run:
+    # Read by the running run from team-a's default secret scope; never printed, never logged.
+    password = get_secret("db-password")
+    print(f"[team-a] run read secret db-password: {'*' * 8} ({len(password)} characters)")
     mlflow.log_params({"C": 1.0, "solver": "lbfgs"})
     model = LogisticRegression(C=1.0).fit(X, y)
     for step in range(5):
