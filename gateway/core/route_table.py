@@ -62,11 +62,13 @@ class Trait(Flag):
     BATCHED = auto()  # mirrored run data the relay coalesces into log-batch calls (dual/mirror.py)
     CREATES = auto()  # the answer names the object the write created (the index and the relay need its id)
     FAILOVER = auto()  # a dual workspace's read served from the central copy while its store is down
+    RUN_TEXT = auto()  # writes text into a run (params, tags, metric names, run name, inputs): the leak guard reads it
 
 
 NO_TRAITS = Trait(0)
 INDEXED, MIRRORED, BATCHED = Trait.INDEXED, Trait.MIRRORED, Trait.BATCHED
 CREATES, FAILOVER = Trait.CREATES, Trait.FAILOVER
+RUN_TEXT = Trait.RUN_TEXT
 
 READ_ACTIONS = frozenset({Action.READ, Action.SEARCH, Action.PUBLIC})
 
@@ -109,6 +111,11 @@ class RouteSpec:
     def failover(self) -> bool:
         """Readable from the central copy while a dual workspace's store is down."""
         return Trait.FAILOVER in self.traits
+
+    @property
+    def run_text(self) -> bool:
+        """Writes text the store keeps with a run: params, tags, metric names, the run name, dataset inputs."""
+        return Trait.RUN_TEXT in self.traits
 
     @property
     def idempotent(self) -> bool:
@@ -157,16 +164,23 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("POST", "/mlflow/experiments/search-datasets", E, SEARCH, ("experiment_ids",), ajax_only=True),
     # Runs, params, metrics, tags, inputs and outputs
     R("POST", "/mlflow/runs/create", RU, CREATE, ("experiment_id",), traits=INDEXED | MIRRORED | CREATES),
-    R("POST", "/mlflow/runs/update", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/runs/update", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | RUN_TEXT),
     R("POST", "/mlflow/runs/delete", RU, MANAGE, RUN_ID, traits=INDEXED | MIRRORED),
     R("POST", "/mlflow/runs/restore", RU, MANAGE, RUN_ID, traits=INDEXED | MIRRORED),
-    R("POST", "/mlflow/runs/log-metric", RU, EDIT, (*RUN_ID, "model_id"), traits=INDEXED | MIRRORED | BATCHED),
-    R("POST", "/mlflow/runs/log-parameter", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED),
-    R("POST", "/mlflow/runs/set-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED),
+    R(
+        "POST",
+        "/mlflow/runs/log-metric",
+        RU,
+        EDIT,
+        (*RUN_ID, "model_id"),
+        traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT,
+    ),
+    R("POST", "/mlflow/runs/log-parameter", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT),
+    R("POST", "/mlflow/runs/set-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT),
     R("POST", "/mlflow/runs/delete-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED),
-    R("POST", "/mlflow/runs/log-batch", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED),
-    R("POST", "/mlflow/runs/log-model", RU, EDIT, RUN_ID),
-    R("POST", "/mlflow/runs/log-inputs", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED),
+    R("POST", "/mlflow/runs/log-batch", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT),
+    R("POST", "/mlflow/runs/log-model", RU, EDIT, RUN_ID, traits=RUN_TEXT),
+    R("POST", "/mlflow/runs/log-inputs", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | RUN_TEXT),
     R("POST", "/mlflow/runs/outputs", RU, EDIT, RUN_ID, traits=MIRRORED),
     R("GET", "/mlflow/runs/get", RU, READ, RUN_ID, traits=FAILOVER),
     R("POST", "/mlflow/runs/search", RU, SEARCH, ("experiment_ids",), traits=FAILOVER),
@@ -350,6 +364,7 @@ RUNS_LOG_PARAMETER = declared("POST /mlflow/runs/log-parameter")
 RUNS_SET_TAG = declared("POST /mlflow/runs/set-tag")
 RUNS_DELETE_TAG = declared("POST /mlflow/runs/delete-tag")
 RUNS_LOG_BATCH = declared("POST /mlflow/runs/log-batch")
+RUNS_LOG_MODEL = declared("POST /mlflow/runs/log-model")
 RUNS_LOG_INPUTS = declared("POST /mlflow/runs/log-inputs")
 RUNS_OUTPUTS = declared("POST /mlflow/runs/outputs")
 RUNS_GET = declared("GET /mlflow/runs/get")

@@ -1,8 +1,8 @@
 """Where features plug into the request pipeline; the forwarder (service.py) knows none of them by name.
 
 The forwarder runs every call through the same steps: canonical body → resolve the workspace →
-guard → send → read the answer → after-write hooks. Features plug in through three small protocols,
-and the composition root (gateway/app.py) chooses which:
+guard → before-send checks → send → read the answer → after-write hooks. Features plug in through
+four small protocols, and the composition root (gateway/app.py) chooses which:
 
 - `AfterWrite`: told of every write the store accepted (status 200) that it `wants`. The answer is
   read whole (not streamed) when a wanting hook `needs_answer`. Wanting hooks `record` concurrently:
@@ -10,6 +10,9 @@ and the composition root (gateway/app.py) chooses which:
   (the dual outbox: 503, the write must be repeated); best-effort hooks never raise.
   Implemented by run routes (federation/bookkeeping.py), the index write-through
   (index/write_through.py) and the dual outbox (dual/capture.py).
+- `BeforeSend`: asked about every call it `wants` once the guard allowed it and before anything of it
+  is sent anywhere (store, outbox, index): it sees the canonical body the store will get (`PendingCall`)
+  and raises a GatewayError to refuse the whole call.
 - `Sender`: the send step. `StoreSender` (service.py) sends to the workspace's store; a decorator
   may wrap it (dual/failover.py's `FailoverSender` answers reads from the central copy while a dual
   workspace's store is down).
@@ -59,6 +62,27 @@ class AfterWrite(Protocol):
 
     async def record(self, write: AcceptedWrite) -> None:
         """Record the write before the client hears of it; raise only to fail the call."""
+        ...
+
+
+@dataclass(slots=True)
+class PendingCall:
+    """A call the guard allowed, as a before-send check sees it: the canonical body the store will get."""
+
+    spec: RouteSpec
+    link: WorkspaceLink
+    principal: Principal
+    body: CanonicalBody  # decoded once; `encoded` is exactly what is sent (in the client's workspace)
+    request_id: str
+
+
+class BeforeSend(Protocol):
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        """Whether calls of this route to this workspace are checked (asked for every call: keep it cheap)."""
+        ...
+
+    async def check(self, call: PendingCall) -> None:
+        """Raise a GatewayError to refuse the call: nothing of it is sent then, and no hook hears of it."""
         ...
 
 

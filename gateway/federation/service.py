@@ -1,8 +1,10 @@
-"""The request pipeline: canonical body → resolve the workspace → guard → send → read → after-write hooks.
+"""The request pipeline: canonical body → resolve the workspace → guard → before-send checks → send → read →
+after-write hooks.
 
-The forwarder knows no feature: what happens after an accepted write (run routes, the index, the dual
-outbox), how a call is sent (failover reads) and which workspace names are served elsewhere (the
-`account` scope) plug in through the protocols of hooks.py, chosen by the composition root (app.py).
+The forwarder knows no feature: what may refuse a call before it is sent (the secrets leak guard), what
+happens after an accepted write (run routes, the index, the dual outbox), how a call is sent (failover
+reads) and which workspace names are served elsewhere (the `account` scope) plug in through the
+protocols of hooks.py, chosen by the composition root (app.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, Body, Resource
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
 from gateway.federation.guard import Plan
-from gateway.federation.hooks import AcceptedWrite, AfterWrite, Check, Outgoing, RunHomes, Sender, Sent
+from gateway.federation.hooks import (
+    AcceptedWrite,
+    AfterWrite,
+    BeforeSend,
+    Check,
+    Outgoing,
+    PendingCall,
+    RunHomes,
+    Sender,
+    Sent,
+)
 from gateway.federation.otlp import canonical_export
 from gateway.federation.renames import renames as _renames
 from gateway.federation.renames import rewrite_json as _rewrite_json
@@ -114,12 +126,14 @@ class Forwarder:
         guard: Check,
         sender: Sender,
         hooks: Sequence[AfterWrite] = (),
+        before_send: Sequence[BeforeSend] = (),
     ) -> None:
         self.links = links
         self.runs = runs  # which workspace a run lives in (federation/locate.py)
         self.guard = guard
         self.sender = sender
         self.hooks = tuple(hooks)  # after-write hooks (hooks.py), asked in this order
+        self.before_send = tuple(before_send)  # checks that may refuse an allowed call (hooks.py), in this order
 
     # -- workspace resolution ------------------------------------------------------------------------
 
@@ -188,6 +202,13 @@ class Forwarder:
             call.query = plan.query
         if plan.body is not None:
             call.body = plan.body
+        # 3b before send: checks of the body exactly as it will be sent, before it goes anywhere
+        checks = [check for check in self.before_send if check.wants(spec, link)]
+        checked = canonical_body(plan.body) if checks and plan.body is not None else canonical
+        if checks and checked is not None:
+            pending = PendingCall(spec, link, call.principal, checked, call.request_id)
+            for check in checks:
+                await check.check(pending)
         # 4 send
         path, query = self._upstream_target(call, link, artifact_path)
         body = call.body

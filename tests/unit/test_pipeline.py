@@ -37,7 +37,7 @@ from gateway.federation.bookkeeping import Bookkeeping, RunRoutes
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard import Plan
-from gateway.federation.hooks import AcceptedWrite, Outgoing, Sent
+from gateway.federation.hooks import AcceptedWrite, Outgoing, PendingCall, Sent
 from gateway.federation.routes import _serve
 from gateway.federation.service import Forwarder, StoreSender
 from gateway.index.write_through import IndexWriteThrough
@@ -414,6 +414,47 @@ async def test_hooks_record_concurrently_and_a_failing_one_fails_the_call() -> N
         await forwarder(DEFAULT, TEAM_A, hooks=[Failing("f"), slow]).forward(log_batch(RUN_A, header="team-a"))
     await asyncio.sleep(0)
     assert len(slow.recorded) == 1  # the others still finish
+
+
+# -- before-send checks ---------------------------------------------------------------------------------
+
+
+class Refusing:
+    """A before-send check of the routes that carry run text: notes what it saw, refuses what holds `word`."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+        self.seen: list[PendingCall] = []
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return spec.run_text
+
+    async def check(self, call: PendingCall) -> None:
+        self.seen.append(call)
+        if self.word.encode() in call.body.encoded:
+            raise InvalidParameter("refused before sending")
+
+
+async def test_a_before_send_check_sees_the_canonical_body_and_its_refusal_sends_nothing() -> None:
+    store = RecordingStore()
+    hook = NotingHook("h")
+    check = Refusing("hunter2")
+    fw = Forwarder(links(DEFAULT, TEAM_A), Runs({}), AllowAll(), StoreSender({"s": store}), [hook], before_send=[check])
+    # An escaped key and odd spacing: the check reads the document the store would get, re-encoded.
+    raw = b'{"run_\u0069d": "%s",  "params": [{"key": "k", "value": "hunter2"}]}' % RUN_A.encode()
+    batch = ForwardCall(RUNS_LOG_BATCH, USER, "team-a", {}, "", [("content-type", "application/json")], raw, "req-9")
+    with pytest.raises(InvalidParameter, match="refused before sending"):
+        await fw.forward(batch)
+    assert store.sent == [] and hook.recorded == []
+    (seen,) = check.seen
+    assert (seen.spec, seen.link, seen.principal, seen.request_id) == (RUNS_LOG_BATCH, TEAM_A, USER, "req-9")
+    assert seen.body.ids.run_id == RUN_A and seen.body.document["params"] == [{"key": "k", "value": "hunter2"}]
+
+    # A clean write is sent as it was checked; routes the check does not want are not shown to it.
+    await fw.forward(log_batch(RUN_A, header="team-a"))
+    assert len(store.sent) == 1 and store.sent[0].body == check.seen[-1].body.encoded
+    await fw.forward(call(RUNS_CREATE, header="team-a", body={"experiment_id": "1", "run_name": "hunter2"}))
+    assert len(check.seen) == 2 and len(store.sent) == 2
 
 
 async def test_the_features_hooks_want_what_the_route_table_says() -> None:
