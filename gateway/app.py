@@ -113,8 +113,10 @@ from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
 from gateway.secrets.crypto import Keyring
 from gateway.secrets.moves import SecretMoves
+from gateway.secrets.repository import SECRET_READS_CHANNEL
 from gateway.secrets.routes import SecretsController
 from gateway.secrets.service import SecretScopes
+from gateway.secrets.taint import TaintedRuns
 from gateway.sql.repository import ViewRepository
 from gateway.sql.routes import SqlStatementsController
 from gateway.sql.runner import QueryRunner
@@ -127,7 +129,8 @@ from gateway.workspaces.service import WorkspaceService
 from gateway.workspaces.watch import link_watcher
 
 log = logging.getLogger(__name__)
-LISTEN_CHANNELS = (CHANGE_CHANNEL, POLICY_CHANNEL)  # one LISTEN connection each (the watchers below)
+# One LISTEN connection each: the watchers of links and policy, and the runs that read secrets (below).
+LISTEN_CHANNELS = (CHANGE_CHANNEL, POLICY_CHANNEL, SECRET_READS_CHANNEL)
 
 
 def _secret(env_name: str, file_name: str, *, what: str) -> str:
@@ -370,6 +373,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     sql = SqlService(settings, access, sessionmaker, QueryRunner(pools.lazy(PoolName.SQL)), audit)
     # Where secret scopes keep their values: each workspace's configured vault, else the built-in one.
     vaults = build_vaults(settings, sessionmaker)
+    tainted = TaintedRuns(sessionmaker)  # the runs that read a secret
     secrets = SecretScopes(
         sessionmaker,
         policy,
@@ -378,6 +382,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         vaults,  # each workspace's `vault` (its link) names the one its new scopes use
         runs,  # a run's read of a secret: where the run lives ...
         direct.fetch,  # ... and its status and experiment, from its store
+        tainted,
     )
 
     # The request pipeline (federation/service.py) and what plugs into it (federation/hooks.py).
@@ -411,6 +416,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         link_watcher(workspaces, sessionmaker, feed(CHANGE_CHANNEL)),
         ReloadLoop("policy watcher", feed(POLICY_CHANNEL), policy.check, settings.server.policy_poll_seconds),
     ]
+    # Each read's run id arrives as a notification's payload; the set is reloaded whenever LISTEN is (re)made.
+    secret_reads = PostgresNotifications(
+        pools.dsn,
+        SECRET_READS_CHANNEL,
+        tainted.listening,
+        on_payload=tainted.add,
+        on_lost=tainted.not_listening,
+    )
 
     def denied(request: Request[Any, Any, Any], exc: GatewayError) -> None:
         """Every refusal of the gateway's own (authentication or authorization) goes to the audit log."""
@@ -451,6 +464,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         await policy.reload()
         for watcher in watchers:
             watcher.start()
+        secret_reads.start()
         audit.start()
         relay.start()
         reconciler.start()
@@ -468,6 +482,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await sql.close()
             for watcher in watchers:
                 await watcher.stop()
+            await secret_reads.stop()
+            await tainted.stop()
             await audit.stop()
             if oidc is not None:
                 await oidc.close()

@@ -188,3 +188,16 @@ class SecretScopeRow(Base):
     location: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RunSecretReadRow(Base):
+    """A secret a run read (scope and key, never the value), for the leak guard (migration 0012)."""
+
+    __tablename__ = "run_secret_reads"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[str] = mapped_column(String(256))
+    scope: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(128))
+    first_read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

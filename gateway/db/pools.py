@@ -10,7 +10,7 @@ One worker (a uvicorn process) opens at most these many connections, `P` being `
     index_sync           P    index sync passes (each holds one for the whole pass) and its status reads
     listeners            one per LISTEN channel (adapters/postgres_notify.py)
 
-With the default P = 10 and two channels that is 62 per worker. A deployment opens at most
+With the default P = 10 and three channels that is 63 per worker. A deployment opens at most
 `total * workers * replicas`, which must stay below PostgreSQL's `max_connections` less what
 migrations, administrators and superusers need; each worker logs its `budget` at start-up. Asyncpg
 pools are opened on first use: a pool a worker never uses holds no connection.

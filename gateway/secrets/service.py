@@ -14,6 +14,10 @@ Who may do what, as in Databricks:
 - a caller holding nothing on a scope is told it does not exist, as if it did not.
 
 Every change is audited without its value. A vault that does not answer is 503 with Retry-After.
+
+A run's allowed read is noted (scope and key, never the value) in the read's transaction, and the run is
+known to this worker as one that read a secret before the value is answered: the leak guard (leaks.py)
+then refuses writes of the run that carry the value.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultReadOnly, VaultUnavailable
 from gateway.core.principal import Principal
 from gateway.federation.locate import RunDirectory
-from gateway.secrets.repository import ScopeRepository, StoredScope
+from gateway.secrets.repository import ReadRepository, ScopeRepository, StoredScope
 from gateway.secrets.schemas import (
     AclItem,
     ListAclsResponse,
@@ -59,6 +63,7 @@ from gateway.secrets.schemas import (
     SecretValue,
     SecretValues,
 )
+from gateway.secrets.taint import TaintedRuns, run_key
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +150,7 @@ class SecretScopes:
         vaults: Mapping[str, Vault],
         runs: RunDirectory | None = None,
         fetch: Fetch | None = None,
+        tainted: TaintedRuns | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._policy = policy
@@ -153,6 +159,7 @@ class SecretScopes:
         self._vaults = vaults
         self._runs = runs  # which workspace a run the gateway saw created is in
         self._fetch = fetch  # the gateway's own reads of a workspace's store (the run's status and experiment)
+        self._tainted = tainted  # the runs that read a secret, as this worker knows them (the leak guard's)
 
     # -- decisions --------------------------------------------------------------------------------------
 
@@ -402,8 +409,15 @@ class SecretScopes:
             found = await _call(self._vault(stored[scope].vault).get_many(stored[scope].location, keys))
             present = [k for k in keys if found.get(k) is not None]
             target = scope_object(link.workspace_id, scope)
-            await self._record(principal, action, target, "ok", {**details, "keys": keys, "found": present})
+            # Noted before any value goes out: from now on the leak guard checks the run's writes for it.
+            async with self._sessionmaker() as session, session.begin():
+                await ReadRepository(session).record(link.workspace_id, run_key(run_id), scope, present)
+                await self._audit.write(
+                    session, entry(principal.name, action, target, "ok", {**details, "keys": keys, "found": present})
+                )
             values.update({(scope, k): found.get(k) for k in keys})
+        if self._tainted is not None and any(value is not None for value in values.values()):
+            self._tainted.add(run_id)
         return values
 
     async def _readable(

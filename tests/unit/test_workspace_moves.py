@@ -24,6 +24,7 @@ from gateway.core.ports import StoreResponse, StoreUnreachable
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.dual.moves import DualMoves
 from gateway.index.moves import IndexMoves
+from gateway.secrets.moves import SecretMoves
 from gateway.sql.repository import ViewRepository
 from gateway.workspaces.schemas import WorkspaceChanges, WorkspaceCreate
 from gateway.workspaces.service import WorkspaceService
@@ -88,7 +89,7 @@ async def service(tmp_path: Path, engine: AsyncEngine, stores: dict[str, Unreach
     path.write_text(CONFIG)
     sessionmaker = make_sessionmaker(engine)
     policy = LivePolicy(sessionmaker, views=lambda session: ViewRepository(session).names())
-    hooks = (DualMoves(), IndexMoves(), AuthzMoves(policy))
+    hooks = (DualMoves(), IndexMoves(), AuthzMoves(policy), SecretMoves())
     service = WorkspaceService(load_settings(path, environ={}), stores, LinkTable(), hooks)
     await service.create(sessionmaker, WorkspaceCreate(name="mover", store="a", workspace_id=str(MOVED)))
     await service.create(sessionmaker, WorkspaceCreate(name="neighbour", store="b", workspace_id=str(NEIGHBOUR)))
@@ -163,6 +164,16 @@ async def _seed(url: str, workspace_id: int, run_key: int) -> None:
             f"m{workspace_id}",
             workspace_id,
         )
+        await conn.execute(
+            "INSERT INTO secret_scopes (workspace_id, name, vault, location) VALUES ($1, 'db', 'elsewhere', $2)",
+            workspace_id,
+            f"w{workspace_id}/db",
+        )
+        await conn.execute(
+            "INSERT INTO run_secret_reads (workspace_id, run_id, scope, key) VALUES ($1, $2, 'db', 'password')",
+            workspace_id,
+            f"run-{workspace_id}",
+        )
     finally:
         await conn.close()
 
@@ -176,7 +187,12 @@ TABLES = (
     "ix_dirty_runs",
     "ix_sync_state",
     "registered_models",
+    "secret_scopes",
+    "run_secret_reads",
 )
+# Kept when the workspace moves to another store: secret scopes, and the secrets its runs read (a store
+# moved to another server usually holds the same runs under the same ids).
+STORE_INDEPENDENT = ("secret_scopes", "run_secret_reads")
 
 
 async def _rows(url: str) -> dict[str, Any]:
@@ -257,7 +273,9 @@ async def test_another_store_waits_for_pending_entries_then_drops_what_the_old_s
     assert "unreachable" in warning
     rows = await _rows(database)
     for table in TABLES:
-        if table != "outbox":
+        if table in STORE_INDEPENDENT:
+            assert rows[table] == [MOVED, NEIGHBOUR], table
+        elif table != "outbox":
             assert rows[table] == [NEIGHBOUR], table
     assert (rows["ix_metrics"], rows["ix_metric_latest"]) == ([2], [2])
     # Experiment 1 of the new store is another experiment: grants on the old store's objects go, the
