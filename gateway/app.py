@@ -112,6 +112,7 @@ from gateway.principals.service import PrincipalService, TokenService
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
 from gateway.secrets.crypto import Keyring
+from gateway.secrets.leaks import LeakGuard
 from gateway.secrets.moves import SecretMoves
 from gateway.secrets.repository import SECRET_READS_CHANNEL
 from gateway.secrets.routes import SecretsController
@@ -373,7 +374,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     sql = SqlService(settings, access, sessionmaker, QueryRunner(pools.lazy(PoolName.SQL)), audit)
     # Where secret scopes keep their values: each workspace's configured vault, else the built-in one.
     vaults = build_vaults(settings, sessionmaker)
-    tainted = TaintedRuns(sessionmaker)  # the runs that read a secret
+    tainted = TaintedRuns(sessionmaker)  # the runs that read a secret: the leak guard checks their writes
     secrets = SecretScopes(
         sessionmaker,
         policy,
@@ -395,7 +396,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         workspaces.rehomed = index_writer.forget
     after_write.append(OutboxCapture(bookkeeping, flush_before_answer=settings.server.outbox_durable_commit))
     sender = FailoverSender(StoreSender(stores), Failover(stores, sessionmaker))
-    forwarder = Forwarder(links, runs, guard, sender, after_write)
+    # Before anything of a write is sent: a run that read a secret must not log its value (secrets/leaks.py).
+    leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit)
+    forwarder = Forwarder(links, runs, guard, sender, after_write, before_send=[leak_guard])
     account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(

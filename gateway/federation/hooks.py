@@ -12,7 +12,8 @@ four small protocols, and the composition root (gateway/app.py) chooses which:
   (index/write_through.py) and the dual outbox (dual/capture.py).
 - `BeforeSend`: asked about every call it `wants` once the guard allowed it and before anything of it
   is sent anywhere (store, outbox, index): it sees the canonical body the store will get (`PendingCall`)
-  and raises a GatewayError to refuse the whole call.
+  and raises a GatewayError to refuse the whole call. Implemented by the secrets leak guard
+  (secrets/leaks.py: a write of a run that read a secret must not carry the secret's value).
 - `Sender`: the send step. `StoreSender` (service.py) sends to the workspace's store; a decorator
   may wrap it (dual/failover.py's `FailoverSender` answers reads from the central copy while a dual
   workspace's store is down).

@@ -1,0 +1,134 @@
+"""The leak guard: a write of a run that read a secret must not carry the secret's value into the tracking store.
+
+A before-send check of the request pipeline (federation/hooks.py `BeforeSend`), plugged in by app.py. For
+every write that carries text into a run (`RUN_TEXT` routes) it asks whether the run read a secret
+(taint.py: a set in memory, no database round trip for other runs). For such a run it reads the run's
+reads (scope and key, secrets/repository.py), gets their values again from each scope's vault (one
+`get_many` per scope; the values live for this request only, nothing of them is kept or logged) and looks
+for them in every string of the canonical body the store would get (scan.py).
+
+Found: the whole call is refused before anything of it is sent (store, outbox, index), 400
+INVALID_PARAMETER_VALUE with a message naming the kind of field, and the secret's scope and key when the
+caller holds a permission on the scope (else "a secret this run read"); never the field's content, which
+may be the secret itself, nor its key. The refusal is audited (`secrets.leak_refused`: run, key, kind of
+field; no value). A vault that does not answer, or is not available on this worker: 503 with Retry-After,
+as nothing unchecked may reach the store.
+
+The values checked are those the vault holds now: a secret deleted since the run read it is not looked
+for, one changed since is looked for with its new value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.audit.trail import AuditTrail, entry
+from gateway.core.errors import InvalidParameter
+from gateway.core.links import WorkspaceLink
+from gateway.core.ports import Vault, VaultDenied, VaultUnavailable
+from gateway.core.principal import Principal
+from gateway.core.route_table import RouteSpec
+from gateway.federation.hooks import PendingCall
+from gateway.secrets.repository import ReadRepository, SecretRead
+from gateway.secrets.scan import Text, leaked_into, spellings, written_texts
+from gateway.secrets.service import VaultUnreachable, scope_object
+from gateway.secrets.taint import TaintedRuns
+
+log = logging.getLogger(__name__)
+
+# The caller's permission on a scope of the link's workspace, None for none (SecretScopes.permission).
+Permission = Callable[[Principal, WorkspaceLink, str], str | None]
+
+
+class LeakGuard:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        tainted: TaintedRuns,
+        vaults: Mapping[str, Vault],
+        permission: Permission,
+        audit: AuditTrail,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._tainted = tainted
+        self._vaults = vaults
+        self._permission = permission
+        self._audit = audit
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return spec.run_text
+
+    async def check(self, call: PendingCall) -> None:
+        ids = call.body.ids
+        named = dict.fromkeys(run_id for run_id in (ids.run_id, ids.run_uuid) if run_id)
+        tainted = [run_id for run_id in named if await self._tainted.includes(run_id)]
+        if not tainted:
+            return
+        texts = written_texts(call.spec, call.body.document)
+        if not texts:
+            return
+        async with self._sessionmaker() as session:
+            reads = await ReadRepository(session).of_runs(sorted({run_id.lower() for run_id in tainted}))
+        by_scope: dict[tuple[str, str], list[SecretRead]] = {}
+        for read in reads:
+            by_scope.setdefault((read.vault, read.location), []).append(read)
+        found = await asyncio.gather(*(self._search(texts, scope_reads) for scope_reads in by_scope.values()))
+        for leak in found:
+            if leak is not None:
+                read, kind = leak
+                raise self._refusal(call, read, kind)
+
+    async def _search(self, texts: Sequence[Text], reads: list[SecretRead]) -> tuple[SecretRead, str] | None:
+        """The first of one scope's secrets found in the write, and where; the values are dropped on return."""
+        vault = self._vaults.get(reads[0].vault)
+        if vault is None:
+            raise VaultUnreachable(
+                "The vault of a secret this run read is not available on this gateway, so this write cannot be "
+                "checked for the secret's value and is refused; try again later."
+            )
+        keys = list(dict.fromkeys(read.key for read in reads))
+        try:
+            values = await vault.get_many(reads[0].location, keys)
+        except VaultUnavailable:
+            raise VaultUnreachable(
+                "The vault of a secret this run read did not answer, so this write cannot be checked for the "
+                "secret's value and is refused; try again later."
+            ) from None
+        except VaultDenied:
+            log.warning("a vault refused the gateway's credentials; `fedgate vaults check` tells which")
+            raise VaultUnreachable(
+                "The vault of a secret this run read refused the gateway's credentials, so this write cannot be "
+                "checked and is refused; an operator must fix that."
+            ) from None
+        for read in reads:
+            value = values.get(read.key)
+            if value is None:
+                continue
+            kind = leaked_into(texts, spellings(value))
+            if kind is not None:
+                return read, kind
+        return None
+
+    def _refusal(self, call: PendingCall, read: SecretRead, kind: str) -> InvalidParameter:
+        shown = read.workspace_id == call.link.workspace_id and (
+            self._permission(call.principal, call.link, read.scope) is not None
+        )
+        secret = f"secret {read.key} of scope {read.scope}" if shown else "a secret"
+        self._audit.record(
+            entry(
+                call.principal.name,
+                "secrets.leak_refused",
+                scope_object(read.workspace_id, read.scope),
+                "denied",
+                {"run_id": read.run_id, "key": read.key, "field": kind, "route": call.spec.name},
+                call.request_id,
+            )
+        )
+        return InvalidParameter(
+            f"A {kind} of this write contains the value of {secret} that this run read. Secrets are not "
+            "logged to the tracking store: the whole call was refused and nothing of it was written."
+        )

@@ -1,0 +1,318 @@
+"""The leak guard against a real gateway, real mlflow servers and the stock clients (built-in vault): once a run
+has read a secret, its writes that carry the secret's value are refused whole, by every replica, and
+nothing of them reaches the store or the index; the value is in no answer and no log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import pytest
+import requests
+
+from gateway.devstack import GatewayProcess
+from tests.conftest import GATEWAY_ENV, Stack
+from tests.support.identity import Admin, Person, unique
+
+pytestmark = pytest.mark.integration
+
+WORKSPACE = "team-a"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    scope: str
+    password: str  # letters, digits and '-': fits in a param key or metric name
+    dsn_password: str  # characters a URI percent-encodes
+
+
+@dataclass(frozen=True)
+class People:
+    owner: Person  # creates the scope (MANAGE), runs the training
+    colleague: Person  # may edit the owner's experiment, holds nothing on the scope
+
+
+@pytest.fixture(scope="module")
+def people(stack: Stack) -> People:
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('leak-owner')}@example.com")
+    colleague = admin.person(f"{unique('leak-colleague')}@example.com")
+    for person in (owner, colleague):
+        admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=person.name)
+    return People(owner, colleague)
+
+
+@pytest.fixture
+def secrets(stack: Stack, people: People) -> Iterator[Secrets]:
+    found = Secrets(unique("leak-scope"), f"pw-{uuid.uuid4().hex}", f"p@ss/wörd {uuid.uuid4().hex[:12]}")
+    owner = people.owner.http(stack, WORKSPACE)
+    api = f"{stack.url}/api/2.0/secrets"
+    assert owner.post(f"{api}/scopes/create", json={"scope": found.scope}).status_code == 200
+    for key, value in (("db-password", found.password), ("dsn-password", found.dsn_password)):
+        put = owner.post(f"{api}/put", json={"scope": found.scope, "key": key, "string_value": value})
+        assert put.status_code == 200, put.text
+    yield found
+    owner.post(f"{api}/scopes/delete", json={"scope": found.scope})
+
+
+def read_secrets(url: str, person: Person, scope: str, run_id: str) -> dict[str, Any]:
+    answer = requests.post(
+        f"{url}/api/2.0/secrets/get-many",
+        json={"scope": scope, "keys": ["db-password", "dsn-password"], "run_id": run_id},
+        headers={"Authorization": f"Bearer {person.token}", "X-MLFLOW-WORKSPACE": WORKSPACE},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json()["values"])
+
+
+def mlflow_call(url: str, person: Person, path: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(
+        f"{url}/api/2.0/mlflow/{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {person.token}", "X-MLFLOW-WORKSPACE": WORKSPACE},
+        timeout=60,
+    )
+
+
+def stored_run(stack: Stack, run_id: str) -> str:
+    """The run as team-a's own store has it, read around the gateway: info, params, tags, metrics, inputs."""
+    answer = requests.get(f"{stack.stores['a'].url}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return json.dumps(answer.json(), ensure_ascii=False)
+
+
+def indexed_run(stack: Stack, run_id: str) -> str:
+    async def fetch() -> str:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            rows = await connection.fetch(
+                "SELECT r.run_name, r.params::text, r.tags::text, r.datasets::text, "
+                "(SELECT string_agg(metric_name, ',') FROM ix_metric_latest m WHERE m.run_key = r.run_key) "
+                "FROM ix_runs r WHERE r.run_id = $1",
+                run_id,
+            )
+            return json.dumps([list(row) for row in rows], ensure_ascii=False)
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+def leak_audit(stack: Stack, scope: str) -> list[asyncpg.Record]:
+    async def fetch() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            return list(
+                await connection.fetch(
+                    "SELECT actor, target, outcome, details::text AS details FROM audit_log "
+                    "WHERE action = 'secrets.leak_refused' AND target LIKE $1",
+                    f"%{scope}",
+                )
+            )
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+def refused(call: Callable[[], Any]) -> str:
+    """The message of the stock client's MlflowException for a call the gateway refused with 400."""
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException) as raised:
+        call()
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE", raised.value
+    return str(raised.value)
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def test_a_run_that_read_a_secret_cannot_log_its_value_anywhere_a_store_keeps_text(
+    mlflow_env: Stack, people: People, secrets: Secrets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from gateway.client import get_secrets
+
+    stack = mlflow_env
+    password, dsn_password = secrets.password, secrets.dsn_password
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", people.owner.token)
+    mlflow.set_workspace(WORKSPACE)
+    experiment = mlflow.set_experiment(unique("leaky-training"))
+    client = MlflowClient()
+    bystander = client.create_run(experiment.experiment_id).info.run_id  # reads nothing
+
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+        # Before the read, the run logs whatever it likes.
+        mlflow.log_param("early", f"before-{password}")
+        # The training script reads its secrets with the client module shipped in the package.
+        names = [f"{secrets.scope}/db-password", f"{secrets.scope}/dsn-password"]
+        assert get_secrets(names) == dict(zip(names, (password, dsn_password), strict=True))
+
+        messages = [
+            ("param value", refused(lambda: mlflow.log_param("db_uri", f"postgresql://u:{password}@db/x"))),
+            ("param key", refused(lambda: mlflow.log_param(f"key-{password}", "v"))),
+            ("tag value", refused(lambda: mlflow.set_tag("note", f"x{password}y"))),
+            ("metric name", refused(lambda: mlflow.log_metric(f"loss-{password}", 0.5))),
+            ("run name (tag mlflow.runName)", refused(lambda: mlflow.set_tag("mlflow.runName", f"run {password}"))),
+            ("run name", refused(lambda: client.update_run(run_id, name=f"n-{password}"))),
+            # log-batch: one bad param among good ones refuses the whole call.
+            ("param value", refused(lambda: mlflow.log_params({"fine": "1", "also_fine": "2", "bad": password}))),
+            # The value percent-encoded in a connection URI.
+            ("param value", refused(lambda: mlflow.log_param("dsn", f"pg://u:{quote(dsn_password, safe='')}@db/x"))),
+        ]
+        for kind, message in messages:
+            assert f"A {kind} of this write contains the value of secret " in message, message
+            assert f"of scope {secrets.scope} that this run read" in message, message
+            assert password not in message and dsn_password not in message
+            assert quote(dsn_password, safe="") not in message
+
+        # Dataset inputs (raw REST: a source naming a database with its password).
+        source = json.dumps({"url": f"https://reader:{password}@warehouse.example.com/table"})
+        inputs = mlflow_call(
+            stack.url,
+            people.owner,
+            "runs/log-inputs",
+            {
+                "run_id": run_id,
+                "datasets": [{"dataset": {"name": "d", "digest": "abc", "source_type": "http", "source": source}}],
+            },
+        )
+        assert inputs.status_code == 400, inputs.text
+        assert inputs.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "A dataset input of this write" in inputs.json()["message"] and password not in inputs.text
+
+        # What does not carry the value passes; so does a secret's name.
+        mlflow.log_param("db_host", "db.example.com")
+        mlflow.log_params({"lr": "0.01", "secret_used": f"{secrets.scope}/db-password"})
+        mlflow.set_tag("stage", "train")
+        mlflow.log_metric("loss", 0.25)
+        client.update_run(run_id, name="clean-name")
+
+        # A colleague who may edit the run but holds nothing on the scope is refused without scope or key.
+        Admin.of(stack).grant(
+            f"experiments/{experiment.experiment_id}", "CAN_EDIT", user=people.colleague.name, workspace=WORKSPACE
+        )
+        theirs = mlflow_call(
+            stack.url, people.colleague, "runs/log-parameter", {"run_id": run_id, "key": "k", "value": password}
+        )
+        assert theirs.status_code == 400, theirs.text
+        assert "contains the value of a secret that this run read" in theirs.json()["message"]
+        assert secrets.scope not in theirs.text and "db-password" not in theirs.text and password not in theirs.text
+
+    # MLflow logs to a finished run too: the guard still refuses.
+    assert refused(lambda: client.log_param(run_id, "after", password))
+
+    # Another run, which read nothing, is not concerned.
+    client.log_param(bystander, "dsn", password)
+    assert password in stored_run(stack, bystander)
+
+    # Nothing refused reached the store or the index; what passed did.
+    stored = stored_run(stack, run_id)
+    for value in (dsn_password, quote(dsn_password, safe=""), f"n-{password}", f"loss-{password}"):
+        assert value not in stored
+    assert stored.count(password) == 1 and f"before-{password}" in stored  # logged before the read
+    for logged in ('"db_host"', '"lr"', '"stage"', '"loss"', "clean-name"):
+        assert logged in stored
+    assert '"fine"' not in stored  # the refused log-batch wrote none of its params
+    assert wait_until(lambda: "clean-name" in indexed_run(stack, run_id))
+    indexed = indexed_run(stack, run_id)
+    assert indexed.count(password) == 1 and dsn_password not in indexed and '"fine"' not in indexed
+
+    # Each refusal is audited with run, key and kind of field, never the value.
+    rows = leak_audit(stack, secrets.scope)
+    assert len(rows) == len(messages) + 3  # the log-inputs, the colleague's and the finished run's
+    assert all(row["outcome"] == "denied" and run_id in row["details"] for row in rows)
+    assert {people.owner.name, people.colleague.name} == {row["actor"] for row in rows}
+    for row in rows:
+        assert password not in row["details"] and dsn_password not in row["details"]
+
+    # No value in the gateway's log.
+    log = stack.gateway.log_path.read_text(errors="replace") if stack.gateway.log_path else ""
+    for value in (password, dsn_password, quote(dsn_password, safe="")):
+        assert value not in log
+
+
+def test_every_replica_refuses_and_one_without_the_vault_refuses_unchecked_writes(
+    stack: Stack, people: People, secrets: Secrets
+) -> None:
+    owner = people.owner.http(stack, WORKSPACE)
+    experiment = owner.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("replicas")})
+    assert experiment.status_code == 200, experiment.text
+    experiment_id = experiment.json()["experiment_id"]
+
+    def new_run() -> str:
+        created = owner.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id})
+        assert created.status_code == 200, created.text
+        return str(created.json()["run"]["info"]["run_id"])
+
+    leaky, other = new_run(), new_run()
+    password = secrets.password
+
+    # A replica running before the read hears of it through NOTIFY.
+    replica = GatewayProcess(stack.gateway.config_path, GATEWAY_ENV).start()
+    try:
+        clean = mlflow_call(
+            replica.url, people.owner, "runs/log-parameter", {"run_id": leaky, "key": "a", "value": "1"}
+        )
+        assert clean.status_code == 200, clean.text
+        read_secrets(stack.url, people.owner, secrets.scope, leaky)
+        # At once: the notification left PostgreSQL when the read committed, before its answer.
+        there = mlflow_call(
+            replica.url, people.owner, "runs/set-tag", {"run_id": leaky, "key": "t", "value": f"<{password}>"}
+        )
+        assert there.status_code == 400, there.text
+        assert there.json()["error_code"] == "INVALID_PARAMETER_VALUE" and password not in there.text
+        batch = {
+            "run_id": leaky,
+            "params": [{"key": "ok", "value": "1"}],
+            "metrics": [{"key": f"m-{password}", "value": 1.0, "timestamp": 1, "step": 0}],
+        }
+        assert mlflow_call(replica.url, people.owner, "runs/log-batch", batch).status_code == 400
+        assert mlflow_call(replica.url, people.owner, "runs/log-batch", {**batch, "run_id": other}).status_code == 200
+    finally:
+        replica.stop()
+    assert replica.log_path is not None and password not in replica.log_path.read_text(errors="replace")
+
+    # A replica started after the read loads it; this one has no vault keys, so it cannot check the run's
+    # writes: 503 with Retry-After, even for a clean one. Runs that read nothing are not concerned.
+    env = {key: value for key, value in GATEWAY_ENV.items() if key != "FEDGATE_VAULT_KEYS"}
+    keyless = GatewayProcess(stack.gateway.config_path, env).start()
+    try:
+        unchecked = mlflow_call(
+            keyless.url, people.owner, "runs/log-parameter", {"run_id": leaky, "key": "b", "value": "2"}
+        )
+        assert unchecked.status_code == 503, unchecked.text
+        assert unchecked.json()["error_code"] == "TEMPORARILY_UNAVAILABLE" and "Retry-After" in unchecked.headers
+        assert "cannot be checked" in unchecked.json()["message"]
+        fine = mlflow_call(keyless.url, people.owner, "runs/log-parameter", {"run_id": other, "key": "b", "value": "2"})
+        assert fine.status_code == 200, fine.text
+        # Ending the run writes no text: it needs no vault.
+        ended = {"run_id": leaky, "status": "FINISHED", "end_time": 1_700_000_000_000}
+        assert mlflow_call(keyless.url, people.owner, "runs/update", ended).status_code == 200
+    finally:
+        keyless.stop()
+
+    stored = stored_run(stack, leaky)
+    assert password not in stored and '"ok"' not in stored and '"b"' not in stored and '"a"' in stored
+    assert '"status": "FINISHED"' in stored
+    assert f"m-{password}" in stored_run(stack, other)
