@@ -82,6 +82,7 @@ from gateway.core.links import LinkTable
 from gateway.core.ports import ChangeFeed, Store, Vault
 from gateway.core.principal import Principal
 from gateway.core.watch import ReloadLoop
+from gateway.core.workspace_headers import ID_HEADER, NAME_HEADER
 from gateway.db.engine import make_sessionmaker
 from gateway.db.pools import DatabasePools, PoolName
 from gateway.dual.capture import OutboxCapture
@@ -444,7 +445,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                     "status": exc.status,
                     "error_code": exc.error_code,
                     # Untrusted values; entry() cuts each to a bounded length.
-                    "workspace": request.headers.get("x-mlflow-workspace", ""),
+                    "workspace": request.headers.get(NAME_HEADER, ""),
+                    **({"workspace_id": request.headers[ID_HEADER]} if ID_HEADER in request.headers else {}),
                     "client": str((request.scope.get("client") or ("",))[0]),
                     "user_agent": request.headers.get("user-agent", ""),
                 },

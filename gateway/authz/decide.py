@@ -19,7 +19,7 @@ from gateway.authz.levels import (
     workspace_object,
 )
 from gateway.authz.live import LivePolicy
-from gateway.core.errors import PermissionDenied, ResourceNotFound
+from gateway.core.errors import PermissionDenied, hidden
 from gateway.core.principal import Principal
 
 
@@ -81,13 +81,6 @@ class Authorizer:
             principal.subjects, workspace_domain(workspace_id), Level.CAN_READ, prefix
         )
         return {obj[len(prefix) :] for obj in objects}
-
-
-def hidden(message: str) -> ResourceNotFound:
-    """A refusal answered exactly like a missing object, and audited as a denial."""
-    error = ResourceNotFound(message)
-    error.denied = True
-    return error
 
 
 def _describe(obj: str) -> str:

@@ -10,7 +10,6 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.repository import AuditRepository
-from gateway.authz.decide import hidden
 from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
 from gateway.authz.ports import Workspaces
 from gateway.authz.schemas import (
@@ -26,21 +25,10 @@ from gateway.authz.schemas import (
     UpdatePermissions,
 )
 from gateway.authz.service import AccessService, Securable
-from gateway.core.errors import InvalidParameter, ResourceNotFound
-from gateway.core.links import WorkspaceLink
+from gateway.authz.workspace_choice import chosen_workspace
+from gateway.core.errors import ResourceNotFound
 from gateway.core.principal import Principal
 from gateway.principals.guards import account_admin
-
-WORKSPACE_HEADER = "x-mlflow-workspace"
-
-
-def _link(request: Request[Principal, Any, Any], workspaces: Workspaces) -> WorkspaceLink:
-    name = request.headers.get(WORKSPACE_HEADER)
-    if name:
-        return workspaces.link_named(name)
-    if workspaces.links.default is not None:
-        return workspaces.links.default
-    raise InvalidParameter("Choose the workspace with the X-MLFLOW-WORKSPACE header.")
 
 
 class PermissionsController(Controller):
@@ -64,9 +52,7 @@ class PermissionsController(Controller):
             target = access.workspace(workspaces.link_named(object_id))
             access.check_can_view(request.user, target)
             return target
-        link = _link(request, workspaces)
-        if not access.authorizer.enters(request.user, link.workspace_id):
-            raise hidden(f"Workspace '{link.name}' not found")
+        link = chosen_workspace(request, workspaces, access.authorizer)
         if kind == "experiments":
             missing = f"No Experiment with id={object_id} exists"
             obj = experiment_object(link.workspace_id, object_id)
@@ -152,7 +138,7 @@ class RegisteredModelIdController(Controller):
         workspaces: Workspaces,
         name: str = Parameter(query="name", min_length=1),
     ) -> RegisteredModelId:
-        link = _link(request, workspaces)
+        link = chosen_workspace(request, workspaces, access.authorizer)
         missing = f"Registered Model with name={name} not found"
         # Only a reader of the whole workspace may make the gateway ask the store about a model it has no
         # id for yet: anyone else can read only models with ids (grants are on ids), so asking would

@@ -60,6 +60,13 @@ class ResourceNotFound(GatewayError):
     status = 404
 
 
+def hidden(message: str) -> ResourceNotFound:
+    """A refusal answered exactly like a missing object, and audited as a denial."""
+    error = ResourceNotFound(message)
+    error.denied = True
+    return error
+
+
 class EndpointNotFound(GatewayError):
     error_code = "ENDPOINT_NOT_FOUND"
     status = 404

@@ -149,5 +149,11 @@ class LinkTable:
     def withheld_id(self, workspace_id: int) -> bool:
         return any(link.workspace_id == workspace_id for link, _ in self._withheld.values())
 
+    def refuse_withheld_id(self, workspace_id: int) -> None:
+        """409 INVALID_STATE for a workspace, named by its id, withheld because it overlaps another one."""
+        for link, reason in self._withheld.values():
+            if link.workspace_id == workspace_id:
+                raise InvalidState(reason)
+
     def withheld(self) -> list[tuple[WorkspaceLink, str]]:
         return [self._withheld[name] for name in sorted(self._withheld)]

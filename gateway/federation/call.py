@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.core.principal import Principal
 from gateway.core.route_table import RouteSpec
+from gateway.core.workspace_headers import WorkspaceHeaders
 
 # The workspace name of the read-only account-wide scope (served by gateway/index/account.py).
 ACCOUNT_SCOPE = "account"
@@ -17,7 +18,7 @@ ACCOUNT_SCOPE = "account"
 class ForwardCall:
     spec: RouteSpec
     principal: Principal
-    workspace_header: str | None
+    workspace: WorkspaceHeaders  # what X-MLFLOW-WORKSPACE and X-Databricks-Workspace-Id say
     path_params: Mapping[str, Any]
     query: str
     headers: list[tuple[str, str]]

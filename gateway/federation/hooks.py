@@ -120,7 +120,7 @@ class Sender(Protocol):
 
 class Scope(Protocol):
     async def serve(self, call: ForwardCall) -> ForwardResult:
-        """Answer a call whose X-MLFLOW-WORKSPACE names this scope."""
+        """Answer a call whose X-MLFLOW-WORKSPACE names this scope (and no X-Databricks-Workspace-Id is sent)."""
         ...
 
 
@@ -141,6 +141,10 @@ class Check(Protocol):
 
     async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
         """get-by-name names no id up front: raises unless the experiment in the answer is readable."""
+        ...
+
+    def enters(self, principal: Principal, link: WorkspaceLink) -> bool:
+        """Whether the principal may see the workspace at all (a workspace it may not see answers 404)."""
         ...
 
 

@@ -13,6 +13,7 @@ from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
 from gateway.core.errors import BodyTooLarge, GatewayError, InvalidParameter
+from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
 from gateway.federation.call import ACCOUNT_SCOPE
@@ -20,8 +21,6 @@ from gateway.federation.hooks import Scope
 from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, scan_headers
 from gateway.observability.access import REQUEST_ID_KEY, note
 from gateway.stores.capabilities import StoreCapabilities
-
-WORKSPACE_HEADER = "x-mlflow-workspace"
 
 
 def forwarding_handlers(
@@ -67,7 +66,7 @@ def _forwarding_handler(
         call = ForwardCall(
             spec=spec,
             principal=request.user,
-            workspace_header=workspace,
+            workspace=workspace,
             path_params=path_params,
             query=request.scope["query_string"].decode("latin-1"),
             headers=headers,
@@ -98,9 +97,9 @@ def _forwarding_handler(
 
 async def _serve(call: ForwardCall, forwarder: Forwarder, scopes: Mapping[str, Scope]) -> ForwardResult:
     """The call's scope (the `account` scope, say) answers it, or the forwarder sends it to a workspace."""
-    if call.workspace_header is not None and (scope := scopes.get(call.workspace_header)) is not None:
+    if (scope := call.workspace.scope(scopes)) is not None:
         return await scope.serve(call)
-    if call.workspace_header == ACCOUNT_SCOPE:
+    if call.workspace.name == ACCOUNT_SCOPE:
         raise InvalidParameter("This gateway does not serve the 'account' scope; choose a workspace.")
     return await forwarder.forward(call)
 
@@ -168,11 +167,19 @@ def server_info_handler(capabilities: StoreCapabilities, forwarder: Forwarder) -
     """`server-info` is answered by the gateway: workspaces are always on; the rest is the store's."""
 
     async def server_info(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        name = request.headers.get(WORKSPACE_HEADER)
-        link = forwarder.links.get(name) if name else forwarder.links.default
+        workspace, _ = scan_headers(request.scope["headers"])
+        user = request.scope.get("user")
         # Without valid credentials, only the gateway's own capabilities are shown.
-        authenticated = request.scope.get("user") is not None
-        return await capabilities.server_info(link if authenticated else None)
+        if not isinstance(user, Principal):
+            return await capabilities.server_info(None)
+        link: WorkspaceLink | None
+        if workspace.workspace_id is not None:  # by the one rule (an id the caller may not see: 404)
+            link = workspace.link(
+                forwarder.links, forwarder.link_named, lambda found: forwarder.guard.enters(user, found)
+            )
+        else:  # a name nothing serves (`account`, say) shows the gateway's own capabilities, as it always did
+            link = forwarder.links.get(workspace.name) if workspace.name else forwarder.links.default
+        return await capabilities.server_info(link)
 
     return route(
         path=SERVER_INFO.paths(),

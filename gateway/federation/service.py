@@ -27,6 +27,7 @@ from gateway.core.paths import (
 )
 from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
 from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, Body, Resource
+from gateway.core.workspace_headers import WorkspaceHeaders, read_workspace_headers
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
 from gateway.federation.guard import Plan
@@ -152,12 +153,12 @@ class Forwarder:
         return link
 
     async def resolve(self, call: ForwardCall, ids: RequestIds | None, artifact_path: str | None) -> WorkspaceLink:
-        """The header names the workspace; without one, the artifact path, the run, or `default` do."""
+        """The headers name the workspace; without them, the artifact path, the run, or `default` do."""
         # No two links share a store namespace (links withheld for overlapping answer 409), so the
         # store alone keeps each workspace's objects apart.
-        if call.workspace_header:
-            self.links.refuse_withheld(call.workspace_header)
-            return self.link_named(call.workspace_header)
+        link = call.workspace.link(self.links, self.link_named, lambda found: self.guard.enters(call.principal, found))
+        if link is not None:
+            return link
         path_workspace = artifact_workspace(artifact_path) if artifact_path else None
         if path_workspace:
             self.links.refuse_withheld(path_workspace)
@@ -342,17 +343,6 @@ def _replace_query_param(query: str, name: str, value: str) -> str:
     return "&".join(kept)
 
 
-def scan_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, list[tuple[str, str]]]:
-    """One pass over the raw ASGI headers: the workspace header, and the headers a store may see."""
-    workspace = None
-    forwarded = []
-    for name, value in raw:
-        key = name.decode("latin-1")  # ASGI servers hand header names over lower-cased
-        if key == "x-mlflow-workspace":
-            if workspace is not None:
-                # Two values could be read differently by the gateway and the store; choose neither.
-                raise InvalidParameter("X-MLFLOW-WORKSPACE was sent more than once.")
-            workspace = value.decode("latin-1")
-        elif key in FORWARDED_REQUEST_HEADERS:
-            forwarded.append((key, value.decode("latin-1")))
-    return workspace or None, forwarded
+def scan_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[WorkspaceHeaders, list[tuple[str, str]]]:
+    """One pass over the raw ASGI headers: the workspace headers, and the headers a store may see."""
+    return read_workspace_headers(raw, FORWARDED_REQUEST_HEADERS)

@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlencode
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authz.decide import Authorizer, Everything, hidden
-from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound
+from gateway.authz.decide import Authorizer, Everything
+from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound, hidden
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.paths import artifact_run_id, artifact_workspace
 from gateway.core.principal import Principal
@@ -38,6 +38,7 @@ from gateway.core.route_table import (
     Action,
     Resource,
 )
+from gateway.core.workspace_headers import WorkspaceHeaders
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.locate import RunDirectory
 from gateway.federation.service import Forwarder
@@ -242,7 +243,7 @@ class AccountScope:
         inner = ForwardCall(
             spec=GET_EXPERIMENT,
             principal=call.principal,
-            workspace_header=None,
+            workspace=WorkspaceHeaders(),
             path_params={},
             query="",
             headers=list(call.headers),
@@ -350,7 +351,7 @@ class AccountScope:
         inner = ForwardCall(
             spec=call.spec,
             principal=call.principal,
-            workspace_header=link.name,
+            workspace=WorkspaceHeaders(name=link.name),
             path_params=call.path_params,
             query=call.query if query is None else query,
             headers=list(call.headers),

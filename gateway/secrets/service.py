@@ -33,7 +33,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
-from gateway.authz.decide import Authorizer, hidden
+from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level, experiment_object, workspace_domain, workspace_object
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PrincipalInfo
@@ -47,6 +47,7 @@ from gateway.core.errors import (
     InvalidState,
     PermissionDenied,
     ResourceNotFound,
+    hidden,
 )
 from gateway.core.links import WorkspaceLink
 from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultReadOnly, VaultUnavailable

@@ -26,13 +26,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlglot import exp
 
 from gateway.audit.trail import AuditTrail, entry
-from gateway.authz.decide import hidden
 from gateway.authz.levels import ACCOUNT_DOMAIN, Privilege
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.schemas import PermissionsChange
 from gateway.authz.service import AccessService, resolve_principal
 from gateway.core.config import Settings
-from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
+from gateway.core.errors import (
+    AlreadyExists,
+    InvalidParameter,
+    InvalidState,
+    PermissionDenied,
+    ResourceNotFound,
+    hidden,
+)
 from gateway.core.principal import Principal
 from gateway.sql.catalog import SYSTEM_CATALOG, TableName, system_table
 from gateway.sql.repository import StatementRepository, StoredStatement, ViewRepository

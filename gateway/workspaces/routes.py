@@ -9,8 +9,8 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authz.decide import Authorizer, hidden
-from gateway.core.errors import InvalidParameter, ResourceNotFound
+from gateway.authz.decide import Authorizer
+from gateway.core.errors import InvalidParameter, ResourceNotFound, hidden
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import WORKSPACE_ROUTES

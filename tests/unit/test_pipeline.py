@@ -31,6 +31,7 @@ from gateway.core.route_table import (
     RouteSpec,
     declared,
 )
+from gateway.core.workspace_headers import WorkspaceHeaders
 from gateway.dual.capture import OutboxCapture, outbox_entry
 from gateway.dual.failover import SERVED_BY, FailoverSender
 from gateway.federation.bookkeeping import Bookkeeping, RunRoutes
@@ -39,7 +40,7 @@ from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard import Plan
 from gateway.federation.hooks import AcceptedWrite, Outgoing, PendingCall, Sent
 from gateway.federation.routes import _serve
-from gateway.federation.service import Forwarder, StoreSender
+from gateway.federation.service import Forwarder, StoreSender, scan_headers
 from gateway.index.write_through import IndexWriteThrough
 from gateway.index.writer import IndexWriter
 
@@ -95,6 +96,7 @@ class Sentinel:
     query: str
     workspace: str | None
     body: Any
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 class RecordingStore:
@@ -121,7 +123,7 @@ class RecordingStore:
     ) -> StoreResponse:
         if self.down:
             raise StoreUnreachable("connection refused")
-        self.sent.append(Sentinel(method, path, query, workspace, body))
+        self.sent.append(Sentinel(method, path, query, workspace, body, list(headers)))
         return self.answer
 
     async def close(self) -> None:
@@ -141,10 +143,11 @@ class Runs:
 
 
 class AllowAll:
-    """A guard that refuses nothing; `plan` is what it answers."""
+    """A guard that refuses nothing; `plan` is what it answers. `hidden`: workspaces the caller may not see."""
 
-    def __init__(self, plan: Plan | None = None) -> None:
+    def __init__(self, plan: Plan | None = None, hidden: frozenset[str] = frozenset()) -> None:
         self.plan = plan or Plan()
+        self.hidden = hidden
         self.checked: list[tuple[str, str]] = []
         self.found: list[bytes] = []
 
@@ -164,6 +167,9 @@ class AllowAll:
 
     async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
         self.found.append(answer)
+
+    def enters(self, principal: Principal, link: WorkspaceLink) -> bool:
+        return link.name not in self.hidden
 
 
 class NotingHook:
@@ -214,6 +220,7 @@ def call(
     spec: RouteSpec,
     *,
     header: str | None = None,
+    workspace_id: int | None = None,
     body: dict[str, Any] | None = None,
     query: str = "",
     path_params: Mapping[str, Any] | None = None,
@@ -221,7 +228,7 @@ def call(
     return ForwardCall(
         spec=spec,
         principal=USER,
-        workspace_header=header,
+        workspace=WorkspaceHeaders(name=header, workspace_id=workspace_id),
         path_params=path_params or {},
         query=query,
         headers=[("content-type", "application/json")],
@@ -335,6 +342,69 @@ async def test_the_account_scope_is_chosen_at_the_edge() -> None:
         await _serve(log_batch(RUN_A, header=ACCOUNT_SCOPE), fw, {})
 
 
+async def test_the_workspace_id_header_names_the_workspace_and_neither_header_reaches_the_store() -> None:
+    store = RecordingStore()
+    fw = forwarder(DEFAULT, TEAM_A, TEAM_B, store=store, runs={RUN_A: "team-a"})
+    raw = [
+        (b"x-databricks-workspace-id", b"1002"),
+        (b"content-type", b"application/json"),
+        (b"x-mlflow-workspace", b"team-b"),
+        (b"user-agent", b"databricks-sdk-py/0.16"),
+    ]
+    workspace, headers = scan_headers(raw)
+    assert workspace == WorkspaceHeaders(name="team-b", workspace_id=1002)
+    sent = log_batch(RUN_A)
+    sent.workspace, sent.headers = workspace, headers
+    assert (await _serve(sent, fw, {})).workspace == "team-b"
+    # By id alone, too; the run's own workspace does not matter once a header names one.
+    assert (await fw.forward(log_batch(RUN_A, workspace_id=1002))).workspace == "team-b"
+    assert [s.workspace for s in store.sent] == ["team-b", "team-b"]
+    forwarded = {name for s in store.sent for name, _ in s.headers}
+    assert forwarded.isdisjoint({"x-databricks-workspace-id", "x-mlflow-workspace"})
+    assert "user-agent" in forwarded
+
+
+async def test_an_unknown_id_and_an_id_the_caller_may_not_see_answer_alike() -> None:
+    fw = forwarder(DEFAULT, TEAM_A, TEAM_B, guard=AllowAll(hidden=frozenset({"team-b"})))
+    with pytest.raises(ResourceNotFound) as unknown:
+        await fw.forward(log_batch(RUN_A, workspace_id=9999))
+    with pytest.raises(ResourceNotFound) as unseen:
+        await fw.forward(log_batch(RUN_A, workspace_id=1002))
+    assert unknown.value.message == "Workspace with id 9999 not found"
+    assert unseen.value.message == "Workspace with id 1002 not found" and unseen.value.denied
+    # Both headers: agreeing is decided only for a workspace the caller sees, so no name is told apart.
+    with pytest.raises(ResourceNotFound, match="Workspace with id 1002 not found"):
+        await fw.forward(log_batch(RUN_A, header="team-a", workspace_id=1002))
+    with pytest.raises(ResourceNotFound, match="Workspace 'team-b' not found"):
+        await fw.forward(log_batch(RUN_A, header="team-b"))
+
+
+async def test_two_headers_naming_different_workspaces_are_refused() -> None:
+    fw = forwarder(DEFAULT, TEAM_A, TEAM_B)
+    for name in ("team-a", "team-z", "Not A Name"):
+        with pytest.raises(InvalidParameter, match="X-Databricks-Workspace-Id names workspace id 1002"):
+            await fw.forward(log_batch(RUN_A, header=name, workspace_id=1002))
+    assert (await fw.forward(log_batch(RUN_A, header="team-b", workspace_id=1002))).workspace == "team-b"
+
+
+async def test_an_id_with_the_account_scope_is_refused_at_the_edge() -> None:
+    class Account:
+        async def serve(self, call: ForwardCall) -> ForwardResult:
+            raise AssertionError("the account scope must not serve a call naming a workspace id")
+
+    fw = forwarder(DEFAULT, TEAM_A)
+    with pytest.raises(InvalidParameter, match="names the 'account' scope"):
+        await _serve(call(RUNS_GET, header=ACCOUNT_SCOPE, workspace_id=1001), fw, {ACCOUNT_SCOPE: Account()})
+    with pytest.raises(InvalidParameter):
+        await _serve(call(RUNS_GET, header=ACCOUNT_SCOPE, workspace_id=1001), fw, {})
+
+
+async def test_a_withheld_workspace_answers_409_by_id_too() -> None:
+    fw = forwarder(DEFAULT, CLASH_1, CLASH_2)
+    with pytest.raises(InvalidState):
+        await fw.forward(log_batch(RUN_A, workspace_id=1005))
+
+
 # -- after-write hooks ----------------------------------------------------------------------------------
 
 
@@ -442,7 +512,8 @@ async def test_a_before_send_check_sees_the_canonical_body_and_its_refusal_sends
     fw = Forwarder(links(DEFAULT, TEAM_A), Runs({}), AllowAll(), StoreSender({"s": store}), [hook], before_send=[check])
     # An escaped key and odd spacing: the check reads the document the store would get, re-encoded.
     raw = b'{"run_\u0069d": "%s",  "params": [{"key": "k", "value": "hunter2"}]}' % RUN_A.encode()
-    batch = ForwardCall(RUNS_LOG_BATCH, USER, "team-a", {}, "", [("content-type", "application/json")], raw, "req-9")
+    team_a = WorkspaceHeaders(name="team-a")
+    batch = ForwardCall(RUNS_LOG_BATCH, USER, team_a, {}, "", [("content-type", "application/json")], raw, "req-9")
     with pytest.raises(InvalidParameter, match="refused before sending"):
         await fw.forward(batch)
     assert store.sent == [] and hook.recorded == []

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.authz.decide import Authorizer, hidden
+from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level
+from gateway.core.errors import hidden
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import RouteSpec
@@ -64,13 +65,16 @@ class Guard:
             admin_plan = ADMIN_PLANS.get(rule)
             return admin_plan(self._checks, request) if admin_plan is not None else Plan()
         wanted = wanted_level(spec)
-        if not self.authorizer.enters(principal, link.workspace_id):
+        if not self.enters(principal, link):
             raise hidden(f"Workspace '{link.name}' not found")
         await require_nested(self._checks, request, wanted)
         for name, value in headers:
             if name == "x-mlflow-run-id":  # OTLP ingest links the traces it creates to this run
                 await self._checks.require_run(request, value, Level.CAN_EDIT)
         return await CHECKS[rule](self._checks, request, wanted)
+
+    def enters(self, principal: Principal, link: WorkspaceLink) -> bool:
+        return self.authorizer.enters(principal, link.workspace_id)
 
     async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
         """get-by-name names no id up front: the experiment found must be readable, or it was not found."""
