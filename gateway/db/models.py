@@ -177,7 +177,7 @@ class OutboxRow(Base):
 
 
 class SecretScopeRow(Base):
-    """A secret scope of a workspace: the vault its values live in and their location there (migration 0010)."""
+    """A secret scope of a workspace: the vault its values live in and their location there (migrations 0010, 0013)."""
 
     __tablename__ = "secret_scopes"
 
@@ -188,6 +188,8 @@ class SecretScopeRow(Base):
     location: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # What every user of the workspace holds on the scope (`users` in its ACL; migration 0013): READ, WRITE, MANAGE.
+    users_permission: Mapped[str | None] = mapped_column(String(8))
 
 
 class RunSecretReadRow(Base):

@@ -40,8 +40,9 @@ from gateway.secrets.taint import TaintedRuns
 
 log = logging.getLogger(__name__)
 
-# The caller's permission on a scope of the link's workspace, None for none (SecretScopes.permission).
-Permission = Callable[[Principal, WorkspaceLink, str], str | None]
+# The caller's permission on a scope of the link's workspace, given what the scope gives every user of the
+# workspace (`users`), None for none (SecretScopes.permission).
+Permission = Callable[[Principal, WorkspaceLink, str, str | None], str | None]
 
 
 class LeakGuard:
@@ -115,7 +116,7 @@ class LeakGuard:
 
     def _refusal(self, call: PendingCall, read: SecretRead, kind: str) -> InvalidParameter:
         shown = read.workspace_id == call.link.workspace_id and (
-            self._permission(call.principal, call.link, read.scope) is not None
+            self._permission(call.principal, call.link, read.scope, read.users_permission) is not None
         )
         secret = f"secret {read.key} of scope {read.scope}" if shown else "a secret"
         self._audit.record(

@@ -1,5 +1,5 @@
-"""Every SQL statement about secret scopes and the secrets runs read (`secret_scopes`, migration 0010;
-`run_secret_reads`, migration 0012)."""
+"""Every SQL statement about secret scopes and the secrets runs read (`secret_scopes`, migrations 0010 and
+0013; `run_secret_reads`, migration 0012)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ class StoredScope:
     vault: str
     location: str
     created_by: str
+    users_permission: str | None = None  # what every user of the workspace holds on it (`users` in its ACL)
 
 
 def _stored(row: SecretScopeRow) -> StoredScope:
-    return StoredScope(row.workspace_id, row.name, row.vault, row.location, row.created_by)
+    return StoredScope(row.workspace_id, row.name, row.vault, row.location, row.created_by, row.users_permission)
 
 
 class ScopeRepository:
@@ -44,6 +45,7 @@ class ScopeRepository:
                 vault=scope.vault,
                 location=scope.location,
                 created_by=scope.created_by,
+                users_permission=scope.users_permission,
             )
             .on_conflict_do_nothing()  # the name, or the location (still held by a renumbered workspace's scope)
             .returning(SecretScopeRow.id)
@@ -67,6 +69,14 @@ class ScopeRepository:
             select(func.count()).select_from(SecretScopeRow).where(SecretScopeRow.workspace_id == workspace_id)
         )
         return int(result or 0)
+
+    async def set_users_permission(self, workspace_id: int, name: str, permission: str | None) -> None:
+        """What every user of the workspace holds on the scope (None: nothing of its own)."""
+        await self.session.execute(
+            update(SecretScopeRow)
+            .where(SecretScopeRow.workspace_id == workspace_id, SecretScopeRow.name == name)
+            .values(users_permission=permission)
+        )
 
     async def remove(self, workspace_id: int, name: str) -> bool:
         result = await self.session.execute(
@@ -104,6 +114,7 @@ class SecretRead:
     key: str
     vault: str
     location: str
+    users_permission: str | None = None  # what every user of the workspace holds on the scope
 
 
 class ReadRepository:
@@ -145,6 +156,7 @@ class ReadRepository:
                 RunSecretReadRow.key,
                 SecretScopeRow.vault,
                 SecretScopeRow.location,
+                SecretScopeRow.users_permission,
             )
             .join(
                 SecretScopeRow,

@@ -8,6 +8,9 @@ and the grants follow their workspace when it is renumbered or unlinked (gateway
 Who may do what, as in Databricks:
 
 - any workspace user (CAN_USE on the workspace) creates a scope and gets MANAGE on it;
+- the principal name `users` in a scope's ACL (and as `initial_manage_principal`) stands for every user of
+  the workspace, as in Databricks: whoever holds CAN_USE or more on the workspace, directly or through a
+  group, now or later. That entry is not a grant to a principal but `users_permission` on the scope's row;
 - READ lists a scope's secrets (names and update times), WRITE puts and deletes them, MANAGE deletes
   the scope and reads and changes its ACL;
 - workspace admins (CAN_MANAGE on the workspace) and account admins manage every scope;
@@ -107,6 +110,8 @@ class SecretPermission:
 
 PERMISSIONS = (SecretPermission.READ, SecretPermission.WRITE, SecretPermission.MANAGE)
 PERMISSION_RANK = {permission: rank for rank, permission in enumerate(PERMISSIONS)}
+# The name that stands for every user of the workspace in a scope's ACL (Databricks' built-in `users` group).
+WORKSPACE_USERS = "users"
 
 
 class VaultUnreachable(GatewayError):
@@ -168,8 +173,12 @@ class SecretScopes:
         if not self._authorizer.enters(principal, link.workspace_id):
             raise hidden(f"Workspace '{link.name}' not found")
 
-    def permission(self, principal: Principal, link: WorkspaceLink, scope: str) -> str | None:
-        """The caller's permission on a scope: its own grants, its groups', or MANAGE as an admin."""
+    def permission(
+        self, principal: Principal, link: WorkspaceLink, scope: str, users_permission: str | None
+    ) -> str | None:
+        """The caller's permission on a scope: its own grants, its groups', what every user of the workspace
+        holds (`users_permission`, the scope row's) when it is one (CAN_USE on the workspace), or MANAGE as an
+        admin."""
         if principal.account_admin:
             return SecretPermission.MANAGE
         held = self._policy.snapshot.held(
@@ -177,16 +186,22 @@ class SecretScopes:
         )
         if Level.CAN_MANAGE.value in held:  # held on the workspace: a workspace admin
             return SecretPermission.MANAGE
+        if users_permission in PERMISSION_RANK and self._workspace_user(principal, link):
+            held.add(str(users_permission))
         ranked = [PERMISSION_RANK[p] for p in held if p in PERMISSION_RANK]
         return PERMISSIONS[max(ranked)] if ranked else None
+
+    def _workspace_user(self, principal: Principal, link: WorkspaceLink) -> bool:
+        """A user of the workspace, as `users` in an ACL means it: CAN_USE or more on the workspace."""
+        return self._authorizer.allows(principal, link.workspace_id, workspace_object(link.workspace_id), "CAN_USE")
 
     async def _scope(self, principal: Principal, link: WorkspaceLink, scope: str, wanted: str) -> StoredScope:
         """The scope, when the caller holds `wanted` on it; hidden when it holds nothing."""
         self._enter(principal, link)
         _check_name("Scope name", scope)
-        held = self.permission(principal, link, scope)
         async with self._sessionmaker() as session:
             stored = await ScopeRepository(session).get(link.workspace_id, scope)
+        held = self.permission(principal, link, scope, stored.users_permission) if stored is not None else None
         if held is None or stored is None:
             error = ResourceNotFound(_missing_scope(scope))
             if stored is not None:
@@ -221,17 +236,23 @@ class SecretScopes:
         self, principal: Principal, link: WorkspaceLink, scope: str, initial_manage_principal: str | None
     ) -> None:
         self._enter(principal, link)
-        if not self._authorizer.allows(principal, link.workspace_id, workspace_object(link.workspace_id), "CAN_USE"):
+        if not self._workspace_user(principal, link):
             raise PermissionDenied(f"{principal.name} lacks CAN_USE on workspace '{link.name}'.")
         _check_name("Scope name", scope)
         vault_name = self.vault_of(link)
         self._vault(vault_name)  # 503 now, rather than a scope whose values cannot be kept
-        manager = self._principal(initial_manage_principal) if initial_manage_principal else None
+        everyone = initial_manage_principal is not None and _workspace_users(initial_manage_principal)
+        manager = self._principal(initial_manage_principal) if initial_manage_principal and not everyone else None
         obj = scope_object(link.workspace_id, scope)
         domain = workspace_domain(link.workspace_id)
         async with self._sessionmaker() as session, session.begin():
             stored = StoredScope(
-                link.workspace_id, scope, vault_name, scope_location(link.workspace_id, scope), principal.name
+                link.workspace_id,
+                scope,
+                vault_name,
+                scope_location(link.workspace_id, scope),
+                principal.name,
+                SecretPermission.MANAGE if everyone else None,
             )
             scopes = ScopeRepository(session)
             if not await scopes.add(stored):
@@ -248,8 +269,8 @@ class SecretScopes:
             for holder in dict.fromkeys(holders):
                 await grants.add(Grant(holder, domain, obj, SecretPermission.MANAGE), created_by=principal.name)
             details: dict[str, object] = {"vault": vault_name}
-            if manager is not None:
-                details["initial_manage_principal"] = manager.name
+            if manager is not None or everyone:
+                details["initial_manage_principal"] = manager.name if manager is not None else WORKSPACE_USERS
             await self._audit.write(session, entry(principal.name, "secrets.scope.create", obj, "ok", details))
             if holders:
                 await PolicyVersionRepository(session).bump()
@@ -274,7 +295,7 @@ class SecretScopes:
             stored = await ScopeRepository(session).all(link.workspace_id)
         scopes = []
         for scope in stored:
-            if self.permission(principal, link, scope.name) is None:
+            if self.permission(principal, link, scope.name, scope.users_permission) is None:
                 continue
             vault = self._vaults.get(scope.vault)
             backend = "AZURE_KEYVAULT" if vault is not None and vault.read_only else "DATABRICKS"
@@ -431,11 +452,10 @@ class SecretScopes:
         async with self._sessionmaker() as session:
             repo = ScopeRepository(session)
             for scope in scopes:
-                held = self.permission(principal, link, scope)
                 stored = await repo.get(link.workspace_id, scope)
                 if stored is None:
                     raise _Refused("no scope", scope)
-                if held is None:
+                if self.permission(principal, link, scope, stored.users_permission) is None:
                     raise _Refused("no READ on the scope", scope)
                 found[scope] = stored
         await self._running_run(principal, link, run_id)
@@ -479,6 +499,9 @@ class SecretScopes:
         if wanted not in PERMISSION_RANK:
             raise InvalidParameter(f"permission '{permission[:40]}' is not valid; use READ, WRITE or MANAGE.")
         await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        if _workspace_users(name):
+            await self._set_users_permission(principal, link, scope, wanted)
+            return
         target = self._principal(name)
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
         async with self._sessionmaker() as session, session.begin():
@@ -499,7 +522,12 @@ class SecretScopes:
         await self._policy.reload()
 
     async def delete_acl(self, principal: Principal, link: WorkspaceLink, scope: str, name: str) -> None:
-        await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        stored = await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        if _workspace_users(name):
+            if stored.users_permission is None:
+                raise ResourceNotFound(f"No ACL for {WORKSPACE_USERS} on scope {scope}.")
+            await self._set_users_permission(principal, link, scope, None)
+            return
         target = self._principal(name)
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
         if not self._policy.snapshot.grants_on(domain, obj).get(target.id):
@@ -514,33 +542,52 @@ class SecretScopes:
         await self._policy.reload()
 
     async def get_acl(self, principal: Principal, link: WorkspaceLink, scope: str, name: str) -> AclItem:
-        await self._scope(principal, link, scope, SecretPermission.MANAGE)
-        target = self._principal(name)
-        for item in self._acl(link, scope):
-            if item.principal == target.name:
+        stored = await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        wanted = WORKSPACE_USERS if _workspace_users(name) else self._principal(name).name
+        for item in self._acl(link, stored):
+            if item.principal == wanted:
                 return item
-        raise ResourceNotFound(f"No ACL for {target.name} on scope {scope}.")
+        raise ResourceNotFound(f"No ACL for {wanted} on scope {scope}.")
 
     async def list_acls(self, principal: Principal, link: WorkspaceLink, scope: str) -> ListAclsResponse:
-        await self._scope(principal, link, scope, SecretPermission.MANAGE)
-        return ListAclsResponse(items=self._acl(link, scope))
+        stored = await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        return ListAclsResponse(items=self._acl(link, stored))
 
-    def _acl(self, link: WorkspaceLink, scope: str) -> list[AclItem]:
+    def _acl(self, link: WorkspaceLink, stored: StoredScope) -> list[AclItem]:
         snapshot = self._policy.snapshot
-        on = snapshot.grants_on(workspace_domain(link.workspace_id), scope_object(link.workspace_id, scope))
+        on = snapshot.grants_on(workspace_domain(link.workspace_id), scope_object(link.workspace_id, stored.name))
         items = []
         for sub, privileges in sorted(on.items()):
             info = snapshot.principal(sub)
             ranked = [PERMISSION_RANK[p] for p in privileges if p in PERMISSION_RANK]
             if info is not None and ranked:
                 items.append(AclItem(principal=info.name, permission=PERMISSIONS[max(ranked)]))
+        if stored.users_permission in PERMISSION_RANK:
+            items.append(AclItem(principal=WORKSPACE_USERS, permission=stored.users_permission))
         return items
+
+    async def _set_users_permission(
+        self, principal: Principal, link: WorkspaceLink, scope: str, permission: str | None
+    ) -> None:
+        """The ACL entry of `users`: what every user of the workspace holds on the scope (None: nothing)."""
+        obj = scope_object(link.workspace_id, scope)
+        action, details = "secrets.acl.delete", {"principal": WORKSPACE_USERS, "kind": "workspace users"}
+        if permission is not None:
+            action, details = "secrets.acl.put", {**details, "permission": permission}
+        async with self._sessionmaker() as session, session.begin():
+            await ScopeRepository(session).set_users_permission(link.workspace_id, scope, permission)
+            await self._audit.write(session, entry(principal.name, action, obj, "ok", details))
 
     def _principal(self, name: str) -> PrincipalInfo:
         info = resolve_principal(self._policy.snapshot, name)
         if info is None:
             raise ResourceNotFound(f"No principal named '{name.strip()[:200]}'.")
         return info
+
+
+def _workspace_users(name: str) -> bool:
+    """Whether an ACL's principal is `users`: every user of the workspace, not a principal of that name."""
+    return name.strip() == WORKSPACE_USERS
 
 
 def _value(string_value: str | None, bytes_value: str | None) -> bytes:

@@ -225,6 +225,71 @@ def test_workspace_users_create_scopes_and_admins_manage_every_scope(stack: Stac
     client(stack, boss).delete_scope(scope)
 
 
+def test_users_is_every_user_of_the_workspace_now_and_later(stack: Stack, org: Org) -> None:
+    from databricks.sdk.errors import NotFound, PermissionDenied
+    from databricks.sdk.service.workspace import AclPermission
+
+    admin = Admin.of(stack)
+    scope = unique("everyone")
+    owner = client(stack, org.owner)
+    owner.create_scope(scope, initial_manage_principal="users")
+    acl = {item.principal: item.permission for item in owner.list_acls(scope)}
+    assert acl == {org.owner.name: AclPermission.MANAGE, "users": AclPermission.MANAGE}
+    assert owner.get_acl(scope, "users").permission == AclPermission.MANAGE
+
+    # The outsider holds CAN_USE on the workspace and nothing of its own on the scope: it manages it.
+    outsider = client(stack, org.outsider)
+    outsider.put_secret(scope, "shared", string_value="for-every-user")
+    assert scope in {s.name for s in outsider.list_scopes()}
+    outsider.put_acl(scope, org.reader.name, AclPermission.READ)
+
+    # A principal that joins the workspace later, through a group, is one of its users from then on.
+    newcomer = admin.person(email("newcomer"))
+    joiners = unique("joiners")
+    admin.group(joiners, [newcomer.id])
+    with pytest.raises(NotFound):
+        client(stack, newcomer).list_secrets(scope)
+    admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", group=joiners)
+    assert {s.key for s in client(stack, newcomer).list_secrets(scope)} == {"shared"}
+
+    # Holding something in the workspace is not being a user of it: READ on another scope only.
+    other = unique("other")
+    owner.create_scope(other)
+    partial = admin.person(email("partial"))
+    owner.put_acl(other, partial.name, AclPermission.READ)
+    assert list(client(stack, partial).list_secrets(other)) == []
+    with pytest.raises(NotFound):
+        client(stack, partial).list_secrets(scope)
+    # Nor is a user of another workspace.
+    elsewhere = admin.person(email("elsewhere"))
+    admin.grant("workspaces/team-b", "CAN_USE", user=elsewhere.name)
+    with pytest.raises(NotFound):
+        client(stack, elsewhere).list_secrets(scope)
+
+    # `users` is an ACL entry like the others: lowered to READ, then removed.
+    owner.put_acl(scope, "users", AclPermission.READ)
+    assert owner.get_acl(scope, "users").permission == AclPermission.READ
+    with pytest.raises(PermissionDenied, match="lacks WRITE"):
+        outsider.put_secret(scope, "shared", string_value="overwritten")
+    assert {s.key for s in outsider.list_secrets(scope)} == {"shared"}
+    owner.delete_acl(scope, "users")
+    with pytest.raises(NotFound):
+        outsider.list_secrets(scope)
+    with pytest.raises(NotFound):
+        owner.get_acl(scope, "users")
+    with pytest.raises(NotFound):
+        owner.delete_acl(scope, "users")
+    assert {item.principal for item in owner.list_acls(scope)} == {org.owner.name, org.reader.name}
+
+    rows = [row for row in audit_rows(stack, scope) if row["action"].startswith("secrets.")]
+    created = next(row for row in rows if row["action"] == "secrets.scope.create")
+    assert '"initial_manage_principal": "users"' in created["details"]
+    users_entries = [row for row in rows if '"principal": "users"' in row["details"]]
+    assert sorted(row["action"] for row in users_entries) == ["secrets.acl.delete", "secrets.acl.put"]
+    owner.delete_scope(scope)
+    owner.delete_scope(other)
+
+
 def test_names_sizes_and_workspace_headers_are_checked(stack: Stack, org: Org) -> None:
     scope = unique("limits")
     assert raw(stack, org.owner, "POST", "scopes/create", json={"scope": scope}).status_code == 200
