@@ -1,4 +1,4 @@
-"""The `fedgate` command: serve, db upgrade, secrets (keys of the built-in vault), workspaces, demo."""
+"""The `fedgate` command: serve, db upgrade, secrets (scopes over the API, vault keys), workspaces, demo."""
 
 from __future__ import annotations
 
@@ -247,8 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade.set_defaults(func=cmd_db_upgrade)
 
     url = os.environ.get("FEDGATE_URL", "http://127.0.0.1:8080")
-    secrets = commands.add_parser("secrets", help="keys of the built-in vault")
-    secrets_commands = secrets.add_subparsers(dest="action", required=True)
+    secrets = commands.add_parser(
+        "secrets", help="secret scopes, their secrets and ACLs (over the API); keys of the built-in vault"
+    )
+    secrets.add_argument("--url", default=url, help="the gateway (default: $FEDGATE_URL or %(default)s)")
+    secrets_commands = secrets.add_subparsers(dest="action", required=True, metavar="ACTION")
     new_key = secrets_commands.add_parser(
         "new-key", help="print a new key entry for FEDGATE_VAULT_KEYS (or its file), with the given key id"
     )
@@ -260,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--config", default=None)
     rotate.add_argument("--batch-size", type=int, default=100)
     rotate.set_defaults(func=cmd_secrets_rotate_key)
+    from gateway.cli.secrets import add_secret_scope_commands  # scopes, secrets and ACLs, over the API
+
+    add_secret_scope_commands(secrets_commands)
 
     vaults = commands.add_parser("vaults", help="the vaults secret scopes keep their values in")
     vault_commands = vaults.add_subparsers(dest="action", required=True)
