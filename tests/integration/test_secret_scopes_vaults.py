@@ -1,0 +1,259 @@
+"""Secret scopes over the other vaults, through the stock databricks-sdk against a real gateway process of its own
+(a fresh database): the whole scope life cycle on a workspace whose vault is a real OpenBao dev server, and a
+workspace backed by Azure Key Vault (the local contract server of tests/support/keyvault.py), where a put is the
+clear read-only refusal while listing and reading work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+import requests
+
+from adapters.vaults.azure_keyvault import keyvault_name
+from gateway.devstack import GatewayProcess
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.databases import migrated_database
+from tests.support.bao import BaoServer
+from tests.support.identity import Admin, Person, unique
+from tests.support.keyvault import KeyVaultServer
+
+pytestmark = pytest.mark.integration
+
+BAO_TEAM, BAO_ID = "bao-team", "2001"
+KV_TEAM, KV_ID = "kv-team", "2002"
+TENANT = "00000000-aaaa-4bbb-8ccc-000000000011"
+CLIENT = "11111111-aaaa-4bbb-8ccc-000000000012"
+CLIENT_SECRET = "kv-client-secret-never-shown-4d2"
+BAO_POLICY = """
+path "secret/data/{prefix}/*" {{ capabilities = ["create", "read", "update", "delete", "list"] }}
+path "secret/metadata/{prefix}/*" {{ capabilities = ["read", "delete", "list"] }}
+"""
+T = TypeVar("T")
+
+
+class Loop:
+    """An event loop on a thread of its own: the Key Vault stand-in must answer while the sync tests wait."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, make: Callable[[], Awaitable[T]]) -> T:
+        async def call() -> T:
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout=120)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@dataclass(frozen=True)
+class Vaulted:
+    gateway: GatewayProcess
+    bao: BaoServer
+    prefix: str  # where the bao-team scopes live in OpenBao: secret/<prefix>/w2001/<scope>/<key>
+    keyvault: KeyVaultServer
+    owner: Person  # CAN_USE on both workspaces
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+
+@pytest.fixture(scope="module")
+def vaulted(stack: Stack, bao: BaoServer) -> Iterator[Vaulted]:
+    prefix = f"scopes{uuid.uuid4().hex[:8]}"
+    bao.ok("PUT", f"sys/policies/acl/p-{prefix}", {"policy": BAO_POLICY.format(prefix=prefix)})
+    token = bao.ok("POST", "auth/token/create", {"policies": [f"p-{prefix}"], "ttl": "2h"})["auth"]["client_token"]
+    # Each workspace in an upstream workspace of its own on the central store: nothing shows in other tests' stores.
+    upstream = {name: f"{name}-{prefix}" for name in (BAO_TEAM, KV_TEAM)}
+    for name in upstream.values():
+        made = requests.post(
+            f"{stack.stores['central'].url}/api/3.0/mlflow/workspaces", json={"name": name}, timeout=30
+        )
+        assert made.status_code == 201, made.text
+    loop = Loop()
+    keyvault = loop.run(lambda: KeyVaultServer(TENANT, CLIENT, CLIENT_SECRET).start())
+    database = migrated_database(stack.database_url, "scope_vaults")
+    url = loop.run(database.__aenter__)
+    config = stack.workdir / f"fedgate-{prefix}.toml"
+    config.write_text(
+        f"""
+[account]
+id = "7001"
+[database]
+url = "{url}"
+[stores.central]
+url = "{stack.stores["central"].url}"
+workspaces = true
+[vaults.bao]
+kind = "openbao"
+address = "{bao.address}"
+prefix = "{prefix}"
+auth = {{ method = "token", token_env = "SCOPES_BAO_TOKEN" }}
+[vaults.kv]
+kind = "azure-keyvault"
+vault_url = "{keyvault.url}"
+authority_host = "{keyvault.url}"
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+client_secret_env = "SCOPES_KV_SECRET"
+[[workspaces]]
+name = "{BAO_TEAM}"
+id = "{BAO_ID}"
+store = "central"
+upstream_workspace = "{upstream[BAO_TEAM]}"
+vault = "bao"
+[[workspaces]]
+name = "{KV_TEAM}"
+id = "{KV_ID}"
+store = "central"
+upstream_workspace = "{upstream[KV_TEAM]}"
+vault = "kv"
+"""
+    )
+    env = {**GATEWAY_ENV, "SCOPES_BAO_TOKEN": token, "SCOPES_KV_SECRET": CLIENT_SECRET}
+    gateway = GatewayProcess(config, env).start()
+    try:
+        admin = Admin(gateway.url)
+        owner = admin.person(f"{unique('vault-owner')}@example.com")
+        for workspace in (BAO_TEAM, KV_TEAM):
+            admin.grant(f"workspaces/{workspace}", "CAN_USE", user=owner.name)
+        yield Vaulted(gateway, bao, prefix, keyvault, owner)
+    finally:
+        gateway.stop()
+        loop.run(lambda: database.__aexit__(None, None, None))
+        loop.run(keyvault.stop)
+        loop.close()
+
+
+def secrets_api(vaulted: Vaulted, token: str, workspace_id: str) -> Any:
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=vaulted.url, token=token, workspace_id=workspace_id).secrets
+
+
+def running_run(vaulted: Vaulted, workspace_id: str) -> str:
+    """A RUNNING run of the workspace, made by the account admin (who may edit it and holds MANAGE on scopes)."""
+    http = requests.Session()
+    http.headers.update({"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Databricks-Workspace-Id": workspace_id})
+    created = http.post(f"{vaulted.url}/api/2.0/mlflow/experiments/create", json={"name": unique("v")}, timeout=60)
+    assert created.status_code == 200, created.text
+    run = http.post(
+        f"{vaulted.url}/api/2.0/mlflow/runs/create", json={"experiment_id": created.json()["experiment_id"]}, timeout=60
+    )
+    assert run.status_code == 200, run.text
+    return str(run.json()["run"]["info"]["run_id"])
+
+
+def read_many(vaulted: Vaulted, workspace_id: str, scope: str, keys: list[str], run_id: str) -> dict[str, Any]:
+    answer = requests.post(
+        f"{vaulted.url}/api/2.0/secrets/get-many",
+        json={"scope": scope, "keys": keys, "run_id": run_id},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Databricks-Workspace-Id": workspace_id},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
+    return {k: base64.b64decode(v) if v is not None else None for k, v in answer.json()["values"].items()}
+
+
+def test_the_scope_life_cycle_through_the_databricks_sdk_on_an_openbao_workspace(vaulted: Vaulted) -> None:
+    from databricks.sdk.errors import NotFound, ResourceAlreadyExists
+    from databricks.sdk.service.workspace import AclPermission, ScopeBackendType
+
+    admin = Admin(vaulted.url)
+    reader = admin.person(f"{unique('bao-reader')}@example.com")
+    admin.grant(f"workspaces/{BAO_TEAM}", "CAN_USE", user=reader.name)
+    owner = secrets_api(vaulted, vaulted.owner.token, BAO_ID)
+    scope = unique("bao-creds")
+    password, blob = f"pw-{uuid.uuid4().hex}", b"\x00\xff-" + uuid.uuid4().bytes
+
+    owner.create_scope(scope)
+    with pytest.raises(ResourceAlreadyExists):
+        owner.create_scope(scope)
+    assert {s.name: s.backend_type for s in owner.list_scopes()}[scope] == ScopeBackendType.DATABRICKS
+    owner.put_secret(scope, "db-password", string_value=password)
+    owner.put_secret(scope, "blob", bytes_value=base64.b64encode(blob).decode())
+    listed = {s.key: s.last_updated_timestamp for s in owner.list_secrets(scope)}
+    assert set(listed) == {"db-password", "blob"} and all((t or 0) > 1_700_000_000_000 for t in listed.values())
+
+    # The values are in OpenBao, one KV v2 secret per key under the workspace's location.
+    stored = vaulted.bao.api("GET", f"secret/data/{vaulted.prefix}/w{BAO_ID}/{scope}/db-password")
+    assert stored.status_code == 200 and base64.b64decode(stored.json()["data"]["data"]["value"]) == password.encode()
+
+    owner.put_acl(scope, reader.name, AclPermission.READ)
+    assert owner.get_acl(scope, reader.name).permission == AclPermission.READ
+    assert {a.principal: a.permission for a in owner.list_acls(scope)} == {
+        vaulted.owner.name: AclPermission.MANAGE,
+        reader.name: AclPermission.READ,
+    }
+    as_reader = secrets_api(vaulted, reader.token, BAO_ID)
+    assert {s.key for s in as_reader.list_secrets(scope)} == {"db-password", "blob"}
+
+    run_id = running_run(vaulted, BAO_ID)
+    values = read_many(vaulted, BAO_ID, scope, ["db-password", "blob", "absent"], run_id)
+    assert values == {"db-password": password.encode(), "blob": blob, "absent": None}
+
+    owner.delete_secret(scope, "blob")
+    assert {s.key for s in owner.list_secrets(scope)} == {"db-password"}
+    owner.delete_acl(scope, reader.name)
+    with pytest.raises(NotFound):
+        as_reader.list_secrets(scope)
+    owner.delete_scope(scope)
+    assert scope not in {s.name for s in owner.list_scopes()}
+    # Its values left OpenBao with it.
+    gone = vaulted.bao.api("LIST", f"secret/metadata/{vaulted.prefix}/w{BAO_ID}/{scope}")
+    assert gone.status_code == 404, gone.text
+
+
+def test_contract_a_key_vault_workspace_lists_and_reads_but_refuses_puts_clearly(vaulted: Vaulted) -> None:
+    from databricks.sdk.errors import InvalidParameterValue
+    from databricks.sdk.service.workspace import AclPermission, ScopeBackendType
+
+    owner = secrets_api(vaulted, vaulted.owner.token, KV_ID)
+    scope = unique("kv-creds")
+    owner.create_scope(scope)
+    assert {s.name: s.backend_type for s in owner.list_scopes()}[scope] == ScopeBackendType.AZURE_KEYVAULT
+    # Values are set in Azure (here: the contract server), under the adapter's deterministic names.
+    location = f"w{KV_ID}/{scope}"
+    vaulted.keyvault.set(keyvault_name(location, "db-password"), "kv-pw-value")
+    vaulted.keyvault.set(keyvault_name(location, "api_key"), "kv-api-value")
+
+    assert {s.key for s in owner.list_secrets(scope)} == {"db-password", "api_key"}
+    run_id = running_run(vaulted, KV_ID)
+    values = read_many(vaulted, KV_ID, scope, ["db-password", "api_key", "absent"], run_id)
+    assert values == {"db-password": b"kv-pw-value", "api_key": b"kv-api-value", "absent": None}
+
+    for attempt in (
+        lambda: owner.put_secret(scope, "db-password", string_value="overwrite"),
+        lambda: owner.put_secret(scope, "new-key", bytes_value=base64.b64encode(b"x").decode()),
+        lambda: owner.delete_secret(scope, "api_key"),
+    ):
+        with pytest.raises(InvalidParameterValue, match="Azure Key Vault and is read-only through the gateway"):
+            attempt()
+    assert vaulted.keyvault.secrets[keyvault_name(location, "db-password").lower()].value == "kv-pw-value"
+    assert {s.key for s in owner.list_secrets(scope)} == {"db-password", "api_key"}
+
+    # ACLs are the gateway's own, whatever the vault: they work as on any scope.
+    admin = Admin(vaulted.url)
+    reader = admin.person(f"{unique('kv-reader')}@example.com")
+    admin.grant(f"workspaces/{KV_TEAM}", "CAN_USE", user=reader.name)
+    owner.put_acl(scope, reader.name, AclPermission.READ)
+    assert {s.key for s in secrets_api(vaulted, reader.token, KV_ID).list_secrets(scope)} == {"db-password", "api_key"}
+    # Deleting the scope leaves the values in Azure to its operator.
+    owner.delete_scope(scope)
+    assert scope not in {s.name for s in owner.list_scopes()}
+    assert keyvault_name(location, "api_key").lower() in vaulted.keyvault.secrets
