@@ -651,3 +651,18 @@ async def test_the_index_write_through_locates_an_unseen_run_before_it_takes_a_c
     body = json.dumps({"run_id": RUN_UNKNOWN, "params": [{"key": "lr", "value": "0.1"}]}).encode()
     await index.record(AcceptedWrite(RUNS_LOG_BATCH, TEAM_A, "alice", body, b"", None, {}, None))
     assert asked == [(False, RUN_UNKNOWN)]
+
+
+async def test_an_accepted_write_the_index_cannot_read_is_left_to_the_sync() -> None:
+    """MLflow accepts a run status sent as a number (KILLED = 5, even 5.5): the write stands, the call succeeds."""
+    from gateway.observability.metrics import INDEX_FAILURES
+
+    async def no_pool(name: str, settings: Mapping[str, str] | None = None, /) -> Any:
+        raise AssertionError("nothing is written for a write the index cannot read")
+
+    index = IndexWriteThrough(IndexWriter(), Bookkeeping(no_pool), locator=None)  # type: ignore[arg-type]
+    before = INDEX_FAILURES._value.get()
+    body = json.dumps({"run_id": RUN_A, "status": 5.5}).encode()
+    update = declared("POST /mlflow/runs/update")
+    await index.record(AcceptedWrite(update, TEAM_A, "alice", body, b"{}", None, {}, None))
+    assert INDEX_FAILURES._value.get() == before + 1
