@@ -320,6 +320,8 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
      (ALLOW, ALLOW, DENIED, DENIED, NO_EXP1)),
     ("experiment id that is no id", Call("GET /mlflow/experiments/get", query="experiment_id=1%20OR%201"),
      (ALLOW, no_experiment("1 OR 1"), no_experiment("1 OR 1"), no_experiment("1 OR 1"), no_experiment("1 OR 1"))),
+    ("experiment id empty", Call("GET /mlflow/experiments/get", query="experiment_id="),
+     (ALLOW, INVALID, INVALID, INVALID, INVALID)),
     ("create run", Call("POST /mlflow/runs/create", body={"experiment_id": "1"}),
      (ALLOW, ALLOW, ALLOW, DENIED, NO_EXP1)),
     ("create run naming no experiment", Call("POST /mlflow/runs/create", body={"run_name": "r"}),

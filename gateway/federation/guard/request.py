@@ -75,8 +75,9 @@ class Request:
             found.append(self.ids.experiment_id)
         found.extend(self.ids.experiment_ids or [])
         params = self.params()
-        found.extend(params.get("experiment_id", []))
-        found.extend(params.get("experiment_ids", []))
+        # An empty value names nothing (`?experiment_id=`), as an empty string in the body does not.
+        found.extend(v for v in params.get("experiment_id", []) if v)
+        found.extend(v for v in params.get("experiment_ids", []) if v)
         found = list(dict.fromkeys(str(e) for e in found))
         if required and not found:
             raise InvalidParameter("This call must name its experiment (experiment_id).")
