@@ -10,7 +10,12 @@ Refused with 400 INVALID_PARAMETER_VALUE:
 - a body that is not one JSON object (MLflow decodes a JSON *string* body a second time);
 - any key, at any depth, that MLflow's parser takes as an alias of a snake_case field (the proto JSON
   names `runId`, `traceInfo`, `sourceRunId`, ...): the guard reads the snake_case names only;
-- nesting deeper than MAX_DEPTH.
+- nesting deeper than MAX_DEPTH;
+- a field of `RequestIds` (the ids the guard reads, on every route) of another type than a string or a
+  list of strings, worded as MLflow words a parameter of the wrong type.
+
+The forwarder words these refusals as the store would where an MLflow server refuses the same body too
+(mlflow_requests.py).
 
 Keys naming objects (`*_id`, `*_ids`, `*_uuid`) that the top-level `RequestIds` does not cover, at any
 depth, are listed with their paths (`metrics[].model_id`) so the guard authorizes each or refuses the
@@ -29,11 +34,13 @@ import msgspec
 
 from gateway.core.errors import InvalidParameter
 from gateway.federation.mlflow_aliases import PROTO_JSON_ALIASES
+from gateway.federation.mlflow_requests import invalid_value
 from gateway.federation.schemas import RequestIds
 
 MAX_DEPTH = 64
 ID_SUFFIXES = ("_id", "_ids", "_uuid")
 TOP_LEVEL_IDS = frozenset(RequestIds.__struct_fields__)
+ID_TYPES = {field.name: field.type for field in msgspec.structs.fields(RequestIds)}
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -69,8 +76,8 @@ def canonical_body(raw: bytes) -> CanonicalBody:
     has_nested_ids = _inspect(document, encoded)
     try:
         ids = msgspec.convert(document, RequestIds)
-    except msgspec.ValidationError as exc:
-        raise InvalidParameter(f"Invalid request body: {exc}") from None
+    except msgspec.ValidationError:
+        raise InvalidParameter(_mistyped_id(document)) from None
     nested = _nested_ids(document) if has_nested_ids else []
     return CanonicalBody(encoded, document, ids, nested)
 
@@ -152,6 +159,19 @@ def _nested_ids(document: dict[str, Any]) -> list[NestedId]:
 
     visit(document, "", True)
     return found
+
+
+def _mistyped_id(document: dict[str, Any]) -> str:
+    """The first id field of the wrong type, in MLflow's words for a parameter of the wrong type."""
+    for name, value in document.items():
+        kind = ID_TYPES.get(name)
+        if kind is None:
+            continue
+        try:
+            msgspec.convert(value, kind)
+        except msgspec.ValidationError:
+            return invalid_value(name, value)
+    return "Invalid request body."  # not reached: RequestIds failed on one of its fields
 
 
 def _snake(name: str) -> str:

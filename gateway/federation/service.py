@@ -42,6 +42,7 @@ from gateway.federation.hooks import (
     Sender,
     Sent,
 )
+from gateway.federation.mlflow_requests import worded_as_the_store
 from gateway.federation.otlp import canonical_export
 from gateway.federation.renames import renames as _renames
 from gateway.federation.renames import rewrite_json as _rewrite_json
@@ -180,23 +181,31 @@ class Forwarder:
 
     async def forward(self, call: ForwardCall) -> ForwardResult:
         spec = call.spec
+        # What the client sent: a refusal of the gateway's own reads as the store's where MLflow refuses it too.
+        sent_body, sent_query = (call.body if isinstance(call.body, bytes) else None), call.query
         # 1 canonical: the store gets exactly what the guard reads.
-        canonical = self._canonical(call)
+        try:
+            canonical = self._canonical(call)
+        except InvalidParameter as refusal:
+            raise worded_as_the_store(spec, refusal, sent_body, sent_query) from None
         ids = canonical.ids if canonical is not None else None
         artifact_path = self._artifact_path(call) if spec.resource is Resource.ARTIFACT else None
         # 2 resolve
         link = await self.resolve(call, ids, artifact_path)
         # 3 guard
-        plan = await self.guard.check(
-            spec,
-            call.principal,
-            link,
-            canonical,
-            call.query,
-            artifact_path,
-            dict(call.path_params),
-            call.headers,
-        )
+        try:
+            plan = await self.guard.check(
+                spec,
+                call.principal,
+                link,
+                canonical,
+                call.query,
+                artifact_path,
+                dict(call.path_params),
+                call.headers,
+            )
+        except InvalidParameter as refusal:
+            raise worded_as_the_store(spec, refusal, sent_body, sent_query) from None
         if plan.answer is not None:
             return ForwardResult(200, {"Content-Type": "application/json"}, link.name, body=plan.answer)
         if plan.query is not None:

@@ -1,18 +1,24 @@
 """MLflow's REST surface through the gateway, compared with the store answering the same call directly.
 
-The UI's datasets summary exists only under /ajax-api in MLflow 3.17.2, and is forwarded there.
+The UI's datasets summary exists only under /ajax-api in MLflow 3.17.2, and is forwarded there. Malformed
+requests get the store's own answer (status, error_code, message) whether the gateway forwards them or
+refuses them itself; the refusals MLflow does not make are listed with the reason.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import mlflow
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import Stack
 from tests.support.identity import Admin, Person, unique
@@ -24,9 +30,10 @@ SEARCH_DATASETS = "/ajax-api/2.0/mlflow/experiments/search-datasets"
 
 @dataclass(frozen=True)
 class Cast:
-    owner: Person  # may use team-a, owns the experiment below
+    owner: Person  # may use team-a, owns the experiment and run below
     stranger: Person  # may use team-a, holds nothing on that experiment
     experiment_id: str
+    run_id: str
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +54,9 @@ def cast(stack: Stack) -> Iterator[Cast]:
         mlflow.set_workspace("team-a")
         experiment_id = mlflow.create_experiment(unique("surface"))
         frame = pd.DataFrame({"x": [1, 2, 3], "y": [0, 1, 0]})
-        with mlflow.start_run(experiment_id=experiment_id):
+        with mlflow.start_run(experiment_id=experiment_id) as run:
             mlflow.log_input(mlflow.data.from_pandas(frame, name="train-set"), context="training")
-        yield Cast(owner, stranger, experiment_id)
+        yield Cast(owner, stranger, experiment_id, run.info.run_id)
     finally:
         mlflow.set_workspace(None)
         for key, value in saved.items():
@@ -83,3 +90,352 @@ def test_the_datasets_summary_shows_only_readable_experiments(stack: Stack, cast
     )
     assert answer.status_code == 200, answer.text
     assert answer.json().get("dataset_summaries", []) == []
+
+
+# -- malformed requests: the store's answer, whoever gives it ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    method: str
+    path: str
+    body: bytes | None = None  # {run} and {experiment} are the owner's run and experiment
+    query: str = ""
+    gateway_only: str = ""  # why the gateway refuses what MLflow would not (empty: both answer alike)
+    refused: tuple[int, str] = (400, "INVALID_PARAMETER_VALUE")  # the gateway's answer to a gateway_only case
+
+
+SAME = [
+    Case("run_id a number", "POST", "/api/2.0/mlflow/runs/delete", b'{"run_id": 31}'),
+    Case("run_id null", "POST", "/api/2.0/mlflow/runs/delete", b'{"run_id": null}'),
+    Case("run_id missing", "POST", "/api/2.0/mlflow/runs/delete", b"{}"),
+    Case(
+        "run_id repeated, the last a number", "POST", "/api/2.0/mlflow/runs/delete", b'{"run_id": "{run}", "run_id": 7}'
+    ),
+    Case("not JSON: MLflow reads {}", "POST", "/api/2.0/mlflow/runs/delete", b"not json"),
+    Case("the body null: MLflow reads {}", "POST", "/api/2.0/mlflow/runs/delete", b"null"),
+    Case("a JSON string MLflow decodes again", "POST", "/api/2.0/mlflow/runs/delete", b'"{\\"run_id\\": 5}"'),
+    Case("runId: MLflow checks run_id", "POST", "/api/2.0/mlflow/runs/delete", b'{"runId": "{run}"}'),
+    Case("run_id both ways", "POST", "/api/2.0/mlflow/runs/delete", b'{"runId": "{run}", "run_id": "{run}"}'),
+    Case("experiment_id a number", "POST", "/api/2.0/mlflow/runs/create", b'{"experiment_id": 1}'),
+    Case("experiment_id true", "POST", "/api/2.0/mlflow/runs/create", b'{"experiment_id": true}'),
+    Case("experiment_id an object", "POST", "/api/2.0/mlflow/runs/create", b'{"experiment_id": {"a": 1}}'),
+    Case("experiment_id a list", "POST", "/api/2.0/mlflow/experiments/delete", b'{"experiment_id": ["{experiment}"]}'),
+    Case(
+        "experiment_id a number, new_name too",
+        "POST",
+        "/api/2.0/mlflow/experiments/update",
+        b'{"experiment_id": 0, "new_name": 5}',
+    ),
+    Case(
+        "new_name a number",
+        "POST",
+        "/api/2.0/mlflow/experiments/update",
+        b'{"experiment_id": "{experiment}", "new_name": 5}',
+    ),
+    Case("name a number", "POST", "/api/2.0/mlflow/experiments/create", b'{"name": 5}'),
+    Case("experiment_ids a string", "POST", "/api/2.0/mlflow/runs/search", b'{"experiment_ids": "{experiment}"}'),
+    Case(
+        "max_results a word",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": ["{experiment}"], "max_results": "abc"}',
+    ),
+    Case(
+        "max_results too many",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": ["{experiment}"], "max_results": 50001}',
+    ),
+    Case(
+        "max_results huge",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": ["{experiment}"], "max_results": 100000000000000000000000}',
+    ),
+    Case(
+        "order_by numbers",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": ["{experiment}"], "order_by": [1]}',
+    ),
+    Case(
+        "metric key a number",
+        "POST",
+        "/api/2.0/mlflow/runs/log-metric",
+        b'{"run_id": "{run}", "key": 5, "value": 1, "timestamp": 1}',
+    ),
+    Case(
+        "metric value a word",
+        "POST",
+        "/api/2.0/mlflow/runs/log-metric",
+        b'{"run_id": "{run}", "key": "k", "value": "abc", "timestamp": 1}',
+    ),
+    Case(
+        "metric timestamp missing",
+        "POST",
+        "/api/2.0/mlflow/runs/log-metric",
+        b'{"run_id": "{run}", "key": "k", "value": 1}',
+    ),
+    Case(
+        "model_id a number, key missing",
+        "POST",
+        "/api/2.0/mlflow/runs/log-metric",
+        b'{"run_id": "{run}", "model_id": 5}',
+    ),
+    Case(
+        "param value a number",
+        "POST",
+        "/api/2.0/mlflow/runs/log-parameter",
+        b'{"run_id": "{run}", "key": "p", "value": 5}',
+    ),
+    Case("batch run_id a number", "POST", "/api/2.0/mlflow/runs/log-batch", b'{"run_id": 5, "metrics": [{"key": 1}]}'),
+    Case("batch run_id missing", "POST", "/api/2.0/mlflow/runs/log-batch", b'{"metrics": [{"key": "k"}]}'),
+    Case(
+        "batch metric without value",
+        "POST",
+        "/api/2.0/mlflow/runs/log-batch",
+        b'{"run_id": "{run}", "metrics": [{"key": "k"}]}',
+    ),
+    Case(
+        "batch params an object", "POST", "/api/2.0/mlflow/runs/log-batch", b'{"run_id": "{run}", "params": {"a": 1}}'
+    ),
+    Case(
+        "batch tag without key",
+        "POST",
+        "/api/2.0/mlflow/runs/log-batch",
+        b'{"run_id": "{run}", "tags": [{"value": "v"}]}',
+    ),
+    Case(
+        "tag value a list", "POST", "/api/2.0/mlflow/runs/set-tag", b'{"run_id": "{run}", "key": "t", "value": ["x"]}'
+    ),
+    Case("status a fraction", "POST", "/api/2.0/mlflow/runs/update", b'{"run_id": "{run}", "status": 5.5}'),
+    Case("registered model name a number", "POST", "/api/2.0/mlflow/registered-models/create", b'{"name": 5}'),
+    Case(
+        "model version source a number", "POST", "/api/2.0/mlflow/model-versions/create", b'{"name": "m", "source": 5}'
+    ),
+    Case("experiment_id empty in the query", "GET", "/api/2.0/mlflow/experiments/get", query="experiment_id="),
+    Case("experiment_id missing from the query", "GET", "/api/2.0/mlflow/experiments/get"),
+    Case("run_id missing from the query", "GET", "/api/2.0/mlflow/runs/get"),
+    Case(
+        "an unknown query parameter",
+        "GET",
+        "/api/2.0/mlflow/experiments/get",
+        query="experiment_id={experiment}&bogus=1",
+    ),
+    Case(
+        "NaN, which only Python's json reads",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": ["{experiment}"], "filter": NaN}',
+    ),
+    Case("view_type a word", "GET", "/api/2.0/mlflow/experiments/search", query="max_results=5&view_type=sometimes"),
+]
+GATEWAY_ONLY = [
+    Case(
+        "an array",
+        "POST",
+        "/api/2.0/mlflow/runs/delete",
+        b"[1, 2]",
+        gateway_only="MLflow fails with 500 Internal Server Error",
+    ),
+    Case(
+        "log-batch not JSON",
+        "POST",
+        "/api/2.0/mlflow/runs/log-batch",
+        b"not json",
+        gateway_only="MLflow fails with 500: it measures the body it could not read",
+    ),
+    Case(
+        "a number beyond a double",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": ["{experiment}"], "max_results": 1e400}',
+        gateway_only="MLflow reads Infinity and fails with 500; the gateway reads only finite JSON",
+    ),
+    Case(
+        "experiment_ids with a number",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": [1]}',
+        gateway_only="MLflow searches a partly parsed message: the gateway cannot tell which experiments it names",
+    ),
+    Case(
+        "an id field this route lacks",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": ["{experiment}"], "experiment_id": 5}',
+        gateway_only="MLflow ignores unknown fields; the gateway reads the id fields of every body with one type",
+    ),
+    Case(
+        "a proto JSON name",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experimentIds": ["{experiment}"]}',
+        gateway_only="aliases are refused at any depth (docs/security.md): the guard reads snake_case names only",
+    ),
+    Case(
+        "an unknown *_id field",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": ["{experiment}"], "foo_id": "x"}',
+        gateway_only="an id the guard has no rule for refuses the call (deny by default)",
+    ),
+    Case(
+        "a nested id of the wrong type",
+        "POST",
+        "/api/2.0/mlflow/runs/log-batch",
+        b'{"run_id": "{run}", "metrics": [{"key": "k", "value": 1, "timestamp": 1, "model_id": 5}]}',
+        gateway_only="MLflow logs from a partly parsed message; the gateway must authorize every logged model",
+    ),
+    Case(
+        "no experiment to search",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b"{}",
+        gateway_only="MLflow answers an empty page; the gateway asks which experiments a search covers",
+    ),
+    Case(
+        "the run named twice",
+        "GET",
+        "/api/2.0/mlflow/runs/get",
+        query="run_id={run}&run_id=0123456789abcdef0123456789abcdef",
+        gateway_only="the gateway authorizes every run a call names (missing: 404); MLflow reads the first value",
+        refused=(404, "RESOURCE_DOES_NOT_EXIST"),
+    ),
+]
+
+
+def _send(session: requests.Session | None, base: str, case: Case, cast: Cast) -> requests.Response:
+    fill = {"{run}": cast.run_id, "{experiment}": cast.experiment_id}
+    body, query = case.body, case.query
+    for placeholder, value in fill.items():
+        body = body.replace(placeholder.encode(), value.encode()) if body is not None else None
+        query = query.replace(placeholder, value)
+    url = f"{base}{case.path}" + (f"?{query}" if query else "")
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    return (session or requests.Session()).request(case.method, url, data=body, headers=headers, timeout=30)
+
+
+def _answer(response: requests.Response) -> tuple[int, str | None, str | None]:
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.status_code, None, None)
+    return (response.status_code, body.get("error_code"), body.get("message"))
+
+
+@pytest.mark.parametrize("case", SAME, ids=[case.name for case in SAME])
+def test_malformed_requests_get_the_stores_own_answer(stack: Stack, cast: Cast, case: Case) -> None:
+    direct = _answer(_send(None, stack.stores["a"].url, case, cast))
+    through = _answer(_send(cast.owner.http(stack), stack.url, case, cast))
+    assert through == direct
+
+
+@pytest.mark.parametrize("case", GATEWAY_ONLY, ids=[case.name for case in GATEWAY_ONLY])
+def test_refusals_mlflow_does_not_make_are_the_listed_ones(stack: Stack, cast: Cast, case: Case) -> None:
+    """The gateway refuses these itself; MLflow answers otherwise, for the reason given."""
+    direct = _answer(_send(None, stack.stores["a"].url, case, cast))
+    through = _answer(_send(cast.owner.http(stack), stack.url, case, cast))
+    assert through[:2] == case.refused, through
+    assert direct != through, f"MLflow answers alike now: move {case.name!r} to SAME"
+
+
+# -- the same, with generated bodies --------------------------------------------------------------------------
+
+ROUTES_TRIED = {
+    "runs/log-metric": {"run_id": "{run}", "key": "m", "value": 1.5, "timestamp": 1, "step": 0},
+    "runs/log-batch": {"run_id": "{run}", "metrics": [{"key": "m", "value": 1, "timestamp": 1}], "tags": []},
+    "runs/set-tag": {"run_id": "{run}", "key": "t", "value": "v"},
+    "runs/search": {"experiment_ids": ["{experiment}"], "max_results": 5, "filter": "", "order_by": []},
+}
+# Fields a generated body changes; ids get only the owner's own, or values of another type (a string naming
+# another object would be a question of access, answered before validation as in MLflow's own auth app).
+ID_FIELDS = ("run_id", "run_uuid", "experiment_ids", "model_id")
+OTHER_FIELDS = ("key", "value", "timestamp", "step", "metrics", "params", "tags", "max_results", "filter", "order_by")
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**25),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "x", "5", "1.5", "abc"]),
+)
+ANY_VALUE = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=2)
+        | st.dictionaries(st.sampled_from(["key", "value", "timestamp", "step", "x"]), inner, max_size=3)
+    ),
+    max_leaves=5,
+)
+NOT_A_STRING = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False)),
+    lambda inner: st.lists(inner, max_size=2),
+    max_leaves=3,
+)
+
+
+def _generated_body(route: str) -> st.SearchStrategy[dict[str, Any]]:
+    base = ROUTES_TRIED[route]
+    change = st.one_of(
+        st.tuples(st.sampled_from(OTHER_FIELDS), ANY_VALUE),
+        st.tuples(st.sampled_from(ID_FIELDS), NOT_A_STRING),
+        st.tuples(st.sampled_from(sorted(base)), st.just(None)),  # dropped (null) or ...
+        st.tuples(st.sampled_from(sorted(base)), st.just(_DROP)),  # ... absent
+    )
+    return st.lists(change, min_size=1, max_size=3).map(lambda changes: _changed(base, changes))
+
+
+_DROP = object()
+
+
+def _changed(base: dict[str, Any], changes: list[tuple[str, Any]]) -> dict[str, Any]:
+    body = dict(base)
+    for name, value in changes:
+        if value is _DROP:
+            body.pop(name, None)
+        else:
+            body[name] = value
+    return body
+
+
+def _refused_by_the_gateway_alone(route: str, body: dict[str, Any]) -> bool:
+    """The listed refusals MLflow does not make: an id of another type (MLflow acts on a partly parsed
+    message), a search naming no experiment (MLflow answers an empty page)."""
+    import msgspec
+
+    from gateway.federation.schemas import RequestIds
+
+    try:
+        msgspec.convert(body, RequestIds)
+    except msgspec.ValidationError:
+        return True
+    return route == "runs/search" and not body.get("experiment_ids")
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES_TRIED))
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(data=st.data())
+def test_generated_malformed_bodies_get_the_stores_own_answer(
+    stack: Stack, cast: Cast, route: str, data: st.DataObject
+) -> None:
+    """Both answer alike (the status; error code and message of a refusal), or the gateway refuses in a listed way
+    MLflow does not (GATEWAY_ONLY): where MLflow's checks let the body through (and its handler then acts on a
+    partly parsed message around a mistyped id, searches no experiment, or fails with 500)."""
+    from gateway.core.route_table import declared
+    from gateway.federation.mlflow_requests import store_refusal
+
+    document = data.draw(_generated_body(route))
+    raw = json.dumps(document).encode()
+    case = Case(route, "POST", f"/api/2.0/mlflow/{route}", raw)
+    direct = _answer(_send(None, stack.stores["a"].url, case, cast))
+    through = _answer(_send(cast.owner.http(stack), stack.url, case, cast))
+    if through == direct or (direct[0] == 200 and through[0] == 200):
+        return
+    filled = raw.replace(b"{run}", cast.run_id.encode()).replace(b"{experiment}", cast.experiment_id.encode())
+    assert store_refusal(declared(f"POST /mlflow/{route}"), filled, "") is None, (raw, direct, through)
+    assert through[:2] == (400, "INVALID_PARAMETER_VALUE"), (raw, direct, through)
+    assert _refused_by_the_gateway_alone(route, document), (raw, direct, through)

@@ -1,0 +1,263 @@
+"""What an MLflow server refuses a request with before its handler acts, so the gateway's refusals read as the store's.
+
+The gateway refuses some calls itself, before the store sees them: a body it cannot read safely (not JSON,
+not one object, proto JSON names, too deep), an id of the wrong type, a call that names no object. The
+client would often have been refused by the store too, for the same request, in MLflow's words, and
+clients and tests match those words. `store_refusal` says what MLflow 3.17.2 would answer: it reads the
+request as MLflow's `_get_request_message` does (Flask's lenient JSON: a body it cannot parse is `{}`; a
+JSON string body decoded a second time; a GET's query parameters by the request message's fields), parses
+it into the route's request message (`google.protobuf.json_format`, with MLflow's own descriptors from
+mlflow_requests.binpb), and runs the route's checks of mlflow_checks.py in MLflow's order and with the
+same Python semantics. Where MLflow would go ahead, or fail with a 500, it answers None and the gateway's
+own refusal stands: one MLflow does not make (docs/security.md, "Refusals in the store's words").
+
+Only refusal paths get here; a request the gateway forwards is answered by the store itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from gateway.core.errors import InvalidParameter
+from gateway.core.route_table import RouteSpec
+from gateway.federation.mlflow_checks import REQUEST_CHECKS, Check
+
+DESCRIPTORS = Path(__file__).with_name("mlflow_requests.binpb")
+SEE_THE_DOCS = " See the API docs for more information about request parameters."
+MAX_BATCH_LOG_REQUEST_SIZE = 1_000_000  # mlflow.utils.validation: top-level keys of a log-batch body
+# MLflow skips these checks when the request parsed into its protobuf message (handlers._TYPE_VALIDATORS).
+TYPE_CHECKS = frozenset({"intlike", "string", "bool", "floatlike", "array", "item_type_string"})
+
+
+class _Refused(Exception):
+    """MLflow answers 400 INVALID_PARAMETER_VALUE with `message`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def worded_as_the_store(spec: RouteSpec, refusal: InvalidParameter, body: bytes | None, query: str) -> InvalidParameter:
+    """MLflow's refusal of this request when an MLflow server would refuse it too, else the gateway's own."""
+    message = store_refusal(spec, body, query)
+    return refusal if message is None else InvalidParameter(message)
+
+
+def store_refusal(spec: RouteSpec, body: bytes | None, query: str) -> str | None:
+    """The message an MLflow server refuses this request with (400 INVALID_PARAMETER_VALUE) before its handler
+    acts; None when it would not refuse it so (it goes ahead, fails with a 500, or validates nothing)."""
+    route = REQUEST_CHECKS.get((spec.method, spec.path, spec.version))
+    if route is None:
+        return None
+    message_name, reads_first, schema = route
+    try:
+        _read_and_check(spec.method, message_name, reads_first, schema, body or b"", query)
+    except _Refused as refused:
+        return refused.message
+    except Exception:  # MLflow fails with a 500 on this request; the gateway's own refusal stands
+        return None
+    return None
+
+
+def invalid_value(name: str, value: Any) -> str:
+    """MLflow's words for a parameter of the wrong type (handlers._validate_param_against_schema)."""
+    rendered = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    hint = f" Hint: Value was of type '{type(value).__name__}'."
+    return f"Invalid value {rendered} for parameter '{name}' supplied: {hint}{SEE_THE_DOCS}"
+
+
+# -- reading the request (handlers._get_request_message, _get_validated_flask_request_json) ---------------
+
+
+def _read_and_check(
+    method: str,
+    message_name: str,
+    reads_first: bool,
+    schema: tuple[tuple[str, tuple[Check, ...]], ...],
+    body: bytes,
+    query: str,
+) -> None:
+    args = parse_qsl(query, keep_blank_values=True)
+    descriptor = _pool().FindMessageTypeByName(message_name) if message_name else None
+    if reads_first:  # log-batch: _validate_batch_log_api_req(_get_request_json())
+        request_json = _flask_json(body)
+        if len(request_json) > MAX_BATCH_LOG_REQUEST_SIZE:
+            raise _Refused(
+                f"Batched logging API requests must be at most {MAX_BATCH_LOG_REQUEST_SIZE} bytes, got a "
+                f"request of size {len(request_json)}."
+            )
+    request_json = _from_query(args, descriptor, schema) if method == "GET" and args else _normalised_json(body)
+    if descriptor is None:  # validated as plain JSON, without a protobuf message
+        _check(request_json, schema, None)
+        return
+    _reject_conflicting_field_aliases(request_json, descriptor)
+    try:
+        json_format.ParseDict(request_json, _message_class(message_name)(), ignore_unknown_fields=True)
+        parsed = True
+    except json_format.ParseError:
+        parsed = False
+    _check(request_json, schema, parsed)
+
+
+def _flask_json(body: bytes) -> Any:
+    """`request.get_json(force=True, silent=True)`: what `json.loads` reads, None for anything it cannot."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _normalised_json(body: bytes) -> Any:
+    request_json = _flask_json(body)
+    if isinstance(request_json, str):  # older clients' double-encoded bodies
+        request_json = json.loads(request_json)
+    return {} if request_json is None else request_json
+
+
+def _from_query(
+    args: list[tuple[str, str]], descriptor: Descriptor | None, schema: tuple[tuple[str, tuple[Check, ...]], ...]
+) -> dict[str, Any]:
+    values: dict[str, list[str]] = {}
+    for key, text in args:
+        values.setdefault(key, []).append(text)
+    request_json: dict[str, Any] = {}
+    if descriptor is None:  # every parameter; a list where the schema checks for one
+        checks = dict(schema)
+        for key, found in values.items():
+            listed = "array" in checks.get(key, ())
+            request_json[key] = found if listed else (found[0] if len(found) == 1 else found)
+        return request_json
+    for field in descriptor.fields:
+        if field.name not in values:
+            continue
+        if field.is_repeated:
+            request_json[field.name] = values[field.name]
+            continue
+        first = values[field.name][0]
+        if field.type != FieldDescriptor.TYPE_BOOL:
+            request_json[field.name] = first
+        elif first.lower() not in ("true", "false"):
+            raise _Refused(f"Invalid boolean value: {first}, must be 'true' or 'false'.")
+        else:
+            request_json[field.name] = first.lower() == "true"
+    return request_json
+
+
+def _reject_conflicting_field_aliases(request_json: Any, descriptor: Descriptor) -> None:
+    """A field spelt both ways (`run_id` and `runId`) in one object, at any depth of the message."""
+    if not isinstance(request_json, dict):
+        return
+    for field in descriptor.fields:
+        if field.name != field.json_name and field.name in request_json and field.json_name in request_json:
+            raise _Refused(f"Request specifies both '{field.name}' and '{field.json_name}'; provide only one of them.")
+        if field.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        nested = field.message_type
+        if nested.GetOptions().map_entry or nested.full_name.startswith("google.protobuf."):
+            continue
+        value = request_json.get(field.name, request_json.get(field.json_name))
+        for item in value if isinstance(value, list) else [value]:
+            _reject_conflicting_field_aliases(item, nested)
+
+
+@functools.cache
+def _pool() -> descriptor_pool.DescriptorPool:
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTORS.read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    return pool
+
+
+@functools.cache
+def _message_class(name: str) -> Any:
+    return message_factory.GetMessageClass(_pool().FindMessageTypeByName(name))
+
+
+# -- the checks (handlers._validate_request_json_with_schema, _validate_param_against_schema) -------------
+
+
+def _check(request_json: Any, schema: tuple[tuple[str, tuple[Check, ...]], ...], parsed: bool | None) -> None:
+    for name, checks in schema:
+        if name in request_json or "required" in checks:
+            value = request_json.get(name)
+            if name == "run_id" and value is None and "run_uuid" in request_json:
+                value = request_json.get("run_uuid")
+            for check in checks:
+                if parsed and check in TYPE_CHECKS:
+                    continue
+                try:
+                    _apply(check, value)
+                except AssertionError as failed:
+                    if failed.args:
+                        raise _Refused(f"{failed.args[0]}{SEE_THE_DOCS}") from None
+                    if check == "required":
+                        raise _Refused(f"Missing value for required parameter '{name}'.{SEE_THE_DOCS}") from None
+                    raise _Refused(invalid_value(name, value)) from None
+
+
+def _apply(check: Check, value: Any) -> None:
+    """One of MLflow's checks; AssertionError where MLflow's fails, any other error where MLflow's crashes."""
+    if isinstance(check, tuple):
+        _apply_inline(check, value)
+    elif check == "required":
+        if value is None or value == "":
+            raise AssertionError
+    elif check == "string":
+        _expect(isinstance(value, str))
+    elif check == "intlike":
+        with contextlib.suppress(ValueError):
+            value = int(value)
+        _expect(isinstance(value, int))
+    elif check == "floatlike":
+        with contextlib.suppress(ValueError):
+            value = float(value)
+        _expect(isinstance(value, float))
+    elif check == "bool":
+        _expect(isinstance(value, bool))
+    elif check == "array":
+        _expect(isinstance(value, list))
+    elif check == "dict":
+        _expect(isinstance(value, dict))
+    elif check == "item_type_string":
+        _expect(all(isinstance(item, str) for item in value))
+    elif check == "map_key_present":
+        _expect(isinstance(value, list))
+        for entry in value:
+            _apply("required", entry.get("key"))
+    else:
+        raise LookupError(f"unknown check {check!r}")
+
+
+def _apply_inline(check: tuple[Any, ...], value: Any) -> None:
+    kind = check[0]
+    if kind == "at_most":
+        _expect(int(value) <= check[1])
+    elif kind == "count_at_most":
+        if len(value) > check[1]:
+            raise AssertionError(check[2].format(count=len(value)))
+    elif kind == "int_between":
+        if not check[1] <= int(value) <= check[2]:
+            raise AssertionError(check[3])
+    elif kind == "fields_present":
+        _, name, keys = check
+        for index, entry in enumerate(value):
+            for key in keys:
+                found = entry.get(key)
+                if found is None or found == "":
+                    raise AssertionError(f"Missing value for required parameter '{name}[{index}].{key}'.")
+    else:
+        raise LookupError(f"unknown check {check!r}")
+
+
+def _expect(holds: bool) -> None:
+    if not holds:
+        raise AssertionError
