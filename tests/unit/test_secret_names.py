@@ -20,16 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.authz.decide import Authorizer
-from gateway.client import (
-    SCOPE_ENV,
-    NoActiveRun,
-    SecretError,
-    _scope_from_env,
-    _text,
-    get_secret,
-    get_secrets,
-    split_name,
-)
+from gateway.client import SCOPE_ENV, NoActiveRun, SecretError, get_secret, get_secrets, split_name
+from gateway.client.secrets import _scope_from_env, _text
 from gateway.core.errors import InvalidParameter
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
