@@ -110,6 +110,7 @@ from gateway.observability.metrics import DENIED
 from gateway.observability.routes import health_handlers
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
+from gateway.properties.guard import PropertyGuard
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
 from gateway.secrets.crypto import Keyring
@@ -399,7 +400,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     sender = FailoverSender(StoreSender(stores), Failover(stores, sessionmaker))
     # Before anything of a write is sent: a run that read a secret must not log its value (secrets/leaks.py).
     leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit)
-    forwarder = Forwarder(links, runs, guard, sender, after_write, before_send=[leak_guard])
+    # A run's properties are add-only: no call may change or delete one (properties/guard.py).
+    property_guard = PropertyGuard(direct.fetch, sessionmaker, audit)
+    forwarder = Forwarder(links, runs, guard, sender, after_write, before_send=[leak_guard, property_guard])
     account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(

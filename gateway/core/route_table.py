@@ -63,12 +63,13 @@ class Trait(Flag):
     CREATES = auto()  # the answer names the object the write created (the index and the relay need its id)
     FAILOVER = auto()  # a dual workspace's read served from the central copy while its store is down
     RUN_TEXT = auto()  # writes text into a run (params, tags, metric names, run name, inputs): the leak guard reads it
+    RUN_TAGS = auto()  # sets or deletes tags of an existing run, keys of the caller's choosing: the property guard
 
 
 NO_TRAITS = Trait(0)
 INDEXED, MIRRORED, BATCHED = Trait.INDEXED, Trait.MIRRORED, Trait.BATCHED
 CREATES, FAILOVER = Trait.CREATES, Trait.FAILOVER
-RUN_TEXT = Trait.RUN_TEXT
+RUN_TEXT, RUN_TAGS = Trait.RUN_TEXT, Trait.RUN_TAGS
 
 READ_ACTIONS = frozenset({Action.READ, Action.SEARCH, Action.PUBLIC})
 
@@ -116,6 +117,11 @@ class RouteSpec:
     def run_text(self) -> bool:
         """Writes text the store keeps with a run: params, tags, metric names, the run name, dataset inputs."""
         return Trait.RUN_TEXT in self.traits
+
+    @property
+    def run_tags(self) -> bool:
+        """Sets or deletes tags of an existing run under keys the caller chooses (set-tag, delete-tag, log-batch)."""
+        return Trait.RUN_TAGS in self.traits
 
     @property
     def idempotent(self) -> bool:
@@ -176,9 +182,9 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
         traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT,
     ),
     R("POST", "/mlflow/runs/log-parameter", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT),
-    R("POST", "/mlflow/runs/set-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT),
-    R("POST", "/mlflow/runs/delete-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED),
-    R("POST", "/mlflow/runs/log-batch", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT),
+    R("POST", "/mlflow/runs/set-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT | RUN_TAGS),
+    R("POST", "/mlflow/runs/delete-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | RUN_TAGS),
+    R("POST", "/mlflow/runs/log-batch", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT | RUN_TAGS),
     R("POST", "/mlflow/runs/log-model", RU, EDIT, RUN_ID, traits=RUN_TEXT),
     R("POST", "/mlflow/runs/log-inputs", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | RUN_TEXT),
     R("POST", "/mlflow/runs/outputs", RU, EDIT, RUN_ID, traits=MIRRORED),

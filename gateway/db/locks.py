@@ -29,6 +29,7 @@ class LockClass(IntEnum):
     LINKS = 7003  # link and relink decisions, one at a time (key: 0; transaction-scoped)
     MIRROR_OBJECT = 7004  # one mirrored object at a time (key: hashtext of workspace/kind/id; session lock)
     OUTBOX_KEY = 7005  # one relay per outbox order key at a time (key: hashtext of the order key; session lock)
+    RUN_PROPERTIES = 7006  # one property write per run at a time (key: hashtext of workspace id/run id; session lock)
 
 
 MIGRATION_LOCK = 7_351_001  # schema migrations, one replica at a time

@@ -12,8 +12,10 @@ four small protocols, and the composition root (gateway/app.py) chooses which:
   (index/write_through.py) and the dual outbox (dual/capture.py).
 - `BeforeSend`: asked about every call it `wants` once the guard allowed it and before anything of it
   is sent anywhere (store, outbox, index): it sees the canonical body the store will get (`PendingCall`)
-  and raises a GatewayError to refuse the whole call. Implemented by the secrets leak guard
-  (secrets/leaks.py: a write of a run that read a secret must not carry the secret's value).
+  and raises a GatewayError to refuse the whole call; it may return something it `Held` (a lock) that
+  the forwarder releases once the send step is over. Implemented by the secrets leak guard
+  (secrets/leaks.py: a write of a run that read a secret must not carry the secret's value) and the
+  property guard (properties/guard.py: a run's properties are add-only; it holds a per-run lock).
 - `Sender`: the send step. `StoreSender` (service.py) sends to the workspace's store; a decorator
   may wrap it (dual/failover.py's `FailoverSender` answers reads from the central copy while a dual
   workspace's store is down).
@@ -77,13 +79,24 @@ class PendingCall:
     request_id: str
 
 
+class Held(Protocol):
+    """What a before-send check holds until the store has answered the call (a lock), released by the forwarder."""
+
+    async def release(self) -> None: ...
+
+
 class BeforeSend(Protocol):
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
         """Whether calls of this route to this workspace are checked (asked for every call: keep it cheap)."""
         ...
 
-    async def check(self, call: PendingCall) -> None:
-        """Raise a GatewayError to refuse the call: nothing of it is sent then, and no hook hears of it."""
+    async def check(self, call: PendingCall) -> Held | None:
+        """Raise a GatewayError to refuse the call: nothing of it is sent then, and no hook hears of it.
+
+        A check whose verdict holds only while nothing else changes what it read (the property guard: no other
+        call sets the property meanwhile) returns what it holds; the forwarder releases it once the send step
+        is over, whatever happened, so the next such call is checked against what this one wrote.
+        """
         ...
 
 

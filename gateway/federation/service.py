@@ -36,6 +36,7 @@ from gateway.federation.hooks import (
     AfterWrite,
     BeforeSend,
     Check,
+    Held,
     Outgoing,
     PendingCall,
     RunHomes,
@@ -215,18 +216,20 @@ class Forwarder:
         # 3b before send: checks of the body exactly as it will be sent, before it goes anywhere
         checks = [check for check in self.before_send if check.wants(spec, link)]
         checked = canonical_body(plan.body) if checks and plan.body is not None else canonical
+        held: list[Held] = []
         if checks and checked is not None:
-            pending = PendingCall(spec, link, call.principal, checked, call.request_id)
-            for check in checks:
-                await check.check(pending)
-        # 4 send
-        path, query = self._upstream_target(call, link, artifact_path)
-        body = call.body
-        if spec.body is Body.JSON and isinstance(body, bytes) and body and _renames(link):
-            body = _rewrite_json(body, link.name, link.upstream_workspace or link.name)
-        headers = call.headers
-        headers.append(("X-Request-Id", call.request_id))
-        sent = await self.sender.send(Outgoing(spec, link, path, query, headers, body, artifact_path))
+            held = await _checked(checks, PendingCall(spec, link, call.principal, checked, call.request_id))
+        # 4 send; what the checks hold is let go once the store has answered (or did not)
+        try:
+            path, query = self._upstream_target(call, link, artifact_path)
+            body = call.body
+            if spec.body is Body.JSON and isinstance(body, bytes) and body and _renames(link):
+                body = _rewrite_json(body, link.name, link.upstream_workspace or link.name)
+            headers = call.headers
+            headers.append(("X-Request-Id", call.request_id))
+            sent = await self.sender.send(Outgoing(spec, link, path, query, headers, body, artifact_path))
+        finally:
+            await _release(held)
         # 5 read
         hooks = [hook for hook in self.hooks if hook.wants(spec, link)]
         answer_needed = sent.response.status == 200 and any(hook.needs_answer(spec, link) for hook in hooks)
@@ -344,6 +347,25 @@ class Forwarder:
                 raise InvalidParameter(f"Invalid value for path parameter '{key}': {text!r}")
             template = re.sub(r"\{" + key + r":\w+\}", quote(text, safe=""), template)
         return f"{spec.upstream_prefix}{template}", query
+
+
+async def _checked(checks: Sequence[BeforeSend], pending: PendingCall) -> list[Held]:
+    """Ask each check in turn; what they hold, or nothing held when one refuses."""
+    held: list[Held] = []
+    try:
+        for check in checks:
+            hold = await check.check(pending)
+            if hold is not None:
+                held.append(hold)
+    except BaseException:
+        await _release(held)
+        raise
+    return held
+
+
+async def _release(held: Sequence[Held]) -> None:
+    for hold in reversed(held):
+        await hold.release()
 
 
 def _replace_query_param(query: str, name: str, value: str) -> str:

@@ -528,6 +528,56 @@ async def test_a_before_send_check_sees_the_canonical_body_and_its_refusal_sends
     assert len(check.seen) == 2 and len(store.sent) == 2
 
 
+class Holding:
+    """A before-send check that holds a lock until the send step is over; notes when it was let go."""
+
+    def __init__(self, store: RecordingStore, events: list[str], name: str, refuse: bool = False) -> None:
+        self.store, self.events, self.name, self.refuse = store, events, name, refuse
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return spec.run_tags
+
+    async def check(self, call: PendingCall) -> Holding | None:
+        if self.refuse:
+            raise InvalidParameter(f"{self.name} refuses")
+        self.events.append(f"{self.name} held")
+        return self
+
+    async def release(self) -> None:
+        self.events.append(f"{self.name} released after {len(self.store.sent)} sent")
+
+
+async def test_what_a_before_send_check_holds_is_let_go_once_the_store_answered_or_failed() -> None:
+    events: list[str] = []
+    store = RecordingStore()
+    first, second = Holding(store, events, "first"), Holding(store, events, "second")
+    fw = Forwarder(links(DEFAULT, TEAM_A), Runs({}), AllowAll(), StoreSender({"s": store}), before_send=[first, second])
+    await fw.forward(log_batch(RUN_A, header="team-a"))
+    assert events == ["first held", "second held", "second released after 1 sent", "first released after 1 sent"]
+
+    # The store does not answer: released all the same, and the client hears of the failure.
+    events.clear()
+    store.down = True
+    with pytest.raises(StoreUnavailable):
+        await fw.forward(log_batch(RUN_A, header="team-a"))
+    assert events == ["first held", "second held", "second released after 1 sent", "first released after 1 sent"]
+
+    # A later check refuses: what an earlier one holds is let go, nothing is sent.
+    events.clear()
+    store.down = False
+    refusing = Holding(store, events, "third", refuse=True)
+    fw = Forwarder(
+        links(DEFAULT, TEAM_A), Runs({}), AllowAll(), StoreSender({"s": store}), before_send=[first, refusing]
+    )
+    with pytest.raises(InvalidParameter, match="third refuses"):
+        await fw.forward(log_batch(RUN_A, header="team-a"))
+    assert events == ["first held", "first released after 1 sent"] and len(store.sent) == 1
+    # Routes the checks do not want hold nothing.
+    events.clear()
+    await fw.forward(call(RUNS_CREATE, header="team-a", body={"experiment_id": "1"}))
+    assert events == []
+
+
 async def test_the_features_hooks_want_what_the_route_table_says() -> None:
     async def no_pool(name: str, settings: Mapping[str, str] | None = None, /) -> Any:
         raise AssertionError("no database in this test")
