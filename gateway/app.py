@@ -101,7 +101,8 @@ from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, StoreSender
 from gateway.index.account import AccountScope
 from gateway.index.moves import IndexMoves
-from gateway.index.routes import IndexController
+from gateway.index.routes import IndexController, RunMetricsController
+from gateway.index.run_metrics import RunMetrics
 from gateway.index.sync import IndexSync
 from gateway.index.write_through import IndexWriteThrough
 from gateway.index.writer import IndexWriter
@@ -404,6 +405,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     property_guard = PropertyGuard(direct.fetch, sessionmaker, audit)
     forwarder = Forwarder(links, runs, guard, sender, after_write, before_send=[leak_guard, property_guard])
     account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs)
+    run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(
         sessionmaker,
@@ -526,6 +528,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             WorkspacesController,
             LinksController,
             IndexController,
+            RunMetricsController,
             ScimMeController,
             ScimController,
             TokenController,
@@ -550,6 +553,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "secrets": Provide(lambda: secrets, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
             "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
+            "run_metrics": Provide(lambda: run_metrics, sync_to_thread=False, use_cache=True),
         },
         middleware=[
             DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator, limiter=denial_limiter)  # type: ignore[arg-type]

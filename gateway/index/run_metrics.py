@@ -1,0 +1,136 @@
+"""Recursive run metrics from the account index: Azure ML's `run.get_metrics(recursive=True)` of the Run API.
+
+`GET /api/2.0/fedgate/runs/metrics-recursive?run_id=...` answers `{run_id: {name: value or list}}` for the run and
+every descendant (children by their `mlflow.parentRunId` tag, their children, ...) that the caller may read,
+each run's metrics read back as Azure ML answers them (gateway/client/encoding.py: the same decoding as the
+client's own `get_metrics()`; non-finite numbers spelled "NaN", "Infinity", "-Infinity").
+
+One SQL statement: a recursive walk of the run's descendants in its workspace (the partial index
+`ix_runs_parent`, migration 0014), then every point of every metric of the visible runs, in step order. The
+run must be readable as reading it through the forwarded routes requires (CAN_READ on its experiment, or on
+its workspace); one that is not answers like a missing run. Descendants the caller may not read are left out
+(their own readable descendants are not). Deleted descendants are left out, as MLflow's searches leave them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.authz.decide import Authorizer, Everything
+from gateway.client.encoding import METRIC_TAG, PARENT_TAG, decode, json_safe
+from gateway.core.errors import InvalidParameter, ResourceNotFound, hidden
+from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.principal import Principal
+
+MAX_RUNS = 10_000  # the run and its descendants one answer covers
+MAX_POINTS = 5_000_000  # metric values one answer carries
+
+_LOCATE = sa.text("SELECT workspace_id, experiment_id FROM ix_runs WHERE run_id = :run_id")
+
+# :visible_all (every experiment of the workspace) or experiment_id = ANY(:experiments).
+_TREE = sa.text(
+    f"""
+    WITH RECURSIVE tree(run_key, run_id, workspace_id, experiment_id) AS (
+        SELECT run_key, run_id, workspace_id, experiment_id FROM ix_runs WHERE run_id = :run_id
+      UNION
+        SELECT c.run_key, c.run_id, c.workspace_id, c.experiment_id
+        FROM tree t JOIN ix_runs c
+          ON c.workspace_id = t.workspace_id
+         AND c.tags ? '{PARENT_TAG}'
+         AND c.tags ->> '{PARENT_TAG}' = t.run_id
+        WHERE c.delete_time IS NULL
+    ),
+    limited AS (SELECT * FROM tree LIMIT :max_runs + 1),
+    visible AS (
+        SELECT l.run_key, l.run_id FROM limited l
+        WHERE :visible_all OR l.experiment_id = ANY(:experiments)
+    ),
+    sizes AS (
+        SELECT (SELECT count(*) FROM limited) AS runs,
+               (SELECT coalesce(sum(m.points), 0) FROM visible v JOIN ix_metric_latest m ON m.run_key = v.run_key)
+                 AS points
+    )
+    SELECT v.run_id, s.runs, s.points,
+           (SELECT coalesce(jsonb_object_agg(key, value), '{{}}'::jsonb) FROM jsonb_each_text(r.tags)
+            WHERE starts_with(key, '{METRIC_TAG}')) AS kinds,
+           p.metric_name, p.steps, p.metric_values
+    FROM sizes s
+    CROSS JOIN visible v
+    JOIN ix_runs r ON r.run_key = v.run_key
+    LEFT JOIN LATERAL (
+        SELECT m.metric_name,
+               array_agg(x.step ORDER BY x.step, x.at, m.chunk_id, x.ord) AS steps,
+               array_agg(x.value ORDER BY x.step, x.at, m.chunk_id, x.ord) AS metric_values
+        FROM ix_metrics m,
+             unnest(m.metric_steps, m.metric_times, m.metric_values) WITH ORDINALITY AS x(step, at, value, ord)
+        WHERE m.run_key = v.run_key
+        GROUP BY m.metric_name
+    ) p ON s.runs <= :max_runs AND s.points <= :max_points
+    """  # noqa: S608 (the two tag names are constants of ours)
+).bindparams(
+    sa.bindparam("experiments", type_=ARRAY(sa.Text)),
+    sa.bindparam("visible_all", type_=sa.Boolean),
+)
+
+
+class RunMetrics:
+    """The answers of `metrics-recursive`, read from the index with the caller's read authorization."""
+
+    def __init__(
+        self, links: LinkTable, authorizer: Authorizer, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self.links = links
+        self.authorizer = authorizer
+        self.sessionmaker = sessionmaker
+
+    async def recursive(self, principal: Principal, run_id: str, workspace: WorkspaceLink | None) -> dict[str, Any]:
+        missing = f"Run with id={run_id} not found"
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(sa.text("SET TRANSACTION READ ONLY"))
+            found = (await session.execute(_LOCATE, {"run_id": run_id})).first()
+            link = self.links.by_id(found[0]) if found is not None else None
+            if found is None or link is None or (workspace is not None and workspace.workspace_id != link.workspace_id):
+                raise ResourceNotFound(
+                    f"{missing} in the account index (a run the index has not seen yet is there once the "
+                    "index sync has passed over its workspace)"
+                )
+            readable = self.authorizer.readable_experiments(principal, link.workspace_id)
+            experiments = None if isinstance(readable, Everything) else sorted(readable)
+            if experiments is not None and str(found[1]) not in experiments:
+                raise hidden(missing)
+            rows = (
+                await session.execute(
+                    _TREE,
+                    {
+                        "run_id": run_id,
+                        "max_runs": MAX_RUNS,
+                        "max_points": MAX_POINTS,
+                        "visible_all": experiments is None,
+                        "experiments": experiments or [],
+                    },
+                )
+            ).all()
+        return answer(run_id, rows)
+
+
+def answer(run_id: str, rows: Sequence[Any]) -> dict[str, Any]:
+    """The rows of the tree query as `{run_id: {name: value or list}}` (JSON-safe)."""
+    if rows and (rows[0].runs > MAX_RUNS or rows[0].points > MAX_POINTS):
+        raise InvalidParameter(
+            f"Run {run_id} and its descendants are more than one answer carries (at most {MAX_RUNS:,} runs and "
+            f"{MAX_POINTS:,} metric values; this tree has {min(rows[0].runs, MAX_RUNS + 1):,}+ runs or "
+            f"{rows[0].points:,} values): ask for a run further down, or read runs one at a time."
+        )
+    kinds: dict[str, Mapping[str, str]] = {}
+    histories: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for row in rows:
+        kinds[row.run_id] = row.kinds or {}
+        points = histories.setdefault(row.run_id, {})
+        if row.metric_name is not None:
+            points[row.metric_name] = list(zip(row.steps, row.metric_values, strict=True))
+    return {rid: json_safe(decode(rid, kinds[rid], histories[rid])) for rid in histories}
