@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import traceback
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -40,6 +40,7 @@ from adapters.stores.mlflow_rest import MlflowRestStore
 from adapters.vaults.azure_keyvault import AzureKeyVault, KeyVaultSettings
 from adapters.vaults.openbao import AppRoleAuth, KubernetesAuth, OpenBaoAuth, OpenBaoSettings, OpenBaoVault, TokenAuth
 from gateway.audit.trail import AuditTrail, entry
+from gateway.authn.limits import Admission, PrincipalLimiter
 from gateway.authn.middleware import AuthenticationMiddleware, DenialLimiter
 from gateway.authn.oidc import OidcVerifier
 from gateway.authn.service import Authenticator
@@ -84,6 +85,8 @@ from gateway.core.principal import Principal
 from gateway.core.watch import ReloadLoop
 from gateway.core.workspace_headers import ID_HEADER, NAME_HEADER
 from gateway.db.engine import make_sessionmaker
+from gateway.db.locks import autocommit_connection
+from gateway.db.migrate import database_revision
 from gateway.db.pools import DatabasePools, PoolName
 from gateway.dual.capture import OutboxCapture
 from gateway.dual.failover import Failover, FailoverSender
@@ -107,6 +110,7 @@ from gateway.index.sync import IndexSync
 from gateway.index.write_through import IndexWriteThrough
 from gateway.index.writer import IndexWriter
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
+from gateway.observability.health import STORE_TIMEOUT_SECONDS, Readiness, StoreHealth, drain_on_sigterm
 from gateway.observability.metrics import DENIED
 from gateway.observability.routes import health_handlers
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
@@ -434,6 +438,19 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         on_lost=tainted.not_listening,
     )
 
+    async def revision() -> str | None:
+        async with autocommit_connection(sessionmaker) as connection:
+            return await database_revision(connection)
+
+    readiness = Readiness(revision, lambda: policy.loaded)
+    # Each store's health, probed in the background: reported, never a reason to leave the Service.
+    store_health = StoreHealth(
+        {
+            name: _health_check(StoreClient(store, timeout_seconds=STORE_TIMEOUT_SECONDS))
+            for name, store in stores.items()
+        },
+    )
+
     def denied(request: Request[Any, Any, Any], exc: GatewayError) -> None:
         """Every refusal of the gateway's own (authentication or authorization) goes to the audit log."""
         if not (exc.denied or isinstance(exc, Unauthenticated | PermissionDenied)):
@@ -465,6 +482,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # SIGTERM: unready at once, the server's own shutdown after server.shutdown_delay_seconds (docs/operations.md).
+        undo_drain = drain_on_sigterm(readiness, settings.server.shutdown_delay_seconds)
         log.info("database connections per worker", extra={"pools": pools.budget, "total": pools.total()})
         async with sessionmaker() as session, session.begin():
             await workspaces.seed_from_config(session)
@@ -479,11 +498,15 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         relay.start()
         reconciler.start()
         index_sync.start()
+        store_health.start()
         checks = asyncio.create_task(_check_configured_links(workspaces))
         try:
             yield
         finally:
+            readiness.draining = True
+            undo_drain()
             checks.cancel()
+            await store_health.stop()
             await relay.stop()
             await bookkeeping.close()
             await reconciler.stop()
@@ -502,19 +525,6 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             for vault in vaults.values():
                 await vault.close()
             await engine.dispose()
-
-    async def ready() -> dict[str, Any]:
-        from sqlalchemy import text
-
-        report: dict[str, Any] = {"database": "ok", "stores": {}}
-        try:
-            async with sessionmaker() as session:
-                await session.execute(text("SELECT 1"))
-        except Exception as exc:
-            report["database"] = f"unreachable: {type(exc).__name__}"
-        for name, store in stores.items():
-            report["stores"][name] = await _store_health(store)
-        return report
 
     return Litestar(
         route_handlers=[
@@ -539,7 +549,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             AuditController,
             SqlStatementsController,
             SecretsController,
-            *health_handlers(ready),
+            *health_handlers(readiness, store_health),
         ],
         dependencies={
             "service": Provide(lambda: workspaces, sync_to_thread=False, use_cache=True),
@@ -556,7 +566,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "run_metrics": Provide(lambda: run_metrics, sync_to_thread=False, use_cache=True),
         },
         middleware=[
-            DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator, limiter=denial_limiter)  # type: ignore[arg-type]
+            DefineMiddleware(
+                AuthenticationMiddleware,  # type: ignore[arg-type]
+                authenticator=authenticator,
+                limiter=denial_limiter,
+                principal_limiter=PrincipalLimiter(
+                    settings.server.principal_requests_per_second, settings.server.principal_burst
+                ),
+            )
         ],
         exception_handlers={
             GatewayError: gateway_error,
@@ -572,13 +589,19 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
 
 
-async def _store_health(store: Store) -> str:
-    """ "ok" when the store answers its health check within 2 s, whatever it answers."""
-    try:
-        await StoreClient(store, timeout_seconds=2).ping()
-    except Exception as exc:
-        return f"unreachable: {type(exc.__cause__ or exc).__name__}"
-    return "ok"
+def _health_check(client: StoreClient) -> Callable[[], Awaitable[None]]:
+    """The store's `/health`: up when it answers below 500 (raises otherwise, or when it does not answer)."""
+
+    async def check() -> None:
+        status = await client.ping()
+        if status >= 500:
+            raise StoreUnavailableAnswer(f"health check answered {status}")
+
+    return check
+
+
+class StoreUnavailableAnswer(Exception):
+    pass
 
 
 async def _check_configured_links(workspaces: WorkspaceService) -> None:
@@ -591,8 +614,16 @@ async def _check_configured_links(workspaces: WorkspaceService) -> None:
 
 
 def asgi_app(settings: Settings, database_url: str) -> AccessLog:
-    """The app as served: the access log wraps everything, unmatched routes included."""
-    return AccessLog(create_app(settings, database_url), enabled=settings.server.access_log)
+    """The app as served: the access log wraps everything (unmatched routes and overload refusals included),
+    then admission control (authn/limits.py) caps the requests worked on at once."""
+    server = settings.server
+    admitted = Admission(
+        create_app(settings, database_url),
+        max_in_flight=server.max_in_flight,
+        max_queued=server.max_queued,
+        queue_wait=server.queue_wait_seconds,
+    )
+    return AccessLog(admitted, enabled=server.access_log)  # type: ignore[arg-type]
 
 
 def asgi_from_env() -> AccessLog:

@@ -18,6 +18,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Receive, Send
 
+from gateway.authn.limits import PrincipalLimiter
 from gateway.authn.service import Authenticator
 from gateway.core.errors import RateLimited, Unauthenticated
 from gateway.observability.access import note
@@ -86,10 +87,17 @@ def remote_address(scope: dict[str, Any]) -> str:
 
 
 class AuthenticationMiddleware:
-    def __init__(self, app: ASGIApp, authenticator: Authenticator, limiter: DenialLimiter | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        authenticator: Authenticator,
+        limiter: DenialLimiter | None = None,
+        principal_limiter: PrincipalLimiter | None = None,
+    ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.limiter = limiter
+        self.principal_limiter = principal_limiter  # requests per principal (authn/limits.py)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -110,6 +118,8 @@ class AuthenticationMiddleware:
             scope["user"] = principal
             if principal is not None:
                 note(scope, principal=principal.name)
+                if self.principal_limiter is not None and not public:
+                    self.principal_limiter.check(principal.name)
         await self.app(scope, receive, send)  # type: ignore[arg-type]
 
     def _spend(self, scope: dict[str, Any]) -> None:

@@ -49,6 +49,7 @@ class LivePolicy:
         self._sessionmaker = sessionmaker
         self._views = views
         self.snapshot = PolicySnapshot.empty()
+        self.loaded = False  # a snapshot of the stored policy is in use (readiness)
         self._listeners: list[Callable[[PolicySnapshot], None]] = []
 
     def on_change(self, listener: Callable[[PolicySnapshot], None]) -> None:
@@ -89,6 +90,7 @@ class LivePolicy:
         if snapshot.version < self.snapshot.version:
             return self.snapshot  # a concurrent reload already installed something newer
         self.snapshot = snapshot
+        self.loaded = True
         POLICY_VERSION.set(version)
         POLICY_RELOADS.inc()
         for listener in self._listeners:

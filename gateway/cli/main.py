@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import sys
@@ -41,7 +42,6 @@ def _exit_on_sigterm() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.authn.service import check_admin_token
-    from gateway.db.migrate import upgrade
     from gateway.observability.logging import configure_logging
 
     configure_logging()
@@ -50,11 +50,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _exit_on_sigterm()
     url, release = _database(settings)
     try:
-        upgrade(url)
+        _prepare_schema(settings, url)
         _run_uvicorn(settings, args, url)
     finally:
         release()
     return 0
+
+
+def _prepare_schema(settings: Settings, url: str) -> None:
+    """Wait for the database (at most database.connect_timeout_seconds), then migrate it, or with
+    database.migrate_on_start = false only check it: an older schema stops start-up (exit 2), naming both
+    revisions; a newer one (a newer release migrated it during a rolling update) is served."""
+    import logging
+
+    from gateway.db.migrate import DatabaseUnreachable, schema_state, upgrade, wait_for_database
+
+    log = logging.getLogger("gateway.cli")
+    try:
+        revision = wait_for_database(url, settings.database.connect_timeout_seconds)
+    except DatabaseUnreachable as exc:
+        raise ConfigError(f"database.url: {exc}") from None
+    if settings.database.migrate_on_start:
+        upgrade(url)
+        return
+    state = schema_state(revision)
+    if not state.servable:
+        raise ConfigError(
+            f"the database schema is at revision {state.revision or 'none'} and this gateway needs {state.head}: "
+            "run `fedgate db upgrade` (the migration Job) first, or set database.migrate_on_start = true"
+        )
+    if state.state == "newer":
+        log.warning("the database schema is newer than this gateway's", extra=state.report())
 
 
 def _run_uvicorn(settings: Settings, args: argparse.Namespace, url: str) -> None:
@@ -73,6 +99,8 @@ def _run_uvicorn(settings: Settings, args: argparse.Namespace, url: str) -> None
         "server_header": False,
         "proxy_headers": False,
         "timeout_keep_alive": 30,
+        # After SIGTERM (and server.shutdown_delay_seconds): how long requests in flight get to finish.
+        "timeout_graceful_shutdown": math.ceil(settings.server.shutdown_grace_seconds),
     }
     if workers == 1:
         uvicorn.run(asgi_app(settings, url), **common)  # type: ignore[arg-type]

@@ -82,12 +82,32 @@ class ServerSettings(_Settings):
     # Generous by default (one address may be a NAT or a CI runner); 0 per second turns the limit off.
     anonymous_denials_per_second: float = 20.0
     anonymous_denials_burst: int = 200
+    # Life cycle (docs/operations.md). On SIGTERM the replica reports itself unready and keeps serving for
+    # `shutdown_delay_seconds` (for load balancers to stop sending it requests), then stops accepting
+    # connections and gives requests in flight (artifact streams included) `shutdown_grace_seconds` to finish.
+    shutdown_delay_seconds: float = 0.0
+    shutdown_grace_seconds: float = 30.0
+    # Overload protection, per worker process (docs/operations.md): at most `max_in_flight` requests are
+    # worked on at once, at most `max_queued` more wait (each at most `queue_wait_seconds`) for one of them
+    # to end; past either the request answers 503 with Retry-After. 0 turns the cap off.
+    max_in_flight: int = 256
+    max_queued: int = 1024
+    queue_wait_seconds: float = 10.0
+    # Requests per authenticated principal in a token bucket of each worker: `principal_burst` at once,
+    # refilled at `principal_requests_per_second`; past that 429 with Retry-After. 0 turns the limit off.
+    principal_requests_per_second: float = 200.0
+    principal_burst: int = 400
 
 
 class DatabaseSettings(_Settings):
     url: str = ""
     data_dir: str = ".fedgate"
     pool_size: int = 10
+    # Start-up waits this long for the database to answer (logging each attempt), then gives up.
+    connect_timeout_seconds: float = 60.0
+    # `fedgate serve` migrates the schema itself (under an advisory lock). false: it only checks the schema and
+    # refuses to start on an older one (a migration Job runs `fedgate db upgrade` before the rollout).
+    migrate_on_start: bool = True
 
 
 class NoAuth(_Settings, tag_field="kind", tag="none"):
@@ -375,6 +395,25 @@ def _match_key(node: dict[str, Any], part: str) -> str:
     return part
 
 
+def check_life_cycle(settings: Settings) -> None:
+    """Shutdown, overload and start-up settings: each a number in its range."""
+    server, database = settings.server, settings.database
+    for key in ("shutdown_delay_seconds", "shutdown_grace_seconds"):
+        if not 0 <= getattr(server, key) <= 3600:
+            raise ConfigError(f"server.{key}: must be between 0 and 3600")
+    for key in ("max_in_flight", "max_queued"):
+        if getattr(server, key) < 0:
+            raise ConfigError(f"server.{key}: may not be negative (0 turns the cap off)")
+    if server.queue_wait_seconds <= 0:
+        raise ConfigError("server.queue_wait_seconds: must be more than 0")
+    if server.principal_requests_per_second < 0:
+        raise ConfigError("server.principal_requests_per_second: may not be negative (0 turns the limit off)")
+    if server.principal_requests_per_second > 0 and server.principal_burst < 1:
+        raise ConfigError("server.principal_burst: must be at least 1 while the limit is on")
+    if database.connect_timeout_seconds <= 0:
+        raise ConfigError("database.connect_timeout_seconds: must be more than 0")
+
+
 def validate_settings(settings: Settings) -> None:
     """Cross-field checks msgspec cannot express; each message names the key at fault."""
     if not settings.account.id.isdigit():
@@ -391,6 +430,7 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError("server.anonymous_denials_per_second: may not be negative (0 turns the limit off)")
     if settings.server.anonymous_denials_per_second > 0 and settings.server.anonymous_denials_burst < 1:
         raise ConfigError("server.anonymous_denials_burst: must be at least 1 while the limit is on")
+    check_life_cycle(settings)
     for name, store in settings.stores.items():
         if not STORE_NAME_RE.match(name):
             raise ConfigError(f"stores.{name}: store names use letters, digits, '-', '_' and '.'")

@@ -39,6 +39,7 @@ MAX_BACKOFF_SECONDS = 60.0  # for refusals
 MAX_OUTAGE_BACKOFF_SECONDS = 10.0  # an unreachable store is probed at least this often, so drains start soon
 GROUP_LIMIT = 2_000  # entries of one key applied in one round
 HEADS_PAGE = 32  # candidate heads read at a time; more are read only while every one read is held elsewhere
+STOP_GRACE_SECONDS = 10.0  # how long a stopping relay lets rounds under way finish before it cancels them
 RENUMBER_WAIT_SECONDS = 60.0  # how long a renumber waits for relays at work on the workspace's keys
 _RELAYING = (
     "Dual-mode entries of workspace id {} are being applied to the central store right now; "
@@ -324,11 +325,14 @@ class Relay:
         self._workers = workers
         self._idle = idle_seconds
         self._tasks: list[asyncio.Task[None]] = []
+        self._probe: asyncio.Task[None] | None = None
         self._outages: set[int] = set()  # workspaces whose central store was last found unreachable
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._tasks = [asyncio.create_task(self._run(), name=f"outbox relay {i}") for i in range(self._workers)]
-        self._tasks.append(asyncio.create_task(self._watch_outages(), name="outbox outage probe"))
+        self._probe = asyncio.create_task(self._watch_outages(), name="outbox outage probe")
 
     async def _watch_outages(self) -> None:
         """Probe an unreachable central store every second; when it answers, its backlog is due at once."""
@@ -341,15 +345,25 @@ class Relay:
                         async with self._sessionmaker() as session, session.begin():
                             await OutboxRepository(session).due_now(workspace_id)
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Hand every key back: no new round starts, rounds under way get `grace_seconds` to apply and mark
+        what they took up (their keys are let go when they end), then whatever is left is cancelled (its
+        entries stay pending, for any replica to apply again: replay is idempotent)."""
+        self._stopping.set()
+        if self._probe is not None:
+            self._probe.cancel()
+        running = [task for task in self._tasks if not task.done()]
+        if running:
+            _, late = await asyncio.wait(running, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+        for ended in [*self._tasks, *([self._probe] if self._probe is not None else [])]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ended
+        self._tasks, self._probe = [], None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 worked = await self.run_once()
             except asyncio.CancelledError:
@@ -358,7 +372,8 @@ class Relay:
                 log.warning("outbox relay round failed: %s", type(exc).__name__)
                 worked = 0
             if not worked:
-                await asyncio.sleep(self._idle)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._idle)
 
     async def run_once(self) -> int:
         """Take one key nobody else holds and apply what is queued for it; the number of entries applied.

@@ -39,3 +39,12 @@ SECRET_CACHE = Counter(
     "Secret values a run read from the vault cache ([secrets] cache_seconds): hit, or miss (the vault was asked)",
     ["vault", "result"],
 )
+STORE_UP = Gauge("fedgate_store_up", "1 when the store answered its last health check, else 0", ["store"])
+STORE_CHECK_SECONDS = Gauge("fedgate_store_check_seconds", "How long the store's last health check took", ["store"])
+IN_FLIGHT = Gauge("fedgate_in_flight_requests", "Requests this worker is working on (server.max_in_flight caps it)")
+QUEUED = Gauge("fedgate_queued_requests", "Requests waiting for a place (server.max_queued caps it)")
+OVERLOAD_REFUSED = Counter(
+    "fedgate_overload_refused_total",
+    "Requests refused by overload protection: queue_full and queue_timeout (503), principal_rate (429)",
+    ["reason"],
+)

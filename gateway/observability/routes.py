@@ -1,16 +1,23 @@
-"""Health probes and the Prometheus endpoint: operator-facing, no MLflow data, no credentials needed."""
+"""Health probes and the Prometheus endpoint: operator-facing, no MLflow data, no credentials needed.
+
+- `/health/live`: the process answers (the liveness probe).
+- `/health/ready`: this replica should get requests: database, schema, policy, not draining (health.py).
+- `/health/stores`: each store's last health check; always 200, a down store never makes a replica unready.
+- `/health`: `OK`, as MLflow answers it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.observability.health import Readiness, StoreHealth
 
-def health_handlers(ready: Callable[[], Awaitable[dict[str, Any]]]) -> list[HTTPRouteHandler]:
+
+def health_handlers(readiness: Readiness, stores: StoreHealth) -> list[HTTPRouteHandler]:
     @get("/health/live", opt={"public": True}, name="health live", include_in_schema=False)
     async def live() -> dict[str, str]:
         return {"status": "ok"}
@@ -20,14 +27,16 @@ def health_handlers(ready: Callable[[], Awaitable[dict[str, Any]]]) -> list[HTTP
         return "OK"
 
     @get("/health/ready", opt={"public": True}, name="health ready", include_in_schema=False)
-    async def readiness() -> Response[dict[str, Any]]:
-        report = await ready()
-        healthy = report["database"] == "ok" and all(v == "ok" for v in report["stores"].values())
-        report["status"] = "ok" if healthy else "unavailable"
-        return Response(report, status_code=200 if healthy else 503)
+    async def ready() -> Response[dict[str, Any]]:
+        ok, report = await readiness.report()
+        return Response(report, status_code=200 if ok else 503)
+
+    @get("/health/stores", opt={"public": True}, name="health stores", include_in_schema=False)
+    async def store_health() -> dict[str, Any]:
+        return stores.report()
 
     @get("/metrics", opt={"public": True}, name="metrics", include_in_schema=False)
     async def metrics() -> Response[bytes]:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return [live, health, readiness, metrics]
+    return [live, health, ready, store_health, metrics]

@@ -293,15 +293,30 @@ def test_gateway_presents_the_stores_own_credentials(mlflow_env: Stack) -> None:
     assert direct.json()["experiment"]["name"] == name
 
 
-def test_unreachable_store_answers_503_with_retry_after(stack: Stack) -> None:
+def test_unreachable_store_answers_503_with_retry_after_and_leaves_the_replica_ready(stack: Stack) -> None:
     response = stack.http("offline").post(f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1})
     assert_mlflow_error(response, 503, "TEMPORARILY_UNAVAILABLE")
     assert int(response.headers["Retry-After"]) > 0
+    # One dead store never takes the replica out of the Service: readiness is about the replica.
     ready = requests.get(f"{stack.url}/health/ready", timeout=10)
-    assert ready.status_code == 503
+    assert ready.status_code == 200, ready.text
     report = ready.json()
-    assert report["database"] == "ok"
-    assert report["stores"]["a"] == "ok" and report["stores"]["offline"].startswith("unreachable")
+    assert report["database"] == "ok" and report["policy"] == "loaded" and report["draining"] is False
+    assert report["schema"]["state"] == "current" and "stores" not in report
+    # ... and the store is reported on its own, per store, and in the metrics.
+    deadline = time.monotonic() + 20
+    while True:
+        stores = requests.get(f"{stack.url}/health/stores", timeout=10)
+        assert stores.status_code == 200
+        health = stores.json()
+        if health["stores"]["offline"]["state"] != "unknown" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert health["status"] == "degraded" and "offline" in health["down"]
+    assert health["stores"]["offline"]["state"] == "unreachable"
+    assert health["stores"]["a"]["state"] == "ok" and health["stores"]["central"]["state"] == "ok"
+    metrics = requests.get(f"{stack.url}/metrics", timeout=10).text
+    assert 'fedgate_store_up{store="offline"} 0.0' in metrics and 'fedgate_store_up{store="a"} 1.0' in metrics
 
 
 # -- bad input ---------------------------------------------------------------------------------------

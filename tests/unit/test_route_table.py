@@ -20,7 +20,7 @@ from gateway.core.route_table import (
 from gateway.federation.guard import rule_for
 from gateway.principals.guards import is_account_admin_guard
 
-OPERATIONS = {"/health", "/health/live", "/health/ready", "/metrics"}
+OPERATIONS = {"/health", "/health/live", "/health/ready", "/health/stores", "/metrics"}
 ADMIN_TOKEN = "x" * 32
 
 
