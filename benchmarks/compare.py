@@ -53,9 +53,12 @@ def start_gateway(
     `source`, when given, is the checkout whose code the gateway runs (a worktree of another revision).
     """
     config = root / f"{name}.toml"
+    # Capacity is measured with one token: a revision with per-principal rate limits has them off here.
+    knows_limits = "principal_requests_per_second" in ((source or ROOT) / "gateway/core/config.py").read_text()
     lines = [
         f'[database]\nurl = "{database}"',
-        f"[server]\naccess_log = false\nindex_write_through = {str(write_through).lower()}",
+        f"[server]\naccess_log = false\nindex_write_through = {str(write_through).lower()}"
+        + ("\nprincipal_requests_per_second = 0" if knows_limits else ""),
         *(f'[stores.{store}]\nurl = "http://127.0.0.1:{port}"' for store, port in stores.items()),
         *(
             f'[[workspaces]]\nname = "{workspace}"\nid = "{workspace_id}"\nstore = "{store}"'

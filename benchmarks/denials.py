@@ -83,7 +83,7 @@ def main() -> int:
     upstream.start()
     config = root / "fedgate.toml"
     config.write_text(
-        f'[database]\nurl = "{database}"\n[server]\naccess_log = false\n'
+        f'[database]\nurl = "{database}"\n[server]\naccess_log = false\nprincipal_requests_per_second = 0\n'
         f'[stores.minimal]\nurl = "http://127.0.0.1:{upstream_port}"\n'
         '[[workspaces]]\nname = "capacity"\nid = "1002"\nstore = "minimal"\n'
     )

@@ -151,6 +151,7 @@ def latency(calls: int, database: str, *, durable: bool = True, real: bool = Fal
     config = root / "fedgate.toml"
     config.write_text(
         f'[database]\nurl = "{database}"\n[server]\naccess_log = false\nreconcile_interval_seconds = 0\n'
+        "principal_requests_per_second = 0\n"
         f"outbox_durable_commit = {str(durable).lower()}\n"
         f'[stores.primary{n}]\nurl = "{urls[0]}"\n[stores.plain{n}]\nurl = "{urls[1]}"\n'
         f'[stores.central{n}]\nurl = "{urls[2]}"\nworkspaces = {str(real).lower()}\n[central]\nstore = "central{n}"\n'
@@ -225,6 +226,7 @@ def drain_benchmark(root: Path, database: str, points: int) -> None:
     config = root / "fedgate.toml"
     config.write_text(
         f'[database]\nurl = "{database}"\n[server]\naccess_log = false\nreconcile_interval_seconds = 0\n'
+        "principal_requests_per_second = 0\n"
         f'[stores.primary]\nurl = "{servers["primary"].url}"\n'
         f'[stores.central]\nurl = "{servers["central"].url}"\nworkspaces = true\n[central]\nstore = "central"\n'
         '[[workspaces]]\nname = "lab"\nid = "1001"\nstore = "primary"\nmode = "dual"\n'

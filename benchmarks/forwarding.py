@@ -224,7 +224,7 @@ def main() -> int:
             store.start()
         config = root / "fedgate.toml"
         config.write_text(
-            f'[database]\nurl = "{database}"\n[server]\naccess_log = false\n'
+            f'[database]\nurl = "{database}"\n[server]\naccess_log = false\nprincipal_requests_per_second = 0\n'
             f'[stores.mlflow]\nurl = "{store.url if store.port else "http://127.0.0.1:9"}"\n'
             f'[stores.minimal]\nurl = "http://127.0.0.1:{upstream_port}"\n'
             '[[workspaces]]\nname = "bench"\nid = "1001"\nstore = "mlflow"\n'

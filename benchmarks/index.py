@@ -453,6 +453,7 @@ def write_config(path: Path, url: str, stores: dict[str, str], write_through: bo
 id = "9001"
 [server]
 index_sync_interval_seconds = 0
+principal_requests_per_second = 0
 index_write_through = {str(write_through).lower()}
 access_log = false
 [database]

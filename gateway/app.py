@@ -94,11 +94,13 @@ from gateway.dual.mirror import Mirror
 from gateway.dual.moves import DualMoves
 from gateway.dual.outbox import Relay
 from gateway.dual.reconcile import Reconciler
-from gateway.federation.bookkeeping import Bookkeeping, RunRoutes
+from gateway.dual.recovery import DualRecovery
+from gateway.federation.bookkeeping import DERIVED_SETTINGS, Bookkeeping, RunRoutes
 from gateway.federation.call import ACCOUNT_SCOPE
 from gateway.federation.direct import DirectCalls
 from gateway.federation.guard import Guard
-from gateway.federation.hooks import AfterWrite
+from gateway.federation.hooks import AfterWrite, Recovery
+from gateway.federation.intents import IntentLog, Presence
 from gateway.federation.locate import Locator, RunDirectory
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, StoreSender
@@ -107,7 +109,7 @@ from gateway.index.moves import IndexMoves
 from gateway.index.routes import IndexController, RunMetricsController
 from gateway.index.run_metrics import RunMetrics
 from gateway.index.sync import IndexSync
-from gateway.index.write_through import IndexWriteThrough
+from gateway.index.write_through import IndexRecovery, IndexWriteThrough
 from gateway.index.writer import IndexWriter
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
 from gateway.observability.health import STORE_TIMEOUT_SECONDS, Readiness, StoreHealth, drain_on_sigterm
@@ -139,6 +141,9 @@ from gateway.workspaces.watch import link_watcher
 log = logging.getLogger(__name__)
 # One LISTEN connection each: the watchers of links and policy, and the runs that read secrets (below).
 LISTEN_CHANNELS = (CHANGE_CHANNEL, POLICY_CHANNEL, SECRET_READS_CHANNEL)
+# Connections held for a worker's whole life besides the pools: one per LISTEN channel, and its presence lock
+# (federation/intents.py).
+HELD_CONNECTIONS = len(LISTEN_CHANNELS) + 1
 
 
 def _secret(env_name: str, file_name: str, *, what: str) -> str:
@@ -351,7 +356,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     stores = build_stores(settings)
     links = LinkTable()
     # Every connection this worker opens, by name; the budget is logged at start-up (gateway/db/pools.py).
-    pools = DatabasePools(database_url, settings.database.pool_size, listeners=len(LISTEN_CHANNELS))
+    pools = DatabasePools(database_url, settings.database.pool_size, listeners=HELD_CONNECTIONS)
     engine = pools.engine
     sessionmaker = make_sessionmaker(engine)
     # Access control: one live policy per process, kept in step with every replica.
@@ -407,9 +412,6 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit)
     # A run's properties are add-only: no call may change or delete one (properties/guard.py).
     property_guard = PropertyGuard(direct.fetch, sessionmaker, audit)
-    forwarder = Forwarder(links, runs, guard, sender, after_write, before_send=[leak_guard, property_guard])
-    account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs)
-    run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(
         sessionmaker,
@@ -421,6 +423,17 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     reconciler = Reconciler(links, stores, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
     index_pool = pools.lazy(PoolName.INDEX_SYNC)
     index_sync = IndexSync(links, stores, index_pool, settings.server.index_sync_interval_seconds)
+    # Writes a crash must not lose are noted before they are sent, and recovered within seconds when their
+    # outcome is unknown (federation/intents.py): dual workspaces' mirrored writes, and indexed writes.
+    recoveries: list[Recovery] = [DualRecovery(reconciler, mirror, stores)]
+    if settings.server.index_write_through:
+        recoveries.append(IndexRecovery(index_sync))
+    intents = IntentLog(lambda: bookkeeping.pool("derived", DERIVED_SETTINGS), Presence(pools.dsn), links, recoveries)
+    forwarder = Forwarder(
+        links, runs, guard, sender, after_write, before_send=[leak_guard, property_guard], write_ahead=intents
+    )
+    account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs)
+    run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
@@ -494,6 +507,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         for watcher in watchers:
             watcher.start()
         secret_reads.start()
+        await intents.start()  # presence first: from here on this worker's notes are its own
         audit.start()
         relay.start()
         reconciler.start()
@@ -508,6 +522,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             checks.cancel()
             await store_health.stop()
             await relay.stop()
+            await intents.stop()
             await bookkeeping.close()
             await reconciler.stop()
             await index_sync.stop()

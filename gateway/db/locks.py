@@ -30,6 +30,7 @@ class LockClass(IntEnum):
     MIRROR_OBJECT = 7004  # one mirrored object at a time (key: hashtext of workspace/kind/id; session lock)
     OUTBOX_KEY = 7005  # one relay per outbox order key at a time (key: hashtext of the order key; session lock)
     RUN_PROPERTIES = 7006  # one property write per run at a time (key: hashtext of workspace id/run id; session lock)
+    PRESENCE = 7007  # a live worker (key: its random presence id; held for its whole life: federation/intents.py)
 
 
 MIGRATION_LOCK = 7_351_001  # schema migrations, one replica at a time

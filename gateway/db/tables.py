@@ -118,6 +118,23 @@ vault_values = sa.table(
     sa.column("updated_at", _TIME),
 )
 
+# -- write intents (migration 0014; gateway/federation/intents.py) -----------------------------------------
+
+write_intents = sa.table(
+    "write_intents",
+    sa.column("id", sa.BigInteger),
+    sa.column("owner", sa.BigInteger),
+    sa.column("workspace_id", sa.BigInteger),
+    sa.column("route", sa.String(120)),
+    sa.column("version", sa.Integer),
+    sa.column("detail", JSONB),
+    sa.column("created_at", _TIME),
+    sa.column("next_attempt_at", _TIME),
+    sa.column("attempts", sa.Integer),
+    sa.column("looks", sa.Integer),
+    sa.column("last_error", sa.Text),
+)
+
 CORE_TABLES = (
     ix_experiments,
     ix_runs,
@@ -127,4 +144,5 @@ CORE_TABLES = (
     ix_dirty_runs,
     reconcile_state,
     vault_values,
+    write_intents,
 )

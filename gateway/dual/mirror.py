@@ -662,3 +662,117 @@ class Mirror:
                 error_code=exc.error_code,
                 message=exc.message,
             ) from exc
+
+    # -- recovery of writes of unknown outcome (dual/recovery.py): the central copy made level with the store --
+
+    async def repair_experiment(self, link: WorkspaceLink, primary_id: str) -> bool:
+        """Copy, name, tags and life cycle of one experiment as the workspace store has them; False if it has none."""
+        found = await self._maybe(self._own(link), "/api/2.0/mlflow/experiments/get", {"experiment_id": primary_id})
+        if found is None:
+            return False
+        experiment = found["experiment"]
+        central_id = await self.central_experiment(link, primary_id)
+        central = self._copies(link)
+        copy = (await central.get("/api/2.0/mlflow/experiments/get", {"experiment_id": central_id}))["experiment"]
+        name = link.mirror_prefix + str(experiment["name"])
+        if copy.get("name") != name:
+            await self._central(link, "POST", "/api/2.0/mlflow/experiments/update",
+                                {"experiment_id": central_id, "new_name": name})  # fmt: skip
+        mine = _own_tags(experiment.get("tags"))
+        theirs = _own_tags(copy.get("tags"))
+        for key, value in mine.items():
+            if theirs.get(key) != value:
+                await self._central(link, "POST", "/api/2.0/mlflow/experiments/set-experiment-tag",
+                                    {"experiment_id": central_id, "key": key, "value": value})  # fmt: skip
+        for key in theirs.keys() - mine.keys():
+            await self._central(link, "POST", "/api/2.0/mlflow/experiments/delete-experiment-tag",
+                                {"experiment_id": central_id, "key": key})  # fmt: skip
+        if copy.get("lifecycle_stage") != experiment.get("lifecycle_stage"):
+            action = "delete" if experiment.get("lifecycle_stage") == "deleted" else "restore"
+            await self._central(link, "POST", f"/api/2.0/mlflow/experiments/{action}", {"experiment_id": central_id})
+        return True
+
+    async def experiment_named(self, link: WorkspaceLink, name: str) -> str | None:
+        """The workspace store's id of the experiment called `name`, if it has one."""
+        found = await self._maybe(self._own(link), "/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": name})
+        return str(found["experiment"]["experiment_id"]) if found is not None else None
+
+    async def repair_logged_model(self, link: WorkspaceLink, primary_id: str) -> bool:
+        """Copy, tags, params and status of one logged model as the workspace store has them."""
+        path = f"/api/2.0/mlflow/logged-models/{quote(primary_id, safe='')}"
+        found = await self._maybe(self._own(link), path, {})
+        if found is None:
+            return False
+        model = found["model"]
+        central_id, _ = await self.central_logged_model(link, primary_id)
+        central_path = f"/api/2.0/mlflow/logged-models/{quote(central_id, safe='')}"
+        copy = (await self._copies(link).get(central_path, {}))["model"]
+        mine = _own_tags((model.get("data") or {}).get("tags") or model["info"].get("tags"))
+        theirs = _own_tags((copy.get("data") or {}).get("tags") or copy["info"].get("tags"))
+        missing = [{"key": k, "value": v} for k, v in mine.items() if theirs.get(k) != v]
+        if missing:
+            await self._central(link, "PATCH", f"{central_path}/tags", {"model_id": central_id, "tags": missing})
+        params = {p["key"]: p.get("value") for p in (model.get("data") or {}).get("params") or []}
+        have = {p["key"] for p in (copy.get("data") or {}).get("params") or []}
+        if params.keys() - have:
+            body = [{"key": k, "value": v} for k, v in params.items() if k not in have]
+            await self._central(link, "POST", f"{central_path}/params", {"model_id": central_id, "params": body})
+        status = model["info"].get("status")
+        if status and status != copy["info"].get("status") and status != "LOGGED_MODEL_PENDING":
+            await self._central(link, "PATCH", central_path, {"model_id": central_id, "status": status})
+        return True
+
+    async def repair_registered_model(self, link: WorkspaceLink, name: str) -> None:
+        """The central registered model of `name` as the workspace store has it: created or deleted, its
+        description, tags, versions (copied) and aliases."""
+        central_name = link.mirror_prefix + name
+        model = await self._maybe(self._own(link), "/api/2.0/mlflow/registered-models/get", {"name": name})
+        copy = await self._central_find(link, "/api/2.0/mlflow/registered-models/get", {"name": central_name})
+        if model is None:
+            if copy is not None:  # deleted (or renamed) in the workspace store
+                await self._central(link, "DELETE", "/api/2.0/mlflow/registered-models/delete", {"name": central_name})
+            return
+        mine = model["registered_model"]
+        if copy is None:
+            try:
+                await self._central(link, "POST", "/api/2.0/mlflow/registered-models/create", {"name": central_name})
+            except Refused as exc:
+                if not exc.already_exists:
+                    raise
+            copy = await self._central_find(link, "/api/2.0/mlflow/registered-models/get", {"name": central_name})
+        theirs = (copy or {}).get("registered_model") or {}
+        if (mine.get("description") or "") != (theirs.get("description") or ""):
+            await self._central(link, "PATCH", "/api/2.0/mlflow/registered-models/update",
+                                {"name": central_name, "description": mine.get("description") or ""})  # fmt: skip
+        tags, have = _own_tags(mine.get("tags")), _own_tags(theirs.get("tags"))
+        for key, value in tags.items():
+            if have.get(key) != value:
+                await self._central(link, "POST", "/api/2.0/mlflow/registered-models/set-tag",
+                                    {"name": central_name, "key": key, "value": value})  # fmt: skip
+        search = {"filter": f"name = '{name}'", "max_results": 1000}
+        versions = (await self._own(link).get("/api/2.0/mlflow/model-versions/search", search)).get("model_versions")
+        for version in versions or []:
+            number = str(version["version"])
+            body = {k: version[k] for k in ("source", "run_id", "description", "model_id") if version.get(k)}
+            body["name"] = central_name
+            body["tags"] = [t for t in version.get("tags") or [] if not str(t.get("key", "")).startswith("fedgate.")]
+            await self._copy_version(link, name, body, {"model_version": {"version": number}})
+        for alias in mine.get("aliases") or []:
+            version = await self._central_version(link, name, str(alias["version"]))
+            body = {"name": central_name, "alias": alias["alias"], "version": version}
+            await self._central(link, "POST", "/api/2.0/mlflow/registered-models/alias", body)
+
+    async def _maybe(self, store: StoreClient, path: str, query: Mapping[str, str]) -> dict[str, Any] | None:
+        """A read that may find nothing: None for a 404 (or RESOURCE_DOES_NOT_EXIST), the answer otherwise."""
+        try:
+            return await store.get(path, query)
+        except Refused as exc:
+            if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+
+def _own_tags(tags: Any) -> dict[str, str]:
+    """Tags as a mapping, without MLflow's own (`mlflow.`) and the gateway's provenance tags (`fedgate.`)."""
+    items = tags.items() if isinstance(tags, Mapping) else ((t.get("key"), t.get("value")) for t in tags or [])
+    return {str(k): str(v or "") for k, v in items if k and not str(k).startswith(("mlflow.", "fedgate."))}

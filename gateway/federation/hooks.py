@@ -165,3 +165,64 @@ class RunHomes(Protocol):
     """Which workspace a run lives in (federation/locate.py's RunDirectory), for calls that name only a run."""
 
     async def workspace_of(self, run_id: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UnsettledWrite:
+    """A write noted before it was sent whose outcome nobody knows: its process died before the after-write
+    hooks ran, the store did not answer, or a hook failed. What was known of it before the send."""
+
+    spec: RouteSpec
+    link: WorkspaceLink
+    detail: Mapping[str, str]  # run_id, experiment_id, name, new_name, model_id, artifact_path: those it named
+    noted_at: float  # epoch seconds, when it was noted (before the send)
+
+    def get(self, key: str) -> str | None:
+        return self.detail.get(key) or None
+
+
+class Recovery(Protocol):
+    """Brings what a feature keeps of a write level with the store, when the write's outcome is unknown.
+
+    Asked of writes it `wants`, some seconds after their process died (or at once when the outcome was
+    unknown in a live process), and once more a little later for a write the store may have finished
+    after its caller went away. It checks the store, never assumes the write happened. It raises to be
+    asked again later (the store down, say).
+    """
+
+    essential: bool  # True: a write it wants is not sent unless it was noted (the dual outbox)
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool: ...
+
+    async def recover(self, write: UnsettledWrite) -> None: ...
+
+
+class Intent(Protocol):
+    """A noted write, told how it ended."""
+
+    def settled(self) -> None:
+        """The store answered and every after-write hook ran: nothing to recover."""
+        ...
+
+    def unknown(self) -> None:
+        """The outcome is not known (no answer, a 5xx, a failed hook): recover it now."""
+        ...
+
+
+class WriteAhead(Protocol):
+    """Notes a write durably before it is sent, so a crash between the store's answer and the after-write
+    hooks leaves a trace that is recovered within seconds (federation/intents.py)."""
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool: ...
+
+    async def begin(
+        self,
+        spec: RouteSpec,
+        link: WorkspaceLink,
+        ids: RequestIds | None,
+        path_params: Mapping[str, Any],
+        artifact_path: str | None,
+    ) -> Intent | None:
+        """Note the write (None: not noted; the call goes on). Raises a GatewayError when an essential
+        feature wants the write and it could not be noted: nothing is sent then."""
+        ...

@@ -42,6 +42,7 @@ from gateway.federation.hooks import (
     RunHomes,
     Sender,
     Sent,
+    WriteAhead,
 )
 from gateway.federation.mlflow_requests import worded_as_the_store
 from gateway.federation.otlp import canonical_export
@@ -130,6 +131,7 @@ class Forwarder:
         sender: Sender,
         hooks: Sequence[AfterWrite] = (),
         before_send: Sequence[BeforeSend] = (),
+        write_ahead: WriteAhead | None = None,
     ) -> None:
         self.links = links
         self.runs = runs  # which workspace a run lives in (federation/locate.py)
@@ -137,6 +139,7 @@ class Forwarder:
         self.sender = sender
         self.hooks = tuple(hooks)  # after-write hooks (hooks.py), asked in this order
         self.before_send = tuple(before_send)  # checks that may refuse an allowed call (hooks.py), in this order
+        self.write_ahead = write_ahead  # notes writes before they are sent (intents.py), for crash recovery
 
     # -- workspace resolution ------------------------------------------------------------------------
 
@@ -220,6 +223,7 @@ class Forwarder:
         if checks and checked is not None:
             held = await _checked(checks, PendingCall(spec, link, call.principal, checked, call.request_id))
         # 4 send; what the checks hold is let go once the store has answered (or did not)
+        intent = None
         try:
             path, query = self._upstream_target(call, link, artifact_path)
             body = call.body
@@ -227,29 +231,46 @@ class Forwarder:
                 body = _rewrite_json(body, link.name, link.upstream_workspace or link.name)
             headers = call.headers
             headers.append(("X-Request-Id", call.request_id))
+            # 4a write ahead: a write a crash must not lose is noted before it leaves (intents.py).
+            if self.write_ahead is not None and self.write_ahead.wants(spec, link):
+                intent = await self.write_ahead.begin(spec, link, ids, call.path_params, artifact_path)
             sent = await self.sender.send(Outgoing(spec, link, path, query, headers, body, artifact_path))
+        except BaseException:
+            if intent is not None:
+                intent.unknown()  # no answer, or the caller went away: recovered now
+            raise
         finally:
             await _release(held)
-        # 5 read
-        hooks = [hook for hook in self.hooks if hook.wants(spec, link)]
-        answer_needed = sent.response.status == 200 and any(hook.needs_answer(spec, link) for hook in hooks)
-        result = await self._result(call, link, sent, plan, answer_needed)
-        # 6 after-write hooks, concurrently: the client waits for the slowest, not the sum.
-        if result.status == 200 and hooks:
-            write = AcceptedWrite(
-                spec,
-                link,
-                call.principal.name,
-                call.body if isinstance(call.body, bytes) else b"",
-                result.body,
-                ids,
-                call.path_params,
-                artifact_path,
-            )
-            if len(hooks) == 1:
-                await hooks[0].record(write)
+        try:
+            # 5 read
+            hooks = [hook for hook in self.hooks if hook.wants(spec, link)]
+            answer_needed = sent.response.status == 200 and any(hook.needs_answer(spec, link) for hook in hooks)
+            result = await self._result(call, link, sent, plan, answer_needed)
+            # 6 after-write hooks, concurrently: the client waits for the slowest, not the sum.
+            if result.status == 200 and hooks:
+                write = AcceptedWrite(
+                    spec,
+                    link,
+                    call.principal.name,
+                    call.body if isinstance(call.body, bytes) else b"",
+                    result.body,
+                    ids,
+                    call.path_params,
+                    artifact_path,
+                )
+                if len(hooks) == 1:
+                    await hooks[0].record(write)
+                else:
+                    await asyncio.gather(*(hook.record(write) for hook in hooks))
+        except BaseException:
+            if intent is not None:
+                intent.unknown()  # a failed hook (the outbox), or the caller went away: recovered now
+            raise
+        if intent is not None:
+            if result.status >= 500:
+                intent.unknown()  # a store error may have applied part of the write
             else:
-                await asyncio.gather(*(hook.record(write) for hook in hooks))
+                intent.settled()
         return result
 
     async def _result(

@@ -190,6 +190,72 @@ class IndexSync:
                 added += await repo.add_missing_points(run_key, name, history)
         return added
 
+    # -- recovery of writes of unknown outcome (write_through.py's IndexRecovery) -------------------------
+
+    async def repair_run(self, link: WorkspaceLink, run_id: str) -> None:
+        """Index one run as its store has it now. A run another replica is writing through right now raises
+        `SyncError`, to be repaired once the write-through is quiet (comparing now could count points twice)."""
+        own = own_store(self.stores, link)
+        try:
+            found = await own.get("/api/2.0/mlflow/runs/get", {"run_id": run_id})
+        except Refused as exc:
+            if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return
+            raise
+        await self._repair(link, own, [found["run"]])
+
+    async def repair_new_runs(self, link: WorkspaceLink, experiment_id: str, since_ms: int) -> None:
+        """Index the experiment's runs started since `since_ms` (a runs/create of unknown outcome)."""
+        own = own_store(self.stores, link)
+        body = {
+            "experiment_ids": [experiment_id],
+            "filter": f"attributes.start_time >= {since_ms}",
+            "run_view_type": "ALL",
+            "max_results": PAGE,
+        }
+        runs = [
+            run
+            async for page in own.pages("POST", "/api/2.0/mlflow/runs/search", body)
+            for run in page.get("runs") or []
+        ]
+        await self._repair(link, own, runs)
+
+    async def repair_experiment(self, link: WorkspaceLink, experiment_id: str | None, name: str | None) -> None:
+        own = own_store(self.stores, link)
+        path, query = (
+            ("/api/2.0/mlflow/experiments/get", {"experiment_id": experiment_id})
+            if experiment_id
+            else ("/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": name or ""})
+        )
+        try:
+            found = await own.get(path, query)
+        except Refused as exc:
+            if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return
+            raise
+        conn = await self._pool.acquire()
+        try:
+            await IndexRepository(conn).upsert_experiment(link.workspace_id, found["experiment"])
+        finally:
+            await self._pool.release(conn)
+
+    async def _repair(self, link: WorkspaceLink, own: StoreClient, runs: list[dict[str, Any]]) -> None:
+        conn = await self._pool.acquire()
+        try:
+            repo = IndexRepository(conn)
+            busy = []
+            for run in runs:
+                run_id = str(run["info"]["run_id"])
+                running = run["info"].get("status") == "RUNNING"
+                if running and await repo.written_through_recently(run_id, ACTIVE_SECONDS):
+                    busy.append(run_id)
+                    continue
+                await self._sync_run(link, own, repo, run)
+        finally:
+            await self._pool.release(conn)
+        if busy:
+            raise SyncError(f"runs being written through elsewhere, repaired later: {', '.join(busy)}")
+
     async def status(self) -> list[dict[str, Any]]:
         conn = await self._pool.acquire()
         try:

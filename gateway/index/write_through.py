@@ -12,12 +12,15 @@ import asyncpg
 import msgspec
 
 from gateway.core.links import WorkspaceLink
-from gateway.core.route_table import RouteSpec
+from gateway.core.route_table import RUNS_CREATE, Resource, RouteSpec
 from gateway.federation.bookkeeping import Bookkeeping
-from gateway.federation.hooks import AcceptedWrite
+from gateway.federation.hooks import AcceptedWrite, UnsettledWrite
 from gateway.federation.locate import Locator
+from gateway.index.sync import IndexSync
 from gateway.index.writer import IndexWriter, plan
 from gateway.observability.metrics import INDEX_FAILURES
+
+CREATE_SLACK_MS = 5 * 60 * 1000  # runs/create of unknown outcome: runs started this long before it are checked
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +69,26 @@ class IndexWriteThrough:
 
         # Cached run keys may belong to a lost insert: forgotten on failure.
         await self._bookkeeping.derive(write.spec.name, apply, on_failure=self.writer.forget)
+
+
+class IndexRecovery:
+    """A `Recovery` (federation/hooks.py) for indexed writes of unknown outcome: the run or experiment they
+    touched is indexed from its store within seconds, not at the next index sync pass."""
+
+    essential = False  # the index is derived: a write that could not be noted is still sent
+
+    def __init__(self, sync: IndexSync) -> None:
+        self._sync = sync
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return spec.indexed
+
+    async def recover(self, write: UnsettledWrite) -> None:
+        link = write.link
+        if write.spec == RUNS_CREATE:
+            if (experiment_id := write.get("experiment_id")) is not None:
+                await self._sync.repair_new_runs(link, experiment_id, int(write.noted_at * 1000) - CREATE_SLACK_MS)
+        elif (run_id := write.get("run_id")) is not None:
+            await self._sync.repair_run(link, run_id)
+        elif write.spec.resource is Resource.EXPERIMENT:
+            await self._sync.repair_experiment(link, write.get("experiment_id"), write.get("name"))

@@ -48,3 +48,11 @@ OVERLOAD_REFUSED = Counter(
     "Requests refused by overload protection: queue_full and queue_timeout (503), principal_rate (429)",
     ["reason"],
 )
+INTENTS_RECOVERED = Counter(
+    "fedgate_write_intents_recovered_total",
+    "Writes of unknown outcome (their worker died, no answer, a failed after-write hook) checked against the store",
+    ["route"],
+)
+INTENTS_UNNOTED = Counter(
+    "fedgate_write_intents_unnoted_total", "Writes whose intent could not be noted before they were sent"
+)

@@ -1,0 +1,380 @@
+"""Write intents: no accepted write is lost to a crash between the store's answer and the after-write hooks.
+
+A write that some `Recovery` wants (the dual outbox: a dual workspace's mirrored writes; the index: every
+indexed write) is noted in `write_intents` before it is sent, with its route, workspace and the ids it
+names, owned by this worker. Once the store answered and the after-write hooks ran, the note is dropped;
+when the outcome is unknown (no answer, a 5xx, a hook that failed) it is handed to recovery at once.
+
+Owners are told apart by presence: each worker holds a session-level advisory lock (`LockClass.PRESENCE`,
+its random id) on a connection of its own for as long as it lives. A note whose owner holds no such lock
+belongs to a dead worker (SIGKILL, OOM, a lost node: PostgreSQL ends the session and its locks), and every
+worker's sweeper looks for such notes every `SWEEP_SECONDS`: a worker that restarts finds its own within
+seconds, and the other replicas find them even if it never comes back. A swept note is claimed (its
+owner becomes the sweeper), given to each recovery that wants it (which checks the store and brings the
+central copy or the index level with it), and dropped; a note younger than `SECOND_LOOK_SECONDS` is looked
+at once more then, for a write the store finished after its caller died. A recovery that fails (the store
+down) leaves the note for a later sweep, with back-off.
+
+Cost on the hot path: one INSERT before the send, on the pool "derived" (asynchronous commit: no wait for
+the disk; a note is lost only if PostgreSQL itself crashes in the same fraction of a second, and the
+reconciler and index sync still cover that), grouped with the notes of concurrent calls into one
+statement; the drops are batched in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from gateway.core.errors import StoreUnavailable
+from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.paths import artifact_model_id, artifact_run_id
+from gateway.core.route_table import RouteSpec, declared
+from gateway.db.locks import LockClass
+from gateway.federation.hooks import Recovery, UnsettledWrite
+from gateway.federation.schemas import RequestIds
+from gateway.observability.metrics import INTENTS_RECOVERED, INTENTS_UNNOTED
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 2.0  # how often each worker looks for notes of dead workers
+SETTLE_SECONDS = 1.0  # a note of a dead worker younger than this waits (its store may still be answering)
+SECOND_LOOK_SECONDS = 15.0  # a note recovered younger than this is recovered once more at this age
+FLUSH_SECONDS = 0.05  # drops and hand-overs are written in batches this often
+SWEEP_BATCH = 100
+MAX_BACKOFF_SECONDS = 30.0
+DETAIL_FIELDS = ("run_id", "run_uuid", "experiment_id", "name", "new_name", "model_id")
+
+INSERT_INTENTS = """
+INSERT INTO write_intents (owner, workspace_id, route, version, detail)
+SELECT $1, w, r, v, d::jsonb FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[]) AS t(w, r, v, d)
+RETURNING id
+"""
+LIVE_OWNERS = """
+SELECT objid::bigint FROM pg_locks
+WHERE locktype = 'advisory' AND classid = $1 AND objsubid = 2 AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+CLAIM = """
+UPDATE write_intents SET owner = $1, attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM write_intents
+    WHERE owner <> ALL($2::bigint[]) AND next_attempt_at <= now()
+      AND created_at <= now() - make_interval(secs => $3)
+    ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
+RETURNING id, workspace_id, route, version, detail, extract(epoch FROM created_at) AS noted_at, looks, attempts
+"""
+
+
+@dataclass(slots=True)
+class _Noted:
+    """The handle the forwarder holds for one noted write."""
+
+    log: IntentLog
+    id: int
+    done: bool = field(default=False)
+
+    def settled(self) -> None:
+        if not self.done:
+            self.done = True
+            self.log._drops.append(self.id)
+
+    def unknown(self) -> None:
+        if not self.done:
+            self.done = True
+            self.log._unknown.append(self.id)
+
+
+class Presence:
+    """This worker's presence lock, on a connection of its own, taken again if the connection is lost."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self.id = 0
+        self._connection: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._take()
+        self._task = asyncio.create_task(self._keep(), name="presence")
+
+    async def _take(self) -> None:
+        connection = await asyncpg.connect(self._dsn)
+        try:
+            for _ in range(10):
+                wanted = self.id or random.randint(1, 2**31 - 1)  # noqa: S311 (an identity, not a secret)
+                if await connection.fetchval("SELECT pg_try_advisory_lock($1, $2)", int(LockClass.PRESENCE), wanted):
+                    self.id = wanted
+                    self._connection = connection
+                    return
+                self.id = 0  # taken by another worker: choose again
+        except BaseException:
+            await connection.close()
+            raise
+        await connection.close()
+        raise RuntimeError("no free presence id")
+
+    async def _keep(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            try:
+                assert self._connection is not None
+                await self._connection.fetchval("SELECT 1")
+            except Exception as exc:
+                log.warning("presence connection lost; taking the lock again: %s", type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    if self._connection is not None:
+                        self._connection.terminate()
+                self._connection = None
+                with contextlib.suppress(Exception):
+                    await self._take()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()  # the lock ends with the session
+
+
+class IntentLog:
+    """The forwarder's `WriteAhead` (hooks.py): notes, drops and recovers write intents."""
+
+    def __init__(
+        self,
+        pool: Callable[[], Awaitable[asyncpg.Pool]],
+        presence: Presence,
+        links: LinkTable,
+        recoveries: Sequence[Recovery],
+        *,
+        sweep_seconds: float = SWEEP_SECONDS,
+    ) -> None:
+        self._pool = pool  # the pool "derived" (asynchronous commit)
+        self.presence = presence
+        self._links = links
+        self._recoveries = tuple(recoveries)
+        self._sweep_seconds = sweep_seconds
+        self._pending: list[tuple[tuple[int, str, int, str], asyncio.Future[int]]] = []
+        self._writing: asyncio.Task[None] | None = None
+        self._drops: list[int] = []
+        self._unknown: list[int] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    # -- the forwarder's side ------------------------------------------------------------------------
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return any(recovery.wants(spec, link) for recovery in self._recoveries)
+
+    async def begin(
+        self,
+        spec: RouteSpec,
+        link: WorkspaceLink,
+        ids: RequestIds | None,
+        path_params: Mapping[str, Any],
+        artifact_path: str | None,
+    ) -> _Noted | None:
+        detail = intent_detail(ids, path_params, artifact_path)
+        row = (link.workspace_id, spec.name, spec.version, msgspec.json.encode(detail).decode())
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_pending())
+        try:
+            return _Noted(self, await future)
+        except Exception as exc:
+            INTENTS_UNNOTED.inc()
+            essential = any(r.essential and r.wants(spec, link) for r in self._recoveries)
+            log.warning("write intent not noted", extra={"route": spec.name, "reason": type(exc).__name__})
+            if essential:
+                raise StoreUnavailable(
+                    "The gateway's database did not take note of the write, so it was not sent; repeat the call."
+                ) from exc
+            return None
+
+    async def _write_pending(self) -> None:
+        """One INSERT for every note queued meanwhile: concurrent calls share a round trip."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                pool = await self._pool()
+                ids = await pool.fetch(
+                    INSERT_INTENTS,
+                    self.presence.id,
+                    [r[0] for r, _ in batch],
+                    [r[1] for r, _ in batch],
+                    [r[2] for r, _ in batch],
+                    [r[3] for r, _ in batch],
+                )
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), row in zip(batch, ids, strict=True):
+                if not future.done():
+                    future.set_result(int(row["id"]))
+                else:  # the caller went away before its note was written: the outcome is unknown
+                    self._unknown.append(int(row["id"]))
+
+    # -- background ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        await self.presence.start()
+        self._tasks = [
+            asyncio.create_task(self._flushing(), name="write intents flush"),
+            asyncio.create_task(self._sweeping(), name="write intents sweep"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop sweeping, write the drops and hand-overs still queued, let go of presence."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing
+        with contextlib.suppress(Exception):
+            await self.flush()
+        await self.presence.stop()
+
+    async def _flushing(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush()
+            except Exception as exc:
+                log.warning("write intents not flushed: %s", type(exc).__name__)
+
+    async def flush(self) -> None:
+        """Drop settled notes; hand notes of unknown outcome to recovery (owner 0: nobody's, due now)."""
+        drops, self._drops = self._drops, []
+        unknown, self._unknown = self._unknown, []
+        if not drops and not unknown:
+            return
+        try:
+            pool = await self._pool()
+            async with pool.acquire() as connection:
+                if drops:
+                    await connection.execute("DELETE FROM write_intents WHERE id = ANY($1::bigint[])", drops)
+                if unknown:
+                    await connection.execute(
+                        "UPDATE write_intents SET owner = 0, next_attempt_at = now() WHERE id = ANY($1::bigint[])",
+                        unknown,
+                    )
+        except BaseException:
+            self._drops.extend(drops)  # tried again at the next flush
+            self._unknown.extend(unknown)
+            raise
+
+    async def _sweeping(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                while await self.sweep() and not self._stopping.is_set():
+                    pass
+            except Exception as exc:
+                log.warning("write intents sweep failed: %s", type(exc).__name__)
+            await asyncio.sleep(self._sweep_seconds)
+
+    async def sweep(self) -> int:
+        """Claim the notes of dead workers (and of unknown outcome) and recover them; how many were claimed."""
+        pool = await self._pool()
+        async with pool.acquire() as connection:
+            live = [int(r[0]) for r in await connection.fetch(LIVE_OWNERS, int(LockClass.PRESENCE))]
+            mine = self.presence.id
+            rows = await connection.fetch(CLAIM, mine, [*live, mine], SETTLE_SECONDS, SWEEP_BATCH)
+        if rows:
+            await asyncio.gather(*(self._recover(row) for row in rows))
+        return len(rows)
+
+    async def _recover(self, row: Mapping[str, Any]) -> None:
+        intent_id = int(row["id"])
+        link = self._links.by_id(int(row["workspace_id"]))
+        try:
+            spec = declared(str(row["route"]), int(row["version"]))
+        except LookupError:
+            spec = None
+        if link is None or spec is None:  # unlinked (or renumbered) since, or a route no longer declared
+            await self._drop(intent_id)
+            return
+        write = UnsettledWrite(spec, link, _detail(row["detail"]), float(row["noted_at"]))
+        try:
+            for recovery in self._recoveries:
+                if recovery.wants(spec, link):
+                    await recovery.recover(write)
+        except Exception as exc:
+            delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(int(row["attempts"]), 8))
+            log.info(
+                "write intent not recovered yet",
+                extra={"ws": link.name, "route": spec.name, "reason": f"{type(exc).__name__}: {exc}"[:300]},
+            )
+            await self._release(intent_id, delay, f"{type(exc).__name__}: {exc}"[:2000])
+            return
+        INTENTS_RECOVERED.labels(spec.name).inc()
+        log.info("write of unknown outcome recovered", extra={"ws": link.name, "route": spec.name, **write.detail})
+        age = time.time() - write.noted_at
+        if int(row["looks"]) == 0 and age < SECOND_LOOK_SECONDS:
+            await self._release(intent_id, SECOND_LOOK_SECONDS - age, "", looked=True)
+        else:
+            await self._drop(intent_id)
+
+    async def _drop(self, intent_id: int) -> None:
+        pool = await self._pool()
+        await pool.execute("DELETE FROM write_intents WHERE id = $1", intent_id)
+
+    async def _release(self, intent_id: int, delay: float, error: str, *, looked: bool = False) -> None:
+        pool = await self._pool()
+        await pool.execute(
+            "UPDATE write_intents SET owner = 0, next_attempt_at = now() + make_interval(secs => $2), "
+            "last_error = $3, looks = looks + $4 WHERE id = $1",
+            intent_id,
+            float(delay),
+            error,
+            int(looked),
+        )
+
+    async def pending(self) -> int:
+        """Notes not dropped yet, of any worker (for tests and status)."""
+        pool = await self._pool()
+        return int(await pool.fetchval("SELECT count(*) FROM write_intents"))
+
+
+def intent_detail(ids: RequestIds | None, path_params: Mapping[str, Any], artifact_path: str | None) -> dict[str, str]:
+    """The ids a write names before it is sent: enough for a recovery to find what it touched."""
+    detail: dict[str, str] = {}
+    if ids is not None:
+        for name in DETAIL_FIELDS:
+            value = getattr(ids, name, None)
+            if value:
+                detail[name] = str(value)[:500]
+    if (model_id := path_params.get("model_id")) is not None:
+        detail["model_id"] = str(model_id)
+    if artifact_path is not None:
+        detail["artifact_path"] = artifact_path[:2000]
+        if (run_id := artifact_run_id(artifact_path)) is not None:
+            detail["run_id"] = run_id
+        if (model_id := artifact_model_id(artifact_path)) is not None:
+            detail["model_id"] = model_id
+    if "run_uuid" in detail and "run_id" not in detail:
+        detail["run_id"] = detail["run_uuid"]
+    return detail
+
+
+def _detail(value: Any) -> dict[str, str]:
+    decoded = msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+    return {str(k): str(v) for k, v in (decoded or {}).items()}

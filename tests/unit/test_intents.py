@@ -1,0 +1,157 @@
+"""Write intents on a real PostgreSQL: noted before the send, dropped once settled, and recovered within
+seconds when their worker dies (its presence lock ends with its session) or their outcome is unknown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.route_table import RUNS_CREATE, RUNS_LOG_BATCH, RouteSpec
+from gateway.federation import intents as intents_module
+from gateway.federation.hooks import UnsettledWrite
+from gateway.federation.intents import IntentLog, Presence, intent_detail
+from gateway.federation.schemas import RequestIds
+from tests.databases import migrated_database
+
+LINK = WorkspaceLink(
+    name="team-a", workspace_id=1001, mode="workspace", store="a", configured_store="a", upstream_workspace=None
+)
+
+
+class Recorder:
+    essential = False
+
+    def __init__(self, fail: int = 0) -> None:
+        self.seen: list[UnsettledWrite] = []
+        self.fail = fail
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return spec == RUNS_LOG_BATCH
+
+    async def recover(self, write: UnsettledWrite) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("store down")
+        self.seen.append(write)
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[str]:
+    async with migrated_database(database_url, "intents") as url:
+        yield url
+
+
+def _log(url: str, recovery: Recorder, pool: asyncpg.Pool) -> IntentLog:
+    links = LinkTable()
+    links.replace([LINK])
+
+    async def opened() -> asyncpg.Pool:
+        return pool
+
+    return IntentLog(opened, Presence(url), links, [recovery], sweep_seconds=0.1)
+
+
+async def _count(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM write_intents"))
+
+
+async def test_a_settled_write_leaves_no_note_and_unwanted_writes_are_not_noted(database: str) -> None:
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
+    log = _log(database, Recorder(), pool)
+    await log.start()
+    try:
+        assert log.wants(RUNS_LOG_BATCH, LINK) and not log.wants(RUNS_CREATE, LINK)
+        ids = RequestIds(run_id="a" * 32)
+        notes = await asyncio.gather(*(log.begin(RUNS_LOG_BATCH, LINK, ids, {}, None) for _ in range(20)))
+        assert await _count(pool) == 20  # noted before the send, in one round trip or a few
+        for note in notes:
+            assert note is not None
+            note.settled()
+        await log.flush()
+        assert await _count(pool) == 0
+    finally:
+        await log.stop()
+        await pool.close()
+
+
+async def test_a_dead_workers_notes_are_recovered_and_a_live_workers_are_left_alone(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intents_module, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(intents_module, "SECOND_LOOK_SECONDS", 0.0)
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=6)
+    dying, survivor = Recorder(), Recorder()
+    first, second = _log(database, dying, pool), _log(database, survivor, pool)
+    await first.start()
+    await second.start()
+    try:
+        run = "b" * 32
+        in_flight = await second.begin(RUNS_LOG_BATCH, LINK, RequestIds(run_id="c" * 32), {}, None)
+        assert in_flight is not None
+        await first.begin(RUNS_LOG_BATCH, LINK, RequestIds(run_id=run), {}, None)
+        await asyncio.sleep(0.5)
+        assert survivor.seen == [] and dying.seen == []  # both owners live: nothing is swept
+        # The first worker dies without a word: its presence session ends, its note is the survivor's to recover.
+        assert first.presence._connection is not None
+        first.presence._connection.terminate()
+        for task in first._tasks:
+            task.cancel()
+        for _ in range(50):
+            if survivor.seen:
+                break
+            await asyncio.sleep(0.1)
+        assert [w.detail["run_id"] for w in survivor.seen] == [run]
+        assert survivor.seen[0].spec == RUNS_LOG_BATCH and survivor.seen[0].link == LINK
+        remaining = await pool.fetch("SELECT detail->>'run_id' AS run FROM write_intents")
+        assert [r["run"] for r in remaining] == ["c" * 32]  # the live worker's note is untouched
+    finally:
+        await second.stop()
+        await first.presence.stop()
+        await pool.close()
+
+
+async def test_an_unknown_outcome_is_recovered_at_once_retried_while_it_fails_and_looked_at_twice(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intents_module, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(intents_module, "SECOND_LOOK_SECONDS", 1.0)
+    monkeypatch.setattr(intents_module, "MAX_BACKOFF_SECONDS", 0.2)
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
+    recovery = Recorder(fail=2)
+    log = _log(database, recovery, pool)
+    await log.start()
+    try:
+        note = await log.begin(RUNS_LOG_BATCH, LINK, RequestIds(run_id="d" * 32), {}, None)
+        assert note is not None
+        note.unknown()  # e.g. the store did not answer
+        for _ in range(60):
+            if len(recovery.seen) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(recovery.seen) == 2  # after two failures, then once more for a late store
+        for _ in range(20):
+            if await _count(pool) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await _count(pool) == 0
+    finally:
+        await log.stop()
+        await pool.close()
+
+
+def test_the_note_names_what_the_write_touches() -> None:
+    ids = RequestIds(run_uuid="e" * 32, experiment_id="7", name="m")
+    assert intent_detail(ids, {"model_id": "m-1"}, None) == {
+        "run_uuid": "e" * 32,
+        "run_id": "e" * 32,
+        "experiment_id": "7",
+        "name": "m",
+        "model_id": "m-1",
+    }
+    path = "workspaces/team-a/3/" + "f" * 32 + "/artifacts/model.pkl"
+    detail = intent_detail(None, {}, path)
+    assert detail["run_id"] == "f" * 32 and detail["artifact_path"] == path
