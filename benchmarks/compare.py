@@ -70,7 +70,8 @@ def start_gateway(
     env = {"FEDGATE_ADMIN_TOKEN": TOKEN}
     if source is not None:
         env["PYTHONPATH"] = str(source)
-    return GatewayProcess(config, env, log_path=root / f"{name}.log").start(timeout=180)
+    # Started in the checkout it runs: `python -m` would otherwise import this checkout's code first.
+    return GatewayProcess(config, env, log_path=root / f"{name}.log", cwd=source).start(timeout=180)
 
 
 def add_worktree(root: Path, revision: str) -> Path:

@@ -187,7 +187,7 @@ def load_process(url: str, seconds: float, concurrency: int, queue: multiprocess
         async with s.get(url, params={"run_id": "0123456789abcdef0123456789abcdef"}, headers=headers) as r:
             await r.read()
             if r.status != 200:
-                raise RuntimeError(f"answered {r.status}")
+                raise RuntimeError(f"answered {r.status}: {(await r.text())[:300]}")
 
     result = asyncio.run(drive(call, seconds, concurrency))
     queue.put((result.requests, result.seconds, result.latencies))

@@ -143,6 +143,9 @@ class GatewayProcess:
     env: dict[str, str]
     port: int = 0
     log_path: Path | None = None
+    # The working directory: `python -m` puts it first on sys.path, before PYTHONPATH, so a gateway meant to
+    # run another checkout's code (benchmarks/compare.py) must be started there.
+    cwd: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -161,7 +164,7 @@ class GatewayProcess:
             args += ["--workers", str(workers)]
         log_path = self.log_path or self.config_path.with_suffix(f".{self.port}.log")
         self.log_path = log_path
-        self.process = _spawn(args, log_path, {**os.environ, **self.env})
+        self.process = _spawn(args, log_path, {**os.environ, **self.env}, cwd=self.cwd)
         wait_http(f"{self.url}/health/live", timeout, self.process)
         return self
 
