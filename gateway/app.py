@@ -92,7 +92,7 @@ from gateway.dual.capture import OutboxCapture
 from gateway.dual.failover import Failover, FailoverSender
 from gateway.dual.mirror import Mirror
 from gateway.dual.moves import DualMoves
-from gateway.dual.outbox import Relay
+from gateway.dual.outbox import OutboxRepository, Relay
 from gateway.dual.reconcile import Reconciler
 from gateway.dual.recovery import DualRecovery
 from gateway.federation.bookkeeping import DERIVED_SETTINGS, Bookkeeping, RunRoutes
@@ -113,7 +113,7 @@ from gateway.index.write_through import IndexRecovery, IndexWriteThrough
 from gateway.index.writer import IndexWriter
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
 from gateway.observability.health import STORE_TIMEOUT_SECONDS, Readiness, StoreHealth, drain_on_sigterm
-from gateway.observability.metrics import DENIED
+from gateway.observability.metrics import DENIED, INDEX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING
 from gateway.observability.routes import health_handlers
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
@@ -514,12 +514,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         index_sync.start()
         store_health.start()
         checks = asyncio.create_task(_check_configured_links(workspaces))
+        gauges = asyncio.create_task(_database_gauges(links, sessionmaker, index_sync), name="database gauges")
         try:
             yield
         finally:
             readiness.draining = True
             undo_drain()
             checks.cancel()
+            gauges.cancel()
             await store_health.stop()
             await relay.stop()
             await intents.stop()
@@ -617,6 +619,27 @@ def _health_check(client: StoreClient) -> Callable[[], Awaitable[None]]:
 
 class StoreUnavailableAnswer(Exception):
     pass
+
+
+async def _database_gauges(
+    links: LinkTable, sessionmaker: async_sessionmaker[AsyncSession], index_sync: IndexSync, every: float = 15.0
+) -> None:
+    """Outbox depth, its oldest entry and index lag per workspace, as gauges (the dashboard's; docs/operations.md)."""
+    while True:
+        try:
+            async with sessionmaker() as session:
+                outbox = await OutboxRepository(session).status()
+            names = {link.workspace_id: link.name for link in links.all()}
+            for row in outbox:
+                name = names.get(row["workspace_id"], str(row["workspace_id"]))
+                OUTBOX_PENDING.labels(name).set(row["pending"])
+                OUTBOX_OLDEST.labels(name).set(row["oldest_pending_seconds"])
+            for state in await index_sync.status():
+                if state["lag_seconds"] is not None:
+                    INDEX_LAG.labels(state["workspace"]).set(state["lag_seconds"])
+        except Exception as exc:
+            log.debug("database gauges not read: %s", type(exc).__name__)
+        await asyncio.sleep(every)
 
 
 async def _check_configured_links(workspaces: WorkspaceService) -> None:

@@ -56,3 +56,12 @@ INTENTS_RECOVERED = Counter(
 INTENTS_UNNOTED = Counter(
     "fedgate_write_intents_unnoted_total", "Writes whose intent could not be noted before they were sent"
 )
+OUTBOX_PENDING = Gauge(
+    "fedgate_outbox_pending",
+    "Outbox entries waiting for the central store (every replica reports the same)",
+    ["workspace"],
+)
+OUTBOX_OLDEST = Gauge("fedgate_outbox_oldest_pending_seconds", "Age of the oldest pending outbox entry", ["workspace"])
+INDEX_LAG = Gauge(
+    "fedgate_index_lag_seconds", "Seconds since the workspace's last finished index sync pass", ["workspace"]
+)
