@@ -8,9 +8,10 @@ One worker (a uvicorn process) opens at most these many connections, `P` being `
     bookkeeping.derived  P    run routes and index rows of accepted writes (asynchronous commit)
     sql                  P    SQL statements; each holds one for as long as it runs
     index_sync           P    index sync passes (each holds one for the whole pass) and its status reads
-    listeners            one per LISTEN channel (adapters/postgres_notify.py)
+    listeners            one per LISTEN channel (adapters/postgres_notify.py), and one holding the
+                         worker's presence lock (federation/intents.py)
 
-With the default P = 10 and three channels that is 63 per worker. A deployment opens at most
+With the default P = 10, three channels and the presence lock that is 64 per worker. A deployment opens at most
 `total * workers * replicas`, which must stay below PostgreSQL's `max_connections` less what
 migrations, administrators and superusers need; each worker logs its `budget` at start-up. Asyncpg
 pools are opened on first use: a pool a worker never uses holds no connection.
