@@ -425,7 +425,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     index_sync = IndexSync(links, stores, index_pool, settings.server.index_sync_interval_seconds)
     # Writes a crash must not lose are noted before they are sent, and recovered within seconds when their
     # outcome is unknown (federation/intents.py): dual workspaces' mirrored writes, and indexed writes.
-    recoveries: list[Recovery] = [DualRecovery(reconciler, mirror, stores)]
+    recoveries: list[Recovery] = [DualRecovery(reconciler, mirror, stores, sessionmaker)]
     if settings.server.index_write_through:
         recoveries.append(IndexRecovery(index_sync))
     intents = IntentLog(lambda: bookkeeping.pool("derived", DERIVED_SETTINGS), Presence(pools.dsn), links, recoveries)
