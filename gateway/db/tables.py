@@ -118,7 +118,7 @@ vault_values = sa.table(
     sa.column("updated_at", _TIME),
 )
 
-# -- write intents (migration 0014; gateway/federation/intents.py) -----------------------------------------
+# -- write intents (migration 0015; gateway/federation/intents.py) -----------------------------------------
 
 write_intents = sa.table(
     "write_intents",

@@ -5,8 +5,8 @@ hooks is recovered within seconds (gateway/federation/intents.py).
 0: nobody, the outcome is unknown and recovery is due); `looks` counts recoveries made (a young write is
 looked at twice).
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
