@@ -33,6 +33,9 @@ class Resource(StrEnum):
     TRACE = "trace"
     DATASET = "dataset"
     SCORER = "scorer"
+    ISSUE = "issue"  # an issue of an experiment's traces (GenAI quality)
+    LABEL_SCHEMA = "label_schema"  # a labelling schema of an experiment (human feedback)
+    REVIEW_QUEUE = "review_queue"  # a human-review queue of an experiment's traces
     WORKSPACE = "workspace"
     SERVER = "server"
 
@@ -148,6 +151,7 @@ class RouteSpec:
 E, RU, LM = Resource.EXPERIMENT, Resource.RUN, Resource.LOGGED_MODEL
 RM, MV, AR = Resource.REGISTERED_MODEL, Resource.MODEL_VERSION, Resource.ARTIFACT
 TR, DS, SC = Resource.TRACE, Resource.DATASET, Resource.SCORER
+IS, LS, RQ = Resource.ISSUE, Resource.LABEL_SCHEMA, Resource.REVIEW_QUEUE
 READ, SEARCH, CREATE = Action.READ, Action.SEARCH, Action.CREATE
 EDIT, MANAGE = Action.EDIT, Action.MANAGE
 
@@ -308,6 +312,30 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("DELETE", "/mlflow/scorers/delete", SC, MANAGE, ("experiment_id",), version=3),
     R("GET", "/mlflow/scorers/online-configs", SC, READ, ("experiment_id",), version=3),
     R("PUT", "/mlflow/scorers/online-config", SC, EDIT, ("experiment_id",), version=3),
+    # Issues of an experiment's traces (MLflow 3 GenAI); each follows its experiment
+    R("POST", "/mlflow/issues", IS, CREATE, ("experiment_id", "source_run_id"), version=3),
+    R("POST", "/mlflow/issues/search", IS, SEARCH, ("experiment_id",), version=3),
+    R("GET", "/mlflow/issues/{issue_id:str}", IS, READ, ("issue_id",), version=3),
+    R("PATCH", "/mlflow/issues/{issue_id:str}", IS, EDIT, ("issue_id",), version=3),
+    # Label schemas (human feedback) of an experiment
+    R("POST", "/mlflow/label-schemas/create", LS, CREATE, ("experiment_id",), version=3),
+    R("GET", "/mlflow/label-schemas/get", LS, READ, ("schema_id",), version=3),
+    R("GET", "/mlflow/label-schemas/get-by-name", LS, READ, ("experiment_id",), version=3),
+    R("GET", "/mlflow/label-schemas/list", LS, SEARCH, ("experiment_id",), version=3),
+    R("PATCH", "/mlflow/label-schemas/update", LS, EDIT, ("schema_id",), version=3),
+    R("DELETE", "/mlflow/label-schemas/delete", LS, MANAGE, ("schema_id",), version=3),
+    # Review queues of an experiment's traces, and their items
+    R("POST", "/mlflow/review-queues/create", RQ, CREATE, ("experiment_id",), version=3),
+    R("GET", "/mlflow/review-queues/get", RQ, READ, ("queue_id",), version=3),
+    R("GET", "/mlflow/review-queues/get-by-name", RQ, READ, ("experiment_id",), version=3),
+    R("GET", "/mlflow/review-queues/list", RQ, SEARCH, ("experiment_id",), version=3),
+    R("POST", "/mlflow/review-queues/update", RQ, EDIT, ("queue_id",), version=3),
+    R("POST", "/mlflow/review-queues/delete", RQ, MANAGE, ("queue_id",), version=3),
+    R("POST", "/mlflow/review-queues/get-or-create-user", RQ, CREATE, ("experiment_id",), version=3),
+    R("POST", "/mlflow/review-queues/items/add", RQ, EDIT, ("queue_id",), version=3),
+    R("GET", "/mlflow/review-queues/items/list", RQ, READ, ("queue_id",), version=3),
+    R("POST", "/mlflow/review-queues/items/remove", RQ, EDIT, ("queue_id",), version=3),
+    R("POST", "/mlflow/review-queues/items/set-status", RQ, EDIT, ("queue_id",), version=3),
     # Server version, used by the tracing exporter before span export
     R("GET", "/version", Resource.SERVER, READ, absolute=True),
 )
@@ -504,42 +532,6 @@ NOT_SERVED: tuple[NotServed, ...] = (
             "GET|POST /mlflow/webhooks",
             "GET|PATCH|DELETE /mlflow/webhooks/{webhook_id}",
             "POST /mlflow/webhooks/{webhook_id}/test",
-        ),
-    ),
-    NotServed(
-        "Issues",
-        "issues of an experiment's traces: no guard rule ties them to the experiment yet",
-        _api(3, "POST /mlflow/issues", "POST /mlflow/issues/search", "GET|PATCH /mlflow/issues/{issue_id}"),
-    ),
-    NotServed(
-        "Label schemas",
-        "labelling schemas of an experiment: no guard rule ties them to the experiment yet",
-        _api(
-            3,
-            "POST /mlflow/label-schemas/create",
-            "GET /mlflow/label-schemas/get",
-            "GET /mlflow/label-schemas/get-by-name",
-            "GET /mlflow/label-schemas/list",
-            "PATCH /mlflow/label-schemas/update",
-            "DELETE /mlflow/label-schemas/delete",
-        ),
-    ),
-    NotServed(
-        "Review queues",
-        "human-review queues of an experiment's traces and their reviewers: no guard rule yet",
-        _api(
-            3,
-            "POST /mlflow/review-queues/create",
-            "GET /mlflow/review-queues/get",
-            "GET /mlflow/review-queues/get-by-name",
-            "GET /mlflow/review-queues/list",
-            "POST /mlflow/review-queues/update",
-            "POST /mlflow/review-queues/delete",
-            "POST /mlflow/review-queues/get-or-create-user",
-            "POST /mlflow/review-queues/items/add",
-            "GET /mlflow/review-queues/items/list",
-            "POST /mlflow/review-queues/items/remove",
-            "POST /mlflow/review-queues/items/set-status",
         ),
     ),
     NotServed(

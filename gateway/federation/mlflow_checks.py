@@ -8,7 +8,8 @@ or one of the handlers' inline checks:
 
 - ("at_most", N): `_assert_less_than_or_equal(int(x), N)`;
 - ("count_at_most", N, message): at most N items, refused with `message` ({count}: how many were sent);
-- ("int_between", low, high, message): `_assert_intlike_within_range(int(x), low, high, message)`;
+- ("int_between", low, high, message): `_assert_intlike_within_range(int(x), low, high, message)` (a fifth
+  item names MLflow's function where it is a named one rather than a lambda);
 - ("fields_present", name, keys): every entry of the list has each of `keys` (log-batch).
 
 Routes missing here validate nothing of their request (their handlers read path parameters only).
@@ -22,6 +23,15 @@ from typing import Any
 
 Check = str | tuple[Any, ...]
 RouteChecks = tuple[str, bool, tuple[tuple[str, tuple[Check, ...]], ...]]
+
+# handlers._review_queue_max_results_validator: a named function, not one of the handlers' lambdas.
+_REVIEW_QUEUE_MAX_RESULTS = (
+    "int_between",
+    1,
+    50000,
+    "max_results must be between 1 and 50000.",
+    "_review_queue_max_results_validator",
+)
 
 # fmt: off
 REQUEST_CHECKS: dict[tuple[str, str, int], RouteChecks] = {
@@ -498,6 +508,75 @@ REQUEST_CHECKS: dict[tuple[str, str, int], RouteChecks] = {
         ("name", ("required", "string")),
         ("sample_rate", ("required",)),
         ("filter_string", ()),
+    )),
+    ("POST", "/mlflow/issues", 3): ("mlflow.issues.CreateIssue", False, (
+        ("name", ("required", "string")),
+        ("description", ("required", "string")),
+        ("experiment_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/issues/search", 3): ("mlflow.issues.SearchIssues", False, ()),
+    ("PATCH", "/mlflow/issues/{issue_id:str}", 3): ("mlflow.issues.UpdateIssue", False, (
+        ("issue_id", ("required",)),
+    )),
+    ("POST", "/mlflow/label-schemas/create", 3): ("mlflow.label_schemas.CreateLabelSchema", False, (
+        ("experiment_id", ("required", "string")),
+        ("name", ("required", "string")),
+    )),
+    ("GET", "/mlflow/label-schemas/get", 3): ("mlflow.label_schemas.GetLabelSchema", False, (
+        ("schema_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/label-schemas/get-by-name", 3): ("mlflow.label_schemas.GetLabelSchemaByName", False, (
+        ("experiment_id", ("required", "string")),
+        ("name", ("required", "string")),
+    )),
+    ("GET", "/mlflow/label-schemas/list", 3): ("mlflow.label_schemas.ListLabelSchemas", False, (
+        ("experiment_id", ("required", "string")),
+        ("max_results", ("intlike", ("int_between", 1, 50000, "max_results must be between 1 and 50000."))),
+    )),
+    ("PATCH", "/mlflow/label-schemas/update", 3): ("mlflow.label_schemas.UpdateLabelSchema", False, (
+        ("schema_id", ("required", "string")),
+    )),
+    ("DELETE", "/mlflow/label-schemas/delete", 3): ("mlflow.label_schemas.DeleteLabelSchema", False, (
+        ("schema_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/review-queues/create", 3): ("mlflow.review_queues.CreateReviewQueue", False, (
+        ("experiment_id", ("required", "string")),
+        ("name", ("required", "string")),
+    )),
+    ("GET", "/mlflow/review-queues/get", 3): ("mlflow.review_queues.GetReviewQueue", False, (
+        ("queue_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/review-queues/get-by-name", 3): ("mlflow.review_queues.GetReviewQueueByName", False, (
+        ("experiment_id", ("required", "string")),
+        ("name", ("required", "string")),
+    )),
+    ("GET", "/mlflow/review-queues/list", 3): ("mlflow.review_queues.ListReviewQueues", False, (
+        ("experiment_id", ("required", "string")),
+        ("max_results", ("intlike", _REVIEW_QUEUE_MAX_RESULTS)),
+    )),
+    ("POST", "/mlflow/review-queues/update", 3): ("mlflow.review_queues.UpdateReviewQueue", False, (
+        ("queue_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/review-queues/delete", 3): ("mlflow.review_queues.DeleteReviewQueue", False, (
+        ("queue_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/review-queues/get-or-create-user", 3): ("mlflow.review_queues.GetOrCreateUserQueue", False, (
+        ("experiment_id", ("required", "string")),
+        ("user", ("required", "string")),
+    )),
+    ("POST", "/mlflow/review-queues/items/add", 3): ("mlflow.review_queues.AddItemsToReviewQueue", False, (
+        ("queue_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/review-queues/items/list", 3): ("mlflow.review_queues.ListReviewQueueItems", False, (
+        ("queue_id", ("required", "string")),
+        ("max_results", ("intlike", _REVIEW_QUEUE_MAX_RESULTS)),
+    )),
+    ("POST", "/mlflow/review-queues/items/remove", 3): ("mlflow.review_queues.RemoveItemsFromReviewQueue", False, (
+        ("queue_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/review-queues/items/set-status", 3): ("mlflow.review_queues.SetReviewQueueItemStatus", False, (
+        ("queue_id", ("required", "string")),
+        ("item_id", ("required", "string")),
     )),
 }
 # fmt: on

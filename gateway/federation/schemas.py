@@ -22,6 +22,9 @@ class RequestIds(msgspec.Struct):
     trace_ids: list[str] | None = None
     request_id: str | None = None
     dataset_id: str | None = None
+    issue_id: str | None = None
+    schema_id: str | None = None  # a label schema
+    queue_id: str | None = None  # a review queue
 
 
 class _CreatedRunInfo(msgspec.Struct):

@@ -45,12 +45,35 @@ LINK = WorkspaceLink("team-a", WORKSPACE_ID, "workspace", "store-a", "store-a", 
 USER = Principal(name="mallory@example.com", kind="user", id=1, subjects=frozenset({1}))
 
 # The store's objects: experiment 1 is the user's, experiment 2 is hidden from them.
-OWN = {"experiment": "1", "run": "a" * 32, "logged_model": "m-own", "trace": "tr-own"}
-HIDDEN = {"experiment": "2", "run": "b" * 32, "logged_model": "m-hidden", "trace": "tr-hidden"}
-EXPERIMENT_OF = {OWN[k]: "1" for k in ("run", "logged_model", "trace")} | {
-    HIDDEN[k]: "2" for k in ("run", "logged_model", "trace")
+OWN = {
+    "experiment": "1",
+    "run": "a" * 32,
+    "logged_model": "m-own",
+    "trace": "tr-own",
+    "issue": "iss-own",
+    "label_schema": "ls-own",
+    "review_queue": "rq-own",
 }
-UNKNOWN = {"experiment": "77", "run": "c" * 32, "logged_model": "m-unknown", "trace": "tr-unknown"}
+HIDDEN = {
+    "experiment": "2",
+    "run": "b" * 32,
+    "logged_model": "m-hidden",
+    "trace": "tr-hidden",
+    "issue": "iss-hidden",
+    "label_schema": "ls-hidden",
+    "review_queue": "rq-hidden",
+}
+IN_EXPERIMENTS = ("run", "logged_model", "trace", "issue", "label_schema", "review_queue")
+EXPERIMENT_OF = {OWN[k]: "1" for k in IN_EXPERIMENTS} | {HIDDEN[k]: "2" for k in IN_EXPERIMENTS}
+UNKNOWN = {
+    "experiment": "77",
+    "run": "c" * 32,
+    "logged_model": "m-unknown",
+    "trace": "tr-unknown",
+    "issue": "iss-unknown",
+    "label_schema": "ls-unknown",
+    "review_queue": "rq-unknown",
+}
 
 # Fields of MLflow's request messages that name objects, by field name.
 ID_KINDS = {
@@ -65,8 +88,13 @@ ID_KINDS = {
     "trace_ids": "trace",
     "request_id": "trace",
     "request_ids": "trace",
+    "issue_id": "issue",
+    "schema_id": "label_schema",
+    "schema_ids": "label_schema",
+    "queue_id": "review_queue",
+    "item_ids": "trace",  # the traces added to or removed from a review queue
 }
-PATH_KINDS = {"model_id": "logged_model", "request_id": "trace", "trace_id": "trace"}
+PATH_KINDS = {"model_id": "logged_model", "request_id": "trace", "trace_id": "trace", "issue_id": "issue"}
 # Rules that look registered models up in the database, and artifact paths: covered by integration tests.
 NOT_HERE = {"model", "model-create", "model-search", "model-version-create", "artifact"}
 
@@ -115,11 +143,14 @@ def _snapshot() -> PolicySnapshot:
     return PolicySnapshot(1, principals, [], grants, securables=[])
 
 
+OBJECT_ANSWERS = (("/issues/", "issue"), ("/label-schemas/", "label_schema"), ("/review-queues/", "review_queue"))
+
+
 class StoreDirectory:
     """What the store answers when the guard asks which experiment an object is in."""
 
     async def fetch(self, link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
-        object_id = path.rsplit("/", 1)[-1] if "run_id=" not in query else query.split("=", 1)[1]
+        object_id = path.rsplit("/", 1)[-1] if "=" not in query else query.split("=", 1)[1]
         experiment = EXPERIMENT_OF.get(object_id)
         if experiment is None:
             return 404, b'{"error_code": "RESOURCE_DOES_NOT_EXIST"}'
@@ -127,6 +158,13 @@ class StoreDirectory:
             return 200, json.dumps({"run": {"info": {"experiment_id": experiment}}}).encode()
         if "logged-models" in path:
             return 200, json.dumps({"model": {"info": {"experiment_id": experiment}}}).encode()
+        for part, key in (
+            ("/issues/", "issue"),
+            ("/label-schemas/", "label_schema"),
+            ("/review-queues/", "review_queue"),
+        ):
+            if part in path:
+                return 200, json.dumps({key: {"experiment_id": experiment}}).encode()
         location = {"mlflow_experiment": {"experiment_id": experiment}}
         return 200, json.dumps({"trace": {"trace_info": {"trace_location": location}}}).encode()
 

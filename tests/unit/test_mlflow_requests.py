@@ -44,6 +44,8 @@ def _as_mlflow_names(check: Check) -> str:
         return f"_assert_{check}"
     if check[0] == "fields_present":
         return f"_assert_{check[1]}_fields_present"
+    if check[0] == "int_between" and len(check) > 4:
+        return str(check[4])  # a named function of MLflow's
     return "<lambda>"
 
 

@@ -23,6 +23,9 @@ MISSING = {
     "run": "Run with id={id} not found",
     "logged_model": "Logged model with ID '{id}' not found.",
     "trace": "Trace with ID {id} is not found.",
+    "issue": "Issue with ID '{id}' not found",
+    "label_schema": "Label schema with id '{id}' not found.",
+    "review_queue": "Review queue with id '{id}' not found.",
 }
 
 
@@ -59,8 +62,13 @@ class Checks:
     async def require_trace(self, request: Request, trace_id: str, wanted: str) -> None:
         await self._require_in_experiment(request, "trace", trace_id, wanted)
 
+    async def require_in_experiment(self, request: Request, kind: str, object_id: str, wanted: str) -> None:
+        """An issue, label schema or review queue (`kind` of MISSING), through the experiment it belongs to."""
+        await self._require_in_experiment(request, kind, object_id, wanted)
+
     async def _require_in_experiment(self, request: Request, kind: str, object_id: str, wanted: str) -> None:
-        """A run, logged model or trace is governed by the grants on the experiment it belongs to."""
+        """A run, logged model, trace, issue, label schema or review queue is governed by the grants on the
+        experiment it belongs to."""
         missing = MISSING[kind].format(id=object_id)
         experiment_id = await self.lookups.experiment_of(request.link, kind, object_id)
         if experiment_id is None:

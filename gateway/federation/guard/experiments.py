@@ -9,17 +9,17 @@ from gateway.authz.levels import Level, experiment_object, workspace_object
 from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.core.route_table import Resource
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.owners import recording_owner
 from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
 
 
 async def experiment(checks: Checks, request: Request, wanted: Level) -> Plan:
-    """`wanted` on every experiment the call names (at least one); a new logged model's source run readable."""
+    """`wanted` on every experiment the call names (at least one); the source run of a new logged model or issue
+    readable."""
     for experiment_id in request.experiment_ids(required=True):
         checks.require_experiment(request, experiment_id, wanted)
-    if request.spec.resource is Resource.LOGGED_MODEL and request.ids.source_run_id:
+    if request.ids.source_run_id:
         await checks.require_run(request, request.ids.source_run_id, Level.CAN_READ)
     return Plan()
 

@@ -13,7 +13,8 @@ from gateway.core.links import WorkspaceLink
 
 
 class StoreLookups:
-    """Which experiment a run, logged model or trace belongs to: asked of the store once, then cached.
+    """Which experiment a run, logged model, trace, issue, label schema or review queue belongs to: asked of the
+    store once, then cached.
 
     `fetch(link, path, query)` reads from the workspace's store; `run_experiment(run_id, workspace)` is the
     run directory, asked first for runs. Only found objects are cached (a missing one may be created
@@ -61,9 +62,20 @@ class StoreLookups:
         elif kind == "logged_model":
             status, body = await self._fetch(link, f"/api/2.0/mlflow/logged-models/{quoted}", "")
             path = ("model", "info", "experiment_id")
-        else:
+        elif kind == "trace":
             status, body = await self._fetch(link, f"/api/3.0/mlflow/traces/{quoted}", "")
             path = ("trace", "trace_info", "trace_location", "mlflow_experiment", "experiment_id")
+        elif kind == "issue":
+            status, body = await self._fetch(link, f"/api/3.0/mlflow/issues/{quoted}", "")
+            path = ("issue", "experiment_id")
+        elif kind == "label_schema":
+            status, body = await self._fetch(link, "/api/3.0/mlflow/label-schemas/get", f"schema_id={quoted}")
+            path = ("label_schema", "experiment_id")
+        elif kind == "review_queue":
+            status, body = await self._fetch(link, "/api/3.0/mlflow/review-queues/get", f"queue_id={quoted}")
+            path = ("review_queue", "experiment_id")
+        else:
+            raise LookupError(f"no lookup of the experiment of a {kind}")
         if status != 200:
             return None
         node: Any = msgspec.json.decode(body)

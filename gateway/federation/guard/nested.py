@@ -24,9 +24,10 @@ class Nested(StrEnum):
     RUN = "run"
     LOGGED_MODEL = "logged_model"
     TRACE = "trace"
+    LABEL_SCHEMA = "label_schema"  # a label schema, through its experiment
     NEW_TRACE = "new_trace"  # an id the call may create: if the trace exists already, the call writes to it
     BY_RULE = "by_rule"  # read and checked by the route's own rule
-    NOT_AN_OBJECT = "not_an_object"  # span, assessment, source, request-client ids: nothing grants them
+    NOT_AN_OBJECT = "not_an_object"  # span, assessment, source, request-client ids, flags: nothing grants them
 
 
 NestedRule = tuple[Nested, Level | None]  # None: the level the route asks for
@@ -82,6 +83,16 @@ NESTED_IDS: dict[tuple[str, int], dict[str, NestedRule]] = {
         "assessment_id": (Nested.NOT_AN_OBJECT, None)
     },
     ("DELETE /mlflow/datasets/{dataset_id:str}/records", 3): {"dataset_record_ids": (Nested.NOT_AN_OBJECT, None)},
+    # A queue's label schemas are read by its reviewers; its items are traces (the store keeps them to the
+    # queue's experiment, the gateway checks each too); an item's id names it within the queue already checked.
+    ("POST /mlflow/review-queues/create", 3): {"schema_ids": (Nested.LABEL_SCHEMA, Level.CAN_READ)},
+    ("POST /mlflow/review-queues/update", 3): {
+        "schema_ids": (Nested.LABEL_SCHEMA, Level.CAN_READ),
+        "update_schema_ids": (Nested.NOT_AN_OBJECT, None),  # a flag: whether `schema_ids` replaces the list
+    },
+    ("POST /mlflow/review-queues/items/add", 3): {"item_ids": (Nested.TRACE, Level.CAN_READ)},
+    ("POST /mlflow/review-queues/items/remove", 3): {"item_ids": (Nested.TRACE, Level.CAN_READ)},
+    ("POST /mlflow/review-queues/items/set-status", 3): {"item_id": (Nested.NOT_AN_OBJECT, None)},
 }
 
 
@@ -116,6 +127,8 @@ async def require_nested(checks: Checks, request: Request, wanted: Level) -> Non
                 await checks.require_logged_model(request, value, level or wanted)
             elif kind is Nested.TRACE:
                 await checks.require_trace(request, value, level or wanted)
+            elif kind is Nested.LABEL_SCHEMA:
+                await checks.require_in_experiment(request, "label_schema", value, level or wanted)
             elif kind is Nested.NEW_TRACE and value:
                 experiment_id = await checks.lookups.experiment_of(request.link, "trace", value)
                 if experiment_id is not None:

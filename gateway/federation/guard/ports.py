@@ -13,8 +13,9 @@ class Lookups(Protocol):
     """Where the objects a call names live in the workspace's store."""
 
     async def experiment_of(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
-        """The id of the experiment holding a run, logged model or trace (`kind`: "run", "logged_model",
-        "trace"); None when the store has no such object in this workspace."""
+        """The id of the experiment holding a run, logged model, trace, issue, label schema or review queue
+        (`kind`: "run", "logged_model", "trace", "issue", "label_schema", "review_queue"); None when the store has
+        no such object in this workspace."""
         ...
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:

@@ -38,6 +38,7 @@ class Rule(StrEnum):
     TRACE_CREATE = "trace-create"  # CAN_EDIT on the experiment the trace goes into
     TRACE_SEARCH = "trace-search"  # readable experiments only, or the whole workspace
     TRACE = "trace"  # every trace, run and experiment the call names
+    EXPERIMENT_OBJECT = "experiment-object"  # an issue, label schema or review queue, through its experiment
 
 
 BY_KIND: dict[tuple[Resource, Action], Rule] = {
@@ -66,6 +67,19 @@ BY_KIND: dict[tuple[Resource, Action], Rule] = {
     **{(Resource.TRACE, a): Rule.TRACE for a in (Action.READ, Action.EDIT, Action.MANAGE)},
     **{(Resource.DATASET, a): Rule.WORKSPACE_LEVEL for a in Action if a not in (Action.ADMIN, Action.PUBLIC)},
     **{(Resource.SCORER, a): Rule.EXPERIMENT for a in (Action.READ, Action.CREATE, Action.EDIT, Action.MANAGE)},
+    # Issues, label schemas and review queues belong to one experiment: created and listed by naming it,
+    # read and changed by their own id, which the store is asked for once (the experiment of an id is cached).
+    **{
+        (resource, action): rule
+        for resource in (Resource.ISSUE, Resource.LABEL_SCHEMA, Resource.REVIEW_QUEUE)
+        for action, rule in (
+            (Action.CREATE, Rule.EXPERIMENT),
+            (Action.SEARCH, Rule.EXPERIMENT),
+            (Action.READ, Rule.EXPERIMENT_OBJECT),
+            (Action.EDIT, Rule.EXPERIMENT_OBJECT),
+            (Action.MANAGE, Rule.EXPERIMENT_OBJECT),
+        )
+    },
 }
 
 # Routes whose resource and action do not say how to check them (by route name, every API version).
@@ -75,6 +89,9 @@ RULE_OVERRIDES: dict[str, Rule] = {
     "POST /mlflow/experiments/search-datasets": Rule.EXPERIMENT_IDS,
     # Looks configurations up by scorer id, across experiments: only a reader of the whole workspace.
     "GET /mlflow/scorers/online-configs": Rule.WORKSPACE_LEVEL,
+    # Found by name within the experiment the call names.
+    "GET /mlflow/label-schemas/get-by-name": Rule.EXPERIMENT,
+    "GET /mlflow/review-queues/get-by-name": Rule.EXPERIMENT,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway.authz.levels import Level
-from gateway.federation.guard import artifacts, experiments, logged_models, models, runs, traces, workspace
+from gateway.federation.guard import artifacts, experiments, genai, logged_models, models, runs, traces, workspace
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.request import Plan, Request
 from gateway.federation.guard.rules import Rule
@@ -42,10 +42,12 @@ CHECKS: dict[Rule, RuleCheck] = {
     Rule.TRACE_CREATE: traces.trace_create,
     Rule.TRACE_SEARCH: traces.trace_search,
     Rule.TRACE: traces.trace,
+    Rule.EXPERIMENT_OBJECT: genai.experiment_object,
 }
 
 ADMIN_PLANS: dict[Rule, AdminPlan] = {
     Rule.EXPERIMENT_CREATE: experiments.experiment_created,
     Rule.MODEL_CREATE: models.model_created,
     Rule.MODEL: models.model_changed,
+    Rule.EXPERIMENT_OBJECT: genai.attributed,
 }

@@ -1,0 +1,211 @@
+"""Issues, label schemas and review queues of an experiment, through the gateway with the stock client.
+
+Each follows its experiment: created and listed by naming it (CAN_EDIT to create, CAN_READ to list), read and
+changed by its own id through the experiment the store says it belongs to (CAN_READ, CAN_EDIT; CAN_MANAGE to
+delete). A reader of the experiment reads but does not change them (403); a user of the workspace who holds
+nothing on the experiment gets the store's own not-found answer for each (404), as for a missing one.
+
+Issues through the stock client's REST store (MlflowClient has no issue API in 3.17.2), label schemas and
+review queues through `mlflow.genai`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow.exceptions import MlflowException
+
+from tests.conftest import Stack
+from tests.support.identity import Admin, Person, unique
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Cast:
+    owner: Person  # created the experiment: CAN_MANAGE on it
+    reader: Person  # CAN_READ on the experiment
+    stranger: Person  # may use team-a, holds nothing on the experiment
+    experiment_id: str
+    trace_id: str  # a trace of the experiment, logged by the owner
+
+
+class As:
+    """The stock client as one user of team-a: the token it sends, switched per call."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def __call__(self, person: Person, action: Callable[[], Any]) -> Any:
+        saved = os.environ.get("MLFLOW_TRACKING_TOKEN")
+        os.environ["MLFLOW_TRACKING_TOKEN"] = person.token
+        try:
+            return action()
+        finally:
+            if saved is None:
+                os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+            else:
+                os.environ["MLFLOW_TRACKING_TOKEN"] = saved
+
+    def refused(self, person: Person, action: Callable[[], Any]) -> MlflowException:
+        with pytest.raises(MlflowException) as caught:
+            self(person, action)
+        return caught.value
+
+
+@pytest.fixture(scope="module")
+def cast(stack: Stack) -> Iterator[Cast]:
+    admin = Admin.of(stack)
+    suffix = uuid.uuid4().hex[:6]
+    owner, reader, stranger = (admin.person(f"{role}.{suffix}@example.com") for role in ("owner", "reader", "stranger"))
+    for person in (owner, reader, stranger):
+        admin.grant("workspaces/team-a", "CAN_USE", user=person.name)
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
+    os.environ.update(
+        MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=owner.token, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"
+    )
+    try:
+        mlflow.set_tracking_uri(stack.url)
+        mlflow.set_workspace("team-a")
+        experiment_id = mlflow.set_experiment(unique("genai-objects")).experiment_id
+        with mlflow.start_span("answer") as span:
+            span.set_inputs({"question": "why"})
+            trace_id = span.trace_id
+        mlflow.flush_trace_async_logging()
+        admin.grant(f"experiments/{experiment_id}", "CAN_READ", user=reader.name, workspace="team-a")
+        yield Cast(owner, reader, stranger, experiment_id, trace_id)
+    finally:
+        mlflow.set_workspace(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def as_user(stack: Stack) -> As:
+    return As(stack)
+
+
+def _store() -> Any:
+    """The stock client's REST store of the tracking URI (what MlflowClient and mlflow.genai call)."""
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    return _get_store()
+
+
+def test_issues_follow_their_experiment(cast: Cast, as_user: As) -> None:
+    issue = as_user(
+        cast.owner,
+        lambda: _store().create_issue(
+            experiment_id=cast.experiment_id, name="wrong answers", description="The agent invents facts."
+        ),
+    )
+    assert issue.experiment_id == cast.experiment_id
+    for person in (cast.owner, cast.reader):
+        assert as_user(person, lambda: _store().get_issue(issue.issue_id)).name == "wrong answers"
+        found = as_user(person, lambda: _store().search_issues(experiment_id=cast.experiment_id))
+        assert [i.issue_id for i in found] == [issue.issue_id]
+    updated = as_user(cast.owner, lambda: _store().update_issue(issue.issue_id, name="invented facts"))
+    assert updated.name == "invented facts"
+
+    refused = as_user.refused(cast.reader, lambda: _store().update_issue(issue.issue_id, name="x"))
+    assert refused.error_code == "PERMISSION_DENIED"
+    hidden = as_user.refused(cast.stranger, lambda: _store().get_issue(issue.issue_id))
+    missing = as_user.refused(cast.stranger, lambda: _store().get_issue("iss-" + "0" * 32))
+    assert (hidden.error_code, hidden.message.replace(issue.issue_id, "<id>")) == (
+        missing.error_code,
+        missing.message.replace("iss-" + "0" * 32, "<id>"),
+    )
+    assert hidden.error_code == "RESOURCE_DOES_NOT_EXIST"
+    for action in (
+        lambda: _store().search_issues(experiment_id=cast.experiment_id),
+        lambda: _store().create_issue(experiment_id=cast.experiment_id, name="n", description="d"),
+        lambda: _store().update_issue(issue.issue_id, name="x"),
+    ):
+        assert as_user.refused(cast.stranger, action).error_code == "RESOURCE_DOES_NOT_EXIST"
+    # A search naming no experiment would search every issue of the store: refused, not narrowed.
+    everything = as_user.refused(cast.owner, lambda: _store().search_issues())
+    assert everything.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_label_schemas_and_review_queues_follow_their_experiment(cast: Cast, as_user: As) -> None:
+    from mlflow.genai import label_schemas, review_queues
+
+    experiment = cast.experiment_id
+    schema = as_user(
+        cast.owner,
+        lambda: label_schemas.create_label_schema(
+            "correct",
+            type="feedback",
+            input=label_schemas.InputCategorical(options=["yes", "no"]),
+            experiment_id=experiment,
+        ),
+    )
+    queue = as_user(
+        cast.owner,
+        lambda: review_queues.create_review_queue(
+            "weekly review",
+            queue_type="custom",
+            users=[cast.owner.name],
+            schema_ids=[schema.schema_id],
+            experiment_id=experiment,
+        ),
+    )
+    assert queue.experiment_id == experiment and queue.schema_ids == [schema.schema_id]
+    added = as_user(
+        cast.owner, lambda: review_queues.add_items_to_review_queue(queue.queue_id, item_ids=[cast.trace_id])
+    )
+    assert [item.item_id for item in added] == [cast.trace_id]
+    # Completed in the caller's name, whoever the client says completed it.
+    done = as_user(
+        cast.owner,
+        lambda: review_queues.set_review_queue_item_status(
+            queue.queue_id, item_id=cast.trace_id, status="complete", completed_by="someone.else@example.com"
+        ),
+    )
+    assert done.completed_by == cast.owner.name
+
+    # The reader reads the experiment's schemas and queues, and changes none of them.
+    names = {s.name for s in as_user(cast.reader, lambda: label_schemas.list_label_schemas(experiment_id=experiment))}
+    assert "correct" in names
+    assert as_user(cast.reader, lambda: review_queues.get_review_queue(queue.queue_id)).name == "weekly review"
+    items = as_user(cast.reader, lambda: review_queues.list_review_queue_items(queue.queue_id))
+    assert [item.item_id for item in items] == [cast.trace_id]
+    for action in (
+        lambda: review_queues.add_items_to_review_queue(queue.queue_id, item_ids=[cast.trace_id]),
+        lambda: review_queues.delete_review_queue(queue.queue_id),
+        lambda: label_schemas.delete_label_schema(schema_id=schema.schema_id),
+    ):
+        assert as_user.refused(cast.reader, action).error_code == "PERMISSION_DENIED"
+
+    # The stranger meets the store's not-found answers.
+    refusals = {
+        "get schema": lambda: label_schemas.get_label_schema(schema_id=schema.schema_id),
+        "list schemas": lambda: label_schemas.list_label_schemas(experiment_id=experiment),
+        "get queue": lambda: review_queues.get_review_queue(queue.queue_id),
+        "queue by name": lambda: review_queues.get_review_queue(name="weekly review", experiment_id=experiment),
+        "create queue": lambda: review_queues.create_review_queue(
+            "mine", queue_type="custom", experiment_id=experiment
+        ),
+        "list items": lambda: review_queues.list_review_queue_items(queue.queue_id),
+    }
+    for label, action in refusals.items():
+        refused = as_user.refused(cast.stranger, action)
+        assert refused.error_code == "RESOURCE_DOES_NOT_EXIST", label
+    assert as_user.refused(cast.stranger, refusals["get queue"]).message == (
+        f"RESOURCE_DOES_NOT_EXIST: Review queue with id '{queue.queue_id}' not found."
+    )
+
+    # The owner (CAN_MANAGE) deletes them.
+    as_user(cast.owner, lambda: review_queues.delete_review_queue(queue.queue_id))
+    as_user(cast.owner, lambda: label_schemas.delete_label_schema(schema_id=schema.schema_id))
+    gone = as_user.refused(cast.owner, lambda: review_queues.get_review_queue(queue.queue_id))
+    assert gone.error_code == "RESOURCE_DOES_NOT_EXIST"
