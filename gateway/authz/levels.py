@@ -31,6 +31,19 @@ MODEL_LEVELS = (
     Level.CAN_MANAGE,
 )
 WORKSPACE_LEVELS = (Level.CAN_USE, Level.CAN_READ, Level.CAN_EDIT, Level.CAN_MANAGE)
+PRODUCTION = "Production"
+
+
+def transition_level(current: str, target: str) -> Level:
+    """The level moving a model version from stage `current` to stage `target` asks for.
+
+    Anything into or out of Production needs CAN_MANAGE_PRODUCTION_VERSIONS; moves among None, Staging
+    and Archived need CAN_MANAGE_STAGING_VERSIONS. Stage names compare case-insensitively, as MLflow
+    reads them; an unknown current stage ("") counts as not Production.
+    """
+    if PRODUCTION.lower() in (current.lower(), target.lower()):
+        return Level.CAN_MANAGE_PRODUCTION_VERSIONS
+    return Level.CAN_MANAGE_STAGING_VERSIONS
 
 
 class Privilege(StrEnum):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.authz.decide import Everything
-from gateway.authz.levels import Level
+from gateway.authz.levels import Level, transition_level
 from gateway.core.errors import PermissionDenied
 from gateway.core.paths import canonical_artifact_path
 from gateway.core.route_table import (
@@ -69,11 +69,8 @@ async def model_version_create(checks: Checks, request: Request, wanted: Level) 
 async def _stage_level(checks: Checks, request: Request, name: str) -> Level:
     """Anything touching Production needs CAN_MANAGE_PRODUCTION_VERSIONS; other stages need STAGING."""
     document = request.document
-    target = str(document.get("stage", "")).lower()
     current = await checks.lookups.stage_of(request.link, name, str(document.get("version", "")))
-    if "production" in (target, current.lower()):
-        return Level.CAN_MANAGE_PRODUCTION_VERSIONS
-    return Level.CAN_MANAGE_STAGING_VERSIONS
+    return transition_level(current, str(document.get("stage", "")))
 
 
 async def _require_version_source(checks: Checks, request: Request) -> None:
