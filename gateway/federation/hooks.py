@@ -22,6 +22,9 @@ four small protocols, and the composition root (gateway/app.py) chooses which:
 - `Scope`: a workspace name served by something other than the forwarder, chosen at the HTTP edge
   (federation/routes.py): the read-only `account` scope (index/account.py), which calls the
   forwarder back for reads of one workspace.
+- `FeatureRoute`: a declared route a feature serves itself, chosen at the HTTP edge too: MLflow's
+  transition-stage, served by the registry workflow (registry/routes.py) so that every stage change
+  follows its rules and lands in its activity log; it calls the forwarder back for the store's part.
 """
 
 from __future__ import annotations
@@ -134,6 +137,12 @@ class Sender(Protocol):
 class Scope(Protocol):
     async def serve(self, call: ForwardCall) -> ForwardResult:
         """Answer a call whose X-MLFLOW-WORKSPACE names this scope (and no X-Databricks-Workspace-Id is sent)."""
+        ...
+
+
+class FeatureRoute(Protocol):
+    async def serve(self, call: ForwardCall) -> ForwardResult:
+        """Answer a call of this declared route (the forwarder may be called back with a call of one's own)."""
         ...
 
 

@@ -17,7 +17,7 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
 from gateway.federation.call import ACCOUNT_SCOPE
-from gateway.federation.hooks import Scope
+from gateway.federation.hooks import FeatureRoute, Scope
 from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, scan_headers
 from gateway.observability.access import REQUEST_ID_KEY, note
 from gateway.stores.capabilities import StoreCapabilities
@@ -29,22 +29,35 @@ def forwarding_handlers(
     max_json_body: int,
     max_artifact_body: int,
     scopes: Mapping[str, Scope] | None = None,
+    routes: Mapping[RouteSpec, FeatureRoute] | None = None,
 ) -> list[HTTPRouteHandler]:
     """One Litestar handler per declared route, mounted at every alias of its path.
 
     `scopes`: workspace names served by something other than the forwarder (the `account` scope),
-    chosen here, at the edge, before the forwarder sees the call.
+    chosen here, at the edge, before the forwarder sees the call. `routes`: declared routes a feature
+    serves itself (MLflow's transition-stage: the registry workflow), in any workspace but a scope.
     """
     return [
         _forwarding_handler(
-            spec, forwarder, scopes or {}, max_json_body=max_json_body, max_artifact_body=max_artifact_body
+            spec,
+            forwarder,
+            scopes or {},
+            (routes or {}).get(spec),
+            max_json_body=max_json_body,
+            max_artifact_body=max_artifact_body,
         )
         for spec in FORWARDED_ROUTES
     ]
 
 
 def _forwarding_handler(
-    spec: RouteSpec, forwarder: Forwarder, scopes: Mapping[str, Scope], *, max_json_body: int, max_artifact_body: int
+    spec: RouteSpec,
+    forwarder: Forwarder,
+    scopes: Mapping[str, Scope],
+    feature: FeatureRoute | None,
+    *,
+    max_json_body: int,
+    max_artifact_body: int,
 ) -> HTTPRouteHandler:
     upload = spec.body is Body.UPLOAD
     # The static part before an artifact path, e.g. "/mlflow-artifacts/artifacts/".
@@ -74,7 +87,7 @@ def _forwarding_handler(
             request_id=str(request.scope.get(REQUEST_ID_KEY, "")),  # type: ignore[call-overload,unused-ignore]
         )
         try:
-            result = await _serve(call, forwarder, scopes)
+            result = await _serve(call, forwarder, scopes, feature)
         except GatewayError:
             # The store saw the upload cut short; the reason is ours, not an unreachable store.
             if bounded is not None and bounded.exceeded:
@@ -95,12 +108,17 @@ def _forwarding_handler(
     )(forward)
 
 
-async def _serve(call: ForwardCall, forwarder: Forwarder, scopes: Mapping[str, Scope]) -> ForwardResult:
-    """The call's scope (the `account` scope, say) answers it, or the forwarder sends it to a workspace."""
+async def _serve(
+    call: ForwardCall, forwarder: Forwarder, scopes: Mapping[str, Scope], feature: FeatureRoute | None = None
+) -> ForwardResult:
+    """The call's scope (the `account` scope, say) answers it, else the feature that serves the route, else
+    the forwarder sends it to a workspace."""
     if (scope := call.workspace.scope(scopes)) is not None:
         return await scope.serve(call)
     if call.workspace.name == ACCOUNT_SCOPE:
         raise InvalidParameter("This gateway does not serve the 'account' scope; choose a workspace.")
+    if feature is not None:
+        return await feature.serve(call)
     return await forwarder.forward(call)
 
 

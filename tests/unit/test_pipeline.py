@@ -24,6 +24,7 @@ from gateway.core.route_table import (
     ARTIFACT_UPLOAD,
     EXPERIMENTS_CREATE,
     EXPERIMENTS_GET,
+    MODEL_VERSIONS_TRANSITION_STAGE,
     RUNS_CREATE,
     RUNS_GET,
     RUNS_LOG_BATCH,
@@ -403,6 +404,28 @@ async def test_a_withheld_workspace_answers_409_by_id_too() -> None:
     fw = forwarder(DEFAULT, CLASH_1, CLASH_2)
     with pytest.raises(InvalidState):
         await fw.forward(log_batch(RUN_A, workspace_id=1005))
+
+
+async def test_a_route_a_feature_serves_is_chosen_at_the_edge_after_the_scopes() -> None:
+    """MLflow's transition-stage is served by the registry workflow, which calls the forwarder back itself."""
+    served: list[ForwardCall] = []
+
+    class Feature:
+        async def serve(self, call: ForwardCall) -> ForwardResult:
+            served.append(call)
+            return ForwardResult(200, {}, "team-a", body=b"{}")
+
+    store = RecordingStore()
+    fw = forwarder(DEFAULT, TEAM_A, store=store)
+    stage = call(MODEL_VERSIONS_TRANSITION_STAGE, header="team-a", body={"name": "m", "version": "1", "stage": "None"})
+    assert (await _serve(stage, fw, {}, Feature())).workspace == "team-a"
+    assert served == [stage] and store.sent == []
+    # Without the feature the route is forwarded as any other; the account scope still refuses it first.
+    await _serve(call(MODEL_VERSIONS_TRANSITION_STAGE, header="team-a", body={"name": "m"}), fw, {})
+    assert len(store.sent) == 1
+    with pytest.raises(InvalidParameter, match="does not serve the 'account' scope"):
+        await _serve(call(MODEL_VERSIONS_TRANSITION_STAGE, header=ACCOUNT_SCOPE, body={"name": "m"}), fw, {}, Feature())
+    assert len(served) == 1
 
 
 # -- after-write hooks ----------------------------------------------------------------------------------
