@@ -118,6 +118,7 @@ from gateway.observability.routes import health_handlers
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.properties.guard import PropertyGuard
+from gateway.registry.moves import RegistryMoves
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
 from gateway.secrets.crypto import Keyring
@@ -365,7 +366,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     # (db/moves.py), grants included; this replica's policy reloads before the admin hears the answer.
     # DualMoves first: renumbering the outbox waits for relays, before any row they may write is locked.
     workspaces = WorkspaceService(
-        settings, stores, links, move_hooks=(DualMoves(), IndexMoves(), AuthzMoves(policy), SecretMoves())
+        settings,
+        stores,
+        links,
+        move_hooks=(DualMoves(), IndexMoves(), AuthzMoves(policy), SecretMoves(), RegistryMoves()),
     )
     workspaces.settled = policy.reload
     direct = DirectCalls(stores)  # the gateway's own calls to stores (authorization reads, existence, undo)

@@ -203,3 +203,59 @@ class RunSecretReadRow(Base):
     scope: Mapped[str] = mapped_column(String(128))
     key: Mapped[str] = mapped_column(String(128))
     first_read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RegistryRequestRow(Base):
+    """A request to move a model version to a stage (migration 0016); open until decided or cancelled."""
+
+    __tablename__ = "registry_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[str] = mapped_column(String(32))  # registered_models.id: renames keep it
+    version: Mapped[str] = mapped_column(String(20))
+    to_stage: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(12), default="open")  # open | approved | rejected | cancelled
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(Text)
+
+
+class RegistryCommentRow(Base):
+    """A comment on a model version (migration 0016); its author or a model manager edits or deletes it."""
+
+    __tablename__ = "registry_comments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(20))
+    user_id: Mapped[str] = mapped_column(Text)
+    comment: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RegistryActivityRow(Base):
+    """One entry of a model version's activity log (migration 0016), in Databricks' Activity shape.
+
+    Append-only (a trigger refuses UPDATE, DELETE and TRUNCATE, but for the workspace's own moves).
+    """
+
+    __tablename__ = "registry_activities"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(20))
+    activity_type: Mapped[str] = mapped_column(String(24))
+    from_stage: Mapped[str | None] = mapped_column(String(16))
+    to_stage: Mapped[str | None] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    system_comment: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[int | None] = mapped_column(BigInteger)  # the request it opened, decided or cancelled
+    comment_id: Mapped[str | None] = mapped_column(String(32))  # NEW_COMMENT: the comment (its text lives there)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

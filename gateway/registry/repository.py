@@ -1,0 +1,322 @@
+"""Every SQL statement of the registry workflow: requests, comments and the activity log (migration 0016)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db.models import RegistryActivityRow, RegistryCommentRow, RegistryRequestRow
+
+OPEN = "open"
+
+
+def millis(moment: datetime) -> int:
+    """A timestamp as the Databricks API gives it: milliseconds since the epoch."""
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    id: int
+    model_id: str
+    version: str
+    to_stage: str
+    requested_by: str
+    comment: str | None
+    state: str  # open | approved | rejected | cancelled
+    created_ms: int
+    decided_by: str | None
+    activity_id: int | None = None  # its REQUESTED_TRANSITION activity (listings of open requests)
+
+
+@dataclass(frozen=True, slots=True)
+class NewActivity:
+    """An activity to append; `user_id` is who did it (for a system transition: who caused it)."""
+
+    version: str
+    activity_type: str
+    user_id: str
+    from_stage: str | None = None
+    to_stage: str | None = None
+    comment: str | None = None
+    system_comment: str | None = None
+    request_id: int | None = None
+    comment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredActivity:
+    id: int
+    version: str
+    activity_type: str
+    user_id: str
+    from_stage: str | None
+    to_stage: str | None
+    comment: str | None
+    system_comment: str | None
+    created_ms: int
+    updated_ms: int
+    comment_id: str | None = None
+    comment_deleted: bool = False  # NEW_COMMENT whose comment was deleted since
+
+
+@dataclass(frozen=True, slots=True)
+class StoredComment:
+    id: str
+    workspace_id: int
+    model_id: str
+    version: str
+    user_id: str
+    comment: str
+    created_ms: int
+    updated_ms: int
+
+
+def _request(row: RegistryRequestRow, activity_id: int | None = None) -> StoredRequest:
+    return StoredRequest(
+        row.id,
+        row.model_id,
+        row.version,
+        row.to_stage,
+        row.requested_by,
+        row.comment,
+        row.state,
+        millis(row.created_at),
+        row.decided_by,
+        activity_id,
+    )
+
+
+def _comment(row: RegistryCommentRow) -> StoredComment:
+    return StoredComment(
+        row.id,
+        row.workspace_id,
+        row.model_id,
+        row.version,
+        row.user_id,
+        row.comment,
+        millis(row.created_at),
+        millis(row.updated_at),
+    )
+
+
+class RegistryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    async def add_request(
+        self, workspace_id: int, model_id: str, version: str, to_stage: str, requested_by: str, comment: str | None
+    ) -> StoredRequest | None:
+        """The new open request; None when the user already has one open for this version and stage."""
+        result = await self.session.execute(
+            insert(RegistryRequestRow)
+            .values(
+                workspace_id=workspace_id,
+                model_id=model_id,
+                version=version,
+                to_stage=to_stage,
+                requested_by=requested_by,
+                comment=comment,
+                state=OPEN,
+            )
+            .on_conflict_do_nothing(
+                index_elements=["model_id", "version", "to_stage", "requested_by"],
+                index_where=RegistryRequestRow.state == OPEN,
+            )
+            .returning(RegistryRequestRow)
+        )
+        row = result.scalar_one_or_none()
+        return _request(row) if row is not None else None
+
+    async def open_requests(self, model_id: str, version: str, to_stage: str | None = None) -> list[StoredRequest]:
+        """The version's open requests (to one stage, if given), newest first, each with its request activity."""
+        statement = (
+            select(RegistryRequestRow, RegistryActivityRow.id)
+            .outerjoin(
+                RegistryActivityRow,
+                (RegistryActivityRow.request_id == RegistryRequestRow.id)
+                & (RegistryActivityRow.activity_type == "REQUESTED_TRANSITION"),
+            )
+            .where(
+                RegistryRequestRow.model_id == model_id,
+                RegistryRequestRow.version == version,
+                RegistryRequestRow.state == OPEN,
+            )
+            .order_by(RegistryRequestRow.id.desc())
+        )
+        if to_stage is not None:
+            statement = statement.where(RegistryRequestRow.to_stage == to_stage)
+        result = await self.session.execute(statement)
+        return [_request(row, activity_id) for row, activity_id in result.all()]
+
+    async def last_request(
+        self, model_id: str, version: str, to_stage: str, requested_by: str | None = None
+    ) -> StoredRequest | None:
+        """The latest request of the version to the stage (by this user, if given), whatever its state."""
+        statement = (
+            select(RegistryRequestRow)
+            .where(
+                RegistryRequestRow.model_id == model_id,
+                RegistryRequestRow.version == version,
+                RegistryRequestRow.to_stage == to_stage,
+            )
+            .order_by(RegistryRequestRow.id.desc())
+            .limit(1)
+        )
+        if requested_by is not None:
+            statement = statement.where(RegistryRequestRow.requested_by == requested_by)
+        row = await self.session.scalar(statement)
+        return _request(row) if row is not None else None
+
+    async def decide(self, request_ids: Sequence[int], state: str, decided_by: str) -> list[int]:
+        """Close the requests that are still open (a conditional UPDATE); the ids it closed."""
+        if not request_ids:
+            return []
+        result = await self.session.execute(
+            update(RegistryRequestRow)
+            .where(RegistryRequestRow.id.in_(list(request_ids)), RegistryRequestRow.state == OPEN)
+            .values(state=state, decided_by=decided_by, decided_at=func.now())
+            .returning(RegistryRequestRow.id)
+        )
+        return sorted(result.scalars().all())
+
+    # -- activities ---------------------------------------------------------------------------------
+
+    async def append(self, workspace_id: int, model_id: str, activity: NewActivity) -> StoredActivity:
+        result = await self.session.execute(
+            insert(RegistryActivityRow)
+            .values(
+                workspace_id=workspace_id,
+                model_id=model_id,
+                version=activity.version,
+                activity_type=activity.activity_type,
+                from_stage=activity.from_stage,
+                to_stage=activity.to_stage,
+                user_id=activity.user_id,
+                comment=activity.comment,
+                system_comment=activity.system_comment,
+                request_id=activity.request_id,
+                comment_id=activity.comment_id,
+            )
+            .returning(RegistryActivityRow.id, RegistryActivityRow.created_at)
+        )
+        activity_id, created_at = result.one()
+        created = millis(created_at)
+        return StoredActivity(
+            activity_id,
+            activity.version,
+            activity.activity_type,
+            activity.user_id,
+            activity.from_stage,
+            activity.to_stage,
+            activity.comment,
+            activity.system_comment,
+            created,
+            created,
+            activity.comment_id,
+        )
+
+    async def log(
+        self, model_id: str, version: str | None, *, before_id: int | None = None, limit: int = 100
+    ) -> list[StoredActivity]:
+        """Newest first: a model's activities (one version's, if given), NEW_COMMENT with its comment's
+        current text and update time (or marked deleted)."""
+        statement = (
+            select(RegistryActivityRow, RegistryCommentRow.comment, RegistryCommentRow.updated_at)
+            .outerjoin(RegistryCommentRow, RegistryCommentRow.id == RegistryActivityRow.comment_id)
+            .where(RegistryActivityRow.model_id == model_id)
+            .order_by(RegistryActivityRow.id.desc())
+            .limit(limit)
+        )
+        if version is not None:
+            statement = statement.where(RegistryActivityRow.version == version)
+        if before_id is not None:
+            statement = statement.where(RegistryActivityRow.id < before_id)
+        result = await self.session.execute(statement)
+        activities = []
+        for row, text_now, updated_at in result.all():
+            created = millis(row.created_at)
+            is_comment = row.comment_id is not None
+            activities.append(
+                StoredActivity(
+                    row.id,
+                    row.version,
+                    row.activity_type,
+                    row.user_id,
+                    row.from_stage,
+                    row.to_stage,
+                    text_now if is_comment else row.comment,
+                    row.system_comment,
+                    created,
+                    millis(updated_at) if updated_at is not None else created,
+                    row.comment_id,
+                    comment_deleted=is_comment and text_now is None,
+                )
+            )
+        return activities
+
+    # -- comments -----------------------------------------------------------------------------------
+
+    async def add_comment(
+        self, comment_id: str, workspace_id: int, model_id: str, version: str, user_id: str, comment: str
+    ) -> StoredComment:
+        row = RegistryCommentRow(
+            id=comment_id,
+            workspace_id=workspace_id,
+            model_id=model_id,
+            version=version,
+            user_id=user_id,
+            comment=comment,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        await self.session.refresh(row)
+        return _comment(row)
+
+    async def comment(self, workspace_id: int, comment_id: str) -> StoredComment | None:
+        row = await self.session.scalar(
+            select(RegistryCommentRow).where(
+                RegistryCommentRow.workspace_id == workspace_id, RegistryCommentRow.id == comment_id
+            )
+        )
+        return _comment(row) if row is not None else None
+
+    async def edit_comment(self, comment_id: str, comment: str) -> StoredComment | None:
+        result = await self.session.execute(
+            update(RegistryCommentRow)
+            .where(RegistryCommentRow.id == comment_id)
+            .values(comment=comment, updated_at=func.now())
+            .returning(RegistryCommentRow)
+        )
+        row = result.scalar_one_or_none()
+        return _comment(row) if row is not None else None
+
+    async def delete_comment(self, comment_id: str) -> bool:
+        result = await self.session.execute(delete(RegistryCommentRow).where(RegistryCommentRow.id == comment_id))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- the workspace's moves ----------------------------------------------------------------------
+
+    async def renumber(self, old_id: int, new_id: int) -> None:
+        """Requests, comments and activities follow their workspace (the trigger lets exactly this through)."""
+        for row in (RegistryRequestRow, RegistryCommentRow, RegistryActivityRow):
+            await self.session.execute(update(row).where(row.workspace_id == old_id).values(workspace_id=new_id))
+
+    async def remove_workspace(self, workspace_id: int) -> int:
+        """Every row of the workspace (the audit log keeps what happened); how many activities went."""
+        # The activity log's trigger lets rows go only when this transaction says the workspace goes.
+        await self.session.execute(text("SELECT set_config('fedgate.registry_drop', 'workspace', true)"))
+        result = await self.session.execute(
+            delete(RegistryActivityRow).where(RegistryActivityRow.workspace_id == workspace_id)
+        )
+        await self.session.execute(text("SELECT set_config('fedgate.registry_drop', '', true)"))
+        await self.session.execute(delete(RegistryCommentRow).where(RegistryCommentRow.workspace_id == workspace_id))
+        await self.session.execute(delete(RegistryRequestRow).where(RegistryRequestRow.workspace_id == workspace_id))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
