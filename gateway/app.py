@@ -48,12 +48,7 @@ from gateway.authz.decide import Authorizer
 from gateway.authz.live import LivePolicy
 from gateway.authz.moves import AuthzMoves
 from gateway.authz.repository import POLICY_CHANNEL
-from gateway.authz.routes import (
-    AuditController,
-    PermissionsController,
-    RegisteredModelIdController,
-    UnityCatalogController,
-)
+from gateway.authz.routes import AuditController, PermissionsController, UnityCatalogController
 from gateway.authz.service import AccessService
 from gateway.core.config import (
     BUILTIN_VAULT,
@@ -82,6 +77,7 @@ from gateway.core.errors import (
 from gateway.core.links import LinkTable
 from gateway.core.ports import ChangeFeed, Store, Vault
 from gateway.core.principal import Principal
+from gateway.core.route_table import MODEL_VERSIONS_TRANSITION_STAGE
 from gateway.core.watch import ReloadLoop
 from gateway.core.workspace_headers import ID_HEADER, NAME_HEADER
 from gateway.db.engine import make_sessionmaker
@@ -119,6 +115,15 @@ from gateway.principals.routes import ScimController, ScimMeController, TokenCon
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.properties.guard import PropertyGuard
 from gateway.registry.moves import RegistryMoves
+from gateway.registry.routes import (
+    ActivitiesController,
+    CommentsController,
+    DatabricksRegistryController,
+    MlflowTransitionStage,
+    TransitionRequestsController,
+)
+from gateway.registry.service import RegistryWorkflow
+from gateway.registry.store import RegistryStore
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
 from gateway.secrets.crypto import Keyring
@@ -438,6 +443,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
     account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs)
     run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)
+    # The registry workflow: requests, approvals, comments and the activity log of registered models. It reads
+    # the store directly and applies transitions through the pipeline, so they are guarded and mirrored.
+    registry = RegistryWorkflow(sessionmaker, authorizer, access, RegistryStore(direct.fetch, forwarder.forward), audit)
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
@@ -554,6 +562,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                 max_json_body=settings.server.max_json_body_bytes,
                 max_artifact_body=settings.server.max_artifact_body_bytes,
                 scopes={ACCOUNT_SCOPE: account},
+                # Every stage change follows the workflow's rules and lands in its activity log.
+                routes={MODEL_VERSIONS_TRANSITION_STAGE: MlflowTransitionStage(registry, forwarder)},
             ),
             server_info_handler(capabilities, forwarder),
             WorkspacesController,
@@ -565,11 +575,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             TokenController,
             TokenManagementController,
             PermissionsController,
-            RegisteredModelIdController,
             UnityCatalogController,
             AuditController,
             SqlStatementsController,
             SecretsController,
+            TransitionRequestsController,
+            CommentsController,
+            DatabricksRegistryController,
+            ActivitiesController,
             *health_handlers(readiness, store_health),
         ],
         dependencies={
@@ -582,6 +595,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "tokens": Provide(lambda: tokens, sync_to_thread=False, use_cache=True),
             "sql": Provide(lambda: sql, sync_to_thread=False, use_cache=True),
             "secrets": Provide(lambda: secrets, sync_to_thread=False, use_cache=True),
+            "registry": Provide(lambda: registry, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
             "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
             "run_metrics": Provide(lambda: run_metrics, sync_to_thread=False, use_cache=True),

@@ -10,7 +10,7 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.repository import AuditRepository
-from gateway.authz.levels import Level, experiment_object, model_object, workspace_object
+from gateway.authz.levels import Level, experiment_object, model_object
 from gateway.authz.ports import Workspaces
 from gateway.authz.schemas import (
     AuditEntries,
@@ -19,8 +19,6 @@ from gateway.authz.schemas import (
     ObjectPermissions,
     PermissionLevels,
     PermissionsList,
-    RegisteredModelDatabricks,
-    RegisteredModelId,
     SetPermissions,
     UpdatePermissions,
 )
@@ -122,39 +120,6 @@ class PermissionsController(Controller):
         target = await self._target(request, kind, object_id, access, workspaces)
         access.check_can_manage(request.user, target)
         return await access.set_acl(request.user, target, data.access_control_list, replace=False)
-
-
-class RegisteredModelIdController(Controller):
-    """`GET /api/2.0/mlflow/databricks/registered-models/get?name=`: a model's id and the caller's level."""
-
-    path = "/api/2.0/mlflow/databricks/registered-models"
-    opt = {"access": "CAN_READ on the model"}
-
-    @get("/get", name="registered model id")
-    async def get_model(
-        self,
-        request: Request[Principal, Any, Any],
-        access: AccessService,
-        workspaces: Workspaces,
-        name: str = Parameter(query="name", min_length=1),
-    ) -> RegisteredModelId:
-        link = chosen_workspace(request, workspaces, access.authorizer)
-        missing = f"Registered Model with name={name} not found"
-        # Only a reader of the whole workspace may make the gateway ask the store about a model it has no
-        # id for yet: anyone else can read only models with ids (grants are on ids), so asking would
-        # only tell them whether a name exists.
-        adopt = access.authorizer.allows(
-            request.user, link.workspace_id, workspace_object(link.workspace_id), Level.CAN_READ
-        )
-        model_id = await access.model_id(link, name, adopt=adopt)
-        if model_id is None:
-            raise ResourceNotFound(missing)
-        target = await access.registered_model(link, model_id)
-        access.authorizer.require(request.user, link.workspace_id, target.obj, Level.CAN_READ, missing)
-        level = access.authorizer.level(request.user, link.workspace_id, target.obj)
-        return RegisteredModelId(
-            registered_model_databricks=RegisteredModelDatabricks(id=model_id, name=name, permission_level=level)
-        )
 
 
 class UnityCatalogController(Controller):

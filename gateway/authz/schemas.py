@@ -57,16 +57,6 @@ class SetPermissions(msgspec.Struct, kw_only=True):
     access_control_list: list[AccessControlRequest]
 
 
-class RegisteredModelDatabricks(msgspec.Struct, kw_only=True):
-    id: str
-    name: str
-    permission_level: str | None  # the caller's; null when it has none of its own
-
-
-class RegisteredModelId(msgspec.Struct, kw_only=True):
-    registered_model_databricks: RegisteredModelDatabricks
-
-
 # -- Unity Catalog grants ------------------------------------------------------------------------------
 
 

@@ -232,6 +232,8 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
         traits=MIRRORED | CREATES,
     ),
     R("PATCH", "/mlflow/model-versions/update", MV, EDIT, ("name",), traits=MIRRORED),
+    # The level depends on the stages (authz/levels.py transition_level, asked by the guard), and the registry
+    # workflow serves the route itself (registry/routes.py): one stage change of a model at a time, each logged.
     R("POST", "/mlflow/model-versions/transition-stage", MV, EDIT, ("name",), traits=MIRRORED),
     R("DELETE", "/mlflow/model-versions/delete", MV, MANAGE, ("name",), traits=MIRRORED),
     R("GET", "/mlflow/model-versions/get", MV, READ, ("name",)),

@@ -4,9 +4,9 @@ Locks keyed by two 32-bit integers are (class, key); the class is one of `LockCl
 a single 64-bit key (PostgreSQL keeps the one-key and two-key spaces apart).
 
 Locks held while a store is called (a pass over a workspace, the copy of one mirrored object, the
-relay's work on one outbox order key) are session-level locks on a connection of their own, taken
-and released outside any transaction (`held`): no transaction stays open across an HTTP call,
-however long the store takes.
+relay's work on one outbox order key, a decision on a registered model's stages) are session-level
+locks on a connection of their own, taken and released outside any transaction (`held`): no
+transaction stays open across an HTTP call, however long the store takes.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class LockClass(IntEnum):
     OUTBOX_KEY = 7005  # one relay per outbox order key at a time (key: hashtext of the order key; session lock)
     RUN_PROPERTIES = 7006  # one property write per run at a time (key: hashtext of workspace id/run id; session lock)
     PRESENCE = 7007  # a live worker (key: its random presence id; held for its whole life: federation/intents.py)
+    REGISTRY_MODEL = 7008  # one stage decision per registered model at a time (key: hashtext of its id; session lock)
 
 
 MIGRATION_LOCK = 7_351_001  # schema migrations, one replica at a time

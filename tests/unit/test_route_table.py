@@ -52,6 +52,17 @@ def test_the_gateways_own_api_states_who_may_call_it() -> None:
         "/api/2.0/permissions/{kind:str}/{object_id:str}",
         "/api/2.1/unity-catalog/permissions/{securable_type:str}/{full_name:str}",
         "/api/2.0/fedgate/audit-log",
+        "/api/2.0/mlflow/transition-requests/create",
+        "/api/2.0/mlflow/transition-requests/approve",
+        "/api/2.0/mlflow/transition-requests/reject",
+        "/api/2.0/mlflow/transition-requests/delete",
+        "/api/2.0/mlflow/transition-requests/list",
+        "/api/2.0/mlflow/comments/create",
+        "/api/2.0/mlflow/comments/update",
+        "/api/2.0/mlflow/comments/delete",
+        "/api/2.0/mlflow/databricks/registered-models/get",
+        "/api/2.0/mlflow/databricks/model-versions/transition-stage",
+        "/api/2.0/mlflow/activities/list",
     }
     assert all(isinstance(note, str) and note for _, _, note in own)
 

@@ -1,0 +1,182 @@
+"""What the registry workflow asks of a workspace's store: reads of its own, and the one write, a stage transition.
+
+Reads (a version and its stage, the versions in a stage, a model) are the gateway's own calls
+(`federation/direct.py`), made after the workflow's decision. The transition goes through the request
+pipeline (`Forwarder.forward`) as the caller who decided it, so it is guarded, sent to wherever the
+workspace's registry lives and mirrored like any other registry write (a dual workspace's outbox).
+
+MLflow 3 still serves `POST /api/2.0/mlflow/model-versions/transition-stage`; stages are deprecated in
+favour of aliases but present, and the workflow applies approved transitions with it (docs/registry.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlencode
+
+import msgspec
+
+from gateway.core.errors import GatewayError
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
+from gateway.core.route_table import MODEL_VERSIONS_TRANSITION_STAGE
+from gateway.core.workspace_headers import WorkspaceHeaders
+from gateway.federation.call import ForwardCall, ForwardResult
+from gateway.registry.schemas import ModelTag, ModelVersion, ModelVersionDatabricks
+
+# The gateway's own read of a workspace's store: (link, path, query) -> (status, body).
+Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
+# A call through the request pipeline (the forwarder), as its principal.
+Forward = Callable[[ForwardCall], Awaitable[ForwardResult]]
+
+SEARCH_PAGE = 1000
+
+
+class StoreRefused(GatewayError):
+    """The store answered a registry call with an error: its status, error code and message, passed on."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        try:
+            error = msgspec.json.decode(body, type=_Error)
+            code, message = error.error_code or "INTERNAL_ERROR", error.message or "The store refused the call."
+        except msgspec.DecodeError:
+            code, message = "INTERNAL_ERROR", f"The store answered {status}."
+        super().__init__(message, error_code=code, status=status if 400 <= status < 600 else 502)
+
+
+class _Error(msgspec.Struct):
+    error_code: str = ""
+    message: str = ""
+
+
+class _VersionAnswer(msgspec.Struct):
+    model_version: ModelVersionDatabricks
+
+
+class _Versions(msgspec.Struct):
+    model_versions: list[ModelVersion] = msgspec.field(default_factory=list)
+    next_page_token: str | None = None
+
+
+class StoreModel(msgspec.Struct, kw_only=True):
+    name: str
+    creation_timestamp: int | None = None
+    last_updated_timestamp: int | None = None
+    user_id: str | None = None
+    description: str | None = None
+    latest_versions: list[ModelVersion] = msgspec.field(default_factory=list)
+    tags: list[ModelTag] = msgspec.field(default_factory=list)
+
+
+class _ModelAnswer(msgspec.Struct):
+    registered_model: StoreModel
+
+
+class RegistryStore:
+    def __init__(self, fetch: Fetch, forward: Forward) -> None:
+        self._fetch = fetch
+        self._forward = forward
+
+    async def version(self, link: WorkspaceLink, name: str, version: str) -> ModelVersionDatabricks | None:
+        """The version as the store has it; None when it has no such version (deleted ones included)."""
+        status, body = await self._fetch(
+            link, "/api/2.0/mlflow/model-versions/get", urlencode({"name": name, "version": version})
+        )
+        if status == 404:
+            return None
+        if status != 200:
+            raise StoreRefused(status, body)
+        return msgspec.json.decode(body, type=_VersionAnswer).model_version
+
+    async def model(self, link: WorkspaceLink, name: str) -> StoreModel | None:
+        status, body = await self._fetch(link, "/api/2.0/mlflow/registered-models/get", urlencode({"name": name}))
+        if status == 404:
+            return None
+        if status != 200:
+            raise StoreRefused(status, body)
+        return msgspec.json.decode(body, type=_ModelAnswer).registered_model
+
+    async def versions_in(self, link: WorkspaceLink, name: str, stage: str) -> list[str]:
+        """Every version of the model in `stage` (what archive_existing_versions moves to Archived)."""
+        found: list[str] = []
+        async for version in self._versions(link, name, stage):
+            if (version.current_stage or "").lower() == stage.lower():
+                found.append(version.version)
+        return sorted(found, key=int)
+
+    async def _versions(self, link: WorkspaceLink, name: str, stage: str) -> AsyncIterator[ModelVersion]:
+        quoted = _quote(name)
+        if quoted is None:  # not writable in the filter grammar: the latest version in the stage only
+            status, body = await self._fetch(
+                link,
+                "/api/2.0/mlflow/registered-models/get-latest-versions",
+                urlencode({"name": name, "stages": stage}),
+            )
+            if status != 200:
+                raise StoreRefused(status, body)
+            for version in msgspec.json.decode(body, type=_Versions).model_versions:
+                yield version
+            return
+        token: str | None = None
+        while True:
+            query = {"filter": f"name = {quoted}", "max_results": str(SEARCH_PAGE)}
+            if token:
+                query["page_token"] = token
+            status, body = await self._fetch(link, "/api/2.0/mlflow/model-versions/search", urlencode(query))
+            if status != 200:
+                raise StoreRefused(status, body)
+            page = msgspec.json.decode(body, type=_Versions)
+            for version in page.model_versions:
+                yield version
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def transition(
+        self,
+        principal: Principal,
+        link: WorkspaceLink,
+        name: str,
+        version: str,
+        stage: str,
+        archive_existing_versions: bool,
+        request_id: str,
+    ) -> ForwardResult:
+        """MLflow's transition-stage through the pipeline, as `principal`; the answer as the store gave it."""
+        body = {
+            "name": name,
+            "version": version,
+            "stage": stage,
+            "archive_existing_versions": archive_existing_versions,
+        }
+        call = ForwardCall(
+            spec=MODEL_VERSIONS_TRANSITION_STAGE,
+            principal=principal,
+            workspace=WorkspaceHeaders(name=link.name),
+            path_params={},
+            query="",
+            headers=[("content-type", "application/json")],
+            body=msgspec.json.encode(body),
+            request_id=request_id,
+        )
+        result = await self._forward(call)
+        if result.stream is not None:  # a small JSON answer is read whole; be safe if it was not
+            result.body = b"".join([chunk async for chunk in result.stream])
+            result.stream = None
+        return result
+
+
+def transitioned(result: ForwardResult) -> ModelVersionDatabricks:
+    """The version in a transition's answer; StoreRefused when the store refused the transition."""
+    if result.status != 200:
+        raise StoreRefused(result.status, result.body)
+    return msgspec.json.decode(result.body, type=_VersionAnswer).model_version
+
+
+def _quote(name: str) -> str | None:
+    """A name as a string literal of MLflow's filter grammar; None when it cannot be written as one."""
+    if "'" not in name:
+        return f"'{name}'"
+    if '"' not in name:
+        return f'"{name}"'
+    return None

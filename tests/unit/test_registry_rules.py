@@ -1,0 +1,119 @@
+"""The registry workflow's rules without servers: the level of each stage transition, stage names, and what
+each principal is offered (`available_actions`) over the real policy snapshot."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.authz.decide import Authorizer
+from gateway.authz.levels import Level, model_object, transition_level, workspace_domain, workspace_object
+from gateway.authz.live import LivePolicy
+from gateway.authz.policy import Grant
+from gateway.core.errors import InvalidParameter
+from gateway.core.links import WorkspaceLink
+from gateway.core.principal import Principal
+from gateway.registry.repository import StoredRequest
+from gateway.registry.service import Action, Model, RegistryWorkflow, canonical_stage
+from tests.unit.test_policy_agreement import snapshot
+
+STAGING, PRODUCTION = Level.CAN_MANAGE_STAGING_VERSIONS, Level.CAN_MANAGE_PRODUCTION_VERSIONS
+TEAM_A = WorkspaceLink("team-a", 1001, "workspace", "store-a", "store-a", None)
+A = TEAM_A.workspace_id
+MODEL = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "level"),
+    [
+        ("None", "Staging", STAGING),
+        ("Staging", "Archived", STAGING),
+        ("Archived", "None", STAGING),
+        ("Staging", "Staging", STAGING),
+        ("None", "Production", PRODUCTION),
+        ("Staging", "Production", PRODUCTION),
+        ("Production", "Archived", PRODUCTION),  # out of Production touches Production too
+        ("Production", "Production", PRODUCTION),
+        ("production", "archived", PRODUCTION),  # MLflow reads stages in any case
+        ("", "PRODUCTION", PRODUCTION),
+        ("", "Staging", STAGING),  # an unknown current stage is not Production
+    ],
+)
+def test_anything_into_or_out_of_production_needs_the_production_level(current: str, target: str, level: Level) -> None:
+    assert transition_level(current, target) is level
+
+
+def test_stages_are_spelled_as_mlflow_and_databricks_spell_them() -> None:
+    assert [canonical_stage(s) for s in ("none", " Staging ", "PRODUCTION", "archived")] == [
+        "None",
+        "Staging",
+        "Production",
+        "Archived",
+    ]
+    for wrong in ("Prod", "", "Production\n1", "deleted_internal"):
+        with pytest.raises(InvalidParameter):
+            canonical_stage(wrong)
+
+
+REQUESTER, STAGER, SHIPPER, MANAGER, WORKSPACE_ADMIN = 1, 2, 3, 4, 5
+POLICY = snapshot(
+    [
+        Grant(REQUESTER, workspace_domain(A), model_object(A, MODEL), "CAN_READ"),
+        Grant(STAGER, workspace_domain(A), model_object(A, MODEL), "CAN_MANAGE_STAGING_VERSIONS"),
+        Grant(SHIPPER, workspace_domain(A), model_object(A, MODEL), "CAN_MANAGE_PRODUCTION_VERSIONS"),
+        Grant(MANAGER, workspace_domain(A), model_object(A, MODEL), "CAN_MANAGE"),
+        Grant(WORKSPACE_ADMIN, workspace_domain(A), workspace_object(A), "CAN_MANAGE"),
+    ],
+    [],
+)
+
+
+def principal(principal_id: int) -> Principal:
+    return Principal(name=f"p{principal_id}", kind="user", id=principal_id, subjects=POLICY.subjects(principal_id))
+
+
+@pytest.fixture
+def workflow() -> RegistryWorkflow:
+    policy = LivePolicy(None, views=None)  # type: ignore[arg-type]  # never reloads: the snapshot is set here
+    policy.snapshot = POLICY
+    # Offering actions asks the policy only: no database, store or audit trail.
+    return RegistryWorkflow(None, Authorizer(policy), None, None, None)  # type: ignore[arg-type]
+
+
+def request(to_stage: str, requested_by: str = "p1") -> StoredRequest:
+    return StoredRequest(1, MODEL, "1", to_stage, requested_by, None, "open", 0, None)
+
+
+def offered(workflow: RegistryWorkflow, who: Principal, current: str, to_stage: str) -> list[str]:
+    model = Model(TEAM_A, "churn", MODEL, "CAN_READ")
+    return [str(a) for a in workflow.request_actions(who, model, current, request(to_stage))]
+
+
+@pytest.mark.parametrize(
+    ("who", "current", "to_stage", "actions"),
+    [
+        (REQUESTER, "None", "Staging", [Action.CANCEL]),
+        (STAGER, "None", "Staging", [Action.APPROVE, Action.REJECT]),
+        (STAGER, "Staging", "Production", []),
+        (STAGER, "Production", "Archived", []),
+        (SHIPPER, "Staging", "Production", [Action.APPROVE, Action.REJECT]),
+        (SHIPPER, "None", "Staging", [Action.APPROVE, Action.REJECT]),
+        (MANAGER, "Staging", "Production", [Action.APPROVE, Action.REJECT, Action.CANCEL]),
+        (WORKSPACE_ADMIN, "Production", "Archived", [Action.APPROVE, Action.REJECT, Action.CANCEL]),
+    ],
+)
+def test_each_principal_is_offered_what_it_may_do_with_a_request(
+    workflow: RegistryWorkflow, who: int, current: str, to_stage: str, actions: list[str]
+) -> None:
+    assert offered(workflow, principal(who), current, to_stage) == actions
+
+
+def test_an_account_admin_may_do_everything_and_a_comment_is_its_authors_or_a_managers(
+    workflow: RegistryWorkflow,
+) -> None:
+    admin = Principal(name="admin", kind="bootstrap", account_admin=True)
+    assert offered(workflow, admin, "Staging", "Production") == [Action.APPROVE, Action.REJECT, Action.CANCEL]
+    model = Model(TEAM_A, "churn", MODEL, "CAN_READ")
+    both = [Action.EDIT_COMMENT, Action.DELETE_COMMENT]
+    assert workflow.comment_actions(principal(REQUESTER), model, "p1") == both
+    assert workflow.comment_actions(principal(SHIPPER), model, "p1") == []
+    assert workflow.comment_actions(principal(MANAGER), model, "p1") == both
