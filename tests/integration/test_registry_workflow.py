@@ -378,6 +378,35 @@ def test_the_workspace_may_be_named_by_its_id_as_databricks_sdk_sends_it(stack: 
     assert disagreeing.status_code in (400, 404), disagreeing.text
 
 
+def test_the_activity_log_and_open_requests_from_the_command_line(
+    stack: Stack, org: Org, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    name = make_model(stack, org, versions=2)
+    registry(stack, org.requester).create_transition_request(name, "1", "Staging", comment="ready")
+    registry(stack, org.staging).approve_transition_request(name, "1", "Staging", False)
+    registry(stack, org.requester).create_transition_request(name, "2", "Staging", comment="next")
+    monkeypatch.setenv("FEDGATE_TOKEN", org.staging.token)
+
+    def fedgate(*argv: str) -> list[str]:
+        assert main([*argv, "--workspace", WORKSPACE, "--url", stack.url]) == 0, capsys.readouterr().err
+        return capsys.readouterr().out.splitlines()
+
+    log = fedgate("registry", "activities", name)
+    assert [line.split()[3:6] for line in log[1:]] == [
+        ["2", "REQUESTED_TRANSITION", org.requester.name],
+        ["1", "APPROVED_REQUEST", org.staging.name],
+        ["1", "REQUESTED_TRANSITION", org.requester.name],
+    ]
+    assert len(fedgate("registry", "activities", name, "1")) == 3
+    [_, request] = fedgate("registry", "requests", name, "2")
+    assert request.split()[3:] == [org.requester.name, "None", "Staging", "next", "approve,", "reject"]
+    monkeypatch.setenv("FEDGATE_TOKEN", org.outsider.token)
+    assert main(["registry", "activities", name, "--workspace", WORKSPACE, "--url", stack.url]) == 1
+    assert "RESOURCE_DOES_NOT_EXIST" in capsys.readouterr().err
+
+
 def test_a_rename_keeps_the_log_and_a_model_made_again_under_the_name_starts_a_new_one(stack: Stack, org: Org) -> None:
     name = make_model(stack, org, versions=1)
     registry(stack, org.requester).create_transition_request(name, "1", "Staging", comment="before the rename")
