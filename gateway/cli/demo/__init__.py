@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -24,6 +25,8 @@ STORES = ("team-a-store", "team-b-store", CENTRAL)
 DEMO_USER = "ds@example.com"
 # team-a's default secret scope: the demo's training reads `db-password` from it (gateway.client).
 DEMO_SCOPE = "team-a-creds"
+RELEASE_MANAGER = "release-manager@example.com"
+SCIM = "/api/2.0/preview/scim/v2"
 
 
 def _config(root: Path, servers: dict[str, MlflowServer]) -> str:
@@ -122,6 +125,7 @@ def run_demo(root: Path, port: int = 8080) -> int:
         )
         print(f"\n{DEMO_USER} asks for team-b, where it holds no grant: {hidden}", flush=True)
         _show_system_tables(gateway.url, token, user_token)
+        _show_registry_workflow(gateway.url, token, user_token)
         print(
             "\nUse it from another shell:\n"
             f"  export MLFLOW_TRACKING_URI={gateway.url}\n"
@@ -177,16 +181,20 @@ def _create_central_workspace(server: MlflowServer, name: str) -> None:
             raise
 
 
+def _user(url: str, admin_token: str, name: str) -> dict[str, Any]:
+    """The user `name`, created unless a demo directory used before already has it."""
+    created = _call(url, admin_token, "POST", f"{SCIM}/Users", {"userName": name})
+    if not created.startswith("{"):
+        found = _call(url, admin_token, "GET", f"{SCIM}/Users?filter=userName%20eq%20%22{name}%22", None)
+        created = json.dumps(json.loads(found)["Resources"][0])
+    return dict(json.loads(created))
+
+
 def _provision_data_scientist(url: str, admin_token: str) -> str:
     """A user in a group that may work in team-a, with a personal access token: what an admin sets up."""
-    scim = "/api/2.0/preview/scim/v2"
-    created = _call(url, admin_token, "POST", f"{scim}/Users", {"userName": DEMO_USER})
-    if not created.startswith("{"):  # a demo directory used before: the user is already there
-        found = _call(url, admin_token, "GET", f"{scim}/Users?filter=userName%20eq%20%22{DEMO_USER}%22", None)
-        created = json.dumps(json.loads(found)["Resources"][0])
-    user = json.loads(created)
+    user = _user(url, admin_token, DEMO_USER)
     _call(
-        url, admin_token, "POST", f"{scim}/Groups", {"displayName": "data-science", "members": [{"value": user["id"]}]}
+        url, admin_token, "POST", f"{SCIM}/Groups", {"displayName": "data-science", "members": [{"value": user["id"]}]}
     )
     _call(
         url,
@@ -251,6 +259,49 @@ def _show_system_tables(url: str, admin_token: str, user_token: str) -> None:
         f"experiments {ids}, {count} runs it may read",
         flush=True,
     )
+
+
+def _show_registry_workflow(url: str, admin_token: str, user_token: str) -> None:
+    """The data scientist asks for Production, a release manager approves, and the model's activity log."""
+    from gateway.cli.registry import show_activities
+
+    model = "churn-model"
+    _user(url, admin_token, RELEASE_MANAGER)
+    enter = {"access_control_list": [{"user_name": RELEASE_MANAGER, "permission_level": "CAN_USE"}]}
+    _call(url, admin_token, "PATCH", "/api/2.0/permissions/workspaces/team-a", enter)
+    issued = _call(
+        url, admin_token, "POST", "/api/2.0/token-management/on-behalf-of/tokens", {"user_name": RELEASE_MANAGER}
+    )
+    manager_token = str(json.loads(issued)["token_value"])
+    lookup = f"/api/2.0/mlflow/databricks/registered-models/get?name={model}"
+    found = _call(url, user_token, "GET", lookup, None, "team-a")
+    if not found.startswith("{"):
+        print(f"the registry workflow needs {model}: {found}", flush=True)
+        return
+    registered = json.loads(found)["registered_model_databricks"]
+    version = str(max((int(v["version"]) for v in registered.get("latest_versions") or []), default=1))
+    # The model's creator holds CAN_MANAGE on it and lets the release manager decide about Production.
+    level = "CAN_MANAGE_PRODUCTION_VERSIONS"
+    decide = {"access_control_list": [{"user_name": RELEASE_MANAGER, "permission_level": level}]}
+    _call(url, user_token, "PATCH", f"/api/2.0/permissions/registered-models/{registered['id']}", decide, "team-a")
+    body = {"name": model, "version": version, "stage": "Production"}
+    requests = "/api/2.0/mlflow/transition-requests"
+    asked = _call(url, user_token, "POST", f"{requests}/create", {**body, "comment": "accuracy is up"}, "team-a")
+    print(f"\n{DEMO_USER} requests Production for {model} version {version}: {_outcome(asked)}", flush=True)
+    approval = {**body, "archive_existing_versions": True, "comment": "approved for release"}
+    approved = _call(url, manager_token, "POST", f"{requests}/approve", approval, "team-a")
+    print(f"{RELEASE_MANAGER} (CAN_MANAGE_PRODUCTION_VERSIONS) approves it: {_outcome(approved)}", flush=True)
+    log = _call(url, user_token, "GET", f"/api/2.0/mlflow/activities/list?name={model}", None, "team-a")
+    print(f"\nthe activity log of {model} (fedgate registry activities {model} --workspace team-a):", flush=True)
+    if log.startswith("{"):
+        show_activities(argparse.Namespace(), json.loads(log))
+    else:
+        print(log, flush=True)
+
+
+def _outcome(answer: str) -> str:
+    """`ok` for an answer of `_call` that is a JSON body, else the error it is."""
+    return "ok" if answer.startswith("{") else answer
 
 
 def _port(preferred: int) -> int:
