@@ -43,7 +43,13 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.federation.call import ForwardResult
-from gateway.registry.repository import NewActivity, RegistryRepository, StoredActivity, StoredRequest
+from gateway.registry.repository import (
+    NewActivity,
+    RegistryRepository,
+    StoredActivity,
+    StoredComment,
+    StoredRequest,
+)
 from gateway.registry.schemas import (
     Activity,
     CommentObject,
@@ -342,7 +348,7 @@ class RegistryWorkflow:
         if creator.casefold() == principal.name.casefold():
             creator = principal.name
         async with self._decision(model):
-            requests = [r for r in await self._open(model, version, stage, creator) if r.requested_by == creator]
+            requests = await self._open(model, version, stage, creator)
             if creator != principal.name:
                 self._require(principal, model, Level.CAN_MANAGE, f"cancel a request of {creator}")
             activity = NewActivity(
@@ -535,8 +541,8 @@ class RegistryWorkflow:
         assert text is not None
         async with self._sessionmaker() as session, session.begin():
             repository = RegistryRepository(session)
-            model, author = await self._comment(session, principal, link, comment_id)
-            if author != principal.name:
+            model, found = await self._comment(session, principal, link, comment_id)
+            if found.user_id != principal.name:
                 self._require(principal, model, Level.CAN_MANAGE, "edit another user's comment")
             stored = await repository.edit_comment(comment_id, text)
             if stored is None:
@@ -562,11 +568,10 @@ class RegistryWorkflow:
 
     async def delete_comment(self, principal: Principal, link: WorkspaceLink, comment_id: str) -> None:
         async with self._sessionmaker() as session, session.begin():
-            model, author = await self._comment(session, principal, link, comment_id)
-            if author != principal.name:
+            model, stored = await self._comment(session, principal, link, comment_id)
+            if stored.user_id != principal.name:
                 self._require(principal, model, Level.CAN_MANAGE, "delete another user's comment")
-            stored = await RegistryRepository(session).comment(link.workspace_id, comment_id)
-            if stored is None or not await RegistryRepository(session).delete_comment(comment_id):
+            if not await RegistryRepository(session).delete_comment(comment_id):
                 raise ResourceNotFound(f"Comment {comment_id} not found")
             await self._audit.write(
                 session,
@@ -581,8 +586,8 @@ class RegistryWorkflow:
 
     async def _comment(
         self, session: AsyncSession, principal: Principal, link: WorkspaceLink, comment_id: str
-    ) -> tuple[Model, str]:
-        """The comment's model (as the caller sees it) and author; 404 for a comment the caller may not read."""
+    ) -> tuple[Model, StoredComment]:
+        """The comment and its model (as the caller sees it); 404 for a comment the caller may not read."""
         missing = f"Comment {comment_id[:64]} not found"
         stored = await RegistryRepository(session).comment(link.workspace_id, comment_id) if comment_id else None
         if stored is None:
@@ -591,7 +596,7 @@ class RegistryWorkflow:
         self._authorizer.require(principal, link.workspace_id, obj, Level.CAN_READ, missing)
         level = self._authorizer.level(principal, link.workspace_id, obj) or Level.CAN_READ.value
         names = await self._models.model_names(link, {stored.model_id})
-        return Model(link, names[0] if names else "", stored.model_id, level), stored.user_id
+        return Model(link, names[0] if names else "", stored.model_id, level), stored
 
     # -- the activity log -----------------------------------------------------------------------------
 
