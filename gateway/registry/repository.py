@@ -127,8 +127,10 @@ class RegistryRepository:
                 state=OPEN,
             )
             .on_conflict_do_nothing(
+                # The partial index's predicate as a literal: with a bound parameter PostgreSQL cannot match
+                # the index once a prepared statement runs with a generic plan (after five executions).
                 index_elements=["model_id", "version", "to_stage", "requested_by"],
-                index_where=RegistryRequestRow.state == OPEN,
+                index_where=text("state = 'open'"),
             )
             .returning(RegistryRequestRow)
         )

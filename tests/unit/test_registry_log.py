@@ -178,3 +178,14 @@ async def test_rows_follow_a_new_workspace_id_and_go_with_another_store_or_an_un
         "registry_comments": [NEIGHBOUR],
         "registry_activities": [NEIGHBOUR, NEIGHBOUR],
     }
+
+
+async def test_requests_are_added_however_often_a_connection_has_prepared_the_statement(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """PostgreSQL plans a prepared statement generically after five runs: the conflict target must still match."""
+    async with sessionmaker() as session, session.begin():
+        repository = RegistryRepository(session)
+        for n in range(12):
+            assert await repository.add_request(MOVED, MODEL, "1", "Staging", f"u{n}@example.com", None) is not None
+            assert await repository.add_request(MOVED, MODEL, "1", "Staging", f"u{n}@example.com", None) is None
