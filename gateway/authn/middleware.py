@@ -7,6 +7,10 @@ of the address's budget (`server.anonymous_denials_burst`, refilled at
 REQUEST_LIMIT_EXCEEDED with Retry-After instead, and is counted in `fedgate_rate_limited_total` rather
 than written to the audit log one row at a time. A request that authenticates is never limited, so
 a flood from an address does not lock out a legitimate client behind the same NAT.
+
+Browsers of the web UI authenticate with the session cookie instead (authn/sessions.py); a request with
+an Authorization header is judged by that header alone. A cookie-authenticated request that may change
+something must come from the gateway's own pages (authn/browser.py), or it is refused with 403.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Receive, Send
 
+from gateway.authn.browser import SAFE_METHODS, BrowserOrigin, session_value
 from gateway.authn.limits import PrincipalLimiter
 from gateway.authn.service import Authenticator
 from gateway.core.errors import RateLimited, Unauthenticated
@@ -93,11 +98,13 @@ class AuthenticationMiddleware:
         authenticator: Authenticator,
         limiter: DenialLimiter | None = None,
         principal_limiter: PrincipalLimiter | None = None,
+        browser: BrowserOrigin | None = None,
     ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.limiter = limiter
         self.principal_limiter = principal_limiter  # requests per principal (authn/limits.py)
+        self.browser = browser if authenticator.sessions is not None else None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -109,7 +116,12 @@ class AuthenticationMiddleware:
             handler = scope.get("route_handler")
             public = handler is not None and handler.opt.get("public", False)
             try:
-                principal = await self.authenticator.authenticate(authorization)
+                if authorization is None and (cookie := self._session_cookie(scope)) is not None:
+                    principal, _ = await self.authenticator.from_session(cookie)
+                    if scope.get("method", "GET") not in SAFE_METHODS:
+                        self.browser.require_same_origin(scope)  # type: ignore[union-attr]  # a cookie was read
+                else:
+                    principal = await self.authenticator.authenticate(authorization)
             except Unauthenticated:
                 if not public:
                     self._spend(scope)
@@ -121,6 +133,11 @@ class AuthenticationMiddleware:
                 if self.principal_limiter is not None and not public:
                     self.principal_limiter.check(principal.name)
         await self.app(scope, receive, send)  # type: ignore[arg-type]
+
+    def _session_cookie(self, scope: dict[str, Any]) -> str | None:
+        if self.browser is None:
+            return None
+        return session_value(scope, self.browser.session_cookie(scope))
 
     def _spend(self, scope: dict[str, Any]) -> None:
         """Charge an anonymous denial to its address; 429 once the address's budget is spent."""

@@ -16,6 +16,10 @@ name (`gateway.principals.names`: an e-mail address), case-folded once.
 
 Every failure is `Unauthenticated` with a reason safe to show the caller; the token itself is never logged
 or echoed.
+
+Browser sign-in (authn/sign_in.py) reads the provider's endpoints from the same discovery document and has
+ID tokens checked here too (`verify_id_token`): the same keys, algorithms and claim rules, but the audience
+is the gateway's OIDC client and the nonce must be the one of the sign-in.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import json
 import logging
 import time
@@ -96,6 +101,7 @@ class OidcVerifier:
         self._fetched_at = -float("inf")  # monotonic time of the last JWKS fetch
         self._refetched_at = -float("inf")  # ... and of the last one forced by an unknown kid
         self._jwks_uri: str | None = None
+        self._metadata: dict[str, Any] = {}  # the discovery document
 
     async def close(self) -> None:
         if self._session is not None:
@@ -103,28 +109,53 @@ class OidcVerifier:
             self._session = None
 
     async def verify(self, token: str) -> OidcIdentity:
-        started = time.monotonic()
         header = _header(token)
+        if not _is_access_token_type(header.get("typ", "JWT")):
+            raise Unauthenticated(_NOT_ACCESS_TOKEN)
+        keys = await self._keys_for(header)
+        claims = self._decode(token, keys, self.settings.audience)
+        if any(name in claims for name in ID_TOKEN_CLAIMS):
+            raise Unauthenticated(_NOT_ACCESS_TOKEN)
+        return _identity(claims, self.settings)
+
+    async def verify_id_token(self, token: str, client_id: str, nonce: str) -> OidcIdentity:
+        """An ID token the provider's token endpoint gave the gateway's client at sign-in (OIDC Core §3.1.3.7)."""
+        header = _header(token)
+        if header.get("typ", "JWT").lower() not in ("jwt", "application/jwt", "id_token+jwt"):
+            raise Unauthenticated("The identity provider's ID token has an unexpected type.")
+        keys = await self._keys_for(header)
+        claims = self._decode(token, keys, client_id)
+        azp = claims.get("azp")
+        if azp is not None and azp != client_id:
+            raise Unauthenticated("The ID token was issued to another client (azp).")
+        if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(claims["nonce"], nonce):
+            raise Unauthenticated("The ID token does not answer this sign-in (nonce).")
+        return _identity(claims, self.settings)
+
+    async def metadata(self) -> dict[str, Any]:
+        """The provider's discovery document (fetched with the keys, cached as long)."""
+        await self._current_keys()
+        return self._metadata
+
+    async def _keys_for(self, header: dict[str, Any]) -> KeySet:
+        started = time.monotonic()
         alg, kid = header.get("alg"), header.get("kid")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise Unauthenticated(_BAD_ALG)
         if kid is not None and not isinstance(kid, str):
             raise Unauthenticated(_MALFORMED)
-        if not _is_access_token_type(header.get("typ", "JWT")):
-            raise Unauthenticated(_NOT_ACCESS_TOKEN)
         keys = await self._current_keys()
         if not _has_key(keys, kid) and self._fetched_at < started:
             keys = await self._refetch_for(kid)
         if not _has_key(keys, kid):
             raise Unauthenticated(_UNKNOWN_KEY)
-        claims = self._decode(token, keys)
-        return _identity(claims, self.settings)
+        return keys
 
-    def _decode(self, token: str, keys: KeySet) -> dict[str, Any]:
+    def _decode(self, token: str, keys: KeySet, audience: str) -> dict[str, Any]:
         registry = jwt.JWTClaimsRegistry(
             leeway=self.settings.leeway_seconds,
             iss={"essential": True, "value": self.settings.issuer},
-            aud={"essential": True, "value": self.settings.audience},
+            aud={"essential": True, "value": audience},
             exp={"essential": True},
             sub={"essential": True},
         )
@@ -146,8 +177,6 @@ class OidcVerifier:
             raise Unauthenticated(_UNKNOWN_KEY) from None
         except (JoseError, ValueError, TypeError, KeyError):
             raise Unauthenticated(_MALFORMED) from None
-        if any(name in claims for name in ID_TOKEN_CLAIMS):
-            raise Unauthenticated(_NOT_ACCESS_TOKEN)
         return claims
 
     async def _current_keys(self) -> KeySet:
@@ -184,6 +213,7 @@ class OidcVerifier:
                 )
                 raise Unauthenticated(_UNREACHABLE)
             self._jwks_uri = jwks_uri
+            self._metadata = doc
         jwks = await self._fetch(self._jwks_uri)
         raw = jwks.get("keys")
         public = [k for k in raw if _is_public_signing_key(k)] if isinstance(raw, list) else []

@@ -2,7 +2,9 @@
 
 Accepted: gateway personal access tokens (`Bearer`, or as the basic-auth password, which is what
 `MLFLOW_TRACKING_USERNAME/PASSWORD` send), OIDC access tokens from the configured identity provider,
-and the bootstrap account-admin token. There is no anonymous access.
+and the bootstrap account-admin token. There is no anonymous access. A browser session of the web UI
+(authn/sessions.py) names its principal, who is looked up here on every request as for a token: a
+disabled user's session stops working at once, and so does one made with a token that was revoked.
 
 The principal carries when the presented credential expires (`credential_expires_at`: a token's expiry,
 an OIDC token's `exp`), so nothing it mints can outlive it.
@@ -18,7 +20,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authn.oidc import OidcVerifier
+from gateway.authn.oidc import OidcIdentity, OidcVerifier
+from gateway.authn.sessions import BrowserSession, BrowserSessions
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import PolicySnapshot
 from gateway.authz.repository import PolicyVersionRepository
@@ -46,12 +49,14 @@ class Authenticator:
         policy: LivePolicy,
         sessionmaker: async_sessionmaker[AsyncSession],
         oidc: OidcVerifier | None = None,
+        sessions: BrowserSessions | None = None,
     ) -> None:
         check_admin_token(admin_token)
         self._admin_token = admin_token.encode()
         self._policy = policy
         self._sessionmaker = sessionmaker
         self._oidc = oidc
+        self.sessions = sessions
         self._key = b""
         # token hash → (principal id, expiry). Emptied whenever the policy changes (a revocation bumps it).
         self._tokens: OrderedDict[bytes, tuple[int, datetime | None]] = OrderedDict()
@@ -82,8 +87,13 @@ class Authenticator:
             return await self._from_oidc(secret)
         raise Unauthenticated()
 
+    def token_hash(self, token: str) -> bytes:
+        return hash_token(self._key, token)
+
     async def _from_token(self, token: str, username: str | None) -> Principal:
-        token_hash = hash_token(self._key, token)
+        return await self._from_token_hash(self.token_hash(token), username)
+
+    async def _from_token_hash(self, token_hash: bytes, username: str | None) -> Principal:
         cached = self._tokens.get(token_hash)
         if cached is None:
             async with self._sessionmaker() as session:
@@ -115,7 +125,10 @@ class Authenticator:
 
     async def _from_oidc(self, token: str) -> Principal:
         assert self._oidc is not None
-        identity = await self._oidc.verify(token)
+        return await self.identity_principal(await self._oidc.verify(token))
+
+    async def identity_principal(self, identity: OidcIdentity) -> Principal:
+        """The principal of a person the identity provider vouched for (provisioned on first sight)."""
         snapshot = self._policy.snapshot
         info = snapshot.find("user", identity.username)
         if info is not None and not info.active:
@@ -137,6 +150,39 @@ class Authenticator:
             via="oidc",
             credential_expires_at=identity.expires_at,
         )
+
+    async def from_session(self, value: str) -> tuple[Principal, BrowserSession]:
+        """The principal of a browser session's cookie id; Unauthenticated once the session has ended."""
+        session = await self.sessions.find(value) if self.sessions is not None else None
+        if session is None:
+            raise Unauthenticated("Your session has ended; sign in again.")
+        if session.token_hash is not None:
+            try:
+                await self._from_token_hash(session.token_hash, None)
+            except Unauthenticated:
+                await self.sessions.end(value)  # type: ignore[union-attr]  # found above
+                raise Unauthenticated(
+                    "The token this session was made with is no longer valid; sign in again."
+                ) from None
+        snapshot = self._policy.snapshot
+        info = snapshot.principal(session.principal_id)
+        if info is None or not info.active:
+            raise Unauthenticated("This user is disabled or deleted.")
+        subjects = set(snapshot.subjects(info.id))
+        for group_name in session.groups:  # the identity provider's groups, as for its tokens
+            group = snapshot.find("group", group_name)
+            if group is not None:
+                subjects |= snapshot.subjects(group.id)
+        principal = Principal(
+            name=info.name,
+            kind=info.kind,
+            account_admin=info.account_admin,
+            id=info.id,
+            subjects=frozenset(subjects),
+            via="session",
+            credential_expires_at=session.expires_at,
+        )
+        return principal, session
 
     async def _provision(self, username: str) -> int:
         known = self._oidc_users.get(username)

@@ -26,7 +26,7 @@ VAULT_KEYS_ENV = "FEDGATE_VAULT_KEYS"
 VAULT_KEYS_FILE_ENV = "FEDGATE_VAULT_KEYS_FILE"
 # FEDGATE_* variables that are not overrides of settings.
 SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN", VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV})
-_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc", "tokens", "secrets")
+_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc", "tokens", "secrets", "ui")
 # Signature algorithms an OIDC token may use: asymmetric only, so a public key can never act as an HMAC secret.
 OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -249,10 +249,21 @@ class OidcSettings(_Settings):
     leeway_seconds: int = 60
     jwks_cache_seconds: int = 600
     jwks_min_refetch_seconds: int = 30
+    # Browser sign-in to the web UI with the provider (authorization code flow with PKCE): the client the
+    # provider registered for the gateway, with redirect URI <public URL>/fedgate/sign-in/callback. Empty:
+    # the UI's sign-in page takes personal access tokens only. The secret is optional (a public client).
+    client_id: str = ""
+    client_secret_env: str = ""
+    client_secret_file: str = ""
+    scopes: str = "openid email profile"
 
     @property
     def enabled(self) -> bool:
         return bool(self.issuer)
+
+    @property
+    def browser_sign_in(self) -> bool:
+        return bool(self.issuer and self.client_id)
 
 
 class TokenSettings(_Settings):
@@ -262,6 +273,17 @@ class TokenSettings(_Settings):
     default_lifetime_seconds: int = 90 * 24 * 3600
     # No token may be created with a longer lifetime; there are no tokens without an expiry.
     max_lifetime_seconds: int = 730 * 24 * 3600
+
+
+class UiSettings(_Settings):
+    """The MLflow web UI served by the gateway behind browser sign-in (docs/ui.md)."""
+
+    enabled: bool = True  # serve the UI when its build is installed (the `ui` extra)
+    # The URL people open, e.g. "https://mlflow.example.com": the origin cross-site checks compare with, the
+    # OIDC redirect URI's base, and (https) Secure `__Host-` cookies. Empty: taken from each request (Host).
+    public_url: str = ""
+    session_idle_seconds: int = 3600  # a session unused this long ends
+    session_max_seconds: int = 12 * 3600  # and every session ends this long after sign-in
 
 
 class Settings(_Settings):
@@ -275,6 +297,7 @@ class Settings(_Settings):
     oidc: OidcSettings = msgspec.field(default_factory=OidcSettings)
     tokens: TokenSettings = msgspec.field(default_factory=TokenSettings)
     secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
+    ui: UiSettings = msgspec.field(default_factory=UiSettings)
     admin_token: str = ""  # only from FEDGATE_ADMIN_TOKEN, never from the file
 
 
@@ -471,6 +494,7 @@ def validate_settings(settings: Settings) -> None:
     check_declared_namespaces(settings)
     check_oidc(settings.oidc)
     check_tokens(settings.tokens)
+    check_ui(settings.ui)
 
 
 def check_vaults(settings: Settings) -> None:
@@ -535,6 +559,10 @@ def check_oidc(oidc: OidcSettings) -> None:
         raise ConfigError(f"oidc.algorithms: use a non-empty subset of {allowed}, got {oidc.algorithms}")
     if min(oidc.leeway_seconds, oidc.jwks_cache_seconds, oidc.jwks_min_refetch_seconds) < 0:
         raise ConfigError("oidc: leeway_seconds, jwks_cache_seconds and jwks_min_refetch_seconds may not be negative")
+    if oidc.client_id and not oidc.enabled:
+        raise ConfigError("oidc.client_id: browser sign-in with a provider needs oidc.issuer")
+    if oidc.client_secret_env and oidc.client_secret_file:
+        raise ConfigError("oidc: set client_secret_env or client_secret_file, not both")
     if not oidc.enabled:
         return
     if not oidc.audience:
@@ -546,6 +574,17 @@ def check_oidc(oidc: OidcSettings) -> None:
         raise ConfigError(
             f"oidc.issuer: must be an https URL (http only on 127.0.0.1 or localhost), got {oidc.issuer!r}"
         )
+
+
+def check_ui(ui: UiSettings) -> None:
+    if ui.public_url:
+        url = urlsplit(ui.public_url)
+        if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/") or url.query:
+            raise ConfigError(
+                f"ui.public_url: must be the gateway's origin, like https://mlflow.example.com, got {ui.public_url!r}"
+            )
+    if ui.session_idle_seconds < 60 or ui.session_max_seconds < ui.session_idle_seconds:
+        raise ConfigError("ui.session_idle_seconds must be at least 60 and ui.session_max_seconds at least as long")
 
 
 def check_workspace_name(name: str, *, where: str) -> None:

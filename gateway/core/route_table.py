@@ -38,6 +38,8 @@ class Resource(StrEnum):
     REVIEW_QUEUE = "review_queue"  # a human-review queue of an experiment's traces
     WORKSPACE = "workspace"
     SERVER = "server"
+    QUERY = "query"  # a GraphQL operation of the web UI: it names runs and experiments in its variables
+    UI = "ui"  # the web UI's own page and files (the MLflow build the gateway serves itself)
 
 
 class Action(StrEnum):
@@ -55,6 +57,7 @@ class Body(StrEnum):
     UPLOAD = "upload"  # artifact bytes, streamed to the store
     DOWNLOAD = "download"  # artifact bytes, streamed back to the client
     OPAQUE = "opaque"  # non-JSON bodies passed through whole (OTLP protobuf)
+    GRAPHQL = "graphql"  # a GraphQL request: parsed, held to the allow-list, re-printed (federation/graphql.py)
 
 
 class Trait(Flag):
@@ -89,6 +92,9 @@ class RouteSpec:
     absolute: bool = False  # `path` is the full path, not under an API prefix
     traits: Trait = NO_TRAITS
     ajax_only: bool = False  # MLflow serves it under /ajax-api only: mounted and forwarded there alone
+    # A query parameter holding a path inside the named object's artifacts (the UI's artifact calls): refused
+    # unless it is a canonical relative path (core/paths.py), whoever calls.
+    relative_path: str = ""
 
     @property
     def name(self) -> str:
@@ -340,6 +346,54 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("POST", "/mlflow/review-queues/items/set-status", RQ, EDIT, ("queue_id",), version=3),
     # Server version, used by the tracing exporter before span export
     R("GET", "/version", Resource.SERVER, READ, absolute=True),
+    # The web UI's own calls (MLflow registers them outside the proto services), guarded as their REST twins:
+    # a run's artifact file, a model version's, the metric history of several runs, an upload into a run, a
+    # trace's data, a logged model's file, and the UI's GraphQL queries (allow-listed: federation/graphql.py).
+    R("GET", "/get-artifact", RU, READ, RUN_ID, absolute=True, body=Body.DOWNLOAD, relative_path="path"),
+    R(
+        "GET",
+        "/model-versions/get-artifact",
+        MV,
+        READ,
+        ("name",),
+        absolute=True,
+        body=Body.DOWNLOAD,
+        relative_path="path",
+    ),
+    R("GET", "/mlflow/metrics/get-history-bulk", RU, READ, RUN_ID, ajax_only=True),
+    R("POST", "/mlflow/upload-artifact", RU, EDIT, RUN_ID, ajax_only=True, body=Body.UPLOAD, relative_path="path"),
+    R(
+        "GET",
+        "/mlflow/get-trace-artifact",
+        TR,
+        READ,
+        ("request_id",),
+        ajax_only=True,
+        body=Body.DOWNLOAD,
+        relative_path="path",
+    ),
+    R(
+        "GET",
+        "/mlflow/get-trace-artifact",
+        TR,
+        READ,
+        ("request_id",),
+        version=3,
+        ajax_only=True,
+        body=Body.DOWNLOAD,
+        relative_path="path",
+    ),
+    R(
+        "GET",
+        "/mlflow/logged-models/{model_id:str}/artifacts/files",
+        LM,
+        READ,
+        ("model_id",),
+        ajax_only=True,
+        body=Body.DOWNLOAD,
+        relative_path="artifact_file_path",
+    ),
+    R("POST", "/graphql", Resource.QUERY, READ, absolute=True, body=Body.GRAPHQL),
 )
 
 # Routes the gateway answers itself (declared here too, so the route audit covers them).
@@ -365,6 +419,18 @@ WORKSPACE_ROUTES: tuple[RouteSpec, ...] = (
         version=3,
     ),
 )
+
+# The web UI's page and files, and its usage reports: answered by the gateway itself (gateway/ui/), never
+# forwarded. The page and the files are the public MLflow build; the page sends a browser without a session
+# to sign in. UI telemetry needs a caller and goes nowhere: the gateway answers that it is off.
+UI_ROUTES: tuple[RouteSpec, ...] = (
+    R("GET", "/", Resource.UI, Action.PUBLIC, absolute=True),
+    R("GET", "/static-files/{path:path}", Resource.UI, Action.PUBLIC, absolute=True),
+    R("GET", "/build/{filename:path}", Resource.UI, Action.PUBLIC, absolute=True),
+    R("GET", "/mlflow/ui-telemetry", Resource.SERVER, READ, version=3, ajax_only=True),
+    R("POST", "/mlflow/ui-telemetry", Resource.SERVER, READ, version=3, ajax_only=True),
+)
+UI_PAGE, UI_STATIC_FILES, UI_BUILD_FILES, UI_TELEMETRY_GET, UI_TELEMETRY_POST = UI_ROUTES
 
 
 def declared(name: str, version: int = 2) -> RouteSpec:
@@ -416,6 +482,7 @@ REGISTERED_MODELS_DELETE = declared("DELETE /mlflow/registered-models/delete")
 MODEL_VERSIONS_CREATE = declared("POST /mlflow/model-versions/create")
 MODEL_VERSIONS_TRANSITION_STAGE = declared("POST /mlflow/model-versions/transition-stage")
 ARTIFACT_UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")
+GRAPHQL = declared("POST /graphql")
 
 
 # -- what MLflow serves and the gateway does not ----------------------------------------------------
@@ -607,28 +674,14 @@ NOT_SERVED: tuple[NotServed, ...] = (
         _ajax(3, "POST /mlflow/demo/generate", "POST /mlflow/demo/delete"),
     ),
     NotServed(
-        "GraphQL",
-        "the UI's query API, resolved by MLflow itself over every object it names (the UI issue)",
-        _absolute("GET|POST /graphql"),
+        "GraphQL over GET",
+        "the web UI posts its queries; a query in a URL is what a cross-site link or image could send with the "
+        "browser's session cookie",
+        _absolute("GET /graphql"),
     ),
     NotServed(
-        "UI-only routes",
-        "the web UI's pages, files and calls (the UI issue)",
-        _absolute(
-            "GET /",
-            "GET /static-files/{path}",
-            "GET /build/{filename}",
-            "GET /get-artifact",
-            "GET /model-versions/get-artifact",
-        )
-        | _ajax(
-            2,
-            "GET /mlflow/get-trace-artifact",
-            "GET /mlflow/logged-models/{model_id}/artifacts/files",
-            "GET /mlflow/metrics/get-history-bulk",
-            "POST /mlflow/runs/create-promptlab-run",
-            "POST /mlflow/upload-artifact",
-        )
-        | _ajax(3, "GET /mlflow/get-trace-artifact", "GET|POST /mlflow/ui-telemetry"),
+        "Prompt lab runs",
+        "the UI's prompt lab logs a run from an answer of the store's AI gateway, which is not served",
+        _ajax(2, "POST /mlflow/runs/create-promptlab-run"),
     ),
 )

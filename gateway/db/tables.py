@@ -1,9 +1,9 @@
 """Core declarations of the tables that are read and written as SQL expressions rather than through ORM models.
 
 Each declaration names every column the migrations create (migration 0004 for the index, 0006 for the
-reconciler's progress, 0009 for the built-in vault), so an expression built on it can use any column;
-tests/unit/test_db_schema.py checks them, and the ORM models of `gateway/db/models.py`, against a migrated
-database. Indexes, constraints and defaults live in the migrations only.
+reconciler's progress, 0009 for the built-in vault, 0017 for browser sessions), so an expression built on
+it can use any column; tests/unit/test_db_schema.py checks them, and the ORM models of
+`gateway/db/models.py`, against a migrated database. Indexes, constraints and defaults live in the migrations only.
 """
 
 from __future__ import annotations
@@ -135,6 +135,29 @@ write_intents = sa.table(
     sa.column("last_error", sa.Text),
 )
 
+# -- browser sessions of the web UI (migration 0017) -------------------------------------------------------
+
+browser_sessions = sa.table(
+    "browser_sessions",
+    sa.column("id_hash", sa.LargeBinary),
+    sa.column("principal_id", sa.BigInteger),
+    sa.column("via", sa.String(16)),
+    sa.column("token_hash", sa.LargeBinary),
+    sa.column("groups", JSONB),
+    sa.column("created_at", _TIME),
+    sa.column("last_seen_at", _TIME),
+    sa.column("expires_at", _TIME),
+)
+sign_in_attempts = sa.table(
+    "sign_in_attempts",
+    sa.column("id_hash", sa.LargeBinary),
+    sa.column("state", sa.Text),
+    sa.column("nonce", sa.Text),
+    sa.column("code_verifier", sa.Text),
+    sa.column("next_path", sa.Text),
+    sa.column("expires_at", _TIME),
+)
+
 CORE_TABLES = (
     ix_experiments,
     ix_runs,
@@ -145,4 +168,6 @@ CORE_TABLES = (
     reconcile_state,
     vault_values,
     write_intents,
+    browser_sessions,
+    sign_in_attempts,
 )

@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlencode
 import msgspec
 
 from gateway.core.errors import InvalidParameter
+from gateway.federation.graphql import GraphqlCall
 from gateway.federation.mlflow_aliases import PROTO_JSON_ALIASES
 from gateway.federation.mlflow_requests import invalid_value
 from gateway.federation.schemas import RequestIds
@@ -60,6 +61,7 @@ class CanonicalBody:
     document: dict[str, Any]
     ids: RequestIds
     nested: list[NestedId] = field(default_factory=list)
+    graphql: GraphqlCall | None = None  # a GraphQL body's one allowed operation
 
 
 def canonical_body(raw: bytes) -> CanonicalBody:

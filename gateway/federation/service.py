@@ -30,6 +30,7 @@ from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, Body, Resource
 from gateway.core.workspace_headers import WorkspaceHeaders, read_workspace_headers
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
+from gateway.federation.graphql import canonical_graphql
 from gateway.federation.guard import Plan
 from gateway.federation.hooks import (
     AcceptedWrite,
@@ -311,6 +312,13 @@ class Forwarder:
     def _canonical(call: ForwardCall) -> CanonicalBody | None:
         """The store gets exactly what the guard reads: the re-encoded query and body (canonical.py)."""
         call.query = canonical_query(call.query)
+        if call.spec.relative_path:
+            _check_relative_path(call.query, call.spec.relative_path)
+        if call.spec.body is Body.GRAPHQL:
+            graphql = canonical_graphql(call.body if isinstance(call.body, bytes) else b"")
+            call.body = graphql.body()
+            call.headers = reencoded_headers(call.headers, "application/json")
+            return CanonicalBody(call.body, {}, RequestIds(), graphql=graphql)
         if call.spec.body is Body.OPAQUE and isinstance(call.body, bytes):
             export, call.headers = canonical_export(call.body, call.headers)
             call.body = export.encoded
@@ -387,6 +395,15 @@ async def _checked(checks: Sequence[BeforeSend], pending: PendingCall) -> list[H
 async def _release(held: Sequence[Held]) -> None:
     for hold in reversed(held):
         await hold.release()
+
+
+def _check_relative_path(query: str, name: str) -> None:
+    """A path inside an object's artifacts (the UI's artifact calls) is one canonical relative path, if given."""
+    values = parse_qs(query, keep_blank_values=True).get(name, [])
+    if len(values) > 1:
+        raise InvalidParameter(f"Only one '{name}' parameter is allowed.")
+    for value in values:
+        canonical_artifact_path(value)
 
 
 def _replace_query_param(query: str, name: str, value: str) -> str:

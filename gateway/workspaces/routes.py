@@ -16,6 +16,7 @@ from gateway.core.principal import Principal
 from gateway.core.route_table import WORKSPACE_ROUTES
 from gateway.dual.outbox import OutboxRepository
 from gateway.dual.reconcile import Reconciler
+from gateway.federation.call import ACCOUNT_SCOPE
 from gateway.principals.guards import account_admin
 from gateway.workspaces.schemas import (
     DeadLetter,
@@ -26,6 +27,7 @@ from gateway.workspaces.schemas import (
     ReconcileStarted,
     Requeued,
     RetryRequest,
+    Workspace,
     WorkspaceChanges,
     WorkspaceCreate,
     WorkspaceList,
@@ -34,6 +36,7 @@ from gateway.workspaces.schemas import (
 from gateway.workspaces.service import WorkspaceService
 
 WARNING_HEADER = "X-Fedgate-Warning"
+ACCOUNT_DESCRIPTION = "Every workspace you may read, read-only: experiment and run search across them"
 DELETE_MODES = ("RESTRICT", "CASCADE", "SET_DEFAULT")
 
 
@@ -62,6 +65,9 @@ class WorkspacesController(Controller):
     ) -> WorkspaceList:
         # Only the workspaces the caller holds a grant in; the others are not listed, not counted.
         visible = [w for w in service.list() if authorizer.enters(request.user, int(w.workspace_id))]
+        if request.user.via == "session" and visible:
+            # The web UI's workspace selector also offers the read-only account-wide scope (index/account.py).
+            visible.append(Workspace(name=ACCOUNT_SCOPE, description=ACCOUNT_DESCRIPTION))
         return WorkspaceList(workspaces=visible)
 
     @post(_CREATE.paths(), opt={"route": _CREATE}, name="workspaces create", status_code=201, guards=[ADMINS])

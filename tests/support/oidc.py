@@ -1,18 +1,40 @@
-"""A real OpenID Connect issuer for the tests: discovery, a JWKS of one RSA key, RS256-signed tokens."""
+"""A real OpenID Connect issuer for the tests: discovery, a JWKS of one RSA key, RS256-signed tokens, and a
+sign-in page with the authorization code flow (PKCE S256 required), a token endpoint and RP-initiated logout."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
 import json
+import secrets
 import ssl
 import threading
 import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from gateway.devstack import LOOPBACK, free_port
+
+
+@dataclass
+class Client:
+    """A client registered at the issuer: its secret ("" for a public client) and redirect URIs."""
+
+    secret: str
+    redirect_uris: set[str]
+
+
+@dataclass
+class Person:
+    password: str
+    groups: list[str] = field(default_factory=list)
+    email_verified: bool = True
 
 
 class OidcIssuer:
@@ -32,6 +54,16 @@ class OidcIssuer:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.clients: dict[str, Client] = {}
+        self.people: dict[str, Person] = {}
+        self._codes: dict[str, dict[str, Any]] = {}  # code → what it was issued for (used once)
+        self.logouts: list[dict[str, str]] = []  # the end-session requests received
+
+    def register(self, client_id: str, redirect_uri: str, secret: str = "") -> None:
+        self.clients.setdefault(client_id, Client(secret, set())).redirect_uris.add(redirect_uri)
+
+    def person(self, email: str, password: str, groups: list[str] | None = None) -> None:
+        self.people[email] = Person(password, list(groups or []))
 
     @property
     def url(self) -> str:
@@ -95,24 +127,135 @@ class OidcIssuer:
             self.jwks_requests += 1
             return {"keys": [self.key.as_dict(private=False)]}
 
+    def _authorization_problem(self, params: dict[str, str]) -> str:
+        client = self.clients.get(params.get("client_id", ""))
+        if client is None:
+            return "unknown client"
+        if params.get("redirect_uri") not in client.redirect_uris:
+            return "redirect_uri is not registered for this client"
+        if params.get("response_type") != "code":
+            return "only the authorization code flow is served"
+        if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
+            return "PKCE with S256 is required"
+        return ""
+
+    def _exchange(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """The token endpoint: one use per code, the same client and redirect URI, the PKCE verifier."""
+        with self._lock:
+            issued = self._codes.pop(form.get("code", ""), None)
+        client_id = form.get("client_id", "")
+        secret = ""
+        if authorization and authorization.startswith("Basic "):
+            client_id, _, secret = base64.b64decode(authorization[6:]).decode().partition(":")
+        client = self.clients.get(client_id)
+        if client is None or not secrets.compare_digest(client.secret, secret):
+            return 401, {"error": "invalid_client"}
+        if issued is None or time.time() - issued["issued"] > 60:
+            return 400, {"error": "invalid_grant"}
+        if issued["client_id"] != client_id or issued["redirect_uri"] != form.get("redirect_uri"):
+            return 400, {"error": "invalid_grant"}
+        verifier = form.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if not verifier or challenge != issued["code_challenge"]:
+            return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed"}
+        person = self.people[issued["email"]]
+        claims = {"email_verified": person.email_verified, "nonce": issued.get("nonce", "")}
+        id_token = self.token(
+            issued["email"], audience=client_id, email=issued["email"], groups=person.groups, extra_claims=claims
+        )
+        access = self.token(issued["email"], audience="fedgate", email=issued["email"], groups=person.groups)
+        return 200, {"access_token": access, "id_token": id_token, "token_type": "Bearer", "expires_in": 300}
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path == "/.well-known/openid-configuration":
+                path, _, query = self.path.partition("?")
+                if path == "/.well-known/openid-configuration":
                     body: dict[str, Any] = {
                         "issuer": issuer.url,
                         "jwks_uri": issuer.jwks_uri or f"{issuer.url}/jwks",
                         "id_token_signing_alg_values_supported": ["RS256"],
+                        "authorization_endpoint": f"{issuer.url}/authorize",
+                        "token_endpoint": f"{issuer.url}/token",
+                        "end_session_endpoint": f"{issuer.url}/logout",
+                        "code_challenge_methods_supported": ["S256"],
                     }
-                elif self.path == "/jwks":
+                elif path == "/jwks":
                     body = issuer._jwks()
+                elif path == "/authorize":
+                    self._login_page(_single(parse_qs(query)))
+                    return
+                elif path == "/logout":
+                    params = _single(parse_qs(query))
+                    issuer.logouts.append(params)
+                    self._redirect(params.get("post_logout_redirect_uri") or f"{issuer.url}/")
+                    return
                 else:
                     self.send_error(404)
                     return
-                data = json.dumps(body).encode()
+                self._json(200, body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = _single(parse_qs(self.rfile.read(length).decode()))
+                if self.path == "/authorize":
+                    self._sign_in(form)
+                elif self.path == "/token":
+                    status, body = issuer._exchange(form, self.headers.get("Authorization"))
+                    self._json(status, body)
+                else:
+                    self.send_error(404)
+
+            def _login_page(self, params: dict[str, str], error: str = "") -> None:
+                problem = issuer._authorization_problem(params)
+                if problem:
+                    self._json(400, {"error": "invalid_request", "error_description": problem})
+                    return
+                hidden = "".join(
+                    f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v, quote=True)}'>"
+                    for k, v in params.items()
+                )
+                page = (
+                    "<!doctype html><html><head><title>Test IdP sign-in</title></head><body>"
+                    "<h1>Test identity provider</h1>"
+                    + (f"<p id='error'>{html.escape(error)}</p>" if error else "")
+                    + f"<form method='post' action='/authorize'>{hidden}"
+                    "<label>E-mail <input id='username' name='username'></label>"
+                    "<label>Password <input id='password' name='password' type='password'></label>"
+                    "<button id='submit' type='submit'>Sign in</button></form></body></html>"
+                ).encode()
                 self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def _sign_in(self, form: dict[str, str]) -> None:
+                username, password = form.pop("username", ""), form.pop("password", "")
+                person = issuer.people.get(username)
+                if person is None or not secrets.compare_digest(person.password, password):
+                    self._login_page(form, "Wrong e-mail or password.")
+                    return
+                problem = issuer._authorization_problem(form)
+                if problem:
+                    self._json(400, {"error": "invalid_request", "error_description": problem})
+                    return
+                code = secrets.token_urlsafe(24)
+                with issuer._lock:
+                    issuer._codes[code] = {**form, "email": username, "issued": time.time()}
+                self._redirect(form["redirect_uri"] + "?" + urlencode({"code": code, "state": form.get("state", "")}))
+
+            def _redirect(self, location: str) -> None:
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _json(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -122,3 +265,12 @@ class OidcIssuer:
                 pass
 
         return Handler
+
+
+def _single(params: dict[str, list[str]]) -> dict[str, str]:
+    return {key: values[0] for key, values in params.items()}
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

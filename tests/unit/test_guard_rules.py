@@ -42,13 +42,16 @@ from gateway.core.errors import (
 )
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, WORKSPACE_ROUTES, RouteSpec
+from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, UI_ROUTES, WORKSPACE_ROUTES, RouteSpec
 from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query
+from gateway.federation.graphql import canonical_graphql
 from gateway.federation.guard import Guard, Lookups, Ownership, Plan, Rule, rule_for
+from gateway.federation.guard.graphql import EMPTY_SEARCH
 from gateway.federation.guard.request import EMPTY_RESULT
 from gateway.federation.guard.rules import RULES
 from gateway.federation.guard.table import ADMIN_PLANS, CHECKS
 from gateway.federation.otlp import canonical_export
+from gateway.federation.schemas import RequestIds
 from tests.unit.test_policy_agreement import snapshot
 
 TEAM_A = WorkspaceLink("team-a", 1001, "workspace", "store-a", "store-a", None)
@@ -172,7 +175,7 @@ def world() -> World:
 
 # -- calls and outcomes -----------------------------------------------------------------------------
 
-DECLARED = {(spec.name, spec.version): spec for spec in (*FORWARDED_ROUTES, *WORKSPACE_ROUTES, SERVER_INFO)}
+DECLARED = {(spec.name, spec.version): spec for spec in (*FORWARDED_ROUTES, *WORKSPACE_ROUTES, SERVER_INFO, *UI_ROUTES)}
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ class Call:
     headers: tuple[tuple[str, str], ...] = ()
     artifact_path: str | None = None
     export: dict[str, Any] | None = None  # an OTLP/JSON span export instead of a JSON body
+    graphql: dict[str, Any] | None = None  # a GraphQL request instead of a JSON body
 
     @property
     def spec(self) -> RouteSpec:
@@ -198,6 +202,9 @@ async def decide(guard: Guard, principal: Principal, call: Call, link: Workspace
     if call.export is not None:
         body, headers = canonical_export(json.dumps(call.export).encode(), [("content-type", "application/json")])
         headers += list(call.headers)
+    elif call.graphql is not None:
+        operation = canonical_graphql(json.dumps(call.graphql).encode())
+        body = CanonicalBody(operation.body(), {}, RequestIds(), graphql=operation)
     elif call.body is not None:
         body = canonical_body(json.dumps(call.body).encode())
     query = canonical_query(call.query)
@@ -297,6 +304,32 @@ def locations(*experiment_ids: str) -> dict[str, Any]:
     return {
         "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": e}} for e in experiment_ids]
     }
+
+
+RUN_FIELDS = "run { info { runUuid } modelVersions { name version } }"
+QUERIES = {
+    "mlflowGetRun": ("MlflowGetRunInput", RUN_FIELDS),
+    "mlflowGetExperiment": ("MlflowGetExperimentInput", "experiment { experimentId name }"),
+    "mlflowSearchRuns": ("MlflowSearchRunsInput", "runs { info { runUuid } modelVersions { name } }"),
+    "mlflowGetMetricHistoryBulkInterval": ("MlflowGetMetricHistoryBulkIntervalInput", "metrics { runId value }"),
+}
+
+
+def graphql_request(field: str, **given: Any) -> dict[str, Any]:
+    """A query of the UI's: one root field with its input as the variable `$data`."""
+    input_type, selection = QUERIES[field]
+    query = f"query Q($data: {input_type}!) {{ {field}(input: $data) {{ {selection} }} }}"
+    return {"query": query, "operationName": "Q", "variables": {"data": given}}
+
+
+def gql(field: str, **given: Any) -> Call:
+    return Call("POST /graphql", graphql=graphql_request(field, **given))
+
+
+def narrowed_search(*experiment_ids: str) -> Allowed:
+    """A GraphQL search of runs, cut to these experiments (in the gateway's re-print of the query)."""
+    operation = canonical_graphql(json.dumps(graphql_request("mlflowSearchRuns", experimentIds=["1", "2"])).encode())
+    return Allowed(body=msgspec.json.decode(operation.body({"experimentIds": list(experiment_ids)})), after=True)
 
 
 def version_from(source: str, **ids: str) -> Call:
@@ -556,6 +589,39 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
     # -- Rule.AUTHENTICATED
     ("server version", Call("GET /version"),
      (ALLOW, ALLOW, ALLOW, ALLOW, ALLOW)),
+    # -- the web UI's own calls, guarded as their REST twins
+    ("UI: a run's artifact file", Call("GET /get-artifact", query=f"run_uuid={R1}&path=plot.png"),
+     (ALLOW, ALLOW, ALLOW, ALLOW, no_run(R1))),
+    ("UI: a model version's file", Call("GET /model-versions/get-artifact", query="name=churn&version=1&path=MLmodel"),
+     (ALLOW, ALLOW, ALLOW, ALLOW, NO_CHURN)),
+    ("UI: metric history of two runs",
+     Call("GET /mlflow/metrics/get-history-bulk", query=f"run_id={R1}&run_id={R2}&metric_key=loss"),
+     (ALLOW, no_run(R2), ALLOW, no_run(R2), no_run(R1))),
+    ("UI: upload into a run", Call("POST /mlflow/upload-artifact", query=f"run_uuid={R1}&path=notes.txt"),
+     (ALLOW, ALLOW, ALLOW, DENIED, no_run(R1))),
+    ("UI: a trace's data", Call("GET /mlflow/get-trace-artifact", query=f"request_id={T1}"),
+     (ALLOW, ALLOW, ALLOW, ALLOW, no_trace(T1))),
+    ("UI: a trace's data (v3)", Call("GET /mlflow/get-trace-artifact", 3, query=f"request_id={T2}"),
+     (ALLOW, no_trace(T2), ALLOW, no_trace(T2), ALLOW)),
+    ("UI: a logged model's file",
+     Call(f"GET {LOGGED_MODEL}/artifacts/files", path={"model_id": "m-1"}, query="artifact_file_path=MLmodel"),
+     (ALLOW, ALLOW, ALLOW, ALLOW, no_logged_model("m-1"))),
+    # -- Rule.GRAPHQL: the UI's queries, every id of their input (model versions filtered after the answer)
+    ("GraphQL: get run", gql("mlflowGetRun", runId=R1),
+     (ALLOW, AFTER, AFTER, AFTER, no_run(R1))),
+    ("GraphQL: get run by its old name", gql("mlflowGetRun", runUuid=R2),
+     (ALLOW, no_run(R2), AFTER, no_run(R2), AFTER)),
+    ("GraphQL: get run naming two runs", gql("mlflowGetRun", runId=R1, runUuid=R2),
+     (ALLOW, INVALID, INVALID, INVALID, INVALID)),
+    ("GraphQL: get experiment", gql("mlflowGetExperiment", experimentId="2"),
+     (ALLOW, NO_EXP2, ALLOW, NO_EXP2, ALLOW)),
+    ("GraphQL: search runs", gql("mlflowSearchRuns", experimentIds=["1", "2"]),
+     (ALLOW, narrowed_search("1"), AFTER, narrowed_search("1"), narrowed_search("2"))),
+    ("GraphQL: search runs of unreadable experiments", gql("mlflowSearchRuns", experimentIds=["9"]),
+     (ALLOW, Allowed(answer=EMPTY_SEARCH), Allowed(answer=EMPTY_SEARCH), Allowed(answer=EMPTY_SEARCH),
+      Allowed(answer=EMPTY_SEARCH))),
+    ("GraphQL: metric history", gql("mlflowGetMetricHistoryBulkInterval", runIds=[R1, R2], metricKey="loss"),
+     (ALLOW, no_run(R2), ALLOW, no_run(R2), no_run(R1))),
 ]  # fmt: skip
 
 

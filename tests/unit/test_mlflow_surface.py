@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.route_table import FORWARDED_ROUTES, NOT_SERVED, SERVER_INFO, WORKSPACE_ROUTES, RouteSpec, declared
+from gateway.core.route_table import (
+    FORWARDED_ROUTES,
+    NOT_SERVED,
+    SERVER_INFO,
+    UI_ROUTES,
+    WORKSPACE_ROUTES,
+    RouteSpec,
+    declared,
+)
 from tests.support.mlflow_surface import mlflow_routes, normalised
 
 pytest.importorskip("mlflow.server")
@@ -35,7 +43,7 @@ def _client_routes(spec: RouteSpec) -> set[str]:
 def declared_routes() -> dict[str, RouteSpec]:
     """Every "METHOD /path" the gateway serves for MLflow's API (forwarded, or answered itself)."""
     found: dict[str, RouteSpec] = {}
-    for spec in (*FORWARDED_ROUTES, *WORKSPACE_ROUTES, SERVER_INFO):
+    for spec in (*FORWARDED_ROUTES, *WORKSPACE_ROUTES, SERVER_INFO, *UI_ROUTES):
         for route in _client_routes(spec):
             assert route not in found, f"{route} is declared twice"
             found[route] = spec

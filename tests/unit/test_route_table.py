@@ -10,6 +10,7 @@ from gateway.core.route_table import (
     FORWARDED_ROUTES,
     RUNS_CREATE,
     SERVER_INFO,
+    UI_ROUTES,
     WORKSPACE_ROUTES,
     Action,
     Resource,
@@ -139,7 +140,7 @@ def test_the_openapi_document_shows_the_admin_schemas_to_authenticated_callers()
 def test_every_mlflow_route_has_an_authorization_rule() -> None:
     """Deny by default: a route nobody wrote a rule for fails here, not in production."""
     missing = []
-    for spec in (*FORWARDED_ROUTES, *WORKSPACE_ROUTES, SERVER_INFO):
+    for spec in (*FORWARDED_ROUTES, *WORKSPACE_ROUTES, SERVER_INFO, *UI_ROUTES):
         try:
             rule_for(spec)
         except LookupError:

@@ -127,6 +127,7 @@ def run_demo(root: Path, port: int = 8080) -> int:
         _show_system_tables(gateway.url, token, user_token)
         _show_registry_workflow(gateway.url, token, user_token)
         print(
+            f"\nOpen the MLflow UI: {gateway.url}/  (sign in with {DEMO_USER}'s token: {user_token})\n"
             "\nUse it from another shell:\n"
             f"  export MLFLOW_TRACKING_URI={gateway.url}\n"
             f"  export MLFLOW_TRACKING_TOKEN={user_token}   # {DEMO_USER}: team-a only\n"

@@ -14,6 +14,7 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import Action, Resource, RouteSpec
 from gateway.federation.canonical import NestedId
+from gateway.federation.graphql import GraphqlCall
 from gateway.federation.schemas import RequestIds
 
 EMPTY_RESULT = b"{}"  # the answer to a search with nothing visible to search
@@ -47,6 +48,7 @@ class Request:
     path_params: dict[str, Any]
     headers: list[tuple[str, str]]
     artifact_path: str | None
+    graphql: GraphqlCall | None = None  # a GraphQL body: its one allowed operation (federation/graphql.py)
     _params: dict[str, list[str]] | None = None
 
     def params(self) -> dict[str, list[str]]:

@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from enum import StrEnum
 
 from gateway.authz.levels import Level
-from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, WORKSPACE_ROUTES, Action, Resource, RouteSpec
+from gateway.core.route_table import (
+    FORWARDED_ROUTES,
+    SERVER_INFO,
+    UI_ROUTES,
+    WORKSPACE_ROUTES,
+    Action,
+    Resource,
+    RouteSpec,
+)
 
 
 class Rule(StrEnum):
@@ -39,6 +47,7 @@ class Rule(StrEnum):
     TRACE_SEARCH = "trace-search"  # readable experiments only, or the whole workspace
     TRACE = "trace"  # every trace, run and experiment the call names
     EXPERIMENT_OBJECT = "experiment-object"  # an issue, label schema or review queue, through its experiment
+    GRAPHQL = "graphql"  # the UI's allow-listed queries: every run and experiment their input names
 
 
 BY_KIND: dict[tuple[Resource, Action], Rule] = {
@@ -80,6 +89,7 @@ BY_KIND: dict[tuple[Resource, Action], Rule] = {
             (Action.MANAGE, Rule.EXPERIMENT_OBJECT),
         )
     },
+    (Resource.QUERY, Action.READ): Rule.GRAPHQL,
 }
 
 # Routes whose resource and action do not say how to check them (by route name, every API version).
@@ -102,7 +112,7 @@ def _declared_rule(spec: RouteSpec) -> Rule | None:
 # The rule of every declared route, by (route name, API version); a route not in it is refused.
 RULES: Mapping[tuple[str, int], Rule] = {
     (spec.name, spec.version): rule
-    for spec in (*FORWARDED_ROUTES, *WORKSPACE_ROUTES, SERVER_INFO)
+    for spec in (*FORWARDED_ROUTES, *WORKSPACE_ROUTES, SERVER_INFO, *UI_ROUTES)
     if (rule := _declared_rule(spec)) is not None
 }
 

@@ -60,6 +60,7 @@ class Guard:
             path_params,
             headers,
             artifact_path,
+            body.graphql if body is not None else None,
         )
         if principal.account_admin:
             admin_plan = ADMIN_PLANS.get(rule)

@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway.authz.levels import Level
-from gateway.federation.guard import artifacts, experiments, genai, logged_models, models, runs, traces, workspace
+from gateway.federation.guard import (
+    artifacts,
+    experiments,
+    genai,
+    graphql,
+    logged_models,
+    models,
+    runs,
+    traces,
+    workspace,
+)
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.request import Plan, Request
 from gateway.federation.guard.rules import Rule
@@ -43,6 +53,7 @@ CHECKS: dict[Rule, RuleCheck] = {
     Rule.TRACE_SEARCH: traces.trace_search,
     Rule.TRACE: traces.trace,
     Rule.EXPERIMENT_OBJECT: genai.experiment_object,
+    Rule.GRAPHQL: graphql.graphql,
 }
 
 ADMIN_PLANS: dict[Rule, AdminPlan] = {

@@ -1,0 +1,278 @@
+"""The web UI's routes: MLflow's page and files, UI telemetry, and the browser sign-in and sign-out.
+
+MLflow's page (`/`) needs a signed-in browser and sends any other to the sign-in page; its files are the
+public MLflow build. Sign-in takes a personal access token (a form post) or goes through the identity
+provider (authn/sign_in.py); either way a new session is made (authn/sessions.py) and its id set in an
+HttpOnly, SameSite=Lax cookie (Secure, `__Host-`, behind https). Sign-out ends the session for every
+replica and, after an identity provider's sign-in, at the provider too. Every form post must come from
+the gateway's own pages (authn/browser.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.handlers import HTTPRouteHandler
+
+from gateway.audit.trail import AuditTrail, entry
+from gateway.authn.browser import BrowserOrigin, local_path, session_value
+from gateway.authn.service import Authenticator
+from gateway.authn.sessions import BrowserSessions
+from gateway.authn.sign_in import CALLBACK_PATH, ProviderSignIn
+from gateway.core.errors import Unauthenticated
+from gateway.core.principal import Principal
+from gateway.core.route_table import UI_BUILD_FILES, UI_PAGE, UI_STATIC_FILES, UI_TELEMETRY_GET, UI_TELEMETRY_POST
+from gateway.observability.access import REQUEST_ID_KEY
+from gateway.principals.tokens import TOKEN_PREFIX
+from gateway.ui.pages import (
+    APP_HEADERS,
+    OIDC_SIGN_IN_PATH,
+    PAGE_HEADERS,
+    SIGN_IN_PATH,
+    SIGN_OUT_PATH,
+    TOKEN_SIGN_IN_PATH,
+    sign_in_page,
+    with_bar,
+)
+from gateway.ui.static import UiBuild
+
+SIGN_IN_ACCESS = "anyone: the browser sign-in and sign-out of the web UI"
+HTML = "text/html; charset=utf-8"
+TELEMETRY_OFF = {"disable_ui_telemetry": True, "disable_ui_events": [], "ui_rollout_percentage": 0}
+MAX_FORM_BYTES = 16 * 1024
+
+
+class WebUi:
+    """What the UI's handlers share: the build, sessions, sign-in, the browser's origin and the audit trail."""
+
+    def __init__(
+        self,
+        build: UiBuild,
+        authenticator: Authenticator,
+        sessions: BrowserSessions,
+        browser: BrowserOrigin,
+        audit: AuditTrail,
+        provider: ProviderSignIn | None = None,
+        provider_name: str = "",
+    ) -> None:
+        self.build = build
+        self.authenticator = authenticator
+        self.sessions = sessions
+        self.browser = browser
+        self.audit = audit
+        self.provider = provider
+        self.provider_name = provider_name
+        self._index = build.index_html()
+
+    # -- pages ------------------------------------------------------------------------------------------
+
+    def page(self, next_path: str, error: str | None = None, status: int = 200) -> Response[str]:
+        provider = self.provider_name if self.provider is not None else None
+        body = sign_in_page(next_path, provider=provider, error=error)
+        return Response(body, status_code=status, media_type=HTML, headers=PAGE_HEADERS)
+
+    def redirect(self, location: str, *cookies: Cookie) -> Response[str]:
+        return Response(
+            "", status_code=303, headers={"Location": location, "Cache-Control": "no-store"}, cookies=list(cookies)
+        )
+
+    def session_cookie(self, scope: Mapping[str, Any], value: str, expires_at: datetime) -> Cookie:
+        max_age = max(0, int((expires_at - datetime.now(UTC)).total_seconds()))
+        return self._cookie(scope, self.browser.session_cookie(scope), value, max_age)
+
+    def _cookie(self, scope: Mapping[str, Any], name: str, value: str, max_age: int) -> Cookie:
+        return Cookie(
+            key=name,
+            value=value,
+            max_age=max_age,
+            path="/",
+            secure=self.browser.secure(scope),
+            httponly=True,
+            samesite="lax",
+        )
+
+    def cleared(self, scope: Mapping[str, Any], name: str) -> Cookie:
+        return self._cookie(scope, name, "", 0)
+
+    def note(self, request: Request[Any, Any, Any], actor: str, action: str, outcome: str, reason: str = "") -> None:
+        details = {"client": str((request.scope.get("client") or ("",))[0])}
+        if reason:
+            details["reason"] = reason
+        request_id = str(request.scope.get(REQUEST_ID_KEY, ""))  # type: ignore[call-overload,unused-ignore]
+        self.audit.record(entry(actor, action, SIGN_IN_PATH, outcome, details, request_id))
+
+    # -- sign-in ----------------------------------------------------------------------------------------
+
+    async def token_sign_in(self, request: Request[Any, Any, Any]) -> Response[str]:
+        scope = request.scope
+        self.browser.require_same_origin(scope)  # a sign-in another site posts would sign its owner in here
+        raw = await request.body()
+        form = parse_qs(raw[:MAX_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=8)
+        next_path = local_path((form.get("next") or ["/"])[0])
+        token = (form.get("token") or [""])[0].strip()
+        if not token.startswith(TOKEN_PREFIX):
+            return self.page(next_path, "Enter a personal access token (it starts with fgt_).", 401)
+        try:
+            principal = await self.authenticator.authenticate(f"Bearer {token}")
+        except Unauthenticated as exc:
+            self.note(request, "anonymous", "ui.sign_in", "denied", exc.message)
+            return self.page(next_path, exc.message, 401)
+        if principal.id is None or principal.via != "token":
+            return self.page(next_path, "Sign in with a personal access token of a user.", 401)
+        value, expires_at = await self.sessions.begin(
+            principal.id,
+            "token",
+            ends_by=principal.credential_expires_at,
+            token_hash=self.authenticator.token_hash(token),
+            replacing=session_value(scope, self.browser.session_cookie(scope)),
+        )
+        self.note(request, principal.name, "ui.sign_in", "allowed", "personal access token")
+        return self.redirect(next_path, self.session_cookie(scope, value, expires_at))
+
+    async def oidc_start(self, request: Request[Any, Any, Any]) -> Response[str]:
+        scope = request.scope
+        next_path = local_path(request.query_params.get("next"))
+        if self.provider is None:
+            return self.page(next_path, "This gateway has no identity provider; use a personal access token.", 404)
+        try:
+            attempt, url = await self.provider.start(self.browser.origin(scope), next_path)
+        except Unauthenticated as exc:
+            return self.page(next_path, exc.message, 503)
+        value = await self.sessions.begin_sign_in(attempt)
+        cookie = self._cookie(scope, self.browser.sign_in_cookie(scope), value, 600)
+        return Response("", status_code=302, headers={"Location": url, "Cache-Control": "no-store"}, cookies=[cookie])
+
+    async def oidc_callback(self, request: Request[Any, Any, Any]) -> Response[str]:
+        scope = request.scope
+        params = request.query_params
+        sign_in_cookie = self.browser.sign_in_cookie(scope)
+        held = session_value(scope, sign_in_cookie)
+        attempt = await self.sessions.take_sign_in(held) if held else None
+        spent = self.cleared(scope, sign_in_cookie)
+        if self.provider is None:
+            return self.page("/", "This gateway has no identity provider.", 404)
+        if params.get("error"):
+            reason = str(params.get("error"))[:100]
+            response = self.page(attempt.next_path if attempt else "/", f"The identity provider said: {reason}.", 401)
+            response.cookies.append(spent)
+            return response
+        if attempt is None:
+            response = self.page("/", "This sign-in has expired or was not started here; sign in again.", 401)
+            response.cookies.append(spent)
+            return response
+        try:
+            identity = await self.provider.finish(
+                self.browser.origin(scope), attempt, str(params.get("code") or ""), str(params.get("state") or "")
+            )
+            principal = await self.authenticator.identity_principal(identity)
+        except Unauthenticated as exc:
+            self.note(request, "anonymous", "ui.sign_in", "denied", exc.message)
+            response = self.page(attempt.next_path, exc.message, 401)
+            response.cookies.append(spent)
+            return response
+        assert principal.id is not None  # identity_principal provisions the user
+        value, expires_at = await self.sessions.begin(
+            principal.id,
+            "oidc",
+            groups=sorted(identity.groups),
+            replacing=session_value(scope, self.browser.session_cookie(scope)),
+        )
+        self.note(request, principal.name, "ui.sign_in", "allowed", "identity provider")
+        return self.redirect(attempt.next_path, self.session_cookie(scope, value, expires_at), spent)
+
+    async def sign_out(self, request: Request[Any, Any, Any]) -> Response[str]:
+        scope = request.scope
+        self.browser.require_same_origin(scope)
+        cookie_name = self.browser.session_cookie(scope)
+        held = session_value(scope, cookie_name)
+        ended = await self.sessions.end(held) if held else None
+        target = SIGN_IN_PATH
+        if ended is not None:
+            user = request.scope.get("user")
+            self.note(request, user.name if isinstance(user, Principal) else "anonymous", "ui.sign_out", "allowed")
+            if ended.via == "oidc" and self.provider is not None:
+                after = self.browser.origin(scope) + SIGN_IN_PATH
+                target = await self.provider.sign_out_url(after) or SIGN_IN_PATH
+        return self.redirect(target, self.cleared(scope, cookie_name))
+
+    # -- MLflow's page and files ------------------------------------------------------------------------
+
+    async def index(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        user = request.scope.get("user")
+        if not isinstance(user, Principal):
+            return Response(b"", status_code=303, headers={"Location": f"{SIGN_IN_PATH}?next=%2F"})
+        return Response(with_bar(self._index, user.name), media_type=HTML, headers=APP_HEADERS)
+
+    async def static(self, request: Request[Any, Any, Any], relative: str) -> Response[bytes]:
+        found = await self.build.file(relative, request.headers.get("accept-encoding", ""))
+        if found is None:
+            return Response(b"Not found", status_code=404, media_type="text/plain")
+        return Response(found.body, headers=found.headers)
+
+
+def ui_handlers(ui: WebUi) -> list[HTTPRouteHandler]:
+    """The Litestar handlers of the web UI (each MLflow route with its route-table entry)."""
+    page = {"route": UI_PAGE, "public": True}
+
+    @get("/", opt=page, name="ui page", include_in_schema=False)
+    async def index(request: Request[Any, Any, Any]) -> Response[bytes]:
+        return await ui.index(request)
+
+    @get("/static-files/{path:path}", opt={"route": UI_STATIC_FILES, "public": True}, include_in_schema=False)
+    async def static_files(request: Request[Any, Any, Any], path: str) -> Response[bytes]:
+        return await ui.static(request, path)
+
+    @get("/build/{filename:path}", opt={"route": UI_BUILD_FILES, "public": True}, include_in_schema=False)
+    async def build_files(request: Request[Any, Any, Any], filename: str) -> Response[bytes]:
+        return await ui.static(request, filename)
+
+    @get(UI_TELEMETRY_GET.paths(), opt={"route": UI_TELEMETRY_GET}, include_in_schema=False)
+    async def telemetry_config() -> dict[str, Any]:
+        return TELEMETRY_OFF  # the UI's usage events go nowhere through the gateway
+
+    @post(UI_TELEMETRY_POST.paths(), opt={"route": UI_TELEMETRY_POST}, status_code=200, include_in_schema=False)
+    async def telemetry_records() -> dict[str, str]:
+        return {"status": "disabled"}
+
+    own = {"access": SIGN_IN_ACCESS, "public": True}
+
+    @get(SIGN_IN_PATH, opt=own, include_in_schema=False, name="ui sign-in page")
+    async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
+        next_path = local_path(request.query_params.get("next"))
+        if isinstance(request.scope.get("user"), Principal):
+            return ui.redirect(next_path)
+        return ui.page(next_path)
+
+    @post(TOKEN_SIGN_IN_PATH, opt=own, include_in_schema=False, name="ui sign-in with a token")
+    async def token_sign_in(request: Request[Any, Any, Any]) -> Response[str]:
+        return await ui.token_sign_in(request)
+
+    @get(OIDC_SIGN_IN_PATH, opt=own, include_in_schema=False, name="ui sign-in with the provider")
+    async def oidc_start(request: Request[Any, Any, Any]) -> Response[str]:
+        return await ui.oidc_start(request)
+
+    @get(CALLBACK_PATH, opt=own, include_in_schema=False, name="ui sign-in callback")
+    async def oidc_callback(request: Request[Any, Any, Any]) -> Response[str]:
+        return await ui.oidc_callback(request)
+
+    @post(SIGN_OUT_PATH, opt=own, include_in_schema=False, name="ui sign-out")
+    async def sign_out(request: Request[Any, Any, Any]) -> Response[str]:
+        return await ui.sign_out(request)
+
+    return [
+        index,
+        static_files,
+        build_files,
+        telemetry_config,
+        telemetry_records,
+        sign_in,
+        token_sign_in,
+        oidc_start,
+        oidc_callback,
+        sign_out,
+    ]
