@@ -70,6 +70,7 @@ from gateway.core.config import (
     builtin_vault_configured,
     load_settings,
 )
+from gateway.core.destinations import AllowList
 from gateway.core.errors import (
     BODY_DECODE_ERRORS,
     GatewayError,
@@ -115,6 +116,7 @@ from gateway.observability.access import REQUEST_ID_KEY, AccessLog
 from gateway.observability.health import STORE_TIMEOUT_SECONDS, Readiness, StoreHealth, drain_on_sigterm
 from gateway.observability.metrics import DENIED, INDEX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING
 from gateway.observability.routes import health_handlers
+from gateway.outbound import DestinationCheck
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.properties.guard import PropertyGuard
@@ -437,6 +439,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit)
     # A run's properties are add-only: no call may change or delete one (properties/guard.py).
     property_guard = PropertyGuard(direct.fetch, sessionmaker, audit)
+    # Where a call makes the store send requests (webhooks, AI-gateway providers): the operator's allow-list.
+    destinations = DestinationCheck(AllowList(settings.outbound.allowed_destinations), direct.fetch)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(
         sessionmaker,
@@ -455,7 +459,13 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         recoveries.append(IndexRecovery(index_sync))
     intents = IntentLog(lambda: bookkeeping.pool("derived", DERIVED_SETTINGS), Presence(pools.dsn), links, recoveries)
     forwarder = Forwarder(
-        links, runs, guard, sender, after_write, before_send=[leak_guard, property_guard], write_ahead=intents
+        links,
+        runs,
+        guard,
+        sender,
+        after_write,
+        before_send=[destinations, leak_guard, property_guard],
+        write_ahead=intents,
     )
     account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs)
     run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)

@@ -93,6 +93,8 @@ class MlflowServer:
     # MLflow's job execution (a job runner and a dozen huey consumers, ~1 GB per server); off unless a
     # caller needs the store's jobs.
     jobs: bool = False
+    # More of the server's environment (MLflow's own settings, e.g. which webhook destinations it accepts).
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -117,6 +119,7 @@ class MlflowServer:
         env = {k: v for k, v in os.environ.items() if k not in CLIENT_ONLY_ENV}
         env["MLFLOW_SERVER_ALLOWED_HOSTS"] = f"{LOOPBACK}:{self.port},localhost:{self.port}"
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true" if self.jobs else "false"
+        env.update(self.env)
         if self.basic_auth is not None:
             args += ["--app-name", "basic-auth"]
             env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.basic_auth

@@ -26,6 +26,18 @@ MAX_JSON_BODY = 4 * 1024 * 1024
 GUARDED_ADMIN = ("store-admin", "store-password-91c7e2")
 # Nothing ever listens here: the store of the `offline` workspace.
 OFFLINE_PORT = free_port()
+# A test's own receiver of webhooks and fake LLM provider listens here (tests/integration/test_outbound.py); the
+# test gateway allows destinations under OUTBOUND_ALLOWED only.
+OUTBOUND_PORT = free_port()
+OUTBOUND_ALLOWED = f"http://127.0.0.1:{OUTBOUND_PORT}/allowed"
+# Store `a` accepts plain-http destinations on loopback, so that it reaches that receiver: the gateway's
+# allow-list is what keeps its webhooks and providers in bounds.
+OUTBOUND_STORE_ENV = {
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+    "MLFLOW_GATEWAY_API_BASE_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_GATEWAY_API_BASE_ALLOW_PRIVATE_IPS": "true",
+}
 
 
 # The built-in vault's key of the test gateway (a fixed, test-only key: 32 bytes, base64).
@@ -107,6 +119,9 @@ url = "{database_url}"
 [stores.offline]
 url = "http://127.0.0.1:{OFFLINE_PORT}"
 
+[outbound]
+allowed_destinations = ["{OUTBOUND_ALLOWED}"]
+
 [central]
 store = "central"
 [[workspaces]]
@@ -163,7 +178,7 @@ def database_url(workdir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def stores(workdir: Path) -> Iterator[dict[str, MlflowServer]]:
     servers = {
-        "a": MlflowServer(workdir / "store-a"),
+        "a": MlflowServer(workdir / "store-a", env=OUTBOUND_STORE_ENV),
         "b": MlflowServer(workdir / "store-b"),
         # The account's central store is an MLflow server with workspaces enabled.
         "central": MlflowServer(workdir / "store-central", workspaces=True),

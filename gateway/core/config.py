@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from gateway.core.destinations import DestinationError, parse_allowed
 from gateway.core.links import Namespace, store_identity
 
 WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
@@ -26,7 +27,7 @@ VAULT_KEYS_ENV = "FEDGATE_VAULT_KEYS"
 VAULT_KEYS_FILE_ENV = "FEDGATE_VAULT_KEYS_FILE"
 # FEDGATE_* variables that are not overrides of settings.
 SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN", VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV})
-_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc", "tokens", "secrets", "ui")
+_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc", "tokens", "secrets", "ui", "outbound")
 # Signature algorithms an OIDC token may use: asymmetric only, so a public key can never act as an HMAC secret.
 OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -220,6 +221,15 @@ class SecretsSettings(_Settings):
     cache_max_bytes: int = 32 * 1024 * 1024
 
 
+class OutboundSettings(_Settings):
+    """Where a workspace may make its store send requests: webhooks, AI-gateway providers (docs/security.md)."""
+
+    # URL prefixes (`https://hooks.example.com/mlflow/`) or hosts (`api.openai.com`, meaning https and any
+    # path); empty (the default): a webhook or provider destination is refused. From the environment:
+    # FEDGATE_OUTBOUND_ALLOWED_DESTINATIONS, comma-separated.
+    allowed_destinations: list[str] = msgspec.field(default_factory=list)
+
+
 class CentralSettings(_Settings):
     store: str = ""
 
@@ -298,6 +308,7 @@ class Settings(_Settings):
     tokens: TokenSettings = msgspec.field(default_factory=TokenSettings)
     secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
     ui: UiSettings = msgspec.field(default_factory=UiSettings)
+    outbound: OutboundSettings = msgspec.field(default_factory=OutboundSettings)
     admin_token: str = ""  # only from FEDGATE_ADMIN_TOKEN, never from the file
 
 
@@ -316,6 +327,11 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     if "admin_token" in raw:
         raise ConfigError("admin_token may not be set in the config file; use FEDGATE_ADMIN_TOKEN")
     _apply_env_overrides(raw, env)
+    outbound = raw.get("outbound")
+    if isinstance(outbound, dict) and isinstance(outbound.get("allowed_destinations"), str):
+        # FEDGATE_OUTBOUND_ALLOWED_DESTINATIONS: a comma-separated list
+        listed = outbound["allowed_destinations"].split(",")
+        outbound["allowed_destinations"] = [entry.strip() for entry in listed if entry.strip()]
     raw["admin_token"] = env.get("FEDGATE_ADMIN_TOKEN", "")
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
@@ -473,6 +489,7 @@ def validate_settings(settings: Settings) -> None:
                 raise ConfigError(f"stores.{name}.auth.tenant_id: required for provider 'entra'")
     check_vaults(settings)
     check_secrets(settings.secrets)
+    check_outbound(settings.outbound)
     if settings.central.store and settings.central.store not in settings.stores:
         raise ConfigError(f"central.store: no store named {settings.central.store!r}")
     names: set[str] = set()
@@ -534,6 +551,14 @@ def check_secrets(secrets: SecretsSettings) -> None:
         raise ConfigError("secrets.cache_max_entries: must be at least 1")
     if secrets.cache_max_bytes < 1024:
         raise ConfigError("secrets.cache_max_bytes: must be at least 1024")
+
+
+def check_outbound(outbound: OutboundSettings) -> None:
+    for index, entry in enumerate(outbound.allowed_destinations):
+        try:
+            parse_allowed(entry)
+        except DestinationError as exc:
+            raise ConfigError(f"outbound.allowed_destinations[{index}]: {entry!r}: {exc}") from None
 
 
 def _https_or_loopback(url: str) -> bool:

@@ -36,6 +36,7 @@ class Resource(StrEnum):
     ISSUE = "issue"  # an issue of an experiment's traces (GenAI quality)
     LABEL_SCHEMA = "label_schema"  # a labelling schema of an experiment (human feedback)
     REVIEW_QUEUE = "review_queue"  # a human-review queue of an experiment's traces
+    WEBHOOK = "webhook"  # a registry webhook of the workspace: the store posts its events to a URL
     WORKSPACE = "workspace"
     SERVER = "server"
     QUERY = "query"  # a GraphQL operation of the web UI: it names runs and experiments in its variables
@@ -70,12 +71,13 @@ class Trait(Flag):
     FAILOVER = auto()  # a dual workspace's read served from the central copy while its store is down
     RUN_TEXT = auto()  # writes text into a run (params, tags, metric names, run name, inputs): the leak guard reads it
     RUN_TAGS = auto()  # sets or deletes tags of an existing run, keys of the caller's choosing: the property guard
+    DESTINATIONS = auto()  # makes the store send requests to a destination the call names: the allow-list decides
 
 
 NO_TRAITS = Trait(0)
 INDEXED, MIRRORED, BATCHED = Trait.INDEXED, Trait.MIRRORED, Trait.BATCHED
 CREATES, FAILOVER = Trait.CREATES, Trait.FAILOVER
-RUN_TEXT, RUN_TAGS = Trait.RUN_TEXT, Trait.RUN_TAGS
+RUN_TEXT, RUN_TAGS, DESTINATIONS = Trait.RUN_TEXT, Trait.RUN_TAGS, Trait.DESTINATIONS
 
 READ_ACTIONS = frozenset({Action.READ, Action.SEARCH, Action.PUBLIC})
 
@@ -133,6 +135,11 @@ class RouteSpec:
         return Trait.RUN_TAGS in self.traits
 
     @property
+    def destinations(self) -> bool:
+        """Makes the store send requests to a destination the call names (webhooks, AI-gateway providers)."""
+        return Trait.DESTINATIONS in self.traits
+
+    @property
     def idempotent(self) -> bool:
         """Safe to retry upstream on a dropped connection."""
         return self.method == "GET" or self.action in READ_ACTIONS
@@ -158,6 +165,7 @@ E, RU, LM = Resource.EXPERIMENT, Resource.RUN, Resource.LOGGED_MODEL
 RM, MV, AR = Resource.REGISTERED_MODEL, Resource.MODEL_VERSION, Resource.ARTIFACT
 TR, DS, SC = Resource.TRACE, Resource.DATASET, Resource.SCORER
 IS, LS, RQ = Resource.ISSUE, Resource.LABEL_SCHEMA, Resource.REVIEW_QUEUE
+WH = Resource.WEBHOOK
 READ, SEARCH, CREATE = Action.READ, Action.SEARCH, Action.CREATE
 EDIT, MANAGE = Action.EDIT, Action.MANAGE
 
@@ -344,6 +352,13 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("GET", "/mlflow/review-queues/items/list", RQ, READ, ("queue_id",), version=3),
     R("POST", "/mlflow/review-queues/items/remove", RQ, EDIT, ("queue_id",), version=3),
     R("POST", "/mlflow/review-queues/items/set-status", RQ, EDIT, ("queue_id",), version=3),
+    # Registry webhooks of the workspace: the store posts to the URL (checked against the allow-list)
+    R("POST", "/mlflow/webhooks", WH, CREATE, traits=DESTINATIONS),
+    R("GET", "/mlflow/webhooks", WH, SEARCH),
+    R("GET", "/mlflow/webhooks/{webhook_id:str}", WH, READ, ("webhook_id",)),
+    R("PATCH", "/mlflow/webhooks/{webhook_id:str}", WH, EDIT, ("webhook_id",), traits=DESTINATIONS),
+    R("DELETE", "/mlflow/webhooks/{webhook_id:str}", WH, MANAGE, ("webhook_id",)),
+    R("POST", "/mlflow/webhooks/{webhook_id:str}/test", WH, EDIT, ("webhook_id",), traits=DESTINATIONS),
     # Server version, used by the tracing exporter before span export
     R("GET", "/version", Resource.SERVER, READ, absolute=True),
     # The web UI's own calls (MLflow registers them outside the proto services), guarded as their REST twins:
@@ -592,16 +607,6 @@ NOT_SERVED: tuple[NotServed, ...] = (
             "POST /gateway/typesafe/v1/systemone",
         )
         | _ajax(2, "GET|POST /mlflow/gateway-proxy"),
-    ),
-    NotServed(
-        "Webhooks",
-        "the store posts to any URL a caller configures: needs an operator allow-list of destinations and a rule",
-        _api(
-            2,
-            "GET|POST /mlflow/webhooks",
-            "GET|PATCH|DELETE /mlflow/webhooks/{webhook_id}",
-            "POST /mlflow/webhooks/{webhook_id}/test",
-        ),
     ),
     NotServed(
         "Jobs",

@@ -78,8 +78,9 @@ class PendingCall:
     spec: RouteSpec
     link: WorkspaceLink
     principal: Principal
-    body: CanonicalBody  # decoded once; `encoded` is exactly what is sent (in the client's workspace)
+    body: CanonicalBody  # decoded once; `encoded` is exactly what is sent (in the client's workspace); {} for none
     request_id: str
+    path_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Held(Protocol):

@@ -578,5 +578,26 @@ REQUEST_CHECKS: dict[tuple[str, str, int], RouteChecks] = {
         ("queue_id", ("required", "string")),
         ("item_id", ("required", "string")),
     )),
+    ("POST", "/mlflow/webhooks", 2): ("mlflow.CreateWebhook", False, (
+        ("name", ("string", "required")),
+        ("url", ("string", "required")),
+        ("events", ("array", "required")),
+        ("description", ("string",)),
+        ("secret", ("string",)),
+        ("status", ("string",)),
+    )),
+    ("GET", "/mlflow/webhooks", 2): ("mlflow.ListWebhooks", False, (
+        ("max_results", ("intlike",)),
+        ("page_token", ("string",)),
+    )),
+    ("PATCH", "/mlflow/webhooks/{webhook_id:str}", 2): ("mlflow.UpdateWebhook", False, (
+        ("name", ("string",)),
+        ("description", ("string",)),
+        ("url", ("string",)),
+        ("events", ("array",)),
+        ("secret", ("string",)),
+        ("status", ("string",)),
+    )),
+    ("POST", "/mlflow/webhooks/{webhook_id:str}/test", 2): ("mlflow.TestWebhook", False, ()),
 }
 # fmt: on

@@ -220,9 +220,12 @@ class Forwarder:
         # 3b before send: checks of the body exactly as it will be sent, before it goes anywhere
         checks = [check for check in self.before_send if check.wants(spec, link)]
         checked = canonical_body(plan.body) if checks and plan.body is not None else canonical
+        if checks and checked is None and spec.body is Body.JSON:
+            checked = canonical_body(b"{}")  # a call without a body is checked as the empty document
         held: list[Held] = []
         if checks and checked is not None:
-            held = await _checked(checks, PendingCall(spec, link, call.principal, checked, call.request_id))
+            pending = PendingCall(spec, link, call.principal, checked, call.request_id, call.path_params)
+            held = await _checked(checks, pending)
         # 4 send; what the checks hold is let go once the store has answered (or did not)
         intent = None
         try:

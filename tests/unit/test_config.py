@@ -199,3 +199,20 @@ def test_bad_vaults_are_refused_naming_the_key(tmp_path: Path, change: tuple[str
 def test_the_vault_keys_are_credentials_not_setting_overrides(tmp_path: Path) -> None:
     environ = {"FEDGATE_VAULT_KEYS": "active=k k:AAAA", "FEDGATE_VAULT_KEYS_FILE": "/nowhere"}
     assert load_settings(write(tmp_path, BASE), environ=environ).vaults == {}
+
+
+def test_outbound_destinations_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, BASE), environ={}).outbound.allowed_destinations == []
+    listed = BASE + '[outbound]\nallowed_destinations = ["https://hooks.example.com/mlflow/", "api.openai.com"]\n'
+    settings = load_settings(write(tmp_path, listed), environ={})
+    assert settings.outbound.allowed_destinations == ["https://hooks.example.com/mlflow/", "api.openai.com"]
+    env = {"FEDGATE_OUTBOUND_ALLOWED_DESTINATIONS": "api.openai.com, https://hooks.example.com:8443/x"}
+    from_env = load_settings(write(tmp_path, BASE), environ=env)
+    assert from_env.outbound.allowed_destinations == ["api.openai.com", "https://hooks.example.com:8443/x"]
+
+
+@pytest.mark.parametrize("entry", ["http://allowed@evil.com", "ftp://files.example.com", "http://127.1/", "a.com:0"])
+def test_a_bad_outbound_destination_stops_start_up_naming_it(tmp_path: Path, entry: str) -> None:
+    text = BASE + f'[outbound]\nallowed_destinations = ["api.openai.com", "{entry}"]\n'
+    with pytest.raises(ConfigError, match=re.escape("outbound.allowed_destinations[1]")):
+        load_settings(write(tmp_path, text), environ={})

@@ -660,6 +660,9 @@ IN_TEAM_B: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
     ("list the artifact root", Call("GET /mlflow-artifacts/artifacts", artifact_path=""), (ALLOW, DENIED, DENIED)),
     ("create dataset", Call("POST /mlflow/datasets/create", 3, body={"name": "d"}), (ALLOW, DENIED, DENIED)),
     ("search traces naming no experiment", Call("POST /mlflow/traces/search", 3, body={}), (ALLOW, ALLOW, DENIED)),
+    ("list webhooks (CAN_MANAGE on the workspace)", Call("GET /mlflow/webhooks"), (ALLOW, DENIED, DENIED)),
+    ("create webhook", Call("POST /mlflow/webhooks", body={"name": "h", "url": "https://h.example.com/x"}),
+     (ALLOW, DENIED, DENIED)),
 ]  # fmt: skip
 
 

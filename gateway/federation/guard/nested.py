@@ -93,6 +93,10 @@ NESTED_IDS: dict[tuple[str, int], dict[str, NestedRule]] = {
     ("POST /mlflow/review-queues/items/add", 3): {"item_ids": (Nested.TRACE, Level.CAN_READ)},
     ("POST /mlflow/review-queues/items/remove", 3): {"item_ids": (Nested.TRACE, Level.CAN_READ)},
     ("POST /mlflow/review-queues/items/set-status", 3): {"item_id": (Nested.NOT_AN_OBJECT, None)},
+    # The store acts on the webhook of the path; the route's rule (workspace managers) covers every webhook.
+    ("PATCH /mlflow/webhooks/{webhook_id:str}", 2): {"webhook_id": (Nested.NOT_AN_OBJECT, None)},
+    ("POST /mlflow/webhooks/{webhook_id:str}/test", 2): {"webhook_id": (Nested.NOT_AN_OBJECT, None)},
+    ("DELETE /mlflow/webhooks/{webhook_id:str}", 2): {"webhook_id": (Nested.NOT_AN_OBJECT, None)},
 }
 
 

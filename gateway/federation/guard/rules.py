@@ -75,6 +75,8 @@ BY_KIND: dict[tuple[Resource, Action], Rule] = {
     (Resource.TRACE, Action.SEARCH): Rule.TRACE_SEARCH,
     **{(Resource.TRACE, a): Rule.TRACE for a in (Action.READ, Action.EDIT, Action.MANAGE)},
     **{(Resource.DATASET, a): Rule.WORKSPACE_LEVEL for a in Action if a not in (Action.ADMIN, Action.PUBLIC)},
+    # Webhooks receive the events of every registered model of the workspace: workspace managers only.
+    **{(Resource.WEBHOOK, a): Rule.WORKSPACE_LEVEL for a in Action if a not in (Action.ADMIN, Action.PUBLIC)},
     **{(Resource.SCORER, a): Rule.EXPERIMENT for a in (Action.READ, Action.CREATE, Action.EDIT, Action.MANAGE)},
     # Issues, label schemas and review queues belong to one experiment: created and listed by naming it,
     # read and changed by their own id, which the store is asked for once (the experiment of an id is cached).
@@ -144,6 +146,16 @@ LEVEL_OVERRIDES: dict[str, Level] = {
 }
 
 
+# Resources whose every route asks one level of the workspace, whatever the action.
+RESOURCE_LEVELS: dict[Resource, Level] = {
+    Resource.WEBHOOK: Level.CAN_MANAGE,
+}
+
+
 def wanted_level(spec: RouteSpec) -> Level:
     """The level a route asks for on the objects it names (rules may ask more of some, or less)."""
-    return LEVEL_OVERRIDES.get(spec.name, WANTED.get(spec.action, Level.CAN_MANAGE))
+    if spec.name in LEVEL_OVERRIDES:
+        return LEVEL_OVERRIDES[spec.name]
+    if spec.resource in RESOURCE_LEVELS:
+        return RESOURCE_LEVELS[spec.resource]
+    return WANTED.get(spec.action, Level.CAN_MANAGE)
