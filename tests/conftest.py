@@ -211,9 +211,14 @@ def bao(workdir: Path) -> Iterator[BaoServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """One headless Chromium for the whole session (Debian's chromium driven by Playwright)."""
+    """One headless Chromium per test module (Debian's chromium driven by Playwright).
+
+    Playwright's sync API runs an event loop in the main thread for as long as it is open; kept for the
+    whole session, it would make every later `asyncio.run` fail ("cannot be called from a running event
+    loop"), so it is closed with the module that uses it.
+    """
     from tests.support.browser import chromium_path
 
     path = chromium_path()
