@@ -82,7 +82,11 @@ from gateway.core.errors import (
 from gateway.core.links import LinkTable
 from gateway.core.ports import ChangeFeed, Store, Vault
 from gateway.core.principal import Principal
-from gateway.core.route_table import MODEL_VERSIONS_TRANSITION_STAGE
+from gateway.core.route_table import (
+    MODEL_VERSIONS_TRANSITION_STAGE,
+    REGISTERED_MODELS_DELETE_ALIAS,
+    REGISTERED_MODELS_SET_ALIAS,
+)
 from gateway.core.watch import ReloadLoop
 from gateway.core.workspace_headers import ID_HEADER, NAME_HEADER
 from gateway.db.engine import make_sessionmaker
@@ -120,12 +124,16 @@ from gateway.outbound import DestinationCheck
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.properties.guard import PropertyGuard
+from gateway.registry.aliases import AliasApprovals
 from gateway.registry.moves import RegistryMoves
 from gateway.registry.routes import (
     ActivitiesController,
+    AliasRequestsController,
     CommentsController,
     DatabricksRegistryController,
+    MlflowAlias,
     MlflowTransitionStage,
+    RegistrySettingsController,
     TransitionRequestsController,
 )
 from gateway.registry.service import RegistryWorkflow
@@ -471,7 +479,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)
     # The registry workflow: requests, approvals, comments and the activity log of registered models. It reads
     # the store directly and applies transitions through the pipeline, so they are guarded and mirrored.
-    registry = RegistryWorkflow(sessionmaker, authorizer, access, RegistryStore(direct.fetch, forwarder.forward), audit)
+    registry_store = RegistryStore(direct.fetch, forwarder.forward)
+    registry = RegistryWorkflow(sessionmaker, authorizer, access, registry_store, audit)
+    aliases = AliasApprovals(registry, sessionmaker, registry_store, audit)  # protected aliases (champion)
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
@@ -607,7 +617,11 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                 max_artifact_body=settings.server.max_artifact_body_bytes,
                 scopes={ACCOUNT_SCOPE: account},
                 # Every stage change follows the workflow's rules and lands in its activity log.
-                routes={MODEL_VERSIONS_TRANSITION_STAGE: MlflowTransitionStage(registry, forwarder)},
+                routes={
+                    MODEL_VERSIONS_TRANSITION_STAGE: MlflowTransitionStage(registry, forwarder),
+                    REGISTERED_MODELS_SET_ALIAS: MlflowAlias(aliases, forwarder, deleting=False),
+                    REGISTERED_MODELS_DELETE_ALIAS: MlflowAlias(aliases, forwarder, deleting=True),
+                },
             ),
             server_info_handler(capabilities, forwarder),
             WorkspacesController,
@@ -627,6 +641,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             CommentsController,
             DatabricksRegistryController,
             ActivitiesController,
+            AliasRequestsController,
+            RegistrySettingsController,
             *health_handlers(readiness, store_health),
             *(ui_handlers(web_ui) if web_ui is not None else []),
         ],
@@ -641,6 +657,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "sql": Provide(lambda: sql, sync_to_thread=False, use_cache=True),
             "secrets": Provide(lambda: secrets, sync_to_thread=False, use_cache=True),
             "registry": Provide(lambda: registry, sync_to_thread=False, use_cache=True),
+            "aliases": Provide(lambda: aliases, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
             "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
             "run_metrics": Provide(lambda: run_metrics, sync_to_thread=False, use_cache=True),

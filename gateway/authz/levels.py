@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 
 ACCOUNT_DOMAIN = "account"
@@ -44,6 +45,22 @@ def transition_level(current: str, target: str) -> Level:
     if PRODUCTION.lower() in (current.lower(), target.lower()):
         return Level.CAN_MANAGE_PRODUCTION_VERSIONS
     return Level.CAN_MANAGE_STAGING_VERSIONS
+
+
+def alias_level(alias: str, protected: Iterable[str]) -> Level:
+    """The level setting, moving or deleting alias `alias` of a registered model asks for.
+
+    An alias the model protects (its `protected_aliases` setting, e.g. `champion`) asks what a move into
+    Production asks, CAN_MANAGE_PRODUCTION_VERSIONS; any other alias asks CAN_EDIT, as MLflow's own rule.
+    Alias names compare case-insensitively, so a differently cased spelling is protected too.
+    """
+    if alias.casefold() in {name.casefold() for name in protected}:
+        return Level.CAN_MANAGE_PRODUCTION_VERSIONS
+    return Level.CAN_EDIT
+
+
+# Who may change which aliases of a model are protected: whoever manages the model (its permissions too).
+PROTECTED_ALIASES_LEVEL = Level.CAN_MANAGE
 
 
 class Privilege(StrEnum):

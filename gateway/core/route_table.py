@@ -496,6 +496,8 @@ REGISTERED_MODELS_RENAME = declared("POST /mlflow/registered-models/rename")
 REGISTERED_MODELS_DELETE = declared("DELETE /mlflow/registered-models/delete")
 MODEL_VERSIONS_CREATE = declared("POST /mlflow/model-versions/create")
 MODEL_VERSIONS_TRANSITION_STAGE = declared("POST /mlflow/model-versions/transition-stage")
+REGISTERED_MODELS_SET_ALIAS = declared("POST /mlflow/registered-models/alias")
+REGISTERED_MODELS_DELETE_ALIAS = declared("DELETE /mlflow/registered-models/alias")
 ARTIFACT_UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")
 GRAPHQL = declared("POST /graphql")
 

@@ -214,7 +214,8 @@ class RegistryRequestRow(Base):
     workspace_id: Mapped[int] = mapped_column(BigInteger)
     model_id: Mapped[str] = mapped_column(String(32))  # registered_models.id: renames keep it
     version: Mapped[str] = mapped_column(String(20))
-    to_stage: Mapped[str] = mapped_column(String(16))
+    to_stage: Mapped[str | None] = mapped_column(String(16))  # a stage request (or NULL: an alias request)
+    alias: Mapped[str | None] = mapped_column(String(256))  # an alias request (migration 0018): the alias to move
     requested_by: Mapped[str] = mapped_column(Text)
     comment: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(12), default="open")  # open | approved | rejected | cancelled
@@ -258,4 +259,17 @@ class RegistryActivityRow(Base):
     system_comment: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[int | None] = mapped_column(BigInteger)  # the request it opened, decided or cancelled
     comment_id: Mapped[str | None] = mapped_column(String(32))  # NEW_COMMENT: the comment (its text lives there)
+    alias: Mapped[str | None] = mapped_column(String(256))  # the alias activities (migration 0018)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RegistryModelSettingsRow(Base):
+    """A registered model's workflow settings (migration 0018): the aliases whose moves need Production's level."""
+
+    __tablename__ = "registry_model_settings"
+
+    model_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger)
+    protected_aliases: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    updated_by: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,4 +1,5 @@
-"""Every SQL statement of the registry workflow: requests, comments and the activity log (migration 0016)."""
+"""Every SQL statement of the registry workflow: requests, comments and the activity log (migration 0016), protected
+aliases and alias requests (migration 0018)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db.models import RegistryActivityRow, RegistryCommentRow, RegistryRequestRow
+from gateway.db.models import (
+    RegistryActivityRow,
+    RegistryCommentRow,
+    RegistryModelSettingsRow,
+    RegistryRequestRow,
+)
 
 OPEN = "open"
 
@@ -25,13 +31,14 @@ class StoredRequest:
     id: int
     model_id: str
     version: str
-    to_stage: str
+    to_stage: str  # "" for an alias request
     requested_by: str
     comment: str | None
     state: str  # open | approved | rejected | cancelled
     created_ms: int
     decided_by: str | None
     activity_id: int | None = None  # its REQUESTED_TRANSITION activity (listings of open requests)
+    alias: str | None = None  # an alias request: the alias to point at the version
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,7 @@ class NewActivity:
     system_comment: str | None = None
     request_id: int | None = None
     comment_id: str | None = None
+    alias: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,7 @@ class StoredActivity:
     updated_ms: int
     comment_id: str | None = None
     comment_deleted: bool = False  # NEW_COMMENT whose comment was deleted since
+    alias: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +91,14 @@ def _request(row: RegistryRequestRow, activity_id: int | None = None) -> StoredR
         row.id,
         row.model_id,
         row.version,
-        row.to_stage,
+        row.to_stage or "",
         row.requested_by,
         row.comment,
         row.state,
         millis(row.created_at),
         row.decided_by,
         activity_id,
+        row.alias,
     )
 
 
@@ -150,6 +160,7 @@ class RegistryRepository:
                 RegistryRequestRow.model_id == model_id,
                 RegistryRequestRow.version == version,
                 RegistryRequestRow.state == OPEN,
+                RegistryRequestRow.alias.is_(None),
             )
             .order_by(RegistryRequestRow.id.desc())
         )
@@ -206,6 +217,7 @@ class RegistryRepository:
                 system_comment=activity.system_comment,
                 request_id=activity.request_id,
                 comment_id=activity.comment_id,
+                alias=activity.alias,
             )
             .returning(RegistryActivityRow.id, RegistryActivityRow.created_at)
         )
@@ -223,6 +235,7 @@ class RegistryRepository:
             created,
             created,
             activity.comment_id,
+            alias=activity.alias,
         )
 
     async def log(
@@ -260,9 +273,114 @@ class RegistryRepository:
                     millis(updated_at) if updated_at is not None else created,
                     row.comment_id,
                     comment_deleted=is_comment and text_now is None,
+                    alias=row.alias,
                 )
             )
         return activities
+
+    # -- protected aliases and alias requests --------------------------------------------------------
+
+    async def protected_aliases(self, model_id: str) -> list[str]:
+        """The aliases of the model whose moves need Production's level (none until a manager sets some)."""
+        found = await self.session.scalar(
+            select(RegistryModelSettingsRow.protected_aliases).where(RegistryModelSettingsRow.model_id == model_id)
+        )
+        return list(found or [])
+
+    async def set_protected_aliases(
+        self, workspace_id: int, model_id: str, aliases: Sequence[str], updated_by: str
+    ) -> tuple[list[str], str, int]:
+        """Replace the model's protected aliases; (the aliases, who set them, when in milliseconds)."""
+        result = await self.session.execute(
+            insert(RegistryModelSettingsRow)
+            .values(
+                workspace_id=workspace_id, model_id=model_id, protected_aliases=list(aliases), updated_by=updated_by
+            )
+            .on_conflict_do_update(
+                index_elements=["model_id"],
+                set_={"protected_aliases": list(aliases), "updated_by": updated_by, "updated_at": func.now()},
+            )
+            .returning(RegistryModelSettingsRow.updated_at)
+        )
+        return list(aliases), updated_by, millis(result.scalar_one())
+
+    async def settings(self, model_id: str) -> tuple[list[str], str | None, int | None]:
+        """(protected aliases, who set them, when in milliseconds); ([], None, None) when never set."""
+        row = await self.session.scalar(
+            select(RegistryModelSettingsRow).where(RegistryModelSettingsRow.model_id == model_id)
+        )
+        if row is None:
+            return [], None, None
+        return list(row.protected_aliases), row.updated_by, millis(row.updated_at)
+
+    async def add_alias_request(
+        self, workspace_id: int, model_id: str, version: str, alias: str, requested_by: str, comment: str | None
+    ) -> StoredRequest | None:
+        """The new open request to point `alias` at the version; None when the user already has that one open."""
+        result = await self.session.execute(
+            insert(RegistryRequestRow)
+            .values(
+                workspace_id=workspace_id,
+                model_id=model_id,
+                version=version,
+                alias=alias,
+                requested_by=requested_by,
+                comment=comment,
+                state=OPEN,
+            )
+            .on_conflict_do_nothing(
+                index_elements=["model_id", "version", "alias", "requested_by"],
+                index_where=text("state = 'open' AND alias IS NOT NULL"),
+            )
+            .returning(RegistryRequestRow)
+        )
+        row = result.scalar_one_or_none()
+        return _request(row) if row is not None else None
+
+    async def open_alias_requests(
+        self, model_id: str, *, alias: str | None = None, version: str | None = None
+    ) -> list[StoredRequest]:
+        """The model's open alias requests (of one alias, one version, if given), newest first, each with its
+        REQUESTED_ALIAS activity."""
+        statement = (
+            select(RegistryRequestRow, RegistryActivityRow.id)
+            .outerjoin(
+                RegistryActivityRow,
+                (RegistryActivityRow.request_id == RegistryRequestRow.id)
+                & (RegistryActivityRow.activity_type == "REQUESTED_ALIAS"),
+            )
+            .where(
+                RegistryRequestRow.model_id == model_id,
+                RegistryRequestRow.state == OPEN,
+                RegistryRequestRow.alias.is_not(None),
+            )
+            .order_by(RegistryRequestRow.id.desc())
+        )
+        if alias is not None:
+            statement = statement.where(RegistryRequestRow.alias == alias)
+        if version is not None:
+            statement = statement.where(RegistryRequestRow.version == version)
+        result = await self.session.execute(statement)
+        return [_request(row, activity_id) for row, activity_id in result.all()]
+
+    async def last_alias_request(
+        self, model_id: str, version: str, alias: str, requested_by: str | None = None
+    ) -> StoredRequest | None:
+        """The latest request to point `alias` at the version (by this user, if given), whatever its state."""
+        statement = (
+            select(RegistryRequestRow)
+            .where(
+                RegistryRequestRow.model_id == model_id,
+                RegistryRequestRow.version == version,
+                RegistryRequestRow.alias == alias,
+            )
+            .order_by(RegistryRequestRow.id.desc())
+            .limit(1)
+        )
+        if requested_by is not None:
+            statement = statement.where(RegistryRequestRow.requested_by == requested_by)
+        row = await self.session.scalar(statement)
+        return _request(row) if row is not None else None
 
     # -- comments -----------------------------------------------------------------------------------
 
@@ -308,7 +426,7 @@ class RegistryRepository:
 
     async def renumber(self, old_id: int, new_id: int) -> None:
         """Requests, comments and activities follow their workspace (the trigger lets exactly this through)."""
-        for row in (RegistryRequestRow, RegistryCommentRow, RegistryActivityRow):
+        for row in (RegistryRequestRow, RegistryCommentRow, RegistryActivityRow, RegistryModelSettingsRow):
             await self.session.execute(update(row).where(row.workspace_id == old_id).values(workspace_id=new_id))
 
     async def remove_workspace(self, workspace_id: int) -> int:
@@ -321,4 +439,7 @@ class RegistryRepository:
         await self.session.execute(text("SELECT set_config('fedgate.registry_drop', '', true)"))
         await self.session.execute(delete(RegistryCommentRow).where(RegistryCommentRow.workspace_id == workspace_id))
         await self.session.execute(delete(RegistryRequestRow).where(RegistryRequestRow.workspace_id == workspace_id))
+        await self.session.execute(
+            delete(RegistryModelSettingsRow).where(RegistryModelSettingsRow.workspace_id == workspace_id)
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

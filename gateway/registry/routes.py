@@ -30,20 +30,26 @@ from gateway.federation.call import ForwardCall, ForwardResult
 from gateway.federation.canonical import canonical_body
 from gateway.federation.service import Forwarder
 from gateway.observability.access import REQUEST_ID_KEY
+from gateway.registry.aliases import AliasApprovals
 from gateway.registry.schemas import (
     ActivitiesResponse,
     ActivityResponse,
     ApproveTransitionRequest,
     CommentResponse,
+    CreateAliasRequest,
+    CreateAliasRequestResponse,
     CreateComment,
     CreateTransitionRequest,
     CreateTransitionRequestResponse,
+    DecideAliasRequest,
     GetModelResponse,
     ListTransitionRequestsResponse,
+    RegistrySettingsResponse,
     RejectTransitionRequest,
     TransitionStage,
     TransitionStageResponse,
     UpdateComment,
+    UpdateRegistrySettings,
 )
 from gateway.registry.service import RegistryWorkflow
 
@@ -237,6 +243,125 @@ class ActivitiesController(Controller):
             request.user, link, name, version, max_results=max_results, page_token=page_token
         )
         return ActivitiesResponse(activities=activities, next_page_token=token)
+
+
+class AliasRequestsController(Controller):
+    """Requests to point an alias at a version (the gateway's own calls, in the shape of transition requests)."""
+
+    path = "/api/2.0/mlflow/alias-requests"
+    opt = {
+        "access": "CAN_READ on the model: create and list; approve and reject: the alias's level (authz/levels.py "
+        "alias_level: CAN_MANAGE_PRODUCTION_VERSIONS for a protected alias, else CAN_EDIT); delete (cancel): the "
+        "requester or CAN_MANAGE"
+    }
+    dependencies = _link()
+
+    @post("/create", name="registry alias request create", status_code=200)
+    async def create(
+        self,
+        request: Request[Principal, Any, Any],
+        data: CreateAliasRequest,
+        aliases: AliasApprovals,
+        link: WorkspaceLink,
+    ) -> CreateAliasRequestResponse:
+        created = await aliases.create_request(request.user, link, data.name, data.alias, data.version, data.comment)
+        return CreateAliasRequestResponse(request=created)
+
+    @get("/list", name="registry alias request list")
+    async def list_requests(
+        self,
+        request: Request[Principal, Any, Any],
+        aliases: AliasApprovals,
+        link: WorkspaceLink,
+        name: str,
+        alias: str | None = None,
+    ) -> ListTransitionRequestsResponse:
+        return ListTransitionRequestsResponse(requests=await aliases.list_requests(request.user, link, name, alias))
+
+    @post("/approve", name="registry alias request approve", status_code=200)
+    async def approve(
+        self,
+        request: Request[Principal, Any, Any],
+        data: DecideAliasRequest,
+        aliases: AliasApprovals,
+        link: WorkspaceLink,
+    ) -> ActivityResponse:
+        activity = await aliases.approve(
+            request.user, link, data.name, data.alias, data.version, data.comment, _request_id(request)
+        )
+        return ActivityResponse(activity=activity)
+
+    @post("/reject", name="registry alias request reject", status_code=200)
+    async def reject(
+        self,
+        request: Request[Principal, Any, Any],
+        data: DecideAliasRequest,
+        aliases: AliasApprovals,
+        link: WorkspaceLink,
+    ) -> ActivityResponse:
+        activity = await aliases.reject(request.user, link, data.name, data.alias, data.version, data.comment)
+        return ActivityResponse(activity=activity)
+
+    @delete("/delete", name="registry alias request delete", status_code=200)
+    async def cancel(
+        self,
+        request: Request[Principal, Any, Any],
+        aliases: AliasApprovals,
+        link: WorkspaceLink,
+        name: str,
+        alias: str,
+        version: str,
+        creator: str,
+        comment: str | None = None,
+    ) -> ActivityResponse:
+        activity = await aliases.cancel(request.user, link, name, alias, version, creator, comment)
+        return ActivityResponse(activity=activity)
+
+
+class RegistrySettingsController(Controller):
+    """A model's workflow settings: which of its aliases are protected."""
+
+    path = "/api/2.0/mlflow/registry-settings"
+    opt = {"access": "get: CAN_READ on the model; update: CAN_MANAGE on the model"}
+    dependencies = _link()
+
+    @get("/get", name="registry settings get")
+    async def get_settings(
+        self,
+        request: Request[Principal, Any, Any],
+        aliases: AliasApprovals,
+        link: WorkspaceLink,
+        name: str = Parameter(query="name", min_length=1),
+    ) -> RegistrySettingsResponse:
+        return RegistrySettingsResponse(settings=await aliases.settings(request.user, link, name))
+
+    @patch("/update", name="registry settings update")
+    async def update_settings(
+        self,
+        request: Request[Principal, Any, Any],
+        data: UpdateRegistrySettings,
+        aliases: AliasApprovals,
+        link: WorkspaceLink,
+    ) -> RegistrySettingsResponse:
+        settings = await aliases.update_settings(request.user, link, data.name, data.protected_aliases)
+        return RegistrySettingsResponse(settings=settings)
+
+
+class MlflowAlias:
+    """MLflow's `POST` or `DELETE /registered-models/alias`, served by the alias approvals (a `FeatureRoute`): the
+    alias's level (a protected alias asks CAN_MANAGE_PRODUCTION_VERSIONS), then the call as it came, logged."""
+
+    def __init__(self, aliases: AliasApprovals, forwarder: Forwarder, *, deleting: bool) -> None:
+        self._aliases = aliases
+        self._forwarder = forwarder
+        self._deleting = deleting
+
+    async def serve(self, call: ForwardCall) -> ForwardResult:
+        ids = canonical_body(call.body).ids if isinstance(call.body, bytes) and call.body.strip() else None
+        link = await self._forwarder.resolve(call, ids, None)
+        if self._deleting:
+            return await self._aliases.mlflow_delete(link, call, self._forwarder.forward)
+        return await self._aliases.mlflow_set(link, call, self._forwarder.forward)
 
 
 class _MlflowTransition(msgspec.Struct):

@@ -61,6 +61,27 @@ class UpdateComment(_Body, kw_only=True):
     comment: str
 
 
+class CreateAliasRequest(_Body, kw_only=True):
+    """A request to point `alias` at `version` (the gateway's own call: Databricks has no alias requests)."""
+
+    name: str
+    alias: str
+    version: str
+    comment: str | None = None
+
+
+class DecideAliasRequest(_Body, kw_only=True):
+    name: str
+    alias: str
+    version: str
+    comment: str | None = None
+
+
+class UpdateRegistrySettings(_Body, kw_only=True):
+    name: str
+    protected_aliases: list[str]
+
+
 # -- objects ----------------------------------------------------------------------------------------
 
 
@@ -78,6 +99,7 @@ class Activity(_Body, kw_only=True):
     system_comment: str | None = None
     version: str | None = None  # the gateway's: which version of the model
     available_actions: list[str] | None = None  # the gateway's, on open requests: what the caller may do
+    alias: str | None = None  # the gateway's, on alias activities: the alias requested, moved or deleted
 
 
 class TransitionRequest(_Body, kw_only=True):
@@ -144,6 +166,24 @@ class ModelDatabricks(_Body, kw_only=True):
     tags: list[ModelTag] = msgspec.field(default_factory=list)
 
 
+class AliasRequest(_Body, kw_only=True):
+    alias: str
+    version: str
+    user_id: str
+    creation_timestamp: int
+    comment: str | None = None
+    available_actions: list[str] = msgspec.field(default_factory=list)
+
+
+class RegistrySettings(_Body, kw_only=True):
+    """A model's workflow settings: the aliases whose moves need CAN_MANAGE_PRODUCTION_VERSIONS."""
+
+    name: str
+    protected_aliases: list[str]
+    updated_by: str | None = None
+    last_updated_timestamp: int | None = None
+
+
 # -- answers ----------------------------------------------------------------------------------------
 
 
@@ -178,3 +218,11 @@ class GetModelResponse(_Body, kw_only=True):
 
 class TransitionStageResponse(_Body, kw_only=True):
     model_version_databricks: ModelVersionDatabricks
+
+
+class CreateAliasRequestResponse(_Body, kw_only=True):
+    request: AliasRequest
+
+
+class RegistrySettingsResponse(_Body, kw_only=True):
+    settings: RegistrySettings

@@ -73,6 +73,13 @@ class ActivityType(StrEnum):
     REJECTED_REQUEST = "REJECTED_REQUEST"
     NEW_COMMENT = "NEW_COMMENT"
     SYSTEM_TRANSITION = "SYSTEM_TRANSITION"
+    # The gateway's own: moves of aliases (registry/aliases.py); databricks-sdk reads them as an unknown type.
+    REQUESTED_ALIAS = "REQUESTED_ALIAS"
+    APPROVED_ALIAS_REQUEST = "APPROVED_ALIAS_REQUEST"
+    REJECTED_ALIAS_REQUEST = "REJECTED_ALIAS_REQUEST"
+    CANCELLED_ALIAS_REQUEST = "CANCELLED_ALIAS_REQUEST"
+    SET_ALIAS = "SET_ALIAS"
+    DELETED_ALIAS = "DELETED_ALIAS"
 
 
 class Action(StrEnum):
@@ -639,6 +646,8 @@ class RegistryWorkflow:
                 details["to_stage"] = activity.to_stage
             if activity.request_id is not None:
                 details["request"] = activity.request_id
+            if activity.alias is not None:
+                details["alias"] = activity.alias
             action = f"registry.{activity.activity_type.lower()}"
             await self._audit.write(session, entry(principal.name, action, model.obj, "ok", details))
         return stored
@@ -704,6 +713,7 @@ def _activity(stored: StoredActivity) -> Activity:
         comment=stored.comment,
         system_comment="This comment was deleted." if stored.comment_deleted else stored.system_comment,
         version=stored.version,
+        alias=stored.alias,
     )
 
 

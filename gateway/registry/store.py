@@ -11,7 +11,7 @@ favour of aliases but present, and the workflow applies approved transitions wit
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import urlencode
 
 import msgspec
@@ -19,7 +19,11 @@ import msgspec
 from gateway.core.errors import GatewayError
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.core.route_table import MODEL_VERSIONS_TRANSITION_STAGE
+from gateway.core.route_table import (
+    MODEL_VERSIONS_TRANSITION_STAGE,
+    REGISTERED_MODELS_SET_ALIAS,
+    RouteSpec,
+)
 from gateway.core.workspace_headers import WorkspaceHeaders
 from gateway.federation.call import ForwardCall, ForwardResult
 from gateway.registry.schemas import ModelTag, ModelVersion, ModelVersionDatabricks
@@ -58,8 +62,14 @@ class _Versions(msgspec.Struct):
     next_page_token: str | None = None
 
 
+class ModelAlias(msgspec.Struct):
+    alias: str
+    version: str
+
+
 class StoreModel(msgspec.Struct, kw_only=True):
     name: str
+    aliases: list[ModelAlias] = msgspec.field(default_factory=list)
     creation_timestamp: int | None = None
     last_updated_timestamp: int | None = None
     user_id: str | None = None
@@ -132,6 +142,23 @@ class RegistryStore:
             if not token:
                 return
 
+    async def alias_version(self, link: WorkspaceLink, name: str, alias: str) -> str | None:
+        """The version the model's alias points at; None when the model has no such alias.
+
+        Read from the model's `aliases` (MLflow answers a missing alias with 400, like a malformed call)."""
+        found = await self.model(link, name)
+        for held in found.aliases if found is not None else []:
+            if held.alias == alias:
+                return held.version
+        return None
+
+    async def set_alias(
+        self, principal: Principal, link: WorkspaceLink, name: str, alias: str, version: str, request_id: str
+    ) -> ForwardResult:
+        """MLflow's set-alias through the pipeline, as `principal`; the answer as the store gave it."""
+        body = {"name": name, "alias": alias, "version": version}
+        return await self._send(REGISTERED_MODELS_SET_ALIAS, principal, link, body, request_id)
+
     async def transition(
         self,
         principal: Principal,
@@ -149,8 +176,13 @@ class RegistryStore:
             "stage": stage,
             "archive_existing_versions": archive_existing_versions,
         }
+        return await self._send(MODEL_VERSIONS_TRANSITION_STAGE, principal, link, body, request_id)
+
+    async def _send(
+        self, spec: RouteSpec, principal: Principal, link: WorkspaceLink, body: Mapping[str, object], request_id: str
+    ) -> ForwardResult:
         call = ForwardCall(
-            spec=MODEL_VERSIONS_TRANSITION_STAGE,
+            spec=spec,
             principal=principal,
             workspace=WorkspaceHeaders(name=link.name),
             path_params={},

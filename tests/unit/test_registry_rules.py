@@ -6,12 +6,21 @@ from __future__ import annotations
 import pytest
 
 from gateway.authz.decide import Authorizer
-from gateway.authz.levels import Level, model_object, transition_level, workspace_domain, workspace_object
+from gateway.authz.levels import (
+    PROTECTED_ALIASES_LEVEL,
+    Level,
+    alias_level,
+    model_object,
+    transition_level,
+    workspace_domain,
+    workspace_object,
+)
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant
 from gateway.core.errors import InvalidParameter
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
+from gateway.registry.aliases import check_alias
 from gateway.registry.repository import StoredRequest
 from gateway.registry.service import Action, Model, RegistryWorkflow, canonical_stage
 from tests.unit.test_policy_agreement import snapshot
@@ -40,6 +49,30 @@ MODEL = "0123456789abcdef0123456789abcdef"
 )
 def test_anything_into_or_out_of_production_needs_the_production_level(current: str, target: str, level: Level) -> None:
     assert transition_level(current, target) is level
+
+
+@pytest.mark.parametrize(
+    ("alias", "protected", "level"),
+    [
+        ("champion", ["champion"], PRODUCTION),
+        ("Champion", ["champion"], PRODUCTION),  # another spelling of a protected alias is protected too
+        ("champion", ["CHAMPION", "prod"], PRODUCTION),
+        ("challenger", ["champion"], Level.CAN_EDIT),  # MLflow's own rule for any other alias
+        ("champion", [], Level.CAN_EDIT),
+    ],
+)
+def test_a_protected_alias_needs_the_production_level_and_any_other_can_edit(
+    alias: str, protected: list[str], level: Level
+) -> None:
+    assert alias_level(alias, protected) is level
+    assert PROTECTED_ALIASES_LEVEL is Level.CAN_MANAGE
+
+
+def test_alias_names_are_mlflows() -> None:
+    assert [check_alias(a) for a in ("champion", " prod-2 ", "a_b")] == ["champion", "prod-2", "a_b"]
+    for wrong in ("", "latest", "LATEST", "v3", "has space", "a/b", "x" * 256, "cham\npion"):
+        with pytest.raises(InvalidParameter):
+            check_alias(wrong)
 
 
 def test_stages_are_spelled_as_mlflow_and_databricks_spell_them() -> None:

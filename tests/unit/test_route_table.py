@@ -64,6 +64,13 @@ def test_the_gateways_own_api_states_who_may_call_it() -> None:
         "/api/2.0/mlflow/databricks/registered-models/get",
         "/api/2.0/mlflow/databricks/model-versions/transition-stage",
         "/api/2.0/mlflow/activities/list",
+        "/api/2.0/mlflow/alias-requests/create",
+        "/api/2.0/mlflow/alias-requests/approve",
+        "/api/2.0/mlflow/alias-requests/reject",
+        "/api/2.0/mlflow/alias-requests/delete",
+        "/api/2.0/mlflow/alias-requests/list",
+        "/api/2.0/mlflow/registry-settings/get",
+        "/api/2.0/mlflow/registry-settings/update",
     }
     assert all(isinstance(note, str) and note for _, _, note in own)
 
