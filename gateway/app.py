@@ -510,6 +510,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             name: _health_check(StoreClient(store, timeout_seconds=STORE_TIMEOUT_SECONDS))
             for name, store in stores.items()
         },
+        interval_seconds=settings.server.store_check_interval_seconds,
     )
 
     def denied(request: Request[Any, Any, Any], exc: GatewayError) -> None:

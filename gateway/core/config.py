@@ -88,6 +88,8 @@ class ServerSettings(_Settings):
     # connections and gives requests in flight (artifact streams included) `shutdown_grace_seconds` to finish.
     shutdown_delay_seconds: float = 0.0
     shutdown_grace_seconds: float = 30.0
+    # How often each store's health is checked for /health/stores and fedgate_store_up (never for readiness).
+    store_check_interval_seconds: float = 15.0
     # Overload protection, per worker process (docs/operations.md): at most `max_in_flight` requests are
     # worked on at once, at most `max_queued` more wait (each at most `queue_wait_seconds`) for one of them
     # to end; past either the request answers 503 with Retry-After. 0 turns the cap off.
@@ -445,6 +447,8 @@ def check_life_cycle(settings: Settings) -> None:
             raise ConfigError(f"server.{key}: may not be negative (0 turns the cap off)")
     if server.queue_wait_seconds <= 0:
         raise ConfigError("server.queue_wait_seconds: must be more than 0")
+    if not 0.1 <= server.store_check_interval_seconds <= 3600:
+        raise ConfigError("server.store_check_interval_seconds: must be between 0.1 and 3600")
     if server.principal_requests_per_second < 0:
         raise ConfigError("server.principal_requests_per_second: may not be negative (0 turns the limit off)")
     if server.principal_requests_per_second > 0 and server.principal_burst < 1:

@@ -139,6 +139,7 @@ def test_a_bucket_refills_at_its_rate_and_forgets_idle_keys_past_its_bound() -> 
         ("queue_wait_seconds = 0", "server.queue_wait_seconds"),
         ("principal_requests_per_second = 5\nprincipal_burst = 0", "server.principal_burst"),
         ("shutdown_grace_seconds = -1", "server.shutdown_grace_seconds"),
+        ("store_check_interval_seconds = 0", "server.store_check_interval_seconds"),
     ],
 )
 def test_life_cycle_and_overload_settings_are_checked(tmp_path: Any, server: str, fragment: str) -> None:
