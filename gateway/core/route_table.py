@@ -37,6 +37,8 @@ class Resource(StrEnum):
     LABEL_SCHEMA = "label_schema"  # a labelling schema of an experiment (human feedback)
     REVIEW_QUEUE = "review_queue"  # a human-review queue of an experiment's traces
     WEBHOOK = "webhook"  # a registry webhook of the workspace: the store posts its events to a URL
+    AI_GATEWAY = "ai_gateway"  # the store's AI gateway: endpoints, model definitions, bindings, budgets, guardrails
+    AI_GATEWAY_SECRET = "ai_gateway_secret"  # an AI-gateway provider key (secret) of the workspace
     WORKSPACE = "workspace"
     SERVER = "server"
     QUERY = "query"  # a GraphQL operation of the web UI: it names runs and experiments in its variables
@@ -50,6 +52,7 @@ class Action(StrEnum):
     EDIT = "edit"  # change an object or log into it
     MANAGE = "manage"  # delete, restore, purge
     ADMIN = "admin"  # account-admin operations
+    INVOKE = "invoke"  # call an AI-gateway endpoint: the store calls an LLM provider
     PUBLIC = "public"  # capability probes; no credentials needed
 
 
@@ -58,6 +61,7 @@ class Body(StrEnum):
     UPLOAD = "upload"  # artifact bytes, streamed to the store
     DOWNLOAD = "download"  # artifact bytes, streamed back to the client
     OPAQUE = "opaque"  # non-JSON bodies passed through whole (OTLP protobuf)
+    PAYLOAD = "payload"  # a body the store hands to an LLM provider: forwarded as sent, nothing of it is read
     GRAPHQL = "graphql"  # a GraphQL request: parsed, held to the allow-list, re-printed (federation/graphql.py)
 
 
@@ -165,9 +169,9 @@ E, RU, LM = Resource.EXPERIMENT, Resource.RUN, Resource.LOGGED_MODEL
 RM, MV, AR = Resource.REGISTERED_MODEL, Resource.MODEL_VERSION, Resource.ARTIFACT
 TR, DS, SC = Resource.TRACE, Resource.DATASET, Resource.SCORER
 IS, LS, RQ = Resource.ISSUE, Resource.LABEL_SCHEMA, Resource.REVIEW_QUEUE
-WH = Resource.WEBHOOK
+WH, GW, GS = Resource.WEBHOOK, Resource.AI_GATEWAY, Resource.AI_GATEWAY_SECRET
 READ, SEARCH, CREATE = Action.READ, Action.SEARCH, Action.CREATE
-EDIT, MANAGE = Action.EDIT, Action.MANAGE
+EDIT, MANAGE, INVOKE = Action.EDIT, Action.MANAGE, Action.INVOKE
 
 R = RouteSpec
 RUN_ID = ("run_id", "run_uuid")
@@ -359,6 +363,77 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("PATCH", "/mlflow/webhooks/{webhook_id:str}", WH, EDIT, ("webhook_id",), traits=DESTINATIONS),
     R("DELETE", "/mlflow/webhooks/{webhook_id:str}", WH, MANAGE, ("webhook_id",)),
     R("POST", "/mlflow/webhooks/{webhook_id:str}/test", WH, EDIT, ("webhook_id",), traits=DESTINATIONS),
+    # The store's AI gateway: provider keys (their api_base checked against the allow-list) and configuration
+    R("POST", "/mlflow/gateway/secrets/create", GS, CREATE, version=3, traits=DESTINATIONS),
+    R("GET", "/mlflow/gateway/secrets/get", GS, READ, ("secret_id",), version=3),
+    R("GET", "/mlflow/gateway/secrets/list", GS, SEARCH, version=3),
+    R("POST", "/mlflow/gateway/secrets/update", GS, EDIT, ("secret_id",), version=3, traits=DESTINATIONS),
+    R("DELETE", "/mlflow/gateway/secrets/delete", GS, MANAGE, ("secret_id",), version=3),
+    R("GET", "/mlflow/gateway/secrets/config", GS, READ, version=3, ajax_only=True),
+    R("POST", "/mlflow/gateway/endpoints/create", GW, CREATE, version=3),
+    R("GET", "/mlflow/gateway/endpoints/get", GW, READ, ("endpoint_id",), version=3),
+    R("GET", "/mlflow/gateway/endpoints/list", GW, SEARCH, version=3),
+    R("POST", "/mlflow/gateway/endpoints/update", GW, EDIT, ("endpoint_id",), version=3),
+    R("DELETE", "/mlflow/gateway/endpoints/delete", GW, MANAGE, ("endpoint_id",), version=3),
+    R("POST", "/mlflow/gateway/endpoints/set-tag", GW, EDIT, ("endpoint_id",), version=3),
+    R("DELETE", "/mlflow/gateway/endpoints/delete-tag", GW, EDIT, ("endpoint_id",), version=3),
+    R("POST", "/mlflow/gateway/endpoints/models/attach", GW, EDIT, ("endpoint_id",), version=3),
+    R("POST", "/mlflow/gateway/endpoints/models/detach", GW, EDIT, ("endpoint_id",), version=3),
+    R("POST", "/mlflow/gateway/endpoints/bindings/create", GW, EDIT, ("endpoint_id",), version=3),
+    R("DELETE", "/mlflow/gateway/endpoints/bindings/delete", GW, EDIT, ("endpoint_id",), version=3),
+    R("GET", "/mlflow/gateway/endpoints/bindings/list", GW, SEARCH, version=3),
+    R("POST", "/mlflow/gateway/model-definitions/create", GW, CREATE, version=3, traits=DESTINATIONS),
+    R("GET", "/mlflow/gateway/model-definitions/get", GW, READ, ("model_definition_id",), version=3),
+    R("GET", "/mlflow/gateway/model-definitions/list", GW, SEARCH, version=3),
+    R(
+        "POST",
+        "/mlflow/gateway/model-definitions/update",
+        GW,
+        EDIT,
+        ("model_definition_id",),
+        version=3,
+        traits=DESTINATIONS,
+    ),
+    R("DELETE", "/mlflow/gateway/model-definitions/delete", GW, MANAGE, ("model_definition_id",), version=3),
+    R("POST", "/mlflow/gateway/budgets/create", GW, CREATE, version=3),
+    R("GET", "/mlflow/gateway/budgets/get", GW, READ, ("budget_policy_id",), version=3),
+    R("GET", "/mlflow/gateway/budgets/list", GW, SEARCH, version=3),
+    R("POST", "/mlflow/gateway/budgets/update", GW, EDIT, ("budget_policy_id",), version=3),
+    R("DELETE", "/mlflow/gateway/budgets/delete", GW, MANAGE, ("budget_policy_id",), version=3),
+    R("GET", "/mlflow/gateway/budgets/windows", GW, SEARCH, version=3),
+    R("POST", "/mlflow/gateway/guardrails/create", GW, CREATE, version=3),
+    R("GET", "/mlflow/gateway/guardrails/get", GW, READ, ("guardrail_id",), version=3),
+    R("GET", "/mlflow/gateway/guardrails/list", GW, SEARCH, version=3),
+    R("GET", "/mlflow/gateway/guardrails/list-for-endpoint", GW, SEARCH, ("endpoint_id",), version=3),
+    R("PATCH", "/mlflow/gateway/guardrails/update-config", GW, EDIT, ("guardrail_id",), version=3),
+    R("DELETE", "/mlflow/gateway/guardrails/delete", GW, MANAGE, ("guardrail_id",), version=3),
+    R("POST", "/mlflow/gateway/guardrails/add-to-endpoint", GW, EDIT, ("guardrail_id",), version=3),
+    R("DELETE", "/mlflow/gateway/guardrails/remove-from-endpoint", GW, EDIT, ("guardrail_id",), version=3),
+    # The UI's provider discovery (MLflow serves it under /ajax-api only)
+    R("GET", "/mlflow/gateway/supported-providers", GW, READ, version=3, ajax_only=True),
+    R("GET", "/mlflow/gateway/supported-models", GW, READ, version=3, ajax_only=True),
+    R("GET", "/mlflow/gateway/provider-config", GW, READ, version=3, ajax_only=True),
+    # Invocations of the AI gateway's endpoints: the store calls the provider; answers stream back as they come
+    *(
+        R(method, f"/gateway{path}", GW, action, body=Body.PAYLOAD, absolute=True)
+        for method, path, action in (
+            ("POST", "/{endpoint_name:str}/mlflow/invocations", INVOKE),
+            ("POST", "/proxy/{endpoint_name:str}/{path:path}", INVOKE),
+            ("GET", "/mlflow/v1/models", SEARCH),
+            ("POST", "/mlflow/v1/chat/completions", INVOKE),
+            ("POST", "/openai/v1/chat/completions", INVOKE),
+            ("POST", "/openai/v1/embeddings", INVOKE),
+            ("POST", "/openai/v1/responses", INVOKE),
+            ("POST", "/openai/v1/responses/compact", INVOKE),
+            ("POST", "/anthropic/v1/messages", INVOKE),
+            ("POST", "/gemini/v1beta/models/{endpoint_name:str}:generateContent", INVOKE),
+            ("POST", "/gemini/v1beta/models/{endpoint_name:str}:streamGenerateContent", INVOKE),
+            ("POST", "/typesafe/v1/systemone", INVOKE),
+        )
+    ),
+    # The UI's proxy to the store's deployments server (MLFLOW_DEPLOYMENTS_TARGET, the store operator's choice)
+    R("GET", "/mlflow/gateway-proxy", GW, SEARCH, ajax_only=True),
+    R("POST", "/mlflow/gateway-proxy", GW, INVOKE, body=Body.PAYLOAD, ajax_only=True),
     # Server version, used by the tracing exporter before span export
     R("GET", "/version", Resource.SERVER, READ, absolute=True),
     # The web UI's own calls (MLflow registers them outside the proto services), guarded as their REST twins:
@@ -541,76 +616,6 @@ def _absolute(*declarations: str) -> frozenset[str]:
 
 NOT_SERVED: tuple[NotServed, ...] = (
     NotServed(
-        "AI gateway configuration",
-        "provider keys, endpoints, model definitions, bindings, budgets and guardrails of the store's AI gateway "
-        "need a workspace-level rule and an operator allow-list of provider destinations",
-        _api(
-            3,
-            "POST /mlflow/gateway/secrets/create",
-            "GET /mlflow/gateway/secrets/get",
-            "GET /mlflow/gateway/secrets/list",
-            "POST /mlflow/gateway/secrets/update",
-            "DELETE /mlflow/gateway/secrets/delete",
-            "POST /mlflow/gateway/endpoints/create",
-            "GET /mlflow/gateway/endpoints/get",
-            "GET /mlflow/gateway/endpoints/list",
-            "POST /mlflow/gateway/endpoints/update",
-            "DELETE /mlflow/gateway/endpoints/delete",
-            "POST /mlflow/gateway/endpoints/set-tag",
-            "DELETE /mlflow/gateway/endpoints/delete-tag",
-            "POST /mlflow/gateway/endpoints/models/attach",
-            "POST /mlflow/gateway/endpoints/models/detach",
-            "POST /mlflow/gateway/endpoints/bindings/create",
-            "DELETE /mlflow/gateway/endpoints/bindings/delete",
-            "GET /mlflow/gateway/endpoints/bindings/list",
-            "POST /mlflow/gateway/model-definitions/create",
-            "GET /mlflow/gateway/model-definitions/get",
-            "GET /mlflow/gateway/model-definitions/list",
-            "POST /mlflow/gateway/model-definitions/update",
-            "DELETE /mlflow/gateway/model-definitions/delete",
-            "POST /mlflow/gateway/budgets/create",
-            "GET /mlflow/gateway/budgets/get",
-            "GET /mlflow/gateway/budgets/list",
-            "POST /mlflow/gateway/budgets/update",
-            "DELETE /mlflow/gateway/budgets/delete",
-            "GET /mlflow/gateway/budgets/windows",
-            "POST /mlflow/gateway/guardrails/create",
-            "GET /mlflow/gateway/guardrails/get",
-            "GET /mlflow/gateway/guardrails/list",
-            "GET /mlflow/gateway/guardrails/list-for-endpoint",
-            "PATCH /mlflow/gateway/guardrails/update-config",
-            "DELETE /mlflow/gateway/guardrails/delete",
-            "POST /mlflow/gateway/guardrails/add-to-endpoint",
-            "DELETE /mlflow/gateway/guardrails/remove-from-endpoint",
-        )
-        | _ajax(
-            3,
-            "GET /mlflow/gateway/supported-providers",
-            "GET /mlflow/gateway/supported-models",
-            "GET /mlflow/gateway/provider-config",
-            "GET /mlflow/gateway/secrets/config",
-        ),
-    ),
-    NotServed(
-        "AI gateway invocations",
-        "the store calls LLM providers with its stored keys: needs a CAN_USE rule per endpoint and the allow-list",
-        _absolute(
-            "POST /gateway/{endpoint_name}/mlflow/invocations",
-            "POST /gateway/proxy/{endpoint_name}/{path}",
-            "GET /gateway/mlflow/v1/models",
-            "POST /gateway/mlflow/v1/chat/completions",
-            "POST /gateway/openai/v1/chat/completions",
-            "POST /gateway/openai/v1/embeddings",
-            "POST /gateway/openai/v1/responses",
-            "POST /gateway/openai/v1/responses/compact",
-            "POST /gateway/anthropic/v1/messages",
-            "POST /gateway/gemini/v1beta/models/{endpoint_name}:generateContent",
-            "POST /gateway/gemini/v1beta/models/{endpoint_name}:streamGenerateContent",
-            "POST /gateway/typesafe/v1/systemone",
-        )
-        | _ajax(2, "GET|POST /mlflow/gateway-proxy"),
-    ),
-    NotServed(
         "Jobs",
         "server-side jobs (and the UI calls that start them: scorers, evaluation, issue detection) act on objects "
         "named in free-form parameters and call LLM providers: no rule ties a job to grants yet",
@@ -688,7 +693,8 @@ NOT_SERVED: tuple[NotServed, ...] = (
     ),
     NotServed(
         "Prompt lab runs",
-        "the UI's prompt lab logs a run from an answer of the store's AI gateway, which is not served",
+        "the UI's prompt lab has the store create a run outside runs/create, which neither the account index nor "
+        "a dual workspace's relay would see",
         _ajax(2, "POST /mlflow/runs/create-promptlab-run"),
     ),
 )

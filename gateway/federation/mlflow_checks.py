@@ -4,7 +4,7 @@ For each forwarded route whose handler validates its request: the full name of t
 message (empty for the handlers that validate plain JSON without one), whether the handler reads the JSON
 body once before it parses it (log-batch's size check), and the schema it hands `_get_request_message`:
 each field with its checks, in MLflow's order. A check is the name of MLflow's `_assert_<name>` function,
-or one of the handlers' inline checks:
+or one of the handlers' inline checks (`secret_value`: present unless null, refused without the docs hint):
 
 - ("at_most", N): `_assert_less_than_or_equal(int(x), N)`;
 - ("count_at_most", N, message): at most N items, refused with `message` ({count}: how many were sent);
@@ -599,5 +599,164 @@ REQUEST_CHECKS: dict[tuple[str, str, int], RouteChecks] = {
         ("status", ("string",)),
     )),
     ("POST", "/mlflow/webhooks/{webhook_id:str}/test", 2): ("mlflow.TestWebhook", False, ()),
+    ("POST", "/mlflow/gateway/secrets/create", 3): ("mlflow.CreateGatewaySecret", False, (
+        ("secret_name", ("required", "string")),
+        ("secret_value", ("secret_value",)),
+        ("provider", ("string",)),
+        ("created_by", ("string",)),
+    )),
+    ("GET", "/mlflow/gateway/secrets/get", 3): ("mlflow.GetGatewaySecretInfo", False, (
+        ("secret_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/gateway/secrets/list", 3): ("mlflow.ListGatewaySecretInfos", False, (
+        ("provider", ("string",)),
+    )),
+    ("POST", "/mlflow/gateway/secrets/update", 3): ("mlflow.UpdateGatewaySecret", False, (
+        ("secret_id", ("required", "string")),
+        ("updated_by", ("string",)),
+    )),
+    ("DELETE", "/mlflow/gateway/secrets/delete", 3): ("mlflow.DeleteGatewaySecret", False, (
+        ("secret_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/gateway/endpoints/create", 3): ("mlflow.CreateGatewayEndpoint", False, (
+        ("name", ("required", "string")),
+        ("created_by", ("string",)),
+        ("model_configs", ("required",)),
+        ("routing_strategy", ("string",)),
+    )),
+    ("GET", "/mlflow/gateway/endpoints/get", 3): ("mlflow.GetGatewayEndpoint", False, (
+        ("endpoint_id", ("string",)),
+        ("name", ("string",)),
+    )),
+    ("GET", "/mlflow/gateway/endpoints/list", 3): ("mlflow.ListGatewayEndpoints", False, (
+        ("provider", ("string",)),
+    )),
+    ("POST", "/mlflow/gateway/endpoints/update", 3): ("mlflow.UpdateGatewayEndpoint", False, (
+        ("endpoint_id", ("required", "string")),
+        ("name", ("string",)),
+        ("updated_by", ("string",)),
+        ("routing_strategy", ("string",)),
+    )),
+    ("DELETE", "/mlflow/gateway/endpoints/delete", 3): ("mlflow.DeleteGatewayEndpoint", False, (
+        ("endpoint_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/gateway/endpoints/set-tag", 3): ("mlflow.SetGatewayEndpointTag", False, (
+        ("endpoint_id", ("required", "string")),
+        ("key", ("required", "string")),
+        ("value", ("string",)),
+    )),
+    ("DELETE", "/mlflow/gateway/endpoints/delete-tag", 3): ("mlflow.DeleteGatewayEndpointTag", False, (
+        ("endpoint_id", ("required", "string")),
+        ("key", ("required", "string")),
+    )),
+    ("POST", "/mlflow/gateway/endpoints/models/attach", 3): ("mlflow.AttachModelToGatewayEndpoint", False, (
+        ("endpoint_id", ("required", "string")),
+        ("model_config", ("required",)),
+        ("created_by", ("string",)),
+    )),
+    ("POST", "/mlflow/gateway/endpoints/models/detach", 3): ("mlflow.DetachModelFromGatewayEndpoint", False, (
+        ("endpoint_id", ("required", "string")),
+        ("model_definition_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/gateway/endpoints/bindings/create", 3): ("mlflow.CreateGatewayEndpointBinding", False, (
+        ("endpoint_id", ("required", "string")),
+        ("resource_type", ("required", "string")),
+        ("resource_id", ("required", "string")),
+        ("created_by", ("string",)),
+    )),
+    ("DELETE", "/mlflow/gateway/endpoints/bindings/delete", 3): ("mlflow.DeleteGatewayEndpointBinding", False, (
+        ("endpoint_id", ("required", "string")),
+        ("resource_type", ("required", "string")),
+        ("resource_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/gateway/endpoints/bindings/list", 3): ("mlflow.ListGatewayEndpointBindings", False, (
+        ("endpoint_id", ("string",)),
+        ("resource_type", ("string",)),
+        ("resource_id", ("string",)),
+    )),
+    ("POST", "/mlflow/gateway/model-definitions/create", 3): ("mlflow.CreateGatewayModelDefinition", False, (
+        ("name", ("required", "string")),
+        ("secret_id", ("required", "string")),
+        ("provider", ("required", "string")),
+        ("model_name", ("required", "string")),
+        ("created_by", ("string",)),
+    )),
+    ("GET", "/mlflow/gateway/model-definitions/get", 3): ("mlflow.GetGatewayModelDefinition", False, (
+        ("model_definition_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/gateway/model-definitions/list", 3): ("mlflow.ListGatewayModelDefinitions", False, (
+        ("provider", ("string",)),
+        ("secret_id", ("string",)),
+    )),
+    ("POST", "/mlflow/gateway/model-definitions/update", 3): ("mlflow.UpdateGatewayModelDefinition", False, (
+        ("model_definition_id", ("required", "string")),
+        ("name", ("string",)),
+        ("secret_id", ("string",)),
+        ("model_name", ("string",)),
+        ("updated_by", ("string",)),
+        ("provider", ("string",)),
+    )),
+    ("DELETE", "/mlflow/gateway/model-definitions/delete", 3): ("mlflow.DeleteGatewayModelDefinition", False, (
+        ("model_definition_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/gateway/budgets/create", 3): ("mlflow.CreateGatewayBudgetPolicy", False, (
+        ("budget_unit", ("required",)),
+        ("budget_amount", ("required",)),
+        ("duration", ("required",)),
+        ("target_scope", ("required",)),
+        ("budget_action", ("required",)),
+        ("created_by", ("string",)),
+        ("target_value", ("string",)),
+    )),
+    ("GET", "/mlflow/gateway/budgets/get", 3): ("mlflow.GetGatewayBudgetPolicy", False, (
+        ("budget_policy_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/gateway/budgets/list", 3): ("mlflow.ListGatewayBudgetPolicies", False, (
+        ("max_results", ("intlike",)),
+        ("page_token", ("string",)),
+    )),
+    ("POST", "/mlflow/gateway/budgets/update", 3): ("mlflow.UpdateGatewayBudgetPolicy", False, (
+        ("budget_policy_id", ("required", "string")),
+        ("updated_by", ("string",)),
+        ("target_value", ("string",)),
+    )),
+    ("DELETE", "/mlflow/gateway/budgets/delete", 3): ("mlflow.DeleteGatewayBudgetPolicy", False, (
+        ("budget_policy_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/gateway/budgets/windows", 3): ("mlflow.ListGatewayBudgetWindows", False, ()),
+    ("POST", "/mlflow/gateway/guardrails/create", 3): ("mlflow.CreateGatewayGuardrail", False, (
+        ("name", ("required", "string")),
+        ("scorer_id", ("required", "string")),
+        ("scorer_version", ("required", "intlike")),
+        ("stage", ("required",)),
+        ("action", ("required",)),
+        ("action_endpoint_id", ("string",)),
+    )),
+    ("GET", "/mlflow/gateway/guardrails/get", 3): ("mlflow.GetGatewayGuardrail", False, (
+        ("guardrail_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/gateway/guardrails/list", 3): ("mlflow.ListGatewayGuardrails", False, (
+        ("max_results", ("intlike",)),
+        ("page_token", ("string",)),
+    )),
+    ("GET", "/mlflow/gateway/guardrails/list-for-endpoint", 3): ("mlflow.ListEndpointGuardrailConfigs", False, (
+        ("endpoint_id", ("required", "string")),
+    )),
+    ("PATCH", "/mlflow/gateway/guardrails/update-config", 3): ("mlflow.UpdateEndpointGuardrailConfig", False, (
+        ("endpoint_id", ("required", "string")),
+        ("guardrail_id", ("required", "string")),
+    )),
+    ("DELETE", "/mlflow/gateway/guardrails/delete", 3): ("mlflow.DeleteGatewayGuardrail", False, (
+        ("guardrail_id", ("required", "string")),
+    )),
+    ("POST", "/mlflow/gateway/guardrails/add-to-endpoint", 3): ("mlflow.AddGuardrailToEndpoint", False, (
+        ("endpoint_id", ("required", "string")),
+        ("guardrail_id", ("required", "string")),
+        ("execution_order", ("intlike",)),
+    )),
+    ("DELETE", "/mlflow/gateway/guardrails/remove-from-endpoint", 3): ("mlflow.RemoveGuardrailFromEndpoint", False, (
+        ("endpoint_id", ("required", "string")),
+        ("guardrail_id", ("required", "string")),
+    )),
 }
 # fmt: on

@@ -229,6 +229,9 @@ def _apply(check: Check, value: Any) -> None:
         _expect(isinstance(value, dict))
     elif check == "item_type_string":
         _expect(all(isinstance(item, str) for item in value))
+    elif check == "secret_value":  # handlers._assert_secret_value: refused without the docs hint
+        if value is None:
+            raise _Refused("Missing value for required parameter 'secret_value'.")
     elif check == "map_key_present":
         _expect(isinstance(value, list))
         for entry in value:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -12,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
-from gateway.core.errors import BodyTooLarge, GatewayError, InvalidParameter
+from gateway.core.errors import BodyTooLarge, EndpointNotFound, GatewayError, InvalidParameter
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
@@ -37,33 +38,74 @@ def forwarding_handlers(
     chosen here, at the edge, before the forwarder sees the call. `routes`: declared routes a feature
     serves itself (MLflow's transition-stage: the registry workflow), in any workspace but a scope.
     """
+    # Routes MLflow tells apart by a suffix of a segment (Gemini's `{endpoint_name}:generateContent`) share one
+    # Litestar path, which matches whole segments only: one handler serves them and picks the route by suffix.
+    mounted: dict[tuple[str, str, int], list[RouteSpec]] = {}
+    for spec in FORWARDED_ROUTES:
+        mounted.setdefault((spec.method, mount_path(spec.path), spec.version), []).append(spec)
     return [
         _forwarding_handler(
-            spec,
+            specs,
             forwarder,
             scopes or {},
-            (routes or {}).get(spec),
+            routes or {},
             max_json_body=max_json_body,
             max_artifact_body=max_artifact_body,
         )
-        for spec in FORWARDED_ROUTES
+        for specs in mounted.values()
     ]
 
 
+# A path parameter followed by text within its segment: `{endpoint_name:str}:generateContent`.
+SUFFIXED_SEGMENT = re.compile(r"\{(\w+):str\}([^/{}]+)")
+
+
+def mount_path(path: str) -> str:
+    """Where Litestar mounts a declared path: a parameter with a suffix in its segment becomes the whole segment."""
+    return SUFFIXED_SEGMENT.sub(r"{\1:str}", path)
+
+
+def _choose(specs: list[RouteSpec], path_params: dict[str, Any]) -> tuple[RouteSpec, dict[str, Any]]:
+    """The route of a call: the only one, or the one whose segment suffix the parameter ends with (stripped)."""
+    if len(specs) == 1 and not SUFFIXED_SEGMENT.search(specs[0].path):
+        return specs[0], path_params
+    for spec in specs:
+        for name, suffix in SUFFIXED_SEGMENT.findall(spec.path):
+            value = str(path_params.get(name, ""))
+            if len(value) > len(suffix) and value.endswith(suffix):
+                return spec, {**path_params, name: value[: -len(suffix)]}
+    raise EndpointNotFound("No such endpoint.")
+
+
+def _raw_tail(request: Request[Any, Any, Any], template: str, name: str) -> str:
+    """A `{name:path}` parameter as the client sent it (not decoded): the raw segments from its position on.
+
+    The router decodes `%2e%2e` into `..` and drops `.` segments; the forwarder checks the raw segments instead.
+    """
+    position = template.split("/").index(f"{{{name}:path}}")
+    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
+    return "/".join(raw.split("?", 1)[0].split("/")[position:])
+
+
 def _forwarding_handler(
-    spec: RouteSpec,
+    specs: list[RouteSpec],
     forwarder: Forwarder,
     scopes: Mapping[str, Scope],
-    feature: FeatureRoute | None,
+    features: Mapping[RouteSpec, FeatureRoute],
     *,
     max_json_body: int,
     max_artifact_body: int,
 ) -> HTTPRouteHandler:
-    upload = spec.body is Body.UPLOAD
+    first = specs[0]
+    upload = first.body is Body.UPLOAD
     # The static part before an artifact path, e.g. "/mlflow-artifacts/artifacts/".
-    artifact_prefix = spec.path.split("{artifact_path:path}")[0] if "{artifact_path:path}" in spec.path else None
+    artifact_prefix = first.path.split("{artifact_path:path}")[0] if "{artifact_path:path}" in first.path else None
+    # Other multi-segment parameters (the AI gateway's raw proxy: `{path:path}`), read raw.
+    raw_tails = [name for name in re.findall(r"\{(\w+):path\}", first.path) if name != "artifact_path"]
 
     async def forward(request: Request[Principal, Any, Any]) -> ASGIResponse:
+        spec, path_params = _choose(specs, request.path_params)
+        feature = features.get(spec)
         body: bytes | AsyncIterable[bytes] | None
         bounded: BoundedUpload | None = None
         if upload:
@@ -72,9 +114,10 @@ def _forwarding_handler(
             body = None
         else:
             body = await request.body()
-        path_params = request.path_params
         if artifact_prefix is not None:
             path_params = {"artifact_path": _raw_artifact_path(request, artifact_prefix)}
+        for name in raw_tails:
+            path_params = {**path_params, name: _raw_tail(request, mount_path(spec.paths()[0]), name)}
         workspace, headers = scan_headers(request.scope["headers"])
         call = ForwardCall(
             spec=spec,
@@ -98,10 +141,10 @@ def _forwarding_handler(
 
     # Uploads are bounded by our own streaming check (0 = no limit); JSON bodies by Litestar's.
     return route(
-        path=spec.paths(),
-        http_method=[HttpMethod(spec.method)],
-        name=f"{spec.method} {spec.path} v{spec.version}",
-        opt={"route": spec},
+        path=[mount_path(path) for path in first.paths()],
+        http_method=[HttpMethod(first.method)],
+        name=f"{first.method} {mount_path(first.path)} v{first.version}",
+        opt={"route": first},
         request_max_body_size=None if upload else max_json_body,
         status_code=200,  # the real status is the store's; this only satisfies DELETE defaults
         include_in_schema=False,

@@ -375,9 +375,15 @@ class Forwarder:
             if key == "artifact_path":
                 continue
             text = str(value)
-            if not SEGMENT_RE.match(text) or text in (".", ".."):
-                raise InvalidParameter(f"Invalid value for path parameter '{key}': {text!r}")
-            template = re.sub(r"\{" + key + r":\w+\}", quote(text, safe=""), template)
+            # A `{key:path}` parameter (the AI gateway's raw proxy) is several such segments, none empty.
+            segments = text.split("/") if "{" + key + ":path}" in template else [text]
+            for segment in segments:
+                if not SEGMENT_RE.match(segment) or segment in (".", ".."):
+                    raise InvalidParameter(f"Invalid value for path parameter '{key}': {text!r}")
+            # pchar: ':', '@', '+' and '=' stay as written in a path's segments (Gemini's `model:action`)
+            safe = ":@+=" if len(segments) > 1 or "{" + key + ":path}" in template else ""
+            quoted = "/".join(quote(segment, safe=safe) for segment in segments)
+            template = re.sub(r"\{" + key + r":\w+\}", quoted.replace("\\", "\\\\"), template)
         return f"{spec.upstream_prefix}{template}", query
 
 

@@ -5,7 +5,10 @@ a receiver; store `a` itself accepts plain-http loopback destinations, so anythi
 would reach it. Webhooks (with the stock client): a workspace manager creates one to an allowed URL, the store
 delivers a test event and a real registry event to the receiver; a refused URL, a malformed one, an update to a
 refused URL and the test of a webhook stored around the gateway are refused before the store sees them, and
-users below CAN_MANAGE on the workspace are refused.
+users below CAN_MANAGE on the workspace are refused. The store's AI gateway: a workspace manager configures a
+provider key whose `api_base` is the receiver (answering as an OpenAI-compatible provider), a model definition,
+an endpoint and a binding; a user of the workspace invokes the endpoint (whole and streamed answers) but cannot
+configure it; provider destinations off the list are refused before the store sees them.
 """
 
 from __future__ import annotations
@@ -44,10 +47,13 @@ class Received:
 
 @dataclass
 class Receiver:
-    """What reached the receiver, in order."""
+    """What reached the receiver, in order. Under `/v1/chat/completions` it answers as an OpenAI-compatible
+    provider; a streamed answer sends its first chunk and holds the rest until `release` is set."""
 
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    release: threading.Event = field(default_factory=threading.Event)
+    held: list[bool] = field(default_factory=list)  # per streamed answer: the client read its first chunk in time
 
     def at(self, prefix: str) -> list[Received]:
         with self.lock:
@@ -69,15 +75,51 @@ def receiver() -> Iterator[Receiver]:
     received = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             with received.lock:
                 received.requests.append(Received("POST", self.path, dict(self.headers), body))
+            if self.path.endswith("/chat/completions"):
+                self.chat(json.loads(body))
+                return
             self.send_response(200)
             self.send_header("content-type", "text/plain")
             self.send_header("content-length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
+
+        def chat(self, request: dict[str, Any]) -> None:
+            model = request.get("model", "fake")
+            if not request.get("stream"):
+                message = {"role": "assistant", "content": "hello from the fake provider"}
+                answer = json.dumps({
+                    "id": "c-1", "object": "chat.completion", "created": 1, "model": model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+                }).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("connection", "close")
+            self.end_headers()
+            for index, word in enumerate(("first", "second")):
+                if index:  # the rest only once the client has seen the first chunk (False: it never did)
+                    received.held.append(received.release.wait(30))
+                delta = {"role": "assistant", "content": word}
+                chunk = {"id": "c-1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}  # fmt: skip
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+            self.close_connection = True
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -212,3 +254,149 @@ def test_webhooks_are_for_workspace_managers(
         assert _refusal(action).error_code == "PERMISSION_DENIED"
     outsider = client_as(cast.outsider)
     assert _refusal(lambda: outsider.list_webhooks()).error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+# -- the store's AI gateway ------------------------------------------------------------------------------
+
+PROVIDER_BASE = f"{OUTBOUND_ALLOWED}/v1"  # the receiver answers as an OpenAI-compatible provider here
+
+
+def _gateway(client: MlflowClient) -> Any:
+    """The stock client's store: its AI-gateway calls (`RestStore`'s gateway mixin)."""
+    return client._tracking_client.store
+
+
+def test_an_ai_gateway_endpoint_is_configured_by_managers_and_invoked_by_users(
+    stack: Stack, cast: Cast, receiver: Receiver, client_as: Callable[[Person], MlflowClient]
+) -> None:
+    from mlflow.entities.gateway_endpoint import (
+        GatewayEndpointModelConfig,
+        GatewayEndpointTag,
+        GatewayModelLinkageType,
+        GatewayResourceType,
+    )
+
+    manager = _gateway(client_as(cast.manager))
+    secret = manager.create_gateway_secret(
+        secret_name=unique("key"), secret_value={"api_key": "sk-test-91f"}, provider="openai",
+        auth_config={"api_base": PROVIDER_BASE},
+    )  # fmt: skip
+    model = manager.create_gateway_model_definition(
+        name=unique("model"), secret_id=secret.secret_id, provider="openai", model_name="fake-4"
+    )
+    name = unique("chat")
+    endpoint = manager.create_gateway_endpoint(
+        name=name,
+        model_configs=[GatewayEndpointModelConfig(model.model_definition_id, GatewayModelLinkageType.PRIMARY)],
+        usage_tracking=False,
+    )
+    try:
+        manager.set_gateway_endpoint_tag(endpoint.endpoint_id, GatewayEndpointTag("team", "a"))
+        binding = manager.create_endpoint_binding(endpoint.endpoint_id, GatewayResourceType.SCORER, "scorer-1")
+        assert [b.resource_id for b in manager.list_endpoint_bindings(endpoint_id=endpoint.endpoint_id)] == [
+            binding.resource_id
+        ]
+        assert secret.secret_id in {s.secret_id for s in manager.list_secret_infos()}
+        assert "sk-test-91f" not in str(manager.get_secret_info(secret_id=secret.secret_id).to_proto())
+
+        # A user of the workspace sees the endpoints and invokes them; the store calls the allowed provider.
+        user = _gateway(client_as(cast.user))
+        assert user.get_gateway_endpoint(name=name).endpoint_id == endpoint.endpoint_id
+        assert name in {e.name for e in user.list_gateway_endpoints()}
+        as_user = cast.user.http(stack)
+        chat = {"messages": [{"role": "user", "content": "hi"}]}
+        answer = as_user.post(f"{stack.url}/gateway/{name}/mlflow/invocations", json=chat, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"] == "hello from the fake provider"
+        sent = receiver.at("/allowed/v1/chat/completions")[-1]
+        assert {k.lower(): v for k, v in sent.headers.items()}.get("authorization") == "Bearer sk-test-91f"
+        openai_style = as_user.post(
+            f"{stack.url}/gateway/mlflow/v1/chat/completions", json={**chat, "model": name}, timeout=60
+        )
+        assert openai_style.status_code == 200, openai_style.text
+        assert name in {
+            m["id"] for m in as_user.get(f"{stack.url}/gateway/mlflow/v1/models", timeout=30).json()["data"]
+        }
+
+        # A streamed answer reaches the client chunk by chunk: the provider holds its second chunk until the
+        # client has read the first.
+        receiver.release.clear()
+        with as_user.post(
+            f"{stack.url}/gateway/{name}/mlflow/invocations", json={**chat, "stream": True}, stream=True, timeout=60
+        ) as streamed:
+            assert streamed.status_code == 200
+            lines = (line for line in streamed.iter_lines(chunk_size=1) if line)
+            assert b'"first"' in next(lines)
+            receiver.release.set()
+            assert any(b'"second"' in line for line in lines)
+        assert receiver.held[-1], "the first chunk reached the client only after the provider's whole answer"
+
+        # Configuration is for the workspace's managers; nothing at all for those outside it.
+        for refused in (
+            lambda: user.list_secret_infos(),
+            lambda: user.get_secret_info(secret_id=secret.secret_id),
+            lambda: user.create_gateway_secret(secret_name=unique("key"), secret_value={"api_key": "x"}),
+            lambda: user.create_gateway_model_definition(
+                name=unique("model"), secret_id=secret.secret_id, provider="openai", model_name="x"
+            ),
+            lambda: user.update_gateway_endpoint(endpoint.endpoint_id, name=unique("renamed")),
+            lambda: user.create_endpoint_binding(endpoint.endpoint_id, GatewayResourceType.SCORER, "scorer-2"),
+            lambda: user.delete_gateway_endpoint(endpoint.endpoint_id),
+        ):
+            assert _refusal(refused).error_code == "PERMISSION_DENIED"
+        outsider = _gateway(client_as(cast.outsider))
+        assert _refusal(lambda: outsider.list_gateway_endpoints()).error_code == "RESOURCE_DOES_NOT_EXIST"
+        invoked = cast.outsider.http(stack).post(
+            f"{stack.url}/gateway/{name}/mlflow/invocations", json=chat, timeout=30
+        )
+        assert (invoked.status_code, invoked.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+        manager = _gateway(client_as(cast.manager))  # the token is read per call: the manager's again
+        manager.delete_endpoint_binding(endpoint.endpoint_id, GatewayResourceType.SCORER.value, "scorer-1")
+        assert manager.list_endpoint_bindings(endpoint_id=endpoint.endpoint_id) == []
+    finally:
+        receiver.release.set()
+        manager = _gateway(client_as(cast.manager))
+        manager.delete_gateway_endpoint(endpoint.endpoint_id)
+        manager.delete_gateway_model_definition(model.model_definition_id)
+        manager.delete_gateway_secret(secret.secret_id)
+
+
+def test_provider_destinations_off_the_allow_list_are_refused_before_the_store_sees_them(
+    stack: Stack, cast: Cast, receiver: Receiver, client_as: Callable[[Person], MlflowClient]
+) -> None:
+    manager = _gateway(client_as(cast.manager))
+    before = {s.secret_id for s in manager.list_secret_infos()}
+
+    def key(**auth_config: str) -> Callable[[], Any]:
+        return lambda: manager.create_gateway_secret(
+            secret_name=unique("key"), secret_value={"api_key": "sk"}, provider="openai", auth_config=auth_config
+        )
+
+    for refused in (key(api_base=f"{ELSEWHERE}/v1"), key()):  # no api_base: api.openai.com, not allowed
+        assert _refusal(refused).error_code == "PERMISSION_DENIED"
+    for malformed in (
+        key(api_base=f"http://allowed@127.0.0.1:{OUTBOUND_PORT}/allowed/v1"),
+        key(api_base=f"http://127.0.0.1:{OUTBOUND_PORT}/allowed/../elsewhere/v1"),
+        key(base_url=f"{ELSEWHERE}/v1"),
+    ):
+        assert _refusal(malformed).error_code == "INVALID_PARAMETER_VALUE"
+    assert {s.secret_id for s in manager.list_secret_infos()} == before
+
+    # A key that is allowed cannot be moved elsewhere, nor given to a provider that calls elsewhere.
+    secret = manager.create_gateway_secret(
+        secret_name=unique("key"), secret_value={"api_key": "sk"}, auth_config={"api_base": PROVIDER_BASE}
+    )
+    try:
+        moved = _refusal(lambda: manager.update_gateway_secret(secret.secret_id, auth_config={"api_base": ELSEWHERE}))
+        assert moved.error_code == "PERMISSION_DENIED"
+        assert manager.get_secret_info(secret_id=secret.secret_id).auth_config["api_base"] == PROVIDER_BASE
+        fixed = _refusal(
+            lambda: manager.create_gateway_model_definition(
+                name=unique("model"), secret_id=secret.secret_id, provider="gemini", model_name="x"
+            )
+        )
+        assert fixed.error_code == "PERMISSION_DENIED"
+    finally:
+        manager.delete_gateway_secret(secret.secret_id)
+    assert receiver.at("/elsewhere") == []

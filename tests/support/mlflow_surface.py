@@ -124,8 +124,10 @@ def request_checks(specs: list[Any]) -> dict[tuple[str, str, int], dict[str, Any
     saved = {name: getattr(handlers, name) for name in replaced}
     for name, replacement in replaced.items():
         setattr(handlers, name, replacement)
-    serving = os.environ.get("_MLFLOW_SERVER_SERVE_ARTIFACTS")
-    os.environ["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "true"
+    # Artifact routes served; the AI gateway's model catalog read from the package, not fetched from the network.
+    environment = {"_MLFLOW_SERVER_SERVE_ARTIFACTS": "true", "MLFLOW_MODEL_CATALOG_URI": ""}
+    kept = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
     try:
         for spec in specs:
             path = re.sub(r"\{(\w+):\w+\}", "x", spec.upstream_prefix + spec.path)
@@ -152,10 +154,11 @@ def request_checks(specs: list[Any]) -> dict[tuple[str, str, int], dict[str, Any
     finally:
         for name, original in saved.items():
             setattr(handlers, name, original)
-        if serving is None:
-            os.environ.pop("_MLFLOW_SERVER_SERVE_ARTIFACTS", None)
-        else:
-            os.environ["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = serving
+        for name, value in kept.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return found
 
 

@@ -739,3 +739,67 @@ async def test_an_accepted_write_the_index_cannot_read_is_left_to_the_sync() -> 
     update = declared("POST /mlflow/runs/update")
     await index.record(AcceptedWrite(update, TEAM_A, "alice", body, b"{}", None, {}, None))
     assert INDEX_FAILURES._value.get() == before + 1
+
+
+# -- the AI gateway's invocations -----------------------------------------------------------------------
+
+RAW_PROXY = declared("POST /gateway/proxy/{endpoint_name:str}/{path:path}")
+GEMINI = [
+    declared("POST /gateway/gemini/v1beta/models/{endpoint_name:str}:generateContent"),
+    declared("POST /gateway/gemini/v1beta/models/{endpoint_name:str}:streamGenerateContent"),
+]
+
+
+async def test_an_llm_payload_is_forwarded_as_sent_and_streamed_back() -> None:
+    """Nothing of a prompt is read: not decoded, no names refused, the bytes and their encoding as they came."""
+    store = RecordingStore(Answer(body=b"data: {}\n\n", headers={"Content-Type": "text/event-stream"}))
+    payload = b'{"messages": [{"role": "user", "content": "hi", "tool_call_id": "x"}], "runId": 1, "stream": true}'
+    invocation = call(declared("POST /gateway/{endpoint_name:str}/mlflow/invocations"), header="team-a",
+                      path_params={"endpoint_name": "chat"})  # fmt: skip
+    invocation.body = payload
+    invocation.headers = [("content-type", "application/json"), ("content-encoding", "zstd")]
+    result = await forwarder(TEAM_A, store=store).forward(invocation)
+    sent = store.sent[0]
+    assert (sent.path, sent.body) == ("/gateway/chat/mlflow/invocations", payload)
+    assert ("content-encoding", "zstd") in sent.headers
+    assert result.stream is not None and not result.body  # an answer of unknown size streams
+
+
+@pytest.mark.parametrize(
+    ("tail", "upstream"),
+    [
+        ("chat/completions", "/gateway/proxy/ep-1/chat/completions"),
+        ("v1beta/models/gemini:generateContent", "/gateway/proxy/ep-1/v1beta/models/gemini:generateContent"),
+        ("..", None),
+        ("a/../../admin", None),
+        ("a/./b", None),
+        ("a//b", None),
+        ("%2e%2e/admin", None),  # raw: the router would have decoded it into '..'
+        ("a%2fb", None),
+        ("", None),
+    ],
+)
+async def test_the_raw_proxys_path_is_plain_segments(tail: str, upstream: str | None) -> None:
+    store = RecordingStore()
+    proxy = call(RAW_PROXY, header="team-a", path_params={"endpoint_name": "ep-1", "path": tail}, body={})
+    if upstream is None:
+        with pytest.raises(InvalidParameter):
+            await forwarder(TEAM_A, store=store).forward(proxy)
+        assert store.sent == []
+        return
+    await forwarder(TEAM_A, store=store).forward(proxy)
+    assert store.sent[0].path == upstream
+
+
+def test_routes_told_apart_by_a_segment_suffix_share_a_handler_that_chooses_by_it() -> None:
+    from gateway.core.errors import EndpointNotFound
+    from gateway.federation.routes import _choose, mount_path
+
+    assert {mount_path(spec.path) for spec in GEMINI} == {"/gateway/gemini/v1beta/models/{endpoint_name:str}"}
+    spec, params = _choose(GEMINI, {"endpoint_name": "my-ep:streamGenerateContent"})
+    assert (spec, params) == (GEMINI[1], {"endpoint_name": "my-ep"})
+    spec, params = _choose(GEMINI, {"endpoint_name": "my-ep:generateContent"})
+    assert (spec, params) == (GEMINI[0], {"endpoint_name": "my-ep"})
+    for value in ("my-ep", "my-ep:countTokens", ":generateContent"):
+        with pytest.raises(EndpointNotFound):
+            _choose(GEMINI, {"endpoint_name": value})

@@ -28,6 +28,7 @@ class Nested(StrEnum):
     NEW_TRACE = "new_trace"  # an id the call may create: if the trace exists already, the call writes to it
     BY_RULE = "by_rule"  # read and checked by the route's own rule
     NOT_AN_OBJECT = "not_an_object"  # span, assessment, source, request-client ids, flags: nothing grants them
+    IN_WORKSPACE = "in_workspace"  # an AI-gateway object of the workspace: covered by the route's workspace level
 
 
 NestedRule = tuple[Nested, Level | None]  # None: the level the route asks for
@@ -97,6 +98,36 @@ NESTED_IDS: dict[tuple[str, int], dict[str, NestedRule]] = {
     ("PATCH /mlflow/webhooks/{webhook_id:str}", 2): {"webhook_id": (Nested.NOT_AN_OBJECT, None)},
     ("POST /mlflow/webhooks/{webhook_id:str}/test", 2): {"webhook_id": (Nested.NOT_AN_OBJECT, None)},
     ("DELETE /mlflow/webhooks/{webhook_id:str}", 2): {"webhook_id": (Nested.NOT_AN_OBJECT, None)},
+    # The AI gateway's objects (keys, endpoints, model definitions, bindings, budgets, guardrails) have no grants
+    # of their own: a call naming them needs CAN_MANAGE on the workspace, which covers each.
+    **{
+        (f"{method} /mlflow/gateway/{path}", 3): {name: (Nested.IN_WORKSPACE, None) for name in names}
+        for method, path, names in (
+            ("POST", "secrets/update", ("secret_id", "secret_value.*", "auth_config.*")),
+            ("DELETE", "secrets/delete", ("secret_id",)),
+            ("POST", "endpoints/create", ("model_configs[].model_definition_id",)),
+            ("POST", "endpoints/update", ("endpoint_id", "model_configs[].model_definition_id")),
+            ("DELETE", "endpoints/delete", ("endpoint_id",)),
+            ("POST", "endpoints/set-tag", ("endpoint_id",)),
+            ("DELETE", "endpoints/delete-tag", ("endpoint_id",)),
+            ("POST", "endpoints/models/attach", ("endpoint_id", "model_config.model_definition_id")),
+            ("POST", "endpoints/models/detach", ("endpoint_id", "model_definition_id")),
+            ("POST", "endpoints/bindings/create", ("endpoint_id", "resource_id")),
+            ("DELETE", "endpoints/bindings/delete", ("endpoint_id", "resource_id")),
+            ("POST", "model-definitions/create", ("secret_id",)),
+            ("POST", "model-definitions/update", ("model_definition_id", "secret_id")),
+            ("DELETE", "model-definitions/delete", ("model_definition_id",)),
+            ("POST", "budgets/update", ("budget_policy_id",)),
+            ("DELETE", "budgets/delete", ("budget_policy_id",)),
+            ("POST", "guardrails/create", ("scorer_id", "action_endpoint_id")),
+            ("PATCH", "guardrails/update-config", ("endpoint_id", "guardrail_id")),
+            ("DELETE", "guardrails/delete", ("guardrail_id",)),
+            ("POST", "guardrails/add-to-endpoint", ("endpoint_id", "guardrail_id")),
+            ("DELETE", "guardrails/remove-from-endpoint", ("endpoint_id", "guardrail_id")),
+        )
+    },
+    # A provider key's maps: its values and settings, keys of the provider's choosing.
+    ("POST /mlflow/gateway/secrets/create", 3): {"secret_value.*": _MAP, "auth_config.*": _MAP},
 }
 
 
@@ -119,7 +150,7 @@ async def require_nested(checks: Checks, request: Request, wanted: Level) -> Non
         if rule is None:
             raise InvalidParameter(f"Field '{item.path}' is not accepted in this call.")
         kind, level = rule
-        if kind in (Nested.BY_RULE, Nested.NOT_AN_OBJECT) or item.value is None:
+        if kind in (Nested.BY_RULE, Nested.NOT_AN_OBJECT, Nested.IN_WORKSPACE) or item.value is None:
             continue
         values = item.value if isinstance(item.value, list) else [item.value]
         for value in values:

@@ -75,8 +75,14 @@ BY_KIND: dict[tuple[Resource, Action], Rule] = {
     (Resource.TRACE, Action.SEARCH): Rule.TRACE_SEARCH,
     **{(Resource.TRACE, a): Rule.TRACE for a in (Action.READ, Action.EDIT, Action.MANAGE)},
     **{(Resource.DATASET, a): Rule.WORKSPACE_LEVEL for a in Action if a not in (Action.ADMIN, Action.PUBLIC)},
-    # Webhooks receive the events of every registered model of the workspace: workspace managers only.
-    **{(Resource.WEBHOOK, a): Rule.WORKSPACE_LEVEL for a in Action if a not in (Action.ADMIN, Action.PUBLIC)},
+    # Webhooks receive the events of every registered model of the workspace: workspace managers only. The
+    # store's AI gateway is configuration of the workspace (its levels: RESOURCE_LEVELS).
+    **{
+        (resource, a): Rule.WORKSPACE_LEVEL
+        for resource in (Resource.WEBHOOK, Resource.AI_GATEWAY, Resource.AI_GATEWAY_SECRET)
+        for a in Action
+        if a not in (Action.ADMIN, Action.PUBLIC)
+    },
     **{(Resource.SCORER, a): Rule.EXPERIMENT for a in (Action.READ, Action.CREATE, Action.EDIT, Action.MANAGE)},
     # Issues, label schemas and review queues belong to one experiment: created and listed by naming it,
     # read and changed by their own id, which the store is asked for once (the experiment of an id is cached).
@@ -146,9 +152,14 @@ LEVEL_OVERRIDES: dict[str, Level] = {
 }
 
 
-# Resources whose every route asks one level of the workspace, whatever the action.
-RESOURCE_LEVELS: dict[Resource, Level] = {
-    Resource.WEBHOOK: Level.CAN_MANAGE,
+# Workspace-level resources whose levels are not those of their actions: webhooks and AI-gateway provider keys
+# (their metadata included) are for workspace managers; the AI gateway's endpoints and models are read and
+# invoked by anyone who may use the workspace, and configured by its managers.
+RESOURCE_LEVELS: dict[tuple[Resource, Action], Level] = {
+    **{(Resource.WEBHOOK, a): Level.CAN_MANAGE for a in Action},
+    **{(Resource.AI_GATEWAY_SECRET, a): Level.CAN_MANAGE for a in Action},
+    **{(Resource.AI_GATEWAY, a): Level.CAN_MANAGE for a in Action},
+    **{(Resource.AI_GATEWAY, a): Level.CAN_USE for a in (Action.READ, Action.SEARCH, Action.INVOKE)},
 }
 
 
@@ -156,6 +167,6 @@ def wanted_level(spec: RouteSpec) -> Level:
     """The level a route asks for on the objects it names (rules may ask more of some, or less)."""
     if spec.name in LEVEL_OVERRIDES:
         return LEVEL_OVERRIDES[spec.name]
-    if spec.resource in RESOURCE_LEVELS:
-        return RESOURCE_LEVELS[spec.resource]
+    if (spec.resource, spec.action) in RESOURCE_LEVELS:
+        return RESOURCE_LEVELS[(spec.resource, spec.action)]
     return WANTED.get(spec.action, Level.CAN_MANAGE)
