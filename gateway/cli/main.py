@@ -87,6 +87,7 @@ def _run_uvicorn(settings: Settings, args: argparse.Namespace, url: str) -> None
     import uvicorn
 
     from gateway.app import asgi_app
+    from gateway.cli.http import CoalescingHttpToolsProtocol
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
@@ -99,6 +100,7 @@ def _run_uvicorn(settings: Settings, args: argparse.Namespace, url: str) -> None
         "server_header": False,
         "proxy_headers": False,
         "timeout_keep_alive": 30,
+        "http": CoalescingHttpToolsProtocol,
         # After SIGTERM (and server.shutdown_delay_seconds): how long requests in flight get to finish.
         "timeout_graceful_shutdown": math.ceil(settings.server.shutdown_grace_seconds),
     }
