@@ -10,9 +10,12 @@ protocols of hooks.py, chosen by the composition root (app.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, quote
 
 from gateway.core.config import WORKSPACE_NAME_RE
@@ -98,7 +101,8 @@ class StoreSender:
     async def send(self, outgoing: Outgoing) -> Sent:
         link, spec = outgoing.link, outgoing.spec
         store = self.stores[link.store]
-        with UPSTREAM_LATENCY.labels(store.name).time():
+        started = time.perf_counter()
+        try:
             try:
                 response = await store.request(
                     spec.method,
@@ -118,7 +122,15 @@ class StoreSender:
             except StoreTimedOut as exc:
                 UPSTREAM_ERRORS.labels(store.name, "timeout").inc()
                 raise StoreTimeout(f"The store of workspace '{link.name}' did not answer in time.") from exc
+        finally:
+            _upstream_latency(store.name).observe(time.perf_counter() - started)
         return Sent(response)
+
+
+@functools.cache
+def _upstream_latency(store: str) -> Any:
+    """The store's labelled latency histogram (looked up once per store)."""
+    return UPSTREAM_LATENCY.labels(store)
 
 
 class Forwarder:

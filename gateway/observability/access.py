@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -22,6 +23,17 @@ access_log = logging.getLogger("fedgate.access")
 def note(scope: Any, **fields: str) -> None:
     """Attach fields (workspace, principal...) to the access log line of this request."""
     scope.setdefault(NOTES_KEY, {}).update(fields)
+
+
+@functools.cache
+def _counted(route: str, method: str, status: int) -> Any:
+    """The labelled counter of one route, method and status (looked up once; labels are few and fixed)."""
+    return REQUESTS.labels(route, method, str(status))
+
+
+@functools.cache
+def _timed(route: str) -> Any:
+    return REQUEST_LATENCY.labels(route)
 
 
 class AccessLog:
@@ -60,8 +72,8 @@ class AccessLog:
             elapsed = time.perf_counter() - started
             handler = scope.get("route_handler")
             route = handler.name if handler is not None and handler.name else "unmatched"
-            REQUESTS.labels(route, scope["method"], str(status)).inc()
-            REQUEST_LATENCY.labels(route).observe(elapsed)
+            _counted(route, scope["method"], status).inc()
+            _timed(route).observe(elapsed)
             if self.enabled:
                 notes: dict[str, str] = scope.get(NOTES_KEY, {})
                 access_log.info(
