@@ -5,10 +5,12 @@ PostgreSQL (a database each): `before` from a git worktree of REV, `after` from 
 front of the same upstreams that answer instantly, and drives both with the same load, alternating
 rounds so drift of the machine hits both alike:
 
-1. forwarding capacity: get-run calls (2 load processes x `--concurrency` clients), calls/s;
+1. forwarding capacity: get-run calls (2 load processes x `--concurrency` clients), calls/s, and the
+   gateway's CPU time per call (its processes' user + system time over the calls answered: on a machine
+   shared with other work, the steadier of the two figures);
 2. index write-through ingest: log-batch calls of 1,000 points with the write-through on, points/s.
 
-    python benchmarks/compare.py --before REV [--seconds 8] [--concurrency 16] [--rounds 2]
+    python benchmarks/compare.py --before REV [--seconds 8] [--concurrency 16] [--rounds 2] [--workers 1]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,8 +48,29 @@ async def create_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
+def cpu_seconds(process: GatewayProcess) -> float:
+    """User + system CPU time of the gateway's process and its workers so far."""
+    assert process.process is not None
+    total = 0.0
+    root = psutil.Process(process.process.pid)
+    for each in (root, *root.children(recursive=True)):
+        try:
+            times = each.cpu_times()
+        except psutil.Error:  # a worker that just ended
+            continue
+        total += times.user + times.system
+    return total
+
+
 def start_gateway(
-    root: Path, name: str, database: str, stores: dict[str, int], source: Path | None, *, write_through: bool
+    root: Path,
+    name: str,
+    database: str,
+    stores: dict[str, int],
+    source: Path | None,
+    *,
+    write_through: bool,
+    workers: int = 1,
 ) -> GatewayProcess:
     """A gateway named `name` with a workspace per store given (`capacity` → minimal, `ingest` → instant).
 
@@ -71,7 +95,7 @@ def start_gateway(
     if source is not None:
         env["PYTHONPATH"] = str(source)
     # Started in the checkout it runs: `python -m` would otherwise import this checkout's code first.
-    return GatewayProcess(config, env, log_path=root / f"{name}.log", cwd=source).start(timeout=180)
+    return GatewayProcess(config, env, log_path=root / f"{name}.log", cwd=source).start(timeout=180, workers=workers)
 
 
 def add_worktree(root: Path, revision: str) -> Path:
@@ -94,6 +118,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8, help="concurrent runs of the ingest")
     parser.add_argument("--batches", type=int, default=400, help="log-batch calls per ingest figure")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of each gateway")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="fedgate-bench-compare-"))
@@ -110,20 +135,24 @@ def main() -> int:
     try:
         for name, source in (("before", worktree), ("after", None)):
             url = asyncio.run(create_database(database.url, name))
-            gateways[name] = start_gateway(root, name, url, ports, source, write_through=True)
+            gateways[name] = start_gateway(root, name, url, ports, source, write_through=True, workers=args.workers)
         calls: dict[str, list[forwarding.Result]] = {"before": [], "after": []}
+        cpu: dict[str, float] = {"before": 0.0, "after": 0.0}
         points: dict[str, list[float]] = {"before": [], "after": []}
         for _ in range(args.rounds):
             for name, process in gateways.items():
+                used = cpu_seconds(process)
                 calls[name].append(
                     forwarding.measure_capacity(
                         process.url + "/api/2.0/mlflow/runs/get", args.seconds / args.rounds, args.concurrency, 2
                     )
                 )
+                cpu[name] += cpu_seconds(process) - used
                 points[name].append(asyncio.run(index.ingest(process.url, "ingest", args.clients, args.batches)))
         print(f"revisions: before = {args.before}, after = this checkout; {args.rounds} alternating rounds")
-        print(f"\n1. get-run through the gateway, instant upstream, 2 x {args.concurrency} clients")
-        throughput = {}
+        clients = f"2 x {args.concurrency} clients"
+        print(f"\n1. get-run through the gateway ({args.workers} worker(s)), instant upstream, {clients}")
+        throughput, per_call = {}, {}
         for name, results in calls.items():
             merged = forwarding.Result(
                 sum(r.requests for r in results),
@@ -131,9 +160,11 @@ def main() -> int:
                 [x for r in results for x in r.latencies],
             )
             throughput[name] = merged.throughput
+            per_call[name] = cpu[name] / merged.requests * 1e6
             print(f"  {name:6}: {merged.throughput:7.0f} calls/s, p50 {merged.percentile(0.5):.2f} ms, "
-                  f"p99 {merged.percentile(0.99):.2f} ms")  # fmt: skip
-        print(f"  after/before: {throughput['after'] / throughput['before']:.2f}x")
+                  f"p99 {merged.percentile(0.99):.2f} ms, gateway CPU {per_call[name]:.0f} us per call")  # fmt: skip
+        print(f"  after/before: {throughput['after'] / throughput['before']:.2f}x calls/s, "
+              f"{per_call['after'] / per_call['before']:.2f}x CPU per call")  # fmt: skip
         print(f"\n2. log-batch ingest, index write-through on, {args.clients} clients, {index.BATCH} points per call")
         best = {name: max(rates) for name, rates in points.items()}
         for name, rate in best.items():
