@@ -26,6 +26,7 @@ Query strings get the same treatment: the store receives the re-encoding of the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -84,10 +85,17 @@ def canonical_body(raw: bytes) -> CanonicalBody:
     return CanonicalBody(encoded, document, ids, nested)
 
 
+# A query of plain `name=value` pairs in characters that neither parsing nor encoding changes (RFC 3986's
+# unreserved ones) is its own re-encoding: the common case (`run_id=...`) skips parsing.
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.~-]+=[A-Za-z0-9_.~-]*(?:&[A-Za-z0-9_.~-]+=[A-Za-z0-9_.~-]*)*")
+
+
 def canonical_query(query: str) -> str:
     """The query string as the pairs the gateway parsed, re-encoded (percent-encoding normalised)."""
     if not query:
         return ""
+    if _PLAIN_QUERY.fullmatch(query):
+        return query
     try:
         text = query.encode("latin-1").decode()  # ASGI hands the raw bytes over as latin-1; stores read UTF-8
         pairs = parse_qsl(text, keep_blank_values=True, errors="strict")

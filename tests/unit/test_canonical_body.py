@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 import pytest
@@ -153,3 +154,22 @@ def test_query_strings_are_forwarded_as_parsed() -> None:
     assert canonical_query("filter=name+%3D+%27%C3%A9%27") == "filter=name+%3D+%27%C3%A9%27"
     with pytest.raises(InvalidParameter):
         canonical_query("name=%FF")
+
+
+_QUERY_TEXT = st.text(alphabet=st.sampled_from("aZ09_.~-=&+%/ é;"), max_size=40)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_QUERY_TEXT | st.lists(st.tuples(_QUERY_TEXT, _QUERY_TEXT)).map(lambda pairs: urlencode(pairs)))
+def test_a_query_skipped_as_plain_is_what_parsing_and_encoding_make_of_it(query: str) -> None:
+    """The plain-pairs shortcut answers exactly what parsing and re-encoding would."""
+    try:
+        expected = urlencode(parse_qsl(query.encode("latin-1").decode(), keep_blank_values=True, errors="strict"))
+    except UnicodeError:
+        expected = None
+    try:
+        answered = canonical_query(query)
+    except InvalidParameter:
+        answered = None
+    if query:
+        assert answered == expected
