@@ -618,7 +618,8 @@ NOT_SERVED: tuple[NotServed, ...] = (
     NotServed(
         "Jobs",
         "server-side jobs (and the UI calls that start them: scorers, evaluation, issue detection) act on objects "
-        "named in free-form parameters and call LLM providers: no rule ties a job to grants yet",
+        "named in free-form parameters and call LLM providers (and, where the store allows custom scorers, run their "
+        "code): no rule ties a job to grants yet",
         _ajax(
             3,
             "POST /jobs/",
