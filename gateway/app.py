@@ -110,6 +110,7 @@ from gateway.federation.locate import Locator, RunDirectory
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, StoreSender
 from gateway.index.account import AccountScope
+from gateway.index.account_models import AccountModels
 from gateway.index.moves import IndexMoves
 from gateway.index.routes import IndexController, RunMetricsController
 from gateway.index.run_metrics import RunMetrics
@@ -475,7 +476,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         before_send=[destinations, leak_guard, property_guard],
         write_ahead=intents,
     )
-    account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs)
+    # Registered models of every workspace, `<workspace>.<name>`, and their files by the model's grant.
+    account_models = AccountModels(links, authorizer, forwarder.forward, access, stores)
+    account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs, account_models)
     run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)
     # The registry workflow: requests, approvals, comments and the activity log of registered models. It reads
     # the store directly and applies transitions through the pipeline, so they are guarded and mirrored.

@@ -42,6 +42,7 @@ from gateway.core.workspace_headers import WorkspaceHeaders
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.locate import RunDirectory
 from gateway.federation.service import Forwarder
+from gateway.index.account_models import AccountModels
 from gateway.index.filters import (
     parse_experiment_filter,
     parse_experiment_order_by,
@@ -106,8 +107,10 @@ class AccountScope:
         sessionmaker: async_sessionmaker[AsyncSession],
         forward: Forward,
         runs: RunDirectory,
+        models: AccountModels | None = None,
     ) -> None:
         self.links = links
+        self.models = models  # registered models of every workspace, `<workspace>.<name>` (account_models.py)
         self.authorizer = authorizer
         self.sessionmaker = sessionmaker
         self.forward = forward
@@ -130,12 +133,14 @@ class AccountScope:
             return await self.run_read(call)
         if spec == METRIC_HISTORY_BULK:
             return await self.bulk_metric_history(call)
+        if self.models is not None and self.models.serves(spec):
+            return await self.models.serve(call)
         if spec.resource is Resource.ARTIFACT:
             return await self.artifact_read(call)
         raise InvalidParameter(
             f"{spec.method} {spec.path} is not served in the account scope, which answers experiment and run "
-            "searches, get_experiment, get_run, metric history and run artifacts; choose a workspace with "
-            "mlflow.set_workspace(...) for anything else."
+            "searches, get_experiment, get_run, metric history, run artifacts and reads of registered models "
+            "('<workspace>.<name>'); choose a workspace with mlflow.set_workspace(...) for anything else."
         )
 
     # -- what the caller may read ---------------------------------------------------------------------
@@ -310,6 +315,8 @@ class AccountScope:
 
     async def artifact_read(self, call: ForwardCall) -> ForwardResult:
         path = Forwarder._artifact_path(call)
+        if self.models is not None and self.models.governs(path):
+            return await self.models.files(call, path)
         named = artifact_workspace(path)
         if named is not None:
             link = self.links.get(named)

@@ -1,0 +1,200 @@
+"""Registered models across workspaces, with the stock MLflow client against a real gateway and real stores:
+a group of team-b finds a team-a model in the account scope and loads it by `models:/team-a.<name>/<version>`
+once it holds CAN_READ on that model (and on nothing else of team-a), and loses it at once when the grant goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from sklearn.linear_model import LogisticRegression
+
+from tests.conftest import Stack
+from tests.support.identity import Admin, Person, unique
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Shared:
+    owner: Person  # team-a: made the model, CAN_MANAGE on it
+    reader: Person  # team-b: a member of `group`
+    group: str  # a team-b group
+    name: str  # the model's name in team-a
+    model_id: str  # the gateway's id of it
+    run_id: str  # the team-a run the version was logged in
+    features: np.ndarray
+    expected: list[int]
+
+
+def use_as(monkeypatch: pytest.MonkeyPatch, who: Person, workspace: str) -> MlflowClient:
+    """The stock client as `who`, in `workspace`."""
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", who.token)
+    mlflow.set_workspace(workspace)
+    return MlflowClient()
+
+
+@pytest.fixture
+def shared(mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shared]:
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    reader = admin.person(f"{unique('reader')}@example.com")
+    group = unique("team-b-readers")
+    admin.group(group, [reader.id])
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", group=group)
+
+    use_as(monkeypatch, owner, "team-a")
+    mlflow.set_experiment(unique("shared-models"))
+    rng = np.random.default_rng(7)
+    features = rng.random((30, 3))
+    model = LogisticRegression().fit(features, (features[:, 1] > 0.4).astype(int))
+    name = unique("churn")
+    with mlflow.start_run() as run:
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+    answer = owner.http(stack, "team-a").get(
+        f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name}, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    yield Shared(
+        owner,
+        reader,
+        group,
+        name,
+        answer.json()["registered_model_databricks"]["id"],
+        run.info.run_id,
+        features,
+        [int(x) for x in model.predict(features)],
+    )
+
+
+def set_readers(stack: Stack, shared: Shared, groups: list[str]) -> None:
+    """The model's ACL (PUT replaces it): the owner's CAN_MANAGE and CAN_READ for `groups`."""
+    acl = [{"user_name": shared.owner.name, "permission_level": "CAN_MANAGE"}]
+    acl += [{"group_name": group, "permission_level": "CAN_READ"} for group in groups]
+    answer = shared.owner.http(stack, "team-a").put(
+        f"{stack.url}/api/2.0/permissions/registered-models/{shared.model_id}",
+        json={"access_control_list": acl},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def account_names(client: MlflowClient) -> set[str]:
+    return {m.name for m in client.search_registered_models(max_results=1000)}
+
+
+def error_code(call: object) -> str:
+    with pytest.raises(MlflowException) as excinfo:
+        call()  # type: ignore[operator]
+    return str(excinfo.value.error_code)
+
+
+def file_status(stack: Stack, who: Person, shared: Shared, file: str = "MLmodel") -> int:
+    """A direct download of one file of version 1 under the account scope's download URI."""
+    path = f"registered-models/team-a/{shared.model_id}/1/{file}"
+    answer = who.http(stack, "account").get(f"{stack.url}/api/2.0/mlflow-artifacts/artifacts/{path}", timeout=60)
+    return answer.status_code
+
+
+def test_a_team_b_group_loads_a_team_a_model_only_while_granted(
+    mlflow_env: Stack, shared: Shared, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    stack = mlflow_env
+    qualified = f"team-a.{shared.name}"
+    uri = f"models:/{qualified}/1"
+
+    # Without a grant the model does not exist for the group, however it is asked for.
+    client = use_as(monkeypatch, shared.reader, "account")
+    assert qualified not in account_names(client)
+    assert error_code(lambda: client.get_registered_model(qualified)) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: client.get_model_version_download_uri(qualified, "1")) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: mlflow.pyfunc.load_model(uri)) == "RESOURCE_DOES_NOT_EXIST"
+    assert file_status(stack, shared.reader, shared) == 404
+
+    # The owner sees it in the account scope under its qualified name too.
+    owner_client = use_as(monkeypatch, shared.owner, "account")
+    assert qualified in account_names(owner_client)
+
+    set_readers(stack, shared, [shared.group])
+    client = use_as(monkeypatch, shared.reader, "account")
+    assert qualified in account_names(client)
+    found = client.search_registered_models(filter_string=f"name = '{shared.name}'")
+    assert [m.name for m in found] == [qualified]
+    assert client.get_registered_model(qualified).name == qualified
+    version = client.get_model_version(qualified, "1")
+    assert (version.name, version.version) == (qualified, "1")
+    assert [v.version for v in client.get_latest_versions(qualified)] == ["1"]
+    download = client.get_model_version_download_uri(qualified, "1")
+    assert download == f"mlflow-artifacts:/registered-models/team-a/{shared.model_id}/1"
+
+    loaded = mlflow.pyfunc.load_model(uri)
+    assert [int(x) for x in loaded.predict(shared.features)] == shared.expected
+    use_as(monkeypatch, shared.owner, "team-a").set_registered_model_alias(shared.name, "champion", "1")
+    client = use_as(monkeypatch, shared.reader, "account")
+    assert client.get_model_version_by_alias(qualified, "champion").name == qualified
+    by_alias = mlflow.pyfunc.load_model(f"models:/{qualified}@champion")
+    assert [int(x) for x in by_alias.predict(shared.features)] == shared.expected
+    assert file_status(stack, shared.reader, shared) == 200
+
+    # The grant is on the model and nothing else: the run it was logged in stays hidden, so do its files,
+    # and the model's files are read-only.
+    assert error_code(lambda: client.get_run(shared.run_id)) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: client.set_registered_model_tag(qualified, "k", "v")) == "INVALID_PARAMETER_VALUE"
+    assert file_status(stack, shared.reader, shared, "../MLmodel") in (400, 404)
+
+    # Revoked: gone at once, the files too.
+    set_readers(stack, shared, [])
+    assert qualified not in account_names(client)
+    assert error_code(lambda: mlflow.pyfunc.load_model(uri)) == "RESOURCE_DOES_NOT_EXIST"
+    assert file_status(stack, shared.reader, shared) == 404
+
+
+def test_account_model_names_and_tokens_are_checked(mlflow_env: Stack, shared: Shared) -> None:
+    stack = mlflow_env
+    http = shared.owner.http(stack, "account")
+    base = f"{stack.url}/api/2.0/mlflow"
+    cases = [
+        ("registered-models/get", {"name": shared.name}, 400),  # not qualified
+        ("registered-models/get", {"name": f"nowhere.{shared.name}"}, 404),
+        ("registered-models/get", {"name": f"team-a.{shared.name}-missing"}, 404),
+        ("registered-models/search", {"page_token": "not-a-token"}, 400),
+        ("registered-models/search", {"max_results": "0"}, 400),
+        ("model-versions/get", {"name": f"team-a.{shared.name}", "version": "9"}, 404),
+    ]
+    for path, params, status in cases:
+        answer = http.get(f"{base}/{path}", params=params, timeout=60)
+        assert answer.status_code == status, (path, params, answer.text)
+        assert answer.json()["error_code"], answer.text
+    bad_path = f"{stack.url}/api/2.0/mlflow-artifacts/artifacts/registered-models/team-a/{shared.model_id}/x/MLmodel"
+    answer = http.get(bad_path, timeout=60)
+    assert answer.status_code == 400, answer.text
+
+    # A page token is good for its own search only, and pages add up to the whole answer.
+    first = http.get(f"{base}/registered-models/search", params={"max_results": "1"}, timeout=60).json()
+    assert len(first["registered_models"]) == 1
+    other = http.get(
+        f"{base}/registered-models/search",
+        params={"max_results": "1", "filter": "name LIKE '%'", "page_token": first.get("next_page_token", "")},
+        timeout=60,
+    )
+    if first.get("next_page_token"):
+        assert other.status_code == 400, other.text
+    seen = [m["name"] for m in first["registered_models"]]
+    token = first.get("next_page_token")
+    while token:
+        page = http.get(
+            f"{base}/registered-models/search", params={"max_results": "1", "page_token": token}, timeout=60
+        ).json()
+        seen += [m["name"] for m in page["registered_models"]]
+        token = page.get("next_page_token")
+    whole = http.get(f"{base}/registered-models/search", params={"max_results": "1000"}, timeout=60).json()
+    assert seen == [m["name"] for m in whole["registered_models"]]
+    assert f"team-a.{shared.name}" in seen
