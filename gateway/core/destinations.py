@@ -43,6 +43,7 @@ _DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}\Z")
 _PATH_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*\Z")
 _QUERY_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*\Z")
 _ENCODED_SEPARATORS = re.compile(r"%(?:2[eEfF]|5[cC]|25)")
+_PERCENT_ENCODING = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 class DestinationError(ValueError):
@@ -54,7 +55,7 @@ class Destination:
     scheme: str  # "http" or "https"
     host: str  # lower case, no trailing dot; an IPv6 address without brackets, compressed
     port: int
-    path: str  # "" or starting with "/", as written (no dot segments)
+    path: str  # "" or starting with "/", no dot segments, percent-encodings in upper case
 
     @property
     def origin(self) -> str:
@@ -102,7 +103,8 @@ def parse_destination(text: str) -> Destination:
         raise DestinationError("the path of a destination may not contain '.' or '..' segments")
     if "" in segments[:-1]:
         raise DestinationError("the path of a destination may not contain empty segments ('//')")
-    return Destination(scheme, host, port, path)
+    # %0a and %0A are the same byte (RFC 3986 6.2.2.1): one spelling, so that prefixes match either
+    return Destination(scheme, host, port, _PERCENT_ENCODING.sub(lambda m: m[0].upper(), path))
 
 
 def _host(written: str) -> str:

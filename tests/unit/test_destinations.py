@@ -10,6 +10,7 @@ the store will actually reach. Then the attacks one by one, and the allow-list's
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -145,10 +146,15 @@ def _read_by_clients(text: str) -> dict[str, tuple[str, str, int, str]]:
     return read
 
 
+def _escapes_upper(path: str) -> str:
+    """%0a and %0A are the same byte: urllib3 and yarl write the upper case, httpx and urlsplit keep what came."""
+    return re.sub(r"%[0-9A-Fa-f]{2}", lambda m: m[0].upper(), path)
+
+
 def _same(ours: Destination, theirs: tuple[str, str, int, str], client: str) -> None:
     scheme, host, port, path = theirs
     assert (scheme, host, port) == (ours.scheme, ours.host, ours.port), client
-    assert (path or "/") == (ours.path or "/"), client  # some clients write an empty path as "/"
+    assert _escapes_upper(path or "/") == (ours.path or "/"), client  # some clients write an empty path as "/"
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -156,6 +162,7 @@ def _same(ours: Destination, theirs: tuple[str, str, int, str], client: str) -> 
 @example("http://allowed.example.com./v1")
 @example("https://[::1]:8443/v1/chat?x=a@b")
 @example("http://127.0.0.1:9000/allowed/hook")
+@example("http://allowed.example.com/%0a")
 def test_what_the_gateway_accepts_every_client_reads_alike(text: str) -> None:
     try:
         ours = parse_destination(text)
@@ -216,6 +223,7 @@ def test_each_attack_is_refused(text: str) -> None:
         ("https://xn--bcher-kva.example/a@b/c", "https://xn--bcher-kva.example:443/a@b/c"),
         ("http://evil.com?@allowed.example.com/", "http://evil.com:80"),  # the query holds the '@': host evil.com
         ("http://127.0.0.1:9000/allowed/", "http://127.0.0.1:9000/allowed/"),
+        ("http://127.0.0.1:9000/allowed/a%0ab%c3%a9", "http://127.0.0.1:9000/allowed/a%0Ab%C3%A9"),
     ],
 )
 def test_destinations_are_normalised(text: str, expected: str) -> None:
