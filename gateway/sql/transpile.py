@@ -20,6 +20,7 @@ from sqlglot.dialects.postgres import Postgres
 from sqlglot.generators.postgres import PostgresGenerator
 
 from gateway.core.errors import InvalidParameter
+from gateway.sql import rollup
 from gateway.sql.catalog import ARRAY_COLUMNS, DOUBLE_COLUMNS, MAP_COLUMNS, PG_SCHEMA, SYSTEM_COLUMNS, TableName
 from gateway.sql.statements import DIALECT, MAX_RELATIONS, Query, is_cte_reference, too_many_relations
 
@@ -110,16 +111,21 @@ def relation_count(tree: exp.Expr) -> int:
     return sum(1 for _ in tree.find_all(exp.Table, exp.Lateral))
 
 
-def compile_query(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, str]) -> CompiledQuery:
-    """PostgreSQL text for a substituted tree; `parameter_types` maps every parameter to its Databricks type."""
+def compile_query(
+    tree: exp.Query, identity: Identity, parameter_types: Mapping[str, str], *, counts: bool = True
+) -> CompiledQuery:
+    """PostgreSQL text for a substituted tree; `parameter_types` maps every parameter to its Databricks type.
+
+    `counts`: aggregate blocks over runs_latest that run counts answer exactly read those (gateway/sql/rollup.py).
+    """
     try:
-        return _compile(tree, identity, parameter_types)
+        return _compile(tree, identity, parameter_types, counts)
     except RecursionError:
         # The generator recurses; a statement nested too deep for it is refused, not a server error.
         raise InvalidParameter("The statement nests too deeply.") from None
 
 
-def _compile(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, str]) -> CompiledQuery:
+def _compile(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, str], counts: bool) -> CompiledQuery:
     check_relations(tree)
     tree = tree.copy()
     _name_columns(tree)
@@ -129,6 +135,8 @@ def _compile(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, 
     _struct_fields(tree)
     _lateral_views(tree)
     _select_list_explodes(tree)
+    if counts:
+        rollup.use_counts(tree, _kind)
     return CompiledQuery(_GENERATOR.generate(tree, copy=False), names)
 
 
@@ -343,8 +351,10 @@ def _kind(node: exp.Expr | None) -> str | None:
         return "double"
     if isinstance(node, (exp.Variance, exp.VariancePop)):
         return "double"
-    if isinstance(node, exp.Avg):
+    if isinstance(node, (exp.Avg, rollup.WeightedAvg)):
         return "decimal" if _kind(node.this) == "decimal" else "double"
+    if isinstance(node, rollup.WeightedSum):
+        return _kind(node.this)
     if isinstance(node, exp.Case):
         first = node.args.get("ifs") or []
         return _kind(first[0].args.get("true")) if first else _kind(node.args.get("default"))
@@ -545,6 +555,9 @@ class _Generator(PostgresGenerator):
         exp.DateDiff: _datediff,
         EntryField: _entry_field,
         LateralExplode: _lateral_explode,
+        rollup.WeightedCount: lambda self, node: rollup.render_count(self.sql, node),
+        rollup.WeightedSum: lambda self, node: rollup.render_sum(self.sql, node),
+        rollup.WeightedAvg: lambda self, node: rollup.render_avg(self.sql, node),
     }
 
 
