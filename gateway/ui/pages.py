@@ -1,4 +1,4 @@
-"""The gateway's own pages: the sign-in page, and the bar it adds to MLflow's page (who, sign out).
+"""The gateway's own pages: the sign-in page, and the bar it adds to MLflow's page (who, sign out; no assistant).
 
 Plain HTML and CSS, no script: the token field is posted by the browser as a form, so the token never
 meets page JavaScript and never appears in a URL. Every page is sent with a Content-Security-Policy that
@@ -98,9 +98,16 @@ def signed_in_bar(name: str) -> str:
     )
 
 
+# MLflow's assistant runs a coding agent on the server's host and is served to localhost only; the gateway
+# never forwards it (route_table.py, not served). Its panel, its floating button and its "Analyze with
+# Assistant" buttons all carry `data-assistant-ui`; on a page opened at localhost the UI would open the
+# panel by itself. Hidden by a style rule rather than left to fail.
+HIDE_ASSISTANT = "<style id='fedgate-no-assistant'>[data-assistant-ui]{display:none!important}</style>"
+
+
 def with_bar(index_html: bytes, name: str) -> bytes:
-    """MLflow's index.html with the bar just before </body>."""
-    bar = signed_in_bar(name).encode()
+    """MLflow's index.html with the bar (and the rule hiding the assistant) just before </body>."""
+    bar = (HIDE_ASSISTANT + signed_in_bar(name)).encode()
     marker = b"</body>"
     at = index_html.rfind(marker)
     if at < 0:

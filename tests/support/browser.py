@@ -2,17 +2,21 @@
 
 Playwright's own browser downloads are never used: the tests launch the system's chromium by its path
 (`FEDGATE_CHROMIUM`, else `chromium` on PATH; `.ci/run` installs the Debian package). One browser serves
-the whole test session; each test gets contexts of its own (cookies, storage), which are cheap.
+a test module (tests/conftest.py, `chromium`); each test gets contexts of its own (cookies, storage),
+which are cheap.
 Screenshots go to `test-artifacts/ui/` at the repository root (README, "The web UI").
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
@@ -33,3 +37,34 @@ def png(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@contextlib.contextmanager
+def new_tab(chromium: Any, base_url: str) -> Iterator[Any]:
+    """A tab in a fresh browser context (no cookies); every URL it asks for and every answer are kept
+    (`tab.urls`, `tab.answers` as (status, method, url))."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, base_url=base_url)
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    tab.urls = []
+    tab.answers = []
+    tab.on("request", lambda r: tab.urls.append(r.url))
+    tab.on("response", lambda r: tab.answers.append((r.status, r.request.method, r.url)))
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    """A screenshot of the tab, as test-artifacts/ui/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def sign_in_with_token(page: Any, token: str) -> None:
+    """Sign in on the gateway's sign-in page with a personal access token; back on MLflow's page."""
+    page.goto("/")
+    page.fill("#token", token)
+    page.click("#sign-in-token")
+    page.wait_for_selector("#fedgate-user")
