@@ -279,7 +279,7 @@ def _error_body(error_code: str, message: str) -> dict[str, str]:
 
 
 def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
-    return Response(_error_body(exc.error_code, exc.message), status_code=exc.status, headers=exc.headers)
+    return Response(exc.document(), status_code=exc.status, headers=exc.headers)
 
 
 def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
@@ -36,6 +37,10 @@ class GatewayError(Exception):
         if status is not None:
             self.status = status
         self.headers: dict[str, str] = dict(headers or {})
+
+    def document(self) -> dict[str, Any]:
+        """The answer's body: MLflow's error shape."""
+        return {"error_code": self.error_code, "message": self.message}
 
 
 class InvalidParameter(GatewayError):
@@ -65,6 +70,22 @@ def hidden(message: str) -> ResourceNotFound:
     error = ResourceNotFound(message)
     error.denied = True
     return error
+
+
+class GraphqlNotFound(ResourceNotFound):
+    """An object a GraphQL query names that does not exist or that the caller may not read, answered as an
+    MLflow server answers a missing object there: 200, the query's field null and the message in `errors`
+    (the web UI then says the object does not exist). Audited like the 404 it stands for."""
+
+    status = 200
+
+    def __init__(self, field: str, missing: ResourceNotFound) -> None:
+        super().__init__(missing.message)
+        self.field = field
+        self.denied = missing.denied
+
+    def document(self) -> dict[str, Any]:
+        return {"data": {self.field: None}, "errors": [self.message]}
 
 
 class EndpointNotFound(GatewayError):

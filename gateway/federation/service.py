@@ -19,7 +19,13 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from gateway.core.config import WORKSPACE_NAME_RE
-from gateway.core.errors import InvalidParameter, ResourceNotFound, StoreTimeout, StoreUnavailable
+from gateway.core.errors import (
+    GraphqlNotFound,
+    InvalidParameter,
+    ResourceNotFound,
+    StoreTimeout,
+    StoreUnavailable,
+)
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.paths import (
     artifact_run_id,
@@ -223,6 +229,10 @@ class Forwarder:
             )
         except InvalidParameter as refusal:
             raise worded_as_the_store(spec, refusal, sent_body, sent_query) from None
+        except ResourceNotFound as missing:
+            if canonical is not None and canonical.graphql is not None:
+                raise GraphqlNotFound(canonical.graphql.field, missing) from None  # as the store answers it
+            raise
         if plan.answer is not None:
             return ForwardResult(200, {"Content-Type": "application/json"}, link.name, body=plan.answer)
         if plan.query is not None:

@@ -68,3 +68,14 @@ def sign_in_with_token(page: Any, token: str) -> None:
     page.fill("#token", token)
     page.click("#sign-in-token")
     page.wait_for_selector("#fedgate-user")
+
+
+def answered_missing(response: Any, message: str) -> bool:
+    """The gateway answered as an MLflow server answers for an object that does not exist: REST with 404
+    RESOURCE_DOES_NOT_EXIST, GraphQL with 200, the field null and the message in `errors`."""
+    document = response.json()
+    if "/graphql" in response.url:
+        data = document.get("data") or {}
+        nothing = bool(data) and set(data.values()) == {None}
+        return response.status == 200 and nothing and document.get("errors") == [message]
+    return bool(response.status == 404 and document == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
