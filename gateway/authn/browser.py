@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from gateway.core.errors import PermissionDenied
 
@@ -115,7 +115,8 @@ def local_path(candidate: str | None, default: str = "/") -> str:
     """Where to send a browser after sign-in: a path on this gateway, never another site.
 
     Only an absolute path is taken (`/`, `/#/experiments/1`): no scheme, no host, no `//` or `/\\` (which
-    browsers read as another host), no control characters; anything else becomes `default`.
+    browsers read as another host), no control characters; anything else becomes `default`. Characters
+    beyond ASCII are percent-encoded, as a browser would: the path goes into a Location header.
     """
     if not candidate or len(candidate) > 2000 or not candidate.startswith("/"):
         return default
@@ -124,4 +125,4 @@ def local_path(candidate: str | None, default: str = "/") -> str:
     parts = urlsplit(candidate)
     if parts.scheme or parts.netloc:
         return default
-    return candidate
+    return candidate if candidate.isascii() else "".join(c if c.isascii() else quote(c, safe="") for c in candidate)

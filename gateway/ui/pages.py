@@ -7,6 +7,8 @@ allows no script at all and forms to the gateway only, and may not be framed.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from html import escape
 from urllib.parse import quote
 
@@ -16,6 +18,7 @@ SIGN_IN_PATH = "/fedgate/sign-in"
 TOKEN_SIGN_IN_PATH = "/fedgate/sign-in/token"
 OIDC_SIGN_IN_PATH = "/fedgate/sign-in/oidc"
 SIGN_OUT_PATH = "/fedgate/sign-out"
+RESUME_PATH = "/fedgate/sign-in/resume"
 
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -83,6 +86,35 @@ def sign_in_page(next_path: str, *, provider: str | None, error: str | None = No
         "</main></body></html>"
     )
     return "".join(parts)
+
+
+# A link into the UI (`/#/experiments/1/runs/...`) keeps its place across sign-in. The part after `#` never
+# reaches the server, but a browser keeps it across a redirect whose Location has none: `/` sends a
+# browser without a session here, and this page's one script (allowed by its hash, nothing else) puts it
+# into `next` of the sign-in page. The sign-in page itself stays without script: the token field never
+# shares a page with JavaScript. Without script, the meta refresh goes to sign-in with `next=/`.
+_RESUME_SCRIPT = (
+    'var h=location.hash;location.replace("' + SIGN_IN_PATH + '?next="+encodeURIComponent("/"+'
+    '(h.length>1&&h.length<1800?h:"")));'
+)
+_RESUME_HASH = base64.b64encode(hashlib.sha256(_RESUME_SCRIPT.encode()).digest()).decode()
+RESUME_HEADERS = {
+    **PAGE_HEADERS,
+    "Content-Security-Policy": (
+        f"default-src 'none'; script-src 'sha256-{_RESUME_HASH}'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+def resume_page() -> str:
+    """The hop between a link opened without a session and the sign-in page, keeping the link's `#` part."""
+    fallback = escape(f"{SIGN_IN_PATH}?next=%2F", quote=True)
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Sign in · fedgate</title>"
+        f"<noscript><meta http-equiv='refresh' content='0;url={fallback}'></noscript>"
+        f"<script>{_RESUME_SCRIPT}</script></head>"
+        f"<body><a href='{fallback}'>Sign in</a></body></html>"
+    )
 
 
 def signed_in_bar(name: str) -> str:

@@ -33,9 +33,12 @@ from gateway.ui.pages import (
     APP_HEADERS,
     OIDC_SIGN_IN_PATH,
     PAGE_HEADERS,
+    RESUME_HEADERS,
+    RESUME_PATH,
     SIGN_IN_PATH,
     SIGN_OUT_PATH,
     TOKEN_SIGN_IN_PATH,
+    resume_page,
     sign_in_page,
     with_bar,
 )
@@ -205,7 +208,8 @@ class WebUi:
     async def index(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         user = request.scope.get("user")
         if not isinstance(user, Principal):
-            return Response(b"", status_code=303, headers={"Location": f"{SIGN_IN_PATH}?next=%2F"})
+            # To the hop that keeps the link's `#` part (which the browser carries over this redirect).
+            return Response(b"", status_code=303, headers={"Location": RESUME_PATH, "Cache-Control": "no-store"})
         return Response(with_bar(self._index, user.name), media_type=HTML, headers=APP_HEADERS)
 
     async def static(self, request: Request[Any, Any, Any], relative: str) -> Response[bytes]:
@@ -248,6 +252,10 @@ def ui_handlers(ui: WebUi) -> list[HTTPRouteHandler]:
             return ui.redirect(next_path)
         return ui.page(next_path)
 
+    @get(RESUME_PATH, opt=own, include_in_schema=False, name="ui sign-in from a link")
+    async def resume() -> Response[str]:
+        return Response(resume_page(), media_type=HTML, headers=RESUME_HEADERS)
+
     @post(TOKEN_SIGN_IN_PATH, opt=own, include_in_schema=False, name="ui sign-in with a token")
     async def token_sign_in(request: Request[Any, Any, Any]) -> Response[str]:
         return await ui.token_sign_in(request)
@@ -271,6 +279,7 @@ def ui_handlers(ui: WebUi) -> list[HTTPRouteHandler]:
         telemetry_config,
         telemetry_records,
         sign_in,
+        resume,
         token_sign_in,
         oidc_start,
         oidc_callback,
