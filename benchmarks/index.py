@@ -13,6 +13,14 @@
    points/s and the ratio.
 
     python benchmarks/index.py [--runs 1000000] [--points 20000000] [--data DIR] [--repeat 30]
+
+With `--before REV` the reads are measured side by side instead: the account is generated into a database
+migrated by revision REV (a git worktree of it), copied, and the copy migrated by this checkout (the time
+that takes is printed: it is the upgrade of an existing 1M-run index); a gateway of each revision serves
+its own database, and every search and statement is called on both in turn, so the machine's drift hits
+both alike. Prints p50/p95 per side and the after/before ratio of each.
+
+    python benchmarks/index.py --before REV --skip-ingest [--data DIR] [--repeat 30]
 """
 
 from __future__ import annotations
@@ -21,16 +29,20 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -53,6 +65,7 @@ from gateway.sql.documented import (
     SUCCESS_RATIO,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "benchmark-admin-token-" + uuid.uuid4().hex
 WORKSPACES = 10
 EXPERIMENTS_PER_WORKSPACE = 100
@@ -354,6 +367,149 @@ def measure_reads(base: str, admin: requests.Session, user: requests.Session, re
         print(f"  {label:<44} {p50:8.1f} {p95:8.1f} {rows:5}")
 
 
+@dataclass
+class Side:
+    """One revision's gateway in a side-by-side run, with an admin's and a 3-of-10 user's sessions."""
+
+    name: str
+    base: str
+    admin: requests.Session
+    user: requests.Session
+
+
+def compare_reads(sides: list[Side], repeat: int, runs: int) -> None:
+    """Every search and documented statement, timed on each side in turn; p50/p95 per side and the ratio."""
+    before, after = sides
+
+    def report(label: str, samples: dict[str, list[float]]) -> None:
+        (b50, b95), (a50, a95) = percentiles(samples[before.name]), percentiles(samples[after.name])
+        print(f"  {label:<58} {b50:7.1f} {b95:7.1f} {a50:7.1f} {a95:7.1f}   {a50 / b50:5.2f}x {a95 / b95:5.2f}x")
+
+    header = f"  {'':<58} {'before':>15} {'after':>15}   {'after/before':>13}"
+    columns = f"  {'':<58} {'p50':>7} {'p95':>7} {'p50':>7} {'p95':>7}   {'p50':>6} {'p95':>6}"
+    for who in ("admin", "3-of-10 user"):
+        ids = {
+            side.name: account_experiment_ids(side.base, side.admin if who == "admin" else side.user) for side in sides
+        }
+        print(f"\naccount search as {who} ({len(ids[after.name])} experiments), ms, {repeat} calls per side")
+        print(header + "\n" + columns)
+        for label, extra in SEARCHES:
+            samples: dict[str, list[float]] = {side.name: [] for side in sides}
+            answers: dict[str, Any] = {}
+            for i in range(repeat + 1):
+                for side in sides if i % 2 else reversed(sides):
+                    http = side.admin if who == "admin" else side.user
+                    body = {"experiment_ids": ids[side.name], "max_results": 100, **extra}
+                    started = time.perf_counter()
+                    response = http.post(f"{side.base}/api/2.0/mlflow/runs/search", json=body, headers=ACCOUNT)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{side.name} {label}: {response.status_code} {response.text[:300]}")
+                    answers[side.name] = [r["info"]["run_id"] for r in response.json().get("runs") or []]
+                    if i:
+                        samples[side.name].append(elapsed)
+            if answers[before.name] != answers[after.name]:
+                raise RuntimeError(f"{label}: the two revisions answer different runs")
+            report(label, samples)
+    rng = random.Random(11)
+    print(f"\nSQL statements (account admin), ms, {repeat} random runs per side")
+    print(header + "\n" + columns)
+    for label, statement, names in SQL:
+        samples = {side.name: [] for side in sides}
+        results: dict[str, Any] = {}
+        for i in range(repeat + 1):
+            key = rng.randrange(1, runs + 1)
+            workspace = FIRST_WORKSPACE_ID + key % WORKSPACES
+            values = {
+                "run_id": uuid.UUID(int=key).hex,
+                "experiment_id": f"{workspace}-{1 + (key // WORKSPACES) % EXPERIMENTS_PER_WORKSPACE}",
+                "workspace_id": str(workspace),
+            }
+            params = {n: values[n] for n in names}
+            for side in sides if i % 2 else reversed(sides):
+                started = time.perf_counter()
+                response = sql_call(side.base, side.admin, statement, params)
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status_code != 200:
+                    raise RuntimeError(f"{side.name} {label}: {response.status_code} {response.text[:300]}")
+                results[side.name] = sorted(map(str, (response.json().get("result") or {}).get("data_array") or []))
+                if i:
+                    samples[side.name].append(elapsed)
+            # Rows tied on the ORDER BY may differ in which of them a LIMIT keeps; the rest must not.
+            if "LIMIT 20" not in statement and results[before.name] != results[after.name]:
+                raise RuntimeError(f"{label}: the two revisions answer different rows")
+        report(label, samples)
+
+
+def migrate_with(source: Path | None, url: str) -> None:
+    """Migrate `url` to the head of the checkout at `source` (this one when None), in a process of its own."""
+    env = {**os.environ, "PYTHONPATH": str(source or ROOT)}
+    code = "import sys; from gateway.db.migrate import upgrade; upgrade(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, url], check=True, cwd=source or ROOT, env=env)
+
+
+async def admin_execute(url: str, *commands: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        for command in commands:
+            await connection.execute(command)
+    finally:
+        await connection.close()
+
+
+def database_url(server: str, name: str) -> str:
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+
+
+def side_by_side(args: argparse.Namespace, root: Path, server: str, stores: dict[str, str]) -> None:
+    """Generate with REV's schema, copy and migrate the copy with this checkout, then time both gateways."""
+    from benchmarks.compare import add_worktree, remove_worktree
+
+    worktree = add_worktree(root, args.before)
+    gateways: list[GatewayProcess] = []
+    try:
+        names = {"before": "index_before", "after": "index_after"}
+        urls = {side: database_url(server, name) for side, name in names.items()}
+        exists = asyncio.run(_database_exists(server, names["before"]))
+        if not exists:
+            asyncio.run(admin_execute(server, f'CREATE DATABASE "{names["before"]}"'))
+        migrate_with(worktree, urls["before"])
+        asyncio.run(generate(urls["before"], args.runs, args.points))
+        asyncio.run(
+            admin_execute(
+                server,
+                f'DROP DATABASE IF EXISTS "{names["after"]}" WITH (FORCE)',
+                f'CREATE DATABASE "{names["after"]}" TEMPLATE "{names["before"]}"',
+            )
+        )
+        started = time.perf_counter()
+        migrate_with(None, urls["after"])
+        print(f"\nthis checkout's migrations on the generated account: {time.perf_counter() - started:.1f} s")
+        sides: list[Side] = []
+        for side, source in (("before", worktree), ("after", None)):
+            env = {"FEDGATE_ADMIN_TOKEN": TOKEN}
+            if source is not None:
+                env["PYTHONPATH"] = str(source)
+            config = write_config(root / f"fedgate-{side}.toml", urls[side], stores, True)
+            gateway = GatewayProcess(config, env, log_path=root / f"{side}.log", cwd=source).start(timeout=180)
+            gateways.append(gateway)
+            sides.append(Side(side, gateway.url, session(TOKEN), session(provision_user(gateway.url))))
+        print(f"revisions: before = {args.before}, after = this checkout")
+        compare_reads(sides, args.repeat, args.runs)
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        remove_worktree(worktree)
+
+
+async def _database_exists(server: str, name: str) -> bool:
+    connection = await asyncpg.connect(server)
+    try:
+        return bool(await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await connection.close()
+
+
 # -- 3. ingest ---------------------------------------------------------------------------------------------
 
 
@@ -504,6 +660,7 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=400, help="log-batch calls per ingest measurement")
     parser.add_argument("--skip-reads", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--before", help="time the reads side by side with a gateway of this revision")
     args = parser.parse_args()
 
     root = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="fedgate-bench-index-"))
@@ -516,6 +673,10 @@ def main() -> int:
     mlflow = MlflowServer(root / f"mlflow-{uuid.uuid4().hex[:6]}")
     gateway: GatewayProcess | None = None
     try:
+        if args.before:
+            instant = f"http://127.0.0.1:{instant_port}"
+            side_by_side(args, root, database.url, {"instant": instant, "mlflow": instant})
+            return 0
         upgrade(database.url)
         asyncio.run(generate(database.url, args.runs, args.points))
         mlflow.start(timeout=180)
