@@ -478,7 +478,15 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
     # Registered models of every workspace, `<workspace>.<name>`, and their files by the model's grant.
     account_models = AccountModels(links, authorizer, forwarder.forward, access, stores)
-    account = AccountScope(links, authorizer, sessionmaker, forwarder.forward, runs, account_models)
+    account = AccountScope(
+        links,
+        authorizer,
+        sessionmaker,
+        forwarder.forward,
+        runs,
+        account_models,
+        search_timeout_seconds=settings.server.account_search_timeout_seconds,
+    )
     run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)
     # The registry workflow: requests, approvals, comments and the activity log of registered models. It reads
     # the store directly and applies transitions through the pipeline, so they are guarded and mirrored.

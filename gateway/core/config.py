@@ -69,6 +69,8 @@ class ServerSettings(_Settings):
     reconcile_interval_seconds: float = 300.0
     # SQL statements (/api/2.0/sql/statements): PostgreSQL cancels a statement running longer than this.
     sql_statement_timeout_seconds: float = 30.0
+    # Searches of the `account` scope: PostgreSQL cancels one running longer than this (504 DEADLINE_EXCEEDED).
+    account_search_timeout_seconds: float = 10.0
     # SQL statements: at most this many rows are kept of a result (the manifest then says truncated).
     sql_row_cap: int = 10_000
     # The account-wide index: how often each workspace's store is compared with it (0: never; a newly
@@ -467,6 +469,8 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError("server.workers: must be at least 1")
     if settings.server.sql_statement_timeout_seconds <= 0:
         raise ConfigError("server.sql_statement_timeout_seconds: must be more than 0")
+    if settings.server.account_search_timeout_seconds <= 0:
+        raise ConfigError("server.account_search_timeout_seconds: must be more than 0")
     if settings.server.sql_row_cap < 1:
         raise ConfigError("server.sql_row_cap: must be at least 1")
     if settings.server.anonymous_denials_per_second < 0:

@@ -108,7 +108,9 @@ class AccountScope:
         forward: Forward,
         runs: RunDirectory,
         models: AccountModels | None = None,
+        search_timeout_seconds: float = 10.0,
     ) -> None:
+        self.search_timeout_seconds = search_timeout_seconds
         self.links = links
         self.models = models  # registered models of every workspace, `<workspace>.<name>` (account_models.py)
         self.authorizer = authorizer
@@ -197,7 +199,7 @@ class AccountScope:
         )
         names = {link.workspace_id: link.name for link in self.links.all()}
         async with self.sessionmaker() as session:
-            answer = await IndexSearch(session).experiments(search, names)
+            answer = await IndexSearch(session, self.search_timeout_seconds).experiments(search, names)
         return ForwardResult(200, dict(JSON), ACCOUNT_SCOPE, body=msgspec.json.encode(answer))
 
     async def search_runs(self, call: ForwardCall) -> ForwardResult:
@@ -214,7 +216,7 @@ class AccountScope:
             shape=search_shape("runs", request.filter or "", request.order_by, view.value, sorted(asked)),
         )
         async with self.sessionmaker() as session:
-            answer = await IndexSearch(session).runs(search)
+            answer = await IndexSearch(session, self.search_timeout_seconds).runs(search)
         return ForwardResult(200, dict(JSON), ACCOUNT_SCOPE, body=msgspec.json.encode(answer))
 
     # -- one experiment -------------------------------------------------------------------------------

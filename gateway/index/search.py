@@ -25,10 +25,11 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from gateway.core.errors import InvalidParameter
+from gateway.core.errors import GatewayError, InvalidParameter
 from gateway.db.tables import ix_experiments, ix_metric_latest, ix_runs
 from gateway.index.filters import Comparison, Entity, Op, OrderKey
 
@@ -41,6 +42,7 @@ MAX_RESULTS_LIMIT = 50_000
 DEFAULT_MAX_RESULTS = 1000
 USER_TAG = "mlflow.user"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
+QUERY_CANCELED = "57014"  # PostgreSQL's query_canceled: the statement timeout
 ACCOUNT_EXPERIMENT_ID_RE = re.compile(r"^([0-9]{1,18})-([A-Za-z0-9][\w\-]{0,63})\Z")
 
 
@@ -834,11 +836,27 @@ class ExperimentSearch:
     shape: str
 
 
-class IndexSearch:
-    """Runs the account scope's queries on one session (read-only; the unit of work owns it)."""
+class SearchTimedOut(GatewayError):
+    """A search PostgreSQL cancelled at the account scope's statement timeout."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    error_code = "DEADLINE_EXCEEDED"
+    status = 504
+
+
+class IndexSearch:
+    """Runs the account scope's queries on one session (read-only; the unit of work owns it).
+
+    Each search runs under a statement timeout of its own (`server.account_search_timeout_seconds`): one that
+    takes longer is cancelled by PostgreSQL and answers 504 DEADLINE_EXCEEDED, instead of holding a
+    connection of the gateway's pool for as long as it runs.
+    """
+
+    def __init__(self, session: AsyncSession, timeout_seconds: float = 10.0) -> None:
         self.session = session
+        self.timeout_ms = max(1, round(timeout_seconds * 1000))
+
+    async def _limit(self) -> None:
+        await self.session.execute(sa.text(f"SET LOCAL statement_timeout = {int(self.timeout_ms)}"))
 
     async def _plan_each_search(self) -> None:
         # The driver prepares statements and PostgreSQL switches a statement to one generic plan after five
@@ -846,6 +864,19 @@ class IndexSearch:
         # index, or collect the matches and sort them), and a generic plan cannot see it: one such plan
         # took seconds where the planned one takes milliseconds. Planning costs about a millisecond.
         await self.session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+    async def _rows(self, statement: sa.Select[Any]) -> Sequence[Mapping[str, Any]]:
+        try:
+            rows: Sequence[Mapping[str, Any]] = (await self.session.execute(statement)).mappings().all()
+        except DBAPIError as exc:
+            if _sqlstate(exc) == QUERY_CANCELED:
+                seconds = self.timeout_ms / 1000
+                raise SearchTimedOut(
+                    f"The search took longer than {seconds:g} s and was stopped; narrow it (fewer experiments, "
+                    "a more selective filter) or search a workspace."
+                ) from None
+            raise
+        return rows
 
     async def runs(self, search: RunSearch) -> SearchRunsOut:
         terms, _ = run_sort_terms(search.order)
@@ -855,16 +886,17 @@ class IndexSearch:
         query = build_run_query(
             search.experiments, search.comparisons, search.order, search.view, search.max_results + 1, cursor
         )
+        await self._limit()
         await self._plan_each_search()
         rows: list[Mapping[str, Any]] = []
         for statement in query.statements:
-            rows.extend((await self.session.execute(statement)).mappings().all())
+            rows.extend(await self._rows(statement))
             if len(rows) > search.max_results:
                 break
         page, more = rows[: search.max_results], len(rows) > search.max_results
         by_run: dict[int, list[Mapping[str, Any]]] = {row["run_key"]: [] for row in page}
         if by_run:
-            for metric in (await self.session.execute(latest_metrics_query(list(by_run)))).mappings():
+            for metric in await self._rows(latest_metrics_query(list(by_run))):
                 by_run[metric["run_key"]].append(metric)
         token = None
         if more:
@@ -880,7 +912,8 @@ class IndexSearch:
         query = build_experiment_query(
             search.visibility, search.comparisons, search.order, search.view, search.max_results + 1, cursor
         )
-        rows = (await self.session.execute(query.statement)).mappings().all()
+        await self._limit()
+        rows = await self._rows(query.statement)
         page, more = rows[: search.max_results], len(rows) > search.max_results
         token = None
         if more:
@@ -898,3 +931,12 @@ class IndexSearch:
     async def run_location(self, run_id: str) -> tuple[int, str] | None:
         row = (await self.session.execute(run_location_query(run_id))).first()
         return (row[0], row[1]) if row is not None else None
+
+
+def _sqlstate(exc: BaseException | None) -> str | None:
+    """PostgreSQL's error code of a failure, raised by asyncpg directly or wrapped by SQLAlchemy."""
+    while exc is not None:
+        if (code := getattr(exc, "sqlstate", None)) is not None:
+            return str(code)
+        exc = getattr(exc, "orig", None) or exc.__cause__
+    return None

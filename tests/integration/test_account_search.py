@@ -9,6 +9,7 @@ compared with what each workspace answers on its own, merged and ordered the way
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import time
@@ -18,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import mlflow
 import msgspec
 import pytest
 import pytest_asyncio
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
@@ -33,9 +36,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from gateway.db.engine import async_url
+from gateway.devstack import GatewayProcess
 from gateway.index.filters import parse_run_filter, parse_run_order_by
 from gateway.index.search import IndexSearch, RunSearch, ViewType, search_shape
-from tests.conftest import ADMIN_TOKEN, Stack
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack, write_config
 from tests.support.identity import Admin, unique
 
 pytestmark = pytest.mark.integration
@@ -710,3 +714,36 @@ def test_a_reader_of_one_experiment_sees_only_that_experiment_account_wide(
     with pytest.raises(MlflowException) as refused:
         client.log_metric(written.runs["b1"], "x", 1.0)
     assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_search_longer_than_its_statement_timeout_answers_deadline_exceeded(stack: Stack) -> None:
+    """A replica with a one-second search timeout; the search waits behind a lock on the index until cancelled."""
+    config = write_config(stack.workdir / "fedgate-search-timeout.toml", stack.database_url, stack.stores)
+    gateway = GatewayProcess(config, {**GATEWAY_ENV, "FEDGATE_SERVER_ACCOUNT_SEARCH_TIMEOUT_SECONDS": "1"}).start()
+
+    def search() -> requests.Response:
+        return requests.post(
+            f"{gateway.url}/api/2.0/mlflow/experiments/search",
+            json={"max_results": 10},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": ACCOUNT},
+            timeout=60,
+        )
+
+    async def behind_a_lock() -> requests.Response:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            async with connection.transaction():
+                await connection.execute("LOCK TABLE ix_experiments IN ACCESS EXCLUSIVE MODE")
+                return await asyncio.to_thread(search)
+        finally:
+            await connection.close()
+
+    try:
+        refused = asyncio.run(behind_a_lock())
+        assert refused.status_code == 504, refused.text
+        error = refused.json()
+        assert error["error_code"] == "DEADLINE_EXCEEDED"
+        assert "longer than 1 s" in error["message"]
+        assert search().status_code == 200  # the lock gone, the same search answers
+    finally:
+        gateway.stop()
