@@ -95,6 +95,7 @@ class IndexSync:
             await self._pool.release(conn)  # reset: an unlock that failed ends with the connection's session
 
     async def _sync(self, link: WorkspaceLink, repo: IndexRepository, everything: bool) -> dict[str, Any]:
+        await repo.extend_partitions()
         state = await repo.state(link.workspace_id)
         cursor = json.loads(state["cursor"]) if state.get("state") == "running" and state.get("cursor") else {}
         if cursor and cursor.get("everything"):

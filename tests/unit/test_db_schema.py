@@ -43,7 +43,7 @@ def _declared(table: sa.TableClause) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 async def migrated(database_url: str) -> AsyncIterator[dict[str, dict[str, str]]]:
-    """Every table of the migrated database: its columns and their type families."""
+    """Every table of the migrated database (plain or partitioned): its columns and their type families."""
     async with migrated_database(database_url, "schema_unit") as url:
         connection = await asyncpg.connect(url)
         try:
@@ -51,7 +51,7 @@ async def migrated(database_url: str) -> AsyncIterator[dict[str, dict[str, str]]
                 "SELECT c.relname AS table_name, a.attname AS column_name, format_type(a.atttypid, NULL) AS type "
                 "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped"
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped"
             )
         finally:
             await connection.close()
