@@ -598,11 +598,16 @@ async def index_capacity(url: str, connections: int, batches: int) -> float:
 
 
 def write_config(path: Path, url: str, stores: dict[str, str], write_through: bool) -> Path:
+    # Workspaces on one store each name their own namespace there (the instant store ignores it).
     workspaces = "\n".join(
         f'[[workspaces]]\nname = "ws-{i + 1}"\nid = "{FIRST_WORKSPACE_ID + i}"\nstore = "instant"\n'
+        f'upstream_workspace = "ws-{i + 1}"\n'
         for i in range(WORKSPACES)
     )
-    store_blocks = "\n".join(f'[stores.{name}]\nurl = "{store_url}"\n' for name, store_url in stores.items())
+    store_blocks = "\n".join(
+        f'[stores.{name}]\nurl = "{store_url}"\n' + ("workspaces = true\n" if name == "instant" else "")
+        for name, store_url in stores.items()
+    )
     path.write_text(
         f"""
 [account]
@@ -621,6 +626,7 @@ pool_size = 20
 name = "ingest"
 id = "3001"
 store = "instant"
+upstream_workspace = "ingest"
 [[workspaces]]
 name = "ingest-mlflow"
 id = "3002"
@@ -674,8 +680,9 @@ def main() -> int:
     gateway: GatewayProcess | None = None
     try:
         if args.before:
-            instant = f"http://127.0.0.1:{instant_port}"
-            side_by_side(args, root, database.url, {"instant": instant, "mlflow": instant})
+            # Reads need no store; the ingest workspace's mlflow server is not started for them.
+            stores = {"instant": f"http://127.0.0.1:{instant_port}", "mlflow": f"http://127.0.0.1:{free_port()}"}
+            side_by_side(args, root, database.url, stores)
             return 0
         upgrade(database.url)
         asyncio.run(generate(database.url, args.runs, args.points))
