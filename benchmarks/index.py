@@ -383,10 +383,10 @@ def compare_reads(sides: list[Side], repeat: int, runs: int) -> None:
 
     def report(label: str, samples: dict[str, list[float]]) -> None:
         (b50, b95), (a50, a95) = percentiles(samples[before.name]), percentiles(samples[after.name])
-        print(f"  {label:<58} {b50:7.1f} {b95:7.1f} {a50:7.1f} {a95:7.1f}   {a50 / b50:5.2f}x {a95 / b95:5.2f}x")
+        print(f"  {label:<68} {b50:7.1f} {b95:7.1f} {a50:7.1f} {a95:7.1f}   {a50 / b50:5.2f}x {a95 / b95:5.2f}x")
 
-    header = f"  {'':<58} {'before':>15} {'after':>15}   {'after/before':>13}"
-    columns = f"  {'':<58} {'p50':>7} {'p95':>7} {'p50':>7} {'p95':>7}   {'p50':>6} {'p95':>6}"
+    header = f"  {'':<68} {'before':>15} {'after':>15}   {'after/before':>13}"
+    columns = f"  {'':<68} {'p50':>7} {'p95':>7} {'p50':>7} {'p95':>7}   {'p50':>6} {'p95':>6}"
     for who in ("admin", "3-of-10 user"):
         ids = {
             side.name: account_experiment_ids(side.base, side.admin if who == "admin" else side.user) for side in sides
