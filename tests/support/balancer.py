@@ -5,7 +5,9 @@ last probe (every `probe_seconds`, as the readiness probe and the endpoints cont
 refuses the connection is skipped, as ingress-nginx's `proxy_next_upstream error` does; a replica that
 drops a request it had taken answers the client 502, which the balancer counts apart (`dropped`): a
 graceful shutdown must never cause one. Bodies stream through both ways, so a 50 MB upload is never held.
-Every answer's status is recorded (`statuses`) with the replica that gave it.
+Every answer's status is recorded (`statuses`) with the replica that gave it. `upload_bytes_per_second`
+slows request bodies down to that rate, as a slower network between the clients and the replicas would,
+so that an upload is still streaming when its replica is told to stop.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import asyncio
 import contextlib
 import itertools
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -29,8 +32,11 @@ HOP_BY_HOP = frozenset(
 
 
 class Balancer:
-    def __init__(self, backends: Sequence[str], probe_seconds: float = 0.2) -> None:
+    def __init__(
+        self, backends: Sequence[str], probe_seconds: float = 0.2, upload_bytes_per_second: float | None = None
+    ) -> None:
         self.backends = list(backends)  # base URLs of the replicas
+        self.upload_bytes_per_second = upload_bytes_per_second
         self.port = free_port()
         self.probe_seconds = probe_seconds
         self.ready: set[str] = set()
@@ -94,6 +100,16 @@ class Balancer:
             self.ready = {backend for backend, ok in zip(self.backends, found, strict=True) if ok}
             await asyncio.sleep(self.probe_seconds)
 
+    async def _slowly(self, content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+        assert self.upload_bytes_per_second is not None
+        started, sent = time.monotonic(), 0
+        async for chunk in content.iter_chunked(64 * 1024):
+            sent += len(chunk)
+            ahead = sent / self.upload_bytes_per_second - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            yield chunk
+
     def _candidates(self) -> list[str]:
         ready = [backend for backend in self.backends if backend in self.ready]
         if not ready:
@@ -103,7 +119,9 @@ class Balancer:
 
     async def _forward(self, client: aiohttp.ClientSession, request: web.Request) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        body = request.content if request.body_exists else None
+        body: aiohttp.StreamReader | AsyncIterator[bytes] | None = None
+        if request.body_exists:
+            body = request.content if self.upload_bytes_per_second is None else self._slowly(request.content)
         for backend in self._candidates():
             self.active[(backend, request.method)] += 1
             try:
@@ -121,7 +139,7 @@ class Balancer:
         request: web.Request,
         backend: str,
         headers: dict[str, str],
-        body: aiohttp.StreamReader | None,
+        body: aiohttp.StreamReader | AsyncIterator[bytes] | None,
     ) -> web.StreamResponse:
         """The request sent to `backend` and its answer streamed back; ClientConnectorError if it refused."""
         url = f"{backend}{request.rel_url}"
