@@ -37,6 +37,7 @@ class Resource(StrEnum):
     LABEL_SCHEMA = "label_schema"  # a labelling schema of an experiment (human feedback)
     REVIEW_QUEUE = "review_queue"  # a human-review queue of an experiment's traces
     WEBHOOK = "webhook"  # a registry webhook of the workspace: the store posts its events to a URL
+    MCP_SERVER = "mcp_server"  # an entry of the workspace's MCP server registry: versions, tags, aliases, endpoints
     AI_GATEWAY = "ai_gateway"  # the store's AI gateway: endpoints, model definitions, bindings, budgets, guardrails
     AI_GATEWAY_SECRET = "ai_gateway_secret"  # an AI-gateway provider key (secret) of the workspace
     WORKSPACE = "workspace"
@@ -170,6 +171,7 @@ RM, MV, AR = Resource.REGISTERED_MODEL, Resource.MODEL_VERSION, Resource.ARTIFAC
 TR, DS, SC = Resource.TRACE, Resource.DATASET, Resource.SCORER
 IS, LS, RQ = Resource.ISSUE, Resource.LABEL_SCHEMA, Resource.REVIEW_QUEUE
 WH, GW, GS = Resource.WEBHOOK, Resource.AI_GATEWAY, Resource.AI_GATEWAY_SECRET
+MCP = Resource.MCP_SERVER
 READ, SEARCH, CREATE = Action.READ, Action.SEARCH, Action.CREATE
 EDIT, MANAGE, INVOKE = Action.EDIT, Action.MANAGE, Action.INVOKE
 
@@ -434,6 +436,32 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     # The UI's proxy to the store's deployments server (MLFLOW_DEPLOYMENTS_TARGET, the store operator's choice)
     R("GET", "/mlflow/gateway-proxy", GW, SEARCH, ajax_only=True),
     R("POST", "/mlflow/gateway-proxy", GW, INVOKE, body=Body.PAYLOAD, ajax_only=True),
+    # The MCP server registry. A server's name holds a slash (`com.example/server`) and MLflow mounts
+    # `{name:path}` followed by suffixes, in this order (the first that matches wins, as in the store's router):
+    # one handler per method serves them all and picks the route by pattern (federation/routes.py).
+    R("POST", "/mlflow/mcp-servers", MCP, CREATE, version=3),
+    R("GET", "/mlflow/mcp-servers", MCP, SEARCH, version=3),
+    R("GET", "/mlflow/mcp-servers/endpoints", MCP, SEARCH, version=3),
+    R("POST", "/mlflow/mcp-servers/{name:path}/versions/{version:path}/tags", MCP, EDIT, version=3),
+    R("DELETE", "/mlflow/mcp-servers/{name:path}/versions/{version:path}/tags/{key:path}", MCP, EDIT, version=3),
+    R("GET", "/mlflow/mcp-servers/{name:path}/versions/{version:path}", MCP, READ, version=3),
+    R("PATCH", "/mlflow/mcp-servers/{name:path}/versions/{version:path}", MCP, EDIT, version=3),
+    R("DELETE", "/mlflow/mcp-servers/{name:path}/versions/{version:path}", MCP, MANAGE, version=3),
+    R("POST", "/mlflow/mcp-servers/{name:path}/versions", MCP, CREATE, version=3),
+    R("GET", "/mlflow/mcp-servers/{name:path}/versions", MCP, SEARCH, version=3),
+    R("POST", "/mlflow/mcp-servers/{name:path}/endpoints", MCP, CREATE, version=3),
+    R("GET", "/mlflow/mcp-servers/{name:path}/endpoints/{endpoint_id:str}", MCP, READ, version=3),
+    R("PATCH", "/mlflow/mcp-servers/{name:path}/endpoints/{endpoint_id:str}", MCP, EDIT, version=3),
+    R("DELETE", "/mlflow/mcp-servers/{name:path}/endpoints/{endpoint_id:str}", MCP, MANAGE, version=3),
+    R("GET", "/mlflow/mcp-servers/{name:path}/endpoints", MCP, SEARCH, version=3),
+    R("POST", "/mlflow/mcp-servers/{name:path}/tags", MCP, EDIT, version=3),
+    R("DELETE", "/mlflow/mcp-servers/{name:path}/tags/{key:path}", MCP, EDIT, version=3),
+    R("POST", "/mlflow/mcp-servers/{name:path}/aliases", MCP, EDIT, version=3),
+    R("GET", "/mlflow/mcp-servers/{name:path}/aliases/{alias:path}", MCP, READ, version=3),
+    R("DELETE", "/mlflow/mcp-servers/{name:path}/aliases/{alias:path}", MCP, EDIT, version=3),
+    R("GET", "/mlflow/mcp-servers/{name:path}", MCP, READ, version=3),
+    R("PATCH", "/mlflow/mcp-servers/{name:path}", MCP, EDIT, version=3),
+    R("DELETE", "/mlflow/mcp-servers/{name:path}", MCP, MANAGE, version=3),
     # Server version, used by the tracing exporter before span export
     R("GET", "/version", Resource.SERVER, READ, absolute=True),
     # The web UI's own calls (MLflow registers them outside the proto services), guarded as their REST twins:
@@ -642,26 +670,6 @@ NOT_SERVED: tuple[NotServed, ...] = (
             "GET|POST /mlflow/prompt-optimization/jobs/search",
             "GET|DELETE /mlflow/prompt-optimization/jobs/{job_id}",
             "POST /mlflow/prompt-optimization/jobs/{job_id}/cancel",
-        ),
-    ),
-    NotServed(
-        "MCP server registry",
-        "a registry of MCP servers and the endpoints the store lists for them: no rule yet",
-        _api(
-            3,
-            "GET|POST /mlflow/mcp-servers",
-            "GET /mlflow/mcp-servers/endpoints",
-            "GET|PATCH|DELETE /mlflow/mcp-servers/{name}",
-            "POST /mlflow/mcp-servers/{name}/tags",
-            "DELETE /mlflow/mcp-servers/{name}/tags/{key}",
-            "POST /mlflow/mcp-servers/{name}/aliases",
-            "GET|DELETE /mlflow/mcp-servers/{name}/aliases/{alias}",
-            "GET|POST /mlflow/mcp-servers/{name}/endpoints",
-            "GET|PATCH|DELETE /mlflow/mcp-servers/{name}/endpoints/{endpoint_id}",
-            "GET|POST /mlflow/mcp-servers/{name}/versions",
-            "GET|PATCH|DELETE /mlflow/mcp-servers/{name}/versions/{version}",
-            "POST /mlflow/mcp-servers/{name}/versions/{version}/tags",
-            "DELETE /mlflow/mcp-servers/{name}/versions/{version}/tags/{key}",
         ),
     ),
     NotServed(

@@ -60,9 +60,49 @@ def forwarding_handlers(
 SUFFIXED_SEGMENT = re.compile(r"\{(\w+):str\}([^/{}]+)")
 
 
+# A multi-segment parameter with more path after it: `{name:path}/versions/{version:path}` (the MCP registry).
+INTERIOR_PATH = re.compile(r"(\{\w+:path\})/.*")
+
+
 def mount_path(path: str) -> str:
-    """Where Litestar mounts a declared path: a parameter with a suffix in its segment becomes the whole segment."""
-    return SUFFIXED_SEGMENT.sub(r"{\1:str}", path)
+    """Where Litestar mounts a declared path: a parameter with a suffix in its segment becomes the whole segment,
+    and a `{name:path}` followed by more path is mounted as `{name:path}` alone (Litestar's path parameters end
+    the path)."""
+    return INTERIOR_PATH.sub(r"\1", SUFFIXED_SEGMENT.sub(r"{\1:str}", path))
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    """A declared path after its static prefix as the store's router matches it: `{x:path}` any text (slashes too),
+    `{x:str}` one segment; the first declared route that matches wins, as in the store."""
+    tail = path[path.index("{") :]
+    parts = re.split(r"(\{\w+:\w+\})", tail)
+    regex = ""
+    for part in parts:
+        param = re.fullmatch(r"\{(\w+):(\w+)\}", part)
+        if param is None:
+            regex += re.escape(part)
+        else:
+            regex += f"(?P<{param[1]}>{'.*' if param[2] == 'path' else '[^/]+'})"
+    return re.compile(regex)
+
+
+def _choose_by_pattern(specs: list[RouteSpec], request: Request[Any, Any, Any]) -> tuple[RouteSpec, dict[str, Any]]:
+    """The route of a call whose path parameters may hold slashes, read from the raw path as the store reads it.
+
+    The raw path after the static prefix is decoded once (`%2F` is a slash: the stock client sends a server's name
+    `com.example/server` as one encoded segment), then matched against each route's pattern in declaration order.
+    Every parameter is later split into segments and each checked by the forwarder (no `.`, `..`, `%` or empty
+    segment reaches the store), and the store decodes the forwarded path into the same text.
+    """
+    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+    for prefix in {path[: path.index("{")] for path in specs[0].paths()}:
+        if raw.startswith(prefix):
+            tail = unquote(raw[len(prefix) :])
+            for spec in specs:
+                found = _pattern(spec.path).fullmatch(tail)
+                if found is not None:
+                    return spec, found.groupdict()
+    raise EndpointNotFound("No such endpoint.")
 
 
 def _choose(specs: list[RouteSpec], path_params: dict[str, Any]) -> tuple[RouteSpec, dict[str, Any]]:
@@ -102,9 +142,14 @@ def _forwarding_handler(
     artifact_prefix = first.path.split("{artifact_path:path}")[0] if "{artifact_path:path}" in first.path else None
     # Other multi-segment parameters (the AI gateway's raw proxy: `{path:path}`), read raw.
     raw_tails = [name for name in re.findall(r"\{(\w+):path\}", first.path) if name != "artifact_path"]
+    # Routes with a `{name:path}` before more path share one mount and are told apart by pattern (the MCP registry).
+    by_pattern = any(INTERIOR_PATH.search(spec.path) for spec in specs)
 
     async def forward(request: Request[Principal, Any, Any]) -> ASGIResponse:
-        spec, path_params = _choose(specs, request.path_params)
+        if by_pattern:
+            spec, path_params = _choose_by_pattern(specs, request)
+        else:
+            spec, path_params = _choose(specs, request.path_params)
         feature = features.get(spec)
         body: bytes | AsyncIterable[bytes] | None
         bounded: BoundedUpload | None = None
@@ -116,7 +161,7 @@ def _forwarding_handler(
             body = await request.body()
         if artifact_prefix is not None:
             path_params = {"artifact_path": _raw_artifact_path(request, artifact_prefix)}
-        for name in raw_tails:
+        for name in [] if by_pattern else raw_tails:
             path_params = {**path_params, name: _raw_tail(request, mount_path(spec.paths()[0]), name)}
         workspace, headers = scan_headers(request.scope["headers"])
         call = ForwardCall(

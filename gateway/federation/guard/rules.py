@@ -76,10 +76,11 @@ BY_KIND: dict[tuple[Resource, Action], Rule] = {
     **{(Resource.TRACE, a): Rule.TRACE for a in (Action.READ, Action.EDIT, Action.MANAGE)},
     **{(Resource.DATASET, a): Rule.WORKSPACE_LEVEL for a in Action if a not in (Action.ADMIN, Action.PUBLIC)},
     # Webhooks receive the events of every registered model of the workspace: workspace managers only. The
-    # store's AI gateway is configuration of the workspace (its levels: RESOURCE_LEVELS).
+    # store's AI gateway and its MCP server registry are configuration of the workspace (their levels:
+    # RESOURCE_LEVELS); no MCP server belongs to an experiment or a model.
     **{
         (resource, a): Rule.WORKSPACE_LEVEL
-        for resource in (Resource.WEBHOOK, Resource.AI_GATEWAY, Resource.AI_GATEWAY_SECRET)
+        for resource in (Resource.WEBHOOK, Resource.AI_GATEWAY, Resource.AI_GATEWAY_SECRET, Resource.MCP_SERVER)
         for a in Action
         if a not in (Action.ADMIN, Action.PUBLIC)
     },
@@ -160,6 +161,9 @@ RESOURCE_LEVELS: dict[tuple[Resource, Action], Level] = {
     **{(Resource.AI_GATEWAY_SECRET, a): Level.CAN_MANAGE for a in Action},
     **{(Resource.AI_GATEWAY, a): Level.CAN_MANAGE for a in Action},
     **{(Resource.AI_GATEWAY, a): Level.CAN_USE for a in (Action.READ, Action.SEARCH, Action.INVOKE)},
+    # The MCP server registry: read by anyone who may use the workspace, registered and changed by its managers.
+    **{(Resource.MCP_SERVER, a): Level.CAN_MANAGE for a in Action},
+    **{(Resource.MCP_SERVER, a): Level.CAN_USE for a in (Action.READ, Action.SEARCH)},
 }
 
 
