@@ -127,6 +127,7 @@ from gateway.principals.service import PrincipalService, TokenService
 from gateway.properties.guard import PropertyGuard
 from gateway.registry.aliases import AliasApprovals
 from gateway.registry.moves import RegistryMoves
+from gateway.registry.promotion import Promotions
 from gateway.registry.routes import (
     ActivitiesController,
     AliasRequestsController,
@@ -134,6 +135,7 @@ from gateway.registry.routes import (
     DatabricksRegistryController,
     MlflowAlias,
     MlflowTransitionStage,
+    PromotionsController,
     RegistrySettingsController,
     TransitionRequestsController,
 )
@@ -493,6 +495,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     registry_store = RegistryStore(direct.fetch, forwarder.forward)
     registry = RegistryWorkflow(sessionmaker, authorizer, access, registry_store, audit)
     aliases = AliasApprovals(registry, sessionmaker, registry_store, audit)  # protected aliases (champion)
+    # A model version copied into another workspace's registry, its files streamed store to store.
+    promotions = Promotions(links, stores, authorizer, access, registry, sessionmaker, audit)
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
@@ -655,6 +659,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             ActivitiesController,
             AliasRequestsController,
             RegistrySettingsController,
+            PromotionsController,
             *health_handlers(readiness, store_health),
             *(ui_handlers(web_ui) if web_ui is not None else []),
         ],
@@ -670,6 +675,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "secrets": Provide(lambda: secrets, sync_to_thread=False, use_cache=True),
             "registry": Provide(lambda: registry, sync_to_thread=False, use_cache=True),
             "aliases": Provide(lambda: aliases, sync_to_thread=False, use_cache=True),
+            "promotions": Provide(lambda: promotions, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
             "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
             "run_metrics": Provide(lambda: run_metrics, sync_to_thread=False, use_cache=True),

@@ -31,6 +31,7 @@ from gateway.federation.canonical import canonical_body
 from gateway.federation.service import Forwarder
 from gateway.observability.access import REQUEST_ID_KEY
 from gateway.registry.aliases import AliasApprovals
+from gateway.registry.promotion import PromoteRequest, PromoteResponse, Promotions
 from gateway.registry.schemas import (
     ActivitiesResponse,
     ActivityResponse,
@@ -398,3 +399,25 @@ class MlflowTransitionStage:
             wanted.archive_existing_versions,
             call.request_id,
         )
+
+
+class PromotionsController(Controller):
+    """A model version copied into the named workspace's registry (registry/promotion.py)."""
+
+    path = "/api/2.0/fedgate/registry"
+    opt = {
+        "access": "CAN_READ on the source model; CAN_EDIT on the target model, or CAN_USE on the target workspace "
+        "for a new model"
+    }
+    dependencies = _link()
+
+    @post("/promote", name="registry promote", status_code=200)
+    async def promote(
+        self,
+        request: Request[Principal, Any, Any],
+        data: PromoteRequest,
+        promotions: Promotions,
+        link: WorkspaceLink,
+    ) -> PromoteResponse:
+        done = await promotions.promote(request.user, link, data.name, data.version, data.target_name)
+        return PromoteResponse(model_version=done.version, copied=done.copied, files=done.files, bytes=done.bytes)

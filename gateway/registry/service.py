@@ -80,6 +80,9 @@ class ActivityType(StrEnum):
     CANCELLED_ALIAS_REQUEST = "CANCELLED_ALIAS_REQUEST"
     SET_ALIAS = "SET_ALIAS"
     DELETED_ALIAS = "DELETED_ALIAS"
+    # The gateway's own: a version copied into another workspace's registry, and the copy (registry/promotion.py).
+    PROMOTED_TO_WORKSPACE = "PROMOTED_TO_WORKSPACE"
+    PROMOTED_FROM_WORKSPACE = "PROMOTED_FROM_WORKSPACE"
 
 
 class Action(StrEnum):
@@ -628,6 +631,12 @@ class RegistryWorkflow:
             )
         page = found[:max_results]
         return [_activity(a) for a in page], str(page[-1].id) if len(found) > max_results else None
+
+    async def record(self, principal: Principal, entries: Sequence[tuple[Model, NewActivity]]) -> None:
+        """Activities of several models (both sides of a promotion), with their audit rows, in one transaction."""
+        async with self._sessionmaker() as session, session.begin():
+            for model, activity in entries:
+                await self._append(session, principal, model, [activity])
 
     async def _append(
         self, session: AsyncSession, principal: Principal, model: Model, activities: Sequence[NewActivity]

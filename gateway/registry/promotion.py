@@ -1,0 +1,390 @@
+"""Promotion: a model version of one workspace copied into another workspace's registry, store to store.
+
+`POST /api/2.0/fedgate/registry/promote {name: "<workspace>.<model>", version, target_name?}`, the target
+workspace named as for every call (`X-MLFLOW-WORKSPACE` / `X-Databricks-Workspace-Id`). Who may:
+
+- the source: CAN_READ on the source model (without it the model does not exist: 404);
+- the target: CAN_EDIT on the target model when it exists (what a new version asks), else CAN_USE on the
+  target workspace (what creating a model asks; the promoter then owns the new model, CAN_MANAGE).
+
+The copy lands in stage None. What it may become in the target workspace is that workspace's workflow: a
+move to Staging or Production, or of a protected alias, asks an approved request there (docs/registry.md).
+
+How it is made, under an advisory lock on (target workspace, target model), so two promotions of the same
+version cannot both copy:
+
+1. the target model's versions are searched for the lineage key of the source version (workspace id, the
+   gateway's id of the model, version): found, that version is the answer (a retry changes nothing);
+2. a logged model is created in the target workspace's `fedgate-promotions` experiment (status PENDING),
+   and every file of the source version is streamed from the source store to it (read in chunks, written
+   as they come, never held whole); then the logged model is READY (UPLOAD_FAILED, best effort, on a failure);
+3. only then the registered model (if new) and the version are created, the version with its lineage
+   tags in the one call that creates it; a failure before leaves no version, only a logged model that
+   never became READY;
+4. one transaction appends PROMOTED_TO_WORKSPACE to the source version's log and PROMOTED_FROM_WORKSPACE
+   to the copy's, each with its audit row.
+
+The gateway writes the target store with the store's credentials after its own decision; in a dual target
+workspace the copy is not mirrored to the central store by the outbox (the reconciler's registry repair
+does not look at it either): promote into a workspace of its own store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.audit.trail import AuditTrail
+from gateway.authz.decide import Authorizer
+from gateway.authz.levels import Level, model_object, workspace_object
+from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound, StoreUnavailable, hidden
+from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.paths import canonical_artifact_path
+from gateway.core.ports import Store
+from gateway.core.principal import Principal
+from gateway.db.locks import LockClass, autocommit_connection, held
+from gateway.registry.repository import NewActivity
+from gateway.registry.service import ActivityType, Model, RegistryWorkflow
+from gateway.stores.client import Refused, StoreClient, Transient, own_store
+
+PROMOTIONS_EXPERIMENT = "fedgate-promotions"
+KEY_TAG = "fedgate.promoted_from"  # w<workspace id>/<model id>/<version>: what makes a retry find its copy
+LINEAGE_TAGS = (
+    "fedgate.promoted_from.workspace",
+    "fedgate.promoted_from.model",
+    "fedgate.promoted_from.version",
+    "fedgate.promoted_from.run_id",
+)
+LOCK_WAIT_SECONDS = 600.0  # a copy of large files takes its time; a second promotion of it waits
+
+
+class ModelOwners(Protocol):
+    """What promotion needs of the gateway's model ids and owners (`AccessService` in the app)."""
+
+    async def model_id(self, link: WorkspaceLink, name: str, *, adopt: bool) -> str | None: ...
+
+    async def record_owner(self, principal: Principal, link: WorkspaceLink, kind: str, created: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Promoted:
+    version: dict[str, Any]  # the target's model version, as its store answers it
+    copied: bool  # False: an earlier promotion had made it (a retry)
+    files: int
+    bytes: int
+
+
+class Promotions:
+    def __init__(
+        self,
+        links: LinkTable,
+        stores: Mapping[str, Store],
+        authorizer: Authorizer,
+        models: ModelOwners,
+        workflow: RegistryWorkflow,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        audit: AuditTrail,
+    ) -> None:
+        self._links = links
+        self._stores = stores
+        self._authorizer = authorizer
+        self._models = models
+        self._workflow = workflow
+        self._sessionmaker = sessionmaker
+        self._audit = audit
+
+    async def promote(
+        self, principal: Principal, target: WorkspaceLink, qualified: str, version: str, target_name: str | None
+    ) -> Promoted:
+        source, name = self._source(qualified)
+        version = version.strip()
+        if not version.isdigit():
+            raise InvalidParameter(f"Invalid model version '{version[:40]}': a version is a positive integer.")
+        version = str(int(version))
+        target_name = (target_name or name).strip()
+        if not target_name or len(target_name) > 256:
+            raise InvalidParameter("target_name is 1 to 256 characters.")
+        if source.workspace_id == target.workspace_id:
+            raise InvalidParameter("A promotion copies into another workspace; this version is already here.")
+        # The source: CAN_READ on its model, else it does not exist.
+        missing = f"Registered Model with name={qualified} not found"
+        adopt = self._authorizer.allows(
+            principal, source.workspace_id, workspace_object(source.workspace_id), Level.CAN_READ
+        )
+        source_id = await self._models.model_id(source, name, adopt=adopt)
+        if source_id is None:
+            raise ResourceNotFound(missing)
+        self._authorizer.require(
+            principal, source.workspace_id, model_object(source.workspace_id, source_id), Level.CAN_READ, missing
+        )
+        from_store = own_store(self._stores, source)
+        found = await _maybe(from_store, "/api/2.0/mlflow/model-versions/get", {"name": name, "version": version})
+        if found is None:
+            raise ResourceNotFound(f"Model Version (name={qualified}, version={version}) not found")
+        source_version = found["model_version"]
+        uri = (
+            await from_store.get("/api/2.0/mlflow/model-versions/get-download-uri", {"name": name, "version": version})
+        )["artifact_uri"]
+        root = _store_path(str(uri), source)
+        # The target: CAN_EDIT on its model, or CAN_USE on the workspace for a new model.
+        target_id = await self._target_rights(principal, target, target_name)
+        key = f"w{source.workspace_id}/{source_id}/{version}"
+        async with (
+            autocommit_connection(self._sessionmaker) as connection,
+            held(
+                connection,
+                LockClass.REGISTRY_MODEL,
+                f"promote:{target.workspace_id}:{target_name}",
+                wait=LOCK_WAIT_SECONDS,
+            ) as got,
+        ):
+            if not got:
+                raise GatewayError(
+                    f"Another promotion into '{target_name}' is under way; try again shortly.",
+                    error_code="INVALID_STATE",
+                    status=409,
+                )
+            to_store = own_store(self._stores, target)
+            try:
+                existing = await self._copy_of(to_store, target_name, key)
+                if existing is not None:
+                    return Promoted(existing, False, 0, 0)
+                files, size, version_made, created_model = await self._copy(
+                    principal, source, name, version, source_version, root, target, to_store, target_name, key
+                )
+            except Transient as exc:
+                raise StoreUnavailable(f"A store did not answer during the promotion; try again ({exc}).") from exc
+            except Refused as exc:
+                raise GatewayError(
+                    exc.message or str(exc), error_code=exc.error_code or "INVALID_STATE", status=exc.status or 502
+                ) from exc
+        if created_model:
+            await self._models.record_owner(principal, target, "registered_model", target_name)
+        target_id = target_id or await self._models.model_id(target, target_name, adopt=True)
+        assert target_id is not None
+        source_model = Model(source, name, source_id, Level.CAN_READ.value)
+        target_model = Model(target, target_name, target_id, Level.CAN_EDIT.value)
+        made = str(version_made["version"])
+        run_id = str(source_version.get("run_id") or "")
+        await self._workflow.record(
+            principal,
+            [
+                (
+                    source_model,
+                    NewActivity(
+                        version,
+                        ActivityType.PROMOTED_TO_WORKSPACE,
+                        principal.name,
+                        system_comment=f"Copied to {target.name}.{target_name} version {made}.",
+                    ),
+                ),
+                (
+                    target_model,
+                    NewActivity(
+                        made,
+                        ActivityType.PROMOTED_FROM_WORKSPACE,
+                        principal.name,
+                        system_comment=f"Copied from {qualified} version {version}"
+                        + (f" (run {run_id})." if run_id else "."),
+                    ),
+                ),
+            ],
+        )
+        return Promoted(version_made, True, files, size)
+
+    def _source(self, qualified: str) -> tuple[WorkspaceLink, str]:
+        workspace, dot, name = qualified.partition(".")
+        if not dot or not name:
+            raise InvalidParameter(
+                f"Name the source model as '<workspace>.<name>' (e.g. 'team-a.churn'), not '{qualified[:200]}'."
+            )
+        link = self._links.get(workspace)
+        if link is None:
+            raise ResourceNotFound(f"Registered Model with name={qualified} not found")
+        return link, name
+
+    async def _target_rights(self, principal: Principal, target: WorkspaceLink, name: str) -> str | None:
+        """The target model's id when it exists (CAN_EDIT on it required), else None (CAN_USE on the workspace)."""
+        adopt = self._authorizer.allows(
+            principal, target.workspace_id, workspace_object(target.workspace_id), Level.CAN_READ
+        )
+        model_id = await self._models.model_id(target, name, adopt=adopt)
+        exists = model_id is not None or (
+            not adopt
+            and await _maybe(own_store(self._stores, target), "/api/2.0/mlflow/registered-models/get", {"name": name})
+            is not None
+        )
+        if model_id is not None:
+            self._authorizer.require(
+                principal,
+                target.workspace_id,
+                model_object(target.workspace_id, model_id),
+                Level.CAN_EDIT,
+                f"Registered Model with name={name} not found",
+            )
+            return model_id
+        if exists:  # a model of that name the caller cannot see: as refused as any other write to it
+            raise hidden(f"Registered Model with name={name} not found")
+        self._authorizer.require_workspace(principal, target.workspace_id, target.name, Level.CAN_USE)
+        return None
+
+    async def _copy_of(self, store: StoreClient, name: str, key: str) -> dict[str, Any] | None:
+        quoted = f'"{name}"' if "'" in name else f"'{name}'"
+        search = {"filter": f"name = {quoted} and tags.`{KEY_TAG}` = '{key}'", "max_results": "10"}
+        try:
+            page = await store.get("/api/2.0/mlflow/model-versions/search", search)
+        except Refused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        versions = page.get("model_versions") or []
+        return dict(versions[0]) if versions else None
+
+    async def _copy(
+        self,
+        principal: Principal,
+        source: WorkspaceLink,
+        name: str,
+        version: str,
+        source_version: Mapping[str, Any],
+        root: str,
+        target: WorkspaceLink,
+        to_store: StoreClient,
+        target_name: str,
+        key: str,
+    ) -> tuple[int, int, dict[str, Any], bool]:
+        experiment_id = await self._experiment(to_store)
+        lineage = [
+            source.name,
+            name,
+            version,
+            str(source_version.get("run_id") or ""),
+        ]
+        tags = [{"key": k, "value": v} for k, v in zip(LINEAGE_TAGS, lineage, strict=True) if v]
+        tags.append({"key": KEY_TAG, "value": key})
+        logged = (
+            await to_store.post(
+                "/api/2.0/mlflow/logged-models",
+                {"experiment_id": experiment_id, "name": target_name, "tags": tags},
+            )
+        )["model"]["info"]
+        logged_id = str(logged["model_id"])
+        destination = _store_path(str(logged["artifact_uri"]), target)
+        from_store = own_store(self._stores, source)
+        try:
+            files, size = await _stream_tree(from_store, root, to_store, destination)
+            await to_store.call(
+                "PATCH",
+                f"/api/2.0/mlflow/logged-models/{quote(logged_id)}",
+                {"model_id": logged_id, "status": "LOGGED_MODEL_READY"},
+            )
+        except BaseException:
+            with contextlib.suppress(Transient, Refused):
+                await to_store.call(
+                    "PATCH",
+                    f"/api/2.0/mlflow/logged-models/{quote(logged_id)}",
+                    {"model_id": logged_id, "status": "LOGGED_MODEL_UPLOAD_FAILED"},
+                )
+            raise
+        created_model = False
+        try:
+            await to_store.post("/api/2.0/mlflow/registered-models/create", {"name": target_name})
+            created_model = True
+        except Refused as exc:
+            if not exc.already_exists:
+                raise
+        body = {
+            "name": target_name,
+            "source": f"models:/{logged_id}",
+            "model_id": logged_id,
+            "tags": tags,
+            "description": str(source_version.get("description") or ""),
+        }
+        made = (await to_store.post("/api/2.0/mlflow/model-versions/create", body))["model_version"]
+        return files, size, dict(made), created_model
+
+    async def _experiment(self, store: StoreClient) -> str:
+        found = await _maybe(
+            store, "/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": PROMOTIONS_EXPERIMENT}
+        )
+        if found is not None:
+            return str(found["experiment"]["experiment_id"])
+        try:
+            created = await store.post("/api/2.0/mlflow/experiments/create", {"name": PROMOTIONS_EXPERIMENT})
+            return str(created["experiment_id"])
+        except Refused as exc:
+            if not exc.already_exists:
+                raise
+        again = await store.get("/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": PROMOTIONS_EXPERIMENT})
+        return str(again["experiment"]["experiment_id"])
+
+
+async def _stream_tree(source: StoreClient, root: str, target: StoreClient, destination: str) -> tuple[int, int]:
+    """Every file under `root` of the source store streamed to `destination` of the target; (files, bytes)."""
+    files = size = 0
+    folders = [""]
+    while folders:
+        folder = folders.pop()
+        listed = await source.get("/api/2.0/mlflow-artifacts/artifacts", {"path": f"{root}/{folder}".rstrip("/")})
+        for item in listed.get("files") or []:
+            relative = f"{folder}/{item['path']}".lstrip("/")
+            canonical_artifact_path(relative)
+            if item.get("is_dir"):
+                folders.append(relative)
+                continue
+            answer = await source.send(
+                "GET", "/api/2.0/mlflow-artifacts/artifacts/" + quote(f"{root}/{relative}"), idempotent=True
+            )
+            if answer.status != 200:
+                await source.document(answer)  # raises the store's refusal
+            try:
+                written = await target.send(
+                    "PUT",
+                    "/api/2.0/mlflow-artifacts/artifacts/" + quote(f"{destination}/{relative}"),
+                    headers=[("content-type", "application/octet-stream")],
+                    body=answer.iter_chunks(),
+                )
+            except Transient:
+                answer.release()
+                raise
+            await target.document(written)
+            files += 1
+            size += int(item.get("file_size") or 0)
+    return files, size
+
+
+async def _maybe(store: StoreClient, path: str, query: Mapping[str, str]) -> dict[str, Any] | None:
+    try:
+        return await store.get(path, query)
+    except Refused as exc:
+        if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def _store_path(uri: str, link: WorkspaceLink) -> str:
+    if not uri.startswith("mlflow-artifacts:/"):
+        raise InvalidParameter(
+            f"The files of this version are not in workspace '{link.name}''s proxied artifacts "
+            f"({uri.split(':', 1)[0]}:); they cannot be promoted through the gateway."
+        )
+    return canonical_artifact_path(uri[len("mlflow-artifacts:") :].lstrip("/"))
+
+
+class PromoteRequest(msgspec.Struct):
+    name: str  # <workspace>.<model>: the source
+    version: str
+    target_name: str | None = None  # the model in the target workspace (default: the source model's name)
+
+
+class PromoteResponse(msgspec.Struct):
+    model_version: dict[str, Any]
+    copied: bool
+    files: int
+    bytes: int

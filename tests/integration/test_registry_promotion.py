@@ -1,0 +1,125 @@
+"""Promotion of a model version from team-a (store a) into team-b's registry (store b) against a real gateway:
+the files copied byte for byte store to store, lineage on the copy, a retry that copies nothing, the activity
+log on both sides, the copy loadable with the stock client, and promotions refused without the rights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from tests.conftest import ADMIN_TOKEN, Stack
+from tests.support.identity import Admin, Person, unique
+
+pytestmark = pytest.mark.integration
+
+
+def tree(root: Path) -> dict[str, str]:
+    """relative path → sha256 of every file under `root` (the client's own registered_model_meta aside)."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.name != "registered_model_meta"
+    }
+
+
+def promote(stack: Stack, who: Person, body: dict[str, Any], workspace: str = "team-b") -> Any:
+    return who.http(stack, workspace).post(f"{stack.url}/api/2.0/fedgate/registry/promote", json=body, timeout=300)
+
+
+def activity_types(stack: Stack, workspace: str, name: str) -> list[tuple[str, str, str]]:
+    answer = stack.http(workspace).get(f"{stack.url}/api/2.0/mlflow/activities/list", params={"name": name}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return [(a["activity_type"], a["version"], a.get("system_comment") or "") for a in answer.json()["activities"]]
+
+
+def test_a_version_is_promoted_from_team_a_to_team_b_byte_for_byte_with_lineage(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    promoter = admin.person(f"{unique('promoter')}@example.com")
+    outsider = admin.person(f"{unique('outsider')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    for person in (promoter, outsider):
+        admin.grant("workspaces/team-b", "CAN_USE", user=person.name)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", owner.token)
+    mlflow.set_workspace("team-a")
+    mlflow.set_experiment(unique("promote-src"))
+    rng = np.random.default_rng(11)
+    features = rng.random((25, 4))
+    model = LogisticRegression().fit(features, (features[:, 2] > 0.5).astype(int))
+    name = unique("churn")
+    with mlflow.start_run() as run:
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+        mlflow.log_text("not part of the model", "notes.txt")
+    model_id = owner.http(stack, "team-a").get(
+        f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name}, timeout=60
+    )
+    assert model_id.status_code == 200, model_id.text
+    source_id = model_id.json()["registered_model_databricks"]["id"]
+    body = {"name": f"team-a.{name}", "version": "1"}
+
+    # Without CAN_READ on the source model it does not exist; nor does a version it lacks.
+    refused = promote(stack, outsider, body)
+    assert refused.status_code == 404 and refused.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", refused.text
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=promoter.name, workspace="team-a")
+    missing = promote(stack, promoter, {**body, "version": "7"})
+    assert missing.status_code == 404, missing.text
+    assert promote(stack, promoter, {"name": name, "version": "1"}).status_code == 400  # not qualified
+    assert promote(stack, promoter, body, workspace="team-a").status_code == 400  # into its own workspace
+
+    done = promote(stack, promoter, body)
+    assert done.status_code == 200, done.text
+    answer = done.json()
+    assert answer["copied"] is True and answer["files"] >= 3
+    copy = answer["model_version"]
+    assert (copy["name"], copy["version"], copy["current_stage"]) == (name, "1", "None")
+    tags = {t["key"]: t["value"] for t in copy["tags"]}
+    assert tags["fedgate.promoted_from.workspace"] == "team-a"
+    assert tags["fedgate.promoted_from.model"] == name
+    assert tags["fedgate.promoted_from.version"] == "1"
+    assert tags["fedgate.promoted_from.run_id"] == run.info.run_id
+
+    # A retry finds the copy and makes nothing.
+    again = promote(stack, promoter, body)
+    assert again.status_code == 200, again.text
+    assert (again.json()["copied"], again.json()["model_version"]["version"]) == (False, "1")
+
+    # Byte for byte: the source version's files and the copy's, each read through its own workspace.
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
+    mlflow.set_workspace("team-a")
+    source_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path / "a")))
+    mlflow.set_workspace("team-b")
+    copy_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path / "b")))
+    assert tree(source_dir) == tree(copy_dir) and "MLmodel" in tree(copy_dir)
+    assert "notes.txt" not in tree(copy_dir)
+
+    # The promoter owns the new model of team-b and loads the copy by its model grant (account scope).
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", promoter.token)
+    mlflow.set_workspace("account")
+    loaded = mlflow.pyfunc.load_model(f"models:/team-b.{name}/1")
+    assert list(loaded.predict(features)) == list(model.predict(features))
+
+    # One activity on each side, whatever the retries.
+    assert activity_types(stack, "team-a", name) == [
+        ("PROMOTED_TO_WORKSPACE", "1", f"Copied to team-b.{name} version 1.")
+    ]
+    assert activity_types(stack, "team-b", name) == [
+        ("PROMOTED_FROM_WORKSPACE", "1", f"Copied from team-a.{name} version 1 (run {run.info.run_id}).")
+    ]
+
+    # Someone who may use team-b but not edit the promoter's model there may not add a version to it.
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=outsider.name, workspace="team-a")
+    into_theirs = promote(stack, outsider, body)
+    assert into_theirs.status_code == 404, into_theirs.text  # the target model is not theirs to see
+    renamed = promote(stack, outsider, {**body, "target_name": f"{name}-mine"})
+    assert renamed.status_code == 200 and renamed.json()["copied"] is True, renamed.text
