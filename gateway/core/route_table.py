@@ -602,6 +602,7 @@ MODEL_VERSIONS_TRANSITION_STAGE = declared("POST /mlflow/model-versions/transiti
 REGISTERED_MODELS_SET_ALIAS = declared("POST /mlflow/registered-models/alias")
 REGISTERED_MODELS_DELETE_ALIAS = declared("DELETE /mlflow/registered-models/alias")
 ARTIFACT_UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")
+GATEWAY_PROXY_INVOKE = declared("POST /mlflow/gateway-proxy")
 GRAPHQL = declared("POST /graphql")
 
 

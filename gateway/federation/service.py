@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import re
 import time
@@ -35,7 +36,7 @@ from gateway.core.paths import (
     rewrite_artifact_workspace,
 )
 from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
-from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, Body, Resource
+from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, GATEWAY_PROXY_INVOKE, Body, Resource
 from gateway.core.workspace_headers import WorkspaceHeaders, read_workspace_headers
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
@@ -339,6 +340,8 @@ class Forwarder:
         call.query = canonical_query(call.query)
         if call.spec.relative_path:
             _check_relative_path(call.query, call.spec.relative_path)
+        if call.spec is GATEWAY_PROXY_INVOKE and isinstance(call.body, bytes):
+            _check_gateway_path(call.body)
         if call.spec.body is Body.GRAPHQL:
             graphql = canonical_graphql(call.body if isinstance(call.body, bytes) else b"")
             call.body = graphql.body()
@@ -435,6 +438,24 @@ def _check_relative_path(query: str, name: str) -> None:
         raise InvalidParameter(f"Only one '{name}' parameter is allowed.")
     for value in values:
         canonical_artifact_path(value)
+
+
+def _check_gateway_path(body: bytes) -> None:
+    """The UI's deployments proxy: the store posts to `<deployments target>/<gateway_path>` and accepts any
+    `gateway/<one segment>/invocations`, `..` and percent escapes included; those segments are refused here.
+
+    Only `gateway_path` is read (the rest of the body is forwarded as sent); a body without one is the store's to
+    answer."""
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        return
+    value = fields.get("gateway_path") if isinstance(fields, dict) else None
+    if not isinstance(value, str):
+        return
+    for segment in value.strip("/").split("/"):
+        if segment in (".", "..") or "%" in segment or "\\" in segment:
+            raise InvalidParameter(f"Invalid gateway_path: {value} for method: POST")
 
 
 def _replace_query_param(query: str, name: str, value: str) -> str:
