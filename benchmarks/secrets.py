@@ -251,7 +251,9 @@ def main() -> int:
         if worktree is not None:
             path = config(root, "before", database.url, stores, bao, 0)
             before_env = {**env, "PYTHONPATH": str(worktree)}
-            gateways.append(GatewayProcess(path, before_env, log_path=root / "before.log").start(timeout=180))
+            # Started in the worktree: `python -m` puts the working directory before PYTHONPATH on sys.path.
+            before = GatewayProcess(path, before_env, log_path=root / "before.log", cwd=worktree)
+            gateways.append(before.start(timeout=180))
             gateways_by_label[f" {args.before[:12]}"] = gateways[-1].url
         token = make_user(plain.url)
         runs = {workspace: prepare(plain.url, token, workspace) for workspace in WORKSPACES}

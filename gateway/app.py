@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response, Router
 from litestar.di import Provide
@@ -26,6 +27,7 @@ from litestar.exceptions import (
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.postgres_notify import PostgresNotifications
@@ -73,6 +75,7 @@ from gateway.core.config import (
 from gateway.core.destinations import AllowList
 from gateway.core.errors import (
     BODY_DECODE_ERRORS,
+    DatabaseUnavailable,
     GatewayError,
     InvalidParameter,
     PermissionDenied,
@@ -90,6 +93,7 @@ from gateway.core.route_table import (
 from gateway.core.watch import ReloadLoop
 from gateway.core.workspace_headers import ID_HEADER, NAME_HEADER
 from gateway.db.engine import make_sessionmaker
+from gateway.db.errors import database_unreachable
 from gateway.db.locks import autocommit_connection
 from gateway.db.migrate import database_revision
 from gateway.db.pools import DatabasePools, PoolName
@@ -148,6 +152,7 @@ from gateway.secrets.leaks import LeakGuard
 from gateway.secrets.moves import SecretMoves
 from gateway.secrets.repository import SECRET_READS_CHANNEL
 from gateway.secrets.routes import SecretsController
+from gateway.secrets.runstate import RunChecks, RunStateChanges
 from gateway.secrets.service import SecretScopes
 from gateway.secrets.taint import TaintedRuns
 from gateway.sql.repository import ViewRepository
@@ -329,6 +334,28 @@ def _malformed_body(request: Request[Any, Any, Any], exc: Exception) -> Response
     return _gateway_error(request, error)
 
 
+def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The gateway's database could not be reached: 503 TEMPORARILY_UNAVAILABLE with Retry-After, whichever route
+    and whichever shape the driver or SQLAlchemy gave it (gateway/db/errors.py); any other error of the
+    database or an OSError of something else is unexpected (500)."""
+    if not database_unreachable(exc):
+        return _unexpected(request, exc)
+    log.warning(
+        "the database could not be reached",
+        extra={"request_id": request.scope.get(REQUEST_ID_KEY, ""), "error": type(exc).__name__},  # type: ignore[call-overload,unused-ignore]
+    )
+    return _gateway_error(request, DatabaseUnavailable())
+
+
+# Raised when the database cannot be reached, among others: each is looked at (`database_unreachable`).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.DBAPIError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """One log line (request id, route, exception type, the frames it came through) and a 500 without a trace.
 
@@ -425,6 +452,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     # Where secret scopes keep their values: each workspace's configured vault, else the built-in one.
     vaults = build_vaults(settings, sessionmaker)
     tainted = TaintedRuns(sessionmaker)  # the runs that read a secret: the leak guard checks their writes
+    # A run's read is decided, audited and noted in one statement; a worker trusts its recent check that the run
+    # is RUNNING while no call through the gateway changed the run's state (secrets/runstate.py).
+    secrets_pool = pools.lazy(PoolName.SECRETS, reset=False)
     secrets = SecretScopes(
         sessionmaker,
         policy,
@@ -434,6 +464,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         runs,  # a run's read of a secret: where the run lives ...
         direct.fetch,  # ... and its status and experiment, from its store
         tainted,
+        pool=secrets_pool.pool,
+        checks=RunChecks(settings.secrets.run_check_seconds),
     )
 
     # The request pipeline (federation/service.py) and what plugs into it (federation/hooks.py).
@@ -475,7 +507,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         guard,
         sender,
         after_write,
-        before_send=[destinations, leak_guard, property_guard],
+        # Last: a call that may end runs outdates every worker's check of them only once nothing refused it.
+        before_send=[destinations, leak_guard, property_guard, RunStateChanges(secrets_pool.pool)],
         write_ahead=intents,
     )
     # Registered models of every workspace, `<workspace>.<name>`, and their files by the model's grant.
@@ -609,6 +642,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await reconciler.stop()
             await index_sync.stop()
             await index_pool.close()
+            await secrets_pool.close()
             await sql.close()
             for watcher in watchers:
                 await watcher.stop()
@@ -695,6 +729,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             GatewayError: gateway_error,
             HTTPException: _http_exception,
             **dict.fromkeys(BODY_DECODE_ERRORS, _malformed_body),
+            # The database down: 503 for every route, in MLflow's error shape (gateway/db/errors.py).
+            **dict.fromkeys(DATABASE_ERRORS, _database_error),
             Exception: _unexpected,
         },
         lifespan=[lifespan],

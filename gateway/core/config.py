@@ -211,6 +211,8 @@ def builtin_vault_configured(vaults: Mapping[str, object], environ: Mapping[str,
 
 # The longest an operator may let a replica keep a vault's values in memory ([secrets] cache_seconds).
 MAX_SECRET_CACHE_SECONDS = 300.0
+# The longest a replica may trust its own check that a run is RUNNING ([secrets] run_check_seconds).
+MAX_RUN_CHECK_SECONDS = 60.0
 
 
 class SecretsSettings(_Settings):
@@ -223,6 +225,10 @@ class SecretsSettings(_Settings):
     # Bounds of that cache per vault and replica: values, and bytes of values; least recently used go first.
     cache_max_entries: int = 10_000
     cache_max_bytes: int = 32 * 1024 * 1024
+    # How long a worker trusts its store's answer that a run is RUNNING, for the run's later reads, while no
+    # call through the gateway changed the run's state (gateway/secrets/runstate.py). A run ended in its store
+    # without the gateway is seen up to this late; 0: the store is asked on every read. At most 60.
+    run_check_seconds: float = 5.0
 
 
 class OutboundSettings(_Settings):
@@ -554,6 +560,11 @@ def check_secrets(secrets: SecretsSettings) -> None:
         raise ConfigError(
             f"secrets.cache_seconds: must be between 0 (no cache) and {MAX_SECRET_CACHE_SECONDS:g}, "
             f"got {secrets.cache_seconds:g}"
+        )
+    if not 0 <= secrets.run_check_seconds <= MAX_RUN_CHECK_SECONDS:
+        raise ConfigError(
+            f"secrets.run_check_seconds: must be between 0 (ask the store on every read) and "
+            f"{MAX_RUN_CHECK_SECONDS:g}, got {secrets.run_check_seconds:g}"
         )
     if secrets.cache_max_entries < 1:
         raise ConfigError("secrets.cache_max_entries: must be at least 1")

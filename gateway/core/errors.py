@@ -144,6 +144,18 @@ class StoreUnavailable(GatewayError):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
+class DatabaseUnavailable(GatewayError):
+    """The gateway's own database could not be reached (refused, lost, shutting down): 503 with Retry-After."""
+
+    error_code = "TEMPORARILY_UNAVAILABLE"
+    status = 503
+
+    def __init__(
+        self, message: str = "The gateway's database is not available right now; try again later.", retry_after: int = 5
+    ) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 class StoreTimeout(GatewayError):
     error_code = "DEADLINE_EXCEEDED"
     status = 504

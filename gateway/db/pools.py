@@ -8,10 +8,12 @@ One worker (a uvicorn process) opens at most these many connections, `P` being `
     bookkeeping.derived  P    run routes and index rows of accepted writes (asynchronous commit)
     sql                  P    SQL statements; each holds one for as long as it runs
     index_sync           P    index sync passes (each holds one for the whole pass) and its status reads
+    secrets              P    a run's secret reads (one statement each: checks, audit row, read noted) and the
+                              version bumps of run state changes (gateway/secrets/runstate.py)
     listeners            one per LISTEN channel (adapters/postgres_notify.py), and one holding the
                          worker's presence lock (federation/intents.py)
 
-With the default P = 10, three channels and the presence lock that is 64 per worker. A deployment opens at most
+With the default P = 10, three channels and the presence lock that is 74 per worker. A deployment opens at most
 `total * workers * replicas`, which must stay below PostgreSQL's `max_connections` less what
 migrations, administrators and superusers need; each worker logs its `budget` at start-up. Asyncpg
 pools are opened on first use: a pool a worker never uses holds no connection.
@@ -36,6 +38,7 @@ class PoolName(StrEnum):
     DERIVED = "bookkeeping.derived"
     SQL = "sql"
     INDEX_SYNC = "index_sync"
+    SECRETS = "secrets"
     LISTENERS = "listeners"
 
 
@@ -49,6 +52,7 @@ def connection_budget(pool_size: int, listeners: int) -> dict[str, int]:
         PoolName.DERIVED: pool_size,
         PoolName.SQL: pool_size,
         PoolName.INDEX_SYNC: pool_size,
+        PoolName.SECRETS: pool_size,
         PoolName.LISTENERS: listeners,
     }
 
@@ -64,15 +68,38 @@ class PoolOpener(Protocol):
     async def __call__(self, name: str, server_settings: Mapping[str, str] | None = None, /) -> asyncpg.Pool: ...
 
 
-async def _create(dsn: str, max_size: int, server_settings: Mapping[str, str] | None) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, server_settings=dict(server_settings or {}))
+async def _create(
+    dsn: str, max_size: int, server_settings: Mapping[str, str] | None, *, reset: bool = True
+) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        server_settings=dict(server_settings or {}),
+        reset=None if reset else _no_reset,
+    )
+
+
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    """No reset query on release (asyncpg still rolls back a transaction left open): for a pool whose users run
+    single statements that leave nothing behind on the session, so that giving a connection back costs no round
+    trip."""
 
 
 class LazyPool:
     """An asyncpg pool of at most `max_size` connections, opened on first use (opening needs the running loop)."""
 
-    def __init__(self, name: str, dsn: str, max_size: int, server_settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        max_size: int,
+        server_settings: Mapping[str, str] | None = None,
+        *,
+        reset: bool = True,
+    ) -> None:
         self.name = name
+        self._reset = reset
         self.max_size = max_size
         self._dsn = dsn
         self._settings = server_settings
@@ -83,7 +110,7 @@ class LazyPool:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
-                    self._pool = await _create(self._dsn, self.max_size, self._settings)
+                    self._pool = await _create(self._dsn, self.max_size, self._settings, reset=self._reset)
         return self._pool
 
     async def acquire(self) -> asyncpg.Connection:
@@ -91,7 +118,7 @@ class LazyPool:
         return await (await self.pool()).acquire()
 
     async def release(self, connection: asyncpg.Connection) -> None:
-        """Back to the pool, reset: session settings, open transactions and session advisory locks end."""
+        """Back to the pool, reset (unless made with `reset=False`): settings, transactions and session locks end."""
         await (await self.pool()).release(connection)
 
     @asynccontextmanager
@@ -126,8 +153,9 @@ class DatabasePools:
             raise ValueError(f"no asyncpg pool named {name!r} in the connection budget")
         return self.budget[name]
 
-    def lazy(self, name: PoolName, server_settings: Mapping[str, str] | None = None) -> LazyPool:
-        return LazyPool(name, self.dsn, self._size(name), server_settings)
+    def lazy(self, name: PoolName, server_settings: Mapping[str, str] | None = None, *, reset: bool = True) -> LazyPool:
+        """A pool opened on first use; `reset=False`: connections go back without a reset query (see `_no_reset`)."""
+        return LazyPool(name, self.dsn, self._size(name), server_settings, reset=reset)
 
     def opener(self, owner: str) -> PoolOpener:
         """Opens `<owner>.<name>` pools for an owner that keeps several (bookkeeping: outbox, derived)."""

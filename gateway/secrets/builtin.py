@@ -24,18 +24,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.ports import SecretInfo, VaultDenied, VaultUnavailable
+from gateway.db.errors import database_unreachable
 from gateway.secrets.crypto import Keyring, Sealed, SealError
 
 log = logging.getLogger(__name__)
 
 ROTATION_BATCH = 100
-# Failures of the database itself (not of a statement): the vault is unavailable and the caller may retry.
-_DATABASE_DOWN = (OSError, TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError)
+# What the database may raise when it cannot be reached, in any of SQLAlchemy's and asyncpg's shapes; each is
+# looked at (gateway/db/errors.py): a database that is away makes the vault unavailable (the caller may retry),
+# any other failure of a statement is raised as it is.
+_DATABASE_DOWN = (OSError, sa_exc.DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 _GET = text("SELECT kid, nonce, ciphertext FROM vault_values WHERE location = :location AND key = :key")
 _GET_MANY = text("SELECT key, kid, nonce, ciphertext FROM vault_values WHERE location = :location AND key = ANY(:keys)")
@@ -285,6 +289,8 @@ class BuiltinVault:
 
 
 def _unavailable(exc: BaseException) -> NoReturn:
+    if not database_unreachable(exc):
+        raise exc
     # Not chained: SQLAlchemy's message of a failed statement lists its parameters (nonces, ciphertexts).
     cause = getattr(exc, "orig", None) or exc
     raise VaultUnavailable(f"built-in vault: the database did not answer ({type(cause).__name__})") from None

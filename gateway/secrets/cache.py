@@ -5,7 +5,8 @@ The composition root (gateway/app.py, `build_vaults`) wraps each vault in a `Cac
 
 - Only values are cached, those `get` and `get_many` answered (a run's reads), per (location, key),
   for at most `ttl_seconds` from when the vault answered. Never an authorization decision: the
-  service decides every read before the vault is asked, and this cache is asked only then.
+  service decides every read, and answers a value only once it allowed the read (it may ask the vault,
+  and so this cache, while its statement decides, when it predicts the read is allowed: service.py).
 - A missing value is cached as missing for the same time, so a put, an update and a delete made
   through another replica all reach this one within `ttl_seconds`.
 - A put, delete or drop through this object forgets what it changes, before and after the vault is

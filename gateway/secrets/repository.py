@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import asyncpg
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -178,3 +179,110 @@ class ReadRepository:
             delete(RunSecretReadRow).where(RunSecretReadRow.workspace_id == workspace_id)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# A run's read, decided and noted in one autocommitted statement (service.py, `SecretScopes._read`): the scopes
+# asked for ($2, in order) with whether the caller may read each ($3: its own grants say so; $4: it is a user
+# of the workspace, for the scope's `users` entry), the run's state version ($6 subjects, runstate.py) and,
+# only when every scope is readable and the version is the one the run was checked at ($7; $8: checked by
+# this request, so a change in flight does not matter), the audit rows ($9 actor, $10 action, $11 targets,
+# $12 details) and the keys the run read ($13 scopes, $14 keys, NOTIFYing $16, SECRET_READS_CHANNEL, when one is new).
+_CHECKED_READ = """
+WITH wanted AS (
+    SELECT w.name, w.own, w.ord FROM unnest($2::text[], $3::bool[]) WITH ORDINALITY AS w(name, own, ord)
+), found AS (
+    SELECT wanted.name, wanted.ord, s.vault, s.location, s.users_permission,
+           s.id IS NOT NULL
+           AND (wanted.own OR ($4 AND coalesce(s.users_permission IN ('READ', 'WRITE', 'MANAGE'), false))) AS readable
+    FROM wanted LEFT JOIN secret_scopes s ON s.workspace_id = $1 AND s.name = wanted.name
+), state AS (
+    SELECT coalesce(sum(c.version), 0)::bigint AS version,
+           coalesce(bool_and(c.in_flight = 0 OR c.changed_at < now() - make_interval(secs => $15)), true) AS steady
+    FROM run_state_changes c WHERE c.subject = ANY($6::text[])
+), decision AS (
+    -- Never NULL: bool_and skips NULLs, and a NULL would let the inserts below through.
+    SELECT coalesce((SELECT bool_and(coalesce(readable, false)) FROM found), false)
+           AND $7::bigint IS NOT NULL AND state.version = $7::bigint
+           AND ($8 OR state.steady) AS ok
+    FROM state
+), audited AS (
+    INSERT INTO audit_log (actor, action, target, outcome, details, request_id)
+    SELECT $9, $10, t.target, 'ok', t.details::jsonb, '' FROM unnest($11::text[], $12::text[]) AS t(target, details)
+    WHERE (SELECT ok FROM decision)
+    RETURNING 1
+), noted AS (
+    INSERT INTO run_secret_reads (workspace_id, run_id, scope, key)
+    SELECT $1, $5, r.scope, r.key FROM unnest($13::text[], $14::text[]) AS r(scope, key)
+    WHERE (SELECT ok FROM decision)
+    ON CONFLICT ON CONSTRAINT run_secret_reads_unique DO NOTHING
+    RETURNING 1
+)
+SELECT found.name, found.vault, found.location, found.users_permission, found.readable,
+       (SELECT ok FROM decision) AS ok, (SELECT version FROM state) AS version, (SELECT steady FROM state) AS steady,
+       (SELECT count(*) FROM audited) AS audited,
+       (SELECT count(*) FROM (SELECT pg_notify($16, $5) FROM noted LIMIT 1) AS n) AS notified
+FROM found ORDER BY found.ord
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadDecision:
+    """What the read's statement found: each scope asked for (None: no such scope) and whether it is readable,
+    the run's state version, and whether the read was allowed (and so audited and noted)."""
+
+    scopes: list[tuple[str, StoredScope | None, bool]]
+    ok: bool
+    version: int
+    steady: bool  # no change of the run's state in flight
+
+
+async def checked_read(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    *,
+    workspace_id: int,
+    scopes: list[str],
+    own: list[bool],
+    workspace_user: bool,
+    run_id: str,
+    subjects: list[str],
+    expected_version: int | None,
+    checked_now: bool,
+    actor: str,
+    action: str,
+    audit_targets: list[str],
+    audit_details: list[str],
+    read_scopes: list[str],
+    read_keys: list[str],
+    in_flight_seconds: float,
+) -> ReadDecision:
+    rows = await connection.fetch(
+        _CHECKED_READ,
+        workspace_id,
+        scopes,
+        own,
+        workspace_user,
+        run_id,
+        subjects,
+        expected_version,
+        checked_now,
+        actor,
+        action,
+        audit_targets,
+        audit_details,
+        read_scopes,
+        read_keys,
+        in_flight_seconds,
+        SECRET_READS_CHANNEL,
+    )
+    found = [
+        (
+            row["name"],
+            StoredScope(workspace_id, row["name"], row["vault"], row["location"], "", row["users_permission"])
+            if row["vault"] is not None
+            else None,
+            bool(row["readable"]),
+        )
+        for row in rows
+    ]
+    first = rows[0]
+    return ReadDecision(found, bool(first["ok"]), int(first["version"]), bool(first["steady"]))

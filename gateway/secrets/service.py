@@ -18,17 +18,21 @@ Who may do what, as in Databricks:
 
 Every change is audited without its value. A vault that does not answer is 503 with Retry-After.
 
-A run's allowed read is noted (scope and key, never the value) in the read's transaction, and the run is
-known to this worker as one that read a secret before the value is answered: the leak guard (leaks.py)
-then refuses writes of the run that carry the value.
+A run's read is decided, audited and noted (scope and keys asked for, never a value) in one statement
+(`checked_read`, repository.py), the run's state from this worker's recent check of its store while nothing
+changed it (runstate.py); the run is known to this worker as one that read a secret before the value is
+answered: the leak guard (leaks.py) then refuses writes of the run that carry the value.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -50,13 +54,15 @@ from gateway.core.errors import (
     InvalidState,
     PermissionDenied,
     ResourceNotFound,
+    StoreUnavailable,
     hidden,
 )
 from gateway.core.links import WorkspaceLink
 from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultReadOnly, VaultUnavailable
 from gateway.core.principal import Principal
 from gateway.federation.locate import RunDirectory
-from gateway.secrets.repository import ReadRepository, ScopeRepository, StoredScope
+from gateway.secrets.repository import ScopeRepository, StoredScope, checked_read
+from gateway.secrets.runstate import IN_FLIGHT_SECONDS, PoolSource, RunChecks, subjects
 from gateway.secrets.schemas import (
     AclItem,
     ListAclsResponse,
@@ -75,6 +81,7 @@ NAME_RE = SECRET_NAME_RE  # scope and key names: [A-Za-z0-9_.-]{1,128}
 MAX_VALUE_BYTES = 128 * 1024
 RETRY_AFTER_SECONDS = 5
 MAX_KEYS_PER_READ = 100
+MAX_KNOWN_SCOPES = 10_000  # scope rows a worker remembers (vault and location) to ask a vault early
 T = TypeVar("T")
 Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
 
@@ -91,6 +98,23 @@ class _Run(msgspec.Struct):
 
 class _RunBody(msgspec.Struct):
     run: _Run = msgspec.field(default_factory=_Run)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prediction:
+    """What a worker knows of a run's read before its statement decides it, from the live policy and its memory.
+
+    `own`: per scope, whether the caller's own grants (or an admin's rights) give READ; `user`: whether it is a
+    user of the workspace (for a scope's `users` entry); `version`: the run's state version at this worker's
+    recent check that it is RUNNING, when that check stands and the caller may edit the run, else None (the
+    statement then refuses and the store is asked); `scopes`: the scopes as last seen, when all of this says the
+    read will be allowed, so the vaults may be asked at once; None otherwise.
+    """
+
+    own: list[bool]
+    user: bool
+    version: int | None
+    scopes: dict[str, StoredScope] | None
 
 
 class _Refused(Exception):
@@ -157,6 +181,9 @@ class SecretScopes:
         runs: RunDirectory | None = None,
         fetch: Fetch | None = None,
         tainted: TaintedRuns | None = None,
+        *,
+        pool: PoolSource | None = None,
+        checks: RunChecks | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._policy = policy
@@ -166,6 +193,10 @@ class SecretScopes:
         self._runs = runs  # which workspace a run the gateway saw created is in
         self._fetch = fetch  # the gateway's own reads of a workspace's store (the run's status and experiment)
         self._tainted = tainted  # the runs that read a secret, as this worker knows them (the leak guard's)
+        self._pool = pool  # a run's read: decided, audited and noted in one statement on a connection of this pool
+        self._checks = checks  # this worker's recent checks that runs are RUNNING (runstate.py)
+        # Scopes as the last read's statement found them: a predicted read asks their vaults early.
+        self._known_scopes: OrderedDict[tuple[int, str], StoredScope] = OrderedDict()
 
     # -- decisions --------------------------------------------------------------------------------------
 
@@ -412,13 +443,19 @@ class SecretScopes:
     ) -> dict[tuple[str, str], bytes | None]:
         """The values of `wanted` (scope -> keys) when the run may read every scope of it; one audit row per scope.
 
-        Everything is checked before any vault is asked; a refusal is RESOURCE_DOES_NOT_EXIST with `missing` of
-        the scope refused (or of the first scope, when the run is).
+        The read is decided, audited and noted for the leak guard (the keys asked for) in one statement,
+        committed before any value goes out; a refusal is RESOURCE_DOES_NOT_EXIST with `missing` of the scope
+        refused (or of the first scope, when the run is). The vaults are asked once the statement allowed the
+        read, or at the same time as the statement when this worker can tell that it will (`_Prediction`):
+        those values are dropped unless it did, for the scopes' vaults and locations as the statement found them.
         """
         details: dict[str, object] = {"run_id": run_id[:64]}
+        ahead = self._predict(principal, link, wanted, run_id)
+        early = asyncio.create_task(self._values(ahead.scopes, wanted)) if ahead.scopes is not None else None
         try:
-            stored = await self._readable(principal, link, list(wanted), run_id)
+            stored = await self._readable(principal, link, wanted, run_id, action, details, ahead)
         except _Refused as refused:
+            await _drop(early)
             for scope, keys in wanted.items():
                 reason = refused.reason
                 if refused.scope is not None and refused.scope != scope:
@@ -426,43 +463,140 @@ class SecretScopes:
                 target = scope_object(link.workspace_id, scope)
                 await self._record(principal, action, target, "denied", {**details, "keys": keys, "reason": reason})
             raise ResourceNotFound(missing(refused.scope or next(iter(wanted)))) from None
-        values: dict[tuple[str, str], bytes | None] = {}
-        for scope, keys in wanted.items():
-            found = await _call(self._vault(stored[scope].vault).get_many(stored[scope].location, keys))
-            present = [k for k in keys if found.get(k) is not None]
-            target = scope_object(link.workspace_id, scope)
-            # Noted before any value goes out: from now on the leak guard checks the run's writes for it.
-            async with self._sessionmaker() as session, session.begin():
-                await ReadRepository(session).record(link.workspace_id, run_key(run_id), scope, present)
-                await self._audit.write(
-                    session, entry(principal.name, action, target, "ok", {**details, "keys": keys, "found": present})
-                )
-            values.update({(scope, k): found.get(k) for k in keys})
-        if self._tainted is not None and any(value is not None for value in values.values()):
+        except BaseException:
+            await _drop(early)
+            raise
+        # Noted before any value goes out: from now on the leak guard checks the run's writes for it.
+        if self._tainted is not None:
             self._tainted.add(run_id)
+        if (
+            early is not None
+            and ahead.scopes is not None
+            and all(
+                (ahead.scopes[s].vault, ahead.scopes[s].location) == (stored[s].vault, stored[s].location)
+                for s in wanted
+            )
+        ):
+            return await early
+        await _drop(early)
+        return await self._values(stored, wanted)
+
+    async def _values(
+        self, stored: Mapping[str, StoredScope], wanted: Mapping[str, list[str]]
+    ) -> dict[tuple[str, str], bytes | None]:
+        """The values of `wanted` from each scope's vault, the scopes' vaults asked at once."""
+
+        async def fetch(scope: str, keys: list[str]) -> dict[str, bytes | None]:
+            return await _call(self._vault(stored[scope].vault).get_many(stored[scope].location, keys))
+
+        if len(wanted) == 1:
+            found = [await fetch(*next(iter(wanted.items())))]
+        else:
+            found = list(await asyncio.gather(*(fetch(scope, keys) for scope, keys in wanted.items())))
+        values: dict[tuple[str, str], bytes | None] = {}
+        for (scope, keys), answer in zip(wanted.items(), found, strict=True):
+            values.update({(scope, k): answer.get(k) for k in keys})
         return values
 
+    def _predict(
+        self, principal: Principal, link: WorkspaceLink, wanted: Mapping[str, list[str]], run_id: str
+    ) -> _Prediction:
+        """What this worker knows of the read before the statement decides it (see `_Prediction`)."""
+        if self._checks is None or not self._authorizer.enters(principal, link.workspace_id):
+            return _Prediction([], False, None, None)
+        scopes = list(wanted)
+        own = [self.permission(principal, link, scope, None) is not None for scope in scopes]
+        user = not all(own) and self._workspace_user(principal, link)
+        checked = self._checks.get(link, run_id) if 0 < len(run_id) <= 256 else None
+        if checked is None or not self._editable(principal, link, checked.experiment_id):
+            return _Prediction(own, user, None, None)
+        known = [self._known_scopes.get((link.workspace_id, scope)) for scope in scopes]
+        readable = all(
+            row is not None and (mine or (user and row.users_permission in PERMISSION_RANK))
+            for row, mine in zip(known, own, strict=True)
+        )
+        rows = {scope: row for scope, row in zip(scopes, known, strict=True) if row is not None}
+        return _Prediction(own, user, checked.version, rows if readable else None)
+
+    def _know_scopes(self, workspace_id: int, found: list[tuple[str, StoredScope | None, bool]]) -> None:
+        for scope, stored, _ in found:
+            if stored is None:
+                self._known_scopes.pop((workspace_id, scope), None)
+                continue
+            self._known_scopes[(workspace_id, scope)] = stored
+            self._known_scopes.move_to_end((workspace_id, scope))
+        while len(self._known_scopes) > MAX_KNOWN_SCOPES:
+            self._known_scopes.popitem(last=False)
+
     async def _readable(
-        self, principal: Principal, link: WorkspaceLink, scopes: list[str], run_id: str
+        self,
+        principal: Principal,
+        link: WorkspaceLink,
+        wanted: Mapping[str, list[str]],
+        run_id: str,
+        action: str,
+        details: dict[str, object],
+        ahead: _Prediction,
     ) -> dict[str, StoredScope]:
-        """The scopes, when the caller holds READ on each and the run may read from them; else `_Refused`."""
+        """The scopes, once the read is allowed, audited and noted (one statement); else `_Refused`.
+
+        The scopes and the caller's READ on each are decided first, then the run: from this worker's recent
+        check of it (runstate.py) when the run's state version says nothing changed since, else by asking the
+        run's store, as `_running_run` does.
+        """
+        if self._pool is None or self._checks is None:
+            raise _Refused("run reads not wired")
         if not self._authorizer.enters(principal, link.workspace_id):
             raise _Refused("workspace")
-        found: dict[str, StoredScope] = {}
-        async with self._sessionmaker() as session:
-            repo = ScopeRepository(session)
-            for scope in scopes:
-                stored = await repo.get(link.workspace_id, scope)
+        scopes = list(wanted)
+        valid_run = 0 < len(run_id) <= 256
+        expected = ahead.version
+        audit = [entry(principal.name, action, scope_object(link.workspace_id, s), "ok", {**details, "keys": k})
+                 for s, k in wanted.items()]  # fmt: skip
+        checked_now = False
+        pool = await self._pool()
+        for _ in range(3):
+            decision = await checked_read(
+                pool,
+                workspace_id=link.workspace_id,
+                scopes=scopes,
+                own=ahead.own,
+                workspace_user=ahead.user,
+                run_id=run_key(run_id) if valid_run else "",
+                subjects=subjects(link, run_id) if valid_run else [],
+                expected_version=expected if valid_run else None,
+                checked_now=checked_now,
+                actor=audit[0]["actor"],
+                action=audit[0]["action"],
+                audit_targets=[row["target"] for row in audit],
+                audit_details=[msgspec.json.encode(row["details"]).decode() for row in audit],
+                read_scopes=[s for s, keys in wanted.items() for _ in keys],
+                read_keys=[k for keys in wanted.values() for k in keys],
+                in_flight_seconds=float(IN_FLIGHT_SECONDS),
+            )
+            self._know_scopes(link.workspace_id, decision.scopes)
+            for scope, stored, readable in decision.scopes:
                 if stored is None:
                     raise _Refused("no scope", scope)
-                if self.permission(principal, link, scope, stored.users_permission) is None:
+                if not readable:
                     raise _Refused("no READ on the scope", scope)
-                found[scope] = stored
-        await self._running_run(principal, link, run_id)
-        return found
+            if decision.ok:
+                return {scope: stored for scope, stored, _ in decision.scopes if stored is not None}
+            # The run is not known to be RUNNING since its state version: its store is asked.
+            self._checks.forget(link, run_id)
+            experiment_id = await self._running_run(principal, link, run_id)
+            if decision.steady:
+                self._checks.keep(link, run_id, experiment_id, decision.version)
+            expected, checked_now = decision.version, True
+        raise StoreUnavailable("The run's state kept changing while it was checked; try again.")
 
-    async def _running_run(self, principal: Principal, link: WorkspaceLink, run_id: str) -> None:
-        """Refuse unless the run is in this workspace, RUNNING, active, and the caller may edit it."""
+    def _editable(self, principal: Principal, link: WorkspaceLink, experiment_id: str) -> bool:
+        obj = experiment_object(link.workspace_id, experiment_id)
+        return self._authorizer.allows(principal, link.workspace_id, obj, Level.CAN_EDIT)
+
+    async def _running_run(self, principal: Principal, link: WorkspaceLink, run_id: str) -> str:
+        """The run's experiment, if the run is in this workspace, RUNNING, active, and the caller may edit it;
+        else `_Refused`. Asks the run's store."""
         if self._runs is None or self._fetch is None:
             raise _Refused("run reads not wired")
         if not run_id or len(run_id) > 256:
@@ -482,9 +616,9 @@ class SecretScopes:
             raise _Refused("unknown run")
         if info.status != "RUNNING" or info.lifecycle_stage != "active":
             raise _Refused("run not running")
-        obj = experiment_object(link.workspace_id, info.experiment_id)
-        if not self._authorizer.allows(principal, link.workspace_id, obj, Level.CAN_EDIT):
+        if not self._editable(principal, link, info.experiment_id):
             raise _Refused("run not editable")
+        return info.experiment_id
 
     async def _record(
         self, principal: Principal, action: str, target: str, outcome: str, details: dict[str, object]
@@ -603,6 +737,16 @@ def _value(string_value: str | None, bytes_value: str | None) -> bytes:
     if len(value) > MAX_VALUE_BYTES:
         raise InvalidParameter(f"A secret's value is at most {MAX_VALUE_BYTES} bytes ({MAX_VALUE_BYTES // 1024} KB).")
     return value
+
+
+async def _drop(task: asyncio.Task[T] | None) -> None:
+    """A vault read asked early whose values are not used: cancelled, its outcome (values, failure) dropped."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure of a read whose values are not used is not reported
 
 
 async def _call(operation: Awaitable[T]) -> T:

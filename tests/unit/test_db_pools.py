@@ -25,6 +25,7 @@ def test_the_default_budget_is_the_documented_one() -> None:
         "bookkeeping.derived": 10,
         "sql": 10,
         "index_sync": 10,
+        "secrets": 10,
         "listeners": 2,
     }
 
@@ -33,7 +34,7 @@ def test_the_default_budget_is_the_documented_one() -> None:
 def test_every_pool_is_a_share_of_pool_size(pool_size: int, listeners: int) -> None:
     budget = connection_budget(pool_size, listeners)
     assert set(budget) == set(PoolName)
-    assert sum(budget.values()) == 6 * pool_size + listeners
+    assert sum(budget.values()) == 7 * pool_size + listeners
     assert DatabasePools("postgresql://127.0.0.1:9/none", pool_size, listeners=listeners).total() == sum(
         budget.values()
     )
