@@ -141,10 +141,12 @@ from gateway.registry.routes import (
     MlflowTransitionStage,
     PromotionsController,
     RegistrySettingsController,
+    RegistryWebhooksController,
     TransitionRequestsController,
 )
 from gateway.registry.service import RegistryWorkflow
 from gateway.registry.store import RegistryStore
+from gateway.registry.webhooks import WEBHOOKS_CHANNEL, Deliverer, RegistryWebhooks
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
 from gateway.secrets.crypto import Keyring
@@ -169,8 +171,9 @@ from gateway.workspaces.service import WorkspaceService
 from gateway.workspaces.watch import link_watcher
 
 log = logging.getLogger(__name__)
-# One LISTEN connection each: the watchers of links and policy, and the runs that read secrets (below).
-LISTEN_CHANNELS = (CHANGE_CHANNEL, POLICY_CHANNEL, SECRET_READS_CHANNEL)
+# One LISTEN connection each: the watchers of links and policy, the runs that read secrets, and the registry
+# webhooks' deliveries (below).
+LISTEN_CHANNELS = (CHANGE_CHANNEL, POLICY_CHANNEL, SECRET_READS_CHANNEL, WEBHOOKS_CHANNEL)
 # Connections held for a worker's whole life besides the pools: one per LISTEN channel, and its presence lock
 # (federation/intents.py).
 HELD_CONNECTIONS = len(LISTEN_CHANNELS) + 1
@@ -530,6 +533,26 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     aliases = AliasApprovals(registry, sessionmaker, registry_store, audit)  # protected aliases (champion)
     # A model version copied into another workspace's registry, its files streamed store to store.
     promotions = Promotions(links, stores, authorizer, access, registry, sessionmaker, audit)
+    # Registry webhooks: deliveries queued with the activities they report, sent by every process (SKIP LOCKED).
+    allowed_destinations = AllowList(settings.outbound.allowed_destinations)
+    webhooks = RegistryWebhooks(
+        sessionmaker,
+        authorizer,
+        registry,
+        access,
+        allowed_destinations,
+        audit,
+        timeout_seconds=settings.server.webhook_timeout_seconds,
+    )
+    registry.notify = webhooks.enqueue
+    deliverer = Deliverer(
+        sessionmaker,
+        allowed_destinations,
+        poll_seconds=settings.server.webhook_poll_seconds,
+        retry_seconds=settings.server.webhook_retry_seconds,
+        max_attempts=settings.server.webhook_max_attempts,
+        timeout_seconds=settings.server.webhook_timeout_seconds,
+    )
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
@@ -546,6 +569,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         on_payload=tainted.add,
         on_lost=tainted.not_listening,
     )
+    webhook_feed = PostgresNotifications(pools.dsn, WEBHOOKS_CHANNEL, deliverer.wake)
 
     async def revision() -> str | None:
         async with autocommit_connection(sessionmaker) as connection:
@@ -620,6 +644,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         for watcher in watchers:
             watcher.start()
         secret_reads.start()
+        webhook_feed.start()
+        deliverer.start()
         await intents.start()  # presence first: from here on this worker's notes are its own
         audit.start()
         relay.start()
@@ -636,6 +662,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             checks.cancel()
             gauges.cancel()
             await store_health.stop()
+            await deliverer.stop()
+            await webhook_feed.stop()
             await relay.stop()
             await intents.stop()
             await bookkeeping.close()
@@ -694,6 +722,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             AliasRequestsController,
             RegistrySettingsController,
             PromotionsController,
+            RegistryWebhooksController,
             *health_handlers(readiness, store_health),
             *(ui_handlers(web_ui) if web_ui is not None else []),
         ],
@@ -710,6 +739,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "registry": Provide(lambda: registry, sync_to_thread=False, use_cache=True),
             "aliases": Provide(lambda: aliases, sync_to_thread=False, use_cache=True),
             "promotions": Provide(lambda: promotions, sync_to_thread=False, use_cache=True),
+            "webhooks": Provide(lambda: webhooks, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
             "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
             "run_metrics": Provide(lambda: run_metrics, sync_to_thread=False, use_cache=True),

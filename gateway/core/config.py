@@ -62,6 +62,13 @@ class ServerSettings(_Settings):
     relay_workers: int = 4
     # Dual workspaces: an entry the central store refuses (4xx) this many times becomes a dead letter.
     outbox_max_refusals: int = 5
+    # Registry webhooks (docs/registry.md): how often each process looks for due deliveries besides being
+    # notified, the first retry's delay (doubling, at most an hour), the attempts before a delivery fails,
+    # and how long one POST may take.
+    webhook_poll_seconds: float = 5.0
+    webhook_retry_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 10.0
     # Dual workspaces: flush each outbox entry to disk before answering (false: asynchronous commit,
     # about half the added latency; a database crash may then leave the last entries to the reconciler).
     outbox_durable_commit: bool = True
@@ -463,6 +470,11 @@ def check_life_cycle(settings: Settings) -> None:
         raise ConfigError("server.principal_burst: must be at least 1 while the limit is on")
     if database.connect_timeout_seconds <= 0:
         raise ConfigError("database.connect_timeout_seconds: must be more than 0")
+    for key in ("webhook_poll_seconds", "webhook_retry_seconds", "webhook_timeout_seconds"):
+        if not 0 < getattr(server, key) <= 3600:
+            raise ConfigError(f"server.{key}: must be more than 0 and at most 3600")
+    if not 1 <= server.webhook_max_attempts <= 100:
+        raise ConfigError("server.webhook_max_attempts: must be between 1 and 100")
 
 
 def validate_settings(settings: Settings) -> None:

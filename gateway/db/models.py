@@ -273,3 +273,42 @@ class RegistryModelSettingsRow(Base):
     protected_aliases: Mapped[list[str]] = mapped_column(JSONB, default=list)
     updated_by: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RegistryWebhookRow(Base):
+    """A registry webhook of the workflow's events (migration 0023): one model's, or the workspace's registry-wide."""
+
+    __tablename__ = "registry_webhooks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[str | None] = mapped_column(String(32))  # None: every model of the workspace
+    events: Mapped[list[str]] = mapped_column(JSONB)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str | None] = mapped_column(Text)  # the HMAC key: never answered, never logged
+    authorization: Mapped[str | None] = mapped_column(Text)  # the Authorization header's value, likewise
+    enable_ssl_verification: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")  # ACTIVE | TEST_MODE | DISABLED
+    description: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RegistryWebhookDeliveryRow(Base):
+    """One POST of one event to one webhook (migration 0023), written with the activity it reports."""
+
+    __tablename__ = "registry_webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(32))
+    workspace_id: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # exactly the bytes sent and signed
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

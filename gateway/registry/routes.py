@@ -53,6 +53,15 @@ from gateway.registry.schemas import (
     UpdateRegistrySettings,
 )
 from gateway.registry.service import RegistryWorkflow
+from gateway.registry.webhooks import (
+    CreateWebhook,
+    ListWebhooksResponse,
+    RegistryWebhooks,
+    TestWebhook,
+    TestWebhookResponse,
+    UpdateWebhook,
+    WebhookResponse,
+)
 
 ACCESS_REQUESTS = (
     "CAN_READ on the model: create and list; approve and reject: CAN_MANAGE_STAGING_VERSIONS among None, Staging "
@@ -421,3 +430,69 @@ class PromotionsController(Controller):
     ) -> PromoteResponse:
         done = await promotions.promote(request.user, link, data.name, data.version, data.target_name)
         return PromoteResponse(model_version=done.version, copied=done.copied, files=done.files, bytes=done.bytes)
+
+
+class RegistryWebhooksController(Controller):
+    """Databricks' registry webhooks, for the workflow's events (registry/webhooks.py)."""
+
+    path = "/api/2.0/mlflow/registry-webhooks"
+    opt = {
+        "access": "a model's webhooks: CAN_MANAGE on the model; registry-wide ones (no model_name): CAN_MANAGE on "
+        "the workspace; URLs on the operator's allow-list ([outbound] allowed_destinations)"
+    }
+    dependencies = _link()
+
+    @post("/create", name="registry webhook create", status_code=200)
+    async def create(
+        self,
+        request: Request[Principal, Any, Any],
+        data: CreateWebhook,
+        webhooks: RegistryWebhooks,
+        link: WorkspaceLink,
+    ) -> WebhookResponse:
+        return WebhookResponse(webhook=await webhooks.create(request.user, link, data))
+
+    @patch("/update", name="registry webhook update")
+    async def update(
+        self,
+        request: Request[Principal, Any, Any],
+        data: UpdateWebhook,
+        webhooks: RegistryWebhooks,
+        link: WorkspaceLink,
+    ) -> WebhookResponse:
+        return WebhookResponse(webhook=await webhooks.update(request.user, link, data))
+
+    @delete("/delete", name="registry webhook delete", status_code=200)
+    async def remove(
+        self,
+        request: Request[Principal, Any, Any],
+        webhooks: RegistryWebhooks,
+        link: WorkspaceLink,
+        webhook_id: str = Parameter(query="id"),
+    ) -> Empty:
+        await webhooks.delete(request.user, link, webhook_id)
+        return Empty()
+
+    @get("/list", name="registry webhook list")
+    async def list_webhooks(
+        self,
+        request: Request[Principal, Any, Any],
+        webhooks: RegistryWebhooks,
+        link: WorkspaceLink,
+        model_name: str | None = None,
+        events: list[str] | None = None,
+        page_token: str | None = None,
+        max_results: int = Parameter(query="max_results", default=100, ge=1, le=1000),
+    ) -> ListWebhooksResponse:
+        found, token = await webhooks.list(request.user, link, model_name, events or [], max_results, page_token)
+        return ListWebhooksResponse(webhooks=found, next_page_token=token)
+
+    @post("/test", name="registry webhook test", status_code=200)
+    async def test(
+        self,
+        request: Request[Principal, Any, Any],
+        data: TestWebhook,
+        webhooks: RegistryWebhooks,
+        link: WorkspaceLink,
+    ) -> TestWebhookResponse:
+        return await webhooks.test(request.user, link, data)

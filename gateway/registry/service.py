@@ -95,6 +95,19 @@ class Action(StrEnum):
     DELETE_COMMENT = "DELETE_COMMENT"
 
 
+class Notify(Protocol):
+    """Told of activities in the transaction that appends them (the registry webhooks' queue)."""
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        link: WorkspaceLink,
+        model_id: str,
+        model_name: str,
+        activities: Sequence[StoredActivity],
+    ) -> int: ...
+
+
 class ModelIds(Protocol):
     """The gateway's immutable ids of registered models (`AccessService` in the app)."""
 
@@ -176,6 +189,7 @@ class RegistryWorkflow:
         self._store = store
         self._audit = audit
         self._lock_wait = lock_wait_seconds
+        self.notify: Notify | None = None  # the webhooks' queue, when the composition root sets one
 
     # -- the model, the version, the caller's rights ----------------------------------------------------
 
@@ -659,6 +673,8 @@ class RegistryWorkflow:
                 details["alias"] = activity.alias
             action = f"registry.{activity.activity_type.lower()}"
             await self._audit.write(session, entry(principal.name, action, model.obj, "ok", details))
+        if self.notify is not None:
+            await self.notify(session, model.link, model.id, model.name, stored)
         return stored
 
     # -- the model in Databricks' shape ---------------------------------------------------------------

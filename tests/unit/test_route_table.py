@@ -72,6 +72,11 @@ def test_the_gateways_own_api_states_who_may_call_it() -> None:
         "/api/2.0/mlflow/alias-requests/list",
         "/api/2.0/mlflow/registry-settings/get",
         "/api/2.0/mlflow/registry-settings/update",
+        "/api/2.0/mlflow/registry-webhooks/create",
+        "/api/2.0/mlflow/registry-webhooks/update",
+        "/api/2.0/mlflow/registry-webhooks/delete",
+        "/api/2.0/mlflow/registry-webhooks/list",
+        "/api/2.0/mlflow/registry-webhooks/test",
     }
     assert all(isinstance(note, str) and note for _, _, note in own)
 
