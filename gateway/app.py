@@ -86,6 +86,8 @@ from gateway.core.links import LinkTable
 from gateway.core.ports import ChangeFeed, Store, Vault
 from gateway.core.principal import Principal
 from gateway.core.route_table import (
+    MODEL_VERSIONS_DELETE_TAG,
+    MODEL_VERSIONS_SET_TAG,
     MODEL_VERSIONS_TRANSITION_STAGE,
     REGISTERED_MODELS_DELETE_ALIAS,
     REGISTERED_MODELS_SET_ALIAS,
@@ -142,6 +144,7 @@ from gateway.registry.routes import (
     PromotionsController,
     RegistrySettingsController,
     RegistryWebhooksController,
+    ReservedVersionTag,
     TransitionRequestsController,
 )
 from gateway.registry.service import RegistryWorkflow
@@ -528,7 +531,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)
     # The registry workflow: requests, approvals, comments and the activity log of registered models. It reads
     # the store directly and applies transitions through the pipeline, so they are guarded and mirrored.
-    registry_store = RegistryStore(direct.fetch, forwarder.forward)
+    stageless = {name for name, store in settings.stores.items() if not store.registry_stages}
+    registry_store = RegistryStore(direct.fetch, forwarder.forward, lambda link: link.store in stageless)
     registry = RegistryWorkflow(sessionmaker, authorizer, access, registry_store, audit)
     aliases = AliasApprovals(registry, sessionmaker, registry_store, audit)  # protected aliases (champion)
     # A model version copied into another workspace's registry, its files streamed store to store.
@@ -699,6 +703,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                     MODEL_VERSIONS_TRANSITION_STAGE: MlflowTransitionStage(registry, forwarder),
                     REGISTERED_MODELS_SET_ALIAS: MlflowAlias(aliases, forwarder, deleting=False),
                     REGISTERED_MODELS_DELETE_ALIAS: MlflowAlias(aliases, forwarder, deleting=True),
+                    MODEL_VERSIONS_SET_TAG: ReservedVersionTag(forwarder),
+                    MODEL_VERSIONS_DELETE_TAG: ReservedVersionTag(forwarder),
                 },
             ),
             server_info_handler(capabilities, forwarder),

@@ -156,6 +156,9 @@ class StoreSettings(_Settings):
     auth: StoreAuth = msgspec.field(default_factory=NoAuth)
     # The store is an MLflow server started with --enable-workspaces: address it with X-MLFLOW-WORKSPACE.
     workspaces: bool = False
+    # false: the store has no model version stages (the registry workflow records a version's stage as the
+    # tag `fedgate.stage` and the alias `staging` or `production`; docs/registry.md).
+    registry_stages: bool = True
     timeout_seconds: float = 120.0
     connect_timeout_seconds: float = 5.0
     max_connections: int = 100

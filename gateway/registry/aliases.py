@@ -47,7 +47,7 @@ from gateway.registry.service import (
     _check_comment,
     _check_version,
 )
-from gateway.registry.store import Forward, RegistryStore, StoreRefused
+from gateway.registry.store import STAGE_ALIASES, Forward, RegistryStore, StoreRefused
 
 MAX_PROTECTED = 100
 # MLflow's alias names: letters, digits, `_` and `-`, at most 255 characters (not `latest`, not `v<digits>`).
@@ -117,6 +117,14 @@ class AliasApprovals:
             )
         return RegistrySettings(name=model.name, protected_aliases=aliases, updated_by=by, last_updated_timestamp=at)
 
+    def _stage_alias(self, model: Model, alias: str) -> None:
+        """On a store without stages `staging` and `production` are the stages themselves: they move with them."""
+        if self._store.stageless(model.link) and alias.casefold() in STAGE_ALIASES.values():
+            raise PermissionDenied(
+                f"Alias '{alias}' of '{model.name}' records a stage on this store, which has none: it moves with "
+                "the stage (request a transition with POST /api/2.0/mlflow/transition-requests/create)."
+            )
+
     async def level(self, model: Model, alias: str) -> Level:
         async with self._sessionmaker() as session:
             protected = await RegistryRepository(session).protected_aliases(model.id)
@@ -135,6 +143,7 @@ class AliasApprovals:
     ) -> AliasRequest:
         model = await self._workflow.model(principal, link, name)
         alias, version, comment = check_alias(alias), _check_version(version), _check_comment(comment)
+        self._stage_alias(model, alias)
         await self._version(model, version)
         if await self._store.alias_version(link, model.name, alias) == version:
             raise InvalidParameter(f"Alias '{alias}' of '{model.name}' already points at version {version}.")
@@ -202,6 +211,7 @@ class AliasApprovals:
         """Point the alias at the version (as the approver, through the pipeline), then close the requests."""
         model = await self._workflow.model(principal, link, name)
         alias, version, comment = check_alias(alias), _check_version(version), _check_comment(comment)
+        self._stage_alias(model, alias)
         async with self._workflow._decision(model):
             self._require(principal, model, await self.level(model, alias), f"approve a move of alias '{alias}'")
             requests = await self._open(model, alias, version)
@@ -343,6 +353,7 @@ class AliasApprovals:
         return result
 
     async def _require_move(self, principal: Principal, model: Model, alias: str) -> None:
+        self._stage_alias(model, alias)
         level = await self.level(model, alias)
         if not self._workflow._allows(principal, model, level):
             raise PermissionDenied(

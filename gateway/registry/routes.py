@@ -15,6 +15,7 @@ and activity log as a direct transition, the store's own answer.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
@@ -22,7 +23,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from gateway.authz.workspace_choice import chosen_workspace
-from gateway.core.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter, PermissionDenied
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.schemas import Empty
@@ -53,6 +54,7 @@ from gateway.registry.schemas import (
     UpdateRegistrySettings,
 )
 from gateway.registry.service import RegistryWorkflow
+from gateway.registry.store import STAGE_TAG
 from gateway.registry.webhooks import (
     CreateWebhook,
     ListWebhooksResponse,
@@ -372,6 +374,29 @@ class MlflowAlias:
         if self._deleting:
             return await self._aliases.mlflow_delete(link, call, self._forwarder.forward)
         return await self._aliases.mlflow_set(link, call, self._forwarder.forward)
+
+
+class ReservedVersionTag:
+    """MLflow's set-tag and delete-tag of model versions (`FeatureRoute`s): the tag `fedgate.stage` is a version's
+    stage on a store without stages (registry/store.py), written by the workflow alone, so no call may set or
+    delete it; any other tag is forwarded as it came."""
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self._forwarder = forwarder
+
+    async def serve(self, call: ForwardCall) -> ForwardResult:
+        key: object = None
+        if isinstance(call.body, bytes) and call.body.strip():
+            document = canonical_body(call.body).document
+            key = document.get("key") if isinstance(document, dict) else None
+        if key is None and call.query:
+            key = dict(parse_qsl(call.query)).get("key")
+        if isinstance(key, str) and key.strip() == STAGE_TAG:
+            raise PermissionDenied(
+                f"The tag {STAGE_TAG} is a version's stage, recorded by the registry workflow: request a transition "
+                "(POST /api/2.0/mlflow/transition-requests/create) instead."
+            )
+        return await self._forwarder.forward(call)
 
 
 class _MlflowTransition(msgspec.Struct):

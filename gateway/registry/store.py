@@ -7,6 +7,12 @@ workspace's registry lives and mirrored like any other registry write (a dual wo
 
 MLflow 3 still serves `POST /api/2.0/mlflow/model-versions/transition-stage`; stages are deprecated in
 favour of aliases but present, and the workflow applies approved transitions with it (docs/registry.md).
+
+A store without stages (`[stores.<name>] registry_stages = false`) gets the tag-plus-alias fallback: a
+version's stage is its tag `fedgate.stage` (absent: None), and the version in Staging or Production holds the
+alias `staging` or `production`. A transition then sets the tag (and archive_existing_versions the tag of the
+others), points the stage's alias at the version, and removes a stage alias the version leaves; each step is a
+call through the pipeline as the caller, idempotent, so a transition cut short is completed by trying again.
 """
 
 from __future__ import annotations
@@ -20,13 +26,15 @@ from gateway.core.errors import GatewayError
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import (
+    MODEL_VERSIONS_SET_TAG,
     MODEL_VERSIONS_TRANSITION_STAGE,
+    REGISTERED_MODELS_DELETE_ALIAS,
     REGISTERED_MODELS_SET_ALIAS,
     RouteSpec,
 )
 from gateway.core.workspace_headers import WorkspaceHeaders
 from gateway.federation.call import ForwardCall, ForwardResult
-from gateway.registry.schemas import ModelTag, ModelVersion, ModelVersionDatabricks
+from gateway.registry.schemas import ModelTag, ModelVersion, ModelVersionDatabricks, ModelVersionTag
 
 # The gateway's own read of a workspace's store: (link, path, query) -> (status, body).
 Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
@@ -34,6 +42,10 @@ Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
 Forward = Callable[[ForwardCall], Awaitable[ForwardResult]]
 
 SEARCH_PAGE = 1000
+# The tag-plus-alias fallback of stores without stages.
+STAGE_TAG = "fedgate.stage"
+STAGE_ALIASES = {"Staging": "staging", "Production": "production"}
+_STAGES = {stage.lower(): stage for stage in ("None", "Staging", "Production", "Archived")}
 
 
 class StoreRefused(GatewayError):
@@ -83,9 +95,16 @@ class _ModelAnswer(msgspec.Struct):
 
 
 class RegistryStore:
-    def __init__(self, fetch: Fetch, forward: Forward) -> None:
+    def __init__(
+        self, fetch: Fetch, forward: Forward, stageless: Callable[[WorkspaceLink], bool] | None = None
+    ) -> None:
         self._fetch = fetch
         self._forward = forward
+        self._stageless = stageless or (lambda link: False)
+
+    def stageless(self, link: WorkspaceLink) -> bool:
+        """Whether the workspace's registry has no stages (the tag-plus-alias fallback records them)."""
+        return self._stageless(link)
 
     async def version(self, link: WorkspaceLink, name: str, version: str) -> ModelVersionDatabricks | None:
         """The version as the store has it; None when it has no such version (deleted ones included)."""
@@ -96,7 +115,10 @@ class RegistryStore:
             return None
         if status != 200:
             raise StoreRefused(status, body)
-        return msgspec.json.decode(body, type=_VersionAnswer).model_version
+        found = msgspec.json.decode(body, type=_VersionAnswer).model_version
+        if self.stageless(link):
+            found.current_stage = tagged_stage(found)
+        return found
 
     async def model(self, link: WorkspaceLink, name: str) -> StoreModel | None:
         status, body = await self._fetch(link, "/api/2.0/mlflow/registered-models/get", urlencode({"name": name}))
@@ -109,13 +131,23 @@ class RegistryStore:
     async def versions_in(self, link: WorkspaceLink, name: str, stage: str) -> list[str]:
         """Every version of the model in `stage` (what archive_existing_versions moves to Archived)."""
         found: list[str] = []
-        async for version in self._versions(link, name, stage):
-            if (version.current_stage or "").lower() == stage.lower():
+        stageless = self.stageless(link)
+        async for version in self._versions(link, name, stage, by_tag=stageless):
+            current = tagged_stage(version) if stageless else version.current_stage
+            if (current or "").lower() == stage.lower():
                 found.append(version.version)
         return sorted(found, key=int)
 
-    async def _versions(self, link: WorkspaceLink, name: str, stage: str) -> AsyncIterator[ModelVersion]:
+    async def _versions(
+        self, link: WorkspaceLink, name: str, stage: str, *, by_tag: bool = False
+    ) -> AsyncIterator[ModelVersion]:
         quoted = _quote(name)
+        if quoted is None and by_tag:
+            raise StoreRefused(
+                400,
+                b'{"error_code": "INVALID_PARAMETER_VALUE", "message": "A model whose name holds both quote '
+                b'characters cannot be searched on a store without stages."}',
+            )
         if quoted is None:  # not writable in the filter grammar: the latest version in the stage only
             status, body = await self._fetch(
                 link,
@@ -170,6 +202,10 @@ class RegistryStore:
         request_id: str,
     ) -> ForwardResult:
         """MLflow's transition-stage through the pipeline, as `principal`; the answer as the store gave it."""
+        if self.stageless(link):
+            return await self._tag_transition(
+                principal, link, name, version, stage, archive_existing_versions, request_id
+            )
         body = {
             "name": name,
             "version": version,
@@ -177,6 +213,53 @@ class RegistryStore:
             "archive_existing_versions": archive_existing_versions,
         }
         return await self._send(MODEL_VERSIONS_TRANSITION_STAGE, principal, link, body, request_id)
+
+    async def _tag_transition(
+        self,
+        principal: Principal,
+        link: WorkspaceLink,
+        name: str,
+        version: str,
+        stage: str,
+        archive_existing_versions: bool,
+        request_id: str,
+    ) -> ForwardResult:
+        """A transition on a store without stages: tags and aliases, each call answered like MLflow's would be."""
+        target = _STAGES.get(stage.strip().lower())
+        if target is None:
+            return _answer(link, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"Invalid stage {stage!r}."})
+        found = await self.version(link, name, version)
+        if found is None:
+            message = f"Model Version (name={name}, version={version}) not found"
+            return _answer(link, 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
+        others: list[str] = []
+        if archive_existing_versions and target in STAGE_ALIASES:
+            others = [v for v in await self.versions_in(link, name, target) if v != found.version]
+        model = await self.model(link, name)
+        held = {a.alias: a.version for a in model.aliases} if model is not None else {}
+        steps: list[tuple[RouteSpec, dict[str, object]]] = [
+            (MODEL_VERSIONS_SET_TAG, {"name": name, "version": found.version, "key": STAGE_TAG, "value": target}),
+        ]
+        for other in others:
+            steps.append(
+                (MODEL_VERSIONS_SET_TAG, {"name": name, "version": other, "key": STAGE_TAG, "value": "Archived"})
+            )
+        if target in STAGE_ALIASES:
+            steps.append(
+                (REGISTERED_MODELS_SET_ALIAS, {"name": name, "alias": STAGE_ALIASES[target], "version": found.version})
+            )
+        for stage_name, alias in STAGE_ALIASES.items():
+            if stage_name != target and held.get(alias) == found.version:
+                steps.append((REGISTERED_MODELS_DELETE_ALIAS, {"name": name, "alias": alias}))
+        for spec, body in steps:
+            result = await self._send(spec, principal, link, body, request_id)
+            if result.status != 200:
+                return result
+        found.current_stage = target
+        found.tags = [t for t in found.tags or [] if t.key != STAGE_TAG] + [
+            ModelVersionTag(key=STAGE_TAG, value=target)
+        ]
+        return _answer(link, 200, {"model_version": msgspec.to_builtins(found)})
 
     async def _send(
         self, spec: RouteSpec, principal: Principal, link: WorkspaceLink, body: Mapping[str, object], request_id: str
@@ -196,6 +279,18 @@ class RegistryStore:
             result.body = b"".join([chunk async for chunk in result.stream])
             result.stream = None
         return result
+
+
+def tagged_stage(version: ModelVersion) -> str:
+    """A version's stage on a store without stages: its `fedgate.stage` tag, else None."""
+    for tag in version.tags or []:
+        if tag.key == STAGE_TAG and tag.value:
+            return _STAGES.get(tag.value.lower(), "None")
+    return "None"
+
+
+def _answer(link: WorkspaceLink, status: int, document: Mapping[str, object]) -> ForwardResult:
+    return ForwardResult(status, {"content-type": "application/json"}, link.name, msgspec.json.encode(document))
 
 
 def transitioned(result: ForwardResult) -> ModelVersionDatabricks:

@@ -150,3 +150,18 @@ def test_an_account_admin_may_do_everything_and_a_comment_is_its_authors_or_a_ma
     assert workflow.comment_actions(principal(REQUESTER), model, "p1") == both
     assert workflow.comment_actions(principal(SHIPPER), model, "p1") == []
     assert workflow.comment_actions(principal(MANAGER), model, "p1") == both
+
+
+def test_on_a_store_without_stages_the_stage_is_the_tag() -> None:
+    from gateway.registry.schemas import ModelVersion, ModelVersionTag
+    from gateway.registry.store import STAGE_TAG, tagged_stage
+
+    def version(*tags: tuple[str, str]) -> ModelVersion:
+        return ModelVersion(
+            name="m", version="1", current_stage="None", tags=[ModelVersionTag(key=k, value=v) for k, v in tags]
+        )
+
+    assert tagged_stage(version()) == "None"
+    assert tagged_stage(version(("owner", "x"), (STAGE_TAG, "production"))) == "Production"
+    assert tagged_stage(version((STAGE_TAG, "Archived"))) == "Archived"
+    assert tagged_stage(version((STAGE_TAG, "deleted"))) == "None"  # not a stage: as if untagged

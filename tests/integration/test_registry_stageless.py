@@ -1,0 +1,174 @@
+"""The tag-plus-alias fallback, against a real gateway (its own database) whose store is declared to have no stages
+(`registry_stages = false`, a real mlflow server): approvals, Databricks' direct transition and the stock client's
+transition_model_version_stage record a version's stage as the tag `fedgate.stage` and the alias `staging` or
+`production`, archive_existing_versions archives by tag, the store's own stage is never touched, and neither the
+tag nor the stage aliases can be written around the workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from gateway.devstack import GatewayProcess
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.support.identity import unique
+
+pytestmark = pytest.mark.integration
+
+WORKSPACE = "stageless"
+
+
+def database_admin(url: str, statement: str) -> None:
+    async def run() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: Stack) -> Iterator[GatewayProcess]:
+    database = f"registry_stageless_{uuid.uuid4().hex[:8]}"
+    database_admin(stack.database_url, f'CREATE DATABASE "{database}"')
+    url = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{database}"))
+    config = stack.workdir / f"{database}.toml"
+    config.write_text(
+        f"""
+[account]
+id = "7001"
+[database]
+url = "{url}"
+[stores.b]
+url = "{stack.stores["b"].url}"
+registry_stages = false
+[[workspaces]]
+name = "{WORKSPACE}"
+id = "5001"
+store = "b"
+"""
+    )
+    process = GatewayProcess(config, GATEWAY_ENV).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        database_admin(stack.database_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def call(gateway: GatewayProcess, method: str, path: str, **kw: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": WORKSPACE}
+    return requests.request(method, f"{gateway.url}/api/2.0/mlflow/{path}", headers=headers, timeout=60, **kw)
+
+
+def ok(gateway: GatewayProcess, method: str, path: str, **kw: Any) -> dict[str, Any]:
+    answer = call(gateway, method, path, **kw)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def on_store(stack: Stack, name: str) -> tuple[dict[str, tuple[str, str | None]], dict[str, str]]:
+    """As the store holds them: each version's own stage and `fedgate.stage` tag, and the model's aliases."""
+    store = stack.stores["b"].url
+    found = requests.get(
+        f"{store}/api/2.0/mlflow/model-versions/search", params={"filter": f"name = '{name}'"}, timeout=60
+    ).json()["model_versions"]
+    versions = {
+        v["version"]: (v["current_stage"], {t["key"]: t.get("value") for t in v.get("tags", [])}.get("fedgate.stage"))
+        for v in found
+    }
+    model = requests.get(f"{store}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=60).json()
+    return versions, {a["alias"]: a["version"] for a in model["registered_model"].get("aliases", [])}
+
+
+def test_stages_are_tags_and_aliases_on_a_store_without_stages(
+    stack: Stack, gateway: GatewayProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = unique("stageless")
+    experiment_id = ok(gateway, "POST", "experiments/create", json={"name": unique("stageless")})["experiment_id"]
+    run_id = ok(gateway, "POST", "runs/create", json={"experiment_id": experiment_id})["run"]["info"]["run_id"]
+    ok(gateway, "POST", "registered-models/create", json={"name": name})
+    for _ in range(2):
+        ok(
+            gateway,
+            "POST",
+            "model-versions/create",
+            json={"name": name, "source": f"runs:/{run_id}/m", "run_id": run_id},
+        )
+
+    # An approved request: the tag and the alias, not the store's own stage.
+    ok(gateway, "POST", "transition-requests/create", json={"name": name, "version": "1", "stage": "Production"})
+    approved = ok(
+        gateway,
+        "POST",
+        "transition-requests/approve",
+        json={"name": name, "version": "1", "stage": "Production", "archive_existing_versions": False},
+    )["activity"]
+    assert (approved["from_stage"], approved["to_stage"]) == ("None", "Production")
+    assert on_store(stack, name) == ({"1": ("None", "Production"), "2": ("None", None)}, {"production": "1"})
+
+    # The stock client's transition, with archive_existing_versions: the stage is read from the tag.
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_workspace(WORKSPACE)
+    try:
+        client = MlflowClient(tracking_uri=gateway.url)
+        moved = client.transition_model_version_stage(name, "2", "Production", archive_existing_versions=True)
+        assert moved.current_stage == "Production"
+        assert on_store(stack, name) == ({"1": ("None", "Archived"), "2": ("None", "Production")}, {"production": "2"})
+
+        # Neither the tag nor a stage alias is written around the workflow; other tags and aliases are.
+        for attempt in (
+            lambda: client.set_model_version_tag(name, "1", "fedgate.stage", "Production"),
+            lambda: client.delete_model_version_tag(name, "2", "fedgate.stage"),
+            lambda: client.set_registered_model_alias(name, "production", "1"),
+            lambda: client.delete_registered_model_alias(name, "production"),
+        ):
+            with pytest.raises(MlflowException) as refused:
+                attempt()
+            assert refused.value.error_code == "PERMISSION_DENIED"
+        client.set_model_version_tag(name, "1", "owner", "ml-team")
+        client.set_registered_model_alias(name, "champion", "1")
+    finally:
+        mlflow.set_workspace(None)
+
+    # Databricks' direct transition out of Production: the production alias leaves the version.
+    direct = ok(
+        gateway,
+        "POST",
+        "databricks/model-versions/transition-stage",
+        json={"name": name, "version": "2", "stage": "Staging", "archive_existing_versions": False},
+    )["model_version_databricks"]
+    assert direct["current_stage"] == "Staging"
+    assert on_store(stack, name) == (
+        {"1": ("None", "Archived"), "2": ("None", "Staging")},
+        {"staging": "2", "champion": "1"},
+    )
+    assert (
+        call(gateway, "POST", "alias-requests/create", json={"name": name, "alias": "staging", "version": "1"}).json()[
+            "error_code"
+        ]
+        == "PERMISSION_DENIED"
+    )
+    log = ok(gateway, "GET", "activities/list", params={"name": name})["activities"]
+    assert [(a["version"], a["activity_type"], a.get("from_stage"), a.get("to_stage")) for a in log] == [
+        ("2", "APPLIED_TRANSITION", "Production", "Staging"),
+        ("1", "SET_ALIAS", None, None),
+        ("1", "SYSTEM_TRANSITION", "Production", "Archived"),
+        ("2", "APPLIED_TRANSITION", "None", "Production"),
+        ("1", "APPROVED_REQUEST", "None", "Production"),
+        ("1", "REQUESTED_TRANSITION", "None", "Production"),
+    ]
