@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -149,44 +149,19 @@ class RegistryRepository:
 
     async def open_requests(self, model_id: str, version: str, to_stage: str | None = None) -> list[StoredRequest]:
         """The version's open requests (to one stage, if given), newest first, each with its request activity."""
-        statement = (
-            select(RegistryRequestRow, RegistryActivityRow.id)
-            .outerjoin(
-                RegistryActivityRow,
-                (RegistryActivityRow.request_id == RegistryRequestRow.id)
-                & (RegistryActivityRow.activity_type == "REQUESTED_TRANSITION"),
-            )
-            .where(
-                RegistryRequestRow.model_id == model_id,
-                RegistryRequestRow.version == version,
-                RegistryRequestRow.state == OPEN,
-                RegistryRequestRow.alias.is_(None),
-            )
-            .order_by(RegistryRequestRow.id.desc())
-        )
+        conditions: list[ColumnElement[bool]] = [
+            RegistryRequestRow.version == version,
+            RegistryRequestRow.alias.is_(None),
+        ]
         if to_stage is not None:
-            statement = statement.where(RegistryRequestRow.to_stage == to_stage)
-        result = await self.session.execute(statement)
-        return [_request(row, activity_id) for row, activity_id in result.all()]
+            conditions.append(RegistryRequestRow.to_stage == to_stage)
+        return await self._open(model_id, "REQUESTED_TRANSITION", conditions)
 
     async def last_request(
         self, model_id: str, version: str, to_stage: str, requested_by: str | None = None
     ) -> StoredRequest | None:
         """The latest request of the version to the stage (by this user, if given), whatever its state."""
-        statement = (
-            select(RegistryRequestRow)
-            .where(
-                RegistryRequestRow.model_id == model_id,
-                RegistryRequestRow.version == version,
-                RegistryRequestRow.to_stage == to_stage,
-            )
-            .order_by(RegistryRequestRow.id.desc())
-            .limit(1)
-        )
-        if requested_by is not None:
-            statement = statement.where(RegistryRequestRow.requested_by == requested_by)
-        row = await self.session.scalar(statement)
-        return _request(row) if row is not None else None
+        return await self._last(model_id, version, RegistryRequestRow.to_stage == to_stage, requested_by)
 
     async def decide(self, request_ids: Sequence[int], state: str, decided_by: str) -> list[int]:
         """Close the requests that are still open (a conditional UPDATE); the ids it closed."""
@@ -342,38 +317,42 @@ class RegistryRepository:
     ) -> list[StoredRequest]:
         """The model's open alias requests (of one alias, one version, if given), newest first, each with its
         REQUESTED_ALIAS activity."""
-        statement = (
-            select(RegistryRequestRow, RegistryActivityRow.id)
-            .outerjoin(
-                RegistryActivityRow,
-                (RegistryActivityRow.request_id == RegistryRequestRow.id)
-                & (RegistryActivityRow.activity_type == "REQUESTED_ALIAS"),
-            )
-            .where(
-                RegistryRequestRow.model_id == model_id,
-                RegistryRequestRow.state == OPEN,
-                RegistryRequestRow.alias.is_not(None),
-            )
-            .order_by(RegistryRequestRow.id.desc())
-        )
+        conditions: list[ColumnElement[bool]] = [RegistryRequestRow.alias.is_not(None)]
         if alias is not None:
-            statement = statement.where(RegistryRequestRow.alias == alias)
+            conditions.append(RegistryRequestRow.alias == alias)
         if version is not None:
-            statement = statement.where(RegistryRequestRow.version == version)
-        result = await self.session.execute(statement)
-        return [_request(row, activity_id) for row, activity_id in result.all()]
+            conditions.append(RegistryRequestRow.version == version)
+        return await self._open(model_id, "REQUESTED_ALIAS", conditions)
 
     async def last_alias_request(
         self, model_id: str, version: str, alias: str, requested_by: str | None = None
     ) -> StoredRequest | None:
         """The latest request to point `alias` at the version (by this user, if given), whatever its state."""
+        return await self._last(model_id, version, RegistryRequestRow.alias == alias, requested_by)
+
+    async def _open(
+        self, model_id: str, activity_type: str, conditions: list[ColumnElement[bool]]
+    ) -> list[StoredRequest]:
+        """The model's open requests that meet `conditions`, newest first, each with its `activity_type` row."""
+        result = await self.session.execute(
+            select(RegistryRequestRow, RegistryActivityRow.id)
+            .outerjoin(
+                RegistryActivityRow,
+                (RegistryActivityRow.request_id == RegistryRequestRow.id)
+                & (RegistryActivityRow.activity_type == activity_type),
+            )
+            .where(RegistryRequestRow.model_id == model_id, RegistryRequestRow.state == OPEN, *conditions)
+            .order_by(RegistryRequestRow.id.desc())
+        )
+        return [_request(row, activity_id) for row, activity_id in result.all()]
+
+    async def _last(
+        self, model_id: str, version: str, target: ColumnElement[bool], requested_by: str | None
+    ) -> StoredRequest | None:
+        """The version's latest request to `target` (a stage or an alias), by this user if given."""
         statement = (
             select(RegistryRequestRow)
-            .where(
-                RegistryRequestRow.model_id == model_id,
-                RegistryRequestRow.version == version,
-                RegistryRequestRow.alias == alias,
-            )
+            .where(RegistryRequestRow.model_id == model_id, RegistryRequestRow.version == version, target)
             .order_by(RegistryRequestRow.id.desc())
             .limit(1)
         )
