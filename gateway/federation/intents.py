@@ -59,17 +59,20 @@ INSERT INTO write_intents (owner, workspace_id, route, version, detail)
 SELECT $1, w, r, v, d::jsonb FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[]) AS t(w, r, v, d)
 RETURNING id
 """
-LIVE_OWNERS = """
-SELECT objid::bigint FROM pg_locks
-WHERE locktype = 'advisory' AND classid = $1 AND objsubid = 2 AND granted
-  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-"""
+# One statement, so that the owners are read after the statement's snapshot was taken: a worker takes its
+# presence lock before it notes anything, so the owner of every note the snapshot shows is either still in
+# pg_locks or dead. Read in a statement of its own before the claim, a worker that came to life and noted a
+# write between the two would look dead, and its in-flight write would be recovered under its feet.
 CLAIM = """
 UPDATE write_intents SET owner = $1, attempts = attempts + 1
 WHERE id IN (
     SELECT id FROM write_intents
-    WHERE owner <> ALL($2::bigint[]) AND next_attempt_at <= now()
-      AND created_at <= now() - make_interval(secs => $3)
+    WHERE owner <> $1
+      AND owner <> ALL(ARRAY(
+          SELECT objid::bigint FROM pg_locks
+          WHERE locktype = 'advisory' AND classid = $2 AND objsubid = 2 AND granted
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())))
+      AND next_attempt_at <= now() AND created_at <= now() - make_interval(secs => $3)
     ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
 RETURNING id, workspace_id, route, version, detail, extract(epoch FROM created_at) AS noted_at, looks, attempts
 """
@@ -294,10 +297,7 @@ class IntentLog:
     async def sweep(self) -> int:
         """Claim the notes of dead workers (and of unknown outcome) and recover them; how many were claimed."""
         pool = await self._pool()
-        async with pool.acquire() as connection:
-            live = [int(r[0]) for r in await connection.fetch(LIVE_OWNERS, int(LockClass.PRESENCE))]
-            mine = self.presence.id
-            rows = await connection.fetch(CLAIM, mine, [*live, mine], SETTLE_SECONDS, SWEEP_BATCH)
+        rows = await pool.fetch(CLAIM, self.presence.id, int(LockClass.PRESENCE), SETTLE_SECONDS, SWEEP_BATCH)
         if rows:
             await asyncio.gather(*(self._recover(row) for row in rows))
         return len(rows)

@@ -4,6 +4,7 @@ seconds when their worker dies (its presence lock ends with its session) or thei
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -155,3 +156,56 @@ def test_the_note_names_what_the_write_touches() -> None:
     path = "workspaces/team-a/3/" + "f" * 32 + "/artifacts/model.pkl"
     detail = intent_detail(None, {}, path)
     assert detail["run_id"] == "f" * 32 and detail["artifact_path"] == path
+
+
+def _sweep_until(url: str, stop: threading.Event, claimed: Recorder) -> None:
+    """A worker of another thread (its own event loop, truly concurrent) that sweeps back to back."""
+
+    async def sweeping() -> None:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        log = _log(url, claimed, pool)
+        await log.presence.start()
+        try:
+            while not stop.is_set():
+                await log.sweep()
+        finally:
+            await log.presence.stop()
+            await pool.close()
+
+    asyncio.run(sweeping())
+
+
+async def test_a_sweep_never_claims_the_note_of_a_worker_that_came_to_life_during_it(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers start, take their presence and note a write while two other workers sweep back to back: a
+    sweep must count the owner of every note it could claim as live. (With the owners read in a statement
+    before the claim's, a worker born between the two looked dead: most runs of this test claimed live notes.)"""
+    monkeypatch.setattr(intents_module, "SETTLE_SECONDS", 0.0)  # no settling delay to hide behind
+    claimed = Recorder()
+    stop = threading.Event()
+    sweepers = [threading.Thread(target=_sweep_until, args=(database, stop, claimed)) for _ in range(2)]
+    for sweeper in sweepers:
+        sweeper.start()
+    pool = await asyncpg.create_pool(database, min_size=8, max_size=10)
+    try:
+        for _ in range(60):
+            batch = [_log(database, Recorder(), pool) for _ in range(8)]
+            await asyncio.gather(*(worker.presence.start() for worker in batch))
+            try:
+                notes = await asyncio.gather(
+                    *(
+                        w.begin(RUNS_LOG_BATCH, LINK, RequestIds(run_id=f"{i:032x}"), {}, None)
+                        for i, w in enumerate(batch)
+                    )
+                )
+                assert all(note is not None for note in notes)
+                await pool.execute("DELETE FROM write_intents")  # settled, before their workers go
+            finally:
+                await asyncio.gather(*(worker.presence.stop() for worker in batch))
+    finally:
+        stop.set()
+        for sweeper in sweepers:
+            await asyncio.to_thread(sweeper.join)
+        await pool.close()
+    assert claimed.seen == []  # every note's owner was alive the whole time
