@@ -536,7 +536,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     registry = RegistryWorkflow(sessionmaker, authorizer, access, registry_store, audit)
     aliases = AliasApprovals(registry, sessionmaker, registry_store, audit)  # protected aliases (champion)
     # A model version copied into another workspace's registry, its files streamed store to store.
-    promotions = Promotions(links, stores, authorizer, access, registry, sessionmaker, audit)
+    promotions = Promotions(links, stores, authorizer, access, registry, sessionmaker, audit, after_write)
     # Registry webhooks: deliveries queued with the activities they report, sent by every process (SKIP LOCKED).
     allowed_destinations = AllowList(settings.outbound.allowed_destinations)
     webhooks = RegistryWebhooks(

@@ -24,15 +24,16 @@ version cannot both copy:
 4. one transaction appends PROMOTED_TO_WORKSPACE to the source version's log and PROMOTED_FROM_WORKSPACE
    to the copy's, each with its audit row.
 
-The gateway writes the target store with the store's credentials after its own decision; in a dual target
-workspace the copy is not mirrored to the central store by the outbox (the reconciler's registry repair
-does not look at it either): promote into a workspace of its own store.
+Every write to the target store is handed to the forwarder's after-write hooks as if it had come through the
+gateway (the index, and in a `dual` target the outbox: the central store gets the experiment, the logged
+model with every file, the registered model and the version). A retry that finds the copy hands its version
+and files to the hooks again, so a crash between the copy and its outbox entries loses nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -45,10 +46,21 @@ from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level, model_object, workspace_object
 from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound, StoreUnavailable, hidden
 from gateway.core.links import LinkTable, WorkspaceLink
-from gateway.core.paths import canonical_artifact_path
+from gateway.core.paths import artifact_workspace, canonical_artifact_path
 from gateway.core.ports import Store
 from gateway.core.principal import Principal
+from gateway.core.route_table import (
+    ARTIFACT_UPLOAD,
+    EXPERIMENTS_CREATE,
+    LOGGED_MODELS_CREATE,
+    MODEL_VERSIONS_CREATE,
+    REGISTERED_MODELS_CREATE,
+    RouteSpec,
+    declared,
+)
 from gateway.db.locks import LockClass, autocommit_connection, held
+from gateway.federation.hooks import AcceptedWrite, AfterWrite
+from gateway.federation.schemas import RequestIds
 from gateway.registry.repository import NewActivity
 from gateway.registry.service import ActivityType, Model, RegistryWorkflow
 from gateway.stores.client import Refused, StoreClient, Transient, own_store
@@ -62,6 +74,7 @@ LINEAGE_TAGS = (
     "fedgate.promoted_from.run_id",
 )
 LOCK_WAIT_SECONDS = 600.0  # a copy of large files takes its time; a second promotion of it waits
+LOGGED_MODELS_FINALIZE = declared("PATCH /mlflow/logged-models/{model_id:str}")
 
 
 class ModelOwners(Protocol):
@@ -90,8 +103,10 @@ class Promotions:
         workflow: RegistryWorkflow,
         sessionmaker: async_sessionmaker[AsyncSession],
         audit: AuditTrail,
+        after_write: Sequence[AfterWrite] = (),
     ) -> None:
         self._links = links
+        self._after_write = tuple(after_write)  # the forwarder's: index, dual outbox
         self._stores = stores
         self._authorizer = authorizer
         self._models = models
@@ -154,6 +169,7 @@ class Promotions:
             try:
                 existing = await self._copy_of(to_store, target_name, key)
                 if existing is not None:
+                    await self._recorded_again(principal, target, to_store, existing)
                     return Promoted(existing, False, 0, 0)
                 files, size, version_made, created_model = await self._copy(
                     principal, source, name, version, source_version, root, target, to_store, target_name, key
@@ -259,7 +275,7 @@ class Promotions:
         target_name: str,
         key: str,
     ) -> tuple[int, int, dict[str, Any], bool]:
-        experiment_id = await self._experiment(to_store)
+        experiment_id = await self._experiment(principal, target, to_store)
         lineage = [
             source.name,
             name,
@@ -268,22 +284,22 @@ class Promotions:
         ]
         tags = [{"key": k, "value": v} for k, v in zip(LINEAGE_TAGS, lineage, strict=True) if v]
         tags.append({"key": KEY_TAG, "value": key})
-        logged = (
-            await to_store.post(
-                "/api/2.0/mlflow/logged-models",
-                {"experiment_id": experiment_id, "name": target_name, "tags": tags},
-            )
-        )["model"]["info"]
+        request = {"experiment_id": experiment_id, "name": target_name, "tags": tags}
+        answer = await to_store.post("/api/2.0/mlflow/logged-models", request)
+        await self._record(principal, target, LOGGED_MODELS_CREATE, request, answer)
+        logged = answer["model"]["info"]
         logged_id = str(logged["model_id"])
         destination = _store_path(str(logged["artifact_uri"]), target)
         from_store = own_store(self._stores, source)
+
+        async def uploaded(path: str) -> None:
+            await self._record(principal, target, ARTIFACT_UPLOAD, None, None, artifact_path=path)
+
         try:
-            files, size = await _stream_tree(from_store, root, to_store, destination)
-            await to_store.call(
-                "PATCH",
-                f"/api/2.0/mlflow/logged-models/{quote(logged_id)}",
-                {"model_id": logged_id, "status": "LOGGED_MODEL_READY"},
-            )
+            files, size = await _stream_tree(from_store, root, to_store, destination, uploaded)
+            ready = {"model_id": logged_id, "status": "LOGGED_MODEL_READY"}
+            await to_store.call("PATCH", f"/api/2.0/mlflow/logged-models/{quote(logged_id)}", ready)
+            await self._record(principal, target, LOGGED_MODELS_FINALIZE, ready, None, model_id=logged_id)
         except BaseException:
             with contextlib.suppress(Transient, Refused):
                 await to_store.call(
@@ -294,8 +310,9 @@ class Promotions:
             raise
         created_model = False
         try:
-            await to_store.post("/api/2.0/mlflow/registered-models/create", {"name": target_name})
+            made_model = await to_store.post("/api/2.0/mlflow/registered-models/create", {"name": target_name})
             created_model = True
+            await self._record(principal, target, REGISTERED_MODELS_CREATE, {"name": target_name}, made_model)
         except Refused as exc:
             if not exc.already_exists:
                 raise
@@ -306,10 +323,59 @@ class Promotions:
             "tags": tags,
             "description": str(source_version.get("description") or ""),
         }
-        made = (await to_store.post("/api/2.0/mlflow/model-versions/create", body))["model_version"]
-        return files, size, dict(made), created_model
+        answer = await to_store.post("/api/2.0/mlflow/model-versions/create", body)
+        await self._record(principal, target, MODEL_VERSIONS_CREATE, body, answer)
+        return files, size, dict(answer["model_version"]), created_model
 
-    async def _experiment(self, store: StoreClient) -> str:
+    async def _record(
+        self,
+        principal: Principal,
+        link: WorkspaceLink,
+        spec: RouteSpec,
+        request: Mapping[str, Any] | None,
+        response: Mapping[str, Any] | None,
+        *,
+        artifact_path: str | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        """One write the target store accepted, handed to the after-write hooks that want it; a hook that
+        cannot record it (the outbox's database down) fails the promotion, which a retry completes."""
+        hooks = [hook for hook in self._after_write if hook.wants(spec, link)]
+        if not hooks:
+            return
+        body = msgspec.json.encode(request) if request is not None else b""
+        write = AcceptedWrite(
+            spec,
+            link,
+            principal.name,
+            body,
+            msgspec.json.encode(response) if response is not None else b"",
+            msgspec.json.decode(body, type=RequestIds) if body else None,
+            {"model_id": model_id} if model_id else {},
+            _client_path(artifact_path, link) if artifact_path is not None else None,
+        )
+        for hook in hooks:
+            await hook.record(write)
+
+    async def _recorded_again(
+        self, principal: Principal, target: WorkspaceLink, store: StoreClient, version: Mapping[str, Any]
+    ) -> None:
+        """A copy found by a retry: its files and version handed to the hooks again (what they record is
+        idempotent), in case the earlier attempt ended between making the copy and recording it."""
+        if not any(hook.wants(MODEL_VERSIONS_CREATE, target) for hook in self._after_write):
+            return
+        model_id = str(version.get("model_id") or "")
+        if model_id:
+            found = await store.get(f"/api/2.0/mlflow/logged-models/{quote(model_id)}")
+            root = _store_path(str(found["model"]["info"]["artifact_uri"]), target)
+            async for relative, _ in _files(store, root):
+                await self._record(principal, target, ARTIFACT_UPLOAD, None, None, artifact_path=f"{root}/{relative}")
+        fields = ("name", "source", "run_id", "model_id", "description")
+        body = {k: version[k] for k in fields if version.get(k)}
+        body["tags"] = list(version.get("tags") or [])
+        await self._record(principal, target, MODEL_VERSIONS_CREATE, body, {"model_version": version})
+
+    async def _experiment(self, principal: Principal, target: WorkspaceLink, store: StoreClient) -> str:
         found = await _maybe(
             store, "/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": PROMOTIONS_EXPERIMENT}
         )
@@ -317,6 +383,7 @@ class Promotions:
             return str(found["experiment"]["experiment_id"])
         try:
             created = await store.post("/api/2.0/mlflow/experiments/create", {"name": PROMOTIONS_EXPERIMENT})
+            await self._record(principal, target, EXPERIMENTS_CREATE, {"name": PROMOTIONS_EXPERIMENT}, created)
             return str(created["experiment_id"])
         except Refused as exc:
             if not exc.already_exists:
@@ -325,37 +392,51 @@ class Promotions:
         return str(again["experiment"]["experiment_id"])
 
 
-async def _stream_tree(source: StoreClient, root: str, target: StoreClient, destination: str) -> tuple[int, int]:
-    """Every file under `root` of the source store streamed to `destination` of the target; (files, bytes)."""
-    files = size = 0
+async def _files(store: StoreClient, root: str) -> AsyncIterator[tuple[str, int]]:
+    """(path relative to `root`, size) of every file under `root` of a store's proxied artifacts."""
     folders = [""]
     while folders:
         folder = folders.pop()
-        listed = await source.get("/api/2.0/mlflow-artifacts/artifacts", {"path": f"{root}/{folder}".rstrip("/")})
+        listed = await store.get("/api/2.0/mlflow-artifacts/artifacts", {"path": f"{root}/{folder}".rstrip("/")})
         for item in listed.get("files") or []:
             relative = f"{folder}/{item['path']}".lstrip("/")
             canonical_artifact_path(relative)
             if item.get("is_dir"):
                 folders.append(relative)
-                continue
-            answer = await source.send(
-                "GET", "/api/2.0/mlflow-artifacts/artifacts/" + quote(f"{root}/{relative}"), idempotent=True
+            else:
+                yield relative, int(item.get("file_size") or 0)
+
+
+async def _stream_tree(
+    source: StoreClient,
+    root: str,
+    target: StoreClient,
+    destination: str,
+    uploaded: Callable[[str], Awaitable[None]],
+) -> tuple[int, int]:
+    """Every file under `root` of the source store streamed to `destination` of the target, each told to
+    `uploaded` (its path in the target) once written; (files, bytes)."""
+    files = size = 0
+    async for relative, length in _files(source, root):
+        answer = await source.send(
+            "GET", "/api/2.0/mlflow-artifacts/artifacts/" + quote(f"{root}/{relative}"), idempotent=True
+        )
+        if answer.status != 200:
+            await source.document(answer)  # raises the store's refusal
+        try:
+            written = await target.send(
+                "PUT",
+                "/api/2.0/mlflow-artifacts/artifacts/" + quote(f"{destination}/{relative}"),
+                headers=[("content-type", "application/octet-stream")],
+                body=answer.iter_chunks(),
             )
-            if answer.status != 200:
-                await source.document(answer)  # raises the store's refusal
-            try:
-                written = await target.send(
-                    "PUT",
-                    "/api/2.0/mlflow-artifacts/artifacts/" + quote(f"{destination}/{relative}"),
-                    headers=[("content-type", "application/octet-stream")],
-                    body=answer.iter_chunks(),
-                )
-            except Transient:
-                answer.release()
-                raise
-            await target.document(written)
-            files += 1
-            size += int(item.get("file_size") or 0)
+        except Transient:
+            answer.release()
+            raise
+        await target.document(written)
+        await uploaded(f"{destination}/{relative}")
+        files += 1
+        size += length
     return files, size
 
 
@@ -366,6 +447,14 @@ async def _maybe(store: StoreClient, path: str, query: Mapping[str, str]) -> dic
         if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
+
+
+def _client_path(path: str, link: WorkspaceLink) -> str:
+    """A store's artifact path named in the gateway's workspace, as the hooks expect a client's path."""
+    named = artifact_workspace(path)
+    if named is None or link.upstream_workspace is None or named != link.upstream_workspace:
+        return path
+    return f"workspaces/{link.name}" + path[len("workspaces/") + len(named) :]
 
 
 def _store_path(uri: str, link: WorkspaceLink) -> str:

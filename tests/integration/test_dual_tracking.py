@@ -500,3 +500,52 @@ def test_a_model_name_longer_than_any_key_column_is_mirrored(dual: DualStack, mo
     dual.drained()
     central = client_for(dual.central.url, WORKSPACE, monkeypatch)
     assert central.get_registered_model(name).description == "long"
+
+
+def test_a_version_promoted_into_a_dual_workspace_reaches_the_central_registry_with_its_files(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
+    source = f"promo-src-{uuid.uuid4().hex[:6]}"  # a workspace of its own on the central store
+    linked = requests.post(base, json={"name": source, "store": "central"}, headers=admin, timeout=30)
+    assert linked.status_code == 201, linked.text
+    features = np.random.default_rng(5).random((30, 3))
+    model = LogisticRegression().fit(features, (features[:, 1] > 0.5).astype(int))
+    expected = list(model.predict(features[:5]))
+    name = f"promoted-{uuid.uuid4().hex[:6]}"
+    client_for(dual.gateway.url, source, monkeypatch)
+    mlflow.set_tracking_uri(dual.gateway.url)
+    mlflow.set_experiment(f"promo-{uuid.uuid4().hex[:6]}")
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+
+    promote = f"{dual.gateway.url}/api/2.0/fedgate/registry/promote"
+    body = {"name": f"{source}.{name}", "version": "1"}
+    headers = {**admin, "X-MLFLOW-WORKSPACE": WORKSPACE}
+    done = requests.post(promote, json=body, headers=headers, timeout=300)
+    assert done.status_code == 200 and done.json()["copied"] is True, done.text
+    dual.drained()
+    assert dual.status()["dead_letters"] == 0
+
+    # The central store, read directly in the dual workspace's namespace: the version, its lineage, its files.
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    version = central.get_model_version(name, "1")
+    assert version.tags["fedgate.source_version"] == "1"
+    assert version.tags["fedgate.promoted_from.workspace"] == source
+    mlflow.set_tracking_uri(dual.central.url)
+    try:
+        assert list(mlflow.pyfunc.load_model(f"models:/{name}/1").predict(features[:5])) == expected
+    finally:
+        mlflow.set_tracking_uri(dual.gateway.url)
+
+    # A retry finds the copy, hands it to the outbox again, and the central registry still has one version.
+    again = requests.post(promote, json=body, headers=headers, timeout=300)
+    assert again.status_code == 200 and again.json()["copied"] is False, again.text
+    dual.drained()
+    assert dual.status()["dead_letters"] == 0
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    assert [v.version for v in central.search_model_versions(f"name = '{name}'")] == ["1"]
