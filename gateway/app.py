@@ -56,6 +56,9 @@ from gateway.authz.moves import AuthzMoves
 from gateway.authz.repository import POLICY_CHANNEL
 from gateway.authz.routes import AuditController, PermissionsController, UnityCatalogController
 from gateway.authz.service import AccessService
+from gateway.console.assets import ConsoleAssets
+from gateway.console.features import FEATURES as CONSOLE_FEATURES
+from gateway.console.shell import Console, console_router
 from gateway.core.config import (
     BUILTIN_VAULT,
     AzureKeyVaultSettings,
@@ -629,6 +632,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         if build is not None and sessions is not None
         else None
     )
+    # The account console (gateway/console/): the gateway's own pages, for the web UI's browser sessions.
+    console = Console(ConsoleAssets(), authorizer, links) if web_ui is not None else None
 
     def gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
         denied(request, exc)
@@ -731,6 +736,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             RegistryWebhooksController,
             *health_handlers(readiness, store_health),
             *(ui_handlers(web_ui) if web_ui is not None else []),
+            *([console_router(console, *CONSOLE_FEATURES)] if console is not None else []),
         ],
         dependencies={
             "service": Provide(lambda: workspaces, sync_to_thread=False, use_cache=True),

@@ -1,0 +1,10 @@
+"""The console's features: each one's controllers (or handlers), mounted under `/fedgate/console` by shell.py.
+
+A feature adds its own line here (its module beside this one); docs/console.md says how.
+"""
+
+from __future__ import annotations
+
+from litestar.types import ControllerRouterHandler
+
+FEATURES: tuple[ControllerRouterHandler, ...] = ()
