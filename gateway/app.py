@@ -42,6 +42,7 @@ from adapters.stores.auth import (
 from adapters.stores.mlflow_rest import MlflowRestStore
 from adapters.vaults.azure_keyvault import AzureKeyVault, KeyVaultSettings
 from adapters.vaults.openbao import AppRoleAuth, KubernetesAuth, OpenBaoAuth, OpenBaoSettings, OpenBaoVault, TokenAuth
+from gateway.alerts import SqlAlertsController, build_alerts
 from gateway.audit.trail import AuditTrail, entry
 from gateway.authn.browser import BrowserOrigin
 from gateway.authn.limits import Admission, PrincipalLimiter
@@ -561,6 +562,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         timeout_seconds=settings.server.webhook_timeout_seconds,
     )
 
+    # SQL alerts: evaluated as their owners by every process's scheduler (one per fire time), notified durably.
+    alerts = build_alerts(sessionmaker, sql, policy, allowed_destinations, audit, settings, _smtp_password(settings))
+
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
 
@@ -655,6 +659,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         secret_reads.start()
         webhook_feed.start()
         deliverer.start()
+        alerts.start()
         await intents.start()  # presence first: from here on this worker's notes are its own
         audit.start()
         relay.start()
@@ -671,6 +676,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             checks.cancel()
             gauges.cancel()
             await store_health.stop()
+            await alerts.stop()
             await deliverer.stop()
             await webhook_feed.stop()
             await relay.stop()
@@ -734,6 +740,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             RegistrySettingsController,
             PromotionsController,
             RegistryWebhooksController,
+            SqlAlertsController,
             *health_handlers(readiness, store_health),
             *(ui_handlers(web_ui) if web_ui is not None else []),
             *([console_router(console, *CONSOLE_FEATURES)] if console is not None else []),
@@ -752,6 +759,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "aliases": Provide(lambda: aliases, sync_to_thread=False, use_cache=True),
             "promotions": Provide(lambda: promotions, sync_to_thread=False, use_cache=True),
             "webhooks": Provide(lambda: webhooks, sync_to_thread=False, use_cache=True),
+            "alerts": Provide(lambda: alerts.service, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),
             "index_sync": Provide(lambda: index_sync, sync_to_thread=False, use_cache=True),
             "run_metrics": Provide(lambda: run_metrics, sync_to_thread=False, use_cache=True),
@@ -825,6 +833,14 @@ def _client_secret(settings: Settings) -> str:
     if not (oidc.client_secret_env or oidc.client_secret_file):
         return ""
     return _secret(oidc.client_secret_env, oidc.client_secret_file, what="oidc.client_secret")
+
+
+def _smtp_password(settings: Settings) -> str:
+    """The SMTP login's password for alert e-mail ("" without a login): from the environment or a file only."""
+    smtp = settings.smtp
+    if not (smtp.host and smtp.username):
+        return ""
+    return _secret(smtp.password_env, smtp.password_file, what="smtp.password")
 
 
 def _provider_name(settings: Settings) -> str:

@@ -343,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.registry import add_registry_commands  # activity logs and open transition requests
 
     add_registry_commands(commands, url)
+    from gateway.cli.alerts import add_alerts_commands  # SQL alerts: list, create, run, history
+
+    add_alerts_commands(commands, url)
     return parser
 
 

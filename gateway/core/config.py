@@ -27,7 +27,19 @@ VAULT_KEYS_ENV = "FEDGATE_VAULT_KEYS"
 VAULT_KEYS_FILE_ENV = "FEDGATE_VAULT_KEYS_FILE"
 # FEDGATE_* variables that are not overrides of settings.
 SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN", VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV})
-_SIMPLE_SECTIONS = ("account", "server", "database", "central", "oidc", "tokens", "secrets", "ui", "outbound")
+_SIMPLE_SECTIONS = (
+    "account",
+    "server",
+    "database",
+    "central",
+    "oidc",
+    "tokens",
+    "secrets",
+    "ui",
+    "outbound",
+    "alerts",
+    "smtp",
+)
 # Signature algorithms an OIDC token may use: asymmetric only, so a public key can never act as an HMAC secret.
 OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -250,6 +262,38 @@ class OutboundSettings(_Settings):
     allowed_destinations: list[str] = msgspec.field(default_factory=list)
 
 
+class AlertsSettings(_Settings):
+    """SQL alerts (docs/console.md, "Alerts"): their scheduler and notifications, in every gateway process."""
+
+    # How often each process looks for due alerts and due notifications (it also wakes for its own).
+    poll_seconds: float = 5.0
+    # No schedule may fire more often than this. The tests lower it to 1 to use schedules of seconds; in
+    # production a query every few seconds is a load, not an alert.
+    min_interval_seconds: float = 60.0
+    # Alerts one process evaluates at once.
+    concurrency: int = 4
+    # Notifications: the first retry's delay (doubling, at most an hour), the attempts before one fails, and
+    # how long one webhook POST or SMTP conversation may take.
+    retry_seconds: float = 10.0
+    max_attempts: int = 8
+    timeout_seconds: float = 10.0
+    # Evaluations and sent notifications are kept this many days.
+    history_days: int = 30
+
+
+class SmtpSettings(_Settings):
+    """The SMTP server alerts send e-mail through; no e-mail subscriptions while `host` is empty."""
+
+    host: str = ""
+    port: int = 587
+    from_address: str = ""  # the From of every alert e-mail
+    starttls: bool = True  # upgrade the connection with STARTTLS (port 587)
+    tls: bool = False  # TLS from the first byte instead (port 465)
+    username: str = ""  # log in when set; the password comes from the environment or a file, never this file
+    password_env: str = ""
+    password_file: str = ""
+
+
 class CentralSettings(_Settings):
     store: str = ""
 
@@ -329,6 +373,8 @@ class Settings(_Settings):
     secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
     ui: UiSettings = msgspec.field(default_factory=UiSettings)
     outbound: OutboundSettings = msgspec.field(default_factory=OutboundSettings)
+    alerts: AlertsSettings = msgspec.field(default_factory=AlertsSettings)
+    smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
     admin_token: str = ""  # only from FEDGATE_ADMIN_TOKEN, never from the file
 
 
@@ -519,6 +565,7 @@ def validate_settings(settings: Settings) -> None:
     check_vaults(settings)
     check_secrets(settings.secrets)
     check_outbound(settings.outbound)
+    check_alerts(settings.alerts, settings.smtp)
     if settings.central.store and settings.central.store not in settings.stores:
         raise ConfigError(f"central.store: no store named {settings.central.store!r}")
     names: set[str] = set()
@@ -593,6 +640,32 @@ def check_outbound(outbound: OutboundSettings) -> None:
             parse_allowed(entry)
         except DestinationError as exc:
             raise ConfigError(f"outbound.allowed_destinations[{index}]: {entry!r}: {exc}") from None
+
+
+def check_alerts(alerts: AlertsSettings, smtp: SmtpSettings) -> None:
+    for key in ("poll_seconds", "retry_seconds", "timeout_seconds"):
+        if not 0 < getattr(alerts, key) <= 3600:
+            raise ConfigError(f"alerts.{key}: must be more than 0 and at most 3600")
+    if not 1 <= alerts.min_interval_seconds <= 86400:
+        raise ConfigError("alerts.min_interval_seconds: must be between 1 and 86400")
+    if not 1 <= alerts.concurrency <= 64:
+        raise ConfigError("alerts.concurrency: must be between 1 and 64")
+    if not 1 <= alerts.max_attempts <= 100:
+        raise ConfigError("alerts.max_attempts: must be between 1 and 100")
+    if alerts.history_days < 1:
+        raise ConfigError("alerts.history_days: must be at least 1")
+    if not smtp.host:
+        return
+    if not 0 < smtp.port < 65536:
+        raise ConfigError(f"smtp.port: {smtp.port} is not a TCP port")
+    if "@" not in smtp.from_address:
+        raise ConfigError("smtp.from_address: an e-mail address is required when smtp.host is set")
+    if smtp.starttls and smtp.tls:
+        raise ConfigError("smtp: set starttls or tls, not both")
+    if smtp.password_env and smtp.password_file:
+        raise ConfigError("smtp: set password_env or password_file, not both")
+    if smtp.username and not (smtp.password_env or smtp.password_file):
+        raise ConfigError("smtp.username: needs password_env or password_file (never a password in this file)")
 
 
 def _https_or_loopback(url: str) -> bool:

@@ -312,3 +312,78 @@ class RegistryWebhookDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SqlAlertRow(Base):
+    """A SQL alert (migration 0024): a query run as its owner on a schedule, a condition, who to notify."""
+
+    __tablename__ = "sql_alerts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    display_name: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[int | None] = mapped_column(BigInteger)  # None: the bootstrap admin
+    owner_name: Mapped[str] = mapped_column(Text)
+    query_id: Mapped[str | None] = mapped_column(Text)
+    query_text: Mapped[str | None] = mapped_column(Text)
+    condition: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    custom_subject: Mapped[str | None] = mapped_column(Text)
+    custom_body: Mapped[str | None] = mapped_column(Text)
+    notify_on_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    seconds_to_retrigger: Mapped[int] = mapped_column(Integer, default=0)
+    schedule: Mapped[str | None] = mapped_column(Text)  # a Quartz cron expression; None: run on demand only
+    timezone_id: Mapped[str] = mapped_column(Text, default="UTC")
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    # E-mail addresses and webhooks (URL and HMAC secret: the secret is never answered, never logged).
+    subscriptions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    state: Mapped[str] = mapped_column(String(16), default="UNKNOWN")  # UNKNOWN | OK | TRIGGERED
+    evaluation_state: Mapped[str] = mapped_column(String(16), default="UNKNOWN")  # ... | ERROR
+    error_message: Mapped[str | None] = mapped_column(Text)
+    trigger_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # None: paused or unscheduled
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SqlAlertEvaluationRow(Base):
+    """One evaluation of an alert (migration 0024): the alert's history."""
+
+    __tablename__ = "sql_alert_evaluations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(36), ForeignKey("sql_alerts.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(12))  # SCHEDULE | MANUAL
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    state: Mapped[str] = mapped_column(String(16))  # OK | TRIGGERED | UNKNOWN | ERROR
+    previous_state: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str | None] = mapped_column(Text)
+    row_count: Mapped[int | None] = mapped_column(Integer)
+    condition: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    statement_id: Mapped[str | None] = mapped_column(String(36))
+    notifications: Mapped[int] = mapped_column(Integer, default=0)
+    evaluated_by: Mapped[str] = mapped_column(Text)  # host:pid of the gateway process
+
+
+class SqlAlertDeliveryRow(Base):
+    """One notification of an evaluation (migration 0024): a signed webhook POST or an e-mail, retried."""
+
+    __tablename__ = "sql_alert_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(36))
+    evaluation_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(8))  # webhook | email
+    destination: Mapped[str] = mapped_column(Text)  # the URL, or the address
+    subject: Mapped[str | None] = mapped_column(Text)  # e-mail only
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the JSON body (webhook) or the text (e-mail)
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

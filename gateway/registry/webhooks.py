@@ -553,16 +553,39 @@ def _webhook(row: RegistryWebhookRow, model_name: str | None) -> RegistryWebhook
 
 async def post(row: RegistryWebhookRow, payload: bytes, delivery: str, seconds: float) -> tuple[int, str]:
     """POST the payload to the webhook's URL, signed; (status, the answer's start). Redirects are not followed."""
-    headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery, "User-Agent": "fedgate-webhooks"}
-    if row.secret:
-        headers[SIGNATURE_HEADER] = signature(row.secret, payload)
-    if row.authorization:
-        headers["Authorization"] = row.authorization
+    return await post_signed(
+        row.url,
+        payload,
+        delivery,
+        seconds,
+        secret=row.secret,
+        authorization=row.authorization,
+        verify_ssl=row.enable_ssl_verification,
+    )
+
+
+async def post_signed(
+    url: str,
+    payload: bytes,
+    delivery: str,
+    seconds: float,
+    *,
+    secret: str | None,
+    authorization: str | None = None,
+    verify_ssl: bool = True,
+    agent: str = "fedgate-webhooks",
+) -> tuple[int, str]:
+    """The gateway's one way of sending a webhook (registry webhooks, SQL alerts): the JSON payload POSTed with
+    its delivery id and, given a secret, `X-Databricks-Signature`; (status, the answer's start). Redirects are not
+    followed. The caller checks the URL against the allow-list first."""
+    headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery, "User-Agent": agent}
+    if secret:
+        headers[SIGNATURE_HEADER] = signature(secret, payload)
+    if authorization:
+        headers["Authorization"] = authorization
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session,
-        session.post(
-            row.url, data=payload, headers=headers, allow_redirects=False, ssl=row.enable_ssl_verification
-        ) as answer,
+        session.post(url, data=payload, headers=headers, allow_redirects=False, ssl=verify_ssl) as answer,
     ):
         body = await answer.content.read(MAX_ANSWER_CHARS)
         return answer.status, body.decode("utf-8", errors="replace")

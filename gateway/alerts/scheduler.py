@@ -1,0 +1,148 @@
+"""The alert scheduler: a small loop in every gateway process, coordinated through PostgreSQL alone.
+
+Each alert with a schedule has `next_run_at`, its next fire time. Every `alerts.poll_seconds` (and when an
+alert is saved on this process) the loop claims due alerts in one short transaction:
+
+    SELECT ... FROM sql_alerts WHERE next_run_at <= now() AND NOT paused ... FOR UPDATE SKIP LOCKED
+    UPDATE sql_alerts SET next_run_at = <the first fire time after now()> ...
+
+and commits before it evaluates them. A row another process holds is skipped, and once the claim commits the
+alert is no longer due, so exactly one process evaluates each fire time however many replicas run. The next
+fire time is computed from the database's `now()`, not from the missed one: an alert whose fire times passed
+while no gateway ran (or while a gateway was busy) is due once, evaluated once as a catch-up (its evaluation's
+`scheduled_for` is the earliest missed fire time), and scheduled again from the present, never N times.
+
+A process that dies between the claim and the evaluation's record loses that one evaluation (at most once per
+fire time); the next fire time is already set. Old evaluations and sent notifications are pruned here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.alerts.schedule import Schedule, ScheduleError
+from gateway.db.models import SqlAlertDeliveryRow, SqlAlertEvaluationRow, SqlAlertRow
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_SECONDS = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    alert_id: str
+    scheduled_for: datetime
+
+
+Evaluate = Callable[[str, str, datetime | None], Awaitable[object]]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        evaluate: Evaluate,
+        *,
+        poll_seconds: float,
+        concurrency: int,
+        history_days: int,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._evaluate = evaluate
+        self._poll = poll_seconds
+        self._concurrency = concurrency
+        self._history_days = history_days
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._pruned_at = 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="alert scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                claimed = await self.run_due()
+                await self._prune()
+            except Exception:
+                log.exception("alert scheduler failed; trying again shortly")
+                claimed = 0
+            if claimed >= self._concurrency:
+                continue  # more may be due
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            self._wake.clear()
+
+    async def run_due(self) -> int:
+        """Claim up to `concurrency` due alerts and evaluate them side by side; how many were claimed."""
+        due = await self.claim()
+        if due:
+            await asyncio.gather(*(self._one(item) for item in due))
+        return len(due)
+
+    async def claim(self) -> list[Due]:
+        """Due alerts, each moved to its next fire time after now() in the same transaction (see the module)."""
+        async with self._sessionmaker() as session, session.begin():
+            now = await session.scalar(select(func.now()))
+            assert isinstance(now, datetime)
+            rows = (
+                await session.execute(
+                    select(SqlAlertRow.id, SqlAlertRow.schedule, SqlAlertRow.timezone_id, SqlAlertRow.next_run_at)
+                    .where(SqlAlertRow.next_run_at <= now, SqlAlertRow.paused.is_(False))
+                    .order_by(SqlAlertRow.next_run_at)
+                    .limit(self._concurrency)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            due = []
+            for alert_id, expression, zone, scheduled_for in rows:
+                following: datetime | None = None
+                if expression:
+                    try:
+                        following = Schedule.parse(expression, zone).next_after(now)
+                    except ScheduleError:
+                        log.warning("alert %s: its schedule no longer parses; it is unscheduled", alert_id)
+                await session.execute(
+                    update(SqlAlertRow).where(SqlAlertRow.id == alert_id).values(next_run_at=following)
+                )
+                due.append(Due(alert_id, scheduled_for or now))
+        return due
+
+    async def _one(self, due: Due) -> None:
+        try:
+            await self._evaluate(due.alert_id, "SCHEDULE", due.scheduled_for)
+        except Exception:
+            log.exception("alert %s: scheduled evaluation failed", due.alert_id)
+
+    async def _prune(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = now
+        cutoff = func.now() - func.make_interval(0, 0, 0, self._history_days)
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(delete(SqlAlertEvaluationRow).where(SqlAlertEvaluationRow.finished_at < cutoff))
+            await session.execute(
+                delete(SqlAlertDeliveryRow).where(
+                    SqlAlertDeliveryRow.state != "pending", SqlAlertDeliveryRow.created_at < cutoff
+                )
+            )

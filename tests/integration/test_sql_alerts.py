@@ -1,0 +1,488 @@
+"""SQL alerts against real gateways on a database of their own, a real mlflow store, a real HTTP receiver and a
+real SMTP server (aiosmtpd) on loopback.
+
+The documented "low experiment reliability" alert (the success ratio per experiment, `MIN(success_ratio) < 0.9`)
+is created by an analyst over seeded runs, some FAILED, written with the stock mlflow client through the gateway:
+it fires, its webhook arrives signed with the subscription's secret and its e-mail reaches the SMTP server; it
+returns to OK (and says so) once the runs are healthy. It runs with its owner's grants at each evaluation: once
+the owner lost SELECT, or is disabled, it fails (ERROR) even when an account admin runs it. The scheduler: two
+gateway processes evaluate each fire time once, and fire times missed while every gateway was down give one
+catch-up evaluation. Schedules of seconds need `alerts.min_interval_seconds = 1`, a setting for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import requests
+
+from gateway.devstack import GatewayProcess, free_port
+from gateway.sql.documented import SUCCESS_RATIO
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, OUTBOUND_ALLOWED, Stack
+from tests.integration.test_registry_webhooks import (
+    RECEIVER,
+    Receiver,
+    database_admin,
+    receiver,  # noqa: F401 - the module's HTTP receiver
+    signed,
+)
+from tests.support.identity import Admin, Person, unique
+
+pytestmark = pytest.mark.integration
+
+WORKSPACE = "alerting"
+SECRET = "alert-whsec-" + uuid.uuid4().hex
+ALERTS = "/api/2.0/sql/alerts"
+STATEMENTS = "/api/2.0/sql/statements"
+
+
+@dataclass
+class Mailbox:
+    """What the local SMTP server accepted: (envelope recipients, the message's bytes)."""
+
+    messages: list[tuple[list[str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.messages.append((list(envelope.rcpt_tos), bytes(envelope.content)))
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[tuple[list[str], bytes]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.1)
+        raise AssertionError(f"the SMTP server received {len(self.messages)} of {count} messages")
+
+
+@dataclass
+class Alerting:
+    config: Path
+    database_url: str
+    gateways: list[GatewayProcess]
+    mailbox: Mailbox
+    analyst: Person
+    outsider: Person
+
+    @property
+    def url(self) -> str:
+        return self.gateways[0].url
+
+    def start(self) -> GatewayProcess:
+        gateway = GatewayProcess(self.config, GATEWAY_ENV).start()
+        self.gateways.append(gateway)
+        return gateway
+
+    def stop_all(self) -> None:
+        for gateway in self.gateways:
+            gateway.stop()
+        self.gateways.clear()
+
+
+def query(url: str, statement: str, *args: Any) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(url)
+        try:
+            return list(await connection.fetch(statement, *args))
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def call(url: str, token: str, method: str, path: str, status: int = 200, **kw: Any) -> dict[str, Any]:
+    answer = requests.request(method, url + path, headers={"Authorization": f"Bearer {token}"}, timeout=90, **kw)
+    assert answer.status_code == status, answer.text
+    return dict(answer.json())
+
+
+def sql(url: str, token: str, statement: str) -> None:
+    answer = call(url, token, "POST", STATEMENTS, json={"statement": statement, "wait_timeout": "30s"})
+    assert answer["status"]["state"] == "SUCCEEDED", answer
+
+
+@pytest.fixture(scope="module")
+def alerting(stack: Stack) -> Iterator[Alerting]:
+    """Gateways of their own database and SMTP server, over a namespace of their own on the central store."""
+    from aiosmtpd.controller import Controller
+
+    upstream = unique("alerts")
+    created = requests.post(
+        f"{stack.stores['central'].url}/api/3.0/mlflow/workspaces", json={"name": upstream}, timeout=30
+    )
+    assert created.status_code == 201, created.text
+    database = f"alerts_{uuid.uuid4().hex[:8]}"
+    database_admin(stack.database_url, f'CREATE DATABASE "{database}"')
+    url = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{database}"))
+    mailbox = Mailbox()
+    smtp_port = free_port()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    config = stack.workdir / f"{database}.toml"
+    config.write_text(
+        f"""
+[account]
+id = "7001"
+[alerts]
+poll_seconds = 0.2
+min_interval_seconds = 1
+retry_seconds = 0.2
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+from_address = "alerts@fedgate.test"
+starttls = false
+[database]
+url = "{url}"
+[stores.central]
+url = "{stack.stores["central"].url}"
+workspaces = true
+[outbound]
+allowed_destinations = ["{OUTBOUND_ALLOWED}"]
+[[workspaces]]
+name = "{WORKSPACE}"
+id = "4101"
+store = "central"
+upstream_workspace = "{upstream}"
+"""
+    )
+    own = Alerting(config, url, [], mailbox, analyst=None, outsider=None)  # type: ignore[arg-type]
+    try:
+        gateway = own.start()
+        admin = Admin(gateway.url)
+        own.analyst = admin.person(unique("analyst") + "@example.com")
+        own.outsider = admin.person(unique("outsider") + "@example.com")
+        for statement in (
+            "GRANT USE CATALOG ON CATALOG system TO `{}`",
+            "GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{}`",
+            "GRANT SELECT ON SCHEMA system.mlflow TO `{}`",
+        ):
+            sql(gateway.url, ADMIN_TOKEN, statement.format(own.analyst.name))
+        yield own
+    finally:
+        own.stop_all()
+        smtp.stop()
+        database_admin(stack.database_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def seed_runs(url: str, experiment: str, finished: int, failed: int) -> None:
+    """Runs through the gateway with the stock mlflow client: `finished` that end FINISHED, `failed` FAILED."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
+    os.environ["MLFLOW_TRACKING_URI"] = url
+    os.environ["MLFLOW_TRACKING_TOKEN"] = ADMIN_TOKEN
+    mlflow.set_tracking_uri(url)
+    try:
+        mlflow.set_workspace(WORKSPACE)
+        client = MlflowClient()
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        for index in range(finished + failed):
+            run = mlflow.start_run(experiment_id=experiment_id)
+            mlflow.log_metric("loss", 0.1 * index)
+            mlflow.end_run(status="FINISHED" if index < finished else "FAILED")
+            assert client.get_run(run.info.run_id).info.status == ("FINISHED" if index < finished else "FAILED")
+    finally:
+        mlflow.set_workspace(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def reliability_alert(path: str, **extra: Any) -> dict[str, Any]:
+    """The documented alert: the documented success-ratio query, MIN(success_ratio) < 0.9."""
+    return {
+        "alert": {
+            "display_name": "low experiment reliability",
+            "query_text": SUCCESS_RATIO,
+            "condition": {
+                "op": "LESS_THAN",
+                "operand": {"column": {"name": "success_ratio", "aggregation": "MIN"}},
+                "threshold": {"value": {"double_value": 0.9}},
+            },
+            "subscriptions": [{"webhook": {"url": RECEIVER + path, "secret": SECRET}}],
+            **extra,
+        }
+    }
+
+
+def cli(alerting: Alerting, token: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "alerts", *args, "--url", alerting.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FEDGATE_TOKEN": token},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_low_reliability_alert_fires_signed_and_by_mail_then_returns_to_ok(
+    alerting: Alerting,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    from databricks.sdk import WorkspaceClient
+
+    analyst = alerting.analyst
+    experiment = unique("training")
+    seed_runs(alerting.url, experiment, finished=3, failed=2)  # a success ratio of 0.6
+    path = f"/allowed/alerts-{uuid.uuid4().hex[:6]}"
+    body = reliability_alert(path, notify_on_ok=True)
+    body["alert"]["subscriptions"].append({"user_email": "oncall@example.com"})
+    created = call(alerting.url, analyst.token, "POST", ALERTS, json=body)
+    alert_id = created["id"]
+    assert (created["state"], created["owner_user_name"]) == ("UNKNOWN", analyst.name)
+    assert created["subscriptions"] == [
+        {"webhook": {"url": RECEIVER + path, "has_secret": True}},
+        {"user_email": "oncall@example.com"},
+    ]
+    assert SECRET not in json.dumps(created)
+
+    # Evaluated now, from the command line, as its owner: TRIGGERED, the value the worst experiment's ratio.
+    printed = cli(alerting, analyst.token, "run", alert_id)
+    assert "TRIGGERED" in printed and "0.6" in printed
+    [hook] = receiver.wait_for(path, 1)
+    assert signed(hook, SECRET)
+    event = hook.event
+    assert (event["event"], event["alert_id"], event["state"], event["previous_state"]) == (
+        "ALERT_TRIGGERED",
+        alert_id,
+        "TRIGGERED",
+        "UNKNOWN",
+    )
+    assert (event["value"], event["condition"], event["row_count"]) == ("0.6", "MIN(success_ratio) < 0.9", 1)
+    [(recipients, message)] = alerting.mailbox.wait_for(1)
+    assert recipients == ["oncall@example.com"]
+    assert b"Subject: [fedgate] low experiment reliability is TRIGGERED" in message
+    assert b"MIN(success_ratio) < 0.9" in message
+
+    # The stock databricks-sdk reads it in Databricks' shape.
+    workspace = WorkspaceClient(host=alerting.url, token=analyst.token)
+    read = workspace.alerts.get(alert_id)
+    assert (read.display_name, read.state.value, read.condition.op.value) == (  # type: ignore[union-attr]
+        "low experiment reliability",
+        "TRIGGERED",
+        "LESS_THAN",
+    )
+    assert read.trigger_time is not None
+    assert [a.id for a in workspace.alerts.list()] == [alert_id]
+
+    # Still TRIGGERED: no second notification (no seconds_to_retrigger).
+    again = call(alerting.url, analyst.token, "POST", f"{ALERTS}/{alert_id}/run")
+    assert (again["state"], again["previous_state"], again["notifications"]) == ("TRIGGERED", "TRIGGERED", 0)
+
+    # Healthy runs lift the ratio to 19/21 > 0.9: OK, and notify_on_ok says so.
+    seed_runs(alerting.url, experiment, finished=16, failed=0)
+    ok = call(alerting.url, analyst.token, "POST", f"{ALERTS}/{alert_id}/run")
+    assert (ok["state"], ok["notifications"]) == ("OK", 2)
+    assert float(ok["value"]) == pytest.approx(19 / 21)
+    seen = receiver.wait_for(path, 2)
+    assert seen[-1].event["event"] == "ALERT_OK" and signed(seen[-1], SECRET)
+    alerting.mailbox.wait_for(2)
+
+    history = call(alerting.url, analyst.token, "GET", f"{ALERTS}/{alert_id}/history")["evaluations"]
+    assert [(e["state"], e["trigger"], e["notifications"]) for e in history] == [
+        ("OK", "MANUAL", 2),
+        ("TRIGGERED", "MANUAL", 0),
+        ("TRIGGERED", "MANUAL", 2),
+    ]
+    assert all(e["statement_id"] for e in history)
+    assert "OK" in cli(alerting, analyst.token, "history", alert_id)
+
+    # Nobody else sees it; the secret is in no answer, log line or audit row.
+    call(alerting.url, alerting.outsider.token, "GET", f"{ALERTS}/{alert_id}", status=404)
+    call(alerting.url, alerting.outsider.token, "POST", f"{ALERTS}/{alert_id}/run", status=404)
+    assert call(alerting.url, alerting.outsider.token, "GET", ALERTS)["results"] == []
+    for gateway in alerting.gateways:
+        assert gateway.log_path is not None
+        assert SECRET not in Path(gateway.log_path).read_text(errors="replace")
+    audited = query(
+        alerting.database_url, "SELECT details::text AS d FROM audit_log WHERE target = $1", f"sql_alert:{alert_id}"
+    )
+    assert audited and all(SECRET not in row["d"] for row in audited)
+
+
+def test_bad_alerts_are_refused_in_mlflows_error_shape(alerting: Alerting) -> None:
+    token = alerting.analyst.token
+    path = "/allowed/never"
+
+    def refused(body: dict[str, Any], status: int = 400) -> str:
+        answer = requests.post(
+            alerting.url + ALERTS, headers={"Authorization": f"Bearer {token}"}, json=body, timeout=30
+        )
+        assert answer.status_code == status, answer.text
+        return str(answer.json()["error_code"]) + ": " + str(answer.json()["message"])
+
+    base = reliability_alert(path)
+    assert "not an allowed destination" in refused(
+        {"alert": {**base["alert"], "subscriptions": [{"webhook": {"url": f"{RECEIVER}/elsewhere"}}]}}, 403
+    )
+    assert "Quartz" in refused({"alert": {**base["alert"], "schedule": {"quartz_cron_schedule": "every minute"}}})
+    assert "INVALID_PARAMETER_VALUE" in refused({"alert": {**base["alert"], "query_text": "DELETE FROM x"}})
+    assert "condition.op" in refused(
+        {"alert": {**base["alert"], "condition": {**base["alert"]["condition"], "op": "LIKE"}}}
+    )
+    assert "e-mail address" in refused({"alert": {**base["alert"], "subscriptions": [{"user_email": "nobody"}]}})
+    assert "query" in refused({"alert": {"display_name": "x", "condition": base["alert"]["condition"]}})
+    assert "INVALID_PARAMETER_VALUE" in refused({"alert": {"display_name": 5}})
+
+
+def test_an_alert_runs_with_its_owners_grants_at_each_evaluation(alerting: Alerting) -> None:
+    admin = Admin(alerting.url)
+    owner = admin.person(unique("owner") + "@example.com")
+    for statement in (
+        "GRANT USE CATALOG ON CATALOG system TO `{}`",
+        "GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{}`",
+        "GRANT SELECT ON SCHEMA system.mlflow TO `{}`",
+    ):
+        sql(alerting.url, ADMIN_TOKEN, statement.format(owner.name))
+    created = call(alerting.url, owner.token, "POST", ALERTS, json=reliability_alert("/allowed/grants"))
+    first = call(alerting.url, owner.token, "POST", f"{ALERTS}/{created['id']}/run")
+    assert first["state"] != "ERROR" and "error_message" not in first
+
+    # SELECT revoked: the evaluation fails, even when an account admin (who could read it all) runs it.
+    sql(alerting.url, ADMIN_TOKEN, f"REVOKE SELECT ON SCHEMA system.mlflow FROM `{owner.name}`")
+    failed = call(alerting.url, ADMIN_TOKEN, "POST", f"{ALERTS}/{created['id']}/run")
+    assert failed["state"] == "ERROR" and failed["notifications"] == 0
+    assert failed["error_message"] == f"{owner.name} lacks SELECT on table system.mlflow.runs_latest."
+    read = call(alerting.url, owner.token, "GET", f"{ALERTS}/{created['id']}")
+    assert (read["state"], read["evaluation_state"]) == ("UNKNOWN", "ERROR")
+    assert read["error_message"] == failed["error_message"]
+
+    # Granted again, then the owner disabled: refused with that reason, not run with someone else's grants.
+    sql(alerting.url, ADMIN_TOKEN, f"GRANT SELECT ON SCHEMA system.mlflow TO `{owner.name}`")
+    assert call(alerting.url, owner.token, "POST", f"{ALERTS}/{created['id']}/run")["state"] != "ERROR"
+    disabled = requests.patch(
+        f"{alerting.url}/api/2.0/preview/scim/v2/Users/{owner.id}",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        json={"Operations": [{"op": "replace", "path": "active", "value": False}]},
+        timeout=30,
+    )
+    assert disabled.status_code == 200, disabled.text
+    gone = call(alerting.url, ADMIN_TOKEN, "POST", f"{ALERTS}/{created['id']}/run")
+    assert gone["state"] == "ERROR" and "is disabled or deleted" in gone["error_message"]
+    # An account admin hands it to the analyst: it runs with the analyst's grants from then on.
+    moved = call(
+        alerting.url,
+        ADMIN_TOKEN,
+        "PATCH",
+        f"{ALERTS}/{created['id']}",
+        json={"alert": {"owner_user_name": alerting.analyst.name}, "update_mask": "owner_user_name"},
+    )
+    assert moved["owner_user_name"] == alerting.analyst.name
+    assert call(alerting.url, alerting.analyst.token, "POST", f"{ALERTS}/{created['id']}/run")["state"] != "ERROR"
+    call(alerting.url, alerting.analyst.token, "DELETE", f"{ALERTS}/{created['id']}")
+
+
+# -- the scheduler ------------------------------------------------------------------------------------------
+
+
+def scheduled(url: str, alert_id: str) -> list[asyncpg.Record]:
+    return query(
+        url,
+        "SELECT scheduled_for, evaluated_by, finished_at FROM sql_alert_evaluations "
+        "WHERE alert_id = $1 AND trigger = 'SCHEDULE' ORDER BY id",
+        alert_id,
+    )
+
+
+def wait_scheduled(url: str, alert_id: str, count: int, timeout: float = 90.0) -> list[asyncpg.Record]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = scheduled(url, alert_id)
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"{len(found)} of {count} scheduled evaluations"
+        time.sleep(0.2)
+
+
+def every_two_seconds(alerting: Alerting, path: str) -> str:
+    body = reliability_alert(path, seconds_to_retrigger=1)
+    body["alert"]["schedule"] = {"quartz_cron_schedule": "*/2 * * * * ?", "timezone_id": "UTC"}
+    created = call(alerting.url, alerting.analyst.token, "POST", ALERTS, json=body)
+    assert created["schedule"]["pause_status"] == "UNPAUSED" and created["next_run_time"]
+    return str(created["id"])
+
+
+def pause(alerting: Alerting, alert_id: str) -> None:
+    body = {
+        "alert": {"schedule": {"quartz_cron_schedule": "*/2 * * * * ?", "pause_status": "PAUSED"}},
+        "update_mask": "schedule",
+    }
+    paused = call(alerting.url, alerting.analyst.token, "PATCH", f"{ALERTS}/{alert_id}", json=body)
+    assert paused["schedule"]["pause_status"] == "PAUSED" and paused.get("next_run_time") is None
+
+
+def test_two_gateway_processes_evaluate_each_fire_time_once(alerting: Alerting, receiver: Receiver) -> None:  # noqa: F811
+    while len(alerting.gateways) < 2:
+        alerting.start()
+    seed_runs(alerting.url, unique("flaky"), finished=1, failed=1)  # some experiment's ratio is 0.5: TRIGGERED
+    path = f"/allowed/ticks-{uuid.uuid4().hex[:6]}"
+    alert_id = every_two_seconds(alerting, path)
+    wait_scheduled(alerting.database_url, alert_id, 8)
+    pause(alerting, alert_id)
+    found = scheduled(alerting.database_url, alert_id)
+    ticks = [row["scheduled_for"] for row in found]
+    # One evaluation per fire time: each a distinct 2-second boundary, in order.
+    assert len(set(ticks)) == len(ticks), ticks
+    assert ticks == sorted(ticks)
+    assert all(tick.microsecond == 0 and tick.second % 2 == 0 for tick in ticks)
+    # Evaluations notified (again after 1 s while TRIGGERED), and the receiver saw each delivery once.
+    notified = query(
+        alerting.database_url, "SELECT sum(notifications) AS n FROM sql_alert_evaluations WHERE alert_id = $1", alert_id
+    )[0]["n"]
+    assert notified >= 1
+    seen = receiver.wait_for(path, notified)
+    assert len({r.headers["X-Fedgate-Delivery"] for r in seen}) == len(seen) == notified
+    assert all(signed(r, SECRET) for r in seen)
+
+
+def test_fire_times_missed_while_every_gateway_was_down_run_once(alerting: Alerting) -> None:
+    if not alerting.gateways:
+        alerting.start()
+    alert_id = every_two_seconds(alerting, f"/allowed/catchup-{uuid.uuid4().hex[:6]}")
+    before = wait_scheduled(alerting.database_url, alert_id, 1)
+    alerting.stop_all()
+    [row] = query(alerting.database_url, "SELECT next_run_at FROM sql_alerts WHERE id = $1", alert_id)
+    missed_from: datetime = row["next_run_at"]
+    # Three fire times pass with no gateway running (the database's clock, polled).
+    deadline = time.monotonic() + 60
+    while (
+        query(alerting.database_url, "SELECT now() > $1::timestamptz + interval '6 seconds' AS past", missed_from)[0][
+            "past"
+        ]
+        is not True
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    restarted_at = query(alerting.database_url, "SELECT now() AS t")[0]["t"]
+    alerting.start()
+    after = wait_scheduled(alerting.database_url, alert_id, len(before) + 2)[len(before) :]
+    pause(alerting, alert_id)
+    # The missed fire times gave one evaluation, standing for the first of them; the next is a fresh one.
+    assert after[0]["scheduled_for"] == missed_from
+    assert after[1]["scheduled_for"] > restarted_at
+    assert after[1]["scheduled_for"] - after[0]["finished_at"] < (after[1]["scheduled_for"] - missed_from)
