@@ -7,4 +7,6 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-FEATURES: tuple[ControllerRouterHandler, ...] = ()
+from gateway.console.alerts import AlertsPage
+
+FEATURES: tuple[ControllerRouterHandler, ...] = (AlertsPage,)

@@ -7,7 +7,9 @@ it fires, its webhook arrives signed with the subscription's secret and its e-ma
 returns to OK (and says so) once the runs are healthy. It runs with its owner's grants at each evaluation: once
 the owner lost SELECT, or is disabled, it fails (ERROR) even when an account admin runs it. The scheduler: two
 gateway processes evaluate each fire time once, and fire times missed while every gateway was down give one
-catch-up evaluation. Schedules of seconds need `alerts.min_interval_seconds = 1`, a setting for tests.
+catch-up evaluation. Schedules of seconds need `alerts.min_interval_seconds = 1`, a setting for tests. Last, the
+console's alerts page in a real headless Chromium: the analyst creates the reliability alert from its preset, runs
+it, sees it TRIGGERED with its history, and the receiver gets the signed webhook (screenshots in test-artifacts/ui/).
 """
 
 from __future__ import annotations
@@ -486,3 +488,47 @@ def test_fire_times_missed_while_every_gateway_was_down_run_once(alerting: Alert
     assert after[0]["scheduled_for"] == missed_from
     assert after[1]["scheduled_for"] > restarted_at
     assert after[1]["scheduled_for"] - after[0]["finished_at"] < (after[1]["scheduled_for"] - missed_from)
+
+
+# -- the console page (last in the module: Playwright's sync API holds the event loop until the module ends) --
+
+
+def test_the_console_page_creates_and_runs_the_reliability_alert(
+    alerting: Alerting,
+    receiver: Receiver,  # noqa: F811
+    chromium: Any,
+) -> None:
+    from tests.integration.test_console import sign_in_at
+    from tests.support.browser import new_tab, shot
+
+    seed_runs(alerting.url, unique("browser"), finished=1, failed=3)  # a success ratio of 0.25
+    path = f"/allowed/browser-{uuid.uuid4().hex[:6]}"
+    name = unique("reliability in the browser")
+    with new_tab(chromium, alerting.url) as tab:
+        errors: list[str] = []
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        sign_in_at(tab, "/fedgate/console/alerts", alerting.analyst.token)
+        errors.clear()  # the sign-in page's (a favicon the gateway does not have)
+        tab.wait_for_selector("#fg-alerts-list table, #fg-alerts-list p")
+        tab.click("#fg-alert-reliability")
+        assert tab.input_value("#fg-alert-column") == "success_ratio"
+        assert "success_ratio" in tab.input_value("#fg-alert-query")
+        tab.fill("#fg-alert-name", name)
+        tab.fill("#fg-alert-webhook", RECEIVER + path)
+        tab.fill("#fg-alert-secret", SECRET)
+        shot(tab, "40-console-alert-form")
+        tab.click("#fg-alert-save")
+        row = tab.locator("#fg-alerts-table tr", has_text=name)
+        row.wait_for()
+        assert row.locator(".fg-state").inner_text() == "UNKNOWN"
+        row.locator("button.fg-alert-run").click()
+        tab.wait_for_selector(f"#fg-alerts-table tr:has-text('{name}') .fg-state-TRIGGERED")
+        tab.wait_for_selector("#fg-alert-history-card:not(.fg-hidden) table")
+        history = tab.locator("#fg-alert-history tbody tr").all_inner_texts()
+        assert len(history) == 1 and "TRIGGERED" in history[0] and "MANUAL" in history[0]
+        shot(tab, "41-console-alert-triggered")
+        errors_seen = list(errors)
+    [hook] = receiver.wait_for(path, 1)
+    assert signed(hook, SECRET)
+    assert (hook.event["display_name"], hook.event["state"], hook.event["value"]) == (name, "TRIGGERED", "0.25")
+    assert errors_seen == []  # the page's CSP refused nothing it asked for
