@@ -59,6 +59,8 @@ from gateway.authz.routes import AuditController, PermissionsController, UnityCa
 from gateway.authz.service import AccessService
 from gateway.console.assets import ConsoleAssets
 from gateway.console.features import FEATURES as CONSOLE_FEATURES
+from gateway.console.queries.routes import QueriesController, QueryPermissionsController
+from gateway.console.queries.service import SavedQueries
 from gateway.console.shell import Console, console_router
 from gateway.core.config import (
     BUILTIN_VAULT,
@@ -459,6 +461,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key, settings.tokens)
     sql = SqlService(settings, access, sessionmaker, QueryRunner(pools.lazy(PoolName.SQL)), audit)
+    queries = SavedQueries(sessionmaker, policy, audit, sql)  # saved queries run through `sql` as their caller
     # Where secret scopes keep their values: each workspace's configured vault, else the built-in one.
     vaults = build_vaults(settings, sessionmaker)
     tainted = TaintedRuns(sessionmaker)  # the runs that read a secret: the leak guard checks their writes
@@ -564,6 +567,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
 
     # SQL alerts: evaluated as their owners by every process's scheduler (one per fire time), notified durably.
     alerts = build_alerts(sessionmaker, sql, policy, allowed_destinations, audit, settings, _smtp_password(settings))
+    alerts.service.saved_queries = queries  # an alert on a saved query reads its text, as its owner, when it runs
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
@@ -731,6 +735,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             UnityCatalogController,
             AuditController,
             SqlStatementsController,
+            QueriesController,
+            QueryPermissionsController,
             SecretsController,
             TransitionRequestsController,
             CommentsController,
@@ -754,6 +760,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "principals": Provide(lambda: principals, sync_to_thread=False, use_cache=True),
             "tokens": Provide(lambda: tokens, sync_to_thread=False, use_cache=True),
             "sql": Provide(lambda: sql, sync_to_thread=False, use_cache=True),
+            "queries": Provide(lambda: queries, sync_to_thread=False, use_cache=True),
             "secrets": Provide(lambda: secrets, sync_to_thread=False, use_cache=True),
             "registry": Provide(lambda: registry, sync_to_thread=False, use_cache=True),
             "aliases": Provide(lambda: aliases, sync_to_thread=False, use_cache=True),

@@ -387,3 +387,23 @@ class SqlAlertDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SavedQueryRow(Base):
+    """A saved SQL query of the account console (migration 0025); its sharing is grants on `query:<id>`."""
+
+    __tablename__ = "sql_queries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    display_name: Mapped[str] = mapped_column(Text)
+    query_text: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str | None] = mapped_column(Text)
+    catalog: Mapped[str | None] = mapped_column(Text)
+    schema: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    apply_auto_limit: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner_id: Mapped[int | None] = mapped_column(BigInteger)  # None: the bootstrap admin, which has no row
+    owner_name: Mapped[str] = mapped_column(Text)
+    last_modifier_name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
