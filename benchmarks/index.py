@@ -6,7 +6,8 @@
 2. Times typical account-scope searches (the stock client's calls, through the gateway) and the
    documented system-table queries (through POST /api/2.0/sql/statements), as an account admin and as
    a user who may read 3 of the 10 workspaces; p50/p95 (no store answers these, so there is no direct
-   baseline: the targets are absolute).
+   baseline: the targets are absolute). Then the account console's dashboards (their data route), as the
+   admin and as the user through a dynamic view of their workspaces (`--skip-dashboards` leaves them out).
 3. Times metric ingest with log-batch calls of 1,000 points: the write-through alone (bodies applied
    straight to PostgreSQL), then through the gateway with write-through on vs off, against an instant
    upstream (the gateway's own cost) and against a real `mlflow server` (what a user sees); prints
@@ -52,6 +53,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gateway.console.dashboard_queries import DASHBOARDS, Filters
 from gateway.db.engine import start_embedded
 from gateway.db.migrate import upgrade
 from gateway.devstack import GatewayProcess, MlflowServer, free_port
@@ -367,6 +369,70 @@ def measure_reads(base: str, admin: requests.Session, user: requests.Session, re
         print(f"  {label:<44} {p50:8.1f} {p95:8.1f} {rows:5}")
 
 
+def measure_dashboards(base: str, admin: requests.Session, user: requests.Session, repeat: int, runs: int) -> None:
+    """The console's dashboards (gateway/console/dashboards.py) on the generated account.
+
+    Through the console's own data route (`/fedgate/console/dashboards/data/<key>`: the statement built, run
+    through the SQL service as the caller, every chunk read, the rows as JSON), as the account admin over the
+    system tables and as the 3-of-10 user through a dynamic view of their three workspaces; then each
+    statement with a 30-day window over the generated runs through the SQL API (the console's windows count
+    back from now, and the generated runs are in the past).
+    """
+    view = "bench.mlflow.three_workspaces"
+    user_name = user.get(f"{base}/api/2.0/preview/scim/v2/Me").json()["userName"]
+    for statement in (
+        f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM system.mlflow.runs_latest "
+        "WHERE workspace_id IN ('2001', '2002', '2003')",
+        f"GRANT USE CATALOG ON CATALOG bench TO `{user_name}`",
+        f"GRANT USE SCHEMA ON SCHEMA bench.mlflow TO `{user_name}`",
+        f"GRANT SELECT ON VIEW {view} TO `{user_name}`",
+        f"GRANT USE CATALOG ON CATALOG system TO `{user_name}`",
+        f"GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{user_name}`",
+        f"GRANT SELECT ON TABLE system.mlflow.run_metrics_history TO `{user_name}`",
+    ):
+        response = sql_call(base, admin, statement, {})
+        if response.status_code != 200:
+            raise RuntimeError(f"{statement}: {response.status_code} {response.text[:300]}")
+    experiment = f"{FIRST_WORKSPACE_ID}-1"  # 1/1000 of the runs, 10 loss points each
+    cases: list[tuple[str, requests.Session, dict[str, str]]] = [
+        ("admin, all time", admin, {"days": "all"}),
+        ("admin, all time, workspace ws-1", admin, {"days": "all", "workspace": "ws-1"}),
+        ("3-of-10 user by a view, all time", user, {"days": "all", "runs": view}),
+        ("3-of-10 user by a view, ws-1", user, {"days": "all", "runs": view, "workspace": "ws-1"}),
+    ]
+    print(f"\nconsole dashboards on {runs:,} runs, {repeat} calls each (the data route: JSON of every row)")
+    print(f"  {'dashboard':<22} {'filters':<38} {'p50 ms':>8} {'p95 ms':>8} {'rows':>5}")
+    for label, http, params in cases:
+        for item in DASHBOARDS:
+            query = {**params, "experiment": experiment, "metric": "loss"}
+            p50, p95, answer = timed(
+                lambda http=http, key=item.key, query=query: http.get(  # type: ignore[misc]
+                    f"{base}/fedgate/console/dashboards/data/{key}", params=query
+                ),
+                repeat,
+            )
+            print(f"  {item.key:<22} {label:<38} {p50:8.1f} {p95:8.1f} {len(answer['rows']):5}")
+    last_start = BASE + timedelta(seconds=runs * 7)
+    window = Filters(since=last_start - timedelta(days=30), experiment_id=experiment, metric="loss")
+    print(f"  {'(SQL API) 30-day window, admin':<61}")
+    for item in DASHBOARDS:
+        statement = item.build(window)
+
+        def call(statement: Any = statement) -> requests.Response:
+            body = {
+                "statement": statement.text,
+                "parameters": [{"name": n, "value": v, "type": t} for n, (v, t) in statement.parameters.items()],
+                "wait_timeout": "50s",
+            }
+            return admin.post(f"{base}/api/2.0/sql/statements", json=body)
+
+        p50, p95, answer = timed(call, repeat)
+        if answer["status"]["state"] != "SUCCEEDED":
+            raise RuntimeError(f"{item.key}: {answer['status']}")
+        rows = len((answer.get("result") or {}).get("data_array") or [])
+        print(f"  {item.key:<22} {'last 30 days of the runs':<38} {p50:8.1f} {p95:8.1f} {rows:5}")
+
+
 @dataclass
 class Side:
     """One revision's gateway in a side-by-side run, with an admin's and a 3-of-10 user's sessions."""
@@ -667,6 +733,7 @@ def main() -> int:
     parser.add_argument("--skip-reads", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--before", help="time the reads side by side with a gateway of this revision")
+    parser.add_argument("--skip-dashboards", action="store_true", help="leave out the console's dashboards")
     args = parser.parse_args()
 
     root = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="fedgate-bench-index-"))
@@ -693,6 +760,8 @@ def main() -> int:
             gateway = GatewayProcess(write_config(root / "fedgate.toml", database.url, stores, True), env).start()
             user = session(provision_user(gateway.url))
             measure_reads(gateway.url, session(TOKEN), user, args.repeat, args.runs)
+            if not args.skip_dashboards:
+                measure_dashboards(gateway.url, session(TOKEN), user, args.repeat, args.runs)
             gateway.stop()
             gateway = None
         if not args.skip_ingest:

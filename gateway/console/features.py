@@ -8,5 +8,6 @@ from __future__ import annotations
 from litestar.types import ControllerRouterHandler
 
 from gateway.console.alerts import AlertsPage
+from gateway.console.dashboards import DashboardsController
 
-FEATURES: tuple[ControllerRouterHandler, ...] = (AlertsPage,)
+FEATURES: tuple[ControllerRouterHandler, ...] = (DashboardsController, AlertsPage)

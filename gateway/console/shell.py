@@ -33,7 +33,7 @@ from gateway.authz.levels import Level, workspace_object
 from gateway.console.assets import STATIC_PREFIX, ConsoleAssets
 from gateway.console.layout import CONSOLE_HEADERS, CONSOLE_PATH, SECTIONS, Viewer, render_page
 from gateway.core.errors import PermissionDenied
-from gateway.core.links import LinkTable
+from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.ui.pages import SIGN_IN_PATH
 
@@ -78,6 +78,13 @@ class Console:
         return any(
             self.authorizer.allows(principal, link.workspace_id, workspace_object(link.workspace_id), Level.CAN_MANAGE)
             for link in self.links.all()
+        )
+
+    def workspaces(self, principal: Principal) -> list[WorkspaceLink]:
+        """The workspaces the person may see (holds any grant in), by name: what a workspace filter offers."""
+        return sorted(
+            (link for link in self.links.all() if self.authorizer.enters(principal, link.workspace_id)),
+            key=lambda link: link.name,
         )
 
     def page(

@@ -6,14 +6,22 @@ Debian's chromium driven by Playwright. Screenshots: test-artifacts/ui/ (README,
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from mlflow import MlflowClient
+from playwright.sync_api import expect
 
-from tests.conftest import Stack
-from tests.support.browser import new_tab, shot
+from tests.conftest import ADMIN_TOKEN, Stack
+from tests.support.browser import ARTIFACTS, new_tab, shot
 from tests.support.identity import Admin, Person, unique
 
 pytestmark = pytest.mark.integration
@@ -96,3 +104,177 @@ def test_console_pages_answer_with_their_headers_and_refuse_tokens(people: dict[
         f"{stack.url}/fedgate/console", headers={"Authorization": f"Bearer {people['reader'].token}"}, timeout=30
     )
     assert by_token.status_code == 403 and by_token.json()["error_code"] == "PERMISSION_DENIED"
+
+
+# -- dashboards ---------------------------------------------------------------------------------------------------
+
+LOSSES = [0.9, 0.6, 0.4, 0.3]
+
+
+@dataclass
+class Account:
+    experiment: str  # account-wide id, `1001-<id>`
+    analyst: Person  # SELECT on system.mlflow: every run of the experiment (5)
+    owner: Person  # SELECT on a dynamic view of the runs they created (2) and on the metrics history
+    view: str
+
+
+@contextlib.contextmanager
+def tracking_as(stack: Stack, token: str) -> Iterator[MlflowClient]:
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
+    os.environ.update(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=token, MLFLOW_WORKSPACE=WORKSPACE)
+    try:
+        yield MlflowClient(stack.url)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def log_runs(client: MlflowClient, experiment: str, statuses: list[str], offset: float) -> None:
+    for index, status in enumerate(statuses):
+        run = client.create_run(experiment, run_name=f"run-{offset:g}-{index}")
+        for step, loss in enumerate(LOSSES):
+            client.log_metric(run.info.run_id, "loss", loss + offset + index / 100, step=step)
+        client.set_terminated(run.info.run_id, status=status)
+
+
+def admin_sql(stack: Stack, statement: str) -> None:
+    answer = requests.post(
+        f"{stack.url}/api/2.0/sql/statements",
+        json={"statement": statement, "warehouse_id": "any", "wait_timeout": "30s"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200 and answer.json()["status"]["state"] == "SUCCEEDED", answer.text
+
+
+@pytest.fixture(scope="module")
+def account(stack: Stack) -> Account:
+    admin = Admin.of(stack)
+    suite = unique("dash")
+    analyst = admin.person(f"{suite}-analyst@example.com")
+    owner = admin.person(f"{suite}-owner@example.com")
+    with tracking_as(stack, ADMIN_TOKEN) as client:
+        experiment = client.create_experiment(f"{suite} churn")
+        log_runs(client, experiment, ["FINISHED", "FINISHED", "KILLED"], 0.0)
+    admin.grant(f"experiments/{experiment}", "CAN_MANAGE", user=owner.name, workspace=WORKSPACE)
+    with tracking_as(stack, owner.token) as client:
+        log_runs(client, experiment, ["FINISHED", "FAILED"], 0.5)
+    catalog = suite.replace("-", "_")
+    view = f"{catalog}.mlflow.my_runs"
+    for statement in (
+        f"GRANT USE CATALOG ON CATALOG system TO `{analyst.name}`",
+        f"GRANT USE SCHEMA, SELECT ON SCHEMA system.mlflow TO `{analyst.name}`",
+        f"CREATE VIEW {view} AS SELECT * FROM system.mlflow.runs_latest WHERE created_by = current_user()",
+        f"GRANT USE CATALOG ON CATALOG {catalog} TO `{owner.name}`",
+        f"GRANT USE SCHEMA ON SCHEMA {catalog}.mlflow TO `{owner.name}`",
+        f"GRANT SELECT ON VIEW {view} TO `{owner.name}`",
+        f"GRANT USE CATALOG ON CATALOG system TO `{owner.name}`",
+        f"GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{owner.name}`",
+        f"GRANT SELECT ON TABLE system.mlflow.run_metrics_history TO `{owner.name}`",
+    ):
+        admin_sql(stack, statement)
+    return Account(f"1001-{experiment}", analyst, owner, view)
+
+
+def full_shot(tab: Any, name: str) -> None:
+    """The whole page (every dashboard), as test-artifacts/ui/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def dashboards_of(tab: Any) -> dict[str, dict[str, Any]]:
+    """Each dashboard once loaded: its table (header and rows, as shown), its error, whether it drew a chart."""
+    tab.locator("section.fg-dashboard").first.wait_for()
+    # (not wait_for_function: its string predicate is an eval, which the page's CSP rightly refuses)
+    expect(tab.locator("section.fg-dashboard:not([data-loaded='true'])")).to_have_count(0)
+    found = {}
+    for section in tab.locator("section.fg-dashboard").all():
+        key = section.get_attribute("data-key")
+        table = section.locator("table.fg-table")
+        found[key] = {
+            "columns": table.locator("th").all_inner_texts() if table.count() else [],
+            "rows": [row.locator("td").all_inner_texts() for row in table.locator("tbody tr").all()],
+            "error": section.locator(".fg-error").inner_text(),
+            "chart": tab.evaluate("(id) => !!window.Chart.getChart(id)", f"chart-{key}"),
+        }
+    return found
+
+
+def test_a_dashboard_shows_a_person_their_data_and_a_view_shows_fewer_rows(
+    tab: Any, account: Account, stack: Stack
+) -> None:
+    query = f"?days=1&experiment={account.experiment}&metric=loss"
+    sign_in_at(tab, f"/fedgate/console/dashboards{query}", account.analyst.token)
+    seen = dashboards_of(tab)
+    assert all(d["error"] == "" and d["chart"] for d in seen.values()), seen
+    assert seen["success-ratio"]["rows"] == [[account.experiment, "0.6", "5"]]
+    per_day = seen["runs-per-day"]["rows"]
+    assert sorted((status, runs) for _, status, runs in per_day) == [
+        ("FAILED", "1"),
+        ("FINISHED", "3"),
+        ("KILLED", "1"),
+    ]
+    assert len(seen["metric-trend"]["rows"]) == 5
+    assert {row[0] for row in seen["most-active-users"]["rows"]} >= {account.owner.name}
+    assert len(seen["longest-runs"]["rows"]) == 5
+    full_shot(tab, "32-dashboards")
+    assert tab.console_errors == []
+
+    # The CSV: the same rows, from the server, with the same grants.
+    with tab.expect_download() as download:
+        tab.click("#csv-metric-trend")
+    lines = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
+    assert lines[0] == seen["metric-trend"]["columns"] and len(lines) == 6
+
+    # Another person: no SELECT on the system runs table; their dynamic view shows the runs they created.
+    tab.context.clear_cookies()
+    sign_in_at(tab, f"/fedgate/console/dashboards{query}", account.owner.token)
+    refused = dashboards_of(tab)
+    assert "lacks SELECT on table system.mlflow.runs_latest" in refused["runs-per-day"]["error"]
+    tab.goto(f"/fedgate/console/dashboards{query}&runs={account.view}")
+    mine = dashboards_of(tab)
+    assert all(d["error"] == "" for d in mine.values()), mine
+    assert mine["success-ratio"]["rows"] == [[account.experiment, "0.5", "2"]]
+    assert sorted((status, runs) for _, status, runs in mine["runs-per-day"]["rows"]) == [
+        ("FAILED", "1"),
+        ("FINISHED", "1"),
+    ]
+    assert len(mine["metric-trend"]["rows"]) == 2 < len(seen["metric-trend"]["rows"])
+    assert [row[0] for row in mine["most-active-users"]["rows"]] == [account.owner.name]
+    full_shot(tab, "33-dashboards-dynamic-view")
+    with tab.expect_download() as download:
+        tab.click("#csv-longest-runs")
+    lines = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
+    assert len(lines) == 3 and {line[1] for line in lines[1:]} == {row[1] for row in mine["longest-runs"]["rows"]}
+
+
+def test_dashboard_data_refuses_bad_filters_and_other_sites(account: Account, stack: Stack) -> None:
+    browser = requests.Session()
+    signed_in = browser.post(
+        f"{stack.url}/fedgate/sign-in/token",
+        data={"token": account.analyst.token, "next": "/fedgate/console/dashboards"},
+        headers={"Origin": stack.url},
+        timeout=30,
+    )
+    assert signed_in.status_code == 200
+    base = f"{stack.url}/fedgate/console/dashboards"
+    for params, status, code in (
+        ({"days": "2"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"runs": "system.mlflow.runs_latest; DROP VIEW x"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"workspace": "team-b"}, 404, "RESOURCE_DOES_NOT_EXIST"),  # the analyst holds no grant in team-b
+        ({"runs": "nowhere.mlflow.runs"}, 400, "INVALID_PARAMETER_VALUE"),
+    ):
+        answer = browser.get(f"{base}/data/runs-per-day", params=params, timeout=30)
+        assert (answer.status_code, answer.json()["error_code"]) == (status, code), answer.text
+    missing = browser.get(f"{base}/data/nothing", timeout=30)
+    assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    trend = browser.get(f"{base}/data/metric-trend", timeout=30)
+    assert trend.status_code == 400 and "Choose an experiment" in trend.json()["message"]
+    page = browser.get(base, params={"days": "2"}, timeout=30)
+    assert page.status_code == 400 and "days is one of" in page.text
+    signed_out = requests.get(f"{base}/data/runs-per-day", timeout=30)
+    assert signed_out.status_code == 401
