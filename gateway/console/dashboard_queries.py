@@ -154,8 +154,8 @@ def most_active_users(filters: Filters) -> Statement:
 
 
 def metric_trend(filters: Filters) -> Statement:
-    """The documented per-metric summary (points, average, max, min, quartiles) of one metric, for each run of
-    one experiment in start order. Only runs the runs source shows count: the metrics join them."""
+    """The documented per-metric summary (points, average, max, min, quartiles) of one metric, for each of the
+    latest 500 runs of one experiment, newest first. Only runs the runs source shows count: the metrics join them."""
     if filters.experiment_id is None or filters.metric is None:
         raise InvalidParameter("Choose an experiment and a metric to see the metric's trend.")
     conditions, parameters = _conditions(filters, "runs")
@@ -179,7 +179,7 @@ def metric_trend(filters: Filters) -> Statement:
         "  AND metrics.experiment_id = :experiment_id\n"
         f"{where}"
         "GROUP BY runs.run_name, runs.run_id, runs.start_time\n"
-        "ORDER BY runs.start_time, runs.run_id\n"
+        "ORDER BY runs.start_time DESC, runs.run_id\n"
         "LIMIT 500"
     )
     return Statement(text, parameters)
@@ -235,7 +235,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
         metric_trend,
         "run_name",
         "median",
-        "One metric of one experiment, per run in start order: median, quartiles, min and max of its points.",
+        "One metric of one experiment, for its latest 500 runs: median, quartiles, min and max of its points.",
         needs="Choose an experiment and a metric above to see the metric's trend.",
     ),
 )

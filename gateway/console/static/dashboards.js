@@ -60,10 +60,12 @@
     };
   }
 
+  // The runs come newest first (the table's order); the chart reads left to right, oldest first.
   function band(section, result) {
     const label = column(result, "run_name"), id = column(result, "run_id");
-    const series = (name) => result.rows.map((r) => number(r[column(result, name)]));
-    const labels = result.rows.map((r) => r[label] || (r[id] || "").slice(0, 8));
+    const rows = result.rows.slice().reverse();
+    const series = (name) => rows.map((r) => number(r[column(result, name)]));
+    const labels = rows.map((r) => r[label] || (r[id] || "").slice(0, 8));
     return {
       type: "line",
       data: {
