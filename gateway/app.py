@@ -140,6 +140,7 @@ from gateway.properties.guard import PropertyGuard
 from gateway.registry.aliases import AliasApprovals
 from gateway.registry.moves import RegistryMoves
 from gateway.registry.promotion import Promotions
+from gateway.registry.promotion_requests import PromotionRequests
 from gateway.registry.routes import (
     ActivitiesController,
     AliasRequestsController,
@@ -147,6 +148,7 @@ from gateway.registry.routes import (
     DatabricksRegistryController,
     MlflowAlias,
     MlflowTransitionStage,
+    PromotionRequestsController,
     PromotionsController,
     RegistrySettingsController,
     RegistryWebhooksController,
@@ -544,6 +546,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     aliases = AliasApprovals(registry, sessionmaker, registry_store, audit)  # protected aliases (champion)
     # A model version copied into another workspace's registry, its files streamed store to store.
     promotions = Promotions(links, stores, authorizer, access, registry, sessionmaker, audit, after_write)
+    promotion_requests = PromotionRequests(promotions, registry, authorizer, links, sessionmaker, audit)
     # Registry webhooks: deliveries queued with the activities they report, sent by every process (SKIP LOCKED).
     allowed_destinations = AllowList(settings.outbound.allowed_destinations)
     webhooks = RegistryWebhooks(
@@ -745,6 +748,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             AliasRequestsController,
             RegistrySettingsController,
             PromotionsController,
+            PromotionRequestsController,
             RegistryWebhooksController,
             SqlAlertsController,
             *health_handlers(readiness, store_health),
@@ -765,6 +769,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "registry": Provide(lambda: registry, sync_to_thread=False, use_cache=True),
             "aliases": Provide(lambda: aliases, sync_to_thread=False, use_cache=True),
             "promotions": Provide(lambda: promotions, sync_to_thread=False, use_cache=True),
+            "promotion_requests": Provide(lambda: promotion_requests, sync_to_thread=False, use_cache=True),
             "webhooks": Provide(lambda: webhooks, sync_to_thread=False, use_cache=True),
             "alerts": Provide(lambda: alerts.service, sync_to_thread=False, use_cache=True),
             "reconciler": Provide(lambda: reconciler, sync_to_thread=False, use_cache=True),

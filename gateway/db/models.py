@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text, func
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Identity, Integer, LargeBinary, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -273,6 +273,40 @@ class RegistryModelSettingsRow(Base):
     protected_aliases: Mapped[list[str]] = mapped_column(JSONB, default=list)
     updated_by: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RegistryPromotionSettingsRow(Base):
+    """Whether a promotion into a workspace needs an approved request (migration 0026); no row: it does not."""
+
+    __tablename__ = "registry_promotion_settings"
+
+    workspace_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    need_approval: Mapped[bool] = mapped_column(Boolean)
+    updated_by: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RegistryPromotionRequestRow(Base):
+    """A request to copy another workspace's model version into this one (migration 0026)."""
+
+    __tablename__ = "registry_promotion_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger)  # the target workspace
+    source_workspace_id: Mapped[int] = mapped_column(BigInteger)
+    source_model_id: Mapped[str] = mapped_column(String(32))
+    source_name: Mapped[str] = mapped_column(Text)  # <workspace>.<model>, as requested
+    source_version: Mapped[str] = mapped_column(String(20))
+    target_name: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(Text)
+    requested_by_id: Mapped[int | None] = mapped_column(BigInteger)  # principals.id (None: the bootstrap admin)
+    comment: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(12), default="open")  # open | approved | rejected | cancelled
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decision_comment: Mapped[str | None] = mapped_column(Text)
+    target_version: Mapped[str | None] = mapped_column(String(20))  # the copy, once approved
 
 
 class RegistryWebhookRow(Base):

@@ -44,7 +44,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.audit.trail import AuditTrail
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level, model_object, workspace_object
-from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound, StoreUnavailable, hidden
+from gateway.core.errors import (
+    GatewayError,
+    InvalidParameter,
+    PermissionDenied,
+    ResourceNotFound,
+    StoreUnavailable,
+    hidden,
+)
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.paths import artifact_workspace, canonical_artifact_path
 from gateway.core.ports import Store
@@ -59,6 +66,7 @@ from gateway.core.route_table import (
     declared,
 )
 from gateway.db.locks import LockClass, autocommit_connection, held
+from gateway.db.models import RegistryPromotionSettingsRow
 from gateway.federation.hooks import AcceptedWrite, AfterWrite
 from gateway.federation.schemas import RequestIds
 from gateway.registry.repository import NewActivity
@@ -83,6 +91,19 @@ class ModelOwners(Protocol):
     async def model_id(self, link: WorkspaceLink, name: str, *, adopt: bool) -> str | None: ...
 
     async def record_owner(self, principal: Principal, link: WorkspaceLink, kind: str, created: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A promotion's source version and target, as `Promotions.check` found them."""
+
+    source: WorkspaceLink
+    name: str  # the source model's name in its workspace
+    source_id: str  # the gateway's id of the source model
+    version: str
+    source_version: dict[str, Any]  # as the source store answers it
+    target_name: str
+    target_id: str | None  # the target model's id; None: it does not exist yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +138,20 @@ class Promotions:
     async def promote(
         self, principal: Principal, target: WorkspaceLink, qualified: str, version: str, target_name: str | None
     ) -> Promoted:
+        """A direct promotion: refused (403) in a workspace that wants promotions approved, unless the caller
+        is one who could approve it (registry/promotion_requests.py)."""
+        checked = await self.check(principal, target, qualified, version, target_name)
+        if await self.need_approval(target) and not self.may_approve(principal, target, checked.target_id):
+            raise PermissionDenied(
+                f"Promotions into workspace '{target.name}' need an approved request: ask for one with "
+                "POST /api/2.0/fedgate/registry/promotion-requests/create."
+            )
+        return await self.execute(principal, target, checked)
+
+    async def check(
+        self, principal: Principal, target: WorkspaceLink, qualified: str, version: str, target_name: str | None
+    ) -> Checked:
+        """The source version and both sides' rights, as `principal` has them; raises as the module says."""
         source, name = self._source(qualified)
         version = version.strip()
         if not version.isdigit():
@@ -142,14 +177,55 @@ class Promotions:
         found = await _maybe(from_store, "/api/2.0/mlflow/model-versions/get", {"name": name, "version": version})
         if found is None:
             raise ResourceNotFound(f"Model Version (name={qualified}, version={version}) not found")
-        source_version = found["model_version"]
-        uri = (
-            await from_store.get("/api/2.0/mlflow/model-versions/get-download-uri", {"name": name, "version": version})
-        )["artifact_uri"]
-        root = _store_path(str(uri), source)
         # The target: CAN_EDIT on its model, or CAN_USE on the workspace for a new model.
         target_id = await self._target_rights(principal, target, target_name)
-        key = f"w{source.workspace_id}/{source_id}/{version}"
+        return Checked(source, name, source_id, version, dict(found["model_version"]), target_name, target_id)
+
+    async def target_id(self, target: WorkspaceLink, name: str) -> str | None:
+        """The gateway's id of a model of the target workspace; None when the store has no such model."""
+        return await self._models.model_id(target, name, adopt=True)
+
+    async def need_approval(self, target: WorkspaceLink) -> bool:
+        async with self._sessionmaker() as session:
+            row = await session.get(RegistryPromotionSettingsRow, target.workspace_id)
+        return row is not None and row.need_approval
+
+    def may_approve(self, principal: Principal, target: WorkspaceLink, target_id: str | None) -> bool:
+        """Who decides a promotion: Production's level on an existing target model, else CAN_MANAGE on the
+        target workspace (a new model)."""
+        if target_id is not None:
+            obj = model_object(target.workspace_id, target_id)
+            return self._authorizer.allows(principal, target.workspace_id, obj, Level.CAN_MANAGE_PRODUCTION_VERSIONS)
+        return self._authorizer.allows(
+            principal, target.workspace_id, workspace_object(target.workspace_id), Level.CAN_MANAGE
+        )
+
+    async def execute(
+        self,
+        principal: Principal,
+        target: WorkspaceLink,
+        checked: Checked,
+        *,
+        owner: Principal | None = None,
+        then: Callable[[AsyncSession, Promoted], Awaitable[None]] | None = None,
+    ) -> Promoted:
+        """Make the copy (checked by `check`) as `principal`; a new target model is owned by `owner` (default:
+        `principal`). `then` runs in the transaction that appends the promotion's activities (not on a retry
+        that finds the copy) and may raise to refuse the promotion's record."""
+        source, name, version = checked.source, checked.name, checked.version
+        qualified = f"{source.name}.{name}"
+        from_store = own_store(self._stores, source)
+        try:
+            uri = (
+                await from_store.get(
+                    "/api/2.0/mlflow/model-versions/get-download-uri", {"name": name, "version": version}
+                )
+            )["artifact_uri"]
+        except Transient as exc:
+            raise StoreUnavailable(f"A store did not answer during the promotion; try again ({exc}).") from exc
+        root = _store_path(str(uri), source)
+        target_name, target_id = checked.target_name, checked.target_id
+        key = f"w{source.workspace_id}/{checked.source_id}/{version}"
         async with (
             autocommit_connection(self._sessionmaker) as connection,
             held(
@@ -170,9 +246,13 @@ class Promotions:
                 existing = await self._copy_of(to_store, target_name, key)
                 if existing is not None:
                     await self._recorded_again(principal, target, to_store, existing)
-                    return Promoted(existing, False, 0, 0)
+                    done = Promoted(existing, False, 0, 0)
+                    if then is not None:
+                        async with self._sessionmaker() as session, session.begin():
+                            await then(session, done)
+                    return done
                 files, size, version_made, created_model = await self._copy(
-                    principal, source, name, version, source_version, root, target, to_store, target_name, key
+                    principal, source, name, version, checked.source_version, root, target, to_store, target_name, key
                 )
             except Transient as exc:
                 raise StoreUnavailable(f"A store did not answer during the promotion; try again ({exc}).") from exc
@@ -180,39 +260,48 @@ class Promotions:
                 raise GatewayError(
                     exc.message or str(exc), error_code=exc.error_code or "INVALID_STATE", status=exc.status or 502
                 ) from exc
-        if created_model:
-            await self._models.record_owner(principal, target, "registered_model", target_name)
-        target_id = target_id or await self._models.model_id(target, target_name, adopt=True)
-        assert target_id is not None
-        source_model = Model(source, name, source_id, Level.CAN_READ.value)
-        target_model = Model(target, target_name, target_id, Level.CAN_EDIT.value)
-        made = str(version_made["version"])
-        run_id = str(source_version.get("run_id") or "")
-        await self._workflow.record(
-            principal,
-            [
-                (
-                    source_model,
-                    NewActivity(
-                        version,
-                        ActivityType.PROMOTED_TO_WORKSPACE,
-                        principal.name,
-                        system_comment=f"Copied to {target.name}.{target_name} version {made}.",
+            # Recorded under the lock: a second promotion (or approval) of the same version, waiting for it,
+            # then finds the copy and its record both made.
+            if created_model:
+                await self._models.record_owner(owner or principal, target, "registered_model", target_name)
+            target_id = target_id or await self._models.model_id(target, target_name, adopt=True)
+            assert target_id is not None
+            source_model = Model(source, name, checked.source_id, Level.CAN_READ.value)
+            target_model = Model(target, target_name, target_id, Level.CAN_EDIT.value)
+            made = str(version_made["version"])
+            run_id = str(checked.source_version.get("run_id") or "")
+            done = Promoted(version_made, True, files, size)
+
+            async def first(session: AsyncSession) -> None:
+                if then is not None:
+                    await then(session, done)
+
+            await self._workflow.record(
+                principal,
+                [
+                    (
+                        source_model,
+                        NewActivity(
+                            version,
+                            ActivityType.PROMOTED_TO_WORKSPACE,
+                            principal.name,
+                            system_comment=f"Copied to {target.name}.{target_name} version {made}.",
+                        ),
                     ),
-                ),
-                (
-                    target_model,
-                    NewActivity(
-                        made,
-                        ActivityType.PROMOTED_FROM_WORKSPACE,
-                        principal.name,
-                        system_comment=f"Copied from {qualified} version {version}"
-                        + (f" (run {run_id})." if run_id else "."),
+                    (
+                        target_model,
+                        NewActivity(
+                            made,
+                            ActivityType.PROMOTED_FROM_WORKSPACE,
+                            principal.name,
+                            system_comment=f"Copied from {qualified} version {version}"
+                            + (f" (run {run_id})." if run_id else "."),
+                        ),
                     ),
-                ),
-            ],
-        )
-        return Promoted(version_made, True, files, size)
+                ],
+                first=first,
+            )
+            return done
 
     def _source(self, qualified: str) -> tuple[WorkspaceLink, str]:
         workspace, dot, name = qualified.partition(".")

@@ -15,6 +15,8 @@ from gateway.db.models import (
     RegistryActivityRow,
     RegistryCommentRow,
     RegistryModelSettingsRow,
+    RegistryPromotionRequestRow,
+    RegistryPromotionSettingsRow,
     RegistryRequestRow,
 )
 
@@ -405,8 +407,19 @@ class RegistryRepository:
 
     async def renumber(self, old_id: int, new_id: int) -> None:
         """Requests, comments and activities follow their workspace (the trigger lets exactly this through)."""
-        for row in (RegistryRequestRow, RegistryCommentRow, RegistryActivityRow, RegistryModelSettingsRow):
+        for row in (
+            RegistryRequestRow,
+            RegistryCommentRow,
+            RegistryActivityRow,
+            RegistryModelSettingsRow,
+            RegistryPromotionRequestRow,
+            RegistryPromotionSettingsRow,
+        ):
             await self.session.execute(update(row).where(row.workspace_id == old_id).values(workspace_id=new_id))
+        promotions = RegistryPromotionRequestRow
+        await self.session.execute(
+            update(promotions).where(promotions.source_workspace_id == old_id).values(source_workspace_id=new_id)
+        )
 
     async def remove_workspace(self, workspace_id: int) -> int:
         """Every row of the workspace (the audit log keeps what happened); how many activities went."""
@@ -420,5 +433,14 @@ class RegistryRepository:
         await self.session.execute(delete(RegistryRequestRow).where(RegistryRequestRow.workspace_id == workspace_id))
         await self.session.execute(
             delete(RegistryModelSettingsRow).where(RegistryModelSettingsRow.workspace_id == workspace_id)
+        )
+        promotions = RegistryPromotionRequestRow
+        await self.session.execute(
+            delete(promotions).where(
+                (promotions.workspace_id == workspace_id) | (promotions.source_workspace_id == workspace_id)
+            )
+        )
+        await self.session.execute(
+            delete(RegistryPromotionSettingsRow).where(RegistryPromotionSettingsRow.workspace_id == workspace_id)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

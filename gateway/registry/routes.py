@@ -33,6 +33,7 @@ from gateway.federation.service import Forwarder
 from gateway.observability.access import REQUEST_ID_KEY
 from gateway.registry.aliases import AliasApprovals
 from gateway.registry.promotion import PromoteRequest, PromoteResponse, Promotions
+from gateway.registry.promotion_requests import PromotionRequest, PromotionRequests, PromotionSettings
 from gateway.registry.schemas import (
     ActivitiesResponse,
     ActivityResponse,
@@ -455,6 +456,111 @@ class PromotionsController(Controller):
     ) -> PromoteResponse:
         done = await promotions.promote(request.user, link, data.name, data.version, data.target_name)
         return PromoteResponse(model_version=done.version, copied=done.copied, files=done.files, bytes=done.bytes)
+
+
+class PromotionSettingsUpdate(msgspec.Struct):
+    promotions_need_approval: bool
+
+
+class PromotionRequestCreate(msgspec.Struct):
+    name: str  # <workspace>.<model>: the source
+    version: str
+    target_name: str | None = None
+    comment: str | None = None
+
+
+class PromotionDecision(msgspec.Struct):
+    id: str
+    comment: str | None = None
+
+
+class PromotionRequestResponse(msgspec.Struct, omit_defaults=True):
+    promotion_request: PromotionRequest
+    model_version: dict[str, Any] | None = None  # approve: the copy
+
+
+class PromotionRequestsResponse(msgspec.Struct):
+    requests: list[PromotionRequest]
+
+
+class PromotionRequestsController(Controller):
+    """Promotions into a workspace that wants them approved (registry/promotion_requests.py)."""
+
+    path = "/api/2.0/fedgate/registry"
+    opt = {
+        "access": "settings: CAN_USE to read, CAN_MANAGE on the workspace to change; create: a promotion's rights; "
+        "approve/reject: CAN_MANAGE_PRODUCTION_VERSIONS on the target model (CAN_MANAGE on the workspace for a new "
+        "one); delete: the requester or CAN_MANAGE on the workspace"
+    }
+    dependencies = _link()
+
+    @get("/promotion-settings", name="registry promotion settings")
+    async def settings(
+        self, request: Request[Principal, Any, Any], promotion_requests: PromotionRequests, link: WorkspaceLink
+    ) -> PromotionSettings:
+        return await promotion_requests.settings(request.user, link)
+
+    @patch("/promotion-settings", name="registry promotion settings update")
+    async def update_settings(
+        self,
+        request: Request[Principal, Any, Any],
+        data: PromotionSettingsUpdate,
+        promotion_requests: PromotionRequests,
+        link: WorkspaceLink,
+    ) -> PromotionSettings:
+        return await promotion_requests.update_settings(request.user, link, data.promotions_need_approval)
+
+    @post("/promotion-requests/create", name="registry promotion request create", status_code=200)
+    async def create(
+        self,
+        request: Request[Principal, Any, Any],
+        data: PromotionRequestCreate,
+        promotion_requests: PromotionRequests,
+        link: WorkspaceLink,
+    ) -> PromotionRequestResponse:
+        made = await promotion_requests.create(
+            request.user, link, data.name, data.version, data.target_name, data.comment
+        )
+        return PromotionRequestResponse(promotion_request=made)
+
+    @get("/promotion-requests/list", name="registry promotion request list")
+    async def list_requests(
+        self,
+        request: Request[Principal, Any, Any],
+        promotion_requests: PromotionRequests,
+        link: WorkspaceLink,
+        wanted: str = Parameter(query="state", default="open"),
+    ) -> PromotionRequestsResponse:
+        return PromotionRequestsResponse(requests=await promotion_requests.list(request.user, link, wanted))
+
+    @post("/promotion-requests/approve", name="registry promotion request approve", status_code=200)
+    async def approve(
+        self,
+        request: Request[Principal, Any, Any],
+        data: PromotionDecision,
+        promotion_requests: PromotionRequests,
+        link: WorkspaceLink,
+    ) -> PromotionRequestResponse:
+        decided, done = await promotion_requests.approve(request.user, link, data.id, data.comment)
+        return PromotionRequestResponse(promotion_request=decided, model_version=done.version)
+
+    @post("/promotion-requests/reject", name="registry promotion request reject", status_code=200)
+    async def reject(
+        self,
+        request: Request[Principal, Any, Any],
+        data: PromotionDecision,
+        promotion_requests: PromotionRequests,
+        link: WorkspaceLink,
+    ) -> PromotionRequestResponse:
+        decided = await promotion_requests.reject(request.user, link, data.id, data.comment)
+        return PromotionRequestResponse(promotion_request=decided)
+
+    @delete("/promotion-requests/delete", name="registry promotion request delete", status_code=200)
+    async def cancel(
+        self, request: Request[Principal, Any, Any], promotion_requests: PromotionRequests, link: WorkspaceLink, id: str
+    ) -> PromotionRequestResponse:
+        decided = await promotion_requests.cancel(request.user, link, id)
+        return PromotionRequestResponse(promotion_request=decided)
 
 
 class RegistryWebhooksController(Controller):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -83,6 +83,12 @@ class ActivityType(StrEnum):
     # The gateway's own: a version copied into another workspace's registry, and the copy (registry/promotion.py).
     PROMOTED_TO_WORKSPACE = "PROMOTED_TO_WORKSPACE"
     PROMOTED_FROM_WORKSPACE = "PROMOTED_FROM_WORKSPACE"
+    # The gateway's own: requests to promote a version into a workspace that wants them approved, on the
+    # source version's log (registry/promotion_requests.py).
+    REQUESTED_PROMOTION = "REQUESTED_PROMOTION"
+    APPROVED_PROMOTION = "APPROVED_PROMOTION"
+    REJECTED_PROMOTION = "REJECTED_PROMOTION"
+    CANCELLED_PROMOTION = "CANCELLED_PROMOTION"
 
 
 class Action(StrEnum):
@@ -646,11 +652,26 @@ class RegistryWorkflow:
         page = found[:max_results]
         return [_activity(a) for a in page], str(page[-1].id) if len(found) > max_results else None
 
-    async def record(self, principal: Principal, entries: Sequence[tuple[Model, NewActivity]]) -> None:
-        """Activities of several models (both sides of a promotion), with their audit rows, in one transaction."""
+    async def record(
+        self,
+        principal: Principal,
+        entries: Sequence[tuple[Model, NewActivity]],
+        *,
+        first: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    ) -> None:
+        """Activities of several models (both sides of a promotion), with their audit rows, in one transaction;
+        `first` runs in it before them (and may raise to write none)."""
         async with self._sessionmaker() as session, session.begin():
+            if first is not None:
+                await first(session)
             for model, activity in entries:
                 await self._append(session, principal, model, [activity])
+
+    async def append(
+        self, session: AsyncSession, principal: Principal, model: Model, activities: Sequence[NewActivity]
+    ) -> list[StoredActivity]:
+        """Append activities and their audit rows (and queue their webhooks) in the caller's transaction."""
+        return await self._append(session, principal, model, activities)
 
     async def _append(
         self, session: AsyncSession, principal: Principal, model: Model, activities: Sequence[NewActivity]

@@ -123,3 +123,124 @@ def test_a_version_is_promoted_from_team_a_to_team_b_byte_for_byte_with_lineage(
     assert into_theirs.status_code == 404, into_theirs.text  # the target model is not theirs to see
     renamed = promote(stack, outsider, {**body, "target_name": f"{name}-mine"})
     assert renamed.status_code == 200 and renamed.json()["copied"] is True, renamed.text
+
+
+def test_a_workspace_that_wants_promotions_approved_gets_requests_decided_once(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    requester = admin.person(f"{unique('requester')}@example.com")
+    approver = admin.person(f"{unique('approver')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=requester.name)
+    admin.grant("workspaces/team-b", "CAN_MANAGE", user=approver.name)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", owner.token)
+    mlflow.set_workspace("team-a")
+    mlflow.set_experiment(unique("approved-src"))
+    features = np.random.default_rng(12).random((20, 3))
+    model = LogisticRegression().fit(features, (features[:, 0] > 0.5).astype(int))
+    name = unique("fraud")
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+    source_id = (
+        owner.http(stack, "team-a")
+        .get(f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name}, timeout=60)
+        .json()["registered_model_databricks"]["id"]
+    )
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=requester.name, workspace="team-a")
+    base = f"{stack.url}/api/2.0/fedgate/registry"
+
+    # Only a manager of team-b turns the setting on; then a direct promotion is for those who could approve.
+    setting = {"promotions_need_approval": True}
+    refused = requester.http(stack, "team-b").patch(f"{base}/promotion-settings", json=setting, timeout=60)
+    assert refused.status_code == 403, refused.text
+    turned = approver.http(stack, "team-b").patch(f"{base}/promotion-settings", json=setting, timeout=60)
+    assert turned.status_code == 200 and turned.json()["promotions_need_approval"] is True, turned.text
+    body = {"name": f"team-a.{name}", "version": "1"}
+    direct = promote(stack, requester, body)
+    assert direct.status_code == 403 and "promotion-requests/create" in direct.json()["message"], direct.text
+
+    # A request: open, once per requester; its requester cannot approve it.
+    requests_of = requester.http(stack, "team-b")
+    made = requests_of.post(f"{base}/promotion-requests/create", json={**body, "comment": "ready"}, timeout=60)
+    assert made.status_code == 200, made.text
+    request = made.json()["promotion_request"]
+    assert (request["state"], request["user_id"], request["available_actions"]) == (
+        "OPEN",
+        requester.name,
+        ["CANCEL_PROMOTION_REQUEST"],
+    )
+    twice = requests_of.post(f"{base}/promotion-requests/create", json=body, timeout=60)
+    assert twice.status_code == 400 and twice.json()["error_code"] == "RESOURCE_ALREADY_EXISTS", twice.text
+    own = requests_of.post(f"{base}/promotion-requests/approve", json={"id": request["id"]}, timeout=60)
+    assert own.status_code == 403, own.text
+    listed = approver.http(stack, "team-b").get(f"{base}/promotion-requests/list", timeout=60).json()["requests"]
+    [seen] = [r for r in listed if r["id"] == request["id"]]
+    assert set(seen["available_actions"]) == {
+        "APPROVE_PROMOTION_REQUEST",
+        "REJECT_PROMOTION_REQUEST",
+        "CANCEL_PROMOTION_REQUEST",
+    }
+
+    # Two approvals at the same moment: one copy, one decision; the other is told it was decided.
+    def approve() -> Any:
+        return approver.http(stack, "team-b").post(
+            f"{base}/promotion-requests/approve", json={"id": request["id"], "comment": "go"}, timeout=300
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: approve(), range(2)))
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    [approved] = [a.json() for a in answers if a.status_code == 200]
+    assert approved["promotion_request"]["state"] == "APPROVED"
+    assert approved["promotion_request"]["decided_by"] == approver.name
+    assert approved["model_version"]["version"] == "1" == approved["promotion_request"]["target_version"]
+
+    # The requester owns the new model of team-b and loads the copy there.
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", requester.token)
+    mlflow.set_workspace("account")
+    loaded = mlflow.pyfunc.load_model(f"models:/team-b.{name}/1")
+    assert list(loaded.predict(features)) == list(model.predict(features))
+
+    # Rejected and cancelled requests; and a requester who lost the source since asking is not copied for.
+    second = requests_of.post(
+        f"{base}/promotion-requests/create", json={**body, "target_name": f"{name}-2"}, timeout=60
+    )
+    rejected = approver.http(stack, "team-b").post(
+        f"{base}/promotion-requests/reject", json={"id": second.json()["promotion_request"]["id"]}, timeout=60
+    )
+    assert rejected.status_code == 200 and rejected.json()["promotion_request"]["state"] == "REJECTED", rejected.text
+    third = requests_of.post(f"{base}/promotion-requests/create", json={**body, "target_name": f"{name}-3"}, timeout=60)
+    third_id = third.json()["promotion_request"]["id"]
+    cancelled = requests_of.delete(f"{base}/promotion-requests/delete", params={"id": third_id}, timeout=60)
+    assert cancelled.status_code == 200 and cancelled.json()["promotion_request"]["state"] == "CANCELLED"
+    fourth = requests_of.post(
+        f"{base}/promotion-requests/create", json={**body, "target_name": f"{name}-4"}, timeout=60
+    )
+    fourth_id = fourth.json()["promotion_request"]["id"]
+    kept = [{"user_name": owner.name, "permission_level": "CAN_MANAGE"}]
+    revoked = admin.http("team-a").put(
+        f"{stack.url}/api/2.0/permissions/registered-models/{source_id}", json={"access_control_list": kept}, timeout=60
+    )
+    assert revoked.status_code == 200, revoked.text
+    late = approver.http(stack, "team-b").post(f"{base}/promotion-requests/approve", json={"id": fourth_id}, timeout=60)
+    assert late.status_code == 404, late.text
+    still = approver.http(stack, "team-b").get(f"{base}/promotion-requests/list", timeout=60).json()["requests"]
+    assert [r["state"] for r in still if r["id"] == fourth_id] == ["OPEN"]
+
+    # The source version's log: every request and decision, and the one copy.
+    assert [(t, c.split(" (request")[0]) for t, _, c in activity_types(stack, "team-a", name)] == [
+        ("REQUESTED_PROMOTION", f"Promotion into team-b.{name}-4"),
+        ("CANCELLED_PROMOTION", f"Promotion into team-b.{name}-3"),
+        ("REQUESTED_PROMOTION", f"Promotion into team-b.{name}-3"),
+        ("REJECTED_PROMOTION", f"Promotion into team-b.{name}-2"),
+        ("REQUESTED_PROMOTION", f"Promotion into team-b.{name}-2"),
+        ("PROMOTED_TO_WORKSPACE", f"Copied to team-b.{name} version 1."),
+        ("APPROVED_PROMOTION", f"Promotion into team-b.{name}"),
+        ("REQUESTED_PROMOTION", f"Promotion into team-b.{name}"),
+    ]
