@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.core.config import AlertsSettings, SmtpSettings
 from gateway.core.destinations import AllowList, DestinationError, parse_destination
 from gateway.db.models import SqlAlertRow
+from gateway.observability.metrics import ALERT_NOTIFICATIONS
 from gateway.registry.webhooks import DELIVERY_HEADER, post_signed
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ class AlertDeliverer:
         await self._done(delivery, None)
 
     async def _done(self, delivery: Claimed, status: int | None) -> None:
+        ALERT_NOTIFICATIONS.labels(delivery.kind, "delivered").inc()
         async with self._sessionmaker() as session, session.begin():
             await session.execute(_DONE, {"id": delivery.id, "attempts": delivery.attempts, "status": status})
 
@@ -240,6 +242,7 @@ class AlertDeliverer:
         await self._finish(delivery, status, error, final=delivery.attempts >= self._settings.max_attempts)
 
     async def _finish(self, delivery: Claimed, status: int | None, error: str, *, final: bool) -> None:
+        ALERT_NOTIFICATIONS.labels(delivery.kind, "failed" if final else "retry").inc()
         delay = min(self._settings.retry_seconds * 2 ** (delivery.attempts - 1), 3600.0)
         async with self._sessionmaker() as session, session.begin():
             await session.execute(

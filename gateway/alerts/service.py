@@ -62,6 +62,7 @@ from gateway.core.destinations import AllowList, DestinationError, parse_destina
 from gateway.core.errors import GatewayError, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.principal import Principal
 from gateway.db.models import SqlAlertDeliveryRow, SqlAlertEvaluationRow, SqlAlertRow
+from gateway.observability.metrics import ALERT_EVALUATIONS
 from gateway.sql.schemas import ExecuteStatementRequest
 from gateway.sql.service import SqlService
 from gateway.sql.statements import Defaults, Query, classify
@@ -354,6 +355,7 @@ class AlertService:
             )
             assert stored is not None
             answer = _evaluation(stored)
+        ALERT_EVALUATIONS.labels(trigger, answer.state).inc()
         if queued:
             for callback in self.notified:
                 callback()

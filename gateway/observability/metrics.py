@@ -65,3 +65,11 @@ OUTBOX_OLDEST = Gauge("fedgate_outbox_oldest_pending_seconds", "Age of the oldes
 INDEX_LAG = Gauge(
     "fedgate_index_lag_seconds", "Seconds since the workspace's last finished index sync pass", ["workspace"]
 )
+ALERT_EVALUATIONS = Counter(
+    "fedgate_alert_evaluations_total", "SQL alert evaluations made by this process", ["trigger", "state"]
+)
+ALERT_NOTIFICATIONS = Counter(
+    "fedgate_alert_notifications_total",
+    "Attempts to send an alert's notification: delivered, retry (tried again later) or failed (given up)",
+    ["kind", "outcome"],
+)

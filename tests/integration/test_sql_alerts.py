@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.devstack import GatewayProcess, free_port
 from gateway.sql.documented import SUCCESS_RATIO
@@ -313,6 +314,13 @@ def test_the_low_reliability_alert_fires_signed_and_by_mail_then_returns_to_ok(
     ]
     assert all(e["statement_id"] for e in history)
     assert "OK" in cli(alerting, analyst.token, "history", alert_id)
+    counted = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(requests.get(f"{alerting.url}/metrics", timeout=30).text)
+        for sample in family.samples
+    }
+    assert counted[("fedgate_alert_evaluations_total", (("state", "TRIGGERED"), ("trigger", "MANUAL")))] >= 2
+    assert counted[("fedgate_alert_notifications_total", (("kind", "email"), ("outcome", "delivered")))] >= 1
 
     # Nobody else sees it; the secret is in no answer, log line or audit row.
     call(alerting.url, alerting.outsider.token, "GET", f"{ALERTS}/{alert_id}", status=404)
@@ -396,6 +404,50 @@ def test_an_alert_runs_with_its_owners_grants_at_each_evaluation(alerting: Alert
     )
     assert moved["owner_user_name"] == alerting.analyst.name
     assert call(alerting.url, alerting.analyst.token, "POST", f"{ALERTS}/{created['id']}/run")["state"] != "ERROR"
+    call(alerting.url, alerting.analyst.token, "DELETE", f"{ALERTS}/{created['id']}")
+
+
+def test_a_dynamic_view_is_judged_for_the_owner_at_each_evaluation(alerting: Alerting) -> None:
+    """A view that shows rows to members of a group: the owner's alert sees none until the owner joins it."""
+    admin = Admin(alerting.url)
+    suite = uuid.uuid4().hex[:8]
+    watchers = f"watchers-{suite}"
+    group_id = admin.group(watchers)
+    catalog = f"gov_{suite}"
+    seed_runs(alerting.url, unique("watched"), finished=1, failed=0)
+    for statement in (
+        f"CREATE VIEW {catalog}.mlflow.watched AS SELECT * FROM system.mlflow.runs_latest "
+        f"WHERE is_account_group_member('{watchers}')",
+        f"GRANT USE CATALOG ON CATALOG {catalog} TO `{alerting.analyst.name}`",
+        f"GRANT USE SCHEMA ON SCHEMA {catalog}.mlflow TO `{alerting.analyst.name}`",
+        f"GRANT SELECT ON VIEW {catalog}.mlflow.watched TO `{alerting.analyst.name}`",
+    ):
+        sql(alerting.url, ADMIN_TOKEN, statement)
+    body = {
+        "alert": {
+            "display_name": "watched runs",
+            "query_text": f"SELECT COUNT(*) AS runs FROM {catalog}.mlflow.watched",
+            "condition": {
+                "op": "GREATER_THAN",
+                "operand": {"column": {"name": "runs"}},
+                "threshold": {"value": {"double_value": 0}},
+            },
+        }
+    }
+    created = call(alerting.url, alerting.analyst.token, "POST", ALERTS, json=body)
+    run = f"{ALERTS}/{created['id']}/run"
+    # Run by an account admin, judged for the owner: not in the group, the view shows the owner no rows.
+    first = call(alerting.url, ADMIN_TOKEN, "POST", run)
+    assert (first["state"], first["value"]) == ("OK", "0")
+    joined = requests.patch(
+        f"{alerting.url}/api/2.0/preview/scim/v2/Groups/{group_id}",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        json={"Operations": [{"op": "add", "path": "members", "value": [{"value": str(alerting.analyst.id)}]}]},
+        timeout=30,
+    )
+    assert joined.status_code == 200, joined.text
+    fired = call(alerting.url, ADMIN_TOKEN, "POST", run)
+    assert fired["state"] == "TRIGGERED" and int(fired["value"]) >= 1
     call(alerting.url, alerting.analyst.token, "DELETE", f"{ALERTS}/{created['id']}")
 
 
