@@ -58,8 +58,10 @@ def _body() -> str:
   <form id='fg-alert-form' class='fg-alert-form' autocomplete='off'>
     <label for='fg-alert-name'>Name</label>
     <input id='fg-alert-name' maxlength='255' required>
-    <label for='fg-alert-query'>Query: a SELECT over system.mlflow, run with the owner's grants</label>
-    <textarea id='fg-alert-query' rows='9' spellcheck='false' required></textarea>
+    <label for='fg-alert-saved'>Query: a saved query (the owner needs CAN_RUN on it), or a SELECT over
+      system.mlflow written here; either runs with the owner's grants</label>
+    <select id='fg-alert-saved'><option value=''>the text below</option></select>
+    <textarea id='fg-alert-query' rows='9' spellcheck='false'></textarea>
     <label>Condition</label>
     <div class='fg-alert-row'>
       <select id='fg-alert-aggregation' aria-label='Aggregation'>{_options(AGGREGATIONS)}</select>

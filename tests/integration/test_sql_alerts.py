@@ -556,6 +556,14 @@ def test_the_console_page_creates_and_runs_the_reliability_alert(
     seed_runs(alerting.url, unique("browser"), finished=1, failed=3)  # a success ratio of 0.25
     path = f"/allowed/browser-{uuid.uuid4().hex[:6]}"
     name = unique("reliability in the browser")
+    saved_name = unique("saved reliability")
+    call(
+        alerting.url,
+        alerting.analyst.token,
+        "POST",
+        "/api/2.0/sql/queries",
+        json={"query": {"display_name": saved_name, "query_text": SUCCESS_RATIO}},
+    )
     with new_tab(chromium, alerting.url) as tab:
         errors: list[str] = []
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -579,8 +587,30 @@ def test_the_console_page_creates_and_runs_the_reliability_alert(
         history = tab.locator("#fg-alert-history tbody tr").all_inner_texts()
         assert len(history) == 1 and "TRIGGERED" in history[0] and "MANUAL" in history[0]
         shot(tab, "41-console-alert-triggered")
+
+        # The same alert on a saved query of the analyst's, chosen in the form.
+        tab.click("#fg-alert-new")
+        tab.select_option("#fg-alert-saved", label=saved_name)
+        assert "success_ratio" in tab.input_value("#fg-alert-query")
+        tab.fill("#fg-alert-name", saved_name)
+        tab.fill("#fg-alert-column", "success_ratio")
+        tab.select_option("#fg-alert-aggregation", "MIN")
+        tab.select_option("#fg-alert-op", "LESS_THAN")
+        tab.fill("#fg-alert-threshold", "0.9")
+        tab.click("#fg-alert-save")
+        on_saved = tab.locator("#fg-alerts-table tr", has_text=saved_name)
+        on_saved.wait_for()
+        on_saved.locator("button.fg-alert-run").click()
+        tab.wait_for_selector(f"#fg-alerts-table tr:has-text('{saved_name}') .fg-state-TRIGGERED")
+        shot(tab, "42-console-alert-on-a-saved-query")
         errors_seen = list(errors)
     [hook] = receiver.wait_for(path, 1)
     assert signed(hook, SECRET)
     assert (hook.event["display_name"], hook.event["state"], hook.event["value"]) == (name, "TRIGGERED", "0.25")
     assert errors_seen == []  # the page's CSP refused nothing it asked for
+    [on_query] = [
+        a
+        for a in call(alerting.url, alerting.analyst.token, "GET", ALERTS)["results"]
+        if a["display_name"] == saved_name
+    ]
+    assert on_query["query_id"] and "query_text" not in on_query

@@ -102,11 +102,40 @@
     }
   }
 
+  let saved = []; // the saved queries the viewer can see: [{id, display_name, query_text}]
+
+  async function loadSaved() {
+    try {
+      const answer = await fedgate.api("/api/2.0/sql/queries?page_size=1000");
+      saved = answer.results || [];
+    } catch (e) {
+      saved = []; // no saved queries to offer: the text below still works
+    }
+    const select = $("fg-alert-saved");
+    select.replaceChildren(text("option", "the text below"));
+    select.firstChild.value = "";
+    for (const query of saved) {
+      const option = text("option", query.display_name);
+      option.value = query.id;
+      select.appendChild(option);
+    }
+  }
+
+  function showSaved() {
+    const id = $("fg-alert-saved").value;
+    const query = saved.find((q) => q.id === id);
+    const area = $("fg-alert-query");
+    area.readOnly = Boolean(query);
+    if (query) area.value = query.query_text || "";
+  }
+
   function openForm(title, values) {
     editing = values.id || null;
+    $("fg-alert-saved").value = values.query_id || "";
     $("fg-alert-form-title").textContent = title;
     $("fg-alert-name").value = values.display_name || "";
     $("fg-alert-query").value = values.query_text || "";
+    showSaved();
     $("fg-alert-column").value = values.column || "";
     $("fg-alert-aggregation").value = values.aggregation || "FIRST";
     $("fg-alert-op").value = values.op || "GREATER_THAN";
@@ -133,7 +162,8 @@
     const webhook = (alert.subscriptions || []).find((s) => s.webhook);
     const email = (alert.subscriptions || []).find((s) => s.user_email);
     return {
-      id: alert.id, display_name: alert.display_name, query_text: alert.query_text, column: column.name,
+      id: alert.id, display_name: alert.display_name, query_text: alert.query_text, query_id: alert.query_id,
+      column: column.name,
       aggregation: column.aggregation, op: alert.condition.op, threshold: threshold,
       empty_result_state: alert.condition.empty_result_state,
       schedule: alert.schedule ? alert.schedule.quartz_cron_schedule : "",
@@ -161,9 +191,11 @@
     };
     if (aggregation !== "FIRST") condition.operand.column.aggregation = aggregation;
     if (op !== "IS_NULL") condition.threshold = { value: threshold($("fg-alert-threshold").value) };
+    const savedId = $("fg-alert-saved").value;
     const alert = {
       display_name: $("fg-alert-name").value.trim(),
-      query_text: $("fg-alert-query").value,
+      query_id: savedId || null,
+      query_text: savedId ? null : $("fg-alert-query").value,
       condition: condition,
       notify_on_ok: $("fg-alert-notify-ok").checked,
       seconds_to_retrigger: Number($("fg-alert-retrigger").value || 0),
@@ -230,11 +262,13 @@
     }
   }
 
-  $("fg-alert-new").addEventListener("click", () => openForm("New alert", {}));
+  $("fg-alert-new").addEventListener("click", async () => { await loadSaved(); openForm("New alert", {}); });
   $("fg-alert-reliability").addEventListener("click", () => openForm("New alert", presets.reliability));
   $("fg-alert-refresh").addEventListener("click", load);
   $("fg-alert-cancel").addEventListener("click", () => $("fg-alert-form-card").classList.add("fg-hidden"));
   $("fg-alert-form").addEventListener("submit", save);
+  $("fg-alert-saved").addEventListener("change", showSaved);
   $("fg-alerts-list").addEventListener("click", act);
+  loadSaved();
   load();
 })();
