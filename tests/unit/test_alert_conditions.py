@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +14,7 @@ from gateway.alerts.condition import Condition, ConditionError, Threshold, aggre
 from gateway.alerts.schedule import Schedule, ScheduleError
 from gateway.cli import plan_for
 from gateway.cli.client import Call, CommandError
+from gateway.core.config import ConfigError, Settings, load_settings, validate_settings
 
 RATIOS = ["experiment_id", "success_ratio", "run_count"]
 
@@ -143,3 +146,34 @@ def test_alerts_commands_plan_their_calls(monkeypatch: pytest.MonkeyPatch) -> No
         plan_for(["alerts", "create", "--name", "n", "--condition", "x > 1"])
     with pytest.raises(SystemExit):
         plan_for(["alerts", "create", "--name", "n", "--query", "SELECT 1", "--condition", "x >"])
+
+
+@pytest.mark.parametrize(
+    ("alerts", "smtp", "message"),
+    [
+        ({"poll_seconds": 0}, {}, "alerts.poll_seconds"),
+        ({"min_interval_seconds": 0.5}, {}, "alerts.min_interval_seconds"),
+        ({"max_attempts": 0}, {}, "alerts.max_attempts"),
+        ({}, {"host": "smtp.example.com"}, "smtp.from_address"),
+        ({}, {"host": "smtp.example.com", "from_address": "a@x.com", "tls": True}, "starttls or tls"),
+        ({}, {"host": "smtp.example.com", "from_address": "a@x.com", "username": "u"}, "smtp.username"),
+    ],
+)
+def test_alert_and_smtp_settings_out_of_range_are_refused(
+    alerts: dict[str, object], smtp: dict[str, object], message: str
+) -> None:
+    settings = msgspec.convert({"alerts": alerts, "smtp": smtp}, Settings)
+    with pytest.raises(ConfigError, match=message):
+        validate_settings(settings)
+
+
+def test_an_smtp_password_is_never_read_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "fedgate.toml"
+    config.write_text('[smtp]\nhost = "smtp.example.com"\nfrom_address = "a@x.com"\npassword = "hunter2"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config, environ={})
+    assert "hunter2" not in str(refused.value)
+    config.write_text(
+        '[smtp]\nhost = "smtp.example.com"\nfrom_address = "a@x.com"\nusername = "u"\npassword_env = "SMTP_PASSWORD"\n'
+    )
+    assert load_settings(config, environ={}).smtp.password_env == "SMTP_PASSWORD"
