@@ -118,6 +118,7 @@ from gateway.federation.direct import DirectCalls
 from gateway.federation.guard import Guard
 from gateway.federation.hooks import AfterWrite, Recovery
 from gateway.federation.intents import IntentLog, Presence
+from gateway.federation.jobs import JobBook
 from gateway.federation.locate import Locator, RunDirectory
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, StoreSender
@@ -127,7 +128,7 @@ from gateway.index.moves import IndexMoves
 from gateway.index.routes import IndexController, RunMetricsController
 from gateway.index.run_metrics import RunMetrics
 from gateway.index.sync import IndexSync
-from gateway.index.write_through import IndexRecovery, IndexWriteThrough
+from gateway.index.write_through import IndexRecovery, IndexWriteThrough, StartedRunIndex
 from gateway.index.writer import IndexWriter
 from gateway.observability.access import REQUEST_ID_KEY, AccessLog
 from gateway.observability.health import STORE_TIMEOUT_SECONDS, Readiness, StoreHealth, drain_on_sigterm
@@ -484,7 +485,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
 
     # The request pipeline (federation/service.py) and what plugs into it (federation/hooks.py).
-    guard = Guard(authorizer, locator, access, direct.undo_create)
+    # Jobs of the stores' job runners the gateway started, and what starting each needed (federation/guard/jobs.py).
+    guard = Guard(authorizer, locator, access, direct.undo_create, JobBook(sessionmaker))
     bookkeeping = Bookkeeping(pools.opener("bookkeeping"))  # the pools "outbox" and "derived"
     after_write: list[AfterWrite] = [RunRoutes(bookkeeping, runs)]
     if settings.server.index_write_through:
@@ -510,6 +512,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     reconciler = Reconciler(links, stores, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
     index_pool = pools.lazy(PoolName.INDEX_SYNC)
     index_sync = IndexSync(links, stores, index_pool, settings.server.index_sync_interval_seconds)
+    if settings.server.index_write_through:
+        after_write.append(StartedRunIndex(index_sync))  # runs the store creates for the prompt lab and jobs
     # Writes a crash must not lose are noted before they are sent, and recovered within seconds when their
     # outcome is unknown (federation/intents.py): dual workspaces' mirrored writes, and indexed writes.
     recoveries: list[Recovery] = [DualRecovery(reconciler, mirror, stores, sessionmaker)]

@@ -40,6 +40,7 @@ class Resource(StrEnum):
     MCP_SERVER = "mcp_server"  # an entry of the workspace's MCP server registry: versions, tags, aliases, endpoints
     AI_GATEWAY = "ai_gateway"  # the store's AI gateway: endpoints, model definitions, bindings, budgets, guardrails
     AI_GATEWAY_SECRET = "ai_gateway_secret"  # an AI-gateway provider key (secret) of the workspace
+    JOB = "job"  # a job of the store's job runner (scorers, evaluation, issue detection, prompt optimisation)
     WORKSPACE = "workspace"
     SERVER = "server"
     QUERY = "query"  # a GraphQL operation of the web UI: it names runs and experiments in its variables
@@ -77,12 +78,14 @@ class Trait(Flag):
     RUN_TEXT = auto()  # writes text into a run (params, tags, metric names, run name, inputs): the leak guard reads it
     RUN_TAGS = auto()  # sets or deletes tags of an existing run, keys of the caller's choosing: the property guard
     DESTINATIONS = auto()  # makes the store send requests to a destination the call names: the allow-list decides
+    STARTS_RUN = auto()  # the store creates a run outside runs/create, named in its answer: recorded from there
 
 
 NO_TRAITS = Trait(0)
 INDEXED, MIRRORED, BATCHED = Trait.INDEXED, Trait.MIRRORED, Trait.BATCHED
 CREATES, FAILOVER = Trait.CREATES, Trait.FAILOVER
 RUN_TEXT, RUN_TAGS, DESTINATIONS = Trait.RUN_TEXT, Trait.RUN_TAGS, Trait.DESTINATIONS
+STARTS_RUN = Trait.STARTS_RUN
 
 READ_ACTIONS = frozenset({Action.READ, Action.SEARCH, Action.PUBLIC})
 
@@ -145,6 +148,12 @@ class RouteSpec:
         return Trait.DESTINATIONS in self.traits
 
     @property
+    def starts_run(self) -> bool:
+        """The store creates a run outside runs/create (prompt lab, evaluation and issue detection, prompt
+        optimisation): its id is read from the answer, for run routes, the index and the dual relay."""
+        return Trait.STARTS_RUN in self.traits
+
+    @property
     def idempotent(self) -> bool:
         """Safe to retry upstream on a dropped connection."""
         return self.method == "GET" or self.action in READ_ACTIONS
@@ -171,7 +180,7 @@ RM, MV, AR = Resource.REGISTERED_MODEL, Resource.MODEL_VERSION, Resource.ARTIFAC
 TR, DS, SC = Resource.TRACE, Resource.DATASET, Resource.SCORER
 IS, LS, RQ = Resource.ISSUE, Resource.LABEL_SCHEMA, Resource.REVIEW_QUEUE
 WH, GW, GS = Resource.WEBHOOK, Resource.AI_GATEWAY, Resource.AI_GATEWAY_SECRET
-MCP = Resource.MCP_SERVER
+MCP, JOB = Resource.MCP_SERVER, Resource.JOB
 READ, SEARCH, CREATE = Action.READ, Action.SEARCH, Action.CREATE
 EDIT, MANAGE, INVOKE = Action.EDIT, Action.MANAGE, Action.INVOKE
 
@@ -194,6 +203,16 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("POST", "/mlflow/experiments/search-datasets", E, SEARCH, ("experiment_ids",), ajax_only=True),
     # Runs, params, metrics, tags, inputs and outputs
     R("POST", "/mlflow/runs/create", RU, CREATE, ("experiment_id",), traits=INDEXED | MIRRORED | CREATES),
+    # The UI's prompt lab: the store creates a run (params, tags, an evaluation table) from the body in one call.
+    R(
+        "POST",
+        "/mlflow/runs/create-promptlab-run",
+        RU,
+        CREATE,
+        ("experiment_id",),
+        ajax_only=True,
+        traits=MIRRORED | CREATES | STARTS_RUN,
+    ),
     R("POST", "/mlflow/runs/update", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | RUN_TEXT),
     R("POST", "/mlflow/runs/delete", RU, MANAGE, RUN_ID, traits=INDEXED | MIRRORED),
     R("POST", "/mlflow/runs/restore", RU, MANAGE, RUN_ID, traits=INDEXED | MIRRORED),
@@ -327,7 +346,7 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("POST", "/mlflow/datasets/{dataset_id:str}/add-experiments", DS, EDIT, ("dataset_id",), version=3),
     R("POST", "/mlflow/datasets/{dataset_id:str}/remove-experiments", DS, EDIT, ("dataset_id",), version=3),
     # Scorers (MLflow 3 GenAI evaluation), scoped to an experiment
-    R("POST", "/mlflow/scorers/register", SC, CREATE, ("experiment_id",), version=3),
+    R("POST", "/mlflow/scorers/register", SC, CREATE, ("experiment_id",), version=3, traits=DESTINATIONS),
     R("GET", "/mlflow/scorers/list", SC, READ, ("experiment_id",), version=3),
     R("GET", "/mlflow/scorers/versions", SC, READ, ("experiment_id",), version=3),
     R("GET", "/mlflow/scorers/get", SC, READ, ("experiment_id",), version=3),
@@ -462,6 +481,52 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("GET", "/mlflow/mcp-servers/{name:path}", MCP, READ, version=3),
     R("PATCH", "/mlflow/mcp-servers/{name:path}", MCP, EDIT, version=3),
     R("DELETE", "/mlflow/mcp-servers/{name:path}", MCP, MANAGE, version=3),
+    # Jobs of the store's job runner (federation/guard/jobs.py): started by naming what they act on, which the
+    # caller must be able to change; read, cancelled and listed only as recorded when the gateway started them.
+    R("POST", "/jobs/", JOB, CREATE, version=3, ajax_only=True, traits=DESTINATIONS),
+    R("POST", "/jobs/search", JOB, SEARCH, version=3, ajax_only=True),
+    R("GET", "/jobs/{job_id:str}", JOB, READ, ("job_id",), version=3, ajax_only=True),
+    R("PATCH", "/jobs/cancel/{job_id:str}", JOB, EDIT, ("job_id",), version=3, ajax_only=True),
+    R("GET", "/mlflow/jobs/{job_id:str}", JOB, READ, ("job_id",), version=3, ajax_only=True),
+    R("PATCH", "/mlflow/jobs/cancel/{job_id:str}", JOB, EDIT, ("job_id",), version=3, ajax_only=True),
+    # The UI's calls that start jobs: a scorer on traces, an evaluation run, issue detection (the last two
+    # create the run the job writes into, named in the answer)
+    R("POST", "/mlflow/scorer/invoke", JOB, CREATE, ("experiment_id",), version=3, ajax_only=True, traits=DESTINATIONS),
+    R(
+        "POST",
+        "/mlflow/genai/evaluate/invoke",
+        JOB,
+        CREATE,
+        ("experiment_id",),
+        version=3,
+        ajax_only=True,
+        traits=DESTINATIONS | MIRRORED | CREATES | STARTS_RUN,
+    ),
+    R(
+        "POST",
+        "/mlflow/issues/invoke",
+        JOB,
+        CREATE,
+        ("experiment_id",),
+        version=3,
+        ajax_only=True,
+        traits=DESTINATIONS | MIRRORED | CREATES | STARTS_RUN,
+    ),
+    # Prompt optimisation: a job over a prompt (a registered model) that writes its optimised version, with a run
+    R(
+        "POST",
+        "/mlflow/prompt-optimization/jobs",
+        JOB,
+        CREATE,
+        ("experiment_id",),
+        version=3,
+        traits=DESTINATIONS | MIRRORED | CREATES | STARTS_RUN,
+    ),
+    R("POST", "/mlflow/prompt-optimization/jobs/search", JOB, SEARCH, ("experiment_id",), version=3),
+    R("GET", "/mlflow/prompt-optimization/jobs/search", JOB, SEARCH, ("experiment_id",), version=3),
+    R("GET", "/mlflow/prompt-optimization/jobs/{job_id:str}", JOB, READ, ("job_id",), version=3),
+    R("DELETE", "/mlflow/prompt-optimization/jobs/{job_id:str}", JOB, MANAGE, ("job_id",), version=3),
+    R("POST", "/mlflow/prompt-optimization/jobs/{job_id:str}/cancel", JOB, EDIT, ("job_id",), version=3),
     # Server version, used by the tracing exporter before span export
     R("GET", "/version", Resource.SERVER, READ, absolute=True),
     # The web UI's own calls (MLflow registers them outside the proto services), guarded as their REST twins:
@@ -647,35 +712,6 @@ def _absolute(*declarations: str) -> frozenset[str]:
 
 NOT_SERVED: tuple[NotServed, ...] = (
     NotServed(
-        "Jobs",
-        "server-side jobs (and the UI calls that start them: scorers, evaluation, issue detection) act on objects "
-        "named in free-form parameters and call LLM providers (and, where the store allows custom scorers, run their "
-        "code): no rule ties a job to grants yet",
-        _ajax(
-            3,
-            "POST /jobs/",
-            "POST /jobs/search",
-            "GET /jobs/{job_id}",
-            "PATCH /jobs/cancel/{job_id}",
-            "GET /mlflow/jobs/{job_id}",
-            "PATCH /mlflow/jobs/cancel/{job_id}",
-            "POST /mlflow/scorer/invoke",
-            "POST /mlflow/genai/evaluate/invoke",
-            "POST /mlflow/issues/invoke",
-        ),
-    ),
-    NotServed(
-        "Prompt optimisation",
-        "optimisation jobs over a workspace's prompts that call LLM providers: no rule yet",
-        _api(
-            3,
-            "POST /mlflow/prompt-optimization/jobs",
-            "GET|POST /mlflow/prompt-optimization/jobs/search",
-            "GET|DELETE /mlflow/prompt-optimization/jobs/{job_id}",
-            "POST /mlflow/prompt-optimization/jobs/{job_id}/cancel",
-        ),
-    ),
-    NotServed(
         "Assistant",
         "MLflow serves its AI assistant to localhost only: it runs tools on the store's host",
         _ajax(
@@ -702,11 +738,5 @@ NOT_SERVED: tuple[NotServed, ...] = (
         "the web UI posts its queries; a query in a URL is what a cross-site link or image could send with the "
         "browser's session cookie",
         _absolute("GET /graphql"),
-    ),
-    NotServed(
-        "Prompt lab runs",
-        "the UI's prompt lab has the store create a run outside runs/create, which neither the account index nor "
-        "a dual workspace's relay would see",
-        _ajax(2, "POST /mlflow/runs/create-promptlab-run"),
     ),
 )

@@ -441,3 +441,21 @@ class SavedQueryRow(Base):
     last_modifier_name: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class StoreJobRow(Base):
+    """A job of a store's job runner that the gateway started (migration 0027): what starting it needed.
+
+    `needs` is the list of [kind, id, level] the caller was checked against when it started the job
+    ("experiment", "model" or "workspace"); reading, cancelling or listing the job asks each of them again.
+    """
+
+    __tablename__ = "store_jobs"
+
+    workspace_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_name: Mapped[str] = mapped_column(String(64))
+    needs: Mapped[list[Any]] = mapped_column(JSONB)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

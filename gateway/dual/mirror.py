@@ -44,6 +44,7 @@ from gateway.core.route_table import (
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.db.models import IdMapRow, OutboxRow
 from gateway.dual.outbox import Applied
+from gateway.federation.schemas import started_run
 from gateway.stores.client import Refused, StoreClient, Transient, central_store, own_store
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ SOURCE_MODEL_TAG = "fedgate.source_model_id"
 SOURCE_VERSION_TAG = "fedgate.source_version"
 # Writes of a dual workspace that are mirrored, by route.
 MIRRORED_ROUTES = frozenset(spec.name for spec in having(Trait.MIRRORED))
+# Routes whose store creates a run outside runs/create (the prompt lab, jobs): the run is copied from the store.
+STARTS_RUN_ROUTES = frozenset(spec.name for spec in having(Trait.STARTS_RUN))
 
 
 def order_key(
@@ -97,6 +100,9 @@ def _object_key(
     if route == RUNS_CREATE.name:
         run = (response.get("run") or {}).get("info") or {}
         return f"run:{run.get('run_id')}" if run.get("run_id") else None
+    if route in STARTS_RUN_ROUTES:
+        started = started_run(request, response)
+        return f"run:{started[0]}" if started else None
     if route == EXPERIMENTS_CREATE.name:
         return f"experiment:{response['experiment_id']}" if response.get("experiment_id") else None
     if run_id or request.get("run_id") or request.get("run_uuid"):
@@ -254,6 +260,11 @@ class Mirror:
             return
         if route == ARTIFACT_UPLOAD.name:
             await self._copy_artifact(link, str(row.payload["path"]))
+            return
+        if route in STARTS_RUN_ROUTES:
+            started = started_run(request, response)
+            if started is not None:
+                await self.copy_started_run(link, started[0])
             return
         if route == LOGGED_MODELS_CREATE.name:
             await self._copy_logged_model(link, str(response["model"]["info"]["model_id"]), request)
@@ -556,6 +567,30 @@ class Mirror:
         central_id, uri = str(run_info["run_id"]), str(run_info.get("artifact_uri", ""))
         await self._remember(link, "run", primary_id, central_id, uri)
         return central_id, uri
+
+    async def copy_started_run(self, link: WorkspaceLink, primary_id: str) -> None:
+        """A run the store created by itself (the prompt lab's, a job's): copied with its tags, params, status and
+        artifacts as the workspace store has them now. What the job writes into it later reaches the central copy
+        through the reconciler, as any write made to the workspace store around the gateway."""
+        central_id, _ = await self.central_run(link, primary_id)
+        found = await self._source(link, "/api/2.0/mlflow/runs/get", {"run_id": primary_id}, f"run {primary_id}")
+        info, data = found["run"]["info"], found["run"].get("data") or {}
+        params = [{"key": p["key"], "value": p.get("value", "")} for p in data.get("params") or []]
+        tags = [
+            {"key": t["key"], "value": t.get("value", "")}
+            for t in data.get("tags") or []
+            if t.get("key") not in (SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG)
+        ]
+        for start in range(0, max(len(params), len(tags)), MAX_PARAMS):
+            batch = {"run_id": central_id, "params": params[start : start + MAX_PARAMS]}
+            batch["tags"] = tags[start : start + MAX_TAGS]
+            await self._central(link, "POST", "/api/2.0/mlflow/runs/log-batch", batch)
+        if info.get("status") not in (None, "RUNNING"):
+            update = {"run_id": central_id, "status": info["status"]}
+            if info.get("end_time"):
+                update["end_time"] = info["end_time"]
+            await self._central(link, "POST", "/api/2.0/mlflow/runs/update", update)
+        await self.copy_missing_artifacts(link, primary_id)
 
     # -- artifacts ----------------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ class DualRecovery:
 
     async def recover(self, write: UnsettledWrite) -> None:
         link, spec = write.link, write.spec
-        if spec == RUNS_CREATE:
+        if spec == RUNS_CREATE or spec.starts_run:  # the prompt lab and jobs create runs too
             await self._recover_new_runs(link, write)
         elif (run_id := write.get("run_id")) is not None:
             await self._drained(link, f"run:{run_id}")

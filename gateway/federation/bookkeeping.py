@@ -26,7 +26,7 @@ from gateway.db.pools import PoolOpener
 from gateway.federation.hooks import AcceptedWrite
 from gateway.federation.locate import RunDirectory
 from gateway.federation.repository import record_run_route
-from gateway.federation.schemas import CreateRunResponse
+from gateway.federation.schemas import CreateRunResponse, started_run
 from gateway.observability.metrics import INDEX_FAILURES
 
 log = logging.getLogger(__name__)
@@ -88,21 +88,37 @@ class RunRoutes:
         self._runs = runs
 
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
-        return spec == RUNS_CREATE
+        return spec == RUNS_CREATE or spec.starts_run  # and the runs the store creates for the prompt lab or jobs
 
     def needs_answer(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
         return True  # the run's id is in the answer
 
     async def record(self, write: AcceptedWrite) -> None:
-        try:
-            created = msgspec.json.decode(write.response, type=CreateRunResponse).run.info
-        except msgspec.DecodeError:
-            log.warning("runs/create answer without a run id; run not recorded", extra={"ws": write.link.name})
-            return
-        run_id, experiment_id = created.run_id, created.experiment_id
+        if write.spec.starts_run:
+            found = started_run_of(write)
+            if found is None or found[1] is None:
+                return
+            run_id, experiment_id = found[0], found[1]
+        else:
+            try:
+                created = msgspec.json.decode(write.response, type=CreateRunResponse).run.info
+            except msgspec.DecodeError:
+                log.warning("runs/create answer without a run id; run not recorded", extra={"ws": write.link.name})
+                return
+            run_id, experiment_id = created.run_id, created.experiment_id
 
         async def insert(conn: asyncpg.Connection) -> None:
             await record_run_route(conn, run_id, write.link.name, experiment_id, write.principal)
 
         await self._bookkeeping.derive(write.spec.name, insert)
         self._runs.remember(run_id, write.link.name, experiment_id)
+
+
+def started_run_of(write: AcceptedWrite) -> tuple[str, str | None] | None:
+    """The run the store created for an accepted write of a STARTS_RUN route (None: its answer names none)."""
+    try:
+        request = msgspec.json.decode(write.request) if write.request[:1] == b"{" else {}
+        response = msgspec.json.decode(write.response) if write.response[:1] == b"{" else {}
+    except msgspec.DecodeError:
+        return None
+    return started_run(request, response) if isinstance(response, dict) and isinstance(request, dict) else None

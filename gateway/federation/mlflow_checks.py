@@ -758,5 +758,32 @@ REQUEST_CHECKS: dict[tuple[str, str, int], RouteChecks] = {
         ("endpoint_id", ("required", "string")),
         ("guardrail_id", ("required", "string")),
     )),
+    ("POST", "/mlflow/genai/evaluate/invoke", 3): ("", False, (
+        ("experiment_id", ("required", "string")),
+        ("trace_ids", ("required", "array", "item_type_string")),
+        ("serialized_scorers", ("required", "array")),
+        ("scorer_versions", ("array",)),
+    )),
+    ("POST", "/mlflow/issues/invoke", 3): ("", False, (
+        ("experiment_id", ("required", "string")),
+        ("trace_ids", ("required", "array", "item_type_string")),
+        ("categories", ("required", "array")),
+        ("provider", ("required", "string")),
+        ("model", ("string",)),
+        ("secret_id", ("string",)),
+        ("endpoint_name", ("string",)),
+    )),
+    ("POST", "/mlflow/prompt-optimization/jobs", 3): ("mlflow.CreatePromptOptimizationJob", False, (
+        ("experiment_id", ("string",)),
+        ("source_prompt_uri", ("string", "required")),
+        ("config", ("required",)),
+        ("tags", ("array",)),
+    )),
+    ("POST", "/mlflow/prompt-optimization/jobs/search", 3): ("mlflow.SearchPromptOptimizationJobs", False, (
+        ("experiment_id", ("required", "string")),
+    )),
+    ("GET", "/mlflow/prompt-optimization/jobs/search", 3): ("mlflow.SearchPromptOptimizationJobs", False, (
+        ("experiment_id", ("required", "string")),
+    )),
 }
 # fmt: on

@@ -67,8 +67,9 @@ INTERIOR_PATH = re.compile(r"(\{\w+:path\})/.*")
 def mount_path(path: str) -> str:
     """Where Litestar mounts a declared path: a parameter with a suffix in its segment becomes the whole segment,
     and a `{name:path}` followed by more path is mounted as `{name:path}` alone (Litestar's path parameters end
-    the path)."""
-    return INTERIOR_PATH.sub(r"\1", SUFFIXED_SEGMENT.sub(r"{\1:str}", path))
+    the path). A trailing slash (MLflow's `jobs/`) is dropped: Litestar matches a path with or without one."""
+    mounted = INTERIOR_PATH.sub(r"\1", SUFFIXED_SEGMENT.sub(r"{\1:str}", path))
+    return mounted[:-1] if len(mounted) > 1 and mounted.endswith("/") else mounted
 
 
 def _pattern(path: str) -> re.Pattern[str]:

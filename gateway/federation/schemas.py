@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import msgspec
 
 
@@ -38,3 +41,18 @@ class _CreatedRun(msgspec.Struct):
 
 class CreateRunResponse(msgspec.Struct):
     run: _CreatedRun
+
+
+def started_run(request: Mapping[str, Any], response: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """(run id, experiment id) of the run a STARTS_RUN route's answer names: the prompt lab's `run` (as
+    runs/create answers), evaluation's and issue detection's `run_id`, prompt optimisation's `job.run_id`; the
+    experiment is the answer's, else the request's. None when the answer names no run."""
+    run = response.get("run")
+    info = run.get("info") if isinstance(run, dict) else None
+    info = info if isinstance(info, dict) else {}
+    job: Mapping[str, Any] = response["job"] if isinstance(response.get("job"), dict) else {}
+    run_id = info.get("run_id") or response.get("run_id") or job.get("run_id")
+    if not isinstance(run_id, str) or not run_id:
+        return None
+    experiment_id = info.get("experiment_id") or job.get("experiment_id") or request.get("experiment_id")
+    return run_id, str(experiment_id) if experiment_id else None

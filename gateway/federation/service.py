@@ -326,8 +326,8 @@ class Forwarder:
             body = await translate(body)
         if rewrite and body[:1] == b"{":
             body = _rewrite_json(body, link.upstream_workspace or link.name, link.name)
-        if plan.after is not None:
-            await plan.after(response.status, body)
+        if plan.after is not None and (replaced := await plan.after(response.status, body)) is not None:
+            body = replaced
         if found_by_name:
             await self.guard.check_found_experiment(call.principal, link, body)
         return ForwardResult(response.status, headers, link.name, body=body)

@@ -13,7 +13,7 @@ import msgspec
 
 from gateway.core.links import WorkspaceLink
 from gateway.core.route_table import RUNS_CREATE, Resource, RouteSpec
-from gateway.federation.bookkeeping import Bookkeeping
+from gateway.federation.bookkeeping import Bookkeeping, started_run_of
 from gateway.federation.hooks import AcceptedWrite, UnsettledWrite
 from gateway.federation.locate import Locator
 from gateway.index.sync import IndexSync
@@ -92,3 +92,32 @@ class IndexRecovery:
             await self._sync.repair_run(link, run_id)
         elif write.spec.resource is Resource.EXPERIMENT:
             await self._sync.repair_experiment(link, write.get("experiment_id"), write.get("name"))
+
+
+class StartedRunIndex:
+    """After-write hook of the runs the store creates outside runs/create (the prompt lab, evaluation, issue
+    detection, prompt optimisation: STARTS_RUN routes): the run named in the answer is indexed from its store at
+    once. Best effort: a failure is counted and logged, and the index sync's pass over recently started runs
+    brings it in, with what the job writes into the run later."""
+
+    def __init__(self, sync: IndexSync) -> None:
+        self._sync = sync
+
+    def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return spec.starts_run
+
+    def needs_answer(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return True
+
+    async def record(self, write: AcceptedWrite) -> None:
+        found = started_run_of(write)
+        if found is None:
+            return
+        try:
+            await self._sync.repair_run(write.link, found[0])
+        except Exception as exc:
+            INDEX_FAILURES.inc()
+            log.warning(
+                "a run the store created was not indexed; the index sync catches up",
+                extra={"route": write.spec.name, "reason": f"{type(exc).__name__}: {exc}"},
+            )

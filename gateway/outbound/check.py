@@ -10,12 +10,20 @@ path names, and the destination of the provider it names); a model definition's 
 looked up in the store, when one is created or changed; and when a key's `auth_config` is replaced, the
 destination of every model definition that uses it.
 
+Jobs (federation/guard/jobs.py says what each acts on) and registered scorers: the model of every scorer a call
+carries (a judge's `model`, `<provider>:/<model>`, goes to that provider's own API with the store's key; `gateway:/`
+to an AI-gateway endpoint, whose destinations were checked when it was configured), issue detection's provider
+with its key's `auth_config` when it names one, and every model a prompt optimisation's optimizer settings name.
+A scorer or optimizer setting holding a destination key (`api_base`, `base_url`, ...) is refused: a job's calls go
+only where its provider sends them. A provider whose destination the gateway cannot tell is refused too.
+
 A destination the strict parse refuses answers 400 INVALID_PARAMETER_VALUE; one the allow-list does not hold
 answers 403 PERMISSION_DENIED (audited like every refusal). Nothing of a refused call reaches the store.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -26,6 +34,14 @@ from gateway.core.destinations import AllowList, DestinationError, parse_destina
 from gateway.core.errors import InvalidParameter, PermissionDenied
 from gateway.core.links import WorkspaceLink
 from gateway.core.route_table import Resource, RouteSpec
+from gateway.federation.guard.jobs import (
+    DETECT_ISSUES,
+    INVOKE_SCORER,
+    OPTIMIZE_PROMPTS,
+    STARTED_BY,
+    SUBMIT,
+    serialized_scorers,
+)
 from gateway.federation.hooks import Held, PendingCall
 from gateway.outbound.providers import DESTINATION_KEYS, ProviderError, api_base, plain_parts, provider_destinations
 
@@ -36,6 +52,8 @@ WEBHOOK_TEST = "POST /mlflow/webhooks/{webhook_id:str}/test"
 SECRET_UPDATE = "POST /mlflow/gateway/secrets/update"
 MODEL_UPDATE = "POST /mlflow/gateway/model-definitions/update"
 GATEWAY = "/api/3.0/mlflow/gateway"
+SCORER_REGISTER = "POST /mlflow/scorers/register"
+AI_GATEWAY_SCHEME = "gateway"  # `gateway:/<endpoint>`: the store's AI gateway, configured through checked routes
 
 
 class DestinationCheck:
@@ -55,7 +73,71 @@ class DestinationCheck:
             await self._provider_key(call)
         elif call.spec.resource is Resource.AI_GATEWAY:
             await self._model_definition(call)
+        elif call.spec.resource is Resource.JOB:
+            await self._job(call)
+        elif call.spec.name == SCORER_REGISTER:
+            for scorer in serialized_scorers(INVOKE_SCORER, call.body.document):
+                self._settings("scorer", scorer)
         return None
+
+    async def _job(self, call: PendingCall) -> None:
+        document = call.body.document
+        if call.spec.name == SUBMIT:
+            job_name, params = document.get("job_name"), document.get("params")
+            if not isinstance(job_name, str) or not isinstance(params, dict):
+                return  # the store refuses it
+        else:
+            job_name, params = STARTED_BY[call.spec.name], document
+        for scorer in serialized_scorers(job_name, params):
+            self._settings("scorer", scorer)
+        if job_name == DETECT_ISSUES and not params.get("endpoint_name"):
+            provider = params.get("provider")
+            if isinstance(provider, str) and provider:
+                auth_config: dict[str, Any] = {}
+                if secret_id := params.get("secret_id"):
+                    secret = await self._get(call.link, "secrets/get", "secret_id", secret_id)
+                    auth_config = ((secret or {}).get("secret") or {}).get("auth_config") or {}
+                self._require_provider(provider.lower(), auth_config)
+            elif isinstance(params.get("model"), str):
+                self._require_model(params["model"])
+        if job_name == OPTIMIZE_PROMPTS:
+            config: dict[str, Any] = params["config"] if isinstance(params.get("config"), dict) else {}
+            settings: Any = params.get("optimizer_config")
+            if isinstance(config.get("optimizer_config_json"), str):
+                try:
+                    settings = json.loads(config["optimizer_config_json"])
+                except ValueError:
+                    return  # the store refuses it
+            self._settings("optimizer setting", settings)
+
+    def _settings(self, what: str, node: Any) -> None:
+        """No destination key at any depth, and every `*model` value a model whose destination is allowed."""
+        if isinstance(node, dict):
+            if keys := DESTINATION_KEYS & set(node):
+                raise InvalidParameter(
+                    f"A {what} may not hold {', '.join(sorted(keys))}: a job's calls go only where its provider "
+                    "sends them."
+                )
+            for key, value in node.items():
+                if isinstance(key, str) and key.endswith("model") and isinstance(value, str) and value:
+                    self._require_model(value)
+                else:
+                    self._settings(what, value)
+        elif isinstance(node, list):
+            for item in node:
+                self._settings(what, item)
+
+    def _require_model(self, uri: str) -> None:
+        """`<provider>:/<model>` (MLflow's model URIs) or LiteLLM's `<provider>/<model>`: the provider's destination."""
+        if ":/" in uri:
+            provider = uri.split(":/", 1)[0]
+        elif "/" in uri:
+            provider = uri.split("/", 1)[0]
+        else:
+            raise InvalidParameter(f"Model {uri!r}: name it as <provider>:/<model>, so its destination can be checked.")
+        if provider == AI_GATEWAY_SCHEME:
+            return
+        self._require_provider(provider.lower(), {})
 
     async def _provider_key(self, call: PendingCall) -> None:
         document = call.body.document

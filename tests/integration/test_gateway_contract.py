@@ -392,7 +392,7 @@ def test_unknown_routes_answer_endpoint_not_found(stack: Stack) -> None:
         ("GET", "/api/2.0/mlflow/not-a-route"),
         ("POST", "/api/2.0/mlflow/runs/get"),
         ("GET", "/graphql"),
-        ("POST", "/api/3.0/mlflow/prompt-optimization/jobs"),
+        ("POST", "/ajax-api/3.0/mlflow/demo/generate"),
         ("GET", "/admin/../api/2.0/mlflow/runs/get"),
         ("GET", "/API/2.0/mlflow/runs/get"),
     ]:

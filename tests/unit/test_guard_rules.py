@@ -47,6 +47,7 @@ from gateway.federation.canonical import CanonicalBody, canonical_body, canonica
 from gateway.federation.graphql import canonical_graphql
 from gateway.federation.guard import Guard, Lookups, Ownership, Plan, Rule, rule_for
 from gateway.federation.guard.graphql import EMPTY_SEARCH
+from gateway.federation.guard.ports import JobRecord, Need
 from gateway.federation.guard.request import EMPTY_RESULT
 from gateway.federation.guard.rules import RULES
 from gateway.federation.guard.table import ADMIN_PLANS, CHECKS
@@ -150,11 +151,32 @@ class FakeRecords:
 
 
 @dataclass
+class FakeJobs:
+    """The store jobs the gateway recorded, per workspace: job-1 of experiment 1 (started by an editor)."""
+
+    jobs: dict[int, dict[str, JobRecord]] = field(
+        default_factory=lambda: {
+            A: {"job-1": JobRecord("job-1", "invoke_scorer", (Need("experiment", "1", "CAN_EDIT"),), "p2")}
+        }
+    )
+    recorded: list[tuple[str, JobRecord, str | None]] = field(default_factory=list)
+
+    async def record(self, link: WorkspaceLink, jobs: list[JobRecord], run_id: str | None) -> None:
+        self.recorded.extend((link.name, job, run_id) for job in jobs)
+        self.jobs.setdefault(link.workspace_id, {}).update({job.job_id: job for job in jobs})
+
+    async def find(self, link: WorkspaceLink, job_ids: list[str]) -> dict[str, JobRecord]:
+        known = self.jobs.get(link.workspace_id, {})
+        return {job_id: known[job_id] for job_id in job_ids if job_id in known}
+
+
+@dataclass
 class World:
     guard: Guard
     stores: FakeStores
     records: FakeRecords
     undone: list[tuple[str, str, str]]
+    jobs: FakeJobs = field(default_factory=FakeJobs)
 
 
 @pytest.fixture
@@ -170,7 +192,8 @@ def world() -> World:
     stores = FakeStores()
     lookups: Lookups = stores
     ownership: Ownership = records
-    return World(Guard(Authorizer(policy), lookups, ownership, undo), stores, records, undone)
+    jobs = FakeJobs()
+    return World(Guard(Authorizer(policy), lookups, ownership, undo, jobs), stores, records, undone, jobs)
 
 
 # -- calls and outcomes -----------------------------------------------------------------------------
@@ -251,6 +274,15 @@ def no_trace(trace_id: str) -> Refused:
 
 def no_model(name: str) -> Refused:
     return Refused(ResourceNotFound, f"Registered Model with name={name} not found")
+
+
+def no_job(job_id: str) -> Refused:
+    return Refused(ResourceNotFound, f"Job with ID {job_id} not found")
+
+
+def judge(**extra: Any) -> str:
+    """A serialized LLM judge (as the UI sends it), with `extra` fields."""
+    return json.dumps({"name": "s", "instructions_judge_pydantic_data": {"model": "openai:/gpt-4o"}, **extra})
 
 
 NO_EXP1, NO_EXP2 = no_experiment("1"), no_experiment("2")
@@ -622,6 +654,64 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
       Allowed(answer=EMPTY_SEARCH))),
     ("GraphQL: metric history", gql("mlflowGetMetricHistoryBulkInterval", runIds=[R1, R2], metricKey="loss"),
      (ALLOW, no_run(R2), ALLOW, no_run(R2), no_run(R1))),
+    # -- Rule.JOB_START: CAN_EDIT on the job's experiment, its traces readable and in it, its run, prompt, code
+    ("UI: a scorer on a trace of the experiment",
+     Call("POST /mlflow/scorer/invoke", 3,
+          body={"experiment_id": "1", "serialized_scorer": judge(), "trace_ids": [T1]}),
+     (AFTER, AFTER, AFTER, DENIED, NO_EXP1)),
+    ("UI: a scorer on a trace of another experiment",
+     Call("POST /mlflow/scorer/invoke", 3,
+          body={"experiment_id": "1", "serialized_scorer": judge(), "trace_ids": [T2]}),
+     (AFTER, no_trace(T2), DENIED, DENIED, NO_EXP1)),
+    ("UI: a scorer carrying its own code",
+     Call("POST /mlflow/scorer/invoke", 3,
+          body={"experiment_id": "1", "serialized_scorer": judge(call_source="import os"), "trace_ids": [T1]}),
+     (AFTER, DENIED, DENIED, DENIED, NO_EXP1)),
+    ("UI: an evaluation run", Call("POST /mlflow/genai/evaluate/invoke", 3,
+                                   body={"experiment_id": "1", "trace_ids": [T1], "serialized_scorers": [judge()]}),
+     (AFTER, AFTER, AFTER, DENIED, NO_EXP1)),
+    ("UI: issue detection with the workspace's AI gateway endpoint", Call("POST /mlflow/issues/invoke", 3, body={
+        "experiment_id": "1", "trace_ids": [T1], "categories": [], "provider": "x", "endpoint_name": "e"}),
+     (AFTER, AFTER, DENIED, DENIED, NO_EXP1)),
+    ("submit an evaluation job writing into a run of another workspace", Call("POST /jobs/", 3, body={
+        "job_name": "invoke_genai_evaluate",
+        "params": {"experiment_id": "1", "run_id": RB, "trace_ids": [T1], "serialized_scorers": [judge()]}}),
+     (AFTER, no_run(RB), no_run(RB), DENIED, NO_EXP1)),
+    ("submit an evaluation job writing into a run of a hidden experiment", Call("POST /jobs/", 3, body={
+        "job_name": "invoke_genai_evaluate",
+        "params": {"experiment_id": "1", "run_id": R2, "trace_ids": [T1], "serialized_scorers": [judge()]}}),
+     (AFTER, no_run(R2), DENIED, DENIED, NO_EXP1)),
+    ("submit an online scoring job", Call("POST /jobs/", 3, body={
+        "job_name": "run_online_trace_scorer", "params": {"experiment_id": "1", "online_scorers": []}}),
+     (AFTER, DENIED, DENIED, DENIED, DENIED)),
+    ("submit a job the gateway has no rule for", Call("POST /jobs/", 3, body={
+        "job_name": "anything", "params": {"experiment_id": "1"}}),
+     (AFTER, DENIED, DENIED, DENIED, DENIED)),
+    ("optimise a prompt", Call("POST /mlflow/prompt-optimization/jobs", 3, body={
+        "experiment_id": "1", "source_prompt_uri": "prompts:/churn/1", "config": {"scorers": ["s"]}}),
+     (AFTER, AFTER, AFTER, DENIED, NO_EXP1)),
+    ("optimise a prompt one may not read", Call("POST /mlflow/prompt-optimization/jobs", 3, body={
+        "experiment_id": "1", "source_prompt_uri": "prompts:/fraud@champion", "config": {}}),
+     (AFTER, no_model("fraud"), no_model("fraud"), DENIED, NO_EXP1)),
+    # -- Rule.JOB: a recorded job, its start's checks asked again; Rule.JOB_SEARCH: the list kept to those
+    ("get a job", Call("GET /jobs/{job_id:str}", 3, path={"job_id": "job-1"}),
+     (ALLOW, ALLOW, ALLOW, DENIED, no_job("job-1"))),
+    ("cancel a job", Call("PATCH /mlflow/jobs/cancel/{job_id:str}", 3, path={"job_id": "job-1"}),
+     (ALLOW, ALLOW, ALLOW, DENIED, no_job("job-1"))),
+    ("get a job the gateway did not start", Call("GET /mlflow/jobs/{job_id:str}", 3, path={"job_id": "job-x"}),
+     (ALLOW, no_job("job-x"), no_job("job-x"), no_job("job-x"), no_job("job-x"))),
+    ("delete a prompt optimisation job",
+     Call("DELETE /mlflow/prompt-optimization/jobs/{job_id:str}", 3, path={"job_id": "job-1"}),
+     (ALLOW, ALLOW, ALLOW, DENIED, no_job("job-1"))),
+    ("search jobs", Call("POST /jobs/search", 3, body={"job_name": "invoke_scorer"}),
+     (ALLOW, AFTER, AFTER, AFTER, AFTER)),
+    ("search prompt optimisation jobs",
+     Call("GET /mlflow/prompt-optimization/jobs/search", 3, query="experiment_id=1"),
+     (ALLOW, AFTER, AFTER, AFTER, NO_EXP1)),
+    # -- Rule.SCORER_REGISTER: a scorer carrying its own code is for workspace managers
+    ("register a scorer carrying its own code", Call("POST /mlflow/scorers/register", 3, body={
+        "experiment_id": "1", "name": "s", "serialized_scorer": judge(call_source="import os")}),
+     (ALLOW, DENIED, DENIED, DENIED, NO_EXP1)),
 ]  # fmt: skip
 
 
@@ -842,3 +932,45 @@ def test_the_matrix_covers_every_rule_a_forwarded_call_can_have() -> None:
     answered_by_the_gateway = {Rule.PUBLIC, Rule.WORKSPACE_VISIBLE, Rule.WORKSPACE_ADMIN}
     covered = {rule_for(call.spec) for _, call, _ in MATRIX}
     assert covered == set(Rule) - answered_by_the_gateway
+
+
+# -- jobs: recorded from the store's answer, lists kept to what one may see --------------------------
+
+
+async def test_a_started_job_is_recorded_from_the_answer_with_the_checks_it_passed(world: World) -> None:
+    call = Call("POST /mlflow/genai/evaluate/invoke", 3,
+                body={"experiment_id": "1", "trace_ids": [T1], "serialized_scorers": [judge()]})  # fmt: skip
+    plan = await decide(world.guard, EDITOR, call)
+    assert plan.after is not None
+    assert await plan.after(200, b'{"job_id": "job-9", "run_id": "' + R1.encode() + b'"}') is None
+    assert world.jobs.recorded == [
+        ("team-a", JobRecord("job-9", "invoke_genai_evaluate", (Need("experiment", "1", "CAN_EDIT"),), "p2"), R1)
+    ]
+    await expect(ALLOW, world.guard, OWNER, Call("GET /jobs/{job_id:str}", 3, path={"job_id": "job-9"}), TEAM_A)
+    await expect(no_job("job-9"), world.guard, STRANGER, Call("GET /jobs/{job_id:str}", 3, path={"job_id": "job-9"}),
+                 TEAM_A)  # fmt: skip
+    # Recorded in team-a only: the same id in another workspace is not this job.
+    await expect(no_job("job-9"), world.guard, STRANGER, Call("GET /jobs/{job_id:str}", 3, path={"job_id": "job-9"}),
+                 TEAM_B)  # fmt: skip
+
+
+async def test_a_job_list_keeps_the_recorded_jobs_one_may_see(world: World) -> None:
+    answer = msgspec.json.encode({"jobs": [{"job_id": "job-1", "params": {}}, {"job_id": "job-x", "params": {}}]})
+    search = Call("POST /jobs/search", 3, body={})
+    kept = {}
+    for name, principal in (("editor", EDITOR), ("reader", READER)):
+        plan = await decide(world.guard, principal, search)
+        assert plan.after is not None
+        replaced = await plan.after(200, answer)
+        kept[name] = [job["job_id"] for job in msgspec.json.decode(replaced or answer)["jobs"]]
+    assert kept == {"editor": ["job-1"], "reader": []}
+
+
+async def test_a_submitted_jobs_username_is_not_passed_on(world: World) -> None:
+    params = {"experiment_id": "1", "trace_ids": [T1], "serialized_scorer": judge(), "username": "admin"}
+    plan = await decide(
+        world.guard, EDITOR, Call("POST /jobs/", 3, body={"job_name": "invoke_scorer", "params": params})
+    )
+    assert plan.body is not None
+    sent = msgspec.json.decode(plan.body)
+    assert "username" not in sent["params"] and sent["params"]["trace_ids"] == [T1]

@@ -191,5 +191,5 @@ def test_every_run_write_either_carries_text_the_guard_reads_or_is_known_to_carr
     }
     text = {spec.name for spec in FORWARDED_ROUTES if spec.run_text}
     assert text <= writes
-    # runs/create names no run yet: no run has read a secret before it exists.
-    assert writes - text == set(without_text) | {"POST /mlflow/runs/create"}
+    # runs/create and the prompt lab's run name no run yet: no run has read a secret before it exists.
+    assert writes - text == set(without_text) | {"POST /mlflow/runs/create", "POST /mlflow/runs/create-promptlab-run"}

@@ -12,7 +12,7 @@ import re
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import experiment_object, model_object
 from gateway.core.errors import ResourceNotFound
-from gateway.federation.guard.ports import Lookups, Ownership, Undo
+from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Undo
 from gateway.federation.guard.request import Request
 
 EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,19}\Z")
@@ -32,11 +32,14 @@ MISSING = {
 class Checks:
     """The guard's collaborators, and the checks of single objects every rule function is written with."""
 
-    def __init__(self, authorizer: Authorizer, lookups: Lookups, ownership: Ownership, undo: Undo) -> None:
+    def __init__(
+        self, authorizer: Authorizer, lookups: Lookups, ownership: Ownership, undo: Undo, jobs: JobRecords | None = None
+    ) -> None:
         self.authorizer = authorizer
         self.lookups = lookups
         self.ownership = ownership  # owners of new objects, registered-model ids
         self.undo = undo  # compensates a creation whose owner could not be recorded
+        self.jobs = jobs  # the store jobs the gateway started (None: none is recorded, none is shown)
 
     def require_workspace(self, request: Request, wanted: str) -> None:
         """`wanted` on the whole workspace (404 for a principal who holds nothing in it)."""

@@ -126,6 +126,21 @@ NESTED_IDS: dict[tuple[str, int], dict[str, NestedRule]] = {
             ("DELETE", "guardrails/remove-from-endpoint", ("endpoint_id", "guardrail_id")),
         )
     },
+    # The UI's prompt lab: the run's user name, as in runs/create.
+    ("POST /mlflow/runs/create-promptlab-run", 2): {"user_id": (Nested.NOT_AN_OBJECT, None)},
+    # Jobs: the parameters are read per job name by the rule (guard/jobs.py), which checks every object they name;
+    # a search's parameters only filter the store's list, which the rule keeps to jobs the caller may see.
+    ("POST /jobs/", 3): {"params.*": (Nested.BY_RULE, None)},
+    ("POST /jobs/search", 3): {"params.*": (Nested.BY_RULE, None)},
+    ("POST /mlflow/issues/invoke", 3): {"secret_id": (Nested.BY_RULE, None)},
+    ("POST /mlflow/prompt-optimization/jobs", 3): {"config.dataset_id": (Nested.BY_RULE, None)},
+    # The store acts on the job of the path, which the rule checks.
+    **{
+        (f"{method} /mlflow/prompt-optimization/jobs/{{job_id:str}}{suffix}", 3): {
+            "job_id": (Nested.NOT_AN_OBJECT, None)
+        }
+        for method, suffix in (("GET", ""), ("DELETE", ""), ("POST", "/cancel"))
+    },
     # A provider key's maps: its values and settings, keys of the provider's choosing.
     ("POST /mlflow/gateway/secrets/create", 3): {"secret_value.*": _MAP, "auth_config.*": _MAP},
 }

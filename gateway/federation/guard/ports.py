@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.core.links import WorkspaceLink
@@ -48,3 +49,35 @@ class Ownership(Protocol):
 
 # Removes an object (kind, id) the store created but whose owner could not be recorded.
 Undo = Callable[[WorkspaceLink, str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """One check a job's start passed: `level` on an experiment (its id), a registered model (its name) or the
+    workspace ("" as id). Reading, cancelling or listing the job asks it again."""
+
+    kind: str  # "experiment" | "model" | "workspace"
+    object_id: str
+    level: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job the gateway started, as recorded from the store's answer."""
+
+    job_id: str
+    job_name: str
+    needs: tuple[Need, ...]
+    created_by: str
+
+
+class JobRecords(Protocol):
+    """The gateway's records of the store jobs it started (federation/jobs.py)."""
+
+    async def record(self, link: WorkspaceLink, jobs: list[JobRecord], run_id: str | None) -> None:
+        """Record jobs just started in this workspace; in effect when it returns."""
+        ...
+
+    async def find(self, link: WorkspaceLink, job_ids: list[str]) -> dict[str, JobRecord]:
+        """The records of these jobs in this workspace (ids never recorded are left out)."""
+        ...

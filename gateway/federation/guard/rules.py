@@ -48,6 +48,10 @@ class Rule(StrEnum):
     TRACE = "trace"  # every trace, run and experiment the call names
     EXPERIMENT_OBJECT = "experiment-object"  # an issue, label schema or review queue, through its experiment
     GRAPHQL = "graphql"  # the UI's allow-listed queries: every run and experiment their input names
+    JOB_START = "job-start"  # every object the job's parameters name (jobs.py); the job is recorded after
+    JOB = "job"  # a job recorded when the gateway started it: its start's checks, asked again
+    JOB_SEARCH = "job-search"  # the store's list, kept to recorded jobs whose checks the caller passes
+    SCORER_REGISTER = "scorer-register"  # the experiment; a scorer with its own code: CAN_MANAGE on the workspace
 
 
 BY_KIND: dict[tuple[Resource, Action], Rule] = {
@@ -99,6 +103,10 @@ BY_KIND: dict[tuple[Resource, Action], Rule] = {
         )
     },
     (Resource.QUERY, Action.READ): Rule.GRAPHQL,
+    # Jobs follow what they act on (guard/jobs.py).
+    (Resource.JOB, Action.CREATE): Rule.JOB_START,
+    (Resource.JOB, Action.SEARCH): Rule.JOB_SEARCH,
+    **{(Resource.JOB, a): Rule.JOB for a in (Action.READ, Action.EDIT, Action.MANAGE)},
 }
 
 # Routes whose resource and action do not say how to check them (by route name, every API version).
@@ -111,6 +119,8 @@ RULE_OVERRIDES: dict[str, Rule] = {
     # Found by name within the experiment the call names.
     "GET /mlflow/label-schemas/get-by-name": Rule.EXPERIMENT,
     "GET /mlflow/review-queues/get-by-name": Rule.EXPERIMENT,
+    # A registered scorer carrying its own code is run by the store whenever it is invoked by name.
+    "POST /mlflow/scorers/register": Rule.SCORER_REGISTER,
 }
 
 

@@ -17,6 +17,7 @@ from gateway.federation.guard import (
     experiments,
     genai,
     graphql,
+    jobs,
     logged_models,
     models,
     runs,
@@ -54,6 +55,10 @@ CHECKS: dict[Rule, RuleCheck] = {
     Rule.TRACE: traces.trace,
     Rule.EXPERIMENT_OBJECT: genai.experiment_object,
     Rule.GRAPHQL: graphql.graphql,
+    Rule.JOB_START: jobs.job_start,
+    Rule.JOB: jobs.job,
+    Rule.JOB_SEARCH: jobs.job_search,
+    Rule.SCORER_REGISTER: jobs.scorer_register,
 }
 
 ADMIN_PLANS: dict[Rule, AdminPlan] = {
@@ -61,4 +66,5 @@ ADMIN_PLANS: dict[Rule, AdminPlan] = {
     Rule.MODEL_CREATE: models.model_created,
     Rule.MODEL: models.model_changed,
     Rule.EXPERIMENT_OBJECT: genai.attributed,
+    Rule.JOB_START: jobs.started_by_admin,
 }
