@@ -35,7 +35,7 @@ from gateway.core.route_table import (
 from gateway.core.workspace_headers import WorkspaceHeaders
 from gateway.dual.capture import OutboxCapture, outbox_entry
 from gateway.dual.failover import SERVED_BY, FailoverSender
-from gateway.federation.bookkeeping import Bookkeeping, RunRoutes
+from gateway.federation.bookkeeping import Bookkeeping, RunRoutes, started_run_of
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard import Plan
@@ -803,3 +803,49 @@ def test_routes_told_apart_by_a_segment_suffix_share_a_handler_that_chooses_by_i
     for value in ("my-ep", "my-ep:countTokens", ":generateContent"):
         with pytest.raises(EndpointNotFound):
             _choose(GEMINI, {"endpoint_name": value})
+
+
+async def test_an_answer_step_that_replaces_the_answer_is_what_the_client_gets() -> None:
+    """A guard's step after the store's answer (a job list kept to what the caller may see) replaces it."""
+    seen: list[bytes] = []
+
+    async def keep_first(status: int, answer: bytes) -> bytes | None:
+        seen.append(answer)
+        return b'{"jobs":[{"job_id":"j1"}]}'
+
+    store = RecordingStore(Answer(body=b'{"jobs":[{"job_id":"j1"},{"job_id":"j2"}]}', content_length=42))
+    fw = forwarder(DEFAULT, TEAM_A, store=store, guard=AllowAll(Plan(after=keep_first)))
+    result = await fw.forward(call(declared("POST /jobs/search", 3), header="team-a", body={}))
+    assert seen == [b'{"jobs":[{"job_id":"j1"},{"job_id":"j2"}]}']
+    assert result.body == b'{"jobs":[{"job_id":"j1"}]}'
+
+
+@pytest.mark.parametrize(
+    ("route", "request_body", "answer"),
+    [
+        (("POST /mlflow/runs/create-promptlab-run", 2), {"experiment_id": "1"},
+         {"run": {"info": {"run_id": RUN_A, "experiment_id": "1"}}}),
+        (("POST /mlflow/genai/evaluate/invoke", 3), {"experiment_id": "1"}, {"job_id": "j1", "run_id": RUN_A}),
+        (("POST /mlflow/issues/invoke", 3), {"experiment_id": "1"}, {"job_id": "j1", "run_id": RUN_A}),
+        (("POST /mlflow/prompt-optimization/jobs", 3), {"experiment_id": "1"},
+         {"job": {"job_id": "j1", "run_id": RUN_A, "experiment_id": "1"}}),
+    ],
+)  # fmt: skip
+async def test_a_run_the_store_creates_by_itself_is_routed_and_mirrored_from_its_answer(
+    route: tuple[str, int], request_body: dict[str, Any], answer: dict[str, Any]
+) -> None:
+    spec = declared(*route)
+
+    async def no_pool(name: str, settings: Mapping[str, str] | None = None, /) -> Any:
+        raise AssertionError("no database in this test")
+
+    bookkeeping = Bookkeeping(no_pool)
+    assert spec.starts_run and spec.mirrored
+    assert RunRoutes(bookkeeping, runs=None).wants(spec, TEAM_A)  # type: ignore[arg-type]
+    assert OutboxCapture(bookkeeping).needs_answer(spec, DUAL)
+    body, response = json.dumps(request_body).encode(), json.dumps(answer).encode()
+    ids = msgspec.json.decode(body, type=_Ids)
+    write = AcceptedWrite(spec, DUAL, "alice", body, response, ids, {}, None)  # type: ignore[arg-type]
+    assert started_run_of(write) == (RUN_A, "1")
+    entry = outbox_entry(write)
+    assert entry is not None and entry.order_key == f"1004/run:{RUN_A}" and entry.route == spec.name
