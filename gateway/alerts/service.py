@@ -119,9 +119,8 @@ class AlertService:
         self._email = email
         self.saved_queries = saved_queries
         self._public_url = public_url.rstrip("/")
-        self.notified: list[
-            Callable[[], None]
-        ] = []  # callbacks told that deliveries were queued (the deliverer's wake)
+        # Told when an evaluation queued deliveries (the deliverer's wake).
+        self.notified: list[Callable[[], None]] = []
 
     # -- the API ----------------------------------------------------------------------------------------
 
