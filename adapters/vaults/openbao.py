@@ -1,4 +1,4 @@
-"""OpenBao / HashiCorp Vault as a vault of secret scopes: the KV v2 HTTP API reached with aiohttp.
+"""OpenBao / HashiCorp Vault as a vault of secret scopes: the KV v2 HTTP API (GETs over keepalive.py, the rest aiohttp).
 
 One KV secret per key, at `<mount>/data/<prefix>/<location>/<key>`, its value base64 in the field
 `value` (so any bytes round-trip) with `encoding = "base64"` beside it; a secret written by hand
@@ -21,7 +21,6 @@ import base64
 import binascii
 import builtins
 import contextlib
-import json
 import logging
 import re
 import time
@@ -33,7 +32,9 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import msgspec
 
+from adapters.vaults.keepalive import HttpFailure, KeepAliveGets
 from gateway.core.ports import SecretInfo, VaultDenied, VaultNameRefused, VaultUnavailable
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,13 @@ class OpenBaoVault:
             total=None, connect=settings.connect_timeout_seconds, sock_read=settings.timeout_seconds
         )
         self._session: aiohttp.ClientSession | None = None
+        # GETs (a run's reads above all) go over connections of their own, without aiohttp's per-request work.
+        self._gets = KeepAliveGets(
+            self._base,
+            connect_timeout=settings.connect_timeout_seconds,
+            read_timeout=settings.timeout_seconds,
+            max_idle=settings.max_connections,
+        )
         self._lease: _Lease | None = None
         self._generation = 0
         self._login_lock = asyncio.Lock()
@@ -204,6 +212,7 @@ class OpenBaoVault:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
             self._keeper = None
+        await self._gets.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -350,31 +359,36 @@ class OpenBaoVault:
             headers[NAMESPACE_HEADER] = self.settings.namespace
         if token:
             headers[TOKEN_HEADER] = token
-        session = self._client()
         attempt = 0
         while True:
             try:
-                async with session.request(
-                    method, self._base + path, json=payload, headers=headers, allow_redirects=False
-                ) as response:
-                    raw = await response.read()
-                    status = response.status
+                if method == "GET" and payload is None:
+                    status, raw = await self._gets.get(path, headers)
+                else:
+                    async with self._client().request(
+                        method, self._base + path, json=payload, headers=headers, allow_redirects=False
+                    ) as response:
+                        raw = await response.read()
+                        status = response.status
                 break
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, HttpFailure) as exc:
                 attempt += 1
-                unsent = isinstance(exc, aiohttp.ClientConnectorError)
+                unsent = isinstance(exc, aiohttp.ClientConnectorError) or (isinstance(exc, HttpFailure) and exc.unsent)
                 if (idempotent or unsent) and attempt < self.settings.attempts:
                     await asyncio.sleep(self.settings.backoff_seconds * 2 ** (attempt - 1))
                     continue
-                reason = "timed out" if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError) else "unreachable"
+                timed_out = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError) or (
+                    isinstance(exc, HttpFailure) and exc.timed_out
+                )
+                reason = "timed out" if timed_out else "unreachable"
                 raise VaultUnavailable(
                     f"vault {self.name} could not {what}: {reason} ({type(exc).__name__}) after {attempt} tries"
                 ) from None
         body: dict[str, Any] | None = None
         if raw:
             try:
-                parsed = json.loads(raw)
-            except ValueError:
+                parsed = msgspec.json.decode(raw)
+            except msgspec.DecodeError:
                 parsed = None
             body = parsed if isinstance(parsed, dict) else None
         return _Answer(status, body)
