@@ -530,6 +530,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         before_send=[destinations, leak_guard, property_guard, RunStateChanges(secrets_pool.pool)],
         write_ahead=intents,
     )
+    secrets.workspaces = forwarder  # the workspace of a secrets call, named as the forwarded routes name theirs
     # Registered models of every workspace, `<workspace>.<name>`, and their files by the model's grant.
     account_models = AccountModels(links, authorizer, forwarder.forward, access, stores)
     account = AccountScope(

@@ -14,6 +14,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from gateway.authz.workspace_choice import chosen_workspace
+from gateway.core.errors import StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.schemas import Empty
@@ -38,6 +39,18 @@ from gateway.secrets.service import SecretScopes
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+def secrets_workspace(request: Request[Principal, Any, Any], secrets: SecretScopes) -> WorkspaceLink:
+    """The workspace of the call, by `chosen_workspace`'s rule, with what the secrets service holds.
+
+    One dependency resolved after the other: Litestar resolves the dependencies of one level (here they were
+    `secrets`, `workspaces` and `authorizer`) in a task group of their own, about 0.07 ms of CPU per call on
+    a run's read of its secrets, for three lookups of objects that never change.
+    """
+    if secrets.workspaces is None:
+        raise StoreUnavailable("The gateway is starting; try again.")
+    return chosen_workspace(request, secrets.workspaces, secrets.authorizer)
+
+
 class SecretsController(Controller):
     path = "/api/2.0/secrets"
     opt = {
@@ -45,7 +58,7 @@ class SecretsController(Controller):
         "WRITE; get a value: READ and a RUNNING run of the workspace the caller may edit (CAN_EDIT); "
         "delete the scope and its ACL: MANAGE (workspace and account admins: every scope)"
     }
-    dependencies = {"link": Provide(chosen_workspace, sync_to_thread=False)}
+    dependencies = {"link": Provide(secrets_workspace, sync_to_thread=False)}
 
     @post("/scopes/create", name="secrets scope create", status_code=200)
     async def create_scope(

@@ -44,6 +44,7 @@ from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level, experiment_object, workspace_domain, workspace_object
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PrincipalInfo
+from gateway.authz.ports import Workspaces
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.service import resolve_principal
 from gateway.core.config import BUILTIN_VAULT, SECRET_NAME_RE, VAULT_KEYS_ENV
@@ -197,6 +198,12 @@ class SecretScopes:
         self._checks = checks  # this worker's recent checks that runs are RUNNING (runstate.py)
         # Scopes as the last read's statement found them: a predicted read asks their vaults early.
         self._known_scopes: OrderedDict[tuple[int, str], StoredScope] = OrderedDict()
+        # The served workspaces (the request pipeline's), which name the workspace of a call: set by the app.
+        self.workspaces: Workspaces | None = None
+
+    @property
+    def authorizer(self) -> Authorizer:
+        return self._authorizer
 
     # -- decisions --------------------------------------------------------------------------------------
 
