@@ -4,9 +4,13 @@
 runs) are answered from the index, across every workspace, narrowed to what the caller may read.
 Experiment ids there are `<workspace_id>-<experiment_id>` (stores reuse ids, so the account scope
 always names both); run ids are unchanged. Reads of one object (an experiment, a run, its metric
-history, its artifacts) are forwarded as ordinary calls to the workspace the object lives in, so
-the guard checks them exactly as it does elsewhere, and experiment ids in the answer are put in
-the account form. Every write is refused: the account scope is for looking, not for logging.
+history, its artifacts, its model versions) are forwarded as ordinary calls to the workspace the object
+lives in, so the guard checks them exactly as it does elsewhere, and experiment ids in the answer are put
+in the account form. The web UI's GraphQL reads (federation/graphql.py's allow-list: one experiment, one
+run, runs' metric histories, a search of runs) are sent the same way, each to the workspace its ids name,
+with the input in that workspace's ids; an object that is missing or hidden there is answered as GraphQL
+answers a missing one, named by its account id. Every write is refused: the account scope is for looking,
+not for logging.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authz.decide import Authorizer, Everything
-from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound, hidden
+from gateway.core.errors import GatewayError, GraphqlNotFound, InvalidParameter, ResourceNotFound, hidden
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.paths import artifact_run_id, artifact_workspace
 from gateway.core.principal import Principal
@@ -30,6 +34,7 @@ from gateway.core.route_table import (
     EXPERIMENTS_GET_BY_NAME,
     EXPERIMENTS_SEARCH,
     EXPERIMENTS_SEARCH_GET,
+    GRAPHQL,
     METRIC_HISTORY,
     METRIC_HISTORY_BULK,
     PRESIGNED_DOWNLOAD_URL,
@@ -37,9 +42,11 @@ from gateway.core.route_table import (
     RUNS_SEARCH,
     Action,
     Resource,
+    declared,
 )
 from gateway.core.workspace_headers import WorkspaceHeaders
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
+from gateway.federation.graphql import GraphqlCall, canonical_graphql
 from gateway.federation.locate import RunDirectory
 from gateway.federation.service import Forwarder
 from gateway.index.account_models import AccountModels
@@ -68,6 +75,17 @@ JSON = {"Content-Type": "application/json"}
 MAX_TRANSLATED_BODY = 64 * 1024 * 1024
 
 GET_EXPERIMENT = EXPERIMENTS_GET
+VERSIONS_SEARCH = declared("GET /mlflow/model-versions/search")
+# Reads of an experiment's page that name their experiments in `experiment_ids` of a JSON body: answered by the
+# experiments' own workspace (one), each with the path of the experiment id in its answer's items.
+EXPERIMENT_PAGE_READS = {
+    declared("POST /mlflow/traces/metrics", version=3).name: (),
+    declared("POST /mlflow/experiments/search-datasets").name: ("dataset_summaries",),
+    declared("POST /mlflow/logged-models/search").name: ("models", "info"),
+}
+GATEWAY_ENDPOINTS = declared("GET /mlflow/gateway-proxy")
+# What the run page asks of the registry: the versions made from its run (MLflow accepts either quote).
+RUN_VERSIONS_FILTER = re.compile(r"""^\s*run_id\s*=\s*(?:'([^']*)'|"([^"]*)")\s*$""")
 
 
 class SearchExperimentsRequest(msgspec.Struct):
@@ -135,14 +153,24 @@ class AccountScope:
             return await self.run_read(call)
         if spec == METRIC_HISTORY_BULK:
             return await self.bulk_metric_history(call)
+        if spec == GRAPHQL:
+            return await self.graphql(call)
+        if spec == VERSIONS_SEARCH:
+            return await self.run_model_versions(call)
+        if spec.name in EXPERIMENT_PAGE_READS and spec.method == "POST":
+            return await self.experiment_page_read(call)
+        if spec == GATEWAY_ENDPOINTS:
+            # The AI gateway's endpoints belong to a workspace: the account scope has none of its own.
+            return ForwardResult(200, dict(JSON), ACCOUNT_SCOPE, body=b'{"endpoints":[]}')
         if self.models is not None and self.models.serves(spec):
             return await self.models.serve(call)
         if spec.resource is Resource.ARTIFACT:
             return await self.artifact_read(call)
         raise InvalidParameter(
             f"{spec.method} {spec.path} is not served in the account scope, which answers experiment and run "
-            "searches, get_experiment, get_run, metric history, run artifacts and reads of registered models "
-            "('<workspace>.<name>'); choose a workspace with mlflow.set_workspace(...) for anything else."
+            "searches, get_experiment, get_run, metric history, run artifacts, the web UI's reads of experiments "
+            "and runs, and reads of registered models ('<workspace>.<name>'); choose a workspace with "
+            "mlflow.set_workspace(...) for anything else."
         )
 
     # -- what the caller may read ---------------------------------------------------------------------
@@ -336,6 +364,187 @@ class AccountScope:
             missing = f"Run with id={run_id} not found"
         return await self._forward_hidden(call, link, missing)
 
+    async def run_model_versions(self, call: ForwardCall) -> ForwardResult:
+        """The model versions made from one run (the run page's question), from the run's workspace, with
+        model names in the account form `<workspace>.<name>`; other version searches need a workspace."""
+        asked = _param(parse_qs(call.query, keep_blank_values=True), "filter") or ""
+        match = RUN_VERSIONS_FILTER.match(asked)
+        if match is None:
+            raise InvalidParameter(
+                "In the account scope model versions are searched by their run (filter \"run_id='...'\"); read a "
+                "model as '<workspace>.<name>', or choose a workspace for other searches."
+            )
+        run_id = match.group(1) if match.group(1) is not None else match.group(2)
+        link = await self._run_link(run_id)
+        result = await self._forward_hidden(call, link, f"Run with id={run_id} not found")
+
+        def translate(document: dict[str, Any]) -> None:
+            for version in document.get("model_versions") or []:
+                if isinstance(version, dict) and "name" in version:
+                    version["name"] = f"{link.name}.{version['name']}"
+
+        return await _translated(result, translate)
+
+    async def experiment_page_read(self, call: ForwardCall) -> ForwardResult:
+        """What an experiment's page reads besides its runs (trace figures, datasets, logged models), from the
+        experiment's own workspace, experiment ids in the account form."""
+        document = _decode(call.body, dict[str, Any])
+        asked = document.get("experiment_ids")
+        if not isinstance(asked, list) or not asked or not all(isinstance(e, str) for e in asked):
+            raise InvalidParameter("Missing value for required parameter 'experiment_ids'.")
+        pairs = list(dict.fromkeys(parse_account_experiment_id(e) for e in asked))
+        if len({workspace_id for workspace_id, _ in pairs}) > 1:
+            raise InvalidParameter(
+                "In the account scope this read names experiments of one workspace; choose a workspace."
+            )
+        missing = f"No Experiment with id={asked[0]} exists"
+        found = self.links.by_id(pairs[0][0])
+        if found is None:
+            raise ResourceNotFound(missing)
+        link = found
+        body = msgspec.json.encode({**document, "experiment_ids": [e for _, e in pairs]})
+        inner = ForwardCall(
+            spec=call.spec,
+            principal=call.principal,
+            workspace=call.workspace,
+            path_params=call.path_params,
+            query=call.query,
+            headers=[(k, v) for k, v in call.headers if k.lower() != "content-length"],
+            body=body,
+            request_id=call.request_id,
+        )
+        result = await self._forward_hidden(inner, link, missing)
+        where = EXPERIMENT_PAGE_READS[call.spec.name]
+        if not where:
+            return result
+
+        def translate(answer: dict[str, Any]) -> None:
+            for item in answer.get(where[0]) or []:
+                for step in where[1:]:
+                    item = item.get(step) if isinstance(item, dict) else None
+                if isinstance(item, dict) and item.get("experiment_id") is not None:
+                    item["experiment_id"] = account_experiment_id(link.workspace_id, str(item["experiment_id"]))
+
+        return await _translated(result, translate)
+
+    # -- the web UI's GraphQL reads -------------------------------------------------------------------
+
+    async def graphql(self, call: ForwardCall) -> ForwardResult:
+        """One of the UI's allowed queries, sent to the workspace its ids name as an ordinary GraphQL call
+        (guarded there), its input in that workspace's ids and its answer in the account's."""
+        query = canonical_graphql(call.body if isinstance(call.body, bytes) else b"")
+        field, given = query.field, query.input
+        try:
+            if field == "mlflowGetExperiment":
+                document = await self._graphql_experiment(call, query)
+            elif field == "mlflowGetRun":
+                named = {v for v in (given.get("runId"), given.get("runUuid")) if v}
+                if len(named) != 1:
+                    raise InvalidParameter("GraphQL: mlflowGetRun must name one run (runId).")
+                run_id = named.pop()
+                link = await self._graphql_run_link(field, run_id)
+                document = await self._graphql_in(call, link, query, given, f"Run with id={run_id} not found")
+                _account_runs(document, field, link)
+            elif field == "mlflowGetMetricHistoryBulkInterval":
+                document = await self._graphql_histories(call, query)
+            else:
+                document = await self._graphql_search(call, query)
+        except _Unchanged as unchanged:
+            return unchanged.result
+        return ForwardResult(200, dict(JSON), ACCOUNT_SCOPE, body=msgspec.json.encode(document))
+
+    async def _graphql_experiment(self, call: ForwardCall, query: GraphqlCall) -> dict[str, Any]:
+        asked = query.input.get("experimentId")
+        if not isinstance(asked, str) or not asked:
+            raise InvalidParameter("GraphQL: the input must name 'experimentId'.")
+        missing = f"No Experiment with id={asked} exists"
+        workspace_id, experiment_id = parse_account_experiment_id(asked)
+        link = self.links.by_id(workspace_id)
+        if link is None:
+            raise GraphqlNotFound(query.field, ResourceNotFound(missing))
+        document = await self._graphql_in(call, link, query, {**query.input, "experimentId": experiment_id}, missing)
+        experiment = _field_answer(document, query.field).get("experiment")
+        if isinstance(experiment, dict) and "experimentId" in experiment:
+            experiment["experimentId"] = account_experiment_id(workspace_id, str(experiment["experimentId"]))
+        return document
+
+    async def _graphql_histories(self, call: ForwardCall, query: GraphqlCall) -> dict[str, Any]:
+        run_ids = list(dict.fromkeys(query.input.get("runIds") or []))
+        if not run_ids:
+            raise InvalidParameter("GraphQL: mlflowGetMetricHistoryBulkInterval must name its runs (runIds).")
+        groups: dict[str, tuple[WorkspaceLink, list[str]]] = {}
+        for run_id in run_ids:
+            link = await self._graphql_run_link(query.field, run_id)
+            groups.setdefault(link.name, (link, []))[1].append(run_id)
+        merged: dict[str, Any] | None = None
+        for link, ids in groups.values():
+            missing = f"Run with id={ids[0]} not found"
+            document = await self._graphql_in(call, link, query, {**query.input, "runIds": ids}, missing)
+            if merged is None:
+                merged = document
+                continue
+            metrics = _field_answer(document, query.field).get("metrics") or []
+            answer = _field_answer(merged, query.field)
+            answer["metrics"] = [*(answer.get("metrics") or []), *metrics]
+        assert merged is not None
+        return merged
+
+    async def _graphql_search(self, call: ForwardCall, query: GraphqlCall) -> dict[str, Any]:
+        asked = list(dict.fromkeys(parse_account_experiment_id(e) for e in query.input.get("experimentIds") or []))
+        if not asked:
+            raise InvalidParameter("GraphQL: mlflowSearchRuns must name its experiments (experimentIds).")
+        kept = self.readable_among(call.principal, asked)
+        workspaces = {workspace_id for workspace_id, _ in kept}
+        if not kept:
+            return {"data": {query.field: {"apiError": None, "runs": [], "nextPageToken": None}}}
+        if len(workspaces) > 1:
+            raise InvalidParameter(
+                "GraphQL: in the account scope a search of runs names experiments of one workspace; the runs "
+                "table of the account scope searches across workspaces."
+            )
+        link = self.links.by_id(workspaces.pop())
+        assert link is not None  # readable_among keeps linked workspaces only
+        local = [experiment_id for _, experiment_id in kept]
+        document = await self._graphql_in(call, link, query, {**query.input, "experimentIds": local}, "")
+        _account_runs(document, query.field, link)
+        return document
+
+    async def _graphql_run_link(self, field: str, run_id: str) -> WorkspaceLink:
+        try:
+            return await self._run_link(run_id)
+        except ResourceNotFound as missing:
+            raise GraphqlNotFound(field, missing) from None
+
+    async def _graphql_in(
+        self, call: ForwardCall, link: WorkspaceLink, query: GraphqlCall, given: dict[str, Any], missing: str
+    ) -> dict[str, Any]:
+        """The query with `given` as its input, answered in `link`'s workspace, as a document; an object missing
+        or hidden there is answered as missing (`missing`: its words, with the id the caller gave)."""
+        inner = ForwardCall(
+            spec=call.spec,
+            principal=call.principal,
+            workspace=WorkspaceHeaders(name=link.name),
+            path_params={},
+            query=call.query,
+            headers=[(k, v) for k, v in call.headers if k.lower() != "content-length"],
+            body=query.body(given),
+            request_id=call.request_id,
+        )
+        try:
+            result = await self.forward(inner)
+        except ResourceNotFound as exc:
+            found = hidden(missing) if exc.denied else ResourceNotFound(missing)
+            raise GraphqlNotFound(query.field, found) from None
+        body = await _body(result)
+        if result.status != 200 or body[:1] != b"{":
+            headers = {k: v for k, v in result.headers.items() if k.lower() != "content-length"}
+            raise _Unchanged(ForwardResult(result.status, headers, result.workspace, body=body))
+        document = msgspec.json.decode(body)
+        data = document.get("data") if isinstance(document, dict) else None
+        if isinstance(data, dict) and data.get(query.field) is None and missing:
+            document["errors"] = [missing]  # the store's words would name the workspace's own id
+        return document  # type: ignore[no-any-return]
+
     # -- plumbing -------------------------------------------------------------------------------------
 
     async def _run_link(self, run_id: str) -> WorkspaceLink:
@@ -427,6 +636,35 @@ async def _body(result: ForwardResult) -> bytes:
             raise GatewayError("The store's answer is too large to translate for the account scope.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class _Unchanged(Exception):
+    """A store's answer passed on as it came (an error status, or not JSON)."""
+
+    def __init__(self, result: ForwardResult) -> None:
+        super().__init__("unchanged")
+        self.result = result
+
+
+def _field_answer(document: dict[str, Any], field: str) -> dict[str, Any]:
+    data = document.get("data")
+    answer = data.get(field) if isinstance(data, dict) else None
+    return answer if isinstance(answer, dict) else {}
+
+
+def _account_runs(document: dict[str, Any], field: str, link: WorkspaceLink) -> None:
+    """The runs of a GraphQL answer with experiment ids in the account form and model names qualified."""
+    answer = _field_answer(document, field)
+    runs = [answer["run"]] if isinstance(answer.get("run"), dict) else list(answer.get("runs") or [])
+    for run in runs:
+        if not isinstance(run, dict):
+            continue
+        for part in (run.get("info"), run.get("experiment")):
+            if isinstance(part, dict) and part.get("experimentId") is not None:
+                part["experimentId"] = account_experiment_id(link.workspace_id, str(part["experimentId"]))
+        for version in run.get("modelVersions") or []:
+            if isinstance(version, dict) and version.get("name") is not None:
+                version["name"] = f"{link.name}.{version['name']}"
 
 
 async def _translated(result: ForwardResult, translate: Callable[[dict[str, Any]], None]) -> ForwardResult:

@@ -42,7 +42,9 @@ class World:
     visible: str  # experiment id in team-a
     hidden: str  # experiment id in team-a nobody of the above may read
     team_b: str  # experiment id in team-b
+    team_c: str  # experiment id in team-c, a workspace nobody of the above may enter
     run_id: str  # of `visible`: a metric chart and an image artifact
+    run_b: str  # of `team_b`
     names: dict[str, str]
 
 
@@ -68,7 +70,12 @@ def world(stack: Stack, workdir: Path, tmp_path_factory: pytest.TempPathFactory)
     admin.group(group)
     person = admin.person(f"{suite}-pat@example.com")
     admin.group(f"{suite}-pat-readers", members=[person.id])
-    names = {"visible": f"{suite} churn model", "hidden": f"{suite} secret project", "team_b": f"{suite} forecasts"}
+    names = {
+        "visible": f"{suite} churn model",
+        "hidden": f"{suite} secret project",
+        "team_b": f"{suite} forecasts",
+        "team_c": f"{suite} payroll",
+    }
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
     os.environ["MLFLOW_TRACKING_URI"] = stack.url
     os.environ["MLFLOW_TRACKING_TOKEN"] = ADMIN_TOKEN
@@ -91,8 +98,13 @@ def world(stack: Stack, workdir: Path, tmp_path_factory: pytest.TempPathFactory)
             mlflow.log_metric("loss", 0.5)
         mlflow.set_workspace("team-b")
         team_b = MlflowClient().create_experiment(names["team_b"])
-        with mlflow.start_run(experiment_id=team_b, run_name="arima"):
-            mlflow.log_metric("mape", 0.12)
+        with mlflow.start_run(experiment_id=team_b, run_name="arima") as run_b:
+            for step in range(5):
+                mlflow.log_metric("mape", 0.12 + step / 100, step=step)
+        mlflow.set_workspace("team-c")
+        team_c = MlflowClient().create_experiment(names["team_c"])
+        with mlflow.start_run(experiment_id=team_c, run_name="salaries"):
+            mlflow.log_metric("total", 1.0)
     finally:
         mlflow.set_workspace(None)
         for key, value in saved.items():
@@ -103,7 +115,9 @@ def world(stack: Stack, workdir: Path, tmp_path_factory: pytest.TempPathFactory)
     for name in (group, f"{suite}-pat-readers"):
         admin.grant(f"experiments/{visible}", "CAN_READ", group=name, workspace="team-a")
         admin.grant("workspaces/team-b", "CAN_READ", group=name)
-    yield World(gateway, issuer, email, person, visible, hidden, team_b, run.info.run_id, names)
+    yield World(
+        gateway, issuer, email, person, visible, hidden, team_b, team_c, run.info.run_id, run_b.info.run_id, names
+    )
     gateway.stop()
     issuer.stop()
 
@@ -223,6 +237,87 @@ def test_a_person_signs_in_with_a_token_and_searches_the_account_scope(page: Any
     page.wait_for_timeout(500)
     shot(page, "10-account-scope")
     assert not [url for url in page.urls if world.person.token in url]
+
+
+def test_in_the_account_scope_a_person_opens_an_experiment_and_its_run_read_only(page: Any, world: World) -> None:
+    page.goto("/")
+    page.fill("#token", world.person.token)
+    page.click("#sign-in-token")
+    page.wait_for_selector("#fedgate-user")
+    # Experiments of both readable workspaces; none of team-c, which the person may not enter.
+    page.goto("/#/experiments?workspace=account")
+    page.get_by_text(world.names["visible"]).first.wait_for()
+    page.get_by_text(world.names["team_b"]).first.wait_for()
+    assert page.get_by_text(world.names["team_c"]).count() == 0
+    assert page.get_by_text(world.names["hidden"]).count() == 0
+    # Opened from the list: the experiment's page, named by its account id.
+    experiment = f"1002-{world.team_b}"
+    page.get_by_text(world.names["team_b"]).first.click()
+    page.wait_for_url(f"**/#/experiments/{experiment}**")
+    page.get_by_text(world.names["team_b"]).first.wait_for()
+    # What the page read over GraphQL: the experiment, from team-b, with its account id.
+    assert graphql_in_page(page, "mlflowGetExperiment", {"experimentId": experiment}) == {
+        "data": {"mlflowGetExperiment": {"experiment": {"experimentId": experiment, "name": world.names["team_b"]}}},
+        "errors": None,
+    }
+    shot(page, "11-account-scope-experiment")
+    # Its runs, and a run with its metric chart.
+    page.goto(f"/#/experiments/{experiment}/runs?workspace=account")
+    page.get_by_text("arima").first.wait_for()
+    shot(page, "12-account-scope-runs")
+    page.get_by_text("arima").first.click()
+    page.wait_for_url(f"**/runs/{world.run_b}**")
+    page.goto(f"/#/experiments/{experiment}/runs/{world.run_b}/model-metrics?workspace=account")
+    page.get_by_text("mape").first.wait_for()
+    page.locator("canvas, svg.main-svg").first.wait_for()
+    shot(page, "13-account-scope-run-metric-chart")
+    assert graphql_in_page(page, "mlflowGetRun", {"runId": world.run_b}) == {
+        "data": {"mlflowGetRun": {"run": {"info": {"runUuid": world.run_b, "experimentId": experiment}}}},
+        "errors": None,
+    }
+    # team-c's experiment by URL: as if it did not exist.
+    hidden = f"1003-{world.team_c}"
+    page.goto(f"/#/experiments/{hidden}?workspace=account")
+    page.reload()
+    page.get_by_text(f"No Experiment with id={hidden} exists").first.wait_for()
+    assert graphql_in_page(page, "mlflowGetExperiment", {"experimentId": hidden}) == {
+        "data": {"mlflowGetExperiment": None},
+        "errors": [f"No Experiment with id={hidden} exists"],
+    }
+    assert page.get_by_text(world.names["team_c"]).count() == 0
+    # Read-only: a write in the account scope is refused with words that say so, and changes nothing.
+    status, answer = page.evaluate(
+        """async (runId) => {
+            const r = await fetch('/ajax-api/2.0/mlflow/runs/set-tag', {method: 'POST',
+                headers: {'Content-Type': 'application/json', 'X-MLFLOW-WORKSPACE': 'account'},
+                body: JSON.stringify({run_id: runId, key: 'note', value: 'from the account scope'})});
+            return [r.status, await r.json()];
+        }""",
+        world.run_b,
+    )
+    assert status == 400 and answer["message"] == "The account scope is read-only; choose a workspace.", answer
+    # The pages asked nothing the account scope refused (the write above aside).
+    refused = [(status, url) for status, method, url in page.answers if status == 400 and "runs/set-tag" not in url]
+    assert not refused, refused
+
+
+def graphql_in_page(page: Any, field: str, given: dict[str, Any]) -> Any:
+    """A GraphQL read sent by the page (its session cookie) in the account scope, as the UI sends one."""
+    selection = {
+        "mlflowGetExperiment": "experiment { experimentId name }",
+        "mlflowGetRun": "run { info { runUuid experimentId } }",
+    }[field]
+    kind = field.removeprefix("mlflow")
+    query = f"query {kind}($input: Mlflow{kind}Input!) {{ {field}(input: $input) {{ {selection} }} }}"
+    return page.evaluate(
+        """async ([query, input]) => {
+            const r = await fetch('/graphql', {method: 'POST',
+                headers: {'Content-Type': 'application/json', 'X-MLFLOW-WORKSPACE': 'account'},
+                body: JSON.stringify({query, variables: {input}})});
+            return await r.json();
+        }""",
+        [query, given],
+    )
 
 
 @pytest.mark.parametrize("how", ["token", "identity provider"])
