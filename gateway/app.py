@@ -427,7 +427,11 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     engine = pools.engine
     sessionmaker = make_sessionmaker(engine)
     # Access control: one live policy per process, kept in step with every replica.
-    policy = LivePolicy(sessionmaker, views=lambda session: ViewRepository(session).names())
+    policy = LivePolicy(
+        sessionmaker,
+        views=lambda session: ViewRepository(session).names(),
+        rebuild_seconds=settings.server.policy_rebuild_seconds,
+    )
     # A workspace moved to another store or id, or unlinked: each package carries or drops its own rows
     # (db/moves.py), grants included; this replica's policy reloads before the admin hears the answer.
     # DualMoves first: renumbering the outbox waits for relays, before any row they may write is locked.

@@ -27,7 +27,7 @@ from gateway.authz.policy import PolicySnapshot
 from gateway.authz.repository import PolicyVersionRepository
 from gateway.core.errors import Unauthenticated
 from gateway.core.principal import Principal
-from gateway.principals.repository import PrincipalRepository, TokenRepository
+from gateway.principals.repository import PrincipalRepository, TokenRepository, principal_set
 from gateway.principals.tokens import TOKEN_PREFIX, hash_token
 
 BOOTSTRAP_ADMIN = Principal(name="admin", kind="bootstrap", account_admin=True, via="bootstrap")
@@ -193,7 +193,7 @@ class Authenticator:
             if row is not None and self._policy.snapshot.principal(row.id) is None:
                 # A new principal: every replica (this one before answering) must know it, or nothing it
                 # asks for about itself (its own tokens, grants to it) would find it.
-                await PolicyVersionRepository(session).bump()
+                await PolicyVersionRepository(session).bump([principal_set(row)])
         if row is not None and self._policy.snapshot.principal(row.id) is None:
             await self._policy.reload()
         if row is None:  # only rows older than the name rules can hold a user name as another kind

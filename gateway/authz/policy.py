@@ -4,15 +4,19 @@ A request is decided by the index in a handful of dictionary lookups, whatever t
 the caller's subjects (itself and every group it is in, transitively) times the object and its ancestors.
 The Casbin model in `policies/model.conf` is the specification: the tests load the very same rows into
 pycasbin (`tests/support/casbin_bridge.py`), and property tests hold the two to the same answers. A
-snapshot is immutable; reloads build a new one and swap the reference, so no request ever sees a
-half-loaded policy.
+snapshot is immutable: a change recorded with its version is applied to a copy (`PolicySnapshot.apply`,
+which copies only what the change touches), a reload builds a new one, and either is swapped in whole,
+so no request ever sees a half-applied policy.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+import copy
+import threading
+from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from gateway.authz.levels import (
     ACCOUNT_DOMAIN,
@@ -22,6 +26,7 @@ from gateway.authz.levels import (
     uc_parents,
     valid_value,
 )
+from gateway.core.policy_changes import GrantAdded, GrantRemoved, MemberAdded, MemberRemoved, PolicyChange, PrincipalSet
 from gateway.principals.groups import MAX_GROUP_DEPTH
 
 
@@ -58,39 +63,167 @@ def ancestors(domain: str, obj: str) -> list[str]:
     return [obj] if obj == fallback else [obj, fallback]
 
 
-@dataclass
-class PolicySnapshot:
-    version: int
-    principals: Mapping[int, PrincipalInfo]
-    memberships: Iterable[tuple[int, int]]  # (member_id, group_id)
-    grants: Iterable[Grant]
-    # Unity Catalog securables that exist (the system tables, dynamic views): their containment rows.
-    securables: Iterable[str] = ()
-    _parents: dict[int, set[int]] = field(init=False)
-    _on: dict[tuple[str, str], dict[int, set[str]]] = field(init=False)
-    _of: dict[tuple[str, int], dict[str, set[str]]] = field(init=False)
-    _domains: dict[int, set[str]] = field(init=False)
-    _closure: dict[int, frozenset[int]] = field(init=False, default_factory=dict)
-    _by_name: dict[tuple[str, str], int] = field(init=False)
+# Privileges held are kept as bit masks, one bit per privilege name seen (a dozen or so in practice): the
+# index then holds dictionaries of ints, which Python's cyclic garbage collector does not track, instead of
+# a set per grant, which it would traverse on every full collection (a pause of a second at 100,000 grants).
+_BITS: dict[str, int] = {}
+_NAMES: dict[int, frozenset[str]] = {0: frozenset()}
+_INTERNING = threading.Lock()
 
-    def __post_init__(self) -> None:
-        self._parents = defaultdict(set)
-        for member, group in self.memberships:
-            self._parents[member].add(group)
-        self._on = defaultdict(lambda: defaultdict(set))
-        self._of = defaultdict(lambda: defaultdict(set))
-        self._domains = defaultdict(set)
-        for grant in self.grants:
+
+def privilege_bit(privilege: str) -> int:
+    bit = _BITS.get(privilege)
+    if bit is None:
+        with _INTERNING:
+            bit = _BITS.setdefault(privilege, 1 << len(_BITS))
+    return bit
+
+
+def privilege_names(mask: int) -> frozenset[str]:
+    names = _NAMES.get(mask)
+    if names is None:
+        names = frozenset(name for name, bit in list(_BITS.items()) if mask & bit)
+        _NAMES[mask] = names
+    return names
+
+
+class PolicyIndex:
+    """Builds a snapshot's index from rows, a batch at a time (a reload feeds it as the rows arrive)."""
+
+    def __init__(self) -> None:
+        self.parents: dict[int, set[int]] = {}
+        self.on: dict[tuple[str, str], dict[int, int]] = {}
+        self.of: dict[tuple[str, int], dict[str, int]] = {}
+
+    def add_memberships(self, rows: Iterable[tuple[int, int]]) -> None:
+        parents = self.parents
+        for member, group in rows:
+            parents.setdefault(member, set()).add(group)
+
+    def add_grants(self, rows: Iterable[Grant]) -> None:
+        on, of = self.on, self.of
+        for grant in rows:
             if not grant.valid():  # never loaded: the database constraints refuse such rows anyway
                 continue
-            self._on[(grant.domain, grant.object)][grant.principal_id].add(grant.privilege)
-            self._of[(grant.domain, grant.principal_id)][grant.object].add(grant.privilege)
-            self._domains[grant.principal_id].add(grant.domain)
-        self._by_name = {(p.kind, p.name): p.id for p in self.principals.values()}
+            bit = privilege_bit(grant.privilege)
+            holders = on.setdefault((grant.domain, grant.object), {})
+            holders[grant.principal_id] = holders.get(grant.principal_id, 0) | bit
+            objects = of.setdefault((grant.domain, grant.principal_id), {})
+            objects[grant.object] = objects.get(grant.object, 0) | bit
+
+    def snapshot(
+        self, version: int, principals: Mapping[int, PrincipalInfo], securables: Iterable[str] = ()
+    ) -> PolicySnapshot:
+        return PolicySnapshot._assemble(version, dict(principals), securables, self.parents, self.on, self.of)
+
+
+class PolicySnapshot:
+    """One version of the policy, indexed. Never changed once published: `apply` returns a new one."""
+
+    version: int
+    principals: dict[int, PrincipalInfo]
+    # Unity Catalog securables that exist (the system tables, dynamic views): their containment rows.
+    securables: Iterable[str]
+    _parents: dict[int, set[int]]  # member -> the groups it is directly in
+    _on: dict[tuple[str, str], dict[int, int]]  # (domain, object) -> holder -> privileges (a mask)
+    _of: dict[tuple[str, int], dict[str, int]]  # (domain, holder) -> object -> privileges (a mask)
+    _by_name: dict[tuple[str, str], int]
+    _closure: dict[int, frozenset[int]]  # subjects() of principals asked about, filled as they are asked
+    _rows: tuple[Iterable[Grant], Iterable[tuple[int, int]]] | None
+
+    def __init__(
+        self,
+        version: int,
+        principals: Mapping[int, PrincipalInfo],
+        memberships: Iterable[tuple[int, int]],  # (member_id, group_id)
+        grants: Iterable[Grant],
+        securables: Iterable[str] = (),
+    ) -> None:
+        index = PolicyIndex()
+        index.add_memberships(memberships)
+        index.add_grants(grants)
+        self._fill(version, dict(principals), securables, index.parents, index.on, index.of)
+        self._rows = (grants, memberships)
+
+    @classmethod
+    def _assemble(
+        cls,
+        version: int,
+        principals: dict[int, PrincipalInfo],
+        securables: Iterable[str],
+        parents: dict[int, set[int]],
+        on: dict[tuple[str, str], dict[int, int]],
+        of: dict[tuple[str, int], dict[str, int]],
+    ) -> PolicySnapshot:
+        snapshot = cls.__new__(cls)
+        snapshot._fill(version, principals, securables, parents, on, of)
+        return snapshot
+
+    def _fill(
+        self,
+        version: int,
+        principals: dict[int, PrincipalInfo],
+        securables: Iterable[str],
+        parents: dict[int, set[int]],
+        on: dict[tuple[str, str], dict[int, int]],
+        of: dict[tuple[str, int], dict[str, int]],
+    ) -> None:
+        self.version = version
+        self.principals = principals
+        self.securables = securables
+        self._parents, self._on, self._of = parents, on, of
+        self._by_name = {(p.kind, p.name): p.id for p in principals.values()}
+        self._closure = {}
+        self._rows = None
 
     @classmethod
     def empty(cls) -> PolicySnapshot:
         return cls(0, {}, [], [])
+
+    # -- rows -----------------------------------------------------------------------------------------
+
+    @property
+    def grants(self) -> Iterable[Grant]:
+        """The grant rows a snapshot was built from; for one built in batches or changed since, those it holds."""
+        if self._rows is not None:
+            return self._rows[0]
+        return [
+            Grant(holder, domain, obj, privilege)
+            for (domain, obj), holders in self._on.items()
+            for holder, mask in holders.items()
+            for privilege in privilege_names(mask)
+        ]
+
+    @property
+    def memberships(self) -> Iterable[tuple[int, int]]:
+        if self._rows is not None:
+            return self._rows[1]
+        return [(member, group) for member, groups in self._parents.items() for group in groups]
+
+    # -- changes --------------------------------------------------------------------------------------
+
+    def apply(self, version: int, changes: Iterable[PolicyChange]) -> PolicySnapshot:
+        """This policy with `changes` applied in order, as version `version`; this snapshot stays as it is.
+
+        The result equals a snapshot built from the rows the changes leave (a property test holds the two
+        to the same index and answers). Only the tables a change touches are copied, and of those only the
+        entries it touches: a change costs a few milliseconds at 100,000 grants, not a rebuild.
+        """
+        changed = copy.copy(self)
+        changed.version = version
+        changed._rows = None
+        _Changer(changed).apply(changes)
+        return changed
+
+    def same_policy(self, other: PolicySnapshot) -> bool:
+        """Whether `other` holds the same principals, memberships, grants and securables."""
+        return (
+            self.principals == other.principals
+            and self._parents == other._parents
+            and self._on == other._on
+            and self._of == other._of
+            and set(self.securables) == set(other.securables)
+        )
 
     # -- principals ---------------------------------------------------------------------------------
 
@@ -131,16 +264,14 @@ class PolicySnapshot:
 
     def held(self, subjects: Iterable[int], domain: str, obj: str) -> set[str]:
         """Every privilege the subjects hold on `obj`, directly or through an ancestor object."""
-        found: set[str] = set()
+        mask = 0
         for candidate in ancestors(domain, obj):
             holders = self._on.get((domain, candidate))
             if not holders:
                 continue
             for sub in subjects:
-                privileges = holders.get(sub)
-                if privileges:
-                    found |= privileges
-        return found
+                mask |= holders.get(sub, 0)
+        return set(privilege_names(mask))
 
     def allows(self, subjects: Iterable[int], domain: str, obj: str, wanted: str) -> bool:
         return any(implies(held, wanted) for held in self.held(subjects, domain, obj))
@@ -154,14 +285,106 @@ class PolicySnapshot:
         """Objects named `prefix...` in `domain` on which the subjects directly hold `wanted` or more."""
         found: set[str] = set()
         for sub in subjects:
-            for obj, privileges in self._of.get((domain, sub), {}).items():
-                if obj.startswith(prefix) and any(implies(p, wanted) for p in privileges):
+            for obj, mask in self._of.get((domain, sub), {}).items():
+                if obj.startswith(prefix) and any(implies(p, wanted) for p in privilege_names(mask)):
                     found.add(obj)
         return found
 
     def grants_on(self, domain: str, obj: str) -> dict[int, set[str]]:
-        return {sub: set(privileges) for sub, privileges in self._on.get((domain, obj), {}).items()}
+        return {sub: set(privilege_names(mask)) for sub, mask in self._on.get((domain, obj), {}).items()}
 
     def holds_in(self, subjects: Iterable[int], domain: str) -> bool:
         """Whether any of the subjects holds any grant in `domain`."""
-        return any(domain in self._domains.get(sub, ()) for sub in subjects)
+        return any((domain, sub) in self._of for sub in subjects)
+
+
+class _Changer:
+    """Applies changes to a shallow copy of a snapshot, copying each table and entry before its first write.
+
+    The tables of the copy are still the original's until written: a table is copied once per `apply`, and
+    an entry of it (one object's holders, one holder's objects in a domain) once, so nothing the original
+    snapshot holds is ever changed. Entries left empty are removed, as a build never makes empty ones.
+    """
+
+    def __init__(self, snapshot: PolicySnapshot) -> None:
+        self.snapshot = snapshot
+        self.tables: set[str] = set()
+        self.entries: set[tuple[str, object]] = set()
+        self.closures_kept = True
+
+    def table(self, name: str) -> dict[Any, Any]:
+        if name not in self.tables:
+            setattr(self.snapshot, name, dict(getattr(self.snapshot, name)))
+            self.tables.add(name)
+        table: dict[Any, Any] = getattr(self.snapshot, name)
+        return table
+
+    def entry(self, name: str, key: object) -> dict[Any, Any]:
+        table = self.table(name)
+        if (name, key) not in self.entries or key not in table:
+            table[key] = dict(table.get(key, {}))
+            self.entries.add((name, key))
+        entry: dict[Any, Any] = table[key]
+        return entry
+
+    @staticmethod
+    def put(values: dict[Any, Any], key: object, value: object, add: bool) -> None:
+        """Add `value` to, or take it from, the set `values[key]` (a new set: the old one may be shared)."""
+        current = values.get(key, set())
+        changed = current | {value} if add else current - {value}
+        if changed:
+            values[key] = changed
+        else:
+            values.pop(key, None)
+
+    @staticmethod
+    def mark(values: dict[Any, int], key: object, bit: int, add: bool) -> None:
+        """Set or clear `bit` in the mask `values[key]`; a mask left empty goes."""
+        changed = values.get(key, 0) | bit if add else values.get(key, 0) & ~bit
+        if changed:
+            values[key] = changed
+        else:
+            values.pop(key, None)
+
+    def prune(self, name: str, key: object) -> None:
+        table = self.table(name)
+        if not table.get(key):
+            table.pop(key, None)
+
+    def forget_closures(self, principal_id: int) -> None:
+        """Drop every cached group closure that passes through `principal_id`: only those can change."""
+        snapshot = self.snapshot
+        snapshot._closure = {p: c for p, c in snapshot._closure.items() if principal_id not in c}
+
+    def apply(self, changes: Iterable[PolicyChange]) -> None:
+        for change in changes:
+            match change:
+                case GrantAdded() | GrantRemoved():
+                    add = isinstance(change, GrantAdded)
+                    grant = Grant(change.principal_id, change.domain, change.object, change.privilege)
+                    if not grant.valid():
+                        continue
+                    on_key, of_key = (grant.domain, grant.object), (grant.domain, grant.principal_id)
+                    bit = privilege_bit(grant.privilege)
+                    self.mark(self.entry("_on", on_key), grant.principal_id, bit, add)
+                    self.mark(self.entry("_of", of_key), grant.object, bit, add)
+                    self.prune("_on", on_key)
+                    self.prune("_of", of_key)
+                case MemberAdded() | MemberRemoved():
+                    add = isinstance(change, MemberAdded)
+                    self.put(self.table("_parents"), change.member_id, change.group_id, add)
+                    self.forget_closures(change.member_id)
+                case PrincipalSet():
+                    info = PrincipalInfo(
+                        change.id, change.kind, change.name, change.display_name, change.active, change.account_admin
+                    )
+                    principals, by_name = self.table("principals"), self.table("_by_name")
+                    old = principals.get(info.id)
+                    if old is not None and by_name.get((old.kind, old.name)) == info.id:
+                        del by_name[(old.kind, old.name)]
+                    principals[info.id] = info
+                    by_name[(info.kind, info.name)] = info.id
+                    if old is None or old.active != info.active:
+                        # A group that appears, or is enabled or disabled, changes what reaches it: the closures
+                        # of its members' members as well as those through it. Recomputed as they are asked.
+                        self.snapshot._closure = {}

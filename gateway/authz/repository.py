@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import Text, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.authz.policy import Grant
-from gateway.db.models import GatewaySecretRow, GrantRow, PolicyVersionRow, RegisteredModelRow
+from gateway.core import policy_changes
+from gateway.core.policy_changes import GrantAdded, GrantRemoved, PolicyChange
+from gateway.db.models import GatewaySecretRow, GrantRow, PolicyChangeRow, PolicyVersionRow, RegisteredModelRow
 
 POLICY_CHANNEL = "fedgate_policy"
+# How many versions' recorded changes are kept: a replica further behind than this loads the policy whole.
+KEEP_CHANGES = 1000
+
+_GRANT_COLUMNS = (GrantRow.principal_id, GrantRow.domain, GrantRow.object, GrantRow.privilege)
 
 
 class GrantRepository:
@@ -20,10 +26,14 @@ class GrantRepository:
         self.session = session
 
     async def all(self) -> list[Grant]:
-        result = await self.session.execute(
-            select(GrantRow.principal_id, GrantRow.domain, GrantRow.object, GrantRow.privilege)
-        )
+        result = await self.session.execute(select(*_GRANT_COLUMNS))
         return [Grant(*row) for row in result.all()]
+
+    async def batches(self, size: int) -> AsyncIterator[list[Grant]]:
+        """Every grant, `size` rows at a time from a server-side cursor (the session's transaction)."""
+        result = await self.session.stream(select(*_GRANT_COLUMNS).execution_options(yield_per=size))
+        async for partition in result.partitions():
+            yield [Grant(*row) for row in partition]
 
     async def on(self, domain: str, obj: str) -> Sequence[GrantRow]:
         result = await self.session.execute(
@@ -31,8 +41,11 @@ class GrantRepository:
         )
         return result.scalars().all()
 
-    async def add(self, grant: Grant, created_by: str) -> None:
-        await self.session.execute(
+    # Each change answers what it did to the rows (nothing when the grant was already there, or not there):
+    # the policy's recorded changes (`PolicyVersionRepository.bump`) are exactly these.
+
+    async def add(self, grant: Grant, created_by: str) -> list[PolicyChange]:
+        result = await self.session.execute(
             insert(GrantRow)
             .values(
                 principal_id=grant.principal_id,
@@ -42,23 +55,29 @@ class GrantRepository:
                 created_by=created_by,
             )
             .on_conflict_do_nothing(constraint="grants_unique")
+            .returning(*_GRANT_COLUMNS)
         )
+        return [GrantAdded(*row) for row in result.all()]
 
-    async def remove(self, grant: Grant) -> None:
-        await self.session.execute(
-            delete(GrantRow).where(
+    async def remove(self, grant: Grant) -> list[PolicyChange]:
+        result = await self.session.execute(
+            delete(GrantRow)
+            .where(
                 GrantRow.principal_id == grant.principal_id,
                 GrantRow.domain == grant.domain,
                 GrantRow.object == grant.object,
                 GrantRow.privilege == grant.privilege,
             )
+            .returning(*_GRANT_COLUMNS)
         )
+        return [GrantRemoved(*row) for row in result.all()]
 
-    async def clear(self, domain: str, obj: str, principal_id: int | None = None) -> None:
+    async def clear(self, domain: str, obj: str, principal_id: int | None = None) -> list[PolicyChange]:
         statement = delete(GrantRow).where(GrantRow.domain == domain, GrantRow.object == obj)
         if principal_id is not None:
             statement = statement.where(GrantRow.principal_id == principal_id)
-        await self.session.execute(statement)
+        result = await self.session.execute(statement.returning(*_GRANT_COLUMNS))
+        return [GrantRemoved(*row) for row in result.all()]
 
 
 class PolicyVersionRepository:
@@ -69,8 +88,15 @@ class PolicyVersionRepository:
         result = await self.session.execute(select(PolicyVersionRow.version).where(PolicyVersionRow.id == 1))
         return int(result.scalar_one())
 
-    async def bump(self) -> int:
-        """Move the version and tell every replica; both take effect when the transaction commits."""
+    async def bump(self, changes: Sequence[PolicyChange] | None = None) -> int:
+        """Move the version and tell every replica; both take effect when the transaction commits.
+
+        `changes` are the rows this transaction added and removed, in the order it did (what the grant and
+        membership statements returned): replicas apply them to the policy they hold. Without them, every
+        replica loads the policy whole. Call this after the transaction's last change to the policy: the
+        version row stays locked until commit, so versions are committed in order and a change to the same
+        row by another transaction gets the later version.
+        """
         result = await self.session.execute(
             update(PolicyVersionRow)
             .where(PolicyVersionRow.id == 1)
@@ -78,8 +104,23 @@ class PolicyVersionRepository:
             .returning(PolicyVersionRow.version)
         )
         version = int(result.scalar_one())
+        if changes is not None:
+            await self.session.execute(
+                text("INSERT INTO policy_changes (version, changes) VALUES (:version, CAST(:changes AS jsonb))"),
+                {"version": version, "changes": policy_changes.encode(changes)},
+            )
+            await self.session.execute(delete(PolicyChangeRow).where(PolicyChangeRow.version <= version - KEEP_CHANGES))
         await self.session.execute(text(f"SELECT pg_notify('{POLICY_CHANNEL}', '{version}')"))
         return version
+
+    async def changes_since(self, version: int) -> list[tuple[int, list[PolicyChange]]]:
+        """The recorded changes of every version after `version` that has them, oldest first."""
+        result = await self.session.execute(
+            select(PolicyChangeRow.version, PolicyChangeRow.changes.cast(Text))
+            .where(PolicyChangeRow.version > version)
+            .order_by(PolicyChangeRow.version)
+        )
+        return [(int(number), policy_changes.decode(raw)) for number, raw in result.all()]
 
     async def token_hash_key(self) -> bytes:
         await self.session.execute(

@@ -52,6 +52,7 @@ from gateway.authz.schemas import (
 )
 from gateway.core.errors import InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
+from gateway.core.policy_changes import PolicyChange
 from gateway.core.principal import Principal
 from gateway.principals import names
 
@@ -121,9 +122,9 @@ class AccessService:
             if principal.id is None:  # the bootstrap admin can do everything anyway
                 return
             grant = Grant(principal.id, workspace_domain(link.workspace_id), obj, Level.CAN_MANAGE.value)
-            await GrantRepository(session).add(grant, created_by=principal.name)
+            changes = await GrantRepository(session).add(grant, created_by=principal.name)
             await self._audit.write(session, entry(principal.name, "grant.owner", obj, "ok", {"level": "CAN_MANAGE"}))
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump(changes)
         await self.policy.reload()
 
     async def model_changed(self, link: WorkspaceLink, action: str, name: str, new_name: str | None) -> None:
@@ -136,10 +137,10 @@ class AccessService:
             if model_id is None:
                 return
             # A model re-created under the same name is a new object: the old grants go with the old one.
-            await GrantRepository(session).clear(
+            changes = await GrantRepository(session).clear(
                 workspace_domain(link.workspace_id), model_object(link.workspace_id, model_id)
             )
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump(changes)
         await self.policy.reload()
 
     # -- the permissions API ----------------------------------------------------------------------------
@@ -223,11 +224,12 @@ class AccessService:
         wanted = [(self._resolve(item), self._level(item, target)) for item in items]
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
+            changes: list[PolicyChange] = []
             if replace:
-                await grants.clear(target.domain, target.obj)
+                changes += await grants.clear(target.domain, target.obj)
             for info, level in wanted:
-                await grants.clear(target.domain, target.obj, principal_id=info.id)
-                await grants.add(Grant(info.id, target.domain, target.obj, level), created_by=principal.name)
+                changes += await grants.clear(target.domain, target.obj, principal_id=info.id)
+                changes += await grants.add(Grant(info.id, target.domain, target.obj, level), created_by=principal.name)
             await self._audit.write(
                 session,
                 entry(
@@ -238,7 +240,7 @@ class AccessService:
                     {"acl": [{"principal": info.name, "kind": info.kind, "level": level} for info, level in wanted]},
                 ),
             )
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump(changes)
         await self.policy.reload()
         return self.acl(target)
 
@@ -339,11 +341,14 @@ class AccessService:
             plan.append((target, add, remove))
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
+            recorded: list[PolicyChange] = []
             for target, add, remove in plan:
                 for privilege in remove:
-                    await grants.remove(Grant(target.id, ACCOUNT_DOMAIN, obj, privilege))
+                    recorded += await grants.remove(Grant(target.id, ACCOUNT_DOMAIN, obj, privilege))
                 for privilege in add:
-                    await grants.add(Grant(target.id, ACCOUNT_DOMAIN, obj, privilege), created_by=principal.name)
+                    recorded += await grants.add(
+                        Grant(target.id, ACCOUNT_DOMAIN, obj, privilege), created_by=principal.name
+                    )
             await self._audit.write(
                 session,
                 entry(
@@ -354,7 +359,7 @@ class AccessService:
                     {"changes": [{"principal": t.name, "add": sorted(a), "remove": sorted(r)} for t, a, r in plan]},
                 ),
             )
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump(recorded)
         await self.policy.reload()
         return self.uc_assignments(obj)
 

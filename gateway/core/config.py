@@ -70,6 +70,8 @@ class ServerSettings(_Settings):
     access_log: bool = True
     # Backstop of LISTEN/NOTIFY: how often a replica checks the policy version itself.
     policy_poll_seconds: float = 2.0
+    # Changes are applied as they come; the whole policy is also loaded this often, as a safety net.
+    policy_rebuild_seconds: float = 600.0
     # Dual workspaces: keys (runs, experiments) this process relays to the central store at once.
     relay_workers: int = 4
     # Dual workspaces: an entry the central store refuses (4xx) this many times becomes a dead letter.

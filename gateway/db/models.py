@@ -119,6 +119,19 @@ class PolicyVersionRow(Base):
     version: Mapped[int] = mapped_column(BigInteger)
 
 
+class PolicyChangeRow(Base):
+    """The rows one policy version added and removed (`gateway.core.policy_changes`), for replicas to apply.
+
+    Written in the transaction that moves the version to `version`; a version without a row is loaded whole.
+    Only the latest versions are kept (`gateway.authz.repository.KEEP_CHANGES`).
+    """
+
+    __tablename__ = "policy_changes"
+
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    changes: Mapped[Any] = mapped_column(JSONB, nullable=False)
+
+
 class AuditRow(Base):
     """Append-only (a trigger refuses UPDATE and DELETE)."""
 

@@ -25,6 +25,13 @@ INDEX_FAILURES = Counter(
 )
 POLICY_VERSION = Gauge("fedgate_policy_version", "Version of the access policy this process decides with")
 POLICY_RELOADS = Counter("fedgate_policy_reloads_total", "Times the access policy was reloaded")
+POLICY_CHANGES_APPLIED = Counter(
+    "fedgate_policy_changes_applied_total", "Policy versions this process applied as recorded changes, without a reload"
+)
+POLICY_DRIFT = Counter(
+    "fedgate_policy_drift_total",
+    "Periodic reloads that found the policy built from applied changes differing from the stored one (a fault)",
+)
 DENIED = Counter("fedgate_denied_total", "Requests refused by authorization", ["reason"])
 OUTBOX_APPLIED = Counter("fedgate_outbox_applied_total", "Outbox entries applied to the central store")
 OUTBOX_FAILURES = Counter("fedgate_outbox_failures_total", "Failed attempts to apply outbox entries", ["kind"])

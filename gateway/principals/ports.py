@@ -8,9 +8,12 @@ transaction, and reload once the change is committed. They also read who exists 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.core.policy_changes import PolicyChange
 
 
 class Known(Protocol):
@@ -43,10 +46,14 @@ class Policy(Protocol):
         """The principals of the policy in use; never a half-loaded one."""
         ...
 
-    async def bump(self, session: AsyncSession) -> int:
-        """Move the stored policy version in `session`'s transaction; replicas reload when it commits."""
+    async def bump(self, session: AsyncSession, changes: Sequence[PolicyChange] | None = None) -> int:
+        """Move the stored policy version in `session`'s transaction; replicas follow when it commits.
+
+        `changes` are the rows the transaction changed (what its statements returned), in order: replicas
+        apply them. None makes every replica load the policy whole.
+        """
         ...
 
     async def reload(self) -> object:
-        """Load the stored policy now (after a committed change, before answering)."""
+        """Follow the stored policy now (after a committed change, before answering)."""
         ...

@@ -9,7 +9,13 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.core.policy_changes import MemberAdded, MemberRemoved, PolicyChange, PrincipalSet
 from gateway.db.models import MembershipRow, PrincipalRow, TokenRow
+
+
+def principal_set(row: PrincipalRow) -> PrincipalSet:
+    """The policy change of a principal created or changed: the row as its transaction leaves it."""
+    return PrincipalSet(row.id, row.kind, row.name, row.display_name, row.active, row.account_admin)
 
 
 class PrincipalRepository:
@@ -91,18 +97,32 @@ class PrincipalRepository:
         )
         return result.scalars().all()
 
-    async def add_member(self, group_id: int, member_id: int) -> None:
-        await self.session.execute(
-            insert(MembershipRow).values(group_id=group_id, member_id=member_id).on_conflict_do_nothing()
-        )
+    # Each change answers what it did to the rows, for the policy's recorded changes (nothing if nothing changed).
 
-    async def remove_member(self, group_id: int, member_id: int) -> None:
-        await self.session.execute(
-            delete(MembershipRow).where(MembershipRow.group_id == group_id, MembershipRow.member_id == member_id)
+    async def add_member(self, group_id: int, member_id: int) -> list[PolicyChange]:
+        result = await self.session.execute(
+            insert(MembershipRow)
+            .values(group_id=group_id, member_id=member_id)
+            .on_conflict_do_nothing()
+            .returning(MembershipRow.member_id, MembershipRow.group_id)
         )
+        return [MemberAdded(*row) for row in result.all()]
 
-    async def clear_members(self, group_id: int) -> None:
-        await self.session.execute(delete(MembershipRow).where(MembershipRow.group_id == group_id))
+    async def remove_member(self, group_id: int, member_id: int) -> list[PolicyChange]:
+        result = await self.session.execute(
+            delete(MembershipRow)
+            .where(MembershipRow.group_id == group_id, MembershipRow.member_id == member_id)
+            .returning(MembershipRow.member_id, MembershipRow.group_id)
+        )
+        return [MemberRemoved(*row) for row in result.all()]
+
+    async def clear_members(self, group_id: int) -> list[PolicyChange]:
+        result = await self.session.execute(
+            delete(MembershipRow)
+            .where(MembershipRow.group_id == group_id)
+            .returning(MembershipRow.member_id, MembershipRow.group_id)
+        )
+        return [MemberRemoved(*row) for row in result.all()]
 
 
 class TokenRepository:

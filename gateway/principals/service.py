@@ -14,6 +14,7 @@ without an expiry.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,12 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.audit.trail import AuditTrail, entry
 from gateway.core.config import TokenSettings
 from gateway.core.errors import AlreadyExists, InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.policy_changes import PolicyChange
 from gateway.core.principal import Principal
 from gateway.db.models import PrincipalRow, TokenRow
 from gateway.principals import names
 from gateway.principals.groups import nesting_problem
 from gateway.principals.ports import Policy
-from gateway.principals.repository import PrincipalRepository, TokenRepository
+from gateway.principals.repository import PrincipalRepository, TokenRepository, principal_set
 from gateway.principals.tokens import hash_token, new_token
 
 KINDS = ("user", "service_principal", "group")
@@ -83,9 +85,10 @@ class PrincipalService:
                 )
             except IntegrityError:  # another replica took the name since the check above
                 raise AlreadyExists(f"A principal named '{name}' already exists.", status=409) from None
+            changes: builtins.list[PolicyChange] = [principal_set(row)]
             for member in members:
-                await self._add_member(repository, row.id, member)
-            await self._changed(session, actor, f"{kind}.create", f"{kind}:{row.id}", {"name": name})
+                changes += await self._add_member(repository, row.id, member)
+            await self._changed(session, actor, f"{kind}.create", f"{kind}:{row.id}", {"name": name}, changes)
         await self.policy.reload()
         return row
 
@@ -143,19 +146,21 @@ class PrincipalService:
                 raise InvalidParameter(
                     f"This {label}'s name breaks the name rules; rename it first ({names.RULES[kind]})."
                 )
+            changes: builtins.list[PolicyChange] = []
             if replace_members is not None:
-                await repository.clear_members(principal_id)
+                changes += await repository.clear_members(principal_id)
                 add_members = list(replace_members)
             for member in remove_members:
-                await repository.remove_member(principal_id, member)
+                changes += await repository.remove_member(principal_id, member)
             for member in add_members:
-                await self._add_member(repository, principal_id, member)
+                changes += await self._add_member(repository, principal_id, member)
             try:
                 await session.flush()
             except IntegrityError:
                 raise AlreadyExists("A principal with that name already exists.", status=409) from None
+            changes.append(principal_set(row))
             details = {"fields": sorted(fields), "added": list(add_members), "removed": list(remove_members)}
-            await self._changed(session, actor, f"{kind}.update", f"{kind}:{principal_id}", details)
+            await self._changed(session, actor, f"{kind}.update", f"{kind}:{principal_id}", details, changes)
         await self.policy.reload()
 
     async def delete(self, actor: Principal, kind: str, principal_id: int) -> None:
@@ -164,10 +169,13 @@ class PrincipalService:
             if await repository.get(principal_id, kind) is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
             await repository.delete(principal_id)  # its tokens, grants and memberships go with it
-            await self._changed(session, actor, f"{kind}.delete", f"{kind}:{principal_id}", {})
+            # Recorded as no change: every replica reloads the policy whole (the rows went by cascade).
+            await self._changed(session, actor, f"{kind}.delete", f"{kind}:{principal_id}", {}, None)
         await self.policy.reload()
 
-    async def _add_member(self, repository: PrincipalRepository, group_id: int, member_id: int) -> None:
+    async def _add_member(
+        self, repository: PrincipalRepository, group_id: int, member_id: int
+    ) -> builtins.list[PolicyChange]:
         member = await repository.get(member_id)
         if member is None:
             raise InvalidParameter(f"Member {member_id} does not exist.")
@@ -177,13 +185,20 @@ class PrincipalService:
             problem = nesting_problem(await repository.memberships(), group_id, member_id)
             if problem is not None:
                 raise InvalidParameter(problem)
-        await repository.add_member(group_id, member_id)
+        return await repository.add_member(group_id, member_id)
 
     async def _changed(
-        self, session: AsyncSession, actor: Principal, action: str, target: str, details: dict[str, Any]
+        self,
+        session: AsyncSession,
+        actor: Principal,
+        action: str,
+        target: str,
+        details: dict[str, Any],
+        changes: Sequence[PolicyChange] | None,
     ) -> None:
+        """Audit the change and move the policy version with the rows it changed (None: reload whole)."""
         await self._audit.write(session, entry(actor.name, action, target, "ok", details))
-        await self.policy.bump(session)
+        await self.policy.bump(session, changes)
 
 
 class TokenService:
@@ -261,8 +276,9 @@ class TokenService:
                 raise ResourceNotFound(f"Token {token_id} not found.")
             await repository.delete(token_id)
             await self._audit.write(session, entry(actor.name, "token.revoke", f"token:{token_id}", "ok", {}))
-            # Every replica drops its token cache when the version moves: revocation is immediate.
-            await self.policy.bump(session)
+            # Every replica drops its token cache when the version moves: revocation is immediate. No
+            # grant or membership changed: the version moves with an empty change.
+            await self.policy.bump(session, [])
         await self.policy.reload()
 
 

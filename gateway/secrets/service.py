@@ -59,6 +59,7 @@ from gateway.core.errors import (
     hidden,
 )
 from gateway.core.links import WorkspaceLink
+from gateway.core.policy_changes import PolicyChange
 from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultReadOnly, VaultUnavailable
 from gateway.core.principal import Principal
 from gateway.federation.locate import RunDirectory
@@ -304,14 +305,17 @@ class SecretScopes:
             holders = [manager.id] if manager is not None else []
             if principal.id is not None:
                 holders.append(principal.id)
+            changes: list[PolicyChange] = []
             for holder in dict.fromkeys(holders):
-                await grants.add(Grant(holder, domain, obj, SecretPermission.MANAGE), created_by=principal.name)
+                changes += await grants.add(
+                    Grant(holder, domain, obj, SecretPermission.MANAGE), created_by=principal.name
+                )
             details: dict[str, object] = {"vault": vault_name}
             if manager is not None or everyone:
                 details["initial_manage_principal"] = manager.name if manager is not None else WORKSPACE_USERS
             await self._audit.write(session, entry(principal.name, "secrets.scope.create", obj, "ok", details))
             if holders:
-                await PolicyVersionRepository(session).bump()
+                await PolicyVersionRepository(session).bump(changes)
         await self._policy.reload()
 
     async def delete_scope(self, principal: Principal, link: WorkspaceLink, scope: str) -> None:
@@ -322,9 +326,9 @@ class SecretScopes:
         obj = scope_object(link.workspace_id, scope)
         async with self._sessionmaker() as session, session.begin():
             await ScopeRepository(session).remove(link.workspace_id, scope)
-            await GrantRepository(session).clear(workspace_domain(link.workspace_id), obj)
+            changes = await GrantRepository(session).clear(workspace_domain(link.workspace_id), obj)
             await self._audit.write(session, entry(principal.name, "secrets.scope.delete", obj, "ok"))
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump(changes)
         await self._policy.reload()
 
     async def list_scopes(self, principal: Principal, link: WorkspaceLink) -> ListScopesResponse:
@@ -647,8 +651,8 @@ class SecretScopes:
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
-            await grants.clear(domain, obj, principal_id=target.id)
-            await grants.add(Grant(target.id, domain, obj, wanted), created_by=principal.name)
+            changes = await grants.clear(domain, obj, principal_id=target.id)
+            changes += await grants.add(Grant(target.id, domain, obj, wanted), created_by=principal.name)
             await self._audit.write(
                 session,
                 entry(
@@ -659,7 +663,7 @@ class SecretScopes:
                     {"principal": target.name, "kind": target.kind, "permission": wanted},
                 ),
             )
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump(changes)
         await self._policy.reload()
 
     async def delete_acl(self, principal: Principal, link: WorkspaceLink, scope: str, name: str) -> None:
@@ -674,12 +678,12 @@ class SecretScopes:
         if not self._policy.snapshot.grants_on(domain, obj).get(target.id):
             raise ResourceNotFound(f"No ACL for {target.name} on scope {scope}.")
         async with self._sessionmaker() as session, session.begin():
-            await GrantRepository(session).clear(domain, obj, principal_id=target.id)
+            changes = await GrantRepository(session).clear(domain, obj, principal_id=target.id)
             await self._audit.write(
                 session,
                 entry(principal.name, "secrets.acl.delete", obj, "ok", {"principal": target.name, "kind": target.kind}),
             )
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump(changes)
         await self._policy.reload()
 
     async def get_acl(self, principal: Principal, link: WorkspaceLink, scope: str, name: str) -> AclItem:

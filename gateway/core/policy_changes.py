@@ -1,0 +1,62 @@
+"""What one committed access change did to the policy's rows, so that every replica can apply it as is.
+
+A change that moves the policy version may record, in the same transaction, the rows it actually added
+and removed (each statement's RETURNING, never what it meant to do): grants, memberships, and the
+principals it created or changed. Replicas apply the recorded changes of each version in order to the
+policy they hold instead of loading it whole (`gateway.authz.live.LivePolicy`). A version moved without a
+record (a principal deleted, a workspace moved, a view created) makes every replica load the policy whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+
+class GrantAdded(msgspec.Struct, frozen=True, array_like=True, tag="grant+"):
+    principal_id: int
+    domain: str
+    object: str
+    privilege: str
+
+
+class GrantRemoved(msgspec.Struct, frozen=True, array_like=True, tag="grant-"):
+    principal_id: int
+    domain: str
+    object: str
+    privilege: str
+
+
+class MemberAdded(msgspec.Struct, frozen=True, array_like=True, tag="member+"):
+    member_id: int
+    group_id: int
+
+
+class MemberRemoved(msgspec.Struct, frozen=True, array_like=True, tag="member-"):
+    member_id: int
+    group_id: int
+
+
+class PrincipalSet(msgspec.Struct, frozen=True, array_like=True, tag="principal"):
+    """A principal created or changed: its attributes as the transaction left them."""
+
+    id: int
+    kind: str
+    name: str
+    display_name: str
+    active: bool
+    account_admin: bool
+
+
+PolicyChange = GrantAdded | GrantRemoved | MemberAdded | MemberRemoved | PrincipalSet
+
+_decoder = msgspec.json.Decoder(list[PolicyChange])
+
+
+def encode(changes: Sequence[PolicyChange]) -> str:
+    return msgspec.json.encode(list(changes)).decode()
+
+
+def decode(raw: str | bytes) -> list[PolicyChange]:
+    return _decoder.decode(raw)
