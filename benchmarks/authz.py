@@ -350,7 +350,7 @@ async def load_grants(database: str, count: int) -> None:
     try:
         ids = await connection.fetch(
             "INSERT INTO principals (kind, name, display_name) "
-            "SELECT 'user', 'bench-' || g, 'bench' FROM generate_series(1, $1) g RETURNING id",
+            "SELECT 'user', 'bench-' || g || '@bench.example', 'bench' FROM generate_series(1, $1) g RETURNING id",
             USERS,
         )
         principal_ids = [row["id"] for row in ids]
