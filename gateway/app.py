@@ -176,6 +176,7 @@ from gateway.sql.service import SqlService
 from gateway.stores.capabilities import StoreCapabilities
 from gateway.stores.client import StoreClient
 from gateway.ui.routes import WebUi, ui_handlers
+from gateway.ui.sessions_api import session_handlers
 from gateway.ui.static import UiBuild, find_build
 from gateway.workspaces.repository import CHANGE_CHANNEL
 from gateway.workspaces.routes import LinksController, WorkspacesController
@@ -762,6 +763,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             SqlAlertsController,
             *health_handlers(readiness, store_health),
             *(ui_handlers(web_ui) if web_ui is not None else []),
+            *(session_handlers(web_ui) if web_ui is not None else []),
             *([console_router(console, *CONSOLE_FEATURES)] if console is not None else []),
         ],
         dependencies={

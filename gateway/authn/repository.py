@@ -10,6 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.tables import browser_sessions, sign_in_attempts
 
+# The principals' names a session list shows (the ORM's table, seen through these columns only).
+principals = sa.table(
+    "principals", sa.column("id", sa.BigInteger), sa.column("kind", sa.String), sa.column("name", sa.String)
+)
+
 # last_seen_at is written at most this often per session: the idle lifetime is kept to within this.
 TOUCH_INTERVAL = timedelta(seconds=60)
 
@@ -27,6 +32,9 @@ class SessionRepository:
         *,
         token_hash: bytes | None,
         groups: list[str],
+        handle: str,
+        user_agent: str | None = None,
+        ip_address: str | None = None,
     ) -> None:
         await self.session.execute(
             sa.insert(browser_sessions).values(
@@ -36,8 +44,58 @@ class SessionRepository:
                 token_hash=token_hash,
                 groups=groups,
                 expires_at=expires_at,
+                handle=handle,
+                user_agent=user_agent,
+                ip_address=ip_address,
             )
         )
+
+    async def listed(self, principal_id: int | None, idle: timedelta) -> list[dict[str, Any]]:
+        """The live sessions of a principal (None: of everyone), newest first, with the principal's name."""
+        now = sa.func.now()
+        query = (
+            sa.select(
+                browser_sessions.c.id_hash,
+                browser_sessions.c.handle,
+                browser_sessions.c.principal_id,
+                principals.c.name.label("principal_name"),
+                browser_sessions.c.via,
+                browser_sessions.c.created_at,
+                browser_sessions.c.last_seen_at,
+                browser_sessions.c.expires_at,
+                browser_sessions.c.user_agent,
+                browser_sessions.c.ip_address,
+            )
+            .join(principals, principals.c.id == browser_sessions.c.principal_id)
+            .where(browser_sessions.c.expires_at > now, browser_sessions.c.last_seen_at > now - idle)
+            .order_by(browser_sessions.c.created_at.desc(), browser_sessions.c.handle)
+        )
+        if principal_id is not None:
+            query = query.where(browser_sessions.c.principal_id == principal_id)
+        return [dict(row) for row in (await self.session.execute(query)).mappings()]
+
+    async def remove_handle(self, handle: str, principal_id: int | None) -> dict[str, Any] | None:
+        """Delete the session named `handle` (only if it is `principal_id`'s, unless None); what it was."""
+        statement = sa.delete(browser_sessions).where(browser_sessions.c.handle == handle)
+        if principal_id is not None:
+            statement = statement.where(browser_sessions.c.principal_id == principal_id)
+        found = (await self.session.execute(statement.returning(*browser_sessions.c))).mappings().first()
+        return dict(found) if found is not None else None
+
+    async def remove_all(self, principal_id: int, keeping: bytes | None) -> int:
+        """Delete every session of a principal but the one whose id hashes to `keeping`; how many."""
+        statement = sa.delete(browser_sessions).where(browser_sessions.c.principal_id == principal_id)
+        if keeping is not None:
+            statement = statement.where(browser_sessions.c.id_hash != keeping)
+        result = await self.session.execute(statement.returning(browser_sessions.c.handle))
+        return len(result.all())
+
+    async def user_id(self, name: str) -> int | None:
+        """The id of the user named `name` (user names are kept case-folded)."""
+        found = await self.session.execute(
+            sa.select(principals.c.id).where(principals.c.kind == "user", principals.c.name == name.strip().casefold())
+        )
+        return found.scalar_one_or_none()
 
     async def live(self, id_hash: bytes, idle: timedelta) -> dict[str, Any] | None:
         """The session, if it has neither expired nor been idle longer than `idle`; its last use is noted."""

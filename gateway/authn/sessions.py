@@ -24,6 +24,8 @@ from gateway.authn.repository import SessionRepository
 
 SIGN_IN_SECONDS = 600  # an OIDC sign-in must come back from the provider within this
 MAX_COOKIE_CHARS = 128
+MAX_USER_AGENT_CHARS = 512
+MAX_HANDLE_CHARS = 32
 
 
 def _hash(value: str) -> bytes:
@@ -37,6 +39,22 @@ class BrowserSession:
     expires_at: datetime
     token_hash: bytes | None = None  # the personal access token it was made with, which must stay valid
     groups: tuple[str, ...] = ()  # the identity provider's groups at sign-in
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session as its owner and account admins see it: never its id, nor the id's hash."""
+
+    handle: str  # its public name, which authenticates nothing
+    principal_id: int
+    principal_name: str
+    via: str
+    created_at: datetime
+    last_used_at: datetime  # to within a minute (authn/repository.py, TOUCH_INTERVAL)
+    expires_at: datetime
+    user_agent: str | None
+    ip_address: str | None
+    current: bool  # the session the asking browser holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +80,11 @@ class BrowserSessions:
         token_hash: bytes | None = None,
         groups: Sequence[str] = (),
         replacing: str | None = None,
+        user_agent: str | None = None,
+        ip_address: str | None = None,
     ) -> tuple[str, datetime]:
-        """A new session (id, end): always a fresh id; `replacing`, the id the browser brought, is ended."""
+        """A new session (id, end): always a fresh id; `replacing`, the id the browser brought, is ended.
+        `user_agent` and `ip_address` say which browser signed in, for its owner's list of sessions."""
         value = secrets.token_urlsafe(32)
         expires_at = datetime.now(UTC) + self.lifetime
         if ends_by is not None:
@@ -80,8 +101,50 @@ class BrowserSessions:
                 expires_at,
                 token_hash=token_hash,
                 groups=sorted(set(groups)),
+                handle=secrets.token_hex(16),
+                user_agent=user_agent[:MAX_USER_AGENT_CHARS] if user_agent else None,
+                ip_address=ip_address[:64] if ip_address else None,
             )
         return value, expires_at
+
+    async def listed(self, principal_id: int | None, current: str | None = None) -> list[SessionInfo]:
+        """The live sessions of a principal (None: everyone's); `current`, the asking browser's cookie id."""
+        held = _hash(current) if current and len(current) <= MAX_COOKIE_CHARS else None
+        async with self.sessionmaker() as session:
+            rows = await SessionRepository(session).listed(principal_id, self.idle)
+        return [
+            SessionInfo(
+                handle=str(row["handle"]),
+                principal_id=int(row["principal_id"]),
+                principal_name=str(row["principal_name"]),
+                via=str(row["via"]),
+                created_at=row["created_at"],
+                last_used_at=row["last_seen_at"],
+                expires_at=row["expires_at"],
+                user_agent=row["user_agent"],
+                ip_address=row["ip_address"],
+                current=held is not None and bytes(row["id_hash"]) == held,
+            )
+            for row in rows
+        ]
+
+    async def end_handle(self, handle: str, principal_id: int | None) -> BrowserSession | None:
+        """End the session named `handle`, if it is `principal_id`'s (None: anyone's); what it was."""
+        if not handle or len(handle) > MAX_HANDLE_CHARS:
+            return None
+        async with self.sessionmaker() as session, session.begin():
+            row = await SessionRepository(session).remove_handle(handle, principal_id)
+        return _session(row) if row is not None else None
+
+    async def end_all(self, principal_id: int, keeping: str | None = None) -> int:
+        """End every session of a principal but the one of the cookie id `keeping`; how many ended."""
+        kept = _hash(keeping) if keeping and len(keeping) <= MAX_COOKIE_CHARS else None
+        async with self.sessionmaker() as session, session.begin():
+            return await SessionRepository(session).remove_all(principal_id, kept)
+
+    async def user_id(self, name: str) -> int | None:
+        async with self.sessionmaker() as session:
+            return await SessionRepository(session).user_id(name)
 
     async def find(self, value: str) -> BrowserSession | None:
         """The live session of a cookie's id, or None (unknown, signed out, idle too long, expired)."""

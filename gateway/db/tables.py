@@ -147,6 +147,9 @@ browser_sessions = sa.table(
     sa.column("created_at", _TIME),
     sa.column("last_seen_at", _TIME),
     sa.column("expires_at", _TIME),
+    sa.column("handle", sa.String(32)),  # migration 0029: the session's public name, the browser's agent and address
+    sa.column("user_agent", sa.Text),
+    sa.column("ip_address", sa.String(64)),
 )
 sign_in_attempts = sa.table(
     "sign_in_attempts",

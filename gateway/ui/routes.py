@@ -133,6 +133,8 @@ class WebUi:
             ends_by=principal.credential_expires_at,
             token_hash=self.authenticator.token_hash(token),
             replacing=session_value(scope, self.browser.session_cookie(scope)),
+            user_agent=request.headers.get("user-agent"),
+            ip_address=client_address(request),
         )
         self.note(request, principal.name, "ui.sign_in", "allowed", "personal access token")
         return self.redirect(next_path, self.session_cookie(scope, value, expires_at))
@@ -184,6 +186,8 @@ class WebUi:
             "oidc",
             groups=sorted(identity.groups),
             replacing=session_value(scope, self.browser.session_cookie(scope)),
+            user_agent=request.headers.get("user-agent"),
+            ip_address=client_address(request),
         )
         self.note(request, principal.name, "ui.sign_in", "allowed", "identity provider")
         return self.redirect(attempt.next_path, self.session_cookie(scope, value, expires_at), spent)
@@ -217,6 +221,12 @@ class WebUi:
         if found is None:
             return Response(b"Not found", status_code=404, media_type="text/plain")
         return Response(found.body, headers=found.headers)
+
+
+def client_address(request: Request[Any, Any, Any]) -> str | None:
+    """Where a browser signs in from, for its owner's list of sessions."""
+    client = request.scope.get("client")
+    return str(client[0]) if client else None
 
 
 def ui_handlers(ui: WebUi) -> list[HTTPRouteHandler]:

@@ -6,6 +6,7 @@ chromium driven by Playwright. Screenshots of each step: test-artifacts/ui/ (REA
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -556,3 +557,103 @@ def test_the_ui_files_are_served_with_types_caching_and_gzip(world: World) -> No
     assert manifest.headers["cache-control"] == "no-cache" and manifest.headers["content-type"] == "application/json"
     for escape in ("/static-files/../../../../etc/passwd", "/static-files/%2e%2e/index.html"):
         assert requests.get(f"{world.gateway.url}{escape}", timeout=30).status_code in (400, 404)
+
+
+# -- the sessions API -----------------------------------------------------------------------------------
+
+
+def sessions_of(http: requests.Session, world: World, **params: str) -> requests.Response:
+    return http.get(
+        f"{world.gateway.url}/api/2.0/fedgate/sessions",
+        params=params,
+        headers={"Origin": world.gateway.url},
+        timeout=30,
+    )
+
+
+def test_a_person_lists_their_sessions_and_ends_another_whose_cookie_is_dead_at_once(world: World) -> None:
+    laptop = signed_in(world, **{"User-Agent": "laptop-browser/1.0"})
+    phone = signed_in(world, **{"User-Agent": "phone-browser/2.0"})
+    listed = sessions_of(laptop, world)
+    assert listed.status_code == 200, listed.text
+    mine = {s["user_agent"]: s for s in listed.json()["sessions"]}
+    assert {"laptop-browser/1.0", "phone-browser/2.0"} <= set(mine)
+    assert mine["laptop-browser/1.0"]["current"] and not mine["phone-browser/2.0"]["current"]
+    assert mine["phone-browser/2.0"]["ip_address"] == LOOPBACK
+    assert all(s["user_name"] == world.person.name for s in listed.json()["sessions"])
+    assert mine["laptop-browser/1.0"]["created_time"] <= mine["laptop-browser/1.0"]["last_used_time"]
+    # Never the cookie's id, nor its hash.
+    for http in (laptop, phone):
+        value = http.cookies["fedgate_session"]
+        assert value not in listed.text and hashlib.sha256(value.encode()).hexdigest() not in listed.text
+    # The laptop ends the phone's session: the phone's very next request is refused.
+    assert search(phone, world, Origin=world.gateway.url).status_code == 200
+    ended = laptop.post(
+        f"{world.gateway.url}/api/2.0/fedgate/sessions/end",
+        json={"session_id": mine["phone-browser/2.0"]["session_id"]},
+        headers={"Origin": world.gateway.url},
+        timeout=30,
+    )
+    assert ended.status_code == 200, ended.text
+    refused = search(phone, world, Origin=world.gateway.url)
+    assert refused.status_code == 401 and refused.json()["error_code"] == "UNAUTHENTICATED"
+    assert search(laptop, world, Origin=world.gateway.url).status_code == 200
+    # End every other session: the laptop's stays.
+    tablet = signed_in(world, **{"User-Agent": "tablet-browser/3.0"})
+    all_others = laptop.post(
+        f"{world.gateway.url}/api/2.0/fedgate/sessions/end-all", json={}, headers={"Origin": world.gateway.url}
+    )
+    assert all_others.status_code == 200 and all_others.json()["ended"] >= 1
+    assert search(tablet, world, Origin=world.gateway.url).status_code == 401
+    assert [s["current"] for s in sessions_of(laptop, world).json()["sessions"]] == [True]
+    # Another site cannot end a session with the person's cookie.
+    cross = laptop.post(
+        f"{world.gateway.url}/api/2.0/fedgate/sessions/end-all", json={}, headers={"Origin": "http://evil.example"}
+    )
+    assert cross.status_code == 403
+    # Audited.
+    audit = requests.get(
+        f"{world.gateway.url}/api/2.0/fedgate/audit-log",
+        params={"actor": world.person.name, "action": "session.end"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    )
+    assert any(e["target"] == f"session:{mine['phone-browser/2.0']['session_id']}" for e in audit.json()["entries"])
+
+
+def test_only_an_account_admin_lists_and_ends_another_users_sessions(world: World, stack: Stack) -> None:
+    victim = signed_in(world, **{"User-Agent": "victim-browser/1.0"})
+    other = Admin.of(stack).person(f"{unique('other')}@example.com")
+    as_other = {"Authorization": f"Bearer {other.token}"}
+    refused = requests.get(
+        f"{world.gateway.url}/api/2.0/fedgate/sessions", params={"user_name": world.person.name}, headers=as_other
+    )
+    assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
+    handle = next(
+        s["session_id"]
+        for s in sessions_of(victim, world).json()["sessions"]
+        if s["user_agent"] == "victim-browser/1.0"
+    )
+    hidden = requests.post(
+        f"{world.gateway.url}/api/2.0/fedgate/sessions/end", json={"session_id": handle}, headers=as_other
+    )
+    assert hidden.status_code == 404 and hidden.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    forced = requests.post(
+        f"{world.gateway.url}/api/2.0/fedgate/sessions/end-all",
+        json={"user_name": world.person.name},
+        headers=as_other,
+    )
+    assert forced.status_code == 403
+    assert search(victim, world, Origin=world.gateway.url).status_code == 200
+    # After an incident: an account admin sees the person's sessions and ends every one of them.
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    seen = requests.get(
+        f"{world.gateway.url}/api/2.0/fedgate/sessions", params={"user_name": world.person.name}, headers=admin
+    )
+    assert handle in {s["session_id"] for s in seen.json()["sessions"]}
+    assert not any(s["current"] for s in seen.json()["sessions"])
+    ended = requests.post(
+        f"{world.gateway.url}/api/2.0/fedgate/sessions/end-all", json={"user_name": world.person.name}, headers=admin
+    )
+    assert ended.status_code == 200 and ended.json()["ended"] >= 1
+    assert search(victim, world, Origin=world.gateway.url).status_code == 401
