@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.sql import add_sql_command  # SQL over the system tables
 
     add_sql_command(commands, url)
+    from gateway.cli.queries import add_queries_commands  # saved queries: list, show, create, run, share, delete
+
+    add_queries_commands(commands, url)
     from gateway.cli.registry import add_registry_commands  # activity logs and open transition requests
 
     add_registry_commands(commands, url)

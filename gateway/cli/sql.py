@@ -44,7 +44,11 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    answer = admin_call(args, "POST", STATEMENTS, request_body(args))
+    return wait_and_show(args, admin_call(args, "POST", STATEMENTS, request_body(args)))
+
+
+def wait_and_show(args: argparse.Namespace, answer: Any) -> int:
+    """Poll a statement the API answered with until it ends (Ctrl-C cancels it), then print every chunk's rows."""
     statement_id = str(answer["statement_id"])
     try:
         while answer["status"]["state"] not in DONE:

@@ -9,5 +9,6 @@ from litestar.types import ControllerRouterHandler
 
 from gateway.console.alerts import AlertsPage
 from gateway.console.dashboards import DashboardsController
+from gateway.console.queries.page import SqlEditorController
 
-FEATURES: tuple[ControllerRouterHandler, ...] = (DashboardsController, AlertsPage)
+FEATURES: tuple[ControllerRouterHandler, ...] = (DashboardsController, SqlEditorController, AlertsPage)

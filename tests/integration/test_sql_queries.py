@@ -9,6 +9,9 @@ each person must see are known exactly.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -453,6 +456,35 @@ def test_an_alert_on_a_saved_query_runs_its_text_as_the_alerts_owner_who_needs_c
     assert theirs.status_code == 200, theirs.text
     failed = call(stack, org.outsider.token, "POST", f"/api/2.0/sql/alerts/{theirs.json()['id']}/run").json()
     assert failed["state"] == "ERROR" and "needs CAN_RUN" in failed["error_message"], failed
+
+
+def fedgate(stack: Stack, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FEDGATE_URL": stack.url, "FEDGATE_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "queries", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_fedgate_queries_creates_shares_and_runs_a_query_as_the_caller(stack: Stack, org: Org) -> None:
+    created = fedgate(stack, org.owner.token, "create", "--name", f"cli {org.suffix}", "--text", per_workspace(org))
+    assert created.returncode == 0, created.stderr
+    query_id = created.stdout.split()[-1]
+    shared = fedgate(stack, org.owner.token, "share", query_id, f"group:{org.readers}=can_run")
+    assert shared.returncode == 0, shared.stderr
+    assert any(line.split()[:3] == ["group", org.readers, "CAN_RUN"] for line in shared.stdout.splitlines())
+    listed = fedgate(stack, org.member.token, "list")
+    assert any(line.startswith(query_id) and "CAN_RUN" in line for line in listed.stdout.splitlines()), listed.stdout
+    ran = fedgate(stack, org.member.token, "run", query_id)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["workspace_id  runs", "1001          7", "(1 row)"]
+    refused = fedgate(stack, org.outsider.token, "run", query_id)
+    assert refused.returncode == 1 and "RESOURCE_DOES_NOT_EXIST" in refused.stderr
+    assert fedgate(stack, org.owner.token, "delete", query_id).returncode == 0
 
 
 # -- the audit trail and bad input --------------------------------------------------------------------------------
