@@ -51,6 +51,7 @@ from gateway.console.queries.schemas import (
     UpdateQueryRequest,
 )
 from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound, hidden
+from gateway.core.policy_changes import PolicyChange
 from gateway.core.principal import Principal
 from gateway.principals import names
 from gateway.sql.schemas import ExecuteStatementRequest, StatementResponse
@@ -252,9 +253,9 @@ class SavedQueries:
         async with self._sessionmaker() as session, session.begin():
             if not await SavedQueryRepository(session).remove(query_id):
                 raise ResourceNotFound(f"Query {query_id} does not exist.")
-            await GrantRepository(session).clear(ACCOUNT_DOMAIN, query_object(query_id))
+            changes = await GrantRepository(session).clear(ACCOUNT_DOMAIN, query_object(query_id))
             await self._audit.write(session, entry(principal.name, "sql.query.delete", query_object(query_id), "ok"))
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump(changes)
         await self._policy.reload()
 
     async def run(self, principal: Principal, query_id: str, request: RunQueryRequest) -> StatementResponse:
@@ -308,11 +309,12 @@ class SavedQueries:
             wanted.append((info, level))
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
+            changes: list[PolicyChange] = []  # what replicas apply to the policy they hold
             if replace:
-                await grants.clear(ACCOUNT_DOMAIN, obj)
+                changes += await grants.clear(ACCOUNT_DOMAIN, obj)
             for info, level in wanted:
-                await grants.clear(ACCOUNT_DOMAIN, obj, principal_id=info.id)
-                await grants.add(Grant(info.id, ACCOUNT_DOMAIN, obj, level), created_by=principal.name)
+                changes += await grants.clear(ACCOUNT_DOMAIN, obj, principal_id=info.id)
+                changes += await grants.add(Grant(info.id, ACCOUNT_DOMAIN, obj, level), created_by=principal.name)
             await self._audit.write(
                 session,
                 entry(
@@ -323,7 +325,7 @@ class SavedQueries:
                     {"acl": [{"principal": info.name, "kind": info.kind, "level": level} for info, level in wanted]},
                 ),
             )
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump(changes)
         await self._policy.reload()
         return self.acl(found.row)
 
