@@ -57,6 +57,8 @@ from gateway.authz.moves import AuthzMoves
 from gateway.authz.repository import POLICY_CHANNEL
 from gateway.authz.routes import AuditController, PermissionsController, UnityCatalogController
 from gateway.authz.service import AccessService
+from gateway.console.access.routes import AccessConsoleController, console_guard
+from gateway.console.access.service import AccessConsole
 from gateway.console.assets import ConsoleAssets
 from gateway.console.features import FEATURES as CONSOLE_FEATURES
 from gateway.console.queries.routes import QueriesController, QueryPermissionsController
@@ -536,6 +538,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         write_ahead=intents,
     )
     secrets.workspaces = forwarder  # the workspace of a secrets call, named as the forwarded routes name theirs
+    # Who can see what (the access console): read off the policy decisions use; revokes through `access`.
+    access_console = AccessConsole(sessionmaker, access, secrets, forwarder)
     # Registered models of every workspace, `<workspace>.<name>`, and their files by the model's grant.
     account_models = AccountModels(links, authorizer, forwarder.forward, access, stores)
     account = AccountScope(
@@ -747,6 +751,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             PermissionsController,
             UnityCatalogController,
             AuditController,
+            Router("/", route_handlers=[AccessConsoleController], guards=[console_guard(access_console)]),
             SqlStatementsController,
             QueriesController,
             QueryPermissionsController,
@@ -777,6 +782,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             "sql": Provide(lambda: sql, sync_to_thread=False, use_cache=True),
             "queries": Provide(lambda: queries, sync_to_thread=False, use_cache=True),
             "secrets": Provide(lambda: secrets, sync_to_thread=False, use_cache=True),
+            "access_console": Provide(lambda: access_console, sync_to_thread=False, use_cache=True),
             "registry": Provide(lambda: registry, sync_to_thread=False, use_cache=True),
             "aliases": Provide(lambda: aliases, sync_to_thread=False, use_cache=True),
             "promotions": Provide(lambda: promotions, sync_to_thread=False, use_cache=True),

@@ -72,6 +72,15 @@ class GrantRepository:
         )
         return [GrantRemoved(*row) for row in result.all()]
 
+    async def self_granted(self, principal_id: int, name: str) -> set[tuple[str, str, str]]:
+        """(domain, object, privilege) of the principal's grants it recorded itself: an owner's, at creation."""
+        result = await self.session.execute(
+            select(GrantRow.domain, GrantRow.object, GrantRow.privilege).where(
+                GrantRow.principal_id == principal_id, GrantRow.created_by == name
+            )
+        )
+        return {(domain, obj, privilege) for domain, obj, privilege in result.all()}
+
     async def clear(self, domain: str, obj: str, principal_id: int | None = None) -> list[PolicyChange]:
         statement = delete(GrantRow).where(GrantRow.domain == domain, GrantRow.object == obj)
         if principal_id is not None:
@@ -165,6 +174,16 @@ class ModelIdRepository:
             )
         )
         return list(result.scalars().all())
+
+    async def names_by_id(self, workspace_id: int, model_ids: set[str]) -> dict[str, str]:
+        if not model_ids:
+            return {}
+        result = await self.session.execute(
+            select(RegisteredModelRow.id, RegisteredModelRow.name).where(
+                RegisteredModelRow.workspace_id == workspace_id, RegisteredModelRow.id.in_(model_ids)
+            )
+        )
+        return {str(model_id): str(name) for model_id, name in result.all()}
 
     async def assign(self, workspace_id: int, name: str) -> str:
         """The model's id, minted on first sight."""

@@ -363,6 +363,42 @@ class AccessService:
         await self.policy.reload()
         return self.uc_assignments(obj)
 
+    # -- one grant --------------------------------------------------------------------------------------
+
+    async def revoke(self, principal: Principal, grant: Grant) -> PrincipalInfo | None:
+        """Remove one stored grant (any kind: a level, a Unity Catalog privilege, a secret scope permission).
+
+        The caller decided that `principal` may; audited as `grants.revoke` in the transaction of the change,
+        in force on this replica before it returns and on the others once they reload (NOTIFY). A grant that
+        is not (or no longer) there answers 404. Returns the principal that held it.
+        """
+        holder = self.policy.snapshot.principal(grant.principal_id)
+        async with self._sessionmaker() as session, session.begin():
+            changes = await GrantRepository(session).remove(grant)
+            if not changes:
+                raise ResourceNotFound(
+                    f"No grant of {grant.privilege} on {grant.object} to principal {grant.principal_id} "
+                    "(it may have been revoked already)."
+                )
+            await self._audit.write(
+                session,
+                entry(
+                    principal.name,
+                    "grants.revoke",
+                    grant.object,
+                    "ok",
+                    {
+                        "principal": holder.name if holder is not None else str(grant.principal_id),
+                        "kind": holder.kind if holder is not None else "",
+                        "privilege": grant.privilege,
+                        "domain": grant.domain,
+                    },
+                ),
+            )
+            await PolicyVersionRepository(session).bump(changes)
+        await self.policy.reload()
+        return holder
+
     def _uc_principal(self, name: str) -> PrincipalInfo:
         info = resolve_principal(self.policy.snapshot, name)
         if info is None:

@@ -1,0 +1,402 @@
+"""Who can see what, over the access console's API, against a real gateway, PostgreSQL and mlflow stores.
+
+Ann holds things every way there is: her own experiment (owner), a direct grant, a group's grant through a
+nested group, a workspace's level, Unity Catalog privileges inherited from the catalog, a secret scope
+through a group. An account admin sees all of it with where each comes from; a workspace admin only what
+is in its workspace; anyone else is refused. A revoke takes the access away for Ann's stock client at once.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from tests.conftest import Stack
+from tests.support.identity import SCIM, Admin, Person, unique
+
+pytestmark = pytest.mark.integration
+
+API = "/api/2.0/fedgate/console/access"
+TIMEOUT = 60
+
+
+@dataclass
+class World:
+    admin: Admin
+    boss: Person  # an account admin with a token of their own
+    ann: Person  # in group inner, which is in group outer
+    wadmin: Person  # CAN_MANAGE on team-a only
+    carl: Person  # CAN_USE on team-a: a plain user
+    dave: Person  # holds something in team-b only
+    inner: tuple[int, str]
+    outer: tuple[int, str]
+    owned: str  # an experiment Ann created (she owns it)
+    shared: str  # an experiment of the admin's: Ann CAN_EDIT directly, outer CAN_READ
+    scope: str  # a secret scope of team-a; inner holds READ on it
+
+
+def call(stack: Stack, person: Person | Admin, method: str, path: str, **kwargs: Any) -> requests.Response:
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {person.token}"
+    return http.request(method, f"{stack.url}{API}{path}", timeout=TIMEOUT, **kwargs)
+
+
+def ok(answer: requests.Response) -> Any:
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def create_experiment(stack: Stack, token: str, name: str) -> str:
+    created = requests.post(
+        f"{stack.url}/api/2.0/mlflow/experiments/create",
+        json={"name": name},
+        headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "team-a"},
+        timeout=TIMEOUT,
+    )
+    assert created.status_code == 200, created.text
+    return str(created.json()["experiment_id"])
+
+
+@pytest.fixture(scope="module")
+def world(stack: Stack) -> World:
+    suffix, admin = uuid.uuid4().hex[:6], Admin.of(stack)
+    boss_name = f"boss.{suffix}@example.com"
+    made = admin.http().post(
+        f"{stack.url}{SCIM}/Users",
+        json={"userName": boss_name, "roles": [{"value": "account_admin"}]},
+        timeout=TIMEOUT,
+    )
+    assert made.status_code == 201, made.text
+    boss = Person(boss_name, int(made.json()["id"]), admin.token_for(boss_name))
+    ann = admin.person(f"ann.{suffix}@example.com")
+    wadmin = admin.person(f"wadmin.{suffix}@example.com")
+    carl = admin.person(f"carl.{suffix}@example.com")
+    dave = admin.person(f"dave.{suffix}@example.com")
+    inner_name, outer_name = f"inner-{suffix}", f"outer-{suffix}"
+    inner = admin.group(inner_name, [ann.id])
+    outer = admin.group(outer_name, [inner])
+    admin.grant("workspaces/team-a", "CAN_USE", group=outer_name)  # Ann enters team-a through inner, outer
+    admin.grant("workspaces/team-a", "CAN_MANAGE", user=wadmin.name)
+    admin.grant("workspaces/team-a", "CAN_USE", user=carl.name)
+    admin.grant("workspaces/team-b", "CAN_READ", user=dave.name)
+    admin.grant("workspaces/team-b", "CAN_READ", user=ann.name)
+    owned = create_experiment(stack, ann.token, unique("anns"))
+    shared = create_experiment(stack, admin.token, unique("shared"))
+    admin.grant(f"experiments/{shared}", "CAN_EDIT", user=ann.name, workspace="team-a")
+    admin.grant(f"experiments/{shared}", "CAN_READ", group=outer_name, workspace="team-a")
+    uc = admin.http()
+    for securable, principal, privilege in (
+        ("catalog/system", inner_name, "USE_CATALOG"),
+        ("schema/system.mlflow", ann.name, "USE_SCHEMA"),
+        ("table/system.mlflow.runs_latest", ann.name, "SELECT"),
+    ):
+        changed = uc.patch(
+            f"{stack.url}/api/2.1/unity-catalog/permissions/{securable}",
+            json={"changes": [{"principal": principal, "add": [privilege]}]},
+            timeout=TIMEOUT,
+        )
+        assert changed.status_code == 200, changed.text
+    scope = unique("keys")
+    secrets = admin.http("team-a")
+    assert secrets.post(f"{stack.url}/api/2.0/secrets/scopes/create", json={"scope": scope}).status_code == 200
+    put = secrets.post(
+        f"{stack.url}/api/2.0/secrets/acls/put", json={"scope": scope, "principal": inner_name, "permission": "READ"}
+    )
+    assert put.status_code == 200, put.text
+    return World(admin, boss, ann, wadmin, carl, dave, (inner, inner_name), (outer, outer_name), owned, shared, scope)
+
+
+def by_object(items: list[dict[str, Any]], obj: str) -> dict[str, Any]:
+    found = [item for item in items if item["object"] == obj]
+    assert len(found) == 1, (obj, items)
+    return found[0]
+
+
+def test_an_account_admin_sees_every_permission_and_where_it_comes_from(stack: Stack, world: World) -> None:
+    effective = ok(call(stack, world.boss, "GET", f"/principals/{world.ann.id}/effective"))
+    assert effective["principal"]["name"] == world.ann.name and effective["account_admin"] is False
+    assert "limited_to" not in effective
+    inner, outer = world.inner, world.outer
+
+    team_a = by_object(effective["workspaces"], "workspace:w1001")
+    assert team_a["effective"] == "CAN_USE"
+    [entered] = team_a["sources"]
+    assert entered["origin"] == "group" and entered["holder"]["name"] == outer[1]
+    assert [g["name"] for g in entered["via"]] == [inner[1]]  # through the nested group
+    assert entered["grant"] == {
+        "principal_id": outer[0],
+        "domain": "w1001",
+        "object": "workspace:w1001",
+        "privilege": "CAN_USE",
+    }
+    assert entered["affects"] >= 2  # inner and Ann
+    team_b = by_object(effective["workspaces"], "workspace:w1002")
+    assert team_b["effective"] == "CAN_READ" and [s["origin"] for s in team_b["sources"]] == ["direct"]
+
+    owned = by_object(effective["experiments"], f"experiment:w1001/{world.owned}")
+    assert owned["effective"] == "CAN_MANAGE" and [s["origin"] for s in owned["sources"]] == ["owner"]
+    shared = by_object(effective["experiments"], f"experiment:w1001/{world.shared}")
+    assert shared["effective"] == "CAN_EDIT"
+    assert [(s["origin"], s["privilege"], s["holder"]["name"]) for s in shared["sources"]] == [
+        ("direct", "CAN_EDIT", world.ann.name),
+        ("group", "CAN_READ", outer[1]),
+    ]
+    # CAN_USE on the workspace gives nothing on an experiment, and is not listed as a source of one.
+    assert all(s["origin"] != "inherited" for s in shared["sources"])
+
+    scope = by_object(effective["secret_scopes"], f"secret_scope:w1001/{world.scope}")
+    assert scope["effective"] == "READ"
+    [through] = scope["sources"]
+    assert (through["origin"], through["holder"]["name"], through["via"]) == ("group", inner[1], [])
+
+    runs = by_object(effective["system_tables"], "table:system.mlflow.runs_latest")
+    assert runs["can_read"] is True and runs["privileges"] == ["SELECT", "USE_CATALOG", "USE_SCHEMA"]
+    assert [(s["privilege"], s["origin"], s.get("inherited_from")) for s in runs["sources"]] == [
+        ("SELECT", "direct", None),
+        ("USE_SCHEMA", "inherited", "schema system.mlflow"),
+        ("USE_CATALOG", "inherited", "catalog system"),
+    ]
+    experiments_table = by_object(effective["system_tables"], "table:system.mlflow.experiments_latest")
+    assert experiments_table["can_read"] is False  # no SELECT there
+
+    # The groups page: Ann is in inner directly and in outer through inner; outer's nested groups.
+    detail = ok(call(stack, world.boss, "GET", f"/principals/{world.ann.id}"))
+    assert [(g["group"]["name"], [v["name"] for v in g["via"]]) for g in detail["groups"]] == [
+        (inner[1], []),
+        (outer[1], [inner[1]]),
+    ]
+    group = ok(call(stack, world.boss, "GET", f"/principals/{outer[0]}"))
+    assert [m["name"] for m in group["members"]] == [inner[1]]
+    assert group["nested_groups"] == [{"group": {"id": inner[0], "kind": "group", "name": inner[1]}, "members": []}]
+    listed = ok(call(stack, world.boss, "GET", "/principals", params={"filter": world.ann.name.split("@")[0]}))
+    assert [p["id"] for p in listed["principals"]] == [world.ann.id]
+    groups = ok(call(stack, world.boss, "GET", "/principals", params={"kind": "group", "filter": inner[1]}))
+    assert [(p["name"], p["member_count"]) for p in groups["principals"]] == [(inner[1], 1)]
+
+
+def test_a_workspace_admin_sees_and_revokes_only_within_their_workspace(stack: Stack, world: World) -> None:
+    assert ok(call(stack, world.wadmin, "GET", "/viewer")) == {"account_admin": False, "workspaces": ["team-a"]}
+    effective = ok(call(stack, world.wadmin, "GET", f"/principals/{world.ann.id}/effective"))
+    assert effective["limited_to"] == ["team-a"]
+    assert [w["object"] for w in effective["workspaces"]] == ["workspace:w1001"]  # not team-b
+    assert all(e["workspace"] == "team-a" for e in effective["experiments"] + effective["secret_scopes"])
+    assert effective["system_tables"] == []  # Unity Catalog grants are the account's
+    # Dave holds something in team-b only: to team-a's admin he does not exist.
+    refused = call(stack, world.wadmin, "GET", f"/principals/{world.dave.id}/effective")
+    assert refused.status_code == 404 and refused.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    listed = ok(call(stack, world.wadmin, "GET", "/principals", params={"filter": world.dave.name}))
+    assert listed["principals"] == []
+    listed = ok(call(stack, world.wadmin, "GET", "/principals", params={"filter": world.ann.name}))
+    assert [p["id"] for p in listed["principals"]] == [world.ann.id]
+
+    # Revoking outside team-a is refused, and changes nothing.
+    for grant in (
+        {"principal_id": world.ann.id, "domain": "w1002", "object": "workspace:w1002", "privilege": "CAN_READ"},
+        {
+            "principal_id": world.ann.id,
+            "domain": "account",
+            "object": "schema:system.mlflow",
+            "privilege": "USE_SCHEMA",
+        },
+    ):
+        answer = call(stack, world.wadmin, "POST", "/revoke", json=grant)
+        assert answer.status_code == 403 and answer.json()["error_code"] == "PERMISSION_DENIED", answer.text
+    still = ok(call(stack, world.boss, "GET", f"/principals/{world.ann.id}/effective"))
+    assert by_object(still["workspaces"], "workspace:w1002")["effective"] == "CAN_READ"
+
+    # The audit log shows team-a's rows only.
+    rows = ok(call(stack, world.wadmin, "GET", "/audit", params={"max_results": 200}))["entries"]
+    assert rows
+    for row in rows:
+        target, details = row["target"], row["details"]
+        assert (
+            target == "workspace:w1001"
+            or target.split(":", 1)[-1].startswith("w1001/")
+            or details.get("workspace") == "team-a"
+            or details.get("workspace_id") == "1001"
+        ), row
+    assert ok(call(stack, world.wadmin, "GET", "/audit", params={"workspace": "team-b"}))["entries"] == []
+
+
+def test_everyone_else_is_refused(stack: Stack, world: World) -> None:
+    grant = {
+        "principal_id": world.ann.id,
+        "domain": "w1001",
+        "object": f"experiment:w1001/{world.shared}",
+        "privilege": "CAN_EDIT",
+    }
+    for method, path, body in (
+        ("GET", "/viewer", None),
+        ("GET", "/principals", None),
+        ("GET", f"/principals/{world.ann.id}", None),
+        ("GET", f"/principals/{world.carl.id}/effective", None),  # not even their own
+        ("GET", "/audit", None),
+        ("POST", "/revoke", grant),
+        ("POST", "/revoke", {"not": "a grant"}),  # refused before the body is read
+    ):
+        answer = call(stack, world.carl, method, path, json=body)
+        assert answer.status_code == 403, (path, answer.text)
+        assert answer.json()["error_code"] == "PERMISSION_DENIED"
+    anonymous = requests.get(f"{stack.url}{API}/principals", timeout=TIMEOUT)
+    assert anonymous.status_code == 401
+    # Nothing changed.
+    effective = ok(call(stack, world.boss, "GET", f"/principals/{world.ann.id}/effective"))
+    assert by_object(effective["experiments"], f"experiment:w1001/{world.shared}")["effective"] == "CAN_EDIT"
+
+
+def test_bad_inputs_get_mlflow_style_errors(stack: Stack, world: World) -> None:
+    for method, path, kwargs in (
+        ("GET", "/principals", {"params": {"kind": "robot"}}),
+        ("GET", "/principals", {"params": {"page_token": "x'; drop"}}),
+        ("GET", "/principals", {"params": {"max_results": "0"}}),
+        ("GET", "/audit", {"params": {"since": "yesterday"}}),
+        ("GET", "/audit", {"params": {"page_token": "-1"}}),
+        ("POST", "/revoke", {"json": {"principal_id": world.ann.id}}),
+        (
+            "POST",
+            "/revoke",
+            {"json": {"principal_id": world.ann.id, "domain": "w1001", "object": "x,y", "privilege": "READ"}},
+        ),
+        (
+            "POST",
+            "/revoke",
+            {
+                "json": {
+                    "principal_id": world.ann.id,
+                    "domain": "w1001",
+                    "object": "workspace:w1002",
+                    "privilege": "CAN_READ",
+                }
+            },
+        ),
+        ("POST", "/revoke", {"json": {"workspace_users": True, "object": "experiment:w1001/1"}}),
+        ("POST", "/revoke", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}),
+        ("POST", "/revoke", {"json": {"principal_id": "ann"}}),
+    ):
+        answer = call(stack, world.boss, method, path, **kwargs)
+        assert answer.status_code == 400, (path, kwargs, answer.text)
+        body = answer.json()
+        assert body["error_code"] == "INVALID_PARAMETER_VALUE" and body["message"], body
+    missing = call(stack, world.boss, "GET", "/principals/987654321/effective")
+    assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    gone = call(
+        stack,
+        world.boss,
+        "POST",
+        "/revoke",
+        json={"principal_id": world.carl.id, "domain": "w1001", "object": "workspace:w1001", "privilege": "CAN_MANAGE"},
+    )
+    assert gone.status_code == 404 and gone.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+@pytest.fixture
+def ann_client(stack: Stack, world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
+    """Ann's stock MLflow client, configured as she would: the gateway's URL, her token, team-a."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", world.ann.token)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(stack.url)
+    mlflow.set_workspace("team-a")
+    yield MlflowClient()
+    mlflow.set_workspace(None)
+    os.environ.pop("MLFLOW_WORKSPACE", None)
+
+
+def error_code(call_: Any) -> str:
+    with pytest.raises(MlflowException) as excinfo:
+        call_()
+    return str(excinfo.value.error_code)
+
+
+def test_a_revoke_takes_the_access_away_at_once_and_is_audited(
+    stack: Stack, world: World, ann_client: MlflowClient
+) -> None:
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    experiment = world.shared
+    ann_client.set_experiment_tag(experiment, "before", "yes")  # CAN_EDIT, directly
+    effective = ok(call(stack, world.boss, "GET", f"/principals/{world.ann.id}/effective"))
+    direct, through_group = by_object(effective["experiments"], f"experiment:w1001/{experiment}")["sources"]
+
+    revoked = ok(call(stack, world.boss, "POST", "/revoke", json=direct["grant"]))
+    assert revoked["holder"]["name"] == world.ann.name
+    # At once: her very next call may read (the group's CAN_READ) but no longer edit.
+    assert error_code(lambda: ann_client.set_experiment_tag(experiment, "after", "yes")) == "PERMISSION_DENIED"
+    assert ann_client.get_experiment(experiment).tags["before"] == "yes"
+    again = call(stack, world.boss, "POST", "/revoke", json=direct["grant"])
+    assert again.status_code == 404 and again.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+    # The group's grant, revoked by team-a's admin: the experiment is gone for her.
+    assert through_group["holder"]["name"] == world.outer[1]
+    ok(call(stack, world.wadmin, "POST", "/revoke", json=through_group["grant"]))
+    assert error_code(lambda: ann_client.get_experiment(experiment)) == "RESOURCE_DOES_NOT_EXIST"
+    after = ok(call(stack, world.boss, "GET", f"/principals/{world.ann.id}/effective"))
+    assert all(e["object"] != f"experiment:w1001/{experiment}" for e in after["experiments"])
+
+    # Both are in the audit log, found by its filters, newest first, one page at a time.
+    filters = {"action": "grants.revoke", "target": f"experiment:w1001/{experiment}", "since": started.isoformat()}
+    first = ok(call(stack, world.boss, "GET", "/audit", params={**filters, "max_results": 1}))
+    assert [(e["actor"], e["details"]["principal"]) for e in first["entries"]] == [(world.wadmin.name, world.outer[1])]
+    second = ok(
+        call(
+            stack,
+            world.boss,
+            "GET",
+            "/audit",
+            params={**filters, "max_results": 1, "page_token": first["next_page_token"]},
+        )
+    )
+    assert [(e["actor"], e["details"]["principal"]) for e in second["entries"]] == [(world.boss.name, world.ann.name)]
+    assert first["entries"][0]["id"] > second["entries"][0]["id"]
+    by_actor = ok(call(stack, world.boss, "GET", "/audit", params={**filters, "actor": world.wadmin.name}))
+    assert len(by_actor["entries"]) == 1
+    assert ok(call(stack, world.boss, "GET", "/audit", params={"action": "grants.", "actor": world.boss.name}))[
+        "entries"
+    ]
+    before_start = ok(
+        call(
+            stack, world.boss, "GET", "/audit", params={**filters, "until": (started - timedelta(hours=1)).isoformat()}
+        )
+    )
+    assert before_start["entries"] == []
+    in_team_a = ok(call(stack, world.boss, "GET", "/audit", params={**filters, "workspace": "team-a"}))
+    assert len(in_team_a["entries"]) == 2
+    assert ok(call(stack, world.boss, "GET", "/audit", params={**filters, "workspace": "team-b"}))["entries"] == []
+
+
+def test_a_secret_scopes_users_entry_is_explained_and_revoked(stack: Stack, world: World) -> None:
+    scope = unique("shared")
+    secrets = world.admin.http("team-a")
+    assert secrets.post(f"{stack.url}/api/2.0/secrets/scopes/create", json={"scope": scope}).status_code == 200
+    put = secrets.post(
+        f"{stack.url}/api/2.0/secrets/acls/put", json={"scope": scope, "principal": "users", "permission": "READ"}
+    )
+    assert put.status_code == 200, put.text
+    listed = requests.get(
+        f"{stack.url}/api/2.0/secrets/list",
+        params={"scope": scope},
+        headers={"Authorization": f"Bearer {world.carl.token}", "X-MLFLOW-WORKSPACE": "team-a"},
+        timeout=TIMEOUT,
+    )
+    assert listed.status_code == 200, listed.text
+    effective = ok(call(stack, world.wadmin, "GET", f"/principals/{world.carl.id}/effective"))
+    entry = by_object(effective["secret_scopes"], f"secret_scope:w1001/{scope}")
+    [users] = entry["sources"]
+    assert entry["effective"] == "READ" and users["origin"] == "workspace users" and "grant" not in users
+    ok(call(stack, world.wadmin, "POST", "/revoke", json={"workspace_users": True, "object": entry["object"]}))
+    refused = requests.get(
+        f"{stack.url}/api/2.0/secrets/list",
+        params={"scope": scope},
+        headers={"Authorization": f"Bearer {world.carl.token}", "X-MLFLOW-WORKSPACE": "team-a"},
+        timeout=TIMEOUT,
+    )
+    assert refused.status_code == 404, refused.text
