@@ -7,8 +7,14 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
+from gateway.console.access.pages import AccessPagesController
 from gateway.console.alerts import AlertsPage
 from gateway.console.dashboards import DashboardsController
 from gateway.console.queries.page import SqlEditorController
 
-FEATURES: tuple[ControllerRouterHandler, ...] = (DashboardsController, SqlEditorController, AlertsPage)
+FEATURES: tuple[ControllerRouterHandler, ...] = (
+    DashboardsController,
+    SqlEditorController,
+    AlertsPage,
+    AccessPagesController,
+)

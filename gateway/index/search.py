@@ -940,3 +940,16 @@ def _sqlstate(exc: BaseException | None) -> str | None:
             return str(code)
         exc = getattr(exc, "orig", None) or exc.__cause__
     return None
+
+
+async def experiment_names(session: AsyncSession, workspace_id: int, experiment_ids: Sequence[str]) -> dict[str, str]:
+    """The indexed names of a workspace's experiments, by id (an experiment the index has not seen is absent)."""
+    if not experiment_ids:
+        return {}
+    e = ix_experiments.c
+    result = await session.execute(
+        sa.select(e.experiment_id, e.name).where(
+            e.workspace_id == workspace_id, e.experiment_id.in_(sorted(set(experiment_ids)))
+        )
+    )
+    return {str(experiment_id): str(name) for experiment_id, name in result.all()}

@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from tests.conftest import Stack
+from tests.support.browser import new_tab, shot
 from tests.support.identity import SCIM, Admin, Person, unique
 
 pytestmark = pytest.mark.integration
@@ -400,3 +401,117 @@ def test_a_secret_scopes_users_entry_is_explained_and_revoked(stack: Stack, worl
         timeout=TIMEOUT,
     )
     assert refused.status_code == 404, refused.text
+
+
+# -- the pages, in a real headless Chromium --------------------------------------------------------------------
+
+
+@pytest.fixture
+def tab(chromium: Any, stack: Stack) -> Iterator[Any]:
+    """A fresh browser context; the page's console errors are kept (`tab.console_errors`)."""
+    with new_tab(chromium, stack.url) as page:
+        page.console_errors = []
+        page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+        yield page
+
+
+def sign_in_at(tab: Any, path: str, token: str) -> None:
+    tab.goto(path)
+    tab.wait_for_selector("#token")
+    tab.fill("#token", token)
+    tab.click("#sign-in-token")
+    tab.wait_for_selector("#fg-user")
+
+
+def test_an_admin_revokes_a_grant_in_the_browser_and_the_person_loses_access_at_once(
+    tab: Any, stack: Stack, world: World, ann_client: MlflowClient
+) -> None:
+    experiment = create_experiment(stack, world.admin.token, unique("browser"))
+    world.admin.grant(f"experiments/{experiment}", "CAN_READ", group=world.outer[1], workspace="team-a")
+    assert ann_client.get_experiment(experiment).experiment_id == experiment  # through inner, then outer
+
+    sign_in_at(tab, "/fedgate/console/access", world.boss.token)
+    tab.console_errors.clear()  # the sign-in page's (a favicon the gateway does not have)
+    assert "Access" in tab.locator(".fg-nav a").all_inner_texts()
+    tab.fill("#fg-filter", world.ann.name)
+    tab.click("#fg-search")
+    tab.click(f"#fg-principals tr[data-principal='{world.ann.id}'] a")
+    tab.wait_for_selector("#fg-section-experiments table")
+    row = tab.locator(f"#fg-section-experiments tr[data-object='experiment:w1001/{experiment}'][data-source='group']")
+    assert world.outer[1] in row.inner_text() and world.inner[1] in row.inner_text()  # the group, and the way there
+    groups = tab.inner_text("#fg-groups")
+    assert world.inner[1] in groups and world.outer[1] in groups
+    shot(tab, "40-access-effective-permissions")
+
+    row.locator("button.fg-revoke").click()
+    dialog = tab.locator("#fg-revoke-dialog")
+    dialog.wait_for(state="visible")
+    assert world.outer[1] in tab.inner_text("#fg-revoke-affects")
+    shot(tab, "41-access-revoke-confirmation")
+    tab.click("#fg-revoke-confirm")
+    tab.wait_for_selector("#fg-access-notice:not(.fg-hidden)")
+    assert tab.locator(f"tr[data-object='experiment:w1001/{experiment}']").count() == 0
+    shot(tab, "42-access-revoked")
+
+    # Ann's very next call, with her stock client and her token: the experiment no longer exists for her.
+    assert error_code(lambda: ann_client.get_experiment(experiment)) == "RESOURCE_DOES_NOT_EXIST"
+
+    tab.click("#fg-tab-audit")
+    tab.wait_for_selector("#fg-audit table")
+    tab.fill("#fg-audit-action", "grants.revoke")
+    tab.fill("#fg-audit-target", f"experiment:w1001/{experiment}")
+    tab.click("#fg-audit-search")
+    tab.wait_for_function("document.querySelectorAll('#fg-audit tbody tr').length === 1")
+    assert world.boss.name in tab.inner_text("#fg-audit tbody")
+    shot(tab, "43-access-audit-log")
+    assert tab.console_errors == []  # the CSP refused nothing the pages asked for
+
+
+def test_a_workspace_admin_sees_their_workspace_and_a_plain_user_no_access_page(
+    tab: Any, stack: Stack, world: World
+) -> None:
+    sign_in_at(tab, f"/fedgate/console/access/principals/{world.ann.id}", world.wadmin.token)
+    tab.wait_for_selector("#fg-section-workspaces table")
+    assert "team-a" in tab.inner_text("#fg-access-scope")
+    assert "team-b" not in tab.inner_text("#fg-section-workspaces")
+    shot(tab, "44-access-workspace-admin")
+    tab.click("#fg-sign-out")
+    tab.wait_for_selector("#token")
+
+    sign_in_at(tab, "/fedgate/console", world.carl.token)
+    assert "Access" not in tab.locator(".fg-nav a").all_inner_texts()
+    refused = tab.goto(f"{stack.url}/fedgate/console/access")
+    assert refused is not None and refused.status == 403
+
+
+def browser_session(stack: Stack, person: Person) -> requests.Session:
+    http = requests.Session()
+    signed = http.post(
+        f"{stack.url}/fedgate/sign-in/token",
+        data={"token": person.token, "next": "/fedgate/console"},
+        headers={"Origin": stack.url},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    assert signed.status_code == 303, signed.text
+    return http
+
+
+def test_a_revoke_from_another_site_with_the_session_cookie_is_refused(stack: Stack, world: World) -> None:
+    experiment = create_experiment(stack, world.admin.token, unique("csrf"))
+    world.admin.grant(f"experiments/{experiment}", "CAN_READ", user=world.ann.name, workspace="team-a")
+    grant = {
+        "principal_id": world.ann.id,
+        "domain": "w1001",
+        "object": f"experiment:w1001/{experiment}",
+        "privilege": "CAN_READ",
+    }
+    http = browser_session(stack, world.boss)
+    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {}):
+        refused = http.post(f"{stack.url}{API}/revoke", json=grant, headers=headers, timeout=TIMEOUT)
+        assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED", headers
+    effective = ok(call(stack, world.boss, "GET", f"/principals/{world.ann.id}/effective"))
+    assert by_object(effective["experiments"], grant["object"])["effective"] == "CAN_READ"
+    # From the console's own page (the browser says so), the same call goes through.
+    done = http.post(f"{stack.url}{API}/revoke", json=grant, headers={"Sec-Fetch-Site": "same-origin"}, timeout=TIMEOUT)
+    assert done.status_code == 200, done.text

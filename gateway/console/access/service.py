@@ -60,6 +60,7 @@ from gateway.console.access.schemas import (
 from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
+from gateway.index.search import experiment_names as indexed_experiment_names
 from gateway.principals.groups import MAX_GROUP_DEPTH
 from gateway.secrets.repository import ScopeRepository, StoredScope
 from gateway.secrets.service import PERMISSION_RANK, WORKSPACE_USERS, SecretScopes, scope_object
@@ -288,6 +289,17 @@ class AccessConsole:
                 workspace_id: await ModelIdRepository(session).names_by_id(workspace_id, ids)
                 for workspace_id, ids in model_ids.items()
             }
+            experiment_names = {
+                link.workspace_id: await indexed_experiment_names(
+                    session,
+                    link.workspace_id,
+                    [
+                        obj.split("/", 1)[1]
+                        for obj in explainer.objects(workspace_domain(link.workspace_id), ["CAN_USE"], "experiment:")
+                    ],
+                )
+                for link in links
+            }
         words = _Words(snapshot, info, _Tree(snapshot), owned, {link.workspace_id: link.name for link in links})
         result = EffectivePermissions(
             principal=_summary(info),
@@ -322,7 +334,9 @@ class AccessConsole:
                 object_id = rest.partition("/")[2]
                 levels: tuple[Level, ...]
                 if kind == "experiment":
-                    levels, bucket, label = EXPERIMENT_LEVELS, result.experiments, f"experiment {object_id}"
+                    levels, bucket = EXPERIMENT_LEVELS, result.experiments
+                    named = experiment_names.get(workspace_id, {}).get(object_id)
+                    label = f"{named} (experiment {object_id})" if named else f"experiment {object_id}"
                 elif kind == "registered_model":
                     levels, bucket = MODEL_LEVELS, result.registered_models
                     label = model_names.get(workspace_id, {}).get(object_id, f"model {object_id}")
