@@ -43,6 +43,7 @@ class World:
     outer: tuple[int, str]
     owned: str  # an experiment Ann created (she owns it)
     shared: str  # an experiment of the admin's: Ann CAN_EDIT directly, outer CAN_READ
+    view: str  # a dynamic view the account admin made; Ann reads it through inner, outer and her own grant
     scope: str  # a secret scope of team-a; inner holds READ on it
 
 
@@ -107,6 +108,22 @@ def world(stack: Stack) -> World:
             timeout=TIMEOUT,
         )
         assert changed.status_code == 200, changed.text
+    # A dynamic view of the account admin's, read through grants on its catalog, schema and itself.
+    catalog = f"gov{suffix}"
+    for statement in (
+        f"CREATE VIEW {catalog}.mlflow.team_a_runs AS SELECT * FROM system.mlflow.runs_latest "
+        "WHERE workspace_id = '1001'",
+        f"GRANT USE CATALOG ON CATALOG {catalog} TO `{outer_name}`",
+        f"GRANT USE SCHEMA ON SCHEMA {catalog}.mlflow TO `{ann.name}`",
+        f"GRANT SELECT ON VIEW {catalog}.mlflow.team_a_runs TO `{inner_name}`",
+    ):
+        ran = requests.post(
+            f"{stack.url}/api/2.0/sql/statements",
+            json={"statement": statement, "warehouse_id": "any", "wait_timeout": "30s"},
+            headers={"Authorization": f"Bearer {boss.token}"},
+            timeout=TIMEOUT,
+        )
+        assert ran.status_code == 200 and ran.json()["status"]["state"] == "SUCCEEDED", ran.text
     scope = unique("keys")
     secrets = admin.http("team-a")
     assert secrets.post(f"{stack.url}/api/2.0/secrets/scopes/create", json={"scope": scope}).status_code == 200
@@ -114,7 +131,9 @@ def world(stack: Stack) -> World:
         f"{stack.url}/api/2.0/secrets/acls/put", json={"scope": scope, "principal": inner_name, "permission": "READ"}
     )
     assert put.status_code == 200, put.text
-    return World(admin, boss, ann, wadmin, carl, dave, (inner, inner_name), (outer, outer_name), owned, shared, scope)
+    view = f"{catalog}.mlflow.team_a_runs"
+    inner_ref, outer_ref = (inner, inner_name), (outer, outer_name)
+    return World(admin, boss, ann, wadmin, carl, dave, inner_ref, outer_ref, owned, shared, view, scope)
 
 
 def by_object(items: list[dict[str, Any]], obj: str) -> dict[str, Any]:
@@ -169,6 +188,15 @@ def test_an_account_admin_sees_every_permission_and_where_it_comes_from(stack: S
     ]
     experiments_table = by_object(effective["system_tables"], "table:system.mlflow.experiments_latest")
     assert experiments_table["can_read"] is False  # no SELECT there
+    view = by_object(effective["system_tables"], f"table:{world.view}")
+    assert (view["kind"], view["owner"], view["can_read"]) == ("view", world.boss.name, True)
+    assert [
+        (s["privilege"], s["origin"], s["holder"]["name"], [v["name"] for v in s["via"]]) for s in view["sources"]
+    ] == [
+        ("SELECT", "group", inner[1], []),
+        ("USE_SCHEMA", "inherited", world.ann.name, []),
+        ("USE_CATALOG", "inherited", outer[1], [inner[1]]),
+    ]
 
     # The groups page: Ann is in inner directly and in outer through inner; outer's nested groups.
     detail = ok(call(stack, world.boss, "GET", f"/principals/{world.ann.id}"))
@@ -461,7 +489,9 @@ def test_an_admin_revokes_a_grant_in_the_browser_and_the_person_loses_access_at_
     tab.fill("#fg-audit-action", "grants.revoke")
     tab.fill("#fg-audit-target", f"experiment:w1001/{experiment}")
     tab.click("#fg-audit-search")
-    tab.wait_for_function("document.querySelectorAll('#fg-audit tbody tr').length === 1")
+    from playwright.sync_api import expect  # the chromium fixture has made sure it is installed
+
+    expect(tab.locator("#fg-audit tbody tr")).to_have_count(1)  # waits: the page's CSP allows no eval
     assert world.boss.name in tab.inner_text("#fg-audit tbody")
     shot(tab, "43-access-audit-log")
     assert tab.console_errors == []  # the CSP refused nothing the pages asked for

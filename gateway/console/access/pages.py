@@ -34,7 +34,7 @@ _DIALOG = (
 )
 
 
-def _frame(view: str, **data: str) -> str:
+def page_frame(view: str, **data: str) -> str:
     attributes = "".join(f" data-{name}='{escape(value, quote=True)}'" for name, value in data.items())
     tabs = (
         "<nav class='fg-tabs' aria-label='Access'>"
@@ -61,7 +61,7 @@ class AccessPagesController(Controller):
         return console.page(
             request,
             title="Who can see what",
-            body=_frame("principals"),
+            body=page_frame("principals"),
             active="access",
             scripts=SCRIPTS,
             styles=STYLES,
@@ -80,7 +80,7 @@ class AccessPagesController(Controller):
         return console.page(
             request,
             title="Effective permissions",
-            body=_frame("principal", principal=str(principal_id)),
+            body=page_frame("principal", principal=str(principal_id)),
             active="access",
             scripts=SCRIPTS,
             styles=STYLES,
@@ -94,7 +94,7 @@ class AccessPagesController(Controller):
         return console.page(
             request,
             title="Audit log",
-            body=_frame("audit"),
+            body=page_frame("audit"),
             active="access",
             scripts=SCRIPTS,
             styles=STYLES,

@@ -273,9 +273,11 @@ class AccessConsole:
         )
         explainer = Explainer(snapshot, info.id)
         links = sorted(viewer.workspaces.values(), key=lambda link: link.name)
+        # Only where it holds anything can it have anything (an account admin's everything is said once).
+        holding = [w for w in links if snapshot.holds_in(explainer.subjects, workspace_domain(w.workspace_id))]
         async with self._sessionmaker() as session:
             owned = await GrantRepository(session).self_granted(info.id, info.name)
-            scopes = {link.workspace_id: await ScopeRepository(session).all(link.workspace_id) for link in links}
+            scopes = {link.workspace_id: await ScopeRepository(session).all(link.workspace_id) for link in holding}
             view_names = [obj.split(":", 1)[1] for obj in snapshot.securables if _is_view(obj)]
             views = await ViewRepository(session).get(view_names)
             model_ids = {
@@ -283,7 +285,7 @@ class AccessConsole:
                     obj.split("/", 1)[1]
                     for obj in explainer.objects(workspace_domain(link.workspace_id), ["CAN_USE"], "registered_model:")
                 }
-                for link in links
+                for link in holding
             }
             model_names = {
                 workspace_id: await ModelIdRepository(session).names_by_id(workspace_id, ids)
@@ -298,7 +300,7 @@ class AccessConsole:
                         for obj in explainer.objects(workspace_domain(link.workspace_id), ["CAN_USE"], "experiment:")
                     ],
                 )
-                for link in links
+                for link in holding
             }
         words = _Words(snapshot, info, _Tree(snapshot), owned, {link.workspace_id: link.name for link in links})
         result = EffectivePermissions(
