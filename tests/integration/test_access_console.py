@@ -469,17 +469,17 @@ def test_an_admin_revokes_a_grant_in_the_browser_and_the_person_loses_access_at_
     assert world.outer[1] in row.inner_text() and world.inner[1] in row.inner_text()  # the group, and the way there
     groups = tab.inner_text("#fg-groups")
     assert world.inner[1] in groups and world.outer[1] in groups
-    shot(tab, "40-access-effective-permissions")
+    shot(tab, "50-access-effective-permissions")
 
     row.locator("button.fg-revoke").click()
     dialog = tab.locator("#fg-revoke-dialog")
     dialog.wait_for(state="visible")
     assert world.outer[1] in tab.inner_text("#fg-revoke-affects")
-    shot(tab, "41-access-revoke-confirmation")
+    shot(tab, "51-access-revoke-confirmation")
     tab.click("#fg-revoke-confirm")
     tab.wait_for_selector("#fg-access-notice:not(.fg-hidden)")
     assert tab.locator(f"tr[data-object='experiment:w1001/{experiment}']").count() == 0
-    shot(tab, "42-access-revoked")
+    shot(tab, "52-access-revoked")
 
     # Ann's very next call, with her stock client and her token: the experiment no longer exists for her.
     assert error_code(lambda: ann_client.get_experiment(experiment)) == "RESOURCE_DOES_NOT_EXIST"
@@ -493,7 +493,7 @@ def test_an_admin_revokes_a_grant_in_the_browser_and_the_person_loses_access_at_
 
     expect(tab.locator("#fg-audit tbody tr")).to_have_count(1)  # waits: the page's CSP allows no eval
     assert world.boss.name in tab.inner_text("#fg-audit tbody")
-    shot(tab, "43-access-audit-log")
+    shot(tab, "53-access-audit-log")
     assert tab.console_errors == []  # the CSP refused nothing the pages asked for
 
 
@@ -504,7 +504,7 @@ def test_a_workspace_admin_sees_their_workspace_and_a_plain_user_no_access_page(
     tab.wait_for_selector("#fg-section-workspaces table")
     assert "team-a" in tab.inner_text("#fg-access-scope")
     assert "team-b" not in tab.inner_text("#fg-section-workspaces")
-    shot(tab, "44-access-workspace-admin")
+    shot(tab, "54-access-workspace-admin")
     tab.click("#fg-sign-out")
     tab.wait_for_selector("#token")
 
