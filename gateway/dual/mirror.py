@@ -208,12 +208,14 @@ class Mirror:
         self._sessionmaker = sessionmaker
 
     async def reachable(self, workspace_id: int) -> bool:
-        """Whether the central store of a dual workspace answers its health check."""
+        """Whether both stores a dual workspace's entries need answer their health checks: the central store
+        (written) and the workspace's own (read for the copies). Asking only the central one, an outage of
+        the workspace's store made the relay retry its entries every second instead of backing off."""
         link = self.links.by_id(workspace_id)
         if link is None or link.mirror is None:
             return True
         try:
-            return await self._copies(link).ping() == 200
+            return await self._copies(link).ping() == 200 and await self._own(link).ping() == 200
         except Transient:
             return False
 

@@ -321,12 +321,12 @@ class Relay:
         self._max_refusals = max_refusals  # a central store refusing (4xx) this often makes a dead letter
         self._sessionmaker = sessionmaker
         self._apply = apply
-        self._reachable = reachable  # is the central store of this workspace answering again?
+        self._reachable = reachable  # are the stores of this workspace answering again?
         self._workers = workers
         self._idle = idle_seconds
         self._tasks: list[asyncio.Task[None]] = []
         self._probe: asyncio.Task[None] | None = None
-        self._outages: set[int] = set()  # workspaces whose central store was last found unreachable
+        self._outages: set[int] = set()  # workspaces whose stores were last found unreachable
         self._stopping = asyncio.Event()
 
     def start(self) -> None:
@@ -335,7 +335,7 @@ class Relay:
         self._probe = asyncio.create_task(self._watch_outages(), name="outbox outage probe")
 
     async def _watch_outages(self) -> None:
-        """Probe an unreachable central store every second; when it answers, its backlog is due at once."""
+        """Probe unreachable stores every second; when both answer, its backlog is due at once."""
         while True:
             await asyncio.sleep(1)
             for workspace_id in list(self._outages):
