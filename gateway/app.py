@@ -107,6 +107,7 @@ from gateway.db.errors import database_unreachable
 from gateway.db.locks import autocommit_connection
 from gateway.db.migrate import database_revision
 from gateway.db.pools import DatabasePools, PoolName
+from gateway.delivery import Pacing
 from gateway.dual.capture import OutboxCapture
 from gateway.dual.failover import Failover, FailoverSender
 from gateway.dual.mirror import Mirror
@@ -160,7 +161,7 @@ from gateway.registry.routes import (
 )
 from gateway.registry.service import RegistryWorkflow
 from gateway.registry.store import RegistryStore
-from gateway.registry.webhooks import WEBHOOKS_CHANNEL, Deliverer, RegistryWebhooks
+from gateway.registry.webhooks import WEBHOOKS_CHANNEL, RegistryWebhooks, deliverer
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
 from gateway.secrets.crypto import Keyring
@@ -573,13 +574,15 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         timeout_seconds=settings.server.webhook_timeout_seconds,
     )
     registry.notify = webhooks.enqueue
-    deliverer = Deliverer(
+    webhook_deliveries = deliverer(
         sessionmaker,
         allowed_destinations,
-        poll_seconds=settings.server.webhook_poll_seconds,
-        retry_seconds=settings.server.webhook_retry_seconds,
-        max_attempts=settings.server.webhook_max_attempts,
-        timeout_seconds=settings.server.webhook_timeout_seconds,
+        Pacing(
+            poll_seconds=settings.server.webhook_poll_seconds,
+            retry_seconds=settings.server.webhook_retry_seconds,
+            max_attempts=settings.server.webhook_max_attempts,
+            timeout_seconds=settings.server.webhook_timeout_seconds,
+        ),
     )
 
     # SQL alerts: evaluated as their owners by every process's scheduler (one per fire time), notified durably.
@@ -601,7 +604,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         on_payload=tainted.add,
         on_lost=tainted.not_listening,
     )
-    webhook_feed = PostgresNotifications(pools.dsn, WEBHOOKS_CHANNEL, deliverer.wake)
+    webhook_feed = PostgresNotifications(pools.dsn, WEBHOOKS_CHANNEL, webhook_deliveries.wake)
 
     async def revision() -> str | None:
         async with autocommit_connection(sessionmaker) as connection:
@@ -679,7 +682,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             watcher.start()
         secret_reads.start()
         webhook_feed.start()
-        deliverer.start()
+        webhook_deliveries.start()
         alerts.start()
         await intents.start()  # presence first: from here on this worker's notes are its own
         audit.start()
@@ -698,7 +701,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             gauges.cancel()
             await store_health.stop()
             await alerts.stop()
-            await deliverer.stop()
+            await webhook_deliveries.stop()
             await webhook_feed.stop()
             await relay.stop()
             await intents.stop()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.alerts.delivery import AlertDeliverer, Mailer
+from gateway.alerts.delivery import Claimed, Mailer, alert_deliverer
 from gateway.alerts.routes import SqlAlertsController
 from gateway.alerts.scheduler import Scheduler
 from gateway.alerts.service import AlertService
@@ -15,9 +15,10 @@ from gateway.audit.trail import AuditTrail
 from gateway.authz.live import LivePolicy
 from gateway.core.config import Settings
 from gateway.core.destinations import AllowList
+from gateway.delivery import DeliveryWorker
 from gateway.sql.service import SqlService
 
-__all__ = ["AlertDeliverer", "AlertService", "Alerts", "Mailer", "Scheduler", "SqlAlertsController", "build_alerts"]
+__all__ = ["AlertService", "Alerts", "Mailer", "Scheduler", "SqlAlertsController", "alert_deliverer", "build_alerts"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Alerts:
 
     service: AlertService
     scheduler: Scheduler
-    deliverer: AlertDeliverer
+    deliverer: DeliveryWorker[Claimed]
 
     def start(self) -> None:
         self.scheduler.start()
@@ -52,7 +53,7 @@ def build_alerts(
     service = AlertService(
         sessionmaker, sql, policy, allowed, audit, config, email=mailer.configured, public_url=settings.ui.public_url
     )
-    deliverer = AlertDeliverer(sessionmaker, allowed, mailer, config)
+    deliverer = alert_deliverer(sessionmaker, allowed, mailer, config)
     service.notified.append(deliverer.wake)
     scheduler = Scheduler(
         sessionmaker,

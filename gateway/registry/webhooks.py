@@ -14,21 +14,17 @@ events and names an `http_url_spec` (`url`, optional `secret`, `authorization`, 
   one), as Databricks sends it; `X-Fedgate-Delivery` names the delivery, the same on every retry of it, so a
   receiver can drop a repeat.
 - When: `enqueue` writes the deliveries in the transaction that appends the activities (RegistryWorkflow), so
-  an event exists exactly when its activity does. `Deliverer` sends them: in every gateway process, a claim
-  (`FOR UPDATE SKIP LOCKED`) takes due deliveries and moves their next attempt past a lease in one statement,
-  so one process at a time holds each; a delivery answered 2xx is done, any other answer or no answer is
-  tried again after a delay that doubles (`webhook_retry_seconds`, at most an hour) until `webhook_max_attempts`.
-  A process that dies mid-delivery leaves it to be claimed again once the lease has passed. Deliveries are
-  at least once: a receiver that answered after the lease, or whose 2xx was lost, sees the delivery again.
+  an event exists exactly when its activity does. `deliverer` sends them with the shared delivery loop
+  (gateway/delivery/worker.py): in every gateway process, a claim (`FOR UPDATE SKIP LOCKED`) takes due
+  deliveries, so one process at a time holds each; a delivery answered 2xx is done, any other answer or no
+  answer is tried again after a delay that doubles (`webhook_retry_seconds`, at most an hour) until
+  `webhook_max_attempts`. A process that dies mid-delivery leaves it to be claimed again once the lease has
+  passed. Deliveries are at least once: a receiver that answered after the lease, or whose 2xx was lost, sees
+  the delivery again.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
-import hmac
-import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -48,15 +44,11 @@ from gateway.core.errors import GatewayError, InvalidParameter, PermissionDenied
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.db.models import RegistryCommentRow, RegistryWebhookDeliveryRow, RegistryWebhookRow
+from gateway.delivery import MAX_ANSWER_CHARS, DeliveryWorker, Outcome, Pacing, post_signed, send_webhook
 from gateway.registry.repository import StoredActivity, millis
 from gateway.registry.service import Model, ModelIds
 
-log = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "X-Databricks-Signature"
-DELIVERY_HEADER = "X-Fedgate-Delivery"
 MAX_WEBHOOKS_PER_MODEL = 100
-MAX_ANSWER_CHARS = 1000
 STATUSES = ("ACTIVE", "TEST_MODE", "DISABLED")
 
 # Databricks' events the workflow raises, and the gateway's own for decisions and aliases.
@@ -119,11 +111,6 @@ def events_of(activity_type: str, to_stage: str | None) -> list[str]:
         "REJECTED_PROMOTION": ["PROMOTION_REQUEST_REJECTED"],
         "CANCELLED_PROMOTION": ["PROMOTION_REQUEST_CANCELLED"],
     }.get(activity_type, [])
-
-
-def signature(secret: str, body: bytes) -> str:
-    """Databricks' `X-Databricks-Signature`: the hex HMAC-SHA256 of the body under the webhook's secret."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 # -- the API's shapes (databricks-sdk service/ml.py) --------------------------------------------------
@@ -572,178 +559,47 @@ async def post(row: RegistryWebhookRow, payload: bytes, delivery: str, seconds: 
     )
 
 
-async def post_signed(
-    url: str,
-    payload: bytes,
-    delivery: str,
-    seconds: float,
-    *,
-    secret: str | None,
-    authorization: str | None = None,
-    verify_ssl: bool = True,
-    agent: str = "fedgate-webhooks",
-) -> tuple[int, str]:
-    """The gateway's one way of sending a webhook (registry webhooks, SQL alerts): the JSON payload POSTed with
-    its delivery id and, given a secret, `X-Databricks-Signature`; (status, the answer's start). Redirects are not
-    followed. The caller checks the URL against the allow-list first."""
-    headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery, "User-Agent": agent}
-    if secret:
-        headers[SIGNATURE_HEADER] = signature(secret, payload)
-    if authorization:
-        headers["Authorization"] = authorization
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session,
-        session.post(url, data=payload, headers=headers, allow_redirects=False, ssl=verify_ssl) as answer,
-    ):
-        body = await answer.content.read(MAX_ANSWER_CHARS)
-        return answer.status, body.decode("utf-8", errors="replace")
-
-
 # -- delivery ----------------------------------------------------------------------------------------
-
-_CLAIM = text(
-    """
-    UPDATE registry_webhook_deliveries AS d
-    SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => :lease)
-    FROM (
-        SELECT id FROM registry_webhook_deliveries
-        WHERE state = 'pending' AND next_attempt_at <= now()
-        ORDER BY next_attempt_at, id
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
-    ) AS due
-    WHERE d.id = due.id
-    RETURNING d.id, d.webhook_id, d.event, d.payload, d.attempts
-    """
-)
-# Only while the claim is this process's: a delivery claimed again after its lease has more attempts.
-_DONE = text(
-    "UPDATE registry_webhook_deliveries SET state = 'delivered', delivered_at = now(), last_status = :status, "
-    "last_error = NULL WHERE id = :id AND attempts = :attempts AND state = 'pending'"
-)
-_RETRY = text(
-    "UPDATE registry_webhook_deliveries SET state = CASE WHEN :final THEN 'failed' ELSE 'pending' END, "
-    "next_attempt_at = now() + make_interval(secs => :delay), last_status = :status, last_error = :error "
-    "WHERE id = :id AND attempts = :attempts AND state = 'pending'"
-)
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
     id: int
+    attempts: int
     webhook_id: str
     event: str
     payload: bytes
-    attempts: int
 
 
-class Deliverer:
-    """Sends due deliveries, in every gateway process; woken by a notification or every `poll_seconds`."""
+def deliverer(
+    sessionmaker: async_sessionmaker[AsyncSession], allowed: AllowList, pacing: Pacing
+) -> DeliveryWorker[Claimed]:
+    """The registry's deliveries sent by the shared delivery loop (gateway/delivery/), to the webhook's URL as it is
+    when each attempt is made; a webhook deleted or no longer ACTIVE gets nothing more."""
 
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        allowed: AllowList,
-        *,
-        poll_seconds: float = 5.0,
-        retry_seconds: float = 10.0,
-        max_attempts: int = 8,
-        timeout_seconds: float = 10.0,
-        batch: int = 20,
-    ) -> None:
-        self._sessionmaker = sessionmaker
-        self._allowed = allowed
-        self._poll = poll_seconds
-        self._retry = retry_seconds
-        self._max_attempts = max_attempts
-        self._timeout = timeout_seconds
-        self._batch = batch
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        """Deliveries may be due (a notification arrived, or the LISTEN was made again)."""
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="registry webhooks")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                sent = await self.deliver_due()
-            except Exception:
-                log.exception("registry webhook deliveries failed; trying again shortly")
-                sent = 0
-            if sent:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            self._wake.clear()
-
-    async def deliver_due(self) -> int:
-        """Claim the due deliveries and send them side by side; how many were claimed."""
-        async with self._sessionmaker() as session, session.begin():
-            found = await session.execute(_CLAIM, {"lease": self._timeout + 30.0, "batch": self._batch})
-            claimed = [Claimed(*row) for row in found.all()]
-        if claimed:
-            await asyncio.gather(*(self._deliver(delivery) for delivery in claimed))
-        return len(claimed)
-
-    async def _deliver(self, delivery: Claimed) -> None:
-        async with self._sessionmaker() as session:
+    async def send(delivery: Claimed) -> Outcome:
+        async with sessionmaker() as session:
             row = await session.get(RegistryWebhookRow, delivery.webhook_id)
-        status: int | None = None
         if row is None or row.status != "ACTIVE":
-            await self._finish(delivery, None, "the webhook was deleted or is not active", final=True)
-            return
-        try:
-            if not self._allowed.allows(parse_destination(row.url)):
-                await self._finish(delivery, None, "the URL is no longer an allowed destination", final=True)
-                return
-        except DestinationError:
-            await self._finish(delivery, None, "the URL is not one this gateway can check", final=True)
-            return
-        try:
-            status, _ = await post(row, delivery.payload, str(delivery.id), self._timeout)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            # The exception's class only: a message may repeat the URL (and whatever it carries).
-            error = f"no answer ({type(exc).__name__})"
-        else:
-            if 200 <= status < 300:
-                async with self._sessionmaker() as session, session.begin():
-                    await session.execute(_DONE, {"id": delivery.id, "attempts": delivery.attempts, "status": status})
-                return
-            error = f"answered {status}"
-        log.info(
-            "registry webhook delivery not accepted",
-            extra={
-                "delivery": delivery.id,
-                "webhook": delivery.webhook_id,
-                "attempt": delivery.attempts,
-                "error": error,
-            },
+            return Outcome.dropped("the webhook was deleted or is not active")
+        return await send_webhook(
+            allowed,
+            row.url,
+            delivery.payload,
+            str(delivery.id),
+            pacing.timeout_seconds,
+            secret=row.secret,
+            authorization=row.authorization,
+            verify_ssl=row.enable_ssl_verification,
         )
-        await self._finish(delivery, status, error, final=delivery.attempts >= self._max_attempts)
 
-    async def _finish(self, delivery: Claimed, status: int | None, error: str, *, final: bool) -> None:
-        delay = min(self._retry * 2 ** (delivery.attempts - 1), 3600.0)
-        async with self._sessionmaker() as session, session.begin():
-            await session.execute(
-                _RETRY,
-                {
-                    "id": delivery.id,
-                    "attempts": delivery.attempts,
-                    "final": final,
-                    "delay": delay,
-                    "status": status,
-                    "error": error,
-                },
-            )
+    return DeliveryWorker(
+        "registry webhook deliveries",
+        sessionmaker,
+        RegistryWebhookDeliveryRow,
+        ("webhook_id", "event", "payload"),
+        lambda row: Claimed(**row),
+        send,
+        pacing,
+        log_as={"webhook": "webhook_id"},
+    )

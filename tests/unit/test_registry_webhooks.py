@@ -9,7 +9,8 @@ import hmac
 import pytest
 
 from gateway.core.config import ConfigError, ServerSettings, Settings, StoreSettings, validate_settings
-from gateway.registry.webhooks import EVENTS, events_of, signature
+from gateway.delivery import signature
+from gateway.registry.webhooks import EVENTS, events_of
 
 
 @pytest.mark.parametrize(

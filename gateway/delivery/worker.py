@@ -1,0 +1,226 @@
+"""The delivery loop over one feature's deliveries table, in every gateway process.
+
+The table has (at least) `id`, `state` (pending | delivered | failed), `attempts`, `next_attempt_at`,
+`last_status`, `last_error` and `delivered_at`; the feature writes its pending rows in the transaction of the
+event they report, and names the other columns its `send` needs. A claim takes due rows and moves their next
+attempt past a lease (the send's timeout and 30 seconds) in one statement:
+
+    UPDATE <table> AS d SET attempts = d.attempts + 1, next_attempt_at = now() + <lease>
+    FROM (SELECT id FROM <table> WHERE state = 'pending' AND next_attempt_at <= now()
+          ORDER BY next_attempt_at, id LIMIT <batch> FOR UPDATE SKIP LOCKED) AS due
+    WHERE d.id = due.id RETURNING ...
+
+so one process at a time holds each. A process that dies mid-delivery leaves it to be claimed again once the
+lease has passed; a delivery is at least once (a receiver that answered after the lease, or whose 2xx was lost,
+sees it again). What an attempt did is recorded only while the claim is still this process's (the same number
+of attempts, still pending): delivered; or pending again after `retry_seconds` doubled per attempt (at most an
+hour); or failed, once `max_attempts` are spent or when the feature says another attempt is pointless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.db.models import Base
+
+log = logging.getLogger(__name__)
+
+MAX_DELAY_SECONDS = 3600.0
+LEASE_MARGIN_SECONDS = 30.0
+
+
+class Delivery(Protocol):
+    """A claimed delivery as the feature reads it: at least its id and the attempt this claim is."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+
+D = TypeVar("D", bound=Delivery)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt went: delivered (no `error`), worth another attempt, or not (`final`)."""
+
+    status: int | None  # the receiver's HTTP status, if it answered
+    error: str | None  # None: delivered; else why not, in words free of secrets and URLs
+    final: bool = False
+
+    @classmethod
+    def delivered(cls, status: int | None) -> Outcome:
+        return cls(status, None)
+
+    @classmethod
+    def retry(cls, status: int | None, error: str) -> Outcome:
+        return cls(status, error)
+
+    @classmethod
+    def dropped(cls, error: str) -> Outcome:
+        """Another attempt cannot succeed (the subscription is gone, the URL no longer allowed): failed now."""
+        return cls(None, error, final=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    poll_seconds: float  # how often a process looks when nothing woke it
+    retry_seconds: float  # the first delay after a failed attempt; doubled per attempt, at most an hour
+    max_attempts: int
+    timeout_seconds: float  # of one attempt
+    batch: int = 20  # claimed at once, sent side by side
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.timeout_seconds + LEASE_MARGIN_SECONDS
+
+    def delay(self, attempts: int) -> float:
+        return min(self.retry_seconds * 2.0 ** (attempts - 1), MAX_DELAY_SECONDS)
+
+
+class DeliveryWorker(Generic[D]):
+    """Sends one table's due deliveries; woken by `wake` (a notification, this process's own event) or every poll.
+
+    `rows`: the ORM model of the deliveries table; `columns`: the columns `read` needs besides `id` and
+    `attempts`; `send` makes one attempt. `log_as` names the columns logged with a refused attempt (log field ->
+    column); `on_settled` is told of each attempt's result ("delivered", "retry" or "failed"), e.g. for a metric.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        rows: type[Base],
+        columns: Sequence[str],
+        read: Callable[[Mapping[str, Any]], D],
+        send: Callable[[D], Awaitable[Outcome]],
+        pacing: Pacing,
+        *,
+        log_as: Mapping[str, str] | None = None,
+        on_settled: Callable[[D, str], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._sessionmaker = sessionmaker
+        table = rows.__table__
+        assert isinstance(table, Table)
+        self._table = table
+        self._read = read
+        self._send = send
+        self.pacing = pacing
+        self._log_as = dict(log_as or {})
+        self._on_settled = on_settled
+        self._returning = [table.c.id, table.c.attempts, *(table.c[column] for column in columns)]
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Deliveries may be due (a notification arrived, the LISTEN was made again, this process queued some)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sent = await self.deliver_due()
+            except Exception:
+                log.exception("%s failed; trying again shortly", self.name)
+                sent = 0
+            if sent:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.pacing.poll_seconds)
+            self._wake.clear()
+
+    async def deliver_due(self) -> int:
+        """Claim the due deliveries and send them side by side; how many were claimed."""
+        async with self._sessionmaker() as session, session.begin():
+            found = await session.execute(self._claim())
+            claimed = [self._read(dict(row._mapping)) for row in found.all()]
+        if claimed:
+            await asyncio.gather(*(self._attempt(delivery) for delivery in claimed))
+        return len(claimed)
+
+    async def _attempt(self, delivery: D) -> None:
+        outcome = await self._send(delivery)
+        if outcome.error is None:
+            await self._record(delivery, "delivered", outcome.status, None, 0.0)
+            return
+        final = outcome.final
+        if not final:
+            log.info(
+                "%s: a delivery was not accepted",
+                self.name,
+                extra={
+                    "delivery": delivery.id,
+                    **{field: getattr(delivery, column) for field, column in self._log_as.items()},
+                    "attempt": delivery.attempts,
+                    "error": outcome.error,
+                },
+            )
+            final = delivery.attempts >= self.pacing.max_attempts
+        await self._record(
+            delivery,
+            "failed" if final else "pending",
+            outcome.status,
+            outcome.error,
+            self.pacing.delay(delivery.attempts),
+        )
+
+    def _claim(self) -> Any:
+        table = self._table
+        due = (
+            select(table.c.id)
+            .where(table.c.state == "pending", table.c.next_attempt_at <= func.now())
+            .order_by(table.c.next_attempt_at, table.c.id)
+            .limit(self.pacing.batch)
+            .with_for_update(skip_locked=True)
+            .subquery("due")
+        )
+        return (
+            update(table)
+            .where(table.c.id == due.c.id)
+            .values(attempts=table.c.attempts + 1, next_attempt_at=func.now() + _seconds(self.pacing.lease_seconds))
+            .returning(*self._returning)
+        )
+
+    async def _record(self, delivery: D, state: str, status: int | None, error: str | None, delay: float) -> None:
+        """The attempt's result, only while the claim is still this process's (same attempts, still pending)."""
+        table = self._table
+        values: dict[str, Any] = {"state": state, "last_status": status, "last_error": error}
+        if state == "delivered":
+            values["delivered_at"] = func.now()
+        else:
+            values["next_attempt_at"] = func.now() + _seconds(delay)
+        statement = (
+            update(table)
+            .where(table.c.id == delivery.id, table.c.attempts == delivery.attempts, table.c.state == "pending")
+            .values(**values)
+        )
+        if self._on_settled is not None:
+            self._on_settled(delivery, "retry" if state == "pending" else state)
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(statement)
+
+
+def _seconds(seconds: float) -> Any:
+    """An interval of so many seconds, computed by the database (make_interval's `secs`)."""
+    return func.make_interval(0, 0, 0, 0, 0, 0, seconds)

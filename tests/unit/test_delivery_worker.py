@@ -1,0 +1,212 @@
+"""The shared delivery loop (gateway/delivery/) on a real (embedded) PostgreSQL and a real HTTP receiver on
+loopback: replicas claiming at once send each delivery once; a refused attempt is tried again until it is
+accepted or `max_attempts` are spent; a pointless one fails at once; a signed POST carries Databricks'
+signature of exactly the bytes sent and follows no redirect; a URL off the allow-list gets nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.core.destinations import AllowList
+from gateway.db.engine import make_engine, make_sessionmaker
+from gateway.db.models import RegistryWebhookDeliveryRow
+from gateway.db.pools import plain_dsn
+from gateway.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, DeliveryWorker, Outcome, Pacing, send_webhook
+from tests.databases import migrated_database
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: int
+    attempts: int
+    event: str
+    payload: bytes
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[str]:
+    async with migrated_database(database_url, "delivery_unit") as url:
+        yield url
+
+
+@pytest.fixture
+async def engine(database: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database, pool_size=12)
+    yield engine
+    await engine.dispose()
+
+
+async def sql(database: str, statement: str, *args: object) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(plain_dsn(database))
+    try:
+        return list(await connection.fetch(statement, *args))
+    finally:
+        await connection.close()
+
+
+async def queue(database: str, count: int) -> None:
+    for index in range(count):
+        await sql(
+            database,
+            "INSERT INTO registry_webhook_deliveries (webhook_id, workspace_id, event, payload) "
+            "VALUES ('w', 1, $1, $2)",
+            f"E{index}",
+            f'{{"n": {index}}}'.encode(),
+        )
+
+
+def worker(engine: AsyncEngine, send: Any, *, max_attempts: int = 3) -> DeliveryWorker[Item]:
+    def read(row: Mapping[str, Any]) -> Item:
+        return Item(**row)
+
+    pacing = Pacing(poll_seconds=1, retry_seconds=0, max_attempts=max_attempts, timeout_seconds=5, batch=4)
+    return DeliveryWorker(
+        "test deliveries",
+        make_sessionmaker(engine),
+        RegistryWebhookDeliveryRow,
+        ("event", "payload"),
+        read,
+        send,
+        pacing,
+        log_as={"event": "event"},
+    )
+
+
+async def states(database: str) -> list[tuple[str, str, int, str | None]]:
+    rows = await sql(database, "SELECT event, state, attempts, last_error FROM registry_webhook_deliveries ORDER BY id")
+    return [(row["event"], row["state"], row["attempts"], row["last_error"]) for row in rows]
+
+
+async def test_replicas_claiming_at_once_send_each_delivery_once(engine: AsyncEngine, database: str) -> None:
+    await queue(database, 20)
+    sent: list[str] = []
+
+    async def send(item: Item) -> Outcome:
+        sent.append(item.event)
+        await asyncio.sleep(0)
+        return Outcome.delivered(200)
+
+    replicas = [worker(engine, send) for _ in range(5)]
+    while sum(await asyncio.gather(*(replica.deliver_due() for replica in replicas))):
+        pass
+    assert sorted(sent) == sorted(f"E{index}" for index in range(20))
+    assert await states(database) == [(f"E{index}", "delivered", 1, None) for index in range(20)]
+
+
+async def test_a_refused_attempt_is_retried_until_accepted_or_spent(engine: AsyncEngine, database: str) -> None:
+    await queue(database, 3)
+    answers = {"E0": [503, 200], "E1": [500, 500, 500, 500], "E2": [200]}
+
+    async def send(item: Item) -> Outcome:
+        status = answers[item.event].pop(0)
+        return Outcome.delivered(status) if status == 200 else Outcome.retry(status, f"answered {status}")
+
+    one = worker(engine, send, max_attempts=3)
+    while await one.deliver_due():
+        pass
+    assert await states(database) == [
+        ("E0", "delivered", 2, None),
+        ("E1", "failed", 3, "answered 500"),
+        ("E2", "delivered", 1, None),
+    ]
+    assert answers["E1"] == [500]  # three attempts, not four
+
+
+async def test_a_pointless_attempt_fails_at_once(engine: AsyncEngine, database: str) -> None:
+    await queue(database, 1)
+
+    async def send(item: Item) -> Outcome:
+        return Outcome.dropped("the webhook was deleted or is not active")
+
+    one = worker(engine, send, max_attempts=8)
+    while await one.deliver_due():
+        pass
+    assert await states(database) == [("E0", "failed", 1, "the webhook was deleted or is not active")]
+
+
+async def test_a_claim_holds_a_delivery_for_its_lease(engine: AsyncEngine, database: str) -> None:
+    """A process that claimed and died leaves the delivery alone until the lease has passed."""
+    await queue(database, 1)
+    seen: list[int] = []
+
+    async def never(item: Item) -> Outcome:
+        raise AssertionError("claimed twice")
+
+    async def record(item: Item) -> Outcome:
+        seen.append(item.attempts)
+        return Outcome.delivered(204)
+
+    lost = worker(engine, never)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        claimed = (await session.execute(lost._claim())).all()
+    assert len(claimed) == 1
+    assert await worker(engine, never).deliver_due() == 0
+    await sql(database, "UPDATE registry_webhook_deliveries SET next_attempt_at = now() - interval '1 second'")
+    assert await worker(engine, record).deliver_due() == 1
+    assert seen == [2]
+    assert await states(database) == [("E0", "delivered", 2, None)]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
+    got: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        got.append((request.path, dict(request.headers), await request.read()))
+        if request.path.endswith("/moved"):
+            raise web.HTTPFound("/allowed/elsewhere")
+        if request.path.endswith("/busy"):
+            return web.Response(status=503, text="busy")
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}", got
+    await runner.cleanup()
+
+
+async def test_a_webhook_is_signed_sent_to_allowed_urls_only_and_not_redirected(
+    receiver: tuple[str, list[tuple[str, dict[str, str], bytes]]],
+) -> None:
+    base, got = receiver
+    allowed = AllowList([f"{base}/allowed"])
+    body = b'{"event":"COMMENT_CREATED","text":"hello"}'
+
+    outcome = await send_webhook(allowed, f"{base}/allowed/hook", body, "17", 5.0, secret="s3cret", agent="t")
+    assert outcome == Outcome.delivered(200)
+    path, headers, sent = got[-1]
+    assert (path, sent, headers[DELIVERY_HEADER]) == ("/allowed/hook", body, "17")
+    assert headers[SIGNATURE_HEADER] == hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+
+    assert await send_webhook(allowed, f"{base}/allowed/plain", body, "18", 5.0, secret=None) == Outcome.delivered(200)
+    assert SIGNATURE_HEADER not in got[-1][1]
+
+    assert await send_webhook(allowed, f"{base}/allowed/busy", body, "19", 5.0, secret="s") == Outcome.retry(
+        503, "answered 503"
+    )
+    assert await send_webhook(allowed, f"{base}/allowed/moved", body, "20", 5.0, secret="s") == Outcome.retry(
+        302, "answered 302"
+    )
+    assert [path for path, _, _ in got] == ["/allowed/hook", "/allowed/plain", "/allowed/busy", "/allowed/moved"]
+
+    before = len(got)
+    off_list = await send_webhook(allowed, f"{base}/elsewhere", body, "21", 5.0, secret="s")
+    assert off_list.final and off_list.error == "the URL is no longer an allowed destination"
+    unchecked = await send_webhook(allowed, "http://user@127.0.0.1/allowed", body, "22", 5.0, secret="s")
+    assert unchecked.final and unchecked.error == "the URL is not one this gateway can check"
+    assert len(got) == before
