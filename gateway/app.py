@@ -100,6 +100,7 @@ from gateway.core.route_table import (
     REGISTERED_MODELS_DELETE_ALIAS,
     REGISTERED_MODELS_SET_ALIAS,
 )
+from gateway.core.sealing import Keyring
 from gateway.core.watch import ReloadLoop
 from gateway.core.workspace_headers import ID_HEADER, NAME_HEADER
 from gateway.db.engine import make_sessionmaker
@@ -108,6 +109,7 @@ from gateway.db.locks import autocommit_connection
 from gateway.db.migrate import database_revision
 from gateway.db.pools import DatabasePools, PoolName
 from gateway.delivery import Pacing
+from gateway.delivery.secrets import SubscriberSecrets
 from gateway.dual.capture import OutboxCapture
 from gateway.dual.failover import Failover, FailoverSender
 from gateway.dual.mirror import Mirror
@@ -164,7 +166,6 @@ from gateway.registry.store import RegistryStore
 from gateway.registry.webhooks import WEBHOOKS_CHANNEL, RegistryWebhooks, deliverer
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
-from gateway.secrets.crypto import Keyring
 from gateway.secrets.leaks import LeakGuard
 from gateway.secrets.moves import SecretMoves
 from gateway.secrets.repository import SECRET_READS_CHANNEL
@@ -564,6 +565,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     promotion_requests = PromotionRequests(promotions, registry, authorizer, links, sessionmaker, audit)
     # Registry webhooks: deliveries queued with the activities they report, sent by every process (SKIP LOCKED).
     allowed_destinations = AllowList(settings.outbound.allowed_destinations)
+    # Webhook secrets (registry webhooks, SQL alerts) are sealed at rest with the built-in vault's keys.
+    subscriber_secrets = SubscriberSecrets(
+        Keyring.from_environment() if builtin_vault_configured(settings.vaults, os.environ) else None
+    )
     webhooks = RegistryWebhooks(
         sessionmaker,
         authorizer,
@@ -571,12 +576,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         access,
         allowed_destinations,
         audit,
+        subscriber_secrets,
         timeout_seconds=settings.server.webhook_timeout_seconds,
     )
     registry.notify = webhooks.enqueue
     webhook_deliveries = deliverer(
         sessionmaker,
         allowed_destinations,
+        subscriber_secrets,
         Pacing(
             poll_seconds=settings.server.webhook_poll_seconds,
             retry_seconds=settings.server.webhook_retry_seconds,
@@ -586,7 +593,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
 
     # SQL alerts: evaluated as their owners by every process's scheduler (one per fire time), notified durably.
-    alerts = build_alerts(sessionmaker, sql, policy, allowed_destinations, audit, settings, _smtp_password(settings))
+    alerts = build_alerts(
+        sessionmaker, sql, policy, allowed_destinations, audit, settings, _smtp_password(settings), subscriber_secrets
+    )
     alerts.service.saved_queries = queries  # an alert on a saved query reads its text, as its owner, when it runs
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:

@@ -16,6 +16,7 @@ from gateway.authz.live import LivePolicy
 from gateway.core.config import Settings
 from gateway.core.destinations import AllowList
 from gateway.delivery import DeliveryWorker
+from gateway.delivery.secrets import SubscriberSecrets
 from gateway.sql.service import SqlService
 
 __all__ = ["AlertService", "Alerts", "Mailer", "Scheduler", "SqlAlertsController", "alert_deliverer", "build_alerts"]
@@ -46,14 +47,23 @@ def build_alerts(
     audit: AuditTrail,
     settings: Settings,
     smtp_password: str,
+    subscriber_secrets: SubscriberSecrets,
 ) -> Alerts:
     """The service, its scheduler (evaluating due alerts) and deliverer (woken by this process's evaluations)."""
     config = settings.alerts
     mailer = Mailer(settings.smtp, smtp_password, config.timeout_seconds)
     service = AlertService(
-        sessionmaker, sql, policy, allowed, audit, config, email=mailer.configured, public_url=settings.ui.public_url
+        sessionmaker,
+        sql,
+        policy,
+        allowed,
+        audit,
+        config,
+        subscriber_secrets,
+        email=mailer.configured,
+        public_url=settings.ui.public_url,
     )
-    deliverer = alert_deliverer(sessionmaker, allowed, mailer, config)
+    deliverer = alert_deliverer(sessionmaker, allowed, subscriber_secrets, mailer, config)
     service.notified.append(deliverer.wake)
     scheduler = Scheduler(
         sessionmaker,

@@ -11,7 +11,8 @@ a receiver may see a delivery again (the same `X-Fedgate-Delivery`).
 Webhooks are sent as registry webhooks are (`send_webhook` of gateway/delivery/webhook.py): the URL is checked
 against `[outbound] allowed_destinations` when the alert is saved and again before each attempt, the body is
 signed with the subscription's secret (`X-Databricks-Signature`, hex HMAC-SHA256), redirects are not followed.
-The secret is read from the alert when the delivery is sent, never copied into the delivery, never logged.
+The secret is kept sealed in the alert (gateway/delivery/secrets.py) and opened when the delivery is sent, never
+copied into the delivery, never logged.
 E-mail goes through `[smtp]` with the standard library's smtplib in a thread (STARTTLS or TLS, a login whose
 password comes from the environment or a file).
 """
@@ -27,10 +28,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.alerts.service import secret_field, secret_place
 from gateway.core.config import AlertsSettings, SmtpSettings
 from gateway.core.destinations import AllowList
+from gateway.core.sealing import SealError
 from gateway.db.models import SqlAlertDeliveryRow, SqlAlertRow
 from gateway.delivery import DELIVERY_HEADER, DeliveryWorker, Outcome, Pacing, send_webhook
+from gateway.delivery.secrets import SubscriberSecrets
 from gateway.observability.metrics import ALERT_NOTIFICATIONS
 
 AGENT = "fedgate-alerts"
@@ -85,7 +89,11 @@ class Mailer:
 
 
 def alert_deliverer(
-    sessionmaker: async_sessionmaker[AsyncSession], allowed: AllowList, mailer: Mailer, settings: AlertsSettings
+    sessionmaker: async_sessionmaker[AsyncSession],
+    allowed: AllowList,
+    subscriber_secrets: SubscriberSecrets,
+    mailer: Mailer,
+    settings: AlertsSettings,
 ) -> DeliveryWorker[Claimed]:
     """Sends due alert notifications, in every gateway process; woken by its own evaluations or every poll."""
 
@@ -95,13 +103,22 @@ def alert_deliverer(
         subscription = _webhook_of(alert, delivery.destination) if alert is not None else None
         if subscription is None:
             return Outcome.dropped("the alert or its webhook subscription is gone")
+        sealed = subscription.get("secret")
+        try:
+            secret = (
+                subscriber_secrets.open(secret_place(delivery.alert_id), secret_field(delivery.destination), sealed)
+                if sealed
+                else None
+            )
+        except SealError as exc:  # never sent unsigned: tried again, the operator may restore the key
+            return Outcome.retry(None, f"the webhook's secret cannot be opened: {exc}")
         return await send_webhook(
             allowed,
             delivery.destination,
             delivery.payload,
             str(delivery.id),
             settings.timeout_seconds,
-            secret=subscription.get("secret"),
+            secret=secret,
             agent=AGENT,
         )
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import msgspec
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.alerts.condition import (
@@ -61,7 +61,9 @@ from gateway.core.config import AlertsSettings
 from gateway.core.destinations import AllowList, DestinationError, parse_destination
 from gateway.core.errors import GatewayError, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.principal import Principal
+from gateway.core.sealing import SealError
 from gateway.db.models import SqlAlertDeliveryRow, SqlAlertEvaluationRow, SqlAlertRow
+from gateway.delivery.secrets import Resealed, SubscriberSecrets
 from gateway.observability.metrics import ALERT_EVALUATIONS
 from gateway.sql.schemas import ExecuteStatementRequest
 from gateway.sql.service import SqlService
@@ -105,6 +107,7 @@ class AlertService:
         allowed: AllowList,
         audit: AuditTrail,
         settings: AlertsSettings,
+        subscriber_secrets: SubscriberSecrets,
         *,
         email: bool,
         saved_queries: SavedQueries | None = None,
@@ -116,6 +119,7 @@ class AlertService:
         self._allowed = allowed
         self._audit = audit
         self._settings = settings
+        self._secrets = subscriber_secrets
         self._email = email
         self.saved_queries = saved_queries
         self._public_url = public_url.rstrip("/")
@@ -125,8 +129,9 @@ class AlertService:
     # -- the API ----------------------------------------------------------------------------------------
 
     async def create(self, principal: Principal, fields: AlertFields) -> Alert:
-        values = self._values(principal, fields, creating=True)
-        values["id"] = str(uuid.uuid4())
+        alert_id = str(uuid.uuid4())
+        values = self._values(principal, fields, alert_id, creating=True)
+        values["id"] = alert_id
         values["owner_id"] = principal.id
         values["owner_name"] = principal.name
         async with self._sessionmaker() as session, session.begin():
@@ -159,7 +164,7 @@ class AlertService:
         wanted = _mask(fields, mask)
         async with self._sessionmaker() as session, session.begin():
             row = await self._visible(session, principal, alert_id, lock=True)
-            values = self._values(principal, fields, creating=False, only=wanted, current=row)
+            values = self._values(principal, fields, row.id, creating=False, only=wanted, current=row)
             if "owner_user_name" in wanted and fields.owner_user_name:
                 values.update(self._new_owner(principal, fields.owner_user_name))
             if values:
@@ -475,6 +480,7 @@ class AlertService:
         self,
         principal: Principal,
         fields: AlertFields,
+        alert_id: str,
         *,
         creating: bool,
         only: frozenset[str] | None = None,
@@ -531,7 +537,7 @@ class AlertService:
         if wanted("schedule"):
             values.update(self._schedule(fields.schedule))
         if wanted("subscriptions"):
-            values["subscriptions"] = self._subscriptions(fields.subscriptions or [], current)
+            values["subscriptions"] = self._subscriptions(alert_id, fields.subscriptions or [], current)
         return values
 
     def _schedule(self, given: CronSchedule | None) -> dict[str, Any]:
@@ -560,7 +566,11 @@ class AlertService:
             "next_run_at": None if pause == "PAUSED" else schedule.next_after(now),
         }
 
-    def _subscriptions(self, given: Sequence[Subscription], current: SqlAlertRow | None) -> list[dict[str, Any]]:
+    def _subscriptions(
+        self, alert_id: str, given: Sequence[Subscription], current: SqlAlertRow | None
+    ) -> list[dict[str, Any]]:
+        """As stored: a webhook's secret sealed (gateway/delivery/secrets.py), bound to the alert and the URL; an
+        update that repeats a URL without a secret keeps the sealed one."""
         if len(given) > MAX_SUBSCRIPTIONS:
             raise InvalidParameter(f"An alert has at most {MAX_SUBSCRIPTIONS} subscriptions.")
         old_secrets = {
@@ -582,7 +592,10 @@ class AlertService:
                 continue
             assert subscription.webhook is not None
             url = self._check_url(subscription.webhook.url)
-            secret = subscription.webhook.secret if subscription.webhook.secret is not None else old_secrets.get(url)
+            new_secret = subscription.webhook.secret
+            secret = old_secrets.get(url) if new_secret is None else None
+            if new_secret:
+                secret = self._secrets.seal(secret_place(alert_id), secret_field(url), new_secret)
             stored.append({"webhook": {"url": url, **({"secret": secret} if secret else {})}})
         return stored
 
@@ -757,6 +770,55 @@ def _page_start(token: str | None) -> int:
 
 def _time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def reseal_secrets(
+    sessionmaker: async_sessionmaker[AsyncSession], subscriber_secrets: SubscriberSecrets
+) -> Resealed:
+    """Every alert's webhook secrets sealed under the active vault key (`fedgate secrets rotate-key`): one short
+    transaction, the alerts that have a secret locked as an update or an evaluation would lock them."""
+    done = Resealed()
+    async with sessionmaker() as session, session.begin():
+        rows = (
+            await session.scalars(
+                select(SqlAlertRow)
+                .where(text("jsonb_path_exists(subscriptions, '$[*].webhook.secret')"))
+                .with_for_update()
+            )
+        ).all()
+        for row in rows:
+            changed = False
+            subscriptions = [dict(item) for item in row.subscriptions or []]
+            for item in subscriptions:
+                webhook = item.get("webhook")
+                if not isinstance(webhook, dict) or not webhook.get("secret"):
+                    continue
+                stored = str(webhook["secret"])
+                try:
+                    again = subscriber_secrets.reseal(secret_place(row.id), secret_field(str(webhook["url"])), stored)
+                except SealError:
+                    done.unreadable += 1
+                    done.count(SubscriberSecrets.key_id(stored) or "?")
+                    continue
+                if again is not None:
+                    item["webhook"] = {**webhook, "secret": again}
+                    done.rotated += 1
+                    changed = True
+            if changed:
+                await session.execute(
+                    update(SqlAlertRow).where(SqlAlertRow.id == row.id).values(subscriptions=subscriptions)
+                )
+    return done
+
+
+def secret_place(alert_id: str) -> str:
+    """Where an alert's sealed webhook secrets belong (their associated data, with `secret_field`)."""
+    return f"sql_alert:{alert_id}"
+
+
+def secret_field(url: str) -> str:
+    """Which of the alert's secrets: its webhook subscription's, by URL."""
+    return f"webhook:{url}"
 
 
 def _target(row: SqlAlertRow) -> str:

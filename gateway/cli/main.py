@@ -17,8 +17,8 @@ from gateway.cli.client import Call, CommandError, Plan, admin_call
 from gateway.core.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
+    from gateway.core.sealing import Keyring
     from gateway.secrets.builtin import Rotation
-    from gateway.secrets.crypto import Keyring
 
 
 def _database(settings: Settings) -> tuple[str, Callable[[], None]]:
@@ -128,21 +128,22 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_secrets_new_key(args: argparse.Namespace) -> int:
-    from gateway.secrets.crypto import new_key_entry
+    from gateway.core.sealing import new_key_entry
 
     print(new_key_entry(args.kid))
     return 0
 
 
 def cmd_secrets_rotate_key(args: argparse.Namespace) -> int:
-    """Re-encrypt the built-in vault's values under the active key (FEDGATE_VAULT_KEYS or its file).
+    """Re-encrypt the built-in vault's values, and the webhook secrets sealed with its keys, under the active key
+    (FEDGATE_VAULT_KEYS or its file).
 
     Each batch commits on its own: interrupted, the command is run again and goes on where it stopped;
     every value stays readable meanwhile as long as the old keys stay configured. Exit 0 once nothing is
     left under another key (the old keys may then be removed), 1 while something is.
     """
+    from gateway.core.sealing import Keyring
     from gateway.db.migrate import upgrade
-    from gateway.secrets.crypto import Keyring
 
     settings = load_settings(args.config)
     keyring = Keyring.from_environment()
@@ -157,7 +158,10 @@ def cmd_secrets_rotate_key(args: argparse.Namespace) -> int:
 
 
 async def _rotate(url: str, keyring: Keyring, batch_size: int) -> tuple[str, bool]:
+    from gateway.alerts.service import reseal_secrets as reseal_alerts
     from gateway.db.engine import make_engine, make_sessionmaker
+    from gateway.delivery.secrets import SubscriberSecrets
+    from gateway.registry.webhooks import reseal_secrets as reseal_webhooks
     from gateway.secrets.builtin import BuiltinVault
 
     engine = make_engine(url, pool_size=2)
@@ -168,7 +172,18 @@ async def _rotate(url: str, keyring: Keyring, batch_size: int) -> tuple[str, boo
             print(f"batch {rotation.batches}: {rotation.rotated} re-encrypted so far", file=sys.stderr)
 
         rotation = await vault.rotate(batch_size=batch_size, on_batch=progress)
-        return rotation.summary(), rotation.done
+        # Webhook secrets of registry webhooks and SQL alerts are sealed with the same keys.
+        subscriber_secrets = SubscriberSecrets(keyring)
+        lines, done = [rotation.summary()], rotation.done
+        for what, reseal in (("registry webhook", reseal_webhooks), ("SQL alert", reseal_alerts)):
+            resealed = await reseal(make_sessionmaker(engine), subscriber_secrets)
+            left = ", ".join(f"{n} under {kid!r}" for kid, n in sorted(resealed.remaining.items())) or "none"
+            lines.append(
+                f"{resealed.rotated} {what} secret(s) re-encrypted under {keyring.active!r}, "
+                f"{resealed.unreadable} unreadable; remaining: {left}"
+            )
+            done = done and not resealed.remaining
+        return "\n".join(lines), done
     finally:
         await engine.dispose()
 

@@ -22,7 +22,7 @@ STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
 
 # Environment variables that are not settings keys.
-# The built-in vault's keys (gateway/secrets/crypto.py): credentials, read from the environment only.
+# The built-in vault's keys (gateway/core/sealing.py): credentials, read from the environment only.
 VAULT_KEYS_ENV = "FEDGATE_VAULT_KEYS"
 VAULT_KEYS_FILE_ENV = "FEDGATE_VAULT_KEYS_FILE"
 # FEDGATE_* variables that are not overrides of settings.

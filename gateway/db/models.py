@@ -332,8 +332,10 @@ class RegistryWebhookRow(Base):
     model_id: Mapped[str | None] = mapped_column(String(32))  # None: every model of the workspace
     events: Mapped[list[str]] = mapped_column(JSONB)
     url: Mapped[str] = mapped_column(Text)
-    secret: Mapped[str | None] = mapped_column(Text)  # the HMAC key: never answered, never logged
-    authorization: Mapped[str | None] = mapped_column(Text)  # the Authorization header's value, likewise
+    # The HMAC key and the Authorization header's value, sealed (gateway/delivery/secrets.py; a CHECK of migration
+    # 0030 refuses anything else): never answered, never logged.
+    secret: Mapped[str | None] = mapped_column(Text)
+    authorization: Mapped[str | None] = mapped_column(Text)
     enable_ssl_verification: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(16), default="ACTIVE")  # ACTIVE | TEST_MODE | DISABLED
     description: Mapped[str | None] = mapped_column(Text)
@@ -380,7 +382,7 @@ class SqlAlertRow(Base):
     schedule: Mapped[str | None] = mapped_column(Text)  # a Quartz cron expression; None: run on demand only
     timezone_id: Mapped[str] = mapped_column(Text, default="UTC")
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    # E-mail addresses and webhooks (URL and HMAC secret: the secret is never answered, never logged).
+    # E-mail addresses and webhooks (URL and HMAC secret: the secret sealed, never answered, never logged).
     subscriptions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     state: Mapped[str] = mapped_column(String(16), default="UNKNOWN")  # UNKNOWN | OK | TRIGGERED
     evaluation_state: Mapped[str] = mapped_column(String(16), default="UNKNOWN")  # ... | ERROR

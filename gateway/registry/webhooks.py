@@ -6,7 +6,8 @@ registry workflow. A webhook is one model's (`model_name`) or registry-wide (the
 events and names an `http_url_spec` (`url`, optional `secret`, `authorization`, `enable_ssl_verification`).
 
 - Who: a model's webhooks are managed by CAN_MANAGE on the model; registry-wide ones by CAN_MANAGE on the
-  workspace. The secret and the Authorization value are never answered, logged or audited.
+  workspace. The secret and the Authorization value are never answered, logged or audited, and are stored
+  sealed under the built-in vault's keys (gateway/delivery/secrets.py), opened only to sign and send.
 - Where: the URL must parse strictly and be on `[outbound] allowed_destinations` (gateway/core/destinations.py)
   when the webhook is created or updated (400 or 403 otherwise) and again when each delivery is sent (a
   destination the operator took off the list since gets nothing). Redirects are not followed.
@@ -43,8 +44,10 @@ from gateway.core.destinations import AllowList, DestinationError, parse_destina
 from gateway.core.errors import GatewayError, InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
+from gateway.core.sealing import SealError
 from gateway.db.models import RegistryCommentRow, RegistryWebhookDeliveryRow, RegistryWebhookRow
 from gateway.delivery import MAX_ANSWER_CHARS, DeliveryWorker, Outcome, Pacing, post_signed, send_webhook
+from gateway.delivery.secrets import Resealed, SubscriberSecrets
 from gateway.registry.repository import StoredActivity, millis
 from gateway.registry.service import Model, ModelIds
 
@@ -208,9 +211,11 @@ class RegistryWebhooks:
         ids: ModelIds,
         allowed: AllowList,
         audit: AuditTrail,
+        subscriber_secrets: SubscriberSecrets,
         timeout_seconds: float = 10.0,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._secrets = subscriber_secrets
         self._authorizer = authorizer
         self._models = models
         self._ids = ids
@@ -271,6 +276,8 @@ class RegistryWebhooks:
         events, status = _events(wanted.events), _status(wanted.status or "ACTIVE")
         spec = wanted.http_url_spec
         url = self._check_url(spec.url)
+        webhook_id = secrets.token_hex(16)
+        sealed = self._sealed(webhook_id, spec)
         async with self._sessionmaker() as session, session.begin():
             count = await session.scalar(
                 select(func.count())
@@ -285,13 +292,13 @@ class RegistryWebhooks:
             if int(count or 0) >= MAX_WEBHOOKS_PER_MODEL:
                 raise InvalidParameter(f"A model has at most {MAX_WEBHOOKS_PER_MODEL} webhooks.")
             row = RegistryWebhookRow(
-                id=secrets.token_hex(16),
+                id=webhook_id,
                 workspace_id=link.workspace_id,
                 model_id=target.model_id,
                 events=events,
                 url=url,
-                secret=spec.secret or None,
-                authorization=spec.authorization or None,
+                secret=sealed.get("secret"),
+                authorization=sealed.get("authorization"),
                 enable_ssl_verification=spec.enable_ssl_verification is not False,
                 status=status,
                 description=wanted.description,
@@ -315,14 +322,12 @@ class RegistryWebhooks:
             values["description"] = wanted.description
         if (spec := wanted.http_url_spec) is not None:
             values["url"] = self._check_url(spec.url)
-            if spec.secret is not None:
-                values["secret"] = spec.secret or None
-            if spec.authorization is not None:
-                values["authorization"] = spec.authorization or None
             if spec.enable_ssl_verification is not None:
                 values["enable_ssl_verification"] = spec.enable_ssl_verification
         async with self._sessionmaker() as session, session.begin():
             row, target = await self._owned(session, principal, link, wanted.id)
+            if spec is not None:
+                values.update(self._sealed(row.id, spec))
             if values:
                 values["updated_at"] = func.now()
                 await session.execute(
@@ -402,7 +407,23 @@ class RegistryWebhooks:
         )
         self._check_url(row.url, stored=True)
         try:
-            status, answer = await post(row, payload, f"test-{secrets.token_hex(8)}", self._timeout)
+            secret, authorization = opened(self._secrets, row)
+        except SealError as exc:
+            raise GatewayError(
+                f"The webhook's secret cannot be opened on this gateway: {exc}.",
+                error_code="TEMPORARILY_UNAVAILABLE",
+                status=503,
+            ) from None
+        try:
+            status, answer = await post_signed(
+                row.url,
+                payload,
+                f"test-{secrets.token_hex(8)}",
+                self._timeout,
+                secret=secret,
+                authorization=authorization,
+                verify_ssl=row.enable_ssl_verification,
+            )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # The exception's class only: its message may repeat the URL (and whatever the URL carries).
             raise GatewayError(
@@ -411,6 +432,16 @@ class RegistryWebhooks:
                 status=502,
             ) from None
         return TestWebhookResponse(status_code=status, body=answer[:MAX_ANSWER_CHARS])
+
+    def _sealed(self, webhook_id: str, spec: HttpUrlSpec) -> dict[str, str | None]:
+        """The spec's secret and Authorization value as stored: sealed, None to remove one (an empty string), and
+        left out when not given."""
+        values: dict[str, str | None] = {}
+        for name in SEALED_FIELDS:
+            given = getattr(spec, name)
+            if given is not None:
+                values[name] = self._secrets.seal(place(webhook_id), name, given) if given else None
+        return values
 
     def _check_url(self, value: str, *, stored: bool = False) -> str:
         try:
@@ -546,17 +577,55 @@ def _webhook(row: RegistryWebhookRow, model_name: str | None) -> RegistryWebhook
     )
 
 
-async def post(row: RegistryWebhookRow, payload: bytes, delivery: str, seconds: float) -> tuple[int, str]:
-    """POST the payload to the webhook's URL, signed; (status, the answer's start). Redirects are not followed."""
-    return await post_signed(
-        row.url,
-        payload,
-        delivery,
-        seconds,
-        secret=row.secret,
-        authorization=row.authorization,
-        verify_ssl=row.enable_ssl_verification,
-    )
+SEALED_FIELDS = ("secret", "authorization")
+
+
+def place(webhook_id: str) -> str:
+    """Where a webhook's sealed values belong (their associated data, with the field's name)."""
+    return f"registry_webhook:{webhook_id}"
+
+
+def opened(sealed: SubscriberSecrets, row: RegistryWebhookRow) -> tuple[str | None, str | None]:
+    """The webhook's secret and Authorization value, opened (SealError when one cannot be)."""
+    secret = sealed.open(place(row.id), "secret", row.secret) if row.secret else None
+    authorization = sealed.open(place(row.id), "authorization", row.authorization) if row.authorization else None
+    return secret, authorization
+
+
+async def reseal_secrets(
+    sessionmaker: async_sessionmaker[AsyncSession], subscriber_secrets: SubscriberSecrets
+) -> Resealed:
+    """Every webhook's secret and Authorization value sealed under the active vault key (`fedgate secrets
+    rotate-key`): one short transaction over the (small) table, rows locked as a change would lock them."""
+    done = Resealed()
+    async with sessionmaker() as session, session.begin():
+        rows = (
+            await session.scalars(
+                select(RegistryWebhookRow)
+                .where(or_(RegistryWebhookRow.secret.is_not(None), RegistryWebhookRow.authorization.is_not(None)))
+                .with_for_update()
+            )
+        ).all()
+        for row in rows:
+            values: dict[str, str] = {}
+            for name in SEALED_FIELDS:
+                stored = getattr(row, name)
+                if not stored:
+                    continue
+                try:
+                    again = subscriber_secrets.reseal(place(row.id), name, stored)
+                except SealError:
+                    done.unreadable += 1
+                    done.count(SubscriberSecrets.key_id(stored) or "?")
+                    continue
+                if again is not None:
+                    values[name] = again
+                    done.rotated += 1
+            if values:
+                await session.execute(
+                    update(RegistryWebhookRow).where(RegistryWebhookRow.id == row.id).values(**values)
+                )
+    return done
 
 
 # -- delivery ----------------------------------------------------------------------------------------
@@ -572,7 +641,10 @@ class Claimed:
 
 
 def deliverer(
-    sessionmaker: async_sessionmaker[AsyncSession], allowed: AllowList, pacing: Pacing
+    sessionmaker: async_sessionmaker[AsyncSession],
+    allowed: AllowList,
+    subscriber_secrets: SubscriberSecrets,
+    pacing: Pacing,
 ) -> DeliveryWorker[Claimed]:
     """The registry's deliveries sent by the shared delivery loop (gateway/delivery/), to the webhook's URL as it is
     when each attempt is made; a webhook deleted or no longer ACTIVE gets nothing more."""
@@ -582,14 +654,18 @@ def deliverer(
             row = await session.get(RegistryWebhookRow, delivery.webhook_id)
         if row is None or row.status != "ACTIVE":
             return Outcome.dropped("the webhook was deleted or is not active")
+        try:
+            secret, authorization = opened(subscriber_secrets, row)
+        except SealError as exc:  # never sent unsigned: tried again, the operator may restore the key
+            return Outcome.retry(None, f"the webhook's secret cannot be opened: {exc}")
         return await send_webhook(
             allowed,
             row.url,
             delivery.payload,
             str(delivery.id),
             pacing.timeout_seconds,
-            secret=row.secret,
-            authorization=row.authorization,
+            secret=secret,
+            authorization=authorization,
             verify_ssl=row.enable_ssl_verification,
         )
 

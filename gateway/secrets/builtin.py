@@ -1,4 +1,4 @@
-"""The built-in vault: secret values sealed (gateway/secrets/crypto.py) in the gateway's own PostgreSQL.
+"""The built-in vault: secret values sealed (gateway/core/sealing.py) in the gateway's own PostgreSQL.
 
 Implements the `Vault` port (gateway/core/ports.py) over the table `vault_values` (migration 0009):
 one row per (location, key) holding the sealing key's id, the nonce and the ciphertext. Keys live in
@@ -30,8 +30,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.ports import SecretInfo, VaultDenied, VaultUnavailable
+from gateway.core.sealing import Keyring, Sealed, SealError
 from gateway.db.errors import database_unreachable
-from gateway.secrets.crypto import Keyring, Sealed, SealError
 
 log = logging.getLogger(__name__)
 

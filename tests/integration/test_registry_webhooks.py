@@ -240,6 +240,87 @@ def test_the_workflows_events_reach_an_allowed_receiver_signed_and_nothing_else_
     assert SECRET not in details and "rcv-token" not in details
 
 
+def test_a_webhooks_secrets_are_sealed_in_the_database_and_still_sign_its_deliveries(
+    stack: Stack,
+    org: Org,  # noqa: F811
+    receiver: Receiver,
+) -> None:
+    """The row holds the secret and the Authorization value sealed with the built-in vault's keys (never as given);
+    the receiver still verifies the HMAC with the plain secret; an update's new secret is sealed too."""
+    name = make_model(stack, org, versions=1, prefix="sealed")
+    path = f"/allowed/sealed-{uuid.uuid4().hex[:8]}"
+
+    def ok(method: str, call: str, **kw: Any) -> dict[str, Any]:
+        answer = api(stack.url, org.owner.token, method, call, **kw)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    spec = {"url": RECEIVER + path, "secret": SECRET, "authorization": "Bearer sealed-token"}
+    hook = ok(
+        "POST",
+        "registry-webhooks/create",
+        json={"model_name": name, "events": ["COMMENT_CREATED"], "http_url_spec": spec},
+    )["webhook"]
+    assert SECRET not in json.dumps(hook) and "sealed-token" not in json.dumps(hook)
+
+    def stored() -> tuple[str, str]:
+        async def run() -> tuple[str, str]:
+            connection = await asyncpg.connect(stack.database_url)
+            try:
+                row = await connection.fetchrow(
+                    'SELECT secret, "authorization" FROM registry_webhooks WHERE id = $1', hook["id"]
+                )
+            finally:
+                await connection.close()
+            assert row is not None
+            return str(row["secret"]), str(row["authorization"])
+
+        return asyncio.run(run())
+
+    secret, authorization = stored()
+    assert SECRET not in secret and "sealed-token" not in authorization
+    assert secret.startswith("fgv1:t1:") and authorization.startswith("fgv1:t1:")  # the tests' active vault key
+
+    registry(stack, org.requester).create_comment(name, "1", "sealed but signed")
+    [first] = receiver.wait_for(path, 1)
+    assert signed(first) and first.headers.get("Authorization") == "Bearer sealed-token"
+    assert first.event["comment"] == "sealed but signed"
+
+    # A new secret (the URL and Authorization kept) is sealed afresh, and the next delivery is signed with it.
+    rotated = "whsec-" + uuid.uuid4().hex
+    ok(
+        "PATCH",
+        "registry-webhooks/update",
+        json={"id": hook["id"], "http_url_spec": {"url": RECEIVER + path, "secret": rotated}},
+    )
+    secret_now, authorization_now = stored()
+    assert rotated not in secret_now and secret_now != secret and authorization_now == authorization
+    registry(stack, org.requester).create_comment(name, "1", "with the new secret")
+    second = receiver.wait_for(path, 2)[-1]
+    assert signed(second, rotated) and not signed(second, SECRET)
+
+    # A sealed value moved to another webhook's row does not open there: that webhook's delivery is not sent unsigned.
+    other_path = f"/allowed/moved-{uuid.uuid4().hex[:8]}"
+    other = ok(
+        "POST",
+        "registry-webhooks/create",
+        json={"model_name": name, "events": ["COMMENT_CREATED"], "http_url_spec": {"url": RECEIVER + other_path}},
+    )["webhook"]
+    database_admin(
+        stack.database_url,
+        f"UPDATE registry_webhooks SET secret = '{secret_now}' WHERE id = '{other['id']}'",
+    )
+    registry(stack, org.requester).create_comment(name, "1", "to the moved secret")
+    receiver.wait_for(path, 3)
+    found = deliveries_detail(stack.database_url, other["id"])
+    assert found and all(state != "delivered" and "cannot be opened" in (error or "") for state, error in found)
+    assert receiver.at(other_path) == []
+    assert stack.gateway.log_path is not None
+    logged = Path(stack.gateway.log_path).read_text(errors="replace")
+    assert rotated not in logged and "sealed-token" not in logged
+    ok("DELETE", "registry-webhooks/delete", params={"id": other["id"]})
+
+
 # -- gateways of their own: retries, a restart, two processes -------------------------------------------
 
 
@@ -279,6 +360,28 @@ def deliveries(url: str, webhook_id: str) -> list[tuple[str, int]]:
         return [(row["state"], row["attempts"]) for row in rows]
 
     return asyncio.run(run())
+
+
+def deliveries_detail(url: str, webhook_id: str, timeout: float = 30.0) -> list[tuple[str, str | None]]:
+    """The webhook's deliveries (state, last error) once each has an error recorded."""
+    deadline = time.monotonic() + timeout
+
+    async def run() -> list[tuple[str, str | None]]:
+        connection = await asyncpg.connect(url)
+        try:
+            rows = await connection.fetch(
+                "SELECT state, last_error FROM registry_webhook_deliveries WHERE webhook_id = $1 ORDER BY id",
+                webhook_id,
+            )
+        finally:
+            await connection.close()
+        return [(row["state"], row["last_error"]) for row in rows]
+
+    while True:
+        found = asyncio.run(run())
+        if (found and all(error for _, error in found)) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def settled(url: str, webhook_id: str, count: int, timeout: float = 30.0) -> list[tuple[str, int]]:

@@ -333,6 +333,11 @@ def test_the_low_reliability_alert_fires_signed_and_by_mail_then_returns_to_ok(
         alerting.database_url, "SELECT details::text AS d FROM audit_log WHERE target = $1", f"sql_alert:{alert_id}"
     )
     assert audited and all(SECRET not in row["d"] for row in audited)
+    # Nor in the database: the alert holds it sealed with the vault's keys, and yet signed the deliveries above.
+    [stored] = query(alerting.database_url, "SELECT subscriptions::text AS s FROM sql_alerts WHERE id = $1", alert_id)
+    assert SECRET not in stored["s"]
+    [sealed] = [item["webhook"]["secret"] for item in json.loads(stored["s"]) if "webhook" in item]
+    assert sealed.startswith("fgv1:t1:")  # the active key of the tests' FEDGATE_VAULT_KEYS
 
 
 def test_bad_alerts_are_refused_in_mlflows_error_shape(alerting: Alerting) -> None:

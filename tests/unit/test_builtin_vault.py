@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.ports import SecretInfo, Vault, VaultDenied, VaultUnavailable
+from gateway.core.sealing import KEYS_ENV, Keyring, TamperedValue, VaultKey
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.db.pools import plain_dsn
 from gateway.secrets.builtin import BuiltinVault, Rotation
-from gateway.secrets.crypto import KEYS_ENV, Keyring, TamperedValue, VaultKey
 from tests.databases import migrated_database
 
 OLD, NEW = os.urandom(32), os.urandom(32)
@@ -208,7 +208,7 @@ CHILD = textwrap.dedent(
     import asyncio, sys
     from gateway.db.engine import make_engine, make_sessionmaker
     from gateway.secrets.builtin import BuiltinVault
-    from gateway.secrets.crypto import Keyring
+    from gateway.core.sealing import Keyring
 
     async def main() -> None:
         engine = make_engine(sys.argv[1], pool_size=1)

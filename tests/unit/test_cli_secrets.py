@@ -3,6 +3,7 @@ run as a subprocess against a migrated database (the session's embedded PostgreS
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,10 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text as sql
 
+from gateway.core.sealing import KEYS_ENV, Keyring
 from gateway.db.engine import make_engine, make_sessionmaker
+from gateway.delivery.secrets import SubscriberSecrets
 from gateway.secrets.builtin import BuiltinVault
-from gateway.secrets.crypto import KEYS_ENV, Keyring
 from tests.databases import migrated_database
 
 LOCATION = "w1001/db-creds"
@@ -45,6 +48,35 @@ async def test_new_keys_then_a_rotation_that_leaves_nothing_under_the_old_key(da
         before = BuiltinVault(make_sessionmaker(engine), Keyring.parse(f"active=k2026 {old.stdout}", "test"))
         for number in range(7):
             await before.put(LOCATION, f"key-{number}", f"value-{number}".encode())
+        # Webhook secrets are sealed with the same keys, and rotated with the vault's values.
+        sealed = SubscriberSecrets(Keyring.parse(f"active=k2026 {old.stdout}", "test"))
+        async with make_sessionmaker(engine)() as session, session.begin():
+            await session.execute(
+                sql(
+                    "INSERT INTO registry_webhooks "
+                    '(id, workspace_id, events, url, secret, "authorization", created_by) '
+                    "VALUES ('w1', 1, '[]', 'https://h/w', :secret, :authorization, 'x')"
+                ),
+                {
+                    "secret": sealed.seal("registry_webhook:w1", "secret", "value-hook"),
+                    "authorization": sealed.seal("registry_webhook:w1", "authorization", "value-auth"),
+                },
+            )
+            subscriptions = [
+                {
+                    "webhook": {
+                        "url": "https://h/a",
+                        "secret": sealed.seal("sql_alert:a1", "webhook:https://h/a", "value-alert"),
+                    }
+                }
+            ]
+            await session.execute(
+                sql(
+                    "INSERT INTO sql_alerts (id, display_name, owner_name, query_text, condition, subscriptions) "
+                    "VALUES ('a1', 'a', 'o', 'SELECT 1 AS x', '{}'::jsonb, CAST(:subscriptions AS jsonb))"
+                ),
+                {"subscriptions": json.dumps(subscriptions)},
+            )
 
         config = tmp_path / "fedgate.toml"
         config.write_text(f'[database]\nurl = "{database}"\n')
@@ -53,6 +85,10 @@ async def test_new_keys_then_a_rotation_that_leaves_nothing_under_the_old_key(da
         assert rotated.returncode == 0, rotated.stderr
         assert "7 value(s) re-encrypted under 'k2027' in 3 batch(es)" in rotated.stdout
         assert "remaining: none" in rotated.stdout
+        assert (
+            "2 registry webhook secret(s) re-encrypted under 'k2027', 0 unreadable; remaining: none" in rotated.stdout
+        )
+        assert "1 SQL alert secret(s) re-encrypted under 'k2027', 0 unreadable; remaining: none" in rotated.stdout
         for text in (rotated.stdout, rotated.stderr):
             assert "value-" not in text and old.stdout.split(":")[1].strip() not in text
 
@@ -60,6 +96,13 @@ async def test_new_keys_then_a_rotation_that_leaves_nothing_under_the_old_key(da
         assert await after.get_many(LOCATION, [f"key-{n}" for n in range(7)]) == {
             f"key-{n}": f"value-{n}".encode() for n in range(7)
         }
+        only_new = SubscriberSecrets(Keyring.parse(f"active=k2027 {new.stdout}", "test"))
+        async with make_sessionmaker(engine)() as session:
+            hook = (await session.execute(sql('SELECT secret, "authorization" FROM registry_webhooks'))).one()
+            alert = (await session.execute(sql("SELECT subscriptions FROM sql_alerts"))).scalar_one()
+        assert only_new.open("registry_webhook:w1", "secret", hook.secret) == "value-hook"
+        assert only_new.open("registry_webhook:w1", "authorization", hook.authorization) == "value-auth"
+        assert only_new.open("sql_alert:a1", "webhook:https://h/a", alert[0]["webhook"]["secret"]) == "value-alert"
     finally:
         await engine.dispose()
 

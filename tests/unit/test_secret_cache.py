@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.app import build_vaults
 from gateway.core.config import ConfigError, Settings, load_settings
 from gateway.core.ports import Vault, VaultUnavailable
+from gateway.core.sealing import Keyring, TamperedValue, VaultKey
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.db.pools import plain_dsn
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
-from gateway.secrets.crypto import Keyring, TamperedValue, VaultKey
 from tests.databases import migrated_database
 
 KEY = os.urandom(32)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.config import ConfigError
-from gateway.secrets.crypto import (
+from gateway.core.sealing import (
     KEYS_ENV,
     KEYS_FILE_ENV,
     NONCE_BYTES,

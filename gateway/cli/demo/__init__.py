@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.config import VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV
+from gateway.core.sealing import new_key_entry
 from gateway.devstack import LOOPBACK, NO_TELEMETRY, GatewayProcess, MlflowServer, free_port
-from gateway.secrets.crypto import new_key_entry
 
 CENTRAL = "central"
 STORES = ("team-a-store", "team-b-store", CENTRAL)

@@ -2,7 +2,7 @@
 
 One row per secret: its location (a workspace's secret scope, `w<id>/<scope>`) and key, the id of the
 key that sealed it, the nonce and the ciphertext (GCM's tag at its end). Keys are never stored here;
-the gateway holds them (gateway/secrets/crypto.py). `updated_at` is when the value was last put;
+the gateway holds them (gateway/core/sealing.py). `updated_at` is when the value was last put;
 re-encrypting it under another key (rotation) leaves it as it is.
 
 Revision ID: 0009

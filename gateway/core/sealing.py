@@ -1,5 +1,9 @@
 """The built-in vault's envelope: AES-256-GCM, one fresh nonce per value, the secret's place bound to it.
 
+Used by the built-in vault (gateway/secrets/builtin.py: its values in `vault_values`) and by the secrets the
+gateway keeps to use itself, the webhook secrets of registry webhooks and SQL alerts (gateway/delivery/secrets.py:
+one column or JSON field each, in `Sealed.to_text`'s form): one set of keys, one rotation.
+
 Sealing a value encrypts it under the keyring's active key with a fresh random 96-bit nonce, and binds
 the secret's location and key as associated data: a ciphertext copied to another row (another scope,
 another key, another workspace) fails authentication instead of decrypting. Each sealed value carries
@@ -56,6 +60,7 @@ _KID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _KID_RULE = "1 to 32 of A-Z a-z 0-9 _ . -"
 _SEPARATORS = re.compile(r"[\s,]+")
 _AAD_PREFIX = b"fedgate-vault-v1"
+TEXT_PREFIX = "fgv1"  # a sealed value as one text (Sealed.to_text)
 
 
 class SealError(Exception):
@@ -91,6 +96,24 @@ class Sealed:
 
     def __repr__(self) -> str:
         return f"Sealed(kid={self.kid!r}, {len(self.ciphertext)} bytes)"
+
+    def to_text(self) -> str:
+        """One text value for a column or a JSON field: `fgv1:<key id>:<nonce>:<ciphertext>` (URL-safe base64)."""
+        return ":".join((TEXT_PREFIX, self.kid, _b64(self.nonce), _b64(self.ciphertext)))
+
+    @classmethod
+    def from_text(cls, text: str, what: str) -> Sealed:
+        """The value `to_text` wrote, or TamperedValue naming `what` (never the text: it may be a plain secret)."""
+        parts = text.split(":")
+        if len(parts) != 4 or parts[0] != TEXT_PREFIX or not _KID.fullmatch(parts[1]):
+            raise TamperedValue(f"{what} is not a sealed value")
+        try:
+            nonce, ciphertext = (base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)) for part in parts[2:])
+        except (binascii.Error, ValueError):
+            raise TamperedValue(f"{what} is not a sealed value") from None
+        if len(nonce) != NONCE_BYTES:
+            raise TamperedValue(f"{what} is not a sealed value")
+        return cls(parts[1], nonce, ciphertext)
 
 
 def associated_data(location: str, key: str) -> bytes:
@@ -217,3 +240,7 @@ def new_key_entry(kid: str) -> str:
     if not _KID.fullmatch(kid):
         raise ConfigError(f"a key id is {_KID_RULE}")
     return f"{kid}:{base64.b64encode(os.urandom(KEY_BYTES)).decode()}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
