@@ -111,7 +111,7 @@ def alert_deliverer(
                 else None
             )
         except SealError as exc:  # never sent unsigned: tried again, the operator may restore the key
-            return Outcome.retry(None, f"the webhook's secret cannot be opened: {exc}")
+            return Outcome.retry(None, SubscriberSecrets.unopened(str(sealed), exc))
         return await send_webhook(
             allowed,
             delivery.destination,

@@ -55,6 +55,13 @@ class SubscriberSecrets:
         return self.seal(place, field, self.open(place, field, stored))
 
     @staticmethod
+    def unopened(stored: str, exc: SealError) -> str:
+        """Why a stored value did not open, for a delivery's `last_error` and the log: the failure's kind and the
+        key id only (the place may name a URL, which may carry a token of its own)."""
+        kid = SubscriberSecrets.key_id(stored)
+        return f"the webhook's secret cannot be opened ({type(exc).__name__}{f', key id {kid!r}' if kid else ''})"
+
+    @staticmethod
     def key_id(stored: str) -> str:
         """The id of the key a stored value is sealed under ("" when it is not a sealed value)."""
         try:

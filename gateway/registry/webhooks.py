@@ -408,9 +408,9 @@ class RegistryWebhooks:
         self._check_url(row.url, stored=True)
         try:
             secret, authorization = opened(self._secrets, row)
-        except SealError as exc:
+        except Unopened as exc:
             raise GatewayError(
-                f"The webhook's secret cannot be opened on this gateway: {exc}.",
+                f"This gateway cannot sign the test: {exc}.",
                 error_code="TEMPORARILY_UNAVAILABLE",
                 status=503,
             ) from None
@@ -585,10 +585,20 @@ def place(webhook_id: str) -> str:
     return f"registry_webhook:{webhook_id}"
 
 
+class Unopened(Exception):
+    """A webhook's stored secret or Authorization value did not open; the message is safe to record and log."""
+
+
 def opened(sealed: SubscriberSecrets, row: RegistryWebhookRow) -> tuple[str | None, str | None]:
-    """The webhook's secret and Authorization value, opened (SealError when one cannot be)."""
-    secret = sealed.open(place(row.id), "secret", row.secret) if row.secret else None
-    authorization = sealed.open(place(row.id), "authorization", row.authorization) if row.authorization else None
+    """The webhook's secret and Authorization value, opened (Unopened when one cannot be)."""
+    values: list[str | None] = []
+    for name in SEALED_FIELDS:
+        stored = getattr(row, name)
+        try:
+            values.append(sealed.open(place(row.id), name, stored) if stored else None)
+        except SealError as exc:
+            raise Unopened(SubscriberSecrets.unopened(stored, exc)) from None
+    secret, authorization = values
     return secret, authorization
 
 
@@ -656,8 +666,8 @@ def deliverer(
             return Outcome.dropped("the webhook was deleted or is not active")
         try:
             secret, authorization = opened(subscriber_secrets, row)
-        except SealError as exc:  # never sent unsigned: tried again, the operator may restore the key
-            return Outcome.retry(None, f"the webhook's secret cannot be opened: {exc}")
+        except Unopened as exc:  # never sent unsigned: tried again, the operator may restore the key
+            return Outcome.retry(None, str(exc))
         return await send_webhook(
             allowed,
             row.url,

@@ -51,8 +51,11 @@ def test_without_vault_keys_a_secret_is_refused_not_kept_and_a_sealed_one_does_n
         none.seal("sql_alert:x", "webhook:https://h/x", PLAIN)
     assert PLAIN not in refused.value.message
     stored = SubscriberSecrets(keyring("old", OLD)).seal("sql_alert:x", "webhook:https://h/x", PLAIN)
-    with pytest.raises(SealError, match=KEYS_ENV):
+    with pytest.raises(SealError, match=KEYS_ENV) as unopened:
         none.open("sql_alert:x", "webhook:https://h/x", stored)
+    # What a delivery records and logs names the failure and the key id, never the place (a URL may carry a token).
+    said = SubscriberSecrets.unopened(stored, unopened.value)
+    assert said == "the webhook's secret cannot be opened (SealError, key id 'old')"
 
 
 def test_resealing_moves_a_secret_to_the_active_key() -> None:
