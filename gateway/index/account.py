@@ -155,8 +155,14 @@ class AccountScope:
             return await self.bulk_metric_history(call)
         if spec == GRAPHQL:
             return await self.graphql(call)
-        if spec == VERSIONS_SEARCH:
-            return await self.run_model_versions(call)
+        if spec == VERSIONS_SEARCH and self._by_run(call):
+            try:
+                return await self.run_model_versions(call)
+            except ResourceNotFound:
+                if self.models is None:
+                    raise
+                # A run the caller cannot read (or the index does not know): the versions of it they may
+                # read are found as any other version search finds them, in every workspace.
         if spec.name in EXPERIMENT_PAGE_READS and spec.method == "POST":
             return await self.experiment_page_read(call)
         if spec == GATEWAY_ENDPOINTS:
@@ -364,9 +370,15 @@ class AccountScope:
             missing = f"Run with id={run_id} not found"
         return await self._forward_hidden(call, link, missing)
 
+    def _by_run(self, call: ForwardCall) -> bool:
+        """A version search by one run alone (the run page's question); other version searches ask every
+        workspace (account_models.py), or are refused where that is not wired."""
+        asked = _param(parse_qs(call.query, keep_blank_values=True), "filter") or ""
+        return self.models is None or RUN_VERSIONS_FILTER.match(asked) is not None
+
     async def run_model_versions(self, call: ForwardCall) -> ForwardResult:
         """The model versions made from one run (the run page's question), from the run's workspace, with
-        model names in the account form `<workspace>.<name>`; other version searches need a workspace."""
+        model names in the account form `<workspace>.<name>`."""
         asked = _param(parse_qs(call.query, keep_blank_values=True), "filter") or ""
         match = RUN_VERSIONS_FILTER.match(asked)
         if match is None:
@@ -376,6 +388,8 @@ class AccountScope:
             )
         run_id = match.group(1) if match.group(1) is not None else match.group(2)
         link = await self._run_link(run_id)
+        if not self.authorizer.enters(call.principal, link.workspace_id):
+            raise ResourceNotFound(f"Run with id={run_id} not found")
         result = await self._forward_hidden(call, link, f"Run with id={run_id} not found")
 
         def translate(document: dict[str, Any]) -> None:

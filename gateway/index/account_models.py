@@ -4,11 +4,12 @@ A model is named there by its workspace and its name, `<workspace>.<name>` (work
 dot, so the first dot splits them): `mlflow.set_workspace("account")`, then
 `mlflow.pyfunc.load_model("models:/team-a.churn/3")` loads version 3 of team-a's `churn`.
 
-- `search_registered_models` asks each workspace in which the caller may read a model, as an ordinary
-  guarded call (the guard narrows it to the readable models), workspace after workspace in id order,
-  and names every model in the qualified form; its page token says where the next page starts. A
-  workspace whose store does not answer is left out of the page, and named in the answer's
-  `X-Fedgate-Unreachable-Workspaces` header.
+- `search_registered_models` and `search_model_versions` ask each workspace in which the caller may read a
+  model, as an ordinary guarded call (the guard narrows it to the readable models), workspace after
+  workspace in id order, and name every model in the qualified form; the page token says where the next
+  page starts. `name` in the filter is the qualified name: only the workspaces it can match are asked,
+  each with its own names (`index/filters.py`, `account_name_filter`). A workspace whose store does not
+  answer is left out of the page, and named in the answer's `X-Fedgate-Unreachable-Workspaces` header.
 - A read of one model or version (`get_registered_model`, `get_model_version`, `get_latest_versions`,
   `get_model_version_by_alias`, `get_model_version_download_uri`) is forwarded to the model's workspace
   with the workspace's own name, so the guard checks the caller's grant on that model exactly as it
@@ -27,6 +28,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -48,6 +50,7 @@ from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
 from gateway.core.route_table import RouteSpec, declared
 from gateway.core.workspace_headers import WorkspaceHeaders
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
+from gateway.index.filters import account_name_filter
 
 MODELS_GET = declared("GET /mlflow/registered-models/get")
 MODELS_SEARCH = declared("GET /mlflow/registered-models/search")
@@ -55,14 +58,38 @@ LATEST_POST = declared("POST /mlflow/registered-models/get-latest-versions")
 LATEST_GET = declared("GET /mlflow/registered-models/get-latest-versions")
 ALIAS_GET = declared("GET /mlflow/registered-models/alias")
 VERSIONS_GET = declared("GET /mlflow/model-versions/get")
+VERSIONS_SEARCH = declared("GET /mlflow/model-versions/search")
 DOWNLOAD_URI = declared("GET /mlflow/model-versions/get-download-uri")
 MODEL_READS = frozenset(
-    spec.name for spec in (MODELS_GET, MODELS_SEARCH, LATEST_POST, LATEST_GET, ALIAS_GET, VERSIONS_GET, DOWNLOAD_URI)
+    spec.name
+    for spec in (
+        MODELS_GET,
+        MODELS_SEARCH,
+        LATEST_POST,
+        LATEST_GET,
+        ALIAS_GET,
+        VERSIONS_GET,
+        VERSIONS_SEARCH,
+        DOWNLOAD_URI,
+    )
 )
 
 # `mlflow-artifacts:/registered-models/<workspace>/<model id>/<version>/...` in the account scope.
 FILES_ROOT = "registered-models"
-SEARCH_DEFAULT, SEARCH_MAX = 100, 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Searched:
+    """What one of the registry's searches answers, and MLflow's page sizes of it."""
+
+    field: str  # the answer's list
+    one: str  # one item's key in `_qualify`
+    default: int
+    maximum: int
+
+
+MODELS = _Searched("registered_models", "registered_model", 100, 1000)
+VERSIONS = _Searched("model_versions", "model_version", 10_000, 200_000)
 # Workspaces whose store did not answer a search: their models are missing from that page.
 UNREACHABLE_HEADER = "X-Fedgate-Unreachable-Workspaces"
 JSON = {"Content-Type": "application/json"}
@@ -115,7 +142,9 @@ class AccountModels:
 
     async def serve(self, call: ForwardCall) -> ForwardResult:
         if call.spec == MODELS_SEARCH:
-            return await self.search(call)
+            return await self.search(call, MODELS)
+        if call.spec == VERSIONS_SEARCH:
+            return await self.search(call, VERSIONS)
         if call.spec == LATEST_POST:
             document = _document(call.body)
             link, name = self.split(str(document.get("name") or ""))
@@ -158,27 +187,30 @@ class AccountModels:
 
     # -- search -----------------------------------------------------------------------------------------
 
-    async def search(self, call: ForwardCall) -> ForwardResult:
+    async def search(self, call: ForwardCall, searched: _Searched) -> ForwardResult:
         params = parse_qs(call.query, keep_blank_values=True)
         filter_string = (params.get("filter") or [""])[0]
+        names = account_name_filter(filter_string)
         order_by = params.get("order_by", [])
-        wanted = _max_results((params.get("max_results") or [""])[0])
+        wanted = _max_results((params.get("max_results") or [""])[0], searched)
         shape = hashlib.sha256(msgspec.json.encode([filter_string, order_by])).hexdigest()[:16]
         start = _decode_token((params.get("page_token") or [""])[0], shape)
         readable = [
-            link
+            (link, asked)
             for link in sorted(self.links.all(), key=lambda link: link.workspace_id)
-            if self._reads_models(call, link) and (start is None or link.workspace_id >= start.w)
+            if (start is None or link.workspace_id >= start.w)
+            and (asked := names.for_workspace(link.name)) is not None
+            and self._reads_models(call, link)
         ]
-        models: list[Any] = []
+        found: list[Any] = []
         next_token: _Token | None = None
         unreachable: list[str] = []
-        for link in readable:
+        for index, (link, asked) in enumerate(readable):
             token = start.t if start is not None and link.workspace_id == start.w else ""
-            while len(models) < wanted:
-                query: dict[str, Any] = {"max_results": str(wanted - len(models))}
-                if filter_string:
-                    query["filter"] = filter_string
+            while len(found) < wanted:
+                query: dict[str, Any] = {"max_results": str(wanted - len(found))}
+                if asked:
+                    query["filter"] = asked
                 if order_by:
                     query["order_by"] = order_by
                 if token:
@@ -194,20 +226,19 @@ class AccountModels:
                 if result.status != 200:
                     return ForwardResult(result.status, _headers(result), ACCOUNT_SCOPE, body=body)
                 page = msgspec.json.decode(body)
-                for model in page.get("registered_models") or []:
-                    _qualify({"registered_model": model}, link)
-                    models.append(model)
+                for item in page.get(searched.field) or []:
+                    _qualify({searched.one: item}, link)
+                    found.append(item)
                 token = str(page.get("next_page_token") or "")
                 if not token:
                     break
-            if len(models) >= wanted:
+            if len(found) >= wanted:
                 if token:
                     next_token = _Token(link.workspace_id, token, shape)
-                else:
-                    later = [other for other in readable if other.workspace_id > link.workspace_id]
-                    next_token = _Token(later[0].workspace_id, "", shape) if later else None
+                elif index + 1 < len(readable):
+                    next_token = _Token(readable[index + 1][0].workspace_id, "", shape)
                 break
-        answer: dict[str, Any] = {"registered_models": models}
+        answer: dict[str, Any] = {searched.field: found}
         if next_token is not None:
             answer["next_page_token"] = base64.urlsafe_b64encode(msgspec.json.encode(next_token)).decode()
         headers = dict(JSON)
@@ -347,11 +378,11 @@ def _document(body: Any) -> dict[str, Any]:
     return document
 
 
-def _max_results(raw: str) -> int:
+def _max_results(raw: str, searched: _Searched) -> int:
     if not raw:
-        return SEARCH_DEFAULT
-    if not raw.isdigit() or not 1 <= int(raw) <= SEARCH_MAX:
-        raise InvalidParameter(f"Invalid value {raw[:40]!r} for parameter 'max_results': 1 to {SEARCH_MAX}.")
+        return searched.default
+    if not raw.isdigit() or not 1 <= int(raw) <= searched.maximum:
+        raise InvalidParameter(f"Invalid value {raw[:40]!r} for parameter 'max_results': 1 to {searched.maximum}.")
     return int(raw)
 
 

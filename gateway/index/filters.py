@@ -522,3 +522,101 @@ def parse_experiment_order_by(items: Sequence[str] | None) -> list[OrderKey]:
             raise InvalidParameter(f"Invalid order_by clause {item!r}: unknown attribute {key!r}; valid: {valid}.")
         keys.append(OrderKey(entity, key, ascending))
     return keys
+
+
+# -- registry names in the account scope ------------------------------------------------------------
+
+NAME_KEYS = frozenset({"name", "attribute.name", "attributes.name", "attr.name"})
+
+
+@dataclass(frozen=True, slots=True)
+class _NameClause:
+    op: Op
+    values: tuple[str, ...]  # the string(s) compared, as written between their quotes
+    quote: str  # the quote they were written with
+
+
+@dataclass(frozen=True, slots=True)
+class AccountNameFilter:
+    """A registry search's filter in the account scope, where a model is named `<workspace>.<name>`.
+
+    `for_workspace` gives the filter one workspace's store is asked (its names bare), or None when no model
+    of that workspace can match. A compared value with a dot names a workspace before its first dot (for
+    LIKE and ILIKE that part is itself a pattern over workspace names); a value without one is a name inside
+    every workspace. Every other clause goes to each store as written.
+    """
+
+    others: tuple[str, ...]
+    names: tuple[_NameClause, ...]
+
+    def for_workspace(self, workspace: str) -> str | None:
+        clauses = list(self.others)
+        for clause in self.names:
+            kept: list[str] = []
+            for value in clause.values:
+                home, dot, bare = value.partition(".")
+                if not dot:
+                    kept.append(value)
+                elif clause.op in (Op.LIKE, Op.ILIKE):
+                    if like(home, workspace, insensitive=clause.op is Op.ILIKE):
+                        kept.append(bare)
+                elif home == workspace:
+                    kept.append(bare)
+            quoted = [f"{clause.quote}{value}{clause.quote}" for value in kept]
+            if clause.op in (Op.EQ, Op.LIKE, Op.ILIKE, Op.IN) and not kept:
+                return None  # it names only other workspaces
+            if clause.op in LIST_OPS:
+                if quoted:
+                    clauses.append(f"name {clause.op.value} ({', '.join(quoted)})")
+            elif quoted:  # != of another workspace's model holds for every model here
+                clauses.append(f"name {clause.op.value} {quoted[0]}")
+        return " AND ".join(clauses)
+
+
+def account_name_filter(text: str | None) -> AccountNameFilter:
+    """`text` checked as a filter, its `name` comparisons set apart (see `AccountNameFilter`)."""
+    text = text or ""
+    clauses = _clauses(text)
+    spans = _clause_spans(text, tokenize(text))
+    assert len(spans) == len(clauses)
+    others: list[str] = []
+    names: list[_NameClause] = []
+    for clause, span in zip(clauses, spans, strict=True):
+        key = _unquote_key(clause.identifier.text) if len(clause.identifier.parts) == 1 else clause.identifier.text
+        value = clause.value
+        tokens = value if isinstance(value, tuple) else (value,) if value is not None else ()
+        strings = [t for t in tokens if t.kind is Kind.STRING or (t.kind is Kind.IDENT and _quoted(t.text, '"'))]
+        if key.lower() not in NAME_KEYS or clause.op in NULL_OPS or not tokens or len(strings) != len(tokens):
+            others.append(span)  # not a name, or not a form the stores accept: theirs to judge
+            continue
+        if clause.op not in STRING_OPS | LIST_OPS or len({t.text[0] for t in strings}) != 1:
+            others.append(span)
+            continue
+        names.append(_NameClause(clause.op, _strings(strings, "attribute 'name'"), strings[0].text[0]))
+    return AccountNameFilter(tuple(others), tuple(names))
+
+
+def _clause_spans(text: str, tokens: list[Token]) -> list[str]:
+    """Each AND-ed clause of a (checked) filter as written."""
+    spans: list[str] = []
+    start: Token | None = None
+    last: Token | None = None
+    depth = 0
+    for token in tokens:
+        if token.kind is Kind.KEYWORD and token.text == "AND" and depth == 0:
+            assert start is not None and last is not None
+            spans.append(text[start.position : last.position + len(last.text)])
+            start = None
+            continue
+        depth += 1 if token.kind is Kind.LPAREN else -1 if token.kind is Kind.RPAREN else 0
+        start = start or token
+        last = token
+    if start is not None and last is not None:
+        spans.append(text[start.position : last.position + len(last.text)])
+    return spans
+
+
+def like(pattern: str, value: str, *, insensitive: bool = False) -> bool:
+    """SQL's LIKE (`%` any run, `_` any one character), on the whole of `value`."""
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL if insensitive else re.DOTALL) is not None

@@ -622,14 +622,16 @@ def test_every_write_in_the_account_scope_is_refused(mlflow_env: Stack, written:
     upload = session.put(f"{mlflow_env.url}/api/2.0/mlflow-artifacts/artifacts/1/{run_id}/artifacts/x.txt", data=b"x")
     assert upload.status_code == 400 and upload.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     # Reads the account scope does not serve say so, instead of guessing a workspace.
-    versions = session.get(f"{mlflow_env.url}/api/2.0/mlflow/model-versions/search")
-    assert versions.status_code == 400 and "account scope" in versions.json()["message"]
-    # Registered models are served there (named <workspace>.<name>), but a store that does not answer
-    # leaves its workspace out of the page and is named in a header, rather than failing the search.
-    models = session.get(f"{mlflow_env.url}/api/2.0/mlflow/registered-models/search")
-    assert models.status_code == 200, models.text
-    assert "offline" in models.headers["X-Fedgate-Unreachable-Workspaces"].split(", ")
-    assert all("." in m["name"] for m in models.json().get("registered_models", []))
+    logged = session.get(f"{mlflow_env.url}/api/2.0/mlflow/logged-models/{'m-' + '0' * 32}")
+    assert logged.status_code == 400 and "account scope" in logged.json()["message"]
+    # Registered models and their versions are served there (named <workspace>.<name>), but a store that does
+    # not answer leaves its workspace out of the page and is named in a header, rather than failing the search.
+    searches = (("registered-models/search", "registered_models"), ("model-versions/search", "model_versions"))
+    for path, listed in searches:
+        found = session.get(f"{mlflow_env.url}/api/2.0/mlflow/{path}")
+        assert found.status_code == 200, found.text
+        assert "offline" in found.headers["X-Fedgate-Unreachable-Workspaces"].split(", ")
+        assert all("." in m["name"] for m in found.json().get(listed, []))
     assert client.get_run(run_id).info.run_id == run_id  # nothing was changed
     assert "x" not in client.get_run(run_id).data.tags
 

@@ -198,3 +198,81 @@ def test_account_model_names_and_tokens_are_checked(mlflow_env: Stack, shared: S
     whole = http.get(f"{base}/registered-models/search", params={"max_results": "1000"}, timeout=60).json()
     assert seen == [m["name"] for m in whole["registered_models"]]
     assert f"team-a.{shared.name}" in seen
+
+
+def version_names(client: MlflowClient, filter_string: str | None = None) -> list[tuple[str, str]]:
+    found = client.search_model_versions(filter_string=filter_string, order_by=["version_number ASC"])
+    return sorted((v.name, v.version) for v in found)
+
+
+def test_account_scope_searches_model_versions_of_readable_models_only(
+    mlflow_env: Stack, shared: Shared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = mlflow_env
+    qualified = f"team-a.{shared.name}"
+    # A second version of the shared model, and a model of the owner's that is never shared.
+    use_as(monkeypatch, shared.owner, "team-a")
+    mlflow.register_model(f"runs:/{shared.run_id}/model", shared.name)
+    hidden = f"{shared.name}-hidden"
+    mlflow.register_model(f"runs:/{shared.run_id}/model", hidden)
+    # The reader's own model in team-b (the group may use team-b), named like the shared one.
+    use_as(monkeypatch, shared.reader, "team-b")
+    mlflow.set_experiment(unique("reader-models"))
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            LogisticRegression().fit(shared.features, shared.expected), name="m", registered_model_name=shared.name
+        )
+
+    client = use_as(monkeypatch, shared.reader, "account")
+    mine = [(f"team-b.{shared.name}", "1")]
+    assert version_names(client, f"name LIKE '%.{shared.name}%'") == mine
+    assert version_names(client, f"name = '{qualified}'") == []
+    assert version_names(client, f"run_id = '{shared.run_id}'") == []
+
+    set_readers(stack, shared, [shared.group])
+    both = [(qualified, "1"), (qualified, "2")]
+    assert version_names(client, f"name = '{qualified}'") == both
+    assert version_names(client, f"name = 'team-b.{shared.name}'") == mine
+    assert version_names(client, f"name = '{shared.name}'") == sorted(both + mine)  # bare: every workspace
+    assert version_names(client, f"name IN ('{qualified}', 'team-c.{shared.name}')") == both
+    assert version_names(client, f"name LIKE 'team-_.{shared.name}%'") == sorted(both + mine)
+    assert version_names(client, f"name LIKE 'team-a.{shared.name}%' AND version_number > 1") == [(qualified, "2")]
+    assert version_names(client, f"name != '{qualified}' AND name LIKE '%{shared.name}%'") == mine
+    assert version_names(client, f"run_id = '{shared.run_id}'") == both
+    # The owner's other model never shows, however the search is made; the owner sees it (so it is there).
+    assert f"team-a.{hidden}" not in {name for name, _ in version_names(client)}
+    assert version_names(client, f"name = 'team-a.{hidden}'") == []
+    owner_client = use_as(monkeypatch, shared.owner, "account")
+    assert version_names(owner_client, f"name = 'team-a.{hidden}'") == [(f"team-a.{hidden}", "1")]
+
+    # Pages of one version each, by the client's page token, add up to the whole answer.
+    client = use_as(monkeypatch, shared.reader, "account")
+    whole = [(v.name, v.version) for v in client.search_model_versions(f"name LIKE '%{shared.name}%'")]
+    paged: list[tuple[str, str]] = []
+    token = None
+    while True:
+        page = client.search_model_versions(f"name LIKE '%{shared.name}%'", max_results=1, page_token=token)
+        paged += [(v.name, v.version) for v in page]
+        token = page.token
+        if not token:
+            break
+    assert paged == whole and sorted(whole) == sorted(both + mine)
+
+    # A store that does not answer is named; the others still answer. A run's versions come from its workspace.
+    admin = Admin.of(stack).http("account")
+    search = f"{stack.url}/api/2.0/mlflow/model-versions/search"
+    answer = admin.get(search, params={"filter": f"name = '{qualified}'"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert "X-Fedgate-Unreachable-Workspaces" not in answer.headers  # only team-a was asked
+    everywhere = admin.get(search, params={"filter": f"name LIKE '{shared.name}%'"}, timeout=60)
+    assert everywhere.status_code == 200, everywhere.text
+    assert "offline" in everywhere.headers["X-Fedgate-Unreachable-Workspaces"].split(", ")
+    by_run = [(qualified, "1"), (qualified, "2"), (f"team-a.{hidden}", "1")]
+    assert sorted((v["name"], v["version"]) for v in everywhere.json()["model_versions"]) == sorted(by_run + mine)
+    run_only = admin.get(search, params={"filter": f"run_id = '{shared.run_id}'"}, timeout=60)
+    assert sorted((v["name"], v["version"]) for v in run_only.json()["model_versions"]) == by_run
+
+    # Revoked: gone at once.
+    set_readers(stack, shared, [])
+    assert version_names(client, f"name = '{qualified}'") == []
+    assert version_names(client, f"run_id = '{shared.run_id}'") == []
