@@ -544,7 +544,17 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
         relative_path="path",
     ),
     R("GET", "/mlflow/metrics/get-history-bulk", RU, READ, RUN_ID, ajax_only=True),
-    R("POST", "/mlflow/upload-artifact", RU, EDIT, RUN_ID, ajax_only=True, body=Body.UPLOAD, relative_path="path"),
+    R(
+        "POST",
+        "/mlflow/upload-artifact",
+        RU,
+        EDIT,
+        RUN_ID,
+        ajax_only=True,
+        body=Body.UPLOAD,
+        relative_path="path",
+        traits=MIRRORED,
+    ),
     R(
         "GET",
         "/mlflow/get-trace-artifact",
@@ -669,6 +679,7 @@ REGISTERED_MODELS_DELETE_ALIAS = declared("DELETE /mlflow/registered-models/alia
 MODEL_VERSIONS_SET_TAG = declared("POST /mlflow/model-versions/set-tag")
 MODEL_VERSIONS_DELETE_TAG = declared("DELETE /mlflow/model-versions/delete-tag")
 ARTIFACT_UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")
+UI_UPLOAD_ARTIFACT = declared("POST /mlflow/upload-artifact")  # the UI's upload button: ?run_uuid&path
 GATEWAY_PROXY_INVOKE = declared("POST /mlflow/gateway-proxy")
 GRAPHQL = declared("POST /graphql")
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import msgspec
 
 from gateway.core.errors import StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.paths import artifact_model_id, artifact_run_id, rewrite_artifact_workspace
-from gateway.core.route_table import RouteSpec
+from gateway.core.route_table import UI_UPLOAD_ARTIFACT, RouteSpec
 from gateway.dual.mirror import order_key
 from gateway.federation.bookkeeping import Bookkeeping
 from gateway.federation.hooks import AcceptedWrite
@@ -32,7 +33,7 @@ ORDER_FIELDS = ("run_id", "run_uuid", "experiment_id", "name", "new_name")
 class OutboxEntry:
     order_key: str
     route: str
-    payload: bytes  # {"request", "response"[, "path_params"]} or {"path"}
+    payload: bytes  # {"request", "response"[, "path_params"]}, {"path"} or {"run_id", "path"} (the UI's upload)
 
 
 class OutboxCapture:
@@ -86,6 +87,16 @@ def outbox_entry(write: AcceptedWrite) -> OutboxEntry | None:
             return None  # neither a run's nor a logged model's artifact: nothing the central store keeps
         upstream_path = rewrite_artifact_workspace(write.artifact_path, link.name, link.upstream_workspace)
         document = msgspec.json.encode({"path": upstream_path})
+    elif write.spec == UI_UPLOAD_ARTIFACT:
+        # The UI's upload button names the run and the file's path inside its artifacts in the query (the
+        # forwarder reads the run's id from there); the relay reads the run's artifact root from the workspace
+        # store and copies the file from there.
+        run_id = write.ids.run_uuid if write.ids is not None else None
+        path = (parse_qs(write.query).get("path") or [""])[0]
+        if not run_id or not path:
+            log.warning("dual write not mirrored: no run or path in the query", extra={"route": name})
+            return None
+        document = msgspec.json.encode({"run_id": run_id, "path": path})
     else:
         request = write.request if write.request[:1] == b"{" else b"{}"
         answer = write.response if write.spec.creates and write.response[:1] == b"{" else b"{}"

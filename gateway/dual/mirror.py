@@ -37,6 +37,7 @@ from gateway.core.route_table import (
     RUNS_LOG_PARAMETER,
     RUNS_OUTPUTS,
     RUNS_SET_TAG,
+    UI_UPLOAD_ARTIFACT,
     Resource,
     Trait,
     having,
@@ -262,6 +263,9 @@ class Mirror:
             return
         if route == ARTIFACT_UPLOAD.name:
             await self._copy_artifact(link, str(row.payload["path"]))
+            return
+        if route == UI_UPLOAD_ARTIFACT.name:
+            await self._copy_run_file(link, str(row.payload["run_id"]), str(row.payload["path"]))
             return
         if route in STARTS_RUN_ROUTES:
             started = started_run(request, response)
@@ -630,6 +634,16 @@ class Mirror:
             source.release()
             raise
         await central.document(answer)
+
+    async def _copy_run_file(self, link: WorkspaceLink, primary_run: str, path: str) -> None:
+        """Copy one file of a run, named by its path inside the run's artifacts (the UI's upload button)."""
+        try:
+            root = await self._primary_artifact_root(link, primary_run)
+        except Refused as exc:
+            if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return  # the run is gone from the workspace store: nothing to copy
+            raise
+        await self._copy_artifact(link, f"{root}/{path}")
 
     # -- for the reconciler ---------------------------------------------------------------------------
 

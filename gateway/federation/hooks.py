@@ -55,6 +55,7 @@ class AcceptedWrite:
     ids: RequestIds | None  # the top-level ids of a JSON body
     path_params: Mapping[str, Any]
     artifact_path: str | None  # artifact routes: the canonical path, in the client's workspace
+    query: str = ""  # the canonical query string (the UI's upload names its run and file there)
 
 
 class AfterWrite(Protocol):

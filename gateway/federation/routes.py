@@ -16,7 +16,7 @@ from litestar.response.base import ASGIResponse
 from gateway.core.errors import BodyTooLarge, EndpointNotFound, GatewayError, InvalidParameter
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, Body, RouteSpec
+from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, UI_UPLOAD_ARTIFACT, Body, RouteSpec
 from gateway.federation.call import ACCOUNT_SCOPE
 from gateway.federation.hooks import FeatureRoute, Scope
 from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, scan_headers
@@ -128,6 +128,10 @@ def _raw_tail(request: Request[Any, Any, Any], template: str, name: str) -> str:
     return "/".join(raw.split("?", 1)[0].split("/")[position:])
 
 
+# MLflow's own limit for a file uploaded with its UI's button.
+UI_UPLOAD_LIMIT = 10 * 1024 * 1024
+
+
 def _forwarding_handler(
     specs: list[RouteSpec],
     forwarder: Forwarder,
@@ -154,7 +158,12 @@ def _forwarding_handler(
         feature = features.get(spec)
         body: bytes | AsyncIterable[bytes] | None
         bounded: BoundedUpload | None = None
-        if upload:
+        if upload and spec == UI_UPLOAD_ARTIFACT:
+            # MLflow reads the UI's upload whole (`request.data`, 10 MB at most) and finds nothing in a chunked
+            # body: it is read here, within that limit, and sent with its length.
+            limit = min(max_artifact_body or UI_UPLOAD_LIMIT, UI_UPLOAD_LIMIT)
+            body = b"".join([chunk async for chunk in BoundedUpload(request, limit)])
+        elif upload:
             body = bounded = BoundedUpload(request, max_artifact_body)
         elif spec.method in ("GET",):
             body = None

@@ -36,7 +36,7 @@ from gateway.core.paths import (
     rewrite_artifact_workspace,
 )
 from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
-from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, GATEWAY_PROXY_INVOKE, Body, Resource
+from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, GATEWAY_PROXY_INVOKE, Body, Resource, RouteSpec
 from gateway.core.workspace_headers import WorkspaceHeaders, read_workspace_headers
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
@@ -259,6 +259,8 @@ class Forwarder:
             headers = call.headers
             headers.append(("X-Request-Id", call.request_id))
             # 4a write ahead: a write a crash must not lose is noted before it leaves (intents.py).
+            if ids is None:
+                ids = _query_ids(spec, call.query)
             if self.write_ahead is not None and self.write_ahead.wants(spec, link):
                 intent = await self.write_ahead.begin(spec, link, ids, call.path_params, artifact_path)
             sent = await self.sender.send(Outgoing(spec, link, path, query, headers, body, artifact_path))
@@ -284,6 +286,7 @@ class Forwarder:
                     ids,
                     call.path_params,
                     artifact_path,
+                    call.query,
                 )
                 if len(hooks) == 1:
                     await hooks[0].record(write)
@@ -429,6 +432,16 @@ async def _checked(checks: Sequence[BeforeSend], pending: PendingCall) -> list[H
 async def _release(held: Sequence[Held]) -> None:
     for hold in reversed(held):
         await hold.release()
+
+
+def _query_ids(spec: RouteSpec, query: str) -> RequestIds | None:
+    """The run an upload names in its query (the UI's upload button: `?run_uuid&path`), for the write-ahead
+    note and the after-write hooks, as a JSON body's ids are. Workspace resolution does not use it."""
+    if spec.body is not Body.UPLOAD or spec.resource is Resource.ARTIFACT or not query:
+        return None
+    params = parse_qs(query)
+    run_id = (params.get("run_uuid") or params.get("run_id") or [""])[0]
+    return RequestIds(run_uuid=run_id) if RUN_ID_RE.match(run_id) else None
 
 
 def _check_relative_path(query: str, name: str) -> None:

@@ -6,6 +6,8 @@ processes relay the same backlog.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -179,6 +181,62 @@ def test_a_central_outage_loses_nothing_and_the_backlog_drains_in_order(
     assert central_files == [f"outputs/artifact-{i}.txt" for i in range(3)]
     downloaded = Path(central.download_artifacts(copy.info.run_id, "outputs/artifact-2.txt", str(tmp_path / "c")))
     assert downloaded.read_text() == "artifact 2 " * 1000
+
+
+def ui_upload(dual: DualStack, run_id: str, path: str, data: bytes) -> requests.Response:
+    """The MLflow UI's upload button: the file's bytes, its run and path in the query."""
+    return requests.post(
+        f"{dual.gateway.url}/ajax-api/2.0/mlflow/upload-artifact",
+        params={"run_uuid": run_id, "path": path},
+        data=data,
+        headers={
+            "Authorization": f"Bearer {ADMIN_TOKEN}",
+            "X-MLFLOW-WORKSPACE": WORKSPACE,
+            "Content-Type": "application/octet-stream",
+        },
+        timeout=60,
+    )
+
+
+def sha256_of(client: MlflowClient, run_id: str, path: str, into: Path) -> str:
+    return hashlib.sha256(Path(client.download_artifacts(run_id, path, str(into))).read_bytes()).hexdigest()
+
+
+def test_a_file_uploaded_with_the_uis_button_reaches_the_central_copy_also_through_an_outage(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    experiment_id = gateway.create_experiment(f"ui-upload-{uuid.uuid4().hex[:6]}")
+    before = gateway.create_run(experiment_id).info.run_id
+    dual.drained()
+    earlier = dual.dead_letters()  # the module's dead-letter test leaves its own poison entry behind
+    first = os.urandom(3 * 1024 * 1024)
+    uploaded = ui_upload(dual, before, "notes/first file.bin", first)
+    assert uploaded.status_code == 200, uploaded.text
+    # Over MLflow's limit for the UI's uploads: refused in MLflow's words, nothing stored or queued.
+    too_large = ui_upload(dual, before, "notes/too-large.bin", b"x" * (10 * 1024 * 1024 + 1))
+    assert too_large.status_code == 413 and too_large.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    # The central store down: a run created and a file uploaded into it meanwhile wait in the outbox, in order.
+    dual.central.stop()
+    try:
+        during = gateway.create_run(experiment_id).info.run_id
+        second = os.urandom(1024 * 1024 + 17)
+        uploaded = ui_upload(dual, during, "plots/second.bin", second)
+        assert uploaded.status_code == 200, uploaded.text
+        assert dual.status()["pending"] > 0
+    finally:
+        dual.central.start()
+    dual.drained()
+    assert dual.dead_letters() == earlier
+
+    primary = client_for(dual.primary.url, None, monkeypatch)  # the workspace setting is global
+    for run_id, path, data in ((before, "notes/first file.bin", first), (during, "plots/second.bin", second)):
+        expected = hashlib.sha256(data).hexdigest()
+        assert sha256_of(primary, run_id, path, tmp_path / "primary" / run_id) == expected
+        central, copy = central_copy(dual, run_id, monkeypatch)
+        assert sha256_of(central, copy.info.run_id, path, tmp_path / "central" / run_id) == expected
+        assert [f.path for f in central.list_artifacts(copy.info.run_id, path.split("/")[0])] == [path]
+        primary = client_for(dual.primary.url, None, monkeypatch)
 
 
 def test_two_gateways_relay_one_backlog_exactly_once(dual: DualStack, monkeypatch: pytest.MonkeyPatch) -> None:

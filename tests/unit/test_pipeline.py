@@ -29,6 +29,7 @@ from gateway.core.route_table import (
     RUNS_GET,
     RUNS_LOG_BATCH,
     RUNS_OUTPUTS,
+    UI_UPLOAD_ARTIFACT,
     RouteSpec,
     declared,
 )
@@ -630,6 +631,24 @@ async def test_outbox_entries_keep_the_clients_body_and_are_ordered_by_object() 
     assert uploaded is not None and msgspec.json.decode(uploaded.payload) == {"path": f"1/{RUN_A}/artifacts/m.pkl"}
     # An artifact of neither a run nor a logged model is nothing the central store keeps.
     assert outbox_entry(AcceptedWrite(ARTIFACT_UPLOAD, DUAL, "alice", b"", b"", None, {}, "1/x/y")) is None
+
+
+async def test_the_uis_upload_is_queued_by_its_run_with_the_file_path_from_its_query() -> None:
+    hook = NotingHook("outbox", {UI_UPLOAD_ARTIFACT})
+    fw = forwarder(DUAL, hooks=[hook])
+    upload = call(UI_UPLOAD_ARTIFACT, header="team-d", query=f"run_uuid={RUN_A}&path=plots/loss%20curve.png")
+    upload.body = b"\x89PNG"
+    await fw.forward(upload)
+    (write,) = hook.recorded
+    assert write.ids is not None and write.ids.run_uuid == RUN_A
+    entry = outbox_entry(write)
+    assert entry is not None and entry.order_key == f"1004/run:{RUN_A}" and entry.route == UI_UPLOAD_ARTIFACT.name
+    assert msgspec.json.decode(entry.payload) == {"run_id": RUN_A, "path": "plots/loss curve.png"}
+    # Something that is no run id names no run: nothing to order the entry by, and nothing is queued.
+    other = call(UI_UPLOAD_ARTIFACT, header="team-d", query="run_uuid=not-a-run&path=x.txt")
+    other.body = b"x"
+    await fw.forward(other)
+    assert hook.recorded[1].ids is None and outbox_entry(hook.recorded[1]) is None
 
 
 class _Ids(msgspec.Struct):
