@@ -41,6 +41,7 @@ from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard import Plan
 from gateway.federation.hooks import AcceptedWrite, Outgoing, PendingCall, Sent
+from gateway.federation.intents import intent_detail
 from gateway.federation.routes import _serve
 from gateway.federation.service import Forwarder, StoreSender, scan_headers
 from gateway.index.write_through import IndexWriteThrough
@@ -641,6 +642,8 @@ async def test_the_uis_upload_is_queued_by_its_run_with_the_file_path_from_its_q
     await fw.forward(upload)
     (write,) = hook.recorded
     assert write.ids is not None and write.ids.run_uuid == RUN_A
+    # The write-ahead note names the run too: a crash before the outbox commit is repaired under the run.
+    assert intent_detail(write.ids, write.path_params, write.artifact_path) == {"run_uuid": RUN_A, "run_id": RUN_A}
     entry = outbox_entry(write)
     assert entry is not None and entry.order_key == f"1004/run:{RUN_A}" and entry.route == UI_UPLOAD_ARTIFACT.name
     assert msgspec.json.decode(entry.payload) == {"run_id": RUN_A, "path": "plots/loss curve.png"}
