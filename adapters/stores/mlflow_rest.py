@@ -83,6 +83,9 @@ class MlflowRestStore:
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
                 # The store's own Host header: MLflow 3.18 servers refuse foreign ones.
                 trust_env=False,
+                # One session carries every user's calls: a cookie the store set on one call must never ride
+                # along on the next, which may be another user's.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
