@@ -15,7 +15,7 @@ interleaving the series so the machine's drift hits all alike, times:
   gateway uses, as a script would read them: 10 GETs at once over one keep-alive aiohttp session (the same
   session, so the same client costs, as the calls to the gateway); the baseline of the target. For
   reference, the 10 GETs one after another, and at once with the adapter's own client
-  (adapters/vaults/keepalive.py, what the gateway sends them with): what the gateway adds beyond the
+  (adapters/keepalive.py, what the gateway sends them with): what the gateway adds beyond the
   vault's own time;
 - `runs/get` of the run straight from its `mlflow server`: what asking the run's store would cost (the
   gateway asks it once per run per `run_check_seconds`, not on every read).
@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 
-from adapters.vaults.keepalive import KeepAliveGets  # noqa: E402
+from adapters.keepalive import KeepAliveGets  # noqa: E402
 from benchmarks.compare import add_worktree, remove_worktree  # noqa: E402
 from gateway.db.engine import start_embedded  # noqa: E402
 from gateway.devstack import NO_TELEMETRY, GatewayProcess, MlflowServer, free_port  # noqa: E402

@@ -1,4 +1,10 @@
-"""An MLflow REST store reached with aiohttp: one pooled session per store, timeouts, safe retries."""
+"""An MLflow REST store: one pool of kept-alive connections per store, timeouts, safe retries.
+
+Calls with a body given whole (or none) go over `adapters/keepalive.py`, about a third of aiohttp's CPU per call
+on the gateway's hot path (docs/performance.md); streamed uploads and the credentials' token requests go over
+one aiohttp session. Both send the same request: the store's own Host, the forwarded headers, the workspace
+header, the store's credentials, `Accept: */*` unless one was forwarded, no cookies, no redirects followed.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from adapters.keepalive import Answer, HttpFailure, KeepAliveClient
 from adapters.stores.auth import NoStoreAuth, StoreAuth
 from gateway.core.ports import Body, StoreTimedOut, StoreUnreachable
 
@@ -16,6 +23,8 @@ WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
 CHUNK_SIZE = 256 * 1024
 IDEMPOTENT_ATTEMPTS = 3
 KEEPALIVE_SECONDS = 4.0
+# Methods a request may be sent again for when a kept connection failed before any answer came (as aiohttp does).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 class AiohttpStoreResponse:
@@ -46,6 +55,38 @@ class AiohttpStoreResponse:
         self._response.release()
 
 
+class KeptStoreResponse:
+    """An answer that came over a kept-alive connection (`adapters/keepalive.py`)."""
+
+    __slots__ = ("_answer", "content_length", "headers", "status")
+
+    def __init__(self, answer: Answer) -> None:
+        self._answer = answer
+        self.status = answer.status
+        self.headers: Mapping[str, str] = answer.headers
+        self.content_length = answer.content_length
+
+    async def read(self) -> bytes:
+        try:
+            return await self._answer.read()
+        except HttpFailure as exc:
+            raise StoreUnreachable(f"store dropped the response: {exc}") from exc
+        finally:
+            self._answer.release()
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        try:
+            while chunk := await self._answer.chunk(CHUNK_SIZE):
+                yield chunk
+        except HttpFailure as exc:
+            raise StoreUnreachable(f"store dropped the response: {exc}") from exc
+        finally:
+            self._answer.release()
+
+    def release(self) -> None:
+        self._answer.release()
+
+
 class MlflowRestStore:
     """A store that speaks the MLflow REST API over HTTP(S)."""
 
@@ -68,6 +109,17 @@ class MlflowRestStore:
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_seconds, sock_read=timeout_seconds)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Idle connections are dropped before uvicorn's 5 s keep-alive (what `mlflow server` runs) would close
+        # them under a request; the aiohttp session (streamed uploads) has a limit of the same number.
+        self._kept = KeepAliveClient(
+            url,
+            connect_timeout=connect_timeout_seconds,
+            read_timeout=timeout_seconds,
+            max_connections=max_connections,
+            max_idle=max_connections,
+            idle_seconds=KEEPALIVE_SECONDS,
+            encoding="utf-8",  # as aiohttp writes a request's head
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -99,7 +151,9 @@ class MlflowRestStore:
         body: Body = None,
         workspace: str | None = None,
         idempotent: bool = False,
-    ) -> AiohttpStoreResponse:
+    ) -> AiohttpStoreResponse | KeptStoreResponse:
+        if body is None or isinstance(body, bytes):
+            return await self._request_kept(method, path, query, headers, body, workspace, idempotent)
         session = self._client()
         # Only the configured base URL is ever contacted: `path` is appended to it, never parsed as a URL.
         url = URL(self._prefix + path + ("?" + query if query else ""), encoded=True)
@@ -129,7 +183,56 @@ class MlflowRestStore:
             return AiohttpStoreResponse(response)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _request_kept(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | None,
+        workspace: str | None,
+        idempotent: bool,
+    ) -> KeptStoreResponse:
+        # Only the configured base URL is ever contacted: `path` is appended to it, never parsed as a URL.
+        target = path + "?" + query if query else path
+        names = {name.lower() for name, _ in headers}
+        out = list(headers)
+        if workspace is not None:
+            out = [*_without(out, names, WORKSPACE_HEADER.lower()), (WORKSPACE_HEADER, workspace)]
+        if "accept" not in names:
+            out.append(("Accept", "*/*"))  # what aiohttp adds
+        resend = method in IDEMPOTENT_METHODS
+        attempts = IDEMPOTENT_ATTEMPTS if idempotent else 1
+        for attempt in range(attempts):
+            authorization = await self.auth.authorization(self._client())
+            sent = (
+                out
+                if authorization is None
+                else [*_without(out, names, "authorization"), ("Authorization", authorization)]
+            )
+            try:
+                answer = await self._kept.request(method, target, sent, body, resend=resend)
+            except HttpFailure as exc:
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(0.05 * (attempt + 1))
+                    continue
+                if exc.timed_out:
+                    raise StoreTimedOut(f"store {self.name} did not answer in time") from exc
+                raise StoreUnreachable(f"store {self.name} is unreachable: {exc}") from exc
+            if answer.status == 401 and attempt + 1 < attempts:
+                self.auth.invalidate()
+                answer.release()
+                continue
+            return KeptStoreResponse(answer)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def close(self) -> None:
+        await self._kept.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _without(headers: list[tuple[str, str]], names: set[str], name: str) -> list[tuple[str, str]]:
+    """`headers` without those named `name` (lower case; `names`: the lower-case names among them)."""
+    return [header for header in headers if header[0].lower() != name] if name in names else headers

@@ -34,7 +34,7 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from adapters.vaults.keepalive import HttpFailure, KeepAliveGets
+from adapters.keepalive import HttpFailure, KeepAliveGets
 from gateway.core.ports import SecretInfo, VaultDenied, VaultNameRefused, VaultUnavailable
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The vault adapter's GETs over kept-alive connections (adapters/vaults/keepalive.py), against servers in the test:
+"""The vault adapter's GETs over kept-alive connections (adapters/keepalive.py), against servers in the test:
 aiohttp's web server, and plain asyncio servers that misbehave on purpose."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from adapters.vaults.keepalive import MAX_BODY_BYTES, HttpFailure, KeepAliveGets
+from adapters.keepalive import MAX_BODY_BYTES, HttpFailure, KeepAliveGets
 from gateway.devstack import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

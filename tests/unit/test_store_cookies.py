@@ -33,18 +33,25 @@ async def cookie_store() -> AsyncIterator[tuple[str, list[str]]]:
     await runner.cleanup()
 
 
+async def upload() -> AsyncIterator[bytes]:
+    yield b"streamed "
+    yield b"bytes"
+
+
 async def test_a_cookie_the_store_sets_is_not_sent_on_the_next_call(cookie_store: tuple[str, list[str]]) -> None:
     url, seen = cookie_store
     store = MlflowRestStore("cookies", url)
+    path = "/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/a.bin"
     try:
-        # One user's call: the store answers with a cookie.
-        first = await store.request("GET", "/api/2.0/mlflow/runs/get", query="run_id=" + "0" * 32, idempotent=True)
-        assert first.status == 200 and "session=of-call-1" in first.headers.get("Set-Cookie", "")
-        await first.read()
-        # The next calls, whoever makes them, carry no cookie of the first.
-        for _ in range(2):
-            answer = await store.request("GET", "/api/2.0/mlflow/runs/get", query="run_id=" + "0" * 32)
+        # One user's calls, a streamed upload (aiohttp's session) and a plain call: the store answers with a cookie.
+        for body in (upload(), b"whole"):
+            answer = await store.request("PUT", path, body=body)
+            assert answer.status == 200 and "session=of-call-" in answer.headers.get("Set-Cookie", "")
+            await answer.read()
+        # The next calls, whoever makes them, carry no cookie of those.
+        for body in (upload(), None):
+            answer = await store.request("PUT" if body else "GET", path, body=body)
             await answer.read()
     finally:
         await store.close()
-    assert seen == ["", "", ""]
+    assert seen == ["", "", "", ""]
