@@ -3,13 +3,15 @@
 A change to the policy is committed with the rows it added and removed (`PolicyVersionRepository.bump`);
 every replica applies those to the snapshot it holds (`PolicySnapshot.apply`: milliseconds, whatever the
 number of grants). The policy is loaded whole at start-up, when a version in between has no recorded
-changes (or is older than those kept), and every `server.policy_rebuild_seconds` as a safety net; a whole
-load reads the grants from a cursor in batches and indexes each batch on the event loop between requests,
-so requests are never held up behind it for more than one batch.
+changes (or is older than those kept), when the changes to apply hold more than `MAX_RECORDED` rows, and
+every `server.policy_rebuild_seconds` as a safety net; a whole load reads the grants from a cursor in
+batches and indexes each batch on the event loop between requests, so requests are never held up behind
+it for more than one batch.
 
 What exists as a Unity Catalog securable is the system tables plus the dynamic views that `CREATE VIEW`
-stored; the views are read through `ViewNames`, given by the composition root (the SQL feature owns
-them), in the same transaction as the grants, so a view and the grants on it always load together.
+stored; a whole load reads the views through `ViewNames`, given by the composition root (the SQL feature
+owns them), in the same transaction as the grants, so a view and the grants on it always load together.
+A view created or dropped is recorded as a change like a grant (`ViewAdded`, `ViewRemoved`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.authz.levels import SYSTEM_TABLES, uc_object, uc_parents
-from gateway.authz.policy import PolicyIndex, PolicySnapshot, PrincipalInfo
+from gateway.authz import repository
+from gateway.authz.levels import SYSTEM_TABLES
+from gateway.authz.policy import PolicyIndex, PolicySnapshot, PrincipalInfo, view_securables
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.core.policy_changes import PolicyChange
 from gateway.observability.metrics import POLICY_CHANGES_APPLIED, POLICY_DRIFT, POLICY_RELOADS, POLICY_VERSION
@@ -43,16 +46,6 @@ ViewNames = Callable[[AsyncSession], Awaitable[Iterable[str]]]
 
 # Grants indexed per step of a whole load; the event loop serves requests between steps (about 10 ms each).
 LOAD_BATCH = 2000
-
-
-def view_securables(view_names: Iterable[str]) -> list[str]:
-    """The Unity Catalog objects stored views make exist: each view, its schema and its catalog."""
-    found: set[str] = set()
-    for name in view_names:
-        obj = uc_object("table", name)
-        found.add(obj)
-        found.update(uc_parents(obj))
-    return sorted(found)
 
 
 @contextlib.contextmanager
@@ -116,6 +109,8 @@ class LivePolicy:
         if current.version >= version:
             return current
         pending = [change for number, changes in recorded if current.version < number <= version for change in changes]
+        if len(pending) > repository.MAX_RECORDED:
+            return await self.rebuild()  # several large changes: a whole load, in batches, holds requests less
         cpu = time.process_time()
         snapshot = current.apply(version, pending)
         self._install(snapshot)

@@ -11,16 +11,19 @@ experiment another store numbers as 5. So this hook, registered by `gateway/app.
   experiments and registered models (and the models' ids) are removed; grants on the workspace stay;
 - unlinked: every grant in the workspace and its model ids are removed.
 
-Each change moves the policy version in the same transaction; every replica reloads once it commits.
+Each change moves the policy version in the same transaction with the grant rows it removed and added
+(each statement's RETURNING), which every replica applies to the policy it holds once it commits.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import ColumnElement, delete, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from gateway.authz.levels import workspace_domain
 from gateway.authz.live import LivePolicy
+from gateway.core.policy_changes import GrantAdded, GrantRemoved, PolicyChange
 from gateway.db.models import GrantRow, RegisteredModelRow
 
 _OBJECT_KINDS = ("experiment", "registered_model")
@@ -53,23 +56,37 @@ class AuthzMoves:
         old, new = workspace_domain(old_id), workspace_domain(new_id)
         # `workspace:w1` and `experiment:w1/5` name the domain after the kind's colon: only that part moves.
         renamed = func.regexp_replace(GrantRow.object, f"^([a-z_]+):{old}(/|$)", rf"\1:{new}\2")
+        # Joined to itself, the statement returns each row as it was (`before`) next to what it became.
+        before = aliased(GrantRow)
         result = await session.execute(
-            update(GrantRow).where(GrantRow.domain == old).values(domain=new, object=renamed)
+            update(GrantRow)
+            .where(GrantRow.id == before.id, before.domain == old)
+            .values(domain=new, object=renamed)
+            .returning(
+                before.principal_id, before.domain, before.object, before.privilege, GrantRow.domain, GrantRow.object
+            )
         )
+        moved = result.all()
         await session.execute(
             update(RegisteredModelRow).where(RegisteredModelRow.workspace_id == old_id).values(workspace_id=new_id)
         )
-        if result.rowcount:  # type: ignore[attr-defined]
-            await self._policy.bump(session)
+        if moved:
+            changes: list[PolicyChange] = [GrantRemoved(p, d, o, a) for p, d, o, a, _, _ in moved]
+            changes += [GrantAdded(p, d, o, a) for p, _, _, a, d, o in moved]
+            await self._policy.bump(session, changes)
 
     async def unlinked(self, session: AsyncSession, workspace_id: int) -> str | None:
         removed = await self._delete(session, GrantRow.domain == workspace_domain(workspace_id))
         await session.execute(delete(RegisteredModelRow).where(RegisteredModelRow.workspace_id == workspace_id))
         return f"{removed} grants in the workspace were removed." if removed else None
 
-    async def _delete(self, session: AsyncSession, *where: object) -> int:
-        result = await session.execute(delete(GrantRow).where(*where))  # type: ignore[arg-type]
-        removed = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    async def _delete(self, session: AsyncSession, *where: ColumnElement[bool]) -> int:
+        result = await session.execute(
+            delete(GrantRow)
+            .where(*where)
+            .returning(GrantRow.principal_id, GrantRow.domain, GrantRow.object, GrantRow.privilege)
+        )
+        removed: list[PolicyChange] = [GrantRemoved(*row) for row in result.all()]
         if removed:
-            await self._policy.bump(session)
-        return removed
+            await self._policy.bump(session, removed)
+        return len(removed)

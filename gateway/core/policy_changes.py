@@ -2,9 +2,10 @@
 
 A change that moves the policy version may record, in the same transaction, the rows it actually added
 and removed (each statement's RETURNING, never what it meant to do): grants, memberships, and the
-principals it created or changed. Replicas apply the recorded changes of each version in order to the
-policy they hold instead of loading it whole (`gateway.authz.live.LivePolicy`). A version moved without a
-record (a principal deleted, a workspace moved, a view created) makes every replica load the policy whole.
+principals it created, changed or deleted, and the dynamic views it created or dropped. Replicas apply the
+recorded changes of each version in order to the policy they hold instead of loading it whole
+(`gateway.authz.live.LivePolicy`). A version moved without a record (a bump by hand, or a record of a kind
+this release does not know) makes every replica load the policy whole.
 """
 
 from __future__ import annotations
@@ -49,7 +50,27 @@ class PrincipalSet(msgspec.Struct, frozen=True, array_like=True, tag="principal"
     account_admin: bool
 
 
-PolicyChange = GrantAdded | GrantRemoved | MemberAdded | MemberRemoved | PrincipalSet
+class PrincipalRemoved(msgspec.Struct, frozen=True, array_like=True, tag="principal-"):
+    """A principal deleted. Its grants and memberships are recorded as removed before it, in the same version."""
+
+    id: int
+
+
+class ViewAdded(msgspec.Struct, frozen=True, array_like=True, tag="view+"):
+    """A dynamic view stored (CREATE [OR REPLACE] VIEW): its full name, which makes it a securable."""
+
+    name: str
+
+
+class ViewRemoved(msgspec.Struct, frozen=True, array_like=True, tag="view-"):
+    """A dynamic view dropped: its full name. The grants on it are recorded as removed in the same version."""
+
+    name: str
+
+
+PolicyChange = (
+    GrantAdded | GrantRemoved | MemberAdded | MemberRemoved | PrincipalSet | PrincipalRemoved | ViewAdded | ViewRemoved
+)
 
 _decoder = msgspec.json.Decoder(list[PolicyChange])
 

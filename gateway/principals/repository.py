@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.core.policy_changes import MemberAdded, MemberRemoved, PolicyChange, PrincipalSet
-from gateway.db.models import MembershipRow, PrincipalRow, TokenRow
+from gateway.core.policy_changes import (
+    GrantRemoved,
+    MemberAdded,
+    MemberRemoved,
+    PolicyChange,
+    PrincipalRemoved,
+    PrincipalSet,
+)
+from gateway.db.models import GrantRow, MembershipRow, PrincipalRow, TokenRow
 
 
 def principal_set(row: PrincipalRow) -> PrincipalSet:
@@ -64,8 +71,34 @@ class PrincipalRepository:
         result = await self.session.execute(select(PrincipalRow))
         return result.scalars().all()
 
-    async def delete(self, principal_id: int) -> None:
+    async def delete(self, principal_id: int) -> list[PolicyChange]:
+        """Delete the principal with its grants and memberships (its tokens and sessions go by cascade).
+
+        Answers what went of the policy, for its recorded changes: the grants and memberships (deleted here
+        rather than by cascade, for their RETURNING), then the principal. Its row is locked first, so that no
+        grant or membership naming it can be added meanwhile (their foreign keys wait for the lock) and then
+        go by cascade unrecorded.
+        """
+        locked = await self.session.execute(
+            select(PrincipalRow.id).where(PrincipalRow.id == principal_id).with_for_update()
+        )
+        if locked.scalar_one_or_none() is None:
+            return []
+        grants = await self.session.execute(
+            delete(GrantRow)
+            .where(GrantRow.principal_id == principal_id)
+            .returning(GrantRow.principal_id, GrantRow.domain, GrantRow.object, GrantRow.privilege)
+        )
+        changes: list[PolicyChange] = [GrantRemoved(*row) for row in grants.all()]
+        memberships = await self.session.execute(
+            delete(MembershipRow)
+            .where(or_(MembershipRow.member_id == principal_id, MembershipRow.group_id == principal_id))
+            .returning(MembershipRow.member_id, MembershipRow.group_id)
+        )
+        changes += [MemberRemoved(*row) for row in memberships.all()]
         await self.session.execute(delete(PrincipalRow).where(PrincipalRow.id == principal_id))
+        changes.append(PrincipalRemoved(principal_id))
+        return changes
 
     async def count_admins(self) -> int:
         result = await self.session.execute(

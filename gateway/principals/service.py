@@ -168,9 +168,8 @@ class PrincipalService:
             repository = PrincipalRepository(session)
             if await repository.get(principal_id, kind) is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
-            await repository.delete(principal_id)  # its tokens, grants and memberships go with it
-            # Recorded as no change: every replica reloads the policy whole (the rows went by cascade).
-            await self._changed(session, actor, f"{kind}.delete", f"{kind}:{principal_id}", {}, None)
+            changes = await repository.delete(principal_id)  # its grants and memberships, its tokens by cascade
+            await self._changed(session, actor, f"{kind}.delete", f"{kind}:{principal_id}", {}, changes)
         await self.policy.reload()
 
     async def _add_member(

@@ -39,6 +39,7 @@ from gateway.core.errors import (
     ResourceNotFound,
     hidden,
 )
+from gateway.core.policy_changes import ViewAdded, ViewRemoved
 from gateway.core.principal import Principal
 from gateway.sql.catalog import SYSTEM_CATALOG, TableName, system_table
 from gateway.sql.repository import StatementRepository, StoredStatement, ViewRepository
@@ -437,7 +438,8 @@ class SqlService:
                 session,
                 entry(principal.name, "sql.view.create", name.securable, "ok", {"definition": statement.definition}),
             )
-            await PolicyVersionRepository(session).bump()
+            # The view is a securable from now on, on every replica (a replaced one already was).
+            await PolicyVersionRepository(session).bump([ViewAdded(name.full)])
         await self._access.policy.reload()
 
     async def _drop_view(self, principal: Principal, statement: DropView) -> None:
@@ -450,9 +452,9 @@ class SqlService:
                     return
                 raise ResourceNotFound(f"View {name} does not exist.")
             # A view created again later under this name is a new object: the old grants go with the old one.
-            await GrantRepository(session).clear(ACCOUNT_DOMAIN, name.securable)
+            changes = await GrantRepository(session).clear(ACCOUNT_DOMAIN, name.securable)
             await self._audit.write(session, entry(principal.name, "sql.view.drop", name.securable, "ok"))
-            await PolicyVersionRepository(session).bump()
+            await PolicyVersionRepository(session).bump([*changes, ViewRemoved(name.full)])
         await self._access.policy.reload()
 
     def _check_manage(self, principal: Principal, name: TableName, what: str) -> None:

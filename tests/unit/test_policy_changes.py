@@ -1,9 +1,11 @@
 """Recorded policy changes applied to a snapshot give exactly the policy a fresh build gives (property tests).
 
 A random sequence of versions, each a few grants, revocations, membership changes, principals created,
-renamed, disabled or enabled (and empty versions, as a token revocation records), is applied to a
-snapshot version by version; after each, the snapshot must hold the same index as a snapshot built
-from scratch from the rows the changes left, and answer every request the same way. Requests are asked
+renamed, disabled, enabled or deleted (with their grants and memberships), dynamic views created or dropped
+(with the grants on them), workspaces renumbered, moved to another store or unlinked (their grants moved or
+dropped), and empty versions, as a token revocation records, is applied to a snapshot version by version;
+after each, the snapshot must hold the same index (and securables) as a snapshot built from scratch from the
+rows the changes left, and answer every request the same way. Requests are asked
 between versions, so the cached group closures are there to go stale if a change failed to drop them.
 The changes are also applied, as the same rows, to a pycasbin enforcer with its incremental API
 (add_policy / remove_policy, add_grouping_policy / remove_grouping_policy), which must agree too.
@@ -12,13 +14,15 @@ The changes are also applied, as the same rows, to a pycasbin enforcer with its 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.authz.levels import ACCOUNT_DOMAIN, subject
-from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
+from gateway.authz.levels import ACCOUNT_DOMAIN, subject, uc_object
+from gateway.authz.live import SYSTEM_SECURABLES
+from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo, view_securables
 from gateway.core import policy_changes
 from gateway.core.policy_changes import (
     GrantAdded,
@@ -26,13 +30,20 @@ from gateway.core.policy_changes import (
     MemberAdded,
     MemberRemoved,
     PolicyChange,
+    PrincipalRemoved,
     PrincipalSet,
+    ViewAdded,
+    ViewRemoved,
 )
 from tests.support.casbin_bridge import build_enforcer, casbin_allows
-from tests.unit.test_policy_agreement import DOMAINS, UC_OBJECTS, WORKSPACE_OBJECTS, grants, requests
+from tests.unit.test_policy_agreement import DOMAINS, WORKSPACE_OBJECTS, grants, requests
 
 PRINCIPALS = range(1, 11)  # 1-4 users, 5-10 groups; 9 and 10 do not exist at first
 INITIAL = range(1, 9)
+# Views in a schema of their own, two in one schema, two schemas in one catalog: a drop may leave its schema
+# or catalog in place or take it along. gov.mlflow.team_a_runs exists at first (grants() names it).
+VIEWS = ["gov.mlflow.team_a_runs", "gov.mlflow.other", "gov.ops.watch", "lab.x.y"]
+WORKSPACE_DOMAINS = ("w1001", "w1002")
 
 
 @dataclass
@@ -42,10 +53,13 @@ class Rows:
     principals: dict[int, PrincipalInfo]
     memberships: set[tuple[int, int]] = field(default_factory=set)
     grants: set[Grant] = field(default_factory=set)
+    views: set[str] = field(default_factory=lambda: {VIEWS[0]})
 
     def snapshot(self, version: int) -> PolicySnapshot:
+        """What a whole load of these rows gives (securables: the system tables and the stored views)."""
+        securables = frozenset((*SYSTEM_SECURABLES, *view_securables(self.views)))
         return PolicySnapshot(
-            version, dict(self.principals), sorted(self.memberships), sorted(self.grants, key=repr), UC_OBJECTS
+            version, dict(self.principals), sorted(self.memberships), sorted(self.grants, key=repr), securables
         )
 
     def grant(self, grant: Grant, add: bool) -> list[PolicyChange]:
@@ -70,6 +84,49 @@ class Rows:
         self.principals[info.id] = info
         return [PrincipalSet(info.id, info.kind, info.name, info.display_name, info.active, info.account_admin)]
 
+    def delete_principal(self, principal_id: int) -> list[PolicyChange]:
+        """As `PrincipalRepository.delete`: its grants, then its memberships either way, then the principal."""
+        if principal_id not in self.principals:
+            return []
+        held = sorted((g for g in self.grants if g.principal_id == principal_id), key=repr)
+        changes = [change for g in held for change in self.grant(g, False)]
+        for member, group in sorted(self.memberships):
+            if principal_id in (member, group):
+                changes += self.member(member, group, False)
+        del self.principals[principal_id]
+        return [*changes, PrincipalRemoved(principal_id)]
+
+    def view(self, name: str, create: bool) -> list[PolicyChange]:
+        """CREATE [OR REPLACE] VIEW records the view even when it was there; DROP VIEW [IF EXISTS] of nothing
+        moves no version; a view dropped takes the grants on it along."""
+        if create:
+            self.views.add(name)
+            return [ViewAdded(name)]
+        if name not in self.views:
+            return []
+        self.views.discard(name)
+        return [*self.clear(ACCOUNT_DOMAIN, uc_object("table", name)), ViewRemoved(name)]
+
+    def drop_in(self, domain: str, kinds: tuple[str, ...] | None) -> list[PolicyChange]:
+        """A workspace unlinked (every grant in it) or moved to another store (grants on `kinds` of objects)."""
+        gone = sorted(
+            (g for g in self.grants if g.domain == domain and (kinds is None or g.object.startswith(kinds))), key=repr
+        )
+        return [change for g in gone for change in self.grant(g, False)]
+
+    def renumber(self, old: str, new: str) -> list[PolicyChange]:
+        """As `AuthzMoves.renumbered`: the old rows as they were, removed, then each row as it became, added.
+        A workspace only moves to an id nothing holds grants in (unlinking drops them all)."""
+        moved = sorted((g for g in self.grants if g.domain == old), key=repr)
+        if any(g.domain == new for g in self.grants):
+            return []
+        pattern = re.compile(rf"^([a-z_]+):{old}(/|$)")
+        renamed = [Grant(g.principal_id, new, pattern.sub(rf"\1:{new}\2", g.object), g.privilege) for g in moved]
+        self.grants -= set(moved)
+        self.grants |= set(renamed)
+        removed: list[PolicyChange] = [GrantRemoved(g.principal_id, g.domain, g.object, g.privilege) for g in moved]
+        return [*removed, *(GrantAdded(g.principal_id, g.domain, g.object, g.privilege) for g in renamed)]
+
 
 def info(principal_id: int, active: bool = True, name: str | None = None) -> PrincipalInfo:
     kind = "user" if principal_id < 5 else "group"
@@ -84,6 +141,11 @@ steps = st.one_of(
     st.tuples(st.just("member"), edges, st.booleans()),
     st.tuples(st.just("clear"), st.sampled_from([(d, o) for d, objs in WORKSPACE_OBJECTS.items() for o in objs])),
     st.tuples(st.just("principal"), st.sampled_from(PRINCIPALS), st.booleans(), st.sampled_from(["", "renamed"])),
+    st.tuples(st.just("delete"), st.sampled_from(PRINCIPALS)),
+    st.tuples(st.just("view"), st.sampled_from(VIEWS), st.booleans()),
+    st.tuples(st.just("unlink"), st.sampled_from(WORKSPACE_DOMAINS)),
+    st.tuples(st.just("store moved"), st.sampled_from(WORKSPACE_DOMAINS)),
+    st.tuples(st.just("renumber"), st.permutations(WORKSPACE_DOMAINS)),
 )
 versions = st.lists(st.lists(steps, max_size=5), min_size=1, max_size=12)
 
@@ -98,6 +160,16 @@ def run(rows: Rows, step: tuple[object, ...]) -> list[PolicyChange]:
             return rows.clear(domain, obj)
         case ("principal", int(principal_id), bool(active), str(name)):
             return rows.set_principal(info(principal_id, active, f"p{principal_id}{name}"))
+        case ("delete", int(principal_id)):
+            return rows.delete_principal(principal_id)
+        case ("view", str(name), bool(create)):
+            return rows.view(name, create)
+        case ("unlink", str(domain)):
+            return rows.drop_in(domain, None)
+        case ("store moved", str(domain)):
+            return rows.drop_in(domain, (f"experiment:{domain}/", f"registered_model:{domain}/"))
+        case ("renumber", [str(old), str(new)]):
+            return rows.renumber(old, new)
     raise AssertionError(step)
 
 
@@ -155,9 +227,24 @@ def test_applied_changes_equal_a_fresh_build(
         # What a replica reads back from the database, not the objects made here.
         changes = policy_changes.decode(policy_changes.encode(changes))
         before = snapshot
-        kept = (copy.deepcopy(before._on), copy.deepcopy(before._parents), dict(before.principals))
+        kept = (
+            copy.deepcopy(before._on),
+            copy.deepcopy(before._of),
+            copy.deepcopy(before._parents),
+            dict(before.principals),
+            dict(before._by_name),
+            set(before.securables),
+        )
         snapshot = snapshot.apply(version, changes)
-        assert (before._on, before._parents, before.principals) == kept  # the old snapshot is never changed
+        # The old snapshot is never changed.
+        assert (
+            before._on,
+            before._of,
+            before._parents,
+            before.principals,
+            before._by_name,
+            set(before.securables),
+        ) == kept
         assert_same(snapshot, rows.snapshot(version), asked)
 
 
@@ -194,10 +281,14 @@ class IncrementalEnforcer:
                     self.enforcer.add_policy(subject(p), d, o, a)
                 case GrantRemoved(p, d, o, a):
                     self.enforcer.remove_policy(subject(p), d, o, a)
-                case MemberAdded(m, g) | MemberRemoved(m, g):
+                case MemberAdded(m, g):
                     # An inactive group passes on nothing: its memberships are not Casbin rows.
                     if self.rows.principals[g].active:
-                        self.link(m, g, isinstance(change, MemberAdded))
+                        self.link(m, g, True)
+                case MemberRemoved(m, g):
+                    self.link(m, g, False)  # nothing to remove if the group was inactive (or is deleted)
+                case PrincipalRemoved(principal_id):
+                    active_before.pop(principal_id, None)  # its grants and memberships went before it
                 case PrincipalSet(principal_id, active=active) if active != active_before.get(principal_id, False):
                     for member, group in self.rows.memberships:
                         if group == principal_id:
@@ -252,6 +343,9 @@ def test_changes_survive_their_encoding() -> None:
         MemberAdded(3, 5),
         MemberRemoved(3, 6),
         PrincipalSet(9, "group", "team", "Team", False, False),
+        PrincipalRemoved(9),
+        ViewAdded("gov.mlflow.team_a_runs"),
+        ViewRemoved("gov.mlflow.team_a_runs"),
     ]
     assert policy_changes.decode(policy_changes.encode(changes)) == changes
     assert policy_changes.encode([]) == "[]"

@@ -3,6 +3,8 @@ in one transaction.
 
 Real SQL on a migrated database (the session's embedded PostgreSQL); the stores are fakes of the `Store`
 port that never answer, and record whether a database connection was checked out while they were asked.
+Another replica's policy follows each move by the grant rows it recorded, without loading the policy whole,
+and ends up with what a whole load gives.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.authz.live import LivePolicy
@@ -99,6 +102,27 @@ async def service(tmp_path: Path, engine: AsyncEngine, stores: dict[str, Unreach
 @pytest.fixture
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_sessionmaker(engine)
+
+
+@pytest.fixture
+async def follower(database: str) -> AsyncIterator[LivePolicy]:
+    """Another replica's policy, loaded whole once the rows are seeded (`_seed` writes them by hand)."""
+    engine = make_engine(database, pool_size=1)
+    yield LivePolicy(make_sessionmaker(engine), views=lambda session: ViewRepository(session).names())
+    await engine.dispose()
+
+
+async def _follows_by_changes(follower: LivePolicy, database: str) -> None:
+    reloads = REGISTRY.get_sample_value("fedgate_policy_reloads_total")
+    await follower.check(True)
+    assert REGISTRY.get_sample_value("fedgate_policy_reloads_total") == reloads
+    engine = make_engine(database, pool_size=1)
+    try:
+        stored = await LivePolicy(make_sessionmaker(engine), views=lambda s: ViewRepository(s).names()).rebuild()
+    finally:
+        await engine.dispose()
+    assert follower.snapshot.version == stored.version
+    assert follower.snapshot.same_policy(stored)
 
 
 async def _seed(url: str, workspace_id: int, run_key: int) -> None:
@@ -220,10 +244,11 @@ def _no_connection_while_asked(stores: dict[str, UnreachableStore]) -> Sequence[
 
 
 async def test_a_new_id_carries_every_row_over_and_rekeys_the_outbox(
-    service: WorkspaceService, sessionmaker: async_sessionmaker[AsyncSession], database: str
+    service: WorkspaceService, sessionmaker: async_sessionmaker[AsyncSession], database: str, follower: LivePolicy
 ) -> None:
     await _seed(database, MOVED, 1)
     await _seed(database, NEIGHBOUR, 2)
+    await follower.rebuild()
 
     workspace, warning = await service.update(sessionmaker, "mover", WorkspaceChanges(workspace_id="2001"))
 
@@ -243,6 +268,8 @@ async def test_a_new_id_carries_every_row_over_and_rekeys_the_outbox(
         (2001, "2001/run:done", "done"),
         (2001, "2001/run:pending", "pending"),
     ]
+    await _follows_by_changes(follower, database)
+    assert follower.snapshot.grants_on("w2001", "experiment:w2001/1")
 
 
 async def test_another_store_waits_for_pending_entries_then_drops_what_the_old_store_gave(
@@ -250,9 +277,11 @@ async def test_another_store_waits_for_pending_entries_then_drops_what_the_old_s
     sessionmaker: async_sessionmaker[AsyncSession],
     database: str,
     stores: dict[str, UnreachableStore],
+    follower: LivePolicy,
 ) -> None:
     await _seed(database, MOVED, 1)
     await _seed(database, NEIGHBOUR, 2)
+    await follower.rebuild()
     before = await _rows(database)
 
     with pytest.raises(InvalidState, match="1 dual-mode entries still pending"):
@@ -289,6 +318,8 @@ async def test_another_store_waits_for_pending_entries_then_drops_what_the_old_s
         (MOVED, f"{MOVED}/run:pending", "done"),
     ]
     assert stores["c"].checked_out and not _no_connection_while_asked(stores)
+    await _follows_by_changes(follower, database)
+    assert not follower.snapshot.grants_on(f"w{MOVED}", f"experiment:w{MOVED}/1")
 
 
 async def test_no_connection_is_held_while_a_store_is_asked(
@@ -301,10 +332,11 @@ async def test_no_connection_is_held_while_a_store_is_asked(
 
 
 async def test_unlinking_drops_every_row_so_a_later_workspace_under_the_same_id_inherits_nothing(
-    service: WorkspaceService, sessionmaker: async_sessionmaker[AsyncSession], database: str
+    service: WorkspaceService, sessionmaker: async_sessionmaker[AsyncSession], database: str, follower: LivePolicy
 ) -> None:
     await _seed(database, MOVED, 1)
     await _seed(database, NEIGHBOUR, 2)
+    await follower.rebuild()
     before = await _rows(database)
 
     with pytest.raises(InvalidState, match="1 dual-mode entries still pending"):
@@ -322,7 +354,9 @@ async def test_unlinking_drops_every_row_so_a_later_workspace_under_the_same_id_
         assert set(rows[table]) == {NEIGHBOUR}, table
     assert (rows["ix_metrics"], rows["ix_metric_latest"]) == ([2], [2])
     assert {grant[0] for grant in rows["grants"]} == {f"w{NEIGHBOUR}"}
-    assert await _policy_version(database) == version + 1  # every replica reloads the policy
+    assert await _policy_version(database) == version + 1  # with the grants removed, which replicas apply
+    await _follows_by_changes(follower, database)
+    assert not follower.snapshot.holds_in(set(follower.snapshot.principals), f"w{MOVED}")
 
     # A workspace linked later under the freed id starts with nothing of the old one.
     workspace, _ = await service.create(
