@@ -331,6 +331,19 @@ class PolicySnapshot:
         return any((domain, sub) in self._of for sub in subjects)
 
 
+# Whether a domain or a privilege name is valid, once asked: a few dozen values, asked for every grant changed.
+_VALIDITY: dict[tuple[str, str], bool] = {}
+
+
+def _known_valid(kind: str, value: str) -> bool:
+    valid = _VALIDITY.get((kind, value))
+    if valid is None:
+        valid = valid_value(kind, value)
+        if len(_VALIDITY) < 10_000:
+            _VALIDITY[(kind, value)] = valid
+    return valid
+
+
 class _Changer:
     """Applies changes to a shallow copy of a snapshot, copying each table and entry before its first write.
 
@@ -354,13 +367,24 @@ class _Changer:
         table: dict[Any, Any] = getattr(self.snapshot, name)
         return table
 
-    def entry(self, name: str, key: object) -> dict[Any, Any]:
+    def flip(self, name: str, key: object, inner: object, bit: int, add: bool) -> None:
+        """Set or clear `bit` in `table[key][inner]`, copying the entry `table[key]` before its first write here.
+
+        A mask left empty goes, and so does an entry left empty, as a build never makes empty ones.
+        """
         table = self.table(name)
-        if (name, key) not in self.entries or key not in table:
-            table[key] = dict(table.get(key, {}))
+        entry = table.get(key)
+        if entry is None or (name, key) not in self.entries:
+            entry = dict(entry) if entry else {}
+            table[key] = entry
             self.entries.add((name, key))
-        entry: dict[Any, Any] = table[key]
-        return entry
+        mask = entry.get(inner, 0) | bit if add else entry.get(inner, 0) & ~bit
+        if mask:
+            entry[inner] = mask
+        else:
+            entry.pop(inner, None)
+            if not entry:
+                del table[key]
 
     @staticmethod
     def put(values: dict[Any, Any], key: object, value: object, add: bool) -> None:
@@ -372,20 +396,6 @@ class _Changer:
         else:
             values.pop(key, None)
 
-    @staticmethod
-    def mark(values: dict[Any, int], key: object, bit: int, add: bool) -> None:
-        """Set or clear `bit` in the mask `values[key]`; a mask left empty goes."""
-        changed = values.get(key, 0) | bit if add else values.get(key, 0) & ~bit
-        if changed:
-            values[key] = changed
-        else:
-            values.pop(key, None)
-
-    def prune(self, name: str, key: object) -> None:
-        table = self.table(name)
-        if not table.get(key):
-            table.pop(key, None)
-
     def forget_closures(self, principal_id: int) -> None:
         """Drop every cached group closure that passes through `principal_id`: only those can change."""
         snapshot = self.snapshot
@@ -394,17 +404,15 @@ class _Changer:
     def apply(self, changes: Iterable[PolicyChange]) -> None:
         for change in changes:
             match change:
-                case GrantAdded() | GrantRemoved():
-                    add = isinstance(change, GrantAdded)
-                    grant = Grant(change.principal_id, change.domain, change.object, change.privilege)
-                    if not grant.valid():
+                case GrantAdded(holder, domain, obj, privilege) | GrantRemoved(holder, domain, obj, privilege):
+                    if not (_known_valid("domain", domain) and valid_value("object", obj)):
                         continue
-                    on_key, of_key = (grant.domain, grant.object), (grant.domain, grant.principal_id)
-                    bit = privilege_bit(grant.privilege)
-                    self.mark(self.entry("_on", on_key), grant.principal_id, bit, add)
-                    self.mark(self.entry("_of", of_key), grant.object, bit, add)
-                    self.prune("_on", on_key)
-                    self.prune("_of", of_key)
+                    if not _known_valid("privilege", privilege):
+                        continue
+                    add = isinstance(change, GrantAdded)
+                    bit = privilege_bit(privilege)
+                    self.flip("_on", (domain, obj), holder, bit, add)
+                    self.flip("_of", (domain, holder), obj, bit, add)
                 case MemberAdded() | MemberRemoved():
                     add = isinstance(change, MemberAdded)
                     self.put(self.table("_parents"), change.member_id, change.group_id, add)

@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 POLICY_CHANNEL = "fedgate_policy"
 # How many versions' recorded changes are kept: a replica further behind than this loads the policy whole.
 KEEP_CHANGES = 1000
-# The most rows a change records, and a replica applies at once. Applying costs about 7 us per row on the
-# event loop in one go (a workspace of 2,000 grants renumbered: 4,000 rows, about 30 ms); a whole load
+# The most rows a change records, and a replica applies at once. Applying costs about 5 us per row on the
+# event loop in one go (a workspace of 2,000 grants renumbered: 4,000 rows, about 20 ms); a whole load
 # indexes 2,000 grants per step between requests. So a larger change (a workspace of more than 5,000 grants
 # renumbered, more than 10,000 unlinked) is recorded as none, and every replica loads the policy whole.
 MAX_RECORDED = 10_000
