@@ -14,6 +14,9 @@ class Principal:
     id: int | None = None  # None only for the bootstrap admin, which has no row
     # Its own id and every group it is in, transitively (and groups named by its identity provider).
     subjects: frozenset[int] = field(default_factory=frozenset)
+    # The gateway groups its identity provider named in this credential (an OIDC token's groups claim, a
+    # browser sign-in's), by name: counted in `subjects`, and recorded where a decision is made later.
+    idp_groups: tuple[str, ...] = ()
     via: str = ""  # how it authenticated: "token", "oidc" or "bootstrap"
     # When the credential this request presented stops being valid (a token's expiry, an OIDC token's
     # `exp`); None for credentials that do not expire. Nothing minted with it may outlive it.

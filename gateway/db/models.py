@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Identity, Integer, LargeBinary, String, Text, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -320,6 +320,8 @@ class RegistryPromotionRequestRow(Base):
     decided_by: Mapped[str | None] = mapped_column(Text)
     decision_comment: Mapped[str | None] = mapped_column(Text)
     target_version: Mapped[str | None] = mapped_column(String(20))  # the copy, once approved
+    # Gateway groups the requester's identity provider named in the request's credential (migration 0031).
+    requester_groups: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
 
 
 class RegistryWebhookRow(Base):

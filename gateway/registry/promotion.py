@@ -15,12 +15,14 @@ version cannot both copy:
 
 1. the target model's versions are searched for the lineage key of the source version (workspace id, the
    gateway's id of the model, version): found, that version is the answer (a retry changes nothing);
-2. a logged model is created in the target workspace's `fedgate-promotions` experiment (status PENDING),
-   and every file of the source version is streamed from the source store to it (read in chunks, written
-   as they come, never held whole); then the logged model is READY (UPLOAD_FAILED, best effort, on a failure);
+2. a logged model in the target workspace's `fedgate-promotions` experiment receives every file of the
+   source version, streamed from the source store (read in chunks, written as they come, never held
+   whole); then it is READY. It is an earlier attempt's when there is one (named as the target model,
+   tagged with the lineage key): a copy that failed midway marks its logged model UPLOAD_FAILED (best
+   effort) and the retry copies every file into that one again, so failed attempts never pile up; an
+   earlier attempt that became READY is used as it is;
 3. only then the registered model (if new) and the version are created, the version with its lineage
-   tags in the one call that creates it; a failure before leaves no version, only a logged model that
-   never became READY;
+   tags in the one call that creates it; a failure before leaves no version, only that logged model;
 4. one transaction appends PROMOTED_TO_WORKSPACE to the source version's log and PROMOTED_FROM_WORKSPACE
    to the copy's, each with its audit row.
 
@@ -83,6 +85,7 @@ LINEAGE_TAGS = (
 )
 LOCK_WAIT_SECONDS = 600.0  # a copy of large files takes its time; a second promotion of it waits
 LOGGED_MODELS_FINALIZE = declared("PATCH /mlflow/logged-models/{model_id:str}")
+READY = "LOGGED_MODEL_READY"
 
 
 class ModelOwners(Protocol):
@@ -340,8 +343,7 @@ class Promotions:
         return None
 
     async def _copy_of(self, store: StoreClient, name: str, key: str) -> dict[str, Any] | None:
-        quoted = f'"{name}"' if "'" in name else f"'{name}'"
-        search = {"filter": f"name = {quoted} and tags.`{KEY_TAG}` = '{key}'", "max_results": "10"}
+        search = {"filter": f"name = {_literal(name)} and tags.`{KEY_TAG}` = '{key}'", "max_results": "10"}
         try:
             page = await store.get("/api/2.0/mlflow/model-versions/search", search)
         except Refused as exc:
@@ -373,10 +375,14 @@ class Promotions:
         ]
         tags = [{"key": k, "value": v} for k, v in zip(LINEAGE_TAGS, lineage, strict=True) if v]
         tags.append({"key": KEY_TAG, "value": key})
-        request = {"experiment_id": experiment_id, "name": target_name, "tags": tags}
-        answer = await to_store.post("/api/2.0/mlflow/logged-models", request)
-        await self._record(principal, target, LOGGED_MODELS_CREATE, request, answer)
-        logged = answer["model"]["info"]
+        # An earlier attempt's logged model (a copy that failed midway, or one that failed after its files)
+        # is taken up again rather than left behind with another beside it.
+        logged = await self._earlier_attempt(to_store, experiment_id, target_name, key)
+        if logged is None:
+            request = {"experiment_id": experiment_id, "name": target_name, "tags": tags}
+            answer = await to_store.post("/api/2.0/mlflow/logged-models", request)
+            await self._record(principal, target, LOGGED_MODELS_CREATE, request, answer)
+            logged = answer["model"]["info"]
         logged_id = str(logged["model_id"])
         destination = _store_path(str(logged["artifact_uri"]), target)
         from_store = own_store(self._stores, source)
@@ -384,19 +390,24 @@ class Promotions:
         async def uploaded(path: str) -> None:
             await self._record(principal, target, ARTIFACT_UPLOAD, None, None, artifact_path=path)
 
-        try:
-            files, size = await _stream_tree(from_store, root, to_store, destination, uploaded)
-            ready = {"model_id": logged_id, "status": "LOGGED_MODEL_READY"}
-            await to_store.call("PATCH", f"/api/2.0/mlflow/logged-models/{quote(logged_id)}", ready)
-            await self._record(principal, target, LOGGED_MODELS_FINALIZE, ready, None, model_id=logged_id)
-        except BaseException:
-            with contextlib.suppress(Transient, Refused):
-                await to_store.call(
-                    "PATCH",
-                    f"/api/2.0/mlflow/logged-models/{quote(logged_id)}",
-                    {"model_id": logged_id, "status": "LOGGED_MODEL_UPLOAD_FAILED"},
-                )
-            raise
+        if logged.get("status") == READY:  # every file was copied before the attempt failed
+            files = size = 0
+            async for _, length in _files(to_store, destination):
+                files, size = files + 1, size + length
+        else:
+            try:
+                files, size = await _stream_tree(from_store, root, to_store, destination, uploaded)
+                ready = {"model_id": logged_id, "status": READY}
+                await to_store.call("PATCH", f"/api/2.0/mlflow/logged-models/{quote(logged_id)}", ready)
+                await self._record(principal, target, LOGGED_MODELS_FINALIZE, ready, None, model_id=logged_id)
+            except BaseException:
+                with contextlib.suppress(Transient, Refused):
+                    await to_store.call(
+                        "PATCH",
+                        f"/api/2.0/mlflow/logged-models/{quote(logged_id)}",
+                        {"model_id": logged_id, "status": "LOGGED_MODEL_UPLOAD_FAILED"},
+                    )
+                raise
         created_model = False
         try:
             made_model = await to_store.post("/api/2.0/mlflow/registered-models/create", {"name": target_name})
@@ -415,6 +426,25 @@ class Promotions:
         answer = await to_store.post("/api/2.0/mlflow/model-versions/create", body)
         await self._record(principal, target, MODEL_VERSIONS_CREATE, body, answer)
         return files, size, dict(answer["model_version"]), created_model
+
+    async def _earlier_attempt(
+        self, store: StoreClient, experiment_id: str, name: str, key: str
+    ) -> dict[str, Any] | None:
+        """The logged model an earlier promotion of the same version into `name` made (its oldest), if any."""
+        search = {
+            "experiment_ids": [experiment_id],
+            "filter": f"name = {_literal(name)} AND tags.`{KEY_TAG}` = '{key}'",
+            "order_by": [{"field_name": "creation_timestamp", "ascending": True}],
+            "max_results": 1,
+        }
+        try:
+            page = await store.post("/api/2.0/mlflow/logged-models/search", search)
+        except Refused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        models = page.get("models") or []
+        return dict(models[0]["info"]) if models else None
 
     async def _record(
         self,
@@ -536,6 +566,11 @@ async def _maybe(store: StoreClient, path: str, query: Mapping[str, str]) -> dic
         if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
+
+
+def _literal(name: str) -> str:
+    """A name as a string of MLflow's filter grammar (taken verbatim between its quotes)."""
+    return f'"{name}"' if "'" in name else f"'{name}'"
 
 
 def _client_path(path: str, link: WorkspaceLink) -> str:

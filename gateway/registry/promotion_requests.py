@@ -10,7 +10,8 @@ people ask instead:
   or CAN_USE on the workspace for a new one); one open request per source version, target model and requester;
 - `POST .../promotion-requests/approve {id, comment?}` and `.../reject`: Production's level
   (CAN_MANAGE_PRODUCTION_VERSIONS) on the target model, or CAN_MANAGE on the workspace for a new model
-  (`Promotions.may_approve`). Approval re-checks the requester's rights as they are now, makes the copy as
+  (`Promotions.may_approve`). Approval re-checks the requester's rights as they are now (with the groups
+  their identity provider named when they asked, recorded with the request), makes the copy as
   the approver (a new model is owned by the requester), and closes the request in the transaction that
   appends the promotion's activities, so two approvals at once make one copy and one decision; a store that
   fails leaves the request open and the failure visible, and approving again completes it;
@@ -153,6 +154,7 @@ class PromotionRequests:
                     target_name=checked.target_name,
                     requested_by=principal.name,
                     requested_by_id=principal.id,
+                    requester_groups=list(principal.idp_groups),
                     comment=comment,
                     state=OPEN,
                 )
@@ -311,19 +313,29 @@ class PromotionRequests:
         )
 
     def _requester(self, row: RegistryPromotionRequestRow) -> Principal:
-        """The requester as the policy knows them now (groups from the identity provider do not count)."""
+        """The requester as the policy knows them now, with the groups their identity provider named when
+        they asked (recorded with the request, counted as the guard counts them: by a gateway group of that
+        name, as it is now)."""
         snapshot = self._authorizer.policy.snapshot
         if row.requested_by_id is None:  # the bootstrap admin
             return Principal(name=row.requested_by, kind="bootstrap", account_admin=True)
         info = snapshot.principal(row.requested_by_id)
         if info is None or not info.active:
             raise InvalidState(f"The requester of promotion request {row.id} is disabled or deleted; reject it.")
+        subjects = set(snapshot.subjects(info.id))
+        named: list[str] = []
+        for group_name in row.requester_groups or ():
+            group = snapshot.find("group", group_name)
+            if group is not None:
+                subjects |= snapshot.subjects(group.id)
+                named.append(group.name)
         return Principal(
             name=info.name,
             kind=info.kind,
             account_admin=info.account_admin,
             id=info.id,
-            subjects=snapshot.subjects(info.id),
+            subjects=frozenset(subjects),
+            idp_groups=tuple(named),
         )
 
     def _enters(self, principal: Principal, link: WorkspaceLink) -> None:

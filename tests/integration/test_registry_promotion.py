@@ -6,18 +6,51 @@ log on both sides, the copy loadable with the stock client, and promotions refus
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pytest
+import requests
+from mlflow.entities import LoggedModelStatus
 from sklearn.linear_model import LogisticRegression
 
-from tests.conftest import ADMIN_TOKEN, Stack
+from gateway.devstack import GatewayProcess
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
 from tests.support.identity import Admin, Person, unique
+from tests.support.oidc import OidcIssuer
 
 pytestmark = pytest.mark.integration
+AUDIENCE = "fedgate-promotion-tests"
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[OidcIssuer]:
+    issuer = OidcIssuer().start()
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture(scope="module")
+def oidc_gateway(stack: Stack, issuer: OidcIssuer, workdir: Path) -> Iterator[GatewayProcess]:
+    """A second gateway process of the same account that also accepts the local issuer's access tokens."""
+    env = {**GATEWAY_ENV, "FEDGATE_OIDC_ISSUER": issuer.url, "FEDGATE_OIDC_AUDIENCE": AUDIENCE}
+    gateway = GatewayProcess(workdir / "fedgate.toml", env).start()
+    yield gateway
+    gateway.stop()
+
+
+def need_approval(stack: Stack, need: bool) -> None:
+    """team-b's promotion setting (a module's tests share the workspace)."""
+    setting = {"promotions_need_approval": need}
+    answer = (
+        Admin.of(stack)
+        .http("team-b")
+        .patch(f"{stack.url}/api/2.0/fedgate/registry/promotion-settings", json=setting, timeout=60)
+    )
+    assert answer.status_code == 200, answer.text
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -43,6 +76,7 @@ def test_a_version_is_promoted_from_team_a_to_team_b_byte_for_byte_with_lineage(
     mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     stack = mlflow_env
+    need_approval(stack, False)
     admin = Admin.of(stack)
     owner = admin.person(f"{unique('owner')}@example.com")
     promoter = admin.person(f"{unique('promoter')}@example.com")
@@ -244,3 +278,189 @@ def test_a_workspace_that_wants_promotions_approved_gets_requests_decided_once(
         ("APPROVED_PROMOTION", f"Promotion into team-b.{name}"),
         ("REQUESTED_PROMOTION", f"Promotion into team-b.{name}"),
     ]
+
+
+def promotable(stack: Stack, monkeypatch: pytest.MonkeyPatch, owner: Person, prefix: str) -> tuple[str, str]:
+    """A fresh team-a model with one version logged by `owner`: (its name, the gateway's id of it)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", owner.token)
+    mlflow.set_workspace("team-a")
+    mlflow.set_experiment(unique(f"{prefix}-src"))
+    features = np.random.default_rng(13).random((20, 3))
+    name = unique(prefix)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            LogisticRegression().fit(features, (features[:, 1] > 0.5).astype(int)),
+            name="model",
+            registered_model_name=name,
+        )
+    answer = owner.http(stack, "team-a").get(
+        f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name}, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    return name, answer.json()["registered_model_databricks"]["id"]
+
+
+def promotion_attempts(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """The logged models of team-b's promotions experiment named `name` (each attempt to copy a version)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
+    mlflow.set_workspace("team-b")
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("fedgate-promotions")
+    assert experiment is not None
+    return list(client.search_logged_models([experiment.experiment_id], filter_string=f"name = '{name}'"))
+
+
+def test_a_copy_that_fails_midway_is_taken_up_again_by_its_retry(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stack = mlflow_env
+    need_approval(stack, False)
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    promoter = admin.person(f"{unique('promoter')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=promoter.name)
+    name, source_id = promotable(stack, monkeypatch, owner, "midway")
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=promoter.name, workspace="team-a")
+
+    # One file of the version vanishes from store a's disk, in a folder the copy reaches after the others:
+    # the store lists it, then cannot read it.
+    uri = mlflow.MlflowClient().get_model_version_download_uri(name, "1")
+    assert uri.startswith("mlflow-artifacts:/"), uri
+    on_disk = stack.stores["a"].root / "artifacts" / uri[len("mlflow-artifacts:/") :]
+    assert (on_disk / "MLmodel").is_file()
+    (on_disk / "zz-extra").mkdir()
+    (on_disk / "zz-extra" / "weights.bin").symlink_to(tmp_path / "vanished.bin")
+
+    body = {"name": f"team-a.{name}", "version": "1"}
+    failed = promote(stack, promoter, body)
+    assert failed.status_code == 503 and failed.json()["error_code"] == "TEMPORARILY_UNAVAILABLE", failed.text
+    # Midway: the attempt's logged model holds the files copied before the failure, is marked failed, and
+    # no version was made.
+    [attempt] = promotion_attempts(monkeypatch, name)
+    assert attempt.status == LoggedModelStatus.FAILED
+    copied = {
+        a.path.rsplit("/", 1)[-1] for a in mlflow.artifacts.list_artifacts(artifact_uri=attempt.artifact_location)
+    }
+    assert "MLmodel" in copied and "zz-extra" not in copied
+    with pytest.raises(mlflow.exceptions.MlflowException) as missing:
+        mlflow.MlflowClient().get_registered_model(name)
+    assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+    # The file is gone for good; the retry copies the version into the same logged model, and leaves no other.
+    (on_disk / "zz-extra" / "weights.bin").unlink()
+    (on_disk / "zz-extra").rmdir()
+    done = promote(stack, promoter, body)
+    assert done.status_code == 200, done.text
+    assert done.json()["copied"] is True
+    assert done.json()["model_version"]["source"] == f"models:/{attempt.model_id}"
+    [again] = promotion_attempts(monkeypatch, name)
+    assert (again.model_id, again.status) == (attempt.model_id, LoggedModelStatus.READY)
+    mlflow.set_workspace("team-a")
+    source_dir = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "a")))
+    mlflow.set_workspace("team-b")
+    copy_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path / "b")))
+    assert tree(source_dir) == tree(copy_dir) and "MLmodel" in tree(copy_dir)
+
+
+def test_two_promotions_of_the_same_version_at_once_make_one_copy(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack = mlflow_env
+    need_approval(stack, False)
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    promoter = admin.person(f"{unique('promoter')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=promoter.name)
+    name, source_id = promotable(stack, monkeypatch, owner, "twice")
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=promoter.name, workspace="team-a")
+
+    # The same promotion twice at the same moment (a client's retry racing its first call, say).
+    body = {"name": f"team-a.{name}", "version": "1"}
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: promote(stack, promoter, body), range(2)))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert sorted(a.json()["copied"] for a in answers) == [False, True]
+    assert {a.json()["model_version"]["version"] for a in answers} == {"1"}
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
+    mlflow.set_workspace("team-b")
+    assert [v.version for v in mlflow.MlflowClient().search_model_versions(f"name = '{name}'")] == ["1"]
+    [attempt] = promotion_attempts(monkeypatch, name)
+    assert attempt.status == LoggedModelStatus.READY
+    assert [t for t, _, _ in activity_types(stack, "team-a", name)] == ["PROMOTED_TO_WORKSPACE"]
+
+
+def test_a_requesters_identity_provider_groups_count_when_the_request_is_approved(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch, issuer: OidcIssuer, oidc_gateway: GatewayProcess
+) -> None:
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    approver = admin.person(f"{unique('approver')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_MANAGE", user=approver.name)
+    name, source_id = promotable(stack, monkeypatch, owner, "idp")
+    # The requester's rights come only through a group their identity provider names in their token: the
+    # gateway's group of that name reads the source model and uses team-b; the requester is not a member.
+    group = unique("idp-promoters")
+    admin.group(group)
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", group=group, workspace="team-a")
+    admin.grant("workspaces/team-b", "CAN_USE", group=group)
+    email = f"{unique('requester')}@example.com"
+    verified = {"email_verified": True}
+    token = issuer.token("requester-sub", audience=AUDIENCE, email=email, groups=[group], extra_claims=verified)
+    plain = issuer.token("requester-sub", audience=AUDIENCE, email=email, extra_claims=verified)
+    base = f"{oidc_gateway.url}/api/2.0/fedgate/registry"
+
+    def as_requester(bearer: str) -> requests.Session:
+        session = requests.Session()
+        session.headers.update({"Authorization": f"Bearer {bearer}", "X-MLFLOW-WORKSPACE": "team-b"})
+        return session
+
+    need_approval(stack, True)
+    try:
+        body = {"name": f"team-a.{name}", "version": "1"}
+        without = as_requester(plain).post(f"{base}/promotion-requests/create", json=body, timeout=60)
+        assert without.status_code == 404, without.text  # without the group the source does not exist
+        made = as_requester(token).post(f"{base}/promotion-requests/create", json=body, timeout=60)
+        assert made.status_code == 200, made.text
+        request = made.json()["promotion_request"]
+        second = as_requester(token).post(
+            f"{base}/promotion-requests/create", json={**body, "target_name": f"{name}-2"}, timeout=60
+        )
+        assert second.status_code == 200, second.text
+
+        # Approved on the other gateway process, by a token of the approver's: the requester's group counts.
+        approvals = approver.http(stack, "team-b")
+        approved = approvals.post(
+            f"{stack.url}/api/2.0/fedgate/registry/promotion-requests/approve", json={"id": request["id"]}, timeout=300
+        )
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["promotion_request"]["state"] == "APPROVED"
+        assert approved.json()["model_version"]["version"] == "1"
+        # The requester owns the new model of team-b, and reads it with the token that names the group.
+        owned = as_requester(token).get(
+            f"{oidc_gateway.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name}, timeout=60
+        )
+        assert owned.status_code == 200 and owned.json()["registered_model_databricks"]["permission_level"] == (
+            "CAN_MANAGE"
+        ), owned.text
+
+        # The group's grant on the source taken away: the re-check refuses, and the request stays open.
+        acl = {"access_control_list": [{"user_name": owner.name, "permission_level": "CAN_MANAGE"}]}
+        revoked = admin.http("team-a").put(
+            f"{stack.url}/api/2.0/permissions/registered-models/{source_id}", json=acl, timeout=60
+        )
+        assert revoked.status_code == 200, revoked.text
+        second_id = second.json()["promotion_request"]["id"]
+        late = approvals.post(
+            f"{stack.url}/api/2.0/fedgate/registry/promotion-requests/approve", json={"id": second_id}, timeout=60
+        )
+        assert late.status_code == 404, late.text
+        listed = approvals.get(f"{stack.url}/api/2.0/fedgate/registry/promotion-requests/list", timeout=60)
+        assert [r["state"] for r in listed.json()["requests"] if r["id"] == second_id] == ["OPEN"]
+    finally:
+        need_approval(stack, False)
