@@ -11,7 +11,7 @@
 3. Times metric ingest with log-batch calls of 1,000 points: the write-through alone (bodies applied
    straight to PostgreSQL), then through the gateway with write-through on vs off, against an instant
    upstream (the gateway's own cost) and against a real `mlflow server` (what a user sees); prints
-   points/s and the ratio.
+   points/s and the ratio. The same for runs/create (runs/s): each new run also moves the run counts.
 
     python benchmarks/index.py [--runs 1000000] [--points 20000000] [--data DIR] [--repeat 30]
 
@@ -57,7 +57,7 @@ from gateway.console.dashboard_queries import DASHBOARDS, Filters
 from gateway.db.engine import start_embedded
 from gateway.db.migrate import upgrade
 from gateway.devstack import GatewayProcess, MlflowServer, free_port
-from gateway.index.writer import IndexWriter, RunWrite
+from gateway.index.writer import IndexWriter, NewRun, RunWrite
 from gateway.sql.documented import (
     METRIC_SUMMARY,
     RUN_DETAILS,
@@ -414,7 +414,7 @@ def measure_dashboards(base: str, admin: requests.Session, user: requests.Sessio
             )
             print(f"  {item.key:<22} {label:<38} {p50:8.1f} {p95:8.1f} {len(answer['rows']):5}")
     last_start = BASE + timedelta(seconds=runs * 7)
-    window = Filters(since=last_start - timedelta(days=30))
+    window = Filters(since=(last_start - timedelta(days=30)).date())
     print(f"  {'(SQL API) 30-day window, admin':<61}")
     for item in DASHBOARDS:
         statement = item.build(
@@ -631,6 +631,48 @@ async def ingest(base: str, workspace: str, clients: int, batches: int) -> float
     return (batches // clients) * clients * BATCH / elapsed
 
 
+async def create_runs(base: str, workspace: str, clients: int, runs: int) -> float:
+    """Runs per second: `clients` concurrent clients each creating their share of `runs` with runs/create."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-MLFLOW-WORKSPACE": workspace}
+    api = f"{base}/api/2.0/mlflow"
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(f"{api}/experiments/create", json={"name": f"runs-{uuid.uuid4().hex}"}) as r:
+            experiment_id = (await r.json())["experiment_id"]
+
+        async def one_client(count: int) -> None:
+            for _ in range(count):
+                async with http.post(f"{api}/runs/create", json={"experiment_id": experiment_id}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"runs/create answered {r.status}")
+
+        await one_client(clients)  # warm
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client(runs // clients) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return (runs // clients) * clients / elapsed
+
+
+async def index_run_capacity(url: str, connections: int, runs: int) -> float:
+    """Runs per second the write-through itself absorbs: runs/create answers applied straight to PostgreSQL
+    (the INSERT into ix_runs and the triggers that keep the run counts)."""
+    pool = await asyncpg.create_pool(url, min_size=connections, max_size=connections)
+    start = datetime.now(UTC)
+
+    async def one(client: int) -> None:
+        writer = IndexWriter()
+        for i in range(runs // connections):
+            run = NewRun(3003, uuid.uuid4().hex, str(1 + i % 5), f"user{client}", "r", "RUNNING", start, None, {})
+            async with pool.acquire() as conn:
+                await writer.apply(conn, run, 3003)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in range(connections)))
+    elapsed = time.perf_counter() - started
+    await pool.close()
+    return (runs // connections) * connections / elapsed
+
+
 async def index_capacity(url: str, connections: int, batches: int) -> float:
     """Points per second the write-through itself absorbs: log-batch bodies applied straight to PostgreSQL."""
     writer = IndexWriter()
@@ -773,7 +815,10 @@ def main() -> int:
             print(f"\ningest: {args.clients} clients, log-batch of {BATCH} points, {args.batches} calls per figure")
             capacity = asyncio.run(index_capacity(database.url, args.clients, args.batches))
             print(f"  write-through alone (log-batch bodies applied to PostgreSQL): {capacity:10,.0f} points/s")
+            created = asyncio.run(index_run_capacity(database.url, args.clients, args.batches * 5))
+            print(f"  write-through alone (runs/create answers applied to PostgreSQL): {created:10,.0f} runs/s")
             results: dict[tuple[str, bool], list[float]] = {}
+            run_rates: dict[bool, list[float]] = {}
             for write_through in (True, False, True, False):
                 config = write_config(root / "fedgate.toml", database.url, stores, write_through)
                 gateway = GatewayProcess(config, env).start()
@@ -783,6 +828,8 @@ def main() -> int:
                 ):
                     rate = asyncio.run(ingest(gateway.url, workspace, args.clients, batches))
                     results.setdefault((workspace, write_through), []).append(rate)
+                rate = asyncio.run(create_runs(gateway.url, "ingest", args.clients, args.batches))
+                run_rates.setdefault(write_through, []).append(rate)
                 gateway.stop()
                 gateway = None
             for workspace, label in (("ingest", "instant upstream"), ("ingest-mlflow", "mlflow server")):
@@ -792,6 +839,11 @@ def main() -> int:
                     f"  {label:<17} write-through on {on:10,.0f} points/s   off {off:10,.0f} points/s   "
                     f"on/off {on / off:.2f} (cost {100 * (1 - on / off):.0f}%)"
                 )
+            on, off = max(run_rates[True]), max(run_rates[False])
+            print(
+                f"  {'runs/create, instant':<17} write-through on {on:10,.0f} runs/s     off {off:10,.0f} runs/s     "
+                f"on/off {on / off:.2f}"
+            )
     finally:
         if gateway is not None:
             gateway.stop()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date
 
 from gateway.core.errors import InvalidParameter
 from gateway.sql.documented import SUCCESS_RATIO
@@ -33,7 +33,7 @@ class Filters:
     runs: str = RUNS_TABLE
     metrics: str = METRICS_TABLE
     workspace_id: str | None = None  # the workspace's id, as the system tables write it ("1001")
-    since: datetime | None = None  # runs started at or after this instant
+    since: date | None = None  # runs started on or after this day (UTC)
     experiment_id: str | None = None  # account-wide, `<workspace id>-<experiment id>`
     metric: str | None = None
 
@@ -88,8 +88,9 @@ def _conditions(filters: Filters, alias: str = "") -> tuple[list[str], dict[str,
         conditions.append(f"{column}workspace_id = :workspace_id")
         parameters["workspace_id"] = (filters.workspace_id, "STRING")
     if filters.since is not None:
+        # A DATE: the window starts at midnight UTC, so counts per day answer it (gateway/sql/rollup.py).
         conditions.append(f"{column}start_time >= :since")
-        parameters["since"] = (filters.since.isoformat(), "TIMESTAMP")
+        parameters["since"] = (filters.since.isoformat(), "DATE")
     if filters.experiment_id is not None:
         conditions.append(f"{column}experiment_id = :experiment_id")
         parameters["experiment_id"] = (filters.experiment_id, "STRING")

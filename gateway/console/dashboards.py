@@ -95,7 +95,9 @@ def choice(console: Console, principal: Principal, params: Any, now: datetime | 
     days = one("days", DEFAULT_DAYS) or DEFAULT_DAYS
     if days not in DAYS:
         raise InvalidParameter(f"days is one of {', '.join(DAYS)}.")
-    since = None if days == "all" else (now or datetime.now(UTC)) - timedelta(days=int(days))
+    # Whole UTC days: from midnight of the day N days ago, so at least N days and the hours of today. The
+    # aggregates then read run counts per day instead of every run (gateway/sql/rollup.py).
+    since = None if days == "all" else ((now or datetime.now(UTC)) - timedelta(days=int(days))).astimezone(UTC).date()
     filters = checked(
         Filters(
             runs=one("runs", RUNS_TABLE) or RUNS_TABLE,

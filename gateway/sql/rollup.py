@@ -6,6 +6,16 @@ four values. `system_mlflow.runs_latest_counts` (migration 0019) holds these com
 kept exact by triggers on the index; a thousand times fewer rows than runs. The block then reads the counts,
 and each aggregate becomes its weighted form (`COUNT(*)` the sum of the counts, say).
 
+A block that also uses `created_by` or the start day reads `system_mlflow.runs_latest_rollup` (migration
+0031): the counts per workspace, experiment, creator, status and UTC day of start, with the earliest and
+latest start of each. Of `start_time` it may use only what the day answers exactly (statements run with
+TimeZone UTC): `date(start_time)` (or `to_date`, `CAST(... AS DATE)`), `start_time IS [NOT] NULL`,
+`COUNT(start_time)`, `start_time >= d` and `start_time < d` for a date `d` that reads no column (a date
+literal, a DATE parameter, `current_date()`), and `MIN`/`MAX(start_time)` (the extremes of the rows').
+
+Between the block and `runs_latest` there may be views that only filter: `SELECT * FROM ... WHERE ...`
+(a dynamic view of some workspaces, say), each using only those columns too; they then filter the counts.
+
 Only aggregates whose weighted form is provably identical are rewritten: value, type and scale.
 
 - `COUNT(*)`, `COUNT(x)`: the sum of the counts (of the rows where `x` is not null), as a bigint;
@@ -15,13 +25,16 @@ Only aggregates whose weighted form is provably identical are rewritten: value, 
 - `MIN`, `MAX`, `bool_or`/`bool_and` and any `DISTINCT` aggregate do not depend on how often a value occurs
   and stay as they are.
 
-Anything else (another aggregate, a window, a FILTER, a subquery, a join, a column outside the four, no
-aggregation at all) leaves the block as it was: the rewrite is an optimisation, never a change of meaning.
+Anything else (another aggregate, a window, a FILTER, a subquery, a join, a column outside those, a view
+that does more than filter, no aggregation at all) leaves the block as it was: the rewrite is an
+optimisation, never a change of meaning.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlglot import exp
@@ -30,12 +43,24 @@ from gateway.sql.catalog import PG_SCHEMA, SYSTEM_COLUMNS
 
 RUNS_VIEW = "runs_latest"
 COUNTS_VIEW = "runs_latest_counts"
+ROLLUP_VIEW = "runs_latest_rollup"
 COUNTED_COLUMNS = ("account_id", "workspace_id", "experiment_id", "status")
+ROLLED_UP_COLUMNS = (*COUNTED_COLUMNS, "created_by")
+START = "start_time"
 WEIGHT = "_runs"
+DAY = "_day"
+FIRST_START = "_first_start"
+LAST_START = "_last_start"
+HIDDEN = frozenset({WEIGHT, DAY, FIRST_START, LAST_START})
 # Integers a double sums exactly however many runs there are (2**53 / 2**20 runs is far beyond any account).
 _MAX_EXACT_INTEGER = 2**20
 _ORDER_INSENSITIVE = (exp.Min, exp.Max, exp.LogicalOr, exp.LogicalAnd)
 _NOT_ROW_LEVEL = (exp.Window, exp.Filter, exp.Lambda, exp.Subquery, exp.Select, exp.Unnest, exp.Explode, exp.Lateral)
+# `start_time <op> day` is `day of start_time <op> day` for these (start_time on the left; mirrored on the right).
+_DAY_EXACT_LEFT = (exp.GTE, exp.LT)
+_DAY_EXACT_RIGHT = (exp.LTE, exp.GT)
+# Parts of a view's SELECT that only filter; anything else set makes it more than a filter.
+_FILTER_PARTS = frozenset({"expressions", "from_", "where"})
 
 Kind = Callable[[exp.Expr | None], str | None]
 
@@ -64,6 +89,13 @@ def counts_source() -> exp.Select:
     return exp.select(*columns).from_(exp.table_(COUNTS_VIEW, db=PG_SCHEMA))
 
 
+def rollup_source() -> exp.Select:
+    columns: list[exp.Expr] = [exp.column(column) for column in ROLLED_UP_COLUMNS]
+    for column, name in (("day", DAY), ("first_start", FIRST_START), ("last_start", LAST_START), ("runs", WEIGHT)):
+        columns.append(exp.alias_(exp.column(column), name))
+    return exp.select(*columns).from_(exp.table_(ROLLUP_VIEW, db=PG_SCHEMA))
+
+
 def _runs_source() -> exp.Select:
     """What transpile.system_source makes of `system.mlflow.runs_latest`."""
     columns = [exp.column(column) for column in SYSTEM_COLUMNS[RUNS_VIEW]]
@@ -73,66 +105,163 @@ def _runs_source() -> exp.Select:
 _RUNS_SOURCE = _runs_source()
 
 
+@dataclass
+class _Plan:
+    """What a block and the filtering views under it need: their `start_time` uses, their aggregates."""
+
+    rollup: bool = False  # uses a column or form only the rollup has
+    columns: list[tuple[exp.Expr, str]] = field(default_factory=list)  # node -> the rollup column it becomes
+    aggregates: list[exp.AggFunc] = field(default_factory=list)
+
+
 def use_counts(tree: exp.Expr, kind: Kind) -> None:
     """Rewrite, in place, every query block of `tree` that counts can answer exactly (see the module)."""
     for select in list(tree.find_all(exp.Select)):
-        source = _single_runs_source(select)
-        if source is None:
+        chain = _chain(select)
+        if chain is None:
             continue
-        aggregates = _rewritable(select, source, kind)
-        if aggregates is None:
+        plan = _Plan()
+        if not _aggregates(select, chain[0], plan, kind):
             continue
-        for node, weighted in aggregates:
-            node.replace(weighted)
-        source.set("this", counts_source())
+        if not all(_filters(view.this, source, plan) for view, source in itertools.pairwise(chain)):
+            continue
+        # Columns first: a weighted aggregate copies its argument, which must read the rollup's columns.
+        for node, column in plan.columns:
+            table = node.table if isinstance(node, exp.Column) else _column_of(node).table
+            node.replace(exp.column(column, table=table or None))
+        for aggregate in plan.aggregates:
+            weighted = _weighted(aggregate, kind)
+            if isinstance(weighted, exp.Expression):
+                aggregate.replace(weighted)
+        chain[-1].set("this", rollup_source() if plan.rollup else counts_source())
 
 
-def _single_runs_source(select: exp.Select) -> exp.Subquery | None:
-    if select.args.get("joins") or select.args.get("laterals"):
-        return None
-    from_ = select.args.get("from_")
-    item = from_.this if from_ is not None else None
-    if isinstance(item, exp.Subquery) and item.this == _RUNS_SOURCE:
-        return item
-    return None
+def _chain(select: exp.Select) -> list[exp.Subquery] | None:
+    """The FROM subqueries from `select` down to `runs_latest`, through views that only filter; else None."""
+    chain: list[exp.Subquery] = []
+    block = select
+    while True:
+        if block.args.get("joins") or block.args.get("laterals"):
+            return None
+        from_ = block.args.get("from_")
+        item = from_.this if from_ is not None else None
+        if not isinstance(item, exp.Subquery):
+            return None
+        chain.append(item)
+        if item.this == _RUNS_SOURCE:
+            return chain
+        inner = item.this
+        if not isinstance(inner, exp.Select) or not _only_filters(inner):
+            return None
+        block = inner
 
 
-def _rewritable(select: exp.Select, source: exp.Subquery, kind: Kind) -> list[tuple[exp.Expr, exp.Expression]] | None:
-    """The aggregates to replace and their weighted forms; None when the block must stay as it is."""
-    alias = source.alias_or_name.lower()
+def _only_filters(select: exp.Select) -> bool:
+    if any(value for key, value in select.args.items() if key not in _FILTER_PARTS):
+        return False
+    items = select.expressions
+    return len(items) == 1 and isinstance(items[0], exp.Star)
+
+
+def _column_of(node: exp.Expr) -> exp.Column:
+    column = node.find(exp.Column)
+    assert column is not None
+    return column
+
+
+def _aggregates(select: exp.Select, source: exp.Subquery, plan: _Plan, kind: Kind) -> bool:
+    """Whether the aggregating block `select` can read counts; its uses and aggregates go into `plan`."""
     names = {item.alias.lower() for item in select.expressions if isinstance(item, exp.Alias)}
     # An output name that is also a column of runs_latest would resolve to that column in GROUP BY.
     outputs = names - set(SYSTEM_COLUMNS[RUNS_VIEW])
-    aggregates: list[tuple[exp.Expr, exp.Expression]] = []
     aggregating = select.args.get("group") is not None
     for node in select.walk(prune=lambda n: n is source):
         if node is source or node is select:
             continue
-        if isinstance(node, _NOT_ROW_LEVEL):
-            return None
-        if isinstance(node, exp.Identifier) and node.name.lower() == WEIGHT:
-            return None
-        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
-            return None
-        if isinstance(node, exp.Column):
-            if isinstance(node.this, exp.Star):
-                return None
-            name = node.name.lower()
-            if node.table:
-                if node.table.lower() != alias or name not in COUNTED_COLUMNS:
-                    return None
-            elif name not in COUNTED_COLUMNS and name not in outputs:
-                return None
+        if not _row_level(node, source, plan, outputs):
+            return False
         if isinstance(node, exp.AggFunc):
             aggregating = True
-            if _inside_aggregate(node, select):
-                return None
-            weighted = _weighted(node, kind)
-            if weighted is False:
-                return None
-            if weighted is not None:
-                aggregates.append((node, weighted))
-    return aggregates if aggregating else None
+            if _inside_aggregate(node, select) or _weighted(node, kind) is False:
+                return False
+            plan.aggregates.append(node)
+    return aggregating
+
+
+def _filters(select: exp.Select, source: exp.Subquery, plan: _Plan) -> bool:
+    """Whether the view block `select` (SELECT * ... WHERE) filters only on what counts hold."""
+    star = select.expressions[0]
+    for node in select.walk(prune=lambda n: n is source):
+        if node is source or node is select or node is star:
+            continue
+        if isinstance(node, exp.AggFunc) or not _row_level(node, source, plan, set()):
+            return False
+    return True
+
+
+def _row_level(node: exp.Expr, source: exp.Subquery, plan: _Plan, outputs: set[str]) -> bool:
+    """Whether `node` is something counts answer; a use of start_time the rollup answers is noted in `plan`."""
+    if isinstance(node, _NOT_ROW_LEVEL):
+        return False
+    if isinstance(node, exp.Identifier) and node.name.lower() in HIDDEN:
+        return False
+    if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+        return False
+    if not isinstance(node, exp.Column):
+        return True
+    if isinstance(node.this, exp.Star):
+        return False
+    name = node.name.lower()
+    if node.table:
+        if node.table.lower() != source.alias_or_name.lower():
+            return False
+    elif name not in ROLLED_UP_COLUMNS and name != START:
+        return name in outputs
+    if name in COUNTED_COLUMNS:
+        return True
+    plan.rollup = True
+    if name in ROLLED_UP_COLUMNS:
+        return True
+    if name != START:
+        return False
+    use = _start_use(node)
+    if use is None:
+        return False
+    plan.columns.append(use)
+    return True
+
+
+def _start_use(column: exp.Column) -> tuple[exp.Expr, str] | None:
+    """The node a use of `start_time` is and the rollup column it becomes; None: the day does not answer it."""
+    parent = column.parent
+    if isinstance(parent, exp.TsOrDsToDate) or (
+        type(parent) is exp.Cast and parent.to.this == exp.DataType.Type.DATE and parent.this is column
+    ):
+        return parent, DAY
+    if isinstance(parent, exp.Is) and parent.this is column and isinstance(parent.expression, exp.Null):
+        return column, DAY
+    if type(parent) is exp.Count:
+        return column, DAY
+    if type(parent) is exp.Max and parent.this is column:
+        return column, LAST_START
+    if type(parent) is exp.Min and parent.this is column:
+        return column, FIRST_START
+    if isinstance(parent, _DAY_EXACT_LEFT) and parent.this is column and _a_date(parent.expression):
+        return column, DAY
+    if isinstance(parent, _DAY_EXACT_RIGHT) and parent.expression is column and _a_date(parent.this):
+        return column, DAY
+    return None
+
+
+def _a_date(node: exp.Expr) -> bool:
+    """A date that reads no column: a date literal, a DATE parameter, current_date()."""
+    if isinstance(node, exp.CurrentDate):
+        return True
+    return (
+        type(node) is exp.Cast
+        and node.to.this == exp.DataType.Type.DATE
+        and node.find(exp.Column, exp.Select, exp.AggFunc) is None
+    )
 
 
 def _inside_aggregate(node: exp.Expr, select: exp.Select) -> bool:

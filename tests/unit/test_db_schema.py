@@ -26,6 +26,7 @@ _FAMILIES = {
     "float": "double",
     "boolean": "boolean",
     "bytea": "bytes",
+    "date": "date",
 }
 
 
