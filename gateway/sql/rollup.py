@@ -7,7 +7,7 @@ kept exact by triggers on the index; a thousand times fewer rows than runs. The 
 and each aggregate becomes its weighted form (`COUNT(*)` the sum of the counts, say).
 
 A block that also uses `created_by` or the start day reads `system_mlflow.runs_latest_rollup` (migration
-0031): the counts per workspace, experiment, creator, status and UTC day of start, with the earliest and
+0032): the counts per workspace, experiment, creator, status and UTC day of start, with the earliest and
 latest start of each. Of `start_time` it may use only what the day answers exactly (statements run with
 TimeZone UTC): `date(start_time)` (or `to_date`, `CAST(... AS DATE)`), `start_time IS [NOT] NULL`,
 `COUNT(start_time)`, `start_time >= d` and `start_time < d` for a date `d` that reads no column (a date

@@ -505,7 +505,7 @@ def timestampdiff_sql(unit: str, start: str, end: str) -> str:
     if unit in _SECONDS_PER_UNIT:
         # The epoch of the interval between the two: exactly the difference of their epochs (both count
         # microseconds; the difference of two timestamps has no months), but immutable where EXTRACT from a
-        # timestamptz is not, so an index can hold it (ix_runs_length, migration 0031: the longest runs).
+        # timestamptz is not, so an index can hold it (ix_runs_length, migration 0032: the longest runs).
         seconds = f"EXTRACT(EPOCH FROM (CAST({end} AS TIMESTAMPTZ) - CAST({start} AS TIMESTAMPTZ)))"
         return f"CAST(TRUNC({seconds} / {_SECONDS_PER_UNIT[unit]}) AS BIGINT)"
     if unit not in ("DAY", "WEEK", *_MONTHS_PER_UNIT):

@@ -1,4 +1,4 @@
-"""Run counts (migrations 0019 and 0031) against the plain query: the maintained aggregates and the statements
+"""Run counts (migrations 0019 and 0032) against the plain query: the maintained aggregates and the statements
 that read them.
 
 Differential tests on a real PostgreSQL. Random sequences of the index's own writes (the write-through's
@@ -441,7 +441,7 @@ def test_a_statement_the_counts_cannot_answer_exactly_is_left_alone(text: str) -
     assert compiled(text, counts=True) == compiled(text, counts=False)
 
 
-# -- the start day and the creator: the rollup (migration 0031) ---------------------------------------------
+# -- the start day and the creator: the rollup (migration 0032) ---------------------------------------------
 
 ROLLED_UP = [
     "SELECT date(start_time) AS day, status, COUNT(*) AS runs FROM system.mlflow.runs_latest "
@@ -548,7 +548,7 @@ async def plan(url: str, sql: str, arguments: tuple[str, ...]) -> str:
 )
 def test_the_longest_runs_are_read_from_the_run_length_index(filled: str, filters: Filters, index: str) -> None:
     """TIMESTAMPDIFF(SECOND, ...) as the transpiler writes it is the expression ix_runs_length holds (migration
-    0031), in the order the dashboard asks for: the 20 longest runs are the index's first entries."""
+    0032), in the order the dashboard asks for: the 20 longest runs are the index's first entries."""
     statement = next(item for item in DASHBOARDS if item.key == "longest-runs").build(filters)
     types = {name: kind for name, (_, kind) in statement.parameters.items()}
     query = parse_query(statement.text)

@@ -26,8 +26,8 @@ page's filters on a principal, an action (exact, or a prefix such as `grants.`) 
 first: without them a rare actor's or a quiet workspace's rows are found by reading the log backwards from
 its end (80 ms at 300,000 rows for a workspace with none, under 1 ms with them).
 
-Revision ID: 0031
-Revises: 0030
+Revision ID: 0032
+Revises: 0031
 """
 
 # ruff: noqa: S608 — the statements splice only this module's constants (the key, the day, the length).
@@ -36,8 +36,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0031"
-down_revision = "0030"
+revision = "0032"
+down_revision = "0031"
 branch_labels = None
 depends_on = None
 
