@@ -271,12 +271,50 @@ def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIRes
         )
         return stream.to_asgi_response(app=None, request=request)
     # The store's bytes go out as they came: no re-encoding on the hot path.
-    return ASGIResponse(
-        body=result.body,
-        status_code=result.status,
-        headers=result.headers,
-        media_type=media_type or "application/json",
-    )
+    if result.status < 200 or result.status in (204, 304):  # no body allowed: Litestar's own checks and shape
+        return ASGIResponse(
+            body=result.body,
+            status_code=result.status,
+            headers=result.headers,
+            media_type=media_type or "application/json",
+        )
+    return PassThrough(result.status, result.headers, media_type or "application/json", result.body)
+
+
+class PassThrough(ASGIResponse):
+    """A buffered answer sent as it came, with the head `ASGIResponse` sends for it (names in lower case, the
+    media type with Litestar's charset rule, the length) but built directly: Litestar's header object and its
+    lookups were about 5% of a forwarded call's CPU."""
+
+    __slots__ = ("_head",)
+
+    def __init__(self, status: int, headers: Mapping[str, str], media_type: str, body: bytes) -> None:
+        head = []
+        names = set()
+        for key, value in headers.items():
+            name = key.lower()
+            names.add(name)
+            head.append((name.encode("latin-1"), value.encode("latin-1")))
+        if "content-type" not in names:
+            content_type = f"{media_type}; charset=utf-8" if media_type.startswith("text/") else media_type
+            head.append((b"content-type", content_type.encode("latin-1")))
+        if "content-length" not in names:
+            head.append((b"content-length", str(len(body)).encode("latin-1")))
+        self._head = head
+        self.status_code = status
+        self.body = body
+        self.content_length = len(body)
+        self.background = None
+        self.is_head_response = False
+        self.encoding = "utf-8"
+        self._encoded_cookies = ()
+
+    def encode_headers(self) -> list[tuple[bytes, bytes]]:
+        return self._head
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self._head})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
 
 def server_info_handler(capabilities: StoreCapabilities, forwarder: Forwarder) -> HTTPRouteHandler:

@@ -20,6 +20,32 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("fedgate.access")
 
 
+class RandomIds:
+    """Request ids: 16 random bytes as 32 hex digits, taken from one `os.urandom` call per 256 ids (one system
+    call per request was 2.5% of a forwarded call's CPU). A forked child starts with none of its parent's bytes."""
+
+    BATCH = 4096
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self.forget)
+
+    def __call__(self) -> bytes:
+        at = self._at
+        if at + 16 > len(self._pool):
+            self._pool = os.urandom(self.BATCH)
+            at = 0
+        self._at = at + 16
+        return self._pool[at : at + 16].hex().encode()
+
+    def forget(self) -> None:
+        self._pool, self._at = b"", 0
+
+
+_random_id = RandomIds()
+
+
 def note(scope: Any, **fields: str) -> None:
     """Attach fields (workspace, principal...) to the access log line of this request."""
     scope.setdefault(NOTES_KEY, {}).update(fields)
@@ -52,7 +78,7 @@ class AccessLog:
                 request_id = value
                 break
         if not request_id:
-            request_id = os.urandom(16).hex().encode()
+            request_id = _random_id()
         scope[REQUEST_ID_KEY] = request_id.decode()
         status = 500
         sent = 0
