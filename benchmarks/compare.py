@@ -8,9 +8,12 @@ rounds so drift of the machine hits both alike:
 1. forwarding capacity: get-run calls (2 load processes x `--concurrency` clients), calls/s, and the
    gateway's CPU time per call (its processes' user + system time over the calls answered: on a machine
    shared with other work, the steadier of the two figures);
-2. index write-through ingest: log-batch calls of 1,000 points with the write-through on, points/s.
+2. index write-through ingest: log-batch calls of 1,000 points with the write-through on, points/s; with
+   `--off`, a third gateway (this checkout, write-through off) in the same rounds gives each side's
+   on/off ratio, the write-through's cost.
 
     python benchmarks/compare.py --before REV [--seconds 8] [--concurrency 16] [--rounds 2] [--workers 1]
+                                 [--off] [--skip-capacity]
 """
 
 from __future__ import annotations
@@ -51,8 +54,14 @@ async def create_database(url: str, name: str) -> str:
 def cpu_seconds(process: GatewayProcess) -> float:
     """User + system CPU time of the gateway's process and its workers so far."""
     assert process.process is not None
+    return tree_cpu_seconds(process.process.pid)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far (PostgreSQL: the postmaster's backends;
+    a backend that ended meanwhile is missed, so calls keep their connections: pooled)."""
     total = 0.0
-    root = psutil.Process(process.process.pid)
+    root = psutil.Process(pid)
     for each in (root, *root.children(recursive=True)):
         try:
             times = each.cpu_times()
@@ -119,6 +128,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent runs of the ingest")
     parser.add_argument("--batches", type=int, default=400, help="log-batch calls per ingest figure")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of each gateway")
+    parser.add_argument("--off", action="store_true", help="also ingest through this checkout, write-through off")
+    parser.add_argument("--skip-capacity", action="store_true", help="measure the ingest alone")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="fedgate-bench-compare-"))
@@ -136,40 +147,44 @@ def main() -> int:
         for name, source in (("before", worktree), ("after", None)):
             url = asyncio.run(create_database(database.url, name))
             gateways[name] = start_gateway(root, name, url, ports, source, write_through=True, workers=args.workers)
+        if args.off:
+            url = asyncio.run(create_database(database.url, "off"))
+            gateways["off"] = start_gateway(root, "off", url, ports, None, write_through=False, workers=args.workers)
         calls: dict[str, list[forwarding.Result]] = {"before": [], "after": []}
         cpu: dict[str, float] = {"before": 0.0, "after": 0.0}
-        points: dict[str, list[float]] = {"before": [], "after": []}
+        points: dict[str, list[float]] = {name: [] for name in gateways}
+        ingest_cpu = {name: [0.0, 0.0] for name in gateways}  # gateway, PostgreSQL: CPU seconds over the ingests
         for _ in range(args.rounds):
             for name, process in gateways.items():
-                used = cpu_seconds(process)
-                calls[name].append(
-                    forwarding.measure_capacity(
-                        process.url + "/api/2.0/mlflow/runs/get", args.seconds / args.rounds, args.concurrency, 2
+                if name in calls and not args.skip_capacity:
+                    used = cpu_seconds(process)
+                    calls[name].append(
+                        forwarding.measure_capacity(
+                            process.url + "/api/2.0/mlflow/runs/get", args.seconds / args.rounds, args.concurrency, 2
+                        )
                     )
-                )
-                cpu[name] += cpu_seconds(process) - used
+                    cpu[name] += cpu_seconds(process) - used
+                used, used_db = cpu_seconds(process), tree_cpu_seconds(database.pid)
                 points[name].append(asyncio.run(index.ingest(process.url, "ingest", args.clients, args.batches)))
+                ingest_cpu[name][0] += cpu_seconds(process) - used
+                ingest_cpu[name][1] += tree_cpu_seconds(database.pid) - used_db
         print(f"revisions: before = {args.before}, after = this checkout; {args.rounds} alternating rounds")
-        clients = f"2 x {args.concurrency} clients"
-        print(f"\n1. get-run through the gateway ({args.workers} worker(s)), instant upstream, {clients}")
-        throughput, per_call = {}, {}
-        for name, results in calls.items():
-            merged = forwarding.Result(
-                sum(r.requests for r in results),
-                sum(r.seconds for r in results),
-                [x for r in results for x in r.latencies],
-            )
-            throughput[name] = merged.throughput
-            per_call[name] = cpu[name] / merged.requests * 1e6
-            print(f"  {name:6}: {merged.throughput:7.0f} calls/s, p50 {merged.percentile(0.5):.2f} ms, "
-                  f"p99 {merged.percentile(0.99):.2f} ms, gateway CPU {per_call[name]:.0f} us per call")  # fmt: skip
-        print(f"  after/before: {throughput['after'] / throughput['before']:.2f}x calls/s, "
-              f"{per_call['after'] / per_call['before']:.2f}x CPU per call")  # fmt: skip
+        if not args.skip_capacity:
+            report_capacity(args, calls, cpu)
         print(f"\n2. log-batch ingest, index write-through on, {args.clients} clients, {index.BATCH} points per call")
         best = {name: max(rates) for name, rates in points.items()}
         for name, rate in best.items():
-            print(f"  {name:6}: {rate:10,.0f} points/s (best of {len(points[name])})")
+            label = "off" if name == "off" else f"{name}, on"
+            print(f"  {label:10}: {rate:10,.0f} points/s (best of {len(points[name])}; "
+                  f"{', '.join(f'{r:,.0f}' for r in points[name])})")  # fmt: skip
         print(f"  after/before: {best['after'] / best['before']:.2f}x")
+        calls_made = (args.batches // args.clients) * (args.clients + 1) * args.rounds  # with each ingest's warm-up
+        for name, (gateway_cpu, database_cpu) in ingest_cpu.items():
+            print(f"  CPU per call of {index.BATCH} points, {name:6}: gateway {gateway_cpu / calls_made * 1e3:.2f} ms, "
+                  f"PostgreSQL {database_cpu / calls_made * 1e3:.2f} ms")  # fmt: skip
+        if "off" in best:
+            for name in ("before", "after"):
+                print(f"  {name} on/off: {best[name] / best['off']:.2f}x")
     finally:
         for process in gateways.values():
             process.stop()
@@ -179,6 +194,24 @@ def main() -> int:
         database.stop()
         remove_worktree(worktree)
     return 0
+
+
+def report_capacity(args: argparse.Namespace, calls: dict[str, list[forwarding.Result]], cpu: dict[str, float]) -> None:
+    clients = f"2 x {args.concurrency} clients"
+    print(f"\n1. get-run through the gateway ({args.workers} worker(s)), instant upstream, {clients}")
+    throughput, per_call = {}, {}
+    for name, results in calls.items():
+        merged = forwarding.Result(
+            sum(r.requests for r in results),
+            sum(r.seconds for r in results),
+            [x for r in results for x in r.latencies],
+        )
+        throughput[name] = merged.throughput
+        per_call[name] = cpu[name] / merged.requests * 1e6
+        print(f"  {name:6}: {merged.throughput:7.0f} calls/s, p50 {merged.percentile(0.5):.2f} ms, "
+              f"p99 {merged.percentile(0.99):.2f} ms, gateway CPU {per_call[name]:.0f} us per call")  # fmt: skip
+    print(f"  after/before: {throughput['after'] / throughput['before']:.2f}x calls/s, "
+          f"{per_call['after'] / per_call['before']:.2f}x CPU per call")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,23 +1,27 @@
 """After-write hook of the account-wide index: every indexed write the store accepted updates the index.
 
 Best effort, on the pool "derived" with asynchronous commit (federation/bookkeeping.py): a failure is
-counted and logged, never fails the call, and the index sync repairs what was lost.
+counted and logged, never fails the call, and the index sync repairs what was lost. Metric points go through
+the point writer (points.py), which writes the points of concurrent calls together; a body it cannot take
+as it is, or a batch PostgreSQL refused, is written by the writer's statement instead, call by call.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import asyncpg
 import msgspec
 
 from gateway.core.links import WorkspaceLink
 from gateway.core.route_table import RUNS_CREATE, Resource, RouteSpec
-from gateway.federation.bookkeeping import Bookkeeping, started_run_of
+from gateway.federation.bookkeeping import DERIVED_SETTINGS, Bookkeeping, started_run_of
 from gateway.federation.hooks import AcceptedWrite, UnsettledWrite
 from gateway.federation.locate import Locator
+from gateway.index.points import PointsRefused, PointWriter, read_points
 from gateway.index.sync import IndexSync
-from gateway.index.writer import IndexWriter, plan
+from gateway.index.writer import IndexWriter, RunChange, plan
 from gateway.observability.metrics import INDEX_FAILURES
 
 CREATE_SLACK_MS = 5 * 60 * 1000  # runs/create of unknown outcome: runs started this long before it are checked
@@ -32,6 +36,7 @@ class IndexWriteThrough:
         self.writer = writer
         self._bookkeeping = bookkeeping
         self._locator = locator
+        self.points = PointWriter(lambda: bookkeeping.pool("derived", DERIVED_SETTINGS))
 
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
         return spec.indexed
@@ -64,11 +69,52 @@ class IndexWriteThrough:
             except Exception as exc:
                 log.info("run of an indexed write not located", extra={"ws": link.name, "reason": str(exc)})
 
+        if isinstance(change, RunChange) and change.points is not None:
+            rest = await self._log_points(write.spec.name, change, link.workspace_id, experiment_id)
+            if rest is None:
+                return
+            change = rest
+
         async def apply(conn: asyncpg.Connection) -> None:
             await self.writer.apply(conn, change, link.workspace_id, experiment_id)
 
         # Cached run keys may belong to a lost insert: forgotten on failure.
         await self._bookkeeping.derive(write.spec.name, apply, on_failure=self.writer.forget)
+
+    async def _log_points(
+        self, route: str, change: RunChange, workspace_id: int, experiment_id: str | None
+    ) -> RunChange | None:
+        """The change's points through the point writer; what is left of the change to apply (None: nothing, or
+        nothing more after a failure, as when the statement fails)."""
+        assert change.points is not None
+        run_key = self.writer.known_run_key(change.run_id)
+        if run_key is None:
+            found: list[int | None] = []
+
+            async def locate(conn: asyncpg.Connection) -> None:
+                found.append(await self.writer.run_key(conn, change.run_id, workspace_id, experiment_id))
+
+            if not await self._bookkeeping.derive(route, locate, on_failure=self.writer.forget) or found[0] is None:
+                return None
+            run_key = found[0]
+        rows = read_points(run_key, change.points)
+        if rows is None:
+            return change  # the statement reads this body
+        try:
+            await self.points.write(rows)
+        except PointsRefused as exc:
+            log.info("a batch of metric points was refused; written call by call", extra={"reason": str(exc)})
+            return change
+        except Exception as exc:
+            INDEX_FAILURES.inc()
+            self.writer.forget()
+            log.warning(
+                "index rows of an accepted write were not written; the index sync catches up",
+                extra={"route": route, "reason": f"{type(exc).__name__}: {exc}"},
+            )
+            return None
+        rest = replace(change, points=None)
+        return rest if rest != RunChange(change.run_id) else None
 
 
 class IndexRecovery:

@@ -348,6 +348,10 @@ class IndexWriter:
     def forget(self) -> None:
         self._run_keys.clear()
 
+    def known_run_key(self, run_id: str) -> int | None:
+        """The index key of `run_id` if this writer holds it."""
+        return self._run_keys.get(run_id)
+
     def unseen_run(self, change: IndexChange) -> str | None:
         """The run a change names whose index key this writer does not hold: the caller finds its
         experiment (`apply`'s `experiment_id`) before it takes a connection, in case the index has no row
@@ -363,7 +367,7 @@ class IndexWriter:
         if isinstance(change, NewRun):
             await self._create_run(conn, change)
         elif isinstance(change, RunChange):
-            run_key = await self._run_key(conn, change.run_id, workspace_id, experiment_id)
+            run_key = await self.run_key(conn, change.run_id, workspace_id, experiment_id)
             if run_key is not None:
                 await self._change_run(conn, run_key, change)
         elif isinstance(change, NewExperiment):
@@ -444,13 +448,14 @@ class IndexWriter:
         )
         self._remember(run.run_id, run_key)
 
-    async def _run_key(
+    async def run_key(
         self,
         conn: asyncpg.Connection,
         run_id: str,
         workspace_id: int,
         experiment_id: str | None,
     ) -> int | None:
+        """The index key of `run_id` (None: not indexed, and no `experiment_id` to index it under)."""
         if not run_id:
             return None
         if (cached := self._run_keys.get(run_id)) is not None:

@@ -1,0 +1,360 @@
+"""Metric points written through to the index without PostgreSQL sorting them: chunks and aggregates built here.
+
+`LOG_METRICS` (writer.py) hands PostgreSQL the points as JSON and lets it chunk them by metric and take
+each metric's latest point, minimum and maximum: three sorts of the batch's points in SQL, most of the
+statement's cost. `read_points` does that work once in Python, from the same body, and gives the chunk
+rows in PostgreSQL's binary COPY format and one aggregate per metric; `PointWriter` writes the rows of
+calls that arrive while a write is under way with one COPY and one upsert (`UPSERT_LATEST`), in one
+transaction, each caller waiting for the commit of the batch it is in.
+
+The index is the same either way (tests/integration/test_index_points.py holds the two to each other).
+PostgreSQL reads a JSON number through `numeric` (so -0 becomes 0, and a literal `numeric` or `float8`
+refuses fails the statement) and a string with `float8`'s own parser; `read_points` takes a body only when
+it can tell that every point reads the same here: a string key without NUL, a value that is a number or
+one of "NaN", "Infinity", "-Infinity", integer (or absent) step and timestamp within range, no numeric
+literal with 99 digits in a row, no exponent below -99 in a body with a zero. Any other body (None) is
+left to the statement, which answers it as before, error included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import struct
+from bisect import bisect_left, bisect_right
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from operator import attrgetter, itemgetter
+from typing import NamedTuple
+
+import asyncpg
+import msgspec
+
+log = logging.getLogger(__name__)
+
+CHUNK_POINTS = 300  # as LOG_METRICS: three arrays of 300 eight-byte values keep a row inside one page
+INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
+# 'epoch'::timestamptz + ms * interval '1 millisecond' is exact and in range well inside this (years 1716 to 2223):
+# the interval's microseconds are a float8 product, exact below 2**53.
+MAX_MS = 8_000_000_000_000
+EPOCH_2000_US = 946_684_800_000_000  # PostgreSQL's timestamps count microseconds from 2000-01-01 UTC
+SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+INT8_OID, FLOAT8_OID, TIMESTAMPTZ_OID = 20, 701, 1184
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+COPY_TRAILER = struct.pack(">h", -1)
+COPY_COLUMNS = ("run_key", "metric_name", "metric_steps", "metric_times", "metric_values")
+MAX_BATCH_POINTS = 100_000  # one COPY carries at most this many points (the calls' rows are never split)
+
+
+class _Point(msgspec.Struct, gc=False):
+    key: str
+    value: float | str
+    timestamp: int | None = None
+    step: int | None = None
+
+
+_DECODER = msgspec.json.Decoder(list[_Point])
+_KEY, _VALUE, _STEP, _TIME = (attrgetter(name) for name in ("key", "value", "step", "timestamp"))
+
+
+def _shape_table() -> bytes:
+    """Digits, plus signs and points become "0", an exponent's letter "e", a minus sign stays, anything else " "."""
+    table = bytearray(b" " * 256)
+    for c in b"0123456789.+":
+        table[c] = ord("0")
+    table[ord("e")] = table[ord("E")] = ord("e")
+    table[ord("-")] = ord("-")
+    return bytes(table)
+
+
+_SHAPE = _shape_table()
+_LONG_NUMBER = b"0" * 99  # 99 digits in a row: a literal PostgreSQL's numeric may refuse
+# A negative exponent of three digits or more: the only way a literal without 99 digits in a row reads as zero without
+# being zero (too small for float8, which the statement refuses).
+_LONG_EXPONENT = b"e-000"
+
+
+class Aggregate(NamedTuple):
+    """One metric's figures over some points, as `ix_metric_latest` keeps them (NaN ranks above every number)."""
+
+    latest_step: int
+    latest_ms: int
+    latest_value: float
+    low: float  # over non-NaN values; +Infinity when there are none
+    high: float  # -Infinity when there are none
+    has_nan: bool
+    points: int
+
+
+def _rank(value: float) -> tuple[int, float]:
+    """PostgreSQL's order of float8: NaN above +Infinity, every NaN equal."""
+    return (1, 0.0) if value != value else (0, value)
+
+
+def merge(old: Aggregate, new: Aggregate) -> Aggregate:
+    """Both: what `UPSERT_LATEST` makes of a row `old` and a row `new` (the latest kept on a full tie)."""
+    newer = (new.latest_step, new.latest_ms, _rank(new.latest_value)) > (
+        old.latest_step,
+        old.latest_ms,
+        _rank(old.latest_value),
+    )
+    latest = new if newer else old
+    return Aggregate(
+        latest.latest_step,
+        latest.latest_ms,
+        latest.latest_value,
+        min(old.low, new.low),
+        max(old.high, new.high),
+        old.has_nan or new.has_nan,
+        old.points + new.points,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PointRows:
+    """One call's points for the run `run_key`: its `ix_metrics` chunk rows (binary COPY tuples) and aggregates."""
+
+    run_key: int
+    copy: bytes
+    aggregates: dict[str, Aggregate]
+    points: int
+
+
+def read_points(run_key: int, body: bytes) -> PointRows | None:
+    """The chunk rows and aggregates of a JSON array of MLflow metrics; None: leave the body to the statement."""
+    try:
+        points = _DECODER.decode(body)
+    except msgspec.MsgspecError:
+        return None
+    if not points:
+        return None
+    shape = body.translate(_SHAPE)
+    if _LONG_NUMBER in shape:
+        return None
+    keys = list(map(_KEY, points))
+    values: list[float] = list(map(_VALUE, points))  # numbers, and strings until checked below
+    steps: list[int] = list(map(_STEP, points))  # and None for an absent step, until checked below
+    times: list[int] = list(map(_TIME, points))
+    if None in steps:
+        steps = [s or 0 for s in steps]
+    if None in times:
+        times = [t or 0 for t in times]
+    if min(steps) < INT8_MIN or max(steps) > INT8_MAX or min(times) < -MAX_MS or max(times) > MAX_MS:
+        return None
+    try:
+        sum(values)
+    except TypeError:  # a string among them
+        try:
+            values = [v if isinstance(v, float) else SPECIAL[v] for v in values]
+        except KeyError:
+            return None
+    if 0.0 in values:
+        # A number too small for float8 reads as zero here and fails the statement: left to it. Through numeric,
+        # -0 is 0.
+        if _LONG_EXPONENT in shape:
+            return None
+        values = [v + 0.0 for v in values]
+    names = sorted(set(keys))
+    for name in names:
+        if "\x00" in name:
+            return None
+    try:
+        encoded = [name.encode() for name in names]
+    except UnicodeEncodeError:
+        return None
+    if len(names) == 1:
+        columns = {names[0]: (steps, times, values)}
+    else:
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: each metric's points in the order sent
+        pick = itemgetter(*order)
+        by_key, by_step, by_time, by_value = pick(keys), pick(steps), pick(times), pick(values)
+        columns = {}
+        for name in names:
+            lo, hi = bisect_left(by_key, name), bisect_right(by_key, name)
+            columns[name] = (by_step[lo:hi], by_time[lo:hi], by_value[lo:hi])
+    rows: list[bytes] = []
+    aggregates: dict[str, Aggregate] = {}
+    head = struct.pack(">hiq", 5, 8, run_key)
+    try:
+        for name, raw_name in zip(names, encoded, strict=True):
+            step_column, time_column, value_column = columns[name]
+            aggregates[name] = _aggregate(step_column, time_column, value_column)
+            name_field = struct.pack(">i", len(raw_name)) + raw_name
+            micros = [t * 1000 - EPOCH_2000_US for t in time_column]
+            for at in range(0, len(value_column), CHUNK_POINTS):
+                end = at + CHUNK_POINTS
+                rows.append(head)
+                rows.append(name_field)
+                rows.append(_array(step_column[at:end], INT8_OID, "q"))
+                rows.append(_array(micros[at:end], TIMESTAMPTZ_OID, "q"))
+                rows.append(_array(value_column[at:end], FLOAT8_OID, "d"))
+    except struct.error:
+        return None
+    return PointRows(run_key, b"".join(rows), aggregates, len(points))
+
+
+def _aggregate(steps: Sequence[int], times: Sequence[int], values: Sequence[float]) -> Aggregate:
+    """One metric's latest point (greatest step, then timestamp, then value), minimum, maximum, NaN, count."""
+    total = sum(values)
+    has_nan = total != total and any(v != v for v in values)  # (inf - inf is NaN too)
+    numbers = [v for v in values if v == v] if has_nan else values
+    top = max(steps)
+    if (tied := steps.count(top)) == 1:
+        at = steps.index(top)
+        latest_ms, latest_value = times[at], values[at]
+    else:
+        if tied == len(steps):
+            tied_times, tied_values = times, values
+        else:
+            tied_times = [t for t, step in zip(times, steps, strict=True) if step == top]
+            tied_values = [v for v, step in zip(values, steps, strict=True) if step == top]
+        latest_ms = max(tied_times)
+        if tied_times.count(latest_ms) != len(tied_times):
+            tied_values = [v for v, t in zip(tied_values, tied_times, strict=True) if t == latest_ms]
+        latest_value = max(tied_values, key=_rank) if has_nan else max(tied_values)
+    return Aggregate(
+        top,
+        latest_ms,
+        latest_value,
+        min(numbers) if numbers else math.inf,
+        max(numbers) if numbers else -math.inf,
+        has_nan,
+        len(values),
+    )
+
+
+@cache
+def _array_format(count: int, code: str) -> struct.Struct:
+    """A field holding a one-dimensional array of `count` eight-byte elements, in PostgreSQL's binary format."""
+    return struct.Struct(">iiiiii" + ("i" + code) * count)
+
+
+def _array(items: Sequence[float], oid: int, code: str) -> bytes:
+    count = len(items)
+    interleaved: list[float] = [8] * (2 * count)  # each element: its length, then its value
+    interleaved[1::2] = items
+    return _array_format(count, code).pack(20 + 12 * count, 1, 0, oid, count, 1, *interleaved)
+
+
+# The aggregates of a batch, one row per run and metric, merged as LOG_METRICS merges them, in the same order
+# (run, then metric name, so that concurrent batches take their row locks in one order); the runs touched after.
+UPSERT_LATEST = """
+WITH touched AS (
+    UPDATE ix_runs SET update_time = now() WHERE run_key = ANY($1::int8[])
+)
+INSERT INTO ix_metric_latest AS t
+    (run_key, metric_name, latest_value, latest_step, latest_time, min_value, max_value, has_nan, points)
+SELECT k, n, v, s, 'epoch'::timestamptz + ms * interval '1 millisecond', lo, hi, nan, c
+FROM unnest($2::int8[], $3::text[], $4::float8[], $5::int8[], $6::int8[], $7::float8[], $8::float8[],
+            $9::bool[], $10::int8[]) AS u(k, n, v, s, ms, lo, hi, nan, c)
+ORDER BY k, n
+ON CONFLICT (run_key, metric_name) DO UPDATE SET
+    (latest_value, latest_step, latest_time) = (
+        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
+                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_value ELSE t.latest_value END,
+        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
+                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_step ELSE t.latest_step END,
+        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
+                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_time ELSE t.latest_time END
+    ),
+    min_value = LEAST(t.min_value, EXCLUDED.min_value),
+    max_value = GREATEST(t.max_value, EXCLUDED.max_value),
+    has_nan = t.has_nan OR EXCLUDED.has_nan,
+    points = t.points + EXCLUDED.points
+"""
+
+
+class PointsRefused(Exception):
+    """PostgreSQL refused a batch before its commit: nothing of it was written, and each call may be written alone."""
+
+
+async def write_rows(conn: asyncpg.Connection, calls: list[PointRows]) -> None:
+    """The chunk rows and aggregates of `calls` in one transaction on `conn` (PointsRefused: rolled back)."""
+    merged: dict[tuple[int, str], Aggregate] = {}
+    for call in calls:
+        for name, figures in call.aggregates.items():
+            key = (call.run_key, name)
+            merged[key] = merge(merged[key], figures) if key in merged else figures
+    rows = sorted(merged.items())
+    data = bytearray(COPY_HEADER)
+    for call in calls:
+        data += call.copy
+    data += COPY_TRAILER
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        await conn.copy_to_table("ix_metrics", source=data, columns=COPY_COLUMNS, format="binary")
+        await conn.execute(
+            UPSERT_LATEST,
+            sorted({call.run_key for call in calls}),
+            [key[0] for key, _ in rows],
+            [key[1] for key, _ in rows],
+            [a.latest_value for _, a in rows],
+            [a.latest_step for _, a in rows],
+            [a.latest_ms for _, a in rows],
+            [a.low for _, a in rows],
+            [a.high for _, a in rows],
+            [a.has_nan for _, a in rows],
+            [a.points for _, a in rows],
+        )
+    except asyncpg.PostgresError as exc:
+        await transaction.rollback()
+        raise PointsRefused(str(exc)) from exc
+    except BaseException:
+        await transaction.rollback()
+        raise
+    await transaction.commit()  # an error here leaves the outcome unknown: not PointsRefused
+
+
+class PointWriter:
+    """Writes calls' `PointRows`: the calls that arrive while a batch is being written go together in the next one.
+
+    `write` returns once the batch holding the call committed; PointsRefused when PostgreSQL refused that batch
+    (the caller may write its points alone); any other error leaves the outcome unknown.
+    """
+
+    def __init__(self, pool: Callable[[], Awaitable[asyncpg.Pool]], max_points: int = MAX_BATCH_POINTS) -> None:
+        self._pool = pool  # the pool "derived" (asynchronous commit)
+        self._max_points = max_points
+        self._pending: list[tuple[PointRows, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+        self.calls = self.batches = 0  # written so far
+
+    async def write(self, rows: PointRows) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((rows, future))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_pending())
+        await future
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            size, taken = 0, 0
+            for rows, _ in self._pending:
+                if taken and size + rows.points > self._max_points:
+                    break
+                size += rows.points
+                taken += 1
+            batch, self._pending = self._pending[:taken], self._pending[taken:]
+            try:
+                pool = await self._pool()
+                async with pool.acquire() as conn:
+                    await write_rows(conn, [rows for rows, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            except BaseException:  # cancelled (shutting down): the outcome is unknown
+                for _, future in (*batch, *self._pending):
+                    if not future.done():
+                        future.set_exception(ConnectionError("the index's point writer stopped"))
+                self._pending = []
+                raise
+            self.calls += len(batch)
+            self.batches += 1
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
