@@ -2,10 +2,10 @@
 
 `LOG_METRICS` (writer.py) hands PostgreSQL the points as JSON and lets it chunk them by metric and take
 each metric's latest point, minimum and maximum: three sorts of the batch's points in SQL, most of the
-statement's cost. `read_points` does that work once in Python, from the same body: the points grouped by
-metric in the order sent, their chunks, one aggregate per metric. `PointWriter` writes the calls that
-arrive while a batch is being written together, in one statement (`WRITE_BATCH`: one round trip, one
-implicit transaction), each caller waiting for the batch it is in.
+statement's cost. `read_points` does that work once in Python, from the same body, and gives the chunk
+rows in PostgreSQL's binary COPY format and one aggregate per metric; `PointWriter` writes the rows of
+calls that arrive while a write is under way with one COPY and one upsert (`UPSERT_LATEST`), in one
+transaction, each caller waiting for the commit of the batch it is in.
 
 The index is the same either way (tests/unit/test_index_points.py holds the two to each other).
 PostgreSQL reads a JSON number through `numeric` (so -0 becomes 0, and a literal `numeric` or `float8`
@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
@@ -37,15 +39,20 @@ INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
 # 'epoch'::timestamptz + ms * interval '1 millisecond' is exact and in range well inside this (years 1716 to 2223):
 # the interval's microseconds are a float8 product, exact below 2**53.
 MAX_MS = 8_000_000_000_000
+EPOCH_2000_US = 946_684_800_000_000  # PostgreSQL's timestamps count microseconds from 2000-01-01 UTC
 SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-MAX_BATCH_POINTS = 100_000  # one statement carries at most this many points (a call's are never split)
+INT8_OID, FLOAT8_OID, TIMESTAMPTZ_OID = 20, 701, 1184
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+COPY_TRAILER = struct.pack(">h", -1)
+COPY_COLUMNS = ("run_key", "metric_name", "metric_steps", "metric_times", "metric_values")
+MAX_BATCH_POINTS = 100_000  # one COPY carries at most this many points (the calls' rows are never split)
 
 
 class _Point(msgspec.Struct, gc=False):
     key: str
     value: float | str
-    timestamp: int | None = None
-    step: int | None = None
+    timestamp: int = 0  # null is left to the statement
+    step: int = 0
 
 
 _DECODER = msgspec.json.Decoder(list[_Point])
@@ -107,15 +114,12 @@ def merge(old: Aggregate, new: Aggregate) -> Aggregate:
 
 @dataclass(frozen=True, slots=True)
 class PointRows:
-    """One call's points for the run `run_key`: the points grouped by metric (each metric's in the order sent), its
-    `ix_metrics` chunks as (metric, first, end) over them, and one aggregate per metric."""
+    """One call's points for the run `run_key`: its `ix_metrics` chunk rows (binary COPY tuples) and aggregates."""
 
     run_key: int
-    steps: Sequence[int]
-    times: Sequence[int]  # milliseconds since the epoch, as sent
-    values: Sequence[float]
-    chunks: list[tuple[str, int, int]]
+    copy: bytes
     aggregates: dict[str, Aggregate]
+    points: int
 
 
 def read_points(run_key: int, body: bytes) -> PointRows | None:
@@ -131,12 +135,8 @@ def read_points(run_key: int, body: bytes) -> PointRows | None:
         return None
     keys = list(map(_KEY, points))
     values: list[float] = list(map(_VALUE, points))  # numbers, and strings until checked below
-    steps: list[int] = list(map(_STEP, points))  # and None for an absent step, until checked below
+    steps: list[int] = list(map(_STEP, points))
     times: list[int] = list(map(_TIME, points))
-    if None in steps:
-        steps = [s or 0 for s in steps]
-    if None in times:
-        times = [t or 0 for t in times]
     if min(steps) < INT8_MIN or max(steps) > INT8_MAX or min(times) < -MAX_MS or max(times) > MAX_MS:
         return None
     try:
@@ -156,24 +156,39 @@ def read_points(run_key: int, body: bytes) -> PointRows | None:
     for name in names:
         if "\x00" in name:
             return None
-        try:
-            name.encode()
-        except UnicodeEncodeError:
-            return None
+    try:
+        encoded = [name.encode() for name in names]
+    except UnicodeEncodeError:
+        return None
     if len(names) == 1:
-        by_step, by_time, by_value = steps, times, values
-        bounds = {names[0]: (0, len(keys))}
+        columns = {names[0]: (steps, times, values)}
     else:
         order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: each metric's points in the order sent
         pick = itemgetter(*order)
         by_key, by_step, by_time, by_value = pick(keys), pick(steps), pick(times), pick(values)
-        bounds = {name: (bisect_left(by_key, name), bisect_right(by_key, name)) for name in names}
-    chunks: list[tuple[str, int, int]] = []
+        columns = {}
+        for name in names:
+            lo, hi = bisect_left(by_key, name), bisect_right(by_key, name)
+            columns[name] = (by_step[lo:hi], by_time[lo:hi], by_value[lo:hi])
+    rows: list[bytes] = []
     aggregates: dict[str, Aggregate] = {}
-    for name, (lo, hi) in bounds.items():
-        aggregates[name] = _aggregate(by_step[lo:hi], by_time[lo:hi], by_value[lo:hi])
-        chunks.extend((name, at, min(at + CHUNK_POINTS, hi)) for at in range(lo, hi, CHUNK_POINTS))
-    return PointRows(run_key, by_step, by_time, by_value, chunks, aggregates)
+    head = struct.pack(">hiq", 5, 8, run_key)
+    try:
+        for name, raw_name in zip(names, encoded, strict=True):
+            step_column, time_column, value_column = columns[name]
+            aggregates[name] = _aggregate(step_column, time_column, value_column)
+            name_field = struct.pack(">i", len(raw_name)) + raw_name
+            micros = [t * 1000 - EPOCH_2000_US for t in time_column]
+            for at in range(0, len(value_column), CHUNK_POINTS):
+                end = at + CHUNK_POINTS
+                rows.append(head)
+                rows.append(name_field)
+                rows.append(_array(step_column[at:end], INT8_OID, "q"))
+                rows.append(_array(micros[at:end], TIMESTAMPTZ_OID, "q"))
+                rows.append(_array(value_column[at:end], FLOAT8_OID, "d"))
+    except struct.error:
+        return None
+    return PointRows(run_key, b"".join(rows), aggregates, len(points))
 
 
 def _aggregate(steps: Sequence[int], times: Sequence[int], values: Sequence[float]) -> Aggregate:
@@ -206,19 +221,34 @@ def _aggregate(steps: Sequence[int], times: Sequence[int], values: Sequence[floa
     )
 
 
-# A batch in one statement: the chunks, sliced from the batch's points (1-based, inclusive bounds; times turned into
-# timestamps as LOG_METRICS turns them), then each run's and metric's aggregate, merged as LOG_METRICS merges them
-# and in the same order (run, then metric name: concurrent batches take their row locks in one order), then the
-# runs touched. One round trip, one implicit transaction: an error leaves nothing written.
-WRITE_BATCH = """
-WITH chunks AS (
-    INSERT INTO ix_metrics (run_key, metric_name, metric_steps, metric_times, metric_values)
-    SELECT c.k, c.n, ($11::int8[])[c.lo:c.hi],
-           ARRAY(SELECT 'epoch'::timestamptz + ms * interval '1 millisecond'
-                 FROM unnest(($12::int8[])[c.lo:c.hi]) AS ms),
-           ($13::float8[])[c.lo:c.hi]
-    FROM unnest($14::int8[], $15::text[], $16::int4[], $17::int4[]) AS c(k, n, lo, hi)
-), touched AS (
+@cache
+def _element_format(code: str) -> struct.Struct:
+    return struct.Struct(">i" + code)
+
+
+def _element(value: float, code: str) -> bytes:
+    return _element_format(code).pack(8, value)
+
+
+@cache
+def _array_format(count: int, code: str) -> struct.Struct:
+    """A field holding a one-dimensional array of `count` eight-byte elements, in PostgreSQL's binary format."""
+    return struct.Struct(">iiiiii" + ("i" + code) * count)
+
+
+def _array(items: Sequence[float], oid: int, code: str) -> bytes:
+    count = len(items)
+    if items.count(items[0]) == count:  # one value throughout (a call's step or timestamp, often)
+        return _array_format(0, code).pack(20 + 12 * count, 1, 0, oid, count, 1) + _element(items[0], code) * count
+    interleaved: list[float] = [8] * (2 * count)  # each element: its length, then its value
+    interleaved[1::2] = items
+    return _array_format(count, code).pack(20 + 12 * count, 1, 0, oid, count, 1, *interleaved)
+
+
+# The aggregates of a batch, one row per run and metric, merged as LOG_METRICS merges them, in the same order
+# (run, then metric name, so that concurrent batches take their row locks in one order); the runs touched after.
+UPSERT_LATEST = """
+WITH touched AS (
     UPDATE ix_runs SET update_time = now() WHERE run_key = ANY($1::int8[])
 )
 INSERT INTO ix_metric_latest AS t
@@ -248,33 +278,24 @@ class PointsRefused(Exception):
 
 
 async def write_rows(conn: asyncpg.Connection, calls: list[PointRows]) -> None:
-    """The chunks and aggregates of `calls` in one statement on `conn` (PointsRefused: PostgreSQL refused it, and
-    nothing of it was written)."""
+    """The chunk rows and aggregates of `calls` in one transaction on `conn` (PointsRefused: PostgreSQL refused it,
+    and nothing of it was written; any other error leaves the outcome unknown)."""
     merged: dict[tuple[int, str], Aggregate] = {}
-    steps: list[int] = []
-    times: list[int] = []
-    values: list[float] = []
-    chunk_runs: list[int] = []
-    chunk_names: list[str] = []
-    chunk_firsts: list[int] = []
-    chunk_lasts: list[int] = []
     for call in calls:
         for name, figures in call.aggregates.items():
             key = (call.run_key, name)
             merged[key] = merge(merged[key], figures) if key in merged else figures
-        offset = len(steps) + 1  # PostgreSQL's arrays count from 1
-        steps += call.steps
-        times += call.times
-        values += call.values
-        chunk_runs += [call.run_key] * len(call.chunks)
-        for name, first, end in call.chunks:
-            chunk_names.append(name)
-            chunk_firsts.append(first + offset)
-            chunk_lasts.append(end + offset - 1)
     rows = sorted(merged.items())
+    data = bytearray(COPY_HEADER)
+    for call in calls:
+        data += call.copy
+    data += COPY_TRAILER
+    transaction = conn.transaction()
+    await transaction.start()
     try:
+        await conn.copy_to_table("ix_metrics", source=data, columns=COPY_COLUMNS, format="binary")
         await conn.execute(
-            WRITE_BATCH,
+            UPSERT_LATEST,
             sorted({call.run_key for call in calls}),
             [key[0] for key, _ in rows],
             [key[1] for key, _ in rows],
@@ -285,16 +306,14 @@ async def write_rows(conn: asyncpg.Connection, calls: list[PointRows]) -> None:
             [a.high for _, a in rows],
             [a.has_nan for _, a in rows],
             [a.points for _, a in rows],
-            steps,
-            times,
-            values,
-            chunk_runs,
-            chunk_names,
-            chunk_firsts,
-            chunk_lasts,
         )
     except (asyncpg.PostgresError, asyncpg.DataError) as exc:  # refused by the server, or not sent at all
+        await transaction.rollback()
         raise PointsRefused(str(exc)) from exc
+    except BaseException:
+        await transaction.rollback()
+        raise
+    await transaction.commit()  # an error here leaves the outcome unknown: not PointsRefused
 
 
 class PointWriter:
@@ -355,9 +374,9 @@ class PointWriter:
         """The calls of the next batch: all waiting, up to `max_points` points (at least one call)."""
         size, taken = 0, 0
         for rows, _ in self._pending:
-            if taken and size + len(rows.values) > self._max_points:
+            if taken and size + rows.points > self._max_points:
                 break
-            size += len(rows.values)
+            size += rows.points
             taken += 1
         batch, self._pending = self._pending[:taken], self._pending[taken:]
         return batch
