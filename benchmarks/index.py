@@ -57,6 +57,7 @@ from gateway.console.dashboard_queries import DASHBOARDS, Filters
 from gateway.db.engine import start_embedded
 from gateway.db.migrate import upgrade
 from gateway.devstack import GatewayProcess, MlflowServer, free_port
+from gateway.index.points import PointWriter, read_points
 from gateway.index.writer import IndexWriter, NewRun, RunWrite
 from gateway.sql.documented import (
     METRIC_SUMMARY,
@@ -673,8 +674,10 @@ async def index_run_capacity(url: str, connections: int, runs: int) -> float:
     return (runs // connections) * connections / elapsed
 
 
-async def index_capacity(url: str, connections: int, batches: int) -> float:
-    """Points per second the write-through itself absorbs: log-batch bodies applied straight to PostgreSQL."""
+async def index_capacity(url: str, connections: int, batches: int) -> tuple[float, float]:
+    """Points per second the write-through itself absorbs, log-batch bodies applied straight to PostgreSQL: by the
+    statement (`connections` calls at a time, a connection each) and by the point writer (as many calls at once,
+    batched)."""
     writer = IndexWriter()
     pool = await asyncpg.create_pool(url, min_size=connections, max_size=connections)
     bodies = [
@@ -694,20 +697,33 @@ async def index_capacity(url: str, connections: int, batches: int) -> float:
                 "INSERT INTO ix_runs (run_id, workspace_id, experiment_id) VALUES ($1, 3003, '1') RETURNING run_key",
                 uuid.uuid4().hex,
             )
-            for _ in range(connections)
+            for _ in range(connections * 2)
         ]
 
-    async def one(run_key: int) -> None:
+    async def by_statement(run_key: int) -> None:
         for body in bodies:
             write = msgspec.json.decode(body, type=RunWrite)  # what the gateway decodes per call
             async with pool.acquire() as conn:
                 await writer.log_metrics(conn, run_key, bytes(write.metrics))
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(k) for k in run_keys))
-    elapsed = time.perf_counter() - started
+    async def the_pool() -> asyncpg.Pool:
+        return pool
+
+    points = PointWriter(the_pool)
+
+    async def by_point_writer(run_key: int) -> None:
+        for body in bodies:
+            rows = read_points(run_key, bytes(msgspec.json.decode(body, type=RunWrite).metrics))
+            assert rows is not None
+            await points.write(rows)
+
+    rates = []
+    for way, keys in ((by_statement, run_keys[:connections]), (by_point_writer, run_keys[connections:])):
+        started = time.perf_counter()
+        await asyncio.gather(*(way(k) for k in keys))
+        rates.append(len(bodies) * connections * BATCH / (time.perf_counter() - started))
     await pool.close()
-    return len(bodies) * connections * BATCH / elapsed
+    return rates[0], rates[1]
 
 
 def write_config(path: Path, url: str, stores: dict[str, str], write_through: bool) -> Path:
@@ -813,8 +829,9 @@ def main() -> int:
             gateway = None
         if not args.skip_ingest:
             print(f"\ningest: {args.clients} clients, log-batch of {BATCH} points, {args.batches} calls per figure")
-            capacity = asyncio.run(index_capacity(database.url, args.clients, args.batches))
-            print(f"  write-through alone (log-batch bodies applied to PostgreSQL): {capacity:10,.0f} points/s")
+            statement, batched = asyncio.run(index_capacity(database.url, args.clients, args.batches))
+            print(f"  write-through alone (log-batch bodies applied to PostgreSQL): {statement:10,.0f} points/s by the "
+                  f"statement, {batched:10,.0f} points/s by the point writer")  # fmt: skip
             created = asyncio.run(index_run_capacity(database.url, args.clients, args.batches * 5))
             print(f"  write-through alone (runs/create answers applied to PostgreSQL): {created:10,.0f} runs/s")
             results: dict[tuple[str, bool], list[float]] = {}

@@ -22,11 +22,10 @@ import asyncio
 import logging
 import math
 import struct
-from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import NamedTuple
 
 import asyncpg
@@ -56,7 +55,7 @@ class _Point(msgspec.Struct, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(list[_Point])
-_KEY, _VALUE, _STEP, _TIME = (attrgetter(name) for name in ("key", "value", "step", "timestamp"))
+_VALUE, _STEP, _TIME = (attrgetter(name) for name in ("value", "step", "timestamp"))
 
 
 def _shape_table() -> bytes:
@@ -133,61 +132,54 @@ def read_points(run_key: int, body: bytes) -> PointRows | None:
     shape = body.translate(_SHAPE)
     if _LONG_NUMBER in shape:
         return None
-    keys = list(map(_KEY, points))
-    values: list[float] = list(map(_VALUE, points))  # numbers, and strings until checked below
-    steps: list[int] = list(map(_STEP, points))
-    times: list[int] = list(map(_TIME, points))
-    if min(steps) < INT8_MIN or max(steps) > INT8_MAX or min(times) < -MAX_MS or max(times) > MAX_MS:
-        return None
-    try:
-        sum(values)
-    except TypeError:  # a string among them
-        try:
-            values = [v if isinstance(v, float) else SPECIAL[v] for v in values]
-        except KeyError:
-            return None
-    if 0.0 in values:
-        # A number too small for float8 reads as zero here and fails the statement: left to it. Through numeric,
-        # -0 is 0.
-        if _LONG_EXPONENT in shape:
-            return None
-        values = [v + 0.0 for v in values]
-    names = sorted(set(keys))
-    for name in names:
-        if "\x00" in name:
-            return None
-    try:
-        encoded = [name.encode() for name in names]
-    except UnicodeEncodeError:
-        return None
-    if len(names) == 1:
-        columns = {names[0]: (steps, times, values)}
-    else:
-        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: each metric's points in the order sent
-        pick = itemgetter(*order)
-        by_key, by_step, by_time, by_value = pick(keys), pick(steps), pick(times), pick(values)
-        columns = {}
-        for name in names:
-            lo, hi = bisect_left(by_key, name), bisect_right(by_key, name)
-            columns[name] = (by_step[lo:hi], by_time[lo:hi], by_value[lo:hi])
+    by_name: dict[str, list[_Point]] = {}  # each metric's points, in the order sent
+    for point in points:
+        if (same := by_name.get(point.key)) is None:
+            by_name[point.key] = [point]
+        else:
+            same.append(point)
     rows: list[bytes] = []
     aggregates: dict[str, Aggregate] = {}
     head = struct.pack(">hiq", 5, 8, run_key)
-    try:
-        for name, raw_name in zip(names, encoded, strict=True):
-            step_column, time_column, value_column = columns[name]
-            aggregates[name] = _aggregate(step_column, time_column, value_column)
-            name_field = struct.pack(">i", len(raw_name)) + raw_name
-            micros = [t * 1000 - EPOCH_2000_US for t in time_column]
-            for at in range(0, len(value_column), CHUNK_POINTS):
-                end = at + CHUNK_POINTS
-                rows.append(head)
-                rows.append(name_field)
-                rows.append(_array(step_column[at:end], INT8_OID, "q"))
-                rows.append(_array(micros[at:end], TIMESTAMPTZ_OID, "q"))
-                rows.append(_array(value_column[at:end], FLOAT8_OID, "d"))
-    except struct.error:
-        return None
+    for name in sorted(by_name):
+        group = by_name[name]
+        values: list[float] = list(map(_VALUE, group))  # numbers, and strings until checked below
+        steps: list[int] = list(map(_STEP, group))
+        times: list[int] = list(map(_TIME, group))
+        if min(steps) < INT8_MIN or max(steps) > INT8_MAX or min(times) < -MAX_MS or max(times) > MAX_MS:
+            return None
+        try:
+            sum(values)
+        except TypeError:  # a string among them
+            try:
+                values = [v if isinstance(v, float) else SPECIAL[v] for v in values]
+            except KeyError:
+                return None
+        if 0.0 in values:
+            # A number too small for float8 reads as zero here and fails the statement: left to it. Through
+            # numeric, -0 is 0.
+            if (b"e-" in body or b"E-" in body) and _LONG_EXPONENT in shape:
+                return None
+            values = [v + 0.0 for v in values]
+        if "\x00" in name:
+            return None
+        try:
+            raw_name = name.encode()
+        except UnicodeEncodeError:
+            return None
+        aggregates[name] = _aggregate(steps, times, values)
+        name_field = struct.pack(">i", len(raw_name)) + raw_name
+        if times.count(times[0]) == len(times):
+            micros = [times[0] * 1000 - EPOCH_2000_US] * len(times)
+        else:
+            micros = [t * 1000 - EPOCH_2000_US for t in times]
+        for at in range(0, len(values), CHUNK_POINTS):
+            end = at + CHUNK_POINTS
+            rows.append(head)
+            rows.append(name_field)
+            rows.append(_array(steps[at:end], INT8_OID, "q"))
+            rows.append(_array(micros[at:end], TIMESTAMPTZ_OID, "q"))
+            rows.append(_array(values[at:end], FLOAT8_OID, "d"))
     return PointRows(run_key, b"".join(rows), aggregates, len(points))
 
 
