@@ -44,6 +44,7 @@ INT8_OID, FLOAT8_OID, TIMESTAMPTZ_OID = 20, 701, 1184
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 COPY_TRAILER = struct.pack(">h", -1)
 COPY_COLUMNS = ("run_key", "metric_name", "metric_steps", "metric_times", "metric_values")
+HOLD_SECONDS = 0.05  # the point writer keeps its connection this long after the last batch, for the next one
 MAX_BATCH_POINTS = 100_000  # one COPY carries at most this many points (the calls' rows are never split)
 
 
@@ -319,19 +320,22 @@ class PointWriter:
         self._pool = pool  # the pool "derived" (asynchronous commit)
         self._max_points = max_points
         self._pending: list[tuple[PointRows, asyncio.Future[None]]] = []
+        self._arrived = asyncio.Event()
         self._writing: asyncio.Task[None] | None = None
         self.calls = self.batches = 0  # written so far
 
     async def write(self, rows: PointRows) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((rows, future))
+        self._arrived.set()
         if self._writing is None or self._writing.done():
             self._writing = asyncio.create_task(self._write_pending())
         await future
 
     async def _write_pending(self) -> None:
-        """Batches, one after the other, for as long as calls keep coming, on one connection: a burst costs one
-        connection reset (when the connection goes back to the pool), not one per batch."""
+        """Batches, one after the other, for as long as calls keep coming (no pause of HOLD_SECONDS), on one
+        connection: a burst costs one connection reset (when the connection goes back to the pool), not one per
+        batch."""
         while self._pending:
             try:
                 pool = await self._pool()
@@ -341,7 +345,7 @@ class PointWriter:
                 continue
             batch: list[tuple[PointRows, asyncio.Future[None]]] = []
             try:
-                while self._pending:
+                while self._pending or await self._another_call():
                     batch = self._take()
                     try:
                         await write_rows(conn, [rows for rows, _ in batch])
@@ -361,6 +365,16 @@ class PointWriter:
                 raise
             finally:
                 await pool.release(conn)
+
+    async def _another_call(self) -> bool:
+        """Whether a call arrives within HOLD_SECONDS."""
+        self._arrived.clear()
+        try:
+            async with asyncio.timeout(HOLD_SECONDS):
+                await self._arrived.wait()
+        except TimeoutError:
+            return bool(self._pending)
+        return True
 
     def _take(self) -> list[tuple[PointRows, asyncio.Future[None]]]:
         """The calls of the next batch: all waiting, up to `max_points` points (at least one call)."""
