@@ -151,6 +151,7 @@ class _Connection(asyncio.Protocol):
         self._header_fields: list[tuple[str, str]] = []
         self._answered = False
         self._until_close = False
+        self._head = False  # the exchange asked HEAD: its answer has a head only, whatever its Content-Length
         self._paused = False
         self._timeout = 0.0
         self._deadline: float | None = None
@@ -193,6 +194,14 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         headers = CIMultiDict(self._header_fields)
         answer = self._answer = Answer(self, self._parser.get_status_code(), headers)
+        if self._head:
+            # The parser cannot know the request was HEAD and would wait for the body the length announces: the
+            # answer ends here, and so does the connection (the parser's state is not to be trusted further).
+            answer._done = True
+            self._answer = None
+            self._wake(answer)
+            self.close()
+            return
         chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
         self._until_close = answer.content_length is None and not chunked and answer.status >= 200
         self._wake(answer)
@@ -217,20 +226,21 @@ class _Connection(asyncio.Protocol):
 
     # -- the exchange ----------------------------------------------------------------------------------
 
-    async def exchange(self, request: bytes, seconds: float, *, whole: bool) -> Answer:
+    async def exchange(self, request: bytes, seconds: float, *, whole: bool, head: bool = False) -> Answer:
         """Send the request; its answer once the head came. `seconds`: for each wait for the server
         (the head, each part of the body), or for the whole answer when `whole`."""
         assert self._transport is not None and not self.busy
         self.busy = True
         self._answered = False
         self._until_close = False
+        self._head = head
         self._header_fields = []
         self._timeout = seconds
         self._deadline = self._loop.time() + seconds if whole else None
         self._transport.write(request)
-        while (head := await self._wait()) is None:
+        while (answer := await self._wait()) is None:
             pass
-        return head
+        return answer
 
     async def more(self) -> None:
         """Wait until the server sent more of the body (or failed); `HttpFailure` when it failed."""
@@ -351,7 +361,7 @@ class KeepAliveClient:
             if connection is not None:
                 held = False
                 try:
-                    return await self._exchange(connection, request, whole)
+                    return await self._exchange(connection, request, whole, method == "HEAD")
                 except _Lost as lost:
                     if lost.answered or not resend:
                         raise
@@ -360,7 +370,7 @@ class KeepAliveClient:
                 held = True
             connection = await self._connect()
             held = False
-            return await self._exchange(connection, request, whole)
+            return await self._exchange(connection, request, whole, method == "HEAD")
         except BaseException:
             if held:
                 self._give_back()
@@ -450,9 +460,9 @@ class KeepAliveClient:
             raise HttpFailure(f"could not connect ({type(exc).__name__})", unsent=True) from None
         return connection
 
-    async def _exchange(self, connection: _Connection, request: bytes, whole: bool) -> Answer:
+    async def _exchange(self, connection: _Connection, request: bytes, whole: bool, head: bool) -> Answer:
         try:
-            return await connection.exchange(request, self._read_timeout, whole=whole)
+            return await connection.exchange(request, self._read_timeout, whole=whole, head=head)
         except BaseException:  # failed, timed out or cancelled: the connection is in an unknown state
             connection.close()
             raise

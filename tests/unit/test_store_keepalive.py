@@ -245,3 +245,18 @@ async def test_no_answer_in_time_is_a_timeout_and_nobody_listening_is_unreachabl
             await store.request("GET", "/x", idempotent=True)
     finally:
         await store.close()
+
+
+async def test_a_head_answer_ends_with_its_head_although_it_announces_a_length(upstream: tuple[str, Upstream]) -> None:
+    """A HEAD answer carries the Content-Length of the GET it stands for and no body: waiting for that body would
+    time out. The answer ends at its head and its connection is not used again."""
+    url, state = upstream
+    store = MlflowRestStore("s", url, timeout_seconds=5)
+    try:
+        head = await store.request("HEAD", "/echo")
+        assert head.status == 200 and head.content_length and await head.read() == b""
+        after = await store.request("GET", "/echo")
+        assert json.loads(await after.read())["method"] == "GET"
+    finally:
+        await store.close()
+    assert len(state.peers) == 2 and state.peers[0] != state.peers[1]
