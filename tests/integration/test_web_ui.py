@@ -24,7 +24,7 @@ from mlflow.entities import Metric
 
 from gateway.devstack import LOOPBACK, GatewayProcess, free_port
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
-from tests.support.browser import answered_missing, new_tab, png, shot
+from tests.support.browser import answered_missing, new_tab, png, reload_catching, shot
 from tests.support.identity import Admin, Person, unique
 from tests.support.oidc import OidcIssuer
 
@@ -205,9 +205,8 @@ def test_a_person_signs_in_at_the_identity_provider_and_uses_the_ui_across_works
         )
 
     page.goto(f"/#/experiments/{world.hidden}?workspace=team-a")
-    with page.expect_response(asks_for_hidden) as refused:
-        page.reload()  # a fresh page reads its workspace from the URL
-    assert answered_missing(refused.value, f"No Experiment with id={world.hidden} exists")
+    refused = reload_catching(page, asks_for_hidden)  # a fresh page reads its workspace from the URL
+    assert answered_missing(refused, f"No Experiment with id={world.hidden} exists")
     # The UI's words for an experiment that does not exist (GraphQL's answer, as a store gives it).
     page.get_by_text(f"No Experiment with id={world.hidden} exists").first.wait_for()
     assert page.get_by_text(world.names["hidden"]).count() == 0

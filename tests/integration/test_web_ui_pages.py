@@ -25,7 +25,7 @@ from mlflow.entities.trace_location import MlflowExperimentLocation
 from sklearn.linear_model import LogisticRegression
 
 from tests.conftest import ADMIN_TOKEN, Stack
-from tests.support.browser import answered_missing, new_tab, shot, sign_in_with_token
+from tests.support.browser import answered_missing, new_tab, reload_catching, shot, sign_in_with_token
 from tests.support.identity import Admin, Person, unique
 
 pytestmark = pytest.mark.integration
@@ -261,13 +261,12 @@ def test_a_run_page_with_its_metric_chart_and_a_hidden_run(page: Any, gallery: G
     # and the UI says it does not exist; the same answer as for a run id that was never created.
     hidden_run = gallery.runs["payroll-2025"]
     page.goto(gallery.at(f"experiments/{gallery.hidden}/runs/{hidden_run}"))
-    with page.expect_response(lambda r: "/graphql" in r.url and hidden_run in (r.request.post_data or "")) as refused:
-        page.reload()  # a fresh page makes the calls read below
-    assert answered_missing(refused.value, f"Run with id={hidden_run} not found")
+    refused = reload_catching(page, lambda r: "/graphql" in r.url and hidden_run in (r.request.post_data or ""))
+    assert answered_missing(refused, f"Run with id={hidden_run} not found")
     page.get_by_text(f"Run ID {hidden_run} does not exist").wait_for()
     shot(page, "20-hidden-run-refused")
     never = "0123456789abcdef0123456789abcdef"
-    query = refused.value.request.post_data_json
+    query = refused.request.post_data_json
     for run_id in (hidden_run, never):
         answer = page.request.post(
             f"{gallery.url}/graphql",
@@ -311,9 +310,8 @@ def test_a_logged_model_and_its_files(page: Any, gallery: Gallery) -> None:
 
     # The other experiment's logged model, by its URL: as if it did not exist.
     page.goto(gallery.at(f"experiments/{gallery.hidden}/models/{gallery.hidden_logged_model}"))
-    with page.expect_response(calls(f"/logged-models/{gallery.hidden_logged_model}")) as refused:
-        page.reload()  # a fresh page makes the calls read below
-    assert answered_missing(refused.value, f"Logged model with ID '{gallery.hidden_logged_model}' not found.")
+    refused = reload_catching(page, calls(f"/logged-models/{gallery.hidden_logged_model}"))
+    assert answered_missing(refused, f"Logged model with ID '{gallery.hidden_logged_model}' not found.")
     files = page.request.get(
         f"{gallery.url}/ajax-api/2.0/mlflow/logged-models/{gallery.hidden_logged_model}/artifacts/files",
         params={"artifact_file_path": "MLmodel"},

@@ -79,3 +79,25 @@ def answered_missing(response: Any, message: str) -> bool:
         nothing = bool(data) and set(data.values()) == {None}
         return response.status == 200 and nothing and document.get("errors") == [message]
     return bool(response.status == 404 and document == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
+
+
+def reload_catching(page: Any, predicate: Any, attempts: int = 3) -> Any:
+    """Reload the tab and return the first answer `predicate` matches, its body read.
+
+    A call the page made before the reload may still be answered after it and match `predicate`; its body
+    is gone with the page it belonged to ("Response body is not available for a response that was navigated
+    away from"). Such an answer says nothing either way, so the reload is made again; a body that was read
+    is returned as it came, whatever it says."""
+    from playwright.sync_api import Error
+
+    for attempt in range(attempts):
+        with page.expect_response(predicate) as caught:
+            page.reload()
+        try:
+            caught.value.body()
+        except Error as exc:
+            if "navigated away" not in str(exc) or attempt + 1 == attempts:
+                raise
+            continue
+        return caught.value
+    raise AssertionError("unreachable")
