@@ -31,6 +31,8 @@ from typing import NamedTuple
 import asyncpg
 import msgspec
 
+from gateway.index.writer import MERGE_METRIC_AGGREGATES
+
 log = logging.getLogger(__name__)
 
 CHUNK_POINTS = 300  # as LOG_METRICS: three arrays of 300 eight-byte values keep a row inside one page
@@ -240,7 +242,7 @@ def _array(items: Sequence[float], oid: int, code: str) -> bytes:
 
 # The aggregates of a batch, one row per run and metric, merged as LOG_METRICS merges them, in the same order
 # (run, then metric name, so that concurrent batches take their row locks in one order); the runs touched after.
-UPSERT_LATEST = """
+UPSERT_LATEST = f"""
 WITH touched AS (
     UPDATE ix_runs SET update_time = now() WHERE run_key = ANY($1::int8[])
 )
@@ -250,20 +252,7 @@ SELECT k, n, v, s, 'epoch'::timestamptz + ms * interval '1 millisecond', lo, hi,
 FROM unnest($2::int8[], $3::text[], $4::float8[], $5::int8[], $6::int8[], $7::float8[], $8::float8[],
             $9::bool[], $10::int8[]) AS u(k, n, v, s, ms, lo, hi, nan, c)
 ORDER BY k, n
-ON CONFLICT (run_key, metric_name) DO UPDATE SET
-    (latest_value, latest_step, latest_time) = (
-        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
-                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_value ELSE t.latest_value END,
-        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
-                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_step ELSE t.latest_step END,
-        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
-                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_time ELSE t.latest_time END
-    ),
-    min_value = LEAST(t.min_value, EXCLUDED.min_value),
-    max_value = GREATEST(t.max_value, EXCLUDED.max_value),
-    has_nan = t.has_nan OR EXCLUDED.has_nan,
-    points = t.points + EXCLUDED.points
-"""
+{MERGE_METRIC_AGGREGATES}"""  # noqa: S608 (two constants)
 
 
 class PointsRefused(Exception):

@@ -280,13 +280,32 @@ def to_time(ms: int | str | None) -> datetime | None:
     return datetime.fromtimestamp(int(ms) / 1000, UTC)
 
 
+# How a batch's aggregate of one run and metric merges into the one stored: the statement below and the point
+# writer (gateway/index/points.py) end with it.
+MERGE_METRIC_AGGREGATES = """
+ON CONFLICT (run_key, metric_name) DO UPDATE SET
+    -- MLflow's "latest": greatest step, then timestamp, then value (PostgreSQL orders NaN above numbers).
+    (latest_value, latest_step, latest_time) = (
+        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
+                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_value ELSE t.latest_value END,
+        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
+                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_step ELSE t.latest_step END,
+        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
+                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_time ELSE t.latest_time END
+    ),
+    min_value = LEAST(t.min_value, EXCLUDED.min_value),
+    max_value = GREATEST(t.max_value, EXCLUDED.max_value),
+    has_nan = t.has_nan OR EXCLUDED.has_nan,
+    points = t.points + EXCLUDED.points
+"""
+
 # One round trip per batch: the points are appended as chunks (one row per metric and up to
 # 300 points, in the order sent) and each metric's aggregate is merged, all in PostgreSQL.
 # Aggregates are upserted in name order, so two batches of one run take their row locks in the same
 # order. Min and max are over non-NaN values (neutral +/-Infinity when a batch has none); the views
 # show NaN once `has_nan`.
 # Chunks hold at most 300 points: three arrays of 300 eight-byte values keep a row inside one page.
-LOG_METRICS = """
+LOG_METRICS = f"""
 WITH p AS (
     SELECT e->>'key' AS name, COALESCE((e->>'step')::int8, 0) AS step,
            'epoch'::timestamptz + COALESCE((e->>'timestamp')::int8, 0) * interval '1 millisecond' AS at,
@@ -312,21 +331,7 @@ INSERT INTO ix_metric_latest AS t
     (run_key, metric_name, latest_value, latest_step, latest_time, min_value, max_value, has_nan, points)
 SELECT $1, f.name, l.value, l.step, l.at, f.low, f.high, f.has_nan, f.points
 FROM figures f JOIN latest l USING (name) ORDER BY f.name
-ON CONFLICT (run_key, metric_name) DO UPDATE SET
-    -- MLflow's "latest": greatest step, then timestamp, then value (PostgreSQL orders NaN above numbers).
-    (latest_value, latest_step, latest_time) = (
-        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
-                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_value ELSE t.latest_value END,
-        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
-                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_step ELSE t.latest_step END,
-        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
-                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_time ELSE t.latest_time END
-    ),
-    min_value = LEAST(t.min_value, EXCLUDED.min_value),
-    max_value = GREATEST(t.max_value, EXCLUDED.max_value),
-    has_nan = t.has_nan OR EXCLUDED.has_nan,
-    points = t.points + EXCLUDED.points
-"""
+{MERGE_METRIC_AGGREGATES}"""  # noqa: S608 (two constants)
 
 # The sync's way in: one metric's points, appended as chunks in the order given.
 APPEND_POINTS = """
