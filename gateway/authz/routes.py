@@ -14,13 +14,13 @@ from gateway.authz.levels import Level, experiment_object, model_object
 from gateway.authz.ports import Workspaces
 from gateway.authz.schemas import (
     AuditEntries,
-    AuditEntry,
     EffectivePermissionsList,
     ObjectPermissions,
     PermissionLevels,
     PermissionsList,
     SetPermissions,
     UpdatePermissions,
+    audit_entries,
 )
 from gateway.authz.service import AccessService, Securable
 from gateway.authz.workspace_choice import chosen_workspace
@@ -189,19 +189,4 @@ class AuditController(Controller):
             rows = await AuditRepository(session).query(
                 after_id=after_id, since=since, actor=actor, action=action, outcome=outcome, limit=max_results
             )
-        return AuditEntries(
-            entries=[
-                AuditEntry(
-                    id=row.id,
-                    time=row.at.isoformat(),
-                    actor=row.actor,
-                    action=row.action,
-                    target=row.target,
-                    outcome=row.outcome,
-                    details=row.details,
-                    request_id=row.request_id,
-                )
-                for row in rows
-            ],
-            next_page_token=str(rows[-1].id) if len(rows) == max_results else None,
-        )
+        return audit_entries(rows, max_results)

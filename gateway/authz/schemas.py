@@ -4,9 +4,13 @@ absent, not sent as null (`omit_defaults`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+if TYPE_CHECKING:
+    from gateway.db.models import AuditRow
 
 # -- the permissions API ---------------------------------------------------------------------------------
 
@@ -112,3 +116,23 @@ class AuditEntry(msgspec.Struct, kw_only=True):
 class AuditEntries(msgspec.Struct, omit_defaults=True, kw_only=True):
     entries: list[AuditEntry]
     next_page_token: str | None = None  # present when there may be more
+
+
+def audit_entries(rows: Sequence[AuditRow], max_results: int) -> AuditEntries:
+    """A page of the audit log as read (in the reader's order); the last row's id pages on when the page is full."""
+    return AuditEntries(
+        entries=[
+            AuditEntry(
+                id=row.id,
+                time=row.at.isoformat(),
+                actor=row.actor,
+                action=row.action,
+                target=row.target,
+                outcome=row.outcome,
+                details=row.details,
+                request_id=row.request_id,
+            )
+            for row in rows
+        ],
+        next_page_token=str(rows[-1].id) if len(rows) == max_results else None,
+    )

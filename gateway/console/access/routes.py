@@ -17,8 +17,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Parameter
 from litestar.types import Guard
 
+from gateway.authz.schemas import AuditEntries
 from gateway.console.access.schemas import (
-    AuditPage,
     ConsoleViewer,
     EffectivePermissions,
     PrincipalDetail,
@@ -98,7 +98,7 @@ class AccessConsoleController(Controller):
         until: datetime | None = None,
         page_token: str | None = None,
         max_results: int = Parameter(query="max_results", default=50, ge=1, le=500),
-    ) -> AuditPage:
+    ) -> AuditEntries:
         return await access_console.audit(
             access_console.require(request.user),
             actor=actor,

@@ -6,8 +6,6 @@ revoked by) are left out when absent rather than sent as null (`omit_defaults`).
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 
@@ -111,22 +109,6 @@ class RevokeRequest(msgspec.Struct, kw_only=True):
 class RevokeResponse(msgspec.Struct, kw_only=True):
     revoked: GrantRef
     holder: PrincipalRef | None
-
-
-class AuditItem(msgspec.Struct, kw_only=True):
-    id: int
-    time: str  # ISO 8601
-    actor: str
-    action: str
-    target: str
-    outcome: str
-    details: dict[str, Any]
-    request_id: str
-
-
-class AuditPage(msgspec.Struct, omit_defaults=True, kw_only=True):
-    entries: list[AuditItem]  # newest first
-    next_page_token: str | None = None  # present when there may be more
 
 
 class ConsoleViewer(msgspec.Struct, kw_only=True):

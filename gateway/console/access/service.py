@@ -39,10 +39,9 @@ from gateway.authz.levels import (
 from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
 from gateway.authz.ports import Workspaces
 from gateway.authz.repository import GrantRepository, ModelIdRepository
+from gateway.authz.schemas import AuditEntries, audit_entries
 from gateway.authz.service import AccessService
 from gateway.console.access.schemas import (
-    AuditItem,
-    AuditPage,
     ConsoleViewer,
     EffectivePermissions,
     GrantRef,
@@ -494,13 +493,13 @@ class AccessConsole:
         until: datetime | None,
         page_token: str | None,
         max_results: int,
-    ) -> AuditPage:
+    ) -> AuditEntries:
         links: Iterable[WorkspaceLink] | None = None if viewer.account_admin else viewer.workspaces.values()
         if workspace:
             chosen = self._workspaces.links.get(workspace.strip())
             if chosen is None or not viewer.administers(chosen.workspace_id):
                 # A workspace the viewer may not see is one with no rows, as one that does not exist.
-                return AuditPage(entries=[])
+                return AuditEntries(entries=[])
             links = [chosen]
         before = _offset(page_token) if page_token else None
         async with self._sessionmaker() as session:
@@ -515,22 +514,7 @@ class AccessConsole:
                 within=_places(links) if links is not None else None,
                 limit=max_results,
             )
-        return AuditPage(
-            entries=[
-                AuditItem(
-                    id=row.id,
-                    time=row.at.isoformat(),
-                    actor=row.actor,
-                    action=row.action,
-                    target=row.target,
-                    outcome=row.outcome,
-                    details=row.details,
-                    request_id=row.request_id,
-                )
-                for row in rows
-            ],
-            next_page_token=str(rows[-1].id) if len(rows) == max_results else None,
-        )
+        return audit_entries(rows, max_results)
 
 
 class _Words:
