@@ -23,7 +23,6 @@ answers 403 PERMISSION_DENIED (audited like every refusal). Nothing of a refused
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -40,6 +39,8 @@ from gateway.federation.guard.jobs import (
     OPTIMIZE_PROMPTS,
     STARTED_BY,
     SUBMIT,
+    decoded_text,
+    nodes,
     serialized_scorers,
 )
 from gateway.federation.hooks import Held, PendingCall
@@ -104,15 +105,15 @@ class DestinationCheck:
             config: dict[str, Any] = params["config"] if isinstance(params.get("config"), dict) else {}
             settings: Any = params.get("optimizer_config")
             if isinstance(config.get("optimizer_config_json"), str):
-                try:
-                    settings = json.loads(config["optimizer_config_json"])
-                except ValueError:
-                    return  # the store refuses it
+                # Text that is not JSON holds no setting (the store refuses it).
+                settings = decoded_text(config["optimizer_config_json"], "optimizer_config_json")
             self._settings("optimizer setting", settings)
 
-    def _settings(self, what: str, node: Any) -> None:
+    def _settings(self, what: str, root: Any) -> None:
         """No destination key at any depth, and every `*model` value a model whose destination is allowed."""
-        if isinstance(node, dict):
+        for node in nodes(root):
+            if not isinstance(node, dict):
+                continue
             if keys := DESTINATION_KEYS & set(node):
                 raise InvalidParameter(
                     f"A {what} may not hold {', '.join(sorted(keys))}: a job's calls go only where its provider "
@@ -121,11 +122,6 @@ class DestinationCheck:
             for key, value in node.items():
                 if isinstance(key, str) and key.endswith("model") and isinstance(value, str) and value:
                     self._require_model(value)
-                else:
-                    self._settings(what, value)
-        elif isinstance(node, list):
-            for item in node:
-                self._settings(what, item)
 
     def _require_model(self, uri: str) -> None:
         """`<provider>:/<model>` (MLflow's model URIs) or LiteLLM's `<provider>/<model>`: the provider's destination."""

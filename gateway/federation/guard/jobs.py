@@ -33,7 +33,7 @@ Where a job's LLM calls go is checked against the allow-list before the store se
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -164,29 +164,42 @@ def serialized_scorers(job_name: str, params: dict[str, Any]) -> list[Any]:
         found = list(scorers) if isinstance(scorers, list) else []
     else:
         return []
-    decoded: list[Any] = []
-    for item in found:
-        if isinstance(item, str):
-            try:
-                decoded.append(json.loads(item))
-            except ValueError:
-                decoded.append(item)
-        elif item is not None:
-            decoded.append(item)
-    return decoded
+    return [
+        decoded_text(item, "serialized_scorer") if isinstance(item, str) else item for item in found if item is not None
+    ]
+
+
+def decoded_text(text: str, field: str) -> Any:
+    """JSON carried as text inside a body, decoded as the store will decode it (`text` itself when it is not JSON).
+    Nesting too deep for the decoder is refused: the store could not read it either, and nothing is passed on
+    unchecked."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+    except RecursionError:
+        raise InvalidParameter(f"Invalid value for parameter '{field}': nested too deeply.") from None
+
+
+def nodes(root: Any) -> Iterator[Any]:
+    """Every value of a decoded document, at any depth (walked without recursion: depth is the sender's choice)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, dict):
+            stack.extend(reversed(node.values()))  # reversed onto the stack: visited in document order
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
 
 
 def has_custom_code(job_name: str, params: dict[str, Any]) -> bool:
     """Whether a scorer of the job carries its own code (`call_source`, at any depth, as MLflow detects it)."""
-    return any(_has_call_source(scorer) for scorer in serialized_scorers(job_name, params))
-
-
-def _has_call_source(node: Any) -> bool:
-    if isinstance(node, dict):
-        return node.get("call_source") is not None or any(_has_call_source(v) for v in node.values())
-    if isinstance(node, list):
-        return any(_has_call_source(item) for item in node)
-    return False
+    return any(
+        isinstance(node, dict) and node.get("call_source") is not None
+        for scorer in serialized_scorers(job_name, params)
+        for node in nodes(scorer)
+    )
 
 
 def _recording(checks: Checks, request: Request, job_name: str, needs: list[Need]) -> After:
