@@ -591,6 +591,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             max_attempts=settings.server.webhook_max_attempts,
             timeout_seconds=settings.server.webhook_timeout_seconds,
         ),
+        keep_days=settings.server.webhook_history_days,
     )
 
     # SQL alerts: evaluated as their owners by every process's scheduler (one per fire time), notified durably.

@@ -6,7 +6,8 @@ with the delivery loop registry webhooks use too (gateway/delivery/worker.py): a
 LOCKED`) takes due deliveries and moves their next attempt past a lease in one statement, so one process at a
 time holds each; a webhook answered 2xx or an e-mail the server accepted is done, anything else is tried again
 after a delay that doubles (`alerts.retry_seconds`, at most an hour) until `alerts.max_attempts`. At least once:
-a receiver may see a delivery again (the same `X-Fedgate-Delivery`).
+a receiver may see a delivery again (the same `X-Fedgate-Delivery`). Delivered and failed notifications are
+deleted by the same loop `alerts.history_days` after their last attempt; pending ones stay until they settle.
 
 Webhooks are sent as registry webhooks are (`send_webhook` of gateway/delivery/webhook.py): the URL is checked
 against `[outbound] allowed_destinations` when the alert is saved and again before each attempt, the body is
@@ -155,6 +156,7 @@ def alert_deliverer(
         ),
         log_as={"alert": "alert_id"},
         on_settled=lambda delivery, result: ALERT_NOTIFICATIONS.labels(delivery.kind, result).inc(),
+        keep_days=settings.history_days,
     )
 
 

@@ -13,7 +13,8 @@ while no gateway ran (or while a gateway was busy) is due once, evaluated once a
 `scheduled_for` is the earliest missed fire time), and scheduled again from the present, never N times.
 
 A process that dies between the claim and the evaluation's record loses that one evaluation (at most once per
-fire time); the next fire time is already set. Old evaluations and sent notifications are pruned here too.
+fire time); the next fire time is already set. Old evaluations are pruned here too (settled notifications by
+the delivery loop, gateway/delivery/worker.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.alerts.schedule import Schedule, ScheduleError
-from gateway.db.models import SqlAlertDeliveryRow, SqlAlertEvaluationRow, SqlAlertRow
+from gateway.db.models import SqlAlertEvaluationRow, SqlAlertRow
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,3 @@ class Scheduler:
         cutoff = func.now() - func.make_interval(0, 0, 0, self._history_days)
         async with self._sessionmaker() as session, session.begin():
             await session.execute(delete(SqlAlertEvaluationRow).where(SqlAlertEvaluationRow.finished_at < cutoff))
-            await session.execute(
-                delete(SqlAlertDeliveryRow).where(
-                    SqlAlertDeliveryRow.state != "pending", SqlAlertDeliveryRow.created_at < cutoff
-                )
-            )

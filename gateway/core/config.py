@@ -78,11 +78,13 @@ class ServerSettings(_Settings):
     outbox_max_refusals: int = 5
     # Registry webhooks (docs/registry.md): how often each process looks for due deliveries besides being
     # notified, the first retry's delay (doubling, at most an hour), the attempts before a delivery fails,
-    # and how long one POST may take.
+    # and how long one POST may take; delivered and failed deliveries are kept this many days after their
+    # last attempt (pending ones until they settle).
     webhook_poll_seconds: float = 5.0
     webhook_retry_seconds: float = 10.0
     webhook_max_attempts: int = 8
     webhook_timeout_seconds: float = 10.0
+    webhook_history_days: int = 30
     # Dual workspaces: flush each outbox entry to disk before answering (false: asynchronous commit,
     # about half the added latency; a database crash may then leave the last entries to the reconciler).
     outbox_durable_commit: bool = True
@@ -279,7 +281,8 @@ class AlertsSettings(_Settings):
     retry_seconds: float = 10.0
     max_attempts: int = 8
     timeout_seconds: float = 10.0
-    # Evaluations and sent notifications are kept this many days.
+    # Evaluations are kept this many days, and delivered or failed notifications this many days after their
+    # last attempt (pending ones until they settle).
     history_days: int = 30
 
 
@@ -526,6 +529,8 @@ def check_life_cycle(settings: Settings) -> None:
             raise ConfigError(f"server.{key}: must be more than 0 and at most 3600")
     if not 1 <= server.webhook_max_attempts <= 100:
         raise ConfigError("server.webhook_max_attempts: must be between 1 and 100")
+    if server.webhook_history_days < 1:
+        raise ConfigError("server.webhook_history_days: must be at least 1")
 
 
 def validate_settings(settings: Settings) -> None:

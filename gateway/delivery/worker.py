@@ -15,6 +15,18 @@ lease has passed; a delivery is at least once (a receiver that answered after th
 sees it again). What an attempt did is recorded only while the claim is still this process's (the same number
 of attempts, still pending): delivered; or pending again after `retry_seconds` doubled per attempt (at most an
 hour); or failed, once `max_attempts` are spent or when the feature says another attempt is pointless.
+
+Settled deliveries (delivered or failed) are kept `keep_days` after their last attempt, then deleted by the same
+loop, at most every ten minutes per process; pending ones are never. Every attempt moves `next_attempt_at` past
+itself (the claim's lease, then the retry's delay), so a settled row whose `next_attempt_at` is older than the
+cut-off was last tried before it:
+
+    DELETE FROM <table> WHERE id IN (SELECT id FROM <table> WHERE state <> 'pending'
+        AND next_attempt_at < now() - <keep_days> LIMIT <batch> FOR UPDATE SKIP LOCKED)
+
+in batches of their own transactions. Replicas pruning at once split the rows (each skips what another holds)
+instead of waiting on each other, and no row is deleted twice; the claim and an attempt's record touch pending
+rows only, which pruning never does.
 """
 
 from __future__ import annotations
@@ -22,11 +34,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.models import Base
@@ -35,6 +48,8 @@ log = logging.getLogger(__name__)
 
 MAX_DELAY_SECONDS = 3600.0
 LEASE_MARGIN_SECONDS = 30.0
+PRUNE_EVERY_SECONDS = 600.0
+PRUNE_BATCH = 1000
 
 
 class Delivery(Protocol):
@@ -94,6 +109,7 @@ class DeliveryWorker(Generic[D]):
     `rows`: the ORM model of the deliveries table; `columns`: the columns `read` needs besides `id` and
     `attempts`; `send` makes one attempt. `log_as` names the columns logged with a refused attempt (log field ->
     column); `on_settled` is told of each attempt's result ("delivered", "retry" or "failed"), e.g. for a metric.
+    `keep_days`: how long settled deliveries are kept after their last attempt (see the module).
     """
 
     def __init__(
@@ -108,6 +124,7 @@ class DeliveryWorker(Generic[D]):
         *,
         log_as: Mapping[str, str] | None = None,
         on_settled: Callable[[D, str], None] | None = None,
+        keep_days: int = 30,
     ) -> None:
         self.name = name
         self._sessionmaker = sessionmaker
@@ -119,6 +136,8 @@ class DeliveryWorker(Generic[D]):
         self.pacing = pacing
         self._log_as = dict(log_as or {})
         self._on_settled = on_settled
+        self.keep_days = keep_days
+        self._pruned_at: float | None = None
         self._returning = [table.c.id, table.c.attempts, *(table.c[column] for column in columns)]
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -141,6 +160,7 @@ class DeliveryWorker(Generic[D]):
         while True:
             try:
                 sent = await self.deliver_due()
+                await self._prune_now_and_then()
             except Exception:
                 log.exception("%s failed; trying again shortly", self.name)
                 sent = 0
@@ -184,6 +204,37 @@ class DeliveryWorker(Generic[D]):
             outcome.error,
             self.pacing.delay(delivery.attempts),
         )
+
+    async def _prune_now_and_then(self) -> None:
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = now
+        pruned = await self.prune()
+        if pruned:
+            log.info("%s: deleted %d settled deliveries older than %d days", self.name, pruned, self.keep_days)
+
+    async def prune(self, batch: int = PRUNE_BATCH) -> int:
+        """Delete the delivered and failed deliveries last tried more than `keep_days` ago; how many this call did."""
+        table = self._table
+        old = (
+            select(table.c.id)
+            .where(
+                table.c.state != "pending",
+                table.c.next_attempt_at < func.now() - func.make_interval(0, 0, 0, self.keep_days),
+            )
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        statement = delete(table).where(table.c.id.in_(old.scalar_subquery()))
+        pruned = 0
+        while True:
+            async with self._sessionmaker() as session, session.begin():
+                result = await session.execute(statement)
+            count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+            pruned += count
+            if count < batch:
+                return pruned
 
     def _claim(self) -> Any:
         table = self._table

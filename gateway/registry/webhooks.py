@@ -21,7 +21,8 @@ events and names an `http_url_spec` (`url`, optional `secret`, `authorization`, 
   answer is tried again after a delay that doubles (`webhook_retry_seconds`, at most an hour) until
   `webhook_max_attempts`. A process that dies mid-delivery leaves it to be claimed again once the lease has
   passed. Deliveries are at least once: a receiver that answered after the lease, or whose 2xx was lost, sees
-  the delivery again.
+  the delivery again. Delivered and failed ones are deleted by the same loop `webhook_history_days` after their
+  last attempt.
 """
 
 from __future__ import annotations
@@ -655,9 +656,12 @@ def deliverer(
     allowed: AllowList,
     subscriber_secrets: SubscriberSecrets,
     pacing: Pacing,
+    *,
+    keep_days: int = 30,
 ) -> DeliveryWorker[Claimed]:
     """The registry's deliveries sent by the shared delivery loop (gateway/delivery/), to the webhook's URL as it is
-    when each attempt is made; a webhook deleted or no longer ACTIVE gets nothing more."""
+    when each attempt is made; a webhook deleted or no longer ACTIVE gets nothing more. Settled deliveries are
+    deleted `keep_days` after their last attempt (`server.webhook_history_days`)."""
 
     async def send(delivery: Claimed) -> Outcome:
         async with sessionmaker() as session:
@@ -688,4 +692,5 @@ def deliverer(
         send,
         pacing,
         log_as={"webhook": "webhook_id"},
+        keep_days=keep_days,
     )

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.destinations import AllowList
 from gateway.db.engine import make_engine, make_sessionmaker
-from gateway.db.models import RegistryWebhookDeliveryRow
+from gateway.db.models import RegistryWebhookDeliveryRow, SqlAlertDeliveryRow
 from gateway.db.pools import plain_dsn
 from gateway.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, DeliveryWorker, Outcome, Pacing, send_webhook
 from tests.databases import migrated_database
@@ -210,3 +210,109 @@ async def test_a_webhook_is_signed_sent_to_allowed_urls_only_and_not_redirected(
     unchecked = await send_webhook(allowed, "http://user@127.0.0.1/allowed", body, "22", 5.0, secret="s")
     assert unchecked.final and unchecked.error == "the URL is not one this gateway can check"
     assert len(got) == before
+
+
+# -- retention ---------------------------------------------------------------------------------------
+
+# Each table's own columns besides the delivery loop's (registry webhooks, SQL alerts).
+OWN_COLUMNS = {
+    "registry_webhook_deliveries": ("webhook_id, workspace_id, event, payload", "'w', 1, $1, ''"),
+    "sql_alert_deliveries": (
+        "alert_id, evaluation_id, kind, destination, payload",
+        "'a', 1, 'webhook', 'http://127.0.0.1/allowed/' || $1, ''",
+    ),
+}
+ROWS = {"registry_webhook_deliveries": RegistryWebhookDeliveryRow, "sql_alert_deliveries": SqlAlertDeliveryRow}
+OLD_DELIVERED = 2_500
+
+
+async def seed(database: str, table: str, name: str, state: str, created: str, last: str, count: int = 1) -> None:
+    """`count` deliveries named `name` (the event, or the URL's end) in `state`, made `created` ago and last tried
+    (their next attempt, for pending ones) at now() minus `last`."""
+    columns, values = OWN_COLUMNS[table]
+    await sql(
+        database,
+        f"INSERT INTO {table} ({columns}, state, attempts, created_at, next_attempt_at, delivered_at) "
+        f"SELECT {values}, $2::text, CASE WHEN $2::text = 'pending' THEN 0 ELSE 3 END, now() - $3::text::interval, "
+        "now() - $4::text::interval, CASE WHEN $2::text = 'delivered' THEN now() - $4::text::interval END "
+        "FROM generate_series(1, $5)",
+        name,
+        state,
+        created,
+        last,
+        count,
+    )
+
+
+async def left(database: str, table: str) -> dict[str, int]:
+    column = "event" if table == "registry_webhook_deliveries" else "substr(destination, 26)"
+    rows = await sql(database, f"SELECT {column} AS name, count(*) AS n FROM {table} GROUP BY 1")
+    return {row["name"]: row["n"] for row in rows}
+
+
+def keeper(engine: AsyncEngine, table: str, send: Any = None) -> DeliveryWorker[Any]:
+    async def delivered(item: Any) -> Outcome:
+        return Outcome.delivered(200)
+
+    return DeliveryWorker(
+        f"{table} retention",
+        make_sessionmaker(engine),
+        ROWS[table],
+        (),
+        lambda row: Item(event="", payload=b"", **row),
+        send or delivered,
+        Pacing(poll_seconds=1, retry_seconds=1, max_attempts=3, timeout_seconds=5),
+        keep_days=30,
+    )
+
+
+@pytest.mark.parametrize("table", sorted(OWN_COLUMNS))
+async def test_replicas_pruning_at_once_delete_old_settled_deliveries_once_and_keep_the_rest(
+    database: str, table: str
+) -> None:
+    await seed(database, table, "old-delivered", "delivered", "40 days", "40 days", OLD_DELIVERED)
+    await seed(database, table, "old-failed", "failed", "45 days", "39 days")
+    await seed(database, table, "failed-lately", "failed", "40 days", "29 days")  # retried long, failed of late
+    await seed(database, table, "delivered-lately", "delivered", "2 days", "2 days")
+    await seed(database, table, "never-sent", "pending", "40 days", "40 days")  # due since, no process ran
+    await seed(database, table, "retrying", "pending", "40 days", "-1 hour")
+    kept = {"failed-lately": 1, "delivered-lately": 1, "never-sent": 1, "retrying": 1}
+
+    engines = [make_engine(database, pool_size=2) for _ in range(4)]  # four replicas, each its own pool
+    try:
+        replicas = [keeper(engine, table) for engine in engines]
+        pruned = await asyncio.gather(*(replica.prune(batch=100) for replica in replicas for _ in range(2)))
+        assert sum(pruned) == OLD_DELIVERED + 1  # each old settled row deleted once, by one of them
+        assert await left(database, table) == kept
+        assert await asyncio.gather(*(replica.prune() for replica in replicas)) == [0, 0, 0, 0]
+
+        # The long-due pending one is sent now: its last attempt is recent, so it stays.
+        assert await replicas[0].deliver_due() == 1
+        assert await replicas[1].prune() == 0
+        assert await left(database, table) == kept
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_the_delivery_loop_prunes_when_it_starts(engine: AsyncEngine, database: str) -> None:
+    table = "registry_webhook_deliveries"
+    await seed(database, table, "old-delivered", "delivered", "40 days", "40 days", 3)
+    await seed(database, table, "never-sent", "pending", "40 days", "40 days")
+    sent: list[str] = []
+
+    async def send(item: Item) -> Outcome:
+        sent.append("sent")
+        return Outcome.retry(503, "answered 503")
+
+    loop = keeper(engine, table, send)
+    loop.start()
+    try:
+        for _ in range(300):
+            if "old-delivered" not in await left(database, table) and sent:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await loop.stop()
+    assert await left(database, table) == {"never-sent": 1}
+    assert await states(database) == [("never-sent", "pending", 1, "answered 503")]

@@ -63,6 +63,7 @@ def test_the_signature_is_databricks_hex_hmac_sha256_of_the_body() -> None:
         ("webhook_retry_seconds", -1.0),
         ("webhook_timeout_seconds", 3601.0),
         ("webhook_max_attempts", 0),
+        ("webhook_history_days", 0),
     ],
 )
 def test_delivery_settings_out_of_range_are_refused(key: str, value: float) -> None:
