@@ -20,7 +20,6 @@ the delivery loop, gateway/delivery/worker.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.alerts.schedule import Schedule, ScheduleError
+from gateway.core.background import BackgroundLoop
 from gateway.db.models import SqlAlertEvaluationRow, SqlAlertRow
 
 log = logging.getLogger(__name__)
@@ -59,39 +59,25 @@ class Scheduler:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._evaluate = evaluate
-        self._poll = poll_seconds
         self._concurrency = concurrency
         self._history_days = history_days
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
+        self._loop = BackgroundLoop("alert scheduler", self._round, poll_seconds, on_error=_failed)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="alert scheduler")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                claimed = await self.run_due()
-                await self._prune()
-            except Exception:
-                log.exception("alert scheduler failed; trying again shortly")
-                claimed = 0
-            if claimed >= self._concurrency:
-                continue  # more may be due
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            self._wake.clear()
+    async def _round(self) -> bool:
+        """Evaluate what is due and prune; True when a full batch was claimed (more may be due)."""
+        claimed = await self.run_due()
+        await self._prune()
+        return claimed >= self._concurrency
 
     async def run_due(self) -> int:
         """Claim up to `concurrency` due alerts and evaluate them side by side; how many were claimed."""
@@ -142,3 +128,7 @@ class Scheduler:
         cutoff = func.now() - func.make_interval(0, 0, 0, self._history_days)
         async with self._sessionmaker() as session, session.begin():
             await session.execute(delete(SqlAlertEvaluationRow).where(SqlAlertEvaluationRow.finished_at < cutoff))
+
+
+def _failed(exc: Exception) -> None:
+    log.error("alert scheduler failed; trying again shortly", exc_info=exc)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
+from gateway.core.background import BackgroundLoop
 from gateway.core.ports import ChangeFeed
 
 log = logging.getLogger(__name__)
@@ -30,35 +28,28 @@ class ReloadLoop:
         self.name = name
         self.poll_seconds = poll_seconds
         self._check = check
-        self._wake = asyncio.Event()
-        self._listener = change_feed(self._wake.set)
-        self._task: asyncio.Task[None] | None = None
+        self._notified = False
+        # The first check comes after a poll (or a notification) too: the caller loaded the state before start.
+        self._loop = BackgroundLoop(
+            name, self._reload, poll_seconds, on_error=self._failed, first_delay_seconds=poll_seconds
+        )
+        self._listener = change_feed(self._notify)
 
     def start(self) -> None:
         self._listener.start()
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        self._loop.start()
 
     async def stop(self) -> None:
         await self._listener.stop()
-        await cancel_all([self._task])
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            notified = self._wake.is_set()
-            self._wake.clear()
-            try:
-                await self._check(notified)
-            except Exception as exc:
-                log.warning("%s: reload failed: %s", self.name, type(exc).__name__)
+    def _notify(self) -> None:
+        self._notified = True
+        self._loop.wake()
 
+    async def _reload(self) -> None:
+        notified, self._notified = self._notified, False
+        await self._check(notified)
 
-async def cancel_all(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
-    """Cancel background tasks and wait until each has finished unwinding."""
-    started = [task for task in tasks if task is not None]
-    for task in started:
-        task.cancel()
-    for task in started:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def _failed(self, exc: Exception) -> None:
+        log.warning("%s: reload failed: %s", self.name, type(exc).__name__)

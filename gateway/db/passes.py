@@ -29,8 +29,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
+from gateway.core.background import cancel_all
 from gateway.core.links import WorkspaceLink
-from gateway.core.watch import cancel_all
 from gateway.db.locks import LockClass, LockConnection, held
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,6 @@ rows only, which pruning never does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.core.background import BackgroundLoop
 from gateway.db.models import Base
 
 log = logging.getLogger(__name__)
@@ -139,36 +139,26 @@ class DeliveryWorker(Generic[D]):
         self.keep_days = keep_days
         self._pruned_at: float | None = None
         self._returning = [table.c.id, table.c.attempts, *(table.c[column] for column in columns)]
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # Straight on while deliveries were claimed (more may be due), else after a poll or a wake.
+        self._loop = BackgroundLoop(name, self._deliver_some, pacing.poll_seconds, on_error=self._failed)
 
     def wake(self) -> None:
         """Deliveries may be due (a notification arrived, the LISTEN was made again, this process queued some)."""
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                sent = await self.deliver_due()
-                await self._prune_now_and_then()
-            except Exception:
-                log.exception("%s failed; trying again shortly", self.name)
-                sent = 0
-            if sent:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.pacing.poll_seconds)
-            self._wake.clear()
+    async def _deliver_some(self) -> bool:
+        sent = await self.deliver_due()
+        await self._prune_now_and_then()
+        return sent > 0
+
+    def _failed(self, exc: Exception) -> None:
+        log.error("%s failed; trying again shortly", self.name, exc_info=exc)
 
     async def deliver_due(self) -> int:
         """Claim the due deliveries and send them side by side; how many were claimed."""
