@@ -65,6 +65,7 @@ from gateway.console.features import FEATURES as CONSOLE_FEATURES
 from gateway.console.queries.routes import QueriesController, QueryPermissionsController
 from gateway.console.queries.service import SavedQueries
 from gateway.console.shell import Console, console_router
+from gateway.core.background import BackgroundLoop
 from gateway.core.config import (
     BUILTIN_VAULT,
     AzureKeyVaultSettings,
@@ -702,7 +703,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         index_sync.start()
         store_health.start()
         checks = asyncio.create_task(_check_configured_links(workspaces))
-        gauges = asyncio.create_task(_database_gauges(links, sessionmaker, index_sync), name="database gauges")
+        gauges = BackgroundLoop(
+            "database gauges", lambda: _database_gauges(links, sessionmaker, index_sync), 15.0, on_error=_no_gauges
+        )
+        gauges.start()
         _settle_heap()
         try:
             yield
@@ -710,7 +714,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             readiness.draining = True
             undo_drain()
             checks.cancel()
-            gauges.cancel()
+            await gauges.stop()
             await store_health.stop()
             await alerts.stop()
             await webhook_deliveries.stop()
@@ -873,24 +877,23 @@ class StoreUnavailableAnswer(Exception):
 
 
 async def _database_gauges(
-    links: LinkTable, sessionmaker: async_sessionmaker[AsyncSession], index_sync: IndexSync, every: float = 15.0
+    links: LinkTable, sessionmaker: async_sessionmaker[AsyncSession], index_sync: IndexSync
 ) -> None:
     """Outbox depth, its oldest entry and index lag per workspace, as gauges (the dashboard's; docs/operations.md)."""
-    while True:
-        try:
-            async with sessionmaker() as session:
-                outbox = await OutboxRepository(session).status()
-            names = {link.workspace_id: link.name for link in links.all()}
-            for row in outbox:
-                name = names.get(row["workspace_id"], str(row["workspace_id"]))
-                OUTBOX_PENDING.labels(name).set(row["pending"])
-                OUTBOX_OLDEST.labels(name).set(row["oldest_pending_seconds"])
-            for state in await index_sync.status():
-                if state["lag_seconds"] is not None:
-                    INDEX_LAG.labels(state["workspace"]).set(state["lag_seconds"])
-        except Exception as exc:
-            log.debug("database gauges not read: %s", type(exc).__name__)
-        await asyncio.sleep(every)
+    async with sessionmaker() as session:
+        outbox = await OutboxRepository(session).status()
+    names = {link.workspace_id: link.name for link in links.all()}
+    for row in outbox:
+        name = names.get(row["workspace_id"], str(row["workspace_id"]))
+        OUTBOX_PENDING.labels(name).set(row["pending"])
+        OUTBOX_OLDEST.labels(name).set(row["oldest_pending_seconds"])
+    for state in await index_sync.status():
+        if state["lag_seconds"] is not None:
+            INDEX_LAG.labels(state["workspace"]).set(state["lag_seconds"])
+
+
+def _no_gauges(exc: Exception) -> None:
+    log.debug("database gauges not read: %s", type(exc).__name__)
 
 
 def _client_secret(settings: Settings) -> str:

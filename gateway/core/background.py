@@ -3,15 +3,19 @@
 A `BackgroundLoop` calls its `step` in a task of its own: again at once while the step says more may be
 waiting (it returned something true), else after `interval_seconds`, or as soon as `wake` is called,
 whichever comes first. A step that raises is reported to `on_error` (each owner logs in its own words) and
-the loop goes on after the usual wait: only `stop` ends it.
+the loop goes on after the usual wait: only `stop` ends it. A step that handles its own failures may leave
+`on_error` out (what still escapes is logged here, with its traceback).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class BackgroundLoop:
@@ -27,13 +31,13 @@ class BackgroundLoop:
         step: Callable[[], Awaitable[object]],
         interval_seconds: float,
         *,
-        on_error: Callable[[Exception], None],
+        on_error: Callable[[Exception], None] | None = None,
         first_delay_seconds: float = 0.0,
     ) -> None:
         self.name = name
         self.interval_seconds = interval_seconds
         self._step = step
-        self._on_error = on_error
+        self._on_error = on_error or self._failed
         self._first_delay = first_delay_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -61,6 +65,9 @@ class BackgroundLoop:
                 again = False
             if not again:
                 await self._pause(self.interval_seconds)
+
+    def _failed(self, exc: Exception) -> None:
+        log.error("%s failed; trying again shortly", self.name, exc_info=exc)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
-from gateway.core.background import cancel_all
+from gateway.core.background import BackgroundLoop, cancel_all
 from gateway.core.links import WorkspaceLink
 from gateway.db.locks import LockClass, LockConnection, held
 
@@ -55,16 +55,22 @@ class Passes(Generic[Result]):
         self.interval = interval_seconds  # 0 or less: passes only on demand
         self._due = due
         self._run = run
-        self._tick = tick_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._looking = BackgroundLoop(
+            name,
+            self._launch_due,
+            tick_seconds,
+            on_error=self._not_looked,
+            first_delay_seconds=min(interval_seconds, FIRST_LOOK_SECONDS),
+        )
         self._running: dict[str, asyncio.Task[Result]] = {}
 
     def start(self) -> None:
         if self.interval > 0:
-            self._task = asyncio.create_task(self._periodic(), name=self.name)
+            self._looking.start()
 
     async def stop(self) -> None:
-        await cancel_all([self._task, *self._running.values()])
+        await self._looking.stop()  # launches no more
+        await cancel_all(self._running.values())
 
     def running(self, link: WorkspaceLink) -> bool:
         task = self._running.get(link.name)
@@ -77,15 +83,12 @@ class Passes(Generic[Result]):
         self._running[link.name] = asyncio.create_task(self._run(link, everything), name=f"{self.name} {link.name}")
         return True
 
-    async def _periodic(self) -> None:
-        await asyncio.sleep(min(self.interval, FIRST_LOOK_SECONDS))
-        while True:
-            try:
-                for link, everything in await self._due(time.time()):
-                    self.launch(link, everything)
-            except Exception as exc:
-                log.warning("%s: looking for due passes failed: %s", self.name, type(exc).__name__)
-            await asyncio.sleep(self._tick)
+    async def _launch_due(self) -> None:
+        for link, everything in await self._due(time.time()):
+            self.launch(link, everything)
+
+    def _not_looked(self, exc: Exception) -> None:
+        log.warning("%s: looking for due passes failed: %s", self.name, type(exc).__name__)
 
 
 @asynccontextmanager

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.core.background import BackgroundLoop
 from gateway.core.errors import InvalidState
 from gateway.db.locks import LockClass, autocommit_session, held, lock_timed_out
 from gateway.db.models import OutboxRow
@@ -325,42 +326,39 @@ class Relay:
         self._workers = workers
         self._idle = idle_seconds
         self._tasks: list[asyncio.Task[None]] = []
-        self._probe: asyncio.Task[None] | None = None
+        self._probe = BackgroundLoop("outbox outage probe", self._probe_outages, 1.0, first_delay_seconds=1.0)
         self._outages: set[int] = set()  # workspaces whose stores were last found unreachable
         self._stopping = asyncio.Event()
 
     def start(self) -> None:
         self._stopping.clear()
         self._tasks = [asyncio.create_task(self._run(), name=f"outbox relay {i}") for i in range(self._workers)]
-        self._probe = asyncio.create_task(self._watch_outages(), name="outbox outage probe")
+        self._probe.start()
 
-    async def _watch_outages(self) -> None:
-        """Probe unreachable stores every second; when both answer, its backlog is due at once."""
-        while True:
-            await asyncio.sleep(1)
-            for workspace_id in list(self._outages):
-                with contextlib.suppress(Exception):
-                    if await self._reachable(workspace_id):
-                        self._outages.discard(workspace_id)
-                        async with self._sessionmaker() as session, session.begin():
-                            await OutboxRepository(session).due_now(workspace_id)
+    async def _probe_outages(self) -> None:
+        """Probe unreachable stores (every second); when both answer, its backlog is due at once."""
+        for workspace_id in list(self._outages):
+            with contextlib.suppress(Exception):
+                if await self._reachable(workspace_id):
+                    self._outages.discard(workspace_id)
+                    async with self._sessionmaker() as session, session.begin():
+                        await OutboxRepository(session).due_now(workspace_id)
 
     async def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
         """Hand every key back: no new round starts, rounds under way get `grace_seconds` to apply and mark
         what they took up (their keys are let go when they end), then whatever is left is cancelled (its
         entries stay pending, for any replica to apply again: replay is idempotent)."""
         self._stopping.set()
-        if self._probe is not None:
-            self._probe.cancel()
+        await self._probe.stop()
         running = [task for task in self._tasks if not task.done()]
         if running:
             _, late = await asyncio.wait(running, timeout=grace_seconds)
             for task in late:
                 task.cancel()
-        for ended in [*self._tasks, *([self._probe] if self._probe is not None else [])]:
+        for ended in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ended
-        self._tasks, self._probe = [], None
+        self._tasks = []
 
     async def _run(self) -> None:
         while not self._stopping.is_set():

@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from gateway.core.background import BackgroundLoop
 from gateway.core.errors import StoreUnavailable
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.paths import artifact_model_id, artifact_run_id
@@ -50,6 +51,7 @@ SWEEP_SECONDS = 2.0  # how often each worker looks for notes of dead workers
 SETTLE_SECONDS = 1.0  # a note of a dead worker younger than this waits (its store may still be answering)
 SECOND_LOOK_SECONDS = 15.0  # a note recovered younger than this is recovered once more at this age
 FLUSH_SECONDS = 0.05  # drops and hand-overs are written in batches this often
+KEEP_SECONDS = 5.0  # how often a worker checks the connection that holds its presence lock
 SWEEP_BATCH = 100
 MAX_BACKOFF_SECONDS = 30.0
 DETAIL_FIELDS = ("run_id", "run_uuid", "experiment_id", "name", "new_name", "model_id")
@@ -104,11 +106,11 @@ class Presence:
         self._dsn = dsn
         self.id = 0
         self._connection: asyncpg.Connection | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._keeping = BackgroundLoop("presence", self._keep, KEEP_SECONDS, first_delay_seconds=KEEP_SECONDS)
 
     async def start(self) -> None:
         await self._take()
-        self._task = asyncio.create_task(self._keep(), name="presence")
+        self._keeping.start()
 
     async def _take(self) -> None:
         connection = await asyncpg.connect(self._dsn)
@@ -127,25 +129,20 @@ class Presence:
         raise RuntimeError("no free presence id")
 
     async def _keep(self) -> None:
-        while True:
-            await asyncio.sleep(5)
-            try:
-                assert self._connection is not None
-                await self._connection.fetchval("SELECT 1")
-            except Exception as exc:
-                log.warning("presence connection lost; taking the lock again: %s", type(exc).__name__)
-                with contextlib.suppress(Exception):
-                    if self._connection is not None:
-                        self._connection.terminate()
-                self._connection = None
-                with contextlib.suppress(Exception):
-                    await self._take()
+        try:
+            assert self._connection is not None
+            await self._connection.fetchval("SELECT 1")
+        except Exception as exc:
+            log.warning("presence connection lost; taking the lock again: %s", type(exc).__name__)
+            with contextlib.suppress(Exception):
+                if self._connection is not None:
+                    self._connection.terminate()
+            self._connection = None
+            with contextlib.suppress(Exception):
+                await self._take()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._keeping.stop()
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()  # the lock ends with the session
@@ -167,13 +164,15 @@ class IntentLog:
         self.presence = presence
         self._links = links
         self._recoveries = tuple(recoveries)
-        self._sweep_seconds = sweep_seconds
         self._pending: list[tuple[tuple[int, str, int, str], asyncio.Future[int]]] = []
         self._writing: asyncio.Task[None] | None = None
         self._drops: list[int] = []
         self._unknown: list[int] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
+        self._flushing = BackgroundLoop(
+            "write intents flush", self.flush, FLUSH_SECONDS, on_error=_not_flushed, first_delay_seconds=FLUSH_SECONDS
+        )
+        # Straight on while notes were claimed, else every `sweep_seconds`.
+        self._sweeping = BackgroundLoop("write intents sweep", self._sweep_some, sweep_seconds, on_error=_not_swept)
 
     # -- the forwarder's side ------------------------------------------------------------------------
 
@@ -234,35 +233,20 @@ class IntentLog:
     # -- background ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._stopping.clear()
         await self.presence.start()
-        self._tasks = [
-            asyncio.create_task(self._flushing(), name="write intents flush"),
-            asyncio.create_task(self._sweeping(), name="write intents sweep"),
-        ]
+        self._flushing.start()
+        self._sweeping.start()
 
     async def stop(self) -> None:
         """Stop sweeping, write the drops and hand-overs still queued, let go of presence."""
-        self._stopping.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._sweeping.stop()
+        await self._flushing.stop()
         if self._writing is not None:
             with contextlib.suppress(Exception):
                 await self._writing
         with contextlib.suppress(Exception):
             await self.flush()
         await self.presence.stop()
-
-    async def _flushing(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            try:
-                await self.flush()
-            except Exception as exc:
-                log.warning("write intents not flushed: %s", type(exc).__name__)
 
     async def flush(self) -> None:
         """Drop settled notes; hand notes of unknown outcome to recovery (owner 0: nobody's, due now)."""
@@ -285,14 +269,8 @@ class IntentLog:
             self._unknown.extend(unknown)
             raise
 
-    async def _sweeping(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                while await self.sweep() and not self._stopping.is_set():
-                    pass
-            except Exception as exc:
-                log.warning("write intents sweep failed: %s", type(exc).__name__)
-            await asyncio.sleep(self._sweep_seconds)
+    async def _sweep_some(self) -> bool:
+        return await self.sweep() > 0
 
     async def sweep(self) -> int:
         """Claim the notes of dead workers (and of unknown outcome) and recover them; how many were claimed."""
@@ -378,3 +356,11 @@ def intent_detail(ids: RequestIds | None, path_params: Mapping[str, Any], artifa
 def _detail(value: Any) -> dict[str, str]:
     decoded = msgspec.json.decode(value) if isinstance(value, str | bytes) else value
     return {str(k): str(v) for k, v in (decoded or {}).items()}
+
+
+def _not_flushed(exc: Exception) -> None:
+    log.warning("write intents not flushed: %s", type(exc).__name__)
+
+
+def _not_swept(exc: Exception) -> None:
+    log.warning("write intents sweep failed: %s", type(exc).__name__)

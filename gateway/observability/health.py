@@ -14,7 +14,6 @@ at most `timeout` each, all at once) and reported at `/health/stores` and as the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import threading
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from gateway.core.background import BackgroundLoop
 from gateway.db.migrate import SchemaState, schema_state
 from gateway.observability.metrics import STORE_CHECK_SECONDS, STORE_UP
 
@@ -99,31 +99,19 @@ class StoreHealth:
         timeout_seconds: float = STORE_TIMEOUT_SECONDS,
     ) -> None:
         self._probes = dict(probes)  # store name → its health check (raises when the store does not answer)
-        self._interval = interval_seconds
         self._timeout = timeout_seconds
         self.states = {name: StoreState() for name in self._probes}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("store health", self.check_all, interval_seconds, on_error=_failed)
 
     def start(self) -> None:
         if self._probes:
-            self._task = asyncio.create_task(self._loop(), name="store health")
+            self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
     async def check_all(self) -> None:
         await asyncio.gather(*(self._check(name) for name in self._probes))
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.check_all()
-            except Exception as exc:  # never ends the loop
-                log.warning("store health checks failed: %s", type(exc).__name__)
-            await asyncio.sleep(self._interval)
 
     async def _check(self, name: str) -> None:
         started = time.perf_counter()
@@ -151,6 +139,10 @@ class StoreHealth:
         stores = {name: state.report(now) for name, state in sorted(self.states.items())}
         down = sorted(name for name, s in self.states.items() if s.up is False)
         return {"status": "degraded" if down else "ok", "down": down, "stores": stores}
+
+
+def _failed(exc: Exception) -> None:  # never ends the loop
+    log.warning("store health checks failed: %s", type(exc).__name__)
 
 
 def drain_on_sigterm(readiness: Readiness, delay_seconds: float) -> Callable[[], None]:

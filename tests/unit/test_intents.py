@@ -99,8 +99,8 @@ async def test_a_dead_workers_notes_are_recovered_and_a_live_workers_are_left_al
         # The first worker dies without a word: its presence session ends, its note is the survivor's to recover.
         assert first.presence._connection is not None
         first.presence._connection.terminate()
-        for task in first._tasks:
-            task.cancel()
+        await first._sweeping.stop()
+        await first._flushing.stop()
         for _ in range(300):  # a bound, not a timing: sweeps run every 0.1 s, a loaded machine may lag seconds
             if survivor.seen:
                 break
