@@ -5,35 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import mlflow
 import pytest
 import requests
 
 from gateway.devstack import GatewayProcess
-from tests.conftest import GATEWAY_ENV, Stack
+from tests.conftest import Stack
 from tests.support.identity import Admin
+from tests.support.oidc import OIDC_AUDIENCE as AUDIENCE
 from tests.support.oidc import OidcIssuer
 
 pytestmark = pytest.mark.integration
-AUDIENCE = "fedgate-tests"
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[OidcIssuer]:
-    issuer = OidcIssuer().start()
-    yield issuer
-    issuer.stop()
-
-
-@pytest.fixture(scope="module")
-def oidc_gateway(stack: Stack, issuer: OidcIssuer, workdir: Path) -> Iterator[GatewayProcess]:
-    env = {**GATEWAY_ENV, "FEDGATE_OIDC_ISSUER": issuer.url, "FEDGATE_OIDC_AUDIENCE": AUDIENCE}
-    gateway = GatewayProcess(workdir / "fedgate.toml", env).start()
-    yield gateway
-    gateway.stop()
 
 
 @pytest.fixture(scope="module")

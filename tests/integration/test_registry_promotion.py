@@ -6,7 +6,6 @@ log on both sides, the copy loadable with the stock client, and promotions refus
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +17,12 @@ from mlflow.entities import LoggedModelStatus
 from sklearn.linear_model import LogisticRegression
 
 from gateway.devstack import GatewayProcess
-from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import Admin, Person, unique
+from tests.support.oidc import OIDC_AUDIENCE as AUDIENCE
 from tests.support.oidc import OidcIssuer
 
 pytestmark = pytest.mark.integration
-AUDIENCE = "fedgate-promotion-tests"
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[OidcIssuer]:
-    issuer = OidcIssuer().start()
-    yield issuer
-    issuer.stop()
-
-
-@pytest.fixture(scope="module")
-def oidc_gateway(stack: Stack, issuer: OidcIssuer, workdir: Path) -> Iterator[GatewayProcess]:
-    """A second gateway process of the same account that also accepts the local issuer's access tokens."""
-    env = {**GATEWAY_ENV, "FEDGATE_OIDC_ISSUER": issuer.url, "FEDGATE_OIDC_AUDIENCE": AUDIENCE}
-    gateway = GatewayProcess(workdir / "fedgate.toml", env).start()
-    yield gateway
-    gateway.stop()
 
 
 def need_approval(stack: Stack, need: bool) -> None:

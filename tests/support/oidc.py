@@ -21,6 +21,8 @@ from joserfc.jwk import RSAKey
 
 from gateway.devstack import LOOPBACK, free_port
 
+OIDC_AUDIENCE = "fedgate-tests"  # what the integration tests' `oidc_gateway` wants in a token's `aud`
+
 
 @dataclass
 class Client:

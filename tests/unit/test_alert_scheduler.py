@@ -4,40 +4,21 @@ a claim moves the alert to its next fire time after now(), and fire times missed
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.alerts.scheduler import Scheduler
-from gateway.db.engine import make_engine, make_sessionmaker
-from gateway.db.pools import plain_dsn
-from tests.databases import migrated_database
+from gateway.db.engine import make_sessionmaker
+from tests.databases import sql
 
 CONDITION = '{"op": "LESS_THAN", "operand": {"column": {"name": "x"}}, "threshold": {"value": {"double_value": 1}}}'
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "alerts_unit") as url:
-        yield url
-
-
-@pytest.fixture
-async def engine(database: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database, pool_size=12)
-    yield engine
-    await engine.dispose()
-
-
-async def sql(database: str, statement: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(plain_dsn(database))
-    try:
-        return list(await connection.fetch(statement, *args))
-    finally:
-        await connection.close()
+def pool_size() -> int:
+    return 12  # claimers side by side
 
 
 async def add_alert(

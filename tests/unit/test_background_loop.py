@@ -8,6 +8,7 @@ on by its steps' answers and by `wake` alone.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -19,6 +20,13 @@ BOUND = 30.0
 
 def _no_error(exc: Exception) -> None:
     raise AssertionError(f"unexpected step failure: {exc!r}")
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    """Let the loop run until `done()` holds, within BOUND."""
+    async with asyncio.timeout(BOUND):
+        while not done():
+            await asyncio.sleep(0.01)
 
 
 async def test_a_step_that_says_more_may_wait_runs_again_at_once_then_the_loop_waits_for_a_wake() -> None:
@@ -40,9 +48,7 @@ async def test_a_step_that_says_more_may_wait_runs_again_at_once_then_the_loop_w
             await asyncio.sleep(0)
         assert steps == 3  # the third said nothing more is waiting: the loop waits out its hour
         loop.wake()
-        async with asyncio.timeout(BOUND):
-            while steps < 4:
-                await asyncio.sleep(0.01)
+        await _until(lambda: steps >= 4)
     finally:
         await loop.stop()
 
@@ -64,9 +70,7 @@ async def test_a_wake_during_a_step_is_not_lost() -> None:
         await asyncio.wait_for(entered.wait(), BOUND)
         loop.wake()  # while the first step runs
         release.set()
-        async with asyncio.timeout(BOUND):
-            while steps < 2:
-                await asyncio.sleep(0.01)
+        await _until(lambda: steps >= 2)
     finally:
         await loop.stop()
 

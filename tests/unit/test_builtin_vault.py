@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -22,7 +21,6 @@ from gateway.core.sealing import KEYS_ENV, Keyring, TamperedValue, VaultKey
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.db.pools import plain_dsn
 from gateway.secrets.builtin import BuiltinVault, Rotation
-from tests.databases import migrated_database
 
 OLD, NEW = os.urandom(32), os.urandom(32)
 LOCATION = "w1001/db-creds"
@@ -36,19 +34,6 @@ def keyring(*kids: str, active: str) -> Keyring:
 def entries(*kids: str, active: str) -> str:
     material = {"old": OLD, "new": NEW}
     return " ".join([f"active={active}", *(f"{kid}:{base64.b64encode(material[kid]).decode()}" for kid in kids)])
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "vault_unit") as url:
-        yield url
-
-
-@pytest.fixture
-async def engine(database: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 def vault(engine: AsyncEngine, ring: Keyring) -> BuiltinVault:

@@ -7,17 +7,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text as sql
 
 from gateway.core.sealing import KEYS_ENV, Keyring
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.delivery.secrets import SubscriberSecrets
 from gateway.secrets.builtin import BuiltinVault
-from tests.databases import migrated_database
 
 LOCATION = "w1001/db-creds"
 
@@ -28,12 +25,6 @@ def fedgate(*args: str, keys: str, config: Path | None = None) -> subprocess.Com
     if config is not None:
         command += ["--config", str(config)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "secrets_cli") as url:
-        yield url
 
 
 async def test_new_keys_then_a_rotation_that_leaves_nothing_under_the_old_key(database: str, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,9 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.core.destinations import AllowList
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.db.models import RegistryWebhookDeliveryRow, SqlAlertDeliveryRow
-from gateway.db.pools import plain_dsn
 from gateway.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, DeliveryWorker, Outcome, Pacing, send_webhook
-from tests.databases import migrated_database
+from tests.databases import sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,24 +32,8 @@ class Item:
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "delivery_unit") as url:
-        yield url
-
-
-@pytest.fixture
-async def engine(database: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database, pool_size=12)
-    yield engine
-    await engine.dispose()
-
-
-async def sql(database: str, statement: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(plain_dsn(database))
-    try:
-        return list(await connection.fetch(statement, *args))
-    finally:
-        await connection.close()
+def pool_size() -> int:
+    return 12  # claimers side by side
 
 
 async def queue(database: str, count: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -16,7 +15,6 @@ from gateway.federation import intents as intents_module
 from gateway.federation.hooks import UnsettledWrite
 from gateway.federation.intents import IntentLog, Presence, intent_detail
 from gateway.federation.schemas import RequestIds
-from tests.databases import migrated_database
 
 LINK = WorkspaceLink(
     name="team-a", workspace_id=1001, mode="workspace", store="a", configured_store="a", upstream_workspace=None
@@ -38,12 +36,6 @@ class Recorder:
             self.fail -= 1
             raise ConnectionError("store down")
         self.seen.append(write)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "intents") as url:
-        yield url
 
 
 def _log(url: str, recovery: Recorder, pool: asyncpg.Pool) -> IntentLog:

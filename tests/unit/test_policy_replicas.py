@@ -39,7 +39,6 @@ from gateway.sql.repository import ViewRepository
 from gateway.sql.runner import QueryRunner
 from gateway.sql.schemas import ExecuteStatementRequest
 from gateway.sql.service import SqlService
-from tests.databases import migrated_database
 
 ADMIN = Principal(name="admin@example.com", kind="user", account_admin=True, id=None)
 LINK = WorkspaceLink("team", 1001, "workspace", "a", "a", None)
@@ -61,12 +60,6 @@ class Replica:
     principals: PrincipalService
     sql: SqlService
     runner: QueryRunner
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "policy_replicas") as url:
-        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ or go with it (another store, unlinked)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -13,34 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.core.config import load_settings
 from gateway.core.links import LinkTable
-from gateway.db.engine import make_engine, make_sessionmaker
+from gateway.db.engine import make_sessionmaker
 from gateway.registry.moves import RegistryMoves
 from gateway.registry.repository import NewActivity, RegistryRepository
 from gateway.workspaces.schemas import WorkspaceChanges, WorkspaceCreate
 from gateway.workspaces.service import WorkspaceService
-from tests.databases import migrated_database
 from tests.unit.test_workspace_moves import CONFIG, UnreachableStore
 
 MOVED, NEIGHBOUR = 1001, 1002
 MODEL, OTHER = "a" * 32, "b" * 32
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "registry_unit") as url:
-        yield url
-
-
-@pytest.fixture
-async def engine(database: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database, pool_size=2)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return make_sessionmaker(engine)
 
 
 async def seed(sessionmaker: async_sessionmaker[AsyncSession], workspace_id: int, model_id: str) -> int:

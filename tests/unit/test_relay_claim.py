@@ -26,15 +26,8 @@ from gateway.dual import outbox
 from gateway.dual.moves import DualMoves
 from gateway.dual.outbox import Applied, Relay
 from gateway.stores.client import Refused, Transient
-from tests.databases import migrated_database
 
 APP = "fedgate-relay-test"
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "relay_unit") as url:
-        yield url
 
 
 def _engine(url: str, replica: str) -> AsyncEngine:

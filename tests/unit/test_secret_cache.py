@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,11 +23,10 @@ from gateway.app import build_vaults
 from gateway.core.config import ConfigError, Settings, load_settings
 from gateway.core.ports import Vault, VaultUnavailable
 from gateway.core.sealing import Keyring, TamperedValue, VaultKey
-from gateway.db.engine import make_engine, make_sessionmaker
+from gateway.db.engine import make_sessionmaker
 from gateway.db.pools import plain_dsn
 from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
-from tests.databases import migrated_database
 
 KEY = os.urandom(32)
 LOCATION = "w1001/db-creds"
@@ -43,19 +41,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "vault_cache") as url:
-        yield url
-
-
-@pytest.fixture
-async def engine(database: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 def builtin(engine: AsyncEngine) -> BuiltinVault:

@@ -6,38 +6,17 @@ worker whose listener is not in place asks the database instead, and one that st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.postgres_notify import PostgresNotifications
-from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.db.pools import plain_dsn
 from gateway.secrets.repository import SECRET_READS_CHANNEL, ReadRepository
 from gateway.secrets.taint import TaintedRuns
-from tests.databases import migrated_database
 
 RUN = "0123456789abcdef0123456789abcdef"
 OTHER = "f" * 32
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "taint_unit") as url:
-        yield url
-
-
-@pytest.fixture
-async def engine(database: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database, pool_size=2)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return make_sessionmaker(engine)
 
 
 async def record(sessionmaker: async_sessionmaker[AsyncSession], run_id: str, keys: list[str]) -> int:

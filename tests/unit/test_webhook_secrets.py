@@ -8,7 +8,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -16,8 +15,8 @@ import pytest
 from gateway.core.errors import InvalidParameter
 from gateway.core.sealing import KEYS_ENV, Keyring, SealError, TamperedValue, UnknownKeyId, new_key_entry
 from gateway.db.migrate import upgrade
-from gateway.db.pools import plain_dsn
 from gateway.delivery.secrets import SubscriberSecrets
+from tests.databases import migrated_database, sql
 
 OLD, NEW = new_key_entry("old"), new_key_entry("new")
 PLAIN = "whsec-" + uuid.uuid4().hex
@@ -81,12 +80,7 @@ def vault_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 async def at_0029(database_url: str) -> AsyncIterator[str]:
     """A database migrated to 0029 holding a registry webhook and an alert whose secrets are stored as given."""
-    name = f"sealing_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-        await asyncio.to_thread(upgrade, url, "0029")
+    async with migrated_database(database_url, "sealing", "0029") as url:
         await sql(
             url,
             'INSERT INTO registry_webhooks (id, workspace_id, events, url, secret, "authorization", created_by) '
@@ -103,17 +97,6 @@ async def at_0029(database_url: str) -> AsyncIterator[str]:
             json.dumps(subscriptions),
         )
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-async def sql(url: str, statement: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(plain_dsn(url))
-    try:
-        return list(await connection.fetch(statement, *args))
-    finally:
-        await connection.close()
 
 
 async def test_the_migration_seals_stored_secrets_and_the_tables_refuse_plain_ones(

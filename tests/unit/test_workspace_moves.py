@@ -31,7 +31,6 @@ from gateway.secrets.moves import SecretMoves
 from gateway.sql.repository import ViewRepository
 from gateway.workspaces.schemas import WorkspaceChanges, WorkspaceCreate
 from gateway.workspaces.service import WorkspaceService
-from tests.databases import migrated_database
 
 CONFIG = """
 [account]
@@ -69,19 +68,6 @@ class UnreachableStore:
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    async with migrated_database(database_url, "moves_unit") as url:
-        yield url
-
-
-@pytest.fixture
-async def engine(database: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database, pool_size=2)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
 def stores(engine: AsyncEngine) -> dict[str, UnreachableStore]:
     return {name: UnreachableStore(name, engine) for name in ("a", "b", "c", "central")}
 
@@ -97,11 +83,6 @@ async def service(tmp_path: Path, engine: AsyncEngine, stores: dict[str, Unreach
     await service.create(sessionmaker, WorkspaceCreate(name="mover", store="a", workspace_id=str(MOVED)))
     await service.create(sessionmaker, WorkspaceCreate(name="neighbour", store="b", workspace_id=str(NEIGHBOUR)))
     return service
-
-
-@pytest.fixture
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return make_sessionmaker(engine)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the scope a scope name; another vault for a workspace that has scopes is refused
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,9 @@ from gateway.core.config import ConfigError, load_settings
 from gateway.core.errors import InvalidParameter, InvalidState
 from gateway.core.links import LinkTable
 from gateway.core.ports import StoreResponse, StoreUnreachable
-from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.secrets.moves import SecretMoves
 from gateway.workspaces.schemas import WorkspaceChanges, WorkspaceCreate
 from gateway.workspaces.service import WorkspaceService
-from tests.databases import migrated_database
 
 CONFIG = """
 [account]
@@ -58,19 +55,6 @@ class UnreachableStore:
 
     async def close(self) -> None:
         return None
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    async with migrated_database(database_url, "ws_secrets_unit") as url:
-        engine = make_engine(url, pool_size=2)
-        yield engine
-        await engine.dispose()
-
-
-@pytest.fixture
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return make_sessionmaker(engine)
 
 
 def workspace_service(config: str, tmp_path: Path) -> WorkspaceService:
