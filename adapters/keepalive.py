@@ -8,11 +8,12 @@ parser (the one uvicorn serves the gateway with) on the answer. Measured in one 
 instead of 3.4 ms (p50); the gateway's CPU per forwarded call is in docs/performance.md.
 
 What it does, and no more: one request at a time per connection (no pipelining), a body given whole (bytes)
-or none, the answer's head first and its body as it comes (`Answer`: read whole or in chunks; the connection
-stops reading while more than `HIGH_WATER` bytes of it wait for the reader, so a large download holds little
-memory), connections kept while the server keeps them (`Connection: close`, HTTP/1.0) and for at most
-`idle_seconds` unused, at most `max_connections` at once when given (more wait for one); http and https (the
-default trust store, as aiohttp's default; no proxy, cookies or redirects, as the adapters' aiohttp sessions).
+or none, interim answers (1xx) read and passed over, the answer's head first and its body as it comes
+(`Answer`: read whole or in chunks; the connection stops reading while more than `HIGH_WATER` bytes of it
+wait for the reader, so a large download holds little memory), connections kept while the server keeps them
+(`Connection: close`, HTTP/1.0) and for at most `idle_seconds` unused, at most `max_connections` at once when
+given (more wait for one); http and https (the default trust store, as aiohttp's default; no proxy, cookies or
+redirects, as the adapters' aiohttp sessions).
 A failure is `HttpFailure`, telling whether the request may not have reached the server (`unsent`) and whether
 it timed out. A request that fails on a connection kept from an earlier one before any byte of its answer came is sent
 once more at once on a new connection (the server may have closed the idle one meanwhile), as aiohttp does.
@@ -192,8 +193,15 @@ class _Connection(asyncio.Protocol):
         self._header_fields.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:
+            # An interim answer (100 Continue, 103 Early Hints), which a client must read even unasked (RFC 9110
+            # 15.2): the answer follows it. Taken for the answer, that one would reach the connection's next user.
+            # (101 stops the parser: no protocol switch was asked for.)
+            self._header_fields = []
+            return
         headers = CIMultiDict(self._header_fields)
-        answer = self._answer = Answer(self, self._parser.get_status_code(), headers)
+        answer = self._answer = Answer(self, status, headers)
         if self._head:
             # The parser cannot know the request was HEAD and would wait for the body the length announces: the
             # answer ends here, and so does the connection (the parser's state is not to be trusted further).
@@ -203,7 +211,7 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
-        self._until_close = answer.content_length is None and not chunked and answer.status >= 200
+        self._until_close = answer.content_length is None and not chunked
         self._wake(answer)
 
     def on_body(self, body: bytes) -> None:
