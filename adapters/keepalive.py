@@ -189,6 +189,12 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if not self.busy:
+            # Bytes after the end of the answer, in the same read: the server is out of step with its requests, and
+            # what follows would be taken for the next caller's answer. The parser stops; the connection ends.
+            raise HttpFailure("the server sent more than its answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_fields.append((name.decode("latin-1"), value.decode("latin-1")))
 

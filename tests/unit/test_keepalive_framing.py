@@ -129,3 +129,18 @@ async def test_an_interim_answer_is_not_the_answer(tagging: str) -> None:
             assert await seen(await client.request("GET", "/bob/plain")) == (200, "bob", b"answer to bob")
     finally:
         await client.close()
+
+
+async def test_bytes_past_the_end_of_an_answer_end_the_connection(tagging: str) -> None:
+    """An answer longer than its head announced, in the same read: the connection is not kept (it was kept twice,
+    once per answer, and two callers at once were given it), so what followed reaches nobody."""
+    client = KeepAliveClient(tagging, connect_timeout=2.0, read_timeout=5.0)
+    try:
+        assert await seen(await client.request("GET", "/alice/extra")) == (200, "alice", b"answer to alice")
+        bob, carol = await asyncio.gather(
+            client.request("GET", "/bob/plain", resend=False), client.request("GET", "/carol/plain", resend=False)
+        )
+        assert await seen(bob) == (200, "bob", b"answer to bob")
+        assert await seen(carol) == (200, "carol", b"answer to carol")
+    finally:
+        await client.close()
