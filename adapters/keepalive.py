@@ -440,7 +440,7 @@ class KeepAliveClient:
         except BaseException:
             if place.done() and not place.cancelled():
                 self._give_back()
-            else:
+            elif place in self._queue:  # else a place given back meanwhile passed it by (it was cancelled)
                 self._queue.remove(place)
             raise
 

@@ -2,17 +2,24 @@
 
 The connections of a store are shared by all users of that store: an answer left on a connection, or a
 connection handed on before its answer ended, would give the next caller, another user, someone else's answer.
-A real socket server tags every answer (a header and the body) with the request it answers.
+A real socket server tags every answer (a header and the body) with the request it answers, and answers in
+every framing HTTP/1.1 allows: a length, chunks with trailers, until the connection closes, after interim
+(1xx) answers, 204 and 304 (no body whatever the head says), HEAD, a large body read in parts, an answer
+too late for the caller's timeout, and a server that sends more than it announced. Callers read their answer
+whole, let it go after a part, or are cancelled at any point; hypothesis draws the mix and the interleaving.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from adapters.keepalive import HIGH_WATER, Answer, KeepAliveClient
+from adapters.keepalive import HIGH_WATER, Answer, HttpFailure, KeepAliveClient
 
 BIG = 3 * HIGH_WATER
 LATE_SECONDS = 0.3
@@ -112,11 +119,84 @@ async def seen(answer: Answer) -> tuple[int, str | None, bytes]:
     return answer.status, answer.headers.get("X-Tag"), await answer.read()
 
 
+@dataclass(frozen=True)
+class Call:
+    tag: str
+    mode: str
+    method: str
+    action: str  # read | part | cancel
+    ticks: int  # loop turns before the caller starts (and, for `cancel`, before it is cancelled)
+
+
+MODES = ["plain", "chunked", "close", "continue", "hints", "nocontent", "notmodified", "big", "late", "extra"]
+calls = st.lists(
+    st.tuples(
+        st.sampled_from(MODES),
+        st.sampled_from(["GET", "GET", "POST", "HEAD"]),
+        st.sampled_from(["read", "read", "part", "cancel"]),
+        st.integers(0, 6),
+    ),
+    min_size=1,
+    max_size=12,
+).map(lambda drawn: [Call(f"t{index}", *fields) for index, fields in enumerate(drawn)])
+
+
 @pytest.fixture(scope="module")
 async def tagging() -> AsyncIterator[str]:
     server = Tagging()
     yield await server.start()
     await server.stop()
+
+
+async def exchange(client: KeepAliveClient, call: Call) -> None:
+    """One caller: its answer must be its own, whatever it does with it."""
+    for _ in range(call.ticks):
+        await asyncio.sleep(0)
+    try:
+        answer = await client.request(
+            call.method, f"/{call.tag}/{call.mode}", body=b"{}" if call.method == "POST" else None, resend=False
+        )
+    except HttpFailure as failure:
+        assert call.mode == "late" and failure.timed_out, f"{call}: {failure}"
+        return
+    assert call.mode != "late", f"{call} was answered although its answer came after the timeout"
+    assert (answer.status, answer.headers.get("X-Tag")) == (expected_status(call.mode), call.tag), call
+    want = expected_body(call.tag, call.mode, call.method)
+    if call.action == "part":
+        first = await answer.chunk()
+        assert want.startswith(first), call
+        answer.release()
+    else:
+        assert await answer.read() == want, call
+
+
+async def run_all(client: KeepAliveClient, drawn: list[Call]) -> None:
+    tasks = [asyncio.create_task(exchange(client, call)) for call in drawn]
+    for call, task in zip(drawn, tasks, strict=True):
+        if call.action == "cancel":
+            for _ in range(call.ticks):
+                await asyncio.sleep(0)
+            task.cancel()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(drawn=calls, limit=st.integers(1, 3))
+async def test_every_caller_gets_its_own_answer_whatever_the_framing_and_interleaving(
+    tagging: str, drawn: list[Call], limit: int
+) -> None:
+    client = KeepAliveClient(tagging, connect_timeout=2.0, read_timeout=READ_TIMEOUT, max_connections=limit)
+    try:
+        await asyncio.wait_for(run_all(client, drawn), 30)
+        # Afterwards, every place of the pool is free and every kept connection serves one caller at a time:
+        # `limit` + 2 callers at once all get their own answers.
+        after = [Call(f"after{index}", "plain", "GET", "read", 0) for index in range(limit + 2)]
+        await asyncio.wait_for(run_all(client, after), 30)
+    finally:
+        await client.close()
 
 
 async def test_an_interim_answer_is_not_the_answer(tagging: str) -> None:
@@ -142,5 +222,23 @@ async def test_bytes_past_the_end_of_an_answer_end_the_connection(tagging: str) 
         )
         assert await seen(bob) == (200, "bob", b"answer to bob")
         assert await seen(carol) == (200, "carol", b"answer to carol")
+    finally:
+        await client.close()
+
+
+async def test_a_caller_cancelled_while_waiting_for_a_place_is_cancelled(tagging: str) -> None:
+    """A caller waiting for a place is cancelled, and a place is given back before it runs again: the place goes
+    to nobody (it passes the cancelled caller by), and the caller ends cancelled, not with an error of the pool."""
+    client = KeepAliveClient(tagging, connect_timeout=2.0, read_timeout=5.0, max_connections=1)
+    try:
+        held = await client.request("GET", "/alice/big")
+        waiting = asyncio.create_task(client.request("GET", "/bob/plain"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        waiting.cancel()
+        held.release()  # the place is given back at once, before the cancelled caller runs
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await seen(await client.request("GET", "/carol/plain")) == (200, "carol", b"answer to carol")
     finally:
         await client.close()
