@@ -12,8 +12,8 @@ or none, interim answers (1xx) read and passed over, the answer's head first and
 (`Answer`: read whole or in chunks; the connection stops reading while more than `HIGH_WATER` bytes of it
 wait for the reader, so a large download holds little memory), connections kept while the server keeps them
 (`Connection: close`, HTTP/1.0) and for at most `idle_seconds` unused, at most `max_connections` at once when
-given (more wait for one); http and https (the default trust store, as aiohttp's default; no proxy, cookies or
-redirects, as the adapters' aiohttp sessions).
+given (more wait for one, at most `connect_timeout`); http and https (the default trust store, as aiohttp's
+default; no proxy, cookies or redirects, as the adapters' aiohttp sessions).
 A failure is `HttpFailure`, telling whether the request may not have reached the server (`unsent`) and whether
 it timed out. A request that fails on a connection kept from an earlier one before any byte of its answer came is sent
 once more at once on a new connection (the server may have closed the idle one meanwhile), as aiohttp does.
@@ -429,19 +429,24 @@ class KeepAliveClient:
         return head + body if body else head
 
     async def _take(self) -> None:
-        """A place among `max_connections` (waiting for one while all are in use)."""
+        """A place among `max_connections`, waiting for one while all are in use, at most `connect_timeout` (as
+        aiohttp's connect timeout bounds the wait for a pooled connection): callers of a store whose connections
+        are all held, by slow downloads say, fail in time instead of holding the gateway's own capacity for ever."""
         if not self._max_connections or (self._in_use < self._max_connections and not self._queue):
             self._in_use += 1
             return
         place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(place)
         try:
-            await place  # handed over with the place counted
-        except BaseException:
+            async with asyncio.timeout(self._connect_timeout):
+                await place  # handed over with the place counted
+        except BaseException as exc:
             if place.done() and not place.cancelled():
                 self._give_back()
             elif place in self._queue:  # else a place given back meanwhile passed it by (it was cancelled)
                 self._queue.remove(place)
+            if isinstance(exc, TimeoutError):
+                raise HttpFailure("no connection free in time", unsent=True, timed_out=True) from None
             raise
 
     def _give_back(self) -> None:

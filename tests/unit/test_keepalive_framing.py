@@ -188,7 +188,7 @@ async def run_all(client: KeepAliveClient, drawn: list[Call]) -> None:
 async def test_every_caller_gets_its_own_answer_whatever_the_framing_and_interleaving(
     tagging: str, drawn: list[Call], limit: int
 ) -> None:
-    client = KeepAliveClient(tagging, connect_timeout=2.0, read_timeout=READ_TIMEOUT, max_connections=limit)
+    client = KeepAliveClient(tagging, connect_timeout=10.0, read_timeout=READ_TIMEOUT, max_connections=limit)
     try:
         await asyncio.wait_for(run_all(client, drawn), 30)
         # Afterwards, every place of the pool is free and every kept connection serves one caller at a time:
@@ -239,6 +239,22 @@ async def test_a_caller_cancelled_while_waiting_for_a_place_is_cancelled(tagging
         held.release()  # the place is given back at once, before the cancelled caller runs
         with pytest.raises(asyncio.CancelledError):
             await waiting
+        assert await seen(await client.request("GET", "/carol/plain")) == (200, "carol", b"answer to carol")
+    finally:
+        await client.close()
+
+
+async def test_a_caller_waits_for_a_place_at_most_the_connect_timeout(tagging: str) -> None:
+    """All of a store's connections held (by downloads their clients read slowly, say): the next caller fails as
+    a timeout, unsent, after `connect_timeout`, as aiohttp's pool did, instead of waiting for ever while it holds
+    a place of the gateway's own."""
+    client = KeepAliveClient(tagging, connect_timeout=0.2, read_timeout=5.0, max_connections=1)
+    try:
+        held = await client.request("GET", "/alice/big")
+        with pytest.raises(HttpFailure) as failure:
+            await asyncio.wait_for(client.request("GET", "/bob/plain"), 30)
+        assert failure.value.timed_out and failure.value.unsent
+        assert len(await held.read()) == BIG
         assert await seen(await client.request("GET", "/carol/plain")) == (200, "carol", b"answer to carol")
     finally:
         await client.close()
