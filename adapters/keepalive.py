@@ -36,7 +36,12 @@ from multidict import CIMultiDict
 MAX_BODY_BYTES = 16 * 1024 * 1024
 # Bytes of an answer that may wait for its reader before the connection stops reading from the server.
 HIGH_WATER = 256 * 1024
-_BREAKS = re.compile(r"[\r\n\0]")
+# A request's target is visible ASCII (anything else is percent-encoded); a space or control character would end
+# the request line early or be refused by the server. Header names and the method are tokens (RFC 9110 5.6.2);
+# a header value holds no control character but the tab (a line break would end the header, a NUL the parse).
+_TARGET = re.compile(r"[!-~]+")
+_NOT_TOKEN = re.compile(r"[^!#$%&'*+.^_`|~0-9A-Za-z-]")
+_NOT_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Methods without a body of their own: no Content-Length is sent for them when no body is given.
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -414,8 +419,16 @@ class KeepAliveClient:
 
     def _request(self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes | None) -> bytes:
         path = f"{self._prefix}/{target.lstrip('/')}"
-        if _BREAKS.search("".join((path, *(part for header in headers for part in header)))):
-            raise HttpFailure("a header or the path holds a line break", unsent=True)
+        if (
+            not _TARGET.fullmatch(path)
+            or _NOT_VALUE.search("".join([value for _, value in headers]))
+            or _NOT_TOKEN.search("".join([method, *(name for name, _ in headers)]))
+            or not all(name for name, _ in headers)
+            or not method
+        ):
+            raise HttpFailure(
+                "a header or the path holds a line break or another character HTTP/1.1 cannot carry there", unsent=True
+            )
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
         lines += [f"{name}: {value}" for name, value in headers]
         if body is not None:
