@@ -600,6 +600,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         sessionmaker, sql, policy, allowed_destinations, audit, settings, _smtp_password(settings), subscriber_secrets
     )
     alerts.service.saved_queries = queries  # an alert on a saved query reads its text, as its owner, when it runs
+    authenticator.sign_in_hooks.append(alerts.service.owner_signed_in)  # the owner's identity-provider groups
 
     def feed(channel: str) -> Callable[[Callable[[], None]], ChangeFeed]:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)

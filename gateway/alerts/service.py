@@ -7,6 +7,14 @@ dynamic views judged for the owner (`current_user()`, `is_account_group_member()
 the owner's. An owner who is disabled or deleted, or who lost a grant the query needs, makes the evaluation fail
 (ERROR, with the reason) — never run with someone else's rights.
 
+The owner's groups are the gateway's (memberships as they are at the evaluation) and those their identity
+provider named (an OIDC token's groups claim, a browser sign-in's), which live in the owner's credential, absent
+from a background evaluation. So the alert records them (`owner_groups`, by name): when the owner creates,
+changes or runs it with such a credential, and whenever the owner signs in through the identity provider
+(`owner_signed_in`); otherwise they stay as recorded. Each counts while a gateway group of that name exists, with
+its grants as they are at the evaluation. A personal access token names no groups and leaves the record alone;
+an alert handed to another owner starts with none of them until that owner signs in, changes or runs it.
+
 What: the query is a saved query's (`query_id`, its text read when the alert is evaluated) or the alert's own
 `query_text`; the condition is judged by gateway/alerts/condition.py; notifications are queued with the
 evaluation (gateway/alerts/delivery.py) when the alert becomes TRIGGERED, when it stays TRIGGERED past
@@ -134,6 +142,7 @@ class AlertService:
         values["id"] = alert_id
         values["owner_id"] = principal.id
         values["owner_name"] = principal.name
+        values["owner_groups"] = list(principal.idp_groups)
         async with self._sessionmaker() as session, session.begin():
             await session.execute(insert(SqlAlertRow).values(**values))
             row = await session.get(SqlAlertRow, values["id"])
@@ -165,8 +174,12 @@ class AlertService:
         async with self._sessionmaker() as session, session.begin():
             row = await self._visible(session, principal, alert_id, lock=True)
             values = self._values(principal, fields, row.id, creating=False, only=wanted, current=row)
+            owner = row.owner_id
             if "owner_user_name" in wanted and fields.owner_user_name:
-                values.update(self._new_owner(principal, fields.owner_user_name))
+                values.update(self._new_owner(principal, fields.owner_user_name, row))
+                owner = values.get("owner_id", owner)
+            if "owner_groups" not in values and owner is not None and owner == principal.id and principal.idp:
+                values["owner_groups"] = list(principal.idp_groups)  # the owner's identity provider, of late
             if values:
                 values["updated_at"] = func.now()
                 await session.execute(update(SqlAlertRow).where(SqlAlertRow.id == row.id).values(**values))
@@ -193,10 +206,20 @@ class AlertService:
         async with self._sessionmaker() as session:
             row = await self._visible(session, principal, alert_id)
         self._audit.record(entry(principal.name, "sql.alert.run", _target(row), "ok"))
+        if row.owner_id is not None and row.owner_id == principal.id and principal.idp:
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(_groups_of(principal).where(SqlAlertRow.id == row.id))
         evaluation = await self.evaluate(row.id, "MANUAL")
         if evaluation is None:
             raise ResourceNotFound(f"Alert {alert_id[:64]} does not exist.")
         return evaluation
+
+    async def owner_signed_in(self, principal: Principal) -> None:
+        """The person signed in through the identity provider: their alerts count the groups it named now."""
+        if principal.id is None or not principal.idp:
+            return
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(_groups_of(principal))
 
     async def history(
         self, principal: Principal, alert_id: str, page_size: int | None, page_token: str | None
@@ -257,12 +280,20 @@ class AlertService:
                 f"The alert's owner {row.owner_name} is disabled or deleted; an account admin can give the alert "
                 "to someone else (owner_user_name)."
             )
+        subjects = set(snapshot.subjects(info.id))
+        named: list[str] = []
+        for group_name in row.owner_groups or ():  # recorded from the owner's identity provider (the module)
+            group = snapshot.find("group", group_name)
+            if group is not None:
+                subjects |= snapshot.subjects(group.id)
+                named.append(group.name)
         return Principal(
             name=info.name,
             kind=info.kind,
             account_admin=info.account_admin,
             id=info.id,
-            subjects=snapshot.subjects(info.id),
+            subjects=frozenset(subjects),
+            idp_groups=tuple(named),
             via="alert",
         )
 
@@ -465,7 +496,9 @@ class AlertService:
             raise ResourceNotFound(f"Alert {alert_id[:64]} does not exist.")
         return row
 
-    def _new_owner(self, principal: Principal, name: str) -> dict[str, Any]:
+    def _new_owner(self, principal: Principal, name: str, row: SqlAlertRow) -> dict[str, Any]:
+        """The owner an account admin names. Another owner's identity-provider groups are not known here: none
+        count until that owner signs in, changes or runs the alert."""
         if not principal.account_admin:
             raise PermissionDenied("Only an account admin can give an alert to another owner.")
         try:
@@ -474,7 +507,10 @@ class AlertService:
             raise InvalidParameter(exc.message) from None
         if info is None or not info.active or info.kind == "group":
             raise InvalidParameter(f"'{name[:128]}' is not an active user or service principal.")
-        return {"owner_id": info.id, "owner_name": info.name}
+        if info.id == row.owner_id:
+            return {}
+        groups = list(principal.idp_groups) if info.id == principal.id else []
+        return {"owner_id": info.id, "owner_name": info.name, "owner_groups": groups}
 
     def _values(
         self,
@@ -821,6 +857,17 @@ def secret_field(url: str) -> str:
     return f"webhook:{url}"
 
 
+def _groups_of(principal: Principal) -> Any:
+    """The principal's alerts record the groups their identity provider named in this credential (none changed
+    where they are the same)."""
+    groups = list(principal.idp_groups)
+    return (
+        update(SqlAlertRow)
+        .where(SqlAlertRow.owner_id == principal.id, SqlAlertRow.owner_groups.is_distinct_from(groups))
+        .values(owner_groups=groups)
+    )
+
+
 def _target(row: SqlAlertRow) -> str:
     return f"sql_alert:{row.id}"
 
@@ -830,6 +877,7 @@ def _details(row: SqlAlertRow) -> dict[str, Any]:
     return {
         "display_name": row.display_name,
         "owner": row.owner_name,
+        "owner_groups": list(row.owner_groups or ()),
         "query_id": row.query_id,
         "schedule": row.schedule,
         "subscriptions": [

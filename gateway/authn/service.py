@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +31,8 @@ from gateway.core.errors import Unauthenticated
 from gateway.core.principal import Principal
 from gateway.principals.repository import PrincipalRepository, TokenRepository, principal_set
 from gateway.principals.tokens import TOKEN_PREFIX, hash_token
+
+log = logging.getLogger(__name__)
 
 BOOTSTRAP_ADMIN = Principal(name="admin", kind="bootstrap", account_admin=True, via="bootstrap")
 MIN_ADMIN_TOKEN_LENGTH = 16
@@ -61,6 +65,9 @@ class Authenticator:
         # token hash → (principal id, expiry). Emptied whenever the policy changes (a revocation bumps it).
         self._tokens: OrderedDict[bytes, tuple[int, datetime | None]] = OrderedDict()
         self._oidc_users: dict[str, int] = {}
+        # Told of each person who signed in through the identity provider (its groups are news then), e.g. SQL
+        # alerts, which record their owner's.
+        self.sign_in_hooks: list[Callable[[Principal], Awaitable[None]]] = []
         policy.on_change(self._forget)
 
     @property
@@ -150,9 +157,19 @@ class Authenticator:
             id=principal_id,
             subjects=frozenset(subjects),
             idp_groups=tuple(dict.fromkeys(known)),
+            idp=True,
             via="oidc",
             credential_expires_at=identity.expires_at,
         )
+
+    async def signed_in(self, principal: Principal) -> None:
+        """A person signed in through the identity provider: the sign-in hooks are told (a hook that fails is
+        logged; the sign-in stands)."""
+        for hook in self.sign_in_hooks:
+            try:
+                await hook(principal)
+            except Exception:
+                log.exception("a sign-in hook failed for %s", principal.name)
 
     async def from_session(self, value: str) -> tuple[Principal, BrowserSession]:
         """The principal of a browser session's cookie id; Unauthenticated once the session has ended."""
@@ -185,6 +202,7 @@ class Authenticator:
             id=info.id,
             subjects=frozenset(subjects),
             idp_groups=tuple(dict.fromkeys(known)),
+            idp=session.via == "oidc",
             via="session",
             credential_expires_at=session.expires_at,
         )

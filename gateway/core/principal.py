@@ -17,6 +17,9 @@ class Principal:
     # The gateway groups its identity provider named in this credential (an OIDC token's groups claim, a
     # browser sign-in's), by name: counted in `subjects`, and recorded where a decision is made later.
     idp_groups: tuple[str, ...] = ()
+    # The identity provider vouched for this credential (an OIDC token, a browser session it signed in), so
+    # `idp_groups` is its word on the groups, even when empty; a personal access token says nothing of them.
+    idp: bool = False
     via: str = ""  # how it authenticated: "token", "oidc" or "bootstrap"
     # When the credential this request presented stops being valid (a token's expiry, an OIDC token's
     # `exp`); None for credentials that do not expire. Nothing minted with it may outlive it.

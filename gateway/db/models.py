@@ -377,6 +377,9 @@ class SqlAlertRow(Base):
     query_id: Mapped[str | None] = mapped_column(Text)
     query_text: Mapped[str | None] = mapped_column(Text)
     condition: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # The gateway groups the owner's identity provider named when they last created, changed or ran the alert or
+    # signed in (migration 0034): counted in each evaluation as the guard counts them for the owner's calls.
+    owner_groups: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     custom_subject: Mapped[str | None] = mapped_column(Text)
     custom_body: Mapped[str | None] = mapped_column(Text)
     notify_on_ok: Mapped[bool] = mapped_column(Boolean, default=False)

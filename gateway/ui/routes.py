@@ -189,6 +189,7 @@ class WebUi:
             user_agent=request.headers.get("user-agent"),
             ip_address=client_address(request),
         )
+        await self.authenticator.signed_in(principal)
         self.note(request, principal.name, "ui.sign_in", "allowed", "identity provider")
         return self.redirect(attempt.next_path, self.session_cookie(scope, value, expires_at), spent)
 

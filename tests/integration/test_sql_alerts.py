@@ -7,7 +7,9 @@ it fires, its webhook arrives signed with the subscription's secret and its e-ma
 returns to OK (and says so) once the runs are healthy. It runs with its owner's grants at each evaluation: once
 the owner lost SELECT, or is disabled, it fails (ERROR) even when an account admin runs it. The scheduler: two
 gateway processes evaluate each fire time once, and fire times missed while every gateway was down give one
-catch-up evaluation. Schedules of seconds need `alerts.min_interval_seconds = 1`, a setting for tests. Last, the
+catch-up evaluation. Schedules of seconds need `alerts.min_interval_seconds = 1`, a setting for tests. An owner
+whose access comes from a group their identity provider names (a real local OIDC issuer: tokens and the browser
+sign-in's code flow) has it in every evaluation, as recorded at their last sign-in or change. Last, the
 console's alerts page in a real headless Chromium: the analyst creates the reliability alert from its preset, runs
 it, sees it TRIGGERED with its history, and the receiver gets the signed webhook (screenshots in test-artifacts/ui/).
 """
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -45,6 +47,7 @@ from tests.integration.test_registry_webhooks import (
     signed,
 )
 from tests.support.identity import Admin, Person, unique
+from tests.support.oidc import OidcIssuer
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +55,11 @@ WORKSPACE = "alerting"
 SECRET = "alert-whsec-" + uuid.uuid4().hex
 ALERTS = "/api/2.0/sql/alerts"
 STATEMENTS = "/api/2.0/sql/statements"
+# The gateways accept the local issuer's tokens and sign people in with it (the code flow).
+AUDIENCE = "fedgate"
+CLIENT_ID = "fedgate-alerts"
+CLIENT_SECRET = "alerts-client-secret-" + uuid.uuid4().hex[:8]
+PASSWORD = "correct horse battery staple"
 
 
 @dataclass
@@ -84,13 +92,23 @@ class Alerting:
     mailbox: Mailbox
     analyst: Person
     outsider: Person
+    issuer: OidcIssuer
 
     @property
     def url(self) -> str:
         return self.gateways[0].url
 
     def start(self) -> GatewayProcess:
-        gateway = GatewayProcess(self.config, GATEWAY_ENV).start()
+        env = {
+            **GATEWAY_ENV,
+            "FEDGATE_OIDC_ISSUER": self.issuer.url,
+            "FEDGATE_OIDC_AUDIENCE": AUDIENCE,
+            "FEDGATE_OIDC_CLIENT_ID": CLIENT_ID,
+            "FEDGATE_OIDC_CLIENT_SECRET_ENV": "ALERTS_CLIENT_SECRET",
+            "ALERTS_CLIENT_SECRET": CLIENT_SECRET,
+        }
+        gateway = GatewayProcess(self.config, env).start()
+        self.issuer.register(CLIENT_ID, f"{gateway.url}/fedgate/sign-in/callback", CLIENT_SECRET)
         self.gateways.append(gateway)
         return gateway
 
@@ -167,7 +185,8 @@ store = "central"
 upstream_workspace = "{upstream}"
 """
     )
-    own = Alerting(config, url, [], mailbox, analyst=None, outsider=None)  # type: ignore[arg-type]
+    issuer = OidcIssuer().start()
+    own = Alerting(config, url, [], mailbox, analyst=None, outsider=None, issuer=issuer)  # type: ignore[arg-type]
     try:
         gateway = own.start()
         admin = Admin(gateway.url)
@@ -182,6 +201,7 @@ upstream_workspace = "{upstream}"
         yield own
     finally:
         own.stop_all()
+        issuer.stop()
         smtp.stop()
         database_admin(stack.database_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
@@ -481,6 +501,124 @@ def test_a_dynamic_view_is_judged_for_the_owner_at_each_evaluation(alerting: Ale
     fired = call(alerting.url, ADMIN_TOKEN, "POST", run)
     assert fired["state"] == "TRIGGERED" and int(fired["value"]) >= 1
     call(alerting.url, alerting.analyst.token, "DELETE", f"{ALERTS}/{created['id']}")
+
+
+def idp_token(alerting: Alerting, email: str, groups: list[str]) -> str:
+    """An access token of the local identity provider's, naming `groups`."""
+    verified = {"email_verified": True}
+    return alerting.issuer.token(email, audience=AUDIENCE, email=email, groups=groups, extra_claims=verified)
+
+
+def browser_sign_in(alerting: Alerting, email: str) -> None:
+    """The UI's sign-in through the identity provider, the code flow as a browser follows it."""
+    browser = requests.Session()
+    started = browser.get(
+        f"{alerting.url}/fedgate/sign-in/oidc", params={"next": "/"}, allow_redirects=False, timeout=30
+    )
+    assert started.status_code == 302, started.text
+    form = dict(parse_qsl(urlsplit(started.headers["Location"]).query))
+    answered = requests.post(
+        f"{alerting.issuer.url}/authorize",
+        data={**form, "username": email, "password": PASSWORD},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answered.status_code == 302, answered.text
+    back = browser.get(answered.headers["Location"], allow_redirects=False, timeout=30)
+    assert back.status_code == 303 and back.headers["Location"] == "/", back.text
+    me = browser.get(f"{alerting.url}/api/2.0/preview/scim/v2/Me", timeout=30)
+    assert me.status_code == 200 and me.json()["userName"] == email, me.text
+
+
+def test_an_alert_counts_the_groups_its_owners_identity_provider_names(alerting: Alerting) -> None:
+    """An owner whose access to a view comes from a group the identity provider names (the gateway group has no
+    members): the alert, evaluated in the background, sees what the owner sees interactively, as recorded at
+    their last change or sign-in; the group's grant revoked, or the owner disabled, stops it."""
+    suite = uuid.uuid4().hex[:8]
+    group, catalog, email = f"idp-watchers-{suite}", f"idp_{suite}", f"idp-owner-{suite}@example.com"
+    Admin(alerting.url).group(group)
+    seed_runs(alerting.url, unique("idp-watched"), finished=2, failed=0)
+    view = f"{catalog}.mlflow.watched"
+    for statement in (
+        f"CREATE VIEW {view} AS SELECT * FROM system.mlflow.runs_latest WHERE is_account_group_member('{group}')",
+        f"GRANT USE CATALOG ON CATALOG {catalog} TO `{group}`",
+        f"GRANT USE SCHEMA ON SCHEMA {catalog}.mlflow TO `{group}`",
+        f"GRANT SELECT ON VIEW {view} TO `{group}`",
+    ):
+        sql(alerting.url, ADMIN_TOKEN, statement)
+    named, unnamed = idp_token(alerting, email, [group]), idp_token(alerting, email, [])
+    counting = f"SELECT COUNT(*) AS runs FROM {view}"
+
+    # Interactively the owner counts the runs through the group, and without it may not read the view.
+    asked = call(alerting.url, named, "POST", STATEMENTS, json={"statement": counting, "wait_timeout": "30s"})
+    assert asked["status"]["state"] == "SUCCEEDED", asked
+    runs = asked["result"]["data_array"][0][0]
+    assert int(runs) >= 2
+    refused = call(alerting.url, unnamed, "POST", STATEMENTS, 403, json={"statement": counting, "wait_timeout": "30s"})
+    assert refused["message"] == f"{email} lacks USE CATALOG on catalog {catalog}."
+
+    body = {
+        "alert": {
+            "display_name": "runs the identity provider's group watches",
+            "query_text": counting,
+            "condition": {
+                "op": "GREATER_THAN",
+                "operand": {"column": {"name": "runs"}},
+                "threshold": {"value": {"double_value": 0}},
+            },
+        }
+    }
+    created = call(alerting.url, named, "POST", ALERTS, json=body)
+    alert, run = f"{ALERTS}/{created['id']}", f"{ALERTS}/{created['id']}/run"
+    # Run by an account admin, evaluated as the owner without the owner's credential: the group counts.
+    fired = call(alerting.url, ADMIN_TOKEN, "POST", run)
+    assert (fired["state"], fired["value"]) == ("TRIGGERED", runs), fired
+
+    # A personal access token names no groups and changes nothing of them.
+    pat = Admin(alerting.url).token_for(email)
+    renamed = {"alert": {"display_name": "watched by the group"}, "update_mask": "display_name"}
+    call(alerting.url, pat, "PATCH", alert, json=renamed)
+    assert call(alerting.url, ADMIN_TOKEN, "POST", run)["state"] == "TRIGGERED"
+
+    # The owner changes it with a token that no longer names the group: the alert no longer has it.
+    call(alerting.url, unnamed, "PATCH", alert, json=renamed)
+    lost = call(alerting.url, ADMIN_TOKEN, "POST", run)
+    assert (lost["state"], lost["error_message"]) == ("ERROR", refused["message"])
+
+    # The owner signs in through the identity provider, which names the group again.
+    alerting.issuer.person(email, PASSWORD, groups=[group])
+    browser_sign_in(alerting, email)
+    again = call(alerting.url, ADMIN_TOKEN, "POST", run)
+    assert (again["state"], again["value"]) == ("TRIGGERED", runs), again
+
+    # Handed to another owner and back by an account admin: the groups were the owner's identity provider's word
+    # on the owner and went with the hand-over; none count until the owner signs in, changes or runs it again.
+    for owner in (alerting.analyst.name, email):
+        handed = {"alert": {"owner_user_name": owner}, "update_mask": "owner_user_name"}
+        assert call(alerting.url, ADMIN_TOKEN, "PATCH", alert, json=handed)["owner_user_name"] == owner
+    handed_back = call(alerting.url, ADMIN_TOKEN, "POST", run)
+    assert (handed_back["state"], handed_back["error_message"]) == ("ERROR", refused["message"])
+    ran = call(alerting.url, named, "POST", run)  # the owner runs it with a token naming the group
+    assert (ran["state"], ran["value"]) == ("TRIGGERED", runs), ran
+
+    # Deny by default: the group's grant revoked stops the alert, as it stops the owner's own calls ...
+    sql(alerting.url, ADMIN_TOKEN, f"REVOKE SELECT ON VIEW {view} FROM `{group}`")
+    revoked = call(alerting.url, ADMIN_TOKEN, "POST", run)
+    assert (revoked["state"], revoked["error_message"]) == ("ERROR", f"{email} lacks SELECT on view {view}."), revoked
+    sql(alerting.url, ADMIN_TOKEN, f"GRANT SELECT ON VIEW {view} TO `{group}`")
+    assert call(alerting.url, ADMIN_TOKEN, "POST", run)["state"] == "TRIGGERED"
+    # ... and so does the owner's removal.
+    me = call(alerting.url, named, "GET", "/api/2.0/preview/scim/v2/Me")
+    disabled = requests.patch(
+        f"{alerting.url}/api/2.0/preview/scim/v2/Users/{me['id']}",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        json={"Operations": [{"op": "replace", "path": "active", "value": False}]},
+        timeout=30,
+    )
+    assert disabled.status_code == 200, disabled.text
+    gone = call(alerting.url, ADMIN_TOKEN, "POST", run)
+    assert gone["state"] == "ERROR" and "is disabled or deleted" in gone["error_message"]
+    call(alerting.url, ADMIN_TOKEN, "DELETE", alert)
 
 
 # -- the scheduler ------------------------------------------------------------------------------------------
