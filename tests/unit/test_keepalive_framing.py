@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from adapters.keepalive import HIGH_WATER, Answer, HttpFailure, KeepAliveClient
 
 BIG = 3 * HIGH_WATER
-LATE_SECONDS = 0.3
-READ_TIMEOUT = 0.15
+LATE_SECONDS = 1.0
+READ_TIMEOUT = 0.5  # generous for a busy machine: only `late` answers may miss it
 
 
 def expected_body(tag: str, mode: str, method: str) -> bytes:
@@ -183,7 +183,7 @@ async def run_all(client: KeepAliveClient, drawn: list[Call]) -> None:
             raise outcome
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=calls, limit=st.integers(1, 3))
 async def test_every_caller_gets_its_own_answer_whatever_the_framing_and_interleaving(
     tagging: str, drawn: list[Call], limit: int
@@ -248,7 +248,7 @@ async def test_a_caller_waits_for_a_place_at_most_the_connect_timeout(tagging: s
     """All of a store's connections held (by downloads their clients read slowly, say): the next caller fails as
     a timeout, unsent, after `connect_timeout`, as aiohttp's pool did, instead of waiting for ever while it holds
     a place of the gateway's own."""
-    client = KeepAliveClient(tagging, connect_timeout=0.2, read_timeout=5.0, max_connections=1)
+    client = KeepAliveClient(tagging, connect_timeout=0.5, read_timeout=5.0, max_connections=1)
     try:
         held = await client.request("GET", "/alice/big")
         with pytest.raises(HttpFailure) as failure:
