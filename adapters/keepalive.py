@@ -184,8 +184,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._answer is not None and self._until_close and not self._answer.complete:
-            self._answer._done = True  # an answer without a length ends with its connection
+        if self._answer is not None and self._until_close and not self._answer.complete and exc is None:
+            # An answer without a length ends with its connection, when the server closed it: a reset cuts it short.
+            self._answer._done = True
             self._answer = None
             self._end()
             self._wake(None)

@@ -5,13 +5,16 @@ connection handed on before its answer ended, would give the next caller, anothe
 A real socket server tags every answer (a header and the body) with the request it answers, and answers in
 every framing HTTP/1.1 allows: a length, chunks with trailers, until the connection closes, after interim
 (1xx) answers, 204 and 304 (no body whatever the head says), HEAD, a large body read in parts, an answer
-too late for the caller's timeout, and a server that sends more than it announced. Callers read their answer
-whole, let it go after a part, or are cancelled at any point; hypothesis draws the mix and the interleaving.
+too late for the caller's timeout, an answer without a length cut short by a reset, and a server that sends
+more than it announced. Callers read their answer whole, let it go after a part, or are cancelled at any point;
+hypothesis draws the mix and the interleaving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -100,6 +103,13 @@ class Tagging:
             writer.write(f"HTTP/1.1 200 OK\r\n{tagged}Connection: close\r\n\r\n".encode() + body)
             await writer.drain()
             return False
+        elif mode == "reset":  # an answer that ends with its connection, cut short by a reset
+            writer.write(f"HTTP/1.1 200 OK\r\n{tagged}Connection: close\r\n\r\n".encode() + body[:5])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
         elif mode == "nocontent":
             writer.write(f"HTTP/1.1 204 No Content\r\n{tagged}\r\n".encode())
         elif mode == "notmodified":
@@ -128,7 +138,7 @@ class Call:
     ticks: int  # loop turns before the caller starts (and, for `cancel`, before it is cancelled)
 
 
-MODES = ["plain", "chunked", "close", "continue", "hints", "nocontent", "notmodified", "big", "late", "extra"]
+MODES = ["plain", "chunked", "close", "reset", "continue", "hints", "nocontent", "notmodified", "big", "late", "extra"]
 calls = st.lists(
     st.tuples(
         st.sampled_from(MODES),
@@ -149,25 +159,27 @@ async def tagging() -> AsyncIterator[str]:
 
 
 async def exchange(client: KeepAliveClient, call: Call) -> None:
-    """One caller: its answer must be its own, whatever it does with it."""
+    """One caller: its answer must be its own, whatever it does with it; a failure only where the answer came too
+    late or was cut short."""
     for _ in range(call.ticks):
         await asyncio.sleep(0)
     try:
         answer = await client.request(
             call.method, f"/{call.tag}/{call.mode}", body=b"{}" if call.method == "POST" else None, resend=False
         )
+        assert call.mode != "late", f"{call} was answered although its answer came after the timeout"
+        assert (answer.status, answer.headers.get("X-Tag")) == (expected_status(call.mode), call.tag), call
+        want = expected_body(call.tag, call.mode, call.method)
+        if call.action == "part":
+            first = await answer.chunk()
+            assert want.startswith(first), call
+            answer.release()
+        else:
+            body = await answer.read()
+            assert call.mode != "reset" or call.method == "HEAD", f"{call}: an answer cut short was taken as whole"
+            assert body == want, call
     except HttpFailure as failure:
-        assert call.mode == "late" and failure.timed_out, f"{call}: {failure}"
-        return
-    assert call.mode != "late", f"{call} was answered although its answer came after the timeout"
-    assert (answer.status, answer.headers.get("X-Tag")) == (expected_status(call.mode), call.tag), call
-    want = expected_body(call.tag, call.mode, call.method)
-    if call.action == "part":
-        first = await answer.chunk()
-        assert want.startswith(first), call
-        answer.release()
-    else:
-        assert await answer.read() == want, call
+        assert failure.timed_out == (call.mode == "late") and call.mode in ("late", "reset"), f"{call}: {failure}"
 
 
 async def run_all(client: KeepAliveClient, drawn: list[Call]) -> None:
