@@ -47,7 +47,7 @@ class Due:
 Evaluate = Callable[[str, str, datetime | None], Awaitable[object]]
 
 
-class Scheduler:
+class Scheduler(BackgroundLoop):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -62,16 +62,7 @@ class Scheduler:
         self._concurrency = concurrency
         self._history_days = history_days
         self._pruned_at = 0.0
-        self._loop = BackgroundLoop("alert scheduler", self._round, poll_seconds, on_error=_failed)
-
-    def wake(self) -> None:
-        self._loop.wake()
-
-    def start(self) -> None:
-        self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
+        super().__init__("alert scheduler", self._round, poll_seconds, on_error=_failed)
 
     async def _round(self) -> bool:
         """Evaluate what is due and prune; True when a full batch was claimed (more may be due)."""

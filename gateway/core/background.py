@@ -4,7 +4,8 @@ A `BackgroundLoop` calls its `step` in a task of its own: again at once while th
 waiting (it returned something true), else after `interval_seconds`, or as soon as `wake` is called,
 whichever comes first. A step that raises is reported to `on_error` (each owner logs in its own words) and
 the loop goes on after the usual wait: only `stop` ends it. A step that handles its own failures may leave
-`on_error` out (what still escapes is logged here, with its traceback).
+`on_error` out (what still escapes is logged here, with its traceback). An owner that is nothing but its loop
+(the delivery worker, the alert scheduler) subclasses it and hands its own step to `__init__`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class BackgroundLoop:
         self.name = name
         self.interval_seconds = interval_seconds
         self._step = step
-        self._on_error = on_error or self._failed
+        self._on_error = on_error or self._log_failure
         self._first_delay = first_delay_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -66,7 +67,7 @@ class BackgroundLoop:
             if not again:
                 await self._pause(self.interval_seconds)
 
-    def _failed(self, exc: Exception) -> None:
+    def _log_failure(self, exc: Exception) -> None:
         log.error("%s failed; trying again shortly", self.name, exc_info=exc)
 
     async def _pause(self, seconds: float) -> None:

@@ -103,8 +103,9 @@ class Pacing:
         return min(self.retry_seconds * 2.0 ** (attempts - 1), MAX_DELAY_SECONDS)
 
 
-class DeliveryWorker(Generic[D]):
-    """Sends one table's due deliveries; woken by `wake` (a notification, this process's own event) or every poll.
+class DeliveryWorker(BackgroundLoop, Generic[D]):
+    """Sends one table's due deliveries, in a `BackgroundLoop`: every poll, and at once when `wake` says some may be
+    due (a notification arrived, the LISTEN was made again, this process queued some).
 
     `rows`: the ORM model of the deliveries table; `columns`: the columns `read` needs besides `id` and
     `attempts`; `send` makes one attempt. `log_as` names the columns logged with a refused attempt (log field ->
@@ -126,7 +127,8 @@ class DeliveryWorker(Generic[D]):
         on_settled: Callable[[D, str], None] | None = None,
         keep_days: int = 30,
     ) -> None:
-        self.name = name
+        # Straight on while deliveries were claimed (more may be due), else after a poll or a wake.
+        super().__init__(name, self._deliver_some, pacing.poll_seconds, on_error=self._failed)
         self._sessionmaker = sessionmaker
         table = rows.__table__
         assert isinstance(table, Table)
@@ -139,18 +141,6 @@ class DeliveryWorker(Generic[D]):
         self.keep_days = keep_days
         self._pruned_at: float | None = None
         self._returning = [table.c.id, table.c.attempts, *(table.c[column] for column in columns)]
-        # Straight on while deliveries were claimed (more may be due), else after a poll or a wake.
-        self._loop = BackgroundLoop(name, self._deliver_some, pacing.poll_seconds, on_error=self._failed)
-
-    def wake(self) -> None:
-        """Deliveries may be due (a notification arrived, the LISTEN was made again, this process queued some)."""
-        self._loop.wake()
-
-    def start(self) -> None:
-        self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
 
     async def _deliver_some(self) -> bool:
         sent = await self.deliver_due()
