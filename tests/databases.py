@@ -1,17 +1,38 @@
-"""Fresh, migrated databases on the session's embedded PostgreSQL, for tests that need real SQL but no stack."""
+"""Databases of a test's own on the session's embedded PostgreSQL: fresh migrated ones for tests that need real
+SQL but no stack, and empty ones for a module's own gateway processes (which migrate them when they start)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from gateway.db.migrate import upgrade
 from gateway.db.pools import plain_dsn
+
+
+@contextmanager
+def empty_database(server_url: str, prefix: str) -> Iterator[str]:
+    """An empty database of its own on the server at `server_url`, from outside an event loop; dropped afterwards
+    (its gateways stopped first: the drop ends their sessions)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_execute(server_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _execute(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 @asynccontextmanager

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import mlflow
@@ -29,6 +28,7 @@ from mlflow.genai.scorers import scorer
 
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import GATEWAY_ENV, Stack
+from tests.databases import empty_database
 from tests.support.identity import Admin, Person, unique
 
 pytestmark = pytest.mark.integration
@@ -86,22 +86,12 @@ def _log_trace(experiment_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def jobs(stack: Stack) -> Iterator[Jobs]:
-    database = f"jobs_{uuid.uuid4().hex[:8]}"
-
-    async def database_admin(statement: str) -> None:
-        connection = await asyncpg.connect(stack.database_url)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(database_admin(f'CREATE DATABASE "{database}"'))
-    url = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{database}"))
-    primary = MlflowServer(stack.workdir / "jobs-primary", jobs=True).start(timeout=180)
-    _import_first_one_at_a_time(primary)
-    config = stack.workdir / "jobs.toml"
-    config.write_text(
-        f"""
+    with empty_database(stack.database_url, "jobs") as url:
+        primary = MlflowServer(stack.workdir / "jobs-primary", jobs=True).start(timeout=180)
+        _import_first_one_at_a_time(primary)
+        config = stack.workdir / "jobs.toml"
+        config.write_text(
+            f"""
 [account]
 id = "7001"
 [database]
@@ -127,50 +117,53 @@ name = "{OTHER}"
 id = "4002"
 store = "b"
 """
-    )
-    gateway = GatewayProcess(config, GATEWAY_ENV).start()
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
-    try:
-        admin = Admin(gateway.url)
-        suffix = uuid.uuid4().hex[:6]
-        people = {role: admin.person(f"{role}.{suffix}@example.com") for role in ("owner", "reader", "stranger", "mgr")}
-        for person in people.values():
-            admin.grant(f"workspaces/{DUAL}", "CAN_USE", user=person.name)
-        admin.grant(f"workspaces/{DUAL}", "CAN_MANAGE", user=people["mgr"].name)
-        # The hidden experiment, its run and trace: the admin's.
-        _stock_client_as(gateway.url, Person("admin", 0, admin.token))
-        hidden_experiment = mlflow.create_experiment(unique("jobs-hidden"))
-        hidden_trace = _log_trace(hidden_experiment)
-        with mlflow.start_run(experiment_id=hidden_experiment) as hidden:
-            pass
-        other = admin.http(OTHER)
-        other_experiment = other.post(
-            f"{gateway.url}/api/2.0/mlflow/experiments/create", json={"name": unique("jobs-b")}, timeout=TIMEOUT
-        ).json()["experiment_id"]
-        other_run = other.post(
-            f"{gateway.url}/api/2.0/mlflow/runs/create", json={"experiment_id": other_experiment}, timeout=TIMEOUT
-        ).json()["run"]["info"]["run_id"]
-        # The owner's experiment and trace, through the stock client.
-        _stock_client_as(gateway.url, people["owner"])
-        name = unique("jobs")
-        experiment_id = mlflow.create_experiment(name)
-        trace_id = _log_trace(experiment_id)
-        admin.grant(f"experiments/{experiment_id}", "CAN_READ", user=people["reader"].name, workspace=DUAL)
-        yield Jobs(
-            gateway, primary, stack.stores["central"], url, admin, people["owner"], people["reader"],
-            people["stranger"], people["mgr"], experiment_id, name, trace_id, hidden_experiment,
-            hidden.info.run_id, hidden_trace, other_run,
-        )  # fmt: skip
-    finally:
-        mlflow.set_workspace(None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        gateway.stop()
-        primary.stop()
-        asyncio.run(database_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        )
+        gateway = GatewayProcess(config, GATEWAY_ENV).start()
+        saved = {
+            key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")
+        }
+        try:
+            admin = Admin(gateway.url)
+            suffix = uuid.uuid4().hex[:6]
+            people = {
+                role: admin.person(f"{role}.{suffix}@example.com") for role in ("owner", "reader", "stranger", "mgr")
+            }
+            for person in people.values():
+                admin.grant(f"workspaces/{DUAL}", "CAN_USE", user=person.name)
+            admin.grant(f"workspaces/{DUAL}", "CAN_MANAGE", user=people["mgr"].name)
+            # The hidden experiment, its run and trace: the admin's.
+            _stock_client_as(gateway.url, Person("admin", 0, admin.token))
+            hidden_experiment = mlflow.create_experiment(unique("jobs-hidden"))
+            hidden_trace = _log_trace(hidden_experiment)
+            with mlflow.start_run(experiment_id=hidden_experiment) as hidden:
+                pass
+            other = admin.http(OTHER)
+            other_experiment = other.post(
+                f"{gateway.url}/api/2.0/mlflow/experiments/create", json={"name": unique("jobs-b")}, timeout=TIMEOUT
+            ).json()["experiment_id"]
+            other_run = other.post(
+                f"{gateway.url}/api/2.0/mlflow/runs/create", json={"experiment_id": other_experiment}, timeout=TIMEOUT
+            ).json()["run"]["info"]["run_id"]
+            # The owner's experiment and trace, through the stock client.
+            _stock_client_as(gateway.url, people["owner"])
+            name = unique("jobs")
+            experiment_id = mlflow.create_experiment(name)
+            trace_id = _log_trace(experiment_id)
+            admin.grant(f"experiments/{experiment_id}", "CAN_READ", user=people["reader"].name, workspace=DUAL)
+            yield Jobs(
+                gateway, primary, stack.stores["central"], url, admin, people["owner"], people["reader"],
+                people["stranger"], people["mgr"], experiment_id, name, trace_id, hidden_experiment,
+                hidden.info.run_id, hidden_trace, other_run,
+            )  # fmt: skip
+        finally:
+            mlflow.set_workspace(None)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            gateway.stop()
+            primary.stop()
 
 
 def _import_first_one_at_a_time(server: MlflowServer) -> None:

@@ -7,13 +7,9 @@ tag nor the stage aliases can be written around the workflow.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import mlflow
 import pytest
 import requests
@@ -22,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.databases import empty_database
 from tests.support.identity import unique
 
 pytestmark = pytest.mark.integration
@@ -29,25 +26,12 @@ pytestmark = pytest.mark.integration
 WORKSPACE = "stageless"
 
 
-def database_admin(url: str, statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(url)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(scope="module")
 def gateway(stack: Stack) -> Iterator[GatewayProcess]:
-    database = f"registry_stageless_{uuid.uuid4().hex[:8]}"
-    database_admin(stack.database_url, f'CREATE DATABASE "{database}"')
-    url = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{database}"))
-    config = stack.workdir / f"{database}.toml"
-    config.write_text(
-        f"""
+    with empty_database(stack.database_url, "registry_stageless") as url:
+        config = stack.workdir / "registry_stageless.toml"
+        config.write_text(
+            f"""
 [account]
 id = "7001"
 [database]
@@ -60,13 +44,12 @@ name = "{WORKSPACE}"
 id = "5001"
 store = "b"
 """
-    )
-    process = GatewayProcess(config, GATEWAY_ENV).start()
-    try:
-        yield process
-    finally:
-        process.stop()
-        database_admin(stack.database_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        )
+        process = GatewayProcess(config, GATEWAY_ENV).start()
+        try:
+            yield process
+        finally:
+            process.stop()
 
 
 def call(gateway: GatewayProcess, method: str, path: str, **kw: Any) -> requests.Response:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -28,6 +27,7 @@ import requests
 
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, OUTBOUND_ALLOWED, OUTBOUND_PORT, Stack
+from tests.databases import empty_database
 from tests.integration.test_registry_workflow import (
     WORKSPACE,
     Org,
@@ -397,12 +397,10 @@ def settled(url: str, webhook_id: str, count: int, timeout: float = 30.0) -> lis
 @pytest.fixture(scope="module")
 def own(stack: Stack) -> Iterator[OwnGateways]:
     """Gateways of their own database, on store `a`, retrying quickly."""
-    database = f"registry_hooks_{uuid.uuid4().hex[:8]}"
-    database_admin(stack.database_url, f'CREATE DATABASE "{database}"')
-    url = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{database}"))
-    config = stack.workdir / f"{database}.toml"
-    config.write_text(
-        f"""
+    with empty_database(stack.database_url, "registry_hooks") as url:
+        config = stack.workdir / "registry_hooks.toml"
+        config.write_text(
+            f"""
 [account]
 id = "7001"
 [server]
@@ -420,14 +418,13 @@ name = "hooks"
 id = "4001"
 store = "a"
 """
-    )
-    own = OwnGateways(config, url, stack.stores["a"].url, [])
-    try:
-        yield own
-    finally:
-        for gateway in own.gateways:
-            gateway.stop()
-        database_admin(stack.database_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        )
+        own = OwnGateways(config, url, stack.stores["a"].url, [])
+        try:
+            yield own
+        finally:
+            for gateway in own.gateways:
+                gateway.stop()
 
 
 def hooked_model(gateway: GatewayProcess, path: str) -> tuple[str, str]:

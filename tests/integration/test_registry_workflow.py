@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import mlflow
@@ -26,6 +24,7 @@ from mlflow.exceptions import MlflowException
 
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.databases import empty_database
 from tests.support.identity import Admin, Person, unique
 
 pytestmark = pytest.mark.integration
@@ -562,21 +561,11 @@ def test_a_central_workspace_records_once_and_applies_on_the_central_store(stack
 @pytest.fixture(scope="module")
 def dual_gateway(stack: Stack) -> Iterator[tuple[GatewayProcess, MlflowServer]]:
     """A gateway of its own (its own database) with a dual workspace whose copies go to the stack's central store."""
-    database = f"registry_dual_{uuid.uuid4().hex[:8]}"
-
-    async def database_admin(statement: str) -> None:
-        connection = await asyncpg.connect(stack.database_url)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(database_admin(f'CREATE DATABASE "{database}"'))
-    url = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{database}"))
-    primary = MlflowServer(stack.workdir / "registry-dual-primary").start(timeout=180)
-    config = stack.workdir / "registry-dual.toml"
-    config.write_text(
-        f"""
+    with empty_database(stack.database_url, "registry_dual") as url:
+        primary = MlflowServer(stack.workdir / "registry-dual-primary").start(timeout=180)
+        config = stack.workdir / "registry-dual.toml"
+        config.write_text(
+            f"""
 [account]
 id = "7001"
 [database]
@@ -594,14 +583,13 @@ id = "3001"
 store = "primary"
 mode = "dual"
 """
-    )
-    gateway = GatewayProcess(config, GATEWAY_ENV).start()
-    try:
-        yield gateway, primary
-    finally:
-        gateway.stop()
-        primary.stop()
-        asyncio.run(database_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        )
+        gateway = GatewayProcess(config, GATEWAY_ENV).start()
+        try:
+            yield gateway, primary
+        finally:
+            gateway.stop()
+            primary.stop()
 
 
 def test_a_dual_workspace_records_once_applies_on_its_store_and_mirrors_the_transition(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 import pytest
@@ -39,10 +39,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.devstack import GatewayProcess, free_port
 from gateway.sql.documented import SUCCESS_RATIO
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, OUTBOUND_ALLOWED, Stack
+from tests.databases import empty_database
 from tests.integration.test_registry_webhooks import (
     RECEIVER,
     Receiver,
-    database_admin,
     receiver,  # noqa: F401 - the module's HTTP receiver
     signed,
 )
@@ -150,16 +150,14 @@ def alerting(stack: Stack) -> Iterator[Alerting]:
         f"{stack.stores['central'].url}/api/3.0/mlflow/workspaces", json={"name": upstream}, timeout=30
     )
     assert created.status_code == 201, created.text
-    database = f"alerts_{uuid.uuid4().hex[:8]}"
-    database_admin(stack.database_url, f'CREATE DATABASE "{database}"')
-    url = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{database}"))
-    mailbox = Mailbox()
-    smtp_port = free_port()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
-    smtp.start()
-    config = stack.workdir / f"{database}.toml"
-    config.write_text(
-        f"""
+    with empty_database(stack.database_url, "alerts") as url:
+        mailbox = Mailbox()
+        smtp_port = free_port()
+        smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+        smtp.start()
+        config = stack.workdir / "alerts.toml"
+        config.write_text(
+            f"""
 [account]
 id = "7001"
 [alerts]
@@ -184,26 +182,25 @@ id = "4101"
 store = "central"
 upstream_workspace = "{upstream}"
 """
-    )
-    issuer = OidcIssuer().start()
-    own = Alerting(config, url, [], mailbox, analyst=None, outsider=None, issuer=issuer)  # type: ignore[arg-type]
-    try:
-        gateway = own.start()
-        admin = Admin(gateway.url)
-        own.analyst = admin.person(unique("analyst") + "@example.com")
-        own.outsider = admin.person(unique("outsider") + "@example.com")
-        for statement in (
-            "GRANT USE CATALOG ON CATALOG system TO `{}`",
-            "GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{}`",
-            "GRANT SELECT ON SCHEMA system.mlflow TO `{}`",
-        ):
-            sql(gateway.url, ADMIN_TOKEN, statement.format(own.analyst.name))
-        yield own
-    finally:
-        own.stop_all()
-        issuer.stop()
-        smtp.stop()
-        database_admin(stack.database_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        )
+        issuer = OidcIssuer().start()
+        own = Alerting(config, url, [], mailbox, analyst=None, outsider=None, issuer=issuer)  # type: ignore[arg-type]
+        try:
+            gateway = own.start()
+            admin = Admin(gateway.url)
+            own.analyst = admin.person(unique("analyst") + "@example.com")
+            own.outsider = admin.person(unique("outsider") + "@example.com")
+            for statement in (
+                "GRANT USE CATALOG ON CATALOG system TO `{}`",
+                "GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{}`",
+                "GRANT SELECT ON SCHEMA system.mlflow TO `{}`",
+            ):
+                sql(gateway.url, ADMIN_TOKEN, statement.format(own.analyst.name))
+            yield own
+        finally:
+            own.stop_all()
+            issuer.stop()
+            smtp.stop()
 
 
 def seed_runs(url: str, experiment: str, finished: int, failed: int) -> None:
