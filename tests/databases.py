@@ -17,17 +17,18 @@ from gateway.db.pools import plain_dsn
 
 @contextmanager
 def empty_database(server_url: str, prefix: str) -> Iterator[str]:
-    """An empty database of its own on the server at `server_url`, from outside an event loop; dropped afterwards
-    (its gateways stopped first: the drop ends their sessions)."""
+    """An empty database of its own on the server at `server_url`, from outside an event loop (a gateway started on
+    it, or `upgrade`, migrates it); dropped afterwards, which ends the sessions still open on it."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_execute(server_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(execute(server_url, f'CREATE DATABASE "{name}"'))
     try:
         yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     finally:
-        asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _execute(url: str, statement: str) -> None:
+async def execute(url: str, statement: str) -> None:
+    """One statement (or several, without arguments) on a connection of its own."""
     connection = await asyncpg.connect(url)
     try:
         await connection.execute(statement)

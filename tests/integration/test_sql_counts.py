@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -36,6 +35,7 @@ from gateway.sql.catalog import READER_ROLE, TableName
 from gateway.sql.rollup import COUNTS_VIEW, ROLLUP_VIEW
 from gateway.sql.statements import parse_query
 from gateway.sql.transpile import Identity, compile_query, substitute, system_source
+from tests.databases import empty_database
 
 pytestmark = pytest.mark.integration
 
@@ -59,22 +59,9 @@ USERS = ("alice", "bob", "")
 @pytest.fixture(scope="module")
 def database(database_url: str) -> Iterator[str]:
     """A migrated database of this module's own; each test drives it with asyncio.run, one loop per call."""
-    name = f"run_counts_{uuid.uuid4().hex[:8]}"
-    url = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    asyncio.run(server(database_url, f'CREATE DATABASE "{name}"'))
-    try:
+    with empty_database(database_url, "run_counts") as url:
         upgrade(url)
         yield url
-    finally:
-        asyncio.run(server(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def server(url: str, command: str) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(command)
-    finally:
-        await connection.close()
 
 
 # -- the maintained counts follow every way the index changes ------------------------------------------------

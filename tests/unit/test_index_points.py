@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
@@ -38,6 +37,7 @@ from gateway.federation.locate import Locator, RunDirectory
 from gateway.index.points import MAX_BATCH_POINTS, PointWriter, read_points
 from gateway.index.write_through import IndexWriteThrough
 from gateway.index.writer import IndexWriter, NewRun, plan
+from tests.databases import empty_database, execute
 
 LINK = WorkspaceLink("team-a", 1001, "workspace", "a", "a", None)
 RUNS = 3
@@ -55,23 +55,10 @@ CREATE TRIGGER test_refuse_chunk BEFORE INSERT ON ix_metrics FOR EACH ROW EXECUT
 @pytest.fixture(scope="module")
 def database(database_url: str) -> Iterator[str]:
     """A migrated database of this module's own; each example drives it with asyncio.run, one loop per call."""
-    name = f"index_points_{uuid.uuid4().hex[:8]}"
-    url = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    asyncio.run(execute(database_url, f'CREATE DATABASE "{name}"'))
-    try:
+    with empty_database(database_url, "index_points") as url:
         upgrade(url)
         asyncio.run(execute(url, REFUSE))
         yield url
-    finally:
-        asyncio.run(execute(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def execute(url: str, command: str) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(command)
-    finally:
-        await connection.close()
 
 
 # -- calls, as JSON text (some literals only text can carry) ---------------------------------------------------
