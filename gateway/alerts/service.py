@@ -873,7 +873,9 @@ def _target(row: SqlAlertRow) -> str:
 
 
 def _details(row: SqlAlertRow) -> dict[str, Any]:
-    """What the audit log keeps of an alert: never a webhook's secret."""
+    """What the audit log keeps of an alert: never a webhook's secret, and of its URL only the origin (the path or
+    query may carry a token, `https://hooks.slack.com/services/...`, `?token=`); the owner and account admins
+    read the URL itself from the alert."""
     return {
         "display_name": row.display_name,
         "owner": row.owner_name,
@@ -881,10 +883,20 @@ def _details(row: SqlAlertRow) -> dict[str, Any]:
         "query_id": row.query_id,
         "schedule": row.schedule,
         "subscriptions": [
-            item["webhook"]["url"] if isinstance(item.get("webhook"), dict) else item.get("user_email")
+            _origin(str(item["webhook"].get("url", "")))
+            if isinstance(item.get("webhook"), dict)
+            else item.get("user_email")
             for item in row.subscriptions or []
         ],
     }
+
+
+def _origin(url: str) -> str:
+    """Where a webhook posts, without what its path or query may carry."""
+    try:
+        return f"{parse_destination(url).origin}/..."
+    except DestinationError:
+        return "(a URL this gateway cannot check)"
 
 
 def _evaluation(row: SqlAlertEvaluationRow) -> Evaluation:

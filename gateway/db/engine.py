@@ -21,13 +21,18 @@ def async_url(url: str) -> str:
 
 
 def make_engine(url: str, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
-    """At most `pool_size` connections kept open and `max_overflow` (default: as many) more under load."""
+    """At most `pool_size` connections kept open and `max_overflow` (default: as many) more under load.
+
+    A statement's bound values are left out of SQLAlchemy's error messages (`hide_parameters`): they hold
+    webhook URLs (which may carry a token), sealed secrets and people's queries, and the background loops log
+    the errors they survive with their messages."""
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
+        hide_parameters=True,
     )
 
 

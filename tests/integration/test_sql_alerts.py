@@ -618,6 +618,81 @@ def test_an_alert_counts_the_groups_its_owners_identity_provider_names(alerting:
     call(alerting.url, ADMIN_TOKEN, "DELETE", alert)
 
 
+def logged(alerting: Alerting) -> str:
+    """Every line the module's gateway processes logged (those stopped since included)."""
+    return "".join(
+        path.read_text(errors="replace") for path in alerting.config.parent.glob(f"{alerting.config.stem}.*.log")
+    )
+
+
+def test_a_webhook_urls_token_is_in_no_log_line_or_audit_row_and_only_its_managers_read_it(
+    alerting: Alerting,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    """A webhook URL may carry a token (`?token=`, a path of Slack's): the alert's owner and account admins read it,
+    as registry webhooks' and MLflow's managers read theirs; nobody else, no audit row and no log line has it, not
+    even when the database refuses a scheduled evaluation's record and the scheduler logs why."""
+    token = f"tok-{uuid.uuid4().hex}"
+    path = f"/allowed/tokened-{uuid.uuid4().hex[:6]}?token={token}"
+    url = RECEIVER + path
+    seed_runs(alerting.url, unique("tokened"), finished=1, failed=1)  # a success ratio of 0.5: TRIGGERED
+    receiver.answers[path] = [503, 200]  # the first attempt is refused, and the refusal logged
+    created = call(alerting.url, alerting.analyst.token, "POST", ALERTS, json=reliability_alert(path))
+    alert = f"{ALERTS}/{created['id']}"
+    assert created["subscriptions"][0]["webhook"] == {"url": url, "has_secret": True}
+    assert url in json.dumps(call(alerting.url, ADMIN_TOKEN, "GET", ALERTS))
+    call(alerting.url, alerting.outsider.token, "GET", alert, 404)
+    assert token not in json.dumps(call(alerting.url, alerting.outsider.token, "GET", ALERTS))
+    assert call(alerting.url, alerting.analyst.token, "POST", f"{alert}/run")["state"] == "TRIGGERED"
+    assert [signed(r, SECRET) for r in receiver.wait_for(path, 2)] == [True, True]  # refused once, then taken
+    again = {"alert": {"subscriptions": [{"webhook": {"url": url}}]}, "update_mask": "subscriptions"}
+    assert (
+        call(alerting.url, alerting.analyst.token, "PATCH", alert, json=again)["subscriptions"]
+        == (created["subscriptions"])
+    )
+
+    # The database refuses to record the scheduled evaluations' notifications (a trigger of the test's own): the
+    # scheduler logs each failure, with the statement it ran and without the values bound to it.
+    refuse = (
+        "CREATE FUNCTION refuse_for_the_test() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$",
+        "CREATE TRIGGER refuse_for_the_test BEFORE INSERT ON sql_alert_deliveries "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_for_the_test()",
+    )
+    for statement in refuse:
+        query(alerting.database_url, statement)
+    try:
+        every = {
+            "alert": {
+                "schedule": {"quartz_cron_schedule": "*/2 * * * * ?", "timezone_id": "UTC"},
+                "seconds_to_retrigger": 1,
+            },
+            "update_mask": "schedule,seconds_to_retrigger",
+        }
+        call(alerting.url, alerting.analyst.token, "PATCH", alert, json=every)
+        deadline = time.monotonic() + 90
+        while "scheduled evaluation failed" not in logged(alerting):
+            assert time.monotonic() < deadline, "no scheduled evaluation failed"
+            time.sleep(0.2)
+    finally:
+        call(alerting.url, alerting.analyst.token, "DELETE", alert)
+        query(alerting.database_url, "DROP FUNCTION refuse_for_the_test() CASCADE")
+    lines = logged(alerting)
+    assert "refused for the test" in lines and "INSERT INTO sql_alert_deliveries" in lines
+    assert f"alert {created['id']}: scheduled evaluation failed" in lines
+    assert "a delivery was not accepted" in lines  # the refused attempt, logged by the alert and delivery ids
+    assert token not in lines
+
+    audited = query(
+        alerting.database_url,
+        "SELECT action, details::text AS d FROM audit_log WHERE target = $1 ORDER BY id",
+        f"sql_alert:{created['id']}",
+    )
+    saved = [row["d"] for row in audited if row["action"] in ("sql.alert.create", "sql.alert.update")]
+    assert len(saved) == 3 and all(token not in row["d"] for row in audited)
+    assert all(f"{RECEIVER}/..." in details for details in saved)  # where its webhook posts: the origin
+
+
 # -- the scheduler ------------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,8 @@ and a statement the real test database refuses.
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import pytest
 from sqlalchemy import exc as sa_exc
@@ -29,6 +31,22 @@ async def test_a_refused_connection_is_unreachability_in_the_drivers_and_in_sqla
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         assert database_unreachable(wrapped.value)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_refused_statements_message_leaves_its_bound_values_out(database_url: str) -> None:
+    """The background loops log the errors they survive with their messages: a value bound to the statement (a
+    webhook URL carrying a token, a sealed secret, a query's parameter) is not in them; what failed is."""
+    url = f"https://hooks.example.com/alerts?token=tok-{uuid.uuid4().hex}"
+    engine = make_engine(database_url)
+    try:
+        with pytest.raises(sa_exc.DBAPIError) as refused:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT length(:url) / 0"), {"url": url})
+        message = str(refused.value)
+        assert "division by zero" in message and "SELECT length($1) / 0" in message
+        assert "tok-" not in message and "hooks.example.com" not in message
     finally:
         await engine.dispose()
 
