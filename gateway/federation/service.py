@@ -95,6 +95,9 @@ RETURNED_RESPONSE_HEADERS = frozenset(
         "last-modified",
         "cache-control",
         "retry-after",
+        # MLflow's artifact answers: with their `attachment` disposition, what keeps a browser from running a file a
+        # user uploaded (HTML, SVG) in the gateway's origin, where the web UI's session lives.
+        "x-content-type-options",
     }
 )
 

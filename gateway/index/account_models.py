@@ -93,7 +93,14 @@ VERSIONS = _Searched("model_versions", "model_version", 10_000, 200_000)
 # Workspaces whose store did not answer a search: their models are missing from that page.
 UNREACHABLE_HEADER = "X-Fedgate-Unreachable-Workspaces"
 JSON = {"Content-Type": "application/json"}
-RETURNED = ("content-type", "content-disposition", "content-encoding", "etag", "last-modified")
+RETURNED = (
+    "content-type",
+    "content-disposition",
+    "content-encoding",
+    "etag",
+    "last-modified",
+    "x-content-type-options",
+)
 
 Forward = Callable[[ForwardCall], Awaitable[ForwardResult]]
 
