@@ -2,10 +2,10 @@
 
 The connections of a store are shared by all users of that store: an answer left on a connection, or a
 connection handed on before its answer ended, would give the next caller, another user, someone else's answer.
-A real socket server tags every answer (a header and the body) with the request it answers, and answers in
-every framing HTTP/1.1 allows: a length, chunks with trailers, until the connection closes, after interim
-(1xx) answers, 204 and 304 (no body whatever the head says), HEAD, a large body read in parts, an answer
-too late for the caller's timeout, an answer without a length cut short by a reset, and a server that sends
+A real socket server tags every answer (a header and the body) with the request it answers, and answers in every
+framing HTTP/1.1 allows: a length, chunks with trailers, until the connection closes, after interim (1xx) answers,
+204 and 304 (no body whatever the head says, and a 204 followed by one), HEAD, a large body read in parts, an
+answer too late for the caller's timeout, an answer without a length cut short by a reset, and a server that sends
 more than it announced. Callers read their answer whole, let it go after a part, or are cancelled at any point;
 hypothesis draws the mix and the interleaving.
 """
@@ -30,7 +30,7 @@ READ_TIMEOUT = 0.5  # generous for a busy machine: only `late` answers may miss 
 
 
 def expected_body(tag: str, mode: str, method: str) -> bytes:
-    if method == "HEAD" or mode in ("nocontent", "notmodified"):
+    if method == "HEAD" or mode in ("nocontent", "bodied204", "notmodified"):
         return b""
     if mode == "big":
         unit = tag.encode() + b";"
@@ -39,7 +39,7 @@ def expected_body(tag: str, mode: str, method: str) -> bytes:
 
 
 def expected_status(mode: str) -> int:
-    return {"nocontent": 204, "notmodified": 304}.get(mode, 200)
+    return {"nocontent": 204, "bodied204": 204, "notmodified": 304}.get(mode, 200)
 
 
 class Tagging:
@@ -112,6 +112,9 @@ class Tagging:
             return False
         elif mode == "nocontent":
             writer.write(f"HTTP/1.1 204 No Content\r\n{tagged}\r\n".encode())
+        elif mode == "bodied204":  # a body after a 204, which has none: it must reach nobody
+            forged = b"HTTP/1.1 200 OK\r\nX-Tag: forged\r\nContent-Length: 6\r\n\r\nforged"
+            writer.write(f"HTTP/1.1 204 No Content\r\n{tagged}Content-Length: {len(forged)}\r\n\r\n".encode() + forged)
         elif mode == "notmodified":
             writer.write(f"HTTP/1.1 304 Not Modified\r\n{tagged}Content-Length: 40\r\n\r\n".encode())
         else:
@@ -138,7 +141,10 @@ class Call:
     ticks: int  # loop turns before the caller starts (and, for `cancel`, before it is cancelled)
 
 
-MODES = ["plain", "chunked", "close", "reset", "continue", "hints", "nocontent", "notmodified", "big", "late", "extra"]
+MODES = [
+    *("plain", "chunked", "close", "reset", "continue", "hints"),
+    *("nocontent", "bodied204", "notmodified", "big", "late", "extra"),
+]
 calls = st.lists(
     st.tuples(
         st.sampled_from(MODES),
