@@ -69,6 +69,9 @@ class DualRecovery:
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
         return link.mirror is not None and spec.mirrored
 
+    def coalesces(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        return False  # each mirrored write keeps a note of its own
+
     async def recover(self, write: UnsettledWrite) -> None:
         link, spec = write.link, write.spec
         if spec == RUNS_CREATE or spec.starts_run:  # the prompt lab and jobs create runs too

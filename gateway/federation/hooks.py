@@ -205,6 +205,11 @@ class Recovery(Protocol):
 
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool: ...
 
+    def coalesces(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        """Whether recovering one write of `spec` recovers every write of it with the same detail (it reads the
+        detail only, not what else the write sent nor when it was noted): such writes may share a note."""
+        ...
+
     async def recover(self, write: UnsettledWrite) -> None: ...
 
 

@@ -11,14 +11,23 @@ belongs to a dead worker (SIGKILL, OOM, a lost node: PostgreSQL ends the session
 worker's sweeper looks for such notes every `SWEEP_SECONDS`: a worker that restarts finds its own within
 seconds, and the other replicas find them even if it never comes back. A swept note is claimed (its
 owner becomes the sweeper), given to each recovery that wants it (which checks the store and brings the
-central copy or the index level with it), and dropped; a note younger than `SECOND_LOOK_SECONDS` is looked
-at once more then, for a write the store finished after its caller died. A recovery that fails (the store
-down) leaves the note for a later sweep, with back-off.
+central copy or the index level with it), and dropped after a second look `SECOND_LOOK_SECONDS` later, for a
+write the store finished after its caller died. A recovery that fails (the store down) leaves the note for a
+later sweep, with back-off.
 
 Cost on the hot path: one INSERT before the send, on the pool "derived" (asynchronous commit: no wait for
 the disk; a note is lost only if PostgreSQL itself crashes in the same fraction of a second, and the
 reconciler and index sync still cover that), grouped with the notes of concurrent calls into one
 statement; the drops are batched in the background.
+
+Writes that every recovery wanting them `coalesces` (the index's recovery of a run's log-batch, say: it
+brings the whole run level with the store, whatever the write was) share one note: a write with the same
+route and detail as a note this worker holds joins it instead of noting its own, and the note is dropped
+once no write holds it and none has joined it for `SHARE_SECONDS`. A run logged call after call is noted
+once, not once per call. The note stays in the table as long as any write that joined it is in flight, so
+a crash still leaves a note for each of them; a write of unknown outcome hands the note to recovery once
+the other writes holding it are done, and later writes note anew. (A shared note may be older than the
+last write that joined it: hence the second look counts from the first recovery, not from the note's age.)
 """
 
 from __future__ import annotations
@@ -49,8 +58,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 2.0  # how often each worker looks for notes of dead workers
 SETTLE_SECONDS = 1.0  # a note of a dead worker younger than this waits (its store may still be answering)
-SECOND_LOOK_SECONDS = 15.0  # a note recovered younger than this is recovered once more at this age
+SECOND_LOOK_SECONDS = 15.0  # a recovered note is recovered once more this long after its first recovery
 FLUSH_SECONDS = 0.05  # drops and hand-overs are written in batches this often
+SHARE_SECONDS = 1.0  # a shared note no write holds is kept this long for the next write of the same detail
 KEEP_SECONDS = 5.0  # how often a worker checks the connection that holds its presence lock
 SWEEP_BATCH = 100
 MAX_BACKOFF_SECONDS = 30.0
@@ -80,23 +90,35 @@ RETURNING id, workspace_id, route, version, detail, extract(epoch FROM created_a
 """
 
 
+@dataclass(slots=True, eq=False)
+class _Note:
+    """One row of `write_intents` and the writes that hold it (one, unless the note is shared)."""
+
+    row: tuple[int, str, int, str]  # workspace id, route, route version, detail (JSON)
+    noted: asyncio.Future[int]  # the row's id, once inserted
+    shared: bool
+    holders: int = 1
+    unknown: bool = False  # a holder's outcome is unknown: handed to recovery once no write holds the note
+    idle_since: float = 0.0
+
+
 @dataclass(slots=True)
-class _Noted:
-    """The handle the forwarder holds for one noted write."""
+class _Held:
+    """The handle the forwarder holds for one noted write (`Intent`)."""
 
     log: IntentLog
-    id: int
+    note: _Note
     done: bool = field(default=False)
 
     def settled(self) -> None:
         if not self.done:
             self.done = True
-            self.log._drops.append(self.id)
+            self.log._let_go(self.note, unknown=False)
 
     def unknown(self) -> None:
         if not self.done:
             self.done = True
-            self.log._unknown.append(self.id)
+            self.log._let_go(self.note, unknown=True)
 
 
 class Presence:
@@ -164,10 +186,13 @@ class IntentLog:
         self.presence = presence
         self._links = links
         self._recoveries = tuple(recoveries)
-        self._pending: list[tuple[tuple[int, str, int, str], asyncio.Future[int]]] = []
+        self._pending: list[_Note] = []
         self._writing: asyncio.Task[None] | None = None
         self._drops: list[int] = []
         self._unknown: list[int] = []
+        self._shared: dict[tuple[int, str, int, str], _Note] = {}  # the shared notes writes may join
+        self._idle: dict[tuple[int, str, int, str], _Note] = {}  # those no write holds, longest idle first
+        self._stopping = False
         self._flushing = BackgroundLoop(
             "write intents flush", self.flush, FLUSH_SECONDS, on_error=_not_flushed, first_delay_seconds=FLUSH_SECONDS
         )
@@ -179,6 +204,11 @@ class IntentLog:
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
         return any(recovery.wants(spec, link) for recovery in self._recoveries)
 
+    def coalesces(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        """Whether writes of `spec` with the same detail may share a note: every recovery that wants them says so."""
+        wanting = [recovery for recovery in self._recoveries if recovery.wants(spec, link)]
+        return bool(wanting) and all(recovery.coalesces(spec, link) for recovery in wanting)
+
     async def begin(
         self,
         spec: RouteSpec,
@@ -186,16 +216,28 @@ class IntentLog:
         ids: RequestIds | None,
         path_params: Mapping[str, Any],
         artifact_path: str | None,
-    ) -> _Noted | None:
+    ) -> _Held | None:
         detail = intent_detail(ids, path_params, artifact_path)
         row = (link.workspace_id, spec.name, spec.version, msgspec.json.encode(detail).decode())
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, future))
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_pending())
+        note = self._shared.get(row)
+        if note is not None:
+            note.holders += 1
+            self._idle.pop(row, None)
+        else:
+            note = _Note(row, asyncio.get_running_loop().create_future(), self.coalesces(spec, link))
+            if note.shared:
+                self._shared[row] = note
+            self._pending.append(note)
+            if self._writing is None or self._writing.done():
+                self._writing = asyncio.create_task(self._write_pending())
         try:
-            return _Noted(self, await future)
+            await asyncio.shield(note.noted)
+        except asyncio.CancelledError:
+            # The caller went away before its note was written: once it is, its outcome is unknown.
+            self._let_go(note, unknown=True)
+            raise
         except Exception as exc:
+            note.holders -= 1
             INTENTS_UNNOTED.inc()
             essential = any(r.essential and r.wants(spec, link) for r in self._recoveries)
             log.warning("write intent not noted", extra={"route": spec.name, "reason": type(exc).__name__})
@@ -204,6 +246,25 @@ class IntentLog:
                     "The gateway's database did not take note of the write, so it was not sent; repeat the call."
                 ) from exc
             return None
+        return _Held(self, note)
+
+    def _let_go(self, note: _Note, *, unknown: bool) -> None:
+        """A holder of `note` is done; the last one drops the note (a shared one after `SHARE_SECONDS` unused), or
+        hands it to recovery if any holder's outcome was unknown."""
+        note.holders -= 1
+        if unknown:
+            note.unknown = True
+            if self._shared.get(note.row) is note:
+                del self._shared[note.row]  # later writes note anew: this one is about to be recovered
+        if note.holders or not note.noted.done() or note.noted.cancelled() or note.noted.exception() is not None:
+            return  # still held, or not written yet (`_write_pending` settles it), or never written
+        if note.unknown:
+            self._unknown.append(note.noted.result())
+        elif note.shared:
+            note.idle_since = time.monotonic()
+            self._idle[note.row] = note
+        else:
+            self._drops.append(note.noted.result())
 
     async def _write_pending(self) -> None:
         """One INSERT for every note queued meanwhile: concurrent calls share a round trip."""
@@ -214,31 +275,45 @@ class IntentLog:
                 ids = await pool.fetch(
                     INSERT_INTENTS,
                     self.presence.id,
-                    [r[0] for r, _ in batch],
-                    [r[1] for r, _ in batch],
-                    [r[2] for r, _ in batch],
-                    [r[3] for r, _ in batch],
+                    [note.row[0] for note in batch],
+                    [note.row[1] for note in batch],
+                    [note.row[2] for note in batch],
+                    [note.row[3] for note in batch],
                 )
             except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for note in batch:
+                    if self._shared.get(note.row) is note:
+                        del self._shared[note.row]
+                    note.noted.set_exception(exc)
+                    note.noted.exception()  # retrieved: a note every caller left has nobody to tell
                 continue
-            for (_, future), row in zip(batch, ids, strict=True):
-                if not future.done():
-                    future.set_result(int(row["id"]))
-                else:  # the caller went away before its note was written: the outcome is unknown
+            for note, row in zip(batch, ids, strict=True):
+                note.noted.set_result(int(row["id"]))
+                if not note.holders:  # every caller went away before the note was written: the outcome is unknown
                     self._unknown.append(int(row["id"]))
+
+    def _expire(self, everything: bool = False) -> None:
+        """Shared notes unused for `SHARE_SECONDS` (all unused ones: `everything`) are dropped at the next flush."""
+        limit = time.monotonic() - SHARE_SECONDS
+        while self._idle:
+            row, note = next(iter(self._idle.items()))
+            if note.idle_since > limit and not everything:
+                break
+            del self._idle[row]
+            del self._shared[row]
+            self._drops.append(note.noted.result())
 
     # -- background ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
         await self.presence.start()
         self._flushing.start()
         self._sweeping.start()
 
     async def stop(self) -> None:
         """Stop sweeping, write the drops and hand-overs still queued, let go of presence."""
+        self._stopping = True
         await self._sweeping.stop()
         await self._flushing.stop()
         if self._writing is not None:
@@ -250,6 +325,7 @@ class IntentLog:
 
     async def flush(self) -> None:
         """Drop settled notes; hand notes of unknown outcome to recovery (owner 0: nobody's, due now)."""
+        self._expire(everything=self._stopping)
         drops, self._drops = self._drops, []
         unknown, self._unknown = self._unknown, []
         if not drops and not unknown:
@@ -305,9 +381,8 @@ class IntentLog:
             return
         INTENTS_RECOVERED.labels(spec.name).inc()
         log.info("write of unknown outcome recovered", extra={"ws": link.name, "route": spec.name, **write.detail})
-        age = time.time() - write.noted_at
-        if int(row["looks"]) == 0 and age < SECOND_LOOK_SECONDS:
-            await self._release(intent_id, SECOND_LOOK_SECONDS - age, "", looked=True)
+        if int(row["looks"]) == 0:  # once more later, for a write its store finished after its caller died
+            await self._release(intent_id, SECOND_LOOK_SECONDS, "", looked=True)
         else:
             await self._drop(intent_id)
 

@@ -129,6 +129,10 @@ class IndexRecovery:
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
         return spec.indexed
 
+    def coalesces(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
+        # A run or experiment is indexed whole from its store; a new run is looked for by when it was noted.
+        return spec != RUNS_CREATE
+
     async def recover(self, write: UnsettledWrite) -> None:
         link = write.link
         if write.spec == RUNS_CREATE:
