@@ -5,7 +5,14 @@ get_run, log_batch (100 metrics), search_runs, a 20 MB artifact upload and its d
 throughput, p50 and p99 of both and their ratio. Part 2 measures the gateway's own capacity in
 front of a minimal upstream that answers instantly, so only the gateway's cost is left.
 
+With `--before REV`, two gateways (REV, from a git worktree, and this checkout) stand in front of the same
+`mlflow server`, and each operation alternates direct, before and after in `--rounds` rounds, so drift of
+the machine hits all three alike. It prints each side's throughput and ratio to direct, the CPU each
+gateway and the store spent per call (their processes' user + system time over the calls made: on a
+machine shared with other work the steadier figure), and after/before. Part 2 is left out.
+
     python benchmarks/forwarding.py [--seconds 8] [--concurrency 8] [--skip-mlflow]
+    python benchmarks/forwarding.py --before REV [--seconds 8] [--rounds 4] [--only download]
 """
 
 from __future__ import annotations
@@ -27,10 +34,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path, where benchmarks/secrets.py hides the standard
+# library's `secrets` (asyncpg imports it, with --before): the folder goes, the repository comes.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks"]
+sys.path.insert(0, str(ROOT))
 
-from gateway.db.engine import start_embedded
-from gateway.devstack import NO_TELEMETRY, GatewayProcess, MlflowServer, free_port
+from gateway.db.engine import start_embedded  # noqa: E402
+from gateway.devstack import NO_TELEMETRY, GatewayProcess, MlflowServer, free_port  # noqa: E402
 
 os.environ.update(NO_TELEMETRY)
 
@@ -205,12 +216,129 @@ def measure_capacity(url: str, seconds: float, concurrency: int, processes: int,
     return Result(sum(p[0] for p in parts), max(p[1] for p in parts), [x for p in parts for x in p[2]])
 
 
+def gateway_config(root: Path, name: str, database: str, store_url: str) -> Path:
+    config = root / f"{name}.toml"
+    config.write_text(
+        f'[database]\nurl = "{database}"\n[server]\naccess_log = false\nprincipal_requests_per_second = 0\n'
+        f'[stores.mlflow]\nurl = "{store_url}"\n'
+        '[[workspaces]]\nname = "bench"\nid = "1001"\nstore = "mlflow"\n'
+    )
+    return config
+
+
+async def side_by_side(
+    store: MlflowServer, gateways: dict[str, GatewayProcess], seconds: float, concurrency: int, rounds: int,
+    only: list[str],
+) -> None:  # fmt: skip
+    """Each operation direct and through each gateway, alternating in `rounds` rounds; ratios to direct."""
+    from benchmarks.compare import tree_cpu_seconds
+
+    assert store.process is not None
+    gateway_headers = {"Authorization": f"Bearer {TOKEN}", "X-MLFLOW-WORKSPACE": "bench"}
+    ops: dict[str, dict[str, Callable]] = {}
+    ids = await prepare(store.url, {})
+    ops["direct"] = workload(store.url, {}, ids[1], ids[0])
+    for name, gateway in gateways.items():
+        ids = await prepare(gateway.url, gateway_headers)
+        ops[name] = workload(gateway.url, gateway_headers, ids[1], ids[0])
+    sides = ["direct", *gateways]
+    pids = {name: gateway.process.pid for name, gateway in gateways.items() if gateway.process is not None}
+    print(f"\nReal mlflow server, {concurrency} concurrent clients (2 for 20 MB), {rounds} rounds of "
+          f"{seconds / rounds:.1f}s per side and operation; before = {sides[1]}, after = {sides[2]}")  # fmt: skip
+    print(f"{'operation':15} {'side':7} {'calls/s':>9} {'/direct':>8} {'p50 ms':>8} {'p99 ms':>8}   "
+          f"CPU per call, ms: {'gateway':>7} {'store':>7} {'client':>7} {'all':>7}")  # fmt: skip
+    ratios: dict[str, list[float]] = {name: [] for name in gateways}
+    for operation in ops["direct"]:
+        if only and not any(word in operation for word in only):
+            continue
+        workers = 2 if "20MB" in operation else concurrency
+        results: dict[str, list[Result]] = {side: [] for side in sides}
+        # CPU seconds of the gateway, the store and this process (the client) while the side was driven.
+        cpu = {side: [0.0, 0.0, 0.0] for side in sides}
+        for _ in range(rounds):
+            for side in sides:
+                gateway_used = tree_cpu_seconds(pids[side]) if side in pids else 0.0
+                store_used = tree_cpu_seconds(store.process.pid)
+                client_used = time.process_time()
+                results[side].append(await drive(ops[side][operation], seconds / rounds, workers))
+                cpu[side][2] += time.process_time() - client_used
+                if side in pids:
+                    cpu[side][0] += tree_cpu_seconds(pids[side]) - gateway_used
+                cpu[side][1] += tree_cpu_seconds(store.process.pid) - store_used
+        merged = {
+            side: Result(sum(r.requests for r in rs), sum(r.seconds for r in rs), [x for r in rs for x in r.latencies])
+            for side, rs in results.items()
+        }
+        per_call = {}
+        for side in sides:
+            result = merged[side]
+            # Each drive makes one warm-up call besides those it times.
+            calls = result.requests + rounds
+            ratio = result.throughput / merged["direct"].throughput
+            if side in ratios:
+                ratios[side].append(ratio)
+            per_call[side] = [used / calls * 1e3 for used in cpu[side]]
+            gateway_cpu, store_cpu, client_cpu = per_call[side]
+            print(f"{operation if side == 'direct' else '':15} {side:7} {result.throughput:9.1f} {ratio:7.2f}x "
+                  f"{result.percentile(0.5):8.2f} {result.percentile(0.99):8.2f}   {'':17} "
+                  f"{gateway_cpu if side in pids else 0.0:7.2f} {store_cpu:7.2f} {client_cpu:7.2f} "
+                  f"{sum(per_call[side]):7.2f}")  # fmt: skip
+        before, after = sides[1], sides[2]
+        # With the cores saturated (the load generator, the store and the gateway share them, and other work),
+        # calls/s follow the CPU a call costs in all: direct's CPU over each side's is the ratio to expect then.
+        bound = ", ".join(f"{side} {sum(per_call['direct']) / sum(per_call[side]):.2f}x" for side in gateways)
+        print(
+            f"{'':15} after/before {merged[after].throughput / merged[before].throughput:.2f}x; "
+            f"CPU-bound ratio to direct: {bound}",
+            flush=True,
+        )
+    for name, values in ratios.items():
+        if values:
+            print(f"geometric mean of throughput ratios ({name}/direct): {statistics.geometric_mean(values):.2f}x")
+
+
+def compare_revisions(args: argparse.Namespace) -> int:
+    """`--before REV`: two gateways (REV and this checkout) side by side in front of one `mlflow server`."""
+    from benchmarks.compare import add_worktree, create_database, remove_worktree
+
+    root = Path(tempfile.mkdtemp(prefix="fedgate-bench-side-"))
+    worktree = add_worktree(root, args.before)
+    database = start_embedded(root / "pg")
+    store = MlflowServer(root / "store")
+    gateways: dict[str, GatewayProcess] = {}
+    try:
+        store.start()
+        for name, source in (("before", worktree), ("after", None)):
+            url = asyncio.run(create_database(database.url, name))
+            env = {"FEDGATE_ADMIN_TOKEN": TOKEN}
+            if source is not None:
+                env["PYTHONPATH"] = str(source)
+            config = gateway_config(root, name, url, store.url)
+            # Started in the checkout it runs: `python -m` would otherwise import this checkout's code first.
+            gateways[name] = GatewayProcess(config, env, log_path=root / f"{name}.log", cwd=source).start(timeout=180)
+        print(f"revisions: before = {args.before}, after = this checkout")
+        only = [word for word in (args.only or "").split(",") if word]
+        asyncio.run(side_by_side(store, gateways, args.seconds, args.concurrency, args.rounds, only))
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+        store.stop()
+        database.stop()
+        remove_worktree(worktree)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--skip-mlflow", action="store_true", help="only measure the gateway's own capacity")
+    parser.add_argument("--before", help="revision of a second gateway side by side with this checkout's")
+    parser.add_argument("--rounds", type=int, default=4, help="with --before: alternating rounds per operation")
+    parser.add_argument("--only", help="with --before: the operations whose names hold one of these words (a,b)")
     args = parser.parse_args()
+    if args.before:
+        return compare_revisions(args)
 
     root = Path(tempfile.mkdtemp(prefix="fedgate-bench-"))
     database = start_embedded(root / "pg").url
@@ -222,14 +350,12 @@ def main() -> int:
     try:
         if not args.skip_mlflow:
             store.start()
-        config = root / "fedgate.toml"
-        config.write_text(
-            f'[database]\nurl = "{database}"\n[server]\naccess_log = false\nprincipal_requests_per_second = 0\n'
-            f'[stores.mlflow]\nurl = "{store.url if store.port else "http://127.0.0.1:9"}"\n'
-            f'[stores.minimal]\nurl = "http://127.0.0.1:{upstream_port}"\n'
-            '[[workspaces]]\nname = "bench"\nid = "1001"\nstore = "mlflow"\n'
-            '[[workspaces]]\nname = "capacity"\nid = "1002"\nstore = "minimal"\n'
-        )
+        config = gateway_config(root, "fedgate", database, store.url if store.port else "http://127.0.0.1:9")
+        with config.open("a") as extra:
+            extra.write(
+                f'[stores.minimal]\nurl = "http://127.0.0.1:{upstream_port}"\n'
+                '[[workspaces]]\nname = "capacity"\nid = "1002"\nstore = "minimal"\n'
+            )
         gateway = GatewayProcess(config, {"FEDGATE_ADMIN_TOKEN": TOKEN}, log_path=root / "gateway.log").start()
         if not args.skip_mlflow:
             asyncio.run(compare_with_mlflow(store, gateway, args.seconds, args.concurrency))
