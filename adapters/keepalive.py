@@ -164,6 +164,7 @@ class _Connection(asyncio.Protocol):
         self.busy = False
         self.closed = False
         self.idle_since = 0.0
+        self.exchanges = 0  # exchanges begun on this connection
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------
 
@@ -251,6 +252,7 @@ class _Connection(asyncio.Protocol):
         (the head, each part of the body), or for the whole answer when `whole`."""
         assert self._transport is not None and not self.busy
         self.busy = True
+        self.exchanges += 1
         self._answered = False
         self._until_close = False
         self._head = head
@@ -494,10 +496,15 @@ class KeepAliveClient:
         return connection
 
     async def _exchange(self, connection: _Connection, request: bytes, whole: bool, head: bool) -> Answer:
+        begun = connection.exchanges
         try:
             return await connection.exchange(request, self._read_timeout, whole=whole, head=head)
-        except BaseException:  # failed, timed out or cancelled: the connection is in an unknown state
-            connection.close()
+        except BaseException:
+            # Failed, timed out or cancelled: the connection is in an unknown state and ends. Unless its answer was
+            # whole before the caller was cancelled: then it went back to the pool, maybe on to another caller, whose
+            # exchange this one must not end.
+            if connection.exchanges == begun or (connection.exchanges == begun + 1 and connection.busy):
+                connection.close()
             raise
 
 
