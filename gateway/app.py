@@ -519,6 +519,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         mirror.reachable,
         workers=settings.server.relay_workers,
         max_refusals=settings.server.outbox_max_refusals,
+        keep_days=settings.server.outbox_history_days,
     )
     reconciler = Reconciler(links, stores, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
     index_pool = pools.lazy(PoolName.INDEX_SYNC)

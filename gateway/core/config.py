@@ -76,6 +76,9 @@ class ServerSettings(_Settings):
     relay_workers: int = 4
     # Dual workspaces: an entry the central store refuses (4xx) this many times becomes a dead letter.
     outbox_max_refusals: int = 5
+    # Dual workspaces: entries applied to the central store are kept this many days, then deleted (pending
+    # entries and dead letters never are; docs/operations.md, Retention).
+    outbox_history_days: int = 7
     # Registry webhooks (docs/registry.md): how often each process looks for due deliveries besides being
     # notified, the first retry's delay (doubling, at most an hour), the attempts before a delivery fails,
     # and how long one POST may take; delivered and failed deliveries are kept this many days after their
@@ -531,6 +534,8 @@ def check_life_cycle(settings: Settings) -> None:
         raise ConfigError("server.webhook_max_attempts: must be between 1 and 100")
     if server.webhook_history_days < 1:
         raise ConfigError("server.webhook_history_days: must be at least 1")
+    if server.outbox_history_days < 1:
+        raise ConfigError("server.outbox_history_days: must be at least 1")
 
 
 def validate_settings(settings: Settings) -> None:

@@ -10,6 +10,18 @@ then marks what was applied (and the failure it stopped at) in one short transac
 the key go. Failures are retried with exponential back-off and jitter for as long as the central
 store is unreachable (probed every second, so a recovered store is drained at once); an entry the
 central store keeps refusing is moved to a visible dead-letter state.
+
+Applied entries stay as `done` (with `done_at`) for `keep_days` (`server.outbox_history_days`, 7), then
+each relay's prune loop deletes them, at most every ten minutes per process and once when it starts:
+
+    DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'done'
+        AND done_at < now() - <keep_days> LIMIT <batch> FOR UPDATE SKIP LOCKED)
+
+in batches of their own transactions, through the partial index `outbox_done` (migration 0035), so relays
+pruning at once split the rows and none is deleted twice. Nothing needs a done entry for long: the relays'
+ordering (`due_heads`, `group`) and the recovery of unknown writes read pending entries only, the link
+status counts the last 60 seconds' (`status`), and a renumber or unlink carries or drops whatever is left.
+Pending entries and dead letters are never pruned.
 """
 
 from __future__ import annotations
@@ -42,6 +54,8 @@ GROUP_LIMIT = 2_000  # entries of one key applied in one round
 HEADS_PAGE = 32  # candidate heads read at a time; more are read only while every one read is held elsewhere
 STOP_GRACE_SECONDS = 10.0  # how long a stopping relay lets rounds under way finish before it cancels them
 RENUMBER_WAIT_SECONDS = 60.0  # how long a renumber waits for relays at work on the workspace's keys
+PRUNE_EVERY_SECONDS = 600.0  # how often each process deletes done entries past their window
+PRUNE_BATCH = 1000  # done entries deleted in one transaction
 _RELAYING = (
     "Dual-mode entries of workspace id {} are being applied to the central store right now; "
     "try the change again in a moment."
@@ -194,6 +208,22 @@ class OutboxRepository:
             for row in result.all()
         ]
 
+    async def prune_done(self, keep_days: int, batch: int = PRUNE_BATCH) -> int:
+        """Delete up to `batch` entries applied more than `keep_days` ago, skipping rows another transaction
+        holds; how many. One batch per transaction: `Relay.prune` commits each."""
+        old = (
+            select(OutboxRow.id)
+            .where(OutboxRow.state == "done", OutboxRow.done_at < func.now() - func.make_interval(0, 0, 0, keep_days))
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self.session.execute(
+            delete(OutboxRow)
+            .where(OutboxRow.id.in_(old.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     async def due_now(self, workspace_id: int) -> None:
         await self.session.execute(
             update(OutboxRow)
@@ -318,6 +348,7 @@ class Relay:
         workers: int = 4,
         idle_seconds: float = 0.5,
         max_refusals: int = 5,
+        keep_days: int = 7,
     ) -> None:
         self._max_refusals = max_refusals  # a central store refusing (4xx) this often makes a dead letter
         self._sessionmaker = sessionmaker
@@ -327,6 +358,8 @@ class Relay:
         self._idle = idle_seconds
         self._tasks: list[asyncio.Task[None]] = []
         self._probe = BackgroundLoop("outbox outage probe", self._probe_outages, 1.0, first_delay_seconds=1.0)
+        self.keep_days = keep_days  # applied entries are kept this long (module docstring)
+        self._pruner = BackgroundLoop("outbox prune", self._prune_step, PRUNE_EVERY_SECONDS)
         self._outages: set[int] = set()  # workspaces whose stores were last found unreachable
         self._stopping = asyncio.Event()
 
@@ -334,6 +367,7 @@ class Relay:
         self._stopping.clear()
         self._tasks = [asyncio.create_task(self._run(), name=f"outbox relay {i}") for i in range(self._workers)]
         self._probe.start()
+        self._pruner.start()
 
     async def _probe_outages(self) -> None:
         """Probe unreachable stores (every second); when both answer, its backlog is due at once."""
@@ -344,12 +378,30 @@ class Relay:
                     async with self._sessionmaker() as session, session.begin():
                         await OutboxRepository(session).due_now(workspace_id)
 
+    async def _prune_step(self) -> None:
+        pruned = await self.prune()
+        if pruned:
+            log.info("outbox: deleted %d entries applied more than %d days ago", pruned, self.keep_days)
+
+    async def prune(self, batch: int = PRUNE_BATCH) -> int:
+        """Delete the entries applied more than `keep_days` ago, `batch` per transaction; how many this call did.
+
+        A loop of its own (not the outage probe's), so a long first prune never delays a probe."""
+        pruned = 0
+        while True:
+            async with self._sessionmaker() as session, session.begin():
+                count = await OutboxRepository(session).prune_done(self.keep_days, batch)
+            pruned += count
+            if count < batch:
+                return pruned
+
     async def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
         """Hand every key back: no new round starts, rounds under way get `grace_seconds` to apply and mark
         what they took up (their keys are let go when they end), then whatever is left is cancelled (its
         entries stay pending, for any replica to apply again: replay is idempotent)."""
         self._stopping.set()
         await self._probe.stop()
+        await self._pruner.stop()
         running = [task for task in self._tasks if not task.done()]
         if running:
             _, late = await asyncio.wait(running, timeout=grace_seconds)
