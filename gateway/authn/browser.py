@@ -14,7 +14,14 @@ be taught to copy a token from a cookie into a header, but the browser itself st
 comes from, in headers a page cannot set. The cookie is SameSite=Lax as well, so another site's page
 cannot even make the browser send it with a POST, and reads (GET) return nothing another site could see
 (no CORS headers are ever sent). Requests with an `Authorization` header never carry the cookie's
-authority and are not checked: a browser never adds that header to a cross-site request by itself.
+authority and are held to less: a browser adds only one kind of them by itself, Basic credentials it
+was once asked for (the gateway's 401 names `Basic`, and a person who opened an API URL may have typed a
+token into the browser's prompt), which it then sends with every request to the gateway, a form another
+site posts included. So a write with a `Basic` header that a browser says comes from another site
+(`Sec-Fetch-Site` other than `same-origin` or `none`, else an `Origin` not the gateway's) is refused as
+well; clients (MLflow's, with `MLFLOW_TRACKING_USERNAME/PASSWORD`) send neither header. A `Bearer` header
+is never added by a browser, and a page of another site can set it only through CORS, which the gateway
+never allows.
 """
 
 from __future__ import annotations
@@ -88,6 +95,17 @@ class BrowserOrigin:
             return
         origin = header(scope, b"origin")
         if origin is None or _origin_of(origin.strip()) != self.origin(scope):
+            raise PermissionDenied(CROSS_SITE)
+
+    def refuse_cross_site(self, scope: Mapping[str, Any]) -> None:
+        """Refuse (403) a request a browser says came from another site; one that says nothing passes."""
+        site = header(scope, b"sec-fetch-site")
+        if site is not None:
+            if site.strip().lower() not in ("same-origin", "none"):
+                raise PermissionDenied(CROSS_SITE)
+            return
+        origin = header(scope, b"origin")
+        if origin is not None and _origin_of(origin.strip()) != self.origin(scope):
             raise PermissionDenied(CROSS_SITE)
 
 

@@ -10,7 +10,9 @@ a flood from an address does not lock out a legitimate client behind the same NA
 
 Browsers of the web UI authenticate with the session cookie instead (authn/sessions.py); a request with
 an Authorization header is judged by that header alone. A cookie-authenticated request that may change
-something must come from the gateway's own pages (authn/browser.py), or it is refused with 403.
+something must come from the gateway's own pages (authn/browser.py), or it is refused with 403; so is
+such a request with Basic credentials (which a browser adds by itself once it has them) that a browser
+says came from another site.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class AuthenticationMiddleware:
         self.limiter = limiter
         self.principal_limiter = principal_limiter  # requests per principal (authn/limits.py)
         self.browser = browser if authenticator.sessions is not None else None
+        self.origin = browser or BrowserOrigin()  # for Basic credentials, with or without the web UI
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -122,6 +125,12 @@ class AuthenticationMiddleware:
                         self.browser.require_same_origin(scope)  # type: ignore[union-attr]  # a cookie was read
                 else:
                     principal = await self.authenticator.authenticate(authorization)
+                    if (
+                        authorization is not None
+                        and authorization.lstrip()[:6].lower() == "basic "
+                        and scope.get("method", "GET") not in SAFE_METHODS
+                    ):
+                        self.origin.refuse_cross_site(scope)  # a browser's remembered credentials
             except Unauthenticated:
                 if not public:
                     self._spend(scope)

@@ -6,6 +6,7 @@ chromium driven by Playwright. Screenshots of each step: test-artifacts/ui/ (REA
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import time
@@ -448,6 +449,48 @@ def test_a_cross_site_form_post_from_another_site_changes_nothing(page: Any, wor
         timeout=30,
     )
     assert found.status_code == 404
+
+
+def test_a_cross_site_form_post_with_the_browsers_basic_credentials_changes_nothing(world: World, stack: Stack) -> None:
+    """A person once answered the browser's prompt for the gateway's Basic challenge with their token (an API
+    URL opened in the browser). The browser then adds that header by itself to every request to the gateway,
+    a form another site's page posts included (Chromium does, with Sec-Fetch-Site: cross-site): what it
+    sends then is refused. A client's Basic credentials (no Sec-Fetch-Site, no Origin) still work."""
+    admin = Admin.of(stack)
+    person = admin.person(unique("ui-basic") + "@example.com")
+    admin.grant("workspaces/team-b", "CAN_MANAGE", user=person.name)
+    basic = "Basic " + base64.b64encode(f"token:{person.token}".encode()).decode()
+    target = f"{world.gateway.url}/api/2.0/mlflow/experiments/create"
+    name = unique("basic-pwned")
+    body = '{"name":"' + name + '","x":"="}'  # a text/plain form field name=value, read as JSON
+    for headers in (
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://attacker.test"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.attacker.test"},
+        {"Origin": "http://attacker.test"},  # a browser that sends no Sec-Fetch-* (plain http)
+        {"Origin": "null"},  # a sandboxed frame or a data: page
+    ):
+        refused = requests.post(
+            target,
+            data=body,
+            headers={"Authorization": basic, "Content-Type": "text/plain", "X-MLFLOW-WORKSPACE": "team-b", **headers},
+            timeout=30,
+        )
+        assert refused.status_code == 403, (headers, refused.status_code, refused.text)
+        assert refused.json()["error_code"] == "PERMISSION_DENIED"
+    found = requests.get(
+        f"{world.gateway.url}/api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": name},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": "team-b"},
+        timeout=30,
+    )
+    assert found.status_code == 404, found.text
+    created = requests.post(
+        target,
+        json={"name": name},
+        headers={"Authorization": basic, "X-MLFLOW-WORKSPACE": "team-b"},
+        timeout=30,
+    )
+    assert created.status_code == 200, created.text
 
 
 def test_sign_in_always_makes_a_new_session_id(world: World) -> None:

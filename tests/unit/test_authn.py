@@ -48,3 +48,42 @@ def test_a_weak_or_missing_admin_token_stops_start_up() -> None:
         check_admin_token("")
     with pytest.raises(ValueError):
         check_admin_token("short")
+
+
+def scope(method: str, authorization: str, **headers: str) -> dict[str, object]:
+    raw = [(b"authorization", authorization.encode()), (b"host", b"gateway.example:5000")]
+    raw += [(name.lower().replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
+    return {"type": "http", "method": method, "headers": raw, "scheme": "http", "path": "/api/2.0/mlflow/x"}
+
+
+async def passes(request: dict[str, object]) -> bool:
+    from gateway.authn.browser import BrowserOrigin
+    from gateway.authn.middleware import AuthenticationMiddleware
+    from gateway.core.errors import PermissionDenied
+
+    reached: list[object] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        reached.append(scope)
+
+    middleware = AuthenticationMiddleware(app, authenticator(), browser=BrowserOrigin())  # type: ignore[arg-type]
+    try:
+        await middleware(request, None, None)  # type: ignore[arg-type]
+    except PermissionDenied:
+        return False
+    return bool(reached)
+
+
+async def test_a_write_with_basic_credentials_a_browser_says_came_from_another_site_is_refused() -> None:
+    """A browser sends Basic credentials it was once given with every request, another site's forms too."""
+    credentials = basic("token", TOKEN)
+    assert await passes(scope("POST", credentials))  # a client: neither Sec-Fetch-Site nor Origin
+    assert await passes(scope("POST", credentials, Sec_Fetch_Site="same-origin"))
+    assert await passes(scope("POST", credentials, Origin="http://gateway.example:5000"))
+    assert await passes(scope("GET", credentials, Sec_Fetch_Site="cross-site"))  # a read gives the other site nothing
+    assert not await passes(scope("POST", credentials, Sec_Fetch_Site="cross-site"))
+    assert not await passes(scope("DELETE", credentials, Sec_Fetch_Site="same-site"))
+    assert not await passes(scope("POST", credentials, Origin="http://attacker.example"))
+    assert not await passes(scope("POST", credentials, Origin="null"))
+    # A Bearer header is never added by a browser, and another site's page can set it only through CORS.
+    assert await passes(scope("POST", f"Bearer {TOKEN}", Sec_Fetch_Site="cross-site"))
