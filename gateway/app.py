@@ -670,7 +670,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         else None
     )
     web_ui = (
-        WebUi(UiBuild(build), authenticator, sessions, browser, audit, provider, _provider_name(settings))
+        WebUi(
+            UiBuild(build), authenticator, sessions, browser, audit, provider, _provider_name(settings), denial_limiter
+        )
         if build is not None and sessions is not None
         else None
     )

@@ -21,6 +21,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from gateway.audit.trail import AuditTrail, entry
 from gateway.authn.browser import BrowserOrigin, local_path, session_value
+from gateway.authn.middleware import DenialLimiter
 from gateway.authn.service import Authenticator
 from gateway.authn.sessions import BrowserSessions
 from gateway.authn.sign_in import CALLBACK_PATH, ProviderSignIn
@@ -28,6 +29,7 @@ from gateway.core.errors import Unauthenticated
 from gateway.core.principal import Principal
 from gateway.core.route_table import UI_BUILD_FILES, UI_PAGE, UI_STATIC_FILES, UI_TELEMETRY_GET, UI_TELEMETRY_POST
 from gateway.observability.access import REQUEST_ID_KEY
+from gateway.observability.metrics import RATE_LIMITED
 from gateway.principals.tokens import TOKEN_PREFIX
 from gateway.ui.pages import (
     APP_HEADERS,
@@ -62,6 +64,7 @@ class WebUi:
         audit: AuditTrail,
         provider: ProviderSignIn | None = None,
         provider_name: str = "",
+        limiter: DenialLimiter | None = None,
     ) -> None:
         self.build = build
         self.authenticator = authenticator
@@ -70,6 +73,7 @@ class WebUi:
         self.audit = audit
         self.provider = provider
         self.provider_name = provider_name
+        self.limiter = limiter  # failed sign-ins spend the address's anonymous-denial budget, as 401s do
         self._index = build.index_html()
 
     # -- pages ------------------------------------------------------------------------------------------
@@ -109,6 +113,20 @@ class WebUi:
         request_id = str(request.scope.get(REQUEST_ID_KEY, ""))  # type: ignore[call-overload,unused-ignore]
         self.audit.record(entry(actor, action, SIGN_IN_PATH, outcome, details, request_id))
 
+    def refused(self, request: Request[Any, Any, Any], next_path: str, message: str, reason: str) -> Response[str]:
+        """A failed sign-in: audited and answered 401, or 429 once the address's denial budget is spent (a
+        flood of guesses then no longer fills the audit log). A sign-in that succeeds is never limited."""
+        wait = self.limiter.take(client_address(request) or "") if self.limiter is not None else 0.0
+        if wait > 0:
+            RATE_LIMITED.inc()
+            seconds = max(1, int(wait + 0.999))
+            response = self.page(next_path, f"Too many failed sign-ins; try again in {seconds} s.", 429)
+            response.headers["Retry-After"] = str(seconds)
+            return response
+        if reason:
+            self.note(request, "anonymous", "ui.sign_in", "denied", reason)
+        return self.page(next_path, message, 401)
+
     # -- sign-in ----------------------------------------------------------------------------------------
 
     async def token_sign_in(self, request: Request[Any, Any, Any]) -> Response[str]:
@@ -119,12 +137,11 @@ class WebUi:
         next_path = local_path((form.get("next") or ["/"])[0])
         token = (form.get("token") or [""])[0].strip()
         if not token.startswith(TOKEN_PREFIX):
-            return self.page(next_path, "Enter a personal access token (it starts with fgt_).", 401)
+            return self.refused(request, next_path, "Enter a personal access token (it starts with fgt_).", "")
         try:
             principal = await self.authenticator.authenticate(f"Bearer {token}")
         except Unauthenticated as exc:
-            self.note(request, "anonymous", "ui.sign_in", "denied", exc.message)
-            return self.page(next_path, exc.message, 401)
+            return self.refused(request, next_path, exc.message, exc.message)
         if principal.id is None or principal.via != "token":
             return self.page(next_path, "Sign in with a personal access token of a user.", 401)
         value, expires_at = await self.sessions.begin(

@@ -348,3 +348,27 @@ def test_an_anonymous_flood_gets_429_after_the_burst(tight_gateway: GatewayProce
     assert _metric(tight_gateway.url, 'fedgate_denied_total{reason="Unauthenticated"}') >= 5
     log = tight_gateway.log_path.read_text() if tight_gateway.log_path else ""
     assert "Traceback" not in log
+
+
+def test_a_flood_of_failed_browser_sign_ins_gets_429_after_the_burst(tight_gateway: GatewayProcess) -> None:
+    """Guessed tokens on the web UI's sign-in form spend the address's budget like any anonymous denial, so a
+    flood answers 429 instead of writing an audit row per guess; the sign-in page says so."""
+    url = f"{tight_gateway.url}/fedgate/sign-in/token"
+    guesses = [
+        requests.post(
+            url,
+            data={"token": f"fgt_{uuid.uuid4().hex}{uuid.uuid4().hex[:11]}"},
+            headers={"Origin": tight_gateway.url},
+            allow_redirects=False,
+            timeout=30,
+        )
+        for _ in range(12)
+    ]
+    statuses = [answer.status_code for answer in guesses]
+    assert statuses[:5] == [401] * 5, statuses
+    assert 429 in statuses[5:], statuses
+    limited = next(answer for answer in guesses if answer.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["content-type"].startswith("text/html") and "Too many failed sign-ins" in limited.text
+    assert "fedgate_session" not in limited.headers.get("set-cookie", "")
+    assert _metric(tight_gateway.url, "fedgate_rate_limited_total") >= 1
