@@ -21,7 +21,15 @@ from sqlglot.generators.postgres import PostgresGenerator
 
 from gateway.core.errors import InvalidParameter
 from gateway.sql import rollup
-from gateway.sql.catalog import ARRAY_COLUMNS, DOUBLE_COLUMNS, MAP_COLUMNS, PG_SCHEMA, SYSTEM_COLUMNS, TableName
+from gateway.sql.catalog import (
+    ARRAY_COLUMNS,
+    DOUBLE_COLUMNS,
+    MAP_COLUMNS,
+    PG_SCHEMA,
+    STRUCT_FIELDS,
+    SYSTEM_COLUMNS,
+    TableName,
+)
 from gateway.sql.statements import DIALECT, MAX_RELATIONS, Query, is_cte_reference, too_many_relations
 
 # Databricks parameter types (the `type` of a parameter) and the PostgreSQL type its text is cast to.
@@ -133,6 +141,7 @@ def _compile(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, 
     _evaluate_identity(tree, identity)
     names = _bind_parameters(tree, parameter_types)
     _struct_fields(tree)
+    _check_fields(tree)
     _lateral_views(tree)
     _select_list_explodes(tree)
     if counts:
@@ -248,6 +257,23 @@ def _struct_fields(tree: exp.Expr) -> None:
         for name in fields:
             base = exp.Dot(this=base, expression=exp.to_identifier(name))
         column.replace(base)
+
+
+def _check_fields(tree: exp.Expr) -> None:
+    """Every field read (`m.metric_name`, `(x).f`, a lambda variable's `v.f`) is a field of the metric aggregates.
+
+    PostgreSQL reads `(x).f`, when x has no field f, as the call f(x), whatever the type of x: `('server_version')
+    .current_setting` reads a setting and `('SELECT ...').ts_stat` runs any query as the reader role, past every
+    grant and view. Only the composite type of aggregated_metrics has fields; `alias.column` of a FROM item (a
+    row, never a scalar) is a column, not a field, and stays a Column.
+    """
+    for dot in tree.find_all(exp.Dot):
+        name = dot.expression.name if isinstance(dot.expression, exp.Identifier) else ""
+        if name.lower() not in STRUCT_FIELDS:
+            known = ", ".join(sorted(STRUCT_FIELDS))
+            raise InvalidParameter(
+                f"'{name}' is not a field: only the fields of aggregated_metrics ({known}) can be read with '.'."
+            )
 
 
 class EntryField(exp.Expression):

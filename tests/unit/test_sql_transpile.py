@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.core.errors import InvalidParameter
 from gateway.db.migrate import upgrade
 from gateway.db.pools import LazyPool
 from gateway.sql.catalog import TableName
@@ -386,6 +387,27 @@ async def test_the_sandbox_reads_nothing_but_the_system_views(db: Database) -> N
         "current_setting('search_path'), current_setting('fedgate.account_id'), current_setting('application_name')"
     )
     assert sandbox == [["on", "fedgate_sql_reader", "5s", '""', ACCOUNT, "fedgate-sql:raw"]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # PostgreSQL reads `(x).f`, when x has no field f, as the call f(x): ts_stat runs the query it is given
+        # as the reader role, which reads every system view; a statement that reads no table needs no grant.
+        "SELECT ('SELECT to_tsvector(''simple'', run_name) FROM system_mlflow.runs_latest').ts_stat",
+        "WITH q AS (SELECT 'SELECT to_tsvector(''simple'', name) FROM system_mlflow.experiments_latest' AS s) "
+        "SELECT q.s.ts_stat FROM q",
+        "SELECT ('server_version').current_setting",
+        "SELECT (run_name).current_setting FROM system.mlflow.runs_latest",
+        "SELECT params['lr'].current_setting FROM system.mlflow.runs_latest",
+        "SELECT k.current_setting FROM (SELECT explode(map_keys(params)) AS k FROM system.mlflow.runs_latest) s",
+        "SELECT transform(array('server_version'), r -> r.current_setting) FROM system.mlflow.runs_latest r",
+        "SELECT filter(map_keys(params), k -> k.to_regclass IS NULL) FROM system.mlflow.runs_latest",
+    ],
+)
+async def test_a_field_of_a_scalar_is_refused_not_called_as_a_function(db: Database, text: str) -> None:
+    with pytest.raises(InvalidParameter, match="is not a field"):
+        await run(db, text)
 
 
 async def test_a_long_statement_is_cancelled_by_the_statement_timeout(db: Database) -> None:
