@@ -426,7 +426,9 @@ class SqlService:
         self._check_manage(principal, name, "create or replace views")
         # The creator becomes the owner: the view reads with the creator's rights, checked here and on every read.
         caller = Reader(principal.name, principal.subjects, principal.account_admin)
-        await self._sources(statement.query, caller, depth=1, path=(name,))
+        sources = await self._sources(statement.query, caller, depth=1, path=(name,))
+        # Compiled as a read of it would be, so a body every read would refuse is refused now, not stored.
+        compile_query(substitute(statement.query, sources), self._identity(principal), {})
         owner = BOOTSTRAP_OWNER if principal.id is None else principal.name
         async with self._sessionmaker() as session, session.begin():
             stored = await ViewRepository(session).create(

@@ -441,6 +441,17 @@ def test_views_are_replaced_only_when_asked_and_never_refer_to_themselves(stack:
     admin_sql(stack, f"DROP VIEW {helper}")
 
 
+def test_a_view_whose_reads_would_be_refused_is_refused_when_created(stack: Stack, org: Org) -> None:
+    view = f"{org.catalog}.mlflow.field_of_a_scalar"
+    # PostgreSQL would read `(x).ts_stat` as the call ts_stat(x): refused at CREATE as in a query, never stored.
+    body = "SELECT (run_name).current_setting AS s FROM system.mlflow.runs_latest"
+    for statement in (f"CREATE VIEW {view} AS {body}", f"CREATE OR REPLACE VIEW {view} AS {body}"):
+        message = refused(sql(stack, ADMIN_TOKEN, statement), 400, "INVALID_PARAMETER_VALUE")
+        assert "is not a field" in message
+    missing = sql(stack, ADMIN_TOKEN, f"SELECT * FROM {view}")
+    assert "does not exist" in refused(missing, 400, "INVALID_PARAMETER_VALUE")
+
+
 # -- injection ---------------------------------------------------------------------------------------------------
 
 
