@@ -113,16 +113,23 @@ class WebUi:
         request_id = str(request.scope.get(REQUEST_ID_KEY, ""))  # type: ignore[call-overload,unused-ignore]
         self.audit.record(entry(actor, action, SIGN_IN_PATH, outcome, details, request_id))
 
+    def limited(self, request: Request[Any, Any, Any], next_path: str, what: str) -> Response[str] | None:
+        """429 with Retry-After once the address's anonymous-denial budget is spent; else None, one unit spent."""
+        wait = self.limiter.take(client_address(request) or "") if self.limiter is not None else 0.0
+        if wait <= 0:
+            return None
+        RATE_LIMITED.inc()
+        seconds = max(1, int(wait + 0.999))
+        response = self.page(next_path, f"Too many {what}; try again in {seconds} s.", 429)
+        response.headers["Retry-After"] = str(seconds)
+        return response
+
     def refused(self, request: Request[Any, Any, Any], next_path: str, message: str, reason: str) -> Response[str]:
         """A failed sign-in: audited and answered 401, or 429 once the address's denial budget is spent (a
         flood of guesses then no longer fills the audit log). A sign-in that succeeds is never limited."""
-        wait = self.limiter.take(client_address(request) or "") if self.limiter is not None else 0.0
-        if wait > 0:
-            RATE_LIMITED.inc()
-            seconds = max(1, int(wait + 0.999))
-            response = self.page(next_path, f"Too many failed sign-ins; try again in {seconds} s.", 429)
-            response.headers["Retry-After"] = str(seconds)
-            return response
+        limited = self.limited(request, next_path, "failed sign-ins")
+        if limited is not None:
+            return limited
         if reason:
             self.note(request, "anonymous", "ui.sign_in", "denied", reason)
         return self.page(next_path, message, 401)
@@ -161,6 +168,10 @@ class WebUi:
         next_path = local_path(request.query_params.get("next"))
         if self.provider is None:
             return self.page(next_path, "This gateway has no identity provider; use a personal access token.", 404)
+        # Each start stores a sign-in attempt for an anonymous caller: the address's budget bounds how many.
+        limited = self.limited(request, next_path, "sign-ins started")
+        if limited is not None:
+            return limited
         try:
             attempt, url = await self.provider.start(self.browser.origin(scope), next_path)
         except Unauthenticated as exc:

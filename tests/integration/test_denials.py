@@ -23,6 +23,7 @@ import requests
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
 from tests.support.identity import SCIM, Admin, unique
+from tests.support.oidc import OidcIssuer
 
 pytestmark = pytest.mark.integration
 DEEP = b"[" * 5000 + b"]" * 5000
@@ -372,3 +373,56 @@ def test_a_flood_of_failed_browser_sign_ins_gets_429_after_the_burst(tight_gatew
     assert limited.headers["content-type"].startswith("text/html") and "Too many failed sign-ins" in limited.text
     assert "fedgate_session" not in limited.headers.get("set-cookie", "")
     assert _metric(tight_gateway.url, "fedgate_rate_limited_total") >= 1
+
+
+@pytest.fixture(scope="module")
+def tight_sign_in_gateway(stack: Stack) -> Iterator[GatewayProcess]:
+    """A replica with an identity provider for the web UI and an anonymous-denial budget of 5."""
+    issuer = OidcIssuer().start()
+    issuer.register("fedgate-ui", "http://127.0.0.1:1/fedgate/sign-in/callback", "ui-secret")
+    env = {
+        **GATEWAY_ENV,
+        "FEDGATE_SERVER_ANONYMOUS_DENIALS_BURST": "5",
+        "FEDGATE_SERVER_ANONYMOUS_DENIALS_PER_SECOND": "1",
+        "FEDGATE_OIDC_ISSUER": issuer.url,
+        "FEDGATE_OIDC_AUDIENCE": "fedgate",
+        "FEDGATE_OIDC_CLIENT_ID": "fedgate-ui",
+        "FEDGATE_OIDC_CLIENT_SECRET_ENV": "UI_CLIENT_SECRET",
+        "UI_CLIENT_SECRET": "ui-secret",
+    }
+    gateway = GatewayProcess(stack.workdir / "fedgate.toml", env)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+        issuer.stop()
+
+
+def _sign_in_attempts(stack: Stack) -> int:
+    async def count() -> int:
+        connection = await asyncpg.connect(stack.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return int(await connection.fetchval("SELECT count(*) FROM sign_in_attempts"))
+        finally:
+            await connection.close()
+
+    return asyncio.run(count())
+
+
+def test_a_flood_of_started_sign_ins_gets_429_after_the_burst(
+    stack: Stack, tight_sign_in_gateway: GatewayProcess
+) -> None:
+    """Each start of a sign-in with the identity provider stores an attempt for an anonymous caller: the
+    address's budget bounds them, so a flood answers 429 and stores nothing more."""
+    before = _sign_in_attempts(stack)
+    url = f"{tight_sign_in_gateway.url}/fedgate/sign-in/oidc"
+    starts = [requests.get(url, allow_redirects=False, timeout=30) for _ in range(12)]
+    statuses = [answer.status_code for answer in starts]
+    assert statuses[:5] == [302] * 5, statuses
+    assert 429 in statuses[5:], statuses
+    limited = next(answer for answer in starts if answer.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["content-type"].startswith("text/html") and "Too many sign-ins" in limited.text
+    assert "set-cookie" not in limited.headers
+    assert _sign_in_attempts(stack) - before == statuses.count(302) < len(statuses)
