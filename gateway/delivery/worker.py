@@ -38,18 +38,17 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.background import BackgroundLoop
 from gateway.db.models import Base
+from gateway.db.retention import PRUNE_BATCH, PRUNE_EVERY_SECONDS, delete_in_batches, older_than
 
 log = logging.getLogger(__name__)
 
 MAX_DELAY_SECONDS = 3600.0
 LEASE_MARGIN_SECONDS = 30.0
-PRUNE_EVERY_SECONDS = 600.0
-PRUNE_BATCH = 1000
 
 
 class Delivery(Protocol):
@@ -197,24 +196,13 @@ class DeliveryWorker(BackgroundLoop, Generic[D]):
     async def prune(self, batch: int = PRUNE_BATCH) -> int:
         """Delete the delivered and failed deliveries last tried more than `keep_days` ago; how many this call did."""
         table = self._table
-        old = (
-            select(table.c.id)
-            .where(
-                table.c.state != "pending",
-                table.c.next_attempt_at < func.now() - func.make_interval(0, 0, 0, self.keep_days),
-            )
-            .limit(batch)
-            .with_for_update(skip_locked=True)
+        return await delete_in_batches(
+            self._sessionmaker,
+            table,
+            table.c.state != "pending",
+            older_than(table.c.next_attempt_at, self.keep_days),
+            batch=batch,
         )
-        statement = delete(table).where(table.c.id.in_(old.scalar_subquery()))
-        pruned = 0
-        while True:
-            async with self._sessionmaker() as session, session.begin():
-                result = await session.execute(statement)
-            count = int(result.rowcount or 0)  # type: ignore[attr-defined]
-            pruned += count
-            if count < batch:
-                return pruned
 
     def _claim(self) -> Any:
         table = self._table

@@ -12,7 +12,8 @@ store is unreachable (probed every second, so a recovered store is drained at on
 central store keeps refusing is moved to a visible dead-letter state.
 
 Applied entries stay as `done` (with `done_at`) for `keep_days` (`server.outbox_history_days`, 7), then
-each relay's prune loop deletes them, at most every ten minutes per process and once when it starts:
+each relay's prune loop deletes them (`gateway/db/retention.py`), at most every ten minutes per process and once
+when it starts:
 
     DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'done'
         AND done_at < now() - <keep_days> LIMIT <batch> FOR UPDATE SKIP LOCKED)
@@ -36,13 +37,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, bindparam, delete, func, select, text, update
+from sqlalchemy import BigInteger, DateTime, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.background import BackgroundLoop
 from gateway.core.errors import InvalidState
 from gateway.db.locks import LockClass, autocommit_session, held, lock_timed_out
 from gateway.db.models import OutboxRow
+from gateway.db.retention import PRUNE_BATCH, PRUNE_EVERY_SECONDS, delete_in_batches, older_than
 from gateway.observability.metrics import OUTBOX_APPLIED, OUTBOX_FAILURES
 from gateway.stores.client import Refused, Transient
 
@@ -54,8 +56,6 @@ GROUP_LIMIT = 2_000  # entries of one key applied in one round
 HEADS_PAGE = 32  # candidate heads read at a time; more are read only while every one read is held elsewhere
 STOP_GRACE_SECONDS = 10.0  # how long a stopping relay lets rounds under way finish before it cancels them
 RENUMBER_WAIT_SECONDS = 60.0  # how long a renumber waits for relays at work on the workspace's keys
-PRUNE_EVERY_SECONDS = 600.0  # how often each process deletes done entries past their window
-PRUNE_BATCH = 1000  # done entries deleted in one transaction
 _RELAYING = (
     "Dual-mode entries of workspace id {} are being applied to the central store right now; "
     "try the change again in a moment."
@@ -207,22 +207,6 @@ class OutboxRepository:
             }
             for row in result.all()
         ]
-
-    async def prune_done(self, keep_days: int, batch: int = PRUNE_BATCH) -> int:
-        """Delete up to `batch` entries applied more than `keep_days` ago, skipping rows another transaction
-        holds; how many. One batch per transaction: `Relay.prune` commits each."""
-        old = (
-            select(OutboxRow.id)
-            .where(OutboxRow.state == "done", OutboxRow.done_at < func.now() - func.make_interval(0, 0, 0, keep_days))
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-        result = await self.session.execute(
-            delete(OutboxRow)
-            .where(OutboxRow.id.in_(old.scalar_subquery()))
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def due_now(self, workspace_id: int) -> None:
         await self.session.execute(
@@ -387,13 +371,11 @@ class Relay:
         """Delete the entries applied more than `keep_days` ago, `batch` per transaction; how many this call did.
 
         A loop of its own (not the outage probe's), so a long first prune never delays a probe."""
-        pruned = 0
-        while True:
-            async with self._sessionmaker() as session, session.begin():
-                count = await OutboxRepository(session).prune_done(self.keep_days, batch)
-            pruned += count
-            if count < batch:
-                return pruned
+        table = OutboxRow.__table__
+        assert isinstance(table, Table)
+        return await delete_in_batches(
+            self._sessionmaker, table, table.c.state == "done", older_than(table.c.done_at, self.keep_days), batch=batch
+        )
 
     async def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
         """Hand every key back: no new round starts, rounds under way get `grace_seconds` to apply and mark

@@ -1,0 +1,38 @@
+"""Deleting rows past their window in batches that replicas pruning at the same time split between them.
+
+    DELETE FROM <table> WHERE id IN (SELECT id FROM <table> WHERE <conditions> LIMIT <batch> FOR UPDATE SKIP LOCKED)
+
+one batch per transaction, until a batch comes back short: each replica skips the rows another holds instead of
+waiting on it, and no row is deleted twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+PRUNE_EVERY_SECONDS = 600.0  # how often a process looks for rows past their window
+PRUNE_BATCH = 1000  # rows deleted in one transaction
+
+
+def older_than(column: Any, days: int) -> ColumnElement[bool]:
+    """`column` lies more than `days` days before the database's now."""
+    return column < func.now() - func.make_interval(0, 0, 0, days)  # type: ignore[no-any-return]
+
+
+async def delete_in_batches(
+    sessionmaker: async_sessionmaker[AsyncSession], table: Table, *conditions: ColumnElement[bool], batch: int
+) -> int:
+    """Delete the rows of `table` meeting `conditions`, `batch` per transaction; how many this call deleted."""
+    old = select(table.c.id).where(*conditions).limit(batch).with_for_update(skip_locked=True)
+    statement = delete(table).where(table.c.id.in_(old.scalar_subquery()))
+    deleted = 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            result = await session.execute(statement)
+        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        deleted += count
+        if count < batch:
+            return deleted
