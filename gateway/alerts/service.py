@@ -280,20 +280,15 @@ class AlertService:
                 f"The alert's owner {row.owner_name} is disabled or deleted; an account admin can give the alert "
                 "to someone else (owner_user_name)."
             )
-        subjects = set(snapshot.subjects(info.id))
-        named: list[str] = []
-        for group_name in row.owner_groups or ():  # recorded from the owner's identity provider (the module)
-            group = snapshot.find("group", group_name)
-            if group is not None:
-                subjects |= snapshot.subjects(group.id)
-                named.append(group.name)
+        # The groups recorded from the owner's identity provider (the module).
+        subjects, named = snapshot.subjects_naming(info.id, row.owner_groups or ())
         return Principal(
             name=info.name,
             kind=info.kind,
             account_admin=info.account_admin,
             id=info.id,
-            subjects=frozenset(subjects),
-            idp_groups=tuple(named),
+            subjects=subjects,
+            idp_groups=named,
             via="alert",
         )
 

@@ -141,22 +141,14 @@ class Authenticator:
         if info is not None and not info.active:
             raise Unauthenticated("This user is disabled.")
         principal_id = info.id if info is not None else await self._provision(identity.username)
-        subjects = set(snapshot.subjects(principal_id))
-        # Groups the identity provider names count when the gateway knows a group of that name. They
-        # never confer account-admin: that is a property of a principal, set by an account admin.
-        known: list[str] = []
-        for group_name in identity.groups:
-            group = snapshot.find("group", group_name)
-            if group is not None:
-                subjects |= snapshot.subjects(group.id)
-                known.append(group.name)
+        subjects, known = snapshot.subjects_naming(principal_id, identity.groups)
         return Principal(
             name=identity.username,
             kind="user",
             account_admin=info.account_admin if info is not None else False,
             id=principal_id,
-            subjects=frozenset(subjects),
-            idp_groups=tuple(dict.fromkeys(known)),
+            subjects=subjects,
+            idp_groups=known,
             idp=True,
             via="oidc",
             credential_expires_at=identity.expires_at,
@@ -188,20 +180,14 @@ class Authenticator:
         info = snapshot.principal(session.principal_id)
         if info is None or not info.active:
             raise Unauthenticated("This user is disabled or deleted.")
-        subjects = set(snapshot.subjects(info.id))
-        known: list[str] = []
-        for group_name in session.groups:  # the identity provider's groups, as for its tokens
-            group = snapshot.find("group", group_name)
-            if group is not None:
-                subjects |= snapshot.subjects(group.id)
-                known.append(group.name)
+        subjects, known = snapshot.subjects_naming(info.id, session.groups)  # the identity provider's, as for tokens
         principal = Principal(
             name=info.name,
             kind=info.kind,
             account_admin=info.account_admin,
             id=info.id,
-            subjects=frozenset(subjects),
-            idp_groups=tuple(dict.fromkeys(known)),
+            subjects=subjects,
+            idp_groups=known,
             idp=session.via == "oidc",
             via="session",
             credential_expires_at=session.expires_at,

@@ -322,20 +322,14 @@ class PromotionRequests:
         info = snapshot.principal(row.requested_by_id)
         if info is None or not info.active:
             raise InvalidState(f"The requester of promotion request {row.id} is disabled or deleted; reject it.")
-        subjects = set(snapshot.subjects(info.id))
-        named: list[str] = []
-        for group_name in row.requester_groups or ():
-            group = snapshot.find("group", group_name)
-            if group is not None:
-                subjects |= snapshot.subjects(group.id)
-                named.append(group.name)
+        subjects, named = snapshot.subjects_naming(info.id, row.requester_groups or ())
         return Principal(
             name=info.name,
             kind=info.kind,
             account_admin=info.account_admin,
             id=info.id,
-            subjects=frozenset(subjects),
-            idp_groups=tuple(named),
+            subjects=subjects,
+            idp_groups=named,
         )
 
     def _enters(self, principal: Principal, link: WorkspaceLink) -> None:
