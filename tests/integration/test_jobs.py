@@ -15,7 +15,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,8 +214,15 @@ def _rows(database_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
     return asyncio.run(fetch())
 
 
-def _central_copy(jobs: Jobs, run_id: str) -> dict[str, Any]:
-    """The central store's copy of a run of jobs-a, once the relay made it (up to 120 s)."""
+def _pairs(run: dict[str, Any], kind: str) -> dict[str, str]:
+    return {pair["key"]: pair["value"] for pair in run["data"].get(kind) or []}
+
+
+def _central_copy(jobs: Jobs, run_id: str, holds: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
+    """The central store's copy of a run of jobs-a once the relay made it and `holds` is true of it (up to 120 s).
+
+    The relay creates the copy before it copies the run's params, tags and metrics, so a test that reads them
+    waits for them."""
     central = requests.Session()
     central.headers["X-MLFLOW-WORKSPACE"] = DUAL
     deadline = time.monotonic() + 120
@@ -234,7 +241,7 @@ def _central_copy(jobs: Jobs, run_id: str) -> dict[str, Any]:
                 },
                 timeout=TIMEOUT,
             ).json()
-            if runs.get("runs"):
+            if runs.get("runs") and holds(runs["runs"][0]):
                 return dict(runs["runs"][0])
         assert time.monotonic() < deadline, f"run {run_id} was not copied to the central store"
         time.sleep(1)
@@ -366,9 +373,8 @@ def test_an_evaluation_runs_run_is_indexed_routed_and_mirrored(jobs: Jobs) -> No
     assert _rows(jobs.database_url, "SELECT workspace FROM run_routes WHERE run_id = $1", run_id) == [
         {"workspace": DUAL}
     ]
-    copy = _central_copy(jobs, run_id)
-    tags = {tag["key"]: tag["value"] for tag in copy["data"]["tags"]}
-    assert tags["mlflow.runType"] == "genai_evaluate"
+    copy = _central_copy(jobs, run_id, lambda run: "mlflow.runType" in _pairs(run, "tags"))
+    assert _pairs(copy, "tags")["mlflow.runType"] == "genai_evaluate"
 
 
 def test_the_prompt_labs_run_follows_its_experiment_and_is_indexed_and_mirrored(jobs: Jobs) -> None:
@@ -391,8 +397,8 @@ def test_the_prompt_labs_run_follows_its_experiment_and_is_indexed_and_mirrored(
     run_id = created.json()["run"]["info"]["run_id"]
     indexed = _rows(jobs.database_url, "SELECT params->>'prompt_template' AS t FROM ix_runs WHERE run_id = $1", run_id)
     assert indexed == [{"t": "Answer {{ question }}"}]
-    copy = _central_copy(jobs, run_id)
-    assert {p["key"]: p["value"] for p in copy["data"]["params"]}["prompt_template"] == "Answer {{ question }}"
+    copy = _central_copy(jobs, run_id, lambda run: "prompt_template" in _pairs(run, "params"))
+    assert _pairs(copy, "params")["prompt_template"] == "Answer {{ question }}"
 
 
 def test_a_prompt_optimisation_needs_the_prompt_and_its_jobs_are_listed_to_who_may_see_them(jobs: Jobs) -> None:
