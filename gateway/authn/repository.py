@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.retention import one_batch
 from gateway.db.tables import browser_sessions, sign_in_attempts
 
 # The principals' names a session list shows (the ORM's table, seen through these columns only).
@@ -17,6 +18,10 @@ principals = sa.table(
 
 # last_seen_at is written at most this often per session: the idle lifetime is kept to within this.
 TOUCH_INTERVAL = timedelta(seconds=60)
+
+# Each sign-in start deletes at most this many expired attempts: far more than the one row it adds, so expired
+# rows never pile up between sessions begun, and a start never pays for a long backlog at once.
+EXPIRED_ATTEMPTS_PER_START = 100
 
 
 class SessionRepository:
@@ -150,6 +155,9 @@ class SessionRepository:
     async def add_attempt(
         self, id_hash: bytes, state: str, nonce: str, code_verifier: str, next_path: str, expires_at: datetime
     ) -> None:
+        """Store a sign-in under way, first deleting some expired ones (through their index `sign_in_attempts_expiry`;
+        rows a concurrent start holds are skipped, not waited on)."""
+        await self.session.execute(self.expired_attempts())
         await self.session.execute(
             sa.insert(sign_in_attempts).values(
                 id_hash=id_hash,
@@ -159,6 +167,16 @@ class SessionRepository:
                 next_path=next_path,
                 expires_at=expires_at,
             )
+        )
+
+    @staticmethod
+    def expired_attempts() -> sa.Delete:
+        """The DELETE of at most EXPIRED_ATTEMPTS_PER_START expired sign-in attempts."""
+        return one_batch(
+            sign_in_attempts,
+            sign_in_attempts.c.expires_at <= sa.func.now(),
+            batch=EXPIRED_ATTEMPTS_PER_START,
+            key=sign_in_attempts.c.id_hash,
         )
 
     async def take_attempt(self, id_hash: bytes) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, func, select
+from sqlalchemy import ColumnElement, Delete, TableClause, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 PRUNE_EVERY_SECONDS = 600.0  # how often a process looks for rows past their window
@@ -22,12 +22,19 @@ def older_than(column: Any, days: int) -> ColumnElement[bool]:
     return column < func.now() - func.make_interval(0, 0, 0, days)  # type: ignore[no-any-return]
 
 
+def one_batch(table: TableClause, *conditions: ColumnElement[bool], batch: int, key: Any = None) -> Delete:
+    """A DELETE of at most `batch` rows of `table` meeting `conditions`, skipping those another transaction holds.
+    `key`: the column naming a row (the table's `id` unless given)."""
+    column = table.c.id if key is None else key
+    old = select(column).where(*conditions).limit(batch).with_for_update(skip_locked=True)
+    return delete(table).where(column.in_(old.scalar_subquery()))
+
+
 async def delete_in_batches(
-    sessionmaker: async_sessionmaker[AsyncSession], table: Table, *conditions: ColumnElement[bool], batch: int
+    sessionmaker: async_sessionmaker[AsyncSession], table: TableClause, *conditions: ColumnElement[bool], batch: int
 ) -> int:
     """Delete the rows of `table` meeting `conditions`, `batch` per transaction; how many this call deleted."""
-    old = select(table.c.id).where(*conditions).limit(batch).with_for_update(skip_locked=True)
-    statement = delete(table).where(table.c.id.in_(old.scalar_subquery()))
+    statement = one_batch(table, *conditions, batch=batch)
     deleted = 0
     while True:
         async with sessionmaker() as session, session.begin():
