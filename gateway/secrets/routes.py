@@ -54,9 +54,10 @@ def secrets_workspace(request: Request[Principal, Any, Any], secrets: SecretScop
 class SecretsController(Controller):
     path = "/api/2.0/secrets"
     opt = {
-        "access": "create a scope: CAN_USE on the workspace; list secrets: READ on the scope; put and delete: "
-        "WRITE; get a value: READ and a RUNNING run of the workspace the caller may edit (CAN_EDIT); "
-        "delete the scope and its ACL: MANAGE (workspace and account admins: every scope)"
+        "access": "create a scope: CAN_USE on the workspace (CAN_MANAGE when its vault is read-only); list "
+        "secrets: READ on the scope; put and delete: WRITE; get a value: READ and a RUNNING run of the workspace "
+        "the caller may edit (CAN_EDIT); delete the scope and its ACL: MANAGE (workspace and account admins: "
+        "every scope)"
     }
     dependencies = {"link": Provide(secrets_workspace, sync_to_thread=False)}
 

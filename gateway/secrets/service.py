@@ -7,7 +7,9 @@ and the grants follow their workspace when it is renumbered or unlinked (gateway
 
 Who may do what, as in Databricks:
 
-- any workspace user (CAN_USE on the workspace) creates a scope and gets MANAGE on it;
+- any workspace user (CAN_USE on the workspace) creates a scope and gets MANAGE on it; in a workspace whose vault
+  is read-only (Azure Key Vault: values set in Azure, under names that follow from the scope's) workspace admins
+  only, since creating a scope there claims the values Azure holds for its name;
 - the principal name `users` in a scope's ACL (and as `initial_manage_principal`) stands for every user of
   the workspace, as in Databricks: whoever holds CAN_USE or more on the workspace, directly or through a
   group, now or later. That entry is not a grant to a principal but `users_permission` on the scope's row;
@@ -230,6 +232,12 @@ class SecretScopes:
         ranked = [PERMISSION_RANK[p] for p in held if p in PERMISSION_RANK]
         return PERMISSIONS[max(ranked)] if ranked else None
 
+    def _workspace_admin(self, principal: Principal, link: WorkspaceLink) -> bool:
+        """An admin of every scope of the workspace: an account admin, or CAN_MANAGE on the workspace."""
+        return principal.account_admin or self._authorizer.allows(
+            principal, link.workspace_id, workspace_object(link.workspace_id), Level.CAN_MANAGE
+        )
+
     def _workspace_user(self, principal: Principal, link: WorkspaceLink) -> bool:
         """A user of the workspace, as `users` in an ACL means it: CAN_USE or more on the workspace."""
         return self._authorizer.allows(principal, link.workspace_id, workspace_object(link.workspace_id), "CAN_USE")
@@ -279,7 +287,17 @@ class SecretScopes:
             raise PermissionDenied(f"{principal.name} lacks CAN_USE on workspace '{link.name}'.")
         _check_name("Scope name", scope)
         vault_name = self.vault_of(link)
-        self._vault(vault_name)  # 503 now, rather than a scope whose values cannot be kept
+        vault = self._vault(vault_name)  # 503 now, rather than a scope whose values cannot be kept
+        if vault.read_only and not self._workspace_admin(principal, link):
+            # A read-only vault's values are set outside the gateway under names that follow from the scope's
+            # name alone, so creating a scope claims whatever that vault holds or will hold for it (values an
+            # operator set before creating the scope, a deleted scope's values, which stay there): only those
+            # who manage every scope anyway may create one (Databricks asks the creator of a Key Vault-backed
+            # scope for rights on the Key Vault itself).
+            raise PermissionDenied(
+                f"{principal.name} lacks CAN_MANAGE on workspace '{link.name}': the workspace's vault is read-only "
+                "(its values are set outside the gateway), so only workspace admins create its scopes."
+            )
         everyone = initial_manage_principal is not None and _workspace_users(initial_manage_principal)
         manager = self._principal(initial_manage_principal) if initial_manage_principal and not everyone else None
         obj = scope_object(link.workspace_id, scope)

@@ -225,7 +225,8 @@ def test_contract_a_key_vault_workspace_lists_and_reads_but_refuses_puts_clearly
 
     owner = secrets_api(vaulted, vaulted.owner.token, KV_ID)
     scope = unique("kv-creds")
-    owner.create_scope(scope)
+    # A workspace admin creates a Key Vault-backed scope (below: nobody else may) and may hand it to its owner.
+    secrets_api(vaulted, ADMIN_TOKEN, KV_ID).create_scope(scope, initial_manage_principal=vaulted.owner.name)
     assert {s.name: s.backend_type for s in owner.list_scopes()}[scope] == ScopeBackendType.AZURE_KEYVAULT
     # Values are set in Azure (here: the contract server), under the adapter's deterministic names.
     location = f"w{KV_ID}/{scope}"
@@ -257,3 +258,50 @@ def test_contract_a_key_vault_workspace_lists_and_reads_but_refuses_puts_clearly
     owner.delete_scope(scope)
     assert scope not in {s.name for s in owner.list_scopes()}
     assert keyvault_name(location, "api_key").lower() in vaulted.keyvault.secrets
+
+
+def test_only_workspace_admins_create_scopes_over_a_read_only_key_vault(vaulted: Vaulted) -> None:
+    """Creating a scope would claim the values Azure holds under the scope's name: those an operator set before
+    the scope was made, and those of a deleted scope, which stay in Azure. A workspace user (CAN_USE) who could
+    create it would read them all, so only workspace admins create scopes of a read-only vault."""
+    from databricks.sdk.errors import NotFound, PermissionDenied
+    from databricks.sdk.service.workspace import AclPermission
+
+    admin = Admin(vaulted.url)
+    manager = admin.person(f"{unique('kv-manager')}@example.com")
+    admin.grant(f"workspaces/{KV_TEAM}", "CAN_MANAGE", user=manager.name)
+    user = secrets_api(vaulted, vaulted.owner.token, KV_ID)  # CAN_USE on the workspace only
+
+    # The operator sets a scope's values in Azure first, then has the scope made; and a scope deleted through
+    # the gateway leaves its values in Azure.
+    waiting, deleted = unique("kv-prod"), unique("kv-old")
+    for scope in (waiting, deleted):
+        vaulted.keyvault.set(keyvault_name(f"w{KV_ID}/{scope}", "password"), f"value-of-{scope}")
+    as_manager = secrets_api(vaulted, manager.token, KV_ID)
+    as_manager.create_scope(deleted)
+    as_manager.delete_scope(deleted)
+
+    for scope in (waiting, deleted):
+        with pytest.raises(PermissionDenied, match="read-only"):
+            user.create_scope(scope)
+        with pytest.raises(NotFound):
+            user.list_secrets(scope)
+        with pytest.raises(PermissionDenied, match="read-only"):
+            user.create_scope(scope, initial_manage_principal="users")
+    assert not {s.name for s in user.list_scopes()} & {waiting, deleted}
+    assert not {s.name for s in as_manager.list_scopes()} & {waiting, deleted}
+
+    # A workspace admin creates it and decides who reads it.
+    as_manager.create_scope(waiting)
+    assert {s.key for s in as_manager.list_secrets(waiting)} == {"password"}
+    with pytest.raises(NotFound):
+        user.list_secrets(waiting)
+    as_manager.put_acl(waiting, vaulted.owner.name, AclPermission.READ)
+    assert {s.key for s in user.list_secrets(waiting)} == {"password"}
+    as_manager.delete_scope(waiting)
+
+    # Scopes of a vault the gateway writes are still any workspace user's to create.
+    bao_user = secrets_api(vaulted, vaulted.owner.token, BAO_ID)
+    mine = unique("bao-mine")
+    bao_user.create_scope(mine)
+    bao_user.delete_scope(mine)
