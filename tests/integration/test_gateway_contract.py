@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import psutil
@@ -23,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, GUARDED_ADMIN, MAX_JSON_BODY, Stack
 from tests.support.identity import Admin
+from tests.support.waiting import logged_so_far, until
 
 pytestmark = pytest.mark.integration
 
@@ -303,15 +305,19 @@ def test_unreachable_store_answers_503_with_retry_after_and_leaves_the_replica_r
     report = ready.json()
     assert report["database"] == "ok" and report["policy"] == "loaded" and report["draining"] is False
     assert report["schema"]["state"] == "current" and "stores" not in report
+
     # ... and the store is reported on its own, per store, and in the metrics.
-    deadline = time.monotonic() + 20
-    while True:
-        stores = requests.get(f"{stack.url}/health/stores", timeout=10)
-        assert stores.status_code == 200
-        health = stores.json()
-        if health["stores"]["offline"]["state"] != "unknown" or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    def stores() -> dict[str, Any]:
+        answer = requests.get(f"{stack.url}/health/stores", timeout=10)
+        assert answer.status_code == 200
+        return dict(answer.json())
+
+    # Probed in the background: unknown until each store's first probe.
+    health = until(
+        stores,
+        lambda health: all(health["stores"][name]["state"] != "unknown" for name in ("offline", "a", "central")),
+        "the stores probed",
+    )
     assert health["status"] == "degraded" and "offline" in health["down"]
     assert health["stores"]["offline"]["state"] == "unreachable"
     assert health["stores"]["a"]["state"] == "ok" and health["stores"]["central"]["state"] == "ok"
@@ -444,8 +450,9 @@ def test_health_metrics_and_request_ids(stack: Stack) -> None:
     )
     assert response.headers["X-Request-Id"] == "abc-123"
     assert len(stack.http("team-a").get(f"{stack.url}/health/live").headers["X-Request-Id"]) == 32
-    metrics = requests.get(f"{stack.url}/metrics", timeout=5).text
-    assert 'fedgate_requests_total{method="POST",route="POST /mlflow/experiments/search v2",status="200"}' in metrics
+    counted = 'fedgate_requests_total{method="POST",route="POST /mlflow/experiments/search v2",status="200"}'
+    # A call is counted once its answer is sent.
+    metrics = until(lambda: requests.get(f"{stack.url}/metrics", timeout=5).text, lambda text: counted in text, counted)
     assert "fedgate_upstream_duration_seconds_bucket" in metrics
 
 
@@ -455,9 +462,7 @@ def test_logs_carry_request_ids_but_never_the_token(stack: Stack) -> None:
         json={"max_results": 1},
         headers={"X-Request-Id": "log-check-1"},
     )
-    time.sleep(0.5)
-    assert stack.gateway.log_path is not None
-    log = stack.gateway.log_path.read_text()
+    log = logged_so_far(stack.url, stack.gateway.log_path)  # the access line is written after the answer
     assert '"request_id":"log-check-1"' in log
     assert ADMIN_TOKEN not in log
 

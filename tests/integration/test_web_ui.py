@@ -28,6 +28,7 @@ from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
 from tests.support.browser import answered_missing, new_tab, png, reload_catching, shot
 from tests.support.identity import Admin, Person, unique
 from tests.support.oidc import OidcIssuer
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 CLIENT_ID = "fedgate-ui"
@@ -653,14 +654,20 @@ def test_a_person_lists_their_sessions_and_ends_another_whose_cookie_is_dead_at_
         f"{world.gateway.url}/api/2.0/fedgate/sessions/end-all", json={}, headers={"Origin": "http://evil.example"}
     )
     assert cross.status_code == 403
-    # Audited.
-    audit = requests.get(
-        f"{world.gateway.url}/api/2.0/fedgate/audit-log",
-        params={"actor": world.person.name, "action": "session.end"},
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=30,
-    )
-    assert any(e["target"] == f"session:{mine['phone-browser/2.0']['session_id']}" for e in audit.json()["entries"])
+
+    # Audited (from a queue, after the answer).
+    def ended_sessions() -> list[dict[str, Any]]:
+        audit = requests.get(
+            f"{world.gateway.url}/api/2.0/fedgate/audit-log",
+            params={"actor": world.person.name, "action": "session.end"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+        )
+        assert audit.status_code == 200, audit.text
+        return list(audit.json()["entries"])
+
+    phones = f"session:{mine['phone-browser/2.0']['session_id']}"
+    until(ended_sessions, lambda entries: any(e["target"] == phones for e in entries), "the phone's session.end")
 
 
 def test_only_an_account_admin_lists_and_ends_another_users_sessions(world: World, stack: Stack) -> None:
