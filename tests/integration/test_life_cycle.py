@@ -24,6 +24,7 @@ import requests
 from gateway.devstack import GatewayProcess, free_port
 from tests.conftest import GATEWAY_ENV, Stack
 from tests.databases import migrated_database
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -135,43 +136,41 @@ def _ready(url: str) -> int:
 
 
 def test_sigterm_drains_lets_an_artifact_stream_finish_and_exits_0(stack: Stack, tmp_path: Path) -> None:
-    env = {**GATEWAY_ENV, "FEDGATE_SERVER_SHUTDOWN_DELAY_SECONDS": "2", "FEDGATE_SERVER_SHUTDOWN_GRACE_SECONDS": "60"}
+    env = {**GATEWAY_ENV, "FEDGATE_SERVER_SHUTDOWN_DELAY_SECONDS": "5", "FEDGATE_SERVER_SHUTDOWN_GRACE_SECONDS": "60"}
     gateway = GatewayProcess(stack.gateway.config_path, env, log_path=tmp_path / "drain.log").start()
     session = stack.http("team-a")
     size = 50 * 1024 * 1024
     block = os.urandom(1024 * 1024)
     digest = hashlib.sha256(block * (size // len(block))).hexdigest()
     path = f"/api/2.0/mlflow-artifacts/artifacts/0/{uuid.uuid4().hex}/artifacts/draining.bin"
-    halfway = threading.Event()
+    halfway, resume = threading.Event(), threading.Event()
 
-    def slowly() -> Iterator[bytes]:  # about 5 s for 50 MB: still streaming when SIGTERM comes
+    def slowly() -> Iterator[bytes]:  # half the file, and the rest once the gateway takes no new connection
         for index in range(size // len(block)):
-            if index == 10:
+            if index == size // len(block) // 2:
                 halfway.set()
-            time.sleep(0.1)
+                resume.wait(120)
             yield block
 
     answers: list[requests.Response] = []
     upload = threading.Thread(target=lambda: answers.append(session.put(f"{gateway.url}{path}", data=slowly())))
     try:
         upload.start()
-        assert halfway.wait(30)
+        assert halfway.wait(60)
         assert gateway.process is not None
         os.kill(gateway.process.pid, signal.SIGTERM)
-        time.sleep(0.5)
         # Unready at once, still serving for the shutdown delay (load balancers catch up meanwhile).
-        assert _ready(gateway.url) == 503
+        until(lambda: _ready(gateway.url), lambda status: status == 503, "unready after SIGTERM")
         searched = session.post(f"{gateway.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1})
         assert searched.status_code == 200, searched.text
-        # Then no new connection is taken, while the stream goes on.
-        deadline = time.monotonic() + 10
-        while _ready(gateway.url) != -1 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _ready(gateway.url) == -1
+        # Then no new connection is taken, while the stream, held halfway until now, goes on.
+        until(lambda: _ready(gateway.url), lambda status: status == -1, "new connections refused after the delay")
+        resume.set()
         upload.join(60)
         assert answers and answers[0].status_code == 200, answers[0].text if answers else "no answer"
         assert gateway.process.wait(60) == 0  # a clean exit
     finally:
+        resume.set()
         gateway.stop()
     stored = session.get(f"{stack.url}{path}")  # through the session's gateway: the whole file arrived
     assert stored.status_code == 200 and hashlib.sha256(stored.content).hexdigest() == digest

@@ -59,7 +59,7 @@ class Receiver:
         with self.lock:
             return [r for r in self.requests if r.path.startswith(prefix)]
 
-    def wait_for(self, condition: Callable[[list[Received]], bool], timeout: float = 20.0) -> list[Received]:
+    def wait_for(self, condition: Callable[[list[Received]], bool], timeout: float = 60.0) -> list[Received]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:

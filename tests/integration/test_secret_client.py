@@ -30,6 +30,7 @@ from gateway.devstack import NO_TELEMETRY, GatewayProcess, free_port
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
 from tests.databases import migrated_database
 from tests.support.identity import Admin, Person, unique
+from tests.support.waiting import logged_so_far
 
 pytestmark = pytest.mark.integration
 
@@ -248,7 +249,7 @@ def test_a_training_script_reads_its_secrets_inside_a_run(stack: Stack, team: Te
     assert sorted(many) == sorted(f"secret_scope:w{workspace_id(stack, team.workspace)}/{s}" for s in (first, second))
     assert ("secrets.get", f"secret_scope:w{workspace_id(stack, team.workspace)}/{hidden}", "denied") in reads
 
-    log = stack.gateway.log_path.read_text(errors="replace") if stack.gateway.log_path else ""
+    log = logged_so_far(stack.url, stack.gateway.log_path)
     for value in team.values.values():
         assert value not in printed and value not in log
 

@@ -20,6 +20,7 @@ import requests
 
 from tests.conftest import Stack
 from tests.support.identity import Admin, Person, unique
+from tests.support.waiting import logged_so_far
 
 pytestmark = pytest.mark.integration
 
@@ -186,7 +187,7 @@ def test_the_life_cycle_of_a_scope_through_the_databricks_sdk(stack: Stack, org:
     owner.delete_scope(scope)
 
     # Values are in no log line and no audit row; every change is audited.
-    log = stack.gateway.log_path.read_text(errors="replace") if stack.gateway.log_path else ""
+    log = logged_so_far(stack.url, stack.gateway.log_path)
     rows = audit_rows(stack, scope)
     actions = [row["action"] for row in rows]
     for action in ("secrets.scope.create", "secrets.put", "secrets.delete", "secrets.acl.put", "secrets.acl.delete"):
@@ -416,7 +417,7 @@ def test_a_running_run_reads_its_secrets_and_nothing_else_does(
     assert ("secrets.get", "ok") in reads and ("secrets.get_many", "ok") in reads
     assert reads.count(("secrets.get", "denied")) == 4 and ("secrets.get_many", "denied") in reads
     assert any(run_id in row["details"] for row in rows if row["action"] == "secrets.get")
-    log = stack.gateway.log_path.read_text(errors="replace") if stack.gateway.log_path else ""
+    log = logged_so_far(stack.url, stack.gateway.log_path)
     for value in (values["password"], values["blob"]):
         for shown in (value.decode(errors="replace"), base64.b64encode(value).decode()):
             assert shown not in log
@@ -568,7 +569,7 @@ def test_a_secret_value_appears_in_no_log_table_metric_or_error_body(
     assert sorted(reads) == ["denied"] * 3 + ["ok"] * 3, reads
 
     metrics = requests.get(f"{stack.url}/metrics", timeout=60).text
-    log = stack.gateway.log_path.read_text(errors="replace") if stack.gateway.log_path else ""
+    log = logged_so_far(stack.url, stack.gateway.log_path)
     assert log and "fedgate_requests_total" in metrics
     for needle in needles:
         assert needle not in log, "a secret value reached the gateway's log"

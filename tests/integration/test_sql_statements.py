@@ -7,6 +7,7 @@ uses), so the expected values are known exactly; one test goes through the stock
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -564,7 +565,11 @@ async def test_a_long_statement_is_polled_and_then_cancelled(stack: Stack, data:
     running = wait_for_state(stack, org.analyst.token, statement_id, ("RUNNING",))
     assert running["status"]["state"] == "RUNNING"
     assert "result" not in running
-    assert await backends_running(stack, statement_id) == 1
+    # RUNNING is recorded on the statement's connection just before it sends the query.
+    deadline = time.monotonic() + 60
+    while await backends_running(stack, statement_id) != 1:
+        assert time.monotonic() < deadline, "no backend ran the statement"
+        await asyncio.sleep(0.1)
     cancelled = call(stack, org.analyst.token, "POST", f"{STATEMENTS}/{statement_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json() == {}
     assert wait_for_state(stack, org.analyst.token, statement_id, ("CANCELED",))["status"]["state"] == "CANCELED"
