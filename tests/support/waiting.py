@@ -7,6 +7,7 @@ once its answer is sent. A test reads such state with `until`, for exactly what 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,16 @@ def until(read: Callable[[], T], holds: Callable[[T], bool], what: str, seconds:
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what}: not within {seconds:.0f} s; last seen: {value!r:.2000}")
         time.sleep(0.1)
+
+
+async def settled(condition: Callable[[], bool], what: str, seconds: float = PATIENCE) -> None:
+    """In a test's own event loop: wait until `condition` holds (what tasks of the loop do by themselves), polling
+    every millisecond; fails after `seconds`, with `what`. A fixed sleep instead is too short on a loaded machine."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {seconds:.0f} s")
+        await asyncio.sleep(0.001)
 
 
 def logged_so_far(url: str, log_path: Path | None) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.authn.limits import Admission, PrincipalLimiter, PrincipalRateLimited, TokenBuckets
 from gateway.core.config import ConfigError, load_settings
+from tests.support.waiting import settled
 
 
 class Upstream:
@@ -45,7 +46,7 @@ async def test_requests_past_the_cap_wait_in_order_and_past_the_queue_are_refuse
     upstream = Upstream()
     app = Admission(upstream, max_in_flight=2, max_queued=3, queue_wait=5)  # type: ignore[arg-type]
     calls = [asyncio.create_task(call(app, f"/r{i}")) for i in range(8)]
-    await asyncio.sleep(0.05)
+    await settled(lambda: all(task.done() for task in calls[5:]), "the calls past the queue answered")
     assert upstream.started == ["/r0", "/r1"] and app.in_flight == 2 and app.queued == 3
     refused = [task.result() for task in calls[5:]]  # answered at once, before anything was read
     for status, headers, body in refused:
@@ -62,7 +63,7 @@ async def test_a_request_that_waits_too_long_is_refused_and_the_queue_recovers()
     upstream = Upstream()
     app = Admission(upstream, max_in_flight=1, max_queued=10, queue_wait=0.1)  # type: ignore[arg-type]
     first = asyncio.create_task(call(app))
-    await asyncio.sleep(0.01)
+    await settled(lambda: upstream.started != [], "the first call started")
     status, headers, _ = await call(app)
     assert status == 503 and "retry-after" in headers and app.queued == 0
     upstream.release.set()
@@ -74,12 +75,12 @@ async def test_a_waiting_client_that_goes_away_gives_its_place_to_the_next() -> 
     upstream = Upstream()
     app = Admission(upstream, max_in_flight=1, max_queued=10, queue_wait=5)  # type: ignore[arg-type]
     first = asyncio.create_task(call(app, "/first"))
-    await asyncio.sleep(0.01)
+    await settled(lambda: upstream.started == ["/first"], "the first call started")
     gone = asyncio.create_task(call(app, "/gone"))
     after = asyncio.create_task(call(app, "/after"))
-    await asyncio.sleep(0.01)
+    await settled(lambda: app.queued == 2, "two calls waiting")
     gone.cancel()
-    await asyncio.sleep(0.01)
+    await settled(lambda: gone.done() and app.queued == 1, "the cancelled call gone from the queue")
     upstream.release.set()
     assert (await first)[0] == 200 and (await after)[0] == 200
     assert upstream.started == ["/first", "/after"] and app.in_flight == 0 and app.queued == 0
@@ -89,10 +90,10 @@ async def test_health_probes_and_metrics_are_never_held() -> None:
     upstream = Upstream()
     app = Admission(upstream, max_in_flight=1, max_queued=0, queue_wait=1)  # type: ignore[arg-type]
     busy = asyncio.create_task(call(app))
-    await asyncio.sleep(0.01)
+    await settled(lambda: upstream.started != [], "the first call started")
     assert (await call(app))[0] == 503
     probe = asyncio.create_task(call(app, "/health/ready"))
-    await asyncio.sleep(0.01)
+    await settled(lambda: len(upstream.started) == 2, "the probe started")
     assert upstream.started[-1] == "/health/ready"  # passed straight through
     upstream.release.set()
     await asyncio.gather(busy, probe)
@@ -102,9 +103,9 @@ async def test_a_burst_far_above_capacity_holds_no_more_than_the_queue() -> None
     upstream = Upstream()
     app = Admission(upstream, max_in_flight=4, max_queued=16, queue_wait=5)  # type: ignore[arg-type]
     calls = [asyncio.create_task(call(app)) for _ in range(2000)]
-    await asyncio.sleep(0.1)
+    await settled(lambda: sum(1 for task in calls if task.done()) >= 2000 - 20, "every call past the queue answered")
     assert app.in_flight == 4 and app.queued == 16
-    assert sum(1 for task in calls if task.done()) == 2000 - 20  # every other one answered 503 already
+    assert sum(1 for task in calls if task.done()) == 2000 - 20  # every other one answered 503, nothing else
     upstream.release.set()
     statuses = [status for status, _, _ in await asyncio.gather(*calls)]
     assert statuses.count(200) == 20 and statuses.count(503) == 1980

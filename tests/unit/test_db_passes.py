@@ -15,6 +15,7 @@ from gateway.core.links import WorkspaceLink
 from gateway.db.engine import async_url
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.db.passes import Passes, exclusive
+from tests.support.waiting import settled
 
 
 def _link(name: str, workspace_id: int) -> WorkspaceLink:
@@ -149,17 +150,12 @@ async def test_passes_launch_what_is_due_once_per_workspace_and_keep_looking_aft
     passes: Passes[str] = Passes("test passes", 0.01, due, run, tick_seconds=0.01)
     passes.start()
     try:
-        for _ in range(200):
-            if looks >= 5:
-                break
-            await asyncio.sleep(0.01)
-        assert looks >= 5  # the failed look did not end the loop
+        await settled(lambda: looks >= 5, "five looks for due passes")  # the failed look did not end the loop
         # Still running: launched once each, however often they were due.
         assert sorted(ran) == [("a", True), ("b", False)]
         assert passes.running(a) and not passes.launch(a, False)
         release.set()
-        await asyncio.sleep(0.05)
-        assert len(ran) > 2  # finished passes are launched again when due
+        await settled(lambda: len(ran) > 2, "a finished pass launched again")  # when due again
     finally:
         await passes.stop()
     assert not passes.running(a) and not passes.running(b)
@@ -177,6 +173,6 @@ async def test_passes_only_on_demand_without_an_interval() -> None:
     passes: Passes[None] = Passes("on demand", 0, due, run)
     passes.start()
     assert passes.launch(_link("a", 1), True)
-    await asyncio.sleep(0.01)
+    await settled(lambda: ran == ["a"], "the pass asked for")
     await passes.stop()
     assert ran == ["a"]
