@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,10 +24,24 @@ LOOPBACK = "127.0.0.1"
 NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
+_handed_out: set[int] = set()
+_handing_out = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now that this process has not handed out before.
+
+    The system may give a port again once nothing is bound to it, and the servers started here bind their port
+    only later; so a port handed out stays this process's: a server stopped and started again on its port, or a
+    port meant to stay unused (the address of a store that is down), never becomes another server's."""
+    with _handing_out:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((LOOPBACK, 0))
+                port = int(sock.getsockname()[1])
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
 
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
