@@ -45,7 +45,8 @@ async def settled(condition: Callable[[], bool], what: str, seconds: float = PAT
 
 def logged_so_far(url: str, log_path: Path | None) -> str:
     """A running gateway's log with every line of the calls it answered so far: a call of its own is made and the
-    log read once that call's access line is in it (lines are written in order, each after its call's answer)."""
+    log read once that call's access line is in it (lines are written in order, each after its call's answer).
+    The gateway must write its access log (`server.access_log`, on by default)."""
     assert log_path is not None
     marker = f"log-marker-{uuid.uuid4().hex}"
     answered = requests.get(f"{url}/health/live", headers={"X-Request-Id": marker}, timeout=30)
