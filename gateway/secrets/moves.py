@@ -4,7 +4,9 @@ gateway/db/moves.py).
 Scopes do not depend on the store: a store move keeps them. Renumbered, they follow the workspace (their
 values stay at the location they were created with; their ACL grants move with gateway/authz/moves.py).
 Unlinked, they are removed with the built-in vault's values of them, so nothing is inherited by a
-workspace linked later under the same id; values in an external vault are left to its operator.
+workspace linked later under the same id; values in an external vault are left to its operator (a scope
+created later at the same location empties it first, service.py, so a workspace linked under the id never reads
+them).
 
 Another vault for a workspace that has scopes is refused (409): each scope keeps the vault it was created
 in, so the workspace's secrets would be split over two vaults, and the old ones would stay where an

@@ -319,6 +319,13 @@ class SecretScopes:
                     f"The vault location of scope {scope} is still used by a scope of a workspace that had this "
                     "workspace's id before it was renumbered; choose another scope name."
                 )
+            if not vault.read_only:
+                # A new scope starts empty. Whatever its vault holds at the location is no scope's now, but
+                # another's once: a workspace unlinked under this id (an external vault keeps its values, and the
+                # next workspace linked may get the id), or a put that raced a delete. Emptied while this
+                # transaction holds the location, so a concurrent create of the same name (which fails on it)
+                # never empties a scope that exists; a vault that does not answer creates no scope (503).
+                await _call(vault.drop(stored.location))
             grants = GrantRepository(session)
             holders = [manager.id] if manager is not None else []
             if principal.id is not None:

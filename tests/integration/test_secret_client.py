@@ -29,6 +29,7 @@ import requests
 from gateway.devstack import NO_TELEMETRY, GatewayProcess, free_port
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
 from tests.databases import migrated_database
+from tests.support.bao import BaoServer
 from tests.support.identity import Admin, Person, unique
 from tests.support.waiting import logged_so_far
 
@@ -321,6 +322,7 @@ def _b64(value: str) -> str:
 class Vaulted:
     url: str
     config: Path
+    down_address: str  # where `down` is said to be: nobody answers there
 
 
 @pytest.fixture(scope="module")
@@ -329,6 +331,7 @@ async def vaulted(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Asy
     root = tmp_path_factory.mktemp("vaulted")
     async with migrated_database(stack.database_url, "vaulted") as database:
         config = root / "fedgate.toml"
+        down_address = f"http://127.0.0.1:{free_port()}"
         config.write_text(
             f"""
 [account]
@@ -340,7 +343,7 @@ url = "{stack.stores["central"].url}"
 workspaces = true
 [vaults.down]
 kind = "openbao"
-address = "http://127.0.0.1:{free_port()}"
+address = "{down_address}"
 timeout_seconds = 2
 auth = {{ method = "token", token_env = "DOWN_VAULT_TOKEN" }}
 """
@@ -348,13 +351,13 @@ auth = {{ method = "token", token_env = "DOWN_VAULT_TOKEN" }}
         gateway = GatewayProcess(config, {**GATEWAY_ENV, "DOWN_VAULT_TOKEN": "not-a-real-token"})
         await asyncio.to_thread(gateway.start)
         try:
-            yield Vaulted(gateway.url, config)
+            yield Vaulted(gateway.url, config, down_address)
         finally:
             await asyncio.to_thread(gateway.stop)
 
 
 def test_a_linked_workspace_chooses_its_vault_and_keeps_it_while_it_has_scopes(
-    vaulted: Vaulted, tmp_path: Path
+    vaulted: Vaulted, bao: BaoServer, tmp_path: Path
 ) -> None:
     base = "/api/3.0/mlflow/workspaces"
     name = unique("vaulted")
@@ -396,8 +399,24 @@ def test_a_linked_workspace_chooses_its_vault_and_keeps_it_while_it_has_scopes(
     row = next(line.split() for line in listed.stdout.splitlines() if line.startswith(name))
     assert row[-2:] == ["down", "creds"] and "VAULT" in listed.stdout.splitlines()[0]
 
-    # New scopes live in `down`, which does not answer: the run's read is an exception saying to try again.
-    ok(call(vaulted.url, ADMIN_TOKEN, "POST", "/api/2.0/secrets/scopes/create", name, json={"scope": "creds"}))
+    # New scopes live in `down`. A scope is made only where its vault answers (its location is emptied first):
+    # here 503, nothing made; through a second gateway process on the same database, whose `down` is a real
+    # OpenBao, it is made. Then the run's read, through the first, is an exception saying to try again.
+    refused = call(vaulted.url, ADMIN_TOKEN, "POST", "/api/2.0/secrets/scopes/create", name, json={"scope": "creds"})
+    assert "did not answer" in error_of(refused, 503, "TEMPORARILY_UNAVAILABLE")
+    assert refused.headers["Retry-After"] == "5"
+    assert ok(call(vaulted.url, ADMIN_TOKEN, "GET", "/api/2.0/secrets/scopes/list", name)) in ({}, {"scopes": []})
+    answering = tmp_path / "answering.toml"
+    answering.write_text(
+        vaulted.config.read_text()
+        .replace(f'address = "{vaulted.down_address}"', f'address = "{bao.address}"\nprefix = "{unique("down")}"')
+        .replace('token_env = "DOWN_VAULT_TOKEN"', 'token_env = "ANSWERING_VAULT_TOKEN"')
+    )
+    second = GatewayProcess(answering, {**GATEWAY_ENV, "ANSWERING_VAULT_TOKEN": bao.root_token}).start()
+    try:
+        ok(call(second.url, ADMIN_TOKEN, "POST", "/api/2.0/secrets/scopes/create", name, json={"scope": "creds"}))
+    finally:
+        second.stop()
     out, _ = train(tmp_path, vaulted.url, name, ADMIN_TOKEN, SCOPE_ONE="creds", SCOPE_TWO="creds", ONLY_UNAVAILABLE="1")
     kind, message = out["unavailable"]
     assert kind == "SecretsUnavailable"

@@ -305,3 +305,56 @@ def test_only_workspace_admins_create_scopes_over_a_read_only_key_vault(vaulted:
     mine = unique("bao-mine")
     bao_user.create_scope(mine)
     bao_user.delete_scope(mine)
+
+
+def test_a_workspace_linked_under_an_unlinked_workspaces_id_finds_none_of_its_values_in_openbao(
+    vaulted: Vaulted, stack: Stack
+) -> None:
+    """Unlinking leaves an external vault's values where they are, and the next workspace linked takes the highest
+    id plus one: the unlinked workspace's id when it had the highest. A user of the new workspace who creates a scope
+    of the old one's name must find it empty, not read the old workspace's secrets."""
+    base = "/api/3.0/mlflow/workspaces"
+    admin = Admin(vaulted.url)
+    names = {side: unique(f"{side}-ws") for side in ("old", "new")}
+    for name in names.values():
+        made = requests.post(f"{stack.stores['central'].url}{base}", json={"name": name}, timeout=30)
+        assert made.status_code == 201, made.text
+
+    def link(name: str) -> str:
+        answer = requests.post(
+            f"{vaulted.url}{base}",
+            json={"name": name, "store": "central", "upstream_workspace": name, "vault": "bao"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=60,
+        )
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["workspace"]["workspace_id"])
+
+    old_id = link(names["old"])
+    victim = admin.person(f"{unique('old-team')}@example.com")
+    admin.grant(f"workspaces/{names['old']}", "CAN_USE", user=victim.name)
+    password = f"old-team-pw-{uuid.uuid4().hex}"
+    as_victim = secrets_api(vaulted, victim.token, old_id)
+    as_victim.create_scope("db-creds")
+    as_victim.put_secret("db-creds", "password", string_value=password)
+
+    gone = requests.delete(f"{vaulted.url}{base}/{names['old']}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert gone.status_code == 204, gone.text
+    # What docs/secrets.md says: the values stay in OpenBao, for its operator.
+    left = vaulted.bao.api("GET", f"secret/data/{vaulted.prefix}/w{old_id}/db-creds/password")
+    assert left.status_code == 200 and base64.b64decode(left.json()["data"]["data"]["value"]) == password.encode()
+
+    new_id = link(names["new"])
+    assert new_id == old_id  # the highest id plus one: the one just freed
+    attacker = admin.person(f"{unique('new-team')}@example.com")
+    admin.grant(f"workspaces/{names['new']}", "CAN_USE", user=attacker.name)
+    as_attacker = secrets_api(vaulted, attacker.token, new_id)
+    as_attacker.create_scope("db-creds")
+    assert [s.key for s in as_attacker.list_secrets("db-creds")] == []
+    run_id = running_run(vaulted, new_id)
+    assert read_many(vaulted, new_id, "db-creds", ["password"], run_id) == {"password": None}
+    # The new scope starts empty in OpenBao too, and is the new workspace's to fill.
+    cleared = vaulted.bao.api("GET", f"secret/data/{vaulted.prefix}/w{old_id}/db-creds/password")
+    assert cleared.status_code == 404, cleared.text
+    as_attacker.put_secret("db-creds", "password", string_value="new-team-value")
+    assert read_many(vaulted, new_id, "db-creds", ["password"], run_id) == {"password": b"new-team-value"}
