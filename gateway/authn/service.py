@@ -180,6 +180,9 @@ class Authenticator:
         info = snapshot.principal(session.principal_id)
         if info is None or not info.active:
             raise Unauthenticated("This user is disabled or deleted.")
+        if info.kind != "user":  # a session made with a service principal's token before sign-in refused them
+            await self.sessions.end(value)  # type: ignore[union-attr]  # found above
+            raise Unauthenticated("A service principal is not a person and cannot hold a browser session.")
         subjects, known = snapshot.subjects_naming(info.id, session.groups)  # the identity provider's, as for tokens
         principal = Principal(
             name=info.name,

@@ -50,6 +50,11 @@ SIGN_IN_ACCESS = "anyone: the browser sign-in and sign-out of the web UI"
 HTML = "text/html; charset=utf-8"
 TELEMETRY_OFF = {"disable_ui_telemetry": True, "disable_ui_events": [], "ui_rollout_percentage": 0}
 MAX_FORM_BYTES = 16 * 1024
+NOT_A_PERSON = (
+    "This is a service principal's token. A service principal is not a person and cannot sign in to the web UI; "
+    "sign in with a token of your own user."
+)
+NOT_A_PERSON_REASON = "a service principal's token"
 
 
 class WebUi:
@@ -151,6 +156,10 @@ class WebUi:
             return self.refused(request, next_path, exc.message, exc.message)
         if principal.id is None or principal.via != "token":
             return self.page(next_path, "Sign in with a personal access token of a user.", 401)
+        if principal.kind != "user":
+            # A valid token, but of a machine: a browser session is a person's. Not a guess, so no budget spent.
+            self.note(request, principal.name, "ui.sign_in", "denied", NOT_A_PERSON_REASON)
+            return self.page(next_path, NOT_A_PERSON, 403)
         value, expires_at = await self.sessions.begin(
             principal.id,
             "token",
