@@ -303,7 +303,9 @@ def _identity(claims: dict[str, Any], settings: OidcSettings) -> OidcIdentity:
         raise Unauthenticated(f"The OIDC token's '{claim}' claim is not a valid user name (an e-mail address).")
     raw = claims.get(settings.groups_claim)
     items = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
-    groups = frozenset(g.strip() for g in items if isinstance(g, str) and g.strip())
+    # A group counts under its exact name (ASCII spaces around it trimmed, as for every name), never under a
+    # name Unicode spaces or case-folding would make of it.
+    groups = frozenset(canonical("group", g) for g in items if isinstance(g, str) and canonical("group", g))
     return OidcIdentity(username=username, groups=groups, subject=str(claims["sub"]), expires_at=_expiry(claims))
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.retention import one_batch
 from gateway.db.tables import browser_sessions, sign_in_attempts
+from gateway.principals.names import canonical
 
 # The principals' names a session list shows (the ORM's table, seen through these columns only).
 principals = sa.table(
@@ -96,9 +97,9 @@ class SessionRepository:
         return len(result.all())
 
     async def user_id(self, name: str) -> int | None:
-        """The id of the user named `name` (user names are kept case-folded)."""
+        """The id of the user named `name` (user names are kept lower-cased, `gateway.principals.names`)."""
         found = await self.session.execute(
-            sa.select(principals.c.id).where(principals.c.kind == "user", principals.c.name == name.strip().casefold())
+            sa.select(principals.c.id).where(principals.c.kind == "user", principals.c.name == canonical("user", name))
         )
         return found.scalar_one_or_none()
 

@@ -3,8 +3,9 @@
 Contract (enforced for SCIM, the CLI, the token and permissions APIs and OIDC sign-in alike, and by
 the database: CHECK constraints per kind and one unique index on `principals.name` across kinds):
 
-- a user name is an e-mail address, case-folded: `local@domain`, ASCII letters, digits and `._%+-`
-  before the `@`, dot-separated labels of letters, digits and `-` after it;
+- a user name is an e-mail address, lower-cased: `local@domain`, ASCII letters, digits and `._%+-`
+  before the `@`, dot-separated labels of letters, digits and `-` after it (only ASCII is folded: a name
+  with any other character is refused, never folded onto an ASCII one);
 - a group name starts with a letter or digit and holds letters, digits, space, `_`, `.` and `-`;
 - a service principal's application id starts with a letter or digit and holds letters, digits,
   `_`, `.` and `-` (a UUID when the gateway mints it).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import re
 
 MAX_NAME_CHARS = 255
+ASCII_SPACE = " \t\n\r\f\v"
 USER_NAME_RE = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\Z")
 GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]*\Z")
 SERVICE_PRINCIPAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -35,9 +37,16 @@ RULES = {
 
 
 def canonical(kind: str, name: str) -> str:
-    """The stored form of a name: trimmed, and case-folded for users (e-mail addresses)."""
-    name = name.strip()
-    return name.casefold() if kind == "user" else name
+    """The stored form of a name: trimmed of ASCII white space, and lower-cased for users (e-mail addresses).
+
+    Only ASCII is folded, and only ASCII white space trimmed. Unicode case-folding maps other characters onto
+    ASCII letters (the long s `\u017f` onto `s`, the Kelvin sign `\u212a` onto `k`) and `str.strip` removes
+    Unicode spaces, so `ka\u017fs@example.com`, another address that an identity provider may well vouch for,
+    would become `kass@example.com`, someone else's. Left as it is, such a name fails `valid` (every name's
+    character set is ASCII) and names nobody.
+    """
+    name = name.strip(ASCII_SPACE)
+    return name.lower() if kind == "user" and name.isascii() else name
 
 
 def valid(kind: str, name: str) -> bool:

@@ -12,6 +12,7 @@ from gateway.core.errors import InvalidParameter
 from gateway.core.principal import Principal
 from gateway.core.schemas import Empty
 from gateway.db.models import PrincipalRow, TokenRow
+from gateway.principals import names
 from gateway.principals.guards import account_admin
 from gateway.principals.schemas import (
     CreateToken,
@@ -330,7 +331,7 @@ class TokenManagementController(Controller):
         if data.application_id:
             owner = snapshot.find("service_principal", data.application_id)
         elif data.user_name:
-            owner = snapshot.find("user", data.user_name.strip().casefold())
+            owner = snapshot.find("user", names.canonical("user", data.user_name))
         elif data.owner_id is not None and str(data.owner_id).isdigit():
             owner = snapshot.principal(int(data.owner_id))
         if owner is None:

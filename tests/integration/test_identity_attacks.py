@@ -10,14 +10,18 @@ import asyncio
 import hashlib
 import secrets
 import time
+import uuid
 from typing import Any
 
 import asyncpg
 import pytest
 import requests
 
+from gateway.devstack import GatewayProcess
 from tests.conftest import Stack
 from tests.support.identity import SCIM, Admin, unique
+from tests.support.oidc import OIDC_AUDIENCE as AUDIENCE
+from tests.support.oidc import OidcIssuer
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 30
@@ -112,3 +116,65 @@ def test_a_browser_session_of_a_service_principal_made_before_is_refused_and_end
     assert answer.status_code == 401, answer.text
     assert answer.json()["error_code"] == "UNAUTHENTICATED"
     assert asyncio.run(left()) == 0
+
+
+def me(gateway_url: str, token: str) -> requests.Response:
+    return requests.get(f"{gateway_url}{SCIM}/Me", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+
+
+def test_a_name_that_only_folds_onto_an_account_admins_names_nobody(
+    oidc_gateway: GatewayProcess, issuer: OidcIssuer, stack: Stack
+) -> None:
+    """An address with a long s or a Kelvin sign is another address than the admin's with s or k: an identity
+    provider vouching for it does not vouch for the admin's, though Unicode case-folding makes them equal."""
+    suffix = uuid.uuid4().hex[:6]
+    boss = f"kass.{suffix}@example.com"
+    created = stack.http().post(
+        f"{stack.url}{SCIM}/Users", json={"userName": boss, "roles": [{"value": "account_admin"}]}, timeout=TIMEOUT
+    )
+    assert created.status_code == 201, created.text
+    lookalikes = [
+        f"ka\u017fs.{suffix}@example.com",  # LATIN SMALL LETTER LONG S folds to s
+        f"\u212aass.{suffix}@example.com",  # KELVIN SIGN folds (and lower-cases) to k
+        f"\u2003kass.{suffix}@example.com",  # EM SPACE, which str.strip() removes
+        f"\uff4bass.{suffix}@example.com",  # FULLWIDTH k: never folded, refused as before
+        f"kass.{suffix}@example.com.",  # a trailing dot: refused as before
+    ]
+    for email in lookalikes:
+        token = issuer.token("m", audience=AUDIENCE, email=email, extra_claims={"email_verified": True})
+        answer = me(oidc_gateway.url, token)
+        assert answer.status_code == 401, (email, answer.text)
+        assert "not a valid user name" in answer.json()["message"], (email, answer.text)
+    real = issuer.token("b", audience=AUDIENCE, email=boss.upper(), extra_claims={"email_verified": True})
+    answer = me(oidc_gateway.url, real)
+    assert answer.status_code == 200 and answer.json()["userName"] == boss  # ASCII case still folds
+    # Nor does SCIM store a look-alike under the name it folds to.
+    for user_name in (f"\u017fomeone.{suffix}@example.com", f"\u212ale.{suffix}@example.com"):
+        refused = stack.http().post(f"{stack.url}{SCIM}/Users", json={"userName": user_name}, timeout=TIMEOUT)
+        assert refused.status_code == 400, (user_name, refused.text)
+        assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_an_identity_provider_group_counts_only_under_its_exact_name(
+    oidc_gateway: GatewayProcess, issuer: OidcIssuer, stack: Stack
+) -> None:
+    """A provider's group named with a no-break space before `team` is not the gateway's group `team`."""
+    team = unique("exact-team")
+    Admin.of(stack).group(team)
+    Admin.of(stack).grant("workspaces/team-b", "CAN_READ", group=team)
+    email = f"{unique('grouped')}@example.com"
+    verified = {"email_verified": True}
+
+    def search(groups: list[str]) -> int:
+        token = issuer.token("g", audience=AUDIENCE, email=email, groups=groups, extra_claims=verified)
+        return requests.post(
+            f"{oidc_gateway.url}/api/2.0/mlflow/experiments/search",
+            json={"max_results": 1},
+            headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "team-b"},
+            timeout=TIMEOUT,
+        ).status_code
+
+    assert search([team]) == 200
+    assert search([f" {team} "]) == 200  # ASCII spaces around a claim are trimmed, as for any name
+    for spoof in (f"\u00a0{team}", f"{team}\u2003", f"\u200b{team}"):
+        assert search([spoof]) == 404, spoof
