@@ -26,7 +26,7 @@ from litestar.types import ASGIApp, Receive, Send
 
 from gateway.authn.browser import SAFE_METHODS, BrowserOrigin, session_value
 from gateway.authn.limits import PrincipalLimiter
-from gateway.authn.service import Authenticator
+from gateway.authn.service import Authenticator, is_basic
 from gateway.core.errors import RateLimited, Unauthenticated
 from gateway.observability.access import note
 from gateway.observability.metrics import RATE_LIMITED
@@ -125,11 +125,7 @@ class AuthenticationMiddleware:
                         self.browser.require_same_origin(scope)  # type: ignore[union-attr]  # a cookie was read
                 else:
                     principal = await self.authenticator.authenticate(authorization)
-                    if (
-                        authorization is not None
-                        and authorization.lstrip()[:6].lower() == "basic "
-                        and scope.get("method", "GET") not in SAFE_METHODS
-                    ):
+                    if is_basic(authorization) and scope.get("method", "GET") not in SAFE_METHODS:
                         self.origin.refuse_cross_site(scope)  # a browser's remembered credentials
             except Unauthenticated:
                 if not public:

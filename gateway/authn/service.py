@@ -217,13 +217,22 @@ class Authenticator:
         return row.id
 
 
+def scheme_of(authorization: str | None) -> tuple[str, str]:
+    """(scheme, lower-cased; its value) of an Authorization header: the one reading of it that both
+    authentication (`_credentials`) and the middleware's check of a browser's Basic credentials use."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    return scheme.lower(), value.strip()
+
+
+def is_basic(authorization: str | None) -> bool:
+    return scheme_of(authorization)[0] == "basic"
+
+
 def _credentials(authorization: str | None) -> tuple[str | None, str | None]:
     """(user name, secret) from a Bearer or Basic header."""
     if not authorization:
         return None, None
-    scheme, _, value = authorization.strip().partition(" ")
-    scheme = scheme.lower()
-    value = value.strip()
+    scheme, value = scheme_of(authorization)
     if scheme == "bearer":
         return None, value or None
     if scheme == "basic":

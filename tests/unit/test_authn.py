@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.authn.service import BOOTSTRAP_ADMIN, Authenticator, check_admin_token
@@ -87,3 +89,30 @@ async def test_a_write_with_basic_credentials_a_browser_says_came_from_another_s
     assert not await passes(scope("POST", credentials, Origin="null"))
     # A Bearer header is never added by a browser, and another site's page can set it only through CORS.
     assert await passes(scope("POST", f"Bearer {TOKEN}", Sec_Fetch_Site="cross-site"))
+
+
+WHITE = st.sampled_from(["", " ", "  ", "\t", "\xa0", "\x85", "\x1c", "\r\n "])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    before=WHITE,
+    scheme=st.sampled_from(["Basic", "basic", "BASIC", "bAsIc", "Bearer", "bearer", "Basics", "Basi", "Token"]),
+    between=st.sampled_from([" ", "  ", "\t", "\xa0", " \t ", ""]),
+    after=WHITE,
+    encoded=st.booleans(),
+)
+async def test_whatever_authenticates_as_basic_is_held_to_the_browser_rule(
+    before: str, scheme: str, between: str, after: str, encoded: bool
+) -> None:
+    """One reading of the header: credentials that authenticate by their Basic encoding are refused on a
+    cross-site write (a browser adds them by itself), and a bare token that authenticates is not."""
+    value = base64.b64encode(f"anyone:{TOKEN}".encode()).decode() if encoded else TOKEN
+    header = f"{before}{scheme}{between}{value}{after}"
+    try:
+        await authenticator().authenticate(header)
+    except Unauthenticated:
+        return  # refused before any rule of the browser's applies
+    raw = [(b"authorization", header.encode("latin-1")), (b"host", b"gateway.example:5000")]
+    request = {"type": "http", "method": "POST", "headers": [*raw, (b"sec-fetch-site", b"cross-site")]}
+    assert await passes({**request, "scheme": "http", "path": "/api/2.0/mlflow/x"}) is not encoded, header
