@@ -24,7 +24,8 @@ APPLICATION_PREFIX = "fedgate-sql:"
 class StoredView:
     name: str
     definition: str
-    owner: str
+    owner: str  # the owner's name now (as recorded, when the owner is gone), or the bootstrap admin's marker
+    owner_id: int | None = None  # the owning principal (migration 0036); None: the bootstrap admin, or deleted
 
 
 class ViewRepository:
@@ -39,19 +40,31 @@ class ViewRepository:
         if not names:
             return {}
         result = await self.session.execute(
-            text("SELECT name, definition, owner FROM sql_views WHERE name = ANY(:names)"), {"names": list(names)}
-        )
-        return {str(row.name): StoredView(str(row.name), str(row.definition), str(row.owner)) for row in result.all()}
-
-    async def create(self, name: str, definition: str, owner: str, *, replace: bool) -> bool:
-        """Store the view; False when it exists and `replace` is not set."""
-        conflict = "DO UPDATE SET definition = EXCLUDED.definition, owner = EXCLUDED.owner" if replace else "DO NOTHING"
-        result = await self.session.execute(
             text(
-                f"INSERT INTO sql_views (name, definition, owner) VALUES (:name, :definition, :owner) "  # noqa: S608
-                f"ON CONFLICT (name) {conflict} RETURNING name"
+                "SELECT v.name, v.definition, coalesce(p.name, v.owner) AS owner, v.owner_id FROM sql_views AS v "
+                "LEFT JOIN principals AS p ON p.id = v.owner_id WHERE v.name = ANY(:names)"
             ),
-            {"name": name, "definition": definition, "owner": owner},
+            {"names": list(names)},
+        )
+        return {
+            str(row.name): StoredView(str(row.name), str(row.definition), str(row.owner), row.owner_id)
+            for row in result.all()
+        }
+
+    async def create(self, name: str, definition: str, owner: str, owner_id: int | None, *, replace: bool) -> bool:
+        """Store the view owned by `owner_id` (None: the bootstrap admin); False when it exists and `replace` is
+        not set."""
+        conflict = (
+            "DO UPDATE SET definition = EXCLUDED.definition, owner = EXCLUDED.owner, owner_id = EXCLUDED.owner_id"
+            if replace
+            else "DO NOTHING"
+        )
+        columns = (
+            "INSERT INTO sql_views (name, definition, owner, owner_id) VALUES (:name, :definition, :owner, :owner_id)"
+        )
+        result = await self.session.execute(
+            text(f"{columns} ON CONFLICT (name) {conflict} RETURNING name"),
+            {"name": name, "definition": definition, "owner": owner, "owner_id": owner_id},
         )
         return result.first() is not None
 

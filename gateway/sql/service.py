@@ -29,12 +29,11 @@ from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.levels import ACCOUNT_DOMAIN, Privilege
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.schemas import PermissionsChange
-from gateway.authz.service import AccessService, resolve_principal
+from gateway.authz.service import AccessService
 from gateway.core.config import Settings
 from gateway.core.errors import (
     AlreadyExists,
     InvalidParameter,
-    InvalidState,
     PermissionDenied,
     ResourceNotFound,
     hidden,
@@ -42,7 +41,7 @@ from gateway.core.errors import (
 from gateway.core.policy_changes import ViewAdded, ViewRemoved
 from gateway.core.principal import Principal
 from gateway.sql.catalog import SYSTEM_CATALOG, TableName, system_table
-from gateway.sql.repository import StatementRepository, StoredStatement, ViewRepository
+from gateway.sql.repository import StatementRepository, StoredStatement, StoredView, ViewRepository
 from gateway.sql.results import PgColumn, chunks, column_info, rows
 from gateway.sql.runner import QueryRunner
 from gateway.sql.schemas import (
@@ -243,7 +242,7 @@ class SqlService:
             if table in path:
                 raise InvalidParameter(f"View {table} refers to itself.")
             check_depth(depth + 1, table)
-            owner = self._owner(view.owner, table)
+            owner = self._owner(view, table)
             inner = parse_query(view.definition, allow_parameters=False)
             inner_sources = await self._sources(inner, owner, depth=depth + 1, path=(*path, table))
             sources[table] = substitute(inner, inner_sources)
@@ -288,17 +287,15 @@ class SqlService:
             if not snapshot.allows(reader.subjects, ACCOUNT_DOMAIN, obj, privilege):
                 raise reader.lacks(privilege, what)
 
-    def _owner(self, owner: str, view: TableName) -> Reader:
-        if owner == BOOTSTRAP_OWNER:
+    def _owner(self, stored: StoredView, view: TableName) -> Reader:
+        """The view's owner, by id: a principal who later gets a deleted or renamed owner's name owns nothing."""
+        if stored.owner_id is None and stored.owner == BOOTSTRAP_OWNER:
             return Reader("the bootstrap admin", frozenset(), True, view)
         snapshot = self._access.policy.snapshot
-        try:
-            info = resolve_principal(snapshot, owner)  # by the name's shape, never in an order a newcomer could use
-        except InvalidState:
-            info = None
+        info = snapshot.principal(stored.owner_id) if stored.owner_id is not None else None
         if info is not None and info.active:
             return Reader(info.name, snapshot.subjects(info.id), info.account_admin, view)
-        raise PermissionDenied(f"View {view} cannot be read: its owner {owner} no longer exists or is disabled.")
+        raise PermissionDenied(f"View {view} cannot be read: its owner {stored.owner} no longer exists or is disabled.")
 
     def _identity(self, principal: Principal) -> Identity:
         snapshot = self._access.policy.snapshot
@@ -432,7 +429,7 @@ class SqlService:
         owner = BOOTSTRAP_OWNER if principal.id is None else principal.name
         async with self._sessionmaker() as session, session.begin():
             stored = await ViewRepository(session).create(
-                name.full, statement.definition, owner, replace=statement.replace
+                name.full, statement.definition, owner, principal.id, replace=statement.replace
             )
             if not stored:
                 raise AlreadyExists(f"View {name} already exists; use CREATE OR REPLACE VIEW.")

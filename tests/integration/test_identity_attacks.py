@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from gateway.devstack import GatewayProcess
-from tests.conftest import Stack
+from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import SCIM, Admin, unique
 from tests.support.oidc import OIDC_AUDIENCE as AUDIENCE
 from tests.support.oidc import OidcIssuer
@@ -178,3 +178,74 @@ def test_an_identity_provider_group_counts_only_under_its_exact_name(
     assert search([f" {team} "]) == 200  # ASCII spaces around a claim are trimmed, as for any name
     for spoof in (f"\u00a0{team}", f"{team}\u2003", f"\u200b{team}"):
         assert search([spoof]) == 404, spoof
+
+
+def sql(stack: Stack, token: str, statement: str) -> requests.Response:
+    return requests.post(
+        f"{stack.url}/api/2.0/sql/statements",
+        json={"statement": statement, "warehouse_id": "any", "wait_timeout": "30s"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+
+
+def succeeded(response: requests.Response) -> list[list[Any]]:
+    assert response.status_code == 200, response.text
+    assert response.json()["status"]["state"] == "SUCCEEDED", response.text
+    return list(response.json().get("result", {}).get("data_array") or [])
+
+
+def test_a_views_owner_is_the_principal_not_whoever_holds_the_name_later(stack: Stack) -> None:
+    """A view reads with its owner's rights. Once the owner is renamed or deleted, a newcomer given the old name
+    (here an account admin) must not become the owner whose rights every reader of the view reads with."""
+    admin = Admin.of(stack)
+    suffix = uuid.uuid4().hex[:8]
+    catalog, maker_name = f"owners_{suffix}", f"maker.{suffix}@example.com"
+    maker, reader = admin.person(maker_name), admin.person(f"reader.{suffix}@example.com")
+    view = f"{catalog}.mlflow.experiments"
+    count = f"SELECT count(*) FROM {view}"
+    for statement in (
+        f"CREATE VIEW {catalog}.mlflow.seed AS SELECT experiment_id FROM system.mlflow.experiments_latest",
+        f"GRANT USE CATALOG ON CATALOG system TO `{maker.name}`",
+        f"GRANT USE SCHEMA, SELECT ON SCHEMA system.mlflow TO `{maker.name}`",
+        f"GRANT MANAGE ON SCHEMA {catalog}.mlflow TO `{maker.name}`",
+        f"GRANT USE CATALOG ON CATALOG {catalog} TO `{reader.name}`",
+        f"GRANT USE SCHEMA ON SCHEMA {catalog}.mlflow TO `{reader.name}`",
+    ):
+        succeeded(sql(stack, ADMIN_TOKEN, statement))
+    succeeded(
+        sql(stack, maker.token, f"CREATE VIEW {view} AS SELECT experiment_id FROM system.mlflow.experiments_latest")
+    )
+    succeeded(sql(stack, maker.token, f"GRANT SELECT ON VIEW {view} TO `{reader.name}`"))
+    succeeded(sql(stack, reader.token, count))
+    # The owner is renamed: the view stays theirs, read with their rights.
+    renamed = f"maker.renamed.{suffix}@example.com"
+    patched = admin.http().patch(
+        f"{stack.url}{SCIM}/Users/{maker.id}",
+        json={"Operations": [{"op": "replace", "path": "userName", "value": renamed}]},
+        timeout=TIMEOUT,
+    )
+    assert patched.status_code == 200, patched.text
+    succeeded(sql(stack, reader.token, count))
+    # Someone else gets the old name, as an account admin; the owner loses the right to read the table.
+    newcomer = admin.http().post(
+        f"{stack.url}{SCIM}/Users",
+        json={"userName": maker_name, "roles": [{"value": "account_admin"}]},
+        timeout=TIMEOUT,
+    )
+    assert newcomer.status_code == 201, newcomer.text
+    succeeded(sql(stack, ADMIN_TOKEN, f"REVOKE SELECT ON SCHEMA system.mlflow FROM `{renamed}`"))
+    lacking = sql(stack, reader.token, count)
+    assert lacking.status_code == 403, lacking.text
+    assert lacking.json()["message"] == (
+        f"View {view} cannot be read: its owner {renamed} lacks SELECT on table system.mlflow.experiments_latest."
+    )
+    # The owner is deleted: the view is nobody's, whoever holds either name.
+    assert admin.http().delete(f"{stack.url}{SCIM}/Users/{maker.id}", timeout=TIMEOUT).status_code == 204
+    again = admin.http().post(
+        f"{stack.url}{SCIM}/Users", json={"userName": renamed, "roles": [{"value": "account_admin"}]}, timeout=TIMEOUT
+    )
+    assert again.status_code == 201, again.text
+    orphaned = sql(stack, reader.token, count)
+    assert orphaned.status_code == 403, orphaned.text
+    assert "no longer exists or is disabled" in orphaned.json()["message"]
