@@ -128,6 +128,7 @@ class Authenticator:
             subjects=snapshot.subjects(info.id),
             via="token",
             credential_expires_at=expires_at,
+            minted_with=token_hash,
         )
 
     async def _from_oidc(self, token: str) -> Principal:
@@ -194,6 +195,7 @@ class Authenticator:
             idp=session.via == "oidc",
             via="session",
             credential_expires_at=session.expires_at,
+            minted_with=session.token_hash,
         )
         return principal, session
 

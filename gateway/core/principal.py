@@ -24,3 +24,6 @@ class Principal:
     # When the credential this request presented stops being valid (a token's expiry, an OIDC token's
     # `exp`); None for credentials that do not expire. Nothing minted with it may outlive it.
     credential_expires_at: datetime | None = None
+    # The keyed hash of the personal access token this credential is, or that its browser session was made
+    # with: tokens minted with it are recorded as its children and end when it is revoked.
+    minted_with: bytes | None = None

@@ -83,6 +83,10 @@ class TokenRow(Base):
     created_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The token it was created with (migration 0037): revoking that one revokes this one, and its own children.
+    parent_hash: Mapped[bytes | None] = mapped_column(
+        LargeBinary, ForeignKey("tokens.token_hash", ondelete="CASCADE"), nullable=True, index=True
+    )
 
 
 class GrantRow(Base):

@@ -183,5 +183,18 @@ class TokenRepository:
     async def delete(self, token_id: str) -> None:
         await self.session.execute(delete(TokenRow).where(TokenRow.token_id == token_id))
 
+    async def minted_with(self, token_hash: bytes) -> Sequence[str]:
+        """The ids of the tokens minted with this one, directly or through others (they go with it)."""
+        minted = (
+            select(TokenRow.token_id, TokenRow.token_hash)
+            .where(TokenRow.parent_hash == token_hash)
+            .cte("minted", recursive=True)
+        )
+        minted = minted.union(
+            select(TokenRow.token_id, TokenRow.token_hash).join(minted, TokenRow.parent_hash == minted.c.token_hash)
+        )
+        result = await self.session.execute(select(minted.c.token_id).order_by(minted.c.token_id))
+        return result.scalars().all()
+
     async def delete_expired(self, now: datetime) -> None:
         await self.session.execute(delete(TokenRow).where(TokenRow.expires_at < now))

@@ -6,6 +6,10 @@ replica at once) and is audited in the same transaction.
 Names follow `gateway.principals.names`: one character set per kind, and a name held by a principal of
 any kind cannot be given to another (409), so a bare name in a grant denotes exactly one principal.
 
+A token created with another token (directly, or from a browser session made with one) records it as its
+parent, and is revoked with it (a foreign key's cascade, at any depth): revoking a leaked token also ends
+whatever was minted with it.
+
 A token's expiry is the earliest of now + its lifetime (`tokens.default_lifetime_seconds` when none is
 asked for, at most `tokens.max_lifetime_seconds`) and the expiry of the credential its creator presented
 (a token's, an OIDC access token's `exp`): nothing minted outlives what minted it, and no token is
@@ -247,6 +251,7 @@ class TokenService:
             created_by=actor.id,
             created_at=now,
             expires_at=expires_at,
+            parent_hash=actor.minted_with,
         )
         async with self._sessionmaker() as session, session.begin():
             await TokenRepository(session).add(row)
@@ -273,8 +278,10 @@ class TokenService:
             row = await repository.get(token_id)
             if row is None or (owner_id is not None and row.principal_id != owner_id):
                 raise ResourceNotFound(f"Token {token_id} not found.")
-            await repository.delete(token_id)
-            await self._audit.write(session, entry(actor.name, "token.revoke", f"token:{token_id}", "ok", {}))
+            minted = await repository.minted_with(row.token_hash)
+            await repository.delete(token_id)  # and, by cascade, every token minted with it, at any depth
+            details = {"minted_with_it": list(minted)} if minted else {}
+            await self._audit.write(session, entry(actor.name, "token.revoke", f"token:{token_id}", "ok", details))
             # Every replica drops its token cache when the version moves: revocation is immediate. No
             # grant or membership changed: the version moves with an empty change.
             await self.policy.bump(session, [])

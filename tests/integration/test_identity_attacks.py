@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import time
 import uuid
 from typing import Any
 
@@ -22,23 +21,25 @@ from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import SCIM, Admin, unique
 from tests.support.oidc import OIDC_AUDIENCE as AUDIENCE
 from tests.support.oidc import OidcIssuer
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 30
 
 
-def audited(stack: Stack, actor: str, action: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The audit rows of `actor` doing `action`, once there are any (denials are written in the background)."""
-    deadline = time.monotonic() + timeout
-    while True:
+def audited(stack: Stack, actor: str, action: str) -> list[dict[str, Any]]:
+    """The audit rows of `actor` doing `action`, once there are any (denials are written from a queue)."""
+
+    def read() -> list[dict[str, Any]]:
         log = stack.http().get(
-            f"{stack.url}/api/2.0/fedgate/audit-log", params={"max_results": 1000, "actor": actor}, timeout=TIMEOUT
+            f"{stack.url}/api/2.0/fedgate/audit-log",
+            params={"max_results": 1000, "actor": actor, "action": action},
+            timeout=TIMEOUT,
         )
         assert log.status_code == 200, log.text
-        rows = [row for row in log.json().get("entries", []) if row["action"] == action]
-        if rows or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.1)
+        return [row for row in log.json().get("entries", []) if row["action"] == action]
+
+    return until(read, bool, f"an audit row of {actor} doing {action}")
 
 
 def service_principal(stack: Stack) -> tuple[int, str, str]:
@@ -249,3 +250,49 @@ def test_a_views_owner_is_the_principal_not_whoever_holds_the_name_later(stack: 
     orphaned = sql(stack, reader.token, count)
     assert orphaned.status_code == 403, orphaned.text
     assert "no longer exists or is disabled" in orphaned.json()["message"]
+
+
+def test_revoking_a_token_revokes_every_token_minted_with_it(stack: Stack) -> None:
+    """A stolen token used to mint another must not leave the thief a working token once the victim revokes it."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{unique('minted')}@example.com")
+    unrelated = admin.token_for(person.name, "made by an admin, not with the stolen token")
+
+    def mint(**credentials: Any) -> str:
+        created = requests.post(
+            f"{stack.url}/api/2.0/token/create", json={"comment": "minted"}, timeout=TIMEOUT, **credentials
+        )
+        assert created.status_code == 200, created.text
+        return str(created.json()["token_value"])
+
+    def works(token: str) -> bool:
+        return me(stack.url, token).status_code == 200
+
+    child = mint(headers={"Authorization": f"Bearer {person.token}"})
+    grandchild = mint(headers={"Authorization": f"Bearer {child}"})
+    signed_in = sign_in(stack, person.token)
+    assert signed_in.status_code == 303, signed_in.text
+    from_session = mint(
+        headers={"Origin": stack.url}, cookies={"fedgate_session": signed_in.cookies["fedgate_session"]}
+    )
+    sibling = mint(headers={"Authorization": f"Bearer {unrelated}"})
+    assert all(works(token) for token in (child, grandchild, from_session, sibling))
+    stolen_id = next(
+        info["token_id"]
+        for info in admin.http()
+        .get(f"{stack.url}/api/2.0/token-management/tokens", timeout=TIMEOUT)
+        .json()["token_infos"]
+        if info["owner_id"] == person.id and info["created_by_username"] == "admin" and info["comment"] == "tests"
+    )
+    revoked = admin.http().delete(f"{stack.url}/api/2.0/token-management/tokens/{stolen_id}", timeout=TIMEOUT)
+    assert revoked.status_code == 200, revoked.text
+    assert not works(person.token)
+    for token in (child, grandchild, from_session):
+        refused = me(stack.url, token)
+        assert refused.status_code == 401, refused.text
+        assert token not in refused.text
+    assert works(unrelated) and works(sibling)
+    rows = audited(stack, "admin", "token.revoke")
+    assert any(row["target"] == f"token:{stolen_id}" and len(row["details"]["minted_with_it"]) == 3 for row in rows), (
+        rows
+    )
