@@ -6,7 +6,9 @@ of the address's budget (`server.anonymous_denials_burst`, refilled at
 `server.anonymous_denials_per_second`); once the budget is spent the request answers 429
 REQUEST_LIMIT_EXCEEDED with Retry-After instead, and is counted in `fedgate_rate_limited_total` rather
 than written to the audit log one row at a time. A request that authenticates is never limited, so
-a flood from an address does not lock out a legitimate client behind the same NAT.
+a flood from an address does not lock out a legitimate client behind the same NAT. Public routes answer
+without credentials and are never limited for that; an Authorization header that fails there spends the
+budget all the same (a flood of guessed tokens costs a lookup each, whatever the route).
 
 Browsers of the web UI authenticate with the session cookie instead (authn/sessions.py); a request with
 an Authorization header is judged by that header alone. A cookie-authenticated request that may change
@@ -131,6 +133,10 @@ class AuthenticationMiddleware:
                 if not public:
                     self._spend(scope)
                     raise
+                if authorization is not None:
+                    # Credentials that fail cost a lookup on a public route too (server-info, health, the UI's
+                    # files): they spend the budget, else a flood of them there would never be limited.
+                    self._spend(scope)
                 principal = None
             scope["user"] = principal
             if principal is not None:

@@ -425,3 +425,27 @@ def test_a_flood_of_started_sign_ins_gets_429_after_the_burst(
     assert limited.headers["content-type"].startswith("text/html") and "Too many sign-ins" in limited.text
     assert "set-cookie" not in limited.headers
     assert _sign_in_attempts(stack) - before == statuses.count(302) < len(statuses)
+
+
+def test_a_flood_of_failing_credentials_on_public_routes_gets_429_after_the_burst(
+    tight_gateway: GatewayProcess,
+) -> None:
+    """Public routes answer without credentials, but credentials that fail there cost a lookup like anywhere:
+    a flood of guessed tokens at server-info spends the address's budget; callers without any are not limited."""
+    url = f"{tight_gateway.url}/api/3.0/mlflow/server-info"
+    guesses = [
+        requests.get(
+            url, headers={"Authorization": f"Bearer fgt_{uuid.uuid4().hex}{uuid.uuid4().hex[:11]}"}, timeout=30
+        )
+        for _ in range(12)
+    ]
+    statuses = [answer.status_code for answer in guesses]
+    assert statuses[:5] == [200] * 5, statuses
+    assert 429 in statuses[5:], statuses
+    limited = next(answer for answer in guesses if answer.status_code == 429)
+    assert_mlflow_error(limited, 429, {"REQUEST_LIMIT_EXCEEDED"})
+    assert int(limited.headers["Retry-After"]) >= 1
+    # No credentials: a public route's ordinary caller, never limited; a valid credential is never limited.
+    assert requests.get(url, timeout=30).status_code == 200
+    assert requests.get(f"{tight_gateway.url}/health/live", timeout=30).status_code == 200
+    assert requests.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30).status_code == 200
