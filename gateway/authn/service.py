@@ -64,6 +64,9 @@ class Authenticator:
         self._key = b""
         # token hash → (principal id, expiry). Emptied whenever the policy changes (a revocation bumps it).
         self._tokens: OrderedDict[bytes, tuple[int, datetime | None]] = OrderedDict()
+        # Moves with every emptying of the caches: a lookup that began before one (it may have read a row the
+        # change since deleted, a revoked token's) must not put what it read into the emptied cache.
+        self._generation = 0
         self._oidc_users: dict[str, int] = {}
         # Told of each person who signed in through the identity provider (its groups are news then), e.g. SQL
         # alerts, which record their owner's.
@@ -79,6 +82,7 @@ class Authenticator:
             self._key = await PolicyVersionRepository(session).token_hash_key()
 
     def _forget(self, _: PolicySnapshot) -> None:
+        self._generation += 1
         self._tokens = OrderedDict()
         self._oidc_users = {}
 
@@ -103,14 +107,16 @@ class Authenticator:
     async def _from_token_hash(self, token_hash: bytes, username: str | None) -> Principal:
         cached = self._tokens.get(token_hash)
         if cached is None:
+            generation = self._generation
             async with self._sessionmaker() as session:
                 row = await TokenRepository(session).by_hash(token_hash)
             if row is None:
                 raise Unauthenticated()
             cached = (row.principal_id, row.expires_at)
-            self._tokens[token_hash] = cached
-            if len(self._tokens) > TOKEN_CACHE_SIZE:
-                self._tokens.popitem(last=False)
+            if generation == self._generation:  # else the row may be stale: this request only uses it
+                self._tokens[token_hash] = cached
+                if len(self._tokens) > TOKEN_CACHE_SIZE:
+                    self._tokens.popitem(last=False)
         principal_id, expires_at = cached
         if expires_at is not None and expires_at <= datetime.now(UTC):
             raise Unauthenticated("The token has expired.")

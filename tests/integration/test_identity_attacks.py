@@ -15,7 +15,14 @@ from typing import Any
 import asyncpg
 import pytest
 import requests
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import await_only
 
+from gateway.authn.service import Authenticator
+from gateway.authz.live import LivePolicy
+from gateway.core.errors import Unauthenticated
+from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import SCIM, Admin, unique
@@ -296,3 +303,49 @@ def test_revoking_a_token_revokes_every_token_minted_with_it(stack: Stack) -> No
     assert any(row["target"] == f"token:{stolen_id}" and len(row["details"]["minted_with_it"]) == 3 for row in rows), (
         rows
     )
+
+
+async def test_a_token_revoked_while_it_is_being_looked_up_is_not_cached_as_valid(stack: Stack) -> None:
+    """A replica's token cache is emptied when the policy moves (a revocation moves it). A lookup that read the
+    token's row before the revocation and finished after the cache was emptied must not put the row back: the
+    revoked token would then work on that replica until the next change of the policy."""
+    person = Admin.of(stack).person(f"{unique('cached')}@example.com")
+    token_id = next(
+        info["token_id"]
+        for info in Admin.of(stack)
+        .http()
+        .get(f"{stack.url}/api/2.0/token-management/tokens", timeout=TIMEOUT)
+        .json()["token_infos"]
+        if info["owner_id"] == person.id
+    )
+    engine = make_engine(stack.database_url, pool_size=4)
+    sessionmaker = make_sessionmaker(engine)
+
+    async def no_views(session: AsyncSession) -> list[str]:
+        return []
+
+    policy = LivePolicy(sessionmaker, views=no_views)
+    await policy.reload()
+    replica = Authenticator(ADMIN_TOKEN, policy, sessionmaker)
+    await replica.start()
+    armed = [True]
+
+    def revoke_meanwhile(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        """Right after this replica read the token's row: the token is revoked (by the gateway) and the news
+        reaches this replica, whose cache is emptied, before the lookup goes on."""
+        if armed and "FROM tokens" in statement:
+            armed.clear()
+            revoked = Admin.of(stack).http().delete(f"{stack.url}/api/2.0/token-management/tokens/{token_id}")
+            assert revoked.status_code == 200, revoked.text
+            await_only(policy.reload())
+
+    event.listen(engine.sync_engine, "after_cursor_execute", revoke_meanwhile)
+    try:
+        first = await replica.authenticate(f"Bearer {person.token}")  # asked before the revocation: answered
+        assert first.name == person.name and not armed
+        assert me(stack.url, person.token).status_code == 401  # revoked for the gateway itself
+        with pytest.raises(Unauthenticated):
+            await replica.authenticate(f"Bearer {person.token}")
+    finally:
+        event.remove(engine.sync_engine, "after_cursor_execute", revoke_meanwhile)
+        await engine.dispose()
