@@ -63,6 +63,11 @@ def plan_retry(args: argparse.Namespace) -> list[Call]:
     return [Call("POST", f"{LINKS}/{args.workspace}/dead-letters/retry", {"id": args.id} if args.id else {})]
 
 
+def plan_discard(args: argparse.Namespace) -> list[Call]:
+    body = {"id": args.id} if args.id is not None else {"all": True}
+    return [Call("POST", f"{LINKS}/{args.workspace}/dead-letters/discard", body)]
+
+
 def plan_reconcile(args: argparse.Namespace) -> list[Call]:
     return [Call("POST", f"{LINKS}/{args.workspace}/reconcile", {"all": args.all})]
 
@@ -76,6 +81,17 @@ def add_links_commands(commands: Any, url: str) -> None:
     retry = leaf(actions, "retry", "queue dead letters again", plan_retry, print_text("requeued {answer[requeued]}"))
     retry.add_argument("workspace")
     retry.add_argument("--id", type=int, help="only this dead letter")
+    discard = leaf(
+        actions,
+        "discard",
+        "delete dead letters for good: their writes never reach the central store (audited)",
+        plan_discard,
+        print_text("discarded {answer[discarded]}"),
+    )
+    discard.add_argument("workspace")
+    which = discard.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=int, help="only this dead letter")
+    which.add_argument("--all", action="store_true", help="every dead letter of the workspace")
     reconcile = leaf(
         actions,
         "reconcile",

@@ -231,6 +231,18 @@ class OutboxRepository:
         )
         return int(result.scalar_one())
 
+    async def discard_dead(self, workspace_id: int, entry_id: int | None = None) -> list[int]:
+        """Delete the workspace's dead letters (only `entry_id`, if given); the ids deleted.
+
+        No key lock is needed: a dead letter is in no relay's hands (relays read pending entries only), and the
+        state condition leaves alone one retried meanwhile.
+        """
+        statement = delete(OutboxRow).where(OutboxRow.workspace_id == workspace_id, OutboxRow.state == "dead")
+        if entry_id is not None:
+            statement = statement.where(OutboxRow.id == entry_id)
+        result = await self.session.execute(statement.returning(OutboxRow.id))
+        return sorted(int(row[0]) for row in result.all())
+
     async def drop_dead(self, workspace_id: int) -> int:
         """Delete the workspace's dead letters; how many there were."""
         result = await self.session.execute(

@@ -9,6 +9,8 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.audit.repository import AuditRepository
+from gateway.audit.trail import entry
 from gateway.authz.decide import Authorizer
 from gateway.core.errors import InvalidParameter, ResourceNotFound, hidden
 from gateway.core.links import WorkspaceLink
@@ -17,10 +19,13 @@ from gateway.core.route_table import WORKSPACE_ROUTES
 from gateway.dual.outbox import OutboxRepository
 from gateway.dual.reconcile import Reconciler
 from gateway.federation.call import ACCOUNT_SCOPE
+from gateway.observability.access import REQUEST_ID_KEY
 from gateway.principals.guards import account_admin
 from gateway.workspaces.schemas import (
     DeadLetter,
     DeadLetters,
+    Discarded,
+    DiscardRequest,
     LinksStatus,
     LinkStatus,
     ReconcileRequest,
@@ -219,12 +224,42 @@ class LinksController(Controller):
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> Requeued:
         link = _linked(service, workspace_name)
-        entry = data.id
-        if entry is not None and not str(entry).isdigit():
-            raise InvalidParameter("'id' is the number of a dead letter.")
+        number = _letter_id(data.id)
         async with sessionmaker() as session, session.begin():
-            count = await OutboxRepository(session).retry_dead(link.workspace_id, int(entry) if entry else None)
+            count = await OutboxRepository(session).retry_dead(link.workspace_id, number)
         return Requeued(requeued=count)
+
+    @post("/{workspace_name:str}/dead-letters/discard", name="links discard dead letters", status_code=200)
+    async def discard(
+        self,
+        request: Request[Principal, Any, Any],
+        workspace_name: str,
+        data: DiscardRequest,
+        service: WorkspaceService,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> Discarded:
+        """Delete dead letters for good (their writes never reach the central store); audited with their ids."""
+        link = _linked(service, workspace_name)
+        number = _letter_id(data.id)
+        if (number is None) != data.all:
+            raise InvalidParameter("Give the 'id' of one dead letter, or 'all': true for every one; not both.")
+        request_id = str(request.scope.get(REQUEST_ID_KEY, ""))  # type: ignore[call-overload,unused-ignore]
+        async with sessionmaker() as session, session.begin():
+            ids = await OutboxRepository(session).discard_dead(link.workspace_id, number)
+            if ids:
+                details = {"workspace": link.name, "ids": ids, "count": len(ids)}
+                row = entry(request.user.name, "links.dead_letters.discard", link.name, "ok", details, request_id)
+                await AuditRepository(session).append([row])
+        return Discarded(discarded=len(ids), ids=ids)
+
+
+def _letter_id(value: int | str | None) -> int | None:
+    """The dead letter a request names (None: none named); 400 unless a number an outbox id can be."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not str(value).isdigit() or int(value) >= 2**63:
+        raise InvalidParameter("'id' is the number of a dead letter.")
+    return int(value)
 
 
 def _linked(service: WorkspaceService, name: str) -> WorkspaceLink:

@@ -97,3 +97,13 @@ class RetryRequest(msgspec.Struct, kw_only=True):
 
 class Requeued(msgspec.Struct, kw_only=True):
     requeued: int
+
+
+class DiscardRequest(msgspec.Struct, kw_only=True):
+    id: int | str | None = None  # one dead letter
+    all: bool = False  # every dead letter of the workspace; one of the two is required
+
+
+class Discarded(msgspec.Struct, kw_only=True):
+    discarded: int
+    ids: list[int]  # the dead letters deleted

@@ -200,6 +200,7 @@ def own_api_bodies(stack: Stack, cast: Cast) -> list[tuple[str, str, dict[str, s
         ("PATCH", f"{url}/api/3.0/mlflow/workspaces/team-a", {}),
         ("POST", f"{url}/api/2.0/fedgate/links/team-a/reconcile", {}),
         ("POST", f"{url}/api/2.0/fedgate/links/team-a/dead-letters/retry", {}),
+        ("POST", f"{url}/api/2.0/fedgate/links/team-a/dead-letters/discard", {}),
     ]
 
 

@@ -21,6 +21,7 @@ import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from gateway.cli import main
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
 from tests.support.waiting import until
@@ -510,6 +511,62 @@ def test_an_entry_the_central_store_refuses_becomes_a_visible_retryable_dead_let
     assert dual.status()["pending"] == 0  # a dead letter blocks nothing behind it
     retried = requests.post(f"{letters_url}/retry", json={"id": letters[0]["id"]}, headers=admin, timeout=30)
     assert retried.status_code == 200 and retried.json() == {"requeued": 1}
+
+
+def test_an_admin_discards_dead_letters_for_good_and_the_audit_log_says_which(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    experiment_id = gateway.create_experiment(f"discarded-{uuid.uuid4().hex[:6]}")
+    run_ids = [gateway.create_run(experiment_id).info.run_id for _ in range(2)]
+    dual.drained()
+    for run_id in run_ids:  # the central copies get a param the workspace store then gets another value for
+        central, copy = central_copy(dual, run_id, monkeypatch)
+        central.log_param(copy.info.run_id, "seed", "7")
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    for run_id in run_ids:
+        gateway.log_param(run_id, "seed", "42")
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    letters_url = f"{dual.gateway.url}/api/2.0/fedgate/links/{WORKSPACE}/dead-letters"
+
+    def mine() -> dict[str, int]:
+        letters = requests.get(letters_url, headers=admin, timeout=30).json()["dead_letters"]
+        return {letter["payload"]["request"]["run_id"]: letter["id"] for letter in letters
+                if letter["payload"]["request"].get("run_id") in run_ids}  # fmt: skip
+
+    letters = until(mine, lambda found: len(found) == 2, "both refused entries' dead letters")
+    first, second = (letters[run_id] for run_id in run_ids)
+
+    for body in ({}, {"id": "seven"}, {"id": -1}, {"id": 2**64}, {"id": True}, {"id": first, "all": True}):
+        refused = requests.post(f"{letters_url}/discard", json=body, headers=admin, timeout=30)
+        assert refused.status_code == 400, (body, refused.text)
+        assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE", refused.text
+    assert mine() == {run_ids[0]: first, run_ids[1]: second}
+
+    # One by its id, from the command line; then every dead letter left.
+    monkeypatch.setenv("FEDGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.delenv("FEDGATE_TOKEN", raising=False)
+    assert main(["links", "discard", WORKSPACE, "--id", str(first), "--url", dual.gateway.url]) == 0
+    assert capsys.readouterr().out.strip() == "discarded 1"
+    assert mine() == {run_ids[1]: second}
+    again = requests.post(f"{letters_url}/discard", json={"id": first}, headers=admin, timeout=30)
+    assert again.status_code == 200 and again.json() == {"discarded": 0, "ids": []}, again.text
+    everything = requests.post(f"{letters_url}/discard", json={"all": True}, headers=admin, timeout=30)
+    assert everything.status_code == 200, everything.text
+    assert second in everything.json()["ids"] and everything.json()["discarded"] == len(everything.json()["ids"])
+    assert mine() == {}
+
+    audit = requests.get(
+        f"{dual.gateway.url}/api/2.0/fedgate/audit-log", params={"action": "links.dead_letters.discard"},
+        headers=admin, timeout=30,
+    ).json()["entries"]  # fmt: skip
+    rows = [(row["target"], row["details"]["ids"]) for row in audit if {first, second} & set(row["details"]["ids"])]
+    assert sorted(rows) == sorted([(WORKSPACE, [first]), (WORKSPACE, everything.json()["ids"])])
+    # The discarded writes never reached the central copies, and nothing waits for them.
+    assert dual.status()["pending"] == 0
+    for run_id in run_ids:
+        central, copy = central_copy(dual, run_id, monkeypatch)
+        assert copy.data.params["seed"] == "7"
 
 
 def test_a_workspace_moved_to_another_store_maps_nothing_of_the_old_one(

@@ -17,9 +17,22 @@ def test_links_commands_plan_their_calls() -> None:
     assert plan_for(["links", "retry", "lab", "--id", "7"]) == [
         Call("POST", "/api/2.0/fedgate/links/lab/dead-letters/retry", {"id": 7})
     ]
+    assert plan_for(["links", "discard", "lab", "--id", "7"]) == [
+        Call("POST", "/api/2.0/fedgate/links/lab/dead-letters/discard", {"id": 7})
+    ]
+    assert plan_for(["links", "discard", "lab", "--all"]) == [
+        Call("POST", "/api/2.0/fedgate/links/lab/dead-letters/discard", {"all": True})
+    ]
     assert plan_for(["links", "reconcile", "--workspace", "lab"]) == [
         Call("POST", "/api/2.0/fedgate/links/lab/reconcile", {"all": False})
     ]
+
+
+@pytest.mark.parametrize("argv", [[], ["--id", "7", "--all"]], ids=["neither", "both"])
+def test_discarding_dead_letters_names_one_or_says_all(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        plan_for(["links", "discard", "lab", *argv])
+    assert "--id" in capsys.readouterr().err
 
 
 def test_links_status_shows_a_backfills_progress(capsys: pytest.CaptureFixture[str]) -> None:

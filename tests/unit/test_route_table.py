@@ -103,6 +103,7 @@ def test_account_admin_routes_refuse_through_a_guard() -> None:
         ("GET", "/api/2.0/fedgate/audit-log"),
         ("GET", "/api/2.0/fedgate/links"),
         ("POST", "/api/2.0/fedgate/links/{workspace_name:str}/dead-letters/retry"),
+        ("POST", "/api/2.0/fedgate/links/{workspace_name:str}/dead-letters/discard"),
         ("POST", "/api/2.0/fedgate/index/sync"),
         ("POST", "/api/3.0/mlflow/workspaces"),
         ("PATCH", "/ajax-api/3.0/mlflow/workspaces/{workspace_name:str}"),
