@@ -32,10 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.alerts.schedule import Schedule, ScheduleError
 from gateway.core.background import BackgroundLoop
 from gateway.db.models import SqlAlertEvaluationRow, SqlAlertRow
+from gateway.db.retention import PRUNE_EVERY_SECONDS, older_than
 
 log = logging.getLogger(__name__)
-
-PRUNE_EVERY_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +115,9 @@ class Scheduler(BackgroundLoop):
         if now - self._pruned_at < PRUNE_EVERY_SECONDS:
             return
         self._pruned_at = now
-        cutoff = func.now() - func.make_interval(0, 0, 0, self._history_days)
+        old = older_than(SqlAlertEvaluationRow.finished_at, self._history_days)
         async with self._sessionmaker() as session, session.begin():
-            await session.execute(delete(SqlAlertEvaluationRow).where(SqlAlertEvaluationRow.finished_at < cutoff))
+            await session.execute(delete(SqlAlertEvaluationRow).where(old))
 
 
 def _failed(exc: Exception) -> None:

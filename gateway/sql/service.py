@@ -40,6 +40,7 @@ from gateway.core.errors import (
 )
 from gateway.core.policy_changes import ViewAdded, ViewRemoved
 from gateway.core.principal import Principal
+from gateway.db.retention import PRUNE_EVERY_SECONDS
 from gateway.sql.catalog import SYSTEM_CATALOG, TableName, system_table
 from gateway.sql.repository import StatementRepository, StoredStatement, StoredView, ViewRepository
 from gateway.sql.results import PgColumn, chunks, column_info, rows
@@ -84,7 +85,6 @@ PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED = "PENDING", "RUNNING", "SUCCEEDED
 # A principal names can never contain a comma: this owner can only be the bootstrap admin.
 BOOTSTRAP_OWNER = "bootstrap,admin"
 RETENTION_SECONDS = 24 * 3600  # statements and their results are kept this long
-PRUNE_EVERY_SECONDS = 600.0
 ABANDONED_AFTER_SECONDS = 60.0  # past the statement timeout: the process running it must be gone
 UNAVAILABLE_STATES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
 SHOW_GRANTS_COLUMNS = ("principal", "action_type", "object_type", "object_key", "inherited_from")
