@@ -41,6 +41,7 @@ from gateway.index.filters import parse_run_filter, parse_run_order_by
 from gateway.index.search import IndexSearch, RunSearch, ViewType, search_shape
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack, write_config
 from tests.support.identity import Admin, unique
+from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
 ACCOUNT = "account"
@@ -354,24 +355,20 @@ WORKSPACE_IDS = {"team-a": 1001, "team-b": 1002, "team-c": 1003}
 @pytest.fixture(scope="module")
 def written(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Written]:
     """Runs in three workspaces (one behind a renamed upstream workspace), written through the gateway."""
-    import os
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
-    os.environ["MLFLOW_TRACKING_URI"] = stack.url
-    os.environ["MLFLOW_TRACKING_TOKEN"] = ADMIN_TOKEN
-    mlflow.set_tracking_uri(stack.url)
-    suite = unique("acct")
-    experiments: dict[str, tuple[str, str]] = {}
-    names: dict[str, str] = {}
-    runs: dict[str, str] = {}
-    artifact = tmp_path_factory.mktemp("account") / "notes.txt"
-    artifact.write_text("account scope notes")
-    plan = {
-        "team-a": [("a1", 0.95, "adam"), ("a2", math.nan, "adam"), ("a3", math.inf, "sgd"), ("a4", None, "adam")],
-        "team-b": [("b1", 0.92, "adam"), ("b2", 0.5, "sgd"), ("b3", -math.inf, "adam"), ("b4", 0.99, "adam")],
-        "team-c": [("c1", 0.97, "adam"), ("c2", 0.91, "rmsprop")],
-    }
-    try:
+    with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
+        mlflow.set_tracking_uri(stack.url)
+        suite = unique("acct")
+        experiments: dict[str, tuple[str, str]] = {}
+        names: dict[str, str] = {}
+        runs: dict[str, str] = {}
+        artifact = tmp_path_factory.mktemp("account") / "notes.txt"
+        artifact.write_text("account scope notes")
+        plan = {
+            "team-a": [("a1", 0.95, "adam"), ("a2", math.nan, "adam"), ("a3", math.inf, "sgd"), ("a4", None, "adam")],
+            "team-b": [("b1", 0.92, "adam"), ("b2", 0.5, "sgd"), ("b3", -math.inf, "adam"), ("b4", 0.99, "adam")],
+            "team-c": [("c1", 0.97, "adam"), ("c2", 0.91, "rmsprop")],
+        }
         for workspace, planned in plan.items():
             mlflow.set_workspace(workspace)
             client = MlflowClient()
@@ -406,13 +403,6 @@ def written(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             if workspace == "team-b":
                 client.delete_run(runs["b2"])
         yield Written(suite, experiments, runs, names)
-    finally:
-        mlflow.set_workspace(None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _per_workspace(written: Written, filter_string: str, order_by: list[str], view: int) -> list[Run]:

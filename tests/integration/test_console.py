@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from playwright.sync_api import expect
 from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.browser import ARTIFACTS, new_tab, shot
 from tests.support.identity import Admin, Person, unique
+from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
 WORKSPACE = "team-a"
@@ -121,16 +121,8 @@ class Account:
 
 @contextlib.contextmanager
 def tracking_as(stack: Stack, token: str) -> Iterator[MlflowClient]:
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
-    os.environ.update(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=token, MLFLOW_WORKSPACE=WORKSPACE)
-    try:
+    with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=token, MLFLOW_WORKSPACE=WORKSPACE):
         yield MlflowClient(stack.url)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def log_runs(client: MlflowClient, experiment: str, statuses: list[str], offset: float) -> None:

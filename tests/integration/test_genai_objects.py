@@ -11,7 +11,6 @@ review queues through `mlflow.genai`.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from tests.conftest import Stack
 from tests.support.identity import Admin, Person, unique
+from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +43,8 @@ class As:
         self.stack = stack
 
     def __call__(self, person: Person, action: Callable[[], Any]) -> Any:
-        saved = os.environ.get("MLFLOW_TRACKING_TOKEN")
-        os.environ["MLFLOW_TRACKING_TOKEN"] = person.token
-        try:
+        with stock_client_env(MLFLOW_TRACKING_TOKEN=person.token):
             return action()
-        finally:
-            if saved is None:
-                os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
-            else:
-                os.environ["MLFLOW_TRACKING_TOKEN"] = saved
 
     def refused(self, person: Person, action: Callable[[], Any]) -> MlflowException:
         with pytest.raises(MlflowException) as caught:
@@ -66,11 +59,9 @@ def cast(stack: Stack) -> Iterator[Cast]:
     owner, reader, stranger = (admin.person(f"{role}.{suffix}@example.com") for role in ("owner", "reader", "stranger"))
     for person in (owner, reader, stranger):
         admin.grant("workspaces/team-a", "CAN_USE", user=person.name)
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
-    os.environ.update(
+    with stock_client_env(
         MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=owner.token, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"
-    )
-    try:
+    ):
         mlflow.set_tracking_uri(stack.url)
         mlflow.set_workspace("team-a")
         experiment_id = mlflow.set_experiment(unique("genai-objects")).experiment_id
@@ -80,13 +71,6 @@ def cast(stack: Stack) -> Iterator[Cast]:
         mlflow.flush_trace_async_logging()
         admin.grant(f"experiments/{experiment_id}", "CAN_READ", user=reader.name, workspace="team-a")
         yield Cast(owner, reader, stranger, experiment_id, trace_id)
-    finally:
-        mlflow.set_workspace(None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import GATEWAY_ENV, Stack
 from tests.databases import empty_database
 from tests.support.identity import Admin, Person, unique
+from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
 
@@ -119,49 +120,44 @@ store = "b"
 """
         )
         gateway = GatewayProcess(config, GATEWAY_ENV).start()
-        saved = {
-            key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")
-        }
         try:
-            admin = Admin(gateway.url)
-            suffix = uuid.uuid4().hex[:6]
-            people = {
-                role: admin.person(f"{role}.{suffix}@example.com") for role in ("owner", "reader", "stranger", "mgr")
-            }
-            for person in people.values():
-                admin.grant(f"workspaces/{DUAL}", "CAN_USE", user=person.name)
-            admin.grant(f"workspaces/{DUAL}", "CAN_MANAGE", user=people["mgr"].name)
-            # The hidden experiment, its run and trace: the admin's.
-            _stock_client_as(gateway.url, Person("admin", 0, admin.token))
-            hidden_experiment = mlflow.create_experiment(unique("jobs-hidden"))
-            hidden_trace = _log_trace(hidden_experiment)
-            with mlflow.start_run(experiment_id=hidden_experiment) as hidden:
-                pass
-            other = admin.http(OTHER)
-            other_experiment = other.post(
-                f"{gateway.url}/api/2.0/mlflow/experiments/create", json={"name": unique("jobs-b")}, timeout=TIMEOUT
-            ).json()["experiment_id"]
-            other_run = other.post(
-                f"{gateway.url}/api/2.0/mlflow/runs/create", json={"experiment_id": other_experiment}, timeout=TIMEOUT
-            ).json()["run"]["info"]["run_id"]
-            # The owner's experiment and trace, through the stock client.
-            _stock_client_as(gateway.url, people["owner"])
-            name = unique("jobs")
-            experiment_id = mlflow.create_experiment(name)
-            trace_id = _log_trace(experiment_id)
-            admin.grant(f"experiments/{experiment_id}", "CAN_READ", user=people["reader"].name, workspace=DUAL)
-            yield Jobs(
-                gateway, primary, stack.stores["central"], url, admin, people["owner"], people["reader"],
-                people["stranger"], people["mgr"], experiment_id, name, trace_id, hidden_experiment,
-                hidden.info.run_id, hidden_trace, other_run,
-            )  # fmt: skip
+            with stock_client_env():  # the stock client is switched between people below
+                admin = Admin(gateway.url)
+                suffix = uuid.uuid4().hex[:6]
+                people = {
+                    role: admin.person(f"{role}.{suffix}@example.com")
+                    for role in ("owner", "reader", "stranger", "mgr")
+                }
+                for person in people.values():
+                    admin.grant(f"workspaces/{DUAL}", "CAN_USE", user=person.name)
+                admin.grant(f"workspaces/{DUAL}", "CAN_MANAGE", user=people["mgr"].name)
+                # The hidden experiment, its run and trace: the admin's.
+                _stock_client_as(gateway.url, Person("admin", 0, admin.token))
+                hidden_experiment = mlflow.create_experiment(unique("jobs-hidden"))
+                hidden_trace = _log_trace(hidden_experiment)
+                with mlflow.start_run(experiment_id=hidden_experiment) as hidden:
+                    pass
+                other = admin.http(OTHER)
+                other_experiment = other.post(
+                    f"{gateway.url}/api/2.0/mlflow/experiments/create", json={"name": unique("jobs-b")}, timeout=TIMEOUT
+                ).json()["experiment_id"]
+                other_run = other.post(
+                    f"{gateway.url}/api/2.0/mlflow/runs/create",
+                    json={"experiment_id": other_experiment},
+                    timeout=TIMEOUT,
+                ).json()["run"]["info"]["run_id"]
+                # The owner's experiment and trace, through the stock client.
+                _stock_client_as(gateway.url, people["owner"])
+                name = unique("jobs")
+                experiment_id = mlflow.create_experiment(name)
+                trace_id = _log_trace(experiment_id)
+                admin.grant(f"experiments/{experiment_id}", "CAN_READ", user=people["reader"].name, workspace=DUAL)
+                yield Jobs(
+                    gateway, primary, stack.stores["central"], url, admin, people["owner"], people["reader"],
+                    people["stranger"], people["mgr"], experiment_id, name, trace_id, hidden_experiment,
+                    hidden.info.run_id, hidden_trace, other_run,
+                )  # fmt: skip
         finally:
-            mlflow.set_workspace(None)
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
             gateway.stop()
             primary.stop()
 

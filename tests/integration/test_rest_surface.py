@@ -8,7 +8,6 @@ refuses them itself; the refusals MLflow does not make are listed with the reaso
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import Stack
 from tests.support.identity import Admin, Person, unique
+from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +47,7 @@ def cast(stack: Stack) -> Iterator[Cast]:
     stranger = admin.person(f"stranger.{suffix}@example.com")
     for person in (owner, stranger):
         admin.grant("workspaces/team-a", "CAN_USE", user=person.name)
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN")}
-    os.environ.update(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=owner.token)
-    try:
+    with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=owner.token):
         mlflow.set_tracking_uri(stack.url)
         mlflow.set_workspace("team-a")
         experiment_id = mlflow.create_experiment(unique("surface"))
@@ -57,13 +55,6 @@ def cast(stack: Stack) -> Iterator[Cast]:
         with mlflow.start_run(experiment_id=experiment_id) as run:
             mlflow.log_input(mlflow.data.from_pandas(frame, name="train-set"), context="training")
         yield Cast(owner, stranger, experiment_id, run.info.run_id)
-    finally:
-        mlflow.set_workspace(None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_the_ui_datasets_summary_is_forwarded_under_ajax_api(stack: Stack, cast: Cast) -> None:

@@ -49,6 +49,7 @@ from tests.integration.test_registry_webhooks import (
 )
 from tests.support.identity import Admin, Person, unique
 from tests.support.oidc import OidcIssuer
+from tests.support.stock_client import stock_client_env
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -210,11 +211,8 @@ def seed_runs(url: str, experiment: str, finished: int, failed: int) -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
-    os.environ["MLFLOW_TRACKING_URI"] = url
-    os.environ["MLFLOW_TRACKING_TOKEN"] = ADMIN_TOKEN
-    mlflow.set_tracking_uri(url)
-    try:
+    with stock_client_env(MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
+        mlflow.set_tracking_uri(url)
         mlflow.set_workspace(WORKSPACE)
         client = MlflowClient()
         found = client.get_experiment_by_name(experiment)
@@ -224,13 +222,6 @@ def seed_runs(url: str, experiment: str, finished: int, failed: int) -> None:
             mlflow.log_metric("loss", 0.1 * index)
             mlflow.end_run(status="FINISHED" if index < finished else "FAILED")
             assert client.get_run(run.info.run_id).info.status == ("FINISHED" if index < finished else "FAILED")
-    finally:
-        mlflow.set_workspace(None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def reliability_alert(path: str, **extra: Any) -> dict[str, Any]:

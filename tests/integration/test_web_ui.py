@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
 from tests.support.browser import answered_missing, new_tab, png, reload_catching, shot
 from tests.support.identity import Admin, Person, unique
 from tests.support.oidc import OidcIssuer
+from tests.support.stock_client import stock_client_env
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -79,13 +79,10 @@ def world(stack: Stack, workdir: Path, tmp_path_factory: pytest.TempPathFactory)
         "team_b": f"{suite} forecasts",
         "team_c": f"{suite} payroll",
     }
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
-    os.environ["MLFLOW_TRACKING_URI"] = stack.url
-    os.environ["MLFLOW_TRACKING_TOKEN"] = ADMIN_TOKEN
-    mlflow.set_tracking_uri(stack.url)
-    image = tmp_path_factory.mktemp("ui") / "confusion_matrix.png"
-    image.write_bytes(png(96, 72))
-    try:
+    with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
+        mlflow.set_tracking_uri(stack.url)
+        image = tmp_path_factory.mktemp("ui") / "confusion_matrix.png"
+        image.write_bytes(png(96, 72))
         mlflow.set_workspace("team-a")
         client = MlflowClient()
         visible = client.create_experiment(names["visible"])
@@ -108,13 +105,6 @@ def world(stack: Stack, workdir: Path, tmp_path_factory: pytest.TempPathFactory)
         team_c = MlflowClient().create_experiment(names["team_c"])
         with mlflow.start_run(experiment_id=team_c, run_name="salaries"):
             mlflow.log_metric("total", 1.0)
-    finally:
-        mlflow.set_workspace(None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     for name in (group, f"{suite}-pat-readers"):
         admin.grant(f"experiments/{visible}", "CAN_READ", group=name, workspace="team-a")
         admin.grant("workspaces/team-b", "CAN_READ", group=name)

@@ -10,7 +10,6 @@ test-artifacts/ui/ (README, "The web UI").
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.browser import answered_missing, new_tab, reload_catching, shot, sign_in_with_token
 from tests.support.identity import Admin, Person, unique
+from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
 WORKSPACE = "team-a"
@@ -60,11 +60,9 @@ def gallery(stack: Stack) -> Iterator[Gallery]:
     group = f"{suite}-viewers"
     admin.group(group, members=[viewer.id])
     names = {"model": f"{suite}-churn-model", "hidden_model": f"{suite}-payroll-model"}
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
-    os.environ.update(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN)
-    features, labels = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [0.2, 0.9]]), np.array([0, 1, 1, 0])
-    runs: dict[str, str] = {}
-    try:
+    with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
+        features, labels = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [0.2, 0.9]]), np.array([0, 1, 1, 0])
+        runs: dict[str, str] = {}
         mlflow.set_tracking_uri(stack.url)
         mlflow.set_workspace(WORKSPACE)
         client = MlflowClient()
@@ -91,13 +89,6 @@ def gallery(stack: Stack) -> Iterator[Gallery]:
                 span.set_outputs({"churn": 0.83})
                 traces[experiment] = span.trace_id
         mlflow.flush_trace_async_logging()
-    finally:
-        mlflow.set_workspace(None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     admin.grant(f"experiments/{visible}", "CAN_READ", group=group, workspace=WORKSPACE)
     found = admin.http(WORKSPACE).get(
         f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": names["model"]}, timeout=30
