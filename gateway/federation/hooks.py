@@ -56,6 +56,9 @@ class AcceptedWrite:
     path_params: Mapping[str, Any]
     artifact_path: str | None  # artifact routes: the canonical path, in the client's workspace
     query: str = ""  # the canonical query string (the UI's upload names its run and file there)
+    # The canonical body decoded, as the guard read it (`request` is its encoding); None when the guard's plan
+    # replaced the body. Read-only: every hook of the write shares it.
+    document: Mapping[str, Any] | None = None
 
 
 class AfterWrite(Protocol):

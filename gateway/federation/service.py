@@ -290,6 +290,7 @@ class Forwarder:
                     call.path_params,
                     artifact_path,
                     call.query,
+                    canonical.document if canonical is not None and call.body is canonical.encoded else None,
                 )
                 if len(hooks) == 1:
                     await hooks[0].record(write)

@@ -25,8 +25,8 @@ import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from operator import attrgetter
-from typing import NamedTuple
+from operator import attrgetter, itemgetter
+from typing import Annotated, NamedTuple
 
 import asyncpg
 import msgspec
@@ -141,11 +141,8 @@ def read_points(run_key: int, body: bytes) -> PointRows | None:
             by_name[point.key] = [point]
         else:
             same.append(point)
-    rows: list[bytes] = []
-    aggregates: dict[str, Aggregate] = {}
-    head = struct.pack(">hiq", 5, 8, run_key)
-    for name in sorted(by_name):
-        group = by_name[name]
+    columns: dict[str, tuple[list[int], list[int], list[float]]] = {}
+    for name, group in by_name.items():
         values: list[float] = list(map(_VALUE, group))  # numbers, and strings until checked below
         steps: list[int] = list(map(_STEP, group))
         times: list[int] = list(map(_TIME, group))
@@ -164,6 +161,80 @@ def read_points(run_key: int, body: bytes) -> PointRows | None:
             if (b"e-" in body or b"E-" in body) and _LONG_EXPONENT in shape:
                 return None
             values = [v + 0.0 for v in values]
+        columns[name] = (steps, times, values)
+    return _rows(run_key, columns, len(points))
+
+
+_KEY, _VALUE_OF, _STEP_OF, _TIME_OF = (itemgetter(name) for name in ("key", "value", "step", "timestamp"))
+# What read_points' decoder takes, checked by msgspec on each column at once: no bool for a number, a string for a
+# name, int8's range for steps and the range above for timestamps; ints as floats, as that decoder reads them.
+_NAMES = list[str]
+_STEPS = list[Annotated[int, msgspec.Meta(ge=INT8_MIN, le=INT8_MAX)]]
+_TIMES = list[Annotated[int, msgspec.Meta(ge=-MAX_MS, le=MAX_MS)]]
+_NUMBERS = list[float]
+_TINY = 1e-98  # a number below this beside a zero is left to read_points (its literal may have an exponent of -100)
+_HUGE = 1e98  # a number of this size may have been sent with 99 digits: left to read_points too
+
+
+def read_metrics(run_key: int, metrics: object) -> PointRows | None:
+    """`read_points` of the points of a canonical request body already decoded (`metrics`: its metrics array),
+    in the shape MLflow's clients send: every point exactly `key`, `value`, `timestamp` and `step`, a number
+    for a value. The same rows, read column by column from the document instead of decoded again
+    (tests/unit/test_index_points.py holds the two to each other); None for any other shape, and wherever
+    `read_points` might leave the body to the statement: read it with `read_points` then.
+
+    The canonical encoding holds no literal the document does not (msgspec writes a float in at most 17
+    digits and an exponent), so what `read_points` looks for in the body's text is read from the values here:
+    a long run of digits only from an integer of 99 digits or a name of 99 characters, an exponent of -100
+    only from a number below 1e-99 or a name with "e-" in it.
+    """
+    if type(metrics) is not list or not metrics:
+        return None
+    try:
+        keys = msgspec.convert(list(map(_KEY, metrics)), _NAMES)
+        steps = msgspec.convert(list(map(_STEP_OF, metrics)), _STEPS)
+        times = msgspec.convert(list(map(_TIME_OF, metrics)), _TIMES)
+        floats = msgspec.convert(list(map(_VALUE_OF, metrics)), _NUMBERS)  # a string (NaN) is refused
+    except (KeyError, TypeError, msgspec.ValidationError):
+        return None
+    # No key but these four: no other text whose digits read_points would look at.
+    if sum(map(len, metrics)) != 4 * len(metrics) or max(floats) >= _HUGE or min(floats) <= -_HUGE:
+        return None
+    names = dict.fromkeys(keys)
+    if any(len(name) >= len(_LONG_NUMBER) for name in names):
+        return None
+    if 0.0 in floats:
+        if any(0.0 < abs(v) < _TINY for v in floats) or any("e-" in name or "E-" in name for name in names):
+            return None
+        floats = [v + 0.0 for v in floats]  # through numeric, -0 is 0
+    count, period = len(keys), len(names)
+    columns: dict[str, tuple[list[int], list[int], list[float]]] = {}
+    if period == 1:
+        columns[keys[0]] = (steps, times, floats)
+    elif count % period == 0 and keys == keys[:period] * (count // period):
+        # The same metrics in the same order, step after step (as a client logging a dict per step sends them).
+        for at, name in enumerate(keys[:period]):
+            columns[name] = (steps[at::period], times[at::period], floats[at::period])
+    else:
+        where: dict[str, list[int]] = {name: [] for name in names}
+        for at, name in enumerate(keys):
+            where[name].append(at)
+        for name, indexes in where.items():
+            columns[name] = (
+                list(map(steps.__getitem__, indexes)),
+                list(map(times.__getitem__, indexes)),
+                list(map(floats.__getitem__, indexes)),
+            )
+    return _rows(run_key, columns, count)
+
+
+def _rows(run_key: int, columns: dict[str, tuple[list[int], list[int], list[float]]], points: int) -> PointRows | None:
+    """Each metric's chunk rows (by name) and aggregate, from its steps, timestamps and values in the order sent."""
+    rows: list[bytes] = []
+    aggregates: dict[str, Aggregate] = {}
+    head = struct.pack(">hiq", 5, 8, run_key)
+    for name in sorted(columns):
+        steps, times, values = columns[name]
         if "\x00" in name:
             return None
         try:
@@ -183,7 +254,7 @@ def read_points(run_key: int, body: bytes) -> PointRows | None:
             rows.append(_array(steps[at:end], INT8_OID, "q"))
             rows.append(_array(micros[at:end], TIMESTAMPTZ_OID, "q"))
             rows.append(_array(values[at:end], FLOAT8_OID, "d"))
-    return PointRows(run_key, b"".join(rows), aggregates, len(points))
+    return PointRows(run_key, b"".join(rows), aggregates, points)
 
 
 def _aggregate(steps: Sequence[int], times: Sequence[int], values: Sequence[float]) -> Aggregate:

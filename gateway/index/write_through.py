@@ -15,11 +15,11 @@ import asyncpg
 import msgspec
 
 from gateway.core.links import WorkspaceLink
-from gateway.core.route_table import RUNS_CREATE, Resource, RouteSpec
+from gateway.core.route_table import RUNS_CREATE, RUNS_LOG_BATCH, Resource, RouteSpec
 from gateway.federation.bookkeeping import DERIVED_SETTINGS, Bookkeeping, started_run_of
 from gateway.federation.hooks import AcceptedWrite, UnsettledWrite
 from gateway.federation.locate import Locator
-from gateway.index.points import PointsRefused, PointWriter, read_points
+from gateway.index.points import PointsRefused, PointWriter, read_metrics, read_points
 from gateway.index.sync import IndexSync
 from gateway.index.writer import IndexWriter, RunChange, plan
 from gateway.observability.metrics import INDEX_FAILURES
@@ -70,7 +70,7 @@ class IndexWriteThrough:
                 log.info("run of an indexed write not located", extra={"ws": link.name, "reason": str(exc)})
 
         if isinstance(change, RunChange) and change.points is not None:
-            rest = await self._log_points(write.spec.name, change, link.workspace_id, experiment_id)
+            rest = await self._log_points(write, change, experiment_id)
             if rest is None:
                 return
             change = rest
@@ -81,12 +81,11 @@ class IndexWriteThrough:
         # Cached run keys may belong to a lost insert: forgotten on failure.
         await self._bookkeeping.derive(write.spec.name, apply, on_failure=self.writer.forget)
 
-    async def _log_points(
-        self, route: str, change: RunChange, workspace_id: int, experiment_id: str | None
-    ) -> RunChange | None:
+    async def _log_points(self, write: AcceptedWrite, change: RunChange, experiment_id: str | None) -> RunChange | None:
         """The change's points through the point writer; what is left of the change to apply (None: nothing, or
         nothing more after a failure, as when the statement fails)."""
         assert change.points is not None
+        route, workspace_id = write.spec.name, write.link.workspace_id
         run_key = self.writer.known_run_key(change.run_id)
         if run_key is None:
             found: list[int | None] = []
@@ -97,7 +96,11 @@ class IndexWriteThrough:
             if not await self._bookkeeping.derive(route, locate, on_failure=self.writer.forget) or found[0] is None:
                 return None
             run_key = found[0]
-        rows = read_points(run_key, change.points)
+        rows = None
+        if write.spec == RUNS_LOG_BATCH and write.document is not None:  # the points as the guard decoded them
+            rows = read_metrics(run_key, write.document.get("metrics"))
+        if rows is None:
+            rows = read_points(run_key, change.points)
         if rows is None:
             return change  # the statement reads this body
         try:

@@ -19,7 +19,7 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import asyncpg
 import msgspec
@@ -27,16 +27,18 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gateway.core.errors import InvalidParameter
 from gateway.core.links import WorkspaceLink
 from gateway.core.route_table import RUNS_LOG_BATCH, RUNS_LOG_METRIC
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.db.migrate import upgrade
 from gateway.federation.bookkeeping import DERIVED_SETTINGS, Bookkeeping
+from gateway.federation.canonical import canonical_body
 from gateway.federation.hooks import AcceptedWrite
 from gateway.federation.locate import Locator, RunDirectory
-from gateway.index.points import MAX_BATCH_POINTS, PointWriter, read_points
+from gateway.index.points import MAX_BATCH_POINTS, PointWriter, read_metrics, read_points
 from gateway.index.write_through import IndexWriteThrough
-from gateway.index.writer import IndexWriter, NewRun, plan
+from gateway.index.writer import IndexWriter, NewRun, RunChange, plan
 from tests.databases import empty_database, execute
 
 LINK = WorkspaceLink("team-a", 1001, "workspace", "a", "a", None)
@@ -146,12 +148,24 @@ def calls(draw: st.DrawFn) -> Call:
     return Call(run, RUNS_LOG_BATCH.name, "[" + ",".join(body) + "]", params, odd)
 
 
-def request(call: Call, run_id: str) -> bytes:
+@overload
+def request(call: Call, run_id: str) -> bytes: ...
+@overload
+def request(call: Call, run_id: str, canonical: bool) -> bytes | None: ...
+def request(call: Call, run_id: str, canonical: bool = False) -> bytes | None:
+    """The call's body as the client sent it, or with `canonical` as the gateway forwards it (None: refused)."""
     if call.route == RUNS_LOG_METRIC.name:  # the body is the point, with the run's id
-        return ('{"run_id":"' + run_id + '",' + call.metrics[1:]).encode()
-    params = [{"key": k, "value": v} for k, v in call.params.items()]
-    extra = ',"params":' + json.dumps(params) if params else ""
-    return ('{"run_id":"' + run_id + '","metrics":' + call.metrics + extra + "}").encode()
+        body = ('{"run_id":"' + run_id + '",' + call.metrics[1:]).encode()
+    else:
+        params = [{"key": k, "value": v} for k, v in call.params.items()]
+        extra = ',"params":' + json.dumps(params) if params else ""
+        body = ('{"run_id":"' + run_id + '","metrics":' + call.metrics + extra + "}").encode()
+    if not canonical:
+        return body
+    try:
+        return canonical_body(body).encoded
+    except InvalidParameter:
+        return None
 
 
 # -- the two ways, and what they leave ----------------------------------------------------------------------
@@ -161,9 +175,12 @@ async def no_store(link: WorkspaceLink, method: str, path: str) -> tuple[int, by
     raise ConnectionError("no store in this test: every run is in the run directory")
 
 
-async def write_both(url: str, sequence: list[Call], max_points: int = MAX_BATCH_POINTS) -> PointWriter:
+async def write_both(
+    url: str, sequence: list[Call], max_points: int = MAX_BATCH_POINTS, canonical: bool = False
+) -> PointWriter:
     """`sequence` written by the statement for one set of runs and through the hook for another, compared; the
-    hook's point writer, for what it wrote."""
+    hook's point writer, for what it wrote. `canonical`: both get each body as the gateway forwards it (its
+    canonical encoding; a body the gateway refuses is not sent), the hook with the document the guard read."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
 
     async def open_pool(name: str, settings: Mapping[str, str] | None = None, /) -> asyncpg.Pool:
@@ -186,7 +203,9 @@ async def write_both(url: str, sequence: list[Call], max_points: int = MAX_BATCH
                 directory.remember(hook_run, LINK.name, "1")
             # What every call went through before: the statement, call after call, as the hook applied it.
             for call in sequence:
-                body = request(call, pair[call.run][0])
+                body = request(call, pair[call.run][0], canonical)
+                if body is None:
+                    continue
                 try:
                     change = plan(call.route, LINK.workspace_id, body, b"{}", "a")
                 except msgspec.MsgspecError:
@@ -197,7 +216,8 @@ async def write_both(url: str, sequence: list[Call], max_points: int = MAX_BATCH
                 except (asyncpg.PostgresError, UnicodeDecodeError):
                     statement_writer.forget()
         # Through the hook, all at once.
-        await asyncio.gather(*(hook.record(accepted(call, pair[call.run][1])) for call in sequence))
+        writes = [accepted(call, pair[call.run][1], canonical) for call in sequence]
+        await asyncio.gather(*(hook.record(write) for write in writes if write is not None))
         async with pool.acquire() as conn:
             for statement_run, hook_run in pair:
                 before = await index_rows(conn, statement_run)
@@ -211,16 +231,20 @@ async def write_both(url: str, sequence: list[Call], max_points: int = MAX_BATCH
     return hook.points
 
 
-def accepted(call: Call, run_id: str) -> AcceptedWrite:
+def accepted(call: Call, run_id: str, canonical: bool = False) -> AcceptedWrite | None:
+    body = request(call, run_id, canonical)
+    if body is None:
+        return None
     return AcceptedWrite(
         spec=RUNS_LOG_METRIC if call.route == RUNS_LOG_METRIC.name else RUNS_LOG_BATCH,
         link=LINK,
         principal="a",
-        request=request(call, run_id),
+        request=body,
         response=b"{}",
         ids=None,
         path_params={},
         artifact_path=None,
+        document=canonical_body(body).document if canonical else None,
     )
 
 
@@ -305,6 +329,61 @@ def test_points_written_through_the_point_writer_equal_the_statements(
         if not call.odd and not tiny_beside_zero(points):
             assert read_points(1, points) is not None  # what MLflow's clients send is read here
     asyncio.run(write_both(database, sequence, max_points))
+
+
+@given(sequence=st.lists(calls(), min_size=1, max_size=8))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_points_read_from_the_guards_document_equal_the_statements(database: str, sequence: list[Call]) -> None:
+    """Bodies as the gateway forwards them, the hook reading the points from the document the guard decoded."""
+    asyncio.run(write_both(database, sequence, canonical=True))
+
+
+@given(call=calls(), run_key=st.integers(1, 2**40))
+@example(
+    call=log_batch(
+        0, '{"key":"a","value":0,"timestamp":1,"step":1}', '{"key":"b","value":1e-100,"timestamp":1,"step":1}'
+    ),
+    run_key=1,
+)
+@example(call=log_batch(0, '{"key":"a","value":1' + "0" * 98 + ',"timestamp":1,"step":1}'), run_key=1)
+@example(call=log_batch(0, '{"key":"' + "1" * 99 + '","value":1,"timestamp":1,"step":1}'), run_key=1)
+@example(call=log_batch(0, '{"key":"e-123","value":0,"timestamp":1,"step":1}'), run_key=1)
+@example(call=log_batch(0, '{"key":"a","value":true,"timestamp":1,"step":1}'), run_key=1)
+@example(call=log_batch(0, '{"key":"a","value":1,"timestamp":1,"step":true}'), run_key=1)
+@example(call=log_batch(0, '{"key":"a","value":9007199254740993,"timestamp":1,"step":1}'), run_key=1)
+@settings(max_examples=300, deadline=None)
+def test_points_read_from_the_document_equal_the_points_read_from_the_body(call: Call, run_key: int) -> None:
+    """`read_metrics` (the canonical document's points) gives exactly what `read_points` gives for the body's
+    points, or leaves the body to it: never other rows, never rows where read_points leaves it to the statement."""
+    body = request(call, "r" * 32, canonical=True)
+    if body is None or call.route != RUNS_LOG_BATCH.name:
+        return
+    change = plan(call.route, LINK.workspace_id, body, b"{}", "a")
+    assert isinstance(change, RunChange) and change.points is not None
+    got = read_metrics(run_key, canonical_body(body).document.get("metrics"))
+    assert got is None or got == read_points(run_key, change.points)
+
+
+@given(
+    body=st.lists(
+        st.fixed_dictionaries(
+            {
+                "key": st.sampled_from(["loss", "acc", "é", "val_loss"]),
+                "value": st.floats(-1e97, 1e97).filter(lambda v: v == 0 or abs(v) > 1e-98) | st.integers(-5, 5),
+                "timestamp": st.integers(0, 2_000_000_000_000),
+                "step": st.integers(0, 3),
+            }
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    repeat=st.integers(1, 3),
+)
+def test_what_mlflow_clients_send_is_read_from_the_document(body: list[dict[str, Any]], repeat: int) -> None:
+    """The points of the stock client's bodies come from the guard's document, not decoded again: in any order
+    and as the same metrics step after step."""
+    metrics = canonical_body(msgspec.json.encode({"run_id": "r", "metrics": body * repeat})).document["metrics"]
+    assert read_metrics(1, metrics) == read_points(1, msgspec.json.encode(body * repeat))
 
 
 def tiny_beside_zero(points: bytes) -> bool:
