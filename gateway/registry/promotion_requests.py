@@ -192,6 +192,13 @@ class PromotionRequests:
         requester = self._requester(row)
         # What the requester may do now (a revoked grant since the request refuses the approval).
         checked = await self._promotions.check(requester, link, row.source_name, row.source_version, row.target_name)
+        if (checked.source.workspace_id, checked.source_id) != (row.source_workspace_id, row.source_model_id):
+            # The name was resolved again: another model has it now (the asked-for one renamed away, or deleted
+            # and another made under its name), and copying it would promote what nobody asked to.
+            raise InvalidState(
+                f"{row.source_name} is another model than when promotion request {row.id} was made (renamed, or "
+                "deleted and made again, since): reject this request and ask again."
+            )
         if not self._promotions.may_approve(principal, link, checked.target_id):
             raise PermissionDenied(_level_message(checked, "approve"))
 

@@ -447,3 +447,56 @@ def test_a_requesters_identity_provider_groups_count_when_the_request_is_approve
         assert [r["state"] for r in listed.json()["requests"] if r["id"] == second_id] == ["OPEN"]
     finally:
         need_approval(stack, False)
+
+
+def test_an_approval_copies_the_model_asked_for_or_nothing_when_its_name_now_means_another(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request names its source by `<workspace>.<model>`; an approval must not copy another model that took the
+    name since (the requester renaming the reviewed model away and an unreviewed one to its name)."""
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    approver = admin.person(f"{unique('approver')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_MANAGE", user=approver.name)
+    reviewed, _ = promotable(stack, monkeypatch, owner, "reviewed")
+    unreviewed, _ = promotable(stack, monkeypatch, owner, "unreviewed")
+    base = f"{stack.url}/api/2.0/fedgate/registry"
+    target = unique("prod-model")
+    need_approval(stack, True)
+    try:
+        made = owner.http(stack, "team-b").post(
+            f"{base}/promotion-requests/create",
+            json={"name": f"team-a.{reviewed}", "version": "1", "target_name": target},
+            timeout=60,
+        )
+        assert made.status_code == 200, made.text
+        request_id = made.json()["promotion_request"]["id"]
+
+        # Once asked, the requester moves the name to the unreviewed model.
+        in_team_a = owner.http(stack, "team-a")
+        for old, new in ((reviewed, f"{reviewed}-old"), (unreviewed, reviewed)):
+            renamed = in_team_a.post(
+                f"{stack.url}/api/2.0/mlflow/registered-models/rename", json={"name": old, "new_name": new}, timeout=60
+            )
+            assert renamed.status_code == 200, renamed.text
+
+        approvals = approver.http(stack, "team-b")
+        approved = approvals.post(f"{base}/promotion-requests/approve", json={"id": request_id}, timeout=300)
+        assert approved.status_code == 409 and approved.json()["error_code"] == "INVALID_STATE", approved.text
+        assert "another model" in approved.json()["message"]
+        # Nothing was copied into team-b, and the request is still there to be rejected.
+        copied = (
+            Admin.of(stack)
+            .http("team-b")
+            .get(f"{stack.url}/api/2.0/mlflow/registered-models/get", params={"name": target}, timeout=60)
+        )
+        assert copied.status_code == 404, copied.text
+        listed = approvals.get(f"{base}/promotion-requests/list", timeout=60).json()["requests"]
+        assert [r["state"] for r in listed if r["id"] == request_id] == ["OPEN"]
+        rejected = approvals.post(f"{base}/promotion-requests/reject", json={"id": request_id}, timeout=60)
+        assert rejected.status_code == 200, rejected.text
+    finally:
+        need_approval(stack, False)
