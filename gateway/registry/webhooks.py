@@ -328,6 +328,7 @@ class RegistryWebhooks:
         async with self._sessionmaker() as session, session.begin():
             row, target = await self._owned(session, principal, link, wanted.id)
             if spec is not None:
+                _restated(row, spec, values["url"])
                 values.update(self._sealed(row.id, spec))
             if values:
                 values["updated_at"] = func.now()
@@ -563,6 +564,23 @@ def _status(status: str) -> str:
     if status not in STATUSES:
         raise InvalidParameter(f"Invalid webhook status '{status[:32]}'; use one of {', '.join(STATUSES)}.")
     return status
+
+
+def _restated(row: RegistryWebhookRow, spec: HttpUrlSpec, url: str) -> None:
+    """A new URL gets the secret and the Authorization value the webhook holds only when they are given again.
+
+    They are never answered, not even to the webhook's managers; kept across a change of URL, they would go to
+    whatever allowed URL a manager chose (the Authorization value verbatim, the secret as signatures of events and
+    of test calls), so a manager could read what another set."""
+    if url == row.url:
+        return
+    held = [name for name in SEALED_FIELDS if getattr(row, name) is not None and getattr(spec, name) is None]
+    if held:
+        fields = " and ".join(f"http_url_spec.{name}" for name in held)
+        raise InvalidParameter(
+            f"A new URL takes the webhook's {fields} again (an empty string for none): they are not sent to "
+            "another URL than the one they were given for."
+        )
 
 
 def _webhook(row: RegistryWebhookRow, model_name: str | None) -> RegistryWebhook:

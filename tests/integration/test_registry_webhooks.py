@@ -36,7 +36,7 @@ from tests.integration.test_registry_workflow import (
     org,  # noqa: F401 - the module's fixture of principals
     registry,
 )
-from tests.support.identity import unique
+from tests.support.identity import Admin, unique
 from tests.support.waiting import logged_so_far
 
 pytestmark = pytest.mark.integration
@@ -318,6 +318,64 @@ def test_a_webhooks_secrets_are_sealed_in_the_database_and_still_sign_its_delive
     logged = logged_so_far(stack.url, stack.gateway.log_path)
     assert rotated not in logged and "sealed-token" not in logged
     ok("DELETE", "registry-webhooks/delete", params={"id": other["id"]})
+
+
+def test_a_webhooks_secret_and_authorization_go_to_no_other_url_than_the_one_they_were_given_for(
+    stack: Stack,
+    org: Org,  # noqa: F811
+    receiver: Receiver,
+) -> None:
+    """The secret and the Authorization value are never answered, not even to the webhook's managers. Another
+    manager of the model who moved the webhook to a URL of their own (any allowed one they can read) while the
+    stored values were kept would receive the Authorization value verbatim, and signatures made with the secret.
+    A new URL takes them again (or "" for none)."""
+    name = make_model(stack, org, versions=1, prefix="moved-url")
+    theirs, mine = f"/allowed/receiver-{uuid.uuid4().hex[:8]}", f"/allowed/co-manager-{uuid.uuid4().hex[:8]}"
+    credential = "Bearer receiver-credential-" + uuid.uuid4().hex
+    spec = {"url": RECEIVER + theirs, "secret": SECRET, "authorization": credential}
+    made = api(
+        stack.url,
+        org.owner.token,
+        "POST",
+        "registry-webhooks/create",
+        json={"model_name": name, "events": ["COMMENT_CREATED"], "http_url_spec": spec},
+    )
+    assert made.status_code == 200, made.text
+    hook = made.json()["webhook"]
+    admin = Admin.of(stack)
+    co_manager = admin.person(f"{unique('co-manager')}@example.com")
+    admin.grant(
+        f"registered-models/{model_of(stack, org.owner, name)['id']}",
+        "CAN_MANAGE",
+        user=co_manager.name,
+        workspace=WORKSPACE,
+    )
+
+    def update(http_url_spec: dict[str, Any]) -> requests.Response:
+        body = {"id": hook["id"], "http_url_spec": http_url_spec}
+        return api(stack.url, co_manager.token, "PATCH", "registry-webhooks/update", json=body)
+
+    for partial in ({"url": RECEIVER + mine}, {"url": RECEIVER + mine, "secret": "whsec-mine"}):
+        moved = update(partial)
+        assert moved.status_code == 400 and moved.json()["error_code"] == "INVALID_PARAMETER_VALUE", moved.text
+        assert "authorization" in moved.json()["message"]
+    moved = update({"url": RECEIVER + mine, "authorization": "Bearer mine"})
+    assert moved.status_code == 400 and "secret" in moved.json()["message"], moved.text
+    registry(stack, org.requester).create_comment(name, "1", "still to the receiver")
+    [delivered] = receiver.wait_for(theirs, 1)
+    assert delivered.headers.get("Authorization") == credential and signed(delivered)
+    assert receiver.at(mine) == []
+
+    # The same URL keeps them; a new URL with both given again (here: none) is taken.
+    kept = update({"url": RECEIVER + theirs, "enable_ssl_verification": True})
+    assert kept.status_code == 200, kept.text
+    taken = update({"url": RECEIVER + mine, "secret": "", "authorization": ""})
+    assert taken.status_code == 200, taken.text
+    registry(stack, org.requester).create_comment(name, "1", "to the new url")
+    [arrived] = receiver.wait_for(mine, 1)
+    assert "Authorization" not in arrived.headers and "X-Databricks-Signature" not in arrived.headers
+    assert len(receiver.at(theirs)) == 1
+    assert api(stack.url, org.owner.token, "DELETE", "registry-webhooks/delete", params={"id": hook["id"]}).ok
 
 
 # -- gateways of their own: retries, a restart, two processes -------------------------------------------
