@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 FetchJson = Callable[[str], Awaitable[dict[str, Any]]]
 MAX_TOKEN_CHARS = 16 * 1024
+# While the provider cannot be reached, keys fetched within this long are still used (it may have rotated one
+# out meanwhile, but a provider that is down rotates nothing); older ones are not.
+JWKS_STALE_SECONDS = 3600
 # `typ` headers of access tokens (RFC 9068 §2.1; plain `JWT` from providers that predate it), compared
 # case-insensitively with an optional `application/` prefix (RFC 7515 §4.1.9).
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "jwt"})
@@ -100,6 +103,7 @@ class OidcVerifier:
         self._keys: KeySet | None = None
         self._fetched_at = -float("inf")  # monotonic time of the last JWKS fetch
         self._refetched_at = -float("inf")  # ... and of the last one forced by an unknown kid
+        self._failed_at = -float("inf")  # ... and of the last one that failed
         self._jwks_uri: str | None = None
         self._metadata: dict[str, Any] = {}  # the discovery document
 
@@ -180,14 +184,40 @@ class OidcVerifier:
         return claims
 
     async def _current_keys(self) -> KeySet:
-        """The cached JWKS, fetched (once, for all waiting requests) when missing or older than the cache time."""
+        """The cached JWKS, fetched (once, for all waiting requests) when missing or older than the cache time.
+
+        When the fetch fails, the keys held are used on (up to `JWKS_STALE_SECONDS` after they were fetched) and
+        the provider is not asked again before `jwks_min_refetch_seconds`: otherwise every request, an anonymous
+        caller's made-up token too, would queue behind another attempt to reach a provider that is down, and
+        every token would be refused though the keys to check it were at hand. Without such keys every request
+        tries the provider, as before.
+        """
         if self._keys is not None and time.monotonic() - self._fetched_at < self.settings.jwks_cache_seconds:
             return self._keys
         async with self._lock:
-            if self._keys is None or time.monotonic() - self._fetched_at >= self.settings.jwks_cache_seconds:
-                await self._fetch_keys(discover=True)
+            now = time.monotonic()
+            if self._keys is not None and now - self._fetched_at < self.settings.jwks_cache_seconds:
+                return self._keys
+            # With keys to fall back on, a provider that just failed is left alone for a while; without, each
+            # request tries it (nothing else could check the token).
+            if not self._usable_stale_keys() or now - self._failed_at >= self.settings.jwks_min_refetch_seconds:
+                try:
+                    await self._fetch_keys(discover=True)
+                except Unauthenticated:
+                    self._failed_at = time.monotonic()
+                    if not self._usable_stale_keys():
+                        raise
+                    log.warning("OIDC keys could not be refreshed; the keys fetched before are used meanwhile")
+                else:
+                    assert self._keys is not None
+                    return self._keys
+            if not self._usable_stale_keys():
+                raise Unauthenticated(_UNREACHABLE)
             assert self._keys is not None
             return self._keys
+
+    def _usable_stale_keys(self) -> bool:
+        return self._keys is not None and time.monotonic() - self._fetched_at < JWKS_STALE_SECONDS
 
     async def _refetch_for(self, kid: str | None) -> KeySet:
         """One JWKS refetch for an unknown kid, at most once per `jwks_min_refetch_seconds` across all requests."""

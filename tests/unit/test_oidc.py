@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
@@ -177,3 +179,45 @@ async def test_an_unreachable_provider_is_reported_without_the_token(caplog: pyt
 async def test_malformed_tokens_are_rejected(verifier: OidcVerifier) -> None:
     for token in ("", "abc", "a.b.c", "a.b.c.d", f"{b64(b'[1]')}.e30.", "x" * 20000):
         await rejected(verifier, token, "malformed")
+
+
+async def test_keys_at_hand_are_used_while_the_provider_is_down(issuer: OidcIssuer) -> None:
+    """Once the cache time is up and the provider cannot be reached, the keys fetched before still check tokens
+    (for a bounded time), rather than every token being refused and every request trying the provider again."""
+    asked: list[str] = []
+
+    async def fetch(url: str) -> dict[str, Any]:
+        asked.append(url)
+        async with aiohttp.ClientSession() as session, session.get(url) as answer:
+            answer.raise_for_status()
+            document: dict[str, Any] = await answer.json(content_type=None)
+            return document
+
+    settings = OidcSettings(issuer=issuer.url, audience="fedgate", jwks_cache_seconds=1)
+    verifier = OidcVerifier(settings, fetch_json=fetch)
+    token = signed(issuer, "u1")
+    try:
+        assert (await verifier.verify(token)).username == "u1@example.com"
+        issuer.stop()
+        await asyncio.sleep(1.1)  # the cached keys are older than the cache time now
+        assert (await verifier.verify(token)).username == "u1@example.com"
+        tried = len(asked)
+        for _ in range(5):
+            assert (await verifier.verify(token)).username == "u1@example.com"
+        assert len(asked) == tried  # not asked again before jwks_min_refetch_seconds
+    finally:
+        await verifier.close()
+
+
+async def test_keys_named_in_the_token_header_are_never_used(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
+    """A `jwk`, `jku` or `x5u` header names a key of the token's own choosing: only the provider's keys count."""
+    mallory = RSAKey.generate_key(2048, parameters={"kid": issuer.kid})
+    body = claims(issuer, email="u1@example.com", email_verified=True)
+    for header in (
+        {"jwk": mallory.as_dict(private=False)},
+        {"jku": f"http://127.0.0.1:{free_port()}/jwks"},
+        {"x5u": f"http://127.0.0.1:{free_port()}/cert.pem"},
+    ):
+        token = jwt.encode({"alg": "RS256", "kid": issuer.kid, **header}, body, mallory, algorithms=["RS256"])
+        with pytest.raises(Unauthenticated):
+            await verifier.verify(token)
