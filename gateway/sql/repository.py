@@ -189,7 +189,8 @@ class StatementRepository:
         return int(row["pid"])
 
     async def interrupt(self, pid: int, statement_id: str) -> bool:
-        """Cancel the query of backend `pid`, only while it still runs this statement (pids are reused)."""
+        """Cancel the query of backend `pid`, only while it still runs this statement (pids are reused); False
+        when it no longer does. A backend idle between two round trips of the statement ignores the signal."""
         cancelled = await self.db.fetchval(
             "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2",
             pid,

@@ -57,12 +57,15 @@ class QueryRunner:
             # One round trip sets up the sandbox. Settings first, the role last: from then on the transaction
             # can read the system views only. The two values are the gateway's own (the configured account id,
             # a statement id it made), escaped all the same; what the caller sends stays in bound parameters.
+            # Once the backend carries the statement's application_name, a cancel finds it and signals it until
+            # it no longer does; a cancel recorded before that is seen here, and the statement stops unrun.
             await connection.execute(
                 f"SET LOCAL statement_timeout = {int(timeout_ms)}; SET LOCAL TimeZone = 'UTC'; "
-                "SET LOCAL search_path = ''; SET LOCAL standard_conforming_strings = on; "
+                "SET LOCAL standard_conforming_strings = on; "
                 f"SELECT set_config('fedgate.account_id', {_literal(account_id)}, true), "
                 f"set_config('application_name', {_literal(APPLICATION_PREFIX + statement_id)}, true); "
-                f"SET LOCAL ROLE {READER_ROLE}"
+                f"{_unless_cancelled(statement_id)}; "
+                f"SET LOCAL search_path = ''; SET LOCAL ROLE {READER_ROLE}"
             )
             prepared = await connection.prepare(capped, timeout=backstop)
             columns = [PgColumn(a.name, a.type.name, a.type.kind) for a in prepared.get_attributes()]
@@ -71,6 +74,16 @@ class QueryRunner:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _unless_cancelled(statement_id: str) -> str:
+    """A command that fails as a cancelled statement does when the statement is no longer RUNNING."""
+    return (
+        "DO $fedgate$BEGIN IF NOT EXISTS (SELECT FROM sql_statements "
+        f"WHERE statement_id = {_literal(statement_id)} AND state = 'RUNNING') THEN "
+        "RAISE EXCEPTION USING ERRCODE = 'query_canceled', MESSAGE = 'canceling statement due to user request'; "
+        "END IF; END$fedgate$"
+    )
 
 
 def _literal(value: str) -> str:

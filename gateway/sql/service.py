@@ -4,8 +4,9 @@ A query is checked (USE CATALOG, USE SCHEMA and SELECT on every table or view it
 table reference yields only what the caller may see, and run in the background on a connection that
 records its backend pid in `sql_statements`. The request waits up to `wait_timeout` for it; after that the
 client polls, on any replica, because the state lives in PostgreSQL. Cancelling marks the row and signals
-the backend by pid. GRANT, REVOKE, SHOW GRANTS, CREATE VIEW and DROP VIEW run at once, through the access
-service, exactly as the REST permissions API would.
+the backend by pid until it no longer runs the statement; a runner checks the row before its query starts.
+GRANT, REVOKE, SHOW GRANTS, CREATE VIEW and DROP VIEW run at once, through the access service, exactly as the
+REST permissions API would.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ ABANDONED_AFTER_SECONDS = 60.0  # past the statement timeout: the process runnin
 UNAVAILABLE_STATES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
 SHOW_GRANTS_COLUMNS = ("principal", "action_type", "object_type", "object_key", "inherited_from")
 COMPILED_CACHE_SIZE = 512
+CANCEL_RETRY_SECONDS = 0.01  # between two signals to a backend that still runs a cancelled statement
+CANCEL_PATIENCE_SECONDS = 5.0  # a cancel answers after this at the latest
 
 
 @dataclass(frozen=True)
@@ -360,11 +363,24 @@ class SqlService:
             log.warning("sql statement %s: outcome not recorded: %s", statement_id, type(exc).__name__)
 
     async def _cancel(self, statement_id: str) -> None:
+        """Mark the statement cancelled, then signal its backend until it no longer runs the statement.
+
+        PostgreSQL drops a cancel that reaches a backend between two round trips of the statement (it is idle
+        then), so one signal is not enough: the backend is signalled again while it still carries the
+        statement's application_name, which it drops when the statement's transaction ends. A runner that had
+        not set that name yet sees the cancel when it does, and stops before the query runs (QueryRunner.fetch).
+        """
         pool = await self._runner.pool()
         repository = StatementRepository(pool)
         pid = await repository.cancel(statement_id, None)
-        if pid is not None:
-            await repository.interrupt(pid, statement_id)
+        if pid is None:
+            return
+        deadline = time.monotonic() + CANCEL_PATIENCE_SECONDS
+        while await repository.interrupt(pid, statement_id):
+            if time.monotonic() >= deadline:
+                log.warning("sql statement %s: its backend still runs it after the cancel", statement_id)
+                return
+            await asyncio.sleep(CANCEL_RETRY_SECONDS)
 
     async def _prune(self, pool: asyncpg.Pool) -> None:
         now = time.monotonic()

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,15 @@ from typing import Any
 import asyncpg
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.devstack import GatewayProcess
 from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS, RUN_DETAILS_WITH_EXPERIMENT, RUN_TAGS, SUCCESS_RATIO
 from gateway.sql.results import CHUNK_ROWS
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack, write_config
 from tests.support.identity import Admin, Person
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 STATEMENTS = "/api/2.0/sql/statements"
@@ -641,6 +645,72 @@ def test_any_replica_answers_for_a_statement(stack: Stack, replica: GatewayProce
     ).json()
     there = call(elsewhere, org.analyst.token, "GET", f"{STATEMENTS}/{done['statement_id']}").json()
     assert there["result"]["data_array"] == [["sql-first"]]
+
+
+@pytest.fixture(scope="module")
+def patient(stack: Stack) -> Iterator[Stack]:
+    """A second gateway on the same database whose statements may run ten minutes: one left running is seen."""
+    config = write_config(stack.workdir / "fedgate-sql-patient.toml", stack.database_url, stack.stores)
+    gateway = GatewayProcess(config, {**GATEWAY_ENV, "FEDGATE_SERVER_SQL_STATEMENT_TIMEOUT_SECONDS": "600"}).start()
+    yield Stack(gateway, stack.stores, stack.database_url, stack.workdir)
+    gateway.stop()
+
+
+async def backends_of(database_url: str, statement_ids: list[str], *, terminate: bool = False) -> list[str]:
+    """The statements some backend still runs (any state), read as the database's superuser; ended if asked."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        found = await connection.fetch(
+            "SELECT application_name, CASE WHEN $2 THEN pg_terminate_backend(pid) END FROM pg_stat_activity "
+            "WHERE application_name = ANY($1::text[])",
+            [f"fedgate-sql:{statement_id}" for statement_id in statement_ids],
+            terminate,
+        )
+        return sorted(str(row[0]) for row in found)
+    finally:
+        await connection.close()
+
+
+def submit_and_cancel(patient: Stack, elsewhere: Stack, token: str, delay: float, there: bool) -> str:
+    started = sql(patient, token, SLOW, wait_timeout="0s")
+    assert started.status_code == 200, started.text
+    statement_id = str(started.json()["statement_id"])
+    time.sleep(delay)
+    cancelled = call(elsewhere if there else patient, token, "POST", f"{STATEMENTS}/{statement_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json() == {}, cancelled.text
+    return statement_id
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moments=st.lists(st.tuples(st.floats(0, 0.03), st.booleans()), min_size=1, max_size=4))
+def test_a_statement_cancelled_at_any_moment_stops_running_and_frees_its_connection(
+    stack: Stack, patient: Stack, data: Data, org: Org, moments: list[tuple[float, bool]]
+) -> None:
+    """Submitted without waiting and cancelled right after, on the same replica or another, while the statement
+    starts: the cancel is accepted, the statement reads CANCELED and no backend runs it any more, long before
+    the ten-minute statement timeout; its connection goes back to the pool."""
+    with ThreadPoolExecutor(len(moments)) as pool:
+        ids = list(pool.map(lambda moment: submit_and_cancel(patient, stack, org.analyst.token, *moment), moments))
+    try:
+        for statement_id in ids:
+            answer = call(patient, org.analyst.token, "GET", f"{STATEMENTS}/{statement_id}").json()
+            assert answer["status"]["state"] == "CANCELED" and "result" not in answer, answer
+        until(
+            lambda: asyncio.run(backends_of(stack.database_url, ids)),
+            lambda running: running == [],
+            "no backend runs a cancelled statement",
+            seconds=30,
+        )
+    finally:
+        asyncio.run(backends_of(stack.database_url, ids, terminate=True))
+    # Every connection of the pool is free again: a statement runs to its end at once.
+    answer = sql(
+        patient,
+        org.analyst.token,
+        "SELECT run_name FROM system.mlflow.runs_latest WHERE run_id = :r",
+        {"r": data.run_id},
+    ).json()
+    assert answer["status"]["state"] == "SUCCEEDED", answer
 
 
 def test_large_results_come_in_chunks_and_are_capped(stack: Stack, data: Data, org: Org) -> None:

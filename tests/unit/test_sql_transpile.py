@@ -23,6 +23,7 @@ from gateway.db.migrate import upgrade
 from gateway.db.pools import LazyPool
 from gateway.sql.catalog import TableName
 from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS_WITH_EXPERIMENT, SUCCESS_RATIO
+from gateway.sql.repository import StatementRepository
 from gateway.sql.results import rows
 from gateway.sql.runner import QueryRunner
 from gateway.sql.statements import Query, classify, parse_query
@@ -99,6 +100,13 @@ def nobody_is_member(group: str) -> bool:
     return False
 
 
+async def running(connection: asyncpg.Connection, statement_id: str, text: str) -> None:
+    """Recorded as RUNNING on its connection, as the service records a statement before the runner runs it."""
+    repository = StatementRepository(connection)
+    await repository.insert(statement_id, 0, text, "PENDING")
+    assert await repository.mark_running(statement_id)
+
+
 async def run(
     db: Database,
     text: str,
@@ -125,10 +133,12 @@ async def run(
     compiled = compile_query(
         substitute(statement, sources), identity or Identity("carol@example.com", nobody_is_member), pg_types
     )
+    statement_id = str(uuid.uuid4())
     async with db.runner.connection() as connection:
+        await running(connection, statement_id, text)
         fetched = await db.runner.fetch(
             connection,
-            str(uuid.uuid4()),
+            statement_id,
             compiled,
             [given[name] for name in compiled.parameters],
             account_id=ACCOUNT,
@@ -359,9 +369,11 @@ async def test_the_sandbox_reads_nothing_but_the_system_views(db: Database) -> N
     from gateway.sql.transpile import CompiledQuery
 
     async def raw(sql: str) -> list[list[str | None]]:
+        statement_id = f"raw-{uuid.uuid4()}"
         async with db.runner.connection() as connection:
+            await running(connection, statement_id, sql)
             fetched = await db.runner.fetch(
-                connection, "raw", CompiledQuery(sql, ()), [], account_id=ACCOUNT, timeout_seconds=5, max_rows=10
+                connection, statement_id, CompiledQuery(sql, ()), [], account_id=ACCOUNT, timeout_seconds=5, max_rows=10
             )
         return rows(fetched.records, fetched.columns)
 
@@ -386,7 +398,8 @@ async def test_the_sandbox_reads_nothing_but_the_system_views(db: Database) -> N
         "SELECT current_setting('transaction_read_only'), current_user, current_setting('statement_timeout'), "
         "current_setting('search_path'), current_setting('fedgate.account_id'), current_setting('application_name')"
     )
-    assert sandbox == [["on", "fedgate_sql_reader", "5s", '""', ACCOUNT, "fedgate-sql:raw"]]
+    assert sandbox[0][:5] == ["on", "fedgate_sql_reader", "5s", '""', ACCOUNT]
+    assert str(sandbox[0][5]).startswith("fedgate-sql:raw-")
 
 
 @pytest.mark.parametrize(
