@@ -4,7 +4,8 @@ MLflow files each exported span under the MLflow trace `tr-<hex of the OTel trac
 trace exists already it adds the span to it in whatever experiment the trace lives in, not the one the
 `x-mlflow-experiment-id` header names. So the guard must know every trace id of an export, and the
 store must receive exactly the export those ids were read from: the body is decompressed (gzip,
-deflate), parsed as protobuf or OTLP/JSON as MLflow parses it, and forwarded as plain protobuf.
+deflate), parsed as protobuf or OTLP/JSON as MLflow parses it, and forwarded as plain protobuf. An export
+whose spans set a trace tag that says where the trace's data lives (trace_tags.py) is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from gateway.core.errors import InvalidParameter
 from gateway.federation.canonical import CanonicalBody, NestedId, reencoded_headers
 from gateway.federation.schemas import RequestIds
+from gateway.federation.trace_tags import OTLP_TAG_PREFIX, refuse_storage_tags
 
 SPAN_TRACE_ID = "resource_spans[].scope_spans[].spans[].trace_id"
 MAX_DECOMPRESSED = 64 * 1024 * 1024
@@ -48,13 +50,15 @@ def canonical_export(raw: bytes, headers: list[tuple[str, str]]) -> tuple[Canoni
             raise InvalidParameter("OTLP exports are application/x-protobuf or application/json.")
     except (DecodeError, JsonFormatError, msgspec.DecodeError, ValueError, TypeError, AttributeError, binascii.Error):
         raise InvalidParameter("Invalid OpenTelemetry export.") from None
-    trace_ids = {
-        "tr-" + format(int.from_bytes(span.trace_id, "big"), "032x")
-        for resource in export.resource_spans
-        for scope in resource.scope_spans
-        for span in scope.spans
-        if span.trace_id
-    }
+    spans = [span for resource in export.resource_spans for scope in resource.scope_spans for span in scope.spans]
+    # A root span's `mlflow.traceTag.<key>` attribute becomes a tag of its trace: never one saying where data lives.
+    refuse_storage_tags(
+        attribute.key.removeprefix(OTLP_TAG_PREFIX)
+        for span in spans
+        for attribute in span.attributes
+        if attribute.key.startswith(OTLP_TAG_PREFIX)
+    )
+    trace_ids = {"tr-" + format(int.from_bytes(span.trace_id, "big"), "032x") for span in spans if span.trace_id}
     nested = [NestedId(SPAN_TRACE_ID, trace_id) for trace_id in sorted(trace_ids)]
     export_body = CanonicalBody(export.SerializeToString(), {}, RequestIds(), nested)
     return export_body, reencoded_headers(headers, "application/x-protobuf")

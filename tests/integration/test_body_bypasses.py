@@ -223,3 +223,83 @@ def test_otlp_spans_cannot_be_added_to_a_hidden_trace(stack: Stack, org: Org, al
     own = bob.post(f"{stack.url}/v1/traces", data=spans(uuid.uuid4().bytes), headers=headers)
     assert own.status_code == 200, own.text
     assert info_of_hers() == before
+
+
+@pytest.mark.parametrize("entry", ["v3 set-tag", "v2 set-tag", "v3 start", "otlp root attribute"])
+def test_a_trace_tag_cannot_point_the_store_at_another_traces_files(
+    stack: Stack, org: Org, alices_work: Owned, entry: str
+) -> None:
+    """`mlflow.artifactLocation` is where the store reads a trace's data and attachments from
+    (`get-trace-artifact`). Set on a trace of Bob's own to the location of Alice's hidden trace, the store
+    answered Bob with her trace data and her attachment; MLflow's set-tag handler lets the tag through, and its
+    OTLP ingest writes root-span `mlflow.traceTag.*` attributes as tags unchecked."""
+    import uuid
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    mine, _ = bobs_run(stack, org)
+    alice, bob = org.alice.http(stack), org.bob.http(stack)
+
+    def info(experiment_id: str, hex_id: str) -> dict[str, Any]:
+        return {
+            "trace_id": f"tr-{hex_id}",
+            "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}},
+            "request_time": "2026-12-03T00:00:00Z",
+            "state": "OK",
+        }
+
+    started = alice.post(
+        f"{stack.url}/api/3.0/mlflow/traces",
+        json={"trace": {"trace_info": info(alices_work.experiment_id, uuid.uuid4().hex)}},
+    )
+    assert started.status_code == 200, started.text
+    hers = started.json()["trace"]["trace_info"]
+    location = hers["tags"]["mlflow.artifactLocation"]
+    folder = location.removeprefix("mlflow-artifacts:").lstrip("/")
+    attachment = str(uuid.uuid4())
+    for name, data in (
+        ("traces.json", b'{"spans": [], "note": "alice trace data"}'),
+        (f"attachments/{attachment}", b"alice attachment"),
+    ):
+        uploaded = alice.put(f"{stack.url}/api/2.0/mlflow-artifacts/artifacts/{folder}/{name}", data=data)
+        assert uploaded.status_code == 200, uploaded.text
+    reads = ({"request_id": hers["trace_id"]}, {"request_id": hers["trace_id"], "path": attachment})
+    assert [alice.get(f"{stack.url}/ajax-api/3.0/mlflow/get-trace-artifact", params=q).content for q in reads] == [
+        b'{"spans": [], "note": "alice trace data"}',
+        b"alice attachment",
+    ]
+
+    hex_id = uuid.uuid4().hex
+    trace_id = f"tr-{hex_id}"
+    if entry == "v3 start":
+        body = {"trace": {"trace_info": {**info(mine, hex_id), "tags": {"mlflow.artifactLocation": location}}}}
+        refused = bob.post(f"{stack.url}/api/3.0/mlflow/traces", json=body)
+    elif entry == "otlp root attribute":
+        export = ExportTraceServiceRequest()
+        span = export.resource_spans.add().scope_spans.add().spans.add()
+        span.trace_id, span.span_id, span.name = bytes.fromhex(hex_id), b"\x02" * 8, "root"
+        span.start_time_unix_nano, span.end_time_unix_nano = 1, 2
+        attribute = span.attributes.add()
+        attribute.key, attribute.value.string_value = "mlflow.traceTag.mlflow.artifactLocation", location
+        headers = {"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": mine}
+        refused = bob.post(f"{stack.url}/v1/traces", data=export.SerializeToString(), headers=headers)
+    else:
+        started = bob.post(f"{stack.url}/api/3.0/mlflow/traces", json={"trace": {"trace_info": info(mine, hex_id)}})
+        assert started.status_code == 200, started.text
+        refused = bob.patch(
+            f"{stack.url}/api/{entry[1]}.0/mlflow/traces/{trace_id}/tags",
+            json={"key": "mlflow.artifactLocation", "value": location},
+        )
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {
+        "error_code": "INVALID_PARAMETER_VALUE",
+        "message": "Tag 'mlflow.artifactLocation' is immutable and cannot be set on a trace.",
+    }
+    for query in ({"request_id": trace_id}, {"request_id": trace_id, "path": attachment}):
+        read = bob.get(f"{stack.url}/ajax-api/3.0/mlflow/get-trace-artifact", params=query)
+        assert b"alice" not in read.content, read.content
+    if entry.endswith("set-tag"):  # a tag of Bob's own choosing still reaches his trace
+        tagged = bob.patch(
+            f"{stack.url}/api/{entry[1]}.0/mlflow/traces/{trace_id}/tags", json={"key": "n", "value": "1"}
+        )
+        assert tagged.status_code == 200, tagged.text

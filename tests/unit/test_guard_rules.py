@@ -974,3 +974,45 @@ async def test_a_submitted_jobs_username_is_not_passed_on(world: World) -> None:
     assert plan.body is not None
     sent = msgspec.json.decode(plan.body)
     assert "username" not in sent["params"] and sent["params"]["trace_ids"] == [T1]
+
+
+# -- trace tags that say where a trace's data lives (federation/trace_tags.py) ------------------------
+
+SET_TAG_V3, SET_TAG_V2 = "PATCH /mlflow/traces/{trace_id:str}/tags", "PATCH /mlflow/traces/{request_id:str}/tags"
+ARTIFACTS, ARCHIVE, SPANS = "mlflow.artifactLocation", "mlflow.trace.archiveLocation", "mlflow.trace.spansLocation"
+STORAGE_TAG_CALLS = [
+    Call(SET_TAG_V3, 3, {"key": ARTIFACTS, "value": "x"}, path={"trace_id": T1}),
+    Call(SET_TAG_V2, 2, {"key": ARTIFACTS, "value": "x"}, path={"request_id": T1}),
+    Call(SET_TAG_V3, 3, {"key": ARCHIVE, "value": "x"}, path={"trace_id": T1}),
+    Call("POST /mlflow/traces", 3, trace_v3("1", tags={ARTIFACTS: "mlflow-artifacts:/2/traces/t/artifacts"})),
+    Call("POST /mlflow/traces", 2, {"experiment_id": "1", "tags": [{"key": SPANS, "value": "x"}]}),
+    Call(
+        "PATCH /mlflow/traces/{request_id:str}",
+        2,
+        {"tags": [{"key": ARTIFACTS, "value": "x"}]},
+        path={"request_id": T1},
+    ),
+]
+
+
+@pytest.mark.parametrize("call", STORAGE_TAG_CALLS, ids=lambda c: f"{c.route} v{c.version}")
+@pytest.mark.parametrize("principal", [ADMIN, OWNER], ids=["admin", "owner"])
+async def test_no_call_sets_a_trace_tag_saying_where_its_data_lives(
+    world: World, principal: Principal, call: Call
+) -> None:
+    """The store reads a trace's files from `mlflow.artifactLocation`: pointed at another trace's, even by the
+    owner of the trace tagged, it would answer with them. Refused in MLflow's words, whoever calls."""
+    with pytest.raises(InvalidParameter) as caught:
+        await decide(world.guard, principal, call)
+    key = next(k for k in (ARTIFACTS, ARCHIVE, SPANS) if k in json.dumps(call.body))
+    assert caught.value.message == f"Tag '{key}' is immutable and cannot be set on a trace."
+
+
+async def test_other_trace_tags_and_deleting_a_storage_tag_pass(world: World) -> None:
+    note = Call(SET_TAG_V3, 3, {"key": "note", "value": "x"}, path={"trace_id": T1})
+    await expect(ALLOW, world.guard, OWNER, note, TEAM_A)
+    await expect(ALLOW, world.guard, OWNER, Call("POST /mlflow/traces", 3, trace_v3("1", tags={"n": "1"})), TEAM_A)
+    delete = Call(
+        "DELETE /mlflow/traces/{trace_id:str}/tags", 3, {"key": "mlflow.trace.archivalFailure"}, path={"trace_id": T1}
+    )
+    await expect(ALLOW, world.guard, OWNER, delete, TEAM_A)

@@ -1,6 +1,7 @@
 """The guard: one forwarded call, authorized on the canonical body the store will receive.
 
-Order of a decision: the route's rule (a route without one is refused); account admins pass, keeping the
+Order of a decision: the route's rule (a route without one is refused); a trace call setting a tag the store
+reads as where the trace's data lives is refused (traces.py), whoever calls; account admins pass, keeping the
 bookkeeping their calls need; everyone else must enter the workspace (404 otherwise), every id nested in
 the body is authorized (nested.py), a run named by the OTLP `x-mlflow-run-id` header needs CAN_EDIT, and
 then the route's rule function decides (table.py).
@@ -15,7 +16,7 @@ from gateway.authz.levels import Level
 from gateway.core.errors import hidden
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.core.route_table import RouteSpec
+from gateway.core.route_table import Resource, RouteSpec
 from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.experiments import found_experiment
@@ -24,6 +25,7 @@ from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Undo
 from gateway.federation.guard.request import Plan, Request
 from gateway.federation.guard.rules import rule_for, wanted_level
 from gateway.federation.guard.table import ADMIN_PLANS, CHECKS
+from gateway.federation.guard.traces import refuse_storage_tag_writes
 from gateway.federation.schemas import RequestIds
 
 
@@ -64,6 +66,8 @@ class Guard:
             artifact_path,
             body.graphql if body is not None else None,
         )
+        if spec.resource is Resource.TRACE:
+            refuse_storage_tag_writes(request)  # whoever calls: the store reads these as where data lives
         if principal.account_admin:
             admin_plan = ADMIN_PLANS.get(rule)
             return admin_plan(self._checks, request) if admin_plan is not None else Plan()

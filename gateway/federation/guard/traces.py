@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.authz.decide import Everything
 from gateway.authz.levels import Level
 from gateway.core.errors import PermissionDenied
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
+from gateway.federation.trace_tags import refuse_storage_tags
 
 
 async def trace_create(checks: Checks, request: Request, wanted: Level) -> Plan:
@@ -48,3 +51,21 @@ async def trace(checks: Checks, request: Request, wanted: Level) -> Plan:
     for trace_id in trace_ids:
         await checks.require_trace(request, trace_id, wanted)
     return Plan()
+
+
+def refuse_storage_tag_writes(request: Request) -> None:
+    """No call sets a tag the store reads as where a trace's data lives (trace_tags.py), whoever calls: the key of
+    a set-tag, the `tags` of a trace being started or ended (v2 list, v3 map)."""
+    document = request.document
+    keys: list[Any] = []
+    if request.spec.method == "PATCH" and request.spec.path.endswith("/tags"):
+        keys.append(document.get("key"))
+    tags = document.get("tags")
+    if isinstance(tags, list):
+        keys.extend(tag.get("key") for tag in tags if isinstance(tag, dict))
+    trace = document.get("trace")
+    info = trace.get("trace_info") if isinstance(trace, dict) else None
+    v3_tags = info.get("tags") if isinstance(info, dict) else None
+    if isinstance(v3_tags, dict):
+        keys.extend(v3_tags)
+    refuse_storage_tags(keys)
