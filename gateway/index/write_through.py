@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -21,7 +22,7 @@ from gateway.federation.hooks import AcceptedWrite, UnsettledWrite
 from gateway.federation.locate import Locator
 from gateway.index.points import PointsRefused, PointWriter, read_metrics, read_points
 from gateway.index.sync import IndexSync
-from gateway.index.writer import IndexWriter, RunChange, plan
+from gateway.index.writer import IndexChange, IndexWriter, RunChange, plan, plan_decoded_batch
 from gateway.observability.metrics import INDEX_FAILURES
 
 CREATE_SLACK_MS = 5 * 60 * 1000  # runs/create of unknown outcome: runs started this long before it are checked
@@ -46,8 +47,13 @@ class IndexWriteThrough:
 
     async def record(self, write: AcceptedWrite) -> None:
         link = write.link
+        decoded: list[Any] | None = None  # a log-batch's points as the guard decoded them
+        change: IndexChange | None
         try:
-            change = plan(write.spec.name, link.workspace_id, write.request, write.response, write.principal)
+            if write.spec == RUNS_LOG_BATCH and write.document is not None:
+                change, decoded = plan_decoded_batch(write.document)
+            else:
+                change = plan(write.spec.name, link.workspace_id, write.request, write.response, write.principal)
         except msgspec.MsgspecError as exc:
             # A body the store accepted in a shape the index does not read (a run status sent as a number,
             # say): the write stands, and the index sync records it from the store.
@@ -69,8 +75,8 @@ class IndexWriteThrough:
             except Exception as exc:
                 log.info("run of an indexed write not located", extra={"ws": link.name, "reason": str(exc)})
 
-        if isinstance(change, RunChange) and change.points is not None:
-            rest = await self._log_points(write, change, experiment_id)
+        if isinstance(change, RunChange) and (change.points is not None or decoded is not None):
+            rest = await self._log_points(write, change, experiment_id, decoded)
             if rest is None:
                 return
             change = rest
@@ -81,10 +87,11 @@ class IndexWriteThrough:
         # Cached run keys may belong to a lost insert: forgotten on failure.
         await self._bookkeeping.derive(write.spec.name, apply, on_failure=self.writer.forget)
 
-    async def _log_points(self, write: AcceptedWrite, change: RunChange, experiment_id: str | None) -> RunChange | None:
-        """The change's points through the point writer; what is left of the change to apply (None: nothing, or
-        nothing more after a failure, as when the statement fails)."""
-        assert change.points is not None
+    async def _log_points(
+        self, write: AcceptedWrite, change: RunChange, experiment_id: str | None, decoded: list[Any] | None
+    ) -> RunChange | None:
+        """The change's points (`decoded`, or its `points` as text) through the point writer; what is left of the
+        change to apply (None: nothing, or nothing more after a failure, as when the statement fails)."""
         route, workspace_id = write.spec.name, write.link.workspace_id
         run_key = self.writer.known_run_key(change.run_id)
         if run_key is None:
@@ -96,10 +103,10 @@ class IndexWriteThrough:
             if not await self._bookkeeping.derive(route, locate, on_failure=self.writer.forget) or found[0] is None:
                 return None
             run_key = found[0]
-        rows = None
-        if write.spec == RUNS_LOG_BATCH and write.document is not None:  # the points as the guard decoded them
-            rows = read_metrics(run_key, write.document.get("metrics"))
+        rows = read_metrics(run_key, decoded) if decoded is not None else None
         if rows is None:
+            change = _with_points_as_text(write, change)
+            assert change.points is not None
             rows = read_points(run_key, change.points)
         if rows is None:
             return change  # the statement reads this body
@@ -107,7 +114,7 @@ class IndexWriteThrough:
             await self.points.write(rows)
         except PointsRefused as exc:
             log.info("a batch of metric points was refused; written call by call", extra={"reason": str(exc)})
-            return change
+            return _with_points_as_text(write, change)
         except Exception as exc:
             INDEX_FAILURES.inc()
             self.writer.forget()
@@ -118,6 +125,16 @@ class IndexWriteThrough:
             return None
         rest = replace(change, points=None)
         return rest if rest != RunChange(change.run_id) else None
+
+
+def _with_points_as_text(write: AcceptedWrite, change: RunChange) -> RunChange:
+    """The change with its points as the body's text (for `read_points` and the statement), planned from the body
+    when it was planned from the guard's document."""
+    if change.points is not None:
+        return change
+    planned = plan(write.spec.name, write.link.workspace_id, write.request, write.response, write.principal)
+    assert isinstance(planned, RunChange)
+    return planned
 
 
 class IndexRecovery:

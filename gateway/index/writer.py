@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -229,6 +230,24 @@ def plan(route: str, workspace_id: int, request: bytes, response: bytes, princip
         if route == EXPERIMENTS_DELETE_TAG.name:
             return replace(change, drop_tag=write.key)
     return None
+
+
+class _DecodedRunWrite(RunWrite):
+    """A run write as the guard decoded its body: the same fields, checked alike, the points as they were decoded."""
+
+    metrics: Any = None
+
+
+def plan_decoded_batch(document: Mapping[str, Any]) -> tuple[RunChange, list[Any] | None]:
+    """`plan` of a log-batch from the document the guard decoded (no second decode of the body): the change without
+    its points, and the points as decoded (None: none). `plan` of the body gives the points as text, for what
+    `read_metrics` leaves. Raises msgspec.ValidationError where `plan` of the body raises."""
+    write = msgspec.convert(document, _DecodedRunWrite)
+    points = write.metrics if type(write.metrics) is list and write.metrics else None
+    change = RunChange(
+        write.id, params={p.key: p.value for p in write.params}, tags={t.key: t.value for t in write.tags}
+    )
+    return change, points
 
 
 def _run_change(route: str, write: RunWrite, request: bytes) -> RunChange:

@@ -19,6 +19,7 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 from typing import Any, overload
 
 import asyncpg
@@ -38,7 +39,7 @@ from gateway.federation.hooks import AcceptedWrite
 from gateway.federation.locate import Locator, RunDirectory
 from gateway.index.points import MAX_BATCH_POINTS, PointWriter, read_metrics, read_points
 from gateway.index.write_through import IndexWriteThrough
-from gateway.index.writer import IndexWriter, NewRun, RunChange, plan
+from gateway.index.writer import IndexWriter, NewRun, RunChange, plan, plan_decoded_batch
 from tests.databases import empty_database, execute
 
 LINK = WorkspaceLink("team-a", 1001, "workspace", "a", "a", None)
@@ -362,6 +363,40 @@ def test_points_read_from_the_document_equal_the_points_read_from_the_body(call:
     assert isinstance(change, RunChange) and change.points is not None
     got = read_metrics(run_key, canonical_body(body).document.get("metrics"))
     assert got is None or got == read_points(run_key, change.points)
+
+
+@given(
+    call=calls(),
+    extra=st.sampled_from(
+        [
+            "",
+            ',"tags":[{"key":"t","value":"v"}]',
+            ',"status":5',
+            ',"tags":[{"key":1}]',
+            ',"run_uuid":"u"',
+            ',"value":true',
+        ]
+    ),
+)
+@example(call=log_batch(0), extra="")
+@example(call=Call(0, RUNS_LOG_BATCH.name, "null", {"lr": "1"}, odd=False), extra="")
+@settings(max_examples=200, deadline=None)
+def test_a_log_batch_planned_from_the_document_is_planned_as_from_the_body(call: Call, extra: str) -> None:
+    """`plan_decoded_batch` of the guard's document: the change `plan` makes of the body, less its points as text,
+    and the points as decoded exactly when `plan` finds points; a body `plan` cannot read is refused alike."""
+    body = request(dc_replace(call, metrics=call.metrics + extra) if extra else call, "r" * 32, canonical=True)
+    if body is None or call.route != RUNS_LOG_BATCH.name:
+        return
+    try:
+        from_body = plan(call.route, LINK.workspace_id, body, b"{}", "a")
+    except msgspec.ValidationError:
+        with pytest.raises(msgspec.ValidationError):
+            plan_decoded_batch(canonical_body(body).document)
+        return
+    change, decoded = plan_decoded_batch(canonical_body(body).document)
+    assert isinstance(from_body, RunChange)
+    assert change == dc_replace(from_body, points=None)
+    assert (decoded is not None) == (from_body.points is not None)
 
 
 @given(
