@@ -86,6 +86,7 @@ LINEAGE_TAGS = (
 LOCK_WAIT_SECONDS = 600.0  # a copy of large files takes its time; a second promotion of it waits
 LOGGED_MODELS_FINALIZE = declared("PATCH /mlflow/logged-models/{model_id:str}")
 READY = "LOGGED_MODEL_READY"
+SEARCH_PAGE = 100  # versions (logged models) of one source version per page of the search for an earlier copy
 
 
 class ModelOwners(Protocol):
@@ -343,15 +344,26 @@ class Promotions:
         return None
 
     async def _copy_of(self, store: StoreClient, name: str, key: str) -> dict[str, Any] | None:
-        search = {"filter": f"name = {_literal(name)} and tags.`{KEY_TAG}` = '{key}'", "max_results": "10"}
-        try:
-            page = await store.get("/api/2.0/mlflow/model-versions/search", search)
-        except Refused as exc:
-            if exc.status == 404:
+        """The target model's version made from the source version, if any.
+
+        Searched by the lineage key alone (our own text) and matched on the name here: the name is the caller's, and
+        MLflow's filter grammar has no escape for a name holding both quotes, which would end the string and make
+        the search find the copy in another model of the target workspace (one the caller may not read)."""
+        search = {"filter": f"tags.`{KEY_TAG}` = '{key}'", "max_results": str(SEARCH_PAGE)}
+        while True:
+            try:
+                page = await store.get("/api/2.0/mlflow/model-versions/search", search)
+            except Refused as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            for version in page.get("model_versions") or []:
+                if version.get("name") == name:
+                    return dict(version)
+            token = page.get("next_page_token")
+            if not token:
                 return None
-            raise
-        versions = page.get("model_versions") or []
-        return dict(versions[0]) if versions else None
+            search["page_token"] = str(token)
 
     async def _copy(
         self,
@@ -431,20 +443,26 @@ class Promotions:
         self, store: StoreClient, experiment_id: str, name: str, key: str
     ) -> dict[str, Any] | None:
         """The logged model an earlier promotion of the same version into `name` made (its oldest), if any."""
-        search = {
+        search: dict[str, Any] = {
             "experiment_ids": [experiment_id],
-            "filter": f"name = {_literal(name)} AND tags.`{KEY_TAG}` = '{key}'",
+            "filter": f"tags.`{KEY_TAG}` = '{key}'",  # the name is matched here, as in `_copy_of`
             "order_by": [{"field_name": "creation_timestamp", "ascending": True}],
-            "max_results": 1,
+            "max_results": SEARCH_PAGE,
         }
-        try:
-            page = await store.post("/api/2.0/mlflow/logged-models/search", search)
-        except Refused as exc:
-            if exc.status == 404:
+        while True:
+            try:
+                page = await store.post("/api/2.0/mlflow/logged-models/search", search)
+            except Refused as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            for model in page.get("models") or []:
+                if model["info"].get("name") == name:
+                    return dict(model["info"])
+            token = page.get("next_page_token")
+            if not token:
                 return None
-            raise
-        models = page.get("models") or []
-        return dict(models[0]["info"]) if models else None
+            search["page_token"] = str(token)
 
     async def _record(
         self,
@@ -566,11 +584,6 @@ async def _maybe(store: StoreClient, path: str, query: Mapping[str, str]) -> dic
         if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
-
-
-def _literal(name: str) -> str:
-    """A name as a string of MLflow's filter grammar (taken verbatim between its quotes)."""
-    return f'"{name}"' if "'" in name else f"'{name}'"
 
 
 def _client_path(path: str, link: WorkspaceLink) -> str:

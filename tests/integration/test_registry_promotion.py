@@ -500,3 +500,43 @@ def test_an_approval_copies_the_model_asked_for_or_nothing_when_its_name_now_mea
         assert rejected.status_code == 200, rejected.text
     finally:
         need_approval(stack, False)
+
+
+def test_a_target_name_cannot_widen_the_search_for_an_earlier_copy_into_a_hidden_model(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry finds its copy by the source version's lineage key and the target model's name. A target name is the
+    caller's text, checked by the store only when the model is made: written into the store's filter, a name such as
+    `x" and name != "'` would close the string and make the search find the copy in a model of the target workspace
+    the caller cannot read, and answer it (before the store refuses the name when the copy is made)."""
+    stack = mlflow_env
+    need_approval(stack, False)
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    outsider = admin.person(f"{unique('outsider')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=outsider.name)
+    name, source_id = promotable(stack, monkeypatch, owner, "shared")
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=outsider.name, workspace="team-a")
+    hidden = unique("hidden")
+    # The account admin copies the version into a model of team-b that the outsider holds nothing on.
+    body = {"name": f"team-a.{name}", "version": "1"}
+    made = admin.http("team-b").post(
+        f"{stack.url}/api/2.0/fedgate/registry/promote", json={**body, "target_name": hidden}, timeout=300
+    )
+    assert made.status_code == 200 and made.json()["copied"] is True, made.text
+    hidden_version = made.json()["model_version"]
+
+    for target_name in (f'{hidden}" and name != "\'', f"{hidden}' and name != '\""):
+        answer = promote(stack, outsider, {**body, "target_name": target_name})
+        # Never the hidden model's copy (the store then refuses the name itself: MLflow's server takes no quotes).
+        assert (answer.json().get("model_version") or {}).get("name") != hidden, answer.text
+        if answer.status_code == 200:  # a model of that very name, made by the outsider
+            assert answer.json()["model_version"]["name"] == target_name
+            assert answer.json()["copied"] is True
+    found = admin.http("team-b").get(
+        f"{stack.url}/api/2.0/mlflow/registered-models/get", params={"name": hidden}, timeout=60
+    )
+    assert found.status_code == 200 and [v["version"] for v in found.json()["registered_model"]["latest_versions"]] == [
+        hidden_version["version"]
+    ]
