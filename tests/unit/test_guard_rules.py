@@ -1016,3 +1016,22 @@ async def test_other_trace_tags_and_deleting_a_storage_tag_pass(world: World) ->
         "DELETE /mlflow/traces/{trace_id:str}/tags", 3, {"key": "mlflow.trace.archivalFailure"}, path={"trace_id": T1}
     )
     await expect(ALLOW, world.guard, OWNER, delete, TEAM_A)
+
+
+async def test_a_submitted_prompt_optimisation_is_checked_and_recorded_by_the_prompt_its_job_reads(
+    world: World,
+) -> None:
+    """`POST /jobs/` hands its parameters to the job as they are: `optimize_prompts_job` reads `prompt_uri` (the
+    prompt-optimization route's body calls it `source_prompt_uri`, and the store renames it)."""
+    params = {"experiment_id": "1", "prompt_uri": "prompts:/fraud/1", "source_prompt_uri": "prompts:/churn/1"}
+    submit = Call("POST /jobs/", 3, body={"job_name": "optimize_prompts", "params": params})
+    await expect(no_model("fraud"), world.guard, EDITOR, submit, TEAM_A)
+    plan = await decide(world.guard, ADMIN, submit)
+    assert plan.after is not None
+    await plan.after(200, msgspec.json.encode({"job_id": "job-7"}))
+    recorded = {job.job_id: job for _, job, _ in world.jobs.recorded}["job-7"]
+    assert Need("model", "fraud", "CAN_EDIT") in recorded.needs
+    assert Need("model", "churn", "CAN_EDIT") not in recorded.needs
+    await expect(
+        no_job("job-7"), world.guard, EDITOR, Call("GET /jobs/{job_id:str}", 3, path={"job_id": "job-7"}), TEAM_A
+    )

@@ -116,7 +116,7 @@ async def _check_start(checks: Checks, request: Request, job_name: str, params: 
         checks.require_workspace(request, Level.CAN_USE)  # an AI-gateway endpoint or provider key of the workspace
         needs.append(Need("workspace", "", Level.CAN_USE))
     if job_name == OPTIMIZE_PROMPTS:
-        prompt = prompt_name(params.get("source_prompt_uri") or params.get("prompt_uri"))
+        prompt = prompt_name(params.get(_prompt_field(request)))
         if prompt is None:
             raise InvalidParameter("A prompt optimisation must name its prompt (prompts:/<name>/<version>).")
         await checks.require_model(request, prompt, Level.CAN_EDIT)
@@ -136,6 +136,12 @@ async def _require_traces(checks: Checks, request: Request, trace_ids: list[str]
         found = await checks.lookups.experiment_of(request.link, "trace", trace_id)
         if found != experiment_id:
             raise PermissionDenied(FOREIGN_TRACES)
+
+
+def _prompt_field(request: Request) -> str:
+    """Where the prompt is named: `POST /jobs/` hands its parameters to `optimize_prompts_job`, which reads
+    `prompt_uri`; the prompt-optimization route's body names it `source_prompt_uri` (the store renames it)."""
+    return "prompt_uri" if request.spec.name == SUBMIT else "source_prompt_uri"
 
 
 def _strings(value: Any, name: str) -> list[str]:
@@ -340,6 +346,6 @@ def started_by_admin(checks: Checks, request: Request) -> Plan:
         needs.append(Need("experiment", params["experiment_id"].strip(), Level.CAN_EDIT))
     if has_custom_code(job_name, params):
         needs.append(Need("workspace", "", Level.CAN_MANAGE))
-    if job_name == OPTIMIZE_PROMPTS and (prompt := prompt_name(params.get("source_prompt_uri"))) is not None:
+    if job_name == OPTIMIZE_PROMPTS and (prompt := prompt_name(params.get(_prompt_field(request)))) is not None:
         needs.append(Need("model", prompt, Level.CAN_EDIT))
     return Plan(body=body, after=_recording(checks, request, job_name, needs))
