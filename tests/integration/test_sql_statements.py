@@ -681,8 +681,8 @@ def submit_and_cancel(patient: Stack, elsewhere: Stack, token: str, delay: float
     return statement_id
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(moments=st.lists(st.tuples(st.floats(0, 0.03), st.booleans()), min_size=1, max_size=4))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moments=st.lists(st.tuples(st.floats(0, 0.01), st.booleans()), min_size=1, max_size=8))
 def test_a_statement_cancelled_at_any_moment_stops_running_and_frees_its_connection(
     stack: Stack, patient: Stack, data: Data, org: Org, moments: list[tuple[float, bool]]
 ) -> None:
