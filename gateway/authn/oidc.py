@@ -125,7 +125,8 @@ class OidcVerifier:
     async def verify_id_token(self, token: str, client_id: str, nonce: str) -> OidcIdentity:
         """An ID token the provider's token endpoint gave the gateway's client at sign-in (OIDC Core §3.1.3.7)."""
         header = _header(token)
-        if header.get("typ", "JWT").lower() not in ("jwt", "application/jwt", "id_token+jwt"):
+        typ = header.get("typ", "JWT")
+        if not isinstance(typ, str) or typ.lower() not in ("jwt", "application/jwt", "id_token+jwt"):
             raise Unauthenticated("The identity provider's ID token has an unexpected type.")
         keys = await self._keys_for(header)
         claims = self._decode(token, keys, client_id)

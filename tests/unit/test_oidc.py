@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -221,3 +223,19 @@ async def test_keys_named_in_the_token_header_are_never_used(issuer: OidcIssuer,
         token = jwt.encode({"alg": "RS256", "kid": issuer.kid, **header}, body, mallory, algorithms=["RS256"])
         with pytest.raises(Unauthenticated):
             await verifier.verify(token)
+
+
+async def test_an_id_token_of_an_unexpected_type_is_refused_not_an_error(
+    issuer: OidcIssuer, verifier: OidcVerifier
+) -> None:
+    """The sign-in callback's ID token: a `typ` header that is not a JWT type, or not a string, is refused."""
+    body = claims(issuer, aud="client", nonce="n1", email="u1@example.com", email_verified=True)
+    assert (await verifier.verify_id_token(jwt.encode({"alg": "RS256", "kid": issuer.kid}, body, issuer.key),
+                                           "client", "n1")).username == "u1@example.com"  # fmt: skip
+    for typ in (1, ["JWT"], {"a": 1}, None, "at+jwt"):
+        # Signed by hand: joserfc refuses to write a `typ` that is not a string, a provider's library may not.
+        signing_input = f"{b64({'alg': 'RS256', 'kid': issuer.kid, 'typ': typ})}.{b64(body)}"
+        signature = issuer.key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        token = f"{signing_input}.{b64(signature)}"
+        with pytest.raises(Unauthenticated, match="unexpected type"):
+            await verifier.verify_id_token(token, "client", "n1")
