@@ -219,8 +219,14 @@ def test_traces_of_a_readable_experiment_and_no_other(page: Any, gallery: Galler
 
 def test_compare_runs(page: Any, gallery: Gallery) -> None:
     pair = [gallery.runs["gbm"], gallery.runs["linear"]]
-    page.goto(gallery.at(f"compare-runs?runs={json.dumps(pair)}&experiments={json.dumps([gallery.visible])}"))
-    page.reload()
+    route = gallery.at(f"compare-runs?runs={json.dumps(pair)}&experiments={json.dumps([gallery.visible])}")
+    for _ in range(3):
+        # Right after sign-in the UI may still be starting at "/" and replace a hash route given meanwhile
+        # (a CI run's page ended at "/"): open the route again until the reloaded page stands on it.
+        page.goto(route)
+        page.reload()
+        if "compare-runs" in page.url:
+            break
     page.get_by_text("Comparing 2 Runs from 1 Experiment").wait_for()
     for shown in ("gbm", "linear", "learning_rate", "0.05", "0.2", "loss"):
         page.get_by_text(shown, exact=True).first.wait_for()
