@@ -350,20 +350,10 @@ class Promotions:
         MLflow's filter grammar has no escape for a name holding both quotes, which would end the string and make
         the search find the copy in another model of the target workspace (one the caller may not read)."""
         search = {"filter": f"tags.`{KEY_TAG}` = '{key}'", "max_results": str(SEARCH_PAGE)}
-        while True:
-            try:
-                page = await store.get("/api/2.0/mlflow/model-versions/search", search)
-            except Refused as exc:
-                if exc.status == 404:
-                    return None
-                raise
-            for version in page.get("model_versions") or []:
-                if version.get("name") == name:
-                    return dict(version)
-            token = page.get("next_page_token")
-            if not token:
-                return None
-            search["page_token"] = str(token)
+        async for version in _searched(store, "GET", "/api/2.0/mlflow/model-versions/search", search, "model_versions"):
+            if version.get("name") == name:
+                return dict(version)
+        return None
 
     async def _copy(
         self,
@@ -449,20 +439,10 @@ class Promotions:
             "order_by": [{"field_name": "creation_timestamp", "ascending": True}],
             "max_results": SEARCH_PAGE,
         }
-        while True:
-            try:
-                page = await store.post("/api/2.0/mlflow/logged-models/search", search)
-            except Refused as exc:
-                if exc.status == 404:
-                    return None
-                raise
-            for model in page.get("models") or []:
-                if model["info"].get("name") == name:
-                    return dict(model["info"])
-            token = page.get("next_page_token")
-            if not token:
-                return None
-            search["page_token"] = str(token)
+        async for model in _searched(store, "POST", "/api/2.0/mlflow/logged-models/search", search, "models"):
+            if model["info"].get("name") == name:
+                return dict(model["info"])
+        return None
 
     async def _record(
         self,
@@ -527,6 +507,30 @@ class Promotions:
                 raise
         again = await store.get("/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": PROMOTIONS_EXPERIMENT})
         return str(again["experiment"]["experiment_id"])
+
+
+async def _searched(
+    store: StoreClient, method: str, path: str, search: Mapping[str, Any], field: str
+) -> AsyncIterator[dict[str, Any]]:
+    """Every item (`field` of each page) a store's search answers, page after page (`next_page_token`); none
+    when the store answers 404 (nothing to search in, e.g. no such experiment)."""
+    query = dict(search)
+    while True:
+        try:
+            if method == "GET":
+                page = await store.get(path, query)
+            else:
+                page = await store.post(path, query)
+        except Refused as exc:
+            if exc.status == 404:
+                return
+            raise
+        for item in page.get(field) or []:
+            yield item
+        token = page.get("next_page_token")
+        if not token:
+            return
+        query["page_token"] = str(token)
 
 
 async def _files(store: StoreClient, root: str) -> AsyncIterator[tuple[str, int]]:
