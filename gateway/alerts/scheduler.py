@@ -14,7 +14,10 @@ while no gateway ran (or while a gateway was busy) is due once, evaluated once a
 
 A process that dies between the claim and the evaluation's record loses that one evaluation (at most once per
 fire time); the next fire time is already set. Old evaluations are pruned here too (settled notifications by
-the delivery loop, gateway/delivery/worker.py).
+the delivery loop, gateway/delivery/worker.py): at most every ten minutes per process and at its first round,
+one batch of PRUNE_BATCH per round, each its own short transaction (`gateway/db/retention.py`). A full batch
+makes the loop come round again at once, so a backlog drains batch by batch with due alerts claimed between
+batches, instead of in one long DELETE that holds its locks and delays every evaluation until it ends.
 """
 
 from __future__ import annotations
@@ -25,14 +28,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.alerts.schedule import Schedule, ScheduleError
 from gateway.core.background import BackgroundLoop
 from gateway.db.models import SqlAlertEvaluationRow, SqlAlertRow
-from gateway.db.retention import PRUNE_EVERY_SECONDS, older_than
+from gateway.db.retention import PRUNE_BATCH, PRUNE_EVERY_SECONDS, delete_one_batch, older_than
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +64,15 @@ class Scheduler(BackgroundLoop):
         self._evaluate = evaluate
         self._concurrency = concurrency
         self._history_days = history_days
-        self._pruned_at = 0.0
+        self._pruned_at: float | None = None  # when the last prune found no more to delete; None: not yet
         super().__init__("alert scheduler", self._round, poll_seconds, on_error=_failed)
 
     async def _round(self) -> bool:
-        """Evaluate what is due and prune; True when a full batch was claimed (more may be due)."""
+        """Evaluate what is due and prune; True when a full batch was claimed (more may be due) or a full batch
+        of old evaluations was deleted (more may be left)."""
         claimed = await self.run_due()
-        await self._prune()
-        return claimed >= self._concurrency
+        more_to_prune = await self._prune()
+        return claimed >= self._concurrency or more_to_prune
 
     async def run_due(self) -> int:
         """Claim up to `concurrency` due alerts and evaluate them side by side; how many were claimed."""
@@ -110,14 +115,21 @@ class Scheduler(BackgroundLoop):
         except Exception:
             log.exception("alert %s: scheduled evaluation failed", due.alert_id)
 
-    async def _prune(self) -> None:
+    async def _prune(self) -> bool:
+        """One batch of old evaluations when a prune is due; True when the batch was full (more may be left)."""
         now = time.monotonic()
-        if now - self._pruned_at < PRUNE_EVERY_SECONDS:
-            return
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return False
+        if await self.prune_batch() >= PRUNE_BATCH:
+            return True  # not done: the next round (at once) deletes the next batch
         self._pruned_at = now
-        old = older_than(SqlAlertEvaluationRow.finished_at, self._history_days)
-        async with self._sessionmaker() as session, session.begin():
-            await session.execute(delete(SqlAlertEvaluationRow).where(old))
+        return False
+
+    async def prune_batch(self, batch: int = PRUNE_BATCH) -> int:
+        """Delete at most `batch` evaluations finished more than `history_days` ago, in one transaction; how many."""
+        table = cast(Table, SqlAlertEvaluationRow.__table__)
+        old = older_than(table.c.finished_at, self._history_days)
+        return await delete_one_batch(self._sessionmaker, table, old, batch=batch)
 
 
 def _failed(exc: Exception) -> None:

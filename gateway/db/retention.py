@@ -30,16 +30,36 @@ def one_batch(table: TableClause, *conditions: ColumnElement[bool], batch: int, 
     return delete(table).where(column.in_(old.scalar_subquery()))
 
 
+def older_than_seconds(column: Any, seconds: float) -> ColumnElement[bool]:
+    """`column` lies more than `seconds` seconds before the database's now."""
+    return column < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)  # type: ignore[no-any-return]
+
+
+async def delete_one_batch(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    table: TableClause,
+    *conditions: ColumnElement[bool],
+    batch: int,
+    key: Any = None,
+) -> int:
+    """Delete at most `batch` rows of `table` meeting `conditions`, in one transaction; how many it deleted (fewer
+    than `batch`: none are left, but for rows another transaction held)."""
+    async with sessionmaker() as session, session.begin():
+        result = await session.execute(one_batch(table, *conditions, batch=batch, key=key))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def delete_in_batches(
-    sessionmaker: async_sessionmaker[AsyncSession], table: TableClause, *conditions: ColumnElement[bool], batch: int
+    sessionmaker: async_sessionmaker[AsyncSession],
+    table: TableClause,
+    *conditions: ColumnElement[bool],
+    batch: int,
+    key: Any = None,
 ) -> int:
     """Delete the rows of `table` meeting `conditions`, `batch` per transaction; how many this call deleted."""
-    statement = one_batch(table, *conditions, batch=batch)
     deleted = 0
     while True:
-        async with sessionmaker() as session, session.begin():
-            result = await session.execute(statement)
-        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        count = await delete_one_batch(sessionmaker, table, *conditions, batch=batch, key=key)
         deleted += count
         if count < batch:
             return deleted

@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import column, table, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.db.retention import PRUNE_BATCH, delete_in_batches, older_than_seconds
 
 APPLICATION_PREFIX = "fedgate-sql:"
 
@@ -209,7 +211,19 @@ class StatementRepository:
             _json(error),
         )
 
-    async def prune(self, older_than_seconds: float) -> None:
-        await self.db.execute(
-            "DELETE FROM sql_statements WHERE created_at < now() - make_interval(secs => $1)", older_than_seconds
-        )
+
+SQL_STATEMENTS = table("sql_statements", column("statement_id"), column("created_at"))
+
+
+async def prune_statements(
+    sessionmaker: async_sessionmaker[AsyncSession], older_than: float, batch: int = PRUNE_BATCH
+) -> int:
+    """Delete the statements created more than `older_than` seconds ago, `batch` per transaction (each batch
+    skips rows another replica's prune holds: gateway/db/retention.py); how many this call deleted."""
+    return await delete_in_batches(
+        sessionmaker,
+        SQL_STATEMENTS,
+        older_than_seconds(SQL_STATEMENTS.c.created_at, older_than),
+        batch=batch,
+        key=SQL_STATEMENTS.c.statement_id,
+    )

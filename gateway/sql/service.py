@@ -43,7 +43,13 @@ from gateway.core.policy_changes import ViewAdded, ViewRemoved
 from gateway.core.principal import Principal
 from gateway.db.retention import PRUNE_EVERY_SECONDS
 from gateway.sql.catalog import SYSTEM_CATALOG, TableName, system_table
-from gateway.sql.repository import StatementRepository, StoredStatement, StoredView, ViewRepository
+from gateway.sql.repository import (
+    StatementRepository,
+    StoredStatement,
+    StoredView,
+    ViewRepository,
+    prune_statements,
+)
 from gateway.sql.results import PgColumn, chunks, column_info, rows
 from gateway.sql.runner import QueryRunner
 from gateway.sql.schemas import (
@@ -137,7 +143,8 @@ class SqlService:
         self._runner = runner
         self._audit = audit
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pruned_at = 0.0
+        self._pruned_at: float | None = None  # when this process last started a prune; None: not yet
+        self._pruning: asyncio.Task[None] | None = None
         self._compiled: OrderedDict[tuple[str, str | None, str | None, tuple[tuple[str, str], ...]], CompiledQuery]
         self._compiled = OrderedDict()
 
@@ -211,7 +218,7 @@ class SqlService:
         statement_id = str(uuid.uuid4())
         pool = await self._runner.pool()
         await StatementRepository(pool).insert(statement_id, _principal_key(principal), request.statement, PENDING)
-        await self._prune(pool)
+        self._prune_now_and_then()
         task = asyncio.create_task(self._run(statement_id, compiled, arguments, max_rows))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -382,11 +389,29 @@ class SqlService:
                 return
             await asyncio.sleep(CANCEL_RETRY_SECONDS)
 
-    async def _prune(self, pool: asyncpg.Pool) -> None:
+    def _prune_now_and_then(self) -> None:
+        """At the first query and then at most every PRUNE_EVERY_SECONDS, delete the statements past their window
+        in a task of its own, PRUNE_BATCH per transaction: no query waits for it, and a backlog never holds a
+        long lock or one huge transaction. One prune at a time per process."""
         now = time.monotonic()
-        if now - self._pruned_at > PRUNE_EVERY_SECONDS:
-            self._pruned_at = now
-            await StatementRepository(pool).prune(RETENTION_SECONDS)
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        if self._pruning is not None and not self._pruning.done():
+            return
+        self._pruned_at = now
+        task = asyncio.create_task(self._prune(), name="sql statement prune")
+        self._pruning = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _prune(self) -> None:
+        try:
+            pruned = await prune_statements(self._sessionmaker, RETENTION_SECONDS)
+        except Exception:
+            log.exception("sql statements: pruning those past their window failed; trying again later")
+            return
+        if pruned:
+            log.info("sql statements: deleted %d statements older than %d hours", pruned, RETENTION_SECONDS // 3600)
 
     # -- GRANT, REVOKE, SHOW GRANTS, CREATE VIEW, DROP VIEW -------------------------------------------------
 
