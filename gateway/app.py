@@ -127,6 +127,7 @@ from gateway.federation.hooks import AfterWrite, Recovery
 from gateway.federation.intents import IntentLog, Presence
 from gateway.federation.jobs import JobBook
 from gateway.federation.locate import Locator, RunDirectory
+from gateway.federation.moves import JobMoves
 from gateway.federation.routes import forwarding_handlers, server_info_handler
 from gateway.federation.service import Forwarder, StoreSender
 from gateway.index.account import AccountScope
@@ -446,7 +447,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         settings,
         stores,
         links,
-        move_hooks=(DualMoves(), IndexMoves(), AuthzMoves(policy), SecretMoves(), RegistryMoves()),
+        move_hooks=(DualMoves(), IndexMoves(), AuthzMoves(policy), SecretMoves(), RegistryMoves(), JobMoves()),
     )
     workspaces.settled = policy.reload
     direct = DirectCalls(stores)  # the gateway's own calls to stores (authorization reads, existence, undo)

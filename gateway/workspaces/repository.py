@@ -35,9 +35,13 @@ class WorkspaceRepository:
         return result.scalar_one_or_none()
 
     async def next_workspace_id(self) -> int:
-        result = await self.session.execute(select(func.max(WorkspaceLinkRow.workspace_id)))
-        current = result.scalar_one_or_none()
-        return max(int(current or 0) + 1, 1001)
+        """One more than the highest id any workspace ever had (migration 0039), so an unlinked workspace's id
+        is never handed to another: whatever still names it (a row an unlink hook missed, an audit entry, a
+        client's cached ids) never names a workspace linked later."""
+        result = await self.session.execute(text("SELECT highest FROM workspace_id_high_water"))
+        highest = result.scalar_one_or_none()
+        current = (await self.session.execute(select(func.max(WorkspaceLinkRow.workspace_id)))).scalar_one_or_none()
+        return max(int(highest or 0), int(current or 0), 1000) + 1
 
     async def insert(self, row: WorkspaceLinkRow) -> None:
         self.session.add(row)

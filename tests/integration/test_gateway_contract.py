@@ -178,6 +178,50 @@ def test_a_workspace_linked_under_a_freed_id_inherits_nothing_of_the_unlinked_on
     assert manager.name not in permissions.text
 
 
+def test_a_workspace_linked_after_an_unlink_gets_a_new_id_and_nothing_of_the_unlinked_one(stack: Stack) -> None:
+    """Ids are never handed out twice: a client or an audit export that still names the unlinked workspace's id
+    never reaches the next workspace linked, and none of its grants, experiments or secret scopes shows there."""
+    admin, base = stack.http(), f"{stack.url}/api/3.0/mlflow/workspaces"
+    old, new = unique("dead"), unique("born")
+    linked = admin.post(
+        base, json={"name": old, "store": "central", "upstream_workspace": central_namespace(stack, "dead")}
+    )
+    assert linked.status_code == 201, linked.text
+    old_id = linked.json()["workspace"]["workspace_id"]
+    manager = Admin.of(stack).person(f"{unique('manager')}@example.com")
+    Admin.of(stack).grant(f"workspaces/{old}", "CAN_MANAGE", user=manager.name)
+    created = manager.http(stack, old).post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": "mine"})
+    assert created.status_code == 200, created.text
+    scope = unique("scope")
+    made = manager.http(stack, old).post(f"{stack.url}/api/2.0/secrets/scopes/create", json={"scope": scope})
+    assert made.status_code == 200, made.text
+
+    assert admin.delete(f"{base}/{old}").status_code == 204
+    relinked = admin.post(
+        base, json={"name": new, "store": "central", "upstream_workspace": central_namespace(stack, "born")}
+    )
+    assert relinked.status_code == 201, relinked.text
+    new_id = relinked.json()["workspace"]["workspace_id"]
+    assert int(new_id) > int(old_id)
+
+    # A client still configured with the old id (databricks-sdk's workspace_id) reaches no workspace.
+    by_old_id = requests.post(
+        f"{stack.url}/api/2.0/mlflow/experiments/search",
+        json={"max_results": 10},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Databricks-Workspace-Id": old_id},
+        timeout=60,
+    )
+    assert_mlflow_error(by_old_id, 404, "RESOURCE_DOES_NOT_EXIST")
+    refused = manager.http(stack, new).post(f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 10})
+    assert assert_mlflow_error(refused, 404, "RESOURCE_DOES_NOT_EXIST")["message"] == f"Workspace '{new}' not found"
+    permissions = admin.get(f"{stack.url}/api/2.0/permissions/workspaces/{new}")
+    assert permissions.status_code == 200 and manager.name not in permissions.text, permissions.text
+    searched = stack.http(new).post(f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 100})
+    assert searched.status_code == 200 and "mine" not in {e["name"] for e in searched.json().get("experiments", [])}
+    scopes = stack.http(new).get(f"{stack.url}/api/2.0/secrets/scopes/list")
+    assert scopes.status_code == 200 and scope not in scopes.text, scopes.text
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
