@@ -526,6 +526,15 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
      (ALLOW, ALLOW, ALLOW, DENIED, NO_EXP1)),
     ("delete artifact (CAN_MANAGE)", Call(f"DELETE {ARTIFACTS}", artifact_path="1/r/artifacts/x"),
      (ALLOW, ALLOW, DENIED, DENIED, NO_EXP1)),
+    ("upload into a run of the path's experiment", Call(f"PUT {ARTIFACTS}", artifact_path=f"1/{R1}/artifacts/x"),
+     (ALLOW, ALLOW, ALLOW, DENIED, NO_EXP1)),
+    # The relay copies into (and failover reads from) the central copy of the run or model the path names (account
+    # admins, who may write anywhere, are not checked).
+    ("upload naming a run of another experiment", Call(f"PUT {ARTIFACTS}", artifact_path=f"1/{R2}/artifacts/x"),
+     (ALLOW, no_run(R2), no_run(R2), DENIED, NO_EXP1)),
+    ("download naming a logged model of another experiment",
+     Call(f"GET {ARTIFACTS}", artifact_path="workspaces/team-a/1/models/m-2/artifacts/x"),
+     (ALLOW, no_logged_model("m-2"), no_logged_model("m-2"), no_logged_model("m-2"), NO_EXP1)),
     ("download artifact of a workspace-prefixed path", Call(f"GET {ARTIFACTS}", artifact_path="workspaces/team-a/2/r"),
      (ALLOW, NO_EXP2, ALLOW, NO_EXP2, ALLOW)),
     ("list the artifact root (names no experiment)", Call("GET /mlflow-artifacts/artifacts", artifact_path=""),

@@ -1,0 +1,197 @@
+"""What an artifact path lets a caller reach, beyond the files under its own experiment.
+
+A dual workspace `lab` (its own store, copies in the central store's workspace `lab`) and a workspace `legacy`
+linked to the central store's `default` workspace, whose artifacts MLflow keeps at the root of its artifact store,
+above every other workspace's `workspaces/<name>/`. Real mlflow servers, a real PostgreSQL, a real gateway process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from gateway.devstack import GatewayProcess, MlflowServer
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
+from tests.support.identity import Admin, unique
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+TIMEOUT = 60
+
+
+@dataclass
+class Reach:
+    primary: MlflowServer  # the store of the dual workspace `lab`
+    central: MlflowServer  # the central store, with workspaces: `lab`'s copies, and `legacy` as its `default`
+    gateway: GatewayProcess
+    admin: Admin
+
+    def http(self, workspace: str, token: str = ADMIN_TOKEN) -> requests.Session:
+        session = requests.Session()
+        session.headers.update({"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": workspace})
+        return session
+
+    def drained(self, workspace: str = "lab") -> None:
+        def pending() -> int:
+            links = self.admin.http().get(f"{self.gateway.url}/api/2.0/fedgate/links", timeout=TIMEOUT).json()
+            return int(next(link for link in links["links"] if link["workspace"] == workspace)["pending"])
+
+        until(pending, lambda left: left == 0, f"the outbox of {workspace} drained")
+
+    def _central(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["X-MLFLOW-WORKSPACE"] = "lab"
+        return session
+
+    def _central_experiments(self) -> list[str]:
+        search = {"max_results": 1000}
+        found = self._central().post(
+            f"{self.central.url}/api/2.0/mlflow/experiments/search", json=search, timeout=TIMEOUT
+        )
+        return [e["experiment_id"] for e in found.json()["experiments"]]
+
+    def central_file(self, kind: str, source_id: str, path: str) -> bytes:
+        """A file of the central copy of a run (`kind` "run") or logged model ("model") of `lab`, read from the
+        central store itself."""
+        central, experiments = self._central(), self._central_experiments()
+        if kind == "run":
+            search = {"experiment_ids": experiments, "filter": f"tags.`fedgate.source_run_id` = '{source_id}'"}
+            found = central.post(f"{self.central.url}/api/2.0/mlflow/runs/search", json=search, timeout=TIMEOUT)
+            uri = found.json()["runs"][0]["info"]["artifact_uri"]
+        else:
+            search = {"experiment_ids": experiments, "filter": f"tags.`fedgate.source_model_id` = '{source_id}'"}
+            found = central.post(
+                f"{self.central.url}/api/2.0/mlflow/logged-models/search", json=search, timeout=TIMEOUT
+            )
+            uri = found.json()["models"][0]["info"]["artifact_uri"]
+        root = str(uri).removeprefix("mlflow-artifacts:").lstrip("/")
+        answer = central.get(f"{self.central.url}{ARTIFACTS}/{root}/{path}", timeout=TIMEOUT)
+        assert answer.status_code == 200, answer.text
+        return answer.content
+
+
+@pytest.fixture(scope="module")
+def reach(workdir: Path) -> Iterator[Reach]:
+    from gateway.db.engine import start_embedded
+
+    root = workdir / "artifact-reach"
+    embedded = start_embedded(root / "postgres")
+    primary, central = MlflowServer(root / "primary"), MlflowServer(root / "central", workspaces=True)
+    _start_all([primary, central])
+    config = root / "fedgate.toml"
+    config.write_text(
+        f"""
+[account]
+id = "7004"
+[database]
+url = "{embedded.url}"
+[stores.primary]
+url = "{primary.url}"
+[stores.central]
+url = "{central.url}"
+workspaces = true
+[central]
+store = "central"
+[[workspaces]]
+name = "lab"
+id = "4001"
+store = "primary"
+mode = "dual"
+[[workspaces]]
+name = "legacy"
+id = "4002"
+store = "central"
+upstream_workspace = "default"
+"""
+    )
+    gateway = GatewayProcess(config, GATEWAY_ENV).start()
+    try:
+        yield Reach(primary, central, gateway, Admin(gateway.url))
+    finally:
+        gateway.stop()
+        _stop_all([primary, central])
+        embedded.stop()
+
+
+def _experiment(session: requests.Session, url: str) -> str:
+    created = session.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": unique("exp")}, timeout=TIMEOUT)
+    assert created.status_code == 200, created.text
+    return str(created.json()["experiment_id"])
+
+
+def _put(session: requests.Session, url: str, path: str, data: bytes) -> requests.Response:
+    return session.put(f"{url}{ARTIFACTS}/{path}", data=data, timeout=TIMEOUT)
+
+
+@dataclass
+class Victim:
+    experiment_id: str
+    run_id: str
+    model_id: str
+    model_root: str  # the logged model's artifact path, `<exp>/models/<model id>/artifacts`
+
+
+@pytest.fixture(scope="module")
+def people(reach: Reach) -> dict[str, Any]:
+    """Alice, whose experiment, run and logged model Mallory holds nothing on; both may use `lab`."""
+    alice, mallory = (
+        reach.admin.person(unique("alice") + "@example.com"),
+        reach.admin.person(unique("mallory") + "@example.com"),
+    )
+    for person in (alice, mallory):
+        reach.admin.grant("workspaces/lab", "CAN_USE", user=person.name)
+    return {"alice": alice, "mallory": mallory}
+
+
+@pytest.fixture(scope="module")
+def victim(reach: Reach, people: dict[str, Any]) -> Victim:
+    alice, url = reach.http("lab", people["alice"].token), reach.gateway.url
+    experiment_id = _experiment(alice, url)
+    run = alice.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, timeout=TIMEOUT)
+    run_id = str(run.json()["run"]["info"]["run_id"])
+    model = alice.post(
+        f"{url}/api/2.0/mlflow/logged-models", json={"experiment_id": experiment_id, "name": "m"}, timeout=TIMEOUT
+    )
+    assert model.status_code == 200, model.text
+    info = model.json()["model"]["info"]
+    model_root = str(info["artifact_uri"]).removeprefix("mlflow-artifacts:").lstrip("/")
+    for path in (f"{experiment_id}/{run_id}/artifacts/model.pkl", f"{model_root}/model.pkl"):
+        assert _put(alice, url, path, b"alice's weights").status_code == 200
+    reach.drained()
+    assert reach.central_file("run", run_id, "model.pkl") == b"alice's weights"
+    assert reach.central_file("model", str(info["model_id"]), "model.pkl") == b"alice's weights"
+    return Victim(experiment_id, run_id, str(info["model_id"]), model_root)
+
+
+def test_a_path_under_ones_own_experiment_naming_anothers_run_or_model_is_refused(
+    reach: Reach, people: dict[str, Any], victim: Victim
+) -> None:
+    """The relay copies an upload into the central copy of the run or logged model its path names: Mallory, an
+    editor of her own experiment only, overwrote the central copy of Alice's model file by naming Alice's run (or
+    logged model) under her own experiment, and anyone loading it from the central store ran her bytes."""
+    mallory, url = reach.http("lab", people["mallory"].token), reach.gateway.url
+    own = _experiment(mallory, url)
+    hidden = mallory.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": victim.run_id}, timeout=TIMEOUT)
+    assert hidden.status_code == 404  # Alice's run is not Mallory's to see
+    for path, missing in [
+        (f"{own}/{victim.run_id}/artifacts/model.pkl", f"Run with id={victim.run_id} not found"),
+        (f"{own}/models/{victim.model_id}/artifacts/model.pkl", f"Logged model with ID '{victim.model_id}' not found."),
+    ]:
+        for method in ("PUT", "GET"):
+            answer = mallory.request(method, f"{url}{ARTIFACTS}/{path}", data=b"mallory's weights", timeout=TIMEOUT)
+            assert answer.status_code == 404, f"{method} {path}: {answer.status_code} {answer.text}"
+            assert answer.json() == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": missing}
+    # Her own run's files, and a folder that names no run, are hers as before.
+    run = mallory.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": own}, timeout=TIMEOUT)
+    own_run = run.json()["run"]["info"]["run_id"]
+    for path in (f"{own}/{own_run}/artifacts/notes.txt", f"{own}/x/y.txt"):
+        assert _put(mallory, url, path, b"mine").status_code == 200, path
+    reach.drained()
+    assert reach.central_file("run", victim.run_id, "model.pkl") == b"alice's weights"
+    assert reach.central_file("model", victim.model_id, "model.pkl") == b"alice's weights"
