@@ -59,7 +59,8 @@ _NOT_ROW_LEVEL = (exp.Window, exp.Filter, exp.Lambda, exp.Subquery, exp.Select, 
 # `start_time <op> day` is `day of start_time <op> day` for these (start_time on the left; mirrored on the right).
 _DAY_EXACT_LEFT = (exp.GTE, exp.LT)
 _DAY_EXACT_RIGHT = (exp.LTE, exp.GT)
-# Parts of a view's SELECT that only filter; anything else set makes it more than a filter.
+# Parts of a view's SELECT that only filter; anything else set makes it more than a filter (but `OFFSET 0`, the
+# fence every view gets, transpile.fence, which skips no row and keeps the filter below the reader's conditions).
 _FILTER_PARTS = frozenset({"expressions", "from_", "where"})
 
 Kind = Callable[[exp.Expr | None], str | None]
@@ -157,10 +158,19 @@ def _chain(select: exp.Select) -> list[exp.Subquery] | None:
 
 
 def _only_filters(select: exp.Select) -> bool:
-    if any(value for key, value in select.args.items() if key not in _FILTER_PARTS):
+    if any(value for key, value in select.args.items() if key not in _FILTER_PARTS and key != "offset"):
+        return False
+    offset = select.args.get("offset")
+    if offset is not None and not is_fence(offset):
         return False
     items = select.expressions
     return len(items) == 1 and isinstance(items[0], exp.Star)
+
+
+def is_fence(offset: exp.Expr) -> bool:
+    """`OFFSET 0`, the fence transpile.fence puts on every view (it skips no row)."""
+    value = offset.expression if isinstance(offset, exp.Offset) else None
+    return isinstance(value, exp.Literal) and value.is_int and int(value.name) == 0
 
 
 def _column_of(node: exp.Expr) -> exp.Column:

@@ -110,8 +110,30 @@ def substitute(query: Query, sources: Mapping[TableName, exp.Query]) -> exp.Quer
         if alias is None:
             # Unaliased references keep their name as alias, so `runs_latest.run_id` still resolves.
             alias = exp.TableAlias(this=exp.to_identifier(name.name))
-        table.replace(exp.Subquery(this=sources[name].copy(), alias=alias.copy()))
+        source = sources[name].copy()
+        table.replace(exp.Subquery(this=source if name.is_system else fence(source), alias=alias.copy()))
     return tree
+
+
+def fence(view: exp.Query) -> exp.Query:
+    """A view's rows as its definition answers them, before anything of the reader's sees a row: `OFFSET 0`.
+
+    PostgreSQL pulls a plain subquery up into the query around it and pushes the reader's conditions down into
+    it, where they run in the order of their cost, before the view's own filter when cheaper: a reader's
+    `WHERE CAST(run_name AS BOOLEAN)` then failed on a row the view hides, with its name in the message (and a
+    condition that fails or not is a yes/no question about any hidden row). A subquery with an OFFSET is
+    neither pulled up nor given outer conditions (a security_barrier view in all but name), so the reader's
+    expressions only ever see the rows the view lets through. One with a LIMIT or OFFSET of its own, or a set
+    operation, is wrapped in `SELECT * FROM (...) OFFSET 0`.
+    """
+    if isinstance(view, exp.Select) and not view.args.get("limit") and not view.args.get("offset"):
+        view.set("offset", exp.Offset(expression=exp.Literal.number(0)))
+        return view
+    wrapped = exp.select(exp.Star()).from_(
+        exp.Subquery(this=view, alias=exp.TableAlias(this=exp.to_identifier("_view")))
+    )
+    wrapped.set("offset", exp.Offset(expression=exp.Literal.number(0)))
+    return wrapped
 
 
 def relation_count(tree: exp.Expr) -> int:

@@ -121,13 +121,18 @@ async def run(
     """classify → substitute → compile → run, as the service does (views expand from their definitions)."""
     statement = classify(text)
     assert isinstance(statement, Query)
-    sources: dict[TableName, Any] = {}
-    for table in statement.tables:
-        if views and table in views:
-            inner = parse_query(views[table], allow_parameters=False)
-            sources[table] = substitute(inner, {t: system_source(t) for t in inner.tables})
-        else:
-            sources[table] = system_source(table)
+
+    def sources_of(query: Query) -> dict[TableName, Any]:
+        sources: dict[TableName, Any] = {}
+        for table in query.tables:
+            if views and table in views:
+                inner = parse_query(views[table], allow_parameters=False)
+                sources[table] = substitute(inner, sources_of(inner))
+            else:
+                sources[table] = system_source(table)
+        return sources
+
+    sources = sources_of(statement)
     given = dict(parameters or {})
     pg_types = {name: PARAMETER_TYPES[(types or {}).get(name, "STRING")] for name in given}
     compiled = compile_query(
@@ -543,3 +548,41 @@ async def test_names_run_as_the_gateway_resolved_them(db: Database) -> None:
     )
     assert nested.columns == [("scalarsubquery()", "int8"), ("run_id", "text")]
     assert nested.data == [["2", "r-a1"]]
+
+
+async def test_a_views_filter_runs_before_any_condition_of_the_readers(db: Database) -> None:
+    """PostgreSQL flattened a view into the reader's query and ran the cheaper conditions first, the reader's
+    before the view's own: `CAST(run_name AS BOOLEAN)` failed on a run the view hides, naming it. Every view is
+    fenced (OFFSET 0), whatever its shape: a filter, a set operation (PostgreSQL pushes conditions into each
+    branch), a LIMIT of its own; and wherever the reader's condition stands (WHERE, a LEFT JOIN's ON)."""
+    view = TableName("gov", "mlflow", "team_b_runs")
+    team_b = "SELECT * FROM system.mlflow.runs_latest WHERE workspace_id = '1002'"
+    definitions = {
+        "a filter": team_b,
+        "a set operation": f"{team_b} UNION ALL SELECT * FROM system.mlflow.runs_latest WHERE workspace_id = '1003'",
+        "a filter of a view": "SELECT * FROM gov.mlflow.inner_b WHERE run_id <> ''",
+    }
+    probes = {
+        # run_name of team b's one run is 'third'; those of the hidden runs 'first' and 'second'.
+        "SELECT run_id FROM gov.mlflow.team_b_runs WHERE CAST(run_name AS BOOLEAN)": "third",
+        "SELECT run_id FROM gov.mlflow.team_b_runs AS v WHERE CAST(v.created_by AS BOOLEAN) OR v.run_id = ''": (
+            "bob@example.com"
+        ),
+        "WITH one AS (SELECT 1 AS n) SELECT one.n, v.run_id FROM one LEFT JOIN gov.mlflow.team_b_runs AS v "
+        "ON CAST(v.run_name AS BOOLEAN)": "third",
+    }
+    inner = TableName("gov", "mlflow", "inner_b")
+    for shape, definition in definitions.items():
+        views = {view: definition, inner: team_b}
+        for probe, visible in probes.items():
+            with pytest.raises(asyncpg.PostgresError) as failed:
+                await run(db, probe, views=views)
+            message = str(failed.value)
+            assert f'"{visible}"' in message, (shape, probe, message)
+    # A condition the view's rows all pass answers them, and only them.
+    answer = await run(
+        db,
+        "SELECT run_id FROM gov.mlflow.team_b_runs WHERE CAST(params['lr'] AS DOUBLE) < 1 ORDER BY run_id",
+        views={view: team_b},
+    )
+    assert answer.data == [["r-b1"]]
