@@ -60,6 +60,7 @@ from gateway.federation.otlp import canonical_export
 from gateway.federation.renames import renames as _renames
 from gateway.federation.renames import rewrite_json as _rewrite_json
 from gateway.federation.schemas import RequestIds
+from gateway.federation.store_answers import known_failure, reads_failures
 from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 
 __all__ = ["ACCOUNT_SCOPE", "ForwardCall", "ForwardResult", "Forwarder", "StoreSender", "scan_headers"]
@@ -319,7 +320,11 @@ class Forwarder:
         rewrite = _renames(link) and spec.body is not Body.DOWNLOAD
         # get-by-name names no id up front: the guard checks the experiment found in the answer.
         found_by_name = spec == EXPERIMENTS_GET_BY_NAME and response.status == 200
-        must_read = answer_needed or rewrite or plan.after is not None or found_by_name or translate is not None
+        # A 5xx that is the store's fixed answer to the request, not its failure (store_answers.py).
+        known_5xx = response.status >= 500 and reads_failures(spec)
+        must_read = (
+            answer_needed or rewrite or plan.after is not None or found_by_name or translate is not None or known_5xx
+        )
         small = response.content_length is not None and response.content_length <= BUFFER_LIMIT
         if (spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read):
             if response.content_length is not None:
@@ -331,6 +336,8 @@ class Forwarder:
             raise StoreUnavailable(f"The store of workspace '{link.name}' dropped the answer.") from exc
         if translate is not None:
             body = await translate(body)
+        if known_5xx and (error := known_failure(spec, response.status, body)) is not None:
+            raise error
         if rewrite and body[:1] == b"{":
             body = _rewrite_json(body, link.upstream_workspace or link.name, link.name)
         if plan.after is not None and (replaced := await plan.after(response.status, body)) is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import mlflow
 import pytest
+import requests
 from mlflow.exceptions import MlflowException
 
 from tests.conftest import Stack
@@ -193,3 +194,46 @@ def test_label_schemas_and_review_queues_follow_their_experiment(cast: Cast, as_
     as_user(cast.owner, lambda: label_schemas.delete_label_schema(schema_id=schema.schema_id))
     gone = as_user.refused(cast.owner, lambda: review_queues.get_review_queue(queue.queue_id))
     assert gone.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_reading_the_spans_of_a_trace_without_any_is_not_found(stack: Stack, cast: Cast) -> None:
+    """A trace whose spans the store does not keep in its database (started without spans, or with its data in an
+    artifact folder): MLflow 3.17.2 answers `traces/get` and `traces/batchGet` of it with 500 `INTERNAL_ERROR`, its
+    fixed answer to that trace, which the client would retry for minutes. Through the gateway it is 404
+    `RESOURCE_DOES_NOT_EXIST`; a trace with spans reads as before."""
+    owner = cast.owner.http(stack)
+    hex_id = uuid.uuid4().hex
+    info = {
+        "trace_id": f"tr-{hex_id}",
+        "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": cast.experiment_id}},
+        "request_time": "2026-12-03T00:00:00Z",
+        "state": "OK",
+    }
+    started = owner.post(f"{stack.url}/api/3.0/mlflow/traces", json={"trace": {"trace_info": info}})
+    assert started.status_code == 200, started.text
+    reads = (
+        ("/api/3.0/mlflow/traces/get", {"trace_id": f"tr-{hex_id}"}),
+        ("/api/3.0/mlflow/traces/get", {"trace_id": f"tr-{hex_id}", "allow_partial": "true"}),
+        ("/api/3.0/mlflow/traces/batchGet", {"trace_ids": [f"tr-{hex_id}", cast.trace_id]}),
+    )
+    # The store's own answer, asked directly in the namespace the gateway forwards team-a to.
+    store = stack.stores["a"].url
+    direct = requests.get(f"{store}/api/3.0/mlflow/traces/get", params=reads[0][1], timeout=60)
+    assert (direct.status_code, direct.json()["error_code"], direct.json()["message"]) == (
+        500,
+        "INTERNAL_ERROR",
+        "Trace data not stored in tracking store",
+    )
+    for path, query in reads:
+        answer = owner.get(f"{stack.url}{path}", params=query, timeout=60)
+        assert answer.status_code == 404, (path, query, answer.text)
+        assert answer.json() == {
+            "error_code": "RESOURCE_DOES_NOT_EXIST",
+            "message": "Trace data is not stored in the tracking store: the trace has no spans there "
+            "(a trace's data outside the store is read with get-trace-artifact).",
+        }
+    # Its info reads as ever, and so do the spans of a trace that has them.
+    assert owner.get(f"{stack.url}/api/3.0/mlflow/traces/tr-{hex_id}", timeout=60).status_code == 200
+    spans = owner.get(f"{stack.url}/api/3.0/mlflow/traces/get", params={"trace_id": cast.trace_id}, timeout=60)
+    assert spans.status_code == 200, spans.text
+    assert spans.json()["trace"]["trace_info"]["trace_id"] == cast.trace_id

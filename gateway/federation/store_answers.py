@@ -1,0 +1,67 @@
+"""Store answers of 5xx that are the request's fault, answered as the 4xx they are.
+
+The gateway forwards a store's answer as it came, 5xx included: a store that fails reports its failure in its own
+words, the client retries it (it retries 5xx for minutes), and an outage is never dressed up as something else. The
+gateway's own 5xx are 503 `TEMPORARILY_UNAVAILABLE` for a store it cannot reach and 504 `DEADLINE_EXCEEDED` for one
+that does not answer in time (README, "Status codes").
+
+A few 5xx answers of MLflow 3.17.2 are no failure of the store but its fixed answer to what was asked, the same on
+every retry. Those are listed here, each matched by route, status, error code and message exactly, and answered as
+the error they are; any other 5xx goes out as the store sent it.
+
+- `GET /api/3.0/mlflow/traces/get` and `traces/batchGet` of a trace whose spans the store does not keep in its
+  database (a trace started without spans, or one whose data is a `traces.json` in its artifact folder, which the
+  stock client reads with `get-trace-artifact` and never asks these routes for): the SQL store raises
+  `MlflowTracingException("Trace data not stored in tracking store")`, 500 `INTERNAL_ERROR`. The trace has no
+  spans to answer with: 404 `RESOURCE_DOES_NOT_EXIST`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from gateway.core.errors import GatewayError, ResourceNotFound
+from gateway.core.route_table import RouteSpec, declared
+
+# The largest store error body read to match it (MLflow's are a few hundred bytes).
+MAX_ERROR_BODY = 64 * 1024
+
+_NO_SPANS = (
+    "Trace data is not stored in the tracking store: the trace has no spans there "
+    "(a trace's data outside the store is read with get-trace-artifact)."
+)
+
+# route -> {(status, error_code, message): the error it is answered as}
+KNOWN: dict[RouteSpec, dict[tuple[int, str, str], Callable[[], GatewayError]]] = {
+    declared("GET /mlflow/traces/get", 3): {
+        (500, "INTERNAL_ERROR", "Trace data not stored in tracking store"): lambda: ResourceNotFound(_NO_SPANS),
+    },
+    declared("GET /mlflow/traces/batchGet", 3): {
+        (500, "INTERNAL_ERROR", "Trace data not stored in tracking store"): lambda: ResourceNotFound(_NO_SPANS),
+    },
+}
+
+
+def reads_failures(spec: RouteSpec) -> bool:
+    """Whether a 5xx answer of `spec` must be read to tell a known one apart."""
+    return spec in KNOWN
+
+
+def known_failure(spec: RouteSpec, status: int, body: bytes) -> GatewayError | None:
+    """The error a known 5xx answer of the store stands for; None for any other answer (forwarded as it came)."""
+    answers = KNOWN.get(spec)
+    if answers is None or status < 500 or len(body) > MAX_ERROR_BODY:
+        return None
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    error_code, message = document.get("error_code"), document.get("message")
+    if not isinstance(error_code, str) or not isinstance(message, str):
+        return None
+    error = answers.get((status, error_code, message))
+    return error() if error is not None else None
