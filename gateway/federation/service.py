@@ -74,7 +74,9 @@ SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.:@+=-]{1,256}\Z")
 BUFFER_LIMIT = 1024 * 1024
 
 # Client headers the store may see. Everything else (Authorization, Cookie, Host, X-Forwarded-*,
-# hop-by-hop headers, the workspace header) is dropped or replaced by the gateway.
+# hop-by-hop headers, the workspace header) is dropped or replaced by the gateway. `traceparent` is dropped too:
+# the store's AI gateway (MLflow 3.17.2 `gateway/tracing_utils.py`) records a span under the trace it names, and
+# spans are filed under `tr-<hex of its trace id>` wherever that trace lives (docs/security.md, invariant 10).
 FORWARDED_REQUEST_HEADERS = frozenset(
     {
         "content-type",
@@ -84,7 +86,6 @@ FORWARDED_REQUEST_HEADERS = frozenset(
         "x-mlflow-experiment-id",
         "x-mlflow-run-id",
         "content-encoding",
-        "traceparent",
     }
 )
 RETURNED_RESPONSE_HEADERS = frozenset(

@@ -367,6 +367,25 @@ async def test_the_workspace_id_header_names_the_workspace_and_neither_header_re
     assert "user-agent" in forwarded
 
 
+async def test_a_traceparent_never_reaches_the_store() -> None:
+    """The store's AI gateway opens a span under the trace a `traceparent` names, and spans are filed under that
+    trace wherever it lives: a caller could name a trace of an experiment it may not see."""
+    store = RecordingStore()
+    fw = forwarder(DEFAULT, TEAM_A, store=store, runs={RUN_A: "team-a"})
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"traceparent", b"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01"),
+        (b"Traceparent", b"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01"),
+        (b"tracestate", b"k=v"),
+        (b"user-agent", b"mlflow-python-client/3.17.2"),
+    ]
+    sent = log_batch(RUN_A)
+    sent.workspace, sent.headers = scan_headers(raw)
+    await fw.forward(sent)
+    forwarded = {name.lower() for s in store.sent for name, _ in s.headers}
+    assert forwarded.isdisjoint({"traceparent", "tracestate"}) and "user-agent" in forwarded
+
+
 async def test_an_unknown_id_and_an_id_the_caller_may_not_see_answer_alike() -> None:
     fw = forwarder(DEFAULT, TEAM_A, TEAM_B, guard=AllowAll(hidden=frozenset({"team-b"})))
     with pytest.raises(ResourceNotFound) as unknown:
