@@ -15,12 +15,25 @@ from gateway.sql.repository import APPLICATION_PREFIX
 from gateway.sql.results import PgColumn
 from gateway.sql.transpile import CompiledQuery
 
+# The most a statement's result may hold, as PostgreSQL writes its rows as text: Databricks' limit for INLINE results
+# (a statement whose result is larger fails there too). The rows never leave PostgreSQL when they are larger.
+MAX_RESULT_BYTES = 25 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Fetched:
     columns: list[PgColumn]
     records: list[Sequence[Any]]
     truncated: bool
+
+
+class ResultTooLarge(Exception):
+    """The result (rows within the row cap) is larger than `limit` bytes; nothing of it was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"result of {size} bytes, more than {limit}")
+        self.size = size
+        self.limit = limit
 
 
 class QueryRunner:
@@ -45,14 +58,15 @@ class QueryRunner:
         account_id: str,
         timeout_seconds: float,
         max_rows: int,
+        max_bytes: int = MAX_RESULT_BYTES,
     ) -> Fetched:
-        """Run `query` and fetch at most `max_rows` rows (`truncated` says whether more were there)."""
+        """Run `query` and fetch at most `max_rows` rows (`truncated` says whether more were there).
+
+        Raises ResultTooLarge, having fetched nothing, when those rows hold more than `max_bytes`.
+        """
         timeout_ms = max(1, round(timeout_seconds * 1000))
         backstop = timeout_seconds + 10  # PostgreSQL's own timeout fires first; this guards a stuck connection
-        # The row cap is a LIMIT around the query, not a fetch count on a cursor: PostgreSQL plans a portal
-        # executed for a number of rows without parallel workers. The newlines keep the wrapper intact
-        # whatever the last line of the query is.
-        capped = f"SELECT * FROM (\n{query.sql}\n) AS _statement LIMIT {int(max_rows) + 1}"  # noqa: S608
+        capped = _capped(query.sql, int(max_rows) + 1, int(max_bytes))
         async with connection.transaction(readonly=True):
             # One round trip sets up the sandbox. Settings first, the role last: from then on the transaction
             # can read the system views only. The two values are the gateway's own (the configured account id,
@@ -68,12 +82,44 @@ class QueryRunner:
                 f"SET LOCAL search_path = ''; SET LOCAL ROLE {READER_ROLE}"
             )
             prepared = await connection.prepare(capped, timeout=backstop)
-            columns = [PgColumn(a.name, a.type.name, a.type.kind) for a in prepared.get_attributes()]
-            records = await prepared.fetch(*arguments, timeout=backstop)
-        return Fetched(columns, list(records[:max_rows]), len(records) > max_rows)
+            # The first column is the result's size; the last two are the running size and the row's number.
+            columns = [PgColumn(a.name, a.type.name, a.type.kind) for a in prepared.get_attributes()[1:-2]]
+            fetched = await prepared.fetch(*arguments, timeout=backstop)
+        size = fetched[0][0] if fetched else None
+        if size is None:  # no rows (the one row answered is the outer join's, with nothing joined)
+            return Fetched(columns, [], False)
+        if size > max_bytes:
+            raise ResultTooLarge(int(size), max_bytes)
+        records: list[Sequence[Any]] = [tuple(record)[1:-2] for record in fetched]
+        return Fetched(columns, records[:max_rows], len(records) > max_rows)
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _capped(sql: str, rows: int, size: int) -> str:
+    """`sql` cut to `rows` rows, answered only when those rows hold at most `size` bytes (as text).
+
+    The row cap is a LIMIT around the query, not a fetch count on a cursor: PostgreSQL plans a portal executed
+    for a number of rows without parallel workers. The byte cap is counted by PostgreSQL, so a result larger than
+    it never reaches the gateway: before, `replace(replace('aaaa', 'a', <5,000 a>), 'a', <20,000 a>)` (no table,
+    no grant needed) made PostgreSQL send a 400 MB value in two seconds, and the gateway held every row of a
+    result in memory, a few of them enough to stop it. Each row of the result comes with the size of all of
+    them (first column) and its running size and number (last two); a result larger than the cap is one row of
+    its size and nulls. The newlines keep the wrapper intact whatever the last line of the query is.
+    """
+    running = "SUM(OCTET_LENGTH(CAST(_capped AS TEXT))) OVER (ROWS UNBOUNDED PRECEDING)"
+    # The query is the compiled statement; the numbers are the gateway's own.
+    return (
+        "WITH _sized AS MATERIALIZED (\n"  # noqa: S608
+        f"  SELECT _capped.*, {running} AS _fedgate_running, ROW_NUMBER() OVER () AS _fedgate_row\n"
+        f"  FROM (SELECT * FROM (\n{sql}\n) AS _statement LIMIT {int(rows)}) AS _capped\n"
+        ")\n"
+        "SELECT _total._fedgate_size, _sized.*\n"
+        "FROM (SELECT MAX(_fedgate_running) AS _fedgate_size FROM _sized) AS _total\n"
+        f"LEFT JOIN _sized ON _sized._fedgate_running <= {int(size)}\n"
+        "ORDER BY _sized._fedgate_row"
+    )
 
 
 def _unless_cancelled(statement_id: str) -> str:

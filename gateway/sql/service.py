@@ -51,7 +51,7 @@ from gateway.sql.repository import (
     prune_statements,
 )
 from gateway.sql.results import PgColumn, chunks, column_info, rows
-from gateway.sql.runner import QueryRunner
+from gateway.sql.runner import QueryRunner, ResultTooLarge
 from gateway.sql.schemas import (
     ExecuteStatementRequest,
     ResultData,
@@ -348,6 +348,12 @@ class SqlService:
                 )
             else:
                 outcome = Outcome(CANCELED)
+        except ResultTooLarge as exc:
+            outcome = _failed(
+                "BAD_REQUEST",
+                f"The result is larger than {exc.limit // (1024 * 1024)} MiB, the most a statement answers inline "
+                "(as Databricks' INLINE disposition); select fewer rows or columns.",
+            )
         except asyncpg.PostgresError as exc:
             outcome = _postgres_failure(exc)
         except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:

@@ -734,6 +734,20 @@ def test_large_results_come_in_chunks_and_are_capped(stack: Stack, data: Data, o
     assert capped["total_row_count"] == 10_000 and capped["truncated"] is True  # 120 x 120 rows, the cap is 10,000
 
 
+def test_a_result_larger_than_25_mib_fails_and_never_reaches_the_gateway(stack: Stack, org: Org) -> None:
+    # 40 MB grown from a literal by someone with no grant at all (the statement reads no table).
+    grow = f"replace(replace('aaaa', 'a', '{'a' * 5000}'), 'a', '{'a' * 2000}')"
+    answer = sql(stack, org.outsider.token, f"SELECT {grow} AS v")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"]["state"] == "FAILED", str(body)[:300]
+    assert body["status"]["error"]["error_code"] == "BAD_REQUEST"
+    assert "larger than 25 MiB" in body["status"]["error"]["message"]
+    assert body.get("result") is None and body.get("manifest") is None
+    # The same person's small result answers as before.
+    assert rows(stack, org.outsider.token, "SELECT length('aaaa') AS n") == [["4"]]
+
+
 # -- clients: databricks-sdk, fedgate sql, the MLflow client writing through -------------------------------------------
 
 

@@ -25,7 +25,7 @@ from gateway.sql.catalog import TableName
 from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS_WITH_EXPERIMENT, SUCCESS_RATIO
 from gateway.sql.repository import StatementRepository
 from gateway.sql.results import rows
-from gateway.sql.runner import QueryRunner
+from gateway.sql.runner import MAX_RESULT_BYTES, QueryRunner, ResultTooLarge
 from gateway.sql.statements import Query, classify, parse_query
 from gateway.sql.transpile import (
     PARAMETER_TYPES,
@@ -586,3 +586,24 @@ async def test_a_views_filter_runs_before_any_condition_of_the_readers(db: Datab
         views={view: team_b},
     )
     assert answer.data == [["r-b1"]]
+
+
+async def test_a_result_larger_than_the_byte_cap_never_leaves_postgresql(db: Database) -> None:
+    """`replace` of `replace` grows a four-letter literal to 40 MB in PostgreSQL, with no table and so no grant:
+    the gateway fetched every row of a result into memory, however large. PostgreSQL now counts the result's
+    size and sends none of it when it is larger than the cap, whether one value or many rows make it so."""
+    grow = f"replace(replace('aaaa', 'a', '{'a' * 5000}'), 'a', '{'a' * 2000}')"  # 40,000,000 bytes
+    with pytest.raises(ResultTooLarge) as one_value:
+        await run(db, f"SELECT length(:x) AS n, {grow} AS v", {"x": "y"})
+    assert one_value.value.size > MAX_RESULT_BYTES == one_value.value.limit
+    rows = f"replace(replace('aa', 'a', '{'a' * 3000}'), 'a', '{'a' * 1000}')"  # 6 MB a row, 30 MB in five
+    with pytest.raises(ResultTooLarge):
+        await run(db, f"SELECT explode(array(1, 2, 3, 4, 5)) AS n, {rows} AS v")
+    # Under the cap a result answers whole and in its order; an empty one is empty.
+    four = await run(
+        db, f"SELECT n, length(v) AS l FROM (SELECT explode(array(4, 2, 3, 1)) AS n, {rows} AS v) ORDER BY n"
+    )
+    assert four.data == [["1", "6000000"], ["2", "6000000"], ["3", "6000000"], ["4", "6000000"]]
+    assert four.columns == [("n", "int4"), ("l", "int4")]
+    empty = await run(db, "SELECT run_id FROM system.mlflow.runs_latest WHERE run_id = 'none'")
+    assert empty.data == [] and empty.columns == [("run_id", "text")] and not empty.truncated
