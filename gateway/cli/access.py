@@ -186,15 +186,17 @@ def plan_token_list(args: argparse.Namespace) -> list[Call]:
     return [Call("GET", f"{TOKEN_MANAGEMENT}/tokens" if args.all else f"{TOKENS}/list")]
 
 
+def _creator(info: dict[str, Any]) -> str:
+    """Who made a token: a name, or the id of a principal deleted since (the listing names nobody then)."""
+    return str(info.get("created_by_username") or f"(deleted, id {info.get('created_by_id')})")
+
+
 def show_tokens(args: argparse.Namespace, answer: Any) -> None:
     infos = answer.get("token_infos") or []
     if args.all:
         table(
             ("TOKEN ID", "OWNER", "CREATED BY", "CREATED", "EXPIRES", "COMMENT"),
-            (
-                (t["token_id"], t.get("owner_name"), t.get("created_by_username"), *_times(t), t.get("comment"))
-                for t in infos
-            ),
+            ((t["token_id"], t.get("owner_name"), _creator(t), *_times(t), t.get("comment")) for t in infos),
         )
         return
     table(

@@ -381,5 +381,7 @@ def _managed(row: TokenRow, principals: PrincipalService) -> ManagedTokenInfo:
         owner_id=row.principal_id,
         owner_name=owner.name if owner else "",
         created_by_id=row.created_by if row.created_by is not None else 0,
-        created_by_username=creator.name if creator else "admin",
+        # The bootstrap admin has no row (no id); a creator deleted since is named by nobody (null), never taken
+        # for the bootstrap admin: their id stays in created_by_id.
+        created_by_username="admin" if row.created_by is None else (creator.name if creator else None),
     )

@@ -101,7 +101,7 @@ class ManagedTokenInfo(TokenInfo, kw_only=True):
     owner_id: int
     owner_name: str
     created_by_id: int  # 0: the bootstrap admin
-    created_by_username: str
+    created_by_username: str | None  # "admin": the bootstrap admin; null: a principal deleted since
 
 
 class CreateToken(msgspec.Struct, kw_only=True):

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import requests
 
+from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import Admin
+from tests.support.oidc import OIDC_AUDIENCE, OidcIssuer
 
 pytestmark = pytest.mark.integration
 DEFAULT_LIFETIME = 90 * 24 * 3600  # tokens.default_lifetime_seconds
@@ -56,3 +58,51 @@ def test_lifetimes_have_a_default_and_a_maximum(stack: Stack) -> None:
         {"user_name": name, "lifetime_seconds": MAX_LIFETIME + 1},
     )
     assert too_long.status_code == 400 and too_long.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_the_token_list_does_not_name_the_bootstrap_admin_for_a_deleted_creator(
+    stack: Stack, oidc_gateway: GatewayProcess, issuer: OidcIssuer
+) -> None:
+    """A token an account admin made (with the identity provider's access token: a token made with a token
+    goes with it) stays when the admin is deleted, and is listed with its creator's id and no name, never as
+    the bootstrap admin's ("admin", which names tokens the bootstrap admin made)."""
+    boss = f"boss-{uuid.uuid4().hex[:8]}@example.com"
+    made = requests.post(
+        f"{stack.url}/api/2.0/preview/scim/v2/Users",
+        json={"userName": boss, "roles": [{"value": "account_admin"}]},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    assert made.status_code == 201, made.text
+    boss_id = int(made.json()["id"])
+    boss_credential = issuer.token(
+        "boss", audience=OIDC_AUDIENCE, email=boss, expires_in=3600, extra_claims={"email_verified": True}
+    )
+    person = f"made-for-{uuid.uuid4().hex[:8]}@example.com"
+    Admin.of(stack).user(person)
+    on_behalf = "/api/2.0/token-management/on-behalf-of/tokens"
+    by_boss = requests.post(
+        f"{oidc_gateway.url}{on_behalf}",
+        json={"user_name": person},
+        headers={"Authorization": f"Bearer {boss_credential}"},
+        timeout=60,
+    )
+    assert by_boss.status_code == 200, by_boss.text
+    by_bootstrap = call(stack, on_behalf, {"user_name": person})
+    assert by_bootstrap.status_code == 200, by_bootstrap.text
+    gone = Admin.of(stack).http().delete(f"{stack.url}/api/2.0/preview/scim/v2/Users/{boss_id}", timeout=60)
+    assert gone.status_code == 204, gone.text
+
+    listed = Admin.of(stack).http().get(f"{stack.url}/api/2.0/token-management/tokens", timeout=60)
+    assert listed.status_code == 200, listed.text
+    infos = {info["token_id"]: info for info in listed.json()["token_infos"]}
+    deleted_creator = infos[by_boss.json()["token_info"]["token_id"]]
+    assert (deleted_creator["created_by_id"], deleted_creator["created_by_username"]) == (boss_id, None)
+    bootstrap = infos[by_bootstrap.json()["token_info"]["token_id"]]
+    assert (bootstrap["created_by_id"], bootstrap["created_by_username"]) == (0, "admin")
+    one = (
+        Admin.of(stack)
+        .http()
+        .get(f"{stack.url}/api/2.0/token-management/tokens/{deleted_creator['token_id']}", timeout=60)
+    )
+    assert one.status_code == 200 and one.json()["token_info"]["created_by_username"] is None, one.text
