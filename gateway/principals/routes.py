@@ -42,7 +42,7 @@ LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 RESOURCES = {"Users": "user", "ServicePrincipals": "service_principal", "Groups": "group"}
 NAME_ATTRIBUTE = {"user": "userName", "service_principal": "applicationId", "group": "displayName"}
 FILTER_RE = re.compile(r'^\s*(\w+)\s+(eq|ne|co|sw)\s+"((?:[^"\\]|\\.)*)"\s*$', re.IGNORECASE)
-MEMBER_PATH_RE = re.compile(r'^members\[value eq "?(\d+)"?\]$')
+MEMBER_PATH_RE = re.compile(r'^members\[value eq "?([0-9]{1,18})"?\]$')  # \d takes other scripts' digits
 ADMIN_ROLE = "account_admin"
 
 
@@ -112,10 +112,18 @@ def _ids(values: Any) -> list[int]:
     result = []
     for item in values:
         raw = item.value if isinstance(item, ScimMember) else item.get("value") if isinstance(item, dict) else item
-        if not str(raw).isdigit():
-            raise InvalidParameter(f"Invalid member id {raw!r}.")
-        result.append(int(str(raw)))
+        member_id = _whole(raw)
+        if member_id is None:
+            raise InvalidParameter(f"Invalid member id {str(raw)[:40]!r}.")
+        result.append(member_id)
     return result
+
+
+def _whole(raw: object) -> int | None:
+    """A non-negative whole number in ASCII digits (at most 18, a BIGINT), or None. str.isdigit() alone also takes
+    digits of other scripts, superscripts among them (`²`), which int() then refuses with a ValueError."""
+    text = str(raw)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _is_admin(document: dict[str, Any]) -> bool:
@@ -332,8 +340,8 @@ class TokenManagementController(Controller):
             owner = snapshot.find("service_principal", data.application_id)
         elif data.user_name:
             owner = snapshot.find("user", names.canonical("user", data.user_name))
-        elif data.owner_id is not None and str(data.owner_id).isdigit():
-            owner = snapshot.principal(int(data.owner_id))
+        elif data.owner_id is not None and (owner_id := _whole(data.owner_id)) is not None:
+            owner = snapshot.principal(owner_id)
         if owner is None:
             raise InvalidParameter("Name the owner: application_id, user_name or owner_id of an existing principal.")
         value, row = await tokens.create(
@@ -367,9 +375,11 @@ class TokenManagementController(Controller):
 def _lifetime(raw: int | str | None) -> int | None:
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).lstrip("-").isdigit():
-        raise InvalidParameter("'lifetime_seconds' must be a whole number of seconds.")
-    return int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and (magnitude := _whole(raw.removeprefix("-"))) is not None:
+        return -magnitude if raw.startswith("-") else magnitude
+    raise InvalidParameter("'lifetime_seconds' must be a whole number of seconds.")
 
 
 def _managed(row: TokenRow, principals: PrincipalService) -> ManagedTokenInfo:

@@ -106,3 +106,37 @@ def test_the_token_list_does_not_name_the_bootstrap_admin_for_a_deleted_creator(
         .get(f"{stack.url}/api/2.0/token-management/tokens/{deleted_creator['token_id']}", timeout=60)
     )
     assert one.status_code == 200 and one.json()["token_info"]["created_by_username"] is None, one.text
+
+
+def test_numbers_in_other_digits_or_too_long_are_refused_not_failed(stack: Stack) -> None:
+    """A lifetime, an owner id or a group member id must be ASCII digits: `²` passes str.isdigit() but not
+    int(), and a 5,000-digit number is past what int() reads; both answered 500 before."""
+    person = f"digits-{uuid.uuid4().hex[:8]}@example.com"
+    Admin.of(stack).user(person)
+    on_behalf = "/api/2.0/token-management/on-behalf-of/tokens"
+    for asked in ("²", "-²", "--5", "1" * 5000, "\uff11\uff12"):
+        answer = call(stack, on_behalf, {"user_name": person, "lifetime_seconds": asked})
+        assert answer.status_code == 400 and answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", answer.text
+        answer = call(stack, on_behalf, {"owner_id": asked})
+        assert answer.status_code == 400 and answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", answer.text
+        group = call(
+            stack,
+            "/api/2.0/preview/scim/v2/Groups",
+            {"displayName": f"digits-{uuid.uuid4().hex[:8]}", "members": [{"value": asked}]},
+        )
+        assert group.status_code == 400 and group.json()["error_code"] == "INVALID_PARAMETER_VALUE", group.text
+    group_id = Admin.of(stack).group(f"digits-{uuid.uuid4().hex[:8]}")
+    for member in ("1" * 5000, "1" * 19, "\uff11\uff12"):
+        patched = (
+            Admin.of(stack)
+            .http()
+            .patch(
+                f"{stack.url}/api/2.0/preview/scim/v2/Groups/{group_id}",
+                json={"Operations": [{"op": "remove", "path": f'members[value eq "{member}"]'}]},
+                timeout=60,
+            )
+        )
+        assert patched.status_code == 400 and patched.json()["error_code"] == "INVALID_PARAMETER_VALUE", patched.text
+    # Spelt in ASCII, as ever: a string lifetime and -1 (the default) are taken.
+    assert call(stack, on_behalf, {"user_name": person, "lifetime_seconds": "600"}).status_code == 200
+    assert call(stack, on_behalf, {"user_name": person, "lifetime_seconds": "-1"}).status_code == 200
