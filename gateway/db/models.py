@@ -233,7 +233,10 @@ class RegistryRequestRow(Base):
     version: Mapped[str] = mapped_column(String(20))
     to_stage: Mapped[str | None] = mapped_column(String(16))  # a stage request (or NULL: an alias request)
     alias: Mapped[str | None] = mapped_column(String(256))  # an alias request (migration 0018): the alias to move
-    requested_by: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(Text)  # the requester's name when they asked (shown)
+    # principals.id of the requester (migration 0040; None: the bootstrap admin, or a row older than the column
+    # whose requester's name nobody held): who may cancel it as its requester.
+    requested_by_id: Mapped[int | None] = mapped_column(BigInteger)
     comment: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(12), default="open")  # open | approved | rejected | cancelled
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -250,7 +253,9 @@ class RegistryCommentRow(Base):
     workspace_id: Mapped[int] = mapped_column(BigInteger)
     model_id: Mapped[str] = mapped_column(String(32))
     version: Mapped[str] = mapped_column(String(20))
-    user_id: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column(Text)  # the author's name when they wrote it (shown)
+    # principals.id of the author (migration 0040; None as for requests): who may edit or delete it as its author.
+    user_principal_id: Mapped[int | None] = mapped_column(BigInteger)
     comment: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

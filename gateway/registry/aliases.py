@@ -46,6 +46,7 @@ from gateway.registry.service import (
     _activity,
     _check_comment,
     _check_version,
+    is_principal,
 )
 from gateway.registry.store import STAGE_ALIASES, Forward, RegistryStore, StoreRefused
 
@@ -149,7 +150,7 @@ class AliasApprovals:
             raise InvalidParameter(f"Alias '{alias}' of '{model.name}' already points at version {version}.")
         async with self._sessionmaker() as session, session.begin():
             request = await RegistryRepository(session).add_alias_request(
-                link.workspace_id, model.id, version, alias, principal.name, comment
+                link.workspace_id, model.id, version, alias, principal.name, principal.id, comment
             )
             if request is None:
                 raise AlreadyExists(
@@ -194,7 +195,9 @@ class AliasApprovals:
         actions: list[str] = []
         if self._workflow._allows(principal, model, level):
             actions += [Action.APPROVE, Action.REJECT]
-        if request.requested_by == principal.name or self._workflow._allows(principal, model, Level.CAN_MANAGE):
+        if is_principal(principal, request.requested_by_id) or self._workflow._allows(
+            principal, model, Level.CAN_MANAGE
+        ):
             actions.append(Action.CANCEL)
         return actions
 
@@ -274,7 +277,7 @@ class AliasApprovals:
             creator = principal.name
         async with self._workflow._decision(model):
             requests = await self._open(model, alias, version, creator)
-            if creator != principal.name:
+            if not all(is_principal(principal, r.requested_by_id) for r in requests):
                 self._require(principal, model, Level.CAN_MANAGE, f"cancel a request of {creator}")
             activity = NewActivity(
                 version,

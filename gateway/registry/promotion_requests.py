@@ -49,7 +49,7 @@ from gateway.core.principal import Principal
 from gateway.db.models import RegistryPromotionRequestRow, RegistryPromotionSettingsRow
 from gateway.registry.promotion import Checked, Promoted, Promotions
 from gateway.registry.repository import NewActivity, millis
-from gateway.registry.service import ActivityType, Model, RegistryWorkflow
+from gateway.registry.service import ActivityType, Model, RegistryWorkflow, is_principal
 
 OPEN, APPROVED, REJECTED, CANCELLED = "open", "approved", "rejected", "cancelled"
 MAX_COMMENT = 20_000
@@ -180,7 +180,8 @@ class PromotionRequests:
         views = []
         for row in rows:
             view = await self._view(principal, link, row)
-            if row.requested_by == principal.name or view.available_actions or self._manages(principal, link):
+            mine = is_principal(principal, row.requested_by_id)
+            if mine or view.available_actions or self._manages(principal, link):
                 views.append(view)
         return views
 
@@ -225,7 +226,7 @@ class PromotionRequests:
 
     async def cancel(self, principal: Principal, link: WorkspaceLink, request_id: str) -> PromotionRequest:
         row = await self._open(principal, link, request_id)
-        if row.requested_by != principal.name and not self._manages(principal, link):
+        if not is_principal(principal, row.requested_by_id) and not self._manages(principal, link):
             raise PermissionDenied("Only the requester or a manager of the workspace cancels a promotion request.")
         return await self._close(principal, link, row, CANCELLED, ActivityType.CANCELLED_PROMOTION, None)
 
@@ -356,7 +357,7 @@ class PromotionRequests:
             target_id = await self._promotions.target_id(link, row.target_name)
             if self._promotions.may_approve(principal, link, target_id):
                 actions += [APPROVE, REJECT]
-            if row.requested_by == principal.name or self._manages(principal, link):
+            if is_principal(principal, row.requested_by_id) or self._manages(principal, link):
                 actions.append(CANCEL)
         return PromotionRequest(
             id=str(row.id),

@@ -41,6 +41,7 @@ class StoredRequest:
     decided_by: str | None
     activity_id: int | None = None  # its REQUESTED_TRANSITION activity (listings of open requests)
     alias: str | None = None  # an alias request: the alias to point at the version
+    requested_by_id: int | None = None  # principals.id of the requester (None: the bootstrap admin, or unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ class StoredComment:
     comment: str
     created_ms: int
     updated_ms: int
+    user_principal_id: int | None = None  # principals.id of the author (None: the bootstrap admin, or unknown)
 
 
 def _request(row: RegistryRequestRow, activity_id: int | None = None) -> StoredRequest:
@@ -101,6 +103,7 @@ def _request(row: RegistryRequestRow, activity_id: int | None = None) -> StoredR
         row.decided_by,
         activity_id,
         row.alias,
+        row.requested_by_id,
     )
 
 
@@ -114,6 +117,7 @@ def _comment(row: RegistryCommentRow) -> StoredComment:
         row.comment,
         millis(row.created_at),
         millis(row.updated_at),
+        row.user_principal_id,
     )
 
 
@@ -124,7 +128,14 @@ class RegistryRepository:
     # -- requests -----------------------------------------------------------------------------------
 
     async def add_request(
-        self, workspace_id: int, model_id: str, version: str, to_stage: str, requested_by: str, comment: str | None
+        self,
+        workspace_id: int,
+        model_id: str,
+        version: str,
+        to_stage: str,
+        requested_by: str,
+        requested_by_id: int | None,
+        comment: str | None,
     ) -> StoredRequest | None:
         """The new open request; None when the user already has one open for this version and stage."""
         result = await self.session.execute(
@@ -135,6 +146,7 @@ class RegistryRepository:
                 version=version,
                 to_stage=to_stage,
                 requested_by=requested_by,
+                requested_by_id=requested_by_id,
                 comment=comment,
                 state=OPEN,
             )
@@ -291,7 +303,14 @@ class RegistryRepository:
         return list(row.protected_aliases), row.updated_by, millis(row.updated_at)
 
     async def add_alias_request(
-        self, workspace_id: int, model_id: str, version: str, alias: str, requested_by: str, comment: str | None
+        self,
+        workspace_id: int,
+        model_id: str,
+        version: str,
+        alias: str,
+        requested_by: str,
+        requested_by_id: int | None,
+        comment: str | None,
     ) -> StoredRequest | None:
         """The new open request to point `alias` at the version; None when the user already has that one open."""
         result = await self.session.execute(
@@ -302,6 +321,7 @@ class RegistryRepository:
                 version=version,
                 alias=alias,
                 requested_by=requested_by,
+                requested_by_id=requested_by_id,
                 comment=comment,
                 state=OPEN,
             )
@@ -366,7 +386,14 @@ class RegistryRepository:
     # -- comments -----------------------------------------------------------------------------------
 
     async def add_comment(
-        self, comment_id: str, workspace_id: int, model_id: str, version: str, user_id: str, comment: str
+        self,
+        comment_id: str,
+        workspace_id: int,
+        model_id: str,
+        version: str,
+        user_id: str,
+        user_principal_id: int | None,
+        comment: str,
     ) -> StoredComment:
         row = RegistryCommentRow(
             id=comment_id,
@@ -374,6 +401,7 @@ class RegistryRepository:
             model_id=model_id,
             version=version,
             user_id=user_id,
+            user_principal_id=user_principal_id,
             comment=comment,
         )
         self.session.add(row)

@@ -8,7 +8,8 @@ Who may do what (registered-model levels of the policy, `authz/levels.py`), as i
   stage and the target stage: CAN_MANAGE_STAGING_VERSIONS among None, Staging and Archived,
   CAN_MANAGE_PRODUCTION_VERSIONS for anything into or out of Production;
 - a request is cancelled by its requester or a CAN_MANAGE holder; a comment is edited or deleted by its
-  author or a CAN_MANAGE holder.
+  author or a CAN_MANAGE holder. Requester and author are recorded by principal id (migration 0040) and
+  compared by it: a principal later given a deleted one's name is not them; a renamed one still is.
 
 Every decision on a model's stages (approve, reject, cancel, a direct transition, MLflow's own
 transition-stage) is taken under the model's advisory lock (`LockClass.REGISTRY_MODEL`, a session-level
@@ -237,12 +238,12 @@ class RegistryWorkflow:
         actions: list[str] = []
         if self._allows(principal, model, transition_level(current_stage, request.to_stage)):
             actions += [Action.APPROVE, Action.REJECT]
-        if request.requested_by == principal.name or self._allows(principal, model, Level.CAN_MANAGE):
+        if is_principal(principal, request.requested_by_id) or self._allows(principal, model, Level.CAN_MANAGE):
             actions.append(Action.CANCEL)
         return actions
 
-    def comment_actions(self, principal: Principal, model: Model, author: str) -> list[str]:
-        if author == principal.name or self._allows(principal, model, Level.CAN_MANAGE):
+    def comment_actions(self, principal: Principal, model: Model, author_id: int | None) -> list[str]:
+        if is_principal(principal, author_id) or self._allows(principal, model, Level.CAN_MANAGE):
             return [Action.EDIT_COMMENT, Action.DELETE_COMMENT]
         return []
 
@@ -269,7 +270,9 @@ class RegistryWorkflow:
             raise InvalidParameter(f"Version {version} of '{name}' is already in stage {stage}.")
         async with self._sessionmaker() as session, session.begin():
             repository = RegistryRepository(session)
-            request = await repository.add_request(link.workspace_id, model.id, version, stage, principal.name, comment)
+            request = await repository.add_request(
+                link.workspace_id, model.id, version, stage, principal.name, principal.id, comment
+            )
             if request is None:
                 raise AlreadyExists(
                     f"{principal.name} already has an open request to move version {version} of '{name}' to {stage}."
@@ -379,7 +382,7 @@ class RegistryWorkflow:
             creator = principal.name
         async with self._decision(model):
             requests = await self._open(model, version, stage, creator)
-            if creator != principal.name:
+            if not all(is_principal(principal, r.requested_by_id) for r in requests):
                 self._require(principal, model, Level.CAN_MANAGE, f"cancel a request of {creator}")
             activity = NewActivity(
                 version,
@@ -551,7 +554,7 @@ class RegistryWorkflow:
         async with self._sessionmaker() as session, session.begin():
             repository = RegistryRepository(session)
             stored = await repository.add_comment(
-                comment_id, link.workspace_id, model.id, version, principal.name, text
+                comment_id, link.workspace_id, model.id, version, principal.name, principal.id, text
             )
             activity = NewActivity(version, ActivityType.NEW_COMMENT, principal.name, comment_id=comment_id)
             await self._append(session, principal, model, [activity])
@@ -561,7 +564,7 @@ class RegistryWorkflow:
             comment=stored.comment,
             creation_timestamp=stored.created_ms,
             last_updated_timestamp=stored.updated_ms,
-            available_actions=self.comment_actions(principal, model, stored.user_id),
+            available_actions=self.comment_actions(principal, model, stored.user_principal_id),
         )
 
     async def update_comment(
@@ -572,7 +575,7 @@ class RegistryWorkflow:
         async with self._sessionmaker() as session, session.begin():
             repository = RegistryRepository(session)
             model, found = await self._comment(session, principal, link, comment_id)
-            if found.user_id != principal.name:
+            if not is_principal(principal, found.user_principal_id):
                 self._require(principal, model, Level.CAN_MANAGE, "edit another user's comment")
             stored = await repository.edit_comment(comment_id, text)
             if stored is None:
@@ -593,13 +596,13 @@ class RegistryWorkflow:
             comment=stored.comment,
             creation_timestamp=stored.created_ms,
             last_updated_timestamp=stored.updated_ms,
-            available_actions=self.comment_actions(principal, model, stored.user_id),
+            available_actions=self.comment_actions(principal, model, stored.user_principal_id),
         )
 
     async def delete_comment(self, principal: Principal, link: WorkspaceLink, comment_id: str) -> None:
         async with self._sessionmaker() as session, session.begin():
             model, stored = await self._comment(session, principal, link, comment_id)
-            if stored.user_id != principal.name:
+            if not is_principal(principal, stored.user_principal_id):
                 self._require(principal, model, Level.CAN_MANAGE, "delete another user's comment")
             if not await RegistryRepository(session).delete_comment(comment_id):
                 raise ResourceNotFound(f"Comment {comment_id} not found")
@@ -716,6 +719,12 @@ class RegistryWorkflow:
             latest_versions=found.latest_versions,
             tags=found.tags,
         )
+
+
+def is_principal(principal: Principal, recorded_id: int | None) -> bool:
+    """Whether `principal` is the one a request or comment recorded (by principal id: a name can be given to
+    someone else after its holder is deleted). The bootstrap admin has no id, and needs none: it manages all."""
+    return principal.id is not None and recorded_id == principal.id
 
 
 def _check_archive(stage: str, archive_existing_versions: bool) -> None:

@@ -540,3 +540,49 @@ def test_a_target_name_cannot_widen_the_search_for_an_earlier_copy_into_a_hidden
     assert found.status_code == 200 and [v["version"] for v in found.json()["registered_model"]["latest_versions"]] == [
         hidden_version["version"]
     ]
+
+
+def test_a_user_made_again_under_a_deleted_requesters_name_may_not_cancel_the_request(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    requester = admin.person(f"{unique('requester')}@example.com")
+    approver = admin.person(f"{unique('approver')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=requester.name)
+    admin.grant("workspaces/team-b", "CAN_MANAGE", user=approver.name)
+    name, source_id = promotable(stack, monkeypatch, owner, "left")
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=requester.name, workspace="team-a")
+    base = f"{stack.url}/api/2.0/fedgate/registry"
+    need_approval(stack, True)
+    try:
+        body = {"name": f"team-a.{name}", "version": "1"}
+        made = requester.http(stack, "team-b").post(f"{base}/promotion-requests/create", json=body, timeout=60)
+        assert made.status_code == 200, made.text
+        request_id = made.json()["promotion_request"]["id"]
+        gone = admin.http().delete(f"{stack.url}/api/2.0/preview/scim/v2/Users/{requester.id}", timeout=60)
+        assert gone.status_code == 204, gone.text
+        again = admin.person(requester.name)
+        assert again.name == requester.name and again.id != requester.id
+        admin.grant("workspaces/team-b", "CAN_USE", user=again.name)
+
+        cancel = again.http(stack, "team-b").delete(
+            f"{base}/promotion-requests/delete", params={"id": request_id}, timeout=60
+        )
+        assert cancel.status_code == 403 and cancel.json()["error_code"] == "PERMISSION_DENIED", cancel.text
+        # Not the newcomer's: not listed for them, and still open for the workspace's managers.
+        mine = again.http(stack, "team-b").get(f"{base}/promotion-requests/list", params={"state": "all"}, timeout=60)
+        assert mine.status_code == 200 and [r for r in mine.json()["requests"] if r["id"] == request_id] == [], (
+            mine.text
+        )
+        listed = approver.http(stack, "team-b").get(f"{base}/promotion-requests/list", timeout=60).json()["requests"]
+        [still] = [r for r in listed if r["id"] == request_id]
+        assert (still["state"], still["user_id"]) == ("OPEN", requester.name)
+        rejected = approver.http(stack, "team-b").post(
+            f"{base}/promotion-requests/reject", json={"id": request_id}, timeout=60
+        )
+        assert rejected.status_code == 200, rejected.text
+    finally:
+        need_approval(stack, False)

@@ -496,6 +496,61 @@ def race(stack: Stack, who: Person, urls: list[str], path: str, body: dict[str, 
     return answers
 
 
+def test_a_user_made_again_under_a_deleted_users_name_may_not_cancel_or_edit_what_that_user_left(
+    stack: Stack, org: Org
+) -> None:
+    """Requests and comments record their author by principal id: a user deleted with a request, an alias request and
+    a comment open, and another user later made under the same name (SCIM provisioning the address again), is refused
+    as any other reader of the model is, and what the first one left stays open."""
+    admin = Admin.of(stack)
+    name = make_model(stack, org, versions=1)
+    model_id = model_of(stack, org.owner, name)["id"]
+    left = admin.person(email("leaver"))
+
+    def reader(person: Person) -> None:
+        admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=person.name)
+        admin.grant(f"registered-models/{model_id}", "CAN_READ", user=person.name, workspace=WORKSPACE)
+
+    reader(left)
+    registry(stack, left).create_transition_request(name, "1", "Staging", comment="please")
+    mlflow_api(stack, left, "POST", "alias-requests/create", json={"name": name, "alias": "champion", "version": "1"})
+    comment = registry(stack, left).create_comment(name, "1", "mine").comment
+    assert comment is not None and comment.id is not None
+    gone = admin.http().delete(f"{stack.url}/api/2.0/preview/scim/v2/Users/{left.id}", timeout=60)
+    assert gone.status_code == 204, gone.text
+    again = admin.person(left.name)
+    assert again.name == left.name and again.id != left.id
+    reader(again)
+
+    newcomer = registry(stack, again)
+    assert code_of(lambda: newcomer.delete_transition_request(name, "1", "Staging", left.name)) == "PERMISSION_DENIED"
+    alias_cancel = again.http(stack).delete(
+        f"{stack.url}/api/2.0/mlflow/alias-requests/delete",
+        params={"name": name, "alias": "champion", "version": "1", "creator": left.name},
+        timeout=60,
+    )
+    assert alias_cancel.status_code == 403 and alias_cancel.json()["error_code"] == "PERMISSION_DENIED", (
+        alias_cancel.text
+    )
+    assert code_of(lambda: newcomer.update_comment(comment.id, "taken over")) == "PERMISSION_DENIED"
+    assert code_of(lambda: newcomer.delete_comment(comment.id)) == "PERMISSION_DENIED"
+    # Nothing offers the newcomer what belonged to the one who left.
+    assert listed_actions(stack, again, name, "1") == [[]]
+    aliases = mlflow_api(stack, again, "GET", "alias-requests/list", params={"name": name})["requests"]
+    assert [(r["user_id"], r.get("available_actions", [])) for r in aliases] == [(left.name, [])]
+    # What was left stays open, unchanged, and the model's manager still decides it.
+    assert [
+        (r["user_id"], r["to_stage"])
+        for r in mlflow_api(stack, org.owner, "GET", "transition-requests/list", params={"name": name, "version": "1"})[
+            "requests"
+        ]
+    ] == [(left.name, "Staging")]
+    log = activities(stack, org.owner, name)
+    assert [a["activity_type"] for a in log] == ["NEW_COMMENT", "REQUESTED_ALIAS", "REQUESTED_TRANSITION"]
+    assert log[0]["comment"] == "mine"
+    registry(stack, org.owner).delete_transition_request(name, "1", "Staging", left.name)
+
+
 def test_two_gateway_processes_approving_one_request_at_once_apply_it_once(stack: Stack, org: Org) -> None:
     replica = GatewayProcess(stack.gateway.config_path, GATEWAY_ENV).start()
     store_log = stack.stores["a"].root / "server.log"

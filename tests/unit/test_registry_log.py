@@ -27,14 +27,16 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession], workspace_id: int
     """A request, its activity and a comment of the workspace's model; the request's id."""
     async with sessionmaker() as session, session.begin():
         repository = RegistryRepository(session)
-        request = await repository.add_request(workspace_id, model_id, "1", "Staging", "ann@example.com", "please")
+        request = await repository.add_request(
+            workspace_id, model_id, "1", "Staging", "ann@example.com", None, "please"
+        )
         assert request is not None
         await repository.append(
             workspace_id,
             model_id,
             NewActivity("1", "REQUESTED_TRANSITION", "ann@example.com", "None", "Staging", request_id=request.id),
         )
-        await repository.add_comment(model_id[:31] + "c", workspace_id, model_id, "1", "ann@example.com", "hi")
+        await repository.add_comment(model_id[:31] + "c", workspace_id, model_id, "1", "ann@example.com", None, "hi")
         await repository.append(
             workspace_id, model_id, NewActivity("1", "NEW_COMMENT", "ann@example.com", comment_id=model_id[:31] + "c")
         )
@@ -83,9 +85,9 @@ async def test_one_open_request_per_user_version_and_stage_and_decisions_close_o
     first = await seed(sessionmaker, MOVED, MODEL)
     async with sessionmaker() as session, session.begin():
         repository = RegistryRepository(session)
-        assert await repository.add_request(MOVED, MODEL, "1", "Staging", "ann@example.com", None) is None
-        other = await repository.add_request(MOVED, MODEL, "1", "Staging", "bob@example.com", None)
-        production = await repository.add_request(MOVED, MODEL, "1", "Production", "ann@example.com", None)
+        assert await repository.add_request(MOVED, MODEL, "1", "Staging", "ann@example.com", None, None) is None
+        other = await repository.add_request(MOVED, MODEL, "1", "Staging", "bob@example.com", None, None)
+        production = await repository.add_request(MOVED, MODEL, "1", "Production", "ann@example.com", None, None)
         assert other is not None and production is not None
         assert [r.requested_by for r in await repository.open_requests(MODEL, "1", "Staging")] == [
             "bob@example.com",
@@ -96,7 +98,7 @@ async def test_one_open_request_per_user_version_and_stage_and_decisions_close_o
         last = await repository.last_request(MODEL, "1", "Staging", "ann@example.com")
         assert last is not None and (last.state, last.decided_by) == ("approved", "sam@example.com")
         # Once decided, the user may ask again.
-        assert await repository.add_request(MOVED, MODEL, "1", "Staging", "ann@example.com", None) is not None
+        assert await repository.add_request(MOVED, MODEL, "1", "Staging", "ann@example.com", None, None) is not None
 
 
 async def test_a_deleted_comment_leaves_its_place_in_the_log_without_its_text(
@@ -167,5 +169,7 @@ async def test_requests_are_added_however_often_a_connection_has_prepared_the_st
     async with sessionmaker() as session, session.begin():
         repository = RegistryRepository(session)
         for n in range(12):
-            assert await repository.add_request(MOVED, MODEL, "1", "Staging", f"u{n}@example.com", None) is not None
-            assert await repository.add_request(MOVED, MODEL, "1", "Staging", f"u{n}@example.com", None) is None
+            assert (
+                await repository.add_request(MOVED, MODEL, "1", "Staging", f"u{n}@example.com", None, None) is not None
+            )
+            assert await repository.add_request(MOVED, MODEL, "1", "Staging", f"u{n}@example.com", None, None) is None

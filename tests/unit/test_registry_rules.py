@@ -113,7 +113,7 @@ def workflow() -> RegistryWorkflow:
 
 
 def request(to_stage: str, requested_by: str = "p1") -> StoredRequest:
-    return StoredRequest(1, MODEL, "1", to_stage, requested_by, None, "open", 0, None)
+    return StoredRequest(1, MODEL, "1", to_stage, requested_by, None, "open", 0, None, requested_by_id=REQUESTER)
 
 
 def offered(workflow: RegistryWorkflow, who: Principal, current: str, to_stage: str) -> list[str]:
@@ -147,9 +147,24 @@ def test_an_account_admin_may_do_everything_and_a_comment_is_its_authors_or_a_ma
     assert offered(workflow, admin, "Staging", "Production") == [Action.APPROVE, Action.REJECT, Action.CANCEL]
     model = Model(TEAM_A, "churn", MODEL, "CAN_READ")
     both = [Action.EDIT_COMMENT, Action.DELETE_COMMENT]
-    assert workflow.comment_actions(principal(REQUESTER), model, "p1") == both
-    assert workflow.comment_actions(principal(SHIPPER), model, "p1") == []
-    assert workflow.comment_actions(principal(MANAGER), model, "p1") == both
+    assert workflow.comment_actions(principal(REQUESTER), model, REQUESTER) == both
+    assert workflow.comment_actions(principal(SHIPPER), model, REQUESTER) == []
+    assert workflow.comment_actions(principal(MANAGER), model, REQUESTER) == both
+    assert workflow.comment_actions(admin, model, None) == both
+
+
+def test_the_requester_and_the_author_are_known_by_id_not_by_name(workflow: RegistryWorkflow) -> None:
+    """A principal given the name of a deleted requester or author later is not them; a renamed one still is."""
+    model = Model(TEAM_A, "churn", MODEL, "CAN_READ")
+    namesake = Principal(name="p1", kind="user", id=99, subjects=frozenset({99}))
+    renamed = Principal(name="someone-else", kind="user", id=REQUESTER, subjects=POLICY.subjects(REQUESTER))
+    assert workflow.request_actions(namesake, model, "None", request("Staging")) == []
+    assert workflow.comment_actions(namesake, model, REQUESTER) == []
+    assert workflow.request_actions(renamed, model, "None", request("Staging")) == [Action.CANCEL]
+    assert workflow.comment_actions(renamed, model, REQUESTER) == [Action.EDIT_COMMENT, Action.DELETE_COMMENT]
+    # A row whose requester nobody could be found for (None) is nobody's but the bootstrap admin's, who manages all.
+    unknown = StoredRequest(1, MODEL, "1", "Staging", "p1", None, "open", 0, None)
+    assert workflow.request_actions(principal(REQUESTER), model, "None", unknown) == []
 
 
 def test_on_a_store_without_stages_the_stage_is_the_tag() -> None:
