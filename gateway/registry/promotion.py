@@ -211,11 +211,14 @@ class Promotions:
         checked: Checked,
         *,
         owner: Principal | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
         then: Callable[[AsyncSession, Promoted], Awaitable[None]] | None = None,
     ) -> Promoted:
         """Make the copy (checked by `check`) as `principal`; a new target model is owned by `owner` (default:
-        `principal`). `then` runs in the transaction that appends the promotion's activities (not on a retry
-        that finds the copy) and may raise to refuse the promotion's record."""
+        `principal`). `before` runs under the target's lock before anything is looked up or copied, and may raise
+        to copy nothing (an approval: its request still open); `then` runs in the transaction that appends the
+        promotion's activities (or, on a retry that finds the copy, in one of its own) and may raise to refuse
+        the promotion's record."""
         source, name, version = checked.source, checked.name, checked.version
         qualified = f"{source.name}.{name}"
         from_store = own_store(self._stores, source)
@@ -230,21 +233,9 @@ class Promotions:
         root = _store_path(str(uri), source)
         target_name, target_id = checked.target_name, checked.target_id
         key = f"w{source.workspace_id}/{checked.source_id}/{version}"
-        async with (
-            autocommit_connection(self._sessionmaker) as connection,
-            held(
-                connection,
-                LockClass.REGISTRY_MODEL,
-                f"promote:{target.workspace_id}:{target_name}",
-                wait=LOCK_WAIT_SECONDS,
-            ) as got,
-        ):
-            if not got:
-                raise GatewayError(
-                    f"Another promotion into '{target_name}' is under way; try again shortly.",
-                    error_code="INVALID_STATE",
-                    status=409,
-                )
+        async with self.target_lock(target, target_name):
+            if before is not None:
+                await before()
             to_store = own_store(self._stores, target)
             try:
                 existing = await self._copy_of(to_store, target_name, key)
@@ -306,6 +297,27 @@ class Promotions:
                 first=first,
             )
             return done
+
+    @contextlib.asynccontextmanager
+    async def target_lock(
+        self, target: WorkspaceLink, target_name: str, wait: float = LOCK_WAIT_SECONDS
+    ) -> AsyncIterator[None]:
+        """The lock of promotions into one target model, across gateway processes: a promotion (or an approved
+        request) holds it from its lookup of an earlier copy to its record; a decision on a request into the
+        model takes it too (registry/promotion_requests.py). 409 when not got within `wait` seconds."""
+        async with (
+            autocommit_connection(self._sessionmaker) as connection,
+            held(
+                connection, LockClass.REGISTRY_MODEL, f"promote:{target.workspace_id}:{target_name}", wait=wait
+            ) as got,
+        ):
+            if not got:
+                raise GatewayError(
+                    f"Another promotion into '{target_name}' is under way; try again shortly.",
+                    error_code="INVALID_STATE",
+                    status=409,
+                )
+            yield
 
     def _source(self, qualified: str) -> tuple[WorkspaceLink, str]:
         workspace, dot, name = qualified.partition(".")

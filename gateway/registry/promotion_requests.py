@@ -15,7 +15,10 @@ people ask instead:
   the approver (a new model is owned by the requester), and closes the request in the transaction that
   appends the promotion's activities, so two approvals at once make one copy and one decision; a store that
   fails leaves the request open and the failure visible, and approving again completes it;
-- `DELETE .../promotion-requests/delete {id}`: the requester, or a workspace manager, cancels;
+- `DELETE .../promotion-requests/delete {id}`: the requester (by principal id), or a workspace manager, cancels.
+  A cancellation or rejection takes the lock of promotions into the target model, which an approval holds from
+  before it looks for or makes the copy until the copy is recorded, and reads the request again under it: a
+  request is never closed while its approval copies, nor copied once closed;
 - `GET .../promotion-requests/list?state=open|all`: the requests the caller made or may decide.
 
 Requests, decisions and cancellations land on the source version's activity log (REQUESTED_PROMOTION,
@@ -54,6 +57,9 @@ from gateway.registry.service import ActivityType, Model, RegistryWorkflow, is_p
 OPEN, APPROVED, REJECTED, CANCELLED = "open", "approved", "rejected", "cancelled"
 MAX_COMMENT = 20_000
 APPROVE, REJECT, CANCEL = "APPROVE_PROMOTION_REQUEST", "REJECT_PROMOTION_REQUEST", "CANCEL_PROMOTION_REQUEST"
+# A rejection or cancellation waits this long for a promotion into the same target model (an approval copying
+# files, say) to end, then answers 409: it never closes a request whose approval is copying.
+DECISION_WAIT_SECONDS = 60.0
 
 
 class PromotionSettings(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -189,7 +195,7 @@ class PromotionRequests:
         self, principal: Principal, link: WorkspaceLink, request_id: str, comment: str | None
     ) -> tuple[PromotionRequest, Promoted]:
         comment = _comment(comment)
-        row = await self._open(principal, link, request_id)
+        row = await self._open(principal, link, request_id)  # answers now what is already known (no lock waited)
         requester = self._requester(row)
         # What the requester may do now (a revoked grant since the request refuses the approval).
         checked = await self._promotions.check(requester, link, row.source_name, row.source_version, row.target_name)
@@ -203,12 +209,20 @@ class PromotionRequests:
         if not self._promotions.may_approve(principal, link, checked.target_id):
             raise PermissionDenied(_level_message(checked, "approve"))
 
+        async def still_open() -> None:
+            # Under the target model's lock, which a cancellation or rejection of the request takes too: one
+            # closed meanwhile is answered 409 before anything is copied, and none can close it from here on
+            # until the copy is recorded with its activities (or failed, copying nothing recorded).
+            await self._open(principal, link, request_id)
+
         async def decided(session: AsyncSession, done: Promoted) -> None:
             version = str(done.version.get("version", ""))
             await self._decide(session, row, principal, APPROVED, comment, version)
             await self._log(session, principal, row, checked, ActivityType.APPROVED_PROMOTION, comment)
 
-        done = await self._promotions.execute(principal, link, checked, owner=requester, then=decided)
+        done = await self._promotions.execute(
+            principal, link, checked, owner=requester, before=still_open, then=decided
+        )
         async with self._sessionmaker() as session:
             fresh = await session.get(RegistryPromotionRequestRow, row.id)
         assert fresh is not None
@@ -222,13 +236,17 @@ class PromotionRequests:
         target_id = await self._promotions.target_id(link, row.target_name)
         if not self._promotions.may_approve(principal, link, target_id):
             raise PermissionDenied("Rejecting this promotion takes the level that approves it.")
-        return await self._close(principal, link, row, REJECTED, ActivityType.REJECTED_PROMOTION, comment)
+        async with self._promotions.target_lock(link, row.target_name, DECISION_WAIT_SECONDS):
+            row = await self._open(principal, link, request_id)  # an approval that held the lock decided it
+            return await self._close(principal, link, row, REJECTED, ActivityType.REJECTED_PROMOTION, comment)
 
     async def cancel(self, principal: Principal, link: WorkspaceLink, request_id: str) -> PromotionRequest:
         row = await self._open(principal, link, request_id)
         if not is_principal(principal, row.requested_by_id) and not self._manages(principal, link):
             raise PermissionDenied("Only the requester or a manager of the workspace cancels a promotion request.")
-        return await self._close(principal, link, row, CANCELLED, ActivityType.CANCELLED_PROMOTION, None)
+        async with self._promotions.target_lock(link, row.target_name, DECISION_WAIT_SECONDS):
+            row = await self._open(principal, link, request_id)  # an approval that held the lock decided it
+            return await self._close(principal, link, row, CANCELLED, ActivityType.CANCELLED_PROMOTION, None)
 
     # -- helpers -----------------------------------------------------------------------------------------
 

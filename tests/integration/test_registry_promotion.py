@@ -542,6 +542,80 @@ def test_a_target_name_cannot_widen_the_search_for_an_earlier_copy_into_a_hidden
     ]
 
 
+def test_approvals_racing_cancellations_make_a_copy_only_with_its_record(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An approval and a cancellation of the same request at the same moment: either the approval wins (the copy,
+    its activities, the request APPROVED) or the cancellation does (no copy at all, the request CANCELLED), never a
+    copy made for a request that ends cancelled, nor a copy without its activity."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    requester = admin.person(f"{unique('requester')}@example.com")
+    approver = admin.person(f"{unique('approver')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=requester.name)
+    admin.grant("workspaces/team-b", "CAN_MANAGE", user=approver.name)
+    name, source_id = promotable(stack, monkeypatch, owner, "raced")
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=requester.name, workspace="team-a")
+    base = f"{stack.url}/api/2.0/fedgate/registry"
+    rounds = 6  # pairs at once: each holds a database connection while it waits for the lock
+    need_approval(stack, True)
+    try:
+        targets = {}
+        for n in range(rounds):
+            body = {"name": f"team-a.{name}", "version": "1", "target_name": f"{name}-{n}"}
+            made = requester.http(stack, "team-b").post(f"{base}/promotion-requests/create", json=body, timeout=60)
+            assert made.status_code == 200, made.text
+            targets[made.json()["promotion_request"]["id"]] = body["target_name"]
+
+        def decide(call: tuple[str, str]) -> tuple[str, str, int]:
+            what, request_id = call
+            if what == "approve":
+                answer = approver.http(stack, "team-b").post(
+                    f"{base}/promotion-requests/approve", json={"id": request_id}, timeout=300
+                )
+            else:
+                answer = requester.http(stack, "team-b").delete(
+                    f"{base}/promotion-requests/delete", params={"id": request_id}, timeout=300
+                )
+            assert answer.status_code in (200, 409), answer.text
+            return what, request_id, answer.status_code
+
+        calls = [(what, request_id) for request_id in targets for what in ("approve", "cancel")]
+        with ThreadPoolExecutor(len(calls)) as pool:
+            answers = list(pool.map(decide, calls))
+
+        listed = approver.http(stack, "team-b").get(
+            f"{base}/promotion-requests/list", params={"state": "all"}, timeout=60
+        )
+        states = {r["id"]: r["state"] for r in listed.json()["requests"] if r["id"] in targets}
+        source_log = activity_types(stack, "team-a", name)
+        for request_id, target in targets.items():
+            won = {what for what, rid, status in answers if rid == request_id and status == 200}
+            assert len(won) == 1, answers  # exactly one of the two succeeded, the other was told 409
+            state = states[request_id]
+            assert state == ("APPROVED" if won == {"approve"} else "CANCELLED")
+            copy = admin.http("team-b").get(
+                f"{stack.url}/api/2.0/mlflow/registered-models/get", params={"name": target}, timeout=60
+            )
+            copied_to = [c for t, _, c in source_log if t == "PROMOTED_TO_WORKSPACE" and f"team-b.{target} " in c]
+            if state == "CANCELLED":
+                assert copy.status_code == 404, copy.text  # nothing made for a cancelled request
+                assert copied_to == []
+            else:
+                assert copy.status_code == 200, copy.text
+                assert [v["version"] for v in copy.json()["registered_model"]["latest_versions"]] == ["1"]
+                assert copied_to == [f"Copied to team-b.{target} version 1."]
+                assert [(t, v) for t, v, _ in activity_types(stack, "team-b", target)] == [
+                    ("PROMOTED_FROM_WORKSPACE", "1")
+                ]
+    finally:
+        need_approval(stack, False)
+
+
 def test_a_user_made_again_under_a_deleted_requesters_name_may_not_cancel_the_request(
     mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
