@@ -46,6 +46,7 @@ from gateway.registry.service import (
     _activity,
     _check_comment,
     _check_version,
+    is_number,
     is_principal,
 )
 from gateway.registry.store import STAGE_ALIASES, Forward, RegistryStore, StoreRefused
@@ -325,7 +326,7 @@ class AliasApprovals:
             before = await self._store.alias_version(link, model.name, wanted.alias)
             result = await forward(call)
             version = wanted.version.strip()
-            if result.status == 200 and version.isdigit():
+            if result.status == 200 and is_number(version):
                 activity = NewActivity(
                     str(int(version)),
                     ActivityType.SET_ALIAS,

@@ -72,7 +72,7 @@ from gateway.db.models import RegistryPromotionSettingsRow
 from gateway.federation.hooks import AcceptedWrite, AfterWrite
 from gateway.federation.schemas import RequestIds
 from gateway.registry.repository import NewActivity
-from gateway.registry.service import ActivityType, Model, RegistryWorkflow
+from gateway.registry.service import ActivityType, Model, RegistryWorkflow, is_number
 from gateway.stores.client import Refused, StoreClient, Transient, own_store
 
 PROMOTIONS_EXPERIMENT = "fedgate-promotions"
@@ -158,7 +158,7 @@ class Promotions:
         """The source version and both sides' rights, as `principal` has them; raises as the module says."""
         source, name = self._source(qualified)
         version = version.strip()
-        if not version.isdigit():
+        if not is_number(version):
             raise InvalidParameter(f"Invalid model version '{version[:40]}': a version is a positive integer.")
         version = str(int(version))
         target_name = (target_name or name).strip()

@@ -52,7 +52,7 @@ from gateway.core.principal import Principal
 from gateway.db.models import RegistryPromotionRequestRow, RegistryPromotionSettingsRow
 from gateway.registry.promotion import Checked, Promoted, Promotions
 from gateway.registry.repository import NewActivity, millis
-from gateway.registry.service import ActivityType, Model, RegistryWorkflow, is_principal
+from gateway.registry.service import ActivityType, Model, RegistryWorkflow, is_number, is_principal
 
 OPEN, APPROVED, REJECTED, CANCELLED = "open", "approved", "rejected", "cancelled"
 MAX_COMMENT = 20_000
@@ -253,7 +253,7 @@ class PromotionRequests:
     async def _open(self, principal: Principal, link: WorkspaceLink, request_id: str) -> RegistryPromotionRequestRow:
         self._enters(principal, link)
         missing = f"Promotion request '{str(request_id)[:40]}' not found"
-        if not str(request_id).isdigit() or len(str(request_id)) > 18:
+        if not is_number(str(request_id)):
             raise ResourceNotFound(missing)
         async with self._sessionmaker() as session:
             row = await session.get(RegistryPromotionRequestRow, int(request_id))

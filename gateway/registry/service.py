@@ -154,9 +154,15 @@ def canonical_stage(stage: str) -> str:
     return found
 
 
+def is_number(text: str, most: int = 18) -> bool:
+    """ASCII digits, at most `most` of them: what `int` reads and PostgreSQL's bigint holds (`str.isdigit` alone
+    also takes superscripts such as '²', which `int` refuses, and any number of digits)."""
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
+
+
 def _check_version(version: str) -> str:
     version = version.strip()
-    if not version.isdigit() or len(version) > 18:
+    if not is_number(version):
         raise InvalidParameter(f"Invalid model version '{version[:40]}': a version is a positive integer.")
     return str(int(version))
 
@@ -476,7 +482,7 @@ class RegistryWorkflow:
         """
         model = await self.model(principal, link, name)
         async with self._decision(model):
-            found = await self._store.version(link, name, version) if version.strip().isdigit() else None
+            found = await self._store.version(link, name, version) if is_number(version.strip()) else None
             current = (found.current_stage or "None") if found is not None else ""
             self._require(principal, model, transition_level(current, stage), f"move a version to {stage}")
             archived: list[str] = []
@@ -646,7 +652,7 @@ class RegistryWorkflow:
         """A model's (or one version's) activities, newest first; the token of the next page, if any."""
         model = await self.model(principal, link, name)
         version = _check_version(version) if version else None
-        if page_token is not None and not page_token.isdigit():
+        if page_token is not None and not is_number(page_token):
             raise InvalidParameter("Invalid page_token.")
         async with self._sessionmaker() as session:
             found = await RegistryRepository(session).log(

@@ -50,7 +50,7 @@ from gateway.db.models import RegistryCommentRow, RegistryWebhookDeliveryRow, Re
 from gateway.delivery import MAX_ANSWER_CHARS, DeliveryWorker, Outcome, Pacing, post_signed, send_webhook
 from gateway.delivery.secrets import Resealed, SubscriberSecrets
 from gateway.registry.repository import StoredActivity, millis
-from gateway.registry.service import Model, ModelIds
+from gateway.registry.service import Model, ModelIds, is_number
 
 MAX_WEBHOOKS_PER_MODEL = 100
 STATUSES = ("ACTIVE", "TEST_MODE", "DISABLED")
@@ -377,7 +377,7 @@ class RegistryWebhooks:
             rows = [row for row in rows if set(row.events) & set(wanted)]
         start = 0
         if page_token:
-            if not page_token.isdigit():
+            if not is_number(page_token):
                 raise InvalidParameter("Invalid page_token.")
             start = int(page_token)
         page = rows[start : start + max_results]

@@ -692,3 +692,43 @@ def test_a_dual_workspace_records_once_applies_on_its_store_and_mirrors_the_tran
     assert stages == ["Production"]
     logged = api.get(f"{gateway.url}/api/2.0/mlflow/activities/list", params={"name": name}).json()["activities"]
     assert [a["activity_type"] for a in logged] == ["APPROVED_REQUEST", "REQUESTED_TRANSITION"]
+
+
+def test_numbers_that_are_not_plain_digits_are_refused_as_bad_input_never_a_500(stack: Stack, org: Org) -> None:
+    """Versions, request ids and page tokens are ASCII digits of a bounded length: `str.isdigit` also takes
+    superscripts (`²`), which `int` refuses, and any number of digits, which PostgreSQL's bigint does not hold."""
+    name = make_model(stack, org, versions=1)
+    http = org.owner.http(stack)
+    api = f"{stack.url}/api/2.0/mlflow"
+    for version in ("²", "1²", "9" * 5000):
+        body = {"name": name, "version": version, "stage": "Staging"}
+        made = http.post(f"{api}/transition-requests/create", json=body, timeout=60)
+        assert made.status_code == 400 and made.json()["error_code"] == "INVALID_PARAMETER_VALUE", made.text
+        alias = http.post(
+            f"{api}/alias-requests/create", json={"name": name, "alias": "champion", "version": version}, timeout=60
+        )
+        assert alias.status_code == 400 and alias.json()["error_code"] == "INVALID_PARAMETER_VALUE", alias.text
+        promoted = (
+            Admin.of(stack)
+            .http("team-b")
+            .post(
+                f"{stack.url}/api/2.0/fedgate/registry/promote",
+                json={"name": f"{WORKSPACE}.{name}", "version": version},
+                timeout=60,
+            )
+        )
+        assert promoted.status_code == 400 and promoted.json()["error_code"] == "INVALID_PARAMETER_VALUE", promoted.text
+    for token in ("²", "99999999999999999999", "9" * 5000):
+        listed = http.get(f"{api}/activities/list", params={"name": name, "page_token": token}, timeout=60)
+        assert listed.status_code == 400 and listed.json()["error_code"] == "INVALID_PARAMETER_VALUE", listed.text
+        hooks = http.get(f"{api}/registry-webhooks/list", params={"model_name": name, "page_token": token}, timeout=60)
+        assert hooks.status_code == 400 and hooks.json()["error_code"] == "INVALID_PARAMETER_VALUE", hooks.text
+    for request_id in ("²", "1²"):
+        decided = (
+            Admin.of(stack)
+            .http("team-b")
+            .post(
+                f"{stack.url}/api/2.0/fedgate/registry/promotion-requests/approve", json={"id": request_id}, timeout=60
+            )
+        )
+        assert decided.status_code == 404 and decided.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", decided.text
