@@ -43,6 +43,19 @@ def artifact_workspace(path: str) -> str | None:
     return match.group(1) if match else None
 
 
+def refuse_bare_workspaces(path: str) -> None:
+    """A proxied artifact path whose first segment is `workspaces` must go on to name a workspace.
+
+    MLflow keeps the `default` workspace's artifacts at the root of its artifact store, above every other
+    workspace's `workspaces/<name>/`, and serves a bare `workspaces` in the `default` workspace as that folder
+    (other workspaces refuse it): a manager of a workspace linked to a store's `default` listed every other
+    workspace of the store and deleted all their artifacts with one `DELETE .../artifacts/workspaces`. Refused
+    in any case, as the gateway reads the prefix (a case-insensitive artifact store would read it so too).
+    """
+    if path.split("/", 1)[0].lower() == "workspaces" and "/" not in path:
+        raise InvalidParameter("Artifact paths prefixed with 'workspaces/' must include a workspace name.")
+
+
 def rewrite_artifact_workspace(path: str, gateway_name: str, upstream_name: str | None) -> str:
     """Check the path's workspace prefix against the caller's workspace and map it to the store's name.
 

@@ -33,6 +33,7 @@ from gateway.core.paths import (
     artifact_workspace,
     canonical_artifact_path,
     quote_path,
+    refuse_bare_workspaces,
     rewrite_artifact_workspace,
 )
 from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
@@ -398,8 +399,11 @@ class Forwarder:
             values = parse_qs(call.query, keep_blank_values=True).get("path", [""])
             if len(values) > 1:
                 raise InvalidParameter("Only one 'path' parameter is allowed.")
-            return canonical_artifact_path(values[0], allow_empty=True)
-        return canonical_artifact_path(raw)
+            path = canonical_artifact_path(values[0], allow_empty=True)
+        else:
+            path = canonical_artifact_path(raw)
+        refuse_bare_workspaces(path)
+        return path
 
     def _upstream_target(self, call: ForwardCall, link: WorkspaceLink, artifact_path: str | None) -> tuple[str, str]:
         spec = call.spec

@@ -195,3 +195,35 @@ def test_a_path_under_ones_own_experiment_naming_anothers_run_or_model_is_refuse
     reach.drained()
     assert reach.central_file("run", victim.run_id, "model.pkl") == b"alice's weights"
     assert reach.central_file("model", victim.model_id, "model.pkl") == b"alice's weights"
+
+
+def test_a_manager_of_a_stores_default_workspace_reaches_no_other_workspace_of_the_store(
+    reach: Reach, people: dict[str, Any], victim: Victim
+) -> None:
+    """MLflow keeps its `default` workspace's artifacts at the root of the artifact store, where
+    `workspaces/<name>/` holds every other workspace's, and in `default` it serves a bare `workspaces` path as
+    that folder. Mallory, who manages `legacy` (the central store's `default`), listed the store's other
+    workspaces and deleted every file of theirs, `lab`'s central copies included, with one DELETE."""
+    url, mallory = reach.gateway.url, reach.admin.person(unique("mallory") + "@example.com")
+    reach.admin.grant("workspaces/legacy", "CAN_MANAGE", user=mallory.name)
+    legacy = reach.http("legacy", mallory.token)
+    message = "Artifact paths prefixed with 'workspaces/' must include a workspace name."
+    for path in ("workspaces", "Workspaces", "WORKSPACES"):
+        for method, target, params in [
+            ("GET", f"{url}{ARTIFACTS}", {"path": path}),
+            ("DELETE", f"{url}{ARTIFACTS}/{path}", None),
+            ("PUT", f"{url}{ARTIFACTS}/{path}", None),
+            ("GET", f"{url}{ARTIFACTS}/{path}", None),
+        ]:
+            answer = legacy.request(method, target, params=params, data=b"x" if method == "PUT" else None)
+            assert answer.status_code == 400, f"{method} {path}: {answer.status_code} {answer.text}"
+            assert answer.json() == {"error_code": "INVALID_PARAMETER_VALUE", "message": message}
+    # Her own workspace's files are hers as before: the root (her experiments), and a file of her experiment.
+    own = _experiment(legacy, url)
+    assert _put(legacy, url, f"{own}/notes.txt", b"mine").status_code == 200
+    listed = legacy.get(f"{url}{ARTIFACTS}", params={"path": own}, timeout=TIMEOUT)
+    assert listed.status_code == 200 and [f["path"] for f in listed.json()["files"]] == ["notes.txt"], listed.text
+    assert legacy.get(f"{url}{ARTIFACTS}", timeout=TIMEOUT).status_code == 200
+    # lab's central copies are all there.
+    assert reach.central_file("run", victim.run_id, "model.pkl") == b"alice's weights"
+    assert reach.central_file("model", victim.model_id, "model.pkl") == b"alice's weights"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.core.errors import InvalidParameter
-from gateway.core.paths import canonical_artifact_path, rewrite_artifact_workspace
+from gateway.core.paths import canonical_artifact_path, refuse_bare_workspaces, rewrite_artifact_workspace
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,15 @@ def test_workspace_prefix_must_match_and_is_renamed() -> None:
     assert rewrite_artifact_workspace("workspaces/team-a/1/f", "team-a", "up") == "workspaces/up/1/f"
     with pytest.raises(InvalidParameter, match="does not match"):
         rewrite_artifact_workspace("workspaces/team-b/1/f", "team-a", "team-a")
+
+
+@pytest.mark.parametrize("path", ["workspaces", "Workspaces", "WORKSPACES"])
+def test_a_bare_workspaces_folder_is_refused(path: str) -> None:
+    """The `default` workspace of a store with workspaces serves it as the folder of every other workspace."""
+    with pytest.raises(InvalidParameter, match="must include a workspace name"):
+        refuse_bare_workspaces(path)
+
+
+@pytest.mark.parametrize("path", ["", "1", "workspaces/team-a", "workspaces/team-a/1/x", "1/workspaces", "workspacesx"])
+def test_paths_naming_a_workspace_or_none_pass(path: str) -> None:
+    refuse_bare_workspaces(path)
