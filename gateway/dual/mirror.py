@@ -504,7 +504,7 @@ class Mirror:
         by_name = "/api/2.0/mlflow/experiments/get-by-name"
         found = await self._central_find(link, by_name, {"experiment_name": name})
         if found is not None:
-            central_id = str(found["experiment"]["experiment_id"])
+            central_id = _copy_of(found["experiment"], primary_id)
         else:
             tags = [
                 *(request.get("tags") or []),
@@ -523,7 +523,7 @@ class Mirror:
                 found = await self._central_find(link, by_name, {"experiment_name": name})
                 if found is None:
                     raise
-                central_id = str(found["experiment"]["experiment_id"])
+                central_id = _copy_of(found["experiment"], primary_id)
         await self._remember(link, "experiment", primary_id, central_id)
         return central_id
 
@@ -821,6 +821,24 @@ class Mirror:
             if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
+
+
+def _copy_of(experiment: Mapping[str, Any], primary_id: str) -> str:
+    """The id of a central experiment found by name, if it is the copy of `primary_id` (or of no experiment).
+
+    Names move between experiments: one renamed and another given its old name are written in the workspace's
+    store in that order, but their entries are ordered under each experiment and may be applied the other way
+    round. Before, the newcomer's copy was found by name in the renamed experiment's copy, so one editor's runs,
+    tags and renames were applied to another's central experiment, which failover then served them. Refused
+    (tried again later, once the pending rename has freed the name)."""
+    tags = {t.get("key"): t.get("value") for t in experiment.get("tags") or [] if isinstance(t, Mapping)}
+    source = tags.get(SOURCE_EXPERIMENT_TAG)
+    if source is not None and str(source) != primary_id:
+        raise Refused(
+            f"the central experiment named as experiment {primary_id} is the copy of experiment {source}; tried "
+            "again once it is renamed"
+        )
+    return str(experiment["experiment_id"])
 
 
 def _own_tags(tags: Any) -> dict[str, str]:

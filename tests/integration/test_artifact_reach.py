@@ -7,6 +7,7 @@ above every other workspace's `workspaces/<name>/`. Real mlflow servers, a real 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ class Reach:
     central: MlflowServer  # the central store, with workspaces: `lab`'s copies, and `legacy` as its `default`
     gateway: GatewayProcess
     admin: Admin
+    database_url: str
 
     def http(self, workspace: str, token: str = ADMIN_TOKEN) -> requests.Session:
         session = requests.Session()
@@ -112,7 +114,7 @@ upstream_workspace = "default"
     )
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
     try:
-        yield Reach(primary, central, gateway, Admin(gateway.url))
+        yield Reach(primary, central, gateway, Admin(gateway.url), embedded.url)
     finally:
         gateway.stop()
         _stop_all([primary, central])
@@ -227,3 +229,69 @@ def test_a_manager_of_a_stores_default_workspace_reaches_no_other_workspace_of_t
     # lab's central copies are all there.
     assert reach.central_file("run", victim.run_id, "model.pkl") == b"alice's weights"
     assert reach.central_file("model", victim.model_id, "model.pkl") == b"alice's weights"
+
+
+def test_an_experiment_given_a_renamed_experiments_old_name_gets_a_central_copy_of_its_own(
+    reach: Reach, people: dict[str, Any]
+) -> None:
+    """Alice renames her experiment and Mallory creates one under its old name: the store takes both in that
+    order, but the relay applies each experiment's entries in order of their own, and found Mallory's copy by
+    name in Alice's copy while Alice's rename waited. Mallory's runs and renames then went into Alice's central
+    experiment (served to Mallory by failover). Here a relay holds Alice's key, as one busy with it would."""
+    import asyncpg
+
+    url = reach.gateway.url
+    alice, mallory = reach.http("lab", people["alice"].token), reach.http("lab", people["mallory"].token)
+    name = unique("quarterly")
+    created = alice.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": name}, timeout=TIMEOUT)
+    alices = str(created.json()["experiment_id"])
+    run = alice.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": alices}, timeout=TIMEOUT)
+    alices_run = run.json()["run"]["info"]["run_id"]
+    reach.drained()
+
+    loop = asyncio.new_event_loop()
+    relay = loop.run_until_complete(asyncpg.connect(reach.database_url))
+    try:
+        key = f"4001/experiment:{alices}"
+        assert loop.run_until_complete(relay.fetchval("SELECT pg_try_advisory_lock(7005, hashtext($1))", key))
+        renamed = alice.post(
+            f"{url}/api/2.0/mlflow/experiments/update",
+            json={"experiment_id": alices, "new_name": f"{name}-old"},
+            timeout=TIMEOUT,
+        )
+        assert renamed.status_code == 200, renamed.text
+        created = mallory.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": name}, timeout=TIMEOUT)
+        assert created.status_code == 200, created.text
+        mallorys = str(created.json()["experiment_id"])
+        run = mallory.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": mallorys}, timeout=TIMEOUT)
+        mallorys_run = run.json()["run"]["info"]["run_id"]
+
+        def tried() -> Any:
+            query = "SELECT state, refusals FROM outbox WHERE order_key = $1 AND route LIKE '%experiments/create'"
+            return loop.run_until_complete(relay.fetchrow(query, f"4001/experiment:{mallorys}"))
+
+        until(tried, lambda row: row is not None and (row["state"] != "pending" or row["refusals"] > 0),
+              "the relay tried Mallory's experiment")  # fmt: skip
+        loop.run_until_complete(relay.fetchval("SELECT pg_advisory_unlock(7005, hashtext($1))", key))
+    finally:
+        loop.run_until_complete(relay.close())
+        loop.close()
+    reach.drained()
+
+    central = requests.Session()
+    central.headers["X-MLFLOW-WORKSPACE"] = "lab"
+    search = {"max_results": 1000, "view_type": "ALL"}
+    found = central.post(f"{reach.central.url}/api/2.0/mlflow/experiments/search", json=search, timeout=TIMEOUT)
+    tagged = [({t["key"]: t["value"] for t in e.get("tags") or []}, e) for e in found.json()["experiments"]]
+    copies = {tags["fedgate.source_experiment_id"]: e for tags, e in tagged if "fedgate.source_experiment_id" in tags}
+    assert copies[alices]["name"] == f"{name}-old"
+    assert copies[mallorys]["name"] == name
+    assert copies[mallorys]["experiment_id"] != copies[alices]["experiment_id"]
+    for owner, experiment_id, run_id in [(alices, alices, alices_run), (mallorys, mallorys, mallorys_run)]:
+        runs = central.post(
+            f"{reach.central.url}/api/2.0/mlflow/runs/search",
+            json={"experiment_ids": [copies[owner]["experiment_id"]], "run_view_type": "ALL"},
+            timeout=TIMEOUT,
+        ).json()["runs"]
+        sources = [next(t["value"] for t in r["data"]["tags"] if t["key"] == "fedgate.source_run_id") for r in runs]
+        assert sources == [run_id], (experiment_id, sources)
