@@ -181,7 +181,7 @@ class OutboxRow(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int] = mapped_column(BigInteger)
-    order_key: Mapped[str] = mapped_column(Text)  # <workspace id>/run:<id>, .../experiment:<id>, .../model:<name>
+    order_key: Mapped[str] = mapped_column(Text)  # <workspace id>/run:<id>, .../experiment:<id>, .../registry
     route: Mapped[str] = mapped_column(String(120))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     state: Mapped[str] = mapped_column(String(12), default="pending")  # pending | done | dead

@@ -61,6 +61,11 @@ BATCHED = frozenset(spec.name for spec in having(Trait.BATCHED))
 REGISTRY_ROUTES = frozenset(
     spec.name for spec in having(Trait.MIRRORED) if spec.resource in (Resource.REGISTERED_MODEL, Resource.MODEL_VERSION)
 )
+# Every registry write of a workspace is applied in one order, as the store took them. Registered models are
+# copied by name, and a name moves: ordered per name (a rename under its new one), a model created under a renamed
+# model's old name could be applied before the rename, find the renamed model's copy under that name and take it for
+# its own, and its creator's tags, versions, aliases and deletion were applied to the other model's central copy.
+REGISTRY_KEY = "registry"
 SOURCE_MODEL_TAG = "fedgate.source_model_id"
 SOURCE_VERSION_TAG = "fedgate.source_version"
 # Writes of a dual workspace that are mirrored, by route.
@@ -77,7 +82,7 @@ def order_key(
     run_id: str | None,
     model_id: str | None = None,
 ) -> str | None:
-    """The key whose entries must be applied in order: the run, logged model, registered model or experiment.
+    """The key whose entries must be applied in order: the run, logged model, experiment or the registry.
 
     Scoped by workspace: stores number experiments alike and workspaces may name models alike, and
     one workspace's entry waiting out a back-off must not hold up another's.
@@ -90,9 +95,7 @@ def _object_key(
     route: str, request: Mapping[str, Any], response: Mapping[str, Any], run_id: str | None, model_id: str | None
 ) -> str | None:
     if route in REGISTRY_ROUTES:
-        # A rename is ordered with what follows it, under the new name.
-        name = request.get("new_name") if route.endswith("/rename") else request.get("name")
-        return f"model:{name}" if name else None
+        return REGISTRY_KEY
     if route == LOGGED_MODELS_CREATE.name:
         created = ((response.get("model") or {}).get("info") or {}).get("model_id")
         return f"logged_model:{created}" if created else None

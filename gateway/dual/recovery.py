@@ -27,7 +27,7 @@ from gateway.core.route_table import (
     Resource,
     RouteSpec,
 )
-from gateway.dual.mirror import Mirror
+from gateway.dual.mirror import REGISTRY_KEY, Mirror
 from gateway.dual.reconcile import Progress, Reconciler
 from gateway.federation.hooks import UnsettledWrite
 from gateway.stores.client import Refused, own_store
@@ -81,8 +81,7 @@ class DualRecovery:
             await self.repair_run(link, run_id)
         elif spec.resource in (Resource.REGISTERED_MODEL, Resource.MODEL_VERSION):
             models = sorted(found for found in {write.get("name"), write.get("new_name")} if found is not None)
-            for model in models:
-                await self._drained(link, f"model:{model}")
+            await self._drained(link, REGISTRY_KEY)
             for model in models:
                 await self._mirror.repair_registered_model(link, model)
         elif spec == LOGGED_MODELS_CREATE:

@@ -8,6 +8,7 @@ above every other workspace's `workspaces/<name>/`. Real mlflow servers, a real 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,3 +296,55 @@ def test_an_experiment_given_a_renamed_experiments_old_name_gets_a_central_copy_
         ).json()["runs"]
         sources = [next(t["value"] for t in r["data"]["tags"] if t["key"] == "fedgate.source_run_id") for r in runs]
         assert sources == [run_id], (experiment_id, sources)
+
+
+def test_a_model_created_under_a_renamed_models_old_name_never_reaches_the_renamed_models_copy(
+    reach: Reach, people: dict[str, Any]
+) -> None:
+    """Alice renames her registered model and Mallory registers one under its old name, then tags it. The relay
+    ordered registry writes per name (a rename under its new one), so Mallory's could come first: her model took the
+    central copy still under that name, Alice's, for its own and her tag landed on it. Here a relay holds the key
+    Alice's rename was once ordered under, as one busy with it would; now every registry write waits its turn."""
+    import asyncpg
+
+    url = reach.gateway.url
+    alice, mallory = reach.http("lab", people["alice"].token), reach.http("lab", people["mallory"].token)
+    models = f"{url}/api/2.0/mlflow/registered-models"
+    name = unique("forecast")
+    assert alice.post(f"{models}/create", json={"name": name}, timeout=TIMEOUT).status_code == 200
+    reach.drained()
+
+    loop = asyncio.new_event_loop()
+    relay = loop.run_until_complete(asyncpg.connect(reach.database_url))
+    try:
+        key = f"4001/model:{name}-old"
+        assert loop.run_until_complete(relay.fetchval("SELECT pg_try_advisory_lock(7005, hashtext($1))", key))
+        renamed = alice.post(f"{models}/rename", json={"name": name, "new_name": f"{name}-old"}, timeout=TIMEOUT)
+        assert renamed.status_code == 200, renamed.text
+        assert mallory.post(f"{models}/create", json={"name": name}, timeout=TIMEOUT).status_code == 200
+        tag = {"name": name, "key": "owner", "value": "mallory"}
+        assert mallory.post(f"{models}/set-tag", json=tag, timeout=TIMEOUT).status_code == 200
+
+        def tried() -> Any:
+            query = "SELECT state, refusals FROM outbox WHERE route LIKE '%registered-models/set-tag' AND payload @> $1"
+            return loop.run_until_complete(relay.fetchrow(query, json.dumps({"request": tag})))
+
+        until(tried, lambda row: row is not None and (row["state"] != "pending" or row["refusals"] > 0),
+              "the relay tried Mallory's tag")  # fmt: skip
+        loop.run_until_complete(relay.fetchval("SELECT pg_advisory_unlock(7005, hashtext($1))", key))
+    finally:
+        loop.run_until_complete(relay.close())
+        loop.close()
+    reach.drained()
+
+    central = requests.Session()
+    central.headers["X-MLFLOW-WORKSPACE"] = "lab"
+
+    def tags_of(model: str) -> dict[str, str] | None:
+        got = central.get(f"{reach.central.url}/api/2.0/mlflow/registered-models/get", params={"name": model})
+        if got.status_code != 200:
+            return None
+        return {t["key"]: t["value"] for t in got.json()["registered_model"].get("tags") or []}
+
+    assert tags_of(f"{name}-old") == {}  # Alice's, renamed, without Mallory's tag
+    assert tags_of(name) == {"owner": "mallory"}  # Mallory's own copy

@@ -13,10 +13,11 @@ def test_order_keys_follow_the_object_a_write_changes() -> None:
     assert order_key(7, "POST /mlflow/runs/log-batch", {"run_id": "r1"}, {}, None) == "7/run:r1"
     assert order_key(7, "PUT /mlflow-artifacts/artifacts/{artifact_path:path}", {}, {}, "r2") == "7/run:r2"
     assert order_key(7, "PATCH /mlflow/logged-models/{model_id:str}", {}, {}, None, "m-1") == "7/logged_model:m-1"
-    # A rename is ordered with what follows it, under the new name.
+    # The registry's writes in one order: a rename, and a model created under the old name after it, stay in order.
     rename = {"name": "old", "new_name": "new"}
-    assert order_key(7, "POST /mlflow/registered-models/rename", rename, {}, None) == "7/model:new"
-    assert order_key(7, "POST /mlflow/model-versions/create", {"name": "m"}, {}, None) == "7/model:m"
+    assert order_key(7, "POST /mlflow/registered-models/rename", rename, {}, None) == "7/registry"
+    assert order_key(7, "POST /mlflow/registered-models/create", {"name": "old"}, {}, None) == "7/registry"
+    assert order_key(7, "POST /mlflow/model-versions/create", {"name": "m"}, {}, None) == "7/registry"
     assert order_key(7, "POST /mlflow/runs/log-batch", {}, {}, None) is None
     # Two workspaces' experiment 1 (each store numbers its own) never queue behind each other.
     keys = {order_key(ws, "POST /mlflow/experiments/update", {"experiment_id": "1"}, {}, None) for ws in (7, 8)}
