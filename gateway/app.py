@@ -608,7 +608,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         return lambda callback: PostgresNotifications(pools.dsn, channel, callback)
 
     watchers = [
-        link_watcher(workspaces, sessionmaker, feed(CHANGE_CHANNEL)),
+        link_watcher(workspaces, sessionmaker, feed(CHANGE_CHANNEL), settings.server.link_poll_seconds),
         ReloadLoop("policy watcher", feed(POLICY_CHANNEL), policy.check, settings.server.policy_poll_seconds),
     ]
     # Each read's run id arrives as a notification's payload; the set is reloaded whenever LISTEN is (re)made.

@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 NAMESPACE_HEADER = "X-Vault-Namespace"
 TOKEN_HEADER = "X-Vault-Token"
 SERVICE_ACCOUNT_JWT = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-# A lease is renewed when this share of it has passed; a failed renewal is tried again after a
-# tenth of what is left (at least RETRY_FLOOR_SECONDS), until a login replaces it or it runs out.
+# A lease is renewed when this share of it has passed (`OpenBaoSettings.renew_at`); a failed renewal is tried
+# again after a tenth of what is left (at least RETRY_FLOOR_SECONDS), until a login replaces it or it runs out.
 RENEW_AT = 2 / 3
 RETRY_FLOOR_SECONDS = 1.0
 _T = TypeVar("_T")
@@ -84,7 +84,8 @@ class OpenBaoSettings:
 
     `attempts` bounds the tries of an idempotent call on a connection error or a 5xx/429 answer, with
     `backoff_seconds` doubled between them; `concurrency` bounds the requests of one get_many, list or
-    drop in flight at once.
+    drop in flight at once. `renew_at`: the share of a lease after which the token is renewed (between 0 and 1;
+    the rest is the margin a slow renewal has before the token runs out).
     """
 
     address: str
@@ -98,6 +99,11 @@ class OpenBaoSettings:
     backoff_seconds: float = 0.1
     concurrency: int = 16
     max_connections: int = 64
+    renew_at: float = RENEW_AT
+
+    def __post_init__(self) -> None:
+        if not 0 < self.renew_at < 1:
+            raise ValueError(f"renew_at is a share of the lease, between 0 and 1; got {self.renew_at}")
 
 
 @dataclass(slots=True)
@@ -481,7 +487,7 @@ class OpenBaoVault:
         self._keeper = asyncio.get_running_loop().create_task(self._keep_alive(), name=f"vault-{self.name}-token")
 
     async def _keep_alive(self) -> None:
-        """Renews (or replaces) the token at RENEW_AT of its lease, for as long as there is one to keep."""
+        """Renews (or replaces) the token at `renew_at` of its lease, for as long as there is one to keep."""
         while True:
             lease = self._lease
             expires = lease.expires if lease is not None else None
@@ -489,7 +495,7 @@ class OpenBaoVault:
                 return
             if isinstance(self.settings.auth, TokenAuth) and not lease.renewable:
                 return
-            await asyncio.sleep(max(0.0, lease.obtained + lease.ttl * RENEW_AT - time.monotonic()))
+            await asyncio.sleep(max(0.0, lease.obtained + lease.ttl * self.settings.renew_at - time.monotonic()))
             if self._lease is not lease:
                 continue  # replaced meanwhile (a login after a refusal): keep the new one
             try:

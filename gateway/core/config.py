@@ -70,6 +70,8 @@ class ServerSettings(_Settings):
     access_log: bool = True
     # Backstop of LISTEN/NOTIFY: how often a replica checks the policy version itself.
     policy_poll_seconds: float = 2.0
+    # Backstop of LISTEN/NOTIFY: how often a replica checks the workspace links itself.
+    link_poll_seconds: float = 5.0
     # Changes are applied as they come; the whole policy is also loaded this often, as a safety net.
     policy_rebuild_seconds: float = 600.0
     # Dual workspaces: keys (runs, experiments) this process relays to the central store at once.
@@ -527,7 +529,7 @@ def check_life_cycle(settings: Settings) -> None:
         raise ConfigError("server.principal_burst: must be at least 1 while the limit is on")
     if database.connect_timeout_seconds <= 0:
         raise ConfigError("database.connect_timeout_seconds: must be more than 0")
-    for key in ("webhook_poll_seconds", "webhook_retry_seconds", "webhook_timeout_seconds"):
+    for key in ("link_poll_seconds", "webhook_poll_seconds", "webhook_retry_seconds", "webhook_timeout_seconds"):
         if not 0 < getattr(server, key) <= 3600:
             raise ConfigError(f"server.{key}: must be more than 0 and at most 3600")
     if not 1 <= server.webhook_max_attempts <= 100:

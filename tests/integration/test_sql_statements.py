@@ -585,11 +585,18 @@ async def test_a_long_statement_is_polled_and_then_cancelled(stack: Stack, data:
     assert call(stack, org.analyst.token, "POST", f"{STATEMENTS}/{statement_id}/cancel").status_code == 200
 
 
-def test_on_wait_timeout_cancel_cancels_at_the_wait_timeout(stack: Stack, org: Org) -> None:
+def test_on_wait_timeout_cancel_cancels_at_the_wait_timeout(patient: Stack, org: Org) -> None:
+    # On the gateway whose statements may run ten minutes: the answer is not a timeout's, and the statement's
+    # backend lets go long before one, only because the wait timeout cancelled it (no bound on how long that took).
     started = time.monotonic()
-    answer = sql(stack, org.analyst.token, SLOW, wait_timeout="5s", on_wait_timeout="CANCEL").json()
-    assert answer["status"]["state"] == "CANCELED"
-    assert 5 <= time.monotonic() - started < 20
+    answer = sql(patient, org.analyst.token, SLOW, wait_timeout="5s", on_wait_timeout="CANCEL").json()
+    assert time.monotonic() - started >= 5
+    assert answer["status"]["state"] == "CANCELED", answer
+    until(
+        lambda: asyncio.run(backends_of(patient.database_url, [answer["statement_id"]])),
+        lambda running: running == [],
+        "the cancelled statement's backend stopped running it",
+    )
 
 
 def test_only_the_principal_who_ran_a_statement_may_read_it(stack: Stack, data: Data, org: Org) -> None:
@@ -619,7 +626,6 @@ def replica(stack: Stack) -> Iterator[GatewayProcess]:
 
 
 def test_a_runaway_statement_is_cancelled_by_the_statement_timeout(replica: GatewayProcess, data: Data) -> None:
-    started = time.monotonic()
     response = requests.post(
         f"{replica.url}{STATEMENTS}",
         json={"statement": SLOW, "wait_timeout": "30s"},
@@ -629,8 +635,7 @@ def test_a_runaway_statement_is_cancelled_by_the_statement_timeout(replica: Gate
     status = response.json()["status"]
     assert status["state"] == "FAILED"
     assert status["error"]["error_code"] == "DEADLINE_EXCEEDED"
-    assert "statement timeout (1 s)" in status["error"]["message"]
-    assert time.monotonic() - started < 15
+    assert "statement timeout (1 s)" in status["error"]["message"]  # a wait run out would have answered RUNNING
 
 
 def test_any_replica_answers_for_a_statement(stack: Stack, replica: GatewayProcess, data: Data, org: Org) -> None:

@@ -15,6 +15,7 @@ from adapters.vaults.openbao import AppRoleAuth, OpenBaoAuth, OpenBaoSettings, O
 from gateway.core.ports import VaultDenied, VaultUnavailable
 from gateway.devstack import free_port
 from tests.support.bao import BaoServer
+from tests.support.waiting import settled
 
 pytestmark = pytest.mark.integration
 
@@ -280,11 +281,22 @@ async def test_approle_with_a_wrong_secret_id_is_denied_without_naming_it(bao: B
 
 
 async def test_a_renewable_token_is_renewed_before_its_lease_runs_out(bao: BaoServer, prefix: str) -> None:
-    token = child_token(bao, [f"p-{prefix}"], ttl="3s", renewable=True)
-    vault = make(bao, prefix, TokenAuth(token))
+    # An 8 s lease renewed after a fifth of it: a renewal may come 6 s late on a loaded machine and still be in
+    # time. The test waits for the renewal itself, then until the first lease is surely over.
+    token = child_token(bao, [f"p-{prefix}"], ttl="8s", renewable=True)
+    first_lease_over = time.monotonic() + 8 + 1
+    vault = make(bao, prefix, TokenAuth(token), renew_at=0.2)
     try:
         await vault.put("w1/db", "k", b"v")
-        await asyncio.sleep(5)  # past the first lease: only a renewal keeps the token alive
+        first = vault._lease
+        assert first is not None and first.renewable and first.ttl > 0
+        await settled(
+            lambda: (
+                vault._lease is not first and vault._lease is not None and vault._lease.generation == first.generation
+            ),
+            "the token renewed in the background (the same token, a new lease)",
+        )
+        await asyncio.sleep(max(0.0, first_lease_over - time.monotonic()))  # only renewals kept the token alive
         assert await vault.get("w1/db", "k") == b"v"
         assert bao.api("GET", "auth/token/lookup-self", token=token).status_code == 200
     finally:
@@ -298,11 +310,19 @@ async def test_an_approle_token_at_its_max_ttl_is_replaced_by_a_new_login(bao: B
         await vault.put("w1/db", "k", b"v")
         assert vault._lease is not None
         first = vault._lease.generation
-        await asyncio.sleep(4.5)
-        assert vault._lease.generation > first  # logged in again in the background, not on a refusal
+        # No call is made meanwhile: a new login can only come from the background, not from a refusal.
+        await settled(
+            lambda: vault._lease is not None and vault._lease.generation > first, "a new login in the background"
+        )
         assert await vault.get("w1/db", "k") == b"v"
     finally:
         await vault.close()
+
+
+def test_a_renewal_share_outside_the_lease_is_refused() -> None:
+    for share in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="renew_at"):
+            OpenBaoSettings(address="http://127.0.0.1:9", auth=TokenAuth("t"), renew_at=share)
 
 
 def assert_logs_clean(caplog: pytest.LogCaptureFixture, *secrets: str | bytes) -> None:
