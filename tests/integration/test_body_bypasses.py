@@ -303,3 +303,40 @@ def test_a_trace_tag_cannot_point_the_store_at_another_traces_files(
             f"{stack.url}/api/{entry[1]}.0/mlflow/traces/{trace_id}/tags", json={"key": "n", "value": "1"}
         )
         assert tagged.status_code == 200, tagged.text
+
+
+def test_spellings_of_a_storage_tag_are_refused_as_the_store_would_read_them(stack: Stack, org: Org) -> None:
+    """A few examples of the property of tests/unit/test_trace_tags.py against a real store: a key the store reads as
+    `mlflow.artifactLocation` however the JSON spells it is refused; a look-alike the store keeps as a tag of its own
+    reaches it as sent and leaves the trace's data where it was."""
+    import uuid
+
+    experiment_id, _ = bobs_run(stack, org)
+    bob = org.bob.http(stack)
+    trace_id = f"tr-{uuid.uuid4().hex}"
+    info = {
+        "trace_id": trace_id,
+        "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}},
+        "request_time": "2026-12-03T00:00:00Z",
+        "state": "OK",
+    }
+    started = bob.post(f"{stack.url}/api/3.0/mlflow/traces", json={"trace": {"trace_info": info}})
+    assert started.status_code == 200, started.text
+    own_location = started.json()["trace"]["trace_info"]["tags"]["mlflow.artifactLocation"]
+    elsewhere = "mlflow-artifacts:/0/traces/tr-0/artifacts"
+    url = f"{stack.url}/api/3.0/mlflow/traces/{trace_id}/tags"
+    for raw in (
+        '{"key": "mlflow.\\u0061rtifactLocation", "value": "%s"}',
+        '{"key": "\\u006d\\u006c\\u0066\\u006c\\u006f\\u0077.trace.spansLocation", "value": "%s"}',
+        '{"key": "team", "key": "mlflow.artifactLocation", "value": "%s"}',
+    ):
+        refused = send(bob, "PATCH", url, raw % elsewhere)
+        assert refused.status_code == 400, (raw, refused.text)
+        assert refused.json()["message"].endswith("is immutable and cannot be set on a trace."), refused.text
+    look_alikes = ["MLflow.artifactLocation", " mlflow.artifactLocation", "mlflow.\u0430rtifactLocation"]
+    for key in look_alikes:
+        tagged = bob.patch(url, json={"key": key, "value": elsewhere})
+        assert tagged.status_code == 200, (key, tagged.text)
+    tags = bob.get(f"{stack.url}/api/3.0/mlflow/traces/{trace_id}").json()["trace"]["trace_info"]["tags"]
+    assert tags["mlflow.artifactLocation"] == own_location
+    assert {key: tags.get(key) for key in look_alikes} == dict.fromkeys(look_alikes, elsewhere)
