@@ -5,7 +5,7 @@ each metric's latest point, minimum and maximum: three sorts of the batch's poin
 statement's cost. `read_points` does that work once in Python, from the same body, and gives the chunk
 rows in PostgreSQL's binary COPY format and one aggregate per metric; `PointWriter` writes the rows of
 calls that arrive while a write is under way with one COPY and one upsert (`UPSERT_LATEST`), in one
-transaction, each caller waiting for the commit of the batch it is in.
+transaction sent as one message (`batch_statement`), each caller waiting for the commit of the batch it is in.
 
 The index is the same either way (tests/unit/test_index_points.py holds the two to each other).
 PostgreSQL reads a JSON number through `numeric` (so -0 becomes 0, and a literal `numeric` or `float8`
@@ -22,7 +22,8 @@ import asyncio
 import logging
 import math
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from operator import attrgetter, itemgetter
@@ -197,28 +198,48 @@ def read_metrics(run_key: int, metrics: object) -> PointRows | None:
         floats = msgspec.convert(list(map(_VALUE_OF, metrics)), _NUMBERS)  # a string (NaN) is refused
     except (KeyError, TypeError, msgspec.ValidationError):
         return None
+    count = len(keys)
     # No key but these four: no other text whose digits read_points would look at.
-    if sum(map(len, metrics)) != 4 * len(metrics) or max(floats) >= _HUGE or min(floats) <= -_HUGE:
+    if sum(map(len, metrics)) != 4 * count:
         return None
-    names = dict.fromkeys(keys)
+    # The same metrics in the same order, step after step (as a client logging a dict per step sends them), or
+    # each metric's points where they are.
+    try:
+        period = keys.index(keys[0], 1)
+    except ValueError:
+        period = count
+    names = keys[:period]
+    repeated = count % period == 0 and keys == names * (count // period) and len(set(names)) == period
+    where: dict[str, list[int]] = {}
+    if not repeated:
+        where = {name: [] for name in keys}
+        for at, name in enumerate(keys):
+            where[name].append(at)
+        names = list(where)
     if any(len(name) >= len(_LONG_NUMBER) for name in names):
         return None
     if 0.0 in floats:
         if any(0.0 < abs(v) < _TINY for v in floats) or any("e-" in name or "E-" in name for name in names):
             return None
         floats = [v + 0.0 for v in floats]  # through numeric, -0 is 0
-    count, period = len(keys), len(names)
+    if steps.count(steps[0]) == count and times.count(times[0]) == count:  # one step and one timestamp throughout
+        if repeated:
+            values = {name: floats[at::period] for at, name in enumerate(names)} if period > 1 else {names[0]: floats}
+        else:
+            values = {name: list(map(floats.__getitem__, indexes)) for name, indexes in where.items()}
+        extremes = {name: (min(column), max(column)) for name, column in values.items()}
+        if max(high for _, high in extremes.values()) >= _HUGE or min(low for low, _ in extremes.values()) <= -_HUGE:
+            return None
+        return _uniform_rows(run_key, steps[0], times[0], values, extremes, count)
+    if max(floats) >= _HUGE or min(floats) <= -_HUGE:
+        return None
     columns: dict[str, tuple[list[int], list[int], list[float]]] = {}
-    if period == 1:
-        columns[keys[0]] = (steps, times, floats)
-    elif count % period == 0 and keys == keys[:period] * (count // period):
-        # The same metrics in the same order, step after step (as a client logging a dict per step sends them).
-        for at, name in enumerate(keys[:period]):
+    if repeated and period == 1:
+        columns[names[0]] = (steps, times, floats)
+    elif repeated:
+        for at, name in enumerate(names):
             columns[name] = (steps[at::period], times[at::period], floats[at::period])
     else:
-        where: dict[str, list[int]] = {name: [] for name in names}
-        for at, name in enumerate(keys):
-            where[name].append(at)
         for name, indexes in where.items():
             columns[name] = (
                 list(map(steps.__getitem__, indexes)),
@@ -226,6 +247,47 @@ def read_metrics(run_key: int, metrics: object) -> PointRows | None:
                 list(map(floats.__getitem__, indexes)),
             )
     return _rows(run_key, columns, count)
+
+
+def _uniform_rows(
+    run_key: int,
+    step: int,
+    ms: int,
+    columns: dict[str, list[float]],
+    extremes: dict[str, tuple[float, float]],
+    points: int,
+) -> PointRows | None:
+    """`_rows` of a call whose points all have one step and one timestamp, from each metric's values (finite numbers,
+    as read_metrics reads them) and their minimum and maximum: each metric's latest point is its greatest value,
+    and every chunk's steps and timestamps are one element repeated."""
+    rows: list[bytes] = []
+    aggregates: dict[str, Aggregate] = {}
+    head = struct.pack(">hiq", 5, 8, run_key)
+    step_element, time_element = _element(step, "q"), _element(ms * 1000 - EPOCH_2000_US, "q")
+    fixed: dict[int, bytes] = {}  # the steps and timestamps fields of a chunk of so many points
+    for name in sorted(columns):
+        values = columns[name]
+        if "\x00" in name:
+            return None
+        try:
+            raw_name = name.encode()
+        except UnicodeEncodeError:
+            return None
+        low, high = extremes[name]
+        aggregates[name] = Aggregate(step, ms, high, low, high, False, len(values))
+        name_field = struct.pack(">i", len(raw_name)) + raw_name
+        for at in range(0, len(values), CHUNK_POINTS):
+            chunk = values[at : at + CHUNK_POINTS] if len(values) > CHUNK_POINTS else values
+            size = len(chunk)
+            if (both := fixed.get(size)) is None:
+                both = fixed[size] = _fixed_array(step_element, size, INT8_OID) + _fixed_array(
+                    time_element, size, TIMESTAMPTZ_OID
+                )
+            rows.append(head)
+            rows.append(name_field)
+            rows.append(both)
+            rows.append(_varied_array(chunk, FLOAT8_OID, "d"))
+    return PointRows(run_key, b"".join(rows), aggregates, points)
 
 
 def _rows(run_key: int, columns: dict[str, tuple[list[int], list[int], list[float]]], points: int) -> PointRows | None:
@@ -305,7 +367,17 @@ def _array_format(count: int, code: str) -> struct.Struct:
 def _array(items: Sequence[float], oid: int, code: str) -> bytes:
     count = len(items)
     if items.count(items[0]) == count:  # one value throughout (a call's step or timestamp, often)
-        return _array_format(0, code).pack(20 + 12 * count, 1, 0, oid, count, 1) + _element(items[0], code) * count
+        return _fixed_array(_element(items[0], code), count, oid)
+    return _varied_array(items, oid, code)
+
+
+def _fixed_array(element: bytes, count: int, oid: int) -> bytes:
+    """The array of `count` times one packed element (`_element`)."""
+    return _array_format(0, "q").pack(20 + 12 * count, 1, 0, oid, count, 1) + element * count
+
+
+def _varied_array(items: Sequence[float], oid: int, code: str) -> bytes:
+    count = len(items)
     interleaved: list[float] = [8] * (2 * count)  # each element: its length, then its value
     interleaved[1::2] = items
     return _array_format(count, code).pack(20 + 12 * count, 1, 0, oid, count, 1, *interleaved)
@@ -330,43 +402,89 @@ class PointsRefused(Exception):
     """PostgreSQL refused a batch before its commit: nothing of it was written, and each call may be written alone."""
 
 
-async def write_rows(conn: asyncpg.Connection, calls: list[PointRows]) -> None:
-    """The chunk rows and aggregates of `calls` in one transaction on `conn` (PointsRefused: PostgreSQL refused it,
-    and nothing of it was written; any other error leaves the outcome unknown)."""
+# The batch goes to PostgreSQL as one simple-query message, the COPY of its chunk rows followed by the upsert of its
+# aggregates (a statement prepared once per connection, its arguments as literals): PostgreSQL runs the statements
+# of one such message as one transaction, so nothing of a refused batch stays, and the batch costs one round trip
+# where BEGIN, the COPY, the upsert and COMMIT took four (asyncpg sends a COPY's data without waiting for the
+# server's go-ahead).
+UPSERT_PREPARED = f"fedgate_ix_latest_{zlib.crc32(UPSERT_LATEST.encode()):08x}"  # another text, another name
+PREPARE_UPSERT = (
+    f"PREPARE {UPSERT_PREPARED} (int8[], int8[], text[], float8[], int8[], int8[], float8[], float8[], bool[], int8[])"
+    f" AS {UPSERT_LATEST}"
+)
+COPY_ROWS = f"COPY ix_metrics ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT binary)"
+
+
+def literal_floats(values: Sequence[float]) -> str:
+    """An array literal of float8s, each exact (repr round-trips through PostgreSQL's float8 input)."""
+    text = ",".join(map(repr, values))
+    if "n" in text:  # nan or inf (no finite number's repr has an n): spelled as PostgreSQL spells them
+        text = ",".join(map(_float_text, values))
+    return "'{" + text + "}'"
+
+
+def _float_text(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
+def literal_integers(values: Iterable[int]) -> str:
+    return "'{" + ",".join(map(str, values)) + "}'"
+
+
+def literal_texts(values: Iterable[str]) -> str:
+    """An array literal of strings (any but NUL): each element double-quoted with its backslashes and double quotes
+    escaped for the array's parser, the whole in an escape string literal with its backslashes and quotes escaped,
+    which reads the same whatever `standard_conforming_strings` says."""
+    array = "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+    return "E'" + array.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def batch_statement(calls: Sequence[PointRows]) -> str:
+    """The COPY of `calls`' chunk rows and the upsert of their aggregates, merged per run and metric (as the upsert
+    would merge them) and in run and name order (concurrent batches take their row locks in one order)."""
     merged: dict[tuple[int, str], Aggregate] = {}
     for call in calls:
         for name, figures in call.aggregates.items():
             key = (call.run_key, name)
             merged[key] = merge(merged[key], figures) if key in merged else figures
-    rows = sorted(merged.items())
+    keys = sorted(merged)
+    rows = [merged[key] for key in keys]
+    arguments = (
+        literal_integers(sorted({call.run_key for call in calls})),
+        literal_integers([run_key for run_key, _ in keys]),
+        literal_texts([name for _, name in keys]),
+        literal_floats([a.latest_value for a in rows]),
+        literal_integers([a.latest_step for a in rows]),
+        literal_integers([a.latest_ms for a in rows]),
+        literal_floats([a.low for a in rows]),
+        literal_floats([a.high for a in rows]),
+        "'{" + ",".join("t" if a.has_nan else "f" for a in rows) + "}'",
+        literal_integers([a.points for a in rows]),
+    )
+    return f"{COPY_ROWS};\nEXECUTE {UPSERT_PREPARED} ({', '.join(arguments)})"
+
+
+async def write_rows(conn: asyncpg.Connection, calls: list[PointRows]) -> None:
+    """The chunk rows and aggregates of `calls` in one transaction on `conn` (PointsRefused: PostgreSQL refused it,
+    and nothing of it was written; any other error leaves the outcome unknown)."""
     data = bytearray(COPY_HEADER)
     for call in calls:
         data += call.copy
     data += COPY_TRAILER
-    transaction = conn.transaction()
-    await transaction.start()
+    statement = batch_statement(calls)
     try:
-        await conn.copy_to_table("ix_metrics", source=data, columns=COPY_COLUMNS, format="binary")
-        await conn.execute(
-            UPSERT_LATEST,
-            sorted({call.run_key for call in calls}),
-            [key[0] for key, _ in rows],
-            [key[1] for key, _ in rows],
-            [a.latest_value for _, a in rows],
-            [a.latest_step for _, a in rows],
-            [a.latest_ms for _, a in rows],
-            [a.low for _, a in rows],
-            [a.high for _, a in rows],
-            [a.has_nan for _, a in rows],
-            [a.points for _, a in rows],
-        )
-    except (asyncpg.PostgresError, asyncpg.DataError) as exc:  # refused by the server, or not sent at all
-        await transaction.rollback()
+        try:
+            # A COPY in a message of several statements: asyncpg's public copy_to_table builds its own statement.
+            await conn._copy_in(statement, data, None)
+        except asyncpg.InvalidSQLStatementNameError:  # the upsert not prepared on this connection yet: nothing written
+            await conn.execute(PREPARE_UPSERT)
+            await conn._copy_in(statement, data, None)
+    except (asyncpg.PostgresError, asyncpg.DataError) as exc:  # refused by the server (the whole message rolled back)
         raise PointsRefused(str(exc)) from exc
-    except BaseException:
-        await transaction.rollback()
-        raise
-    await transaction.commit()  # an error here leaves the outcome unknown: not PointsRefused
 
 
 class PointWriter:
