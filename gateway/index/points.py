@@ -384,10 +384,14 @@ def _varied_array(items: Sequence[float], oid: int, code: str) -> bytes:
 
 
 # The aggregates of a batch, one row per run and metric, merged as LOG_METRICS merges them, in the same order
-# (run, then metric name, so that concurrent batches take their row locks in one order); the runs touched after.
+# (run, then metric name, so that concurrent batches take their row locks in one order); the runs touched after,
+# those not touched in the last TOUCH_SECONDS: a touch is an update that is not HOT (`update_time` is indexed,
+# with eleven other indexes of ix_runs), which a run logged batch after batch paid on every batch.
+TOUCH_SECONDS = 1
 UPSERT_LATEST = f"""
 WITH touched AS (
-    UPDATE ix_runs SET update_time = now() WHERE run_key = ANY($1::int8[])
+    UPDATE ix_runs SET update_time = now()
+    WHERE run_key = ANY($1::int8[]) AND update_time < now() - interval '{TOUCH_SECONDS} second'
 )
 INSERT INTO ix_metric_latest AS t
     (run_key, metric_name, latest_value, latest_step, latest_time, min_value, max_value, has_nan, points)
@@ -395,7 +399,7 @@ SELECT k, n, v, s, 'epoch'::timestamptz + ms * interval '1 millisecond', lo, hi,
 FROM unnest($2::int8[], $3::text[], $4::float8[], $5::int8[], $6::int8[], $7::float8[], $8::float8[],
             $9::bool[], $10::int8[]) AS u(k, n, v, s, ms, lo, hi, nan, c)
 ORDER BY k, n
-{MERGE_METRIC_AGGREGATES}"""  # noqa: S608 (two constants)
+{MERGE_METRIC_AGGREGATES}"""  # noqa: S608 (constants)
 
 
 class PointsRefused(Exception):

@@ -489,6 +489,49 @@ def tiny_beside_zero(points: bytes) -> bool:
     return 0 in numbers and any(0 < abs(n) < 1e-99 for n in numbers)
 
 
+def test_a_batch_touches_a_run_not_touched_within_a_second(database: str) -> None:
+    """`ix_runs.update_time` says when the write-through last changed the run: a batch sets it unless it was set in
+    the last second (a run logged batch after batch is touched about once a second, not on every batch)."""
+
+    async def scenario() -> tuple[bool, bool]:
+        pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                run_key = await conn.fetchval(
+                    "INSERT INTO ix_runs (run_id, workspace_id, experiment_id, update_time) "
+                    "VALUES ($1, $2, '1', now() - interval '1 hour') RETURNING run_key",
+                    uuid.uuid4().hex,
+                    LINK.workspace_id,
+                )
+
+            async def the_pool() -> asyncpg.Pool:
+                return pool
+
+            writer = PointWriter(the_pool)
+            points = [{"key": "loss", "value": 0.5, "timestamp": 1, "step": 1}]
+            rows = read_metrics(run_key, points)
+            assert rows is not None
+            await writer.write(rows)
+            async with pool.acquire() as conn:
+                touched = await conn.fetchval(
+                    "SELECT update_time > now() - interval '1 minute' FROM ix_runs WHERE run_key = $1", run_key
+                )
+                # Set within the last second, as far as the next batch can tell: left alone.
+                later = await conn.fetchval(
+                    "UPDATE ix_runs SET update_time = now() + interval '1 hour' WHERE run_key = $1 "
+                    "RETURNING update_time",
+                    run_key,
+                )
+            await writer.write(rows)
+            async with pool.acquire() as conn:
+                kept = await conn.fetchval("SELECT update_time FROM ix_runs WHERE run_key = $1", run_key) == later
+            return touched, kept
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
 def test_concurrent_calls_are_written_in_one_batch_as_the_statements_write_them(database: str) -> None:
     """Eight calls at once, three of them for one run and metric with ties and NaN: one COPY, one upsert."""
     sequence = [
