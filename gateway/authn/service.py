@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 BOOTSTRAP_ADMIN = Principal(name="admin", kind="bootstrap", account_admin=True, via="bootstrap")
 MIN_ADMIN_TOKEN_LENGTH = 16
 TOKEN_CACHE_SIZE = 50_000
+PROVISION_ATTEMPTS = 3
 
 
 def check_admin_token(admin_token: str) -> None:
@@ -209,20 +210,30 @@ class Authenticator:
         known = self._oidc_users.get(username)
         if known is not None:
             return known
-        async with self._sessionmaker() as session, session.begin():
-            row = await PrincipalRepository(session).get_or_create_user(username)
-            if row is not None and self._policy.snapshot.principal(row.id) is None:
-                # A new principal: every replica (this one before answering) must know it, or nothing it
-                # asks for about itself (its own tokens, grants to it) would find it.
-                await PolicyVersionRepository(session).bump([principal_set(row)])
-        if row is not None and self._policy.snapshot.principal(row.id) is None:
-            await self._policy.reload()
-        if row is None:  # only rows older than the name rules can hold a user name as another kind
-            raise Unauthenticated("This user name belongs to another principal; ask an account admin.")
-        if not row.active:
-            raise Unauthenticated("This user is disabled.")
-        self._oidc_users[username] = row.id
-        return row.id
+        for _ in range(PROVISION_ATTEMPTS):
+            generation = self._generation
+            async with self._sessionmaker() as session, session.begin():
+                row, created = await PrincipalRepository(session).get_or_create_user(username)
+                if row is not None and created:
+                    # A new principal: every replica (this one before answering) must know it, or nothing it
+                    # asks for about itself (its own tokens, grants to it) would find it. Only a row this
+                    # transaction made is recorded: one read, not made here, may be deleted by now, and
+                    # recording it after its deletion would bring it back into every replica's policy.
+                    await PolicyVersionRepository(session).bump([principal_set(row)])
+            if row is None:  # only rows older than the name rules can hold a user name as another kind
+                raise Unauthenticated("This user name belongs to another principal; ask an account admin.")
+            if not row.active:
+                raise Unauthenticated("This user is disabled.")
+            info = self._policy.snapshot.principal(row.id)
+            if info is None or info.name != username:
+                info = (await self._policy.reload()).principal(row.id)
+            if info is not None and info.kind == "user" and info.name == username:
+                if generation == self._generation:  # else the row may be stale: this request only uses it
+                    self._oidc_users[username] = row.id
+                return row.id
+            # The user read was deleted or renamed meanwhile (its creator recorded it in the policy, which has
+            # moved on since): provision again, which makes a new user if the name is free now.
+        raise Unauthenticated("This user changed while signing in; try again.")
 
 
 def scheme_of(authorization: str | None) -> tuple[str, str]:

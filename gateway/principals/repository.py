@@ -49,17 +49,20 @@ class PrincipalRepository:
         result = await self.session.execute(select(PrincipalRow).where(PrincipalRow.name == name).limit(1))
         return result.scalar_one_or_none()
 
-    async def get_or_create_user(self, name: str) -> PrincipalRow | None:
+    async def get_or_create_user(self, name: str) -> tuple[PrincipalRow | None, bool]:
         """Users who sign in through the identity provider are provisioned on first sight, without privileges.
 
-        None when another kind of principal holds the name (possible only in data older than the name rules).
+        (the user, whether this call created it). None when another kind of principal holds the name (possible
+        only in data older than the name rules). A user this call did not create was read without a lock: it
+        may be deleted or renamed by the time the caller uses it.
         """
-        await self.session.execute(
+        created = await self.session.execute(
             insert(PrincipalRow)
             .values(kind="user", name=name, display_name=name, active=True, account_admin=False)
             .on_conflict_do_nothing()
+            .returning(PrincipalRow.id)
         )
-        return await self.by_name("user", name)
+        return await self.by_name("user", name), created.first() is not None
 
     async def of_kind(self, kind: str) -> Sequence[PrincipalRow]:
         result = await self.session.execute(

@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util import await_only
 
+from gateway.authn.oidc import OidcIdentity
 from gateway.authn.service import Authenticator
 from gateway.authz.live import LivePolicy
 from gateway.core.errors import Unauthenticated
@@ -348,4 +349,50 @@ async def test_a_token_revoked_while_it_is_being_looked_up_is_not_cached_as_vali
             await replica.authenticate(f"Bearer {person.token}")
     finally:
         event.remove(engine.sync_engine, "after_cursor_execute", revoke_meanwhile)
+        await engine.dispose()
+
+
+async def test_a_user_deleted_while_being_provisioned_is_not_signed_in_nor_brought_back(stack: Stack) -> None:
+    """A replica provisions a person the identity provider vouched for whom its policy does not know yet, and
+    remembers their principal id until the policy next moves. A provisioning that read the person's row just
+    before the person was deleted must neither answer with, nor remember, nor record into the policy of every
+    replica the deleted principal: the person would go on signing in as a principal that no longer exists (and
+    recorded, it would come back into every replica's policy)."""
+    engine = make_engine(stack.database_url, pool_size=4)
+    sessionmaker = make_sessionmaker(engine)
+
+    async def no_views(session: AsyncSession) -> list[str]:
+        return []
+
+    policy = LivePolicy(sessionmaker, views=no_views)
+    await policy.reload()  # before the person exists: this replica has not heard of them yet
+    replica = Authenticator(ADMIN_TOKEN, policy, sessionmaker)
+    await replica.start()
+    name = f"{unique('provisioned')}@example.com".casefold()
+    deleted_id = Admin.of(stack).user(name)
+    identity = OidcIdentity(username=name, groups=frozenset(), subject=name)
+    armed = [True]
+
+    def delete_meanwhile(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        """Right after this replica read the person's row: the person is deleted (by the gateway) and the news
+        reaches this replica, whose caches are emptied, before the provisioning goes on."""
+        if armed and statement.lstrip().upper().startswith("SELECT") and "FROM principals" in statement:
+            armed.clear()
+            gone = Admin.of(stack).http().delete(f"{stack.url}{SCIM}/Users/{deleted_id}", timeout=TIMEOUT)
+            assert gone.status_code == 204, gone.text
+            await_only(policy.reload())
+
+    event.listen(engine.sync_engine, "after_cursor_execute", delete_meanwhile)
+    try:
+        first = await replica.identity_principal(identity)
+        assert not armed
+        assert first.id != deleted_id, "signed in as the deleted principal"
+        again = await replica.identity_principal(identity)
+        assert again.id == first.id
+        await policy.reload()
+        known = policy.snapshot.find("user", name)
+        assert known is not None and known.id == first.id, known
+        assert policy.snapshot.principal(deleted_id) is None
+    finally:
+        event.remove(engine.sync_engine, "after_cursor_execute", delete_meanwhile)
         await engine.dispose()
