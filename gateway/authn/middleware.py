@@ -120,8 +120,10 @@ class AuthenticationMiddleware:
                     break
             handler = scope.get("route_handler")
             public = handler is not None and handler.opt.get("public", False)
+            looked_up = False  # whether a session cookie cost a lookup
             try:
                 if authorization is None and (cookie := self._session_cookie(scope)) is not None:
+                    looked_up = not self.authenticator.dead_session(cookie)
                     principal, _ = await self.authenticator.from_session(cookie)
                     if scope.get("method", "GET") not in SAFE_METHODS:
                         self.browser.require_same_origin(scope)  # type: ignore[union-attr]  # a cookie was read
@@ -133,9 +135,11 @@ class AuthenticationMiddleware:
                 if not public:
                     self._spend(scope)
                     raise
-                if authorization is not None:
+                if authorization is not None or looked_up:
                     # Credentials that fail cost a lookup on a public route too (server-info, health, the UI's
-                    # files): they spend the budget, else a flood of them there would never be limited.
+                    # files): they spend the budget, else a flood of them there would never be limited. So does
+                    # a session cookie the first time this replica finds it dead; one not of the shape the
+                    # gateway issues, or already found dead, costs no lookup and spends nothing.
                     self._spend(scope)
                 principal = None
             scope["user"] = principal

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authn.oidc import OidcIdentity, OidcVerifier
-from gateway.authn.sessions import BrowserSession, BrowserSessions
+from gateway.authn.sessions import BrowserSession, BrowserSessions, well_formed
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import PolicySnapshot
 from gateway.authz.repository import PolicyVersionRepository
@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 BOOTSTRAP_ADMIN = Principal(name="admin", kind="bootstrap", account_admin=True, via="bootstrap")
 MIN_ADMIN_TOKEN_LENGTH = 16
 TOKEN_CACHE_SIZE = 50_000
+DEAD_SESSIONS_SIZE = 10_000
 PROVISION_ATTEMPTS = 3
+SESSION_ENDED = "Your session has ended; sign in again."
 
 
 def check_admin_token(admin_token: str) -> None:
@@ -69,6 +71,10 @@ class Authenticator:
         # change since deleted, a revoked token's) must not put what it read into the emptied cache.
         self._generation = 0
         self._oidc_users: dict[str, int] = {}
+        # Session cookie ids found to name no live session, least recently seen first. A session id is never
+        # issued twice and an ended session never comes back, so they stay dead: a browser that kept a dead
+        # cookie (its session idled out, or was ended elsewhere) costs one lookup per replica, not one a request.
+        self._dead_sessions: OrderedDict[str, None] = OrderedDict()
         # Told of each person who signed in through the identity provider (its groups are news then), e.g. SQL
         # alerts, which record their owner's.
         self.sign_in_hooks: list[Callable[[Principal], Awaitable[None]]] = []
@@ -171,16 +177,36 @@ class Authenticator:
             except Exception:
                 log.exception("a sign-in hook failed for %s", principal.name)
 
+    def dead_session(self, value: str) -> bool:
+        """Whether a session cookie's id is known, without a lookup, to name no live session: it is not of the
+        shape the gateway issues, or this replica already found it dead."""
+        if not well_formed(value):
+            return True
+        if value in self._dead_sessions:
+            self._dead_sessions.move_to_end(value)
+            return True
+        return False
+
+    def _buried(self, value: str) -> None:
+        self._dead_sessions[value] = None
+        self._dead_sessions.move_to_end(value)
+        if len(self._dead_sessions) > DEAD_SESSIONS_SIZE:
+            self._dead_sessions.popitem(last=False)
+
     async def from_session(self, value: str) -> tuple[Principal, BrowserSession]:
         """The principal of a browser session's cookie id; Unauthenticated once the session has ended."""
+        if self.dead_session(value):
+            raise Unauthenticated(SESSION_ENDED)
         session = await self.sessions.find(value) if self.sessions is not None else None
         if session is None:
-            raise Unauthenticated("Your session has ended; sign in again.")
+            self._buried(value)
+            raise Unauthenticated(SESSION_ENDED)
         if session.token_hash is not None:
             try:
                 await self._from_token_hash(session.token_hash, None)
             except Unauthenticated:
                 await self.sessions.end(value)  # type: ignore[union-attr]  # found above
+                self._buried(value)
                 raise Unauthenticated(
                     "The token this session was made with is no longer valid; sign in again."
                 ) from None
@@ -190,6 +216,7 @@ class Authenticator:
             raise Unauthenticated("This user is disabled or deleted.")
         if info.kind != "user":  # a session made with a service principal's token before sign-in refused them
             await self.sessions.end(value)  # type: ignore[union-attr]  # found above
+            self._buried(value)
             raise Unauthenticated("A service principal is not a person and cannot hold a browser session.")
         subjects, known = snapshot.subjects_naming(info.id, session.groups)  # the identity provider's, as for tokens
         principal = Principal(

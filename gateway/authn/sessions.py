@@ -13,6 +13,7 @@ behind https (gateway/authn/browser.py).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ SIGN_IN_SECONDS = 600  # an OIDC sign-in must come back from the provider within
 MAX_COOKIE_CHARS = 128
 MAX_USER_AGENT_CHARS = 512
 MAX_HANDLE_CHARS = 32
+# What `secrets.token_urlsafe(32)` gives, the only shape of id a session was ever made with.
+_ISSUED = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def well_formed(value: str) -> bool:
+    """Whether `value` could be a session id the gateway issued; no other is worth a lookup."""
+    return _ISSUED.fullmatch(value) is not None
 
 
 def _hash(value: str) -> bytes:
@@ -148,7 +156,7 @@ class BrowserSessions:
 
     async def find(self, value: str) -> BrowserSession | None:
         """The live session of a cookie's id, or None (unknown, signed out, idle too long, expired)."""
-        if not value or len(value) > MAX_COOKIE_CHARS:
+        if not well_formed(value):
             return None
         async with self.sessionmaker() as session, session.begin():
             row = await SessionRepository(session).live(_hash(value), self.idle)
@@ -174,7 +182,7 @@ class BrowserSessions:
 
     async def take_sign_in(self, value: str) -> SignInAttempt | None:
         """The sign-in under way for this cookie's id, used up; None if unknown or too old."""
-        if not value or len(value) > MAX_COOKIE_CHARS:
+        if not well_formed(value):
             return None
         async with self.sessionmaker() as session, session.begin():
             row = await SessionRepository(session).take_attempt(_hash(value))

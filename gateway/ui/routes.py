@@ -23,7 +23,7 @@ from gateway.audit.trail import AuditTrail, entry
 from gateway.authn.browser import BrowserOrigin, local_path, session_value
 from gateway.authn.middleware import DenialLimiter
 from gateway.authn.service import Authenticator
-from gateway.authn.sessions import BrowserSessions
+from gateway.authn.sessions import BrowserSessions, well_formed
 from gateway.authn.sign_in import CALLBACK_PATH, ProviderSignIn
 from gateway.core.errors import Unauthenticated
 from gateway.core.principal import Principal
@@ -196,6 +196,13 @@ class WebUi:
         held = session_value(scope, sign_in_cookie)
         attempt = await self.sessions.take_sign_in(held) if held else None
         spent = self.cleared(scope, sign_in_cookie)
+        if attempt is None and held and well_formed(held):
+            # A sign-in cookie that names no attempt cost a lookup: it spends the address's budget like any
+            # credential that fails, else a flood of made-up ones would never be limited.
+            limited = self.limited(request, "/", "failed sign-ins")
+            if limited is not None:
+                limited.cookies.append(spent)
+                return limited
         if self.provider is None:
             return self.page("/", "This gateway has no identity provider.", 404)
         if params.get("error"):

@@ -8,6 +8,7 @@ gateway (generous default) is never limited by the rest of the suite.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -450,3 +451,43 @@ def test_a_flood_of_failing_credentials_on_public_routes_gets_429_after_the_burs
     assert requests.get(url, timeout=30).status_code == 200
     assert requests.get(f"{tight_gateway.url}/health/live", timeout=30).status_code == 200
     assert requests.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30).status_code == 200
+
+
+def test_made_up_session_cookies_on_public_routes_spend_the_budget_once_each(tight_gateway: GatewayProcess) -> None:
+    """A session cookie that names no session costs a lookup on a public route as anywhere, so it spends the
+    address's budget the first time this replica finds it dead; a signed-out browser that keeps sending its
+    dead cookie is not locked out for that, and a cookie no session was ever made with is not looked up."""
+    url = f"{tight_gateway.url}/api/3.0/mlflow/server-info"
+
+    def with_cookie(value: str) -> requests.Response:
+        return requests.get(url, headers={"Cookie": f"fedgate_session={value}"}, timeout=30)
+
+    # Not of the shape of the ids the gateway issues: ignored, nothing spent however often.
+    malformed = ["x", "fgt_" + "a" * 40, "a" * 44, "a" * 42 + "!"] * 4
+    assert [with_cookie(value).status_code for value in malformed] == [200] * len(malformed)
+    # A dead session's id, as a browser whose session ended keeps sending it: one unit spent, once.
+    dead = secrets.token_urlsafe(32)
+    assert [with_cookie(dead).status_code for _ in range(12)] == [200] * 12
+    # A flood of made-up ids: each a lookup, each spends; 429 once the rest of the burst (4) is spent.
+    flood = [with_cookie(secrets.token_urlsafe(32)) for _ in range(8)]
+    statuses = [answer.status_code for answer in flood]
+    assert statuses[:4] == [200] * 4 and 429 in statuses[4:], statuses
+    assert_mlflow_error(next(answer for answer in flood if answer.status_code == 429), 429, {"REQUEST_LIMIT_EXCEEDED"})
+    # Callers without a cookie, and the browser with its known-dead one, still answer.
+    assert requests.get(url, timeout=30).status_code == 200
+    assert with_cookie(dead).status_code == 200
+
+
+def test_made_up_sign_in_cookies_at_the_sign_in_callback_spend_the_budget(tight_gateway: GatewayProcess) -> None:
+    """The sign-in callback looks up the attempt its cookie names: one that names none spends the budget."""
+    url = f"{tight_gateway.url}/fedgate/sign-in/callback?code=c&state=s"
+    answers = [
+        requests.get(
+            url, headers={"Cookie": f"fedgate_sign_in={secrets.token_urlsafe(32)}"}, allow_redirects=False, timeout=30
+        )
+        for _ in range(8)
+    ]
+    statuses = [answer.status_code for answer in answers]
+    assert 429 not in statuses[:5] and 429 in statuses[5:], statuses
+    limited = next(answer for answer in answers if answer.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1 and "Too many failed sign-ins" in limited.text

@@ -21,6 +21,7 @@ from sqlalchemy.util import await_only
 
 from gateway.authn.oidc import OidcIdentity
 from gateway.authn.service import Authenticator
+from gateway.authn.sessions import BrowserSessions
 from gateway.authz.live import LivePolicy
 from gateway.core.errors import Unauthenticated
 from gateway.db.engine import make_engine, make_sessionmaker
@@ -395,4 +396,45 @@ async def test_a_user_deleted_while_being_provisioned_is_not_signed_in_nor_broug
         assert policy.snapshot.principal(deleted_id) is None
     finally:
         event.remove(engine.sync_engine, "after_cursor_execute", delete_meanwhile)
+        await engine.dispose()
+
+
+async def test_made_up_session_cookies_cost_at_most_one_lookup_each(stack: Stack) -> None:
+    """A cookie no session was ever made with (not of the shape of the ids the gateway issues) is not looked up
+    at all, and one found dead is not looked up again: a flood of them is not a flood of database reads."""
+    engine = make_engine(stack.database_url, pool_size=2)
+    sessionmaker = make_sessionmaker(engine)
+
+    async def no_views(session: AsyncSession) -> list[str]:
+        return []
+
+    person = Admin.of(stack).person(f"{unique('browser')}@example.com")
+    policy = LivePolicy(sessionmaker, views=no_views)
+    await policy.reload()
+    sessions = BrowserSessions(sessionmaker, idle_seconds=3600, max_seconds=3600)
+    replica = Authenticator(ADMIN_TOKEN, policy, sessionmaker, sessions=sessions)
+    await replica.start()
+    lookups: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "browser_sessions" in statement:
+            lookups.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        for value in ("x", "fgt_" + "a" * 40, "a" * 44, "a" * 42 + "!", "é" * 43, "a" * 42 + "="):
+            with pytest.raises(Unauthenticated):
+                await replica.from_session(value)
+        assert lookups == []
+        dead = secrets.token_urlsafe(32)
+        for _ in range(3):
+            with pytest.raises(Unauthenticated):
+                await replica.from_session(dead)
+        assert len(lookups) == 1, lookups
+        # A live session is found as ever.
+        value, _ = await sessions.begin(person.id, "oidc")
+        principal, _ = await replica.from_session(value)
+        assert principal.id == person.id
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
         await engine.dispose()
