@@ -369,3 +369,21 @@ def test_a_created_token_is_printed_once_with_a_warning(server: str, capsys: pyt
     captured = capsys.readouterr()
     assert captured.out == "dapi-secret\n"
     assert "t1" in captured.err and "only time" in captured.err
+
+
+def test_every_token_listed_names_its_creator_or_says_the_creator_was_deleted(
+    server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = {"creation_time": 0, "expiry_time": -1, "comment": "", "owner_id": 7, "owner_name": "ann@example.com"}
+    Recorder.answers["/api/2.0/token-management/tokens"] = (
+        200,
+        {
+            "token_infos": [
+                {"token_id": "t1", **made, "created_by_id": 0, "created_by_username": "admin"},
+                {"token_id": "t2", **made, "created_by_id": 42, "created_by_username": None},
+            ]
+        },
+    )
+    assert main(["tokens", "list", "--all", "--url", server]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert " admin " in rows["t1"] and "(deleted, id 42)" in rows["t2"] and "admin" not in rows["t2"]
