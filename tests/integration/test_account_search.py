@@ -708,6 +708,38 @@ def test_a_reader_of_one_experiment_sees_only_that_experiment_account_wide(
     assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
+def test_a_like_pattern_ending_in_its_escape_is_refused_whatever_the_rows(mlflow_env: Stack, written: Written) -> None:
+    """PostgreSQL fails on `LIKE 'x\\'` only when a value it reads matches all of it before the backslash: such a
+    filter answered 500 INTERNAL_ERROR or 200 by the rows, and which rows it reads before the caller's visibility
+    test (one more condition of the same WHERE) is the planner's choice. It is refused with 400, whatever the
+    rows; the probes name the reader's own rows and another workspace's (`a1` prefixes a hidden run's name)."""
+    name, admin = f"prober.{uuid.uuid4().hex[:6]}@example.com", Admin.of(mlflow_env)
+    token = admin.person(name).token
+    readable = next(e for e, (w, _) in written.experiments.items() if w == "team-b")
+    workspace, experiment_id = written.experiments[readable]
+    admin.grant(f"experiments/{experiment_id}", "CAN_READ", user=name, workspace=workspace)
+    session = mlflow_env.http(ACCOUNT, token=token)
+    hidden = next(n for e, n in written.names.items() if written.experiments[e][0] == "team-a")
+    probes = [
+        ("runs/search", {"experiment_ids": list(written.experiments), "filter": "attributes.run_name LIKE 'a1\\'"}),
+        ("experiments/search", {"filter": f"name ILIKE '{hidden[:-3].upper()}\\'", "max_results": 10}),
+        ("runs/search", {"experiment_ids": list(written.experiments), "filter": "attributes.run_name LIKE 'a\\'"}),
+        ("runs/search", {"experiment_ids": list(written.experiments), "filter": "tags.suite LIKE 'acct\\'"}),
+        ("runs/search", {"experiment_ids": [readable], "filter": "params.optimizer ILIKE 'ADA\\'"}),
+    ]
+    answers = [session.post(f"{mlflow_env.url}/api/2.0/mlflow/{route}", json=body) for route, body in probes]
+    assert [a.status_code for a in answers] == [400] * len(probes), [(a.status_code, a.text[:200]) for a in answers]
+    for answer in answers:
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "ends in the escape character" in answer.json()["message"]
+    # An escaped backslash is a pattern like any other: nothing of team-a's, and the reader's own run by name.
+    for pattern, expected in ((f"{hidden[:-3]}\\\\%", []), ("b1%", ["b1"])):
+        body = {"experiment_ids": list(written.experiments), "filter": f"attributes.run_name LIKE '{pattern}'"}
+        answer = session.post(f"{mlflow_env.url}/api/2.0/mlflow/runs/search", json=body)
+        assert answer.status_code == 200, answer.text
+        assert [r["info"]["run_name"] for r in answer.json().get("runs", [])] == expected
+
+
 def test_a_search_longer_than_its_statement_timeout_answers_deadline_exceeded(stack: Stack) -> None:
     """A replica with a one-second search timeout; the search waits behind a lock on the index until cancelled."""
     config = write_config(stack.workdir / "fedgate-search-timeout.toml", stack.database_url, stack.stores)
