@@ -246,7 +246,7 @@ def _central_copy(jobs: Jobs, run_id: str, holds: Callable[[dict[str, Any]], boo
 # -- starting a job ---------------------------------------------------------------------------------------
 
 
-def test_a_scorer_job_is_started_read_listed_and_cancelled_by_those_who_may_change_its_experiment(jobs: Jobs) -> None:
+def test_a_scorer_job_is_started_and_cancelled_by_its_experiments_editors_and_read_by_its_readers(jobs: Jobs) -> None:
     body = {"experiment_id": jobs.experiment_id, "serialized_scorer": _judge(), "trace_ids": [jobs.trace_id]}
     started = jobs.call(jobs.owner, "POST", "/ajax-api/3.0/mlflow/scorer/invoke", json=body)
     assert started.status_code == 200, started.text
@@ -261,7 +261,10 @@ def test_a_scorer_job_is_started_read_listed_and_cancelled_by_those_who_may_chan
 
     for path in (f"/ajax-api/3.0/jobs/{job_id}", f"/ajax-api/3.0/mlflow/jobs/{job_id}"):
         assert jobs.call(jobs.owner, "GET", path).status_code == 200
-        _error(jobs.call(jobs.reader, "GET", path), 403, "PERMISSION_DENIED")
+        # A reader of the experiment reads the job: its traces and its results are the experiment's.
+        read = jobs.call(jobs.reader, "GET", path)
+        assert read.status_code == 200, read.text
+        assert "status" in read.json() and read.json().get("job_id", job_id) == job_id  # the UI's route names none
         assert _error(jobs.call(jobs.stranger, "GET", path), 404, "RESOURCE_DOES_NOT_EXIST") == (
             f"Job with ID {job_id} not found"
         )
@@ -276,8 +279,8 @@ def test_a_scorer_job_is_started_read_listed_and_cancelled_by_those_who_may_chan
         assert found.status_code == 200, found.text
         return [item["job_id"] for item in found.json()["jobs"]]
 
-    assert job_id in listed(jobs.owner)
-    assert listed(jobs.reader) == [] and listed(jobs.stranger) == []
+    assert job_id in listed(jobs.owner) and job_id in listed(jobs.reader)
+    assert listed(jobs.stranger) == []
 
 
 def test_a_job_naming_another_workspaces_run_or_a_hidden_experiments_objects_never_reaches_the_store(
@@ -435,6 +438,7 @@ def test_a_prompt_optimisation_needs_the_prompt_and_its_jobs_are_listed_to_who_m
     cancelled = jobs.call(jobs.owner, "POST", f"{path}/{job_id}/cancel")
     assert cancelled.status_code == 200, cancelled.text
     assert jobs.call(jobs.owner, "GET", f"{path}/{job_id}").json()["job"]["job_id"] == job_id
+    # The job shows the prompt it optimises: not to a caller who may not read that prompt.
     _error(jobs.call(jobs.reader, "GET", f"{path}/{job_id}"), 404, "RESOURCE_DOES_NOT_EXIST")
     search = f"{path}/search"
     assert [j["job_id"] for j in jobs.call(jobs.owner, "GET", search, params={"experiment_id": jobs.experiment_id})
@@ -442,9 +446,15 @@ def test_a_prompt_optimisation_needs_the_prompt_and_its_jobs_are_listed_to_who_m
     assert (
         jobs.call(jobs.reader, "POST", search, json={"experiment_id": jobs.experiment_id}).json().get("jobs", []) == []
     )
+    # Once they may read it, they read and list the job, and still do not change it (it writes the prompt).
+    jobs.admin.grant(f"registered-models/{model_id}", "CAN_READ", user=jobs.reader.name, workspace=DUAL)
+    read = jobs.call(jobs.reader, "GET", f"{path}/{job_id}")
+    assert read.status_code == 200 and read.json()["job"]["job_id"] == job_id, read.text
+    listed = jobs.call(jobs.reader, "POST", search, json={"experiment_id": jobs.experiment_id})
+    assert [j["job_id"] for j in listed.json()["jobs"]] == [job_id]
     _error(jobs.call(jobs.stranger, "POST", search, json={"experiment_id": jobs.experiment_id}), 404,
            "RESOURCE_DOES_NOT_EXIST")  # fmt: skip
     assert _rows(jobs.database_url, "SELECT run_id FROM ix_runs WHERE run_id = $1", run_id) == [{"run_id": run_id}]
     _central_copy(jobs, run_id)
-    _error(jobs.call(jobs.reader, "DELETE", f"{path}/{job_id}"), 404, "RESOURCE_DOES_NOT_EXIST")
+    _error(jobs.call(jobs.reader, "DELETE", f"{path}/{job_id}"), 403, "PERMISSION_DENIED")
     assert jobs.call(jobs.owner, "DELETE", f"{path}/{job_id}").status_code == 200

@@ -702,8 +702,17 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
     ("optimise a prompt one may not read", Call("POST /mlflow/prompt-optimization/jobs", 3, body={
         "experiment_id": "1", "source_prompt_uri": "prompts:/fraud@champion", "config": {}}),
      (AFTER, no_model("fraud"), no_model("fraud"), DENIED, NO_EXP1)),
-    # -- Rule.JOB: a recorded job, its start's checks asked again; Rule.JOB_SEARCH: the list kept to those
+    # -- Rule.JOB: a recorded job, its start's checks asked again (a read at CAN_READ); Rule.JOB_SEARCH: the list
+    # kept to the jobs the caller may read
     ("get a job", Call("GET /jobs/{job_id:str}", 3, path={"job_id": "job-1"}),
+     (ALLOW, ALLOW, ALLOW, ALLOW, no_job("job-1"))),
+    ("get a job by its UI route", Call("GET /mlflow/jobs/{job_id:str}", 3, path={"job_id": "job-1"}),
+     (ALLOW, ALLOW, ALLOW, ALLOW, no_job("job-1"))),
+    ("get a prompt optimisation job",
+     Call("GET /mlflow/prompt-optimization/jobs/{job_id:str}", 3, path={"job_id": "job-1"}),
+     (ALLOW, ALLOW, ALLOW, ALLOW, no_job("job-1"))),
+    ("cancel a prompt optimisation job",
+     Call("POST /mlflow/prompt-optimization/jobs/{job_id:str}/cancel", 3, path={"job_id": "job-1"}),
      (ALLOW, ALLOW, ALLOW, DENIED, no_job("job-1"))),
     ("cancel a job", Call("PATCH /mlflow/jobs/cancel/{job_id:str}", 3, path={"job_id": "job-1"}),
      (ALLOW, ALLOW, ALLOW, DENIED, no_job("job-1"))),
@@ -967,12 +976,13 @@ async def test_a_job_list_keeps_the_recorded_jobs_one_may_see(world: World) -> N
     answer = msgspec.json.encode({"jobs": [{"job_id": "job-1", "params": {}}, {"job_id": "job-x", "params": {}}]})
     search = Call("POST /jobs/search", 3, body={})
     kept = {}
-    for name, principal in (("editor", EDITOR), ("reader", READER)):
+    for name, principal in (("editor", EDITOR), ("reader", READER), ("stranger", STRANGER)):
         plan = await decide(world.guard, principal, search)
         assert plan.after is not None
         replaced = await plan.after(200, answer)
         kept[name] = [job["job_id"] for job in msgspec.json.decode(replaced or answer)["jobs"]]
-    assert kept == {"editor": ["job-1"], "reader": []}
+    # A reader of the job's experiment reads its jobs; a job the gateway did not start is nobody's.
+    assert kept == {"editor": ["job-1"], "reader": ["job-1"], "stranger": []}
 
 
 async def test_a_submitted_jobs_username_is_not_passed_on(world: World) -> None:

@@ -19,12 +19,16 @@ other experiments, a run it writes into, a prompt it writes a version of, a data
 - The store's answer names the jobs started (and the run created for them): each is recorded (`store_jobs`)
   with the checks its start passed. A job the gateway cannot record is refused afterwards rather than left
   unreachable: the call answers 503 and the job is left to its experiment's managers in the store.
-- **Reading, cancelling or deleting** a job by id asks those checks again: a job not recorded in this workspace,
-  or one whose objects the caller may no longer read, answers 404 as a missing job; one it may read but not
-  change, 403.
+- **Reading** a job by id asks CAN_READ of every object its start was checked on (CAN_USE on the workspace
+  stays CAN_USE): a job shows its parameters (experiment, traces, prompt, dataset, a scorer's code) and its
+  results, read from and written to those objects, so their readers may read it (MLflow's own auth app asks
+  CAN_READ on the experiment of a prompt optimisation job; for other jobs it asks to be their creator, which the
+  gateway, recording jobs by what they act on, does not). **Cancelling or deleting** one asks those checks again
+  at the levels its start passed. A job not recorded in this workspace, or one whose objects the caller may not
+  read, answers 404 as a missing job; one it may read but not change, 403.
 - **Listing** jobs (`jobs/search`, `prompt-optimization/jobs/search`) keeps, from the store's answer, the jobs
-  recorded in this workspace whose checks the caller passes; the prompt optimisation search names its
-  experiment, which must be readable.
+  recorded in this workspace the caller may read; the prompt optimisation search names its experiment, which
+  must be readable.
 
 Where a job's LLM calls go is checked against the allow-list before the store sees the call
 (outbound/check.py).
@@ -38,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.authz.levels import Level
+from gateway.authz.levels import RANK, Level
 from gateway.core.errors import GatewayError, InvalidParameter, PermissionDenied, ResourceNotFound, StoreUnavailable
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.ports import JobRecord, Need
@@ -251,13 +255,14 @@ def started_jobs(document: dict[str, Any]) -> tuple[list[str], str | None]:
 
 
 async def job(checks: Checks, request: Request, wanted: Level) -> Plan:
-    """A job by id: recorded in this workspace, and every check its start passed passes again."""
+    """A job by id, recorded in this workspace: read with CAN_READ on everything its start was checked on,
+    cancelled or deleted with every check its start passed."""
     job_id = request.single("job_id")
     found = (await checks.jobs.find(request.link, [job_id])).get(job_id) if checks.jobs is not None else None
     if found is None:
         raise ResourceNotFound(job_missing(job_id))
     try:
-        await require_needs(checks, request, found.needs)
+        await require_needs(checks, request, reading(found.needs) if wanted is Level.CAN_READ else found.needs)
     except ResourceNotFound:
         raise ResourceNotFound(job_missing(job_id)) from None
     return Plan()
@@ -284,7 +289,7 @@ async def job_search(checks: Checks, request: Request, wanted: Level) -> Plan:
             for item in listed
             if isinstance(item, dict)
             and (record := records.get(str(item.get("job_id")))) is not None
-            and await passes(checks, request, record.needs)
+            and await passes(checks, request, reading(record.needs))
         ]
         if len(kept) == len(listed):
             return None
@@ -292,6 +297,15 @@ async def job_search(checks: Checks, request: Request, wanted: Level) -> Plan:
         return msgspec.json.encode(document)
 
     return Plan(after=keep_visible)
+
+
+def reading(needs: Iterable[Need]) -> list[Need]:
+    """What reading a job asks of each object its start was checked on: CAN_READ at most (CAN_USE on the
+    workspace stays CAN_USE). A job shows its parameters (the experiment, its traces, the prompt, a dataset, a
+    scorer's code, an endpoint's name) and its results (assessments, issues, an evaluation's metrics, a prompt's
+    new version), all read from or written to those objects: their readers may read it."""
+    read = RANK[Level.CAN_READ]
+    return [Need(n.kind, n.object_id, n.level if RANK.get(n.level, 0) <= read else Level.CAN_READ) for n in needs]
 
 
 async def require_needs(checks: Checks, request: Request, needs: Iterable[Need]) -> None:

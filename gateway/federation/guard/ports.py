@@ -54,7 +54,7 @@ Undo = Callable[[WorkspaceLink, str, str], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class Need:
     """One check a job's start passed: `level` on an experiment (its id), a registered model (its name) or the
-    workspace ("" as id). Reading, cancelling or listing the job asks it again."""
+    workspace ("" as id). Cancelling the job asks it again; reading or listing it, at CAN_READ at most."""
 
     kind: str  # "experiment" | "model" | "workspace"
     object_id: str

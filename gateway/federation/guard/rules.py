@@ -49,8 +49,8 @@ class Rule(StrEnum):
     EXPERIMENT_OBJECT = "experiment-object"  # an issue, label schema or review queue, through its experiment
     GRAPHQL = "graphql"  # the UI's allow-listed queries: every run and experiment their input names
     JOB_START = "job-start"  # every object the job's parameters name (jobs.py); the job is recorded after
-    JOB = "job"  # a job recorded when the gateway started it: its start's checks, asked again
-    JOB_SEARCH = "job-search"  # the store's list, kept to recorded jobs whose checks the caller passes
+    JOB = "job"  # a job recorded when the gateway started it: its start's checks, asked again (reads: CAN_READ)
+    JOB_SEARCH = "job-search"  # the store's list, kept to recorded jobs the caller may read
     SCORER_REGISTER = "scorer-register"  # the experiment; a scorer with its own code: CAN_MANAGE on the workspace
 
 
