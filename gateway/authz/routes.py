@@ -184,7 +184,9 @@ class AuditController(Controller):
         outcome: str | None = None,
         max_results: int = Parameter(query="max_results", default=100, ge=1, le=1000),
     ) -> AuditEntries:
-        after_id = int(page_token) if page_token and page_token.isdigit() else 0
+        # ASCII digits of a BIGINT only: str.isdigit() also takes `²`, which int() refuses (a 500 before).
+        numeric = page_token is not None and page_token.isascii() and page_token.isdigit() and len(page_token) <= 18
+        after_id = int(page_token) if numeric and page_token else 0
         async with sessionmaker() as session:
             rows = await AuditRepository(session).query(
                 after_id=after_id, since=since, actor=actor, action=action, outcome=outcome, limit=max_results

@@ -491,3 +491,13 @@ def test_made_up_sign_in_cookies_at_the_sign_in_callback_spend_the_budget(tight_
     assert 429 not in statuses[:5] and 429 in statuses[5:], statuses
     limited = next(answer for answer in answers if answer.status_code == 429)
     assert int(limited.headers["Retry-After"]) >= 1 and "Too many failed sign-ins" in limited.text
+
+
+def test_an_audit_log_page_token_in_other_digits_or_too_long_is_no_failure(stack: Stack) -> None:
+    """A page token that is not a row id reads from the start, as before; `²` (a digit to str.isdigit(), not to
+    int()) and a number past a BIGINT answered 500."""
+    for token in ("²", "\uff11\uff12", "9" * 19, "1" * 5000):
+        answer = stack.http().get(
+            f"{stack.url}/api/2.0/fedgate/audit-log", params={"max_results": 1, "page_token": token}, timeout=30
+        )
+        assert answer.status_code == 200, (token[:20], answer.text)
