@@ -9,6 +9,7 @@ from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import Parameter
 
 from gateway.core.errors import InvalidParameter
+from gateway.core.numbers import whole
 from gateway.core.principal import Principal
 from gateway.core.schemas import Empty
 from gateway.db.models import PrincipalRow, TokenRow
@@ -112,18 +113,11 @@ def _ids(values: Any) -> list[int]:
     result = []
     for item in values:
         raw = item.value if isinstance(item, ScimMember) else item.get("value") if isinstance(item, dict) else item
-        member_id = _whole(raw)
+        member_id = whole(raw)
         if member_id is None:
             raise InvalidParameter(f"Invalid member id {str(raw)[:40]!r}.")
         result.append(member_id)
     return result
-
-
-def _whole(raw: object) -> int | None:
-    """A non-negative whole number in ASCII digits (at most 18, a BIGINT), or None. str.isdigit() alone also takes
-    digits of other scripts, superscripts among them (`²`), which int() then refuses with a ValueError."""
-    text = str(raw)
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _is_admin(document: dict[str, Any]) -> bool:
@@ -340,7 +334,7 @@ class TokenManagementController(Controller):
             owner = snapshot.find("service_principal", data.application_id)
         elif data.user_name:
             owner = snapshot.find("user", names.canonical("user", data.user_name))
-        elif data.owner_id is not None and (owner_id := _whole(data.owner_id)) is not None:
+        elif data.owner_id is not None and (owner_id := whole(data.owner_id)) is not None:
             owner = snapshot.principal(owner_id)
         if owner is None:
             raise InvalidParameter("Name the owner: application_id, user_name or owner_id of an existing principal.")
@@ -377,7 +371,7 @@ def _lifetime(raw: int | str | None) -> int | None:
         return None
     if isinstance(raw, int) and not isinstance(raw, bool):
         return raw
-    if isinstance(raw, str) and (magnitude := _whole(raw.removeprefix("-"))) is not None:
+    if isinstance(raw, str) and (magnitude := whole(raw.removeprefix("-"))) is not None:
         return -magnitude if raw.startswith("-") else magnitude
     raise InvalidParameter("'lifetime_seconds' must be a whole number of seconds.")
 

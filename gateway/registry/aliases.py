@@ -33,6 +33,7 @@ from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.levels import PROTECTED_ALIASES_LEVEL, Level, alias_level
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
 from gateway.federation.call import ForwardCall, ForwardResult
 from gateway.federation.canonical import canonical_body
@@ -46,7 +47,6 @@ from gateway.registry.service import (
     _activity,
     _check_comment,
     _check_version,
-    is_number,
     is_principal,
 )
 from gateway.registry.store import STAGE_ALIASES, Forward, RegistryStore, StoreRefused

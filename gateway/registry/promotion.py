@@ -55,6 +55,7 @@ from gateway.core.errors import (
     hidden,
 )
 from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.paths import artifact_workspace, canonical_artifact_path
 from gateway.core.ports import Store
 from gateway.core.principal import Principal
@@ -72,7 +73,7 @@ from gateway.db.models import RegistryPromotionSettingsRow
 from gateway.federation.hooks import AcceptedWrite, AfterWrite
 from gateway.federation.schemas import RequestIds
 from gateway.registry.repository import NewActivity
-from gateway.registry.service import ActivityType, Model, RegistryWorkflow, is_number
+from gateway.registry.service import ActivityType, Model, RegistryWorkflow
 from gateway.stores.client import Refused, StoreClient, Transient, own_store
 
 PROMOTIONS_EXPERIMENT = "fedgate-promotions"

@@ -48,11 +48,12 @@ from gateway.core.errors import (
     hidden,
 )
 from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
 from gateway.db.models import RegistryPromotionRequestRow, RegistryPromotionSettingsRow
 from gateway.registry.promotion import Checked, Promoted, Promotions
 from gateway.registry.repository import NewActivity, millis
-from gateway.registry.service import ActivityType, Model, RegistryWorkflow, is_number, is_principal
+from gateway.registry.service import ActivityType, Model, RegistryWorkflow, is_principal
 
 OPEN, APPROVED, REJECTED, CANCELLED = "open", "approved", "rejected", "cancelled"
 MAX_COMMENT = 20_000

@@ -41,6 +41,7 @@ from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level, model_object, transition_level, workspace_object
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.federation.call import ForwardResult
@@ -152,12 +153,6 @@ def canonical_stage(stage: str) -> str:
     if found is None:
         raise InvalidParameter(f"Invalid stage '{stage[:40]}'; use one of None, Staging, Production, Archived.")
     return found
-
-
-def is_number(text: str, most: int = 18) -> bool:
-    """ASCII digits, at most `most` of them: what `int` reads and PostgreSQL's bigint holds (`str.isdigit` alone
-    also takes superscripts such as '²', which `int` refuses, and any number of digits)."""
-    return 0 < len(text) <= most and text.isascii() and text.isdigit()
 
 
 def _check_version(version: str) -> str:

@@ -44,13 +44,14 @@ from gateway.authz.levels import Level, workspace_object
 from gateway.core.destinations import AllowList, DestinationError, parse_destination
 from gateway.core.errors import GatewayError, InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
 from gateway.core.sealing import SealError
 from gateway.db.models import RegistryCommentRow, RegistryWebhookDeliveryRow, RegistryWebhookRow
 from gateway.delivery import MAX_ANSWER_CHARS, DeliveryWorker, Outcome, Pacing, post_signed, send_webhook
 from gateway.delivery.secrets import Resealed, SubscriberSecrets
 from gateway.registry.repository import StoredActivity, millis
-from gateway.registry.service import Model, ModelIds, is_number
+from gateway.registry.service import Model, ModelIds
 
 MAX_WEBHOOKS_PER_MODEL = 100
 STATUSES = ("ACTIVE", "TEST_MODE", "DISABLED")
