@@ -106,7 +106,7 @@ from gateway.core.sealing import Keyring
 from gateway.core.watch import ReloadLoop
 from gateway.core.workspace_headers import ID_HEADER, NAME_HEADER
 from gateway.db.engine import make_sessionmaker
-from gateway.db.errors import database_unreachable
+from gateway.db.errors import data_refused, database_unreachable
 from gateway.db.locks import autocommit_connection
 from gateway.db.migrate import database_revision
 from gateway.db.pools import DatabasePools, PoolName
@@ -360,7 +360,20 @@ def _malformed_body(request: Request[Any, Any, Any], exc: Exception) -> Response
 def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The gateway's database could not be reached: 503 TEMPORARILY_UNAVAILABLE with Retry-After, whichever route
     and whichever shape the driver or SQLAlchemy gave it (gateway/db/errors.py); any other error of the
-    database or an OSError of something else is unexpected (500)."""
+    database or an OSError of something else is unexpected (500), except a value the database refuses as data (a NUL
+    character, a number past bigint) that no check of the route's caught: the caller's, 400."""
+    if data_refused(exc):
+        log.warning(
+            "the database refused a value of the request",
+            extra={"request_id": request.scope.get(REQUEST_ID_KEY, ""), "error": type(exc).__name__},  # type: ignore[call-overload,unused-ignore]
+        )
+        return _gateway_error(
+            request,
+            InvalidParameter(
+                "A value in the request cannot be stored or looked up: "
+                "text with a NUL character or a number out of range."
+            ),
+        )
     if not database_unreachable(exc):
         return _unexpected(request, exc)
     log.warning(

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 
 PAUSE_STATUSES = ("UNPAUSED", "PAUSED")
-_DAY_NUMBER = re.compile(r"\d+")
+_DAY_NUMBER = re.compile(r"[0-9]{1,18}")  # \d takes other scripts' digits
 # How many fire times are compared when checking the shortest interval of an expression.
 _SAMPLES = 24
 

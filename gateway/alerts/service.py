@@ -68,6 +68,7 @@ from gateway.authz.service import resolve_principal
 from gateway.core.config import AlertsSettings
 from gateway.core.destinations import AllowList, DestinationError, parse_destination
 from gateway.core.errors import GatewayError, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
+from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
 from gateway.core.sealing import SealError
 from gateway.db.models import SqlAlertDeliveryRow, SqlAlertEvaluationRow, SqlAlertRow
@@ -794,7 +795,7 @@ def _page_size(size: int | None) -> int:
 def _page_start(token: str | None) -> int:
     if not token:
         return 0
-    if not token.isdigit() or len(token) > 18:
+    if not is_number(token):
         raise InvalidParameter("Invalid page_token.")
     return int(token)
 

@@ -25,6 +25,7 @@ from gateway.authz.schemas import (
 from gateway.authz.service import AccessService, Securable
 from gateway.authz.workspace_choice import chosen_workspace
 from gateway.core.errors import ResourceNotFound
+from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
 from gateway.principals.guards import account_admin
 
@@ -184,9 +185,7 @@ class AuditController(Controller):
         outcome: str | None = None,
         max_results: int = Parameter(query="max_results", default=100, ge=1, le=1000),
     ) -> AuditEntries:
-        # ASCII digits of a BIGINT only: str.isdigit() also takes `²`, which int() refuses (a 500 before).
-        numeric = page_token is not None and page_token.isascii() and page_token.isdigit() and len(page_token) <= 18
-        after_id = int(page_token) if numeric and page_token else 0
+        after_id = int(page_token) if page_token and is_number(page_token) else 0  # any other token: the start
         async with sessionmaker() as session:
             rows = await AuditRepository(session).query(
                 after_id=after_id, since=since, actor=actor, action=action, outcome=outcome, limit=max_results

@@ -52,6 +52,7 @@ from gateway.authz.schemas import (
 )
 from gateway.core.errors import InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.policy_changes import PolicyChange
 from gateway.core.principal import Principal
 from gateway.principals import names
@@ -146,7 +147,7 @@ class AccessService:
     # -- the permissions API ----------------------------------------------------------------------------
 
     async def experiment(self, link: WorkspaceLink, experiment_id: str) -> Securable:
-        if not experiment_id.isdigit() or not await self._exists(link, "experiment", experiment_id):
+        if not is_number(experiment_id) or not await self._exists(link, "experiment", experiment_id):
             raise ResourceNotFound(f"No Experiment with id={experiment_id} exists")
         return Securable(
             link,

@@ -51,3 +51,19 @@ def _from_the_driver(exc: BaseException) -> bool:
         "/asyncpg/" in frame.filename or "/sqlalchemy/" in frame.filename
         for frame in traceback.extract_tb(exc.__traceback__)
     )
+
+
+def data_refused(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps) is PostgreSQL or asyncpg refusing a value as data (SQLSTATE class 22: a NUL
+    character in text, a number out of a column's range): a value the client sent that no check caught before."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.DataError | sa_exc.DataError):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and isinstance(current.orig, BaseException):
+            current = current.orig
+            continue
+        current = current.__cause__ or current.__context__
+    return False

@@ -239,7 +239,7 @@ class BoundedUpload:
         self.limit = limit
         self.exceeded = False
         declared = request.headers.get("content-length", "")
-        if limit and declared.isdigit() and int(declared) > limit:
+        if limit and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
             raise self.error()  # refused before a byte is read
         self._chunks = request.stream()
 

@@ -45,6 +45,7 @@ from gateway.core.errors import (
     hidden,
 )
 from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.paths import canonical_artifact_path
 from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
 from gateway.core.route_table import RouteSpec, declared
@@ -266,7 +267,7 @@ class AccountModels:
     async def files(self, call: ForwardCall, path: str) -> ForwardResult:
         """A list or download under `registered-models/<workspace>/<model id>/<version>/`, by the model's grant."""
         parts = path.split("/")
-        if len(parts) < 4 or not parts[3].isdigit():
+        if len(parts) < 4 or not is_number(parts[3]):
             raise InvalidParameter(
                 f"Invalid artifact path '{path[:200]}': files of a registered model are under "
                 f"{FILES_ROOT}/<workspace>/<model id>/<version>/ (what get_model_version_download_uri answers)."
@@ -388,7 +389,7 @@ def _document(body: Any) -> dict[str, Any]:
 def _max_results(raw: str, searched: _Searched) -> int:
     if not raw:
         return searched.default
-    if not raw.isdigit() or not 1 <= int(raw) <= searched.maximum:
+    if not is_number(raw) or not 1 <= int(raw) <= searched.maximum:
         raise InvalidParameter(f"Invalid value {raw[:40]!r} for parameter 'max_results': 1 to {searched.maximum}.")
     return int(raw)
 

@@ -86,8 +86,8 @@ from gateway.sql.transpile import (
 
 log = logging.getLogger(__name__)
 
-WAIT_RE = re.compile(r"^(\d{1,2})s\Z")
-DECIMAL_RE = re.compile(r"^DECIMAL\((\d{1,2}),\s*(\d{1,2})\)\Z")
+WAIT_RE = re.compile(r"^(\d{1,2})s\Z", re.ASCII)
+DECIMAL_RE = re.compile(r"^DECIMAL\((\d{1,2}),\s*(\d{1,2})\)\Z", re.ASCII)
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"
 # A principal names can never contain a comma: this owner can only be the bootstrap admin.
 BOOTSTRAP_OWNER = "bootstrap,admin"

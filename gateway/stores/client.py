@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from gateway.core.links import WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.ports import Body, Store, StoreResponse, StoreTimedOut, StoreUnreachable
 
 JSON_HEADERS = (("content-type", "application/json"),)
@@ -254,7 +255,7 @@ def central_store(stores: Mapping[str, Store], link: WorkspaceLink) -> StoreClie
 
 def id_order(experiment_id: str) -> tuple[int, str]:
     """Numeric ids in numeric order; any other id after them (stores other than MLflow's may use them)."""
-    return (int(experiment_id), "") if experiment_id.isdigit() else (1 << 62, experiment_id)
+    return (int(experiment_id), "") if is_number(experiment_id) else (1 << 62, experiment_id)
 
 
 def _error_of(raw: bytes) -> tuple[str, str]:

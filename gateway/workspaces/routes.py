@@ -14,6 +14,7 @@ from gateway.audit.trail import entry
 from gateway.authz.decide import Authorizer
 from gateway.core.errors import InvalidParameter, ResourceNotFound, hidden
 from gateway.core.links import WorkspaceLink
+from gateway.core.numbers import whole
 from gateway.core.principal import Principal
 from gateway.core.route_table import WORKSPACE_ROUTES
 from gateway.dual.outbox import OutboxRepository
@@ -257,9 +258,10 @@ def _letter_id(value: int | str | None) -> int | None:
     """The dead letter a request names (None: none named); 400 unless a number an outbox id can be."""
     if value is None:
         return None
-    if isinstance(value, bool) or not str(value).isdigit() or int(value) >= 2**63:
+    number = whole(value)
+    if number is None:
         raise InvalidParameter("'id' is the number of a dead letter.")
-    return int(value)
+    return number
 
 
 def _linked(service: WorkspaceService, name: str) -> WorkspaceLink:

@@ -35,6 +35,7 @@ from gateway.core.config import (
 )
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, ResourceNotFound
 from gateway.core.links import LinkTable, WorkspaceLink, conflict_message, overlap, self_overlap
+from gateway.core.numbers import whole
 from gateway.core.ports import Store
 from gateway.db.models import WorkspaceLinkRow
 from gateway.db.moves import WorkspaceMoveHook
@@ -474,10 +475,10 @@ def _json_object(body: bytes) -> dict[str, Any]:
 def _parse_workspace_id(value: str | int | None) -> int | None:
     if value is None or value == "":
         return None
-    text = str(value)
-    if not text.isdigit() or int(text) <= 0:
-        raise InvalidParameter(f"workspace_id must be a positive integer, got {value!r}")
-    return int(text)
+    number = whole(value)
+    if number is None or number <= 0:
+        raise InvalidParameter(f"workspace_id must be a positive integer, got {str(value)[:40]!r}")
+    return number
 
 
 def _refuse_config_managed(row: WorkspaceLinkRow) -> None:

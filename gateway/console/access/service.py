@@ -58,6 +58,7 @@ from gateway.console.access.schemas import (
 )
 from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
 from gateway.index.search import experiment_names as indexed_experiment_names
 from gateway.principals.groups import MAX_GROUP_DEPTH
@@ -598,13 +599,13 @@ class _Words:
 def _offset(token: str | None) -> int:
     if not token:
         return 0
-    if not token.isdigit() or len(token) > 18:
+    if not is_number(token):
         raise InvalidParameter("page_token is not one this API gave.")
     return int(token)
 
 
 def _workspace_id(domain: str) -> int | None:
-    if domain.startswith("w") and domain[1:].isdigit() and len(domain) < 20:
+    if domain.startswith("w") and is_number(domain[1:]):
         return int(domain[1:])
     return None
 
@@ -625,7 +626,7 @@ def _at_least_read(level: str | None) -> str | None:
 
 def _natural(obj: str) -> tuple[str, int, str]:
     rest = obj.rsplit("/", 1)[-1]
-    return (obj.split("/", 1)[0], int(rest) if rest.isdigit() else 1 << 62, rest)
+    return (obj.split("/", 1)[0], int(rest) if is_number(rest) else 1 << 62, rest)
 
 
 def _is_view(obj: str) -> bool:

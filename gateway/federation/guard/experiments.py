@@ -8,6 +8,7 @@ from gateway.authz.decide import Authorizer, Everything
 from gateway.authz.levels import Level, experiment_object, workspace_object
 from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.owners import recording_owner
@@ -80,4 +81,4 @@ def found_experiment(authorizer: Authorizer, principal: Principal, link: Workspa
 
 
 def _numeric(value: str) -> tuple[int, str]:
-    return (int(value), value) if value.isdigit() else (0, value)
+    return (int(value), value) if is_number(value) else (0, value)
