@@ -257,7 +257,9 @@ class AlertService:
         try:
             owner = self.owner(row)
             query = await self._query_text(owner, row)
-            statement_id, columns, rows = await self._result(owner, query)
+            # A scheduled evaluation is never refused by the owner's statement cap: it is no caller's request,
+            # and `alerts.concurrency` bounds it. A manual one (`run`) is a request like any statement.
+            statement_id, columns, rows = await self._result(owner, query, capped=trigger == "MANUAL")
             judgement = judge(condition, columns, rows)
         except EvaluationFailed as exc:
             error = str(exc)
@@ -301,9 +303,11 @@ class AlertService:
         assert row.query_text is not None  # the table's check: one of the two
         return row.query_text
 
-    async def _result(self, owner: Principal, query: str) -> tuple[str, list[str], list[list[str | None]]]:
+    async def _result(
+        self, owner: Principal, query: str, *, capped: bool
+    ) -> tuple[str, list[str], list[list[str | None]]]:
         answer = await self._sql.execute(
-            owner, ExecuteStatementRequest(statement=query, wait_timeout=WAIT, on_wait_timeout="CANCEL")
+            owner, ExecuteStatementRequest(statement=query, wait_timeout=WAIT, on_wait_timeout="CANCEL"), capped=capped
         )
         status = answer.status
         if status.state != "SUCCEEDED" or answer.manifest is None:

@@ -101,6 +101,11 @@ class ServerSettings(_Settings):
     account_search_timeout_seconds: float = 10.0
     # SQL statements: at most this many rows are kept of a result (the manifest then says truncated).
     sql_row_cap: int = 10_000
+    # SQL statements: at most this many PENDING or RUNNING at once per principal, counted account-wide (every
+    # replica's); one more is refused 429 RESOURCE_EXHAUSTED with Retry-After. Above a console dashboards page's
+    # parallel queries (5). Scheduled alert evaluations are not refused (alerts.concurrency bounds them) but
+    # count. 0 turns the cap off.
+    sql_max_statements_per_principal: int = 8
     # The account-wide index: how often each workspace's store is compared with it (0: never; a newly
     # linked workspace is backfilled within seconds either way unless this is 0).
     index_sync_interval_seconds: float = 300.0
@@ -554,6 +559,8 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError("server.account_search_timeout_seconds: must be more than 0")
     if settings.server.sql_row_cap < 1:
         raise ConfigError("server.sql_row_cap: must be at least 1")
+    if settings.server.sql_max_statements_per_principal < 0:
+        raise ConfigError("server.sql_max_statements_per_principal: may not be negative (0 turns the cap off)")
     if settings.server.anonymous_denials_per_second < 0:
         raise ConfigError("server.anonymous_denials_per_second: may not be negative (0 turns the limit off)")
     if settings.server.anonymous_denials_per_second > 0 and settings.server.anonymous_denials_burst < 1:

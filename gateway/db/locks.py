@@ -32,6 +32,7 @@ class LockClass(IntEnum):
     RUN_PROPERTIES = 7006  # one property write per run at a time (key: hashtext of workspace id/run id; session lock)
     PRESENCE = 7007  # a live worker (key: its random presence id; held for its whole life: federation/intents.py)
     REGISTRY_MODEL = 7008  # one stage decision per registered model at a time (key: hashtext of its id; session lock)
+    SQL_PRINCIPAL = 7009  # one SQL statement submission per principal at a time (key: principal id; transaction)
 
 
 MIGRATION_LOCK = 7_351_001  # schema migrations, one replica at a time

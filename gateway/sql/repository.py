@@ -17,6 +17,7 @@ import asyncpg
 from sqlalchemy import column, table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.db.locks import LockClass
 from gateway.db.retention import PRUNE_BATCH, delete_in_batches, older_than_seconds
 
 APPLICATION_PREFIX = "fedgate-sql:"
@@ -127,6 +128,31 @@ class StatementRepository:
             _json(result),
             finished,
         )
+
+    async def insert_pending_within(
+        self, statement_id: str, principal_id: int, statement: str, cap: int, live_seconds: float
+    ) -> int | None:
+        """Insert a PENDING statement unless the principal already has `cap` PENDING or RUNNING ones created in
+        the last `live_seconds` (older ones belong to a process that is gone); None when inserted, else that count.
+
+        Counted and inserted in one transaction under a lock on the principal (`LockClass.SQL_PRINCIPAL`), so two
+        submissions on any replicas are counted one after the other and cannot both pass. `db` must be a pool.
+        """
+        assert isinstance(self.db, asyncpg.Pool)
+        async with self.db.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1, $2)", int(LockClass.SQL_PRINCIPAL), principal_id)
+            live = int(
+                await connection.fetchval(
+                    "SELECT count(*) FROM sql_statements WHERE principal_id = $1 AND state IN ('PENDING', 'RUNNING') "
+                    "AND created_at > now() - make_interval(secs => $2)",
+                    principal_id,
+                    float(live_seconds),
+                )
+            )
+            if live >= cap:
+                return live
+            await StatementRepository(connection).insert(statement_id, principal_id, statement, "PENDING")
+        return None
 
     async def mark_running(self, statement_id: str) -> bool:
         """Record this connection's backend as the one running the statement; False if it was cancelled already."""

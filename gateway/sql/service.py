@@ -34,6 +34,7 @@ from gateway.authz.service import AccessService
 from gateway.core.config import Settings
 from gateway.core.errors import (
     AlreadyExists,
+    GatewayError,
     InvalidParameter,
     PermissionDenied,
     ResourceNotFound,
@@ -98,6 +99,24 @@ SHOW_GRANTS_COLUMNS = ("principal", "action_type", "object_type", "object_key", 
 COMPILED_CACHE_SIZE = 512
 CANCEL_RETRY_SECONDS = 0.01  # between two signals to a backend that still runs a cancelled statement
 CANCEL_PATIENCE_SECONDS = 5.0  # a cancel answers after this at the latest
+CAP_RETRY_SECONDS = 5  # Retry-After of a statement refused by the per-principal cap
+
+
+class TooManyStatements(GatewayError):
+    """The principal already has `server.sql_max_statements_per_principal` statements pending or running.
+
+    Databricks' word for a quota; 429 with Retry-After, which the SDK and MLflow's client retry after.
+    """
+
+    error_code = "RESOURCE_EXHAUSTED"
+    status = 429
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            f"Too many SQL statements pending or running for this principal (at most {cap} at once); wait for one "
+            f"to finish or cancel one, then retry in {CAP_RETRY_SECONDS} s.",
+            headers={"Retry-After": str(CAP_RETRY_SECONDS)},
+        )
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,7 @@ class SqlService:
         self._account_id = settings.account.id
         self._timeout = settings.server.sql_statement_timeout_seconds
         self._row_cap = settings.server.sql_row_cap
+        self._cap = settings.server.sql_max_statements_per_principal
         self._access = access
         self._sessionmaker = sessionmaker
         self._runner = runner
@@ -150,7 +170,12 @@ class SqlService:
 
     # -- the API -----------------------------------------------------------------------------------------
 
-    async def execute(self, principal: Principal, request: ExecuteStatementRequest) -> StatementResponse:
+    async def execute(
+        self, principal: Principal, request: ExecuteStatementRequest, *, capped: bool = True
+    ) -> StatementResponse:
+        """Run a statement as `principal`. A query is refused (TooManyStatements) while the principal has
+        `server.sql_max_statements_per_principal` pending or running, unless `capped` is False: only for the
+        alert scheduler, whose evaluations `alerts.concurrency` bounds; they still count towards the owner's cap."""
         wait = _wait_seconds(request.wait_timeout)
         if request.on_wait_timeout not in ("CONTINUE", "CANCEL"):
             raise InvalidParameter("on_wait_timeout is CONTINUE or CANCEL.")
@@ -162,7 +187,7 @@ class SqlService:
             raise InvalidParameter("row_limit may not be negative.")
         statement = classify(request.statement, Defaults(request.catalog, request.schema))
         if isinstance(statement, Query):
-            return await self._query(principal, request, statement, wait)
+            return await self._query(principal, request, statement, wait, capped=capped)
         if request.parameters:
             raise InvalidParameter("Parameters are only allowed in a SELECT.")
         outcome = await self._command(principal, statement)
@@ -207,7 +232,7 @@ class SqlService:
     # -- queries -----------------------------------------------------------------------------------------
 
     async def _query(
-        self, principal: Principal, request: ExecuteStatementRequest, query: Query, wait: float
+        self, principal: Principal, request: ExecuteStatementRequest, query: Query, wait: float, *, capped: bool
     ) -> StatementResponse:
         types, values = _parameters(request.parameters, query.parameters)
         caller = Reader(principal.name, principal.subjects, principal.account_admin)
@@ -217,7 +242,14 @@ class SqlService:
         max_rows = self._row_cap if request.row_limit is None else min(self._row_cap, request.row_limit)
         statement_id = str(uuid.uuid4())
         pool = await self._runner.pool()
-        await StatementRepository(pool).insert(statement_id, _principal_key(principal), request.statement, PENDING)
+        repository = StatementRepository(pool)
+        if capped and self._cap > 0:
+            live_seconds = self._timeout + ABANDONED_AFTER_SECONDS
+            key = _principal_key(principal)
+            if await repository.insert_pending_within(statement_id, key, request.statement, self._cap, live_seconds):
+                raise TooManyStatements(self._cap)
+        else:
+            await repository.insert(statement_id, _principal_key(principal), request.statement, PENDING)
         self._prune_now_and_then()
         task = asyncio.create_task(self._run(statement_id, compiled, arguments, max_rows))
         self._tasks.add(task)

@@ -26,6 +26,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.core.config import ServerSettings
 from gateway.devstack import GatewayProcess
 from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS, RUN_DETAILS_WITH_EXPERIMENT, RUN_TAGS, SUCCESS_RATIO
 from gateway.sql.results import CHUNK_ROWS
@@ -597,6 +598,53 @@ def test_on_wait_timeout_cancel_cancels_at_the_wait_timeout(patient: Stack, org:
         lambda running: running == [],
         "the cancelled statement's backend stopped running it",
     )
+
+
+# A statement that reads no table (so it needs no grant) and runs until the statement timeout: 32^7 rows to count.
+NO_TABLE_SLOW = (
+    "WITH t AS (SELECT explode(array(" + ", ".join(str(i) for i in range(32)) + ")) AS x) "
+    "SELECT count(*) FROM t a, t b, t c, t d, t e, t f, t g"
+)
+
+
+def test_pending_or_running_statements_per_principal_are_capped(stack: Stack, org: Org) -> None:
+    """Someone without any grant cannot hold more than the cap's connections of the SQL pool with statements that
+    read no table: one more is refused 429 RESOURCE_EXHAUSTED with Retry-After, a cancel makes room, and another
+    person is not affected."""
+    cap = ServerSettings().sql_max_statements_per_principal
+    assert cap > 5  # above a dashboards page's parallel queries
+    token = org.outsider.token
+    ids: list[str] = []
+    try:
+        for _ in range(cap):
+            started = sql(stack, token, NO_TABLE_SLOW, wait_timeout="0s")
+            assert started.status_code == 200, started.text
+            assert started.json()["status"]["state"] in ("PENDING", "RUNNING")
+            ids.append(str(started.json()["statement_id"]))
+        refusal = sql(stack, token, NO_TABLE_SLOW, wait_timeout="0s")
+        message = refused(refusal, 429, "RESOURCE_EXHAUSTED")
+        assert f"at most {cap}" in message
+        assert int(refusal.headers["Retry-After"]) >= 1
+        # Another person is not affected.
+        theirs = sql(stack, org.analyst.token, "SELECT 1 AS one")
+        assert theirs.status_code == 200 and theirs.json()["status"]["state"] == "SUCCEEDED", theirs.text
+        # Cancelling one makes room for one more.
+        assert call(stack, token, "POST", f"{STATEMENTS}/{ids[0]}/cancel").status_code == 200
+        again = sql(stack, token, NO_TABLE_SLOW, wait_timeout="0s")
+        assert again.status_code == 200, again.text
+        ids.append(str(again.json()["statement_id"]))
+        refused(sql(stack, token, NO_TABLE_SLOW, wait_timeout="0s"), 429, "RESOURCE_EXHAUSTED")
+    finally:
+        for statement_id in ids:
+            call(stack, token, "POST", f"{STATEMENTS}/{statement_id}/cancel")
+        until(
+            lambda: asyncio.run(backends_of(stack.database_url, ids)),
+            lambda running: running == [],
+            "no backend runs a cancelled statement",
+            seconds=30,
+        )
+    # Once they are cancelled, statements run again.
+    assert sql(stack, token, "SELECT 1 AS one").json()["status"]["state"] == "SUCCEEDED"
 
 
 def test_only_the_principal_who_ran_a_statement_may_read_it(stack: Stack, data: Data, org: Org) -> None:
