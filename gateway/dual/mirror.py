@@ -68,6 +68,7 @@ REGISTRY_ROUTES = frozenset(
 REGISTRY_KEY = "registry"
 SOURCE_MODEL_TAG = "fedgate.source_model_id"
 SOURCE_VERSION_TAG = "fedgate.source_version"
+SEARCH_PAGE = 1000  # model versions per page of a search of a store (matched on the model's name here)
 # Writes of a dual workspace that are mirrored, by route.
 MIRRORED_ROUTES = frozenset(spec.name for spec in having(Trait.MIRRORED))
 # Routes whose store creates a run outside runs/create (the prompt lab, jobs): the run is copied from the store.
@@ -372,11 +373,9 @@ class Mirror:
         version = str((response.get("model_version") or {}).get("version", ""))
         if await self._mapped(link, "model_version", f"{primary_name}/{version}") is not None:
             return
-        search = {"filter": f"name = '{body['name']}' and tags.`{SOURCE_VERSION_TAG}` = '{version}'"}
-        found = await self._central_find(link, "/api/2.0/mlflow/model-versions/search", search)
-        existing = (found or {}).get("model_versions") or []
-        if existing:
-            central_version = str(existing[0]["version"])
+        existing = await self._central_copy_of_version(link, str(body["name"]), version)
+        if existing is not None:
+            central_version = existing
         else:
             if body.get("run_id"):
                 body["run_id"], _ = await self.central_run(link, str(body["run_id"]))
@@ -388,6 +387,26 @@ class Mirror:
             created = await self._central(link, "POST", "/api/2.0/mlflow/model-versions/create", body)
             central_version = str(created["model_version"]["version"])
         await self._remember(link, "model_version", f"{primary_name}/{version}", central_version)
+
+    async def _central_copy_of_version(self, link: WorkspaceLink, central_name: str, version: str) -> str | None:
+        """The central version an earlier attempt copied from `version` of the model named `central_name`, if any.
+
+        Searched by the source-version tag alone (the store's own version number) and matched on the name here: the
+        name is the user's, and MLflow's filter grammar has no escape for a name holding both quotes (or ending in a
+        backslash). Written into the filter, a quote in it made the search fail, so the model's versions became dead
+        letters, and a crafted name could end the string and find another model's version, taken for the copy."""
+        if not version.isdigit():
+            raise Refused(f"the workspace store answered {version!r} as a model version number")
+        search = {"filter": f"tags.`{SOURCE_VERSION_TAG}` = '{version}'", "max_results": str(SEARCH_PAGE)}
+        while True:
+            page = await self._central_find(link, "/api/2.0/mlflow/model-versions/search", search) or {}
+            for found in page.get("model_versions") or []:
+                if found.get("name") == central_name:
+                    return str(found["version"])
+            token = page.get("next_page_token")
+            if not token:
+                return None
+            search["page_token"] = str(token)
 
     async def _central_source(self, link: WorkspaceLink, source: str) -> str:
         """A version's source, pointing at the central copies of the run or logged model it names."""
@@ -803,18 +822,30 @@ class Mirror:
             if have.get(key) != value:
                 await self._central(link, "POST", "/api/2.0/mlflow/registered-models/set-tag",
                                     {"name": central_name, "key": key, "value": value})  # fmt: skip
-        search = {"filter": f"name = '{name}'", "max_results": 1000}
-        versions = (await self._own(link).get("/api/2.0/mlflow/model-versions/search", search)).get("model_versions")
-        for version in versions or []:
+        for version in await self._own_versions(link, name):
             number = str(version["version"])
             body = {k: version[k] for k in ("source", "run_id", "description", "model_id") if version.get(k)}
             body["name"] = central_name
             body["tags"] = [t for t in version.get("tags") or [] if not str(t.get("key", "")).startswith("fedgate.")]
             await self._copy_version(link, name, body, {"model_version": {"version": number}})
         for alias in mine.get("aliases") or []:
-            version = await self._central_version(link, name, str(alias["version"]))
-            body = {"name": central_name, "alias": alias["alias"], "version": version}
+            aliased = await self._central_version(link, name, str(alias["version"]))
+            body = {"name": central_name, "alias": alias["alias"], "version": aliased}
             await self._central(link, "POST", "/api/2.0/mlflow/registered-models/alias", body)
+
+    async def _own_versions(self, link: WorkspaceLink, name: str) -> list[dict[str, Any]]:
+        """The versions of model `name` in the workspace store: listed and matched on the name here, which is the
+        user's and never written into a filter (see `_central_copy_of_version`); a crafted name could otherwise have
+        another model's versions copied into this one's central copy."""
+        search = {"max_results": str(SEARCH_PAGE)}
+        versions: list[dict[str, Any]] = []
+        while True:
+            page = await self._own(link).get("/api/2.0/mlflow/model-versions/search", search)
+            versions += [dict(v) for v in page.get("model_versions") or [] if v.get("name") == name]
+            token = page.get("next_page_token")
+            if not token:
+                return versions
+            search["page_token"] = str(token)
 
     async def _maybe(self, store: StoreClient, path: str, query: Mapping[str, str]) -> dict[str, Any] | None:
         """A read that may find nothing: None for a 404 (or RESOURCE_DOES_NOT_EXIST), the answer otherwise."""

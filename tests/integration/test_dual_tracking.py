@@ -630,6 +630,34 @@ def test_a_model_name_longer_than_any_key_column_is_mirrored(dual: DualStack, mo
     assert central.get_registered_model(name).description == "long"
 
 
+def test_versions_of_models_named_with_quotes_are_mirrored_into_their_own_central_copy(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model's name is its user's text. Written into the central store's search for an earlier copy of a version,
+    a quote in it made the search fail, and a crafted name could end the string and have another model's version
+    taken for the copy (its own central copy then had no version)."""
+    tag = uuid.uuid4().hex[:6]
+    # The last name, written into the filter, ended the string and found the first model's copies instead.
+    names = [f"it's-{tag}", f"""both-'"-{tag}""", f"victim-{tag}", f"victim-{tag}' and name != '"]
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    dual.drained()
+    earlier = dual.dead_letters()
+    run_id = gateway.create_run(gateway.create_experiment(f"quoted-{tag}")).info.run_id
+    for name in names:
+        gateway.create_registered_model(name)
+        for _ in range(2):
+            gateway.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
+    dual.drained()
+    assert dual.dead_letters() == earlier
+
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    copies = central.search_model_versions(max_results=1000)  # matched on the name here, as the relay does
+    for name in names:
+        mine = sorted((v.version, v.tags["fedgate.source_version"]) for v in copies if v.name == name)
+        assert mine == [("1", "1"), ("2", "2")], (name, mine)
+        assert all(v.run_id != run_id for v in copies if v.name == name)  # the central copy of the run
+
+
 def test_a_version_promoted_into_a_dual_workspace_reaches_the_central_registry_with_its_files(
     dual: DualStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
