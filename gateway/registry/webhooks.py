@@ -568,19 +568,28 @@ def _status(status: str) -> str:
 
 
 def _restated(row: RegistryWebhookRow, spec: HttpUrlSpec, url: str) -> None:
-    """A new URL gets the secret and the Authorization value the webhook holds only when they are given again.
+    """A new URL, or TLS checks turned off, gets the secret and the Authorization value the webhook holds only when
+    they are given again.
 
     They are never answered, not even to the webhook's managers; kept across a change of URL, they would go to
     whatever allowed URL a manager chose (the Authorization value verbatim, the secret as signatures of events and
-    of test calls), so a manager could read what another set."""
-    if url == row.url:
+    of test calls), so a manager could read what another set. Kept while verification is turned off, they would go
+    over connections whose server is no longer checked, to whoever answers for the URL's host."""
+    moved = url != row.url
+    unverified = spec.enable_ssl_verification is False and row.enable_ssl_verification
+    if not moved and not unverified:
         return
     held = [name for name in SEALED_FIELDS if getattr(row, name) is not None and getattr(spec, name) is None]
     if held:
         fields = " and ".join(f"http_url_spec.{name}" for name in held)
+        if moved:
+            raise InvalidParameter(
+                f"A new URL takes the webhook's {fields} again (an empty string for none): they are not sent to "
+                "another URL than the one they were given for."
+            )
         raise InvalidParameter(
-            f"A new URL takes the webhook's {fields} again (an empty string for none): they are not sent to "
-            "another URL than the one they were given for."
+            f"Turning enable_ssl_verification off takes the webhook's {fields} again (an empty string for none): "
+            "they are not sent over connections less checked than the ones they were given for."
         )
 
 

@@ -378,6 +378,67 @@ def test_a_webhooks_secret_and_authorization_go_to_no_other_url_than_the_one_the
     assert api(stack.url, org.owner.token, "DELETE", "registry-webhooks/delete", params={"id": hook["id"]}).ok
 
 
+def test_turning_a_webhooks_tls_checks_off_takes_its_secret_and_authorization_again(
+    stack: Stack,
+    org: Org,  # noqa: F811
+    receiver: Receiver,
+) -> None:
+    """Kept while another manager turned `enable_ssl_verification` off, the secret and the Authorization value
+    would go over connections whose server is no longer checked (to whoever answers for the URL's host). Turning
+    it off is treated like a new URL: they are given again (or "" for none)."""
+    name = make_model(stack, org, versions=1, prefix="tls-off")
+    path = f"/allowed/tls-{uuid.uuid4().hex[:8]}"
+    credential = "Bearer receiver-credential-" + uuid.uuid4().hex
+    spec = {"url": RECEIVER + path, "secret": SECRET, "authorization": credential}
+    made = api(
+        stack.url,
+        org.owner.token,
+        "POST",
+        "registry-webhooks/create",
+        json={"model_name": name, "events": ["COMMENT_CREATED"], "http_url_spec": spec},
+    )
+    assert made.status_code == 200, made.text
+    hook = made.json()["webhook"]
+    admin = Admin.of(stack)
+    co_manager = admin.person(f"{unique('co-manager')}@example.com")
+    admin.grant(
+        f"registered-models/{model_of(stack, org.owner, name)['id']}",
+        "CAN_MANAGE",
+        user=co_manager.name,
+        workspace=WORKSPACE,
+    )
+
+    def update(http_url_spec: dict[str, Any]) -> requests.Response:
+        body = {"id": hook["id"], "http_url_spec": {"url": RECEIVER + path, **http_url_spec}}
+        return api(stack.url, co_manager.token, "PATCH", "registry-webhooks/update", json=body)
+
+    def verified() -> bool:
+        listed = api(stack.url, org.owner.token, "GET", "registry-webhooks/list", params={"model_name": name})
+        [webhook] = [w for w in listed.json()["webhooks"] if w["id"] == hook["id"]]
+        return bool(webhook["http_url_spec"].get("enable_ssl_verification", True))  # a default is not answered
+
+    for partial in ({}, {"secret": "whsec-mine"}, {"authorization": "Bearer mine"}):
+        off = update({**partial, "enable_ssl_verification": False})
+        assert off.status_code == 400 and off.json()["error_code"] == "INVALID_PARAMETER_VALUE", off.text
+        missing = [field for field in ("secret", "authorization") if field not in partial]
+        assert all(f"http_url_spec.{field}" in off.json()["message"] for field in missing), off.text
+        assert "enable_ssl_verification" in off.json()["message"] and credential not in off.text
+        assert verified()
+    registry(stack, org.requester).create_comment(name, "1", "still checked, still signed")
+    [delivered] = receiver.wait_for(path, 1)
+    assert delivered.headers.get("Authorization") == credential and signed(delivered)
+
+    # Keeping the checks on keeps them; turning them off with both given again (here: none) is taken.
+    kept = update({"enable_ssl_verification": True})
+    assert kept.status_code == 200, kept.text
+    off = update({"secret": "", "authorization": "", "enable_ssl_verification": False})
+    assert off.status_code == 200, off.text
+    assert not verified()
+    again = update({"enable_ssl_verification": False})  # already off: nothing held to downgrade
+    assert again.status_code == 200, again.text
+    assert api(stack.url, org.owner.token, "DELETE", "registry-webhooks/delete", params={"id": hook["id"]}).ok
+
+
 # -- gateways of their own: retries, a restart, two processes -------------------------------------------
 
 
