@@ -310,9 +310,9 @@ def test_only_workspace_admins_create_scopes_over_a_read_only_key_vault(vaulted:
 def test_a_workspace_linked_under_an_unlinked_workspaces_id_finds_none_of_its_values_in_openbao(
     vaulted: Vaulted, stack: Stack
 ) -> None:
-    """Unlinking leaves an external vault's values where they are, and the next workspace linked takes the highest
-    id plus one: the unlinked workspace's id when it had the highest. A user of the new workspace who creates a scope
-    of the old one's name must find it empty, not read the old workspace's secrets."""
+    """Unlinking leaves an external vault's values where they are, and an operator may link another workspace under
+    the freed id (ids given automatically are never reused, but one given explicitly may be). A user of the new
+    workspace who creates a scope of the old one's name must find it empty, not read the old workspace's secrets."""
     base = "/api/3.0/mlflow/workspaces"
     admin = Admin(vaulted.url)
     names = {side: unique(f"{side}-ws") for side in ("old", "new")}
@@ -320,10 +320,13 @@ def test_a_workspace_linked_under_an_unlinked_workspaces_id_finds_none_of_its_va
         made = requests.post(f"{stack.stores['central'].url}{base}", json={"name": name}, timeout=30)
         assert made.status_code == 201, made.text
 
-    def link(name: str) -> str:
+    def link(name: str, workspace_id: str | None = None) -> str:
+        body = {"name": name, "store": "central", "upstream_workspace": name, "vault": "bao"}
+        if workspace_id is not None:
+            body["workspace_id"] = workspace_id
         answer = requests.post(
             f"{vaulted.url}{base}",
-            json={"name": name, "store": "central", "upstream_workspace": name, "vault": "bao"},
+            json=body,
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             timeout=60,
         )
@@ -344,8 +347,8 @@ def test_a_workspace_linked_under_an_unlinked_workspaces_id_finds_none_of_its_va
     left = vaulted.bao.api("GET", f"secret/data/{vaulted.prefix}/w{old_id}/db-creds/password")
     assert left.status_code == 200 and base64.b64decode(left.json()["data"]["data"]["value"]) == password.encode()
 
-    new_id = link(names["new"])
-    assert new_id == old_id  # the highest id plus one: the one just freed
+    new_id = link(names["new"], workspace_id=old_id)
+    assert new_id == old_id  # the freed id, given explicitly
     attacker = admin.person(f"{unique('new-team')}@example.com")
     admin.grant(f"workspaces/{names['new']}", "CAN_USE", user=attacker.name)
     as_attacker = secrets_api(vaulted, attacker.token, new_id)
