@@ -267,15 +267,10 @@ def _uniform_rows(
     fixed: dict[int, bytes] = {}  # the steps and timestamps fields of a chunk of so many points
     for name in sorted(columns):
         values = columns[name]
-        if "\x00" in name:
-            return None
-        try:
-            raw_name = name.encode()
-        except UnicodeEncodeError:
+        if (name_field := _name_field(name)) is None:
             return None
         low, high = extremes[name]
         aggregates[name] = Aggregate(step, ms, high, low, high, False, len(values))
-        name_field = struct.pack(">i", len(raw_name)) + raw_name
         for at in range(0, len(values), CHUNK_POINTS):
             chunk = values[at : at + CHUNK_POINTS] if len(values) > CHUNK_POINTS else values
             size = len(chunk)
@@ -297,14 +292,9 @@ def _rows(run_key: int, columns: dict[str, tuple[list[int], list[int], list[floa
     head = struct.pack(">hiq", 5, 8, run_key)
     for name in sorted(columns):
         steps, times, values = columns[name]
-        if "\x00" in name:
-            return None
-        try:
-            raw_name = name.encode()
-        except UnicodeEncodeError:
+        if (name_field := _name_field(name)) is None:
             return None
         aggregates[name] = _aggregate(steps, times, values)
-        name_field = struct.pack(">i", len(raw_name)) + raw_name
         if times.count(times[0]) == len(times):
             micros = [times[0] * 1000 - EPOCH_2000_US] * len(times)
         else:
@@ -317,6 +307,18 @@ def _rows(run_key: int, columns: dict[str, tuple[list[int], list[int], list[floa
             rows.append(_array(micros[at:end], TIMESTAMPTZ_OID, "q"))
             rows.append(_array(values[at:end], FLOAT8_OID, "d"))
     return PointRows(run_key, b"".join(rows), aggregates, points)
+
+
+def _name_field(name: str) -> bytes | None:
+    """A metric name as a COPY field (its length, then its UTF-8), or None for a name the statement must answer:
+    one holding NUL (text refuses it) or a lone surrogate (not UTF-8)."""
+    if "\x00" in name:
+        return None
+    try:
+        raw_name = name.encode()
+    except UnicodeEncodeError:
+        return None
+    return struct.pack(">i", len(raw_name)) + raw_name
 
 
 def _aggregate(steps: Sequence[int], times: Sequence[int], values: Sequence[float]) -> Aggregate:
