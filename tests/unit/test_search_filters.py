@@ -298,7 +298,8 @@ HOSTILE = st.text(min_size=1, max_size=20).filter(lambda s: "'" not in s and '"'
 @settings(max_examples=100, deadline=None)
 @given(HOSTILE, HOSTILE)
 def test_filter_values_and_keys_only_travel_as_parameters(value: str, key: str) -> None:
-    marker, key = f"zq{value}", f"kq{key}"
+    # The marker ends in a letter: a LIKE pattern ending in one escape character is refused before any SQL.
+    marker, key = f"zq{value}q", f"kq{key}"
     comparisons = [
         Comparison(Entity.PARAM, key, Op.EQ, marker),
         Comparison(Entity.TAG, key, Op.LIKE, marker),
