@@ -361,3 +361,48 @@ def test_a_workspace_linked_under_an_unlinked_workspaces_id_finds_none_of_its_va
     assert cleared.status_code == 404, cleared.text
     as_attacker.put_secret("db-creds", "password", string_value="new-team-value")
     assert read_many(vaulted, new_id, "db-creds", ["password"], run_id) == {"password": b"new-team-value"}
+
+
+def test_a_name_the_vault_cannot_hold_leaves_the_runs_writes_checked_and_working(vaulted: Vaulted) -> None:
+    """A read names secrets the gateway accepts but a vault cannot hold: `..` in OpenBao (a path segment the
+    server would resolve), a name too long for Key Vault. The read is refused (400), but the run has already
+    been noted as reading them; the leak guard, which looks up every secret a run read on each of its writes,
+    must find nothing under such a name rather than fail every later write of the run (it answered 500 to each
+    param, tag and metric of the run from then on), and must still refuse a write that holds a real value."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    admin_api = {BAO_ID: secrets_api(vaulted, ADMIN_TOKEN, BAO_ID), KV_ID: secrets_api(vaulted, ADMIN_TOKEN, KV_ID)}
+    cases = {BAO_ID: "..", KV_ID: "k" * 128}
+    for workspace_id, unstorable in cases.items():
+        scope = unique("odd-names")
+        admin_api[workspace_id].create_scope(scope)
+        value = f"real-value-{uuid.uuid4().hex}"
+        if workspace_id == BAO_ID:
+            admin_api[workspace_id].put_secret(scope, "password", string_value=value)
+        else:
+            vaulted.keyvault.set(keyvault_name(f"w{workspace_id}/{scope}", "password"), value)
+        run_id = running_run(vaulted, workspace_id)
+        http = {**headers, "X-Databricks-Workspace-Id": workspace_id}
+        refused = requests.post(
+            f"{vaulted.url}/api/2.0/secrets/get",
+            json={"scope": scope, "key": unstorable, "run_id": run_id},
+            headers=http,
+            timeout=60,
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+        def log_param(param: str, text: str) -> requests.Response:
+            return requests.post(
+                f"{vaulted.url}/api/2.0/mlflow/runs/log-parameter",
+                json={"run_id": run_id, "key": param, "value": text},
+                headers=http,
+                timeout=60,
+            )
+
+        clean = log_param("lr", "0.1")
+        assert clean.status_code == 200, (workspace_id, clean.status_code, clean.text)
+        assert read_many(vaulted, workspace_id, scope, ["password"], run_id) == {"password": value.encode()}
+        leaked = log_param("dsn", f"postgresql://etl:{value}@db")
+        assert leaked.status_code == 400, leaked.text
+        assert "contains the value of secret password" in leaked.json()["message"]
+        assert log_param("epochs", "3").status_code == 200
