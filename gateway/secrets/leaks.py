@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.audit.trail import AuditTrail, entry
 from gateway.core.errors import InvalidParameter
 from gateway.core.links import WorkspaceLink
-from gateway.core.ports import Vault, VaultDenied, VaultUnavailable
+from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultUnavailable
 from gateway.core.principal import Principal
 from gateway.core.route_table import RouteSpec
 from gateway.federation.hooks import PendingCall
@@ -93,7 +93,7 @@ class LeakGuard:
             )
         keys = list(dict.fromkeys(read.key for read in reads))
         try:
-            values = await vault.get_many(reads[0].location, keys)
+            values = await _values(vault, reads[0].location, keys)
         except VaultUnavailable:
             raise VaultUnreachable(
                 "The vault of a secret this run read did not answer, so this write cannot be checked for the "
@@ -133,3 +133,25 @@ class LeakGuard:
             f"A {kind} of this write contains the value of {secret} that this run read. Secrets are not "
             "logged to the tracking store: the whole call was refused and nothing of it was written."
         )
+
+
+async def _values(vault: Vault, location: str, keys: list[str]) -> Mapping[str, bytes | None]:
+    """The values of `keys` in one `get_many`; when the vault refuses a name, each key on its own, a name it
+    refuses holding no value.
+
+    The gateway's names are `[A-Za-z0-9_.-]{1,128}`, but a vault may not hold every one of them (`..` is a path
+    segment OpenBao would resolve, a long name does not fit Key Vault's 127 characters). A run's read of such a
+    name is refused (400) after the statement noted it, so the run's writes look it up: nothing is there to find,
+    and a refusal of it must neither fail every later write of the run nor hide the run's other secrets.
+    """
+    try:
+        return await vault.get_many(location, keys)
+    except VaultNameRefused:
+
+        async def one(key: str) -> bytes | None:
+            try:
+                return await vault.get(location, key)
+            except VaultNameRefused:
+                return None
+
+        return dict(zip(keys, await asyncio.gather(*(one(key) for key in keys)), strict=True))

@@ -391,7 +391,7 @@ def test_a_name_the_vault_cannot_hold_leaves_the_runs_writes_checked_and_working
         assert refused.status_code == 400, refused.text
         assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
-        def log_param(param: str, text: str) -> requests.Response:
+        def log_param(param: str, text: str, run_id: str = run_id, http: dict[str, str] = http) -> requests.Response:
             return requests.post(
                 f"{vaulted.url}/api/2.0/mlflow/runs/log-parameter",
                 json={"run_id": run_id, "key": param, "value": text},
