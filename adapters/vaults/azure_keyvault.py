@@ -263,22 +263,25 @@ class AzureKeyVault:
         payload = await self._call(url, missing_ok=True)
         if payload is None:
             return None
-        attributes = payload.get("attributes") or {}
         value = payload.get("value")
-        if attributes.get("enabled") is False or not isinstance(value, str):
+        if _object(payload.get("attributes")).get("enabled") is False:
             return None
+        if not isinstance(value, str):
+            # Read as missing, a value would not be looked for in the run's writes (the leak guard): a failure.
+            raise VaultUnavailable(f"vault {self.name}: its answer for secret {name} is not a secret bundle")
         return value.encode("utf-8")
 
     async def list(self, location: str) -> list[SecretInfo]:
         _location(location)
         found: dict[str, SecretInfo] = {}
         async for item in self._secrets():
-            if (item.get("attributes") or {}).get("enabled") is False:
+            attributes = _object(item.get("attributes"))
+            if attributes.get("enabled") is False:
                 continue
             pair = location_key(_name_of(item))
             if pair is None or pair[0] != location:
                 continue
-            updated = (item.get("attributes") or {}).get("updated")
+            updated = attributes.get("updated")
             seconds = updated if isinstance(updated, int | float) and not isinstance(updated, bool) else 0
             found[pair[1]] = SecretInfo(key=pair[1], updated_ms=int(seconds * 1000))
         return [found[key] for key in sorted(found)]
@@ -339,8 +342,12 @@ class AzureKeyVault:
     def _next_page(self, link: object) -> URL | None:
         if not link or not isinstance(link, str):
             return None
-        url = URL(link)
-        if url.origin() != self._origin:
+        try:
+            url = URL(link)
+            origin = url.origin()
+        except ValueError:
+            raise VaultUnavailable(f"vault {self.name}: a list page's next link is not a URL") from None
+        if origin != self._origin:
             # The bearer token is only ever sent to the configured vault.
             raise VaultUnavailable(f"vault {self.name}: a list page points outside {self._origin}")
         if "api-version" not in url.query:
@@ -476,6 +483,11 @@ async def _json(response: aiohttp.ClientResponse) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """`value` when the answer has a JSON object there, else an empty one: a field of another shape holds nothing."""
+    return value if isinstance(value, dict) else {}
+
+
 def _safe_code(code: object, otherwise: str) -> str:
     """An error code as the service spells it (`SecretNotFound`, `invalid_client`), never free text."""
     return code if isinstance(code, str) and code.isidentifier() and len(code) <= 64 else otherwise
@@ -511,6 +523,9 @@ def _name_of(item: dict[str, Any]) -> str:
     identifier = item.get("id")
     if not isinstance(identifier, str):
         return ""
-    path = URL(identifier).path.rstrip("/")
+    try:
+        path = URL(identifier).path.rstrip("/")
+    except ValueError:
+        return ""  # names no secret
     head, _, name = path.rpartition("/")
     return name if head.endswith("/secrets") else ""

@@ -22,6 +22,7 @@ import binascii
 import builtins
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -159,7 +160,7 @@ class OpenBaoVault:
 
     async def get(self, location: str, key: str) -> bytes | None:
         answer = await self._call("GET", self._data(location, key), what=f"read {location}/{key}")
-        if answer.status == 404 or answer.body is None:
+        if answer.status == 404:
             return None
         return self._value(answer.body, location, key)
 
@@ -196,18 +197,18 @@ class OpenBaoVault:
 
     async def check(self) -> str:
         looked = await self._call("GET", "auth/token/lookup-self", what="look up its own token")
-        token = (looked.body or {}).get("data") or {}
+        token = _object((looked.body or {}).get("data"))
         # Authorisation on the prefix itself: a LIST the gateway's policy must allow (404: nothing yet).
         await self._call("LIST", self._folder(self._prefix), what=f"list {self._prefix}/")
         kind = await self._mount_kind()
-        ttl = token.get("ttl") or 0
+        ttl = _seconds(token.get("ttl"))
         parts = [
             f"OpenBao/Vault at {self.settings.address}",
             f"namespace {self.settings.namespace}" if self.settings.namespace else None,
             f"mount {self._mount}/ ({kind})",
             f"prefix {self._prefix}/",
-            f"token {token.get('display_name', '?')} with policies {','.join(token.get('policies') or []) or '-'}",
-            f"expires in {ttl}s" if ttl else "no expiry",
+            f"token {_text(token.get('display_name')) or '?'} with policies {_policies(token.get('policies')) or '-'}",
+            f"expires in {ttl:g}s" if ttl else "no expiry",
             "renewable" if token.get("renewable") else None,
         ]
         return ", ".join(part for part in parts if part)
@@ -240,8 +241,12 @@ class OpenBaoVault:
     def _folder(self, relative: str) -> str:
         return f"{self._mount}/metadata/{relative}/"
 
-    def _value(self, body: dict[str, Any], location: str, key: str) -> bytes | None:
-        data = (body.get("data") or {}).get("data")
+    def _value(self, body: dict[str, Any] | None, location: str, key: str) -> bytes | None:
+        secret = (body or {}).get("data")
+        if not isinstance(secret, dict):
+            # Read as missing, a value would not be looked for in the run's writes (the leak guard): a failure.
+            raise VaultUnavailable(f"vault {self.name}: its answer for secret {location}/{key} is not a KV v2 secret")
+        data = secret.get("data")
         if data is None:  # the current version is deleted or destroyed
             return None
         value = data.get("value") if isinstance(data, dict) else None
@@ -257,8 +262,8 @@ class OpenBaoVault:
     @staticmethod
     def _current(body: dict[str, Any] | None) -> dict[str, Any] | None:
         """The metadata of the current version, None when it is deleted or destroyed (or there is none)."""
-        data = (body or {}).get("data") or {}
-        version = (data.get("versions") or {}).get(str(data.get("current_version")))
+        data = _object((body or {}).get("data"))
+        version = _object(data.get("versions")).get(str(data.get("current_version")))
         if not isinstance(version, dict) or version.get("destroyed") or version.get("deletion_time"):
             return None
         return version
@@ -267,9 +272,12 @@ class OpenBaoVault:
         answer = await self._call(
             "LIST", self._folder(f"{self._prefix}/{self._relative(location)}"), what=f"list {location}"
         )
-        keys = ((answer.body or {}).get("data") or {}).get("keys") or []
+        keys = _object((answer.body or {}).get("data")).get("keys")
+        if answer.status != 404 and not isinstance(keys, list):
+            # Taken for an empty scope, a drop would leave values that a scope created later would read.
+            raise VaultUnavailable(f"vault {self.name} could not list {location}: its answer is not a KV v2 listing")
         # A trailing slash names a folder below: never a key of the scope (keys have no slash).
-        return [key for key in keys if isinstance(key, str) and not key.endswith("/")]
+        return [key for key in keys or [] if isinstance(key, str) and not key.endswith("/")]
 
     async def _info(self, location: str, key: str) -> SecretInfo | None:
         answer = await self._call("GET", self._metadata(location, key), what=f"look up {location}/{key}")
@@ -278,8 +286,8 @@ class OpenBaoVault:
         version = self._current(answer.body)
         if version is None:
             return None
-        stamp = version.get("created_time") or ((answer.body or {}).get("data") or {}).get("updated_time") or ""
-        return SecretInfo(key=key, updated_ms=_epoch_ms(stamp))
+        stamp = version.get("created_time") or _object((answer.body or {}).get("data")).get("updated_time") or ""
+        return SecretInfo(key=key, updated_ms=_epoch_ms(stamp if isinstance(stamp, str) else ""))
 
     async def _mount_kind(self) -> str:
         """What the mount is, when the token may see it; refuses a mount that is not KV version 2."""
@@ -288,8 +296,8 @@ class OpenBaoVault:
         )
         if answer.status != 200 or answer.body is None:
             return "kv, version not visible to the token"
-        data = answer.body.get("data") or {}
-        kind, version = data.get("type"), (data.get("options") or {}).get("version")
+        data = _object(answer.body.get("data"))
+        kind, version = _text(data.get("type")), _text(_object(data.get("options")).get("version"))
         if kind != "kv" or str(version) != "2":
             raise VaultUnavailable(
                 f"vault {self.name}: mount {self._mount}/ is {kind} version {version}, not kv version 2"
@@ -432,11 +440,11 @@ class OpenBaoVault:
         if answer.status >= 500 or answer.status == 429:
             raise VaultUnavailable(f"vault {self.name} could not {what}: it answered {answer.status}")
         self._generation += 1
-        data = (answer.body or {}).get("data") or {} if answer.status == 200 else {}
+        data = _object((answer.body or {}).get("data")) if answer.status == 200 else {}
         return _Lease(
             token=token,
             generation=self._generation,
-            ttl=float(data.get("ttl") or 0),
+            ttl=_seconds(data.get("ttl")),
             renewable=bool(data.get("renewable")),
             obtained=time.monotonic(),
         )
@@ -464,7 +472,7 @@ class OpenBaoVault:
             raise VaultDenied(f"vault {self.name} refused to {what} ({answer.status})")
         if answer.status != 200:
             raise VaultUnavailable(f"vault {self.name} could not {what}: it answered {answer.status}")
-        granted = (answer.body or {}).get("auth") or {}
+        granted = _object((answer.body or {}).get("auth"))
         token = granted.get("client_token")
         if not isinstance(token, str) or not token:
             raise VaultUnavailable(f"vault {self.name} could not {what}: no token in the answer")
@@ -473,7 +481,7 @@ class OpenBaoVault:
         return _Lease(
             token=token,
             generation=self._generation,
-            ttl=float(granted.get("lease_duration") or 0),
+            ttl=_seconds(granted.get("lease_duration")),
             renewable=bool(granted.get("renewable")),
             obtained=time.monotonic(),
         )
@@ -516,8 +524,8 @@ class OpenBaoVault:
             answer = await self._send(
                 "POST", "auth/token/renew-self", what="renew its own token", payload={}, token=lease.token
             )
-            granted = (answer.body or {}).get("auth") or {}
-            ttl = float(granted.get("lease_duration") or 0)
+            granted = _object((answer.body or {}).get("auth"))
+            ttl = _seconds(granted.get("lease_duration"))
             # A renewal cut short by the token's max TTL: a new login lasts longer, where there is one.
             if answer.status == 200 and (ttl >= lease.ttl / 2 or not login):
                 async with self._login_lock:
@@ -536,8 +544,35 @@ class OpenBaoVault:
 
 def _no_route(body: dict[str, Any] | None) -> bool:
     """Whether a 404 says that nothing is mounted at the path (rather than that the secret is missing)."""
-    errors = (body or {}).get("errors") or []
+    errors = (body or {}).get("errors")
+    if not isinstance(errors, list):
+        return False
     return any(isinstance(error, str) and "no handler for route" in error for error in errors)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """`value` when the answer has a JSON object there, else an empty one: a field of another shape holds nothing."""
+    return value if isinstance(value, dict) else {}
+
+
+def _seconds(value: Any) -> float:
+    """A lease's or TTL's seconds as the server gives them (a number, or its text); 0 (no expiry) for anything else."""
+    if isinstance(value, bool):
+        return 0.0
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
+
+
+def _text(value: Any) -> str:
+    """A name or number of the server's answer for a message: text and numbers only, at most 64 characters."""
+    return str(value)[:64] if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+
+
+def _policies(value: Any) -> str:
+    return ",".join(_text(p) for p in value if _text(p)) if isinstance(value, list) else ""
 
 
 def _epoch_ms(stamp: str) -> int:
