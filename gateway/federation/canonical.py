@@ -9,7 +9,10 @@ Refused with 400 INVALID_PARAMETER_VALUE:
 
 - a body that is not one JSON object (MLflow decodes a JSON *string* body a second time);
 - any key, at any depth, that MLflow's parser takes as an alias of a snake_case field (the proto JSON
-  names `runId`, `traceInfo`, `sourceRunId`, ...): the guard reads the snake_case names only;
+  names `runId`, `traceInfo`, `sourceRunId`, ...): the guard reads the snake_case names only. Not refused
+  below the fields whose object holds keys of the caller's choosing (`USER_KEYED_PATHS`: a trace's `tags`
+  and `trace_metadata`, an assessment's `metadata`, a feedback's or expectation's `value`, ...): MLflow
+  reads those keys as data, so a tag named `artifactLocation` is no alias;
 - nesting deeper than MAX_DEPTH;
 - a field of `RequestIds` (the ids the guard reads, on every route) of another type than a string or a
   list of strings, worded as MLflow words a parameter of the wrong type.
@@ -35,7 +38,7 @@ import msgspec
 
 from gateway.core.errors import InvalidParameter
 from gateway.federation.graphql import GraphqlCall
-from gateway.federation.mlflow_aliases import PROTO_JSON_ALIASES
+from gateway.federation.mlflow_aliases import PROTO_JSON_ALIASES, USER_KEYED_PATHS
 from gateway.federation.mlflow_requests import invalid_value
 from gateway.federation.schemas import RequestIds
 
@@ -124,17 +127,19 @@ def _inspect(document: dict[str, Any], encoded: bytes) -> bool:
     met = 1
     depth = 0
     found_ids = False
+    aliases_checked = False
     while level:
         dicts = [node for node in level if type(node) is dict]
         if dicts:
             keys: set[str] = set().union(*dicts)
-            aliases = PROTO_JSON_ALIASES.intersection(keys)
-            if aliases:
-                alias = min(aliases)
-                raise InvalidParameter(
-                    f"Field '{alias}' is refused: use the snake_case field names of the MLflow REST API "
-                    f"('{_snake(alias)}')."
-                )
+            if not aliases_checked and not PROTO_JSON_ALIASES.isdisjoint(keys):
+                alias = _field_alias(document)  # once, by path: a key the caller chose may look like one
+                if alias is not None:
+                    raise InvalidParameter(
+                        f"Field '{alias}' is refused: use the snake_case field names of the MLflow REST API "
+                        f"('{_snake(alias)}')."
+                    )
+                aliases_checked = True
             if depth:
                 found_ids = found_ids or any(key.endswith(ID_SUFFIXES) for key in keys)
             else:
@@ -149,6 +154,27 @@ def _inspect(document: dict[str, Any], encoded: bytes) -> bool:
         level = below
         depth += 1
     return found_ids
+
+
+def _field_alias(document: dict[str, Any]) -> str | None:
+    """The first (by name) alias key where MLflow's parser reads keys as field names, that is anywhere but below
+    a path of `USER_KEYED_PATHS`. Not below MAX_DEPTH: the caller refuses such a body anyway."""
+    found: list[str] = []
+    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            continue
+        if type(node) is dict:
+            found.extend(PROTO_JSON_ALIASES.intersection(node))
+            for key, value in node.items():
+                if type(value) is dict or type(value) is list:
+                    where = f"{path}.{key}" if path else key
+                    if where not in USER_KEYED_PATHS:
+                        stack.append((value, where, depth + 1))
+        else:
+            stack.extend((value, f"{path}[]", depth + 1) for value in node if type(value) in (dict, list))
+    return min(found) if found else None
 
 
 def _nested_ids(document: dict[str, Any]) -> list[NestedId]:

@@ -1,7 +1,14 @@
 """The proto JSON names (camelCase) of MLflow's request fields, which MLflow's parser accepts beside snake_case.
 
-The gateway refuses them anywhere in a body (see canonical.py). Listed from the `mlflow` package's own
-protobuf descriptors; tests/unit/test_canonical_body.py fails when an MLflow upgrade adds or drops one.
+The gateway refuses them anywhere in a body where MLflow's parser reads keys as field names (see canonical.py).
+Listed from the `mlflow` package's own protobuf descriptors; tests/unit/test_canonical_body.py fails when an MLflow
+upgrade adds or drops one.
+
+Not there: below `USER_KEYED_PATHS`, the fields whose JSON object holds keys of the caller's choosing (a
+`map<string, string>` such as a trace's `tags`, or a `google.protobuf.Value` such as a feedback's value). MLflow's
+parser takes those keys as data, never as field names, so a tag named `artifactLocation` is a tag like any other.
+Derived from the request messages of the services an `mlflow server` serves; the same test fails when an upgrade
+changes them, or when a path is such a field in one request message and a message in another.
 """
 
 from __future__ import annotations
@@ -64,5 +71,13 @@ PROTO_JSON_ALIASES = frozenset((
     "uploadCredentialInfo", "uploadCredentialInfos", "uploadId", "usageTracking", "userId", "versionNum",
     "viewType", "webhookId", "weightedCommonStats", "weightedNumExamples", "weightedNumericStats",
     "weightedStringStats", "windowEndMs", "windowStartMs", "workspaceName",
+))
+
+# Paths from a request body's top level; `[]` steps into a list, as MLflow's repeated fields are written.
+USER_KEYED_PATHS = frozenset((
+    "assessment.expectation.value", "assessment.feedback.value", "assessment.metadata", "auth_config",
+    "secret_value", "trace.trace_info.assessments[].expectation.value",
+    "trace.trace_info.assessments[].feedback.value", "trace.trace_info.assessments[].metadata",
+    "trace.trace_info.tags", "trace.trace_info.trace_metadata",
 ))
 # fmt: on

@@ -163,6 +163,27 @@ def test_traces_are_forwarded(mlflow_env: Stack) -> None:
     assert traces[0].data.spans[0].name == "add"
 
 
+def test_trace_tags_and_assessment_keys_named_like_proto_fields_are_kept(mlflow_env: Stack) -> None:
+    """Keys of a trace's tags and metadata, a feedback's value and an assessment's metadata are the user's: one
+    spelled like a proto JSON field name (`artifactLocation`) is data to MLflow, and passes the gateway as such."""
+    mlflow.set_workspace("team-a")
+    mlflow.set_experiment(unique("caller-keys"))
+    with mlflow.start_span("answer") as span:
+        mlflow.update_current_trace(tags={"artifactLocation": "s3://mine", "runId": "r-1"})
+        trace_id = span.trace_id
+    mlflow.flush_trace_async_logging()
+    trace = mlflow.get_trace(trace_id)
+    assert trace is not None
+    assert trace.info.tags["artifactLocation"] == "s3://mine" and trace.info.tags["runId"] == "r-1"
+
+    logged = mlflow.log_feedback(
+        trace_id=trace_id, name="judged", value={"experimentId": 1, "traceInfo": "ok"}, metadata={"sourceRunId": "s"}
+    )
+    assessment = mlflow.get_assessment(trace_id, logged.assessment_id)
+    assert assessment.value == {"experimentId": 1, "traceInfo": "ok"}
+    assert assessment.metadata["sourceRunId"] == "s"
+
+
 def test_same_experiment_name_in_two_workspaces_is_isolated(mlflow_env: Stack) -> None:
     client = MlflowClient()
     name = unique("shared-name")

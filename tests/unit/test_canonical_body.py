@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from gateway.core.errors import InvalidParameter
 from gateway.federation.canonical import MAX_DEPTH, canonical_body, canonical_query
-from gateway.federation.mlflow_aliases import PROTO_JSON_ALIASES
+from gateway.federation.mlflow_aliases import PROTO_JSON_ALIASES, USER_KEYED_PATHS
 from gateway.federation.schemas import RequestIds
 
 RUN = "a" * 32
@@ -47,6 +48,115 @@ def mlflow_aliases() -> set[str]:
 
 def test_the_alias_list_is_exactly_what_mlflows_parser_accepts() -> None:
     assert mlflow_aliases() == set(PROTO_JSON_ALIASES)
+
+
+USER_KEYED_TYPES = ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue")
+
+
+def served_request_paths() -> tuple[set[str], set[str]]:
+    """Over the request messages an `mlflow server` parses: the paths of fields whose JSON object holds the caller's
+    keys (maps, `google.protobuf.Value`) and the paths of message fields (whose keys are field names)."""
+    from mlflow.protos.mlflow_artifacts_pb2 import MlflowArtifactsService
+    from mlflow.protos.model_registry_pb2 import ModelRegistryService
+    from mlflow.protos.service_pb2 import MlflowService
+    from mlflow.protos.webhooks_pb2 import WebhookService
+
+    user_keyed: set[str] = set()
+    messages: set[str] = set()
+
+    def walk(message: Any, path: str, within: frozenset[str]) -> None:
+        if message.full_name in within:  # a recursive message: no path below adds another kind of field
+            return
+        for item in message.fields:
+            if item.message_type is None:
+                continue
+            where = f"{path}.{item.name}" if path else item.name
+            kind = item.message_type
+            if kind.GetOptions().map_entry:
+                assert kind.fields_by_name["value"].message_type is None, "a map of messages: keys below are fields"
+                user_keyed.add(where)
+            elif kind.full_name in USER_KEYED_TYPES:
+                user_keyed.add(where)
+            elif not kind.full_name.startswith("google.protobuf."):
+                below = where + "[]" if item.is_repeated else where
+                messages.add(below)
+                walk(kind, below, within | {message.full_name})
+
+    for service in (MlflowService, ModelRegistryService, MlflowArtifactsService, WebhookService):
+        for method in service.DESCRIPTOR.methods:
+            walk(method.input_type, "", frozenset())
+    return user_keyed, messages
+
+
+def test_the_user_keyed_paths_are_exactly_the_maps_and_values_of_mlflows_request_messages() -> None:
+    user_keyed, messages = served_request_paths()
+    assert user_keyed == set(USER_KEYED_PATHS)
+    # A path holding the caller's keys in one request message and field names in another would let an alias pass.
+    assert not user_keyed & messages
+    assert not {path.removesuffix("[]") for path in messages} & user_keyed
+
+
+def _at(path: str, leaf: object) -> dict[str, Any]:
+    """A body with `leaf` at `path` (each `[]` a list of one)."""
+    node: Any = leaf
+    for step in reversed(path.split(".")):
+        node = {step[:-2]: [node]} if step.endswith("[]") else {step: node}
+    return node  # type: ignore[no-any-return]
+
+
+aliases = st.sampled_from(sorted(PROTO_JSON_ALIASES))
+user_keyed_paths = st.sampled_from(sorted(USER_KEYED_PATHS))
+
+
+@settings(max_examples=300, deadline=None)
+@given(user_keyed_paths, aliases, st.dictionaries(aliases | st.text(max_size=8), st.text(max_size=8), max_size=3))
+def test_a_key_the_caller_chose_is_never_taken_for_an_alias(path: str, alias: str, more: dict[str, str]) -> None:
+    document = _at(path, {alias: "x", **more})
+    body = canonical_body(json.dumps(document).encode())
+    assert json.loads(body.encoded) == document
+
+
+@settings(max_examples=300, deadline=None)
+@given(user_keyed_paths, aliases, st.integers(min_value=0, max_value=4))
+def test_an_alias_where_mlflow_reads_field_names_is_refused_beside_a_map(path: str, alias: str, up: int) -> None:
+    """The same alias is refused as a field of the message that holds the map, or of any message around it."""
+    steps = path.split(".")
+    parent = ".".join(steps[: max(0, len(steps) - 1 - up)])
+    document = _at(path, {alias: "x"})
+    node: Any = document
+    for step in parent.split(".") if parent else []:
+        node = node[step[:-2]][0] if step.endswith("[]") else node[step]
+    node[alias] = "y"
+    with pytest.raises(InvalidParameter, match=f"Field '{alias}' is refused"):
+        canonical_body(json.dumps(document).encode())
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"trace": {"trace_info": {"tags": {"artifactLocation": "x"}}}},
+        {"trace": {"trace_info": {"tags": {"runId": "x"}, "trace_metadata": {"experimentId": "2"}}}},
+        {"assessment": {"feedback": {"value": {"runId": {"traceInfo": [1]}}}, "metadata": {"sourceRunId": "y"}}},
+        {"secret_value": {"accessKeyId": "k"}, "auth_config": {"sessionToken": "t"}},
+    ],
+)
+def test_map_keys_that_look_like_aliases_are_data(document: dict[str, Any]) -> None:
+    assert json.loads(canonical_body(json.dumps(document).encode()).encoded) == document
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"trace": {"trace_info": {"tags": {"a": "b"}, "traceLocation": {}}}},
+        {"trace": {"traceInfo": {"tags": {"artifactLocation": "x"}}}},
+        {"tags": {"runId": "x"}},  # `tags` holds the caller's keys in a trace's info only
+        {"assessment": {"feedback": {"value": {}, "traceId": "t"}}},
+        {"assessment": {"expectation": {"value": 1}, "traceId": "t"}},
+    ],
+)
+def test_aliases_beside_or_around_a_map_are_refused(document: dict[str, Any]) -> None:
+    with pytest.raises(InvalidParameter, match="snake_case"):
+        canonical_body(json.dumps(document).encode())
 
 
 def test_an_escaped_key_is_read_as_the_store_reads_it_and_forwarded_unescaped() -> None:
@@ -141,11 +251,13 @@ def test_any_object_is_forwarded_as_the_document_python_reads(document: dict[str
     assert json.loads(body.encoded) == json.loads(raw)
 
 
-def _keys(node: object) -> set[str]:
+def _keys(node: object, path: str = "") -> set[str]:
+    """The keys MLflow's parser reads as field names: all but those below a user-keyed path."""
     if isinstance(node, dict):
-        return set(node).union(*(_keys(v) for v in node.values()))
+        below = ((f"{path}.{k}" if path else k, v) for k, v in node.items())
+        return set(node).union(*(_keys(v, where) for where, v in below if where not in USER_KEYED_PATHS))
     if isinstance(node, list):
-        return set().union(*(_keys(v) for v in node))
+        return set().union(*(_keys(v, path + "[]") for v in node))
     return set()
 
 

@@ -209,6 +209,10 @@ def _scalar(field: Any) -> st.SearchStrategy[Any]:
     return st.integers(min_value=0, max_value=2**31)
 
 
+# Keys of a map or JSON value, which MLflow reads as data: some spelled as field names or their aliases.
+caller_keys = st.sampled_from(["k", "runId", "experimentId", "traceInfo", "run_id", "experiment_id"])
+
+
 @st.composite
 def message_pairs(draw: st.DrawFn, message: Any, depth: int = 0) -> list[tuple[str, Any]]:
     """A message as key/value pairs: some fields, spelled either way, sometimes twice, plus strangers."""
@@ -217,7 +221,9 @@ def message_pairs(draw: st.DrawFn, message: Any, depth: int = 0) -> list[tuple[s
     for field in draw(st.lists(st.sampled_from(fields), max_size=6)) if fields else []:
         if field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
             if field.message_type.GetOptions().map_entry or depth >= 4:
-                value: Any = {"k": "v"}
+                value: Any = draw(st.dictionaries(caller_keys, st.sampled_from(["v", HIDDEN["run"]]), max_size=3))
+            elif field.message_type.full_name == "google.protobuf.Value":  # any JSON: keys of the caller's choosing
+                value = draw(st.dictionaries(caller_keys, st.sampled_from(["v", HIDDEN["run"]]) | ids_of["run"]))
             elif field.message_type.full_name.startswith("google.protobuf."):
                 continue
             else:
