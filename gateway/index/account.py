@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.authz.decide import Authorizer, Everything
 from gateway.core.errors import GatewayError, GraphqlNotFound, InvalidParameter, ResourceNotFound, hidden
 from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.numbers import whole
 from gateway.core.paths import artifact_run_id, artifact_workspace
 from gateway.core.principal import Principal
 from gateway.core.route_table import (
@@ -610,13 +611,14 @@ def _param(params: dict[str, list[str]], name: str) -> str | None:
 
 
 def _int_param(params: dict[str, list[str]], name: str) -> int | None:
+    """A whole number of a query string, ASCII digits only (core/numbers.py): `int` also takes fullwidth digits."""
     value = _param(params, name)
     if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidParameter(f"Invalid value {value!r} for parameter '{name}'.") from None
+    number = whole(value)
+    if number is None:
+        raise InvalidParameter(f"Invalid value {value[:40]!r} for parameter '{name}'.")
+    return number
 
 
 def _decode(body: Any, kind: type[_T]) -> _T:

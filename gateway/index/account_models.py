@@ -45,7 +45,7 @@ from gateway.core.errors import (
     hidden,
 )
 from gateway.core.links import LinkTable, WorkspaceLink
-from gateway.core.numbers import is_number
+from gateway.core.numbers import is_number, whole
 from gateway.core.paths import canonical_artifact_path
 from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
 from gateway.core.route_table import RouteSpec, declared
@@ -153,6 +153,7 @@ class AccountModels:
             return await self.search(call, MODELS)
         if call.spec == VERSIONS_SEARCH:
             return await self.search(call, VERSIONS)
+        version_text = ""
         if call.spec == LATEST_POST:
             document = _document(call.body)
             link, name = self.split(str(document.get("name") or ""))
@@ -162,6 +163,10 @@ class AccountModels:
             params = parse_qs(call.query, keep_blank_values=True)
             link, name = self.split((params.get("name") or [""])[0])
             params["name"] = [name]
+            version_text = (params.get("version") or [""])[0]
+            # ASCII digits only (core/numbers.py): the store's `int` also takes fullwidth digits.
+            if call.spec == DOWNLOAD_URI and version_text and not is_number(version_text):
+                raise InvalidParameter(f"Invalid model version '{version_text[:40]}': a version is a whole number.")
             inner = _inner(call, link, query=urlencode(params, doseq=True))
         result = await self._forward_hidden(inner, missing_model(qualified(link, name)))
         body = await _read(result)
@@ -172,7 +177,7 @@ class AccountModels:
             model_id = await self.models.model_id(link, name, adopt=False)
             if model_id is None:  # read through the gateway, so it has an id; gone meanwhile
                 raise ResourceNotFound(missing_model(qualified(link, name)))
-            version = str(int((params.get("version") or ["0"])[0] or 0))
+            version = str(whole(version_text) or 0)
             uri = f"mlflow-artifacts:/{FILES_ROOT}/{link.name}/{model_id}/{version}"
             return ForwardResult(200, dict(JSON), ACCOUNT_SCOPE, body=msgspec.json.encode({"artifact_uri": uri}))
         _qualify(document, link)

@@ -307,7 +307,12 @@ def _number(token: Token, where: str) -> int | float:
         raise InvalidParameter(
             f"Expected a numeric value for {where}, found {token.text!r} at position {token.position}."
         )
-    return int(token.text) if token.integer else float(token.text)
+    if not token.integer:
+        return float(token.text)
+    try:
+        return int(token.text)
+    except ValueError:  # more than the 4,300 digits `int` reads
+        raise InvalidParameter(f"The number for {where} at position {token.position} has too many digits.") from None
 
 
 def _split(token: Token, entities: dict[str, Entity]) -> tuple[Entity, str]:

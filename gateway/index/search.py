@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.core.errors import GatewayError, InvalidParameter
+from gateway.core.numbers import whole
 from gateway.db.tables import ix_experiments, ix_metric_latest, ix_runs
 from gateway.index.filters import Comparison, Entity, Op, OrderKey
 
@@ -69,10 +70,9 @@ def view_type(value: str | int | None) -> ViewType:
 def max_results(value: int | str | None) -> int:
     if value is None or value == "":
         return DEFAULT_MAX_RESULTS
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidParameter(f"Invalid value {value!r} for max_results.") from None
+    number = value if isinstance(value, int) and not isinstance(value, bool) else whole(value)
+    if number is None:
+        raise InvalidParameter(f"Invalid value {str(value)[:40]!r} for max_results.")
     if not 0 < number <= MAX_RESULTS_LIMIT:
         raise InvalidParameter(
             f"Invalid value {number} for parameter 'max_results' supplied. It must be at most "

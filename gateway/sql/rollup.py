@@ -39,6 +39,7 @@ from typing import Literal
 
 from sqlglot import exp
 
+from gateway.core.numbers import whole
 from gateway.sql.catalog import PG_SCHEMA, SYSTEM_COLUMNS
 
 RUNS_VIEW = "runs_latest"
@@ -342,7 +343,8 @@ def _literal_values(node: exp.Expr) -> list[str] | None:
         return None
     if "." in text:
         return ["decimal"]
-    return ["int"] if abs(int(text)) < _MAX_EXACT_INTEGER else None
+    number = whole(text)  # `int` refuses more than 4,300 digits: such a literal is no exact int here
+    return ["int"] if number is not None and number < _MAX_EXACT_INTEGER else None
 
 
 # -- renderings (registered by transpile.py's generator) ------------------------------------------------------

@@ -134,6 +134,11 @@ def test_a_team_b_group_loads_a_team_a_model_only_while_granted(
     assert [v.version for v in client.get_latest_versions(qualified)] == ["1"]
     download = client.get_model_version_download_uri(qualified, "1")
     assert download == f"mlflow-artifacts:/registered-models/team-a/{shared.model_id}/1"
+    for odd in ("\uff11", " 1", "1_0"):  # `int` takes each; a version is ASCII digits
+        assert (
+            error_code(lambda odd=odd: client.get_model_version_download_uri(qualified, odd))
+            == "INVALID_PARAMETER_VALUE"
+        )
 
     loaded = mlflow.pyfunc.load_model(uri)
     assert [int(x) for x in loaded.predict(shared.features)] == shared.expected

@@ -15,6 +15,7 @@ from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
 from sqlalchemy.dialects import postgresql
 
 from gateway.core.errors import InvalidParameter
+from gateway.index.account import _int_param
 from gateway.index.filters import (
     Comparison,
     Entity,
@@ -410,5 +411,27 @@ def test_view_types_and_max_results_are_checked() -> None:
     for bad in (0, 50_001, "x"):
         with pytest.raises(InvalidParameter):
             max_results(bad)
+    assert max_results("12") == 12 == max_results(12)
+    # `int` takes these; a client's number is ASCII digits only (gateway/core/numbers.py).
+    for bad in ("\uff11\uff12", "\u0661\u0662", " 12", "12 ", "1_0", "+12", "-1", "9" * 5000):
+        with pytest.raises(InvalidParameter):
+            max_results(bad)
+
+
+@pytest.mark.parametrize(
+    "text", ["metrics.x > " + "9" * 5000, "attributes.start_time > -" + "1" * 4301, "creation_time < " + "2" * 9000]
+)
+def test_a_number_longer_than_int_reads_is_an_invalid_parameter(text: str) -> None:
+    parse = parse_experiment_filter if text.startswith("creation") else parse_run_filter
+    with pytest.raises(InvalidParameter, match="too many digits"):
+        parse(text)
+
+
+@pytest.mark.parametrize("raw", ["\uff11\uff12", "\u0661\u0662", " 12", "1_0", "+12", "-1", "²", "9" * 5000])
+def test_a_query_number_is_ascii_digits_only(raw: str) -> None:
+    with pytest.raises(InvalidParameter, match="max_results"):
+        _int_param({"max_results": [raw]}, "max_results")
+    assert _int_param({"max_results": ["12"]}, "max_results") == 12
+    assert _int_param({}, "max_results") is None
     with pytest.raises(InvalidParameter):
         view_type("SOME")

@@ -193,6 +193,15 @@ def test_deep_nesting_is_refused_not_a_server_error() -> None:
     assert refused("SELECT " + "(" * 3000 + "1" + ")" * 3000) == "The statement nests too deeply."
 
 
+def test_a_literal_longer_than_int_reads_is_compiled_not_a_server_error() -> None:
+    """Python's `int` refuses more than 4,300 digits; the counts' exactness check read every literal with it."""
+    for digits in ("9" * 5000, "1"):
+        sql = compiled(
+            f"SELECT SUM(CASE WHEN status = 'FINISHED' THEN {digits} ELSE 0 END) AS s FROM system.mlflow.runs_latest"
+        )
+        assert ("runs_latest_counts" in sql) == (digits == "1")  # a long one is no exact small int: rows are summed
+
+
 def test_the_relations_one_statement_reads_are_bounded_views_expanded() -> None:
     joins = [f"system.mlflow.runs_latest r{i}" for i in range(MAX_RELATIONS + 1)]
     compiled("SELECT count(*) FROM " + " CROSS JOIN ".join(joins[:MAX_RELATIONS]))
