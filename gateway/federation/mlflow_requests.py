@@ -67,6 +67,33 @@ def store_refusal(spec: RouteSpec, body: bytes | None, query: str) -> str | None
     return None
 
 
+def unread_part(spec: RouteSpec, body: bytes | None, query: str) -> str | None:
+    """Why MLflow would act on only part of this request, or None when it reads all of it (or none: it refuses it,
+    fails on it, or reads no protobuf message).
+
+    MLflow's `_get_request_message` parses the request message field by field, in the order of the body's keys (of
+    the message's fields for a GET's parameters), and at the first value it cannot parse (`"view_type": 99`,
+    `"order_by": [1]`) it stops and goes on with the fields read before: a field after that one never reaches the
+    handler. The gateway checks this where it rewrote a request (a search narrowed to what the caller may read),
+    since a field it added after the client's could otherwise be dropped."""
+    route = REQUEST_CHECKS.get((spec.method, spec.path, spec.version))
+    if route is None or not route[0]:
+        return None
+    message_name, _, schema = route
+    try:
+        args = parse_qsl(query, keep_blank_values=True)
+        if spec.method == "GET" and args:
+            request_json = _from_query(args, _pool().FindMessageTypeByName(message_name), schema)
+        else:
+            request_json = _normalised_json(body or b"")
+        json_format.ParseDict(request_json, _message_class(message_name)(), ignore_unknown_fields=True)
+    except json_format.ParseError as partly:
+        return str(partly)
+    except Exception:  # MLflow refuses the request, or fails on it: it acts on none of it
+        return None
+    return None
+
+
 def invalid_value(name: str, value: Any) -> str:
     """MLflow's words for a parameter of the wrong type (handlers._validate_param_against_schema)."""
     rendered = json.dumps(value, sort_keys=True, separators=(",", ":"))

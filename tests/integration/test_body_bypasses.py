@@ -340,3 +340,28 @@ def test_spellings_of_a_storage_tag_are_refused_as_the_store_would_read_them(sta
     tags = bob.get(f"{stack.url}/api/3.0/mlflow/traces/{trace_id}").json()["trace"]["trace_info"]["tags"]
     assert tags["mlflow.artifactLocation"] == own_location
     assert {key: tags.get(key) for key in look_alikes} == dict.fromkeys(look_alikes, elsewhere)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"max_results": 1000, "view_type": 99}',  # an enum number MLflow does not know
+        '{"max_results": 1000, "order_by": [1]}',  # a number where MLflow wants text
+    ],
+)
+def test_a_search_keeps_its_narrowing_whatever_mlflow_cannot_parse(
+    stack: Stack, org: Org, alices_work: Owned, raw: str
+) -> None:
+    """The guard ANDs `experiment_id IN (what bob may read)` into an experiment search's filter. MLflow stops
+    parsing a body at the first value it cannot parse and searches with the fields read before it: the store once
+    answered these with every experiment of the workspace, Alice's included."""
+    bob = org.bob.http(stack)
+    own, _ = bobs_run(stack, org)
+    plain = bob.post(f"{stack.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1000})
+    assert plain.status_code == 200, plain.text
+    listed = {e["experiment_id"] for e in plain.json()["experiments"]}
+    assert own in listed and alices_work.experiment_id not in listed
+    response = send(bob, "POST", f"{stack.url}/api/2.0/mlflow/experiments/search", raw)
+    assert response.status_code == 400, response.text
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert alices_work.experiment_id not in response.text
