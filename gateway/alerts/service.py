@@ -203,14 +203,15 @@ class AlertService:
             await self._audit.write(session, entry(principal.name, "sql.alert.delete", _target(row), "ok"))
 
     async def run(self, principal: Principal, alert_id: str) -> Evaluation:
-        """Evaluate now (as the owner, whoever asks), and answer the evaluation."""
+        """Evaluate now (as the owner, whoever asks), and answer the evaluation. The statement counts against the
+        statement cap of whoever asks: the run is their request, not the owner's."""
         async with self._sessionmaker() as session:
             row = await self._visible(session, principal, alert_id)
         self._audit.record(entry(principal.name, "sql.alert.run", _target(row), "ok"))
         if row.owner_id is not None and row.owner_id == principal.id and principal.idp:
             async with self._sessionmaker() as session, session.begin():
                 await session.execute(_groups_of(principal).where(SqlAlertRow.id == row.id))
-        evaluation = await self.evaluate(row.id, "MANUAL")
+        evaluation = await self.evaluate(row.id, "MANUAL", caller=principal)
         if evaluation is None:
             raise ResourceNotFound(f"Alert {alert_id[:64]} does not exist.")
         return evaluation
@@ -243,8 +244,11 @@ class AlertService:
 
     # -- evaluation ---------------------------------------------------------------------------------------
 
-    async def evaluate(self, alert_id: str, trigger: str, scheduled_for: datetime | None = None) -> Evaluation | None:
-        """Run the alert's query as its owner, judge the result, record it, queue notifications; None if it is gone."""
+    async def evaluate(
+        self, alert_id: str, trigger: str, scheduled_for: datetime | None = None, *, caller: Principal | None = None
+    ) -> Evaluation | None:
+        """Run the alert's query as its owner, judge the result, record it, queue notifications; None if it is gone.
+        `caller`: who asked for a MANUAL evaluation, whose statement cap it counts against."""
         started = datetime.now(UTC)
         async with self._sessionmaker() as session:
             row = await session.get(SqlAlertRow, alert_id)
@@ -258,8 +262,10 @@ class AlertService:
             owner = self.owner(row)
             query = await self._query_text(owner, row)
             # A scheduled evaluation is never refused by the owner's statement cap: it is no caller's request,
-            # and `alerts.concurrency` bounds it. A manual one (`run`) is a request like any statement.
-            statement_id, columns, rows = await self._result(owner, query, capped=trigger == "MANUAL")
+            # and `alerts.concurrency` bounds it. A manual one (`run`) is a request like any statement, of the
+            # caller's: it counts against the cap of whoever pressed run, not the owner's.
+            manual = trigger == "MANUAL"
+            statement_id, columns, rows = await self._result(owner, query, capped=manual, counted=caller)
             judgement = judge(condition, columns, rows)
         except EvaluationFailed as exc:
             error = str(exc)
@@ -304,11 +310,10 @@ class AlertService:
         return row.query_text
 
     async def _result(
-        self, owner: Principal, query: str, *, capped: bool
+        self, owner: Principal, query: str, *, capped: bool, counted: Principal | None
     ) -> tuple[str, list[str], list[list[str | None]]]:
-        answer = await self._sql.execute(
-            owner, ExecuteStatementRequest(statement=query, wait_timeout=WAIT, on_wait_timeout="CANCEL"), capped=capped
-        )
+        request = ExecuteStatementRequest(statement=query, wait_timeout=WAIT, on_wait_timeout="CANCEL")
+        answer = await self._sql.execute(owner, request, capped=capped, counted=counted)
         status = answer.status
         if status.state != "SUCCEEDED" or answer.manifest is None:
             reason = status.error.message if status.error is not None else f"the statement ended {status.state}"

@@ -72,6 +72,11 @@ OUTBOX_OLDEST = Gauge("fedgate_outbox_oldest_pending_seconds", "Age of the oldes
 INDEX_LAG = Gauge(
     "fedgate_index_lag_seconds", "Seconds since the workspace's last finished index sync pass", ["workspace"]
 )
+SQL_CAPPED = Counter(
+    "fedgate_sql_statements_capped_total",
+    "SQL statements refused because the principal they count against had server.sql_max_statements_per_principal "
+    "pending or running (429 RESOURCE_EXHAUSTED; an alert run by hand ends ERROR)",
+)
 ALERT_EVALUATIONS = Counter(
     "fedgate_alert_evaluations_total", "SQL alert evaluations made by this process", ["trigger", "state"]
 )

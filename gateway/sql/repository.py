@@ -100,6 +100,14 @@ def _parsed(value: Any) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
+# The statements a principal's cap counts: its expression and state test are those of the partial index
+# `sql_statements_live` (migration 0041), so PostgreSQL reads the live statements alone.
+LIVE_COUNT = (
+    "SELECT count(*) FROM sql_statements WHERE COALESCE(counted_principal_id, principal_id) = $1 "
+    "AND state IN ('PENDING', 'RUNNING') AND created_at > now() - make_interval(secs => $2)"
+)
+
+
 class StatementRepository:
     """State of statements; `db` is an asyncpg pool or connection."""
 
@@ -115,11 +123,13 @@ class StatementRepository:
         *,
         manifest: dict[str, Any] | None = None,
         result: dict[str, Any] | None = None,
+        counted_id: int | None = None,
     ) -> None:
+        """`counted_id`: the principal whose cap the statement counts against, when not `principal_id` (0041)."""
         finished = state not in ("PENDING", "RUNNING")
         await self.db.execute(
-            "INSERT INTO sql_statements (statement_id, principal_id, state, statement, manifest, result, finished_at) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, CASE WHEN $7 THEN now() END)",
+            "INSERT INTO sql_statements (statement_id, principal_id, state, statement, manifest, result, finished_at, "
+            "counted_principal_id) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, CASE WHEN $7 THEN now() END, $8)",
             statement_id,
             principal_id,
             state,
@@ -127,31 +137,36 @@ class StatementRepository:
             _json(manifest),
             _json(result),
             finished,
+            counted_id if counted_id != principal_id else None,
         )
 
     async def insert_pending_within(
-        self, statement_id: str, principal_id: int, statement: str, cap: int, live_seconds: float
+        self,
+        statement_id: str,
+        principal_id: int,
+        statement: str,
+        cap: int,
+        live_seconds: float,
+        counted_id: int | None = None,
     ) -> int | None:
-        """Insert a PENDING statement unless the principal already has `cap` PENDING or RUNNING ones created in
-        the last `live_seconds` (older ones belong to a process that is gone); None when inserted, else that count.
+        """Insert a PENDING statement unless the principal it counts against (`counted_id`, else `principal_id`)
+        already has `cap` PENDING or RUNNING ones created in the last `live_seconds` (older ones belong to a
+        process that is gone); None when inserted, else that count.
 
-        Counted and inserted in one transaction under a lock on the principal (`LockClass.SQL_PRINCIPAL`), so two
-        submissions on any replicas are counted one after the other and cannot both pass. `db` must be a pool.
+        Counted and inserted in one transaction under a lock on that principal (`LockClass.SQL_PRINCIPAL`), so two
+        submissions on any replicas are counted one after the other and cannot both pass. The count reads the
+        partial index `sql_statements_live` (migration 0041). `db` must be a pool.
         """
         assert isinstance(self.db, asyncpg.Pool)
+        counted = principal_id if counted_id is None else counted_id
         async with self.db.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1, $2)", int(LockClass.SQL_PRINCIPAL), principal_id)
-            live = int(
-                await connection.fetchval(
-                    "SELECT count(*) FROM sql_statements WHERE principal_id = $1 AND state IN ('PENDING', 'RUNNING') "
-                    "AND created_at > now() - make_interval(secs => $2)",
-                    principal_id,
-                    float(live_seconds),
-                )
-            )
+            await connection.execute("SELECT pg_advisory_xact_lock($1, $2)", int(LockClass.SQL_PRINCIPAL), counted)
+            live = int(await connection.fetchval(LIVE_COUNT, counted, float(live_seconds)))
             if live >= cap:
                 return live
-            await StatementRepository(connection).insert(statement_id, principal_id, statement, "PENDING")
+            await StatementRepository(connection).insert(
+                statement_id, principal_id, statement, "PENDING", counted_id=counted
+            )
         return None
 
     async def mark_running(self, statement_id: str) -> bool:

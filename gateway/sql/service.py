@@ -43,6 +43,7 @@ from gateway.core.errors import (
 from gateway.core.policy_changes import ViewAdded, ViewRemoved
 from gateway.core.principal import Principal
 from gateway.db.retention import PRUNE_EVERY_SECONDS
+from gateway.observability.metrics import SQL_CAPPED
 from gateway.sql.catalog import SYSTEM_CATALOG, TableName, system_table
 from gateway.sql.repository import (
     StatementRepository,
@@ -171,11 +172,18 @@ class SqlService:
     # -- the API -----------------------------------------------------------------------------------------
 
     async def execute(
-        self, principal: Principal, request: ExecuteStatementRequest, *, capped: bool = True
+        self,
+        principal: Principal,
+        request: ExecuteStatementRequest,
+        *,
+        capped: bool = True,
+        counted: Principal | None = None,
     ) -> StatementResponse:
-        """Run a statement as `principal`. A query is refused (TooManyStatements) while the principal has
-        `server.sql_max_statements_per_principal` pending or running, unless `capped` is False: only for the
-        alert scheduler, whose evaluations `alerts.concurrency` bounds; they still count towards the owner's cap."""
+        """Run a statement as `principal`. A query is refused (TooManyStatements) while the principal it counts
+        against (`counted`, else `principal`: an alert run by hand runs as its owner and counts against whoever
+        pressed run) has `server.sql_max_statements_per_principal` pending or running, unless `capped` is False:
+        only for the alert scheduler, whose evaluations `alerts.concurrency` bounds; they still count towards
+        the owner's cap."""
         wait = _wait_seconds(request.wait_timeout)
         if request.on_wait_timeout not in ("CONTINUE", "CANCEL"):
             raise InvalidParameter("on_wait_timeout is CONTINUE or CANCEL.")
@@ -187,7 +195,7 @@ class SqlService:
             raise InvalidParameter("row_limit may not be negative.")
         statement = classify(request.statement, Defaults(request.catalog, request.schema))
         if isinstance(statement, Query):
-            return await self._query(principal, request, statement, wait, capped=capped)
+            return await self._query(principal, request, statement, wait, capped=capped, counted=counted)
         if request.parameters:
             raise InvalidParameter("Parameters are only allowed in a SELECT.")
         outcome = await self._command(principal, statement)
@@ -232,7 +240,14 @@ class SqlService:
     # -- queries -----------------------------------------------------------------------------------------
 
     async def _query(
-        self, principal: Principal, request: ExecuteStatementRequest, query: Query, wait: float, *, capped: bool
+        self,
+        principal: Principal,
+        request: ExecuteStatementRequest,
+        query: Query,
+        wait: float,
+        *,
+        capped: bool,
+        counted: Principal | None,
     ) -> StatementResponse:
         types, values = _parameters(request.parameters, query.parameters)
         caller = Reader(principal.name, principal.subjects, principal.account_admin)
@@ -245,8 +260,11 @@ class SqlService:
         repository = StatementRepository(pool)
         if capped and self._cap > 0:
             live_seconds = self._timeout + ABANDONED_AFTER_SECONDS
-            key = _principal_key(principal)
-            if await repository.insert_pending_within(statement_id, key, request.statement, self._cap, live_seconds):
+            key, counted_key = _principal_key(principal), _principal_key(counted or principal)
+            if await repository.insert_pending_within(
+                statement_id, key, request.statement, self._cap, live_seconds, counted_key
+            ):
+                SQL_CAPPED.inc()
                 raise TooManyStatements(self._cap)
         else:
             await repository.insert(statement_id, _principal_key(principal), request.statement, PENDING)

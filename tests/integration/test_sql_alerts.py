@@ -36,6 +36,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.core.config import ServerSettings
 from gateway.devstack import GatewayProcess, free_port
 from gateway.sql.documented import SUCCESS_RATIO
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, OUTBOUND_ALLOWED, Stack
@@ -453,6 +454,59 @@ def test_an_alert_runs_with_its_owners_grants_at_each_evaluation(alerting: Alert
     assert moved["owner_user_name"] == alerting.analyst.name
     assert call(alerting.url, alerting.analyst.token, "POST", f"{ALERTS}/{created['id']}/run")["state"] != "ERROR"
     call(alerting.url, alerting.analyst.token, "DELETE", f"{ALERTS}/{created['id']}")
+
+
+def test_an_alert_run_by_hand_counts_against_whoever_pressed_run(alerting: Alerting) -> None:
+    """A run by hand is the request of whoever pressed run: it counts against their statement cap, not the owner's.
+    An account admin running someone's alert is not refused because the owner is busy, and spends no place of
+    theirs; an admin at their own cap is refused. The statement stays the owner's (only they read its result)."""
+    admin = Admin(alerting.url)
+    owner = admin.person(unique("busy") + "@example.com")
+    for statement in (
+        "GRANT USE CATALOG ON CATALOG system TO `{}`",
+        "GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{}`",
+        "GRANT SELECT ON SCHEMA system.mlflow TO `{}`",
+    ):
+        sql(alerting.url, ADMIN_TOKEN, statement.format(owner.name))
+    created = call(alerting.url, owner.token, "POST", ALERTS, json=reliability_alert("/allowed/cap"))
+    run = f"{ALERTS}/{created['id']}/run"
+    cap = ServerSettings().sql_max_statements_per_principal
+    seed = f"busy-{uuid.uuid4().hex[:8]}-"
+
+    def running(principal_id: int, count: int) -> None:
+        """`count` statements RUNNING for the principal, as a process running them records them."""
+        query(
+            alerting.database_url,
+            "INSERT INTO sql_statements (statement_id, principal_id, state, statement) "
+            "SELECT $1 || i, $2, 'RUNNING', 'SELECT 1' FROM generate_series(1, $3) AS i",
+            f"{seed}{principal_id}-",
+            principal_id,
+            count,
+        )
+
+    try:
+        running(owner.id, cap)  # the owner's cap is full
+        own = call(alerting.url, owner.token, "POST", run)
+        assert own["state"] == "ERROR" and "Too many SQL statements" in own["error_message"], own
+        by_admin = call(alerting.url, ADMIN_TOKEN, "POST", run)
+        assert by_admin["state"] != "ERROR", by_admin
+        [recorded] = query(
+            alerting.database_url,
+            "SELECT principal_id, counted_principal_id FROM sql_statements WHERE statement_id = $1",
+            by_admin["statement_id"],
+        )
+        assert tuple(recorded) == (owner.id, 0)  # the owner's statement, counted for the bootstrap admin (id 0)
+
+        running(0, cap)  # the admin's cap is full: the admin's run is refused, whoever owns the alert
+        refused = call(alerting.url, ADMIN_TOKEN, "POST", run)
+        assert refused["state"] == "ERROR" and "Too many SQL statements" in refused["error_message"], refused
+    finally:
+        query(
+            alerting.database_url,
+            "UPDATE sql_statements SET state = 'CANCELED' WHERE starts_with(statement_id, $1)",
+            seed,
+        )
+        call(alerting.url, owner.token, "DELETE", f"{ALERTS}/{created['id']}")
 
 
 def test_a_dynamic_view_is_judged_for_the_owner_at_each_evaluation(alerting: Alerting) -> None:

@@ -607,6 +607,15 @@ NO_TABLE_SLOW = (
 )
 
 
+def capped_count(stack: Stack) -> float:
+    """The gateway's count of statements refused by the per-principal cap (one gateway process serves `stack`)."""
+    text = requests.get(f"{stack.url}/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(CAPPED_METRIC + " "))
+
+
+CAPPED_METRIC = "fedgate_sql_statements_capped_total"
+
+
 def test_pending_or_running_statements_per_principal_are_capped(stack: Stack, org: Org) -> None:
     """Someone without any grant cannot hold more than the cap's connections of the SQL pool with statements that
     read no table: one more is refused 429 RESOURCE_EXHAUSTED with Retry-After, a cancel makes room, and another
@@ -621,10 +630,12 @@ def test_pending_or_running_statements_per_principal_are_capped(stack: Stack, or
             assert started.status_code == 200, started.text
             assert started.json()["status"]["state"] in ("PENDING", "RUNNING")
             ids.append(str(started.json()["statement_id"]))
+        capped_before = capped_count(stack)
         refusal = sql(stack, token, NO_TABLE_SLOW, wait_timeout="0s")
         message = refused(refusal, 429, "RESOURCE_EXHAUSTED")
         assert f"at most {cap}" in message
         assert int(refusal.headers["Retry-After"]) >= 1
+        assert capped_count(stack) == capped_before + 1  # counted before the refusal was answered
         # Another person is not affected.
         theirs = sql(stack, org.analyst.token, "SELECT 1 AS one")
         assert theirs.status_code == 200 and theirs.json()["status"]["state"] == "SUCCEEDED", theirs.text
