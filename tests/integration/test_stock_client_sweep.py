@@ -1,0 +1,549 @@
+"""A sweep of what a user's code does with the stock mlflow client, run twice: through the gateway (workspace
+team-a, as a user who may only use it) and directly against team-a's own `mlflow server`. Each scenario returns
+what the user would see, stripped of ids and times, and the two must be equal.
+
+What other modules already cover in depth (the registry's aliases and tags, stage transitions, a folder's
+download, renamed workspaces, permissions) is touched here only where a scenario needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import AssessmentSource, ViewType
+from mlflow.exceptions import MlflowException
+
+from tests.conftest import Stack
+from tests.support.identity import Admin, Person
+from tests.support.stock_client import stock_client_env
+
+pytestmark = pytest.mark.integration
+
+# The same names on both sides (different stores), unique per session.
+SUFFIX = uuid.uuid4().hex[:8]
+
+
+def named(prefix: str) -> str:
+    return f"sweep-{prefix}-{SUFFIX}"
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    uri: str
+    token: str | None
+    workspace: str | None
+
+
+@dataclass(frozen=True)
+class Sides:
+    gateway: Target  # a user who may use team-a (CAN_USE): owns what they create
+    editor: Target  # a user who may edit all of team-a (CAN_EDIT): evaluation datasets are the workspace's
+    direct: Target
+
+
+@pytest.fixture(scope="module")
+def sides(stack: Stack) -> Sides:
+    admin = Admin.of(stack)
+    user: Person = admin.person(f"sweep.{SUFFIX}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=user.name)
+    editor: Person = admin.person(f"sweep.editor.{SUFFIX}@example.com")
+    admin.grant("workspaces/team-a", "CAN_EDIT", user=editor.name)
+    return Sides(
+        gateway=Target("gateway", stack.url, user.token, "team-a"),
+        editor=Target("gateway", stack.url, editor.token, "team-a"),
+        direct=Target("direct", stack.stores["b"].url, None, None),
+    )
+
+
+@contextlib.contextmanager
+def talking_to(target: Target) -> Iterator[MlflowClient]:
+    """The stock client configured for `target` as a user would: tracking URI, token, workspace."""
+    with stock_client_env(MLFLOW_TRACKING_URI=target.uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"):
+        if target.token is None:
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        else:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = target.token
+        mlflow.set_tracking_uri(target.uri)
+        mlflow.set_workspace(target.workspace)
+        try:
+            yield MlflowClient()
+        finally:
+            while mlflow.active_run():
+                mlflow.end_run()
+
+
+def both(
+    sides: Sides, tmp_path: Path, scenario: Callable[[MlflowClient, Path], Any], *, as_editor: bool = False
+) -> Any:
+    """The scenario's view through the gateway, asserted equal to its view of a store of its own."""
+    seen = {}
+    for target in (sides.direct, sides.editor if as_editor else sides.gateway):
+        folder = tmp_path / target.label
+        folder.mkdir()
+        with talking_to(target) as client:
+            try:
+                seen[target.label] = scenario(client, folder)
+            except Exception as error:
+                error.add_note(f"(the scenario {target.label})")
+                raise
+    assert seen["gateway"] == seen["direct"]
+    return seen["gateway"]
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under `root`, by relative path, with a digest of its bytes."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def listing(client: MlflowClient, run_id: str, path: str | None = None) -> list[tuple[str, bool, int | None]]:
+    return sorted((f.path, f.is_dir, f.file_size) for f in client.list_artifacts(run_id, path))
+
+
+def test_runs_params_metrics_and_artifacts(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        mlflow.set_experiment(named("runs"))
+        source = folder / "src"
+        (source / "sub" / "deeper").mkdir(parents=True)
+        (source / "top.txt").write_text("top")
+        (source / "sub" / "mid.csv").write_text("a,b\n1,2\n")
+        (source / "sub" / "deeper" / "low.bin").write_bytes(bytes(range(256)) * 40)
+        with mlflow.start_run(run_name="outer") as outer:
+            mlflow.log_params({"optimizer": "adam", "layers": 3})
+            for step in range(3):
+                mlflow.log_metrics({"loss": 1.0 / (step + 1), "acc": step / 10}, step=step)
+            mlflow.log_dict({"a": [1, 2], "b": {"c": "d"}}, "config/settings.json")
+            mlflow.log_dict({"k": "v"}, "config/settings.yaml")
+            mlflow.log_text("hello ünïcode", "notes/readme.txt")
+            mlflow.log_table(pd.DataFrame({"q": ["x", "y"], "score": [0.5, 0.7]}), "tables/eval.json")
+            with contextlib.suppress(ImportError):
+                from PIL import Image
+
+                mlflow.log_image(Image.new("RGB", (8, 8), (255, 0, 0)), "images/red.png")
+            mlflow.log_artifacts(str(source), artifact_path="bundle")
+            with mlflow.start_run(run_name="inner", nested=True) as inner:
+                mlflow.log_metric("inner_metric", 2.5)
+                with mlflow.start_run(run_name="innermost", nested=True) as innermost:
+                    mlflow.set_tag("depth", "2")
+        run_id = outer.info.run_id
+
+        run = client.get_run(run_id)
+        children = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+        grandchild = client.get_run(innermost.info.run_id)
+        history = [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")]
+
+        depth = {
+            path: listing(client, run_id, path)
+            for path in (None, "bundle", "bundle/sub", "bundle/sub/deeper", "config", "bundle/top.txt", "nowhere")
+        }
+        folder_copy = Path(client.download_artifacts(run_id, "bundle/sub", str(folder / "folder")))
+        whole = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/", dst_path=str(folder / "whole")))
+        one = Path(
+            mlflow.artifacts.download_artifacts(f"runs:/{run_id}/notes/readme.txt", dst_path=str(folder / "one"))
+        )
+        table = mlflow.load_table("tables/eval.json", run_ids=[run_id])
+        return {
+            "params": run.data.params,
+            "metrics": run.data.metrics,
+            "history": history,
+            "children": [r.info.run_name for r in children],
+            "child id": [r.info.run_id for r in children] == [inner.info.run_id],
+            "grandchild": (
+                grandchild.data.tags["mlflow.parentRunId"] == inner.info.run_id,
+                grandchild.data.tags["depth"],
+            ),
+            "listing": depth,
+            "folder": (folder_copy.name, tree(folder_copy)),
+            "whole": tree(whole),
+            "one": (one.name, one.read_text()),
+            "text": mlflow.artifacts.load_text(f"runs:/{run_id}/notes/readme.txt"),
+            "dict": mlflow.artifacts.load_dict(f"runs:/{run_id}/config/settings.json"),
+            "yaml": mlflow.artifacts.load_text(f"runs:/{run_id}/config/settings.yaml"),
+            "table": table.drop(columns=["run_id"], errors="ignore").to_dict("records"),
+            "artifact uri": run.info.artifact_uri.endswith(f"/{run_id}/artifacts"),
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["children"] == ["inner"] and seen["child id"]
+    assert seen["listing"]["bundle/sub/deeper"] == [("bundle/sub/deeper/low.bin", False, 10240)]
+    assert seen["folder"][1] == {
+        "mid.csv": seen["folder"][1]["mid.csv"],
+        "deeper/low.bin": seen["whole"]["bundle/sub/deeper/low.bin"],
+    }
+    assert seen["text"] == "hello ünïcode"
+
+
+def test_search_runs_and_experiments(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        name = named("search")
+        experiment_id = mlflow.set_experiment(name).experiment_id
+        ids = {}
+        for index, (optimizer, team) in enumerate((("adam", "red"), ("sgd", "blue"), ("adam", "blue"))):
+            with mlflow.start_run(run_name=f"trial-{index}") as run:
+                mlflow.log_params({"optimizer": optimizer, "index": index})
+                mlflow.set_tags({"team": team})
+                mlflow.log_metric("score", index * 1.5)
+            ids[run.info.run_id] = run.info.run_name
+        with mlflow.start_run(run_name="broken") as broken:
+            pass
+        client.set_terminated(broken.info.run_id, status="FAILED")
+        ids[broken.info.run_id] = "broken"
+
+        def names(frame: pd.DataFrame) -> list[str]:
+            return [ids[run_id] for run_id in frame["run_id"]]
+
+        frames = {
+            "all": mlflow.search_runs([experiment_id], order_by=["attributes.run_name ASC"]),
+            "param": mlflow.search_runs([experiment_id], "params.optimizer = 'adam'", order_by=["metrics.score DESC"]),
+            "tag": mlflow.search_runs([experiment_id], "tags.team = 'blue' and params.optimizer != 'sgd'"),
+            "status": mlflow.search_runs([experiment_id], "attributes.status = 'FAILED'"),
+            "like": mlflow.search_runs(
+                [experiment_id], "attributes.run_name LIKE 'trial-%'", order_by=["start_time ASC"]
+            ),
+            "metric": mlflow.search_runs(experiment_names=[name], filter_string="metrics.score >= 1.5"),
+        }
+        columns = sorted(frames["all"].columns)
+        listed = mlflow.search_runs([experiment_id], output_format="list", max_results=2, order_by=["run_name DESC"])
+
+        client.set_experiment_tag(experiment_id, "stage", "sweep")
+        mlflow.set_experiment_tags({"owner": "data", "kind": "sweep"})
+        by_name = mlflow.get_experiment_by_name(name)
+        found = mlflow.search_experiments(filter_string=f"name = '{name}' and tags.stage = 'sweep'")
+        liked = mlflow.search_experiments(filter_string=f"name LIKE 'sweep-search-{SUFFIX}%'", order_by=["name"])
+
+        mlflow.delete_run(broken.info.run_id)
+        deleted_runs = mlflow.search_runs([experiment_id], run_view_type=ViewType.DELETED_ONLY)
+        client.restore_run(broken.info.run_id)
+        mlflow.delete_experiment(experiment_id)
+        after_delete = (
+            mlflow.get_experiment_by_name(name).lifecycle_stage,
+            [e.name for e in mlflow.search_experiments(filter_string=f"name = '{name}'")],
+            [
+                e.name
+                for e in mlflow.search_experiments(view_type=ViewType.DELETED_ONLY, filter_string=f"name = '{name}'")
+            ],
+        )
+        client.restore_experiment(experiment_id)
+        return {
+            "frames": {key: names(frame) for key, frame in frames.items()},
+            "columns": columns,
+            "listed": [r.info.run_name for r in listed],
+            "by name": (by_name.experiment_id == experiment_id, by_name.tags.get("stage"), by_name.tags.get("kind")),
+            "found": [e.name for e in found],
+            "liked": [e.name for e in liked],
+            "deleted runs": names(deleted_runs),
+            "after delete": after_delete,
+            "restored": (
+                client.get_experiment(experiment_id).lifecycle_stage,
+                client.get_run(broken.info.run_id).info.lifecycle_stage,
+            ),
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["frames"]["param"] == ["trial-2", "trial-0"]
+    assert seen["frames"]["tag"] == ["trial-2"]
+    assert seen["after delete"] == ("deleted", [], [named("search")])
+
+
+class AddN(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        return model_input["x"] + 1
+
+
+def test_models_registry_and_loading(sides: Sides, tmp_path: Path) -> None:
+    from mlflow.models import infer_signature
+
+    sklearn = pytest.importorskip("sklearn.linear_model")
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        mlflow.set_experiment(named("models"))
+        name = named("pyfunc")
+        example = pd.DataFrame({"x": [1.0, 2.0]})
+        signature = infer_signature(example, pd.Series([2.0, 3.0]))
+        with mlflow.start_run() as run:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=AddN(),
+                registered_model_name=name,
+                input_example=example,
+                signature=signature,
+            )
+        features = np.array([[0.1, 0.2], [0.9, 0.8], [0.3, 0.9], [0.7, 0.1]])
+        fitted = sklearn.LogisticRegression().fit(features, [0, 1, 0, 1])
+        sk_name = named("sklearn")
+        with mlflow.start_run():
+            sk_info = mlflow.sklearn.log_model(
+                fitted, name="clf", registered_model_name=sk_name, input_example=features[:2]
+            )
+        client.set_registered_model_alias(name, "champion", "1")
+        probe = pd.DataFrame({"x": [10.0]})
+        loads = {
+            uri.replace(run.info.run_id, "<run>").replace(info.model_id, "<model>"): list(
+                mlflow.pyfunc.load_model(uri).predict(probe)
+            )
+            for uri in (
+                f"runs:/{run.info.run_id}/model",
+                f"models:/{name}/1",
+                f"models:/{name}@champion",
+                f"models:/{info.model_id}",
+                info.model_uri,
+            )
+        }
+        sk_loaded = mlflow.sklearn.load_model(f"models:/{sk_name}/1")
+        loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
+        example = mlflow.models.get_model_info(f"models:/{name}/1").saved_input_example_info
+
+        copied = client.copy_model_version(f"models:/{name}/1", named("copy"))
+        by_alias = client.get_model_version_by_alias(name, "champion")
+        searches = {
+            "name": client.search_model_versions(f"name = '{name}'"),
+            "run": client.search_model_versions(f"run_id = '{run.info.run_id}'"),
+            "like": client.search_model_versions(f"name LIKE 'sweep-%-{SUFFIX}'", order_by=["name ASC"]),
+            "source": client.search_model_versions(f"source_path = 'runs:/{run.info.run_id}/model'"),
+        }
+        staged = client.transition_model_version_stage(name, "1", "Staging")
+        latest = client.get_latest_versions(name, stages=["Staging"])
+        renamed = named("renamed")
+        client.rename_registered_model(name, renamed)
+        after_rename = client.get_model_version_by_alias(renamed, "champion").version
+        renamed_load = list(mlflow.pyfunc.load_model(f"models:/{renamed}@champion").predict(probe))
+        client.delete_registered_model(renamed)
+        with pytest.raises(MlflowException) as gone:
+            client.get_registered_model(renamed)
+        return {
+            "versions": (info.registered_model_version, sk_info.registered_model_version),
+            "model uri": info.model_uri == f"models:/{info.model_id}",
+            "loads": loads,
+            "signature": loaded.metadata.get_input_schema().to_dict(),
+            "example": example,
+            "sklearn": list(sk_loaded.predict(features)),
+            "copy": (copied.name, copied.version, copied.source.startswith("models:/")),
+            "alias": (by_alias.version, by_alias.aliases),
+            "searches": {k: sorted((v.name, v.version) for v in found) for k, found in searches.items()},
+            "staged": (staged.current_stage, [v.version for v in latest]),
+            "renamed": (after_rename, renamed_load),
+            "gone": gone.value.error_code,
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert set(map(tuple, seen["loads"].values())) == {(11.0,)}
+    assert seen["searches"]["name"] == [(named("pyfunc"), "1")]
+
+
+def test_logged_models(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("logged")).experiment_id
+        first = mlflow.initialize_logged_model(name="first", tags={"kind": "baseline"}, params={"alpha": "0.1"})
+        mlflow.finalize_logged_model(first.model_id, "READY")
+        second = mlflow.initialize_logged_model(name="second")
+        mlflow.set_logged_model_tags(second.model_id, {"kind": "candidate", "round": "2"})
+        mlflow.delete_logged_model_tag(second.model_id, "round")
+        with mlflow.start_run():
+            mlflow.log_metric("accuracy", 0.8, model_id=first.model_id)
+            mlflow.log_metric("accuracy", 0.9, model_id=second.model_id)
+        mlflow.finalize_logged_model(second.model_id, "FAILED")
+        ids = {first.model_id: "first", second.model_id: "second"}
+        frame = mlflow.search_logged_models(experiment_ids=[experiment_id])
+        listed = mlflow.search_logged_models(
+            experiment_ids=[experiment_id],
+            filter_string="metrics.accuracy > 0.85",
+            output_format="list",
+        )
+        ordered = mlflow.search_logged_models(
+            experiment_ids=[experiment_id],
+            order_by=[{"field_name": "metrics.accuracy", "ascending": False}],
+            output_format="list",
+        )
+        tagged = mlflow.search_logged_models(
+            experiment_ids=[experiment_id], filter_string="tags.kind = 'baseline'", output_format="list"
+        )
+        fetched = mlflow.get_logged_model(second.model_id)
+        return {
+            "frame": sorted(ids[i] for i in frame["model_id"]),
+            "columns": sorted(frame.columns),
+            "listed": [ids[m.model_id] for m in listed],
+            "ordered": [ids[m.model_id] for m in ordered],
+            "tagged": [ids[m.model_id] for m in tagged],
+            "second": (str(fetched.status), fetched.tags, [(m.key, m.value) for m in fetched.metrics or []]),
+            "first params": mlflow.get_logged_model(first.model_id).params,
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["listed"] == ["second"] and seen["ordered"] == ["second", "first"]
+
+
+def test_traces_and_assessments(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("traces")).experiment_id
+
+        @mlflow.trace(name="outer", attributes={"team": "sweep"})
+        def outer(question: str) -> str:
+            return inner(question.upper())
+
+        @mlflow.trace
+        def inner(text: str) -> str:
+            return text + "!"
+
+        assert outer("why") == "WHY!"
+        with mlflow.start_span("manual", span_type="CHAIN") as span:
+            span.set_inputs({"q": 1})
+            span.set_outputs({"a": 2})
+            with mlflow.start_span("child") as child:
+                child.set_attribute("k", "v")
+            manual_id = span.trace_id
+        mlflow.flush_trace_async_logging()
+        frame = mlflow.search_traces(locations=[experiment_id], order_by=["timestamp_ms ASC"])
+        trace_ids = list(frame["trace_id"])
+        assert len(trace_ids) == 2 and manual_id in trace_ids
+        first_id = trace_ids[0] if trace_ids[1] == manual_id else trace_ids[1]
+
+        mlflow.set_trace_tag(manual_id, "reviewed", "yes")
+        client.set_trace_tag(manual_id, "temp", "x")
+        client.delete_trace_tag(manual_id, "temp")
+        trace = mlflow.get_trace(manual_id)
+        tagged = mlflow.search_traces(
+            locations=[experiment_id], filter_string="tags.reviewed = 'yes'", return_type="list"
+        )
+
+        feedback = mlflow.log_feedback(
+            trace_id=manual_id,
+            name="helpful",
+            value=True,
+            rationale="answered",
+            source=AssessmentSource(source_type="HUMAN", source_id="reviewer@example.com"),
+            metadata={"round": "1"},
+        )
+        expectation = mlflow.log_expectation(trace_id=manual_id, name="expected", value={"a": 2})
+        span_feedback = mlflow.log_feedback(
+            trace_id=manual_id, name="span-score", value=0.5, span_id=trace.data.spans[1].span_id
+        )
+        fetched = mlflow.get_assessment(manual_id, feedback.assessment_id)
+        updated = mlflow.update_assessment(
+            trace_id=manual_id,
+            assessment_id=feedback.assessment_id,
+            assessment=mlflow.entities.Feedback(name="helpful", value=False, rationale="not really"),
+        )
+        overridden = mlflow.override_feedback(
+            trace_id=manual_id, assessment_id=span_feedback.assessment_id, value=0.9, rationale="recheck"
+        )
+        mlflow.delete_assessment(manual_id, expectation.assessment_id)
+        with pytest.raises(MlflowException) as deleted:
+            mlflow.get_assessment(manual_id, expectation.assessment_id)
+        final = mlflow.get_trace(manual_id)
+        assessments = sorted((a.name, repr(a.value), a.valid, a.rationale) for a in final.info.assessments)
+        frame_columns = sorted(frame.columns)
+        removed = client.delete_traces(experiment_id, trace_ids=[first_id])
+        remaining = mlflow.search_traces(locations=[experiment_id], return_type="list")
+        return {
+            "frame": [frame["request"].tolist(), frame["state"].tolist()],
+            "columns": frame_columns,
+            "spans": sorted((s.name, s.parent_id is None) for s in trace.data.spans),
+            "span io": (trace.data.spans[0].inputs, trace.data.spans[0].outputs),
+            "tags": {k: v for k, v in trace.info.tags.items() if not k.startswith("mlflow.")},
+            "tagged": [t.info.trace_id == manual_id for t in tagged],
+            "fetched": (fetched.name, fetched.value, fetched.rationale, fetched.source.source_id, fetched.metadata),
+            "updated": (updated.value, updated.rationale),
+            "overridden": (overridden.value, overridden.rationale),
+            "deleted": deleted.value.error_code,
+            "assessments": assessments,
+            "removed": removed,
+            "remaining": [t.info.trace_id == manual_id for t in remaining],
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["removed"] == 1 and seen["remaining"] == [True]
+
+
+def test_prompts(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        name = named("prompt")
+        first = mlflow.genai.register_prompt(name, "Hello {{name}}", commit_message="first", tags={"team": "a"})
+        second = mlflow.genai.register_prompt(
+            name, [{"role": "user", "content": "Hi {{name}}"}], commit_message="second"
+        )
+        mlflow.genai.set_prompt_alias(name, "production", first.version)
+        loads = {
+            "by name": mlflow.genai.load_prompt(name),
+            "by version": mlflow.genai.load_prompt(name, version=1),
+            "by uri": mlflow.genai.load_prompt(f"prompts:/{name}/2"),
+            "by alias": mlflow.genai.load_prompt(f"prompts:/{name}@production"),
+            "latest": mlflow.genai.load_prompt(f"prompts:/{name}@latest"),
+        }
+        found = mlflow.genai.search_prompts(filter_string=f"name = '{name}'")
+        liked = mlflow.genai.search_prompts(filter_string=f"name LIKE 'sweep-prompt-{SUFFIX}%'")
+        mlflow.genai.delete_prompt_alias(name, "production")
+        with pytest.raises(MlflowException) as missing_alias:
+            mlflow.genai.load_prompt(f"prompts:/{name}@production", cache_ttl_seconds=0)
+        return {
+            "versions": (first.version, second.version),
+            "loads": {k: (p.version, p.template, p.commit_message) for k, p in loads.items()},
+            "formatted": loads["by alias"].format(name="Ann"),
+            "aliases": loads["by alias"].aliases,
+            "found": [(p.name, p.tags) for p in found],
+            "liked": [p.name for p in liked],
+            "missing alias": missing_alias.value.error_code,
+            "not a model": [m.name for m in client.search_registered_models(filter_string=f"name = '{name}'")],
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["formatted"] == "Hello Ann"
+
+
+def test_datasets(sides: Sides, tmp_path: Path) -> None:
+    from mlflow.genai import datasets
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("datasets")).experiment_id
+        name = named("eval")
+        created = datasets.create_dataset(name=name, experiment_id=experiment_id, tags={"team": "a"})
+        created.merge_records(
+            [
+                {"inputs": {"question": "2+2"}, "expectations": {"answer": "4"}},
+                {"inputs": {"question": "3+3"}, "expectations": {"answer": "6"}},
+            ]
+        )
+        created.merge_records(pd.DataFrame([{"inputs": {"question": "2+2"}, "expectations": {"answer": "four"}}]))
+        fetched = datasets.get_dataset(dataset_id=created.dataset_id)
+        records = fetched.to_df()
+        found = datasets.search_datasets(experiment_ids=[experiment_id])
+        filtered = datasets.search_datasets(experiment_ids=[experiment_id], filter_string=f"name = '{name}'")
+        datasets.set_dataset_tags(dataset_id=created.dataset_id, tags={"stage": "draft"})
+
+        frame = pd.DataFrame({"x": [1, 2, 3], "y": [0, 1, 0]})
+        logged = mlflow.data.from_pandas(frame, name="train", targets="y")
+        with mlflow.start_run() as run:
+            mlflow.log_input(logged, context="training", tags={"fold": "1"})
+        inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+        return {
+            "records": sorted((r["inputs"]["question"], r["expectations"]["answer"]) for _, r in records.iterrows()),
+            "found": [d.name for d in found],
+            "filtered": [d.name for d in filtered],
+            "tags": {
+                k: v
+                for k, v in datasets.get_dataset(dataset_id=created.dataset_id).tags.items()
+                if not k.startswith("mlflow.")
+            },
+            "inputs": [
+                (i.dataset.name, i.dataset.digest, i.dataset.source_type, sorted((t.key, t.value) for t in i.tags))
+                for i in inputs
+            ],
+        }
+
+    seen = both(sides, tmp_path, scenario, as_editor=True)
+    assert seen["records"] == [("2+2", "four"), ("3+3", "6")]
