@@ -547,3 +547,35 @@ def test_datasets(sides: Sides, tmp_path: Path) -> None:
 
     seen = both(sides, tmp_path, scenario, as_editor=True)
     assert seen["records"] == [("2+2", "four"), ("3+3", "6")]
+
+
+def test_version_sources_follow_what_they_name(sides: Sides, stack: Stack) -> None:
+    """A version copied from another model needs CAN_READ on that model; a prompt's placeholder source is a
+    prompt version's only (anything else made from it would be a version whose files lie nowhere it may read)."""
+    with talking_to(sides.editor) as client:
+        mlflow.set_experiment(named("editor-sources"))
+        with mlflow.start_run() as run:
+            mlflow.log_text("weights", "model/weights.txt")
+        hidden = named("hidden")
+        client.create_registered_model(hidden)
+        client.create_model_version(hidden, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    with talking_to(sides.gateway) as client:
+        mine = named("mine")
+        client.create_registered_model(mine)
+        for source in (f"models:/{hidden}/1", f"models:/{hidden}@champion", f"models:/{hidden}/latest"):
+            with pytest.raises(MlflowException) as hidden_source:
+                client.create_model_version(mine, source)
+            assert hidden_source.value.error_code == "RESOURCE_DOES_NOT_EXIST", source
+        prompt_tag = "mlflow.prompt.is_prompt"
+        for source, tags in (
+            ("prompt-template", []),
+            ("dummy-source", [(prompt_tag, "false")]),
+            # Given twice, the last one false: the store takes it for a model's version, and so does the gateway.
+            ("prompt-template", [(prompt_tag, "true"), (prompt_tag, "false")]),
+        ):
+            body = {"name": mine, "source": source, "tags": [{"key": k, "value": v} for k, v in tags]}
+            answer = stack.http("team-a", token=sides.gateway.token).post(
+                f"{stack.url}/api/2.0/mlflow/model-versions/create", json=body, timeout=60
+            )
+            assert (answer.status_code, answer.json()["error_code"]) == (403, "PERMISSION_DENIED"), body
+        assert client.search_model_versions(f"name = '{mine}'") == []

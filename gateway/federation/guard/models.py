@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 from gateway.authz.decide import Everything
 from gateway.authz.levels import Level, transition_level
 from gateway.core.errors import PermissionDenied
@@ -15,6 +17,11 @@ from gateway.federation.guard.artifacts import artifact_experiment
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.owners import recording_owner
 from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
+
+# MLflow's placeholders of a prompt version's source (mlflow.prompt.constants: the client's and the store's),
+# and the tag that makes a version a prompt's.
+PROMPT_SOURCE_PLACEHOLDERS = frozenset({"dummy-source", "prompt-template"})
+PROMPT_TAG = "mlflow.prompt.is_prompt"
 
 RENAME = REGISTERED_MODELS_RENAME.name
 DELETE = REGISTERED_MODELS_DELETE.name
@@ -81,11 +88,10 @@ async def _require_version_source(checks: Checks, request: Request) -> None:
     if ids.model_id:
         await checks.require_logged_model(request, ids.model_id, Level.CAN_READ)
     source = ids.source or ""
+    if source in PROMPT_SOURCE_PLACEHOLDERS and _is_prompt_version(request):
+        return  # a prompt's version is made from its template (in its tags), from no stored location
     if source.startswith("models:/"):
-        model_id = source[len("models:/") :].split("/", 1)[0]
-        if not model_id.startswith("m-"):
-            raise PermissionDenied("A model version's source must be a logged model id (models:/m-...).")
-        await checks.require_logged_model(request, model_id, Level.CAN_READ)
+        await _require_models_source(checks, request, source)
     elif source.startswith("runs:/"):
         await checks.require_run(request, source[len("runs:/") :].split("/", 1)[0], Level.CAN_READ)
     elif source.startswith("mlflow-artifacts:/"):
@@ -102,6 +108,37 @@ async def _require_version_source(checks: Checks, request: Request) -> None:
             "A model version's source must be a run (runs:/), a logged model (models:/) or an "
             "mlflow-artifacts: location; other locations are for admins only."
         )
+
+
+def _is_prompt_version(request: Request) -> bool:
+    """Whether the store takes the new version for a prompt's: as MLflow's handler reads the request's tags
+    (the last value of the key wins, and only a true value counts)."""
+    tags = request.document.get("tags")
+    value = "false"
+    for tag in tags if isinstance(tags, list) else ():
+        if isinstance(tag, dict) and tag.get("key") == PROMPT_TAG:
+            value = str(tag.get("value") or "")
+    return value.lower() == "true"
+
+
+async def _require_models_source(checks: Checks, request: Request, source: str) -> None:
+    """A `models:/` source, read as MLflow's `_parse_model_uri` reads it: `models:/m-...` names a logged model,
+    `models:/<name>/<version|stage|latest>` and `models:/<name>@<alias>` a registered model's version (what
+    `copy_model_version` sends), which the store resolves in this workspace's registry."""
+    parsed = urlparse(source, allow_fragments=False)
+    parts = parsed.path.lstrip("/").split("/") if parsed.path.startswith("/") else []
+    if parsed.netloc or not parts or not parts[0].strip() or len(parts) > 2:
+        raise PermissionDenied("A model version's source must be a logged model (models:/m-...) or a model version.")
+    if len(parts) == 2:
+        name = parts[0]
+    elif "@" in parsed.path:
+        name = parts[0].rsplit("@", 1)[0]
+    else:
+        if not parts[0].startswith("m-"):
+            raise PermissionDenied("A model version's source must be a logged model id (models:/m-...).")
+        await checks.require_logged_model(request, parts[0], Level.CAN_READ)
+        return
+    await checks.require_model(request, name, Level.CAN_READ)
 
 
 def _follow_name(checks: Checks, request: Request, name: str) -> Plan:
