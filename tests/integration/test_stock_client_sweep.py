@@ -45,6 +45,7 @@ class Target:
     uri: str
     token: str | None
     workspace: str | None
+    workspace_from_env: bool = False  # MLFLOW_WORKSPACE rather than mlflow.set_workspace
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def sides(stack: Stack) -> Sides:
     admin.grant("workspaces/team-a", "CAN_EDIT", user=editor.name)
     return Sides(
         gateway=Target("gateway", stack.url, user.token, "team-a"),
-        editor=Target("gateway", stack.url, editor.token, "team-a"),
+        editor=Target("gateway", stack.url, editor.token, "team-a", workspace_from_env=True),
         direct=Target("direct", stack.stores["b"].url, None, None),
     )
 
@@ -77,12 +78,16 @@ def talking_to(target: Target) -> Iterator[MlflowClient]:
         else:
             os.environ["MLFLOW_TRACKING_TOKEN"] = target.token
         mlflow.set_tracking_uri(target.uri)
-        mlflow.set_workspace(target.workspace)
+        if target.workspace_from_env and target.workspace:
+            os.environ["MLFLOW_WORKSPACE"] = target.workspace
+        else:
+            mlflow.set_workspace(target.workspace)
         try:
             yield MlflowClient()
         finally:
             while mlflow.active_run():
                 mlflow.end_run()
+            mlflow.clear_active_model()
 
 
 def both(
@@ -549,6 +554,209 @@ def test_datasets(sides: Sides, tmp_path: Path) -> None:
     assert seen["records"] == [("2+2", "four"), ("3+3", "6")]
 
 
+def test_async_logging_and_autolog(sides: Sides, tmp_path: Path) -> None:
+    sklearn = pytest.importorskip("sklearn.linear_model")
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("async")).experiment_id
+        mlflow.config.enable_async_logging(True)
+        try:
+            with mlflow.start_run() as run:
+                mlflow.log_param("mode", "async")
+                for step in range(20):
+                    mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+                mlflow.set_tag("async", "yes")
+            mlflow.flush_async_logging()
+        finally:
+            mlflow.config.enable_async_logging(False)
+        history = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+        mlflow.sklearn.autolog(log_input_examples=True, log_datasets=True)
+        try:
+            with mlflow.start_run() as auto:
+                features = np.array([[0.1, 0.2], [0.9, 0.8], [0.3, 0.9], [0.7, 0.1]])
+                sklearn.LogisticRegression(C=0.5).fit(features, np.array([0, 1, 0, 1]))
+        finally:
+            mlflow.sklearn.autolog(disable=True)
+        logged = client.get_run(auto.info.run_id)
+        models = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
+        model = models[0]
+        return {
+            "history": history,
+            "async run": (
+                client.get_run(run.info.run_id).data.params,
+                client.get_run(run.info.run_id).data.tags.get("async"),
+            ),
+            "auto params": sorted(logged.data.params),
+            "auto metrics": sorted(logged.data.metrics),
+            "auto inputs": [i.dataset.name for i in logged.inputs.dataset_inputs],
+            "auto outputs": [
+                o.model_id == model.model_id for o in (logged.outputs.model_outputs if logged.outputs else [])
+            ],
+            "models": [(m.name, str(m.status), m.source_run_id == auto.info.run_id) for m in models],
+            "model artifacts": sorted(f.path for f in client.list_logged_model_artifacts(model.model_id)),
+            "model files": sorted(
+                tree(Path(mlflow.artifacts.download_artifacts(f"models:/{model.model_id}", dst_path=str(folder / "m"))))
+            ),
+            "register": mlflow.register_model(f"models:/{model.model_id}", named("autolog")).version,
+            "register run": mlflow.register_model(f"runs:/{auto.info.run_id}/model", named("autolog")).version,
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["history"] == list(range(20)) and seen["models"] == [("model", "READY", True)]
+    assert (seen["register"], seen["register run"]) == ("1", "2")
+
+
+def test_genai_evaluate_and_linked_traces(sides: Sides, tmp_path: Path) -> None:
+    from mlflow.genai.scorers import scorer
+
+    @scorer
+    def exact(outputs: Any, expectations: dict[str, Any]) -> bool:
+        return bool(outputs == expectations["answer"])
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        mlflow.set_experiment(named("evaluate"))
+        prompt = mlflow.genai.register_prompt(named("eval-prompt"), "Q: {{q}}")
+        mlflow.genai.set_prompt_tag(prompt.name, "team", "a")
+        mlflow.genai.set_prompt_version_tag(prompt.name, 1, "checked", "yes")
+
+        @mlflow.trace
+        def answer(q: str) -> str:
+            template = mlflow.genai.load_prompt(f"prompts:/{prompt.name}/1")
+            return template.format(q=q)[-1]
+
+        active = mlflow.set_active_model(name=named("agent"))
+        with mlflow.start_run() as run:
+            answer("2+2=4")
+        mlflow.flush_trace_async_logging()
+        linked = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
+        by_model = mlflow.search_traces(model_id=active.model_id, return_type="list")
+        result = mlflow.genai.evaluate(
+            data=[
+                {"inputs": {"q": "2+2"}, "outputs": "4", "expectations": {"answer": "4"}},
+                {"inputs": {"q": "3+3"}, "outputs": "5", "expectations": {"answer": "6"}},
+            ],
+            scorers=[exact],
+        )
+        mlflow.flush_trace_async_logging()
+        evaluated = mlflow.search_traces(run_id=result.run_id, return_type="list")
+        return {
+            "linked": len(linked),
+            "by model": len(by_model),
+            "prompts on trace": [t.info.tags.get("mlflow.linkedPrompts", "").count(prompt.name) for t in linked],
+            "prompt tags": {
+                k: v for k, v in mlflow.genai.get_prompt_tags(prompt.name).items() if not k.startswith("_")
+            },
+            "metrics": result.metrics,
+            "evaluated": sorted(
+                sorted((a.name, a.value) for a in t.info.assessments if a.name == "exact") for t in evaluated
+            ),
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["evaluated"] == [[("exact", False)], [("exact", True)]] and seen["prompts on trace"] == [1]
+
+
+def test_paths_images_and_resume(sides: Sides, tmp_path: Path) -> None:
+    from PIL import Image
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        mlflow.set_experiment(named("paths"))
+        with mlflow.start_run(run_name="first") as run:
+            mlflow.log_text("spaced", "dir with space/naïve file.txt")
+            mlflow.log_text("percent", "odd/100% done#1?.txt")
+            for step in range(2):
+                mlflow.log_image(Image.new("RGB", (4, 4), (0, step * 100, 0)), key="green", step=step)
+        client.log_batch(
+            run.info.run_id, metrics=[mlflow.entities.Metric("bulk", float(i), 1000 + i, i) for i in range(2500)]
+        )
+        with mlflow.start_run(run_id=run.info.run_id):
+            mlflow.log_param("resumed", "yes")
+        with mlflow.start_run(run_name="parent") as parent, mlflow.start_run(run_name=named("kid"), nested=True) as kid:
+            pass
+        images = listing(client, run.info.run_id, "images")
+        return {
+            "top": listing(client, run.info.run_id),
+            "spaced": listing(client, run.info.run_id, "dir with space"),
+            "odd": listing(client, run.info.run_id, "odd"),
+            "spaced text": mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/dir with space/naïve file.txt"),
+            "odd text": Path(
+                client.download_artifacts(run.info.run_id, "odd/100% done#1?.txt", str(folder))
+            ).read_text(),
+            "image files": sorted(Path(p).suffix for p, _, _ in images),
+            "bulk": len(client.get_metric_history(run.info.run_id, "bulk")),
+            "resumed": client.get_run(run.info.run_id).data.params,
+            "parent": mlflow.get_parent_run(kid.info.run_id).info.run_id == parent.info.run_id,
+            "all experiments": sorted(
+                r.info.run_name
+                for r in mlflow.search_runs(
+                    search_all_experiments=True,
+                    output_format="list",
+                    filter_string=f"attributes.run_name = '{named('kid')}'",
+                )
+            ),
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["image files"] == [".png", ".png", ".webp", ".webp"] and seen["bulk"] == 2500
+    assert seen["odd text"] == "percent" and seen["spaced text"] == "spaced"
+
+
+def test_trace_filters(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("trace-filters")).experiment_id
+
+        @mlflow.trace(span_type="LLM")
+        def ask(q: str) -> str:
+            mlflow.update_current_trace(tags={"topic": q}, metadata={"session": "s1"})
+            if q == "bad":
+                raise ValueError("bad question")
+            return q * 2
+
+        ask("ok")
+        with pytest.raises(ValueError):
+            ask("bad")
+        last = mlflow.get_last_active_trace_id()
+        mlflow.flush_trace_async_logging()
+        filters: dict[str, Any] = {}
+        for text in (
+            "trace.status = 'ERROR'",
+            "tags.topic = 'ok'",
+            "metadata.session = 's1'",
+            "span.name = 'ask'",
+            "span.type = 'LLM'",
+            "trace.timestamp_ms > 0",
+            "trace.name = 'ask'",
+        ):
+            try:
+                filters[text] = sorted(
+                    t.info.tags.get("topic")
+                    for t in mlflow.search_traces(locations=[experiment_id], filter_string=text, return_type="list")
+                )
+            except Exception as error:
+                filters[text] = type(error).__name__ + str(getattr(error, "error_code", ""))
+        root = client.start_trace("by hand", inputs={"q": "manual"}, tags={"topic": "manual"})
+        step = client.start_span("step", trace_id=root.trace_id, parent_id=root.span_id, inputs={"x": 1})
+        client.end_span(root.trace_id, step.span_id, outputs={"y": 2})
+        client.end_trace(root.trace_id, outputs={"a": "done"})
+        mlflow.flush_trace_async_logging()
+        manual = mlflow.get_trace(root.trace_id)
+        filters["manual"] = [(s.name, s.outputs) for s in manual.data.spans]
+        page = client.search_traces(locations=[experiment_id], max_results=1)
+        rest = client.search_traces(locations=[experiment_id], max_results=1, page_token=page.token)
+        return {
+            "filters": filters,
+            "last": mlflow.get_trace(last).info.tags.get("topic"),
+            "pages": (len(page), bool(page.token), len(rest)),
+            "error span": [
+                (s.status.status_code, [e.name for e in s.events]) for s in mlflow.get_trace(last).data.spans
+            ],
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["filters"]["trace.status = 'ERROR'"] == ["bad"] and seen["filters"]["tags.topic = 'ok'"] == ["ok"]
+    assert seen["last"] == "bad" and seen["pages"] == (1, True, 1)
+
+
 def test_version_sources_follow_what_they_name(sides: Sides, stack: Stack) -> None:
     """A version copied from another model needs CAN_READ on that model; a prompt's placeholder source is a
     prompt version's only (anything else made from it would be a version whose files lie nowhere it may read)."""
@@ -573,7 +781,7 @@ def test_version_sources_follow_what_they_name(sides: Sides, stack: Stack) -> No
             # Given twice, the last one false: the store takes it for a model's version, and so does the gateway.
             ("prompt-template", [(prompt_tag, "true"), (prompt_tag, "false")]),
         ):
-            body = {"name": mine, "source": source, "tags": [{"key": k, "value": v} for k, v in tags]}
+            body: dict[str, Any] = {"name": mine, "source": source, "tags": [{"key": k, "value": v} for k, v in tags]}
             answer = stack.http("team-a", token=sides.gateway.token).post(
                 f"{stack.url}/api/2.0/mlflow/model-versions/create", json=body, timeout=60
             )
