@@ -511,7 +511,22 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
      (ALLOW, no_run(R2), ALLOW, DENIED, NO_CHURN)),
     ("version from a logged model", version_from("models:/m-1"),
      (ALLOW, ALLOW, ALLOW, DENIED, NO_CHURN)),
+    # copy_model_version's source: a version of a registered model the caller may read.
     ("version from a registered model's uri", version_from("models:/churn/1"),
+     (ALLOW, ALLOW, ALLOW, DENIED, NO_CHURN)),
+    ("version from an alias of a model the caller may not read", version_from("models:/fraud@champion"),
+     (ALLOW, no_model("fraud"), no_model("fraud"), DENIED, NO_CHURN)),
+    ("version from a stage of a model the caller may not read", version_from("models:/fraud/Production"),
+     (ALLOW, no_model("fraud"), no_model("fraud"), DENIED, NO_CHURN)),
+    ("version from a model uri naming another host", version_from("models://other/churn/1"),
+     (ALLOW, DENIED, DENIED, DENIED, NO_CHURN)),
+    # A prompt's version: MLflow's placeholder source, on a version the store takes for a prompt's only.
+    ("prompt version", Call("POST /mlflow/model-versions/create", body={
+        "name": "churn", "source": "prompt-template", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]}),
+     (ALLOW, ALLOW, ALLOW, DENIED, NO_CHURN)),
+    ("placeholder source of a model's version", Call("POST /mlflow/model-versions/create", body={
+        "name": "churn", "source": "dummy-source", "tags": [
+            {"key": "mlflow.prompt.is_prompt", "value": "TRUE"}, {"key": "mlflow.prompt.is_prompt", "value": "no"}]}),
      (ALLOW, DENIED, DENIED, DENIED, NO_CHURN)),
     ("version from an experiment's artifacts", version_from("mlflow-artifacts:/workspaces/team-a/1/r/artifacts/m"),
      (ALLOW, ALLOW, ALLOW, DENIED, NO_CHURN)),
