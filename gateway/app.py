@@ -512,20 +512,6 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     # The request pipeline (federation/service.py) and what plugs into it (federation/hooks.py).
     # Jobs of the stores' job runners the gateway started, and what starting each needed (federation/guard/jobs.py).
     guard = Guard(authorizer, locator, access, direct.undo_create, JobBook(sessionmaker))
-    bookkeeping = Bookkeeping(pools.opener("bookkeeping"))  # the pools "outbox" and "derived"
-    after_write: list[AfterWrite] = [RunRoutes(bookkeeping, runs)]
-    if settings.server.index_write_through:
-        index_writer = IndexWriter()
-        after_write.append(IndexWriteThrough(index_writer, bookkeeping, locator))
-        workspaces.rehomed = index_writer.forget
-    after_write.append(OutboxCapture(bookkeeping, flush_before_answer=settings.server.outbox_durable_commit))
-    sender = FailoverSender(StoreSender(stores), Failover(stores, sessionmaker))
-    # Before anything of a write is sent: a run that read a secret must not log its value (secrets/leaks.py).
-    leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit)
-    # A run's properties are add-only: no call may change or delete one (properties/guard.py).
-    property_guard = PropertyGuard(direct.fetch, sessionmaker, audit)
-    # Where a call makes the store send requests (webhooks, AI-gateway providers): the operator's allow-list.
-    destinations = DestinationCheck(AllowList(settings.outbound.allowed_destinations), direct.fetch)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(
         sessionmaker,
@@ -535,6 +521,22 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         max_refusals=settings.server.outbox_max_refusals,
         keep_days=settings.server.outbox_history_days,
     )
+    bookkeeping = Bookkeeping(pools.opener("bookkeeping"))  # the pools "outbox" and "derived"
+    after_write: list[AfterWrite] = [RunRoutes(bookkeeping, runs)]
+    if settings.server.index_write_through:
+        index_writer = IndexWriter()
+        after_write.append(IndexWriteThrough(index_writer, bookkeeping, locator))
+        workspaces.rehomed = index_writer.forget
+    after_write.append(
+        OutboxCapture(bookkeeping, flush_before_answer=settings.server.outbox_durable_commit, queued=relay.wake)
+    )
+    sender = FailoverSender(StoreSender(stores), Failover(stores, sessionmaker))
+    # Before anything of a write is sent: a run that read a secret must not log its value (secrets/leaks.py).
+    leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit)
+    # A run's properties are add-only: no call may change or delete one (properties/guard.py).
+    property_guard = PropertyGuard(direct.fetch, sessionmaker, audit)
+    # Where a call makes the store send requests (webhooks, AI-gateway providers): the operator's allow-list.
+    destinations = DestinationCheck(AllowList(settings.outbound.allowed_destinations), direct.fetch)
     reconciler = Reconciler(links, stores, mirror, sessionmaker, settings.server.reconcile_interval_seconds)
     index_pool = pools.lazy(PoolName.INDEX_SYNC)
     index_sync = IndexSync(links, stores, index_pool, settings.server.index_sync_interval_seconds)

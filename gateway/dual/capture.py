@@ -8,6 +8,7 @@ The entry is committed durably, on its own, as one autocommitted INSERT on the p
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -39,8 +40,11 @@ class OutboxEntry:
 class OutboxCapture:
     """Routes with the MIRRORED trait, in workspaces linked in dual mode."""
 
-    def __init__(self, bookkeeping: Bookkeeping, *, flush_before_answer: bool = True) -> None:
+    def __init__(
+        self, bookkeeping: Bookkeeping, *, flush_before_answer: bool = True, queued: Callable[[], None] = lambda: None
+    ) -> None:
         self._bookkeeping = bookkeeping
+        self._queued = queued  # told of each entry committed: this process's relay takes it up at once
         # False: the outbox too uses asynchronous commit. A PostgreSQL (not gateway) crash can then lose the
         # last fraction of a second of entries; the reconciler copies those writes from the workspace store.
         self._settings = {} if flush_before_answer else {"synchronous_commit": "off"}
@@ -67,6 +71,7 @@ class OutboxCapture:
                 "The workspace store accepted the write but it could not be queued for the central store; "
                 "repeat the call."
             ) from exc
+        self._queued()
 
 
 def outbox_entry(write: AcceptedWrite) -> OutboxEntry | None:

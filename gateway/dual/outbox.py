@@ -358,10 +358,14 @@ class Relay:
         self._pruner = BackgroundLoop("outbox prune", self._prune_step, PRUNE_EVERY_SECONDS)
         self._outages: set[int] = set()  # workspaces whose stores were last found unreachable
         self._stopping = asyncio.Event()
+        self._due = asyncio.Event()  # set by `wake`: idle workers look now
 
     def start(self) -> None:
         self._stopping.clear()
-        self._tasks = [asyncio.create_task(self._run(), name=f"outbox relay {i}") for i in range(self._workers)]
+        self._due.clear()
+        self._tasks = [
+            asyncio.create_task(self._run(scout=i == 0), name=f"outbox relay {i}") for i in range(self._workers)
+        ]
         self._probe.start()
         self._pruner.start()
 
@@ -373,6 +377,7 @@ class Relay:
                     self._outages.discard(workspace_id)
                     async with self._sessionmaker() as session, session.begin():
                         await OutboxRepository(session).due_now(workspace_id)
+                    self.wake()
 
     async def _prune_step(self) -> None:
         pruned = await self.prune()
@@ -394,6 +399,7 @@ class Relay:
         what they took up (their keys are let go when they end), then whatever is left is cancelled (its
         entries stay pending, for any replica to apply again: replay is idempotent)."""
         self._stopping.set()
+        self._due.set()  # idle workers see the stop
         await self._probe.stop()
         await self._pruner.stop()
         running = [task for task in self._tasks if not task.done()]
@@ -406,7 +412,15 @@ class Relay:
                 await ended
         self._tasks = []
 
-    async def _run(self) -> None:
+    def wake(self) -> None:
+        """Entries were queued or became due: the idle workers look at once instead of at the scout's next round."""
+        self._due.set()
+
+    async def _run(self, scout: bool) -> None:
+        """A worker's rounds. Idle, the scout looks again every `idle_seconds` (entries other replicas queued and
+        left, back-offs that ended) and the other workers wait for a wake: an idle process asks the database
+        once per `idle_seconds`, not once per worker. A round that applied something wakes the others, since
+        more keys may be due."""
         while not self._stopping.is_set():
             try:
                 worked = await self.run_once()
@@ -415,9 +429,12 @@ class Relay:
             except Exception as exc:
                 log.warning("outbox relay round failed: %s", type(exc).__name__)
                 worked = 0
-            if not worked:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._idle)
+            if worked:
+                self._due.set()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._due.wait(), self._idle if scout else None)
+            self._due.clear()
 
     async def run_once(self) -> int:
         """Take one key nobody else holds and apply what is queued for it; the number of entries applied.

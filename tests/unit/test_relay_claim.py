@@ -10,12 +10,13 @@ for the relays at work on its keys.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from gateway.core.errors import InvalidState
@@ -26,6 +27,7 @@ from gateway.dual import outbox
 from gateway.dual.moves import DualMoves
 from gateway.dual.outbox import Applied, Relay
 from gateway.stores.client import Refused, Transient
+from tests.support.waiting import settled
 
 APP = "fedgate-relay-test"
 
@@ -228,3 +230,55 @@ async def test_a_renumber_that_waits_too_long_for_a_relay_is_refused_and_changes
         store.release.set()
         await asyncio.gather(working, return_exceptions=True)
     assert await _entries(one) == [(1, "7/run:a", "done", 0)]
+
+
+def _head_queries(sessionmaker: async_sessionmaker[AsyncSession]) -> Counter[str]:
+    """How many outbox head queries each relay worker (its task's name) has sent through the sessionmaker's engine."""
+    sent: Counter[str] = Counter()
+    engine = sessionmaker.kw["bind"]
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _count(*args: Any) -> None:
+        statement = args[2]
+        if "FROM outbox" in statement and "ORDER BY" in statement and (task := asyncio.current_task()) is not None:
+            sent[task.get_name()] += 1
+
+    return sent
+
+
+async def test_idle_workers_wait_for_a_wake_while_the_scout_alone_looks_again(
+    replicas: tuple[async_sessionmaker[AsyncSession], ...],
+) -> None:
+    one, two = replicas
+    sent = _head_queries(one)
+    store = CentralStore()
+    workers = Relay(one, store.apply, _reachable, workers=4, idle_seconds=0.02)
+    workers.start()
+    try:
+        await settled(lambda: sent["outbox relay 0"] >= 25, "the scout's rounds")
+        # Every worker looked once when it started; since then only the scout has.
+        assert {name: count for name, count in sent.items() if name != "outbox relay 0"} == {
+            f"outbox relay {i}": 1 for i in (1, 2, 3)
+        }
+        # Entries another replica queued and left are found by the scout.
+        await _queue(two, "7/run:a")
+        await settled(lambda: store.groups == [[(1, "7/run:a")]], "the entry applied by the scout")
+    finally:
+        await workers.stop()
+
+
+async def test_an_entry_this_process_queued_is_taken_up_on_the_wake_not_at_the_scouts_next_round(
+    replicas: tuple[async_sessionmaker[AsyncSession], ...],
+) -> None:
+    one, _ = replicas
+    sent = _head_queries(one)
+    store = CentralStore()
+    workers = Relay(one, store.apply, _reachable, workers=2, idle_seconds=3600)
+    workers.start()
+    try:
+        await settled(lambda: sent["outbox relay 0"] == 1 and sent["outbox relay 1"] == 1, "each worker's first round")
+        await _queue(one, "7/run:a", "7/run:b")
+        workers.wake()  # as the outbox capture does once its entry is committed
+        await settled(lambda: sorted(map(tuple, store.groups)) == [((1, "7/run:a"),), ((2, "7/run:b"),)], "both keys")
+    finally:
+        await workers.stop()
