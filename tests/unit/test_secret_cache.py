@@ -260,3 +260,35 @@ def test_no_value_is_in_the_repr(engine: AsyncEngine) -> None:
     assert "entries=1" in repr(vault)
     with pytest.raises(ValueError):
         CachedVault(builtin(engine), 0)
+
+
+async def test_a_name_the_vault_refuses_does_not_empty_the_cache() -> None:
+    """A name the gateway accepts but a vault cannot hold (here too long for Key Vault, against the contract server
+    of tests/support/keyvault.py) is refused before the vault is asked: the vault did not fail, so what is cached
+    of it stays. (It emptied the cache, so a run that once asked for such a name emptied it at each of its writes,
+    the leak guard looking that name up again every time.)"""
+    from adapters.vaults.azure_keyvault import AzureKeyVault, KeyVaultSettings, keyvault_name
+    from gateway.core.ports import VaultNameRefused
+    from tests.support.keyvault import KeyVaultServer
+
+    server = await KeyVaultServer("tenant", "client", "client-secret").start()
+    settings = KeyVaultSettings(
+        vault_url=server.url,
+        tenant_id="tenant",
+        client_id="client",
+        client_secret="client-secret",
+        authority_host=server.url,
+    )
+    cached = CachedVault(AzureKeyVault("kv", settings), ttl_seconds=300)
+    try:
+        server.set(keyvault_name("w1/db", "password"), "cached-value")
+        assert await cached.get("w1/db", "password") == b"cached-value"
+        for refused in (cached.get("w1/db", "k" * 128), cached.get_many("w1/db", ["password", "k" * 128])):
+            with pytest.raises(VaultNameRefused):
+                await refused
+        asked = len(server.calls)
+        assert await cached.get_many("w1/db", ["password"]) == {"password": b"cached-value"}
+        assert len(server.calls) == asked  # from memory
+    finally:
+        await cached.close()
+        await server.stop()
