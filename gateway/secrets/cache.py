@@ -15,7 +15,10 @@ The composition root (gateway/app.py, `build_vaults`) wraps each vault in a `Cac
 - Bounded: at most `max_entries` values and `max_bytes` bytes of values, least recently used first out.
 - A vault that fails (any error of any call) loses everything cached of it: values are never served
   from here for a vault that stopped answering or refused the gateway once that was seen. A read of
-  several keys that fails answers nothing, not the cached part.
+  several keys that fails answers nothing, not the cached part. A name the vault refuses to hold
+  (`VaultNameRefused`, raised before it is asked) is no failure of the vault and keeps the cache: a run
+  that once asked for such a name would otherwise empty it at each of its writes (the leak guard looks
+  the name up again every time).
 - Values are never in a repr, a log line or an exception; the cache is per process and dies with it.
 """
 
@@ -26,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from gateway.core.ports import SecretInfo, Vault
+from gateway.core.ports import SecretInfo, Vault, VaultNameRefused
 from gateway.observability.metrics import SECRET_CACHE
 
 T = TypeVar("T")
@@ -154,6 +157,8 @@ class CachedVault:
     async def _guarded(self, operation: Awaitable[T]) -> T:
         try:
             return await operation
+        except VaultNameRefused:
+            raise  # a name refused before the vault was asked: the vault did not fail
         except Exception:
             self.clear()
             raise
