@@ -461,6 +461,61 @@ def test_values_are_read_from_the_vault_on_every_call_by_default(
     owner.delete_scope(scope)
 
 
+def test_a_value_moved_to_another_secrets_row_does_not_open_and_answers_503(
+    mlflow_env: Stack, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The built-in vault binds each ciphertext to its scope and key: one copied over another secret's row (by
+    whoever may write the gateway's database) fails authentication instead of opening as that secret. The run's
+    read then answers 503 naming no value, and so does each of the run's writes, which the leak guard cannot
+    check any more: nothing unchecked reaches the store. (Both answered 500: the SealError went uncaught.)"""
+    import mlflow
+
+    stack = mlflow_env
+    scope, other = unique("sealed"), unique("sealed-other")
+    mine, theirs = f"mine-{uuid.uuid4().hex}", f"theirs-{uuid.uuid4().hex}"
+    owner = client(stack, org.owner)
+    owner.create_scope(scope)
+    owner.create_scope(other)
+    owner.put_secret(scope, "k", string_value=mine)
+    owner.put_secret(other, "k", string_value=theirs)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", org.owner.token)
+    mlflow.set_workspace(WORKSPACE)
+    mlflow.set_experiment(unique("sealed"))
+    http = {"Authorization": f"Bearer {org.owner.token}", "X-MLFLOW-WORKSPACE": WORKSPACE}
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+        body = {"scope": scope, "key": "k", "run_id": run_id}
+        first = get_secret(stack, org.owner.token, body)
+        assert first.status_code == 200 and base64.b64decode(first.json()["value"]) == mine.encode(), first.text
+        fetch_rows(
+            stack,
+            "UPDATE vault_values AS v SET kid = o.kid, nonce = o.nonce, ciphertext = o.ciphertext "
+            "FROM vault_values AS o WHERE v.location = $1 AND v.key = 'k' AND o.location = $2 AND o.key = 'k'",
+            f"w{WORKSPACE_ID}/{scope}",
+            f"w{WORKSPACE_ID}/{other}",
+        )
+        answers = [
+            get_secret(stack, org.owner.token, body),
+            get_secret(stack, org.owner.token, {**body, "keys": ["k"]}, "get-many"),
+            requests.post(
+                f"{stack.url}/api/2.0/mlflow/runs/log-parameter",
+                json={"run_id": run_id, "key": "lr", "value": "0.1"},
+                headers=http,
+                timeout=60,
+            ),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+            assert "Retry-After" in answer.headers
+            assert mine not in answer.text and theirs not in answer.text
+        assert "operator" in answers[0].json()["message"]
+    log = logged_so_far(stack.url, stack.gateway.log_path)
+    assert mine not in log and theirs not in log
+    owner.delete_scope(scope)
+    owner.delete_scope(other)
+
+
 def occurrences_in_database(stack: Stack, needles: list[str]) -> dict[str, int]:
     """Rows of every table of the gateway's database (audit log, index, outbox, ...) whose text holds a needle."""
 
