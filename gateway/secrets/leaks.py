@@ -32,10 +32,11 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultUnavailable
 from gateway.core.principal import Principal
 from gateway.core.route_table import RouteSpec
+from gateway.core.sealing import SealError
 from gateway.federation.hooks import PendingCall
 from gateway.secrets.repository import ReadRepository, SecretRead
 from gateway.secrets.scan import Text, leaked_into, spellings, written_texts
-from gateway.secrets.service import VaultUnreachable, scope_object
+from gateway.secrets.service import VaultUnreachable, scope_object, unopened
 from gateway.secrets.taint import TaintedRuns
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class LeakGuard:
                 "The vault of a secret this run read refused the gateway's credentials, so this write cannot be "
                 "checked and is refused; an operator must fix that."
             ) from None
+        except SealError as exc:
+            raise unopened(exc) from None
         for read in reads:
             value = values.get(read.key)
             if value is None:

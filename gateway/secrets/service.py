@@ -64,6 +64,7 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.policy_changes import PolicyChange
 from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultReadOnly, VaultUnavailable
 from gateway.core.principal import Principal
+from gateway.core.sealing import SealError
 from gateway.federation.locate import RunDirectory
 from gateway.secrets.repository import ScopeRepository, StoredScope, checked_read
 from gateway.secrets.runstate import IN_FLIGHT_SECONDS, PoolSource, RunChecks, subjects
@@ -800,3 +801,16 @@ async def _call(operation: Awaitable[T]) -> T:
         ) from None
     except VaultNameRefused:
         raise InvalidParameter("The scope's vault cannot store this name (it would collide with another).") from None
+    except SealError as exc:
+        raise unopened(exc) from None
+
+
+def unopened(exc: SealError) -> VaultUnreachable:
+    """A built-in vault value that does not open: sealed under a key id no longer configured, or changed or moved in
+    the database (its scope and key are bound to it). Logged with the secret's name and key id, never a value; the
+    caller learns only that an operator must act."""
+    log.warning("a secret value cannot be opened: %s", exc)
+    return VaultUnreachable(
+        "A value of this scope cannot be opened with the gateway's keys (its key was removed, or it was changed "
+        "in the database); an operator must fix that."
+    )
