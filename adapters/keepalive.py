@@ -34,6 +34,10 @@ import httptools
 from multidict import CIMultiDict
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# An answer's head (status line and headers, interim answers' included) larger than this ends the connection: httptools
+# keeps every header of the head in memory, so a server sending headers without end (a broken proxy) would otherwise
+# grow the gateway's memory until its read timeout, by a gigabyte a minute and more. MLflow's heads are under 1 KB.
+MAX_HEAD_BYTES = 256 * 1024
 # Bytes of an answer that may wait for its reader before the connection stops reading from the server.
 HIGH_WATER = 256 * 1024
 # A request's target is visible ASCII (anything else is percent-encoded); a space or control character would end
@@ -159,6 +163,8 @@ class _Connection(asyncio.Protocol):
         self._until_close = False
         self._head = False  # the exchange asked HEAD: its answer has a head only, whatever its Content-Length
         self._paused = False
+        self._in_head = False  # the answer's head has not come whole yet
+        self._head_bytes = 0  # bytes received while it had not
         self._timeout = 0.0
         self._deadline: float | None = None
         self.busy = False
@@ -176,12 +182,18 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self._answered = True
+        if self._in_head:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(HttpFailure("the server switched protocols"))
+            return
         except httptools.HttpParserError:
             self._fail(HttpFailure("the answer is not HTTP"))
+            return
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+            self._fail(HttpFailure(f"the answer's head is over {MAX_HEAD_BYTES} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -213,6 +225,7 @@ class _Connection(asyncio.Protocol):
             # (101 stops the parser: no protocol switch was asked for.)
             self._header_fields = []
             return
+        self._in_head = False
         headers = CIMultiDict(self._header_fields)
         answer = self._answer = Answer(self, status, headers)
         if self._head:
@@ -257,6 +270,8 @@ class _Connection(asyncio.Protocol):
         self._until_close = False
         self._head = head
         self._header_fields = []
+        self._in_head = True
+        self._head_bytes = 0
         self._timeout = seconds
         self._deadline = self._loop.time() + seconds if whole else None
         self._transport.write(request)

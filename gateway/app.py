@@ -20,6 +20,7 @@ from litestar import Litestar, Request, Response, Router
 from litestar.di import Provide
 from litestar.exceptions import (
     HTTPException,
+    InternalServerException,
     MethodNotAllowedException,
     NotFoundException,
     SerializationException,
@@ -191,6 +192,8 @@ from gateway.workspaces.service import WorkspaceService
 from gateway.workspaces.watch import link_watcher
 
 log = logging.getLogger(__name__)
+# What Litestar raises while a handler reads the body of a request whose client went away.
+CLIENT_GONE = "client disconnected prematurely"
 # One LISTEN connection each: the watchers of links and policy, the runs that read secrets, and the registry
 # webhooks' deliveries (below).
 LISTEN_CHANNELS = (CHANGE_CHANNEL, POLICY_CHANNEL, SECRET_READS_CHANNEL, WEBHOOKS_CHANNEL)
@@ -322,6 +325,13 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         return Response(
             _error_body("INVALID_PARAMETER_VALUE", "The request body is larger than the gateway accepts."),
             status_code=413,
+        )
+    if isinstance(exc, InternalServerException) and exc.detail == CLIENT_GONE:
+        # The client went away (or was cut off for sending too slowly, gateway/cli/http.py) before its body came
+        # whole: nobody reads this answer, and it is not the gateway's failure.
+        log.info("client went away", extra={"request_id": request.scope.get(REQUEST_ID_KEY, "")})
+        return Response(
+            _error_body("BAD_REQUEST", "The client went away before its request body came whole."), status_code=400
         )
     if isinstance(exc, ValidationException):
         if isinstance(exc.__cause__, msgspec.ValidationError):  # a body that does not fit its Struct

@@ -58,19 +58,25 @@ class AiohttpStoreResponse:
 class KeptStoreResponse:
     """An answer that came over a kept-alive connection (`adapters/keepalive.py`)."""
 
-    __slots__ = ("_answer", "content_length", "headers", "status")
+    __slots__ = ("_answer", "_read_seconds", "content_length", "headers", "status")
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, read_seconds: float) -> None:
         self._answer = answer
+        self._read_seconds = read_seconds
         self.status = answer.status
         self.headers: Mapping[str, str] = answer.headers
         self.content_length = answer.content_length
 
     async def read(self) -> bytes:
+        """The whole body, within the store's timeout in all: each wait for more of it is bounded by the timeout
+        too, but a store sending a byte now and then would otherwise hold the call for ever."""
         try:
-            return await self._answer.read()
+            async with asyncio.timeout(self._read_seconds):
+                return await self._answer.read()
         except HttpFailure as exc:
             raise StoreUnreachable(f"store dropped the response: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreUnreachable(f"store's answer did not come whole within {self._read_seconds} s") from exc
         finally:
             self._answer.release()
 
@@ -108,6 +114,7 @@ class MlflowRestStore:
         self.workspaces_enabled = workspaces_enabled
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_seconds, sock_read=timeout_seconds)
         self._max_connections = max_connections
+        self._read_seconds = timeout_seconds
         self._session: aiohttp.ClientSession | None = None
         # Idle connections are dropped before uvicorn's 5 s keep-alive (what `mlflow server` runs) would close
         # them under a request; the aiohttp session (streamed uploads) has a limit of the same number.
@@ -223,7 +230,7 @@ class MlflowRestStore:
                 self.auth.invalidate()
                 answer.release()
                 continue
-            return KeptStoreResponse(answer)
+            return KeptStoreResponse(answer, self._read_seconds)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -87,7 +88,7 @@ def _run_uvicorn(settings: Settings, args: argparse.Namespace, url: str) -> None
     import uvicorn
 
     from gateway.app import asgi_app
-    from gateway.cli.http import CoalescingHttpToolsProtocol
+    from gateway.cli.http import CoalescingHttpToolsProtocol, RequestLimits
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
@@ -100,7 +101,8 @@ def _run_uvicorn(settings: Settings, args: argparse.Namespace, url: str) -> None
         "server_header": False,
         "proxy_headers": False,
         "timeout_keep_alive": 30,
-        "http": CoalescingHttpToolsProtocol,
+        # uvicorn bounds neither a request's time to arrive nor its head's size: the protocol does (http.py).
+        "http": functools.partial(CoalescingHttpToolsProtocol, limits=RequestLimits.of(settings.server)),
         # After SIGTERM (and server.shutdown_delay_seconds): how long requests in flight get to finish.
         "timeout_graceful_shutdown": math.ceil(settings.server.shutdown_grace_seconds),
     }

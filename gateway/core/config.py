@@ -135,6 +135,15 @@ class ServerSettings(_Settings):
     # refilled at `principal_requests_per_second`; past that 429 with Retry-After. 0 turns the limit off.
     principal_requests_per_second: float = 200.0
     principal_burst: int = 400
+    # Slow or oversized requests (docs/operations.md, "Slow and oversized requests"): a request's head (request
+    # line and headers) must come whole within `request_head_seconds` of its first byte, or of the connection's
+    # opening for its first request, and be at most `max_request_head_bytes` (431; 414 for the URL alone); its
+    # body may take `request_body_seconds` plus one second per `request_body_min_bytes_per_second` bytes
+    # received (while the gateway itself is not holding the reading back). Past a limit: 408, connection closed.
+    request_head_seconds: float = 30.0
+    max_request_head_bytes: int = 64 * 1024
+    request_body_seconds: float = 30.0
+    request_body_min_bytes_per_second: int = 1024
 
 
 class DatabaseSettings(_Settings):
@@ -534,6 +543,13 @@ def check_life_cycle(settings: Settings) -> None:
         raise ConfigError("server.principal_burst: must be at least 1 while the limit is on")
     if database.connect_timeout_seconds <= 0:
         raise ConfigError("database.connect_timeout_seconds: must be more than 0")
+    for key in ("request_head_seconds", "request_body_seconds"):
+        if not 0 < getattr(server, key) <= 3600:
+            raise ConfigError(f"server.{key}: must be more than 0 and at most 3600")
+    if not 8 * 1024 <= server.max_request_head_bytes <= 16 * 1024 * 1024:
+        raise ConfigError("server.max_request_head_bytes: must be between 8192 and 16777216")
+    if server.request_body_min_bytes_per_second < 1:
+        raise ConfigError("server.request_body_min_bytes_per_second: must be at least 1")
     for key in ("link_poll_seconds", "webhook_poll_seconds", "webhook_retry_seconds", "webhook_timeout_seconds"):
         if not 0 < getattr(server, key) <= 3600:
             raise ConfigError(f"server.{key}: must be more than 0 and at most 3600")

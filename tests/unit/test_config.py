@@ -82,6 +82,13 @@ def test_config_file_from_fedgate_config(tmp_path: Path) -> None:
         (('id = "1001"', 'id = "abc"'), "workspaces[0].id"),
         (('store = "central"', 'store = "missing"'), "central.store"),
         (('url = "http://127.0.0.1:5001"', 'url = "ftp://x"'), "stores.team-a-store.url"),
+        (("port = 8080", "port = 8080\nrequest_head_seconds = 0"), "server.request_head_seconds"),
+        (("port = 8080", "port = 8080\nrequest_body_seconds = -1"), "server.request_body_seconds"),
+        (("port = 8080", "port = 8080\nmax_request_head_bytes = 100"), "server.max_request_head_bytes"),
+        (
+            ("port = 8080", "port = 8080\nrequest_body_min_bytes_per_second = 0"),
+            "server.request_body_min_bytes_per_second",
+        ),
     ],
 )
 def test_bad_settings_are_rejected_naming_the_key(tmp_path: Path, change: tuple[str, str], key: str) -> None:
