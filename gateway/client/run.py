@@ -576,7 +576,7 @@ class Run:
                     if append_prefix or not prefix
                     else name[len(prefix.rstrip("/")) + 1 :] or posixpath.basename(name)
                 )
-                target = root / relative
+                target = _inside(root, relative)
             self.download_file(name, target)
 
     # -- models and secrets ------------------------------------------------------------------------------
@@ -1034,6 +1034,15 @@ def _with_description(kind: Mapping[str, Any], description: str | None) -> dict[
 
 def _numbered(stem: str, index: int, suffix: str) -> str:
     return f"{stem}{suffix}" if index == 0 else f"{stem}_{index}{suffix}"
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """`root / relative` for a file named by the store, refused when the name would leave `root` (`..`, an absolute
+    path): a store written to directly (an S3 bucket's keys may hold `../`) must not choose where files land."""
+    target = root / relative
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"download_files: the artifact {relative!r} would be written outside {str(root)!r}")
+    return target
 
 
 def _artifact_name(name: str | os.PathLike[str]) -> str:

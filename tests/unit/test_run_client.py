@@ -315,3 +315,30 @@ def test_the_client_imports_nothing_of_the_server() -> None:
     env = {**os.environ, "PYTHONPATH": str(root)}
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "inside"),
+    [
+        ("model/weights.bin", True),
+        ("a/../b.txt", True),
+        ("./c d/e", True),
+        ("../escaped.txt", False),
+        ("a/../../escaped.txt", False),
+        ("a/b/../../../escaped.txt", False),
+        ("/etc/escaped.txt", False),
+    ],
+)
+def test_download_files_writes_a_store_named_file_only_inside_the_output_directory(
+    tmp_path: Path, name: str, inside: bool
+) -> None:
+    """Where `download_files` puts a file the store lists: a name that would land outside the output directory
+    (`..`, an absolute path: an S3 bucket's keys may hold them) is refused before anything is written."""
+    from gateway.client.run import _inside
+
+    root = tmp_path / "out"
+    if inside:
+        assert _inside(root, name) == root / name
+    else:
+        with pytest.raises(ValueError, match="outside"):
+            _inside(root, name)
