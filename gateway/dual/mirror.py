@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.numbers import is_number
 from gateway.core.ports import Store
 from gateway.core.route_table import (
     ARTIFACT_UPLOAD,
@@ -395,18 +396,16 @@ class Mirror:
         name is the user's, and MLflow's filter grammar has no escape for a name holding both quotes (or ending in a
         backslash). Written into the filter, a quote in it made the search fail, so the model's versions became dead
         letters, and a crafted name could end the string and find another model's version, taken for the copy."""
-        if not version.isdigit():
+        if not is_number(version):
             raise Refused(f"the workspace store answered {version!r} as a model version number")
         search = {"filter": f"tags.`{SOURCE_VERSION_TAG}` = '{version}'", "max_results": str(SEARCH_PAGE)}
-        while True:
-            page = await self._central_find(link, "/api/2.0/mlflow/model-versions/search", search) or {}
-            for found in page.get("model_versions") or []:
-                if found.get("name") == central_name:
-                    return str(found["version"])
-            token = page.get("next_page_token")
-            if not token:
-                return None
-            search["page_token"] = str(token)
+        path = "/api/2.0/mlflow/model-versions/search"
+        # A refusal of any page is raised (the entry is tried again), never taken for "no copy": a search that
+        # finds nothing answers an empty page, and creating the version after a refused page made a second copy.
+        async for found in self._copies(link).items("GET", path, search, "model_versions"):
+            if found.get("name") == central_name:
+                return str(found["version"])
+        return None
 
     async def _central_source(self, link: WorkspaceLink, source: str) -> str:
         """A version's source, pointing at the central copies of the run or logged model it names."""
@@ -718,11 +717,10 @@ class Mirror:
         return await self._copies(link).call(method, path, body, idempotent=True)
 
     async def _central_find(self, link: WorkspaceLink, path: str, query: Mapping[str, str]) -> dict[str, Any] | None:
-        """A read of the central store; None when it refuses it (not found, say)."""
-        try:
-            return await self._copies(link).get(path, query)
-        except Refused:
-            return None
+        """A read of the central store that may find nothing: None only when it answers not found (404 or
+        RESOURCE_DOES_NOT_EXIST). Any other refusal is raised, as an outage is (`Transient`): the entry is tried
+        again. Taken for "not found", a refusal (a 403 of a proxy, a 400) had the copy made a second time."""
+        return await self._maybe(self._copies(link), path, query)
 
     async def _source(self, link: WorkspaceLink, path: str, query: Mapping[str, str], what: str) -> dict[str, Any]:
         """A read of what is to be copied from the workspace store; a refusal names the object."""
@@ -838,14 +836,10 @@ class Mirror:
         user's and never written into a filter (see `_central_copy_of_version`); a crafted name could otherwise have
         another model's versions copied into this one's central copy."""
         search = {"max_results": str(SEARCH_PAGE)}
-        versions: list[dict[str, Any]] = []
-        while True:
-            page = await self._own(link).get("/api/2.0/mlflow/model-versions/search", search)
-            versions += [dict(v) for v in page.get("model_versions") or [] if v.get("name") == name]
-            token = page.get("next_page_token")
-            if not token:
-                return versions
-            search["page_token"] = str(token)
+        path = "/api/2.0/mlflow/model-versions/search"
+        return [
+            dict(v) async for v in self._own(link).items("GET", path, search, "model_versions") if v.get("name") == name
+        ]
 
     async def _maybe(self, store: StoreClient, path: str, query: Mapping[str, str]) -> dict[str, Any] | None:
         """A read that may find nothing: None for a 404 (or RESOURCE_DOES_NOT_EXIST), the answer otherwise."""

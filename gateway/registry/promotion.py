@@ -363,9 +363,13 @@ class Promotions:
         MLflow's filter grammar has no escape for a name holding both quotes, which would end the string and make
         the search find the copy in another model of the target workspace (one the caller may not read)."""
         search = {"filter": f"tags.`{KEY_TAG}` = '{key}'", "max_results": str(SEARCH_PAGE)}
-        async for version in _searched(store, "GET", "/api/2.0/mlflow/model-versions/search", search, "model_versions"):
-            if version.get("name") == name:
-                return dict(version)
+        try:
+            async for version in store.items("GET", "/api/2.0/mlflow/model-versions/search", search, "model_versions"):
+                if version.get("name") == name:
+                    return dict(version)
+        except Refused as exc:
+            if exc.status != 404:  # 404: nothing to search in
+                raise
         return None
 
     async def _copy(
@@ -452,9 +456,13 @@ class Promotions:
             "order_by": [{"field_name": "creation_timestamp", "ascending": True}],
             "max_results": SEARCH_PAGE,
         }
-        async for model in _searched(store, "POST", "/api/2.0/mlflow/logged-models/search", search, "models"):
-            if model["info"].get("name") == name:
-                return dict(model["info"])
+        try:
+            async for model in store.items("POST", "/api/2.0/mlflow/logged-models/search", search, "models"):
+                if model["info"].get("name") == name:
+                    return dict(model["info"])
+        except Refused as exc:
+            if exc.status != 404:  # 404: nothing to search in (no such experiment)
+                raise
         return None
 
     async def _record(
@@ -520,30 +528,6 @@ class Promotions:
                 raise
         again = await store.get("/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": PROMOTIONS_EXPERIMENT})
         return str(again["experiment"]["experiment_id"])
-
-
-async def _searched(
-    store: StoreClient, method: str, path: str, search: Mapping[str, Any], field: str
-) -> AsyncIterator[dict[str, Any]]:
-    """Every item (`field` of each page) a store's search answers, page after page (`next_page_token`); none
-    when the store answers 404 (nothing to search in, e.g. no such experiment)."""
-    query = dict(search)
-    while True:
-        try:
-            if method == "GET":
-                page = await store.get(path, query)
-            else:
-                page = await store.post(path, query)
-        except Refused as exc:
-            if exc.status == 404:
-                return
-            raise
-        for item in page.get(field) or []:
-            yield item
-        token = page.get("next_page_token")
-        if not token:
-            return
-        query["page_token"] = str(token)
 
 
 async def _files(store: StoreClient, root: str) -> AsyncIterator[tuple[str, int]]:

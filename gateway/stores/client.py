@@ -10,7 +10,7 @@ none). Every failure reaches the caller as one of two exceptions:
 
 `send` and `fetch` hand back whatever status the store answered (they raise only `Transient` for no
 answer): for callers that relay an answer (failover reads) or judge the status themselves. The JSON
-helpers (`get`, `post`, `call`, `pages`, `experiments`, `metric_history`) map every status.
+helpers (`get`, `post`, `call`, `pages`, `items`, `experiments`, `metric_history`) map every status.
 """
 
 from __future__ import annotations
@@ -196,6 +196,18 @@ class StoreClient:
             token = str(page.get("next_page_token") or "")
             if not token:
                 return
+
+    async def items(
+        self, method: str, path: str, params: Mapping[str, Any], field: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every item a search answers (the `field` list of each page), page after page, as `pages` reads them.
+
+        A refusal of any page (the first or a later one) is raised as `Refused`, never read as the end of the
+        results: what a refusal means (nothing to search in, say) is for the caller to decide.
+        """
+        async for page in self.pages(method, path, params):
+            for item in page.get(field) or []:
+                yield item
 
     async def experiments(self) -> list[dict[str, Any]]:
         """Every experiment of the namespace (deleted ones too), in `id_order`."""

@@ -276,6 +276,27 @@ async def test_a_page_the_store_refuses_ends_the_reading_with_the_refusal() -> N
         await StoreClient(store).metric_history("r1", "loss")
 
 
+async def test_items_are_every_pages_items_and_a_later_page_refused_is_raised() -> None:
+    versions = [{"name": "m", "version": str(i)} for i in range(5)]
+    path = "/api/2.0/mlflow/model-versions/search"
+    store = FakeStore({("GET", path): paged(versions, "model_versions", 2)})
+    found = [v async for v in StoreClient(store).items("GET", path, {"max_results": "2"}, "model_versions")]
+    assert found == versions
+    assert [sent.query.get("page_token") for sent in store.sent] == [None, "tok-2", "tok-4"]
+
+    def refused_later(call: Sent) -> FakeResponse:
+        if "page_token" in call.query:
+            return answer(403, {"error_code": "PERMISSION_DENIED", "message": "no"})
+        return answer(200, {"model_versions": versions[:1], "next_page_token": "p2"})
+
+    read: list[dict[str, Any]] = []
+    store = FakeStore({("GET", path): refused_later})
+    with pytest.raises(Refused) as refused:
+        async for version in StoreClient(store).items("GET", path, {}, "model_versions"):
+            read.append(version)
+    assert read == versions[:1] and refused.value.status == 403
+
+
 def test_id_order_puts_numbers_in_numeric_order_and_other_ids_after() -> None:
     assert sorted(["9", "10", "b", "0", "a"], key=id_order) == ["0", "9", "10", "a", "b"]
 
