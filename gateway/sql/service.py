@@ -261,9 +261,10 @@ class SqlService:
         if capped and self._cap > 0:
             live_seconds = self._timeout + ABANDONED_AFTER_SECONDS
             key, counted_key = _principal_key(principal), _principal_key(counted or principal)
-            if await repository.insert_pending_within(
+            live = await repository.insert_pending_within(
                 statement_id, key, request.statement, self._cap, live_seconds, counted_key
-            ):
+            )
+            if live is not None:
                 SQL_CAPPED.inc()
                 raise TooManyStatements(self._cap)
         else:
