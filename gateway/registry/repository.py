@@ -137,7 +137,8 @@ class RegistryRepository:
         requested_by_id: int | None,
         comment: str | None,
     ) -> StoredRequest | None:
-        """The new open request; None when the user already has one open for this version and stage."""
+        """The new open request; None when the requester (the principal, by id) already has one open for this
+        version and stage."""
         result = await self.session.execute(
             insert(RegistryRequestRow)
             .values(
@@ -150,12 +151,9 @@ class RegistryRepository:
                 comment=comment,
                 state=OPEN,
             )
-            .on_conflict_do_nothing(
-                # The partial index's predicate as a literal: with a bound parameter PostgreSQL cannot match
-                # the index once a prepared statement runs with a generic plan (after five executions).
-                index_elements=["model_id", "version", "to_stage", "requested_by"],
-                index_where=text("state = 'open'"),
-            )
+            # One open request per requester (migration 0042): keyed by the requester's principal id, or by its
+            # name when it has none (the bootstrap admin); either partial unique index's conflict is "already open".
+            .on_conflict_do_nothing()
             .returning(RegistryRequestRow)
         )
         row = result.scalar_one_or_none()
@@ -325,10 +323,7 @@ class RegistryRepository:
                 comment=comment,
                 state=OPEN,
             )
-            .on_conflict_do_nothing(
-                index_elements=["model_id", "version", "alias", "requested_by"],
-                index_where=text("state = 'open' AND alias IS NOT NULL"),
-            )
+            .on_conflict_do_nothing()  # as in `add_request`
             .returning(RegistryRequestRow)
         )
         row = result.scalar_one_or_none()

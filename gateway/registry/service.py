@@ -383,6 +383,9 @@ class RegistryWorkflow:
             creator = principal.name
         async with self._decision(model):
             requests = await self._open(model, version, stage, creator)
+            mine = [r for r in requests if is_principal(principal, r.requested_by_id)]
+            if creator == principal.name and mine:  # one's own, not one an earlier holder of the name left open
+                requests = mine
             if not all(is_principal(principal, r.requested_by_id) for r in requests):
                 self._require(principal, model, Level.CAN_MANAGE, f"cancel a request of {creator}")
             activity = NewActivity(

@@ -654,9 +654,18 @@ def test_a_user_made_again_under_a_deleted_requesters_name_may_not_cancel_the_re
         listed = approver.http(stack, "team-b").get(f"{base}/promotion-requests/list", timeout=60).json()["requests"]
         [still] = [r for r in listed if r["id"] == request_id]
         assert (still["state"], still["user_id"]) == ("OPEN", requester.name)
-        rejected = approver.http(stack, "team-b").post(
-            f"{base}/promotion-requests/reject", json={"id": request_id}, timeout=60
-        )
-        assert rejected.status_code == 200, rejected.text
+        # One open request per requester is counted by principal id: the newcomer opens the same request of their
+        # own (refused RESOURCE_ALREADY_EXISTS while it was counted by name), once.
+        admin.grant(f"registered-models/{source_id}", "CAN_READ", user=again.name, workspace="team-a")
+        own = again.http(stack, "team-b").post(f"{base}/promotion-requests/create", json=body, timeout=60)
+        assert own.status_code == 200, own.text
+        assert own.json()["promotion_request"]["available_actions"] == ["CANCEL_PROMOTION_REQUEST"]
+        twice = again.http(stack, "team-b").post(f"{base}/promotion-requests/create", json=body, timeout=60)
+        assert twice.status_code == 400 and twice.json()["error_code"] == "RESOURCE_ALREADY_EXISTS", twice.text
+        for made_id in (request_id, own.json()["promotion_request"]["id"]):
+            rejected = approver.http(stack, "team-b").post(
+                f"{base}/promotion-requests/reject", json={"id": made_id}, timeout=60
+            )
+            assert rejected.status_code == 200, rejected.text
     finally:
         need_approval(stack, False)

@@ -551,6 +551,56 @@ def test_a_user_made_again_under_a_deleted_users_name_may_not_cancel_or_edit_wha
     registry(stack, org.owner).delete_transition_request(name, "1", "Staging", left.name)
 
 
+def test_a_user_made_again_under_a_deleted_users_name_opens_requests_of_their_own(stack: Stack, org: Org) -> None:
+    """One open request per requester is counted by principal id: the newcomer under a deleted requester's name opens
+    the same transition and alias requests the one who left had open (refused RESOURCE_ALREADY_EXISTS while they
+    were keyed by name), once each, and cancelling as their own creator cancels theirs, not what was left."""
+    admin = Admin.of(stack)
+    name = make_model(stack, org, versions=1)
+    model_id = model_of(stack, org.owner, name)["id"]
+    left = admin.person(email("leaver"))
+
+    def reader(person: Person) -> None:
+        admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=person.name)
+        admin.grant(f"registered-models/{model_id}", "CAN_READ", user=person.name, workspace=WORKSPACE)
+
+    alias_request = {"name": name, "alias": "champion", "version": "1"}
+    reader(left)
+    registry(stack, left).create_transition_request(name, "1", "Staging")
+    mlflow_api(stack, left, "POST", "alias-requests/create", json=alias_request)
+    gone = admin.http().delete(f"{stack.url}/api/2.0/preview/scim/v2/Users/{left.id}", timeout=60)
+    assert gone.status_code == 204, gone.text
+    again = admin.person(left.name)
+    assert again.name == left.name and again.id != left.id
+    reader(again)
+
+    newcomer = registry(stack, again)
+    newcomer.create_transition_request(name, "1", "Staging", comment="mine")
+    mlflow_api(stack, again, "POST", "alias-requests/create", json=alias_request)
+    assert code_of(lambda: newcomer.create_transition_request(name, "1", "Staging")) == "RESOURCE_ALREADY_EXISTS"
+    twice = again.http(stack).post(f"{stack.url}/api/2.0/mlflow/alias-requests/create", json=alias_request, timeout=60)
+    assert twice.status_code == 400 and twice.json()["error_code"] == "RESOURCE_ALREADY_EXISTS", twice.text
+
+    def open_stage_requests() -> list[tuple[str, str]]:
+        listed = mlflow_api(stack, org.owner, "GET", "transition-requests/list", params={"name": name, "version": "1"})[
+            "requests"
+        ]
+        return sorted((r["user_id"], r.get("comment") or "") for r in listed)
+
+    assert open_stage_requests() == [(left.name, ""), (left.name, "mine")]
+    newcomer.delete_transition_request(name, "1", "Staging", again.name)
+    assert open_stage_requests() == [(left.name, "")]  # what the one who left asked for stays open
+    cancelled = again.http(stack).delete(
+        f"{stack.url}/api/2.0/mlflow/alias-requests/delete",
+        params={**alias_request, "creator": again.name},
+        timeout=60,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    aliases = mlflow_api(stack, org.owner, "GET", "alias-requests/list", params={"name": name})["requests"]
+    assert [r["user_id"] for r in aliases] == [left.name]
+    registry(stack, org.owner).delete_transition_request(name, "1", "Staging", left.name)
+
+
 def test_two_gateway_processes_approving_one_request_at_once_apply_it_once(stack: Stack, org: Org) -> None:
     replica = GatewayProcess(stack.gateway.config_path, GATEWAY_ENV).start()
     store_log = stack.stores["a"].root / "server.log"
