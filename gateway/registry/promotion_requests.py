@@ -185,8 +185,11 @@ class PromotionRequests:
         async with self._sessionmaker() as session:
             rows = (await session.scalars(query.order_by(RegistryPromotionRequestRow.id.desc()).limit(1000))).all()
         views = []
+        # The target model's id, looked up once per target name of the page (a lookup may ask the target store):
+        # asked per row, a page of up to 1,000 requests cost up to 1,000 calls to the store.
+        targets: dict[str, str | None] = {}
         for row in rows:
-            view = await self._view(principal, link, row)
+            view = await self._view(principal, link, row, targets)
             mine = is_principal(principal, row.requested_by_id)
             if mine or view.available_actions or self._manages(principal, link):
                 views.append(view)
@@ -369,11 +372,20 @@ class PromotionRequests:
         )
 
     async def _view(
-        self, principal: Principal, link: WorkspaceLink, row: RegistryPromotionRequestRow
+        self,
+        principal: Principal,
+        link: WorkspaceLink,
+        row: RegistryPromotionRequestRow,
+        targets: dict[str, str | None] | None = None,
     ) -> PromotionRequest:
+        """The request as `principal` sees it; `targets` (target name → model id) keeps the target models looked up
+        by the views of one answer."""
         actions: list[str] = []
         if row.state == OPEN:
-            target_id = await self._promotions.target_id(link, row.target_name)
+            targets = {} if targets is None else targets
+            if row.target_name not in targets:
+                targets[row.target_name] = await self._promotions.target_id(link, row.target_name)
+            target_id = targets[row.target_name]
             if self._promotions.may_approve(principal, link, target_id):
                 actions += [APPROVE, REJECT]
             if is_principal(principal, row.requested_by_id) or self._manages(principal, link):

@@ -21,6 +21,7 @@ from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import Admin, Person, unique
 from tests.support.oidc import OIDC_AUDIENCE as AUDIENCE
 from tests.support.oidc import OidcIssuer
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -665,6 +666,59 @@ def test_a_user_made_again_under_a_deleted_requesters_name_may_not_cancel_the_re
         for made_id in (request_id, own.json()["promotion_request"]["id"]):
             rejected = approver.http(stack, "team-b").post(
                 f"{base}/promotion-requests/reject", json={"id": made_id}, timeout=60
+            )
+            assert rejected.status_code == 200, rejected.text
+    finally:
+        need_approval(stack, False)
+
+
+def test_listing_promotion_requests_looks_each_target_model_up_once(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each open request's actions depend on its target model, which the target store is asked about while the
+    gateway has no id for it (a new model, say): once per target name in one answer, not once per request."""
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    requester = admin.person(f"{unique('requester')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=requester.name)
+    name, source_id = promotable(stack, monkeypatch, owner, "listed")
+    source = owner.http(stack, "team-a")
+    first = source.get(
+        f"{stack.url}/api/2.0/mlflow/model-versions/get", params={"name": name, "version": "1"}, timeout=60
+    ).json()["model_version"]
+    for _ in range(4):  # versions 2 to 5, of the same files
+        model_id = first.get("model_id") or first["source"].removeprefix("models:/")
+        body = {"name": name, "source": first["source"], "model_id": model_id, "run_id": first.get("run_id", "")}
+        made = source.post(f"{stack.url}/api/2.0/mlflow/model-versions/create", json=body, timeout=60)
+        assert made.status_code == 200, made.text
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=requester.name, workspace="team-a")
+    base = f"{stack.url}/api/2.0/fedgate/registry"
+    target = unique("listed-target")  # a new model of team-b: the store is asked whether it exists
+    need_approval(stack, True)
+    try:
+        for version in ("1", "2", "3", "4", "5"):
+            body = {"name": f"team-a.{name}", "version": version, "target_name": target}
+            made = requester.http(stack, "team-b").post(f"{base}/promotion-requests/create", json=body, timeout=60)
+            assert made.status_code == 200, made.text
+        store_log = stack.stores["b"].root / "server.log"
+
+        def lookups() -> int:
+            text = store_log.read_text(errors="replace")
+            return sum(1 for line in text.splitlines() if "/registered-models/get?" in line and target in line)
+
+        before = until(lookups, lambda count: count >= 5, "the creations' lookups of the target model")
+        listed = admin.http("team-b").get(f"{base}/promotion-requests/list", timeout=60)
+        assert listed.status_code == 200, listed.text
+        mine = [r for r in listed.json()["requests"] if r["target_name"] == target]
+        assert sorted(r["version"] for r in mine) == ["1", "2", "3", "4", "5"]
+        assert all(r["available_actions"] for r in mine)
+        # The store logs each call once it has answered it, before the list was answered.
+        assert until(lookups, lambda count: count > before, "the list's lookup of the target model") == before + 1
+        for request in mine:
+            rejected = admin.http("team-b").post(
+                f"{base}/promotion-requests/reject", json={"id": request["id"]}, timeout=60
             )
             assert rejected.status_code == 200, rejected.text
     finally:
