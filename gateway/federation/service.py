@@ -61,7 +61,7 @@ from gateway.federation.otlp import canonical_export
 from gateway.federation.renames import renames as _renames
 from gateway.federation.renames import rewrite_json as _rewrite_json
 from gateway.federation.schemas import RequestIds
-from gateway.federation.store_answers import known_failure, reads_failures
+from gateway.federation.store_answers import foreign_error, known_failure, reads_failures
 from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 
 __all__ = ["ACCOUNT_SCOPE", "ForwardCall", "ForwardResult", "Forwarder", "StoreSender", "scan_headers"]
@@ -331,6 +331,19 @@ class Forwarder:
         must_read = (
             answer_needed or rewrite or plan.after is not None or found_by_name or translate is not None or known_5xx
         )
+        foreign = foreign_error(response.status, response.headers.get("Content-Type", ""))
+        if foreign is not None:
+            response.release()
+            status, error_code = foreign
+            what = f"a {response.status} answer that is not an MLflow error"
+            document = {"error_code": error_code, "message": f"The store of workspace '{link.name}' sent {what}."}
+            retry = (
+                {"Retry-After": response.headers.get("Retry-After") or "5"}
+                if error_code == "TEMPORARILY_UNAVAILABLE"
+                else {}
+            )
+            answer_headers = {"Content-Type": "application/json", **retry}
+            return ForwardResult(status, answer_headers, link.name, body=json.dumps(document).encode())
         small = response.content_length is not None and response.content_length <= BUFFER_LIMIT
         if (spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read):
             if response.content_length is not None:

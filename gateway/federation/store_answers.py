@@ -65,3 +65,22 @@ def known_failure(spec: RouteSpec, status: int, body: bytes) -> GatewayError | N
         return None
     error = answers.get((status, error_code, message))
     return error() if error is not None else None
+
+
+def foreign_error(status: int, content_type: str) -> tuple[int, str] | None:
+    """(status, error_code) for a store answer that cannot be MLflow's own and is not in its shape (not JSON): a 502,
+    503 or 504 page of a proxy in front of the store (MLflow's server answers none of them), or a redirect, which the
+    gateway does not follow (the store could not be used as configured: 502). None for any other answer, which goes
+    out as it came: MLflow's own 4xx and 500 answers are its words, JSON or not.
+
+    A client reading such a page fails on the body rather than on the error; in MLflow's shape it reads an error code
+    and waits out the outage as for any 503."""
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+        return None
+    if 300 <= status < 400 and status != 304:
+        return 502, "INTERNAL_ERROR"
+    if status in (502, 503):
+        return status, "TEMPORARILY_UNAVAILABLE"
+    if status == 504:
+        return status, "DEADLINE_EXCEEDED"
+    return None

@@ -342,3 +342,25 @@ def test_a_store_answer_cut_short_is_never_a_success(abused: Abused) -> None:
     assert answer.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
     abused.garbage.mode = "ok"
     assert _search(abused).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "error_code"),
+    [("html-502", 502, "TEMPORARILY_UNAVAILABLE"), ("redirect", 502, "INTERNAL_ERROR")],
+)
+def test_a_store_error_that_is_not_mlflows_reaches_the_client_in_mlflow_shape(
+    abused: Abused, mode: str, status: int, error_code: str
+) -> None:
+    """A proxy's HTML error page in front of a store, or a redirect (which the gateway does not follow)."""
+    abused.garbage.mode = mode
+    answer = _search(abused)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json"), answer.headers
+    error = answer.json()
+    assert set(error) == {"error_code", "message"}, error
+    assert error["error_code"] == error_code
+    assert "Location" not in answer.headers
+    if error_code == "TEMPORARILY_UNAVAILABLE":
+        assert answer.headers["Retry-After"] == "5"
+    abused.garbage.mode = "ok"
+    assert _search(abused).status_code == 200
