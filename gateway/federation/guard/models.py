@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from urllib.parse import urlparse
 
 from gateway.authz.decide import Everything
@@ -26,6 +28,8 @@ PROMPT_TAG = "mlflow.prompt.is_prompt"
 RENAME = REGISTERED_MODELS_RENAME.name
 DELETE = REGISTERED_MODELS_DELETE.name
 TRANSITION_STAGE = MODEL_VERSIONS_TRANSITION_STAGE.name
+# Characters Python's tokenizer does not keep as they are inside a string literal (line ends, NUL, ...).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 async def model_create(checks: Checks, request: Request, wanted: Level) -> Plan:
@@ -44,12 +48,24 @@ async def model_search(checks: Checks, request: Request, wanted: Level) -> Plan:
     readable = checks.authorizer.readable_models(request.principal, request.link.workspace_id)
     if isinstance(readable, Everything):
         return Plan()
-    names = await checks.ownership.model_names(request.link, readable)
+    clause = names_clause(await checks.ownership.model_names(request.link, readable))
+    if clause is None:
+        return Plan(answer=EMPTY_RESULT)
+    return request.with_filter(clause)
+
+
+def names_clause(names: Iterable[str]) -> str | None:
+    """`name IN (...)` of the names that can be written into it; None when none can.
+
+    The store reads the list with Python's literal reader (MLflow 3.17.2 `SearchUtils._parse_list_from_sql_token`,
+    `ast.literal_eval`), escapes included: a model its owner named `alice\\x2dmodel` would stand for Alice's
+    `alice-model` there, and a backslash before the closing quote would move where sqlparse and Python each see a
+    string end. A name holding a backslash or a control character is left out (its model is then not found by the
+    search of a caller who reads it through a grant on the model alone; get and the other lookups by name still
+    find it), as is one holding both quote characters."""
     quoted = [_quote(name) for name in sorted(names)]
     listed = [q for q in quoted if q is not None]
-    if not listed:
-        return Plan(answer=EMPTY_RESULT)
-    return request.with_filter("name IN (" + ", ".join(listed) + ")")
+    return "name IN (" + ", ".join(listed) + ")" if listed else None
 
 
 async def model(checks: Checks, request: Request, wanted: Level) -> Plan:
@@ -165,7 +181,10 @@ def _follow_name(checks: Checks, request: Request, name: str) -> Plan:
 
 
 def _quote(name: str) -> str | None:
-    """A name as a string literal of MLflow's filter grammar; None when it cannot be written as one."""
+    """A name as a string literal of MLflow's filter grammar that Python's literal reader reads back unchanged;
+    None when it cannot be written as one."""
+    if not name or "\\" in name or _CONTROL.search(name):
+        return None
     if "'" not in name:
         return f"'{name}'"
     if '"' not in name:
