@@ -596,6 +596,13 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
      (ALLOW, ALLOW, ALLOW, ALLOW, NO_EXP1)),
     ("search issues naming no experiment", Call("POST /mlflow/issues/search", 3, body={}),
      (ALLOW, INVALID, INVALID, INVALID, INVALID)),
+    # The store reads a POST's body alone: an experiment in the query names nothing (it searched every issue).
+    ("search issues naming an experiment in the query only",
+     Call("POST /mlflow/issues/search", 3, query="experiment_id=1", body={}),
+     (ALLOW, INVALID, INVALID, INVALID, INVALID)),
+    ("start a run naming its experiment in the query only",
+     Call("POST /mlflow/runs/create", query="experiment_id=1", body={}),
+     (ALLOW, INVALID, INVALID, INVALID, INVALID)),
     ("get issue", Call("GET /mlflow/issues/{issue_id:str}", 3, path={"issue_id": "iss-1"}),
      (ALLOW, ALLOW, ALLOW, ALLOW, Refused(ResourceNotFound, "Issue with ID 'iss-1' not found"))),
     ("update issue", Call("PATCH /mlflow/issues/{issue_id:str}", 3, path={"issue_id": "iss-1"},

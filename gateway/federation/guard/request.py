@@ -12,7 +12,7 @@ import msgspec
 from gateway.core.errors import InvalidParameter
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.core.route_table import Action, Resource, RouteSpec
+from gateway.core.route_table import Action, Body, Resource, RouteSpec
 from gateway.federation.canonical import NestedId
 from gateway.federation.graphql import GraphqlCall
 from gateway.federation.schemas import RequestIds
@@ -52,9 +52,16 @@ class Request:
     _params: dict[str, list[str]] | None = None
 
     def params(self) -> dict[str, list[str]]:
-        """The query string, parsed once per request."""
+        """The query string as the store reads it, parsed once per request.
+
+        A call other than GET with a JSON body is read by MLflow 3.17.2 from its body alone
+        (`handlers._get_request_message`, and the FastAPI routes' models): its query string names nothing the
+        store acts on, so nothing in it counts here. It once did: `issues/search?experiment_id=<own>` with an
+        empty body passed as a search of the caller's experiment, and the store, given no experiment, searched
+        every issue of the workspace."""
         if self._params is None:
-            self._params = parse_qs(self.query, keep_blank_values=True)
+            reads_query = self.spec.method == "GET" or self.spec.body is not Body.JSON
+            self._params = parse_qs(self.query, keep_blank_values=True) if reads_query else {}
         return self._params
 
     def single(self, name: str) -> str:
