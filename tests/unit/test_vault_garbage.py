@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters.vaults.azure_keyvault import AzureKeyVault, KeyVaultSettings, keyvault_name
 from adapters.vaults.openbao import AppRoleAuth, OpenBaoSettings, OpenBaoVault, TokenAuth
 from gateway.core.ports import VaultUnavailable
+from tests.support.scripted import scripted_server
 
 Answer = Callable[[web.Request], web.Response | None]
 LOCATION = "w1/db"
@@ -38,16 +39,9 @@ async def server() -> AsyncIterator[Scripted]:
         scripted.seen.append(f"{request.method} {request.path}")
         return scripted.answer(request) or web.json_response({})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    scripted.address = f"http://127.0.0.1:{port}"
-    yield scripted
-    await runner.cleanup()
+    async with scripted_server(handle) as address:
+        scripted.address = address
+        yield scripted
 
 
 def raw(body: object, status: int = 200) -> web.Response:

@@ -23,6 +23,7 @@ from adapters.vaults.openbao import (
     _epoch_ms,
 )
 from gateway.core.ports import VaultDenied, VaultNameRefused, VaultUnavailable
+from tests.support.scripted import scripted_server
 
 Handler = Callable[[web.Request, dict[str, Any] | None], web.Response | None]
 
@@ -46,16 +47,9 @@ async def server() -> AsyncIterator[Scripted]:
         scripted.seen.append((request.method, request.path, dict(request.headers), body))
         return scripted.answer(request, body) or web.json_response({})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    scripted.address = f"http://127.0.0.1:{port}"
-    yield scripted
-    await runner.cleanup()
+    async with scripted_server(handle) as address:
+        scripted.address = address
+        yield scripted
 
 
 def login_answer(token: str = "k8s-issued-token", ttl: int = 3600) -> web.Response:
