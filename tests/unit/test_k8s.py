@@ -164,18 +164,41 @@ def test_prod_is_spread_protected_scaled_watched_and_migrated_before_the_rollout
     assert all(doc["metadata"].get("namespace", "fedgate") == "fedgate" for doc in _render("prod"))
 
 
-def test_the_dashboard_queries_only_metrics_the_gateway_exports() -> None:
+def _queried() -> set[str]:
+    """The series the dashboard's panels query (a histogram's as `_bucket`, `_sum` or `_count`)."""
     dashboard = json.loads((ROOT / "k8s/grafana/fedgate.json").read_text())
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    exported = {metric.name + end for metric in REGISTRY.collect() for end in suffixes.get(metric.type, ("",))}
-    queried = {
+    return {
         name
         for panel in dashboard["panels"]
         for target in panel["targets"]
         for name in re.findall(r"\b(fedgate_[a-z_]+)\b", target["expr"])
     }
+
+
+def test_the_dashboard_queries_only_metrics_the_gateway_exports() -> None:
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    exported = {metric.name + end for metric in REGISTRY.collect() for end in suffixes.get(metric.type, ("",))}
+    queried = _queried()
     assert queried and queried <= exported, sorted(queried - exported)
     wanted = ["fedgate_requests_total", "fedgate_upstream_errors_total", "fedgate_outbox_pending",
               "fedgate_outbox_oldest_pending_seconds", "fedgate_index_lag_seconds", "fedgate_denied_total",
               "fedgate_in_flight_requests", "fedgate_overload_refused_total"]  # fmt: skip
     assert set(wanted) <= queried
+
+
+def test_the_operations_guide_lists_every_metric_and_whether_the_dashboard_shows_it() -> None:
+    """docs/operations.md's metrics table has one row per metric the gateway registers (by the name it is queried
+    with), and marks a metric the dashboard does not query, and only such a metric, with —."""
+    exported = {
+        metric.name + ("_total" if metric.type == "counter" else "")
+        for metric in REGISTRY.collect()
+        if metric.name.startswith("fedgate_")
+    }
+    rows = re.findall(r"^\| `(fedgate_[a-z_]+)` \|.*\| ([^|]+?) \|$", (ROOT / "docs/operations.md").read_text(), re.M)
+    listed = [name for name, _ in rows]
+    assert len(listed) == len(set(listed)) and set(listed) == exported, (
+        sorted(exported - set(listed)),
+        sorted(set(listed) - exported),
+    )
+    on_dashboard = {re.sub(r"_(bucket|sum|count)$", "", name) for name in _queried()}
+    assert {name for name, panel in rows if panel != "—"} == on_dashboard
