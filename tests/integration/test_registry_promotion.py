@@ -284,6 +284,21 @@ def promotable(stack: Stack, monkeypatch: pytest.MonkeyPatch, owner: Person, pre
     return name, answer.json()["registered_model_databricks"]["id"]
 
 
+def promotable_to_a_reader(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, prefix: str, reader: str
+) -> tuple[str, str, Person, Person]:
+    """`promotable`, logged by a new owner (CAN_USE on team-a), and a new person (named after `reader`) who may use
+    team-b and read the model: (its name, the gateway's id of it, the owner, that person)."""
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    person = admin.person(f"{unique(reader)}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=person.name)
+    name, source_id = promotable(stack, monkeypatch, owner, prefix)
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=person.name, workspace="team-a")
+    return name, source_id, owner, person
+
+
 def promotion_attempts(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
     """The logged models of team-b's promotions experiment named `name` (each attempt to copy a version)."""
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
@@ -299,13 +314,7 @@ def test_a_copy_that_fails_midway_is_taken_up_again_by_its_retry(
 ) -> None:
     stack = mlflow_env
     need_approval(stack, False)
-    admin = Admin.of(stack)
-    owner = admin.person(f"{unique('owner')}@example.com")
-    promoter = admin.person(f"{unique('promoter')}@example.com")
-    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
-    admin.grant("workspaces/team-b", "CAN_USE", user=promoter.name)
-    name, source_id = promotable(stack, monkeypatch, owner, "midway")
-    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=promoter.name, workspace="team-a")
+    name, _, _, promoter = promotable_to_a_reader(stack, monkeypatch, "midway", "promoter")
 
     # One file of the version vanishes from store a's disk, in a folder the copy reaches after the others:
     # the store lists it, then cannot read it.
@@ -354,13 +363,7 @@ def test_two_promotions_of_the_same_version_at_once_make_one_copy(
 
     stack = mlflow_env
     need_approval(stack, False)
-    admin = Admin.of(stack)
-    owner = admin.person(f"{unique('owner')}@example.com")
-    promoter = admin.person(f"{unique('promoter')}@example.com")
-    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
-    admin.grant("workspaces/team-b", "CAN_USE", user=promoter.name)
-    name, source_id = promotable(stack, monkeypatch, owner, "twice")
-    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=promoter.name, workspace="team-a")
+    name, _, _, promoter = promotable_to_a_reader(stack, monkeypatch, "twice", "promoter")
 
     # The same promotion twice at the same moment (a client's retry racing its first call, say).
     body = {"name": f"team-a.{name}", "version": "1"}
@@ -512,13 +515,8 @@ def test_a_target_name_cannot_widen_the_search_for_an_earlier_copy_into_a_hidden
     the caller cannot read, and answer it (before the store refuses the name when the copy is made)."""
     stack = mlflow_env
     need_approval(stack, False)
+    name, _, _, outsider = promotable_to_a_reader(stack, monkeypatch, "shared", "outsider")
     admin = Admin.of(stack)
-    owner = admin.person(f"{unique('owner')}@example.com")
-    outsider = admin.person(f"{unique('outsider')}@example.com")
-    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
-    admin.grant("workspaces/team-b", "CAN_USE", user=outsider.name)
-    name, source_id = promotable(stack, monkeypatch, owner, "shared")
-    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=outsider.name, workspace="team-a")
     hidden = unique("hidden")
     # The account admin copies the version into a model of team-b that the outsider holds nothing on.
     body = {"name": f"team-a.{name}", "version": "1"}
@@ -552,15 +550,10 @@ def test_approvals_racing_cancellations_make_a_copy_only_with_its_record(
     from concurrent.futures import ThreadPoolExecutor
 
     stack = mlflow_env
+    name, _, _, requester = promotable_to_a_reader(stack, monkeypatch, "raced", "requester")
     admin = Admin.of(stack)
-    owner = admin.person(f"{unique('owner')}@example.com")
-    requester = admin.person(f"{unique('requester')}@example.com")
     approver = admin.person(f"{unique('approver')}@example.com")
-    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
-    admin.grant("workspaces/team-b", "CAN_USE", user=requester.name)
     admin.grant("workspaces/team-b", "CAN_MANAGE", user=approver.name)
-    name, source_id = promotable(stack, monkeypatch, owner, "raced")
-    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=requester.name, workspace="team-a")
     base = f"{stack.url}/api/2.0/fedgate/registry"
     rounds = 6  # pairs at once: each holds a database connection while it waits for the lock
     need_approval(stack, True)
@@ -621,15 +614,10 @@ def test_a_user_made_again_under_a_deleted_requesters_name_may_not_cancel_the_re
     mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = mlflow_env
+    name, source_id, _, requester = promotable_to_a_reader(stack, monkeypatch, "left", "requester")
     admin = Admin.of(stack)
-    owner = admin.person(f"{unique('owner')}@example.com")
-    requester = admin.person(f"{unique('requester')}@example.com")
     approver = admin.person(f"{unique('approver')}@example.com")
-    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
-    admin.grant("workspaces/team-b", "CAN_USE", user=requester.name)
     admin.grant("workspaces/team-b", "CAN_MANAGE", user=approver.name)
-    name, source_id = promotable(stack, monkeypatch, owner, "left")
-    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=requester.name, workspace="team-a")
     base = f"{stack.url}/api/2.0/fedgate/registry"
     need_approval(stack, True)
     try:
@@ -678,12 +666,8 @@ def test_listing_promotion_requests_looks_each_target_model_up_once(
     """Each open request's actions depend on its target model, which the target store is asked about while the
     gateway has no id for it (a new model, say): once per target name in one answer, not once per request."""
     stack = mlflow_env
+    name, _, owner, requester = promotable_to_a_reader(stack, monkeypatch, "listed", "requester")
     admin = Admin.of(stack)
-    owner = admin.person(f"{unique('owner')}@example.com")
-    requester = admin.person(f"{unique('requester')}@example.com")
-    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
-    admin.grant("workspaces/team-b", "CAN_USE", user=requester.name)
-    name, source_id = promotable(stack, monkeypatch, owner, "listed")
     source = owner.http(stack, "team-a")
     first = source.get(
         f"{stack.url}/api/2.0/mlflow/model-versions/get", params={"name": name, "version": "1"}, timeout=60
@@ -693,7 +677,6 @@ def test_listing_promotion_requests_looks_each_target_model_up_once(
         body = {"name": name, "source": first["source"], "model_id": model_id, "run_id": first.get("run_id", "")}
         made = source.post(f"{stack.url}/api/2.0/mlflow/model-versions/create", json=body, timeout=60)
         assert made.status_code == 200, made.text
-    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=requester.name, workspace="team-a")
     base = f"{stack.url}/api/2.0/fedgate/registry"
     target = unique("listed-target")  # a new model of team-b: the store is asked whether it exists
     need_approval(stack, True)

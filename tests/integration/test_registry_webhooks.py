@@ -36,7 +36,7 @@ from tests.integration.test_registry_workflow import (
     org,  # noqa: F401 - the module's fixture of principals
     registry,
 )
-from tests.support.identity import Admin, unique
+from tests.support.identity import Admin, Person, unique
 from tests.support.waiting import logged_so_far
 
 pytestmark = pytest.mark.integration
@@ -115,6 +115,30 @@ def signed(received: Received, secret: str = SECRET) -> bool:
 def api(url: str, who_token: str, method: str, path: str, workspace: str = WORKSPACE, **kw: Any) -> requests.Response:
     headers = {"Authorization": f"Bearer {who_token}", "X-MLFLOW-WORKSPACE": workspace}
     return requests.request(method, f"{url}/api/2.0/mlflow/{path}", headers=headers, timeout=60, **kw)
+
+
+def webhook_with_a_co_manager(stack: Stack, owner: Person, name: str, path: str) -> tuple[dict[str, Any], str, Person]:
+    """A COMMENT_CREATED webhook `owner` made on model `name` for RECEIVER + `path`, with SECRET and an
+    Authorization value of its own; returned with that value and another person granted CAN_MANAGE on the model."""
+    credential = "Bearer receiver-credential-" + uuid.uuid4().hex
+    spec = {"url": RECEIVER + path, "secret": SECRET, "authorization": credential}
+    made = api(
+        stack.url,
+        owner.token,
+        "POST",
+        "registry-webhooks/create",
+        json={"model_name": name, "events": ["COMMENT_CREATED"], "http_url_spec": spec},
+    )
+    assert made.status_code == 200, made.text
+    admin = Admin.of(stack)
+    co_manager = admin.person(f"{unique('co-manager')}@example.com")
+    admin.grant(
+        f"registered-models/{model_of(stack, owner, name)['id']}",
+        "CAN_MANAGE",
+        user=co_manager.name,
+        workspace=WORKSPACE,
+    )
+    return made.json()["webhook"], credential, co_manager
 
 
 def test_the_workflows_events_reach_an_allowed_receiver_signed_and_nothing_else_does(
@@ -331,25 +355,7 @@ def test_a_webhooks_secret_and_authorization_go_to_no_other_url_than_the_one_the
     A new URL takes them again (or "" for none)."""
     name = make_model(stack, org, versions=1, prefix="moved-url")
     theirs, mine = f"/allowed/receiver-{uuid.uuid4().hex[:8]}", f"/allowed/co-manager-{uuid.uuid4().hex[:8]}"
-    credential = "Bearer receiver-credential-" + uuid.uuid4().hex
-    spec = {"url": RECEIVER + theirs, "secret": SECRET, "authorization": credential}
-    made = api(
-        stack.url,
-        org.owner.token,
-        "POST",
-        "registry-webhooks/create",
-        json={"model_name": name, "events": ["COMMENT_CREATED"], "http_url_spec": spec},
-    )
-    assert made.status_code == 200, made.text
-    hook = made.json()["webhook"]
-    admin = Admin.of(stack)
-    co_manager = admin.person(f"{unique('co-manager')}@example.com")
-    admin.grant(
-        f"registered-models/{model_of(stack, org.owner, name)['id']}",
-        "CAN_MANAGE",
-        user=co_manager.name,
-        workspace=WORKSPACE,
-    )
+    hook, credential, co_manager = webhook_with_a_co_manager(stack, org.owner, name, theirs)
 
     def update(http_url_spec: dict[str, Any]) -> requests.Response:
         body = {"id": hook["id"], "http_url_spec": http_url_spec}
@@ -388,25 +394,7 @@ def test_turning_a_webhooks_tls_checks_off_takes_its_secret_and_authorization_ag
     it off is treated like a new URL: they are given again (or "" for none)."""
     name = make_model(stack, org, versions=1, prefix="tls-off")
     path = f"/allowed/tls-{uuid.uuid4().hex[:8]}"
-    credential = "Bearer receiver-credential-" + uuid.uuid4().hex
-    spec = {"url": RECEIVER + path, "secret": SECRET, "authorization": credential}
-    made = api(
-        stack.url,
-        org.owner.token,
-        "POST",
-        "registry-webhooks/create",
-        json={"model_name": name, "events": ["COMMENT_CREATED"], "http_url_spec": spec},
-    )
-    assert made.status_code == 200, made.text
-    hook = made.json()["webhook"]
-    admin = Admin.of(stack)
-    co_manager = admin.person(f"{unique('co-manager')}@example.com")
-    admin.grant(
-        f"registered-models/{model_of(stack, org.owner, name)['id']}",
-        "CAN_MANAGE",
-        user=co_manager.name,
-        workspace=WORKSPACE,
-    )
+    hook, credential, co_manager = webhook_with_a_co_manager(stack, org.owner, name, path)
 
     def update(http_url_spec: dict[str, Any]) -> requests.Response:
         body = {"id": hook["id"], "http_url_spec": {"url": RECEIVER + path, **http_url_spec}}

@@ -496,31 +496,52 @@ def race(stack: Stack, who: Person, urls: list[str], path: str, body: dict[str, 
     return answers
 
 
+@dataclass(frozen=True)
+class Leaver:
+    """A reader of a new model of one version, to be deleted and made again under the same name (as SCIM
+    provisioning the address again does); each of the two may use the workspace and read the model."""
+
+    stack: Stack
+    model: str
+    model_id: str
+    left: Person
+
+    @classmethod
+    def of_a_new_model(cls, stack: Stack, org: Org) -> Leaver:
+        name = make_model(stack, org, versions=1)
+        leaver = cls(stack, name, model_of(stack, org.owner, name)["id"], Admin.of(stack).person(email("leaver")))
+        leaver.may_read(leaver.left)
+        return leaver
+
+    def may_read(self, person: Person) -> None:
+        admin = Admin.of(self.stack)
+        admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=person.name)
+        admin.grant(f"registered-models/{self.model_id}", "CAN_READ", user=person.name, workspace=WORKSPACE)
+
+    def made_again(self) -> Person:
+        """Deletes the user who left and makes another under their name, who may read the model; the newcomer."""
+        admin = Admin.of(self.stack)
+        gone = admin.http().delete(f"{self.stack.url}/api/2.0/preview/scim/v2/Users/{self.left.id}", timeout=60)
+        assert gone.status_code == 204, gone.text
+        again = admin.person(self.left.name)
+        assert again.name == self.left.name and again.id != self.left.id
+        self.may_read(again)
+        return again
+
+
 def test_a_user_made_again_under_a_deleted_users_name_may_not_cancel_or_edit_what_that_user_left(
     stack: Stack, org: Org
 ) -> None:
     """Requests and comments record their author by principal id: a user deleted with a request, an alias request and
     a comment open, and another user later made under the same name (SCIM provisioning the address again), is refused
     as any other reader of the model is, and what the first one left stays open."""
-    admin = Admin.of(stack)
-    name = make_model(stack, org, versions=1)
-    model_id = model_of(stack, org.owner, name)["id"]
-    left = admin.person(email("leaver"))
-
-    def reader(person: Person) -> None:
-        admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=person.name)
-        admin.grant(f"registered-models/{model_id}", "CAN_READ", user=person.name, workspace=WORKSPACE)
-
-    reader(left)
+    leaver = Leaver.of_a_new_model(stack, org)
+    name, left = leaver.model, leaver.left
     registry(stack, left).create_transition_request(name, "1", "Staging", comment="please")
     mlflow_api(stack, left, "POST", "alias-requests/create", json={"name": name, "alias": "champion", "version": "1"})
     comment = registry(stack, left).create_comment(name, "1", "mine").comment
     assert comment is not None and comment.id is not None
-    gone = admin.http().delete(f"{stack.url}/api/2.0/preview/scim/v2/Users/{left.id}", timeout=60)
-    assert gone.status_code == 204, gone.text
-    again = admin.person(left.name)
-    assert again.name == left.name and again.id != left.id
-    reader(again)
+    again = leaver.made_again()
 
     newcomer = registry(stack, again)
     assert code_of(lambda: newcomer.delete_transition_request(name, "1", "Staging", left.name)) == "PERMISSION_DENIED"
@@ -555,24 +576,12 @@ def test_a_user_made_again_under_a_deleted_users_name_opens_requests_of_their_ow
     """One open request per requester is counted by principal id: the newcomer under a deleted requester's name opens
     the same transition and alias requests the one who left had open (refused RESOURCE_ALREADY_EXISTS while they
     were keyed by name), once each, and cancelling as their own creator cancels theirs, not what was left."""
-    admin = Admin.of(stack)
-    name = make_model(stack, org, versions=1)
-    model_id = model_of(stack, org.owner, name)["id"]
-    left = admin.person(email("leaver"))
-
-    def reader(person: Person) -> None:
-        admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=person.name)
-        admin.grant(f"registered-models/{model_id}", "CAN_READ", user=person.name, workspace=WORKSPACE)
-
+    leaver = Leaver.of_a_new_model(stack, org)
+    name, left = leaver.model, leaver.left
     alias_request = {"name": name, "alias": "champion", "version": "1"}
-    reader(left)
     registry(stack, left).create_transition_request(name, "1", "Staging")
     mlflow_api(stack, left, "POST", "alias-requests/create", json=alias_request)
-    gone = admin.http().delete(f"{stack.url}/api/2.0/preview/scim/v2/Users/{left.id}", timeout=60)
-    assert gone.status_code == 204, gone.text
-    again = admin.person(left.name)
-    assert again.name == left.name and again.id != left.id
-    reader(again)
+    again = leaver.made_again()
 
     newcomer = registry(stack, again)
     newcomer.create_transition_request(name, "1", "Staging", comment="mine")

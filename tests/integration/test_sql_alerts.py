@@ -144,6 +144,18 @@ def sql(url: str, token: str, statement: str) -> None:
     assert answer["status"]["state"] == "SUCCEEDED", answer
 
 
+def system_reader(url: str, prefix: str) -> Person:
+    """A new user of the gateway at `url` who may read system.mlflow's tables (USE CATALOG, USE SCHEMA, SELECT)."""
+    person = Admin(url).person(unique(prefix) + "@example.com")
+    for statement in (
+        "GRANT USE CATALOG ON CATALOG system TO `{}`",
+        "GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{}`",
+        "GRANT SELECT ON SCHEMA system.mlflow TO `{}`",
+    ):
+        sql(url, ADMIN_TOKEN, statement.format(person.name))
+    return person
+
+
 @pytest.fixture(scope="module")
 def alerting(stack: Stack) -> Iterator[Alerting]:
     """Gateways of their own database and SMTP server, over a namespace of their own on the central store."""
@@ -191,15 +203,8 @@ upstream_workspace = "{upstream}"
         own = Alerting(config, url, [], mailbox, analyst=None, outsider=None, issuer=issuer)  # type: ignore[arg-type]
         try:
             gateway = own.start()
-            admin = Admin(gateway.url)
-            own.analyst = admin.person(unique("analyst") + "@example.com")
-            own.outsider = admin.person(unique("outsider") + "@example.com")
-            for statement in (
-                "GRANT USE CATALOG ON CATALOG system TO `{}`",
-                "GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{}`",
-                "GRANT SELECT ON SCHEMA system.mlflow TO `{}`",
-            ):
-                sql(gateway.url, ADMIN_TOKEN, statement.format(own.analyst.name))
+            own.analyst = system_reader(gateway.url, "analyst")
+            own.outsider = Admin(gateway.url).person(unique("outsider") + "@example.com")
             yield own
         finally:
             own.stop_all()
@@ -410,14 +415,7 @@ def test_a_refused_notification_is_retried_until_accepted(
 
 
 def test_an_alert_runs_with_its_owners_grants_at_each_evaluation(alerting: Alerting) -> None:
-    admin = Admin(alerting.url)
-    owner = admin.person(unique("owner") + "@example.com")
-    for statement in (
-        "GRANT USE CATALOG ON CATALOG system TO `{}`",
-        "GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{}`",
-        "GRANT SELECT ON SCHEMA system.mlflow TO `{}`",
-    ):
-        sql(alerting.url, ADMIN_TOKEN, statement.format(owner.name))
+    owner = system_reader(alerting.url, "owner")
     created = call(alerting.url, owner.token, "POST", ALERTS, json=reliability_alert("/allowed/grants"))
     first = call(alerting.url, owner.token, "POST", f"{ALERTS}/{created['id']}/run")
     assert first["state"] != "ERROR" and "error_message" not in first
@@ -460,14 +458,7 @@ def test_an_alert_run_by_hand_counts_against_whoever_pressed_run(alerting: Alert
     """A run by hand is the request of whoever pressed run: it counts against their statement cap, not the owner's.
     An account admin running someone's alert is not refused because the owner is busy, and spends no place of
     theirs; an admin at their own cap is refused. The statement stays the owner's (only they read its result)."""
-    admin = Admin(alerting.url)
-    owner = admin.person(unique("busy") + "@example.com")
-    for statement in (
-        "GRANT USE CATALOG ON CATALOG system TO `{}`",
-        "GRANT USE SCHEMA ON SCHEMA system.mlflow TO `{}`",
-        "GRANT SELECT ON SCHEMA system.mlflow TO `{}`",
-    ):
-        sql(alerting.url, ADMIN_TOKEN, statement.format(owner.name))
+    owner = system_reader(alerting.url, "busy")
     created = call(alerting.url, owner.token, "POST", ALERTS, json=reliability_alert("/allowed/cap"))
     run = f"{ALERTS}/{created['id']}/run"
     cap = ServerSettings().sql_max_statements_per_principal
