@@ -47,6 +47,7 @@ from gateway.core.route_table import (
 from gateway.db.models import IdMapRow
 from gateway.dual.mirror import SOURCE_EXPERIMENT_TAG, SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
 from gateway.federation.hooks import Outgoing, Sender, Sent
+from gateway.federation.mlflow_requests import refuse_partial_read
 from gateway.index.filters import (
     EXPERIMENT_ENTITIES,
     RUN_ENTITIES,
@@ -175,6 +176,7 @@ class Failover:
         async def translate(raw: bytes) -> bytes:
             return await self.translate_back(spec, link, raw, missing[0] if missing else "")
 
+        sent_query, sent_body = query, body
         async with self._sessionmaker() as session:
             ids = IdTranslator(session, link)
             try:
@@ -186,6 +188,10 @@ class Failover:
                     path = "/api/2.0/mlflow-artifacts/artifacts/" + quote(central_path)
             except _Nothing:
                 return EmptyAnswer(), translate
+        if query != sent_query or body != sent_body:
+            # What failover wrote (the name prefix ANDed into a filter, the copies' ids) must be read by the central
+            # store: MLflow stops parsing at the first value it cannot parse and acts on the fields before it.
+            refuse_partial_read(spec, body, query)
         try:
             response = await central_store(self.stores, link).send(
                 spec.method,

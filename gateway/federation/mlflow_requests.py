@@ -94,6 +94,16 @@ def unread_part(spec: RouteSpec, body: bytes | None, query: str) -> str | None:
     return None
 
 
+def refuse_partial_read(spec: RouteSpec, body: bytes | None, query: str) -> None:
+    """400 for a request the gateway rewrote that MLflow would read only in part (`unread_part`): a field the gateway
+    wrote (a narrowing filter, experiment ids translated to a central store's) could otherwise never reach the
+    handler. In MLflow's words where its checks refuse the request too."""
+    reason = unread_part(spec, body, query)
+    if reason is not None:
+        refusal = InvalidParameter(f"Invalid request: MLflow would read only part of it ({reason[:200]}).")
+        raise worded_as_the_store(spec, refusal, body, query)
+
+
 def invalid_value(name: str, value: Any) -> str:
     """MLflow's words for a parameter of the wrong type (handlers._validate_param_against_schema)."""
     rendered = json.dumps(value, sort_keys=True, separators=(",", ":"))

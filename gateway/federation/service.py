@@ -56,7 +56,7 @@ from gateway.federation.hooks import (
     Sent,
     WriteAhead,
 )
-from gateway.federation.mlflow_requests import unread_part, worded_as_the_store
+from gateway.federation.mlflow_requests import refuse_partial_read, worded_as_the_store
 from gateway.federation.otlp import canonical_export
 from gateway.federation.renames import renames as _renames
 from gateway.federation.renames import rewrite_json as _rewrite_json
@@ -249,7 +249,7 @@ class Forwarder:
         if plan.query is not None or plan.body is not None:
             # What the guard wrote into the request (a search narrowed to what the caller may read) must be read by
             # the store: MLflow stops parsing at the first value it cannot parse and acts on the fields before it.
-            _refuse_partial_reads(spec, call.body if isinstance(call.body, bytes) else None, call.query)
+            refuse_partial_read(spec, call.body if isinstance(call.body, bytes) else None, call.query)
         # 3b before send: checks of the body exactly as it will be sent, before it goes anywhere
         checks = [check for check in self.before_send if check.wants(spec, link)]
         checked = canonical_body(plan.body) if checks and plan.body is not None else canonical
@@ -465,14 +465,6 @@ async def _checked(checks: Sequence[BeforeSend], pending: PendingCall) -> list[H
 async def _release(held: Sequence[Held]) -> None:
     for hold in reversed(held):
         await hold.release()
-
-
-def _refuse_partial_reads(spec: RouteSpec, body: bytes | None, query: str) -> None:
-    """400 for a rewritten request that MLflow would read only in part (mlflow_requests.unread_part)."""
-    reason = unread_part(spec, body, query)
-    if reason is not None:
-        refusal = InvalidParameter(f"Invalid request: MLflow would read only part of it ({reason[:200]}).")
-        raise worded_as_the_store(spec, refusal, body, query)  # MLflow's words where its checks refuse it too
 
 
 def _query_ids(spec: RouteSpec, query: str) -> RequestIds | None:

@@ -306,3 +306,41 @@ def test_failover_reads_return_only_the_workspaces_own_central_copies(spaces: Na
         error(north.get(artifact, timeout=30), 404, "RESOURCE_DOES_NOT_EXIST")
     finally:
         spaces.north.start(timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("route", "raw"),
+    [
+        ("experiments/search", '{"max_results": 1, "view_type": 99}'),  # an enum number MLflow does not know
+        ("experiments/search", '{"max_results": 1, "order_by": [1]}'),  # a number where MLflow wants text
+        ("runs/search", '{"max_results": 1, "run_view_type": 99, "experiment_ids": ["{own}"]}'),
+    ],
+)
+def test_a_failover_search_keeps_its_narrowing_whatever_mlflow_cannot_parse(
+    spaces: Namespaces, route: str, raw: str
+) -> None:
+    """Failover ANDs `name LIKE 'north/%'` into an experiment search and puts the copies' ids into a run search, after
+    the client's fields. MLflow stops parsing a body at the first value it cannot parse and searches with the fields
+    read before it: the central store then searched every workspace's copies, and page by page (`max_results` 1)
+    north's reader was answered an empty page with a next_page_token for each of south's experiments, which counted
+    them. A rewritten search the central store would read only in part is refused, as the guard refuses its own."""
+    url, tag = spaces.gateway.url, uuid.uuid4().hex[:6]
+    south, north = spaces.http("south"), spaces.http("north")
+    create(south, url, f"south-partial-{tag}")
+    spaces.drained("south")
+    own, _ = create(north, url, f"north-partial-{tag}")
+    spaces.drained("north")
+    body, target, json_type = (
+        raw.replace("{own}", own),
+        f"{url}/api/2.0/mlflow/{route}",
+        {"Content-Type": "application/json"},
+    )
+    # North's own store reads the part it can: the gateway rewrote nothing (an admin's search is not narrowed).
+    assert north.post(target, data=body, headers=json_type, timeout=30).status_code == 200
+    spaces.north.stop()
+    try:
+        served = north.post(target, data=body, headers=json_type, timeout=30)
+        error(served, 400, "INVALID_PARAMETER_VALUE")
+        assert "south" not in served.text
+    finally:
+        spaces.north.start(timeout=300)
