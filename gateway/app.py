@@ -396,6 +396,7 @@ def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 # Raised when the database cannot be reached, among others: each is looked at (`database_unreachable`).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     OSError,
@@ -454,7 +455,12 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     stores = build_stores(settings)
     links = LinkTable()
     # Every connection this worker opens, by name; the budget is logged at start-up (gateway/db/pools.py).
-    pools = DatabasePools(database_url, settings.database.pool_size, listeners=HELD_CONNECTIONS)
+    pools = DatabasePools(
+        database_url,
+        settings.database.pool_size,
+        listeners=HELD_CONNECTIONS,
+        timeout_seconds=settings.database.timeout_seconds,
+    )
     engine = pools.engine
     sessionmaker = make_sessionmaker(engine)
     # Access control: one live policy per process, kept in step with every replica.

@@ -152,6 +152,12 @@ class DatabaseSettings(_Settings):
     pool_size: int = 10
     # Start-up waits this long for the database to answer (logging each attempt), then gives up.
     connect_timeout_seconds: float = 60.0
+    # While serving, the longest the gateway waits on the database for one step before answering 503
+    # TEMPORARILY_UNAVAILABLE (docs/operations.md, "A database that does not answer"): opening a connection, a free
+    # connection of a pool, the check of a pooled connection before use, and each statement of the pools that run
+    # single short statements (write bookkeeping, a run's secret reads). asyncpg's own connect timeout is 60 s and
+    # its statements have none, so a paused or stalled PostgreSQL held every such call for a minute or for ever.
+    timeout_seconds: float = 5.0
     # `fedgate serve` migrates the schema itself (under an advisory lock). false: it only checks the schema and
     # refuses to start on an older one (a migration Job runs `fedgate db upgrade` before the rollout).
     migrate_on_start: bool = True
@@ -543,6 +549,8 @@ def check_life_cycle(settings: Settings) -> None:
         raise ConfigError("server.principal_burst: must be at least 1 while the limit is on")
     if database.connect_timeout_seconds <= 0:
         raise ConfigError("database.connect_timeout_seconds: must be more than 0")
+    if not 0 < database.timeout_seconds <= 600:
+        raise ConfigError("database.timeout_seconds: must be more than 0 and at most 600")
     for key in ("request_head_seconds", "request_body_seconds"):
         if not 0 < getattr(server, key) <= 3600:
             raise ConfigError(f"server.{key}: must be more than 0 and at most 3600")

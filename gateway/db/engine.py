@@ -6,8 +6,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_
 
 log = logging.getLogger(__name__)
 
@@ -20,20 +25,49 @@ def async_url(url: str) -> str:
     raise ValueError("database.url must be a postgresql:// URL")
 
 
-def make_engine(url: str, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
+# How long the engine waits on the database for one step (`database.timeout_seconds`), unless told.
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+
+def make_engine(
+    url: str, pool_size: int = 10, max_overflow: int | None = None, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+) -> AsyncEngine:
     """At most `pool_size` connections kept open and `max_overflow` (default: as many) more under load.
+
+    Opening a connection, waiting for a free one and the check of a pooled one before it is handed out (a ping)
+    each take at most `timeout_seconds`, so a database that accepts connections but does not answer (paused,
+    stalled) fails a checkout within seconds (`gateway/db/errors.py` reads that as unreachable: 503) instead of
+    after asyncpg's 60 s connect timeout, or never: SQLAlchemy's own pre-ping has no timeout. Statements the
+    engine runs have no bound of the client's (unlinks, moves and advisory lock waits run here and may take
+    long); a statement already sent when the database stops answering waits for it.
 
     A statement's bound values are left out of SQLAlchemy's error messages (`hide_parameters`): they hold
     webhook URLs (which may carry a token), sealed secrets and people's queries, and the background loops log
     the errors they survive with their messages."""
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
-        pool_pre_ping=True,
+        pool_timeout=timeout_seconds,
         pool_recycle=1800,
         hide_parameters=True,
+        connect_args={"timeout": timeout_seconds},
     )
+    event.listen(engine.sync_engine.pool, "checkout", _pinger(timeout_seconds))
+    return engine
+
+
+def _pinger(timeout_seconds: float) -> Callable[[Any, Any, Any], None]:
+    """SQLAlchemy's `pool_pre_ping`, with a timeout: a pooled connection that does not answer a ping in time, or
+    is gone, is dropped and another opened in its place (the pool retries on `DisconnectionError`)."""
+
+    def ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        try:
+            await_(dbapi_connection._connection.fetchrow(";", timeout=timeout_seconds))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # TimeoutError is an OSError
+            raise sa_exc.DisconnectionError(f"the database did not answer a ping: {type(exc).__name__}") from exc
+
+    return ping
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

@@ -3,8 +3,10 @@
 SQLAlchemy reports a refused or lost connection in several shapes: `OperationalError` or `InterfaceError`,
 but also a plain `DBAPIError` wrapping the driver's error (asyncpg's `ConnectionRefusedError` at connect,
 its `ConnectionDoesNotExistError` mid-statement, the server's "shutting down" answers), and the asyncpg
-pools raise the driver's errors unwrapped. `database_unreachable` looks through all of them; anything else
-(a constraint, a syntax error) is not unreachability and stays a 500.
+pools raise the driver's errors unwrapped. A database that accepts connections but does not answer (paused,
+stalled) shows as a timeout: asyncpg's `TimeoutError` of a connect, a ping or a bounded statement, or SQLAlchemy's
+pool `TimeoutError` when no connection came free within `database.timeout_seconds`. `database_unreachable` looks
+through all of them; anything else (a constraint, a syntax error) is not unreachability and stays a 500.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def database_unreachable(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, sa_exc.TimeoutError):  # no pooled connection came free in time
+            return True
         if isinstance(current, sa_exc.DBAPIError):
             if current.connection_invalidated or isinstance(current, sa_exc.OperationalError | sa_exc.InterfaceError):
                 return True
@@ -39,7 +43,7 @@ def database_unreachable(exc: BaseException) -> bool:
             return True
         if isinstance(current, asyncpg.InterfaceError) and "connection is closed" in str(current):
             return True
-        if isinstance(current, OSError) and _from_the_driver(current):  # refused, reset, timed out at connect
+        if isinstance(current, OSError) and _from_the_driver(current):  # refused, reset, timed out (TimeoutError)
             return True
         current = current.__cause__ or current.__context__
     return False

@@ -17,6 +17,12 @@ With the default P = 10, three channels and the presence lock that is 74 per wor
 `total * workers * replicas`, which must stay below PostgreSQL's `max_connections` less what
 migrations, administrators and superusers need; each worker logs its `budget` at start-up. Asyncpg
 pools are opened on first use: a pool a worker never uses holds no connection.
+
+Every pool opens a connection within `database.timeout_seconds` (asyncpg's default is 60 s), and `LazyPool`
+waits at most as long for a free one. The pools of single short statements (the bookkeeping pools and the
+secrets pool) also bound each statement by it (asyncpg's `command_timeout`), so a database that stops answering
+(paused, stalled) fails them within seconds; the SQL pool's statements are bounded by PostgreSQL itself
+(`server.sql_statement_timeout_seconds`) and an index sync pass may run long, so theirs are not.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Protocol
 
 import asyncpg
 
-from gateway.db.engine import make_engine
+from gateway.db.engine import DEFAULT_TIMEOUT_SECONDS, make_engine
 
 
 class PoolName(StrEnum):
@@ -62,6 +68,10 @@ def plain_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+# Pools whose users run single short statements: each statement is bounded by the database timeout.
+SHORT_STATEMENTS = frozenset({PoolName.OUTBOX, PoolName.DERIVED, PoolName.SECRETS})
+
+
 class PoolOpener(Protocol):
     """Opens a new asyncpg pool for one of its owner's named uses; the caller closes it."""
 
@@ -69,7 +79,13 @@ class PoolOpener(Protocol):
 
 
 async def _create(
-    dsn: str, max_size: int, server_settings: Mapping[str, str] | None, *, reset: bool = True
+    dsn: str,
+    max_size: int,
+    server_settings: Mapping[str, str] | None,
+    *,
+    reset: bool = True,
+    timeout_seconds: float,
+    command_timeout: float | None,
 ) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
@@ -77,6 +93,8 @@ async def _create(
         max_size=max_size,
         server_settings=dict(server_settings or {}),
         reset=None if reset else _no_reset,
+        timeout=timeout_seconds,
+        command_timeout=command_timeout,
     )
 
 
@@ -97,9 +115,11 @@ class LazyPool:
         server_settings: Mapping[str, str] | None = None,
         *,
         reset: bool = True,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.name = name
         self._reset = reset
+        self._timeout = timeout_seconds
         self.max_size = max_size
         self._dsn = dsn
         self._settings = server_settings
@@ -110,12 +130,20 @@ class LazyPool:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
-                    self._pool = await _create(self._dsn, self.max_size, self._settings, reset=self._reset)
+                    self._pool = await _create(
+                        self._dsn,
+                        self.max_size,
+                        self._settings,
+                        reset=self._reset,
+                        timeout_seconds=self._timeout,
+                        command_timeout=self._timeout if self.name in SHORT_STATEMENTS else None,
+                    )
         return self._pool
 
     async def acquire(self) -> asyncpg.Connection:
-        """A connection of the pool, waiting while all are in use; give it back with `release`."""
-        return await (await self.pool()).acquire()
+        """A connection of the pool, waiting at most the database timeout while all are in use (then
+        `TimeoutError`, which `gateway/db/errors.py` reads as unreachable); give it back with `release`."""
+        return await (await self.pool()).acquire(timeout=self._timeout)
 
     async def release(self, connection: asyncpg.Connection) -> None:
         """Back to the pool, reset (unless made with `reset=False`): settings, transactions and session locks end."""
@@ -123,7 +151,7 @@ class LazyPool:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        async with (await self.pool()).acquire() as connection:
+        async with (await self.pool()).acquire(timeout=self._timeout) as connection:
             yield connection
 
     async def close(self) -> None:
@@ -139,10 +167,18 @@ class DatabasePools:
     them. A name outside the budget is refused, so no pool is opened that the budget does not state.
     """
 
-    def __init__(self, url: str, pool_size: int, *, listeners: int) -> None:
+    def __init__(
+        self, url: str, pool_size: int, *, listeners: int, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
         self.dsn = plain_dsn(url)
         self.budget = connection_budget(pool_size, listeners)
-        self.engine = make_engine(url, pool_size=pool_size, max_overflow=self.budget[PoolName.ENGINE] - pool_size)
+        self.timeout_seconds = timeout_seconds
+        self.engine = make_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=self.budget[PoolName.ENGINE] - pool_size,
+            timeout_seconds=timeout_seconds,
+        )
 
     def total(self) -> int:
         """The most connections this worker holds at once."""
@@ -155,13 +191,21 @@ class DatabasePools:
 
     def lazy(self, name: PoolName, server_settings: Mapping[str, str] | None = None, *, reset: bool = True) -> LazyPool:
         """A pool opened on first use; `reset=False`: connections go back without a reset query (see `_no_reset`)."""
-        return LazyPool(name, self.dsn, self._size(name), server_settings, reset=reset)
+        return LazyPool(
+            name, self.dsn, self._size(name), server_settings, reset=reset, timeout_seconds=self.timeout_seconds
+        )
 
     def opener(self, owner: str) -> PoolOpener:
         """Opens `<owner>.<name>` pools for an owner that keeps several (bookkeeping: outbox, derived)."""
 
         async def open_pool(name: str, server_settings: Mapping[str, str] | None = None, /) -> asyncpg.Pool:
             qualified = f"{owner}.{name}"
-            return await _create(self.dsn, self._size(qualified), server_settings)
+            return await _create(
+                self.dsn,
+                self._size(qualified),
+                server_settings,
+                timeout_seconds=self.timeout_seconds,
+                command_timeout=self.timeout_seconds if qualified in SHORT_STATEMENTS else None,
+            )
 
         return open_pool

@@ -39,7 +39,7 @@ ROTATION_BATCH = 100
 # What the database may raise when it cannot be reached, in any of SQLAlchemy's and asyncpg's shapes; each is
 # looked at (gateway/db/errors.py): a database that is away makes the vault unavailable (the caller may retry),
 # any other failure of a statement is raised as it is.
-_DATABASE_DOWN = (OSError, sa_exc.DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_DATABASE_DOWN = (OSError, sa_exc.DBAPIError, sa_exc.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 _GET = text("SELECT kid, nonce, ciphertext FROM vault_values WHERE location = :location AND key = :key")
 _GET_MANY = text("SELECT key, kid, nonce, ciphertext FROM vault_values WHERE location = :location AND key = ANY(:keys)")
