@@ -31,7 +31,7 @@ from gateway.devstack import GatewayProcess
 from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS, RUN_DETAILS_WITH_EXPERIMENT, RUN_TAGS, SUCCESS_RATIO
 from gateway.sql.results import CHUNK_ROWS
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack, write_config
-from tests.support.identity import Admin, Person
+from tests.support.identity import SCIM, Admin, Person
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -331,6 +331,36 @@ def test_show_grants_shows_inheritance(stack: Stack, org: Org) -> None:
     assert [row[0] for row in own] == [org.analysts] * 3
     response = sql(stack, org.analyst.token, f"SHOW GRANTS ON TABLE {table}")
     assert "needs MANAGE" in refused(response, 403, "PERMISSION_DENIED")
+
+
+def test_show_grants_of_a_name_that_differs_from_ones_own_only_in_case_needs_manage(stack: Stack, data: Data) -> None:
+    """Anyone may ask for their own grants; another principal's need MANAGE. Group and service principal names keep
+    their case, so `Robot-x` and `robot-x` are two principals: the service principal `ROBOT-...` asked for the
+    grants of the group `robot-...` and was answered, by SHOW GRANTS and by the REST effective-permissions alike,
+    because "oneself" was decided by comparing the names case-folded."""
+    group = f"robot-{data.suffix}"
+    Admin.of(stack).group(group)
+    admin_sql(stack, f"GRANT USE SCHEMA, SELECT ON SCHEMA system.mlflow TO `{group}`")
+    created = Admin.of(stack).http().post(
+        f"{stack.url}{SCIM}/ServicePrincipals", json={"applicationId": group.upper()}, timeout=60
+    )
+    assert created.status_code == 201, created.text
+    issued = Admin.of(stack).http().post(
+        f"{stack.url}/api/2.0/token-management/on-behalf-of/tokens",
+        json={"application_id": group.upper(), "comment": "case"},
+        timeout=60,
+    )
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["token_value"]
+    response = sql(stack, token, f"SHOW GRANTS `{group}` ON SCHEMA system.mlflow")
+    assert "needs MANAGE" in refused(response, 403, "PERMISSION_DENIED")
+    effective = call(stack, token, "GET", f"{UC}/effective-permissions/schema/system.mlflow?principal={group}")
+    assert "needs MANAGE" in refused(effective, 403, "PERMISSION_DENIED")
+    # Its own grants (none) it may still read, spelled as it is spelled.
+    assert rows(stack, token, f"SHOW GRANTS `{group.upper()}` ON SCHEMA system.mlflow") == []
+    own = call(stack, token, "GET", f"{UC}/effective-permissions/schema/system.mlflow?principal={group.upper()}")
+    assert own.status_code == 200, own.text
+    assert [item["principal"] for item in own.json()["privilege_assignments"]] == [group.upper()]
 
 
 def test_revoke_all_privileges_removes_what_it_implies_but_not_manage(stack: Stack, data: Data) -> None:
