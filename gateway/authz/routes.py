@@ -163,7 +163,7 @@ class UnityCatalogController(Controller):
         principal: str | None = None,
     ) -> EffectivePermissionsList:
         obj = access.securable(securable_type, full_name)
-        if principal is None or principal.strip().casefold() != request.user.name.casefold():
+        if not access.is_self(request.user, principal):
             access.check_uc_manager(request.user, obj)
         return access.uc_effective(obj, principal)
 

@@ -289,6 +289,18 @@ class AccessService:
                 f"{principal.name} needs MANAGE on {obj.split(':', 1)[1]} to see or change its grants."
             )
 
+    def is_self(self, principal: Principal, name: str | None) -> bool:
+        """Whether `name`, a principal as a UC request writes it, is the caller: the one principal it denotes is the
+        caller's, by id. Never by comparing names: group and service principal names keep their case, so
+        `Robot-x` and `robot-x` are two principals (and case-folding would equate more than that)."""
+        if not name or principal.id is None:
+            return False
+        try:
+            info = resolve_principal(self.policy.snapshot, name)
+        except InvalidState:
+            return False
+        return info is not None and info.id == principal.id
+
     def uc_assignments(self, obj: str, principal_name: str | None = None) -> PermissionsList:
         snapshot = self.policy.snapshot
         only = self._uc_principal(principal_name).id if principal_name else None

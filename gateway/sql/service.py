@@ -496,10 +496,7 @@ class SqlService:
 
     def _show_grants(self, principal: Principal, statement: ShowGrants) -> Outcome:
         obj = self._access.securable(statement.securable_type, statement.name)
-        asks_for_self = (
-            statement.principal is not None and statement.principal.strip().casefold() == principal.name.casefold()
-        )
-        if not asks_for_self:
+        if not self._access.is_self(principal, statement.principal):
             self._access.check_uc_manager(principal, obj)
         effective = self._access.uc_effective(obj, statement.principal)
         object_type = statement.securable_type.upper()

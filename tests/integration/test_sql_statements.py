@@ -341,14 +341,20 @@ def test_show_grants_of_a_name_that_differs_from_ones_own_only_in_case_needs_man
     group = f"robot-{data.suffix}"
     Admin.of(stack).group(group)
     admin_sql(stack, f"GRANT USE SCHEMA, SELECT ON SCHEMA system.mlflow TO `{group}`")
-    created = Admin.of(stack).http().post(
-        f"{stack.url}{SCIM}/ServicePrincipals", json={"applicationId": group.upper()}, timeout=60
+    created = (
+        Admin.of(stack)
+        .http()
+        .post(f"{stack.url}{SCIM}/ServicePrincipals", json={"applicationId": group.upper()}, timeout=60)
     )
     assert created.status_code == 201, created.text
-    issued = Admin.of(stack).http().post(
-        f"{stack.url}/api/2.0/token-management/on-behalf-of/tokens",
-        json={"application_id": group.upper(), "comment": "case"},
-        timeout=60,
+    issued = (
+        Admin.of(stack)
+        .http()
+        .post(
+            f"{stack.url}/api/2.0/token-management/on-behalf-of/tokens",
+            json={"application_id": group.upper(), "comment": "case"},
+            timeout=60,
+        )
     )
     assert issued.status_code == 200, issued.text
     token = issued.json()["token_value"]
