@@ -48,6 +48,8 @@ class AiohttpStoreResponse:
         try:
             async for chunk in self._response.content.iter_chunked(CHUNK_SIZE):
                 yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise StoreUnreachable(f"store dropped the response: {type(exc).__name__}") from exc
         finally:
             self._response.release()
 

@@ -24,6 +24,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.core.config import ServerSettings
+from gateway.observability.access import ABORT_KEY
 
 FLUSH_BYTES = 64 * 1024
 
@@ -173,6 +174,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # An answer that broke off after its head was sent ends the connection this way, without uvicorn's error
+        # log of an unfinished answer (gateway/observability/access.py).
+        self.scope[ABORT_KEY] = self.transport.abort  # type: ignore[literal-required]
         if self._phase != _HEAD:  # a kept-alive connection's next request (the first one's head began earlier)
             self._begin(_HEAD)
         self._head_size = self._url_size = 0

@@ -17,6 +17,12 @@ class StoreTimedOut(Exception):
     """The store accepted the connection but did not answer in time."""
 
 
+class StreamCutShort(Exception):
+    """A streamed answer (an artifact download) broke off after its head was sent: the store's stream ended early
+    or failed. Nothing can be answered any more; the client's connection is ended short of the announced length
+    (gateway/observability/access.py), so the client sees a failed download, never a short success."""
+
+
 class StoreResponse(Protocol):
     """An upstream answer whose body is read once, whole or in chunks, then released."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from litestar.response.base import ASGIResponse
 
 from gateway.core.errors import BodyTooLarge, EndpointNotFound, GatewayError, InvalidParameter
 from gateway.core.links import WorkspaceLink
+from gateway.core.ports import StoreTimedOut, StoreUnreachable, StreamCutShort
 from gateway.core.principal import Principal
 from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, UI_UPLOAD_ARTIFACT, Body, RouteSpec
 from gateway.federation.call import ACCOUNT_SCOPE
@@ -22,6 +24,8 @@ from gateway.federation.hooks import FeatureRoute, Scope
 from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, scan_headers
 from gateway.observability.access import REQUEST_ID_KEY, note
 from gateway.stores.capabilities import StoreCapabilities
+
+log = logging.getLogger(__name__)
 
 
 def forwarding_handlers(
@@ -260,11 +264,28 @@ class BoundedUpload:
                 yield chunk
 
 
+async def _relayed(chunks: AsyncIterable[bytes], request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
+    """The store's streamed answer, passed on; one that breaks off (the store died, dropped the connection or
+    stalled past its timeout) is logged in one line and raised as `StreamCutShort`, which ends the client's
+    connection short of the length without a stack trace (gateway/observability/access.py)."""
+    sent = 0
+    try:
+        async for chunk in chunks:
+            sent += len(chunk)
+            yield chunk
+    except (StoreUnreachable, StoreTimedOut, TimeoutError) as exc:
+        log.warning(
+            "download cut short: the store's answer broke off",
+            extra={"request_id": request.scope.get(REQUEST_ID_KEY, ""), "bytes_sent": sent, "reason": str(exc)},  # type: ignore[call-overload,unused-ignore]
+        )
+        raise StreamCutShort(str(exc)) from None
+
+
 def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIResponse:
     media_type = result.headers.pop("Content-Type", None) or result.headers.pop("content-type", None)
     if result.stream is not None:
         stream = Stream(
-            result.stream,
+            _relayed(result.stream, request),
             status_code=result.status,
             headers=result.headers,
             media_type=media_type or "application/octet-stream",

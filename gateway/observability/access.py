@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -11,10 +12,13 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Send
 
+from gateway.core.ports import StreamCutShort
 from gateway.observability.metrics import REQUEST_LATENCY, REQUESTS
 
 REQUEST_ID_KEY = "fedgate.request_id"
 NOTES_KEY = "fedgate.notes"
+# Set by the gateway's HTTP protocol (gateway/cli/http.py): ends the request's connection at once.
+ABORT_KEY = "fedgate.abort_connection"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 access_log = logging.getLogger("fedgate.access")
@@ -62,6 +66,24 @@ def _timed(route: str) -> Any:
     return REQUEST_LATENCY.labels(route)
 
 
+def _cut_short(exc: BaseException) -> bool:
+    """Whether `exc` is, or comes from, a `StreamCutShort` (Litestar raises its own error around an exception
+    after the answer started, and a task group its group)."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, StreamCutShort):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
 class AccessLog:
     def __init__(self, app: ASGIApp, *, enabled: bool = True) -> None:
         self.app = app
@@ -94,6 +116,16 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
+        except Exception as exc:
+            abort = scope.get(ABORT_KEY)
+            if abort is None or status == 500 or not _cut_short(exc):
+                raise
+            # A stream that broke off after its head went out, logged where it broke (federation/routes.py): the
+            # connection ends short of the length, so the client sees a failed download. Raised on, the server
+            # would log a stack trace at error level; returned, it would log an error for the unfinished answer
+            # unless it has seen the connection go, which it does within this turn of the loop.
+            abort()
+            await asyncio.sleep(0)
         finally:
             elapsed = time.perf_counter() - started
             handler = scope.get("route_handler")
