@@ -331,11 +331,16 @@ class Forwarder:
         must_read = (
             answer_needed or rewrite or plan.after is not None or found_by_name or translate is not None or known_5xx
         )
-        foreign = foreign_error(response.status, response.headers.get("Content-Type", ""))
+        foreign = foreign_error(spec, response.status, response.headers.get("Content-Type", ""))
         if foreign is not None:
             response.release()
             status, error_code = foreign
-            what = f"a {response.status} answer that is not an MLflow error"
+            if response.status in (204, 205):
+                what = f"a {response.status} answer without a body where MLflow answers JSON"
+            elif response.status < 300:
+                what = f"a {response.status} answer that is not JSON where MLflow answers JSON"
+            else:
+                what = f"a {response.status} answer that is not an MLflow error"
             document = {"error_code": error_code, "message": f"The store of workspace '{link.name}' sent {what}."}
             retry = (
                 {"Retry-After": response.headers.get("Retry-After") or "5"}

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import msgspec
 
 from gateway.core.errors import GatewayError, ResourceNotFound
-from gateway.core.route_table import RouteSpec, declared
+from gateway.core.route_table import Body, RouteSpec, declared
 
 # The largest store error body read to match it (MLflow's are a few hundred bytes).
 MAX_ERROR_BODY = 64 * 1024
@@ -67,16 +67,31 @@ def known_failure(spec: RouteSpec, status: int, body: bytes) -> GatewayError | N
     return error() if error is not None else None
 
 
-def foreign_error(status: int, content_type: str) -> tuple[int, str] | None:
+def answers_json(spec: RouteSpec) -> bool:
+    """Whether MLflow answers `spec` with JSON whenever it succeeds: every forwarded route but the downloads (a file's
+    bytes), OTLP exports (protobuf), the AI gateway's invocations (a provider's answer, server-sent events when
+    streamed) and `/version` (the version as text)."""
+    if spec.body in (Body.DOWNLOAD, Body.OPAQUE, Body.PAYLOAD):
+        return False
+    return not (spec.absolute and spec.path == "/version")
+
+
+def foreign_error(spec: RouteSpec, status: int, content_type: str) -> tuple[int, str] | None:
     """(status, error_code) for a store answer that cannot be MLflow's own and is not in its shape (not JSON): a 502,
-    503 or 504 page of a proxy in front of the store (MLflow's server answers none of them), or a redirect, which the
-    gateway does not follow (the store could not be used as configured: 502). None for any other answer, which goes
-    out as it came: MLflow's own 4xx and 500 answers are its words, JSON or not.
+    503 or 504 page of a proxy in front of the store (MLflow's server answers none of them), a redirect, which the
+    gateway does not follow (the store could not be used as configured: 502), and a success of a route MLflow answers
+    with JSON (`answers_json`) that is not JSON or has no body (a 204; a proxy's sign-in page answered 200), which a
+    client would read as a success it cannot parse and a browser would render in the gateway's origin (502). None for
+    any other answer, which goes out as it came: MLflow's own 4xx and 500 answers are its words, JSON or not.
 
     A client reading such a page fails on the body rather than on the error; in MLflow's shape it reads an error code
     and waits out the outage as for any 503."""
+    if 200 <= status < 300 and answers_json(spec) and status in (204, 205):
+        return 502, "INTERNAL_ERROR"
     if content_type.split(";", 1)[0].strip().lower() == "application/json":
         return None
+    if 200 <= status < 300 and answers_json(spec):
+        return 502, "INTERNAL_ERROR"
     if 300 <= status < 400 and status != 304:
         return 502, "INTERNAL_ERROR"
     if status in (502, 503):

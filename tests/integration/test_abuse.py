@@ -124,6 +124,14 @@ class GarbageStore:
             )
             writer.write(page)
             return True
+        if mode == "html-200":  # a sign-in page of a proxy in front of the store
+            page = b"<html><body><script>alert(document.cookie)</script>Sign in</body></html>"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n" % len(page))
+            writer.write(page)
+            return True
+        if mode == "no-content":
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            return True
         if mode == "redirect":
             writer.write(b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.invalid/\r\nContent-Length: 0\r\n\r\n")
             return True
@@ -362,5 +370,24 @@ def test_a_store_error_that_is_not_mlflows_reaches_the_client_in_mlflow_shape(
     assert "Location" not in answer.headers
     if error_code == "TEMPORARILY_UNAVAILABLE":
         assert answer.headers["Retry-After"] == "5"
+    abused.garbage.mode = "ok"
+    assert _search(abused).status_code == 200
+
+
+@pytest.mark.parametrize(("mode", "status"), [("html-200", 200), ("no-content", 204)])
+def test_a_store_success_that_is_not_json_where_mlflow_answers_json_is_a_502(
+    abused: Abused, mode: str, status: int
+) -> None:
+    """MLflow answers these routes with JSON whenever it succeeds; neither answer can be its own. Before, a proxy's
+    HTML page reached the client as a 200 text/html, which the stock client failed to parse as a success and a
+    browser rendered, script and all, in the gateway's origin (the web UI's session lives there); a 204 went out as
+    a success with nothing to read."""
+    abused.garbage.mode = mode
+    answer = _search(abused)
+    assert answer.status_code == 502, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json"), answer.headers
+    error = answer.json()
+    assert set(error) == {"error_code", "message"} and error["error_code"] == "INTERNAL_ERROR", error
+    assert f"sent a {status} answer" in error["message"] and "script" not in answer.text
     abused.garbage.mode = "ok"
     assert _search(abused).status_code == 200
