@@ -45,7 +45,7 @@ from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level, experiment_object, workspace_domain, workspace_object
 from gateway.authz.live import LivePolicy
-from gateway.authz.policy import Grant, PrincipalInfo
+from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
 from gateway.authz.ports import Workspaces
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.service import resolve_principal
@@ -300,7 +300,11 @@ class SecretScopes:
                 "(its values are set outside the gateway), so only workspace admins create its scopes."
             )
         everyone = initial_manage_principal is not None and _workspace_users(initial_manage_principal)
-        manager = self._principal(initial_manage_principal) if initial_manage_principal and not everyone else None
+        manager = (
+            self._principal(principal, link, initial_manage_principal)
+            if initial_manage_principal and not everyone
+            else None
+        )
         obj = scope_object(link.workspace_id, scope)
         domain = workspace_domain(link.workspace_id)
         async with self._sessionmaker() as session, session.begin():
@@ -673,7 +677,7 @@ class SecretScopes:
         if _workspace_users(name):
             await self._set_users_permission(principal, link, scope, wanted)
             return
-        target = self._principal(name)
+        target = self._principal(principal, link, name)
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
@@ -699,7 +703,7 @@ class SecretScopes:
                 raise ResourceNotFound(f"No ACL for {WORKSPACE_USERS} on scope {scope}.")
             await self._set_users_permission(principal, link, scope, None)
             return
-        target = self._principal(name)
+        target = self._principal(principal, link, name)
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
         if not self._policy.snapshot.grants_on(domain, obj).get(target.id):
             raise ResourceNotFound(f"No ACL for {target.name} on scope {scope}.")
@@ -714,7 +718,7 @@ class SecretScopes:
 
     async def get_acl(self, principal: Principal, link: WorkspaceLink, scope: str, name: str) -> AclItem:
         stored = await self._scope(principal, link, scope, SecretPermission.MANAGE)
-        wanted = WORKSPACE_USERS if _workspace_users(name) else self._principal(name).name
+        wanted = WORKSPACE_USERS if _workspace_users(name) else self._principal(principal, link, name).name
         for item in self._acl(link, stored):
             if item.principal == wanted:
                 return item
@@ -749,11 +753,46 @@ class SecretScopes:
             await ScopeRepository(session).set_users_permission(link.workspace_id, scope, permission)
             await self._audit.write(session, entry(principal.name, action, obj, "ok", details))
 
-    def _principal(self, name: str) -> PrincipalInfo:
-        info = resolve_principal(self._policy.snapshot, name)
+    def _principal(self, caller: Principal, link: WorkspaceLink, name: str) -> PrincipalInfo:
+        """The principal an ACL (or a new scope's `initial_manage_principal`) names.
+
+        Those who manage every scope of the workspace (account admins, CAN_MANAGE on the workspace) may name any
+        principal. Any other caller, a scope's manager (every workspace user may create a scope and manage it),
+        may name itself and the principals of the workspace (`_of_workspace`), and meets every other principal as
+        a name nobody has: the answer for a name told apart who exists in the whole account, another workspace's
+        people and groups too."""
+        snapshot = self._policy.snapshot
+        info = resolve_principal(snapshot, name)
+        if (
+            info is not None
+            and info.id != caller.id
+            and not _of_workspace(snapshot, info.id, workspace_domain(link.workspace_id))
+            and not self._workspace_admin(caller, link)
+        ):
+            info = None
         if info is None:
             raise ResourceNotFound(f"No principal named '{name.strip()[:200]}'.")
         return info
+
+
+def _of_workspace(snapshot: PolicySnapshot, principal_id: int, domain: str) -> bool:
+    """Whether a principal holds something in the workspace (`domain`): a grant of its own or of a group it is in
+    (CAN_USE on the workspace, any grant on one of its experiments, models or scopes), or, for a group, whether one
+    of its members at any depth does."""
+    if snapshot.holds_in(snapshot.subjects(principal_id), domain):
+        return True
+    members: dict[int, list[int]] = {}
+    for member, group in snapshot.memberships:
+        members.setdefault(group, []).append(member)
+    seen, queue = {principal_id}, [principal_id]
+    while queue:
+        for member in members.get(queue.pop(), ()):
+            if member not in seen:
+                if snapshot.holds_in(snapshot.subjects(member), domain):
+                    return True
+                seen.add(member)
+                queue.append(member)
+    return False
 
 
 def _workspace_users(name: str) -> bool:

@@ -257,7 +257,13 @@ def test_users_is_every_user_of_the_workspace_now_and_later(stack: Stack, org: O
     other = unique("other")
     owner.create_scope(other)
     partial = admin.person(email("partial"))
-    owner.put_acl(other, partial.name, AclPermission.READ)
+    # (named by an admin: to a scope manager, a principal holding nothing in the workspace is a name nobody has)
+    granted = admin.http(WORKSPACE).post(
+        f"{stack.url}/api/2.0/secrets/acls/put",
+        json={"scope": other, "principal": partial.name, "permission": "READ"},
+        timeout=60,
+    )
+    assert granted.status_code == 200, granted.text
     assert list(client(stack, partial).list_secrets(other)) == []
     with pytest.raises(NotFound):
         client(stack, partial).list_secrets(scope)
@@ -634,3 +640,59 @@ def test_a_secret_value_appears_in_no_log_table_metric_or_error_body(
     assert occurrences_in_database(stack, needles) == {}
     # The search does see what is there: the run's id is in the index and in the audit log.
     assert {'"public"."ix_runs"', '"public"."audit_log"'} <= set(occurrences_in_database(stack, [run_id]))
+
+
+def test_a_scope_manager_meets_principals_outside_the_workspace_as_names_nobody_has(stack: Stack, org: Org) -> None:
+    """Every workspace user may create a scope and so manage its ACL. The ACL calls answered a name nobody has with
+    404 `No principal named ...` and any other name with success, so a user of team-a told which users, groups and
+    service principals the whole account has, another workspace's too. A scope manager now names only principals
+    holding something in the workspace; any other it meets exactly as a name nobody has. Admins of the workspace
+    name anyone, and are told when a name is nobody's."""
+    admin = Admin.of(stack)
+    elsewhere = admin.person(email("team-b-only"))
+    admin.grant("workspaces/team-b", "CAN_USE", user=elsewhere.name)
+    group = unique("team-b-group")
+    admin.group(group, [admin.user(email("team-b-member"))])
+    admin.grant("workspaces/team-b", "CAN_USE", group=group)
+    scope = unique("probe")
+    assert raw(stack, org.owner, "POST", "scopes/create", json={"scope": scope}).status_code == 200
+
+    def calls(person: Person, principal: str) -> list[requests.Response]:
+        acl = {"scope": scope, "principal": principal}
+        return [
+            raw(stack, person, "POST", "acls/put", json={**acl, "permission": "READ"}),
+            raw(stack, person, "GET", "acls/get", params=acl),
+            raw(stack, person, "POST", "acls/delete", json=acl),
+            raw(
+                stack,
+                person,
+                "POST",
+                "scopes/create",
+                json={"scope": unique("never"), "initial_manage_principal": principal},
+            ),
+        ]
+
+    for existing, nobody in ((elsewhere.name, email("nobody")), (group, unique("no-group"))):
+        seen = [(r.status_code, r.text.replace(existing, "<name>")) for r in calls(org.owner, existing)]
+        unseen = [(r.status_code, r.text.replace(nobody, "<name>")) for r in calls(org.owner, nobody)]
+        assert seen == unseen, (seen, unseen)
+        assert all(status == 404 and "No principal named '<name>'" in text for status, text in seen), seen
+    listed = {s["name"] for s in raw(stack, org.owner, "GET", "scopes/list").json()["scopes"]}
+    assert not {name for name in listed if name.startswith("never-")}, listed  # no probe made a scope
+
+    # A teammate (CAN_USE on team-a) is named as before.
+    put = raw(
+        stack, org.owner, "POST", "acls/put", json={"scope": scope, "principal": org.reader.name, "permission": "READ"}
+    )
+    assert put.status_code == 200, put.text
+    # An admin of the workspace names anyone, and is told plainly of a name nobody has.
+    boss = admin.person(email("ws-admin"))
+    admin.grant(f"workspaces/{WORKSPACE}", "CAN_MANAGE", user=boss.name)
+    for principal in (elsewhere.name, group):
+        done = raw(stack, boss, "POST", "acls/put", json={"scope": scope, "principal": principal, "permission": "READ"})
+        assert done.status_code == 200, done.text
+    unknown = raw(
+        stack, boss, "POST", "acls/put", json={"scope": scope, "principal": email("nobody"), "permission": "READ"}
+    )
+    assert unknown.status_code == 404 and "No principal named" in unknown.json()["message"]
+    raw(stack, boss, "POST", "scopes/delete", json={"scope": scope})
