@@ -31,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -87,6 +89,9 @@ MAX_VALUE_BYTES = 128 * 1024
 RETRY_AFTER_SECONDS = 5
 MAX_KEYS_PER_READ = 100
 MAX_KNOWN_SCOPES = 10_000  # scope rows a worker remembers (vault and location) to ask a vault early
+# MLflow's run ids (mlflow.utils.validation._RUN_ID_REGEX, `^[a-zA-Z0-9][\w\-]{0,255}$`), read strictly: ASCII only and
+# nothing after the last character (Python's `$` lets a final newline through, its `\w` any letter of any script).
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,255}", re.ASCII)
 T = TypeVar("T")
 Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
 
@@ -441,6 +446,7 @@ class SecretScopes:
         (no such scope or secret, no READ, unknown, finished, foreign or not editable run) is the same
         RESOURCE_DOES_NOT_EXIST naming only scope and key; the audit log records which it was.
         """
+        _check_run_id(run_id)
         scope, key = self._named(principal, link, key, scope)
         missing = f"Secret {key} does not exist in scope {scope}!"
         values = await self._read(principal, link, {scope: [key]}, run_id, "secrets.get", lambda _: missing)
@@ -457,6 +463,7 @@ class SecretScopes:
         Each name is a key of `scope` (else of the workspace's default scope) or `scope/key` of a scope of its
         own; a refused scope or run refuses the whole call, naming a scope only.
         """
+        _check_run_id(run_id)
         if not keys or len(keys) > MAX_KEYS_PER_READ:
             raise InvalidParameter(f"Name 1 to {MAX_KEYS_PER_READ} keys.")
         names = list(dict.fromkeys(keys))
@@ -773,6 +780,18 @@ class SecretScopes:
         if info is None:
             raise ResourceNotFound(f"No principal named '{name.strip()[:200]}'.")
         return info
+
+
+def _check_run_id(run_id: str) -> None:
+    """400 for a run id outside MLflow's pattern, in MLflow's words (`validation.invalid_value`).
+
+    The run is looked up in its store by the id as sent, and the read is noted for the leak guard under it: a store
+    whose database compares text loosely (MySQL's default collations ignore case, some trailing spaces, and fold
+    look-alike letters) finds the run under another spelling of its id (`<id> `), which the leak guard's record of
+    the read would not match when the run's writes name it as it is."""
+    if RUN_ID_RE.fullmatch(run_id) is None:
+        shown = json.dumps(run_id[:64], sort_keys=True, separators=(",", ":"))
+        raise InvalidParameter(f"Invalid value {shown} for parameter 'run_id' supplied.")
 
 
 def _of_workspace(snapshot: PolicySnapshot, principal_id: int, domain: str) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import secrets
 import time
 import uuid
@@ -696,3 +697,38 @@ def test_a_scope_manager_meets_principals_outside_the_workspace_as_names_nobody_
     )
     assert unknown.status_code == 404 and "No principal named" in unknown.json()["message"]
     raw(stack, boss, "POST", "scopes/delete", json={"scope": scope})
+
+
+def test_a_run_id_outside_mlflows_pattern_is_refused_on_secret_reads(
+    mlflow_env: Stack, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run is looked up in its store by the id as sent, and the read noted for the leak guard under it. A store
+    on MySQL (collations that ignore case, trailing spaces or look-alike letters) finds the run under `<id> ` or
+    `<id>` in fullwidth digits, which the leak guard's record would not match when the run logs the value under its
+    own id. Such ids are refused before anything is looked up, with MLflow's words for an invalid run id; here (a
+    SQLite store) they were refused as unknown runs."""
+    import mlflow
+    from databricks.sdk.service.workspace import AclPermission
+
+    stack = mlflow_env
+    scope = unique("run-id-spellings")
+    owner = client(stack, org.owner)
+    owner.create_scope(scope)
+    owner.put_secret(scope, "k", string_value="v-" + uuid.uuid4().hex)
+    owner.put_acl(scope, org.reader.name, AclPermission.READ)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", org.reader.token)
+    mlflow.set_workspace(WORKSPACE)
+    mlflow.set_experiment(unique("run-ids"))
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+        wide = run_id.translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789abcdef"})
+        for spelt in (f"{run_id} ", f" {run_id}", f"{run_id}\n", f"{run_id}\t", wide, run_id[:31] + "\u0430", ""):
+            for call, body in (("get", {"key": "k"}), ("get-many", {"keys": ["k"]})):
+                refused = get_secret(stack, org.reader.token, {"scope": scope, **body, "run_id": spelt}, call)
+                assert refused.status_code == 400, (spelt, refused.text)
+                assert refused.json() == {
+                    "error_code": "INVALID_PARAMETER_VALUE",
+                    "message": f"Invalid value {json.dumps(spelt)} for parameter 'run_id' supplied.",
+                }
+        assert get_secret(stack, org.reader.token, {"scope": scope, "key": "k", "run_id": run_id}).status_code == 200
+    owner.delete_scope(scope)
