@@ -607,3 +607,19 @@ async def test_a_result_larger_than_the_byte_cap_never_leaves_postgresql(db: Dat
     assert four.columns == [("n", "int4"), ("l", "int4")]
     empty = await run(db, "SELECT run_id FROM system.mlflow.runs_latest WHERE run_id = 'none'")
     assert empty.data == [] and empty.columns == [("run_id", "text")] and not empty.truncated
+
+
+async def test_a_result_of_many_short_values_is_measured_as_the_answer_writes_them(db: Database) -> None:
+    """The byte cap measured a row as PostgreSQL writes it as text, where a NULL is its comma alone: 10,000 rows of
+    1,500 NULLs (no table, so no grant) passed as 15 MB while the gateway held 15 million values (300 MB and
+    seconds of decoding on its event loop) and stored 85 MB of JSON. Each value now counts as the answer's JSON
+    writes it (`null,` is five bytes), so such a result is refused before it leaves PostgreSQL."""
+    nulls = ", ".join(f"NULL AS c{i}" for i in range(1500))
+    hundred = ", ".join(str(i) for i in range(100))
+    wide = f"WITH a AS (SELECT explode(array({hundred})) AS x) SELECT {nulls} FROM a AS a1 CROSS JOIN a AS a2"
+    with pytest.raises(ResultTooLarge) as refused:
+        await run(db, wide, max_rows=10_000)
+    assert refused.value.size > MAX_RESULT_BYTES
+    # Fewer rows of them fit, and answer whole.
+    fits = await run(db, wide, max_rows=2_000)
+    assert len(fits.data) == 2_000 and fits.data[0] == [None] * 1500 and fits.truncated
