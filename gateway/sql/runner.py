@@ -18,6 +18,10 @@ from gateway.sql.transpile import CompiledQuery
 # The most a statement's result may hold, as PostgreSQL writes its rows as text: Databricks' limit for INLINE results
 # (a statement whose result is larger fails there too). The rows never leave PostgreSQL when they are larger.
 MAX_RESULT_BYTES = 25 * 1024 * 1024
+# What a value adds to a row's size beyond its text: the JSON answer writes a value with quotes and a comma, and a
+# NULL, which a row's text writes as nothing (its comma alone), as `null,`. So the size measured is (at most a
+# little above) the size of the answer as JSON, whatever the values are.
+VALUE_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ class QueryRunner:
         """
         timeout_ms = max(1, round(timeout_seconds * 1000))
         backstop = timeout_seconds + 10  # PostgreSQL's own timeout fires first; this guards a stuck connection
-        capped = _capped(query.sql, int(max_rows) + 1, int(max_bytes))
+        # The bound parameter after the statement's own: what each row adds to its text, by its number of columns.
+        capped = _capped(query.sql, int(max_rows) + 1, int(max_bytes), len(arguments) + 1)
         async with connection.transaction(readonly=True):
             # One round trip sets up the sandbox. Settings first, the role last: from then on the transaction
             # can read the system views only. The two values are the gateway's own (the configured account id,
@@ -84,7 +89,7 @@ class QueryRunner:
             prepared = await connection.prepare(capped, timeout=backstop)
             # The first column is the result's size; the last two are the running size and the row's number.
             columns = [PgColumn(a.name, a.type.name, a.type.kind) for a in prepared.get_attributes()[1:-2]]
-            fetched = await prepared.fetch(*arguments, timeout=backstop)
+            fetched = await prepared.fetch(*arguments, VALUE_BYTES * len(columns), timeout=backstop)
         size = fetched[0][0] if fetched else None
         if size is None:  # no rows (the one row answered is the outer join's, with nothing joined)
             return Fetched(columns, [], False)
@@ -97,8 +102,9 @@ class QueryRunner:
         await self._pool.close()
 
 
-def _capped(sql: str, rows: int, size: int) -> str:
-    """`sql` cut to `rows` rows, answered only when those rows hold at most `size` bytes (as text).
+def _capped(sql: str, rows: int, size: int, per_row: int) -> str:
+    """`sql` cut to `rows` rows, answered only when those rows hold at most `size` bytes (as the JSON answer writes
+    them: each row's text and, bound as parameter `$per_row`, what its values add to it, VALUE_BYTES each).
 
     The row cap is a LIMIT around the query, not a fetch count on a cursor: PostgreSQL plans a portal executed
     for a number of rows without parallel workers. The byte cap is counted by PostgreSQL, so a result larger than
@@ -107,8 +113,12 @@ def _capped(sql: str, rows: int, size: int) -> str:
     result in memory, a few of them enough to stop it. Each row of the result comes with the size of all of
     them (first column) and its running size and number (last two); a result larger than the cap is one row of
     its size and nulls. The newlines keep the wrapper intact whatever the last line of the query is.
+
+    A row's text alone undercounts short values: a NULL is its comma, so 10,000 rows of 1,500 NULLs (no table)
+    measured 15 MB while the gateway held 15 million values (300 MB, and seconds of decoding on its event loop).
     """
-    running = "SUM(OCTET_LENGTH(CAST(_capped AS TEXT))) OVER (ROWS UNBOUNDED PRECEDING)"
+    row_size = f"OCTET_LENGTH(CAST(_capped AS TEXT)) + CAST(${int(per_row)} AS BIGINT)"
+    running = f"SUM({row_size}) OVER (ROWS UNBOUNDED PRECEDING)"
     # The query is the compiled statement; the numbers are the gateway's own.
     return (
         "WITH _sized AS MATERIALIZED (\n"  # noqa: S608
