@@ -399,7 +399,7 @@ class Relay:
         what they took up (their keys are let go when they end), then whatever is left is cancelled (its
         entries stay pending, for any replica to apply again: replay is idempotent)."""
         self._stopping.set()
-        self._due.set()  # idle workers see the stop
+        self.wake()  # idle workers see the stop
         await self._probe.stop()
         await self._pruner.stop()
         running = [task for task in self._tasks if not task.done()]
@@ -430,7 +430,7 @@ class Relay:
                 log.warning("outbox relay round failed: %s", type(exc).__name__)
                 worked = 0
             if worked:
-                self._due.set()
+                self.wake()
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._due.wait(), self._idle if scout else None)
