@@ -1,6 +1,7 @@
-"""A store SIGKILLed while calls to it are in flight, and downloads cut off by either end: the client gets MLflow's
-error shape (never a 500, never a hang), the gateway logs one line (never a stack trace), and a dual workspace
-loses nothing: its central copy is level with its store once the store is back.
+"""A store SIGKILLed while calls to it are in flight, downloads cut off by either end, and the gateway's PostgreSQL
+paused under a dual workspace's writes: the client gets MLflow's error shape (never a 500, never a hang), the
+gateway logs one line (never a stack trace), and a dual workspace loses nothing and copies nothing twice: its
+central copy is level with its store once the store and the database are back.
 
 A gateway of its own, on a PostgreSQL of its own, in front of two real MLflow servers of its own: `primary`, the
 store of the dual workspace `team-a` that the test kills, and `central`, the account's central store.
@@ -265,3 +266,92 @@ def test_calls_in_flight_when_the_store_is_killed_answer_an_mlflow_error_and_not
         "the central copy level with the primary",
         seconds=120,
     )
+
+
+def _central_runs(central: MlflowServer, run_id: str) -> int:
+    workspace = {"X-MLFLOW-WORKSPACE": WORKSPACE}
+    experiments = requests.post(
+        f"{central.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1000}, headers=workspace, timeout=60
+    )
+    ids = [e["experiment_id"] for e in experiments.json().get("experiments", [])]
+    runs = requests.post(
+        f"{central.url}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": ids, "filter": f"tags.`fedgate.source_run_id` = '{run_id}'"},
+        headers=workspace,
+        timeout=60,
+    )
+    return len(runs.json().get("runs", []))
+
+
+def _count_after(answered: list[int], status: int, count: int, what: str) -> None:
+    """Waits until `count` more answers of `status` came than so far."""
+    seen = len(answered)
+    until(lambda: answered[seen:].count(status), lambda n: n >= count, what)
+
+
+def test_writes_while_the_database_is_paused_reach_the_central_store_once(killable: Killable) -> None:
+    """Log-batch calls back to back, each retried on 503 as the stock client does, while PostgreSQL is paused and
+    resumed twice: the relay is applying entries throughout, so a pause finds it mid-way as well."""
+    http = killable.http()
+    base = killable.gateway.url
+    _, run_id = _run(http, base)
+    accepted: set[tuple[int, float]] = set()
+    answered: list[int] = []
+    unexpected: list[str] = []
+    stop = threading.Event()
+
+    def batch(step: int) -> list[dict[str, Any]]:
+        return [{"key": "loss", "value": step + i / 100, "timestamp": 2000 + step, "step": step * 100 + i}
+                for i in range(50)]  # fmt: skip
+
+    def keep_logging() -> None:
+        step = 0
+        while not stop.is_set():
+            step += 1
+            while not stop.is_set():  # the same batch again until it is accepted
+                try:
+                    answer = http.post(
+                        f"{base}/api/2.0/mlflow/runs/log-batch",
+                        json={"run_id": run_id, "metrics": batch(step)},
+                        timeout=30,
+                    )
+                except requests.RequestException as exc:
+                    unexpected.append(f"no answer: {type(exc).__name__}")
+                    continue
+                answered.append(answer.status_code)
+                if answer.status_code == 200:
+                    accepted.update((m["step"], m["value"]) for m in batch(step))
+                    break
+                if answer.status_code != 503 or answer.json().get("error_code") != "TEMPORARILY_UNAVAILABLE":
+                    unexpected.append(f"{answer.status_code}: {answer.text[:200]}")
+
+    thread = threading.Thread(target=keep_logging)
+    thread.start()
+    try:
+        for _ in range(2):
+            _count_after(answered, 200, 5, "batches accepted")
+            _signal_database(killable.database, signal.SIGSTOP)
+            try:
+                _count_after(answered, 503, 3, "batches refused while the database is paused")
+            finally:
+                _signal_database(killable.database, signal.SIGCONT)
+        _count_after(answered, 200, 5, "batches accepted after the pauses")
+    finally:
+        stop.set()
+        thread.join(120)
+        _signal_database(killable.database, signal.SIGCONT)
+
+    assert unexpected == []
+    primary = _points(killable.primary.url, run_id)
+    assert accepted <= primary
+    until(
+        lambda: _central_points(killable.central, run_id),
+        lambda central: central == primary,
+        "the central copy level with the primary",
+        seconds=120,
+    )
+    assert _central_runs(killable.central, run_id) == 1
+    # No call failed inside the gateway (the background loops log the outage as they meet it).
+    log = logged_so_far(base, killable.log_path)
+    assert "Exception in ASGI application" not in log
+    assert "unexpected error" not in log
