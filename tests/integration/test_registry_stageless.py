@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
 from tests.databases import empty_database
-from tests.support.identity import unique
+from tests.support.identity import Admin, unique
 
 pytestmark = pytest.mark.integration
 
@@ -154,4 +154,54 @@ def test_stages_are_tags_and_aliases_on_a_store_without_stages(
         ("2", "APPLIED_TRANSITION", "None", "Production"),
         ("1", "APPROVED_REQUEST", "None", "Production"),
         ("1", "REQUESTED_TRANSITION", "None", "Production"),
+    ]
+
+
+def test_a_version_number_mlflow_reads_in_another_spelling_is_decided_and_logged_as_that_version(
+    stack: Stack, gateway: GatewayProcess
+) -> None:
+    """MLflow's store reads a version with Python's `int` (`+1`, ` 1`, `0_1`, a fullwidth one (U+FF11) are all
+    version 1). The workflow took such a spelling for no version at all: the level asked was that of a version in no
+    stage, and the store then moved version 1 out of Production for a holder of CAN_MANAGE_STAGING_VERSIONS,
+    unlogged."""
+    admin = Admin(gateway.url)
+    staging = admin.person(f"{unique('stager')}@example.com")
+    admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=staging.name)
+    name = unique("spelt")
+    experiment_id = ok(gateway, "POST", "experiments/create", json={"name": unique("spelt")})["experiment_id"]
+    run_id = ok(gateway, "POST", "runs/create", json={"experiment_id": experiment_id})["run"]["info"]["run_id"]
+    ok(gateway, "POST", "registered-models/create", json={"name": name})
+    ok(gateway, "POST", "model-versions/create", json={"name": name, "source": f"runs:/{run_id}/m", "run_id": run_id})
+    ok(
+        gateway,
+        "POST",
+        "databricks/model-versions/transition-stage",
+        json={"name": name, "version": "1", "stage": "Production", "archive_existing_versions": False},
+    )
+    model_id = ok(gateway, "GET", "databricks/registered-models/get", params={"name": name})[
+        "registered_model_databricks"
+    ]["id"]
+    admin.grant(f"registered-models/{model_id}", "CAN_MANAGE_STAGING_VERSIONS", user=staging.name, workspace=WORKSPACE)
+    http = staging.http(stack, WORKSPACE)
+    for spelt in ("+1", " 1", "0_1", "\uff11"):
+        for path in ("model-versions/transition-stage", "databricks/model-versions/transition-stage"):
+            body = {"name": name, "version": spelt, "stage": "Staging", "archive_existing_versions": False}
+            moved = http.post(f"{gateway.url}/api/2.0/mlflow/{path}", json=body, timeout=60)
+            assert moved.status_code in (400, 403), (spelt, path, moved.text)
+            assert moved.json()["error_code"] in ("PERMISSION_DENIED", "INVALID_PARAMETER_VALUE"), moved.text
+    assert on_store(stack, name) == ({"1": ("None", "Production")}, {"production": "1"})
+
+    # The admin's move in such a spelling is version 1's, and lands in the log as version 1's.
+    moved = call(
+        gateway,
+        "POST",
+        "model-versions/transition-stage",
+        json={"name": name, "version": "+1", "stage": "Staging", "archive_existing_versions": False},
+    )
+    assert moved.status_code == 200, moved.text
+    assert on_store(stack, name) == ({"1": ("None", "Staging")}, {"staging": "1"})
+    log = ok(gateway, "GET", "activities/list", params={"name": name})["activities"]
+    assert [(a["version"], a["activity_type"], a.get("from_stage"), a.get("to_stage")) for a in log] == [
+        ("1", "APPLIED_TRANSITION", "Production", "Staging"),
+        ("1", "APPLIED_TRANSITION", "None", "Production"),
     ]

@@ -364,6 +364,32 @@ def test_mlflows_own_transition_stage_follows_the_same_rules_and_lands_in_the_lo
     assert {(v.version, v.current_stage) for v in model.latest_versions} == {("1", "Archived"), ("2", "Production")}
 
 
+def test_a_version_mlflow_reads_in_another_spelling_lands_in_the_log_as_that_version(stack: Stack, org: Org) -> None:
+    """MLflow's store reads a version with Python's `int`: `+1`, `0_1` and a fullwidth one (U+FF11) are version 1. Its
+    transition-stage and set-alias in such a spelling moved version 1 and reached no activity log, no webhook."""
+    name = make_model(stack, org, versions=1)
+    http = org.production.http(stack)
+    api = f"{stack.url}/api/2.0/mlflow"
+    for spelt, stage in (("+1", "Staging"), ("0_1", "Production"), ("\uff11", "Archived")):
+        body = {"name": name, "version": spelt, "stage": stage, "archive_existing_versions": False}
+        moved = http.post(f"{api}/model-versions/transition-stage", json=body, timeout=60)
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["model_version"]["version"] == "1"
+    aliased = org.owner.http(stack).post(
+        f"{api}/registered-models/alias", json={"name": name, "alias": "champion", "version": "+1"}, timeout=60
+    )
+    assert aliased.status_code == 200, aliased.text
+    p = org.production.name
+    assert summary(activities(stack, org.requester, name))[1:] == [
+        ("1", "APPLIED_TRANSITION", p, "Production", "Archived", None),
+        ("1", "APPLIED_TRANSITION", p, "Staging", "Production", None),
+        ("1", "APPLIED_TRANSITION", p, "None", "Staging", None),
+    ]
+    assert [(a["version"], a["activity_type"], a.get("alias")) for a in activities(stack, org.requester, name)[:1]] == [
+        ("1", "SET_ALIAS", "champion")
+    ]
+
+
 def test_the_workspace_may_be_named_by_its_id_as_databricks_sdk_sends_it(stack: Stack, org: Org) -> None:
     name = make_model(stack, org, versions=1)
     by_id = registry(stack, org.requester, workspace_id=WORKSPACE_ID)
