@@ -33,7 +33,6 @@ from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.levels import PROTECTED_ALIASES_LEVEL, Level, alias_level
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
-from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
 from gateway.federation.call import ForwardCall, ForwardResult
 from gateway.federation.canonical import canonical_body
@@ -48,6 +47,7 @@ from gateway.registry.service import (
     _check_comment,
     _check_version,
     is_principal,
+    mlflow_version,
 )
 from gateway.registry.store import STAGE_ALIASES, Forward, RegistryStore, StoreRefused
 
@@ -328,13 +328,13 @@ class AliasApprovals:
             await self._require_move(principal, model, wanted.alias)
             before = await self._store.alias_version(link, model.name, wanted.alias)
             result = await forward(call)
-            version = wanted.version.strip()
-            if result.status == 200 and is_number(version):
+            version = mlflow_version(wanted.version)
+            if result.status == 200 and version is not None:
                 activity = NewActivity(
-                    str(int(version)),
+                    version,
                     ActivityType.SET_ALIAS,
                     principal.name,
-                    system_comment=_moved(before, str(int(version))),
+                    system_comment=_moved(before, version),
                     alias=wanted.alias,
                 )
                 await self._log(principal, model, activity)

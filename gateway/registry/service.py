@@ -41,7 +41,7 @@ from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level, model_object, transition_level, workspace_object
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
-from gateway.core.numbers import is_number
+from gateway.core.numbers import BIGINT_DIGITS, is_number
 from gateway.core.principal import Principal
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.federation.call import ForwardResult
@@ -160,6 +160,20 @@ def _check_version(version: str) -> str:
     if not is_number(version):
         raise InvalidParameter(f"Invalid model version '{version[:40]}': a version is a positive integer.")
     return str(int(version))
+
+
+def mlflow_version(version: str) -> str | None:
+    """The version number MLflow's store reads in `version`, as plain digits; None when it reads none.
+
+    MLflow 3.17.2 reads a version with Python's `int` (`_validate_model_version`), which takes a sign, blanks around,
+    `_` between digits and the digits of every script: `+1`, ` 1`, `0_1` and a fullwidth one are all version 1.
+    Calls served as they came (MLflow's transition-stage and set-alias) are decided and logged by this reading, so a
+    spelling is the version the store acts on, never "no version"."""
+    try:
+        number = int(version)
+    except (TypeError, ValueError):  # not a number, or more digits than `int` reads
+        return None
+    return str(number) if 0 <= number < 10**BIGINT_DIGITS else None
 
 
 def _check_comment(comment: str | None, *, required: bool = False) -> str | None:
@@ -479,8 +493,11 @@ class RegistryWorkflow:
         What the store refuses (an unknown stage, a missing version) is answered as the store answered it.
         """
         model = await self.model(principal, link, name)
+        number = mlflow_version(version)
+        if number is not None:
+            version = number  # what the store reads, sent as plain digits: decided, applied and logged as one
         async with self._decision(model):
-            found = await self._store.version(link, name, version) if is_number(version.strip()) else None
+            found = await self._store.version(link, name, version) if number is not None else None
             current = (found.current_stage or "None") if found is not None else ""
             self._require(principal, model, transition_level(current, stage), f"move a version to {stage}")
             archived: list[str] = []

@@ -4,6 +4,10 @@ each principal is offered (`available_actions`) over the real policy snapshot.""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mlflow.exceptions import MlflowException
+from mlflow.utils.validation import _validate_model_version
 
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import (
@@ -22,7 +26,7 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.registry.aliases import check_alias
 from gateway.registry.repository import StoredRequest
-from gateway.registry.service import Action, Model, RegistryWorkflow, canonical_stage
+from gateway.registry.service import Action, Model, RegistryWorkflow, canonical_stage, mlflow_version
 from tests.unit.test_policy_agreement import snapshot
 
 STAGING, PRODUCTION = Level.CAN_MANAGE_STAGING_VERSIONS, Level.CAN_MANAGE_PRODUCTION_VERSIONS
@@ -85,6 +89,27 @@ def test_stages_are_spelled_as_mlflow_and_databricks_spell_them() -> None:
     for wrong in ("Prod", "", "Production\n1", "deleted_internal"):
         with pytest.raises(InvalidParameter):
             canonical_stage(wrong)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=12),
+        st.from_regex(r"\A[ \t+\-]?[0-9_\uff10-\uff19\u0660-\u0669]{1,20}[ \t]?\Z"),
+        st.integers(min_value=-5, max_value=10**20).map(str),
+    )
+)
+def test_a_version_is_read_as_mlflows_store_reads_it(text: str) -> None:
+    """The version `mlflow_version` decides on is the one MLflow's own check reads (`+1`, ` 1`, `0_1` and other
+    scripts' digits included), and none where MLflow reads none."""
+    try:
+        read: int | None = _validate_model_version(text)
+    except MlflowException:
+        read = None
+    expected = str(read) if read is not None and 0 <= read < 10**18 else None
+    assert mlflow_version(text) == expected
+    for spelt in ("+1", " 1 ", "0_1", "\uff11", "\u0661", "01"):
+        assert mlflow_version(spelt) == "1"
 
 
 REQUESTER, STAGER, SHIPPER, MANAGER, WORKSPACE_ADMIN = 1, 2, 3, 4, 5
