@@ -706,3 +706,85 @@ def test_listing_promotion_requests_looks_each_target_model_up_once(
             assert rejected.status_code == 200, rejected.text
     finally:
         need_approval(stack, False)
+
+
+def test_an_editor_of_the_target_model_cannot_plant_the_copy_a_promotion_finds(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A promotion finds an earlier copy by the lineage key `fedgate.promoted_from` on the target model's versions and
+    answers it without copying. A holder of CAN_EDIT on the target model made a version of files of their own under
+    the source version's key (the source model's id is what `databricks/registered-models/get` answers a reader):
+    every promotion of that version, an approved request too, then answered the planted version as the copy. The
+    workflow's own version tags (`fedgate.stage`, `fedgate.promoted_from` and its lineage) are written by the
+    workflow alone: set-tag and delete-tag of them answer 403, and a version made with them (the stock client's
+    copy_model_version copies the source's tags) is made without them."""
+    stack = mlflow_env
+    need_approval(stack, False)
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    editor = admin.person(f"{unique('editor')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    admin.grant("workspaces/team-b", "CAN_USE", user=editor.name)
+    name, source_id = promotable(stack, monkeypatch, owner, "planted")
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=editor.name, workspace="team-a")
+    key = f"w1001/{source_id}/1"  # team-a is workspace 1001 (tests/conftest.py)
+
+    # The editor's own model in team-b, under the name the promotion will use, with a run of their own to copy from.
+    http = editor.http(stack, "team-b")
+    api = f"{stack.url}/api/2.0/mlflow"
+    experiment_id = http.post(f"{api}/experiments/create", json={"name": unique("planted")}, timeout=60).json()[
+        "experiment_id"
+    ]
+    run_id = http.post(f"{api}/runs/create", json={"experiment_id": experiment_id}, timeout=60).json()["run"]["info"][
+        "run_id"
+    ]
+    assert http.post(f"{api}/registered-models/create", json={"name": name}, timeout=60).status_code == 200
+    lineage = [
+        {"key": "fedgate.promoted_from", "value": key},
+        {"key": "fedgate.promoted_from.workspace", "value": "team-a"},
+        {"key": "fedgate.promoted_from.model", "value": name},
+        {"key": "fedgate.promoted_from.version", "value": "1"},
+        {"key": "fedgate.stage", "value": "Production"},
+        {"key": "owner", "value": "editor"},
+    ]
+    body = {"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id, "tags": lineage}
+    planted = http.post(f"{api}/model-versions/create", json=body, timeout=60)
+    assert planted.status_code == 200, planted.text
+
+    # The promotion copies the version asked for: a new version, not the editor's.
+    done = promote(stack, admin_person(stack), {"name": f"team-a.{name}", "version": "1"})
+    assert done.status_code == 200, done.text
+    assert (done.json()["copied"], done.json()["model_version"]["version"]) == (True, "2")
+    copy = {t["key"]: t["value"] for t in done.json()["model_version"]["tags"]}
+    assert copy["fedgate.promoted_from"] == key
+
+    assert {t["key"]: t["value"] for t in planted.json()["model_version"].get("tags", [])} == {"owner": "editor"}
+    for key_name in ("fedgate.promoted_from", "fedgate.promoted_from.version", "fedgate.stage"):
+        tagged = http.post(
+            f"{api}/model-versions/set-tag",
+            json={"name": name, "version": "1", "key": key_name, "value": key},
+            timeout=60,
+        )
+        assert tagged.status_code == 403 and tagged.json()["error_code"] == "PERMISSION_DENIED", tagged.text
+    removed = http.delete(
+        f"{api}/model-versions/delete-tag",
+        json={"name": name, "version": "2", "key": "fedgate.promoted_from"},
+        timeout=60,
+    )
+    assert removed.status_code == 403 and removed.json()["error_code"] == "PERMISSION_DENIED", removed.text
+    stock = admin.http("team-b").get(f"{api}/model-versions/get", params={"name": name, "version": "1"}, timeout=60)
+    assert {t["key"] for t in stock.json()["model_version"].get("tags", [])} == {"owner"}
+
+    # A copy of the copy made with the stock client is not the promotion's copy.
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", editor.token)
+    mlflow.set_workspace("team-b")
+    copied = mlflow.MlflowClient().copy_model_version(f"models:/{name}/2", name)
+    assert copied.version == "3"
+    assert not {k for k in copied.tags if k.startswith(("fedgate.promoted_from", "fedgate.stage"))}
+    again = promote(stack, admin_person(stack), {"name": f"team-a.{name}", "version": "1"})
+    assert (again.json()["copied"], again.json()["model_version"]["version"]) == (False, "2"), again.text
+
+
+def admin_person(stack: Stack) -> Person:
+    """The bootstrap admin, as a `Person` (its token)."""
+    return Person("admin", 0, ADMIN_TOKEN)
