@@ -97,6 +97,7 @@ from gateway.core.links import LinkTable
 from gateway.core.ports import ChangeFeed, Store, Vault
 from gateway.core.principal import Principal
 from gateway.core.route_table import (
+    MODEL_VERSIONS_CREATE,
     MODEL_VERSIONS_DELETE_TAG,
     MODEL_VERSIONS_SET_TAG,
     MODEL_VERSIONS_TRANSITION_STAGE,
@@ -792,6 +793,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                     REGISTERED_MODELS_DELETE_ALIAS: MlflowAlias(aliases, forwarder, deleting=True),
                     MODEL_VERSIONS_SET_TAG: ReservedVersionTag(forwarder),
                     MODEL_VERSIONS_DELETE_TAG: ReservedVersionTag(forwarder),
+                    MODEL_VERSIONS_CREATE: ReservedVersionTag(forwarder, creating=True),
                 },
             ),
             server_info_handler(capabilities, forwarder),

@@ -14,6 +14,8 @@ and activity log as a direct transition, the store's own answer.
 
 from __future__ import annotations
 
+import dataclasses
+import unicodedata
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -32,7 +34,7 @@ from gateway.federation.canonical import canonical_body
 from gateway.federation.service import Forwarder
 from gateway.observability.access import REQUEST_ID_KEY
 from gateway.registry.aliases import AliasApprovals
-from gateway.registry.promotion import PromoteRequest, PromoteResponse, Promotions
+from gateway.registry.promotion import KEY_TAG, PromoteRequest, PromoteResponse, Promotions
 from gateway.registry.promotion_requests import PromotionRequest, PromotionRequests, PromotionSettings
 from gateway.registry.schemas import (
     ActivitiesResponse,
@@ -377,27 +379,63 @@ class MlflowAlias:
         return await self._aliases.mlflow_set(link, call, self._forwarder.forward)
 
 
-class ReservedVersionTag:
-    """MLflow's set-tag and delete-tag of model versions (`FeatureRoute`s): the tag `fedgate.stage` is a version's
-    stage on a store without stages (registry/store.py), written by the workflow alone, so no call may set or
-    delete it; any other tag is forwarded as it came."""
+def reserved_version_tag(key: object) -> bool:
+    """Whether `key` is a version tag the workflow alone writes: `fedgate.stage` (a version's stage on a store without
+    stages, registry/store.py) and `fedgate.promoted_from` with its lineage tags (which copy a promotion made from
+    which version: a promotion answers the version holding the key as the copy it made, registry/promotion.py).
 
-    def __init__(self, forwarder: Forwarder) -> None:
+    Compared as a store might compare keys (case, accents, blanks around: MySQL's collations), so no spelling of
+    them can be written either."""
+    if not isinstance(key, str):
+        return False
+    decomposed = unicodedata.normalize("NFKD", key)
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+    return folded in (STAGE_TAG, KEY_TAG) or folded.startswith(KEY_TAG + ".")
+
+
+class ReservedVersionTag:
+    """MLflow's set-tag and delete-tag of model versions, and model-versions/create (`FeatureRoute`s): the workflow's
+    own version tags (`reserved_version_tag`) are written by the workflow alone. Setting or deleting one answers 403;
+    a version made with them (the stock client's copy_model_version copies its source's tags) is made without them,
+    as a new version starts in stage None and is no promotion's copy. Everything else is forwarded as it came."""
+
+    def __init__(self, forwarder: Forwarder, *, creating: bool = False) -> None:
         self._forwarder = forwarder
+        self._creating = creating
 
     async def serve(self, call: ForwardCall) -> ForwardResult:
+        if self._creating:
+            return await self._forwarder.forward(_without_reserved_tags(call))
         key: object = None
         if isinstance(call.body, bytes) and call.body.strip():
             document = canonical_body(call.body).document
             key = document.get("key") if isinstance(document, dict) else None
         if key is None and call.query:
             key = dict(parse_qsl(call.query)).get("key")
-        if isinstance(key, str) and key.strip() == STAGE_TAG:
+        if reserved_version_tag(key):
             raise PermissionDenied(
-                f"The tag {STAGE_TAG} is a version's stage, recorded by the registry workflow: request a transition "
-                "(POST /api/2.0/mlflow/transition-requests/create) instead."
+                f"The tag {str(key)[:64]} is written by the registry workflow alone ({STAGE_TAG}: a version's stage, "
+                f"request a transition with POST /api/2.0/mlflow/transition-requests/create; {KEY_TAG}: which "
+                "version a promotion copied)."
             )
         return await self._forwarder.forward(call)
+
+
+def _without_reserved_tags(call: ForwardCall) -> ForwardCall:
+    """The call with the workflow's own tags left out of the new version's `tags`."""
+    if not isinstance(call.body, bytes) or not call.body.strip():
+        return call
+    try:
+        document = canonical_body(call.body).document
+    except InvalidParameter:  # the forwarder refuses it, in the store's words where MLflow refuses it too
+        return call
+    tags = document.get("tags")
+    if not isinstance(tags, list):
+        return call
+    kept = [tag for tag in tags if not (isinstance(tag, dict) and reserved_version_tag(tag.get("key")))]
+    if len(kept) == len(tags):
+        return call
+    return dataclasses.replace(call, body=msgspec.json.encode({**document, "tags": kept}))
 
 
 class _MlflowTransition(msgspec.Struct):

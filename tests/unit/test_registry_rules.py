@@ -26,6 +26,7 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.registry.aliases import check_alias
 from gateway.registry.repository import StoredRequest
+from gateway.registry.routes import reserved_version_tag
 from gateway.registry.service import Action, Model, RegistryWorkflow, canonical_stage, mlflow_version
 from tests.unit.test_policy_agreement import snapshot
 
@@ -205,3 +206,11 @@ def test_on_a_store_without_stages_the_stage_is_the_tag() -> None:
     assert tagged_stage(version(("owner", "x"), (STAGE_TAG, "production"))) == "Production"
     assert tagged_stage(version((STAGE_TAG, "Archived"))) == "Archived"
     assert tagged_stage(version((STAGE_TAG, "deleted"))) == "None"  # not a stage: as if untagged
+
+
+def test_the_workflows_own_version_tags_are_reserved_in_every_spelling_a_store_might_match() -> None:
+    reserved = ("fedgate.stage", "fedgate.promoted_from", "fedgate.promoted_from.version", " Fedgate.Stage ")
+    for key in (*reserved, "FEDGATE.PROMOTED_FROM.run_id", "fedgate.st\u00e1ge", "fedgate.promoted_from\t"):
+        assert reserved_version_tag(key), key
+    for key in ("fedgate.property.owner", "fedgate.promoted_fromx", "owner", "fedgate.stages", None, 7):
+        assert not reserved_version_tag(key), key
