@@ -788,3 +788,64 @@ def test_an_editor_of_the_target_model_cannot_plant_the_copy_a_promotion_finds(
 def admin_person(stack: Stack) -> Person:
     """The bootstrap admin, as a `Person` (its token)."""
     return Person("admin", 0, ADMIN_TOKEN)
+
+
+def test_a_promotion_request_is_nobodys_business_but_its_requesters_deciders_and_managers(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`promotion-requests/list` shows a user the requests they made or may decide; approve, reject and cancel by id
+    answered anyone who enters the workspace what the list hides: whether request N exists, its state ('already
+    REJECTED'), and in the refusal the names of its source and target models. Now such a caller gets exactly the
+    answer a request that does not exist gets."""
+    stack = mlflow_env
+    admin = Admin.of(stack)
+    owner = admin.person(f"{unique('owner')}@example.com")
+    requester = admin.person(f"{unique('requester')}@example.com")
+    approver = admin.person(f"{unique('approver')}@example.com")
+    outsider = admin.person(f"{unique('outsider')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=owner.name)
+    for person in (requester, outsider):
+        admin.grant("workspaces/team-b", "CAN_USE", user=person.name)
+    admin.grant("workspaces/team-b", "CAN_MANAGE", user=approver.name)
+    name, source_id = promotable(stack, monkeypatch, owner, "private")
+    admin.grant(f"registered-models/{source_id}", "CAN_READ", user=requester.name, workspace="team-a")
+    need_approval(stack, True)
+    base = f"{stack.url}/api/2.0/fedgate/registry"
+    try:
+        made = requester.http(stack, "team-b").post(
+            f"{base}/promotion-requests/create", json={"name": f"team-a.{name}", "version": "1"}, timeout=60
+        )
+        assert made.status_code == 200, made.text
+        request_id = made.json()["promotion_request"]["id"]
+        missing = outsider.http(stack, "team-b").post(
+            f"{base}/promotion-requests/approve", json={"id": str(10**12)}, timeout=60
+        )
+        assert missing.status_code == 404, missing.text
+
+        def as_outsider() -> list[requests.Response]:
+            http = outsider.http(stack, "team-b")
+            return [
+                http.post(f"{base}/promotion-requests/approve", json={"id": request_id}, timeout=60),
+                http.post(f"{base}/promotion-requests/reject", json={"id": request_id}, timeout=60),
+                http.delete(f"{base}/promotion-requests/delete", params={"id": request_id}, timeout=60),
+            ]
+
+        for answer in as_outsider():
+            assert (answer.status_code, answer.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST"), answer.text
+            assert name not in answer.text and answer.json()["message"] == missing.json()["message"].replace(
+                str(10**12), request_id
+            )
+        rejected = approver.http(stack, "team-b").post(
+            f"{base}/promotion-requests/reject", json={"id": request_id}, timeout=60
+        )
+        assert rejected.status_code == 200, rejected.text
+        for answer in as_outsider():
+            assert (answer.status_code, answer.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST"), answer.text
+        # Its requester and the workspace's managers still hear that it was decided.
+        for who in (requester, approver):
+            again = who.http(stack, "team-b").delete(
+                f"{base}/promotion-requests/delete", params={"id": request_id}, timeout=60
+            )
+            assert (again.status_code, again.json()["error_code"]) == (409, "INVALID_STATE"), again.text
+    finally:
+        need_approval(stack, False)
