@@ -261,7 +261,7 @@ class PromotionRequests:
             raise ResourceNotFound(missing)
         async with self._sessionmaker() as session:
             row = await session.get(RegistryPromotionRequestRow, int(request_id))
-        if row is None or row.workspace_id != link.workspace_id:
+        if row is None or row.workspace_id != link.workspace_id or not await self._concerns(principal, link, row):
             raise ResourceNotFound(missing)
         if row.state != OPEN:
             raise InvalidState(f"Promotion request {row.id} is already {row.state}.")
@@ -361,6 +361,14 @@ class PromotionRequests:
             subjects=subjects,
             idp_groups=named,
         )
+
+    async def _concerns(self, principal: Principal, link: WorkspaceLink, row: RegistryPromotionRequestRow) -> bool:
+        """Whether the request is the caller's business, as `list` shows it: their own, or one they may decide, or
+        any for a manager of the workspace. To anyone else a request id names nothing (its state and the models it
+        names included)."""
+        if is_principal(principal, row.requested_by_id) or self._manages(principal, link):
+            return True
+        return self._promotions.may_approve(principal, link, await self._promotions.target_id(link, row.target_name))
 
     def _enters(self, principal: Principal, link: WorkspaceLink) -> None:
         if not self._authorizer.enters(principal, link.workspace_id):
