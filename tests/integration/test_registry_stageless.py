@@ -205,3 +205,28 @@ def test_a_version_number_mlflow_reads_in_another_spelling_is_decided_and_logged
         ("1", "APPLIED_TRANSITION", "Production", "Staging"),
         ("1", "APPLIED_TRANSITION", "None", "Production"),
     ]
+
+
+def test_a_stage_spelt_with_blanks_around_asks_the_level_of_that_stage(stack: Stack, gateway: GatewayProcess) -> None:
+    """On a store without stages the workflow reads the stage of MLflow's transition-stage with blanks around it
+    (` Production`, `Production\\t`, a no-break space) as that stage, but the level it asked read them as some other
+    stage: a holder of CAN_MANAGE_STAGING_VERSIONS moved a version into Production."""
+    admin = Admin(gateway.url)
+    staging = admin.person(f"{unique('stager')}@example.com")
+    admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=staging.name)
+    name = unique("blank")
+    experiment_id = ok(gateway, "POST", "experiments/create", json={"name": unique("blank")})["experiment_id"]
+    run_id = ok(gateway, "POST", "runs/create", json={"experiment_id": experiment_id})["run"]["info"]["run_id"]
+    ok(gateway, "POST", "registered-models/create", json={"name": name})
+    ok(gateway, "POST", "model-versions/create", json={"name": name, "source": f"runs:/{run_id}/m", "run_id": run_id})
+    model_id = ok(gateway, "GET", "databricks/registered-models/get", params={"name": name})[
+        "registered_model_databricks"
+    ]["id"]
+    admin.grant(f"registered-models/{model_id}", "CAN_MANAGE_STAGING_VERSIONS", user=staging.name, workspace=WORKSPACE)
+    http = staging.http(stack, WORKSPACE)
+    for stage in (" Production", "Production\t", "production\u00a0", "\nPRODUCTION"):
+        body = {"name": name, "version": "1", "stage": stage, "archive_existing_versions": False}
+        moved = http.post(f"{gateway.url}/api/2.0/mlflow/model-versions/transition-stage", json=body, timeout=60)
+        assert (moved.status_code, moved.json()["error_code"]) == (403, "PERMISSION_DENIED"), (stage, moved.text)
+    assert on_store(stack, name) == ({"1": ("None", None)}, {})
+    assert ok(gateway, "GET", "activities/list", params={"name": name})["activities"] == []
