@@ -40,9 +40,10 @@ def transition_level(current: str, target: str) -> Level:
 
     Anything into or out of Production needs CAN_MANAGE_PRODUCTION_VERSIONS; moves among None, Staging
     and Archived need CAN_MANAGE_STAGING_VERSIONS. Stage names compare case-insensitively, as MLflow
-    reads them; an unknown current stage ("") counts as not Production.
+    reads them, and without blanks around, as the workflow reads them on a store without stages
+    (registry/store.py): ` Production` is Production. An unknown current stage ("") counts as not Production.
     """
-    if PRODUCTION.lower() in (current.lower(), target.lower()):
+    if PRODUCTION.lower() in (current.strip().lower(), target.strip().lower()):
         return Level.CAN_MANAGE_PRODUCTION_VERSIONS
     return Level.CAN_MANAGE_STAGING_VERSIONS
 

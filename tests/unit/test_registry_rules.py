@@ -50,6 +50,9 @@ MODEL = "0123456789abcdef0123456789abcdef"
         ("production", "archived", PRODUCTION),  # MLflow reads stages in any case
         ("", "PRODUCTION", PRODUCTION),
         ("", "Staging", STAGING),  # an unknown current stage is not Production
+        ("None", " Production", PRODUCTION),  # blanks around: the stage a store without stages reads
+        ("Production\t", "Staging", PRODUCTION),
+        ("None", "production\u00a0", PRODUCTION),
     ],
 )
 def test_anything_into_or_out_of_production_needs_the_production_level(current: str, target: str, level: Level) -> None:
