@@ -8,10 +8,11 @@ import uuid
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.entities import Feedback, Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
 from tests.conftest import Stack
+from tests.support.identity import Admin
 
 pytestmark = pytest.mark.integration
 
@@ -182,6 +183,39 @@ def test_trace_tags_and_assessment_keys_named_like_proto_fields_are_kept(mlflow_
     assessment = mlflow.get_assessment(trace_id, logged.assessment_id)
     assert assessment.value == {"experimentId": 1, "traceInfo": "ok"}
     assert assessment.metadata["sourceRunId"] == "s"
+
+
+def test_feedback_and_expectation_values_with_keys_ending_in_id_are_kept(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feedback's or expectation's value is a google.protobuf.Value: MLflow stores it as its JSON and reads no id
+    from it, so keys ending in `_id`, `_ids` or `_uuid` at any depth of it are the caller's data. The gateway refused
+    them as ids without a rule ("Field 'assessment.feedback.value.source_id' is not accepted in this call.") and the
+    stock client's log_feedback and log_expectation failed for every user (account admins' calls skip the check)."""
+    admin = Admin.of(mlflow_env)
+    user = admin.person(f"{unique('judge')}@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=user.name)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", user.token)
+    mlflow.set_workspace("team-a")
+    mlflow.set_experiment(unique("value-ids"))
+    with mlflow.start_span("answer") as span:
+        trace_id = span.trace_id
+    mlflow.flush_trace_async_logging()
+    feedback = {"source_id": "rater-7", "votes": [{"run_id": "0" * 32, "trace_ids": ["tr-" + "0" * 32]}]}
+    logged = mlflow.log_feedback(trace_id=trace_id, name="judged", value=feedback)
+    assert mlflow.get_assessment(trace_id, logged.assessment_id).value == feedback
+    expected = [{"doc_uuid": "d-1", "experiment_id": "1"}]
+    expectation = mlflow.log_expectation(trace_id=trace_id, name="docs", value=expected)
+    assert mlflow.get_assessment(trace_id, expectation.assessment_id).value == expected
+    updated = mlflow.update_assessment(
+        trace_id=trace_id,
+        assessment_id=logged.assessment_id,
+        assessment=Feedback(name="judged", value={"model_id": "m-1"}),
+    )
+    assert mlflow.get_assessment(trace_id, updated.assessment_id).value == {"model_id": "m-1"}
+    # Nothing of the values reached another trace: the trace holds its own assessments only.
+    trace = mlflow.get_trace(trace_id)
+    assert trace is not None and {a.name for a in trace.info.assessments} == {"judged", "docs"}
 
 
 def test_same_experiment_name_in_two_workspaces_is_isolated(mlflow_env: Stack) -> None:

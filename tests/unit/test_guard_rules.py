@@ -828,6 +828,11 @@ async def test_routes_the_gateway_answers_itself_are_refused_when_forwarded(worl
 # -- ids nested in bodies ---------------------------------------------------------------------------
 
 LOG_BATCH = "POST /mlflow/runs/log-batch"
+ASSESS = "POST /mlflow/traces/{trace_id:str}/assessments"
+
+
+def assessment(trace_id: str, **kind: Any) -> dict[str, Any]:
+    return {"assessment": {"trace_id": trace_id, "assessment_name": "judged", **kind}}
 
 
 @pytest.mark.parametrize(
@@ -851,6 +856,18 @@ LOG_BATCH = "POST /mlflow/runs/log-batch"
         (OWNER, Call("POST /mlflow/traces", 3, body=trace_v3("1", trace_id=T1)), ALLOW),
         # keys of caller-chosen maps are data, even when they end in _id
         (EDITOR, Call("POST /mlflow/traces", 3, body=trace_v3("1", tags={"source_run_id": R2})), ALLOW),
+        # and so is anything below a feedback's or expectation's value (a google.protobuf.Value), at any depth
+        (EDITOR, Call(ASSESS, 3, path={"trace_id": T1}, body=assessment(T1, feedback={"value": {
+            "source_id": "rater", "votes": [{"run_id": R2, "trace_ids": [T2]}]}})), ALLOW),
+        (EDITOR, Call(ASSESS, 3, path={"trace_id": T1}, body=assessment(T1, expectation={"value": [
+            {"doc_uuid": "d", "nested": {"experiment_id": "2"}}]})), ALLOW),
+        (EDITOR, Call(ASSESS, 3, path={"trace_id": T2}, body=assessment(T2, feedback={"value": {"run_id": R1}})),
+         DENIED),
+        # beside the value, not below it: no rule, the call is refused
+        (OWNER, Call(ASSESS, 3, path={"trace_id": T1}, body=assessment(T1, feedback={"value": 1, "value_id": R1})),
+         Refused(InvalidParameter, "Field 'assessment.feedback.value_id' is not accepted in this call.")),
+        (OWNER, Call(ASSESS, 3, path={"trace_id": T1}, body=assessment(T1, feedback={"error": {"run_id": R1}})),
+         Refused(InvalidParameter, "Field 'assessment.feedback.error.run_id' is not accepted in this call.")),
         # OTLP: every span's trace; and the run the export links its traces to
         (EDITOR, Call("POST /v1/traces", export=otlp_export("2" * 32), headers=(("x-mlflow-experiment-id", "1"),)),
          DENIED),

@@ -33,12 +33,22 @@ class Nested(StrEnum):
 
 NestedRule = tuple[Nested, Level | None]  # None: the level the route asks for
 _MAP = (Nested.NOT_AN_OBJECT, None)  # keys of a caller-chosen map (tags, metadata): data, not fields
+
+
+def _value(path: str) -> dict[str, NestedRule]:
+    """Rules for anything below a `google.protobuf.Value` field (a feedback's or expectation's `value`): objects
+    and lists of the caller's choosing at any depth, which MLflow stores as the value's JSON and reads no id from."""
+    return {f"{path}.*": _MAP, f"{path}[]*": _MAP}
+
+
 _OWN_TRACE_ASSESSMENT: dict[str, NestedRule] = {
     "assessment.trace_id": (Nested.TRACE, None),
     "assessment.assessment_id": (Nested.NOT_AN_OBJECT, None),
     "assessment.span_id": (Nested.NOT_AN_OBJECT, None),
     "assessment.source.source_id": (Nested.NOT_AN_OBJECT, None),
     "assessment.metadata.*": _MAP,
+    **_value("assessment.feedback.value"),
+    **_value("assessment.expectation.value"),
 }
 # By route (name, API version) and path; a path listed nowhere refuses the call (deny by default).
 NESTED_IDS: dict[tuple[str, int], dict[str, NestedRule]] = {
@@ -65,6 +75,8 @@ NESTED_IDS: dict[tuple[str, int], dict[str, NestedRule]] = {
         "trace.trace_info.assessments[].span_id": (Nested.NOT_AN_OBJECT, None),
         "trace.trace_info.assessments[].source.source_id": (Nested.NOT_AN_OBJECT, None),
         "trace.trace_info.assessments[].metadata.*": _MAP,
+        **_value("trace.trace_info.assessments[].feedback.value"),
+        **_value("trace.trace_info.assessments[].expectation.value"),
         # Spans are not stored by this call (they travel through OTLP or artifacts).
         "trace.spans[].trace_id": (Nested.NOT_AN_OBJECT, None),
         "trace.spans[].span_id": (Nested.NOT_AN_OBJECT, None),
@@ -152,7 +164,8 @@ def nested_rule(spec: RouteSpec, path: str) -> NestedRule | None:
     if (rule := rules.get(path)) is not None:
         return rule
     for pattern, rule in rules.items():
-        if pattern.endswith(".*") and path.startswith(pattern[:-1]):
+        # `a.*`: any key below the object at `a`; `a[]*`: anything below the list at `a`
+        if pattern.endswith("*") and path.startswith(pattern[:-1]):
             return rule
     return None
 
