@@ -3,7 +3,8 @@
 `pip install 'fedgate[ui]'` brings the `mlflow` wheel, whose `mlflow/server/js/build` holds the compiled UI
 (index.html, hashed JavaScript and CSS chunks, fonts, images). The build is found without importing mlflow.
 
-Every answer has its content type from the file name and `X-Content-Type-Options: nosniff`. Files whose
+Every answer has its content type from the file name, `X-Content-Type-Options: nosniff`, and may not be framed
+(`X-Frame-Options: DENY`, `frame-ancestors 'none'`). Files whose
 name carries a content hash (`main.c2f5f8d4.js`) are cached by browsers for a year (`immutable`); the
 others (index.html, the manifest, the favicon) are revalidated each time. A precompressed sibling
 (`.br`, `.gz`) is sent when the browser accepts it; otherwise text files are gzipped on first use and
@@ -44,6 +45,13 @@ CONTENT_TYPES = {
     ".png": "image/png",
     ".wasm": "application/wasm",
 }
+
+
+# No file of the build may be shown in another site's frame. Its HTML files are pages of the gateway's origin
+# that run MLflow's scripts with the person's session (the notebook trace renderer shows a trace, buttons and
+# all, from its URL alone): framed by a sibling host, whose frames get the SameSite=Lax cookie, they would take
+# clicks meant for the framing page (clickjacking), and their requests are same-origin to the cross-site checks.
+NOT_FRAMED = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 def find_build() -> Path | None:
@@ -137,6 +145,7 @@ def _read(path: Path, encodings: set[str]) -> StaticFile:
         "Content-Type": media,
         "Cache-Control": IMMUTABLE if HASHED_NAME.search(path.name) else REVALIDATE,
         "X-Content-Type-Options": "nosniff",
+        **NOT_FRAMED,
         "Vary": "Accept-Encoding",
     }
     for encoding, extension in (("br", ".br"), ("gzip", ".gz")):

@@ -7,11 +7,14 @@ chromium driven by Playwright. Screenshots of each step: test-artifacts/ui/ (REA
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,7 +27,7 @@ from mlflow.entities import Metric
 
 from gateway.devstack import LOOPBACK, GatewayProcess, free_port
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
-from tests.support.browser import answered_missing, new_tab, png, reload_catching, shot
+from tests.support.browser import answered_missing, new_tab, png, reload_catching, shot, sign_in_with_token
 from tests.support.identity import Admin, Person, unique
 from tests.support.oidc import OidcIssuer
 from tests.support.stock_client import stock_client_env
@@ -696,3 +699,64 @@ def test_only_an_account_admin_lists_and_ends_another_users_sessions(world: Worl
     )
     assert ended.status_code == 200 and ended.json()["ended"] >= 1
     assert search(victim, world, Origin=world.gateway.url).status_code == 401
+
+
+def test_no_page_of_the_gateway_can_be_framed_by_another_site(page: Any, world: World, stack: Stack) -> None:
+    """Clickjacking, in Chromium. A page of another origin on the same site (another port of 127.0.0.1, as a
+    sibling host of the gateway's domain would be) frames the gateway's HTML pages while the person is signed in:
+    SameSite=Lax sends the session cookie into a same-site frame, and what the framed page does comes from the
+    gateway's own origin, so the cross-site checks would let its clicks through. Each frame must stay empty: the
+    MLflow page, the sign-in page, and the HTML files of MLflow's build (its notebook trace renderer, which shows
+    a trace from its URL alone, and the build's index.html)."""
+    with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
+        mlflow.set_tracking_uri(stack.url)
+        mlflow.set_workspace("team-a")
+        mlflow.set_experiment(experiment_id=world.visible)
+        with mlflow.start_span("framed") as span:
+            span.set_inputs({"question": "q"})
+        trace_id = span.trace_id
+        mlflow.flush_trace_async_logging()
+    sign_in_with_token(page, world.person.token)
+    gateway = world.gateway.url
+    renderer = (
+        f"{gateway}/static-files/lib/notebook-trace-renderer/index.html"
+        f"?trace_id={trace_id}&experiment_id={world.visible}&workspace=team-a"
+    )
+    targets = [renderer, f"{gateway}/static-files/index.html", f"{gateway}/build/index.html", f"{gateway}/"]
+    targets.append(f"{gateway}/fedgate/sign-in")
+    frames = "".join(f"<iframe src='{url}' width='600' height='300'></iframe>" for url in targets)
+    # A real server on loopback (Chromium refuses a public page's frames of loopback addresses).
+    with serving(f"<!doctype html><html><body>{frames}</body></html>") as attacker:
+        # The page's load event waits for every frame's (a frame the browser refuses to show fires it too).
+        page.goto(attacker, wait_until="load")
+    shot(page, "framed-by-a-sibling-site")
+    shown = [frame.url for frame in page.frames if frame.url.startswith(gateway)]
+    assert shown == [], shown
+    assert not any("/notebook-trace-renderer/js/" in url for url in page.urls), page.urls
+
+
+@contextlib.contextmanager
+def serving(document: str) -> Iterator[str]:
+    """An HTML page served by a real HTTP server on a free loopback port; its URL."""
+    body = document.encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOOPBACK}:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
