@@ -19,6 +19,7 @@ from gateway.core.errors import StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.paths import artifact_model_id, artifact_run_id, rewrite_artifact_workspace
 from gateway.core.route_table import UI_UPLOAD_ARTIFACT, RouteSpec
+from gateway.db.errors import database_unreachable
 from gateway.dual.mirror import order_key
 from gateway.federation.bookkeeping import Bookkeeping
 from gateway.federation.hooks import AcceptedWrite
@@ -66,7 +67,11 @@ class OutboxCapture:
                 INSERT_OUTBOX, write.link.workspace_id, entry.order_key, entry.route, entry.payload.decode()
             )
         except Exception as exc:
-            log.error("outbox write failed", extra={"ws": write.link.name, "route": entry.route})
+            # The database down is an outage the client is told of (503, repeat the call), not a fault of the code.
+            (log.warning if database_unreachable(exc) else log.error)(
+                "outbox write failed",
+                extra={"ws": write.link.name, "route": entry.route, "error": type(exc).__name__},
+            )
             raise StoreUnavailable(
                 "The workspace store accepted the write but it could not be queued for the central store; "
                 "repeat the call."

@@ -112,6 +112,17 @@ def _errors_of(log: str) -> list[str]:
     return [line for line in log.splitlines() if "Traceback" in line or "Exception in ASGI application" in line]
 
 
+def _loud_lines(log: str) -> list[str]:
+    """Lines with a stack trace or at error level, shortened to their logger and message."""
+    found = []
+    for line in log.splitlines():
+        if "Traceback" in line or '"level":"error"' in line:
+            logger = re.search(r'"logger":"([^"]*)"', line)
+            message = re.search(r'"msg":"([^"]{0,120})', line)
+            found.append(f"{logger.group(1) if logger else '?'}: {message.group(1) if message else line[:160]}")
+    return found
+
+
 def _five_hundreds(base: str) -> list[str]:
     metrics = requests.get(f"{base}/metrics", timeout=30).text
     return [line for line in metrics.splitlines() if re.match(r'^fedgate_requests_total\{.*status="500"', line)]
@@ -351,7 +362,9 @@ def test_writes_while_the_database_is_paused_reach_the_central_store_once(killab
         seconds=120,
     )
     assert _central_runs(killable.central, run_id) == 1
-    # No call failed inside the gateway (the background loops log the outage as they meet it).
+    # No call failed inside the gateway, and the loops that met the outage logged it in one line each time.
     log = logged_so_far(base, killable.log_path)
     assert "Exception in ASGI application" not in log
     assert "unexpected error" not in log
+    assert _loud_lines(log) == [], _loud_lines(log)
+    assert '"database":"did not answer: ' in log
