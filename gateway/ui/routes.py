@@ -10,6 +10,8 @@ the gateway's own pages (authn/browser.py).
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +25,7 @@ from gateway.audit.trail import AuditTrail, entry
 from gateway.authn.browser import BrowserOrigin, local_path, session_value
 from gateway.authn.middleware import DenialLimiter
 from gateway.authn.service import Authenticator
-from gateway.authn.sessions import BrowserSessions, well_formed
+from gateway.authn.sessions import BrowserSessions, SignInAttempt, well_formed
 from gateway.authn.sign_in import CALLBACK_PATH, ProviderSignIn
 from gateway.core.errors import Unauthenticated
 from gateway.core.principal import Principal
@@ -55,6 +57,8 @@ NOT_A_PERSON = (
     "sign in with a token of your own user."
 )
 NOT_A_PERSON_REASON = "a service principal's token"
+# The shape of the error codes of OAuth 2.0 and OpenID Connect (`access_denied`, `login_required`).
+ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class WebUi:
@@ -205,13 +209,17 @@ class WebUi:
                 return limited
         if self.provider is None:
             return self.page("/", "This gateway has no identity provider.", 404)
-        if params.get("error"):
-            reason = str(params.get("error"))[:100]
-            response = self.page(attempt.next_path if attempt else "/", f"The identity provider said: {reason}.", 401)
-            response.cookies.append(spent)
-            return response
         if attempt is None:
             response = self.page("/", "This sign-in has expired or was not started here; sign in again.", 401)
+            response.cookies.append(spent)
+            return response
+        if params.get("error"):
+            # Only an answer to this browser's own sign-in (its state) is the provider's, and only its error code
+            # is shown: anyone can send a browser here with `?error=<any words>`, which the sign-in page would
+            # otherwise show as the provider's ("Your account is locked; call +1 555 ...").
+            response = self.page(
+                attempt.next_path, provider_error(attempt, params.get("state"), params.get("error")), 401
+            )
             response.cookies.append(spent)
             return response
         try:
@@ -266,6 +274,17 @@ class WebUi:
         if found is None:
             return Response(b"Not found", status_code=404, media_type="text/plain")
         return Response(found.body, headers=found.headers)
+
+
+def provider_error(attempt: SignInAttempt, state: object, error: object) -> str:
+    """What the sign-in page says about the provider's error answer (RFC 6749 4.1.2.1): its code when the answer
+    names this sign-in's state and the code is of the plain shape the specifications use (`access_denied`)."""
+    if not isinstance(state, str) or not secrets.compare_digest(state.encode(), attempt.state.encode()):
+        return "The identity provider's answer does not belong to this sign-in (state); sign in again."
+    code = str(error)
+    if ERROR_CODE.fullmatch(code) is None:
+        return "The identity provider refused the sign-in; sign in again."
+    return f"The identity provider said: {code}."
 
 
 def client_address(request: Request[Any, Any, Any]) -> str | None:

@@ -760,3 +760,31 @@ def serving(document: str) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_the_sign_in_page_shows_only_the_providers_error_code_for_this_browsers_sign_in(world: World) -> None:
+    """Anyone can send a person to the callback with `?error=<any words>`: the gateway's sign-in page must not
+    show them as the identity provider's ("call this number"). Only an error answering this browser's own sign-in
+    (its state) is shown, and only as the code the specifications define."""
+    spoof = "Your account is locked. Call +1 555 0100 or sign in at https://evil.example/login"
+    callback = f"{world.gateway.url}/fedgate/sign-in/callback"
+
+    def started() -> tuple[requests.Session, str]:
+        http = requests.Session()
+        start = http.get(f"{world.gateway.url}/fedgate/sign-in/oidc?next=/", allow_redirects=False, timeout=30)
+        assert start.status_code == 302, start.text
+        return http, parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+
+    nobody = requests.get(callback, params={"error": spoof}, timeout=30)
+    assert nobody.status_code == 401 and spoof not in nobody.text and "evil.example" not in nobody.text
+    assert "expired or was not started here" in nobody.text
+    http, _ = started()
+    wrong_state = http.get(callback, params={"error": spoof, "state": "not-the-state"}, timeout=30)
+    assert wrong_state.status_code == 401 and "evil.example" not in wrong_state.text
+    assert "does not belong to this sign-in" in wrong_state.text
+    http, state = started()
+    words = http.get(callback, params={"error": spoof, "state": state}, timeout=30)
+    assert words.status_code == 401 and "evil.example" not in words.text and "refused the sign-in" in words.text
+    http, state = started()
+    denied = http.get(callback, params={"error": "access_denied", "state": state}, timeout=30)
+    assert denied.status_code == 401 and "The identity provider said: access_denied." in denied.text
