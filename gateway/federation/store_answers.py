@@ -69,9 +69,10 @@ def known_failure(spec: RouteSpec, status: int, body: bytes) -> GatewayError | N
 
 def answers_json(spec: RouteSpec) -> bool:
     """Whether MLflow answers `spec` with JSON whenever it succeeds: every forwarded route but the downloads (a file's
-    bytes), OTLP exports (protobuf), the AI gateway's invocations (a provider's answer, server-sent events when
-    streamed) and `/version` (the version as text)."""
-    if spec.body in (Body.DOWNLOAD, Body.OPAQUE, Body.PAYLOAD):
+    bytes), the uploads (MLflow 3.17.2's proxied artifact upload answers 200 with no body and no Content-Type), OTLP
+    exports (protobuf), the AI gateway's invocations (a provider's answer, server-sent events when streamed) and
+    `/version` (the version as text)."""
+    if spec.body in (Body.DOWNLOAD, Body.UPLOAD, Body.OPAQUE, Body.PAYLOAD):
         return False
     return not (spec.absolute and spec.path == "/version")
 
