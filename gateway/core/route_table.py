@@ -154,9 +154,14 @@ class RouteSpec:
         return Trait.STARTS_RUN in self.traits
 
     @property
+    def writes(self) -> bool:
+        """Changes what the store keeps (any call but a read or a search)."""
+        return self.method != "GET" and self.action not in READ_ACTIONS
+
+    @property
     def idempotent(self) -> bool:
         """Safe to retry upstream on a dropped connection."""
-        return self.method == "GET" or self.action in READ_ACTIONS
+        return not self.writes
 
     def paths(self) -> list[str]:
         """Where the gateway serves the route."""

@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
+import msgspec
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
@@ -67,19 +69,27 @@ def store_refusal(spec: RouteSpec, body: bytes | None, query: str) -> str | None
     return None
 
 
-def unread_part(spec: RouteSpec, body: bytes | None, query: str) -> str | None:
+def unread_part(spec: RouteSpec, body: bytes | None, query: str, document: object = None) -> str | None:
     """Why MLflow would act on only part of this request, or None when it reads all of it (or none: it refuses it,
     fails on it, or reads no protobuf message).
 
     MLflow's `_get_request_message` parses the request message field by field, in the order of the body's keys (of
     the message's fields for a GET's parameters), and at the first value it cannot parse (`"view_type": 99`,
-    `"order_by": [1]`) it stops and goes on with the fields read before: a field after that one never reaches the
-    handler. The gateway checks this where it rewrote a request (a search narrowed to what the caller may read),
-    since a field it added after the client's could otherwise be dropped."""
+    `"order_by": [1]`, a param's value sent as a number) it stops and goes on with the fields read before: a field
+    after that one never reaches the handler, and a write applies what was read, silently. The gateway checks this
+    where it rewrote a request (a search narrowed to what the caller may read), since a field it added after the
+    client's could otherwise be dropped, and for every write, which the index and the dual outbox would otherwise
+    record whole.
+
+    `document`, the body as decoded (the guard's canonical document), lets a log-batch's points be checked in one
+    pass (`_read_whole`) instead of through json_format, about a hundred times slower."""
     route = REQUEST_CHECKS.get((spec.method, spec.path, spec.version))
     if route is None or not route[0]:
         return None
     message_name, _, schema = route
+    if spec.path == LOG_BATCH_PATH and type(document) is dict and _read_whole(document.get("metrics")):
+        # The points parse whatever comes before or after them: the rest is read as it would be beside them.
+        body = msgspec.json.encode({key: [] if key == "metrics" else value for key, value in document.items()})
     try:
         args = parse_qsl(query, keep_blank_values=True)
         if spec.method == "GET" and args:
@@ -94,14 +104,47 @@ def unread_part(spec: RouteSpec, body: bytes | None, query: str) -> str | None:
     return None
 
 
-def refuse_partial_read(spec: RouteSpec, body: bytes | None, query: str) -> None:
-    """400 for a request the gateway rewrote that MLflow would read only in part (`unread_part`): a field the gateway
-    wrote (a narrowing filter, experiment ids translated to a central store's) could otherwise never reach the
-    handler. In MLflow's words where its checks refuse the request too."""
-    reason = unread_part(spec, body, query)
+def refuse_partial_read(spec: RouteSpec, body: bytes | None, query: str, document: object = None) -> None:
+    """400 for a request that MLflow would read only in part (`unread_part`): a field the gateway wrote (a narrowing
+    filter, experiment ids translated to a central store's) could otherwise never reach the handler, and a write
+    would be applied in part. In MLflow's words where its checks refuse the request too."""
+    reason = unread_part(spec, body, query, document)
     if reason is not None:
         refusal = InvalidParameter(f"Invalid request: MLflow would read only part of it ({reason[:200]}).")
         raise worded_as_the_store(spec, refusal, body, query)
+
+
+LOG_BATCH_PATH = "/mlflow/runs/log-batch"
+INT64 = msgspec.Meta(ge=-(2**63), le=2**63 - 1)
+FINITE = msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)  # json_format refuses an unquoted inf or nan
+
+
+class _WholeMetric(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A log-batch point json_format reads whole into MLflow's `Metric` message: a narrower shape than it takes
+    (tests/unit/test_partial_reads.py holds the two to each other, and these fields to the message's)."""
+
+    key: str = ""
+    value: Annotated[float, FINITE] | Literal["NaN", "Infinity", "-Infinity"] = 0.0
+    timestamp: Annotated[int, INT64] = 0
+    step: Annotated[int, INT64] = 0
+    dataset_name: str = ""
+    dataset_digest: str = ""
+    model_id: str = ""
+    run_id: str = ""
+
+
+_WHOLE_METRICS = list[_WholeMetric]
+
+
+def _read_whole(metrics: object) -> bool:
+    """Whether json_format reads every one of these points (False: it may not; ask json_format itself)."""
+    if type(metrics) is not list:
+        return False
+    try:
+        msgspec.convert(metrics, _WHOLE_METRICS)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def invalid_value(name: str, value: Any) -> str:

@@ -205,3 +205,39 @@ def test_documented_queries_answer_runs_logged_with_the_stock_client_in_three_wo
         [row] = statement(RUN_ROW, **ids)
         assert (row[3], row[4], row[5]) == (workspace_ids[workspace], run_id, ids["experiment_id"])
         assert '"lr": "0.01"' in row[11] or '"lr":"0.01"' in row[11]
+
+
+def test_a_log_batch_mlflow_would_apply_in_part_is_refused_and_nothing_of_it_is_kept(mlflow_env: Stack) -> None:
+    """MLflow parses a body key by key and, at a value it cannot parse (a param's value sent as a number), stops and
+    logs what it read before: the store logged the first param, dropped the second and the points after them, and
+    answered 200, while the index recorded the points the store never kept."""
+    from mlflow import MlflowClient
+
+    admin = mlflow_env.http("team-a")
+    api = f"{mlflow_env.url}/api/2.0/mlflow"
+    experiment_id = admin.post(f"{api}/experiments/create", json={"name": f"partial-{uuid.uuid4().hex[:8]}"}).json()[
+        "experiment_id"
+    ]
+    run_id = admin.post(f"{api}/runs/create", json={"experiment_id": experiment_id}).json()["run"]["info"]["run_id"]
+    body = {
+        "run_id": run_id,
+        "params": [{"key": "kept", "value": "v"}, {"key": "dropped", "value": 1}],
+        "metrics": [{"key": "ghost", "value": 1.0, "timestamp": 1, "step": 0}],
+    }
+    refused = admin.post(f"{api}/runs/log-batch", json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "params" in refused.json()["message"]
+
+    stored = MlflowClient(tracking_uri=mlflow_env.stores["a"].url).get_run(run_id).data
+    assert (stored.params, stored.metrics) == ({}, {})
+    counts = "SELECT count(*) AS n FROM system_mlflow.run_metrics_history WHERE run_id = $1"
+    assert rows(mlflow_env.database_url, counts, run_id) == [{"n": 0}]
+
+    # The same batch as MLflow reads it whole is logged, and indexed.
+    body["params"] = [{"key": "kept", "value": "v"}, {"key": "dropped", "value": "1"}]
+    accepted = admin.post(f"{api}/runs/log-batch", json=body)
+    assert accepted.status_code == 200, accepted.text
+    stored = MlflowClient(tracking_uri=mlflow_env.stores["a"].url).get_run(run_id).data
+    assert (stored.params, stored.metrics) == ({"kept": "v", "dropped": "1"}, {"ghost": 1.0})
+    assert rows(mlflow_env.database_url, counts, run_id) == [{"n": 1}]
