@@ -57,65 +57,69 @@ class World:
 @pytest.fixture(scope="module")
 def world(stack: Stack, workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     issuer = OidcIssuer().start()
-    port = free_port()
-    issuer.register(CLIENT_ID, f"http://{LOOPBACK}:{port}/fedgate/sign-in/callback", CLIENT_SECRET)
-    env = {
-        **GATEWAY_ENV,
-        "FEDGATE_OIDC_ISSUER": issuer.url,
-        "FEDGATE_OIDC_AUDIENCE": "fedgate",
-        "FEDGATE_OIDC_CLIENT_ID": CLIENT_ID,
-        "FEDGATE_OIDC_CLIENT_SECRET_ENV": "UI_CLIENT_SECRET",
-        "UI_CLIENT_SECRET": CLIENT_SECRET,
-    }
-    gateway = GatewayProcess(workdir / "fedgate.toml", env, port=port).start()
-    admin = Admin.of(stack)
-    suite = unique("ui")
-    group = f"{suite}-readers"
-    email = f"{suite}@example.com"
-    issuer.person(email, PASSWORD, groups=[group])
-    admin.group(group)
-    person = admin.person(f"{suite}-pat@example.com")
-    admin.group(f"{suite}-pat-readers", members=[person.id])
-    names = {
-        "visible": f"{suite} churn model",
-        "hidden": f"{suite} secret project",
-        "team_b": f"{suite} forecasts",
-        "team_c": f"{suite} payroll",
-    }
-    with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
-        mlflow.set_tracking_uri(stack.url)
-        image = tmp_path_factory.mktemp("ui") / "confusion_matrix.png"
-        image.write_bytes(png(96, 72))
-        mlflow.set_workspace("team-a")
-        client = MlflowClient()
-        visible = client.create_experiment(names["visible"])
-        hidden = client.create_experiment(names["hidden"])
-        with mlflow.start_run(experiment_id=visible, run_name="gradient-boosting") as run:
-            at = int(time.time() * 1000)
-            losses = [Metric("loss", 1.0 / (step + 1), at + step, step) for step in range(20)]
-            client.log_batch(run.info.run_id, losses, [], [])
-            mlflow.log_params({"learning_rate": "0.05", "max_depth": "6"})
-            mlflow.log_metric("accuracy", 0.93)
-            mlflow.log_artifact(str(image))
-        with mlflow.start_run(experiment_id=hidden, run_name="do-not-show"):
-            mlflow.log_metric("loss", 0.5)
-        mlflow.set_workspace("team-b")
-        team_b = MlflowClient().create_experiment(names["team_b"])
-        with mlflow.start_run(experiment_id=team_b, run_name="arima") as run_b:
-            for step in range(5):
-                mlflow.log_metric("mape", 0.12 + step / 100, step=step)
-        mlflow.set_workspace("team-c")
-        team_c = MlflowClient().create_experiment(names["team_c"])
-        with mlflow.start_run(experiment_id=team_c, run_name="salaries"):
-            mlflow.log_metric("total", 1.0)
-    for name in (group, f"{suite}-pat-readers"):
-        admin.grant(f"experiments/{visible}", "CAN_READ", group=name, workspace="team-a")
-        admin.grant("workspaces/team-b", "CAN_READ", group=name)
-    yield World(
-        gateway, issuer, email, person, visible, hidden, team_b, team_c, run.info.run_id, run_b.info.run_id, names
-    )
-    gateway.stop()
-    issuer.stop()
+    gateway: GatewayProcess | None = None
+    try:  # a setup that fails partway still stops what it started
+        port = free_port()
+        issuer.register(CLIENT_ID, f"http://{LOOPBACK}:{port}/fedgate/sign-in/callback", CLIENT_SECRET)
+        env = {
+            **GATEWAY_ENV,
+            "FEDGATE_OIDC_ISSUER": issuer.url,
+            "FEDGATE_OIDC_AUDIENCE": "fedgate",
+            "FEDGATE_OIDC_CLIENT_ID": CLIENT_ID,
+            "FEDGATE_OIDC_CLIENT_SECRET_ENV": "UI_CLIENT_SECRET",
+            "UI_CLIENT_SECRET": CLIENT_SECRET,
+        }
+        gateway = GatewayProcess(workdir / "fedgate.toml", env, port=port).start()
+        admin = Admin.of(stack)
+        suite = unique("ui")
+        group = f"{suite}-readers"
+        email = f"{suite}@example.com"
+        issuer.person(email, PASSWORD, groups=[group])
+        admin.group(group)
+        person = admin.person(f"{suite}-pat@example.com")
+        admin.group(f"{suite}-pat-readers", members=[person.id])
+        names = {
+            "visible": f"{suite} churn model",
+            "hidden": f"{suite} secret project",
+            "team_b": f"{suite} forecasts",
+            "team_c": f"{suite} payroll",
+        }
+        with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
+            mlflow.set_tracking_uri(stack.url)
+            image = tmp_path_factory.mktemp("ui") / "confusion_matrix.png"
+            image.write_bytes(png(96, 72))
+            mlflow.set_workspace("team-a")
+            client = MlflowClient()
+            visible = client.create_experiment(names["visible"])
+            hidden = client.create_experiment(names["hidden"])
+            with mlflow.start_run(experiment_id=visible, run_name="gradient-boosting") as run:
+                at = int(time.time() * 1000)
+                losses = [Metric("loss", 1.0 / (step + 1), at + step, step) for step in range(20)]
+                client.log_batch(run.info.run_id, losses, [], [])
+                mlflow.log_params({"learning_rate": "0.05", "max_depth": "6"})
+                mlflow.log_metric("accuracy", 0.93)
+                mlflow.log_artifact(str(image))
+            with mlflow.start_run(experiment_id=hidden, run_name="do-not-show"):
+                mlflow.log_metric("loss", 0.5)
+            mlflow.set_workspace("team-b")
+            team_b = MlflowClient().create_experiment(names["team_b"])
+            with mlflow.start_run(experiment_id=team_b, run_name="arima") as run_b:
+                for step in range(5):
+                    mlflow.log_metric("mape", 0.12 + step / 100, step=step)
+            mlflow.set_workspace("team-c")
+            team_c = MlflowClient().create_experiment(names["team_c"])
+            with mlflow.start_run(experiment_id=team_c, run_name="salaries"):
+                mlflow.log_metric("total", 1.0)
+        for name in (group, f"{suite}-pat-readers"):
+            admin.grant(f"experiments/{visible}", "CAN_READ", group=name, workspace="team-a")
+            admin.grant("workspaces/team-b", "CAN_READ", group=name)
+        yield World(
+            gateway, issuer, email, person, visible, hidden, team_b, team_c, run.info.run_id, run_b.info.run_id, names
+        )
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        issuer.stop()
 
 
 @pytest.fixture
