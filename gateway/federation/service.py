@@ -246,11 +246,12 @@ class Forwarder:
             call.query = plan.query
         if plan.body is not None:
             call.body = plan.body
+        # The body as the guard decoded it, while it is the one sent (None once the guard's plan replaced it).
+        document = canonical.document if canonical is not None and call.body is canonical.encoded else None
         if plan.query is not None or plan.body is not None or (spec.writes and spec.body is Body.JSON):
             # MLflow stops parsing at the first value it cannot parse and acts on the fields before it: what the guard
             # wrote into the request (a search narrowed to what the caller may read) must be read by the store, and a
             # write is applied whole or not at all (the index and the dual outbox record the whole document).
-            document = canonical.document if canonical is not None and call.body is canonical.encoded else None
             refuse_partial_read(spec, call.body if isinstance(call.body, bytes) else None, call.query, document)
         # 3b before send: checks of the body exactly as it will be sent, before it goes anywhere
         checks = [check for check in self.before_send if check.wants(spec, link)]
@@ -299,7 +300,7 @@ class Forwarder:
                     call.path_params,
                     artifact_path,
                     call.query,
-                    canonical.document if canonical is not None and call.body is canonical.encoded else None,
+                    document,
                 )
                 if len(hooks) == 1:
                     await hooks[0].record(write)

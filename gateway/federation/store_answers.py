@@ -87,7 +87,7 @@ def foreign_error(spec: RouteSpec, status: int, content_type: str) -> tuple[int,
 
     A client reading such a page fails on the body rather than on the error; in MLflow's shape it reads an error code
     and waits out the outage as for any 503."""
-    if 200 <= status < 300 and answers_json(spec) and status in (204, 205):
+    if status in (204, 205) and answers_json(spec):
         return 502, "INTERNAL_ERROR"
     if content_type.split(";", 1)[0].strip().lower() == "application/json":
         return None
