@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.authn.oidc import OidcIdentity, OidcVerifier
 from gateway.authn.sessions import BrowserSession, BrowserSessions, well_formed
 from gateway.authz.live import LivePolicy
-from gateway.authz.policy import PolicySnapshot
+from gateway.authz.policy import PolicySnapshot, PrincipalInfo
 from gateway.authz.repository import PolicyVersionRepository
 from gateway.core.errors import Unauthenticated
 from gateway.core.principal import Principal
@@ -127,8 +127,7 @@ class Authenticator:
         principal_id, expires_at = cached
         if expires_at is not None and expires_at <= datetime.now(UTC):
             raise Unauthenticated("The token has expired.")
-        snapshot = self._policy.snapshot
-        info = snapshot.principal(principal_id)
+        snapshot, info = await self._known(principal_id)
         if info is None or not info.active:
             raise Unauthenticated("The principal of this token is disabled or deleted.")
         if username and username.casefold() not in ("token", info.name.casefold()):
@@ -144,6 +143,17 @@ class Authenticator:
             minted_with=token_hash,
         )
 
+    async def _known(self, principal_id: int) -> tuple[PolicySnapshot, PrincipalInfo | None]:
+        """The policy and what it says of a principal a stored row (a token's, a session's) names. A principal
+        this replica's policy does not know may have been made on another replica moments ago, whose news has
+        not arrived yet: the policy is brought up to the stored one before the principal counts as deleted."""
+        snapshot = self._policy.snapshot
+        info = snapshot.principal(principal_id)
+        if info is None:
+            snapshot = await self._policy.reload()
+            info = snapshot.principal(principal_id)
+        return snapshot, info
+
     async def _from_oidc(self, token: str) -> Principal:
         assert self._oidc is not None
         return await self.identity_principal(await self._oidc.verify(token))
@@ -152,9 +162,15 @@ class Authenticator:
         """The principal of a person the identity provider vouched for (provisioned on first sight)."""
         snapshot = self._policy.snapshot
         info = snapshot.find("user", identity.username)
+        if info is None:
+            # Unknown to this replica's policy: new, or made on another replica moments ago. Provisioning
+            # brings the policy up to the stored one, and the user's role and groups are read from it.
+            principal_id = await self._provision(identity.username)
+            snapshot, info = await self._known(principal_id)
+        else:
+            principal_id = info.id
         if info is not None and not info.active:
             raise Unauthenticated("This user is disabled.")
-        principal_id = info.id if info is not None else await self._provision(identity.username)
         subjects, known = snapshot.subjects_naming(principal_id, identity.groups)
         return Principal(
             name=identity.username,
@@ -210,8 +226,7 @@ class Authenticator:
                 raise Unauthenticated(
                     "The token this session was made with is no longer valid; sign in again."
                 ) from None
-        snapshot = self._policy.snapshot
-        info = snapshot.principal(session.principal_id)
+        snapshot, info = await self._known(session.principal_id)
         if info is None or not info.active:
             raise Unauthenticated("This user is disabled or deleted.")
         if info.kind != "user":  # a session made with a service principal's token before sign-in refused them
