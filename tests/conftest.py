@@ -17,9 +17,17 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from gateway.devstack import GatewayProcess, MlflowServer, free_port
 from tests.support.bao import BaoServer, start_bao
+
+# No property test is timed: on a loaded machine (CI shares its cores) how long one example took says nothing of
+# the code, and Hypothesis's default 200 ms deadline (and its too-slow check of data generation) failed such tests
+# at random. A test's own @settings still applies on top of this.
+hypothesis_settings.register_profile("fedgate", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("fedgate")
 
 ADMIN_TOKEN = "test-admin-token-4f1c2b9e7d"
 MAX_JSON_BODY = 4 * 1024 * 1024
