@@ -37,7 +37,7 @@ from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.ui.pages import SIGN_IN_PATH
 
-HTML = "text/html; charset=utf-8"
+HTML = "text/html"  # Litestar adds `; charset=utf-8` to a text media type
 CONSOLE_PAGE = "console_page"
 NOT_A_BROWSER = "The console's pages are for people signed in with a browser; call the REST API with a token instead."
 

@@ -282,13 +282,15 @@ async def _relayed(chunks: AsyncIterable[bytes], request: Request[Any, Any, Any]
 
 
 def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIResponse:
-    media_type = result.headers.pop("Content-Type", None) or result.headers.pop("content-type", None)
+    # The store's Content-Type stays a header and goes out as the store sent it: given as the media type, a
+    # text type that names its charset (`text/plain; charset=utf-8`) would get Litestar's second one. The media
+    # types below are only for an answer without one.
     if result.stream is not None:
         stream = Stream(
             _relayed(result.stream, request),
             status_code=result.status,
             headers=result.headers,
-            media_type=media_type or "application/octet-stream",
+            media_type="application/octet-stream",
         )
         return stream.to_asgi_response(app=None, request=request)
     # The store's bytes go out as they came: no re-encoding on the hot path.
@@ -297,9 +299,9 @@ def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIRes
             body=result.body,
             status_code=result.status,
             headers=result.headers,
-            media_type=media_type or "application/json",
+            media_type="application/json",
         )
-    return PassThrough(result.status, result.headers, media_type or "application/json", result.body)
+    return PassThrough(result.status, result.headers, "application/json", result.body)
 
 
 class PassThrough(ASGIResponse):

@@ -37,6 +37,7 @@ def health_handlers(readiness: Readiness, stores: StoreHealth) -> list[HTTPRoute
 
     @get("/metrics", opt={"public": True}, name="metrics", include_in_schema=False)
     async def metrics() -> Response[bytes]:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        # As a header: given as the media type, Litestar would add a second `; charset=utf-8` to it.
+        return Response(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return [live, health, ready, store_health, metrics]

@@ -49,7 +49,8 @@ from gateway.ui.pages import (
 from gateway.ui.static import UiBuild
 
 SIGN_IN_ACCESS = "anyone: the browser sign-in and sign-out of the web UI"
-HTML = "text/html; charset=utf-8"
+# Litestar adds `; charset=utf-8` to a text media type itself (naming it here too sent it twice).
+HTML = "text/html"
 TELEMETRY_OFF = {"disable_ui_telemetry": True, "disable_ui_events": [], "ui_rollout_percentage": 0}
 MAX_FORM_BYTES = 16 * 1024
 NOT_A_PERSON = (

@@ -599,6 +599,39 @@ def test_the_ui_files_are_served_with_types_caching_and_gzip(world: World) -> No
         assert requests.get(f"{world.gateway.url}{escape}", timeout=30).status_code in (400, 404)
 
 
+def test_every_html_page_and_text_answer_names_its_charset_once(world: World) -> None:
+    """The Content-Type of each page the gateway makes (its sign-in pages, errors included, MLflow's page and
+    the build's HTML files, the console) and of its text answers, as it arrives: `charset` once, not twice."""
+    gateway = world.gateway.url
+    http = signed_in(world)
+    wrong = {"token": "fgt_" + "0" * 40, "next": "/"}
+    answers = {
+        "sign-in": requests.get(f"{gateway}/fedgate/sign-in", timeout=30),
+        "sign-in refused": requests.post(
+            f"{gateway}/fedgate/sign-in/token", data=wrong, headers={"Origin": gateway}, timeout=30
+        ),
+        "provider error": requests.get(f"{gateway}/fedgate/sign-in/callback?state=x&error=access_denied", timeout=30),
+        "resume": requests.get(f"{gateway}/fedgate/sign-in/resume", timeout=30),
+        "mlflow page": http.get(f"{gateway}/", timeout=30),
+        "build index": requests.get(f"{gateway}/static-files/index.html", timeout=30),
+        "build index (gzip)": requests.get(
+            f"{gateway}/build/index.html", headers={"Accept-Encoding": "gzip"}, timeout=30
+        ),
+        "trace renderer": requests.get(f"{gateway}/static-files/lib/notebook-trace-renderer/index.html", timeout=30),
+        "console": http.get(f"{gateway}/fedgate/console", timeout=30),
+        "health": requests.get(f"{gateway}/health", timeout=30),
+        "metrics": requests.get(f"{gateway}/metrics", timeout=30),
+    }
+    html = {"sign-in", "sign-in refused", "provider error", "resume", "mlflow page", "build index"}
+    html |= {"build index (gzip)", "trace renderer", "console"}
+    for name, answer in answers.items():
+        types = answer.raw.headers.getlist("Content-Type")
+        assert answer.status_code in (200, 400, 401), (name, answer.status_code)
+        assert len(types) == 1 and types[0].count("charset") == 1, (name, types)
+        if name in html:
+            assert types == ["text/html; charset=utf-8"], (name, types)
+
+
 # -- the sessions API -----------------------------------------------------------------------------------
 
 
