@@ -222,7 +222,11 @@ class AccessService:
         self, principal: Principal, target: Securable, items: list[AccessControlRequest], *, replace: bool
     ) -> ObjectPermissions:
         """PUT (replace=True) sets the direct grants to exactly `items`; PATCH adds or changes levels."""
-        wanted = [(self._resolve(item), self._level(item, target)) for item in items]
+        try:
+            wanted = [(self._resolve(item), self._level(item, target)) for item in items]
+        except ResourceNotFound:  # a principal made on another replica moments ago is found in the stored policy
+            await self.policy.reload()
+            wanted = [(self._resolve(item), self._level(item, target)) for item in items]
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
             changes: list[PolicyChange] = []
@@ -348,7 +352,11 @@ class AccessService:
         applicable = {p.value for p in UC_PRIVILEGES[kind]}
         plan: list[tuple[PrincipalInfo, set[str], set[str]]] = []
         for change in changes:
-            target = self._uc_principal(change.principal)
+            try:
+                target = self._uc_principal(change.principal)
+            except ResourceNotFound:  # made on another replica moments ago? Found in the stored policy, if so
+                await self.policy.reload()
+                target = self._uc_principal(change.principal)
             add = _privileges(change.add, applicable)
             remove = _privileges(change.remove, applicable)
             plan.append((target, add, remove))

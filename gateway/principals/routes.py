@@ -15,6 +15,7 @@ from gateway.core.schemas import Empty
 from gateway.db.models import PrincipalRow, TokenRow
 from gateway.principals import names
 from gateway.principals.guards import account_admin
+from gateway.principals.ports import Directory, Known
 from gateway.principals.schemas import (
     CreateToken,
     CreateTokenOnBehalfOf,
@@ -328,14 +329,19 @@ class TokenManagementController(Controller):
         tokens: TokenService,
         principals: PrincipalService,
     ) -> ManagedTokenCreated:
-        snapshot = principals.policy.snapshot
-        owner = None
-        if data.application_id:
-            owner = snapshot.find("service_principal", data.application_id)
-        elif data.user_name:
-            owner = snapshot.find("user", names.canonical("user", data.user_name))
-        elif data.owner_id is not None and (owner_id := whole(data.owner_id)) is not None:
-            owner = snapshot.principal(owner_id)
+        owner_id = whole(data.owner_id) if data.owner_id is not None else None
+
+        def named(snapshot: Directory) -> Known | None:
+            if data.application_id:
+                return snapshot.find("service_principal", data.application_id)
+            if data.user_name:
+                return snapshot.find("user", names.canonical("user", data.user_name))
+            return snapshot.principal(owner_id) if owner_id is not None else None
+
+        owner = named(principals.policy.snapshot)
+        if owner is None:  # made on another replica moments ago? Not found only in the stored policy (one query)
+            await principals.policy.reload()
+            owner = named(principals.policy.snapshot)
         if owner is None:
             raise InvalidParameter("Name the owner: application_id, user_name or owner_id of an existing principal.")
         value, row = await tokens.create(

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
 
-import asyncpg
 import pytest
 import requests
 
 from gateway.devstack import GatewayProcess
-from gateway.principals.tokens import TOKEN_PREFIX, hash_token
+from gateway.principals.tokens import TOKEN_PREFIX
 from tests.conftest import ADMIN_TOKEN, Stack
+from tests.support.elsewhere import made_elsewhere
 from tests.support.identity import Admin
 from tests.support.oidc import OIDC_AUDIENCE, OidcIssuer
 
@@ -111,35 +110,6 @@ def test_the_token_list_does_not_name_the_bootstrap_admin_for_a_deleted_creator(
     assert one.status_code == 200 and one.json()["token_info"]["created_by_username"] is None, one.text
 
 
-def made_elsewhere(stack: Stack, kind: str, name: str, token: str | None = None) -> None:
-    """An account admin (and a token of theirs) as another replica makes one, less the NOTIFY: the change is
-    committed and the policy version moved, but no replica has heard of it yet."""
-
-    async def make() -> None:
-        connection = await asyncpg.connect(stack.database_url)
-        try:
-            async with connection.transaction():
-                principal_id = await connection.fetchval(
-                    "INSERT INTO principals (kind, name, display_name, active, account_admin) "
-                    "VALUES ($1, $2, '', true, true) RETURNING id",
-                    kind,
-                    name,
-                )
-                if token is not None:
-                    key = await connection.fetchval("SELECT value FROM gateway_secrets WHERE name = 'token_hash_key'")
-                    await connection.execute(
-                        "INSERT INTO tokens (token_id, principal_id, token_hash, comment) VALUES ($1, $2, $3, '')",
-                        uuid.uuid4().hex,
-                        principal_id,
-                        hash_token(bytes(key), token),
-                    )
-                await connection.execute("UPDATE policy_version SET version = version + 1 WHERE id = 1")
-        finally:
-            await connection.close()
-
-    asyncio.run(make())
-
-
 def admins_only_list(url: str, credential: str) -> requests.Response:
     return requests.get(
         f"{url}/api/2.0/token-management/tokens", headers={"Authorization": f"Bearer {credential}"}, timeout=60
@@ -154,7 +124,7 @@ def test_an_account_admin_this_replica_has_not_heard_of_yet_is_an_admin_at_once(
     groups come from that, not from the stale policy that did not know them (the first call answered 403 "Only
     account admins" with an identity provider's token, and 401 "disabled or deleted" with a gateway token)."""
     person = f"unheard-{uuid.uuid4().hex[:8]}@example.com"
-    made_elsewhere(stack, "user", person)
+    made_elsewhere(stack.database_url, "user", person)
     credential = issuer.token(
         "unheard", audience=OIDC_AUDIENCE, email=person, expires_in=3600, extra_claims={"email_verified": True}
     )
@@ -162,7 +132,7 @@ def test_an_account_admin_this_replica_has_not_heard_of_yet_is_an_admin_at_once(
     assert by_person.status_code == 200, by_person.text
 
     robot, token = str(uuid.uuid4()), f"{TOKEN_PREFIX}{uuid.uuid4().hex}"
-    made_elsewhere(stack, "service_principal", robot, token)
+    made_elsewhere(stack.database_url, "service_principal", robot, token)
     by_robot = admins_only_list(stack.url, token)
     assert by_robot.status_code == 200, by_robot.text
 
