@@ -8,7 +8,7 @@ answers PERMISSION_DENIED.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.authz.levels import (
     RANK,
@@ -34,6 +34,31 @@ EVERYTHING = Everything()
 class Authorizer:
     def __init__(self, policy: LivePolicy) -> None:
         self.policy = policy
+
+    async def caught_up(self, principal: Principal) -> Principal | None:
+        """Before a refusal stands: bring this replica's policy to the stored one (one query when it is there
+        already), as a change made through another replica may not have reached it yet. When that gave it a
+        newer policy, the principal as that policy knows it (its groups, the identity provider's groups it
+        named, its account admin role), to decide again with; else None (nothing new to decide by), also for a
+        principal the newer policy no longer holds active. Never a mix: groups from the policy the principal was
+        authenticated with and grants from the newer one could allow what neither allows. Only ever forward,
+        with every change up to the stored version (revocations too)."""
+        if not self.policy.loaded:  # not serving yet: nothing was decided with a stored policy to catch up on
+            return None
+        before = self.policy.snapshot
+        snapshot = await self.policy.reload()
+        if snapshot is before:
+            return None
+        if principal.id is None:  # the bootstrap admin: no row, no groups
+            return principal
+        info = snapshot.principal(principal.id)
+        if info is None or not info.active:
+            return None
+        if principal.idp:
+            subjects, named = snapshot.subjects_naming(principal.id, principal.idp_groups)
+        else:
+            subjects, named = snapshot.subjects(principal.id), principal.idp_groups
+        return replace(principal, subjects=subjects, idp_groups=named, account_admin=info.account_admin)
 
     def level(self, principal: Principal, workspace_id: int, obj: str) -> str | None:
         if principal.account_admin:

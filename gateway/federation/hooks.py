@@ -174,6 +174,12 @@ class Check(Protocol):
         """Whether the principal may see the workspace at all (a workspace it may not see answers 404)."""
         ...
 
+    async def caught_up(self, principal: Principal) -> Principal | None:
+        """Bring the policy decisions rest on up to the stored one (a change made through another replica may
+        not have reached this one yet). When that changed it, the principal as the newer policy knows it, for a
+        refusal to be decided again; else None."""
+        ...
+
 
 class RunHomes(Protocol):
     """Which workspace a run lives in (federation/locate.py's RunDirectory), for calls that name only a run."""

@@ -23,6 +23,7 @@ from gateway.core.config import WORKSPACE_NAME_RE
 from gateway.core.errors import (
     GraphqlNotFound,
     InvalidParameter,
+    PermissionDenied,
     ResourceNotFound,
     StoreTimeout,
     StoreUnavailable,
@@ -209,6 +210,44 @@ class Forwarder:
 
     # -- forwarding ----------------------------------------------------------------------------------
 
+    async def _decided(
+        self, call: ForwardCall, canonical: CanonicalBody | None, artifact_path: str | None
+    ) -> tuple[WorkspaceLink, Plan]:
+        """The call's workspace and the guard's plan for it, decided by the stored policy when refused.
+
+        A grant made through another replica moments ago (the owner's grant on an experiment the caller just
+        created there, as a balancer sends each call elsewhere) may not have reached this one: before a refusal
+        by access control (403, or 404 as for a missing object) stands, this replica's policy is brought up to
+        the stored one, and the call decided again if that changed it. One query when the replica is not behind;
+        an object that is really missing costs none. The policy only moves forward, revocations included.
+        """
+        try:
+            return await self._decide(call, canonical, artifact_path)
+        except (PermissionDenied, ResourceNotFound) as refusal:
+            if isinstance(refusal, ResourceNotFound) and not refusal.denied:
+                raise
+            principal = await self.guard.caught_up(call.principal)
+            if principal is None:
+                raise
+            call.principal = principal  # as the stored policy knows it: its groups with that policy's grants
+            return await self._decide(call, canonical, artifact_path)
+
+    async def _decide(
+        self, call: ForwardCall, canonical: CanonicalBody | None, artifact_path: str | None
+    ) -> tuple[WorkspaceLink, Plan]:
+        link = await self.resolve(call, canonical.ids if canonical is not None else None, artifact_path)
+        plan = await self.guard.check(
+            call.spec,
+            call.principal,
+            link,
+            canonical,
+            call.query,
+            artifact_path,
+            dict(call.path_params),
+            call.headers,
+        )
+        return link, plan
+
     async def forward(self, call: ForwardCall) -> ForwardResult:
         spec = call.spec
         # What the client sent: a refusal of the gateway's own reads as the store's where MLflow refuses it too.
@@ -220,20 +259,9 @@ class Forwarder:
             raise worded_as_the_store(spec, refusal, sent_body, sent_query) from None
         ids = canonical.ids if canonical is not None else None
         artifact_path = self._artifact_path(call) if spec.resource is Resource.ARTIFACT else None
-        # 2 resolve
-        link = await self.resolve(call, ids, artifact_path)
-        # 3 guard
+        # 2 resolve, 3 guard
         try:
-            plan = await self.guard.check(
-                spec,
-                call.principal,
-                link,
-                canonical,
-                call.query,
-                artifact_path,
-                dict(call.path_params),
-                call.headers,
-            )
+            link, plan = await self._decided(call, canonical, artifact_path)
         except InvalidParameter as refusal:
             raise worded_as_the_store(spec, refusal, sent_body, sent_query) from None
         except ResourceNotFound as missing:

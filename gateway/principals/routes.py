@@ -358,13 +358,15 @@ class TokenManagementController(Controller):
         created_by_id: int | None = None,
         owner_id: int | None = None,
     ) -> ManagedTokenList:
-        rows = await tokens.list(owner_id)
-        infos = [_managed(row, principals) for row in rows if created_by_id is None or row.created_by == created_by_id]
-        return ManagedTokenList(token_infos=infos)
+        rows = [row for row in await tokens.list(owner_id) if created_by_id is None or row.created_by == created_by_id]
+        await _knowing(rows, principals)
+        return ManagedTokenList(token_infos=[_managed(row, principals) for row in rows])
 
     @get("/tokens/{token_id:str}", name="token management get")
     async def get_one(self, token_id: str, tokens: TokenService, principals: PrincipalService) -> ManagedToken:
-        return ManagedToken(token_info=_managed(await tokens.get(token_id), principals))
+        row = await tokens.get(token_id)
+        await _knowing([row], principals)
+        return ManagedToken(token_info=_managed(row, principals))
 
     @delete("/tokens/{token_id:str}", name="token management delete", status_code=200)
     async def delete_any(self, request: Request[Principal, Any, Any], token_id: str, tokens: TokenService) -> Empty:
@@ -380,6 +382,16 @@ def _lifetime(raw: int | str | None) -> int | None:
     if isinstance(raw, str) and (magnitude := whole(raw.removeprefix("-"))) is not None:
         return -magnitude if raw.startswith("-") else magnitude
     raise InvalidParameter("'lifetime_seconds' must be a whole number of seconds.")
+
+
+async def _knowing(rows: list[TokenRow], principals: PrincipalService) -> None:
+    """A token's owner or creator made through another replica moments ago is named once this replica's policy
+    is the stored one (one query, and only when some row names a principal the policy in use does not know: a
+    creator deleted since costs it at every listing)."""
+    snapshot = principals.policy.snapshot
+    named = {row.principal_id for row in rows} | {row.created_by for row in rows if row.created_by is not None}
+    if any(snapshot.principal(principal_id) is None for principal_id in named):
+        await principals.policy.reload()
 
 
 def _managed(row: TokenRow, principals: PrincipalService) -> ManagedTokenInfo:

@@ -9,8 +9,10 @@ import uuid
 
 import pytest
 
+from gateway.authz.levels import experiment_object, workspace_domain
+from gateway.principals.tokens import TOKEN_PREFIX
 from tests.conftest import Stack
-from tests.support.elsewhere import made_elsewhere
+from tests.support.elsewhere import granted_elsewhere, made_elsewhere
 from tests.support.identity import Admin
 
 pytestmark = pytest.mark.integration
@@ -20,9 +22,18 @@ def test_a_principal_made_on_another_replica_can_be_named_here_at_once(stack: St
     """An admin makes a user, a service principal or a group through one replica and names it through another
     (a balancer sends each call elsewhere) before the news arrives there: a token on the user's behalf, a grant
     to it in the permissions API and in Unity Catalog's. "No such principal" is answered only once the replica's
-    policy is the stored one (each call failed before: 400 "Name the owner", 404 "No service principal named")."""
+    policy is the stored one (each call failed before: 400 "Name the owner", 404 "No service principal named"),
+    and a token of such a principal is listed with its owner's name."""
     admin = Admin.of(stack).http()
     scim = f"{stack.url}/api/2.0/preview/scim/v2"
+    # A token of a principal made there is listed with its owner's name (it was listed with owner_name "").
+    holder, token = str(uuid.uuid4()), f"{TOKEN_PREFIX}{uuid.uuid4().hex}"
+    holder_id = made_elsewhere(stack.database_url, "service_principal", holder, token, admin=False)
+    tokens = f"{stack.url}/api/2.0/token-management/tokens"
+    listed = admin.get(tokens, params={"owner_id": holder_id}, timeout=60)
+    assert listed.status_code == 200, listed.text
+    assert [info["owner_name"] for info in listed.json()["token_infos"]] == [holder], listed.text
+
     for by in ("user_name", "owner_id"):
         person = f"named-{uuid.uuid4().hex[:8]}@example.com"
         person_id = made_elsewhere(stack.database_url, "user", person, admin=False)
@@ -44,5 +55,62 @@ def test_a_principal_made_on_another_replica_can_be_named_here_at_once(stack: St
     assert uc.status_code == 200, uc.text
     assert group in uc.text
 
-    for path in (f"ServicePrincipals/{robot_id}", f"Groups/{group_id}"):  # their grants go with them
+    # Their grants and tokens go with them.
+    for path in (f"ServicePrincipals/{holder_id}", f"ServicePrincipals/{robot_id}", f"Groups/{group_id}"):
         assert admin.delete(f"{scim}/{path}", timeout=60).status_code == 204
+
+
+def test_a_grant_made_on_another_replica_counts_here_at_once(stack: Stack) -> None:
+    """Someone creates an experiment through one replica (its owner's grant is made there) and logs to it through
+    another, or is granted it there: the call is refused only by the stored policy (before, the replica that had
+    not heard of the grant answered 404 as for a missing experiment, and 403 for a level it did not know yet)."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-granted@example.com")
+    workspace_id = int(
+        admin.http()
+        .get(f"{stack.url}/api/3.0/mlflow/workspaces/team-a", timeout=60)
+        .json()["workspace"]["workspace_id"]
+    )
+    made = admin.http("team-a").post(
+        f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": f"granted-{uuid.uuid4().hex}"}, timeout=60
+    )
+    assert made.status_code == 200, made.text
+    experiment_id = made.json()["experiment_id"]
+    as_person = person.http(stack)
+    get = f"{stack.url}/api/2.0/mlflow/experiments/get"
+    hidden = as_person.get(get, params={"experiment_id": experiment_id}, timeout=60)
+    assert hidden.status_code == 404, hidden.text  # nobody granted it yet
+
+    where, what = workspace_domain(workspace_id), experiment_object(workspace_id, experiment_id)
+    granted_elsewhere(stack.database_url, person.id, where, what, "CAN_READ")
+    seen = as_person.get(get, params={"experiment_id": experiment_id}, timeout=60)
+    assert seen.status_code == 200 and seen.json()["experiment"]["experiment_id"] == experiment_id, seen.text
+
+    run = {"experiment_id": experiment_id}
+    refused = as_person.post(f"{stack.url}/api/2.0/mlflow/runs/create", json=run, timeout=60)
+    assert refused.status_code == 403, refused.text  # CAN_READ only
+    granted_elsewhere(stack.database_url, person.id, where, what, "CAN_EDIT")
+    logged = as_person.post(f"{stack.url}/api/2.0/mlflow/runs/create", json=run, timeout=60)
+    assert logged.status_code == 200, logged.text
+
+
+def test_a_refusal_decided_again_takes_the_callers_groups_from_the_same_policy_as_the_grants(stack: Stack) -> None:
+    """Through another replica a person leaves a group and the group is granted an experiment, in one change. The
+    replica that has not heard of it authenticates the person as a member; deciding the refusal again must read
+    the groups from the policy it reads the grants from: a member (as the old policy had it) with the group's
+    new grant would read what neither the old policy nor the new one lets them read."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-leaver@example.com")
+    group_id = admin.group(f"leavers-{uuid.uuid4().hex[:8]}", members=[person.id])
+    team_a = admin.http().get(f"{stack.url}/api/3.0/mlflow/workspaces/team-a", timeout=60)
+    workspace_id = int(team_a.json()["workspace"]["workspace_id"])
+    made = admin.http("team-a").post(
+        f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": f"leavers-{uuid.uuid4().hex}"}, timeout=60
+    )
+    assert made.status_code == 200, made.text
+    experiment_id = made.json()["experiment_id"]
+    where, what = workspace_domain(workspace_id), experiment_object(workspace_id, experiment_id)
+    granted_elsewhere(stack.database_url, group_id, where, what, "CAN_READ", leaves=(person.id, group_id))
+    get = f"{stack.url}/api/2.0/mlflow/experiments/get"
+    hidden = person.http(stack).get(get, params={"experiment_id": experiment_id}, timeout=60)
+    assert hidden.status_code == 404, hidden.text

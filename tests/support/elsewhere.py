@@ -42,8 +42,17 @@ def made_elsewhere(database_url: str, kind: str, name: str, token: str | None = 
     return asyncio.run(make())
 
 
-def granted_elsewhere(database_url: str, principal_id: int, domain: str, obj: str, privilege: str) -> None:
-    """A grant, as the permissions API of another replica adds one."""
+def granted_elsewhere(
+    database_url: str,
+    principal_id: int,
+    domain: str,
+    obj: str,
+    privilege: str,
+    *,
+    leaves: tuple[int, int] | None = None,
+) -> None:
+    """A grant, as the permissions API of another replica adds one; with `leaves` (member id, group id), that
+    membership ends in the same change."""
 
     async def grant() -> None:
         connection = await asyncpg.connect(database_url)
@@ -57,6 +66,11 @@ def granted_elsewhere(database_url: str, principal_id: int, domain: str, obj: st
                     obj,
                     privilege,
                 )
+                if leaves is not None:
+                    member_id, group_id = leaves
+                    await connection.execute(
+                        "DELETE FROM group_members WHERE member_id = $1 AND group_id = $2", member_id, group_id
+                    )
                 await connection.execute("UPDATE policy_version SET version = version + 1 WHERE id = 1")
         finally:
             await connection.close()

@@ -153,6 +153,7 @@ class AllowAll:
         self.hidden = hidden
         self.checked: list[tuple[str, str]] = []
         self.found: list[bytes] = []
+        self.catch_ups = 0
 
     async def check(
         self,
@@ -173,6 +174,20 @@ class AllowAll:
 
     def enters(self, principal: Principal, link: WorkspaceLink) -> bool:
         return link.name not in self.hidden
+
+    async def caught_up(self, principal: Principal) -> Principal | None:
+        self.catch_ups += 1
+        return None  # its policy is the stored one
+
+
+class Behind(AllowAll):
+    """A guard whose policy has not heard yet of the grants that let the caller see `hidden` (made through
+    another replica): catching up with the stored policy brings them."""
+
+    async def caught_up(self, principal: Principal) -> Principal | None:
+        self.catch_ups += 1
+        self.hidden = frozenset()
+        return principal
 
 
 class NotingHook:
@@ -384,6 +399,26 @@ async def test_a_traceparent_never_reaches_the_store() -> None:
     await fw.forward(sent)
     forwarded = {name.lower() for s in store.sent for name, _ in s.headers}
     assert forwarded.isdisjoint({"traceparent", "tracestate"}) and "user-agent" in forwarded
+
+
+async def test_a_refusal_stands_only_once_the_policy_is_the_stored_one() -> None:
+    """A grant made through another replica moments ago: the refusal of a replica that has not heard of it yet is
+    decided again once its policy caught up, and the call goes through (it answered 404 before). A replica that
+    is not behind refuses after that one look; an object that does not exist costs none."""
+    behind = Behind(hidden=frozenset({"team-b"}))
+    fw = forwarder(DEFAULT, TEAM_A, TEAM_B, guard=behind)
+    answer = await fw.forward(log_batch(RUN_A, header="team-b"))
+    assert answer.status == 200 and behind.catch_ups == 1
+    assert [workspace for _, workspace in behind.checked] == ["team-b"]
+
+    up_to_date = AllowAll(hidden=frozenset({"team-b"}))
+    fw = forwarder(DEFAULT, TEAM_A, TEAM_B, guard=up_to_date)
+    with pytest.raises(ResourceNotFound, match="Workspace 'team-b' not found") as refused:
+        await fw.forward(log_batch(RUN_A, header="team-b"))
+    assert refused.value.denied and up_to_date.catch_ups == 1
+    with pytest.raises(ResourceNotFound, match="Workspace 'nowhere' not found") as missing:
+        await fw.forward(log_batch(RUN_A, header="nowhere"))
+    assert not missing.value.denied and up_to_date.catch_ups == 1
 
 
 async def test_an_unknown_id_and_an_id_the_caller_may_not_see_answer_alike() -> None:

@@ -83,6 +83,9 @@ class Guard:
     def enters(self, principal: Principal, link: WorkspaceLink) -> bool:
         return self.authorizer.enters(principal, link.workspace_id)
 
+    async def caught_up(self, principal: Principal) -> Principal | None:
+        return await self.authorizer.caught_up(principal)
+
     async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
         """get-by-name names no id up front: the experiment found must be readable, or it was not found."""
         found_experiment(self.authorizer, principal, link, answer)
