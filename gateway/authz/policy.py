@@ -343,6 +343,11 @@ class PolicySnapshot:
         """Whether any of the subjects holds any grant in `domain`."""
         return any((domain, sub) in self._of for sub in subjects)
 
+    def domains_of(self, subjects: Iterable[int]) -> set[str]:
+        """The domains in which any of the subjects holds a grant: a scan of the index, for rare calls only."""
+        wanted = set(subjects)
+        return {domain for domain, holder in self._of if holder in wanted}
+
 
 # Whether a domain or a privilege name is valid, once asked: a few dozen values, asked for every grant changed.
 _VALIDITY: dict[tuple[str, str], bool] = {}

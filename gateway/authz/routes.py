@@ -138,7 +138,7 @@ class UnityCatalogController(Controller):
     ) -> PermissionsList:
         obj = access.securable(securable_type, full_name)
         access.check_uc_manager(request.user, obj)
-        return access.uc_assignments(obj, principal)
+        return access.uc_assignments(request.user, obj, principal)
 
     @patch("/permissions/{securable_type:str}/{full_name:str}", name="uc grants update")
     async def update_grants(
@@ -165,7 +165,7 @@ class UnityCatalogController(Controller):
         obj = access.securable(securable_type, full_name)
         if not access.is_self(request.user, principal):
             access.check_uc_manager(request.user, obj)
-        return access.uc_effective(obj, principal)
+        return access.uc_effective(request.user, obj, principal)
 
 
 class AuditController(Controller):

@@ -35,6 +35,7 @@ from gateway.authz.levels import (
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
 from gateway.authz.ports import ObjectExists
+from gateway.authz.reach import EVERYONE, Reach, for_account, for_workspace
 from gateway.authz.repository import GrantRepository, ModelIdRepository, PolicyVersionRepository
 from gateway.authz.schemas import (
     AccessControlRequest,
@@ -223,10 +224,12 @@ class AccessService:
     ) -> ObjectPermissions:
         """PUT (replace=True) sets the direct grants to exactly `items`; PATCH adds or changes levels."""
         try:
-            wanted = [(self._resolve(item), self._level(item, target)) for item in items]
+            reach = self.workspace_reach(principal, target.link)
+            wanted = [(self._resolve(item, reach), self._level(item, target)) for item in items]
         except ResourceNotFound:  # a principal made on another replica moments ago is found in the stored policy
             await self.policy.reload()
-            wanted = [(self._resolve(item), self._level(item, target)) for item in items]
+            reach = self.workspace_reach(principal, target.link)
+            wanted = [(self._resolve(item, reach), self._level(item, target)) for item in items]
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
             changes: list[PolicyChange] = []
@@ -249,16 +252,16 @@ class AccessService:
         await self.policy.reload()
         return self.acl(target)
 
-    def _resolve(self, item: AccessControlRequest) -> PrincipalInfo:
-        named = [(field, getattr(item, field)) for field in PRINCIPAL_FIELDS if getattr(item, field)]
-        if len(named) != 1:
-            raise InvalidParameter("Each entry names exactly one of user_name, group_name, service_principal_name.")
-        field, name = named[0]
-        kind = PRINCIPAL_FIELDS[field]
-        info = self.policy.snapshot.find(kind, names.canonical(kind, str(name)))
-        if info is None:
-            raise ResourceNotFound(f"No {kind.replace('_', ' ')} named '{name}'.")
-        return info
+    def workspace_reach(self, principal: Principal, link: WorkspaceLink) -> Reach:
+        """Whom a manager of an object of the workspace may name in its ACL (gateway/authz/reach.py): anyone for
+        the workspace's admins (account admins, CAN_MANAGE on it), else itself and the workspace's principals."""
+        admin = self.authorizer.allows(
+            principal, link.workspace_id, workspace_object(link.workspace_id), Level.CAN_MANAGE
+        )
+        return for_workspace(principal, workspace_domain(link.workspace_id), admin=admin)
+
+    def _resolve(self, item: AccessControlRequest, reach: Reach) -> PrincipalInfo:
+        return resolve_typed(self.policy.snapshot, item, reach)
 
     @staticmethod
     def _level(item: AccessControlRequest, target: Securable) -> str:
@@ -305,9 +308,9 @@ class AccessService:
             return False
         return info is not None and info.id == principal.id
 
-    def uc_assignments(self, obj: str, principal_name: str | None = None) -> PermissionsList:
+    def uc_assignments(self, caller: Principal, obj: str, principal_name: str | None = None) -> PermissionsList:
         snapshot = self.policy.snapshot
-        only = self._uc_principal(principal_name).id if principal_name else None
+        only = self._uc_principal(caller, principal_name).id if principal_name else None
         assignments = []
         for sub, privileges in sorted(snapshot.grants_on(ACCOUNT_DOMAIN, obj).items()):
             info = snapshot.principal(sub)
@@ -316,7 +319,7 @@ class AccessService:
             assignments.append(PrivilegeAssignment(principal=info.name, privileges=sorted(privileges)))
         return PermissionsList(privilege_assignments=assignments)
 
-    def uc_effective(self, obj: str, principal_name: str | None = None) -> EffectivePermissionsList:
+    def uc_effective(self, caller: Principal, obj: str, principal_name: str | None = None) -> EffectivePermissionsList:
         """Every privilege that applies to `obj`, with the securable (and group) it comes from."""
         snapshot = self.policy.snapshot
         holders: dict[int, list[EffectivePrivilege]] = {}
@@ -329,7 +332,7 @@ class AccessService:
                         item.inherited_from_type, item.inherited_from_name = kind.upper(), name
                     holders.setdefault(sub, []).append(item)
         if principal_name:
-            target = self._uc_principal(principal_name)
+            target = self._uc_principal(caller, principal_name)
             effective: list[EffectivePrivilege] = []
             for sub in sorted(snapshot.subjects(target.id)):
                 for item in holders.get(sub, []):
@@ -353,10 +356,10 @@ class AccessService:
         plan: list[tuple[PrincipalInfo, set[str], set[str]]] = []
         for change in changes:
             try:
-                target = self._uc_principal(change.principal)
+                target = self._uc_principal(principal, change.principal)
             except ResourceNotFound:  # made on another replica moments ago? Found in the stored policy, if so
                 await self.policy.reload()
-                target = self._uc_principal(change.principal)
+                target = self._uc_principal(principal, change.principal)
             add = _privileges(change.add, applicable)
             remove = _privileges(change.remove, applicable)
             plan.append((target, add, remove))
@@ -382,7 +385,7 @@ class AccessService:
             )
             await PolicyVersionRepository(session).bump(recorded)
         await self.policy.reload()
-        return self.uc_assignments(obj)
+        return self.uc_assignments(principal, obj)
 
     # -- one grant --------------------------------------------------------------------------------------
 
@@ -420,15 +423,21 @@ class AccessService:
         await self.policy.reload()
         return holder
 
-    def _uc_principal(self, name: str) -> PrincipalInfo:
-        info = resolve_principal(self.policy.snapshot, name)
+    def _uc_principal(self, caller: Principal, name: str) -> PrincipalInfo:
+        """The principal a Unity Catalog grant, grants list or SHOW GRANTS names. Account admins name anyone; another
+        manager (MANAGE need not make an admin) itself and the principals of every domain it holds something in
+        (gateway/authz/reach.py): the account's, where its MANAGE is held and every grant the securable's effective
+        permissions show it, and its workspaces'. Anyone else it meets as a name nobody has."""
+        snapshot = self.policy.snapshot
+        info = resolve_principal(snapshot, name, for_account(snapshot, caller))
         if info is None:
             raise ResourceNotFound(f"No principal named '{name.strip()}'.")
         return info
 
 
-def resolve_principal(snapshot: PolicySnapshot, name: str) -> PrincipalInfo | None:
-    """The one principal a bare name denotes (a UC `principal`, a SQL grantee, a view owner), or None.
+def resolve_principal(snapshot: PolicySnapshot, name: str, reach: Reach = EVERYONE) -> PrincipalInfo | None:
+    """The one principal a bare name denotes (a UC `principal`, a SQL grantee, a view owner), or None: also
+    when it is beyond the caller's `reach` (gateway/authz/reach.py).
 
     A name with '@' can only be a user; one without is a group or a service principal, and names are
     unique across kinds. Should two principals still share the name (data older than the name rules),
@@ -436,7 +445,7 @@ def resolve_principal(snapshot: PolicySnapshot, name: str) -> PrincipalInfo | No
     """
     found = []
     for kind in names.kinds_for(name.strip()):
-        info = snapshot.find(kind, names.canonical(kind, name))
+        info = reach.find(snapshot, kind, name)
         if info is not None:
             found.append(info)
     if len(found) > 1:
@@ -444,6 +453,20 @@ def resolve_principal(snapshot: PolicySnapshot, name: str) -> PrincipalInfo | No
             f"The name '{name.strip()}' is held by principals of several kinds; rename one of them before granting."
         )
     return found[0] if found else None
+
+
+def resolve_typed(snapshot: PolicySnapshot, item: AccessControlRequest, reach: Reach) -> PrincipalInfo:
+    """The principal an entry of the permissions API names by kind (`user_name`, `group_name`,
+    `service_principal_name`); 404 for a name nobody holds and, alike, for one beyond the caller's `reach`."""
+    named = [(field, getattr(item, field)) for field in PRINCIPAL_FIELDS if getattr(item, field)]
+    if len(named) != 1:
+        raise InvalidParameter("Each entry names exactly one of user_name, group_name, service_principal_name.")
+    field, name = named[0]
+    kind = PRINCIPAL_FIELDS[field]
+    info = reach.find(snapshot, kind, str(name))
+    if info is None:
+        raise ResourceNotFound(f"No {kind.replace('_', ' ')} named '{str(name)[:200]}'.")
+    return info
 
 
 def _principal_field(info: PrincipalInfo) -> dict[str, str]:

@@ -47,8 +47,9 @@ from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level, experiment_object, workspace_domain, workspace_object
 from gateway.authz.live import LivePolicy
-from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
+from gateway.authz.policy import Grant, PrincipalInfo
 from gateway.authz.ports import Workspaces
+from gateway.authz.reach import for_workspace
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.service import resolve_principal
 from gateway.core.config import BUILTIN_VAULT, SECRET_NAME_RE, VAULT_KEYS_ENV
@@ -765,18 +766,11 @@ class SecretScopes:
 
         Those who manage every scope of the workspace (account admins, CAN_MANAGE on the workspace) may name any
         principal. Any other caller, a scope's manager (every workspace user may create a scope and manage it),
-        may name itself and the principals of the workspace (`_of_workspace`), and meets every other principal as
-        a name nobody has: the answer for a name told apart who exists in the whole account, another workspace's
-        people and groups too."""
-        snapshot = self._policy.snapshot
-        info = resolve_principal(snapshot, name)
-        if (
-            info is not None
-            and info.id != caller.id
-            and not _of_workspace(snapshot, info.id, workspace_domain(link.workspace_id))
-            and not self._workspace_admin(caller, link)
-        ):
-            info = None
+        may name itself and the principals of the workspace, and meets every other principal as a name nobody
+        has (gateway/authz/reach.py): the answer for a name told apart who exists in the whole account, another
+        workspace's people and groups too."""
+        reach = for_workspace(caller, workspace_domain(link.workspace_id), admin=self._workspace_admin(caller, link))
+        info = resolve_principal(self._policy.snapshot, name, reach)
         if info is None:
             raise ResourceNotFound(f"No principal named '{name.strip()[:200]}'.")
         return info
@@ -792,26 +786,6 @@ def _check_run_id(run_id: str) -> None:
     if RUN_ID_RE.fullmatch(run_id) is None:
         shown = json.dumps(run_id[:64], sort_keys=True, separators=(",", ":"))
         raise InvalidParameter(f"Invalid value {shown} for parameter 'run_id' supplied.")
-
-
-def _of_workspace(snapshot: PolicySnapshot, principal_id: int, domain: str) -> bool:
-    """Whether a principal holds something in the workspace (`domain`): a grant of its own or of a group it is in
-    (CAN_USE on the workspace, any grant on one of its experiments, models or scopes), or, for a group, whether one
-    of its members at any depth does."""
-    if snapshot.holds_in(snapshot.subjects(principal_id), domain):
-        return True
-    members: dict[int, list[int]] = {}
-    for member, group in snapshot.memberships:
-        members.setdefault(group, []).append(member)
-    seen, queue = {principal_id}, [principal_id]
-    while queue:
-        for member in members.get(queue.pop(), ()):
-            if member not in seen:
-                if snapshot.holds_in(snapshot.subjects(member), domain):
-                    return True
-                seen.add(member)
-                queue.append(member)
-    return False
 
 
 def _workspace_users(name: str) -> bool:

@@ -498,7 +498,7 @@ class SqlService:
         obj = self._access.securable(statement.securable_type, statement.name)
         if not self._access.is_self(principal, statement.principal):
             self._access.check_uc_manager(principal, obj)
-        effective = self._access.uc_effective(obj, statement.principal)
+        effective = self._access.uc_effective(principal, obj, statement.principal)
         object_type = statement.securable_type.upper()
         if object_type == "TABLE" and not statement.name.startswith(f"{SYSTEM_CATALOG}."):
             object_type = "VIEW"

@@ -76,13 +76,19 @@ def shared(mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Share
 
 
 def set_readers(stack: Stack, shared: Shared, groups: list[str]) -> None:
-    """The model's ACL (PUT replaces it): the owner's CAN_MANAGE and CAN_READ for `groups`."""
+    """The model's ACL (PUT replaces it): the owner's CAN_MANAGE and CAN_READ for `groups`, set by an admin of
+    team-a: a model's manager who is no admin of its workspace names only the workspace's principals
+    (gateway/authz/reach.py), which a group of team-b is not until it holds something in team-a."""
     acl = [{"user_name": shared.owner.name, "permission_level": "CAN_MANAGE"}]
     acl += [{"group_name": group, "permission_level": "CAN_READ"} for group in groups]
-    answer = shared.owner.http(stack, "team-a").put(
-        f"{stack.url}/api/2.0/permissions/registered-models/{shared.model_id}",
-        json={"access_control_list": acl},
-        timeout=60,
+    answer = (
+        Admin.of(stack)
+        .http("team-a")
+        .put(
+            f"{stack.url}/api/2.0/permissions/registered-models/{shared.model_id}",
+            json={"access_control_list": acl},
+            timeout=60,
+        )
     )
     assert answer.status_code == 200, answer.text
 

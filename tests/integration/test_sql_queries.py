@@ -38,8 +38,8 @@ class Org:
     suffix: str
     owner: Person  # in readers and leads: reads the view's every row; SELECT on system.mlflow
     member: Person  # in readers only: reads the view's workspace-1001 rows
-    nested: Person  # in inner, which is in outer (no data grants)
-    outsider: Person  # in no group, no grants
+    nested: Person  # in inner, which is in outer (no data grants; outer uses team-a)
+    outsider: Person  # in no group, no data grants (uses team-a, as the owner does)
     readers: str
     leads: str
     outer: str
@@ -121,6 +121,11 @@ async def org(stack: Stack) -> AsyncIterator[Org]:
     admin.group(leads, [people["owner"].id])
     inner = admin.group(f"q-inner-{s}", [people["nested"].id])
     admin.group(outer, [inner])  # the nested person is in outer through inner
+    # The owner shares with principals of a workspace it uses: a manager who is no admin names only principals
+    # of the places it holds something in (gateway/authz/reach.py), and the outsider and outer hold no data grants.
+    for user in (people["owner"].name, people["outsider"].name):
+        admin.grant("workspaces/team-a", "CAN_USE", user=user)
+    admin.grant("workspaces/team-a", "CAN_USE", group=outer)
     view = f"qgov_{s}.mlflow.team_runs"
     for statement in (
         f"CREATE VIEW {view} AS SELECT * FROM system.mlflow.runs_latest "
@@ -588,7 +593,7 @@ def test_every_bad_input_is_answered_with_an_error_code(stack: Stack, org: Org) 
     # A workspace the caller may not see is refused as on every route.
     hidden = requests.get(
         f"{stack.url}{QUERIES}",
-        headers={"Authorization": f"Bearer {org.outsider.token}", "X-MLFLOW-WORKSPACE": "team-a"},
+        headers={"Authorization": f"Bearer {org.outsider.token}", "X-MLFLOW-WORKSPACE": "team-b"},
         timeout=60,
     )
     refused(hidden, 404, "RESOURCE_DOES_NOT_EXIST")

@@ -118,7 +118,8 @@ def test_effective_grants_read_by_show_grants_name_where_each_comes_from() -> No
     objects = ["catalog:system", "schema:system.mlflow", "table:system.mlflow.runs_latest"]
     policy = SimpleNamespace(snapshot=PolicySnapshot(1, principals, [(1, 2)], grants, securables=objects))
     access = AccessService(None, policy, None, None, None)  # type: ignore[arg-type]
-    effective = access.uc_effective("table:system.mlflow.runs_latest", "ada@example.com")
+    caller = Principal("ada@example.com", "user", id=1, subjects=frozenset({1, 2}))
+    effective = access.uc_effective(caller, "table:system.mlflow.runs_latest", "ada@example.com")
     assert encoded(effective) == {
         "privilege_assignments": [
             {
@@ -135,6 +136,5 @@ def test_effective_grants_read_by_show_grants_name_where_each_comes_from() -> No
         ]
     }
     sql = SimpleNamespace(_access=access)
-    caller = Principal("ada@example.com", "user", id=1, subjects=frozenset({1, 2}))
     outcome = SqlService._show_grants(sql, caller, ShowGrants("table", "system.mlflow.runs_latest", "ada@example.com"))  # type: ignore[arg-type]
     assert "analysts" in str(outcome) and "SCHEMA system.mlflow" in str(outcome)

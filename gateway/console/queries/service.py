@@ -31,6 +31,7 @@ from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.levels import ACCOUNT_DOMAIN
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import Grant, PrincipalInfo
+from gateway.authz.reach import Reach, for_account
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.schemas import (
     AccessControlRequest,
@@ -40,7 +41,7 @@ from gateway.authz.schemas import (
     PermissionLevel,
     PermissionLevels,
 )
-from gateway.authz.service import PRINCIPAL_FIELDS
+from gateway.authz.service import resolve_typed
 from gateway.console.queries.repository import SavedQueryRepository, SavedQueryRow
 from gateway.console.queries.schemas import (
     CreateQueryRequest,
@@ -292,9 +293,10 @@ class SavedQueries:
         """PUT (replace=True) sets the grants to exactly `items`; PATCH adds or changes levels."""
         found = await self.require(principal, query_id, CAN_MANAGE)
         obj = query_object(query_id)
+        reach = self._reach(principal, found.row)
         wanted: list[tuple[PrincipalInfo, str]] = []
         for item in items:
-            info = self._resolve(item)
+            info = resolve_typed(self._policy.snapshot, item, reach)
             level = item.permission_level
             if level not in QUERY_RANK:
                 raise InvalidParameter(
@@ -372,16 +374,16 @@ class SavedQueries:
             permission_level=level,
         )
 
-    def _resolve(self, item: AccessControlRequest) -> PrincipalInfo:
-        named = [(field, getattr(item, field)) for field in PRINCIPAL_FIELDS if getattr(item, field)]
-        if len(named) != 1:
-            raise InvalidParameter("Each entry names exactly one of user_name, group_name, service_principal_name.")
-        field, name = named[0]
-        kind = PRINCIPAL_FIELDS[field]
-        info = self._policy.snapshot.find(kind, names.canonical(kind, str(name)))
-        if info is None:
-            raise ResourceNotFound(f"No {kind.replace('_', ' ')} named '{str(name)[:200]}'.")
-        return info
+    def _reach(self, principal: Principal, row: SavedQueryRow) -> Reach:
+        """Whom a manager of the query may name in its permissions (gateway/authz/reach.py): anyone for account
+        admins; any other manager (every signed-in principal creates queries) itself, its groups, the principals of
+        the places it holds something in (its workspaces, the account's domain) and those the query's permissions
+        name (its owner, its grants)."""
+        snapshot = self._policy.snapshot
+        named = set(snapshot.grants_on(ACCOUNT_DOMAIN, query_object(row.id)))
+        if row.owner_id is not None:
+            named.add(row.owner_id)
+        return for_account(snapshot, principal, named)
 
     def _new_owner(self, principal: Principal, name: str | None) -> dict[str, Any]:
         if not principal.account_admin:
