@@ -308,6 +308,21 @@ class RegistryPromotionSettingsRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class RegistryPromotionLoggedModelRow(Base):
+    """A logged model a promotion made in its target workspace's store, for one lineage (migration 0043): the only
+    logged models a promotion takes up again, and the only ones a version must hold to be taken for its copy."""
+
+    __tablename__ = "registry_promotion_logged_models"
+
+    workspace_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the target workspace
+    model_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    lineage_key: Mapped[str] = mapped_column(Text)  # w<workspace id>/<model id>/<version> of the source version
+    target_name: Mapped[str] = mapped_column(Text)
+    experiment_id: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class RegistryPromotionRequestRow(Base):
     """A request to copy another workspace's model version into this one (migration 0026)."""
 

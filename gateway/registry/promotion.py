@@ -14,13 +14,18 @@ How it is made, under an advisory lock on (target workspace, target model), so t
 version cannot both copy:
 
 1. the target model's versions are searched for the lineage key of the source version (workspace id, the
-   gateway's id of the model, version): found, that version is the answer (a retry changes nothing);
+   gateway's id of the model, version): found, and holding a logged model the gateway made for that lineage
+   (recorded in `registry_promotion_logged_models`), that version is the answer (a retry changes nothing);
+   a version that holds the key and any other logged model (or none) is no promotion's copy;
 2. a logged model in the target workspace's `fedgate-promotions` experiment receives every file of the
    source version, streamed from the source store (read in chunks, written as they come, never held
-   whole); then it is READY. It is an earlier attempt's when there is one (named as the target model,
-   tagged with the lineage key): a copy that failed midway marks its logged model UPLOAD_FAILED (best
-   effort) and the retry copies every file into that one again, so failed attempts never pile up; an
-   earlier attempt that became READY is used as it is;
+   whole); then it is READY. It is an earlier attempt's when the gateway recorded one for this lineage and
+   target model and the store still holds it there, as made (in the promotions experiment, named as the
+   target model, tagged with the lineage key): a copy that failed midway marks its logged model
+   UPLOAD_FAILED (best effort) and the retry copies every file into that one again, so failed attempts never
+   pile up; an earlier attempt that became READY is used as it is. A new logged model is recorded before any
+   file is copied into it; a logged model the gateway did not record (one made by someone else and tagged
+   with the key) is never taken up;
 3. only then the registered model (if new) and the version are created, the version with its lineage
    tags in the one call that creates it; a failure before leaves no version, only that logged model;
 4. one transaction appends PROMOTED_TO_WORKSPACE to the source version's log and PROMOTED_FROM_WORKSPACE
@@ -41,6 +46,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import msgspec
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail
@@ -69,7 +75,7 @@ from gateway.core.route_table import (
     declared,
 )
 from gateway.db.locks import LockClass, autocommit_connection, held
-from gateway.db.models import RegistryPromotionSettingsRow
+from gateway.db.models import RegistryPromotionLoggedModelRow, RegistryPromotionSettingsRow
 from gateway.federation.hooks import AcceptedWrite, AfterWrite
 from gateway.federation.schemas import RequestIds
 from gateway.registry.repository import NewActivity
@@ -109,6 +115,15 @@ class Checked:
     source_version: dict[str, Any]  # as the source store answers it
     target_name: str
     target_id: str | None  # the target model's id; None: it does not exist yet
+
+
+@dataclass(frozen=True, slots=True)
+class MadeLoggedModel:
+    """A logged model a promotion made (`registry_promotion_logged_models`)."""
+
+    model_id: str
+    target_name: str
+    experiment_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +254,8 @@ class Promotions:
                 await before()
             to_store = own_store(self._stores, target)
             try:
-                existing = await self._copy_of(to_store, target_name, key)
+                made_before = await self._made_logged_models(target, key)
+                existing = await self._copy_of(to_store, target_name, key, made_before)
                 if existing is not None:
                     await self._recorded_again(principal, target, to_store, existing)
                     done = Promoted(existing, False, 0, 0)
@@ -248,7 +264,17 @@ class Promotions:
                             await then(session, done)
                     return done
                 files, size, version_made, created_model = await self._copy(
-                    principal, source, name, version, checked.source_version, root, target, to_store, target_name, key
+                    principal,
+                    source,
+                    name,
+                    version,
+                    checked.source_version,
+                    root,
+                    target,
+                    to_store,
+                    target_name,
+                    key,
+                    made_before,
                 )
             except Transient as exc:
                 raise StoreUnavailable(f"A store did not answer during the promotion; try again ({exc}).") from exc
@@ -356,16 +382,42 @@ class Promotions:
         self._authorizer.require_workspace(principal, target.workspace_id, target.name, Level.CAN_USE)
         return None
 
-    async def _copy_of(self, store: StoreClient, name: str, key: str) -> dict[str, Any] | None:
-        """The target model's version made from the source version, if any.
+    async def _made_logged_models(self, target: WorkspaceLink, key: str) -> list[MadeLoggedModel]:
+        """The logged models promotions of this lineage into `target` made, newest first."""
+        row = RegistryPromotionLoggedModelRow
+        async with self._sessionmaker() as session:
+            found = await session.execute(
+                select(row.model_id, row.target_name, row.experiment_id)
+                .where(row.workspace_id == target.workspace_id, row.lineage_key == key)
+                .order_by(row.created_at.desc())
+            )
+            return [MadeLoggedModel(model_id, name, experiment) for model_id, name, experiment in found.all()]
+
+    async def _copy_of(
+        self, store: StoreClient, name: str, key: str, made: Sequence[MadeLoggedModel]
+    ) -> dict[str, Any] | None:
+        """The target model's version made from the source version, if any: one tagged with its lineage key that
+        holds a logged model a promotion of that lineage made (a tag is anyone's who writes to the store; the
+        record of what the gateway made is its own).
 
         Searched by the lineage key alone (our own text) and matched on the name here: the name is the caller's, and
         MLflow's filter grammar has no escape for a name holding both quotes, which would end the string and make
         the search find the copy in another model of the target workspace (one the caller may not read)."""
+        ours = {logged.model_id for logged in made}
+        if not ours:
+            return None
         search = {"filter": f"tags.`{KEY_TAG}` = '{key}'", "max_results": str(SEARCH_PAGE)}
         try:
             async for version in store.items("GET", "/api/2.0/mlflow/model-versions/search", search, "model_versions"):
-                if version.get("name") == name:
+                # The store keeps `source` as given (and files the version from that logged model's location);
+                # MLflow 3.17.2's SQL store keeps no `model_id`, so one that answers it must agree.
+                source = str(version.get("source") or "")
+                model_id = source[len("models:/") :] if source.startswith("models:/") else ""
+                if (
+                    version.get("name") == name
+                    and model_id in ours
+                    and str(version.get("model_id") or model_id) == model_id
+                ):
                     return dict(version)
         except Refused as exc:
             if exc.status != 404:  # 404: nothing to search in
@@ -384,6 +436,7 @@ class Promotions:
         to_store: StoreClient,
         target_name: str,
         key: str,
+        made: Sequence[MadeLoggedModel],
     ) -> tuple[int, int, dict[str, Any], bool]:
         experiment_id = await self._experiment(principal, target, to_store)
         lineage = [
@@ -396,12 +449,14 @@ class Promotions:
         tags.append({"key": KEY_TAG, "value": key})
         # An earlier attempt's logged model (a copy that failed midway, or one that failed after its files)
         # is taken up again rather than left behind with another beside it.
-        logged = await self._earlier_attempt(to_store, experiment_id, target_name, key)
+        logged = await self._earlier_attempt(to_store, experiment_id, target_name, key, made)
         if logged is None:
             request = {"experiment_id": experiment_id, "name": target_name, "tags": tags}
             answer = await to_store.post("/api/2.0/mlflow/logged-models", request)
-            await self._record(principal, target, LOGGED_MODELS_CREATE, request, answer)
             logged = answer["model"]["info"]
+            # Recorded before a file goes into it: a retry takes up only what is recorded.
+            await self._remember(principal, target, str(logged["model_id"]), key, target_name, experiment_id)
+            await self._record(principal, target, LOGGED_MODELS_CREATE, request, answer)
         logged_id = str(logged["model_id"])
         destination = _store_path(str(logged["artifact_uri"]), target)
         from_store = own_store(self._stores, source)
@@ -447,23 +502,40 @@ class Promotions:
         return files, size, dict(answer["model_version"]), created_model
 
     async def _earlier_attempt(
-        self, store: StoreClient, experiment_id: str, name: str, key: str
+        self, store: StoreClient, experiment_id: str, name: str, key: str, made: Sequence[MadeLoggedModel]
     ) -> dict[str, Any] | None:
-        """The logged model an earlier promotion of the same version into `name` made (its oldest), if any."""
-        search: dict[str, Any] = {
-            "experiment_ids": [experiment_id],
-            "filter": f"tags.`{KEY_TAG}` = '{key}'",  # the name is matched here, as in `_copy_of`
-            "order_by": [{"field_name": "creation_timestamp", "ascending": True}],
-            "max_results": SEARCH_PAGE,
-        }
-        try:
-            async for model in store.items("POST", "/api/2.0/mlflow/logged-models/search", search, "models"):
-                if model["info"].get("name") == name:
-                    return dict(model["info"])
-        except Refused as exc:
-            if exc.status != 404:  # 404: nothing to search in (no such experiment)
-                raise
+        """The logged model an earlier promotion of the same version into `name` made (its newest), if the store
+        still holds it as it was made: in the promotions experiment, named `name`, tagged with the lineage key.
+        Only logged models the gateway recorded count; one tagged with the key by anyone else is no attempt."""
+        for recorded in made:
+            if recorded.target_name != name or recorded.experiment_id != experiment_id:
+                continue
+            found = await _maybe(store, f"/api/2.0/mlflow/logged-models/{quote(recorded.model_id)}", {})
+            info = dict((found or {}).get("model", {}).get("info") or {})
+            tags = {t.get("key"): t.get("value") for t in info.get("tags") or [] if isinstance(t, dict)}
+            if (
+                str(info.get("model_id")) == recorded.model_id
+                and str(info.get("experiment_id")) == experiment_id
+                and info.get("name") == name
+                and tags.get(KEY_TAG) == key
+            ):
+                return info
         return None
+
+    async def _remember(
+        self, principal: Principal, target: WorkspaceLink, model_id: str, key: str, name: str, experiment_id: str
+    ) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            session.add(
+                RegistryPromotionLoggedModelRow(
+                    workspace_id=target.workspace_id,
+                    model_id=model_id,
+                    lineage_key=key,
+                    target_name=name,
+                    experiment_id=experiment_id,
+                    created_by=principal.name,
+                )
+            )
 
     async def _record(
         self,

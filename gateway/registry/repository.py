@@ -15,6 +15,7 @@ from gateway.db.models import (
     RegistryActivityRow,
     RegistryCommentRow,
     RegistryModelSettingsRow,
+    RegistryPromotionLoggedModelRow,
     RegistryPromotionRequestRow,
     RegistryPromotionSettingsRow,
     RegistryRequestRow,
@@ -437,6 +438,7 @@ class RegistryRepository:
             RegistryModelSettingsRow,
             RegistryPromotionRequestRow,
             RegistryPromotionSettingsRow,
+            RegistryPromotionLoggedModelRow,
         ):
             await self.session.execute(update(row).where(row.workspace_id == old_id).values(workspace_id=new_id))
         promotions = RegistryPromotionRequestRow
@@ -466,4 +468,6 @@ class RegistryRepository:
         await self.session.execute(
             delete(RegistryPromotionSettingsRow).where(RegistryPromotionSettingsRow.workspace_id == workspace_id)
         )
+        made = RegistryPromotionLoggedModelRow  # the previous store's logged models are none of the new one's
+        await self.session.execute(delete(made).where(made.workspace_id == workspace_id))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -850,3 +850,60 @@ def test_a_promotion_request_is_nobodys_business_but_its_requesters_deciders_and
             assert (again.status_code, again.json()["error_code"]) == (409, "INVALID_STATE"), again.text
     finally:
         need_approval(stack, False)
+
+
+def test_a_promotion_takes_up_only_what_it_made_not_a_copy_planted_on_the_store(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A promotion took up a READY logged model of the promotions experiment tagged with the lineage key as its
+    earlier attempt (the version then pointed at its files), and answered a version tagged with the key as its copy,
+    whoever had made them: the gateway now records the logged models it makes, and takes up, or takes a version for
+    its copy, only when it holds one of them. Planted here with the stock client on the store itself, around the
+    gateway (where the reserved tags and the promotions experiment are not guarded)."""
+    stack = mlflow_env
+    need_approval(stack, False)
+    name, source_id, _, _ = promotable_to_a_reader(stack, monkeypatch, "foreign", "reader")
+    key = f"w1001/{source_id}/1"  # team-a is workspace 1001 (tests/conftest.py)
+    mlflow.set_workspace(None)
+    store = mlflow.MlflowClient(tracking_uri=stack.stores["b"].url)  # team-b's store, directly
+    experiment = store.get_experiment_by_name("fedgate-promotions")
+    experiment_id = experiment.experiment_id if experiment else store.create_experiment("fedgate-promotions")
+    files = tmp_path / "planted"
+    files.mkdir()
+    (files / "MLmodel").write_text("flavors: {}\n")
+    (files / "planted.txt").write_text("not the source version's files")
+
+    def plant(logged_name: str) -> str:
+        logged = store.create_logged_model(experiment_id, name=logged_name, tags={"fedgate.promoted_from": key})
+        store.log_model_artifacts(logged.model_id, str(files))
+        store.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        return str(logged.model_id)
+
+    # A planted version of the target model holding a planted logged model, and a planted logged model alone
+    # under another target name.
+    planted_version_model = plant(name)
+    store.create_registered_model(name)
+    lineage = {"fedgate.promoted_from": key, "fedgate.promoted_from.workspace": "team-a"}
+    store.create_model_version(name, f"models:/{planted_version_model}", tags=lineage, model_id=planted_version_model)
+    alone = f"{name}-alone"
+    planted_alone = plant(alone)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
+    mlflow.set_workspace("team-a")
+    source_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path / "a")))
+    for target, planted in ((name, planted_version_model), (alone, planted_alone)):
+        body = {"name": f"team-a.{name}", "version": "1", "target_name": target}
+        done = promote(stack, admin_person(stack), body)
+        assert done.status_code == 200, done.text
+        copy = done.json()["model_version"]
+        assert done.json()["copied"] is True, done.text
+        assert copy["source"] != f"models:/{planted}" and copy.get("model_id") != planted, done.text
+        mlflow.set_workspace("team-b")
+        copy_dir = tmp_path / f"copy-{target}"
+        got = Path(mlflow.artifacts.download_artifacts(f"models:/{target}/{copy['version']}", dst_path=str(copy_dir)))
+        assert tree(got) == tree(source_dir) and "planted.txt" not in tree(got)
+        mlflow.set_workspace("team-a")
+        # The retry answers the copy it made, not the planted one.
+        again = promote(stack, admin_person(stack), body)
+        assert again.status_code == 200, again.text
+        assert (again.json()["copied"], again.json()["model_version"]["version"]) == (False, copy["version"])
