@@ -72,3 +72,6 @@ class Locator:
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         return await self._store.stage_of(link, name, version)
+
+    async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
+        return await self._store.promotions_experiment(link, experiment_id)

@@ -65,6 +65,7 @@ from gateway.core.numbers import is_number
 from gateway.core.paths import artifact_workspace, canonical_artifact_path
 from gateway.core.ports import Store
 from gateway.core.principal import Principal
+from gateway.core.reserved import PROMOTIONS_EXPERIMENT
 from gateway.core.route_table import (
     ARTIFACT_UPLOAD,
     EXPERIMENTS_CREATE,
@@ -82,7 +83,6 @@ from gateway.registry.repository import NewActivity
 from gateway.registry.service import ActivityType, Model, RegistryWorkflow
 from gateway.stores.client import Refused, StoreClient, Transient, own_store
 
-PROMOTIONS_EXPERIMENT = "fedgate-promotions"
 KEY_TAG = "fedgate.promoted_from"  # w<workspace id>/<model id>/<version>: what makes a retry find its copy
 LINEAGE_TAGS = (
     "fedgate.promoted_from.workspace",

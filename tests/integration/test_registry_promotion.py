@@ -907,3 +907,62 @@ def test_a_promotion_takes_up_only_what_it_made_not_a_copy_planted_on_the_store(
         again = promote(stack, admin_person(stack), body)
         assert again.status_code == 200, again.text
         assert (again.json()["copied"], again.json()["model_version"]["version"]) == (False, copy["version"])
+
+
+def test_a_workspace_editor_cannot_write_into_the_promotions_experiment(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Promotions copy a version's files into a logged model of the target's `fedgate-promotions` experiment. Anyone
+    with CAN_EDIT on the workspace (which reaches every experiment in it) wrote there with the stock client: a READY
+    logged model of their own files, named and tagged for a coming promotion (which then registered it as the copy),
+    files over a copy's, tags and status of a copy. Through the gateway the experiment, and everything in it, is
+    now changed by promotions and the workspace's managers alone, and nobody else makes or renames an experiment to
+    its name."""
+    stack = mlflow_env
+    need_approval(stack, False)
+    name, source_id, _, editor = promotable_to_a_reader(stack, monkeypatch, "planting", "editor")
+    Admin.of(stack).grant("workspaces/team-b", "CAN_EDIT", user=editor.name)
+    done = promote(stack, admin_person(stack), {"name": f"team-a.{name}", "version": "1"})
+    assert done.status_code == 200 and done.json()["copied"] is True, done.text
+    [copy] = promotion_attempts(monkeypatch, name)  # the copy's logged model (as the admin)
+    copy_dir = tmp_path / "before"
+    before = tree(Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(copy_dir))))
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", editor.token)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("fedgate-promotions")  # they may read it
+    assert experiment is not None
+    planted_dir = tmp_path / "planted"
+    planted_dir.mkdir()
+    (planted_dir / "MLmodel").write_text("flavors: {}\n")
+
+    def refused(attempt: Any) -> None:
+        with pytest.raises(Exception) as caught:  # the stock client's error for a 403 (its artifact client's too)
+            attempt()
+        assert "PERMISSION_DENIED" in str(caught.value) or "403" in str(caught.value), caught.value
+
+    key = f"w1001/{source_id}/1"
+    refused(
+        lambda: client.create_logged_model(
+            experiment.experiment_id, name=f"{name}-next", tags={"fedgate.promoted_from": key}
+        )
+    )
+    refused(lambda: client.log_model_artifact(copy.model_id, str(planted_dir / "MLmodel")))
+    refused(lambda: client.set_logged_model_tags(copy.model_id, {"fedgate.promoted_from": "w1/1/1"}))
+    refused(lambda: client.finalize_logged_model(copy.model_id, LoggedModelStatus.FAILED))
+    refused(lambda: client.create_run(experiment.experiment_id))
+    refused(lambda: client.rename_experiment(experiment.experiment_id, unique("mine")))
+    refused(lambda: client.create_experiment("Fedgate-Promotions"))
+    own = client.create_experiment(unique("own"))  # their own experiments as before
+    refused(lambda: client.rename_experiment(own, "fedgate-promotions"))
+    assert client.create_logged_model(own, name="mine").model_id
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
+    after = tree(Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path / "after"))))
+    assert after == before
+    [still] = promotion_attempts(monkeypatch, name)
+    assert (still.model_id, still.status, still.tags.get("fedgate.promoted_from")) == (
+        copy.model_id,
+        LoggedModelStatus.READY,
+        f"w1001/{source_id}/1",
+    )

@@ -125,6 +125,11 @@ class FakeStores:
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         return self.stages.get((link.workspace_id, name, version), "")
 
+    promotions = {(A, "9")}  # team-a's experiment 9 is named fedgate-promotions
+
+    async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
+        return (link.workspace_id, experiment_id) in self.promotions
+
 
 @dataclass
 class FakeRecords:
@@ -1093,3 +1098,84 @@ async def test_a_submitted_prompt_optimisation_is_checked_and_recorded_by_the_pr
     await expect(
         no_job("job-7"), world.guard, EDITOR, Call("GET /jobs/{job_id:str}", 3, path={"job_id": "job-7"}), TEAM_A
     )
+
+
+# -- the promotions experiment ------------------------------------------------------------------------
+
+FILES = "/mlflow-artifacts/artifacts/{artifact_path:path}"  # (ARTIFACTS is a trace tag by now)
+R9 = "9" * 32  # a run of team-a's experiment 9, the promotions experiment (`FakeStores.promotions`)
+# Who:                                 workspace editor   workspace manager   its owner   account admin
+PROMOTIONS: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
+    ("create a logged model in it", Call("POST /mlflow/logged-models", body={"experiment_id": "9", "name": "m"}),
+     (DENIED, ALLOW, DENIED, ALLOW)),
+    ("finalize a logged model of it", Call(f"PATCH {LOGGED_MODEL}", body={"status": "LOGGED_MODEL_READY"},
+                                           path={"model_id": "m-9"}),
+     (DENIED, ALLOW, DENIED, ALLOW)),
+    ("tag a logged model of it", Call(f"PATCH {LOGGED_MODEL}/tags", body={"tags": [{"key": "k", "value": "v"}]},
+                                      path={"model_id": "m-9"}),
+     (DENIED, ALLOW, DENIED, ALLOW)),
+    ("upload a file over a copy's", Call(f"PUT {FILES}", artifact_path="9/models/m-9/artifacts/MLmodel"),
+     (DENIED, ALLOW, DENIED, ALLOW)),
+    ("log to a run of it", Call("POST /mlflow/runs/log-metric", body=metric(R9)), (DENIED, ALLOW, DENIED, ALLOW)),
+    ("create a run in it", Call("POST /mlflow/runs/create", body={"experiment_id": "9"}),
+     (DENIED, ALLOW, DENIED, ALLOW)),
+    ("rename it", Call("POST /mlflow/experiments/update", body={"experiment_id": "9", "new_name": "x"}),
+     (DENIED, ALLOW, DENIED, ALLOW)),
+    ("read it", Call("GET /mlflow/experiments/get", query="experiment_id=9"), (ALLOW, ALLOW, ALLOW, ALLOW)),
+    ("read a copy's file", Call(f"GET {FILES}", artifact_path="9/models/m-9/artifacts/MLmodel"),
+     (ALLOW, ALLOW, ALLOW, ALLOW)),
+    ("get a logged model of it", Call(f"GET {LOGGED_MODEL}", path={"model_id": "m-9"}), (ALLOW, ALLOW, ALLOW, ALLOW)),
+    ("log to a run of another experiment", Call("POST /mlflow/runs/log-metric", body=metric(R2)),
+     (ALLOW, ALLOW, no_run(R2), ALLOW)),
+    ("create an experiment of its name", Call("POST /mlflow/experiments/create", body={"name": "fedgate-promotions"}),
+     (DENIED, DENIED, DENIED, AFTER)),
+    ("... spelt as a store may match it",
+     Call("POST /mlflow/experiments/create", body={"name": " FEDGATE-PROMOTIONS"}), (DENIED, DENIED, DENIED, AFTER)),
+    ("rename another experiment to its name",
+     Call("POST /mlflow/experiments/update", body={"experiment_id": "2", "new_name": "Fedgate-Promotions"}),
+     (DENIED, DENIED, no_experiment("2"), ALLOW)),
+]  # fmt: skip
+
+PROMOTIONS_POLICY = snapshot(
+    [
+        Grant(1, workspace_domain(A), workspace_object(A), "CAN_EDIT"),
+        Grant(2, workspace_domain(A), workspace_object(A), "CAN_MANAGE"),
+        Grant(3, workspace_domain(A), experiment_object(A, "9"), "CAN_MANAGE"),
+    ],
+    [],
+)
+
+
+@pytest.mark.parametrize(
+    ("who", "call", "outcome"),
+    [
+        pytest.param(who, call, outcome, id=f"{label} / {who}")
+        for label, call, outcomes in PROMOTIONS
+        for who, outcome in zip(("editor", "manager", "owner", "admin"), outcomes, strict=True)
+    ],
+)
+async def test_the_promotions_experiment_is_changed_by_promotions_and_workspace_managers_alone(
+    who: str, call: Call, outcome: Allowed | Refused
+) -> None:
+    """Promotions copy a version's files into a logged model of the workspace's `fedgate-promotions` experiment;
+    anyone who could edit the workspace's experiments wrote there (logged models of their own, named and tagged for
+    a coming promotion; files over a copy's). Through the gateway only the workspace's managers (and account admins)
+    change it or what is in it, whatever one holds on it, and no one else makes or renames an experiment to its
+    name."""
+    policy = LivePolicy(None, views=None)  # type: ignore[arg-type]  # never reloads: the snapshot is set here
+    policy.snapshot = PROMOTIONS_POLICY
+    stores = FakeStores()
+    stores.objects = {A: {("run", R9): "9", ("logged_model", "m-9"): "9", ("run", R2): "2"}}
+
+    async def undo(link: WorkspaceLink, kind: str, object_id: str) -> None:
+        return None
+
+    guard = Guard(Authorizer(policy), stores, FakeRecords(), undo, FakeJobs())
+    principals = {
+        "admin": ADMIN,
+        **{
+            name: Principal(name=f"p{i}", kind="user", id=i, subjects=PROMOTIONS_POLICY.subjects(i))
+            for name, i in (("editor", 1), ("manager", 2), ("owner", 3))
+        },
+    }
+    await expect(outcome, guard, principals[who], call, TEAM_A)

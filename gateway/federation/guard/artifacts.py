@@ -23,7 +23,7 @@ async def artifact(checks: Checks, request: Request, wanted: Level) -> Plan:
         # A path that names no experiment ("", ".", a bare root) could reach every experiment's files.
         checks.require_workspace(request, Level.CAN_MANAGE)
         return Plan()
-    checks.require_experiment(request, experiment_id, wanted)
+    await checks.require_experiment(request, experiment_id, wanted)
     named = _named_object(path)
     if named is not None:
         kind, object_id = named

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 
 from gateway.authz.decide import Authorizer
-from gateway.authz.levels import experiment_object, model_object
-from gateway.core.errors import ResourceNotFound
+from gateway.authz.levels import RANK, Level, experiment_object, model_object, workspace_object
+from gateway.core.errors import PermissionDenied, ResourceNotFound
+from gateway.core.reserved import PROMOTIONS_EXPERIMENT
 from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Undo
 from gateway.federation.guard.request import Request
 
@@ -46,13 +47,14 @@ class Checks:
         link = request.link
         self.authorizer.require_workspace(request.principal, link.workspace_id, link.name, wanted)
 
-    def require_experiment(self, request: Request, experiment_id: str, wanted: str) -> None:
+    async def require_experiment(self, request: Request, experiment_id: str, wanted: str) -> None:
         if not EXPERIMENT_ID_RE.match(experiment_id):
             raise ResourceNotFound(f"No Experiment with id={experiment_id} exists")
         obj = experiment_object(request.link.workspace_id, experiment_id)
         self.authorizer.require(
             request.principal, request.link.workspace_id, obj, wanted, f"No Experiment with id={experiment_id} exists"
         )
+        await self._changes_promotions(request, experiment_id, wanted)
 
     async def require_run(self, request: Request, run_id: str, wanted: str) -> None:
         if not RUN_ID_RE.match(run_id):
@@ -78,6 +80,24 @@ class Checks:
             raise ResourceNotFound(missing)
         obj = experiment_object(request.link.workspace_id, experiment_id)
         self.authorizer.require(request.principal, request.link.workspace_id, obj, wanted, missing)
+        await self._changes_promotions(request, experiment_id, wanted)
+
+    async def _changes_promotions(self, request: Request, experiment_id: str, wanted: str) -> None:
+        """The promotions experiment is written by promotions (gateway/registry/promotion.py), and through the
+        gateway by the workspace's managers alone, whatever else one holds on it or the workspace: a promotion's
+        copy is its logged model there, whose files its versions serve. Before, anyone who could edit the
+        workspace's experiments (CAN_EDIT on the workspace) wrote there: logged models of their own named and
+        tagged for a coming promotion, and files over a copy's."""
+        if RANK[wanted] < RANK[Level.CAN_EDIT]:
+            return
+        principal, workspace_id = request.principal, request.link.workspace_id
+        if self.authorizer.allows(principal, workspace_id, workspace_object(workspace_id), Level.CAN_MANAGE):
+            return
+        if await self.lookups.promotions_experiment(request.link, experiment_id):
+            raise PermissionDenied(
+                f"The experiment '{PROMOTIONS_EXPERIMENT}' holds the copies promotions made; only promotions and "
+                f"the managers of workspace '{request.link.name}' change it or what is in it."
+            )
 
     async def require_model(self, request: Request, name: str, wanted: str) -> None:
         """A registered model, by name, through the gateway's immutable id of it."""

@@ -10,6 +10,7 @@ from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotF
 from gateway.core.links import WorkspaceLink
 from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
+from gateway.core.reserved import PROMOTIONS_EXPERIMENT, promotions_experiment
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.owners import recording_owner
 from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
@@ -19,7 +20,8 @@ async def experiment(checks: Checks, request: Request, wanted: Level) -> Plan:
     """`wanted` on every experiment the call names (at least one); the source run of a new logged model or issue
     readable."""
     for experiment_id in request.experiment_ids(required=True):
-        checks.require_experiment(request, experiment_id, wanted)
+        await checks.require_experiment(request, experiment_id, wanted)
+    refuse_promotions_name(request.document.get("new_name"))  # experiments/update: a rename
     if request.ids.source_run_id:
         await checks.require_run(request, request.ids.source_run_id, Level.CAN_READ)
     return Plan()
@@ -30,6 +32,7 @@ async def experiment_create(checks: Checks, request: Request, wanted: Level) -> 
     where their artifacts go."""
     principal, wid = request.principal, request.link.workspace_id
     checks.require_workspace(request, Level.CAN_USE)
+    refuse_promotions_name(request.document.get("name"))
     chooses_location = "artifact_location" in request.document
     if chooses_location and not checks.authorizer.allows(principal, wid, workspace_object(wid), Level.CAN_MANAGE):
         raise PermissionDenied("Only account and workspace admins may choose an experiment's artifact location.")
@@ -39,6 +42,16 @@ async def experiment_create(checks: Checks, request: Request, wanted: Level) -> 
 def experiment_created(checks: Checks, request: Request) -> Plan:
     """An account admin's new experiment is owned by them too."""
     return Plan(after=recording_owner(checks, request, "experiment", "experiment_id"))
+
+
+def refuse_promotions_name(name: object) -> None:
+    """The promotions experiment's name is the gateway's (in any spelling a store might match): an experiment made
+    or renamed to it by someone else would be the one promotions copy into, theirs to read and change."""
+    if promotions_experiment(name):
+        raise PermissionDenied(
+            f"The experiment name '{PROMOTIONS_EXPERIMENT}' is kept for the copies promotions make "
+            "(POST /api/2.0/fedgate/registry/promote)."
+        )
 
 
 async def experiment_search(checks: Checks, request: Request, wanted: Level) -> Plan:

@@ -30,7 +30,7 @@ async def graphql(checks: Checks, request: Request, wanted: Level) -> Plan:
         raise InvalidParameter("GraphQL: the request carries no query.")
     given = call.input
     if call.field == "mlflowGetExperiment":
-        checks.require_experiment(request, _one(given, "experimentId"), Level.CAN_READ)
+        await checks.require_experiment(request, _one(given, "experimentId"), Level.CAN_READ)
         return Plan()
     if call.field == "mlflowGetRun":
         named = {v for v in (given.get("runId"), given.get("runUuid")) if v}

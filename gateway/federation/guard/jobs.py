@@ -102,7 +102,7 @@ async def _check_start(checks: Checks, request: Request, job_name: str, params: 
     if not isinstance(experiment_id, str) or not experiment_id.strip():
         raise InvalidParameter("A job must name its experiment (experiment_id).")
     experiment_id = experiment_id.strip()
-    checks.require_experiment(request, experiment_id, Level.CAN_EDIT)
+    await checks.require_experiment(request, experiment_id, Level.CAN_EDIT)
     needs.append(Need("experiment", experiment_id, Level.CAN_EDIT))
     await _require_traces(checks, request, _strings(params.get("trace_ids"), "trace_ids"), experiment_id)
     run_id = params.get("run_id")
@@ -273,7 +273,7 @@ async def job_search(checks: Checks, request: Request, wanted: Level) -> Plan:
     search names its experiment, which must be readable)."""
     if request.spec.name.startswith(("GET /mlflow/prompt-optimization", "POST /mlflow/prompt-optimization")):
         for experiment_id in request.experiment_ids(required=True):
-            checks.require_experiment(request, experiment_id, Level.CAN_READ)
+            await checks.require_experiment(request, experiment_id, Level.CAN_READ)
 
     async def keep_visible(status: int, answer: bytes) -> bytes | None:
         if status != 200 or not answer.startswith(b"{"):
@@ -311,7 +311,7 @@ def reading(needs: Iterable[Need]) -> list[Need]:
 async def require_needs(checks: Checks, request: Request, needs: Iterable[Need]) -> None:
     for need in needs:
         if need.kind == "experiment":
-            checks.require_experiment(request, need.object_id, need.level)
+            await checks.require_experiment(request, need.object_id, need.level)
         elif need.kind == "model":
             await checks.require_model(request, need.object_id, need.level)
         elif need.kind == "workspace":
@@ -335,7 +335,7 @@ async def scorer_register(checks: Checks, request: Request, wanted: Level) -> Pl
     """CAN_EDIT on the experiment; a scorer carrying its own code also CAN_MANAGE on the workspace, since the
     store runs it whenever the scorer is invoked by name."""
     for experiment_id in request.experiment_ids(required=True):
-        checks.require_experiment(request, experiment_id, wanted)
+        await checks.require_experiment(request, experiment_id, wanted)
     scorer = request.document.get("serialized_scorer")
     if isinstance(scorer, str) and has_custom_code(INVOKE_SCORER, {"serialized_scorer": scorer}):
         checks.require_workspace(request, Level.CAN_MANAGE)

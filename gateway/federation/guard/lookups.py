@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 import msgspec
 
 from gateway.core.links import WorkspaceLink
+from gateway.core.reserved import promotions_experiment
 
 
 class StoreLookups:
@@ -46,6 +47,23 @@ class StoreLookups:
             if len(self._cache) > self._size:
                 self._cache.popitem(last=False)
         return experiment
+
+    async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
+        """Asked of the store once per experiment, then cached: through the gateway no experiment is renamed to
+        or from the promotions experiment's name but by a workspace manager (from) or an account admin."""
+        key = (link.workspace_id, "promotions", experiment_id)
+        if (cached := self._cache.get(key)) is not None:
+            return cached == "yes"
+        query = urlencode({"experiment_id": experiment_id})
+        status, body = await self._fetch(link, "/api/2.0/mlflow/experiments/get", query)
+        if status != 200:
+            return False  # no such experiment: the call fails at the store
+        name = (msgspec.json.decode(body).get("experiment") or {}).get("name")
+        found = promotions_experiment(name)
+        self._cache[key] = "yes" if found else "no"
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return found
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         query = urlencode({"name": name, "version": version})

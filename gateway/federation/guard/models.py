@@ -118,7 +118,7 @@ async def _require_version_source(checks: Checks, request: Request) -> None:
         experiment_id = artifact_experiment(path)
         if experiment_id is None:
             raise PermissionDenied("A model version's source must lie inside an experiment you can read.")
-        checks.require_experiment(request, experiment_id, Level.CAN_READ)
+        await checks.require_experiment(request, experiment_id, Level.CAN_READ)
     else:
         raise PermissionDenied(
             "A model version's source must be a run (runs:/), a logged model (models:/) or an "

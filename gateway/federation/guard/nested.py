@@ -195,4 +195,4 @@ async def require_nested(checks: Checks, request: Request, wanted: Level) -> Non
             elif kind is Nested.NEW_TRACE and value:
                 experiment_id = await checks.lookups.experiment_of(request.link, "trace", value)
                 if experiment_id is not None:
-                    checks.require_experiment(request, experiment_id, level or wanted)
+                    await checks.require_experiment(request, experiment_id, level or wanted)

@@ -23,6 +23,10 @@ class Lookups(Protocol):
         """The current stage of a registered model's version ("Production", ...); "" when unknown."""
         ...
 
+    async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
+        """Whether the experiment is the one promotions copy model versions into (gateway/core/reserved.py)."""
+        ...
+
 
 class Ownership(Protocol):
     """The gateway's own records of registered models and of who created what (AccessService implements it)."""

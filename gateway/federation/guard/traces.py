@@ -15,7 +15,7 @@ from gateway.federation.trace_tags import refuse_storage_tags
 async def trace_create(checks: Checks, request: Request, wanted: Level) -> Plan:
     """CAN_EDIT on every experiment the new trace (or OTLP export) goes into; it must name one."""
     for experiment_id in request.trace_experiments():
-        checks.require_experiment(request, experiment_id, Level.CAN_EDIT)
+        await checks.require_experiment(request, experiment_id, Level.CAN_EDIT)
     return Plan()
 
 
@@ -34,7 +34,7 @@ async def trace_search(checks: Checks, request: Request, wanted: Level) -> Plan:
     if not kept:
         return Plan(answer=EMPTY_RESULT)
     for experiment_id in asked:  # a mixed list: refuse rather than rewrite nested locations
-        checks.require_experiment(request, experiment_id, Level.CAN_READ)
+        await checks.require_experiment(request, experiment_id, Level.CAN_READ)
     return Plan()
 
 
@@ -44,7 +44,7 @@ async def trace(checks: Checks, request: Request, wanted: Level) -> Plan:
         await checks.require_run(request, request.ids.run_id, Level.CAN_EDIT)
     experiment_ids = request.experiment_ids(required=False)
     for experiment_id in experiment_ids:
-        checks.require_experiment(request, experiment_id, wanted)
+        await checks.require_experiment(request, experiment_id, wanted)
     trace_ids = request.trace_ids()
     if not (trace_ids or request.ids.run_id or experiment_ids):
         raise PermissionDenied("This trace call names no trace or experiment.")
