@@ -29,7 +29,7 @@ four small protocols, and the composition root (gateway/app.py) chooses which:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,6 +40,7 @@ from gateway.core.route_table import RouteSpec
 from gateway.federation.call import ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard.request import Plan
+from gateway.federation.mlflow_requests import ClientPoint
 from gateway.federation.schemas import RequestIds
 
 
@@ -59,6 +60,9 @@ class AcceptedWrite:
     # The canonical body decoded, as the guard read it (`request` is its encoding); None when the guard's plan
     # replaced the body. Read-only: every hook of the write shares it.
     document: Mapping[str, Any] | None = None
+    # A log-batch's points as the partial-read check converted them from `document` (`ClientPoint`), when all are in
+    # the shape MLflow's clients send; else None. Read-only, as `document`.
+    points: Sequence[ClientPoint] | None = None
 
 
 class AfterWrite(Protocol):

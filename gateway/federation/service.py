@@ -276,11 +276,14 @@ class Forwarder:
             call.body = plan.body
         # The body as the guard decoded it, while it is the one sent (None once the guard's plan replaced it).
         document = canonical.document if canonical is not None and call.body is canonical.encoded else None
+        points = None  # a log-batch's points as the check below converted them, for the after-write hooks
         if plan.query is not None or plan.body is not None or (spec.writes and spec.body is Body.JSON):
             # MLflow stops parsing at the first value it cannot parse and acts on the fields before it: what the guard
             # wrote into the request (a search narrowed to what the caller may read) must be read by the store, and a
             # write is applied whole or not at all (the index and the dual outbox record the whole document).
-            refuse_partial_read(spec, call.body if isinstance(call.body, bytes) else None, call.query, document)
+            points = refuse_partial_read(
+                spec, call.body if isinstance(call.body, bytes) else None, call.query, document
+            )
         # 3b before send: checks of the body exactly as it will be sent, before it goes anywhere
         checks = [check for check in self.before_send if check.wants(spec, link)]
         checked = canonical_body(plan.body) if checks and plan.body is not None else canonical
@@ -329,6 +332,7 @@ class Forwarder:
                     artifact_path,
                     call.query,
                     document,
+                    points,
                 )
                 if len(hooks) == 1:
                     await hooks[0].record(write)

@@ -32,6 +32,7 @@ from typing import Annotated, NamedTuple
 import asyncpg
 import msgspec
 
+from gateway.federation.mlflow_requests import ClientPoint
 from gateway.index.writer import MERGE_METRIC_AGGREGATES
 
 log = logging.getLogger(__name__)
@@ -198,10 +199,37 @@ def read_metrics(run_key: int, metrics: object) -> PointRows | None:
         floats = msgspec.convert(list(map(_VALUE_OF, metrics)), _NUMBERS)  # a string (NaN) is refused
     except (KeyError, TypeError, msgspec.ValidationError):
         return None
-    count = len(keys)
     # No key but these four: no other text whose digits read_points would look at.
-    if sum(map(len, metrics)) != 4 * count:
+    if sum(map(len, metrics)) != 4 * len(keys):
         return None
+    return _read_columns(run_key, keys, steps, times, floats)
+
+
+def read_client_points(run_key: int, points: Sequence[ClientPoint]) -> PointRows | None:
+    """`read_metrics` of points the partial-read check already converted (`ClientPoint`: exactly the four fields, a
+    string name, a finite number for a value, steps and timestamps within int8), from the same document: the same
+    rows (tests/unit/test_index_points.py), each field read as an attribute, with no conversion or check of its own
+    but the timestamps' range. None where `read_metrics` would give None."""
+    if not points:
+        return None
+    keys = [point.key for point in points]
+    steps = [point.step for point in points]
+    times = [point.timestamp for point in points]
+    floats = [point.value for point in points]
+    return _read_columns(run_key, keys, steps, times, floats, times_checked=False)
+
+
+def _read_columns(
+    run_key: int,
+    keys: list[str],
+    steps: list[int],
+    times: list[int],
+    floats: list[float],
+    times_checked: bool = True,
+) -> PointRows | None:
+    """`read_metrics` past its columns: each point's name, step (int8), timestamp (within MAX_MS unless not
+    `times_checked`) and value (a number)."""
+    count = len(keys)
     # The same metrics in the same order, step after step (as a client logging a dict per step sends them), or
     # each metric's points where they are.
     try:
@@ -223,6 +251,8 @@ def read_metrics(run_key: int, metrics: object) -> PointRows | None:
             return None
         floats = [v + 0.0 for v in floats]  # through numeric, -0 is 0
     if steps.count(steps[0]) == count and times.count(times[0]) == count:  # one step and one timestamp throughout
+        if not (times_checked or -MAX_MS <= times[0] <= MAX_MS):
+            return None
         if repeated:
             values = {name: floats[at::period] for at, name in enumerate(names)} if period > 1 else {names[0]: floats}
         else:
@@ -232,6 +262,8 @@ def read_metrics(run_key: int, metrics: object) -> PointRows | None:
             return None
         return _uniform_rows(run_key, steps[0], times[0], values, extremes, count)
     if max(floats) >= _HUGE or min(floats) <= -_HUGE:
+        return None
+    if not times_checked and (min(times) < -MAX_MS or max(times) > MAX_MS):
         return None
     columns: dict[str, tuple[list[int], list[int], list[float]]] = {}
     if repeated and period == 1:

@@ -20,7 +20,7 @@ from gateway.core.route_table import RUNS_CREATE, RUNS_LOG_BATCH, Resource, Rout
 from gateway.federation.bookkeeping import DERIVED_SETTINGS, Bookkeeping, started_run_of
 from gateway.federation.hooks import AcceptedWrite, UnsettledWrite
 from gateway.federation.locate import Locator
-from gateway.index.points import PointsRefused, PointWriter, read_metrics, read_points
+from gateway.index.points import PointsRefused, PointWriter, read_client_points, read_metrics, read_points
 from gateway.index.sync import IndexSync
 from gateway.index.writer import IndexChange, IndexWriter, RunChange, plan, plan_decoded_batch
 from gateway.observability.metrics import INDEX_FAILURES
@@ -103,7 +103,11 @@ class IndexWriteThrough:
             if not await self._bookkeeping.derive(route, locate, on_failure=self.writer.forget) or found[0] is None:
                 return None
             run_key = found[0]
-        rows = read_metrics(run_key, decoded) if decoded is not None else None
+        rows = None
+        if write.points is not None:  # the points the partial-read check converted from the same document
+            rows = read_client_points(run_key, write.points)
+        elif decoded is not None:
+            rows = read_metrics(run_key, decoded)
         if rows is None:
             change = _with_points_as_text(write, change)
             assert change.points is not None

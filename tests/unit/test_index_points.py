@@ -39,7 +39,16 @@ from gateway.federation.bookkeeping import DERIVED_SETTINGS, Bookkeeping
 from gateway.federation.canonical import canonical_body
 from gateway.federation.hooks import AcceptedWrite
 from gateway.federation.locate import Locator, RunDirectory
-from gateway.index.points import MAX_BATCH_POINTS, PointWriter, literal_floats, literal_texts, read_metrics, read_points
+from gateway.federation.mlflow_requests import ClientPoint, partial_read
+from gateway.index.points import (
+    MAX_BATCH_POINTS,
+    PointWriter,
+    literal_floats,
+    literal_texts,
+    read_client_points,
+    read_metrics,
+    read_points,
+)
 from gateway.index.write_through import IndexWriteThrough
 from gateway.index.writer import IndexWriter, NewRun, RunChange, plan, plan_decoded_batch
 from tests.databases import empty_database, execute
@@ -179,11 +188,12 @@ async def no_store(link: WorkspaceLink, method: str, path: str) -> tuple[int, by
 
 
 async def write_both(
-    url: str, sequence: list[Call], max_points: int = MAX_BATCH_POINTS, canonical: bool = False
+    url: str, sequence: list[Call], max_points: int = MAX_BATCH_POINTS, canonical: bool = False, shared: bool = False
 ) -> PointWriter:
     """`sequence` written by the statement for one set of runs and through the hook for another, compared; the
     hook's point writer, for what it wrote. `canonical`: both get each body as the gateway forwards it (its
-    canonical encoding; a body the gateway refuses is not sent), the hook with the document the guard read."""
+    canonical encoding; a body the gateway refuses is not sent), the hook with the document the guard read, and
+    with `shared` the points the partial-read check converted from it too."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
 
     async def open_pool(name: str, settings: Mapping[str, str] | None = None, /) -> asyncpg.Pool:
@@ -219,7 +229,7 @@ async def write_both(
                 except (asyncpg.PostgresError, UnicodeDecodeError):
                     statement_writer.forget()
         # Through the hook, all at once.
-        writes = [accepted(call, pair[call.run][1], canonical) for call in sequence]
+        writes = [accepted(call, pair[call.run][1], canonical, shared) for call in sequence]
         await asyncio.gather(*(hook.record(write) for write in writes if write is not None))
         async with pool.acquire() as conn:
             for statement_run, hook_run in pair:
@@ -234,10 +244,14 @@ async def write_both(
     return hook.points
 
 
-def accepted(call: Call, run_id: str, canonical: bool = False) -> AcceptedWrite | None:
+def accepted(call: Call, run_id: str, canonical: bool = False, shared: bool = False) -> AcceptedWrite | None:
     body = request(call, run_id, canonical)
     if body is None:
         return None
+    document = canonical_body(body).document if canonical else None
+    points = None
+    if shared and document is not None and call.route == RUNS_LOG_BATCH.name:
+        points = partial_read(RUNS_LOG_BATCH, body, "", document)[1]  # as the forwarder hands them on
     return AcceptedWrite(
         spec=RUNS_LOG_METRIC if call.route == RUNS_LOG_METRIC.name else RUNS_LOG_BATCH,
         link=LINK,
@@ -247,7 +261,8 @@ def accepted(call: Call, run_id: str, canonical: bool = False) -> AcceptedWrite 
         ids=None,
         path_params={},
         artifact_path=None,
-        document=canonical_body(body).document if canonical else None,
+        document=document,
+        points=points,
     )
 
 
@@ -334,11 +349,14 @@ def test_points_written_through_the_point_writer_equal_the_statements(
     asyncio.run(write_both(database, sequence, max_points))
 
 
-@given(sequence=st.lists(calls(), min_size=1, max_size=8))
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_points_read_from_the_guards_document_equal_the_statements(database: str, sequence: list[Call]) -> None:
-    """Bodies as the gateway forwards them, the hook reading the points from the document the guard decoded."""
-    asyncio.run(write_both(database, sequence, canonical=True))
+@given(sequence=st.lists(calls(), min_size=1, max_size=8), shared=st.booleans())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_points_read_from_the_guards_document_equal_the_statements(
+    database: str, sequence: list[Call], shared: bool
+) -> None:
+    """Bodies as the gateway forwards them, the hook reading the points from the document the guard decoded, or
+    (`shared`) from the points the partial-read check converted from it."""
+    asyncio.run(write_both(database, sequence, canonical=True, shared=shared))
 
 
 @given(call=calls(), run_key=st.integers(1, 2**40))
@@ -363,8 +381,12 @@ def test_points_read_from_the_document_equal_the_points_read_from_the_body(call:
         return
     change = plan(call.route, LINK.workspace_id, body, b"{}", "a")
     assert isinstance(change, RunChange) and change.points is not None
-    got = read_metrics(run_key, canonical_body(body).document.get("metrics"))
+    document = canonical_body(body).document
+    got = read_metrics(run_key, document.get("metrics"))
     assert got is None or got == read_points(run_key, change.points)
+    points = partial_read(RUNS_LOG_BATCH, body, "", document)[1]
+    if points is not None:  # the check's points give what the document gives
+        assert read_client_points(run_key, points) == got
 
 
 @given(
@@ -421,6 +443,7 @@ def test_what_mlflow_clients_send_is_read_from_the_document(body: list[dict[str,
     and as the same metrics step after step."""
     metrics = canonical_body(msgspec.json.encode({"run_id": "r", "metrics": body * repeat})).document["metrics"]
     assert read_metrics(1, metrics) == read_points(1, msgspec.json.encode(body * repeat))
+    assert read_client_points(1, msgspec.convert(metrics, list[ClientPoint])) == read_metrics(1, metrics)
 
 
 @given(
@@ -451,6 +474,24 @@ def test_a_call_of_one_step_and_one_timestamp_is_read_as_any_other(
     rows = read_metrics(7, metrics)
     assert rows is not None
     assert rows == read_points(7, msgspec.json.encode(body))
+    assert read_client_points(7, msgspec.convert(metrics, list[ClientPoint])) == rows
+
+
+@given(
+    timestamps=st.lists(
+        st.sampled_from([-(2**63), -8_000_000_000_001, -8_000_000_000_000, 0, 8_000_000_000_000, 8_000_000_000_001])
+        | st.integers(-(2**63), 2**63 - 1),
+        min_size=1,
+        max_size=3,
+    ),
+    step=st.integers(0, 1),
+)
+def test_the_checks_points_leave_to_read_points_what_the_document_leaves(timestamps: list[int], step: int) -> None:
+    """The partial-read check's points hold any int8 timestamp; the index's range (MAX_MS) is checked on them as
+    `read_metrics` checks it on the document, on calls of one timestamp and of several."""
+    body = [{"key": "m", "value": 1.5, "timestamp": at, "step": step} for at in timestamps]
+    metrics = canonical_body(msgspec.json.encode({"run_id": "r", "metrics": body})).document["metrics"]
+    assert read_client_points(3, msgspec.convert(metrics, list[ClientPoint])) == read_metrics(3, metrics)
 
 
 @given(

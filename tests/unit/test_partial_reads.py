@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from gateway.core.errors import GatewayError
 from gateway.core.route_table import RUNS_LOG_BATCH, RUNS_LOG_PARAMETER, RUNS_SET_TAG
 from gateway.federation.canonical import canonical_body
-from gateway.federation.mlflow_requests import _WholeMetric, unread_part
+from gateway.federation.mlflow_requests import ClientPoint, _WholeMetric, partial_read, unread_part
 from tests.unit.test_pipeline import TEAM_A, RecordingStore, call, forwarder
 
 json_format = pytest.importorskip("google.protobuf.json_format")
@@ -93,9 +93,15 @@ def test_the_one_pass_check_of_points_agrees_with_json_format(document: dict[str
     except GatewayError:
         return  # refused before anything else is asked
     slow = unread_part(RUNS_LOG_BATCH, canonical.encoded, "")
-    fast = unread_part(RUNS_LOG_BATCH, canonical.encoded, "", canonical.document)
+    fast, points = partial_read(RUNS_LOG_BATCH, canonical.encoded, "", canonical.document)
     assert fast == slow
     assert (slow is None) == _json_format_reads_all(json.loads(canonical.encoded))
+    if points is not None:  # handed to the after-write hooks: the document's points, each in the clients' shape
+        assert slow is None
+        assert points == msgspec.convert(canonical.document["metrics"], list[ClientPoint])
+        assert [msgspec.to_builtins(point) for point in points] == [
+            {**point, "value": float(point["value"])} for point in canonical.document["metrics"]
+        ]
 
 
 @settings(max_examples=300, deadline=None)
@@ -108,9 +114,22 @@ def test_a_point_read_in_one_pass_is_one_json_format_reads_whole(point: dict[str
     json_format.ParseDict(point, service_pb2.Metric(), ignore_unknown_fields=True)  # no ParseError
 
 
+@settings(max_examples=300, deadline=None)
+@given(point=points())
+def test_a_point_in_the_clients_shape_is_one_the_one_pass_check_reads_whole(point: dict[str, Any]) -> None:
+    """`ClientPoint` (tried first, its points handed to the index) is narrower than `_WholeMetric`."""
+    try:
+        msgspec.convert([point], list[ClientPoint])
+    except msgspec.ValidationError:
+        return
+    assert sorted(point) == ["key", "step", "timestamp", "value"]
+    msgspec.convert([point], list[_WholeMetric])  # no ValidationError
+    json_format.ParseDict(point, service_pb2.Metric(), ignore_unknown_fields=True)  # no ParseError
+
+
 def test_the_one_pass_shape_names_fields_of_mlflows_metric_message() -> None:
     fields = service_pb2.Metric.DESCRIPTOR.fields_by_name
-    for name in _WholeMetric.__struct_fields__:
+    for name in (*_WholeMetric.__struct_fields__, *ClientPoint.__struct_fields__):
         assert name in fields, name
 
 
