@@ -167,6 +167,12 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0  # bytes received while it had not
         self._timeout = 0.0
         self._deadline: float | None = None
+        # One timer per connection, re-armed only when it fires early: a wait notes when it is due (`_due`, None while
+        # nothing waits) and arms the timer only when none is armed to fire by then, instead of a timer armed and
+        # cancelled per wait (a store call waits at least once).
+        self._due: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.busy = False
         self.closed = False
         self.idle_since = 0.0
@@ -290,16 +296,15 @@ class _Connection(asyncio.Protocol):
         # waiting ends, and that exchange's waiter and timer are its own.
         waiter: asyncio.Future[Answer | None] = self._loop.create_future()
         self._waiter = waiter
-        if self._deadline is None:
-            timer = self._loop.call_later(self._timeout, self._timed_out)
-        else:
-            timer = self._loop.call_at(self._deadline, self._timed_out)
+        self._due = due = self._loop.time() + self._timeout if self._deadline is None else self._deadline
+        if self._timer is None or self._timer_at > due:
+            self._arm(due)
         try:
             return await waiter
         finally:
-            timer.cancel()
             if self._waiter is waiter:
                 self._waiter = None
+                self._due = None
 
     def pause(self) -> None:
         if not self._paused and self._transport is not None:
@@ -322,7 +327,21 @@ class _Connection(asyncio.Protocol):
             self.busy = False
             self._pool.done(self)
 
-    def _timed_out(self) -> None:
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._check)
+        self._timer_at = when
+
+    def _check(self) -> None:
+        """The timer fired: the wait under way timed out if it is due, else the timer is armed again for it (it was
+        armed for an earlier wait); nothing waiting, it is armed again by the next wait."""
+        self._timer = None
+        if self._due is None or self.closed:
+            return
+        if self._loop.time() < self._due:
+            self._arm(self._due)
+            return
         self._fail(HttpFailure("no answer in time", timed_out=True))
 
     def _fail(self, error: HttpFailure) -> None:
@@ -337,6 +356,9 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._transport is not None:
             self._transport.abort()  # nothing of a half-done exchange is worth sending
         self._end()

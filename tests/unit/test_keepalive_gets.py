@@ -220,6 +220,37 @@ async def test_no_answer_in_time_is_a_timeout_and_the_connection_is_not_kept() -
     assert server.connections == 2
 
 
+async def test_a_wait_on_a_kept_connection_has_its_whole_read_timeout() -> None:
+    """A connection's one timer is armed by the first wait and not re-armed by later ones while it fires sooner: when
+    it fires during a later wait that is not due yet, that wait goes on (the answer here comes after the first wait's
+    time was up, well within the second's), and it is armed again for it."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await request_of(reader)
+        writer.write(answer(b"{}"))
+        await writer.drain()
+        await request_of(reader)
+        await asyncio.sleep(1.4)  # the first wait's time is up 2 s after it began; this one's 2 s after 1.2 s
+        writer.write(answer(b"[]"))
+        await writer.drain()
+        await request_of(reader)
+        await asyncio.sleep(30)  # the third gets no answer: its own timer ends it
+
+    server = Raw(serve)
+    client = gets(await server.start(), read=2.0)
+    try:
+        assert await client.get("a", {}) == (200, b"{}")
+        await asyncio.sleep(1.2)
+        assert await client.get("a", {}) == (200, b"[]")
+        with pytest.raises(HttpFailure) as failed:
+            await client.get("a", {})
+        assert failed.value.timed_out
+    finally:
+        await client.close()
+        await server.stop()
+    assert server.connections == 1
+
+
 async def test_a_cancelled_get_does_not_leave_its_connection_for_the_next() -> None:
     answered = asyncio.Event()
 
