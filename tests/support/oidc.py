@@ -11,6 +11,7 @@ import secrets
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,6 +61,10 @@ class OidcIssuer:
         self.people: dict[str, Person] = {}
         self._codes: dict[str, dict[str, Any]] = {}  # code → what it was issued for (used once)
         self.logouts: list[dict[str, str]] = []  # the end-session requests received
+        self.token_requests: list[dict[str, str]] = []  # the token endpoint's forms (secrets and all)
+        # A test's stand-in for the ID token the token endpoint would send: given the claims the issuer would
+        # sign (iss, sub, aud, iat, exp, email, email_verified, groups, nonce), what it sends instead (None: none).
+        self.id_token_hook: Callable[[dict[str, Any]], str | None] | None = None
 
     def register(self, client_id: str, redirect_uri: str, secret: str = "") -> None:
         self.clients.setdefault(client_id, Client(secret, set())).redirect_uris.add(redirect_uri)
@@ -124,6 +129,11 @@ class OidcIssuer:
         key = self.key
         return jwt.encode({"alg": "RS256", "kid": key.kid, **(header or {})}, claims, key, algorithms=["RS256"])
 
+    def sign(self, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
+        """Exactly these claims, signed with the current key (RS256, its kid unless `header` says otherwise)."""
+        key = self.key
+        return jwt.encode({"alg": "RS256", "kid": key.kid, **(header or {})}, claims, key, algorithms=["RS256"])
+
     def _jwks(self) -> dict[str, Any]:
         with self._lock:
             self.jwks_requests += 1
@@ -144,6 +154,7 @@ class OidcIssuer:
     def _exchange(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
         """The token endpoint: one use per code, the same client and redirect URI, the PKCE verifier."""
         with self._lock:
+            self.token_requests.append(dict(form))
             issued = self._codes.pop(form.get("code", ""), None)
         client_id = form.get("client_id", "")
         secret = ""
@@ -166,7 +177,15 @@ class OidcIssuer:
             issued["email"], audience=client_id, email=issued["email"], groups=person.groups, extra_claims=claims
         )
         access = self.token(issued["email"], audience="fedgate", email=issued["email"], groups=person.groups)
-        return 200, {"access_token": access, "id_token": id_token, "token_type": "Bearer", "expires_in": 300}
+        answer = {"access_token": access, "id_token": id_token, "token_type": "Bearer", "expires_in": 300}
+        hook = self.id_token_hook
+        if hook is not None:
+            replaced = hook(jwt.decode(id_token, self.key).claims)
+            if replaced is None:
+                del answer["id_token"]
+            else:
+                answer["id_token"] = replaced
+        return 200, answer
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         issuer = self
