@@ -143,6 +143,15 @@ class SessionRepository:
         )
         return dict(found) if found is not None else None
 
+    async def remove_many(self, id_hashes: list[bytes]) -> list[dict[str, Any]]:
+        """Delete these sessions in one statement; what those that existed were."""
+        if not id_hashes:
+            return []
+        found = await self.session.execute(
+            sa.delete(browser_sessions).where(browser_sessions.c.id_hash.in_(id_hashes)).returning(*browser_sessions.c)
+        )
+        return [dict(row) for row in found.mappings().all()]
+
     async def purge(self, idle: timedelta) -> None:
         """Forget ended sessions and sign-ins (their rows would never authenticate again anyway)."""
         now = sa.func.now()

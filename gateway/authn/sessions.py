@@ -27,6 +27,9 @@ SIGN_IN_SECONDS = 600  # an OIDC sign-in must come back from the provider within
 MAX_COOKIE_CHARS = 128
 MAX_USER_AGENT_CHARS = 512
 MAX_HANDLE_CHARS = 32
+# Session ids one request ends at most (every value of the cookie it brings): a browser holds one, and every
+# cookie planted beside it one more. Chromium keeps at most 180 cookies per host, so this is all of them.
+MAX_PRESENTED = 200
 # What `secrets.token_urlsafe(32)` gives, the only shape of id a session was ever made with.
 _ISSUED = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -87,11 +90,11 @@ class BrowserSessions:
         ends_by: datetime | None = None,
         token_hash: bytes | None = None,
         groups: Sequence[str] = (),
-        replacing: str | None = None,
+        replacing: Sequence[str] = (),
         user_agent: str | None = None,
         ip_address: str | None = None,
     ) -> tuple[str, datetime]:
-        """A new session (id, end): always a fresh id; `replacing`, the id the browser brought, is ended.
+        """A new session (id, end): always a fresh id; `replacing`, every id the browser brought, is ended.
         `user_agent` and `ip_address` say which browser signed in, for its owner's list of sessions."""
         value = secrets.token_urlsafe(32)
         expires_at = datetime.now(UTC) + self.lifetime
@@ -100,8 +103,7 @@ class BrowserSessions:
         async with self.sessionmaker() as session, session.begin():
             repository = SessionRepository(session)
             await repository.purge(self.idle)
-            if replacing and len(replacing) <= MAX_COOKIE_CHARS:
-                await repository.remove(_hash(replacing))
+            await repository.remove_many([_hash(held) for held in _presented(replacing)])
             await repository.add(
                 _hash(value),
                 principal_id,
@@ -163,12 +165,22 @@ class BrowserSessions:
         return _session(row) if row is not None else None
 
     async def end(self, value: str) -> BrowserSession | None:
-        """Sign-out: the session is gone for every replica; what it was, if it existed."""
+        """End the session of this id: it is gone for every replica; what it was, if it existed."""
         if not value or len(value) > MAX_COOKIE_CHARS:
             return None
         async with self.sessionmaker() as session, session.begin():
             row = await SessionRepository(session).remove(_hash(value))
         return _session(row) if row is not None else None
+
+    async def end_presented(self, values: Sequence[str]) -> list[BrowserSession]:
+        """Sign-out of a browser: every session id it presented is ended (one is its own; another may have been
+        planted beside it, and ending a session whose id one holds gives nothing the id did not); what they were."""
+        hashes = [_hash(value) for value in _presented(values)]
+        if not hashes:
+            return []
+        async with self.sessionmaker() as session, session.begin():
+            rows = await SessionRepository(session).remove_many(hashes)
+        return [_session(row) for row in rows]
 
     async def begin_sign_in(self, attempt: SignInAttempt) -> str:
         """Remember an OIDC sign-in under way; the id for the browser's sign-in cookie."""
@@ -189,6 +201,12 @@ class BrowserSessions:
         if row is None:
             return None
         return SignInAttempt(row["state"], row["nonce"], row["code_verifier"], row["next_path"])
+
+
+def _presented(values: Sequence[str]) -> list[str]:
+    """The distinct ids worth a lookup among a cookie's values: of the shape the gateway issues, MAX_PRESENTED
+    at most (the last ones: a browser sends the cookies of the longest path first, its own `Path=/` one last)."""
+    return list(dict.fromkeys(v for v in values if well_formed(v)))[-MAX_PRESENTED:]
 
 
 def _session(row: dict[str, object]) -> BrowserSession:

@@ -22,7 +22,7 @@ from litestar.datastructures import Cookie
 from litestar.handlers import HTTPRouteHandler
 
 from gateway.audit.trail import AuditTrail, entry
-from gateway.authn.browser import BrowserOrigin, local_path, session_value
+from gateway.authn.browser import BrowserOrigin, cookie_values, local_path, session_value
 from gateway.authn.middleware import DenialLimiter
 from gateway.authn.service import Authenticator
 from gateway.authn.sessions import BrowserSessions, SignInAttempt, well_formed
@@ -170,7 +170,7 @@ class WebUi:
             "token",
             ends_by=principal.credential_expires_at,
             token_hash=self.authenticator.token_hash(token),
-            replacing=session_value(scope, self.browser.session_cookie(scope)),
+            replacing=cookie_values(scope, self.browser.session_cookie(scope)),
             user_agent=request.headers.get("user-agent"),
             ip_address=client_address(request),
         )
@@ -238,7 +238,7 @@ class WebUi:
             principal.id,
             "oidc",
             groups=sorted(identity.groups),
-            replacing=session_value(scope, self.browser.session_cookie(scope)),
+            replacing=cookie_values(scope, self.browser.session_cookie(scope)),
             user_agent=request.headers.get("user-agent"),
             ip_address=client_address(request),
         )
@@ -250,13 +250,15 @@ class WebUi:
         scope = request.scope
         self.browser.require_same_origin(scope)
         cookie_name = self.browser.session_cookie(scope)
-        held = session_value(scope, cookie_name)
-        ended = await self.sessions.end(held) if held else None
+        # Every session id the browser presents ends, not only an unambiguous one: with a second cookie of the
+        # name planted beside its own (possible without `__Host-`, on plain http), the browser's session used to
+        # live on after sign-out.
+        ended = await self.sessions.end_presented(cookie_values(scope, cookie_name))
         target = SIGN_IN_PATH
-        if ended is not None:
+        if ended:
             user = request.scope.get("user")
             self.note(request, user.name if isinstance(user, Principal) else "anonymous", "ui.sign_out", "allowed")
-            if ended.via == "oidc" and self.provider is not None:
+            if any(one.via == "oidc" for one in ended) and self.provider is not None:
                 after = self.browser.origin(scope) + SIGN_IN_PATH
                 target = await self.provider.sign_out_url(after) or SIGN_IN_PATH
         return self.redirect(target, self.cleared(scope, cookie_name))
