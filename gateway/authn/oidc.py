@@ -3,7 +3,8 @@
 Only asymmetric algorithms are accepted and only public asymmetric keys are taken from the JWKS, so neither
 `alg: none` nor an HMAC signed with the provider's public key can pass. The JWKS is fetched over https
 whenever the issuer is https (an http `jwks_uri` would let anyone on the path substitute the keys); a
-plain-http issuer, which configuration allows only on loopback, may publish its JWKS on loopback only.
+plain-http issuer, which configuration allows only on loopback, may publish its JWKS on loopback only. The
+same rule holds for the endpoints of browser sign-in (`endpoint_allowed`, authn/sign_in.py).
 
 Only access tokens are accepted: a `typ` header (when present) other than `at+jwt` (RFC 9068) or `JWT` is
 refused, and so is a token carrying a claim only ID tokens carry (`nonce`, `at_hash`, `c_hash`, `s_hash`):
@@ -238,7 +239,7 @@ class OidcVerifier:
                 log.warning("OIDC discovery at %s names issuer %r, not the configured one", issuer, doc.get("issuer"))
                 raise Unauthenticated("The identity provider's discovery document names a different issuer.")
             jwks_uri = doc.get("jwks_uri")
-            if not isinstance(jwks_uri, str) or not _jwks_uri_allowed(issuer, jwks_uri):
+            if not isinstance(jwks_uri, str) or not endpoint_allowed(issuer, jwks_uri):
                 log.warning(
                     "OIDC discovery at %s has no usable jwks_uri (https is required under an https issuer)", issuer
                 )
@@ -307,10 +308,11 @@ def _is_access_token_type(typ: object) -> bool:
     return typ.removeprefix("application/") in ACCESS_TOKEN_TYPES
 
 
-def _jwks_uri_allowed(issuer: str, jwks_uri: str) -> bool:
-    """https under an https issuer; under a plain-http (loopback) issuer, http(s) on loopback only."""
+def endpoint_allowed(issuer: str, endpoint: str) -> bool:
+    """Whether the gateway (or a browser it sends) may use an endpoint of the discovery document: https under an
+    https issuer; under a plain-http (loopback) issuer, http(s) on loopback only. No credentials or fragment."""
     try:
-        issuer_url, url = urlsplit(issuer), urlsplit(jwks_uri)
+        issuer_url, url = urlsplit(issuer), urlsplit(endpoint)
         host = url.hostname
     except ValueError:
         return False

@@ -10,6 +10,9 @@
    by the same claim rules as for the provider's access tokens.
 3. Sign-out at the provider: its `end_session_endpoint` (RP-initiated logout), when it publishes one.
 
+Every endpoint is taken from the discovery document under the JWKS's rule (authn/oidc.py, `endpoint_allowed`):
+https under an https issuer, loopback only under a plain-http one.
+
 Neither the code nor any token reaches the page: the browser sees only the redirects and, in the end, the
 gateway's own session cookie.
 """
@@ -25,7 +28,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from gateway.authn.oidc import OidcIdentity, OidcVerifier
+from gateway.authn.oidc import OidcIdentity, OidcVerifier, endpoint_allowed
 from gateway.authn.sessions import SignInAttempt
 from gateway.core.errors import Unauthenticated
 
@@ -98,7 +101,7 @@ class ProviderSignIn:
         except Unauthenticated:
             return None
         endpoint = metadata.get("end_session_endpoint")
-        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+        if not isinstance(endpoint, str) or not endpoint_allowed(self.verifier.settings.issuer, endpoint):
             return None
         params = [("client_id", self.client_id), ("post_logout_redirect_uri", after)]
         return str(add_params_to_uri(endpoint, params))
@@ -106,8 +109,11 @@ class ProviderSignIn:
     async def _endpoint(self, name: str) -> str:
         metadata = await self.verifier.metadata()
         endpoint = metadata.get(name)
-        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
-            raise Unauthenticated(f"The identity provider publishes no {name}.")
+        if not isinstance(endpoint, str) or not endpoint_allowed(self.verifier.settings.issuer, endpoint):
+            # Plain http under an https issuer would hand the code, the verifier and the client secret (token
+            # endpoint), or the person's sign-in (authorization endpoint), to anyone on the path.
+            log.warning("OIDC discovery has no usable %s (https is required under an https issuer)", name)
+            raise Unauthenticated(f"The identity provider publishes no usable {name}.")
         return endpoint
 
     async def _post(self, url: str, body: str, auth: aiohttp.BasicAuth | None) -> dict[str, Any]:

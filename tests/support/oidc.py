@@ -51,6 +51,7 @@ class OidcIssuer:
         self.port = 0
         self.jwks_requests = 0
         self.jwks_uri: str | None = None
+        self.endpoints: dict[str, str] = {}  # discovery entries a test replaces (authorization_endpoint, ...)
         self._tls = tls
         self._generation = 1
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
@@ -202,6 +203,7 @@ class OidcIssuer:
                         "token_endpoint": f"{issuer.url}/token",
                         "end_session_endpoint": f"{issuer.url}/logout",
                         "code_challenge_methods_supported": ["S256"],
+                        **issuer.endpoints,
                     }
                 elif path == "/jwks":
                     body = issuer._jwks()

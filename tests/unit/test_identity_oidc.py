@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.authn.oidc import OidcVerifier
+from gateway.authn.sign_in import ProviderSignIn
 from gateway.core.config import OidcSettings
 from gateway.core.errors import Unauthenticated
 from tests.support.oidc import OidcIssuer
@@ -132,3 +133,36 @@ async def test_an_id_token_is_not_an_access_token(
 async def test_access_token_types_pass(keys: OidcIssuer, verifier: OidcVerifier, typ: str | None) -> None:
     token = token_for(keys, keys.url, header={"typ": typ} if typ else {})
     assert (await verifier.verify(token)).username == "user@example.com"
+
+
+async def test_an_https_issuers_sign_in_endpoints_must_be_https(
+    keys: OidcIssuer, https_issuer: OidcIssuer, https_verifier: OidcVerifier
+) -> None:
+    """The token endpoint receives the code, the PKCE verifier and the client secret; the authorization and
+    end-session endpoints, the person's browser. Under an https issuer a discovery document naming plain http
+    for one of them would hand those to anyone on the path: the sign-in is refused instead, and nothing is sent."""
+    keys.register("ui", "https://gateway.example/fedgate/sign-in/callback", "ui-secret")
+    sign_in = ProviderSignIn(https_verifier, "ui", "ui-secret", "openid email")
+    try:
+        https_issuer.endpoints = {"token_endpoint": f"{keys.url}/token"}
+        attempt, url = await sign_in.start("https://gateway.example", "/")
+        assert url.startswith(https_issuer.url + "/authorize?")
+        with pytest.raises(Unauthenticated, match="publishes no usable token_endpoint"):
+            await sign_in.finish("https://gateway.example", attempt, "a-code", attempt.state)
+        assert keys.token_requests == []
+        https_issuer.endpoints = {
+            "authorization_endpoint": f"{keys.url}/authorize",
+            "end_session_endpoint": f"{keys.url}/logout",
+        }
+        https_verifier._fetched_at = -float("inf")  # read the discovery document anew
+        with pytest.raises(Unauthenticated, match="publishes no usable authorization_endpoint"):
+            await sign_in.start("https://gateway.example", "/")
+        assert await sign_in.sign_out_url("https://gateway.example/fedgate/sign-in") is None
+        # Its own endpoints over https are used.
+        https_issuer.endpoints = {}
+        https_verifier._fetched_at = -float("inf")
+        assert (await sign_in.sign_out_url("https://gateway.example/")) == (
+            f"{https_issuer.url}/logout?client_id=ui&post_logout_redirect_uri=https%3A%2F%2Fgateway.example%2F"
+        )
+    finally:
+        await sign_in.close()
