@@ -191,6 +191,25 @@ def test_an_attackers_callback_in_the_victims_browser_does_not_sign_the_victim_i
     assert who(site, attacker) == site.attacker
 
 
+def test_in_chromium_an_attackers_callback_opened_from_another_site_signs_nobody_in(tab: Any, site: Site) -> None:
+    """Login CSRF as a person's browser meets it: mid-way through their own sign-in (at the provider's page, the
+    SameSite=Lax sign-in cookie held), a page of another site sends the browser to the attacker's callback URL.
+    The top-level navigation carries the sign-in cookie, and the state refuses it."""
+    attacker = requests.Session()
+    evil_url = authorize(site, start(site, attacker), site.attacker)
+    tab.goto("/fedgate/sign-in")
+    tab.click("#sign-in-oidc")
+    tab.wait_for_selector("#username")  # the provider's page: this browser's sign-in is under way
+    trap = f"<script>location.href = {json.dumps(evil_url)}</script>"
+    tab.route("http://attacker.test/**", lambda route: route.fulfill(body=trap, content_type="text/html"))
+    with tab.expect_response(lambda r: r.url.startswith(site.redirect_uri)) as answer:
+        tab.goto("http://attacker.test/")
+    assert answer.value.status == 401
+    tab.wait_for_selector("text=does not belong to this sign-in (state)")
+    assert not [c for c in tab.context.cookies() if c["name"] == "fedgate_session"]
+    assert tokens_sent(site.issuer, code_of(evil_url)) == 0
+
+
 def test_an_attempt_is_used_once_and_not_after_it_timed_out(site: Site) -> None:
     http = requests.Session()
     params = start(site, http)
