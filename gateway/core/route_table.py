@@ -686,6 +686,7 @@ MODEL_VERSIONS_DELETE_TAG = declared("DELETE /mlflow/model-versions/delete-tag")
 ARTIFACT_UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")
 UI_UPLOAD_ARTIFACT = declared("POST /mlflow/upload-artifact")  # the UI's upload button: ?run_uuid&path
 GATEWAY_PROXY_INVOKE = declared("POST /mlflow/gateway-proxy")
+SERVER_VERSION = declared("GET /version")
 GRAPHQL = declared("POST /graphql")
 
 

@@ -16,8 +16,11 @@ are left out.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
+from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
@@ -65,6 +68,265 @@ def _walk_asgi(entries: list[Any], prefix: str, routes: dict[str, str]) -> None:
             raise AssertionError(f"unexpected route {entry!r} in the MLflow app: neither HTTP route nor router")
         for method in sorted(methods - IGNORED_METHODS):
             routes[f"{method} {normalised(prefix + entry.path)}"] = "asgi"
+
+
+# -- how MLflow answers a success ------------------------------------------------------------------------
+
+JSON = "json"
+_PARAMETER = "parameter: "  # a function returns what it was given: its caller's argument tells
+_ANSWER_HEADS = frozenset({"mimetype", "content_type", "status_code", "status"})
+_NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+# Makers of an answer whose body is JSON whatever it holds.
+_JSON_MAKERS = frozenset({"jsonify", "JSONResponse"})
+# Makers of a file's bytes.
+_FILE_MAKERS = frozenset({"send_file", "send_from_directory"})
+# Constructors of an answer whose content type is the mimetype, media_type or content_type it is given.
+_RESPONSE_CLASSES = frozenset(
+    {"Response", "response_class", "PlainTextResponse", "HTMLResponse", "FileResponse", "StreamingResponse"}
+)
+
+
+def answer_forms() -> dict[str, frozenset[str]]:
+    """For every route of `mlflow_routes()`, how its handler answers a success, read from the handler's code:
+    `JSON` for an answer whose body is JSON (a proto message through `_wrap_response`, `jsonify`, FastAPI's
+    JSONResponse of a model or a dict, `Response(mimetype="application/json")`), else what it answers instead
+    (a file, text, a stream, protobuf, an empty answer with no content type, a 204) as the code that makes it.
+    A success the code does not tell (it returns what another object made) is `unread: <expression>`.
+
+    Only the answers a handler returns with a success status count: one given a status of 300 or more, or a
+    status it computes (an exception's), is an error path; MLflow's errors are its own to send."""
+    import mlflow.server
+    from fastapi.routing import APIRoute
+    from mlflow.server.fastapi_app import create_fastapi_app
+    from starlette.routing import Mount
+
+    forms: dict[str, frozenset[str]] = {}
+    flask_app = mlflow.server.app
+    for rule in flask_app.url_map.iter_rules():
+        if rule.endpoint == "_not_implemented":
+            continue
+        found = _function_forms(flask_app.view_functions[rule.endpoint], fastapi=False)
+        for method in sorted((rule.methods or set()) - IGNORED_METHODS):
+            forms.setdefault(f"{method} {normalised(rule.rule)}", found)
+
+    def walk(entries: list[Any], prefix: str) -> None:
+        for entry in entries:
+            if isinstance(entry, Mount):
+                continue  # the Flask app, read above
+            if hasattr(entry, "include_context"):
+                walk(entry.original_router.routes, prefix + entry.include_context.prefix)
+                continue
+            assert isinstance(entry, APIRoute), entry
+            found = _function_forms(entry.endpoint, fastapi=True)
+            response_class = getattr(entry.response_class, "value", entry.response_class)  # FastAPI's default
+            if JSON in found and not _is_json_class(response_class):
+                found = (found - {JSON}) | {f"{response_class!r} of the handler's value"}
+            for method in sorted(entry.methods - IGNORED_METHODS):
+                forms[f"{method} {normalised(prefix + entry.path)}"] = found
+
+    walk(create_fastapi_app(flask_app).routes, "")
+    return forms
+
+
+def _is_json_class(response_class: Any) -> bool:
+    from fastapi.responses import JSONResponse
+
+    return isinstance(response_class, type) and issubclass(response_class, JSONResponse)
+
+
+def _function_forms(function: Any, *, fastapi: bool, seen: frozenset[Any] = frozenset()) -> frozenset[str]:
+    import inspect
+    import textwrap
+
+    function = inspect.unwrap(function)
+    if function in seen:
+        return frozenset()
+    try:
+        definition = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
+    except (OSError, TypeError, SyntaxError):
+        definition = None
+    if not isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):  # a lambda (Flask's static files)
+        return frozenset({f"unread: {function.__qualname__}"})
+    body = list(_own_nodes(definition))
+    context = _Context(function, body, fastapi, seen | {function})
+    found: set[str] = set()
+    for node in body:
+        if isinstance(node, ast.Return) and node.value is not None:
+            found |= context.forms(node.value)
+    return frozenset(found)
+
+
+def _own_nodes(definition: Any) -> Iterator[Any]:
+    """The nodes of a function's body, without those of functions, lambdas and classes defined inside it."""
+    stack = [node for node in definition.body if not isinstance(node, _NESTED)]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, _NESTED):
+                stack.append(child)
+
+
+class _Context:
+    def __init__(self, function: Any, body: list[Any], fastapi: bool, seen: frozenset[Any]) -> None:
+        self.function, self.body, self.fastapi, self.seen = function, body, fastapi, seen
+        self.names: frozenset[str] = frozenset()
+
+    def forms(self, node: Any) -> frozenset[str]:
+        if isinstance(node, ast.Await):
+            return self.forms(node.value)
+        if isinstance(node, ast.Dict | ast.List | ast.DictComp | ast.ListComp):
+            return frozenset({JSON})  # Flask's jsonify and FastAPI's JSONResponse of a plain value
+        if isinstance(node, ast.Tuple) and node.elts:  # Flask's (body, status)
+            status = node.elts[1] if len(node.elts) > 1 else None
+            if status is not None and not _success_status(status):
+                return frozenset()
+            return self.forms(node.elts[0])
+        if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+            return frozenset({f"text: {ast.unparse(node)}"})
+        if isinstance(node, ast.Constant) and node.value is None:
+            return frozenset()
+        if isinstance(node, ast.IfExp):
+            return self.forms(node.body) | self.forms(node.orelse)
+        if isinstance(node, ast.Name):
+            return self._name_forms(node.id)
+        if isinstance(node, ast.Call):
+            return self._call_forms(node)
+        return frozenset({f"unread: {ast.unparse(node)}"})
+
+    def _name_forms(self, name: str) -> frozenset[str]:
+        if name in self.names:
+            return frozenset()
+        self.names = self.names | {name}
+        values = [
+            node.value
+            for node in self.body
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            and node.value is not None
+            and any(
+                isinstance(target, ast.Name) and target.id == name
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            )
+        ]
+        if not values:
+            import inspect
+
+            if name in inspect.signature(self.function).parameters:
+                return frozenset({f"{_PARAMETER}{name}"})
+            if isinstance(self.function.__globals__.get(name), str):
+                return frozenset({f"text: {name}"})  # a module's constant (MLflow's VERSION)
+            return frozenset({f"unread: {name}"})
+        found: set[str] = set()
+        for value in values:
+            found |= self.forms(value)
+        return frozenset(found | self._changed_heads(name))
+
+    def _changed_heads(self, name: str) -> set[str]:
+        """What the function sets of the answer `name` after making it that can make it other than JSON: its
+        mimetype or content type (but to application/json), a Content-Type header, a status of 204 or 205."""
+        changed = set()
+        for node in self.body:
+            if not isinstance(node, ast.Assign):
+                continue
+            for target in node.targets:
+                if isinstance(target, ast.Subscript):
+                    header = target.slice
+                    target = target.value
+                    if not (isinstance(header, ast.Constant) and str(header.value).lower() == "content-type"):
+                        continue
+                    if not (isinstance(target, ast.Attribute) and target.attr == "headers"):
+                        continue
+                elif not (isinstance(target, ast.Attribute) and target.attr in _ANSWER_HEADS):
+                    continue
+                if not (isinstance(target.value, ast.Name) and target.value.id == name):
+                    continue
+                value = node.value
+                if isinstance(target, ast.Attribute) and target.attr in ("status_code", "status"):
+                    if isinstance(value, ast.Constant) and value.value in (204, 205):
+                        changed.add(f"not json: {ast.unparse(node)}")
+                elif not (isinstance(value, ast.Constant) and value.value == "application/json"):
+                    changed.add(f"not json: {ast.unparse(node)}")
+        return changed
+
+    def _call_forms(self, call: Any) -> frozenset[str]:
+        callee = call.func
+        name = callee.id if isinstance(callee, ast.Name) else callee.attr if isinstance(callee, ast.Attribute) else ""
+        text = ast.unparse(call)
+        keywords = {keyword.arg: keyword.value for keyword in call.keywords if keyword.arg}
+        if name in _JSON_MAKERS | _FILE_MAKERS | _RESPONSE_CLASSES:
+            status = keywords.get("status", keywords.get("status_code"))
+            if status is None and len(call.args) > 1 and name == "Response":
+                status = call.args[1]
+            if status is not None and not _success_status(status):
+                return frozenset()  # an error's answer
+        if name in _JSON_MAKERS:
+            return frozenset({JSON})
+        if name in _FILE_MAKERS:
+            return frozenset({f"file: {name}"})
+        if name in _RESPONSE_CLASSES:
+            kind = keywords.get("mimetype", keywords.get("media_type", keywords.get("content_type")))
+            if isinstance(kind, ast.Constant) and kind.value == "application/json":
+                return frozenset({JSON})
+            return frozenset({f"not json: {text}"})
+        target = self._resolve(callee)
+        if target is None:
+            return frozenset({f"unread: {text}"})
+        if self.fastapi and _is_model_class(target):
+            return frozenset({JSON})  # a pydantic model (or its factory), answered as FastAPI's JSONResponse
+        if _readable_function(target):
+            return self._arguments_placed(call, target, _function_forms(target, fastapi=self.fastapi, seen=self.seen))
+        return frozenset({f"unread: {text}"})
+
+    def _arguments_placed(self, call: Any, target: Any, found: frozenset[str]) -> frozenset[str]:
+        """`found`, the forms of a function `call` calls, with each parameter it returns (as it came, or given
+        headers) read as the argument the call passes."""
+        import inspect
+
+        placed: set[str] = set()
+        names = list(inspect.signature(target).parameters)
+        for form in found:
+            if not form.startswith(_PARAMETER):
+                placed.add(form)
+                continue
+            name = form.removeprefix(_PARAMETER)
+            argument = next((keyword.value for keyword in call.keywords if keyword.arg == name), None)
+            if argument is None and name in names and names.index(name) < len(call.args):
+                argument = call.args[names.index(name)]
+            placed |= self.forms(argument) if argument is not None else {f"unread: {name}"}
+        return frozenset(placed)
+
+    def _resolve(self, node: Any) -> Any:
+        """The object a callee names in the handler's module: a function of MLflow's, a model class or a
+        model's class method."""
+        if isinstance(node, ast.Name):
+            return self.function.__globals__.get(node.id)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            owner = self.function.__globals__.get(node.value.id)
+            if isinstance(owner, ModuleType):
+                return getattr(owner, node.attr, None)
+            if owner is not None and _is_model_class(owner):
+                return owner
+        return None
+
+
+def _readable_function(target: Any) -> bool:
+    """An MLflow function whose code can be read."""
+    import inspect
+
+    return inspect.isfunction(target) and (target.__module__ or "").startswith("mlflow.")
+
+
+def _is_model_class(target: Any) -> bool:
+    from pydantic import BaseModel
+
+    return isinstance(target, type) and issubclass(target, BaseModel)
+
+
+def _success_status(node: Any) -> bool:
+    """A status that is a success: a constant below 300. A status the code computes is an error's."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value < 300
+    return isinstance(node, ast.Attribute) and node.attr.startswith("HTTP_2")
 
 
 # -- what MLflow's handlers check before they act -------------------------------------------------------

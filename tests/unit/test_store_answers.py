@@ -1,4 +1,6 @@
-"""The store's 5xx answers the gateway answers as the 4xx they are (federation/store_answers.py), and no others."""
+"""The store's answers the gateway does not pass on as they came (federation/store_answers.py): the 5xx it answers
+as the 4xx they are, and no others; the successes that cannot be MLflow's, on the routes MLflow answers with JSON,
+held route by route to what MLflow 3.17.2's handlers answer."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import json
 import pytest
 
 from gateway.core.errors import ResourceNotFound
-from gateway.core.route_table import RouteSpec, declared
-from gateway.federation.store_answers import known_failure
+from gateway.core.route_table import ARTIFACT_UPLOAD, FORWARDED_ROUTES, UI_UPLOAD_ARTIFACT, RouteSpec, declared
+from gateway.federation.store_answers import answers_json, foreign_error, known_failure
+from tests.support.mlflow_surface import JSON
 
 GET_TRACE = declared("GET /mlflow/traces/get", 3)
 BATCH_GET = declared("GET /mlflow/traces/batchGet", 3)
@@ -45,3 +48,133 @@ def test_a_trace_without_spans_in_the_store_is_not_found(spec: RouteSpec) -> Non
 )
 def test_other_answers_go_out_as_they_came(spec: RouteSpec, status: int, body: str) -> None:
     assert known_failure(spec, status, body.encode()) is None
+
+
+# -- which successes must be JSON, held to MLflow's own handlers ---------------------------------------------------
+
+# Forwarded routes whose handler returns what the code reading it cannot tell (tests/support/mlflow_surface.py
+# `answer_forms` gives them as `unread: ...`), with what MLflow 3.17.2's code answers there: True for
+# application/json on every success.
+REVIEWED: dict[str, tuple[bool, str]] = {
+    "GET /ajax-api/2.0/mlflow/gateway-proxy": (
+        True,
+        '{"endpoints": []} without a deployments target, else the target\'s endpoint listing (an object), which '
+        "Flask answers as JSON",
+    ),
+    "POST /ajax-api/2.0/mlflow/gateway-proxy": (
+        False,
+        "the deployments target's answer to an invocation, any JSON value: Flask answers a string as text/html",
+    ),
+    **dict.fromkeys(
+        (
+            "POST /gateway/openai/v1/embeddings",
+            "POST /gateway/openai/v1/responses/compact",
+            "POST /gateway/gemini/v1beta/models/{endpoint_name}:generateContent",
+            "POST /gateway/typesafe/v1/systemone",
+        ),
+        (False, "the AI gateway's call of a provider, answered in the provider's protocol"),
+    ),
+}
+# Forwarded routes MLflow answers with application/json whose answer the gateway passes through as it came all the
+# same (their body is not JSON_BODIES), with the reason.
+PASSED_THROUGH: dict[str, str] = {
+    "GET /gateway/mlflow/v1/models": "the AI gateway's routes speak a provider's protocol and pass through whole",
+    "POST /ajax-api/2.0/mlflow/upload-artifact": (
+        "the UI's upload answers 200 application/json with an empty body; an upload's answer passes as it came"
+    ),
+}
+NOT_JSON_FORMS = ("not json: ", "file: ", "text: ")
+
+
+@pytest.fixture(scope="module")
+def answers_of_mlflow() -> dict[str, frozenset[str]]:
+    pytest.importorskip("mlflow.server")
+    from tests.support.mlflow_surface import answer_forms
+
+    return answer_forms()
+
+
+def _upstream(spec: RouteSpec) -> str:
+    from tests.support.mlflow_surface import normalised
+
+    return f"{spec.method} {normalised(spec.upstream_prefix + spec.path)}"
+
+
+def _mlflow_answers_json(route: str, forms: frozenset[str]) -> bool | None:
+    """True if MLflow answers every success of `route` with JSON, False if some success is not, None if its code
+    does not tell and nobody reviewed it."""
+    if any(form.startswith(NOT_JSON_FORMS) for form in forms):
+        return False
+    if forms == {JSON}:
+        return True
+    return REVIEWED[route][0] if route in REVIEWED else None
+
+
+def test_every_forwarded_route_is_held_to_what_mlflow_answers(answers_of_mlflow: dict[str, frozenset[str]]) -> None:
+    """A route whose MLflow handler can succeed with a file, text, protobuf, a stream, an empty answer without a
+    content type or a 204 is no JSON route (before 5e664ad the artifact upload was one, and every log_artifact
+    through the gateway was a 502); a route MLflow always answers with JSON keeps the protection of becef5a, unless
+    listed in PASSED_THROUGH. A new route, or a changed handler, that the code does not tell fails until reviewed."""
+    wrong, unreviewed, lost = [], [], []
+    for spec in FORWARDED_ROUTES:
+        route = _upstream(spec)
+        forms = answers_of_mlflow[route]
+        expected = _mlflow_answers_json(route, forms)
+        if expected is None:
+            unreviewed.append(f"{route}: {sorted(forms)}")
+        elif answers_json(spec) and not expected:
+            wrong.append(f"{route}: MLflow answers {sorted(forms)}")
+        elif expected and not answers_json(spec) and route not in PASSED_THROUGH:
+            lost.append(route)
+    assert unreviewed == [], f"read these handlers and list what they answer in REVIEWED: {unreviewed}"
+    assert wrong == [], f"answers_json holds these to JSON, which MLflow does not always answer (a 502): {wrong}"
+    assert lost == [], f"MLflow answers these with JSON only; answers_json lets anything through: {lost}"
+
+
+def test_the_reviewed_lists_name_forwarded_routes_the_code_does_not_tell(
+    answers_of_mlflow: dict[str, frozenset[str]],
+) -> None:
+    forwarded = {_upstream(spec) for spec in FORWARDED_ROUTES}
+    for route in REVIEWED:
+        assert route in forwarded, f"REVIEWED names {route}, which is not forwarded"
+        forms = answers_of_mlflow[route]
+        assert forms != {JSON} and not any(form.startswith(NOT_JSON_FORMS) for form in forms), (
+            f"MLflow's code tells how {route} answers now ({sorted(forms)}): drop it from REVIEWED"
+        )
+    for route in PASSED_THROUGH:
+        assert route in forwarded and _mlflow_answers_json(route, answers_of_mlflow[route]), route
+
+
+def test_mlflows_artifact_upload_answers_200_without_a_body_or_a_content_type(
+    answers_of_mlflow: dict[str, frozenset[str]],
+) -> None:
+    """What 5e664ad found, read from MLflow's artifact router: `Response(status_code=200)`. The gateway passes it
+    through (answers_json is False, and foreign_error lets it go) on both aliases."""
+    for path in ("/api/2.0", "/ajax-api/2.0"):
+        forms = answers_of_mlflow[f"PUT {path}/mlflow-artifacts/artifacts/{{artifact_path}}"]
+        assert forms == {"not json: Response(status_code=200)"}, forms
+    assert not answers_json(ARTIFACT_UPLOAD) and not answers_json(UI_UPLOAD_ARTIFACT)
+    for content_type in ("", "text/plain", "application/octet-stream"):
+        assert foreign_error(ARTIFACT_UPLOAD, 200, content_type) is None
+    assert foreign_error(ARTIFACT_UPLOAD, 201, "") is None
+
+
+@pytest.mark.parametrize("spec", [spec for spec in FORWARDED_ROUTES if not answers_json(spec)], ids=str)
+def test_a_route_that_is_not_json_passes_any_success_through(spec: RouteSpec) -> None:
+    for status in (200, 201, 204, 206, 304):
+        for content_type in ("", "text/plain; charset=utf-8", "text/html", "application/x-protobuf"):
+            assert foreign_error(spec, status, content_type) is None, (status, content_type)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON"])
+def test_a_json_success_of_a_json_route_passes(content_type: str) -> None:
+    for spec in FORWARDED_ROUTES:
+        if answers_json(spec):
+            assert foreign_error(spec, 200, content_type) is None, spec.name
+
+
+@pytest.mark.parametrize(("status", "content_type"), [(200, "text/html"), (200, ""), (201, "text/plain"), (204, "")])
+def test_a_success_that_is_not_json_on_a_json_route_is_a_502(status: int, content_type: str) -> None:
+    """becef5a: a proxy's sign-in page answered 200 (or a 204) in front of the store is no MLflow answer."""
+    assert foreign_error(declared("POST /mlflow/runs/search"), status, content_type) == (502, "INTERNAL_ERROR")
+    assert foreign_error(declared("POST /graphql"), status, content_type) == (502, "INTERNAL_ERROR")
