@@ -19,8 +19,10 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.core.route_table import FORWARDED_ROUTES, Action
 from tests.conftest import Stack
 from tests.support.identity import Admin, Person, unique
+from tests.support.mlflow_surface import normalised
 from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
@@ -443,3 +445,299 @@ def test_generated_malformed_bodies_get_the_stores_own_answer(
     assert store_refusal(declared(f"POST /mlflow/{route}"), filled, "") is None, (raw, direct, through)
     assert through[:2] == (400, "INVALID_PARAMETER_VALUE"), (raw, direct, through)
     assert _refused_by_the_gateway_alone(route, document, filled), (raw, direct, through)
+
+
+# -- successes of every kind MLflow answers: none becomes a 502 ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Success:
+    """A call MLflow answers with a success, sent once through the gateway and once to the store directly."""
+
+    route: str  # as MLflow registers it ("METHOD /path", parameters as {name}): tests/support/mlflow_surface.py
+    method: str
+    path: str  # with "{unique}", a fresh name for each side, where the call makes something
+    params: dict[str, str] | None = None
+    body: bytes | None = None
+    headers: dict[str, str] | None = None
+    same_body: bool = True  # the two answers' bodies are equal (not where they name what each side made)
+
+
+@dataclass(frozen=True)
+class Made:
+    """What the successes read: a file in the owner's run, a model version on it, a logged model and a trace with
+    files of their own, made through the gateway."""
+
+    experiment_id: str
+    run_id: str
+    model_name: str
+    model_id: str
+    trace_id: str
+
+
+FILE = b"<html><body>not a page of the gateway's</body></html>"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+# Forwarded routes whose MLflow handler answers other than JSON that no call here can make succeed: the AI
+# gateway's invocations, where the store calls an LLM provider.
+NOT_EXERCISED = frozenset(
+    f"{spec.method} {normalised(spec.path)}"
+    for spec in FORWARDED_ROUTES
+    if spec.absolute and spec.path.startswith("/gateway/") and spec.action is Action.INVOKE
+)
+
+
+@pytest.fixture(scope="module")
+def made(stack: Stack, cast: Cast) -> Made:
+    session = stack.http("team-a")
+    run_folder = f"{cast.experiment_id}/{cast.run_id}/artifacts"
+    for name in ("page.html", "model/MLmodel"):
+        uploaded = session.put(f"{stack.url}{ARTIFACTS}/{run_folder}/{name}", data=FILE)
+        assert uploaded.status_code == 200, uploaded.text
+    model_name = unique("answers")
+    created = session.post(f"{stack.url}/api/2.0/mlflow/registered-models/create", json={"name": model_name})
+    assert created.status_code == 200, created.text
+    version = session.post(
+        f"{stack.url}/api/2.0/mlflow/model-versions/create",
+        json={"name": model_name, "source": f"mlflow-artifacts:/{run_folder}/model", "run_id": cast.run_id},
+    )
+    assert version.status_code == 200, version.text
+    logged = session.post(f"{stack.url}/api/2.0/mlflow/logged-models", json={"experiment_id": cast.experiment_id})
+    assert logged.status_code == 200, logged.text
+    model = logged.json()["model"]["info"]
+    location = model["artifact_uri"].removeprefix("mlflow-artifacts:").lstrip("/")
+    assert session.put(f"{stack.url}{ARTIFACTS}/{location}/page.html", data=FILE).status_code == 200
+    info = {
+        "trace_id": f"tr-{uuid.uuid4().hex}",
+        "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": cast.experiment_id}},
+        "request_time": "2026-12-03T00:00:00Z",
+        "state": "OK",
+    }
+    started = session.post(f"{stack.url}/api/3.0/mlflow/traces", json={"trace": {"trace_info": info}})
+    assert started.status_code == 200, started.text
+    trace = started.json()["trace"]["trace_info"]
+    folder = trace["tags"]["mlflow.artifactLocation"].removeprefix("mlflow-artifacts:").lstrip("/")
+    assert session.put(f"{stack.url}{ARTIFACTS}/{folder}/traces.json", data=b'{"spans": []}').status_code == 200
+    return Made(cast.experiment_id, cast.run_id, model_name, model["model_id"], trace["trace_id"])
+
+
+def _otlp_export(experiment_id: str) -> Success:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    export = ExportTraceServiceRequest()
+    span = export.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = uuid.uuid4().bytes, b"\x01" * 8, "answers"
+    span.start_time_unix_nano, span.end_time_unix_nano = 1, 2
+    return Success(
+        "POST /v1/traces",
+        "POST",
+        "/v1/traces",
+        body=export.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": experiment_id},
+    )
+
+
+def _successes(made: Made) -> list[Success]:
+    """One call of each forwarded route MLflow answers other than JSON (a file, an empty answer, text, protobuf),
+    and of each way it answers JSON (a proto message, an empty one, a compact trace listing, Flask's jsonify,
+    FastAPI's models)."""
+    run_folder = f"{made.experiment_id}/{made.run_id}/artifacts"
+    artifact = "PUT {}/mlflow-artifacts/artifacts/{{artifact_path}}"
+    download = "GET {}/mlflow-artifacts/artifacts/{{artifact_path}}"
+    trace_file = {"request_id": made.trace_id}
+    return [
+        # Uploads: MLflow's artifact router answers 200 with no body and no Content-Type (5e664ad).
+        Success(artifact.format("/api/2.0"), "PUT", f"{ARTIFACTS}/{run_folder}/up-{{unique}}.bin", body=FILE),
+        Success(
+            artifact.format("/ajax-api/2.0"),
+            "PUT",
+            f"/ajax-api/2.0/mlflow-artifacts/artifacts/{run_folder}/up-{{unique}}.bin",
+            body=FILE,
+        ),
+        # The UI's upload button: 200 application/json with an empty body.
+        Success(
+            "POST /ajax-api/2.0/mlflow/upload-artifact",
+            "POST",
+            "/ajax-api/2.0/mlflow/upload-artifact",
+            params={"run_uuid": made.run_id, "path": "ui-{unique}.txt"},
+            body=FILE,
+            headers={"Content-Type": "application/octet-stream"},
+        ),
+        # Downloads: a file's bytes with its guessed type, as an attachment.
+        Success(download.format("/api/2.0"), "GET", f"{ARTIFACTS}/{run_folder}/page.html"),
+        Success(
+            download.format("/ajax-api/2.0"), "GET", f"/ajax-api/2.0/mlflow-artifacts/artifacts/{run_folder}/page.html"
+        ),
+        Success("GET /get-artifact", "GET", "/get-artifact", params={"run_id": made.run_id, "path": "page.html"}),
+        Success(
+            "GET /model-versions/get-artifact",
+            "GET",
+            "/model-versions/get-artifact",
+            params={"name": made.model_name, "version": "1", "path": "MLmodel"},
+        ),
+        Success(
+            "GET /ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/files",
+            "GET",
+            f"/ajax-api/2.0/mlflow/logged-models/{made.model_id}/artifacts/files",
+            params={"artifact_file_path": "page.html"},
+        ),
+        Success(
+            "GET /ajax-api/2.0/mlflow/get-trace-artifact",
+            "GET",
+            "/ajax-api/2.0/mlflow/get-trace-artifact",
+            params=trace_file,
+        ),
+        Success(
+            "GET /ajax-api/3.0/mlflow/get-trace-artifact",
+            "GET",
+            "/ajax-api/3.0/mlflow/get-trace-artifact",
+            params=trace_file,
+        ),
+        # The version as text/html; an OTLP export's protobuf.
+        Success("GET /version", "GET", "/version"),
+        _otlp_export(made.experiment_id),
+        # The UI's proxy to a deployments server: without one, MLflow answers an empty listing to either method.
+        Success(
+            "GET /ajax-api/2.0/mlflow/gateway-proxy",
+            "GET",
+            "/ajax-api/2.0/mlflow/gateway-proxy",
+            params={"gateway_path": "api/2.0/endpoints/"},
+        ),
+        Success(
+            "POST /ajax-api/2.0/mlflow/gateway-proxy",
+            "POST",
+            "/ajax-api/2.0/mlflow/gateway-proxy",
+            body=json.dumps({"gateway_path": "gateway/chat/invocations", "json_data": {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        ),
+        # JSON, each way MLflow makes it: an empty proto message (`{}`), a message, a compact trace listing,
+        # a file's deletion, Flask's jsonify (GraphQL), FastAPI's models.
+        Success(
+            "POST /api/2.0/mlflow/runs/set-tag",
+            "POST",
+            "/api/2.0/mlflow/runs/set-tag",
+            body=json.dumps({"run_id": made.run_id, "key": "answers", "value": "{unique}"}).encode(),
+            headers={"Content-Type": "application/json"},
+        ),
+        Success(
+            "DELETE /api/2.0/mlflow/registered-models/delete-tag",
+            "DELETE",
+            "/api/2.0/mlflow/registered-models/delete-tag",
+            body=json.dumps({"name": made.model_name, "key": "absent"}).encode(),
+            headers={"Content-Type": "application/json"},
+        ),
+        Success("GET /api/2.0/mlflow/runs/get", "GET", "/api/2.0/mlflow/runs/get", params={"run_id": made.run_id}),
+        Success(
+            "POST /api/3.0/mlflow/traces/search",
+            "POST",
+            "/api/3.0/mlflow/traces/search",
+            body=json.dumps(
+                {
+                    "locations": [
+                        {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": made.experiment_id}}
+                    ],
+                    "max_results": 1,
+                }
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+            same_body=False,
+        ),
+        Success(
+            "DELETE /api/2.0/mlflow-artifacts/artifacts/{artifact_path}",
+            "DELETE",
+            f"{ARTIFACTS}/{run_folder}/up-{{unique}}.bin",
+        ),
+        Success(
+            "POST /graphql",
+            "POST",
+            "/graphql",
+            body=json.dumps(
+                {
+                    "query": "query q($input: MlflowGetRunInput) "
+                    "{ mlflowGetRun(input: $input) { run { info { status } } } }",
+                    "operationName": "q",
+                    "variables": {"input": {"runId": made.run_id}},
+                }
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        ),
+        Success("GET /api/3.0/mlflow/mcp-servers", "GET", "/api/3.0/mlflow/mcp-servers", same_body=False),
+        Success("GET /gateway/mlflow/v1/models", "GET", "/gateway/mlflow/v1/models", same_body=False),
+    ]
+
+
+def _sent(session: requests.Session, base: str, success: Success, unique_name: str) -> requests.Response:
+    fill = {"{unique}": unique_name}
+    path, body, params = success.path, success.body, dict(success.params or {})
+    for placeholder, value in fill.items():
+        path = path.replace(placeholder, value)
+        body = body.replace(placeholder.encode(), value.encode()) if body is not None else None
+        params = {key: item.replace(placeholder, value) for key, item in params.items()}
+    return session.request(
+        success.method, f"{base}{path}", params=params, data=body, headers=success.headers or {}, timeout=60
+    )
+
+
+def _kind(response: requests.Response) -> str:
+    return response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+def test_every_kind_of_success_mlflow_answers_passes_through(stack: Stack, made: Made) -> None:
+    """Each call answered by the store with a success reaches the client as that success, with the store's
+    status, content type and body: a 502 here is the gateway taking MLflow's own answer for a proxy's page."""
+    wrong = []
+    for success in _successes(made):
+        through = _sent(stack.http("team-a"), stack.url, success, unique("through"))
+        direct = _sent(requests.Session(), stack.stores["a"].url, success, unique("direct"))
+        assert 200 <= direct.status_code < 300, (success.route, direct.status_code, direct.text[:300])
+        # An answer without a content type (the artifact upload's) gets the gateway's default, application/json.
+        kind = _kind(direct) or "application/json"
+        seen = (through.status_code, _kind(through), through.content if success.same_body else b"")
+        expected = (direct.status_code, kind, direct.content if success.same_body else b"")
+        if seen != expected:
+            wrong.append(f"{success.route}: through {seen[:2]} {through.text[:200]!r}, direct {expected[:2]}")
+    assert wrong == [], wrong
+
+
+def test_every_route_mlflow_answers_other_than_json_is_exercised(made: Made) -> None:
+    """A forwarded route whose MLflow handler can succeed with something other than JSON (tests/support/
+    mlflow_surface.py reads them from MLflow's code) has a call above, or a reason it cannot succeed here."""
+    from tests.support.mlflow_surface import JSON, answer_forms
+
+    forms = answer_forms()
+    exercised = {success.route for success in _successes(made)}
+    missing = []
+    for spec in FORWARDED_ROUTES:
+        for path in spec.paths():
+            route = f"{spec.method} {normalised(path)}"
+            upstream = f"{spec.method} {normalised(spec.upstream_prefix + spec.path)}"
+            if forms[upstream] != {JSON} and upstream not in NOT_EXERCISED and route not in exercised:
+                missing.append(route)
+    assert missing == [], f"no call here succeeds on these routes MLflow answers other than JSON: {missing}"
+    assert set(NOT_EXERCISED) <= {f"{s.method} {normalised(s.upstream_prefix + s.path)}" for s in FORWARDED_ROUTES}
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+def test_a_head_or_options_request_of_a_forwarded_route_is_no_502(stack: Stack, made: Made, method: str) -> None:
+    """MLflow's Flask answers HEAD and OPTIONS of its routes itself (200 and an empty body, the OPTIONS one
+    text/html); through the gateway neither is taken for a proxy's page."""
+    for path, params in (
+        ("/api/2.0/mlflow/runs/get", {"run_id": made.run_id}),
+        (f"{ARTIFACTS}/{made.experiment_id}/{made.run_id}/artifacts/page.html", {}),
+        ("/version", {}),
+    ):
+        answer = stack.http("team-a").request(method, f"{stack.url}{path}", params=params, timeout=60)
+        assert answer.status_code != 502 and answer.status_code < 500, (method, path, answer.status_code, answer.text)
+
+
+def test_a_conditional_or_partial_download_passes_through(stack: Stack, made: Made) -> None:
+    """MLflow answers a download's If-None-Match with 304 and a Range with 206 when it honours them; whatever it
+    answers reaches the client as it came."""
+    url = f"{stack.url}/get-artifact"
+    params = {"run_id": made.run_id, "path": "page.html"}
+    whole = stack.http("team-a").get(url, params=params, timeout=60)
+    assert whole.status_code == 200 and whole.content == FILE
+    for headers in ({"If-None-Match": whole.headers.get("ETag", '"x"')}, {"Range": "bytes=0-5"}):
+        answer = stack.http("team-a").get(url, params=params, headers=headers, timeout=60)
+        assert answer.status_code in (200, 206, 304), (headers, answer.status_code, answer.text)
+        if answer.status_code == 206:
+            assert answer.content == FILE[:6]
