@@ -30,12 +30,10 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-# MLflow's own page: it runs its bundled scripts (and inline styles of its components), so only framing,
-# sniffing and referrers are restricted there.
+# MLflow's own page: it runs its bundled scripts (and inline styles of its components). Its
+# Content-Security-Policy is made from the served index.html (gateway/ui/static.py, app_policy) by WebUi.
 APP_HEADERS = {
     "X-Frame-Options": "DENY",
-    # No form-action: sign-out's answer redirects to the identity provider, which form-action would block.
-    "Content-Security-Policy": "frame-ancestors 'none'; base-uri 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",

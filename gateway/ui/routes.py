@@ -46,7 +46,7 @@ from gateway.ui.pages import (
     sign_in_page,
     with_bar,
 )
-from gateway.ui.static import UiBuild
+from gateway.ui.static import UiBuild, app_policy
 
 SIGN_IN_ACCESS = "anyone: the browser sign-in and sign-out of the web UI"
 # Litestar adds `; charset=utf-8` to a text media type itself (naming it here too sent it twice).
@@ -85,6 +85,8 @@ class WebUi:
         self.provider_name = provider_name
         self.limiter = limiter  # failed sign-ins spend the address's anonymous-denial budget, as 401s do
         self._index = build.index_html()
+        # The page's policy, its inline scripts' hashes read from the file served (the bar adds no script).
+        self._headers = {**APP_HEADERS, "Content-Security-Policy": app_policy(self._index)}
 
     # -- pages ------------------------------------------------------------------------------------------
 
@@ -270,7 +272,7 @@ class WebUi:
         if not isinstance(user, Principal):
             # To the hop that keeps the link's `#` part (which the browser carries over this redirect).
             return Response(b"", status_code=303, headers={"Location": RESUME_PATH, "Cache-Control": "no-store"})
-        return Response(with_bar(self._index, user.name), media_type=HTML, headers=APP_HEADERS)
+        return Response(with_bar(self._index, user.name), media_type=HTML, headers=self._headers)
 
     async def static(self, request: Request[Any, Any, Any], relative: str) -> Response[bytes]:
         found = await self.build.file(relative, request.headers.get("accept-encoding", ""))

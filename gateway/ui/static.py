@@ -4,7 +4,8 @@
 (index.html, hashed JavaScript and CSS chunks, fonts, images). The build is found without importing mlflow.
 
 Every answer has its content type from the file name, `X-Content-Type-Options: nosniff`, and may not be framed
-(`X-Frame-Options: DENY`, `frame-ancestors 'none'`). Files whose
+(`X-Frame-Options: DENY`, `frame-ancestors 'none'`); an HTML file also gets the UI's script policy (APP_POLICY,
+its inline scripts pinned by hash). Files whose
 name carries a content hash (`main.c2f5f8d4.js`) are cached by browsers for a year (`immutable`); the
 others (index.html, the manifest, the favicon) are revalidated each time. A precompressed sibling
 (`.br`, `.gz`) is sent when the browser accepts it; otherwise text files are gzipped on first use and
@@ -14,7 +15,9 @@ kept compressed in memory (bounded), so each is compressed once per process.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import hashlib
 import importlib.util
 import mimetypes
 import re
@@ -45,6 +48,52 @@ CONTENT_TYPES = {
     ".png": "image/png",
     ".wasm": "application/wasm",
 }
+
+
+# MLflow's page (index.html, also served with the gateway's bar at `/`) and the build's other HTML files run
+# the build's scripts with the person's session. Their policy allows what MLflow 3.17.2's UI uses and no more:
+# its script files from the gateway (no 'unsafe-eval': the bundle's `Function(...)` calls are fallbacks it does
+# not reach in a browser) and the inline scripts of the HTML file served, pinned by their SHA-256 as read from
+# that file (the 3.17.2 build has none; a build that adds one keeps working, and a script put into the page by
+# anyone else does not run); its calls to the gateway only; its workers (Monaco's, pdf.js's, the telemetry
+# worker) from the gateway; the style elements and attributes of its components; images and fonts from the
+# gateway or inlined (`data:`), previews of artifacts read into the page (`blob:`); an HTML artifact in a
+# `blob:` frame (which keeps this policy, so an uploaded page's scripts do not run); no plugins; `<base>` only
+# to the gateway (the trace renderer's `<base href="/">`). No form-action: sign-out's answer may redirect to
+# the identity provider, which form-action would block.
+APP_POLICY = (
+    "default-src 'none'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; media-src 'self' blob:; "
+    "frame-src 'self' blob:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
+_SCRIPT = re.compile(rb"<script\b([^>]*)>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
+_SCRIPT_SRC = re.compile(rb"\ssrc\s*=", re.IGNORECASE)
+_SCRIPT_TYPE = re.compile(rb"""\stype\s*=\s*["']?\s*([^"'\s>]*)""", re.IGNORECASE)
+_RUN_TYPES = frozenset({b"", b"text/javascript", b"application/javascript", b"module"})
+
+
+def inline_script_hashes(html: bytes) -> list[str]:
+    """The CSP source of each inline script `html` runs (`'sha256-...'`), in order, each once: its text as the
+    browser's HTML parser hands it over (line ends made LF) hashed. Scripts with `src` and data blocks
+    (`type="application/json"`) need none."""
+    found: list[str] = []
+    for attributes, text in _SCRIPT.findall(html):
+        if _SCRIPT_SRC.search(attributes):
+            continue
+        kind = _SCRIPT_TYPE.search(attributes)
+        if kind is not None and kind.group(1).lower() not in _RUN_TYPES:
+            continue
+        digest = hashlib.sha256(text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")).digest()
+        source = f"'sha256-{base64.b64encode(digest).decode()}'"
+        if source not in found:
+            found.append(source)
+    return found
+
+
+def app_policy(html: bytes) -> str:
+    """The Content-Security-Policy of an HTML page of the build, `html` being the file as served."""
+    hashes = inline_script_hashes(html)
+    return APP_POLICY.format(hashes="".join(f" {each}" for each in hashes))
 
 
 # No file of the build may be shown in another site's frame. Its HTML files are pages of the gateway's origin
@@ -148,6 +197,8 @@ def _read(path: Path, encodings: set[str]) -> StaticFile:
         **NOT_FRAMED,
         "Vary": "Accept-Encoding",
     }
+    if suffix == ".html":  # a page that runs the build's scripts: the UI's policy, with this file's hashes
+        headers["Content-Security-Policy"] = app_policy(path.read_bytes())
     for encoding, extension in (("br", ".br"), ("gzip", ".gz")):
         sibling = path.with_name(path.name + extension)
         if encoding in encodings and sibling.is_file():

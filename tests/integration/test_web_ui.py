@@ -26,8 +26,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from gateway.devstack import LOOPBACK, GatewayProcess, free_port
+from gateway.ui.static import app_policy
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
-from tests.support.browser import answered_missing, new_tab, png, reload_catching, shot, sign_in_with_token
+from tests.support.browser import answered_missing, image_shown, new_tab, png, reload_catching, shot, sign_in_with_token
 from tests.support.identity import Admin, Person, unique
 from tests.support.oidc import OidcIssuer
 from tests.support.stock_client import stock_client_env
@@ -184,7 +185,7 @@ def test_a_person_signs_in_at_the_identity_provider_and_uses_the_ui_across_works
         page.get_by_text("confusion_matrix.png").first.click()
     assert fetched.value.status == 200 and fetched.value.headers["content-type"] == "image/png"
     # The image the UI shows is the artifact (96 x 72 pixels), fetched through the gateway.
-    page.wait_for_function("[...document.images].some(i => i.complete && i.naturalWidth === 96)")
+    image_shown(page, 96)
     shot(page, "06-run-artifact-image")
 
     # Another workspace.
@@ -220,6 +221,119 @@ def test_a_person_signs_in_at_the_identity_provider_and_uses_the_ui_across_works
     assert page.url.startswith(f"{world.gateway.url}/fedgate/sign-in")
     # No token ever travelled in a URL.
     assert not [url for url in page.urls if "fgt_" in url or "eyJ" in url]
+
+
+# Every document of the tab (frames included) reports the Content-Security-Policy violations it sees.
+REPORT_VIOLATIONS = """
+document.addEventListener('securitypolicyviolation', (e) => window.fedgateViolation(
+    `${e.effectiveDirective} blocked ${e.blockedURI || 'inline'} in ${e.documentURI} (${e.sample})`));
+"""
+
+
+def policy_watched(page: Any) -> list[str]:
+    """What the tab reports breaking its pages' policies from now on: `securitypolicyviolation` events of every
+    document in it, and its console's errors about the policy (Chromium logs each refusal there too)."""
+    seen: list[str] = []
+    page.expose_function("fedgateViolation", lambda text: seen.append(str(text)))
+    page.add_init_script(REPORT_VIOLATIONS)
+    page.on("console", lambda m: seen.append(m.text) if "Content Security Policy" in m.text else None)
+    return seen
+
+
+def reported(page: Any, seen: list[str], what: str, *words: str) -> None:
+    """Waits (bounded) until the tab has reported a violation naming all of `words`; the tab's events are
+    taken in while it waits."""
+
+    def pumped() -> list[str]:
+        page.wait_for_timeout(50)  # lets Playwright hand over the tab's events; not a timed assertion
+        return list(seen)
+
+    until(pumped, lambda now: any(all(word in each for word in words) for each in now), what)
+
+
+def test_mlflows_page_runs_under_its_script_policy_without_a_violation(page: Any, world: World, stack: Stack) -> None:
+    """MLflow's page has a Content-Security-Policy that allows its own scripts, workers and calls to the gateway
+    and nothing else (no 'unsafe-eval', no inline script but by hash). In Chromium the UI works under it
+    with no violation: experiments, a run's metric chart, its artifacts (an image; an HTML file, whose
+    scripts do not run in its frame)."""
+    violations = policy_watched(page)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
+        mlflow.set_tracking_uri(stack.url)
+        mlflow.set_workspace("team-a")
+        with mlflow.start_run(experiment_id=world.visible, run_name="report-page") as run:
+            mlflow.log_text(
+                "<p id='written'>written by the page</p><script>document.title = 'ran'</script>", "report.html"
+            )
+            mlflow.log_dict({"threshold": 0.5}, "settings.json")
+    sign_in_with_token(page, world.person.token)
+    policy = page.evaluate("fetch('/').then(r => r.headers.get('content-security-policy'))")
+    assert "script-src 'self';" in policy and "unsafe-eval" not in policy and "default-src 'none'" in policy
+
+    page.goto("/#/experiments?workspace=team-a")
+    page.get_by_text(world.names["visible"]).first.wait_for()
+    run_page = f"/#/experiments/{world.visible}/runs/{world.run_id}"
+    page.goto(f"{run_page}?workspace=team-a")
+    page.get_by_text("gradient-boosting").first.wait_for()
+    page.get_by_text("learning_rate").first.wait_for()
+    page.goto(f"{run_page}/model-metrics?workspace=team-a")
+    page.get_by_text("loss").first.wait_for()
+    page.locator("canvas, svg.main-svg").first.wait_for()
+    page.goto(f"{run_page}/artifacts?workspace=team-a")
+    page.get_by_text("confusion_matrix.png").first.click()
+    image_shown(page, 96)
+    shot(page, "csp-run-artifact-image")
+    assert violations == [] and errors == [], (violations, errors)
+
+    # Artifacts a person uploaded: a JSON file, and an HTML page shown in a frame, without its script.
+    page.goto(f"/#/experiments/{world.visible}/runs/{run.info.run_id}/artifacts?workspace=team-a")
+    page.get_by_text("settings.json").first.click()
+    page.get_by_text("threshold").first.wait_for()
+    assert violations == [] and errors == [], (violations, errors)
+    page.get_by_text("report.html").first.click()
+    page.frame_locator("iframe#html").locator("#written").wait_for()
+    shown = next(frame for frame in page.frames if frame.url.startswith("blob:"))
+    assert shown.locator("#written").inner_text() == "written by the page"
+    reported(page, violations, "the HTML artifact's script refused", "script-src", "inline")
+    assert shown.title() != "ran"
+    shot(page, "csp-html-artifact")
+
+
+def test_a_script_put_into_mlflows_page_does_not_run(page: Any, world: World) -> None:
+    """The page as the gateway serves it, with one inline script more (as an injection into the page would
+    put it there), keeps the gateway's policy: Chromium refuses the script and reports it."""
+    violations = policy_watched(page)
+    sign_in_with_token(page, world.person.token)
+
+    def injected(route: Any) -> None:
+        served = route.fetch()
+        body = served.text().replace("</head>", "<script>window.fedgateInjected = true</script></head>", 1)
+        assert "fedgateInjected" in body and "content-security-policy" in served.headers
+        route.fulfill(response=served, body=body)
+
+    page.route(f"{world.gateway.url}/", injected)
+    page.goto("/")
+    page.wait_for_selector("#fedgate-user")
+    page.get_by_text("Select a workspace").wait_for()  # MLflow's own scripts run
+    assert page.evaluate("window.fedgateInjected") is None
+    reported(page, violations, "the injected script refused", "script-src", "inline")
+
+    # A page that holds the script in the file served gets the policy the gateway makes from that file: the
+    # script is pinned by a hash Chromium agrees with (line ends included), and runs.
+    page.unroute(f"{world.gateway.url}/")
+
+    def built_with_it(route: Any) -> None:
+        served = route.fetch()
+        body = served.text().replace("</head>", "<script>\r\nwindow.fedgateInjected = true\r\n</script></head>", 1)
+        route.fulfill(
+            response=served, body=body, headers={**served.headers, "content-security-policy": app_policy(body.encode())}
+        )
+
+    page.route(f"{world.gateway.url}/", built_with_it)
+    page.goto("/")
+    page.get_by_text("Select a workspace").wait_for()
+    assert page.evaluate("window.fedgateInjected") is True
 
 
 def test_a_person_signs_in_with_a_token_and_searches_the_account_scope(page: Any, world: World) -> None:

@@ -101,3 +101,12 @@ def reload_catching(page: Any, predicate: Any, attempts: int = 3) -> Any:
             continue
         return caught.value
     raise AssertionError("unreachable")
+
+
+def image_shown(page: Any, width: int) -> None:
+    """Waits (bounded) until the tab shows a loaded image `width` pixels wide. (Not wait_for_function: its string
+    predicate is an eval, which MLflow's page's CSP refuses; `evaluate` is not one.)"""
+    from tests.support.waiting import until
+
+    shown = "(width) => [...document.images].some(i => i.complete && i.naturalWidth === width)"
+    until(lambda: bool(page.evaluate(shown, width)), bool, f"an image {width} pixels wide shown")
