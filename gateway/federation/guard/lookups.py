@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,6 +10,7 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 
+from gateway.core.errors import StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.reserved import promotions_experiment
 
@@ -55,10 +57,10 @@ class StoreLookups:
         if (cached := self._cache.get(key)) is not None:
             return cached == "yes"
         query = urlencode({"experiment_id": experiment_id})
-        status, body = await self._fetch(link, "/api/2.0/mlflow/experiments/get", query)
-        if status != 200:
-            return False  # no such experiment: the call fails at the store
-        name = (msgspec.json.decode(body).get("experiment") or {}).get("name")
+        answer = _read(link, *await self._fetch(link, "/api/2.0/mlflow/experiments/get", query))
+        if answer is None:
+            return False  # no such experiment (or none this store shows): the call fails at the store
+        name = (answer.get("experiment") or {}).get("name")
         found = promotions_experiment(name)
         self._cache[key] = "yes" if found else "no"
         if len(self._cache) > self._size:
@@ -67,10 +69,10 @@ class StoreLookups:
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         query = urlencode({"name": name, "version": version})
-        status, body = await self._fetch(link, "/api/2.0/mlflow/model-versions/get", query)
-        if status != 200:
-            return ""
-        return str((msgspec.json.decode(body).get("model_version") or {}).get("current_stage", ""))
+        answer = _read(link, *await self._fetch(link, "/api/2.0/mlflow/model-versions/get", query))
+        if answer is None:
+            return ""  # no such version: the call fails at the store
+        return str((answer.get("model_version") or {}).get("current_stage", ""))
 
     async def _ask_store(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
         quoted = quote(object_id, safe="")
@@ -100,3 +102,18 @@ class StoreLookups:
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
         return str(node) if node is not None else None
+
+
+def _read(link: WorkspaceLink, status: int, body: bytes) -> dict[str, Any] | None:
+    """A store's answer to one of the guard's reads: the JSON object of a 200, None for MLflow's refusal (4xx: no
+    such object). Anything else (a 5xx, a redirect, a proxy's page answered 200) cannot tell, and a check that
+    read it as "no" would let a call through unjudged: 503, as for a store that cannot be reached."""
+    if 400 <= status < 500:
+        return None
+    answer: object = None
+    if status == 200:
+        with contextlib.suppress(msgspec.DecodeError):
+            answer = msgspec.json.decode(body)
+    if not isinstance(answer, dict):
+        raise StoreUnavailable(f"The store of workspace '{link.name}' could not be read; try again shortly.")
+    return answer

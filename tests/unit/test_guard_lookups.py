@@ -1,0 +1,72 @@
+"""What the guard asks of a store to judge a call (is this the promotions experiment, what stage is this version in):
+an answer that cannot tell refuses the call, never lets it through as a "no"."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.core.errors import StoreUnavailable
+from gateway.core.links import WorkspaceLink
+from gateway.federation.guard.lookups import StoreLookups
+
+LINK = WorkspaceLink(
+    name="team-a", workspace_id=1, mode="workspace", store="a", configured_store="a", upstream_workspace=None
+)
+
+
+def store_answering(status: int, body: bytes) -> StoreLookups:
+    """Lookups over a store that answers every read with `status` and `body` (what a store or a proxy in front of
+    it can send)."""
+
+    async def fetch(link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
+        return status, body
+
+    async def no_run(run_id: str, workspace: str) -> str | None:
+        return None
+
+    return StoreLookups(fetch, no_run)
+
+
+@pytest.mark.parametrize(
+    ("name", "found"),
+    [("fedgate-promotions", True), (" Fedgate-Promotions", True), ("fedgate-promotions-2", False), ("x", False)],
+)
+async def test_the_stores_name_of_the_experiment_decides(name: str, found: bool) -> None:
+    body = b'{"experiment": {"experiment_id": "7", "name": "%s"}}' % name.encode()
+    assert await store_answering(200, body).promotions_experiment(LINK, "7") is found
+
+
+@pytest.mark.parametrize("status", [400, 404])
+async def test_an_experiment_the_store_refuses_is_not_the_promotions_experiment(status: int) -> None:
+    """MLflow's refusal of the read (no such experiment) refuses the write too: nothing to protect."""
+    body = b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "No Experiment with id=7 exists"}'
+    assert await store_answering(status, body).promotions_experiment(LINK, "7") is False
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (500, b'{"error_code": "INTERNAL_ERROR", "message": "database is locked"}'),
+        (503, b"<html>Service Unavailable</html>"),
+        (200, b"<html>Sign in</html>"),
+        (200, b"[]"),
+        (302, b""),
+    ],
+)
+async def test_an_answer_that_cannot_tell_refuses_the_write_rather_than_letting_it_through(
+    status: int, body: bytes
+) -> None:
+    """Before, any answer but 200 counted as "not the promotions experiment" (a store's 500 let a write into it
+    unjudged) or as no stage (a Production version's transition judged as a stageless one's), and a 200 that
+    was not JSON failed the call with a 500."""
+    with pytest.raises(StoreUnavailable):
+        await store_answering(status, body).promotions_experiment(LINK, "7")
+    with pytest.raises(StoreUnavailable):
+        await store_answering(status, body).stage_of(LINK, "model", "1")
+
+
+async def test_a_versions_stage_is_the_stores() -> None:
+    body = b'{"model_version": {"name": "model", "version": "1", "current_stage": "Production"}}'
+    assert await store_answering(200, body).stage_of(LINK, "model", "1") == "Production"
+    missing = b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such version"}'
+    assert await store_answering(404, missing).stage_of(LINK, "model", "1") == ""
