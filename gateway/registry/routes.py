@@ -15,7 +15,6 @@ and activity log as a direct transition, the store's own answer.
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,6 +27,7 @@ from gateway.authz.workspace_choice import chosen_workspace
 from gateway.core.errors import InvalidParameter, PermissionDenied
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
+from gateway.core.reserved import folded
 from gateway.core.schemas import Empty
 from gateway.federation.call import ForwardCall, ForwardResult
 from gateway.federation.canonical import canonical_body
@@ -388,9 +388,8 @@ def reserved_version_tag(key: object) -> bool:
     them can be written either."""
     if not isinstance(key, str):
         return False
-    decomposed = unicodedata.normalize("NFKD", key)
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
-    return folded in (STAGE_TAG, KEY_TAG) or folded.startswith(KEY_TAG + ".")
+    spelt = folded(key)
+    return spelt in (STAGE_TAG, KEY_TAG) or spelt.startswith(KEY_TAG + ".")
 
 
 class ReservedVersionTag:

@@ -70,3 +70,13 @@ async def test_a_versions_stage_is_the_stores() -> None:
     assert await store_answering(200, body).stage_of(LINK, "model", "1") == "Production"
     missing = b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such version"}'
     assert await store_answering(404, missing).stage_of(LINK, "model", "1") == ""
+
+
+async def test_a_page_answered_200_for_an_objects_experiment_is_no_answer() -> None:
+    """A proxy's sign-in page answered 200 to the read of a run's experiment failed the call with a 500."""
+    with pytest.raises(StoreUnavailable):
+        await store_answering(200, b"<html>Sign in</html>").experiment_of(LINK, "run", "a" * 32)
+    found = b'{"run": {"info": {"experiment_id": "7"}}}'
+    assert await store_answering(200, found).experiment_of(LINK, "run", "a" * 32) == "7"
+    missing = b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such run"}'
+    assert await store_answering(404, missing).experiment_of(LINK, "run", "b" * 32) is None

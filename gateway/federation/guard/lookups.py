@@ -98,7 +98,7 @@ class StoreLookups:
             raise LookupError(f"no lookup of the experiment of a {kind}")
         if status != 200:
             return None
-        node: Any = msgspec.json.decode(body)
+        node: Any = _read(link, status, body)
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
         return str(node) if node is not None else None
