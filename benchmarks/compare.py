@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import resource
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,19 @@ def cpu_seconds(process: GatewayProcess) -> float:
     """User + system CPU time of the gateway's process and its workers so far."""
     assert process.process is not None
     return tree_cpu_seconds(process.process.pid)
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU time of this process: the ingest's load generator (its clients run here)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_ticks() -> tuple[int, int]:
+    """The machine's busy and total CPU ticks so far (/proc/stat: idle and iowait count as not busy)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -153,7 +167,8 @@ def main() -> int:
         calls: dict[str, list[forwarding.Result]] = {"before": [], "after": []}
         cpu: dict[str, float] = {"before": 0.0, "after": 0.0}
         points: dict[str, list[float]] = {name: [] for name in gateways}
-        ingest_cpu = {name: [0.0, 0.0] for name in gateways}  # gateway, PostgreSQL: CPU seconds over the ingests
+        # CPU seconds over the ingests: gateway, PostgreSQL, the load generator, the upstreams; busy and all ticks.
+        ingest_cpu = {name: [0.0] * 6 for name in gateways}
         for _ in range(args.rounds):
             for name, process in gateways.items():
                 if name in calls and not args.skip_capacity:
@@ -164,10 +179,10 @@ def main() -> int:
                         )
                     )
                     cpu[name] += cpu_seconds(process) - used
-                used, used_db = cpu_seconds(process), tree_cpu_seconds(database.pid)
+                before = ingest_figures(process, database.pid, upstreams)
                 points[name].append(asyncio.run(index.ingest(process.url, "ingest", args.clients, args.batches)))
-                ingest_cpu[name][0] += cpu_seconds(process) - used
-                ingest_cpu[name][1] += tree_cpu_seconds(database.pid) - used_db
+                after = ingest_figures(process, database.pid, upstreams)
+                ingest_cpu[name] = [total + b - a for total, a, b in zip(ingest_cpu[name], before, after, strict=True)]
         print(f"revisions: before = {args.before}, after = this checkout; {args.rounds} alternating rounds")
         if not args.skip_capacity:
             report_capacity(args, calls, cpu)
@@ -179,9 +194,11 @@ def main() -> int:
                   f"{', '.join(f'{r:,.0f}' for r in points[name])})")  # fmt: skip
         print(f"  after/before: {best['after'] / best['before']:.2f}x")
         calls_made = (args.batches // args.clients) * (args.clients + 1) * args.rounds  # with each ingest's warm-up
-        for name, (gateway_cpu, database_cpu) in ingest_cpu.items():
+        for name, (gateway_cpu, database_cpu, client_cpu, upstream_cpu, busy, ticks) in ingest_cpu.items():
             print(f"  CPU per call of {index.BATCH} points, {name:6}: gateway {gateway_cpu / calls_made * 1e3:.2f} ms, "
-                  f"PostgreSQL {database_cpu / calls_made * 1e3:.2f} ms")  # fmt: skip
+                  f"PostgreSQL {database_cpu / calls_made * 1e3:.2f} ms, load generator "
+                  f"{client_cpu / calls_made * 1e3:.2f} ms, upstream {upstream_cpu / calls_made * 1e3:.2f} ms; "
+                  f"the machine {busy / ticks:.0%} busy")  # fmt: skip
         if "off" in best:
             for name in ("before", "after"):
                 print(f"  {name} on/off: {best[name] / best['off']:.2f}x")
@@ -194,6 +211,15 @@ def main() -> int:
         database.stop()
         remove_worktree(worktree)
     return 0
+
+
+def ingest_figures(
+    process: GatewayProcess, database_pid: int, upstreams: list[multiprocessing.Process]
+) -> tuple[float, float, float, float, int, int]:
+    """The CPU seconds so far of the gateway, PostgreSQL, this process (the load generator) and the upstreams,
+    and the machine's busy and total ticks."""
+    upstream = sum(tree_cpu_seconds(each.pid) for each in upstreams if each.pid is not None)
+    return (cpu_seconds(process), tree_cpu_seconds(database_pid), own_cpu_seconds(), upstream, *machine_ticks())
 
 
 def report_capacity(args: argparse.Namespace, calls: dict[str, list[forwarding.Result]], cpu: dict[str, float]) -> None:
