@@ -75,3 +75,6 @@ class Locator:
 
     async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
         return await self._store.promotions_experiment(link, experiment_id)
+
+    def forget_experiment(self, link: WorkspaceLink, experiment_id: str) -> None:
+        self._store.forget_experiment(link, experiment_id)

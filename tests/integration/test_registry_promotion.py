@@ -966,3 +966,18 @@ def test_a_workspace_editor_cannot_write_into_the_promotions_experiment(
         LoggedModelStatus.READY,
         f"w1001/{source_id}/1",
     )
+
+    # Renamed away by an account admin, it is an experiment like any other at once, and the name moved onto another
+    # experiment protects that one (the guard asked the store once per experiment and kept its answer until restart:
+    # every later write of the editor to the renamed experiment was refused, and their own one stayed writable).
+    admin = mlflow.MlflowClient()
+    admin.rename_experiment(experiment.experiment_id, unique("old-promotions"))
+    admin.rename_experiment(own, "fedgate-promotions")
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", editor.token)
+        assert client.create_run(experiment.experiment_id).info.run_id
+        refused(lambda: client.create_logged_model(own, name="mine-again"))
+    finally:
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", ADMIN_TOKEN)
+        admin.rename_experiment(own, unique("own"))
+        admin.rename_experiment(experiment.experiment_id, "fedgate-promotions")

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.core.errors import StoreUnavailable
 from gateway.core.links import WorkspaceLink
-from gateway.federation.guard.lookups import StoreLookups
+from gateway.federation.guard.lookups import PROMOTIONS_SECONDS, StoreLookups
 
 LINK = WorkspaceLink(
     name="team-a", workspace_id=1, mode="workspace", store="a", configured_store="a", upstream_workspace=None
@@ -80,3 +80,51 @@ async def test_a_page_answered_200_for_an_objects_experiment_is_no_answer() -> N
     assert await store_answering(200, found).experiment_of(LINK, "run", "a" * 32) == "7"
     missing = b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such run"}'
     assert await store_answering(404, missing).experiment_of(LINK, "run", "b" * 32) is None
+
+
+class RenamedStore:
+    """A store whose experiment 7 is named `name`, which a test changes (a rename through another replica, say)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.reads = 0
+
+    async def fetch(self, link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
+        self.reads += 1
+        return 200, b'{"experiment": {"experiment_id": "7", "name": "%s"}}' % self.name.encode()
+
+
+async def no_run_directory(run_id: str, workspace: str) -> str | None:
+    return None
+
+
+async def test_a_rename_to_or_from_the_promotions_name_is_seen_once_the_answer_is_due() -> None:
+    """The answer was kept until the process ended: after the promotions experiment was renamed away every write to
+    it by a workspace editor stayed refused, and an experiment renamed to the name stayed writable."""
+    store, now = RenamedStore("fedgate-promotions"), [100.0]
+    lookups = StoreLookups(store.fetch, no_run_directory, clock=lambda: now[0])
+    assert await lookups.promotions_experiment(LINK, "7") is True
+    store.name = "old-promotions"
+    now[0] += PROMOTIONS_SECONDS - 1
+    assert await lookups.promotions_experiment(LINK, "7") is True  # kept: one read of the store so far
+    assert store.reads == 1
+    now[0] += 1
+    assert await lookups.promotions_experiment(LINK, "7") is False
+    store.name = "FEDGATE-PROMOTIONS"
+    now[0] += PROMOTIONS_SECONDS
+    assert await lookups.promotions_experiment(LINK, "7") is True
+    assert store.reads == 3
+
+
+async def test_a_rename_through_this_replica_is_asked_again_at_once() -> None:
+    store = RenamedStore("fedgate-promotions")
+    lookups = StoreLookups(store.fetch, no_run_directory, clock=lambda: 0.0)
+    assert await lookups.promotions_experiment(LINK, "7") is True
+    store.name = "old-promotions"
+    other = WorkspaceLink(
+        name="team-b", workspace_id=2, mode="workspace", store="b", configured_store="b", upstream_workspace=None
+    )
+    lookups.forget_experiment(other, "7")  # experiment 7 of another workspace: this one's answer is kept
+    assert await lookups.promotions_experiment(LINK, "7") is True
+    lookups.forget_experiment(LINK, "7")
+    assert await lookups.promotions_experiment(LINK, "7") is False

@@ -130,6 +130,9 @@ class FakeStores:
     async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
         return (link.workspace_id, experiment_id) in self.promotions
 
+    def forget_experiment(self, link: WorkspaceLink, experiment_id: str) -> None:
+        pass  # nothing kept: every answer is this table's
+
 
 @dataclass
 class FakeRecords:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,11 @@ from gateway.core.errors import StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.reserved import promotions_experiment
 
+# How long a store's answer to "is this the promotions experiment?" is kept. The experiment can be renamed to or from
+# that name (by an account admin, or a workspace manager) through another replica: this replica asks again this
+# often. A rename through this replica is forgotten at once (`forget_experiment`).
+PROMOTIONS_SECONDS = 30.0
+
 
 class StoreLookups:
     """Which experiment a run, logged model, trace, issue, label schema or review queue belongs to: asked of the
@@ -21,7 +27,8 @@ class StoreLookups:
 
     `fetch(link, path, query)` reads from the workspace's store; `run_experiment(run_id, workspace)` is the
     run directory, asked first for runs. Only found objects are cached (a missing one may be created
-    meanwhile), at most `size` of them.
+    meanwhile), at most `size` of them. Whether an experiment is the promotions experiment is a matter of its
+    name, which can change: that answer is kept PROMOTIONS_SECONDS (`clock`: monotonic seconds).
     """
 
     def __init__(
@@ -29,11 +36,14 @@ class StoreLookups:
         fetch: Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]],
         run_experiment: Callable[[str, str], Awaitable[str | None]],
         size: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
         self._run_experiment = run_experiment
         self._cache: OrderedDict[tuple[int, str, str], str] = OrderedDict()
+        self._promotions: OrderedDict[tuple[int, str], tuple[bool, float]] = OrderedDict()  # answer, kept until
         self._size = size
+        self._clock = clock
 
     async def experiment_of(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
         key = (link.workspace_id, kind, object_id)
@@ -51,21 +61,27 @@ class StoreLookups:
         return experiment
 
     async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
-        """Asked of the store once per experiment, then cached: through the gateway no experiment is renamed to
-        or from the promotions experiment's name but by a workspace manager (from) or an account admin."""
-        key = (link.workspace_id, "promotions", experiment_id)
-        if (cached := self._cache.get(key)) is not None:
-            return cached == "yes"
+        """Asked of the store, then kept PROMOTIONS_SECONDS: through the gateway no experiment is renamed to or
+        from the promotions experiment's name but by a workspace manager (from) or an account admin, rarely."""
+        key = (link.workspace_id, experiment_id)
+        now = self._clock()
+        if (kept := self._promotions.get(key)) is not None and now < kept[1]:
+            return kept[0]
         query = urlencode({"experiment_id": experiment_id})
         answer = _read(link, *await self._fetch(link, "/api/2.0/mlflow/experiments/get", query))
         if answer is None:
             return False  # no such experiment (or none this store shows): the call fails at the store
         name = (answer.get("experiment") or {}).get("name")
         found = promotions_experiment(name)
-        self._cache[key] = "yes" if found else "no"
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        self._promotions[key] = (found, now + PROMOTIONS_SECONDS)
+        self._promotions.move_to_end(key)
+        if len(self._promotions) > self._size:
+            self._promotions.popitem(last=False)
         return found
+
+    def forget_experiment(self, link: WorkspaceLink, experiment_id: str) -> None:
+        """A rename of the experiment is under way: whether it is the promotions experiment is asked again."""
+        self._promotions.pop((link.workspace_id, experiment_id), None)
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         query = urlencode({"name": name, "version": version})

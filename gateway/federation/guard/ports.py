@@ -27,6 +27,10 @@ class Lookups(Protocol):
         """Whether the experiment is the one promotions copy model versions into (gateway/core/reserved.py)."""
         ...
 
+    def forget_experiment(self, link: WorkspaceLink, experiment_id: str) -> None:
+        """The experiment is being renamed: what was learnt of its name (`promotions_experiment`) is asked again."""
+        ...
+
 
 class Ownership(Protocol):
     """The gateway's own records of registered models and of who created what (AccessService implements it)."""

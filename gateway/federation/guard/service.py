@@ -16,7 +16,7 @@ from gateway.authz.levels import Level
 from gateway.core.errors import hidden
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.core.route_table import Resource, RouteSpec
+from gateway.core.route_table import EXPERIMENTS_UPDATE, Resource, RouteSpec
 from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.experiments import found_experiment
@@ -68,6 +68,10 @@ class Guard:
         )
         if spec.resource is Resource.TRACE:
             refuse_storage_tag_writes(request)  # whoever calls: the store reads these as where data lives
+        if spec == EXPERIMENTS_UPDATE and "new_name" in request.document:
+            # A rename (whoever calls): the next write judges the experiment by the name it then has.
+            for experiment_id in request.experiment_ids(required=False):
+                self.lookups.forget_experiment(link, experiment_id)
         if principal.account_admin:
             admin_plan = ADMIN_PLANS.get(rule)
             return admin_plan(self._checks, request) if admin_plan is not None else Plan()
