@@ -20,11 +20,14 @@ objects (`for_workspace`). Objects of the account (saved queries, Unity Catalog 
 their place is the account's domain, where Unity Catalog grants and shares of saved queries are held, and a
 caller names the principals of every place it holds something in itself, its workspaces and the account's
 domain (`for_account`).
+
+The access console shows a workspace admin the principals of the workspaces it administers by the same rule
+(`for_workspaces`): there it reads their permissions rather than naming them, so it is not told everything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.authz.policy import PolicySnapshot, PrincipalInfo
@@ -42,12 +45,26 @@ class Reach:
     named: frozenset[int] = frozenset()  # principals the object's permissions name already
 
     def sees(self, snapshot: PolicySnapshot, info: PrincipalInfo) -> bool:
-        if self.precise or info.id in self.own or info.id in self.named:
-            return True
-        if not self.domains:
-            return False
-        people = _people(snapshot, info.id) if info.kind == "group" else snapshot.subjects(info.id)
-        return any(snapshot.holds_in(people, domain) for domain in self.domains)
+        return self.judge(snapshot)(info)
+
+    def judge(self, snapshot: PolicySnapshot) -> Callable[[PrincipalInfo], bool]:
+        """`sees` for many principals of one snapshot (a listing): the groups' members are read once."""
+        members: dict[int, list[int]] | None = None
+
+        def sees(info: PrincipalInfo) -> bool:
+            nonlocal members
+            if self.precise or info.id in self.own or info.id in self.named:
+                return True
+            if not self.domains:
+                return False
+            if info.kind == "group":
+                members = _members(snapshot) if members is None else members
+                people = _people(snapshot, members, info.id)
+            else:
+                people = snapshot.subjects(info.id)
+            return any(snapshot.holds_in(people, domain) for domain in self.domains)
+
+        return sees
 
     def find(self, snapshot: PolicySnapshot, kind: str, name: str) -> PrincipalInfo | None:
         """The principal of `kind` named `name` (as a request writes it), or None: also when it is out of reach."""
@@ -64,6 +81,14 @@ def for_workspace(caller: Principal, domain: str, *, admin: bool) -> Reach:
     return Reach(precise=admin or caller.account_admin, own=caller.subjects, domains=frozenset({domain}))
 
 
+def for_workspaces(caller: Principal, domains: Iterable[str]) -> Reach:
+    """Over several workspaces at once (`domains`, those a workspace admin administers, in the access console):
+    itself, its groups and the principals of those workspaces; everyone for an account admin."""
+    if caller.account_admin:
+        return EVERYONE
+    return Reach(precise=False, own=caller.subjects, domains=frozenset(domains))
+
+
 def for_account(snapshot: PolicySnapshot, caller: Principal, named: Iterable[int] = ()) -> Reach:
     """On an object of the account: account admins name anyone; others the principals of every domain they hold
     something in (their workspaces; the account's, with a Unity Catalog grant or a shared saved query) and those
@@ -74,12 +99,17 @@ def for_account(snapshot: PolicySnapshot, caller: Principal, named: Iterable[int
     return Reach(precise=False, own=caller.subjects, domains=domains, named=frozenset(named))
 
 
-def _people(snapshot: PolicySnapshot, principal_id: int) -> frozenset[int]:
-    """Whose grants make a principal one of a workspace's: its own and its groups', and for a group, those of
-    every member at any depth (and of the groups they are in)."""
+def _members(snapshot: PolicySnapshot) -> dict[int, list[int]]:
+    """Each group's direct members."""
     members: dict[int, list[int]] = {}
     for member, group in snapshot.memberships:
         members.setdefault(group, []).append(member)
+    return members
+
+
+def _people(snapshot: PolicySnapshot, members: dict[int, list[int]], principal_id: int) -> frozenset[int]:
+    """Whose grants make a principal one of a workspace's: its own and its groups', and for a group, those of
+    every member at any depth (and of the groups they are in)."""
     people: set[int] = set()
     seen, queue = {principal_id}, [principal_id]
     while queue:

@@ -431,6 +431,71 @@ def test_a_secret_scopes_users_entry_is_explained_and_revoked(stack: Stack, worl
     assert refused.status_code == 404, refused.text
 
 
+@dataclass
+class Crews:
+    """Groups linked to team-a only through a member, and one out of its reach."""
+
+    crew: tuple[int, str]  # Carl (CAN_USE on team-a) and strangers; holds CAN_READ on team-b, nothing on team-a
+    crews: tuple[int, str]  # crew alone: team-a's through Carl, two levels down
+    strangers: tuple[int, str]  # Dave (team-b only): nothing of team-a's, only a group that is (crew) above it
+    suffix: str
+
+
+@pytest.fixture(scope="module")
+def crews(world: World) -> Crews:
+    suffix = uuid.uuid4().hex[:6]
+    names = {key: f"{key}-{suffix}" for key in ("crew", "crews", "strangers")}
+    strangers = world.admin.group(names["strangers"], [world.dave.id])
+    crew = world.admin.group(names["crew"], [world.carl.id, strangers])
+    crews = world.admin.group(names["crews"], [crew])
+    world.admin.grant("workspaces/team-b", "CAN_READ", group=names["crew"])
+    return Crews((crew, names["crew"]), (crews, names["crews"]), (strangers, names["strangers"]), suffix)
+
+
+def api_names(stack: Stack, person: Person, scope: str, principal: str) -> bool:
+    """Whether the API lets a manager of team-a who is no admin name `principal` (gateway/authz/reach.py): asked
+    for the ACL entry of a scope it manages, it answers "no ACL for" a principal within its reach, and for any
+    other "no principal named", as for a name nobody holds."""
+    answer = person.http(stack).get(
+        f"{stack.url}/api/2.0/secrets/acls/get", params={"scope": scope, "principal": principal}, timeout=TIMEOUT
+    )
+    assert answer.status_code == 404 and answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", answer.text
+    return answer.json()["message"].startswith("No ACL for ")
+
+
+def test_a_workspace_admin_sees_a_group_linked_only_through_a_member_as_the_api_reach_rule_does(
+    stack: Stack, world: World, crews: Crews
+) -> None:
+    scope = unique("carls")
+    created = world.carl.http(stack).post(f"{stack.url}/api/2.0/secrets/scopes/create", json={"scope": scope})
+    assert created.status_code == 200, created.text
+    listed = ok(call(stack, world.wadmin, "GET", "/principals", params={"kind": "group", "filter": crews.suffix}))
+    in_list = {p["id"] for p in listed["principals"]}
+    seen = {}
+    for group_id, name in (crews.crew, crews.crews, crews.strangers):
+        detail = call(stack, world.wadmin, "GET", f"/principals/{group_id}")
+        effective = call(stack, world.wadmin, "GET", f"/principals/{group_id}/effective")
+        seen[name] = detail.status_code == 200
+        assert effective.status_code == detail.status_code, (name, effective.text)
+        assert (group_id in in_list) == seen[name], name
+        assert api_names(stack, world.carl, scope, name) == seen[name], name  # the console and the API agree
+    assert seen == {crews.crew[1]: True, crews.crews[1]: True, crews.strangers[1]: False}
+    refused = call(stack, world.wadmin, "GET", f"/principals/{crews.strangers[0]}")
+    assert refused.status_code == 404 and refused.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+    # The group's page lists only what is within reach: Carl, not strangers (neither as member nor nested).
+    crew = ok(call(stack, world.wadmin, "GET", f"/principals/{crews.crew[0]}"))
+    assert [m["id"] for m in crew["members"]] == [world.carl.id]
+    assert crew["nested_groups"] == []
+    carl = ok(call(stack, world.wadmin, "GET", f"/principals/{world.carl.id}"))
+    paths = {p["group"]["id"]: [g["id"] for g in p["via"]] for p in carl["groups"]}
+    assert paths == {crews.crew[0]: [], crews.crews[0]: [crews.crew[0]]}
+    # An account admin sees every one of them, strangers nested in crew too.
+    crew = ok(call(stack, world.boss, "GET", f"/principals/{crews.crew[0]}"))
+    assert {m["id"] for m in crew["members"]} == {world.carl.id, crews.strangers[0]}
+    assert [n["group"]["id"] for n in crew["nested_groups"]] == [crews.strangers[0]]
+
+
 # -- the pages, in a real headless Chromium --------------------------------------------------------------------
 
 
@@ -512,6 +577,28 @@ def test_a_workspace_admin_sees_their_workspace_and_a_plain_user_no_access_page(
     assert "Access" not in tab.locator(".fg-nav a").all_inner_texts()
     refused = tab.goto(f"{stack.url}/fedgate/console/access")
     assert refused is not None and refused.status == 403
+
+
+def test_a_workspace_admin_finds_a_group_of_theirs_in_the_browser_and_not_one_out_of_reach(
+    tab: Any, stack: Stack, world: World, crews: Crews
+) -> None:
+    sign_in_at(tab, "/fedgate/console/access", world.wadmin.token)
+    tab.console_errors.clear()  # the sign-in page's (a favicon the gateway does not have)
+    tab.wait_for_selector("#fg-principals table")  # the unfiltered first page (Ann, Carl, ...): more than two rows
+    tab.fill("#fg-filter", crews.suffix)
+    tab.click("#fg-search")
+    from playwright.sync_api import expect  # the chromium fixture has made sure it is installed
+
+    rows = tab.locator("#fg-principals tbody tr")
+    expect(rows).to_have_count(2)  # waits for the filtered list
+    shown = {int(rows.nth(i).get_attribute("data-principal")) for i in range(rows.count())}
+    assert shown == {crews.crew[0], crews.crews[0]}  # not strangers
+    tab.click(f"#fg-principals tr[data-principal='{crews.crew[0]}'] a")
+    tab.wait_for_selector("#fg-members")
+    members = tab.inner_text("#fg-members-card")
+    assert world.carl.name in members and crews.strangers[1] not in members
+    shot(tab, "55-access-workspace-admin-group")
+    assert tab.console_errors == []
 
 
 def browser_session(stack: Stack, person: Person) -> requests.Session:

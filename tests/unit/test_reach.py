@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.authz.levels import ACCOUNT_DOMAIN, workspace_domain
 from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
-from gateway.authz.reach import EVERYONE, for_account, for_workspace
+from gateway.authz.reach import EVERYONE, for_account, for_workspace, for_workspaces
 from gateway.authz.service import resolve_principal
 from gateway.core.principal import Principal
 
@@ -76,3 +76,19 @@ def test_on_the_accounts_objects_a_manager_names_the_principals_of_its_places() 
     reach = for_account(curator, ME, named=[3])
     found = {name for name in EVERY_NAME if resolve_principal(curator, name, reach) is not None}
     assert found == {"me@example.com", "mate@example.com", "outer", "inner", "mine", "robot", "far@example.com"}
+
+
+def test_over_several_workspaces_one_sees_the_principals_of_each_and_a_listing_judges_as_a_name_does() -> None:
+    # The access console's workspace admin: the principals of the workspaces it administers, a group through a
+    # member at any depth included, and a listing (`judge`) tells the same as one name at a time (`sees`).
+    both, only_b = for_workspaces(ME, [A, B]), for_workspaces(ME, [B])
+    assert named(both, EVERY_NAME) == {"me@example.com", "mine", "mate@example.com", "outer", "inner"} | {
+        "far@example.com",
+        "far-group",
+    }
+    assert named(only_b, EVERY_NAME) == {"me@example.com", "mine", "far@example.com", "far-group"}
+    for reach in (both, only_b, for_workspaces(ME, [])):
+        judge = reach.judge(SNAPSHOT)
+        assert [judge(info) for info in PRINCIPALS.values()] == [reach.sees(SNAPSHOT, i) for i in PRINCIPALS.values()]
+    boss = Principal("boss@example.com", "user", account_admin=True, id=99)
+    assert named(for_workspaces(boss, []), EVERY_NAME) == {info.name for info in PRINCIPALS.values()}

@@ -9,15 +9,17 @@ grants through `AccessService.revoke` (or a secret scope's `users` entry through
 in the change's transaction and in force on every replica as any grant change is.
 
 Who may look: account admins see everyone and everything; a workspace admin (CAN_MANAGE on a workspace)
-sees the principals that hold something in the workspaces it administers, their permissions there, and the
+sees the principals of the workspaces it administers, as the rule every call that names a principal follows
+defines them (`gateway.authz.reach.for_workspaces`: itself and its groups, those holding something there
+directly or through a group, and groups with such a member at any depth), their permissions there, and the
 audit rows about those workspaces, and revokes only there. A principal outside what the viewer may see
-answers as one that does not exist.
+answers as one that does not exist, and is left out of every list (a group's members and nested groups too).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,6 +40,7 @@ from gateway.authz.levels import (
 )
 from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
 from gateway.authz.ports import Workspaces
+from gateway.authz.reach import Reach, for_workspaces
 from gateway.authz.repository import GrantRepository, ModelIdRepository
 from gateway.authz.schemas import AuditEntries, audit_entries
 from gateway.authz.service import AccessService
@@ -80,6 +83,11 @@ class Viewer:
 
     principal: Principal
     workspaces: dict[int, WorkspaceLink]
+
+    @property
+    def reach(self) -> Reach:
+        """The principals it sees: those of its workspaces (gateway/authz/reach.py); everyone for an account admin."""
+        return for_workspaces(self.principal, (workspace_domain(w) for w in self.workspaces))
 
     @property
     def account_admin(self) -> bool:
@@ -181,16 +189,9 @@ class AccessConsole:
             workspaces=sorted(link.name for link in viewer.workspaces.values()),
         )
 
-    def _visible(self, viewer: Viewer, principal_id: int) -> bool:
-        """Account admins see everyone; a workspace admin those holding something in its workspaces."""
-        if viewer.account_admin or principal_id == viewer.principal.id:
-            return True
-        subjects = self._snapshot.subjects(principal_id)
-        return any(self._snapshot.holds_in(subjects, workspace_domain(w)) for w in viewer.workspaces)
-
     def _target(self, viewer: Viewer, principal_id: int) -> PrincipalInfo:
         info = self._snapshot.principal(principal_id)
-        if info is None or not self._visible(viewer, principal_id):
+        if info is None or not viewer.reach.sees(self._snapshot, info):
             raise ResourceNotFound(f"No principal with id {principal_id}.")
         return info
 
@@ -204,6 +205,7 @@ class AccessConsole:
         offset = _offset(page_token)
         wanted = (text or "").strip().casefold()
         tree = _Tree(self._snapshot)
+        visible = viewer.reach.judge(self._snapshot)
         found = sorted(
             (
                 info
@@ -218,18 +220,19 @@ class AccessConsole:
         while position < len(found) and len(page) < max_results:
             info = found[position]
             position += 1
-            if self._visible(viewer, info.id):
+            if visible(info):
                 page.append(_summary(info, len(tree.members.get(info.id, ())) if info.kind == "group" else None))
         return PrincipalPage(principals=page, next_page_token=str(position) if position < len(found) else None)
 
     def principal(self, viewer: Viewer, principal_id: int) -> PrincipalDetail:
         info = self._target(viewer, principal_id)
         snapshot = self._snapshot
+        visible = viewer.reach.judge(snapshot)
         explainer = Explainer(snapshot, principal_id)
         groups = []
         for group_id in sorted(explainer.subjects - {principal_id}, key=lambda g: (len(explainer.chain(g)), g)):
             group = snapshot.principal(group_id)
-            if group is None or not self._visible(viewer, group_id):
+            if group is None or not visible(group):
                 continue
             via = [snapshot.principal(g) for g in explainer.chain(group_id)[:-1]]
             groups.append(GroupPath(group=_ref(group), via=[_ref(g) for g in via if g is not None]))
@@ -241,22 +244,24 @@ class AccessConsole:
                 (
                     _summary(m, len(tree.members.get(m.id, ())) if m.kind == "group" else None)
                     for m in members
-                    if m is not None and self._visible(viewer, m.id)
+                    if m is not None and visible(m)
                 ),
                 key=lambda s: (KIND_ORDER.get(s.kind, 9), s.name),
             )
             detail.principal.member_count = len(tree.members.get(principal_id, ()))
-            detail.nested_groups = self._nested(tree, principal_id, depth=0)
+            detail.nested_groups = self._nested(tree, visible, principal_id, depth=0)
         return detail
 
-    def _nested(self, tree: _Tree, group_id: int, depth: int) -> list[NestedGroup]:
+    def _nested(
+        self, tree: _Tree, visible: Callable[[PrincipalInfo], bool], group_id: int, depth: int
+    ) -> list[NestedGroup]:
         if depth >= MAX_GROUP_DEPTH:
             return []
         found = []
         for member in sorted(tree.members.get(group_id, ())):
             info = self._snapshot.principal(member)
-            if info is not None and info.kind == "group":
-                found.append(NestedGroup(group=_ref(info), members=self._nested(tree, member, depth + 1)))
+            if info is not None and info.kind == "group" and visible(info):
+                found.append(NestedGroup(group=_ref(info), members=self._nested(tree, visible, member, depth + 1)))
         return found
 
     # -- effective permissions --------------------------------------------------------------------------
