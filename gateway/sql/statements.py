@@ -41,6 +41,9 @@ NAME_PART_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,63}\Z")
 # from those of the query that reads the view; no relation PostgreSQL could find has such a name.
 CTE_PREFIX = "_cte_"
 CTE_NAME_RE = re.compile(r"^_cte_[0-9]+_[0-9a-f]{8}\Z")
+# What a lambda variable is renamed to in PostgreSQL (transpile.py): `_lambda_<n>`. A name the caller writes may not
+# start so, or it could name a lambda's scalar where PostgreSQL reads `name.f` as the call f(name).
+LAMBDA_PREFIX = "_lambda_"
 # Relations one statement may read: table, view and CTE references and LATERAL VIEWs, counted again for each
 # reference and with views expanded (transpile.substitute counts those). The statement timeout bounds how long
 # a statement runs; this bounds how large a plan (and a view expansion) one text can ask for. Eight-way
@@ -305,6 +308,8 @@ def classify(text: str, defaults: Defaults | None = None) -> Statement:
     defaults = defaults or Defaults()
     if len(text) > MAX_STATEMENT_CHARS:
         raise InvalidParameter(f"The statement is longer than {MAX_STATEMENT_CHARS} characters.")
+    if "\x00" in text:
+        raise InvalidParameter("The statement holds a NUL character, which no SQL text may hold.")
     first = _first_word(text)
     if first in ("SELECT", "WITH", "("):
         return parse_query(text, defaults)
@@ -482,6 +487,11 @@ class _QueryChecker:
             return
         if type(node) not in ALLOWED_NODES:
             raise _refused(node, self._describe(node))
+        if isinstance(node, (exp.Literal, exp.Identifier)) and "\x00" in node.name:
+            # PostgreSQL ends the statement's text at a NUL and fails the connection's protocol (08P01).
+            raise _refused(node, "A string or name cannot hold the NUL character (\\0, \\u0000)")
+        if isinstance(node, exp.Identifier) and node.name.lower().startswith(LAMBDA_PREFIX):
+            raise _refused(node, f"'{node.name}': names starting with {LAMBDA_PREFIX} are reserved")
         if isinstance(node, (exp.CurrentUser, exp.SessionUser)):
             self.asks_identity = True
         elif isinstance(node, exp.Table):

@@ -30,7 +30,14 @@ from gateway.sql.catalog import (
     SYSTEM_COLUMNS,
     TableName,
 )
-from gateway.sql.statements import DIALECT, MAX_RELATIONS, Query, is_cte_reference, too_many_relations
+from gateway.sql.statements import (
+    DIALECT,
+    LAMBDA_PREFIX,
+    MAX_RELATIONS,
+    Query,
+    is_cte_reference,
+    too_many_relations,
+)
 
 # Databricks parameter types (the `type` of a parameter) and the PostgreSQL type its text is cast to.
 PARAMETER_TYPES = {
@@ -162,6 +169,7 @@ def _compile(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, 
     _quote_keyword_columns(tree)
     _evaluate_identity(tree, identity)
     names = _bind_parameters(tree, parameter_types)
+    _rename_lambda_variables(tree)
     _struct_fields(tree)
     _check_fields(tree)
     _lateral_views(tree)
@@ -240,6 +248,56 @@ def _bind_parameters(tree: exp.Expr, parameter_types: Mapping[str, str]) -> tupl
             value = exp.Cast(this=value, to=exp.DataType.build(target, dialect="postgres"))
         placeholder.replace(value)
     return tuple(order)
+
+
+def _rename_lambda_variables(tree: exp.Expr) -> None:
+    """Each lambda variable runs under a name of the gateway's own (`_lambda_<n>`), which no user text can spell.
+
+    A lambda becomes `... FROM UNNEST(array) AS <variable>`, the innermost scope of its body in PostgreSQL, where
+    the variable is a scalar and `<variable>.f` is the call f(<variable>). sqlglot marks the references it matches
+    (as written, so not `X` for `x`), and only those were checked as fields: `x -> X.current_setting`, with a FROM
+    item named x, was a column of that FROM item to the gateway and `current_setting(x)` to PostgreSQL, and
+    `X.ts_stat` ran any query as the reader role (which could leave that role with set_config). Now the marked
+    references and every unquoted `x`/`X.f` of the body (Databricks compares names case-insensitively) read the
+    renamed variable, as a value and as checked fields; any other name finds only what the user named.
+    """
+    # Innermost first: a nested lambda's own variable shadows an outer one of the same name.
+    for number, function in enumerate(_innermost_first(list(tree.find_all(exp.Lambda))), start=1):
+        variable = function.expressions[0]
+        written = variable.name
+        renamed = f"{LAMBDA_PREFIX}{number}"
+        for node in list(function.this.walk()):
+            if isinstance(node, exp.Identifier) and node.name == written and _is_reference(node):
+                node.replace(exp.to_identifier(renamed))
+            elif isinstance(node, exp.Column) and not node.args.get("catalog") and not node.args.get("db"):
+                qualifier = node.args.get("table")
+                part = qualifier if qualifier is not None else node.this
+                if not isinstance(part, exp.Identifier) or part.quoted or part.name.lower() != written.lower():
+                    continue
+                if qualifier is None:
+                    node.replace(exp.to_identifier(renamed))
+                else:
+                    node.replace(exp.Dot(this=exp.to_identifier(renamed), expression=node.this.copy()))
+        function.set("expressions", [exp.to_identifier(renamed)])
+
+
+def _innermost_first(lambdas: list[exp.Lambda]) -> list[exp.Lambda]:
+    def depth(node: exp.Expr) -> int:
+        count = 0
+        while node.parent is not None:
+            node = node.parent
+            count += 1
+        return count
+
+    return sorted(lambdas, key=depth, reverse=True)
+
+
+def _is_reference(node: exp.Identifier) -> bool:
+    """An identifier sqlglot put in place of a lambda variable: a value, or the `this` of a Dot, never a name part."""
+    parent = node.parent
+    if isinstance(parent, (exp.Column, exp.Table, exp.TableAlias, exp.Alias, exp.Lambda)):
+        return False
+    return not (isinstance(parent, exp.Dot) and node.arg_key == "expression")
 
 
 def _source_names(node: exp.Expr) -> set[str]:

@@ -124,6 +124,12 @@ def test_cte_names_are_not_tables_and_one_part_names_use_the_defaults() -> None:
         ("SELECT is_account_group_member(current_user())", "takes one group name as a string literal"),
         ("SELECT * FROM system.mlflow.runs_latest FOR UPDATE", None),
         ("SELECT * FROM read_files('/etc/passwd')", None),
+        # PostgreSQL's text ends at a NUL (and it fails the protocol): none reaches it, written or escaped.
+        ("SELECT 'a\\0b'", "cannot hold the NUL character"),
+        ("SELECT 'a\\u0000b'", "cannot hold the NUL character"),
+        ("SELECT 1\x00", "holds a NUL character"),
+        ("GRANT SELECT ON TABLE system.mlflow.runs_latest TO `a\x00b`", "holds a NUL character"),
+        ("SELECT transform(array(1), _lambda_1 -> _lambda_1)", "names starting with _lambda_ are reserved"),
     ],
 )
 def test_statements_outside_the_allow_list_are_refused_naming_what(text: str, says: str | None) -> None:

@@ -421,11 +421,27 @@ async def test_the_sandbox_reads_nothing_but_the_system_views(db: Database) -> N
         "SELECT k.current_setting FROM (SELECT explode(map_keys(params)) AS k FROM system.mlflow.runs_latest) s",
         "SELECT transform(array('server_version'), r -> r.current_setting) FROM system.mlflow.runs_latest r",
         "SELECT filter(map_keys(params), k -> k.to_regclass IS NULL) FROM system.mlflow.runs_latest",
+        # The variable in another case, where a FROM item has its name: sqlglot marks only `x`, not `X`.
+        "SELECT transform(array('server_version'), x -> X.current_setting) FROM system.mlflow.runs_latest x",
+        "WITH x AS (SELECT 'SELECT to_tsvector(''simple'', run_name) FROM system_mlflow.runs_latest' AS s) "
+        "SELECT exists(array(s), x -> X.ts_stat IS NULL) FROM x",
     ],
 )
 async def test_a_field_of_a_scalar_is_refused_not_called_as_a_function(db: Database, text: str) -> None:
     with pytest.raises(InvalidParameter, match="is not a field"):
         await run(db, text)
+
+
+async def test_a_lambda_variable_is_read_in_any_case_under_a_name_no_text_can_spell(db: Database) -> None:
+    answer = await run(db, "SELECT transform(array(1, 2), x -> X + x) AS t, exists(array(3), y -> Y = 3) AS e")
+    assert answer.data == [["[2,4]", "true"]]
+    assert "_lambda_" in answer.sql and " x " not in answer.sql.lower()
+    with pytest.raises(InvalidParameter, match="are reserved"):
+        await run(
+            db,
+            "SELECT transform(array('server_version'), x -> _lambda_1.current_setting) "
+            "FROM system.mlflow.runs_latest _lambda_1",
+        )
 
 
 async def test_a_long_statement_is_cancelled_by_the_statement_timeout(db: Database) -> None:
