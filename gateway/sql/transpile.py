@@ -212,10 +212,26 @@ def _name_columns(tree: exp.Expr) -> None:
                 # As Databricks names it; the query's text would show the names CTEs are renamed to.
                 item = exp.alias_(item, "scalarsubquery()", quoted=True)
             elif not isinstance(item, (exp.Alias, exp.Aliases, exp.Column, exp.Star, exp.Explode)):
-                name = item.sql(dialect=DIALECT, normalize_functions="lower", comments=False)
+                name = _without_queries(item).sql(dialect=DIALECT, normalize_functions="lower", comments=False)
                 item = exp.alias_(item, name[:MAX_COLUMN_NAME], quoted=True)
             items.append(item)
         select.set("expressions", items)
+
+
+def _without_queries(item: exp.Expr) -> exp.Expr:
+    """The item with each query in it written `scalarsubquery()`, as Databricks names them.
+
+    The tree is the substituted one: a query in it shows the views it reads expanded, and its text as a column's
+    name gave a reader the opening of a view's definition (`1 + (SELECT count(*) FROM (SELECT 'note' AS n, ...`).
+    """
+    if item.find(exp.Query) is None:
+        return item
+    named = item.copy()
+    # Outermost first (breadth-first): the queries nested in one go with it.
+    while (query := next((q for q in named.find_all(exp.Query) if q is not named), None)) is not None:
+        target = query.parent if isinstance(query.parent, exp.Subquery) and query.parent is not named else query
+        target.replace(exp.Anonymous(this="scalarsubquery", expressions=[]))
+    return named
 
 
 def _quote_keyword_columns(tree: exp.Expr) -> None:

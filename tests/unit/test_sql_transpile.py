@@ -566,6 +566,22 @@ async def test_names_run_as_the_gateway_resolved_them(db: Database) -> None:
     assert nested.data == [["2", "r-a1"]]
 
 
+async def test_a_column_named_after_a_query_shows_no_views_definition(db: Database) -> None:
+    """Unnamed items were named by the substituted tree's text: a query in one showed the views it read, expanded,
+    so a reader saw the opening of a view's definition in a column's name. Queries are `scalarsubquery()` there."""
+    view = TableName("gov", "mlflow", "noted")
+    definition = "SELECT 'internal note' AS note, run_id FROM system.mlflow.runs_latest"
+    answer = await run(
+        db,
+        "SELECT 1 + (SELECT count(*) FROM gov.mlflow.noted), run_id IN (SELECT run_id FROM gov.mlflow.noted), "
+        "exists(SELECT note FROM gov.mlflow.noted) FROM system.mlflow.runs_latest WHERE run_id = 'r-a1'",
+        views={view: definition},
+    )
+    names = [name for name, _ in answer.columns]
+    assert names == ["1 + scalarsubquery()", "run_id IN scalarsubquery()", "EXISTS(scalarsubquery())"]
+    assert answer.data == [["4", "true", "true"]]
+
+
 async def test_a_views_filter_runs_before_any_condition_of_the_readers(db: Database) -> None:
     """PostgreSQL flattened a view into the reader's query and ran the cheaper conditions first, the reader's
     before the view's own: `CAST(run_name AS BOOLEAN)` failed on a run the view hides, naming it. Every view is
