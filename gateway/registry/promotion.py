@@ -33,8 +33,9 @@ version cannot both copy:
 
 Every write to the target store is handed to the forwarder's after-write hooks as if it had come through the
 gateway (the index, and in a `dual` target the outbox: the central store gets the experiment, the logged
-model with every file, the registered model and the version). A retry that finds the copy hands its version
-and files to the hooks again, so a crash between the copy and its outbox entries loses nothing.
+model with every file, the registered model and the version). A retry that finds the copy hands its registered
+model, files, status and version to the hooks again, so a crash between the copy and its outbox entries loses
+nothing.
 """
 
 from __future__ import annotations
@@ -409,15 +410,7 @@ class Promotions:
         search = {"filter": f"tags.`{KEY_TAG}` = '{key}'", "max_results": str(SEARCH_PAGE)}
         try:
             async for version in store.items("GET", "/api/2.0/mlflow/model-versions/search", search, "model_versions"):
-                # The store keeps `source` as given (and files the version from that logged model's location);
-                # MLflow 3.17.2's SQL store keeps no `model_id`, so one that answers it must agree.
-                source = str(version.get("source") or "")
-                model_id = source[len("models:/") :] if source.startswith("models:/") else ""
-                if (
-                    version.get("name") == name
-                    and model_id in ours
-                    and str(version.get("model_id") or model_id) == model_id
-                ):
+                if version.get("name") == name and _logged_model_of(version) in ours:
                     return dict(version)
         except Refused as exc:
             if exc.status != 404:  # 404: nothing to search in
@@ -570,18 +563,34 @@ class Promotions:
     async def _recorded_again(
         self, principal: Principal, target: WorkspaceLink, store: StoreClient, version: Mapping[str, Any]
     ) -> None:
-        """A copy found by a retry: its files and version handed to the hooks again (what they record is
-        idempotent), in case the earlier attempt ended between making the copy and recording it."""
+        """A copy found by a retry: its registered model, files, READY status and version handed to the hooks
+        again (what they record is idempotent), in case the earlier attempt ended between making the copy and
+        recording it, or made it before the workspace was dual.
+
+        The logged model is the one the version's `source` names (`_copy_of` took the version for the copy by it):
+        MLflow 3.17.2's SQL store answers no `model_id` in a model version. Read from there, the files were never
+        queued again, and the version was queued without the `model_id` that MLflow demands beside a
+        `models:/m-...` source, so the central store refused it (a dead letter)."""
         if not any(hook.wants(MODEL_VERSIONS_CREATE, target) for hook in self._after_write):
             return
-        model_id = str(version.get("model_id") or "")
-        if model_id:
-            found = await store.get(f"/api/2.0/mlflow/logged-models/{quote(model_id)}")
-            root = _store_path(str(found["model"]["info"]["artifact_uri"]), target)
-            async for relative, _ in _files(store, root):
-                await self._record(principal, target, ARTIFACT_UPLOAD, None, None, artifact_path=f"{root}/{relative}")
-        fields = ("name", "source", "run_id", "model_id", "description")
+        name = str(version["name"])
+        model = (await store.get("/api/2.0/mlflow/registered-models/get", {"name": name}))["registered_model"]
+        request: dict[str, Any] = {"name": name, "tags": list(model.get("tags") or [])}
+        if model.get("description"):
+            request["description"] = model["description"]
+        await self._record(principal, target, REGISTERED_MODELS_CREATE, request, {"registered_model": model})
+        model_id = _logged_model_of(version)
+        found = await store.get(f"/api/2.0/mlflow/logged-models/{quote(model_id)}")
+        info = found["model"]["info"]
+        root = _store_path(str(info["artifact_uri"]), target)
+        async for relative, _ in _files(store, root):
+            await self._record(principal, target, ARTIFACT_UPLOAD, None, None, artifact_path=f"{root}/{relative}")
+        if info.get("status") == READY:
+            ready = {"model_id": model_id, "status": READY}
+            await self._record(principal, target, LOGGED_MODELS_FINALIZE, ready, None, model_id=model_id)
+        fields = ("name", "source", "run_id", "description")
         body = {k: version[k] for k in fields if version.get(k)}
+        body["model_id"] = model_id
         body["tags"] = list(version.get("tags") or [])
         await self._record(principal, target, MODEL_VERSIONS_CREATE, body, {"model_version": version})
 
@@ -600,6 +609,18 @@ class Promotions:
                 raise
         again = await store.get("/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": PROMOTIONS_EXPERIMENT})
         return str(again["experiment"]["experiment_id"])
+
+
+def _logged_model_of(version: Mapping[str, Any]) -> str:
+    """The logged model a version holds, by its `source` (`models:/<id>`, as a promotion makes it); "" for none.
+
+    The store keeps `source` as given and files the version from that logged model's location; MLflow 3.17.2's SQL
+    store keeps no `model_id` and answers none, so a store that does answer one must agree."""
+    source = str(version.get("source") or "")
+    model_id = source[len("models:/") :] if source.startswith("models:/") else ""
+    if not model_id or "/" in model_id or str(version.get("model_id") or model_id) != model_id:
+        return ""
+    return model_id
 
 
 async def _files(store: StoreClient, root: str) -> AsyncIterator[tuple[str, int]]:

@@ -6,6 +6,7 @@ processes relay the same backlog.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -19,7 +20,7 @@ import mlflow
 import pytest
 import requests
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 
 from gateway.cli import main
 from gateway.devstack import GatewayProcess, MlflowServer
@@ -37,8 +38,10 @@ class DualStack:
     legacy: MlflowServer  # a store with history, linked later
     spares: tuple[MlflowServer, MlflowServer]  # stores a workspace moves between
     archive: MlflowServer  # a store with a long history, backfilled while the gateway is killed
+    later: MlflowServer  # a store whose workspace holds a promoted version before it becomes dual
     gateway: GatewayProcess
     config: Path
+    database: str  # the gateway's PostgreSQL
 
     def status(self, workspace: str = WORKSPACE) -> dict[str, Any]:
         url = f"{self.gateway.url}/api/2.0/fedgate/links"
@@ -72,7 +75,8 @@ def dual(workdir: Path) -> Iterator[DualStack]:
     legacy = MlflowServer(root / "legacy")
     spares = (MlflowServer(root / "spare-1"), MlflowServer(root / "spare-2"))
     archive = MlflowServer(root / "archive")
-    _start_all([primary, central, legacy, *spares, archive])
+    later = MlflowServer(root / "later")
+    _start_all([primary, central, legacy, *spares, archive, later])
     config = root / "fedgate.toml"
     config.write_text(
         f"""
@@ -95,6 +99,8 @@ url = "{spares[0].url}"
 url = "{spares[1].url}"
 [stores.archive]
 url = "{archive.url}"
+[stores.later]
+url = "{later.url}"
 [central]
 store = "central"
 [[workspaces]]
@@ -106,10 +112,10 @@ mode = "dual"
     )
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
     try:
-        yield DualStack(primary, central, legacy, spares, archive, gateway, config)
+        yield DualStack(primary, central, legacy, spares, archive, later, gateway, config, database)
     finally:
         gateway.stop()
-        _stop_all([primary, central, legacy, *spares, archive])
+        _stop_all([primary, central, legacy, *spares, archive, later])
         embedded.stop()
 
 
@@ -658,27 +664,51 @@ def test_versions_of_models_named_with_quotes_are_mirrored_into_their_own_centra
         assert all(v.run_id != run_id for v in copies if v.name == name)  # the central copy of the run
 
 
-def test_a_version_promoted_into_a_dual_workspace_reaches_the_central_registry_with_its_files(
-    dual: DualStack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@dataclass
+class Promotable:
+    """A version logged through the gateway in a workspace of its own on the central store."""
+
+    source: str  # the workspace
+    name: str  # the model, at version 1
+    features: Any
+    expected: list[Any]  # what the model predicts for features[:5]
+
+
+def promotable(dual: DualStack, monkeypatch: pytest.MonkeyPatch) -> Promotable:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
-    source = f"promo-src-{uuid.uuid4().hex[:6]}"  # a workspace of its own on the central store
+    source = f"promo-src-{uuid.uuid4().hex[:6]}"
     linked = requests.post(base, json={"name": source, "store": "central"}, headers=admin, timeout=30)
     assert linked.status_code == 201, linked.text
     features = np.random.default_rng(5).random((30, 3))
     model = LogisticRegression().fit(features, (features[:, 1] > 0.5).astype(int))
-    expected = list(model.predict(features[:5]))
     name = f"promoted-{uuid.uuid4().hex[:6]}"
     client_for(dual.gateway.url, source, monkeypatch)
     mlflow.set_tracking_uri(dual.gateway.url)
     mlflow.set_experiment(f"promo-{uuid.uuid4().hex[:6]}")
     with mlflow.start_run():
         mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+    return Promotable(source, name, features, list(model.predict(features[:5])))
 
+
+def central_predictions(dual: DualStack, promoted: Promotable) -> list[Any]:
+    """What version 1 of the promoted model predicts, loaded from the central store directly."""
+    mlflow.set_tracking_uri(dual.central.url)
+    try:
+        return list(mlflow.pyfunc.load_model(f"models:/{promoted.name}/1").predict(promoted.features[:5]))
+    finally:
+        mlflow.set_tracking_uri(dual.gateway.url)
+
+
+def test_a_version_promoted_into_a_dual_workspace_reaches_the_central_registry_with_its_files(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    promoted = promotable(dual, monkeypatch)
+    source, name = promoted.source, promoted.name
     promote = f"{dual.gateway.url}/api/2.0/fedgate/registry/promote"
     body = {"name": f"{source}.{name}", "version": "1"}
     headers = {**admin, "X-MLFLOW-WORKSPACE": WORKSPACE}
@@ -694,11 +724,7 @@ def test_a_version_promoted_into_a_dual_workspace_reaches_the_central_registry_w
     version = central.get_model_version(name, "1")
     assert version.tags["fedgate.source_version"] == "1"
     assert version.tags["fedgate.promoted_from.workspace"] == source
-    mlflow.set_tracking_uri(dual.central.url)
-    try:
-        assert list(mlflow.pyfunc.load_model(f"models:/{name}/1").predict(features[:5])) == expected
-    finally:
-        mlflow.set_tracking_uri(dual.gateway.url)
+    assert central_predictions(dual, promoted) == promoted.expected
 
     # A retry finds the copy, hands it to the outbox again, and the central registry still has one version.
     again = requests.post(promote, json=body, headers=headers, timeout=300)
@@ -707,3 +733,112 @@ def test_a_version_promoted_into_a_dual_workspace_reaches_the_central_registry_w
     assert dual.dead_letters() == earlier
     central = client_for(dual.central.url, WORKSPACE, monkeypatch)
     assert [v.version for v in central.search_model_versions(f"name = '{name}'")] == ["1"]
+
+
+def test_promoting_a_copy_again_after_its_workspace_became_dual_brings_its_files_to_the_central_store(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry that finds the copy queues its registered model, files, status and version again. It read the copy's
+    logged model from the version's `model_id`, which MLflow 3.17.2's SQL store never answers: the files were not
+    queued, and the version was queued without `model_id`, which the central store refuses for a `models:/m-...`
+    source (so the version became a dead letter; the registered model was not queued either). The copy here is made
+    before the workspace is dual, so none of it is in the outbox: every part must come from the retry."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
+    target = f"late-{uuid.uuid4().hex[:6]}"
+    linked = requests.post(base, json={"name": target, "store": "later", "mode": "workspace"}, headers=admin)
+    assert linked.status_code == 201, linked.text
+    promoted = promotable(dual, monkeypatch)
+    promote = f"{dual.gateway.url}/api/2.0/fedgate/registry/promote"
+    body = {"name": f"{promoted.source}.{promoted.name}", "version": "1"}
+    headers = {**admin, "X-MLFLOW-WORKSPACE": target}
+    done = requests.post(promote, json=body, headers=headers, timeout=300)
+    assert done.status_code == 200 and done.json()["copied"] is True, done.text
+    copy_source = done.json()["model_version"]["source"]
+
+    relinked = requests.patch(f"{base}/{target}", json={"mode": "dual"}, headers=admin, timeout=30)
+    assert relinked.status_code == 200, relinked.text
+    wait_reconciled(dual, workspace=target)
+    earlier = dual.dead_letters(target)
+    again = requests.post(promote, json=body, headers=headers, timeout=300)
+    assert again.status_code == 200 and again.json()["copied"] is False, again.text
+    assert again.json()["model_version"]["source"] == copy_source
+    dual.drained(workspace=target)
+    assert dual.dead_letters(target) == earlier
+
+    central = client_for(dual.central.url, target, monkeypatch)
+    [version] = central.search_model_versions(f"name = '{promoted.name}'")
+    assert version.version == "1" and version.tags["fedgate.promoted_from.workspace"] == promoted.source
+    assert version.tags["fedgate.source_version"] == "1"
+    logged = central.get_logged_model(version.source[len("models:/") :])
+    assert logged.status == LoggedModelStatus.READY
+    assert central_predictions(dual, promoted) == promoted.expected
+
+    # Once more: the central registry still holds the one version.
+    third = requests.post(promote, json=body, headers=headers, timeout=300)
+    assert third.status_code == 200 and third.json()["copied"] is False, third.text
+    dual.drained(workspace=target)
+    assert dual.dead_letters(target) == earlier
+    central = client_for(dual.central.url, target, monkeypatch)
+    assert [v.version for v in central.search_model_versions(f"name = '{promoted.name}'")] == ["1"]
+
+
+FAIL_VERSION_ENTRIES = """
+CREATE FUNCTION fail_version_entry() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.route = 'POST /mlflow/model-versions/create' AND NEW.payload->'request'->>'name' = '{name}' THEN
+        RAISE EXCEPTION 'the outbox is failing';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER fail_version_entry BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION fail_version_entry();
+"""
+
+
+def database(dual: DualStack, statements: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(dual.database)
+        try:
+            await connection.execute(statements)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def test_a_promotion_cut_off_before_its_version_was_queued_is_completed_in_the_central_store_by_its_retry(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt makes the copy in the dual workspace's store (files queued), then cannot queue the version
+    (the gateway's database refuses that outbox entry, as when it fails at that moment): 503. The retry finds the
+    copy and queues it again. It queued the version without the `model_id` it read from the store, which MLflow
+    3.17.2's SQL store never answers, and the central store refuses a `models:/m-...` source without one: the
+    version became a dead letter and never reached the central registry."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    promoted = promotable(dual, monkeypatch)
+    promote = f"{dual.gateway.url}/api/2.0/fedgate/registry/promote"
+    body = {"name": f"{promoted.source}.{promoted.name}", "version": "1"}
+    headers = {**admin, "X-MLFLOW-WORKSPACE": WORKSPACE}
+    dual.drained()
+    earlier = dual.dead_letters()
+    database(dual, FAIL_VERSION_ENTRIES.format(name=promoted.name))
+    try:
+        failed = requests.post(promote, json=body, headers=headers, timeout=300)
+    finally:
+        database(dual, "DROP TRIGGER fail_version_entry ON outbox; DROP FUNCTION fail_version_entry();")
+    assert failed.status_code == 503 and failed.json()["error_code"] == "TEMPORARILY_UNAVAILABLE", failed.text
+    made = client_for(dual.primary.url, None, monkeypatch).get_model_version(promoted.name, "1")
+    assert made.tags["fedgate.promoted_from.workspace"] == promoted.source  # the copy was made
+
+    again = requests.post(promote, json=body, headers=headers, timeout=300)
+    assert again.status_code == 200 and again.json()["copied"] is False, again.text
+    assert again.json()["model_version"]["source"] == made.source
+    dual.drained()
+    assert dual.dead_letters() == earlier
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    [version] = central.search_model_versions(f"name = '{promoted.name}'")
+    assert version.version == "1" and version.tags["fedgate.source_version"] == "1"
+    assert version.tags["fedgate.promoted_from.workspace"] == promoted.source
+    assert central_predictions(dual, promoted) == promoted.expected
