@@ -19,6 +19,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -146,13 +147,13 @@ class Authenticator:
     async def _known(self, principal_id: int) -> tuple[PolicySnapshot, PrincipalInfo | None]:
         """The policy and what it says of a principal a stored row (a token's, a session's) names. A principal
         this replica's policy does not know may have been made on another replica moments ago, whose news has
-        not arrived yet: the policy is brought up to the stored one before the principal counts as deleted."""
-        snapshot = self._policy.snapshot
-        info = snapshot.principal(principal_id)
-        if info is None:
-            snapshot = await self._policy.reload()
+        not arrived yet: it counts as deleted only once the stored policy does not hold it (`LivePolicy.found`)."""
+
+        def held(snapshot: PolicySnapshot) -> tuple[PolicySnapshot, PrincipalInfo] | None:
             info = snapshot.principal(principal_id)
-        return snapshot, info
+            return None if info is None else (snapshot, info)
+
+        return await self._policy.found(held) or (self._policy.snapshot, None)
 
     async def _from_oidc(self, token: str) -> Principal:
         assert self._oidc is not None
@@ -266,16 +267,19 @@ class Authenticator:
                 raise Unauthenticated("This user name belongs to another principal; ask an account admin.")
             if not row.active:
                 raise Unauthenticated("This user is disabled.")
-            info = self._policy.snapshot.principal(row.id)
-            if info is None or info.name != username:
-                info = (await self._policy.reload()).principal(row.id)
-            if info is not None and info.kind == "user" and info.name == username:
+            info = await self._policy.found(partial(_the_user, principal_id=row.id, username=username))
+            if info is not None:
                 if generation == self._generation:  # else the row may be stale: this request only uses it
                     self._oidc_users[username] = row.id
                 return row.id
             # The user read was deleted or renamed meanwhile (its creator recorded it in the policy, which has
             # moved on since): provision again, which makes a new user if the name is free now.
         raise Unauthenticated("This user changed while signing in; try again.")
+
+
+def _the_user(snapshot: PolicySnapshot, principal_id: int, username: str) -> PrincipalInfo | None:
+    info = snapshot.principal(principal_id)
+    return info if info is not None and info.kind == "user" and info.name == username else None
 
 
 def scheme_of(authorization: str | None) -> tuple[str, str]:

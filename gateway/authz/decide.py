@@ -19,6 +19,7 @@ from gateway.authz.levels import (
     workspace_object,
 )
 from gateway.authz.live import LivePolicy
+from gateway.authz.policy import PolicySnapshot
 from gateway.core.errors import PermissionDenied, hidden
 from gateway.core.principal import Principal
 
@@ -45,20 +46,9 @@ class Authorizer:
         with every change up to the stored version (revocations too)."""
         if not self.policy.loaded:  # not serving yet: nothing was decided with a stored policy to catch up on
             return None
+        # The refusal was decided on the snapshot in use: only a newer one has something to decide again by.
         before = self.policy.snapshot
-        snapshot = await self.policy.reload()
-        if snapshot is before:
-            return None
-        if principal.id is None:  # the bootstrap admin: no row, no groups
-            return principal
-        info = snapshot.principal(principal.id)
-        if info is None or not info.active:
-            return None
-        if principal.idp:
-            subjects, named = snapshot.subjects_naming(principal.id, principal.idp_groups)
-        else:
-            subjects, named = snapshot.subjects(principal.id), principal.idp_groups
-        return replace(principal, subjects=subjects, idp_groups=named, account_admin=info.account_admin)
+        return await self.policy.found(lambda snapshot: None if snapshot is before else as_known(principal, snapshot))
 
     def level(self, principal: Principal, workspace_id: int, obj: str) -> str | None:
         if principal.account_admin:
@@ -106,6 +96,21 @@ class Authorizer:
             principal.subjects, workspace_domain(workspace_id), Level.CAN_READ, prefix
         )
         return {obj[len(prefix) :] for obj in objects}
+
+
+def as_known(principal: Principal, snapshot: PolicySnapshot) -> Principal | None:
+    """The principal as `snapshot` knows it (its groups, the identity provider's groups it named, its account
+    admin role); None when the snapshot holds no such active principal."""
+    if principal.id is None:  # the bootstrap admin: no row, no groups
+        return principal
+    info = snapshot.principal(principal.id)
+    if info is None or not info.active:
+        return None
+    if principal.idp:
+        subjects, named = snapshot.subjects_naming(principal.id, principal.idp_groups)
+    else:
+        subjects, named = snapshot.subjects(principal.id), principal.idp_groups
+    return replace(principal, subjects=subjects, idp_groups=named, account_admin=info.account_admin)
 
 
 def _describe(obj: str) -> str:

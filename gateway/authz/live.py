@@ -22,6 +22,7 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +30,7 @@ from gateway.authz import repository
 from gateway.authz.levels import SYSTEM_TABLES
 from gateway.authz.policy import PolicyIndex, PolicySnapshot, PrincipalInfo, view_securables
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
+from gateway.core.errors import ResourceNotFound
 from gateway.core.policy_changes import PolicyChange
 from gateway.observability.metrics import POLICY_CHANGES_APPLIED, POLICY_DRIFT, POLICY_RELOADS, POLICY_VERSION
 from gateway.principals.repository import PrincipalRepository
@@ -43,6 +45,8 @@ SYSTEM_SECURABLES = (
 
 # The full names (`catalog.schema.view`) of the stored dynamic views, read in the given session.
 ViewNames = Callable[[AsyncSession], Awaitable[Iterable[str]]]
+
+T = TypeVar("T")
 
 # Grants indexed per step of a whole load; the event loop serves requests between steps (about 10 ms each).
 LOAD_BATCH = 2000
@@ -120,6 +124,21 @@ class LivePolicy:
             extra={"version": version, "changes": len(pending), "cpu_ms": round((time.process_time() - cpu) * 1000, 2)},
         )
         return snapshot
+
+    async def found(self, read: Callable[[PolicySnapshot], T]) -> T:
+        """What `read` gives on the snapshot in use or, when it gives nothing there (None, or raises
+        ResourceNotFound), what it gives on the stored policy, after one `reload`.
+
+        Something made or changed through another replica moments ago (a principal, a membership, a grant) is
+        in the stored policy before its news (NOTIFY) reaches this one: whatever the caller names, or is, counts
+        as missing only once this replica's policy is the stored one. One query when it is already; the policy
+        only ever moves forward. What `read` says on the stored policy stands, its ResourceNotFound too.
+        """
+        with contextlib.suppress(ResourceNotFound):
+            value = read(self.snapshot)
+            if value is not None:
+                return value
+        return read(await self.reload())
 
     async def rebuild(self) -> PolicySnapshot:
         """Load the whole stored policy and swap it in (unless a newer one is in use by then)."""

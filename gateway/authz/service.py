@@ -12,6 +12,7 @@ principals still share (rows older than the rules) is refused rather than resolv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -223,13 +224,13 @@ class AccessService:
         self, principal: Principal, target: Securable, items: list[AccessControlRequest], *, replace: bool
     ) -> ObjectPermissions:
         """PUT (replace=True) sets the direct grants to exactly `items`; PATCH adds or changes levels."""
-        try:
+
+        def resolved(snapshot: PolicySnapshot) -> list[tuple[PrincipalInfo, str]]:
             reach = self.workspace_reach(principal, target.link)
-            wanted = [(self._resolve(item, reach), self._level(item, target)) for item in items]
-        except ResourceNotFound:  # a principal made on another replica moments ago is found in the stored policy
-            await self.policy.reload()
-            reach = self.workspace_reach(principal, target.link)
-            wanted = [(self._resolve(item, reach), self._level(item, target)) for item in items]
+            return [(resolve_typed(snapshot, item, reach), self._level(item, target)) for item in items]
+
+        # A principal made on another replica moments ago is not found only in the stored policy.
+        wanted = await self.policy.found(resolved)
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
             changes: list[PolicyChange] = []
@@ -259,9 +260,6 @@ class AccessService:
             principal, link.workspace_id, workspace_object(link.workspace_id), Level.CAN_MANAGE
         )
         return for_workspace(principal, workspace_domain(link.workspace_id), admin=admin)
-
-    def _resolve(self, item: AccessControlRequest, reach: Reach) -> PrincipalInfo:
-        return resolve_typed(self.policy.snapshot, item, reach)
 
     @staticmethod
     def _level(item: AccessControlRequest, target: Securable) -> str:
@@ -310,7 +308,7 @@ class AccessService:
 
     def uc_assignments(self, caller: Principal, obj: str, principal_name: str | None = None) -> PermissionsList:
         snapshot = self.policy.snapshot
-        only = self._uc_principal(caller, principal_name).id if principal_name else None
+        only = self._uc_principal(caller, principal_name, snapshot).id if principal_name else None
         assignments = []
         for sub, privileges in sorted(snapshot.grants_on(ACCOUNT_DOMAIN, obj).items()):
             info = snapshot.principal(sub)
@@ -332,7 +330,7 @@ class AccessService:
                         item.inherited_from_type, item.inherited_from_name = kind.upper(), name
                     holders.setdefault(sub, []).append(item)
         if principal_name:
-            target = self._uc_principal(caller, principal_name)
+            target = self._uc_principal(caller, principal_name, snapshot)
             effective: list[EffectivePrivilege] = []
             for sub in sorted(snapshot.subjects(target.id)):
                 for item in holders.get(sub, []):
@@ -355,11 +353,8 @@ class AccessService:
         applicable = {p.value for p in UC_PRIVILEGES[kind]}
         plan: list[tuple[PrincipalInfo, set[str], set[str]]] = []
         for change in changes:
-            try:
-                target = self._uc_principal(principal, change.principal)
-            except ResourceNotFound:  # made on another replica moments ago? Found in the stored policy, if so
-                await self.policy.reload()
-                target = self._uc_principal(principal, change.principal)
+            # Made on another replica moments ago? Not found only in the stored policy.
+            target = await self.policy.found(partial(self._uc_principal, principal, change.principal))
             add = _privileges(change.add, applicable)
             remove = _privileges(change.remove, applicable)
             plan.append((target, add, remove))
@@ -423,12 +418,12 @@ class AccessService:
         await self.policy.reload()
         return holder
 
-    def _uc_principal(self, caller: Principal, name: str) -> PrincipalInfo:
+    @staticmethod
+    def _uc_principal(caller: Principal, name: str, snapshot: PolicySnapshot) -> PrincipalInfo:
         """The principal a Unity Catalog grant, grants list or SHOW GRANTS names. Account admins name anyone; another
         manager (MANAGE need not make an admin) itself and the principals of every domain it holds something in
         (gateway/authz/reach.py): the account's, where its MANAGE is held and every grant the securable's effective
         permissions show it, and its workspaces'. Anyone else it meets as a name nobody has."""
-        snapshot = self.policy.snapshot
         info = resolve_principal(snapshot, name, for_account(snapshot, caller))
         if info is None:
             raise ResourceNotFound(f"No principal named '{name.strip()}'.")

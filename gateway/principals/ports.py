@@ -3,17 +3,20 @@
 Principals sit below authorization: they name who exists, the policy decides what each may do. A change
 to principals (a membership, a disabled user, a revoked token) must reach that policy on every replica,
 so the services here ask the policy for exactly two things: move its version inside the change's own
-transaction, and reload once the change is committed. They also read who exists from its snapshot.
+transaction, and reload once the change is committed. They also read who exists from its snapshot, and from
+the stored policy when the snapshot does not name someone (`found`: made through another replica moments ago).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.core.policy_changes import PolicyChange
+
+T = TypeVar("T")
 
 
 class Known(Protocol):
@@ -56,4 +59,10 @@ class Policy(Protocol):
 
     async def reload(self) -> object:
         """Follow the stored policy now (after a committed change, before answering)."""
+        ...
+
+    async def found(self, read: Callable[[Directory], T]) -> T:
+        """What `read` gives on the principals in use or, when it gives nothing there (None, or raises
+        ResourceNotFound), on the stored policy's, after one reload: one made through another replica moments ago
+        is missing only from the policy in use."""
         ...

@@ -338,10 +338,7 @@ class TokenManagementController(Controller):
                 return snapshot.find("user", names.canonical("user", data.user_name))
             return snapshot.principal(owner_id) if owner_id is not None else None
 
-        owner = named(principals.policy.snapshot)
-        if owner is None:  # made on another replica moments ago? Not found only in the stored policy (one query)
-            await principals.policy.reload()
-            owner = named(principals.policy.snapshot)
+        owner = await principals.policy.found(named)  # made on another replica moments ago? Found there
         if owner is None:
             raise InvalidParameter("Name the owner: application_id, user_name or owner_id of an existing principal.")
         value, row = await tokens.create(
@@ -388,10 +385,8 @@ async def _knowing(rows: list[TokenRow], principals: PrincipalService) -> None:
     """A token's owner or creator made through another replica moments ago is named once this replica's policy
     is the stored one (one query, and only when some row names a principal the policy in use does not know: a
     creator deleted since costs it at every listing)."""
-    snapshot = principals.policy.snapshot
     named = {row.principal_id for row in rows} | {row.created_by for row in rows if row.created_by is not None}
-    if any(snapshot.principal(principal_id) is None for principal_id in named):
-        await principals.policy.reload()
+    await principals.policy.found(lambda snapshot: all(snapshot.principal(i) is not None for i in named) or None)
 
 
 def _managed(row: TokenRow, principals: PrincipalService) -> ManagedTokenInfo:
