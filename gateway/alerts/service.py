@@ -64,6 +64,7 @@ from gateway.alerts.schemas import (
 from gateway.audit.trail import AuditTrail, entry
 from gateway.authn.service import BOOTSTRAP_ADMIN
 from gateway.authz.live import LivePolicy
+from gateway.authz.policy import PolicySnapshot, PrincipalInfo
 from gateway.authz.service import resolve_principal
 from gateway.core.config import AlertsSettings
 from gateway.core.destinations import AllowList, DestinationError, parse_destination
@@ -172,12 +173,15 @@ class AlertService:
 
     async def update(self, principal: Principal, alert_id: str, fields: AlertFields, mask: str | None) -> Alert:
         wanted = _mask(fields, mask)
+        handed = fields.owner_user_name if "owner_user_name" in wanted else None
+        # Looked up before the alert's row is locked: finding a principal may read the stored policy.
+        named = await self._named_owner(principal, handed) if handed else None
         async with self._sessionmaker() as session, session.begin():
             row = await self._visible(session, principal, alert_id, lock=True)
             values = self._values(principal, fields, row.id, creating=False, only=wanted, current=row)
             owner = row.owner_id
-            if "owner_user_name" in wanted and fields.owner_user_name:
-                values.update(self._new_owner(principal, fields.owner_user_name, row))
+            if handed:
+                values.update(self._new_owner(principal, handed, named, row))
                 owner = values.get("owner_id", owner)
             if "owner_groups" not in values and owner is not None and owner == principal.id and principal.idp:
                 values["owner_groups"] = list(principal.idp_groups)  # the owner's identity provider, of late
@@ -501,17 +505,34 @@ class AlertService:
             raise ResourceNotFound(f"Alert {alert_id[:64]} does not exist.")
         return row
 
-    def _new_owner(self, principal: Principal, name: str, row: SqlAlertRow) -> dict[str, Any]:
-        """The owner an account admin names. Another owner's identity-provider groups are not known here: none
-        count until that owner signs in, changes or runs the alert."""
+    async def _named_owner(self, principal: Principal, name: str) -> PrincipalInfo | InvalidState | None:
+        """The active user or service principal an account admin names as owner, the name's conflict, or None (also
+        for anyone else, whom `_new_owner` refuses). One made through another replica moments ago is found in the
+        stored policy."""
+        if not principal.account_admin:
+            return None
+
+        def owner(snapshot: PolicySnapshot) -> PrincipalInfo | None:
+            info = resolve_principal(snapshot, name)
+            return info if info is not None and info.active and info.kind != "group" else None
+
+        try:
+            return await self._policy.found(owner)
+        except InvalidState as exc:
+            return exc
+
+    def _new_owner(
+        self, principal: Principal, name: str, named: PrincipalInfo | InvalidState | None, row: SqlAlertRow
+    ) -> dict[str, Any]:
+        """The owner an account admin names (`_named_owner` found it). Another owner's identity-provider groups are
+        not known here: none count until that owner signs in, changes or runs the alert."""
         if not principal.account_admin:
             raise PermissionDenied("Only an account admin can give an alert to another owner.")
-        try:
-            info = resolve_principal(self._policy.snapshot, name)
-        except InvalidState as exc:
-            raise InvalidParameter(exc.message) from None
-        if info is None or not info.active or info.kind == "group":
+        if isinstance(named, InvalidState):
+            raise InvalidParameter(named.message) from None
+        if named is None:
             raise InvalidParameter(f"'{name[:128]}' is not an active user or service principal.")
+        info = named
         if info.id == row.owner_id:
             return {}
         groups = list(principal.idp_groups) if info.id == principal.id else []

@@ -37,6 +37,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -307,7 +308,7 @@ class SecretScopes:
             )
         everyone = initial_manage_principal is not None and _workspace_users(initial_manage_principal)
         manager = (
-            self._principal(principal, link, initial_manage_principal)
+            await self._principal(principal, link, initial_manage_principal)
             if initial_manage_principal and not everyone
             else None
         )
@@ -685,7 +686,7 @@ class SecretScopes:
         if _workspace_users(name):
             await self._set_users_permission(principal, link, scope, wanted)
             return
-        target = self._principal(principal, link, name)
+        target = await self._principal(principal, link, name)
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
@@ -711,7 +712,7 @@ class SecretScopes:
                 raise ResourceNotFound(f"No ACL for {WORKSPACE_USERS} on scope {scope}.")
             await self._set_users_permission(principal, link, scope, None)
             return
-        target = self._principal(principal, link, name)
+        target = await self._principal(principal, link, name)
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
         if not self._policy.snapshot.grants_on(domain, obj).get(target.id):
             raise ResourceNotFound(f"No ACL for {target.name} on scope {scope}.")
@@ -726,7 +727,7 @@ class SecretScopes:
 
     async def get_acl(self, principal: Principal, link: WorkspaceLink, scope: str, name: str) -> AclItem:
         stored = await self._scope(principal, link, scope, SecretPermission.MANAGE)
-        wanted = WORKSPACE_USERS if _workspace_users(name) else self._principal(principal, link, name).name
+        wanted = WORKSPACE_USERS if _workspace_users(name) else (await self._principal(principal, link, name)).name
         for item in self._acl(link, stored):
             if item.principal == wanted:
                 return item
@@ -761,16 +762,17 @@ class SecretScopes:
             await ScopeRepository(session).set_users_permission(link.workspace_id, scope, permission)
             await self._audit.write(session, entry(principal.name, action, obj, "ok", details))
 
-    def _principal(self, caller: Principal, link: WorkspaceLink, name: str) -> PrincipalInfo:
+    async def _principal(self, caller: Principal, link: WorkspaceLink, name: str) -> PrincipalInfo:
         """The principal an ACL (or a new scope's `initial_manage_principal`) names.
 
         Those who manage every scope of the workspace (account admins, CAN_MANAGE on the workspace) may name any
         principal. Any other caller, a scope's manager (every workspace user may create a scope and manage it),
         may name itself and the principals of the workspace, and meets every other principal as a name nobody
         has (gateway/authz/reach.py): the answer for a name told apart who exists in the whole account, another
-        workspace's people and groups too."""
+        workspace's people and groups too. One made through another replica moments ago is found in the stored
+        policy."""
         reach = for_workspace(caller, workspace_domain(link.workspace_id), admin=self._workspace_admin(caller, link))
-        info = resolve_principal(self._policy.snapshot, name, reach)
+        info = await self._policy.found(partial(resolve_principal, name=name, reach=reach))
         if info is None:
             raise ResourceNotFound(f"No principal named '{name.strip()[:200]}'.")
         return info

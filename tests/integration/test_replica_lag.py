@@ -114,3 +114,60 @@ def test_a_refusal_decided_again_takes_the_callers_groups_from_the_same_policy_a
     get = f"{stack.url}/api/2.0/mlflow/experiments/get"
     hidden = person.http(stack).get(get, params={"experiment_id": experiment_id}, timeout=60)
     assert hidden.status_code == 404, hidden.text
+
+
+def test_a_principal_made_on_another_replica_can_be_named_in_secret_acls_and_as_an_owner_here_at_once(
+    stack: Stack,
+) -> None:
+    """Named through another replica than the one that made it, before the news arrives there: a principal in a
+    secret scope's ACL, a saved query's permissions, as a saved query's new owner and as an alert's. Each answered
+    "no such principal" before (404 "No principal named", 404 "No service principal named", 404 "No active user or
+    service principal", 400 "is not an active user or service principal")."""
+    admin = Admin.of(stack).http("team-a")
+
+    def made() -> tuple[str, str]:
+        """A user and a service principal, made elsewhere; the replica hears of them by the stored policy only."""
+        person, robot = f"lag-{uuid.uuid4().hex[:8]}@example.com", f"lag-robot-{uuid.uuid4().hex[:8]}"
+        made_elsewhere(stack.database_url, "user", person, admin=False)
+        made_elsewhere(stack.database_url, "service_principal", robot, admin=False)
+        return person, robot
+
+    secrets = f"{stack.url}/api/2.0/secrets"
+    scope = f"lag-{uuid.uuid4().hex[:8]}"
+    assert admin.post(f"{secrets}/scopes/create", json={"scope": scope}, timeout=60).status_code == 200
+    _, robot = made()
+    put = admin.post(f"{secrets}/acls/put", json={"scope": scope, "principal": robot, "permission": "READ"}, timeout=60)
+    assert put.status_code == 200, put.text
+    acl = admin.get(f"{secrets}/acls/get", params={"scope": scope, "principal": robot}, timeout=60)
+    assert acl.json() == {"principal": robot, "permission": "READ"}, acl.text
+
+    queries = f"{stack.url}/api/2.0/sql/queries"
+    created = admin.post(queries, json={"query": {"display_name": "lagging", "query_text": "SELECT 1"}}, timeout=60)
+    assert created.status_code == 200, created.text
+    query_id = created.json()["id"]
+    _, robot = made()
+    share = {"access_control_list": [{"service_principal_name": robot, "permission_level": "CAN_RUN"}]}
+    shared = admin.patch(f"{stack.url}/api/2.0/permissions/queries/{query_id}", json=share, timeout=60)
+    assert shared.status_code == 200 and robot in shared.text, shared.text
+    person, _ = made()
+    hand = {"update_mask": "owner_user_name", "query": {"owner_user_name": person}}
+    handed = admin.patch(f"{queries}/{query_id}", json=hand, timeout=60)
+    assert handed.status_code == 200 and handed.json()["owner_user_name"] == person, handed.text
+
+    alerts = f"{stack.url}/api/2.0/sql/alerts"
+    alert = {
+        "display_name": "lagging",
+        "query_text": "SELECT 1 AS n",
+        "condition": {
+            "op": "GREATER_THAN",
+            "operand": {"column": {"name": "n"}},
+            "threshold": {"value": {"double_value": 0}},
+        },
+    }
+    made_alert = admin.post(alerts, json={"alert": alert}, timeout=60)
+    assert made_alert.status_code == 200, made_alert.text
+    person, _ = made()
+    hand = {"update_mask": "owner_user_name", "alert": {"owner_user_name": person}}
+    handed = admin.patch(f"{alerts}/{made_alert.json()['id']}", json=hand, timeout=60)
+    assert handed.status_code == 200 and handed.json()["owner_user_name"] == person, handed.text
+

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.levels import ACCOUNT_DOMAIN
 from gateway.authz.live import LivePolicy
-from gateway.authz.policy import Grant, PrincipalInfo
+from gateway.authz.policy import Grant, PolicySnapshot, PrincipalInfo
 from gateway.authz.reach import Reach, for_account
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.schemas import (
@@ -235,7 +235,7 @@ class SavedQueries:
             if name in mask and name not in values:
                 values[name] = empty
         if "owner_user_name" in mask:
-            values.update(self._new_owner(principal, fields.owner_user_name))
+            values.update(await self._new_owner(principal, fields.owner_user_name))
         values["last_modifier_name"] = principal.name
         async with self._sessionmaker() as session, session.begin():
             row = await SavedQueryRepository(session).change(query_id, values)
@@ -293,22 +293,29 @@ class SavedQueries:
         """PUT (replace=True) sets the grants to exactly `items`; PATCH adds or changes levels."""
         found = await self.require(principal, query_id, CAN_MANAGE)
         obj = query_object(query_id)
-        reach = self._reach(principal, found.row)
-        wanted: list[tuple[PrincipalInfo, str]] = []
-        for item in items:
-            info = resolve_typed(self._policy.snapshot, item, reach)
-            level = item.permission_level
-            if level not in QUERY_RANK:
-                raise InvalidParameter(
-                    f"permission_level '{level[:40]}' is not valid for a query; use one of {', '.join(QUERY_LEVELS)}."
-                )
-            if info.id == found.row.owner_id:
-                if level != CAN_MANAGE:
+
+        def resolved(snapshot: PolicySnapshot) -> list[tuple[PrincipalInfo, str]]:
+            reach = _reach(snapshot, principal, found.row)
+            wanted: list[tuple[PrincipalInfo, str]] = []
+            for item in items:
+                info = resolve_typed(snapshot, item, reach)
+                level = item.permission_level
+                if level not in QUERY_RANK:
                     raise InvalidParameter(
-                        f"{info.name} owns the query and always holds CAN_MANAGE; hand it to another owner first."
+                        f"permission_level '{level[:40]}' is not valid for a query; "
+                        f"use one of {', '.join(QUERY_LEVELS)}."
                     )
-                continue  # the owner's CAN_MANAGE needs no grant
-            wanted.append((info, level))
+                if info.id == found.row.owner_id:
+                    if level != CAN_MANAGE:
+                        raise InvalidParameter(
+                            f"{info.name} owns the query and always holds CAN_MANAGE; hand it to another owner first."
+                        )
+                    continue  # the owner's CAN_MANAGE needs no grant
+                wanted.append((info, level))
+            return wanted
+
+        # A principal made on another replica moments ago is not found only in the stored policy.
+        wanted = await self._policy.found(resolved)
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
             changes: list[PolicyChange] = []  # what replicas apply to the policy they hold
@@ -374,28 +381,34 @@ class SavedQueries:
             permission_level=level,
         )
 
-    def _reach(self, principal: Principal, row: SavedQueryRow) -> Reach:
-        """Whom a manager of the query may name in its permissions (gateway/authz/reach.py): anyone for account
-        admins; any other manager (every signed-in principal creates queries) itself, its groups, the principals of
-        the places it holds something in (its workspaces, the account's domain) and those the query's permissions
-        name (its owner, its grants)."""
-        snapshot = self._policy.snapshot
-        named = set(snapshot.grants_on(ACCOUNT_DOMAIN, query_object(row.id)))
-        if row.owner_id is not None:
-            named.add(row.owner_id)
-        return for_account(snapshot, principal, named)
-
-    def _new_owner(self, principal: Principal, name: str | None) -> dict[str, Any]:
+    async def _new_owner(self, principal: Principal, name: str | None) -> dict[str, Any]:
         if not principal.account_admin:
             raise PermissionDenied("Only account admins may hand a query to another owner.")
         if not name or not name.strip():
             raise InvalidParameter("query.owner_user_name names the new owner.")
-        snapshot = self._policy.snapshot
-        for kind in ("user", "service_principal"):
-            info = snapshot.find(kind, names.canonical(kind, name))
-            if info is not None and info.active:
-                return {"owner_id": info.id, "owner_name": info.name}
+
+        def owner(snapshot: PolicySnapshot) -> PrincipalInfo | None:
+            for kind in ("user", "service_principal"):
+                info = snapshot.find(kind, names.canonical(kind, name))
+                if info is not None and info.active:
+                    return info
+            return None
+
+        info = await self._policy.found(owner)  # made on another replica moments ago? Found in the stored policy
+        if info is not None:
+            return {"owner_id": info.id, "owner_name": info.name}
         raise ResourceNotFound(f"No active user or service principal named '{name.strip()[:200]}'.")
+
+
+def _reach(snapshot: PolicySnapshot, principal: Principal, row: SavedQueryRow) -> Reach:
+    """Whom a manager of the query may name in its permissions (gateway/authz/reach.py): anyone for account admins;
+    any other manager (every signed-in principal creates queries) itself, its groups, the principals of the places
+    it holds something in (its workspaces, the account's domain) and those the query's permissions name (its owner,
+    its grants)."""
+    named = set(snapshot.grants_on(ACCOUNT_DOMAIN, query_object(row.id)))
+    if row.owner_id is not None:
+        named.add(row.owner_id)
+    return for_account(snapshot, principal, named)
 
 
 def _entry(info: PrincipalInfo, levels: list[str]) -> AccessControlResponse:
