@@ -8,7 +8,9 @@ answers PERMISSION_DENIED.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from gateway.authz.levels import (
     RANK,
@@ -20,8 +22,10 @@ from gateway.authz.levels import (
 )
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import PolicySnapshot
-from gateway.core.errors import PermissionDenied, hidden
+from gateway.core.errors import PermissionDenied, ResourceNotFound, hidden
 from gateway.core.principal import Principal
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,21 @@ class Authorizer:
         # The refusal was decided on the snapshot in use: only a newer one has something to decide again by.
         before = self.policy.snapshot
         return await self.policy.found(lambda snapshot: None if snapshot is before else as_known(principal, snapshot))
+
+    async def deciding(self, principal: Principal, decide: Callable[[Principal], Awaitable[T]]) -> T:
+        """`decide(principal)`; when access control refuses it (403, or 404 as for a missing object), decided again
+        with the principal as the stored policy knows it, if this replica was behind (`caught_up`): a grant, a
+        group joined or an account admin role given through another replica moments ago counts at once. A
+        missing object (a 404 that is no refusal) is not decided again."""
+        try:
+            return await decide(principal)
+        except (PermissionDenied, ResourceNotFound) as refusal:
+            if isinstance(refusal, ResourceNotFound) and not refusal.denied:
+                raise
+            newer = await self.caught_up(principal)
+            if newer is None:
+                raise
+            return await decide(newer)
 
     def level(self, principal: Principal, workspace_id: int, obj: str) -> str | None:
         if principal.account_admin:

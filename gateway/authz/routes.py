@@ -23,7 +23,7 @@ from gateway.authz.schemas import (
     audit_entries,
 )
 from gateway.authz.service import AccessService, Securable
-from gateway.authz.workspace_choice import chosen_workspace
+from gateway.authz.workspace_choice import workspace_for
 from gateway.core.errors import ResourceNotFound
 from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
@@ -39,9 +39,32 @@ class PermissionsController(Controller):
     path = "/api/2.0/permissions"
     opt = {"access": "read: CAN_READ on the object; change: CAN_MANAGE"}
 
+    async def _decided(
+        self,
+        request: Request[Principal, Any, Any],
+        kind: str,
+        object_id: str,
+        access: AccessService,
+        workspaces: Workspaces,
+        *,
+        manage: bool = False,
+    ) -> tuple[Principal, Securable]:
+        """The caller and the object, the caller's access to it decided by the stored policy when refused: a grant,
+        a group joined or an account admin role given through another replica moments ago counts at once
+        (`Authorizer.deciding`)."""
+
+        async def decide(caller: Principal) -> tuple[Principal, Securable]:
+            target = await self._target(request, caller, kind, object_id, access, workspaces)
+            if manage:
+                access.check_can_manage(caller, target)
+            return caller, target
+
+        return await access.authorizer.deciding(request.user, decide)
+
     async def _target(
         self,
         request: Request[Principal, Any, Any],
+        caller: Principal,
         kind: str,
         object_id: str,
         access: AccessService,
@@ -49,9 +72,9 @@ class PermissionsController(Controller):
     ) -> Securable:
         if kind == "workspaces":
             target = access.workspace(workspaces.link_named(object_id))
-            access.check_can_view(request.user, target)
+            access.check_can_view(caller, target)
             return target
-        link = chosen_workspace(request, workspaces, access.authorizer)
+        link = workspace_for(request, caller, workspaces, access.authorizer)
         if kind == "experiments":
             missing = f"No Experiment with id={object_id} exists"
             obj = experiment_object(link.workspace_id, object_id)
@@ -64,7 +87,7 @@ class PermissionsController(Controller):
             )
         # Access is decided before the store (or the id table) is asked, and both refusals carry one
         # message: a caller who may not read the object cannot tell a hidden one from a missing one.
-        access.authorizer.require(request.user, link.workspace_id, obj, Level.CAN_READ, missing)
+        access.authorizer.require(caller, link.workspace_id, obj, Level.CAN_READ, missing)
         try:
             if kind == "experiments":
                 return await access.experiment(link, object_id)
@@ -81,7 +104,8 @@ class PermissionsController(Controller):
         access: AccessService,
         workspaces: Workspaces,
     ) -> ObjectPermissions:
-        return access.acl(await self._target(request, kind, object_id, access, workspaces))
+        _, target = await self._decided(request, kind, object_id, access, workspaces)
+        return access.acl(target)
 
     @get("/{kind:str}/{object_id:str}/permissionLevels", name="permissions levels")
     async def get_levels(
@@ -92,7 +116,8 @@ class PermissionsController(Controller):
         access: AccessService,
         workspaces: Workspaces,
     ) -> PermissionLevels:
-        return access.levels(await self._target(request, kind, object_id, access, workspaces))
+        _, target = await self._decided(request, kind, object_id, access, workspaces)
+        return access.levels(target)
 
     @put("/{kind:str}/{object_id:str}", name="permissions set")
     async def set_acl(
@@ -104,9 +129,8 @@ class PermissionsController(Controller):
         access: AccessService,
         workspaces: Workspaces,
     ) -> ObjectPermissions:
-        target = await self._target(request, kind, object_id, access, workspaces)
-        access.check_can_manage(request.user, target)
-        return await access.set_acl(request.user, target, data.access_control_list, replace=True)
+        caller, target = await self._decided(request, kind, object_id, access, workspaces, manage=True)
+        return await access.set_acl(caller, target, data.access_control_list, replace=True)
 
     @patch("/{kind:str}/{object_id:str}", name="permissions update")
     async def update_acl(
@@ -118,9 +142,8 @@ class PermissionsController(Controller):
         access: AccessService,
         workspaces: Workspaces,
     ) -> ObjectPermissions:
-        target = await self._target(request, kind, object_id, access, workspaces)
-        access.check_can_manage(request.user, target)
-        return await access.set_acl(request.user, target, data.access_control_list, replace=False)
+        caller, target = await self._decided(request, kind, object_id, access, workspaces, manage=True)
+        return await access.set_acl(caller, target, data.access_control_list, replace=False)
 
 
 class UnityCatalogController(Controller):
@@ -137,8 +160,8 @@ class UnityCatalogController(Controller):
         principal: str | None = None,
     ) -> PermissionsList:
         obj = access.securable(securable_type, full_name)
-        access.check_uc_manager(request.user, obj)
-        return access.uc_assignments(request.user, obj, principal)
+        caller = await _uc_manager(request.user, obj, access)
+        return access.uc_assignments(caller, obj, principal)
 
     @patch("/permissions/{securable_type:str}/{full_name:str}", name="uc grants update")
     async def update_grants(
@@ -150,8 +173,8 @@ class UnityCatalogController(Controller):
         access: AccessService,
     ) -> PermissionsList:
         obj = access.securable(securable_type, full_name)
-        access.check_uc_manager(request.user, obj)
-        return await access.uc_update(request.user, obj, data.changes)
+        caller = await _uc_manager(request.user, obj, access)
+        return await access.uc_update(caller, obj, data.changes)
 
     @get("/effective-permissions/{securable_type:str}/{full_name:str}", name="uc effective permissions")
     async def effective(
@@ -163,9 +186,21 @@ class UnityCatalogController(Controller):
         principal: str | None = None,
     ) -> EffectivePermissionsList:
         obj = access.securable(securable_type, full_name)
-        if not access.is_self(request.user, principal):
-            access.check_uc_manager(request.user, obj)
-        return access.uc_effective(request.user, obj, principal)
+        caller = request.user
+        if not access.is_self(caller, principal):
+            caller = await _uc_manager(caller, obj, access)
+        return access.uc_effective(caller, obj, principal)
+
+
+async def _uc_manager(principal: Principal, obj: str, access: AccessService) -> Principal:
+    """The caller, refused unless it manages `obj`; decided by the stored policy when refused (a MANAGE grant, a
+    group joined or an account admin role given through another replica moments ago counts at once)."""
+
+    async def decide(caller: Principal) -> Principal:
+        access.check_uc_manager(caller, obj)
+        return caller
+
+    return await access.authorizer.deciding(principal, decide)
 
 
 class AuditController(Controller):

@@ -23,9 +23,15 @@ def requested_workspace(
     request: Request[Principal, Any, Any], workspaces: Workspaces, authorizer: Authorizer
 ) -> WorkspaceLink | None:
     """The workspace the request's headers name, if they name one."""
+    return _requested(request, request.user, workspaces, authorizer)
+
+
+def _requested(
+    request: Request[Principal, Any, Any], caller: Principal, workspaces: Workspaces, authorizer: Authorizer
+) -> WorkspaceLink | None:
     headers, _ = read_workspace_headers(request.scope["headers"])
     return headers.link(
-        workspaces.links, workspaces.link_named, lambda link: authorizer.enters(request.user, link.workspace_id)
+        workspaces.links, workspaces.link_named, lambda link: authorizer.enters(caller, link.workspace_id)
     )
 
 
@@ -33,7 +39,15 @@ def chosen_workspace(
     request: Request[Principal, Any, Any], workspaces: Workspaces, authorizer: Authorizer
 ) -> WorkspaceLink:
     """The workspace the headers name, else the `default` workspace."""
-    link = requested_workspace(request, workspaces, authorizer)
+    return workspace_for(request, request.user, workspaces, authorizer)
+
+
+def workspace_for(
+    request: Request[Principal, Any, Any], caller: Principal, workspaces: Workspaces, authorizer: Authorizer
+) -> WorkspaceLink:
+    """`chosen_workspace` for `caller`: the request's principal, or that principal as a newer policy knows it (a
+    refusal decided again, `Authorizer.deciding`)."""
+    link = _requested(request, caller, workspaces, authorizer)
     if link is not None:
         return link
     if workspaces.links.default is not None:

@@ -12,7 +12,7 @@ import pytest
 from gateway.authz.levels import experiment_object, workspace_domain
 from gateway.principals.tokens import TOKEN_PREFIX
 from tests.conftest import Stack
-from tests.support.elsewhere import granted_elsewhere, made_elsewhere
+from tests.support.elsewhere import changed_elsewhere, granted_elsewhere, made_elsewhere
 from tests.support.identity import Admin
 
 pytestmark = pytest.mark.integration
@@ -171,3 +171,46 @@ def test_a_principal_made_on_another_replica_can_be_named_in_secret_acls_and_as_
     handed = admin.patch(f"{alerts}/{made_alert.json()['id']}", json=hand, timeout=60)
     assert handed.status_code == 200 and handed.json()["owner_user_name"] == person, handed.text
 
+
+def test_a_group_joined_or_a_role_given_on_another_replica_counts_in_the_gateways_own_apis_here_at_once(
+    stack: Stack,
+) -> None:
+    """Through another replica a person joins the group that manages an experiment, then is made an account admin;
+    the replica that has not heard of it authenticates them with their old groups and role. Its own APIs (the
+    permissions API, Unity Catalog grants) refuse them only by the stored policy, as forwarded calls do (before, the
+    permissions API answered 404 as for a missing experiment and Unity Catalog 403 "needs MANAGE")."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-joiner@example.com")
+    group = f"joiners-{uuid.uuid4().hex[:8]}"
+    group_id = admin.group(group)
+    made = admin.http("team-a").post(
+        f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": f"joiners-{uuid.uuid4().hex}"}, timeout=60
+    )
+    assert made.status_code == 200, made.text
+    experiment_id = made.json()["experiment_id"]
+    admin.grant(f"experiments/{experiment_id}", "CAN_MANAGE", group=group, workspace="team-a")
+    as_person = person.http(stack)
+    permissions = f"{stack.url}/api/2.0/permissions/experiments/{experiment_id}"
+    hidden = as_person.get(permissions, timeout=60)
+    assert hidden.status_code == 404, hidden.text  # not a member yet
+
+    changed_elsewhere(
+        stack.database_url, "INSERT INTO group_members (group_id, member_id) VALUES ($1, $2)", group_id, person.id
+    )
+    acl = {"access_control_list": [{"user_name": person.name, "permission_level": "CAN_READ"}]}
+    shared = as_person.patch(permissions, json=acl, timeout=60)
+    assert shared.status_code == 200, shared.text
+    assert {entry.get("user_name") for entry in shared.json()["access_control_list"]} >= {person.name}, shared.text
+
+    catalog = f"{stack.url}/api/2.1/unity-catalog/permissions/catalog/system"
+    refused = as_person.get(catalog, timeout=60)
+    assert refused.status_code == 403, refused.text  # no MANAGE, no account admin yet
+    changed_elsewhere(stack.database_url, "UPDATE principals SET account_admin = true WHERE id = $1", person.id)
+    change = {"changes": [{"principal": group, "add": ["USE_CATALOG"]}]}
+    granted = as_person.patch(catalog, json=change, timeout=60)
+    assert granted.status_code == 200, granted.text
+    assert {"principal": group, "privileges": ["USE_CATALOG"]} in granted.json()["privilege_assignments"], granted.text
+
+    scim = f"{stack.url}/api/2.0/preview/scim/v2"
+    for path in (f"Groups/{group_id}", f"Users/{person.id}"):
+        assert admin.http().delete(f"{scim}/{path}", timeout=60).status_code == 204

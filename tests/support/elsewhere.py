@@ -76,3 +76,19 @@ def granted_elsewhere(
             await connection.close()
 
     asyncio.run(grant())
+
+
+def changed_elsewhere(database_url: str, statement: str, *args: object) -> None:
+    """Any other change of principals, as another replica makes it (a membership, a role): `statement` and the
+    policy version moved, in one transaction."""
+
+    async def change() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            async with connection.transaction():
+                await connection.execute(statement, *args)
+                await connection.execute("UPDATE policy_version SET version = version + 1 WHERE id = 1")
+        finally:
+            await connection.close()
+
+    asyncio.run(change())
