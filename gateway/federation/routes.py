@@ -283,25 +283,30 @@ async def _relayed(chunks: AsyncIterable[bytes], request: Request[Any, Any, Any]
 
 def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIResponse:
     # The store's Content-Type stays a header and goes out as the store sent it: given as the media type, a
-    # text type that names its charset (`text/plain; charset=utf-8`) would get Litestar's second one. The media
-    # types below are only for an answer without one.
+    # text type that names its charset (`text/plain; charset=utf-8`) would get Litestar's second one. An answer
+    # carries its type (the store's, or the gateway's own for an answer it made); one that came without, as MLflow
+    # answers an artifact upload (200, no body, no Content-Type), goes out without: none is invented.
+    typed = any(name.lower() == "content-type" for name in result.headers)
     if result.stream is not None:
         stream = Stream(
             _relayed(result.stream, request),
             status_code=result.status,
             headers=result.headers,
-            media_type="application/octet-stream",
+            media_type="application/octet-stream",  # Litestar sets one whatever it is given: removed below
         )
-        return stream.to_asgi_response(app=None, request=request)
+        streamed = stream.to_asgi_response(app=None, request=request)
+        if not typed:
+            del streamed.headers["content-type"]
+        return streamed
     # The store's bytes go out as they came: no re-encoding on the hot path.
     if result.status < 200 or result.status in (204, 304):  # no body allowed: Litestar's own checks and shape
         return ASGIResponse(
             body=result.body,
             status_code=result.status,
             headers=result.headers,
-            media_type="application/json",
+            media_type="application/json",  # not sent: no body
         )
-    return PassThrough(result.status, result.headers, "application/json", result.body)
+    return PassThrough(result.status, result.headers, None, result.body)
 
 
 class PassThrough(ASGIResponse):
@@ -311,14 +316,14 @@ class PassThrough(ASGIResponse):
 
     __slots__ = ("_head",)
 
-    def __init__(self, status: int, headers: Mapping[str, str], media_type: str, body: bytes) -> None:
+    def __init__(self, status: int, headers: Mapping[str, str], media_type: str | None, body: bytes) -> None:
         head = []
         names = set()
         for key, value in headers.items():
             name = key.lower()
             names.add(name)
             head.append((name.encode("latin-1"), value.encode("latin-1")))
-        if "content-type" not in names:
+        if "content-type" not in names and media_type is not None:
             content_type = f"{media_type}; charset=utf-8" if media_type.startswith("text/") else media_type
             head.append((b"content-type", content_type.encode("latin-1")))
         if "content-length" not in names:
