@@ -110,6 +110,9 @@ class MlflowServer:
     jobs: bool = False
     # More of the server's environment (MLflow's own settings, e.g. which webhook destinations it accepts).
     env: dict[str, str] = field(default_factory=dict)
+    # False starts it with `--no-serve-artifacts` and an `mlflow-artifacts:/` default artifact root: its runs' files
+    # are at `mlflow-artifacts:` locations, which its artifact routes refuse to serve (503).
+    serve_artifacts: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -125,9 +128,11 @@ class MlflowServer:
             "--port", str(self.port),
             "--workers", "1",
             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-            "--artifacts-destination", str(self.root / "artifacts"),
-            "--serve-artifacts",
         ]  # fmt: skip
+        if self.serve_artifacts:
+            args += ["--artifacts-destination", str(self.root / "artifacts"), "--serve-artifacts"]
+        else:
+            args += ["--default-artifact-root", "mlflow-artifacts:/", "--no-serve-artifacts"]
         if self.workspaces:
             args += ["--enable-workspaces", "--workspace-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
         # Client settings of the calling process (a test's workspace, say) are not the server's.

@@ -37,7 +37,7 @@ from gateway.core.paths import (
     refuse_bare_workspaces,
     rewrite_artifact_workspace,
 )
-from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
+from gateway.core.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
 from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, GATEWAY_PROXY_INVOKE, Body, Resource, RouteSpec
 from gateway.core.workspace_headers import WorkspaceHeaders, read_workspace_headers
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
@@ -62,7 +62,13 @@ from gateway.federation.otlp import canonical_export
 from gateway.federation.renames import renames as _renames
 from gateway.federation.renames import rewrite_json as _rewrite_json
 from gateway.federation.schemas import RequestIds
-from gateway.federation.store_answers import foreign_error, known_failure, reads_failures
+from gateway.federation.store_answers import (
+    MAX_ERROR_BODY,
+    FeatureNotServed,
+    foreign_error,
+    known_failure,
+    reads_failures,
+)
 from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 
 __all__ = ["ACCOUNT_SCOPE", "ForwardCall", "ForwardResult", "Forwarder", "StoreSender", "scan_headers"]
@@ -74,6 +80,9 @@ RUN_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.:@+=-]{1,256}\Z")
 # A response larger than this (or of unknown size) is streamed instead of buffered.
 BUFFER_LIMIT = 1024 * 1024
+# A store that does not serve the route at all (MLflow's NOT_IMPLEMENTED, or a feature it was started without,
+# store_answers.py) applied nothing: a write answered so is settled, not handed to recovery as of unknown outcome.
+NOT_SERVED = FeatureNotServed.status
 
 # Client headers the store may see. Everything else (Authorization, Cookie, Host, X-Forwarded-*,
 # hop-by-hop headers, the workspace header) is dropped or replaced by the gateway. `traceparent` is dropped too:
@@ -343,7 +352,7 @@ class Forwarder:
                 intent.unknown()  # a failed hook (the outbox), or the caller went away: recovered now
             raise
         if intent is not None:
-            if result.status >= 500:
+            if result.status >= 500 and result.status != NOT_SERVED:
                 intent.unknown()  # a store error may have applied part of the write
             else:
                 intent.settled()
@@ -361,14 +370,19 @@ class Forwarder:
         rewrite = _renames(link) and spec.body is not Body.DOWNLOAD
         # get-by-name names no id up front: the guard checks the experiment found in the answer.
         found_by_name = spec == EXPERIMENTS_GET_BY_NAME and response.status == 200
-        # A 5xx that is the store's fixed answer to the request, not its failure (store_answers.py).
-        known_5xx = response.status >= 500 and reads_failures(spec)
-        must_read = (
-            answer_needed or rewrite or plan.after is not None or found_by_name or translate is not None or known_5xx
-        )
+        must_read = answer_needed or rewrite or plan.after is not None or found_by_name or translate is not None
+        body: bytes | None = None
+        if response.status >= 500 and reads_failures(spec) and _error_sized(response.content_length):
+            # Read before it is judged by its head: a 5xx that is the store's fixed answer to the request, not its
+            # failure nor a proxy's page (MLflow's own 503 of a store that does not serve artifacts is text/html).
+            body = await _read(response, link)
+            if (error := known_failure(spec, response.status, body, link.name)) is not None:
+                error_headers = {"Content-Type": "application/json", **error.headers}
+                return ForwardResult(error.status, error_headers, link.name, body=json.dumps(error.document()).encode())
         foreign = foreign_error(spec, response.status, response.headers.get("Content-Type", ""))
         if foreign is not None:
-            response.release()
+            if body is None:
+                response.release()
             status, error_code = foreign
             if response.status in (204, 205):
                 what = f"a {response.status} answer without a body where MLflow answers JSON"
@@ -385,18 +399,14 @@ class Forwarder:
             answer_headers = {"Content-Type": "application/json", **retry}
             return ForwardResult(status, answer_headers, link.name, body=json.dumps(document).encode())
         small = response.content_length is not None and response.content_length <= BUFFER_LIMIT
-        if (spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read):
+        if body is None and ((spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read)):
             if response.content_length is not None:
                 headers["Content-Length"] = str(response.content_length)
             return ForwardResult(response.status, headers, link.name, stream=response.iter_chunks())
-        try:
-            body = await response.read()
-        except StoreUnreachable as exc:
-            raise StoreUnavailable(f"The store of workspace '{link.name}' dropped the answer.") from exc
+        if body is None:
+            body = await _read(response, link)
         if translate is not None:
             body = await translate(body)
-        if known_5xx and (error := known_failure(spec, response.status, body)) is not None:
-            raise error
         if rewrite and body[:1] == b"{":
             body = _rewrite_json(body, link.upstream_workspace or link.name, link.name)
         if plan.after is not None and (replaced := await plan.after(response.status, body)) is not None:
@@ -486,6 +496,17 @@ class Forwarder:
             quoted = "/".join(quote(segment, safe=safe) for segment in segments)
             template = re.sub(r"\{" + key + r":\w+\}", quoted.replace("\\", "\\\\"), template)
         return f"{spec.upstream_prefix}{template}", query
+
+
+def _error_sized(content_length: int | None) -> bool:
+    return content_length is not None and content_length <= MAX_ERROR_BODY
+
+
+async def _read(response: StoreResponse, link: WorkspaceLink) -> bytes:
+    try:
+        return await response.read()
+    except StoreUnreachable as exc:
+        raise StoreUnavailable(f"The store of workspace '{link.name}' dropped the answer.") from exc
 
 
 async def _checked(checks: Sequence[BeforeSend], pending: PendingCall) -> list[Held]:

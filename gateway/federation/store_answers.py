@@ -14,16 +14,25 @@ the error they are; any other 5xx goes out as the store sent it.
   stock client reads with `get-trace-artifact` and never asks these routes for): the SQL store raises
   `MlflowTracingException("Trace data not stored in tracking store")`, 500 `INTERNAL_ERROR`. The trace has no
   spans to answer with: 404 `RESOURCE_DOES_NOT_EXIST`.
+- Every artifact proxy route (`/mlflow-artifacts/...`) of a store started with `--no-serve-artifacts`: MLflow answers
+  503 itself, from its Flask handlers as text/html (`Endpoint: <rule> disabled due to the mlflow server running with
+  `--no-serve-artifacts`...`) and from its artifact router (uploads, downloads) as FastAPI's JSON
+  (`{"detail": "Artifact serving is disabled. ..."}`), neither in MLflow's error shape. The store is up and says
+  the same on every retry: 501 `NOT_IMPLEMENTED` (the operation is not enabled on that store; the stock client does
+  not retry a 501), naming the workspace and what the operator must change. Taken for a proxy's 503 it went out as
+  `TEMPORARILY_UNAVAILABLE` with `Retry-After`, which the client retried for minutes, or as the router's JSON
+  without an error code.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import msgspec
 
 from gateway.core.errors import GatewayError, ResourceNotFound
-from gateway.core.route_table import SERVER_VERSION, Body, RouteSpec, declared
+from gateway.core.route_table import FORWARDED_ROUTES, SERVER_VERSION, Body, RouteSpec, declared
 
 # The largest store error body read to match it (MLflow's are a few hundred bytes).
 MAX_ERROR_BODY = 64 * 1024
@@ -43,16 +52,44 @@ KNOWN: dict[RouteSpec, dict[tuple[int, str, str], Callable[[], GatewayError]]] =
     },
 }
 
+# MLflow's 503 for an artifact route of a server started with `--no-serve-artifacts`: its Flask handlers'
+# (`_disable_unless_serve_artifacts`, which names the route's rule) and its artifact router's (`upload_artifact`,
+# `download_artifact`: FastAPI's HTTPException, answered `{"detail": ...}`).
+ARTIFACT_SERVING_OFF = 503
+_SERVING_OFF_TEXT = re.compile(
+    r"Endpoint: /\S* disabled due to the mlflow server running with `--no-serve-artifacts`\. To enable artifacts "
+    r"server functionality, run `mlflow server` with `--serve-artifacts`"
+)
+_SERVING_OFF_DETAIL = "Artifact serving is disabled. Run `mlflow server` with `--serve-artifacts` to enable."
+# The routes MLflow answers so: the artifact proxy's (tests/unit/test_store_answers.py holds them to MLflow's code).
+ARTIFACT_PROXY: frozenset[RouteSpec] = frozenset(
+    spec for spec in FORWARDED_ROUTES if not spec.absolute and spec.path.startswith("/mlflow-artifacts/")
+)
+
+
+class FeatureNotServed(GatewayError):
+    """The store is up but was started without what the route needs: the same answer on every retry."""
+
+    error_code = "NOT_IMPLEMENTED"
+    status = 501
+
 
 def reads_failures(spec: RouteSpec) -> bool:
     """Whether a 5xx answer of `spec` must be read to tell a known one apart."""
-    return spec in KNOWN
+    return spec in KNOWN or spec in ARTIFACT_PROXY
 
 
-def known_failure(spec: RouteSpec, status: int, body: bytes) -> GatewayError | None:
+def known_failure(spec: RouteSpec, status: int, body: bytes, workspace: str = "") -> GatewayError | None:
     """The error a known 5xx answer of the store stands for; None for any other answer (forwarded as it came)."""
+    if status < 500 or len(body) > MAX_ERROR_BODY:
+        return None
+    if spec in ARTIFACT_PROXY and status == ARTIFACT_SERVING_OFF and _serving_off(body):
+        return FeatureNotServed(
+            f"The store of workspace '{workspace}' does not serve artifacts: it runs with --no-serve-artifacts. "
+            "An operator must start it with --serve-artifacts."
+        )
     answers = KNOWN.get(spec)
-    if answers is None or status < 500 or len(body) > MAX_ERROR_BODY:
+    if answers is None:
         return None
     try:
         document = msgspec.json.decode(body)
@@ -65,6 +102,21 @@ def known_failure(spec: RouteSpec, status: int, body: bytes) -> GatewayError | N
         return None
     error = answers.get((status, error_code, message))
     return error() if error is not None else None
+
+
+def _serving_off(body: bytes) -> bool:
+    """Whether `body` is MLflow's answer for an artifact route of a server that does not serve artifacts."""
+    if body[:1] == b"{":
+        try:
+            document = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return False
+        return isinstance(document, dict) and document == {"detail": _SERVING_OFF_DETAIL}
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return False
+    return _SERVING_OFF_TEXT.fullmatch(text) is not None
 
 
 # The bodies of routes MLflow answers with JSON (a proto message, a model, a GraphQL result). The other kinds pass
@@ -86,7 +138,8 @@ def answers_json(spec: RouteSpec) -> bool:
 
 def foreign_error(spec: RouteSpec, status: int, content_type: str) -> tuple[int, str] | None:
     """(status, error_code) for a store answer that cannot be MLflow's own and is not in its shape (not JSON): a 502,
-    503 or 504 page of a proxy in front of the store (MLflow's server answers none of them), a redirect, which the
+    503 or 504 page of a proxy in front of the store (MLflow's server answers none of them but the 503 of a feature it
+    was started without, which `known_failure` reads first where the gateway knows it), a redirect, which the
     gateway does not follow (the store could not be used as configured: 502), and a success of a route MLflow answers
     with JSON (`answers_json`) that is not JSON or has no body (a 204; a proxy's sign-in page answered 200), which a
     client would read as a success it cannot parse and a browser would render in the gateway's origin (502). None for

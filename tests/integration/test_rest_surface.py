@@ -20,9 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.core.route_table import FORWARDED_ROUTES, Action
-from tests.conftest import Stack
+from gateway.devstack import GatewayProcess, MlflowServer
+from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.databases import empty_database
 from tests.support.identity import Admin, Person, unique
-from tests.support.mlflow_surface import normalised
+from tests.support.mlflow_surface import artifact_serving_routes, normalised
 from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
@@ -746,3 +748,137 @@ def test_a_conditional_or_partial_download_passes_through(stack: Stack, made: Ma
         assert answer.status_code in (200, 206, 304), (headers, answer.status_code, answer.text)
         if answer.status_code == 206:
             assert answer.content == FILE[:6]
+
+
+# -- a store that does not serve artifacts -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """A workspace `bare` whose store runs with `--no-serve-artifacts` (its runs' files at `mlflow-artifacts:`
+    locations, which its artifact routes refuse with 503), behind a gateway of its own on a database of its own."""
+
+    store: MlflowServer
+    gateway: GatewayProcess
+    experiment_id: str
+    run_id: str
+
+    def http(self) -> requests.Session:
+        session = requests.Session()
+        session.headers.update({"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": "bare"})
+        return session
+
+
+@pytest.fixture(scope="module")
+def unserved(stack: Stack) -> Iterator[Unserved]:
+    store = MlflowServer(stack.workdir / "store-unserved", serve_artifacts=False).start(timeout=180)
+    try:
+        with empty_database(stack.database_url, "unserved") as url:
+            config = stack.workdir / "fedgate-unserved.toml"
+            config.write_text(
+                f"""
+[account]
+id = "7001"
+[database]
+url = "{url}"
+[stores.bare]
+url = "{store.url}"
+[[workspaces]]
+name = "bare"
+id = "6001"
+store = "bare"
+"""
+            )
+            gateway = GatewayProcess(config, GATEWAY_ENV).start()
+            try:
+                session = requests.Session()
+                session.headers.update({"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": "bare"})
+                created = session.post(
+                    f"{gateway.url}/api/2.0/mlflow/experiments/create", json={"name": unique("unserved")}, timeout=60
+                )
+                assert created.status_code == 200, created.text
+                experiment_id = created.json()["experiment_id"]
+                run = session.post(
+                    f"{gateway.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, timeout=60
+                )
+                assert run.status_code == 200, run.text
+                info = run.json()["run"]["info"]
+                assert info["artifact_uri"].startswith("mlflow-artifacts:/"), info
+                yield Unserved(store, gateway, experiment_id, info["run_id"])
+            finally:
+                gateway.stop()
+    finally:
+        store.stop()
+
+
+def _unserved_call(route: str, made: Unserved) -> tuple[str, str, dict[str, str], bytes | None]:
+    """(method, path, query, body) of a call of `route` ("METHOD /path" as MLflow registers it) on `made`'s run."""
+    method, template = route.split(" ", 1)
+    folder = f"{made.experiment_id}/{made.run_id}/artifacts"
+    path = template.replace("{artifact_path}", f"{folder}/file.txt")
+    if template.endswith("/mlflow-artifacts/artifacts"):
+        return method, path, {"path": folder}, None
+    if "/mpu/" in template:
+        body = {"path": "file.txt", "num_parts": 1, "upload_id": "u1", "parts": []}
+        return method, path, {}, json.dumps(body).encode()
+    return method, path, {}, b"bytes of a file" if method == "PUT" else None
+
+
+def test_every_artifact_route_of_a_store_that_does_not_serve_artifacts_answers_501(unserved: Unserved) -> None:
+    """MLflow answers 503 itself on every artifact route (read from its code) when it runs with
+    `--no-serve-artifacts`: text/html from its Flask handlers, `{"detail": ...}` from its artifact router. The store
+    is up and will say the same on every retry; through the gateway it is 501 NOT_IMPLEMENTED in MLflow's shape,
+    naming the workspace and the fix, and without Retry-After (before: 503 TEMPORARILY_UNAVAILABLE "not an MLflow
+    error" with Retry-After for the Flask ones, the router's JSON without an error code for the others)."""
+    routes = sorted(artifact_serving_routes())
+    assert any(route.startswith("PUT ") for route in routes) and any(" /ajax-api/" in route for route in routes)
+    wrong = []
+    for route in routes:
+        method, path, query, body = _unserved_call(route, unserved)
+        direct = requests.request(method, f"{unserved.store.url}{path}", params=query, data=body, timeout=60)
+        assert direct.status_code == 503 and "--serve-artifacts" in direct.text, (route, direct.status_code)
+        through = unserved.http().request(method, f"{unserved.gateway.url}{path}", params=query, data=body, timeout=60)
+        document = through.json() if _kind(through) == "application/json" else {}
+        seen = (through.status_code, document.get("error_code"), "Retry-After" in through.headers)
+        message = str(document.get("message", ""))
+        if seen != (501, "NOT_IMPLEMENTED", False) or "'bare'" not in message or "--serve-artifacts" not in message:
+            wrong.append(f"{route}: {seen} {through.text[:300]!r}")
+    assert wrong == [], wrong
+
+
+def test_the_stock_client_is_told_at_once_that_the_store_does_not_serve_artifacts(
+    unserved: Unserved, tmp_path: Any
+) -> None:
+    """log_artifact (a small file and a 4 MB one, which the store refuses before reading it), list_artifacts and
+    download_artifacts (of the run's `mlflow-artifacts:` location: by `runs:/`, the client reports any failure as
+    a path that does not exist) of the stock client fail at once with the gateway's 501 NOT_IMPLEMENTED: MLflow's client
+    does not retry a 501, where it retried the 503 for minutes. Run calls of the workspace still succeed."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    run_root = f"mlflow-artifacts:/{unserved.experiment_id}/{unserved.run_id}/artifacts"
+    small, large = tmp_path / "small.txt", tmp_path / "large.bin"
+    small.write_text("a small file")
+    large.write_bytes(b"x" * (4 * 1024 * 1024))
+    with stock_client_env(
+        MLFLOW_TRACKING_URI=unserved.gateway.url,
+        MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+    ):
+        mlflow.set_tracking_uri(unserved.gateway.url)
+        mlflow.set_workspace("bare")
+        client = MlflowClient(unserved.gateway.url)
+        refused = []
+        for call in (
+            lambda: client.log_artifact(unserved.run_id, str(small)),
+            lambda: client.log_artifact(unserved.run_id, str(large)),
+            lambda: client.list_artifacts(unserved.run_id),
+            lambda: download_artifacts(artifact_uri=f"{run_root}/small.txt", dst_path=str(tmp_path / "out")),
+        ):
+            with pytest.raises(requests.HTTPError) as caught:
+                call()
+            assert caught.value.response is not None, caught.value
+            refused.append((caught.value.response.status_code, caught.value.response.json()["error_code"]))
+        assert refused == [(501, "NOT_IMPLEMENTED")] * 4
+        client.log_param(unserved.run_id, "still", "served")
+        assert client.get_run(unserved.run_id).data.params == {"still": "served"}

@@ -329,6 +329,52 @@ def _success_status(node: Any) -> bool:
     return isinstance(node, ast.Attribute) and node.attr.startswith("HTTP_2")
 
 
+# -- what MLflow answers when it runs without artifact serving ---------------------------------------------
+
+# How MLflow's handlers refuse when `mlflow server` runs with `--no-serve-artifacts` (503): Flask's through this
+# decorator, its artifact router's (FastAPI) by asking this function first.
+_SERVING_DECORATOR = "_disable_unless_serve_artifacts."
+_SERVING_CHECK = "_is_serving_proxied_artifacts"
+
+
+def artifact_serving_routes() -> frozenset[str]:
+    """Every "METHOD /path" of `mlflow server` whose handler answers 503 when the server does not serve artifacts,
+    read from the handlers' code: a Flask view wrapped by `_disable_unless_serve_artifacts`, or a view (Flask or
+    FastAPI) whose own code asks `_is_serving_proxied_artifacts`."""
+    import mlflow.server
+    from mlflow.server.fastapi_app import create_fastapi_app
+    from starlette.routing import Mount
+
+    found: set[str] = set()
+    flask_app = mlflow.server.app
+    for rule in flask_app.url_map.iter_rules():
+        if rule.endpoint != "_not_implemented" and _checks_serving(flask_app.view_functions[rule.endpoint]):
+            found.update(f"{method} {normalised(rule.rule)}" for method in (rule.methods or set()) - IGNORED_METHODS)
+
+    def walk(entries: list[Any], prefix: str) -> None:
+        for entry in entries:
+            if isinstance(entry, Mount):
+                continue  # the Flask app, read above
+            if hasattr(entry, "include_context"):
+                walk(entry.original_router.routes, prefix + entry.include_context.prefix)
+            elif _checks_serving(entry.endpoint):
+                found.update(
+                    f"{method} {normalised(prefix + entry.path)}" for method in entry.methods - IGNORED_METHODS
+                )
+
+    walk(create_fastapi_app(flask_app).routes, "")
+    return frozenset(found)
+
+
+def _checks_serving(function: Any) -> bool:
+    while function is not None:  # the decorators' wrappers, down to the handler (functools.wraps sets __wrapped__)
+        code = getattr(function, "__code__", None)
+        if code is not None and (code.co_qualname.startswith(_SERVING_DECORATOR) or _SERVING_CHECK in code.co_names):
+            return True
+        function = getattr(function, "__wrapped__", None)
+    return False
+
+
 # -- what MLflow's handlers check before they act -------------------------------------------------------
 
 

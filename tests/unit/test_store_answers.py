@@ -10,7 +10,14 @@ import pytest
 
 from gateway.core.errors import ResourceNotFound
 from gateway.core.route_table import ARTIFACT_UPLOAD, FORWARDED_ROUTES, UI_UPLOAD_ARTIFACT, RouteSpec, declared
-from gateway.federation.store_answers import answers_json, foreign_error, known_failure
+from gateway.federation.store_answers import (
+    ARTIFACT_PROXY,
+    FeatureNotServed,
+    answers_json,
+    foreign_error,
+    known_failure,
+    reads_failures,
+)
 from tests.support.mlflow_surface import JSON
 
 GET_TRACE = declared("GET /mlflow/traces/get", 3)
@@ -178,3 +185,60 @@ def test_a_success_that_is_not_json_on_a_json_route_is_a_502(status: int, conten
     """becef5a: a proxy's sign-in page answered 200 (or a 204) in front of the store is no MLflow answer."""
     assert foreign_error(declared("POST /mlflow/runs/search"), status, content_type) == (502, "INTERNAL_ERROR")
     assert foreign_error(declared("POST /graphql"), status, content_type) == (502, "INTERNAL_ERROR")
+
+
+# -- a store started with --no-serve-artifacts -------------------------------------------------------------------
+
+# What `mlflow server --no-serve-artifacts` answers (503) on its artifact routes, as a real one sent it: its Flask
+# handlers' text (naming the route's rule) and its artifact router's JSON.
+FLASK_OFF = (
+    "Endpoint: /api/2.0/mlflow-artifacts/artifacts disabled due to the mlflow server running with "
+    "`--no-serve-artifacts`. To enable artifacts server functionality, run `mlflow server` with `--serve-artifacts`"
+)
+ROUTER_OFF = '{"detail":"Artifact serving is disabled. Run `mlflow server` with `--serve-artifacts` to enable."}'
+LIST = declared("GET /mlflow-artifacts/artifacts")
+
+
+@pytest.mark.parametrize("spec", sorted(ARTIFACT_PROXY, key=str), ids=str)
+@pytest.mark.parametrize("body", [FLASK_OFF, FLASK_OFF.replace("artifacts disabled", "mpu/create/<path:x> disabled")])
+def test_a_store_that_does_not_serve_artifacts_is_501_not_implemented(spec: RouteSpec, body: str) -> None:
+    assert reads_failures(spec)
+    for answer in (body, ROUTER_OFF):
+        error = known_failure(spec, 503, answer.encode(), "lab")
+        assert isinstance(error, FeatureNotServed), answer
+        assert (error.status, error.error_code, error.headers) == (501, "NOT_IMPLEMENTED", {})
+        assert "'lab'" in error.message and "--serve-artifacts" in error.message
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "body"),
+    [
+        (LIST, 500, FLASK_OFF),  # MLflow answers it 503 only
+        (LIST, 503, "<html><body>503 Service Temporarily Unavailable</body></html>"),  # a proxy's page: an outage
+        (LIST, 503, FLASK_OFF + "\n<script>"),
+        (LIST, 503, FLASK_OFF.replace("--no-serve-artifacts", "--artifacts-only")),
+        (LIST, 503, '{"detail": "Artifact serving is disabled.", "more": 1}'),
+        (LIST, 503, '{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "Artifact serving is disabled."}'),
+        (LIST, 503, "\xff\xfe"),
+        (declared("POST /mlflow/runs/create"), 503, FLASK_OFF),  # not an artifact route
+        (declared("POST /mlflow/runs/create"), 503, ROUTER_OFF),
+    ],
+)
+def test_other_503s_of_an_artifact_route_are_not_taken_for_artifact_serving_off(
+    spec: RouteSpec, status: int, body: str
+) -> None:
+    assert known_failure(spec, status, body.encode("latin-1"), "lab") is None
+
+
+def test_the_artifact_routes_read_are_those_mlflow_refuses_without_artifact_serving() -> None:
+    """ARTIFACT_PROXY is held to MLflow's code: every route whose handler answers 503 when the server does not serve
+    artifacts (tests/support/mlflow_surface.py `artifact_serving_routes`), and no other."""
+    pytest.importorskip("mlflow.server")
+    from tests.support.mlflow_surface import artifact_serving_routes, normalised
+
+    ours = {f"{spec.method} {normalised(path)}" for spec in ARTIFACT_PROXY for path in spec.paths()}
+    ours_upstream = {_upstream(spec) for spec in ARTIFACT_PROXY}
+    mlflows = artifact_serving_routes()
+    assert ours_upstream <= mlflows
+    assert {route for route in mlflows if " /api/" in route} == ours_upstream
+    assert {route.replace(" /api/", " /ajax-api/") for route in ours_upstream} <= ours
