@@ -20,7 +20,11 @@ or echoed.
 
 Browser sign-in (authn/sign_in.py) reads the provider's endpoints from the same discovery document and has
 ID tokens checked here too (`verify_id_token`): the same keys, algorithms and claim rules, but the audience
-is the gateway's OIDC client and the nonce must be the one of the sign-in.
+is the gateway's OIDC client and the nonce must be the one of the sign-in. The authorized party (`azp`) must
+be that client whenever the claim is present, and must be present when the ID token names any other audience
+too (OIDC Core §3.1.3.7). Access tokens are held to their own rule (RFC 9068 §4): `aud` must contain the
+gateway's audience; other audiences may be listed, and `azp`, when present, names whichever client asked for
+the token (a CLI, a notebook), so it is not compared with the UI's client.
 """
 
 from __future__ import annotations
@@ -131,9 +135,7 @@ class OidcVerifier:
             raise Unauthenticated("The identity provider's ID token has an unexpected type.")
         keys = await self._keys_for(header)
         claims = self._decode(token, keys, client_id)
-        azp = claims.get("azp")
-        if azp is not None and azp != client_id:
-            raise Unauthenticated("The ID token was issued to another client (azp).")
+        _check_authorized_party(claims, client_id)
         if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(claims["nonce"], nonce):
             raise Unauthenticated("The ID token does not answer this sign-in (nonce).")
         return _identity(claims, self.settings)
@@ -321,6 +323,19 @@ def endpoint_allowed(issuer: str, endpoint: str) -> bool:
     if url.scheme == "https":
         return True
     return url.scheme == "http" and issuer_url.scheme == "http" and host in LOOPBACK_HOSTS
+
+
+def _check_authorized_party(claims: dict[str, Any], client_id: str) -> None:
+    """OIDC Core §3.1.3.7, held strictly: an `azp` claim, when there is one (`null` too), must be the client; an
+    ID token naming any audience besides the client must carry that `azp`. Otherwise a token the provider issued
+    to another client, which merely lists this one among its audiences, would sign a person in here."""
+    if "azp" in claims:
+        if claims["azp"] != client_id:
+            raise Unauthenticated("The ID token was issued to another client (azp).")
+        return
+    audience = claims.get("aud")
+    if isinstance(audience, list) and any(one != client_id for one in audience):
+        raise Unauthenticated("The ID token names several audiences but not this client as its authorized party (azp).")
 
 
 def _identity(claims: dict[str, Any], settings: OidcSettings) -> OidcIdentity:

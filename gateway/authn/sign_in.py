@@ -6,7 +6,8 @@
 2. `finish`: the provider sends the browser back with `code` and `state`. The attempt of the browser's
    cookie is used up (once only, within ten minutes), its state must match, the code is exchanged at the
    token endpoint with the verifier (and the client secret, when the client has one), and the ID token is
-   checked (authn/oidc.py: signature, issuer, audience = the client, expiry, nonce). The person is named
+   checked (authn/oidc.py: signature, issuer, audience = the client, `azp` = the client when present or when
+   other audiences are named, expiry, nonce). The person is named
    by the same claim rules as for the provider's access tokens.
 3. Sign-out at the provider: its `end_session_endpoint` (RP-initiated logout), when it publishes one.
 

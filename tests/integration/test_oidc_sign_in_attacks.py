@@ -32,6 +32,7 @@ from tests.conftest import GATEWAY_ENV, Stack
 from tests.support.browser import new_tab
 from tests.support.identity import Admin, Person, unique
 from tests.support.oidc import OidcIssuer
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 CLIENT_ID = "fedgate-ui-attacks"
@@ -321,6 +322,8 @@ ID_TOKEN_ATTACKS: dict[str, tuple[Callable[[OidcIssuer, dict[str, Any]], str | N
     "another client's audience": (lambda i, c: i.sign({**c, "aud": "someone-else"}), "(audience)"),
     "the API's audience": (lambda i, c: i.sign({**c, "aud": "fedgate"}), "(audience)"),
     "another client's azp": (lambda i, c: i.sign({**c, "azp": "someone-else"}), "(azp)"),
+    "several audiences, no azp": (lambda i, c: i.sign({**c, "aud": [c["aud"], "someone-else"]}), "(azp)"),
+    "several audiences, azp null": (lambda i, c: i.sign({**c, "aud": [c["aud"], "x"], "azp": None}), "(azp)"),
     "another issuer": (lambda i, c: i.sign({**c, "iss": "http://127.0.0.1:1/evil"}), "(issuer)"),
     "expired": (lambda i, c: i.sign({**c, "exp": int(time.time()) - 600}), "expired"),
     "no exp": (lambda i, c: i.sign(without(c, "exp")), "lacks required claims"),
@@ -351,6 +354,41 @@ def test_an_id_token_that_does_not_answer_this_sign_in_signs_nobody_in(
     assert who(site, http) is None
     # The same browser, with the provider's own ID token, signs in: the refusal was the token's doing.
     hooked.id_token_hook = None
+    http, _ = signed_in_by_provider(site, site.victim)
+    assert who(site, http) == site.victim
+
+
+def test_an_id_token_for_several_audiences_signs_in_only_with_this_client_as_its_authorized_party(
+    site: Site, hooked: OidcIssuer, stack: Stack
+) -> None:
+    """OIDC Core 3.1.3.7: an ID token the provider also addressed to another client proves a sign-in here only
+    when `azp` names this client. Refused without it, audited as every refused sign-in is."""
+    several = [CLIENT_ID, "another-client-of-the-provider"]
+    hooked.id_token_hook = lambda claims: hooked.sign({**claims, "aud": several})
+    http = requests.Session()
+    request_id = "azp-" + uuid.uuid4().hex
+    answer = http.get(
+        authorize(site, start(site, http), site.victim),
+        headers={"X-Request-Id": request_id},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    refused(answer, "names several audiences but not this client as its authorized party (azp)")
+    assert who(site, http) is None
+
+    def denials() -> list[dict[str, Any]]:
+        log = stack.http().get(
+            f"{stack.url}/api/2.0/fedgate/audit-log",
+            params={"max_results": 1000, "actor": "anonymous", "action": "ui.sign_in"},
+            timeout=TIMEOUT,
+        )
+        assert log.status_code == 200, log.text
+        return [row for row in log.json()["entries"] if row["request_id"] == request_id]
+
+    (row,) = until(denials, bool, "the refused sign-in's audit row")
+    assert row["outcome"] == "denied" and "(azp)" in row["details"]["reason"], row
+    # The same audiences with this client as the authorized party: the person signs in.
+    hooked.id_token_hook = lambda claims: hooked.sign({**claims, "aud": several, "azp": CLIENT_ID})
     http, _ = signed_in_by_provider(site, site.victim)
     assert who(site, http) == site.victim
 

@@ -239,3 +239,35 @@ async def test_an_id_token_of_an_unexpected_type_is_refused_not_an_error(
         token = f"{signing_input}.{b64(signature)}"
         with pytest.raises(Unauthenticated, match="unexpected type"):
             await verifier.verify_id_token(token, "client", "n1")
+
+
+async def test_an_id_token_for_several_audiences_needs_this_client_as_its_authorized_party(
+    issuer: OidcIssuer, verifier: OidcVerifier
+) -> None:
+    """OIDC Core §3.1.3.7, strictly: an ID token that also names another audience signs in only with
+    `azp` = this client; an `azp` that is present (null too) must be this client whatever the audience."""
+    person = {"nonce": "n1", "email": "u1@example.com", "email_verified": True}
+
+    async def sign_in(**extra: Any) -> OidcIdentity:
+        return await verifier.verify_id_token(issuer.sign(claims(issuer, **person, **extra)), "client", "n1")
+
+    for refused in (
+        {"aud": ["client", "another-client"]},
+        {"aud": ["another-client", "client"]},
+        {"aud": ["client", "fedgate"]},  # the gateway's own API audience is another audience too
+        {"aud": ["client", "another-client"], "azp": "another-client"},
+        {"aud": ["client", "another-client"], "azp": None},
+        {"aud": ["client", "another-client"], "azp": ["client"]},
+        {"aud": "client", "azp": None},
+        {"aud": "client", "azp": "another-client"},
+    ):
+        with pytest.raises(Unauthenticated, match=r"\(azp\)"):
+            await sign_in(**refused)
+    for accepted in (
+        {"aud": "client"},
+        {"aud": ["client"]},
+        {"aud": ["client", "client"]},
+        {"aud": "client", "azp": "client"},
+        {"aud": ["client", "another-client"], "azp": "client"},
+    ):
+        assert (await sign_in(**accepted)).username == "u1@example.com", accepted
