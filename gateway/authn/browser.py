@@ -36,6 +36,7 @@ SESSION_COOKIE = "fedgate_session"
 SECURE_SESSION_COOKIE = "__Host-fedgate_session"  # Secure, Path=/, no Domain: no subdomain can set it
 SIGN_IN_COOKIE = "fedgate_sign_in"
 SECURE_SIGN_IN_COOKIE = "__Host-fedgate_sign_in"
+COOKIE_SPACE = " \t"  # the only characters around a cookie's name or value that are not part of it
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 CROSS_SITE = "This request did not come from the gateway's own pages (cross-site requests are refused)."
@@ -110,15 +111,21 @@ class BrowserOrigin:
 
 
 def cookie_values(scope: Mapping[str, Any], name: str) -> list[str]:
-    """Every value the browser sent for the cookie `name` (a browser may send one name more than once)."""
+    """Every value the browser sent for the cookie `name` (a browser may send one name more than once).
+
+    Names are compared exactly, with only the spaces and tabs around them dropped (RFC 6265 §5.4): a browser
+    keeps and sends any other byte of a name. Python's `str.strip()` also drops U+0085 and U+00A0, and with it
+    a cookie a plain-http sibling host named `\\x85__Host-fedgate_session` (Chromium stores that without the
+    prefix's rules, it does not start with `__Host-`) was read as the gateway's own `__Host-` session.
+    """
     found: list[str] = []
     for key, value in scope.get("headers", ()):
         if key != b"cookie":
             continue
         for part in value.decode("latin-1").split(";"):
-            cookie_name, sep, cookie_value = part.strip().partition("=")
-            if sep and cookie_name == name:
-                found.append(cookie_value.strip().strip('"'))
+            cookie_name, sep, cookie_value = part.partition("=")
+            if sep and cookie_name.strip(COOKIE_SPACE) == name:
+                found.append(cookie_value.strip(COOKIE_SPACE).strip('"'))
     return found
 
 

@@ -13,11 +13,13 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -408,7 +410,7 @@ def set_cookies(answer: requests.Response) -> list[str]:
 
 
 def test_the_sign_in_and_session_cookies_are_httponly_lax_host_only_and_secure_behind_https(
-    site: Site, stack: Stack
+    site: Site, behind: Behind
 ) -> None:
     http = requests.Session()
     started = http.get(f"{site.url}/fedgate/sign-in/oidc", allow_redirects=False, timeout=TIMEOUT)
@@ -426,6 +428,35 @@ def test_the_sign_in_and_session_cookies_are_httponly_lax_host_only_and_secure_b
         assert "domain" not in made and "secure" not in made, made  # host-only; plain http here
         assert 0 < int(made["max-age"]) <= 12 * 3600, made
     # Behind a TLS proxy (ui.public_url https): Secure, and the __Host- prefix no other host can set.
+    attempt, params = started_behind(behind)
+    assert params["redirect_uri"] == behind.public + CALLBACK
+    sign_in = attempt.set_cookie
+    url = authorize(site, params, site.victim).replace(behind.public, behind.url)
+    # requests would not send a Secure cookie over http: the proxy's leg is plain http, so send it by hand.
+    held = sign_in.split(";")[0]
+    finished = requests.get(url, headers={"Cookie": held}, allow_redirects=False, timeout=TIMEOUT)
+    assert finished.status_code == 303, finished.text
+    cookies = {flags(c)["name"]: flags(c) for c in set_cookies(finished)}
+    assert set(cookies) == {"__Host-fedgate_session", "__Host-fedgate_sign_in"}
+    for made in (flags(sign_in), cookies["__Host-fedgate_session"]):
+        assert made["name"].startswith("__Host-") and "secure" in made and made["path"] == "/", made
+        assert "domain" not in made and "httponly" in made and made["samesite"].lower() == "lax", made
+
+
+@dataclass
+class Behind:
+    """The gateway behind a TLS proxy: `ui.public_url` is https, the proxy's leg to it plain http."""
+
+    gateway: GatewayProcess
+    public: str  # the https origin people open
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+
+@pytest.fixture(scope="module")
+def behind(site: Site) -> Iterator[Behind]:
     port = free_port()
     public = f"https://{LOOPBACK}:{port}"
     site.issuer.register(CLIENT_ID, public + CALLBACK)
@@ -438,25 +469,115 @@ def test_the_sign_in_and_session_cookies_are_httponly_lax_host_only_and_secure_b
         "FEDGATE_OIDC_CLIENT_SECRET_ENV": "ATTACKS_CLIENT_SECRET",
         "ATTACKS_CLIENT_SECRET": CLIENT_SECRET,
     }
-    behind = GatewayProcess(site.gateway.config_path, env, port=port).start()
+    gateway = GatewayProcess(site.gateway.config_path, env, port=port).start()
     try:
-        http = requests.Session()
-        started = http.get(f"{behind.url}/fedgate/sign-in/oidc", allow_redirects=False, timeout=TIMEOUT)
-        params = query_of(started.headers["location"])
-        assert params["redirect_uri"] == public + CALLBACK
-        (sign_in,) = set_cookies(started)
-        url = authorize(site, params, site.victim).replace(public, behind.url)
-        # requests would not send a Secure cookie over http: the proxy's leg is plain http, so send it by hand.
-        held = sign_in.split(";")[0]
-        finished = requests.get(url, headers={"Cookie": held}, allow_redirects=False, timeout=TIMEOUT)
+        yield Behind(gateway, public)
     finally:
-        behind.stop()
+        gateway.stop()
+
+
+@dataclass
+class HostCookie:
+    set_cookie: str  # the Set-Cookie line as the gateway sent it
+
+    @property
+    def value(self) -> str:
+        return self.set_cookie.split(";")[0].partition("=")[2]
+
+
+def started_behind(behind: Behind) -> tuple[HostCookie, dict[str, str]]:
+    """A sign-in started at the gateway behind https: its `__Host-` attempt cookie and the authorization request."""
+    started = requests.get(f"{behind.url}/fedgate/sign-in/oidc", allow_redirects=False, timeout=TIMEOUT)
+    assert started.status_code == 302, started.text
+    (sign_in,) = set_cookies(started)
+    assert flags(sign_in)["name"] == "__Host-fedgate_sign_in", sign_in
+    return HostCookie(sign_in), query_of(started.headers["location"])
+
+
+def signed_in_behind(site: Site, behind: Behind, email: str) -> str:
+    """The `__Host-fedgate_session` id of a sign-in at the provider, behind https."""
+    attempt, params = started_behind(behind)
+    url = authorize(site, params, email).replace(behind.public, behind.url)
+    finished = requests.get(
+        url, headers={"Cookie": f"__Host-fedgate_sign_in={attempt.value}"}, allow_redirects=False, timeout=TIMEOUT
+    )
     assert finished.status_code == 303, finished.text
-    cookies = {flags(c)["name"]: flags(c) for c in set_cookies(finished)}
-    assert set(cookies) == {"__Host-fedgate_session", "__Host-fedgate_sign_in"}
-    for made in (flags(sign_in), cookies["__Host-fedgate_session"]):
-        assert made["name"].startswith("__Host-") and "secure" in made and made["path"] == "/", made
-        assert "domain" not in made and "httponly" in made and made["samesite"].lower() == "lax", made
+    (session,) = [c for c in set_cookies(finished) if flags(c)["name"] == "__Host-fedgate_session"]
+    return HostCookie(session).value
+
+
+class SiblingHost:
+    """Another host of the gateway's site on plain http, which sets whatever cookie it likes, byte for byte.
+    Another port of the gateway's address is one: cookies do not tell ports apart."""
+
+    def __init__(self) -> None:
+        self.planting: tuple[str, str] = ("", "")
+        sibling = self
+
+        class Planter(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                name, value = sibling.planting
+                self.send_response(200)
+                self.send_header("Set-Cookie", f"{name}={value}; Path=/")  # written as latin-1: raw bytes
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", "7")
+                self.end_headers()
+                self.wfile.write(b"planted")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((LOOPBACK, free_port()), Planter)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def plant(self, tab: Any, name: str, value: str) -> None:
+        """The browser of `tab` visits this host, which sets a cookie `name` (a fresh context: no other)."""
+        tab.context.clear_cookies()
+        self.planting = (name, value)
+        tab.goto(f"http://{LOOPBACK}:{self.server.server_port}/")
+        assert [c["value"] for c in tab.context.cookies()] == [value], (name, tab.context.cookies())
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def sibling() -> Iterator[SiblingHost]:
+    host = SiblingHost()
+    try:
+        yield host
+    finally:
+        host.stop()
+
+
+def test_in_chromium_a_sibling_hosts_look_alikes_of_the_host_cookies_are_never_read_behind_https(
+    chromium: Any, site: Site, behind: Behind, sibling: SiblingHost
+) -> None:
+    """Behind https the gateway reads only `__Host-` cookies, which no other host can set. A plain-http sibling
+    host could set one whose name begins with a byte before the prefix (`\x85__Host-fedgate_session`): to
+    Chromium not a prefixed name, so held to none of its rules, and sent back byte for byte; the gateway, which
+    trimmed names with Python's `strip()` (dropping U+0085 and U+00A0), read it as its own. The browser was then
+    signed in as whoever planted the session, or, with a planted sign-in attempt, finished the planter's sign-in
+    at the provider (login CSRF). The twins without the prefix are never read either."""
+    planted = signed_in_behind(site, behind, site.attacker)
+    with new_tab(chromium, behind.url) as tab:
+        for name in ("\x85__Host-fedgate_session", "\xa0__Host-fedgate_session", "fedgate_session"):
+            sibling.plant(tab, name, planted)
+            me = tab.goto("/api/2.0/preview/scim/v2/Me")
+            assert me is not None and me.status == 401, (repr(name), me and me.text())
+            assert site.attacker not in me.text()
+        for name in ("\x85__Host-fedgate_sign_in", "\xa0__Host-fedgate_sign_in", "fedgate_sign_in"):
+            # The attacker's own sign-in at the provider, stopped before its callback: its attempt and code.
+            attempt, params = started_behind(behind)
+            callback = authorize(site, params, site.attacker).replace(behind.public, behind.url)
+            sibling.plant(tab, name, attempt.value)
+            answer = tab.goto(callback)
+            assert answer is not None and answer.status == 401, (repr(name), answer and answer.url)
+            assert "was not started here" in answer.text()
+            assert tokens_sent(site.issuer, code_of(callback)) == 0  # the attacker's code went nowhere
 
 
 # -- next: only a path of this gateway ----------------------------------------------------------------------

@@ -116,3 +116,21 @@ async def test_whatever_authenticates_as_basic_is_held_to_the_browser_rule(
     raw = [(b"authorization", header.encode("latin-1")), (b"host", b"gateway.example:5000")]
     request = {"type": "http", "method": "POST", "headers": [*raw, (b"sec-fetch-site", b"cross-site")]}
     assert await passes({**request, "scheme": "http", "path": "/api/2.0/mlflow/x"}) is not encoded, header
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=st.sampled_from(["__Host-fedgate_session", "__Host-fedgate_sign_in", "fedgate_session"]),
+    before=st.text(st.characters(min_codepoint=0, max_codepoint=255, exclude_characters=";="), max_size=3),
+    after=st.text(st.characters(min_codepoint=0, max_codepoint=255, exclude_characters=";="), max_size=3),
+)
+def test_a_cookie_is_read_only_under_its_exact_name(name: str, before: str, after: str) -> None:
+    """The browser sends a cookie's name byte for byte (spaces and tabs around it aside). A name with any other
+    byte around the gateway's is another cookie: `\\x85__Host-fedgate_session`, which a plain-http sibling host
+    can set since it does not start with `__Host-`, is never read as the gateway's `__Host-` cookie."""
+    from gateway.authn.browser import cookie_values
+
+    sent = f"{before}{name}{after}"
+    scope = {"headers": [(b"cookie", f"other=1; {sent}=planted; last=2".encode("latin-1"))]}
+    exact = sent.strip(" \t") == name
+    assert cookie_values(scope, name) == (["planted"] if exact else []), repr(sent)
