@@ -180,7 +180,7 @@ from gateway.secrets.service import SecretScopes
 from gateway.secrets.taint import TaintedRuns
 from gateway.sql.repository import ViewRepository
 from gateway.sql.routes import SqlStatementsController
-from gateway.sql.runner import QueryRunner
+from gateway.sql.runner import QueryRunner, StatementLimits
 from gateway.sql.service import SqlService
 from gateway.stores.capabilities import StoreCapabilities
 from gateway.stores.client import StoreClient
@@ -505,7 +505,11 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     access = AccessService(sessionmaker, policy, authorizer, audit, direct.exists)
     principals = PrincipalService(sessionmaker, policy, audit)
     tokens = TokenService(sessionmaker, policy, audit, lambda: authenticator.token_key, settings.tokens)
-    sql = SqlService(settings, access, sessionmaker, QueryRunner(pools.lazy(PoolName.SQL)), audit)
+    limits = StatementLimits(
+        work_mem_kb=settings.server.sql_work_mem_mb * 1024,
+        temp_file_limit_kb=settings.server.sql_temp_file_limit_mb * 1024,
+    )
+    sql = SqlService(settings, access, sessionmaker, QueryRunner(pools.lazy(PoolName.SQL), limits), audit)
     queries = SavedQueries(sessionmaker, policy, audit, sql)  # saved queries run through `sql` as their caller
     # Where secret scopes keep their values: each workspace's configured vault, else the built-in one.
     vaults = build_vaults(settings, sessionmaker)

@@ -106,6 +106,14 @@ class ServerSettings(_Settings):
     # parallel queries (5). Scheduled alert evaluations are not refused (alerts.concurrency bounds them) but
     # count. 0 turns the cap off.
     sql_max_statements_per_principal: int = 8
+    # SQL statements: memory one sort or hash (join, aggregate, DISTINCT, window) may use before it spills to
+    # temporary files (PostgreSQL's work_mem, with hash_mem_multiplier 1), in MiB.
+    sql_work_mem_mb: int = 16
+    # SQL statements: temporary files one statement may write in all (PostgreSQL's temp_file_limit), in MiB; past
+    # it the statement fails RESOURCE_EXHAUSTED. 0: no limit. The database login must be a superuser or hold
+    # `GRANT SET ON PARAMETER temp_file_limit` (PostgreSQL 15+); without, statements run unlimited and say so in
+    # the log.
+    sql_temp_file_limit_mb: int = 256
     # The account-wide index: how often each workspace's store is compared with it (0: never; a newly
     # linked workspace is backfilled within seconds either way unless this is 0).
     index_sync_interval_seconds: float = 300.0
@@ -583,6 +591,10 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError("server.account_search_timeout_seconds: must be more than 0")
     if settings.server.sql_row_cap < 1:
         raise ConfigError("server.sql_row_cap: must be at least 1")
+    if settings.server.sql_work_mem_mb < 1:
+        raise ConfigError("server.sql_work_mem_mb: must be at least 1")
+    if settings.server.sql_temp_file_limit_mb < 0:
+        raise ConfigError("server.sql_temp_file_limit_mb: may not be negative (0 turns the limit off)")
     if settings.server.sql_max_statements_per_principal < 0:
         raise ConfigError("server.sql_max_statements_per_principal: may not be negative (0 turns the cap off)")
     if settings.server.anonymous_denials_per_second < 0:

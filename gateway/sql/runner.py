@@ -1,7 +1,9 @@
-"""Runs compiled statements on PostgreSQL: read-only, as the reader role, under a statement timeout."""
+"""Runs compiled statements on PostgreSQL: read-only, as the reader role, under a statement timeout and limits on
+the memory of each sort or hash and on the temporary files the statement may write."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ from gateway.sql.repository import APPLICATION_PREFIX
 from gateway.sql.results import PgColumn
 from gateway.sql.transpile import CompiledQuery
 
+log = logging.getLogger(__name__)
+
 # The most a statement's result may hold, as PostgreSQL writes its rows as text: Databricks' limit for INLINE results
 # (a statement whose result is larger fails there too). The rows never leave PostgreSQL when they are larger.
 MAX_RESULT_BYTES = 25 * 1024 * 1024
@@ -22,6 +26,15 @@ MAX_RESULT_BYTES = 25 * 1024 * 1024
 # NULL, which a row's text writes as nothing (its comma alone), as `null,`. So the size measured is (at most a
 # little above) the size of the answer as JSON, whatever the values are.
 VALUE_BYTES = 4
+
+
+@dataclass(frozen=True)
+class StatementLimits:
+    """What one statement may use of the database server besides time (server.sql_work_mem_mb and
+    server.sql_temp_file_limit_mb): memory per sort or hash before it spills, and temporary files in all."""
+
+    work_mem_kb: int = 16 * 1024
+    temp_file_limit_kb: int = 256 * 1024  # 0: no limit
 
 
 @dataclass(frozen=True)
@@ -43,8 +56,10 @@ class ResultTooLarge(Exception):
 class QueryRunner:
     """Runs statements on the `sql` pool (gateway/db/pools.py): each holds a connection for as long as it runs."""
 
-    def __init__(self, pool: LazyPool) -> None:
+    def __init__(self, pool: LazyPool, limits: StatementLimits | None = None) -> None:
         self._pool = pool
+        self._limits = limits or StatementLimits()
+        self._may_limit_temp_files: bool | None = None  # found out on the first statement
 
     async def pool(self) -> asyncpg.Pool:
         return await self._pool.pool()
@@ -72,6 +87,7 @@ class QueryRunner:
         backstop = timeout_seconds + 10  # PostgreSQL's own timeout fires first; this guards a stuck connection
         # The bound parameter after the statement's own: what each row adds to its text, by its number of columns.
         capped = _capped(query.sql, int(max_rows) + 1, int(max_bytes), len(arguments) + 1)
+        resources = await self._resource_settings(connection)
         async with connection.transaction(readonly=True):
             # One round trip sets up the sandbox. Settings first, the role last: from then on the transaction
             # can read the system views only. The two values are the gateway's own (the configured account id,
@@ -79,7 +95,7 @@ class QueryRunner:
             # Once the backend carries the statement's application_name, a cancel finds it and signals it until
             # it no longer does; a cancel recorded before that is seen here, and the statement stops unrun.
             await connection.execute(
-                f"SET LOCAL statement_timeout = {int(timeout_ms)}; SET LOCAL TimeZone = 'UTC'; "
+                f"SET LOCAL statement_timeout = {int(timeout_ms)}; {resources}SET LOCAL TimeZone = 'UTC'; "
                 "SET LOCAL standard_conforming_strings = on; "
                 f"SELECT set_config('fedgate.account_id', {_literal(account_id)}, true), "
                 f"set_config('application_name', {_literal(APPLICATION_PREFIX + statement_id)}, true); "
@@ -100,6 +116,44 @@ class QueryRunner:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    async def _resource_settings(self, connection: asyncpg.Connection) -> str:
+        """The SET LOCAL commands that bound the statement's memory per sort or hash and its temporary files.
+
+        They run before `SET LOCAL ROLE`: temp_file_limit is a superuser's setting, which the reader role can
+        neither set nor reset, so it holds even against SQL that could call set_config. The login role may set it
+        when it is a superuser or was granted it (`GRANT SET ON PARAMETER temp_file_limit`, PostgreSQL 15);
+        otherwise statements run without it, and the first one logs a warning saying so.
+        """
+        limits = self._limits
+        # hash_mem_multiplier 1: a hash (join, aggregate, DISTINCT) gets work_mem like a sort, not twice it.
+        settings = f"SET LOCAL work_mem = '{int(limits.work_mem_kb)}kB'; SET LOCAL hash_mem_multiplier = 1; "
+        if limits.temp_file_limit_kb <= 0:
+            return settings
+        if self._may_limit_temp_files is None:
+            self._may_limit_temp_files = await _may_set_temp_file_limit(connection)
+            if not self._may_limit_temp_files:
+                log.warning(
+                    "sql statements run without server.sql_temp_file_limit_mb: the database login may not set "
+                    "temp_file_limit (make it a superuser or GRANT SET ON PARAMETER temp_file_limit TO it)"
+                )
+        if self._may_limit_temp_files:
+            settings += f"SET LOCAL temp_file_limit = '{int(limits.temp_file_limit_kb)}kB'; "
+        return settings
+
+
+async def _may_set_temp_file_limit(connection: asyncpg.Connection) -> bool:
+    facts = await connection.fetchrow(
+        "SELECT current_setting('is_superuser') = 'on' AS superuser, "
+        "current_setting('server_version_num')::int AS version"
+    )
+    if facts is None:
+        return False
+    if facts["superuser"]:
+        return True
+    if facts["version"] < 150000:  # no per-parameter grants before PostgreSQL 15
+        return False
+    return bool(await connection.fetchval("SELECT has_parameter_privilege('temp_file_limit', 'SET')"))
 
 
 def _capped(sql: str, rows: int, size: int, per_row: int) -> str:

@@ -96,6 +96,8 @@ BOOTSTRAP_OWNER = "bootstrap,admin"
 RETENTION_SECONDS = 24 * 3600  # statements and their results are kept this long
 ABANDONED_AFTER_SECONDS = 60.0  # past the statement timeout: the process running it must be gone
 UNAVAILABLE_STATES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
+TEMP_FILE_LIMIT_STATE = "53400"  # configuration_limit_exceeded: only temp_file_limit raises it
+PROGRAM_LIMIT_STATE = "54000"  # program_limit_exceeded: a value of more than 1 GB, too many columns
 SHOW_GRANTS_COLUMNS = ("principal", "action_type", "object_type", "object_key", "inherited_from")
 COMPILED_CACHE_SIZE = 512
 CANCEL_RETRY_SECONDS = 0.01  # between two signals to a backend that still runs a cancelled statement
@@ -668,6 +670,21 @@ def _failed(error_code: str, message: str, sql_state: str | None = None) -> Outc
 def _postgres_failure(exc: asyncpg.PostgresError) -> Outcome:
     """A short reason in the words of PostgreSQL's primary message: never its query text, detail or context."""
     sql_state = str(getattr(exc, "sqlstate", "") or "")
+    if sql_state == TEMP_FILE_LIMIT_STATE:
+        # The statement's own doing (a sort or hash larger than server.sql_temp_file_limit_mb), not the database's.
+        return _failed(
+            "RESOURCE_EXHAUSTED",
+            "The statement wrote more temporary files than a statement may (server.sql_temp_file_limit_mb) and "
+            "was stopped; read fewer rows, or sort, join or group fewer of them.",
+            sql_state,
+        )
+    if sql_state == PROGRAM_LIMIT_STATE:
+        # A value past PostgreSQL's 1 GB (replace of replace, an aggregate of a cross join), or a plan too large.
+        return _failed(
+            "RESOURCE_EXHAUSTED",
+            "The statement built a value or plan larger than the database allows and was stopped.",
+            sql_state,
+        )
     if sql_state.startswith(UNAVAILABLE_STATES):
         return _failed("TEMPORARILY_UNAVAILABLE", "The database is not available right now; try again.", sql_state)
     if sql_state == "42501":  # cannot happen through the allow-list; never say more than that it is not allowed

@@ -25,7 +25,7 @@ from gateway.sql.catalog import TableName
 from gateway.sql.documented import METRIC_SUMMARY, RUN_DETAILS_WITH_EXPERIMENT, SUCCESS_RATIO
 from gateway.sql.repository import StatementRepository
 from gateway.sql.results import rows
-from gateway.sql.runner import MAX_RESULT_BYTES, QueryRunner, ResultTooLarge
+from gateway.sql.runner import MAX_RESULT_BYTES, QueryRunner, ResultTooLarge, StatementLimits
 from gateway.sql.statements import Query, classify, parse_query
 from gateway.sql.transpile import (
     PARAMETER_TYPES,
@@ -639,6 +639,29 @@ async def test_a_result_larger_than_the_byte_cap_never_leaves_postgresql(db: Dat
     assert four.columns == [("n", "int4"), ("l", "int4")]
     empty = await run(db, "SELECT run_id FROM system.mlflow.runs_latest WHERE run_id = 'none'")
     assert empty.data == [] and empty.columns == [("run_id", "text")] and not empty.truncated
+
+
+async def test_a_statement_is_held_to_its_memory_per_sort_and_its_temporary_files(db: Database) -> None:
+    """Nothing bounded what a statement wrote to disk: counting a million distinct numbers of a cross join (no
+    table, so no grant) sorted them in temporary files of any size, as an ORDER BY of a larger join would fill the
+    database server's disk. Each statement now runs with work_mem and temp_file_limit of the gateway's, set
+    before the reader role, which cannot change temp_file_limit back."""
+    hundred = ", ".join(str(i) for i in range(100))
+    spill = (
+        f"WITH t AS (SELECT explode(array({hundred})) AS v) "
+        "SELECT COUNT(DISTINCT a.v * 10000 + b.v * 100 + c.v) AS n FROM t AS a CROSS JOIN t AS b CROSS JOIN t AS c"
+    )
+    limited = QueryRunner(LazyPool("sql", db.url, 1), StatementLimits(work_mem_kb=64, temp_file_limit_kb=1024))
+    try:
+        with pytest.raises(asyncpg.PostgresError) as stopped:
+            await run(Database(db.url, limited), spill)
+        assert stopped.value.sqlstate == "53400" and "temp_file_limit" in str(stopped.value)
+        # What fits answers through the same runner; the defaults (16 MiB a sort, 256 MiB of files) answer it all.
+        small = await run(Database(db.url, limited), spill.replace("CROSS JOIN t AS c", "").replace(" + c.v", ""))
+        assert small.data == [["10000"]]
+    finally:
+        await limited.close()
+    assert (await run(db, spill)).data == [["1000000"]]
 
 
 async def test_a_result_of_many_short_values_is_measured_as_the_answer_writes_them(db: Database) -> None:

@@ -1,0 +1,83 @@
+"""What one SQL statement may make the gateway's PostgreSQL use besides time, through a real gateway.
+
+The SQL endpoint runs anyone's statement on the database that also holds the policy, the outboxes and the index:
+a statement needs no grant to read no table, and a cross join of `explode(array(...))` makes as many rows as it
+likes. A gateway here runs with 1 MiB of `work_mem` and of temporary files (`server.sql_work_mem_mb`,
+`server.sql_temp_file_limit_mb`), so a sort of a million numbers, which spills some 20 MB to disk, is stopped by
+PostgreSQL with a Databricks-style error while another caller's statement answers beside it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from gateway.devstack import GatewayProcess
+from tests.conftest import GATEWAY_ENV, Stack, write_config
+from tests.support.identity import Admin
+
+pytestmark = pytest.mark.integration
+STATEMENTS = "/api/2.0/sql/statements"
+HUNDRED = ", ".join(str(number) for number in range(100))
+# A million distinct numbers, counted: PostgreSQL sorts them, no table read, so no grant needed.
+SPILL = (
+    f"WITH t AS (SELECT explode(array({HUNDRED})) AS v) "
+    "SELECT COUNT(DISTINCT a.v * 10000 + b.v * 100 + c.v) AS n FROM t AS a CROSS JOIN t AS b CROSS JOIN t AS c"
+)
+
+
+@pytest.fixture(scope="module")
+def limited(stack: Stack) -> Iterator[GatewayProcess]:
+    """A second gateway on the same database whose statements may use 1 MiB per sort and 1 MiB of temporary files."""
+    config = write_config(stack.workdir / "fedgate-sql-limited.toml", stack.database_url, stack.stores)
+    env = {**GATEWAY_ENV, "FEDGATE_SERVER_SQL_WORK_MEM_MB": "1", "FEDGATE_SERVER_SQL_TEMP_FILE_LIMIT_MB": "1"}
+    gateway = GatewayProcess(config, env).start()
+    yield gateway
+    gateway.stop()
+
+
+def run(url: str, token: str, statement: str) -> dict[str, Any]:
+    response = requests.post(
+        f"{url}{STATEMENTS}",
+        json={"statement": statement, "warehouse_id": "any", "wait_timeout": "30s"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def test_a_statement_writing_more_temporary_files_than_allowed_fails_and_others_answer(
+    stack: Stack, limited: GatewayProcess
+) -> None:
+    admin = Admin.of(stack)
+    stranger = admin.person("stranger.spill@example.com")  # no grant at all
+    other = admin.person("other.spill@example.com")
+    answers: dict[str, dict[str, Any]] = {}
+
+    def spill() -> None:
+        answers["spill"] = run(limited.url, stranger.token, SPILL)
+
+    thread = threading.Thread(target=spill)
+    thread.start()
+    ordinary = run(limited.url, other.token, f"SELECT max(v) AS top FROM (SELECT explode(array({HUNDRED})) AS v)")
+    thread.join()
+    assert ordinary["status"]["state"] == "SUCCEEDED", ordinary
+    assert ordinary["result"]["data_array"] == [["99"]]
+    status = answers["spill"]["status"]
+    assert status["state"] == "FAILED", answers["spill"]
+    assert status["error"]["error_code"] == "RESOURCE_EXHAUSTED", status
+    assert status["sql_state"] == "53400"
+    assert "server.sql_temp_file_limit_mb" in status["error"]["message"]
+    # The database is well: the same statement answers through the gateway with the default limits (16 MiB per
+    # sort, 256 MiB of temporary files), and the limited gateway answers what fits.
+    whole = run(stack.url, stranger.token, SPILL)
+    assert whole["status"]["state"] == "SUCCEEDED", whole
+    assert whole["result"]["data_array"] == [["1000000"]]
+    small = run(limited.url, stranger.token, SPILL.replace("CROSS JOIN t AS c", "").replace(" + c.v", ""))
+    assert small["result"]["data_array"] == [["10000"]], small
