@@ -678,18 +678,14 @@ def _postgres_failure(exc: asyncpg.PostgresError) -> Outcome:
             "was stopped; read fewer rows, or sort, join or group fewer of them.",
             sql_state,
         )
+    message = str(getattr(exc, "message", "") or "the statement failed").splitlines()[0][:300]
     if sql_state == PROGRAM_LIMIT_STATE:
         # A value past PostgreSQL's 1 GB (replace of replace, an aggregate of a cross join), or a plan too large.
-        return _failed(
-            "RESOURCE_EXHAUSTED",
-            "The statement built a value or plan larger than the database allows and was stopped.",
-            sql_state,
-        )
+        return _failed("RESOURCE_EXHAUSTED", f"The statement went past a limit of the database: {message}.", sql_state)
     if sql_state.startswith(UNAVAILABLE_STATES):
         return _failed("TEMPORARILY_UNAVAILABLE", "The database is not available right now; try again.", sql_state)
     if sql_state == "42501":  # cannot happen through the allow-list; never say more than that it is not allowed
         return _failed("BAD_REQUEST", "The statement reads something it is not allowed to.", sql_state)
-    message = str(getattr(exc, "message", "") or "the statement failed").splitlines()[0][:300]
     return _failed("BAD_REQUEST", f"The statement failed: {message}.", sql_state)
 
 

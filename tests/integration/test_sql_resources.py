@@ -81,3 +81,14 @@ def test_a_statement_writing_more_temporary_files_than_allowed_fails_and_others_
     assert whole["result"]["data_array"] == [["1000000"]]
     small = run(limited.url, stranger.token, SPILL.replace("CROSS JOIN t AS c", "").replace(" + c.v", ""))
     assert small["result"]["data_array"] == [["10000"]], small
+
+
+def test_a_statement_past_a_limit_of_postgresql_fails_resource_exhausted(stack: Stack) -> None:
+    """A value past PostgreSQL's 1 GB, or an array past its six dimensions (cheaper to build here), is the
+    statement's own doing: it answered BAD_REQUEST as a mistake in the SQL would. It now says which limit."""
+    stranger = Admin.of(stack).person("stranger.deep@example.com")
+    answer = run(stack.url, stranger.token, "SELECT " + "array(" * 7 + "1" + ")" * 7 + " AS a")
+    status = answer["status"]
+    assert status["state"] == "FAILED", answer
+    assert status["error"]["error_code"] == "RESOURCE_EXHAUSTED" and status["sql_state"] == "54000", status
+    assert "dimensions" in status["error"]["message"]
