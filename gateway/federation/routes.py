@@ -284,20 +284,17 @@ async def _relayed(chunks: AsyncIterable[bytes], request: Request[Any, Any, Any]
 def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIResponse:
     # The store's Content-Type stays a header and goes out as the store sent it: given as the media type, a
     # text type that names its charset (`text/plain; charset=utf-8`) would get Litestar's second one. An answer
-    # carries its type (the store's, or the gateway's own for an answer it made); one that came without, as MLflow
-    # answers an artifact upload (200, no body, no Content-Type), goes out without: none is invented.
-    typed = any(name.lower() == "content-type" for name in result.headers)
+    # that came without one goes out as bytes of no known type (application/octet-stream: a browser saves it, never
+    # renders or sniffs it in the gateway's origin), except an empty one, as MLflow answers an artifact upload
+    # (200, no body, no Content-Type), which goes out without: there is nothing to type.
     if result.stream is not None:
         stream = Stream(
             _relayed(result.stream, request),
             status_code=result.status,
             headers=result.headers,
-            media_type="application/octet-stream",  # Litestar sets one whatever it is given: removed below
+            media_type="application/octet-stream",
         )
-        streamed = stream.to_asgi_response(app=None, request=request)
-        if not typed:
-            del streamed.headers["content-type"]
-        return streamed
+        return stream.to_asgi_response(app=None, request=request)
     # The store's bytes go out as they came: no re-encoding on the hot path.
     if result.status < 200 or result.status in (204, 304):  # no body allowed: Litestar's own checks and shape
         return ASGIResponse(
@@ -306,7 +303,7 @@ def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIRes
             headers=result.headers,
             media_type="application/json",  # not sent: no body
         )
-    return PassThrough(result.status, result.headers, None, result.body)
+    return PassThrough(result.status, result.headers, "application/octet-stream" if result.body else None, result.body)
 
 
 class PassThrough(ASGIResponse):

@@ -4,12 +4,15 @@ fresh random bytes, in a forked worker too."""
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from litestar import Request
 from litestar.response.base import ASGIResponse
 
-from gateway.federation.routes import PassThrough
+from gateway.federation.call import ForwardResult
+from gateway.federation.routes import PassThrough, _response
 from gateway.observability.access import RandomIds
 
 
@@ -61,3 +64,34 @@ def test_request_ids_are_fresh_random_hex_and_a_forked_child_draws_its_own() -> 
     from_child = os.read(read, 64)
     os.close(read)
     assert len(from_child) == 32 and from_child != ids()
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+def content_types(messages: list[dict[str, Any]]) -> list[bytes]:
+    return [value for name, value in messages[0]["headers"] if name == b"content-type"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "stream", "sent"),
+    [
+        ({"Content-Type": "text/csv"}, b"a,b", False, [b"text/csv"]),
+        ({}, b"", False, []),  # MLflow's answer to an artifact upload: nothing to type
+        ({}, b"<html><script>alert(1)</script></html>", False, [b"application/octet-stream"]),
+        ({}, b"<html><script>alert(1)</script></html>", True, [b"application/octet-stream"]),
+        ({"Content-Type": "image/png"}, b"\x89PNG", True, [b"image/png"]),
+    ],
+)
+async def test_an_answer_the_store_sent_untyped_goes_out_as_bytes_a_browser_saves_unless_it_is_empty(
+    headers: dict[str, str], body: bytes, stream: bool, sent: list[bytes]
+) -> None:
+    """A store (or a proxy before it) answering a page without a Content-Type: sent on untyped, a browser would
+    sniff it as HTML and run its scripts in the gateway's origin, where the web UI's session lives."""
+    result = ForwardResult(200, dict(headers), "team-a", b"" if stream else body, chunks(body) if stream else None)
+    request: Request[Any, Any, Any] = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+    messages = await sent_by(_response(result, request))
+    assert content_types(messages) == sent
+    assert b"".join(m.get("body", b"") for m in messages) == body
