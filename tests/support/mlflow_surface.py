@@ -20,6 +20,7 @@ import ast
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -32,8 +33,19 @@ def normalised(path: str) -> str:
     return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)  # Starlette and Litestar: {name:path}, {name:str}
 
 
-def mlflow_routes() -> dict[str, str]:
-    """Every "METHOD /path" the installed `mlflow server` serves, with where it comes from (flask or asgi)."""
+@dataclass(frozen=True)
+class View:
+    """What serves one route of `mlflow server`: where it comes from ("flask <endpoint>" or "asgi"), its view
+    function, and for an ASGI route the FastAPI route itself."""
+
+    source: str
+    function: Any
+    route: Any = None
+
+
+def mlflow_views() -> dict[str, View]:
+    """Every "METHOD /path" the installed `mlflow server` serves, with what serves it: the Flask app's view (the
+    first rule of a path), or the ASGI route in its place where both have one, as `mlflow server` routes it."""
     from mlflow.server.handlers import STATIC_PREFIX_ENV_VAR
 
     if os.environ.get(STATIC_PREFIX_ENV_VAR):
@@ -41,18 +53,24 @@ def mlflow_routes() -> dict[str, str]:
     import mlflow.server
     from mlflow.server.fastapi_app import create_fastapi_app
 
-    routes: dict[str, str] = {}
+    views: dict[str, View] = {}
     flask_app = mlflow.server.app
     for rule in flask_app.url_map.iter_rules():
         if rule.endpoint == "_not_implemented":
             continue
+        view = View(f"flask {rule.endpoint}", flask_app.view_functions[rule.endpoint])
         for method in sorted((rule.methods or set()) - IGNORED_METHODS):
-            routes.setdefault(f"{method} {normalised(rule.rule)}", f"flask {rule.endpoint}")
-    _walk_asgi(create_fastapi_app(flask_app).routes, "", routes)
-    return routes
+            views.setdefault(f"{method} {normalised(rule.rule)}", view)
+    _walk_asgi(create_fastapi_app(flask_app).routes, "", views)
+    return views
 
 
-def _walk_asgi(entries: list[Any], prefix: str, routes: dict[str, str]) -> None:
+def mlflow_routes() -> dict[str, str]:
+    """Every "METHOD /path" the installed `mlflow server` serves, with where it comes from (flask or asgi)."""
+    return {route: view.source for route, view in mlflow_views().items()}
+
+
+def _walk_asgi(entries: list[Any], prefix: str, views: dict[str, View]) -> None:
     from starlette.routing import Mount
 
     for entry in entries:
@@ -61,13 +79,14 @@ def _walk_asgi(entries: list[Any], prefix: str, routes: dict[str, str]) -> None:
                 continue
             raise AssertionError(f"unexpected mount {entry.path!r} in the MLflow app")
         if hasattr(entry, "include_context"):  # a router included with a prefix (FastAPI >= 0.120)
-            _walk_asgi(entry.original_router.routes, prefix + entry.include_context.prefix, routes)
+            _walk_asgi(entry.original_router.routes, prefix + entry.include_context.prefix, views)
             continue
         methods = getattr(entry, "methods", None)
         if methods is None:
             raise AssertionError(f"unexpected route {entry!r} in the MLflow app: neither HTTP route nor router")
+        view = View("asgi", entry.endpoint, entry)
         for method in sorted(methods - IGNORED_METHODS):
-            routes[f"{method} {normalised(prefix + entry.path)}"] = "asgi"
+            views[f"{method} {normalised(prefix + entry.path)}"] = view
 
 
 # -- how MLflow answers a success ------------------------------------------------------------------------
@@ -95,36 +114,22 @@ def answer_forms() -> dict[str, frozenset[str]]:
 
     Only the answers a handler returns with a success status count: one given a status of 300 or more, or a
     status it computes (an exception's), is an error path; MLflow's errors are its own to send."""
-    import mlflow.server
     from fastapi.routing import APIRoute
-    from mlflow.server.fastapi_app import create_fastapi_app
-    from starlette.routing import Mount
 
     forms: dict[str, frozenset[str]] = {}
-    flask_app = mlflow.server.app
-    for rule in flask_app.url_map.iter_rules():
-        if rule.endpoint == "_not_implemented":
-            continue
-        found = _function_forms(flask_app.view_functions[rule.endpoint], fastapi=False)
-        for method in sorted((rule.methods or set()) - IGNORED_METHODS):
-            forms.setdefault(f"{method} {normalised(rule.rule)}", found)
-
-    def walk(entries: list[Any], prefix: str) -> None:
-        for entry in entries:
-            if isinstance(entry, Mount):
-                continue  # the Flask app, read above
-            if hasattr(entry, "include_context"):
-                walk(entry.original_router.routes, prefix + entry.include_context.prefix)
-                continue
-            assert isinstance(entry, APIRoute), entry
-            found = _function_forms(entry.endpoint, fastapi=True)
-            response_class = getattr(entry.response_class, "value", entry.response_class)  # FastAPI's default
+    read: dict[tuple[int, bool], frozenset[str]] = {}  # each view's code read once, whatever routes it serves
+    for route, view in mlflow_views().items():
+        fastapi = view.route is not None
+        key = (id(view.function), fastapi)
+        if key not in read:
+            read[key] = _function_forms(view.function, fastapi=fastapi)
+        found = read[key]
+        if fastapi:
+            assert isinstance(view.route, APIRoute), view.route
+            response_class = getattr(view.route.response_class, "value", view.route.response_class)  # the default
             if JSON in found and not _is_json_class(response_class):
                 found = (found - {JSON}) | {f"{response_class!r} of the handler's value"}
-            for method in sorted(entry.methods - IGNORED_METHODS):
-                forms[f"{method} {normalised(prefix + entry.path)}"] = found
-
-    walk(create_fastapi_app(flask_app).routes, "")
+        forms[route] = found
     return forms
 
 
@@ -341,29 +346,7 @@ def artifact_serving_routes() -> frozenset[str]:
     """Every "METHOD /path" of `mlflow server` whose handler answers 503 when the server does not serve artifacts,
     read from the handlers' code: a Flask view wrapped by `_disable_unless_serve_artifacts`, or a view (Flask or
     FastAPI) whose own code asks `_is_serving_proxied_artifacts`."""
-    import mlflow.server
-    from mlflow.server.fastapi_app import create_fastapi_app
-    from starlette.routing import Mount
-
-    found: set[str] = set()
-    flask_app = mlflow.server.app
-    for rule in flask_app.url_map.iter_rules():
-        if rule.endpoint != "_not_implemented" and _checks_serving(flask_app.view_functions[rule.endpoint]):
-            found.update(f"{method} {normalised(rule.rule)}" for method in (rule.methods or set()) - IGNORED_METHODS)
-
-    def walk(entries: list[Any], prefix: str) -> None:
-        for entry in entries:
-            if isinstance(entry, Mount):
-                continue  # the Flask app, read above
-            if hasattr(entry, "include_context"):
-                walk(entry.original_router.routes, prefix + entry.include_context.prefix)
-            elif _checks_serving(entry.endpoint):
-                found.update(
-                    f"{method} {normalised(prefix + entry.path)}" for method in entry.methods - IGNORED_METHODS
-                )
-
-    walk(create_fastapi_app(flask_app).routes, "")
-    return frozenset(found)
+    return frozenset(route for route, view in mlflow_views().items() if _checks_serving(view.function))
 
 
 def _checks_serving(function: Any) -> bool:
