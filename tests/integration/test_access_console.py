@@ -496,6 +496,67 @@ def test_a_workspace_admin_sees_a_group_linked_only_through_a_member_as_the_api_
     assert [n["group"]["id"] for n in crew["nested_groups"]] == [crews.strangers[0]]
 
 
+COUNTED_TABLE = "table:system.mlflow.experiments_latest"
+
+
+@pytest.fixture(scope="module")
+def steward(stack: Stack, world: World, crews: Crews) -> Person:
+    """team-a's admin who also manages a system table (MANAGE), on which crew holds SELECT: it sees crew's grant,
+    and how many principals a revoke of it would affect."""
+    steward = world.admin.person(f"{unique('steward')}@example.com")
+    world.admin.grant("workspaces/team-a", "CAN_MANAGE", user=steward.name)
+    for principal, privilege in ((steward.name, "MANAGE"), (crews.crew[1], "SELECT")):
+        changed = world.admin.http().patch(
+            f"{stack.url}/api/2.1/unity-catalog/permissions/{COUNTED_TABLE.replace(':', '/', 1)}",
+            json={"changes": [{"principal": principal, "add": [privilege]}]},
+            timeout=TIMEOUT,
+        )
+        assert changed.status_code == 200, changed.text
+    return steward
+
+
+def scim_members(stack: Stack, person: Person, group_id: int) -> list[int] | None:
+    """The group's members as SCIM tells `person`; None when it refuses (it tells account admins only)."""
+    answer = person.http(stack, None).get(f"{stack.url}{SCIM}/Groups/{group_id}", timeout=TIMEOUT)
+    if answer.status_code == 403:
+        assert answer.json()["error_code"] == "PERMISSION_DENIED", answer.text
+        return None
+    assert answer.status_code == 200, answer.text
+    return [int(m["value"]) for m in answer.json().get("members", [])]
+
+
+def test_a_group_s_member_counts_take_in_only_the_members_the_viewer_sees_as_the_api_does(
+    stack: Stack, world: World, crews: Crews, steward: Person
+) -> None:
+    crew_id = crews.crew[0]
+    # The API tells a workspace admin nothing of a group's members (SCIM is the account admins'); an account
+    # admin all of them: Carl and the group strangers, and in strangers Dave.
+    assert scim_members(stack, world.wadmin, crew_id) is None
+    assert scim_members(stack, steward, crew_id) is None
+    everyone = scim_members(stack, world.boss, crew_id)
+    assert everyone is not None and set(everyone) == {world.carl.id, crews.strangers[0]}
+    assert scim_members(stack, world.boss, crews.strangers[0]) == [world.dave.id]
+
+    # The console counts as it lists: an account admin every member, a workspace admin only those it sees
+    # (Carl), never telling it that crew has members beyond team-a.
+    for viewer, members in ((world.boss, len(everyone)), (world.wadmin, 1), (steward, 1)):
+        listed = ok(call(stack, viewer, "GET", "/principals", params={"kind": "group", "filter": crews.suffix}))
+        counts = {p["id"]: p["member_count"] for p in listed["principals"]}
+        assert counts[crew_id] == members and counts[crews.crews[0]] == 1, (viewer.name, counts)
+        detail = ok(call(stack, viewer, "GET", f"/principals/{crew_id}"))
+        assert detail["principal"]["member_count"] == len(detail["members"]) == members, (viewer.name, detail)
+        parent = ok(call(stack, viewer, "GET", f"/principals/{crews.crews[0]}"))
+        assert [(m["id"], m["member_count"]) for m in parent["members"]] == [(crew_id, members)], viewer.name
+
+    # How many principals a revoke of crew's grant affects (at any depth): Carl, strangers and Dave for an
+    # account admin; for the steward only Carl, the one of them it sees.
+    for viewer, affects in ((world.boss, 3), (steward, 1)):
+        effective = ok(call(stack, viewer, "GET", f"/principals/{world.carl.id}/effective"))
+        table = by_object(effective["system_tables"], COUNTED_TABLE)
+        [through_crew] = [s for s in table["sources"] if s["holder"]["id"] == crew_id]
+        assert through_crew["affects"] == affects, (viewer.name, through_crew)
+
+
 # -- the pages, in a real headless Chromium --------------------------------------------------------------------
 
 
@@ -598,6 +659,33 @@ def test_a_workspace_admin_finds_a_group_of_theirs_in_the_browser_and_not_one_ou
     members = tab.inner_text("#fg-members-card")
     assert world.carl.name in members and crews.strangers[1] not in members
     shot(tab, "55-access-workspace-admin-group")
+    assert tab.console_errors == []
+
+
+def test_a_workspace_admin_is_shown_counts_of_the_members_it_sees_only_in_the_browser(
+    tab: Any, stack: Stack, world: World, crews: Crews, steward: Person
+) -> None:
+    sign_in_at(tab, "/fedgate/console/access", steward.token)
+    tab.console_errors.clear()  # the sign-in page's (a favicon the gateway does not have)
+    tab.wait_for_selector("#fg-principals table")
+    tab.fill("#fg-filter", crews.suffix)
+    tab.click("#fg-search")
+    from playwright.sync_api import expect  # the chromium fixture has made sure it is installed
+
+    rows = tab.locator("#fg-principals tbody tr")
+    expect(rows).to_have_count(2)  # waits for the filtered list: crew and crews
+    crew_row = tab.locator(f"#fg-principals tr[data-principal='{crews.crew[0]}']")
+    assert crew_row.locator("td").nth(3).inner_text() == "1"  # Carl; not strangers, which is beyond team-a
+
+    tab.goto(f"{stack.url}/fedgate/console/access/principals/{world.carl.id}")
+    row = tab.locator(f"#fg-section-system_tables tr[data-object='{COUNTED_TABLE}'][data-source='group']")
+    row.wait_for()
+    row.locator("button.fg-revoke").click()
+    tab.locator("#fg-revoke-dialog").wait_for(state="visible")
+    affects = tab.inner_text("#fg-revoke-affects")
+    assert f"Everyone in {crews.crew[1]} (1 principals" in affects, affects
+    shot(tab, "56-access-workspace-admin-counts")
+    tab.click("#fg-revoke-cancel")
     assert tab.console_errors == []
 
 

@@ -22,7 +22,7 @@ class PrincipalSummary(msgspec.Struct, omit_defaults=True, kw_only=True):
     display_name: str = ""
     active: bool = True
     account_admin: bool = False
-    member_count: int | None = None  # groups: direct members
+    member_count: int | None = None  # groups: direct members, those the viewer sees
 
 
 class PrincipalPage(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -68,7 +68,7 @@ class SourceItem(msgspec.Struct, omit_defaults=True, kw_only=True):
     inherited_from: str | None = None  # /workspaces/<name>, catalog system, schema system.mlflow
     gives: str | None = None  # what it amounts to here when that differs from `privilege`
     grant: GrantRef | None = None  # absent for what is not a grant (a secret scope's `users` entry)
-    affects: int | None = None  # a group's grant: how many principals are in the group, at any depth
+    affects: int | None = None  # a group's grant: how many principals the viewer sees are in it, at any depth
     description: str  # one sentence a person reads
 
 

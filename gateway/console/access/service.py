@@ -13,7 +13,8 @@ sees the principals of the workspaces it administers, as the rule every call tha
 defines them (`gateway.authz.reach.for_workspaces`: itself and its groups, those holding something there
 directly or through a group, and groups with such a member at any depth), their permissions there, and the
 audit rows about those workspaces, and revokes only there. A principal outside what the viewer may see
-answers as one that does not exist, and is left out of every list (a group's members and nested groups too).
+answers as one that does not exist, and is left out of every list (a group's members and nested groups too)
+and of every count (a group's member count, how many principals a group's grant affects).
 """
 
 from __future__ import annotations
@@ -99,19 +100,36 @@ class Viewer:
 
 @dataclass
 class _Tree:
-    """Who is directly in which group, read off the snapshot once per answer."""
+    """Who is directly in which group, read off the snapshot once per answer; counted as the viewer sees them.
+
+    A count takes in only the members the viewer may see (`visible`, the viewer's reach): counting the others
+    would tell a workspace admin that a group has members beyond its workspaces, which the API tells no workspace
+    admin either (SCIM is the account admins')."""
 
     snapshot: PolicySnapshot
+    visible: Callable[[PrincipalInfo], bool]
     members: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     _everyone_in: dict[int, int] = field(default_factory=dict)
+    _seen: dict[int, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for info in self.snapshot.principals.values():
             for group in self.snapshot.direct_groups(info.id):
                 self.members[group].append(info.id)
 
+    def sees(self, principal_id: int) -> bool:
+        seen = self._seen.get(principal_id)
+        if seen is None:
+            info = self.snapshot.principal(principal_id)
+            seen = self._seen[principal_id] = info is not None and self.visible(info)
+        return seen
+
+    def member_count(self, group: int) -> int:
+        """How many of the group's direct members the viewer sees."""
+        return sum(1 for member in self.members.get(group, ()) if self.sees(member))
+
     def everyone_in(self, group: int) -> int:
-        """How many principals are in the group, directly or through groups inside it."""
+        """How many principals the viewer sees are in the group, directly or through groups inside it."""
         count = self._everyone_in.get(group)
         if count is None:
             seen: set[int] = set()
@@ -121,7 +139,7 @@ class _Tree:
                 if not frontier:
                     break
                 seen.update(frontier)
-            count = self._everyone_in[group] = len(seen)
+            count = self._everyone_in[group] = sum(1 for member in seen if self.sees(member))
         return count
 
 
@@ -204,8 +222,8 @@ class AccessConsole:
             raise InvalidParameter(f"kind '{kind[:40]}' is not valid; use user, service_principal or group.")
         offset = _offset(page_token)
         wanted = (text or "").strip().casefold()
-        tree = _Tree(self._snapshot)
         visible = viewer.reach.judge(self._snapshot)
+        tree = _Tree(self._snapshot, visible)
         found = sorted(
             (
                 info
@@ -221,7 +239,7 @@ class AccessConsole:
             info = found[position]
             position += 1
             if visible(info):
-                page.append(_summary(info, len(tree.members.get(info.id, ())) if info.kind == "group" else None))
+                page.append(_summary(info, tree.member_count(info.id) if info.kind == "group" else None))
         return PrincipalPage(principals=page, next_page_token=str(position) if position < len(found) else None)
 
     def principal(self, viewer: Viewer, principal_id: int) -> PrincipalDetail:
@@ -238,17 +256,17 @@ class AccessConsole:
             groups.append(GroupPath(group=_ref(group), via=[_ref(g) for g in via if g is not None]))
         detail = PrincipalDetail(principal=_summary(info), groups=groups)
         if info.kind == "group":
-            tree = _Tree(snapshot)
+            tree = _Tree(snapshot, visible)
             members = [snapshot.principal(m) for m in tree.members.get(principal_id, ())]
             detail.members = sorted(
                 (
-                    _summary(m, len(tree.members.get(m.id, ())) if m.kind == "group" else None)
+                    _summary(m, tree.member_count(m.id) if m.kind == "group" else None)
                     for m in members
                     if m is not None and visible(m)
                 ),
                 key=lambda s: (KIND_ORDER.get(s.kind, 9), s.name),
             )
-            detail.principal.member_count = len(tree.members.get(principal_id, ()))
+            detail.principal.member_count = tree.member_count(principal_id)
             detail.nested_groups = self._nested(tree, visible, principal_id, depth=0)
         return detail
 
@@ -307,7 +325,13 @@ class AccessConsole:
                 )
                 for link in holding
             }
-        words = _Words(snapshot, info, _Tree(snapshot), owned, {link.workspace_id: link.name for link in links})
+        words = _Words(
+            snapshot,
+            info,
+            _Tree(snapshot, viewer.reach.judge(snapshot)),
+            owned,
+            {link.workspace_id: link.name for link in links},
+        )
         result = EffectivePermissions(
             principal=_summary(info),
             account_admin=info.account_admin,
