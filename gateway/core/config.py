@@ -742,7 +742,8 @@ def check_tokens(tokens: TokenSettings) -> None:
 
 
 def check_oidc(oidc: OidcSettings) -> None:
-    """An issuer needs an audience and https (plain http only on loopback, for tests and development)."""
+    """An issuer needs an audience and https (plain http only on loopback, for tests and development); browser
+    sign-in's client is not that audience."""
     if not oidc.algorithms or not set(oidc.algorithms) <= set(OIDC_ALGORITHMS):
         allowed = ", ".join(OIDC_ALGORITHMS)
         raise ConfigError(f"oidc.algorithms: use a non-empty subset of {allowed}, got {oidc.algorithms}")
@@ -756,6 +757,15 @@ def check_oidc(oidc: OidcSettings) -> None:
         return
     if not oidc.audience:
         raise ConfigError("oidc.audience: required when oidc.issuer is set")
+    if oidc.client_id == oidc.audience:
+        # The provider's ID tokens are addressed to the client: with one audience for both, an ID token would
+        # pass the audience check of an access token, and only claims a provider need not send (`typ`, `nonce`,
+        # `at_hash`) would still tell it apart (docs/security.md, invariant 5).
+        raise ConfigError(
+            "oidc.client_id: may not be oidc.audience: ID tokens for browser sign-in are addressed to the client, "
+            "and with one audience they would also be addressed to this API; register a client for browser "
+            "sign-in apart from the API's audience"
+        )
     url = urlsplit(oidc.issuer)
     secure = url.scheme == "https" and bool(url.hostname)
     loopback = url.scheme == "http" and url.hostname in LOOPBACK_HOSTS

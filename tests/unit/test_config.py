@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,11 +148,39 @@ def test_oidc_settings_from_the_environment(tmp_path: Path) -> None:
         ('issuer = "http://idp.example"\naudience = "fedgate"', "oidc.issuer"),
         ('issuer = "http://localhost.evil.example"\naudience = "fedgate"', "oidc.issuer"),
         ('issuer = "https://idp.example"\naudience = "fedgate"\nalgorithms = ["HS256"]', "oidc.algorithms"),
+        ('issuer = "https://idp.example"\naudience = "fedgate"\nclient_id = "fedgate"', "oidc.client_id"),
     ],
 )
 def test_bad_oidc_settings_are_rejected(tmp_path: Path, oidc: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(write(tmp_path, f"{BASE}[oidc]\n{oidc}\n"), environ={})
+
+
+def test_browser_sign_in_s_client_may_not_be_the_api_s_audience(tmp_path: Path) -> None:
+    """ID tokens are addressed to the client: were it the API's audience too, an ID token would pass an access
+    token's audience check, told apart only by claims a provider need not send."""
+    oidc = BASE + '[oidc]\nissuer = "https://idp.example"\naudience = "fedgate"\n'
+    apart = load_settings(write(tmp_path, oidc + 'client_id = "fedgate-ui"\n'), environ={})
+    assert apart.oidc.browser_sign_in and apart.oidc.client_id != apart.oidc.audience
+    with pytest.raises(ConfigError, match=re.escape("oidc.client_id: may not be oidc.audience")):
+        load_settings(write(tmp_path, oidc), environ={"FEDGATE_OIDC_CLIENT_ID": "fedgate"})
+    # At start-up: `fedgate serve` stops (exit 2) naming the key, before it reaches for a database.
+    config = write(
+        tmp_path,
+        oidc
+        + 'client_id = "fedgate"\n'
+        + '[database]\nurl = "postgresql://fedgate@127.0.0.1:9/fedgate"\nconnect_timeout_seconds = 1\n',
+    )
+    started = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+        env={**os.environ, "FEDGATE_ADMIN_TOKEN": "a-strong-admin-token-" + "x" * 24},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert started.returncode == 2, started.stderr
+    assert "oidc.client_id: may not be oidc.audience" in started.stderr, started.stderr
 
 
 VAULTS = """
