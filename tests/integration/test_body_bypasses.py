@@ -365,3 +365,46 @@ def test_a_search_keeps_its_narrowing_whatever_mlflow_cannot_parse(
     assert response.status_code == 400, response.text
     assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert alices_work.experiment_id not in response.text
+
+
+def test_a_trace_id_used_again_is_judged_by_the_trace_that_has_it_now(
+    stack: Stack, org: Org, alices_work: Owned
+) -> None:
+    """A v3 trace's id is the client's (`tr-<hex of the OTel trace id>`, which a `traceparent` a caller sends to a
+    traced app chooses): deleted, it can be given again to a trace of another experiment. The guard kept the
+    experiment it had first found for the id, so Bob, who made, read and deleted `tr-X` in his own experiment,
+    then read Alice's trace `tr-X` in her hidden experiment and moved it, spans and all, into his own. (Alice may
+    edit Bob's experiment, which he shared with her: her trace was judged there too.)"""
+    import uuid
+
+    mine, _ = bobs_run(stack, org)
+    alice, bob = org.alice.http(stack), org.bob.http(stack)
+    shared = bob.patch(
+        f"{stack.url}/api/2.0/permissions/experiments/{mine}",
+        json={"access_control_list": [{"user_name": org.alice.name, "permission_level": "CAN_EDIT"}]},
+    )
+    assert shared.status_code == 200, shared.text
+    trace_id = f"tr-{uuid.uuid4().hex}"
+    url = f"{stack.url}/api/3.0/mlflow/traces"
+
+    def trace(experiment_id: str, tags: dict[str, str]) -> dict[str, Any]:
+        location = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}}
+        info = {"trace_id": trace_id, "trace_location": location, "request_time": "2026-12-04T00:00:00Z"}
+        return {"trace": {"trace_info": {**info, "state": "OK", "tags": tags}}}
+
+    assert bob.post(url, json=trace(mine, {"whose": "bob"})).status_code == 200
+    assert bob.get(f"{url}/{trace_id}").status_code == 200
+    deleted = bob.post(f"{url}/delete-traces", json={"experiment_id": mine, "request_ids": [trace_id]})
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json().get("traces_deleted") == 1, deleted.text
+    hers = alice.post(url, json=trace(alices_work.experiment_id, {"whose": "alice", "secret": "alice's"}))
+    assert hers.status_code == 200, hers.text
+
+    read = bob.get(f"{url}/{trace_id}")
+    assert read.status_code == 404, read.text
+    assert "alice's" not in read.text
+    moved = bob.post(url, json=trace(mine, {"whose": "bob"}))
+    assert moved.status_code == 404, moved.text
+    info = alice.get(f"{url}/{trace_id}").json()["trace"]["trace_info"]
+    assert info["trace_location"]["mlflow_experiment"]["experiment_id"] == alices_work.experiment_id
+    assert info["tags"]["whose"] == "alice"

@@ -128,3 +128,39 @@ async def test_a_rename_through_this_replica_is_asked_again_at_once() -> None:
     assert await lookups.promotions_experiment(LINK, "7") is True
     lookups.forget_experiment(LINK, "7")
     assert await lookups.promotions_experiment(LINK, "7") is False
+
+
+class MovingStore:
+    """A store whose trace `tr-1` (and run, logged model) lie in `experiment`, which a test changes: the trace deleted
+    and its id given to a new trace elsewhere, or moved by a v3 start naming it."""
+
+    def __init__(self) -> None:
+        self.experiment = "7"
+        self.reads = 0
+
+    async def fetch(self, link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
+        self.reads += 1
+        e = self.experiment.encode()
+        if "/traces/" in path:
+            location = b'{"mlflow_experiment": {"experiment_id": "%s"}}' % e
+            return 200, b'{"trace": {"trace_info": {"trace_location": %s}}}' % location
+        if "/logged-models/" in path:
+            return 200, b'{"model": {"info": {"experiment_id": "%s"}}}' % e
+        return 200, b'{"run": {"info": {"experiment_id": "%s"}}}' % e
+
+
+async def test_a_traces_experiment_is_the_stores_at_each_call() -> None:
+    """A trace's id is the client's and a v3 start moves a trace: the first answer was kept, and whoever could read
+    the id's first experiment read (and moved) the trace that had the id later, in an experiment hidden from them."""
+    store = MovingStore()
+    lookups = StoreLookups(store.fetch, no_run_directory)
+    assert await lookups.experiment_of(LINK, "trace", "tr-1") == "7"
+    store.experiment = "8"
+    assert await lookups.experiment_of(LINK, "trace", "tr-1") == "8"
+    # Ids the store makes up and never moves are asked once.
+    assert await lookups.experiment_of(LINK, "run", "a" * 32) == "8"
+    assert await lookups.experiment_of(LINK, "logged_model", "m-1") == "8"
+    store.experiment, reads = "9", store.reads
+    assert await lookups.experiment_of(LINK, "run", "a" * 32) == "8"
+    assert await lookups.experiment_of(LINK, "logged_model", "m-1") == "8"
+    assert store.reads == reads

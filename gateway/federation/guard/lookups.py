@@ -15,6 +15,13 @@ from gateway.core.errors import StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.reserved import promotions_experiment
 
+# Objects whose experiment the store may change, whose answers are never kept: a trace. Its id is the client's
+# (`tr-<hex of the OTel trace id>`): once deleted it may be given to a new trace in another experiment, and a v3
+# start naming an existing trace moves it (and its spans) into the experiment the call names. Kept, the first
+# answer let whoever could read or change the id's first experiment read and move the trace that has it now.
+# Runs, logged models, issues, label schemas and review queues get ids the store makes up and never move.
+UNCACHED_KINDS = frozenset({"trace"})
+
 # How long a store's answer to "is this the promotions experiment?" is kept. The experiment can be renamed to or from
 # that name (by an account admin, or a workspace manager) through another replica: this replica asks again this
 # often. A rename through this replica is forgotten at once (`forget_experiment`).
@@ -23,7 +30,7 @@ PROMOTIONS_SECONDS = 30.0
 
 class StoreLookups:
     """Which experiment a run, logged model, trace, issue, label schema or review queue belongs to: asked of the
-    store once, then cached.
+    store once, then cached (a trace's is asked every time: `UNCACHED_KINDS`).
 
     `fetch(link, path, query)` reads from the workspace's store; `run_experiment(run_id, workspace)` is the
     run directory, asked first for runs. Only found objects are cached (a missing one may be created
@@ -54,7 +61,7 @@ class StoreLookups:
             experiment = await self._run_experiment(object_id, link.name)
         if experiment is None:
             experiment = await self._ask_store(link, kind, object_id)
-        if experiment is not None:
+        if experiment is not None and kind not in UNCACHED_KINDS:
             self._cache[key] = experiment
             if len(self._cache) > self._size:
                 self._cache.popitem(last=False)
