@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
-from gateway.core.numbers import is_number
+from gateway.core.numbers import is_number, whole
 from gateway.core.ports import Store
 from gateway.core.route_table import (
     ARTIFACT_UPLOAD,
@@ -315,7 +315,26 @@ class Mirror:
         path = f"/api/2.0/mlflow/logged-models/{quote(primary_id, safe='')}"
         found = await self._source(link, path, {}, f"logged model {primary_id}")
         info = found["model"]["info"]
-        request = {k: info.get(k) for k in ("experiment_id", "name", "model_type", "source_run_id") if info.get(k)}
+        request: dict[str, Any] = {
+            k: info.get(k) for k in ("experiment_id", "name", "model_type", "source_run_id") if info.get(k)
+        }
+        # Its tags and params as the workspace store has them now, in the call that creates the copy: its creation's
+        # entry (which carries them) was never queued (made before the workspace became dual) or was lost, and the
+        # copy made from the bare fields had none of them (nothing later copies a tag or param not written again).
+        tags = [
+            {"key": str(t["key"]), "value": str(t.get("value") or "")}
+            for t in info.get("tags") or []
+            if t.get("key") and t.get("key") not in (SOURCE_MODEL_TAG, SOURCE_WORKSPACE_TAG)
+        ]
+        params = [
+            {"key": str(p["key"]), "value": str(p.get("value") or "")}
+            for p in (found["model"].get("data") or {}).get("params") or []
+            if p.get("key")
+        ]
+        if tags:
+            request["tags"] = tags
+        if params:
+            request["params"] = params
         return await self._copy_logged_model(link, primary_id, request)
 
     async def _create_logged_model(
@@ -385,9 +404,53 @@ class Mirror:
             body["source"] = await self._central_source(link, str(body.get("source", "")))
             body["tags"] = [*(body.get("tags") or []), {"key": SOURCE_VERSION_TAG, "value": version}]
             body.pop("run_link", None)
-            created = await self._central(link, "POST", "/api/2.0/mlflow/model-versions/create", body)
+            path = "/api/2.0/mlflow/model-versions/create"
+            try:
+                created = await self._central(link, "POST", path, body)
+            except Refused as exc:
+                # Refused for want of the registered model (its creation was never queued): made, then the version.
+                if not (exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+                    raise
+                made_at = (response.get("model_version") or {}).get("creation_timestamp")
+                if not await self._central_registered_model(link, primary_name, made_at):
+                    raise
+                created = await self._central(link, "POST", path, body)
             central_version = str(created["model_version"]["version"])
         await self._remember(link, "model_version", f"{primary_name}/{version}", central_version)
+
+    async def _central_registered_model(self, link: WorkspaceLink, primary_name: str, version_made_at: Any) -> bool:
+        """Create the central copy of registered model `primary_name` if the central store has none: True when it
+        was missing (and is made now), False when it was there.
+
+        Its creation's entry is missing when the store made the model and the entry was never committed (a gateway
+        killed between the two, a promotion whose entry failed: its retry finds the model there and creates none)
+        or when it was made before the workspace became dual. Its versions' entries were then refused by the central
+        store for want of the model and became dead letters. It is made with its description and tags as the
+        workspace store has them now (the registry's later entries, applied after this one, set what changed since);
+        a model the workspace store no longer holds under the name (or holds one made after the version, so another
+        model given the name since a rename) is made by name alone: the rename's or deletion's entry follows. A
+        creation entry applied later finds it made (already exists: done)."""
+        central_name = link.mirror_prefix + primary_name
+        get = "/api/2.0/mlflow/registered-models/get"
+        if await self._central_find(link, get, {"name": central_name}) is not None:
+            return False
+        body: dict[str, Any] = {"name": central_name}
+        found = await self._maybe(self._own(link), get, {"name": primary_name})
+        model = (found or {}).get("registered_model") or {}
+        made_at, version_at = whole(model.get("creation_timestamp")), whole(version_made_at)
+        if made_at is not None and version_at is not None and made_at > version_at:
+            model = {}  # made after the version: not the model the version was made in
+        if model.get("description"):
+            body["description"] = str(model["description"])
+        tags = [{"key": str(t["key"]), "value": str(t.get("value") or "")} for t in model.get("tags") or []]
+        if tags:
+            body["tags"] = tags
+        try:
+            await self._central(link, "POST", "/api/2.0/mlflow/registered-models/create", body)
+        except Refused as exc:
+            if not exc.already_exists:
+                raise
+        return True
 
     async def _central_copy_of_version(self, link: WorkspaceLink, central_name: str, version: str) -> str | None:
         """The central version an earlier attempt copied from `version` of the model named `central_name`, if any.

@@ -23,7 +23,8 @@ version cannot both copy:
    target model and the store still holds it there, as made (in the promotions experiment, named as the
    target model, tagged with the lineage key): a copy that failed midway marks its logged model
    UPLOAD_FAILED (best effort) and the retry copies every file into that one again, so failed attempts never
-   pile up; an earlier attempt that became READY is used as it is. A new logged model is recorded before any
+   pile up; an earlier attempt that became READY is used as it is (its files and status handed to the hooks
+   again, as a retry that finds the copy does). A new logged model is recorded before any
    file is copied into it; a logged model the gateway did not record (one made by someone else and tagged
    with the key) is never taken up;
 3. only then the registered model (if new) and the version are created, the version with its lineage
@@ -35,7 +36,8 @@ Every write to the target store is handed to the forwarder's after-write hooks a
 gateway (the index, and in a `dual` target the outbox: the central store gets the experiment, the logged
 model with every file, the registered model and the version). A retry that finds the copy hands its registered
 model, files, status and version to the hooks again, so a crash between the copy and its outbox entries loses
-nothing.
+nothing. A registered model a retry finds made (an earlier attempt's, whose entry failed) is not handed again: the
+relay makes it in the central store when its version needs it (dual/mirror.py).
 """
 
 from __future__ import annotations
@@ -458,9 +460,15 @@ class Promotions:
             await self._record(principal, target, ARTIFACT_UPLOAD, None, None, artifact_path=path)
 
         if logged.get("status") == READY:  # every file was copied before the attempt failed
+            # Its files and status handed to the hooks again, as a retry that finds the version does
+            # (`_recorded_again`): the attempt that copied them may have run before the workspace was dual, or
+            # ended before its entries were committed. What they record is idempotent.
             files = size = 0
-            async for _, length in _files(to_store, destination):
+            async for relative, length in _files(to_store, destination):
+                await uploaded(f"{destination}/{relative}")
                 files, size = files + 1, size + length
+            ready = {"model_id": logged_id, "status": READY}
+            await self._record(principal, target, LOGGED_MODELS_FINALIZE, ready, None, model_id=logged_id)
         else:
             try:
                 files, size = await _stream_tree(from_store, root, to_store, destination, uploaded)

@@ -7,6 +7,7 @@ processes relay the same backlog.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -39,6 +40,8 @@ class DualStack:
     spares: tuple[MlflowServer, MlflowServer]  # stores a workspace moves between
     archive: MlflowServer  # a store with a long history, backfilled while the gateway is killed
     later: MlflowServer  # a store whose workspace holds a promoted version before it becomes dual
+    cut: MlflowServer  # a store whose workspace holds a promotion's failed attempt before it becomes dual
+    early: MlflowServer  # a store whose workspace holds a logged model before it becomes dual
     gateway: GatewayProcess
     config: Path
     database: str  # the gateway's PostgreSQL
@@ -76,7 +79,9 @@ def dual(workdir: Path) -> Iterator[DualStack]:
     spares = (MlflowServer(root / "spare-1"), MlflowServer(root / "spare-2"))
     archive = MlflowServer(root / "archive")
     later = MlflowServer(root / "later")
-    _start_all([primary, central, legacy, *spares, archive, later])
+    cut = MlflowServer(root / "cut")
+    early = MlflowServer(root / "early")
+    _start_all([primary, central, legacy, *spares, archive, later, cut, early])
     config = root / "fedgate.toml"
     config.write_text(
         f"""
@@ -101,6 +106,10 @@ url = "{spares[1].url}"
 url = "{archive.url}"
 [stores.later]
 url = "{later.url}"
+[stores.cut]
+url = "{cut.url}"
+[stores.early]
+url = "{early.url}"
 [central]
 store = "central"
 [[workspaces]]
@@ -112,10 +121,10 @@ mode = "dual"
     )
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
     try:
-        yield DualStack(primary, central, legacy, spares, archive, later, gateway, config, database)
+        yield DualStack(primary, central, legacy, spares, archive, later, cut, early, gateway, config, database)
     finally:
         gateway.stop()
-        _stop_all([primary, central, legacy, *spares, archive, later])
+        _stop_all([primary, central, legacy, *spares, archive, later, cut, early])
         embedded.stop()
 
 
@@ -842,3 +851,148 @@ def test_a_promotion_cut_off_before_its_version_was_queued_is_completed_in_the_c
     assert version.version == "1" and version.tags["fedgate.source_version"] == "1"
     assert version.tags["fedgate.promoted_from.workspace"] == promoted.source
     assert central_predictions(dual, promoted) == promoted.expected
+
+
+def store_database(store: MlflowServer, statements: str) -> None:
+    """Statements run on a store's own sqlite database (as a fault of the store's)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(store.root / "mlflow.db")) as connection:
+        connection.executescript(statements)
+
+
+def test_a_promotion_that_failed_before_its_workspace_became_dual_is_completed_with_its_files_by_a_retry(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt, in a workspace not yet dual, copies every file into its logged model, which becomes READY,
+    and then fails (its store refuses the registered model). The workspace becomes dual and the promotion is retried:
+    it takes up that READY logged model as it is. It queued none of its files nor its status (the attempt that
+    copied them had queued nothing), so the central copy of the version held a logged model with no files, still
+    pending, and did not load."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
+    target = f"cut-{uuid.uuid4().hex[:6]}"
+    linked = requests.post(base, json={"name": target, "store": "cut", "mode": "workspace"}, headers=admin)
+    assert linked.status_code == 201, linked.text
+    promoted = promotable(dual, monkeypatch)
+    promote = f"{dual.gateway.url}/api/2.0/fedgate/registry/promote"
+    body = {"name": f"{promoted.source}.{promoted.name}", "version": "1"}
+    headers = {**admin, "X-MLFLOW-WORKSPACE": target}
+    store_database(
+        dual.cut,
+        "CREATE TRIGGER refuse_models BEFORE INSERT ON registered_models BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    try:
+        failed = requests.post(promote, json=body, headers=headers, timeout=300)
+    finally:
+        store_database(dual.cut, "DROP TRIGGER refuse_models;")
+    assert failed.status_code != 200, failed.text
+    store = client_for(dual.cut.url, None, monkeypatch)
+    promotions = store.get_experiment_by_name("fedgate-promotions")
+    assert promotions is not None
+    [attempt] = store.search_logged_models([promotions.experiment_id])
+    assert attempt.status == LoggedModelStatus.READY and attempt.name == promoted.name
+
+    relinked = requests.patch(f"{base}/{target}", json={"mode": "dual"}, headers=admin, timeout=30)
+    assert relinked.status_code == 200, relinked.text
+    wait_reconciled(dual, workspace=target)
+    earlier = dual.dead_letters(target)
+    again = requests.post(promote, json=body, headers=headers, timeout=300)
+    assert again.status_code == 200 and again.json()["copied"] is True, again.text
+    assert again.json()["model_version"]["source"] == f"models:/{attempt.model_id}"
+    dual.drained(workspace=target)
+    assert dual.dead_letters(target) == earlier
+
+    central = client_for(dual.central.url, target, monkeypatch)
+    [version] = central.search_model_versions(f"name = '{promoted.name}'")
+    assert version.version == "1" and version.tags["fedgate.promoted_from.workspace"] == promoted.source
+    logged = central.get_logged_model(version.source[len("models:/") :])
+    assert logged.status == LoggedModelStatus.READY
+    assert logged.tags["fedgate.source_model_id"] == attempt.model_id
+    assert central_predictions(dual, promoted) == promoted.expected
+
+
+FAIL_MODEL_ENTRIES = """
+CREATE FUNCTION fail_model_entry() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.route = 'POST /mlflow/registered-models/create' AND NEW.payload->'request'->>'name' = '{name}' THEN
+        RAISE EXCEPTION 'the outbox is failing';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER fail_model_entry BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION fail_model_entry();
+"""
+
+
+def test_a_registered_model_whose_entry_was_lost_is_created_in_the_central_store_before_its_version(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt makes the registered model in the dual workspace's store and cannot queue it (the gateway's
+    database refuses that outbox entry, as when it fails at that moment): 503. The retry finds the model there (the
+    store answers that it exists) and queues only the version. The central store refused the version for want of
+    its registered model, and it became a dead letter."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    promoted = promotable(dual, monkeypatch)
+    promote = f"{dual.gateway.url}/api/2.0/fedgate/registry/promote"
+    body = {"name": f"{promoted.source}.{promoted.name}", "version": "1"}
+    headers = {**admin, "X-MLFLOW-WORKSPACE": WORKSPACE}
+    dual.drained()
+    earlier = dual.dead_letters()
+    database(dual, FAIL_MODEL_ENTRIES.format(name=promoted.name))
+    try:
+        failed = requests.post(promote, json=body, headers=headers, timeout=300)
+    finally:
+        database(dual, "DROP TRIGGER fail_model_entry ON outbox; DROP FUNCTION fail_model_entry();")
+    assert failed.status_code == 503 and failed.json()["error_code"] == "TEMPORARILY_UNAVAILABLE", failed.text
+    store = client_for(dual.primary.url, None, monkeypatch)
+    assert store.get_registered_model(promoted.name).name == promoted.name  # the store made it
+    store.set_registered_model_tag(promoted.name, "team", "fraud")  # around the gateway: carried by the copy
+
+    again = requests.post(promote, json=body, headers=headers, timeout=300)
+    assert again.status_code == 200 and again.json()["copied"] is True, again.text
+    dual.drained()
+    assert dual.dead_letters() == earlier
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    assert central.get_registered_model(promoted.name).tags == {"team": "fraud"}
+    [version] = central.search_model_versions(f"name = '{promoted.name}'")
+    assert version.version == "1" and version.tags["fedgate.source_version"] == "1"
+    assert central_predictions(dual, promoted) == promoted.expected
+
+
+def test_a_logged_model_made_before_its_workspace_became_dual_is_copied_with_its_tags_and_params(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logged model made while its workspace was not dual has no creation entry: the relay copies it from the
+    workspace store on first use (here: a tag set once the workspace is dual). The copy was made from its
+    experiment, name, type and run alone, without the tags and params it had, which nothing copied later."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
+    target = f"early-{uuid.uuid4().hex[:6]}"
+    linked = requests.post(base, json={"name": target, "store": "early", "mode": "workspace"}, headers=admin)
+    assert linked.status_code == 201, linked.text
+    gateway = client_for(dual.gateway.url, target, monkeypatch)
+    experiment_id = gateway.create_experiment(f"early-{uuid.uuid4().hex[:6]}")
+    made = gateway.create_logged_model(
+        experiment_id, name="scorer", model_type="classifier",
+        params={"alpha": "0.5", "depth": "7"}, tags={"team": "fraud", "mlflow.note.content": "kept"},
+    )  # fmt: skip
+
+    relinked = requests.patch(f"{base}/{target}", json={"mode": "dual"}, headers=admin, timeout=30)
+    assert relinked.status_code == 200, relinked.text
+    wait_reconciled(dual, workspace=target)
+    earlier = dual.dead_letters(target)
+    gateway = client_for(dual.gateway.url, target, monkeypatch)
+    gateway.set_logged_model_tags(made.model_id, {"stage": "late"})
+    dual.drained(workspace=target)
+    assert dual.dead_letters(target) == earlier
+
+    central = client_for(dual.central.url, target, monkeypatch)
+    experiments = [e.experiment_id for e in central.search_experiments()]
+    [copy] = central.search_logged_models(
+        experiments, filter_string=f"tags.`fedgate.source_model_id` = '{made.model_id}'"
+    )
+    assert copy.name == "scorer" and copy.model_type == "classifier"
+    assert copy.params == {"alpha": "0.5", "depth": "7"}
+    assert {k: v for k, v in copy.tags.items() if not k.startswith("fedgate.")} == {
+        "team": "fraud", "mlflow.note.content": "kept", "stage": "late"
+    }  # fmt: skip
