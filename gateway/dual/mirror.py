@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.numbers import is_number, whole
-from gateway.core.ports import Store
+from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
 from gateway.core.route_table import (
     ARTIFACT_UPLOAD,
     EXPERIMENTS_CREATE,
@@ -41,12 +41,14 @@ from gateway.core.route_table import (
     UI_UPLOAD_ARTIFACT,
     Resource,
     Trait,
+    declared,
     having,
 )
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.db.models import IdMapRow, OutboxRow
 from gateway.dual.outbox import Applied
 from gateway.federation.schemas import started_run
+from gateway.federation.store_answers import FeatureNotServed, known_failure
 from gateway.stores.client import Refused, StoreClient, Transient, central_store, own_store
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ SEARCH_PAGE = 1000  # model versions per page of a search of a store (matched on
 MIRRORED_ROUTES = frozenset(spec.name for spec in having(Trait.MIRRORED))
 # Routes whose store creates a run outside runs/create (the prompt lab, jobs): the run is copied from the store.
 STARTS_RUN_ROUTES = frozenset(spec.name for spec in having(Trait.STARTS_RUN))
+# The artifact proxy's listing: asked only to tell whether the workspace store serves artifacts at all.
+ARTIFACT_LIST = declared("GET /mlflow-artifacts/artifacts")
 
 
 def order_key(
@@ -733,7 +737,16 @@ class Mirror:
 
     async def copy_missing_artifacts(self, link: WorkspaceLink, primary_run: str) -> int:
         """Copy the run's files the central copy lacks (by path and size); the number copied."""
-        mine = await self._files(self._own(link), primary_run)
+        try:
+            mine = await self._files(self._own(link), primary_run)
+        except Transient as exc:
+            # A store started with --no-serve-artifacts answers 500 for the files of a run at an `mlflow-artifacts:`
+            # location (it cannot resolve what it does not serve). It holds none the gateway could have written (its
+            # uploads answer 501) nor any it could copy: nothing to copy. Raised, that failed every reconcile pass
+            # of the workspace at its first run, and every recovery of a write to a run was retried for good.
+            if exc.status == 500 and not await self._serves_artifacts(link):
+                return 0
+            raise
         if not mine:
             return 0
         central_run, _ = await self.central_run(link, primary_run)
@@ -743,6 +756,19 @@ class Mirror:
         for path in missing:
             await self._copy_artifact(link, f"{root}/{path}")
         return len(missing)
+
+    async def _serves_artifacts(self, link: WorkspaceLink) -> bool:
+        """Whether the workspace store serves artifacts: False only when its artifact proxy answers MLflow's own 503
+        of a server started with --no-serve-artifacts (federation/store_answers.py), matched exactly."""
+        answer = await self._own(link).send("GET", "/api/2.0" + ARTIFACT_LIST.path, idempotent=True)
+        if answer.status >= 500:
+            try:
+                body = await answer.read()
+            except (StoreUnreachable, StoreTimedOut) as exc:
+                raise Transient(f"the workspace store dropped its answer: {exc}") from exc
+            return not isinstance(known_failure(ARTIFACT_LIST, answer.status, body, link.name), FeatureNotServed)
+        answer.release()
+        return True
 
     async def _primary_artifact_root(self, link: WorkspaceLink, run_id: str) -> str:
         found = await self._own(link).get("/api/2.0/mlflow/runs/get", {"run_id": run_id})

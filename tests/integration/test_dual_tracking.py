@@ -42,6 +42,7 @@ class DualStack:
     later: MlflowServer  # a store whose workspace holds a promoted version before it becomes dual
     cut: MlflowServer  # a store whose workspace holds a promotion's failed attempt before it becomes dual
     early: MlflowServer  # a store whose workspace holds a logged model before it becomes dual
+    bare: MlflowServer  # a store started with --no-serve-artifacts
     gateway: GatewayProcess
     config: Path
     database: str  # the gateway's PostgreSQL
@@ -81,7 +82,8 @@ def dual(workdir: Path) -> Iterator[DualStack]:
     later = MlflowServer(root / "later")
     cut = MlflowServer(root / "cut")
     early = MlflowServer(root / "early")
-    _start_all([primary, central, legacy, *spares, archive, later, cut, early])
+    bare = MlflowServer(root / "bare", serve_artifacts=False)
+    _start_all([primary, central, legacy, *spares, archive, later, cut, early, bare])
     config = root / "fedgate.toml"
     config.write_text(
         f"""
@@ -110,6 +112,8 @@ url = "{later.url}"
 url = "{cut.url}"
 [stores.early]
 url = "{early.url}"
+[stores.bare]
+url = "{bare.url}"
 [central]
 store = "central"
 [[workspaces]]
@@ -121,10 +125,10 @@ mode = "dual"
     )
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
     try:
-        yield DualStack(primary, central, legacy, spares, archive, later, cut, early, gateway, config, database)
+        yield DualStack(primary, central, legacy, spares, archive, later, cut, early, bare, gateway, config, database)
     finally:
         gateway.stop()
-        _stop_all([primary, central, legacy, *spares, archive, later, cut, early])
+        _stop_all([primary, central, legacy, *spares, archive, later, cut, early, bare])
         embedded.stop()
 
 
@@ -996,3 +1000,76 @@ def test_a_logged_model_made_before_its_workspace_became_dual_is_copied_with_its
     assert {k: v for k, v in copy.tags.items() if not k.startswith("fedgate.")} == {
         "team": "fraud", "mlflow.note.content": "kept", "stage": "late"
     }  # fmt: skip
+
+
+def rows(dual: DualStack, query: str, *args: Any) -> list[Any]:
+    import asyncpg
+
+    async def run() -> list[Any]:
+        connection = await asyncpg.connect(dual.database)
+        try:
+            return list(await connection.fetch(query, *args))
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def test_a_dual_workspace_whose_store_does_not_serve_artifacts_settles_its_refused_uploads_and_is_reconciled(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dual workspace whose store runs with --no-serve-artifacts: an upload answers 501 NOT_IMPLEMENTED, which the
+    store answers every time and which applied nothing, so it is settled (nothing queued, nothing left for crash
+    recovery), and every other write is mirrored. A reconcile pass brings a write made around the gateway to the
+    central copy. It failed at the workspace's first run: the store answers 500 when asked for the files of a run it
+    does not serve, and the pass stopped there, so nothing written around the gateway reached the central store."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
+    target = f"bare-{uuid.uuid4().hex[:6]}"
+    linked = requests.post(base, json={"name": target, "store": "bare", "mode": "dual"}, headers=admin, timeout=30)
+    assert linked.status_code == 201, linked.text
+    workspace_id = int(dual.status(target)["workspace_id"])
+    gateway = client_for(dual.gateway.url, target, monkeypatch)
+    experiment_id = gateway.create_experiment(f"bare-{uuid.uuid4().hex[:6]}")
+    run_id = gateway.create_run(experiment_id).info.run_id
+    gateway.log_param(run_id, "lr", "0.1")
+    path = f"{experiment_id}/{run_id}/artifacts/weights.bin"
+    upload = requests.put(
+        f"{dual.gateway.url}/api/2.0/mlflow-artifacts/artifacts/{path}",
+        data=b"weights",
+        headers={**admin, "X-MLFLOW-WORKSPACE": target},
+        timeout=60,
+    )
+    assert upload.status_code == 501 and upload.json()["error_code"] == "NOT_IMPLEMENTED", upload.text
+    dual.drained(workspace=target)
+    until(
+        lambda: rows(dual, "SELECT route FROM write_intents WHERE workspace_id = $1", workspace_id),
+        lambda left: left == [],
+        "the workspace's write notes settled",
+    )
+    queued = [row["route"] for row in rows(dual, "SELECT route FROM outbox WHERE workspace_id = $1", workspace_id)]
+    assert not any("mlflow-artifacts" in route for route in queued), queued
+
+    direct = client_for(dual.bare.url, None, monkeypatch)
+    direct.set_tag(run_id, "origin", "around-the-gateway")
+    asked = time.time()
+    started = requests.post(f"{dual.gateway.url}/api/2.0/fedgate/links/{target}/reconcile", json={}, headers=admin)
+    assert started.status_code == 202, started.text
+    status = until(
+        lambda: dual.status(target),
+        lambda s: (
+            s["pending"] == 0
+            and (s.get("reconcile") or {}).get("state") not in (None, "running")
+            and float(s["reconcile"].get("finished_at") or 0) >= asked
+        ),
+        "a reconcile pass of the workspace finished",
+    )
+    assert status["reconcile"]["state"] == "finished" and status["reconcile"]["runs_repaired"] == 1, status
+    assert dual.dead_letters(target) == []
+
+    central = client_for(dual.central.url, target, monkeypatch)
+    [copy] = central.search_runs(
+        [e.experiment_id for e in central.search_experiments()], f"tags.`fedgate.source_run_id` = '{run_id}'"
+    )
+    assert copy.data.params == {"lr": "0.1"} and copy.data.tags["origin"] == "around-the-gateway"
+    assert central.list_artifacts(copy.info.run_id) == []
