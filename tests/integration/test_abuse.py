@@ -24,8 +24,8 @@ import pytest
 import requests
 
 from gateway.devstack import LOOPBACK, GatewayProcess
-from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV
-from tests.databases import empty_database
+from tests.conftest import ADMIN_TOKEN
+from tests.support.own_gateway import own_gateway
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -165,25 +165,25 @@ def abused(database_url: str, workdir: Path) -> Iterator[Abused]:
     garbage = GarbageStore().start()
     root = workdir / f"abuse-{uuid.uuid4().hex[:8]}"
     root.mkdir()
-    with empty_database(database_url, "abuse") as own_database:
-        config = root / "fedgate.toml"
-        config.write_text(
-            f'[database]\nurl = "{own_database}"\n'
+    env = {
+        "FEDGATE_SERVER_REQUEST_HEAD_SECONDS": str(LIMIT_SECONDS),
+        "FEDGATE_SERVER_REQUEST_BODY_SECONDS": str(LIMIT_SECONDS),
+        "FEDGATE_SERVER_INDEX_SYNC_INTERVAL_SECONDS": "0",
+    }
+    try:
+        with own_gateway(
+            database_url,
+            root / "fedgate.toml",
             f'[stores.g]\nurl = "{garbage.url}"\ntimeout_seconds = {STORE_TIMEOUT}\n'
-            f'[[workspaces]]\nname = "{WORKSPACE}"\nid = "1001"\nstore = "g"\n'
-        )
-        env = {
-            **GATEWAY_ENV,
-            "FEDGATE_SERVER_REQUEST_HEAD_SECONDS": str(LIMIT_SECONDS),
-            "FEDGATE_SERVER_REQUEST_BODY_SECONDS": str(LIMIT_SECONDS),
-            "FEDGATE_SERVER_INDEX_SYNC_INTERVAL_SECONDS": "0",
-        }
-        gateway = GatewayProcess(config, env, log_path=root / "gateway.log").start(timeout=120)
-        try:
-            yield Abused(gateway, garbage)
-        finally:
-            gateway.stop()
-            garbage.stop()
+            f'[[workspaces]]\nname = "{WORKSPACE}"\nid = "1001"\nstore = "g"\n',
+            prefix="abuse",
+            env=env,
+            log_path=root / "gateway.log",
+            timeout=120,
+        ) as own:
+            yield Abused(own.process, garbage)
+    finally:
+        garbage.stop()
 
 
 @pytest.fixture(autouse=True)

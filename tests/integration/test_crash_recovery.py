@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import requests
 
 from gateway.devstack import GatewayProcess
-from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
+from tests.conftest import ADMIN_TOKEN, Stack
+from tests.support.own_gateway import own_gateway
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -31,29 +31,15 @@ RECOVERED_WITHIN = 120.0
 
 @pytest.fixture(scope="module")
 def crashing(stack: Stack, workdir: Path) -> Iterator[GatewayProcess]:
-    import asyncio
-
-    name = f"crash_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        admin = await asyncpg.connect(stack.database_url)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
-    database = stack.database_url.replace("/postgres?", f"/{name}?")
-    config = workdir / "crash.toml"
-    config.write_text(
+    with own_gateway(
+        stack.database_url,
+        workdir / "crash.toml",
         f"""
 [account]
 id = "7003"
 [server]
 reconcile_interval_seconds = 0     # recovery must not lean on the periodic pass
 index_sync_interval_seconds = 0
-[database]
-url = "{database}"
 [stores.primary]
 url = "{stack.stores["b"].url}"
 [stores.central]
@@ -66,13 +52,11 @@ name = "{WORKSPACE}"
 id = "3001"
 store = "primary"
 mode = "dual"
-"""
-    )
-    gateway = GatewayProcess(config, GATEWAY_ENV, log_path=workdir / "crash.log").start()
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
+""",
+        prefix="crash",
+        log_path=workdir / "crash.log",
+    ) as own:
+        yield own.process
 
 
 def _session(workspace: str | None) -> requests.Session:

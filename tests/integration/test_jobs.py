@@ -27,9 +27,9 @@ from mlflow.genai.judges import make_judge
 from mlflow.genai.scorers import scorer
 
 from gateway.devstack import GatewayProcess, MlflowServer
-from tests.conftest import GATEWAY_ENV, Stack
-from tests.databases import empty_database
+from tests.conftest import Stack
 from tests.support.identity import Admin, Person, unique
+from tests.support.own_gateway import own_gateway
 from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
@@ -87,16 +87,15 @@ def _log_trace(experiment_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def jobs(stack: Stack) -> Iterator[Jobs]:
-    with empty_database(stack.database_url, "jobs") as url:
-        primary = MlflowServer(stack.workdir / "jobs-primary", jobs=True).start(timeout=180)
+    primary = MlflowServer(stack.workdir / "jobs-primary", jobs=True).start(timeout=180)
+    try:
         _import_first_one_at_a_time(primary)
-        config = stack.workdir / "jobs.toml"
-        config.write_text(
+        with own_gateway(
+            stack.database_url,
+            stack.workdir / "jobs.toml",
             f"""
 [account]
 id = "7001"
-[database]
-url = "{url}"
 [stores.primary]
 url = "{primary.url}"
 [stores.b]
@@ -117,10 +116,10 @@ mode = "dual"
 name = "{OTHER}"
 id = "4002"
 store = "b"
-"""
-        )
-        gateway = GatewayProcess(config, GATEWAY_ENV).start()
-        try:
+""",
+            prefix="jobs",
+        ) as own:
+            gateway, url = own.process, own.config.database_url
             with stock_client_env():  # the stock client is switched between people below
                 admin = Admin(gateway.url)
                 suffix = uuid.uuid4().hex[:6]
@@ -157,9 +156,8 @@ store = "b"
                     people["stranger"], people["mgr"], experiment_id, name, trace_id, hidden_experiment,
                     hidden.info.run_id, hidden_trace, other_run,
                 )  # fmt: skip
-        finally:
-            gateway.stop()
-            primary.stop()
+    finally:
+        primary.stop()
 
 
 def _import_first_one_at_a_time(server: MlflowServer) -> None:

@@ -17,9 +17,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from gateway.devstack import GatewayProcess
-from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
-from tests.databases import empty_database
+from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import Admin, unique
+from tests.support.own_gateway import own_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +28,12 @@ WORKSPACE = "stageless"
 
 @pytest.fixture(scope="module")
 def gateway(stack: Stack) -> Iterator[GatewayProcess]:
-    with empty_database(stack.database_url, "registry_stageless") as url:
-        config = stack.workdir / "registry_stageless.toml"
-        config.write_text(
-            f"""
+    with own_gateway(
+        stack.database_url,
+        stack.workdir / "registry_stageless.toml",
+        f"""
 [account]
 id = "7001"
-[database]
-url = "{url}"
 [stores.b]
 url = "{stack.stores["b"].url}"
 registry_stages = false
@@ -43,13 +41,10 @@ registry_stages = false
 name = "{WORKSPACE}"
 id = "5001"
 store = "b"
-"""
-        )
-        process = GatewayProcess(config, GATEWAY_ENV).start()
-        try:
-            yield process
-        finally:
-            process.stop()
+""",
+        prefix="registry_stageless",
+    ) as own:
+        yield own.process
 
 
 def call(gateway: GatewayProcess, method: str, path: str, **kw: Any) -> requests.Response:

@@ -27,7 +27,6 @@ import requests
 
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, OUTBOUND_ALLOWED, OUTBOUND_PORT, Stack
-from tests.databases import empty_database
 from tests.integration.test_registry_workflow import (
     WORKSPACE,
     Org,
@@ -37,6 +36,7 @@ from tests.integration.test_registry_workflow import (
     registry,
 )
 from tests.support.identity import Admin, Person, unique
+from tests.support.own_gateway import own_config
 from tests.support.waiting import logged_so_far
 
 pytestmark = pytest.mark.integration
@@ -503,18 +503,16 @@ def settled(url: str, webhook_id: str, count: int, timeout: float = 30.0) -> lis
 @pytest.fixture(scope="module")
 def own(stack: Stack) -> Iterator[OwnGateways]:
     """Gateways of their own database, on store `a`, retrying quickly."""
-    with empty_database(stack.database_url, "registry_hooks") as url:
-        config = stack.workdir / "registry_hooks.toml"
-        config.write_text(
-            f"""
+    with own_config(
+        stack.database_url,
+        stack.workdir / "registry_hooks.toml",
+        f"""
 [account]
 id = "7001"
 [server]
 webhook_poll_seconds = 0.5
 webhook_retry_seconds = 0.2
 webhook_max_attempts = 30
-[database]
-url = "{url}"
 [stores.a]
 url = "{stack.stores["a"].url}"
 [outbound]
@@ -523,9 +521,10 @@ allowed_destinations = ["{OUTBOUND_ALLOWED}"]
 name = "hooks"
 id = "4001"
 store = "a"
-"""
-        )
-        own = OwnGateways(config, url, stack.stores["a"].url, [])
+""",
+        prefix="registry_hooks",
+    ) as config:
+        own = OwnGateways(config.path, config.database_url, stack.stores["a"].url, [])
         try:
             yield own
         finally:

@@ -24,8 +24,8 @@ from mlflow.exceptions import MlflowException
 
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
-from tests.databases import empty_database
 from tests.support.identity import Admin, Person, unique
+from tests.support.own_gateway import own_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -701,15 +701,14 @@ def test_a_central_workspace_records_once_and_applies_on_the_central_store(stack
 @pytest.fixture(scope="module")
 def dual_gateway(stack: Stack) -> Iterator[tuple[GatewayProcess, MlflowServer]]:
     """A gateway of its own (its own database) with a dual workspace whose copies go to the stack's central store."""
-    with empty_database(stack.database_url, "registry_dual") as url:
-        primary = MlflowServer(stack.workdir / "registry-dual-primary").start(timeout=180)
-        config = stack.workdir / "registry-dual.toml"
-        config.write_text(
+    primary = MlflowServer(stack.workdir / "registry-dual-primary").start(timeout=180)
+    try:
+        with own_gateway(
+            stack.database_url,
+            stack.workdir / "registry-dual.toml",
             f"""
 [account]
 id = "7001"
-[database]
-url = "{url}"
 [stores.primary]
 url = "{primary.url}"
 [stores.central]
@@ -722,14 +721,12 @@ name = "{DUAL}"
 id = "3001"
 store = "primary"
 mode = "dual"
-"""
-        )
-        gateway = GatewayProcess(config, GATEWAY_ENV).start()
-        try:
-            yield gateway, primary
-        finally:
-            gateway.stop()
-            primary.stop()
+""",
+            prefix="registry_dual",
+        ) as own:
+            yield own.process, primary
+    finally:
+        primary.stop()
 
 
 def test_a_dual_workspace_records_once_applies_on_its_store_and_mirrors_the_transition(

@@ -15,7 +15,6 @@ import re
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
 from tests.support.balancer import Balancer
 from tests.support.identity import Admin, unique
+from tests.support.own_gateway import own_config
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -75,18 +75,6 @@ class Replicas:
             time.sleep(0.5)
 
 
-def _create_database(server_url: str, name: str) -> str:
-    async def create() -> None:
-        admin = await asyncpg.connect(server_url)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
-    return server_url.replace("/postgres?", f"/{name}?")
-
-
 def _start_side_by_side(gateways: list[GatewayProcess]) -> None:
     errors: list[BaseException] = []
 
@@ -108,14 +96,14 @@ def _start_side_by_side(gateways: list[GatewayProcess]) -> None:
 @pytest.fixture(scope="module")
 def replicas(workdir: Path, database_url: str) -> Iterator[Replicas]:
     root = workdir / "replicas"
-    database = _create_database(database_url, f"replicas_{uuid.uuid4().hex[:8]}")
     primary = MlflowServer(root / "primary")
     central = MlflowServer(root / "central", workspaces=True)
     _start_all([primary, central])
     created = requests.post(f"{central.url}/api/3.0/mlflow/workspaces", json={"name": STEADY}, timeout=30)
     assert created.status_code == 201, created.text
-    config = root / "fedgate.toml"
-    config.write_text(
+    with own_config(
+        database_url,
+        root / "fedgate.toml",
         f"""
 [account]
 id = "7004"
@@ -126,8 +114,6 @@ shutdown_delay_seconds = 2
 shutdown_grace_seconds = 60
 store_check_interval_seconds = 0.5
 reconcile_interval_seconds = 0     # what reaches the central store goes through the outbox alone
-[database]
-url = "{database}"
 [stores.primary]
 url = "{primary.url}"
 [stores.central]
@@ -145,17 +131,18 @@ name = "{STEADY}"
 id = "4002"
 store = "central"
 upstream_workspace = "{STEADY}"
-"""
-    )
-    gateways = [GatewayProcess(config, GATEWAY_ENV, log_path=root / f"replica-{i}.log") for i in range(3)]
-    try:
-        gateways[0].start(timeout=120)  # migrates the database
-        _start_side_by_side(gateways[1:])
-        yield Replicas(gateways, primary, central, database)
-    finally:
-        for gateway in gateways:
-            gateway.stop()
-        _stop_all([primary, central])
+""",
+        prefix="replicas",
+    ) as config:
+        gateways = [GatewayProcess(config.path, GATEWAY_ENV, log_path=root / f"replica-{i}.log") for i in range(3)]
+        try:
+            gateways[0].start(timeout=120)  # migrates the database
+            _start_side_by_side(gateways[1:])
+            yield Replicas(gateways, primary, central, config.database_url)
+        finally:
+            for gateway in gateways:
+                gateway.stop()
+            _stop_all([primary, central])
 
 
 def _until(check: Callable[[], bool], seconds: float, what: str) -> float:

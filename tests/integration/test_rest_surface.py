@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from gateway.core.route_table import FORWARDED_ROUTES, Action
 from gateway.devstack import GatewayProcess, MlflowServer
-from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
-from tests.databases import empty_database
+from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import Admin, Person, unique
 from tests.support.mlflow_surface import artifact_serving_routes, normalised
+from tests.support.own_gateway import own_gateway
 from tests.support.stock_client import stock_client_env
 
 pytestmark = pytest.mark.integration
@@ -773,40 +773,36 @@ class Unserved:
 def unserved(stack: Stack) -> Iterator[Unserved]:
     store = MlflowServer(stack.workdir / "store-unserved", serve_artifacts=False).start(timeout=180)
     try:
-        with empty_database(stack.database_url, "unserved") as url:
-            config = stack.workdir / "fedgate-unserved.toml"
-            config.write_text(
-                f"""
+        with own_gateway(
+            stack.database_url,
+            stack.workdir / "fedgate-unserved.toml",
+            f"""
 [account]
 id = "7001"
-[database]
-url = "{url}"
 [stores.bare]
 url = "{store.url}"
 [[workspaces]]
 name = "bare"
 id = "6001"
 store = "bare"
-"""
+""",
+            prefix="unserved",
+        ) as own:
+            gateway = own.process
+            session = requests.Session()
+            session.headers.update({"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": "bare"})
+            created = session.post(
+                f"{gateway.url}/api/2.0/mlflow/experiments/create", json={"name": unique("unserved")}, timeout=60
             )
-            gateway = GatewayProcess(config, GATEWAY_ENV).start()
-            try:
-                session = requests.Session()
-                session.headers.update({"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": "bare"})
-                created = session.post(
-                    f"{gateway.url}/api/2.0/mlflow/experiments/create", json={"name": unique("unserved")}, timeout=60
-                )
-                assert created.status_code == 200, created.text
-                experiment_id = created.json()["experiment_id"]
-                run = session.post(
-                    f"{gateway.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, timeout=60
-                )
-                assert run.status_code == 200, run.text
-                info = run.json()["run"]["info"]
-                assert info["artifact_uri"].startswith("mlflow-artifacts:/"), info
-                yield Unserved(store, gateway, experiment_id, info["run_id"])
-            finally:
-                gateway.stop()
+            assert created.status_code == 200, created.text
+            experiment_id = created.json()["experiment_id"]
+            run = session.post(
+                f"{gateway.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, timeout=60
+            )
+            assert run.status_code == 200, run.text
+            info = run.json()["run"]["info"]
+            assert info["artifact_uri"].startswith("mlflow-artifacts:/"), info
+            yield Unserved(store, gateway, experiment_id, info["run_id"])
     finally:
         store.stop()
 

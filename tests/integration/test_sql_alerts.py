@@ -40,7 +40,6 @@ from gateway.core.config import ServerSettings
 from gateway.devstack import GatewayProcess, free_port
 from gateway.sql.documented import SUCCESS_RATIO
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, OUTBOUND_ALLOWED, Stack
-from tests.databases import empty_database
 from tests.integration.test_registry_webhooks import (
     RECEIVER,
     Received,
@@ -50,6 +49,7 @@ from tests.integration.test_registry_webhooks import (
 )
 from tests.support.identity import Admin, Person, unique
 from tests.support.oidc import OidcIssuer
+from tests.support.own_gateway import own_config
 from tests.support.stock_client import stock_client_env
 from tests.support.waiting import until
 
@@ -166,14 +166,12 @@ def alerting(stack: Stack) -> Iterator[Alerting]:
         f"{stack.stores['central'].url}/api/3.0/mlflow/workspaces", json={"name": upstream}, timeout=30
     )
     assert created.status_code == 201, created.text
-    with empty_database(stack.database_url, "alerts") as url:
-        mailbox = Mailbox()
-        smtp_port = free_port()
-        smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
-        smtp.start()
-        config = stack.workdir / "alerts.toml"
-        config.write_text(
-            f"""
+    mailbox = Mailbox()
+    smtp_port = free_port()
+    with own_config(
+        stack.database_url,
+        stack.workdir / "alerts.toml",
+        f"""
 [account]
 id = "7001"
 [alerts]
@@ -185,8 +183,6 @@ host = "127.0.0.1"
 port = {smtp_port}
 from_address = "alerts@fedgate.test"
 starttls = false
-[database]
-url = "{url}"
 [stores.central]
 url = "{stack.stores["central"].url}"
 workspaces = true
@@ -197,10 +193,13 @@ name = "{WORKSPACE}"
 id = "4101"
 store = "central"
 upstream_workspace = "{upstream}"
-"""
-        )
+""",
+        prefix="alerts",
+    ) as config:
+        smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+        smtp.start()
         issuer = OidcIssuer().start()
-        own = Alerting(config, url, [], mailbox, analyst=None, outsider=None, issuer=issuer)  # type: ignore[arg-type]
+        own = Alerting(config.path, config.database_url, [], mailbox, analyst=None, outsider=None, issuer=issuer)  # type: ignore[arg-type]
         try:
             gateway = own.start()
             own.analyst = system_reader(gateway.url, "analyst")
