@@ -15,12 +15,16 @@ signed with the subscription's secret (`X-Databricks-Signature`, hex HMAC-SHA256
 The secret is kept sealed in the alert (gateway/delivery/secrets.py) and opened when the delivery is sent, never
 copied into the delivery, never logged.
 E-mail goes through `[smtp]` with the standard library's smtplib in a thread (STARTTLS or TLS, a login whose
-password comes from the environment or a file).
+password comes from the environment or a file). The subject is sent on one line, its line breaks as spaces: it
+carries the alert's name and its query's value (a run's name, which whoever logs the run chooses), and Python's
+e-mail headers refuse a line break, so a subject holding one was never sent, and tried again at every lease, for
+ever. A message that cannot be built at all is given up (failed), never retried for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -39,6 +43,13 @@ from gateway.delivery.secrets import SubscriberSecrets
 from gateway.observability.metrics import ALERT_NOTIFICATIONS
 
 AGENT = "fedgate-alerts"
+# What Python's e-mail headers refuse as line breaks (str.splitlines' boundaries): a run of them is one space.
+LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
+
+
+def one_line(text: str) -> str:
+    """A header's text on one line: every run of line breaks a space."""
+    return LINE_BREAKS.sub(" ", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +75,17 @@ class Mailer:
     def configured(self) -> bool:
         return bool(self._smtp.host)
 
-    async def send(self, to: str, subject: str, body: str, delivery: str) -> None:
+    def compose(self, to: str, subject: str, body: str, delivery: str) -> EmailMessage:
+        """The message; ValueError when Python's e-mail headers cannot hold it (which no retry changes)."""
         message = EmailMessage()
         message["From"] = self._smtp.from_address
         message["To"] = to
-        message["Subject"] = subject
+        message["Subject"] = one_line(subject)
         message[DELIVERY_HEADER] = delivery
         message.set_content(body)
+        return message
+
+    async def send(self, message: EmailMessage) -> None:
         await asyncio.to_thread(self._send, message)
 
     def _send(self, message: EmailMessage) -> None:
@@ -127,12 +142,16 @@ def alert_deliverer(
         if not mailer.configured:
             return Outcome.dropped("no SMTP server is configured")
         try:
-            await mailer.send(
+            message = mailer.compose(
                 delivery.destination,
                 delivery.subject or "fedgate alert",
                 delivery.payload.decode("utf-8", errors="replace"),
                 str(delivery.id),
             )
+        except ValueError as exc:  # no attempt would build it: given up, not tried again at every lease for ever
+            return Outcome.dropped(f"the e-mail could not be built ({type(exc).__name__})")
+        try:
+            await mailer.send(message)
         except (smtplib.SMTPException, OSError, TimeoutError) as exc:
             # The class only: the server's reply may repeat the address or the login.
             return Outcome.retry(None, f"not accepted ({type(exc).__name__})")

@@ -14,7 +14,8 @@ so one process at a time holds each. A process that dies mid-delivery leaves it 
 lease has passed; a delivery is at least once (a receiver that answered after the lease, or whose 2xx was lost,
 sees it again). What an attempt did is recorded only while the claim is still this process's (the same number
 of attempts, still pending): delivered; or pending again after `retry_seconds` doubled per attempt (at most an
-hour); or failed, once `max_attempts` are spent or when the feature says another attempt is pointless.
+hour); or failed, once `max_attempts` are spent or when the feature says another attempt is pointless. An
+attempt whose `send` raises counts as one that failed (the exception's class recorded, never its words).
 
 Settled deliveries (delivered or failed) are kept `keep_days` after their last attempt, then deleted by the same
 loop, at most every ten minutes per process; pending ones are never. Every attempt moves `next_attempt_at` past
@@ -159,7 +160,19 @@ class DeliveryWorker(BackgroundLoop, Generic[D]):
         return len(claimed)
 
     async def _attempt(self, delivery: D) -> None:
-        outcome = await self._send(delivery)
+        try:
+            outcome = await self._send(delivery)
+        except Exception as exc:  # a failure the feature did not foresee is an attempt that failed, and counts
+            # Recorded as the others are, so it ends `failed` after max_attempts: raised out of the loop, the
+            # delivery stayed pending and was claimed again at every lease, for ever. The class only: the
+            # exception's words may carry what the delivery carries.
+            log.error(
+                "%s: an attempt failed unexpectedly (%s)",
+                self.name,
+                type(exc).__name__,
+                extra={"delivery": delivery.id},
+            )
+            outcome = Outcome.retry(None, f"the attempt failed unexpectedly ({type(exc).__name__})")
         if outcome.error is None:
             await self._record(delivery, "delivered", outcome.status, None, 0.0)
             return

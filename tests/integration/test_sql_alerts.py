@@ -17,6 +17,8 @@ it, sees it TRIGGERED with its history, and the receiver gets the signed webhook
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import os
 import subprocess
@@ -411,6 +413,91 @@ def test_a_refused_notification_is_retried_until_accepted(
         time.sleep(0.2)
     assert (row["state"], row["attempts"], row["last_status"]) == ("delivered", 3, 200)
     call(alerting.url, alerting.analyst.token, "DELETE", f"{ALERTS}/{created['id']}")
+
+
+def test_a_line_break_someone_else_puts_in_the_result_never_holds_back_an_alerts_email(alerting: Alerting) -> None:
+    """An e-mail's subject is one line: an alert's subject carries its query's value ({{QUERY_RESULT_VALUE}}) and its
+    name, and a run's name is anybody's to choose who may log a run. A line break there (CR, LF or any other that
+    Python's e-mail headers refuse) made building the message fail, so the e-mail was tried again at every lease, for
+    ever, and never sent: any workspace user held back the alerts of everyone whose query read their run. Now the
+    subject is sent on one line, its breaks as spaces, to the subscription's address alone (no header is injected)."""
+    admin = Admin(alerting.url)
+    mallory = admin.person(unique("mallory") + "@example.com")
+    admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=mallory.name)
+    http = requests.Session()
+    http.headers.update({"Authorization": f"Bearer {mallory.token}", "X-MLFLOW-WORKSPACE": WORKSPACE})
+    api = f"{alerting.url}/api/2.0/mlflow"
+    made = http.post(f"{api}/experiments/create", json={"name": unique("nightly")}, timeout=30)
+    assert made.status_code == 200, made.text
+    experiment_id = made.json()["experiment_id"]
+    name = "nightly\r\nBcc: mallory@evil.test\u2028X-Priority: 1"
+    run = http.post(f"{api}/runs/create", json={"experiment_id": experiment_id, "run_name": name}, timeout=30)
+    assert run.status_code == 200, run.text
+    run_id = run.json()["run"]["info"]["run_id"]
+    ended = http.post(f"{api}/runs/update", json={"run_id": run_id, "status": "FAILED", "end_time": 1}, timeout=30)
+    assert ended.status_code == 200, ended.text
+
+    def alert(display_name: str, subject: str | None) -> dict[str, Any]:
+        return {
+            "alert": {
+                "display_name": display_name,
+                "query_text": "SELECT run_name FROM system.mlflow.runs_latest "
+                f"WHERE run_id = '{run_id}' AND status = 'FAILED'",
+                "condition": {
+                    "op": "NOT_EQUAL",
+                    "operand": {"column": {"name": "run_name"}},
+                    "threshold": {"value": {"string_value": ""}},
+                },
+                "subscriptions": [{"user_email": "nightly-oncall@example.com"}],
+                **({"custom_subject": subject} if subject is not None else {}),
+            }
+        }
+
+    failed = {
+        "statement": f"SELECT run_name FROM system.mlflow.runs_latest WHERE run_id = '{run_id}' AND status = 'FAILED'",
+        "wait_timeout": "30s",
+    }
+    until(  # the account index has the ended run
+        lambda: call(alerting.url, alerting.analyst.token, "POST", STATEMENTS, json=failed),
+        lambda answer: answer.get("result", {}).get("data_array") == [[name]],
+        "the failed run in system.mlflow.runs_latest",
+    )
+    # The analyst's alert names the failed run in its subject; another's default subject carries its own name.
+    created = [
+        call(
+            alerting.url,
+            alerting.analyst.token,
+            "POST",
+            ALERTS,
+            json=alert("nightly runs", "Failed: {{QUERY_RESULT_VALUE}}"),
+        ),
+        call(alerting.url, alerting.analyst.token, "POST", ALERTS, json=alert("nightly\nruns", None)),
+    ]
+    for made_alert in created:
+        fired = call(alerting.url, alerting.analyst.token, "POST", f"{ALERTS}/{made_alert['id']}/run")
+        assert (fired["state"], fired["notifications"]) == ("TRIGGERED", 1), fired
+    mails = until(  # the module's other alerts mail elsewhere
+        lambda: [(to, m) for to, m in list(alerting.mailbox.messages) if b"nightly-oncall@example.com" in m],
+        lambda found: len(found) >= 2,
+        "both alerts' e-mails",
+        seconds=30,
+    )
+    subjects = set()
+    for recipients, message in mails:
+        assert recipients == ["nightly-oncall@example.com"]
+        read = email.message_from_bytes(message, policy=email.policy.default)
+        assert (read["Bcc"], read["X-Priority"]) == (None, None)
+        subjects.add(str(read["Subject"]))
+    assert subjects == {"Failed: nightly Bcc: mallory@evil.test X-Priority: 1", "[fedgate] nightly runs is TRIGGERED"}
+    for made_alert in created:
+        until(  # recorded once the SMTP server's answer is read
+            lambda alert_id=made_alert["id"]: query(
+                alerting.database_url, "SELECT state FROM sql_alert_deliveries WHERE alert_id = $1", alert_id
+            ),
+            lambda rows: [row["state"] for row in rows] == ["delivered"],
+            "the e-mail recorded as delivered",
+        )
+        call(alerting.url, alerting.analyst.token, "DELETE", f"{ALERTS}/{made_alert['id']}")
 
 
 def test_an_alert_runs_with_its_owners_grants_at_each_evaluation(alerting: Alerting) -> None:

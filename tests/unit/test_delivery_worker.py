@@ -116,6 +116,29 @@ async def test_a_pointless_attempt_fails_at_once(engine: AsyncEngine, database: 
     assert await states(database) == [("E0", "failed", 1, "the webhook was deleted or is not active")]
 
 
+async def test_an_attempt_that_raises_counts_as_failed_and_ends_after_max_attempts(
+    engine: AsyncEngine, database: str
+) -> None:
+    """A `send` that raises (a message Python cannot build, say) is an attempt that failed, recorded with the
+    exception's class only: before, the exception left the loop, the delivery was never recorded and was claimed
+    again at every lease, for ever, and the others claimed with it were sent regardless."""
+    await queue(database, 2)
+    secret_words = "value-that-must-not-be-recorded"
+
+    async def send(item: Item) -> Outcome:
+        if item.event == "E0":
+            raise ValueError(secret_words)
+        return Outcome.delivered(200)
+
+    one = worker(engine, send, max_attempts=3)
+    while await one.deliver_due():
+        pass
+    assert await states(database) == [
+        ("E0", "failed", 3, "the attempt failed unexpectedly (ValueError)"),
+        ("E1", "delivered", 1, None),
+    ]
+
+
 async def test_a_claim_holds_a_delivery_for_its_lease(engine: AsyncEngine, database: str) -> None:
     """A process that claimed and died leaves the delivery alone until the lease has passed."""
     await queue(database, 1)
