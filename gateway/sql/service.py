@@ -97,7 +97,10 @@ RETENTION_SECONDS = 24 * 3600  # statements and their results are kept this long
 ABANDONED_AFTER_SECONDS = 60.0  # past the statement timeout: the process running it must be gone
 UNAVAILABLE_STATES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
 TEMP_FILE_LIMIT_STATE = "53400"  # configuration_limit_exceeded: only temp_file_limit raises it
-PROGRAM_LIMIT_STATE = "54000"  # program_limit_exceeded: a value of more than 1 GB, too many columns
+# program_limit_exceeded (a value past the gateway's bound or PostgreSQL's 1 GB), statement_too_complex (a stack
+# too deep), too_many_columns: limits a statement reaches by what it asks for, not by a mistake in its SQL.
+PROGRAM_LIMIT_STATES = ("54000", "54001", "54011")
+INTERNAL_ERROR_STATE = "XX000"  # among others 'invalid memory alloc request size': a value past PostgreSQL's 1 GB
 SHOW_GRANTS_COLUMNS = ("principal", "action_type", "object_type", "object_key", "inherited_from")
 COMPILED_CACHE_SIZE = 512
 CANCEL_RETRY_SECONDS = 0.01  # between two signals to a backend that still runs a cancelled statement
@@ -679,8 +682,11 @@ def _postgres_failure(exc: asyncpg.PostgresError) -> Outcome:
             sql_state,
         )
     message = str(getattr(exc, "message", "") or "the statement failed").splitlines()[0][:300]
-    if sql_state == PROGRAM_LIMIT_STATE:
-        # A value past PostgreSQL's 1 GB (replace of replace, an aggregate of a cross join), or a plan too large.
+    if sql_state in PROGRAM_LIMIT_STATES or (
+        sql_state == INTERNAL_ERROR_STATE and message.startswith("invalid memory alloc request size")
+    ):
+        # A value past the gateway's bound for the values a statement builds (migration 0044) or PostgreSQL's 1 GB,
+        # a plan or an expression too large.
         return _failed("RESOURCE_EXHAUSTED", f"The statement went past a limit of the database: {message}.", sql_state)
     if sql_state.startswith(UNAVAILABLE_STATES):
         return _failed("TEMPORARILY_UNAVAILABLE", "The database is not available right now; try again.", sql_state)

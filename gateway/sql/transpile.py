@@ -62,6 +62,12 @@ _SECONDS_PER_UNIT = {"MICROSECOND": "0.000001", "MILLISECOND": "0.001", "SECOND"
 _MONTHS_PER_UNIT = {"MONTH": 1, "QUARTER": 3, "YEAR": 12}
 _MAX_VIEW_DEPTH = 8
 MAX_COLUMN_NAME = 63  # PostgreSQL's identifier length
+# What the values one statement builds may hold in all (replace(), ||, concat, array(...), collect_list, transform()):
+# each place of the statement that builds or copies a value gets an equal share (value_limit()), so however many
+# of them one row's expressions evaluate at once, and however they nest, together they stay within it.
+VALUE_BUDGET_BYTES = 256 * 1024 * 1024
+# The gateway's functions that check a value's size before (or as) it is built (migration 0044).
+_GUARDS = "system_mlflow"
 # Words PostgreSQL evaluates as functions without parentheses, naming its own roles and database.
 POSTGRES_KEYWORD_FUNCTIONS = frozenset(
     {"user", "current_user", "session_user", "current_role", "system_user", "current_catalog", "current_schema"}
@@ -174,8 +180,10 @@ def _compile(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, 
     _check_fields(tree)
     _lateral_views(tree)
     _select_list_explodes(tree)
+    _fold_table_names(tree)
     if counts:
         rollup.use_counts(tree, _kind)
+    _guard_values(tree)
     return CompiledQuery(_GENERATOR.generate(tree, copy=False), names)
 
 
@@ -372,6 +380,152 @@ def _check_fields(tree: exp.Expr) -> None:
             )
 
 
+def _fold_table_names(tree: exp.Expr) -> None:
+    """Table aliases and the qualifiers that name them in lower case: Databricks compares names case-insensitively,
+    PostgreSQL a quoted one as written (`` `a`.run_id ... AS `A` `` failed there). Neither is ever a result's name."""
+    for alias in tree.find_all(exp.TableAlias):
+        name = alias.args.get("this")
+        if isinstance(name, exp.Identifier) and name.quoted and name.name != name.name.lower():
+            alias.set("this", exp.to_identifier(name.name.lower(), quoted=True))
+    for column in tree.find_all(exp.Column):
+        qualifier = column.args.get("table")
+        if isinstance(qualifier, exp.Identifier) and qualifier.quoted and qualifier.name != qualifier.name.lower():
+            column.set("table", exp.to_identifier(qualifier.name.lower(), quoted=True))
+
+
+# -- the size of the values a statement builds ------------------------------------------------------------------
+
+
+class Bounded(exp.Expression):
+    """A value at most the sum of its inputs (`||`, concat_ws, array(...)), checked once built: `sql_bounded`."""
+
+    arg_types = {"this": True, "what": True, "limit": True}
+
+
+class GuardedReplace(exp.Expression):
+    """replace(), refused before it builds a result past the limit: `sql_replace`."""
+
+    arg_types = {"this": True, "expression": True, "replacement": True, "limit": True}
+
+
+class GuardedRegexpReplace(exp.Expression):
+    """regexp_replace() (every match from `position` on), refused before it builds past the limit."""
+
+    arg_types = {"this": True, "expression": True, "replacement": True, "position": True, "limit": True}
+
+
+class Counted(exp.Expression):
+    """An element collected into an array (collect_list, transform()), added to its place's running total first."""
+
+    arg_types = {"this": True, "what": True, "site": True, "limit": True}
+
+
+def value_limit(tree: exp.Expr) -> int:
+    """The bytes each place of the statement that builds or copies a value may build: VALUE_BUDGET_BYTES shared.
+
+    Every function and `||` counts once for each of its arguments but literals: PostgreSQL keeps every value one row's
+    expressions build until the row is done, and a function may hold all of its (bounded) arguments and its
+    result at once, so `length(lower(v)) + length(lower(v)) + ...` holds one copy per call.
+    """
+    places = 0
+    for node in tree.walk():
+        if isinstance(node, (exp.Func, exp.DPipe)):
+            # A literal argument is part of the statement's text, no larger than it, and not a copy.
+            values = sum(1 for child in node.iter_expressions() if not isinstance(child, (exp.Literal, exp.Null)))
+            places += max(1, values)
+    return max(1, VALUE_BUDGET_BYTES // max(1, places))
+
+
+def _guard_values(tree: exp.Expr) -> None:
+    """Every place that can build a value larger than its inputs goes through a function of migration 0044."""
+    limit = value_limit(tree)
+    sites = 0
+
+    def counted(node: exp.Expr, what: str) -> exp.Expr:
+        nonlocal sites
+        sites += 1
+        return Counted(
+            this=node,
+            what=exp.Literal.string(what),
+            site=exp.Literal.string(f"fedgate.sql_built_{sites}"),
+            limit=exp.Literal.number(limit),
+        )
+
+    for node in list(tree.find_all(exp.Concat, exp.DPipe, exp.Array, exp.Replace, exp.RegexpReplace)):
+        if isinstance(node, exp.Replace):
+            replacement = node.args.get("replacement") or exp.Literal.string("")
+            node.replace(
+                GuardedReplace(
+                    this=node.this, expression=node.expression, replacement=replacement, limit=exp.Literal.number(limit)
+                )
+            )
+        elif isinstance(node, exp.RegexpReplace):
+            if node.args.get("occurrence") or node.args.get("modifiers"):
+                raise InvalidParameter("regexp_replace() takes a string, a pattern, a replacement and a position.")
+            node.replace(
+                GuardedRegexpReplace(
+                    this=node.this,
+                    expression=node.expression,
+                    replacement=node.args.get("replacement") or exp.Literal.string(""),
+                    position=node.args.get("position") or exp.Literal.number(1),
+                    limit=exp.Literal.number(limit),
+                )
+            )
+        elif all(isinstance(part, (exp.Literal, exp.Null)) for part in node.iter_expressions()):
+            continue  # of literals alone, a value is no larger than the statement's text
+        elif type(node) is exp.Concat and len(node.expressions) > 1:
+            # a || b || c with each step checked: unchecked, the chain would hold every partial result at once.
+            chain = node.expressions[0]
+            for following in node.expressions[1:]:
+                step = exp.DPipe(this=chain, expression=following, safe=True)
+                chain = Bounded(this=step, what=exp.Literal.string("concat()"), limit=exp.Literal.number(limit))
+            node.replace(chain)
+        else:
+            what = {exp.DPipe: "||", exp.ConcatWs: "concat_ws()", exp.Array: "array()"}.get(type(node), "concat()")
+            wrapper = Bounded(what=exp.Literal.string(what), limit=exp.Literal.number(limit))
+            node.replace(wrapper)
+            wrapper.set("this", node)
+    for aggregate in list(tree.find_all(exp.ArrayAgg)):
+        _count_collected(aggregate, lambda value: counted(value, "collect_list()"))
+    for transform in list(tree.find_all(exp.Transform)):
+        function = transform.expression
+        if isinstance(function, exp.Lambda):
+            body = function.this
+            function.set("this", counted(body.copy(), "transform()"))
+
+
+def _count_collected(aggregate: exp.ArrayAgg, counted: Callable[[exp.Expr], exp.Expr]) -> None:
+    """collect_list(x): `ARRAY_AGG(sql_counted(x)) FILTER (WHERE x IS NOT NULL)`, x counted once per row kept.
+
+    sqlglot writes Databricks' exclusion of NULLs as a FILTER on the aggregate's argument, which would count
+    each element twice; the filter is written here on x itself.
+    """
+    holder: exp.Expr = aggregate
+    value = aggregate.this
+    if isinstance(value, exp.Order):
+        holder, value = value, value.this
+    if isinstance(value, exp.Distinct):
+        holder, value = value, value.expressions[0] if value.expressions else None
+    if value is None:
+        return
+    if aggregate.args.get("nulls_excluded"):
+        aggregate.set("nulls_excluded", None)
+        kept = exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null()))
+        parent = aggregate.parent
+        if isinstance(parent, exp.Filter):
+            where = parent.expression
+            where.set("this", exp.and_(where.this, kept))
+        else:
+            filtered = exp.Filter(this=None, expression=exp.Where(this=kept))
+            aggregate.replace(filtered)
+            filtered.set("this", aggregate)
+    guarded = counted(value.copy())
+    if isinstance(holder, exp.Distinct):
+        holder.set("expressions", [guarded])
+    else:
+        holder.set("this", guarded)
+
+
 class EntryField(exp.Expression):
     """One column of `explode(map)` in a SELECT list: `(JSONB_EACH_TEXT(map)).key` or `.value`."""
 
@@ -483,6 +637,8 @@ def _kind(node: exp.Expr | None) -> str | None:
     if isinstance(node, (exp.Add, exp.Sub, exp.Mul)):
         kinds = {_kind(node.this), _kind(node.expression)}
         return "double" if "double" in kinds else ("decimal" if "decimal" in kinds else None)
+    if isinstance(node, (Bounded, Counted)):
+        return _kind(node.this)
     if isinstance(node, (exp.Paren, exp.Window, exp.WithinGroup, exp.Sum, exp.Min, exp.Max, exp.Abs, exp.Neg)):
         return _kind(node.this)
     if isinstance(node, (exp.Coalesce, exp.Greatest, exp.Least, exp.FirstValue, exp.LastValue, exp.Lag, exp.Lead)):
@@ -656,6 +812,27 @@ def timestampdiff_sql(unit: str, start: str, end: str) -> str:
     return f"(({packed(last_day)} - {packed(start_day)}) / 32 / {_MONTHS_PER_UNIT[unit]})"
 
 
+def _bounded(self: PostgresGenerator, node: Bounded) -> str:
+    what, limit = self.sql(node, "what"), self.sql(node, "limit")
+    return f"{_GUARDS}.sql_bounded({self.sql(node, 'this')}, {what}, {limit})"
+
+
+def _guarded_replace(self: PostgresGenerator, node: GuardedReplace) -> str:
+    arguments = ", ".join(self.sql(node, key) for key in ("this", "expression", "replacement", "limit"))
+    return f"{_GUARDS}.sql_replace({arguments})"
+
+
+def _guarded_regexp_replace(self: PostgresGenerator, node: GuardedRegexpReplace) -> str:
+    arguments = ", ".join(self.sql(node, key) for key in ("this", "expression", "replacement"))
+    position = f"CAST({self.sql(node, 'position')} AS INTEGER)"
+    return f"{_GUARDS}.sql_regexp_replace({arguments}, {position}, {self.sql(node, 'limit')})"
+
+
+def _counted(self: PostgresGenerator, node: Counted) -> str:
+    arguments = ", ".join(self.sql(node, key) for key in ("this", "what", "site", "limit"))
+    return f"{_GUARDS}.sql_counted({arguments})"
+
+
 class _Generator(PostgresGenerator):
     TRANSFORMS = {
         **PostgresGenerator.TRANSFORMS,
@@ -679,6 +856,10 @@ class _Generator(PostgresGenerator):
         exp.TimestampDiff: _timestampdiff,
         exp.DateDiff: _datediff,
         EntryField: _entry_field,
+        Bounded: _bounded,
+        GuardedReplace: _guarded_replace,
+        GuardedRegexpReplace: _guarded_regexp_replace,
+        Counted: _counted,
         LateralExplode: _lateral_explode,
         rollup.WeightedCount: lambda self, node: rollup.render_count(self.sql, node),
         rollup.WeightedSum: lambda self, node: rollup.render_sum(self.sql, node),

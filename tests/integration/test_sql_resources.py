@@ -4,7 +4,9 @@ The SQL endpoint runs anyone's statement on the database that also holds the pol
 a statement needs no grant to read no table, and a cross join of `explode(array(...))` makes as many rows as it
 likes. A gateway here runs with 1 MiB of `work_mem` and of temporary files (`server.sql_work_mem_mb`,
 `server.sql_temp_file_limit_mb`), so a sort of a million numbers, which spills some 20 MB to disk, is stopped by
-PostgreSQL with a Databricks-style error while another caller's statement answers beside it.
+PostgreSQL with a Databricks-style error while another caller's statement answers beside it. Neither setting bounds
+the memory of a value being built: each place of a statement that builds one checks its size against the statement's
+share first (migration 0044).
 """
 
 from __future__ import annotations
@@ -92,3 +94,70 @@ def test_a_statement_past_a_limit_of_postgresql_fails_resource_exhausted(stack: 
     assert status["state"] == "FAILED", answer
     assert status["error"]["error_code"] == "RESOURCE_EXHAUSTED" and status["sql_state"] == "54000", status
     assert "dimensions" in status["error"]["message"]
+
+
+A100, A300, A1000 = "a" * 100, "a" * 300, "a" * 1000
+HUNDRED_LIST = f"array({HUNDRED})"
+# Statements needing no grant that build one value (or one array) of 100 MB and more from a few literals, each
+# with the function the refusal names. PostgreSQL answered every one: replace of replace, regexp_replace of an
+# empty pattern, concat of a value with itself, collect_list of a cross join, transform() of a large element.
+BUILDERS = (
+    (f"SELECT length(replace(replace('{A100}', 'a', '{A1000}'), 'a', '{A1000}')) AS n", "replace()"),
+    (f"SELECT length(regexp_replace(regexp_replace('{A1000}', '', '{A1000}'), '', '{A100}')) AS n", "regexp_replace()"),
+    (
+        "SELECT length(concat(x, x, x)) AS n "
+        f"FROM (SELECT replace(replace('{A100}', 'a', '{A1000}'), 'a', '{A300}') AS x)",
+        "concat()",
+    ),
+    (
+        f"WITH t AS (SELECT explode({HUNDRED_LIST}) AS v) "
+        f"SELECT size(collect_list(concat('{A100}', CAST(a.v AS STRING)))) AS n "
+        "FROM t AS a CROSS JOIN t AS b CROSS JOIN t AS c",
+        "collect_list()",
+    ),
+    (f"SELECT size(transform({HUNDRED_LIST}, x -> replace('{A1000}', 'a', '{A1000}'))) AS n", "transform()"),
+)
+
+
+def test_a_value_a_statement_builds_past_its_bound_fails_and_the_same_functions_answer_below_it(
+    stack: Stack,
+) -> None:
+    """The memory of one value PostgreSQL builds is bounded by neither work_mem nor temp_file_limit: a statement
+    needing no grant built values of hundreds of megabytes (a gigabyte and more with one more replace()) in the
+    backend of the database that holds the policy and the outboxes. Each place that builds one now checks the
+    size it would build against the statement's share (gateway/sql/transpile.py, migration 0044)."""
+    stranger = Admin.of(stack).person("stranger.values@example.com")  # no grant at all
+    for statement, what in BUILDERS:
+        answer = run(stack.url, stranger.token, statement)
+        status = answer["status"]
+        assert status["state"] == "FAILED", (what, answer)
+        assert status["error"]["error_code"] == "RESOURCE_EXHAUSTED", status
+        assert status["sql_state"] == "54000", status
+        assert what in status["error"]["message"], status
+    ordinary = run(
+        stack.url,
+        stranger.token,
+        "SELECT replace(s, '-', '_') AS r, regexp_replace(s, '[a-c]', '#') AS g, regexp_replace(s, 'b', '', 3) AS p, "
+        "concat(s, '/', s) AS c, concat_ws(',', s, s) AS w, s || '!' AS d, array(s, s) AS a, "
+        "transform(array(s, 'x'), e -> concat(e, e)) AS t FROM (SELECT 'a-b-c-b' AS s)",
+    )
+    assert ordinary["status"]["state"] == "SUCCEEDED", ordinary
+    assert ordinary["result"]["data_array"] == [
+        [
+            "a_b_c_b",
+            "#-#-#-#",
+            "a--c-",
+            "a-b-c-b/a-b-c-b",
+            "a-b-c-b,a-b-c-b",
+            "a-b-c-b!",
+            '["a-b-c-b","a-b-c-b"]',
+            '["a-b-c-ba-b-c-b","xx"]',
+        ]
+    ]
+    collected = run(
+        stack.url,
+        stranger.token,
+        "SELECT size(collect_list(v)) AS n, size(collect_list(DISTINCT v % 7)) AS d "
+        f"FROM (SELECT explode({HUNDRED_LIST}) AS v)",
+    )
+    assert collected["result"]["data_array"] == [["100", "7"]], collected

@@ -291,6 +291,22 @@ def test_tags_params_and_aggregated_metrics(stack: Stack, data: Data, org: Org) 
     assert metrics == [['[{"metric_name":"acc","latest_value":0.7,"max_value":"NaN","min_value":"NaN"}]', "NaN"]]
 
 
+def test_a_quoted_alias_matches_its_references_in_any_case(stack: Stack, data: Data, org: Org) -> None:
+    """Databricks compares names case-insensitively, quoted or not; PostgreSQL compares a quoted one as written, and
+    `` `a`.run_id ... AS `A` `` failed there (column reference to a missing FROM item)."""
+    answer = rows(
+        stack,
+        org.analyst.token,
+        "SELECT `a`.run_id, `Runs`.experiment_id, `E`.name IS NOT NULL AS named "
+        "FROM system.mlflow.runs_latest AS `A` "
+        "JOIN (SELECT run_id, experiment_id FROM system.mlflow.runs_latest) AS `RUNS` ON `runs`.run_id = `A`.run_id "
+        "JOIN system.mlflow.experiments_latest AS `e` ON `E`.experiment_id = `a`.experiment_id "
+        "WHERE `a`.run_id = :run_id",
+        {"run_id": data.run_id},
+    )
+    assert answer == [[data.run_id, data.system_a, "true"]]
+
+
 # -- grants ------------------------------------------------------------------------------------------------------
 
 
