@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response, Router
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import (
     HTTPException,
@@ -145,6 +146,7 @@ from gateway.observability.health import STORE_TIMEOUT_SECONDS, Readiness, Store
 from gateway.observability.metrics import DENIED, INDEX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING
 from gateway.observability.routes import health_handlers
 from gateway.outbound import DestinationCheck
+from gateway.principals.guards import CATCH_UP
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.properties.guard import PropertyGuard
@@ -874,6 +876,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             Exception: _unexpected,
         },
         lifespan=[lifespan],
+        # The account-admin guard's catch-up on a refusal (gateway/principals/guards.py).
+        state=State({CATCH_UP: authorizer}),
         openapi_config=openapi_config(),
         logging_config=None,
         request_max_body_size=settings.server.max_json_body_bytes,

@@ -36,6 +36,12 @@ class Everything:
 EVERYTHING = Everything()
 
 
+class UnknownHere(ResourceNotFound):
+    """A name the call gives (a principal a grants list or SHOW GRANTS is narrowed to) that the snapshot in use
+    does not hold: not a refusal (answered and audited as a missing object), but something made through another
+    replica moments ago may be in the stored policy, so `Authorizer.deciding` decides it again as a refusal."""
+
+
 class Authorizer:
     def __init__(self, policy: LivePolicy) -> None:
         self.policy = policy
@@ -58,11 +64,15 @@ class Authorizer:
         """`decide(principal)`; when access control refuses it (403, or 404 as for a missing object), decided again
         with the principal as the stored policy knows it, if this replica was behind (`caught_up`): a grant, a
         group joined or an account admin role given through another replica moments ago counts at once. A
-        missing object (a 404 that is no refusal) is not decided again."""
+        missing object (a 404 that is no refusal) is not decided again, unless what is missing is a name the
+        policy holds (`UnknownHere`).
+
+        `decide` must change nothing before it refuses (it may run twice), and read the policy only through the
+        principal it is given and `self.policy.snapshot`: decided again, those are the same stored policy."""
         try:
             return await decide(principal)
         except (PermissionDenied, ResourceNotFound) as refusal:
-            if isinstance(refusal, ResourceNotFound) and not refusal.denied:
+            if isinstance(refusal, ResourceNotFound) and not (refusal.denied or isinstance(refusal, UnknownHere)):
                 raise
             newer = await self.caught_up(principal)
             if newer is None:

@@ -159,9 +159,15 @@ class UnityCatalogController(Controller):
         access: AccessService,
         principal: str | None = None,
     ) -> PermissionsList:
-        obj = access.securable(securable_type, full_name)
-        caller = await _uc_manager(request.user, obj, access)
-        return access.uc_assignments(caller, obj, principal)
+
+        async def decide(caller: Principal) -> PermissionsList:
+            obj = access.securable(securable_type, full_name)
+            access.check_uc_manager(caller, obj)
+            return access.uc_assignments(caller, obj, principal)
+
+        # The securable, the caller's MANAGE and the principal named (`principal`) as the stored policy has them
+        # when the policy in use refuses or lacks them: made through another replica moments ago, they count.
+        return await access.authorizer.deciding(request.user, decide)
 
     @patch("/permissions/{securable_type:str}/{full_name:str}", name="uc grants update")
     async def update_grants(
@@ -172,8 +178,13 @@ class UnityCatalogController(Controller):
         data: UpdatePermissions,
         access: AccessService,
     ) -> PermissionsList:
-        obj = access.securable(securable_type, full_name)
-        caller = await _uc_manager(request.user, obj, access)
+
+        async def decide(caller: Principal) -> tuple[Principal, str]:
+            obj = access.securable(securable_type, full_name)
+            access.check_uc_manager(caller, obj)
+            return caller, obj
+
+        caller, obj = await access.authorizer.deciding(request.user, decide)
         return await access.uc_update(caller, obj, data.changes)
 
     @get("/effective-permissions/{securable_type:str}/{full_name:str}", name="uc effective permissions")
@@ -185,22 +196,14 @@ class UnityCatalogController(Controller):
         access: AccessService,
         principal: str | None = None,
     ) -> EffectivePermissionsList:
-        obj = access.securable(securable_type, full_name)
-        caller = request.user
-        if not access.is_self(caller, principal):
-            caller = await _uc_manager(caller, obj, access)
-        return access.uc_effective(caller, obj, principal)
 
+        async def decide(caller: Principal) -> EffectivePermissionsList:
+            obj = access.securable(securable_type, full_name)
+            if not access.is_self(caller, principal):
+                access.check_uc_manager(caller, obj)
+            return access.uc_effective(caller, obj, principal)
 
-async def _uc_manager(principal: Principal, obj: str, access: AccessService) -> Principal:
-    """The caller, refused unless it manages `obj`; decided by the stored policy when refused (a MANAGE grant, a
-    group joined or an account admin role given through another replica moments ago counts at once)."""
-
-    async def decide(caller: Principal) -> Principal:
-        access.check_uc_manager(caller, obj)
-        return caller
-
-    return await access.authorizer.deciding(principal, decide)
+        return await access.authorizer.deciding(request.user, decide)
 
 
 class AuditController(Controller):

@@ -18,7 +18,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
-from gateway.authz.decide import Authorizer
+from gateway.authz.decide import Authorizer, UnknownHere
 from gateway.authz.levels import (
     ACCOUNT_DOMAIN,
     EXPERIMENT_LEVELS,
@@ -282,7 +282,8 @@ class AccessService:
     def securable(self, securable_type: str, full_name: str) -> str:
         obj = f"{securable_type.lower()}:{full_name.lower()}"
         if obj not in self.policy.snapshot.securables:  # the system tables and the views made with CREATE VIEW
-            raise ResourceNotFound(f"{securable_type} '{full_name}' does not exist.")
+            # A view created through another replica moments ago: decided again on the stored policy (`deciding`).
+            raise UnknownHere(f"{securable_type} '{full_name}' does not exist.")
         return obj
 
     def check_uc_manager(self, principal: Principal, obj: str) -> None:
@@ -426,7 +427,8 @@ class AccessService:
         permissions show it, and its workspaces'. Anyone else it meets as a name nobody has."""
         info = resolve_principal(snapshot, name, for_account(snapshot, caller))
         if info is None:
-            raise ResourceNotFound(f"No principal named '{name.strip()}'.")
+            # Made through another replica moments ago? Decided again on the stored policy (`found`, `deciding`).
+            raise UnknownHere(f"No principal named '{name.strip()}'.")
         return info
 
 

@@ -490,6 +490,8 @@ class SecretScopes:
         run_id: str,
         action: str,
         missing: Callable[[str], str],
+        *,
+        again: bool = True,
     ) -> dict[tuple[str, str], bytes | None]:
         """The values of `wanted` (scope -> keys) when the run may read every scope of it; one audit row per scope.
 
@@ -506,6 +508,13 @@ class SecretScopes:
             stored = await self._readable(principal, link, wanted, run_id, action, details, ahead)
         except _Refused as refused:
             await _drop(early)
+            if again:
+                # A READ on the scope, CAN_EDIT on the run's experiment, a group joined or a role given through
+                # another replica moments ago: refused only by the stored policy, decided again with the caller
+                # as that policy has it (`Authorizer.caught_up`); nothing was read or audited yet.
+                newer = await self._authorizer.caught_up(principal)
+                if newer is not None:
+                    return await self._read(newer, link, wanted, run_id, action, missing, again=False)
             for scope, keys in wanted.items():
                 reason = refused.reason
                 if refused.scope is not None and refused.scope != scope:
@@ -714,10 +723,12 @@ class SecretScopes:
             return
         target = await self._principal(principal, link, name)
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
-        if not self._policy.snapshot.grants_on(domain, obj).get(target.id):
-            raise ResourceNotFound(f"No ACL for {target.name} on scope {scope}.")
         async with self._sessionmaker() as session, session.begin():
+            # Whether there is an entry to delete is the stored policy's to say: one put through another replica
+            # moments ago is deleted, one deleted there is not found (the snapshot in use may not know either yet).
             changes = await GrantRepository(session).clear(domain, obj, principal_id=target.id)
+            if not changes:
+                raise ResourceNotFound(f"No ACL for {target.name} on scope {scope}.")
             await self._audit.write(
                 session,
                 entry(principal.name, "secrets.acl.delete", obj, "ok", {"principal": target.name, "kind": target.kind}),

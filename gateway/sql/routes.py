@@ -14,6 +14,7 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.di import Provide
 
+from gateway.authz.decide import Authorizer
 from gateway.authz.workspace_choice import requested_workspace
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
@@ -34,9 +35,14 @@ class SqlStatementsController(Controller):
         request: Request[Principal, Any, Any],
         data: ExecuteStatementRequest,
         sql: SqlService,
+        authorizer: Authorizer,
         workspace: WorkspaceLink | None,
     ) -> StatementResponse:
-        return await sql.execute(request.user, data)
+        """Refused (a grant a query or a view's owner lacks, MANAGE for GRANT, REVOKE, CREATE and DROP VIEW, a
+        principal or view SHOW GRANTS names) only by the stored policy (`Authorizer.deciding`): a grant, a group
+        joined or a role given through another replica moments ago counts at once. A statement is refused before
+        it is stored or run, a command before it changes anything."""
+        return await authorizer.deciding(request.user, lambda caller: sql.execute(caller, data))
 
     @get("/{statement_id:str}", name="sql get")
     async def get_statement(

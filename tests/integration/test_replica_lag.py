@@ -17,6 +17,8 @@ from tests.support.identity import Admin
 
 pytestmark = pytest.mark.integration
 
+SECRETS = "{}/api/2.0/secrets"
+
 
 def test_a_principal_made_on_another_replica_can_be_named_here_at_once(stack: Stack) -> None:
     """An admin makes a user, a service principal or a group through one replica and names it through another
@@ -214,3 +216,194 @@ def test_a_group_joined_or_a_role_given_on_another_replica_counts_in_the_gateway
     scim = f"{stack.url}/api/2.0/preview/scim/v2"
     for path in (f"Groups/{group_id}", f"Users/{person.id}"):
         assert admin.http().delete(f"{scim}/{path}", timeout=60).status_code == 204
+
+
+def _workspace_id(stack: Stack, name: str) -> int:
+    answer = Admin.of(stack).http().get(f"{stack.url}/api/3.0/mlflow/workspaces/{name}", timeout=60)
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()["workspace"]["workspace_id"])
+
+
+def _scope(stack: Stack) -> tuple[str, str, str]:
+    """A new secret scope of team-a, made by the admin: its name, its workspace's domain and its policy object."""
+    scope = f"lag-{uuid.uuid4().hex[:8]}"
+    made = (
+        Admin.of(stack)
+        .http("team-a")
+        .post(f"{SECRETS.format(stack.url)}/scopes/create", json={"scope": scope}, timeout=60)
+    )
+    assert made.status_code == 200, made.text
+    where = workspace_domain(_workspace_id(stack, "team-a"))
+    return scope, where, f"secret_scope:{where}/{scope}"
+
+
+def _gone(stack: Stack, *paths: str) -> None:
+    for path in paths:
+        deleted = Admin.of(stack).http().delete(f"{stack.url}/api/2.0/preview/scim/v2/{path}", timeout=60)
+        assert deleted.status_code == 204, deleted.text
+
+
+def test_a_secret_scope_permission_given_on_another_replica_counts_here_at_once(stack: Stack) -> None:
+    """Through another replica a person is given WRITE on a secret scope, then joins the group that manages it; the
+    replica that has not heard of it decides by the stored policy (before: put answered 404 as for a missing
+    workspace, the ACL list 403 "lacks MANAGE"). A membership ended in the same change as its group's new grant
+    stays ended: the caller's groups come from the policy the grants come from."""
+    admin = Admin.of(stack)
+    secrets = SECRETS.format(stack.url)
+    scope, where, what = _scope(stack)
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-scoped@example.com")
+    leavers_id = admin.group(f"scope-leavers-{uuid.uuid4().hex[:8]}", members=[person.id])
+    as_person = person.http(stack)
+    put = {"scope": scope, "key": "token", "string_value": "s3cret"}
+
+    granted_elsewhere(stack.database_url, leavers_id, where, what, "WRITE", leaves=(person.id, leavers_id))
+    refused = as_person.post(f"{secrets}/put", json=put, timeout=60)
+    assert refused.status_code == 404, refused.text  # a member no more: the group's WRITE is not theirs
+
+    granted_elsewhere(stack.database_url, person.id, where, what, "WRITE")
+    written = as_person.post(f"{secrets}/put", json=put, timeout=60)
+    assert written.status_code == 200, written.text
+    listed = as_person.get(f"{secrets}/list", params={"scope": scope}, timeout=60)
+    assert [item["key"] for item in listed.json()["secrets"]] == ["token"], listed.text
+
+    managers = f"scope-managers-{uuid.uuid4().hex[:8]}"
+    managers_id = admin.group(managers)
+    acl = {"scope": scope, "principal": managers, "permission": "MANAGE"}
+    assert admin.http("team-a").post(f"{secrets}/acls/put", json=acl, timeout=60).status_code == 200
+    refused = as_person.get(f"{secrets}/acls/list", params={"scope": scope}, timeout=60)
+    assert refused.status_code == 403, refused.text  # WRITE only
+    changed_elsewhere(
+        stack.database_url, "INSERT INTO group_members (group_id, member_id) VALUES ($1, $2)", managers_id, person.id
+    )
+    acls = as_person.get(f"{secrets}/acls/list", params={"scope": scope}, timeout=60)
+    assert acls.status_code == 200, acls.text
+    assert {"principal": managers, "permission": "MANAGE"} in acls.json()["items"], acls.text
+    _gone(stack, f"Groups/{leavers_id}", f"Groups/{managers_id}", f"Users/{person.id}")
+
+
+def test_a_secret_read_allowed_on_another_replica_is_served_here_at_once(stack: Stack) -> None:
+    """A run's read of a secret: READ on the scope given through another replica counts on the one that has not heard
+    of it (before: 404 as for a missing secret)."""
+    admin = Admin.of(stack)
+    secrets = SECRETS.format(stack.url)
+    scope, where, what = _scope(stack)
+    put = {"scope": scope, "key": "token", "string_value": "s3cret"}
+    assert admin.http("team-a").post(f"{secrets}/put", json=put, timeout=60).status_code == 200
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-runner@example.com")
+    as_person = person.http(stack)
+    made = admin.http("team-a").post(
+        f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": f"runner-{uuid.uuid4().hex}"}, timeout=60
+    )
+    assert made.status_code == 200, made.text
+    experiment_id = made.json()["experiment_id"]
+    admin.grant(f"experiments/{experiment_id}", "CAN_EDIT", user=person.name, workspace="team-a")
+    run = as_person.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, timeout=60)
+    assert run.status_code == 200, run.text
+    read = {"scope": scope, "key": "token", "run_id": run.json()["run"]["info"]["run_id"]}
+    refused = as_person.post(f"{secrets}/get", json=read, timeout=60)
+    assert refused.status_code == 404, refused.text  # no READ yet
+
+    granted_elsewhere(stack.database_url, person.id, where, what, "READ")
+    value = as_person.post(f"{secrets}/get", json=read, timeout=60)
+    assert value.status_code == 200 and value.json()["value"] == "czNjcmV0", value.text
+    _gone(stack, f"Users/{person.id}")
+
+
+def test_a_secret_acl_entry_deleted_here_is_the_stored_policys(stack: Stack) -> None:
+    """Deleting a secret scope's ACL entry: one put through another replica moments ago is deleted (before: 404 "No
+    ACL"), one deleted there is not found (before: 200 for an entry that was not there)."""
+    admin = Admin.of(stack).http("team-a")
+    secrets = SECRETS.format(stack.url)
+    scope, where, what = _scope(stack)
+    robot = f"lag-{uuid.uuid4().hex[:8]}@example.com"
+    robot_id = Admin.of(stack).user(robot)  # known to this replica: only the grant is news to it
+    entry = {"scope": scope, "principal": robot}
+    granted_elsewhere(stack.database_url, robot_id, where, what, "READ")
+    deleted = admin.post(f"{secrets}/acls/delete", json=entry, timeout=60)
+    assert deleted.status_code == 200, deleted.text
+    listed = admin.get(f"{secrets}/acls/list", params={"scope": scope}, timeout=60)
+    assert robot not in listed.text, listed.text
+
+    assert admin.post(f"{secrets}/acls/put", json={**entry, "permission": "READ"}, timeout=60).status_code == 200
+    changed_elsewhere(
+        stack.database_url,
+        "DELETE FROM grants WHERE principal_id = $1 AND domain = $2 AND object = $3",
+        robot_id,
+        where,
+        what,
+    )
+    gone = admin.post(f"{secrets}/acls/delete", json=entry, timeout=60)
+    assert gone.status_code == 404 and "No ACL" in gone.text, gone.text
+    _gone(stack, f"Users/{robot_id}")
+
+
+def test_a_grant_given_on_another_replica_counts_in_sql_statements_here_at_once(stack: Stack) -> None:
+    """Through another replica a person is granted SELECT on a system table (with USE CATALOG and USE SCHEMA); the
+    replica that has not heard of it runs their statement (before: 403 "lacks USE CATALOG")."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-reader@example.com")
+    as_person = person.http(stack, workspace=None)
+    statements = f"{stack.url}/api/2.0/sql/statements"
+    select = {"statement": "SELECT count(*) AS n FROM system.mlflow.experiments_latest", "wait_timeout": "30s"}
+    refused = as_person.post(statements, json=select, timeout=60)
+    assert refused.status_code == 403, refused.text
+    changed_elsewhere(
+        stack.database_url,
+        "INSERT INTO grants (principal_id, domain, object, privilege, created_by) VALUES "
+        "($1, 'account', 'catalog:system', 'USE_CATALOG', 'elsewhere'), "
+        "($1, 'account', 'schema:system.mlflow', 'USE_SCHEMA', 'elsewhere'), "
+        "($1, 'account', 'table:system.mlflow.experiments_latest', 'SELECT', 'elsewhere')",
+        person.id,
+    )
+    counted = as_person.post(statements, json=select, timeout=60)
+    assert counted.status_code == 200 and counted.json()["status"]["state"] == "SUCCEEDED", counted.text
+    _gone(stack, f"Users/{person.id}")
+
+
+def test_a_level_given_on_another_replica_counts_on_a_saved_query_here_at_once(stack: Stack) -> None:
+    """Through another replica a person is given CAN_RUN on a saved query; the replica that has not heard of it shows
+    and runs it for them (before: 404 as for a missing query)."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-runner@example.com")
+    as_person = person.http(stack, workspace=None)
+    queries = f"{stack.url}/api/2.0/sql/queries"
+    created = admin.http().post(queries, json={"query": {"display_name": "lag", "query_text": "SELECT 1"}}, timeout=60)
+    assert created.status_code == 200, created.text
+    query_id = created.json()["id"]
+    hidden = as_person.get(f"{queries}/{query_id}", timeout=60)
+    assert hidden.status_code == 404, hidden.text
+    granted_elsewhere(stack.database_url, person.id, "account", f"query:{query_id}", "CAN_RUN")
+    ran = as_person.post(f"{queries}/{query_id}/run", json={"wait_timeout": "30s"}, timeout=60)
+    assert ran.status_code == 200 and ran.json()["status"]["state"] == "SUCCEEDED", ran.text
+    _gone(stack, f"Users/{person.id}")
+
+
+def test_grants_narrowed_to_a_principal_made_on_another_replica_name_it_here_at_once(stack: Stack) -> None:
+    """SHOW GRANTS and the Unity Catalog grants lists narrowed to a principal made through another replica moments
+    ago find it on the replica that has not heard of it (before: 404 "No principal named")."""
+    admin = Admin.of(stack).http()
+    robots = [f"lag-robot-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    ids = [made_elsewhere(stack.database_url, "service_principal", robot, admin=False) for robot in robots]
+    show = {"statement": f"SHOW GRANTS `{robots[0]}` ON CATALOG system", "wait_timeout": "30s"}
+    shown = admin.post(f"{stack.url}/api/2.0/sql/statements", json=show, timeout=60)
+    assert shown.status_code == 200 and shown.json()["status"]["state"] == "SUCCEEDED", shown.text
+    uc = f"{stack.url}/api/2.1/unity-catalog"
+    granted = admin.get(f"{uc}/permissions/catalog/system", params={"principal": robots[1]}, timeout=60)
+    assert granted.status_code == 200, granted.text
+    effective = admin.get(f"{uc}/effective-permissions/catalog/system", params={"principal": robots[2]}, timeout=60)
+    assert effective.status_code == 200, effective.text
+    _gone(stack, *(f"ServicePrincipals/{robot_id}" for robot_id in ids))
+
+
+def test_an_account_admin_role_given_on_another_replica_opens_the_admin_routes_here_at_once(stack: Stack) -> None:
+    """Through another replica a person is made an account admin; the replica that has not heard of it lets them
+    use the account-admin routes at once (before: 403 "Only account admins")."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-promoted@example.com")
+    as_person = person.http(stack, workspace=None)
+    audit = f"{stack.url}/api/2.0/fedgate/audit-log"
+    assert as_person.get(audit, timeout=60).status_code == 403
+    changed_elsewhere(stack.database_url, "UPDATE principals SET account_admin = true WHERE id = $1", person.id)
+    read = as_person.get(audit, timeout=60)
+    assert read.status_code == 200, read.text
+    _gone(stack, f"Users/{person.id}")

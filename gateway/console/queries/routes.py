@@ -4,6 +4,10 @@ Queries are account-wide, like the system tables they read, so no workspace narr
 request names is still checked by the rule every route shares (as `/api/2.0/sql/statements` checks it).
 `POST /api/2.0/sql/queries/{id}/run` is the gateway's own: it runs the saved text through the Statement
 Execution API as the caller and answers as that API does.
+
+A caller refused (403, or 404 as for a query it may not view, a statement's missing grant, an account admin's
+change of owner) is refused only by the stored policy (`Authorizer.deciding`): a level, a grant, a group joined or
+a role given through another replica moments ago counts at once. Every call refuses before it changes anything.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.di import Provide
 
+from gateway.authz.decide import Authorizer
 from gateway.authz.schemas import ObjectPermissions, PermissionLevels, SetPermissions
 from gateway.authz.workspace_choice import requested_workspace
 from gateway.console.queries.schemas import (
@@ -62,9 +67,10 @@ class QueriesController(Controller):
         request: Request[Principal, Any, Any],
         query_id: str,
         queries: SavedQueries,
+        authorizer: Authorizer,
         workspace: WorkspaceLink | None,
     ) -> SavedQuery:
-        return await queries.get(request.user, query_id)
+        return await authorizer.deciding(request.user, lambda caller: queries.get(caller, query_id))
 
     @patch("/{query_id:str}", name="sql queries update")
     async def update(
@@ -73,9 +79,10 @@ class QueriesController(Controller):
         query_id: str,
         data: UpdateQueryRequest,
         queries: SavedQueries,
+        authorizer: Authorizer,
         workspace: WorkspaceLink | None,
     ) -> SavedQuery:
-        return await queries.update(request.user, query_id, data)
+        return await authorizer.deciding(request.user, lambda caller: queries.update(caller, query_id, data))
 
     @delete("/{query_id:str}", name="sql queries delete", status_code=200)
     async def delete_query(
@@ -83,9 +90,10 @@ class QueriesController(Controller):
         request: Request[Principal, Any, Any],
         query_id: str,
         queries: SavedQueries,
+        authorizer: Authorizer,
         workspace: WorkspaceLink | None,
     ) -> Empty:
-        await queries.delete(request.user, query_id)
+        await authorizer.deciding(request.user, lambda caller: queries.delete(caller, query_id))
         return Empty()
 
     @post("/{query_id:str}/run", name="sql queries run", status_code=200)
@@ -95,9 +103,10 @@ class QueriesController(Controller):
         query_id: str,
         data: RunQueryRequest,
         queries: SavedQueries,
+        authorizer: Authorizer,
         workspace: WorkspaceLink | None,
     ) -> StatementResponse:
-        return await queries.run(request.user, query_id, data)
+        return await authorizer.deciding(request.user, lambda caller: queries.run(caller, query_id, data))
 
 
 class QueryPermissionsController(Controller):
@@ -108,24 +117,40 @@ class QueryPermissionsController(Controller):
 
     @get("/{query_id:str}", name="query permissions get")
     async def get_acl(
-        self, request: Request[Principal, Any, Any], query_id: str, queries: SavedQueries
+        self, request: Request[Principal, Any, Any], query_id: str, queries: SavedQueries, authorizer: Authorizer
     ) -> ObjectPermissions:
-        return await queries.permissions(request.user, query_id)
+        return await authorizer.deciding(request.user, lambda caller: queries.permissions(caller, query_id))
 
     @get("/{query_id:str}/permissionLevels", name="query permission levels")
     async def get_levels(
-        self, request: Request[Principal, Any, Any], query_id: str, queries: SavedQueries
+        self, request: Request[Principal, Any, Any], query_id: str, queries: SavedQueries, authorizer: Authorizer
     ) -> PermissionLevels:
-        return await queries.levels(request.user, query_id)
+        return await authorizer.deciding(request.user, lambda caller: queries.levels(caller, query_id))
 
     @put("/{query_id:str}", name="query permissions set")
     async def set_acl(
-        self, request: Request[Principal, Any, Any], query_id: str, data: SetPermissions, queries: SavedQueries
+        self,
+        request: Request[Principal, Any, Any],
+        query_id: str,
+        data: SetPermissions,
+        queries: SavedQueries,
+        authorizer: Authorizer,
     ) -> ObjectPermissions:
-        return await queries.set_permissions(request.user, query_id, data.access_control_list, replace=True)
+        return await authorizer.deciding(
+            request.user,
+            lambda caller: queries.set_permissions(caller, query_id, data.access_control_list, replace=True),
+        )
 
     @patch("/{query_id:str}", name="query permissions update")
     async def update_acl(
-        self, request: Request[Principal, Any, Any], query_id: str, data: SetPermissions, queries: SavedQueries
+        self,
+        request: Request[Principal, Any, Any],
+        query_id: str,
+        data: SetPermissions,
+        queries: SavedQueries,
+        authorizer: Authorizer,
     ) -> ObjectPermissions:
-        return await queries.set_permissions(request.user, query_id, data.access_control_list, replace=False)
+        return await authorizer.deciding(
+            request.user,
+            lambda caller: queries.set_permissions(caller, query_id, data.access_control_list, replace=False),
+        )
