@@ -113,6 +113,9 @@ class MlflowServer:
     # False starts it with `--no-serve-artifacts` and an `mlflow-artifacts:/` default artifact root: its runs' files
     # are at `mlflow-artifacts:` locations, which its artifact routes refuse to serve (503).
     serve_artifacts: bool = True
+    # True starts it with `--artifacts-only` and no backend store: an artifact proxy whose tracking routes refuse
+    # with 503.
+    artifacts_only: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -127,12 +130,15 @@ class MlflowServer:
             "--host", LOOPBACK,
             "--port", str(self.port),
             "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
         ]  # fmt: skip
+        if not self.artifacts_only:  # MLflow refuses a backend store for an artifact proxy
+            args += ["--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
         if self.serve_artifacts:
             args += ["--artifacts-destination", str(self.root / "artifacts"), "--serve-artifacts"]
         else:
             args += ["--default-artifact-root", "mlflow-artifacts:/", "--no-serve-artifacts"]
+        if self.artifacts_only:
+            args.append("--artifacts-only")
         if self.workspaces:
             args += ["--enable-workspaces", "--workspace-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
         # Client settings of the calling process (a test's workspace, say) are not the server's.

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, quote
 
 from gateway.core.config import WORKSPACE_NAME_RE
 from gateway.core.errors import (
+    GatewayError,
     GraphqlNotFound,
     InvalidParameter,
     PermissionDenied,
@@ -62,13 +63,7 @@ from gateway.federation.otlp import canonical_export
 from gateway.federation.renames import renames as _renames
 from gateway.federation.renames import rewrite_json as _rewrite_json
 from gateway.federation.schemas import RequestIds
-from gateway.federation.store_answers import (
-    MAX_ERROR_BODY,
-    FeatureNotServed,
-    foreign_error,
-    known_failure,
-    reads_failures,
-)
+from gateway.federation.store_answers import MAX_ERROR_BODY, FeatureNotServed, foreign_error, known_failure
 from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 
 __all__ = ["ACCOUNT_SCOPE", "ForwardCall", "ForwardResult", "Forwarder", "StoreSender", "scan_headers"]
@@ -81,7 +76,8 @@ SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.:@+=-]{1,256}\Z")
 # A response larger than this (or of unknown size) is streamed instead of buffered.
 BUFFER_LIMIT = 1024 * 1024
 # A store that does not serve the route at all (MLflow's NOT_IMPLEMENTED, or a feature it was started without,
-# store_answers.py) applied nothing: a write answered so is settled, not handed to recovery as of unknown outcome.
+# store_answers.py, which MLflow refuses before its handler runs) applied nothing: a write answered so is settled,
+# not handed to recovery as of unknown outcome.
 NOT_SERVED = FeatureNotServed.status
 
 # Client headers the store may see. Everything else (Authorization, Cookie, Host, X-Forwarded-*,
@@ -372,14 +368,14 @@ class Forwarder:
         found_by_name = spec == EXPERIMENTS_GET_BY_NAME and response.status == 200
         must_read = answer_needed or rewrite or plan.after is not None or found_by_name or translate is not None
         body: bytes | None = None
-        if response.status >= 500 and reads_failures(spec) and _error_sized(response.content_length):
+        content_type = response.headers.get("Content-Type", "")
+        if response.status >= 500 and _error_sized(response.content_length):
             # Read before it is judged by its head: a 5xx that is the store's fixed answer to the request, not its
-            # failure nor a proxy's page (MLflow's own 503 of a store that does not serve artifacts is text/html).
+            # failure nor a proxy's page (MLflow's own 503 of a feature its server was started without is text/html).
             body = await _read(response, link)
-            if (error := known_failure(spec, response.status, body, link.name)) is not None:
-                error_headers = {"Content-Type": "application/json", **error.headers}
-                return ForwardResult(error.status, error_headers, link.name, body=json.dumps(error.document()).encode())
-        foreign = foreign_error(spec, response.status, response.headers.get("Content-Type", ""))
+            if (error := known_failure(spec, response.status, body, link.name, content_type=content_type)) is not None:
+                return _error_result(error, link.name)
+        foreign = foreign_error(spec, response.status, content_type)
         if foreign is not None:
             if body is None:
                 response.release()
@@ -390,14 +386,13 @@ class Forwarder:
                 what = f"a {response.status} answer that is not JSON where MLflow answers JSON"
             else:
                 what = f"a {response.status} answer that is not an MLflow error"
-            document = {"error_code": error_code, "message": f"The store of workspace '{link.name}' sent {what}."}
             retry = (
                 {"Retry-After": response.headers.get("Retry-After") or "5"}
                 if error_code == "TEMPORARILY_UNAVAILABLE"
                 else {}
             )
-            answer_headers = {"Content-Type": "application/json", **retry}
-            return ForwardResult(status, answer_headers, link.name, body=json.dumps(document).encode())
+            message = f"The store of workspace '{link.name}' sent {what}."
+            return _error_result(GatewayError(message, error_code=error_code, status=status, headers=retry), link.name)
         small = response.content_length is not None and response.content_length <= BUFFER_LIMIT
         if body is None and ((spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read)):
             if response.content_length is not None:
@@ -496,6 +491,12 @@ class Forwarder:
             quoted = "/".join(quote(segment, safe=safe) for segment in segments)
             template = re.sub(r"\{" + key + r":\w+\}", quoted.replace("\\", "\\\\"), template)
         return f"{spec.upstream_prefix}{template}", query
+
+
+def _error_result(error: GatewayError, workspace: str) -> ForwardResult:
+    """The gateway's answer in place of the store's: `error` in MLflow's shape, with its headers."""
+    headers = {"Content-Type": "application/json", **error.headers}
+    return ForwardResult(error.status, headers, workspace, body=json.dumps(error.document()).encode())
 
 
 def _error_sized(content_length: int | None) -> bool:

@@ -1,4 +1,4 @@
-"""Store answers of 5xx that are the request's fault, answered as the 4xx they are.
+"""Store answers of 5xx that are no failure of the store, answered as the error they are.
 
 The gateway forwards a store's answer as it came, 5xx included: a store that fails reports its failure in its own
 words, the client retries it (it retries 5xx for minutes), and an outage is never dressed up as something else. The
@@ -6,8 +6,8 @@ gateway's own 5xx are 503 `TEMPORARILY_UNAVAILABLE` for a store it cannot reach 
 that does not answer in time (README, "Status codes").
 
 A few 5xx answers of MLflow 3.17.2 are no failure of the store but its fixed answer to what was asked, the same on
-every retry. Those are listed here, each matched by route, status, error code and message exactly, and answered as
-the error they are; any other 5xx goes out as the store sent it.
+every retry. Those are listed here, each matched exactly (status, media type, body; route, where MLflow answers
+so on some routes only), and answered as the error they are; any other 5xx goes out as the store sent it.
 
 - `GET /api/3.0/mlflow/traces/get` and `traces/batchGet` of a trace whose spans the store does not keep in its
   database (a trace started without spans, or one whose data is a `traces.json` in its artifact folder, which the
@@ -22,6 +22,21 @@ the error they are; any other 5xx goes out as the store sent it.
   not retry a 501), naming the workspace and what the operator must change. Taken for a proxy's 503 it went out as
   `TEMPORARILY_UNAVAILABLE` with `Retry-After`, which the client retried for minutes, or as the router's JSON
   without an error code.
+- Every tracking route of a store started with `--artifacts-only` (an artifact proxy, no tracking server): MLflow's
+  Flask handlers answer 503 text/html (`Endpoint: <rule> disabled due to the mlflow server running in
+  `--artifacts-only` mode...`). 501 `NOT_IMPLEMENTED` as above.
+- Every call the gateway addresses to a workspace of a store started without `--enable-workspaces` (its stores
+  entry says `workspaces = true`): MLflow refuses the X-MLFLOW-WORKSPACE header before any handler runs, 500
+  `FEATURE_DISABLED` `Workspace APIs are not available: workspaces are not enabled on this server` (MLflow maps
+  no status to that code, hence its 500, which the stock client retries for minutes). 501 `NOT_IMPLEMENTED` as
+  above. Its workspace routes answer a third 503 text/html (`... disabled because the server is running without
+  workspaces support...`); the gateway answers those routes itself, and refuses to link a workspace addressed by
+  workspace on a store whose server-info says `workspaces_enabled: false` (workspaces/service.py).
+
+501 `NOT_IMPLEMENTED` is what MLflow itself answers for a feature its server was started without where it answers
+in its own shape (the AI gateway's routes of a server without it: `_disable_if_gateway_disabled`); it is no outage,
+and MLflow's client does not retry it. MLflow refuses each of these before its handler runs, so a write answered so
+applied nothing (federation/service.py settles it).
 """
 
 from __future__ import annotations
@@ -52,15 +67,26 @@ KNOWN: dict[RouteSpec, dict[tuple[int, str, str], Callable[[], GatewayError]]] =
     },
 }
 
-# MLflow's 503 for an artifact route of a server started with `--no-serve-artifacts`: its Flask handlers'
-# (`_disable_unless_serve_artifacts`, which names the route's rule) and its artifact router's (`upload_artifact`,
-# `download_artifact`: FastAPI's HTTPException, answered `{"detail": ...}`).
-ARTIFACT_SERVING_OFF = 503
+# MLflow's 503 for a route of a server started without what it needs: its Flask handlers answer text/html naming
+# the route's rule (`_disable_unless_serve_artifacts`, `_disable_if_artifacts_only`), its artifact router
+# (`upload_artifact`, `download_artifact`) FastAPI's JSON.
+FEATURE_OFF = 503
+_HTML, _JSON = "text/html", "application/json"
 _SERVING_OFF_TEXT = re.compile(
     r"Endpoint: /\S* disabled due to the mlflow server running with `--no-serve-artifacts`\. To enable artifacts "
     r"server functionality, run `mlflow server` with `--serve-artifacts`"
 )
 _SERVING_OFF_DETAIL = "Artifact serving is disabled. Run `mlflow server` with `--serve-artifacts` to enable."
+_ARTIFACTS_ONLY_TEXT = re.compile(
+    r"Endpoint: /\S* disabled due to the mlflow server running in `--artifacts-only` mode\. To enable tracking "
+    r"server functionality, run `mlflow server` without `--artifacts-only`"
+)
+# MLflow's answer to a workspace header it cannot serve (`resolve_workspace_for_request_if_enabled`), on every route.
+WORKSPACE_HEADER_REFUSED = 500
+_WORKSPACE_HEADER_REFUSAL = {
+    "error_code": "FEATURE_DISABLED",
+    "message": "Workspace APIs are not available: workspaces are not enabled on this server",
+}
 # The routes MLflow answers so: the artifact proxy's (tests/unit/test_store_answers.py holds them to MLflow's code).
 ARTIFACT_PROXY: frozenset[RouteSpec] = frozenset(
     spec for spec in FORWARDED_ROUTES if not spec.absolute and spec.path.startswith("/mlflow-artifacts/")
@@ -74,49 +100,68 @@ class FeatureNotServed(GatewayError):
     status = 501
 
 
-def reads_failures(spec: RouteSpec) -> bool:
-    """Whether a 5xx answer of `spec` must be read to tell a known one apart."""
-    return spec in KNOWN or spec in ARTIFACT_PROXY
-
-
-def known_failure(spec: RouteSpec, status: int, body: bytes, workspace: str = "") -> GatewayError | None:
-    """The error a known 5xx answer of the store stands for; None for any other answer (forwarded as it came)."""
+def known_failure(
+    spec: RouteSpec, status: int, body: bytes, workspace: str = "", *, content_type: str | None = None
+) -> GatewayError | None:
+    """The error a known 5xx answer of the store stands for; None for any other answer (forwarded as it came).
+    The forwarder reads every 5xx answer of a known size up to MAX_ERROR_BODY for it, whatever the route, and gives
+    its `content_type` (its media type must be the one MLflow sends); None leaves the media type unchecked."""
     if status < 500 or len(body) > MAX_ERROR_BODY:
         return None
-    if spec in ARTIFACT_PROXY and status == ARTIFACT_SERVING_OFF and _serving_off(body):
+    media_type = None if content_type is None else content_type.split(";", 1)[0].strip().lower()
+    store = f"The store of workspace '{workspace}'"
+    if status == FEATURE_OFF and media_type in (None, _HTML):
+        text = _text(body)
+        if spec in ARTIFACT_PROXY and _SERVING_OFF_TEXT.fullmatch(text):
+            return _not_serving_artifacts(store)
+        if _ARTIFACTS_ONLY_TEXT.fullmatch(text):
+            return FeatureNotServed(
+                f"{store} is an artifact proxy without tracking: it runs with --artifacts-only. An operator must "
+                "link the workspace to a tracking server (mlflow server without --artifacts-only)."
+            )
+        if media_type == _HTML:
+            return None
+    if media_type not in (None, _JSON):
+        return None
+    document = _document(body)
+    if status == FEATURE_OFF and spec in ARTIFACT_PROXY and document == {"detail": _SERVING_OFF_DETAIL}:
+        return _not_serving_artifacts(store)
+    error_code, message = document.get("error_code"), document.get("message")
+    if (
+        status == WORKSPACE_HEADER_REFUSED
+        and {"error_code": error_code, "message": message} == _WORKSPACE_HEADER_REFUSAL
+    ):
         return FeatureNotServed(
-            f"The store of workspace '{workspace}' does not serve artifacts: it runs with --no-serve-artifacts. "
-            "An operator must start it with --serve-artifacts."
+            f"{store} runs without workspaces (no --enable-workspaces), though the gateway's configuration addresses "
+            "it by workspace. An operator must start it with --enable-workspaces."
         )
     answers = KNOWN.get(spec)
-    if answers is None:
-        return None
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    error_code, message = document.get("error_code"), document.get("message")
-    if not isinstance(error_code, str) or not isinstance(message, str):
+    if answers is None or not isinstance(error_code, str) or not isinstance(message, str):
         return None
     error = answers.get((status, error_code, message))
     return error() if error is not None else None
 
 
-def _serving_off(body: bytes) -> bool:
-    """Whether `body` is MLflow's answer for an artifact route of a server that does not serve artifacts."""
-    if body[:1] == b"{":
-        try:
-            document = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            return False
-        return isinstance(document, dict) and document == {"detail": _SERVING_OFF_DETAIL}
+def _not_serving_artifacts(store: str) -> FeatureNotServed:
+    return FeatureNotServed(
+        f"{store} does not serve artifacts: it runs with --no-serve-artifacts. An operator must start it with "
+        "--serve-artifacts."
+    )
+
+
+def _text(body: bytes) -> str:
     try:
-        text = body.decode()
+        return body.decode()
     except UnicodeDecodeError:
-        return False
-    return _SERVING_OFF_TEXT.fullmatch(text) is not None
+        return ""
+
+
+def _document(body: bytes) -> dict[str, object]:
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 # The bodies of routes MLflow answers with JSON (a proto message, a model, a GraphQL result). The other kinds pass

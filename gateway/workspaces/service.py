@@ -429,6 +429,12 @@ class WorkspaceService:
                     f"Store {link.store!r} does not serve artifacts (start it with --serve-artifacts); "
                     "clients would write artifacts around the gateway."
                 )
+            if link.upstream_workspace is not None and capabilities.get("workspaces_enabled") is False:
+                # MLflow would refuse every call of the link (500 FEATURE_DISABLED, answered 501 NOT_IMPLEMENTED).
+                raise InvalidParameter(
+                    f"Store {link.store!r} runs without workspaces (start it with --enable-workspaces), but the "
+                    "gateway's configuration addresses it by workspace (workspaces = true)."
+                )
         if status != 200:
             message = f"store {link.store!r} answered {status} to an experiment search"
             log.warning("linking workspace %s: %s", link.name, message)

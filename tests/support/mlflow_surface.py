@@ -349,10 +349,31 @@ def artifact_serving_routes() -> frozenset[str]:
     return frozenset(route for route, view in mlflow_views().items() if _checks_serving(view.function))
 
 
+# How MLflow's Flask handlers refuse when `mlflow server` runs with `--artifacts-only` (503).
+_ARTIFACTS_ONLY_DECORATOR = "_disable_if_artifacts_only."
+
+
+def artifacts_only_routes() -> frozenset[str]:
+    """Every "METHOD /path" of `mlflow server` whose handler answers 503 when the server runs with
+    `--artifacts-only`, read from the handlers' code: a Flask view wrapped by `_disable_if_artifacts_only`."""
+    return frozenset(
+        route
+        for route, view in mlflow_views().items()
+        if _wrapped_by(view.function, lambda code: code.co_qualname.startswith(_ARTIFACTS_ONLY_DECORATOR))
+    )
+
+
 def _checks_serving(function: Any) -> bool:
+    return _wrapped_by(
+        function, lambda code: code.co_qualname.startswith(_SERVING_DECORATOR) or _SERVING_CHECK in code.co_names
+    )
+
+
+def _wrapped_by(function: Any, found: Any) -> bool:
+    """Whether `found` holds for the code of `function` or of one it wraps."""
     while function is not None:  # the decorators' wrappers, down to the handler (functools.wraps sets __wrapped__)
         code = getattr(function, "__code__", None)
-        if code is not None and (code.co_qualname.startswith(_SERVING_DECORATOR) or _SERVING_CHECK in code.co_names):
+        if code is not None and found(code):
             return True
         function = getattr(function, "__wrapped__", None)
     return False

@@ -16,12 +16,12 @@ from gateway.federation.store_answers import (
     answers_json,
     foreign_error,
     known_failure,
-    reads_failures,
 )
 from tests.support.mlflow_surface import JSON
 
 GET_TRACE = declared("GET /mlflow/traces/get", 3)
 BATCH_GET = declared("GET /mlflow/traces/batchGet", 3)
+HTML, JSON_TYPE = "text/html; charset=utf-8", "application/json"
 NO_SPANS = {
     "error_code": "INTERNAL_ERROR",
     "message": "Trace data not stored in tracking store",
@@ -32,7 +32,7 @@ NO_SPANS = {
 
 @pytest.mark.parametrize("spec", [GET_TRACE, BATCH_GET])
 def test_a_trace_without_spans_in_the_store_is_not_found(spec: RouteSpec) -> None:
-    error = known_failure(spec, 500, json.dumps(NO_SPANS).encode())
+    error = known_failure(spec, 500, json.dumps(NO_SPANS).encode(), content_type=JSON_TYPE)
     assert isinstance(error, ResourceNotFound) and error.status == 404
     assert error.error_code == "RESOURCE_DOES_NOT_EXIST"
 
@@ -54,7 +54,7 @@ def test_a_trace_without_spans_in_the_store_is_not_found(spec: RouteSpec) -> Non
     ],
 )
 def test_other_answers_go_out_as_they_came(spec: RouteSpec, status: int, body: str) -> None:
-    assert known_failure(spec, status, body.encode()) is None
+    assert known_failure(spec, status, body.encode(), content_type=JSON_TYPE) is None
 
 
 # -- which successes must be JSON, held to MLflow's own handlers ---------------------------------------------------
@@ -202,32 +202,37 @@ LIST = declared("GET /mlflow-artifacts/artifacts")
 @pytest.mark.parametrize("spec", sorted(ARTIFACT_PROXY, key=str), ids=str)
 @pytest.mark.parametrize("body", [FLASK_OFF, FLASK_OFF.replace("artifacts disabled", "mpu/create/<path:x> disabled")])
 def test_a_store_that_does_not_serve_artifacts_is_501_not_implemented(spec: RouteSpec, body: str) -> None:
-    assert reads_failures(spec)
-    for answer in (body, ROUTER_OFF):
-        error = known_failure(spec, 503, answer.encode(), "lab")
+    for content_type, answer in ((HTML, body), (JSON_TYPE, ROUTER_OFF)):
+        error = known_failure(spec, 503, answer.encode(), "lab", content_type=content_type)
         assert isinstance(error, FeatureNotServed), answer
+        # A caller that does not give the media type (dual/mirror.py) is answered by the body alone.
+        assert isinstance(known_failure(spec, 503, answer.encode(), "lab"), FeatureNotServed), answer
         assert (error.status, error.error_code, error.headers) == (501, "NOT_IMPLEMENTED", {})
         assert "'lab'" in error.message and "--serve-artifacts" in error.message
 
 
 @pytest.mark.parametrize(
-    ("spec", "status", "body"),
+    ("spec", "status", "content_type", "body"),
     [
-        (LIST, 500, FLASK_OFF),  # MLflow answers it 503 only
-        (LIST, 503, "<html><body>503 Service Temporarily Unavailable</body></html>"),  # a proxy's page: an outage
-        (LIST, 503, FLASK_OFF + "\n<script>"),
-        (LIST, 503, FLASK_OFF.replace("--no-serve-artifacts", "--artifacts-only")),
-        (LIST, 503, '{"detail": "Artifact serving is disabled.", "more": 1}'),
-        (LIST, 503, '{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "Artifact serving is disabled."}'),
-        (LIST, 503, "\xff\xfe"),
-        (declared("POST /mlflow/runs/create"), 503, FLASK_OFF),  # not an artifact route
-        (declared("POST /mlflow/runs/create"), 503, ROUTER_OFF),
+        (LIST, 500, HTML, FLASK_OFF),  # MLflow answers it 503 only
+        (LIST, 503, HTML, "<html><body>503 Service Temporarily Unavailable</body></html>"),  # a proxy's: an outage
+        (LIST, 503, HTML, FLASK_OFF + "\n<script>"),
+        (LIST, 503, HTML, FLASK_OFF.replace("--no-serve-artifacts", "--artifacts-only")),
+        (LIST, 503, JSON_TYPE, '{"detail": "Artifact serving is disabled.", "more": 1}'),
+        (LIST, 503, JSON_TYPE, '{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "Artifact serving is disabled."}'),
+        (LIST, 503, HTML, "\xff\xfe"),
+        (LIST, 503, JSON_TYPE, FLASK_OFF),  # MLflow's text, but not as MLflow sends it
+        (LIST, 503, "text/plain", FLASK_OFF),
+        (LIST, 503, "", FLASK_OFF),
+        (LIST, 503, HTML, ROUTER_OFF),
+        (declared("POST /mlflow/runs/create"), 503, HTML, FLASK_OFF),  # not an artifact route
+        (declared("POST /mlflow/runs/create"), 503, JSON_TYPE, ROUTER_OFF),
     ],
 )
 def test_other_503s_of_an_artifact_route_are_not_taken_for_artifact_serving_off(
-    spec: RouteSpec, status: int, body: str
+    spec: RouteSpec, status: int, content_type: str, body: str
 ) -> None:
-    assert known_failure(spec, status, body.encode("latin-1"), "lab") is None
+    assert known_failure(spec, status, body.encode("latin-1"), "lab", content_type=content_type) is None
 
 
 def test_the_artifact_routes_read_are_those_mlflow_refuses_without_artifact_serving() -> None:
@@ -242,3 +247,73 @@ def test_the_artifact_routes_read_are_those_mlflow_refuses_without_artifact_serv
     assert ours_upstream <= mlflows
     assert {route for route in mlflows if " /api/" in route} == ours_upstream
     assert {route.replace(" /api/", " /ajax-api/") for route in ours_upstream} <= ours
+
+
+# -- a store started with --artifacts-only, or without --enable-workspaces ------------------------------------------
+
+# As a real `mlflow server` sent them: the 503 of a tracking route of an `--artifacts-only` server (naming the rule),
+# the 500 of any call with a workspace header to a server without workspaces, and the 503 of a workspace route there.
+ARTIFACTS_ONLY = (
+    "Endpoint: /api/2.0/mlflow/runs/get disabled due to the mlflow server running in `--artifacts-only` mode. To "
+    "enable tracking server functionality, run `mlflow server` without `--artifacts-only`"
+)
+NO_WORKSPACES = {
+    "error_code": "FEATURE_DISABLED",
+    "message": "Workspace APIs are not available: workspaces are not enabled on this server",
+    "sqlstate": "KAM00",
+    "error_class": "FEATURE_DISABLED",
+}
+WORKSPACES_OFF = (
+    "Endpoint: /api/3.0/mlflow/workspaces/<workspace_name> disabled because the server is running without workspaces "
+    "support. To enable workspace, run `mlflow server` with `--enable-workspaces`"
+)
+TRACKING = [spec for spec in FORWARDED_ROUTES if spec not in ARTIFACT_PROXY]
+
+
+@pytest.mark.parametrize("spec", [*TRACKING[::7], declared("POST /mlflow/runs/create")], ids=str)
+def test_a_tracking_route_of_an_artifacts_only_store_is_501_not_implemented(spec: RouteSpec) -> None:
+    for rule in ("/api/2.0/mlflow/runs/get", "/ajax-api/3.0/mlflow/traces/<trace_id>/tags"):
+        error = known_failure(
+            spec, 503, ARTIFACTS_ONLY.replace("/api/2.0/mlflow/runs/get", rule).encode(), "lab", content_type=HTML
+        )
+        assert isinstance(error, FeatureNotServed)
+        assert (error.status, error.error_code, error.headers) == (501, "NOT_IMPLEMENTED", {})
+        assert "'lab'" in error.message and "--artifacts-only" in error.message
+
+
+@pytest.mark.parametrize("spec", [*FORWARDED_ROUTES[::7], declared("POST /mlflow/runs/create")], ids=str)
+def test_a_call_in_a_workspace_of_a_store_without_workspaces_is_501_not_implemented(spec: RouteSpec) -> None:
+    """MLflow maps no status to FEATURE_DISABLED, so it answers 500, which the stock client retries for minutes."""
+    for document in (NO_WORKSPACES, {"error_code": NO_WORKSPACES["error_code"], "message": NO_WORKSPACES["message"]}):
+        error = known_failure(spec, 500, json.dumps(document).encode(), "lab", content_type=JSON_TYPE)
+        assert isinstance(error, FeatureNotServed)
+        assert (error.status, error.error_code, error.headers) == (501, "NOT_IMPLEMENTED", {})
+        assert "'lab'" in error.message and "--enable-workspaces" in error.message
+
+
+RUNS_GET = declared("GET /mlflow/runs/get")
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body"),
+    [
+        (500, HTML, ARTIFACTS_ONLY),  # MLflow answers it 503 only
+        (502, HTML, ARTIFACTS_ONLY),
+        (503, JSON_TYPE, ARTIFACTS_ONLY),
+        (503, "", ARTIFACTS_ONLY),
+        (503, HTML, ARTIFACTS_ONLY + " "),
+        (503, HTML, "<p>" + ARTIFACTS_ONLY),
+        (503, HTML, ARTIFACTS_ONLY.replace("Endpoint: /api", "Endpoint: api")),
+        (503, HTML, WORKSPACES_OFF),  # a workspace route's, which the gateway never forwards
+        (503, JSON_TYPE, json.dumps(NO_WORKSPACES)),
+        (500, HTML, json.dumps(NO_WORKSPACES)),
+        (500, JSON_TYPE, json.dumps({**NO_WORKSPACES, "error_code": "INTERNAL_ERROR"})),
+        (500, JSON_TYPE, json.dumps({**NO_WORKSPACES, "message": "Workspace 'x' not found"})),
+        (500, JSON_TYPE, json.dumps([NO_WORKSPACES])),
+        (503, HTML, "<html><body>503 Service Temporarily Unavailable</body></html>"),
+    ],
+)
+def test_other_answers_are_not_taken_for_a_feature_the_store_was_started_without(
+    status: int, content_type: str, body: str
+) -> None:
+    assert known_failure(RUNS_GET, status, body.encode(), "lab", content_type=content_type) is None
