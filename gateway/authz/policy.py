@@ -287,14 +287,15 @@ class PolicySnapshot:
         return result
 
     def subjects_naming(self, principal_id: int, group_names: Iterable[str]) -> tuple[frozenset[int], tuple[str, ...]]:
-        """`subjects` plus those of the groups an identity provider named, each counted when the gateway has a
-        group of that name (as it is now); with the names counted. Never account-admin: that is a property of a
-        principal, set by an account admin."""
+        """`subjects` plus those of the groups an identity provider named, each counted when the gateway has an
+        active group of that name (as it is now); with the names counted. A disabled group gives nothing, as it
+        gives its gateway members nothing (`subjects` passes over it): its own grants and its groups' alike. Never
+        account-admin: that is a property of a principal, set by an account admin."""
         subjects = set(self.subjects(principal_id))
         named: list[str] = []
         for group_name in group_names:
             group = self.find("group", group_name)
-            if group is not None:
+            if group is not None and group.active:
                 subjects |= self.subjects(group.id)
                 named.append(group.name)
         return frozenset(subjects), tuple(dict.fromkeys(named))

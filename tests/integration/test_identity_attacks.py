@@ -190,6 +190,38 @@ def test_an_identity_provider_group_counts_only_under_its_exact_name(
         assert search([spoof]) == 404, spoof
 
 
+def test_a_disabled_group_gives_nothing_when_an_identity_provider_names_it(
+    oidc_gateway: GatewayProcess, issuer: OidcIssuer, stack: Stack
+) -> None:
+    """An account admin disables a group to take its rights away: its members, the gateway's and those the identity
+    provider names alike, keep none of its grants, nor those of the groups it is in."""
+    team, parent = unique("cut-team"), unique("cut-parent")
+    admin = Admin.of(stack)
+    team_id = admin.group(team)
+    admin.group(parent, members=[team_id])
+    admin.grant("workspaces/team-b", "CAN_READ", group=team)
+    admin.grant("workspaces/team-a", "CAN_READ", group=parent)
+    email = f"{unique('cut')}@example.com"
+
+    def search(workspace: str) -> int:
+        token = issuer.token("c", audience=AUDIENCE, email=email, groups=[team], extra_claims={"email_verified": True})
+        return requests.post(
+            f"{oidc_gateway.url}/api/2.0/mlflow/experiments/search",
+            json={"max_results": 1},
+            headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": workspace},
+            timeout=TIMEOUT,
+        ).status_code
+
+    assert (search("team-b"), search("team-a")) == (200, 200)
+    disabled = admin.http().patch(
+        f"{stack.url}{SCIM}/Groups/{team_id}",
+        json={"Operations": [{"op": "replace", "path": "active", "value": False}]},
+        timeout=TIMEOUT,
+    )
+    assert disabled.status_code == 200, disabled.text
+    assert until(lambda: (search("team-b"), search("team-a")), lambda codes: codes == (404, 404), "no rights")
+
+
 def sql(stack: Stack, token: str, statement: str) -> requests.Response:
     return requests.post(
         f"{stack.url}/api/2.0/sql/statements",
