@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.alerts.delivery import Claimed, Mailer, alert_deliverer
+from gateway.alerts.recipients import Recipients
 from gateway.alerts.routes import SqlAlertsController
 from gateway.alerts.scheduler import Scheduler
 from gateway.alerts.service import AlertService
@@ -52,6 +53,7 @@ def build_alerts(
     """The service, its scheduler (evaluating due alerts) and deliverer (woken by this process's evaluations)."""
     config = settings.alerts
     mailer = Mailer(settings.smtp, smtp_password, config.timeout_seconds)
+    recipients = Recipients(policy, config.allowed_recipients)
     service = AlertService(
         sessionmaker,
         sql,
@@ -61,9 +63,10 @@ def build_alerts(
         config,
         subscriber_secrets,
         email=mailer.configured,
+        recipients=recipients,
         public_url=settings.ui.public_url,
     )
-    deliverer = alert_deliverer(sessionmaker, allowed, subscriber_secrets, mailer, config)
+    deliverer = alert_deliverer(sessionmaker, allowed, subscriber_secrets, mailer, recipients, config)
     service.notified.append(deliverer.wake)
     scheduler = Scheduler(
         sessionmaker,

@@ -18,7 +18,9 @@ E-mail goes through `[smtp]` with the standard library's smtplib in a thread (ST
 password comes from the environment or a file). The subject is sent on one line, its line breaks as spaces: it
 carries the alert's name and its query's value (a run's name, which whoever logs the run chooses), and Python's
 e-mail headers refuse a line break, so a subject holding one was never sent, and tried again at every lease, for
-ever. A message that cannot be built at all is given up (failed), never retried for ever.
+ever. A message that cannot be built at all is given up (failed), never retried for ever. Before each e-mail its
+address is checked again (gateway/alerts/recipients.py): one that is no longer an active user of the account nor
+on `[alerts] allowed_recipients` is not mailed, the delivery given up with that reason.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.alerts.recipients import Recipients
 from gateway.alerts.service import secret_field, secret_place
 from gateway.core.config import AlertsSettings, SmtpSettings
 from gateway.core.destinations import AllowList
@@ -109,6 +112,7 @@ def alert_deliverer(
     allowed: AllowList,
     subscriber_secrets: SubscriberSecrets,
     mailer: Mailer,
+    recipients: Recipients,
     settings: AlertsSettings,
 ) -> DeliveryWorker[Claimed]:
     """Sends due alert notifications, in every gateway process; woken by its own evaluations or every poll."""
@@ -141,6 +145,11 @@ def alert_deliverer(
     async def email(delivery: Claimed) -> Outcome:
         if not mailer.configured:
             return Outcome.dropped("no SMTP server is configured")
+        if await recipients.refusal(delivery.destination) is not None:
+            # Allowed when the alert was saved (or saved before the rule), not now: never mailed.
+            return Outcome.dropped(
+                "the recipient is no longer an active user of this account nor on [alerts] allowed_recipients"
+            )
         try:
             message = mailer.compose(
                 delivery.destination,

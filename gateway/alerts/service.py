@@ -47,6 +47,7 @@ from gateway.alerts.condition import (
     Threshold,
     judge,
 )
+from gateway.alerts.recipients import Recipients
 from gateway.alerts.schedule import PAUSE_STATUSES, Schedule, ScheduleError
 from gateway.alerts.schemas import (
     Alert,
@@ -120,6 +121,7 @@ class AlertService:
         subscriber_secrets: SubscriberSecrets,
         *,
         email: bool,
+        recipients: Recipients,
         saved_queries: SavedQueries | None = None,
         public_url: str = "",
     ) -> None:
@@ -131,6 +133,7 @@ class AlertService:
         self._settings = settings
         self._secrets = subscriber_secrets
         self._email = email
+        self._recipients = recipients
         self.saved_queries = saved_queries
         self._public_url = public_url.rstrip("/")
         # Told when an evaluation queued deliveries (the deliverer's wake).
@@ -140,7 +143,8 @@ class AlertService:
 
     async def create(self, principal: Principal, fields: AlertFields) -> Alert:
         alert_id = str(uuid.uuid4())
-        values = self._values(principal, fields, alert_id, creating=True)
+        refused = await self._refused_recipients(fields.subscriptions)
+        values = self._values(principal, fields, alert_id, creating=True, refused=refused)
         values["id"] = alert_id
         values["owner_id"] = principal.id
         values["owner_name"] = principal.name
@@ -176,9 +180,10 @@ class AlertService:
         handed = fields.owner_user_name if "owner_user_name" in wanted else None
         # Looked up before the alert's row is locked: finding a principal may read the stored policy.
         named = await self._named_owner(principal, handed) if handed else None
+        refused = await self._refused_recipients(fields.subscriptions if "subscriptions" in wanted else None)
         async with self._sessionmaker() as session, session.begin():
             row = await self._visible(session, principal, alert_id, lock=True)
-            values = self._values(principal, fields, row.id, creating=False, only=wanted, current=row)
+            values = self._values(principal, fields, row.id, creating=False, only=wanted, current=row, refused=refused)
             owner = row.owner_id
             if handed:
                 values.update(self._new_owner(principal, handed, named, row))
@@ -521,6 +526,18 @@ class AlertService:
         except InvalidState as exc:
             return exc
 
+    async def _refused_recipients(self, given: Sequence[Subscription] | None) -> dict[str, str]:
+        """Why each e-mail address given may not be mailed (gateway/alerts/recipients.py); absent: it may. Looked up
+        before the alert's row is locked: finding a user may read the stored policy."""
+        refused: dict[str, str] = {}
+        for subscription in (given or [])[:MAX_SUBSCRIPTIONS]:
+            address = (subscription.user_email or "").strip()
+            if address and EMAIL_RE.match(address) and address not in refused:
+                reason = await self._recipients.refusal(address)
+                if reason is not None:
+                    refused[address] = reason
+        return refused
+
     def _new_owner(
         self, principal: Principal, name: str, named: PrincipalInfo | InvalidState | None, row: SqlAlertRow
     ) -> dict[str, Any]:
@@ -547,6 +564,7 @@ class AlertService:
         creating: bool,
         only: frozenset[str] | None = None,
         current: SqlAlertRow | None = None,
+        refused: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Column values of the fields given (all on create), each checked; 400 for the first bad one."""
 
@@ -599,7 +617,7 @@ class AlertService:
         if wanted("schedule"):
             values.update(self._schedule(fields.schedule))
         if wanted("subscriptions"):
-            values["subscriptions"] = self._subscriptions(alert_id, fields.subscriptions or [], current)
+            values["subscriptions"] = self._subscriptions(alert_id, fields.subscriptions or [], current, refused or {})
         return values
 
     def _schedule(self, given: CronSchedule | None) -> dict[str, Any]:
@@ -629,10 +647,11 @@ class AlertService:
         }
 
     def _subscriptions(
-        self, alert_id: str, given: Sequence[Subscription], current: SqlAlertRow | None
+        self, alert_id: str, given: Sequence[Subscription], current: SqlAlertRow | None, refused: dict[str, str]
     ) -> list[dict[str, Any]]:
         """As stored: a webhook's secret sealed (gateway/delivery/secrets.py), bound to the alert and the URL; an
-        update that repeats a URL without a secret keeps the sealed one."""
+        update that repeats a URL without a secret keeps the sealed one. An e-mail address in `refused` (neither a
+        user of the account nor allowed by the operator) is refused with its reason."""
         if len(given) > MAX_SUBSCRIPTIONS:
             raise InvalidParameter(f"An alert has at most {MAX_SUBSCRIPTIONS} subscriptions.")
         old_secrets = {
@@ -650,6 +669,8 @@ class AlertService:
                     raise InvalidParameter(f"'{address[:64]}' is not an e-mail address.")
                 if not self._email:
                     raise InvalidParameter("No SMTP server is configured ([smtp] host): e-mail cannot be sent.")
+                if address in refused:
+                    raise InvalidParameter(refused[address])
                 stored.append({"user_email": address})
                 continue
             assert subscription.webhook is not None

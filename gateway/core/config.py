@@ -42,6 +42,8 @@ _SIMPLE_SECTIONS = (
 )
 # Signature algorithms an OIDC token may use: asymmetric only, so a public key can never act as an HMAC secret.
 OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+# An entry of alerts.allowed_recipients: an address, or `@` and a domain (every address of it).
+ALLOWED_RECIPIENT_RE = re.compile(r"^([^@\s,;<>]+)?@[^@\s,;<>.]+(\.[^@\s,;<>.]+)+\Z")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 LinkMode = Literal["workspace", "dual", "central"]
@@ -317,6 +319,11 @@ class AlertsSettings(_Settings):
     # Evaluations are kept this many days, and delivered or failed notifications this many days after their
     # last attempt (pending ones until they settle).
     history_days: int = 30
+    # Whom an alert may e-mail besides the account's active users (their names are their addresses): exact
+    # addresses (`oncall@example.com`) or whole domains (`@alerts.example.com`, not its subdomains), without
+    # regard to case. Empty (the default): users of the account only. Checked when an alert is saved and before
+    # each e-mail (docs/sql.md, "Alerts"). From the environment: FEDGATE_ALERTS_ALLOWED_RECIPIENTS, comma-separated.
+    allowed_recipients: list[str] = msgspec.field(default_factory=list)
 
 
 class SmtpSettings(_Settings):
@@ -436,6 +443,11 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         # FEDGATE_OUTBOUND_ALLOWED_DESTINATIONS: a comma-separated list
         listed = outbound["allowed_destinations"].split(",")
         outbound["allowed_destinations"] = [entry.strip() for entry in listed if entry.strip()]
+    alerts = raw.get("alerts")
+    if isinstance(alerts, dict) and isinstance(alerts.get("allowed_recipients"), str):
+        # FEDGATE_ALERTS_ALLOWED_RECIPIENTS: a comma-separated list
+        listed = alerts["allowed_recipients"].split(",")
+        alerts["allowed_recipients"] = [entry.strip() for entry in listed if entry.strip()]
     raw["admin_token"] = env.get("FEDGATE_ADMIN_TOKEN", "")
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
@@ -711,6 +723,12 @@ def check_alerts(alerts: AlertsSettings, smtp: SmtpSettings) -> None:
         raise ConfigError("alerts.max_attempts: must be between 1 and 100")
     if alerts.history_days < 1:
         raise ConfigError("alerts.history_days: must be at least 1")
+    for index, entry in enumerate(alerts.allowed_recipients):
+        if not ALLOWED_RECIPIENT_RE.match(entry.strip()):
+            raise ConfigError(
+                f"alerts.allowed_recipients[{index}]: {entry!r} is neither an e-mail address "
+                "(oncall@example.com) nor a domain (@example.com)"
+            )
     if not smtp.host:
         return
     if not 0 < smtp.port < 65536:

@@ -49,7 +49,7 @@ from tests.integration.test_registry_webhooks import (
     receiver,  # noqa: F401 - the module's HTTP receiver
     signed,
 )
-from tests.support.identity import Admin, Person, unique
+from tests.support.identity import SCIM, Admin, Person, unique
 from tests.support.oidc import OidcIssuer
 from tests.support.own_gateway import own_config
 from tests.support.stock_client import stock_client_env
@@ -66,6 +66,8 @@ AUDIENCE = "fedgate"
 CLIENT_ID = "fedgate-alerts"
 CLIENT_SECRET = "alerts-client-secret-" + uuid.uuid4().hex[:8]
 PASSWORD = "correct horse battery staple"
+# A domain on the gateways' `alerts.allowed_recipients`: any address of it may be mailed.
+LISTS = "lists.fedgate.test"
 
 
 @dataclass
@@ -180,6 +182,7 @@ id = "7001"
 poll_seconds = 0.2
 min_interval_seconds = 1
 retry_seconds = 0.2
+allowed_recipients = ["oncall@example.com", "nightly-oncall@example.com", "@{LISTS}"]
 [smtp]
 host = "127.0.0.1"
 port = {smtp_port}
@@ -386,6 +389,103 @@ def test_bad_alerts_are_refused_in_mlflows_error_shape(alerting: Alerting) -> No
     assert "e-mail address" in refused({"alert": {**base["alert"], "subscriptions": [{"user_email": "nobody"}]}})
     assert "query" in refused({"alert": {"display_name": "x", "condition": base["alert"]["condition"]}})
     assert "INVALID_PARAMETER_VALUE" in refused({"alert": {"display_name": 5}})
+
+
+def mail_alert(*addresses: str) -> dict[str, Any]:
+    """The documented reliability alert, e-mailing `addresses` only."""
+    body = reliability_alert("/never")
+    body["alert"]["subscriptions"] = [{"user_email": address} for address in addresses]
+    return body
+
+
+def settled(alerting: Alerting, alert_id: str, count: int) -> dict[str, tuple[str, str | None]]:
+    """The alert's e-mail deliveries once `count` have settled: address → (state, last_error)."""
+    rows = until(
+        lambda: query(
+            alerting.database_url,
+            "SELECT destination, state, last_error FROM sql_alert_deliveries WHERE alert_id = $1",
+            alert_id,
+        ),
+        lambda found: len(found) == count and all(row["state"] != "pending" for row in found),
+        "the alert's e-mails settled",
+        seconds=30,
+    )
+    return {row["destination"]: (row["state"], row["last_error"]) for row in rows}
+
+
+def test_an_alert_emails_only_users_of_the_account_and_allowed_addresses(alerting: Alerting) -> None:
+    """The gateway's e-mail is no open relay: an alert's owner writes its subject and body, and it goes out from the
+    operator's sender address, so an e-mail subscription names a user of the account or an address the operator
+    allows (`alerts.allowed_recipients`), as Databricks' alerts notify account users or admin-made destinations."""
+    token = alerting.analyst.token
+    stranger = unique("victim") + "@elsewhere.test"
+    refused = requests.post(
+        alerting.url + ALERTS,
+        headers={"Authorization": f"Bearer {token}"},
+        json=mail_alert(alerting.outsider.name, stranger),
+        timeout=30,
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert stranger in refused.json()["message"] and "allowed_recipients" in refused.json()["message"]
+
+    # A user of the account (another one) and an address of an allowed domain (its case aside) are.
+    listed = unique("team") + "@" + LISTS.upper()
+    created = call(alerting.url, token, "POST", ALERTS, json=mail_alert(alerting.outsider.name, listed))
+    assert [s["user_email"] for s in created["subscriptions"]] == [alerting.outsider.name, listed]
+    # Nor may an update add a stranger; the alert stays as it was.
+    patched = requests.patch(
+        f"{alerting.url}{ALERTS}/{created['id']}",
+        headers={"Authorization": f"Bearer {token}"},
+        json={**mail_alert(listed, stranger), "update_mask": "subscriptions"},
+        timeout=30,
+    )
+    assert patched.status_code == 400, patched.text
+    assert patched.json()["error_code"] == "INVALID_PARAMETER_VALUE" and stranger in patched.json()["message"]
+    assert call(alerting.url, token, "GET", f"{ALERTS}/{created['id']}")["subscriptions"] == created["subscriptions"]
+
+    seed_runs(alerting.url, unique("mailed"), finished=0, failed=1)  # some experiment's ratio is 0: TRIGGERED
+    fired = call(alerting.url, token, "POST", f"{ALERTS}/{created['id']}/run")
+    assert (fired["state"], fired["notifications"]) == ("TRIGGERED", 2), fired
+    states = settled(alerting, created["id"], 2)
+    assert {state for state, _ in states.values()} == {"delivered"}, states
+    mailed = {",".join(to).lower() for to, _ in list(alerting.mailbox.messages)}
+    assert {alerting.outsider.name, listed.lower()} <= mailed
+    assert not any(stranger in to for to, _ in list(alerting.mailbox.messages))
+    call(alerting.url, token, "DELETE", f"{ALERTS}/{created['id']}")
+
+
+def test_an_address_no_longer_allowed_is_not_mailed(alerting: Alerting) -> None:
+    """Checked again before each e-mail: a user deleted since the alert was saved, or an address an alert holds from
+    before the rule (written here straight into the database), is not mailed; the delivery fails saying why."""
+    admin = Admin(alerting.url)
+    leaver = unique("leaver") + "@example.com"
+    leaver_id = admin.user(leaver)
+    listed = unique("kept") + "@" + LISTS
+    token = alerting.analyst.token
+    created = call(alerting.url, token, "POST", ALERTS, json=mail_alert(leaver, listed))
+    gone = admin.http().delete(f"{alerting.url}{SCIM}/Users/{leaver_id}", timeout=30)
+    assert gone.status_code == 204, gone.text
+    stranger = unique("before-the-rule") + "@elsewhere.test"
+    query(
+        alerting.database_url,
+        "UPDATE sql_alerts SET subscriptions = subscriptions || $2::jsonb WHERE id = $1",
+        created["id"],
+        json.dumps([{"user_email": stranger}]),
+    )
+
+    seed_runs(alerting.url, unique("left"), finished=0, failed=1)  # some experiment's ratio is 0: TRIGGERED
+    fired = call(alerting.url, token, "POST", f"{ALERTS}/{created['id']}/run")
+    assert (fired["state"], fired["notifications"]) == ("TRIGGERED", 3), fired
+    states = settled(alerting, created["id"], 3)
+    assert states[listed] == ("delivered", None)
+    for address in (leaver, stranger):
+        state, error = states[address]
+        assert state == "failed" and error is not None and "allowed_recipients" in error, states
+    messages = list(alerting.mailbox.messages)
+    assert any(to == [listed] for to, _ in messages)
+    assert not any(leaver in to or stranger in to for to, _ in messages)
+    call(alerting.url, token, "DELETE", f"{ALERTS}/{created['id']}")
 
 
 def test_a_refused_notification_is_retried_until_accepted(

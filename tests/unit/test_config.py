@@ -254,3 +254,20 @@ def test_a_bad_outbound_destination_stops_start_up_naming_it(tmp_path: Path, ent
     text = BASE + f'[outbound]\nallowed_destinations = ["api.openai.com", "{entry}"]\n'
     with pytest.raises(ConfigError, match=re.escape("outbound.allowed_destinations[1]")):
         load_settings(write(tmp_path, text), environ={})
+
+
+def test_alert_recipients_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, BASE), environ={}).alerts.allowed_recipients == []
+    listed = BASE + '[alerts]\nallowed_recipients = ["oncall@example.com", "@lists.example.com"]\n'
+    settings = load_settings(write(tmp_path, listed), environ={})
+    assert settings.alerts.allowed_recipients == ["oncall@example.com", "@lists.example.com"]
+    env = {"FEDGATE_ALERTS_ALLOWED_RECIPIENTS": "oncall@example.com, @lists.example.com"}
+    from_env = load_settings(write(tmp_path, BASE), environ=env)
+    assert from_env.alerts.allowed_recipients == ["oncall@example.com", "@lists.example.com"]
+
+
+@pytest.mark.parametrize("entry", ["example.com", "@localhost", "a@b", "*@example.com,x", "@@example.com", "x y@a.b"])
+def test_a_bad_alert_recipient_stops_start_up_naming_it(tmp_path: Path, entry: str) -> None:
+    text = BASE + f'[alerts]\nallowed_recipients = ["oncall@example.com", "{entry}"]\n'
+    with pytest.raises(ConfigError, match=re.escape("alerts.allowed_recipients[1]")):
+        load_settings(write(tmp_path, text), environ={})
