@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
@@ -35,6 +34,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.compare import create_database
 from gateway.core.links import WorkspaceLink
 from gateway.core.route_table import RUNS_LOG_BATCH
 from gateway.db.engine import make_engine, make_sessionmaker, start_embedded
@@ -158,16 +158,6 @@ async def measure(url: str, postmaster: psutil.Process, clients: int, calls: int
     )
 
 
-async def create_database(url: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="1,2,8", help="runs logged at once, one figure each")
@@ -177,7 +167,7 @@ def main() -> int:
     args = parser.parse_args()
     database = start_embedded(Path(tempfile.mkdtemp(prefix="fedgate-bench-write-through-")) / "pg")
     try:
-        url = asyncio.run(create_database(database.url))
+        url = asyncio.run(create_database(database.url, f"bench_{uuid.uuid4().hex[:8]}"))
         upgrade(url)
         postmaster = psutil.Process(database.pid)
         print(f"index write-through per log-batch call of {args.points} points over {args.metrics} metrics, in process")
