@@ -12,6 +12,7 @@ is not right for this schema or these semantics, each checked against PostgreSQL
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -183,6 +184,7 @@ def _compile(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, 
     _fold_table_names(tree)
     if counts:
         rollup.use_counts(tree, _kind)
+    _fence_expansion(tree)
     _guard_values(tree)
     return CompiledQuery(_GENERATOR.generate(tree, copy=False), names)
 
@@ -391,6 +393,185 @@ def _fold_table_names(tree: exp.Expr) -> None:
         qualifier = column.args.get("table")
         if isinstance(qualifier, exp.Identifier) and qualifier.quoted and qualifier.name != qualifier.name.lower():
             column.set("table", exp.to_identifier(qualifier.name.lower(), quoted=True))
+
+
+# -- what PostgreSQL's planner copies ---------------------------------------------------------------------------
+
+# Expression nodes one SELECT may hold once every subquery and CTE it reads is pulled up into it (each reference to a
+# column copied as that column's expression), before the sources that make it larger are fenced. PostgreSQL's planner
+# used some 180 bytes of a backend per node so counted (v + v + v + v nested nine deep: 1.6 million, 280 MiB), so
+# this is ~2 MiB of a plan; a query as written holds a few hundred nodes, the documented ones a few dozen each.
+EXPANDED_NODES_PER_SELECT = 10_000
+# All the SELECTs of a statement together, fences placed: past it every subquery and CTE is fenced, and what is left to
+# the planner is the statement as written (at most MAX_STATEMENT_CHARS of text, views at most MAX_RELATIONS).
+EXPANDED_NODES_PER_STATEMENT = 100_000
+
+
+@dataclass
+class _Outputs:
+    """A query's output columns, each as large as the expression a reference to it is replaced by: the largest, all."""
+
+    largest: int
+    total: int
+
+
+_PLAIN = _Outputs(1, 1)
+
+
+def expanded_nodes(tree: exp.Expr) -> int:
+    """The expression nodes of a statement with every subquery and CTE not fenced by an OFFSET or LIMIT pulled up."""
+    return _ExpansionEstimate(sys.maxsize).run(tree.copy())
+
+
+def _is_fenced(query: exp.Expr) -> bool:
+    """PostgreSQL pulls no subquery with an OFFSET or LIMIT up (nor a MATERIALIZED CTE)."""
+    return bool(query.args.get("offset") or query.args.get("limit"))
+
+
+def _fence_expansion(tree: exp.Expr) -> None:
+    """Fence with `OFFSET 0` the subqueries and CTEs whose pull-up would make the planner copy an expression too often.
+
+    PostgreSQL pulls a plain subquery (and a CTE read once) up into the query around it, replacing each reference to
+    one of its columns by a copy of that column's expression: `SELECT v + v + v + v AS v FROM (...)` nested n deep
+    plans 4^n nodes, before anything runs and past work_mem and the statement timeout (ten deep: 1.1 GB of one
+    backend; twelve: ~16 GB, and the kernel kills the database). A subquery with an OFFSET is never pulled up, so its
+    columns are computed once. The size is estimated here as if every subquery and CTE were pulled up (views are
+    fenced already, substitute()); a SELECT past EXPANDED_NODES_PER_SELECT gets its largest sources fenced until it is
+    within, and a statement past EXPANDED_NODES_PER_STATEMENT all of them. Queries below the bounds are unchanged.
+    """
+    if _ExpansionEstimate(EXPANDED_NODES_PER_SELECT).run(tree) > EXPANDED_NODES_PER_STATEMENT:
+        _ExpansionEstimate(0).run(tree)
+
+
+class _ExpansionEstimate:
+    def __init__(self, per_select: int) -> None:
+        self.per_select = per_select
+        self.total = 0
+        self.ctes: dict[str, tuple[exp.CTE, _Outputs]] = {}
+        self.queries: dict[int, _Outputs] = {}
+
+    def run(self, tree: exp.Expr) -> int:
+        if isinstance(tree, exp.Query):
+            self.query(tree, [])
+        return self.total
+
+    def query(self, query: exp.Query, scopes: list[dict[str, _Outputs]]) -> _Outputs:
+        known = self.queries.get(id(query))
+        if known is not None:
+            return known
+        with_ = query.args.get("with_")
+        if with_ is not None:
+            for cte in with_.expressions:
+                self.ctes[cte.alias_or_name.lower()] = (cte, self.query(cte.this, scopes))
+        if isinstance(query, exp.SetOperation):
+            left = self.query(query.left, scopes)
+            right = self.query(query.right, scopes)
+            # A UNION ALL pulled up reads each branch's expression in its place.
+            outputs = _Outputs(left.largest + right.largest, left.total + right.total)
+        elif isinstance(query, exp.Select):
+            outputs = self.select(query, scopes)
+        elif isinstance(query, exp.Subquery):
+            outputs = self.query(query.this, scopes)
+        else:
+            outputs = _PLAIN
+        self.queries[id(query)] = outputs
+        return outputs
+
+    def select(self, select: exp.Select, scopes: list[dict[str, _Outputs]]) -> _Outputs:
+        sources: dict[str, _Outputs] = {}
+        fences: dict[str, Callable[[], None]] = {}
+        own: list[exp.Expr] = []
+        items = [select.args.get("from_"), *(select.args.get("joins") or [])]
+        for item in items:
+            if item is None:
+                continue
+            source = item.this
+            name = source.alias_or_name.lower()
+            if isinstance(source, exp.Subquery) and isinstance(source.this, exp.Query):
+                outputs = self.query(source.this, scopes)
+                sources[name] = _PLAIN if _is_fenced(source.this) else outputs
+                fences[name] = functools.partial(self._fence_subquery, source)
+            elif isinstance(source, exp.Table) and is_cte_reference(source) and source.name.lower() in self.ctes:
+                cte, outputs = self.ctes[source.name.lower()]
+                sources[name] = _PLAIN if _is_fenced(cte.this) else outputs
+                fences[name] = functools.partial(self._fence_cte, cte)
+            else:
+                sources[name] = _PLAIN
+                own.append(source)
+            own.extend(child for key, child in item.args.items() if key != "this" and isinstance(child, exp.Expr))
+        own.extend(
+            child
+            for key, value in select.args.items()
+            if key not in ("from_", "joins", "with_")
+            for child in (value if isinstance(value, list) else [value])
+            if isinstance(child, exp.Expr)
+        )
+        inner = [*scopes, sources]
+        size, largest = self._size(select, own, inner)
+        for name in sorted(sources, key=lambda name: sources[name].largest, reverse=True):
+            if size <= self.per_select or sources[name].largest <= 1:
+                break
+            fences[name]()
+            sources[name] = _PLAIN
+            size, largest = self._size(select, own, inner)
+        self.total += size
+        return _Outputs(largest, max(1, size))
+
+    def _size(self, select: exp.Select, own: list[exp.Expr], scopes: list[dict[str, _Outputs]]) -> tuple[int, int]:
+        """The SELECT's nodes, references expanded, and its largest output column."""
+        largest = 1
+        size = 0
+        items = {id(item) for item in select.expressions}
+        for node in own:
+            nodes = self._nodes(node, scopes)
+            size += nodes
+            if id(node) in items:
+                largest = max(largest, nodes)
+        return size, largest
+
+    def _nodes(self, root: exp.Expr, scopes: list[dict[str, _Outputs]]) -> int:
+        count = 0
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, exp.Query):
+                self.query(node, scopes)  # counted as a statement of its own; here it is one value
+                count += 1
+            elif isinstance(node, exp.Column):
+                count += self._reference(node, scopes).largest
+            elif isinstance(node, exp.Star) and isinstance(node.parent, exp.Select):
+                count += sum(source.total for source in scopes[-1].values()) if scopes else 1
+            else:
+                count += 1
+                stack.extend(node.iter_expressions())
+        return count
+
+    @staticmethod
+    def _reference(column: exp.Column, scopes: list[dict[str, _Outputs]]) -> _Outputs:
+        if isinstance(column.this, exp.Star):
+            table = column.table.lower()
+            for scope in reversed(scopes):
+                if table in scope:
+                    return _Outputs(scope[table].total, scope[table].total)
+            return _PLAIN
+        if column.table:
+            table = column.table.lower()
+            for scope in reversed(scopes):
+                if table in scope:
+                    return scope[table]
+            return _PLAIN
+        for scope in reversed(scopes):
+            if scope:
+                return _Outputs(max(source.largest for source in scope.values()), 1)
+        return _PLAIN
+
+    @staticmethod
+    def _fence_subquery(subquery: exp.Subquery) -> None:
+        subquery.set("this", fence(subquery.this))
+
+    @staticmethod
+    def _fence_cte(cte: exp.CTE) -> None:
+        cte.set("this", fence(cte.this))
 
 
 # -- the size of the values a statement builds ------------------------------------------------------------------

@@ -11,10 +11,12 @@ share first (migration 0044).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 import requests
 
@@ -161,3 +163,67 @@ def test_a_value_a_statement_builds_past_its_bound_fails_and_the_same_functions_
         f"FROM (SELECT explode({HUNDRED_LIST}) AS v)",
     )
     assert collected["result"]["data_array"] == [["100", "7"]], collected
+
+
+# `v + v + v + v` over the same nested nine deep: PostgreSQL pulled each subquery up into the one around it, copying
+# v's expression into each of the four places that read it, and planned 4^9 nodes: 280 MiB of one backend before
+# anything ran (ten deep 1.1 GB, twelve some 16 GB). Nine is as deep as this test may go on a shared machine.
+NESTED_DEPTH = 9
+MIB = 1024 * 1024
+
+
+def _nested(depth: int) -> str:
+    text = "SELECT 1 AS v"
+    for _ in range(depth):
+        text = f"SELECT v + v + v + v AS v FROM ({text})"
+    return text
+
+
+def _memory(pid: int, field: str) -> int:
+    """A field of a process's /proc status (VmRSS, VmHWM), in bytes; 0 once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0
+
+
+async def _backends(database_url: str) -> list[int]:
+    """The client backends of the gateway's database: the gateway's SQL statements run on one of them."""
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    return [row["pid"] for row in rows]
+
+
+def test_nested_subqueries_do_not_make_the_planner_copy_their_expressions(stack: Stack) -> None:
+    """Neither work_mem nor the statement timeout bounds what the planner uses: flattening nested subqueries copied
+    each column's expression into every reference to it, exponentially in the depth. The transpiler estimates that
+    size and fences the subqueries that would blow it up with OFFSET 0 (gateway/sql/transpile.py), so the
+    statement's backend stays small and the answer is the same."""
+    stranger = Admin.of(stack).person("stranger.planner@example.com")  # no grant at all
+    warm = run(stack.url, stranger.token, "SELECT 1 AS one")  # the SQL pool's connections exist
+    assert warm["status"]["state"] == "SUCCEEDED", warm
+    before: dict[int, int] = {}
+    for pid in asyncio.run(_backends(stack.database_url)):
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as clear:
+                clear.write("5")  # VmHWM := VmRSS, so the peak read after is this statement's
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        before[pid] = _memory(pid, "VmHWM")
+    answer = run(stack.url, stranger.token, _nested(NESTED_DEPTH))
+    assert answer["status"]["state"] == "SUCCEEDED", answer
+    assert answer["result"]["data_array"] == [[str(4**NESTED_DEPTH)]]
+    # A backend the pool opened meanwhile ran nothing before: its whole peak counts.
+    after = asyncio.run(_backends(stack.database_url))
+    grown = {pid: _memory(pid, "VmHWM") - before.get(pid, 0) for pid in after}
+    assert grown and max(grown.values()) < 64 * MIB, {pid: bytes_ // MIB for pid, bytes_ in grown.items()}

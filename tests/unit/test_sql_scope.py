@@ -22,7 +22,14 @@ from gateway.sql import documented
 from gateway.sql.catalog import PG_SCHEMA, SYSTEM_COLUMNS, TableName, system_table
 from gateway.sql.rollup import COUNTS_VIEW
 from gateway.sql.statements import MAX_RELATIONS, Defaults, Query, classify, parse_query
-from gateway.sql.transpile import Identity, compile_query, substitute, system_source
+from gateway.sql.transpile import (
+    EXPANDED_NODES_PER_STATEMENT,
+    Identity,
+    compile_query,
+    expanded_nodes,
+    substitute,
+    system_source,
+)
 
 VIEW = TableName("gov", "mlflow", "v")
 # A stored view with a CTE of its own: its renamed CTEs must stay apart from those of the query reading it.
@@ -360,3 +367,47 @@ def test_references_resolve_by_scope_and_reach_only_system_views(generated: Gene
         assert not expected, f"refused: {exc.message}\n{generated.text}"
     else:
         assert expected, f"accepted: {generated.text}"
+
+
+# -- what the planner copies ------------------------------------------------------------------------------------
+
+
+def nested(depth: int) -> str:
+    text = "SELECT 1 AS v"
+    for _ in range(depth):
+        text = f"SELECT v + v + v + v AS v FROM ({text})"
+    return text
+
+
+def cte_chain(depth: int) -> str:
+    ctes = ["c0 AS (SELECT 1 AS v)"] + [
+        f"c{i} AS (SELECT v + v + v + v AS v FROM c{i - 1})" for i in range(1, depth + 1)
+    ]
+    return "WITH " + ", ".join(ctes) + f" SELECT v FROM c{depth}"
+
+
+def test_subqueries_that_would_make_the_planner_copy_an_expression_too_often_are_fenced() -> None:
+    """PostgreSQL pulls plain subqueries and CTEs read once up, copying a column's expression into every reference:
+    nested nine deep, 1.6 million nodes (280 MiB of a backend before anything runs; twelve deep, some 16 GB).
+    Fenced with OFFSET 0, what the planner holds stays within the bound however deep, for CTEs and set operations
+    too; a shallow query is left as written."""
+    assert expanded_nodes(sqlglot.parse_one(nested(9), read="postgres")) > 1_000_000
+    for text in (
+        nested(9),
+        nested(40),
+        cte_chain(12),
+        " UNION ALL ".join([nested(6)] * 60),
+        f"SELECT a.v + b.v AS v FROM ({nested(8)}) a JOIN ({nested(8)}) b ON a.v = b.v",
+        f"SELECT (SELECT max(v) FROM ({nested(12)})) AS m",
+    ):
+        sql = compiled(text)
+        assert "OFFSET 0" in sql, text
+        assert expanded_nodes(sqlglot.parse_one(sql, read="postgres")) <= EXPANDED_NODES_PER_STATEMENT, text
+    for text in (nested(3), cte_chain(3)):
+        assert "OFFSET" not in compiled(text), text
+
+
+def test_the_documented_queries_are_not_fenced() -> None:
+    for name, text in vars(documented).items():
+        if name.isupper() and isinstance(text, str):
+            assert "OFFSET" not in compiled(text), name
