@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from gateway.core.policy_changes import (
     PrincipalRemoved,
     PrincipalSet,
 )
+from gateway.db.locks import LockClass
 from gateway.db.models import GrantRow, MembershipRow, PrincipalRow, TokenRow
 
 
@@ -110,6 +111,13 @@ class PrincipalRepository:
         return int(result.scalar_one())
 
     # -- membership ---------------------------------------------------------------------------------
+
+    async def lock_nesting(self) -> None:
+        """Serialise putting groups into groups across replicas until the transaction ends: the nesting check that
+        follows reads every membership committed before it, and no other such check runs until this one's insert
+        is committed or rolled back."""
+        lock = {"class": int(LockClass.GROUP_NESTING)}
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(:class, 0)"), lock)
 
     async def memberships(self) -> Sequence[tuple[int, int]]:
         result = await self.session.execute(select(MembershipRow.member_id, MembershipRow.group_id))

@@ -185,6 +185,10 @@ class PrincipalService:
         if member_id == group_id:
             raise InvalidParameter("A group cannot contain itself.")
         if member.kind == "group":
+            # Under the nesting lock, taken before the check and held until this transaction commits: two replicas
+            # putting A into B and B into A at once cannot both pass the check (READ COMMITTED: the memberships
+            # read below are those committed when the lock was got).
+            await repository.lock_nesting()
             problem = nesting_problem(await repository.memberships(), group_id, member_id)
             if problem is not None:
                 raise InvalidParameter(problem)

@@ -5,9 +5,13 @@ when the replica is not behind). The changes are written as another replica writ
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import asyncpg
 import pytest
+import requests
 
 from gateway.authz.levels import experiment_object, workspace_domain
 from gateway.principals.tokens import TOKEN_PREFIX
@@ -407,3 +411,68 @@ def test_an_account_admin_role_given_on_another_replica_opens_the_admin_routes_h
     read = as_person.get(audit, timeout=60)
     assert read.status_code == 200, read.text
     _gone(stack, f"Users/{person.id}")
+
+
+def test_two_groups_put_into_each_other_at_once_make_no_cycle(stack: Stack) -> None:
+    """Two SCIM PATCHes at once (as through two replicas), one putting group A into group B, the other B into A: each
+    checks that its membership makes no cycle, then inserts it. A trigger holds each insert a moment, so both
+    checks run before either insert is committed. One is refused (400 "contain itself") and no cycle is stored
+    (before: both checks passed on what was committed, both answered 200 and A and B contained each other)."""
+    admin = Admin.of(stack)
+    first = admin.group(f"nest-a-{uuid.uuid4().hex[:8]}")
+    second = admin.group(f"nest-b-{uuid.uuid4().hex[:8]}")
+    scim = f"{stack.url}/api/2.0/preview/scim/v2"
+
+    def put(group_id: int, member_id: int) -> requests.Response:
+        body = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": str(member_id)}]}],
+        }
+        return admin.http().patch(f"{scim}/Groups/{group_id}", json=body, timeout=60)
+
+    _executed(
+        stack.database_url,
+        "CREATE OR REPLACE FUNCTION test_slow_nesting() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$",
+        f"CREATE TRIGGER test_slow_nesting BEFORE INSERT ON group_members FOR EACH ROW "
+        f"WHEN (NEW.group_id IN ({first}, {second}) AND NEW.member_id IN ({first}, {second})) "
+        f"EXECUTE FUNCTION test_slow_nesting()",
+    )
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda pair: put(*pair), [(first, second), (second, first)]))
+    finally:
+        _executed(
+            stack.database_url, "DROP TRIGGER test_slow_nesting ON group_members", "DROP FUNCTION test_slow_nesting()"
+        )
+    assert sorted(answer.status_code for answer in answers) == [200, 400], [answer.text for answer in answers]
+    refused = next(answer for answer in answers if answer.status_code == 400)
+    assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "contain itself" in refused.text, refused.text
+    stored = asyncio.run(_memberships(stack.database_url, first, second))
+    assert len(stored) == 1, stored
+    _gone(stack, f"Groups/{first}", f"Groups/{second}")
+
+
+def _executed(database_url: str, *statements: str) -> None:
+    async def execute() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(execute())
+
+
+async def _memberships(database_url: str, *groups: int) -> list[tuple[int, int]]:
+    """The stored (group, member) pairs among `groups`."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT group_id, member_id FROM group_members WHERE group_id = ANY($1) AND member_id = ANY($1)",
+            list(groups),
+        )
+        return [(row["group_id"], row["member_id"]) for row in rows]
+    finally:
+        await connection.close()
