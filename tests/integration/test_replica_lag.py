@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 import requests
 
-from gateway.authz.levels import experiment_object, workspace_domain
+from gateway.authz.levels import experiment_object, workspace_domain, workspace_object
 from gateway.principals.tokens import TOKEN_PREFIX
 from tests.conftest import Stack
 from tests.support.elsewhere import changed_elsewhere, granted_elsewhere, made_elsewhere
@@ -411,6 +411,50 @@ def test_an_account_admin_role_given_on_another_replica_opens_the_admin_routes_h
     read = as_person.get(audit, timeout=60)
     assert read.status_code == 200, read.text
     _gone(stack, f"Users/{person.id}")
+
+
+def test_the_account_console_opens_to_a_role_given_on_another_replica_here_at_once(stack: Stack) -> None:
+    """Through another replica a person is given CAN_MANAGE on a workspace, another is made an account admin; the
+    replica that has not heard of it opens the access console's API to them at once, as the policy that holds the
+    change has them (before: 403 "Only account admins and workspace admins")."""
+    admin = Admin.of(stack)
+    console = f"{stack.url}/api/2.0/fedgate/console/access/viewer"
+    workspace_id = _workspace_id(stack, "team-a")
+    manager = admin.person(f"{uuid.uuid4().hex[:8]}-manager@example.com")
+    as_manager = manager.http(stack, workspace=None)
+    assert as_manager.get(console, timeout=60).status_code == 403
+    where = workspace_domain(workspace_id)
+    granted_elsewhere(stack.database_url, manager.id, where, workspace_object(workspace_id), "CAN_MANAGE")
+    opened = as_manager.get(console, timeout=60)
+    assert opened.status_code == 200, opened.text
+    assert opened.json() == {"account_admin": False, "workspaces": ["team-a"]}, opened.text
+
+    promoted = admin.person(f"{uuid.uuid4().hex[:8]}-promoted@example.com")
+    as_promoted = promoted.http(stack, workspace=None)
+    assert as_promoted.get(console, timeout=60).status_code == 403
+    changed_elsewhere(stack.database_url, "UPDATE principals SET account_admin = true WHERE id = $1", promoted.id)
+    opened = as_promoted.get(console, timeout=60)
+    assert opened.status_code == 200 and opened.json()["account_admin"] is True, opened.text
+    _gone(stack, f"Users/{manager.id}", f"Users/{promoted.id}")
+
+
+def test_another_users_sessions_open_to_an_admin_role_given_on_another_replica_here_at_once(stack: Stack) -> None:
+    """Through another replica a person is made an account admin; the replica that has not heard of it lists and
+    ends another user's browser sessions for them at once (before: 403 "Only account admins may list or end another
+    user's sessions")."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-promoted@example.com")
+    other = admin.person(f"{uuid.uuid4().hex[:8]}-other@example.com")
+    as_person = person.http(stack, workspace=None)
+    sessions = f"{stack.url}/api/2.0/fedgate/sessions"
+    refused = as_person.get(sessions, params={"user_name": other.name}, timeout=60)
+    assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED", refused.text
+    changed_elsewhere(stack.database_url, "UPDATE principals SET account_admin = true WHERE id = $1", person.id)
+    listed = as_person.get(sessions, params={"user_name": other.name}, timeout=60)
+    assert listed.status_code == 200 and listed.json() == {"sessions": []}, listed.text
+    ended = as_person.post(f"{sessions}/end-all", json={"user_name": other.name}, timeout=60)
+    assert ended.status_code == 200 and ended.json() == {"ended": 0}, ended.text
+    _gone(stack, f"Users/{person.id}", f"Users/{other.id}")
 
 
 def test_two_groups_put_into_each_other_at_once_make_no_cycle(stack: Stack) -> None:

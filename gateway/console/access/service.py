@@ -195,6 +195,10 @@ class AccessConsole:
         }
         return Viewer(principal, administered) if administered else None
 
+    async def caught_up(self, principal: Principal) -> Principal | None:
+        """The principal as the stored policy has it, when this replica was behind it (`Authorizer.caught_up`)."""
+        return await self._access.authorizer.caught_up(principal)
+
     def require(self, principal: Principal) -> Viewer:
         viewer = self.viewer(principal)
         if viewer is None:
