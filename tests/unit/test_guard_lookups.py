@@ -3,11 +3,20 @@ an answer that cannot tell refuses the call, never lets it through as a "no"."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
 import pytest
 
-from gateway.core.errors import StoreUnavailable
+from gateway.authz.decide import Authorizer
+from gateway.authz.live import LivePolicy
+from gateway.core.errors import ResourceNotFound, StoreUnavailable
 from gateway.core.links import WorkspaceLink
+from gateway.federation.guard import Guard
+from gateway.federation.guard.checks import TRACE_LOOKUPS_AT_ONCE
 from gateway.federation.guard.lookups import PROMOTIONS_SECONDS, StoreLookups
+from tests.unit.test_guard_rules import EDITOR, POLICY, Call, FakeJobs, FakeRecords, decide, judge
 
 LINK = WorkspaceLink(
     name="team-a", workspace_id=1, mode="workspace", store="a", configured_store="a", upstream_workspace=None
@@ -164,3 +173,87 @@ async def test_a_traces_experiment_is_the_stores_at_each_call() -> None:
     assert await lookups.experiment_of(LINK, "run", "a" * 32) == "8"
     assert await lookups.experiment_of(LINK, "logged_model", "m-1") == "8"
     assert store.reads == reads
+
+
+class TracesStore:
+    """A store of traces (`tr-<n>` and `ok-*` in experiment 1, `theirs-*` in experiment 3, `other-*` in 2, any other id
+    missing; `broken-*` answered with a proxy's page) that counts its reads and how many run at once."""
+
+    def __init__(self) -> None:
+        self.reads: Counter[str] = Counter()
+        self.running = 0
+        self.most = 0
+
+    async def fetch(self, link: WorkspaceLink, path: str, query: str) -> tuple[int, bytes]:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            for _ in range(3):  # a read waits on the network: others may start meanwhile
+                await asyncio.sleep(0)
+            if path == "/api/2.0/mlflow/experiments/get":
+                return 200, b'{"experiment": {"experiment_id": "1", "name": "mine"}}'
+            trace_id = path.rsplit("/", 1)[-1]
+            self.reads[trace_id] += 1
+            experiment = next((e for p, e in EXPERIMENT_OF.items() if trace_id.startswith(p)), None)
+            if trace_id.startswith("broken-"):
+                return 200, b"<html>a proxy's page</html>"
+            if experiment is None:
+                return 404, b'{"error_code": "RESOURCE_DOES_NOT_EXIST"}'
+            location = b'{"mlflow_experiment": {"experiment_id": "%s"}}' % experiment.encode()
+            return 200, b'{"trace": {"trace_info": {"trace_location": %s}}}' % location
+        finally:
+            self.running -= 1
+
+
+EXPERIMENT_OF = {"tr-": "1", "ok-": "1", "theirs-": "3", "other-": "2"}
+
+
+def guard_over(store: TracesStore) -> Guard:
+    """The real guard, authorizer and lookups, over `store`: the editor of experiment 1 (a reader of 2) calls."""
+    policy = LivePolicy(None, views=None)  # type: ignore[arg-type]  # never reloads: the snapshot is set here
+    policy.snapshot = POLICY
+
+    async def undo(link: WorkspaceLink, kind: str, object_id: str) -> None:
+        pass
+
+    return Guard(Authorizer(policy), StoreLookups(store.fetch, no_run_directory), FakeRecords(), undo, FakeJobs())
+
+
+# Calls naming several traces, one for each way the guard reads them: the route's own ids (batch get), the ids below
+# the body's top level (deletion) and a job's parameters (a scorer run on traces).
+MANY_TRACES: dict[str, Callable[[list[str]], Call]] = {
+    "batch get": lambda ids: Call("GET /mlflow/traces/batchGet", 3, query="&".join(f"trace_ids={t}" for t in ids)),
+    "deletion": lambda ids: Call(
+        "POST /mlflow/traces/delete-traces", 3, body={"experiment_id": "1", "request_ids": ids}
+    ),
+    "scorer job": lambda ids: Call(
+        "POST /mlflow/scorer/invoke", 3, body={"experiment_id": "1", "serialized_scorer": judge(), "trace_ids": ids}
+    ),
+}
+
+
+@pytest.mark.parametrize("call", MANY_TRACES.values(), ids=MANY_TRACES.keys())
+async def test_the_traces_of_a_call_are_asked_together_each_once(call: Callable[[list[str]], Call]) -> None:
+    """A trace's experiment is asked at every call (above): one read per trace id, one after another, made a call
+    naming 100 traces take 100 round trips. They are asked together, a few at a time, each id once."""
+    ids = [f"tr-{n}" for n in range(20)]
+    store = TracesStore()
+    await decide(guard_over(store), EDITOR, call(ids + ids[::-1]))
+    assert store.reads == dict.fromkeys(ids, 1)
+    assert 1 < store.most <= TRACE_LOOKUPS_AT_ONCE
+
+
+@pytest.mark.parametrize("call", MANY_TRACES.values(), ids=MANY_TRACES.keys())
+async def test_traces_asked_together_are_judged_in_order(call: Callable[[list[str]], Call]) -> None:
+    """Asked together, a call's traces are still judged in the order it names them: the refusal is the one asking one
+    after another gave, whichever answer came first."""
+    store = TracesStore()
+    guard = guard_over(store)
+    named = ["ok-1", "ok-2", "gone-1", "theirs-1", "broken-1", "gone-2", "ok-3"]
+    with pytest.raises(ResourceNotFound, match=r"^Trace with ID gone-1 is not found\.$"):
+        await decide(guard, EDITOR, call(named))
+    assert set(store.reads) == set(named) and store.most > 1  # all asked, together
+    with pytest.raises(ResourceNotFound, match=r"^Trace with ID theirs-1 is not found\.$"):
+        await decide(guard, EDITOR, call(["ok-1", "theirs-1", "broken-1", "gone-1"]))
+    with pytest.raises(StoreUnavailable):
+        await decide(guard, EDITOR, call(["ok-1", "broken-1", "theirs-1", "gone-1"]))

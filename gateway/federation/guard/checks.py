@@ -7,7 +7,9 @@ PERMISSION_DENIED (`Authorizer.require`).
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Iterable, Mapping
 
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import RANK, Level, experiment_object, model_object, workspace_object
@@ -28,6 +30,15 @@ MISSING = {
     "label_schema": "Label schema with id '{id}' not found.",
     "review_queue": "Review queue with id '{id}' not found.",
 }
+
+# How many of one call's trace ids are asked of the store at once. A trace's experiment is never kept
+# (lookups.py, UNCACHED_KINDS): a call naming 100 traces makes 100 reads, which one after another took 100 round
+# trips. Asked together, at most this many at a time, so one call does not take a store's whole pool.
+TRACE_LOOKUPS_AT_ONCE = 8
+
+# The store's answers for a call's trace ids, asked up front (`Checks.trace_experiments`): an experiment id, None
+# (no such trace), or what asking raised, raised only when the trace is judged.
+TraceAnswers = Mapping[str, "str | BaseException | None"]
 
 
 class Checks:
@@ -64,8 +75,39 @@ class Checks:
     async def require_logged_model(self, request: Request, model_id: str, wanted: str) -> None:
         await self._require_in_experiment(request, "logged_model", model_id, wanted)
 
-    async def require_trace(self, request: Request, trace_id: str, wanted: str) -> None:
-        await self._require_in_experiment(request, "trace", trace_id, wanted)
+    async def require_trace(
+        self, request: Request, trace_id: str, wanted: str, answers: TraceAnswers | None = None
+    ) -> str:
+        """`wanted` on the trace's experiment, which is returned; `answers` (`trace_experiments`) holds the store's
+        answer when it was asked up front."""
+        if answers is None:
+            experiment_id = await self.lookups.experiment_of(request.link, "trace", trace_id)
+        else:
+            experiment_id = answered(answers, trace_id)
+        return await self._require_found(request, "trace", trace_id, experiment_id, wanted)
+
+    async def require_traces(self, request: Request, trace_ids: list[str], wanted: str) -> None:
+        """`wanted` on each trace's experiment. The store is asked of all of them together, then each is judged in
+        order: the refusal is the one asking one after another gave (the first trace refused, or the first whose
+        read failed)."""
+        answers = await self.trace_experiments(request, trace_ids)
+        for trace_id in trace_ids:
+            await self.require_trace(request, trace_id, wanted, answers)
+
+    async def trace_experiments(
+        self, request: Request, trace_ids: Iterable[str]
+    ) -> dict[str, str | BaseException | None]:
+        """The experiment of each distinct trace id, asked of the store at most TRACE_LOOKUPS_AT_ONCE at a time;
+        what a read raised is kept in its place (`answered` raises it), so no answer decides before its turn."""
+        distinct = list(dict.fromkeys(trace_ids))
+        bound = asyncio.Semaphore(TRACE_LOOKUPS_AT_ONCE)
+
+        async def one(trace_id: str) -> str | None:
+            async with bound:
+                return await self.lookups.experiment_of(request.link, "trace", trace_id)
+
+        found = await asyncio.gather(*(one(trace_id) for trace_id in distinct), return_exceptions=True)
+        return dict(zip(distinct, found, strict=True))
 
     async def require_in_experiment(self, request: Request, kind: str, object_id: str, wanted: str) -> None:
         """An issue, label schema or review queue (`kind` of MISSING), through the experiment it belongs to."""
@@ -74,13 +116,20 @@ class Checks:
     async def _require_in_experiment(self, request: Request, kind: str, object_id: str, wanted: str) -> None:
         """A run, logged model, trace, issue, label schema or review queue is governed by the grants on the
         experiment it belongs to."""
-        missing = MISSING[kind].format(id=object_id)
         experiment_id = await self.lookups.experiment_of(request.link, kind, object_id)
+        await self._require_found(request, kind, object_id, experiment_id, wanted)
+
+    async def _require_found(
+        self, request: Request, kind: str, object_id: str, experiment_id: str | None, wanted: str
+    ) -> str:
+        """`wanted` on the experiment the store answered for the object (None: it has no such object)."""
+        missing = MISSING[kind].format(id=object_id)
         if experiment_id is None:
             raise ResourceNotFound(missing)
         obj = experiment_object(request.link.workspace_id, experiment_id)
         self.authorizer.require(request.principal, request.link.workspace_id, obj, wanted, missing)
         await self._changes_promotions(request, experiment_id, wanted)
+        return experiment_id
 
     async def _changes_promotions(self, request: Request, experiment_id: str, wanted: str) -> None:
         """The promotions experiment is written by promotions (gateway/registry/promotion.py), and through the
@@ -107,3 +156,11 @@ class Checks:
             raise ResourceNotFound(missing)
         obj = model_object(request.link.workspace_id, model_id)
         self.authorizer.require(request.principal, request.link.workspace_id, obj, wanted, missing)
+
+
+def answered(answers: TraceAnswers, trace_id: str) -> str | None:
+    """The store's answer for a trace asked up front; what asking raised is raised now, at the trace's turn."""
+    answer = answers[trace_id]
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer

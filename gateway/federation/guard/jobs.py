@@ -135,9 +135,10 @@ async def _check_start(checks: Checks, request: Request, job_name: str, params: 
 
 async def _require_traces(checks: Checks, request: Request, trace_ids: list[str], experiment_id: str) -> None:
     """Each trace readable (404 as missing otherwise) and in the job's experiment (403, MLflow's words)."""
-    for trace_id in dict.fromkeys(trace_ids):
-        await checks.require_trace(request, trace_id, Level.CAN_READ)
-        found = await checks.lookups.experiment_of(request.link, "trace", trace_id)
+    distinct = list(dict.fromkeys(trace_ids))
+    answers = await checks.trace_experiments(request, distinct)  # asked together, judged in order
+    for trace_id in distinct:
+        found = await checks.require_trace(request, trace_id, Level.CAN_READ, answers)
         if found != experiment_id:
             raise PermissionDenied(FOREIGN_TRACES)
 

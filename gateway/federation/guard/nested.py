@@ -13,7 +13,7 @@ from enum import StrEnum
 from gateway.authz.levels import Level
 from gateway.core.errors import InvalidParameter
 from gateway.core.route_table import RouteSpec
-from gateway.federation.guard.checks import Checks
+from gateway.federation.guard.checks import Checks, answered
 from gateway.federation.guard.request import Request
 from gateway.federation.otlp import SPAN_TRACE_ID
 
@@ -173,6 +173,8 @@ def nested_rule(spec: RouteSpec, path: str) -> NestedRule | None:
 async def require_nested(checks: Checks, request: Request, wanted: Level) -> None:
     """Every id below the top level of the body is authorized, or the call is refused (400 for a path
     without a rule or a value that is not a string id)."""
+    # The traces named are asked of the store together up front, then judged in order below.
+    answers = await checks.trace_experiments(request, _trace_ids(request))
     for item in request.nested:
         rule = nested_rule(request.spec, item.path)
         if rule is None:
@@ -189,10 +191,23 @@ async def require_nested(checks: Checks, request: Request, wanted: Level) -> Non
             elif kind is Nested.LOGGED_MODEL:
                 await checks.require_logged_model(request, value, level or wanted)
             elif kind is Nested.TRACE:
-                await checks.require_trace(request, value, level or wanted)
+                await checks.require_trace(request, value, level or wanted, answers)
             elif kind is Nested.LABEL_SCHEMA:
                 await checks.require_in_experiment(request, "label_schema", value, level or wanted)
             elif kind is Nested.NEW_TRACE and value:
-                experiment_id = await checks.lookups.experiment_of(request.link, "trace", value)
+                experiment_id = answered(answers, value)
                 if experiment_id is not None:
                     await checks.require_experiment(request, experiment_id, level or wanted)
+
+
+def _trace_ids(request: Request) -> list[str]:
+    """The trace ids `require_nested` asks the store about, in order: each of a trace's, each non-empty one of an
+    id the call may create."""
+    found: list[str] = []
+    for item in request.nested:
+        rule = nested_rule(request.spec, item.path)
+        if rule is None or rule[0] not in (Nested.TRACE, Nested.NEW_TRACE) or item.value is None:
+            continue
+        values = item.value if isinstance(item.value, list) else [item.value]
+        found.extend(v for v in values if isinstance(v, str) and (v or rule[0] is Nested.TRACE))
+    return found

@@ -48,8 +48,7 @@ async def trace(checks: Checks, request: Request, wanted: Level) -> Plan:
     trace_ids = request.trace_ids()
     if not (trace_ids or request.ids.run_id or experiment_ids):
         raise PermissionDenied("This trace call names no trace or experiment.")
-    for trace_id in trace_ids:
-        await checks.require_trace(request, trace_id, wanted)
+    await checks.require_traces(request, trace_ids, wanted)
     return Plan()
 
 
