@@ -57,6 +57,7 @@ from gateway.authn.sign_in import ProviderSignIn
 from gateway.authz.decide import Authorizer
 from gateway.authz.live import LivePolicy
 from gateway.authz.moves import AuthzMoves
+from gateway.authz.policy import PolicySnapshot
 from gateway.authz.repository import POLICY_CHANNEL
 from gateway.authz.routes import AuditController, PermissionsController, UnityCatalogController
 from gateway.authz.service import AccessService
@@ -146,6 +147,7 @@ from gateway.observability.health import STORE_TIMEOUT_SECONDS, Readiness, Store
 from gateway.observability.metrics import DENIED, INDEX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING
 from gateway.observability.routes import health_handlers
 from gateway.outbound import DestinationCheck
+from gateway.principals import names
 from gateway.principals.guards import CATCH_UP
 from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
 from gateway.principals.service import PrincipalService, TokenService
@@ -733,6 +735,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await workspaces.reload(session)
         await authenticator.start()
         await policy.reload()
+        _warn_reserved_names(policy.snapshot)
         for watcher in watchers:
             watcher.start()
         secret_reads.start()
@@ -961,6 +964,21 @@ def _smtp_password(settings: Settings) -> str:
 def _provider_name(settings: Settings) -> str:
     """What the sign-in button calls the identity provider: its host name."""
     return urlsplit(settings.oidc.issuer).hostname or "the identity provider"
+
+
+def _warn_reserved_names(snapshot: PolicySnapshot) -> None:
+    """Name each group or service principal given a system group's name before it was reserved
+    (gateway/principals/names.py): nothing changes it but a rename, and no grant names it."""
+    for info in snapshot.principals.values():
+        if names.reserved(info.kind, info.name):
+            log.warning(
+                "%s %s is named %r, a system group's name, reserved: rename it (SCIM PATCH displayName); until then "
+                "no grant can name it, nothing else of it changes and SQL's is_account_group_member('account users') "
+                "means every principal of the account",
+                info.kind.replace("_", " "),
+                info.id,
+                info.name,
+            )
 
 
 async def _store_health(store: Store) -> str:

@@ -449,6 +449,13 @@ def resolve_principal(snapshot: PolicySnapshot, name: str, reach: Reach = EVERYO
         raise InvalidState(
             f"The name '{name.strip()}' is held by principals of several kinds; rename one of them before granting."
         )
+    if found and names.reserved(found[0].kind, found[0].name):
+        # Given before the name was reserved (gateway/principals/names.py): what it would reach is not what the
+        # system group's name means.
+        raise InvalidState(
+            f"The name '{name.strip()}' is a system group's, reserved, yet held by a {found[0].kind.replace('_', ' ')}"
+            " made before it was; rename that principal first."
+        )
     return found[0] if found else None
 
 

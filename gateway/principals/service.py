@@ -144,12 +144,12 @@ class PrincipalService:
                 if key == "account_admin" and kind == "group":
                     raise InvalidParameter("Groups cannot be account admins; make their members admins instead.")
                 setattr(row, key, value)
-            if not names.valid(kind, row.name):
-                # A name older than the rules: the database refuses any change to the row but a valid new name.
+            problem = names.problem(kind, row.name)
+            if problem is not None:
+                # A name older than the rules (the database refuses any change to the row but a valid new name), or
+                # a reserved one given before it was: nothing changes but the name.
                 label = kind.replace("_", " ")
-                raise InvalidParameter(
-                    f"This {label}'s name breaks the name rules; rename it first ({names.RULES[kind]})."
-                )
+                raise InvalidParameter(f"This {label}'s name breaks the name rules; rename it first. {problem}")
             changes: builtins.list[PolicyChange] = []
             if replace_members is not None:
                 changes += await repository.clear_members(principal_id)

@@ -44,6 +44,7 @@ from gateway.core.policy_changes import ViewAdded, ViewRemoved
 from gateway.core.principal import Principal
 from gateway.db.retention import PRUNE_EVERY_SECONDS
 from gateway.observability.metrics import SQL_CAPPED
+from gateway.principals import names
 from gateway.sql.catalog import SYSTEM_CATALOG, TableName, system_table
 from gateway.sql.repository import (
     StatementRepository,
@@ -367,10 +368,11 @@ class SqlService:
         snapshot = self._access.policy.snapshot
 
         def member_of(group: str) -> bool:
+            if names.folded(group) == names.ACCOUNT_USERS:
+                # The system group, whatever group a name older than its reservation gave (principals/names.py).
+                return principal.id is not None
             info = snapshot.find("group", group)
-            if info is not None:
-                return info.id in principal.subjects
-            return group == "account users" and principal.id is not None
+            return info is not None and info.id in principal.subjects
 
         return Identity(principal.name, member_of)
 

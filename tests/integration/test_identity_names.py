@@ -16,6 +16,8 @@ import requests
 
 from gateway.cli import main
 from tests.conftest import ADMIN_TOKEN, Stack
+from tests.support.elsewhere import made_elsewhere
+from tests.support.identity import Admin
 
 pytestmark = pytest.mark.integration
 SCIM = "/api/2.0/preview/scim/v2"
@@ -152,3 +154,67 @@ def test_a_bare_name_in_a_grant_reaches_the_principal_of_that_name(stack: Stack)
         {"changes": [{"principal": f"nobody-{s}", "add": ["USE_CATALOG"]}]},
     )
     refused(unknown, 404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_system_group_names_are_reserved(stack: Stack) -> None:
+    """`account users`, `users` and `admins` name Databricks' system groups: no group or service principal gets
+    one, in any case or with any separators; one given before they were reserved changes nothing they mean."""
+    s = suffix()
+    for name in ("account users", "Account Users", "account  users", "ACCOUNT_USERS", " users ", "Admins", "users"):
+        refused(create(stack, "Groups", {"displayName": name}), 400, "INVALID_PARAMETER_VALUE")
+    for name in ("users", "admins", "Account.Users", "account-users"):
+        refused(create(stack, "ServicePrincipals", {"applicationId": name}), 400, "INVALID_PARAMETER_VALUE")
+    group = create(stack, "Groups", {"displayName": f"plain-{s}"}).json()
+    renamed = call(
+        stack,
+        "PATCH",
+        f"{SCIM}/Groups/{group['id']}",
+        {"Operations": [{"op": "replace", "path": "displayName", "value": "Account Users"}]},
+    )
+    refused(renamed, 400, "INVALID_PARAMETER_VALUE")
+    assert "reserved" in renamed.json()["message"]
+    # A group of that name from before, with nobody in it, written as another replica (or an old release) would.
+    member = Admin.of(stack).person(f"plain-{s}@example.com")
+    legacy = made_elsewhere(stack.database_url, "group", "account users", admin=False)
+    try:
+        # A grant to `account users` would reach the members of that group alone.
+        granted = call(
+            stack,
+            "PATCH",
+            f"{UC}/permissions/catalog/system",
+            {"changes": [{"principal": "account users", "add": ["USE_CATALOG"]}]},
+        )
+        refused(granted, 409, "INVALID_STATE")
+        assert "rename" in granted.json()["message"]
+        # In SQL (and so in dynamic views) the name still means every principal of the account.
+        asked = call(
+            stack,
+            "POST",
+            "/api/2.0/sql/statements",
+            {
+                "statement": "SELECT is_account_group_member('account users'), "
+                "is_account_group_member('Account Users')",
+                "warehouse_id": "any",
+                "wait_timeout": "30s",
+            },
+            token=member.token,
+        )
+        assert asked.status_code == 200 and asked.json()["status"]["state"] == "SUCCEEDED", asked.text
+        assert asked.json()["result"]["data_array"] == [["true", "true"]]
+        # Nothing of it changes but its name; renamed, it is a group like any other.
+        joined = call(
+            stack,
+            "PATCH",
+            f"{SCIM}/Groups/{legacy}",
+            {"Operations": [{"op": "add", "path": "members", "value": [{"value": str(member.id)}]}]},
+        )
+        refused(joined, 400, "INVALID_PARAMETER_VALUE")
+        moved = call(
+            stack,
+            "PATCH",
+            f"{SCIM}/Groups/{legacy}",
+            {"Operations": [{"op": "replace", "path": "displayName", "value": f"formerly-account-users-{s}"}]},
+        )
+        assert moved.status_code == 200, moved.text
+    finally:
+        assert call(stack, "DELETE", f"{SCIM}/Groups/{legacy}").status_code in (200, 204)
