@@ -109,6 +109,28 @@ RETURNED_RESPONSE_HEADERS = frozenset(
         "x-content-type-options",
     }
 )
+# What every file a download route sends carries, whatever the store said: a file is a user's upload (HTML, SVG),
+# and rendered in the gateway's origin its script would act with the web UI's session. MLflow sends an attachment
+# with `nosniff` itself; a store that does not (another MLflow-compatible server, a proxy in front of one) had its
+# file rendered. The sandbox, with nothing allowed, keeps a browser that renders it anyway from running a script or
+# counting it as the gateway's origin. The web UI reads files with fetch(), which none of this changes.
+DOWNLOAD_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'"
+ATTACHMENT = "attachment"
+
+
+def download_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A download's headers: the store's, with its disposition made an attachment, `nosniff` and a sandbox."""
+    kept = {k: v for k, v in headers.items() if k.lower() not in ("x-content-type-options", "content-security-policy")}
+    disposition = next((k for k in kept if k.lower() == "content-disposition"), None)
+    if disposition is None:
+        kept["Content-Disposition"] = ATTACHMENT
+    elif not kept[disposition].strip().lower().startswith(ATTACHMENT):
+        # `inline; filename=x.html` keeps its file name, as an attachment.
+        _, sep, rest = kept[disposition].partition(";")
+        kept[disposition] = f"{ATTACHMENT}{sep}{rest}"
+    kept["X-Content-Type-Options"] = "nosniff"
+    kept["Content-Security-Policy"] = DOWNLOAD_POLICY
+    return kept
 
 
 class StoreSender:
@@ -362,6 +384,8 @@ class Forwarder:
         headers = {k: v for k, v in response.headers.items() if k.lower() in RETURNED_RESPONSE_HEADERS}
         if sent.headers:
             headers.update(sent.headers)
+        if spec.body is Body.DOWNLOAD:
+            headers = download_headers(headers)
         # Artifact bytes are the user's and are never rewritten; JSON answers of renamed links are.
         rewrite = _renames(link) and spec.body is not Body.DOWNLOAD
         # get-by-name names no id up front: the guard checks the experiment found in the answer.

@@ -129,6 +129,11 @@ class GarbageStore:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n" % len(page))
             writer.write(page)
             return True
+        if mode == "inline-html":  # a store that serves a file a user uploaded as a page, not an attachment
+            page = b"<html><body><script>fetch('/api/2.0/mlflow/experiments/create')</script>Report</body></html>"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n" % len(page))
+            writer.write(page)
+            return True
         if mode == "no-content":
             writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
             return True
@@ -391,3 +396,28 @@ def test_a_store_success_that_is_not_json_where_mlflow_answers_json_is_a_502(
     assert f"sent a {status} answer" in error["message"] and "script" not in answer.text
     abused.garbage.mode = "ok"
     assert _search(abused).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/get-artifact?run_uuid=0123456789abcdef0123456789abcdef&path=report.html",
+        "/api/2.0/mlflow-artifacts/artifacts/1/0123456789abcdef0123456789abcdef/artifacts/report.html",
+        "/ajax-api/2.0/mlflow-artifacts/artifacts/1/0123456789abcdef0123456789abcdef/artifacts/drawing.svg",
+    ],
+)
+def test_a_file_a_store_serves_inline_goes_out_as_an_attachment_in_a_sandbox(abused: Abused, path: str) -> None:
+    """A user's uploaded HTML or SVG, opened from the gateway, is a page of the gateway's origin, where the web UI's
+    session lives: its script could call the API as whoever opens the link. MLflow 3.17.2 sends every file as an
+    attachment with `nosniff`; a store that does not (another MLflow-compatible server, a proxy in front of one) had
+    its file rendered, script and all. Whatever the store says, a download goes out as an attachment, unsniffed,
+    and sandboxed with no script (`Content-Security-Policy: sandbox`) should a browser render it anyway."""
+    abused.garbage.mode = "inline-html"
+    answer = abused.http().get(f"{abused.gateway.url}{path}", timeout=BOUND)
+    assert answer.status_code == 200, answer.text
+    assert answer.content.startswith(b"<html>")  # the file itself, untouched
+    assert answer.headers["Content-Disposition"].startswith("attachment"), answer.headers
+    assert answer.headers["X-Content-Type-Options"] == "nosniff", answer.headers
+    policy = answer.headers["Content-Security-Policy"]
+    assert "sandbox" in policy and "default-src 'none'" in policy, policy
+    assert "allow-scripts" not in policy and "allow-same-origin" not in policy
