@@ -128,6 +128,18 @@ def test_the_gateway_has_probes_that_mean_something_and_time_to_drain(overlay: s
     assert gateway["resources"]["limits"]["memory"]
 
 
+def test_the_image_serves_the_web_ui_and_prod_names_the_https_origin_people_open() -> None:
+    """The image installed the gateway without its `ui` extra, so a cluster served neither the MLflow UI nor the
+    console (`/` answered 404). And behind the ingress's TLS, without `ui.public_url` the gateway took its origin
+    from each request, which reaches it over plain http: session cookies without `Secure` or the `__Host-` prefix,
+    and an OIDC redirect URI of `http://` that sent the provider's code back over plain http."""
+    installs = re.findall(r"pip install (\S+)", (ROOT / "k8s/Dockerfile").read_text())
+    assert any(re.fullmatch(r"""['"]?\.\[([a-z]+,)*ui(,[a-z]+)*\]['"]?""", target) for target in installs), installs
+    (deployment,) = _objects("prod", "Deployment")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FEDGATE_UI_PUBLIC_URL"]["value"].startswith("https://")
+
+
 def test_dev_runs_one_replica_and_a_database_pod_of_its_own() -> None:
     (deployment,) = _objects("dev", "Deployment")
     assert deployment["spec"]["replicas"] == 1
