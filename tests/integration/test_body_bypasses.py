@@ -8,6 +8,7 @@ is refused, and Alice's objects are checked unchanged through her own eyes after
 # ruff: noqa: F811  (the fixtures imported from test_access_control are redefined as parameters)
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -408,3 +409,44 @@ def test_a_trace_id_used_again_is_judged_by_the_trace_that_has_it_now(
     info = alice.get(f"{url}/{trace_id}").json()["trace"]["trace_info"]
     assert info["trace_location"]["mlflow_experiment"]["experiment_id"] == alices_work.experiment_id
     assert info["tags"]["whose"] == "alice"
+
+
+def test_an_empty_value_beside_an_id_in_a_query_is_refused(stack: Stack, org: Org, alices_work: Owned) -> None:
+    """The guard reads an empty query value as naming nothing and checks the other values; MLflow reads a single
+    field's first value, empty or not. `scorers/list?experiment_id=&experiment_id=<Bob's>` was checked as a listing
+    of Bob's experiment, and the store, given no experiment, listed the scorers of every experiment: Alice's judge,
+    its instructions with it. The same query of v2 trace search failed in the store with a 500."""
+    from mlflow.genai.judges import make_judge
+
+    secret = f"alice_judge_{unique('j').replace('-', '_')}"
+    judge = make_judge(
+        name=secret,
+        instructions="Is {{ outputs }} what Alice's customers want?",
+        model="openai:/gpt-4o-mini",
+        feedback_value_type=bool,
+    )
+    registered = requests.post(  # on the store itself: where a judge's model may call is not what this is about
+        f"{stack.stores['a'].url}/api/3.0/mlflow/scorers/register",
+        json={
+            "experiment_id": alices_work.experiment_id,
+            "name": secret,
+            "serialized_scorer": json.dumps(judge.model_dump()),
+        },
+        timeout=30,
+    )
+    assert registered.status_code == 200, registered.text
+    own, _ = bobs_run(stack, org)
+    bob = org.bob.http(stack)
+    url = f"{stack.url}/api/3.0/mlflow/scorers/list"
+    plain = bob.get(url, params={"experiment_id": own})
+    assert plain.status_code == 200, plain.text
+    assert secret not in plain.text
+    assert bob.get(url, params={"experiment_id": alices_work.experiment_id}).status_code == 404
+    for query in ([("experiment_id", ""), ("experiment_id", own)], [("experiment_id", own), ("experiment_id", "")]):
+        response = bob.get(url, params=query)
+        assert response.status_code == 400, response.text
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert secret not in response.text
+    traces = bob.get(f"{stack.url}/api/2.0/mlflow/traces", params=[("experiment_ids", ""), ("experiment_ids", own)])
+    assert traces.status_code == 400, traces.text
+    assert traces.json()["error_code"] == "INVALID_PARAMETER_VALUE"

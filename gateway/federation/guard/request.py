@@ -61,7 +61,7 @@ class Request:
         every issue of the workspace."""
         if self._params is None:
             reads_query = self.spec.method == "GET" or self.spec.body is not Body.JSON
-            self._params = parse_qs(self.query, keep_blank_values=True) if reads_query else {}
+            self._params = query_params(self.query) if reads_query else {}
         return self._params
 
     def single(self, name: str) -> str:
@@ -157,6 +157,22 @@ class Request:
         document = dict(self.document)
         document[name] = values
         return Plan(body=msgspec.json.encode(document))
+
+
+def query_params(query: str) -> dict[str, list[str]]:
+    """The parameters of a query the guard reads, each name with its values in order.
+
+    A name given more than once with an empty value among them is refused (400): the guard reads an empty value
+    as naming nothing and checks the others, while MLflow 3.17.2 reads a single field's first value
+    (`request.args.get`), empty or not, and a store given an empty id may act more widely than on any id named.
+    `scorers/list?experiment_id=&experiment_id=<own>` was checked as a listing of the caller's experiment, and the
+    store, reading no experiment, listed the scorers (a judge's instructions, a scorer's code) of every experiment
+    of the workspace."""
+    params = parse_qs(query, keep_blank_values=True)
+    for name, values in params.items():
+        if len(values) > 1 and "" in values:
+            raise InvalidParameter(f"Parameter '{name}' is given {len(values)} times, one of them empty; give it once.")
+    return params
 
 
 def _member(node: dict[str, Any], key: str) -> dict[str, Any]:
