@@ -683,6 +683,7 @@ REGISTERED_MODELS_SET_ALIAS = declared("POST /mlflow/registered-models/alias")
 REGISTERED_MODELS_DELETE_ALIAS = declared("DELETE /mlflow/registered-models/alias")
 MODEL_VERSIONS_SET_TAG = declared("POST /mlflow/model-versions/set-tag")
 MODEL_VERSIONS_DELETE_TAG = declared("DELETE /mlflow/model-versions/delete-tag")
+TRACES_LINK_PROMPTS = declared("POST /mlflow/traces/link-prompts")
 ARTIFACT_UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")
 UI_UPLOAD_ARTIFACT = declared("POST /mlflow/upload-artifact")  # the UI's upload button: ?run_uuid&path
 GATEWAY_PROXY_INVOKE = declared("POST /mlflow/gateway-proxy")

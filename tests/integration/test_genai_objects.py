@@ -237,3 +237,50 @@ def test_reading_the_spans_of_a_trace_without_any_is_not_found(stack: Stack, cas
     spans = owner.get(f"{stack.url}/api/3.0/mlflow/traces/get", params={"trace_id": cast.trace_id}, timeout=60)
     assert spans.status_code == 200, spans.text
     assert spans.json()["trace"]["trace_info"]["trace_id"] == cast.trace_id
+
+
+def test_linking_a_trace_to_a_prompt_needs_to_read_the_prompt(stack: Stack, cast: Cast, as_user: As) -> None:
+    """`traces/link-prompts` records that a trace used prompt versions, by name, and the store takes any name
+    (it reads neither the prompt nor its version); `search_traces(filter_string='prompt = "name/version"')`
+    answers from those records. The owner of a trace may link it to the prompts they may read, as the stock
+    client does when a traced function loads one; a prompt hidden from them is refused as a missing one, and
+    no record is made of it."""
+    from mlflow.entities.model_registry import PromptVersion
+
+    admin = Admin.of(stack)
+    author = admin.person(unique("prompt.author") + "@example.com")
+    admin.grant("workspaces/team-a", "CAN_USE", user=author.name)
+    name = unique("hidden-prompt")
+    as_user(author, lambda: mlflow.genai.register_prompt(name=name, template="Answer {{ question }}"))
+    missing = unique("no-such-prompt")
+
+    def link(prompt: str) -> Any:
+        return _store().link_prompts_to_trace(cast.trace_id, [PromptVersion(name=prompt, version=1, template="")])
+
+    def linked(prompt: str) -> list[str]:
+        found = mlflow.search_traces(
+            locations=[cast.experiment_id], filter_string=f'prompt = "{prompt}/1"', return_type="list"
+        )
+        return [trace.info.trace_id for trace in found]
+
+    hidden = as_user.refused(cast.owner, lambda: link(name))
+    absent = as_user.refused(cast.owner, lambda: link(missing))
+    assert (hidden.error_code, hidden.message.replace(name, "<name>")) == (
+        absent.error_code,
+        absent.message.replace(missing, "<name>"),
+    )
+    assert hidden.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert as_user(cast.owner, lambda: linked(name)) == []
+
+    # Readable, the prompt is linked, and the trace is found by it.
+    model_id = (
+        author.http(stack)
+        .get(f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name})
+        .json()["registered_model_databricks"]["id"]
+    )
+    admin.grant(f"registered-models/{model_id}", "CAN_READ", user=cast.owner.name, workspace="team-a")
+    as_user(cast.owner, lambda: link(name))
+    assert as_user(cast.owner, lambda: linked(name)) == [cast.trace_id]
+    # A reader of the experiment who may read the prompt still does not link (CAN_EDIT on the trace).
+    admin.grant(f"registered-models/{model_id}", "CAN_READ", user=cast.reader.name, workspace="team-a")
+    assert as_user.refused(cast.reader, lambda: link(name)).error_code == "PERMISSION_DENIED"

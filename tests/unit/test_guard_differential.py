@@ -169,6 +169,13 @@ class StoreDirectory:
         return 200, json.dumps({"trace": {"trace_info": {"trace_location": location}}}).encode()
 
 
+class NoModels:
+    """The gateway's records of registered models, holding none: a prompt a trace is linked to is missing."""
+
+    async def model_id(self, link: WorkspaceLink, name: str, *, adopt: bool) -> str | None:
+        return None
+
+
 async def _no_run_directory(run_id: str, workspace: str) -> str | None:
     return None
 
@@ -181,7 +188,7 @@ def _guard() -> Guard:
     policy = LivePolicy(None, views=None)  # type: ignore[arg-type]  # never reloads: the snapshot is set here
     policy.snapshot = _snapshot()
     lookups = StoreLookups(StoreDirectory().fetch, _no_run_directory)
-    return Guard(Authorizer(policy), lookups, None, _no_undo)  # type: ignore[arg-type]
+    return Guard(Authorizer(policy), lookups, NoModels(), _no_undo)  # type: ignore[arg-type]
 
 
 GUARD = _guard()

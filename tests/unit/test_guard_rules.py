@@ -382,6 +382,10 @@ def transition(version: str, stage: str) -> Call:
     )
 
 
+def link_prompts(*versions: dict[str, str]) -> Call:
+    return Call("POST /mlflow/traces/link-prompts", body={"trace_id": T1, "prompt_versions": list(versions)})
+
+
 ARTIFACTS = "/mlflow-artifacts/artifacts/{artifact_path:path}"
 LOGGED_MODEL = "/mlflow/logged-models/{model_id:str}"
 SEARCH_FILTER = "name LIKE 'a%'"
@@ -588,6 +592,16 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
      (ALLOW, no_trace(T2), ALLOW, no_trace(T2), no_trace(T1))),
     ("link a trace to a run", Call("POST /mlflow/traces/link-to-run", body={"run_id": R1, "trace_ids": [T1]}),
      (ALLOW, ALLOW, ALLOW, DENIED, no_run(R1))),
+    # The store records any prompt name for the trace: CAN_READ on each prompt (a registered model) linked.
+    ("link a trace to a prompt", link_prompts({"name": "churn", "version": "1"}),
+     (ALLOW, ALLOW, ALLOW, DENIED, no_trace(T1))),
+    ("link a trace to a hidden prompt",
+     link_prompts({"name": "churn", "version": "1"}, {"name": "fraud", "version": "2"}),
+     (ALLOW, no_model("fraud"), no_model("fraud"), DENIED, no_trace(T1))),
+    ("link a trace to a prompt that does not exist", link_prompts({"name": "nope", "version": "1"}),
+     (ALLOW, no_model("nope"), no_model("nope"), DENIED, no_trace(T1))),
+    ("link a trace to a prompt version without a name", link_prompts({"version": "1"}),
+     (ALLOW, INVALID, INVALID, DENIED, no_trace(T1))),
     ("delete traces (CAN_EDIT)",
      Call("POST /mlflow/traces/delete-traces", body={"experiment_id": "1", "request_ids": [T1]}),
      (ALLOW, ALLOW, ALLOW, DENIED, no_trace(T1))),

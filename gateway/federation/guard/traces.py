@@ -6,7 +6,8 @@ from typing import Any
 
 from gateway.authz.decide import Everything
 from gateway.authz.levels import Level
-from gateway.core.errors import PermissionDenied
+from gateway.core.errors import InvalidParameter, PermissionDenied
+from gateway.core.route_table import TRACES_LINK_PROMPTS
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
 from gateway.federation.trace_tags import refuse_storage_tags
@@ -39,7 +40,8 @@ async def trace_search(checks: Checks, request: Request, wanted: Level) -> Plan:
 
 
 async def trace(checks: Checks, request: Request, wanted: Level) -> Plan:
-    """`wanted` on every trace and experiment the call names, CAN_EDIT on a run it links traces to."""
+    """`wanted` on every trace and experiment the call names, CAN_EDIT on a run it links traces to, CAN_READ on
+    every prompt it links a trace to."""
     if request.ids.run_id:
         await checks.require_run(request, request.ids.run_id, Level.CAN_EDIT)
     experiment_ids = request.experiment_ids(required=False)
@@ -49,7 +51,30 @@ async def trace(checks: Checks, request: Request, wanted: Level) -> Plan:
     if not (trace_ids or request.ids.run_id or experiment_ids):
         raise PermissionDenied("This trace call names no trace or experiment.")
     await checks.require_traces(request, trace_ids, wanted)
+    if request.spec == TRACES_LINK_PROMPTS:
+        for name in linked_prompts(request):
+            await checks.require_model(request, name, Level.CAN_READ)
     return Plan()
+
+
+def linked_prompts(request: Request) -> list[str]:
+    """The prompts (registered models, by name) a `traces/link-prompts` call links its trace to, once each.
+
+    The store records `<name>/<version>` for the trace without reading the prompt (any name is taken), and trace
+    searches by `prompt = "<name>/<version>"` answer from those records: a prompt the caller may not read is
+    refused as a missing one, as the stock client links only the prompts a traced function loaded."""
+    versions = request.document.get("prompt_versions")
+    if versions is None:
+        return []
+    if not isinstance(versions, list):
+        raise InvalidParameter("'prompt_versions' must be a list.")
+    names: list[str] = []
+    for item in versions:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name:
+            raise InvalidParameter("Each of 'prompt_versions' must name its prompt ('name').")
+        names.append(name)
+    return list(dict.fromkeys(names))
 
 
 def refuse_storage_tag_writes(request: Request) -> None:
