@@ -99,8 +99,10 @@ ABANDONED_AFTER_SECONDS = 60.0  # past the statement timeout: the process runnin
 UNAVAILABLE_STATES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
 TEMP_FILE_LIMIT_STATE = "53400"  # configuration_limit_exceeded: only temp_file_limit raises it
 # program_limit_exceeded (a value past the gateway's bound or PostgreSQL's 1 GB), statement_too_complex (a stack
-# too deep), too_many_columns: limits a statement reaches by what it asks for, not by a mistake in its SQL.
-PROGRAM_LIMIT_STATES = ("54000", "54001", "54011")
+# too deep), too_many_columns: limits a statement reaches by what it asks for, not by a mistake in its SQL. And
+# out_of_memory: an allocation the backend could not get (a server with strict overcommit answers so where others
+# kill the process), which is the size of what the statement asked for, not the database being down.
+PROGRAM_LIMIT_STATES = ("54000", "54001", "54011", "53200")
 INTERNAL_ERROR_STATE = "XX000"  # among others 'invalid memory alloc request size': a value past PostgreSQL's 1 GB
 SHOW_GRANTS_COLUMNS = ("principal", "action_type", "object_type", "object_key", "inherited_from")
 COMPILED_CACHE_SIZE = 512
@@ -688,7 +690,7 @@ def _postgres_failure(exc: asyncpg.PostgresError) -> Outcome:
         sql_state == INTERNAL_ERROR_STATE and message.startswith("invalid memory alloc request size")
     ):
         # A value past the gateway's bound for the values a statement builds (migration 0044) or PostgreSQL's 1 GB,
-        # a plan or an expression too large.
+        # a plan or an expression too large, memory the backend could not get.
         return _failed("RESOURCE_EXHAUSTED", f"The statement went past a limit of the database: {message}.", sql_state)
     if sql_state.startswith(UNAVAILABLE_STATES):
         return _failed("TEMPORARILY_UNAVAILABLE", "The database is not available right now; try again.", sql_state)

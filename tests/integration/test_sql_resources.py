@@ -12,6 +12,8 @@ share first (migration 0044).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -227,3 +229,68 @@ def test_nested_subqueries_do_not_make_the_planner_copy_their_expressions(stack:
     after = asyncio.run(_backends(stack.database_url))
     grown = {pid: _memory(pid, "VmHWM") - before.get(pid, 0) for pid in after}
     assert grown and max(grown.values()) < 64 * MIB, {pid: bytes_ // MIB for pid, bytes_ in grown.items()}
+
+
+# About 80 MB built by one replace() within the statement's share of the value budget (three places: 89 MB each).
+WITHIN_BUDGET = f"SELECT length(replace(replace('{'a' * 80}', 'a', '{A1000}'), 'a', '{A1000}')) AS n"
+HEADROOM = 64 * MIB
+
+
+def _postmaster(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+
+
+def _soft_address_space(pid: int) -> str:
+    """A process's soft RLIMIT_AS as /proc writes it: a number of bytes, or "unlimited"."""
+    with open(f"/proc/{pid}/limits", encoding="ascii") as limits:
+        return next(line.split()[3] for line in limits if line.startswith("Max address space"))
+
+
+def _set_address_space(limits: dict[int, str]) -> dict[int, str]:
+    """Set the soft RLIMIT_AS of each process (bytes, or "unlimited"); answers the soft limits they had.
+
+    As the database's own user: changing another user's limits takes CAP_SYS_RESOURCE, which a test may not hold,
+    and a soft limit (below the hard one, left as it is) can be set back."""
+    before: dict[int, str] = {}
+    for pid, soft in limits.items():
+        try:
+            owner = os.stat(f"/proc/{pid}")
+            before[pid] = _soft_address_space(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        subprocess.run(
+            ["prlimit", "--pid", str(pid), f"--as={soft}:"],
+            user=owner.st_uid,
+            group=owner.st_gid,
+            capture_output=True,
+            check=False,  # the process may have ended meanwhile
+            timeout=30,
+        )
+    return before
+
+
+def test_a_statement_the_database_runs_out_of_memory_for_fails_resource_exhausted(stack: Stack) -> None:
+    """PostgreSQL fails an allocation it cannot get with SQLSTATE 53200 (out_of_memory), as it does on a server run
+    with strict overcommit, as PostgreSQL's documentation advises, when a statement wants more than is left. That is
+    the statement's own size, like the 54000 of a value past a bound: it answered TEMPORARILY_UNAVAILABLE, the
+    database "not available right now; try again", and a client retried it. The backends of the gateway's database
+    (and the postmaster, for those it starts meanwhile) are given 64 MiB of address space beyond what they have,
+    so the 80 MB that statement builds within its share of the value budget cannot be allocated."""
+    stranger = Admin.of(stack).person("stranger.oom@example.com")  # no grant at all
+    assert run(stack.url, stranger.token, WITHIN_BUDGET)["result"]["data_array"] == [["80000000"]]
+    pids = asyncio.run(_backends(stack.database_url))
+    pids.append(_postmaster(pids[0]))
+    sizes = {pid: _memory(pid, "VmSize") for pid in pids}
+    kept = _set_address_space({pid: str(size + HEADROOM) for pid, size in sizes.items() if size})
+    try:
+        answer = run(stack.url, stranger.token, WITHIN_BUDGET)
+    finally:
+        _set_address_space(kept)
+    status = answer["status"]
+    assert status["state"] == "FAILED", answer
+    assert status["error"]["error_code"] == "RESOURCE_EXHAUSTED", status
+    assert status["sql_state"] == "53200", status
+    assert "out of memory" in status["error"]["message"], status
+    # The database is well: the same statement answers again.
+    assert run(stack.url, stranger.token, WITHIN_BUDGET)["result"]["data_array"] == [["80000000"]]
