@@ -991,7 +991,7 @@ async def _store_health(store: Store) -> str:
 
 
 async def _check_configured_links(workspaces: WorkspaceService) -> None:
-    """Prepare configured links; warn (never fail start-up) about stores whose artifacts bypass the gateway."""
+    """Prepare configured links; warn (never fail start-up) about stores linking would refuse or warn about."""
     for link in workspaces.links.all():
         try:
             await workspaces.verify_link(link)

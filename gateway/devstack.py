@@ -116,6 +116,9 @@ class MlflowServer:
     # True starts it with `--artifacts-only` and no backend store: an artifact proxy whose tracking routes refuse
     # with 503.
     artifacts_only: bool = False
+    # False starts it serving artifacts with an empty `--artifacts-destination`: its artifact router's uploads and
+    # downloads answer 503 "Artifact serving is not configured.".
+    artifacts_destination: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -134,7 +137,8 @@ class MlflowServer:
         if not self.artifacts_only:  # MLflow refuses a backend store for an artifact proxy
             args += ["--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
         if self.serve_artifacts:
-            args += ["--artifacts-destination", str(self.root / "artifacts"), "--serve-artifacts"]
+            destination = str(self.root / "artifacts") if self.artifacts_destination else ""
+            args += ["--artifacts-destination", destination, "--serve-artifacts"]
         else:
             args += ["--default-artifact-root", "mlflow-artifacts:/", "--no-serve-artifacts"]
         if self.artifacts_only:

@@ -21,7 +21,9 @@ so on some routes only), and answered as the error they are; any other 5xx goes 
   the same on every retry: 501 `NOT_IMPLEMENTED` (the operation is not enabled on that store; the stock client does
   not retry a 501), naming the workspace and what the operator must change. Taken for a proxy's 503 it went out as
   `TEMPORARILY_UNAVAILABLE` with `Retry-After`, which the client retried for minutes, or as the router's JSON
-  without an error code.
+  without an error code. Its artifact router answers a second JSON 503 when serving is on but no destination is set
+  (`--artifacts-destination ""`): `{"detail": "Artifact serving is not configured."}`, 501 as well, naming the
+  flag.
 - Every tracking route of a store started with `--artifacts-only` (an artifact proxy, no tracking server): MLflow's
   Flask handlers answer 503 text/html (`Endpoint: <rule> disabled due to the mlflow server running in
   `--artifacts-only` mode...`). 501 `NOT_IMPLEMENTED` as above.
@@ -77,6 +79,8 @@ _SERVING_OFF_TEXT = re.compile(
     r"server functionality, run `mlflow server` with `--serve-artifacts`"
 )
 _SERVING_OFF_DETAIL = "Artifact serving is disabled. Run `mlflow server` with `--serve-artifacts` to enable."
+# The artifact router's answer when serving is on but no destination is set (`--artifacts-destination ""`).
+_NO_DESTINATION_DETAIL = "Artifact serving is not configured."
 _ARTIFACTS_ONLY_TEXT = re.compile(
     r"Endpoint: /\S* disabled due to the mlflow server running in `--artifacts-only` mode\. To enable tracking "
     r"server functionality, run `mlflow server` without `--artifacts-only`"
@@ -126,6 +130,11 @@ def known_failure(
     document = _document(body)
     if status == FEATURE_OFF and spec in ARTIFACT_PROXY and document == {"detail": _SERVING_OFF_DETAIL}:
         return _not_serving_artifacts(store)
+    if status == FEATURE_OFF and spec in ARTIFACT_PROXY and document == {"detail": _NO_DESTINATION_DETAIL}:
+        return FeatureNotServed(
+            f"{store} serves artifacts without a destination: it runs with an empty --artifacts-destination. An "
+            "operator must start it with --artifacts-destination set to where its artifacts are kept."
+        )
     error_code, message = document.get("error_code"), document.get("message")
     if (
         status == WORKSPACE_HEADER_REFUSED

@@ -37,8 +37,10 @@ from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, R
 from gateway.core.links import LinkTable, WorkspaceLink, conflict_message, overlap, self_overlap
 from gateway.core.numbers import whole
 from gateway.core.ports import Store
+from gateway.core.route_table import declared
 from gateway.db.models import WorkspaceLinkRow
 from gateway.db.moves import WorkspaceMoveHook
+from gateway.federation.store_answers import FeatureNotServed, known_failure
 from gateway.stores.client import StoreClient, Transient
 from gateway.workspaces.repository import WorkspaceRepository
 from gateway.workspaces.schemas import Workspace, WorkspaceChanges, WorkspaceCreate
@@ -46,6 +48,9 @@ from gateway.workspaces.schemas import Workspace, WorkspaceChanges, WorkspaceCre
 log = logging.getLogger(__name__)
 
 MODES = ("workspace", "dual", "central")
+# What `verify_link` asks a store (both reads).
+_SEARCH = declared("POST /mlflow/experiments/search")
+_LIST_ARTIFACTS = declared("GET /mlflow-artifacts/artifacts")
 _COLUMNS = (
     "name",
     "workspace_id",
@@ -413,11 +418,14 @@ class WorkspaceService:
             info_status, info_body = await store.fetch("GET", "/api/3.0/mlflow/server-info", idempotent=True)
             status, body = await store.fetch(
                 "POST",
-                "/api/2.0/mlflow/experiments/search",
+                _SEARCH.paths()[0],
                 headers=[("Content-Type", "application/json")],
                 body=b'{"max_results": 20, "view_type": "ALL"}',
                 idempotent=True,
             )
+            # A read of the artifact root: how a store started with --no-serve-artifacts tells it (MLflow 3.17.2's
+            # server-info does not).
+            listed, listing = await store.fetch("GET", _LIST_ARTIFACTS.paths()[0], idempotent=True)
         except Transient:
             message = f"store {link.store!r} is unreachable; artifact proxying could not be verified"
             log.warning("linking workspace %s: %s", link.name, message)
@@ -435,6 +443,11 @@ class WorkspaceService:
                     f"Store {link.store!r} runs without workspaces (start it with --enable-workspaces), but the "
                     "gateway's configuration addresses it by workspace (workspaces = true)."
                 )
+        # MLflow's own refusal of a feature the store was started without, matched exactly as the forwarder matches
+        # it (federation/store_answers.py). A store that refuses a tracking read so (--artifacts-only; a refused
+        # workspace header its server-info did not tell) refuses every call of the link: no link, naming the flag.
+        if isinstance(refusal := known_failure(_SEARCH, status, body, link.name), FeatureNotServed):
+            raise InvalidParameter(f"Store {link.store!r} refuses every tracking call: {refusal.message}")
         if status != 200:
             message = f"store {link.store!r} answered {status} to an experiment search"
             log.warning("linking workspace %s: %s", link.name, message)
@@ -447,6 +460,15 @@ class WorkspaceService:
                     "Link only stores that proxy artifacts (mlflow server --serve-artifacts with an "
                     "'mlflow-artifacts:/' default artifact root)."
                 )
+        if isinstance(known_failure(_LIST_ARTIFACTS, listed, listing, link.name), FeatureNotServed):
+            # A store started with --no-serve-artifacts still tracks (runs, metrics, params, traces); only its
+            # artifact calls answer 501 NOT_IMPLEMENTED. A tracking-only store is a choice, so a warning.
+            message = (
+                f"store {link.store!r} does not serve artifacts (it runs with --no-serve-artifacts): the workspace's "
+                "artifact uploads and downloads answer 501 NOT_IMPLEMENTED until it is started with --serve-artifacts"
+            )
+            log.warning("linking workspace %s: %s", link.name, message)
+            return message
         return None
 
     @staticmethod

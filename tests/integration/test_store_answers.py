@@ -38,6 +38,7 @@ from tests.support.waiting import until
 pytestmark = pytest.mark.integration
 
 PROXY, FLAT = "proxy", "flat"  # the artifacts-only store's workspace; the workspace of a store without workspaces
+NOWHERE = "nowhere"  # the workspace of a store that serves artifacts with no destination
 BEHIND = "behind"  # a workspace whose store is behind a proxy that has no backend ready: a real outage
 ARTIFACTS_ONLY_TEXT = re.compile(
     r"Endpoint: /\S+ disabled due to the mlflow server running in `--artifacts-only` mode\. .*"
@@ -60,6 +61,7 @@ class Misconfigured:
 
     artifacts_only: MlflowServer
     flat: MlflowServer
+    nowhere: MlflowServer
     gateway: GatewayProcess
     database_url: str
 
@@ -87,9 +89,15 @@ class Misconfigured:
 def misconfigured(workdir: Path, database_url: str) -> Iterator[Misconfigured]:
     artifacts_only = MlflowServer(workdir / "store-artifacts-only", artifacts_only=True)
     flat = MlflowServer(workdir / "store-flat")
+    # Three stores only linked in the tests: an artifact proxy of no configured workspace, a store started with
+    # --no-serve-artifacts, and `nowhere`, one serving artifacts with no destination (its configured workspace).
+    spare_proxy = MlflowServer(workdir / "store-spare-proxy", artifacts_only=True)
+    unserving = MlflowServer(workdir / "store-unserving", serve_artifacts=False)
+    nowhere = MlflowServer(workdir / "store-nowhere", artifacts_destination=False)
+    servers = (artifacts_only, flat, spare_proxy, unserving, nowhere)
     try:
-        artifacts_only.start(timeout=180)
-        flat.start(timeout=180)
+        for server in servers:
+            server.start(timeout=180)
         with (
             Balancer([f"http://127.0.0.1:{free_port()}"]) as lb,
             own_gateway(
@@ -105,6 +113,16 @@ url = "{flat.url}"
 workspaces = true
 [stores.behind]
 url = "{lb.url}"
+[stores.spare_proxy]
+url = "{spare_proxy.url}"
+[stores.unserving]
+url = "{unserving.url}"
+[stores.nowhere]
+url = "{nowhere.url}"
+[[workspaces]]
+name = "{NOWHERE}"
+id = "6105"
+store = "nowhere"
 [[workspaces]]
 name = "{PROXY}"
 id = "6101"
@@ -121,10 +139,10 @@ store = "behind"
                 prefix="misconfigured",
             ) as own,
         ):
-            yield Misconfigured(artifacts_only, flat, own.process, own.config.database_url)
+            yield Misconfigured(artifacts_only, flat, nowhere, own.process, own.config.database_url)
     finally:
-        artifacts_only.stop()
-        flat.stop()
+        for server in servers:
+            server.stop()
 
 
 # Path parameters, by name, of a call of any route: well-formed values of nothing that exists.
@@ -307,3 +325,63 @@ def test_linking_a_workspace_on_a_store_without_workspaces_is_refused(misconfigu
     assert "--enable-workspaces" in answer.json()["message"] and "'flat'" in answer.json()["message"]
     listed = misconfigured.http(FLAT).get(f"{misconfigured.gateway.url}/api/3.0/mlflow/workspaces", timeout=60)
     assert "flat-two" not in {workspace["name"] for workspace in listed.json()["workspaces"]}
+
+
+def test_linking_a_workspace_on_an_artifacts_only_store_is_refused(misconfigured: Misconfigured) -> None:
+    """MLflow 3.17.2's server-info does not tell --artifacts-only; the store's experiment search does (503
+    text/html, matched as the forwarder matches it), and every call of such a link would answer 501: the link is
+    refused, naming the flag. Before, it was made, with a warning about the search's 503."""
+    session = misconfigured.http(FLAT)
+    answer = session.post(
+        f"{misconfigured.gateway.url}/api/3.0/mlflow/workspaces",
+        json={"name": "linked-proxy", "workspace_id": "6106", "store": "spare_proxy"},
+        timeout=60,
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    message = answer.json()["message"]
+    assert "--artifacts-only" in message and "'spare_proxy'" in message, message
+    listed = session.get(f"{misconfigured.gateway.url}/api/3.0/mlflow/workspaces", timeout=60)
+    assert "linked-proxy" not in {workspace["name"] for workspace in listed.json()["workspaces"]}
+
+
+def test_linking_a_workspace_on_a_store_without_artifact_serving_warns(misconfigured: Misconfigured) -> None:
+    """MLflow 3.17.2's server-info does not tell --no-serve-artifacts; the store's artifact listing does (503
+    text/html). Such a store still tracks, so the link is made, with a warning naming the flag and what its artifact
+    calls will answer (before, it was made without one)."""
+    session = misconfigured.http(FLAT)
+    answer = session.post(
+        f"{misconfigured.gateway.url}/api/3.0/mlflow/workspaces",
+        json={"name": "linked-unserving", "workspace_id": "6107", "store": "unserving"},
+        timeout=60,
+    )
+    assert answer.status_code == 201, answer.text
+    warning = answer.headers.get("X-Fedgate-Warning", "")
+    assert "--no-serve-artifacts" in warning and "'unserving'" in warning and "501" in warning, answer.headers
+
+
+def test_an_artifact_transfer_on_a_store_without_a_destination_answers_501(misconfigured: Misconfigured) -> None:
+    """A store serving artifacts with an empty --artifacts-destination: MLflow's artifact router answers uploads and
+    downloads 503 `{"detail": "Artifact serving is not configured."}`, the same on every retry, which the gateway
+    passed on as it came (a 503 without an error code, which the stock client retried for minutes). It answers 501
+    NOT_IMPLEMENTED naming the workspace and the flag."""
+    session, url = misconfigured.http(NOWHERE), misconfigured.gateway.url
+    made = session.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": "nowhere"}, timeout=60)
+    assert made.status_code == 200, made.text
+    experiment_id = made.json()["experiment_id"]
+    run = session.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, timeout=60)
+    assert run.status_code == 200, run.text
+    path = f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run.json()['run']['info']['run_id']}/artifacts/f.txt"
+    direct = requests.get(f"{misconfigured.nowhere.url}{path}", timeout=60)
+    assert (direct.status_code, direct.headers["Content-Type"], direct.json()) == (
+        503,
+        "application/json",
+        {"detail": "Artifact serving is not configured."},
+    )
+    for method, data in (("GET", None), ("PUT", b"bytes")):
+        answer = session.request(method, f"{url}{path}", data=data, timeout=60)
+        assert _refused_as_not_served(answer, NOWHERE, "--artifacts-destination"), (
+            method,
+            answer.status_code,
+            answer.text,
+        )

@@ -211,6 +211,31 @@ def test_a_store_that_does_not_serve_artifacts_is_501_not_implemented(spec: Rout
         assert "'lab'" in error.message and "--serve-artifacts" in error.message
 
 
+NO_DESTINATION = '{"detail":"Artifact serving is not configured."}'
+DOWNLOAD = declared("GET /mlflow-artifacts/artifacts/{artifact_path:path}")
+UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")
+
+
+@pytest.mark.parametrize("spec", [DOWNLOAD, UPLOAD], ids=str)
+def test_a_store_serving_artifacts_without_a_destination_is_501_not_implemented(spec: RouteSpec) -> None:
+    """MLflow's artifact router (`_get_artifact_repo`) when serving is on and `--artifacts-destination` is empty;
+    matched exactly: an answer that is not quite it, or the same answer of a route that is no artifact route, stays
+    as the store sent it."""
+    for content_type in (JSON_TYPE, None):
+        error = known_failure(spec, 503, NO_DESTINATION.encode(), "lab", content_type=content_type)
+        assert isinstance(error, FeatureNotServed)
+        assert (error.status, error.error_code, error.headers) == (501, "NOT_IMPLEMENTED", {})
+        assert "'lab'" in error.message and "--artifacts-destination" in error.message
+    for route, status, content_type, body in (
+        (spec, 500, JSON_TYPE, NO_DESTINATION),
+        (spec, 503, HTML, NO_DESTINATION),
+        (spec, 503, JSON_TYPE, '{"detail":"Artifact serving is not configured"}'),
+        (spec, 503, JSON_TYPE, '{"detail":"Artifact serving is not configured.","more":1}'),
+        (declared("POST /mlflow/runs/create"), 503, JSON_TYPE, NO_DESTINATION),  # not an artifact route
+    ):
+        assert known_failure(route, status, body.encode(), "lab", content_type=content_type) is None, (status, body)
+
+
 @pytest.mark.parametrize(
     ("spec", "status", "content_type", "body"),
     [
