@@ -119,8 +119,10 @@ ATTACHMENT = "attachment"
 
 
 def download_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A download's headers: the store's, with its disposition made an attachment, `nosniff` and a sandbox."""
-    kept = {k: v for k, v in headers.items() if k.lower() not in ("x-content-type-options", "content-security-policy")}
+    """A download's headers: the store's, its disposition made an attachment, with `nosniff`, a sandbox, and
+    caching private to the browser."""
+    replaced = ("x-content-type-options", "content-security-policy", "cache-control")
+    kept = {k: v for k, v in headers.items() if k.lower() not in replaced}
     disposition = next((k for k in kept if k.lower() == "content-disposition"), None)
     if disposition is None:
         kept["Content-Disposition"] = ATTACHMENT
@@ -130,6 +132,10 @@ def download_headers(headers: Mapping[str, str]) -> dict[str, str]:
         kept[disposition] = f"{ATTACHMENT}{sep}{rest}"
     kept["X-Content-Type-Options"] = "nosniff"
     kept["Content-Security-Policy"] = DOWNLOAD_POLICY
+    # The caller's file, asked for with a token or the web UI's cookie: never in a shared cache (a cookie is no
+    # Authorization header, whose answers a shared cache keeps only when told), never reused without asking.
+    store_said = next((v for k, v in headers.items() if k.lower() == "cache-control"), "")
+    kept["Cache-Control"] = "private, no-store" if "no-store" in store_said.lower() else "private, no-cache"
     return kept
 
 
