@@ -20,7 +20,9 @@ carries the alert's name and its query's value (a run's name, which whoever logs
 e-mail headers refuse a line break, so a subject holding one was never sent, and tried again at every lease, for
 ever. A message that cannot be built at all is given up (failed), never retried for ever. Before each e-mail its
 address is checked again (gateway/alerts/recipients.py): one that is no longer an active user of the account nor
-on `[alerts] allowed_recipients` is not mailed, the delivery given up with that reason.
+on `[alerts] allowed_recipients`, or that is not stored exactly as it would be saved now (one bare address), is not
+mailed, the delivery given up with that reason. The message's `To` and its envelope recipient are the stored
+address itself, never an address read back out of a header.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ import re
 import smtplib
 import ssl
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.alerts.recipients import Recipients
+from gateway.alerts.recipients import Recipients, stored_as_mailed
 from gateway.alerts.service import secret_field, secret_place
 from gateway.core.config import AlertsSettings, SmtpSettings
 from gateway.core.destinations import AllowList
@@ -82,16 +85,16 @@ class Mailer:
         """The message; ValueError when Python's e-mail headers cannot hold it (which no retry changes)."""
         message = EmailMessage()
         message["From"] = self._smtp.from_address
-        message["To"] = to
+        message["To"] = Address(addr_spec=to)
         message["Subject"] = one_line(subject)
         message[DELIVERY_HEADER] = delivery
         message.set_content(body)
         return message
 
-    async def send(self, message: EmailMessage) -> None:
-        await asyncio.to_thread(self._send, message)
+    async def send(self, message: EmailMessage, to: str) -> None:
+        await asyncio.to_thread(self._send, message, to)
 
-    def _send(self, message: EmailMessage) -> None:
+    def _send(self, message: EmailMessage, to: str) -> None:
         smtp = self._smtp
         context = ssl.create_default_context()
         client: smtplib.SMTP
@@ -104,7 +107,7 @@ class Mailer:
                 client.starttls(context=context)
             if smtp.username:
                 client.login(smtp.username, self._password)
-            client.send_message(message)
+            client.send_message(message, to_addrs=[to])  # the stored address, never read back from a header
 
 
 def alert_deliverer(
@@ -145,6 +148,10 @@ def alert_deliverer(
     async def email(delivery: Claimed) -> Outcome:
         if not mailer.configured:
             return Outcome.dropped("no SMTP server is configured")
+        if not stored_as_mailed(delivery.destination):
+            # Saved before addresses were checked as mailed (gateway/alerts/recipients.py): Python's e-mail parser may
+            # read it as another address (`a(b@example.com` as `a`).
+            return Outcome.dropped("the recipient is not one plain e-mail address")
         if await recipients.refusal(delivery.destination) is not None:
             # Allowed when the alert was saved (or saved before the rule), not now: never mailed.
             return Outcome.dropped(
@@ -160,7 +167,7 @@ def alert_deliverer(
         except ValueError as exc:  # no attempt would build it: given up, not tried again at every lease for ever
             return Outcome.dropped(f"the e-mail could not be built ({type(exc).__name__})")
         try:
-            await mailer.send(message)
+            await mailer.send(message, delivery.destination)
         except (smtplib.SMTPException, OSError, TimeoutError) as exc:
             # The class only: the server's reply may repeat the address or the login.
             return Outcome.retry(None, f"not accepted ({type(exc).__name__})")

@@ -23,9 +23,9 @@ evaluation (gateway/alerts/delivery.py) when the alert becomes TRIGGERED, when i
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import re
 import socket
 import uuid
 from collections.abc import Callable, Sequence
@@ -47,7 +47,7 @@ from gateway.alerts.condition import (
     Threshold,
     judge,
 )
-from gateway.alerts.recipients import Recipients
+from gateway.alerts.recipients import BadAddress, Recipients, mail_address
 from gateway.alerts.schedule import PAUSE_STATUSES, Schedule, ScheduleError
 from gateway.alerts.schemas import (
     Alert,
@@ -86,7 +86,6 @@ MAX_SUBSCRIPTIONS = 20
 MAX_NAME = 255
 MAX_TEXT = 10_000
 MAX_PAGE = 200
-EMAIL_RE = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+\Z")
 WAIT = "50s"  # the SQL service's longest wait; a statement still running then is cancelled (an ERROR)
 EVALUATED_BY = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -531,8 +530,11 @@ class AlertService:
         before the alert's row is locked: finding a user may read the stored policy."""
         refused: dict[str, str] = {}
         for subscription in (given or [])[:MAX_SUBSCRIPTIONS]:
-            address = (subscription.user_email or "").strip()
-            if address and EMAIL_RE.match(address) and address not in refused:
+            try:
+                address = mail_address(subscription.user_email or "")
+            except BadAddress:
+                continue  # refused as no address by `_subscriptions`
+            if address not in refused:
                 reason = await self._recipients.refusal(address)
                 if reason is not None:
                     refused[address] = reason
@@ -664,9 +666,11 @@ class AlertService:
             if (subscription.user_email is None) == (subscription.webhook is None):
                 raise InvalidParameter("A subscription names one of user_email and webhook.")
             if subscription.user_email is not None:
-                address = subscription.user_email.strip()
-                if not EMAIL_RE.match(address) or len(address) > 254:
-                    raise InvalidParameter(f"'{address[:64]}' is not an e-mail address.")
+                try:
+                    address = mail_address(subscription.user_email)
+                except BadAddress as exc:
+                    shown = json.dumps(subscription.user_email[:64])
+                    raise InvalidParameter(f"{shown} is not one e-mail address: {exc}.") from None
                 if not self._email:
                     raise InvalidParameter("No SMTP server is configured ([smtp] host): e-mail cannot be sent.")
                 if address in refused:

@@ -432,7 +432,7 @@ def test_an_alert_emails_only_users_of_the_account_and_allowed_addresses(alertin
     # A user of the account (another one) and an address of an allowed domain (its case aside) are.
     listed = unique("team") + "@" + LISTS.upper()
     created = call(alerting.url, token, "POST", ALERTS, json=mail_alert(alerting.outsider.name, listed))
-    assert [s["user_email"] for s in created["subscriptions"]] == [alerting.outsider.name, listed]
+    assert [s["user_email"] for s in created["subscriptions"]] == [alerting.outsider.name, listed.lower()]
     # Nor may an update add a stranger; the alert stays as it was.
     patched = requests.patch(
         f"{alerting.url}{ALERTS}/{created['id']}",
@@ -485,6 +485,59 @@ def test_an_address_no_longer_allowed_is_not_mailed(alerting: Alerting) -> None:
     messages = list(alerting.mailbox.messages)
     assert any(to == [listed] for to, _ in messages)
     assert not any(leaver in to or stranger in to for to, _ in messages)
+    call(alerting.url, token, "DELETE", f"{ALERTS}/{created['id']}")
+
+
+def test_an_address_is_saved_exactly_as_it_is_mailed(alerting: Alerting) -> None:
+    """One bare address, in the form the message's `To` and envelope carry: Python's e-mail parser reads
+    `a(b@domain` as the address `a` (a comment follows), so an alert saved with it passed the allowed domain's check
+    and was mailed to `a`. Anything a mailer could read otherwise is refused on save; such an address stored before
+    (written here straight into the database) is never mailed."""
+    token = alerting.analyst.token
+    for bad in (
+        f"a(b@{LISTS}",
+        f"a)b@{LISTS}",
+        f'a"b@{LISTS}',
+        f"a..b@{LISTS}",
+        f".a@{LISTS}",
+        f"\u00fcber@{LISTS}",
+        f"a@{LISTS}.",
+        f"a@{LISTS}\u2028",
+        f"=?utf-8?q?a?=@{LISTS}",
+    ):
+        answer = requests.post(
+            alerting.url + ALERTS, headers={"Authorization": f"Bearer {token}"}, json=mail_alert(bad), timeout=30
+        )
+        assert answer.status_code == 400, (bad, answer.text)
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", answer.text
+        assert "e-mail address" in answer.json()["message"]
+    # A domain is stored lower-cased, the local part as given: what is shown is what the envelope and `To` name.
+    given = unique("Team.On-Call") + "@" + LISTS.upper()
+    stored = given.rpartition("@")[0] + "@" + LISTS
+    created = call(alerting.url, token, "POST", ALERTS, json=mail_alert(given))
+    assert [item["user_email"] for item in created["subscriptions"]] == [stored]
+    sneaked = f"a(b-{uuid.uuid4().hex[:6]}@{LISTS}"
+    query(
+        alerting.database_url,
+        "UPDATE sql_alerts SET subscriptions = subscriptions || $2::jsonb WHERE id = $1",
+        created["id"],
+        json.dumps([{"user_email": sneaked}]),
+    )
+    seed_runs(alerting.url, unique("exact"), finished=0, failed=1)  # some experiment's ratio is 0: TRIGGERED
+    before = len(alerting.mailbox.messages)
+    fired = call(alerting.url, token, "POST", f"{ALERTS}/{created['id']}/run")
+    assert (fired["state"], fired["notifications"]) == ("TRIGGERED", 2), fired
+    states = settled(alerting, created["id"], 2)
+    assert states[stored] == ("delivered", None), states
+    state, error = states[sneaked]
+    assert state == "failed" and error is not None and "plain e-mail address" in error, states
+    mine = [
+        (to, email.message_from_bytes(content, policy=email.policy.default))
+        for to, content in list(alerting.mailbox.messages)[before:]
+        if any(stored in address or address in ("a", sneaked) for address in to)
+    ]
+    assert [to for to, _ in mine] == [[stored]]
+    assert str(mine[0][1]["To"]) == stored
     call(alerting.url, token, "DELETE", f"{ALERTS}/{created['id']}")
 
 
