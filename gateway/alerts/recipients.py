@@ -18,6 +18,9 @@ parser read as the address `a`), a quoted local part, several addresses, a line 
 non-ASCII. So the address the rule below checks, the alert shows and the message's `To` and envelope name are
 one. An address stored otherwise (written before the rule) is not mailed.
 
+When the user an address names is deleted, the address leaves every alert (gateway/principals/service.py), even
+one `allowed_recipients` also lists; when the user is renamed, it follows the user to the new name.
+
 It is checked when the alert is saved (400 INVALID_PARAMETER_VALUE naming the address) and again before each
 e-mail is sent: an address whose user has since been deleted or disabled, or that has left the allow-list, is not
 mailed (the delivery is dropped, with the reason), whatever the alert says, so alerts saved before the rule are

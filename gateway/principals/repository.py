@@ -104,6 +104,34 @@ class PrincipalRepository:
         changes.append(PrincipalRemoved(principal_id))
         return changes
 
+    async def readdress_alerts(self, old: str, new: str | None) -> int:
+        """Every SQL alert's e-mail subscription to the user `old` (its address, compared as user names are: ASCII
+        case aside) made one to `new`, the user's new name, or (None) removed with the user; the number of alerts
+        changed. An address left behind would be shown as a recipient and never mailed, and would mail whoever is
+        given the name next (gateway/alerts/recipients.py)."""
+        result = await self.session.execute(
+            text(
+                """
+                UPDATE sql_alerts SET updated_at = now(), subscriptions = (
+                    SELECT COALESCE(jsonb_agg(
+                        CASE WHEN lower(item->>'user_email') = CAST(:old AS text)
+                             THEN jsonb_build_object('user_email', CAST(:new AS text))
+                             ELSE item END
+                        ORDER BY position), '[]'::jsonb)
+                    FROM jsonb_array_elements(subscriptions) WITH ORDINALITY AS listed(item, position)
+                    WHERE CAST(:new AS text) IS NOT NULL
+                       OR lower(item->>'user_email') IS DISTINCT FROM CAST(:old AS text)
+                )
+                WHERE jsonb_typeof(subscriptions) = 'array' AND EXISTS (
+                    SELECT 1 FROM jsonb_array_elements(subscriptions) AS listed(item)
+                    WHERE lower(item->>'user_email') = CAST(:old AS text)
+                )
+                """
+            ),
+            {"old": old, "new": new},
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def count_admins(self) -> int:
         result = await self.session.execute(
             select(func.count()).select_from(PrincipalRow).where(PrincipalRow.account_admin, PrincipalRow.active)

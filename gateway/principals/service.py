@@ -136,11 +136,14 @@ class PrincipalService:
             row = await repository.get(principal_id, kind)
             if row is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
+            readdressed = 0
             for key, value in fields.items():
                 if key == "name":
                     value = self.normalise(kind, str(value))
                     if value != row.name:
                         await _name_free(repository, value)
+                        if kind == "user":  # the alerts that e-mail the user follow it to its new address
+                            readdressed = await repository.readdress_alerts(row.name, value)
                 if key == "account_admin" and kind == "group":
                     raise InvalidParameter("Groups cannot be account admins; make their members admins instead.")
                 setattr(row, key, value)
@@ -164,16 +167,23 @@ class PrincipalService:
                 raise AlreadyExists("A principal with that name already exists.", status=409) from None
             changes.append(principal_set(row))
             details = {"fields": sorted(fields), "added": list(add_members), "removed": list(remove_members)}
+            if readdressed:
+                details["alerts_readdressed"] = readdressed
             await self._changed(session, actor, f"{kind}.update", f"{kind}:{principal_id}", details, changes)
         await self.policy.reload()
 
     async def delete(self, actor: Principal, kind: str, principal_id: int) -> None:
         async with self._sessionmaker() as session, session.begin():
             repository = PrincipalRepository(session)
-            if await repository.get(principal_id, kind) is None:
+            row = await repository.get(principal_id, kind)
+            if row is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
             changes = await repository.delete(principal_id)  # its grants and memberships, its tokens by cascade
-            await self._changed(session, actor, f"{kind}.delete", f"{kind}:{principal_id}", {}, changes)
+            # Its address leaves the alerts that e-mail it: never mailed again, and not whoever gets the name next.
+            details = (
+                {"alerts_unsubscribed": await repository.readdress_alerts(row.name, None)} if kind == "user" else {}
+            )
+            await self._changed(session, actor, f"{kind}.delete", f"{kind}:{principal_id}", details, changes)
         await self.policy.reload()
 
     async def _add_member(

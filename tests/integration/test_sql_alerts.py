@@ -456,7 +456,7 @@ def test_an_alert_emails_only_users_of_the_account_and_allowed_addresses(alertin
 
 
 def test_an_address_no_longer_allowed_is_not_mailed(alerting: Alerting) -> None:
-    """Checked again before each e-mail: a user deleted since the alert was saved, or an address an alert holds from
+    """Checked again before each e-mail: a user disabled since the alert was saved, or an address an alert holds from
     before the rule (written here straight into the database), is not mailed; the delivery fails saying why."""
     admin = Admin(alerting.url)
     leaver = unique("leaver") + "@example.com"
@@ -464,8 +464,12 @@ def test_an_address_no_longer_allowed_is_not_mailed(alerting: Alerting) -> None:
     listed = unique("kept") + "@" + LISTS
     token = alerting.analyst.token
     created = call(alerting.url, token, "POST", ALERTS, json=mail_alert(leaver, listed))
-    gone = admin.http().delete(f"{alerting.url}{SCIM}/Users/{leaver_id}", timeout=30)
-    assert gone.status_code == 204, gone.text
+    disabled = admin.http().patch(
+        f"{alerting.url}{SCIM}/Users/{leaver_id}",
+        json={"Operations": [{"op": "replace", "path": "active", "value": False}]},
+        timeout=30,
+    )
+    assert disabled.status_code == 200, disabled.text
     stranger = unique("before-the-rule") + "@elsewhere.test"
     query(
         alerting.database_url,
@@ -538,6 +542,36 @@ def test_an_address_is_saved_exactly_as_it_is_mailed(alerting: Alerting) -> None
     ]
     assert [to for to, _ in mine] == [[stored]]
     assert str(mine[0][1]["To"]) == stored
+    call(alerting.url, token, "DELETE", f"{ALERTS}/{created['id']}")
+
+
+def test_a_deleted_users_address_leaves_the_alerts_and_a_renamed_ones_follows(alerting: Alerting) -> None:
+    """A deleted user's address was kept on the alert, shown by GET, never mailed, and mailed again to whoever was
+    given the name next; it now leaves every alert with the user. A renamed user's alerts follow the new name."""
+    admin = Admin(alerting.url)
+    leaver, mover = unique("leaver") + "@example.com", unique("mover") + "@example.com"
+    leaver_id, mover_id = admin.user(leaver), admin.user(mover)
+    listed = unique("kept") + "@" + LISTS
+    token = alerting.analyst.token
+    created = call(alerting.url, token, "POST", ALERTS, json=mail_alert(leaver, mover, listed))
+    gone = admin.http().delete(f"{alerting.url}{SCIM}/Users/{leaver_id}", timeout=30)
+    assert gone.status_code == 204, gone.text
+    moved = unique("moved") + "@example.com"
+    renamed = admin.http().patch(
+        f"{alerting.url}{SCIM}/Users/{mover_id}",
+        json={"Operations": [{"op": "replace", "path": "userName", "value": moved.upper()}]},
+        timeout=30,
+    )
+    assert renamed.status_code == 200, renamed.text
+    shown = call(alerting.url, token, "GET", f"{ALERTS}/{created['id']}")
+    assert [item["user_email"] for item in shown["subscriptions"]] == [moved, listed]
+    # Someone later given the leaver's name is not mailed by the alert.
+    admin.user(leaver)
+    seed_runs(alerting.url, unique("left"), finished=0, failed=1)  # some experiment's ratio is 0: TRIGGERED
+    fired = call(alerting.url, token, "POST", f"{ALERTS}/{created['id']}/run")
+    assert (fired["state"], fired["notifications"]) == ("TRIGGERED", 2), fired
+    assert settled(alerting, created["id"], 2) == {moved: ("delivered", None), listed: ("delivered", None)}
+    assert not any(leaver in to or mover in to for to, _ in list(alerting.mailbox.messages))
     call(alerting.url, token, "DELETE", f"{ALERTS}/{created['id']}")
 
 
