@@ -284,3 +284,20 @@ def test_linking_a_trace_to_a_prompt_needs_to_read_the_prompt(stack: Stack, cast
     # A reader of the experiment who may read the prompt still does not link (CAN_EDIT on the trace).
     admin.grant(f"registered-models/{model_id}", "CAN_READ", user=cast.reader.name, workspace="team-a")
     assert as_user.refused(cast.reader, lambda: link(name)).error_code == "PERMISSION_DENIED"
+
+
+def test_a_prompt_version_the_store_cannot_read_is_refused(stack: Stack, cast: Cast, as_user: As) -> None:
+    """MLflow 3.17.2 reads a linked prompt's version with `int()` and answered any other with a 500 page of its own
+    (HTML); through the gateway it is 400 INVALID_PARAMETER_VALUE, for an account admin too, and a version the
+    store reads (` 2`) links as before."""
+    name = unique("own-prompt")
+    as_user(cast.owner, lambda: mlflow.genai.register_prompt(name=name, template="Answer {{ question }}"))
+    link = f"{stack.url}/api/2.0/mlflow/traces/link-prompts"
+    for session in (cast.owner.http(stack), Admin.of(stack).http("team-a")):
+        for version in ("one", "1.5", "", None):
+            prompt = {"name": name} if version is None else {"name": name, "version": version}
+            answer = session.post(link, json={"trace_id": cast.trace_id, "prompt_versions": [prompt]}, timeout=60)
+            assert answer.status_code == 400, (version, answer.status_code, answer.text[:200])
+            assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    read = {"trace_id": cast.trace_id, "prompt_versions": [{"name": name, "version": " 2"}]}
+    assert cast.owner.http(stack).post(link, json=read, timeout=60).status_code == 200

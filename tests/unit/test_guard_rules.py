@@ -601,7 +601,17 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
     ("link a trace to a prompt that does not exist", link_prompts({"name": "nope", "version": "1"}),
      (ALLOW, no_model("nope"), no_model("nope"), DENIED, no_trace(T1))),
     ("link a trace to a prompt version without a name", link_prompts({"version": "1"}),
-     (ALLOW, INVALID, INVALID, DENIED, no_trace(T1))),
+     (INVALID, INVALID, INVALID, DENIED, no_trace(T1))),
+    # The store reads a version with int() (`+2`, ` 2`) and answered anything else with a 500 page.
+    ("link a trace to a prompt version as the store reads it", link_prompts({"name": "churn", "version": " +2"}),
+     (ALLOW, ALLOW, ALLOW, DENIED, no_trace(T1))),
+    *(
+        (f"link a trace to a prompt version {version!r}", link_prompts({"name": "churn", "version": version}),
+         (INVALID, INVALID, INVALID, DENIED, no_trace(T1)))
+        for version in ("one", "1.5", "", "0x1")
+    ),
+    ("link a trace to a prompt version of no version", link_prompts({"name": "churn"}),
+     (INVALID, INVALID, INVALID, DENIED, no_trace(T1))),
     ("delete traces (CAN_EDIT)",
      Call("POST /mlflow/traces/delete-traces", body={"experiment_id": "1", "request_ids": [T1]}),
      (ALLOW, ALLOW, ALLOW, DENIED, no_trace(T1))),

@@ -67,4 +67,5 @@ ADMIN_PLANS: dict[Rule, AdminPlan] = {
     Rule.MODEL: models.model_changed,
     Rule.EXPERIMENT_OBJECT: genai.attributed,
     Rule.JOB_START: jobs.started_by_admin,
+    Rule.TRACE: traces.admin_trace,
 }

@@ -57,12 +57,20 @@ async def trace(checks: Checks, request: Request, wanted: Level) -> Plan:
     return Plan()
 
 
+def admin_trace(checks: Checks, request: Request) -> Plan:
+    """An account admin's trace call: every prompt linked still names a version the store reads."""
+    if request.spec == TRACES_LINK_PROMPTS:
+        linked_prompts(request)
+    return Plan()
+
+
 def linked_prompts(request: Request) -> list[str]:
     """The prompts (registered models, by name) a `traces/link-prompts` call links its trace to, once each.
 
     The store records `<name>/<version>` for the trace without reading the prompt (any name is taken), and trace
     searches by `prompt = "<name>/<version>"` answer from those records: a prompt the caller may not read is
-    refused as a missing one, as the stock client links only the prompts a traced function loaded."""
+    refused as a missing one, as the stock client links only the prompts a traced function loaded. Whoever calls, each
+    must name its prompt and a version the store reads (`store_version`)."""
     versions = request.document.get("prompt_versions")
     if versions is None:
         return []
@@ -73,8 +81,25 @@ def linked_prompts(request: Request) -> list[str]:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not name:
             raise InvalidParameter("Each of 'prompt_versions' must name its prompt ('name').")
+        store_version(item.get("version"))
         names.append(name)
     return list(dict.fromkeys(names))
+
+
+def store_version(version: object) -> None:
+    """A linked prompt's version must be one the store reads: MLflow 3.17.2 takes `int()` of it (an absent one is
+    "") and answered anything else with a 500 page of its own."""
+    if version is None:
+        version = ""
+    try:
+        if not isinstance(version, str):
+            raise ValueError(version)
+        int(version)
+    except ValueError:
+        raise InvalidParameter(
+            f"Invalid value {version!r} for parameter 'prompt_versions.version' supplied: a prompt's version is a "
+            "number."
+        ) from None
 
 
 def refuse_storage_tag_writes(request: Request) -> None:
