@@ -26,7 +26,9 @@ so on some routes only), and answered as the error they are; any other 5xx goes 
   flag.
 - Every tracking route of a store started with `--artifacts-only` (an artifact proxy, no tracking server): MLflow's
   Flask handlers answer 503 text/html (`Endpoint: <rule> disabled due to the mlflow server running in
-  `--artifacts-only` mode...`). 501 `NOT_IMPLEMENTED` as above.
+  `--artifacts-only` mode...`). 501 `NOT_IMPLEMENTED` as above. Its `/graphql` and OTLP `/v1/traces` are not
+  refused: it answers them from a database of its own (`mlflow.db` in its working directory), as a tracking server
+  would, so nothing here tells them apart (linking refuses such a store; start-up warns about a configured one).
 - Every call the gateway addresses to a workspace of a store started without `--enable-workspaces` (its stores
   entry says `workspaces = true`): MLflow refuses the X-MLFLOW-WORKSPACE header before any handler runs, 500
   `FEATURE_DISABLED` `Workspace APIs are not available: workspaces are not enabled on this server` (MLflow maps
