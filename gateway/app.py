@@ -177,6 +177,7 @@ from gateway.secrets.builtin import BuiltinVault
 from gateway.secrets.cache import CachedVault
 from gateway.secrets.leaks import LeakGuard
 from gateway.secrets.moves import SecretMoves
+from gateway.secrets.probes import ProbeLedger, ProbeLimits
 from gateway.secrets.repository import SECRET_READS_CHANNEL
 from gateway.secrets.routes import SecretsController
 from gateway.secrets.runstate import RunChecks, RunStateChanges
@@ -557,7 +558,15 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
     sender = FailoverSender(StoreSender(stores), Failover(stores, sessionmaker))
     # Before anything of a write is sent: a run that read a secret must not log its value (secrets/leaks.py).
-    leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit)
+    leak_probes = ProbeLedger(
+        sessionmaker,
+        ProbeLimits(
+            refusals=settings.secrets.leak_refusals,
+            text_bytes=settings.secrets.leak_text_bytes,
+            window_seconds=settings.secrets.leak_window_seconds,
+        ),
+    )
+    leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit, leak_probes)
     # A run's properties are add-only: no call may change or delete one (properties/guard.py).
     property_guard = PropertyGuard(direct.fetch, sessionmaker, audit)
     # Where a call makes the store send requests (webhooks, AI-gateway providers): the operator's allow-list.

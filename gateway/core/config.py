@@ -274,6 +274,8 @@ def builtin_vault_configured(vaults: Mapping[str, object], environ: Mapping[str,
 MAX_SECRET_CACHE_SECONDS = 300.0
 # The longest a replica may trust its own check that a run is RUNNING ([secrets] run_check_seconds).
 MAX_RUN_CHECK_SECONDS = 60.0
+# The longest a caller may be locked out of writing to runs that read a secret ([secrets] leak_window_seconds).
+MAX_LEAK_WINDOW_SECONDS = 7 * 24 * 3600.0
 
 
 class SecretsSettings(_Settings):
@@ -290,6 +292,14 @@ class SecretsSettings(_Settings):
     # call through the gateway changed the run's state (gateway/secrets/runstate.py). A run ended in its store
     # without the gateway is seen up to this late; 0: the store is asked on every read. At most 60.
     run_check_seconds: float = 5.0
+    # The leak guard's answers to a caller who may edit a run that read a secret but holds no permission on
+    # its scope tell whether a write held the value: a guessing oracle for a short value. Per such caller and
+    # scope, across replicas (gateway/secrets/probes.py): after `leak_refusals` refused writes its writes of text
+    # to runs that read the scope are refused for `leak_window_seconds`; and they may carry at most
+    # `leak_text_bytes` of text per window, refused or not.
+    leak_refusals: int = 3
+    leak_text_bytes: int = 16 * 1024
+    leak_window_seconds: float = 3600.0
 
 
 class OutboundSettings(_Settings):
@@ -696,6 +706,15 @@ def check_secrets(secrets: SecretsSettings) -> None:
         raise ConfigError(
             f"secrets.run_check_seconds: must be between 0 (ask the store on every read) and "
             f"{MAX_RUN_CHECK_SECONDS:g}, got {secrets.run_check_seconds:g}"
+        )
+    if not 1 <= secrets.leak_refusals <= 100:
+        raise ConfigError(f"secrets.leak_refusals: must be between 1 and 100, got {secrets.leak_refusals}")
+    if not 1 <= secrets.leak_text_bytes <= 1024 * 1024 * 1024:
+        raise ConfigError(f"secrets.leak_text_bytes: must be between 1 and 1073741824, got {secrets.leak_text_bytes}")
+    if not 1 <= secrets.leak_window_seconds <= MAX_LEAK_WINDOW_SECONDS:
+        raise ConfigError(
+            f"secrets.leak_window_seconds: must be between 1 and {MAX_LEAK_WINDOW_SECONDS:g}, "
+            f"got {secrets.leak_window_seconds:g}"
         )
     if secrets.cache_max_entries < 1:
         raise ConfigError("secrets.cache_max_entries: must be at least 1")

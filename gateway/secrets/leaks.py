@@ -8,10 +8,13 @@ reads (scope and key, secrets/repository.py), gets their values again from each 
 for them in every string of the canonical body the store would get (scan.py).
 
 Found: the whole call is refused before anything of it is sent (store, outbox, index), 400
-INVALID_PARAMETER_VALUE with a message naming the kind of field, and the secret's scope and key when the
-caller holds a permission on the scope (else "a secret this run read"); never the field's content, which
-may be the secret itself, nor its key. The refusal is audited (`secrets.leak_refused`: run, key, kind of
-field; no value). A vault that does not answer, or is not available on this worker: 503 with Retry-After,
+INVALID_PARAMETER_VALUE with a message naming the kind of field and the secret's scope and key when the
+caller holds a permission on the scope; else only "a secret that this run read", as each answer to such a
+caller is a guess checked, and what it may learn so is bounded (probes.py: after a few refusals, or
+enough text, its writes to runs that read the scope are refused unchecked for a while). Never the
+field's content, which may be the secret itself, nor its key. The refusal is audited
+(`secrets.leak_refused`: run, key, kind of field; no value), and so is a write refused by those limits
+(`secrets.leak_probes_limited`). A vault that does not answer, or is not available on this worker: 503 with Retry-After,
 as nothing unchecked may reach the store.
 
 The values checked are those the vault holds now: a secret deleted since the run read it is not looked
@@ -34,6 +37,7 @@ from gateway.core.principal import Principal
 from gateway.core.route_table import RouteSpec
 from gateway.core.sealing import SealError
 from gateway.federation.hooks import PendingCall
+from gateway.secrets.probes import ProbeLedger, ProbesLimited
 from gateway.secrets.repository import ReadRepository, SecretRead
 from gateway.secrets.scan import Text, leaked_into, spellings, written_texts
 from gateway.secrets.service import VaultUnreachable, scope_object, unopened
@@ -54,12 +58,14 @@ class LeakGuard:
         vaults: Mapping[str, Vault],
         permission: Permission,
         audit: AuditTrail,
+        probes: ProbeLedger,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._tainted = tainted
         self._vaults = vaults
         self._permission = permission
         self._audit = audit
+        self._probes = probes
 
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
         return spec.run_text
@@ -78,11 +84,50 @@ class LeakGuard:
         by_scope: dict[tuple[str, str], list[SecretRead]] = {}
         for read in reads:
             by_scope.setdefault((read.vault, read.location), []).append(read)
-        found = await asyncio.gather(*(self._search(texts, scope_reads) for scope_reads in by_scope.values()))
-        for leak in found:
-            if leak is not None:
-                read, kind = leak
-                raise self._refusal(call, read, kind)
+        # The scopes whose values the caller may not read: to it, each answer is an oracle (probes.py).
+        guarded = sorted({(read.workspace_id, read.scope) for read in reads if not self._holds(call, read)})
+        ticket = None
+        if guarded:
+            try:
+                ticket = await self._probes.admit(call.principal.name, guarded, sum(len(t.value) for t in texts))
+            except ProbesLimited as exc:
+                self._limited(call, guarded, exc)
+                raise
+        leaks: list[tuple[SecretRead, str]] = []
+        try:
+            found = await asyncio.gather(*(self._search(texts, scope_reads) for scope_reads in by_scope.values()))
+            leaks = [leak for leak in found if leak is not None]
+        finally:
+            left = None
+            if ticket is not None:
+                hit = [(read.workspace_id, read.scope) for read, _ in leaks]
+                left = await self._probes.settle(ticket, [scope for scope in hit if scope in guarded])
+        if leaks:
+            read, kind = leaks[0]
+            raise self._refusal(call, read, kind, left)
+
+    def _holds(self, call: PendingCall, read: SecretRead) -> bool:
+        """Whether the caller holds a permission on the scope of the read (and so may read its values)."""
+        return read.workspace_id == call.link.workspace_id and (
+            self._permission(call.principal, call.link, read.scope, read.users_permission) is not None
+        )
+
+    def _limited(self, call: PendingCall, guarded: list[tuple[int, str]], exc: ProbesLimited) -> None:
+        for workspace_id, scope in guarded:
+            self._audit.record(
+                entry(
+                    call.principal.name,
+                    "secrets.leak_probes_limited",
+                    scope_object(workspace_id, scope),
+                    "denied",
+                    {
+                        "run_id": call.body.ids.run_id or call.body.ids.run_uuid,
+                        "route": call.spec.name,
+                        "status": exc.status,
+                    },
+                    call.request_id,
+                )
+            )
 
     async def _search(self, texts: Sequence[Text], reads: list[SecretRead]) -> tuple[SecretRead, str] | None:
         """The first of one scope's secrets found in the write, and where; the values are dropped on return."""
@@ -117,11 +162,8 @@ class LeakGuard:
                 return read, kind
         return None
 
-    def _refusal(self, call: PendingCall, read: SecretRead, kind: str) -> InvalidParameter:
-        shown = read.workspace_id == call.link.workspace_id and (
-            self._permission(call.principal, call.link, read.scope, read.users_permission) is not None
-        )
-        secret = f"secret {read.key} of scope {read.scope}" if shown else "a secret"
+    def _refusal(self, call: PendingCall, read: SecretRead, kind: str, left: int | None) -> InvalidParameter:
+        shown = self._holds(call, read)
         self._audit.record(
             entry(
                 call.principal.name,
@@ -132,10 +174,30 @@ class LeakGuard:
                 call.request_id,
             )
         )
-        return InvalidParameter(
-            f"A {kind} of this write contains the value of {secret} that this run read. Secrets are not "
-            "logged to the tracking store: the whole call was refused and nothing of it was written."
+        refused = (
+            "Secrets are not logged to the tracking store: the whole call was refused and nothing of it was written."
         )
+        if shown:
+            return InvalidParameter(
+                f"A {kind} of this write contains the value of secret {read.key} of scope {read.scope} that this run "
+                f"read. {refused}"
+            )
+        # To a caller who may not read the secret, neither where in the write nor which secret: each answer is a
+        # guess checked, and the fewer it says the fewer it tells (probes.py).
+        limits = self._probes.limits
+        if left is None:
+            after = ""
+        elif left > 0:
+            after = (
+                f" As you may not read that secret, {left} more such refusal(s) within {limits.window_seconds:g} s "
+                f"lock your writes of text to runs that read it for {limits.window_seconds:g} s."
+            )
+        else:
+            after = (
+                f" As you may not read that secret, your writes of text to runs that read it are refused for the "
+                f"next {limits.window_seconds:g} s."
+            )
+        return InvalidParameter(f"This write contains the value of a secret that this run read. {refused}{after}")
 
 
 async def _values(vault: Vault, location: str, keys: list[str]) -> Mapping[str, bytes | None]:

@@ -107,15 +107,16 @@ def indexed_run(stack: Stack, run_id: str) -> str:
     return asyncio.run(fetch())
 
 
-def leak_audit(stack: Stack, scope: str) -> list[asyncpg.Record]:
+def leak_audit(stack: Stack, scope: str, action: str = "secrets.leak_refused") -> list[asyncpg.Record]:
     async def fetch() -> list[asyncpg.Record]:
         connection = await asyncpg.connect(stack.database_url)
         try:
             return list(
                 await connection.fetch(
                     "SELECT actor, target, outcome, details::text AS details FROM audit_log "
-                    "WHERE action = 'secrets.leak_refused' AND target LIKE $1",
+                    "WHERE action = $2 AND target LIKE $1",
                     f"%{scope}",
+                    action,
                 )
             )
         finally:
@@ -321,3 +322,141 @@ def test_every_replica_refuses_and_one_without_the_vault_refuses_unchecked_write
     assert password not in stored and '"ok"' not in stored and '"b"' not in stored and '"a"' in stored
     assert '"status": "FINISHED"' in stored
     assert f"m-{password}" in stored_run(stack, other)
+
+
+def put_pin(stack: Stack, owner: Person, scope: str) -> str:
+    """A four-digit PIN, the kind of value the guard's answers would give away to a guesser."""
+    pin = f"{uuid.uuid4().int % 9000 + 1000}"
+    api = f"{stack.url}/api/2.0/secrets"
+    put = owner.http(stack, WORKSPACE).post(f"{api}/put", json={"scope": scope, "key": "pin", "string_value": pin})
+    assert put.status_code == 200, put.text
+    return pin
+
+
+def test_a_caller_who_may_not_read_a_secret_cannot_find_it_by_bisection_or_by_trying_every_value(
+    stack: Stack, people: People, secrets: Secrets
+) -> None:
+    """Someone who may edit a run that read a PIN, but holds nothing on its scope, writes candidates and watches
+    which write the guard refuses. After three refusals every write of text it sends to a run that read the scope
+    is refused (403, Retry-After) before it is checked, on every replica, whatever it holds; and its writes that
+    hold no PIN spend a budget of text, so trying every value in turn is cut off too."""
+    admin = Admin.of(stack)
+    owner = people.owner
+    pin = put_pin(stack, owner, secrets.scope)
+    api = owner.http(stack, WORKSPACE)
+    experiment = api.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("pin-runs")})
+    assert experiment.status_code == 200, experiment.text
+    experiment_id = experiment.json()["experiment_id"]
+
+    def new_run() -> str:
+        created = api.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id})
+        assert created.status_code == 200, created.text
+        return str(created.json()["run"]["info"]["run_id"])
+
+    leaky, second, clean = new_run(), new_run(), new_run()
+    for run_id in (leaky, second):
+        read = requests.post(
+            f"{stack.url}/api/2.0/secrets/get-many",
+            json={"scope": secrets.scope, "keys": ["pin"], "run_id": run_id},
+            headers={"Authorization": f"Bearer {owner.token}", "X-MLFLOW-WORKSPACE": WORKSPACE},
+            timeout=60,
+        )
+        assert read.status_code == 200, read.text
+    mallory = admin.person(f"{unique('leak-guesser')}@example.com")
+    patient = admin.person(f"{unique('leak-scanner')}@example.com")
+    for person in (mallory, patient):
+        admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=person.name)
+        admin.grant(f"experiments/{experiment_id}", "CAN_EDIT", user=person.name, workspace=WORKSPACE)
+
+    def batch(person: Person, run_id: str, guesses: list[str], url: str = stack.url) -> requests.Response:
+        """The guesses as one param value, as a guesser packs them."""
+        body = {"run_id": run_id, "params": [{"key": unique("g"), "value": " ".join(guesses)}]}
+        return mlflow_call(url, person, "runs/log-batch", body)
+
+    # Bisection: 512 candidates, the PIN among them; each call sends half of what is left.
+    others = [f"{n:04d}" for n in range(1000, 10000) if f"{n:04d}" != pin]
+    candidates = [pin, *others[:511]]
+    answers: list[int] = []
+    refusals: list[requests.Response] = []
+    while len(candidates) > 1:
+        half = candidates[: len(candidates) // 2]
+        answer = batch(mallory, leaky, half)
+        answers.append(answer.status_code)
+        if answer.status_code == 400:
+            refusals.append(answer)
+            candidates = half
+        elif answer.status_code == 200:
+            candidates = candidates[len(half) :]
+        else:
+            break
+    # Without a limit nine calls found it (candidates == [pin]); three refusals stop it at 64 candidates.
+    assert answers == [400, 400, 400, 403] and candidates != [pin], (answers, len(candidates))
+    for answer, left in zip(refusals, ("2 more such refusal(s)", "1 more such refusal(s)", "are refused"), strict=True):
+        body = answer.json()
+        assert body["error_code"] == "INVALID_PARAMETER_VALUE" and pin not in answer.text
+        assert body["message"].startswith("This write contains the value of a secret that this run read.")
+        assert "param" not in body["message"] and secrets.scope not in body["message"] and left in body["message"]
+    assert len(candidates) == 64
+    locked = batch(mallory, leaky, candidates[:32])
+    assert locked.status_code == 403, locked.text
+    assert locked.json()["error_code"] == "PERMISSION_DENIED" and pin not in locked.text
+    retry_after = int(locked.headers["Retry-After"])
+    assert 3000 < retry_after <= 3600
+    # Locked out, every write of text answers alike, the PIN alone, a clean one, on another run that read it.
+    for run_id, guesses in ((leaky, [pin]), (leaky, ["nothing-secret"]), (second, [pin]), (second, ["x"])):
+        same = batch(mallory, run_id, guesses)
+        assert same.status_code == 403 and same.json()["message"] == locked.json()["message"]
+    tag = {"run_id": leaky, "key": "k", "value": pin}
+    assert mlflow_call(stack.url, mallory, "runs/set-tag", tag).status_code == 403
+    rename = {"run_id": leaky, "run_name": f"run-{pin}"}
+    assert mlflow_call(stack.url, mallory, "runs/update", rename).status_code == 403
+
+    # Another replica (every replica and worker counts in PostgreSQL) answers the same.
+    replica = GatewayProcess(stack.gateway.config_path, GATEWAY_ENV).start()
+    try:
+        there = batch(mallory, leaky, [pin], url=replica.url)
+        assert there.status_code == 403 and there.json()["error_code"] == "PERMISSION_DENIED", there.text
+        assert batch(mallory, leaky, ["clean"], url=replica.url).status_code == 403
+    finally:
+        replica.stop()
+
+    # Not concerned: writes of runs that read no secret, writes that carry no text (ending a run), and the
+    # owner, who may read the PIN anyway and keeps being told which secret a write holds.
+    assert batch(mallory, clean, [pin]).status_code == 200
+    ended = {"run_id": second, "status": "FINISHED", "end_time": 1_700_000_000_000}
+    assert mlflow_call(stack.url, mallory, "runs/update", ended).status_code == 200
+    for _ in range(5):
+        own = batch(owner, leaky, [pin])
+        assert own.status_code == 400, own.text
+        assert (
+            f"A param value of this write contains the value of secret pin of scope {secrets.scope}"
+            in (own.json()["message"])
+        )
+    assert batch(owner, leaky, ["fine"]).status_code == 200
+
+    # Trying every value in turn, where most writes are clean: the text they carry is counted, refused or not.
+    # 16 KiB of text an hour (the default): three writes of 1,000 wrong PINs pass, the fourth is not checked; what is
+    # left of the budget checks a few hundred more candidates at most, of the 9,000 four-digit PINs, per hour.
+    wrong = [guess for guess in others if guess != pin]
+    for start in range(0, 3000, 1000):
+        assert batch(patient, leaky, wrong[start : start + 1000]).status_code == 200
+    spent = batch(patient, leaky, [*wrong[3000:3999], pin])  # would have been the refusal that finds it
+    assert spent.status_code == 403, spent.text
+    assert "bytes of text" in spent.json()["message"] and pin not in spent.text
+
+    # Nothing refused reached the store (what passed holds no PIN); the refusals and lockouts are audited with
+    # the caller and the run, never the PIN.
+    params = json.loads(stored_run(stack, leaky))["run"]["data"].get("params", [])
+    assert len(params) == answers.count(200) + 1 + 3  # the halves that passed, the owner's, the scanner's
+    assert all(pin not in param["value"].split(" ") for param in params)
+    refusal_rows = until(
+        lambda: leak_audit(stack, secrets.scope), lambda rows: len(rows) >= 8, "the refusals' audit rows"
+    )
+    assert sorted(row["actor"] for row in refusal_rows) == sorted([mallory.name] * 3 + [owner.name] * 5)
+    lockouts = until(
+        lambda: leak_audit(stack, secrets.scope, "secrets.leak_probes_limited"),
+        lambda rows: len(rows) >= 11,
+        "the lockouts' audit rows",
+    )
+    assert sorted(row["actor"] for row in lockouts) == sorted([mallory.name] * 10 + [patient.name])
+    assert all(row["outcome"] == "denied" and pin not in row["details"] for row in refusal_rows + lockouts)
