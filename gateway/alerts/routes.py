@@ -36,7 +36,7 @@ from gateway.core.schemas import Empty
 class SqlAlertsController(Controller):
     path = "/api/2.0/sql/alerts"
     opt = {"access": "an alert's owner and account admins; its query runs with the owner's grants"}
-    dependencies = {"workspace": Provide(requested_workspace, sync_to_thread=False)}
+    dependencies = {"workspace": Provide(requested_workspace)}
 
     @post("/", name="sql alerts create", status_code=200)
     async def create(

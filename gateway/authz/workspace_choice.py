@@ -19,11 +19,17 @@ from gateway.core.principal import Principal
 from gateway.core.workspace_headers import read_workspace_headers
 
 
-def requested_workspace(
+async def requested_workspace(
     request: Request[Principal, Any, Any], workspaces: Workspaces, authorizer: Authorizer
 ) -> WorkspaceLink | None:
-    """The workspace the request's headers name, if they name one."""
-    return _requested(request, request.user, workspaces, authorizer)
+    """The workspace the request's headers name, if they name one. One the caller may not see (404, as for one that
+    does not exist) is refused only by the stored policy (`Authorizer.deciding`): a grant in it given through another
+    replica moments ago counts at once. A workspace that does not exist costs nothing more."""
+
+    async def decide(caller: Principal) -> WorkspaceLink | None:
+        return _requested(request, caller, workspaces, authorizer)
+
+    return await authorizer.deciding(request.user, decide)
 
 
 def _requested(

@@ -73,5 +73,5 @@ class RunMetricsController(Controller):
         if not RUN_ID_RE.match(run_id):
             raise InvalidParameter(f"Invalid run id {run_id[:100]!r}.")
         headers, _ = read_workspace_headers(request.scope["headers"])
-        named = None if headers.name == ACCOUNT_SCOPE else requested_workspace(request, workspaces, authorizer)
+        named = None if headers.name == ACCOUNT_SCOPE else await requested_workspace(request, workspaces, authorizer)
         return await run_metrics.recursive(request.user, run_id, named)

@@ -27,7 +27,7 @@ class SqlStatementsController(Controller):
     path = "/api/2.0/sql/statements"
     opt = {"access": "USE CATALOG, USE SCHEMA and SELECT on what a query reads; a statement's results: who ran it"}
     # Every handler takes `workspace` so that the headers are checked before anything runs.
-    dependencies = {"workspace": Provide(requested_workspace, sync_to_thread=False)}
+    dependencies = {"workspace": Provide(requested_workspace)}
 
     @post("/", name="sql execute", status_code=200)
     async def execute(

@@ -364,6 +364,34 @@ def test_a_grant_given_on_another_replica_counts_in_sql_statements_here_at_once(
     _gone(stack, f"Users/{person.id}")
 
 
+def test_a_workspace_named_by_header_and_entered_on_another_replica_counts_here_at_once(stack: Stack) -> None:
+    """SQL statements, saved queries and alerts take the workspace the X-MLFLOW-WORKSPACE header names, which the
+    caller must see; through another replica a person is granted the workspace, and the replica that has not heard
+    of it decides by the stored policy (before: 404 "Workspace 'team-b' not found" until the news arrived)."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{uuid.uuid4().hex[:8]}-entering@example.com")
+    as_person = person.http(stack, workspace="team-b")
+    statements = f"{stack.url}/api/2.0/sql/statements"
+    me = {"statement": "SELECT current_user() AS me", "wait_timeout": "30s"}
+    hidden = as_person.post(statements, json=me, timeout=60)
+    assert hidden.status_code == 404 and "team-b" in hidden.json()["message"], hidden.text
+    team_b = admin.http().get(f"{stack.url}/api/3.0/mlflow/workspaces/team-b", timeout=60)
+    workspace_id = int(team_b.json()["workspace"]["workspace_id"])
+    granted_elsewhere(
+        stack.database_url, person.id, workspace_domain(workspace_id), workspace_object(workspace_id), "CAN_USE"
+    )
+    answered = as_person.post(statements, json=me, timeout=60)
+    assert answered.status_code == 200 and answered.json()["status"]["state"] == "SUCCEEDED", answered.text
+    assert answered.json()["result"]["data_array"] == [[person.name]]
+    for path in ("/api/2.0/sql/queries", "/api/2.0/sql/alerts"):
+        listed = as_person.get(f"{stack.url}{path}", timeout=60)
+        assert listed.status_code == 200, (path, listed.text)
+    # A workspace that does not exist is not found, whatever the policy.
+    missing = person.http(stack, workspace=f"nowhere-{uuid.uuid4().hex[:6]}").post(statements, json=me, timeout=60)
+    assert missing.status_code == 404, missing.text
+    _gone(stack, f"Users/{person.id}")
+
+
 def test_a_level_given_on_another_replica_counts_on_a_saved_query_here_at_once(stack: Stack) -> None:
     """Through another replica a person is given CAN_RUN on a saved query; the replica that has not heard of it shows
     and runs it for them (before: 404 as for a missing query)."""

@@ -38,7 +38,7 @@ class QueriesController(Controller):
     path = "/api/2.0/sql/queries"
     opt = {"access": "view: CAN_VIEW on the query (owners and account admins: all); run: CAN_RUN; change: CAN_MANAGE"}
     # Every handler takes `workspace` so that the headers are checked before anything runs.
-    dependencies = {"workspace": Provide(requested_workspace, sync_to_thread=False)}
+    dependencies = {"workspace": Provide(requested_workspace)}
 
     @post("/", name="sql queries create", status_code=200)
     async def create(
