@@ -84,7 +84,15 @@ def _cut_short(exc: BaseException) -> bool:
     return False
 
 
+# An answer that says nothing of caching is kept by no cache: a browser keeps a GET's answer without Cache-Control
+# in its disk cache, where the data of a person who signed out (MLflow's JSON, the gateway's own APIs) stayed for the
+# next user of the machine. Answers that decide for themselves (the UI's files, downloads) keep what they say.
+NO_STORE = (b"cache-control", b"no-store")
+
+
 class AccessLog:
+    """Every answer: its request id, the access log line and metrics, and `no-store` unless it says otherwise."""
+
     def __init__(self, app: ASGIApp, *, enabled: bool = True) -> None:
         self.app = app
         self.enabled = enabled
@@ -109,7 +117,10 @@ class AccessLog:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+                headers = [*message.get("headers", []), (b"x-request-id", request_id)]
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append(NO_STORE)
+                message["headers"] = headers
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)

@@ -713,6 +713,30 @@ def test_the_ui_files_are_served_with_types_caching_and_gzip(world: World) -> No
         assert requests.get(f"{world.gateway.url}{escape}", timeout=30).status_code in (400, 404)
 
 
+def test_answers_holding_a_persons_data_are_never_kept_by_the_browser(world: World) -> None:
+    """The UI's reads (MLflow's JSON forwarded from the store, the gateway's own APIs) came without Cache-Control:
+    a browser keeps such GET answers in its disk cache, where the experiments, runs and sessions of a person who
+    signed out stayed readable to the next user of the machine. Every answer that says nothing of caching is
+    `no-store`; the build's files keep their own caching."""
+    http = signed_in(world)
+    workspace = {"X-MLFLOW-WORKSPACE": "team-a"}
+    for path in (
+        "/ajax-api/2.0/mlflow/experiments/search?max_results=5",
+        f"/ajax-api/2.0/mlflow/runs/get?run_id={world.run_id}",
+        f"/ajax-api/2.0/mlflow/experiments/get?experiment_id={world.hidden}",  # refused: an error says nothing either
+        "/api/2.0/fedgate/sessions",
+        "/ajax-api/3.0/mlflow/workspaces",
+    ):
+        answer = http.get(f"{world.gateway.url}{path}", headers=workspace, timeout=30)
+        assert answer.status_code in (200, 404), (path, answer.text)
+        assert answer.raw.headers.getlist("Cache-Control") == ["no-store"], (path, answer.headers)
+    assert search(http, world, Origin=world.gateway.url).headers["Cache-Control"] == "no-store"
+    html = http.get(f"{world.gateway.url}/", timeout=30)
+    script = html.text.split('src="', 1)[1].split('"', 1)[0]
+    js = requests.get(f"{world.gateway.url}/{script}", timeout=30)
+    assert js.raw.headers.getlist("Cache-Control") == ["public, max-age=31536000, immutable"], js.headers
+
+
 def test_every_html_page_and_text_answer_names_its_charset_once(world: World) -> None:
     """The Content-Type of each page the gateway makes (its sign-in pages, errors included, MLflow's page and
     the build's HTML files, the console) and of its text answers, as it arrives: `charset` once, not twice."""
