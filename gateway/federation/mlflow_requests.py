@@ -69,6 +69,40 @@ def store_refusal(spec: RouteSpec, body: bytes | None, query: str) -> str | None
     return None
 
 
+# The id fields the guard reads as standing in for one another (guard/request.py: `experiment_ids`, `run_ids`,
+# `trace_ids`): a call names its experiments, runs or traces in any of them.
+GUARD_ID_FIELDS = (
+    "experiment_id",
+    "experiment_ids",
+    "run_id",
+    "run_uuid",
+    "run_ids",
+    "request_id",
+    "trace_id",
+    "trace_ids",
+)
+
+
+def ignored_id_field(spec: RouteSpec, document: dict[str, Any], params: dict[str, list[str]]) -> str | None:
+    """An id field of GUARD_ID_FIELDS that names something in the body (or a GET's query) but is no field of the
+    route's request message, which MLflow therefore never reads; None when every such field is one (or the route
+    parses no protobuf message).
+
+    The guard counts the field as naming the call's object, the store acts on its own field, left empty: MLflow
+    3.17.2's `issues/search` read `{"experiment_ids": ["<own>"]}` as a search of no experiment in particular, and
+    answered the issues of every experiment of the workspace."""
+    route = REQUEST_CHECKS.get((spec.method, spec.path, spec.version))
+    if route is None or not route[0]:
+        return None
+    fields = _message_class(route[0]).DESCRIPTOR.fields_by_name
+    for name in GUARD_ID_FIELDS:
+        if name in fields:
+            continue
+        if document.get(name) or any(params.get(name, ())):
+            return name
+    return None
+
+
 def unread_part(spec: RouteSpec, body: bytes | None, query: str, document: object = None) -> str | None:
     """Why MLflow would act on only part of this request, or None when it reads all of it (or none: it refuses it,
     fails on it, or reads no protobuf message).

@@ -450,3 +450,33 @@ def test_an_empty_value_beside_an_id_in_a_query_is_refused(stack: Stack, org: Or
     traces = bob.get(f"{stack.url}/api/2.0/mlflow/traces", params=[("experiment_ids", ""), ("experiment_ids", own)])
     assert traces.status_code == 400, traces.text
     assert traces.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_an_id_in_a_field_the_call_does_not_read_is_refused(stack: Stack, org: Org, alices_work: Owned) -> None:
+    """The guard reads `experiment_id` and `experiment_ids` alike as naming a call's experiments; MLflow's request
+    message of `issues/search` has only `experiment_id` and ignores the other. `{"experiment_ids": ["<Bob's>"]}`
+    was checked as a search of Bob's experiment, and the store, given no experiment, answered the issues of every
+    experiment: Alice's, description and all."""
+    alice, bob = org.alice.http(stack), org.bob.http(stack)
+    secret = unique("alice-issue")
+    created = alice.post(
+        f"{stack.url}/api/3.0/mlflow/issues",
+        json={"experiment_id": alices_work.experiment_id, "name": secret, "description": "Alice's customers' data"},
+    )
+    assert created.status_code == 200, created.text
+    own, _ = bobs_run(stack, org)
+    url = f"{stack.url}/api/3.0/mlflow/issues/search"
+    plain = bob.post(url, json={"experiment_id": own})
+    assert plain.status_code == 200, plain.text
+    assert secret not in plain.text
+    assert bob.post(url, json={"experiment_id": alices_work.experiment_id}).status_code == 404
+    for body in ({"experiment_ids": [own]}, {"experiment_id": "", "experiment_ids": [own]}):
+        response = bob.post(url, json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert secret not in response.text
+    # A run's deletion names its run in `run_id` alone: `run_uuid` stands for nothing there.
+    _, run = bobs_run(stack, org)
+    refused = bob.post(f"{stack.url}/api/2.0/mlflow/runs/delete", json={"run_id": run, "run_uuid": run})
+    assert refused.status_code == 400, refused.text
+    assert bob.post(f"{stack.url}/api/2.0/mlflow/runs/delete", json={"run_id": run}).status_code == 200

@@ -1,10 +1,11 @@
 """The guard: one forwarded call, authorized on the canonical body the store will receive.
 
-Order of a decision: the route's rule (a route without one is refused); a trace call setting a tag the store
-reads as where the trace's data lives is refused (traces.py), whoever calls; account admins pass, keeping the
-bookkeeping their calls need; everyone else must enter the workspace (404 otherwise), every id nested in
-the body is authorized (nested.py), a run named by the OTLP `x-mlflow-run-id` header needs CAN_EDIT, and
-then the route's rule function decides (table.py).
+Order of a decision: the route's rule (a route without one is refused); an id in a field of the body (or a GET's
+query) that the route's MLflow request message lacks is refused, whoever calls (mlflow_requests.ignored_id_field);
+a trace call setting a tag the store reads as where the trace's data lives is refused (traces.py), whoever calls;
+account admins pass, keeping the bookkeeping their calls need; everyone else must enter the workspace (404
+otherwise), every id nested in the body is authorized (nested.py), a run named by the OTLP `x-mlflow-run-id` header
+needs CAN_EDIT, and then the route's rule function decides (table.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level
-from gateway.core.errors import hidden
+from gateway.core.errors import InvalidParameter, hidden
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import EXPERIMENTS_UPDATE, Resource, RouteSpec
@@ -26,6 +27,7 @@ from gateway.federation.guard.request import Plan, Request
 from gateway.federation.guard.rules import rule_for, wanted_level
 from gateway.federation.guard.table import ADMIN_PLANS, CHECKS
 from gateway.federation.guard.traces import refuse_storage_tag_writes
+from gateway.federation.mlflow_requests import ignored_id_field
 from gateway.federation.schemas import RequestIds
 
 
@@ -66,6 +68,12 @@ class Guard:
             artifact_path,
             body.graphql if body is not None else None,
         )
+        if (ignored := ignored_id_field(spec, request.document, request.params())) is not None:
+            # The guard would count it as naming the call's object; the store never reads it (whoever calls).
+            raise InvalidParameter(
+                f"Field '{ignored}' is not read by this call (no field of MLflow's request message); name the "
+                "object in the field the call reads."
+            )
         if spec.resource is Resource.TRACE:
             refuse_storage_tag_writes(request)  # whoever calls: the store reads these as where data lives
         if spec == EXPERIMENTS_UPDATE and "new_name" in request.document:
