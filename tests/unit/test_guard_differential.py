@@ -369,3 +369,51 @@ def test_no_field_of_mlflows_own_request_messages_is_refused_as_unknown(spec: Ro
 
 def _own_path_params(spec: RouteSpec) -> dict[str, str]:
     return {name: OWN[PATH_KINDS[name]] if name in PATH_KINDS else "p1" for name in re.findall(r"\{(\w+):", spec.path)}
+
+
+# Routes whose rule requires the call to name its experiments (the `experiment` rule), with MLflow's message.
+MUST_NAME_EXPERIMENTS = [(spec, message) for spec, message in ROUTES if rule_for(spec).value == "experiment"]
+
+
+@st.composite
+def experiment_fields(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """`experiment_id` and `experiment_ids` as name/value pairs, in any order, given any number of times, with the
+    user's own experiment, a hidden one, or an empty value: a body's keys (the last of a repeated key wins) or a GET's
+    query parameters (MLflow reads a single field's first value)."""
+    names = st.sampled_from(["experiment_id", "experiment_ids"])
+    values = st.sampled_from([OWN["experiment"], OWN["experiment"], HIDDEN["experiment"], ""])
+    return draw(st.lists(st.tuples(names, values), min_size=1, max_size=4))
+
+
+@pytest.mark.parametrize(
+    "spec,message", MUST_NAME_EXPERIMENTS, ids=[f"{s.name} v{s.version}" for s, _ in MUST_NAME_EXPERIMENTS]
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pairs=experiment_fields())
+def test_a_call_that_must_name_its_experiment_is_read_by_the_store_as_naming_it(
+    spec: RouteSpec, message: Any, pairs: list[tuple[str, str]]
+) -> None:
+    """The guard lets a call that must name its experiment through only for the experiments it checked; the store
+    must read the call as naming them too. An empty value or a field MLflow's message lacks names nothing to the
+    store, which then acted on no experiment in particular: every experiment's scorers (`scorers/list`) and issues
+    (`issues/search`) were answered."""
+    if spec.method == "GET":
+        query, body = canonical_query("&".join(f"{name}={value}" for name, value in pairs)), None
+    else:
+        document: dict[str, Any] = {}
+        for name, value in pairs:
+            document[name] = [value] if name.endswith("_ids") else value
+        query, body = "", canonical_body(json.dumps(document).encode())
+    path_params = _own_path_params(spec)
+    try:
+        plan = LOOP.run_until_complete(GUARD.check(spec, USER, LINK, body, query, None, path_params, []))
+    except GatewayError:
+        return  # refused: the store saw nothing
+    if plan.answer is not None:
+        return
+    forwarded = plan.body if plan.body is not None else (body.encoded if body is not None else None)
+    parsed = _mlflow_reads(spec, message, forwarded, plan.query if plan.query is not None else query)
+    if parsed is None:
+        return  # MLflow refuses it
+    named = {value for kind, value in _named_ids(parsed) if kind == "experiment" and value}
+    assert named == {OWN["experiment"]}, f"the store reads {named or 'no experiment'} from {pairs!r}"
