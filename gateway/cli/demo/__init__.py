@@ -309,6 +309,9 @@ def _port(preferred: int) -> int:
     import socket
 
     with socket.socket() as sock:
+        # As uvicorn binds: a connection of the last run lingering on the port (TIME_WAIT) does not make it taken,
+        # a server listening there does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, preferred))
         except OSError:
