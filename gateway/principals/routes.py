@@ -44,6 +44,7 @@ LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 RESOURCES = {"Users": "user", "ServicePrincipals": "service_principal", "Groups": "group"}
 NAME_ATTRIBUTE = {"user": "userName", "service_principal": "applicationId", "group": "displayName"}
 FILTER_RE = re.compile(r'^\s*(\w+)\s+(eq|ne|co|sw)\s+"((?:[^"\\]|\\.)*)"\s*$', re.IGNORECASE)
+ADMIN_ROLE_PATH_RE = re.compile(r'^roles\[value eq "account_admin"\]$', re.IGNORECASE)
 MEMBER_PATH_RE = re.compile(r'^members\[value eq "?([0-9]{1,18})"?\]$')  # \d takes other scripts' digits
 ADMIN_ROLE = "account_admin"
 
@@ -128,6 +129,30 @@ def _is_admin(document: dict[str, Any]) -> bool:
 
 def _names_admin(roles: list[ScimRole] | None) -> bool:
     return any(role.value == ADMIN_ROLE for role in roles or [])
+
+
+def _attribute(kind: str, path: str) -> str | None:
+    """The writable attribute a PATCH path names (SCIM attribute names are case-insensitive), or None: a path the
+    gateway does not keep is refused, never answered 200 with nothing changed."""
+    names = {"displayName", "active", "roles", "externalId"}
+    if kind != "group":
+        names.add(NAME_ATTRIBUTE[kind])
+    return next((name for name in names if name.lower() == path.lower()), None)
+
+
+def _roles(op: str, path: str, roles: Any) -> dict[str, Any]:
+    """The `account_admin` change of a PATCH of `roles`: `add` gives the role when it is named (and takes nothing),
+    `remove` takes it when it is named or no value is given (every role), `replace` holds it exactly when named."""
+    if roles is not None and not isinstance(roles, list):
+        roles = [roles]
+    named = any(isinstance(r, dict) and r.get("value") == ADMIN_ROLE for r in roles or [])
+    if op == "add":
+        return {"account_admin": True} if named else {}
+    if op == "remove":
+        return {"account_admin": False} if named or not roles else {}
+    if op == "replace":
+        return {"account_admin": named}
+    raise InvalidParameter(f"Unsupported PATCH operation {op!r} on {path or 'the resource'!r}.")
 
 
 def _fields(kind: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -243,16 +268,26 @@ class ScimController(Controller):
             path = operation.path or ""
             value = operation.value
             member = MEMBER_PATH_RE.match(path)
-            if path == "members" and op in ("add", "remove", "replace") and kind == "group":
+            attribute = _attribute(kind, path) if path and not member else None
+            if path.lower() == "members" and op in ("add", "remove", "replace") and kind == "group":
                 (add if op != "remove" else remove).extend(_ids(value))
                 if op == "replace":
                     fields["_replace"] = True
             elif member and op == "remove" and kind == "group":
                 remove.append(int(member.group(1)))
+            elif attribute == "roles" or (not path and isinstance(value, dict) and "roles" in value):
+                # Roles are a list: adding one keeps the others, removing one keeps the others; only replacing
+                # them all says what is left (before, adding any other role took the admin role away).
+                roles = value.get("roles") if not path and isinstance(value, dict) else value
+                fields |= _roles(op, path, roles)
+                if not path and isinstance(value, dict) and op in ("replace", "add"):
+                    fields |= _fields(kind, {k: v for k, v in value.items() if k != "roles"})
+            elif op == "remove" and path and ADMIN_ROLE_PATH_RE.match(path):
+                fields["account_admin"] = False
             elif op in ("replace", "add") and not path and isinstance(value, dict):
                 fields |= _fields(kind, value)
-            elif op in ("replace", "add") and path:
-                fields |= _fields(kind, {path: value})
+            elif op in ("replace", "add") and attribute is not None:
+                fields |= _fields(kind, {attribute: value})
             else:
                 raise InvalidParameter(f"Unsupported PATCH operation {op!r} on {path or 'the resource'!r}.")
         replace = fields.pop("_replace", False)

@@ -470,3 +470,52 @@ async def test_made_up_session_cookies_cost_at_most_one_lookup_each(stack: Stack
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
         await engine.dispose()
+
+
+def test_a_scim_patch_changes_exactly_what_it_names_or_is_refused(stack: Stack) -> None:
+    """Roles are a list: adding another role left the account admin role taken away, and removing the admin role by
+    its filtered path (`roles[value eq "account_admin"]`) answered 200 and left it. A path the gateway does not keep
+    (another attribute, `members` of a user) or an attribute in other case answered 200 with nothing changed: an
+    identity provider was told a change was made that was not."""
+    admin = Admin.of(stack).http()
+    made = admin.post(
+        f"{stack.url}{SCIM}/Users",
+        json={"userName": unique("roles") + "@example.com", "roles": [{"value": "account_admin"}]},
+        timeout=TIMEOUT,
+    )
+    assert made.status_code == 201, made.text
+    url = f"{stack.url}{SCIM}/Users/{made.json()['id']}"
+
+    def patch(*operations: dict[str, Any]) -> requests.Response:
+        return admin.patch(url, json={"Operations": list(operations)}, timeout=TIMEOUT)
+
+    def is_admin() -> bool:
+        got = admin.get(url, timeout=TIMEOUT)
+        assert got.status_code == 200, got.text
+        return any(role.get("value") == "account_admin" for role in got.json().get("roles") or [])
+
+    added = patch({"op": "add", "path": "roles", "value": [{"value": "workspace_reader"}]})
+    assert added.status_code == 200, added.text
+    assert is_admin()
+    whole = patch({"op": "add", "value": {"roles": [{"value": "workspace_reader"}], "displayName": "Still Admin"}})
+    assert whole.status_code == 200 and whole.json()["displayName"] == "Still Admin", whole.text
+    assert is_admin()
+    removed = patch({"op": "remove", "path": 'roles[value eq "account_admin"]'})
+    assert removed.status_code == 200, removed.text
+    assert not is_admin()
+    assert patch({"op": "add", "path": "roles", "value": [{"value": "account_admin"}]}).status_code == 200
+    assert is_admin()
+    assert patch({"op": "remove", "path": "roles"}).status_code == 200
+    assert not is_admin()
+    # Attribute names are case-insensitive (RFC 7644); a path naming nothing the gateway keeps is refused.
+    renamed = patch({"op": "replace", "path": "DISPLAYNAME", "value": "Shown"})
+    assert renamed.status_code == 200 and renamed.json()["displayName"] == "Shown", renamed.text
+    for operation in (
+        {"op": "add", "path": "members", "value": [{"value": "1"}]},
+        {"op": "replace", "path": "nickName", "value": "x"},
+        {"op": "replace", "path": 'roles[value eq "account_admin"]', "value": True},
+    ):
+        refused = patch(operation)
+        assert refused.status_code == 400, (operation, refused.text)
+        assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert admin.delete(url, timeout=TIMEOUT).status_code == 204
