@@ -635,6 +635,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     registry.notify = webhooks.enqueue
     webhook_deliveries = deliverer(
         sessionmaker,
+        authorizer,
         allowed_destinations,
         subscriber_secrets,
         Pacing(

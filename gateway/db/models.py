@@ -366,6 +366,10 @@ class RegistryWebhookRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="ACTIVE")  # ACTIVE | TEST_MODE | DISABLED
     description: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(Text)
+    # Whoever created or last changed it (migration 0046; None: the bootstrap admin), and the gateway groups their
+    # identity provider named then: every delivery needs their CAN_MANAGE on the webhook's model or workspace.
+    owner_id: Mapped[int | None] = mapped_column(BigInteger)
+    owner_groups: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -39,8 +39,10 @@ from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
+from gateway.authn.service import BOOTSTRAP_ADMIN
 from gateway.authz.decide import Authorizer
-from gateway.authz.levels import Level, workspace_object
+from gateway.authz.levels import RANK, Level, model_object, workspace_domain, workspace_object
+from gateway.authz.policy import PolicySnapshot
 from gateway.core.destinations import AllowList, DestinationError, parse_destination
 from gateway.core.errors import GatewayError, InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
@@ -305,6 +307,7 @@ class RegistryWebhooks:
                 status=status,
                 description=wanted.description,
                 created_by=principal.name,
+                **_owned_by(principal),
             )
             session.add(row)
             await session.flush()
@@ -333,6 +336,7 @@ class RegistryWebhooks:
                 values.update(self._sealed(row.id, spec))
             if values:
                 values["updated_at"] = func.now()
+                values.update(_owned_by(principal))  # a manager who changes a webhook answers for where it posts
                 await session.execute(
                     update(RegistryWebhookRow).where(RegistryWebhookRow.id == row.id).values(**values)
                 )
@@ -679,8 +683,47 @@ class Claimed:
     payload: bytes
 
 
+def _owned_by(principal: Principal) -> dict[str, Any]:
+    """The owner columns of a webhook `principal` creates or changes."""
+    return {"owner_id": principal.id, "owner_groups": list(principal.idp_groups)}
+
+
+def owner(snapshot: PolicySnapshot, row: RegistryWebhookRow) -> Principal | None:
+    """The webhook's owner as `snapshot` knows them (their groups, and those their identity provider named when they
+    last created or changed it); None when disabled or deleted."""
+    if row.owner_id is None:
+        return BOOTSTRAP_ADMIN
+    info = snapshot.principal(row.owner_id)
+    if info is None or not info.active:
+        return None
+    subjects, named = snapshot.subjects_naming(info.id, row.owner_groups or ())
+    return Principal(
+        name=info.name,
+        kind=info.kind,
+        account_admin=info.account_admin,
+        id=info.id,
+        subjects=subjects,
+        idp_groups=named,
+        via="webhook",
+    )
+
+
+def managed(snapshot: PolicySnapshot, row: RegistryWebhookRow) -> bool | None:
+    """True when the webhook's owner still holds CAN_MANAGE on its model (or, registry-wide, its workspace); else
+    None (for `LivePolicy.found`: decided again on the stored policy)."""
+    who = owner(snapshot, row)
+    if who is None:
+        return None
+    if who.account_admin:
+        return True
+    obj = model_object(row.workspace_id, row.model_id) if row.model_id else workspace_object(row.workspace_id)
+    held = snapshot.level(who.subjects, workspace_domain(row.workspace_id), obj)
+    return True if held is not None and RANK[held] >= RANK[Level.CAN_MANAGE] else None
+
+
 def deliverer(
     sessionmaker: async_sessionmaker[AsyncSession],
+    authorizer: Authorizer,
     allowed: AllowList,
     subscriber_secrets: SubscriberSecrets,
     pacing: Pacing,
@@ -688,14 +731,21 @@ def deliverer(
     keep_days: int = 30,
 ) -> DeliveryWorker[Claimed]:
     """The registry's deliveries sent by the shared delivery loop (gateway/delivery/), to the webhook's URL as it is
-    when each attempt is made; a webhook deleted or no longer ACTIVE gets nothing more. Settled deliveries are
-    deleted `keep_days` after their last attempt (`server.webhook_history_days`)."""
+    when each attempt is made; a webhook deleted or no longer ACTIVE gets nothing more, nor one whose owner (whoever
+    created or last changed it, who chose where it posts) no longer manages its model or workspace, or is disabled
+    or deleted: the events are the model's, and the receiver is theirs. Settled deliveries are deleted `keep_days`
+    after their last attempt (`server.webhook_history_days`)."""
 
     async def send(delivery: Claimed) -> Outcome:
         async with sessionmaker() as session:
             row = await session.get(RegistryWebhookRow, delivery.webhook_id)
         if row is None or row.status != "ACTIVE":
             return Outcome.dropped("the webhook was deleted or is not active")
+        if not await authorizer.policy.found(lambda snapshot: managed(snapshot, row)):
+            return Outcome.dropped(
+                "the webhook's owner no longer manages it (or is disabled or deleted); a manager who changes the "
+                "webhook takes it over"
+            )
         try:
             secret, authorization = opened(subscriber_secrets, row)
         except Unopened as exc:  # never sent unsigned: tried again, the operator may restore the key

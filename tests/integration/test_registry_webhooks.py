@@ -427,6 +427,68 @@ def test_turning_a_webhooks_tls_checks_off_takes_its_secret_and_authorization_ag
     assert api(stack.url, org.owner.token, "DELETE", "registry-webhooks/delete", params={"id": hook["id"]}).ok
 
 
+def test_a_webhook_sends_nothing_once_whoever_chose_its_url_no_longer_manages_the_model(
+    stack: Stack,
+    org: Org,  # noqa: F811
+    receiver: Receiver,
+) -> None:
+    """A webhook posts the model's events (comments, requests, decisions, who made them) to the URL its manager chose.
+    Once that manager no longer manages the model (the group that gave them CAN_MANAGE lost them), their receiver got
+    every event after, for as long as the webhook lived: the model's comments reached someone who could no longer
+    read the model. The deliveries of such a webhook now fail, naming why; another manager who gives the webhook its
+    URL again takes it over, and it sends again."""
+    name = make_model(stack, org, versions=1, prefix="revoked-hook")
+    admin = Admin.of(stack)
+    leaver = admin.person(f"{unique('leaver')}@example.com")
+    team = unique("model-team")
+    team_id = admin.group(team, members=[leaver.id])
+    admin.grant(
+        f"registered-models/{model_of(stack, org.owner, name)['id']}", "CAN_MANAGE", group=team, workspace=WORKSPACE
+    )
+    path = f"/allowed/leaver-{uuid.uuid4().hex[:8]}"
+    spec = {"url": RECEIVER + path, "secret": SECRET}
+    made = api(
+        stack.url,
+        leaver.token,
+        "POST",
+        "registry-webhooks/create",
+        json={"model_name": name, "events": ["COMMENT_CREATED"], "http_url_spec": spec},
+    )
+    assert made.status_code == 200, made.text
+    hook = made.json()["webhook"]
+    requester = registry(stack, org.requester)
+    requester.create_comment(name, "1", "while a manager")
+    [first] = receiver.wait_for(path, 1)
+    assert first.event["comment"] == "while a manager" and signed(first)
+
+    removed = admin.http().patch(
+        f"{stack.url}/api/2.0/preview/scim/v2/Groups/{team_id}",
+        json={"Operations": [{"op": "remove", "path": f'members[value eq "{leaver.id}"]'}]},
+        timeout=60,
+    )
+    assert removed.status_code == 200, removed.text
+    listed = api(stack.url, leaver.token, "GET", "registry-webhooks/list", params={"model_name": name})
+    assert listed.status_code == 404, listed.text  # the model is hidden from them now
+    requester.create_comment(name, "1", "after they left: not theirs to read")
+    assert [state for state, _ in settled(stack.database_url, hook["id"], 2)] == ["delivered", "failed"]
+    found = deliveries_detail(stack.database_url, hook["id"], timeout=0)
+    assert "no longer manages" in (found[1][1] or ""), found
+    assert len(receiver.at(path)) == 1
+
+    # The model's owner gives the webhook its URL again: theirs now, it sends again.
+    again = api(
+        stack.url,
+        org.owner.token,
+        "PATCH",
+        "registry-webhooks/update",
+        json={"id": hook["id"], "http_url_spec": {**spec}},
+    )
+    assert again.status_code == 200, again.text
+    requester.create_comment(name, "1", "sent for the owner")
+    assert receiver.wait_for(path, 2)[-1].event["comment"] == "sent for the owner"
+    assert api(stack.url, org.owner.token, "DELETE", "registry-webhooks/delete", params={"id": hook["id"]}).ok
+
+
 # -- gateways of their own: retries, a restart, two processes -------------------------------------------
 
 
