@@ -73,6 +73,9 @@ class Locator:
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         return await self._store.stage_of(link, name, version)
 
+    async def holds_assessment(self, link: WorkspaceLink, trace_id: str, assessment_id: str) -> bool:
+        return await self._store.holds_assessment(link, trace_id, assessment_id)
+
     async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
         return await self._store.promotions_experiment(link, experiment_id)
 

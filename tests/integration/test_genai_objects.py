@@ -301,3 +301,73 @@ def test_a_prompt_version_the_store_cannot_read_is_refused(stack: Stack, cast: C
             assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     read = {"trace_id": cast.trace_id, "prompt_versions": [{"name": name, "version": " 2"}]}
     assert cast.owner.http(stack).post(link, json=read, timeout=60).status_code == 200
+
+
+def test_a_reader_does_not_take_or_revive_assessments_through_a_trace_of_their_own(
+    stack: Stack, cast: Cast, as_user: As
+) -> None:
+    """MLflow 3.17.2 keys an assessment by its id alone. Starting (v3) a trace that exists merges each assessment
+    the call carries onto the row of that id wherever it is, and deleting an assessment marks the one it
+    `overrides` valid again wherever it is. The experiment's reader, who reads the owner's assessment ids, started
+    a trace of their own again carrying the id of the owner's feedback (which left the owner's trace for theirs),
+    and deleted an assessment of their own claiming to override the feedback the owner had overridden (which
+    counted again). Through the gateway a start's assessments name only assessments the trace holds."""
+    first = as_user(cast.owner, lambda: mlflow.log_feedback(trace_id=cast.trace_id, name="correct", value=False))
+    second = as_user(
+        cast.owner,
+        lambda: mlflow.override_feedback(trace_id=cast.trace_id, assessment_id=first.assessment_id, value=True),
+    )
+    owner = cast.owner.http(stack)
+
+    def owners(assessment_id: str) -> dict[str, Any]:
+        url = f"{stack.url}/api/3.0/mlflow/traces/{cast.trace_id}/assessments/{assessment_id}"
+        answer = owner.get(url, timeout=60)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["assessment"]
+
+    before = (owners(first.assessment_id), owners(second.assessment_id))
+    assert before[0]["valid"] is False
+
+    reader = cast.reader.http(stack)
+    made = reader.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("readers-own")})
+    assert made.status_code == 200, made.text
+    mine = f"tr-{uuid.uuid4().hex}"
+    location = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": made.json()["experiment_id"]}}
+
+    def start(*assessments: dict[str, Any]) -> requests.Response:
+        info = {"trace_id": mine, "trace_location": location, "request_time": "2026-12-03T00:00:00Z", "state": "OK"}
+        stamped = [
+            {
+                "trace_id": mine,
+                "assessment_name": "mine",
+                "source": {"source_type": "HUMAN", "source_id": cast.reader.name},
+                "create_time": "2026-12-03T00:00:00Z",
+                "last_update_time": "2026-12-03T00:00:00Z",
+                "feedback": {"value": "mallory"},
+                **assessment,
+            }
+            for assessment in assessments
+        ]
+        body = {"trace": {"trace_info": {**info, "assessments": stamped}}}
+        return reader.post(f"{stack.url}/api/3.0/mlflow/traces", json=body, timeout=60)
+
+    # Their own trace, with an assessment of their own the store names.
+    started = start({})
+    assert started.status_code == 200, started.text
+    own = started.json()["trace"]["trace_info"]["assessments"][0]["assessment_id"]
+    # Started again, carrying the owner's assessment: refused, the owner's stays on the owner's trace.
+    taken = start({"assessment_id": second.assessment_id})
+    assert taken.status_code == 400, taken.text
+    assert taken.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    # An assessment claiming to override the owner's overridden feedback: refused as the store refuses it in
+    # create_assessment, and none is left to delete.
+    revived = start({"assessment_id": own, "overrides": first.assessment_id, "feedback": {"value": "again"}})
+    assert revived.status_code == 404, revived.text
+    assert revived.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    gone = reader.delete(f"{stack.url}/api/3.0/mlflow/traces/{mine}/assessments/{own}", timeout=60)
+    assert gone.status_code == 200, gone.text
+    assert (owners(first.assessment_id), owners(second.assessment_id)) == before
+    # The reader's own assessment, named by the id the store gave it, is still theirs to change in a start.
+    again = start({"feedback": {"value": "new"}})
+    kept = again.json()["trace"]["trace_info"]["assessments"][0]["assessment_id"]
+    assert start({"assessment_id": kept, "feedback": {"value": "changed"}}).status_code == 200

@@ -114,6 +114,7 @@ class FakeStores:
         B: {("run", RB): "7"},
     }
     stages = {(A, "churn", "1"): "Staging", (A, "churn", "2"): "Production"}
+    assessments = {(A, T1, "a-1"), (A, T2, "a-2")}  # the assessments each trace holds
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, str]] = []
@@ -124,6 +125,9 @@ class FakeStores:
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         return self.stages.get((link.workspace_id, name, version), "")
+
+    async def holds_assessment(self, link: WorkspaceLink, trace_id: str, assessment_id: str) -> bool:
+        return (link.workspace_id, trace_id, assessment_id) in self.assessments
 
     promotions = {(A, "9")}  # team-a's experiment 9 is named fedgate-promotions
 
@@ -569,6 +573,24 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
     # -- Rule.TRACE_CREATE: CAN_EDIT on the experiment the trace goes into
     ("create trace (v3)", Call("POST /mlflow/traces", 3, body=trace_v3("1")),
      (ALLOW, ALLOW, ALLOW, DENIED, NO_EXP1)),
+    # The store keys an assessment by its id alone: a start merges an assessment it carries onto that id's row
+    # wherever it is, and deleting one marks the one it overrides valid again wherever it is.
+    ("start a trace with a new assessment", Call("POST /mlflow/traces", 3, body=trace_v3("1", trace_id=T1, assessments=[
+        {"assessment_name": "a", "feedback": {"value": 1}}])),
+     (ALLOW, ALLOW, ALLOW, DENIED, NO_EXP1)),
+    ("start a trace with an assessment it holds", Call("POST /mlflow/traces", 3, body=trace_v3("1", trace_id=T1,
+        assessments=[{"assessment_id": "a-1", "overrides": "a-1", "feedback": {"value": 1}}])),
+     (ALLOW, ALLOW, ALLOW, DENIED, NO_EXP1)),
+    ("start a trace with another trace's assessment", Call("POST /mlflow/traces", 3, body=trace_v3("1", trace_id=T1,
+        assessments=[{"assessment_id": "a-2", "feedback": {"value": 1}}])),
+     (ALLOW, INVALID, INVALID, DENIED, NO_EXP1)),
+    ("start a trace with an assessment of an id of its own", Call("POST /mlflow/traces", 3, body=trace_v3("1",
+        assessments=[{"assessment_id": "a-new", "feedback": {"value": 1}}])),
+     (ALLOW, INVALID, INVALID, DENIED, NO_EXP1)),
+    ("start a trace overriding another trace's assessment", Call("POST /mlflow/traces", 3, body=trace_v3("1",
+        trace_id=T1, assessments=[{"overrides": "a-2", "feedback": {"value": 1}}])),
+     (ALLOW, Refused(ResourceNotFound, f"Assessment with ID 'a-2' not found for trace '{T1}'"),
+      Refused(ResourceNotFound, f"Assessment with ID 'a-2' not found for trace '{T1}'"), DENIED, NO_EXP1)),
     ("create trace (v2)", Call("POST /mlflow/traces", body={"experiment_id": "1", "timestamp_ms": 1}),
      (ALLOW, ALLOW, ALLOW, DENIED, NO_EXP1)),
     ("create trace naming no experiment", Call("POST /mlflow/traces", body={"timestamp_ms": 1}),

@@ -97,6 +97,13 @@ class StoreLookups:
             return ""  # no such version: the call fails at the store
         return str((answer.get("model_version") or {}).get("current_stage", ""))
 
+    async def holds_assessment(self, link: WorkspaceLink, trace_id: str, assessment_id: str) -> bool:
+        """Whether the store holds the assessment on that trace: asked at every call (a trace's assessments come
+        and go, and move with it)."""
+        path = f"/api/3.0/mlflow/traces/{quote(trace_id, safe='')}/assessments/{quote(assessment_id, safe='')}"
+        answer = _read(link, *await self._fetch(link, path, ""))
+        return answer is not None
+
     async def _ask_store(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
         quoted = quote(object_id, safe="")
         if kind == "run":

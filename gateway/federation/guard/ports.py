@@ -23,6 +23,10 @@ class Lookups(Protocol):
         """The current stage of a registered model's version ("Production", ...); "" when unknown."""
         ...
 
+    async def holds_assessment(self, link: WorkspaceLink, trace_id: str, assessment_id: str) -> bool:
+        """Whether the store holds the assessment on that trace (asked at every call, never kept)."""
+        ...
+
     async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
         """Whether the experiment is the one promotions copy model versions into (gateway/core/reserved.py)."""
         ...

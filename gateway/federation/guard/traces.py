@@ -6,7 +6,7 @@ from typing import Any
 
 from gateway.authz.decide import Everything
 from gateway.authz.levels import Level
-from gateway.core.errors import InvalidParameter, PermissionDenied
+from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.route_table import TRACES_LINK_PROMPTS
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
@@ -14,10 +14,51 @@ from gateway.federation.trace_tags import refuse_storage_tags
 
 
 async def trace_create(checks: Checks, request: Request, wanted: Level) -> Plan:
-    """CAN_EDIT on every experiment the new trace (or OTLP export) goes into; it must name one."""
+    """CAN_EDIT on every experiment the new trace (or OTLP export) goes into; it must name one. The assessments a
+    v3 start carries name only assessments the trace holds (`require_own_assessments`)."""
     for experiment_id in request.trace_experiments():
         await checks.require_experiment(request, experiment_id, Level.CAN_EDIT)
+    await require_own_assessments(checks, request)
     return Plan()
+
+
+async def require_own_assessments(checks: Checks, request: Request) -> None:
+    """A v3 start's assessments may name an assessment (their own `assessment_id`, the one they `overrides`) only
+    when the store holds it on the trace being started; an assessment without an id gets one from the store.
+
+    MLflow 3.17.2 keys an assessment by its id alone: a start naming a trace that exists merges each assessment it
+    carries onto the row of that id, wherever it is (taking it off its trace, into the caller's), and deleting an
+    assessment marks the one it `overrides` valid again, wherever it is. A reader of Alice's experiment, who knows
+    her assessments' ids, took one into a trace of their own by starting it again, and made a feedback she had
+    overridden count again by deleting an assessment of their own that claimed to override it."""
+    info = request.document.get("trace")
+    info = info.get("trace_info") if isinstance(info, dict) else None
+    assessments = info.get("assessments") if isinstance(info, dict) else None
+    if not assessments:
+        return
+    if not isinstance(assessments, list):
+        raise InvalidParameter("'assessments' must be a list.")
+    trace_id = info.get("trace_id") if isinstance(info, dict) else None
+    for assessment in assessments:
+        if not isinstance(assessment, dict):
+            raise InvalidParameter("Each of 'assessments' must be an object.")
+        for field in ("assessment_id", "overrides"):
+            named = assessment.get(field)
+            if named in (None, ""):
+                continue
+            if (
+                isinstance(named, str)
+                and isinstance(trace_id, str)
+                and trace_id
+                and await checks.lookups.holds_assessment(request.link, trace_id, named)
+            ):
+                continue
+            if field == "overrides":
+                raise ResourceNotFound(f"Assessment with ID '{named}' not found for trace '{trace_id}'")
+            raise InvalidParameter(
+                f"Assessment with ID '{named}' is not one of trace '{trace_id}': a started trace's new assessments "
+                "get their ids from the store."
+            )
 
 
 async def trace_search(checks: Checks, request: Request, wanted: Level) -> Plan:
