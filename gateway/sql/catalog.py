@@ -59,6 +59,9 @@ SYSTEM_COLUMNS: dict[str, tuple[str, ...]] = {
 MAP_COLUMNS = frozenset({"params", "tags"})
 ARRAY_COLUMNS = frozenset({"aggregated_metrics"})
 DOUBLE_COLUMNS = frozenset({"metric_value", "latest_value", "max_value", "min_value"})
+# Columns of runs_latest whose values are as large as what was logged (any number of tags, params or metrics): a
+# statement reads them through a check of their size (transpile.py, migration 0047).
+STORED_VALUE_COLUMNS = frozenset({"params", "tags", "aggregated_metrics"})
 # The fields of `system_mlflow.metric_aggregate`, the elements of aggregated_metrics: the only values with fields
 # (besides whole rows of FROM items, read as `alias.column`).
 STRUCT_FIELDS = frozenset({"metric_name", "latest_value", "max_value", "min_value"})

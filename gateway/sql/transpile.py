@@ -27,6 +27,7 @@ from gateway.sql.catalog import (
     DOUBLE_COLUMNS,
     MAP_COLUMNS,
     PG_SCHEMA,
+    STORED_VALUE_COLUMNS,
     STRUCT_FIELDS,
     SYSTEM_COLUMNS,
     TableName,
@@ -63,11 +64,12 @@ _SECONDS_PER_UNIT = {"MICROSECOND": "0.000001", "MILLISECOND": "0.001", "SECOND"
 _MONTHS_PER_UNIT = {"MONTH": 1, "QUARTER": 3, "YEAR": 12}
 _MAX_VIEW_DEPTH = 8
 MAX_COLUMN_NAME = 63  # PostgreSQL's identifier length
-# What the values one statement builds may hold in all (replace(), ||, concat, array(...), collect_list, transform()):
-# each place of the statement that builds or copies a value gets an equal share (value_limit()), so however many
-# of them one row's expressions evaluate at once, and however they nest, together they stay within it.
+# What the values one statement builds may hold in all (replace(), ||, concat, array(...), collect_list, transform()),
+# and the stored values it reads (a run's tags, params, aggregated_metrics): each place of the statement that builds,
+# copies or reads a value gets an equal share (value_limit()), so however many of them one row's expressions evaluate
+# at once, and however they nest, together they stay within it.
 VALUE_BUDGET_BYTES = 256 * 1024 * 1024
-# The gateway's functions that check a value's size before (or as) it is built (migration 0044).
+# The gateway's functions that check a value's size before (or as) it is built (migration 0044) or read (0047).
 _GUARDS = "system_mlflow"
 # Words PostgreSQL evaluates as functions without parentheses, naming its own roles and database.
 POSTGRES_KEYWORD_FUNCTIONS = frozenset(
@@ -574,6 +576,33 @@ class _ExpansionEstimate:
         cte.set("this", fence(cte.this))
 
 
+class _ReadEstimate(_ExpansionEstimate):
+    """_ExpansionEstimate counting column references alone: the places where a row's stored values are read."""
+
+    def select(self, select: exp.Select, scopes: list[dict[str, _Outputs]]) -> _Outputs:
+        source = select.args.get("from_")
+        if source is not None and isinstance(source.this, exp.Table) and source.this.db == PG_SCHEMA:
+            # A system table's subquery (substitute()): its columns pass the stored values through, read where the
+            # statement refers to them.
+            return _Outputs(1, len(select.expressions))
+        return super().select(select, scopes)
+
+    def _nodes(self, root: exp.Expr, scopes: list[dict[str, _Outputs]]) -> int:
+        count = 0
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, exp.Query):
+                self.query(node, scopes)
+            elif isinstance(node, exp.Column):
+                count += self._reference(node, scopes).largest
+            elif isinstance(node, exp.Star) and isinstance(node.parent, exp.Select):
+                count += sum(source.total for source in scopes[-1].values()) if scopes else 1
+            else:
+                stack.extend(node.iter_expressions())
+        return count
+
+
 # -- the size of the values a statement builds ------------------------------------------------------------------
 
 
@@ -595,6 +624,13 @@ class GuardedRegexpReplace(exp.Expression):
     arg_types = {"this": True, "expression": True, "replacement": True, "position": True, "limit": True}
 
 
+class Stored(exp.Expression):
+    """A stored value of a run (tags, params, aggregated_metrics) as a system table's subquery reads it, its size
+    checked first: `sql_stored` (migration 0047)."""
+
+    arg_types = {"this": True, "what": True, "limit": True}
+
+
 class Counted(exp.Expression):
     """An element collected into an array (collect_list, transform()), added to its place's running total first."""
 
@@ -602,19 +638,28 @@ class Counted(exp.Expression):
 
 
 def value_limit(tree: exp.Expr) -> int:
-    """The bytes each place of the statement that builds or copies a value may build: VALUE_BUDGET_BYTES shared.
+    """The bytes each place of the statement that builds, copies or reads a value may hold: VALUE_BUDGET_BYTES shared.
 
     Every function and `||` counts once for each of its arguments but literals: PostgreSQL keeps every value one row's
     expressions build until the row is done, and a function may hold all of its (bounded) arguments and its
-    result at once, so `length(lower(v)) + length(lower(v)) + ...` holds one copy per call.
+    result at once, so `length(lower(v)) + length(lower(v)) + ...` holds one copy per call. Every reference to a
+    column counts once more, as PostgreSQL will run it (stored_reads()): a reference to a run's tags decompresses
+    them there, and keeps that copy until the row is done too.
     """
-    places = 0
+    places = stored_reads(tree)
     for node in tree.walk():
         if isinstance(node, (exp.Func, exp.DPipe)):
             # A literal argument is part of the statement's text, no larger than it, and not a copy.
             values = sum(1 for child in node.iter_expressions() if not isinstance(child, (exp.Literal, exp.Null)))
             places += max(1, values)
     return max(1, VALUE_BUDGET_BYTES // max(1, places))
+
+
+def stored_reads(tree: exp.Expr) -> int:
+    """The column references of a statement as PostgreSQL runs it: each subquery and CTE not fenced pulled up, so a
+    reference to one of its columns is as many as that column's expression holds (`SELECT t['a'] || t['b'] AS u
+    FROM (SELECT tags AS t ...)` read twice for each reference to u)."""
+    return _ReadEstimate(sys.maxsize).run(tree)
 
 
 def _guard_values(tree: exp.Expr) -> None:
@@ -668,11 +713,32 @@ def _guard_values(tree: exp.Expr) -> None:
             wrapper.set("this", node)
     for aggregate in list(tree.find_all(exp.ArrayAgg)):
         _count_collected(aggregate, lambda value: counted(value, "collect_list()"))
+    _guard_stored(tree, limit)
     for transform in list(tree.find_all(exp.Transform)):
         function = transform.expression
         if isinstance(function, exp.Lambda):
             body = function.this
             function.set("this", counted(body.copy(), "transform()"))
+
+
+def _guard_stored(tree: exp.Expr, limit: int) -> None:
+    """Each system table's subquery reads the stored values of a run (`tags`, `params`, `aggregated_metrics`)
+    through `sql_stored`, which refuses one larger than `limit` before anything copies it.
+
+    The subquery is pulled up into the statement, so every reference to such a column runs the check: each of them
+    decompresses (or builds) at most `limit` bytes, and value_limit() gave every reference its share.
+    """
+    for table in list(tree.find_all(exp.Table)):
+        select = table.parent.parent if isinstance(table.parent, exp.From) else None
+        if table.db != PG_SCHEMA or table.args.get("catalog") or not isinstance(select, exp.Select):
+            continue
+        items: list[exp.Expr] = []
+        for item in select.expressions:
+            if isinstance(item, exp.Column) and not item.table and item.name in STORED_VALUE_COLUMNS:
+                what = exp.Literal.string(item.name)
+                item = exp.alias_(Stored(this=item, what=what, limit=exp.Literal.number(limit)), item.name)
+            items.append(item)
+        select.set("expressions", items)
 
 
 def _count_collected(aggregate: exp.ArrayAgg, counted: Callable[[exp.Expr], exp.Expr]) -> None:
@@ -818,7 +884,7 @@ def _kind(node: exp.Expr | None) -> str | None:
     if isinstance(node, (exp.Add, exp.Sub, exp.Mul)):
         kinds = {_kind(node.this), _kind(node.expression)}
         return "double" if "double" in kinds else ("decimal" if "decimal" in kinds else None)
-    if isinstance(node, (Bounded, Counted)):
+    if isinstance(node, (Bounded, Counted, Stored)):
         return _kind(node.this)
     if isinstance(node, (exp.Paren, exp.Window, exp.WithinGroup, exp.Sum, exp.Min, exp.Max, exp.Abs, exp.Neg)):
         return _kind(node.this)
@@ -1009,6 +1075,11 @@ def _guarded_regexp_replace(self: PostgresGenerator, node: GuardedRegexpReplace)
     return f"{_GUARDS}.sql_regexp_replace({arguments}, {position}, {self.sql(node, 'limit')})"
 
 
+def _stored(self: PostgresGenerator, node: Stored) -> str:
+    arguments = ", ".join(self.sql(node, key) for key in ("this", "what", "limit"))
+    return f"{_GUARDS}.sql_stored({arguments})"
+
+
 def _counted(self: PostgresGenerator, node: Counted) -> str:
     arguments = ", ".join(self.sql(node, key) for key in ("this", "what", "site", "limit"))
     return f"{_GUARDS}.sql_counted({arguments})"
@@ -1041,6 +1112,7 @@ class _Generator(PostgresGenerator):
         GuardedReplace: _guarded_replace,
         GuardedRegexpReplace: _guarded_regexp_replace,
         Counted: _counted,
+        Stored: _stored,
         LateralExplode: _lateral_explode,
         rollup.WeightedCount: lambda self, node: rollup.render_count(self.sql, node),
         rollup.WeightedSum: lambda self, node: rollup.render_sum(self.sql, node),

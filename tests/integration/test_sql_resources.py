@@ -15,6 +15,7 @@ import asyncio
 import os
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,7 +101,7 @@ def test_a_statement_past_a_limit_of_postgresql_fails_resource_exhausted(stack: 
     assert "dimensions" in status["error"]["message"]
 
 
-A100, A300, A1000 = "a" * 100, "a" * 300, "a" * 1000
+A100, A200, A1000 = "a" * 100, "a" * 200, "a" * 1000
 HUNDRED_LIST = f"array({HUNDRED})"
 # Statements needing no grant that build one value (or one array) of 100 MB and more from a few literals, each
 # with the function the refusal names. PostgreSQL answered every one: replace of replace, regexp_replace of an
@@ -110,7 +111,7 @@ BUILDERS = (
     (f"SELECT length(regexp_replace(regexp_replace('{A1000}', '', '{A1000}'), '', '{A100}')) AS n", "regexp_replace()"),
     (
         "SELECT length(concat(x, x, x)) AS n "
-        f"FROM (SELECT replace(replace('{A100}', 'a', '{A1000}'), 'a', '{A300}') AS x)",
+        f"FROM (SELECT replace(replace('{A100}', 'a', '{A1000}'), 'a', '{A200}') AS x)",
         "concat()",
     ),
     (
@@ -294,3 +295,91 @@ def test_a_statement_the_database_runs_out_of_memory_for_fails_resource_exhauste
     assert "out of memory" in status["error"]["message"], status
     # The database is well: the same statement answers again.
     assert run(stack.url, stranger.token, WITHIN_BUDGET)["result"]["data_array"] == [["80000000"]]
+
+
+TAGS, TAG_CHARS = 1000, 8000  # MLflow takes tags of up to 8,000 characters, as many as a run likes
+METRICS, METRIC_NAME_CHARS = 20_000, 240
+
+
+async def _large_run(database_url: str, run_id: str, create: bool) -> None:
+    """A run of workspace 1001 as the index holds it once its owner logged 1,000 tags of 8,000 characters (an 8 MB
+    map) and 20,000 metrics of long names (a 5 MB aggregated_metrics); or that run removed again."""
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        if not create:
+            await connection.execute(
+                "DELETE FROM ix_metric_latest WHERE run_key IN (SELECT run_key FROM ix_runs WHERE run_id = $1)", run_id
+            )
+            await connection.execute("DELETE FROM ix_runs WHERE run_id = $1", run_id)
+            await connection.execute(
+                "DELETE FROM ix_experiments WHERE workspace_id = 1001 AND experiment_id = $1", run_id
+            )
+            return
+        await connection.execute(
+            "INSERT INTO ix_experiments (workspace_id, experiment_id, name) VALUES (1001, $1, $2)", run_id, run_id
+        )
+        await connection.execute(
+            "INSERT INTO ix_runs (run_id, workspace_id, experiment_id, run_name, tags) "
+            "SELECT $1, 1001, $1, 'large', jsonb_object_agg('k' || n, repeat(md5(n::text), $3 / 32)) "
+            "FROM generate_series(1, $2) AS n",
+            run_id,
+            TAGS,
+            TAG_CHARS,
+        )
+        await connection.execute(
+            "INSERT INTO ix_metric_latest (run_key, metric_name, latest_value, latest_step, latest_time, max_value, "
+            "min_value) SELECT (SELECT run_key FROM ix_runs WHERE run_id = $1), lpad(n::text, $3, 'm'), n, 0, now(), "
+            "n, n FROM generate_series(1, $2) AS n",
+            run_id,
+            METRICS,
+            METRIC_NAME_CHARS,
+        )
+    finally:
+        await connection.close()
+
+
+def _measured(stack: Stack, token: str, statement: str) -> tuple[dict[str, Any], int]:
+    """The answer to `statement` and the most any backend of the gateway's database grew while it ran."""
+    before: dict[int, int] = {}
+    for pid in asyncio.run(_backends(stack.database_url)):
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as clear:
+                clear.write("5")  # VmHWM := VmRSS, so the peak read after is this statement's
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        before[pid] = _memory(pid, "VmHWM")
+    answer = run(stack.url, token, statement)
+    grown = [_memory(pid, "VmHWM") - before.get(pid, 0) for pid in asyncio.run(_backends(stack.database_url))]
+    return answer, max(grown, default=0)
+
+
+def test_a_runs_large_stored_values_are_read_within_the_statements_budget(stack: Stack) -> None:
+    """A run's tags, params and aggregated_metrics are as large as what was logged, and PostgreSQL decompresses (or
+    builds) such a value in each place of a statement that reads it, keeping every copy until the row is done: a
+    hundred `length(tags['k<n>'])` over one run with an 8 MB map took 754 MiB of the backend, fifty
+    `size(aggregated_metrics)` of a run of 20,000 metrics 799 MiB, and a statement may be 100,000 characters long.
+    Each reference now checks the value's size against its share of the 256 MiB first (migration 0047)."""
+    reader = Admin.of(stack).token  # any reader of runs_latest, or of a view showing a run they logged
+    run_id = f"large-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_large_run(stack.database_url, run_id, create=True))
+    try:
+        where = f" FROM system.mlflow.runs_latest WHERE run_id = '{run_id}'"
+        ordinary = run(
+            stack.url,
+            reader,
+            f"SELECT length(tags['k1']) AS t, size(map_keys(tags)) AS k, size(aggregated_metrics) AS m{where}",
+        )
+        assert ordinary["result"]["data_array"] == [[str(TAG_CHARS), str(TAGS), str(METRICS)]], ordinary
+        amplified = (
+            ("SELECT " + " + ".join(f"length(tags['k{n}'])" for n in range(1, 101)) + f" AS n{where}", "tags"),
+            ("SELECT " + " + ".join(["size(aggregated_metrics)"] * 50) + f" AS n{where}", "aggregated_metrics"),
+        )
+        for statement, what in amplified:
+            answer, grown = _measured(stack, reader, statement)
+            status = answer["status"]
+            assert status["state"] == "FAILED", answer
+            assert status["error"]["error_code"] == "RESOURCE_EXHAUSTED" and status["sql_state"] == "54000", status
+            assert f"a run's {what} holds" in status["error"]["message"], status
+            assert grown < 64 * MIB, (what, grown // MIB)
+    finally:
+        asyncio.run(_large_run(stack.database_url, run_id, create=False))
