@@ -238,9 +238,8 @@ class ScimController(Controller):
             account_admin=_names_admin(data.roles),
             external_id=data.externalId,
             members=_ids(data.members) if kind == "group" else (),
+            groups=_ids(data.groups),
         )
-        for group_id in _ids(data.groups):
-            await principals.update(request.user, "group", group_id, fields={}, add_members=[row.id])
         return scim_resource(*(await principals.get(kind, row.id)))
 
     @get("/{resource:str}/{principal_id:int}", name="scim get")

@@ -69,7 +69,10 @@ class PrincipalService:
         account_admin: bool = False,
         external_id: str | None = None,
         members: Sequence[int] = (),
+        groups: Sequence[int] = (),
     ) -> PrincipalRow:
+        """The new principal, with its `members` (a group's) and in its `groups`, all in one transaction: a member or
+        group that does not exist refuses the whole (400), never leaving the principal made without them."""
         if kind == "service_principal" and not name:
             name = str(uuid.uuid4())  # the application id
         name = self.normalise(kind, name)
@@ -92,7 +95,17 @@ class PrincipalService:
             changes: builtins.list[PolicyChange] = [principal_set(row)]
             for member in members:
                 changes += await self._add_member(repository, row.id, member)
-            await self._changed(session, actor, f"{kind}.create", f"{kind}:{row.id}", {"name": name}, changes)
+            for group in groups:
+                holder = await repository.get(group, "group")
+                if holder is None:
+                    raise InvalidParameter(f"Group {group} does not exist.")
+                if names.problem("group", holder.name) is not None:  # as `update` refuses a change to it
+                    raise InvalidParameter(f"Group {group}'s name breaks the name rules; rename it first.")
+                changes += await self._add_member(repository, group, row.id)
+            details: dict[str, Any] = {"name": name}
+            if groups:
+                details["groups"] = list(groups)
+            await self._changed(session, actor, f"{kind}.create", f"{kind}:{row.id}", details, changes)
         await self.policy.reload()
         return row
 

@@ -519,3 +519,32 @@ def test_a_scim_patch_changes_exactly_what_it_names_or_is_refused(stack: Stack) 
         assert refused.status_code == 400, (operation, refused.text)
         assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert admin.delete(url, timeout=TIMEOUT).status_code == 204
+
+
+def test_a_principal_created_into_a_group_that_is_not_there_is_not_created(stack: Stack) -> None:
+    """SCIM create with `groups`: the principal was made, then put into each group in calls of their own, so a group
+    id that names no group answered 404 with the user already made (an identity provider's retry then met 409).
+    Now one transaction: refused (400) and nothing made; with a real group the principal is in it."""
+    admin = Admin.of(stack).http()
+    team = admin.post(f"{stack.url}{SCIM}/Groups", json={"displayName": unique("into")}, timeout=TIMEOUT)
+    assert team.status_code == 201, team.text
+    name = unique("into") + "@example.com"
+    other = Admin.of(stack).user(unique("not-a-group") + "@example.com")
+    for missing in ("999999999", str(other)):  # no principal, and a user, not a group
+        refused = admin.post(
+            f"{stack.url}{SCIM}/Users",
+            json={"userName": name, "groups": [{"value": team.json()["id"]}, {"value": missing}]},
+            timeout=TIMEOUT,
+        )
+        assert refused.status_code == 400 and refused.json()["error_code"] == "INVALID_PARAMETER_VALUE", refused.text
+        listed = admin.get(f"{stack.url}{SCIM}/Users", params={"filter": f'userName eq "{name}"'}, timeout=TIMEOUT)
+        assert listed.json()["totalResults"] == 0, listed.text
+        members = admin.get(f"{stack.url}{SCIM}/Groups/{team.json()['id']}", timeout=TIMEOUT).json()["members"]
+        assert members == [], members
+    made = admin.post(
+        f"{stack.url}{SCIM}/Users", json={"userName": name, "groups": [{"value": team.json()["id"]}]}, timeout=TIMEOUT
+    )
+    assert made.status_code == 201, made.text
+    assert [group["value"] for group in made.json()["groups"]] == [team.json()["id"]]
+    assert admin.delete(f"{stack.url}{SCIM}/Users/{made.json()['id']}", timeout=TIMEOUT).status_code == 204
+    assert admin.delete(f"{stack.url}{SCIM}/Groups/{team.json()['id']}", timeout=TIMEOUT).status_code == 204
