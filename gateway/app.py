@@ -171,6 +171,7 @@ from gateway.registry.routes import (
     TransitionRequestsController,
 )
 from gateway.registry.service import RegistryWorkflow
+from gateway.registry.sources import SOURCES_CHANNEL, ProtectedSources
 from gateway.registry.store import RegistryStore
 from gateway.registry.webhooks import WEBHOOKS_CHANNEL, RegistryWebhooks, deliverer
 from gateway.secrets.builtin import BuiltinVault
@@ -200,9 +201,9 @@ from gateway.workspaces.watch import link_watcher
 log = logging.getLogger(__name__)
 # What Litestar raises while a handler reads the body of a request whose client went away.
 CLIENT_GONE = "client disconnected prematurely"
-# One LISTEN connection each: the watchers of links and policy, the runs that read secrets, and the registry
-# webhooks' deliveries (below).
-LISTEN_CHANNELS = (CHANGE_CHANNEL, POLICY_CHANNEL, SECRET_READS_CHANNEL, WEBHOOKS_CHANNEL)
+# One LISTEN connection each: the watchers of links and policy, the runs that read secrets, the registry
+# webhooks' deliveries and where protected model versions' files lie (below).
+LISTEN_CHANNELS = (CHANGE_CHANNEL, POLICY_CHANNEL, SECRET_READS_CHANNEL, WEBHOOKS_CHANNEL, SOURCES_CHANNEL)
 # Connections held for a worker's whole life besides the pools: one per LISTEN channel, and its presence lock
 # (federation/intents.py).
 HELD_CONNECTIONS = len(LISTEN_CHANNELS) + 1
@@ -537,7 +538,17 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
 
     # The request pipeline (federation/service.py) and what plugs into it (federation/hooks.py).
     # Jobs of the stores' job runners the gateway started, and what starting each needed (federation/guard/jobs.py).
-    guard = Guard(authorizer, locator, access, direct.undo_create, JobBook(sessionmaker))
+    # Where the files of model versions in Staging, Production or holding an alias lie (registry/sources.py): an
+    # artifact write there asks what changing the version asks.
+    stageless = {name for name, store in settings.stores.items() if not store.registry_stages}
+    protected_sources = ProtectedSources(
+        sessionmaker,
+        direct.fetch,
+        lambda link, name: access.model_id(link, name, adopt=True),
+        locator.experiment_of,
+        lambda link: link.store in stageless,
+    )
+    guard = Guard(authorizer, locator, access, direct.undo_create, JobBook(sessionmaker), protected_sources)
     mirror = Mirror(links, stores, sessionmaker)
     relay = Relay(
         sessionmaker,
@@ -609,7 +620,6 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     run_metrics = RunMetrics(links, authorizer, sessionmaker)  # the Run API's get_metrics(recursive=True)
     # The registry workflow: requests, approvals, comments and the activity log of registered models. It reads
     # the store directly and applies transitions through the pipeline, so they are guarded and mirrored.
-    stageless = {name for name, store in settings.stores.items() if not store.registry_stages}
     registry_store = RegistryStore(direct.fetch, forwarder.forward, lambda link: link.store in stageless)
     registry = RegistryWorkflow(sessionmaker, authorizer, access, registry_store, audit)
     aliases = AliasApprovals(registry, sessionmaker, registry_store, audit)  # protected aliases (champion)
@@ -670,6 +680,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         on_lost=tainted.not_listening,
     )
     webhook_feed = PostgresNotifications(pools.dsn, WEBHOOKS_CHANNEL, webhook_deliveries.wake)
+    # A worker keeps the protected versions' places of a workspace while this listener tells it of their changes.
+    sources_feed = PostgresNotifications(
+        pools.dsn,
+        SOURCES_CHANNEL,
+        protected_sources.listening,
+        on_payload=protected_sources.notified,
+        on_lost=protected_sources.not_listening,
+    )
 
     async def revision() -> str | None:
         async with autocommit_connection(sessionmaker) as connection:
@@ -750,6 +768,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             watcher.start()
         secret_reads.start()
         webhook_feed.start()
+        sources_feed.start()
         webhook_deliveries.start()
         alerts.start()
         await intents.start()  # presence first: from here on this worker's notes are its own
@@ -775,6 +794,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await alerts.stop()
             await webhook_deliveries.stop()
             await webhook_feed.stop()
+            await sources_feed.stop()
             await relay.stop()
             await intents.stop()
             await bookkeeping.close()

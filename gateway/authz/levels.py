@@ -87,6 +87,23 @@ DOMAIN_RE = re.compile(r"^[a-z0-9]{1,32}\Z")
 PRIVILEGE_RE = re.compile(r"^[A-Z_]{1,40}\Z")
 
 
+def files_level(stage: str, aliases: Iterable[str], protected: Iterable[str]) -> Level | None:
+    """The level changing the files of a model version asks for (an artifact write where they lie); None when the
+    version is not protected (no stage but None or Archived, no alias): the experiment's grants decide alone.
+
+    The level is that of what a change of the version would be: taking it out of its stage (`transition_level`:
+    CAN_MANAGE_PRODUCTION_VERSIONS for Production, CAN_MANAGE_STAGING_VERSIONS for Staging) and moving each alias it
+    holds (`alias_level`: CAN_MANAGE_PRODUCTION_VERSIONS for a protected alias, CAN_EDIT on the model for another);
+    the highest of them.
+    """
+    wanted: list[Level] = []
+    if stage.strip().lower() in ("staging", PRODUCTION.lower()):
+        wanted.append(transition_level(stage, "Archived"))
+    protected = list(protected)
+    wanted.extend(alias_level(alias, protected) for alias in aliases)
+    return max(wanted, key=lambda level: RANK[level.value]) if wanted else None
+
+
 def workspace_domain(workspace_id: int) -> str:
     return f"w{workspace_id}"
 

@@ -323,6 +323,33 @@ class RegistryPromotionLoggedModelRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class RegistryProtectedSourceRow(Base):
+    """Where a protected model version's files lie (migration 0048): one row per version in Staging or Production
+    or holding an alias; an artifact write there needs the right on the model that changing the version needs."""
+
+    __tablename__ = "registry_protected_sources"
+
+    workspace_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the gateway's id of the model
+    version: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)  # the model's name when the row was written
+    stage: Mapped[str] = mapped_column(Text)  # "Staging", "Production" or ""
+    aliases: Mapped[list[str]] = mapped_column(JSONB)
+    path: Mapped[str] = mapped_column(Text)  # artifact path of the files, without a workspaces/<name>/ prefix
+    experiment_id: Mapped[str] = mapped_column(Text)
+    object_id: Mapped[str] = mapped_column(Text)  # the run or logged model the files lie in
+    object_path: Mapped[str] = mapped_column(Text)  # the files' path within it ("": the whole of it)
+
+
+class RegistryProtectionScanRow(Base):
+    """A workspace whose store's registry was read whole into `registry_protected_sources` (migration 0048)."""
+
+    __tablename__ = "registry_protection_scans"
+
+    workspace_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class RegistryPromotionRequestRow(Base):
     """A request to copy another workspace's model version into this one (migration 0026)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.registry import sources
 from gateway.registry.repository import RegistryRepository
 
 
@@ -24,6 +25,7 @@ class RegistryMoves:
         return None  # the workflow keeps nothing in a vault
 
     async def store_moved(self, session: AsyncSession, workspace_id: int) -> str | None:
+        await sources.forget_workspace(session, workspace_id)  # the new store's registry is scanned anew
         removed = await RegistryRepository(session).remove_workspace(workspace_id)
         if not removed:
             return None
@@ -34,8 +36,10 @@ class RegistryMoves:
 
     async def renumbered(self, session: AsyncSession, old_id: int, new_id: int) -> None:
         await RegistryRepository(session).renumber(old_id, new_id)
+        await sources.renumber(session, old_id, new_id)
 
     async def unlinked(self, session: AsyncSession, workspace_id: int) -> str | None:
+        await sources.forget_workspace(session, workspace_id)
         removed = await RegistryRepository(session).remove_workspace(workspace_id)
         if not removed:
             return None

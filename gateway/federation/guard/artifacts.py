@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.authz.levels import Level
+from gateway.authz.levels import RANK, Level
 from gateway.core.errors import ResourceNotFound
 from gateway.federation.guard.checks import EXPERIMENT_ID_RE, MISSING, RUN_ID_RE, Checks
 from gateway.federation.guard.request import Plan, Request
@@ -30,6 +30,9 @@ async def artifact(checks: Checks, request: Request, wanted: Level) -> Plan:
         found = await checks.lookups.experiment_of(request.link, kind, object_id)
         if found is not None and found != experiment_id:
             raise ResourceNotFound(MISSING[kind].format(id=object_id))
+    if RANK[wanted] >= RANK[Level.CAN_EDIT] and checks.protection is not None:
+        # An upload, deletion or multipart upload at, under or above the files of a protected model version.
+        checks.require_files(request, await checks.protection.at_path(request.link, "/".join(_parts(path))))
     return Plan()
 
 

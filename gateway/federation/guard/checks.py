@@ -15,7 +15,7 @@ from gateway.authz.decide import Authorizer
 from gateway.authz.levels import RANK, Level, experiment_object, model_object, workspace_object
 from gateway.core.errors import PermissionDenied, ResourceNotFound
 from gateway.core.reserved import PROMOTIONS_EXPERIMENT
-from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Undo
+from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, ProtectedFiles, Protection, Undo
 from gateway.federation.guard.request import Request
 
 EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,19}\Z")
@@ -45,13 +45,20 @@ class Checks:
     """The guard's collaborators, and the checks of single objects every rule function is written with."""
 
     def __init__(
-        self, authorizer: Authorizer, lookups: Lookups, ownership: Ownership, undo: Undo, jobs: JobRecords | None = None
+        self,
+        authorizer: Authorizer,
+        lookups: Lookups,
+        ownership: Ownership,
+        undo: Undo,
+        jobs: JobRecords | None = None,
+        protection: Protection | None = None,
     ) -> None:
         self.authorizer = authorizer
         self.lookups = lookups
         self.ownership = ownership  # owners of new objects, registered-model ids
         self.undo = undo  # compensates a creation whose owner could not be recorded
         self.jobs = jobs  # the store jobs the gateway started (None: none is recorded, none is shown)
+        self.protection = protection  # the files of protected model versions (None: none is protected)
 
     def require_workspace(self, request: Request, wanted: str) -> None:
         """`wanted` on the whole workspace (404 for a principal who holds nothing in it)."""
@@ -147,6 +154,21 @@ class Checks:
                 f"The experiment '{PROMOTIONS_EXPERIMENT}' holds the copies promotions made; only promotions and "
                 f"the managers of workspace '{request.link.name}' change it or what is in it."
             )
+
+    def require_files(self, request: Request, found: Iterable[ProtectedFiles]) -> None:
+        """An artifact write that would change the files of protected model versions (`found`) needs, on each
+        version's registered model, the level a change of the version needs: 403 naming the model and version.
+
+        A version's files stay in its source run's or logged model's artifact folder; without this, anyone who may
+        edit the experiment replaced what Production serves, bypassing the registry's levels and its workflow."""
+        principal, workspace_id = request.principal, request.link.workspace_id
+        for files in found:
+            obj = model_object(workspace_id, files.model_id)
+            if not self.authorizer.allows(principal, workspace_id, obj, files.level):
+                raise PermissionDenied(
+                    f"Version {files.version} of registered model '{files.name}' {files.why}, and its files lie "
+                    f"here: writing or deleting them needs {files.level} on the registered model."
+                )
 
     async def require_model(self, request: Request, name: str, wanted: str) -> None:
         """A registered model, by name, through the gateway's immutable id of it."""

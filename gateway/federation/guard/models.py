@@ -11,9 +11,14 @@ from gateway.authz.levels import Level, transition_level
 from gateway.core.errors import PermissionDenied
 from gateway.core.paths import canonical_artifact_path
 from gateway.core.route_table import (
+    MODEL_VERSIONS_DELETE,
+    MODEL_VERSIONS_DELETE_TAG,
+    MODEL_VERSIONS_SET_TAG,
     MODEL_VERSIONS_TRANSITION_STAGE,
     REGISTERED_MODELS_DELETE,
+    REGISTERED_MODELS_DELETE_ALIAS,
     REGISTERED_MODELS_RENAME,
+    REGISTERED_MODELS_SET_ALIAS,
 )
 from gateway.federation.guard.artifacts import artifact_experiment
 from gateway.federation.guard.checks import Checks
@@ -28,6 +33,21 @@ PROMPT_TAG = "mlflow.prompt.is_prompt"
 RENAME = REGISTERED_MODELS_RENAME.name
 DELETE = REGISTERED_MODELS_DELETE.name
 TRANSITION_STAGE = MODEL_VERSIONS_TRANSITION_STAGE.name
+# Writes that may move a version's stage (a store without stages keeps it in a tag) or alias, or delete or rename
+# versions: once the store accepted one, the model's protected versions are read again (registry/sources.py).
+MOVES_PROTECTION = frozenset(
+    spec.name
+    for spec in (
+        MODEL_VERSIONS_TRANSITION_STAGE,
+        REGISTERED_MODELS_SET_ALIAS,
+        REGISTERED_MODELS_DELETE_ALIAS,
+        MODEL_VERSIONS_SET_TAG,
+        MODEL_VERSIONS_DELETE_TAG,
+        MODEL_VERSIONS_DELETE,
+        REGISTERED_MODELS_DELETE,
+        REGISTERED_MODELS_RENAME,
+    )
+)
 # Characters Python's tokenizer does not keep as they are inside a string literal (line ends, NUL, ...).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -74,12 +94,35 @@ async def model(checks: Checks, request: Request, wanted: Level) -> Plan:
     if request.spec.name == TRANSITION_STAGE:
         wanted = await _stage_level(checks, request, name)
     await checks.require_model(request, name, wanted)
-    return _follow_name(checks, request, name)
+    return _protection_follows(checks, request, name, _follow_name(checks, request, name))
 
 
 def model_changed(checks: Checks, request: Request) -> Plan:
     """An account admin's rename or delete moves or forgets the model's id too (by the body's `name`)."""
-    return _follow_name(checks, request, request.ids.name) if request.ids.name else Plan()
+    if not request.ids.name:
+        return Plan()
+    name = request.ids.name
+    return _protection_follows(checks, request, name, _follow_name(checks, request, name))
+
+
+def _protection_follows(checks: Checks, request: Request, name: str, plan: Plan) -> Plan:
+    """After a write that may move a stage or an alias (MOVES_PROTECTION) the store accepted, the model's protected
+    versions are read again: the gateway's id of the model is read before `plan`'s step (a deletion forgets it),
+    the model by the name it has after (a rename)."""
+    protection = checks.protection
+    if protection is None or request.spec.name not in MOVES_PROTECTION:
+        return plan
+    link, then, follow = request.link, plan.after, request.ids.new_name if request.spec.name == RENAME else None
+
+    async def after(status: int, answer: bytes) -> bytes | None:
+        model_id = await checks.ownership.model_id(link, name, adopt=False) if status == 200 else None
+        replaced = await then(status, answer) if then is not None else None
+        if model_id is not None:
+            await protection.changed(link, model_id, follow or name)
+        return replaced
+
+    plan.after = after
+    return plan
 
 
 async def model_version_create(checks: Checks, request: Request, wanted: Level) -> Plan:

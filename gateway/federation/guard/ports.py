@@ -59,6 +59,36 @@ class Ownership(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ProtectedFiles:
+    """A protected model version whose files an artifact write would change, and the level on its registered model
+    (the gateway's id of it) that the write needs (`authz/levels.py`, `files_level`)."""
+
+    model_id: str
+    name: str
+    version: str
+    level: str
+    why: str  # "is in Production", "holds the alias 'champion'", ...
+
+
+class Protection(Protocol):
+    """The files of protected model versions (gateway/registry/sources.py): where they lie, and their news."""
+
+    async def at_path(self, link: WorkspaceLink, path: str) -> list[ProtectedFiles]:
+        """The protected versions whose files lie at, under or above this artifact path (canonical, without a
+        `workspaces/<name>/` prefix): a write or deletion there changes them."""
+        ...
+
+    async def in_object(self, link: WorkspaceLink, object_id: str, object_path: str) -> list[ProtectedFiles]:
+        """The same for a path within a run's or logged model's artifact folder (`artifacts/<path>`)."""
+        ...
+
+    async def changed(self, link: WorkspaceLink, model_id: str, name: str) -> None:
+        """A registry write the store accepted may have moved a stage or an alias of the model (or deleted or renamed
+        it): its protected versions are read again. Never raises: what cannot be read is read at the next write."""
+        ...
+
+
 # Removes an object (kind, id) the store created but whose owner could not be recorded.
 Undo = Callable[[WorkspaceLink, str, str], Awaitable[None]]
 

@@ -22,7 +22,7 @@ from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.experiments import found_experiment
 from gateway.federation.guard.nested import require_nested
-from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Undo
+from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Protection, Undo
 from gateway.federation.guard.request import Plan, Request
 from gateway.federation.guard.rules import rule_for, wanted_level
 from gateway.federation.guard.table import ADMIN_PLANS, CHECKS
@@ -35,11 +35,17 @@ class Guard:
     """Decides forwarded calls: `check` raises (403, or 404 as for a missing object) or returns the `Plan`."""
 
     def __init__(
-        self, authorizer: Authorizer, lookups: Lookups, access: Ownership, undo: Undo, jobs: JobRecords | None = None
+        self,
+        authorizer: Authorizer,
+        lookups: Lookups,
+        access: Ownership,
+        undo: Undo,
+        jobs: JobRecords | None = None,
+        protection: Protection | None = None,
     ) -> None:
         self.authorizer = authorizer
         self.lookups = lookups  # where runs, logged models and traces live
-        self._checks = Checks(authorizer, lookups, access, undo, jobs)
+        self._checks = Checks(authorizer, lookups, access, undo, jobs, protection)
 
     async def check(
         self,
