@@ -415,6 +415,7 @@ class _Outputs:
 
     largest: int
     total: int
+    names: frozenset[str] | None = None  # the columns' names, where known (_ReadEstimate)
 
 
 _PLAIN = _Outputs(1, 1)
@@ -584,8 +585,34 @@ class _ReadEstimate(_ExpansionEstimate):
         if source is not None and isinstance(source.this, exp.Table) and source.this.db == PG_SCHEMA:
             # A system table's subquery (substitute()): its columns pass the stored values through, read where the
             # statement refers to them.
-            return _Outputs(1, len(select.expressions))
-        return super().select(select, scopes)
+            return _Outputs(1, len(select.expressions), frozenset(item.alias_or_name for item in select.expressions))
+        outputs = super().select(select, scopes)
+        if any(isinstance(item, exp.Star) or isinstance(item.this, exp.Star) for item in select.expressions):
+            return outputs  # names not known here: a reference to it by name counts as its whole row
+        return _Outputs(
+            outputs.largest, outputs.total, frozenset(item.alias_or_name.lower() for item in select.expressions)
+        )
+
+    def _read(self, column: exp.Column, scopes: list[dict[str, _Outputs]]) -> int:
+        """The reads of one column reference: a column of a FROM item as large as its expression, and a FROM item
+        named alone (`CAST(x AS STRING)`) or with a function's name (`x.to_jsonb`), its whole row, every column."""
+        if isinstance(column.this, exp.Star):
+            return self._reference(column, scopes).total
+        name, table = column.name.lower(), column.table.lower()
+        for scope in reversed(scopes):
+            if table:
+                if table in scope:
+                    source = scope[table]
+                    return source.largest if source.names is not None and name in source.names else source.total
+                continue
+            if not scope:
+                continue
+            if any(source.names is None or name in source.names for source in scope.values()):
+                whole = scope[name].total if name in scope and scope[name].names is None else 0
+                return max(whole, *(source.largest for source in scope.values()))
+            if name in scope:
+                return scope[name].total
+        return 1
 
     def _nodes(self, root: exp.Expr, scopes: list[dict[str, _Outputs]]) -> int:
         count = 0
@@ -595,7 +622,7 @@ class _ReadEstimate(_ExpansionEstimate):
             if isinstance(node, exp.Query):
                 self.query(node, scopes)
             elif isinstance(node, exp.Column):
-                count += self._reference(node, scopes).largest
+                count += self._read(node, scopes)
             elif isinstance(node, exp.Star) and isinstance(node.parent, exp.Select):
                 count += sum(source.total for source in scopes[-1].values()) if scopes else 1
             else:
