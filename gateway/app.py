@@ -568,7 +568,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         OutboxCapture(bookkeeping, flush_before_answer=settings.server.outbox_durable_commit, queued=relay.wake)
     )
     sender = FailoverSender(StoreSender(stores), Failover(stores, sessionmaker))
-    # Before anything of a write is sent: a run that read a secret must not log its value (secrets/leaks.py).
+    # Before anything of a write is sent: a run that read a secret must not log its value, into the run or into its
+    # traces, assessments and logged models (secrets/leaks.py, linked.py; their objects read with direct.fetch).
     leak_probes = ProbeLedger(
         sessionmaker,
         ProbeLimits(
@@ -577,7 +578,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             window_seconds=settings.secrets.leak_window_seconds,
         ),
     )
-    leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit, leak_probes)
+    leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit, leak_probes, direct.fetch)
     # A run's properties are add-only: no call may change or delete one (properties/guard.py).
     property_guard = PropertyGuard(direct.fetch, sessionmaker, audit)
     # Where a call makes the store send requests (webhooks, AI-gateway providers): the operator's allow-list.

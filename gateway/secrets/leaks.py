@@ -1,8 +1,10 @@
 """The leak guard: a write of a run that read a secret must not carry the secret's value into the tracking store.
 
 A before-send check of the request pipeline (federation/hooks.py `BeforeSend`), plugged in by app.py. For
-every write that carries text into a run (`RUN_TEXT` routes) it asks whether the run read a secret
-(taint.py: a set in memory, no database round trip for other runs). For such a run it reads the run's
+every write that carries text into a run (`RUN_TEXT` routes), or into a trace, assessment or logged model linked to
+a run (linked.py: by the body, or by the object as its store has it, asked only for a body with text while some
+run read a secret), it asks whether the run read a secret (taint.py: a set in memory, no database round trip for
+other runs). For such a run it reads the run's
 reads (scope and key, secrets/repository.py), gets their values again from each scope's vault (one
 `get_many` per scope; the values live for this request only, nothing of them is kept or logged) and looks
 for them in every string of the canonical body the store would get (scan.py).
@@ -24,30 +26,39 @@ for, one changed since is looked for with its new value.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from urllib.parse import quote
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
-from gateway.core.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter, StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultUnavailable
 from gateway.core.principal import Principal
 from gateway.core.route_table import RouteSpec
 from gateway.core.sealing import SealError
 from gateway.federation.hooks import PendingCall
+from gateway.secrets.linked import LINKED_ROUTES, THROUGH_MODEL, THROUGH_TRACE, body_runs, linked_texts, source_run
 from gateway.secrets.probes import ProbeLedger, ProbesLimited
 from gateway.secrets.repository import ReadRepository, SecretRead
 from gateway.secrets.scan import Text, leaked_into, spellings, written_texts
 from gateway.secrets.service import VaultUnreachable, scope_object, unopened
-from gateway.secrets.taint import TaintedRuns
+from gateway.secrets.taint import MAX_RUN_ID, TaintedRuns
 
 log = logging.getLogger(__name__)
 
 # The caller's permission on a scope of the link's workspace, given what the scope gives every user of the
 # workspace (`users`), None for none (SecretScopes.permission).
 Permission = Callable[[Principal, WorkspaceLink, str, str | None], str | None]
+# The gateway's own read of an object from the workspace's store: (status, body), federation/direct.py's fetch.
+Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
+MODEL_RUNS_KEPT = 100_000  # logged models whose source run a worker keeps
+_LINKED = frozenset(id(spec) for spec in LINKED_ROUTES)  # `wants` is asked of every call: no hashing of specs
 
 
 class LeakGuard:
@@ -59,7 +70,10 @@ class LeakGuard:
         permission: Permission,
         audit: AuditTrail,
         probes: ProbeLedger,
+        fetch: Fetch,
     ) -> None:
+        self._fetch = fetch
+        self._model_runs: OrderedDict[tuple[int, str], str] = OrderedDict()  # a logged model's source run, "" none
         self._sessionmaker = sessionmaker
         self._tainted = tainted
         self._vaults = vaults
@@ -68,17 +82,28 @@ class LeakGuard:
         self._probes = probes
 
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
-        return spec.run_text
+        return spec.run_text or id(spec) in _LINKED
 
     async def check(self, call: PendingCall) -> None:
-        ids = call.body.ids
-        named = dict.fromkeys(run_id for run_id in (ids.run_id, ids.run_uuid) if run_id)
-        tainted = [run_id for run_id in named if await self._tainted.includes(run_id)]
-        if not tainted:
-            return
-        texts = written_texts(call.spec, call.body.document)
-        if not texts:
-            return
+        if call.spec.run_text:
+            ids = call.body.ids
+            named = list(dict.fromkeys(run_id for run_id in (ids.run_id, ids.run_uuid) if run_id))
+            tainted = [run_id for run_id in named if await self._tainted.includes(run_id)]
+            if not tainted:
+                return
+            texts = written_texts(call.spec, call.body.document)
+            if not texts:
+                return
+        else:
+            texts = linked_texts(call.spec, call.body.document)
+            if not texts or self._tainted.none:
+                return
+            named = body_runs(call.spec, call.body.document)
+            if call.spec in THROUGH_TRACE or call.spec in THROUGH_MODEL:
+                named = list(dict.fromkeys([*named, *await self._linked_run(call)]))
+            tainted = [run_id for run_id in named if len(run_id) <= MAX_RUN_ID and await self._tainted.includes(run_id)]
+            if not tainted:
+                return
         async with self._sessionmaker() as session:
             reads = await ReadRepository(session).of_runs(sorted({run_id.lower() for run_id in tainted}))
         by_scope: dict[tuple[str, str], list[SecretRead]] = {}
@@ -91,7 +116,7 @@ class LeakGuard:
             try:
                 ticket = await self._probes.admit(call.principal.name, guarded, sum(len(t.value) for t in texts))
             except ProbesLimited as exc:
-                self._limited(call, guarded, exc)
+                self._limited(call, guarded, tainted, exc)
                 raise
         leaks: list[tuple[SecretRead, str]] = []
         try:
@@ -112,7 +137,44 @@ class LeakGuard:
             self._permission(call.principal, call.link, read.scope, read.users_permission) is not None
         )
 
-    def _limited(self, call: PendingCall, guarded: list[tuple[int, str]], exc: ProbesLimited) -> None:
+    async def _linked_run(self, call: PendingCall) -> list[str]:
+        """The run that recorded the trace or logged model the call names, asked of its store (linked.py); a logged
+        model's is kept, as it never changes."""
+        if call.spec in THROUGH_MODEL:
+            kind, object_id = "logged_model", call.path_params.get("model_id")
+        else:
+            kind, object_id = "trace", call.path_params.get("trace_id", call.path_params.get("request_id"))
+        if not isinstance(object_id, str) or not object_id:
+            return []
+        key = (call.link.workspace_id, object_id)
+        if kind == "logged_model" and key in self._model_runs:
+            self._model_runs.move_to_end(key)
+            run = self._model_runs[key]
+            return [run] if run else []
+        quoted = quote(object_id, safe="")
+        path = (
+            f"/api/2.0/mlflow/logged-models/{quoted}" if kind == "logged_model" else f"/api/3.0/mlflow/traces/{quoted}"
+        )
+        status, body = await self._fetch(call.link, path, "")
+        if 400 <= status < 500:
+            return []  # no such object: the store refuses the call itself
+        answer: object = None
+        if status == 200:
+            with contextlib.suppress(msgspec.DecodeError):
+                answer = msgspec.json.decode(body)
+        if not isinstance(answer, dict):
+            raise StoreUnavailable(
+                f"The store of workspace '{call.link.name}' could not be read to check this write for secrets; "
+                "try again shortly."
+            )
+        found = source_run(kind, answer)
+        if kind == "logged_model":
+            self._model_runs[key] = found or ""
+            if len(self._model_runs) > MODEL_RUNS_KEPT:
+                self._model_runs.popitem(last=False)
+        return [found] if found else []
+
+    def _limited(self, call: PendingCall, guarded: list[tuple[int, str]], runs: list[str], exc: ProbesLimited) -> None:
         for workspace_id, scope in guarded:
             self._audit.record(
                 entry(
@@ -121,7 +183,7 @@ class LeakGuard:
                     scope_object(workspace_id, scope),
                     "denied",
                     {
-                        "run_id": call.body.ids.run_id or call.body.ids.run_uuid,
+                        "run_id": runs[0],
                         "route": call.spec.name,
                         "status": exc.status,
                     },

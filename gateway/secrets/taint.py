@@ -55,6 +55,11 @@ class TaintedRuns:
     def live(self) -> bool:
         return self._live
 
+    @property
+    def none(self) -> bool:
+        """Whether this worker knows, without asking the database, that no run read a secret."""
+        return self._live and not self._runs
+
     def add(self, run_id: str) -> None:
         """A run read a secret (this worker answered it, or another one's notification says so)."""
         if 0 < len(run_id) <= MAX_RUN_ID:

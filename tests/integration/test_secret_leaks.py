@@ -9,6 +9,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -256,6 +257,181 @@ def test_a_run_that_read_a_secret_cannot_log_its_value_anywhere_a_store_keeps_te
     log = logged_so_far(stack.url, stack.gateway.log_path)
     for value in (password, dsn_password, quote(dsn_password, safe="")):
         assert value not in log
+
+
+def stored(stack: Stack, path: str, body: dict[str, Any] | None = None) -> str:
+    """An answer of team-a's own store, read around the gateway (GET, or POST with `body`); "" for a refusal."""
+    url = f"{stack.stores['a'].url}{path}"
+    answer = requests.post(url, json=body, timeout=60) if body is not None else requests.get(url, timeout=60)
+    return json.dumps(answer.json(), ensure_ascii=False) if answer.status_code == 200 else ""
+
+
+@dataclass(frozen=True)
+class TaintedRun:
+    experiment_id: str
+    run_id: str
+    bystander: str  # a run of the same experiment that read nothing
+
+
+@contextmanager
+def tainted_run(people: People, secrets: Secrets, monkeypatch: pytest.MonkeyPatch) -> Iterator[TaintedRun]:
+    """An active run of the owner (stock client, its credentials) that read the scope's db-password."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from gateway.client import get_secret
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", people.owner.token)
+    mlflow.set_workspace(WORKSPACE)
+    experiment = mlflow.set_experiment(unique("leaky-agent"))
+    bystander = MlflowClient().create_run(experiment.experiment_id).info.run_id
+    with mlflow.start_run() as run:
+        assert get_secret(f"{secrets.scope}/db-password") == secrets.password
+        yield TaintedRun(experiment.experiment_id, run.info.run_id, bystander)
+
+
+def traced(tags: dict[str, str] | None = None) -> str:
+    """A trace recorded with the stock client's `mlflow.start_span` (inside the active run, which it names)."""
+    import mlflow
+
+    with mlflow.start_span("lookup") as span:
+        span.set_inputs({"table": "orders"})
+        if tags:
+            mlflow.update_current_trace(tags=tags)
+        trace_id = str(span.trace_id)
+    mlflow.flush_trace_async_logging()
+    return trace_id
+
+
+def assert_named(messages: list[tuple[str, str]], secrets: Secrets) -> None:
+    for kind, message in messages:
+        assert f"A {kind} of this write contains the value of secret db-password of scope {secrets.scope}" in (
+            message
+        ), message
+        assert secrets.password not in message
+
+
+def audited_routes(stack: Stack, secrets: Secrets, run_id: str, count: int) -> list[str]:
+    """The routes of the scope's leak refusals once `count` are audited (each with the run, never the value)."""
+    rows = until(lambda: leak_audit(stack, secrets.scope), lambda rows: len(rows) >= count, "the refusals' audit")
+    assert len(rows) == count, rows
+    assert all(run_id in row["details"] and secrets.password not in row["details"] for row in rows)
+    return sorted(json.loads(row["details"])["route"] for row in rows)
+
+
+def test_a_run_that_read_a_secret_cannot_write_its_value_into_its_traces(
+    mlflow_env: Stack, people: People, secrets: Secrets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    stack, password = mlflow_env, secrets.password
+    with tainted_run(people, secrets, monkeypatch) as run:
+        # A trace recorded inside the run (the stock client names the run in the trace's metadata) tagged with a
+        # connection string: its start is refused, and the client only warns, as for any trace it cannot export.
+        leaky = traced(tags={"dsn": f"pg://u:{password}@db/x"})
+        clean = traced(tags={"table": "orders"})
+        assert run.run_id in stored(stack, f"/api/3.0/mlflow/traces/{clean}")
+        # A tag set later: linked to the run through the trace's metadata, as the store has it.
+        messages = [("trace tag value", refused(lambda: mlflow.set_trace_tag(clean, "note", f"x{password}y")))]
+        messages.append(("trace tag key", refused(lambda: mlflow.set_trace_tag(clean, f"k-{password}", "v"))))
+        assert_named(messages, secrets)
+        mlflow.set_trace_tag(clean, "note", "fine")
+
+        # A colleague who may edit the traces but holds nothing on the scope: the short answer and the same limits
+        # as for the run's own writes.
+        Admin.of(stack).grant(
+            f"experiments/{run.experiment_id}", "CAN_EDIT", user=people.colleague.name, workspace=WORKSPACE
+        )
+        colleague = people.colleague.http(stack, WORKSPACE)
+        tag = colleague.patch(f"{stack.url}/api/3.0/mlflow/traces/{clean}/tags", json={"key": "k", "value": password})
+        assert tag.status_code == 400, tag.text
+        assert tag.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "contains the value of a secret that this run read" in tag.json()["message"]
+        assert "2 more such refusal(s)" in tag.json()["message"]
+        assert secrets.scope not in tag.text and "db-password" not in tag.text and password not in tag.text
+
+    traces = stored(stack, f"/api/3.0/mlflow/traces/{clean}") + stored(stack, f"/api/3.0/mlflow/traces/{leaky}")
+    assert password not in traces and '"note": "fine"' in traces
+    assert audited_routes(stack, secrets, run.run_id, 4) == [
+        "PATCH /mlflow/traces/{request_id:str}/tags",
+        "PATCH /mlflow/traces/{request_id:str}/tags",
+        "PATCH /mlflow/traces/{trace_id:str}/tags",
+        "POST /mlflow/traces",
+    ]
+    assert password not in logged_so_far(stack.url, stack.gateway.log_path)
+
+
+def test_a_run_that_read_a_secret_cannot_write_its_value_into_assessments_of_its_traces(
+    mlflow_env: Stack, people: People, secrets: Secrets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    stack, password = mlflow_env, secrets.password
+    with tainted_run(people, secrets, monkeypatch) as run:
+        trace = traced()
+        messages = [
+            (
+                "assessment rationale",
+                refused(lambda: mlflow.log_feedback(trace_id=trace, name="ok", value=True, rationale=password)),
+            ),
+            ("feedback value", refused(lambda: mlflow.log_feedback(trace_id=trace, name="why", value=password))),
+            (
+                "expectation value",
+                refused(lambda: mlflow.log_expectation(trace_id=trace, name="e", value={"answer": password})),
+            ),
+            (
+                "assessment metadata value",
+                refused(lambda: mlflow.log_feedback(trace_id=trace, name="m", value=1.0, metadata={"dsn": password})),
+            ),
+        ]
+        assert_named(messages, secrets)
+        mlflow.log_feedback(trace_id=trace, name="ok", value=True, rationale="looks right")
+        mlflow.log_expectation(trace_id=trace, name="e", value={"answer": "42"})
+
+    stored_trace = stored(stack, f"/api/3.0/mlflow/traces/{trace}")
+    assert "looks right" in stored_trace and password not in stored_trace
+    assert audited_routes(stack, secrets, run.run_id, 4) == ["POST /mlflow/traces/{trace_id:str}/assessments"] * 4
+
+
+def test_a_run_that_read_a_secret_cannot_write_its_value_into_its_logged_models(
+    mlflow_env: Stack, people: People, secrets: Secrets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    stack, password = mlflow_env, secrets.password
+    with tainted_run(people, secrets, monkeypatch) as run:
+        # Created by the run (its source run) with the value among its params, then its tags and params.
+        messages = [
+            (
+                "logged model param value",
+                refused(lambda: mlflow.initialize_logged_model(name="leaky", params={"dsn": password})),
+            )
+        ]
+        model = mlflow.initialize_logged_model(name="clean-model", params={"lr": "0.1"})
+        assert model.source_run_id == run.run_id
+        messages += [
+            ("logged model tag value", refused(lambda: mlflow.set_logged_model_tags(model.model_id, {"k": password}))),
+            (
+                "logged model param key",
+                refused(lambda: mlflow.log_model_params({f"p-{password}": "1"}, model_id=model.model_id)),
+            ),
+        ]
+        assert_named(messages, secrets)
+        mlflow.set_logged_model_tags(model.model_id, {"stage": "dev"})
+        mlflow.log_model_params({"epochs": "3"}, model_id=model.model_id)
+        # A logged model of a run that read nothing is not concerned.
+        theirs = mlflow.initialize_logged_model(
+            name="bystander-model", source_run_id=run.bystander, params={"p": password}
+        )
+
+    models = stored(stack, "/api/2.0/mlflow/logged-models/search", {"experiment_ids": [run.experiment_id]})
+    assert '"clean-model"' in models and '"stage"' in models and '"epochs"' in models
+    assert '"leaky"' not in models and models.count(password) == 1 and theirs.model_id in models
+    assert audited_routes(stack, secrets, run.run_id, 3) == [
+        "PATCH /mlflow/logged-models/{model_id:str}/tags",
+        "POST /mlflow/logged-models",
+        "POST /mlflow/logged-models/{model_id:str}/params",
+    ]
 
 
 def test_every_replica_refuses_and_one_without_the_vault_refuses_unchecked_writes(
