@@ -298,16 +298,7 @@ class AlertService:
                 "to someone else (owner_user_name)."
             )
         # The groups recorded from the owner's identity provider (the module).
-        subjects, named = snapshot.subjects_naming(info.id, row.owner_groups or ())
-        return Principal(
-            name=info.name,
-            kind=info.kind,
-            account_admin=info.account_admin,
-            id=info.id,
-            subjects=subjects,
-            idp_groups=named,
-            via="alert",
-        )
+        return snapshot.acting_for(info, row.owner_groups or (), via="alert")
 
     async def _query_text(self, owner: Principal, row: SqlAlertRow) -> str:
         if row.query_id:

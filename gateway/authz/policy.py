@@ -38,6 +38,7 @@ from gateway.core.policy_changes import (
     ViewAdded,
     ViewRemoved,
 )
+from gateway.core.principal import Principal
 from gateway.principals.groups import MAX_GROUP_DEPTH
 
 
@@ -299,6 +300,21 @@ class PolicySnapshot:
                 subjects |= self.subjects(group.id)
                 named.append(group.name)
         return frozenset(subjects), tuple(dict.fromkeys(named))
+
+    def acting_for(self, info: PrincipalInfo, group_names: Iterable[str], via: str = "") -> Principal:
+        """`info` as the principal a record acts for later (an alert's or a webhook's owner, a request's
+        requester): its groups as they are now, and those its identity provider named when the record was made,
+        counted as `subjects_naming` counts them."""
+        subjects, named = self.subjects_naming(info.id, group_names)
+        return Principal(
+            name=info.name,
+            kind=info.kind,
+            account_admin=info.account_admin,
+            id=info.id,
+            subjects=subjects,
+            idp_groups=named,
+            via=via,
+        )
 
     def direct_groups(self, principal_id: int) -> set[int]:
         return set(self._parents.get(principal_id, ()))

@@ -352,15 +352,7 @@ class PromotionRequests:
         info = snapshot.principal(row.requested_by_id)
         if info is None or not info.active:
             raise InvalidState(f"The requester of promotion request {row.id} is disabled or deleted; reject it.")
-        subjects, named = snapshot.subjects_naming(info.id, row.requester_groups or ())
-        return Principal(
-            name=info.name,
-            kind=info.kind,
-            account_admin=info.account_admin,
-            id=info.id,
-            subjects=subjects,
-            idp_groups=named,
-        )
+        return snapshot.acting_for(info, row.requester_groups or ())
 
     async def _concerns(self, principal: Principal, link: WorkspaceLink, row: RegistryPromotionRequestRow) -> bool:
         """Whether the request is the caller's business, as `list` shows it: their own, or one they may decide, or

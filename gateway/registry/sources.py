@@ -51,7 +51,7 @@ from gateway.db.models import RegistryProtectedSourceRow, RegistryProtectionScan
 from gateway.federation.guard.ports import ProtectedFiles
 from gateway.registry.repository import RegistryRepository
 from gateway.registry.schemas import ModelVersion
-from gateway.registry.store import STAGE_ALIASES, Fetch, tagged_stage
+from gateway.registry.store import STAGE_ALIASES, Fetch, ModelAlias, VersionsPage, tagged_stage
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +103,9 @@ class _Protected:
     place: Place
 
 
-class _Versions(msgspec.Struct):
-    model_versions: list[ModelVersion] = msgspec.field(default_factory=list)
-    next_page_token: str | None = None
-
-
-class _Alias(msgspec.Struct):
-    alias: str
-    version: str
-
-
 class _Model(msgspec.Struct):
     name: str
-    aliases: list[_Alias] = msgspec.field(default_factory=list)
+    aliases: list[ModelAlias] = msgspec.field(default_factory=list)
 
 
 class _Models(msgspec.Struct):
@@ -357,7 +347,7 @@ class ProtectedSources:
                 link, "/api/2.0/mlflow/registered-models/get-latest-versions", urlencode({"name": name})
             )
             if not _missing(link, status, body):
-                for version in msgspec.json.decode(body, type=_Versions).model_versions:
+                for version in msgspec.json.decode(body, type=VersionsPage).model_versions:
                     yield version
             return
         token: str | None = None
@@ -370,7 +360,7 @@ class ProtectedSources:
             status, body = await self._fetch(link, "/api/2.0/mlflow/model-versions/search", urlencode(query))
             if _missing(link, status, body):
                 return
-            page = msgspec.json.decode(body, type=_Versions)
+            page = msgspec.json.decode(body, type=VersionsPage)
             for version in page.model_versions:
                 yield version
             token = page.next_page_token
@@ -501,7 +491,7 @@ def _why(row: _Row) -> str:
     return " and ".join(said)
 
 
-def _by_version(aliases: Iterable[_Alias]) -> dict[str, list[str]]:
+def _by_version(aliases: Iterable[ModelAlias]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for alias in aliases:
         found.setdefault(str(alias.version), []).append(alias.alias)

@@ -69,7 +69,9 @@ class _VersionAnswer(msgspec.Struct):
     model_version: ModelVersionDatabricks
 
 
-class _Versions(msgspec.Struct):
+class VersionsPage(msgspec.Struct):
+    """A page of model versions as the store answers a search (or get-latest-versions, which has no token)."""
+
     model_versions: list[ModelVersion] = msgspec.field(default_factory=list)
     next_page_token: str | None = None
 
@@ -156,7 +158,7 @@ class RegistryStore:
             )
             if status != 200:
                 raise StoreRefused(status, body)
-            for version in msgspec.json.decode(body, type=_Versions).model_versions:
+            for version in msgspec.json.decode(body, type=VersionsPage).model_versions:
                 yield version
             return
         token: str | None = None
@@ -167,7 +169,7 @@ class RegistryStore:
             status, body = await self._fetch(link, "/api/2.0/mlflow/model-versions/search", urlencode(query))
             if status != 200:
                 raise StoreRefused(status, body)
-            page = msgspec.json.decode(body, type=_Versions)
+            page = msgspec.json.decode(body, type=VersionsPage)
             for version in page.model_versions:
                 yield version
             token = page.next_page_token

@@ -696,16 +696,7 @@ def owner(snapshot: PolicySnapshot, row: RegistryWebhookRow) -> Principal | None
     info = snapshot.principal(row.owner_id)
     if info is None or not info.active:
         return None
-    subjects, named = snapshot.subjects_naming(info.id, row.owner_groups or ())
-    return Principal(
-        name=info.name,
-        kind=info.kind,
-        account_admin=info.account_admin,
-        id=info.id,
-        subjects=subjects,
-        idp_groups=named,
-        via="webhook",
-    )
+    return snapshot.acting_for(info, row.owner_groups or (), via="webhook")
 
 
 def managed(snapshot: PolicySnapshot, row: RegistryWebhookRow) -> bool | None:
