@@ -23,6 +23,13 @@ waits at most as long for a free one. The pools of single short statements (the 
 secrets pool) also bound each statement by it (asyncpg's `command_timeout`), so a database that stops answering
 (paused, stalled) fails them within seconds; the SQL pool's statements are bounded by PostgreSQL itself
 (`server.sql_statement_timeout_seconds`) and an index sync pass may run long, so theirs are not.
+
+The SQL pool's connections are replaced after `SQL_CONNECTION_QUERIES` round trips (some 100 statements) and once
+idle for `SQL_IDLE_SECONDS`: a backend keeps what anyone's statements made it grow for as long as it lives, and no
+statement budget covers that. PostgreSQL caches each backend's last 32 compiled regular expressions (`rlike`,
+`regexp_replace`, ...) for its life, and neither `DISCARD ALL` nor the end of the transaction frees them: 20 distinct
+patterns like `([a-z0-9_]{1,200}){1,40}` grew a pooled backend by 55 MiB, which stayed, times the pool size, the
+workers and the replicas. A new connection costs some 3 ms, a few hundredths of a millisecond per statement.
 """
 
 from __future__ import annotations
@@ -71,6 +78,14 @@ def plain_dsn(url: str) -> str:
 # Pools whose users run single short statements: each statement is bounded by the database timeout.
 SHORT_STATEMENTS = frozenset({PoolName.OUTBOX, PoolName.DERIVED, PoolName.SECRETS})
 
+# The SQL pool's connections are closed after this many round trips (asyncpg's `max_queries`; a statement makes
+# about 16: its record, the sandbox, prepare, fetch, commit, the reset, its outcome, ...) and after this long unused.
+SQL_CONNECTION_QUERIES = 1600
+SQL_IDLE_SECONDS = 60.0
+# asyncpg's defaults, for the other pools: their statements are the gateway's own.
+DEFAULT_MAX_QUERIES = 50_000
+DEFAULT_IDLE_SECONDS = 300.0
+
 
 class PoolOpener(Protocol):
     """Opens a new asyncpg pool for one of its owner's named uses; the caller closes it."""
@@ -86,6 +101,8 @@ async def _create(
     reset: bool = True,
     timeout_seconds: float,
     command_timeout: float | None,
+    max_queries: int = DEFAULT_MAX_QUERIES,
+    idle_seconds: float = DEFAULT_IDLE_SECONDS,
 ) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
@@ -95,7 +112,17 @@ async def _create(
         reset=None if reset else _no_reset,
         timeout=timeout_seconds,
         command_timeout=command_timeout,
+        max_queries=max_queries,
+        max_inactive_connection_lifetime=idle_seconds,
     )
+
+
+def _recycling(name: str) -> tuple[int, float]:
+    """After how many round trips, and how long unused, the pool `name` replaces a connection (see the module's
+    docstring)."""
+    if name == PoolName.SQL:
+        return SQL_CONNECTION_QUERIES, SQL_IDLE_SECONDS
+    return DEFAULT_MAX_QUERIES, DEFAULT_IDLE_SECONDS
 
 
 async def _no_reset(connection: asyncpg.Connection) -> None:
@@ -130,6 +157,7 @@ class LazyPool:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
+                    max_queries, idle_seconds = _recycling(self.name)
                     self._pool = await _create(
                         self._dsn,
                         self.max_size,
@@ -137,6 +165,8 @@ class LazyPool:
                         reset=self._reset,
                         timeout_seconds=self._timeout,
                         command_timeout=self._timeout if self.name in SHORT_STATEMENTS else None,
+                        max_queries=max_queries,
+                        idle_seconds=idle_seconds,
                     )
         return self._pool
 

@@ -390,3 +390,38 @@ def test_a_runs_large_stored_values_are_read_within_the_statements_budget(stack:
             assert grown < 64 * MIB, (what, grown // MIB)
     finally:
         asyncio.run(_large_run(stack.database_url, run_id, create=False))
+
+
+# Each of these compiles to some 2.5 MiB in the backend that runs it (20 distinct ones: 50 MiB), and PostgreSQL
+# keeps a backend's last 32 compiled patterns for the backend's life; the suffix makes each pattern a new one.
+REGEX_PATTERNS = 20
+# More statements than the SQL pool's connection serves before it is replaced (gateway/db/pools.py).
+PAST_THE_LIMIT = 150
+
+
+def _resident(pids: set[int]) -> int:
+    """The most private memory (RssAnon) any of these processes holds now, in bytes."""
+    return max((_memory(pid, "RssAnon") for pid in pids), default=0)
+
+
+def test_the_backend_serving_sql_statements_is_replaced_before_what_they_left_in_it_piles_up(stack: Stack) -> None:
+    """What a statement leaves in its backend outlives it and no statement budget covers it: compiled regular
+    expressions are kept for the backend's life (DISCARD ALL keeps them too), and 40 distinct patterns grew a
+    pooled backend from 18 to 76 MiB, where it stayed, in every connection of the SQL pool of every worker. The
+    SQL pool now replaces a connection after some 100 statements (and once idle), so that memory goes with it."""
+    stranger = Admin.of(stack).person("stranger.regex@example.com")  # no grant at all
+    others = set(asyncio.run(_backends(stack.database_url)))
+    config = write_config(stack.workdir / "fedgate-sql-recycled.toml", stack.database_url, stack.stores)
+    gateway = GatewayProcess(config, GATEWAY_ENV).start()
+    try:
+        for n in range(REGEX_PATTERNS):
+            answer = run(gateway.url, stranger.token, f"SELECT 'abc' rlike '([a-z0-9_]{{1,200}}){{1,40}}x{n}' AS m")
+            assert answer["status"]["state"] == "SUCCEEDED", answer
+        held = _resident(set(asyncio.run(_backends(stack.database_url))) - others)
+        assert held > 40 * MIB, held // MIB  # the patterns are held by a backend of this gateway
+        for _ in range(PAST_THE_LIMIT):
+            assert run(gateway.url, stranger.token, "SELECT 1 AS one")["result"]["data_array"] == [["1"]]
+        left = _resident(set(asyncio.run(_backends(stack.database_url))) - others)
+        assert left < 24 * MIB, (held // MIB, left // MIB)
+    finally:
+        gateway.stop()
