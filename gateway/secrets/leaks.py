@@ -1,11 +1,11 @@
 """The leak guard: a write of a run that read a secret must not carry the secret's value into the tracking store.
 
 A before-send check of the request pipeline (federation/hooks.py `BeforeSend`), plugged in by app.py. For
-every write that carries text into a run (`RUN_TEXT` routes), or into a trace, assessment or logged model linked to
-a run (linked.py: by the body, or by the object as its store has it, asked only for a body with text while some
-run read a secret), it asks whether the run read a secret (taint.py: a set in memory, no database round trip for
-other runs). For such a run it reads the run's
-reads (scope and key, secrets/repository.py), gets their values again from each scope's vault (one
+every write that carries text into a run (`RUN_TEXT` routes), or into a trace, assessment, logged model or model
+version linked to a run (linked.py: by the body, or by the object as its store has it, asked only for a body with
+text while some run read a secret), it asks whether the run read a secret (taint.py: a set in memory, no database
+round trip for other runs). For such a run it reads the run's reads
+(scope and key, secrets/repository.py), gets their values again from each scope's vault (one
 `get_many` per scope; the values live for this request only, nothing of them is kept or logged) and looks
 for them in every string of the canonical body the store would get (scan.py).
 
@@ -43,7 +43,7 @@ from gateway.core.principal import Principal
 from gateway.core.route_table import RouteSpec
 from gateway.core.sealing import SealError
 from gateway.federation.hooks import PendingCall
-from gateway.secrets.linked import LINKED_ROUTES, THROUGH_MODEL, THROUGH_TRACE, body_runs, linked_texts, source_run
+from gateway.secrets.linked import LINKED_ROUTES, body_runs, linked_object, linked_texts, source_run
 from gateway.secrets.probes import ProbeLedger, ProbesLimited
 from gateway.secrets.repository import ReadRepository, SecretRead
 from gateway.secrets.scan import Text, leaked_into, spellings, written_texts
@@ -58,6 +58,7 @@ Permission = Callable[[Principal, WorkspaceLink, str, str | None], str | None]
 # The gateway's own read of an object from the workspace's store: (status, body), federation/direct.py's fetch.
 Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
 MODEL_RUNS_KEPT = 100_000  # logged models whose source run a worker keeps
+MAX_OBJECT_ID = 1024  # a trace's or logged model's id longer than this is no store's
 _LINKED = frozenset(id(spec) for spec in LINKED_ROUTES)  # `wants` is asked of every call: no hashing of specs
 
 
@@ -99,8 +100,9 @@ class LeakGuard:
             if not texts or self._tainted.none:
                 return
             named = body_runs(call.spec, call.body.document)
-            if call.spec in THROUGH_TRACE or call.spec in THROUGH_MODEL:
-                named = list(dict.fromkeys([*named, *await self._linked_run(call)]))
+            linked = linked_object(call.spec, call.path_params, call.body.document)
+            if linked is not None:
+                named = list(dict.fromkeys([*named, *await self._linked_run(call, *linked)]))
             tainted = [run_id for run_id in named if len(run_id) <= MAX_RUN_ID and await self._tainted.includes(run_id)]
             if not tainted:
                 return
@@ -137,15 +139,11 @@ class LeakGuard:
             self._permission(call.principal, call.link, read.scope, read.users_permission) is not None
         )
 
-    async def _linked_run(self, call: PendingCall) -> list[str]:
+    async def _linked_run(self, call: PendingCall, kind: str, object_id: str) -> list[str]:
         """The run that recorded the trace or logged model the call names, asked of its store (linked.py); a logged
         model's is kept, as it never changes."""
-        if call.spec in THROUGH_MODEL:
-            kind, object_id = "logged_model", call.path_params.get("model_id")
-        else:
-            kind, object_id = "trace", call.path_params.get("trace_id", call.path_params.get("request_id"))
-        if not isinstance(object_id, str) or not object_id:
-            return []
+        if len(object_id) > MAX_OBJECT_ID:
+            return []  # no store's id: it names nothing, and the store refuses the call itself
         key = (call.link.workspace_id, object_id)
         if kind == "logged_model" and key in self._model_runs:
             self._model_runs.move_to_end(key)

@@ -6,18 +6,22 @@ a write is checked as a write of the run it is linked to, where the gateway can 
 
 - in the body itself: a trace being started or ended names its run in its metadata (`mlflow.sourceRun`, set by the
   stock client for a trace recorded inside a run), a logged model being created its `source_run_id`, an
-  assessment the run it was made by (`mlflow.assessment.sourceRunId`);
+  assessment the run it was made by (`mlflow.assessment.sourceRunId`), a registry's model version being created
+  its `run_id`;
 - through the object the call names, asked of the store: a trace's tags and assessments are linked to the trace's
   `mlflow.sourceRun` (the guard asks the store for every trace call too, traces are never cached), a logged
   model's tags and params to its `source_run_id` (a logged model's id is the store's, never reused, and its source
-  run never changes: kept per worker). Asked only when a run of the worker's set read a secret at all, and only
-  for a body that carries text.
+  run never changes: kept per worker), and so is a model version created from the logged model its body's
+  `model_id` names (`mlflow.register_model("models:/m-...")` names no run). Asked only when a run of the worker's
+  set read a secret at all, and only for a body that carries text.
 
 Not linked, so not checked (docs/secrets.md): OTLP span exports (`/v1/traces`: a span names no run, and the stock
 client exports a trace's spans before the trace's metadata), artifacts (trace data, attachments, model files),
-experiments, datasets and the registry. The link is what the body or the object says: a body that names no run,
-or another run, is checked against that run's secrets alone, as a run's writes are. A caller naming a run it may
-not read in a trace's metadata is only told what any guarded caller is, within the same limits (probes.py).
+experiments, datasets, and the registry but for a version's creation (a version's later tags and description,
+`model-versions/update` and `set-tag`, name no run, only the version). The link is what the body or the object
+says: a body that names no run, or another run, is checked against that run's secrets alone, as a run's writes
+are. A caller naming a run it may not read in a trace's metadata is only told what any guarded caller is, within
+the same limits (probes.py).
 
 Pure functions here (tests/unit/test_leak_scan.py); the store reads are leaks.py's.
 """
@@ -27,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.core.route_table import LOGGED_MODELS_CREATE, RouteSpec, declared
+from gateway.core.route_table import LOGGED_MODELS_CREATE, MODEL_VERSIONS_CREATE, RouteSpec, declared
 from gateway.federation.mlflow_aliases import USER_KEYED_PATHS
 from gateway.secrets.scan import ENUM_FIELDS, ID_SUFFIXES, Text
 
@@ -47,7 +51,11 @@ LOGGED_MODELS_LOG_PARAMS = declared("POST /mlflow/logged-models/{model_id:str}/p
 # The object whose run a write is linked to through the store: (kind, the path parameter naming it).
 THROUGH_TRACE = frozenset({TRACES_END_V2, TRACES_SET_TAG_V2, TRACES_SET_TAG_V3, ASSESSMENTS_CREATE, ASSESSMENTS_UPDATE})
 THROUGH_MODEL = frozenset({LOGGED_MODELS_SET_TAGS, LOGGED_MODELS_LOG_PARAMS})
-IN_BODY = frozenset({TRACES_START_V3, TRACES_START_V2, TRACES_END_V2, LOGGED_MODELS_CREATE, *THROUGH_TRACE})
+# A write naming in its body the logged model whose source run it is linked to, besides the run it names itself.
+MODEL_IN_BODY = frozenset({MODEL_VERSIONS_CREATE})
+IN_BODY = frozenset(
+    {TRACES_START_V3, TRACES_START_V2, TRACES_END_V2, LOGGED_MODELS_CREATE, MODEL_VERSIONS_CREATE, *THROUGH_TRACE}
+)
 LINKED_ROUTES = IN_BODY | THROUGH_MODEL
 
 # Where a string sits (the path of the field, or of the map whose key or value it is), described for a message:
@@ -81,6 +89,15 @@ _LOGGED_MODEL = {
     "tags[].key": ("logged model tag key", ""),
     "tags[].value": ("logged model tag value", ""),
 }
+_MODEL_VERSION = {
+    "": ("model version field", "model version field"),
+    "name": ("registered model name", ""),
+    "description": ("model version description", ""),
+    "source": ("model version source", ""),
+    "run_link": ("model version run link", ""),
+    "tags[].key": ("model version tag key", ""),
+    "tags[].value": ("model version tag value", ""),
+}
 _KINDS: dict[RouteSpec, dict[str, tuple[str, str]]] = {
     TRACES_START_V3: _TRACE,
     TRACES_START_V2: _TRACE,
@@ -92,6 +109,7 @@ _KINDS: dict[RouteSpec, dict[str, tuple[str, str]]] = {
     LOGGED_MODELS_CREATE: _LOGGED_MODEL,
     LOGGED_MODELS_SET_TAGS: _LOGGED_MODEL,
     LOGGED_MODELS_LOG_PARAMS: _LOGGED_MODEL,
+    MODEL_VERSIONS_CREATE: _MODEL_VERSION,
 }
 
 
@@ -109,9 +127,27 @@ def body_runs(spec: RouteSpec, document: Mapping[str, Any]) -> list[str]:
                 found.append(item.get("value"))
     elif spec == LOGGED_MODELS_CREATE:
         found.append(document.get("source_run_id"))
+    elif spec == MODEL_VERSIONS_CREATE:
+        found.append(document.get("run_id"))
     elif spec in (ASSESSMENTS_CREATE, ASSESSMENTS_UPDATE):
         found.append(_at(document, "assessment", "metadata", ASSESSMENT_SOURCE_RUN))
     return list(dict.fromkeys(run for run in found if isinstance(run, str) and run))
+
+
+def linked_object(
+    spec: RouteSpec, path_params: Mapping[str, Any], document: Mapping[str, Any]
+) -> tuple[str, str] | None:
+    """The object, asked of the store, whose run a write is linked to: ("trace" or "logged_model", its id); None for
+    a write linked by its body alone, or naming no such object."""
+    if spec in THROUGH_MODEL:
+        kind, object_id = "logged_model", path_params.get("model_id")
+    elif spec in MODEL_IN_BODY:
+        kind, object_id = "logged_model", document.get("model_id")
+    elif spec in THROUGH_TRACE:
+        kind, object_id = "trace", path_params.get("trace_id", path_params.get("request_id"))
+    else:
+        return None
+    return (kind, object_id) if isinstance(object_id, str) and object_id else None
 
 
 def source_run(kind: str, answer: Mapping[str, Any]) -> str | None:

@@ -434,6 +434,51 @@ def test_a_run_that_read_a_secret_cannot_write_its_value_into_its_logged_models(
     ]
 
 
+def test_a_run_that_read_a_secret_cannot_write_its_value_into_versions_registered_from_it(
+    mlflow_env: Stack, people: People, secrets: Secrets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    stack, password = mlflow_env, secrets.password
+    name = unique("leaky-registered")
+    with tainted_run(people, secrets, monkeypatch) as run:
+        client = MlflowClient()
+        client.create_registered_model(name)
+        model = mlflow.initialize_logged_model(name="to-register", params={"lr": "0.1"})
+        messages = [
+            # A version naming the run (MlflowClient.create_model_version's run_id) with the value in its description.
+            (
+                "model version description",
+                refused(
+                    lambda: client.create_model_version(
+                        name, f"runs:/{run.run_id}/model", run_id=run.run_id, description=f"db {password}"
+                    )
+                ),
+            ),
+            # Registered from the run's logged model: mlflow.register_model("models:/m-...") names no run, only the
+            # model, whose source run the guard asks of the store.
+            (
+                "model version tag value",
+                refused(lambda: mlflow.register_model(f"models:/{model.model_id}", name, tags={"dsn": password})),
+            ),
+        ]
+        assert_named(messages, secrets)
+        clean = mlflow.register_model(f"models:/{model.model_id}", name, tags={"stage": "dev"})
+        # A version of a run that read nothing is not concerned.
+        theirs = client.create_model_version(
+            name, f"runs:/{run.bystander}/model", run_id=run.bystander, description=f"db {password}"
+        )
+
+    search = quote(f"name='{name}'", safe="")
+    versions = stored(stack, f"/api/2.0/mlflow/model-versions/search?filter={search}")
+    assert '"stage"' in versions and versions.count(password) == 1, versions
+    assert sorted(v["version"] for v in json.loads(versions)["model_versions"]) == sorted(
+        [clean.version, theirs.version]
+    )
+    assert audited_routes(stack, secrets, run.run_id, 2) == ["POST /mlflow/model-versions/create"] * 2
+
+
 def test_every_replica_refuses_and_one_without_the_vault_refuses_unchecked_writes(
     stack: Stack, people: People, secrets: Secrets
 ) -> None:

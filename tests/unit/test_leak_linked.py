@@ -1,5 +1,5 @@
-"""The leak guard's linked writes (gateway/secrets/linked.py): which run a trace, assessment or logged model write is
-linked to, and which of its strings are read, with the kind of field each is in."""
+"""The leak guard's linked writes (gateway/secrets/linked.py): which run a trace, assessment, logged model or model
+version write is linked to, and which of its strings are read, with the kind of field each is in."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.core.route_table import LOGGED_MODELS_CREATE, Action, Resource
+from gateway.core.route_table import LOGGED_MODELS_CREATE, MODEL_VERSIONS_CREATE, Action, Resource
 from gateway.secrets.linked import (
     ASSESSMENTS_CREATE,
     LINKED_ROUTES,
@@ -21,6 +21,7 @@ from gateway.secrets.linked import (
     TRACES_START_V2,
     TRACES_START_V3,
     body_runs,
+    linked_object,
     linked_texts,
     source_run,
 )
@@ -48,6 +49,27 @@ def test_a_logged_model_names_its_source_run_and_an_assessment_the_run_it_was_ma
     assessment = {"assessment": {"metadata": {"mlflow.assessment.sourceRunId": RUN}}}
     assert body_runs(ASSESSMENTS_CREATE, assessment) == [RUN]
     assert body_runs(LOGGED_MODELS_SET_TAGS, {"tags": [{"key": "k", "value": RUN}]}) == []
+
+
+def test_a_model_version_names_its_run_and_the_logged_model_whose_source_run_it_is_linked_to() -> None:
+    version = {"name": "reg", "source": "models:/m-1", "run_id": RUN, "model_id": "m-1", "description": "d"}
+    assert body_runs(MODEL_VERSIONS_CREATE, version) == [RUN]
+    assert linked_object(MODEL_VERSIONS_CREATE, {}, version) == ("logged_model", "m-1")
+    assert body_runs(MODEL_VERSIONS_CREATE, {"name": "reg", "model_id": "m-1"}) == []
+    assert linked_object(MODEL_VERSIONS_CREATE, {}, {"name": "reg", "run_id": RUN}) is None
+    assert linked_object(MODEL_VERSIONS_CREATE, {}, {"model_id": ["m-1"]}) is None
+    assert linked_object(MODEL_VERSIONS_CREATE, {"model_id": "m-2"}, {"model_id": ""}) is None
+    assert linked_object(LOGGED_MODELS_SET_TAGS, {"model_id": "m-2"}, {"model_id": "m-1"}) == ("logged_model", "m-2")
+    assert linked_object(TRACES_SET_TAG_V2, {"request_id": "tr-1"}, {}) == ("trace", "tr-1")
+    assert linked_object(LOGGED_MODELS_CREATE, {}, {"model_id": "m-1"}) is None
+    assert kinds(MODEL_VERSIONS_CREATE, {**version, "run_link": "l", "tags": [{"key": "tk", "value": "tv"}]}) == {
+        "reg": "registered model name",
+        "models:/m-1": "model version source",
+        "d": "model version description",
+        "l": "model version run link",
+        "tk": "model version tag key",
+        "tv": "model version tag value",
+    }
 
 
 def test_the_source_run_is_read_from_the_stores_answer_for_the_object() -> None:
@@ -133,16 +155,18 @@ json_values = st.recursive(
 @given(document=st.dictionaries(st.text(max_size=12), json_values, max_size=4))
 def test_any_body_is_read_without_error_and_every_kind_is_of_the_vocabulary(document: dict[str, Any]) -> None:
     vocabulary = {"field", "tag", "metadata", "preview", "assessment", "feedback", "expectation", "param", "name"}
+    vocabulary |= {"description", "source", "link"}
     for spec in LINKED_ROUTES:
         for text in linked_texts(spec, document):
             assert text.kind.split()[-1] in vocabulary or text.kind.split()[-2] in vocabulary, text.kind
         body_runs(spec, document)
+        linked_object(spec, document, document)
 
 
-def test_the_linked_routes_are_writes_of_traces_and_logged_models_the_run_routes_do_not_cover() -> None:
+def test_the_linked_routes_are_writes_of_traces_logged_models_and_versions_the_run_routes_do_not_cover() -> None:
     for spec in LINKED_ROUTES:
         assert spec.writes and not spec.run_text
-        assert spec.resource in (Resource.TRACE, Resource.LOGGED_MODEL)
+        assert spec.resource in (Resource.TRACE, Resource.LOGGED_MODEL, Resource.MODEL_VERSION)
         assert spec.action in (Action.CREATE, Action.EDIT)
     assert {spec.resource for spec in THROUGH_MODEL} == {Resource.LOGGED_MODEL}
     assert {spec.resource for spec in THROUGH_TRACE} == {Resource.TRACE}
