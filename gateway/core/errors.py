@@ -54,7 +54,8 @@ class AlreadyExists(GatewayError):
 
 
 class InvalidState(GatewayError):
-    """The request is valid but conflicts with work still under way (e.g. an undrained outbox)."""
+    """The request is valid but conflicts with the current state: work still under way (e.g. an undrained outbox), or
+    what it would leave (e.g. an account without an active account admin)."""
 
     error_code = "INVALID_STATE"
     status = 409

@@ -34,6 +34,7 @@ class LockClass(IntEnum):
     REGISTRY_MODEL = 7008  # one stage decision per registered model at a time (key: hashtext of its id; session lock)
     SQL_PRINCIPAL = 7009  # one SQL statement submission per principal at a time (key: principal id; transaction)
     GROUP_NESTING = 7010  # a group put into a group, one at a time (key: 0; transaction-scoped: principals/service.py)
+    ACCOUNT_ADMINS = 7011  # an admin's role, active flag or row changed, one at a time (key: 0; transaction-scoped)
     REGISTRY_SOURCES = 7021  # one read of a workspace's protected model versions at a time (key: workspace id; session)
 
 

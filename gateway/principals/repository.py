@@ -132,7 +132,15 @@ class PrincipalRepository:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
+    async def lock_admins(self) -> None:
+        """Serialise, across replicas until the transaction ends, every change that could take away an account
+        admin (the role, the active flag, the row): the count that follows it reads every such change committed
+        before, so two replicas demoting the last two admins at once cannot both find the other one left."""
+        lock = {"class": int(LockClass.ACCOUNT_ADMINS)}
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(:class, 0)"), lock)
+
     async def count_admins(self) -> int:
+        """The active account admins with a row (the bootstrap admin token has none and is not counted)."""
         result = await self.session.execute(
             select(func.count()).select_from(PrincipalRow).where(PrincipalRow.account_admin, PrincipalRow.active)
         )

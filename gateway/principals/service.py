@@ -14,6 +14,12 @@ A token's expiry is the earliest of now + its lifetime (`tokens.default_lifetime
 asked for, at most `tokens.max_lifetime_seconds`) and the expiry of the credential its creator presented
 (a token's, an OIDC access token's `exp`): nothing minted outlives what minted it, and no token is
 without an expiry.
+
+The account always keeps an active account admin with a row: a change that would leave it none (the last one's
+admin role taken away, the last one deactivated or deleted) is refused, 409 `INVALID_STATE`, and nothing
+changes. The bootstrap admin token (configuration, no row) does not count: it is to be locked away. Each such
+change takes the account-admins lock before it reads the principal, so that of two replicas demoting the last
+two admins at once the second sees the first's change and is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
 from gateway.core.config import TokenSettings
-from gateway.core.errors import AlreadyExists, InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.policy_changes import PolicyChange
 from gateway.core.principal import Principal
 from gateway.db.models import PrincipalRow, TokenRow
@@ -146,9 +152,12 @@ class PrincipalService:
     ) -> None:
         async with self._sessionmaker() as session, session.begin():
             repository = PrincipalRepository(session)
+            if kind != "group" and ("account_admin" in fields or "active" in fields):
+                await repository.lock_admins()  # before the row is read: its state is then that of the last change
             row = await repository.get(principal_id, kind)
             if row is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
+            was_admin = row.active and row.account_admin
             readdressed = 0
             for key, value in fields.items():
                 if key == "name":
@@ -178,6 +187,10 @@ class PrincipalService:
                 await session.flush()
             except IntegrityError:
                 raise AlreadyExists("A principal with that name already exists.", status=409) from None
+            if was_admin and not (row.active and row.account_admin) and await repository.count_admins() == 0:
+                raise _last_admin(
+                    kind, principal_id, "be deactivated" if not row.active else "lose the account_admin role"
+                )
             changes.append(principal_set(row))
             details = {"fields": sorted(fields), "added": list(add_members), "removed": list(remove_members)}
             if readdressed:
@@ -188,9 +201,13 @@ class PrincipalService:
     async def delete(self, actor: Principal, kind: str, principal_id: int) -> None:
         async with self._sessionmaker() as session, session.begin():
             repository = PrincipalRepository(session)
+            if kind != "group":
+                await repository.lock_admins()  # before the row is read, as `update` does
             row = await repository.get(principal_id, kind)
             if row is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
+            if row.active and row.account_admin and await repository.count_admins() <= 1:
+                raise _last_admin(kind, principal_id, "be deleted")
             changes = await repository.delete(principal_id)  # its grants and memberships, its tokens by cascade
             # Its address leaves the alerts that e-mail it: never mailed again, and not whoever gets the name next.
             details = (
@@ -313,6 +330,14 @@ class TokenService:
             # grant or membership changed: the version moves with an empty change.
             await self.policy.bump(session, [])
         await self.policy.reload()
+
+
+def _last_admin(kind: str, principal_id: int, what: str) -> InvalidState:
+    label = kind.replace("_", " ").capitalize()
+    return InvalidState(
+        f"{label} {principal_id} is the account's last active account admin and cannot {what}; "
+        "make another user or service principal an account admin first."
+    )
 
 
 async def _name_free(repository: PrincipalRepository, name: str) -> None:
