@@ -207,6 +207,15 @@ def stores(workdir: Path) -> Iterator[dict[str, MlflowServer]]:
 def stack(workdir: Path, database_url: str, stores: dict[str, MlflowServer]) -> Iterator[Stack]:
     config = write_config(workdir / "fedgate.toml", database_url, stores)
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
+    # An account admin of the account's own, as a real account has: the gateway refuses to remove the last active
+    # one, and tests make admins of their own and remove them afterwards (the bootstrap token does not count).
+    standing = requests.post(
+        f"{gateway.url}/api/2.0/preview/scim/v2/Users",
+        json={"userName": "standing-admin@example.com", "roles": [{"value": "account_admin"}]},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    assert standing.status_code == 201, standing.text
     yield Stack(gateway, stores, database_url, workdir)
     gateway.stop()
 

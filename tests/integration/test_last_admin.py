@@ -1,8 +1,8 @@
 """The account keeps an active account admin: no SCIM call takes away the last one, whoever makes it.
 
-Each test has a gateway and a database of its own (the stack's account has admins made by other tests, and a last
-admin, once made, cannot be removed by design), with the bootstrap admin token, which is not a principal and does
-not count as an admin.
+Each test has a gateway and a database of its own (the stack's account keeps a standing admin, and a last admin,
+once made, cannot be removed by design), with the bootstrap admin token, which is not a principal and does not
+count as an admin.
 """
 
 from __future__ import annotations
