@@ -88,6 +88,19 @@ def grant_model(stack: Stack, team: Team, name: str) -> None:
         Admin.of(stack).grant(f"registered-models/{model_id}", level, user=person.name, workspace=WORKSPACE)
 
 
+def registered_run(stack: Stack, team: Team, name: str) -> str:
+    """The proxy path of a new run of the owner's whose `model/weights.txt` ("v1") is version 1 of the new registered
+    model `name`, granted as `grant_model` does."""
+    with as_user(stack, team.owner) as client:
+        run_id = client.create_run(team.experiment_id).info.run_id
+        client.log_text(run_id, "v1", "model/weights.txt")
+        client.create_registered_model(name)
+        client.create_model_version(name, f"runs:/{run_id}/model", run_id)
+        run_root = artifact_root(client.get_run(run_id).info.artifact_uri)
+    grant_model(stack, team, name)
+    return run_root
+
+
 def transition(stack: Stack, who: Person, name: str, version: str, stage: str) -> None:
     body = {"name": name, "version": version, "stage": stage, "archive_existing_versions": False}
     api(stack, who, "POST", "model-versions/transition-stage", json=body)
@@ -248,13 +261,7 @@ async def test_versions_protected_before_the_gateway_kept_them(stack: Stack, tea
     """A version moved into Production before the gateway kept where protected files lie (or on the store directly)
     is found when the workspace is read whole: as after an upgrade, with no record of a scan."""
     name = unique("files-before")
-    with as_user(stack, team.owner) as client:
-        run_id = client.create_run(team.experiment_id).info.run_id
-        client.log_text(run_id, "v1", "model/weights.txt")
-        client.create_registered_model(name)
-        client.create_model_version(name, f"runs:/{run_id}/model", run_id)
-        run_root = artifact_root(client.get_run(run_id).info.artifact_uri)
-    grant_model(stack, team, name)
+    run_root = registered_run(stack, team, name)
     store = stack.stores["a"]
     moved = (
         Admin.of(stack)
@@ -284,13 +291,7 @@ def test_another_replica_follows_a_promotion(stack: Stack, team: Team, tmp_path:
     """A second gateway process on the same database: it kept the workspace's protected files while the version
     was in None, and learns of its move into Production (through the first process) by NOTIFY."""
     name = unique("files-replica")
-    with as_user(stack, team.owner) as client:
-        run_id = client.create_run(team.experiment_id).info.run_id
-        client.log_text(run_id, "v1", "model/weights.txt")
-        client.create_registered_model(name)
-        client.create_model_version(name, f"runs:/{run_id}/model", run_id)
-        run_root = artifact_root(client.get_run(run_id).info.artifact_uri)
-    grant_model(stack, team, name)
+    run_root = registered_run(stack, team, name)
     replica = GatewayProcess(stack.workdir / "fedgate.toml", GATEWAY_ENV, log_path=tmp_path / "replica.log").start()
     try:
         url = f"{replica.url}/api/2.0/mlflow-artifacts/artifacts/{run_root}/model/weights.txt"

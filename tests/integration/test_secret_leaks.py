@@ -479,19 +479,25 @@ def test_a_run_that_read_a_secret_cannot_write_its_value_into_versions_registere
     assert audited_routes(stack, secrets, run.run_id, 2) == ["POST /mlflow/model-versions/create"] * 2
 
 
-def test_every_replica_refuses_and_one_without_the_vault_refuses_unchecked_writes(
-    stack: Stack, people: People, secrets: Secrets
-) -> None:
-    owner = people.owner.http(stack, WORKSPACE)
-    experiment = owner.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("replicas")})
+def experiment_with_runs(stack: Stack, client: requests.Session, prefix: str) -> tuple[str, Callable[[], str]]:
+    """A new experiment made by `client`, and a function that makes a run in it (its id)."""
+    experiment = client.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique(prefix)})
     assert experiment.status_code == 200, experiment.text
     experiment_id = experiment.json()["experiment_id"]
 
     def new_run() -> str:
-        created = owner.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id})
+        created = client.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id})
         assert created.status_code == 200, created.text
         return str(created.json()["run"]["info"]["run_id"])
 
+    return experiment_id, new_run
+
+
+def test_every_replica_refuses_and_one_without_the_vault_refuses_unchecked_writes(
+    stack: Stack, people: People, secrets: Secrets
+) -> None:
+    owner = people.owner.http(stack, WORKSPACE)
+    _, new_run = experiment_with_runs(stack, owner, "replicas")
     leaky, other = new_run(), new_run()
     password = secrets.password
 
@@ -565,15 +571,7 @@ def test_a_caller_who_may_not_read_a_secret_cannot_find_it_by_bisection_or_by_tr
     owner = people.owner
     pin = put_pin(stack, owner, secrets.scope)
     api = owner.http(stack, WORKSPACE)
-    experiment = api.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("pin-runs")})
-    assert experiment.status_code == 200, experiment.text
-    experiment_id = experiment.json()["experiment_id"]
-
-    def new_run() -> str:
-        created = api.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id})
-        assert created.status_code == 200, created.text
-        return str(created.json()["run"]["info"]["run_id"])
-
+    experiment_id, new_run = experiment_with_runs(stack, api, "pin-runs")
     leaky, second, clean = new_run(), new_run(), new_run()
     for run_id in (leaky, second):
         read = requests.post(

@@ -207,14 +207,9 @@ async def _backends(database_url: str) -> list[int]:
     return [row["pid"] for row in rows]
 
 
-def test_nested_subqueries_do_not_make_the_planner_copy_their_expressions(stack: Stack) -> None:
-    """Neither work_mem nor the statement timeout bounds what the planner uses: flattening nested subqueries copied
-    each column's expression into every reference to it, exponentially in the depth. The transpiler estimates that
-    size and fences the subqueries that would blow it up with OFFSET 0 (gateway/sql/transpile.py), so the
-    statement's backend stays small and the answer is the same."""
-    stranger = Admin.of(stack).person("stranger.planner@example.com")  # no grant at all
-    warm = run(stack.url, stranger.token, "SELECT 1 AS one")  # the SQL pool's connections exist
-    assert warm["status"]["state"] == "SUCCEEDED", warm
+def _measured(stack: Stack, token: str, statement: str) -> tuple[dict[str, Any], dict[int, int]]:
+    """The answer to `statement` and how much each backend of the gateway's database grew at its peak while it ran
+    (a backend the pool opened meanwhile ran nothing before: its whole peak counts)."""
     before: dict[int, int] = {}
     for pid in asyncio.run(_backends(stack.database_url)):
         try:
@@ -223,12 +218,22 @@ def test_nested_subqueries_do_not_make_the_planner_copy_their_expressions(stack:
         except (FileNotFoundError, ProcessLookupError):
             continue
         before[pid] = _memory(pid, "VmHWM")
-    answer = run(stack.url, stranger.token, _nested(NESTED_DEPTH))
+    answer = run(stack.url, token, statement)
+    after = asyncio.run(_backends(stack.database_url))
+    return answer, {pid: _memory(pid, "VmHWM") - before.get(pid, 0) for pid in after}
+
+
+def test_nested_subqueries_do_not_make_the_planner_copy_their_expressions(stack: Stack) -> None:
+    """Neither work_mem nor the statement timeout bounds what the planner uses: flattening nested subqueries copied
+    each column's expression into every reference to it, exponentially in the depth. The transpiler estimates that
+    size and fences the subqueries that would blow it up with OFFSET 0 (gateway/sql/transpile.py), so the
+    statement's backend stays small and the answer is the same."""
+    stranger = Admin.of(stack).person("stranger.planner@example.com")  # no grant at all
+    warm = run(stack.url, stranger.token, "SELECT 1 AS one")  # the SQL pool's connections exist
+    assert warm["status"]["state"] == "SUCCEEDED", warm
+    answer, grown = _measured(stack, stranger.token, _nested(NESTED_DEPTH))
     assert answer["status"]["state"] == "SUCCEEDED", answer
     assert answer["result"]["data_array"] == [[str(4**NESTED_DEPTH)]]
-    # A backend the pool opened meanwhile ran nothing before: its whole peak counts.
-    after = asyncio.run(_backends(stack.database_url))
-    grown = {pid: _memory(pid, "VmHWM") - before.get(pid, 0) for pid in after}
     assert grown and max(grown.values()) < 64 * MIB, {pid: bytes_ // MIB for pid, bytes_ in grown.items()}
 
 
@@ -338,21 +343,6 @@ async def _large_run(database_url: str, run_id: str, create: bool) -> None:
         await connection.close()
 
 
-def _measured(stack: Stack, token: str, statement: str) -> tuple[dict[str, Any], int]:
-    """The answer to `statement` and the most any backend of the gateway's database grew while it ran."""
-    before: dict[int, int] = {}
-    for pid in asyncio.run(_backends(stack.database_url)):
-        try:
-            with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as clear:
-                clear.write("5")  # VmHWM := VmRSS, so the peak read after is this statement's
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        before[pid] = _memory(pid, "VmHWM")
-    answer = run(stack.url, token, statement)
-    grown = [_memory(pid, "VmHWM") - before.get(pid, 0) for pid in asyncio.run(_backends(stack.database_url))]
-    return answer, max(grown, default=0)
-
-
 def test_a_runs_large_stored_values_are_read_within_the_statements_budget(stack: Stack) -> None:
     """A run's tags, params and aggregated_metrics are as large as what was logged, and PostgreSQL decompresses (or
     builds) such a value in each place of a statement that reads it, keeping every copy until the row is done: a
@@ -382,7 +372,8 @@ def test_a_runs_large_stored_values_are_read_within_the_statements_budget(stack:
             (f"SELECT {rows} AS n FROM (SELECT {columns}{where}) AS x", "tags"),
         )
         for statement, what in amplified:
-            answer, grown = _measured(stack, reader, statement)
+            answer, growth = _measured(stack, reader, statement)
+            grown = max(growth.values(), default=0)
             status = answer["status"]
             assert status["state"] == "FAILED", answer
             assert status["error"]["error_code"] == "RESOURCE_EXHAUSTED" and status["sql_state"] == "54000", status

@@ -33,7 +33,7 @@ from gateway.core.errors import GatewayError
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import FORWARDED_ROUTES, Body, RouteSpec
-from gateway.federation.canonical import canonical_body, canonical_query
+from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query
 from gateway.federation.guard import Guard, StoreLookups, rule_for
 
 flask = pytest.importorskip("flask")
@@ -301,6 +301,21 @@ def _named_ids(message: Any) -> list[tuple[str, str]]:
 HIDDEN_IDS = {(kind, value) for kind, value in HIDDEN.items()}
 
 
+def _passed(
+    spec: RouteSpec, message: Any, body: CanonicalBody | None, query: str, path_params: dict[str, str]
+) -> tuple[bytes | None, Any] | None:
+    """What the store is sent of a call the guard lets through and how MLflow reads it (None: MLflow refuses it);
+    None when the guard refuses the call (the store sees nothing) or answers it itself."""
+    try:
+        plan = LOOP.run_until_complete(GUARD.check(spec, USER, LINK, body, query, None, path_params, []))
+    except GatewayError:
+        return None
+    if plan.answer is not None:
+        return None
+    forwarded = plan.body if plan.body is not None else (body.encoded if body is not None else None)
+    return forwarded, _mlflow_reads(spec, message, forwarded, plan.query if plan.query is not None else query)
+
+
 @pytest.mark.parametrize("spec,message", ROUTES, ids=[f"{s.name} v{s.version}" for s, _ in ROUTES])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
@@ -318,13 +333,11 @@ def test_the_store_acts_only_on_ids_the_guard_authorized(spec: RouteSpec, messag
         raw = _encode(pairs, data).encode() if pairs else b"{}"
     try:
         body = canonical_body(raw) if raw is not None else None
-        plan = LOOP.run_until_complete(GUARD.check(spec, USER, LINK, body, query, None, path_params, []))
     except GatewayError:
         return  # refused: the store saw nothing
-    if plan.answer is not None:
+    if (passed := _passed(spec, message, body, query, path_params)) is None:
         return
-    forwarded = plan.body if plan.body is not None else (body.encoded if body is not None else None)
-    parsed = _mlflow_reads(spec, message, forwarded, plan.query if plan.query is not None else query)
+    forwarded, parsed = passed
     acted_on = set(_named_ids(parsed)) if parsed is not None else set()
     acted_on |= {(PATH_KINDS[name], value) for name, value in path_params.items() if name in PATH_KINDS}
     assert not acted_on & HIDDEN_IDS, f"the store would act on hidden {acted_on & HIDDEN_IDS} after {forwarded!r}"
@@ -404,15 +417,9 @@ def test_a_call_that_must_name_its_experiment_is_read_by_the_store_as_naming_it(
         for name, value in pairs:
             document[name] = [value] if name.endswith("_ids") else value
         query, body = "", canonical_body(json.dumps(document).encode())
-    path_params = _own_path_params(spec)
-    try:
-        plan = LOOP.run_until_complete(GUARD.check(spec, USER, LINK, body, query, None, path_params, []))
-    except GatewayError:
-        return  # refused: the store saw nothing
-    if plan.answer is not None:
+    if (passed := _passed(spec, message, body, query, _own_path_params(spec))) is None:
         return
-    forwarded = plan.body if plan.body is not None else (body.encoded if body is not None else None)
-    parsed = _mlflow_reads(spec, message, forwarded, plan.query if plan.query is not None else query)
+    _, parsed = passed
     if parsed is None:
         return  # MLflow refuses it
     named = {value for kind, value in _named_ids(parsed) if kind == "experiment" and value}
