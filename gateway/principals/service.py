@@ -15,6 +15,12 @@ asked for, at most `tokens.max_lifetime_seconds`) and the expiry of the credenti
 (a token's, an OIDC access token's `exp`): nothing minted outlives what minted it, and no token is
 without an expiry.
 
+A service principal's application id is fixed once it is made, as Databricks keeps it: a change is refused
+(400) and repeating the same value is accepted: whatever names a service principal by its application id (an
+identity provider, a client's configuration, a SQL statement) would otherwise lose it, or, once another principal
+takes the freed id, name that one. The one exception is a name the rules refuse (quarantined by migration 0008,
+or reserved since it was given): giving it a valid one is the only way to enable it again.
+
 The account always keeps an active account admin with a row: a change that would leave it none (the last one's
 admin role taken away, the last one deactivated or deleted) is refused, 409 `INVALID_STATE`, and nothing
 changes. The bootstrap admin token (configuration, no row) does not count: it is to be locked away. Each such
@@ -162,6 +168,11 @@ class PrincipalService:
             for key, value in fields.items():
                 if key == "name":
                     value = self.normalise(kind, str(value))
+                    if value != row.name and kind == "service_principal" and names.problem(kind, row.name) is None:
+                        raise InvalidParameter(
+                            f"Service principal {principal_id}'s applicationId cannot be changed; "
+                            "create another service principal for another application id."
+                        )
                     if value != row.name:
                         await _name_free(repository, value)
                         if kind == "user":  # the alerts that e-mail the user follow it to its new address

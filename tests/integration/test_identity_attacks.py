@@ -27,6 +27,7 @@ from gateway.core.errors import Unauthenticated
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, Stack
+from tests.support.elsewhere import made_elsewhere
 from tests.support.identity import SCIM, Admin, unique
 from tests.support.oidc import OIDC_AUDIENCE as AUDIENCE
 from tests.support.oidc import OidcIssuer
@@ -548,3 +549,49 @@ def test_a_principal_created_into_a_group_that_is_not_there_is_not_created(stack
     assert [group["value"] for group in made.json()["groups"]] == [team.json()["id"]]
     assert admin.delete(f"{stack.url}{SCIM}/Users/{made.json()['id']}", timeout=TIMEOUT).status_code == 204
     assert admin.delete(f"{stack.url}{SCIM}/Groups/{team.json()['id']}", timeout=TIMEOUT).status_code == 204
+
+
+def test_a_service_principals_application_id_is_fixed(stack: Stack) -> None:
+    """Databricks keeps a service principal's applicationId once it is made; a SCIM PATCH changed it, so whatever
+    named the service principal by it (an identity provider, a client's configuration, a SQL statement) lost it,
+    and a principal given the freed id next was named instead. Repeating the same value is accepted; a name the
+    rules refuse (older than them) can still be replaced by a valid one, the only way to enable it again."""
+    admin = Admin.of(stack).http()
+    application_id = unique("fixed-app")
+    made = admin.post(f"{stack.url}{SCIM}/ServicePrincipals", json={"applicationId": application_id}, timeout=TIMEOUT)
+    assert made.status_code == 201, made.text
+    url = f"{stack.url}{SCIM}/ServicePrincipals/{made.json()['id']}"
+
+    def patch(*operations: dict[str, Any], at: str = url) -> requests.Response:
+        return admin.patch(at, json={"Operations": list(operations)}, timeout=TIMEOUT)
+
+    other = unique("other-app")
+    for operation in (
+        {"op": "replace", "path": "applicationId", "value": other},
+        {"op": "add", "path": "APPLICATIONID", "value": other},
+        {"op": "replace", "value": {"applicationId": other, "displayName": "moved"}},
+        {"op": "add", "value": {"applicationId": f" {other} "}},
+    ):
+        refused = patch(operation)
+        assert refused.status_code == 400, (operation, refused.text)
+        assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE", refused.text
+        assert "applicationId cannot be changed" in refused.json()["message"], refused.text
+        got = admin.get(url, timeout=TIMEOUT).json()
+        assert got["applicationId"] == application_id and got["displayName"] == application_id, got
+    taken = admin.post(f"{stack.url}{SCIM}/ServicePrincipals", json={"applicationId": other}, timeout=TIMEOUT)
+    assert taken.status_code == 201, taken.text  # the id asked for was never given up or taken
+    same = patch(
+        {"op": "replace", "path": "applicationId", "value": application_id},
+        {"op": "replace", "value": {"applicationId": f"{application_id} ", "displayName": "Same App"}},
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["applicationId"] == application_id and same.json()["displayName"] == "Same App", same.text
+    # A service principal named before the rules reserved its name is renamed to a valid one, as ever.
+    legacy = made_elsewhere(stack.database_url, "service_principal", "admins", admin=False)
+    fixed = unique("formerly-admins")
+    renamed = patch(
+        {"op": "replace", "path": "applicationId", "value": fixed}, at=f"{stack.url}{SCIM}/ServicePrincipals/{legacy}"
+    )
+    assert renamed.status_code == 200 and renamed.json()["applicationId"] == fixed, renamed.text
+    for done in (made.json()["id"], taken.json()["id"], legacy):
+        assert admin.delete(f"{stack.url}{SCIM}/ServicePrincipals/{done}", timeout=TIMEOUT).status_code == 204
