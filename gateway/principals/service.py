@@ -198,12 +198,11 @@ class PrincipalService:
                 await session.flush()
             except IntegrityError:
                 raise AlreadyExists("A principal with that name already exists.", status=409) from None
-            if was_admin and not (row.active and row.account_admin) and await repository.count_admins() == 0:
-                raise _last_admin(
-                    kind, principal_id, "be deactivated" if not row.active else "lose the account_admin role"
-                )
-            changes.append(principal_set(row))
             details = {"fields": sorted(fields), "added": list(add_members), "removed": list(remove_members)}
+            if was_admin and not (row.active and row.account_admin) and await repository.count_admins() == 0:
+                what = "be deactivated" if not row.active else "lose the account_admin role"
+                raise self._last_admin(actor, f"{kind}.update", kind, principal_id, what, details)
+            changes.append(principal_set(row))
             if readdressed:
                 details["alerts_readdressed"] = readdressed
             await self._changed(session, actor, f"{kind}.update", f"{kind}:{principal_id}", details, changes)
@@ -218,7 +217,7 @@ class PrincipalService:
             if row is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
             if row.active and row.account_admin and await repository.count_admins() <= 1:
-                raise _last_admin(kind, principal_id, "be deleted")
+                raise self._last_admin(actor, f"{kind}.delete", kind, principal_id, "be deleted", {})
             changes = await repository.delete(principal_id)  # its grants and memberships, its tokens by cascade
             # Its address leaves the alerts that e-mail it: never mailed again, and not whoever gets the name next.
             details = (
@@ -226,6 +225,20 @@ class PrincipalService:
             )
             await self._changed(session, actor, f"{kind}.delete", f"{kind}:{principal_id}", details, changes)
         await self.policy.reload()
+
+    def _last_admin(
+        self, actor: Principal, action: str, kind: str, principal_id: int, what: str, details: dict[str, Any]
+    ) -> InvalidState:
+        """The refusal of a change that would leave the account without an active account admin, audited as the
+        action denied (queued as every denial is: the change's own transaction is rolled back)."""
+        label = kind.replace("_", " ").capitalize()
+        error = InvalidState(
+            f"{label} {principal_id} is the account's last active account admin and cannot {what}; "
+            "make another user or service principal an account admin first."
+        )
+        reason = {"reason": "last active account admin", "status": error.status, "error_code": error.error_code}
+        self._audit.record(entry(actor.name, action, f"{kind}:{principal_id}", "denied", {**details, **reason}))
+        return error
 
     async def _add_member(
         self, repository: PrincipalRepository, group_id: int, member_id: int
@@ -341,14 +354,6 @@ class TokenService:
             # grant or membership changed: the version moves with an empty change.
             await self.policy.bump(session, [])
         await self.policy.reload()
-
-
-def _last_admin(kind: str, principal_id: int, what: str) -> InvalidState:
-    label = kind.replace("_", " ").capitalize()
-    return InvalidState(
-        f"{label} {principal_id} is the account's last active account admin and cannot {what}; "
-        "make another user or service principal an account admin first."
-    )
 
 
 async def _name_free(repository: PrincipalRepository, name: str) -> None:

@@ -18,6 +18,7 @@ import requests
 from gateway.devstack import GatewayProcess
 from tests.support.identity import SCIM, Admin, unique
 from tests.support.own_gateway import own_gateway
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 30
@@ -74,6 +75,20 @@ class Account:
         assert got.status_code == 200, got.text
         document = got.json()
         return document["active"], any(role["value"] == "account_admin" for role in document.get("roles") or [])
+
+    def audited(self, action: str, target: str, count: int) -> list[dict[str, Any]]:
+        """The `count` denied audit rows of `action` on `target`, once written (denials are written from a queue)."""
+
+        def read() -> list[dict[str, Any]]:
+            log = self.admin.http().get(
+                f"{self.url}/api/2.0/fedgate/audit-log",
+                params={"max_results": 1000, "action": action, "outcome": "denied"},
+                timeout=TIMEOUT,
+            )
+            assert log.status_code == 200, log.text
+            return [row for row in log.json().get("entries", []) if row["target"] == target]
+
+        return until(read, lambda rows: len(rows) >= count, f"{count} denied {action} rows of {target}")
 
 
 REMOVALS: list[tuple[str, dict[str, Any] | None]] = [
@@ -198,3 +213,31 @@ def test_admins_removed_at_once_leave_one(gateway: GatewayProcess) -> None:
         assert account.state(kept) == (True, True)
         left = [path for path in paths if account.state(path) == (True, True)]
         assert left == [kept], left
+
+
+@pytest.mark.parametrize(("resource", "kind"), [("Users", "user"), ("ServicePrincipals", "service_principal")])
+def test_a_refused_removal_of_the_last_admin_is_audited(gateway: GatewayProcess, resource: str, kind: str) -> None:
+    """A refusal of the gateway's own is audited: the 409 of a PATCH or DELETE that would take away the last active
+    admin left no row, so an admin's attempts (or a stolen admin token's) to lock the account out went unrecorded."""
+    account = Account(gateway)
+    last = account.make(resource)
+    path, target = f"{resource}/{last}", f"{kind}:{last}"
+    token = None
+    if resource == "Users":  # the admin acting on itself, with a token of its own
+        token = account.admin.token_for(account.call("GET", path).json()["userName"])
+    patches = [operation for _, operation in REMOVALS if operation is not None]
+    for operation in patches:
+        refused(remove(account, path, operation, token))
+    refused(remove(account, path, None))
+    updates = account.audited(f"{kind}.update", target, len(patches))
+    assert len(updates) == len(patches), updates
+    deletes = account.audited(f"{kind}.delete", target, 1)
+    assert len(deletes) == 1, deletes
+    actor = account.call("GET", path).json()["userName"] if token is not None else "admin"
+    assert {row["actor"] for row in updates} == {actor}, updates
+    assert deletes[0]["actor"] == "admin", deletes
+    for row in updates + deletes:
+        assert row["details"]["error_code"] == "INVALID_STATE" and row["details"]["status"] == 409, row
+        assert row["details"]["reason"] == "last active account admin", row
+    assert {tuple(row["details"]["fields"]) for row in updates} >= {("account_admin",), ("active",)}, updates
+    assert account.state(path) == (True, True)
