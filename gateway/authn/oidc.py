@@ -183,7 +183,7 @@ class OidcVerifier:
             raise Unauthenticated(_BAD_ALG) from None
         except InvalidKeyIdError:
             raise Unauthenticated(_UNKNOWN_KEY) from None
-        except (JoseError, ValueError, TypeError, KeyError):
+        except (JoseError, ValueError, TypeError, KeyError, RecursionError):
             raise Unauthenticated(_MALFORMED) from None
         return claims
 
@@ -285,7 +285,9 @@ def _header(token: str) -> dict[str, Any]:
     segment = token.split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
+        # RecursionError: a header nested some thousand levels deep (Python's parser has no error of its own for
+        # that), which anyone may send; a 500 before, not charged to the address's anonymous-denial budget.
         raise Unauthenticated(_MALFORMED) from None
     if not isinstance(header, dict):
         raise Unauthenticated(_MALFORMED)

@@ -53,6 +53,8 @@ SIGN_IN_ACCESS = "anyone: the browser sign-in and sign-out of the web UI"
 HTML = "text/html"
 TELEMETRY_OFF = {"disable_ui_telemetry": True, "disable_ui_events": [], "ui_rollout_percentage": 0}
 MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 8  # the page posts two (`next`, `token`)
+UNREADABLE_FORM = "The sign-in form could not be read; sign in from this page."
 NOT_A_PERSON = (
     "This is a service principal's token. A service principal is not a person and cannot sign in to the web UI; "
     "sign in with a token of your own user."
@@ -152,7 +154,10 @@ class WebUi:
         scope = request.scope
         self.browser.require_same_origin(scope)  # a sign-in another site posts would sign its owner in here
         raw = await request.body()
-        form = parse_qs(raw[:MAX_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=8)
+        try:
+            form = parse_qs(raw[:MAX_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+        except ValueError:  # more fields than the page posts: no form of the sign-in page (a 500 before)
+            return self.page("/", UNREADABLE_FORM, 400)
         next_path = local_path((form.get("next") or ["/"])[0])
         token = (form.get("token") or [""])[0].strip()
         if not token.startswith(TOKEN_PREFIX):

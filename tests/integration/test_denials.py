@@ -283,6 +283,25 @@ def test_every_refusal_answers_mlflow_style_without_traceback(stack: Stack, cast
     assert "Traceback" not in log_window.text()
 
 
+def test_a_sign_in_form_with_more_fields_than_the_page_posts_is_refused_not_failed(
+    stack: Stack, log_window: LogWindow
+) -> None:
+    """The sign-in page posts two fields (`next`, `token`). A post of more than eight (anyone can send one: the
+    same-origin check reads headers a script outside a browser sets) made the form parser raise ValueError, which
+    no refusal caught: a 500 logged as the gateway's own failure. It is the sign-in page again, 400."""
+    fields = [("token", "fgt_" + "x" * 43), ("next", "/")] + [(f"f{i}", "1") for i in range(7)]
+    for headers in ({"Origin": stack.url}, {"Sec-Fetch-Site": "same-origin"}):
+        answer = requests.post(
+            f"{stack.url}/fedgate/sign-in/token", data=fields, headers=headers, allow_redirects=False, timeout=30
+        )
+        assert answer.status_code == 400, (answer.status_code, answer.text[:300])
+        assert answer.headers["content-type"].startswith("text/html"), answer.headers
+        assert "The sign-in form could not be read" in answer.text, answer.text[:2000]
+        assert "fedgate_session" not in answer.headers.get("set-cookie", "")
+    logged = log_window.text()
+    assert "unexpected error" not in logged, logged[-2000:]
+
+
 # -- the audit log cannot be emptied ----------------------------------------------------------------------
 
 

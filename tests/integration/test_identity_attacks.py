@@ -7,7 +7,9 @@ stack's PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import secrets
 import uuid
 from typing import Any
@@ -31,7 +33,7 @@ from tests.support.elsewhere import made_elsewhere
 from tests.support.identity import SCIM, Admin, unique
 from tests.support.oidc import OIDC_AUDIENCE as AUDIENCE
 from tests.support.oidc import OidcIssuer
-from tests.support.waiting import until
+from tests.support.waiting import logged_so_far, until
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 30
@@ -189,6 +191,43 @@ def test_an_identity_provider_group_counts_only_under_its_exact_name(
     assert search([f" {team} "]) == 200  # ASCII spaces around a claim are trimmed, as for any name
     for spoof in (f"\u00a0{team}", f"{team}\u2003", f"\u200b{team}"):
         assert search([spoof]) == 404, spoof
+
+
+def _segment(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_a_token_whose_header_nests_past_the_parsers_depth_is_refused_not_failed(
+    oidc_gateway: GatewayProcess, issuer: OidcIssuer
+) -> None:
+    """A JWT's header is read before anything is checked, by anyone who can reach the gateway. One nesting 5,000
+    arrays deep (13 KB, under the token limit) made Python's JSON parser raise RecursionError, which no refusal
+    caught: a 500 logged as the gateway's own failure for a GET, and for a call with a body a 400 blaming the body,
+    either way without spending the address's anonymous-denial budget. It is a malformed token: 401."""
+    header = b'{"alg":"RS256","kid":"' + issuer.kid.encode() + b'","x5c":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    claims = json.dumps({"iss": issuer.url, "sub": "deep", "aud": AUDIENCE, "exp": 4102444800}).encode()
+    token = f"{_segment(header)}.{_segment(claims)}.{_segment(b'not a signature')}"
+    assert len(token) < 16 * 1024
+    log_path = oidc_gateway.log_path
+    assert log_path is not None
+    logged_before = log_path.stat().st_size
+    auth = {"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "team-a"}
+    answers = [
+        requests.get(f"{oidc_gateway.url}{SCIM}/Me", headers=auth, timeout=TIMEOUT),
+        requests.get(f"{oidc_gateway.url}/api/2.0/mlflow/experiments/search?max_results=1", headers=auth, timeout=30),
+        requests.post(
+            f"{oidc_gateway.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1}, headers=auth, timeout=30
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 401, (answer.status_code, answer.text[:300])
+        assert answer.json()["error_code"] == "UNAUTHENTICATED", answer.text
+        assert answer.json()["message"] == "The OIDC token is malformed.", answer.text
+    logged_so_far(oidc_gateway.url, log_path)
+    with log_path.open("rb") as handle:
+        handle.seek(logged_before)
+        logged = handle.read().decode("utf-8", "replace")
+    assert "unexpected error" not in logged and "RecursionError" not in logged, logged[-2000:]
 
 
 def test_a_disabled_group_gives_nothing_when_an_identity_provider_names_it(
