@@ -179,6 +179,8 @@ class GatewayProcess:
     # The working directory: `python -m` puts it first on sys.path, before PYTHONPATH, so a gateway meant to
     # run another checkout's code (benchmarks/compare.py) must be started there.
     cwd: Path | None = None
+    # The address it listens on; `url` is the IPv4 loopback one (`::` with several workers takes IPv4 too).
+    host: str = LOOPBACK
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -190,7 +192,7 @@ class GatewayProcess:
         args = [
             sys.executable, "-m", "gateway.cli", "serve",
             "--config", str(self.config_path),
-            "--host", LOOPBACK,
+            "--host", self.host,
             "--port", str(self.port),
         ]  # fmt: skip
         if workers:

@@ -81,12 +81,21 @@ class DenialLimiter:
 
 
 def client_of(address: str) -> str:
-    """Whom a budget belongs to: the address, but one IPv6 /64 is one client (a host there holds all of it)."""
+    """Whom a budget belongs to: the address, but one IPv6 /64 is one client (a host there holds all of it).
+
+    An IPv4 client of a socket listening on both families (`server.host = "::"` with several workers, whose
+    socket uvicorn binds without IPV6_V6ONLY) is seen as `::ffff:a.b.c.d`: its budget is its IPv4 address's.
+    Read as IPv6, every IPv4 client was in the one /64 `::/64` and shared one budget, so one address's flood of
+    bad tokens had every other IPv4 client's sign-in (starting one at the identity provider included) answer 429.
+    """
     if ":" in address:
         try:
-            return f"{ipaddress.IPv6Network(f'{address}/64', strict=False).network_address}/64"
+            ip = ipaddress.IPv6Address(address)
         except ValueError:
             return address
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return f"{ipaddress.IPv6Network(f'{ip}/64', strict=False).network_address}/64"
     return address or "unknown"
 
 

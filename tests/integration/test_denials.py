@@ -8,6 +8,7 @@ gateway (generous default) is never limited by the rest of the suite.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import secrets
 import time
 import uuid
@@ -21,7 +22,7 @@ import asyncpg
 import pytest
 import requests
 
-from gateway.devstack import GatewayProcess
+from gateway.devstack import LOOPBACK, GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
 from tests.support.identity import SCIM, Admin, unique
 from tests.support.oidc import OidcIssuer
@@ -393,6 +394,51 @@ def test_a_flood_of_failed_browser_sign_ins_gets_429_after_the_burst(tight_gatew
     assert limited.headers["content-type"].startswith("text/html") and "Too many failed sign-ins" in limited.text
     assert "fedgate_session" not in limited.headers.get("set-cookie", "")
     assert _metric(tight_gateway.url, "fedgate_rate_limited_total") >= 1
+
+
+@pytest.fixture
+def dual_stack_gateway(stack: Stack) -> Iterator[GatewayProcess]:
+    """A replica with the tight budget listening on `::` with two workers: uvicorn binds that socket for both
+    families, and an IPv4 client's address reads `::ffff:a.b.c.d`."""
+    env = {
+        **GATEWAY_ENV,
+        "FEDGATE_SERVER_ANONYMOUS_DENIALS_BURST": "5",
+        "FEDGATE_SERVER_ANONYMOUS_DENIALS_PER_SECOND": REFILL_PER_SECOND,
+    }
+    gateway = GatewayProcess(stack.workdir / "fedgate.toml", env, host="::")
+    gateway.log_path = stack.workdir / f"dual-{uuid.uuid4().hex[:6]}.log"
+    gateway.start(workers=2)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def _status_from(gateway: GatewayProcess, source: str, path: str) -> int:
+    """The status of one GET from the loopback address `source`, on a connection of its own (a worker of its own
+    choosing: each worker keeps its own budgets)."""
+    connection = http.client.HTTPConnection(LOOPBACK, gateway.port, timeout=30, source_address=(source, 0))
+    try:
+        connection.request("GET", path, headers={"X-MLFLOW-WORKSPACE": "team-a", "Connection": "close"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_ipv4_clients_of_a_dual_stack_socket_each_have_a_budget_of_their_own(
+    dual_stack_gateway: GatewayProcess,
+) -> None:
+    """Seen through a socket of both families, every IPv4 address was in the IPv6 /64 `::/64`, one client to the
+    anonymous-denial budget: one address's flood had every other IPv4 client's anonymous calls, failed sign-ins and
+    sign-in starts at the identity provider answer 429. Each IPv4 address is a client of its own."""
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    flood: list[int] = []
+    while flood[-20:] != [429] * 20:  # every worker's budget for the flooding address spent
+        assert len(flood) < 500, flood
+        flood.append(_status_from(dual_stack_gateway, "127.0.0.2", search))
+    assert flood[:5] == [401] * 5, flood
+    others = [_status_from(dual_stack_gateway, "127.0.0.3", search) for _ in range(5)]
+    assert others == [401] * 5, others
 
 
 @pytest.fixture(scope="module")
