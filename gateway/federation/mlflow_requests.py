@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from gateway.core.errors import InvalidParameter
 from gateway.core.route_table import RouteSpec
 from gateway.federation.mlflow_checks import REQUEST_CHECKS, Check
+from gateway.federation.schemas import GUARD_ID_FIELDS
 
 DESCRIPTORS = Path(__file__).with_name("mlflow_requests.binpb")
 SEE_THE_DOCS = " See the API docs for more information about request parameters."
@@ -69,20 +71,6 @@ def store_refusal(spec: RouteSpec, body: bytes | None, query: str) -> str | None
     return None
 
 
-# The id fields the guard reads as standing in for one another (guard/request.py: `experiment_ids`, `run_ids`,
-# `trace_ids`): a call names its experiments, runs or traces in any of them.
-GUARD_ID_FIELDS = (
-    "experiment_id",
-    "experiment_ids",
-    "run_id",
-    "run_uuid",
-    "run_ids",
-    "request_id",
-    "trace_id",
-    "trace_ids",
-)
-
-
 def ignored_id_field(spec: RouteSpec, document: dict[str, Any], params: dict[str, list[str]]) -> str | None:
     """An id field of GUARD_ID_FIELDS that names something in the body (or a GET's query) but is no field of the
     route's request message, which MLflow therefore never reads; None when every such field is one (or the route
@@ -95,7 +83,7 @@ def ignored_id_field(spec: RouteSpec, document: dict[str, Any], params: dict[str
     if route is None or not route[0]:
         return None
     fields = _message_class(route[0]).DESCRIPTOR.fields_by_name
-    for name in GUARD_ID_FIELDS:
+    for name in itertools.chain.from_iterable(GUARD_ID_FIELDS):
         if name in fields:
             continue
         if document.get(name) or any(params.get(name, ())):

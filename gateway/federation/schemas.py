@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
+
+
+class IdFields(NamedTuple):
+    """The fields a call names its experiments, runs and traces in, by kind; a kind's fields stand in for one
+    another (v2 `request_id` for v3 `trace_id`, `run_uuid` for `run_id`, a list for one id)."""
+
+    experiments: tuple[str, ...]
+    runs: tuple[str, ...]
+    traces: tuple[str, ...]
+
+
+# Every field the guard reads as naming a call's objects (guard/request.py, from the body, the query and for traces
+# the path); one an MLflow route's request message lacks is refused (mlflow_requests.ignored_id_field).
+GUARD_ID_FIELDS = IdFields(
+    experiments=("experiment_id", "experiment_ids"),
+    runs=("run_id", "run_uuid", "run_ids"),
+    traces=("request_id", "trace_id", "trace_ids"),
+)
 
 
 class RequestIds(msgspec.Struct):

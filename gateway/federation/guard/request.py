@@ -15,7 +15,7 @@ from gateway.core.principal import Principal
 from gateway.core.route_table import Action, Body, Resource, RouteSpec
 from gateway.federation.canonical import NestedId
 from gateway.federation.graphql import GraphqlCall
-from gateway.federation.schemas import RequestIds
+from gateway.federation.schemas import GUARD_ID_FIELDS, RequestIds
 
 EMPTY_RESULT = b"{}"  # the answer to a search with nothing visible to search
 
@@ -79,14 +79,7 @@ class Request:
 
     def experiment_ids(self, *, required: bool) -> list[str]:
         """Every experiment id of the body and the query, in order, once each."""
-        found: list[str] = []
-        if self.ids.experiment_id:
-            found.append(self.ids.experiment_id)
-        found.extend(self.ids.experiment_ids or [])
-        params = self.params()
-        # An empty value names nothing (`?experiment_id=`), as an empty string in the body does not.
-        found.extend(v for v in params.get("experiment_id", []) if v)
-        found.extend(v for v in params.get("experiment_ids", []) if v)
+        found = [*self._body_ids(GUARD_ID_FIELDS.experiments), *self._query_ids(GUARD_ID_FIELDS.experiments)]
         found = list(dict.fromkeys(str(e) for e in found))
         if required and not found:
             raise InvalidParameter("This call must name its experiment (experiment_id).")
@@ -94,11 +87,7 @@ class Request:
 
     def run_ids(self) -> list[str]:
         """Every run id of the body and the query; a call naming neither a run nor a logged model is refused."""
-        found = [v for v in (self.ids.run_id, self.ids.run_uuid) if v]
-        found.extend(self.ids.run_ids or [])
-        params = self.params()
-        for name in ("run_id", "run_uuid", "run_ids"):
-            found.extend(v for v in params.get(name, []) if v)
+        found = [*self._body_ids(GUARD_ID_FIELDS.runs), *self._query_ids(GUARD_ID_FIELDS.runs)]
         found = list(dict.fromkeys(found))
         if not found and not self.ids.model_id:
             raise InvalidParameter("This call must name its run (run_id).")
@@ -106,14 +95,28 @@ class Request:
 
     def trace_ids(self) -> list[str]:
         """Every trace id (v2 request ids too) of the body, the path and the query."""
-        found = [v for v in (self.ids.trace_id, self.ids.request_id) if v]
-        found.extend(self.ids.trace_ids or [])
-        for name in ("request_id", "trace_id"):
-            if name in self.path_params:
-                found.append(str(self.path_params[name]))
-        for name in ("trace_ids", "request_id", "trace_id"):
-            found.extend(v for v in self.params().get(name, []) if v)
+        fields = GUARD_ID_FIELDS.traces
+        found = self._body_ids(fields)
+        found.extend(str(self.path_params[name]) for name in fields if name in self.path_params)
+        found.extend(self._query_ids(fields))
         return list(dict.fromkeys(found))
+
+    def _body_ids(self, fields: tuple[str, ...]) -> list[str]:
+        """The ids the body gives in `fields`, in their order: a single id when not empty, a list whole."""
+        found: list[str] = []
+        for name in fields:
+            value = getattr(self.ids, name)
+            if isinstance(value, list):
+                found.extend(value)
+            elif value:
+                found.append(value)
+        return found
+
+    def _query_ids(self, fields: tuple[str, ...]) -> list[str]:
+        """The ids the query gives in `fields`, in their order; an empty value names nothing (`?experiment_id=`),
+        as an empty string in the body does not."""
+        params = self.params()
+        return [v for name in fields for v in params.get(name, []) if v]
 
     def trace_experiments(self) -> list[str]:
         """Experiments a trace call writes to or searches: body fields, v3 locations, or the OTLP header."""
