@@ -16,7 +16,6 @@ import base64
 import binascii
 import hmac
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -28,6 +27,7 @@ from gateway.authn.sessions import BrowserSession, BrowserSessions, well_formed
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import PolicySnapshot, PrincipalInfo
 from gateway.authz.repository import PolicyVersionRepository
+from gateway.core.bounded import BoundedCache
 from gateway.core.errors import Unauthenticated
 from gateway.core.principal import Principal
 from gateway.principals.repository import PrincipalRepository, TokenRepository, principal_set
@@ -66,8 +66,9 @@ class Authenticator:
         self._oidc = oidc
         self.sessions = sessions
         self._key = b""
-        # token hash → (principal id, expiry). Emptied whenever the policy changes (a revocation bumps it).
-        self._tokens: OrderedDict[bytes, tuple[int, datetime | None]] = OrderedDict()
+        # token hash → (principal id, expiry), aged from when kept. Emptied whenever the policy changes (a
+        # revocation bumps it).
+        self._tokens: BoundedCache[bytes, tuple[int, datetime | None]] = BoundedCache(TOKEN_CACHE_SIZE)
         # Moves with every emptying of the caches: a lookup that began before one (it may have read a row the
         # change since deleted, a revoked token's) must not put what it read into the emptied cache.
         self._generation = 0
@@ -75,7 +76,7 @@ class Authenticator:
         # Session cookie ids found to name no live session, least recently seen first. A session id is never
         # issued twice and an ended session never comes back, so they stay dead: a browser that kept a dead
         # cookie (its session idled out, or was ended elsewhere) costs one lookup per replica, not one a request.
-        self._dead_sessions: OrderedDict[str, None] = OrderedDict()
+        self._dead_sessions: BoundedCache[str, bool] = BoundedCache(DEAD_SESSIONS_SIZE)
         # Told of each person who signed in through the identity provider (its groups are news then), e.g. SQL
         # alerts, which record their owner's.
         self.sign_in_hooks: list[Callable[[Principal], Awaitable[None]]] = []
@@ -91,7 +92,7 @@ class Authenticator:
 
     def _forget(self, _: PolicySnapshot) -> None:
         self._generation += 1
-        self._tokens = OrderedDict()
+        self._tokens.clear()
         self._oidc_users = {}
 
     async def authenticate(self, authorization: str | None) -> Principal:
@@ -113,7 +114,7 @@ class Authenticator:
         return await self._from_token_hash(self.token_hash(token), username)
 
     async def _from_token_hash(self, token_hash: bytes, username: str | None) -> Principal:
-        cached = self._tokens.get(token_hash)
+        cached = self._tokens.peek(token_hash)
         if cached is None:
             generation = self._generation
             async with self._sessionmaker() as session:
@@ -122,9 +123,7 @@ class Authenticator:
                 raise Unauthenticated()
             cached = (row.principal_id, row.expires_at)
             if generation == self._generation:  # else the row may be stale: this request only uses it
-                self._tokens[token_hash] = cached
-                if len(self._tokens) > TOKEN_CACHE_SIZE:
-                    self._tokens.popitem(last=False)
+                self._tokens.put(token_hash, cached)
         principal_id, expires_at = cached
         if expires_at is not None and expires_at <= datetime.now(UTC):
             raise Unauthenticated("The token has expired.")
@@ -199,16 +198,10 @@ class Authenticator:
         shape the gateway issues, or this replica already found it dead."""
         if not well_formed(value):
             return True
-        if value in self._dead_sessions:
-            self._dead_sessions.move_to_end(value)
-            return True
-        return False
+        return self._dead_sessions.get(value) is not None
 
     def _buried(self, value: str) -> None:
-        self._dead_sessions[value] = None
-        self._dead_sessions.move_to_end(value)
-        if len(self._dead_sessions) > DEAD_SESSIONS_SIZE:
-            self._dead_sessions.popitem(last=False)
+        self._dead_sessions.put(value, True)
 
     async def from_session(self, value: str) -> tuple[Principal, BrowserSession]:
         """The principal of a browser session's cookie id; Unauthenticated once the session has ended."""

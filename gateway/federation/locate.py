@@ -8,11 +8,11 @@ workspace's store once and cached.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.core.bounded import BoundedCache
 from gateway.core.links import WorkspaceLink
 from gateway.federation.guard.lookups import StoreLookups
 from gateway.federation.repository import RunRouteRepository
@@ -25,21 +25,17 @@ class RunDirectory:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], cache_size: int = 100_000) -> None:
         self._sessionmaker = sessionmaker
-        self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: BoundedCache[str, tuple[str, str]] = BoundedCache(cache_size)  # aged from when kept
 
     def _remember(self, run_id: str, workspace: str, experiment_id: str) -> None:
-        self._cache[run_id] = (workspace, experiment_id)
-        self._cache.move_to_end(run_id)
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(run_id, (workspace, experiment_id))
 
     def remember(self, run_id: str, workspace: str, experiment_id: str) -> None:
         """A run the gateway saw created (its route is written by the run-routes hook, bookkeeping.py)."""
         self._remember(run_id, workspace, experiment_id)
 
     async def _lookup(self, run_id: str) -> tuple[str, str] | None:
-        if (cached := self._cache.get(run_id)) is not None:
+        if (cached := self._cache.peek(run_id)) is not None:
             return cached
         async with self._sessionmaker() as session:
             found = await RunRouteRepository(session).lookup(run_id)

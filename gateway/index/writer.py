@@ -12,7 +12,6 @@ which index rows change and how, without a database; `IndexWriter.apply` carries
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from gateway.core.bounded import BoundedCache
 from gateway.core.route_table import (
     EXPERIMENTS_CREATE,
     EXPERIMENTS_DELETE,
@@ -366,15 +366,14 @@ class IndexWriter:
     """Applies one accepted write to the index, on a connection inside the caller's transaction."""
 
     def __init__(self, cache_size: int = 100_000) -> None:
-        self._run_keys: OrderedDict[str, int] = OrderedDict()
-        self._cache_size = cache_size
+        self._run_keys: BoundedCache[str, int] = BoundedCache(cache_size)  # aged from when kept
 
     def forget(self) -> None:
         self._run_keys.clear()
 
     def known_run_key(self, run_id: str) -> int | None:
         """The index key of `run_id` if this writer holds it."""
-        return self._run_keys.get(run_id)
+        return self._run_keys.peek(run_id)
 
     def unseen_run(self, change: IndexChange) -> str | None:
         """The run a change names whose index key this writer does not hold: the caller finds its
@@ -470,7 +469,7 @@ class IndexWriter:
             run.end_time,
             msgspec.json.encode(run.tags).decode(),
         )
-        self._remember(run.run_id, run_key)
+        self._run_keys.put(run.run_id, run_key)
 
     async def run_key(
         self,
@@ -482,7 +481,7 @@ class IndexWriter:
         """The index key of `run_id` (None: not indexed, and no `experiment_id` to index it under)."""
         if not run_id:
             return None
-        if (cached := self._run_keys.get(run_id)) is not None:
+        if (cached := self._run_keys.peek(run_id)) is not None:
             return cached
         run_key: int | None = await conn.fetchval("SELECT run_key FROM ix_runs WHERE run_id = $1", run_id)
         if run_key is None:
@@ -502,14 +501,8 @@ class IndexWriter:
                 run_id,
                 workspace_id,
             )
-        self._remember(run_id, run_key)
+        self._run_keys.put(run_id, run_key)
         return run_key
-
-    def _remember(self, run_id: str, run_key: int) -> None:
-        self._run_keys[run_id] = run_key
-        self._run_keys.move_to_end(run_id)
-        if len(self._run_keys) > self._cache_size:
-            self._run_keys.popitem(last=False)
 
     async def _change_run(self, conn: asyncpg.Connection, run_key: int, change: RunChange) -> None:
         if change.points is not None:

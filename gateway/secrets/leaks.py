@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import quote
 
@@ -36,6 +35,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
+from gateway.core.bounded import BoundedCache
 from gateway.core.errors import InvalidParameter, StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.ports import Vault, VaultDenied, VaultNameRefused, VaultUnavailable
@@ -74,7 +74,8 @@ class LeakGuard:
         fetch: Fetch,
     ) -> None:
         self._fetch = fetch
-        self._model_runs: OrderedDict[tuple[int, str], str] = OrderedDict()  # a logged model's source run, "" none
+        # A logged model's source run ("" none), least recently used first.
+        self._model_runs: BoundedCache[tuple[int, str], str] = BoundedCache(MODEL_RUNS_KEPT)
         self._sessionmaker = sessionmaker
         self._tainted = tainted
         self._vaults = vaults
@@ -145,9 +146,7 @@ class LeakGuard:
         if len(object_id) > MAX_OBJECT_ID:
             return []  # no store's id: it names nothing, and the store refuses the call itself
         key = (call.link.workspace_id, object_id)
-        if kind == "logged_model" and key in self._model_runs:
-            self._model_runs.move_to_end(key)
-            run = self._model_runs[key]
+        if kind == "logged_model" and (run := self._model_runs.get(key)) is not None:
             return [run] if run else []
         quoted = quote(object_id, safe="")
         path = (
@@ -167,9 +166,7 @@ class LeakGuard:
             )
         found = source_run(kind, answer)
         if kind == "logged_model":
-            self._model_runs[key] = found or ""
-            if len(self._model_runs) > MODEL_RUNS_KEPT:
-                self._model_runs.popitem(last=False)
+            self._model_runs.put(key, found or "")
         return [found] if found else []
 
     def _limited(self, call: PendingCall, guarded: list[tuple[int, str]], runs: list[str], exc: ProbesLimited) -> None:

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
 
+from gateway.core.bounded import BoundedCache
 from gateway.core.errors import GatewayError, StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.route_table import EXPERIMENTS_DELETE, RUNS_DELETE, RUNS_UPDATE, RouteSpec
@@ -88,17 +88,16 @@ class RunChecks:
         self, ttl_seconds: float, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.ttl_seconds = ttl_seconds
-        self._max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[tuple[WorkspaceLink, str], CheckedRun] = OrderedDict()
+        self._entries: BoundedCache[tuple[WorkspaceLink, str], CheckedRun] = BoundedCache(max_entries)
 
     def get(self, link: WorkspaceLink, run_id: str) -> CheckedRun | None:
         key = (link, run_key(run_id))
-        checked = self._entries.get(key)
+        checked = self._entries.peek(key)
         if checked is None:
             return None
         if self._clock() >= checked.until:
-            del self._entries[key]
+            self._entries.pop(key)
             return None
         return checked
 
@@ -106,13 +105,10 @@ class RunChecks:
         if self.ttl_seconds <= 0 or not 0 < len(run_id) <= MAX_RUN_ID:
             return
         key = (link, run_key(run_id))
-        self._entries[key] = CheckedRun(experiment_id, version, self._clock() + self.ttl_seconds)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(key, CheckedRun(experiment_id, version, self._clock() + self.ttl_seconds))
 
     def forget(self, link: WorkspaceLink, run_id: str) -> None:
-        self._entries.pop((link, run_key(run_id)), None)
+        self._entries.pop((link, run_key(run_id)))
 
     def __len__(self) -> int:
         return len(self._entries)

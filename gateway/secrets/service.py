@@ -34,7 +34,6 @@ import binascii
 import json
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -53,6 +52,7 @@ from gateway.authz.ports import Workspaces
 from gateway.authz.reach import for_workspace
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.service import resolve_principal
+from gateway.core.bounded import BoundedCache
 from gateway.core.config import BUILTIN_VAULT, SECRET_NAME_RE, VAULT_KEYS_ENV
 from gateway.core.errors import (
     AlreadyExists,
@@ -208,7 +208,7 @@ class SecretScopes:
         self._pool = pool  # a run's read: decided, audited and noted in one statement on a connection of this pool
         self._checks = checks  # this worker's recent checks that runs are RUNNING (runstate.py)
         # Scopes as the last read's statement found them: a predicted read asks their vaults early.
-        self._known_scopes: OrderedDict[tuple[int, str], StoredScope] = OrderedDict()
+        self._known_scopes: BoundedCache[tuple[int, str], StoredScope] = BoundedCache(MAX_KNOWN_SCOPES)
         # The served workspaces (the request pipeline's), which name the workspace of a call: set by the app.
         self.workspaces: Workspaces | None = None
 
@@ -569,7 +569,7 @@ class SecretScopes:
         checked = self._checks.get(link, run_id) if 0 < len(run_id) <= 256 else None
         if checked is None or not self._editable(principal, link, checked.experiment_id):
             return _Prediction(own, user, None, None)
-        known = [self._known_scopes.get((link.workspace_id, scope)) for scope in scopes]
+        known = [self._known_scopes.peek((link.workspace_id, scope)) for scope in scopes]
         readable = all(
             row is not None and (mine or (user and row.users_permission in PERMISSION_RANK))
             for row, mine in zip(known, own, strict=True)
@@ -578,14 +578,13 @@ class SecretScopes:
         return _Prediction(own, user, checked.version, rows if readable else None)
 
     def _know_scopes(self, workspace_id: int, found: list[tuple[str, StoredScope | None, bool]]) -> None:
+        # Scopes found gone are dropped before the others are kept: the bound forgets the oldest of the rest.
         for scope, stored, _ in found:
             if stored is None:
-                self._known_scopes.pop((workspace_id, scope), None)
-                continue
-            self._known_scopes[(workspace_id, scope)] = stored
-            self._known_scopes.move_to_end((workspace_id, scope))
-        while len(self._known_scopes) > MAX_KNOWN_SCOPES:
-            self._known_scopes.popitem(last=False)
+                self._known_scopes.pop((workspace_id, scope))
+        for scope, stored, _ in found:
+            if stored is not None:
+                self._known_scopes.put((workspace_id, scope), stored)
 
     async def _readable(
         self,

@@ -16,7 +16,6 @@ import logging
 import re
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from gateway.authz.levels import ACCOUNT_DOMAIN, Privilege
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.schemas import PermissionsChange
 from gateway.authz.service import AccessService
+from gateway.core.bounded import BoundedCache
 from gateway.core.config import Settings
 from gateway.core.errors import (
     AlreadyExists,
@@ -174,8 +174,8 @@ class SqlService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruned_at: float | None = None  # when this process last started a prune; None: not yet
         self._pruning: asyncio.Task[None] | None = None
-        self._compiled: OrderedDict[tuple[str, str | None, str | None, tuple[tuple[str, str], ...]], CompiledQuery]
-        self._compiled = OrderedDict()
+        self._compiled: BoundedCache[tuple[str, str | None, str | None, tuple[tuple[str, str], ...]], CompiledQuery]
+        self._compiled = BoundedCache(COMPILED_CACHE_SIZE)
 
     # -- the API -----------------------------------------------------------------------------------------
 
@@ -337,11 +337,7 @@ class SqlService:
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = compile_query(substitute(query, sources), self._identity(principal), types)
-            self._compiled[key] = compiled
-            if len(self._compiled) > COMPILED_CACHE_SIZE:
-                self._compiled.popitem(last=False)
-        else:
-            self._compiled.move_to_end(key)
+            self._compiled.put(key, compiled)
         return compiled
 
     def _check_read(self, reader: Reader, table: TableName) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import msgspec
 
+from gateway.core.bounded import BoundedCache
 from gateway.core.errors import StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.reserved import promotions_experiment
@@ -47,14 +47,14 @@ class StoreLookups:
     ) -> None:
         self._fetch = fetch
         self._run_experiment = run_experiment
-        self._cache: OrderedDict[tuple[int, str, str], str] = OrderedDict()
-        self._promotions: OrderedDict[tuple[int, str], tuple[bool, float]] = OrderedDict()  # answer, kept until
-        self._size = size
+        # Both aged from when they were kept.
+        self._cache: BoundedCache[tuple[int, str, str], str] = BoundedCache(size)
+        self._promotions: BoundedCache[tuple[int, str], tuple[bool, float]] = BoundedCache(size)  # answer, kept until
         self._clock = clock
 
     async def experiment_of(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
         key = (link.workspace_id, kind, object_id)
-        if (cached := self._cache.get(key)) is not None:
+        if (cached := self._cache.peek(key)) is not None:
             return cached
         experiment = None
         if kind == "run":
@@ -62,9 +62,7 @@ class StoreLookups:
         if experiment is None:
             experiment = await self._ask_store(link, kind, object_id)
         if experiment is not None and kind not in UNCACHED_KINDS:
-            self._cache[key] = experiment
-            if len(self._cache) > self._size:
-                self._cache.popitem(last=False)
+            self._cache.put(key, experiment)
         return experiment
 
     async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
@@ -72,7 +70,7 @@ class StoreLookups:
         from the promotions experiment's name but by a workspace manager (from) or an account admin, rarely."""
         key = (link.workspace_id, experiment_id)
         now = self._clock()
-        if (kept := self._promotions.get(key)) is not None and now < kept[1]:
+        if (kept := self._promotions.peek(key)) is not None and now < kept[1]:
             return kept[0]
         query = urlencode({"experiment_id": experiment_id})
         answer = _read(link, *await self._fetch(link, "/api/2.0/mlflow/experiments/get", query))
@@ -80,15 +78,12 @@ class StoreLookups:
             return False  # no such experiment (or none this store shows): the call fails at the store
         name = (answer.get("experiment") or {}).get("name")
         found = promotions_experiment(name)
-        self._promotions[key] = (found, now + PROMOTIONS_SECONDS)
-        self._promotions.move_to_end(key)
-        if len(self._promotions) > self._size:
-            self._promotions.popitem(last=False)
+        self._promotions.put(key, (found, now + PROMOTIONS_SECONDS))
         return found
 
     def forget_experiment(self, link: WorkspaceLink, experiment_id: str) -> None:
         """A rename of the experiment is under way: whether it is the promotions experiment is asked again."""
-        self._promotions.pop((link.workspace_id, experiment_id), None)
+        self._promotions.pop((link.workspace_id, experiment_id))
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         query = urlencode({"name": name, "version": version})
