@@ -89,6 +89,9 @@ class PendingCall:
     body: CanonicalBody  # decoded once; `encoded` is exactly what is sent (in the client's workspace); {} for none
     request_id: str
     path_params: Mapping[str, Any] = field(default_factory=dict)
+    # The store's answers for the traces the guard read to allow the call, by id (read at every call, never kept):
+    # a check that needs a trace reads it here rather than asking the store a second time.
+    traces: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class Held(Protocol):
@@ -168,7 +171,11 @@ class Check(Protocol):
         artifact_path: str | None,
         path_params: dict[str, Any],
         headers: list[tuple[str, str]],
-    ) -> Plan: ...
+        traces: dict[str, dict[str, Any]] | None = None,
+    ) -> Plan:
+        """The plan for an allowed call; the store's answers for the traces read to decide it are put into
+        `traces`, by id, for the checks before the send (`PendingCall.traces`)."""
+        ...
 
     async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
         """get-by-name names no id up front: raises unless the experiment in the answer is readable."""

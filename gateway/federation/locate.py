@@ -9,6 +9,7 @@ workspace's store once and cached.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -65,6 +66,9 @@ class Locator:
     async def experiment_of(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
         """The experiment holding a run, logged model or trace (`kind` "run", "logged_model", "trace")."""
         return await self._store.experiment_of(link, kind, object_id)
+
+    async def trace(self, link: WorkspaceLink, trace_id: str) -> dict[str, Any] | None:
+        return await self._store.trace(link, trace_id)
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         return await self._store.stage_of(link, name, version)

@@ -244,7 +244,11 @@ class Forwarder:
     # -- forwarding ----------------------------------------------------------------------------------
 
     async def _decided(
-        self, call: ForwardCall, canonical: CanonicalBody | None, artifact_path: str | None
+        self,
+        call: ForwardCall,
+        canonical: CanonicalBody | None,
+        artifact_path: str | None,
+        traces: dict[str, dict[str, Any]],
     ) -> tuple[WorkspaceLink, Plan]:
         """The call's workspace and the guard's plan for it, decided by the stored policy when refused.
 
@@ -255,7 +259,7 @@ class Forwarder:
         an object that is really missing costs none. The policy only moves forward, revocations included.
         """
         try:
-            return await self._decide(call, canonical, artifact_path)
+            return await self._decide(call, canonical, artifact_path, traces)
         except (PermissionDenied, ResourceNotFound) as refusal:
             if isinstance(refusal, ResourceNotFound) and not refusal.denied:
                 raise
@@ -263,10 +267,14 @@ class Forwarder:
             if principal is None:
                 raise
             call.principal = principal  # as the stored policy knows it: its groups with that policy's grants
-            return await self._decide(call, canonical, artifact_path)
+            return await self._decide(call, canonical, artifact_path, traces)
 
     async def _decide(
-        self, call: ForwardCall, canonical: CanonicalBody | None, artifact_path: str | None
+        self,
+        call: ForwardCall,
+        canonical: CanonicalBody | None,
+        artifact_path: str | None,
+        traces: dict[str, dict[str, Any]],
     ) -> tuple[WorkspaceLink, Plan]:
         link = await self.resolve(call, canonical.ids if canonical is not None else None, artifact_path)
         plan = await self.guard.check(
@@ -278,6 +286,7 @@ class Forwarder:
             artifact_path,
             dict(call.path_params),
             call.headers,
+            traces,
         )
         return link, plan
 
@@ -292,9 +301,10 @@ class Forwarder:
             raise worded_as_the_store(spec, refusal, sent_body, sent_query) from None
         ids = canonical.ids if canonical is not None else None
         artifact_path = self._artifact_path(call) if spec.resource is Resource.ARTIFACT else None
-        # 2 resolve, 3 guard
+        # 2 resolve, 3 guard; the traces it reads are the before-send checks' too
+        traces: dict[str, dict[str, Any]] = {}
         try:
-            link, plan = await self._decided(call, canonical, artifact_path)
+            link, plan = await self._decided(call, canonical, artifact_path, traces)
         except InvalidParameter as refusal:
             raise worded_as_the_store(spec, refusal, sent_body, sent_query) from None
         except ResourceNotFound as missing:
@@ -324,7 +334,7 @@ class Forwarder:
             checked = canonical_body(b"{}")  # a call without a body is checked as the empty document
         held: list[Held] = []
         if checks and checked is not None:
-            pending = PendingCall(spec, link, call.principal, checked, call.request_id, call.path_params)
+            pending = PendingCall(spec, link, call.principal, checked, call.request_id, call.path_params, traces)
             held = await _checked(checks, pending)
         # 4 send; what the checks hold is let go once the store has answered (or did not)
         intent = None

@@ -142,12 +142,15 @@ class LeakGuard:
 
     async def _linked_run(self, call: PendingCall, kind: str, object_id: str) -> list[str]:
         """The run that recorded the trace or logged model the call names, asked of its store (linked.py); a logged
-        model's is kept, as it never changes."""
+        model's is kept, as it never changes, and a trace the guard read to allow the call is read from its answer."""
         if len(object_id) > MAX_OBJECT_ID:
             return []  # no store's id: it names nothing, and the store refuses the call itself
         key = (call.link.workspace_id, object_id)
         if kind == "logged_model" and (run := self._model_runs.get(key)) is not None:
             return [run] if run else []
+        if kind == "trace" and (read := call.traces.get(object_id)) is not None:
+            found = source_run(kind, read)  # as the guard read it for this call
+            return [found] if found else []
         quoted = quote(object_id, safe="")
         path = (
             f"/api/2.0/mlflow/logged-models/{quoted}" if kind == "logged_model" else f"/api/3.0/mlflow/traces/{quoted}"

@@ -9,11 +9,12 @@ a write is checked as a write of the run it is linked to, where the gateway can 
   assessment the run it was made by (`mlflow.assessment.sourceRunId`), a registry's model version being created
   its `run_id`;
 - through the object the call names, asked of the store: a trace's tags and assessments are linked to the trace's
-  `mlflow.sourceRun` (the guard asks the store for every trace call too, traces are never cached), a logged
-  model's tags and params to its `source_run_id` (a logged model's id is the store's, never reused, and its source
-  run never changes: kept per worker), and so is a model version created from the logged model its body's
-  `model_id` names (`mlflow.register_model("models:/m-...")` names no run). Asked only when a run of the worker's
-  set read a secret at all, and only for a body that carries text.
+  `mlflow.sourceRun` (never cached: the guard reads the trace of every trace call from the store, and its answer
+  is passed on with the call, `PendingCall.traces`, so it is read once), a logged model's tags and params to its
+  `source_run_id` (a logged model's id is the store's, never reused, and its source run never changes: kept per
+  worker), and so is a model version created from the logged model its body's `model_id` names
+  (`mlflow.register_model("models:/m-...")` names no run). Asked only when a run of the worker's set read a secret
+  at all, and only for a body that carries text.
 
 Not linked, so not checked (docs/secrets.md): OTLP span exports (`/v1/traces`: a span names no run, and the stock
 client exports a trace's spans before the trace's metadata), artifacts (trace data, attachments, model files),

@@ -6,6 +6,7 @@ nothing of them reaches the store or the index; the value is in no answer and no
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -391,6 +392,36 @@ def test_a_run_that_read_a_secret_cannot_write_its_value_into_assessments_of_its
     stored_trace = stored(stack, f"/api/3.0/mlflow/traces/{trace}")
     assert "looks right" in stored_trace and password not in stored_trace
     assert audited_routes(stack, secrets, run.run_id, 4) == ["POST /mlflow/traces/{trace_id:str}/assessments"] * 4
+
+
+def store_reads(stack: Stack, path: str) -> int:
+    """How many GETs of `path` team-a's own store has answered so far (its access log)."""
+    return (stack.stores["a"].root / "server.log").read_text(errors="replace").count(f'"GET {path} HTTP/')
+
+
+def test_a_trace_write_checked_for_secrets_reads_the_trace_from_its_store_once(
+    mlflow_env: Stack, people: People, secrets: Secrets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard reads a trace from its store at every call (where it lives can change), and the leak guard needs the
+    run that recorded it: the guard's answer goes along with the call, and the store is read once, not twice, for a
+    write that passes and for one refused."""
+    stack, password = mlflow_env, secrets.password
+    owner = people.owner.http(stack, WORKSPACE)  # no account admin: the guard checks the trace's experiment
+    with tainted_run(people, secrets, monkeypatch) as run:
+        path = f"/api/3.0/mlflow/traces/{traced()}"
+        reads = [store_reads(stack, path)]
+        passed = owner.patch(f"{stack.url}{path}/tags", json={"key": "note", "value": "fine"})
+        assert passed.status_code == 200, passed.text
+        reads.append(store_reads(stack, path))
+        leak = owner.patch(f"{stack.url}{path}/tags", json={"key": "note", "value": f"x{password}y"})
+        assert leak.status_code == 400, leak.text
+        assert_named([("trace tag value", leak.json()["message"])], secrets)  # linked through the guard's answer
+        reads.append(store_reads(stack, path))
+
+    assert [later - earlier for earlier, later in itertools.pairwise(reads)] == [1, 1]
+    stored_trace = stored(stack, path)
+    assert '"note": "fine"' in stored_trace and password not in stored_trace
+    assert audited_routes(stack, secrets, run.run_id, 1) == ["PATCH /mlflow/traces/{trace_id:str}/tags"]
 
 
 def test_a_run_that_read_a_secret_cannot_write_its_value_into_its_logged_models(

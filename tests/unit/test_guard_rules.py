@@ -123,6 +123,12 @@ class FakeStores:
         self.asked.append((kind, object_id))
         return self.objects.get(link.workspace_id, {}).get((kind, object_id))
 
+    async def trace(self, link: WorkspaceLink, trace_id: str) -> dict[str, Any] | None:
+        experiment_id = await self.experiment_of(link, "trace", trace_id)
+        if experiment_id is None:
+            return None
+        return {"trace": {"trace_info": {"trace_location": {"mlflow_experiment": {"experiment_id": experiment_id}}}}}
+
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         return self.stages.get((link.workspace_id, name, version), "")
 

@@ -165,6 +165,7 @@ class AllowAll:
         artifact_path: str | None,
         path_params: dict[str, Any],
         headers: list[tuple[str, str]],
+        traces: dict[str, dict[str, Any]] | None = None,
     ) -> Plan:
         self.checked.append((spec.name, link.name))
         return self.plan

@@ -15,6 +15,7 @@ from gateway.authz.decide import Authorizer
 from gateway.authz.levels import RANK, Level, experiment_object, model_object, workspace_object
 from gateway.core.errors import PermissionDenied, ResourceNotFound
 from gateway.core.reserved import PROMOTIONS_EXPERIMENT
+from gateway.federation.guard.lookups import trace_experiment
 from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, ProtectedFiles, Protection, Undo
 from gateway.federation.guard.request import Request
 
@@ -88,7 +89,7 @@ class Checks:
         """`wanted` on the trace's experiment, which is returned; `answers` (`trace_experiments`) holds the store's
         answer when it was asked up front."""
         if answers is None:
-            experiment_id = await self.lookups.experiment_of(request.link, "trace", trace_id)
+            experiment_id = await self._trace_experiment(request, trace_id)
         else:
             experiment_id = answered(answers, trace_id)
         return await self._require_found(request, "trace", trace_id, experiment_id, wanted)
@@ -111,10 +112,18 @@ class Checks:
 
         async def one(trace_id: str) -> str | None:
             async with bound:
-                return await self.lookups.experiment_of(request.link, "trace", trace_id)
+                return await self._trace_experiment(request, trace_id)
 
         found = await asyncio.gather(*(one(trace_id) for trace_id in distinct), return_exceptions=True)
         return dict(zip(distinct, found, strict=True))
+
+    async def _trace_experiment(self, request: Request, trace_id: str) -> str | None:
+        """The experiment of a trace, read from its store at every call; the answer is kept for the call's checks
+        after the guard (`Request.traces`), which read it there instead of asking the store again."""
+        answer = await self.lookups.trace(request.link, trace_id)
+        if answer is not None:
+            request.traces[trace_id] = answer
+        return trace_experiment(answer)
 
     async def require_in_experiment(self, request: Request, kind: str, object_id: str, wanted: str) -> None:
         """An issue, label schema or review queue (`kind` of MISSING), through the experiment it belongs to."""

@@ -85,6 +85,10 @@ class StoreLookups:
         """A rename of the experiment is under way: whether it is the promotions experiment is asked again."""
         self._promotions.pop((link.workspace_id, experiment_id))
 
+    async def trace(self, link: WorkspaceLink, trace_id: str) -> dict[str, Any] | None:
+        status, body = await self._fetch(link, f"/api/3.0/mlflow/traces/{quote(trace_id, safe='')}", "")
+        return _read(link, status, body) if status == 200 else None
+
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:
         query = urlencode({"name": name, "version": version})
         answer = _read(link, *await self._fetch(link, "/api/2.0/mlflow/model-versions/get", query))
@@ -108,8 +112,7 @@ class StoreLookups:
             status, body = await self._fetch(link, f"/api/2.0/mlflow/logged-models/{quoted}", "")
             path = ("model", "info", "experiment_id")
         elif kind == "trace":
-            status, body = await self._fetch(link, f"/api/3.0/mlflow/traces/{quoted}", "")
-            path = ("trace", "trace_info", "trace_location", "mlflow_experiment", "experiment_id")
+            return trace_experiment(await self.trace(link, object_id))
         elif kind == "issue":
             status, body = await self._fetch(link, f"/api/3.0/mlflow/issues/{quoted}", "")
             path = ("issue", "experiment_id")
@@ -127,6 +130,14 @@ class StoreLookups:
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
         return str(node) if node is not None else None
+
+
+def trace_experiment(answer: dict[str, Any] | None) -> str | None:
+    """The experiment holding a trace, from the store's answer for it (`Lookups.trace`); None for no trace."""
+    node: Any = answer
+    for key in ("trace", "trace_info", "trace_location", "mlflow_experiment", "experiment_id"):
+        node = node.get(key) if isinstance(node, dict) else None
+    return str(node) if node is not None else None
 
 
 def _read(link: WorkspaceLink, status: int, body: bytes) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
@@ -17,6 +17,11 @@ class Lookups(Protocol):
         """The id of the experiment holding a run, logged model, trace, issue, label schema or review queue
         (`kind`: "run", "logged_model", "trace", "issue", "label_schema", "review_queue"); None when the store has
         no such object in this workspace."""
+        ...
+
+    async def trace(self, link: WorkspaceLink, trace_id: str) -> dict[str, Any] | None:
+        """The store's answer for a trace (`GET /api/3.0/mlflow/traces/{id}`: its info, location and metadata),
+        read at every call, never kept; None when the store has no such trace."""
         ...
 
     async def stage_of(self, link: WorkspaceLink, name: str, version: str) -> str:

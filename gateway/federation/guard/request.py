@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -49,6 +49,9 @@ class Request:
     headers: list[tuple[str, str]]
     artifact_path: str | None
     graphql: GraphqlCall | None = None  # a GraphQL body: its one allowed operation (federation/graphql.py)
+    # The store's answers for the traces read to decide this call, by id: the forwarder passes them on to the checks
+    # before the send (hooks.py `PendingCall.traces`), so a trace is read once per call.
+    traces: dict[str, dict[str, Any]] = field(default_factory=dict)
     _params: dict[str, list[str]] | None = None
 
     def params(self) -> dict[str, list[str]]:

@@ -57,8 +57,10 @@ class Guard:
         artifact_path: str | None,
         path_params: dict[str, Any],
         headers: list[tuple[str, str]],
+        traces: dict[str, dict[str, Any]] | None = None,
     ) -> Plan:
-        """Authorize a call on its canonical body (canonical.py): the one the store will receive."""
+        """Authorize a call on its canonical body (canonical.py): the one the store will receive. The store's
+        answers for the traces read to decide it are put into `traces`, by id (`Request.traces`)."""
         rule = rule_for(spec)
         request = Request(
             spec,
@@ -73,6 +75,7 @@ class Guard:
             headers,
             artifact_path,
             body.graphql if body is not None else None,
+            traces if traces is not None else {},
         )
         if (ignored := ignored_id_field(spec, request.document, request.params())) is not None:
             # The guard would count it as naming the call's object; the store never reads it (whoever calls).
