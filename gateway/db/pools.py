@@ -13,7 +13,7 @@ One worker (a uvicorn process) opens at most these many connections, `P` being `
     listeners            one per LISTEN channel (adapters/postgres_notify.py), and one holding the
                          worker's presence lock (federation/intents.py)
 
-With the default P = 10, three channels and the presence lock that is 74 per worker. A deployment opens at most
+With the default P = 10, five channels and the presence lock that is 76 per worker. A deployment opens at most
 `total * workers * replicas`, which must stay below PostgreSQL's `max_connections` less what
 migrations, administrators and superusers need; each worker logs its `budget` at start-up. Asyncpg
 pools are opened on first use: a pool a worker never uses holds no connection.

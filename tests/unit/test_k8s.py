@@ -224,3 +224,26 @@ def test_the_operations_guide_lists_every_metric_and_whether_the_dashboard_shows
     )
     on_dashboard = {re.sub(r"_(bucket|sum|count)$", "", name) for name in _queried()}
     assert {name for name, panel in rows if panel != "—"} == on_dashboard
+
+
+def test_prod_at_the_hpas_maximum_opens_fewer_connections_than_its_database_allows() -> None:
+    """Each worker opens at most its connection budget (gateway/db/pools.py); at the HPA's maximum every replica
+    does, and the migration Job and an administrator still need a few. At the default pool size (76 a worker),
+    12 replicas asked for 912 of the cluster's 400: replicas added under load failed their database calls."""
+    import tomllib
+
+    from gateway.app import HELD_CONNECTIONS
+    from gateway.db.pools import connection_budget
+
+    (deployment,) = _objects("prod", "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    (config_map,) = (c for c in _objects("prod", "ConfigMap") if "fedgate.toml" in c.get("data", {}))
+    config = tomllib.loads(config_map["data"]["fedgate.toml"])
+    pool_size = int(env.get("FEDGATE_DATABASE_POOL_SIZE") or config.get("database", {}).get("pool_size", 10))
+    workers = int(env.get("FEDGATE_SERVER_WORKERS") or config["server"].get("workers", 1))
+    (hpa,) = _objects("prod", "HorizontalPodAutoscaler")
+    (cluster,) = _objects("prod", "Cluster")
+    allowed = int(cluster["spec"]["postgresql"]["parameters"]["max_connections"])
+    per_worker = sum(connection_budget(pool_size, HELD_CONNECTIONS).values())
+    room = 20  # the migration Job, superusers' reserved slots, an operator's psql
+    assert per_worker * workers * hpa["spec"]["maxReplicas"] + room <= allowed
