@@ -381,7 +381,9 @@ def _add_tokens(commands: Any, url: str) -> None:
         as_json=True,
     )
     create.add_argument("--comment")
-    create.add_argument("--lifetime-seconds", type=int, metavar="N", help="default: the token never expires")
+    create.add_argument(
+        "--lifetime-seconds", type=int, metavar="N", help="default: the gateway's tokens.default_lifetime_seconds"
+    )
     owner = create.add_mutually_exclusive_group()
     owner.add_argument("--for-user", metavar="NAME", help="admin: issue the token for this user")
     owner.add_argument("--for-sp", metavar="APP_ID", help="admin: issue it for this service principal")

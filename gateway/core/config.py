@@ -25,8 +25,11 @@ SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
 # The built-in vault's keys (gateway/core/sealing.py): credentials, read from the environment only.
 VAULT_KEYS_ENV = "FEDGATE_VAULT_KEYS"
 VAULT_KEYS_FILE_ENV = "FEDGATE_VAULT_KEYS_FILE"
+# The clients' own variables: the `fedgate` commands' gateway and token (gateway/cli), a run's secret scope
+# (gateway/client/secrets.py). A shell set up to use the gateway may also start one; the server ignores them.
+CLIENT_ENV = frozenset({"FEDGATE_URL", "FEDGATE_TOKEN", "FEDGATE_SECRET_SCOPE"})
 # FEDGATE_* variables that are not overrides of settings.
-SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN", VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV})
+SPECIAL_ENV = frozenset({"FEDGATE_CONFIG", "FEDGATE_ADMIN_TOKEN", VAULT_KEYS_ENV, VAULT_KEYS_FILE_ENV}) | CLIENT_ENV
 _SIMPLE_SECTIONS = (
     "account",
     "server",

@@ -109,6 +109,14 @@ def test_unknown_environment_setting_is_rejected(tmp_path: Path) -> None:
         load_settings(write(tmp_path, BASE), environ={"FEDGATE_SERVER_PROT": "1"})
 
 
+def test_the_clients_own_variables_do_not_stop_the_server(tmp_path: Path) -> None:
+    """A shell set up for the `fedgate` commands and runs (FEDGATE_URL, FEDGATE_TOKEN, FEDGATE_SECRET_SCOPE) may
+    also start a gateway: before, each was an unknown setting and start-up stopped."""
+    client = {"FEDGATE_URL": "http://127.0.0.1:8080", "FEDGATE_TOKEN": "fgt_x", "FEDGATE_SECRET_SCOPE": "team"}
+    settings = load_settings(write(tmp_path, BASE), environ=client)
+    assert settings.server.port == load_settings(write(tmp_path, BASE), environ={}).server.port
+
+
 def test_secrets_named_by_the_config_are_not_settings(tmp_path: Path) -> None:
     text = BASE.replace('auth = { kind = "none" }', 'auth = { kind = "bearer", token_env = "FEDGATE_TEAM_A_TOKEN" }')
     settings = load_settings(write(tmp_path, text), environ={"FEDGATE_TEAM_A_TOKEN": "secret"})
