@@ -30,7 +30,8 @@ name that is not exactly the encoding of the pair it reads back as (`db--x-9-9`,
 to no scope and is never listed. A pair whose name would exceed 127 characters, or a malformed
 location or key, is refused with `VaultNameRefused`.
 
-Reads: `get` is `GET /secrets/{name}`, 404 and a disabled secret read as missing; `list` pages through
+Reads: `get` is `GET /secrets/{name}`, 404 `SecretNotFound` and a disabled secret read as missing (a 404
+of another body is no answer of the vault's: `VaultUnavailable`); `list` pages through
 `GET /secrets` (`nextLink`, followed only on the vault's own origin so the token goes nowhere else) and
 keeps the enabled secrets of the location, `attributes.updated` (seconds) as ms. Values are the secret's
 string value as UTF-8 bytes.
@@ -399,7 +400,9 @@ class AzureKeyVault:
             return payload
         if status == 401:
             raise _Unauthorised(token)
-        if status == 404 and missing_ok:
+        if status == 404 and missing_ok and code == "SecretNotFound":
+            # Key Vault's own answer for a missing (or deleted) secret. Another 404 (an ingress's default backend, a
+            # proxy's HTML page) taken for "missing" would keep the value out of the leak guard's sight: a failure.
             return None
         if status == 403 and missing_ok and _inner_code(payload) == "SecretDisabled":
             return None  # a disabled secret reads as missing

@@ -329,7 +329,7 @@ class OpenBaoVault:
         idempotent: bool = True,
         tolerate: tuple[int, ...] = (),
     ) -> _Answer:
-        """One API call with the gateway's token: 404 (and `tolerate`d statuses) answered, 403 once
+        """One API call with the gateway's token: the vault's own 404 (and `tolerate`d statuses) answered, 403 once
         more after a new login where the auth allows one, connection errors and 5xx/429 retried."""
         relogged = False
         attempt = 0
@@ -352,6 +352,10 @@ class OpenBaoVault:
                 raise VaultUnavailable(f"vault {self.name} could not {what}: it answered {answer.status}")
             if answer.status == 404 and _no_route(answer.body):
                 raise VaultUnavailable(f"vault {self.name} could not {what}: no mount {self._mount}/ there")
+            if answer.status == 404 and not _vault_not_found(answer.body):
+                # Not the vault's 404 (an ingress's default backend, a proxy's HTML page): taken for "missing", a
+                # value would not be looked for by the leak guard, and a scope's values would look already gone.
+                raise VaultUnavailable(f"vault {self.name} could not {what}: it answered 404 without the vault's body")
             if answer.status >= 400 and answer.status != 404 and answer.status not in tolerate:
                 raise VaultUnavailable(f"vault {self.name} could not {what}: it answered {answer.status}")
             return answer
@@ -548,6 +552,14 @@ def _no_route(body: dict[str, Any] | None) -> bool:
     if not isinstance(errors, list):
         return False
     return any(isinstance(error, str) and "no handler for route" in error for error in errors)
+
+
+def _vault_not_found(body: dict[str, Any] | None) -> bool:
+    """Whether a 404 is the vault's own: `{"errors": []}` for nothing at the path, or a KV v2 secret whose current
+    version is deleted (`{"data": {"data": null, "metadata": ...}}`). Anything else answered 404 from elsewhere."""
+    if body is None:
+        return False
+    return isinstance(body.get("errors"), list) or isinstance(body.get("data"), dict)
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -240,6 +240,25 @@ async def test_contract_5xx_and_429_are_retried_within_the_bound(
     assert time.monotonic() - started < 1.0
 
 
+async def test_contract_a_404_that_is_not_key_vaults_is_a_failure_not_a_missing_secret(
+    keyvault: KeyVaultServer, vault: AzureKeyVault
+) -> None:
+    """Only Key Vault's own 404 (`SecretNotFound`) means missing: a proxy's or an ingress's page of HTML (the vault's
+    route gone) or another service's JSON read as missing would keep the value out of the leak guard's sight."""
+    keyvault.set(keyvault_name(LOCATION, "password"), VALUE)
+    page = "<html><head><title>404 Not Found</title></head><body><h1>404 Not Found</h1><hr>nginx</body></html>"
+    for body in (page, {"message": "Resource not found"}, {"error": {"code": "NotFound", "message": "no route"}}):
+        keyvault.failure_body = body
+        keyvault.fail_next = [404]
+        with pytest.raises(VaultUnavailable, match="404"):
+            await vault.get(LOCATION, "password")
+        keyvault.fail_next = [404]
+        with pytest.raises(VaultUnavailable, match="404"):
+            await vault.get_many(LOCATION, ["password"])
+    assert await vault.get(LOCATION, "password") == VALUE.encode()
+    assert await vault.get(LOCATION, "missing") is None  # the vault's own 404
+
+
 async def test_contract_list_follows_next_links_only_on_the_vault_origin(
     keyvault: KeyVaultServer, vault: AzureKeyVault
 ) -> None:

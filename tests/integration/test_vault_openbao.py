@@ -14,7 +14,7 @@ import pytest
 from adapters.vaults.openbao import AppRoleAuth, OpenBaoAuth, OpenBaoSettings, OpenBaoVault, TokenAuth
 from gateway.core.ports import VaultDenied, VaultUnavailable
 from gateway.devstack import free_port
-from tests.support.bao import BaoServer
+from tests.support.bao import BaoIngress, BaoServer
 from tests.support.waiting import settled
 
 pytestmark = pytest.mark.integration
@@ -330,3 +330,44 @@ def assert_logs_clean(caplog: pytest.LogCaptureFixture, *secrets: str | bytes) -
     for secret in secrets:
         needle = secret.decode("latin-1") if isinstance(secret, bytes) else secret
         assert needle not in text
+
+
+async def test_a_404_that_is_not_the_vaults_is_a_failure_not_a_missing_secret(
+    bao: BaoServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ingress in front of OpenBao whose route to it is gone answers every path with its default backend's HTML
+    404. Read as "no such secret", a run's read would be told the secret does not exist, the leak guard would not
+    look for the values the run read, and a scope's drop (on its creation and deletion) would find nothing to remove
+    and leave the values there: each is a vault that did not answer."""
+    caplog.set_level(logging.DEBUG)
+    token = child_token(bao, [f"p-{prefix}"], ttl="1h")
+    ingress = await BaoIngress(bao.address).start()
+    vault = OpenBaoVault("bao", OpenBaoSettings(address=ingress.url, auth=TokenAuth(token), prefix=prefix, attempts=1))
+    try:
+        await vault.put("w1/db", "password", SECRET)
+        assert await vault.get("w1/db", "password") == SECRET
+        ingress.route_gone()
+        calls = {
+            "get": lambda: vault.get("w1/db", "password"),
+            "get_many": lambda: vault.get_many("w1/db", ["password", "user"]),
+            "list": lambda: vault.list("w1/db"),
+            "delete": lambda: vault.delete("w1/db", "password"),
+            "drop": lambda: vault.drop("w1/db"),
+        }
+        for name, call in calls.items():
+            with pytest.raises(VaultUnavailable, match="404") as caught:
+                await call()
+            assert_clean(caught.value, SECRET, token)
+            assert "<html" not in str(caught.value), name
+        ingress.route_gone(False)
+        # Nothing was removed meanwhile; the vault's own 404s still mean missing.
+        assert await vault.get_many("w1/db", ["password", "user"]) == {"password": SECRET, "user": None}
+        assert [info.key for info in await vault.list("w1/db")] == ["password"]
+        assert await vault.list("w1/none") == []
+        assert await vault.delete("w1/db", "user") is False
+        assert await vault.delete("w1/db", "password") is True
+        assert await vault.get("w1/db", "password") is None
+    finally:
+        await vault.close()
+        await ingress.stop()
+    assert_logs_clean(caplog, SECRET, token)

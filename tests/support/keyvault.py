@@ -13,7 +13,8 @@ It implements the documented subset the adapter relies on, as the services answe
 - Bearer tokens: a missing, unknown or expired one is 401 with a `WWW-Authenticate` challenge; `deny`
   makes every vault call 403 `Forbidden` (`AccessDenied`), as a missing access policy or role does.
 
-Tests drive it through its attributes: `expire_tokens()`, `fail_next` (5xx answers to come), `throttle`
+Tests drive it through its attributes: `expire_tokens()`, `fail_next` (failing answers to come, with
+`failure_body`: Key Vault's JSON or a page of HTML), `throttle`
 (429 with Retry-After), `deny`, and read what it saw in `token_requests` and `calls`.
 """
 
@@ -64,7 +65,8 @@ class KeyVaultServer:
         self.calls: list[str] = []
         self.deny = False
         self.fail_next: list[int] = []
-        self.failure_body: dict[str, Any] = {"error": {"code": "InternalServerError", "message": "try again"}}
+        # A dict: Key Vault's JSON; a str: a page of HTML, as a proxy or an ingress in front of the vault answers.
+        self.failure_body: dict[str, Any] | str = {"error": {"code": "InternalServerError", "message": "try again"}}
         self.throttle: list[float] = []
         self.next_link_base: str | None = None  # where `nextLink` points; the server itself by default
         self.port = 0
@@ -146,7 +148,10 @@ class KeyVaultServer:
                 headers={"Retry-After": str(self.throttle.pop(0))},
             )
         if self.fail_next:
-            return web.json_response(self.failure_body, status=self.fail_next.pop(0))
+            status = self.fail_next.pop(0)
+            if isinstance(self.failure_body, str):
+                return web.Response(status=status, text=self.failure_body, content_type="text/html")
+            return web.json_response(self.failure_body, status=status)
         if self.deny:
             return _error(
                 403,
