@@ -21,8 +21,8 @@ client exports a trace's spans before the trace's metadata), artifacts (trace da
 experiments, datasets, and the registry but for a version's creation (a version's later tags and description,
 `model-versions/update` and `set-tag`, name no run, only the version). The link is what the body or the object
 says: a body that names no run, or another run, is checked against that run's secrets alone, as a run's writes
-are. A caller naming a run it may not read in a trace's metadata is only told what any guarded caller is, within
-the same limits (probes.py).
+are. A trace's or assessment's metadata names only a run the caller may change: the guard refuses any other before
+the leak guard reads the call (federation/guard/traces.py, `require_source_runs`).
 
 Pure functions here (tests/unit/test_leak_scan.py); the store reads are leaks.py's.
 """

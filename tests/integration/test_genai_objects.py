@@ -21,7 +21,7 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import Stack
+from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import Admin, Person, unique
 from tests.support.stock_client import stock_client_env
 
@@ -371,3 +371,133 @@ def test_a_reader_does_not_take_or_revive_assessments_through_a_trace_of_their_o
     again = start({"feedback": {"value": "new"}})
     kept = again.json()["trace"]["trace_info"]["assessments"][0]["assessment_id"]
     assert start({"assessment_id": kept, "feedback": {"value": "changed"}}).status_code == 200
+
+
+def test_a_trace_or_assessment_names_as_its_run_only_a_run_the_caller_may_change(
+    stack: Stack, cast: Cast, as_user: As
+) -> None:
+    """The store links a trace to the run its `mlflow.sourceRun` metadata names, and an assessment to the run its
+    `mlflow.assessment.sourceRunId` names: searches of the run's traces answer the trace, deleting the run deletes
+    the assessment. Anyone could name another's run there, from a trace in an experiment of their own. Logging a
+    trace or an assessment to a run is a write to it: CAN_EDIT on the run, which is refused as a missing run to a
+    caller who may not read it (404) and with 403 to one who reads it (the experiment's reader). The stock client
+    logging a trace inside a run of the caller's keeps working."""
+    owner = cast.owner.http(stack)
+    made = owner.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": cast.experiment_id})
+    assert made.status_code == 200, made.text
+    run_id = made.json()["run"]["info"]["run_id"]
+    source, assessment_source = "mlflow.sourceRun", "mlflow.assessment.sourceRunId"
+    stamp = "2026-12-03T00:00:00Z"
+
+    def calls(session: requests.Session, experiment_id: str, named: str) -> dict[str, Callable[[], requests.Response]]:
+        """Each way a trace call names `named` as its run, in a trace of `experiment_id`."""
+        location = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}}
+
+        def start_v3(metadata: dict[str, str], *assessments: dict[str, Any]) -> requests.Response:
+            trace_id = f"tr-{uuid.uuid4().hex}"
+            stamped = [
+                {
+                    "trace_id": trace_id,
+                    "assessment_name": "judged",
+                    "source": {"source_type": "HUMAN", "source_id": "someone"},
+                    "create_time": stamp,
+                    "last_update_time": stamp,
+                    "feedback": {"value": "fine"},
+                    **assessment,
+                }
+                for assessment in assessments
+            ]
+            info = {"trace_id": trace_id, "trace_location": location, "request_time": stamp, "state": "OK"}
+            body = {"trace": {"trace_info": {**info, "trace_metadata": metadata, "assessments": stamped}}}
+            return session.post(f"{stack.url}/api/3.0/mlflow/traces", json=body, timeout=60)
+
+        def start_v2(metadata: list[dict[str, str]]) -> requests.Response:
+            body = {"experiment_id": experiment_id, "timestamp_ms": 1, "request_metadata": metadata}
+            return session.post(f"{stack.url}/api/2.0/mlflow/traces", json=body, timeout=60)
+
+        def end_v2() -> requests.Response:
+            started = start_v2([])
+            assert started.status_code == 200, started.text
+            request_id = started.json()["trace_info"]["request_id"]
+            body = {
+                "request_id": request_id,
+                "timestamp_ms": 2,
+                "status": "OK",
+                "request_metadata": [{"key": source, "value": named}],
+            }
+            return session.patch(f"{stack.url}/api/2.0/mlflow/traces/{request_id}", json=body, timeout=60)
+
+        def assessment(change: bool) -> requests.Response:
+            started = start_v3({})
+            assert started.status_code == 200, started.text
+            trace_id = started.json()["trace"]["trace_info"]["trace_id"]
+            url = f"{stack.url}/api/3.0/mlflow/traces/{trace_id}/assessments"
+            plain = {"trace_id": trace_id, "assessment_name": "judged", "feedback": {"value": "fine"}}
+            plain["source"] = {"source_type": "HUMAN", "source_id": "someone"}
+            linked = {**plain, "metadata": {assessment_source: named}}
+            if not change:
+                return session.post(url, json={"assessment": linked}, timeout=60)
+            created = session.post(url, json={"assessment": plain}, timeout=60)
+            assert created.status_code == 200, created.text
+            assessment_id = created.json()["assessment"]["assessment_id"]
+            return session.patch(
+                f"{url}/{assessment_id}",
+                json={"assessment": {**linked, "assessment_id": assessment_id}, "update_mask": "metadata"},
+                timeout=60,
+            )
+
+        return {
+            "v3 start": lambda: start_v3({source: named}),
+            "v3 start's assessment": lambda: start_v3({}, {"metadata": {assessment_source: named}}),
+            "v2 start": lambda: start_v2([{"key": source, "value": named}]),
+            "v2 end": end_v2,
+            "assessment created": lambda: assessment(change=False),
+            "assessment updated": lambda: assessment(change=True),
+        }
+
+    def own_experiment(session: requests.Session) -> str:
+        made = session.post(f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("own")})
+        assert made.status_code == 200, made.text
+        return str(made.json()["experiment_id"])
+
+    for person, status, code in (
+        (cast.reader, 403, "PERMISSION_DENIED"),
+        (cast.stranger, 404, "RESOURCE_DOES_NOT_EXIST"),
+    ):
+        session = person.http(stack)
+        experiment_id = own_experiment(session)
+        for what, call in calls(session, experiment_id, run_id).items():
+            refused = call()
+            assert refused.status_code == status, (person.name, what, refused.text)
+            assert refused.json()["error_code"] == code, (person.name, what, refused.text)
+            if status == 404:
+                assert refused.json()["message"] == f"Run with id={run_id} not found", refused.text
+        # Nothing of theirs names the run: the store holds no trace or assessment linked to it.
+        with stock_client_env(MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
+            # What `search_traces(run_id=...)` asks, which the stock client sends only with the run's experiment.
+            by_run = f"attribute.run_id = '{run_id}'"
+            linked = mlflow.search_traces(locations=[experiment_id], filter_string=by_run, return_type="list")
+            assert linked == [], (person.name, [t.info.trace_id for t in linked])
+            every = mlflow.search_traces(locations=[experiment_id], return_type="list", include_spans=False)
+        named = [a for t in every for a in t.info.assessments if (a.metadata or {}).get(assessment_source) == run_id]
+        assert named == [], named
+        # A run of their own is theirs to name, every way.
+        mine = session.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id})
+        assert mine.status_code == 200, mine.text
+        for what, call in calls(session, experiment_id, mine.json()["run"]["info"]["run_id"]).items():
+            assert call().status_code == 200, (person.name, what)
+
+    # The stock client's trace inside a run of the caller's is logged and found by the run.
+    def traced_run() -> tuple[str, str]:
+        with mlflow.start_run(experiment_id=cast.experiment_id) as run, mlflow.start_span("in a run") as span:
+            span.set_inputs({"question": "which run"})
+        mlflow.flush_trace_async_logging()
+        return run.info.run_id, span.trace_id
+
+    traced, trace_id = as_user(cast.owner, traced_run)
+    found = as_user(
+        cast.owner,
+        lambda: mlflow.search_traces(locations=[cast.experiment_id], run_id=traced, return_type="list"),
+    )
+    assert [t.info.trace_id for t in found] == [trace_id]
+    assert found[0].info.trace_metadata[source] == traced

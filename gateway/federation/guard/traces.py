@@ -12,14 +12,62 @@ from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
 from gateway.federation.trace_tags import refuse_storage_tags
 
+# The metadata keys by which the store links a trace, and an assessment, to the run that recorded it
+# (mlflow.tracing.constant: TraceMetadataKey.SOURCE_RUN, AssessmentMetadataKey.SOURCE_RUN_ID).
+SOURCE_RUN = "mlflow.sourceRun"
+ASSESSMENT_SOURCE_RUN = "mlflow.assessment.sourceRunId"
+
 
 async def trace_create(checks: Checks, request: Request, wanted: Level) -> Plan:
-    """CAN_EDIT on every experiment the new trace (or OTLP export) goes into; it must name one. The assessments a
-    v3 start carries name only assessments the trace holds (`require_own_assessments`)."""
+    """CAN_EDIT on every experiment the new trace (or OTLP export) goes into; it must name one. CAN_EDIT on every
+    run its metadata names (`require_source_runs`). The assessments a v3 start carries name only assessments the
+    trace holds (`require_own_assessments`)."""
     for experiment_id in request.trace_experiments():
         await checks.require_experiment(request, experiment_id, Level.CAN_EDIT)
+    await require_source_runs(checks, request)
     await require_own_assessments(checks, request)
     return Plan()
+
+
+async def require_source_runs(checks: Checks, request: Request) -> None:
+    """CAN_EDIT on every run a trace or assessment being written names as the run that recorded it: a trace's
+    `mlflow.sourceRun` (a v3 start's `trace_metadata`, a v2 start's or end's `request_metadata`), an assessment's
+    `mlflow.assessment.sourceRunId` (those of a v3 start, of `assessments` create and update). A run the caller may
+    not read is answered as a missing one (404), one it reads but may not change 403, as `runs/log-batch` is.
+
+    The store takes these as links: a search of the run's traces (`run_id`, the run page's Traces tab) answers every
+    trace naming it, and deleting the run deletes every assessment naming it, wherever they are. Logging a trace or
+    an assessment to a run is a write to the run (the stock client sets both only inside a run of the caller's,
+    `mlflow.start_run()`, an evaluation's run); before, anyone could put their trace among another's run's, in an
+    experiment of their own, with a run id read anywhere."""
+    for run_id in source_runs(request.document):
+        await checks.require_run(request, run_id, Level.CAN_EDIT)
+
+
+def source_runs(document: dict[str, Any]) -> list[str]:
+    """The runs a trace call's body names as recording its trace or assessments, once each (none: an empty list)."""
+    found: list[object] = []
+    trace = document.get("trace")
+    info = trace.get("trace_info") if isinstance(trace, dict) else None
+    if isinstance(info, dict):
+        found.append(_value(info.get("trace_metadata"), SOURCE_RUN))
+        for carried in _items(info.get("assessments")):
+            found.append(_value(carried.get("metadata"), ASSESSMENT_SOURCE_RUN))
+    for item in _items(document.get("request_metadata")):
+        if item.get("key") == SOURCE_RUN:
+            found.append(item.get("value"))
+    assessment = document.get("assessment")
+    if isinstance(assessment, dict):
+        found.append(_value(assessment.get("metadata"), ASSESSMENT_SOURCE_RUN))
+    return list(dict.fromkeys(run for run in found if isinstance(run, str) and run))
+
+
+def _value(mapping: object, key: str) -> object:
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+def _items(node: object) -> list[dict[str, Any]]:
+    return [item for item in node if isinstance(item, dict)] if isinstance(node, list) else []
 
 
 async def require_own_assessments(checks: Checks, request: Request) -> None:
@@ -81,8 +129,8 @@ async def trace_search(checks: Checks, request: Request, wanted: Level) -> Plan:
 
 
 async def trace(checks: Checks, request: Request, wanted: Level) -> Plan:
-    """`wanted` on every trace and experiment the call names, CAN_EDIT on a run it links traces to, CAN_READ on
-    every prompt it links a trace to."""
+    """`wanted` on every trace and experiment the call names, CAN_EDIT on a run it links traces or assessments to
+    (`require_source_runs`), CAN_READ on every prompt it links a trace to."""
     if request.ids.run_id:
         await checks.require_run(request, request.ids.run_id, Level.CAN_EDIT)
     experiment_ids = request.experiment_ids(required=False)
@@ -92,6 +140,7 @@ async def trace(checks: Checks, request: Request, wanted: Level) -> Plan:
     if not (trace_ids or request.ids.run_id or experiment_ids):
         raise PermissionDenied("This trace call names no trace or experiment.")
     await checks.require_traces(request, trace_ids, wanted)
+    await require_source_runs(checks, request)
     if request.spec == TRACES_LINK_PROMPTS:
         for name in linked_prompts(request):
             await checks.require_model(request, name, Level.CAN_READ)
