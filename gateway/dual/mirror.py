@@ -78,6 +78,22 @@ MIRRORED_ROUTES = frozenset(spec.name for spec in having(Trait.MIRRORED))
 STARTS_RUN_ROUTES = frozenset(spec.name for spec in having(Trait.STARTS_RUN))
 # The artifact proxy's listing: asked only to tell whether the workspace store serves artifacts at all.
 ARTIFACT_LIST = declared("GET /mlflow-artifacts/artifacts")
+# A logged model's finalization (`MlflowClient.finalize_logged_model`), and the statuses it leaves as the store
+# answers them (READY; FAILED is LOGGED_MODEL_UPLOAD_FAILED).
+LOGGED_MODELS_FINALIZE = declared("PATCH /mlflow/logged-models/{model_id:str}")
+FINAL_STATUSES = frozenset({"LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED"})
+
+
+def finalization(link: WorkspaceLink, model_id: str, status: str) -> dict[str, Any]:
+    """The outbox entry (its columns) that finalizes the central copy of the workspace's logged model `model_id` with
+    `status`, as the client's `PATCH .../logged-models/{model_id}` would have queued it, ordered under the model."""
+    request = {"model_id": model_id, "status": status}
+    return {
+        "workspace_id": link.workspace_id,
+        "order_key": order_key(link.workspace_id, LOGGED_MODELS_FINALIZE.name, request, {}, None, model_id),
+        "route": LOGGED_MODELS_FINALIZE.name,
+        "payload": {"request": request, "response": {}, "path_params": {"model_id": model_id}},
+    }
 
 
 def order_key(
@@ -339,11 +355,16 @@ class Mirror:
             request["tags"] = tags
         if params:
             request["params"] = params
-        return await self._copy_logged_model(link, primary_id, request)
+        return await self._copy_logged_model(link, primary_id, request, str(info.get("status") or ""))
 
     async def _create_logged_model(
-        self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]
+        self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any], status: str = ""
     ) -> tuple[str, str]:
+        """The central copy of a logged model, found by its provenance tag or created (PENDING: the store creates
+        every logged model so). `status` is the workspace store's status of a model copied on first use: READY or
+        FAILED there (finalized before the copy, by a call whose entry was never queued), the copy's finalization
+        is queued under the model's key with the id map's row, so it follows the model's pending files, if any,
+        and is applied however the relay ends."""
         mapped = await self._mapped(link, "logged_model", primary_id)
         if mapped is not None:
             return mapped.central_id, mapped.central_artifact_uri
@@ -359,7 +380,10 @@ class Mirror:
             body["tags"] = [*(request.get("tags") or []), {"key": SOURCE_MODEL_TAG, "value": primary_id}]
             info = (await self._central(link, "POST", "/api/2.0/mlflow/logged-models", body))["model"]["info"]
         central_id, uri = str(info["model_id"]), str(info.get("artifact_uri", ""))
-        await self._remember(link, "logged_model", primary_id, central_id, uri)
+        finalize = None
+        if status in FINAL_STATUSES and info.get("status") != status:
+            finalize = finalization(link, primary_id, status)
+        await self._remember(link, "logged_model", primary_id, central_id, uri, then=finalize)
         return central_id, uri
 
     async def _central_version(self, link: WorkspaceLink, name: str, version: str) -> str:
@@ -531,13 +555,13 @@ class Mirror:
             return await self._create_run(link, primary_id, request, info)
 
     async def _copy_logged_model(
-        self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]
+        self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any], status: str = ""
     ) -> tuple[str, str]:
         mapped = await self._mapped(link, "logged_model", primary_id)
         if mapped is not None:
             return mapped.central_id, mapped.central_artifact_uri
         async with self._exclusive(link, "logged_model", primary_id):
-            return await self._create_logged_model(link, primary_id, request)
+            return await self._create_logged_model(link, primary_id, request, status)
 
     async def _copy_version(
         self, link: WorkspaceLink, primary_name: str, body: dict[str, Any], response: Mapping[str, Any]
@@ -559,8 +583,21 @@ class Mirror:
             )
             return result.scalar_one_or_none()
 
-    async def _remember(self, link: WorkspaceLink, kind: str, primary_id: str, central_id: str, uri: str = "") -> None:
+    async def _remember(
+        self,
+        link: WorkspaceLink,
+        kind: str,
+        primary_id: str,
+        central_id: str,
+        uri: str = "",
+        *,
+        then: dict[str, Any] | None = None,
+    ) -> None:
+        """The copy's row of the id map, and `then` (an outbox entry's columns) queued in the same transaction: a
+        copy once remembered is never made again, so what it still needs must be queued with the row or never."""
         async with self._sessionmaker() as session, session.begin():
+            if then is not None:
+                await session.execute(insert(OutboxRow).values(**then))
             await session.execute(
                 insert(IdMapRow)
                 .values(

@@ -963,12 +963,15 @@ def test_a_registered_model_whose_entry_was_lost_is_created_in_the_central_store
     assert central_predictions(dual, promoted) == promoted.expected
 
 
-def test_a_logged_model_made_before_its_workspace_became_dual_is_copied_with_its_tags_and_params(
+def test_a_logged_model_made_before_its_workspace_became_dual_is_copied_with_its_tags_params_and_status(
     dual: DualStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A logged model made while its workspace was not dual has no creation entry: the relay copies it from the
     workspace store on first use (here: a tag set once the workspace is dual). The copy was made from its
-    experiment, name, type and run alone, without the tags and params it had, which nothing copied later."""
+    experiment, name, type and run alone, without the tags and params it had, which nothing copied later. And it
+    stayed PENDING (the store creates every logged model so) though the model was READY or FAILED: finalized before
+    the copy, by a call whose entry was never queued. Its finalization is queued with the copy now; a model still
+    pending when copied is finalized by its own finalization's entry, as ever."""
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     base = f"{dual.gateway.url}/api/3.0/mlflow/workspaces"
     target = f"early-{uuid.uuid4().hex[:6]}"
@@ -980,25 +983,44 @@ def test_a_logged_model_made_before_its_workspace_became_dual_is_copied_with_its
         experiment_id, name="scorer", model_type="classifier",
         params={"alpha": "0.5", "depth": "7"}, tags={"team": "fraud", "mlflow.note.content": "kept"},
     )  # fmt: skip
+    gateway.finalize_logged_model(made.model_id, LoggedModelStatus.READY)
+    broken = gateway.create_logged_model(experiment_id, name="broken")
+    gateway.finalize_logged_model(broken.model_id, LoggedModelStatus.FAILED)
+    later = gateway.create_logged_model(experiment_id, name="later")
 
     relinked = requests.patch(f"{base}/{target}", json={"mode": "dual"}, headers=admin, timeout=30)
     assert relinked.status_code == 200, relinked.text
     wait_reconciled(dual, workspace=target)
     earlier = dual.dead_letters(target)
     gateway = client_for(dual.gateway.url, target, monkeypatch)
-    gateway.set_logged_model_tags(made.model_id, {"stage": "late"})
+    for model in (made, broken, later):
+        gateway.set_logged_model_tags(model.model_id, {"stage": "late"})
+    dual.drained(workspace=target)
+    central = client_for(dual.central.url, target, monkeypatch)
+    experiments = [e.experiment_id for e in central.search_experiments()]
+
+    def copy_of(model_id: str) -> Any:
+        [copy] = central.search_logged_models(
+            experiments, filter_string=f"tags.`fedgate.source_model_id` = '{model_id}'"
+        )
+        return copy
+
+    assert copy_of(later.model_id).status == LoggedModelStatus.PENDING  # as the workspace store has it
+    gateway = client_for(dual.gateway.url, target, monkeypatch)
+    gateway.finalize_logged_model(later.model_id, LoggedModelStatus.READY)
     dual.drained(workspace=target)
     assert dual.dead_letters(target) == earlier
 
     central = client_for(dual.central.url, target, monkeypatch)
-    experiments = [e.experiment_id for e in central.search_experiments()]
-    [copy] = central.search_logged_models(
-        experiments, filter_string=f"tags.`fedgate.source_model_id` = '{made.model_id}'"
-    )
+    copy = copy_of(made.model_id)
     assert copy.name == "scorer" and copy.model_type == "classifier"
     assert copy.params == {"alpha": "0.5", "depth": "7"}
     assert {k: v for k, v in copy.tags.items() if not k.startswith("fedgate.")} == {
         "team": "fraud", "mlflow.note.content": "kept", "stage": "late"
+    }  # fmt: skip
+    statuses = {model.name: copy_of(model.model_id).status for model in (made, broken, later)}
+    assert statuses == {
+        "scorer": LoggedModelStatus.READY, "broken": LoggedModelStatus.FAILED, "later": LoggedModelStatus.READY
     }  # fmt: skip
 
 
