@@ -392,32 +392,68 @@ def reserved_version_tag(key: object) -> bool:
     return spelt in (STAGE_TAG, KEY_TAG) or spelt.startswith(KEY_TAG + ".")
 
 
+# A prompt version's content, in its tags (MLflow 3.17.2 `mlflow.prompt.constants`), as `folded` spells them.
+PROMPT_CONTENT_TAGS = frozenset(
+    {
+        "mlflow.prompt.is_prompt",
+        "mlflow.prompt.text",
+        "_mlflow_prompt_type",
+        "_mlflow_prompt_response_format",
+        "_mlflow_prompt_model_config",
+    }
+)
+
+
+def prompt_content_tag(key: object) -> bool:
+    """Whether `key` is a version tag that holds a prompt's content: MLflow 3.17.2 keeps a prompt version's template,
+    type, response format and model config in its tags (`mlflow.entities.model_registry.prompt_version`
+    `_is_reserved_tag`), so they are what `prompts:/<name>@<alias>` serves. Compared as `reserved_version_tag`
+    compares them."""
+    return isinstance(key, str) and folded(key) in PROMPT_CONTENT_TAGS
+
+
 class ReservedVersionTag:
     """MLflow's set-tag and delete-tag of model versions, and model-versions/create (`FeatureRoute`s): the workflow's
     own version tags (`reserved_version_tag`) are written by the workflow alone. Setting or deleting one answers 403;
     a version made with them (the stock client's copy_model_version copies its source's tags) is made without them,
-    as a new version starts in stage None and is no promotion's copy. Everything else is forwarded as it came."""
+    as a new version starts in stage None and is no promotion's copy. A prompt's content (`prompt_content_tag`) on a
+    version in Staging or Production or holding an alias changes only with what moving the version asks
+    (`RegistryWorkflow.version_content`). Everything else is forwarded as it came."""
 
-    def __init__(self, forwarder: Forwarder, *, creating: bool = False) -> None:
+    def __init__(
+        self, forwarder: Forwarder, registry: RegistryWorkflow | None = None, *, creating: bool = False
+    ) -> None:
         self._forwarder = forwarder
+        self._registry = registry
         self._creating = creating
 
     async def serve(self, call: ForwardCall) -> ForwardResult:
         if self._creating:
             return await self._forwarder.forward(_without_reserved_tags(call))
-        key: object = None
+        document: dict[str, Any] = {}
+        ids = None
         if isinstance(call.body, bytes) and call.body.strip():
-            document = canonical_body(call.body).document
-            key = document.get("key") if isinstance(document, dict) else None
-        if key is None and call.query:
-            key = dict(parse_qsl(call.query)).get("key")
+            canonical = canonical_body(call.body)
+            document, ids = canonical.document, canonical.ids
+        query = dict(parse_qsl(call.query)) if call.query else {}
+        key, name, version = (document.get(field, query.get(field)) for field in ("key", "name", "version"))
         if reserved_version_tag(key):
             raise PermissionDenied(
                 f"The tag {str(key)[:64]} is written by the registry workflow alone ({STAGE_TAG}: a version's stage, "
                 f"request a transition with POST /api/2.0/mlflow/transition-requests/create; {KEY_TAG}: which "
                 "version a promotion copied)."
             )
-        return await self._forwarder.forward(call)
+        if self._registry is None or not prompt_content_tag(key) or not isinstance(name, str) or not name:
+            return await self._forwarder.forward(call)
+        link = await self._forwarder.resolve(call, ids, None)
+        return await self._registry.version_content(
+            call.principal,
+            link,
+            name,
+            str(version) if isinstance(version, (str, int)) else "",
+            f"change the prompt template ({str(key)[:64]})",
+            lambda: self._forwarder.forward(call),
+        )
 
 
 def _without_reserved_tags(call: ForwardCall) -> ForwardCall:

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
 from gateway.authz.decide import Authorizer
-from gateway.authz.levels import Level, model_object, transition_level, workspace_object
+from gateway.authz.levels import Level, files_level, model_object, transition_level, workspace_object
 from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
 from gateway.core.numbers import BIGINT_DIGITS, is_number
@@ -511,6 +511,37 @@ class RegistryWorkflow:
                 applied = Applied(transitioned(result), current, archived)
                 await self._applied(principal, model, found.version, target, None, applied)
         return result
+
+    async def version_content(
+        self,
+        principal: Principal,
+        link: WorkspaceLink,
+        name: str,
+        version: str,
+        doing: str,
+        send: Callable[[], Awaitable[ForwardResult]],
+    ) -> ForwardResult:
+        """A change of what a version serves that is no stage or alias move (a prompt's template, held in the
+        version's tags): under the model's lock, what changing the version asks (`authz/levels.py` `files_level`: its
+        stage and aliases, as for its files), then `send`. A version nothing serves (no stage but None or Archived,
+        no alias) asks nothing more than the call's own level, which the guard checks on `send`."""
+        model = await self.model(principal, link, name)
+        number = mlflow_version(version)
+        async with self._decision(model):
+            found = await self._store.version(link, name, number) if number is not None else None
+            if found is not None:  # else the store answers the call as it answers it
+                stored = await self._store.model(link, name)
+                aliases = [a.alias for a in stored.aliases if a.version == found.version] if stored else []
+                async with self._sessionmaker() as session:
+                    protected = await RegistryRepository(session).protected_aliases(model.id)
+                level = files_level(found.current_stage or "None", aliases, protected)
+                if level is not None:
+                    stage = STAGES.get((found.current_stage or "").strip().lower())
+                    why = [f"is in {stage}"] if stage in ACTIVE_STAGES else []
+                    why += [f"holds the alias '{alias}'" for alias in aliases]
+                    serving = " and ".join(why)
+                    self._require(principal, model, level.value, f"{doing} of version {found.version}, which {serving}")
+            return await send()
 
     async def _apply(
         self,
