@@ -146,7 +146,7 @@ class ExperimentChange:
     workspace_id: int
     experiment_id: str
     new_name: str | None = None
-    deleted: bool | None = None  # True: deleted with its live runs; False: restored with the runs deleted with it
+    deleted: bool | None = None  # True: deleted with its runs; False: restored with every run of it
     set_tag: tuple[str, str] | None = None
     drop_tag: str | None = None
 
@@ -419,19 +419,19 @@ class IndexWriter:
                 change.new_name,
             )
         if change.deleted is True:
-            # MLflow marks the experiment's runs deleted with it; they come back with it.
+            # MLflow marks every run of the experiment deleted with it (a deleted run's time is set again) and,
+            # restoring it, marks every run active: also one deleted before the experiment was.
             await conn.execute(
                 "WITH e AS (UPDATE ix_experiments SET delete_time = now(), update_time = now() "
                 "  WHERE workspace_id = $1 AND experiment_id = $2 RETURNING delete_time) "
                 "UPDATE ix_runs SET delete_time = (SELECT delete_time FROM e), update_time = now() "
-                "WHERE workspace_id = $1 AND experiment_id = $2 AND delete_time IS NULL",
+                "WHERE workspace_id = $1 AND experiment_id = $2",
                 *key,
             )
         elif change.deleted is False:
             await conn.execute(
-                "WITH e AS (SELECT delete_time FROM ix_experiments WHERE workspace_id = $1 AND experiment_id = $2), "
-                "r AS (UPDATE ix_runs SET delete_time = NULL, update_time = now() "
-                "  WHERE workspace_id = $1 AND experiment_id = $2 AND delete_time = (SELECT delete_time FROM e)) "
+                "WITH r AS (UPDATE ix_runs SET delete_time = NULL, update_time = now() "
+                "  WHERE workspace_id = $1 AND experiment_id = $2 AND delete_time IS NOT NULL) "
                 "UPDATE ix_experiments SET delete_time = NULL, update_time = now() "
                 "WHERE workspace_id = $1 AND experiment_id = $2",
                 *key,
