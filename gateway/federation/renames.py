@@ -9,7 +9,12 @@ import msgspec
 from gateway.core.links import WorkspaceLink
 
 # Fields that carry artifact URIs or the workspace name; user data (params, tags...) is never touched.
-REWRITTEN_FIELDS = frozenset({"artifact_location", "artifact_uri", "root_uri", "source", "workspace"})
+# `mlflow.artifactLocation` is the trace tag (a key of a v3 trace info's `tags` map) the store sets to where a
+# trace's data lives when it does not hold the trace's spans: the stock client uploads the trace's `traces.json`
+# there and reads it from there, through the gateway. No caller sets it (trace_tags.py refuses it).
+REWRITTEN_FIELDS = frozenset(
+    {"artifact_location", "artifact_uri", "root_uri", "source", "workspace", "mlflow.artifactLocation"}
+)
 
 
 def renames(link: WorkspaceLink) -> bool:

@@ -40,3 +40,25 @@ def test_user_data_is_never_rewritten() -> None:
 
 def test_non_json_is_left_alone() -> None:
     assert _rewrite_json(b"not json", "up", "team-c") == b"not json"
+
+
+def test_a_traces_artifact_location_tag_is_renamed() -> None:
+    """The store's tag of where a trace's data lives, in a v3 trace info's tags map (get, start, search)."""
+    location = "mlflow-artifacts:/workspaces/up/3/traces/tr-1/artifacts"
+    body = msgspec.json.encode(
+        {
+            "traces": [
+                {
+                    "trace_id": "tr-1",
+                    "tags": {"mlflow.artifactLocation": location, "mlflow.traceName": "workspaces/up/x"},
+                    "trace_metadata": {"note": location},
+                }
+            ]
+        }
+    )
+    renamed = msgspec.json.decode(_rewrite_json(body, "up", "team-c"))["traces"][0]
+    assert renamed["tags"] == {
+        "mlflow.artifactLocation": "mlflow-artifacts:/workspaces/team-c/3/traces/tr-1/artifacts",
+        "mlflow.traceName": "workspaces/up/x",
+    }
+    assert renamed["trace_metadata"] == {"note": location}
