@@ -1,6 +1,7 @@
 """A sweep of what a user's code does with the stock mlflow client, run twice: through the gateway (workspace
-team-a, as a user who may only use it) and directly against team-a's own `mlflow server`. Each scenario returns
-what the user would see, stripped of ids and times, and the two must be equal.
+team-a, as a user who may only use it, or who edits or manages it where the call is the workspace's; team-c,
+whose store knows it under another name, where a scenario says so) and directly against an `mlflow server`.
+Each scenario returns what the user would see, stripped of ids and times, and the two must be equal.
 
 What other modules already cover in depth (the registry's aliases and tags, stage transitions, a folder's
 download, renamed workspaces, permissions) is touched here only where a scenario needs it.
@@ -9,6 +10,7 @@ download, renamed workspaces, permissions) is touched here only where a scenario
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import uuid
@@ -52,6 +54,7 @@ class Target:
 class Sides:
     gateway: Target  # a user who may use team-a (CAN_USE): owns what they create
     editor: Target  # a user who may edit all of team-a (CAN_EDIT): evaluation datasets are the workspace's
+    manager: Target  # a user who manages team-a (CAN_MANAGE): webhooks and scorers carrying code are the workspace's
     direct: Target
 
 
@@ -62,9 +65,12 @@ def sides(stack: Stack) -> Sides:
     admin.grant("workspaces/team-a", "CAN_USE", user=user.name)
     editor: Person = admin.person(f"sweep.editor.{SUFFIX}@example.com")
     admin.grant("workspaces/team-a", "CAN_EDIT", user=editor.name)
+    manager: Person = admin.person(f"sweep.manager.{SUFFIX}@example.com")
+    admin.grant("workspaces/team-a", "CAN_MANAGE", user=manager.name)
     return Sides(
         gateway=Target("gateway", stack.url, user.token, "team-a"),
         editor=Target("gateway", stack.url, editor.token, "team-a", workspace_from_env=True),
+        manager=Target("gateway", stack.url, manager.token, "team-a"),
         direct=Target("direct", stack.stores["b"].url, None, None),
     )
 
@@ -91,11 +97,16 @@ def talking_to(target: Target) -> Iterator[MlflowClient]:
 
 
 def both(
-    sides: Sides, tmp_path: Path, scenario: Callable[[MlflowClient, Path], Any], *, as_editor: bool = False
+    sides: Sides,
+    tmp_path: Path,
+    scenario: Callable[[MlflowClient, Path], Any],
+    *,
+    as_editor: bool = False,
+    through: Target | None = None,
 ) -> Any:
     """The scenario's view through the gateway, asserted equal to its view of a store of its own."""
     seen = {}
-    for target in (sides.direct, sides.editor if as_editor else sides.gateway):
+    for target in (sides.direct, through or (sides.editor if as_editor else sides.gateway)):
         folder = tmp_path / target.label
         folder.mkdir()
         with talking_to(target) as client:
@@ -791,3 +802,579 @@ def test_version_sources_follow_what_they_name(sides: Sides, stack: Stack) -> No
             )
             assert (answer.status_code, answer.json()["error_code"]) == (403, "PERMISSION_DENIED"), body
         assert client.search_model_versions(f"name = '{mine}'") == []
+
+
+def test_trace_search_pages_links_and_deletion(sides: Sides, tmp_path: Path) -> None:
+    import time
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("trace-pages")).experiment_id
+
+        @mlflow.trace(name="step", span_type="TOOL")
+        def step(i: int) -> int:
+            mlflow.update_current_trace(tags={"i": str(i), "parity": "odd" if i % 2 else "even"})
+            with mlflow.start_span("square") as inner:
+                inner.set_inputs({"i": i})
+                inner.set_outputs({"square": i * i})
+            return i * i
+
+        for i in range(5):
+            step(i)
+            time.sleep(0.005)  # distinct timestamps: an order by time has no ties to break by random ids
+        with mlflow.start_run() as run:
+            step(5)
+        external = mlflow.create_external_model(name="agent", tags={"kind": "external"}, params={"k": "v"})
+        mlflow.set_active_model(model_id=external.model_id)
+        step(6)
+        mlflow.clear_active_model()
+        mlflow.flush_trace_async_logging()
+
+        def order(found: Any) -> list[str]:
+            return [t.info.tags.get("i") for t in found]
+
+        pages, token = [], None
+        while True:
+            page = client.search_traces(
+                locations=[experiment_id], max_results=2, order_by=["timestamp_ms DESC"], page_token=token
+            )
+            pages.append(order(page))
+            token = page.token
+            if not token:
+                break
+        filters: dict[str, Any] = {}
+        for text in (
+            "tags.parity = 'even'",
+            "tags.parity = 'odd' AND trace.timestamp_ms > 0",
+            "trace.execution_time_ms >= 0 AND tags.i != '0'",
+            "metadata.`mlflow.sourceRun` = '<run>'",
+            "span.type = 'TOOL' AND tags.i = '3'",
+            "tags.i IN ('1', '2')",
+            "tags.i LIKE '%'",
+            "span.name = 'square'",
+        ):
+            try:
+                found = mlflow.search_traces(
+                    locations=[experiment_id],
+                    filter_string=text.replace("<run>", run.info.run_id),
+                    order_by=["timestamp_ms ASC"],
+                    return_type="list",
+                )
+                filters[text] = order(found)
+            except MlflowException as error:
+                filters[text] = error.error_code
+        frame = mlflow.search_traces(locations=[experiment_id], max_results=3, order_by=["timestamp_ms ASC"])
+        bare = mlflow.search_traces(locations=[experiment_id], include_spans=False, return_type="list")
+        by_run = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
+        by_model = mlflow.search_traces(model_id=external.model_id, return_type="list")
+        trace = mlflow.get_trace(by_model[0].info.trace_id)
+        first_time = sorted(t.info.timestamp_ms for t in bare)[1]
+        removed_old = client.delete_traces(experiment_id, max_timestamp_millis=first_time, max_traces=10)
+        left = mlflow.search_traces(locations=[experiment_id], return_type="list", order_by=["timestamp_ms ASC"])
+        removed_ids = client.delete_traces(experiment_id, trace_ids=[left[0].info.trace_id, left[1].info.trace_id])
+        final = mlflow.search_traces(locations=[experiment_id], return_type="list", order_by=["timestamp_ms ASC"])
+        return {
+            "pages": pages,
+            "filters": filters,
+            "frame": [row["i"] for row in frame["tags"]],
+            "frame spans": [len(spans) for spans in frame["spans"]],
+            "bare spans": sorted(len(t.data.spans) for t in bare),
+            "by run": order(by_run),
+            "by model": order(by_model),
+            "linked": (
+                trace.info.request_metadata.get("mlflow.modelId") == external.model_id,
+                trace.info.tags.get("mlflow.trace.spansLocation"),
+                sorted((s.name, s.span_type) for s in trace.data.spans),
+            ),
+            "external": (str(mlflow.get_logged_model(external.model_id).status), external.tags.get("kind")),
+            "removed": (removed_old, removed_ids),
+            "final": order(final),
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["pages"] == [["6", "5"], ["4", "3"], ["2", "1"], ["0"]]
+    assert seen["removed"] == (2, 2) and seen["final"] == ["4", "5", "6"]
+
+
+class Verdict(__import__("pydantic").BaseModel):  # type: ignore[misc]
+    answer: str
+    confidence: float
+
+
+def test_prompt_formats_tags_and_versions(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        name = named("chat-prompt")
+        chat = [
+            {"role": "system", "content": "You answer about {{ topic }}."},
+            {"role": "user", "content": "{{ question }}"},
+        ]
+        first = mlflow.genai.register_prompt(name, chat, response_format=Verdict, tags={"team": "a", "temp": "x"})
+        second = mlflow.genai.register_prompt(
+            name,
+            "Plain {{ question }}",
+            response_format={"type": "object", "properties": {"a": {"type": "string"}}},
+            model_config={"model_name": "gpt-x", "temperature": 0.2},
+            commit_message="text now",
+        )
+        mlflow.genai.set_prompt_alias(name, "prod", 2)
+        mlflow.genai.set_prompt_alias(name, "prod", 1)
+        mlflow.genai.set_prompt_tag(name, "owner", "sweep")
+        mlflow.genai.delete_prompt_tag(name, "temp")
+        mlflow.genai.set_prompt_version_tag(name, 2, "state", "draft")
+        mlflow.genai.set_prompt_version_tag(name, 2, "gone", "soon")
+        mlflow.genai.delete_prompt_version_tag(name, 2, "gone")
+        loaded = {
+            "v1": mlflow.genai.load_prompt(name, version=1),
+            "v2": mlflow.genai.load_prompt(f"prompts:/{name}/2"),
+            "prod": mlflow.genai.load_prompt(f"prompts:/{name}@prod"),
+            "alias by client": client.get_prompt_version_by_alias(name, "prod"),
+        }
+        versions = client.search_prompt_versions(name)
+        found = mlflow.genai.search_prompts(filter_string=f"name = '{name}'")
+        errors = {}
+        for label, action in {
+            "missing version": lambda: mlflow.genai.load_prompt(name, version=9),
+            "missing alias": lambda: mlflow.genai.load_prompt(f"prompts:/{name}@nowhere"),
+            "missing prompt": lambda: mlflow.genai.load_prompt(named("no-prompt"), version=1),
+        }.items():
+            try:
+                errors[label] = repr(action())
+            except MlflowException as error:
+                errors[label] = error.error_code
+        client.delete_prompt_version(name, "2")
+        after = [v.version for v in client.search_prompt_versions(name)]
+        return {
+            "versions": (first.version, second.version),
+            "loaded": {
+                key: (
+                    p.version,
+                    p.template,
+                    p.is_text_prompt,
+                    p.response_format,
+                    p.model_config,
+                    {k: v for k, v in p.tags.items() if not k.startswith("_mlflow") and not k.startswith("mlflow.")},
+                    p.aliases,
+                )
+                for key, p in loaded.items()
+            },
+            "formatted": loaded["v1"].format(topic="math", question="2+2?"),
+            "variables": sorted(loaded["v1"].variables),
+            "versions listed": sorted(v.version for v in versions),
+            "prompt tags": {k: v for k, v in mlflow.genai.get_prompt_tags(name).items() if not k.startswith("_")},
+            "found": [(p.name, p.tags) for p in found],
+            "errors": errors,
+            "after delete": after,
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["loaded"]["prod"][0] == 1 and seen["prompt tags"] == {"team": "a", "owner": "sweep"}
+
+
+def test_dataset_life_cycle_and_evaluation(sides: Sides, tmp_path: Path) -> None:
+    from mlflow.genai import datasets
+    from mlflow.genai.scorers import scorer
+
+    @scorer
+    def matches(outputs: Any, expectations: dict[str, Any] | None) -> bool:
+        return bool(outputs == (expectations or {}).get("answer", "6"))
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("dataset-life")).experiment_id
+        names = [named(f"life-{i}") for i in range(3)]
+        made = [
+            datasets.create_dataset(name=n, experiment_id=experiment_id, tags={"i": str(i), "team": "a"})
+            for i, n in enumerate(names)
+        ]
+        made[0].merge_records([{"inputs": {"q": "2+2"}, "expectations": {"answer": "4"}}])
+
+        @mlflow.trace
+        def solve(q: str) -> str:
+            return {"2+2": "4", "3+3": "6"}.get(q, "?")
+
+        solve("3+3")
+        mlflow.flush_trace_async_logging()
+        traces = mlflow.search_traces(locations=[experiment_id], return_type="list")
+        made[0].merge_records(traces)
+        by_name = datasets.get_dataset(name=names[0])
+        searches: dict[str, Any] = {}
+        for label, kwargs in {
+            "all": {"experiment_ids": [experiment_id], "order_by": ["name ASC"]},
+            "tag": {"experiment_ids": [experiment_id], "filter_string": "tags.i = '1'"},
+            "like": {"experiment_ids": [experiment_id], "filter_string": f"name LIKE '%life-2-{SUFFIX}'"},
+            "first": {"experiment_ids": [experiment_id], "max_results": 1, "order_by": ["name DESC"]},
+        }.items():
+            try:
+                searches[label] = [d.name for d in datasets.search_datasets(**kwargs)]
+            except MlflowException as error:
+                searches[label] = error.error_code
+        datasets.delete_dataset_tag(dataset_id=made[1].dataset_id, key="team")
+        result = mlflow.genai.evaluate(
+            data=datasets.get_dataset(dataset_id=made[0].dataset_id),
+            predict_fn=solve,
+            scorers=[matches],
+        )
+        mlflow.flush_trace_async_logging()
+        datasets.delete_dataset(dataset_id=made[2].dataset_id)
+        with pytest.raises(MlflowException) as deleted:
+            datasets.get_dataset(dataset_id=made[2].dataset_id)
+        return {
+            "records": sorted(
+                (r["inputs"].get("q"), (r["expectations"] or {}).get("answer")) for _, r in by_name.to_df().iterrows()
+            ),
+            "by name": by_name.dataset_id == made[0].dataset_id,
+            "searches": searches,
+            "untagged": {k: v for k, v in datasets.get_dataset(dataset_id=made[1].dataset_id).tags.items()},
+            "metrics": result.metrics,
+            "evaluated": sorted(
+                repr([(a.name, a.value, a.error) for a in t.info.assessments if a.name == "matches"])
+                for t in mlflow.search_traces(run_id=result.run_id, return_type="list")
+            ),
+            "deleted": deleted.value.error_code,
+            "remaining": sorted(d.name for d in datasets.search_datasets(experiment_ids=[experiment_id])),
+        }
+
+    # Deleting a dataset is the workspace's managers' (datasets have no grants of their own).
+    seen = both(sides, tmp_path, scenario, through=sides.manager)
+    assert seen["searches"]["tag"] == [named("life-1")]
+
+
+def test_logged_model_surface(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("logged-surface")).experiment_id
+        with mlflow.start_run() as run:
+            info = mlflow.pyfunc.log_model(
+                name="adder",
+                python_model=AddN(),
+                params={"alpha": "0.5"},
+                tags={"flavor": "pyfunc"},
+                model_type="agent",
+                input_example=pd.DataFrame({"x": [1.0]}),
+            )
+            mlflow.log_metric("accuracy", 0.75, model_id=info.model_id)
+        mlflow.log_model_params({"beta": "2"}, model_id=info.model_id)
+        external = mlflow.create_external_model(name="remote", model_type="agent", tags={"where": "there"})
+        first = mlflow.set_active_model(name="by-name")
+        again = mlflow.set_active_model(name="by-name")
+        active = mlflow.get_active_model_id()
+        mlflow.clear_active_model()
+        initialized = mlflow.initialize_logged_model(name="pending", source_run_id=run.info.run_id)
+        ids = {
+            info.model_id: "adder",
+            external.model_id: "remote",
+            first.model_id: "by-name",
+            initialized.model_id: "pending",
+        }
+
+        def names(found: Any) -> list[str]:
+            return [ids.get(m.model_id, m.name) for m in found]
+
+        searches: dict[str, Any] = {}
+        for text in (
+            "name = 'adder'",
+            "params.alpha = '0.5'",
+            "tags.flavor = 'pyfunc'",
+            "metrics.accuracy >= 0.7",
+            "source_run_id = '<run>'",
+            "status = 'PENDING'",
+            "model_type = 'agent'",
+            "name LIKE 'by-%'",
+            "name != 'adder' AND status != 'PENDING'",
+        ):
+            try:
+                searches[text] = sorted(
+                    names(
+                        mlflow.search_logged_models(
+                            experiment_ids=[experiment_id],
+                            filter_string=text.replace("<run>", run.info.run_id),
+                            output_format="list",
+                        )
+                    )
+                )
+            except MlflowException as error:
+                searches[text] = error.error_code
+        pages, token = [], None
+        while True:
+            page = client.search_logged_models(
+                experiment_ids=[experiment_id], max_results=2, order_by=[{"field_name": "name"}], page_token=token
+            )
+            pages.append(names(page))
+            token = page.token
+            if not token:
+                break
+        fetched = mlflow.get_logged_model(info.model_id)
+        client.delete_logged_model(initialized.model_id)
+        with pytest.raises(MlflowException) as deleted:
+            mlflow.get_logged_model(initialized.model_id)
+        return {
+            "same active": (first.model_id == again.model_id == active),
+            "searches": searches,
+            "pages": pages,
+            "fetched": (
+                fetched.name,
+                str(fetched.status),
+                fetched.model_type,
+                fetched.params,
+                {k: v for k, v in fetched.tags.items() if not k.startswith("mlflow.")},
+                [(m.key, m.value, m.run_id == run.info.run_id) for m in fetched.metrics or []],
+                fetched.source_run_id == run.info.run_id,
+            ),
+            "external": (str(external.status), external.model_type),
+            "artifacts": sorted(f.path for f in client.list_logged_model_artifacts(info.model_id)),
+            "predicted": list(mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"x": [1.0]}))),
+            "deleted": deleted.value.error_code,
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["pages"] == [["adder", "by-name"], ["pending", "remote"]]
+    assert seen["searches"]["params.alpha = '0.5'"] == ["adder"]
+
+
+def test_registered_scorers(sides: Sides, tmp_path: Path) -> None:
+    from mlflow.genai.scorers import (
+        RegexMatch,
+        ScorerSamplingConfig,
+        delete_scorer,
+        get_scorer,
+        list_scorers,
+        scorer,
+    )
+
+    @scorer
+    def short(outputs: Any) -> bool:
+        return len(str(outputs)) < 10
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("scorers")).experiment_id
+        out: dict[str, Any] = {}
+        # Neither store runs a scorer's own code (MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS is not set).
+        with pytest.raises(MlflowException) as custom:
+            short.register(name="short")
+        out["custom"] = custom.value.error_code
+        registered = RegexMatch(name="starts", pattern="^A").register(name="starts")
+        again = RegexMatch(name="starts", pattern="^An").register(name="starts")
+        out["registered"] = (registered.name, again.name)
+        for label, action in {
+            "start": lambda: registered.start(sampling_config=ScorerSamplingConfig(sample_rate=0.5)),
+            "update": lambda: registered.update(
+                sampling_config=ScorerSamplingConfig(sample_rate=0.25, filter_string="tags.x = 'y'")
+            ),
+            "stop": lambda: registered.stop(),
+        }.items():
+            try:
+                changed = action()
+                out[label] = (changed.name, changed.sample_rate, changed.filter_string)
+            except MlflowException as error:
+                out[label] = error.error_code
+        listed = list_scorers(experiment_id=experiment_id)
+        fetched = get_scorer(name="starts", experiment_id=experiment_id)
+        first = get_scorer(name="starts", experiment_id=experiment_id, version=1)
+        out["listed"] = sorted((s.name, s.sample_rate) for s in listed)
+        out["fetched"] = (fetched.name, fetched.sample_rate, fetched(outputs="Ab").value, first(outputs="Ab").value)
+        delete_scorer(name="starts", experiment_id=experiment_id, version=1)
+        out["after one"] = sorted(s.name for s in list_scorers(experiment_id=experiment_id))
+        delete_scorer(name="starts", experiment_id=experiment_id, version="all")
+        out["after all"] = [s.name for s in list_scorers(experiment_id=experiment_id)]
+        with pytest.raises(MlflowException) as gone:
+            get_scorer(name="starts", experiment_id=experiment_id)
+        out["gone"] = gone.value.error_code
+        return out
+
+    seen = both(sides, tmp_path, scenario, through=sides.manager)
+    assert seen["after all"] == [] and seen["gone"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_webhooks(sides: Sides, stack: Stack, tmp_path: Path) -> None:
+    from tests.conftest import OUTBOUND_ALLOWED
+
+    # Store `a` itself (team-a's store): it takes the plain-http loopback URL the gateway allows.
+    direct = Target("direct", stack.stores["a"].url, None, None)
+    own = dataclasses.replace(sides, direct=direct)
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        tag = uuid.uuid4().hex[:6]
+        made = [
+            client.create_webhook(
+                name=f"hook-{tag}-{i}",
+                url=f"{OUTBOUND_ALLOWED}/sweep-{i}",
+                events=["model_version.created", "prompt.created"],
+                description=f"number {i}",
+                secret="s3cret",
+            )
+            for i in range(3)
+        ]
+        ids = {hook.webhook_id: hook.name.rsplit("-", 1)[1] for hook in made}
+        listed, token = [], None
+        while True:
+            page = client.list_webhooks(max_results=100, page_token=token)
+            listed += [ids[h.webhook_id] for h in page if h.webhook_id in ids]
+            token = page.token
+            if not token:
+                break
+        updated = client.update_webhook(
+            made[0].webhook_id, description="changed", status="DISABLED", events=["registered_model.created"]
+        )
+        fetched = client.get_webhook(made[0].webhook_id)
+        tested = client.test_webhook(made[1].webhook_id)
+        client.delete_webhook(made[2].webhook_id)
+        with pytest.raises(MlflowException) as gone:
+            client.get_webhook(made[2].webhook_id)
+        for hook in made[:2]:
+            client.delete_webhook(hook.webhook_id)
+        return {
+            "made": [
+                (h.description, str(h.status), sorted(str(e) for e in h.events), h.url.rsplit("/", 1)[1]) for h in made
+            ],
+            "listed": sorted(listed),
+            "updated": (updated.description, str(updated.status), [str(e) for e in updated.events]),
+            "fetched": (fetched.description, str(fetched.status), fetched.name == made[0].name),
+            "tested": (tested.success, tested.response_status, bool(tested.error_message)),
+            "gone": gone.value.error_code,
+        }
+
+    seen = both(own, tmp_path, scenario, through=sides.manager)
+    assert seen["listed"] == ["0", "1", "2"]
+
+
+def test_trace_metrics_links_and_attachments(sides: Sides, tmp_path: Path) -> None:
+    """The calls the UI and the client's helpers make that the scenarios above do not: trace metrics and filter
+    correlation, batch trace infos, traces linked to a run (the REST store does not unlink), a dataset's
+    experiments and records, a prompt attached to a run and a model, and a prompt deleted."""
+    from mlflow.entities.trace_metrics import AggregationType, MetricAggregation, MetricViewType
+    from mlflow.genai import datasets
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("metrics")).experiment_id
+        other_id = mlflow.set_experiment(named("metrics-other")).experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+
+        @mlflow.trace(name="work")
+        def work(i: int) -> int:
+            mlflow.update_current_trace(tags={"i": str(i), "kind": "even" if i % 2 == 0 else "odd"})
+            if i == 3:
+                raise ValueError("three")
+            return i
+
+        for i in range(4):
+            with contextlib.suppress(ValueError):
+                work(i)
+        mlflow.flush_trace_async_logging()
+        traces = mlflow.search_traces(locations=[experiment_id], return_type="list")
+        ids = [t.info.trace_id for t in sorted(traces, key=lambda t: t.info.tags["i"])]
+        store = _get_store()
+        out: dict[str, Any] = {}
+        counts = store.query_trace_metrics(
+            experiment_ids=[experiment_id],
+            view_type=MetricViewType.TRACES,
+            metric_name="trace_count",
+            aggregations=[MetricAggregation(AggregationType.COUNT)],
+            dimensions=["trace_status"],
+        )
+        out["counts"] = sorted((p.dimensions.get("trace_status"), p.values) for p in counts)
+        spans = store.query_trace_metrics(
+            experiment_ids=[experiment_id],
+            view_type=MetricViewType.SPANS,
+            metric_name="span_count",
+            aggregations=[MetricAggregation(AggregationType.COUNT)],
+        )
+        out["spans"] = [p.values for p in spans]
+        correlation = store.calculate_trace_filter_correlation(
+            experiment_ids=[experiment_id], filter_string1="tags.kind = 'odd'", filter_string2="trace.status = 'ERROR'"
+        )
+        out["correlation"] = (
+            correlation.filter1_count,
+            correlation.filter2_count,
+            correlation.joint_count,
+            correlation.total_count,
+        )
+        infos = store.batch_get_trace_infos(ids[:2], location=experiment_id)
+        out["infos"] = sorted(i.tags.get("kind") for i in infos)
+        with mlflow.start_run() as run:
+            pass
+        client.link_traces_to_run(ids[:3], run.info.run_id)
+        out["linked"] = sorted(
+            t.info.tags["kind"] for t in mlflow.search_traces(run_id=run.info.run_id, return_type="list")
+        )
+        dataset = datasets.create_dataset(name=named("attached"), experiment_id=experiment_id)
+        dataset.merge_records([{"inputs": {"q": str(i)}, "expectations": {"a": str(i)}} for i in range(3)])
+        datasets.add_dataset_to_experiments(dataset_id=dataset.dataset_id, experiment_ids=[other_id])
+        out["experiments"] = sorted(
+            "own" if e == experiment_id else "other" for e in store.get_dataset_experiment_ids(dataset.dataset_id)
+        )
+        datasets.remove_dataset_from_experiments(dataset_id=dataset.dataset_id, experiment_ids=[other_id])
+        out["after removal"] = store.get_dataset_experiment_ids(dataset.dataset_id) == [experiment_id]
+        record_ids = sorted(
+            (r["inputs"]["q"], r["dataset_record_id"])
+            for _, r in datasets.get_dataset(dataset_id=dataset.dataset_id).to_df().iterrows()
+        )
+        out["deleted records"] = store.delete_dataset_records(dataset.dataset_id, [record_ids[0][1]])
+        out["records"] = sorted(
+            r["inputs"]["q"] for _, r in datasets.get_dataset(dataset_id=dataset.dataset_id).to_df().iterrows()
+        )
+
+        prompt = mlflow.genai.register_prompt(named("attached-prompt"), "Say {{ x }}")
+        client.link_prompt_version_to_run(run.info.run_id, prompt)
+        out["run prompts"] = [(p.name == prompt.name, p.version) for p in client.list_logged_prompts(run.info.run_id)]
+        # MLflow 3.17.2's detach reads a version tag that linking no longer writes: refused the same way.
+        with pytest.raises(MlflowException) as detached:
+            client.detach_prompt_from_run(run.info.run_id, prompt.uri)
+        out["detached"] = detached.value.error_code
+        model = mlflow.initialize_logged_model(name="with-prompt")
+        client.link_prompt_version_to_model(prompt.name, prompt.version, model.model_id)
+        out["model tag"] = prompt.name in mlflow.get_logged_model(model.model_id).tags.get("mlflow.linkedPrompts", "")
+        client.delete_prompt_version(prompt.name, str(prompt.version))
+        client.delete_prompt(prompt.name)
+        out["prompt gone"] = client.get_prompt(prompt.name)
+        return out
+
+    seen = both(sides, tmp_path, scenario, through=sides.manager)
+    assert seen["counts"] and seen["records"] == ["1", "2"]
+
+
+def test_a_trace_kept_as_an_artifact_in_a_renamed_workspace(sides: Sides, stack: Stack, tmp_path: Path) -> None:
+    """A trace whose spans the store does not hold (the stock client found the store without them when the trace
+    ended, as when its span export lost the race with the trace's start, or an older client logged it) has its data
+    in a `traces.json` under the trace's `mlflow.artifactLocation` tag: the client uploads it there and reads it from
+    there. Team-c's store knows the workspace as `upstream-c`, and the tag named `workspaces/upstream-c/...`, a path
+    the gateway refuses in team-c (400 `Artifact path workspace 'upstream-c' does not match the active workspace
+    'team-c'`): the trace was lost, and one already there could not be read. The tag names team-c's path, as the
+    experiment's and runs' artifact URIs do."""
+    from mlflow.entities import TraceInfo, TraceLocation, TraceState
+    from mlflow.tracing.client import TracingClient
+
+    admin = Admin.of(stack)
+    user = admin.person(f"sweep.renamed.{SUFFIX}@example.com")
+    admin.grant("workspaces/team-c", "CAN_USE", user=user.name)
+    renamed = dataclasses.replace(sides, gateway=Target("gateway", stack.url, user.token, "team-c"))
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("trace-artifact")).experiment_id
+        with mlflow.start_span("answer") as span:
+            span.set_inputs({"q": "why"})
+            span.set_outputs({"a": "because"})
+        mlflow.flush_trace_async_logging()
+        kept = mlflow.get_trace(span.trace_id)
+        # What the client's exporter does with a trace whose spans the store does not hold.
+        tracing = TracingClient()
+        info = tracing.start_trace(
+            TraceInfo(
+                trace_id=f"tr-{uuid.uuid4().hex}",
+                trace_location=TraceLocation.from_experiment_id(experiment_id),
+                request_time=kept.info.request_time,
+                state=TraceState.OK,
+                execution_duration=1,
+                tags={"kind": "artifact"},
+            )
+        )
+        tracing._upload_trace_data(info, kept.data)
+        read = mlflow.get_trace(info.trace_id)
+        listed = mlflow.search_traces(
+            locations=[experiment_id], filter_string="tags.kind = 'artifact'", return_type="list"
+        )
+        return {
+            "location": info.tags["mlflow.artifactLocation"].split("/traces/")[1] == f"{info.trace_id}/artifacts",
+            "read": [(s.name, s.inputs, s.outputs) for s in read.data.spans],
+            "listed": [[(s.name, s.outputs) for s in t.data.spans] for t in listed],
+        }
+
+    seen = both(renamed, tmp_path, scenario)
+    assert seen["read"] == [("answer", {"q": "why"}, {"a": "because"})]
