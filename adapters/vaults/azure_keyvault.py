@@ -31,10 +31,10 @@ to no scope and is never listed. A pair whose name would exceed 127 characters, 
 location or key, is refused with `VaultNameRefused`.
 
 Reads: `get` is `GET /secrets/{name}`, 404 `SecretNotFound` and a disabled secret read as missing (a 404
-of another body is no answer of the vault's: `VaultUnavailable`); `list` pages through
-`GET /secrets` (`nextLink`, followed only on the vault's own origin so the token goes nowhere else) and
-keeps the enabled secrets of the location, `attributes.updated` (seconds) as ms. Values are the secret's
-string value as UTF-8 bytes.
+of another body is no answer of the vault's, nor is a bundle whose `id` names another secret: both are
+`VaultUnavailable`); `list` pages through `GET /secrets` (`nextLink`, followed only on the vault's own origin
+so the token goes nowhere else) and keeps the enabled secrets of the location, `attributes.updated` (seconds)
+as ms. Values are the secret's string value as UTF-8 bytes.
 
 Failures: connection errors, timeouts and 5xx are retried with a bounded back-off, then
 `VaultUnavailable`; 429 waits for Retry-After when it fits in the same bound; 403 (and a token endpoint
@@ -270,6 +270,10 @@ class AzureKeyVault:
         if not isinstance(value, str):
             # Read as missing, a value would not be looked for in the run's writes (the leak guard): a failure.
             raise VaultUnavailable(f"vault {self.name}: its answer for secret {name} is not a secret bundle")
+        if _bundle_name(payload).lower() != name.lower():
+            # Another secret's bundle (a cache or proxy in front of the vault mixing answers up) would hand a reader
+            # a value of another scope, or of another workspace: the bundle's id names the secret it holds.
+            raise VaultUnavailable(f"vault {self.name}: its answer for secret {name} is the bundle of another secret")
         return value.encode("utf-8")
 
     async def list(self, location: str) -> list[SecretInfo]:
@@ -519,6 +523,19 @@ def _seconds(retry_after: str | None) -> float | None:
         return max(0.0, float(retry_after)) if retry_after else None
     except ValueError:
         return None
+
+
+def _bundle_name(bundle: dict[str, Any]) -> str:
+    """The secret name in a secret bundle's id, `https://{vault}/secrets/{name}/{version}` (the vault's own host,
+    which a private endpoint's address need not be); "" when the id names no secret."""
+    identifier = bundle.get("id")
+    if not isinstance(identifier, str):
+        return ""
+    try:
+        parts = URL(identifier).path.strip("/").split("/")
+    except ValueError:
+        return ""
+    return parts[1] if len(parts) == 3 and parts[0] == "secrets" else ""
 
 
 def _name_of(item: dict[str, Any]) -> str:

@@ -259,6 +259,26 @@ async def test_contract_a_404_that_is_not_key_vaults_is_a_failure_not_a_missing_
     assert await vault.get(LOCATION, "missing") is None  # the vault's own 404
 
 
+async def test_contract_a_bundle_of_another_secret_is_a_failure_not_its_value(
+    keyvault: KeyVaultServer, vault: AzureKeyVault
+) -> None:
+    """A cache or proxy in front of the vault that answers a read with another secret's bundle (of another scope or
+    workspace) must not hand that value to the reader: the bundle's id names the secret it holds."""
+    mine, theirs = keyvault_name(LOCATION, "password"), keyvault_name("w1002/db-creds", "password")
+    keyvault.set(mine, VALUE)
+    keyvault.set(theirs, "other-workspace-password")
+    keyvault.mixed_up = {mine: theirs}
+    with pytest.raises(VaultUnavailable, match="another secret") as caught:
+        await vault.get(LOCATION, "password")
+    assert "other-workspace-password" not in str(caught.value)
+    with pytest.raises(VaultUnavailable, match="another secret"):
+        await vault.get_many(LOCATION, ["password"])
+    keyvault.mixed_up = {}
+    assert await vault.get(LOCATION, "password") == VALUE.encode()
+    keyvault.set(mine.upper(), VALUE)  # the same secret in other case: Key Vault's names are case-insensitive
+    assert await vault.get(LOCATION, "password") == VALUE.encode()
+
+
 async def test_contract_list_follows_next_links_only_on_the_vault_origin(
     keyvault: KeyVaultServer, vault: AzureKeyVault
 ) -> None:

@@ -14,7 +14,7 @@ It implements the documented subset the adapter relies on, as the services answe
   makes every vault call 403 `Forbidden` (`AccessDenied`), as a missing access policy or role does.
 
 Tests drive it through its attributes: `expire_tokens()`, `fail_next` (failing answers to come, with
-`failure_body`: Key Vault's JSON or a page of HTML), `throttle`
+`failure_body`: Key Vault's JSON or a page of HTML), `mixed_up` (another secret's bundle answered), `throttle`
 (429 with Retry-After), `deny`, and read what it saw in `token_requests` and `calls`.
 """
 
@@ -69,6 +69,9 @@ class KeyVaultServer:
         self.failure_body: dict[str, Any] | str = {"error": {"code": "InternalServerError", "message": "try again"}}
         self.throttle: list[float] = []
         self.next_link_base: str | None = None  # where `nextLink` points; the server itself by default
+        # A cache or proxy in front of the vault that mixes answers up: a read of the first name (lower case) is
+        # answered with the bundle of the second.
+        self.mixed_up: dict[str, str] = {}
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -168,7 +171,7 @@ class KeyVaultServer:
         name = request.match_info["name"]
         if not NAME.fullmatch(name):
             return _error(400, "BadParameter", "The request URI contains an invalid name")
-        stored = self.secrets.get(name.lower())
+        stored = self.secrets.get(self.mixed_up.get(name.lower(), name.lower()))
         if stored is None:
             return _error(404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault.")
         if not stored.enabled:
