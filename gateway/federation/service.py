@@ -590,7 +590,8 @@ def _check_relative_path(query: str, name: str) -> None:
 
 def _check_gateway_path(body: bytes) -> None:
     """The UI's deployments proxy: the store posts to `<deployments target>/<gateway_path>` and accepts any
-    `gateway/<one segment>/invocations`, `..` and percent escapes included; those segments are refused here.
+    `gateway/<one segment>/invocations`, `..`, percent escapes, `?` and `#` included (the last two make the rest a
+    query string or a fragment, reaching `gateway/<anything>`); those segments are refused here.
 
     Only `gateway_path` is read (the rest of the body is forwarded as sent); a body without one is the store's to
     answer."""
@@ -602,7 +603,7 @@ def _check_gateway_path(body: bytes) -> None:
     if not isinstance(value, str):
         return
     for segment in value.strip("/").split("/"):
-        if segment in (".", "..") or "%" in segment or "\\" in segment:
+        if segment in (".", "..") or any(c in segment for c in "%\\?#"):
             raise InvalidParameter(f"Invalid gateway_path: {value} for method: POST")
 
 

@@ -404,7 +404,7 @@ def test_provider_destinations_off_the_allow_list_are_refused_before_the_store_s
 
 def test_the_deployments_proxy_refuses_dot_and_encoded_segments_in_gateway_path(stack: Stack, cast: Cast) -> None:
     """The store accepts any `gateway/<segment>/invocations` and posts to `<deployments target>/<gateway_path>`;
-    `..` or an escape in that segment would reach other paths of the deployments server."""
+    `..`, an escape, `?` or `#` in that segment would reach other paths of the deployments server."""
     url = f"{stack.url}/ajax-api/2.0/mlflow/gateway-proxy"
     headers = {"Authorization": f"Bearer {cast.user.token}", "X-MLFLOW-WORKSPACE": "team-a"}
     # A plain endpoint name is the store's to answer (store `a` has no deployments target: an empty gateway).
@@ -418,6 +418,8 @@ def test_the_deployments_proxy_refuses_dot_and_encoded_segments_in_gateway_path(
         "gateway/%2e%2e/invocations",
         "gateway/..%2Fadmin%2Fx/invocations",
         "gateway/%2E%2E/invocations",
+        "gateway/x?/invocations",
+        "gateway/x#/invocations",
     ):
         refused = requests.post(url, json={"gateway_path": path, "json_data": {}}, headers=headers, timeout=30)
         assert (refused.status_code, refused.json()) == (
