@@ -58,12 +58,19 @@ from gateway.federation.hooks import (
     Sent,
     WriteAhead,
 )
-from gateway.federation.mlflow_requests import refuse_partial_read, worded_as_the_store
+from gateway.federation.mlflow_requests import refuse_partial_read, unread_part, worded_as_the_store
 from gateway.federation.otlp import canonical_export
 from gateway.federation.renames import renames as _renames
 from gateway.federation.renames import rewrite_json as _rewrite_json
 from gateway.federation.schemas import RequestIds
-from gateway.federation.store_answers import MAX_ERROR_BODY, FeatureNotServed, foreign_error, known_failure
+from gateway.federation.store_answers import (
+    MAX_ERROR_BODY,
+    FeatureNotServed,
+    foreign_error,
+    known_failure,
+    reads_error,
+    unshaped_error,
+)
 from gateway.observability.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
 
 __all__ = ["ACCOUNT_SCOPE", "ForwardCall", "ForwardResult", "Forwarder", "StoreSender", "scan_headers"]
@@ -415,6 +422,16 @@ class Forwarder:
             body = await _read(response, link)
             if (error := known_failure(spec, response.status, body, link.name, content_type=content_type)) is not None:
                 return _error_result(error, link.name)
+        if response.status >= 500 and not spec.writes and spec.body is Body.JSON:
+            # A read MLflow parses only in part (a value of the wrong type: `"max_results": []`) and then fails on:
+            # the caller's error, told as such; judged only once the store failed, so a read that passes is never
+            # parsed for it. A write is never sent so (refuse_partial_read, before the store).
+            sent_body = call.body if isinstance(call.body, bytes) else None
+            if (reason := unread_part(spec, sent_body, call.query)) is not None:
+                if body is None:
+                    response.release()
+                refusal = InvalidParameter(f"Invalid request: MLflow reads only part of it ({reason[:200]}).")
+                return _error_result(worded_as_the_store(spec, refusal, sent_body, call.query), link.name)
         foreign = foreign_error(spec, response.status, content_type)
         if foreign is not None:
             if body is None:
@@ -433,6 +450,20 @@ class Forwarder:
             )
             message = f"The store of workspace '{link.name}' sent {what}."
             return _error_result(GatewayError(message, error_code=error_code, status=status, headers=retry), link.name)
+        if reads_error(spec, response.status):
+            # An error answer goes out in MLflow's shape: a JSON one of MLflow's size is read to be judged (errors
+            # only; a success is never read here), any other is judged by its head.
+            judged: bytes | None = b"" if response.content_length == 0 else None
+            if content_type.split(";", 1)[0].strip().lower() == "application/json" and judged is None:
+                if body is None and _error_sized(response.content_length):
+                    body = await _read(response, link)
+                judged = body
+            if (unshaped := unshaped_error(spec, response.status, content_type, judged, link.name)) is not None:
+                if body is None:
+                    response.release()
+                if unshaped.status in (429, 503) and (after := response.headers.get("Retry-After")):
+                    unshaped.headers["Retry-After"] = after  # the store's own wait
+                return _error_result(unshaped, link.name)
         small = response.content_length is not None and response.content_length <= BUFFER_LIMIT
         if body is None and ((spec.body is Body.DOWNLOAD and not must_read) or not (small or must_read)):
             if response.content_length is not None:

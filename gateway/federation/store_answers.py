@@ -1,14 +1,22 @@
-"""Store answers of 5xx that are no failure of the store, answered as the error they are.
+"""Store answers of 5xx that are no failure of the store, answered as the error they are; error answers outside
+MLflow's error shape, answered in it.
 
 The gateway forwards a store's answer as it came, 5xx included: a store that fails reports its failure in its own
-words, the client retries it (it retries 5xx for minutes), and an outage is never dressed up as something else. The
-gateway's own 5xx are 503 `TEMPORARILY_UNAVAILABLE` for a store it cannot reach and 504 `DEADLINE_EXCEEDED` for one
-that does not answer in time (README, "Status codes").
+words, the client retries it (it retries 5xx for minutes), and an outage is never dressed up as something else.
+Its words must be MLflow's error shape, though (`unshaped_error`): a page (Flask's HTML 500, werkzeug's 400),
+plain text, FastAPI's `{"detail": ...}` or nothing is answered as an MLflow error with a status saying whose the
+failure is. The gateway's own 5xx are 503 `TEMPORARILY_UNAVAILABLE` for a store it cannot reach and 504
+`DEADLINE_EXCEEDED` for one that does not answer in time (README, "Status codes").
 
 A few 5xx answers of MLflow 3.17.2 are no failure of the store but its fixed answer to what was asked, the same on
 every retry. Those are listed here, each matched exactly (status, media type, body; route, where MLflow answers
-so on some routes only), and answered as the error they are; any other 5xx goes out as the store sent it.
+so on some routes only), and answered as the error they are; any other 5xx in MLflow's shape goes out as the store
+sent it.
 
+- `POST /api/3.0/mlflow/traces/{trace_id}/assessments` naming an `assessment_id` that an assessment holds already, on
+  whatever trace: MLflow keys assessments by their id alone, and its SQL store answers the failed insert with 500
+  `INTERNAL_ERROR` "Failed to create assessment for trace '<the call's trace>' due to a constraint violation.". 400
+  `RESOURCE_ALREADY_EXISTS`, naming no trace (`KNOWN_PATTERNS`).
 - `GET /api/3.0/mlflow/traces/get` and `traces/batchGet` of a trace whose spans the store does not keep in its
   database (a trace started without spans, or one whose data is a `traces.json` in its artifact folder, which the
   stock client reads with `get-trace-artifact` and never asks these routes for): the SQL store raises
@@ -50,7 +58,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from gateway.core.errors import GatewayError, ResourceNotFound
+from gateway.core.errors import AlreadyExists, GatewayError, ResourceNotFound
 from gateway.core.route_table import FORWARDED_ROUTES, SERVER_VERSION, Body, RouteSpec, declared
 
 # The largest store error body read to match it (MLflow's are a few hundred bytes).
@@ -69,6 +77,24 @@ KNOWN: dict[RouteSpec, dict[tuple[int, str, str], Callable[[], GatewayError]]] =
     declared("GET /mlflow/traces/batchGet", 3): {
         (500, "INTERNAL_ERROR", "Trace data not stored in tracking store"): lambda: ResourceNotFound(_NO_SPANS),
     },
+}
+
+_ID_TAKEN = (
+    "An assessment with the assessment_id this call names exists already (the store keys assessments by their id "
+    "alone, whatever trace holds them); leave assessment_id out and the store gives the new assessment one."
+)
+
+# route -> [(status, error_code, the message's pattern, the error it is answered as)]: answers naming the call's own
+# objects in their message.
+KNOWN_PATTERNS: dict[RouteSpec, list[tuple[int, str, re.Pattern[str], Callable[[], GatewayError]]]] = {
+    declared("POST /mlflow/traces/{trace_id:str}/assessments", 3): [
+        (
+            500,
+            "INTERNAL_ERROR",
+            re.compile(r"Failed to create assessment for trace '[^']*' due to a constraint violation\."),
+            lambda: AlreadyExists(_ID_TAKEN),
+        )
+    ],
 }
 
 # MLflow's 503 for a route of a server started without what it needs: its Flask handlers answer text/html naming
@@ -146,11 +172,15 @@ def known_failure(
             f"{store} runs without workspaces (no --enable-workspaces), though the gateway's configuration addresses "
             "it by workspace. An operator must start it with --enable-workspaces."
         )
-    answers = KNOWN.get(spec)
-    if answers is None or not isinstance(error_code, str) or not isinstance(message, str):
+    if not isinstance(error_code, str) or not isinstance(message, str):
         return None
-    error = answers.get((status, error_code, message))
-    return error() if error is not None else None
+    error = KNOWN.get(spec, {}).get((status, error_code, message))
+    if error is not None:
+        return error()
+    for known_status, known_code, pattern, answer in KNOWN_PATTERNS.get(spec, ()):
+        if (status, error_code) == (known_status, known_code) and pattern.fullmatch(message):
+            return answer()
+    return None
 
 
 def _not_serving_artifacts(store: str) -> FeatureNotServed:
@@ -199,7 +229,7 @@ def foreign_error(spec: RouteSpec, status: int, content_type: str) -> tuple[int,
     gateway does not follow (the store could not be used as configured: 502), and a success of a route MLflow answers
     with JSON (`answers_json`) that is not JSON or has no body (a 204; a proxy's sign-in page answered 200), which a
     client would read as a success it cannot parse and a browser would render in the gateway's origin (502). None for
-    any other answer, which goes out as it came: MLflow's own 4xx and 500 answers are its words, JSON or not.
+    any other answer, which `unshaped_error` judges next when it is an error.
 
     A client reading such a page fails on the body rather than on the error; in MLflow's shape it reads an error code
     and waits out the outage as for any 503."""
@@ -216,3 +246,71 @@ def foreign_error(spec: RouteSpec, status: int, content_type: str) -> tuple[int,
     if status == 504:
         return status, "DEADLINE_EXCEEDED"
     return None
+
+
+# The routes whose errors MLflow answers in its error shape: every one but a body handed to or taken from something
+# else (an AI-gateway provider's answer, whose errors are the provider's; an OTLP export's).
+_OWN_ERRORS = frozenset(Body) - {Body.PAYLOAD, Body.OPAQUE}
+# The error code of an error answer not in MLflow's shape, by status: the one MLflow's client reads such a status
+# as (`mlflow.exceptions.HTTP_STATUS_TO_ERROR_CODE`), BAD_REQUEST for any other 4xx.
+_CLIENT_ERRORS = {404: "ENDPOINT_NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED"}
+# What a store answers the gateway's own credentials with (MLflow's basic-auth app: 401 or 403 text/html; a proxy's
+# 407): the caller's credentials are the gateway's, checked already, and the store's refusal is the gateway's.
+_REFUSED_THE_GATEWAY = frozenset({401, 403, 407})
+
+
+def reads_error(spec: RouteSpec, status: int) -> bool:
+    """Whether an answer of `status` on `spec` is an error that must be in MLflow's shape (`unshaped_error`)."""
+    return status >= 400 and spec.body in _OWN_ERRORS
+
+
+def unshaped_error(
+    spec: RouteSpec, status: int, content_type: str, body: bytes | None, workspace: str = ""
+) -> GatewayError | None:
+    """The error a store's error answer (4xx, 5xx) stands for when it is not in MLflow's error shape (a JSON object
+    with an `error_code` and a `message`, as every MLflow handler answers): Flask's or werkzeug's HTML pages (a 500
+    of a handler that raised something not MLflow's, a 400 of a query parameter it indexed without checking),
+    FastAPI's `{"detail": ...}`, plain text, an empty body. None for an MLflow error, which goes out as it came,
+    and for an answer not read here (`reads_error`). `body`: the answer, read when it is JSON of a known size up to
+    MAX_ERROR_BODY, or b"" for an answer of no length (None: not read).
+
+    A client reads the error code and the message; the status says whose the failure is. A 4xx keeps its status,
+    with the code MLflow's client reads it as. A 401, 403 or 407 refused the gateway's credentials, not the caller's
+    (502). A 500 or any other 5xx is the store's failure (502 INTERNAL_ERROR), a 501 what it does not implement, a
+    502 or 503 an outage (TEMPORARILY_UNAVAILABLE, with Retry-After), a 504 a timeout. The store's own words are
+    kept where FastAPI gave one (`detail` as text); a page is named, not passed on."""
+    if not reads_error(spec, status):
+        return None
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    detail = ""
+    if body == b"":
+        what = "no body"
+    elif media_type == _JSON:
+        if body is None:
+            return None  # not read (no length, or longer than MLflow's errors): passed on as it came
+        document = _document(body)
+        if isinstance(document.get("error_code"), str) and isinstance(document.get("message"), str):
+            return None
+        found = document.get("detail")
+        what = "JSON that is not an MLflow error"
+        if isinstance(found, str) and found.strip():
+            detail = f": {found.strip()[:500]}"
+    elif media_type == _HTML:
+        what = "an HTML page"
+    else:
+        what = f"a body of type '{media_type or 'unknown'}'"
+    if status in _REFUSED_THE_GATEWAY:
+        code, answered = "INTERNAL_ERROR", 502
+    elif status < 500:
+        code, answered = _CLIENT_ERRORS.get(status, "BAD_REQUEST"), status
+    elif status == 501:
+        code, answered = "NOT_IMPLEMENTED", 501
+    elif status in (502, 503):
+        code, answered = "TEMPORARILY_UNAVAILABLE", status
+    elif status == 504:
+        code, answered = "DEADLINE_EXCEEDED", 504
+    else:
+        code, answered = "INTERNAL_ERROR", 502
+    headers = {"Retry-After": "5"} if code == "TEMPORARILY_UNAVAILABLE" else {}
+    message = f"The store of workspace '{workspace}' answered {status} with {what}{detail}."
+    return GatewayError(message, error_code=code, status=answered, headers=headers)

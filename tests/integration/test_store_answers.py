@@ -385,3 +385,21 @@ def test_an_artifact_transfer_on_a_store_without_a_destination_answers_501(misco
             answer.status_code,
             answer.text,
         )
+
+
+def test_an_artifact_listing_on_a_store_without_a_destination_is_an_mlflow_error(misconfigured: Misconfigured) -> None:
+    """MLflow's artifact listing (a Flask handler) of a store serving artifacts with no destination raises a KeyError
+    (`_MLFLOW_SERVER_ARTIFACT_DESTINATION`) and Flask answers its 500 HTML page, which went out as it came. The
+    failure is the store's: 502 INTERNAL_ERROR in MLflow's shape, naming the workspace, no page passed on."""
+    session, url = misconfigured.http(NOWHERE), misconfigured.gateway.url
+    made = session.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": "nowhere-listing"}, timeout=60)
+    assert made.status_code == 200, made.text
+    path = f"/api/2.0/mlflow-artifacts/artifacts?path={made.json()['experiment_id']}"
+    direct = requests.get(f"{misconfigured.nowhere.url}{path}", timeout=60)
+    assert (direct.status_code, direct.headers["Content-Type"]) == (500, "text/html; charset=utf-8"), direct.text
+    answer = session.get(f"{url}{path}", timeout=60)
+    assert (answer.status_code, answer.headers["Content-Type"]) == (502, "application/json"), answer.text
+    assert answer.json() == {
+        "error_code": "INTERNAL_ERROR",
+        "message": f"The store of workspace '{NOWHERE}' answered 500 with an HTML page.",
+    }

@@ -8,14 +8,22 @@ import json
 
 import pytest
 
-from gateway.core.errors import ResourceNotFound
-from gateway.core.route_table import ARTIFACT_UPLOAD, FORWARDED_ROUTES, UI_UPLOAD_ARTIFACT, RouteSpec, declared
+from gateway.core.errors import AlreadyExists, ResourceNotFound
+from gateway.core.route_table import (
+    ARTIFACT_UPLOAD,
+    FORWARDED_ROUTES,
+    UI_UPLOAD_ARTIFACT,
+    Body,
+    RouteSpec,
+    declared,
+)
 from gateway.federation.store_answers import (
     ARTIFACT_PROXY,
     FeatureNotServed,
     answers_json,
     foreign_error,
     known_failure,
+    unshaped_error,
 )
 from tests.support.mlflow_surface import JSON
 
@@ -342,3 +350,94 @@ def test_other_answers_are_not_taken_for_a_feature_the_store_was_started_without
     status: int, content_type: str, body: str
 ) -> None:
     assert known_failure(RUNS_GET, status, body.encode(), "lab", content_type=content_type) is None
+
+
+# -- error answers outside MLflow's error shape --------------------------------------------------------------------
+
+RUNS_GET = declared("GET /mlflow/runs/get")
+LIST_ARTIFACTS = declared("GET /mlflow-artifacts/artifacts")
+ASSESSMENTS_CREATE = declared("POST /mlflow/traces/{trace_id:str}/assessments", 3)
+FLASK_500 = b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>"
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body", "answered", "error_code", "what"),
+    [
+        (500, HTML, None, 502, "INTERNAL_ERROR", "an HTML page"),
+        (500, "text/plain", None, 502, "INTERNAL_ERROR", "a body of type 'text/plain'"),
+        (500, "", b"", 502, "INTERNAL_ERROR", "no body"),
+        (500, JSON_TYPE, b"[1]", 502, "INTERNAL_ERROR", "JSON that is not an MLflow error"),
+        (507, HTML, None, 502, "INTERNAL_ERROR", "an HTML page"),
+        (501, HTML, None, 501, "NOT_IMPLEMENTED", "an HTML page"),
+        (
+            503,
+            JSON_TYPE,
+            b'{"detail": "busy"}',
+            503,
+            "TEMPORARILY_UNAVAILABLE",
+            "JSON that is not an MLflow error: busy",
+        ),
+        (504, JSON_TYPE, b"{}", 504, "DEADLINE_EXCEEDED", "JSON that is not an MLflow error"),
+        (400, HTML, None, 400, "BAD_REQUEST", "an HTML page"),
+        (404, HTML, None, 404, "ENDPOINT_NOT_FOUND", "an HTML page"),
+        (405, "text/plain", None, 405, "BAD_REQUEST", "a body of type 'text/plain'"),
+        (422, JSON_TYPE, b'{"detail": [{"loc": ["x"]}]}', 422, "BAD_REQUEST", "JSON that is not an MLflow error"),
+        (429, HTML, None, 429, "RESOURCE_EXHAUSTED", "an HTML page"),
+        (409, HTML, None, 409, "ALREADY_EXISTS", "an HTML page"),
+        (401, HTML, None, 502, "INTERNAL_ERROR", "an HTML page"),
+        (403, HTML, None, 502, "INTERNAL_ERROR", "an HTML page"),
+    ],
+)
+def test_an_error_outside_mlflows_shape_is_answered_in_it(
+    status: int, content_type: str, body: bytes | None, answered: int, error_code: str, what: str
+) -> None:
+    """A store's error page (Flask's, werkzeug's, a proxy's), FastAPI's `detail`, plain text or nothing: MLflow's
+    shape, the status saying whose the failure is (a 500 the store's: 502; a 401 or 403 the gateway's credentials:
+    502), never a 500, never the page."""
+    for spec in (RUNS_GET, LIST_ARTIFACTS, declared("GET /get-artifact"), declared("POST /graphql")):
+        error = unshaped_error(spec, status, content_type, body, "lab")
+        assert error is not None, (spec.name, status)
+        assert (error.status, error.error_code) == (answered, error_code), (spec.name, status)
+        assert error.message == f"The store of workspace 'lab' answered {status} with {what}.", error.message
+        assert ("Retry-After" in error.headers) == (error_code == "TEMPORARILY_UNAVAILABLE")
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 500, 503])
+def test_an_mlflow_error_goes_out_as_it_came(status: int) -> None:
+    body = json.dumps({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "gone", "sqlstate": "KAM00"}).encode()
+    for content_type in (JSON_TYPE, "application/json; charset=utf-8"):
+        assert unshaped_error(RUNS_GET, status, content_type, body, "lab") is None
+
+
+def test_a_success_a_json_error_not_read_and_a_provider_answer_are_not_judged() -> None:
+    """Successes are never judged here (the download's bytes go out as they are); a JSON error of no known length
+    is not read; an AI-gateway provider's errors and an OTLP export's are theirs, whatever their shape."""
+    for status in (200, 201, 206, 304):
+        assert unshaped_error(declared("GET /get-artifact"), status, HTML, FLASK_500, "lab") is None
+    assert unshaped_error(RUNS_GET, 500, JSON_TYPE, None, "lab") is None
+    for spec in FORWARDED_ROUTES:
+        if spec.body in (Body.PAYLOAD, Body.OPAQUE):
+            assert unshaped_error(spec, 500, HTML, None, "lab") is None, spec.name
+
+
+CONSTRAINT = {
+    "error_code": "INTERNAL_ERROR",
+    "message": "Failed to create assessment for trace 'tr-0123' due to a constraint violation.",
+    "sqlstate": "XXM00",
+    "error_class": "CLIENT_INTERNAL_ERROR",
+}
+
+
+def test_an_assessment_id_taken_is_already_existing() -> None:
+    """MLflow 3.17.2's 500 for an assessment whose client-chosen id a row holds: 400 RESOURCE_ALREADY_EXISTS, on
+    that route only, naming no trace."""
+    error = known_failure(ASSESSMENTS_CREATE, 500, json.dumps(CONSTRAINT).encode(), "lab", content_type=JSON_TYPE)
+    assert isinstance(error, AlreadyExists) and (error.status, error.error_code) == (400, "RESOURCE_ALREADY_EXISTS")
+    assert "tr-" not in error.message
+    for spec, status, document in (
+        (declared("POST /mlflow/runs/create"), 500, CONSTRAINT),
+        (ASSESSMENTS_CREATE, 503, CONSTRAINT),
+        (ASSESSMENTS_CREATE, 500, {**CONSTRAINT, "message": "(sqlite3.OperationalError) database is locked"}),
+        (ASSESSMENTS_CREATE, 500, {**CONSTRAINT, "error_code": "TEMPORARILY_UNAVAILABLE"}),
+    ):
+        assert known_failure(spec, status, json.dumps(document).encode(), "lab", content_type=JSON_TYPE) is None
