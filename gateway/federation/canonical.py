@@ -15,7 +15,7 @@ Refused with 400 INVALID_PARAMETER_VALUE:
   reads those keys as data, so a tag named `artifactLocation` is no alias;
 - nesting deeper than MAX_DEPTH;
 - a field of `RequestIds` (the ids the guard reads, on every route) of another type than a string or a
-  list of strings, worded as MLflow words a parameter of the wrong type.
+  list of strings, worded as MLflow words a parameter of the wrong type, or holding a NUL character.
 
 The forwarder words these refusals as the store would where an MLflow server refuses the same body too
 (mlflow_requests.py).
@@ -84,8 +84,22 @@ def canonical_body(raw: bytes) -> CanonicalBody:
         ids = msgspec.convert(document, RequestIds)
     except msgspec.ValidationError:
         raise InvalidParameter(_mistyped_id(document)) from None
+    if b"\\u0000" in encoded:  # rare: only then are the ids looked through
+        _refuse_nul(ids)
     nested = _nested_ids(document) if has_nested_ids else []
     return CanonicalBody(encoded, document, ids, nested)
+
+
+def _refuse_nul(ids: RequestIds) -> None:
+    """No id or name the guard reads holds a NUL character: the gateway's database (PostgreSQL text) cannot hold
+    or look one up, so a call naming one failed after the store had acted (`registered-models/create` of such a
+    name was made, then undone when its owner could not be recorded, and answered 503, which the client retried) or
+    before it with a 503 of an unreachable database. MLflow's own names and ids never hold one."""
+    for name in TOP_LEVEL_IDS:
+        value = getattr(ids, name)
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(item, str) and "\x00" in item for item in values):
+            raise InvalidParameter(f"Invalid value for parameter '{name}' supplied: it holds a NUL character.")
 
 
 # A query of plain `name=value` pairs in characters that neither parsing nor encoding changes (RFC 3986's

@@ -30,7 +30,8 @@ OTLP_TAG_PREFIX = "mlflow.traceTag."
 
 
 def refuse_storage_tags(keys: Iterable[object]) -> None:
-    """400 INVALID_PARAMETER_VALUE, in MLflow's words, when any of `keys` is a storage tag."""
+    """400 INVALID_PARAMETER_VALUE, in MLflow's words, when any of `keys` is a storage tag. A key that is no string
+    (a list, an object: unhashable, so no set lookup) names none; the store refuses it in its own words."""
     for key in keys:
-        if key in STORAGE_TRACE_TAGS:
+        if isinstance(key, str) and key in STORAGE_TRACE_TAGS:
             raise InvalidParameter(f"Tag '{key}' is immutable and cannot be set on a trace.")

@@ -600,7 +600,7 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
     ("create trace (v2)", Call("POST /mlflow/traces", body={"experiment_id": "1", "timestamp_ms": 1}),
      (ALLOW, ALLOW, ALLOW, DENIED, NO_EXP1)),
     ("create trace naming no experiment", Call("POST /mlflow/traces", body={"timestamp_ms": 1}),
-     (ALLOW, INVALID, INVALID, INVALID, INVALID)),
+     (INVALID, INVALID, INVALID, INVALID, INVALID)),
     # -- Rule.TRACE_SEARCH
     ("search traces (v3)", Call("POST /mlflow/traces/search", 3, body=locations("1")),
      (ALLOW, ALLOW, ALLOW, ALLOW, EMPTY)),

@@ -124,8 +124,8 @@ class Request:
     def trace_experiments(self) -> list[str]:
         """Experiments a trace call writes to or searches: body fields, v3 locations, or the OTLP header."""
         found = self.experiment_ids(required=False)
-        info = _member(_member(self.document, "trace"), "trace_info")
-        location = _member(_member(info, "trace_location"), "mlflow_experiment")
+        info = member(member(self.document, "trace"), "trace_info")
+        location = member(member(info, "trace_location"), "mlflow_experiment")
         if location.get("experiment_id"):
             found.append(str(location["experiment_id"]))
         locations = self.document.get("locations") or []
@@ -134,7 +134,7 @@ class Request:
         for item in locations:
             if not isinstance(item, dict):
                 raise InvalidParameter("Each of 'locations' must be an object.")
-            experiment = _member(item, "mlflow_experiment")
+            experiment = member(item, "mlflow_experiment")
             if experiment.get("experiment_id"):
                 found.append(str(experiment["experiment_id"]))
         found.extend(value for name, value in self.headers if name == "x-mlflow-experiment-id")
@@ -181,7 +181,42 @@ def query_params(query: str) -> dict[str, list[str]]:
     return params
 
 
-def _member(node: dict[str, Any], key: str) -> dict[str, Any]:
+INT64_MAX = 2**63 - 1
+
+
+def refuse_out_of_range_numbers(request: Request) -> None:
+    """An experiment id or a model version written in digits but past a 64-bit integer is refused (400), whoever
+    calls: MLflow 3.17.2 takes `int()` of it and its database cannot hold the result, so every route naming one
+    (an experiment's reads and writes, runs/create and search, scorers, label schemas, review queues, issues, traces,
+    a model version's reads and writes) answered the store's 500 ("Python int too large to convert to SQLite
+    INTEGER"; PostgreSQL's own out-of-range error on other stores). Ids that are not digits (another store's kind)
+    are the store's to judge. Read from the body's ids and, only when the query names one, the query."""
+    named: list[object] = [request.ids.experiment_id, *(request.ids.experiment_ids or [])]
+    reads_query = request.spec.method == "GET" or request.spec.body is not Body.JSON
+    if reads_query and "experiment_id" in request.query:
+        parsed = parse_qs(request.query)
+        named.extend(parsed.get("experiment_id", []))
+        named.extend(parsed.get("experiment_ids", []))
+    for value in named:
+        if _past_int64(value):
+            raise InvalidParameter(f"Invalid experiment ID '{value}': it is past the largest one ({INT64_MAX}).")
+    if request.spec.resource is not Resource.MODEL_VERSION:
+        return
+    versions: list[object] = [request.document.get("version")]
+    if reads_query and "version" in request.query:
+        versions.extend(parse_qs(request.query).get("version", []))
+    for value in versions:
+        if _past_int64(value):
+            raise InvalidParameter(f"Invalid model version '{value}': it is past the largest one ({INT64_MAX}).")
+
+
+def _past_int64(value: object) -> bool:
+    return (
+        isinstance(value, str) and value.isascii() and value.isdigit() and (len(value) > 19 or int(value) > INT64_MAX)
+    )
+
+
+def member(node: dict[str, Any], key: str) -> dict[str, Any]:
     """A nested message of the body: absent reads as empty, anything but an object is refused."""
     value = node.get(key)
     if value is None:

@@ -23,10 +23,10 @@ from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.experiments import found_experiment
 from gateway.federation.guard.nested import require_nested
 from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Protection, Undo
-from gateway.federation.guard.request import Plan, Request
+from gateway.federation.guard.request import Plan, Request, refuse_out_of_range_numbers
 from gateway.federation.guard.rules import rule_for, wanted_level
 from gateway.federation.guard.table import ADMIN_PLANS, CHECKS
-from gateway.federation.guard.traces import refuse_storage_tag_writes
+from gateway.federation.guard.traces import refuse_storage_tag_writes, refuse_unreadable_trace_fields
 from gateway.federation.mlflow_requests import ignored_id_field
 from gateway.federation.schemas import RequestIds
 
@@ -90,11 +90,13 @@ class Guard:
             for experiment_id in request.experiment_ids(required=False):
                 self.lookups.forget_experiment(link, experiment_id)
         if principal.account_admin:
+            refuse_unreadable(request)
             admin_plan = ADMIN_PLANS.get(rule)
             return admin_plan(self._checks, request) if admin_plan is not None else Plan()
         wanted = wanted_level(spec)
         if not self.enters(principal, link):
             raise hidden(f"Workspace '{link.name}' not found")
+        refuse_unreadable(request)
         await require_nested(self._checks, request, wanted)
         for name, value in headers:
             if name == "x-mlflow-run-id":  # OTLP ingest links the traces it creates to this run
@@ -110,3 +112,12 @@ class Guard:
     async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
         """get-by-name names no id up front: the experiment found must be readable, or it was not found."""
         found_experiment(self.authorizer, principal, link, answer)
+
+
+def refuse_unreadable(request: Request) -> None:
+    """What the store cannot read and fails on with a 500 of its own, refused (400) whoever calls, once the caller
+    is known to enter the workspace (to anyone else it does not exist): ids past a 64-bit integer, and the v2 and
+    v3 trace fields the store takes `int()` of or maps to nothing."""
+    refuse_out_of_range_numbers(request)
+    if request.spec.resource is Resource.TRACE:
+        refuse_unreadable_trace_fields(request)

@@ -7,15 +7,23 @@ from typing import Any
 from gateway.authz.decide import Everything
 from gateway.authz.levels import Level
 from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
-from gateway.core.route_table import TRACES_LINK_PROMPTS
+from gateway.core.route_table import TRACES_LINK_PROMPTS, declared
 from gateway.federation.guard.checks import Checks
-from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request
+from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request, member
 from gateway.federation.trace_tags import refuse_storage_tags
 
 # The metadata keys by which the store links a trace, and an assessment, to the run that recorded it
 # (mlflow.tracing.constant: TraceMetadataKey.SOURCE_RUN, AssessmentMetadataKey.SOURCE_RUN_ID).
 SOURCE_RUN = "mlflow.sourceRun"
 ASSESSMENT_SOURCE_RUN = "mlflow.assessment.sourceRunId"
+
+TRACES_SEARCH_V2 = declared("GET /mlflow/traces")
+TRACES_START_V2 = declared("POST /mlflow/traces")
+TRACES_END_V2 = declared("PATCH /mlflow/traces/{request_id:str}")
+TRACES_START_V3 = declared("POST /mlflow/traces", 3)
+# The statuses of a v2 trace end the store records (mlflow.entities.TraceStatus, but TRACE_STATUS_UNSPECIFIED).
+RECORDED_STATUSES = frozenset({"OK", "ERROR", "IN_PROGRESS"})
+RECORDED_NUMBERS = frozenset({1, 2, 3})  # the same, as proto JSON may name them
 
 
 async def trace_create(checks: Checks, request: Request, wanted: Level) -> Plan:
@@ -190,6 +198,51 @@ def store_version(version: object) -> None:
             f"Invalid value {version!r} for parameter 'prompt_versions.version' supplied: a prompt's version is a "
             "number."
         ) from None
+
+
+def refuse_unreadable_trace_fields(request: Request) -> None:
+    """What MLflow 3.17.2's deprecated v2 trace routes cannot read and fail on with their own 500, whoever calls:
+
+    - a v2 trace search (`GET /mlflow/traces`) naming an empty experiment id: MLflow reads `experiment_ids` as a
+      repeated field (`request.args.getlist`), checks only that each is a string, and its store takes `int()` of
+      each, so `?experiment_ids=` answered 500 (`invalid literal for int()`) to a reader of the whole workspace,
+      whom the guard lets search without naming an experiment (it reads an empty value as naming nothing);
+    - a v2 trace start (`POST /mlflow/traces`) without an experiment id, for the same `int()`, and a v3 one
+      (`trace.trace_info.trace_location.mlflow_experiment.experiment_id`, a non-object `trace` included);
+    - a v2 trace end (`PATCH /mlflow/traces/{request_id}`) without a status the store can record (OK, ERROR,
+      IN_PROGRESS): MLflow maps an absent, unknown or unspecified one to no `TraceState` and fails.
+
+    Refused with 400 INVALID_PARAMETER_VALUE before the store."""
+    spec = request.spec
+    if spec == TRACES_SEARCH_V2:
+        if any(not value.strip() for value in request.params().get("experiment_ids", [])):
+            raise InvalidParameter(
+                "Invalid value '' for parameter 'experiment_ids' supplied: each experiment id of a trace search must "
+                "be an experiment's id."
+            )
+    elif spec == TRACES_START_V2:
+        experiment_id = request.document.get("experiment_id")
+        if not isinstance(experiment_id, str) or not experiment_id.strip():
+            raise InvalidParameter("Missing value for required parameter 'experiment_id'.")
+    elif spec == TRACES_START_V3:
+        info = member(member(request.document, "trace"), "trace_info")
+        location = member(member(info, "trace_location"), "mlflow_experiment")
+        experiment_id = location.get("experiment_id")
+        if not isinstance(experiment_id, str) or not experiment_id.strip():
+            raise InvalidParameter(
+                "Missing value for required parameter 'trace.trace_info.trace_location.mlflow_experiment"
+                ".experiment_id'."
+            )
+    elif spec == TRACES_END_V2:
+        status = request.document.get("status")
+        if not (
+            (type(status) is str and status in RECORDED_STATUSES)
+            or (type(status) is int and status in RECORDED_NUMBERS)
+        ):
+            raise InvalidParameter(
+                f"Invalid value {status!r} for parameter 'status' supplied: a trace ends "
+                f"{', '.join(sorted(RECORDED_STATUSES))}."
+            )
 
 
 def refuse_storage_tag_writes(request: Request) -> None:

@@ -1,0 +1,268 @@
+"""Calls a store fails on, or answers outside MLflow's error shape, through the gateway to real mlflow servers.
+
+Every answer is an MLflow error (`error_code`, `message`) with a status that says whose the failure is: a request
+the store cannot read is refused before it (400), a store's page is answered in MLflow's shape, and the gateway
+itself never answers 500. Each case asks the store directly first, to show what the gateway stands between.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import Stack
+from tests.support.identity import unique
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 60
+
+
+def _experiment(stack: Stack) -> str:
+    made = stack.http("team-a").post(
+        f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("store-errors")}, timeout=TIMEOUT
+    )
+    assert made.status_code == 200, made.text
+    return str(made.json()["experiment_id"])
+
+
+def _trace(stack: Stack, experiment_id: str) -> str:
+    trace_id = f"tr-{uuid.uuid4().hex}"
+    info = {
+        "trace_id": trace_id,
+        "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}},
+        "request_time": "2026-12-04T00:00:00Z",
+        "state": "OK",
+    }
+    started = stack.http("team-a").post(
+        f"{stack.url}/api/3.0/mlflow/traces", json={"trace": {"trace_info": info}}, timeout=TIMEOUT
+    )
+    assert started.status_code == 200, started.text
+    return trace_id
+
+
+def _assessment(trace_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "assessment": {
+            "assessment_name": "correct",
+            "trace_id": trace_id,
+            "source": {"source_type": "HUMAN", "source_id": "reviewer"},
+            "feedback": {"value": True},
+            **fields,
+        }
+    }
+
+
+def _mlflow_error(answer: requests.Response) -> dict[str, Any]:
+    assert answer.headers["Content-Type"].startswith("application/json"), (answer.status_code, answer.text[:300])
+    document = answer.json()
+    assert isinstance(document.get("error_code"), str) and isinstance(document.get("message"), str), document
+    return dict(document)
+
+
+def test_a_trace_search_naming_an_empty_experiment_id_is_refused(stack: Stack) -> None:
+    """MLflow 3.17.2's v2 trace search reads `experiment_ids` as a repeated field and its store takes `int()` of each:
+    `?experiment_ids=` answered the store's 500 (`invalid literal for int()`) to a reader of the whole workspace,
+    whom the guard lets search without naming an experiment. Refused before the store, whoever calls."""
+    direct = requests.get(f"{stack.stores['a'].url}/api/2.0/mlflow/traces", params={"experiment_ids": ""}, timeout=60)
+    assert (direct.status_code, direct.json()["error_code"]) == (500, "INTERNAL_ERROR"), direct.text
+    experiment_id = _experiment(stack)
+    session = stack.http("team-a")
+    for query in ("experiment_ids=", "experiment_ids=%20"):
+        answer = session.get(f"{stack.url}/api/2.0/mlflow/traces?{query}", timeout=TIMEOUT)
+        assert answer.status_code == 400, (query, answer.status_code, answer.text)
+        assert _mlflow_error(answer)["error_code"] == "INVALID_PARAMETER_VALUE"
+    named = session.get(f"{stack.url}/api/2.0/mlflow/traces", params={"experiment_ids": experiment_id}, timeout=60)
+    assert named.status_code == 200, named.text
+
+
+def test_an_assessment_id_another_trace_holds_is_refused_as_taken(stack: Stack) -> None:
+    """MLflow 3.17.2 keys an assessment by its id alone and takes a client's `assessment_id` on create: one that
+    another trace holds answered the store's 500 ("constraint violation"), which the client retried for minutes.
+    Through the gateway it is 400 RESOURCE_ALREADY_EXISTS, naming neither the other trace nor its experiment, and
+    the other trace's assessment is left as it was; a new id of the caller's choosing is still taken."""
+    experiment_id = _experiment(stack)
+    first, second = _trace(stack, experiment_id), _trace(stack, experiment_id)
+    session = stack.http("team-a")
+    made = session.post(f"{stack.url}/api/3.0/mlflow/traces/{first}/assessments", json=_assessment(first), timeout=60)
+    assert made.status_code == 200, made.text
+    taken = made.json()["assessment"]["assessment_id"]
+    direct = requests.post(
+        f"{stack.stores['a'].url}/api/3.0/mlflow/traces/{first}/assessments",
+        json=_assessment(first, assessment_id=taken),
+        timeout=TIMEOUT,
+    )
+    assert (direct.status_code, direct.json()["error_code"]) == (500, "INTERNAL_ERROR"), direct.text
+    for trace_id in (second, first):
+        answer = session.post(
+            f"{stack.url}/api/3.0/mlflow/traces/{trace_id}/assessments",
+            json=_assessment(trace_id, assessment_id=taken, feedback={"value": False}),
+            timeout=TIMEOUT,
+        )
+        assert answer.status_code == 400, (trace_id, answer.status_code, answer.text)
+        error = _mlflow_error(answer)
+        assert error["error_code"] == "RESOURCE_ALREADY_EXISTS", error
+        assert first not in error["message"] and experiment_id not in error["message"], error
+    kept = session.get(f"{stack.url}/api/3.0/mlflow/traces/{first}/assessments/{taken}", timeout=TIMEOUT)
+    assert kept.status_code == 200 and kept.json()["assessment"]["feedback"]["value"] is True, kept.text
+    chosen = f"a-{uuid.uuid4().hex}"
+    fresh = session.post(
+        f"{stack.url}/api/3.0/mlflow/traces/{second}/assessments",
+        json=_assessment(second, assessment_id=chosen),
+        timeout=TIMEOUT,
+    )
+    assert fresh.status_code == 200 and fresh.json()["assessment"]["assessment_id"] == chosen, fresh.text
+
+
+def test_a_stores_error_page_reaches_the_client_as_an_mlflow_error(stack: Stack) -> None:
+    """`get-artifact` without `path`: MLflow 3.17.2 indexes `request.args["path"]` unchecked, and Flask answers 400
+    with its HTML page, which went out as it came (a client parsing the error read no JSON). It keeps its status,
+    as MLflow's error BAD_REQUEST naming the workspace; a file's bytes still go out as they are."""
+    session = stack.http("team-a")
+    run = session.post(
+        f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": _experiment(stack)}, timeout=TIMEOUT
+    )
+    assert run.status_code == 200, run.text
+    run_id = run.json()["run"]["info"]["run_id"]
+    direct = requests.get(f"{stack.stores['a'].url}/get-artifact", params={"run_id": run_id}, timeout=TIMEOUT)
+    assert (direct.status_code, direct.headers["Content-Type"]) == (400, "text/html; charset=utf-8"), direct.text
+    answer = session.get(f"{stack.url}/get-artifact", params={"run_id": run_id}, timeout=TIMEOUT)
+    assert answer.status_code == 400, answer.text
+    assert _mlflow_error(answer) == {
+        "error_code": "BAD_REQUEST",
+        "message": "The store of workspace 'team-a' answered 400 with an HTML page.",
+    }
+    info = answer.json()
+    assert "<" not in info["message"]
+    content = bytes(range(256)) * 4
+    artifact = f"{run.json()['run']['info']['experiment_id']}/{run_id}/artifacts/bytes.bin"
+    put = session.put(f"{stack.url}/api/2.0/mlflow-artifacts/artifacts/{artifact}", data=content, timeout=TIMEOUT)
+    assert put.status_code == 200, put.text
+    got = session.get(f"{stack.url}/get-artifact", params={"run_id": run_id, "path": "bytes.bin"}, timeout=TIMEOUT)
+    assert (got.status_code, got.content) == (200, content)
+
+
+@pytest.mark.parametrize("key", [[], {}, ["mlflow.artifactLocation"]], ids=["list", "object", "list-of-storage-tag"])
+@pytest.mark.parametrize("version", ["2.0", "3.0"])
+def test_a_trace_tag_key_that_is_no_string_is_the_stores_refusal(stack: Stack, key: Any, version: str) -> None:
+    """The guard's check of storage tags looked each key up in a set, and a key the client sent as a list or an
+    object raised inside the gateway: 500 "Internal error in the gateway". It names no storage tag; the store's
+    own refusal (400, the parameter's type) answers it."""
+    trace_id = _trace(stack, _experiment(stack))
+    answer = stack.http("team-a").patch(
+        f"{stack.url}/api/{version}/mlflow/traces/{trace_id}/tags", json={"key": key, "value": "v"}, timeout=60
+    )
+    assert answer.status_code == 400, answer.text
+    assert _mlflow_error(answer)["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/2.0/mlflow/registered-models/create", {"name": "held\u0000name"}),
+        ("/api/2.0/mlflow/runs/delete", {"run_id": "\u0000"}),
+    ],
+)
+def test_a_name_or_id_holding_a_nul_character_is_refused_before_the_store(
+    stack: Stack, path: str, body: dict[str, str]
+) -> None:
+    """The gateway's database cannot hold or look up text with a NUL character: a registered model of such a name
+    was made by the store, then undone when its owner could not be recorded, and answered 503 with Retry-After, as
+    was a run deletion whose run state could not be noted; the client retried both for minutes, the same answer each
+    time. Refused (400) before the store acts: the store holds no such model."""
+    answer = stack.http("team-a").post(f"{stack.url}{path}", json=body, timeout=TIMEOUT)
+    assert answer.status_code == 400, answer.text
+    error = _mlflow_error(answer)
+    assert error["error_code"] == "INVALID_PARAMETER_VALUE" and "NUL" in error["message"], error
+    assert "Retry-After" not in answer.headers
+    models = requests.get(
+        f"{stack.stores['a'].url}/api/2.0/mlflow/registered-models/search", params={"max_results": 1000}, timeout=60
+    )
+    assert all("\u0000" not in model["name"] for model in models.json().get("registered_models", [])), models.text
+
+
+def test_the_v2_trace_routes_refuse_what_the_store_cannot_record(stack: Stack) -> None:
+    """MLflow 3.17.2's deprecated v2 trace start takes `int()` of its experiment id (as its v3 start does of the
+    trace location's), and its trace end maps an absent or unknown status to no trace state: each answered the
+    store's 500 to an account admin, whom the guard passes. Refused before the store (400), whoever calls; a
+    well-formed start and end go through."""
+    store, session = stack.stores["a"].url, stack.http("team-a")
+    direct = requests.post(f"{store}/api/2.0/mlflow/traces", json={"timestamp_ms": 1}, timeout=TIMEOUT)
+    assert direct.status_code == 500, direct.text
+    for body in ({"timestamp_ms": 1}, {"experiment_id": "", "timestamp_ms": 1}):
+        refused = session.post(f"{stack.url}/api/2.0/mlflow/traces", json=body, timeout=TIMEOUT)
+        assert refused.status_code == 400, (body, refused.text)
+        assert _mlflow_error(refused)["error_code"] == "INVALID_PARAMETER_VALUE"
+    started = session.post(
+        f"{stack.url}/api/2.0/mlflow/traces", json={"experiment_id": _experiment(stack), "timestamp_ms": 1}, timeout=60
+    )
+    assert started.status_code == 200, started.text
+    request_id = started.json()["trace_info"]["request_id"]
+    direct = requests.patch(f"{store}/api/2.0/mlflow/traces/{request_id}", json={"timestamp_ms": 2}, timeout=60)
+    assert direct.status_code == 500, direct.text
+    for body in ({"timestamp_ms": 2}, {"timestamp_ms": 2, "status": "DONE"}, {"timestamp_ms": 2, "status": []}):
+        refused = session.patch(f"{stack.url}/api/2.0/mlflow/traces/{request_id}", json=body, timeout=TIMEOUT)
+        assert refused.status_code == 400, (body, refused.text)
+        assert _mlflow_error(refused)["error_code"] == "INVALID_PARAMETER_VALUE"
+    ended = session.patch(
+        f"{stack.url}/api/2.0/mlflow/traces/{request_id}", json={"timestamp_ms": 2, "status": "OK"}, timeout=TIMEOUT
+    )
+    assert ended.status_code == 200, ended.text
+    # A v3 start without an experiment to start the trace in: the store's `int()` of none, 500 as well.
+    direct = requests.post(f"{store}/api/3.0/mlflow/traces", json={"trace": {"trace_info": {}}}, timeout=TIMEOUT)
+    assert direct.status_code == 500, direct.text
+    unplaced = {"trace_info": {"trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {}}}}
+    for body in ({"trace": " "}, {"trace": {"trace_info": {}}}, {"trace": unplaced}):
+        refused = session.post(f"{stack.url}/api/3.0/mlflow/traces", json=body, timeout=TIMEOUT)
+        assert refused.status_code == 400, (body, refused.text)
+        assert _mlflow_error(refused)["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+PAST_INT64 = "9" * 30
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "body"),
+    [
+        ("GET", "/api/2.0/mlflow/experiments/get", {"experiment_id": PAST_INT64}, None),
+        ("POST", "/api/2.0/mlflow/runs/create", None, {"experiment_id": PAST_INT64}),
+        ("POST", "/api/2.0/mlflow/runs/search", None, {"experiment_ids": [PAST_INT64]}),
+        ("GET", "/api/3.0/mlflow/scorers/list", {"experiment_id": PAST_INT64}, None),
+        ("GET", "/api/2.0/mlflow/model-versions/get", {"name": "any", "version": PAST_INT64}, None),
+    ],
+)
+def test_an_id_past_a_64_bit_integer_is_refused_before_the_store(
+    stack: Stack, method: str, path: str, params: dict[str, str] | None, body: dict[str, Any] | None
+) -> None:
+    """An experiment id or a model version in digits past a 64-bit integer: MLflow 3.17.2 takes `int()` of it and
+    its database cannot hold it, 500 "Python int too large to convert to SQLite INTEGER" on every route naming
+    one, to a caller the guard passes. Refused (400), whoever calls."""
+    direct = requests.request(method, f"{stack.stores['a'].url}{path}", params=params, json=body, timeout=TIMEOUT)
+    assert direct.status_code == 500, direct.text
+    answer = stack.http("team-a").request(method, f"{stack.url}{path}", params=params, json=body, timeout=TIMEOUT)
+    assert answer.status_code == 400, answer.text
+    assert _mlflow_error(answer)["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/2.0/mlflow/experiments/search", {"max_results": []}),
+        ("/api/2.0/mlflow/experiments/search", {"view_type": {}}),
+        ("/api/2.0/mlflow/logged-models/search", {"max_results": ["1"], "experiment_ids": ["0"]}),
+    ],
+)
+def test_a_search_of_a_value_of_the_wrong_type_is_the_callers_error(
+    stack: Stack, path: str, body: dict[str, Any]
+) -> None:
+    """MLflow 3.17.2 stops parsing a request at a value of the wrong type and goes on with what it read, and these
+    searches then failed with Flask's HTML 500. The request is the caller's error: 400 INVALID_PARAMETER_VALUE
+    naming the field (judged once the store failed, so a search that passes is never parsed for it)."""
+    direct = requests.post(f"{stack.stores['a'].url}{path}", json=body, timeout=TIMEOUT)
+    assert direct.status_code == 500 and direct.headers["Content-Type"].startswith("text/html"), direct.text
+    answer = stack.http("team-a").post(f"{stack.url}{path}", json=body, timeout=TIMEOUT)
+    assert answer.status_code == 400, answer.text
+    error = _mlflow_error(answer)
+    assert error["error_code"] == "INVALID_PARAMETER_VALUE" and next(iter(body)) in error["message"], error
