@@ -81,7 +81,7 @@ _LONG_EXPONENT = b"e-000"
 
 
 class Aggregate(NamedTuple):
-    """One metric's figures over some points, as `ix_metric_latest` keeps them (NaN ranks above every number)."""
+    """One metric's figures over some points, as `ix_metric_latest` keeps them (the latest ranks NaN as 0)."""
 
     latest_step: int
     latest_ms: int
@@ -92,9 +92,13 @@ class Aggregate(NamedTuple):
     points: int
 
 
-def _rank(value: float) -> tuple[int, float]:
-    """PostgreSQL's order of float8: NaN above +Infinity, every NaN equal."""
-    return (1, 0.0) if value != value else (0, value)
+MAX_DOUBLE = 1.7976931348623157e308
+
+
+def _rank(value: float) -> float:
+    """How MLflow's SQL stores rank a value among points of one step and timestamp: as they keep it, NaN as 0 and
+    ±Infinity as ±max double (writer.py's RANK_NEW and RANK_OLD)."""
+    return 0.0 if value != value else min(max(value, -MAX_DOUBLE), MAX_DOUBLE)
 
 
 def merge(old: Aggregate, new: Aggregate) -> Aggregate:
@@ -371,7 +375,7 @@ def _aggregate(steps: Sequence[int], times: Sequence[int], values: Sequence[floa
         latest_ms = max(tied_times)
         if tied_times.count(latest_ms) != len(tied_times):
             tied_values = [v for v, t in zip(tied_values, tied_times, strict=True) if t == latest_ms]
-        latest_value = max(tied_values, key=_rank) if has_nan else max(tied_values)
+        latest_value = max(tied_values, key=_rank)  # the first of equals, as MLflow keeps the first
     return Aggregate(
         top,
         latest_ms,

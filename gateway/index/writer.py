@@ -301,16 +301,26 @@ def to_time(ms: int | str | None) -> datetime | None:
 
 # How a batch's aggregate of one run and metric merges into the one stored: the statement below and the point
 # writer (gateway/index/points.py) end with it.
-MERGE_METRIC_AGGREGATES = """
+# How MLflow's SQL stores rank two values at one step and timestamp: as they keep them, NaN as 0 and ±Infinity as
+# ±max double (points.py `_rank` is the same).
+RANK_NEW = (
+    "CASE WHEN EXCLUDED.latest_value = 'NaN' THEN 0 ELSE LEAST(GREATEST(EXCLUDED.latest_value, {low}), {high}) END"
+)
+RANK_OLD = "CASE WHEN t.latest_value = 'NaN' THEN 0 ELSE LEAST(GREATEST(t.latest_value, {low}), {high}) END"
+_BOUNDS = {"low": "-1.7976931348623157e308", "high": "1.7976931348623157e308"}
+RANK_VALUE = "CASE WHEN value = 'NaN' THEN 0 ELSE LEAST(GREATEST(value, {low}), {high}) END".format(**_BOUNDS)
+_NEWER = (
+    f"(EXCLUDED.latest_step, EXCLUDED.latest_time, {RANK_NEW.format(**_BOUNDS)})"
+    f" > (t.latest_step, t.latest_time, {RANK_OLD.format(**_BOUNDS)})"
+)
+MERGE_METRIC_AGGREGATES = f"""
 ON CONFLICT (run_key, metric_name) DO UPDATE SET
-    -- MLflow's "latest": greatest step, then timestamp, then value (PostgreSQL orders NaN above numbers).
+    -- MLflow's "latest": greatest step, then timestamp, then value as its store keeps it (NaN as 0); on a full tie
+    -- the first logged stays.
     (latest_value, latest_step, latest_time) = (
-        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
-                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_value ELSE t.latest_value END,
-        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
-                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_step ELSE t.latest_step END,
-        CASE WHEN (EXCLUDED.latest_step, EXCLUDED.latest_time, EXCLUDED.latest_value)
-                  > (t.latest_step, t.latest_time, t.latest_value) THEN EXCLUDED.latest_time ELSE t.latest_time END
+        CASE WHEN {_NEWER} THEN EXCLUDED.latest_value ELSE t.latest_value END,
+        CASE WHEN {_NEWER} THEN EXCLUDED.latest_step ELSE t.latest_step END,
+        CASE WHEN {_NEWER} THEN EXCLUDED.latest_time ELSE t.latest_time END
     ),
     min_value = LEAST(t.min_value, EXCLUDED.min_value),
     max_value = GREATEST(t.max_value, EXCLUDED.max_value),
@@ -338,7 +348,8 @@ WITH p AS (
 ), touched AS (
     UPDATE ix_runs SET update_time = now() WHERE run_key = $1
 ), latest AS (
-    SELECT DISTINCT ON (name) name, step, at, value FROM p ORDER BY name, step DESC, at DESC, value DESC
+    SELECT DISTINCT ON (name) name, step, at, value FROM p
+    ORDER BY name, step DESC, at DESC, {RANK_VALUE} DESC, ord
 ), figures AS (
     SELECT name,
            COALESCE(min(value) FILTER (WHERE value <> 'NaN'), 'Infinity') AS low,

@@ -457,3 +457,26 @@ def test_restoring_an_experiment_restores_every_run_of_it_as_the_store_does(stac
         )
     }
     assert indexed == stages
+
+
+def test_the_latest_of_a_nan_and_a_number_at_one_step_and_time_is_the_stores(stack: Stack, stock: None) -> None:
+    """At one step and timestamp MLflow's SQL store ranks values as it keeps them, NaN as 0: 0.5 logged with a NaN
+    stays the latest, -1 does not. The index ranked NaN above every number, so its latest was NaN for both."""
+    client = _client("team-a")
+    experiment_id = client.create_experiment(unique("tie"))
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_batch(run_id, metrics=[Metric("up", 0.5, BASE_MS, 3), Metric("up", math.nan, BASE_MS, 3)])
+    client.log_metric(run_id, "down", -1.0, BASE_MS, 3)
+    client.log_metric(run_id, "down", math.nan, BASE_MS, 3)
+    client.log_metric(run_id, "kept", 0.25, BASE_MS, 3)
+    client.log_metric(run_id, "kept", math.nan, BASE_MS, 3)  # one call after the other: the merge of aggregates
+    stored = client.get_run(run_id).data.metrics
+    assert _float_key(stored["up"]) == 0.5 and _float_key(stored["kept"]) == 0.25
+    [row] = rows(
+        stack.database_url, "SELECT aggregated_metrics FROM system_mlflow.runs_latest WHERE run_id = $1", run_id
+    )
+    latest = {a["metric_name"]: _float_key(a["latest_value"]) for a in row["aggregated_metrics"]}
+    assert latest == {k: _float_key(v) for k, v in stored.items()}
+    mlflow.set_workspace("account")
+    [found] = MlflowClient().search_runs([_account_id("team-a", experiment_id)])
+    assert {k: _float_key(v) for k, v in found.data.metrics.items()} == latest

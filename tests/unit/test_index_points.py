@@ -293,11 +293,17 @@ async def latest_rows(conn: asyncpg.Connection, run_key: int) -> list[tuple[Any,
 
 PLAIN = """
 WITH p AS (
-    SELECT m.metric_name AS name, u.step, u.at, u.value
-    FROM ix_metrics m, unnest(m.metric_steps, m.metric_times, m.metric_values) AS u(step, at, value)
+    SELECT m.metric_name AS name, u.step, u.at, u.value, m.chunk_id, u.ord
+    FROM ix_metrics m,
+         unnest(m.metric_steps, m.metric_times, m.metric_values) WITH ORDINALITY AS u(step, at, value, ord)
     WHERE m.run_key = $1
 ), latest AS (
-    SELECT DISTINCT ON (name) name, step, at, value FROM p ORDER BY name, step DESC, at DESC, value DESC
+    -- MLflow's: the greatest step, then timestamp, then value as its store keeps it (NaN as 0, infinities as the
+    -- greatest doubles); of equals, the first written.
+    SELECT DISTINCT ON (name) name, step, at, value FROM p
+    ORDER BY name, step DESC, at DESC,
+             CASE WHEN value = 'NaN' THEN 0 ELSE LEAST(GREATEST(value, -1.7976931348623157e308), 1.7976931348623157e308)
+             END DESC, chunk_id, ord
 )
 SELECT p.name, l.value::text, l.step, l.at::text,
        COALESCE(min(p.value) FILTER (WHERE p.value <> 'NaN'), 'Infinity')::text,
@@ -319,7 +325,7 @@ def log_batch(run: int, *points: str) -> Call:
 
 
 @given(sequence=st.lists(calls(), min_size=1, max_size=8), max_points=st.sampled_from([1, 20, MAX_BATCH_POINTS]))
-@example(  # ties everywhere: the same step and timestamp, the latest decided by the value, NaN above all
+@example(  # ties everywhere: the same step and timestamp, the latest decided by the value, NaN as 0
     sequence=[
         log_batch(
             0, '{"key":"a","value":1,"timestamp":5,"step":2}', '{"key":"a","value":"NaN","timestamp":5,"step":2}'
