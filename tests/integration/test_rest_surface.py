@@ -102,6 +102,17 @@ class Case:
 
 
 SAME = [
+    # A search of no experiment: MLflow checks it as any other and finds nothing in it, or refuses it (datasets).
+    Case("no experiment to search", "POST", "/api/2.0/mlflow/runs/search", b"{}"),
+    Case("an empty list of experiments", "POST", "/api/2.0/mlflow/runs/search", b'{"experiment_ids": []}'),
+    Case(
+        "no experiment, and a filter MLflow cannot read",
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        b'{"experiment_ids": [], "filter": "bad ==="}',
+    ),
+    Case("no logged model's experiment", "POST", "/api/2.0/mlflow/logged-models/search", b'{"experiment_ids": []}'),
+    Case("no dataset's experiment", "POST", SEARCH_DATASETS, b'{"experiment_ids": []}'),
     Case("run_id a number", "POST", "/api/2.0/mlflow/runs/delete", b'{"run_id": 31}'),
     Case("run_id null", "POST", "/api/2.0/mlflow/runs/delete", b'{"run_id": null}'),
     Case("run_id missing", "POST", "/api/2.0/mlflow/runs/delete", b"{}"),
@@ -292,13 +303,6 @@ GATEWAY_ONLY = [
         gateway_only="MLflow logs from a partly parsed message; the gateway must authorize every logged model",
     ),
     Case(
-        "no experiment to search",
-        "POST",
-        "/api/2.0/mlflow/runs/search",
-        b"{}",
-        gateway_only="MLflow answers an empty page; the gateway asks which experiments a search covers",
-    ),
-    Case(
         "the run named twice",
         "GET",
         "/api/2.0/mlflow/runs/get",
@@ -404,8 +408,8 @@ def _changed(base: dict[str, Any], changes: list[tuple[str, Any]]) -> dict[str, 
 
 def _refused_by_the_gateway_alone(route: str, body: dict[str, Any], filled: bytes, store_failed: bool) -> bool:
     """The listed refusals MLflow does not make: an id of another type (MLflow acts on a partly parsed
-    message), a search naming no experiment (MLflow answers an empty page), a write MLflow would read only in
-    part (it applies the part, or fails on it with 500), and a read it would read only in part and fails on."""
+    message), a write MLflow would read only in part (it applies the part, or fails on it with 500), and a read it
+    would read only in part and fails on."""
     import msgspec
 
     from gateway.core.route_table import declared
@@ -417,9 +421,7 @@ def _refused_by_the_gateway_alone(route: str, body: dict[str, Any], filled: byte
     except msgspec.ValidationError:
         return True
     spec = declared(f"POST /mlflow/{route}")
-    if (spec.writes or store_failed) and unread_part(spec, filled, "") is not None:
-        return True
-    return route == "runs/search" and not body.get("experiment_ids")
+    return (spec.writes or store_failed) and unread_part(spec, filled, "") is not None
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES_TRIED))
@@ -432,8 +434,8 @@ def test_generated_malformed_bodies_get_the_stores_own_answer(
 ) -> None:
     """Both answer alike (the status; error code and message of a refusal), or the gateway refuses in a listed way
     MLflow does not (GATEWAY_ONLY): where MLflow's checks let the body through (and its handler then acts on a
-    partly parsed message around a mistyped id, searches no experiment, or fails with 500). A failure the store
-    answers with Flask's HTML 500 page goes out as 502 INTERNAL_ERROR in MLflow's shape."""
+    partly parsed message around a mistyped id, or fails with 500). A failure the store answers with Flask's HTML
+    500 page goes out as 502 INTERNAL_ERROR in MLflow's shape."""
     from gateway.core.route_table import declared
     from gateway.federation.mlflow_requests import store_refusal
 

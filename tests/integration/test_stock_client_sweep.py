@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,8 +27,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import AssessmentSource, ViewType
+from mlflow.entities import AssessmentSource, Param, ViewType
 from mlflow.exceptions import MlflowException
+from mlflow.utils.rest_utils import http_request
 
 from tests.conftest import Stack
 from tests.support.identity import Admin, Person
@@ -360,6 +364,425 @@ def test_models_registry_and_loading(sides: Sides, tmp_path: Path) -> None:
     seen = both(sides, tmp_path, scenario)
     assert set(map(tuple, seen["loads"].values())) == {(11.0,)}
     assert seen["searches"]["name"] == [(named("pyfunc"), "1")]
+
+
+def outcome(call: Callable[[], Any]) -> Any:
+    """What a call returned, or the error code and status it raised: refusals are compared like answers."""
+    try:
+        return ("returned", call())
+    except MlflowException as error:
+        return ("raised", error.error_code, error.get_http_status_code())
+
+
+def pages(fetch: Callable[[str | None], Any], label: Callable[[Any], Any]) -> list[list[Any]]:
+    """Every page of a paged search, following its tokens as a user's loop does."""
+    seen, token = [], None
+    while True:
+        page = fetch(token)
+        seen.append([label(item) for item in page])
+        token = page.token
+        if not token:
+            return seen
+
+
+def test_experiment_pages_filters_and_refusals(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        base = named("pages")
+
+        def short(experiments: Any) -> list[str]:
+            return [e.name.removeprefix(base) for e in experiments]
+
+        ids = [client.create_experiment(f"{base}-{i}", tags={"i": str(i), "parity": str(i % 2)}) for i in range(5)]
+        paged = pages(
+            lambda token: client.search_experiments(
+                max_results=2, filter_string=f"name LIKE '{base}-%'", order_by=["name DESC"], page_token=token
+            ),
+            lambda e: e.name.removeprefix(base),
+        )
+        client.rename_experiment(ids[0], f"{base}-renamed")
+        client.delete_experiment(ids[1])
+        mine = f"name LIKE '{base}%'"
+        experiment = client.get_experiment(ids[2])
+        return {
+            "pages": paged,
+            "tags": short(client.search_experiments(filter_string=f"tags.parity = '1' and {mine}")),
+            "tag like": short(client.search_experiments(filter_string=f"tags.i LIKE '%3%' and {mine}")),
+            "ilike": short(
+                client.search_experiments(filter_string=f"name ILIKE '{base.upper()}-%'", order_by=["name"])
+            ),
+            "all": short(client.search_experiments(view_type=ViewType.ALL, filter_string=mine, order_by=["name"])),
+            "deleted": short(client.search_experiments(view_type=ViewType.DELETED_ONLY, filter_string=mine)),
+            "times": len(
+                client.search_experiments(
+                    filter_string=f"creation_time > 0 and {mine}", order_by=["last_update_time DESC"]
+                )
+            ),
+            "fluent": len(mlflow.search_experiments(filter_string=mine, max_results=None)),
+            "got": (experiment.name.removeprefix(base), experiment.lifecycle_stage, experiment.tags),
+            "by id": mlflow.set_experiment(experiment_id=ids[2]).name.removeprefix(base),
+            "refused": {
+                "rename deleted": outcome(lambda: client.rename_experiment(ids[1], f"{base}-again")),
+                "taken": outcome(lambda: client.create_experiment(f"{base}-2")),
+                "missing": outcome(lambda: client.get_experiment("987654321")),
+                "bad filter": outcome(lambda: client.search_experiments(filter_string="nonsense = 1")),
+                "bad order": outcome(lambda: client.search_experiments(order_by=["bogus"])),
+                "bad token": outcome(lambda: client.search_experiments(page_token="garbage")),
+                "too many": outcome(lambda: client.search_experiments(max_results=50001)),
+                "set missing": outcome(lambda: mlflow.set_experiment(experiment_id="987654321")),
+            },
+            "missing by name": client.get_experiment_by_name(f"{base}-nowhere"),
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["pages"] == [["-4", "-3"], ["-2", "-1"], ["-0"]]
+    assert seen["refused"]["taken"] == ("raised", "RESOURCE_ALREADY_EXISTS", 400)
+
+
+def test_run_filters_pages_and_metric_history(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("filters")).experiment_id
+        names: dict[str, str] = {}
+        for i in range(7):
+            with mlflow.start_run(
+                run_name=f"r{i}", tags={"grp": "odd" if i % 2 else "even"}, description=f"d{i}"
+            ) as run:
+                mlflow.log_param("i", i)
+                for step in range(30):
+                    mlflow.log_metric("m", i + step / 10, step=step)
+                if i == 3:
+                    frame = pd.DataFrame({"a": [1]})
+                    mlflow.log_input(mlflow.data.from_pandas(frame, name="ds3"), context="eval")
+            names[run.info.run_id] = f"r{i}"
+        first, second = list(names)[:2]
+
+        def found(filter_string: str) -> Any:
+            return outcome(
+                lambda: sorted(names[r.info.run_id] for r in client.search_runs([experiment_id], filter_string))
+            )
+
+        filters = {
+            "run_id =": f"attributes.run_id = '{first}'",
+            "run_id IN": f"attributes.run_id IN ('{first}', '{second}')",
+            "run_id NOT IN": f"attributes.run_id NOT IN ('{first}')",
+            "status": "attributes.status != 'RUNNING'",
+            "times": "attributes.start_time > 0 and attributes.end_time > 0 and attributes.created > 0",
+            "name ILIKE": "run_name ILIKE 'R1%'",
+            "user": "attributes.user_id != 'nobody'",
+            "quoted tag": "tags.`grp` LIKE 'ev%'",
+            "tag set": "tags.grp IS NOT NULL and tags.nowhere IS NULL",
+            "param IN": "params.i IN ('1', '2')",
+            "metric": "metrics.m > 8",
+            "dataset": "datasets.name = 'ds3' and datasets.context = 'eval' and datasets.digest != 'x'",
+            "artifact uri": "attribute.artifact_uri LIKE '%artifacts%'",
+            "system tag": "tags.mlflow.runName = 'r2'",
+            "bad grammar": "bad grammar ===",
+            "metric as text": "metrics.m = 'text'",
+        }
+        orders = (["metrics.m DESC"], ["tags.grp ASC", "params.i DESC"], ["attributes.start_time DESC"], ["bogus.x"])
+        client.update_run(first, name="renamed", status="KILLED")
+        updated = client.get_run(first)
+        store = client._tracking_client.store
+        runs = list(names)[:2]
+
+        def store_answer(path: str, method: str, **request: Any) -> tuple[int, Any]:
+            """A call the client's own transport makes (its credentials and workspace) that no client API makes."""
+            answer = http_request(store.get_host_creds(), path, method, **request)
+            return answer.status_code, answer.json()
+
+        def bulk_interval(run_ids: list[str], **params: int) -> Any:
+            status, answer = store_answer(
+                "/api/2.0/mlflow/metrics/get-history-bulk-interval",
+                "GET",
+                params={"run_ids": run_ids, "metric_key": "m", **params},
+            )
+            return status, [(names[m["run_id"]], m["step"], m["value"]) for m in answer.get("metrics", [])]
+
+        return {
+            "pages": pages(
+                lambda token: client.search_runs(
+                    [experiment_id], max_results=3, order_by=["params.i DESC"], page_token=token
+                ),
+                lambda r: names[r.info.run_id],
+            ),
+            "filters": {label: found(text) for label, text in filters.items()},
+            "orders": {
+                str(order): outcome(
+                    lambda order=order: [
+                        names[r.info.run_id] for r in client.search_runs([experiment_id], order_by=order)
+                    ]
+                )
+                for order in orders
+            },
+            # No experiment searched: MLflow finds no run and no logged model, which is no error.
+            "no experiment": outcome(lambda: list(client.search_runs([]))),
+            "no experiment models": outcome(lambda: list(client.search_logged_models(experiment_ids=[]))),
+            "no experiment models by hand": outcome(
+                lambda: store_answer("/api/2.0/mlflow/logged-models/search", "POST", json={"experiment_ids": []})
+            ),
+            "no experiment datasets": outcome(
+                lambda: store_answer(
+                    "/ajax-api/2.0/mlflow/experiments/search-datasets", "POST", json={"experiment_ids": []}
+                )
+            ),
+            "frame": len(mlflow.search_runs([experiment_id], max_results=100000)),
+            "updated": (updated.info.run_name, updated.info.status, updated.data.tags.get("mlflow.note.content")),
+            "history": len(client.get_metric_history(first, "m")),
+            # The client samples a history itself; the UI asks the server (the store's own sampling).
+            "bulk": [
+                bulk_interval(runs, max_results=5),
+                bulk_interval(runs, max_results=10, start_step=5, end_step=20),
+            ],
+            "refused": {
+                "missing run": outcome(lambda: client.get_run("0" * 32)),
+                "bad run id": outcome(lambda: client.get_run("nope")),
+                "too many": outcome(lambda: client.search_runs([experiment_id], max_results=50001)),
+                "param changed": outcome(lambda: client.log_param(first, "i", "99")),
+                "missing tag": outcome(lambda: client.delete_tag(first, "nowhere")),
+                "batch too big": outcome(
+                    lambda: client.log_batch(first, params=[Param(f"p{i}", "v") for i in range(101)])
+                ),
+                "param too long": outcome(lambda: client.log_param(first, "long", "x" * 9000)),
+            },
+            "inputs": [
+                (i.dataset.name, [(t.key, t.value) for t in i.tags])
+                for i in client.get_run(list(names)[3]).inputs.dataset_inputs
+            ],
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["pages"] == [["r6", "r5", "r4"], ["r3", "r2", "r1"], ["r0"]]
+    assert seen["no experiment"] == ("returned", []) and seen["no experiment models by hand"] == ("returned", (200, {}))
+    assert [status for status, _ in seen["bulk"]] == [200, 200]
+    assert seen["filters"]["dataset"] == ("returned", ["r3"])
+
+
+def test_registry_pages_edits_and_refusals(sides: Sides, tmp_path: Path) -> None:
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        mlflow.set_experiment(named("registry"))
+        with mlflow.start_run() as run:
+            mlflow.log_text("weights", "model/weights.txt")
+        source = f"runs:/{run.info.run_id}/model"
+        base = named("registry")
+        for i in range(4):
+            client.create_registered_model(f"{base}-{i}", tags={"i": str(i)}, description=f"model {i}")
+            for _ in range(2):
+                client.create_model_version(f"{base}-{i}", source, run_id=run.info.run_id, tags={"v": "t"})
+        name = f"{base}-0"
+        client.update_registered_model(name, description="changed")
+        client.update_model_version(name, "1", description="changed too")
+        client.set_registered_model_tag(name, "k", "v")
+        client.delete_registered_model_tag(name, "i")
+        client.set_model_version_tag(name, "1", "k", "v")
+        client.delete_model_version_tag(name, "1", "v")
+        client.set_registered_model_alias(name, "prod", "2")
+        client.transition_model_version_stage(name, "2", "Production")
+        client.transition_model_version_stage(name, "1", "Production", archive_existing_versions=True)
+        model = client.get_registered_model(name)
+        version = client.get_model_version(name, "1")
+
+        def versions(filter_string: str) -> Any:
+            return outcome(
+                lambda: sorted(
+                    (v.name.removeprefix(base), v.version) for v in client.search_model_versions(filter_string)
+                )
+            )
+
+        seen = {
+            "model pages": pages(
+                lambda token: client.search_registered_models(
+                    filter_string=f"name LIKE '{base}-%'", max_results=3, order_by=["name DESC"], page_token=token
+                ),
+                lambda m: m.name.removeprefix(base),
+            ),
+            "version pages": pages(
+                lambda token: client.search_model_versions(
+                    filter_string=f"name LIKE '{base}-%'",
+                    max_results=3,
+                    order_by=["name ASC", "version_number DESC"],
+                    page_token=token,
+                ),
+                lambda v: (v.name.removeprefix(base), v.version),
+            ),
+            "model": (model.description, model.tags, model.aliases),
+            "latest": sorted((v.version, v.current_stage) for v in model.latest_versions),
+            "version": (version.description, version.tags, version.current_stage, version.status),
+            "download uri": client.get_model_version_download_uri(name, "1").endswith(
+                f"/{run.info.run_id}/artifacts/model"
+            ),
+            "model filters": {
+                text.removeprefix(base): outcome(
+                    lambda text=text: sorted(m.name.removeprefix(base) for m in client.search_registered_models(text))
+                )
+                for text in (f"tags.i = '3' and name LIKE '{base}%'", f"name ILIKE '{base.upper()}-%'")
+            },
+            "version filters": {
+                "number": versions(f"name = '{name}' and version_number > 1"),
+                "tag": versions(f"name = '{name}' and tags.k = 'v'"),
+                "run IN": versions(f"run_id IN ('{run.info.run_id}') and name = '{name}'"),
+                "bad": versions("bogus = 1"),
+            },
+            "refused": {
+                "missing model": outcome(lambda: client.get_registered_model(f"{base}-nowhere")),
+                "missing version": outcome(lambda: client.get_model_version(name, "99")),
+                "bad version": outcome(lambda: client.get_model_version(name, "abc")),
+                "taken": outcome(lambda: client.create_registered_model(name)),
+                "missing alias": outcome(lambda: client.get_model_version_by_alias(name, "nowhere")),
+                "bad stage": outcome(lambda: client.transition_model_version_stage(name, "1", "Bogus")),
+                "rename to taken": outcome(lambda: client.rename_registered_model(name, f"{base}-1")),
+            },
+        }
+        client.delete_model_version(f"{base}-1", "2")
+        client.delete_registered_model_alias(name, "prod")
+        stage = mlflow.artifacts.download_artifacts(f"models:/{name}/Production", dst_path=str(folder / "stage"))
+        latest = mlflow.artifacts.download_artifacts(f"models:/{name}/latest", dst_path=str(folder / "latest"))
+        seen["after"] = (
+            [v.version for v in client.search_model_versions(f"name = '{base}-1'")],
+            client.get_registered_model(name).aliases,
+            tree(Path(stage)),
+            tree(Path(latest)),
+        )
+        return seen
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["model pages"] == [["-3", "-2", "-1"], ["-0"]]
+    assert seen["latest"] == [("1", "Production"), ("2", "Archived")]
+
+
+def test_artifacts_multipart_and_artifact_uris(sides: Sides, tmp_path: Path) -> None:
+    from PIL import Image
+
+    multipart = {
+        "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
+        "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(1024 * 1024),
+        "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(1024 * 1024),
+        "MLFLOW_ENABLE_MULTIPART_DOWNLOAD": "true",
+        "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": str(1024 * 1024),
+        "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": str(1024 * 1024),
+    }
+    large = tmp_path / "large.bin"
+    large.write_bytes(bytes(range(256)) * (12 * 1024))  # 3 MiB: three parts where the store splits uploads
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        mlflow.set_experiment(named("multipart"))
+        with stock_client_env(**multipart), mlflow.start_run() as run:
+            mlflow.log_artifact(str(large), "large")
+            mlflow.log_image(Image.new("RGB", (3, 2), (0, 0, 255)), "images/blue.png")
+            got = Path(client.download_artifacts(run.info.run_id, "large/large.bin", str(folder / "large")))
+        artifact_uri = client.get_run(run.info.run_id).info.artifact_uri
+        return {
+            "listing": listing(client, run.info.run_id, "large"),
+            "same bytes": got.read_bytes() == large.read_bytes(),
+            "image": mlflow.artifacts.load_image(f"runs:/{run.info.run_id}/images/blue.png").size,
+            "by uri": sorted(f.path for f in mlflow.artifacts.list_artifacts(artifact_uri=artifact_uri)),
+            "by uri folder": tree(
+                Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"{artifact_uri}/large", dst_path=str(folder / "u")
+                    )
+                )
+            ),
+            "missing": outcome(lambda: client.download_artifacts(run.info.run_id, "nowhere.txt", str(folder))),
+        }
+
+    seen = both(sides, tmp_path, scenario)
+    assert seen["same bytes"] and seen["image"] == (3, 2)
+
+
+def test_basic_auth_with_a_token_as_password(sides: Sides, tmp_path: Path) -> None:
+    """MLFLOW_TRACKING_USERNAME/PASSWORD (the client sends Basic, and prefers it to a token when both are set)."""
+
+    def scenario(client: MlflowClient, folder: Path) -> Any:
+        experiment_id = mlflow.set_experiment(named("basic")).experiment_id
+        user = f"sweep.{SUFFIX}@example.com"
+        with stock_client_env(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=sides.gateway.token or ""):
+            with mlflow.start_run() as run:
+                mlflow.log_param("auth", "basic")
+            basic = MlflowClient().get_run(run.info.run_id)
+            os.environ["MLFLOW_TRACKING_USERNAME"] = "token"
+            as_token = [r.info.run_id for r in MlflowClient().search_runs([experiment_id])]
+        return {
+            "params": basic.data.params,
+            "user": basic.info.user_id == run.info.user_id,
+            "found": as_token == [run.info.run_id],
+        }
+
+    assert both(sides, tmp_path, scenario) == {"params": {"auth": "basic"}, "user": True, "found": True}
+
+
+def mlflow_cli(target: Target, folder: Path, *args: str) -> tuple[int, str]:
+    """The `mlflow` command of the venv, configured for `target` through the environment as a user's shell is."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_WORKSPACE")}
+    env["MLFLOW_TRACKING_URI"] = target.uri
+    if target.token:
+        env["MLFLOW_TRACKING_TOKEN"] = target.token
+    if target.workspace:
+        env["MLFLOW_WORKSPACE"] = target.workspace
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "mlflow"), *args],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout
+
+
+def command_line_session(target: Target, folder: Path) -> dict[str, Any]:
+    """What a user sees of one session of `mlflow` commands: their exit codes and output, ids replaced."""
+    (folder / "files" / "sub").mkdir(parents=True)
+    (folder / "files" / "sub" / "b.txt").write_text("b")
+    (folder / "one.txt").write_text("one")
+    name = named("cli")
+    created, out = mlflow_cli(target, folder, "experiments", "create", "--experiment-name", name)
+    experiment_id = out.split()[-1]
+    mlflow_cli(target, folder, "runs", "create", "--experiment-id", experiment_id, "--run-name", "by-cli")
+    with talking_to(target) as client:
+        run_id = client.search_runs([experiment_id])[0].info.run_id
+
+    def run(*args: str) -> tuple[int, Any]:
+        code, out = mlflow_cli(target, folder, *args)
+        out = out.replace(run_id, "<run>").replace(str(folder), "")
+        # The two stores number experiments apart; a bare small number is too common to replace everywhere.
+        for before, after in ((f"/{experiment_id}", "/<experiment>"), (f"id {experiment_id} ", "id <experiment> ")):
+            out = out.replace(before, after)
+        out = out.replace(f'"experiment_id": "{experiment_id}"', '"experiment_id": "<experiment>"')
+        with contextlib.suppress(ValueError):
+            document = json.loads(out)
+            if isinstance(document, dict):  # an experiment: its times are the clock's
+                return code, {k: v for k, v in document.items() if not k.endswith("time")}
+            return code, document
+        return code, out.strip()
+
+    steps = [
+        run("experiments", "get", "--experiment-name", name, "--output", "json"),
+        run("artifacts", "log-artifact", "--local-file", "one.txt", "--run-id", run_id, "-a", "top"),
+        run("artifacts", "log-artifacts", "--local-dir", "files", "--run-id", run_id, "-a", "tree"),
+        run("artifacts", "list", "--run-id", run_id, "--artifact-path", "tree"),
+        run("artifacts", "download", "--run-id", run_id, "--artifact-path", "tree", "--dst-path", "copy"),
+        run("runs", "delete", "--run-id", run_id),
+        run("runs", "restore", "--run-id", run_id),
+        run("experiments", "delete", "--experiment-id", experiment_id),
+        run("experiments", "restore", "--experiment-id", experiment_id),
+        run("runs", "describe", "--run-id", "0" * 32),
+    ]
+    described = json.loads(mlflow_cli(target, folder, "runs", "describe", "--run-id", run_id)[1])
+    return {
+        "created": created,
+        "steps": steps,
+        "described": (described["info"]["run_name"], described["info"]["status"], described["data"]["params"]),
+        "copied": tree(folder / "copy"),
+    }
+
+
+def test_mlflow_command_line(sides: Sides, tmp_path: Path) -> None:
+    """`mlflow experiments`, `mlflow runs` and `mlflow artifacts` against a tracking server."""
+    seen = {}
+    for target in (sides.direct, sides.gateway):
+        (tmp_path / target.label).mkdir()
+        seen[target.label] = command_line_session(target, tmp_path / target.label)
+    assert seen["gateway"] == seen["direct"]
+    assert list(seen["gateway"]["copied"]) == ["tree/sub/b.txt"]
 
 
 def test_logged_models(sides: Sides, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import msgspec
 
 from gateway.authz.decide import Authorizer, Everything
 from gateway.authz.levels import Level, experiment_object, workspace_object
-from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.errors import PermissionDenied, ResourceNotFound
 from gateway.core.links import WorkspaceLink
 from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
@@ -69,7 +69,10 @@ async def experiment_ids(checks: Checks, request: Request, wanted: Level) -> Pla
     """Searches by `experiment_ids` (runs, logged models, datasets): the list is cut to the readable ones."""
     asked = request.experiment_ids(required=False)
     if not asked:
-        raise InvalidParameter("experiment_ids must name at least one experiment.")
+        # A search of no experiment, which the store answers itself: MLflow checks it as any other (its filter,
+        # order, page token) and finds no run and no logged model in it (`search_runs([])` is an empty page, not
+        # an error), or refuses it (datasets). Nothing in it is there to narrow.
+        return Plan()
     readable = checks.authorizer.readable_experiments(request.principal, request.link.workspace_id)
     kept = asked if isinstance(readable, Everything) else [e for e in asked if e in readable]
     if not kept:
