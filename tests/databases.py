@@ -58,3 +58,8 @@ async def sql(url: str, statement: str, *args: object) -> list[asyncpg.Record]:
         return list(await connection.fetch(statement, *args))
     finally:
         await connection.close()
+
+
+def rows(url: str, statement: str, *args: object) -> list[dict[str, object]]:
+    """`sql` from outside an event loop, each row as a dict."""
+    return [dict(row) for row in asyncio.run(sql(url, statement, *args))]

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import uuid
 from typing import Any
 
-import asyncpg
 import pytest
 
 from tests.conftest import Stack
+from tests.databases import rows
 
 pytestmark = pytest.mark.integration
-
-
-def rows(database_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    async def fetch() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return [dict(r) for r in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
 
 
 def test_writes_through_the_gateway_fill_the_index(mlflow_env: Stack) -> None:

@@ -10,7 +10,6 @@ params, tags, lifecycle, every metric's latest value, minimum and maximum), `run
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import random
@@ -19,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -28,6 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.search_utils import SearchUtils
 
 from tests.conftest import ADMIN_TOKEN, Stack
+from tests.databases import rows
 from tests.support.identity import unique
 from tests.support.stock_client import stock_client_env
 
@@ -75,17 +74,6 @@ ORDERS = (
     ["attributes.end_time DESC"],
     ["attributes.status", "metrics.m3 DESC"],
 )
-
-
-def rows(database_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    async def fetch() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return [dict(r) for r in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
 
 
 @dataclass

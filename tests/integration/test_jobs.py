@@ -10,7 +10,6 @@ list is read directly.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -19,7 +18,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import mlflow
 import pytest
 import requests
@@ -28,6 +26,7 @@ from mlflow.genai.scorers import scorer
 
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import Stack
+from tests.databases import rows
 from tests.support.identity import Admin, Person, unique
 from tests.support.own_gateway import own_gateway
 from tests.support.stock_client import stock_client_env
@@ -197,17 +196,6 @@ def _error(response: requests.Response, status: int, code: str) -> str:
     return str(response.json()["message"])
 
 
-def _rows(database_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    async def fetch() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return [dict(r) for r in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
-
-
 def _pairs(run: dict[str, Any], kind: str) -> dict[str, str]:
     return {pair["key"]: pair["value"] for pair in run["data"].get(kind) or []}
 
@@ -366,8 +354,8 @@ def test_an_evaluation_runs_run_is_indexed_routed_and_mirrored(jobs: Jobs) -> No
     assert started.status_code == 200, started.text
     job_id, run_id = started.json()["job_id"], started.json()["run_id"]
     assert jobs.call(jobs.owner, "GET", f"/ajax-api/3.0/mlflow/jobs/{job_id}").status_code == 200
-    assert _rows(jobs.database_url, "SELECT run_id FROM ix_runs WHERE run_id = $1", run_id) == [{"run_id": run_id}]
-    assert _rows(jobs.database_url, "SELECT workspace FROM run_routes WHERE run_id = $1", run_id) == [
+    assert rows(jobs.database_url, "SELECT run_id FROM ix_runs WHERE run_id = $1", run_id) == [{"run_id": run_id}]
+    assert rows(jobs.database_url, "SELECT workspace FROM run_routes WHERE run_id = $1", run_id) == [
         {"workspace": DUAL}
     ]
     copy = _central_copy(jobs, run_id, lambda run: "mlflow.runType" in _pairs(run, "tags"))
@@ -392,7 +380,7 @@ def test_the_prompt_labs_run_follows_its_experiment_and_is_indexed_and_mirrored(
     created = jobs.call(jobs.owner, "POST", path, json=body)
     assert created.status_code == 200, created.text
     run_id = created.json()["run"]["info"]["run_id"]
-    indexed = _rows(jobs.database_url, "SELECT params->>'prompt_template' AS t FROM ix_runs WHERE run_id = $1", run_id)
+    indexed = rows(jobs.database_url, "SELECT params->>'prompt_template' AS t FROM ix_runs WHERE run_id = $1", run_id)
     assert indexed == [{"t": "Answer {{ question }}"}]
     copy = _central_copy(jobs, run_id, lambda run: "prompt_template" in _pairs(run, "params"))
     assert _pairs(copy, "params")["prompt_template"] == "Answer {{ question }}"
@@ -452,7 +440,7 @@ def test_a_prompt_optimisation_needs_the_prompt_and_its_jobs_are_listed_to_who_m
     assert [j["job_id"] for j in listed.json()["jobs"]] == [job_id]
     _error(jobs.call(jobs.stranger, "POST", search, json={"experiment_id": jobs.experiment_id}), 404,
            "RESOURCE_DOES_NOT_EXIST")  # fmt: skip
-    assert _rows(jobs.database_url, "SELECT run_id FROM ix_runs WHERE run_id = $1", run_id) == [{"run_id": run_id}]
+    assert rows(jobs.database_url, "SELECT run_id FROM ix_runs WHERE run_id = $1", run_id) == [{"run_id": run_id}]
     _central_copy(jobs, run_id)
     _error(jobs.call(jobs.reader, "DELETE", f"{path}/{job_id}"), 403, "PERMISSION_DENIED")
     assert jobs.call(jobs.owner, "DELETE", f"{path}/{job_id}").status_code == 200
