@@ -94,6 +94,8 @@ from gateway.core.errors import (
     PermissionDenied,
     Unauthenticated,
     body_error,
+    error_bytes,
+    mlflow_error,
 )
 from gateway.core.links import LinkTable
 from gateway.core.ports import ChangeFeed, Store, Vault
@@ -314,12 +316,13 @@ def _openbao_auth(auth: VaultToken | VaultAppRole | VaultKubernetes, *, where: s
     return KubernetesAuth(auth.role, auth.jwt_file, auth.mount)
 
 
-def _error_body(error_code: str, message: str) -> dict[str, str]:
-    return {"error_code": error_code, "message": message}
+def _error_body(error_code: str, message: str) -> bytes:
+    """An error body as an MLflow server writes it (JSON of its shape, fields and spacing)."""
+    return error_bytes(mlflow_error(error_code, message))
 
 
 def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
-    return Response(exc.document(), status_code=exc.status, headers=exc.headers)
+    return Response(error_bytes(exc.document()), status_code=exc.status, headers=exc.headers)
 
 
 def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -24,10 +24,9 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-import msgspec
 from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Send
 
-from gateway.core.errors import GatewayError
+from gateway.core.errors import GatewayError, error_bytes, mlflow_error
 from gateway.observability.metrics import IN_FLIGHT, OVERLOAD_REFUSED, QUEUED
 
 # Never held or refused: a probe must answer while the replica is busy (and /metrics shows why it is).
@@ -186,11 +185,10 @@ class Admission:
         return min(30, max(1, math.ceil(drain)))
 
     async def _refuse(self, send: Send) -> None:
-        body = msgspec.json.encode(
-            {
-                "error_code": "TEMPORARILY_UNAVAILABLE",
-                "message": "The gateway is at capacity; retry after the time Retry-After gives.",
-            }
+        body = error_bytes(
+            mlflow_error(
+                "TEMPORARILY_UNAVAILABLE", "The gateway is at capacity; retry after the time Retry-After gives."
+            )
         )
         start: HTTPResponseStartEvent = {
             "type": "http.response.start",

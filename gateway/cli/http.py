@@ -16,7 +16,6 @@ refusals, like uvicorn's own answer to bytes that are not HTTP, are MLflow error
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.core.config import ServerSettings
+from gateway.core.errors import error_bytes, mlflow_error
 from gateway.observability.access import ABORT_KEY
 
 FLUSH_BYTES = 64 * 1024
@@ -102,7 +102,7 @@ class _Refused(Exception):
 
 def _refusal(status: int, reason: str, error_code: str, message: str) -> bytes:
     """A whole answer in MLflow's error shape that ends its connection."""
-    body = json.dumps({"error_code": error_code, "message": message}).encode()
+    body = error_bytes(mlflow_error(error_code, message))
     return (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"

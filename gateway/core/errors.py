@@ -14,6 +14,40 @@ from typing import Any
 
 import msgspec
 
+# What an MLflow 3.17 server adds to an error of each code (`MlflowException.serialize_as_json`: the error class
+# derived from the code, the SQLSTATE from the class): the stock client keeps both on the exception it raises
+# (`e.error_class`, `e.sqlstate`), and without them fills in others of its own. A code MLflow derives nothing from
+# (UNAUTHENTICATED, RESOURCE_EXHAUSTED, ...) gets neither, as from MLflow.
+_CLASSIFIED: dict[str, tuple[str, str]] = {
+    "BAD_REQUEST": ("KAM00", "INVALID_PARAMETER_VALUE"),
+    "CUSTOMER_UNAUTHORIZED": ("KAM00", "PERMISSION_DENIED"),
+    "ENDPOINT_NOT_FOUND": ("KAM00", "RESOURCE_NOT_FOUND"),
+    "FEATURE_DISABLED": ("KAM00", "FEATURE_DISABLED"),
+    "INTERNAL_ERROR": ("XXM00", "CLIENT_INTERNAL_ERROR"),
+    "INVALID_PARAMETER_VALUE": ("KAM00", "INVALID_PARAMETER_VALUE"),
+    "INVALID_STATE": ("XXM00", "CLIENT_INTERNAL_ERROR"),
+    "NOT_FOUND": ("KAM00", "RESOURCE_NOT_FOUND"),
+    "PERMISSION_DENIED": ("KAM00", "PERMISSION_DENIED"),
+    "RESOURCE_ALREADY_EXISTS": ("KAM00", "RESOURCE_ALREADY_EXISTS"),
+    "RESOURCE_DOES_NOT_EXIST": ("KAM00", "RESOURCE_NOT_FOUND"),
+    "TEMPORARILY_UNAVAILABLE": ("XXM00", "CLIENT_INTERNAL_ERROR"),
+}
+
+
+def mlflow_error(error_code: str, message: str) -> dict[str, str]:
+    """An error body as an MLflow server writes it: the code, the message, and what MLflow derives from the code.
+
+    The gateway's refusal of a hidden object is then the store's answer for a missing one, field for field."""
+    document = {"error_code": error_code, "message": message}
+    if (classified := _CLASSIFIED.get(error_code)) is not None:
+        document["sqlstate"], document["error_class"] = classified
+    return document
+
+
+def error_bytes(document: Mapping[str, Any]) -> bytes:
+    """An error body encoded as MLflow's handlers encode theirs (`json.dumps` with its default separators)."""
+    return json.dumps(document).encode()
+
 
 class GatewayError(Exception):
     """A decision of the gateway's own, answered as an MLflow-style JSON error body."""
@@ -40,7 +74,7 @@ class GatewayError(Exception):
 
     def document(self) -> dict[str, Any]:
         """The answer's body: MLflow's error shape."""
-        return {"error_code": self.error_code, "message": self.message}
+        return mlflow_error(self.error_code, self.message)
 
 
 class InvalidParameter(GatewayError):

@@ -28,6 +28,7 @@ from gateway.core.errors import (
     ResourceNotFound,
     StoreTimeout,
     StoreUnavailable,
+    error_bytes,
 )
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.paths import (
@@ -567,7 +568,7 @@ class Forwarder:
 def _error_result(error: GatewayError, workspace: str) -> ForwardResult:
     """The gateway's answer in place of the store's: `error` in MLflow's shape, with its headers."""
     headers = {"Content-Type": "application/json", **error.headers}
-    return ForwardResult(error.status, headers, workspace, body=json.dumps(error.document()).encode())
+    return ForwardResult(error.status, headers, workspace, body=error_bytes(error.document()))
 
 
 def _error_sized(content_length: int | None) -> bool:

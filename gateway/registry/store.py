@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from gateway.core.errors import GatewayError
+from gateway.core.errors import GatewayError, error_bytes, mlflow_error
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import (
@@ -147,8 +147,12 @@ class RegistryStore:
         if quoted is None and by_tag:
             raise StoreRefused(
                 400,
-                b'{"error_code": "INVALID_PARAMETER_VALUE", "message": "A model whose name holds both quote '
-                b'characters cannot be searched on a store without stages."}',
+                error_bytes(
+                    mlflow_error(
+                        "INVALID_PARAMETER_VALUE",
+                        "A model whose name holds both quote characters cannot be searched on a store without stages.",
+                    )
+                ),
             )
         if quoted is None:  # not writable in the filter grammar: the latest version in the stage only
             status, body = await self._fetch(
@@ -229,11 +233,11 @@ class RegistryStore:
         """A transition on a store without stages: tags and aliases, each call answered like MLflow's would be."""
         target = _STAGES.get(stage.strip().lower())
         if target is None:
-            return _answer(link, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"Invalid stage {stage!r}."})
+            return _answer(link, 400, mlflow_error("INVALID_PARAMETER_VALUE", f"Invalid stage {stage!r}."))
         found = await self.version(link, name, version)
         if found is None:
             message = f"Model Version (name={name}, version={version}) not found"
-            return _answer(link, 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
+            return _answer(link, 404, mlflow_error("RESOURCE_DOES_NOT_EXIST", message))
         others: list[str] = []
         if archive_existing_versions and target in STAGE_ALIASES:
             others = [v for v in await self.versions_in(link, name, target) if v != found.version]
@@ -292,7 +296,7 @@ def tagged_stage(version: ModelVersion) -> str:
 
 
 def _answer(link: WorkspaceLink, status: int, document: Mapping[str, object]) -> ForwardResult:
-    return ForwardResult(status, {"content-type": "application/json"}, link.name, msgspec.json.encode(document))
+    return ForwardResult(status, {"content-type": "application/json"}, link.name, error_bytes(document))
 
 
 def transitioned(result: ForwardResult) -> ModelVersionDatabricks:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from gateway.core.errors import mlflow_error
 from gateway.devstack import LOOPBACK, GatewayProcess
 from tests.conftest import ADMIN_TOKEN
 from tests.support.own_gateway import own_gateway
@@ -230,7 +231,7 @@ def _error(answer: bytes, status: int) -> dict[str, str]:
     assert head.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]
     assert b"content-type: application/json" in head.lower(), head
     error = json.loads(body)
-    assert set(error) == {"error_code", "message"}, error
+    assert set(error) == set(mlflow_error(error["error_code"], "")), error
     return error  # type: ignore[no-any-return]
 
 
@@ -370,7 +371,7 @@ def test_a_store_error_that_is_not_mlflows_reaches_the_client_in_mlflow_shape(
     assert answer.status_code == status, answer.text
     assert answer.headers["Content-Type"].startswith("application/json"), answer.headers
     error = answer.json()
-    assert set(error) == {"error_code", "message"}, error
+    assert set(error) == set(mlflow_error(error["error_code"], "")), error
     assert error["error_code"] == error_code
     assert "Location" not in answer.headers
     if error_code == "TEMPORARILY_UNAVAILABLE":
@@ -392,7 +393,7 @@ def test_a_store_success_that_is_not_json_where_mlflow_answers_json_is_a_502(
     assert answer.status_code == 502, answer.text
     assert answer.headers["Content-Type"].startswith("application/json"), answer.headers
     error = answer.json()
-    assert set(error) == {"error_code", "message"} and error["error_code"] == "INTERNAL_ERROR", error
+    assert set(error) == set(mlflow_error(error["error_code"], "")) and error["error_code"] == "INTERNAL_ERROR", error
     assert f"sent a {status} answer" in error["message"] and "script" not in answer.text
     abused.garbage.mode = "ok"
     assert _search(abused).status_code == 200

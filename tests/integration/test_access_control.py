@@ -468,6 +468,12 @@ def test_every_prefix_and_lookup_hides_the_same_objects(stack: Stack, org: Org, 
     )
     by_name = bob.get(f"{stack.url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
     assert by_name.status_code == 404 and by_name.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # To the byte: the gateway's refusal of a hidden name and the store's answer for a missing one (before, the
+    # gateway's body was compact JSON without MLflow's sqlstate and error_class).
+    absent_name = f"absent-{name}"
+    absent = bob.get(f"{stack.url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": absent_name})
+    assert absent.status_code == 404
+    assert by_name.content.replace(name.encode(), b"<name>") == absent.content.replace(absent_name.encode(), b"<name>")
     malformed = bob.get(f"{stack.url}/api/2.0mlflow/runs/get", params={"run_id": alices_work.run_id})
     assert malformed.status_code == 404 and malformed.json()["error_code"] == "ENDPOINT_NOT_FOUND"
     bulk = bob.get(

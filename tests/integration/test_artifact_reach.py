@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from gateway.core.errors import mlflow_error
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
 from tests.support.identity import Admin, unique
@@ -189,7 +190,7 @@ def test_a_path_under_ones_own_experiment_naming_anothers_run_or_model_is_refuse
         for method in ("PUT", "GET"):
             answer = mallory.request(method, f"{url}{ARTIFACTS}/{path}", data=b"mallory's weights", timeout=TIMEOUT)
             assert answer.status_code == 404, f"{method} {path}: {answer.status_code} {answer.text}"
-            assert answer.json() == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": missing}
+            assert answer.json() == mlflow_error("RESOURCE_DOES_NOT_EXIST", missing)
     # Her own run's files, and a folder that names no run, are hers as before.
     run = mallory.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": own}, timeout=TIMEOUT)
     own_run = run.json()["run"]["info"]["run_id"]
@@ -220,7 +221,7 @@ def test_a_manager_of_a_stores_default_workspace_reaches_no_other_workspace_of_t
         ]:
             answer = legacy.request(method, target, params=params, data=b"x" if method == "PUT" else None)
             assert answer.status_code == 400, f"{method} {path}: {answer.status_code} {answer.text}"
-            assert answer.json() == {"error_code": "INVALID_PARAMETER_VALUE", "message": message}
+            assert answer.json() == mlflow_error("INVALID_PARAMETER_VALUE", message)
     # Her own workspace's files are hers as before: the root (her experiments), and a file of her experiment.
     own = _experiment(legacy, url)
     assert _put(legacy, url, f"{own}/notes.txt", b"mine").status_code == 200

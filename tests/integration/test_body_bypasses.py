@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from gateway.core.errors import mlflow_error
 from tests.conftest import Stack
 from tests.integration.test_access_control import Org, Owned, alices_work, org  # noqa: F401
 from tests.support.identity import unique
@@ -292,10 +293,9 @@ def test_a_trace_tag_cannot_point_the_store_at_another_traces_files(
             json={"key": "mlflow.artifactLocation", "value": location},
         )
     assert refused.status_code == 400, refused.text
-    assert refused.json() == {
-        "error_code": "INVALID_PARAMETER_VALUE",
-        "message": "Tag 'mlflow.artifactLocation' is immutable and cannot be set on a trace.",
-    }
+    assert refused.json() == mlflow_error(
+        "INVALID_PARAMETER_VALUE", "Tag 'mlflow.artifactLocation' is immutable and cannot be set on a trace."
+    )
     for query in ({"request_id": trace_id}, {"request_id": trace_id, "path": attachment}):
         read = bob.get(f"{stack.url}/ajax-api/3.0/mlflow/get-trace-artifact", params=query)
         assert b"alice" not in read.content, read.content

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from gateway.core.errors import mlflow_error
 from gateway.db.engine import EmbeddedDatabase, start_embedded
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV
@@ -89,7 +90,7 @@ def test_every_route_that_needs_the_database_answers_503_while_it_is_stopped(lon
         assert answer.status_code == 503, (what, answer.status_code, answer.text)
         assert answer.headers.get("Retry-After") == "5", what
         error = answer.json()
-        assert set(error) == {"error_code", "message"}, (what, error)
+        assert set(error) == set(mlflow_error(error["error_code"], "")), (what, error)
         assert error["error_code"] == "TEMPORARILY_UNAVAILABLE", (what, error)
         assert "database" in error["message"] or "vault" in error["message"], (what, error)
 

@@ -21,6 +21,7 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
+from gateway.core.errors import mlflow_error
 from tests.conftest import ADMIN_TOKEN, Stack
 from tests.support.identity import Admin, Person, unique
 from tests.support.stock_client import stock_client_env
@@ -227,11 +228,11 @@ def test_reading_the_spans_of_a_trace_without_any_is_not_found(stack: Stack, cas
     for path, query in reads:
         answer = owner.get(f"{stack.url}{path}", params=query, timeout=60)
         assert answer.status_code == 404, (path, query, answer.text)
-        assert answer.json() == {
-            "error_code": "RESOURCE_DOES_NOT_EXIST",
-            "message": "Trace data is not stored in the tracking store: the trace has no spans there "
+        assert answer.json() == mlflow_error(
+            "RESOURCE_DOES_NOT_EXIST",
+            "Trace data is not stored in the tracking store: the trace has no spans there "
             "(a trace's data outside the store is read with get-trace-artifact).",
-        }
+        )
     # Its info reads as ever, and so do the spans of a trace that has them.
     assert owner.get(f"{stack.url}/api/3.0/mlflow/traces/tr-{hex_id}", timeout=60).status_code == 200
     spans = owner.get(f"{stack.url}/api/3.0/mlflow/traces/get", params={"trace_id": cast.trace_id}, timeout=60)

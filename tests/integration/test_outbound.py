@@ -29,6 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities.webhook import WebhookAction, WebhookEntity, WebhookEvent
 from mlflow.exceptions import MlflowException
 
+from gateway.core.errors import mlflow_error
 from tests.conftest import OUTBOUND_ALLOWED, OUTBOUND_PORT, Stack
 from tests.support.identity import Admin, Person, unique
 
@@ -424,5 +425,5 @@ def test_the_deployments_proxy_refuses_dot_and_encoded_segments_in_gateway_path(
         refused = requests.post(url, json={"gateway_path": path, "json_data": {}}, headers=headers, timeout=30)
         assert (refused.status_code, refused.json()) == (
             400,
-            {"error_code": "INVALID_PARAMETER_VALUE", "message": f"Invalid gateway_path: {path} for method: POST"},
+            mlflow_error("INVALID_PARAMETER_VALUE", f"Invalid gateway_path: {path} for method: POST"),
         ), path

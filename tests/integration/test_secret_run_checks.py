@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from gateway.core.errors import mlflow_error
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, Stack
 
@@ -90,10 +91,7 @@ def test_a_run_changed_through_another_gateway_is_refused_at_the_next_read(
 
     refused = read(here, scope, run_id)
     assert refused.status_code == 404, refused.text
-    assert refused.json() == {
-        "error_code": "RESOURCE_DOES_NOT_EXIST",
-        "message": f"Secret token does not exist in scope {scope}!",
-    }
+    assert refused.json() == mlflow_error("RESOURCE_DOES_NOT_EXIST", f"Secret token does not exist in scope {scope}!")
     assert read(other, scope, run_id).status_code == 404
 
 

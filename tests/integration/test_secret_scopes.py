@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 import requests
 
+from gateway.core.errors import mlflow_error
 from tests.conftest import Stack
 from tests.support.identity import Admin, Person, unique
 from tests.support.waiting import logged_so_far
@@ -406,17 +407,14 @@ def test_a_running_run_reads_its_secrets_and_nothing_else_does(
     refusals.append(get_secret(stack, org.reader.token, wanted))
     refusals.append(get_secret(stack, org.reader.token, {**wanted, "keys": ["db-password"]}, "get-many"))
 
-    expected = {
-        "error_code": "RESOURCE_DOES_NOT_EXIST",
-        "message": f"Secret db-password does not exist in scope {scope}!",
-    }
+    expected = mlflow_error("RESOURCE_DOES_NOT_EXIST", f"Secret db-password does not exist in scope {scope}!")
     assert refusals[0].json() == {**expected, "message": f"Secret absent does not exist in scope {scope}!"}
     for refused in (refusals[1], refusals[2], refusals[3], refusals[5]):
         assert refused.status_code == 404
         assert refused.json() == expected, refused.text
     assert refusals[4].status_code == 404 and refusals[4].json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     assert refusals[6].status_code == 404
-    assert refusals[6].json() == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Scope {scope} does not exist!"}
+    assert refusals[6].json() == mlflow_error("RESOURCE_DOES_NOT_EXIST", f"Scope {scope} does not exist!")
 
     # Every read is audited, allowed or denied, with run and keys; no value in the audit log or the gateway's log.
     rows = audit_rows(stack, scope)
@@ -726,9 +724,8 @@ def test_a_run_id_outside_mlflows_pattern_is_refused_on_secret_reads(
             for call, body in (("get", {"key": "k"}), ("get-many", {"keys": ["k"]})):
                 refused = get_secret(stack, org.reader.token, {"scope": scope, **body, "run_id": spelt}, call)
                 assert refused.status_code == 400, (spelt, refused.text)
-                assert refused.json() == {
-                    "error_code": "INVALID_PARAMETER_VALUE",
-                    "message": f"Invalid value {json.dumps(spelt)} for parameter 'run_id' supplied.",
-                }
+                assert refused.json() == mlflow_error(
+                    "INVALID_PARAMETER_VALUE", f"Invalid value {json.dumps(spelt)} for parameter 'run_id' supplied."
+                )
         assert get_secret(stack, org.reader.token, {"scope": scope, "key": "k", "run_id": run_id}).status_code == 200
     owner.delete_scope(scope)

@@ -26,6 +26,7 @@ import requests
 from mlflow.exceptions import RestException
 from mlflow.utils.request_utils import _TRANSIENT_FAILURE_RESPONSE_CODES
 
+from gateway.core.errors import mlflow_error
 from gateway.core.route_table import FORWARDED_ROUTES, Body, RouteSpec
 from gateway.devstack import GatewayProcess, MlflowServer, free_port
 from tests.conftest import ADMIN_TOKEN
@@ -399,7 +400,6 @@ def test_an_artifact_listing_on_a_store_without_a_destination_is_an_mlflow_error
     assert (direct.status_code, direct.headers["Content-Type"]) == (500, "text/html; charset=utf-8"), direct.text
     answer = session.get(f"{url}{path}", timeout=60)
     assert (answer.status_code, answer.headers["Content-Type"]) == (502, "application/json"), answer.text
-    assert answer.json() == {
-        "error_code": "INTERNAL_ERROR",
-        "message": f"The store of workspace '{NOWHERE}' answered 500 with an HTML page.",
-    }
+    assert answer.json() == mlflow_error(
+        "INTERNAL_ERROR", f"The store of workspace '{NOWHERE}' answered 500 with an HTML page."
+    )

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from gateway.core.errors import mlflow_error
 from tests.conftest import Stack
 from tests.support.identity import unique
 
@@ -130,10 +131,9 @@ def test_a_stores_error_page_reaches_the_client_as_an_mlflow_error(stack: Stack)
     assert (direct.status_code, direct.headers["Content-Type"]) == (400, "text/html; charset=utf-8"), direct.text
     answer = session.get(f"{stack.url}/get-artifact", params={"run_id": run_id}, timeout=TIMEOUT)
     assert answer.status_code == 400, answer.text
-    assert _mlflow_error(answer) == {
-        "error_code": "BAD_REQUEST",
-        "message": "The store of workspace 'team-a' answered 400 with an HTML page.",
-    }
+    assert _mlflow_error(answer) == mlflow_error(
+        "BAD_REQUEST", "The store of workspace 'team-a' answered 400 with an HTML page."
+    )
     info = answer.json()
     assert "<" not in info["message"]
     content = bytes(range(256)) * 4

@@ -11,7 +11,7 @@ from litestar.connection import ASGIConnection
 from litestar.testing import TestClient
 
 from gateway.authz.schemas import AuditEntries, EffectivePrivilege, Permission
-from gateway.core.errors import PermissionDenied
+from gateway.core.errors import PermissionDenied, mlflow_error
 from gateway.core.principal import Principal
 from gateway.db.models import PrincipalRow, TokenRow
 from gateway.principals.guards import account_admin
@@ -100,7 +100,7 @@ def test_the_permissions_api_names_workspaces_through_its_port() -> None:
     client = TestClient(build_app())  # no lifespan: no links loaded
     answer = client.get("/api/2.0/permissions/workspaces/team-a", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert answer.status_code == 404
-    assert answer.json() == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Workspace 'team-a' not found"}
+    assert answer.json() == mlflow_error("RESOURCE_DOES_NOT_EXIST", "Workspace 'team-a' not found")
 
 
 def test_effective_grants_read_by_show_grants_name_where_each_comes_from() -> None:
