@@ -744,7 +744,12 @@ def command_line_session(target: Target, folder: Path) -> dict[str, Any]:
         code, out = mlflow_cli(target, folder, *args)
         out = out.replace(run_id, "<run>").replace(str(folder), "")
         # The two stores number experiments apart; a bare small number is too common to replace everywhere.
-        for before, after in ((f"/{experiment_id}", "/<experiment>"), (f"id {experiment_id} ", "id <experiment> ")):
+        # MLflow's messages spell it "id" and "ID" ("Experiment with ID 5 has been deleted.").
+        for before, after in (
+            (f"/{experiment_id}", "/<experiment>"),
+            (f"id {experiment_id} ", "id <experiment> "),
+            (f"ID {experiment_id} ", "ID <experiment> "),
+        ):
             out = out.replace(before, after)
         out = out.replace(f'"experiment_id": "{experiment_id}"', '"experiment_id": "<experiment>"')
         with contextlib.suppress(ValueError):
