@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.core.errors import mlflow_error
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
 
@@ -78,7 +80,7 @@ def answered_missing(response: Any, message: str) -> bool:
         data = document.get("data") or {}
         nothing = bool(data) and set(data.values()) == {None}
         return response.status == 200 and nothing and document.get("errors") == [message]
-    return bool(response.status == 404 and document == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
+    return bool(response.status == 404 and document == mlflow_error("RESOURCE_DOES_NOT_EXIST", message))
 
 
 def reload_catching(page: Any, predicate: Any, attempts: int = 3) -> Any:
