@@ -260,17 +260,7 @@ def compare_system_tables(stack: Stack, world: World) -> list[str]:
             found.append(f"run {run_id}: metrics {sorted(aggregates)}, store {sorted(stored_run.data.metrics)}")
         for key in stored_run.data.metrics:
             history = client.get_metric_history(run_id, key)
-            points = rows(
-                stack.database_url,
-                "SELECT metric_step, metric_time, metric_value FROM system_mlflow.run_metrics_history "
-                "WHERE run_id = $1 AND metric_name = $2",
-                run_id,
-                key,
-            )
-            mine_points = Counter(
-                (p["metric_step"], round(p["metric_time"].timestamp() * 1000), _float_key(p["metric_value"]))
-                for p in points
-            )
+            mine_points = Counter(_history(stack, run_id, key))
             their_points = Counter((m.step, m.timestamp, _float_key(m.value)) for m in history)
             if mine_points != their_points:
                 found.append(
