@@ -308,6 +308,30 @@ def test_a_job_naming_another_workspaces_run_or_a_hidden_experiments_objects_nev
         _error(jobs.call(jobs.owner, "POST", "/ajax-api/3.0/jobs/", json=body), 403, "PERMISSION_DENIED")
 
 
+def test_a_call_naming_more_traces_than_the_gateway_reads_is_refused_before_any_is_read(jobs: Jobs) -> None:
+    """Every trace a call names is read from the store before the call is sent (MLflow reads them in one query):
+    their number was bounded only by the body limit, and a job start naming a million short ids held a million
+    reads in the gateway at once. 10,000 distinct traces at most; beyond, 400 before the store is asked."""
+    many = [jobs.trace_id, *(f"tr-{i:x}" for i in range(10_000))]  # 10,001 distinct, one of them real
+    body = {"experiment_id": jobs.experiment_id, "serialized_scorer": _judge(), "trace_ids": many}
+    refused = jobs.call(jobs.owner, "POST", "/ajax-api/3.0/mlflow/scorer/invoke", json=body)
+    message = _error(refused, 400, "INVALID_PARAMETER_VALUE")
+    assert message == "This call names 10,001 traces; one call may name at most 10,000. Split it into several calls."
+    submitted = {"job_name": "invoke_genai_evaluate", "params": {**body, "serialized_scorers": [_judge()]}}
+    _error(jobs.call(jobs.owner, "POST", "/ajax-api/3.0/jobs/", json=submitted), 400, "INVALID_PARAMETER_VALUE")
+    assert [j for j in jobs.store_jobs(experiment_id=jobs.experiment_id) if "tr-0" in j["params"]["trace_ids"]] == []
+    # Repeated ids count once, as the store reads them: the same trace 20,000 times is one trace.
+    body["trace_ids"] = [jobs.trace_id] * 20_000
+    started = jobs.call(jobs.owner, "POST", "/ajax-api/3.0/mlflow/scorer/invoke", json=body)
+    assert started.status_code == 200, started.text
+    [job] = started.json()["jobs"]
+    jobs.call(jobs.owner, "PATCH", f"/ajax-api/3.0/jobs/cancel/{job['job_id']}")  # refused once it has ended
+    # The other calls naming traces by id are bounded alike: a deletion of 10,001 traces.
+    deletion = {"experiment_id": jobs.experiment_id, "request_ids": many}
+    refused = jobs.call(jobs.owner, "POST", "/api/2.0/mlflow/traces/delete-traces", json=deletion)
+    _error(refused, 400, "INVALID_PARAMETER_VALUE")
+
+
 def test_a_scorer_carrying_its_own_code_is_for_workspace_managers(jobs: Jobs) -> None:
     body = {"experiment_id": jobs.experiment_id, "serialized_scorer": _custom_scorer(), "trace_ids": [jobs.trace_id]}
     _error(jobs.call(jobs.owner, "POST", "/ajax-api/3.0/mlflow/scorer/invoke", json=body), 403, "PERMISSION_DENIED")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import RANK, Level, experiment_object, model_object, workspace_object
-from gateway.core.errors import PermissionDenied, ResourceNotFound
+from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.reserved import PROMOTIONS_EXPERIMENT
 from gateway.federation.guard.lookups import trace_experiment
 from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, ProtectedFiles, Protection, Undo
@@ -36,6 +36,10 @@ MISSING = {
 # (lookups.py, UNCACHED_KINDS): a call naming 100 traces makes 100 reads, which one after another took 100 round
 # trips. Asked together, at most this many at a time, so one call does not take a store's whole pool.
 TRACE_LOOKUPS_AT_ONCE = 8
+# The distinct traces one call may name. Each is one read of the store before the call is sent (the store itself
+# reads a job's or a deletion's traces in one query), so the number was the caller's choice up to the body limit: a
+# job start naming 2 million short ids (32 MB) made the gateway hold 2 million pending reads and send them all.
+MAX_TRACES_PER_CALL = 10_000
 
 # The store's answers for a call's trace ids, asked up front (`Checks.trace_experiments`): an experiment id, None
 # (no such trace), or what asking raised, raised only when the trace is judged.
@@ -108,6 +112,11 @@ class Checks:
         """The experiment of each distinct trace id, asked of the store at most TRACE_LOOKUPS_AT_ONCE at a time;
         what a read raised is kept in its place (`answered` raises it), so no answer decides before its turn."""
         distinct = list(dict.fromkeys(trace_ids))
+        if len(distinct) > MAX_TRACES_PER_CALL:
+            raise InvalidParameter(
+                f"This call names {len(distinct):,} traces; one call may name at most {MAX_TRACES_PER_CALL:,}. "
+                "Split it into several calls."
+            )
         bound = asyncio.Semaphore(TRACE_LOOKUPS_AT_ONCE)
 
         async def one(trace_id: str) -> str | None:
