@@ -89,16 +89,18 @@ class RunMetrics:
         self.sessionmaker = sessionmaker
 
     async def recursive(self, principal: Principal, run_id: str, workspace: WorkspaceLink | None) -> dict[str, Any]:
-        missing = f"Run with id={run_id} not found"
+        # One message for a run the caller may not read and one the index does not hold: a different answer told
+        # whether a run id exists anywhere in the account, in workspaces the caller cannot enter too.
+        missing = (
+            f"Run with id={run_id} not found in the account index (a run the index has not seen yet is there once "
+            "the index sync has passed over its workspace)"
+        )
         async with self.sessionmaker() as session, session.begin():
             await session.execute(sa.text("SET TRANSACTION READ ONLY"))
             found = (await session.execute(_LOCATE, {"run_id": run_id})).first()
             link = self.links.by_id(found[0]) if found is not None else None
             if found is None or link is None or (workspace is not None and workspace.workspace_id != link.workspace_id):
-                raise ResourceNotFound(
-                    f"{missing} in the account index (a run the index has not seen yet is there once the "
-                    "index sync has passed over its workspace)"
-                )
+                raise ResourceNotFound(missing)
             readable = self.authorizer.readable_experiments(principal, link.workspace_id)
             experiments = None if isinstance(readable, Everything) else sorted(readable)
             if experiments is not None and str(found[1]) not in experiments:

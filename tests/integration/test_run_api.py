@@ -34,6 +34,7 @@ from tests.support.identity import Admin, Person, unique
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 60
+RECURSIVE = "/api/2.0/fedgate/runs/metrics-recursive"
 CONF_MATRIX = (
     '{"schema_type": "confusion_matrix", "schema_version": "v1", "data": {"class_labels": '
     '["0", "1", "2", "3"], "matrix": [[3, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1]]}}'
@@ -384,3 +385,46 @@ def test_the_script_runs_offline_and_prints_what_it_would_log(tmp_path: Path) ->
     assert "Attempted to log row metric citrus:\n{'fruit': 'lime', 'size': 3}\n" in printed
     assert "Attempted to log confusion_matrix metric v1_confusion_matrix:" in printed
     assert "Attempted to track file outputs/model.pkl at model.pkl\n" in printed
+
+
+def test_recursive_metrics_answer_a_run_the_caller_may_not_read_as_one_that_does_not_exist(
+    stack: Stack, team: Team
+) -> None:
+    """A run hidden from the caller, in its own workspace or in one it cannot enter, is answered exactly as a run id
+    nobody has: otherwise the endpoint told whether a run id exists anywhere in the account."""
+    admin = Admin.of(stack)
+    hidden: list[str] = []
+    for workspace in ("team-a", "team-b"):  # the trainer may use team-a (no experiment of it granted), not team-b
+        session = admin.http(workspace)
+        experiment = session.post(
+            f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("hidden-metrics")}, timeout=TIMEOUT
+        ).json()["experiment_id"]
+        run = session.post(
+            f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment}, timeout=TIMEOUT
+        ).json()["run"]["info"]["run_id"]
+        logged = session.post(
+            f"{stack.url}/api/2.0/mlflow/runs/log-metric",
+            json={"run_id": run, "key": "loss", "value": 0.5, "timestamp": 1, "step": 0},
+            timeout=TIMEOUT,
+        )
+        assert logged.status_code == 200, logged.text
+        # The index holds it (written through): the admin reads its metrics there.
+        found = session.get(f"{stack.url}{RECURSIVE}", params={"run_id": run}, timeout=TIMEOUT)
+        assert found.status_code == 200 and found.json() == {run: {"loss": 0.5}}, found.text
+        hidden.append(run)
+
+    def answer(run_id: str, workspace: str | None) -> tuple[int, str, str]:
+        headers = {"Authorization": f"Bearer {team.trainer.token}"}
+        if workspace is not None:
+            headers["X-MLFLOW-WORKSPACE"] = workspace
+        got = requests.get(f"{stack.url}{RECURSIVE}", params={"run_id": run_id}, headers=headers, timeout=TIMEOUT)
+        body = got.json()
+        return got.status_code, body["error_code"], body["message"].replace(run_id, "<run>")
+
+    nobody = uuid.uuid4().hex
+    for workspace in (None, "team-a", "account"):
+        missing = answer(nobody, workspace)
+        assert missing[:2] == (404, "RESOURCE_DOES_NOT_EXIST")
+        for run in hidden:
+            assert answer(run, workspace) == missing, (run, workspace)
+
