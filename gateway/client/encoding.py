@@ -35,6 +35,30 @@ KINDS = (SCALAR, LIST, TABLE, IMAGE, *SCHEMA_TYPES)
 NUMBER, TEXT = "number", "text"
 
 Points = Sequence[tuple[int, float]]  # (step, value) in the order MLflow keeps them: by step, then time
+# The table cells one read makes, over all its tables (and runs, for the recursive read): a table's answer has a
+# cell for every row and column, and its number of rows is what its tag says, text any writer of the run's tags
+# chooses. `{"type": "table", "rows": 100000000, "columns": {...}}` made the reader allocate 800 MB per column.
+MAX_TABLE_CELLS = 5_000_000
+
+
+class TooManyCells(ValueError):
+    """The tables of a read have more cells than one read makes (MAX_TABLE_CELLS)."""
+
+
+class Cells:
+    """What is left of one read's table cells."""
+
+    def __init__(self, limit: int = MAX_TABLE_CELLS) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def take(self, name: str, count: int) -> None:
+        if count > self.left:
+            raise TooManyCells(
+                f"Table {name!r} has {count:,} cells (its rows times its columns), and one read makes at most "
+                f"{self.limit:,} table cells."
+            )
+        self.left -= count
 
 
 def kind_tag(name: str) -> str:
@@ -54,11 +78,30 @@ def parse_kind(value: str) -> dict[str, Any] | None:
     """A `fedgate.metric.*` tag's document; None for one this module cannot read (left out of `decode`)."""
     try:
         kind = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    if not isinstance(kind, dict) or kind.get("type") not in KINDS:
+    if not isinstance(kind, dict) or kind.get("type") not in KINDS or not _well_formed(kind):
         return None
     return kind
+
+
+def _well_formed(kind: Mapping[str, Any]) -> bool:
+    """Whether a document has the shape this module writes. Tags are any writer's text (the stock client's, a
+    script's): a document of another shape is left out as unreadable, where reading it raised (a 500 of the
+    recursive read for every reader of the run's tree)."""
+    if kind["type"] in (SCALAR, LIST):
+        return isinstance(kind.get("text", []), list)
+    if kind["type"] == TABLE:
+        rows, columns, text = kind.get("rows", 0), kind.get("columns", {}), kind.get("text", {})
+        return (
+            type(rows) is int
+            and rows >= 0
+            and isinstance(columns, dict)
+            and all(isinstance(c, str) and t in (NUMBER, TEXT) for c, t in columns.items())
+            and isinstance(text, dict)
+            and all(isinstance(cells, list) for cells in text.values())
+        )
+    return all(isinstance(kind.get(field, []), list) for field in ("paths", "summary"))
 
 
 def dump_kind(name: str, kind: Mapping[str, Any]) -> str:
@@ -87,8 +130,12 @@ def artifact_uri(run_id: str, path: str) -> str:
     return f"runs:/{run_id}/{path}"
 
 
-def decode(run_id: str, tags: Mapping[str, str], histories: Mapping[str, Points]) -> dict[str, Any]:
-    """Azure ML's `get_metrics()` of one run, from its tags and the points of each of its metrics."""
+def decode(
+    run_id: str, tags: Mapping[str, str], histories: Mapping[str, Points], budget: Cells | None = None
+) -> dict[str, Any]:
+    """Azure ML's `get_metrics()` of one run, from its tags and the points of each of its metrics. Its tables
+    take their cells from `budget` (a read of several runs shares one), TooManyCells beyond."""
+    budget = budget if budget is not None else Cells()
     kinds: dict[str, dict[str, Any]] = {}
     for key, value in tags.items():
         if key.startswith(METRIC_TAG) and (kind := parse_kind(value)) is not None:
@@ -98,7 +145,7 @@ def decode(run_id: str, tags: Mapping[str, str], histories: Mapping[str, Points]
         owned |= owned_metrics(name, kind)
     result: dict[str, Any] = {}
     for name, kind in sorted(kinds.items()):
-        value = _decoded(run_id, name, kind, histories)
+        value = _decoded(run_id, name, kind, histories, budget)
         if value is not None:
             result[name] = value
     for metric, points in sorted(histories.items()):
@@ -107,7 +154,7 @@ def decode(run_id: str, tags: Mapping[str, str], histories: Mapping[str, Points]
     return result
 
 
-def _decoded(run_id: str, name: str, kind: Mapping[str, Any], histories: Mapping[str, Points]) -> Any:
+def _decoded(run_id: str, name: str, kind: Mapping[str, Any], histories: Mapping[str, Points], budget: Cells) -> Any:
     kind_type = kind["type"]
     if kind_type == SCALAR:
         values = list(kind["text"]) if "text" in kind else [v for _, v in histories.get(name, ())]
@@ -115,14 +162,15 @@ def _decoded(run_id: str, name: str, kind: Mapping[str, Any], histories: Mapping
     if kind_type == LIST:
         return list(kind["text"]) if "text" in kind else [v for _, v in histories.get(name, ())]
     if kind_type == TABLE:
-        return _table(name, kind, histories)
+        return _table(name, kind, histories, budget)
     paths = [str(p) for p in kind.get("paths") or ()]
     return _one_or_all([artifact_uri(run_id, p) for p in paths]) if paths else None
 
 
-def _table(name: str, kind: Mapping[str, Any], histories: Mapping[str, Points]) -> dict[str, list[Any]]:
+def _table(name: str, kind: Mapping[str, Any], histories: Mapping[str, Points], budget: Cells) -> dict[str, list[Any]]:
     rows = int(kind.get("rows") or 0)
     text = kind.get("text") or {}
+    budget.take(name, rows * len(kind.get("columns") or {}))
     table: dict[str, list[Any]] = {}
     for column, column_type in (kind.get("columns") or {}).items():
         cells: list[Any] = [None] * rows

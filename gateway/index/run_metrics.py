@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authz.decide import Authorizer, Everything
-from gateway.client.encoding import METRIC_TAG, PARENT_TAG, decode, json_safe
+from gateway.client.encoding import METRIC_TAG, PARENT_TAG, Cells, TooManyCells, decode, json_safe
 from gateway.core.errors import InvalidParameter, ResourceNotFound, hidden
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.principal import Principal
@@ -135,4 +135,11 @@ def answer(run_id: str, rows: Sequence[Any]) -> dict[str, Any]:
         points = histories.setdefault(row.run_id, {})
         if row.metric_name is not None:
             points[row.metric_name] = list(zip(row.steps, row.metric_values, strict=True))
-    return {rid: json_safe(decode(rid, kinds[rid], histories[rid])) for rid in histories}
+    budget = Cells()  # the table cells of every run of the answer
+    try:
+        return {rid: json_safe(decode(rid, kinds[rid], histories[rid], budget)) for rid in histories}
+    except TooManyCells as exc:
+        raise InvalidParameter(
+            f"Run {run_id} and its descendants are more than one answer carries: {exc} Ask for a run further down, "
+            "or read runs one at a time."
+        ) from None

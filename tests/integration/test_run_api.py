@@ -428,3 +428,55 @@ def test_recursive_metrics_answer_a_run_the_caller_may_not_read_as_one_that_does
         for run in hidden:
             assert answer(run, workspace) == missing, (run, workspace)
 
+
+def test_metric_tags_of_any_shape_never_fail_or_bloat_a_read_of_the_runs_metrics(
+    stack: Stack, team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fedgate.metric.*` tags are text any writer of the run sets (the stock client here). A document of another
+    shape than the Run API writes is left out as unreadable, where reading it raised: 500 for every reader of the
+    run's tree, recursive or not. A table's rows are what its tag says, and every row is a cell of each column in
+    the answer: a read makes at most 5,000,000 table cells (400 beyond), where a tag of 10^12 rows made the gateway
+    ask for 8 TB (MemoryError, 500) and one of 10^8 rows took 800 MB per column."""
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", team.trainer.token)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(stack.url)
+    mlflow.set_workspace("team-a")
+    client = MlflowClient()
+    experiment_id = client.create_experiment(unique("metric-tags"))
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_metric(run_id, "loss", 0.5, step=0)
+    for name, document in {
+        "text_number": {"type": "scalar", "text": 5},
+        "text_object": {"type": "list", "text": {"a": 1}},
+        "column_list": {"type": "table", "rows": 2, "columns": ["a"]},
+        "rows_text": {"type": "table", "rows": "2", "columns": {"a": "number"}},
+        "rows_float": {"type": "table", "rows": 1e300, "columns": {"a": "number"}},
+        "cells_text": {"type": "table", "rows": 1, "columns": {"a": "text"}, "text": {"a": "x"}},
+        "paths_number": {"type": "image", "paths": 7},
+        "summary_number": {"type": "residuals", "paths": [], "summary": 3},
+    }.items():
+        client.set_tag(run_id, f"fedgate.metric.{name}", json.dumps(document))
+    session = team.trainer.http(stack)
+
+    read = session.get(f"{stack.url}{RECURSIVE}", params={"run_id": run_id}, timeout=TIMEOUT)
+    assert read.status_code == 200, read.text
+    assert read.json() == {run_id: {"loss": 0.5}}
+    from gateway.client import Run
+
+    assert Run(None, run_id).get_metrics() == {"loss": 0.5}
+
+    # A table as large as a read makes still reads; one more row is refused, naming the limit.
+    client.set_tag(run_id, "fedgate.metric.wide", json.dumps({"type": "table", "rows": 1_000_000, "columns": {
+        c: "number" for c in "abcde"}}))  # fmt: skip
+    read = session.get(f"{stack.url}{RECURSIVE}", params={"run_id": run_id}, timeout=TIMEOUT)
+    assert read.status_code == 200, read.text
+    assert len(read.json()[run_id]["wide"]["e"]) == 1_000_000
+    for rows in (1_000_001, 10**12):
+        client.set_tag(run_id, "fedgate.metric.wide", json.dumps({"type": "table", "rows": rows, "columns": {
+            c: "number" for c in "abcde"}}))  # fmt: skip
+        refused = session.get(f"{stack.url}{RECURSIVE}", params={"run_id": run_id}, timeout=TIMEOUT)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "one read makes at most 5,000,000 table cells" in refused.json()["message"]
+        with pytest.raises(ValueError, match="one read makes at most 5,000,000 table cells"):
+            Run(None, run_id).get_metrics()
