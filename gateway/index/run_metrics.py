@@ -6,7 +6,9 @@ each run's metrics read back as Azure ML answers them (gateway/client/encoding.p
 client's own `get_metrics()`; non-finite numbers spelled "NaN", "Infinity", "-Infinity").
 
 One SQL statement: a recursive walk of the run's descendants in its workspace (the partial index
-`ix_runs_parent`, migration 0014), then every point of every metric of the visible runs, in step order. The
+`ix_runs_parent`, migration 0014), then every point of every metric of the visible runs, in step order. A point
+the index was sent more than once (same step, timestamp and value: a retried call, a batch naming it twice) is
+one value, the first written, as in MLflow's store and `run_metrics_history` (migration 0049). The
 run must be readable as reading it through the forwarded routes requires (CAN_READ on its experiment, or on
 its workspace); one that is not answers like a missing run. Descendants the caller may not read are left out
 (their own readable descendants are not). Deleted descendants are left out, as MLflow's searches leave them.
@@ -63,13 +65,18 @@ _TREE = sa.text(
     CROSS JOIN visible v
     JOIN ix_runs r ON r.run_key = v.run_key
     LEFT JOIN LATERAL (
-        SELECT m.metric_name,
-               array_agg(x.step ORDER BY x.step, x.at, m.chunk_id, x.ord) AS steps,
-               array_agg(x.value ORDER BY x.step, x.at, m.chunk_id, x.ord) AS metric_values
-        FROM ix_metrics m,
-             unnest(m.metric_steps, m.metric_times, m.metric_values) WITH ORDINALITY AS x(step, at, value, ord)
-        WHERE m.run_key = v.run_key
-        GROUP BY m.metric_name
+        SELECT d.metric_name,
+               array_agg(d.step ORDER BY d.step, d.at, d.chunk_id, d.ord) AS steps,
+               array_agg(d.value ORDER BY d.step, d.at, d.chunk_id, d.ord) AS metric_values
+        FROM (
+            SELECT DISTINCT ON (m.metric_name, x.step, x.at, x.value)
+                   m.metric_name, x.step, x.at, x.value, m.chunk_id, x.ord
+            FROM ix_metrics m,
+                 unnest(m.metric_steps, m.metric_times, m.metric_values) WITH ORDINALITY AS x(step, at, value, ord)
+            WHERE m.run_key = v.run_key
+            ORDER BY m.metric_name, x.step, x.at, x.value, m.chunk_id, x.ord
+        ) d
+        GROUP BY d.metric_name
     ) p ON s.runs <= :max_runs AND s.points <= :max_points
     """  # noqa: S608 (the two tag names are constants of ours)
 ).bindparams(

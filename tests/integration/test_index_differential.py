@@ -25,6 +25,7 @@ from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.utils.search_utils import SearchUtils
 
+from gateway.client import run as run_api
 from tests.conftest import ADMIN_TOKEN, Stack
 from tests.databases import rows
 from tests.support.identity import unique
@@ -413,6 +414,29 @@ def test_a_point_logged_twice_is_one_point_of_the_history_as_in_the_store(stack:
     )
     assert stored == sorted([(1, BASE_MS, 0.5), (2, BASE_MS, "NaN"), (1, BASE_MS, 0.25)], key=repr)
     assert _history(stack, run_id, "loss") == stored
+
+
+def test_a_point_logged_twice_is_one_value_of_the_runs_recursive_metrics_as_in_the_store(
+    stack: Stack, stock: None
+) -> None:
+    """The Run API's recursive metrics, read from the index's chunks, list a point sent again once, as the run's own
+    metrics (the store's get-history) do; a point of the same step with another time or value stays."""
+    client = _client("team-a")
+    experiment_id = client.create_experiment(unique("twice-recursive"))
+    run_id = client.create_run(experiment_id).info.run_id
+    child_id = client.create_run(experiment_id, tags={"mlflow.parentRunId": run_id}).info.run_id
+    client.log_metric(run_id, "loss", 0.5, BASE_MS, 1)
+    client.log_metric(run_id, "loss", 0.5, BASE_MS, 1)  # again, alone
+    client.log_batch(run_id, metrics=[Metric("loss", 0.25, BASE_MS + 2000, 2)] * 2 + [Metric("loss", 0.5, BASE_MS, 1)])
+    client.log_metric(run_id, "loss", 0.75, BASE_MS + 1000, 1)  # the same step, another time: a point of its own
+    client.log_batch(child_id, metrics=[Metric("nan", math.nan, BASE_MS, 0)] * 2)
+    run = run_api.Run(None, run_id)
+    assert run.get_metrics() == {"loss": [0.5, 0.75, 0.25]}
+    assert math.isnan(run_api.Run(None, child_id).get_metrics()["nan"])  # one value, not a list of two
+    recursive = run.get_metrics(recursive=True)
+    assert set(recursive) == {run_id, child_id}
+    assert recursive[run_id] == run.get_metrics()
+    assert list(recursive[child_id]) == ["nan"] and math.isnan(recursive[child_id]["nan"])
 
 
 def test_restoring_an_experiment_restores_every_run_of_it_as_the_store_does(stack: Stack, stock: None) -> None:
