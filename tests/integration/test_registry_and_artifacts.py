@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities.trace_status import TraceStatus
 from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
 
@@ -147,6 +148,33 @@ def test_upstream_workspace_is_renamed_in_artifact_uris(mlflow_env: Stack, tmp_p
     )
     assert response.status_code == 400
     assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_v2_trace_info_names_the_renamed_workspace_in_its_artifact_location(mlflow_env: Stack) -> None:
+    """A v2 trace info holds its tags as a key/value list: the store's `mlflow.artifactLocation` in it names team-c,
+    not upstream-c, in every v2 trace answer (the stock client's start and end, get-info and search by REST)."""
+    mlflow.set_workspace("team-c")
+    client = MlflowClient()
+    experiment_id = client.create_experiment(unique("v2-traces"))
+    store = client._tracking_client.store
+    started = store.deprecated_start_trace_v2(experiment_id, 1_730_000_000_000, {}, {})
+    ended = store.deprecated_end_trace_v2(started.request_id, 1_730_000_001_000, TraceStatus.OK, {}, {})
+    location = started.tags["mlflow.artifactLocation"]
+    assert location == f"mlflow-artifacts:/workspaces/team-c/{experiment_id}/traces/{started.request_id}/artifacts"
+    assert ended.tags["mlflow.artifactLocation"] == location
+    http = mlflow_env.http("team-c")
+    info = http.get(f"{mlflow_env.url}/api/2.0/mlflow/traces/{started.request_id}/info").json()["trace_info"]
+    found = http.get(f"{mlflow_env.url}/api/2.0/mlflow/traces", params={"experiment_ids": experiment_id}).json()
+    for trace_info in (info, *found["traces"]):
+        assert {"key": "mlflow.artifactLocation", "value": location} in trace_info["tags"]
+    # The v3 shape of the same trace, as the stock client reads it, agrees; the store itself names upstream-c.
+    assert store.get_trace_info(started.request_id).tags["mlflow.artifactLocation"] == location
+    direct = mlflow_env.http("upstream-c").get(
+        f"{mlflow_env.stores['central'].url}/api/2.0/mlflow/traces/{started.request_id}/info"
+    )
+    assert {"key": "mlflow.artifactLocation", "value": location.replace("/team-c/", "/upstream-c/")} in direct.json()[
+        "trace_info"
+    ]["tags"]
 
 
 def test_central_mode_workspace_uses_the_central_store(mlflow_env: Stack) -> None:

@@ -62,3 +62,30 @@ def test_a_traces_artifact_location_tag_is_renamed() -> None:
         "mlflow.traceName": "workspaces/up/x",
     }
     assert renamed["trace_metadata"] == {"note": location}
+
+
+def test_a_v2_trace_infos_artifact_location_tag_is_renamed() -> None:
+    """A v2 trace info (start, end, get info, search) holds its tags as a key/value list; only the store's tag of
+    where the trace's data lives is renamed, and a run's tag of that key (user data) is not."""
+    location = "mlflow-artifacts:/workspaces/up/3/traces/tr-1/artifacts"
+    info = {
+        "request_id": "tr-1",
+        "experiment_id": "3",
+        "tags": [{"key": "mlflow.artifactLocation", "value": location}, {"key": "note", "value": location}],
+        "request_metadata": [{"key": "mlflow.artifactLocation", "value": location}],
+    }
+    body = msgspec.json.encode(
+        {
+            "trace_info": info,
+            "traces": [info],
+            "run": {"data": {"tags": [{"key": "mlflow.artifactLocation", "value": location}]}},
+        }
+    )
+    renamed = msgspec.json.decode(_rewrite_json(body, "up", "team-c"))
+    for found in (renamed["trace_info"], renamed["traces"][0]):
+        assert found["tags"] == [
+            {"key": "mlflow.artifactLocation", "value": "mlflow-artifacts:/workspaces/team-c/3/traces/tr-1/artifacts"},
+            {"key": "note", "value": location},
+        ]
+        assert found["request_metadata"] == info["request_metadata"]
+    assert renamed["run"] == {"data": {"tags": [{"key": "mlflow.artifactLocation", "value": location}]}}
