@@ -17,6 +17,10 @@ sent it.
   whatever trace: MLflow keys assessments by their id alone, and its SQL store answers the failed insert with 500
   `INTERNAL_ERROR` "Failed to create assessment for trace '<the call's trace>' due to a constraint violation.". 400
   `RESOURCE_ALREADY_EXISTS`, naming no trace (`KNOWN_PATTERNS`).
+- `POST /api/2.0/mlflow/experiments/update` naming a deleted experiment: MLflow's SQL store renames active
+  experiments only and answers 500 `INVALID_STATE` "Cannot rename a non-active experiment.", which the stock client
+  retried for minutes (a rename in the web UI of an experiment deleted meanwhile, say). 409 `INVALID_STATE`, saying
+  to restore it first; the store changed nothing.
 - `GET /api/3.0/mlflow/traces/get` and `traces/batchGet` of a trace whose spans the store does not keep in its
   database (a trace started without spans, or one whose data is a `traces.json` in its artifact folder, which the
   stock client reads with `get-trace-artifact` and never asks these routes for): the SQL store raises
@@ -58,8 +62,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from gateway.core.errors import AlreadyExists, GatewayError, ResourceNotFound
-from gateway.core.route_table import FORWARDED_ROUTES, SERVER_VERSION, Body, RouteSpec, declared
+from gateway.core.errors import AlreadyExists, GatewayError, InvalidState, ResourceNotFound
+from gateway.core.route_table import EXPERIMENTS_UPDATE, FORWARDED_ROUTES, SERVER_VERSION, Body, RouteSpec, declared
 
 # The largest store error body read to match it (MLflow's are a few hundred bytes).
 MAX_ERROR_BODY = 64 * 1024
@@ -69,8 +73,16 @@ _NO_SPANS = (
     "(a trace's data outside the store is read with get-trace-artifact)."
 )
 
+_NOT_ACTIVE = (
+    "Cannot rename a non-active experiment: the experiment is deleted. Restore it "
+    "(POST /api/2.0/mlflow/experiments/restore) before renaming it."
+)
+
 # route -> {(status, error_code, message): the error it is answered as}
 KNOWN: dict[RouteSpec, dict[tuple[int, str, str], Callable[[], GatewayError]]] = {
+    EXPERIMENTS_UPDATE: {
+        (500, "INVALID_STATE", "Cannot rename a non-active experiment."): lambda: InvalidState(_NOT_ACTIVE),
+    },
     declared("GET /mlflow/traces/get", 3): {
         (500, "INTERNAL_ERROR", "Trace data not stored in tracking store"): lambda: ResourceNotFound(_NO_SPANS),
     },

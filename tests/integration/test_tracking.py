@@ -53,6 +53,35 @@ def test_experiment_lifecycle_through_gateway(mlflow_env: Stack) -> None:
     assert client.get_experiment(experiment_id).lifecycle_stage == "active"
 
 
+@pytest.mark.parametrize("workspace", ["team-a", "team-c"])
+def test_renaming_a_deleted_experiment_is_refused_as_the_state_it_is_not_a_500(
+    mlflow_env: Stack, workspace: str
+) -> None:
+    """MLflow's store renames active experiments only and answers a deleted one's rename with 500 INVALID_STATE,
+    which the stock client retries for minutes (team-c's store is the central one, team-a's one of its own): 409
+    INVALID_STATE, and the experiment keeps its name."""
+    mlflow.set_workspace(workspace)
+    client = MlflowClient()
+    name = unique("gone")
+    experiment_id = client.create_experiment(name)
+    client.delete_experiment(experiment_id)
+    with pytest.raises(MlflowException, match="Restore it") as refused:
+        client.rename_experiment(experiment_id, unique("renamed"))
+    assert refused.value.error_code == "INVALID_STATE"
+    answer = mlflow_env.http(workspace).post(
+        f"{mlflow_env.url}/api/2.0/mlflow/experiments/update",
+        json={"experiment_id": experiment_id, "new_name": unique("renamed")},
+    )
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error_code"] == "INVALID_STATE"
+    assert "Cannot rename a non-active experiment" in answer.json()["message"]
+    kept = client.get_experiment(experiment_id)
+    assert (kept.name, kept.lifecycle_stage) == (name, "deleted")
+    client.restore_experiment(experiment_id)
+    client.rename_experiment(experiment_id, f"{name}-back")
+    assert client.get_experiment(experiment_id).name == f"{name}-back"
+
+
 def test_runs_params_metrics_tags_and_search(mlflow_env: Stack) -> None:
     mlflow.set_workspace("team-a")
     client = MlflowClient()

@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from gateway.core.errors import AlreadyExists, ResourceNotFound
+from gateway.core.errors import AlreadyExists, InvalidState, ResourceNotFound
 from gateway.core.route_table import (
     ARTIFACT_UPLOAD,
+    EXPERIMENTS_UPDATE,
     FORWARDED_ROUTES,
     UI_UPLOAD_ARTIFACT,
     Body,
@@ -441,3 +442,25 @@ def test_an_assessment_id_taken_is_already_existing() -> None:
         (ASSESSMENTS_CREATE, 500, {**CONSTRAINT, "error_code": "TEMPORARILY_UNAVAILABLE"}),
     ):
         assert known_failure(spec, status, json.dumps(document).encode(), "lab", content_type=JSON_TYPE) is None
+
+
+NOT_ACTIVE = {
+    "error_code": "INVALID_STATE",
+    "message": "Cannot rename a non-active experiment.",
+    "sqlstate": "XXM00",
+    "error_class": "CLIENT_INTERNAL_ERROR",
+}
+
+
+def test_renaming_a_deleted_experiment_is_an_invalid_state_not_a_failure() -> None:
+    """MLflow's SqlAlchemyStore.rename_experiment of a deleted experiment: 500 INVALID_STATE, the same on every try."""
+    error = known_failure(EXPERIMENTS_UPDATE, 500, json.dumps(NOT_ACTIVE).encode(), content_type=JSON_TYPE)
+    assert isinstance(error, InvalidState) and (error.status, error.error_code) == (409, "INVALID_STATE")
+    assert error.message.startswith("Cannot rename a non-active experiment")
+    # Another message, status or route is the store's own failure, forwarded as it came.
+    for spec, status, body in (
+        (EXPERIMENTS_UPDATE, 500, {**NOT_ACTIVE, "message": "(sqlite3.OperationalError) database is locked"}),
+        (EXPERIMENTS_UPDATE, 503, NOT_ACTIVE),
+        (declared("POST /mlflow/experiments/restore"), 500, NOT_ACTIVE),
+    ):
+        assert known_failure(spec, status, json.dumps(body).encode(), content_type=JSON_TYPE) is None
