@@ -26,6 +26,8 @@ from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
 from gateway.core.route_table import (
     ARTIFACT_UPLOAD,
     EXPERIMENTS_CREATE,
+    EXPERIMENTS_DELETE_TAG,
+    EXPERIMENTS_SET_TAG,
     EXPERIMENTS_UPDATE,
     LOGGED_MODELS_CREATE,
     MODEL_VERSIONS_CREATE,
@@ -76,6 +78,10 @@ SEARCH_PAGE = 1000  # model versions per page of a search of a store (matched on
 MIRRORED_ROUTES = frozenset(spec.name for spec in having(Trait.MIRRORED))
 # Routes whose store creates a run outside runs/create (the prompt lab, jobs): the run is copied from the store.
 STARTS_RUN_ROUTES = frozenset(spec.name for spec in having(Trait.STARTS_RUN))
+# Experiment writes MLflow makes to active experiments only.
+ACTIVE_EXPERIMENT_EDITS = frozenset(
+    spec.name for spec in (EXPERIMENTS_UPDATE, EXPERIMENTS_SET_TAG, EXPERIMENTS_DELETE_TAG)
+)
 # The artifact proxy's listing: asked only to tell whether the workspace store serves artifacts at all.
 ARTIFACT_LIST = declared("GET /mlflow-artifacts/artifacts")
 # A logged model's finalization (`MlflowClient.finalize_logged_model`), and the statuses it leaves as the store
@@ -311,8 +317,9 @@ class Mirror:
             if "model_id" in request:
                 request["model_id"] = central_model
         path = "/api/2.0" + template
-        if "experiment_id" in request:
-            request["experiment_id"] = await self.central_experiment(link, str(request["experiment_id"]))
+        primary_experiment = str(request["experiment_id"]) if "experiment_id" in request else None
+        if primary_experiment is not None:
+            request["experiment_id"] = await self.central_experiment(link, primary_experiment)
         for field in ("run_id", "run_uuid"):
             if field in request:
                 request[field], _ = await self.central_run(link, str(request[field]))
@@ -323,7 +330,19 @@ class Mirror:
             ]
         if route == EXPERIMENTS_UPDATE.name and request.get("new_name"):
             request["new_name"] = link.mirror_prefix + str(request["new_name"])
-        await self._central(link, method, path, request)
+        try:
+            await self._central(link, method, path, request)
+        except (Transient, Refused):
+            if route not in ACTIVE_EXPERIMENT_EDITS or primary_experiment is None:
+                raise
+            if not await self._copy_deleted(link, str(request["experiment_id"])):
+                raise
+            # MLflow renames and tags active experiments only (a deleted one's rename is its 500 INVALID_STATE, which
+            # read as an outage was retried for ever; a tag its 400): the copy is deleted where the workspace
+            # store's experiment was not (restored there around the gateway). The copy is made level with the
+            # workspace store's experiment as it is now, which this write is part of, or was followed by.
+            if not await self.repair_experiment(link, primary_experiment):
+                raise
 
     # -- logged models and the registry -------------------------------------------------------------
 
@@ -860,6 +879,10 @@ class Mirror:
                 message=exc.message,
             ) from exc
 
+    async def _copy_deleted(self, link: WorkspaceLink, central_id: str) -> bool:
+        found = await self._central_find(link, "/api/2.0/mlflow/experiments/get", {"experiment_id": central_id})
+        return found is not None and found["experiment"].get("lifecycle_stage") == "deleted"
+
     # -- recovery of writes of unknown outcome (dual/recovery.py): the central copy made level with the store --
 
     async def repair_experiment(self, link: WorkspaceLink, primary_id: str) -> bool:
@@ -872,11 +895,15 @@ class Mirror:
         central = self._copies(link)
         copy = (await central.get("/api/2.0/mlflow/experiments/get", {"experiment_id": central_id}))["experiment"]
         name = link.mirror_prefix + str(experiment["name"])
+        mine = _own_tags(experiment.get("tags"))
+        theirs = _own_tags(copy.get("tags"))
+        if copy.get("lifecycle_stage") == "deleted" and (copy.get("name") != name or mine != theirs):
+            # MLflow renames and tags active experiments only: restored first, deleted again below if it is so here.
+            await self._central(link, "POST", "/api/2.0/mlflow/experiments/restore", {"experiment_id": central_id})
+            copy = {**copy, "lifecycle_stage": "active"}
         if copy.get("name") != name:
             await self._central(link, "POST", "/api/2.0/mlflow/experiments/update",
                                 {"experiment_id": central_id, "new_name": name})  # fmt: skip
-        mine = _own_tags(experiment.get("tags"))
-        theirs = _own_tags(copy.get("tags"))
         for key, value in mine.items():
             if theirs.get(key) != value:
                 await self._central(link, "POST", "/api/2.0/mlflow/experiments/set-experiment-tag",

@@ -532,6 +532,33 @@ def test_an_entry_the_central_store_refuses_becomes_a_visible_retryable_dead_let
     assert retried.status_code == 200 and retried.json() == {"requeued": 1}
 
 
+def test_an_experiment_restored_around_the_gateway_is_tagged_and_renamed_in_the_central_store_too(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow tags and renames active experiments only. An experiment deleted through the gateway (its central copy
+    with it) and restored on the workspace store directly, around the gateway, was then tagged and renamed there;
+    the central store refused the tag on the deleted copy (400, a dead letter) and answered the rename with its 500
+    INVALID_STATE, taken for an outage and retried for ever, so the workspace's backlog never drained. The copy is
+    made level with the workspace store's experiment: restored, tagged, renamed, and nothing is a dead letter."""
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    name = f"around-{uuid.uuid4().hex[:6]}"
+    experiment_id = gateway.create_experiment(name)
+    gateway.delete_experiment(experiment_id)
+    dual.drained()
+    earlier = dual.dead_letters()
+    client_for(dual.primary.url, None, monkeypatch).restore_experiment(experiment_id)
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    gateway.set_experiment_tag(experiment_id, "stage", "back")
+    gateway.rename_experiment(experiment_id, f"{name}-renamed")
+    assert dual.drained(timeout=90)["pending"] == 0
+    assert dual.dead_letters() == earlier
+    central = client_for(dual.central.url, WORKSPACE, monkeypatch)
+    copy = central.get_experiment_by_name(f"{name}-renamed")
+    assert copy is not None and copy.lifecycle_stage == "active"
+    assert copy.tags["stage"] == "back" and copy.tags["fedgate.source_experiment_id"] == experiment_id
+    assert central.get_experiment_by_name(name) is None
+
+
 def test_an_admin_discards_dead_letters_for_good_and_the_audit_log_says_which(
     dual: DualStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
