@@ -517,6 +517,17 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
      (ALLOW, no_model("nope"), no_model("nope"), no_model("nope"), no_model("nope"))),
     ("tag model", Call("POST /mlflow/registered-models/set-tag", body={"name": "churn", "key": "k", "value": "v"}),
      (ALLOW, ALLOW, ALLOW, DENIED, NO_CHURN)),
+    # Whether the model is a prompt (CAN_MANAGE), in any spelling a store might match.
+    *(
+        (f"{verb} the prompt marker as {key!r}",
+         Call(f"{method} /mlflow/registered-models/{verb}", body={"name": "churn", "key": key, **extra}),
+         (ALLOW, ALLOW, DENIED, DENIED, NO_CHURN))
+        for key in (
+            "mlflow.prompt.is_prompt", "MLFLOW.PROMPT.IS_PROMPT ", "mlflow.prómpt.is_prompt",
+            ["mlflow.prompt.is_prompt"],
+        )
+        for verb, method, extra in (("set-tag", "POST", {"value": "false"}), ("delete-tag", "DELETE", {}))
+    ),
     ("rename model (CAN_MANAGE)",
      Call("POST /mlflow/registered-models/rename", body={"name": "churn", "new_name": "churn-2"}),
      (AFTER, AFTER, DENIED, DENIED, NO_CHURN)),

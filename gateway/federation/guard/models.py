@@ -10,6 +10,7 @@ from gateway.authz.decide import Everything
 from gateway.authz.levels import Level, transition_level
 from gateway.core.errors import PermissionDenied
 from gateway.core.paths import canonical_artifact_path
+from gateway.core.reserved import folded
 from gateway.core.route_table import (
     MODEL_VERSIONS_DELETE,
     MODEL_VERSIONS_DELETE_TAG,
@@ -17,8 +18,10 @@ from gateway.core.route_table import (
     MODEL_VERSIONS_TRANSITION_STAGE,
     REGISTERED_MODELS_DELETE,
     REGISTERED_MODELS_DELETE_ALIAS,
+    REGISTERED_MODELS_DELETE_TAG,
     REGISTERED_MODELS_RENAME,
     REGISTERED_MODELS_SET_ALIAS,
+    REGISTERED_MODELS_SET_TAG,
 )
 from gateway.federation.guard.artifacts import artifact_experiment
 from gateway.federation.guard.checks import Checks
@@ -33,6 +36,7 @@ PROMPT_TAG = "mlflow.prompt.is_prompt"
 RENAME = REGISTERED_MODELS_RENAME.name
 DELETE = REGISTERED_MODELS_DELETE.name
 TRANSITION_STAGE = MODEL_VERSIONS_TRANSITION_STAGE.name
+MODEL_TAGS = frozenset({REGISTERED_MODELS_SET_TAG.name, REGISTERED_MODELS_DELETE_TAG.name})
 # Writes that may move a version's stage (a store without stages keeps it in a tag) or alias, or delete or rename
 # versions: once the store accepted one, the model's protected versions are read again (registry/sources.py).
 MOVES_PROTECTION = frozenset(
@@ -93,8 +97,31 @@ async def model(checks: Checks, request: Request, wanted: Level) -> Plan:
     name = request.single("name")
     if request.spec.name == TRANSITION_STAGE:
         wanted = await _stage_level(checks, request, name)
+    if request.spec.name in MODEL_TAGS and prompt_marker(request.document.get("key")):
+        await _require_prompt_marker(checks, request, name)
     await checks.require_model(request, name, wanted)
     return _protection_follows(checks, request, name, _follow_name(checks, request, name))
+
+
+def prompt_marker(key: object) -> bool:
+    """Whether a registered-model tag key (or any key of a list given in its place) is `mlflow.prompt.is_prompt`, as a
+    store might compare it (case, accents, blanks around)."""
+    keys = key if isinstance(key, list) else [key]
+    return any(isinstance(k, str) and folded(k) == PROMPT_TAG for k in keys)
+
+
+async def _require_prompt_marker(checks: Checks, request: Request, name: str) -> None:
+    """Setting or deleting a registered model's `mlflow.prompt.is_prompt` changes what the model is: a prompt
+    (`mlflow.genai.load_prompt` refuses a model without it, "registered as a model, not a prompt") or a model
+    (`search_registered_models` leaves prompts out). It asks what deleting or renaming the model asks, CAN_MANAGE:
+    before, any editor of a prompt (CAN_EDIT) deleted it and every `load_prompt` of the prompt failed."""
+    try:
+        await checks.require_model(request, name, Level.CAN_MANAGE)
+    except PermissionDenied:
+        raise PermissionDenied(
+            f"Setting or deleting the tag '{PROMPT_TAG}' changes whether registered model '{name}' is a prompt: it "
+            "needs CAN_MANAGE on it."
+        ) from None
 
 
 def model_changed(checks: Checks, request: Request) -> Plan:
