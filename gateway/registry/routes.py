@@ -27,7 +27,7 @@ from gateway.authz.workspace_choice import chosen_workspace
 from gateway.core.errors import InvalidParameter, PermissionDenied
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.core.reserved import folded
+from gateway.core.reserved import SOURCE_READ_ONLY_TAG, folded
 from gateway.core.schemas import Empty
 from gateway.federation.call import ForwardCall, ForwardResult
 from gateway.federation.canonical import canonical_body
@@ -381,15 +381,17 @@ class MlflowAlias:
 
 def reserved_version_tag(key: object) -> bool:
     """Whether `key` is a version tag the workflow alone writes: `fedgate.stage` (a version's stage on a store without
-    stages, registry/store.py) and `fedgate.promoted_from` with its lineage tags (which copy a promotion made from
-    which version: a promotion answers the version holding the key as the copy it made, registry/promotion.py).
+    stages, registry/store.py), `fedgate.promoted_from` with its lineage tags (which copy a promotion made from
+    which version: a promotion answers the version holding the key as the copy it made, registry/promotion.py) and
+    `fedgate.source_read_only` (its registrant could not write its files, which it therefore never protects: the
+    guard writes it at creation, federation/guard/models.py).
 
     Compared as a store might compare keys (case, accents, blanks around: MySQL's collations), so no spelling of
     them can be written either."""
     if not isinstance(key, str):
         return False
     spelt = folded(key)
-    return spelt in (STAGE_TAG, KEY_TAG) or spelt.startswith(KEY_TAG + ".")
+    return spelt in (STAGE_TAG, KEY_TAG, SOURCE_READ_ONLY_TAG) or spelt.startswith(KEY_TAG + ".")
 
 
 # A prompt version's content, in its tags (MLflow 3.17.2 `mlflow.prompt.constants`), as `folded` spells them.
@@ -441,7 +443,7 @@ class ReservedVersionTag:
             raise PermissionDenied(
                 f"The tag {str(key)[:64]} is written by the registry workflow alone ({STAGE_TAG}: a version's stage, "
                 f"request a transition with POST /api/2.0/mlflow/transition-requests/create; {KEY_TAG}: which "
-                "version a promotion copied)."
+                f"version a promotion copied; {SOURCE_READ_ONLY_TAG}: whether its registrant could write its files)."
             )
         if self._registry is None or not prompt_content_tag(key) or not isinstance(name, str) or not name:
             return await self._forwarder.forward(call)

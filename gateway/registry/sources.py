@@ -4,7 +4,9 @@ A model version's files stay where it was made from: its source run's or logged 
 store's download location of the version, `model-versions/get-download-uri`). A version in Staging or Production,
 or holding an alias, is what those stages and aliases serve, and changing it asks a level of its registered model
 (`authz/levels.py`, `files_level`); an artifact write that changes its files must ask the same, else anyone who may
-edit the experiment replaces what Production serves (docs/registry.md, "A protected version's files").
+edit the experiment replaces what Production serves (docs/registry.md, "A protected version's files"). A version
+made by someone who could not write those files (tagged `fedgate.source_read_only` by the guard at creation) protects
+nothing: otherwise a reader of a run froze it for its owner with a version of it in a model of their own.
 
 Where each protected version's files lie is kept in PostgreSQL (`registry_protected_sources`, migration 0048), so
 the guard decides an artifact write with one indexed read of its experiment's rows (or its run's or logged model's),
@@ -46,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.authz.levels import files_level
 from gateway.core.errors import StoreUnavailable
 from gateway.core.links import WorkspaceLink
+from gateway.core.reserved import SOURCE_READ_ONLY_TAG, folded
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.db.models import RegistryProtectedSourceRow, RegistryProtectionScanRow
 from gateway.federation.guard.ports import ProtectedFiles
@@ -119,6 +122,10 @@ class _ModelAnswer(msgspec.Struct):
 
 class _DownloadUri(msgspec.Struct):
     artifact_uri: str = ""
+
+
+class _VersionAnswer(msgspec.Struct):
+    model_version: ModelVersion
 
 
 class ProtectedSources:
@@ -229,6 +236,20 @@ class ProtectedSources:
                 if level is not None:
                     found.append(ProtectedFiles(row.model_id, row.name, row.version, level.value, _why(row)))
         return found
+
+    async def version_experiment(self, link: WorkspaceLink, name: str, version: str) -> str | None:
+        """Where a version's files lie, as `_protected` places them: its download location, else its source."""
+        query = urlencode({"name": name, "version": version})
+        status, body = await self._fetch(link, "/api/2.0/mlflow/model-versions/get-download-uri", query)
+        uri = "" if _missing(link, status, body) else msgspec.json.decode(body, type=_DownloadUri).artifact_uri
+        place = await self._place(link, uri)
+        if place is None:
+            status, body = await self._fetch(link, "/api/2.0/mlflow/model-versions/get", query)
+            if _missing(link, status, body):
+                return None
+            source = msgspec.json.decode(body, type=_VersionAnswer).model_version.source
+            place = await self._place(link, source or "")
+        return place.experiment_id if place is not None else None
 
     # -- keeping the rows ----------------------------------------------------------------------------
 
@@ -377,7 +398,7 @@ class ProtectedSources:
         held = aliases.get(version.version, [])
         if stageless:  # the stage's alias of the fallback is the stage itself
             held = [alias for alias in held if alias.casefold() not in STAGE_ALIASES.values()]
-        if not stage and not held:
+        if (not stage and not held) or read_only_source(version):
             return None
         query = urlencode({"name": version.name, "version": version.version})
         status, body = await self._fetch(link, "/api/2.0/mlflow/model-versions/get-download-uri", query)
@@ -481,6 +502,12 @@ def _row(row: RegistryProtectedSourceRow) -> _Row:
         row.object_id,
         tuple(_folded(row.object_path)),
     )
+
+
+def read_only_source(version: ModelVersion) -> bool:
+    """Whether the version was made by someone who could not write its files (the guard tagged it so at creation,
+    federation/guard/models.py): whatever serves it, its files stay the experiment's, as they were before it."""
+    return any(folded(tag.key) == SOURCE_READ_ONLY_TAG for tag in version.tags or [])
 
 
 def _why(row: _Row) -> str:

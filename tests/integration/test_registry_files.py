@@ -38,6 +38,8 @@ TIMEOUT = 60
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 # What the stock client raises for a refused artifact upload (its HTTP artifact repository: requests' HTTPError).
 REFUSED = (MlflowException, HTTPError)
+# The gateway's mark of a version whose registrant could not write its files (it protects none of them).
+SOURCE_READ_ONLY_TAG = "fedgate.source_read_only"
 
 
 @dataclass(frozen=True)
@@ -306,3 +308,66 @@ def test_another_replica_follows_a_promotion(stack: Stack, team: Team, tmp_path:
         assert status == 403
     finally:
         replica.stop()
+
+
+def test_a_reader_s_version_does_not_freeze_the_files_it_was_made_from(stack: Stack, team: Team) -> None:
+    """Registering a version asks CAN_READ on what it is made from (as MLflow and Databricks ask), but only someone
+    who may write those files (CAN_EDIT on their experiment) makes them a protected version's. Before, a reader of
+    the owner's run registered it in a model of their own, moved it into Production and gave it a protected alias:
+    the run's owner and its editors then needed CAN_MANAGE_PRODUCTION_VERSIONS on a model they could not even see to
+    write or delete the run's files."""
+    admin = Admin.of(stack)
+    reader = admin.person(f"{unique('reader')}@example.com")
+    admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=reader.name)
+    admin.grant(f"experiments/{team.experiment_id}", "CAN_READ", user=reader.name, workspace=WORKSPACE)
+    owned = unique("files-owned")
+    with as_user(stack, team.owner) as client:
+        run_id = client.create_run(team.experiment_id).info.run_id
+        client.log_text(run_id, "v1", "model/weights.txt")
+        client.create_registered_model(owned)
+        client.create_model_version(owned, f"runs:/{run_id}/model", run_id)
+        run_root = artifact_root(client.get_run(run_id).info.artifact_uri)
+    grant_model(stack, team, owned)
+    owned_id = api(stack, team.owner, "GET", "databricks/registered-models/get", params={"name": owned})[
+        "registered_model_databricks"
+    ]["id"]
+    admin.grant(f"registered-models/{owned_id}", "CAN_READ", user=reader.name, workspace=WORKSPACE)
+
+    theirs = unique("files-theirs")
+    with as_user(stack, reader) as client:
+        client.create_registered_model(theirs)
+        made = client.create_model_version(theirs, f"runs:/{run_id}/model", run_id)
+        client.transition_model_version_stage(theirs, made.version, "Production")
+        copied = client.copy_model_version(f"models:/{owned}/1", theirs)  # the owner's version, copied
+        client.transition_model_version_stage(theirs, copied.version, "Staging")
+        client.set_registered_model_alias(theirs, "champion", copied.version)
+    api(stack, reader, "PATCH", "registry-settings/update", json={"name": theirs, "protected_aliases": ["champion"]})
+
+    # The run's files are still its experiment's: its editor and its owner write them.
+    assert put(stack, team.editor, f"{run_root}/model/weights.txt", data=b"v2").status_code == 200
+    with as_user(stack, team.owner) as client:
+        client.log_text(run_id, "v3", "model/weights.txt")
+    assert file_of(stack, f"{run_root}/model/weights.txt") == b"v3"
+
+    # Both versions carry the gateway's mark of it, which no one else writes or removes.
+    with as_user(stack, reader) as client:
+        for version in (made.version, copied.version):
+            assert client.get_model_version(theirs, version).tags == {SOURCE_READ_ONLY_TAG: "true"}
+        assert SOURCE_READ_ONLY_TAG not in client.get_model_version(owned, "1").tags
+    http = reader.http(stack, WORKSPACE)
+    for key in (SOURCE_READ_ONLY_TAG, SOURCE_READ_ONLY_TAG.upper()):
+        body = {"name": theirs, "version": made.version, "key": key}
+        answer = http.delete(f"{stack.url}/api/2.0/mlflow/model-versions/delete-tag", json=body, timeout=TIMEOUT)
+        assert answer.status_code == 403, answer.text
+    answer = team.owner.http(stack, WORKSPACE).post(
+        f"{stack.url}/api/2.0/mlflow/model-versions/set-tag",
+        json={"name": owned, "version": "1", "key": SOURCE_READ_ONLY_TAG, "value": "true"},
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 403, answer.text
+
+    # The owner's own version of the same files, once in Production, protects them as before.
+    transition(stack, team.owner, owned, "1", "Production")
+    refused(put(stack, team.editor, f"{run_root}/model/weights.txt"), owned, "1")
+    transition(stack, team.owner, owned, "1", "Archived")
+    assert put(stack, team.editor, f"{run_root}/model/weights.txt", data=b"v4").status_code == 200

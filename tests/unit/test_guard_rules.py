@@ -386,6 +386,13 @@ def version_from(source: str, **ids: str) -> Call:
     return Call("POST /mlflow/model-versions/create", body={"name": "churn", "source": source, **ids})
 
 
+def read_only(source: str, **ids: str) -> Allowed:
+    """A version made by someone who cannot write its files (or whose files this world cannot place): the store
+    receives it with the gateway's mark, so its stages and aliases never protect those files."""
+    tag = {"key": "fedgate.source_read_only", "value": "true"}
+    return Allowed(body={"name": "churn", "source": source, **ids, "tags": [tag]})
+
+
 def transition(version: str, stage: str) -> Call:
     return Call(
         "POST /mlflow/model-versions/transition-stage", body={"name": "churn", "version": version, "stage": stage}
@@ -546,12 +553,13 @@ MATRIX: list[tuple[str, Call, tuple[Allowed | Refused, ...]]] = [
     ("version from a run of experiment 1", version_from(f"runs:/{R1}/model", run_id=R1),
      (ALLOW, ALLOW, ALLOW, DENIED, NO_CHURN)),
     ("version from a run of experiment 2", version_from(f"runs:/{R2}/model", run_id=R2),
-     (ALLOW, no_run(R2), ALLOW, DENIED, NO_CHURN)),
+     (ALLOW, no_run(R2), read_only(f"runs:/{R2}/model", run_id=R2), DENIED, NO_CHURN)),
     ("version from a logged model", version_from("models:/m-1"),
      (ALLOW, ALLOW, ALLOW, DENIED, NO_CHURN)),
-    # copy_model_version's source: a version of a registered model the caller may read.
+    # copy_model_version's source: a version of a registered model the caller may read (where its files lie is the
+    # store's to say, and this world has no store: marked).
     ("version from a registered model's uri", version_from("models:/churn/1"),
-     (ALLOW, ALLOW, ALLOW, DENIED, NO_CHURN)),
+     (ALLOW, read_only("models:/churn/1"), read_only("models:/churn/1"), DENIED, NO_CHURN)),
     ("version from an alias of a model the caller may not read", version_from("models:/fraud@champion"),
      (ALLOW, no_model("fraud"), no_model("fraud"), DENIED, NO_CHURN)),
     ("version from a stage of a model the caller may not read", version_from("models:/fraud/Production"),

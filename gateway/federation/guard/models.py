@@ -6,11 +6,13 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlparse
 
+import msgspec
+
 from gateway.authz.decide import Everything
-from gateway.authz.levels import Level, transition_level
+from gateway.authz.levels import Level, experiment_object, transition_level, workspace_object
 from gateway.core.errors import PermissionDenied
 from gateway.core.paths import canonical_artifact_path
-from gateway.core.reserved import folded
+from gateway.core.reserved import SOURCE_READ_ONLY_TAG, folded
 from gateway.core.route_table import (
     MODEL_VERSIONS_DELETE,
     MODEL_VERSIONS_DELETE_TAG,
@@ -153,10 +155,60 @@ def _protection_follows(checks: Checks, request: Request, name: str, plan: Plan)
 
 
 async def model_version_create(checks: Checks, request: Request, wanted: Level) -> Plan:
-    """CAN_EDIT on the registered model, and CAN_READ on whatever the version is made from."""
+    """CAN_EDIT on the registered model, and CAN_READ on whatever the version is made from.
+
+    A version made by someone who cannot write the files it is made from (CAN_EDIT on the experiment they lie in) is
+    made with the tag SOURCE_READ_ONLY_TAG: its stages and aliases do not protect those files (registry/sources.py).
+    Otherwise a reader of someone else's run froze its files: a version of it in a model of their own, moved into
+    Production, made the run's owner need CAN_MANAGE_PRODUCTION_VERSIONS on that model to write or delete them."""
     await checks.require_model(request, request.single("name"), Level.CAN_EDIT)
     await _require_version_source(checks, request)
-    return Plan()
+    if await _writes_source(checks, request):
+        return Plan()
+    tags = request.document.get("tags")
+    if tags is not None and not isinstance(tags, list):
+        return Plan()  # the store refuses it
+    document = {**request.document, "tags": [*(tags or []), {"key": SOURCE_READ_ONLY_TAG, "value": "true"}]}
+    return Plan(body=msgspec.json.encode(document))
+
+
+async def _writes_source(checks: Checks, request: Request) -> bool:
+    """Whether the caller may write the files the new version is made from: CAN_EDIT on the experiment they lie in
+    (the promotions experiment: CAN_MANAGE on the workspace). A prompt's version has no files; files that cannot be
+    placed (a registered model's version named by stage, `latest` or alias) count as not the caller's."""
+    source = request.ids.source or ""
+    if source in PROMPT_SOURCE_PLACEHOLDERS and _is_prompt_version(request):
+        return True
+    experiment_id = await _source_experiment(checks, request, source)
+    if experiment_id is None:
+        return False
+    principal, link = request.principal, request.link
+    workspace_id = link.workspace_id
+    if not checks.authorizer.allows(
+        principal, workspace_id, experiment_object(workspace_id, experiment_id), Level.CAN_EDIT
+    ):
+        return False
+    if checks.authorizer.allows(principal, workspace_id, workspace_object(workspace_id), Level.CAN_MANAGE):
+        return True
+    return not await checks.lookups.promotions_experiment(link, experiment_id)
+
+
+async def _source_experiment(checks: Checks, request: Request, source: str) -> str | None:
+    """The experiment the files of a version made from `source` lie in (its run's, logged model's or location's, or
+    for a registered model's version, that version's); None when it cannot be told."""
+    link = request.link
+    if source.startswith("runs:/"):
+        return await checks.lookups.experiment_of(link, "run", source[len("runs:/") :].split("/", 1)[0])
+    if source.startswith("mlflow-artifacts:/"):
+        return artifact_experiment(canonical_artifact_path(source[len("mlflow-artifacts:") :].lstrip("/")))
+    if not source.startswith("models:/"):
+        return None
+    parts = urlparse(source, allow_fragments=False).path.lstrip("/").split("/")
+    if len(parts) == 1 and parts[0].startswith("m-"):
+        return await checks.lookups.experiment_of(link, "logged_model", parts[0])
+    if len(parts) == 2 and parts[1].isascii() and parts[1].isdigit() and checks.protection is not None:
+        return await checks.protection.version_experiment(link, parts[0], parts[1])
+    return None
 
 
 async def _stage_level(checks: Checks, request: Request, name: str) -> Level:

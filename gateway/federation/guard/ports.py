@@ -88,6 +88,11 @@ class Protection(Protocol):
         """The same for a path within a run's or logged model's artifact folder (`artifacts/<path>`)."""
         ...
 
+    async def version_experiment(self, link: WorkspaceLink, name: str, version: str) -> str | None:
+        """The experiment a registered model's version's files lie in (its run's or logged model's); None when the
+        store has no such version or its files lie outside every experiment."""
+        ...
+
     async def changed(self, link: WorkspaceLink, model_id: str, name: str) -> None:
         """A registry write the store accepted may have moved a stage or an alias of the model (or deleted or renamed
         it): its protected versions are read again. Never raises: what cannot be read is read at the next write."""
