@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
 
 from gateway.audit.trail import AuditTrail, entry
@@ -52,9 +53,13 @@ SIGN_IN_ACCESS = "anyone: the browser sign-in and sign-out of the web UI"
 # Litestar adds `; charset=utf-8` to a text media type itself (naming it here too sent it twice).
 HTML = "text/html"
 TELEMETRY_OFF = {"disable_ui_telemetry": True, "disable_ui_events": [], "ui_rollout_percentage": 0}
+# What an anonymous caller may make the gateway read: the sign-in form's body (a token and a path) and nothing
+# else. Larger is refused (413, the sign-in page again) before it is read when its length says so, else once
+# that much has come; the app's `max_json_body_bytes` (32 MB) is for authenticated API calls.
 MAX_FORM_BYTES = 16 * 1024
 MAX_FORM_FIELDS = 8  # the page posts two (`next`, `token`)
 UNREADABLE_FORM = "The sign-in form could not be read; sign in from this page."
+OVERSIZED_FORM = "The sign-in form is larger than this page ever posts; sign in from this page."
 NOT_A_PERSON = (
     "This is a service principal's token. A service principal is not a person and cannot sign in to the web UI; "
     "sign in with a token of your own user."
@@ -153,9 +158,13 @@ class WebUi:
     async def token_sign_in(self, request: Request[Any, Any, Any]) -> Response[str]:
         scope = request.scope
         self.browser.require_same_origin(scope)  # a sign-in another site posts would sign its owner in here
-        raw = await request.body()
         try:
-            form = parse_qs(raw[:MAX_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+            raw = await request.body()  # at most MAX_FORM_BYTES (the route's limit)
+        except RequestEntityTooLarge:
+            # No form of the page: a failed sign-in, which spends the address's budget like a guessed token.
+            return self.limited(request, "/", "failed sign-ins") or self.page("/", OVERSIZED_FORM, 413)
+        try:
+            form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
         except ValueError:  # more fields than the page posts: no form of the sign-in page (a 500 before)
             return self.page("/", UNREADABLE_FORM, 400)
         next_path = local_path((form.get("next") or ["/"])[0])
@@ -340,7 +349,14 @@ def ui_handlers(ui: WebUi) -> list[HTTPRouteHandler]:
     async def resume() -> Response[str]:
         return Response(resume_page(), media_type=HTML, headers=RESUME_HEADERS)
 
-    @post(TOKEN_SIGN_IN_PATH, opt=own, include_in_schema=False, name="ui sign-in with a token")
+    # The only routes anyone may post to without a credential: no body larger than the sign-in form is read.
+    @post(
+        TOKEN_SIGN_IN_PATH,
+        opt=own,
+        include_in_schema=False,
+        name="ui sign-in with a token",
+        request_max_body_size=MAX_FORM_BYTES,
+    )
     async def token_sign_in(request: Request[Any, Any, Any]) -> Response[str]:
         return await ui.token_sign_in(request)
 
@@ -352,7 +368,7 @@ def ui_handlers(ui: WebUi) -> list[HTTPRouteHandler]:
     async def oidc_callback(request: Request[Any, Any, Any]) -> Response[str]:
         return await ui.oidc_callback(request)
 
-    @post(SIGN_OUT_PATH, opt=own, include_in_schema=False, name="ui sign-out")
+    @post(SIGN_OUT_PATH, opt=own, include_in_schema=False, name="ui sign-out", request_max_body_size=MAX_FORM_BYTES)
     async def sign_out(request: Request[Any, Any, Any]) -> Response[str]:
         return await ui.sign_out(request)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -303,6 +304,60 @@ def test_a_sign_in_form_with_more_fields_than_the_page_posts_is_refused_not_fail
     assert "unexpected error" not in logged, logged[-2000:]
 
 
+OVERSIZED_SIGN_IN = {"token": "fgt_" + "x" * (64 * 1024), "next": "/"}
+
+
+def _head_only_sign_in(url: str, length: int) -> int:
+    """The status the gateway answers a token sign-in announcing `length` bytes whose body never comes."""
+    host, port = url.removeprefix("http://").split(":")
+    head = [
+        "POST /fedgate/sign-in/token HTTP/1.1",
+        f"Host: {host}:{port}",
+        f"Origin: {url}",
+        "Content-Type: application/x-www-form-urlencoded",
+        f"Content-Length: {length}",
+    ]
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        answer = b""
+        while b"\r\n" not in answer:
+            data = sock.recv(4096)
+            assert data, "the gateway closed the connection without an answer"
+            answer += data
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_an_anonymous_sign_in_post_larger_than_the_form_is_refused_with_the_page(
+    stack: Stack, log_window: LogWindow
+) -> None:
+    """The token sign-in is open to anyone, and read up to `max_json_body_bytes` (32 MB) of a body where the form
+    posts a token and a path: 16 KiB is its limit. A larger post is the sign-in page again, 413; one announcing
+    more is refused before any of it is read (an answer to a head whose body never comes shows it)."""
+    answer = requests.post(
+        f"{stack.url}/fedgate/sign-in/token",
+        data=OVERSIZED_SIGN_IN,
+        headers={"Origin": stack.url},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code == 413, (answer.status_code, answer.text[:300])
+    assert answer.headers["content-type"].startswith("text/html"), answer.headers
+    assert "The sign-in form is larger than this page ever posts" in answer.text, answer.text[:2000]
+    assert "fedgate_session" not in answer.headers.get("set-cookie", "")
+    assert _head_only_sign_in(stack.url, 32 * 1024 * 1024) == 413
+    assert _head_only_sign_in(stack.url, 16 * 1024 + 1) == 413
+    # The page's own post is well within it.
+    fine = requests.post(
+        f"{stack.url}/fedgate/sign-in/token",
+        data={"token": "fgt_" + "y" * 43, "next": "/" + "p" * 8000},
+        headers={"Origin": stack.url},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert fine.status_code == 401, (fine.status_code, fine.text[:300])
+    assert "Traceback" not in log_window.text()
+
+
 # -- the audit log cannot be emptied ----------------------------------------------------------------------
 
 
@@ -394,6 +449,24 @@ def test_a_flood_of_failed_browser_sign_ins_gets_429_after_the_burst(tight_gatew
     assert limited.headers["content-type"].startswith("text/html") and "Too many failed sign-ins" in limited.text
     assert "fedgate_session" not in limited.headers.get("set-cookie", "")
     assert _metric(tight_gateway.url, "fedgate_rate_limited_total") >= 1
+
+
+def test_oversized_sign_in_posts_spend_the_anonymous_denial_budget(tight_gateway: GatewayProcess) -> None:
+    """An oversized post to the token sign-in is a failed sign-in: it spends the address's budget like a guessed
+    token, so a flood of them answers 429 (the sign-in page saying so) instead of being read one after another."""
+    url = f"{tight_gateway.url}/fedgate/sign-in/token"
+    answers = [
+        requests.post(
+            url, data=OVERSIZED_SIGN_IN, headers={"Origin": tight_gateway.url}, allow_redirects=False, timeout=30
+        )
+        for _ in range(8)
+    ]
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:5] == [413] * 5, statuses
+    assert 429 in statuses[5:], statuses
+    limited = next(answer for answer in answers if answer.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["content-type"].startswith("text/html") and "Too many failed sign-ins" in limited.text
 
 
 @pytest.fixture

@@ -258,3 +258,20 @@ def test_named_routes_are_declared_and_a_misspelt_name_fails_at_once() -> None:
         pass
     else:
         raise AssertionError("an undeclared route name was accepted")
+
+
+def test_routes_open_without_credentials_read_no_more_than_the_sign_in_form() -> None:
+    """What anyone may send without a credential is read up to the sign-in form's 16 KiB at most: every public route
+    taking a method that carries a body (the token sign-in, sign-out) caps it there, and no public route decodes a
+    body into an argument. Before, the token sign-in read up to `max_json_body_bytes` (32 MB) of an anonymous post."""
+    capped: set[str] = set()
+    for route in build_app().routes:
+        for handler in getattr(route, "route_handlers", []):
+            if not handler.opt.get("public"):
+                continue
+            assert "data" not in handler.parsed_fn_signature.parameters, route.path
+            if handler.http_methods - {"GET", "HEAD", "OPTIONS"}:
+                limit = handler.resolve_request_max_body_size()
+                assert limit is not None and 0 < limit <= 16 * 1024, (route.path, limit)
+                capped.add(route.path)
+    assert capped >= {"/fedgate/sign-in/token", "/fedgate/sign-out"}, capped
