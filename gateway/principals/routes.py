@@ -13,6 +13,7 @@ from gateway.core.numbers import whole
 from gateway.core.principal import Principal
 from gateway.core.schemas import Empty
 from gateway.db.models import PrincipalRow, TokenRow
+from gateway.observability.access import REQUEST_ID_KEY
 from gateway.principals import names
 from gateway.principals.guards import account_admin
 from gateway.principals.ports import Directory, Known
@@ -28,6 +29,7 @@ from gateway.principals.schemas import (
     ScimEmail,
     ScimList,
     ScimMember,
+    ScimOperation,
     ScimPatch,
     ScimRef,
     ScimResource,
@@ -47,6 +49,8 @@ FILTER_RE = re.compile(r'^\s*(\w+)\s+(eq|ne|co|sw)\s+"((?:[^"\\]|\\.)*)"\s*$', r
 ADMIN_ROLE_PATH_RE = re.compile(r'^roles\[value eq "account_admin"\]$', re.IGNORECASE)
 MEMBER_PATH_RE = re.compile(r'^members\[value eq "?([0-9]{1,18})"?\]$')  # \d takes other scripts' digits
 ADMIN_ROLE = "account_admin"
+# The attributes of a SCIM create the gateway reads (their names go to the audit row of a refused one).
+CREATE_FIELDS = ("userName", "applicationId", "displayName", "roles", "externalId", "members", "groups")
 
 
 def _info(row: TokenRow) -> dict[str, Any]:
@@ -225,21 +229,27 @@ class ScimController(Controller):
     async def create(
         self, request: Request[Principal, Any, Any], resource: str, data: ScimCreate, principals: PrincipalService
     ) -> ScimResource:
-        kind = _kind(resource)
-        name = str(getattr(data, NAME_ATTRIBUTE[kind]) or "")
-        if not name and kind != "service_principal":
-            raise InvalidParameter(f"'{NAME_ATTRIBUTE[kind]}' is required.")
-        row = await principals.create(
-            request.user,
-            kind,
-            name,
-            display_name=data.displayName or "",
-            active=data.active,
-            account_admin=_names_admin(data.roles),
-            external_id=data.externalId,
-            members=_ids(data.members) if kind == "group" else (),
-            groups=_ids(data.groups),
-        )
+        label = RESOURCES.get(resource, "principal")
+        with principals.refusals(request.user, f"{label}.create", label, _request_id(request)) as details:
+            details["fields"] = sorted(name for name in CREATE_FIELDS if getattr(data, name) is not None)
+            kind = _kind(resource)
+            name = str(getattr(data, NAME_ATTRIBUTE[kind]) or "")
+            if not name and kind != "service_principal":
+                raise InvalidParameter(f"'{NAME_ATTRIBUTE[kind]}' is required.")
+            members = _ids(data.members) if kind == "group" else []
+            groups = _ids(data.groups)
+            details |= {"members": members, "groups": groups}
+            row = await principals.create(
+                request.user,
+                kind,
+                name,
+                display_name=data.displayName or "",
+                active=data.active,
+                account_admin=_names_admin(data.roles),
+                external_id=data.externalId,
+                members=members,
+                groups=groups,
+            )
         return scim_resource(*(await principals.get(kind, row.id)))
 
     @get("/{resource:str}/{principal_id:int}", name="scim get")
@@ -255,57 +265,75 @@ class ScimController(Controller):
         data: ScimPatch,
         principals: PrincipalService,
     ) -> ScimResource:
-        kind = _kind(resource)
-        operations = data.Operations or data.operations
-        if not operations:
-            raise InvalidParameter("A SCIM PATCH carries a non-empty 'Operations' list.")
-        fields: dict[str, Any] = {}
-        add: list[int] = []
-        remove: list[int] = []
-        for operation in operations:
-            op = operation.op.lower()
-            path = operation.path or ""
-            value = operation.value
-            member = MEMBER_PATH_RE.match(path)
-            attribute = _attribute(kind, path) if path and not member else None
-            if path.lower() == "members" and op in ("add", "remove", "replace") and kind == "group":
-                (add if op != "remove" else remove).extend(_ids(value))
-                if op == "replace":
-                    fields["_replace"] = True
-            elif member and op == "remove" and kind == "group":
-                remove.append(int(member.group(1)))
-            elif attribute == "roles" or (not path and isinstance(value, dict) and "roles" in value):
-                # Roles are a list: adding one keeps the others, removing one keeps the others; only replacing
-                # them all says what is left (before, adding any other role took the admin role away).
-                roles = value.get("roles") if not path and isinstance(value, dict) else value
-                fields |= _roles(op, path, roles)
-                if not path and isinstance(value, dict) and op in ("replace", "add"):
-                    fields |= _fields(kind, {k: v for k, v in value.items() if k != "roles"})
-            elif op == "remove" and path and ADMIN_ROLE_PATH_RE.match(path):
-                fields["account_admin"] = False
-            elif op in ("replace", "add") and not path and isinstance(value, dict):
-                fields |= _fields(kind, value)
-            elif op in ("replace", "add") and attribute is not None:
-                fields |= _fields(kind, {attribute: value})
-            else:
-                raise InvalidParameter(f"Unsupported PATCH operation {op!r} on {path or 'the resource'!r}.")
-        replace = fields.pop("_replace", False)
-        await principals.update(
-            request.user,
-            kind,
-            principal_id,
-            fields=fields,
-            add_members=[] if replace else add,
-            remove_members=remove,
-            replace_members=add if replace else None,
-        )
+        label = RESOURCES.get(resource, "principal")
+        target = f"{label}:{principal_id}"
+        with principals.refusals(request.user, f"{label}.update", target, _request_id(request)) as details:
+            kind = _kind(resource)
+            operations = data.Operations or data.operations
+            # What the PATCH asks, by operation and path: never a value (a SCIM client may send a password).
+            details["operations"] = [f"{operation.op} {operation.path or ''}".strip() for operation in operations or []]
+            fields, add, remove, replace = _changes(kind, operations)
+            details |= {"fields": sorted(fields), "added": add, "removed": remove}
+            await principals.update(
+                request.user,
+                kind,
+                principal_id,
+                fields=fields,
+                add_members=[] if replace else add,
+                remove_members=remove,
+                replace_members=add if replace else None,
+            )
         return scim_resource(*(await principals.get(kind, principal_id)))
 
     @delete("/{resource:str}/{principal_id:int}", name="scim delete", status_code=204)
     async def delete_one(
         self, request: Request[Principal, Any, Any], resource: str, principal_id: int, principals: PrincipalService
     ) -> None:
-        await principals.delete(request.user, _kind(resource), principal_id)
+        label = RESOURCES.get(resource, "principal")
+        target = f"{label}:{principal_id}"
+        with principals.refusals(request.user, f"{label}.delete", target, _request_id(request)):
+            await principals.delete(request.user, _kind(resource), principal_id)
+
+
+def _changes(kind: str, operations: list[ScimOperation] | None) -> tuple[dict[str, Any], list[int], list[int], bool]:
+    """A SCIM PATCH's operations as (column values, members added, members removed, whether members are replaced)."""
+    if not operations:
+        raise InvalidParameter("A SCIM PATCH carries a non-empty 'Operations' list.")
+    fields: dict[str, Any] = {}
+    add: list[int] = []
+    remove: list[int] = []
+    replace = False
+    for operation in operations:
+        op = operation.op.lower()
+        path = operation.path or ""
+        value = operation.value
+        member = MEMBER_PATH_RE.match(path)
+        attribute = _attribute(kind, path) if path and not member else None
+        if path.lower() == "members" and op in ("add", "remove", "replace") and kind == "group":
+            (add if op != "remove" else remove).extend(_ids(value))
+            replace = replace or op == "replace"
+        elif member and op == "remove" and kind == "group":
+            remove.append(int(member.group(1)))
+        elif attribute == "roles" or (not path and isinstance(value, dict) and "roles" in value):
+            # Roles are a list: adding one keeps the others, removing one keeps the others; only replacing
+            # them all says what is left (before, adding any other role took the admin role away).
+            roles = value.get("roles") if not path and isinstance(value, dict) else value
+            fields |= _roles(op, path, roles)
+            if not path and isinstance(value, dict) and op in ("replace", "add"):
+                fields |= _fields(kind, {k: v for k, v in value.items() if k != "roles"})
+        elif op == "remove" and path and ADMIN_ROLE_PATH_RE.match(path):
+            fields["account_admin"] = False
+        elif op in ("replace", "add") and not path and isinstance(value, dict):
+            fields |= _fields(kind, value)
+        elif op in ("replace", "add") and attribute is not None:
+            fields |= _fields(kind, {attribute: value})
+        else:
+            raise InvalidParameter(f"Unsupported PATCH operation {op!r} on {path or 'the resource'!r}.")
+    return fields, add, remove, replace
+
+
+def _request_id(request: Request[Principal, Any, Any]) -> str:
+    return str(request.scope.get(REQUEST_ID_KEY, ""))  # type: ignore[call-overload,unused-ignore]
 
 
 def _kind(resource: str) -> str:

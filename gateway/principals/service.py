@@ -21,6 +21,12 @@ identity provider, a client's configuration, a SQL statement) would otherwise lo
 takes the freed id, name that one. The one exception is a name the rules refuse (quarantined by migration 0008,
 or reserved since it was given): giving it a valid one is the only way to enable it again.
 
+Every refused change of a principal (SCIM create, update or delete: a name the rules refuse or another principal
+holds, a member that does not exist, an operation the gateway does not keep, a principal not found, the last admin
+below) is audited as the action denied (`refusals`), queued as denials are since the change's own transaction is
+rolled back: the caller, the target, the attributes the request named (their names, never their values: a SCIM
+client may send a `password`), the members added or removed, and the refusal's reason, status and error code.
+
 The account always keeps an active account admin with a row: a change that would leave it none (the last one's
 admin role taken away, the last one deactivated or deleted) is refused, 409 `INVALID_STATE`, and nothing
 changes. The bootstrap admin token (configuration, no row) does not count: it is to be locked away. Each such
@@ -32,7 +38,8 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +48,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
 from gateway.core.config import TokenSettings
-from gateway.core.errors import AlreadyExists, InvalidParameter, InvalidState, PermissionDenied, ResourceNotFound
+from gateway.core.errors import (
+    AlreadyExists,
+    GatewayError,
+    InvalidParameter,
+    InvalidState,
+    PermissionDenied,
+    ResourceNotFound,
+    Unauthenticated,
+)
 from gateway.core.policy_changes import PolicyChange
 from gateway.core.principal import Principal
 from gateway.db.models import PrincipalRow, TokenRow
@@ -54,6 +69,12 @@ from gateway.principals.tokens import hash_token, new_token
 KINDS = ("user", "service_principal", "group")
 # A token is refused when the credential minting it has less than this left: it would be dead on arrival.
 MIN_TOKEN_LIFETIME = timedelta(seconds=1)
+
+
+class LastAdmin(InvalidState):
+    """A change refused because it would leave the account without an active account admin."""
+
+    reason = "last active account admin"
 
 
 class PrincipalService:
@@ -198,11 +219,12 @@ class PrincipalService:
                 await session.flush()
             except IntegrityError:
                 raise AlreadyExists("A principal with that name already exists.", status=409) from None
-            details = {"fields": sorted(fields), "added": list(add_members), "removed": list(remove_members)}
             if was_admin and not (row.active and row.account_admin) and await repository.count_admins() == 0:
-                what = "be deactivated" if not row.active else "lose the account_admin role"
-                raise self._last_admin(actor, f"{kind}.update", kind, principal_id, what, details)
+                raise _last_admin(
+                    kind, principal_id, "be deactivated" if not row.active else "lose the account_admin role"
+                )
             changes.append(principal_set(row))
+            details = {"fields": sorted(fields), "added": list(add_members), "removed": list(remove_members)}
             if readdressed:
                 details["alerts_readdressed"] = readdressed
             await self._changed(session, actor, f"{kind}.update", f"{kind}:{principal_id}", details, changes)
@@ -217,7 +239,7 @@ class PrincipalService:
             if row is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
             if row.active and row.account_admin and await repository.count_admins() <= 1:
-                raise self._last_admin(actor, f"{kind}.delete", kind, principal_id, "be deleted", {})
+                raise _last_admin(kind, principal_id, "be deleted")
             changes = await repository.delete(principal_id)  # its grants and memberships, its tokens by cascade
             # Its address leaves the alerts that e-mail it: never mailed again, and not whoever gets the name next.
             details = (
@@ -226,19 +248,21 @@ class PrincipalService:
             await self._changed(session, actor, f"{kind}.delete", f"{kind}:{principal_id}", details, changes)
         await self.policy.reload()
 
-    def _last_admin(
-        self, actor: Principal, action: str, kind: str, principal_id: int, what: str, details: dict[str, Any]
-    ) -> InvalidState:
-        """The refusal of a change that would leave the account without an active account admin, audited as the
-        action denied (queued as every denial is: the change's own transaction is rolled back)."""
-        label = kind.replace("_", " ").capitalize()
-        error = InvalidState(
-            f"{label} {principal_id} is the account's last active account admin and cannot {what}; "
-            "make another user or service principal an account admin first."
-        )
-        reason = {"reason": "last active account admin", "status": error.status, "error_code": error.error_code}
-        self._audit.record(entry(actor.name, action, f"{kind}:{principal_id}", "denied", {**details, **reason}))
-        return error
+    @contextmanager
+    def refusals(self, actor: Principal, action: str, target: str, request_id: str = "") -> Iterator[dict[str, Any]]:
+        """Audit a refusal of the change the block makes as `action` denied, with the details the block has put in
+        the dict it is given by then (the names of the attributes the request named, members added or removed: never
+        a value the caller sent) and the refusal's reason, status and error code; the refusal goes on. A refusal by
+        authentication or authorization is audited where it is decided, as every denial is."""
+        details: dict[str, Any] = {}
+        try:
+            yield details
+        except GatewayError as error:
+            if not (error.denied or isinstance(error, Unauthenticated | PermissionDenied)):
+                reason = error.reason if isinstance(error, LastAdmin) else error.message
+                outcome = {"reason": reason, "status": error.status, "error_code": error.error_code}
+                self._audit.record(entry(actor.name, action, target, "denied", {**details, **outcome}, request_id))
+            raise
 
     async def _add_member(
         self, repository: PrincipalRepository, group_id: int, member_id: int
@@ -354,6 +378,14 @@ class TokenService:
             # grant or membership changed: the version moves with an empty change.
             await self.policy.bump(session, [])
         await self.policy.reload()
+
+
+def _last_admin(kind: str, principal_id: int, what: str) -> LastAdmin:
+    label = kind.replace("_", " ").capitalize()
+    return LastAdmin(
+        f"{label} {principal_id} is the account's last active account admin and cannot {what}; "
+        "make another user or service principal an account admin first."
+    )
 
 
 async def _name_free(repository: PrincipalRepository, name: str) -> None:
