@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import string
+import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from gateway.authz.decide import Everything
@@ -16,6 +19,7 @@ from gateway.federation.trace_tags import refuse_storage_tags
 # (mlflow.tracing.constant: TraceMetadataKey.SOURCE_RUN, AssessmentMetadataKey.SOURCE_RUN_ID).
 SOURCE_RUN = "mlflow.sourceRun"
 ASSESSMENT_SOURCE_RUN = "mlflow.assessment.sourceRunId"
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 TRACES_SEARCH_V2 = declared("GET /mlflow/traces")
 TRACES_START_V2 = declared("POST /mlflow/traces")
@@ -53,25 +57,54 @@ async def require_source_runs(checks: Checks, request: Request) -> None:
 
 
 def source_runs(document: dict[str, Any]) -> list[str]:
-    """The runs a trace call's body names as recording its trace or assessments, once each (none: an empty list)."""
+    """The runs a trace call's body names as recording its trace or assessments, once each (none: an empty list):
+    the value of every key a store may take for the link's (`names_source_run`, `names_assessment_run`). A value
+    that is no run the caller may change is refused, whatever it is; MLflow's own clients write the keys as
+    MLflow spells them."""
     found: list[object] = []
     trace = document.get("trace")
     info = trace.get("trace_info") if isinstance(trace, dict) else None
     if isinstance(info, dict):
-        found.append(_value(info.get("trace_metadata"), SOURCE_RUN))
+        found += _named(info.get("trace_metadata"), names_source_run)
         for carried in _items(info.get("assessments")):
-            found.append(_value(carried.get("metadata"), ASSESSMENT_SOURCE_RUN))
+            found += _named(carried.get("metadata"), names_assessment_run)
     for item in _items(document.get("request_metadata")):
-        if item.get("key") == SOURCE_RUN:
+        if names_source_run(item.get("key")):
             found.append(item.get("value"))
     assessment = document.get("assessment")
     if isinstance(assessment, dict):
-        found.append(_value(assessment.get("metadata"), ASSESSMENT_SOURCE_RUN))
+        found += _named(assessment.get("metadata"), names_assessment_run)
     return list(dict.fromkeys(run for run in found if isinstance(run, str) and run))
 
 
-def _value(mapping: object, key: str) -> object:
-    return mapping.get(key) if isinstance(mapping, dict) else None
+def names_source_run(key: object) -> bool:
+    """Whether a store may take a trace's metadata `key` for `mlflow.sourceRun`. MLflow's sqlite and PostgreSQL
+    stores compare it exactly (`trace_request_metadata.key = 'mlflow.sourceRun'`), but a MySQL one compares text
+    by its collation, by default without regard to case, accents or trailing spaces: any key that folds to it."""
+    return isinstance(key, str) and _folded(key) == _folded(SOURCE_RUN)
+
+
+def names_assessment_run(key: object) -> bool:
+    """Whether a store may take an assessment's metadata `key` for `mlflow.assessment.sourceRunId`. The entity reads
+    the key exactly, but deleting a run deletes the assessments whose metadata, stored as JSON, holds
+    `"mlflow.assessment.sourceRunId": "<run id>"`, found with SQL LIKE: anywhere in the text, so also after the
+    quote of a key ending in one (`x"mlflow...`, written `"x\\"mlflow..."` in JSON), and on MySQL without regard to
+    case (MLflow makes sqlite's LIKE case-sensitive; PostgreSQL's is). The JSON is ASCII (`json.dumps`), so only
+    ASCII letters fold."""
+    if not isinstance(key, str):
+        return False
+    lowered, wanted = key.translate(_ASCII_LOWER), ASSESSMENT_SOURCE_RUN.lower()
+    return lowered == wanted or lowered.endswith('"' + wanted)
+
+
+def _folded(key: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", key)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+
+
+def _named(mapping: object, names: Callable[[object], bool]) -> list[object]:
+    """The values of a metadata map under every key `names` takes for a run's."""
+    return [value for key, value in mapping.items() if names(key)] if isinstance(mapping, dict) else []
 
 
 def _items(node: object) -> list[dict[str, Any]]:
