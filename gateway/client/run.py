@@ -446,6 +446,7 @@ class Run:
         """An image file (`path`), or a matplotlib figure or pyplot itself (`plot`): an artifact in fedgate/images/."""
         if (path is None) == (plot is None):
             raise ValueError("log_image takes path= or plot=, exactly one of them")
+        _file_name(name)
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"log_image({name!r}): no file {str(path)!r}")
         with self._lock:
@@ -456,7 +457,7 @@ class Run:
                     f"Metric {name!r} holds {_holds(state.kinds.get(name))}; log the image under another name."
                 )
             suffix = Path(path).suffix if path is not None else ".png"
-            target = _numbered(f"{IMAGES}/{name}", len(kind["paths"]), suffix or ".png")
+            target = _numbered(f"{IMAGES}/{_file_name(name)}", len(kind["paths"]), suffix or ".png")
             with tempfile.TemporaryDirectory() as scratch:
                 local = Path(scratch) / posixpath.basename(target)
                 if path is not None:
@@ -704,6 +705,7 @@ class Run:
             self._write(points, {name: _with_description(updated, description)})
 
     def _log_schema(self, name: str, schema_type: str, value: Any, description: str) -> None:
+        _file_name(name)
         document = checked(name, schema_type, value)
         with self._lock:
             state = self._load()
@@ -713,7 +715,7 @@ class Run:
                     f"Metric {name!r} holds {_holds(state.kinds.get(name))}; log the {schema_type} under another name."
                 )
             index = len(kind["paths"])
-            target = _numbered(f"{METRIC_FILES}/{name}", index, ".json")
+            target = _numbered(f"{METRIC_FILES}/{_file_name(name)}", index, ".json")
             self._client.log_dict(self._id, document, target)
             summary = summarize(schema_type, document)
             at = int(time.time() * 1000)
@@ -903,10 +905,12 @@ class OfflineRun(Run):
     ) -> None:
         if (path is None) == (plot is None):
             raise ValueError("log_image takes path= or plot=, exactly one of them")
+        _file_name(name)
         self._say(f"Attempted to log image metric {name}:\n{path if path is not None else plot}")
         self._append(name, str(path) if path is not None else f"{name}.png")
 
     def _log_schema(self, name: str, schema_type: str, value: Any, description: str) -> None:
+        _file_name(name)
         document = checked(name, schema_type, value)
         self._say(f"Attempted to log {schema_type} metric {name}:\n{json.dumps(document)}")
         self._append(name, document)
@@ -923,9 +927,11 @@ class OfflineRun(Run):
         return found
 
     def upload_file(self, name: str, path_or_stream: Any, datastore_name: str | None = None) -> None:
+        _artifact_name(name)
         self._say(f"Attempted to track file {name} at {path_or_stream}")
 
     def upload_folder(self, name: str, path: str | os.PathLike[str], datastore_name: str | None = None) -> None:
+        _artifact_name(name)
         self._say(f"Attempted to track folder {name} at {path}")
 
     def get_file_names(self) -> builtins.list[str]:
@@ -1046,12 +1052,34 @@ def _inside(root: Path, relative: str) -> Path:
 
 
 def _artifact_name(name: str | os.PathLike[str]) -> str:
-    """An artifact path as MLflow keeps it: relative, '/'-separated, without '.' or '..' parts."""
+    """An artifact path as MLflow keeps it: relative, '/'-separated, without '.' or '..' parts.
+
+    The one check of every path the client builds from a caller's value, before anything is written: a store the
+    client reaches directly (S3, a local folder) takes the path as it comes, so `..` would leave the run's folder."""
     text = str(name).replace("\\", "/").strip("/")
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise ValueError(f"{str(name)!r} is not an artifact path (a relative path such as outputs/model.pkl)")
     return "/".join(parts)
+
+
+def _file_name(name: str) -> str:
+    """A metric name that becomes part of an artifact path (images, JSON-shaped metrics): `_artifact_name`'s check,
+    and already in its form (no '.', '..' or empty parts, no backslash), so two names never share a file."""
+    if not _in_form(name):
+        raise ValueError(
+            f"Metric name {name!r} names a file of the run (fedgate/images/<name>, fedgate/metrics/<name>): it is a "
+            "relative path without '.', '..' or empty parts and without backslashes"
+        )
+    return name
+
+
+def _in_form(path: Any) -> bool:
+    """Whether `path` is an artifact path exactly as `_artifact_name` makes it."""
+    try:
+        return isinstance(path, str) and _artifact_name(path) == path
+    except ValueError:
+        return False
 
 
 def _reserved(key: str) -> bool:
@@ -1203,8 +1231,12 @@ def _recursive_metrics(run_id: str) -> dict[str, Any]:
 def _populated(run_id: str, value: Any) -> Any:
     """A JSON-shaped metric's artifact URI (or list of them) replaced by the JSON it names."""
     prefix = enc.artifact_uri(run_id, METRIC_FILES + "/")
-    if isinstance(value, str) and value.startswith(prefix):
+
+    def ours(uri: Any) -> bool:  # the paths come from a tag any writer of the run sets: only the run's own files
+        return isinstance(uri, str) and uri.startswith(prefix) and _in_form(uri[len(prefix) :])
+
+    if ours(value):
         return mlflow.artifacts.load_dict(value)
-    if isinstance(value, list) and value and all(isinstance(v, str) and v.startswith(prefix) for v in value):
+    if isinstance(value, list) and value and all(ours(v) for v in value):
         return [mlflow.artifacts.load_dict(v) for v in value]
     return value

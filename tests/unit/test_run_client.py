@@ -231,6 +231,35 @@ def test_log_image_takes_a_path_or_a_figure(tracking: str, tmp_path: Path) -> No
         run.log_image("both", path=str(picture), plot=plt)
 
 
+MATRIX = {
+    "schema_type": "confusion_matrix",
+    "schema_version": "v1",
+    "data": {"class_labels": ["0", "1"], "matrix": [[3, 1], [0, 4]]},
+}
+
+
+@pytest.mark.parametrize("name", ["..", "../escaped", "a/../../../escaped", "a\\..\\..\\escaped", "./a", "a//b", "/a"])
+def test_a_metric_name_that_is_no_plain_path_writes_no_file(tracking: str, tmp_path: Path, name: str) -> None:
+    """log_image and the JSON-shaped metrics put the metric name in an artifact path: one with '..' (or '.', empty
+    parts, a backslash) is refused by the client before anything is written, as upload_file's name is. A store the
+    client reaches directly (S3) takes the path as it comes; MLflow's local store refused only some of these, in its
+    own words, and wrote `fedgate/images/...png` for '..'."""
+    run = new_run(tracking)
+    picture = tmp_path / "p.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    offline = OfflineRun()
+    for target in (run, offline):
+        with pytest.raises(ValueError, match="names a file of the run"):
+            target.log_image(name, path=str(picture))
+        with pytest.raises(ValueError, match="names a file of the run"):
+            target.log_confusion_matrix(name, MATRIX)
+    assert run.get_file_names() == []
+    assert run.get_metrics() == {}
+    assert offline.get_metrics() == {}
+    with pytest.raises(ValueError, match="not an artifact path"):
+        offline.upload_file("../escaped", str(picture))
+
+
 def test_get_context_finds_the_active_run_then_mlflow_run_id_then_goes_offline(
     tracking: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
