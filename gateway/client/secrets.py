@@ -31,7 +31,8 @@ from typing import Any
 
 SCOPE_ENV = "FEDGATE_SECRET_SCOPE"
 MAX_NAMES = 100  # names per get_secrets call (the gateway's limit)
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
+_NAME_RE = re.compile(r"^(?!\.\.?\Z)[A-Za-z0-9_.-]{1,128}\Z")  # the gateway's rule (SECRET_NAME_RE)
+_RULE = "1 to 128 letters, digits, '_', '-' and '.', and not '.' or '..'"
 _GET = "/api/2.0/secrets/get"
 _GET_MANY = "/api/2.0/secrets/get-many"
 
@@ -68,7 +69,8 @@ class NoActiveRun(SecretError):
 
 
 def split_name(name: str) -> tuple[str | None, str]:
-    """`"scope/key"` -> `("scope", "key")`, `"key"` -> `(None, "key")`; names are `[A-Za-z0-9_.-]{1,128}`."""
+    """`"scope/key"` -> `("scope", "key")`, `"key"` -> `(None, "key")`; names are `[A-Za-z0-9_.-]{1,128}`, not
+    `.` or `..`."""
     if not isinstance(name, str):
         raise TypeError(f"a secret's name is a str, got {type(name).__name__}")
     scope, qualified, key = name.partition("/")
@@ -76,9 +78,7 @@ def split_name(name: str) -> tuple[str | None, str]:
         scope, key = "", name
     if (qualified and not _NAME_RE.match(scope)) or not _NAME_RE.match(key):
         shown = repr(name[:140]) + ("..." if len(name) > 140 else "")
-        raise ValueError(
-            f"{shown} is not a secret name: use 'key' or 'scope/key', each 1 to 128 letters, digits, '_', '-' and '.'"
-        )
+        raise ValueError(f"{shown} is not a secret name: use 'key' or 'scope/key', each {_RULE}")
     return (scope if qualified else None), key
 
 
@@ -143,7 +143,7 @@ def get_secrets(names: Iterable[str], *, run_id: str | None = None) -> dict[str,
 def _scope_from_env() -> str | None:
     scope = os.environ.get(SCOPE_ENV, "").strip()
     if scope and not _NAME_RE.match(scope):
-        raise ValueError(f"{SCOPE_ENV}={scope[:140]!r} is not a scope name (1 to 128 letters, digits, '_', '-', '.')")
+        raise ValueError(f"{SCOPE_ENV}={scope[:140]!r} is not a scope name ({_RULE})")
     return scope or None
 
 

@@ -18,8 +18,11 @@ from gateway.core.links import Namespace, store_identity
 WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 RESERVED_WORKSPACE_NAMES = frozenset({"account", "workspaces", "api", "ajax-api", "static-files"})
 STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
-# Secret scope and key names, as Databricks has them (a workspace's default scope is one).
-SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
+# Secret scope and key names, as Databricks has them (a workspace's default scope is one), and one name every vault
+# holds: not `.` or `..` alone, path segments OpenBao resolves (the built-in vault kept them, so a scope could not
+# move to another vault, and one answer differed by the workspace's vault). The client has its own copy.
+SECRET_NAME_RE = re.compile(r"^(?!\.\.?\Z)[A-Za-z0-9_.-]{1,128}\Z")
+SECRET_NAME_RULE = "1 to 128 letters, digits, '_', '-' and '.', and not '.' or '..'"
 
 # Environment variables that are not settings keys.
 # The built-in vault's keys (gateway/core/sealing.py): credentials, read from the environment only.
@@ -846,9 +849,7 @@ def check_workspace_vault(vault: str, settings: Settings, *, where: str) -> None
 def check_default_secret_scope(scope: str, *, where: str) -> None:
     """A workspace's default secret scope is a scope name, or "" for none."""
     if scope and not SECRET_NAME_RE.match(scope):
-        raise ConfigError(
-            f"{where}: {scope[:140]!r} is not a valid scope name (1 to 128 letters, digits, '_', '-' and '.')"
-        )
+        raise ConfigError(f"{where}: {scope[:140]!r} is not a valid scope name ({SECRET_NAME_RULE})")
 
 
 def check_link(mode: str, store: str, settings: Settings, *, where: str) -> None:

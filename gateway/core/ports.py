@@ -99,7 +99,8 @@ class Vault(Protocol):
     """A store of secret values, one adapter per kind (built-in, OpenBao/Vault KV v2, Azure Key Vault).
 
     `location` names one secret scope of one workspace (the gateway chooses it, e.g. `w1001/db-creds`);
-    `key` a secret in it; both are already validated (`[A-Za-z0-9_.-]{1,128}`, location `w<id>/<scope>`).
+    `key` a secret in it; both are already validated (`[A-Za-z0-9_.-]{1,128}`, not `.` or `..`, location
+    `w<id>/<scope>`).
     Values are bytes and never appear in an exception's message, a log line or a metric label.
     """
 

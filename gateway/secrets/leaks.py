@@ -264,10 +264,11 @@ async def _values(vault: Vault, location: str, keys: list[str]) -> Mapping[str, 
     """The values of `keys` in one `get_many`; when the vault refuses a name, each key on its own, a name it
     refuses holding no value.
 
-    The gateway's names are `[A-Za-z0-9_.-]{1,128}`, but a vault may not hold every one of them (`..` is a path
-    segment OpenBao would resolve, a long name does not fit Key Vault's 127 characters). A run's read of such a
-    name is refused (400) after the statement noted it, so the run's writes look it up: nothing is there to find,
-    and a refusal of it must neither fail every later write of the run nor hide the run's other secrets.
+    The gateway's names follow one rule for every vault (`SECRET_NAME_RE`), but a vault may still refuse one (a
+    long pair does not fit Key Vault's 127 characters; OpenBao's adapter refuses `.` and `..` itself too). A run's
+    read of such a name is refused (400) after the statement noted it, so the run's writes look it up: nothing is
+    there to find, and a refusal of it must neither fail every later write of the run nor hide the run's other
+    secrets.
     """
     try:
         return await vault.get_many(location, keys)

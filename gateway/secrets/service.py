@@ -53,7 +53,7 @@ from gateway.authz.reach import for_workspace
 from gateway.authz.repository import GrantRepository, PolicyVersionRepository
 from gateway.authz.service import resolve_principal
 from gateway.core.bounded import BoundedCache
-from gateway.core.config import BUILTIN_VAULT, SECRET_NAME_RE, VAULT_KEYS_ENV
+from gateway.core.config import BUILTIN_VAULT, SECRET_NAME_RE, SECRET_NAME_RULE, VAULT_KEYS_ENV
 from gateway.core.errors import (
     AlreadyExists,
     GatewayError,
@@ -86,7 +86,7 @@ from gateway.secrets.taint import TaintedRuns, run_key
 
 log = logging.getLogger(__name__)
 
-NAME_RE = SECRET_NAME_RE  # scope and key names: [A-Za-z0-9_.-]{1,128}
+NAME_RE = SECRET_NAME_RE  # scope and key names: [A-Za-z0-9_.-]{1,128}, not . or ..
 MAX_VALUE_BYTES = 128 * 1024
 RETRY_AFTER_SECONDS = 5
 MAX_KEYS_PER_READ = 100
@@ -173,12 +173,14 @@ def _missing_scope(scope: str) -> str:
     return f"Scope {scope} does not exist!"
 
 
-def _check_name(what: str, value: str) -> None:
-    if not NAME_RE.match(value):
+def _check_name(what: str, value: str, *, made_before: bool = False) -> None:
+    """One rule for the names of every vault. `made_before`: a scope the rule let through before it refused `.` and
+    `..` (the built-in vault kept them) can still be deleted."""
+    if not NAME_RE.match(value) and not (made_before and value in (".", "..")):
         raise InvalidParameter(
-            f"{what} '{value[:140]}' is not valid: use 1 to 128 letters, digits, '_', '-' and '.'."
+            f"{what} '{value[:140]}' is not valid: use {SECRET_NAME_RULE}."
             if len(value) <= 140
-            else f"{what} is not valid: use 1 to 128 letters, digits, '_', '-' and '.'."
+            else f"{what} is not valid: use {SECRET_NAME_RULE}."
         )
 
 
@@ -250,10 +252,12 @@ class SecretScopes:
         """A user of the workspace, as `users` in an ACL means it: CAN_USE or more on the workspace."""
         return self._authorizer.allows(principal, link.workspace_id, workspace_object(link.workspace_id), "CAN_USE")
 
-    async def _scope(self, principal: Principal, link: WorkspaceLink, scope: str, wanted: str) -> StoredScope:
+    async def _scope(
+        self, principal: Principal, link: WorkspaceLink, scope: str, wanted: str, *, made_before: bool = False
+    ) -> StoredScope:
         """The scope, when the caller holds `wanted` on it; hidden when it holds nothing."""
         self._enter(principal, link)
-        _check_name("Scope name", scope)
+        _check_name("Scope name", scope, made_before=made_before)
         async with self._sessionmaker() as session:
             stored = await ScopeRepository(session).get(link.workspace_id, scope)
         held = self.permission(principal, link, scope, stored.users_permission) if stored is not None else None
@@ -356,7 +360,7 @@ class SecretScopes:
         await self._policy.reload()
 
     async def delete_scope(self, principal: Principal, link: WorkspaceLink, scope: str) -> None:
-        stored = await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        stored = await self._scope(principal, link, scope, SecretPermission.MANAGE, made_before=True)
         vault = self._vault(stored.vault)
         if not vault.read_only:  # the values go first: a scope re-created later must not find them
             await _call(vault.drop(stored.location))

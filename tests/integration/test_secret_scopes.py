@@ -306,9 +306,16 @@ def test_names_sizes_and_workspace_headers_are_checked(stack: Stack, org: Org) -
         {"scope": "bad name"},
         {"scope": "x" * 129},
         {"scope": ""},
+        {"scope": ".."},  # the built-in vault kept these; OpenBao resolves them as path segments
+        {"scope": "."},
     ):
         refused = raw(stack, org.owner, "POST", "scopes/create", json=body)
         assert refused.status_code == 400 and refused.json()["error_code"] == "INVALID_PARAMETER_VALUE", refused.text
+    for key in ("..", "."):
+        refused = raw(stack, org.owner, "POST", "put", json={"scope": scope, "key": key, "string_value": "v"})
+        assert refused.status_code == 400 and refused.json()["error_code"] == "INVALID_PARAMETER_VALUE", refused.text
+    assert raw(stack, org.owner, "POST", "scopes/create", json={"scope": "..."}).status_code == 200
+    assert raw(stack, org.owner, "POST", "scopes/delete", json={"scope": "..."}).status_code == 200
     big = raw(stack, org.owner, "POST", "put", json={"scope": scope, "key": "big", "string_value": "x" * 131_073})
     assert big.status_code == 400 and big.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     exact = raw(stack, org.owner, "POST", "put", json={"scope": scope, "key": "max", "string_value": "x" * 131_072})
@@ -341,6 +348,47 @@ def test_names_sizes_and_workspace_headers_are_checked(stack: Stack, org: Org) -
     )
     assert agree.status_code == 200 and scope in {s["name"] for s in agree.json()["scopes"]}
     assert raw(stack, org.owner, "POST", "scopes/delete", json={"scope": scope}).status_code == 200
+
+
+def test_a_scope_named_dot_dot_before_the_rule_is_refused_but_its_deletion(stack: Stack, org: Org) -> None:
+    """The built-in vault took a scope named `..` (or `.`) before one rule for every vault refused them: such a
+    scope is refused (400) for all but its deletion, which removes it and its values."""
+
+    async def sql(query: str, *args: Any) -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            return list(await connection.fetch(query, *args))
+        finally:
+            await connection.close()
+
+    for name in ("..", "."):
+        asyncio.run(
+            sql(
+                "INSERT INTO secret_scopes (workspace_id, name, vault, location, created_by, users_permission) "
+                "VALUES ($1, $2, 'builtin', $3, $4, 'MANAGE')",
+                int(WORKSPACE_ID),
+                name,
+                f"w{WORKSPACE_ID}/{name}",
+                org.owner.name,
+            )
+        )
+        for call, body in (
+            ("put", {"scope": name, "key": "k", "string_value": "v"}),
+            ("list", None),
+            ("acls/put", {"scope": name, "principal": org.reader.name, "permission": "READ"}),
+        ):
+            if body is None:
+                refused = raw(stack, org.owner, "GET", call, params={"scope": name})
+            else:
+                refused = raw(stack, org.owner, "POST", call, json=body)
+            assert refused.status_code == 400, (call, refused.status_code, refused.text)
+            assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        deleted = raw(stack, org.owner, "POST", "scopes/delete", json={"scope": name})
+        assert deleted.status_code == 200, deleted.text
+        left = asyncio.run(
+            sql("SELECT name FROM secret_scopes WHERE workspace_id = $1 AND name = $2", int(WORKSPACE_ID), name)
+        )
+        assert left == []
 
 
 def get_secret(stack: Stack, token: str, body: dict[str, Any], call: str = "get") -> requests.Response:

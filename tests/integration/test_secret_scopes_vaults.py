@@ -364,11 +364,12 @@ def test_a_workspace_linked_under_an_unlinked_workspaces_id_finds_none_of_its_va
 
 
 def test_a_name_the_vault_cannot_hold_leaves_the_runs_writes_checked_and_working(vaulted: Vaulted) -> None:
-    """A read names secrets the gateway accepts but a vault cannot hold: `..` in OpenBao (a path segment the
-    server would resolve), a name too long for Key Vault. The read is refused (400), but the run has already
-    been noted as reading them; the leak guard, which looks up every secret a run read on each of its writes,
-    must find nothing under such a name rather than fail every later write of the run (it answered 500 to each
-    param, tag and metric of the run from then on), and must still refuse a write that holds a real value."""
+    """A read names secrets no vault holds or this vault cannot: `..` (a path segment OpenBao would resolve,
+    refused by the gateway's one rule for every vault), a name too long for Key Vault. The read is refused (400),
+    the Key Vault one after the run has been noted as reading it; the leak guard, which looks up every secret a
+    run read on each of its writes, must find nothing under such a name rather than fail every later write of the
+    run (it answered 500 to each param, tag and metric of the run from then on), and must still refuse a write
+    that holds a real value."""
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     admin_api = {BAO_ID: secrets_api(vaulted, ADMIN_TOKEN, BAO_ID), KV_ID: secrets_api(vaulted, ADMIN_TOKEN, KV_ID)}
     cases = {BAO_ID: "..", KV_ID: "k" * 128}
