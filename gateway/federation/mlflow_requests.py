@@ -49,6 +49,14 @@ class _Refused(Exception):
         self.message = message
 
 
+class _Crashed(Exception):
+    """MLflow's check of parameter `name` raises something other than its refusal: the store answers 500."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 def worded_as_the_store(spec: RouteSpec, refusal: InvalidParameter, body: bytes | None, query: str) -> InvalidParameter:
     """MLflow's refusal of this request when an MLflow server would refuse it too, else the gateway's own."""
     message = store_refusal(spec, body, query)
@@ -69,6 +77,78 @@ def store_refusal(spec: RouteSpec, body: bytes | None, query: str) -> str | None
     except Exception:  # MLflow fails with a 500 on this request; the gateway's own refusal stands
         return None
     return None
+
+
+def crashing_parameter(spec: RouteSpec, document: dict[str, Any], body: bytes | None, query: str) -> str | None:
+    """The parameter whose check raises inside MLflow 3.17.2's reading of this request (its handlers'
+    `_validate_request_json_with_schema`: `int(None)` of a `max_results: null` in runs/search, `entry.get("key")` of
+    a log-batch's `metrics: null` or `["x"]`, of a v2 trace start's `tags: ["x"]`), which the store answers with its
+    500 (Flask's HTML page); None when MLflow refuses or reads it. `document` is the body as decoded (the guard's
+    canonical one) and `body` as it will be sent.
+
+    Every check of every field is first run on `document` (or a GET's query) regardless of the others' results:
+    one that raises in MLflow raises there too. Only then is the request read as MLflow reads it (`_read_and_check`,
+    json_format and all), to confirm; a request no check can raise on costs one pass over its fields."""
+    route = REQUEST_CHECKS.get((spec.method, spec.path, spec.version))
+    if route is None:
+        return None
+    message_name, reads_first, schema = route
+    args = parse_qsl(query, keep_blank_values=True) if spec.method == "GET" else []
+    try:
+        descriptor = _pool().FindMessageTypeByName(message_name) if message_name else None
+        request_json = _from_query(args, descriptor, schema) if args else document
+    except _Refused:
+        return None
+    if not _may_raise(request_json, schema):
+        return None
+    try:
+        _read_and_check(spec.method, message_name, reads_first, schema, body or b"", query)
+    except _Crashed as crashed:
+        return crashed.name
+    except Exception:  # MLflow refuses it (or it is not read as this request was): the store's to answer
+        return None
+    return None
+
+
+def parsed_message(spec: RouteSpec, document: dict[str, Any]) -> Any | None:
+    """The route's request message as MLflow's handler goes on with it: json_format's parse of the body (unknown
+    fields ignored), as far as it got where it stopped at a value it cannot parse. None for a route without a
+    message, or a body json_format raises on otherwise (MLflow fails on it as well)."""
+    route = REQUEST_CHECKS.get((spec.method, spec.path, spec.version))
+    if route is None or not route[0]:
+        return None
+    message = _message_class(route[0])()
+    try:
+        json_format.ParseDict(document, message, ignore_unknown_fields=True)
+    except json_format.ParseError:
+        pass
+    except Exception:
+        return None
+    return message
+
+
+def _may_raise(request_json: dict[str, Any], schema: tuple[tuple[str, tuple[Check, ...]], ...]) -> bool:
+    """Whether any of MLflow's checks of these fields raises something other than its refusal, each check of each
+    field run whatever the others gave (a superset of what MLflow runs)."""
+    for name, checks in schema:
+        if name in request_json or "required" in checks:
+            value = request_json.get(name)
+            if name == "run_id" and value is None and "run_uuid" in request_json:
+                value = request_json.get("run_uuid")
+            for check in checks:
+                if type(check) is tuple and check[0] == "fields_present" and _objects(value):
+                    continue  # `entry.get` of each: it cannot raise (a log-batch's points, read without the gets)
+                try:
+                    _apply(check, value)
+                except (AssertionError, _Refused):
+                    continue
+                except Exception:
+                    return True
+    return False
+
+
+def _objects(value: object) -> bool:
+    return type(value) is list and all(type(entry) is dict for entry in value)
 
 
 def ignored_id_field(spec: RouteSpec, document: dict[str, Any], params: dict[str, list[str]]) -> str | None:
@@ -342,6 +422,10 @@ def _check(request_json: Any, schema: tuple[tuple[str, tuple[Check, ...]], ...],
                     if check == "required":
                         raise _Refused(f"Missing value for required parameter '{name}'.{SEE_THE_DOCS}") from None
                     raise _Refused(invalid_value(name, value)) from None
+                except _Refused:
+                    raise
+                except Exception as raised:  # MLflow's check raises too: its 500
+                    raise _Crashed(name) from raised
 
 
 def _apply(check: Check, value: Any) -> None:

@@ -408,12 +408,13 @@ def _changed(base: dict[str, Any], changes: list[tuple[str, Any]]) -> dict[str, 
 
 def _refused_by_the_gateway_alone(route: str, body: dict[str, Any], filled: bytes, store_failed: bool) -> bool:
     """The listed refusals MLflow does not make: an id of another type (MLflow acts on a partly parsed
-    message), a write MLflow would read only in part (it applies the part, or fails on it with 500), and a read it
-    would read only in part and fails on."""
+    message), a write MLflow would read only in part (it applies the part, or fails on it with 500), a read it
+    would read only in part and fails on, and a parameter whose check raises in MLflow's reading of the request
+    (`max_results: null`: it fails with 500; guard/malformed.py)."""
     import msgspec
 
     from gateway.core.route_table import declared
-    from gateway.federation.mlflow_requests import unread_part
+    from gateway.federation.mlflow_requests import crashing_parameter, unread_part
     from gateway.federation.schemas import RequestIds
 
     try:
@@ -421,6 +422,8 @@ def _refused_by_the_gateway_alone(route: str, body: dict[str, Any], filled: byte
     except msgspec.ValidationError:
         return True
     spec = declared(f"POST /mlflow/{route}")
+    if store_failed and crashing_parameter(spec, body, filled, "") is not None:
+        return True
     return (spec.writes or store_failed) and unread_part(spec, filled, "") is not None
 
 

@@ -7,6 +7,8 @@ itself never answers 500. Each case asks the store directly first, to show what 
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from typing import Any
 
@@ -266,3 +268,132 @@ def test_a_search_of_a_value_of_the_wrong_type_is_the_callers_error(
     assert answer.status_code == 400, answer.text
     error = _mlflow_error(answer)
     assert error["error_code"] == "INVALID_PARAMETER_VALUE" and next(iter(body)) in error["message"], error
+
+
+def _offset_token(offset: int) -> str:
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+SCORER = {"experiment_id": "{e}", "name": "missing"}
+EVENT = {"entity": "MODEL_VERSION", "action": "CREATED"}
+MODEL_JSON = {"artifact_path": "model", "flavors": {}, "utc_time_created": "2026-12-04 00:00:00.000000"}
+
+# (method, path, where the bad value goes, the call's fields with {e}, {r}, {d} for the experiment, run and dataset,
+# the bad value, a good one); "json" fields go in the body, "params" in the query.
+MALFORMED: list[tuple[str, str, str, dict[str, Any], str, Any, Any]] = [
+    ("POST", "/api/2.0/mlflow/runs/log-batch", "json", {"run_id": "{r}"}, "metrics", None, []),
+    (
+        "POST",
+        "/api/2.0/mlflow/runs/log-batch",
+        "json",
+        {"run_id": "{r}"},
+        "params",
+        ["p"],
+        [{"key": "p", "value": "1"}],
+    ),
+    ("POST", "/api/2.0/mlflow/runs/search", "json", {"experiment_ids": ["{e}"]}, "max_results", None, 5),
+    ("POST", "/api/2.0/mlflow/traces", "json", {"experiment_id": "{e}", "timestamp_ms": 1}, "tags", ["t"], []),
+    ("POST", "/api/2.0/mlflow/runs/log-model", "json", {"run_id": "{r}"}, "model_json", "-1", "MODEL"),
+    ("POST", "/api/3.0/mlflow/datasets/create", "json", {"name": "{n}"}, "tags", "-1", '{"a": "b"}'),
+    ("PATCH", "/api/3.0/mlflow/datasets/{d}/tags", "json", {}, "tags", "[]", '{"a": "b"}'),
+    ("POST", "/api/3.0/mlflow/datasets/{d}/records", "json", {}, "records", '{"a": 1}', '[{"inputs": {"q": "x"}}]'),
+    (
+        "POST",
+        "/api/3.0/mlflow/scorers/register",
+        "json",
+        {"experiment_id": "{e}", "name": "s"},
+        "serialized_scorer",
+        "[]",
+        "{}",
+    ),
+    ("GET", "/api/2.0/mlflow/traces", "params", {}, "experiment_ids", "abc", "{e}"),
+    (
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        "json",
+        {"experiment_ids": ["{e}"]},
+        "page_token",
+        "\u00b2",
+        _offset_token(1),
+    ),
+    (
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        "json",
+        {"experiment_ids": ["{e}"]},
+        "page_token",
+        "MTIz",
+        _offset_token(1),
+    ),
+    ("GET", "/api/2.0/mlflow/registered-models/search", "params", {}, "page_token", "\u00b2", _offset_token(1)),
+    (
+        "GET",
+        "/api/3.0/mlflow/label-schemas/list",
+        "params",
+        {"experiment_id": "{e}"},
+        "page_token",
+        "MTIz",
+        _offset_token(1),
+    ),
+    ("POST", "/api/2.0/mlflow/logged-models/search", "json", {"experiment_ids": ["{e}"]}, "page_token", "abc", None),
+    ("GET", "/api/3.0/mlflow/datasets/{d}/records", "params", {}, "page_token", "abc", "5"),
+    ("PUT", "/api/3.0/mlflow/scorers/online-config", "json", SCORER, "sample_rate", "abc", 0.5),
+    ("PATCH", "/api/2.0/mlflow/webhooks/missing", "json", {}, "events", [{"entity": "PROMPT"}], [EVENT]),
+    ("POST", "/api/2.0/mlflow/webhooks/missing/test", "json", {}, "event", {}, EVENT),
+]
+# The good value's answer where it is not 200: the scorer and webhook these name do not exist (the store reads the
+# bad value before it looks for them).
+GOOD_STATUS = {"sample_rate": 404, "events": 404, "event": 404}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "place", "fields", "name", "bad", "good"),
+    MALFORMED,
+    ids=[f"{case[1]}-{case[4]}-{case[5]!r}" for case in MALFORMED],
+)
+def test_a_malformed_value_the_store_fails_on_is_refused_before_it(
+    stack: Stack, method: str, path: str, place: str, fields: dict[str, Any], name: str, bad: Any, good: Any
+) -> None:
+    """A value MLflow 3.17.2 fails on with its own 500 (in its error shape or Flask's HTML page: `int(None)` of a
+    null `max_results`, `.get` of a list item or of JSON text that is no object, `base64.b64decode` of a page token
+    outside ASCII, `int('abc')` of a v2 trace search's experiment id, `float('abc')` of a scoring config's sample
+    rate, a webhook event naming no entity or action it knows): the caller's error, 400
+    INVALID_PARAMETER_VALUE naming the parameter, refused before the store, to an account admin too. The same call
+    with a value the store reads goes through."""
+    session = stack.http("team-a")
+    experiment_id = _experiment(stack)
+    run = session.post(f"{stack.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, timeout=60)
+    assert run.status_code == 200, run.text
+    run_id = run.json()["run"]["info"]["run_id"]
+    dataset = session.post(
+        f"{stack.url}/api/3.0/mlflow/datasets/create",
+        json={"name": unique("ds"), "experiment_ids": [experiment_id]},
+        timeout=TIMEOUT,
+    )
+    assert dataset.status_code == 200, dataset.text
+    names = {"e": experiment_id, "r": run_id, "d": dataset.json()["dataset"]["dataset_id"], "n": unique("ds")}
+
+    def filled(value: Any) -> Any:
+        if value == "MODEL":
+            return json.dumps({**MODEL_JSON, "run_id": run_id})
+        if isinstance(value, str):
+            for key, named in names.items():
+                value = value.replace(f"{{{key}}}", named)
+        if isinstance(value, list):
+            return [filled(item) for item in value]
+        return value
+
+    def call(caller: requests.Session, base: str, value: Any) -> requests.Response:
+        sent = {key: filled(item) for key, item in fields.items()}
+        if value is not None or place == "json":
+            sent[name] = filled(value)
+        return caller.request(method, f"{base}{filled(path)}", timeout=TIMEOUT, **{place: sent})
+
+    direct = call(requests.Session(), stack.stores["a"].url, bad)
+    assert direct.status_code == 500, (direct.status_code, direct.text[:300])
+    answer = call(session, stack.url, bad)
+    assert answer.status_code == 400, answer.text
+    error = _mlflow_error(answer)
+    assert error["error_code"] == "INVALID_PARAMETER_VALUE" and f"'{name}'" in error["message"], error
+    passed = call(session, stack.url, good)
+    assert passed.status_code == GOOD_STATUS.get(name, 200), passed.text

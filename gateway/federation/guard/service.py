@@ -21,6 +21,7 @@ from gateway.core.route_table import EXPERIMENTS_UPDATE, Resource, RouteSpec
 from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.experiments import found_experiment
+from gateway.federation.guard.malformed import refuse_malformed
 from gateway.federation.guard.nested import require_nested
 from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Protection, Undo
 from gateway.federation.guard.request import Plan, Request, refuse_out_of_range_numbers
@@ -117,7 +118,8 @@ class Guard:
 def refuse_unreadable(request: Request) -> None:
     """What the store cannot read and fails on with a 500 of its own, refused (400) whoever calls, once the caller
     is known to enter the workspace (to anyone else it does not exist): ids past a 64-bit integer, and the v2 and
-    v3 trace fields the store takes `int()` of or maps to nothing."""
+    v3 trace fields the store takes `int()` of or maps to nothing, and the malformed values of malformed.py."""
     refuse_out_of_range_numbers(request)
     if request.spec.resource is Resource.TRACE:
         refuse_unreadable_trace_fields(request)
+    refuse_malformed(request)
