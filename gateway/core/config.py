@@ -122,6 +122,9 @@ class ServerSettings(_Settings):
     # `GRANT SET ON PARAMETER temp_file_limit` (PostgreSQL 15+); without, statements run unlimited and say so in
     # the log.
     sql_temp_file_limit_mb: int = 256
+    # SQL statements: what one principal's stored results (kept 24 hours) may hold in all, in MiB; a result
+    # recorded past it closes the principal's oldest ones (state CLOSED, result gone). 0: no bound.
+    sql_results_mb_per_principal: int = 256
     # The account-wide index: how often each workspace's store is compared with it (0: never; a newly
     # linked workspace is backfilled within seconds either way unless this is 0).
     index_sync_interval_seconds: float = 300.0
@@ -623,6 +626,8 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError("server.sql_work_mem_mb: must be at least 1")
     if settings.server.sql_temp_file_limit_mb < 0:
         raise ConfigError("server.sql_temp_file_limit_mb: may not be negative (0 turns the limit off)")
+    if settings.server.sql_results_mb_per_principal < 0:
+        raise ConfigError("server.sql_results_mb_per_principal: may not be negative (0 turns the bound off)")
     if settings.server.sql_max_statements_per_principal < 0:
         raise ConfigError("server.sql_max_statements_per_principal: may not be negative (0 turns the cap off)")
     if settings.server.anonymous_denials_per_second < 0:

@@ -8,7 +8,8 @@ records its own backend pid, so any replica can cancel it.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,6 +94,20 @@ def _json(value: dict[str, Any] | None) -> str | None:
     return json.dumps(value, separators=(",", ":")) if value is not None else None
 
 
+def _size(stored: str | None) -> int | None:
+    """The bytes a result holds as stored: its JSON text (PostgreSQL's jsonb of it is about as large)."""
+    return len(stored.encode()) if stored is not None else None
+
+
+@asynccontextmanager
+async def _connection(db: asyncpg.Pool | asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as connection:
+            yield connection
+    else:
+        yield db
+
+
 def _parsed(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -105,6 +120,19 @@ def _parsed(value: Any) -> dict[str, Any] | None:
 LIVE_COUNT = (
     "SELECT count(*) FROM sql_statements WHERE COALESCE(counted_principal_id, principal_id) = $1 "
     "AND state IN ('PENDING', 'RUNNING') AND created_at > now() - make_interval(secs => $2)"
+)
+# A principal's results past its budget ($2 bytes), newest first: the ones to close, never statement $3 (the one just
+# finished, kept even when larger than the budget alone). It reads the partial index `sql_statements_results`
+# (migration 0050): the principal's kept results and their sizes, not the rows.
+RESULTS_KEPT = (
+    "SELECT statement_id FROM ("
+    "SELECT statement_id, SUM(result_bytes) OVER (ORDER BY finished_at DESC, statement_id DESC) AS kept "
+    "FROM sql_statements WHERE principal_id = $1 AND result_bytes IS NOT NULL"
+    ") AS newest_first WHERE kept > $2 AND statement_id <> $3"
+)
+CLOSE_PAST = (
+    "UPDATE sql_statements SET state = 'CLOSED', manifest = NULL, result = NULL, result_bytes = NULL "  # noqa: S608
+    f"WHERE statement_id IN ({RESULTS_KEPT}) AND principal_id = $1"
 )
 
 
@@ -127,17 +155,20 @@ class StatementRepository:
     ) -> None:
         """`counted_id`: the principal whose cap the statement counts against, when not `principal_id` (0041)."""
         finished = state not in ("PENDING", "RUNNING")
+        stored = _json(result)
         await self.db.execute(
             "INSERT INTO sql_statements (statement_id, principal_id, state, statement, manifest, result, finished_at, "
-            "counted_principal_id) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, CASE WHEN $7 THEN now() END, $8)",
+            "counted_principal_id, result_bytes) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, CASE WHEN $7 THEN now() END, $8, $9)",
             statement_id,
             principal_id,
             state,
             statement,
             _json(manifest),
-            _json(result),
+            stored,
             finished,
             counted_id if counted_id != principal_id else None,
+            _size(stored),
         )
 
     async def insert_pending_within(
@@ -186,19 +217,43 @@ class StatementRepository:
         manifest: dict[str, Any] | None = None,
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
+        keep_bytes: int = 0,
     ) -> bool:
-        """Record the outcome, unless the statement was cancelled (or expired) meanwhile."""
+        """Record the outcome, unless the statement was cancelled (or expired) meanwhile.
+
+        `keep_bytes` (0: no bound): what the principal's stored results may hold in all. Past it, a result just
+        recorded closes the principal's oldest results until the rest fit (`CLOSED`, as Databricks says of a
+        statement whose result can no longer be fetched); the new one stays, however large.
+        """
+        stored = _json(result)
         row = await self.db.fetchrow(
             "UPDATE sql_statements SET state = $2, manifest = $3::jsonb, result = $4::jsonb, error = $5::jsonb, "
-            "finished_at = now(), backend_pid = NULL "
-            "WHERE statement_id = $1 AND state IN ('PENDING', 'RUNNING') RETURNING statement_id",
+            "finished_at = now(), backend_pid = NULL, result_bytes = $6 "
+            "WHERE statement_id = $1 AND state IN ('PENDING', 'RUNNING') RETURNING principal_id",
             statement_id,
             state,
             _json(manifest),
-            _json(result),
+            stored,
             _json(error),
+            _size(stored),
         )
-        return row is not None
+        if row is None:
+            return False
+        if stored is not None and keep_bytes > 0:
+            await self._close_past(int(row["principal_id"]), keep_bytes, statement_id)
+        return True
+
+    async def _close_past(self, principal_id: int, keep_bytes: int, newest: str) -> None:
+        """Close the principal's oldest results past `keep_bytes`, under the principal's lock (the one submissions
+        take), so two statements finishing at once close them one after the other."""
+        async with _connection(self.db) as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1, $2)", int(LockClass.SQL_PRINCIPAL), principal_id)
+            await connection.execute(
+                CLOSE_PAST,
+                principal_id,
+                keep_bytes,
+                newest,
+            )
 
     async def get(self, statement_id: str) -> StoredStatement | None:
         row = await self.db.fetchrow(

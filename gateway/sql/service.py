@@ -92,6 +92,7 @@ log = logging.getLogger(__name__)
 WAIT_RE = re.compile(r"^(\d{1,2})s\Z", re.ASCII)
 DECIMAL_RE = re.compile(r"^DECIMAL\((\d{1,2}),\s*(\d{1,2})\)\Z", re.ASCII)
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"
+CLOSED = "CLOSED"  # succeeded, and its result closed to keep the principal's results within their budget
 # A principal names can never contain a comma: this owner can only be the bootstrap admin.
 BOOTSTRAP_OWNER = "bootstrap,admin"
 RETENTION_SECONDS = 24 * 3600  # statements and their results are kept this long
@@ -167,6 +168,7 @@ class SqlService:
         self._timeout = settings.server.sql_statement_timeout_seconds
         self._row_cap = settings.server.sql_row_cap
         self._cap = settings.server.sql_max_statements_per_principal
+        self._results_bytes = settings.server.sql_results_mb_per_principal * 1024 * 1024
         self._access = access
         self._sessionmaker = sessionmaker
         self._runner = runner
@@ -224,6 +226,11 @@ class SqlService:
 
     async def chunk(self, principal: Principal, statement_id: str, chunk_index: int) -> ResultData:
         stored = await self._stored(statement_id, principal)
+        if stored.state == CLOSED:
+            raise InvalidParameter(
+                f"Statement {statement_id} has no result to read any more: it was closed to keep your stored results "
+                "within server.sql_results_mb_per_principal. Run it again."
+            )
         if stored.state != SUCCEEDED or stored.manifest is None:
             raise InvalidParameter(f"Statement {statement_id} has no result to read (its state is {stored.state}).")
         manifest = msgspec.convert(stored.manifest, ResultManifest)
@@ -426,7 +433,12 @@ class SqlService:
         try:
             pool = await self._runner.pool()
             await StatementRepository(pool).finish(
-                statement_id, outcome.state, manifest=outcome.manifest, result=outcome.result, error=outcome.error
+                statement_id,
+                outcome.state,
+                manifest=outcome.manifest,
+                result=outcome.result,
+                error=outcome.error,
+                keep_bytes=self._results_bytes,
             )
         except Exception as exc:  # the statement stays RUNNING until a reader expires it
             log.warning("sql statement %s: outcome not recorded: %s", statement_id, type(exc).__name__)
