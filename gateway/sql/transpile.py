@@ -21,7 +21,7 @@ from sqlglot.dialects.postgres import Postgres
 from sqlglot.generators.postgres import PostgresGenerator
 
 from gateway.core.errors import InvalidParameter
-from gateway.sql import rollup
+from gateway.sql import fences, rollup
 from gateway.sql.catalog import (
     ARRAY_COLUMNS,
     DOUBLE_COLUMNS,
@@ -127,7 +127,7 @@ def substitute(query: Query, sources: Mapping[TableName, exp.Query]) -> exp.Quer
             # Unaliased references keep their name as alias, so `runs_latest.run_id` still resolves.
             alias = exp.TableAlias(this=exp.to_identifier(name.name))
         source = sources[name].copy()
-        table.replace(exp.Subquery(this=source if name.is_system else fence(source), alias=alias.copy()))
+        table.replace(exp.Subquery(this=source if name.is_system else fences.mark(fence(source)), alias=alias.copy()))
     return tree
 
 
@@ -140,7 +140,9 @@ def fence(view: exp.Query) -> exp.Query:
     condition that fails or not is a yes/no question about any hidden row). A subquery with an OFFSET is
     neither pulled up nor given outer conditions (a security_barrier view in all but name), so the reader's
     expressions only ever see the rows the view lets through. One with a LIMIT or OFFSET of its own, or a set
-    operation, is wrapped in `SELECT * FROM (...) OFFSET 0`.
+    operation, is wrapped in `SELECT * FROM (...) OFFSET 0`. What of the reader's cannot fail on any row is moved
+    inside afterwards (fences.narrow: leakproof comparisons of plain columns, and the order and limit of a plain
+    read of one view), as PostgreSQL lets leakproof conditions into a security_barrier view.
     """
     if isinstance(view, exp.Select) and not view.args.get("limit") and not view.args.get("offset"):
         view.set("offset", exp.Offset(expression=exp.Literal.number(0)))
@@ -186,6 +188,7 @@ def _compile(tree: exp.Query, identity: Identity, parameter_types: Mapping[str, 
     _fold_table_names(tree)
     if counts:
         rollup.use_counts(tree, _kind)
+    fences.narrow(tree)
     _fence_expansion(tree)
     _guard_values(tree)
     return CompiledQuery(_GENERATOR.generate(tree, copy=False), names)
