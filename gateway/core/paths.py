@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlparse, urlunparse
 
 from gateway.core.errors import InvalidParameter
 
@@ -16,7 +16,8 @@ def canonical_artifact_path(raw: str, *, allow_empty: bool = False) -> str:
 
     The path arrives already percent-decoded once by the HTTP server. Anything that would decode
     again into a traversal (`%2e%2e`, `%252e`, `%2f`), a backslash, a `;` parameter, an absolute path,
-    a drive letter, or a `.`/`..` segment is refused, so the store sees exactly the path we checked.
+    a drive letter, a `.`/`..` segment, or a path the store reads as another one (`_as_the_store_reads`:
+    `workspaces?`, `?`, `file:`) is refused, so the store acts on exactly the path we checked.
     """
     path = raw
     if path.startswith("/"):
@@ -34,7 +35,30 @@ def canonical_artifact_path(raw: str, *, allow_empty: bool = False) -> str:
     for segment in path.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidParameter(f"Invalid artifact path: {path!r}. Empty, '.' and '..' segments are not allowed.")
+    read = _as_the_store_reads(path)
+    if read is None:
+        raise InvalidParameter(f"Invalid artifact path: {path!r} is not a path the store can read.")
+    if read != path:
+        raise InvalidParameter(f"Invalid artifact path: {path!r}. The store would read it as {read!r}.")
     return path
+
+
+def _as_the_store_reads(path: str) -> str | None:
+    """The path MLflow 3.17.2 acts on when given `path` (`validate_path_is_safe`, every artifact route).
+
+    It reads a path as a URL (`urlunparse(urlparse(path))`), which drops an empty query or fragment at its end
+    (`workspaces?` is `workspaces`, `?` and `#` are the empty path) and lower-cases a scheme; and it reads a
+    `file:` URI as the local path it names (`file:` is the empty path, others the absolute `/...` it refuses).
+    Percent escapes, which it decodes too, are refused before this is asked.
+    """
+    try:
+        parsed = urlparse(path)
+        read = urlunparse(parsed)
+    except ValueError:  # MLflow's own parse fails too
+        return None
+    if parsed.scheme == "file":
+        return urlparse(read).path
+    return read
 
 
 def artifact_workspace(path: str) -> str | None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -228,6 +229,50 @@ def test_a_manager_of_a_stores_default_workspace_reaches_no_other_workspace_of_t
     listed = legacy.get(f"{url}{ARTIFACTS}", params={"path": own}, timeout=TIMEOUT)
     assert listed.status_code == 200 and [f["path"] for f in listed.json()["files"]] == ["notes.txt"], listed.text
     assert legacy.get(f"{url}{ARTIFACTS}", timeout=TIMEOUT).status_code == 200
+    # lab's central copies are all there.
+    assert reach.central_file("run", victim.run_id, "model.pkl") == b"alice's weights"
+    assert reach.central_file("model", victim.model_id, "model.pkl") == b"alice's weights"
+
+
+def test_a_manager_of_a_stores_default_workspace_reaches_no_other_workspace_by_the_stores_own_spellings(
+    reach: Reach, people: dict[str, Any], victim: Victim
+) -> None:
+    """MLflow reads every artifact route's path as a URL (`validate_path_is_safe`): an empty query or fragment at
+    its end is dropped and a `file:` URI is read as the path it names. So `workspaces?` (`workspaces#`) was the bare
+    `workspaces` folder the gateway refuses, and `?`, `#` and `file:` the empty path, which `default` serves as the
+    root of the whole artifact store: Mallory, who manages `legacy` (the central store's `default`), listed every
+    other workspace of the store, and one DELETE of `workspaces?` (or of `?`) removed all their files."""
+    url, mallory = reach.gateway.url, reach.admin.person(unique("mallory") + "@example.com")
+    reach.admin.grant("workspaces/legacy", "CAN_MANAGE", user=mallory.name)
+    legacy = reach.http("legacy", mallory.token)
+    spellings = [("workspaces?", "workspaces"), ("Workspaces#", "Workspaces"), ("?", ""), ("#", "")]
+    for path, read in [*spellings, ("file:", ""), ("FILE:", ""), ("file:?workspaces", "")]:
+        message = f"Invalid artifact path: {path!r}. The store would read it as {read!r}."
+        for method, target, params in [
+            ("GET", f"{url}{ARTIFACTS}", {"path": path}),
+            ("GET", f"{url}{ARTIFACTS}/{quote(path)}", None),
+            ("PUT", f"{url}{ARTIFACTS}/{quote(path)}", None),
+            ("DELETE", f"{url}{ARTIFACTS}/{quote(path)}", None),
+        ]:
+            answer = legacy.request(method, target, params=params, data=b"x" if method == "PUT" else None)
+            assert answer.status_code == 400, f"{method} {path}: {answer.status_code} {answer.text}"
+            assert answer.json() == mlflow_error("INVALID_PARAMETER_VALUE", message), answer.text
+    # A run's files through the UI's routes (`path` relative to the run): the store reads it as the gateway does.
+    alice = reach.http("lab", people["alice"].token)
+    for route in ("/get-artifact", "/ajax-api/2.0/mlflow/upload-artifact"):
+        method = "POST" if "upload" in route else "GET"
+        params = {"run_uuid": victim.run_id, "run_id": victim.run_id, "path": "model.pkl?"}
+        headers = {"Content-Type": "application/octet-stream"}
+        answer = alice.request(method, f"{url}{route}", params=params, data=b"x", headers=headers)
+        assert answer.status_code == 400, f"{route}: {answer.status_code} {answer.text}"
+    # Files whose names hold a `?` or `:` the store keeps as written are written and read as before.
+    own = _experiment(legacy, url)
+    for name in ("what?.txt", "model:v1.txt"):
+        assert _put(legacy, url, f"{own}/{quote(name)}", name.encode()).status_code == 200, name
+        got = legacy.get(f"{url}{ARTIFACTS}/{own}/{quote(name)}", timeout=TIMEOUT)
+        assert got.status_code == 200 and got.content == name.encode(), got.text
+    listed = legacy.get(f"{url}{ARTIFACTS}", params={"path": own}, timeout=TIMEOUT)
+    assert sorted(f["path"] for f in listed.json()["files"]) == ["model:v1.txt", "what?.txt"]
     # lab's central copies are all there.
     assert reach.central_file("run", victim.run_id, "model.pkl") == b"alice's weights"
     assert reach.central_file("model", victim.model_id, "model.pkl") == b"alice's weights"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mlflow.exceptions import MlflowException
+from mlflow.utils.uri import validate_path_is_safe
 
 from gateway.core.errors import InvalidParameter
 from gateway.core.paths import canonical_artifact_path, refuse_bare_workspaces, rewrite_artifact_workspace
@@ -63,3 +67,36 @@ def test_a_bare_workspaces_folder_is_refused(path: str) -> None:
 @pytest.mark.parametrize("path", ["", "1", "workspaces/team-a", "workspaces/team-a/1/x", "1/workspaces", "workspacesx"])
 def test_paths_naming_a_workspace_or_none_pass(path: str) -> None:
     refuse_bare_workspaces(path)
+
+
+@pytest.mark.parametrize(
+    "path", ["workspaces?", "Workspaces#", "?", "#", "file:", "FILE:", "file:?x", "1/run/artifacts/x?", "Ab:x"]
+)
+def test_a_path_the_store_reads_as_another_is_refused(path: str) -> None:
+    """MLflow reads an artifact path as a URL: `workspaces?` as `workspaces`, `?`, `#` and `file:` as the root."""
+    with pytest.raises(InvalidParameter, match="The store would read it as"):
+        canonical_artifact_path(path)
+
+
+@pytest.mark.parametrize("path", ["x?y", "?x", "a#b", "model:v1/x", "1:2", "... ", "100%", "file", "é/ü"])
+def test_a_path_the_store_reads_as_given_passes(path: str) -> None:
+    assert canonical_artifact_path(path) == path
+
+
+_path_text = st.sampled_from(["workspaces", "file", "FILE", "1", "a", ":", "?", "#", "%", ".", " ", "é", "/"])
+
+
+@settings(max_examples=2000)
+@given(st.lists(_path_text, min_size=1, max_size=6).map("".join))
+def test_the_store_acts_on_exactly_the_path_the_guard_checked(path: str) -> None:
+    """Differential against MLflow's own reading of every artifact route's path (`validate_path_is_safe`): a path
+    the gateway lets through is one the store refuses, or reads as exactly that path."""
+    try:
+        checked = canonical_artifact_path(path)
+    except InvalidParameter:
+        return
+    try:
+        read = validate_path_is_safe(checked)
+    except MlflowException:
+        return
+    assert read == checked
