@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.core.errors import mlflow_error
 from gateway.devstack import GatewayProcess, MlflowServer
@@ -276,6 +278,35 @@ def test_a_manager_of_a_stores_default_workspace_reaches_no_other_workspace_by_t
     # lab's central copies are all there.
     assert reach.central_file("run", victim.run_id, "model.pkl") == b"alice's weights"
     assert reach.central_file("model", victim.model_id, "model.pkl") == b"alice's weights"
+
+
+# Pieces of artifact paths: MLflow's URL reading (`?`, `#`, `file:`, schemes), traversal and escapes, Unicode dots.
+_PIECES = ["x", "workspaces", "?", "#", "file:", "FILE:", "Ab:", ":", ".", "..", " ", "\uff0e", "%3F", ";"]
+_PIECE = st.sampled_from(_PIECES)
+_SEGMENT = st.lists(_PIECE, min_size=1, max_size=3).map("".join)
+
+
+@pytest.fixture(scope="module")
+def legacy_experiment(reach: Reach) -> str:
+    return _experiment(reach.http("legacy"), reach.gateway.url)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(under_experiment=st.booleans(), folders=st.lists(_SEGMENT, max_size=2), ending=st.lists(_PIECE, max_size=2))
+def test_an_upload_the_gateway_lets_through_lands_at_the_path_it_checked(
+    reach: Reach, legacy_experiment: str, under_experiment: bool, folders: list[str], ending: list[str]
+) -> None:
+    """Differential against the store itself: an upload into `legacy` (the central store's `default`, whose files
+    lie at the root of its artifact folder) that the gateway lets through is either refused by the store or
+    written at exactly the path the guard checked, read from the store's disk. Before, `<experiment>/notes?` and
+    `<experiment>/notes#` were written as `<experiment>/notes`, and `Ab:/notes` as `ab:/notes`."""
+    name = unique("file") + "".join(ending)  # a new file each time, never a folder of an earlier one
+    path = "/".join([legacy_experiment, *folders, name] if under_experiment else [*folders, name])
+    content = name.encode()
+    answer = reach.http("legacy").put(f"{reach.gateway.url}{ARTIFACTS}/{quote(path)}", data=content, timeout=TIMEOUT)
+    if answer.status_code == 200:
+        on_disk = reach.central.root / "artifacts" / path
+        assert on_disk.is_file() and on_disk.read_bytes() == content, f"{path!r} was written elsewhere"
 
 
 def test_an_experiment_given_a_renamed_experiments_old_name_gets_a_central_copy_of_its_own(
