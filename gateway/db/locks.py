@@ -36,6 +36,9 @@ class LockClass(IntEnum):
     GROUP_NESTING = 7010  # a group put into a group, one at a time (key: 0; transaction-scoped: principals/service.py)
     ACCOUNT_ADMINS = 7011  # an admin's role, active flag or row changed, one at a time (key: 0; transaction-scoped)
     REGISTRY_SOURCES = 7021  # one read of a workspace's protected model versions at a time (key: workspace id; session)
+    # One append to a registered model's activity log at a time, so each row takes the model's next number
+    # (key: hashtext of the model's id; transaction-scoped: registry/repository.py).
+    REGISTRY_ACTIVITY = 7022
 
 
 MIGRATION_LOCK = 7_351_001  # schema migrations, one replica at a time

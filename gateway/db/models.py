@@ -282,6 +282,8 @@ class RegistryActivityRow(Base):
     request_id: Mapped[int | None] = mapped_column(BigInteger)  # the request it opened, decided or cancelled
     comment_id: Mapped[str | None] = mapped_column(String(32))  # NEW_COMMENT: the comment (its text lives there)
     alias: Mapped[str | None] = mapped_column(String(256))  # the alias activities (migration 0018)
+    # 1, 2, 3, ... within the model (migration 0051): what the API shows and pages by (`id` is never shown).
+    number: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -411,7 +411,7 @@ def _alias_call(call: ForwardCall) -> _AliasCall:
 def _request_activity(request: StoredRequest, actions: list[str]) -> Activity:
     """An open alias request as its REQUESTED_ALIAS activity, with what the caller may do."""
     return Activity(
-        id=str(request.activity_id if request.activity_id is not None else request.id),
+        id=str(request.activity_id) if request.activity_id is not None else "",  # never the request's row id
         activity_type=ActivityType.REQUESTED_ALIAS,
         user_id=request.requested_by,
         creation_timestamp=request.created_ms,

@@ -1,9 +1,13 @@
 """Every SQL statement of the registry workflow: requests, comments and the activity log (migration 0016), protected
-aliases and alias requests (migration 0018)."""
+aliases and alias requests (migration 0018).
+
+A model's activities are numbered 1, 2, 3, ... within the model (migration 0051): the number is what the API shows
+as an activity's id and pages by. The account-wide row id is never shown: its gaps would tell a reader of one
+model how much happens in the registries of workspaces they may not see."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +15,7 @@ from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.locks import LockClass
 from gateway.db.models import (
     RegistryActivityRow,
     RegistryCommentRow,
@@ -40,7 +45,7 @@ class StoredRequest:
     state: str  # open | approved | rejected | cancelled
     created_ms: int
     decided_by: str | None
-    activity_id: int | None = None  # its REQUESTED_TRANSITION activity (listings of open requests)
+    activity_id: int | None = None  # its request activity's number in the model's log (listings of open requests)
     alias: str | None = None  # an alias request: the alias to point at the version
     requested_by_id: int | None = None  # principals.id of the requester (None: the bootstrap admin, or unknown)
 
@@ -63,7 +68,7 @@ class NewActivity:
 
 @dataclass(frozen=True, slots=True)
 class StoredActivity:
-    id: int
+    id: int  # its number within the model's log (`number`), never the row's account-wide id
     version: str
     activity_type: str
     user_id: str
@@ -190,7 +195,22 @@ class RegistryRepository:
 
     # -- activities ---------------------------------------------------------------------------------
 
+    async def lock_logs(self, model_ids: Iterable[str]) -> None:
+        """Take the models' activity-log locks for the transaction, in one order (a transaction appending to two
+        models, as a promotion does, never waits on another that holds them the other way round)."""
+        for model_id in sorted(set(model_ids)):
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(:lock_class, hashtext(:model_id))"),
+                {"lock_class": int(LockClass.REGISTRY_ACTIVITY), "model_id": model_id},
+            )
+
     async def append(self, workspace_id: int, model_id: str, activity: NewActivity) -> StoredActivity:
+        """Append the activity with the model's next number. The model's lock, held to the end of the transaction,
+        makes appends to one model one at a time: the number after the highest committed is free, and numbers
+        become visible in the order they were given (a page never misses one that a later page would need)."""
+        await self.lock_logs([model_id])  # taken again in one transaction is a no-op
+        log = RegistryActivityRow
+        following = select(func.coalesce(func.max(log.number), 0) + 1).where(log.model_id == model_id).scalar_subquery()
         result = await self.session.execute(
             insert(RegistryActivityRow)
             .values(
@@ -206,13 +226,14 @@ class RegistryRepository:
                 request_id=activity.request_id,
                 comment_id=activity.comment_id,
                 alias=activity.alias,
+                number=following,
             )
-            .returning(RegistryActivityRow.id, RegistryActivityRow.created_at)
+            .returning(RegistryActivityRow.number, RegistryActivityRow.created_at)
         )
-        activity_id, created_at = result.one()
+        number, created_at = result.one()
         created = millis(created_at)
         return StoredActivity(
-            activity_id,
+            number,
             activity.version,
             activity.activity_type,
             activity.user_id,
@@ -227,21 +248,21 @@ class RegistryRepository:
         )
 
     async def log(
-        self, model_id: str, version: str | None, *, before_id: int | None = None, limit: int = 100
+        self, model_id: str, version: str | None, *, before: int | None = None, limit: int = 100
     ) -> list[StoredActivity]:
-        """Newest first: a model's activities (one version's, if given), NEW_COMMENT with its comment's
-        current text and update time (or marked deleted)."""
+        """Newest first: a model's activities (one version's, if given) numbered below `before`, NEW_COMMENT with
+        its comment's current text and update time (or marked deleted)."""
         statement = (
             select(RegistryActivityRow, RegistryCommentRow.comment, RegistryCommentRow.updated_at)
             .outerjoin(RegistryCommentRow, RegistryCommentRow.id == RegistryActivityRow.comment_id)
             .where(RegistryActivityRow.model_id == model_id)
-            .order_by(RegistryActivityRow.id.desc())
+            .order_by(RegistryActivityRow.number.desc())
             .limit(limit)
         )
         if version is not None:
             statement = statement.where(RegistryActivityRow.version == version)
-        if before_id is not None:
-            statement = statement.where(RegistryActivityRow.id < before_id)
+        if before is not None:
+            statement = statement.where(RegistryActivityRow.number < before)
         result = await self.session.execute(statement)
         activities = []
         for row, text_now, updated_at in result.all():
@@ -249,7 +270,7 @@ class RegistryRepository:
             is_comment = row.comment_id is not None
             activities.append(
                 StoredActivity(
-                    row.id,
+                    row.number,
                     row.version,
                     row.activity_type,
                     row.user_id,
@@ -351,12 +372,14 @@ class RegistryRepository:
     async def _open(
         self, model_id: str, activity_type: str, conditions: list[ColumnElement[bool]]
     ) -> list[StoredRequest]:
-        """The model's open requests that meet `conditions`, newest first, each with its `activity_type` row."""
+        """The model's open requests that meet `conditions`, newest first, each with its `activity_type` row's
+        number."""
         result = await self.session.execute(
-            select(RegistryRequestRow, RegistryActivityRow.id)
+            select(RegistryRequestRow, RegistryActivityRow.number)
             .outerjoin(
                 RegistryActivityRow,
-                (RegistryActivityRow.request_id == RegistryRequestRow.id)
+                (RegistryActivityRow.model_id == RegistryRequestRow.model_id)
+                & (RegistryActivityRow.request_id == RegistryRequestRow.id)
                 & (RegistryActivityRow.activity_type == activity_type),
             )
             .where(RegistryRequestRow.model_id == model_id, RegistryRequestRow.state == OPEN, *conditions)

@@ -22,7 +22,9 @@ that refuses or does not answer leaves the request open and the approver sees th
 again is safe, a transition to the stage a version is in changes nothing.
 
 Activities are keyed by the gateway's immutable id of the model (`registered_models.id`), so a rename
-keeps the log; a model deleted and created again under its name is a new model with a new log.
+keeps the log; a model deleted and created again under its name is a new model with a new log. An activity's id
+(also the log's page token, an open request's id and a webhook payload's `activity_id`) is its number within the
+model's log, 1, 2, 3, ...: activity in other models, and other workspaces, changes none of it.
 """
 
 from __future__ import annotations
@@ -702,7 +704,7 @@ class RegistryWorkflow:
             raise InvalidParameter("Invalid page_token.")
         async with self._sessionmaker() as session:
             found = await RegistryRepository(session).log(
-                model.id, version, before_id=int(page_token) if page_token else None, limit=max_results + 1
+                model.id, version, before=int(page_token) if page_token else None, limit=max_results + 1
             )
         page = found[:max_results]
         return [_activity(a) for a in page], str(page[-1].id) if len(found) > max_results else None
@@ -717,6 +719,9 @@ class RegistryWorkflow:
         """Activities of several models (both sides of a promotion), with their audit rows, in one transaction;
         `first` runs in it before them (and may raise to write none)."""
         async with self._sessionmaker() as session, session.begin():
+            # Every model's log lock first, in one order (`first` may append to one of them too): two promotions
+            # each way between two models never hold one lock each and wait for the other.
+            await RegistryRepository(session).lock_logs(model.id for model, _ in entries)
             if first is not None:
                 await first(session)
             for model, activity in entries:
@@ -827,7 +832,7 @@ def _activity(stored: StoredActivity) -> Activity:
 def _request_activity(request: StoredRequest, current_stage: str, actions: list[str]) -> Activity:
     """An open request as Databricks lists it: its REQUESTED_TRANSITION activity, with what the caller may do."""
     return Activity(
-        id=str(request.activity_id if request.activity_id is not None else request.id),
+        id=str(request.activity_id) if request.activity_id is not None else "",  # never the request's row id
         activity_type=ActivityType.REQUESTED_TRANSITION,
         user_id=request.requested_by,
         creation_timestamp=request.created_ms,
