@@ -39,6 +39,9 @@ class LockClass(IntEnum):
     # One append to a registered model's activity log at a time, so each row takes the model's next number
     # (key: hashtext of the model's id; transaction-scoped: registry/repository.py).
     REGISTRY_ACTIVITY = 7022
+    # One new promotion request per target workspace at a time, so each takes the workspace's next number
+    # (key: workspace id; transaction-scoped: registry/promotion_requests.py).
+    REGISTRY_PROMOTION_REQUEST = 7023
 
 
 MIGRATION_LOCK = 7_351_001  # schema migrations, one replica at a time

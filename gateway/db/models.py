@@ -373,6 +373,8 @@ class RegistryPromotionRequestRow(Base):
     decided_by: Mapped[str | None] = mapped_column(Text)
     decision_comment: Mapped[str | None] = mapped_column(Text)
     target_version: Mapped[str | None] = mapped_column(String(20))  # the copy, once approved
+    # 1, 2, 3, ... within the target workspace (migration 0052): the request's id in the API (`id` is never shown).
+    number: Mapped[int] = mapped_column(BigInteger)
     # Gateway groups the requester's identity provider named in the request's credential (migration 0031).
     requester_groups: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
 

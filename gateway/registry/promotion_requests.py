@@ -21,6 +21,9 @@ people ask instead:
   request is never closed while its approval copies, nor copied once closed;
 - `GET .../promotion-requests/list?state=open|all`: the requests the caller made or may decide.
 
+A request's id is its number within its target workspace (1, 2, 3, ...; migration 0052), given under the
+workspace's lock in the transaction that records it: requests into other workspaces change none of it.
+
 Requests, decisions and cancellations land on the source version's activity log (REQUESTED_PROMOTION,
 APPROVED_PROMOTION, REJECTED_PROMOTION, CANCELLED_PROMOTION; the target model may not exist before the
 approval) with their audit rows and webhooks (PROMOTION_REQUEST_*).
@@ -31,7 +34,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,6 +53,7 @@ from gateway.core.errors import (
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.numbers import is_number
 from gateway.core.principal import Principal
+from gateway.db.locks import LockClass
 from gateway.db.models import RegistryPromotionRequestRow, RegistryPromotionSettingsRow
 from gateway.registry.promotion import Checked, Promoted, Promotions
 from gateway.registry.repository import NewActivity, millis
@@ -152,8 +156,18 @@ class PromotionRequests:
         checked = await self._promotions.check(principal, link, qualified, version, target_name)
         try:
             async with self._sessionmaker() as session, session.begin():
+                # The workspace's next number: one new request of the workspace at a time takes it.
+                await session.execute(
+                    text("SELECT pg_advisory_xact_lock(:lock_class, :workspace_id)"),
+                    {"lock_class": int(LockClass.REGISTRY_PROMOTION_REQUEST), "workspace_id": link.workspace_id},
+                )
+                table = RegistryPromotionRequestRow
+                number = await session.scalar(
+                    select(func.coalesce(func.max(table.number), 0) + 1).where(table.workspace_id == link.workspace_id)
+                )
                 row = RegistryPromotionRequestRow(
                     workspace_id=link.workspace_id,
+                    number=number,
                     source_workspace_id=checked.source.workspace_id,
                     source_model_id=checked.source_id,
                     source_name=f"{checked.source.name}.{checked.name}",
@@ -207,7 +221,7 @@ class PromotionRequests:
             # The name was resolved again: another model has it now (the asked-for one renamed away, or deleted
             # and another made under its name), and copying it would promote what nobody asked to.
             raise InvalidState(
-                f"{row.source_name} is another model than when promotion request {row.id} was made (renamed, or "
+                f"{row.source_name} is another model than when promotion request {row.number} was made (renamed, or "
                 "deleted and made again, since): reject this request and ask again."
             )
         if not self._promotions.may_approve(principal, link, checked.target_id):
@@ -259,12 +273,16 @@ class PromotionRequests:
         missing = f"Promotion request '{str(request_id)[:40]}' not found"
         if not is_number(str(request_id)):
             raise ResourceNotFound(missing)
+        table = RegistryPromotionRequestRow
         async with self._sessionmaker() as session:
-            row = await session.get(RegistryPromotionRequestRow, int(request_id))
-        if row is None or row.workspace_id != link.workspace_id or not await self._concerns(principal, link, row):
+            # Its number in this workspace (its row id is never shown: that counts every workspace's requests).
+            row = await session.scalar(
+                select(table).where(table.workspace_id == link.workspace_id, table.number == int(request_id))
+            )
+        if row is None or not await self._concerns(principal, link, row):
             raise ResourceNotFound(missing)
         if row.state != OPEN:
-            raise InvalidState(f"Promotion request {row.id} is already {row.state}.")
+            raise InvalidState(f"Promotion request {row.number} is already {row.state}.")
         return row
 
     async def _close(
@@ -314,7 +332,7 @@ class PromotionRequests:
             .returning(table.id)
         )
         if closed.first() is None:
-            raise InvalidState(f"Promotion request {row.id} was decided or cancelled meanwhile.")
+            raise InvalidState(f"Promotion request {row.number} was decided or cancelled meanwhile.")
 
     async def _log(
         self,
@@ -338,7 +356,9 @@ class PromotionRequests:
             activity,
             principal.name,
             comment=comment,
-            system_comment=f"Promotion into {where} (request {row.id}).",
+            # No request number: the source model's readers may not see the target workspace, and its numbers
+            # would tell them how many promotions it is asked for.
+            system_comment=f"Promotion into {where}.",
             request_id=row.id,
         )
 
@@ -351,7 +371,7 @@ class PromotionRequests:
             return Principal(name=row.requested_by, kind="bootstrap", account_admin=True)
         info = snapshot.principal(row.requested_by_id)
         if info is None or not info.active:
-            raise InvalidState(f"The requester of promotion request {row.id} is disabled or deleted; reject it.")
+            raise InvalidState(f"The requester of promotion request {row.number} is disabled or deleted; reject it.")
         return snapshot.acting_for(info, row.requester_groups or ())
 
     async def _concerns(self, principal: Principal, link: WorkspaceLink, row: RegistryPromotionRequestRow) -> bool:
@@ -391,7 +411,7 @@ class PromotionRequests:
             if is_principal(principal, row.requested_by_id) or self._manages(principal, link):
                 actions.append(CANCEL)
         return PromotionRequest(
-            id=str(row.id),
+            id=str(row.number),
             name=row.source_name,
             version=row.source_version,
             target_name=row.target_name,

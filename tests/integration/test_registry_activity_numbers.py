@@ -3,7 +3,8 @@ activities' ids, the log's page tokens, the ids of open requests, a webhook payl
 of the registry activity of other models and other workspaces. Against a real gateway, real stores and real
 PostgreSQL: activity in team-b changes none of a team-a model's numbers; appends at the same moment take distinct,
 consecutive numbers and a page walked while they land shows every activity once; migration 0051 numbers the rows
-already recorded, past the log's append-only trigger, which still holds afterwards.
+already recorded, past the log's append-only trigger, which still holds afterwards. Promotion requests likewise
+count within their target workspace (migration 0052).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gateway.db.migrate import alembic_config, upgrade
 from gateway.registry.repository import NewActivity, RegistryRepository
 from tests.conftest import OUTBOUND_PORT, Stack
 from tests.integration.test_identity_migration import fresh_database, run
+from tests.integration.test_registry_promotion import promotable_to_a_reader
 from tests.integration.test_registry_workflow import (
     WORKSPACE,
     Org,
@@ -237,8 +239,21 @@ def test_the_migration_numbers_each_models_recorded_activities_and_the_log_stays
         for workspace, model in [(1, "m"), (2, "other"), (1, "m"), (2, "other"), (2, "other"), (1, "m")]
     ]
 
+    asked = (
+        "INSERT INTO registry_promotion_requests (workspace_id, source_workspace_id, source_model_id, source_name, "
+        "source_version, target_name, requested_by) VALUES ($1, 1, 'm', 'a.m', '1', $2, 'someone') RETURNING id"
+    )
+    requests_made = [
+        (workspace, int(run(url, asked, workspace, f"t{n}")[0]["id"])) for n, workspace in enumerate([2, 3, 2, 2, 3])
+    ]
+
     upgrade(url, "head")
 
+    request_numbers = {
+        int(r["id"]): (r["workspace_id"], r["number"])
+        for r in run(url, "SELECT id, workspace_id, number FROM registry_promotion_requests")
+    }
+    assert [request_numbers[row_id] for _, row_id in requests_made] == [(2, 1), (3, 1), (2, 2), (2, 3), (3, 2)]
     numbered = {int(r["id"]): (r["model_id"], r["number"]) for r in run(url, "SELECT * FROM registry_activities")}
     assert [numbered[row_id] for _, row_id in made] == [
         ("m", 1),
@@ -252,3 +267,46 @@ def test_the_migration_numbers_each_models_recorded_activities_and_the_log_stays
         run(url, "UPDATE registry_activities SET number = number + 10 WHERE model_id = 'm'")
     with pytest.raises(asyncpg.PostgresError, match="duplicate key"):
         run(url, statement.replace("user_id)", "user_id, number)").replace("'someone')", "'someone', 2)"), 1, "m")
+
+
+def test_promotion_requests_into_another_workspace_change_none_of_a_workspaces_request_ids(
+    mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = mlflow_env
+    name, _, _, requester = promotable_to_a_reader(stack, monkeypatch, "numbered", "requester")
+    admin = Admin.of(stack)
+    admin.grant("workspaces/team-c", "CAN_USE", user=requester.name)
+    base = f"{stack.url}/api/2.0/fedgate/registry"
+
+    def need_approval(workspace: str, need: bool) -> None:
+        setting = {"promotions_need_approval": need}
+        answer = admin.http(workspace).patch(f"{base}/promotion-settings", json=setting, timeout=60)
+        assert answer.status_code == 200, answer.text
+
+    made: list[tuple[str, str]] = []
+
+    def ask(workspace: str) -> str:
+        body = {"name": f"team-a.{name}", "version": "1", "target_name": unique("numbered-target")}
+        answer = requester.http(stack, workspace).post(f"{base}/promotion-requests/create", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        made.append((workspace, answer.json()["promotion_request"]["id"]))
+        return str(made[-1][1])
+
+    for workspace in ("team-b", "team-c"):
+        need_approval(workspace, True)
+    try:
+        first = ask("team-b")
+        for _ in range(3):
+            ask("team-c")
+        second = ask("team-b")
+        assert int(second) == int(first) + 1
+        listed = requester.http(stack, "team-b").get(f"{base}/promotion-requests/list", timeout=60)
+        assert listed.status_code == 200, listed.text
+        assert [r["id"] for r in listed.json()["requests"] if r["id"] in (first, second)] == [second, first]
+    finally:
+        for workspace, request_id in made:
+            requester.http(stack, workspace).delete(
+                f"{base}/promotion-requests/delete", params={"id": request_id}, timeout=60
+            )
+        for workspace in ("team-b", "team-c"):
+            need_approval(workspace, False)
