@@ -130,7 +130,8 @@ def java_double(value: float) -> str:
 
 def timestamp(value: datetime) -> str:
     moment = value.astimezone(UTC) if value.tzinfo is not None else value
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # The year in four digits, as Databricks writes it (strftime writes year 99 as "99").
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _decimal(value: Decimal) -> str:

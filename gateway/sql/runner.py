@@ -53,6 +53,11 @@ class ResultTooLarge(Exception):
         self.limit = limit
 
 
+class ValueOutOfRange(Exception):
+    """A value of the result the answer cannot write: a date or time outside the years 1 to 9999 (Databricks'
+    range, and Python's), or an interval of more than 999,999,999 days."""
+
+
 class QueryRunner:
     """Runs statements on the `sql` pool (gateway/db/pools.py): each holds a connection for as long as it runs."""
 
@@ -105,7 +110,12 @@ class QueryRunner:
             prepared = await connection.prepare(capped, timeout=backstop)
             # The first column is the result's size; the last two are the running size and the row's number.
             columns = [PgColumn(a.name, a.type.name, a.type.kind) for a in prepared.get_attributes()[1:-2]]
-            fetched = await prepared.fetch(*arguments, VALUE_BYTES * len(columns), timeout=backstop)
+            try:
+                fetched = await prepared.fetch(*arguments, VALUE_BYTES * len(columns), timeout=backstop)
+            except (OverflowError, ValueError) as exc:
+                # Raised decoding a row (PostgreSQL's dates run from 4713 BC to 5874897 AD): the statement's value,
+                # `current_date() + INTERVAL '100000000' DAY`, not a fault of the gateway's.
+                raise ValueOutOfRange(str(exc)) from None
         size = fetched[0][0] if fetched else None
         if size is None:  # no rows (the one row answered is the outer join's, with nothing joined)
             return Fetched(columns, [], False)

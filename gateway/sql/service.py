@@ -54,7 +54,7 @@ from gateway.sql.repository import (
     prune_statements,
 )
 from gateway.sql.results import PgColumn, chunks, column_info, rows
-from gateway.sql.runner import QueryRunner, ResultTooLarge
+from gateway.sql.runner import QueryRunner, ResultTooLarge, ValueOutOfRange
 from gateway.sql.schemas import (
     ExecuteStatementRequest,
     ResultData,
@@ -411,6 +411,12 @@ class SqlService:
                 )
             else:
                 outcome = Outcome(CANCELED)
+        except ValueOutOfRange:
+            outcome = _failed(
+                "BAD_REQUEST",
+                "The result holds a date or timestamp outside the years 1 to 9999, or an interval longer than "
+                "999,999,999 days, which cannot be answered; cast or filter such values.",
+            )
         except ResultTooLarge as exc:
             outcome = _failed(
                 "BAD_REQUEST",

@@ -245,6 +245,33 @@ def test_a_nul_character_is_refused_before_postgresql(stack: Stack, data: Data, 
     assert valued == "FAILED"
 
 
+def test_a_date_or_interval_past_what_the_answer_can_write_fails_as_the_statements_own(
+    stack: Stack, data: Data, org: Org
+) -> None:
+    """PostgreSQL's dates run to 5874897 AD and back to 4713 BC, its intervals to 178 million years; a result
+    holding one past the years 1 to 9999 (Databricks' range) failed decoding in the gateway, INTERNAL_ERROR "the
+    statement failed inside the gateway" with a stack trace in its log, for a statement anyone may run."""
+    for statement in (
+        "SELECT current_date() + INTERVAL '100000000' DAY AS later",
+        "SELECT CAST('10000-01-01' AS DATE) AS d",
+        "SELECT CAST('10000-01-01 00:00:00' AS TIMESTAMP) AS t",
+        "SELECT timestampadd(YEAR, 9000, current_timestamp()) AS t",
+        "SELECT CAST(CAST('0001-01-01' AS DATE) - INTERVAL '1' DAY AS DATE) AS d",
+        "SELECT INTERVAL '100000000' MONTH AS i",
+        "SELECT array(CAST('10000-01-01' AS DATE)) AS a",
+    ):
+        answer = call(stack, org.stranger.token, statement).json()
+        assert answer["status"]["state"] == "FAILED", (statement, answer)
+        error = answer["status"]["error"]
+        assert error["error_code"] == "BAD_REQUEST", (statement, answer)
+        assert "outside the years 1 to 9999" in error["message"], (statement, answer)
+    # Within the range, every year in four digits, as Databricks writes it; the connection serves on.
+    assert rows(stack, org.stranger.token, "SELECT CAST('0099-06-27 00:58:57' AS TIMESTAMP) AS t") == [
+        ["0099-06-27T00:58:57.000Z"]
+    ]
+    assert rows(stack, org.stranger.token, "SELECT CAST('9999-12-31' AS DATE) AS d") == [["9999-12-31"]]
+
+
 # -- spellings, precedence, scopes --------------------------------------------------------------------------------
 
 
