@@ -14,9 +14,19 @@ from gateway.core.links import WorkspaceLink
 # one (the answers of the v2 trace routes: start, end, get-info, search) as a {"key", "value"} item of its `tags`
 # list; a v2 trace info is the object with a `request_id` (no run, experiment or model has one).
 TRACE_LOCATION_TAG = "mlflow.artifactLocation"
-# Fields that carry artifact URIs or the workspace name; user data (params, tags...) is never touched.
+# Fields that carry artifact URIs or the workspace name; user data (params, tags...) is never touched. GraphQL
+# (`/graphql`, the web UI's run, runs and experiment pages) spells a run's and an experiment's in camelCase.
 REWRITTEN_FIELDS = frozenset(
-    {"artifact_location", "artifact_uri", "root_uri", "source", "workspace", TRACE_LOCATION_TAG}
+    {
+        "artifact_location",
+        "artifact_uri",
+        "artifactLocation",
+        "artifactUri",
+        "root_uri",
+        "source",
+        "workspace",
+        TRACE_LOCATION_TAG,
+    }
 )
 
 

@@ -177,6 +177,61 @@ def test_a_v2_trace_info_names_the_renamed_workspace_in_its_artifact_location(ml
     ]["tags"]
 
 
+def test_the_web_uis_graphql_answers_name_the_renamed_workspace_in_their_artifact_uris(mlflow_env: Stack) -> None:
+    """GraphQL answers (the MLflow 3.17 web UI's run, runs and experiment pages) spell fields in camelCase: a run's
+    `artifactUri` and an experiment's `artifactLocation` name team-c, as the REST answers do, never upstream-c
+    (the UI shows them and lists, downloads and uploads artifacts under them)."""
+    mlflow.set_workspace("team-c")
+    client = MlflowClient()
+    experiment_id = client.create_experiment(unique("graphql-renamed"))
+    run = client.create_run(experiment_id)
+    run_id = run.info.run_id
+    model = unique("graphql-model")
+    client.create_registered_model(model)
+    client.create_model_version(model, f"{run.info.artifact_uri}/model", run_id=run_id)
+    prefix = f"mlflow-artifacts:/workspaces/team-c/{experiment_id}"
+    assert run.info.artifact_uri.startswith(prefix)
+    http = mlflow_env.http("team-c")
+    run_selection = (
+        "info { runUuid experimentId artifactUri } experiment { experimentId artifactLocation } "
+        "modelVersions { name version source }"
+    )
+    queries = {
+        "mlflowGetRun": ("MlflowGetRunInput", {"runId": run_id}, f"run {{ {run_selection} }}"),
+        "mlflowSearchRuns": (
+            "MlflowSearchRunsInput",
+            {"experimentIds": [experiment_id]},
+            f"runs {{ {run_selection} }}",
+        ),
+        "mlflowGetExperiment": (
+            "MlflowGetExperimentInput",
+            {"experimentId": experiment_id},
+            "experiment { experimentId artifactLocation }",
+        ),
+    }
+    answers = {}
+    for field, (input_type, given, selection) in queries.items():
+        query = f"query Q($data: {input_type}!) {{ {field}(input: $data) {{ {selection} }} }}"
+        answer = http.post(f"{mlflow_env.url}/graphql", json={"query": query, "variables": {"data": given}})
+        assert answer.status_code == 200, answer.text
+        assert "upstream-c" not in answer.text, answer.text
+        answers[field] = answer.json()["data"][field]
+    got = answers["mlflowGetRun"]["run"]
+    assert got["info"]["artifactUri"] == run.info.artifact_uri
+    assert got["experiment"]["artifactLocation"] == prefix
+    assert got["modelVersions"] == [{"name": model, "version": "1", "source": f"{run.info.artifact_uri}/model"}]
+    assert answers["mlflowSearchRuns"]["runs"] == [got]
+    assert answers["mlflowGetExperiment"]["experiment"] == {"experimentId": experiment_id, "artifactLocation": prefix}
+    # The store itself answers with its own name: the gateway renamed them.
+    query = "query Q($data: MlflowGetRunInput!) { mlflowGetRun(input: $data) { run { info { artifactUri } } } }"
+    direct = mlflow_env.http("upstream-c").post(
+        f"{mlflow_env.stores['central'].url}/graphql", json={"query": query, "variables": {"data": {"runId": run_id}}}
+    )
+    assert direct.json()["data"]["mlflowGetRun"]["run"]["info"]["artifactUri"].startswith(
+        f"mlflow-artifacts:/workspaces/upstream-c/{experiment_id}"
+    )
+
+
 def test_central_mode_workspace_uses_the_central_store(mlflow_env: Stack) -> None:
     mlflow.set_workspace("research")
     name = unique("central-exp")

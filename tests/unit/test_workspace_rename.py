@@ -24,6 +24,29 @@ def test_artifact_uris_and_workspace_fields_are_renamed() -> None:
     assert renamed["runs"][0]["info"]["artifact_uri"] == "mlflow-artifacts:/workspaces/team-c/3/r/artifacts"
 
 
+def test_the_graphql_answers_camel_case_artifact_fields_are_renamed() -> None:
+    """GraphQL (the web UI's run, runs and experiment pages) spells a run's and an experiment's URI in camelCase."""
+    body = msgspec.json.encode(
+        {
+            "data": {
+                "mlflowGetRun": {
+                    "run": {
+                        "info": {"artifactUri": "mlflow-artifacts:/workspaces/up/3/r/artifacts"},
+                        "experiment": {"artifactLocation": "mlflow-artifacts:/workspaces/up/3"},
+                        "modelVersions": [{"source": "mlflow-artifacts:/workspaces/up/3/r/artifacts/m"}],
+                        "data": {"params": [{"key": "artifactUri", "value": "mlflow-artifacts:/workspaces/up/3"}]},
+                    }
+                }
+            }
+        }
+    )
+    run = msgspec.json.decode(_rewrite_json(body, "up", "team-c"))["data"]["mlflowGetRun"]["run"]
+    assert run["info"]["artifactUri"] == "mlflow-artifacts:/workspaces/team-c/3/r/artifacts"
+    assert run["experiment"]["artifactLocation"] == "mlflow-artifacts:/workspaces/team-c/3"
+    assert run["modelVersions"][0]["source"] == "mlflow-artifacts:/workspaces/team-c/3/r/artifacts/m"
+    assert run["data"]["params"] == [{"key": "artifactUri", "value": "mlflow-artifacts:/workspaces/up/3"}]
+
+
 def test_user_data_is_never_rewritten() -> None:
     body = msgspec.json.encode(
         {
