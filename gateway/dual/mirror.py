@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -34,11 +34,13 @@ from gateway.core.route_table import (
     REGISTERED_MODELS_CREATE,
     REGISTERED_MODELS_RENAME,
     RUNS_CREATE,
+    RUNS_DELETE,
     RUNS_LOG_BATCH,
     RUNS_LOG_INPUTS,
     RUNS_LOG_METRIC,
     RUNS_LOG_PARAMETER,
     RUNS_OUTPUTS,
+    RUNS_RESTORE,
     RUNS_SET_TAG,
     UI_UPLOAD_ARTIFACT,
     Resource,
@@ -82,6 +84,9 @@ STARTS_RUN_ROUTES = frozenset(spec.name for spec in having(Trait.STARTS_RUN))
 ACTIVE_EXPERIMENT_EDITS = frozenset(
     spec.name for spec in (EXPERIMENTS_UPDATE, EXPERIMENTS_SET_TAG, EXPERIMENTS_DELETE_TAG)
 )
+# A run's deletion and restoration: the writes MLflow makes to deleted runs too.
+RUN_LIFECYCLE = frozenset(spec.name for spec in (RUNS_DELETE, RUNS_RESTORE))
+LOG_BATCH_PATH = "/api/2.0/mlflow/runs/log-batch"
 # The artifact proxy's listing: asked only to tell whether the workspace store serves artifacts at all.
 ARTIFACT_LIST = declared("GET /mlflow-artifacts/artifacts")
 # A logged model's finalization (`MlflowClient.finalize_logged_model`), and the statuses it leaves as the store
@@ -279,7 +284,31 @@ class Mirror:
 
     async def _flush(self, link: WorkspaceLink, primary_run: str, batch: _Batch) -> None:
         run_id, _ = await self.central_run(link, primary_run)
-        await self._central(link, "POST", "/api/2.0/mlflow/runs/log-batch", batch.body(run_id))
+        body = batch.body(run_id)
+        await self._to_run(link, primary_run, run_id, lambda: self._central(link, "POST", LOG_BATCH_PATH, body))
+
+    async def _to_run(
+        self, link: WorkspaceLink, primary_run: str, central_run: str, write: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """A write to the central copy of a run. MLflow writes to active runs only: a log, tag or rename of a deleted
+        one is its 400 (five times, then a dead letter, the write lost). When the write fails and the copy is
+        deleted where the workspace store's run was not (deleted through the gateway, then restored in the workspace
+        store around it), the copy is restored for the write and deleted again if the workspace store's run is
+        deleted now (deleted again around the gateway since; a deletion through it is an entry of its own)."""
+        try:
+            await write()
+            return
+        except (Transient, Refused):
+            found = await self._central_find(link, "/api/2.0/mlflow/runs/get", {"run_id": central_run})
+            if found is None or found["run"]["info"].get("lifecycle_stage") != "deleted":
+                raise
+        await self._central(link, "POST", "/api/2.0/mlflow/runs/restore", {"run_id": central_run})
+        try:
+            await write()
+        finally:
+            own = await self._maybe(self._own(link), "/api/2.0/mlflow/runs/get", {"run_id": primary_run})
+            if own is None or own["run"]["info"].get("lifecycle_stage") == "deleted":
+                await self._central(link, "POST", "/api/2.0/mlflow/runs/delete", {"run_id": central_run})
 
     async def _apply_one(self, link: WorkspaceLink, row: OutboxRow) -> None:
         route = row.route
@@ -320,9 +349,12 @@ class Mirror:
         primary_experiment = str(request["experiment_id"]) if "experiment_id" in request else None
         if primary_experiment is not None:
             request["experiment_id"] = await self.central_experiment(link, primary_experiment)
+        primary_run = central_run = None
         for field in ("run_id", "run_uuid"):
             if field in request:
-                request[field], _ = await self.central_run(link, str(request[field]))
+                primary_run = str(request[field])
+                central_run, _ = await self.central_run(link, primary_run)
+                request[field] = central_run
         if route in (RUNS_LOG_INPUTS.name, RUNS_OUTPUTS.name) and request.get("models"):
             request["models"] = [
                 {**item, "model_id": (await self.central_logged_model(link, str(item["model_id"])))[0]}
@@ -330,6 +362,9 @@ class Mirror:
             ]
         if route == EXPERIMENTS_UPDATE.name and request.get("new_name"):
             request["new_name"] = link.mirror_prefix + str(request["new_name"])
+        if primary_run is not None and central_run is not None and route not in RUN_LIFECYCLE:
+            await self._to_run(link, primary_run, central_run, lambda: self._central(link, method, path, request))
+            return
         try:
             await self._central(link, method, path, request)
         except (Transient, Refused):

@@ -559,6 +559,47 @@ def test_an_experiment_restored_around_the_gateway_is_tagged_and_renamed_in_the_
     assert central.get_experiment_by_name(name) is None
 
 
+def test_a_run_restored_around_the_gateway_gets_its_later_writes_in_the_central_store_too(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow writes to active runs only. A run deleted through the gateway (its central copy with it) and restored
+    on the workspace store directly, around the gateway, was then logged to, tagged and renamed there; the central
+    store refused each write on the deleted copy (400), so they became dead letters and the copy never had them.
+    The copy is restored for them, and deleted again when the workspace store's run is deleted again."""
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    experiment_id = gateway.create_experiment(f"run-around-{uuid.uuid4().hex[:6]}")
+    run_id = gateway.create_run(experiment_id, run_name="before").info.run_id
+    gateway.delete_run(run_id)
+    dual.drained()
+    earlier = dual.dead_letters()
+    client_for(dual.primary.url, None, monkeypatch).restore_run(run_id)
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    gateway.log_metric(run_id, "loss", 0.25, timestamp=1000, step=3)
+    gateway.log_param(run_id, "seed", "42")
+    gateway.set_tag(run_id, "stage", "back")
+    gateway.update_run(run_id, name="after")
+    assert dual.drained(timeout=90)["pending"] == 0
+    assert dual.dead_letters() == earlier
+    central, copy = central_copy(dual, run_id, monkeypatch)
+    assert copy.info.lifecycle_stage == "active" and copy.info.run_name == "after"
+    assert copy.data.params == {"seed": "42"} and copy.data.tags["stage"] == "back"
+    assert history(central, copy.info.run_id, "loss") == [(0.25, 3, 1000)]
+    # Deleted through the gateway, restored around it, tagged through it and deleted around it before the tag is
+    # relayed: the copy takes the tag and ends deleted, as the workspace store's run.
+    gateway.delete_run(run_id)
+    dual.drained()
+    client_for(dual.primary.url, None, monkeypatch).restore_run(run_id)
+    dual.central.stop()
+    try:
+        client_for(dual.gateway.url, WORKSPACE, monkeypatch).set_tag(run_id, "stage", "gone")
+        client_for(dual.primary.url, None, monkeypatch).delete_run(run_id)
+    finally:
+        dual.central.start()
+    assert dual.drained(timeout=90)["pending"] == 0 and dual.dead_letters() == earlier
+    central, copy = central_copy(dual, run_id, monkeypatch)
+    assert copy.info.lifecycle_stage == "deleted" and copy.data.tags["stage"] == "gone"
+
+
 def test_an_admin_discards_dead_letters_for_good_and_the_audit_log_says_which(
     dual: DualStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
