@@ -8,7 +8,8 @@ client's own `get_metrics()`; non-finite numbers spelled "NaN", "Infinity", "-In
 One SQL statement: a recursive walk of the run's descendants in its workspace (the partial index
 `ix_runs_parent`, migration 0014), then every point of every metric of the visible runs, in step order. A point
 the index was sent more than once (same step, timestamp and value: a retried call, a batch naming it twice) is
-one value, the first written, as in MLflow's store and `run_metrics_history` (migration 0049). The
+one value, the first written, as in MLflow's store and `run_metrics_history` (migrations 0049 and 0053: ±Infinity
+and ±max double of one step and time are one point, as the store keys ±Infinity as ±max double). The
 run must be readable as reading it through the forwarded routes requires (CAN_READ on its experiment, or on
 its workspace); one that is not answers like a missing run. Descendants the caller may not read are left out
 (their own readable descendants are not). Deleted descendants are left out, as MLflow's searches leave them.
@@ -34,6 +35,11 @@ MAX_POINTS = 5_000_000  # metric values one answer carries
 
 _LOCATE = sa.text("SELECT workspace_id, experiment_id FROM ix_runs WHERE run_id = :run_id")
 
+# A point's value as MLflow's SQL stores key it: ±Infinity as ±max double (NaN apart, as their is_nan keeps it).
+_AS_STORED = (
+    "CASE x.value WHEN 'Infinity'::float8 THEN '1.7976931348623157e308'::float8 "
+    "WHEN '-Infinity'::float8 THEN '-1.7976931348623157e308'::float8 ELSE x.value END"
+)
 # :visible_all (every experiment of the workspace) or experiment_id = ANY(:experiments).
 _TREE = sa.text(
     f"""
@@ -69,16 +75,16 @@ _TREE = sa.text(
                array_agg(d.step ORDER BY d.step, d.at, d.chunk_id, d.ord) AS steps,
                array_agg(d.value ORDER BY d.step, d.at, d.chunk_id, d.ord) AS metric_values
         FROM (
-            SELECT DISTINCT ON (m.metric_name, x.step, x.at, x.value)
+            SELECT DISTINCT ON (m.metric_name, x.step, x.at, {_AS_STORED})
                    m.metric_name, x.step, x.at, x.value, m.chunk_id, x.ord
             FROM ix_metrics m,
                  unnest(m.metric_steps, m.metric_times, m.metric_values) WITH ORDINALITY AS x(step, at, value, ord)
             WHERE m.run_key = v.run_key
-            ORDER BY m.metric_name, x.step, x.at, x.value, m.chunk_id, x.ord
+            ORDER BY m.metric_name, x.step, x.at, {_AS_STORED}, m.chunk_id, x.ord
         ) d
         GROUP BY d.metric_name
     ) p ON s.runs <= :max_runs AND s.points <= :max_points
-    """  # noqa: S608 (the two tag names are constants of ours)
+    """  # noqa: S608 (the two tag names and the value key are constants of ours)
 ).bindparams(
     sa.bindparam("experiments", type_=ARRAY(sa.Text)),
     sa.bindparam("visible_all", type_=sa.Boolean),

@@ -439,6 +439,33 @@ def test_a_point_logged_twice_is_one_value_of_the_runs_recursive_metrics_as_in_t
     assert list(recursive[child_id]) == ["nan"] and math.isnan(recursive[child_id]["nan"])
 
 
+def test_infinity_and_max_double_at_one_step_and_time_are_one_point_as_in_the_store(stack: Stack, stock: None) -> None:
+    """MLflow's SQL stores keep ±Infinity as ±max double, in the metric table's key too: ±Infinity and ±1.797e308
+    logged at the same step and time are one point of the store's history (the first written). The index keeps
+    ±Infinity as such, and run_metrics_history and the recursive metrics listed both."""
+    client = _client("team-a")
+    experiment_id = client.create_experiment(unique("inf-max"))
+    run_id = client.create_run(experiment_id).info.run_id
+    child_id = client.create_run(experiment_id, tags={"mlflow.parentRunId": run_id}).info.run_id
+    client.log_metric(run_id, "edge", math.inf, BASE_MS, 1)
+    client.log_metric(run_id, "edge", MAX_DOUBLE, BASE_MS, 1)
+    client.log_batch(run_id, metrics=[Metric("edge", -MAX_DOUBLE, BASE_MS, 2), Metric("edge", -math.inf, BASE_MS, 2)])
+    client.log_metric(run_id, "edge", MAX_DOUBLE, BASE_MS + 1000, 2)  # another time: a point of its own
+    client.log_batch(child_id, metrics=[Metric("top", MAX_DOUBLE, BASE_MS, 0), Metric("top", math.inf, BASE_MS, 0)])
+    stored = sorted(
+        ((m.step, m.timestamp, _float_key(m.value)) for m in client.get_metric_history(run_id, "edge")), key=repr
+    )
+    assert stored == sorted(
+        [(1, BASE_MS, MAX_DOUBLE), (2, BASE_MS, -MAX_DOUBLE), (2, BASE_MS + 1000, MAX_DOUBLE)], key=repr
+    )
+    assert _history(stack, run_id, "edge") == stored
+    assert len(client.get_metric_history(child_id, "top")) == 1
+    assert len(_history(stack, child_id, "top")) == 1
+    recursive = run_api.Run(None, run_id).get_metrics(recursive=True)
+    assert len(recursive[run_id]["edge"]) == 3
+    assert not isinstance(recursive[child_id]["top"], list)  # one value, as the store has one point
+
+
 def test_restoring_an_experiment_restores_every_run_of_it_as_the_store_does(stack: Stack, stock: None) -> None:
     """MLflow's restore_experiment marks every run of the experiment active, also one deleted before the experiment
     was."""
