@@ -308,6 +308,11 @@ class SqlService:
                 self._check_read(reader, table)
                 sources[table] = system_source(table)
                 continue
+            if table.catalog != SYSTEM_CATALOG:
+                # USE CATALOG and USE SCHEMA before whether the view exists, as Unity Catalog: to someone who may
+                # not use the schema, a view there and a name nobody made answer alike (403 on the catalog or
+                # schema). The system catalog holds the documented tables alone: any other name there is unknown.
+                self._check_read(reader, table, through=Privilege.USE_SCHEMA)
             view = views.get(table.full)
             if view is None or table.catalog == SYSTEM_CATALOG:
                 raise InvalidParameter(
@@ -347,7 +352,8 @@ class SqlService:
             self._compiled.put(key, compiled)
         return compiled
 
-    def _check_read(self, reader: Reader, table: TableName) -> None:
+    def _check_read(self, reader: Reader, table: TableName, *, through: str = Privilege.SELECT) -> None:
+        """USE CATALOG, USE SCHEMA and SELECT on the table, in that order, up to `through`."""
         if reader.account_admin:
             return
         snapshot = self._access.policy.snapshot
@@ -358,6 +364,8 @@ class SqlService:
         ):
             if not snapshot.allows(reader.subjects, ACCOUNT_DOMAIN, obj, privilege):
                 raise reader.lacks(privilege, what)
+            if privilege == through:
+                return
 
     def _owner(self, stored: StoredView, view: TableName) -> Reader:
         """The view's owner, by id: a principal who later gets a deleted or renamed owner's name owns nothing."""

@@ -272,6 +272,32 @@ def test_a_date_or_interval_past_what_the_answer_can_write_fails_as_the_statemen
     assert rows(stack, org.stranger.token, "SELECT CAST('9999-12-31' AS DATE) AS d") == [["9999-12-31"]]
 
 
+def test_a_view_and_a_name_nobody_made_answer_alike_to_who_may_not_use_their_schema(
+    stack: Stack, data: Data, org: Org
+) -> None:
+    """Whether a view existed was looked up before the grants on its catalog and schema: a name nobody made answered
+    400 "does not exist" and a view 403 "lacks USE CATALOG", so anyone signed in could list the views of every
+    catalog by guessing names. Unity Catalog checks USE CATALOG and USE SCHEMA first; so does the gateway now."""
+    s = data.suffix
+    user = Admin.of(stack).person(f"catalog-only.atk{s}@example.com")
+    rows(stack, ADMIN_TOKEN, f"GRANT USE CATALOG ON CATALOG {org.catalog} TO `{user.name}`")
+    made, unmade = org.view, f"{org.catalog}.mlflow.no_such_view_{s}"
+    for token, lacking in (
+        (org.stranger.token, f"lacks USE CATALOG on catalog {org.catalog}."),
+        (user.token, f"lacks USE SCHEMA on schema {org.catalog}.mlflow."),
+    ):
+        answers = []
+        for name in (made, unmade):
+            for statement in (f"SELECT * FROM {name}", f"SELECT count(*) FROM {name} AS v WHERE v.run_id IS NULL"):
+                message = refused(call(stack, token, statement), 403, "PERMISSION_DENIED")
+                assert message.endswith(lacking), (statement, message)
+                answers.append(message)
+        assert len(set(answers)) == 1, answers
+    # Who may use the schema learns, as in Unity Catalog, whether a view there exists.
+    refused(call(stack, org.viewer.token, f"SELECT * FROM {unmade}"), 400, "INVALID_PARAMETER_VALUE")
+    refused(call(stack, org.viewer.token, f"SELECT * FROM {org.catalog}.mlflow.placeholder"), 403, "PERMISSION_DENIED")
+
+
 # -- spellings, precedence, scopes --------------------------------------------------------------------------------
 
 
