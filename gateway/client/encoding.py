@@ -208,10 +208,20 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return json_number(value)
     if isinstance(value, list):
-        return [json_safe(v) for v in value]
+        return value if _finite_numbers(value) else [json_safe(v) for v in value]
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
     return value
+
+
+def _finite_numbers(values: list[Any]) -> bool:
+    """Whether `values` are all finite numbers, so that JSON carries them as they are: their exact sum is finite
+    (one pass in C, where a history of a million points took 0.4 s one by one). Anything else (text, None, NaN,
+    an infinity, a sum past the largest float) is False, and the caller looks at each."""
+    try:
+        return math.isfinite(math.fsum(values))
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def from_json(value: Any) -> Any:

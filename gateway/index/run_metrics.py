@@ -13,25 +13,51 @@ and ±max double of one step and time are one point, as the store keys ±Infinit
 run must be readable as reading it through the forwarded routes requires (CAN_READ on its experiment, or on
 its workspace); one that is not answers like a missing run. Descendants the caller may not read are left out
 (their own readable descendants are not). Deleted descendants are left out, as MLflow's searches leave them.
+
+What one read costs the worker is bounded: at most MAX_POINTS values (the statement's first row says how many
+the tree holds, from `ix_metric_latest`, before any point is read: 400 beyond); the rows come from a cursor,
+ROWS_PER_FETCH (run, metric) rows at a time, each run decoded and written as JSON as soon as its rows are in,
+so the worker holds the points of one run and the JSON of the others, and the event loop runs between two
+fetches and two runs; and a read of more than LARGE_READ_POINTS values and table cells takes one of the worker's
+LARGE_READS slots, 429 REQUEST_LIMIT_EXCEEDED with Retry-After when none is free (MLflow's client retries it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import asyncio
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authz.decide import Authorizer, Everything
-from gateway.client.encoding import METRIC_TAG, PARENT_TAG, Cells, TooManyCells, decode, json_safe
-from gateway.core.errors import InvalidParameter, ResourceNotFound, hidden
+from gateway.client.encoding import (
+    METRIC_TAG,
+    PARENT_TAG,
+    TABLE,
+    Cells,
+    TooManyCells,
+    decode,
+    json_safe,
+    parse_kind,
+)
+from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound, hidden
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.principal import Principal
 
 MAX_RUNS = 10_000  # the run and its descendants one answer covers
-MAX_POINTS = 5_000_000  # metric values one answer carries
+# Metric values one answer carries. At the 5,000,000 this was, one read held 690 MB and 1.6 s of the event loop
+# (benchmarks/run_metrics.py), which a user could log and ask for several times at once; a run's rows are decoded
+# together, so one run of 1,000,000 values in one metric is still 92 MB. A sweep of 100 runs of 10 metrics over
+# 1,000 epochs is 1,000,000.
+MAX_POINTS = 1_000_000
+LARGE_READ_POINTS = 100_000  # a read of more values and table cells takes one of the worker's LARGE_READS slots
+LARGE_READS = 2  # large reads one worker serves at once; beyond, 429 with Retry-After
+RETRY_AFTER_SECONDS = 1
+ROWS_PER_FETCH = 32  # (run, metric) rows one fetch of the cursor brings
 
 _LOCATE = sa.text("SELECT workspace_id, experiment_id FROM ix_runs WHERE run_id = :run_id")
 
@@ -95,13 +121,21 @@ class RunMetrics:
     """The answers of `metrics-recursive`, read from the index with the caller's read authorization."""
 
     def __init__(
-        self, links: LinkTable, authorizer: Authorizer, sessionmaker: async_sessionmaker[AsyncSession]
+        self,
+        links: LinkTable,
+        authorizer: Authorizer,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        large_reads: int = LARGE_READS,
     ) -> None:
         self.links = links
         self.authorizer = authorizer
         self.sessionmaker = sessionmaker
+        self.large_reads = large_reads
+        self._large_in_flight = 0
 
     async def recursive(self, principal: Principal, run_id: str, workspace: WorkspaceLink | None) -> dict[str, Any]:
+        """`{run_id: metrics}`, each run's metrics already JSON (`msgspec.Raw`), as the answer is written."""
         # One message for a run the caller may not read and one the index does not hold: a different answer told
         # whether a run id exists anywhere in the account, in workspaces the caller cannot enter too.
         missing = (
@@ -118,41 +152,155 @@ class RunMetrics:
             experiments = None if isinstance(readable, Everything) else sorted(readable)
             if experiments is not None and str(found[1]) not in experiments:
                 raise hidden(missing)
-            rows = (
-                await session.execute(
-                    _TREE,
-                    {
-                        "run_id": run_id,
-                        "max_runs": MAX_RUNS,
-                        "max_points": MAX_POINTS,
-                        "visible_all": experiments is None,
-                        "experiments": experiments or [],
-                    },
-                )
-            ).all()
-        return answer(run_id, rows)
+            result = await session.stream(
+                _TREE,
+                {
+                    "run_id": run_id,
+                    "max_runs": MAX_RUNS,
+                    "max_points": MAX_POINTS,
+                    "visible_all": experiments is None,
+                    "experiments": experiments or [],
+                },
+            )
+            large, points = False, 0
+            try:
+                runs = _Runs(run_id)
+                # partitions(n): yield_per is an ORM option, and a text() result ignores it (every row in one fetch)
+                async for rows in result.partitions(ROWS_PER_FETCH):
+                    for row in rows:
+                        if runs.first:
+                            _check_size(run_id, row)
+                            points = int(row.points)
+                        closed = runs.add(row)
+                        # Its values, and the table cells of the runs begun so far (a table's rows are what a tag
+                        # says, not points: 5,000,000 empty cells cost as much as as many values). Past the cells
+                        # one read makes, the run's decoding refuses the read (400), as it names the table.
+                        if not large and runs.cells <= runs.budget.limit:
+                            large = self._take_slot(run_id, points + runs.cells)
+                        if closed:
+                            await asyncio.sleep(0)  # the loop runs between two runs (and two fetches)
+                return runs.done()
+            finally:
+                await result.close()
+                if large:
+                    self._large_in_flight -= 1
+
+    def _take_slot(self, run_id: str, weight: int) -> bool:
+        """Whether the read is a large one (`weight`: values and table cells), which then holds one of the worker's
+        slots (429 when none is free)."""
+        if weight <= LARGE_READ_POINTS:
+            return False
+        if self._large_in_flight >= self.large_reads:
+            raise GatewayError(
+                f"Run {run_id} and its descendants make at least {weight:,} metric values and table cells, and this "
+                f"server is reading {self._large_in_flight} trees of more than {LARGE_READ_POINTS:,} at the moment; "
+                f"try again in {RETRY_AFTER_SECONDS} s.",
+                error_code="REQUEST_LIMIT_EXCEEDED",
+                status=429,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        self._large_in_flight += 1
+        return True
+
+
+def _check_size(run_id: str, row: Any) -> None:
+    if row.runs > MAX_RUNS or row.points > MAX_POINTS:
+        raise InvalidParameter(
+            f"Run {run_id} and its descendants are more than one answer carries (at most {MAX_RUNS:,} runs and "
+            f"{MAX_POINTS:,} metric values; this tree has {min(row.runs, MAX_RUNS + 1):,}+ runs or "
+            f"{row.points:,} values): ask for a run further down, or read runs one at a time."
+        )
+
+
+class _Points(Sequence[tuple[int, float]]):
+    """A metric's (step, value) pairs over the two arrays the statement answers, without a tuple per point."""
+
+    __slots__ = ("steps", "values")
+
+    def __init__(self, steps: list[int], values: list[float]) -> None:
+        if len(steps) != len(values):
+            raise ValueError("a metric's steps and values differ in number")
+        self.steps = steps
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        return zip(self.steps, self.values, strict=True)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, float]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[int, float]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[int, float] | Sequence[tuple[int, float]]:
+        if isinstance(index, slice):
+            return list(zip(self.steps[index], self.values[index], strict=True))
+        return self.steps[index], self.values[index]
+
+
+def _table_cells(kinds: Mapping[str, str]) -> int:
+    """The cells of a run's tables, from its `fedgate.metric.*` tags (unreadable ones have none, as in `decode`)."""
+    total = 0
+    for text in kinds.values():
+        kind = parse_kind(text)
+        if kind is not None and kind["type"] == TABLE:
+            total += int(kind.get("rows") or 0) * len(kind.get("columns") or {})
+    return total
+
+
+class _Runs:
+    """The statement's rows, one run's after another (a run's rows come together: they are one lateral read), as
+    `{run_id: JSON of its metrics}`: a run is decoded and written once its rows are in, and its points let go."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.first = True
+        self.answer: dict[str, msgspec.Raw] = {}
+        self.budget = Cells()  # the table cells of every run of the answer
+        self.cells = 0  # the table cells of the runs begun, as their tags say
+        self.current: str | None = None
+        self.kinds: Mapping[str, str] = {}
+        self.histories: dict[str, _Points] = {}
+
+    def add(self, row: Any) -> bool:
+        """Takes the row; whether it closed the run before it (decoded and written)."""
+        self.first = False
+        closed = False
+        if row.run_id != self.current:
+            closed = self._close()
+            if row.run_id in self.answer:
+                raise RuntimeError(f"the rows of run {row.run_id} did not come together")
+            self.current, self.kinds, self.histories = row.run_id, row.kinds or {}, {}
+            self.cells += _table_cells(self.kinds)
+        if row.metric_name is not None:
+            self.histories[row.metric_name] = _Points(row.steps, row.metric_values)
+        return closed
+
+    def done(self) -> dict[str, Any]:
+        self._close()
+        return dict(self.answer)
+
+    def _close(self) -> bool:
+        if self.current is None:
+            return False
+        try:
+            decoded = json_safe(decode(self.current, self.kinds, self.histories, self.budget))
+        except TooManyCells as exc:
+            raise InvalidParameter(
+                f"Run {self.run_id} and its descendants are more than one answer carries: {exc} Ask for a run "
+                "further down, or read runs one at a time."
+            ) from None
+        self.answer[self.current] = msgspec.Raw(msgspec.json.encode(decoded))
+        self.current, self.kinds, self.histories = None, {}, {}
+        return True
 
 
 def answer(run_id: str, rows: Sequence[Any]) -> dict[str, Any]:
     """The rows of the tree query as `{run_id: {name: value or list}}` (JSON-safe)."""
-    if rows and (rows[0].runs > MAX_RUNS or rows[0].points > MAX_POINTS):
-        raise InvalidParameter(
-            f"Run {run_id} and its descendants are more than one answer carries (at most {MAX_RUNS:,} runs and "
-            f"{MAX_POINTS:,} metric values; this tree has {min(rows[0].runs, MAX_RUNS + 1):,}+ runs or "
-            f"{rows[0].points:,} values): ask for a run further down, or read runs one at a time."
-        )
-    kinds: dict[str, Mapping[str, str]] = {}
-    histories: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    if rows:
+        _check_size(run_id, rows[0])
+    runs = _Runs(run_id)
     for row in rows:
-        kinds[row.run_id] = row.kinds or {}
-        points = histories.setdefault(row.run_id, {})
-        if row.metric_name is not None:
-            points[row.metric_name] = list(zip(row.steps, row.metric_values, strict=True))
-    budget = Cells()  # the table cells of every run of the answer
-    try:
-        return {rid: json_safe(decode(rid, kinds[rid], histories[rid], budget)) for rid in histories}
-    except TooManyCells as exc:
-        raise InvalidParameter(
-            f"Run {run_id} and its descendants are more than one answer carries: {exc} Ask for a run further down, "
-            "or read runs one at a time."
-        ) from None
+        runs.add(row)
+    return {rid: msgspec.json.decode(raw) for rid, raw in runs.done().items()}

@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from gateway.authz.decide import EVERYTHING, Everything
-from gateway.core.errors import InvalidParameter, ResourceNotFound
+from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.db.engine import async_url
@@ -133,17 +134,24 @@ async def fill(connection: asyncpg.Connection) -> None:
     await run(connection, CYCLE_B, CYCLE_A)
 
 
-def service(sessionmaker: async_sessionmaker[AsyncSession], readable: Everything | set[str]) -> RunMetrics:
+def service(
+    sessionmaker: async_sessionmaker[AsyncSession], readable: Everything | set[str], **settings: int
+) -> RunMetrics:
     table = LinkTable()
     table.replace([TEAM_A, TEAM_B])
-    return RunMetrics(table, Readable(readable), sessionmaker)  # type: ignore[arg-type]
+    return RunMetrics(table, Readable(readable), sessionmaker, **settings)  # type: ignore[arg-type]
+
+
+async def read(metrics: RunMetrics, run_id: str, workspace: WorkspaceLink | None = None) -> Any:
+    """The answer as the endpoint writes it (JSON) and a client reads it."""
+    return msgspec.json.decode(msgspec.json.encode(await metrics.recursive(ALICE, run_id, workspace)))
 
 
 async def test_the_run_and_every_readable_descendant_with_their_metrics(
     index: tuple[str, async_sessionmaker[AsyncSession]],
 ) -> None:
     _, sessionmaker = index
-    everything = await service(sessionmaker, EVERYTHING).recursive(ALICE, ROOT, None)
+    everything = await read(service(sessionmaker, EVERYTHING), ROOT)
     assert everything == {
         ROOT: {
             "loss": [0.9, 0.5, 0.3],
@@ -157,15 +165,15 @@ async def test_the_run_and_every_readable_descendant_with_their_metrics(
         LEAF: {},
     }
     # Experiment 2 is not readable: its run is left out, its readable child is not.
-    narrowed = await service(sessionmaker, {"1"}).recursive(ALICE, ROOT, TEAM_A)
+    narrowed = await read(service(sessionmaker, {"1"}), ROOT, TEAM_A)
     assert set(narrowed) == {ROOT, CHILD, GRANDCHILD, UNDER_HIDDEN, LEAF}
     # A subtree is asked for by its own root.
-    assert await service(sessionmaker, EVERYTHING).recursive(ALICE, CHILD, None) == {
+    assert await read(service(sessionmaker, EVERYTHING), CHILD) == {
         CHILD: {"loss": 0.2},
         GRANDCHILD: {"curve": [1.0, "Infinity"], "stage": "done"},
         LEAF: {},
     }
-    assert await service(sessionmaker, EVERYTHING).recursive(ALICE, CYCLE_A, None) == {CYCLE_A: {}, CYCLE_B: {}}
+    assert await read(service(sessionmaker, EVERYTHING), CYCLE_A) == {CYCLE_A: {}, CYCLE_B: {}}
 
 
 async def test_a_run_the_caller_may_not_read_or_of_another_workspace_is_not_found(
@@ -196,6 +204,65 @@ async def test_a_tree_larger_than_one_answer_is_refused(
     monkeypatch.setattr(run_metrics, "MAX_POINTS", 5)
     with pytest.raises(InvalidParameter, match="more than one answer carries"):
         await service(sessionmaker, EVERYTHING).recursive(ALICE, ROOT, None)
+
+
+async def big_tree(url: str, root: str, children: int, values: int) -> None:
+    """A root and its children under it, `values` metric values each, in chunks of 50,000 (the index's are at most
+    100,000)."""
+    history = [(step, step / 2) for step in range(values)]
+    chunks = [history[start : start + 50_000] for start in range(0, values, 50_000)]
+    connection = await asyncpg.connect(url)
+    try:
+        for i in range(children + 1):
+            key = await run(connection, root if i == 0 else f"{root[:-4]}{i:04d}", root if i else None)
+            await points(connection, key, "loss", *chunks)
+    finally:
+        await connection.close()
+
+
+async def test_a_tree_past_the_values_one_read_carries_is_refused_before_its_points_are_read(
+    index: tuple[str, async_sessionmaker[AsyncSession]],
+) -> None:
+    """One read carries at most 1,000,000 values (it was 5,000,000: 690 MB and 1.6 s of the worker's event loop
+    for one read, which any user could log and ask for several times at once)."""
+    url, sessionmaker = index
+    big = "b" * 28 + "0000"
+    await big_tree(url, big, 1, run_metrics.MAX_POINTS // 2 + 1)
+    with pytest.raises(InvalidParameter, match="at most 10,000 runs and 1,000,000 metric values") as refused:
+        await service(sessionmaker, EVERYTHING).recursive(ALICE, big, None)
+    assert "this tree has 2+ runs or 1,000,002 values" in refused.value.message
+
+
+async def test_large_reads_past_the_workers_slots_are_429_with_retry_after(
+    index: tuple[str, async_sessionmaker[AsyncSession]],
+) -> None:
+    """A read of more than 100,000 values holds one of the worker's slots while it runs: past them, 429
+    REQUEST_LIMIT_EXCEEDED with Retry-After (MLflow's client retries it); smaller reads are not counted."""
+    url, sessionmaker = index
+    large = "e" * 28 + "0000"
+    await big_tree(url, large, 1, run_metrics.LARGE_READ_POINTS // 2 + 1)
+    expected = {step / 2 for step in range(run_metrics.LARGE_READ_POINTS // 2 + 1)}
+    none_free = service(sessionmaker, EVERYTHING, large_reads=0)
+    with pytest.raises(GatewayError) as busy:
+        await none_free.recursive(ALICE, large, None)
+    assert (busy.value.status, busy.value.error_code) == (429, "REQUEST_LIMIT_EXCEEDED")
+    assert busy.value.headers == {"Retry-After": "1"}
+    assert "at least 100,002 metric values and table cells" in busy.value.message
+    assert set(await read(none_free, CHILD)) == {CHILD, GRANDCHILD, LEAF}  # a small tree takes no slot
+    # A table's rows are what its tag says, not points: its empty cells count as values do.
+    connection = await asyncpg.connect(url)
+    try:
+        wide = {"type": "table", "rows": run_metrics.LARGE_READ_POINTS + 1, "columns": {"x": "number"}}
+        await run(connection, "t" * 32, None, tags={"fedgate.metric.wide": json.dumps(wide)})
+    finally:
+        await connection.close()
+    with pytest.raises(GatewayError, match="at least 100,001 metric values and table cells") as cells:
+        await none_free.recursive(ALICE, "t" * 32, None)
+    assert cells.value.status == 429
+    one = service(sessionmaker, EVERYTHING, large_reads=1)
+    for _ in range(2):  # the slot is given back when the read is done
+        answered = await read(one, large)
+        assert len(answered) == 2 and all(set(metrics["loss"]) == expected for metrics in answered.values())
 
 
 async def test_the_walk_finds_children_through_the_parent_index(
