@@ -22,7 +22,7 @@ RESUME_PATH = "/fedgate/sign-in/resume"
 
 PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -65,6 +65,7 @@ def sign_in_page(next_path: str, *, provider: str | None, error: str | None = No
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        "<link rel='icon' href='data:,'>",  # no favicon request (the gateway has none to give)
         f"<title>Sign in · fedgate</title><style>{_STYLE}</style></head><body><main>",
         "<h1>Sign in to MLflow</h1><p>through fedgate, for every workspace you may use</p>",
     ]
@@ -99,7 +100,8 @@ _RESUME_HASH = base64.b64encode(hashlib.sha256(_RESUME_SCRIPT.encode()).digest()
 RESUME_HEADERS = {
     **PAGE_HEADERS,
     "Content-Security-Policy": (
-        f"default-src 'none'; script-src 'sha256-{_RESUME_HASH}'; frame-ancestors 'none'; base-uri 'none'"
+        f"default-src 'none'; script-src 'sha256-{_RESUME_HASH}'; img-src data:; frame-ancestors 'none'; "
+        "base-uri 'none'"
     ),
 }
 
@@ -108,7 +110,8 @@ def resume_page() -> str:
     """The hop between a link opened without a session and the sign-in page, keeping the link's `#` part."""
     fallback = escape(f"{SIGN_IN_PATH}?next=%2F", quote=True)
     return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Sign in · fedgate</title>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+        "<title>Sign in · fedgate</title>"
         f"<noscript><meta http-equiv='refresh' content='0;url={fallback}'></noscript>"
         f"<script>{_RESUME_SCRIPT}</script></head>"
         f"<body><a href='{fallback}'>Sign in</a></body></html>"

@@ -585,7 +585,6 @@ def test_an_admin_revokes_a_grant_in_the_browser_and_the_person_loses_access_at_
     assert ann_client.get_experiment(experiment).experiment_id == experiment  # through inner, then outer
 
     sign_in_at(tab, "/fedgate/console/access", world.boss.token)
-    tab.console_errors.clear()  # the sign-in page's (a favicon the gateway does not have)
     assert "Access" in tab.locator(".fg-nav a").all_inner_texts()
     tab.fill("#fg-filter", world.ann.name)
     tab.click("#fg-search")
@@ -644,7 +643,6 @@ def test_a_workspace_admin_finds_a_group_of_theirs_in_the_browser_and_not_one_ou
     tab: Any, stack: Stack, world: World, crews: Crews
 ) -> None:
     sign_in_at(tab, "/fedgate/console/access", world.wadmin.token)
-    tab.console_errors.clear()  # the sign-in page's (a favicon the gateway does not have)
     tab.wait_for_selector("#fg-principals table")  # the unfiltered first page (Ann, Carl, ...): more than two rows
     tab.fill("#fg-filter", crews.suffix)
     tab.click("#fg-search")
@@ -666,7 +664,6 @@ def test_a_workspace_admin_is_shown_counts_of_the_members_it_sees_only_in_the_br
     tab: Any, stack: Stack, world: World, crews: Crews, steward: Person
 ) -> None:
     sign_in_at(tab, "/fedgate/console/access", steward.token)
-    tab.console_errors.clear()  # the sign-in page's (a favicon the gateway does not have)
     tab.wait_for_selector("#fg-principals table")
     tab.fill("#fg-filter", crews.suffix)
     tab.click("#fg-search")

@@ -1138,7 +1138,6 @@ def test_the_console_page_creates_and_runs_the_reliability_alert(
         errors: list[str] = []
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         sign_in_at(tab, "/fedgate/console/alerts", alerting.analyst.token)
-        errors.clear()  # the sign-in page's (a favicon the gateway does not have)
         tab.wait_for_selector("#fg-alerts-list table, #fg-alerts-list p")
         tab.click("#fg-alert-reliability")
         assert tab.input_value("#fg-alert-column") == "success_ratio"
