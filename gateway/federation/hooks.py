@@ -33,6 +33,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.core.errors import GatewayError
 from gateway.core.links import WorkspaceLink
 from gateway.core.ports import StoreResponse
 from gateway.core.principal import Principal
@@ -179,6 +180,13 @@ class Check(Protocol):
 
     async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
         """get-by-name names no id up front: raises unless the experiment in the answer is readable."""
+        ...
+
+    async def missing_after_failure(
+        self, spec: RouteSpec, link: WorkspaceLink, path_params: Mapping[str, Any]
+    ) -> GatewayError | None:
+        """A store's 5xx on a route whose MLflow handler answers every error so: the error it stands for when the
+        object the call names is missing (404), else None (the 5xx goes out as it is)."""
         ...
 
     def enters(self, principal: Principal, link: WorkspaceLink) -> bool:

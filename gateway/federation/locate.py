@@ -76,6 +76,9 @@ class Locator:
     async def holds_assessment(self, link: WorkspaceLink, trace_id: str, assessment_id: str) -> bool:
         return await self._store.holds_assessment(link, trace_id, assessment_id)
 
+    async def holds_dataset(self, link: WorkspaceLink, dataset_id: str) -> bool:
+        return await self._store.holds_dataset(link, dataset_id)
+
     async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
         return await self._store.promotions_experiment(link, experiment_id)
 

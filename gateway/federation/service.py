@@ -423,6 +423,10 @@ class Forwarder:
             body = await _read(response, link)
             if (error := known_failure(spec, response.status, body, link.name, content_type=content_type)) is not None:
                 return _error_result(error, link.name)
+        if response.status >= 500 and (missing := await self.guard.missing_after_failure(spec, link, call.path_params)):
+            if body is None:
+                response.release()
+            return _error_result(missing, link.name)
         if response.status >= 500 and not spec.writes and spec.body is Body.JSON:
             # A read MLflow parses only in part (a value of the wrong type: `"max_results": []`) and then fails on:
             # the caller's error, told as such; judged only once the store failed, so a read that passes is never

@@ -337,6 +337,8 @@ MALFORMED: list[tuple[str, str, str, dict[str, Any], str, Any, Any]] = [
     ),
     ("POST", "/api/2.0/mlflow/logged-models/search", "json", {"experiment_ids": ["{e}"]}, "page_token", "abc", None),
     ("GET", "/api/3.0/mlflow/datasets/{d}/records", "params", {}, "page_token", "abc", "5"),
+    ("GET", "/api/3.0/mlflow/datasets/{d}/records", "params", {}, "page_token", "9" * 30, "5"),
+    ("GET", "/api/3.0/mlflow/datasets/{d}/records", "params", {}, "max_results", "-1", "0"),
     ("PUT", "/api/3.0/mlflow/scorers/online-config", "json", SCORER, "sample_rate", "abc", 0.5),
     ("PATCH", "/api/2.0/mlflow/webhooks/missing", "json", {}, "events", [{"entity": "PROMPT"}], [EVENT]),
     ("POST", "/api/2.0/mlflow/webhooks/missing/test", "json", {}, "event", {}, EVENT),
@@ -397,3 +399,35 @@ def test_a_malformed_value_the_store_fails_on_is_refused_before_it(
     assert error["error_code"] == "INVALID_PARAMETER_VALUE" and f"'{name}'" in error["message"], error
     passed = call(session, stack.url, good)
     assert passed.status_code == GOOD_STATUS.get(name, 200), passed.text
+
+
+def test_a_missing_datasets_records_are_not_found(stack: Stack) -> None:
+    """MLflow 3.17.2's dataset records read has no error catcher: a store with workspaces refuses a dataset that is
+    not there with RESOURCE_DOES_NOT_EXIST, which the handler answers as Flask's HTML 500 (out as 502
+    INTERNAL_ERROR, which the stock client retried for minutes). Through the gateway it is 404
+    RESOURCE_DOES_NOT_EXIST, as MLflow answers a read of the dataset itself; a dataset that is there is read."""
+    central = stack.stores["central"].url
+    upstream = {"X-MLFLOW-WORKSPACE": "upstream-c"}
+    missing = f"d-{uuid.uuid4().hex}"
+    direct = requests.get(f"{central}/api/3.0/mlflow/datasets/{missing}/records", headers=upstream, timeout=TIMEOUT)
+    assert direct.status_code == 500 and direct.headers["Content-Type"].startswith("text/html"), direct.text[:300]
+    itself = requests.get(f"{central}/api/3.0/mlflow/datasets/{missing}", headers=upstream, timeout=TIMEOUT)
+    assert (itself.status_code, itself.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST"), itself.text
+    session = stack.http("team-c")
+    answer = session.get(f"{stack.url}/api/3.0/mlflow/datasets/{missing}/records", timeout=TIMEOUT)
+    assert answer.status_code == 404, (answer.status_code, answer.text[:300])
+    error = _mlflow_error(answer)
+    assert error["error_code"] == "RESOURCE_DOES_NOT_EXIST" and missing in error["message"], error
+    made = session.post(
+        f"{stack.url}/api/2.0/mlflow/experiments/create", json={"name": unique("records")}, timeout=TIMEOUT
+    )
+    assert made.status_code == 200, made.text
+    dataset = session.post(
+        f"{stack.url}/api/3.0/mlflow/datasets/create",
+        json={"name": unique("ds"), "experiment_ids": [made.json()["experiment_id"]]},
+        timeout=TIMEOUT,
+    )
+    assert dataset.status_code == 200, dataset.text
+    dataset_id = dataset.json()["dataset"]["dataset_id"]
+    found = session.get(f"{stack.url}/api/3.0/mlflow/datasets/{dataset_id}/records", timeout=TIMEOUT)
+    assert (found.status_code, json.loads(found.json()["records"])) == (200, []), found.text

@@ -135,6 +135,9 @@ class FakeStores:
     async def holds_assessment(self, link: WorkspaceLink, trace_id: str, assessment_id: str) -> bool:
         return (link.workspace_id, trace_id, assessment_id) in self.assessments
 
+    async def holds_dataset(self, link: WorkspaceLink, dataset_id: str) -> bool:
+        return True
+
     promotions = {(A, "9")}  # team-a's experiment 9 is named fedgate-promotions
 
     async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from gateway.core.errors import InvalidParameter, InvalidState, ResourceNotFound, StoreUnavailable
+from gateway.core.errors import GatewayError, InvalidParameter, InvalidState, ResourceNotFound, StoreUnavailable
 from gateway.core.links import LinkTable, Namespace, WorkspaceLink
 from gateway.core.ports import StoreResponse, StoreUnreachable
 from gateway.core.principal import Principal
@@ -172,6 +172,11 @@ class AllowAll:
 
     async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
         self.found.append(answer)
+
+    async def missing_after_failure(
+        self, spec: RouteSpec, link: WorkspaceLink, path_params: Mapping[str, Any]
+    ) -> GatewayError | None:
+        return None
 
     def enters(self, principal: Principal, link: WorkspaceLink) -> bool:
         return link.name not in self.hidden

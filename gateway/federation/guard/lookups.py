@@ -103,6 +103,11 @@ class StoreLookups:
         answer = _read(link, *await self._fetch(link, path, ""))
         return answer is not None
 
+    async def holds_dataset(self, link: WorkspaceLink, dataset_id: str) -> bool:
+        """Whether the store holds the evaluation dataset: asked at every call (a dataset is deleted and made)."""
+        answer = _read(link, *await self._fetch(link, f"/api/3.0/mlflow/datasets/{quote(dataset_id, safe='')}", ""))
+        return answer is not None
+
     async def _ask_store(self, link: WorkspaceLink, kind: str, object_id: str) -> str | None:
         quoted = quote(object_id, safe="")
         if kind == "run":

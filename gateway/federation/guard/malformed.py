@@ -20,7 +20,10 @@ the store itself first); a value the store refuses in its own words goes to it. 
   or whose base64 decodes to JSON other than an object (or an object whose `offset` is a list, an object or an
   infinity), on the routes that read MLflow's offset tokens (`SearchUtils.parse_start_offset_from_page_token`);
   on a logged-model search, one whose base64 or UTF-8 is broken or whose JSON is no object; on a dataset's records,
-  one that is neither the store's cursor (base64 of `<int>:<id>`) nor an integer.
+  one that is neither the store's cursor (base64 of `<int>:<id>`) nor an integer, or whose integer is past the SQL
+  integers (a 64-bit signed integer);
+- a dataset records read's negative `max_results` (`GET /mlflow/datasets/{id}/records?max_results=-1`): the store
+  reads one record more than asked and indexes the last of an empty page (0 reads its default, 1000).
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ def refuse_malformed(request: Request) -> None:
         for value in request.params().get("experiment_ids", []):
             if not _int_like(value):
                 raise InvalidParameter(_refusal("experiment_ids", value, "each must be an experiment's id"))
+    if spec == DATASET_RECORDS:
+        for value in request.params().get("max_results", [])[:1]:  # MLflow reads the first
+            if _int_like(value) and -(2**31) <= int(value) < 0:  # past an int32 MLflow refuses itself
+                raise InvalidParameter(
+                    _refusal("max_results", value, "it must not be negative (0 reads the store's default, 1000)")
+                )
     token_fails = PAGE_TOKENS.get(spec)
     if token_fails is not None:
         token = _page_token(request)
@@ -212,6 +221,7 @@ JSON_TEXT_FIELDS: dict[Any, tuple[tuple[str, Callable[[str], bool], str], ...]] 
 }
 
 TRACES_SEARCH_V2 = declared("GET /mlflow/traces")
+DATASET_RECORDS = declared("GET /mlflow/datasets/{dataset_id:str}/records", 3)
 
 
 # -- page tokens ----------------------------------------------------------------------------------------------
@@ -251,15 +261,19 @@ def _logged_models_token(token: str) -> bool:
     return not isinstance(parsed, dict)
 
 
+# The integers a store's SQL takes (SQLite's INTEGER, PostgreSQL's bigint): past them the query fails.
+_SQL_INTEGERS = range(-(2**63), 2**63)
+
+
 def _records_token(token: str) -> bool:
     """`_load_dataset_records`: the cursor `base64(<created time>:<record id>)`, or failing that `int(token)` as an
-    offset, whose ValueError nothing catches (nor does the handler, whose every error is Flask's HTML 500)."""
+    offset, whose ValueError nothing catches (nor does the handler, whose every error is Flask's HTML 500); a
+    created time or an offset past the SQL integers fails the query."""
     try:
         first, _ = base64.b64decode(token.encode()).decode().split(":", 1)
-        int(first)
-        return False
+        return int(first) not in _SQL_INTEGERS
     except ValueError:
-        return not _int_like(token)
+        return not _int_like(token) or int(token) not in _SQL_INTEGERS
 
 
 PAGE_TOKENS: dict[Any, Callable[[str], bool]] = {

@@ -32,6 +32,10 @@ class Lookups(Protocol):
         """Whether the store holds the assessment on that trace (asked at every call, never kept)."""
         ...
 
+    async def holds_dataset(self, link: WorkspaceLink, dataset_id: str) -> bool:
+        """Whether the store holds the evaluation dataset (asked at every call, never kept)."""
+        ...
+
     async def promotions_experiment(self, link: WorkspaceLink, experiment_id: str) -> bool:
         """Whether the experiment is the one promotions copy model versions into (gateway/core/reserved.py)."""
         ...

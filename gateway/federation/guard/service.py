@@ -10,18 +10,19 @@ needs CAN_EDIT, and then the route's rule function decides (table.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.authz.decide import Authorizer
 from gateway.authz.levels import Level
-from gateway.core.errors import InvalidParameter, hidden
+from gateway.core.errors import GatewayError, InvalidParameter, ResourceNotFound, hidden
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import EXPERIMENTS_UPDATE, Resource, RouteSpec
 from gateway.federation.canonical import CanonicalBody
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.experiments import found_experiment
-from gateway.federation.guard.malformed import refuse_malformed
+from gateway.federation.guard.malformed import DATASET_RECORDS, refuse_malformed
 from gateway.federation.guard.nested import require_nested
 from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Protection, Undo
 from gateway.federation.guard.request import Plan, Request, refuse_out_of_range_numbers
@@ -113,6 +114,21 @@ class Guard:
     async def check_found_experiment(self, principal: Principal, link: WorkspaceLink, answer: bytes) -> None:
         """get-by-name names no id up front: the experiment found must be readable, or it was not found."""
         found_experiment(self.authorizer, principal, link, answer)
+
+    async def missing_after_failure(
+        self, spec: RouteSpec, link: WorkspaceLink, path_params: Mapping[str, Any]
+    ) -> GatewayError | None:
+        """MLflow 3.17.2's dataset records read has no error catcher: every error there, a missing dataset included
+        (a store with workspaces checks it is there), is Flask's HTML 500. Once the store failed so, the dataset is
+        asked for: missing, the call answers 404 RESOURCE_DOES_NOT_EXIST as MLflow's other dataset routes do. The
+        call has passed the guard already (the workspace's datasets are readable to the caller)."""
+        if spec != DATASET_RECORDS or not (dataset_id := str(path_params.get("dataset_id") or "")):
+            return None
+        try:
+            held = await self.lookups.holds_dataset(link, dataset_id)
+        except GatewayError:
+            return None  # the store cannot tell: its failure goes out as it is
+        return None if held else ResourceNotFound(f"Dataset '{dataset_id}' not found.")
 
 
 def refuse_unreadable(request: Request) -> None:
