@@ -151,7 +151,13 @@ from gateway.observability.routes import health_handlers
 from gateway.outbound import DestinationCheck
 from gateway.principals import names
 from gateway.principals.guards import CATCH_UP
-from gateway.principals.routes import ScimController, ScimMeController, TokenController, TokenManagementController
+from gateway.principals.routes import (
+    ScimController,
+    ScimMeController,
+    TokenController,
+    TokenManagementController,
+    audit_undecoded_body,
+)
 from gateway.principals.service import PrincipalService, TokenService
 from gateway.properties.guard import PropertyGuard
 from gateway.registry.aliases import AliasApprovals
@@ -358,6 +364,16 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     if 400 <= exc.status_code < 500:
         return Response(_error_body("BAD_REQUEST", str(exc.detail)), status_code=exc.status_code)
     return _unexpected(request, exc)
+
+
+def _error_code(response: Response[Any]) -> str:
+    """The error code of an answer in MLflow's error shape made here ("" for any other)."""
+    try:
+        document = msgspec.json.decode(response.content) if isinstance(response.content, bytes) else None
+    except msgspec.DecodeError:
+        return ""
+    code = document.get("error_code") if isinstance(document, dict) else None
+    return code if isinstance(code, str) else ""
 
 
 def _body_path(exc: msgspec.ValidationError) -> msgspec.ValidationError:
@@ -756,6 +772,22 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         denied(request, exc)
         return _gateway_error(request, exc)
 
+    def http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        return body_refusal_audited(request, exc, _http_exception(request, exc))
+
+    def malformed_body(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        return body_refusal_audited(request, exc, _malformed_body(request, exc))
+
+    def body_refusal_audited(request: Request[Any, Any, Any], exc: Exception, response: Response[Any]) -> Response[Any]:
+        """A body refused before its handler runs (it does not decode into the route's document): a SCIM change
+        so refused is audited as the change denied, as its handler's refusals are (principals/routes.py)."""
+        undecoded = isinstance(exc, (ValidationException, *BODY_DECODE_ERRORS)) or isinstance(
+            exc.__cause__, SerializationException
+        )
+        if undecoded and response.status_code == 400:
+            audit_undecoded_body(principals, request, response.status_code, _error_code(response))
+        return response
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # SIGTERM: unready at once, the server's own shutdown after server.shutdown_delay_seconds (docs/operations.md).
@@ -906,8 +938,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         ],
         exception_handlers={
             GatewayError: gateway_error,
-            HTTPException: _http_exception,
-            **dict.fromkeys(BODY_DECODE_ERRORS, _malformed_body),
+            HTTPException: http_exception,
+            **dict.fromkeys(BODY_DECODE_ERRORS, malformed_body),
             # The database down: 503 for every route, in MLflow's error shape (gateway/db/errors.py).
             **dict.fromkeys(DATABASE_ERRORS, _database_error),
             Exception: _unexpected,

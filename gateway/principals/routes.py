@@ -332,6 +332,27 @@ def _changes(kind: str, operations: list[ScimOperation] | None) -> tuple[dict[st
     return fields, add, remove, replace
 
 
+# The SCIM changes whose body is decoded before the handler runs, by route name: what each is audited as.
+DECODED_CHANGES = {"scim create": "create", "scim patch": "update"}
+
+
+def audit_undecoded_body(
+    principals: PrincipalService, request: Request[Any, Any, Any], status: int, error_code: str
+) -> None:
+    """A SCIM create or PATCH whose body does not decode into a SCIM document is refused before its handler runs
+    (its caller passed the account-admin guard, which runs first): audited as the change denied, as the handler's own
+    refusals are (`PrincipalService.refusals`), with no value of the request."""
+    route = request.scope.get("route_handler")
+    change = DECODED_CHANGES.get(getattr(route, "name", None) or "")
+    user = request.scope.get("user")
+    if change is None or not isinstance(user, Principal):
+        return
+    params = request.scope.get("path_params") or {}
+    label = RESOURCES.get(str(params.get("resource", "")), "principal")
+    target = label if change == "create" else f"{label}:{params.get('principal_id', '')}"
+    principals.refused_body(user, f"{label}.{change}", target, _request_id(request), status, error_code)
+
+
 def _request_id(request: Request[Principal, Any, Any]) -> str:
     return str(request.scope.get(REQUEST_ID_KEY, ""))  # type: ignore[call-overload,unused-ignore]
 

@@ -71,6 +71,10 @@ KINDS = ("user", "service_principal", "group")
 MIN_TOKEN_LIFETIME = timedelta(seconds=1)
 
 
+# The reason written for a SCIM change whose body does not decode into a SCIM document.
+UNDECODED = "The request body is not a SCIM document of this change."
+
+
 class LastAdmin(InvalidState):
     """A change refused because it would leave the account without an active account admin."""
 
@@ -263,6 +267,15 @@ class PrincipalService:
                 outcome = {"reason": reason, "status": error.status, "error_code": error.error_code}
                 self._audit.record(entry(actor.name, action, target, "denied", {**details, **outcome}, request_id))
             raise
+
+    def refused_body(
+        self, actor: Principal, action: str, target: str, request_id: str, status: int, error_code: str
+    ) -> None:
+        """Audit a change refused because its body does not decode into a SCIM document (before its handler runs)
+        as `action` denied: the refusal's status and error code, and no value the caller sent (the decoder's message
+        may quote one, so it is not written)."""
+        outcome = {"reason": UNDECODED, "status": status, "error_code": error_code}
+        self._audit.record(entry(actor.name, action, target, "denied", outcome, request_id))
 
     async def _add_member(
         self, repository: PrincipalRepository, group_id: int, member_id: int

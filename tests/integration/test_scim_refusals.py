@@ -161,3 +161,60 @@ def test_every_refused_scim_change_is_audited_without_the_values_sent(stack: Sta
     written = json.dumps(list(rows.values()))
     assert secret not in written, written
     assert secret[7:] not in written, written
+
+
+def test_a_scim_change_whose_body_does_not_decode_is_audited(stack: Stack) -> None:
+    """A SCIM create or PATCH whose body does not decode into a SCIM document (no JSON, a field of the wrong type) is
+    refused before its handler runs: before, it left no row. Its answer stays what it was (400
+    INVALID_PARAMETER_VALUE); its row is the change denied, with nothing the caller sent."""
+    admin = Admin.of(stack)
+    http = admin.http()
+    since = datetime.now(UTC).isoformat()
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    user_id = admin.user(f"{unique('undecoded')}@example.com")
+    group_id = admin.group(unique("undecoded"))
+    json_type = {"Content-Type": "application/json"}
+    # (method, path, body as sent, action, target)
+    refusals: list[tuple[str, str, bytes, str, str]] = [
+        ("POST", "Users", json.dumps({"userName": secret, "active": secret}).encode(), "user.create", "user"),
+        ("POST", "Groups", f'{{"displayName": "{secret}"'.encode(), "group.create", "group"),
+        ("POST", "ServicePrincipals", json.dumps([secret]).encode(), "service_principal.create", "service_principal"),
+        ("PATCH", f"Users/{user_id}", json.dumps({"Operations": secret}).encode(), "user.update", f"user:{user_id}"),
+        (
+            "PATCH",
+            f"Groups/{group_id}",
+            json.dumps({"Operations": [{"op": 7, "value": secret}]}).encode(),
+            "group.update",
+            f"group:{group_id}",
+        ),
+        ("PATCH", f"Users/{user_id}", b"\xff" + secret.encode(), "user.update", f"user:{user_id}"),
+    ]
+    expected: dict[str, tuple[str, str, str]] = {}
+    for method, path, body, action, target in refusals:
+        answer = http.request(method, f"{stack.url}{SCIM}/{path}", data=body, headers=json_type, timeout=TIMEOUT)
+        assert answer.status_code == 400, (method, path, answer.status_code, answer.text)
+        error = answer.json()
+        assert {"error_code", "message"} <= set(error), error
+        assert error["error_code"] == "INVALID_PARAMETER_VALUE", error
+        expected[answer.headers["x-request-id"]] = (action, target, error["error_code"])
+    assert http.get(f"{stack.url}{SCIM}/Users/{user_id}", timeout=TIMEOUT).json()["active"] is True
+
+    def read() -> dict[str, dict[str, Any]]:
+        log = http.get(
+            f"{stack.url}/api/2.0/fedgate/audit-log",
+            params={"since": since, "outcome": "denied", "max_results": 1000},
+            timeout=TIMEOUT,
+        )
+        assert log.status_code == 200, log.text
+        return {row["request_id"]: row for row in log.json()["entries"] if row["request_id"] in expected}
+
+    rows = until(read, lambda found: len(found) >= len(expected), f"{len(expected)} audited undecoded SCIM bodies")
+    assert set(rows) == set(expected)
+    for request_id, (action, target, error_code) in expected.items():
+        row = rows[request_id]
+        assert (row["actor"], row["action"], row["target"]) == ("admin", action, target), row
+        details = row["details"]
+        assert (details["status"], details["error_code"]) == (400, error_code), row
+        assert details["reason"], row
+    written = json.dumps(list(rows.values()))
+    assert secret not in written and secret[7:] not in written, written
