@@ -257,7 +257,8 @@ def test_dashboard_data_refuses_bad_filters_and_other_sites(account: Account, st
         ({"days": "2"}, 400, "INVALID_PARAMETER_VALUE"),
         ({"runs": "system.mlflow.runs_latest; DROP VIEW x"}, 400, "INVALID_PARAMETER_VALUE"),
         ({"workspace": "team-b"}, 404, "RESOURCE_DOES_NOT_EXIST"),  # the analyst holds no grant in team-b
-        ({"runs": "nowhere.mlflow.runs"}, 400, "INVALID_PARAMETER_VALUE"),
+        # A catalog the analyst may not use, whether or not it exists (USE CATALOG is asked first).
+        ({"runs": "nowhere.mlflow.runs"}, 403, "PERMISSION_DENIED"),
     ):
         answer = browser.get(f"{base}/data/runs-per-day", params=params, timeout=30)
         assert (answer.status_code, answer.json()["error_code"]) == (status, code), answer.text
