@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from urllib.parse import quote, unquote, urlparse, urlunparse
 
@@ -78,6 +79,23 @@ def refuse_bare_workspaces(path: str) -> None:
     """
     if path.split("/", 1)[0].lower() == "workspaces" and "/" not in path:
         raise InvalidParameter("Artifact paths prefixed with 'workspaces/' must include a workspace name.")
+
+
+def refuse_dotted_folder(path: str) -> None:
+    """An upload into a folder whose path starts with `..` (`..x/f`, `... /f`) is refused in MLflow's words.
+
+    Such names are no traversal (`..x` is a name like any other), but MLflow 3.17.2's local artifact store refuses
+    to make the folder (`verify_artifact_path`: a folder "must not resolve to other names") with an `MlflowException`
+    that carries no error code, which its artifact routes answer as 500 `INTERNAL_ERROR`: an upload with a bad path
+    was answered as the store's failure. Asked of the path as the store's `default` workspace or a store without
+    workspaces acts on it, unprefixed; in its other workspaces the store puts `workspaces/<name>/` first.
+    """
+    folder = posixpath.dirname(path)
+    if folder.startswith(".."):
+        raise InvalidParameter(
+            f"Invalid artifact path: '{folder}'. Names may be treated as files in certain cases, and must not "
+            f"resolve to other names when treated as such. This name would resolve to {posixpath.normpath(folder)!r}"
+        )
 
 
 def rewrite_artifact_workspace(path: str, gateway_name: str, upstream_name: str | None) -> str:

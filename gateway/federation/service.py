@@ -37,6 +37,7 @@ from gateway.core.paths import (
     canonical_artifact_path,
     quote_path,
     refuse_bare_workspaces,
+    refuse_dotted_folder,
     rewrite_artifact_workspace,
 )
 from gateway.core.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
@@ -541,6 +542,8 @@ class Forwarder:
         else:
             path = canonical_artifact_path(raw)
         refuse_bare_workspaces(path)
+        if call.spec.method in ("PUT", "POST"):  # an upload, a multipart upload
+            refuse_dotted_folder(path)
         return path
 
     def _upstream_target(self, call: ForwardCall, link: WorkspaceLink, artifact_path: str | None) -> tuple[str, str]:

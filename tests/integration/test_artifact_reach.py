@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.core.errors import mlflow_error
@@ -280,6 +280,26 @@ def test_a_manager_of_a_stores_default_workspace_reaches_no_other_workspace_by_t
     assert reach.central_file("model", victim.model_id, "model.pkl") == b"alice's weights"
 
 
+def test_an_upload_into_a_folder_starting_with_two_dots_is_refused_not_failed(reach: Reach) -> None:
+    """MLflow's local artifact store refuses to make a folder whose path starts with `..` (`..x`, `... `): not a
+    traversal, a name, which it refuses with an exception its artifact routes answer as 500 `INTERNAL_ERROR` (the
+    client retried it as the store's failure). 400 in MLflow's words; the same path as a file is written."""
+    for workspace in ("lab", "legacy"):
+        session, url = reach.http(workspace), reach.gateway.url
+        for folder in ("..x", "... "):
+            answer = _put(session, url, quote(f"{folder}/notes.txt"), b"x")
+            message = (
+                f"Invalid artifact path: '{folder}'. Names may be treated as files in certain cases, and must not "
+                f"resolve to other names when treated as such. This name would resolve to '{folder}'"
+            )
+            assert answer.status_code == 400, f"{workspace} {folder!r}: {answer.status_code} {answer.text}"
+            assert answer.json() == mlflow_error("INVALID_PARAMETER_VALUE", message)
+        name = unique("..notes")
+        assert _put(session, url, name, b"x").status_code == 200
+        assert session.get(f"{url}{ARTIFACTS}/{name}", timeout=TIMEOUT).content == b"x"
+        assert session.delete(f"{url}{ARTIFACTS}/{name}", timeout=TIMEOUT).status_code == 200
+
+
 # Pieces of artifact paths: MLflow's URL reading (`?`, `#`, `file:`, schemes), traversal and escapes, Unicode dots.
 _PIECES = ["x", "workspaces", "?", "#", "file:", "FILE:", "Ab:", ":", ".", "..", " ", "\uff0e", "%3F", ";"]
 _PIECE = st.sampled_from(_PIECES)
@@ -292,18 +312,25 @@ def legacy_experiment(reach: Reach) -> str:
 
 
 @settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(under_experiment=True, folders=[], ending=["?"])
+@example(under_experiment=True, folders=["x"], ending=["#"])
+@example(under_experiment=False, folders=["Ab:"], ending=[])
+@example(under_experiment=False, folders=["..x"], ending=[])
 @given(under_experiment=st.booleans(), folders=st.lists(_SEGMENT, max_size=2), ending=st.lists(_PIECE, max_size=2))
 def test_an_upload_the_gateway_lets_through_lands_at_the_path_it_checked(
     reach: Reach, legacy_experiment: str, under_experiment: bool, folders: list[str], ending: list[str]
 ) -> None:
     """Differential against the store itself: an upload into `legacy` (the central store's `default`, whose files
     lie at the root of its artifact folder) that the gateway lets through is either refused by the store or
-    written at exactly the path the guard checked, read from the store's disk. Before, `<experiment>/notes?` and
-    `<experiment>/notes#` were written as `<experiment>/notes`, and `Ab:/notes` as `ab:/notes`."""
+    written at exactly the path the guard checked, read from the store's disk; never a 500. Before,
+    `<experiment>/notes?` and `<experiment>/notes#` were written as `<experiment>/notes`, `Ab:/notes` as
+    `ab:/notes`, and an upload into a folder `..x` was answered 500 `INTERNAL_ERROR`."""
     name = unique("file") + "".join(ending)  # a new file each time, never a folder of an earlier one
     path = "/".join([legacy_experiment, *folders, name] if under_experiment else [*folders, name])
+    assume(not {".", ".."} & set(path.split("/")))  # the client itself resolves those (requests' URL parsing)
     content = name.encode()
     answer = reach.http("legacy").put(f"{reach.gateway.url}{ARTIFACTS}/{quote(path)}", data=content, timeout=TIMEOUT)
+    assert answer.status_code < 500, f"{path!r}: {answer.status_code} {answer.text}"
     if answer.status_code == 200:
         on_disk = reach.central.root / "artifacts" / path
         assert on_disk.is_file() and on_disk.read_bytes() == content, f"{path!r} was written elsewhere"

@@ -9,7 +9,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.uri import validate_path_is_safe
 
 from gateway.core.errors import InvalidParameter
-from gateway.core.paths import canonical_artifact_path, refuse_bare_workspaces, rewrite_artifact_workspace
+from gateway.core.paths import (
+    canonical_artifact_path,
+    refuse_bare_workspaces,
+    refuse_dotted_folder,
+    rewrite_artifact_workspace,
+)
 
 
 @pytest.mark.parametrize(
@@ -100,3 +105,14 @@ def test_the_store_acts_on_exactly_the_path_the_guard_checked(path: str) -> None
     except MlflowException:
         return
     assert read == checked
+
+
+@pytest.mark.parametrize("path", ["..x/f", "... /f", ".. /a/f", "..\u00a0/f"])
+def test_a_folder_starting_with_two_dots_is_refused_in_the_stores_words(path: str) -> None:
+    with pytest.raises(InvalidParameter, match="must not resolve to other names"):
+        refuse_dotted_folder(canonical_artifact_path(path))
+
+
+@pytest.mark.parametrize("path", ["..x", "1/..x/f", "workspaces/team-a/..x/f", "x../f", ".x/f"])
+def test_other_dotted_names_pass(path: str) -> None:
+    refuse_dotted_folder(canonical_artifact_path(path))
