@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from gateway.db.engine import make_engine, make_sessionmaker
 from gateway.db.migrate import alembic_config, upgrade
@@ -191,7 +192,8 @@ def test_comments_made_at_one_moment_take_consecutive_numbers_and_a_page_walked_
 
 def test_appends_of_many_transactions_at_once_never_share_or_skip_a_number(database_url: str) -> None:
     """The repository straight on PostgreSQL: 40 transactions appending to two models at once, half of them to
-    both in one transaction (in either order, as promotions of each into the other would)."""
+    both in one transaction (in either order, as promotions of each into the other would), and 10 inserts that name
+    no number, as a replica of the release before writes them during a rolling update."""
     url = fresh_database(database_url)
     upgrade(url, "head")
 
@@ -208,8 +210,20 @@ def test_appends_of_many_transactions_at_once_never_share_or_skip_a_number(datab
                 for model in models:
                     await repository.append(7, model, NewActivity("1", "NEW_COMMENT", "someone"))
 
+        async def append_as_older_replica(model: str) -> None:
+            await start.wait()
+            async with sessions() as session, session.begin():
+                await session.execute(
+                    text(
+                        "INSERT INTO registry_activities (workspace_id, model_id, version, activity_type, user_id) "
+                        "VALUES (7, :model, '1', 'NEW_COMMENT', 'someone')"
+                    ),
+                    {"model": model},
+                )
+
         plans = [["a"], ["b"], ["a", "b"], ["b", "a"]] * 10
         tasks = [asyncio.create_task(append(plan)) for plan in plans]
+        tasks += [asyncio.create_task(append_as_older_replica("a")) for _ in range(10)]
         await asyncio.sleep(0.1)
         start.set()
         await asyncio.gather(*tasks)
@@ -220,7 +234,7 @@ def test_appends_of_many_transactions_at_once_never_share_or_skip_a_number(datab
         return numbers
 
     numbers = asyncio.run(go())
-    assert numbers == {"a": list(range(30, 0, -1)), "b": list(range(30, 0, -1))}
+    assert numbers == {"a": list(range(40, 0, -1)), "b": list(range(30, 0, -1))}
 
 
 def test_the_migration_numbers_each_models_recorded_activities_and_the_log_stays_append_only(
@@ -263,6 +277,13 @@ def test_the_migration_numbers_each_models_recorded_activities_and_the_log_stays
         ("other", 3),
         ("m", 3),
     ]
+    # A replica of the release before (a rolling update) writes rows without their number: they take the next.
+    old_replica = [int(run(url, statement, 1, "m")[0]["id"]), int(run(url, asked, 2, "t9")[0]["id"])]
+    assert [r["number"] for r in run(url, "SELECT number FROM registry_activities WHERE id = $1", old_replica[0])] == [
+        4
+    ]
+    taken = run(url, "SELECT number FROM registry_promotion_requests WHERE id = $1", old_replica[1])
+    assert [r["number"] for r in taken] == [4]
     with pytest.raises(asyncpg.PostgresError, match="append-only"):
         run(url, "UPDATE registry_activities SET number = number + 10 WHERE model_id = 'm'")
     with pytest.raises(asyncpg.PostgresError, match="duplicate key"):
