@@ -90,6 +90,12 @@ class GrantRepository:
         )
         return {(domain, obj, privilege) for domain, obj, privilege in result.all()}
 
+    async def view_owner(self, name: str) -> int | None:
+        """The id of the principal who owns the dynamic view `name` (None: no such view, or the bootstrap admin's)."""
+        row = await self.session.execute(text("SELECT owner_id FROM sql_views WHERE name = :name"), {"name": name})
+        found = row.scalar_one_or_none()
+        return int(found) if found is not None else None
+
     async def clear(self, domain: str, obj: str, principal_id: int | None = None) -> list[PolicyChange]:
         statement = delete(GrantRow).where(GrantRow.domain == domain, GrantRow.object == obj)
         if principal_id is not None:

@@ -160,8 +160,10 @@ class UnityCatalogController(Controller):
         principal: str | None = None,
     ) -> PermissionsList:
 
+        owner = await access.view_owner(securable_type, full_name)
+
         async def decide(caller: Principal) -> PermissionsList:
-            obj = access.securable(securable_type, full_name)
+            obj = access.securable(caller, securable_type, full_name, owner_id=owner)
             access.check_uc_manager(caller, obj)
             return access.uc_assignments(caller, obj, principal)
 
@@ -179,8 +181,10 @@ class UnityCatalogController(Controller):
         access: AccessService,
     ) -> PermissionsList:
 
+        owner = await access.view_owner(securable_type, full_name)
+
         async def decide(caller: Principal) -> tuple[Principal, str]:
-            obj = access.securable(securable_type, full_name)
+            obj = access.securable(caller, securable_type, full_name, owner_id=owner)
             access.check_uc_manager(caller, obj)
             return caller, obj
 
@@ -197,8 +201,10 @@ class UnityCatalogController(Controller):
         principal: str | None = None,
     ) -> EffectivePermissionsList:
 
+        owner = await access.view_owner(securable_type, full_name)
+
         async def decide(caller: Principal) -> EffectivePermissionsList:
-            obj = access.securable(securable_type, full_name)
+            obj = access.securable(caller, securable_type, full_name, owner_id=owner)
             if not access.is_self(caller, principal):
                 access.check_uc_manager(caller, obj)
             return access.uc_effective(caller, obj, principal)

@@ -30,6 +30,7 @@ from gateway.authz.levels import (
     experiment_object,
     model_object,
     uc_parents,
+    valid_value,
     workspace_domain,
     workspace_object,
 )
@@ -279,12 +280,54 @@ class AccessService:
 
     # -- Unity Catalog grants ---------------------------------------------------------------------------
 
-    def securable(self, securable_type: str, full_name: str) -> str:
+    async def view_owner(self, securable_type: str, full_name: str) -> int | None:
+        """The id of the owner of the view `full_name` when `securable_type` is a table (else None), for `securable`:
+        read before deciding, as `decide` may read the policy alone."""
+        name = full_name.lower()
+        if securable_type.lower() != "table" or name.startswith("system.") or len(name.split(".")) != 3:
+            return None
+        if not valid_value("object", f"table:{name}"):  # no view has such a name (a NUL, a comma, 300 characters)
+            return None
+        async with self._sessionmaker() as session:
+            return await GrantRepository(session).view_owner(name)
+
+    def securable(self, caller: Principal, securable_type: str, full_name: str, *, owner_id: int | None = None) -> str:
+        """The securable a grants call names, once `caller` may learn whether it exists.
+
+        As in Unity Catalog, USE CATALOG and USE SCHEMA come before the name is looked up: to a caller who holds
+        neither those of its containers (a catalog: USE CATALOG on it; a schema: USE CATALOG on its catalog and
+        USE SCHEMA on it; a view: both, on its catalog and schema) nor another privilege on it (MANAGE, SELECT,
+        held on it or inherited; any privilege granted on it), and is neither its owner (`owner_id`) nor an
+        account admin, a securable and a name nobody made answer alike: 403 naming the first usage privilege
+        missing. Before, the one answered 403 "needs MANAGE" and the other 404, to anyone signed in. The system
+        catalog holds the documented tables alone, so what exists there is no secret: answered as before."""
         obj = f"{securable_type.lower()}:{full_name.lower()}"
+        self._check_sees(caller, obj, owner_id)
         if obj not in self.policy.snapshot.securables:  # the system tables and the views made with CREATE VIEW
             # A view created through another replica moments ago: decided again on the stored policy (`deciding`).
             raise UnknownHere(f"{securable_type} '{full_name}' does not exist.")
         return obj
+
+    def _check_sees(self, caller: Principal, obj: str, owner_id: int | None) -> None:
+        kind, _, name = obj.partition(":")
+        parts = name.split(".")
+        depth = {"catalog": 1, "schema": 2, "table": 3}.get(kind)
+        if caller.account_admin or depth is None or len(parts) != depth or parts[0] == "system":
+            return  # no securable has such a name, or the system catalog's, which are documented: nothing to tell
+        if owner_id is not None and caller.id == owner_id:
+            return
+        snapshot = self.policy.snapshot
+        subjects = caller.subjects
+        if any(sub in subjects for sub in snapshot.grants_on(ACCOUNT_DOMAIN, obj)):
+            return
+        if snapshot.held(subjects, ACCOUNT_DOMAIN, obj) - {Privilege.USE_CATALOG, Privilege.USE_SCHEMA}:
+            return
+        usage = [(f"catalog:{parts[0]}", Privilege.USE_CATALOG, f"catalog {parts[0]}")]
+        if depth > 1:
+            usage.append((f"schema:{parts[0]}.{parts[1]}", Privilege.USE_SCHEMA, f"schema {parts[0]}.{parts[1]}"))
+        for container, privilege, what in usage:
+            if not snapshot.allows(subjects, ACCOUNT_DOMAIN, container, privilege):
+                raise PermissionDenied(f"{caller.name} lacks {privilege.replace('_', ' ')} on {what}.")
 
     def check_uc_manager(self, principal: Principal, obj: str) -> None:
         if principal.account_admin:

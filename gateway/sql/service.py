@@ -505,9 +505,11 @@ class SqlService:
 
     async def _command(self, principal: Principal, statement: Statement) -> Outcome:
         if isinstance(statement, ShowGrants):
-            return self._show_grants(principal, statement)
+            owner = await self._access.view_owner(statement.securable_type, statement.name)
+            return self._show_grants(principal, statement, owner)
         if isinstance(statement, ChangeGrants):
-            obj = self._access.securable(statement.securable_type, statement.name)
+            owner = await self._access.view_owner(statement.securable_type, statement.name)
+            obj = self._access.securable(principal, statement.securable_type, statement.name, owner_id=owner)
             self._access.check_uc_manager(principal, obj)
             privileges = list(statement.privileges)
             change = PermissionsChange(
@@ -525,8 +527,8 @@ class SqlService:
             return _succeeded([], [], False)
         raise InvalidParameter("This statement is not supported.")
 
-    def _show_grants(self, principal: Principal, statement: ShowGrants) -> Outcome:
-        obj = self._access.securable(statement.securable_type, statement.name)
+    def _show_grants(self, principal: Principal, statement: ShowGrants, owner: int | None) -> Outcome:
+        obj = self._access.securable(principal, statement.securable_type, statement.name, owner_id=owner)
         if not self._access.is_self(principal, statement.principal):
             self._access.check_uc_manager(principal, obj)
         effective = self._access.uc_effective(principal, obj, statement.principal)

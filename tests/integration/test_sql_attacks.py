@@ -298,6 +298,70 @@ def test_a_view_and_a_name_nobody_made_answer_alike_to_who_may_not_use_their_sch
     refused(call(stack, org.viewer.token, f"SELECT * FROM {org.catalog}.mlflow.placeholder"), 403, "PERMISSION_DENIED")
 
 
+def test_grants_of_a_securable_and_of_a_name_nobody_made_answer_alike_to_who_may_not_see_it(
+    stack: Stack, data: Data, org: Org
+) -> None:
+    """SHOW GRANTS and the Unity Catalog permissions API looked the securable up first: to anyone signed in, a
+    catalog, schema or view answered 403 "needs MANAGE" (SHOW GRANTS of oneself: 200) and a name nobody made 404.
+    As in Unity Catalog, the usage privileges of its catalog and schema (or a privilege on it, owning it, being an
+    admin) now come first: to anyone else both answer the same 403."""
+    s, c = data.suffix, org.catalog
+    admin = Admin.of(stack)
+    catalog_only = admin.person(f"grants-catalog-only.atk{s}@example.com")
+    owner = admin.person(f"grants-owner.atk{s}@example.com")
+    rows(stack, ADMIN_TOKEN, f"GRANT USE CATALOG ON CATALOG {c} TO `{catalog_only.name}`")
+    rows(stack, ADMIN_TOKEN, f"GRANT MANAGE ON SCHEMA {c}.mlflow TO `{owner.name}`")
+    owned = f"{c}.mlflow.owned_{s}"
+    rows(stack, owner.token, f"CREATE VIEW {owned} AS SELECT 1 AS one")
+    rows(stack, ADMIN_TOKEN, f"REVOKE MANAGE ON SCHEMA {c}.mlflow FROM `{owner.name}`")
+    uc = f"{stack.url}/api/2.1/unity-catalog"
+    keyword = {"catalog": "CATALOG", "schema": "SCHEMA", "table": "VIEW"}
+
+    def answers(who: Person | None, kind: str, name: str) -> list[tuple[int, str]]:
+        """Every way of asking about `name`'s grants, with `name` written out of the answers."""
+        token, me = (who.token, who.name) if who else (ADMIN_TOKEN, org.viewer.name)
+        headers = {"Authorization": f"Bearer {token}"}
+        found = []
+        for response in (
+            requests.get(f"{uc}/permissions/{kind}/{name}", headers=headers, timeout=30),
+            requests.get(f"{uc}/effective-permissions/{kind}/{name}", headers=headers, timeout=30),
+            requests.get(f"{uc}/effective-permissions/{kind}/{name}?principal={me}", headers=headers, timeout=30),
+            call(stack, token, f"SHOW GRANTS ON {keyword[kind]} {name}"),
+            call(stack, token, f"SHOW GRANTS `{me}` ON {keyword[kind]} {name}"),
+        ):
+            body = response.json()
+            found.append((response.status_code, str(body.get("message", body.get("status", {}).get("state")))))
+        if who is not None and who is not org.viewer:  # who may change nothing
+            change = {"changes": [{"principal": me, "add": ["SELECT"]}]}
+            response = requests.patch(f"{uc}/permissions/{kind}/{name}", json=change, headers=headers, timeout=30)
+            found.append((response.status_code, str(response.json().get("message"))))
+            response = call(stack, token, f"GRANT SELECT ON {keyword[kind]} {name} TO `{me}`")
+            found.append((response.status_code, str(response.json().get("message"))))
+        return [(status, message.replace(name, "<name>")) for status, message in found]
+
+    made = {"catalog": c, "schema": f"{c}.mlflow", "table": org.view}
+    unmade = {"catalog": f"nocat_{s}", "schema": f"{c}.noschema_{s}", "table": f"{c}.mlflow.noview_{s}"}
+    for who, kinds, lacking in (
+        (org.stranger, ("catalog", "schema", "table"), "lacks USE CATALOG on catalog"),
+        (catalog_only, ("schema", "table"), "lacks USE SCHEMA on schema"),
+        (owner, ("schema",), "lacks USE CATALOG on catalog"),
+    ):
+        for kind in kinds:
+            hidden = answers(who, kind, made[kind])
+            assert hidden == answers(who, kind, unmade[kind]), (who.name, kind)
+            assert {status for status, _ in hidden} == {403} and all(lacking in m for _, m in hidden), hidden
+
+    # Who may see it keeps the answers it had: 403 needing MANAGE, its own grants, 404 for a name nobody made.
+    for who, kind, name in ((catalog_only, "catalog", c), (owner, "table", owned), (org.viewer, "table", org.view)):
+        seen = answers(who, kind, name)
+        assert [status for status, _ in seen] == [403, 403, 200, 403, 200, *[403] * (len(seen) - 5)], seen
+        assert "needs MANAGE" in seen[0][1], seen
+    assert answers(org.viewer, "table", unmade["table"])[0][0] == 404
+    for kind in ("catalog", "schema", "table"):
+        assert [status for status, _ in answers(None, kind, made[kind])] == [200] * 5
+        assert answers(None, kind, unmade[kind])[0][0] == 404
+
+
 # -- spellings, precedence, scopes --------------------------------------------------------------------------------
 
 

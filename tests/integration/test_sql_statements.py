@@ -404,8 +404,12 @@ def test_grant_and_create_view_need_manage(stack: Stack, org: Org) -> None:
     assert "needs MANAGE on system.mlflow.runs_latest" in refused(grant, 403, "PERMISSION_DENIED")
     create = sql(stack, token, f"CREATE VIEW {org.catalog}.mlflow.mine AS SELECT run_id FROM system.mlflow.runs_latest")
     assert "needs MANAGE on schema" in refused(create, 403, "PERMISSION_DENIED")
+    # Whether a view exists is told only to who may use its catalog and schema (or holds something on it).
+    assert "lacks USE CATALOG on catalog nowhere" in refused(
+        sql(stack, token, "GRANT SELECT ON TABLE nowhere.mlflow.x TO `someone`"), 403, "PERMISSION_DENIED"
+    )
     assert "does not exist" in refused(
-        sql(stack, token, "GRANT SELECT ON TABLE nowhere.mlflow.x TO `someone`"), 404, "RESOURCE_DOES_NOT_EXIST"
+        sql(stack, token, "GRANT SELECT ON TABLE system.mlflow.x TO `someone`"), 404, "RESOURCE_DOES_NOT_EXIST"
     )
 
 

@@ -136,5 +136,6 @@ def test_effective_grants_read_by_show_grants_name_where_each_comes_from() -> No
         ]
     }
     sql = SimpleNamespace(_access=access)
-    outcome = SqlService._show_grants(sql, caller, ShowGrants("table", "system.mlflow.runs_latest", "ada@example.com"))  # type: ignore[arg-type]
+    statement = ShowGrants("table", "system.mlflow.runs_latest", "ada@example.com")
+    outcome = SqlService._show_grants(sql, caller, statement, None)  # type: ignore[arg-type]
     assert "analysts" in str(outcome) and "SCHEMA system.mlflow" in str(outcome)
