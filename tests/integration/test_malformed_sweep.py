@@ -2,7 +2,8 @@
 guard lets through to the store), against a real MLflow 3.17.2 store: each field of the route's request message in
 turn holds one of a fixed set of bad values (wrong JSON types, nulls, empty and blank strings, numbers past a 64-bit
 integer or written in other digits, garbage page tokens; for a GET, the same as query text, and each parameter
-repeated), the route's other required fields and ids plausible ones naming real objects.
+repeated), the route's other required fields and ids plausible ones naming real objects; and the same values one
+level down, in each field of a top-level field that is a message (alone, or the one item of a list).
 
 No answer is a 5xx and every error is JSON in MLflow's shape (`error_code`, `message`): a value the store cannot
 read is the caller's error, refused (400) before the store fails on it with its own 500 or an HTML page.
@@ -250,4 +251,40 @@ def test_no_malformed_value_answers_a_5xx_or_a_page(stack: Stack, objects: Objec
     for (what, _), answer in zip(cases, answers, strict=True):
         if (why := failure(answer)) is not None:
             failures.append(f"{what}: {why}")
+    assert not failures, "\n".join(failures)
+
+
+def _nested_fields(spec: RouteSpec) -> list[tuple[str, bool, list[str]]]:
+    """(field, whether it is a list, the fields of its message) for each top-level field of the route's request
+    message that is a message itself (a trace's spans, an assessment, a logged model's params)."""
+    route = REQUEST_CHECKS.get((spec.method, spec.path, spec.version))
+    if route is None or not route[0]:
+        return []
+    found = []
+    for field in _pool().FindMessageTypeByName(route[0]).fields:
+        message = field.message_type
+        if message is None or message.GetOptions().map_entry:
+            continue
+        repeated = field.is_repeated
+        found.append((field.name, repeated, [sub.name for sub in message.fields]))
+    return found
+
+
+NESTED = [spec for spec in SWEPT if spec.method != "GET" and _nested_fields(spec)]
+
+
+@pytest.mark.parametrize("spec", NESTED, ids=[f"{s.method} v{s.version} {s.path}" for s in NESTED])
+def test_no_malformed_nested_value_answers_a_5xx_or_a_page(stack: Stack, objects: Objects, spec: RouteSpec) -> None:
+    url = f"{stack.url}{_path(spec, objects)}"
+    plausible = _plausible(objects)
+    fields = _messages_fields(spec)
+    base = {name: plausible[name] for name in (*_required(spec), *spec.ids) if name in plausible and name in fields}
+    cases = []
+    for field, repeated, subfields in _nested_fields(spec):
+        for sub in subfields:
+            for bad in BAD_JSON:
+                inner = {sub: bad}
+                cases.append((f"{field}.{sub}={bad!r}", {"json": {**base, field: [inner] if repeated else inner}}))
+    answers = list(POOL.map(lambda case: SESSION.request(spec.method, url, timeout=TIMEOUT, **case[1]), cases))
+    failures = [f"{what}: {why}" for (what, _), answer in zip(cases, answers, strict=True) if (why := failure(answer))]
     assert not failures, "\n".join(failures)

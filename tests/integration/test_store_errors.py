@@ -339,6 +339,15 @@ MALFORMED: list[tuple[str, str, str, dict[str, Any], str, Any, Any]] = [
     ("GET", "/api/3.0/mlflow/datasets/{d}/records", "params", {}, "page_token", "abc", "5"),
     ("GET", "/api/3.0/mlflow/datasets/{d}/records", "params", {}, "page_token", "9" * 30, "5"),
     ("GET", "/api/3.0/mlflow/datasets/{d}/records", "params", {}, "max_results", "-1", "0"),
+    (
+        "POST",
+        "/api/3.0/mlflow/traces/search",
+        "json",
+        {},
+        "locations",
+        [{"mlflow_experiment": {}}],
+        [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "{e}"}}],
+    ),
     ("PUT", "/api/3.0/mlflow/scorers/online-config", "json", SCORER, "sample_rate", "abc", 0.5),
     ("PATCH", "/api/2.0/mlflow/webhooks/missing", "json", {}, "events", [{"entity": "PROMPT"}], [EVENT]),
     ("POST", "/api/2.0/mlflow/webhooks/missing/test", "json", {}, "event", {}, EVENT),
@@ -383,6 +392,8 @@ def test_a_malformed_value_the_store_fails_on_is_refused_before_it(
                 value = value.replace(f"{{{key}}}", named)
         if isinstance(value, list):
             return [filled(item) for item in value]
+        if isinstance(value, dict):
+            return {key: filled(item) for key, item in value.items()}
         return value
 
     def call(caller: requests.Session, base: str, value: Any) -> requests.Response:

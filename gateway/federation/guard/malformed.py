@@ -11,6 +11,8 @@ the store itself first); a value the store refuses in its own words goes to it. 
   or a non-empty value other than an object; set-tags: anything but an object), a dataset's `records` (non-JSON, or
   anything whose items are not all objects), a scorer's `serialized_scorer` and a logged model's `model_json` (JSON
   other than an object; text that is no JSON the store refuses itself);
+- an experiment location of a v3 trace search (`locations[].mlflow_experiment`) whose id `int()` refuses, empty
+  included (one that is no object parses as an empty location);
 - an experiment id of a v2 trace search (`GET /mlflow/traces?experiment_ids=abc`) that is no integer to Python's
   `int()`, which the store takes of each;
 - a scoring config's `sample_rate` that `float()` refuses (MLflow's handler checks only that it is there);
@@ -67,6 +69,10 @@ def refuse_malformed(request: Request) -> None:
         for value in request.params().get("experiment_ids", []):
             if not _int_like(value):
                 raise InvalidParameter(_refusal("experiment_ids", value, "each must be an experiment's id"))
+    if spec == TRACES_SEARCH_V3 and _unreadable_location(spec, document):
+        raise InvalidParameter(
+            _refusal("locations", document.get("locations"), "each experiment location names an experiment's id")
+        )
     if spec == DATASET_RECORDS:
         for value in request.params().get("max_results", [])[:1]:  # MLflow reads the first
             if _int_like(value) and -(2**31) <= int(value) < 0:  # past an int32 MLflow refuses itself
@@ -221,6 +227,24 @@ JSON_TEXT_FIELDS: dict[Any, tuple[tuple[str, Callable[[str], bool], str], ...]] 
 }
 
 TRACES_SEARCH_V2 = declared("GET /mlflow/traces")
+TRACES_SEARCH_V3 = declared("POST /mlflow/traces/search", 3)
+
+
+def _unreadable_location(spec: Any, document: dict[str, Any]) -> bool:
+    """A v3 trace search's experiment location whose id `int()` refuses (the store takes it of each), read from the
+    request message as MLflow's handler goes on with it: a location's `mlflow_experiment` that is no object parses
+    as an empty one."""
+    if not document.get("locations"):
+        return False
+    message = parsed_message(spec, document)
+    if message is None:
+        return False
+    return any(
+        location.HasField("mlflow_experiment") and not _int_like(location.mlflow_experiment.experiment_id)
+        for location in message.locations
+    )
+
+
 DATASET_RECORDS = declared("GET /mlflow/datasets/{dataset_id:str}/records", 3)
 
 
