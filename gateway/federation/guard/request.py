@@ -12,7 +12,7 @@ import msgspec
 from gateway.core.errors import InvalidParameter
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
-from gateway.core.route_table import Action, Body, Resource, RouteSpec
+from gateway.core.route_table import REGISTERED_MODELS_SET_ALIAS, Action, Body, Resource, RouteSpec
 from gateway.federation.canonical import NestedId
 from gateway.federation.graphql import GraphqlCall
 from gateway.federation.schemas import GUARD_ID_FIELDS, RequestIds
@@ -187,10 +187,11 @@ INT64_MAX = 2**63 - 1
 def refuse_out_of_range_numbers(request: Request) -> None:
     """An experiment id or a model version written in digits but past a 64-bit integer is refused (400), whoever
     calls: MLflow 3.17.2 takes `int()` of it and its database cannot hold the result, so every route naming one
-    (an experiment's reads and writes, runs/create and search, scorers, label schemas, review queues, issues, traces,
-    a model version's reads and writes) answered the store's 500 ("Python int too large to convert to SQLite
-    INTEGER"; PostgreSQL's own out-of-range error on other stores). Ids that are not digits (another store's kind)
-    are the store's to judge. Read from the body's ids and, only when the query names one, the query."""
+    (an experiment's reads and writes, runs/create and search, scorers, label schemas, review queues, issues,
+    traces, a model version's reads and writes, an alias set to a version) answered the store's 500 ("Python int
+    too large to convert to SQLite INTEGER"; PostgreSQL's own out-of-range error on other stores). Ids that are not
+    digits (another store's kind) are the store's to judge. Read from the body's ids and, only when the query names
+    one, the query."""
     named: list[object] = [request.ids.experiment_id, *(request.ids.experiment_ids or [])]
     reads_query = request.spec.method == "GET" or request.spec.body is not Body.JSON
     if reads_query and "experiment_id" in request.query:
@@ -200,7 +201,7 @@ def refuse_out_of_range_numbers(request: Request) -> None:
     for value in named:
         if _past_int64(value):
             raise InvalidParameter(f"Invalid experiment ID '{value}': it is past the largest one ({INT64_MAX}).")
-    if request.spec.resource is not Resource.MODEL_VERSION:
+    if request.spec.resource is not Resource.MODEL_VERSION and request.spec != REGISTERED_MODELS_SET_ALIAS:
         return
     versions: list[object] = [request.document.get("version")]
     if reads_query and "version" in request.query:
