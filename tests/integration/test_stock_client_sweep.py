@@ -374,6 +374,15 @@ def outcome(call: Callable[[], Any]) -> Any:
         return ("raised", error.error_code, error.get_http_status_code())
 
 
+def rename_refused(seen: Any) -> Any:
+    """A deleted experiment's rename, the one refusal the gateway words differently on purpose: MLflow's store
+    answers 500 INVALID_STATE, which the client retries until it raises INTERNAL_ERROR, and the gateway answers 409
+    INVALID_STATE at once (test_tracking.py holds the gateway's answer). Either is the same refusal here."""
+    if seen in (("raised", "INTERNAL_ERROR", 500), ("raised", "INVALID_STATE", 500)):
+        return ("raised", "not an active experiment")
+    return seen
+
+
 def pages(fetch: Callable[[str | None], Any], label: Callable[[Any], Any]) -> list[list[Any]]:
     """Every page of a paged search, following its tokens as a user's loop does."""
     seen, token = [], None
@@ -421,7 +430,7 @@ def test_experiment_pages_filters_and_refusals(sides: Sides, tmp_path: Path) -> 
             "got": (experiment.name.removeprefix(base), experiment.lifecycle_stage, experiment.tags),
             "by id": mlflow.set_experiment(experiment_id=ids[2]).name.removeprefix(base),
             "refused": {
-                "rename deleted": outcome(lambda: client.rename_experiment(ids[1], f"{base}-again")),
+                "rename deleted": rename_refused(outcome(lambda: client.rename_experiment(ids[1], f"{base}-again"))),
                 "taken": outcome(lambda: client.create_experiment(f"{base}-2")),
                 "missing": outcome(lambda: client.get_experiment("987654321")),
                 "bad filter": outcome(lambda: client.search_experiments(filter_string="nonsense = 1")),
