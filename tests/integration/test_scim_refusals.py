@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,23 @@ from tests.support.waiting import until
 pytestmark = pytest.mark.integration
 TIMEOUT = 30
 MISSING = 987654321
+
+
+def denied_rows(
+    stack: Stack, http: Any, since: str, request_ids: Collection[str], what: str
+) -> dict[str, dict[str, Any]]:
+    """The audit log's denied rows of these requests, by request id, once every one of them is written."""
+
+    def read() -> dict[str, dict[str, Any]]:
+        log = http.get(
+            f"{stack.url}/api/2.0/fedgate/audit-log",
+            params={"since": since, "outcome": "denied", "max_results": 1000},
+            timeout=TIMEOUT,
+        )
+        assert log.status_code == 200, log.text
+        return {row["request_id"]: row for row in log.json()["entries"] if row["request_id"] in request_ids}
+
+    return until(read, lambda found: len(found) >= len(request_ids), what)
 
 
 def test_every_refused_scim_change_is_audited_without_the_values_sent(stack: Stack) -> None:
@@ -139,16 +157,7 @@ def test_every_refused_scim_change_is_audited_without_the_values_sent(stack: Sta
     # Nothing changed.
     assert http.get(f"{stack.url}{SCIM}/Users/{user_id}", timeout=TIMEOUT).json()["active"] is True
 
-    def read() -> dict[str, dict[str, Any]]:
-        log = http.get(
-            f"{stack.url}/api/2.0/fedgate/audit-log",
-            params={"since": since, "outcome": "denied", "max_results": 1000},
-            timeout=TIMEOUT,
-        )
-        assert log.status_code == 200, log.text
-        return {row["request_id"]: row for row in log.json()["entries"] if row["request_id"] in expected}
-
-    rows = until(read, lambda found: len(found) >= len(expected), f"{len(expected)} audited SCIM refusals")
+    rows = denied_rows(stack, http, since, expected, f"{len(expected)} audited SCIM refusals")
     assert set(rows) == set(expected)
     for request_id, (action, target, status, error_code, fields) in expected.items():
         row = rows[request_id]
@@ -199,16 +208,7 @@ def test_a_scim_change_whose_body_does_not_decode_is_audited(stack: Stack) -> No
         expected[answer.headers["x-request-id"]] = (action, target, error["error_code"])
     assert http.get(f"{stack.url}{SCIM}/Users/{user_id}", timeout=TIMEOUT).json()["active"] is True
 
-    def read() -> dict[str, dict[str, Any]]:
-        log = http.get(
-            f"{stack.url}/api/2.0/fedgate/audit-log",
-            params={"since": since, "outcome": "denied", "max_results": 1000},
-            timeout=TIMEOUT,
-        )
-        assert log.status_code == 200, log.text
-        return {row["request_id"]: row for row in log.json()["entries"] if row["request_id"] in expected}
-
-    rows = until(read, lambda found: len(found) >= len(expected), f"{len(expected)} audited undecoded SCIM bodies")
+    rows = denied_rows(stack, http, since, expected, f"{len(expected)} audited undecoded SCIM bodies")
     assert set(rows) == set(expected)
     for request_id, (action, target, error_code) in expected.items():
         row = rows[request_id]
