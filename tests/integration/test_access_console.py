@@ -257,6 +257,61 @@ def test_a_workspace_admin_sees_and_revokes_only_within_their_workspace(stack: S
     assert ok(call(stack, world.wadmin, "GET", "/audit", params={"workspace": "team-b"}))["entries"] == []
 
 
+def principal_pages(stack: Stack, viewer: Person, text: str, size: int) -> list[list[int]]:
+    """The ids of every page of the principals list filtered by `text`, `size` to a page, following the tokens."""
+    pages, token = [], None
+    while True:
+        params: dict[str, Any] = {"kind": "user", "filter": text, "max_results": size}
+        if token is not None:
+            params["page_token"] = token
+        page = ok(call(stack, viewer, "GET", "/principals", params=params))
+        pages.append([p["id"] for p in page["principals"]])
+        token = page.get("next_page_token")
+        if token is None or len(pages) > 10:
+            return pages
+
+
+def test_a_workspace_admin_is_told_nothing_of_principals_or_workspaces_beyond_its_reach(
+    stack: Stack, world: World
+) -> None:
+    # One user of team-a's between two beyond its reach: one of team-b's, one holding nothing at all.
+    suffix = uuid.uuid4().hex[:6]
+    before, seen, after = (f"{letter}-{suffix}@example.com" for letter in "amz")
+    ids = [world.admin.user(name) for name in (before, seen, after)]
+    world.admin.grant("workspaces/team-b", "CAN_READ", user=before)
+    world.admin.grant("workspaces/team-a", "CAN_USE", user=seen)
+    # Paging one at a time tells team-a's admin of its user alone: no token counting the others around it.
+    assert principal_pages(stack, world.wadmin, suffix, 1) == [[ids[1]]]
+    assert principal_pages(stack, world.wadmin, suffix, 2) == [[ids[1]]]
+    assert principal_pages(stack, world.boss, suffix, 1) == [[ids[0]], [ids[1]], [ids[2]]]
+    assert principal_pages(stack, world.boss, suffix, 2) == [ids[:2], ids[2:]]
+
+    # Revoking a scope's users entry, or a grant, in team-b (w1002) and in a workspace nobody has: the same 403,
+    # in the request's words, never team-b's name.
+    for workspace_id in ("1002", "987654"):
+        for body in (
+            {"workspace_users": True, "object": f"secret_scope:w{workspace_id}/keys"},
+            {
+                "principal_id": world.carl.id,
+                "domain": f"w{workspace_id}",
+                "object": f"workspace:w{workspace_id}",
+                "privilege": "CAN_READ",
+            },
+        ):
+            answer = call(stack, world.wadmin, "POST", "/revoke", json=body)
+            assert answer.status_code == 403, answer.text
+            refused = answer.json()
+            assert (refused["error_code"], refused["message"]) == (
+                "PERMISSION_DENIED",
+                f"{world.wadmin.name} does not administer the workspace of {body['object']}.",
+            )
+    # Who administers it is still told when a workspace does not exist.
+    missing = call(
+        stack, world.boss, "POST", "/revoke", json={"workspace_users": True, "object": "secret_scope:w987654/keys"}
+    )
+    assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", missing.text
+
+
 def test_everyone_else_is_refused(stack: Stack, world: World) -> None:
     grant = {
         "principal_id": world.ann.id,

@@ -228,23 +228,23 @@ class AccessConsole:
         wanted = (text or "").strip().casefold()
         visible = viewer.reach.judge(self._snapshot)
         tree = _Tree(self._snapshot, visible)
+        # Only what the viewer sees is listed, and paged: a page token counting the others too would tell a
+        # workspace admin how many principals beyond its reach match and where they sort among those it sees.
         found = sorted(
             (
                 info
                 for info in self._snapshot.principals.values()
                 if (kind is None or info.kind == kind)
                 and (not wanted or wanted in info.name.casefold() or wanted in info.display_name.casefold())
+                and visible(info)
             ),
             key=lambda info: (KIND_ORDER.get(info.kind, 9), info.name),
         )
-        page: list[PrincipalSummary] = []
-        position = offset
-        while position < len(found) and len(page) < max_results:
-            info = found[position]
-            position += 1
-            if visible(info):
-                page.append(_summary(info, tree.member_count(info.id) if info.kind == "group" else None))
-        return PrincipalPage(principals=page, next_page_token=str(position) if position < len(found) else None)
+        end = offset + max_results
+        page = [
+            _summary(info, tree.member_count(info.id) if info.kind == "group" else None) for info in found[offset:end]
+        ]
+        return PrincipalPage(principals=page, next_page_token=str(end) if end < len(found) else None)
 
     def principal(self, viewer: Viewer, principal_id: int) -> PrincipalDetail:
         info = self._target(viewer, principal_id)
@@ -505,11 +505,13 @@ class AccessConsole:
         workspace_id = _workspace_id(domain)
         if kind != "secret_scope" or workspace_id is None or not scope:
             raise InvalidParameter("workspace_users revokes a secret scope's `users` entry: name the scope's object.")
+        # Whether the viewer administers it comes first, in words of the request alone: a workspace of another's
+        # and an id nobody has answer alike, neither telling the other workspace's name.
+        if not viewer.administers(workspace_id):
+            raise PermissionDenied(f"{viewer.principal.name} does not administer the workspace of {obj[:300]}.")
         link = self._workspaces.links.by_id(workspace_id)
         if link is None:
             raise ResourceNotFound(f"No workspace with id {workspace_id}.")
-        if not viewer.administers(workspace_id):
-            raise PermissionDenied(f"{viewer.principal.name} does not administer workspace '{link.name}'.")
         return link, scope
 
     # -- the audit log ----------------------------------------------------------------------------------
