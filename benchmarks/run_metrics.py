@@ -12,6 +12,10 @@ does (RunMetrics.recursive, and the answer encoded as JSON as litestar encodes i
 - what the concurrent reads answered (their answer or their error code and status).
 
     python benchmarks/run_metrics.py [--points 5000000] [--children 49] [--metrics 10] [--concurrent 4]
+                                     [--table-cells 0] [--table-columns 10]
+
+`--table-cells` gives the root a table of that many cells (a tag saying its rows; no points), the answer's
+other bound (MAX_TABLE_CELLS, gateway/client/encoding.py): `--points 0 --table-cells 5000000` measures it alone.
 
 It asserts nothing; run it on the code before and after a change of the read, on the same machine.
 """
@@ -35,6 +39,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from gateway.authz.decide import EVERYTHING, Everything
+from gateway.client.encoding import METRIC_TAG
 from gateway.core.errors import GatewayError
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.principal import Principal
@@ -52,15 +57,19 @@ class Everyone:
         return EVERYTHING
 
 
-async def fill(url: str, points: int, children: int, metrics: int) -> str:
-    """The tree: a root and its children, `points` values over every metric of every run."""
+async def fill(url: str, points: int, children: int, metrics: int, table_cells: int = 0, columns: int = 10) -> str:
+    """The tree: a root and its children, `points` values over every metric of every run; the root holds a table of
+    `table_cells` cells over `columns` number columns (its tag says its rows; its cells have no points, each one
+    is an empty cell of the answer, as a tag any writer of the run sets makes them)."""
     connection = await asyncpg.connect(url)
     root = uuid.uuid4().hex
+    table = {"type": "table", "rows": table_cells // columns, "columns": {f"c{c}": "number" for c in range(columns)}}
+    root_tags = {METRIC_TAG + "table": msgspec.json.encode(table).decode()} if table_cells else {}
     try:
         runs = [root] + [uuid.uuid4().hex for _ in range(children)]
         keys = []
         for run_id in runs:
-            tags = "{}" if run_id == root else msgspec.json.encode({"mlflow.parentRunId": root}).decode()
+            tags = msgspec.json.encode(root_tags if run_id == root else {"mlflow.parentRunId": root}).decode()
             keys.append(
                 await connection.fetchval(
                     "INSERT INTO ix_runs (run_id, workspace_id, experiment_id, tags) VALUES ($1, 1001, '1', $2::jsonb) "
@@ -136,14 +145,17 @@ async def main(args: argparse.Namespace) -> None:
     url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
     try:
         await asyncio.to_thread(upgrade, url, "head")
-        root = await fill(url, args.points, args.children, args.metrics)
+        root = await fill(url, args.points, args.children, args.metrics, args.table_cells, args.table_columns)
         engine = create_async_engine(async_url(url), pool_size=args.concurrent + 1, max_overflow=0)
         links = LinkTable()
         links.replace([TEAM])
         service = RunMetrics(links, Everyone(), async_sessionmaker(engine, expire_on_commit=False))  # type: ignore[arg-type]
         first = await read(service, root)
         size = f"{len(first):,} bytes of JSON" if isinstance(first, bytes) else first
-        print(f"tree: 1 + {args.children} runs, {args.metrics} metrics each, {args.points:,} values; answer: {size}")
+        print(
+            f"tree: 1 + {args.children} runs, {args.metrics} metrics each, {args.points:,} values, a table of "
+            f"{args.table_cells:,} cells in {args.table_columns} columns; answer: {size}"
+        )
 
         cpu = []
         stalls = []
@@ -184,6 +196,8 @@ if __name__ == "__main__":
     parser.add_argument("--points", type=int, default=5_000_000)
     parser.add_argument("--children", type=int, default=49)
     parser.add_argument("--metrics", type=int, default=10)
+    parser.add_argument("--table-cells", type=int, default=0)
+    parser.add_argument("--table-columns", type=int, default=10)
     parser.add_argument("--concurrent", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     asyncio.run(main(parser.parse_args()))

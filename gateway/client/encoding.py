@@ -37,8 +37,11 @@ NUMBER, TEXT = "number", "text"
 Points = Sequence[tuple[int, float]]  # (step, value) in the order MLflow keeps them: by step, then time
 # The table cells one read makes, over all its tables (and runs, for the recursive read): a table's answer has a
 # cell for every row and column, and its number of rows is what its tag says, text any writer of the run's tags
-# chooses. `{"type": "table", "rows": 100000000, "columns": {...}}` made the reader allocate 800 MB per column.
-MAX_TABLE_CELLS = 5_000_000
+# chooses. `{"type": "table", "rows": 100000000, "columns": {...}}` made the reader allocate 800 MB per column. At the
+# 5,000,000 this was, one read of one run's table held 78 MiB and 0.45 s of the worker's event loop (one column: 80 MiB,
+# 0.67 s; benchmarks/run_metrics.py --table-cells), from one tag any writer of a run sets; at 1,000,000, as many as the
+# metric values one read carries (MAX_POINTS, gateway/index/run_metrics.py), 15 MiB and 0.09 s.
+MAX_TABLE_CELLS = 1_000_000
 
 
 class TooManyCells(ValueError):
