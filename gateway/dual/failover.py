@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.core.errors import InvalidParameter, ResourceNotFound, StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.ports import Store, StoreResponse
+from gateway.core.reserved import SOURCE_EXPERIMENT_TAG, SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
 from gateway.core.route_table import (
     EXPERIMENTS_GET,
     EXPERIMENTS_GET_BY_NAME,
@@ -45,7 +46,6 @@ from gateway.core.route_table import (
     having,
 )
 from gateway.db.models import IdMapRow
-from gateway.dual.mirror import SOURCE_EXPERIMENT_TAG, SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
 from gateway.federation.hooks import Outgoing, Sender, Sent
 from gateway.federation.mlflow_requests import refuse_partial_read
 from gateway.index.filters import (

@@ -23,6 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.numbers import is_number, whole
 from gateway.core.ports import Store, StoreTimedOut, StoreUnreachable
+from gateway.core.reserved import (
+    SOURCE_EXPERIMENT_TAG,
+    SOURCE_MODEL_TAG,
+    SOURCE_RUN_TAG,
+    SOURCE_VERSION_TAG,
+    SOURCE_WORKSPACE_TAG,
+    provenance_tag,
+)
 from gateway.core.route_table import (
     ARTIFACT_UPLOAD,
     EXPERIMENTS_CREATE,
@@ -51,15 +59,13 @@ from gateway.core.route_table import (
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.db.models import IdMapRow, OutboxRow
 from gateway.dual.outbox import Applied
+from gateway.federation.guard.provenance import TAG_ROUTES
 from gateway.federation.schemas import started_run
 from gateway.federation.store_answers import FeatureNotServed, known_failure
 from gateway.stores.client import Refused, StoreClient, Transient, central_store, own_store
 
 log = logging.getLogger(__name__)
 
-SOURCE_WORKSPACE_TAG = "fedgate.source_workspace"
-SOURCE_RUN_TAG = "fedgate.source_run_id"
-SOURCE_EXPERIMENT_TAG = "fedgate.source_experiment_id"
 # MLflow's log-batch limits.
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ITEMS = 1000, 100, 100, 1000
 # Route names as the outbox stores them, by the traits of the route table.
@@ -73,8 +79,6 @@ REGISTRY_ROUTES = frozenset(
 # model's old name could be applied before the rename, find the renamed model's copy under that name and take it for
 # its own, and its creator's tags, versions, aliases and deletion were applied to the other model's central copy.
 REGISTRY_KEY = "registry"
-SOURCE_MODEL_TAG = "fedgate.source_model_id"
-SOURCE_VERSION_TAG = "fedgate.source_version"
 SEARCH_PAGE = 1000  # model versions per page of a search of a store (matched on the model's name here)
 # Writes of a dual workspace that are mirrored, by route.
 MIRRORED_ROUTES = frozenset(spec.name for spec in having(Trait.MIRRORED))
@@ -179,7 +183,8 @@ class _Batch:
         for param in params:
             self.params.setdefault(str(param["key"]), str(param.get("value", "")))
         for tag in tags:
-            self.tags[str(tag["key"])] = str(tag.get("value", ""))
+            if not provenance_tag(tag["key"]):  # queued before the gateway refused them: the relay's own
+                self.tags[str(tag["key"])] = str(tag.get("value", ""))
         self.rows += 1
 
     @staticmethod
@@ -314,6 +319,12 @@ class Mirror:
         route = row.route
         request: dict[str, Any] = dict(row.payload.get("request") or {})
         response: dict[str, Any] = row.payload.get("response") or {}
+        # The relay's provenance tags are its own (the guard refuses them to callers): one an entry queued before
+        # that carries is left out, so it never makes one copy pass for another's (`_without_provenance`).
+        if route in TAG_ROUTES and provenance_tag(request.get("key")):
+            return
+        if isinstance(request.get("tags"), list):
+            request["tags"] = _without_provenance(request["tags"])
         if route == EXPERIMENTS_CREATE.name:
             await self._copy_experiment(link, str(response["experiment_id"]), request)
             return
@@ -398,7 +409,7 @@ class Mirror:
         tags = [
             {"key": str(t["key"]), "value": str(t.get("value") or "")}
             for t in info.get("tags") or []
-            if t.get("key") and t.get("key") not in (SOURCE_MODEL_TAG, SOURCE_WORKSPACE_TAG)
+            if t.get("key") and not provenance_tag(t.get("key"))
         ]
         params = [
             {"key": str(p["key"]), "value": str(p.get("value") or "")}
@@ -524,7 +535,9 @@ class Mirror:
             model = {}  # made after the version: not the model the version was made in
         if model.get("description"):
             body["description"] = str(model["description"])
-        tags = [{"key": str(t["key"]), "value": str(t.get("value") or "")} for t in model.get("tags") or []]
+        tags = [
+            {"key": str(t["key"]), "value": str(t.get("value") or "")} for t in _without_provenance(model.get("tags"))
+        ]
         if tags:
             body["tags"] = tags
         try:
@@ -672,7 +685,9 @@ class Mirror:
             link, "/api/2.0/mlflow/experiments/get", {"experiment_id": primary_id}, f"experiment {primary_id}"
         )
         experiment = found["experiment"]
-        tags = [t for t in experiment.get("tags") or [] if not str(t.get("key", "")).startswith("mlflow.")]
+        tags = [
+            t for t in _without_provenance(experiment.get("tags")) if not str(t.get("key", "")).startswith("mlflow.")
+        ]
         return await self._copy_experiment(link, primary_id, {"name": experiment["name"], "tags": tags})
 
     async def _create_experiment(self, link: WorkspaceLink, primary_id: str, request: Mapping[str, Any]) -> str:
@@ -736,7 +751,7 @@ class Mirror:
         if existing:
             run_info = existing[0]["info"]
         else:
-            tags = [t for t in request.get("tags") or [] if t.get("key") not in (SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG)]
+            tags = _without_provenance(request.get("tags"))
             tags += [{"key": SOURCE_RUN_TAG, "value": primary_id}, {"key": SOURCE_WORKSPACE_TAG, "value": link.name}]
             body = {
                 "experiment_id": experiment_id,
@@ -761,11 +776,7 @@ class Mirror:
         found = await self._source(link, "/api/2.0/mlflow/runs/get", {"run_id": primary_id}, f"run {primary_id}")
         info, data = found["run"]["info"], found["run"].get("data") or {}
         params = [{"key": p["key"], "value": p.get("value", "")} for p in data.get("params") or []]
-        tags = [
-            {"key": t["key"], "value": t.get("value", "")}
-            for t in data.get("tags") or []
-            if t.get("key") not in (SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG)
-        ]
+        tags = [{"key": t["key"], "value": t.get("value", "")} for t in _without_provenance(data.get("tags"))]
         for start in range(0, max(len(params), len(tags)), MAX_PARAMS):
             batch = {"run_id": central_id, "params": params[start : start + MAX_PARAMS]}
             batch["tags"] = tags[start : start + MAX_TAGS]
@@ -1055,6 +1066,14 @@ def _copy_of(experiment: Mapping[str, Any], primary_id: str) -> str:
             "again once it is renamed"
         )
     return str(experiment["experiment_id"])
+
+
+def _without_provenance(tags: Any) -> list[Any]:
+    """A list of tags without any of the relay's provenance tags (`provenance_tag`, in any spelling a store may match):
+    a copy's are written by the relay alone. Tags set on a workspace's objects before the gateway refused them to
+    callers (or around the gateway) would otherwise be copied onto the central copy, where the relay's search takes
+    them for its own, or collide with the ones it writes."""
+    return [t for t in tags or [] if not (isinstance(t, Mapping) and provenance_tag(t.get("key")))]
 
 
 def _own_tags(tags: Any) -> dict[str, str]:

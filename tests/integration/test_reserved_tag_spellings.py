@@ -3,10 +3,12 @@ what the gateway answers. Differential, as tests/integration/test_trace_source_r
 
 The keys: a registered model's `mlflow.prompt.is_prompt` (CAN_MANAGE on the model), the workflow's version tags
 `fedgate.stage` and `fedgate.source_read_only` (the gateway's alone), a trace's `mlflow.artifactLocation` (the
-store's alone) and a run property `fedgate.property.<name>` (add-only). Each spelling (JSON escapes of the key or of
-the field name, surrogates, case, blanks and NUL around, fullwidth and homoglyph letters, accents, the key or the
-field given twice, `Key`/`KEY` for `key`, lists, the query string) is sent as raw bytes, so repeated keys reach each
-parser as written:
+store's alone), a run property `fedgate.property.<name>` (add-only) and the dual-tracking relay's provenance tags
+(`fedgate.source_run_id` and its neighbours, the gateway's alone on experiments, runs, logged models, registered
+models and model versions, by every route that sets or deletes a tag of one). Each spelling (JSON escapes of the
+key or of the field name, surrogates, case, blanks and NUL around, fullwidth and homoglyph letters, accents, the key
+or the field given twice, `Key`/`KEY` for `key`, lists, the query string) is sent as raw bytes, so repeated keys
+reach each parser as written:
 
 1. to the store directly, on an object of its own: does the store now hold (or no longer hold) the key, spelt
    exactly as it reads it back?
@@ -40,6 +42,15 @@ STAGE = "fedgate.stage"
 READ_ONLY = "fedgate.source_read_only"
 LOCATION = "mlflow.artifactLocation"
 PROPERTY = "fedgate.property.batch"
+SOURCE_RUN = "fedgate.source_run_id"
+SOURCE_WORKSPACE = "fedgate.source_workspace"
+SOURCE_EXPERIMENT = "fedgate.source_experiment_id"
+SOURCE_MODEL = "fedgate.source_model_id"
+SOURCE_VERSION = "fedgate.source_version"
+PROVENANCE = "provenance"  # the prefix of the provenance cases' names
+# The spellings of the provenance cases beyond their set-tag routes', which are sent in every spelling.
+SOME = ("as written", "first character escaped", "field name escaped", "upper case", "before a space")
+SOME += ("fullwidth first letter", "a combining accent", "twice, the key last")
 ELSEWHERE = "file:///elsewhere"
 STAMP = "2026-12-04T00:00:00Z"
 _CYRILLIC = {"a": "\u0430", "e": "\u0435", "o": "\u043e", "p": "\u0440", "c": "\u0441"}
@@ -101,6 +112,19 @@ class Target:
     def version_tags(self, name: str, version: str) -> dict[str, str]:
         found = self.ok("GET", "/api/2.0/mlflow/model-versions/get", {"name": name, "version": version})
         return {t["key"]: t.get("value", "") for t in found["model_version"].get("tags", [])}
+
+    def experiment_tags(self, experiment_id: str) -> dict[str, str]:
+        found = self.ok("GET", "/api/2.0/mlflow/experiments/get", {"experiment_id": experiment_id})["experiment"]
+        return {t["key"]: t.get("value", "") for t in found.get("tags", [])}
+
+    def logged_model(self, experiment_id: str, tags: dict[str, str] | None = None) -> str:
+        body = {"experiment_id": experiment_id, "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}
+        return str(self.ok("POST", "/api/2.0/mlflow/logged-models", body)["model"]["info"]["model_id"])
+
+    def logged_model_tags(self, model_id: str) -> dict[str, str]:
+        found = self.ok("GET", f"/api/2.0/mlflow/logged-models/{model_id}")["model"]["info"]
+        tags = found.get("tags") or []
+        return dict(tags) if isinstance(tags, dict) else {t["key"]: t.get("value", "") for t in tags}
 
     def trace(self, experiment_id: str) -> str:
         trace_id = f"tr-{uuid.uuid4().hex}"
@@ -417,7 +441,276 @@ def cases() -> list[Case]:
             lambda t, r, x=text: t.call("POST", "/api/2.0/mlflow/runs/log-batch", f'{{"run_id": "{r}", {x}}}'),
             rewritten,
         )
+    found += provenance_cases()
     return found
+
+
+def _some(spellings: dict[str, str]) -> dict[str, str]:
+    return {spelt: text for spelt, text in spellings.items() if spelt.endswith(SOME)}
+
+
+def provenance_cases() -> list[Case]:
+    """The dual-tracking relay's provenance tags, by every route that sets or deletes a tag of the objects it copies:
+    each set-tag route in every spelling, the others in `SOME`. Prepared on the store with a fresh object; through
+    the gateway on one of the caller's own (`given["provenance"]`), which the store is then given the key of where a
+    deletion is tried (`given["plant"]`)."""
+    found: list[Case] = []
+
+    def add(name: str, prepare: Callable[[Target, Any], Any], send: Any, changed: Any) -> None:
+        found.append(Case(f"{PROVENANCE} {name}", prepare, send, changed))
+
+    def experiment_of(t: Target, given: Any) -> str:
+        return str(given["experiment"]) if given else t.experiment()
+
+    # Runs: set-tag (every spelling), log-batch, delete-tag, and a run created with the tag.
+    def run(t: Target, given: Any) -> Any:
+        return t.run(experiment_of(t, given))
+
+    def run_holding(t: Target, given: Any) -> Any:
+        if given:
+            run_id = t.run(experiment_of(t, given))
+            given["plant"]("runs/set-tag", {"run_id": run_id, "key": SOURCE_RUN, "value": "1"})
+            return run_id
+        return t.run(t.experiment(), {SOURCE_RUN: "1"})
+
+    def run_tagged(t: Target, run_id: str) -> bool:
+        return t.run_tags(run_id).get(SOURCE_RUN) == "1"
+
+    for spelt, text in key_spellings(SOURCE_RUN).items():
+        add(
+            f"runs/set-tag, {spelt}",
+            run,
+            lambda t, r, x=text: t.call(
+                "POST", "/api/2.0/mlflow/runs/set-tag", f'{{"run_id": "{r}", {x}, "value": "1"}}'
+            ),
+            run_tagged,
+        )
+    for spelt, text in _some(item_spellings(SOURCE_RUN, "1")).items():
+        add(
+            f"runs/log-batch, {spelt}",
+            run,
+            lambda t, r, x=text: t.call("POST", "/api/2.0/mlflow/runs/log-batch", f'{{"run_id": "{r}", {x}}}'),
+            run_tagged,
+        )
+    for spelt, text in _some(key_spellings(SOURCE_RUN)).items():
+        add(
+            f"runs/delete-tag, {spelt}",
+            run_holding,
+            lambda t, r, x=text: t.call("POST", "/api/2.0/mlflow/runs/delete-tag", f'{{"run_id": "{r}", {x}}}'),
+            lambda t, r: SOURCE_RUN not in t.run_tags(r),
+        )
+
+    def run_create(t: Target, made: list[str], text: str) -> requests.Response:
+        answer = t.call("POST", "/api/2.0/mlflow/runs/create", f'{{"experiment_id": "{made[0]}", {text}}}')
+        if answer.status_code == 200:
+            made[1] = str(answer.json()["run"]["info"]["run_id"])
+        return answer
+
+    for spelt, text in _some(item_spellings(SOURCE_WORKSPACE, "team-b")).items():
+        add(
+            f"runs/create, {spelt}",
+            lambda t, given: [experiment_of(t, given), ""],
+            lambda t, m, x=text: run_create(t, m, x),
+            lambda t, m: bool(m[1]) and t.run_tags(m[1]).get(SOURCE_WORKSPACE) == "team-b",
+        )
+
+    # Experiments: set-experiment-tag (every spelling), delete-experiment-tag, and one created with the tag.
+    def experiment_holding(t: Target, given: Any) -> Any:
+        experiment_id = t.experiment()
+        body = {"experiment_id": experiment_id, "key": SOURCE_EXPERIMENT, "value": "1"}
+        if given:
+            given["plant"]("experiments/set-experiment-tag", body)
+        else:
+            t.ok("POST", "/api/2.0/mlflow/experiments/set-experiment-tag", body)
+        return experiment_id
+
+    for spelt, text in key_spellings(SOURCE_EXPERIMENT).items():
+        add(
+            f"experiments/set-experiment-tag, {spelt}",
+            lambda t, given: t.experiment(),
+            lambda t, e, x=text: t.call(
+                "POST",
+                "/api/2.0/mlflow/experiments/set-experiment-tag",
+                f'{{"experiment_id": "{e}", {x}, "value": "1"}}',
+            ),
+            lambda t, e: t.experiment_tags(e).get(SOURCE_EXPERIMENT) == "1",
+        )
+    for spelt, text in _some(key_spellings(SOURCE_EXPERIMENT)).items():
+        add(
+            f"experiments/delete-experiment-tag, {spelt}",
+            experiment_holding,
+            lambda t, e, x=text: t.call(
+                "POST", "/api/2.0/mlflow/experiments/delete-experiment-tag", f'{{"experiment_id": "{e}", {x}}}'
+            ),
+            lambda t, e: SOURCE_EXPERIMENT not in t.experiment_tags(e),
+        )
+
+    def experiment_create(t: Target, made: list[str], text: str) -> requests.Response:
+        body = f'{{"name": {json.dumps(unique("provenance"))}, {text}}}'
+        answer = t.call("POST", "/api/2.0/mlflow/experiments/create", body)
+        if answer.status_code == 200:
+            made[0] = str(answer.json()["experiment_id"])
+        return answer
+
+    for spelt, text in _some(item_spellings(SOURCE_EXPERIMENT, "1")).items():
+        add(
+            f"experiments/create, {spelt}",
+            lambda t, given: [""],
+            lambda t, m, x=text: experiment_create(t, m, x),
+            lambda t, m: bool(m[0]) and t.experiment_tags(m[0]).get(SOURCE_EXPERIMENT) == "1",
+        )
+
+    # Logged models: their tags set (PATCH), deleted by the key in the path, and a model created with the tag.
+    def logged_model_tagged(t: Target, model_id: str) -> bool:
+        return t.logged_model_tags(model_id).get(SOURCE_MODEL) == "m-1"
+
+    for spelt, text in _some(item_spellings(SOURCE_MODEL, "m-1")).items():
+        add(
+            f"logged-models tags, {spelt}",
+            lambda t, given: t.logged_model(experiment_of(t, given)),
+            lambda t, m, x=text: t.call("PATCH", f"/api/2.0/mlflow/logged-models/{m}/tags", f"{{{x}}}"),
+            logged_model_tagged,
+        )
+
+    def logged_model_holding(t: Target, given: Any) -> Any:
+        if given:
+            model_id = t.logged_model(experiment_of(t, given))
+            given["plant"](f"logged-models/{model_id}/tags", {"tags": [{"key": SOURCE_MODEL, "value": "m-1"}]}, "PATCH")
+            return model_id
+        return t.logged_model(t.experiment(), {SOURCE_MODEL: "m-1"})
+
+    for spelt, key in {
+        "as written": SOURCE_MODEL,
+        "upper case": SOURCE_MODEL.upper(),
+        "before a space": SOURCE_MODEL + " ",
+        "fullwidth first letter": chr(ord(SOURCE_MODEL[0]) + 0xFEE0) + SOURCE_MODEL[1:],
+    }.items():
+        add(
+            f"logged-models delete tag, {spelt}",
+            logged_model_holding,
+            lambda t, m, k=key: t.call("DELETE", f"/api/2.0/mlflow/logged-models/{m}/tags/{_quoted(k)}"),
+            lambda t, m: SOURCE_MODEL not in t.logged_model_tags(m),
+        )
+
+    def logged_model_create(t: Target, made: list[str], text: str) -> requests.Response:
+        answer = t.call("POST", "/api/2.0/mlflow/logged-models", f'{{"experiment_id": "{made[0]}", {text}}}')
+        if answer.status_code == 200:
+            made[1] = str(answer.json()["model"]["info"]["model_id"])
+        return answer
+
+    for spelt, text in _some(item_spellings(SOURCE_MODEL, "m-1")).items():
+        add(
+            f"logged-models create, {spelt}",
+            lambda t, given: [experiment_of(t, given), ""],
+            lambda t, m, x=text: logged_model_create(t, m, x),
+            lambda t, m: bool(m[1]) and logged_model_tagged(t, m[1]),
+        )
+
+    # Model versions: set-tag (every spelling), delete-tag, and a version created with the tag.
+    def model_version(t: Target, given: Any) -> Any:
+        name = t.model()
+        return name, t.version(name, t.run(experiment_of(t, given)))
+
+    def version_holding(t: Target, given: Any) -> Any:
+        name = t.model()
+        run_id = t.run(experiment_of(t, given))
+        if not given:
+            return name, t.version(name, run_id, {SOURCE_VERSION: "7"})
+        version = t.version(name, run_id)
+        given["plant"](
+            "model-versions/set-tag", {"name": name, "version": version, "key": SOURCE_VERSION, "value": "7"}
+        )
+        return name, version
+
+    def versioned(t: Target, mv: tuple[str, str]) -> bool:
+        return t.version_tags(*mv).get(SOURCE_VERSION) == "7"
+
+    def version_body(mv: tuple[str, str], extra: str) -> str:
+        return f'{{"name": {json.dumps(mv[0])}, "version": "{mv[1]}", {extra}}}'
+
+    for spelt, text in key_spellings(SOURCE_VERSION).items():
+        add(
+            f"model-versions/set-tag, {spelt}",
+            model_version,
+            lambda t, mv, x=text: t.call(
+                "POST", "/api/2.0/mlflow/model-versions/set-tag", version_body(mv, x + ', "value": "7"')
+            ),
+            versioned,
+        )
+    for spelt, text in _some(key_spellings(SOURCE_VERSION)).items():
+        add(
+            f"model-versions/delete-tag, {spelt}",
+            version_holding,
+            lambda t, mv, x=text: t.call("DELETE", "/api/2.0/mlflow/model-versions/delete-tag", version_body(mv, x)),
+            lambda t, mv: SOURCE_VERSION not in t.version_tags(*mv),
+        )
+
+    def version_create(t: Target, made: list[str], text: str) -> requests.Response:
+        name, run_id = made[0], made[1]
+        body = f'{{"name": {json.dumps(name)}, "source": "runs:/{run_id}/model", "run_id": "{run_id}", {text}}}'
+        answer = t.call("POST", "/api/2.0/mlflow/model-versions/create", body)
+        if answer.status_code == 200:
+            made[2] = str(answer.json()["model_version"]["version"])
+        return answer
+
+    for spelt, text in _some(item_spellings(SOURCE_VERSION, "7")).items():
+        add(
+            f"model-versions/create, {spelt}",
+            lambda t, given: [t.model(), t.run(experiment_of(t, given)), ""],
+            lambda t, m, x=text: version_create(t, m, x),
+            lambda t, m: bool(m[2]) and versioned(t, (m[0], m[2])),
+        )
+
+    # Registered models: set-tag, delete-tag, and one created with the tag.
+    def model_tagged(t: Target, name: str) -> bool:
+        return t.model_tags(name).get(SOURCE_WORKSPACE) == "team-b"
+
+    def model_holding(t: Target, given: Any) -> Any:
+        if not given:
+            return t.model({SOURCE_WORKSPACE: "team-b"})
+        name = t.model()
+        given["plant"]("registered-models/set-tag", {"name": name, "key": SOURCE_WORKSPACE, "value": "team-b"})
+        return name
+
+    for spelt, text in _some(key_spellings(SOURCE_WORKSPACE)).items():
+        add(
+            f"registered-models/set-tag, {spelt}",
+            lambda t, given: t.model(),
+            lambda t, n, x=text: t.call(
+                "POST",
+                "/api/2.0/mlflow/registered-models/set-tag",
+                f'{{"name": {json.dumps(n)}, {x}, "value": "team-b"}}',
+            ),
+            model_tagged,
+        )
+        add(
+            f"registered-models/delete-tag, {spelt}",
+            model_holding,
+            lambda t, n, x=text: t.call(
+                "DELETE", "/api/2.0/mlflow/registered-models/delete-tag", f'{{"name": {json.dumps(n)}, {x}}}'
+            ),
+            lambda t, n: SOURCE_WORKSPACE not in t.model_tags(n),
+        )
+
+    def model_create(t: Target, made: list[str], text: str) -> requests.Response:
+        made[0] = unique("provenance")
+        return t.call("POST", "/api/2.0/mlflow/registered-models/create", f'{{"name": {json.dumps(made[0])}, {text}}}')
+
+    for spelt, text in _some(item_spellings(SOURCE_WORKSPACE, "team-b")).items():
+        add(
+            f"registered-models/create, {spelt}",
+            lambda t, given: [""],
+            lambda t, m, x=text: model_create(t, m, x),
+            lambda t, m: (
+                t.call("GET", f"/api/2.0/mlflow/registered-models/get?name={_quoted(m[0])}").status_code == 200
+                and model_tagged(t, m[0])
+            ),
+        )
+    return found
+
+
+def _quoted(text: str) -> str:
+    return requests.utils.quote(text, safe="")
 
 
 def test_every_spelling_the_store_reads_as_a_reserved_tag_key_is_refused(stack: Stack) -> None:
@@ -449,6 +742,13 @@ def test_every_spelling_the_store_reads_as_a_reserved_tag_key_is_refused(stack: 
     }
     assert READ_ONLY in seen.version_tags(editors_model, editors.version(editors_model, owners_run))
     given_run = {**given, "run": owners_run}
+
+    def plant(path: str, body: dict[str, Any], method: str = "POST") -> None:
+        """A tag given to the caller's object on the store itself, around the gateway (as before it refused them)."""
+        answer = store.call(method, "/api/2.0/mlflow/" + path, json.dumps(body))
+        assert answer.status_code == 200, (path, answer.text)
+
+    given_provenance = {"experiment": owners_experiment, "plant": plant}
     all_cases = cases()
 
     # 1. What the store reads, each spelling on an object of its own.
@@ -464,8 +764,9 @@ def test_every_spelling_the_store_reads_as_a_reserved_tag_key_is_refused(stack: 
     answers: dict[str, int] = {}
     changed: list[str] = []
     for case in all_cases:
-        caller = owners if case.name.startswith(("traces", "OTLP", "runs/")) else editors
+        caller = owners if case.name.startswith(("traces", "OTLP", "runs/", PROVENANCE)) else editors
         context = given_run if case.name.startswith("model-versions/create") else given
+        context = given_provenance if case.name.startswith(PROVENANCE) else context
         made = case.prepare(caller, context)
         answer = case.send(caller, made)
         answers[case.name] = answer.status_code

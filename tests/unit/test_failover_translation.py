@@ -13,6 +13,7 @@ import pytest
 
 from gateway.core.errors import InvalidParameter, ResourceNotFound
 from gateway.core.links import WorkspaceLink
+from gateway.core.reserved import SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
 from gateway.core.route_table import FORWARDED_ROUTES, RouteSpec
 from gateway.dual.failover import (
     FAILOVER_ROUTES,
@@ -24,7 +25,6 @@ from gateway.dual.failover import (
     ids_in_answer,
     own_answer,
 )
-from gateway.dual.mirror import SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
 from gateway.index.filters import EXPERIMENT_ENTITIES, RUN_ENTITIES
 
 ROUTES = {spec.name: spec for spec in FORWARDED_ROUTES}

@@ -137,3 +137,52 @@ async def test_an_experiment_is_created_only_when_the_central_store_says_it_has_
     assert (await mirror.apply([row])).error is None
     [created] = [call for call in central.sent if (call.method, call.path) == CREATE_EXPERIMENT]
     assert created.body["name"] == "churn" and created.workspace == "lab"
+
+
+async def test_a_provenance_tag_queued_before_the_gateway_refused_it_never_reaches_a_copy(
+    database: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # The relay finds an earlier copy by these tags: one a caller set (before the guard refused them) and still
+    # queued, mirrored to a copy, made that copy pass for another object's.
+    connection = await asyncpg.connect(database)
+    try:
+        await connection.executemany(
+            "INSERT INTO id_map (workspace_id, kind, primary_id, central_id, central_artifact_uri) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            [(WORKSPACE_ID, "experiment", "5", "77", ""), (WORKSPACE_ID, "run", "r-own", "r-central", "")],
+        )
+    finally:
+        await connection.close()
+    central = FakeStore(name="central")
+    ok = lambda _call: answer(200, {})  # noqa: E731
+    central.handlers[("POST", "/api/2.0/mlflow/experiments/set-experiment-tag")] = ok
+    central.handlers[("POST", "/api/2.0/mlflow/runs/log-batch")] = ok
+    central.handlers[BY_NAME] = lambda _call: answer(404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "-"})
+    central.handlers[CREATE_EXPERIMENT] = lambda _call: answer(200, {"experiment_id": "78"})
+    mirror = _mirror(sessionmaker, central)
+
+    def row(route: str, request: dict[str, object], response: dict[str, object] | None = None) -> OutboxRow:
+        payload = {"request": request, "response": response or {}}
+        return OutboxRow(workspace_id=WORKSPACE_ID, order_key="k", route=route, payload=payload)
+
+    tag = "POST /mlflow/experiments/set-experiment-tag"
+    assert (
+        await mirror.apply([row(tag, {"experiment_id": "5", "key": "FEDGATE.source_experiment_id", "value": "9"})])
+    ).error is None
+    set_tag = "POST /mlflow/runs/set-tag"
+    tags = [row(set_tag, {"run_id": "r-own", "key": key, "value": "x"}) for key in ("fedgate.source_run_id ", "phase")]
+    assert (await mirror.apply(tags)).error is None
+    made = {
+        "name": "churn",
+        "tags": [{"key": "fedgate.source_experiment_id", "value": "9"}, {"key": "team", "value": "a"}],
+    }
+    assert (await mirror.apply([row(EXPERIMENTS_CREATE.name, made, {"experiment_id": "6"})])).error is None
+
+    sent = [(call.path.rsplit("/", 1)[-1], call.body) for call in central.sent if call.method == "POST"]
+    assert [name for name, _ in sent] == ["log-batch", "create"]
+    assert sent[0][1]["tags"] == [{"key": "phase", "value": "x"}]
+    assert sent[1][1]["tags"] == [
+        {"key": "team", "value": "a"},
+        {"key": "fedgate.source_experiment_id", "value": "6"},
+        {"key": "fedgate.source_workspace", "value": "lab"},
+    ]

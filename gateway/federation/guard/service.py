@@ -2,7 +2,8 @@
 
 Order of a decision: the route's rule (a route without one is refused); an id in a field of the body (or a GET's
 query) that the route's MLflow request message lacks is refused, whoever calls (mlflow_requests.ignored_id_field);
-a trace call setting a tag the store reads as where the trace's data lives is refused (traces.py), whoever calls;
+a trace call setting a tag the store reads as where the trace's data lives is refused (traces.py), and a call setting
+or deleting one of the dual-tracking relay's provenance tags (provenance.py), whoever calls;
 account admins pass, keeping the bookkeeping their calls need; everyone else must enter the workspace (404
 otherwise), every id nested in the body is authorized (nested.py), a run named by the OTLP `x-mlflow-run-id` header
 needs CAN_EDIT, and then the route's rule function decides (table.py).
@@ -25,6 +26,7 @@ from gateway.federation.guard.experiments import found_experiment
 from gateway.federation.guard.malformed import DATASET_RECORDS, refuse_malformed
 from gateway.federation.guard.nested import require_nested
 from gateway.federation.guard.ports import JobRecords, Lookups, Ownership, Protection, Undo
+from gateway.federation.guard.provenance import refuse_provenance_tag_writes
 from gateway.federation.guard.request import Plan, Request, refuse_out_of_range_numbers
 from gateway.federation.guard.rules import rule_for, wanted_level
 from gateway.federation.guard.table import ADMIN_PLANS, CHECKS
@@ -87,6 +89,7 @@ class Guard:
             )
         if spec.resource is Resource.TRACE:
             refuse_storage_tag_writes(request)  # whoever calls: the store reads these as where data lives
+        refuse_provenance_tag_writes(request)  # whoever calls: the dual-tracking relay's own (provenance.py)
         if spec == EXPERIMENTS_UPDATE and "new_name" in request.document:
             # A rename (whoever calls): the next write judges the experiment by the name it then has.
             for experiment_id in request.experiment_ids(required=False):
