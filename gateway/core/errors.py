@@ -7,6 +7,7 @@ the json module, bytes that are not UTF-8, nesting deeper than the decoder's rec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -217,6 +218,52 @@ def body_error(exc: BaseException) -> GatewayError | None:
     if isinstance(exc, UnicodeDecodeError):
         return MalformedRequest("Malformed JSON in the request body: not valid UTF-8.")
     return None
+
+
+def malformed_json(raw: bytes, exc: msgspec.DecodeError) -> InvalidParameter:
+    """The 400 INVALID_PARAMETER_VALUE a JSON request body msgspec could not decode answers as.
+
+    JSON's `\\u` escapes may name half of a UTF-16 surrogate pair alone (`"\\ud800"`): Python's json module, and
+    so MLflow's server, decodes it into text no UTF-8 can carry, while msgspec refuses the whole body as "Input data
+    was truncated", which told the caller nothing. Such a body is still refused (the gateway's decoder cannot hold
+    the text, so the guard could not decide on what the store would read), but in words that say what is wrong and
+    where. Decoded a second time only on this failure's path."""
+    found = None
+    # Not JSON for the json module either (a UnicodeDecodeError is a ValueError): the decoder's own words.
+    with contextlib.suppress(ValueError, RecursionError):
+        found = _unpaired_surrogate(json.loads(raw), "")
+    if found is None:
+        return InvalidParameter(f"Malformed JSON request body: {_short(exc)}")
+    where, text = found
+    half = next(c for c in text if 0xD800 <= ord(c) <= 0xDFFF)
+    return InvalidParameter(
+        f"Invalid value for {where} supplied: it contains an unpaired surrogate (\\u{ord(half):04x}), half of a "
+        "UTF-16 pair without its other half, which is no Unicode character. Send the text as UTF-8, or escape a "
+        "character beyond U+FFFF as both halves of its pair."
+    )
+
+
+def _unpaired_surrogate(node: Any, path: str) -> tuple[str, str] | None:
+    """(where, text) of the first string of a decoded document (a key or a value) holding a lone surrogate."""
+    if isinstance(node, str):
+        return (f"parameter '{path[:120] or '(the body)'}'", node) if _has_surrogate(node) else None
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            if (found := _unpaired_surrogate(item, f"{path}[{index}]")) is not None:
+                return found
+    if isinstance(node, dict):
+        for key, value in node.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if _has_surrogate(key):
+                shown = (f"{path}." if path else "") + key.encode("ascii", "backslashreplace").decode()
+                return (f"a field name in '{shown[:80]}'", key)
+            if (found := _unpaired_surrogate(value, inner)) is not None:
+                return found
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 def _short(exc: BaseException) -> str:

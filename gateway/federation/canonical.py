@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 
-from gateway.core.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter, malformed_json
 from gateway.federation.graphql import GraphqlCall
 from gateway.federation.mlflow_aliases import PROTO_JSON_ALIASES, USER_KEYED_PATHS
 from gateway.federation.mlflow_requests import invalid_value
@@ -75,7 +75,7 @@ def canonical_body(raw: bytes) -> CanonicalBody:
     except RecursionError:
         raise InvalidParameter(f"The request body is nested more than {MAX_DEPTH} levels deep.") from None
     except msgspec.DecodeError as exc:
-        raise InvalidParameter(f"Malformed JSON request body: {exc}") from None
+        raise malformed_json(raw, exc) from None
     if type(document) is not dict:
         raise InvalidParameter("The request body must be one JSON object.")
     encoded = _encoder.encode(document)

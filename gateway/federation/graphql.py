@@ -45,7 +45,7 @@ from graphql import (
 )
 from graphql.utilities import value_from_ast_untyped
 
-from gateway.core.errors import InvalidParameter
+from gateway.core.errors import InvalidParameter, malformed_json
 
 MAX_QUERY_CHARS = 20_000
 OPERATION_NAME_RE = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,99}\Z")
@@ -156,7 +156,7 @@ def canonical_graphql(raw: bytes) -> GraphqlCall:
     try:
         request = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise InvalidParameter(f"Malformed JSON request body: {exc}") from None
+        raise malformed_json(raw, exc) from None
     if type(request) is not dict:
         raise refused("the body must be one JSON object (batched queries are not served)")
     unknown = set(request) - {"query", "variables", "operationName", "extensions"}

@@ -285,3 +285,34 @@ def test_a_query_skipped_as_plain_is_what_parsing_and_encoding_make_of_it(query:
         answered = None
     if query:
         assert answered == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "where", "half"),
+    [
+        (b'{"tags": [{"key": "a", "value": "x\\ud800"}]}', "parameter 'tags[0].value'", "\\ud800"),
+        (b'{"run_id": "\\udfff"}', "parameter 'run_id'", "\\udfff"),
+        (b'{"tags": [{"key": "a\\ud800b", "value": ""}]}', "parameter 'tags[0].key'", "\\ud800"),
+        (b'{"tags": {"k\\udc00": "v"}}', "a field name in 'tags.k\\udc00'", "\\udc00"),
+        (b'{"key": "\\ud83d\\ud83d"}', "parameter 'key'", "\\ud83d"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_in_words_that_say_so(raw: bytes, where: str, half: str) -> None:
+    # Python's json module (so MLflow's server) decodes it into text no UTF-8 can carry; msgspec calls the body
+    # truncated. Refused, naming the field and the half of a pair it holds.
+    json.loads(raw)
+    with pytest.raises(InvalidParameter) as refused:
+        canonical_body(raw)
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert str(refused.value) == (
+        f"Invalid value for {where} supplied: it contains an unpaired surrogate ({half}), half of a UTF-16 pair "
+        "without its other half, which is no Unicode character. Send the text as UTF-8, or escape a character beyond "
+        "U+FFFF as both halves of its pair."
+    )
+    # A pair written as two escapes is one character, an escaped backslash before the same letters is text, and a
+    # body the json module cannot read either is still called malformed.
+    for text in (b'{"a": "\\ud83d\\ude00"}', b'{"a": "\\\\ud800"}'):
+        assert canonical_body(text).document == json.loads(text)
+    for text in (b'{"name": ', b'{"a": NaN}', raw[:-1]):
+        with pytest.raises(InvalidParameter, match=r"^Malformed JSON request body: "):
+            canonical_body(text)
