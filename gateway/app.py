@@ -517,7 +517,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     build = find_build() if settings.ui.enabled else None
     sessions = (
         BrowserSessions(
-            sessionmaker, idle_seconds=settings.ui.session_idle_seconds, max_seconds=settings.ui.session_max_seconds
+            sessionmaker,
+            idle_seconds=settings.ui.session_idle_seconds,
+            max_seconds=settings.ui.session_max_seconds,
+            policy=policy,
         )
         if build is not None
         else None

@@ -88,13 +88,13 @@ class SessionRepository:
         found = (await self.session.execute(statement.returning(*browser_sessions.c))).mappings().first()
         return dict(found) if found is not None else None
 
-    async def remove_all(self, principal_id: int, keeping: bytes | None) -> int:
-        """Delete every session of a principal but the one whose id hashes to `keeping`; how many."""
+    async def remove_all(self, principal_id: int, keeping: bytes | None) -> list[bytes]:
+        """Delete every session of a principal but the one whose id hashes to `keeping`; the id hashes of those."""
         statement = sa.delete(browser_sessions).where(browser_sessions.c.principal_id == principal_id)
         if keeping is not None:
             statement = statement.where(browser_sessions.c.id_hash != keeping)
-        result = await self.session.execute(statement.returning(browser_sessions.c.handle))
-        return len(result.all())
+        result = await self.session.execute(statement.returning(browser_sessions.c.id_hash))
+        return [bytes(held) for held in result.scalars().all()]
 
     async def user_id(self, name: str) -> int | None:
         """The id of the user named `name` (user names are kept lower-cased, `gateway.principals.names`)."""

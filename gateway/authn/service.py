@@ -23,7 +23,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authn.oidc import OidcIdentity, OidcVerifier
-from gateway.authn.sessions import BrowserSession, BrowserSessions, well_formed
+from gateway.authn.sessions import BrowserSession, BrowserSessions, session_hash, well_formed
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import PolicySnapshot, PrincipalInfo
 from gateway.authz.repository import PolicyVersionRepository
@@ -239,6 +239,7 @@ class Authenticator:
             via="session",
             credential_expires_at=session.expires_at,
             minted_with=session.token_hash,
+            session_hash=session_hash(value),
         )
         return principal, session
 

@@ -8,6 +8,13 @@ session ends everywhere the moment its row is gone (sign-out), when it has been 
 lifetime, or at its absolute end (the configured lifetime, or sooner the expiry of the token it was made
 with). The cookie carrying the id is HttpOnly and SameSite=Lax, and Secure with the `__Host-` prefix
 behind https (gateway/authn/browser.py).
+
+A personal access token created in a session (`/api/2.0/token/create`, or an admin's on-behalf-of token)
+records it (`tokens.session_hash`) and is revoked, with every token minted with it, whenever the session is
+ended: signed out, ended by its owner or an account admin, or replaced by the browser's next sign-in. Every
+replica drops its token cache then, as for any revocation. Otherwise a stolen cookie would buy a token that
+outlives the session the person or an admin ended. A session that idles out or reaches its end is only
+forgotten: the token's expiry, no later than the session's, already bounds it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authn.repository import SessionRepository
+from gateway.authz.live import LivePolicy
+from gateway.principals.repository import TokenRepository
 
 SIGN_IN_SECONDS = 600  # an OIDC sign-in must come back from the provider within this
 MAX_COOKIE_CHARS = 128
@@ -41,6 +50,11 @@ def well_formed(value: str) -> bool:
 
 def _hash(value: str) -> bytes:
     return hashlib.sha256(value.encode()).digest()
+
+
+def session_hash(value: str) -> bytes:
+    """What the database keeps of a session's id (`browser_sessions.id_hash`, `tokens.session_hash`)."""
+    return _hash(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +91,31 @@ class SignInAttempt:
 
 
 class BrowserSessions:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, idle_seconds: int, max_seconds: int) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        idle_seconds: int,
+        max_seconds: int,
+        policy: LivePolicy | None = None,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.idle = timedelta(seconds=idle_seconds)
         self.lifetime = timedelta(seconds=max_seconds)
+        self.policy = policy  # moved when ending sessions revokes tokens: every replica drops its token cache
+
+    async def _revoke_tokens(self, session: AsyncSession, ended: Sequence[object]) -> bool:
+        """In the transaction that ended these sessions (their id hashes), revoke the tokens created in them;
+        whether there were any (then the policy has moved, and this replica reloads it once that commits)."""
+        hashes = [bytes(held) for held in ended if isinstance(held, bytes | memoryview)]
+        revoked = await TokenRepository(session).delete_of_sessions(hashes)
+        if revoked and self.policy is not None:
+            await self.policy.bump(session, [])  # no grant changed: every replica empties its token cache
+        return bool(revoked)
+
+    async def _after_revoking(self, revoked: bool) -> None:
+        if revoked and self.policy is not None:
+            await self.policy.reload()  # this replica, before the answer: the revocation holds at once
 
     async def begin(
         self,
@@ -103,7 +138,8 @@ class BrowserSessions:
         async with self.sessionmaker() as session, session.begin():
             repository = SessionRepository(session)
             await repository.purge(self.idle)
-            await repository.remove_many([_hash(held) for held in _presented(replacing)])
+            replaced = await repository.remove_many([_hash(held) for held in _presented(replacing)])
+            revoked = await self._revoke_tokens(session, [row["id_hash"] for row in replaced])
             await repository.add(
                 _hash(value),
                 principal_id,
@@ -115,6 +151,7 @@ class BrowserSessions:
                 user_agent=user_agent[:MAX_USER_AGENT_CHARS] if user_agent else None,
                 ip_address=ip_address[:64] if ip_address else None,
             )
+        await self._after_revoking(revoked)
         return value, expires_at
 
     async def listed(self, principal_id: int | None, current: str | None = None) -> list[SessionInfo]:
@@ -144,13 +181,18 @@ class BrowserSessions:
             return None
         async with self.sessionmaker() as session, session.begin():
             row = await SessionRepository(session).remove_handle(handle, principal_id)
+            revoked = await self._revoke_tokens(session, [row["id_hash"]] if row is not None else [])
+        await self._after_revoking(revoked)
         return _session(row) if row is not None else None
 
     async def end_all(self, principal_id: int, keeping: str | None = None) -> int:
         """End every session of a principal but the one of the cookie id `keeping`; how many ended."""
         kept = _hash(keeping) if keeping and len(keeping) <= MAX_COOKIE_CHARS else None
         async with self.sessionmaker() as session, session.begin():
-            return await SessionRepository(session).remove_all(principal_id, kept)
+            ended = await SessionRepository(session).remove_all(principal_id, kept)
+            revoked = await self._revoke_tokens(session, ended)
+        await self._after_revoking(revoked)
+        return len(ended)
 
     async def user_id(self, name: str) -> int | None:
         async with self.sessionmaker() as session:
@@ -170,6 +212,8 @@ class BrowserSessions:
             return None
         async with self.sessionmaker() as session, session.begin():
             row = await SessionRepository(session).remove(_hash(value))
+            revoked = await self._revoke_tokens(session, [row["id_hash"]] if row is not None else [])
+        await self._after_revoking(revoked)
         return _session(row) if row is not None else None
 
     async def end_presented(self, values: Sequence[str]) -> list[BrowserSession]:
@@ -180,6 +224,8 @@ class BrowserSessions:
             return []
         async with self.sessionmaker() as session, session.begin():
             rows = await SessionRepository(session).remove_many(hashes)
+            revoked = await self._revoke_tokens(session, [row["id_hash"] for row in rows])
+        await self._after_revoking(revoked)
         return [_session(row) for row in rows]
 
     async def begin_sign_in(self, attempt: SignInAttempt) -> str:

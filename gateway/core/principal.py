@@ -27,3 +27,5 @@ class Principal:
     # The keyed hash of the personal access token this credential is, or that its browser session was made
     # with: tokens minted with it are recorded as its children and end when it is revoked.
     minted_with: bytes | None = None
+    # The SHA-256 of the browser session's id this request came with: tokens minted in it end when it is ended.
+    session_hash: bytes | None = None

@@ -87,6 +87,8 @@ class TokenRow(Base):
     parent_hash: Mapped[bytes | None] = mapped_column(
         LargeBinary, ForeignKey("tokens.token_hash", ondelete="CASCADE"), nullable=True, index=True
     )
+    # The SHA-256 of the browser session's id it was created in (migration 0056): ending that session revokes it.
+    session_hash: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, index=True)
 
 
 class GrantRow(Base):

@@ -243,5 +243,15 @@ class TokenRepository:
         result = await self.session.execute(select(minted.c.token_id).order_by(minted.c.token_id))
         return result.scalars().all()
 
+    async def delete_of_sessions(self, session_hashes: Sequence[bytes]) -> Sequence[str]:
+        """Delete the tokens created in these browser sessions (and, by cascade, every token minted with them);
+        the ids of those created in them."""
+        if not session_hashes:
+            return []
+        result = await self.session.execute(
+            delete(TokenRow).where(TokenRow.session_hash.in_(list(session_hashes))).returning(TokenRow.token_id)
+        )
+        return result.scalars().all()
+
     async def delete_expired(self, now: datetime) -> None:
         await self.session.execute(delete(TokenRow).where(TokenRow.expires_at < now))

@@ -357,6 +357,7 @@ class TokenService:
             created_at=now,
             expires_at=expires_at,
             parent_hash=actor.minted_with,
+            session_hash=actor.session_hash,
         )
         async with self._sessionmaker() as session, session.begin():
             await TokenRepository(session).add(row)

@@ -634,3 +634,81 @@ def test_a_service_principals_application_id_is_fixed(stack: Stack) -> None:
     assert renamed.status_code == 200 and renamed.json()["applicationId"] == fixed, renamed.text
     for done in (made.json()["id"], taken.json()["id"], legacy):
         assert admin.delete(f"{stack.url}{SCIM}/ServicePrincipals/{done}", timeout=TIMEOUT).status_code == 204
+
+
+def test_ending_a_browser_session_ends_the_tokens_minted_with_it(stack: Stack, oidc_gateway: GatewayProcess) -> None:
+    """A stolen session cookie used to mint a token must not leave the thief a working token once the session is
+    ended: by signing out, by its owner from another browser, or by an account admin after an incident. Every
+    replica refuses the token, the one that cached it too; the person's own token, and a token minted in another
+    session, keep working."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{unique('session-minted')}@example.com")
+
+    def session() -> str:
+        signed_in = sign_in(stack, person.token)
+        assert signed_in.status_code == 303, signed_in.text
+        return str(signed_in.cookies["fedgate_session"])
+
+    def in_session(cookie: str, method: str, path: str, body: dict[str, Any]) -> requests.Response:
+        return requests.request(
+            method,
+            f"{stack.url}{path}",
+            json=body,
+            headers={"Origin": stack.url},
+            cookies={"fedgate_session": cookie},
+            allow_redirects=False,
+            timeout=TIMEOUT,
+        )
+
+    def mint(**credentials: Any) -> str:
+        created = requests.post(
+            f"{stack.url}/api/2.0/token/create", json={"comment": "minted"}, timeout=TIMEOUT, **credentials
+        )
+        assert created.status_code == 200, created.text
+        return str(created.json()["token_value"])
+
+    def minted_in(cookie: str) -> list[str]:
+        child = mint(headers={"Origin": stack.url}, cookies={"fedgate_session": cookie})
+        grandchild = mint(headers={"Authorization": f"Bearer {child}"})
+        for token in (child, grandchild):  # working, and cached as such by both replicas
+            assert me(stack.url, token).status_code == 200
+            assert me(oidc_gateway.url, token).status_code == 200
+        return [child, grandchild]
+
+    def refused_everywhere(tokens: list[str]) -> None:
+        for token in tokens:
+            refused = me(stack.url, token)
+            assert refused.status_code == 401, refused.text
+            until(lambda token=token: me(oidc_gateway.url, token).status_code, lambda status: status == 401, "refused")
+
+    # Signed out.
+    cookie = session()
+    stolen = minted_in(cookie)
+    kept_cookie = session()
+    kept = minted_in(kept_cookie)
+    signed_out = in_session(cookie, "POST", "/fedgate/sign-out", {})
+    assert signed_out.status_code == 303, signed_out.text
+    refused_everywhere(stolen)
+
+    # Ended by its owner from another of their sessions.
+    cookie = session()
+    stolen = minted_in(cookie)
+    listed = in_session(kept_cookie, "GET", "/api/2.0/fedgate/sessions", {})
+    handle = next(one["session_id"] for one in listed.json()["sessions"] if not one["current"])
+    ended = in_session(kept_cookie, "POST", "/api/2.0/fedgate/sessions/end", {"session_id": handle})
+    assert ended.status_code == 200, ended.text
+    refused_everywhere(stolen)
+
+    assert all(me(stack.url, token).status_code == 200 for token in kept)  # another session's live on
+
+    # Ended by an account admin, with every other session of the person.
+    cookie = session()
+    stolen = minted_in(cookie)
+    ended = admin.http().post(
+        f"{stack.url}/api/2.0/fedgate/sessions/end-all", json={"user_name": person.name}, timeout=TIMEOUT
+    )
+    assert ended.status_code == 200 and ended.json()["ended"] == 2, ended.text
+    refused_everywhere(stolen + kept)
+
+    assert me(stack.url, person.token).status_code == 200
+    assert me(oidc_gateway.url, person.token).status_code == 200
