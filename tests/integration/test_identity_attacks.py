@@ -168,6 +168,43 @@ def test_a_name_that_only_folds_onto_an_account_admins_names_nobody(
         assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
+def test_a_scim_filter_finds_no_principal_a_look_alike_name_only_folds_onto(stack: Stack) -> None:
+    """An identity provider provisioning `ka\u017fs@...` (long s) first asks SCIM for `userName eq "..."` with it and
+    links what it finds: its later changes (deactivation, roles, groups) then go to that principal. Unicode
+    case-folding made the admin `kass@...` the answer, though every name is ASCII and no look-alike names anyone;
+    ASCII case still folds, as SCIM compares these attributes case-insensitively."""
+    suffix = uuid.uuid4().hex[:6]
+    admin = stack.http()
+    boss = f"kass.{suffix}@example.com"
+    made = admin.post(
+        f"{stack.url}{SCIM}/Users", json={"userName": boss, "roles": [{"value": "account_admin"}]}, timeout=TIMEOUT
+    )
+    assert made.status_code == 201, made.text
+    team = f"Kiosk-{suffix}"
+    assert admin.post(f"{stack.url}{SCIM}/Groups", json={"displayName": team}, timeout=TIMEOUT).status_code == 201
+    robot = f"sk-{suffix}"
+    made = admin.post(f"{stack.url}{SCIM}/ServicePrincipals", json={"applicationId": robot}, timeout=TIMEOUT)
+    assert made.status_code == 201, made.text
+
+    def found(resource: str, condition: str) -> list[str]:
+        listed = admin.get(f"{stack.url}{SCIM}/{resource}", params={"filter": condition}, timeout=TIMEOUT)
+        assert listed.status_code == 200, listed.text
+        return [one["id"] for one in listed.json()["Resources"]]
+
+    lookalikes = [
+        ("Users", f'userName eq "ka\u017fs.{suffix}@example.com"'),  # LATIN SMALL LETTER LONG S folds to s
+        ("Users", f'userName eq "\u212aass.{suffix}@example.com"'),  # KELVIN SIGN folds to k
+        ("Users", f'userName sw "\u212aass.{suffix}"'),
+        ("Groups", f'displayName eq "\u212aiosk-{suffix}"'),
+        ("ServicePrincipals", f'applicationId eq "\u017fk-{suffix}"'),
+    ]
+    for resource, condition in lookalikes:
+        assert found(resource, condition) == [], condition
+    assert len(found("Users", f'userName eq "{boss.upper()}"')) == 1
+    assert len(found("Groups", f'displayName eq "{team.lower()}"')) == 1
+    assert len(found("ServicePrincipals", f'applicationId eq "{robot.upper()}"')) == 1
+
+
 def test_an_identity_provider_group_counts_only_under_its_exact_name(
     oidc_gateway: GatewayProcess, issuer: OidcIssuer, stack: Stack
 ) -> None:
