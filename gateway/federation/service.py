@@ -45,6 +45,8 @@ from gateway.core.route_table import EXPERIMENTS_GET_BY_NAME, GATEWAY_PROXY_INVO
 from gateway.core.workspace_headers import WorkspaceHeaders, read_workspace_headers
 from gateway.federation.call import ACCOUNT_SCOPE, ForwardCall, ForwardResult
 from gateway.federation.canonical import CanonicalBody, canonical_body, canonical_query, reencoded_headers
+from gateway.federation.filter_renames import rename_request as _rename_request
+from gateway.federation.filter_renames import renames_filters as _renames_filters
 from gateway.federation.graphql import canonical_graphql
 from gateway.federation.guard import Plan
 from gateway.federation.hooks import (
@@ -350,6 +352,9 @@ class Forwarder:
         try:
             path, query = self._upstream_target(call, link, artifact_path)
             body = call.body
+            if _renames(link) and _renames_filters(spec) and (isinstance(body, bytes) or body is None):
+                # A search's filter comparing an artifact URI names the store's name, as the store keeps it.
+                query, body = _rename_request(spec, query, body, link.name, link.upstream_workspace or link.name)
             if spec.body is Body.JSON and isinstance(body, bytes) and body and _renames(link):
                 body = _rewrite_json(body, link.name, link.upstream_workspace or link.name)
             headers = call.headers
