@@ -122,14 +122,34 @@ def _choose(specs: list[RouteSpec], path_params: dict[str, Any]) -> tuple[RouteS
     raise EndpointNotFound("No such endpoint.")
 
 
-def _raw_tail(request: Request[Any, Any, Any], template: str, name: str) -> str:
-    """A `{name:path}` parameter as the client sent it (not decoded): the raw segments from its position on.
+def _raw_pattern(path: str) -> re.Pattern[str]:
+    """A mounted path as the raw request target must spell it: each `/` of the static part one or more (the router
+    merges them; the fewest, so that `artifacts//etc/passwd` keeps its path absolute), the static text exactly (no
+    percent-encoding), `{x:str}` one raw segment, `{x:path}` the rest."""
+    regex = ""
+    for part in re.split(r"(\{\w+:\w+\})", path):
+        param = re.fullmatch(r"\{(\w+):(\w+)\}", part)
+        if param is None:
+            regex += "/+?".join(re.escape(piece) for piece in part.split("/"))
+        else:
+            regex += f"(?P<{param[1]}>{'.*' if param[2] == 'path' else '[^/]+'})"
+    return re.compile(regex)
 
-    The router decodes `%2e%2e` into `..` and drops `.` segments; the forwarder checks the raw segments instead.
+
+def _raw_parameters(request: Request[Any, Any, Any], spec: RouteSpec) -> dict[str, str]:
+    """The path parameters of a route read from the raw target as the client sent it (not decoded).
+
+    The router matches the decoded path: `%2F` and `%61` decoded, `//` merged. A parameter read there and one read
+    from the raw target could disagree on where it starts (`/mlflow-artifacts/%61rtifacts/1/x/mlflow-artifacts/
+    artifacts/2/y` holds the mount's own text again inside the path), and the store would act on another path or
+    endpoint than the one checked. A target whose static part is spelt otherwise than the mount is no route here.
     """
-    position = template.split("/").index(f"{{{name}:path}}")
-    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
-    return "/".join(raw.split("?", 1)[0].split("/")[position:])
+    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+    for path in spec.paths():
+        found = _raw_pattern(path).fullmatch(raw)
+        if found is not None:
+            return found.groupdict()
+    raise EndpointNotFound(f"No API endpoint {spec.method} {request.url.path}")
 
 
 # MLflow's own limit for a file uploaded with its UI's button.
@@ -173,10 +193,12 @@ def _forwarding_handler(
             body = None
         else:
             body = await request.body()
-        if artifact_prefix is not None:
-            path_params = {"artifact_path": _raw_artifact_path(request, artifact_prefix)}
-        for name in [] if by_pattern else raw_tails:
-            path_params = {**path_params, name: _raw_tail(request, mount_path(spec.paths()[0]), name)}
+        if artifact_prefix is not None or (raw_tails and not by_pattern):
+            raw = _raw_parameters(request, spec)
+            # The artifact path decoded exactly once (`//etc/passwd` stays absolute, `%2F` a separator the
+            # canonicaliser sees); `{name:path}` tails as sent, each segment checked by the forwarder (no `.`, `..`,
+            # `%` or empty segment reaches the store); one-segment parameters decoded, as the store decodes them.
+            path_params = {name: value if name in raw_tails else unquote(value) for name, value in raw.items()}
         workspace, headers = scan_headers(request.scope["headers"])
         call = ForwardCall(
             spec=spec,
@@ -222,18 +244,6 @@ async def _serve(
     if feature is not None:
         return await feature.serve(call)
     return await forwarder.forward(call)
-
-
-def _raw_artifact_path(request: Request[Any, Any, Any], prefix: str) -> str:
-    """The artifact path as the client sent it, decoded exactly once.
-
-    The router has already collapsed `//` and decoded `%2F`; checking the raw path instead keeps
-    `//etc/passwd` absolute and `%2F` a separator the canonicaliser sees.
-    """
-    raw = request.scope.get("raw_path") or request.scope["path"].encode()
-    text = raw.decode("latin-1")
-    index = text.find(prefix)
-    return unquote(text[index + len(prefix) :]) if index >= 0 else str(request.path_params["artifact_path"])
 
 
 class BoundedUpload:
