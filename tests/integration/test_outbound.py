@@ -427,3 +427,53 @@ def test_the_deployments_proxy_refuses_dot_and_encoded_segments_in_gateway_path(
             400,
             mlflow_error("INVALID_PARAMETER_VALUE", f"Invalid gateway_path: {path} for method: POST"),
         ), path
+
+
+def test_the_raw_proxy_sends_the_provider_the_path_the_store_reads(
+    stack: Stack, cast: Cast, receiver: Receiver, client_as: Callable[[Person], MlflowClient]
+) -> None:
+    """`POST /gateway/proxy/<endpoint>/<path>` posts to `<provider base>/<path>`. The store decodes the target
+    before its router splits it, so an endpoint segment holding `%2F` names the endpoint and the path's start
+    (`<name>%2Fchat/completions`: endpoint `<name>`, path `chat/completions`). The gateway read the endpoint from
+    the decoded target and the path from the raw one, by position (`completions`), and sent the provider another
+    path than the store does for the same target. Each spelling, sent to the store directly and through the gateway:
+    the provider receives the same path from both, or the gateway refuses it in MLflow's shape."""
+    manager = _gateway(client_as(cast.manager))
+    secret = manager.create_gateway_secret(
+        secret_name=unique("key"), secret_value={"api_key": "sk-test-proxy"}, provider="openai",
+        auth_config={"api_base": PROVIDER_BASE},
+    )  # fmt: skip
+    model = manager.create_gateway_model_definition(
+        name=unique("model"), secret_id=secret.secret_id, provider="openai", model_name="fake-4"
+    )
+    from mlflow.entities.gateway_endpoint import GatewayEndpointModelConfig, GatewayModelLinkageType
+
+    name = unique("proxied")
+    endpoint = manager.create_gateway_endpoint(
+        name=name,
+        model_configs=[GatewayEndpointModelConfig(model.model_definition_id, GatewayModelLinkageType.PRIMARY)],
+        usage_tracking=False,
+    )
+    chat = {"model": "fake-4", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {cast.user.token}", "X-MLFLOW-WORKSPACE": "team-a"}
+    try:
+        for target in (
+            f"/gateway/proxy/{name}/chat/completions",
+            f"/gateway/proxy/{name}%2Fchat/completions",
+            f"/gateway/proxy/{name}/chat%2Fcompletions",
+        ):
+            before = len(receiver.at("/allowed/"))
+            direct = requests.post(f"{stack.stores['a'].url}{target}", json=chat, timeout=60)
+            assert direct.status_code == 200, (target, direct.text)
+            from_store = receiver.at("/allowed/")[before:]
+            through = requests.post(f"{stack.url}{target}", json=chat, headers=headers, timeout=60)
+            from_gateway = receiver.at("/allowed/")[before + len(from_store) :]
+            if through.status_code == 200:
+                assert [r.path for r in from_gateway] == [r.path for r in from_store], target
+            else:
+                assert 400 <= through.status_code < 500 and "error_code" in through.json(), (target, through.text)
+                assert from_gateway == [], target
+    finally:
+        manager.delete_gateway_endpoint(endpoint.endpoint_id)
+        manager.delete_gateway_model_definition(model.model_definition_id)
+        manager.delete_gateway_secret(secret.secret_id)
