@@ -159,7 +159,7 @@ from gateway.principals.routes import (
     audit_undecoded_body,
 )
 from gateway.principals.service import PrincipalService, TokenService
-from gateway.properties.guard import PropertyGuard
+from gateway.properties.guard import PropertyGuard, property_slots
 from gateway.registry.aliases import AliasApprovals
 from gateway.registry.moves import RegistryMoves
 from gateway.registry.promotion import Promotions
@@ -602,7 +602,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
     leak_guard = LeakGuard(sessionmaker, tainted, vaults, secrets.permission, audit, leak_probes, direct.fetch)
     # A run's properties are add-only: no call may change or delete one (properties/guard.py).
-    property_guard = PropertyGuard(direct.fetch, sessionmaker, audit)
+    # It holds a connection of the engine per call until the store answers: at most property_slots of them at once.
+    property_guard = PropertyGuard(direct.fetch, sessionmaker, audit, slots=property_slots(settings.database.pool_size))
     # Where a call makes the store send requests (webhooks, AI-gateway providers): the operator's allow-list.
     destinations = DestinationCheck(AllowList(settings.outbound.allowed_destinations), direct.fetch)
     reconciler = Reconciler(links, stores, mirror, sessionmaker, settings.server.reconcile_interval_seconds)

@@ -26,14 +26,30 @@ session-level advisory lock (`LockClass.RUN_PROPERTIES`, key: workspace id and r
 its own, outside any transaction, until the store has answered; the second call then reads what the first
 wrote. A call whose answer never came (the store timed out) releases it too: a store that applies such a
 write later is the one case the lock cannot order.
+
+That connection is one of the engine's, which every other request of the worker also needs (token lookups,
+grants, the admin API), and it is held for as long as the store takes. So that many property writes at once
+(to a slow or stalled store, or just many) cannot hold them all:
+
+- one worker's calls to one run wait for each other in the worker first (an in-process lock per workspace and
+  run), holding no connection; only the one whose turn it is takes a connection and the advisory lock, which
+  orders it against other workers and replicas. Waiting for both together takes at most `lock_wait` (30 s),
+  then 503 TEMPORARILY_UNAVAILABLE with Retry-After, as before;
+- a worker holds at most `property_slots(database.pool_size)` such connections at once (half the pool size, at
+  least one; the engine opens up to twice the pool size), one per call however many runs it names. A call that
+  finds none free within `SLOT_WAIT_SECONDS` (2 s) is answered 429 REQUEST_LIMIT_EXCEEDED with Retry-After,
+  which MLflow's client retries, and nothing of it is sent.
+
+A call that names no property takes neither.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -42,7 +58,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.trail import AuditTrail, entry
-from gateway.core.errors import InvalidParameter, StoreUnavailable
+from gateway.core.errors import GatewayError, InvalidParameter, StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.route_table import RUNS_DELETE_TAG, RUNS_LOG_BATCH, RUNS_SET_TAG, RouteSpec
 from gateway.db.locks import LockClass, autocommit_connection, held
@@ -52,11 +68,19 @@ log = logging.getLogger(__name__)
 
 PROPERTY_TAG = "fedgate.property."  # the same prefix as the client's (gateway/client/encoding.py), checked by a test
 LOCK_WAIT_SECONDS = 30.0
+SLOT_WAIT_SECONDS = 2.0  # how long a call waits for one of the worker's property slots before 429
+RETRY_AFTER_SECONDS = 1
 SHOWN = 200  # characters of a value an error message shows
 RUN_GET = "/api/2.0/mlflow/runs/get"
 
 # The gateway's own read of a run from the workspace's store: (status, body), federation/direct.py's fetch.
 Fetch = Callable[[WorkspaceLink, str, str], Awaitable[tuple[int, bytes]]]
+
+
+def property_slots(pool_size: int) -> int:
+    """Connections one worker's property checks may hold at once: half of `database.pool_size`, at least one (the
+    engine opens up to twice the pool size, so three quarters or more stay for everything else)."""
+    return max(1, pool_size // 2)
 
 
 def comparable(key: str) -> str:
@@ -112,6 +136,39 @@ class _RunAnswer(msgspec.Struct):
     run: _Run = msgspec.field(default_factory=_Run)
 
 
+class _RunTurns:
+    """One worker's writers of one run, one at a time: an in-process lock per (workspace id, run id), kept while
+    anyone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: tuple[str, str], deadline: float) -> AsyncIterator[bool]:
+        """The run's turn for the block; whether it came before `deadline` (the loop's clock)."""
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await lock.acquire()
+            except TimeoutError:
+                got = False
+            else:
+                got = True
+            try:
+                yield got
+            finally:
+                if got:
+                    lock.release()
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class _Lock:
     """The per-run lock a check holds until the store has answered (federation/hooks.py `Held`)."""
 
@@ -131,11 +188,17 @@ class PropertyGuard:
         sessionmaker: async_sessionmaker[AsyncSession],
         audit: AuditTrail | None = None,
         lock_wait: float = LOCK_WAIT_SECONDS,
+        slots: int = 1,
+        slot_wait: float = SLOT_WAIT_SECONDS,
     ) -> None:
         self._fetch = fetch
         self._sessionmaker = sessionmaker
         self._audit = audit
         self._lock_wait = lock_wait
+        self._slots = asyncio.Semaphore(slots)  # connections this worker's checks hold at once (property_slots)
+        self._slot_count = slots
+        self._slot_wait = slot_wait
+        self._turns = _RunTurns()
 
     def wants(self, spec: RouteSpec, link: WorkspaceLink) -> bool:
         return spec.run_tags
@@ -184,23 +247,47 @@ class PropertyGuard:
         return lock
 
     async def _lock(self, link: WorkspaceLink, runs: Sequence[str]) -> _Lock:
-        """The runs' property locks (in order, so two calls naming the same runs cannot wait on each other)."""
+        """The runs' property locks (in order, so two calls naming the same runs cannot wait on each other): the
+        worker's turn for each run, then one of its slots and a connection, on which the advisory locks are taken."""
         stack = contextlib.AsyncExitStack()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lock_wait
         try:
             for run_id in runs:
-                connection = await stack.enter_async_context(autocommit_connection(self._sessionmaker))
+                if not await stack.enter_async_context(self._turns.turn((str(link.workspace_id), run_id), deadline)):
+                    raise _busy(run_id)
+            await stack.enter_async_context(self._slot(runs[0]))
+            connection = await stack.enter_async_context(autocommit_connection(self._sessionmaker))
+            for run_id in runs:
                 key = f"{link.workspace_id}/{run_id}"
-                got = await stack.enter_async_context(
-                    held(connection, LockClass.RUN_PROPERTIES, key, wait=self._lock_wait)
-                )
+                left = deadline - loop.time()
+                wait = left if left >= 0.01 else 0.0  # PostgreSQL reads a lock_timeout of 0 ms as none
+                got = await stack.enter_async_context(held(connection, LockClass.RUN_PROPERTIES, key, wait=wait))
                 if not got:
-                    raise StoreUnavailable(
-                        f"Another write of the properties of run {run_id} is still under way; try again shortly."
-                    )
+                    raise _busy(run_id)
         except BaseException:
             await stack.aclose()
             raise
         return _Lock(stack)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, run_id: str) -> AsyncIterator[None]:
+        """One of the worker's property slots for the block; 429 when none is free within the slot wait."""
+        try:
+            async with asyncio.timeout(self._slot_wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise GatewayError(
+                f"The properties of run {run_id} cannot be checked now: this server is checking "
+                f"{self._slot_count} property writes at once, its most; try again in {RETRY_AFTER_SECONDS} s.",
+                error_code="REQUEST_LIMIT_EXCEEDED",
+                status=429,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def _properties(self, link: WorkspaceLink, run_id: str) -> dict[str, tuple[str, str]]:
         """The run's properties now, by comparable key: (key, value). Empty for a run the store does not have
@@ -232,6 +319,10 @@ class PropertyGuard:
                     call.request_id,
                 )
             )
+
+
+def _busy(run_id: str) -> StoreUnavailable:
+    return StoreUnavailable(f"Another write of the properties of run {run_id} is still under way; try again shortly.")
 
 
 def _shown(value: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from gateway.client import encoding
-from gateway.core.errors import InvalidParameter, StoreUnavailable
+from gateway.core.errors import GatewayError, InvalidParameter, StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.principal import Principal
 from gateway.core.route_table import (
@@ -232,7 +232,7 @@ async def test_writes_of_different_runs_do_not_wait_for_each_other(
     sessionmakers: tuple[async_sessionmaker[AsyncSession], ...],
 ) -> None:
     store = Store()
-    guard = PropertyGuard(store.fetch, sessionmakers[0], lock_wait=0.2)  # type: ignore[arg-type]
+    guard = PropertyGuard(store.fetch, sessionmakers[0], lock_wait=0.2, slots=2)  # type: ignore[arg-type]
     first = await guard.check(pending(RUNS_SET_TAG, set_tag("fedgate.property.x", "1")))
     second = await guard.check(pending(RUNS_SET_TAG, set_tag("fedgate.property.x", "1", run=OTHER)))
     assert first is not None and second is not None
@@ -245,3 +245,27 @@ async def test_writes_of_different_runs_do_not_wait_for_each_other(
     again = await other.check(pending(RUNS_SET_TAG, set_tag("fedgate.property.x", "1")))
     assert again is not None
     await again.release()
+
+
+async def test_a_worker_holds_at_most_its_slots_and_its_writers_of_one_run_take_turns(
+    sessionmakers: tuple[async_sessionmaker[AsyncSession], ...],
+) -> None:
+    store = Store()
+    guard = PropertyGuard(store.fetch, sessionmakers[0], slots=1, slot_wait=0.2)  # type: ignore[arg-type]
+    first = await guard.check(pending(RUNS_SET_TAG, set_tag("fedgate.property.x", "1")))
+    assert first is not None
+    # Another run finds the worker's one slot taken: 429 with Retry-After, which MLflow's client retries.
+    with pytest.raises(GatewayError) as refused:
+        await guard.check(pending(RUNS_SET_TAG, set_tag("fedgate.property.x", "1", run=OTHER)))
+    assert (refused.value.status, refused.value.error_code) == (429, "REQUEST_LIMIT_EXCEEDED")
+    assert refused.value.headers["Retry-After"] == "1"
+    # The same run waits for its turn (longer than the slot wait), then reads what the first wrote.
+    later = asyncio.create_task(write(guard, store, RUNS_SET_TAG, set_tag("fedgate.property.x", "2")))
+    await asyncio.sleep(0.5)
+    store.apply(RUNS_SET_TAG, set_tag("fedgate.property.x", "1"))
+    await first.release()
+    with pytest.raises(InvalidParameter, match="Changing property values"):
+        await later
+    other = await guard.check(pending(RUNS_SET_TAG, set_tag("fedgate.property.x", "1", run=OTHER)))
+    assert other is not None
+    await other.release()
