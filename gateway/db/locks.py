@@ -88,7 +88,8 @@ async def held(
         await connection.execute(f"SELECT pg_advisory_lock($1, {arg})", *params)
         got = True
     else:
-        await connection.execute(f"SET lock_timeout = '{int(wait * 1000)}ms'")
+        # At least 1 ms: PostgreSQL reads a lock_timeout of 0 as no timeout at all.
+        await connection.execute(f"SET lock_timeout = '{max(1, math.ceil(wait * 1000))}ms'")
         try:
             await connection.execute(f"SELECT pg_advisory_lock($1, {arg})", *params)
             got = True

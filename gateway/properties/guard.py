@@ -260,8 +260,7 @@ class PropertyGuard:
             connection = await stack.enter_async_context(autocommit_connection(self._sessionmaker))
             for run_id in runs:
                 key = f"{link.workspace_id}/{run_id}"
-                left = deadline - loop.time()
-                wait = left if left >= 0.01 else 0.0  # PostgreSQL reads a lock_timeout of 0 ms as none
+                wait = max(0.0, deadline - loop.time())
                 got = await stack.enter_async_context(held(connection, LockClass.RUN_PROPERTIES, key, wait=wait))
                 if not got:
                     raise _busy(run_id)

@@ -53,6 +53,10 @@ async def test_a_held_lock_has_one_holder_and_no_transaction_open(
                     assert other  # another object's lock is free
                 async with held(second, LockClass.MIRROR_OBJECT, "7:run:r1", wait=0.2) as other:
                     assert not other  # waited a while, then gave up
+                # A wait under a millisecond is still a bounded wait (a lock_timeout of 0 would be none).
+                async with asyncio.timeout(10):
+                    async with held(second, LockClass.MIRROR_OBJECT, "7:run:r1", wait=0.0004) as other:
+                        assert not other
                 # The same key in another class is another lock.
                 async with held(second, LockClass.RECONCILE, 7) as other:
                     assert other
