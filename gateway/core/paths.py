@@ -9,6 +9,21 @@ from urllib.parse import quote, unquote, urlparse, urlunparse
 from gateway.core.errors import InvalidParameter
 
 _FORBIDDEN_CHARS = re.compile(r"[\\;\x00-\x1f\x7f]")
+
+# The file system an artifact store writes to (MLflow's local store, `--artifacts-destination` on a disk): a name
+# (one segment of a path) of at most NAME_MAX bytes, a whole path of fewer than PATH_MAX (4,096, its NUL included).
+# MLflow 3.17.2 checks neither: its local store fails with `OSError: [Errno 36] File name too long`, which its
+# artifact routes answer as 500.
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4096
+# The gateway does not know the store's artifact root (its `--artifacts-destination`); it leaves it this many bytes of
+# PATH_MAX, so a path under the root (with what the store puts before it) is at most 3,584 bytes.
+STORE_ROOT_BYTES = 512
+MAX_ARTIFACT_PATH_BYTES = PATH_MAX_BYTES - STORE_ROOT_BYTES
+# A path inside a run's, logged model's, model version's or trace's artifacts lies in the object's folder, which the
+# store puts before it (`<experiment id>/<run id>/artifacts/`, `<experiment id>/models/m-<id>/artifacts/`,
+# `<experiment id>/traces/tr-<id>/artifacts/`: at most 73 bytes with a 19-digit experiment id): counted as this many.
+OBJECT_FOLDER_BYTES = 128
 _WORKSPACE_PREFIX = re.compile(r"^workspaces/([^/]+)(?:/|$)", re.IGNORECASE)
 
 
@@ -60,6 +75,34 @@ def _as_the_store_reads(path: str) -> str | None:
     if parsed.scheme == "file":
         return urlparse(read).path
     return read
+
+
+def refuse_long_artifact_path(path: str, *, before: int = 0) -> None:
+    """An artifact path the store's file system cannot hold is refused (400) before the store is asked: a name longer
+    than NAME_MAX_BYTES, or a path longer than MAX_ARTIFACT_PATH_BYTES once `before` bytes (the folders the store
+    puts before it) are counted. Bytes of UTF-8, as the store writes the (percent-decoded) path."""
+    for segment in path.split("/"):
+        size = _utf8_bytes(segment)
+        if size > NAME_MAX_BYTES:
+            raise InvalidParameter(
+                f"Invalid artifact path: '{_shown(path)}'. Its name '{_shown(segment)}' is {size:,} bytes long in "
+                f"UTF-8; the artifact store's file system holds names of at most {NAME_MAX_BYTES} bytes."
+            )
+    size = _utf8_bytes(path)
+    if before + size > MAX_ARTIFACT_PATH_BYTES:
+        raise InvalidParameter(
+            f"Invalid artifact path: '{_shown(path)}' is {size:,} bytes long in UTF-8, and a path there holds at most "
+            f"{MAX_ARTIFACT_PATH_BYTES - before:,}: the artifact store's file system holds paths of at most "
+            f"{PATH_MAX_BYTES:,} bytes, its own folders included."
+        )
+
+
+def _utf8_bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _shown(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def artifact_workspace(path: str) -> str | None:

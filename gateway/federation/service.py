@@ -30,14 +30,16 @@ from gateway.core.errors import (
     StoreUnavailable,
     error_bytes,
 )
-from gateway.core.links import LinkTable, WorkspaceLink
+from gateway.core.links import DEFAULT_WORKSPACE, LinkTable, WorkspaceLink
 from gateway.core.paths import (
+    OBJECT_FOLDER_BYTES,
     artifact_run_id,
     artifact_workspace,
     canonical_artifact_path,
     quote_path,
     refuse_bare_workspaces,
     refuse_dotted_folder,
+    refuse_long_artifact_path,
     rewrite_artifact_workspace,
 )
 from gateway.core.ports import Store, StoreResponse, StoreTimedOut, StoreUnreachable
@@ -322,6 +324,7 @@ class Forwarder:
             if canonical is not None and canonical.graphql is not None:
                 raise GraphqlNotFound(canonical.graphql.field, missing) from None  # as the store answers it
             raise
+        _refuse_long_paths(call, link, artifact_path)
         if plan.answer is not None:
             return ForwardResult(200, {"Content-Type": "application/json"}, link.name, body=plan.answer)
         if plan.query is not None:
@@ -621,6 +624,40 @@ def _query_ids(spec: RouteSpec, query: str) -> RequestIds | None:
     params = parse_qs(query)
     run_id = (params.get("run_uuid") or params.get("run_id") or [""])[0]
     return RequestIds(run_uuid=run_id) if RUN_ID_RE.match(run_id) else None
+
+
+# Routes whose query names a folder inside a run's or logged model's artifacts without the UI routes' canonical check
+# (MLflow's clients list "" and folders as they come): only its length is checked, as the UI routes' paths are.
+_LISTED_FOLDERS = {
+    "GET /mlflow/artifacts/list": "path",
+    "GET /mlflow/logged-models/{model_id:str}/artifacts/directories": "artifact_directory_path",
+}
+
+
+def _refuse_long_paths(call: ForwardCall, link: WorkspaceLink, artifact_path: str | None) -> None:
+    """A path the store's file system cannot hold, as the store will write it, is refused before it is asked
+    (core/paths.py, refuse_long_artifact_path): the artifact proxy's path with the `workspaces/<name>/` the store puts
+    before it, a path inside an object's artifacts with that and the object's folder too."""
+    if artifact_path is not None:
+        sent = rewrite_artifact_workspace(artifact_path, link.name, link.upstream_workspace)
+        named = artifact_workspace(sent)
+        if named is None:
+            refuse_long_artifact_path(artifact_path, before=_workspace_folder_bytes(link))
+        else:  # the caller's path after its prefix, as it names it; the prefix as the store writes it
+            prefix = f"workspaces/{named}/"
+            refuse_long_artifact_path(sent[len(prefix) :], before=len(prefix.encode()))
+        return
+    name = call.spec.relative_path or _LISTED_FOLDERS.get(call.spec.name, "")
+    if name:
+        for value in parse_qs(call.query, keep_blank_values=True).get(name, []):
+            refuse_long_artifact_path(value, before=_workspace_folder_bytes(link) + OBJECT_FOLDER_BYTES)
+
+
+def _workspace_folder_bytes(link: WorkspaceLink) -> int:
+    """The `workspaces/<name>/` a store with workspaces puts before an artifact path of the link's workspace (none in
+    its `default` workspace), or of its central copy's: the longer."""
+    names = [name for name in (link.upstream_workspace, link.mirror_workspace) if name and name != DEFAULT_WORKSPACE]
+    return max((len(f"workspaces/{name}/".encode()) for name in names), default=0)
 
 
 def _check_relative_path(query: str, name: str) -> None:
