@@ -140,8 +140,11 @@ class UiBuild:
             relative = canonical_artifact_path(relative.lstrip("/"))
         except InvalidParameter:
             return None
-        path = (self.root / relative).resolve()
-        if not path.is_relative_to(self.root) or not path.is_file():
+        try:
+            path = (self.root / relative).resolve()
+            if not path.is_relative_to(self.root) or not path.is_file():
+                return None
+        except OSError:  # a name or path longer than the file system holds (ENAMETOOLONG): no file of the build
             return None
         return path
 
