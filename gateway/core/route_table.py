@@ -700,7 +700,8 @@ GRAPHQL = declared("POST /graphql")
 
 @dataclass(frozen=True, slots=True)
 class NotServed:
-    """A family of routes MLflow 3.17.2 registers that the gateway does not serve (they answer ENDPOINT_NOT_FOUND).
+    """A family of routes MLflow 3.17.2 registers that the gateway does not serve (they answer ENDPOINT_NOT_FOUND), in
+    `mlflow server`'s default map or added by its basic-auth app (`--app-name basic-auth`).
 
     Serving a family means declaring its routes above (with a guard rule) and deleting it here; the README's
     "What is not served" lists the same families.
@@ -754,6 +755,45 @@ NOT_SERVED: tuple[NotServed, ...] = (
         "Demo data",
         "a UI button that creates, and hard-deletes, a demo experiment outside any grant",
         _ajax(3, "POST /mlflow/demo/generate", "POST /mlflow/demo/delete"),
+    ),
+    NotServed(
+        "Store accounts",
+        "the users, roles and permissions of a store behind MLflow's basic-auth app (`mlflow server --app-name "
+        "basic-auth`): the gateway calls such a store as its admin, so forwarding them would let any caller "
+        "administer the store's accounts; the gateway's own principals and grants are SCIM and the permissions API",
+        _api(
+            2,
+            "POST /mlflow/users/create",
+            "GET /mlflow/users/current",
+            "GET /mlflow/users/get",
+            "GET /mlflow/users/list",
+            "PATCH /mlflow/users/update-admin",
+            "PATCH /mlflow/users/update-password",
+            "DELETE /mlflow/users/delete",
+        )
+        | _expand(("/api/2.0",), ("POST /mlflow/users/create-ui",))
+        | _api(
+            3,
+            "POST /mlflow/roles/create",
+            "GET /mlflow/roles/get",
+            "GET /mlflow/roles/list",
+            "PATCH /mlflow/roles/update",
+            "DELETE /mlflow/roles/delete",
+            "POST /mlflow/roles/assign",
+            "DELETE /mlflow/roles/unassign",
+            "GET /mlflow/roles/users/list",
+            "POST /mlflow/roles/permissions/add",
+            "GET /mlflow/roles/permissions/list",
+            "PATCH /mlflow/roles/permissions/update",
+            "DELETE /mlflow/roles/permissions/remove",
+            "GET /mlflow/users/current/permissions",
+            "GET /mlflow/users/permissions/get",
+            "GET /mlflow/users/permissions/list",
+            "POST /mlflow/users/permissions/grant",
+            "POST /mlflow/users/permissions/revoke",
+            "GET /mlflow/users/roles/list",
+        )
+        | _absolute("GET /signup"),
     ),
     NotServed(
         "GraphQL over GET",

@@ -25,6 +25,8 @@ from types import ModuleType
 from typing import Any
 
 IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
+# The repository, on the path of an interpreter started to read a route map (`basic_auth_routes`).
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def normalised(path: str) -> str:
@@ -87,6 +89,53 @@ def _walk_asgi(entries: list[Any], prefix: str, views: dict[str, View]) -> None:
         view = View("asgi", entry.endpoint, entry)
         for method in sorted(methods - IGNORED_METHODS):
             views[f"{method} {normalised(prefix + entry.path)}"] = view
+
+
+def basic_auth_routes() -> dict[str, str]:
+    """Every "METHOD /path" that `mlflow server --app-name basic-auth` serves beyond `mlflow_routes()`: its users,
+    roles and permissions. Read in a separate interpreter (the basic-auth app adds its routes to MLflow's one Flask
+    app, and makes its user database and admin), in a temporary folder of its own."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlflow-basic-auth-") as folder:
+        environment = {
+            **os.environ,
+            # The basic-auth app refuses to start without these; nothing is served, they only let it build its map.
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "route-map-only",
+            "MLFLOW_AUTH_ADMIN_USERNAME": "route-map",
+            "MLFLOW_AUTH_ADMIN_PASSWORD": "route-map-only-" + os.urandom(8).hex(),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.support.mlflow_surface", "basic-auth-routes"],
+            cwd=folder,
+            env={**environment, "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"reading the basic-auth app's routes failed: {done.stderr[-2000:]}")
+    found: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def _print_basic_auth_routes() -> None:
+    """In a fresh interpreter, in a folder of its own (its user database goes there): the routes the basic-auth app
+    adds, as one JSON line."""
+    import json
+
+    import mlflow.server
+    from mlflow.server.auth import create_app
+
+    default = mlflow_routes()
+    create_app(mlflow.server.app)
+    added = {route: source for route, source in mlflow_routes().items() if route not in default}
+    print(json.dumps(added, sort_keys=True))
 
 
 # -- how MLflow answers a success ------------------------------------------------------------------------
@@ -596,4 +645,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["basic-auth-routes"]:
+        _print_basic_auth_routes()
+    else:
+        main()
