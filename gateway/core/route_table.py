@@ -233,7 +233,7 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("POST", "/mlflow/runs/set-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT | RUN_TAGS),
     R("POST", "/mlflow/runs/delete-tag", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | RUN_TAGS),
     R("POST", "/mlflow/runs/log-batch", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | BATCHED | RUN_TEXT | RUN_TAGS),
-    R("POST", "/mlflow/runs/log-model", RU, EDIT, RUN_ID, traits=RUN_TEXT),
+    R("POST", "/mlflow/runs/log-model", RU, EDIT, RUN_ID, traits=MIRRORED | RUN_TEXT),
     R("POST", "/mlflow/runs/log-inputs", RU, EDIT, RUN_ID, traits=INDEXED | MIRRORED | RUN_TEXT),
     R("POST", "/mlflow/runs/outputs", RU, EDIT, RUN_ID, traits=MIRRORED),
     R("GET", "/mlflow/runs/get", RU, READ, RUN_ID, traits=FAILOVER),
@@ -248,9 +248,9 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
     R("POST", "/mlflow/logged-models/search", LM, SEARCH, ("experiment_ids",)),
     R("GET", "/mlflow/logged-models/{model_id:str}", LM, READ, ("model_id",)),
     R("PATCH", "/mlflow/logged-models/{model_id:str}", LM, EDIT, ("model_id",), traits=MIRRORED),
-    R("DELETE", "/mlflow/logged-models/{model_id:str}", LM, MANAGE, ("model_id",)),
+    R("DELETE", "/mlflow/logged-models/{model_id:str}", LM, MANAGE, ("model_id",), traits=MIRRORED),
     R("PATCH", "/mlflow/logged-models/{model_id:str}/tags", LM, EDIT, ("model_id",), traits=MIRRORED),
-    R("DELETE", "/mlflow/logged-models/{model_id:str}/tags/{tag_key:str}", LM, EDIT, ("model_id",)),
+    R("DELETE", "/mlflow/logged-models/{model_id:str}/tags/{tag_key:str}", LM, EDIT, ("model_id",), traits=MIRRORED),
     R("POST", "/mlflow/logged-models/{model_id:str}/params", LM, EDIT, ("model_id",), traits=MIRRORED),
     R("GET", "/mlflow/logged-models/{model_id:str}/artifacts/directories", LM, READ, ("model_id",)),
     # Model registry
@@ -675,6 +675,8 @@ PRESIGNED_DOWNLOAD_URL = declared("POST /mlflow/artifacts/presigned-download-url
 METRIC_HISTORY = declared("GET /mlflow/metrics/get-history")
 METRIC_HISTORY_BULK = declared("GET /mlflow/metrics/get-history-bulk-interval")
 LOGGED_MODELS_CREATE = declared("POST /mlflow/logged-models")
+LOGGED_MODELS_DELETE = declared("DELETE /mlflow/logged-models/{model_id:str}")
+LOGGED_MODELS_DELETE_TAG = declared("DELETE /mlflow/logged-models/{model_id:str}/tags/{tag_key:str}")
 REGISTERED_MODELS_CREATE = declared("POST /mlflow/registered-models/create")
 REGISTERED_MODELS_RENAME = declared("POST /mlflow/registered-models/rename")
 REGISTERED_MODELS_DELETE = declared("DELETE /mlflow/registered-models/delete")

@@ -29,13 +29,17 @@ log = logging.getLogger(__name__)
 INSERT_OUTBOX = "INSERT INTO outbox (workspace_id, order_key, route, payload) VALUES ($1, $2, $3, $4::jsonb)"
 # Request fields an entry may be ordered by (mirror.py's `order_key`).
 ORDER_FIELDS = ("run_id", "run_uuid", "experiment_id", "name", "new_name")
+# Path parameters a mirrored write's entry keeps (mirror.py puts them back into the route's path).
+PATH_FIELDS = ("model_id", "tag_key")
 
 
 @dataclass(slots=True)
 class OutboxEntry:
     order_key: str
     route: str
-    payload: bytes  # {"request", "response"[, "path_params"]}, {"path"} or {"run_id", "path"} (the UI's upload)
+    # {"request", "response"[, "path_params"]}, {"path"} or {"run_id", "path"} (the UI's upload). `path_params`: the
+    # logged model's id and, for the deletion of one of its tags, the tag's key (`tag_key`), which travel in the path.
+    payload: bytes
 
 
 class OutboxCapture:
@@ -111,7 +115,8 @@ def outbox_entry(write: AcceptedWrite) -> OutboxEntry | None:
         request = write.request if write.request[:1] == b"{" else b"{}"
         answer = write.response if write.spec.creates and write.response[:1] == b"{" else b"{}"
         response = msgspec.json.decode(answer)
-        extra = b',"path_params":' + msgspec.json.encode({"model_id": str(model_id)}) if model_id else b""
+        in_path = {k: str(v) for k, v in write.path_params.items() if k in PATH_FIELDS and v is not None}
+        extra = b',"path_params":' + msgspec.json.encode(in_path) if in_path else b""
         document = b'{"request":' + request + b',"response":' + answer + extra + b"}"
         ids = write.ids
         fields = {f: v for f in ORDER_FIELDS if (v := getattr(ids, f, None))} if ids is not None else {}

@@ -9,6 +9,7 @@ seen yet (an experiment created before the workspace became dual, say) are copie
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -38,6 +39,8 @@ from gateway.core.route_table import (
     EXPERIMENTS_SET_TAG,
     EXPERIMENTS_UPDATE,
     LOGGED_MODELS_CREATE,
+    LOGGED_MODELS_DELETE,
+    LOGGED_MODELS_DELETE_TAG,
     MODEL_VERSIONS_CREATE,
     REGISTERED_MODELS_CREATE,
     REGISTERED_MODELS_RENAME,
@@ -46,6 +49,7 @@ from gateway.core.route_table import (
     RUNS_LOG_BATCH,
     RUNS_LOG_INPUTS,
     RUNS_LOG_METRIC,
+    RUNS_LOG_MODEL,
     RUNS_LOG_PARAMETER,
     RUNS_OUTPUTS,
     RUNS_RESTORE,
@@ -350,7 +354,11 @@ class Mirror:
             await self._apply_registry(link, route, request, response)
             return
         method, template = route.split(" ", 1)
-        model_id = (row.payload.get("path_params") or {}).get("model_id")
+        in_path = row.payload.get("path_params") or {}
+        model_id = in_path.get("model_id")
+        if route in (LOGGED_MODELS_DELETE.name, LOGGED_MODELS_DELETE_TAG.name):
+            await self._logged_model_deletion(link, route, str(model_id), in_path.get("tag_key"))
+            return
         if model_id:
             central_model, _ = await self.central_logged_model(link, str(model_id))
             template = template.replace("{model_id:str}", quote(central_model, safe=""))
@@ -371,6 +379,8 @@ class Mirror:
                 {**item, "model_id": (await self.central_logged_model(link, str(item["model_id"])))[0]}
                 for item in request["models"]
             ]
+        if route == RUNS_LOG_MODEL.name and central_run is not None:
+            request["model_json"] = _central_model_json(request.get("model_json"), central_run)
         if route == EXPERIMENTS_UPDATE.name and request.get("new_name"):
             request["new_name"] = link.mirror_prefix + str(request["new_name"])
         if primary_run is not None and central_run is not None and route not in RUN_LIFECYCLE:
@@ -391,6 +401,34 @@ class Mirror:
                 raise
 
     # -- logged models and the registry -------------------------------------------------------------
+
+    async def _logged_model_deletion(
+        self, link: WorkspaceLink, route: str, primary_id: str, tag_key: str | None
+    ) -> None:
+        """A logged model's deletion, or the deletion of one of its tags (its key in the path), on its central copy.
+
+        A model without a copy has nothing to delete there: its creation's entry, ordered before under the model's
+        key, made one if it was queued; one made before the workspace became dual was never copied, and is not copied
+        now only to be deleted (nor can it be: the workspace store no longer answers for a deleted model). Not found
+        is done: MLflow refuses to delete a tag that is not there, or a model already deleted (a replay after a
+        dropped answer). A provenance tag's deletion queued before the gateway refused it is the relay's own."""
+        if route == LOGGED_MODELS_DELETE_TAG.name and (tag_key is None or provenance_tag(tag_key)):
+            return
+        if route == LOGGED_MODELS_DELETE.name:
+            mapped = await self._mapped(link, "logged_model", primary_id)
+            if mapped is None:
+                return
+            central_id = mapped.central_id
+        else:
+            central_id, _ = await self.central_logged_model(link, primary_id)
+        path = f"/api/2.0/mlflow/logged-models/{quote(central_id, safe='')}"
+        if route == LOGGED_MODELS_DELETE_TAG.name:
+            path += f"/tags/{quote(str(tag_key), safe='')}"
+        try:
+            await self._central(link, "DELETE", path, {})
+        except Refused as exc:
+            if not (exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+                raise
 
     async def central_logged_model(self, link: WorkspaceLink, primary_id: str) -> tuple[str, str]:
         """(central model id, central artifact root) of a logged model, copying it on first use."""
@@ -1066,6 +1104,19 @@ def _copy_of(experiment: Mapping[str, Any], primary_id: str) -> str:
             "again once it is renamed"
         )
     return str(experiment["experiment_id"])
+
+
+def _central_model_json(model_json: Any, central_run: str) -> Any:
+    """The model document of `runs/log-model` (kept in the run's `mlflow.log-model.history` tag) as the central copy's:
+    the run it names is the central copy of the run (the store refuses a document without one)."""
+    try:
+        model = json.loads(model_json) if isinstance(model_json, str) else None
+    except ValueError:
+        model = None
+    if not isinstance(model, dict):
+        return model_json  # the workspace store accepted it as it is: sent so
+    model["run_id"] = central_run
+    return json.dumps(model)
 
 
 def _without_provenance(tags: Any) -> list[Any]:
