@@ -1006,10 +1006,12 @@ class Mirror:
         return str(found["experiment"]["experiment_id"]) if found is not None else None
 
     async def repair_logged_model(self, link: WorkspaceLink, primary_id: str) -> bool:
-        """Copy, tags, params and status of one logged model as the workspace store has them."""
+        """Copy, tags, params, status and life of one logged model as the workspace store has them: False if the store
+        has none (never made, or deleted: its central copy, if any, is deleted too)."""
         path = f"/api/2.0/mlflow/logged-models/{quote(primary_id, safe='')}"
         found = await self._maybe(self._own(link), path, {})
         if found is None:
+            await self._logged_model_deletion(link, LOGGED_MODELS_DELETE.name, primary_id, None)
             return False
         model = found["model"]
         central_id, _ = await self.central_logged_model(link, primary_id)
@@ -1020,6 +1022,8 @@ class Mirror:
         missing = [{"key": k, "value": v} for k, v in mine.items() if theirs.get(k) != v]
         if missing:
             await self._central(link, "PATCH", f"{central_path}/tags", {"model_id": central_id, "tags": missing})
+        for key in sorted(theirs.keys() - mine.keys()):  # deleted in the workspace store
+            await self._logged_model_deletion(link, LOGGED_MODELS_DELETE_TAG.name, primary_id, key)
         params = {p["key"]: p.get("value") for p in (model.get("data") or {}).get("params") or []}
         have = {p["key"] for p in (copy.get("data") or {}).get("params") or []}
         if params.keys() - have:

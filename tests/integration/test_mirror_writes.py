@@ -8,6 +8,7 @@ The reconciler is off (`reconcile_interval_seconds = 0`): what the central store
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -24,6 +25,7 @@ from mlflow.exceptions import MlflowException
 
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 WORKSPACE = "mirrored"
@@ -34,6 +36,7 @@ class Stack:
     primary: MlflowServer
     central: MlflowServer
     gateway: GatewayProcess
+    database: str  # the gateway's PostgreSQL
 
     def status(self) -> dict[str, Any]:
         url = f"{self.gateway.url}/api/2.0/fedgate/links"
@@ -85,7 +88,7 @@ mode = "dual"
     )
     gateway = GatewayProcess(config, GATEWAY_ENV).start()
     try:
-        yield Stack(primary, central, gateway)
+        yield Stack(primary, central, gateway, embedded.url)
     finally:
         gateway.stop()
         _stop_all([primary, central])
@@ -171,3 +174,69 @@ def test_a_model_recorded_in_a_run_is_recorded_in_the_central_copy_of_the_run(
     history = json.loads(copy.data.tags["mlflow.log-model.history"])
     assert [entry["run_id"] for entry in history] == [copy.info.run_id]  # the central copy of the run, not the run
     assert history[0]["artifact_path"] == "model" and "python_function" in history[0]["flavors"]
+
+
+# The gateway's database refuses the outbox entries of a logged model's deletions (as when it fails at that moment):
+# the store has made the write, the client is answered 503, and the write's note goes to crash recovery.
+FAIL_DELETION_ENTRIES = """
+CREATE FUNCTION fail_deletion_entry() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.route LIKE 'DELETE /mlflow/logged-models/%' THEN
+        RAISE EXCEPTION 'the outbox is failing';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER fail_deletion_entry BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION fail_deletion_entry();
+"""
+
+
+def database(stack: Stack, statements: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(stack.database)
+        try:
+            await connection.execute(statements)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def test_a_logged_models_deletions_whose_entries_failed_are_made_in_the_central_copy_by_recovery(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery made a logged model's copy level by adding what it lacked: a tag deleted in the workspace store, or
+    the model itself deleted there, stayed in the central copy."""
+    gateway = client_for(stack.gateway.url, monkeypatch)
+    experiment_id = gateway.create_experiment(f"recovered-{uuid.uuid4().hex[:6]}")
+    tagged = gateway.create_logged_model(experiment_id, name="tagged", tags={"stage": "candidate", "team": "fraud"})
+    retired = gateway.create_logged_model(experiment_id, name="retired")
+    stack.drained()
+    retired_copy = central_model(stack, retired.model_id, monkeypatch)
+    assert retired_copy is not None and central_model(stack, tagged.model_id, monkeypatch) is not None
+
+    database(stack, FAIL_DELETION_ENTRIES)
+    try:
+        gateway = client_for(stack.gateway.url, monkeypatch)
+        for delete in (
+            lambda: gateway.delete_logged_model_tag(tagged.model_id, "stage"),
+            lambda: gateway.delete_logged_model(retired.model_id),
+        ):
+            with pytest.raises(MlflowException) as failed:
+                delete()
+            assert "503" in str(failed.value) or "TEMPORARILY_UNAVAILABLE" in str(failed.value), failed.value
+    finally:
+        database(stack, "DROP TRIGGER fail_deletion_entry ON outbox; DROP FUNCTION fail_deletion_entry();")
+    assert "stage" not in gateway.get_logged_model(tagged.model_id).tags  # the store made both
+
+    def central_tags() -> dict[str, str]:
+        copy = central_model(stack, tagged.model_id, monkeypatch)
+        return {k: v for k, v in copy.tags.items() if not k.startswith("fedgate.")}
+
+    until(central_tags, lambda tags: tags == {"team": "fraud"}, "the deleted tag gone from the central copy")
+    until(
+        lambda: central_model(stack, retired.model_id, monkeypatch),
+        lambda found: found is None,
+        "the deleted logged model gone from the central store",
+    )
