@@ -45,6 +45,10 @@ OUTBOUND_STORE_ENV = {
     "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
     "MLFLOW_GATEWAY_API_BASE_ALLOWED_SCHEMES": "http,https",
     "MLFLOW_GATEWAY_API_BASE_ALLOW_PRIVATE_IPS": "true",
+    # MLflow keeps the webhooks of each event in a cache for this many seconds (60 by default): a webhook made
+    # within that time of the event's last delivery missed the next one, and a test of it failed or passed by
+    # the clock. Without the cache the store reads its webhooks for every event.
+    "MLFLOW_WEBHOOK_CACHE_TTL": "0",
 }
 
 
