@@ -305,7 +305,7 @@ FORWARDED_ROUTES: tuple[RouteSpec, ...] = (
         body=Body.UPLOAD,
         traits=MIRRORED,
     ),
-    R("DELETE", "/mlflow-artifacts/artifacts/{artifact_path:path}", AR, MANAGE, ("artifact_path",)),
+    R("DELETE", "/mlflow-artifacts/artifacts/{artifact_path:path}", AR, MANAGE, ("artifact_path",), traits=MIRRORED),
     R("POST", "/mlflow-artifacts/mpu/create/{artifact_path:path}", AR, EDIT, ("artifact_path",)),
     R("POST", "/mlflow-artifacts/mpu/complete/{artifact_path:path}", AR, EDIT, ("artifact_path",)),
     R("POST", "/mlflow-artifacts/mpu/abort/{artifact_path:path}", AR, EDIT, ("artifact_path",)),
@@ -691,6 +691,7 @@ MODEL_VERSIONS_SET_TAG = declared("POST /mlflow/model-versions/set-tag")
 MODEL_VERSIONS_DELETE_TAG = declared("DELETE /mlflow/model-versions/delete-tag")
 TRACES_LINK_PROMPTS = declared("POST /mlflow/traces/link-prompts")
 ARTIFACT_UPLOAD = declared("PUT /mlflow-artifacts/artifacts/{artifact_path:path}")
+ARTIFACT_DELETE = declared("DELETE /mlflow-artifacts/artifacts/{artifact_path:path}")
 UI_UPLOAD_ARTIFACT = declared("POST /mlflow/upload-artifact")  # the UI's upload button: ?run_uuid&path
 GATEWAY_PROXY_INVOKE = declared("POST /mlflow/gateway-proxy")
 SERVER_VERSION = declared("GET /version")

@@ -69,14 +69,12 @@ NOT_MIRRORED: tuple[NotMirrored, ...] = (
         "Artifacts written outside the artifact proxy's upload",
         "a presigned upload URL sends the bytes to the artifact storage directly, and a multipart upload needs an "
         "artifact storage that has one (S3, GCS, Azure): the files of runs started in the last 24 hours reach the "
-        "central copy through the reconciler's pass; a deleted file stays in the central copy (the central store "
-        "keeps what was written, as for a deleted run's files)",
+        "central copy through the reconciler's pass",
         _routes(
             "POST /api/2.0/mlflow/artifacts/presigned-upload-url",
             "POST /api/2.0/mlflow-artifacts/mpu/create/{artifact_path:path}",
             "POST /api/2.0/mlflow-artifacts/mpu/complete/{artifact_path:path}",
             "POST /api/2.0/mlflow-artifacts/mpu/abort/{artifact_path:path}",
-            "DELETE /api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
         ),
     ),
     NotMirrored(

@@ -33,6 +33,7 @@ from gateway.core.reserved import (
     provenance_tag,
 )
 from gateway.core.route_table import (
+    ARTIFACT_DELETE,
     ARTIFACT_UPLOAD,
     EXPERIMENTS_CREATE,
     EXPERIMENTS_DELETE_TAG,
@@ -338,6 +339,9 @@ class Mirror:
             return
         if route == ARTIFACT_UPLOAD.name:
             await self._copy_artifact(link, str(row.payload["path"]))
+            return
+        if route == ARTIFACT_DELETE.name:
+            await self._delete_artifact(link, str(row.payload["path"]))
             return
         if route == UI_UPLOAD_ARTIFACT.name:
             await self._copy_run_file(link, str(row.payload["run_id"]), str(row.payload["path"]))
@@ -828,20 +832,46 @@ class Mirror:
 
     # -- artifacts ----------------------------------------------------------------------------------
 
+    async def _central_artifact_path(self, link: WorkspaceLink, upstream_path: str) -> str | None:
+        """Where the central copy keeps the file or folder `upstream_path` of the workspace store's artifact proxy:
+        under the central copy of the run or logged model the path names; None for a path that names neither."""
+        parts = upstream_path.split("/")
+        if parts[0] == "workspaces":
+            parts = parts[2:]
+        if len(parts) >= 3 and parts[2] == "artifacts":  # <exp>/<run>/artifacts/...
+            _, central_uri = await self.central_run(link, parts[1])
+            relative = "/".join(parts[3:])
+        elif len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts":  # <exp>/models/<m-id>/artifacts
+            _, central_uri = await self.central_logged_model(link, parts[2])
+            relative = "/".join(parts[4:])
+        else:
+            return None
+        return "/".join(part for part in (central_uri.removeprefix("mlflow-artifacts:").strip("/"), relative) if part)
+
+    async def _delete_artifact(self, link: WorkspaceLink, upstream_path: str) -> None:
+        """Delete in the central copy the file or folder deleted through the workspace store's artifact proxy. Not found
+        is done (a replay, or a file whose upload's entry copied nothing: deleted before it was applied)."""
+        target = await self._central_artifact_path(link, upstream_path)
+        if target is None:
+            return
+        central = self._copies(link)
+        answer = await central.send("DELETE", "/api/2.0/mlflow-artifacts/artifacts/" + quote(target), idempotent=True)
+        if answer.status == 404:
+            answer.release()
+            return
+        await central.document(answer)
+
     async def _copy_artifact(self, link: WorkspaceLink, upstream_path: str) -> None:
         """Stream one artifact from the workspace store to the central store, never holding it whole."""
         parts = upstream_path.split("/")
         if parts[0] == "workspaces":
             parts = parts[2:]
-        if len(parts) >= 4 and parts[2] == "artifacts":  # <exp>/<run>/artifacts/...
-            _, central_uri = await self.central_run(link, parts[1])
-            relative = "/".join(parts[3:])
-        elif len(parts) >= 5 and parts[1] == "models" and parts[3] == "artifacts":  # <exp>/models/<m-id>/artifacts
-            _, central_uri = await self.central_logged_model(link, parts[2])
-            relative = "/".join(parts[4:])
-        else:
+        whole_file = (len(parts) >= 4 and parts[2] == "artifacts") or (
+            len(parts) >= 5 and parts[1] == "models" and parts[3] == "artifacts"
+        )
+        target = await self._central_artifact_path(link, upstream_path) if whole_file else None
+        if target is None:
             return
-        target = central_uri.removeprefix("mlflow-artifacts:").lstrip("/") + "/" + relative
         source = await self._own(link).send(
             "GET", "/api/2.0/mlflow-artifacts/artifacts/" + quote(upstream_path), idempotent=True
         )

@@ -240,3 +240,35 @@ def test_a_logged_models_deletions_whose_entries_failed_are_made_in_the_central_
         lambda found: found is None,
         "the deleted logged model gone from the central store",
     )
+
+
+def test_a_file_deleted_through_the_artifact_proxy_is_deleted_in_the_central_copy(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    gateway = client_for(stack.gateway.url, monkeypatch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.gateway.url)
+    mlflow.set_tracking_uri(stack.gateway.url)
+    experiment_id = gateway.create_experiment(f"files-{uuid.uuid4().hex[:6]}")
+    run = gateway.create_run(experiment_id)
+    for name in ("kept.txt", "dropped.txt", "old/a.txt", "old/b.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    gateway.log_artifact(run.info.run_id, str(tmp_path / "kept.txt"))
+    gateway.log_artifact(run.info.run_id, str(tmp_path / "dropped.txt"))
+    gateway.log_artifacts(run.info.run_id, str(tmp_path / "old"), "old")
+    stack.drained()
+    central = client_for(stack.central.url, monkeypatch)
+    experiments = [e.experiment_id for e in central.search_experiments()]
+    [copy] = central.search_runs(experiments, f"tags.`fedgate.source_run_id` = '{run.info.run_id}'")
+    assert {f.path for f in central.list_artifacts(copy.info.run_id)} == {"kept.txt", "dropped.txt", "old"}
+
+    repository = get_artifact_repository(gateway.get_run(run.info.run_id).info.artifact_uri)
+    repository.delete_artifacts("dropped.txt")  # a file
+    repository.delete_artifacts("old")  # a folder
+    assert {f.path for f in gateway.list_artifacts(run.info.run_id)} == {"kept.txt"}
+    stack.drained()
+
+    central = client_for(stack.central.url, monkeypatch)
+    assert {f.path for f in central.list_artifacts(copy.info.run_id)} == {"kept.txt"}

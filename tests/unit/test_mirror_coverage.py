@@ -70,11 +70,13 @@ def test_the_not_mirrored_table_names_only_write_routes_mlflow_serves(mlflow_wri
 
 
 def test_the_writes_a_user_makes_to_logged_models_and_runs_are_mirrored() -> None:
-    """The ones found unmirrored: a logged model's tag deleted, a logged model deleted, a model recorded in a run."""
+    """The ones found unmirrored: a logged model's tag deleted, a logged model deleted, a model recorded in a run, a
+    file deleted through the artifact proxy."""
     for name in (
         "DELETE /mlflow/logged-models/{model_id:str}/tags/{tag_key:str}",
         "DELETE /mlflow/logged-models/{model_id:str}",
         "POST /mlflow/runs/log-model",
+        "DELETE /mlflow-artifacts/artifacts/{artifact_path:path}",
     ):
         assert name in MIRRORED_ROUTES, name
 
