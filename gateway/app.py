@@ -521,6 +521,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             idle_seconds=settings.ui.session_idle_seconds,
             max_seconds=settings.ui.session_max_seconds,
             policy=policy,
+            audit=audit,
         )
         if build is not None
         else None

@@ -23,7 +23,14 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.authn.oidc import OidcIdentity, OidcVerifier
-from gateway.authn.sessions import BrowserSession, BrowserSessions, session_hash, well_formed
+from gateway.authn.sessions import (
+    NOT_A_PERSON,
+    SIGN_IN_TOKEN_GONE,
+    BrowserSession,
+    BrowserSessions,
+    session_hash,
+    well_formed,
+)
 from gateway.authz.live import LivePolicy
 from gateway.authz.policy import PolicySnapshot, PrincipalInfo
 from gateway.authz.repository import PolicyVersionRepository
@@ -215,7 +222,7 @@ class Authenticator:
             try:
                 await self._from_token_hash(session.token_hash, None)
             except Unauthenticated:
-                await self.sessions.end(value)  # type: ignore[union-attr]  # found above
+                await self.sessions.end(value, reason=SIGN_IN_TOKEN_GONE)  # type: ignore[union-attr]  # found above
                 self._buried(value)
                 raise Unauthenticated(
                     "The token this session was made with is no longer valid; sign in again."
@@ -224,7 +231,7 @@ class Authenticator:
         if info is None or not info.active:
             raise Unauthenticated("This user is disabled or deleted.")
         if info.kind != "user":  # a session made with a service principal's token before sign-in refused them
-            await self.sessions.end(value)  # type: ignore[union-attr]  # found above
+            await self.sessions.end(value, reason=NOT_A_PERSON)  # type: ignore[union-attr]  # found above
             self._buried(value)
             raise Unauthenticated("A service principal is not a person and cannot hold a browser session.")
         subjects, known = snapshot.subjects_naming(info.id, session.groups)  # the identity provider's, as for tokens

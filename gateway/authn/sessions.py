@@ -12,8 +12,9 @@ behind https (gateway/authn/browser.py).
 A personal access token created in a session (`/api/2.0/token/create`, or an admin's on-behalf-of token)
 records it (`tokens.session_hash`) and is revoked, with every token minted with it, whenever the session is
 ended: signed out, ended by its owner or an account admin, or replaced by the browser's next sign-in. Every
-replica drops its token cache then, as for any revocation. Otherwise a stolen cookie would buy a token that
-outlives the session the person or an admin ended. A session that idles out or reaches its end is only
+replica drops its token cache then, as for any revocation, and each revoked token gets its own `token.revoke`
+audit row in the same transaction, saying why (never the token nor its hash). Otherwise a stolen cookie would
+buy a token that outlives the session the person or an admin ended. A session that idles out or reaches its end is only
 forgotten: the token's expiry, no later than the session's, already bounds it.
 """
 
@@ -28,9 +29,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.audit.trail import AuditTrail
 from gateway.authn.repository import SessionRepository
 from gateway.authz.live import LivePolicy
-from gateway.principals.repository import TokenRepository
+from gateway.principals.service import revoke_session_tokens
 
 SIGN_IN_SECONDS = 600  # an OIDC sign-in must come back from the provider within this
 MAX_COOKIE_CHARS = 128
@@ -39,6 +41,17 @@ MAX_HANDLE_CHARS = 32
 # Session ids one request ends at most (every value of the cookie it brings): a browser holds one, and every
 # cookie planted beside it one more. Chromium keeps at most 180 cookies per host, so this is all of them.
 MAX_PRESENTED = 200
+# Why a session's tokens were revoked, in their `token.revoke` audit rows.
+SIGNED_OUT = "signed out"
+REPLACED = "replaced by a new sign-in"
+SIGN_IN_TOKEN_GONE = "the token the session was made with is no longer valid"
+NOT_A_PERSON = "a service principal cannot hold a browser session"
+
+
+def ended_by(who: str) -> str:
+    return f"session ended by {who}"
+
+
 # What `secrets.token_urlsafe(32)` gives, the only shape of id a session was ever made with.
 _ISSUED = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -98,17 +111,20 @@ class BrowserSessions:
         idle_seconds: int,
         max_seconds: int,
         policy: LivePolicy | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.idle = timedelta(seconds=idle_seconds)
         self.lifetime = timedelta(seconds=max_seconds)
         self.policy = policy  # moved when ending sessions revokes tokens: every replica drops its token cache
+        self.audit = audit  # a `token.revoke` row per revoked token, written with the revocation
 
-    async def _revoke_tokens(self, session: AsyncSession, ended: Sequence[object]) -> bool:
-        """In the transaction that ended these sessions (their id hashes), revoke the tokens created in them;
-        whether there were any (then the policy has moved, and this replica reloads it once that commits)."""
+    async def _revoke_tokens(self, session: AsyncSession, ended: Sequence[object], actor: str, reason: str) -> bool:
+        """In the transaction that ended these sessions (their id hashes), revoke the tokens created in them and
+        audit each as `token.revoke` by `actor` for `reason`; whether there were any (then the policy has moved,
+        and this replica reloads it once that commits)."""
         hashes = [bytes(held) for held in ended if isinstance(held, bytes | memoryview)]
-        revoked = await TokenRepository(session).delete_of_sessions(hashes)
+        revoked = await revoke_session_tokens(session, self.audit, hashes, actor, reason)
         if revoked and self.policy is not None:
             await self.policy.bump(session, [])  # no grant changed: every replica empties its token cache
         return bool(revoked)
@@ -126,11 +142,13 @@ class BrowserSessions:
         token_hash: bytes | None = None,
         groups: Sequence[str] = (),
         replacing: Sequence[str] = (),
+        actor: str = "gateway",
         user_agent: str | None = None,
         ip_address: str | None = None,
     ) -> tuple[str, datetime]:
         """A new session (id, end): always a fresh id; `replacing`, every id the browser brought, is ended.
-        `user_agent` and `ip_address` say which browser signed in, for its owner's list of sessions."""
+        `actor` is who signs in (the audit rows of the replaced sessions' tokens name them). `user_agent` and
+        `ip_address` say which browser signed in, for its owner's list of sessions."""
         value = secrets.token_urlsafe(32)
         expires_at = datetime.now(UTC) + self.lifetime
         if ends_by is not None:
@@ -139,7 +157,7 @@ class BrowserSessions:
             repository = SessionRepository(session)
             await repository.purge(self.idle)
             replaced = await repository.remove_many([_hash(held) for held in _presented(replacing)])
-            revoked = await self._revoke_tokens(session, [row["id_hash"] for row in replaced])
+            revoked = await self._revoke_tokens(session, [row["id_hash"] for row in replaced], actor, REPLACED)
             await repository.add(
                 _hash(value),
                 principal_id,
@@ -175,22 +193,25 @@ class BrowserSessions:
             for row in rows
         ]
 
-    async def end_handle(self, handle: str, principal_id: int | None) -> BrowserSession | None:
-        """End the session named `handle`, if it is `principal_id`'s (None: anyone's); what it was."""
+    async def end_handle(
+        self, handle: str, principal_id: int | None, *, actor: str = "gateway"
+    ) -> BrowserSession | None:
+        """End the session named `handle`, if it is `principal_id`'s (None: anyone's), as `actor`; what it was."""
         if not handle or len(handle) > MAX_HANDLE_CHARS:
             return None
         async with self.sessionmaker() as session, session.begin():
             row = await SessionRepository(session).remove_handle(handle, principal_id)
-            revoked = await self._revoke_tokens(session, [row["id_hash"]] if row is not None else [])
+            ended = [row["id_hash"]] if row is not None else []
+            revoked = await self._revoke_tokens(session, ended, actor, ended_by(actor))
         await self._after_revoking(revoked)
         return _session(row) if row is not None else None
 
-    async def end_all(self, principal_id: int, keeping: str | None = None) -> int:
-        """End every session of a principal but the one of the cookie id `keeping`; how many ended."""
+    async def end_all(self, principal_id: int, keeping: str | None = None, *, actor: str = "gateway") -> int:
+        """End every session of a principal but the one of the cookie id `keeping`, as `actor`; how many ended."""
         kept = _hash(keeping) if keeping and len(keeping) <= MAX_COOKIE_CHARS else None
         async with self.sessionmaker() as session, session.begin():
             ended = await SessionRepository(session).remove_all(principal_id, kept)
-            revoked = await self._revoke_tokens(session, ended)
+            revoked = await self._revoke_tokens(session, ended, actor, ended_by(actor))
         await self._after_revoking(revoked)
         return len(ended)
 
@@ -206,17 +227,19 @@ class BrowserSessions:
             row = await SessionRepository(session).live(_hash(value), self.idle)
         return _session(row) if row is not None else None
 
-    async def end(self, value: str) -> BrowserSession | None:
-        """End the session of this id: it is gone for every replica; what it was, if it existed."""
+    async def end(self, value: str, *, reason: str, actor: str = "gateway") -> BrowserSession | None:
+        """End the session of this id: it is gone for every replica; what it was, if it existed. Its tokens'
+        audit rows name `actor` and `reason`."""
         if not value or len(value) > MAX_COOKIE_CHARS:
             return None
         async with self.sessionmaker() as session, session.begin():
             row = await SessionRepository(session).remove(_hash(value))
-            revoked = await self._revoke_tokens(session, [row["id_hash"]] if row is not None else [])
+            ended = [row["id_hash"]] if row is not None else []
+            revoked = await self._revoke_tokens(session, ended, actor, reason)
         await self._after_revoking(revoked)
         return _session(row) if row is not None else None
 
-    async def end_presented(self, values: Sequence[str]) -> list[BrowserSession]:
+    async def end_presented(self, values: Sequence[str], *, actor: str = "anonymous") -> list[BrowserSession]:
         """Sign-out of a browser: every session id it presented is ended (one is its own; another may have been
         planted beside it, and ending a session whose id one holds gives nothing the id did not); what they were."""
         hashes = [_hash(value) for value in _presented(values)]
@@ -224,7 +247,7 @@ class BrowserSessions:
             return []
         async with self.sessionmaker() as session, session.begin():
             rows = await SessionRepository(session).remove_many(hashes)
-            revoked = await self._revoke_tokens(session, [row["id_hash"] for row in rows])
+            revoked = await self._revoke_tokens(session, [row["id_hash"] for row in rows], actor, SIGNED_OUT)
         await self._after_revoking(revoked)
         return [_session(row) for row in rows]
 

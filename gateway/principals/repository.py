@@ -19,6 +19,7 @@ from gateway.core.policy_changes import (
 )
 from gateway.db.locks import LockClass
 from gateway.db.models import GrantRow, MembershipRow, PrincipalRow, TokenRow
+from gateway.db.tables import browser_sessions
 
 
 def principal_set(row: PrincipalRow) -> PrincipalSet:
@@ -139,6 +140,15 @@ class PrincipalRepository:
         lock = {"class": int(LockClass.ACCOUNT_ADMINS)}
         await self.session.execute(text("SELECT pg_advisory_xact_lock(:class, 0)"), lock)
 
+    async def end_sessions(self, principal_id: int) -> list[bytes]:
+        """Delete every browser session of the principal; the id hashes of those it had."""
+        result = await self.session.execute(
+            delete(browser_sessions)
+            .where(browser_sessions.c.principal_id == principal_id)
+            .returning(browser_sessions.c.id_hash)
+        )
+        return [bytes(held) for held in result.scalars().all()]
+
     async def count_admins(self) -> int:
         """The active account admins with a row (the bootstrap admin token has none and is not counted)."""
         result = await self.session.execute(
@@ -242,6 +252,17 @@ class TokenRepository:
         )
         result = await self.session.execute(select(minted.c.token_id).order_by(minted.c.token_id))
         return result.scalars().all()
+
+    async def of_sessions(self, session_hashes: Sequence[bytes]) -> Sequence[tuple[str, bytes]]:
+        """(id, hash) of the tokens created in these browser sessions, by id."""
+        if not session_hashes:
+            return []
+        result = await self.session.execute(
+            select(TokenRow.token_id, TokenRow.token_hash)
+            .where(TokenRow.session_hash.in_(list(session_hashes)))
+            .order_by(TokenRow.token_id)
+        )
+        return [(str(token_id), bytes(token_hash)) for token_id, token_hash in result.all()]
 
     async def delete_of_sessions(self, session_hashes: Sequence[bytes]) -> Sequence[str]:
         """Delete the tokens created in these browser sessions (and, by cascade, every token minted with them);

@@ -189,6 +189,7 @@ class PrincipalService:
             if row is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
             was_admin = row.active and row.account_admin
+            was_active = row.active
             readdressed = 0
             for key, value in fields.items():
                 if key == "name":
@@ -231,6 +232,13 @@ class PrincipalService:
             details = {"fields": sorted(fields), "added": list(add_members), "removed": list(remove_members)}
             if readdressed:
                 details["alerts_readdressed"] = readdressed
+            if kind != "group" and was_active and not row.active:
+                # Deactivation ends its browser sessions, with the tokens made in them, as an admin's end-all
+                # does: reactivating it later brings back its personal access tokens, never a session (nor what a
+                # stolen cookie minted in one).
+                ended = await repository.end_sessions(principal_id)
+                await revoke_session_tokens(session, self._audit, ended, actor.name, f"deactivated by {actor.name}")
+                details["sessions_ended"] = len(ended)
             await self._changed(session, actor, f"{kind}.update", f"{kind}:{principal_id}", details, changes)
         await self.policy.reload()
 
@@ -307,6 +315,29 @@ class PrincipalService:
         """Audit the change and move the policy version with the rows it changed (None: reload whole)."""
         await self._audit.write(session, entry(actor.name, action, target, "ok", details))
         await self.policy.bump(session, changes)
+
+
+async def revoke_session_tokens(
+    session: AsyncSession, audit: AuditTrail | None, session_hashes: Sequence[bytes], actor: str, reason: str
+) -> bool:
+    """In the transaction that ended these browser sessions (their id hashes), revoke the tokens created in them,
+    with every token minted with them, and audit each as `token.revoke` by `actor` for `reason`, shaped as an
+    owner's or an admin's revocation and never with the token or its hash; whether there were any (the caller
+    moves the policy so every replica drops its token cache)."""
+    if not session_hashes:
+        return False
+    repository = TokenRepository(session)
+    rows = []
+    for token_id, token_hash in await repository.of_sessions(session_hashes):
+        minted = await repository.minted_with(token_hash)
+        details: dict[str, Any] = {"reason": reason}
+        if minted:
+            details["minted_with_it"] = list(minted)
+        rows.append(entry(actor, "token.revoke", f"token:{token_id}", "ok", details))
+    revoked = await repository.delete_of_sessions(session_hashes)
+    if rows and audit is not None:
+        await audit.write(session, *rows)
+    return bool(revoked)
 
 
 class TokenService:

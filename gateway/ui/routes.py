@@ -187,6 +187,7 @@ class WebUi:
             ends_by=principal.credential_expires_at,
             token_hash=self.authenticator.token_hash(token),
             replacing=cookie_values(scope, self.browser.session_cookie(scope)),
+            actor=principal.name,
             user_agent=request.headers.get("user-agent"),
             ip_address=client_address(request),
         )
@@ -255,6 +256,7 @@ class WebUi:
             "oidc",
             groups=sorted(identity.groups),
             replacing=cookie_values(scope, self.browser.session_cookie(scope)),
+            actor=principal.name,
             user_agent=request.headers.get("user-agent"),
             ip_address=client_address(request),
         )
@@ -269,11 +271,12 @@ class WebUi:
         # Every session id the browser presents ends, not only an unambiguous one: with a second cookie of the
         # name planted beside its own (possible without `__Host-`, on plain http), the browser's session used to
         # live on after sign-out.
-        ended = await self.sessions.end_presented(cookie_values(scope, cookie_name))
+        user = request.scope.get("user")
+        actor = user.name if isinstance(user, Principal) else "anonymous"
+        ended = await self.sessions.end_presented(cookie_values(scope, cookie_name), actor=actor)
         target = SIGN_IN_PATH
         if ended:
-            user = request.scope.get("user")
-            self.note(request, user.name if isinstance(user, Principal) else "anonymous", "ui.sign_out", "allowed")
+            self.note(request, actor, "ui.sign_out", "allowed")
             if any(one.via == "oidc" for one in ended) and self.provider is not None:
                 after = self.browser.origin(scope) + SIGN_IN_PATH
                 target = await self.provider.sign_out_url(after) or SIGN_IN_PATH

@@ -144,9 +144,11 @@ class SessionsApi:
             raise InvalidParameter("Missing value for required parameter 'session_id'.")
         caller = request.user
         owner = None if caller.account_admin else (caller.id if caller.id is not None else -1)
-        ended = await self.sessions.end_handle(asked.session_id, owner)
+        ended = await self.sessions.end_handle(asked.session_id, owner, actor=caller.name)
         if ended is None and owner is not None and await self.admin(request):
-            ended = await self.sessions.end_handle(asked.session_id, None)  # an admin role given elsewhere just now
+            ended = await self.sessions.end_handle(
+                asked.session_id, None, actor=caller.name
+            )  # an admin role given elsewhere just now
         if ended is None:
             raise ResourceNotFound(f"Session '{asked.session_id}' not found.")
         self.audit(request, "session.end", f"session:{asked.session_id}", {"user_id": ended.principal_id})
@@ -157,7 +159,8 @@ class SessionsApi:
         principal_id, other = await self.whose(request, asked.user_name)
         if principal_id is None:
             return Ended(ended=0)
-        count = await self.sessions.end_all(principal_id, keeping=None if other else self.held(request))
+        keeping = None if other else self.held(request)
+        count = await self.sessions.end_all(principal_id, keeping=keeping, actor=request.user.name)
         self.audit(request, "session.end_all", f"user:{principal_id}", {"ended": count, "kept_current": not other})
         return Ended(ended=count)
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -749,3 +750,147 @@ def test_ending_a_browser_session_ends_the_tokens_minted_with_it(stack: Stack, o
 
     assert me(stack.url, person.token).status_code == 200
     assert me(oidc_gateway.url, person.token).status_code == 200
+
+
+def test_the_tokens_a_session_end_revokes_are_audited_one_by_one(stack: Stack) -> None:
+    """An operator looking into a stolen cookie must see which tokens died with the session and why: one
+    `token.revoke` row per token created in it, naming who ended it and for what reason (sign-out, an account
+    admin ending the person's sessions, a new sign-in replacing them), never the token or its hash."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{unique('session-audit')}@example.com")
+    since = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()  # not before: the log of a long run is long
+
+    def session(*replacing: str) -> str:
+        signed_in = requests.post(
+            f"{stack.url}/fedgate/sign-in/token",
+            data={"token": person.token, "next": "/"},
+            headers={"Origin": stack.url},
+            cookies={"fedgate_session": replacing[0]} if replacing else None,
+            allow_redirects=False,
+            timeout=TIMEOUT,
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        return str(signed_in.cookies["fedgate_session"])
+
+    def mint(**credentials: Any) -> tuple[str, str]:
+        created = requests.post(
+            f"{stack.url}/api/2.0/token/create", json={"comment": "minted"}, timeout=TIMEOUT, **credentials
+        )
+        assert created.status_code == 200, created.text
+        return str(created.json()["token_info"]["token_id"]), str(created.json()["token_value"])
+
+    def minted_in(cookie: str) -> tuple[str, str, list[str]]:
+        """(id of the token made in the session, id of one minted with it, both values)."""
+        child_id, child = mint(headers={"Origin": stack.url}, cookies={"fedgate_session": cookie})
+        grandchild_id, grandchild = mint(headers={"Authorization": f"Bearer {child}"})
+        return child_id, grandchild_id, [child, grandchild]
+
+    def revocation(actor: str, child_id: str, grandchild_id: str, values: list[str]) -> dict[str, Any]:
+        log = stack.http().get(
+            f"{stack.url}/api/2.0/fedgate/audit-log",
+            params={"max_results": 1000, "actor": actor, "action": "token.revoke", "since": since},
+            timeout=TIMEOUT,
+        )
+        assert log.status_code == 200, log.text
+        rows = [row for row in log.json().get("entries", []) if row["target"] == f"token:{child_id}"]
+        assert len(rows) == 1, log.text  # written with the revocation: there once the answer is
+        (row,) = rows
+        assert row["outcome"] == "ok" and row["details"]["minted_with_it"] == [grandchild_id], row
+        shown = json.dumps(row)
+        for value in values:
+            assert value not in shown and hashlib.sha256(value.encode()).hexdigest() not in shown, shown
+        for value in values:
+            assert me(stack.url, value).status_code == 401
+        return row
+
+    # Signed out.
+    cookie = session()
+    child_id, grandchild_id, values = minted_in(cookie)
+    signed_out = requests.post(
+        f"{stack.url}/fedgate/sign-out",
+        headers={"Origin": stack.url},
+        cookies={"fedgate_session": cookie},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    assert signed_out.status_code == 303, signed_out.text
+    row = revocation(person.name, child_id, grandchild_id, values)
+    assert row["details"]["reason"] == "signed out", row
+
+    # Replaced by the browser's next sign-in.
+    cookie = session()
+    child_id, grandchild_id, values = minted_in(cookie)
+    session(cookie)
+    row = revocation(person.name, child_id, grandchild_id, values)
+    assert row["details"]["reason"] == "replaced by a new sign-in", row
+
+    # Ended by an account admin.
+    cookie = session()
+    child_id, grandchild_id, values = minted_in(cookie)
+    ended = admin.http().post(
+        f"{stack.url}/api/2.0/fedgate/sessions/end-all", json={"user_name": person.name}, timeout=TIMEOUT
+    )
+    assert ended.status_code == 200 and ended.json()["ended"] >= 1, ended.text
+    row = revocation("admin", child_id, grandchild_id, values)
+    assert row["details"]["reason"] == "session ended by admin", row
+
+
+def test_deactivating_a_user_ends_their_browser_sessions_for_good(stack: Stack) -> None:
+    """A user deactivated after an incident and reactivated later gets back their personal access tokens, never a
+    browser session of before (a stolen cookie) nor a token made in one: deactivation ends the sessions, as an
+    admin's end-all does, and audits each token it revokes."""
+    admin = Admin.of(stack)
+    person = admin.person(f"{unique('deactivated')}@example.com")
+    since = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    signed_in = sign_in(stack, person.token)
+    assert signed_in.status_code == 303, signed_in.text
+    cookie = str(signed_in.cookies["fedgate_session"])
+
+    def in_session(path: str, method: str = "GET") -> requests.Response:
+        return requests.request(
+            method,
+            f"{stack.url}{path}",
+            json={"comment": "minted"} if method == "POST" else None,
+            headers={"Origin": stack.url},
+            cookies={"fedgate_session": cookie},
+            allow_redirects=False,
+            timeout=TIMEOUT,
+        )
+
+    created = in_session("/api/2.0/token/create", "POST")
+    assert created.status_code == 200, created.text
+    minted_id, minted = str(created.json()["token_info"]["token_id"]), str(created.json()["token_value"])
+    assert in_session("/api/2.0/fedgate/sessions").status_code == 200
+
+    def active(value: bool) -> None:
+        patched = admin.http().patch(
+            f"{stack.url}{SCIM}/Users/{person.id}",
+            json={"Operations": [{"op": "replace", "path": "active", "value": value}]},
+            timeout=TIMEOUT,
+        )
+        assert patched.status_code == 200, patched.text
+
+    active(False)
+    # The session is not used while the user is inactive: a session made with a token ends at its first request
+    # once that token is refused, and the one an identity provider made would not.
+    assert me(stack.url, person.token).status_code == 401
+    active(True)
+    assert me(stack.url, person.token).status_code == 200  # a personal access token is back
+    refused = in_session("/api/2.0/fedgate/sessions")
+    assert refused.status_code == 401, refused.text  # the session is not
+    assert me(stack.url, minted).status_code == 401  # nor the token made in it
+
+    def audited_as(action: str, target: str) -> list[dict[str, Any]]:
+        log = stack.http().get(
+            f"{stack.url}/api/2.0/fedgate/audit-log",
+            params={"max_results": 1000, "actor": "admin", "action": action, "since": since},
+            timeout=TIMEOUT,
+        )
+        assert log.status_code == 200, log.text
+        assert minted not in log.text
+        return [row for row in log.json()["entries"] if row["target"] == target]
+
+    revoked = audited_as("token.revoke", f"token:{minted_id}")
+    assert [row["details"]["reason"] for row in revoked] == ["deactivated by admin"], revoked
+    updates = audited_as("user.update", f"user:{person.id}")
+    assert [row["details"].get("sessions_ended") for row in updates] == [1, None], updates
