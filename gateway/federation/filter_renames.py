@@ -46,6 +46,7 @@ from urllib.parse import parse_qsl, urlencode
 import msgspec
 
 from gateway.core.errors import InvalidParameter
+from gateway.core.filter_syntax import IDENT, NUMBER, OPERATOR, SPLIT_PARTS, STRING, quoted, unquote_key
 from gateway.core.route_table import Body, RouteSpec
 from gateway.federation.renames import TRACE_LOCATION_TAG
 
@@ -145,16 +146,14 @@ def _graphql(body: bytes, user: str, store: str) -> bytes:
 
 # -- finding the literals ---------------------------------------------------------------------------
 
-_PART = r"`(?:``|[^`])*`|\"(?:\"\"|\\\"|[^\"])*\"|[^\W\d]\w*"
 _TOKENS = re.compile(
     r"(?P<space>\s+)"
-    r"|(?P<string>'(?:''|\\'|[^'])*')"
-    r"|(?P<number>-?(?:\d+(?:\.\d+)?[eE]-?\d+|\d+\.\d*|\.\d+|\d+)(?![\w.]))"
-    rf"|(?P<ident>(?:{_PART})(?:\.(?:{_PART}|\w+))*)"
-    r"|(?P<operator>!=|<>|<=|>=|==|=|<|>)"
+    rf"|(?P<string>{STRING})"
+    rf"|(?P<number>{NUMBER})"
+    rf"|(?P<ident>{IDENT})"
+    rf"|(?P<operator>{OPERATOR})"
     r"|(?P<punct>[(),])"
 )
-_SPLIT_PARTS = re.compile(rf"{_PART}|\w+")
 _COMPARISONS = frozenset({"=", "!=", "LIKE", "ILIKE", "RLIKE"})
 
 
@@ -179,34 +178,21 @@ def _tokens(text: str) -> list[_Token] | None:
     return found
 
 
-def _quoted(text: str, quote: str) -> bool:
-    return len(text) >= 2 and text[0] == quote and text[-1] == quote
-
-
-def _unquote(key: str) -> str:
-    """MLflow strips quotes, then backticks, from a key part, but only when they enclose all of it."""
-    if _quoted(key, "'") or _quoted(key, '"'):
-        key = key[1:-1]
-    if _quoted(key, "`"):
-        key = key[1:-1]
-    return key
-
-
 def _names(token: _Token, field: Field) -> bool:
-    parts = [p.group(0) for p in _SPLIT_PARTS.finditer(token.text)]
+    parts = [p.group(0) for p in SPLIT_PARTS.finditer(token.text)]
     if not parts:
         return False
     if len(parts) == 1:
-        return "" in field.entities and _unquote(parts[0]) == field.key
-    entity = _unquote(parts[0])
-    return entity in field.entities and _unquote(token.text[len(parts[0]) + 1 :]) == field.key
+        return "" in field.entities and unquote_key(parts[0]) == field.key
+    entity = unquote_key(parts[0])
+    return entity in field.entities and unquote_key(token.text[len(parts[0]) + 1 :]) == field.key
 
 
 def _literal(token: _Token) -> bool:
     """A string value as MLflow reads one: single quotes, or double quotes (which sqlparse reads as a name)."""
     if token.kind == "string":
         return True
-    return token.kind == "ident" and _quoted(token.text, '"') and len(list(_SPLIT_PARTS.finditer(token.text))) == 1
+    return token.kind == "ident" and quoted(token.text, '"') and len(list(SPLIT_PARTS.finditer(token.text))) == 1
 
 
 def rename_filter(text: str, field: Field, user: str, store: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.core.errors import InvalidParameter
+from gateway.core.filter_syntax import IDENT, NUMBER, OPERATOR, SPLIT_PARTS, STRING, quoted, unquote_key
 
 
 class Entity(StrEnum):
@@ -95,19 +96,16 @@ KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "
 RESERVED_PARTS = frozenset({"as", "case", "from", "in", "using", "values"})
 # MLflow's order_by parser reads `as` in a key as a name, except as the key's last part with no
 # direction after it (metrics.as.a and `metrics.a.as DESC` order by a metric; `metrics.a.as` is refused).
-_PART = r"`(?:``|[^`])*`|\"(?:\"\"|\\\"|[^\"])*\"|[^\W\d]\w*"
 _PATTERNS: tuple[tuple[str | None, re.Pattern[str]], ...] = (
     (None, re.compile(r"\s+")),
-    ("string", re.compile(r"'(?:''|\\'|[^'])*'")),
-    # The number forms sqlparse knows; a letter right after one (`1and`, `0x10`) is not a number.
-    ("number", re.compile(r"-?(?:\d+(?:\.\d+)?[eE]-?\d+|\d+\.\d*|\.\d+|\d+)(?![\w.])")),
-    ("ident", re.compile(rf"(?:{_PART})(?:\.(?:{_PART}|\w+))*")),
-    ("operator", re.compile(r"!=|<>|<=|>=|==|=|<|>")),
+    ("string", re.compile(STRING)),
+    ("number", re.compile(NUMBER)),
+    ("ident", re.compile(IDENT)),
+    ("operator", re.compile(OPERATOR)),
     ("(", re.compile(r"\(")),
     (")", re.compile(r"\)")),
     (",", re.compile(r",")),
 )
-_SPLIT_PARTS = re.compile(rf"{_PART}|\w+")
 
 
 def _reserved(parts: tuple[str, ...], order_by: bool) -> bool:
@@ -129,7 +127,7 @@ def tokenize(text: str, what: str = "filter", *, order_by: bool = False) -> list
                 integer = not any(c in word for c in ".eE")
                 tokens.append(Token(Kind.NUMBER, word, position, integer=integer))
             elif kind == "ident":
-                parts = tuple(p.group(0) for p in _SPLIT_PARTS.finditer(word))
+                parts = tuple(p.group(0) for p in SPLIT_PARTS.finditer(word))
                 if len(parts) == 1 and word.upper() in KEYWORDS:
                     tokens.append(Token(Kind.KEYWORD, word.upper(), position))
                 elif _reserved(parts, order_by):
@@ -273,24 +271,11 @@ def _clause(reader: _Reader) -> _Clause:
 # -- identifiers and values -------------------------------------------------------------------------
 
 
-def _quoted(text: str, quote: str) -> bool:
-    return len(text) >= 2 and text.startswith(quote) and text.endswith(quote)
-
-
-def _unquote_key(key: str) -> str:
-    """MLflow strips quotes, then backticks, from a key, but only when they enclose all of it."""
-    if _quoted(key, "'") or _quoted(key, '"'):
-        key = key[1:-1]
-    if _quoted(key, "`"):
-        key = key[1:-1]
-    return key
-
-
 def _string(token: Token, where: str) -> str:
     """A quoted string value: single quotes, or double quotes (which the tokenizer reads as a name)."""
     if token.kind is Kind.STRING:
         return token.text[1:-1]
-    if token.kind is Kind.IDENT and len(token.parts) == 1 and _quoted(token.text, '"'):
+    if token.kind is Kind.IDENT and len(token.parts) == 1 and quoted(token.text, '"'):
         return token.text[1:-1]
     raise InvalidParameter(
         f"Expected a quoted string value for {where} (e.g. 'my-value'), found {token.text!r} at position "
@@ -319,8 +304,8 @@ def _split(token: Token, entities: dict[str, Entity]) -> tuple[Entity, str]:
     """`metrics.accuracy` → (METRIC, "accuracy"); a name without a prefix is an attribute."""
     parts = token.parts
     if len(parts) == 1:
-        return Entity.ATTRIBUTE, _unquote_key(parts[0])
-    prefix = parts[0][1:-1] if _quoted(parts[0], "`") else parts[0]
+        return Entity.ATTRIBUTE, unquote_key(parts[0])
+    prefix = parts[0][1:-1] if quoted(parts[0], "`") else parts[0]
     entity = entities.get(prefix)
     if entity is None:
         valid = ", ".join(sorted(entities))
@@ -328,7 +313,7 @@ def _split(token: Token, entities: dict[str, Entity]) -> tuple[Entity, str]:
             f"Invalid entity type {prefix!r} in {token.text!r} at position {token.position}. "
             f"Valid entity types: {valid}."
         )
-    return entity, _unquote_key(token.text[len(parts[0]) + 1 :])
+    return entity, unquote_key(token.text[len(parts[0]) + 1 :])
 
 
 # -- runs -------------------------------------------------------------------------------------------
@@ -587,10 +572,10 @@ def account_name_filter(text: str | None) -> AccountNameFilter:
     others: list[str] = []
     names: list[_NameClause] = []
     for clause, span in zip(clauses, spans, strict=True):
-        key = _unquote_key(clause.identifier.text) if len(clause.identifier.parts) == 1 else clause.identifier.text
+        key = unquote_key(clause.identifier.text) if len(clause.identifier.parts) == 1 else clause.identifier.text
         value = clause.value
         tokens = value if isinstance(value, tuple) else (value,) if value is not None else ()
-        strings = [t for t in tokens if t.kind is Kind.STRING or (t.kind is Kind.IDENT and _quoted(t.text, '"'))]
+        strings = [t for t in tokens if t.kind is Kind.STRING or (t.kind is Kind.IDENT and quoted(t.text, '"'))]
         if key.lower() not in NAME_KEYS or clause.op in NULL_OPS or not tokens or len(strings) != len(tokens):
             others.append(span)  # not a name, or not a form the stores accept: theirs to judge
             continue
