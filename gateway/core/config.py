@@ -23,6 +23,7 @@ STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 # move to another vault, and one answer differed by the workspace's vault). The client has its own copy.
 SECRET_NAME_RE = re.compile(r"^(?!\.\.?\Z)[A-Za-z0-9_.-]{1,128}\Z")
 SECRET_NAME_RULE = "1 to 128 letters, digits, '_', '-' and '.', and not '.' or '..'"
+MAX_OIDC_LEEWAY_SECONDS = 300  # clock skew, not a longer life for expired tokens
 
 # Environment variables that are not settings keys.
 # The built-in vault's keys (gateway/core/sealing.py): credentials, read from the environment only.
@@ -797,6 +798,8 @@ def check_oidc(oidc: OidcSettings) -> None:
         raise ConfigError(f"oidc.algorithms: use a non-empty subset of {allowed}, got {oidc.algorithms}")
     if min(oidc.leeway_seconds, oidc.jwks_cache_seconds, oidc.jwks_min_refetch_seconds) < 0:
         raise ConfigError("oidc: leeway_seconds, jwks_cache_seconds and jwks_min_refetch_seconds may not be negative")
+    if oidc.leeway_seconds > MAX_OIDC_LEEWAY_SECONDS:
+        raise ConfigError(f"oidc.leeway_seconds: at most {MAX_OIDC_LEEWAY_SECONDS}, got {oidc.leeway_seconds}")
     if oidc.client_id and not oidc.enabled:
         raise ConfigError("oidc.client_id: browser sign-in with a provider needs oidc.issuer")
     if oidc.client_secret_env and oidc.client_secret_file:

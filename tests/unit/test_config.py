@@ -157,6 +157,7 @@ def test_oidc_settings_from_the_environment(tmp_path: Path) -> None:
         ('issuer = "http://localhost.evil.example"\naudience = "fedgate"', "oidc.issuer"),
         ('issuer = "https://idp.example"\naudience = "fedgate"\nalgorithms = ["HS256"]', "oidc.algorithms"),
         ('issuer = "https://idp.example"\naudience = "fedgate"\nclient_id = "fedgate"', "oidc.client_id"),
+        ('issuer = "https://idp.example"\naudience = "fedgate"\nleeway_seconds = 301', "oidc.leeway_seconds"),
     ],
 )
 def test_bad_oidc_settings_are_rejected(tmp_path: Path, oidc: str, message: str) -> None:
