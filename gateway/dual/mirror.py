@@ -832,20 +832,21 @@ class Mirror:
 
     # -- artifacts ----------------------------------------------------------------------------------
 
-    async def _central_artifact_path(self, link: WorkspaceLink, upstream_path: str) -> str | None:
+    async def _central_artifact_path(
+        self, link: WorkspaceLink, upstream_path: str, *, file: bool = False
+    ) -> str | None:
         """Where the central copy keeps the file or folder `upstream_path` of the workspace store's artifact proxy:
-        under the central copy of the run or logged model the path names; None for a path that names neither."""
-        parts = upstream_path.split("/")
-        if parts[0] == "workspaces":
-            parts = parts[2:]
-        if len(parts) >= 3 and parts[2] == "artifacts":  # <exp>/<run>/artifacts/...
-            _, central_uri = await self.central_run(link, parts[1])
-            relative = "/".join(parts[3:])
-        elif len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts":  # <exp>/models/<m-id>/artifacts
-            _, central_uri = await self.central_logged_model(link, parts[2])
-            relative = "/".join(parts[4:])
-        else:
+        under the central copy of the run or logged model the path names; None for a path that names neither (or,
+        with `file`, that names no file inside its artifacts)."""
+        owner = _artifact_owner(upstream_path)
+        if owner is None or (file and not owner[2]):
             return None
+        kind, primary_id, inside = owner
+        if kind == "run":
+            _, central_uri = await self.central_run(link, primary_id)
+        else:
+            _, central_uri = await self.central_logged_model(link, primary_id)
+        relative = "/".join(inside)
         return "/".join(part for part in (central_uri.removeprefix("mlflow-artifacts:").strip("/"), relative) if part)
 
     async def _delete_artifact(self, link: WorkspaceLink, upstream_path: str) -> None:
@@ -863,13 +864,7 @@ class Mirror:
 
     async def _copy_artifact(self, link: WorkspaceLink, upstream_path: str) -> None:
         """Stream one artifact from the workspace store to the central store, never holding it whole."""
-        parts = upstream_path.split("/")
-        if parts[0] == "workspaces":
-            parts = parts[2:]
-        whole_file = (len(parts) >= 4 and parts[2] == "artifacts") or (
-            len(parts) >= 5 and parts[1] == "models" and parts[3] == "artifacts"
-        )
-        target = await self._central_artifact_path(link, upstream_path) if whole_file else None
+        target = await self._central_artifact_path(link, upstream_path, file=True)
         if target is None:
             return
         source = await self._own(link).send(
@@ -1151,6 +1146,20 @@ def _central_model_json(model_json: Any, central_run: str) -> Any:
         return model_json  # the workspace store accepted it as it is: sent so
     model["run_id"] = central_run
     return json.dumps(model)
+
+
+def _artifact_owner(upstream_path: str) -> tuple[str, str, list[str]] | None:
+    """The object a path of the workspace store's artifact proxy lies in: ("run", run id, the segments inside its
+    artifacts) for `<exp>/<run>/artifacts/...`, ("logged_model", model id, ...) for `<exp>/models/<m-id>/artifacts/...`
+    (either under `workspaces/<name>/`); None for a path in neither."""
+    parts = upstream_path.split("/")
+    if parts[0] == "workspaces":
+        parts = parts[2:]
+    if len(parts) >= 3 and parts[2] == "artifacts":
+        return "run", parts[1], parts[3:]
+    if len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts":
+        return "logged_model", parts[2], parts[4:]
+    return None
 
 
 def _without_provenance(tags: Any) -> list[Any]:
