@@ -271,30 +271,34 @@ def _gateway(client: MlflowClient) -> Any:
     return client._tracking_client.store
 
 
-def test_an_ai_gateway_endpoint_is_configured_by_managers_and_invoked_by_users(
-    stack: Stack, cast: Cast, receiver: Receiver, client_as: Callable[[Person], MlflowClient]
-) -> None:
-    from mlflow.entities.gateway_endpoint import (
-        GatewayEndpointModelConfig,
-        GatewayEndpointTag,
-        GatewayModelLinkageType,
-        GatewayResourceType,
-    )
+def _endpoint(manager: Any, label: str, api_key: str) -> tuple[Any, Any, Any, str]:
+    """A manager's secret, model definition and endpoint (named `label-…`) with the receiver as the provider:
+    (secret, model, endpoint, its name)."""
+    from mlflow.entities.gateway_endpoint import GatewayEndpointModelConfig, GatewayModelLinkageType
 
-    manager = _gateway(client_as(cast.manager))
     secret = manager.create_gateway_secret(
-        secret_name=unique("key"), secret_value={"api_key": "sk-test-91f"}, provider="openai",
+        secret_name=unique("key"), secret_value={"api_key": api_key}, provider="openai",
         auth_config={"api_base": PROVIDER_BASE},
     )  # fmt: skip
     model = manager.create_gateway_model_definition(
         name=unique("model"), secret_id=secret.secret_id, provider="openai", model_name="fake-4"
     )
-    name = unique("chat")
+    name = unique(label)
     endpoint = manager.create_gateway_endpoint(
         name=name,
         model_configs=[GatewayEndpointModelConfig(model.model_definition_id, GatewayModelLinkageType.PRIMARY)],
         usage_tracking=False,
     )
+    return secret, model, endpoint, name
+
+
+def test_an_ai_gateway_endpoint_is_configured_by_managers_and_invoked_by_users(
+    stack: Stack, cast: Cast, receiver: Receiver, client_as: Callable[[Person], MlflowClient]
+) -> None:
+    from mlflow.entities.gateway_endpoint import GatewayEndpointTag, GatewayResourceType
+
+    manager = _gateway(client_as(cast.manager))
+    secret, model, endpoint, name = _endpoint(manager, "chat", "sk-test-91f")
     try:
         manager.set_gateway_endpoint_tag(endpoint.endpoint_id, GatewayEndpointTag("team", "a"))
         binding = manager.create_endpoint_binding(endpoint.endpoint_id, GatewayResourceType.SCORER, "scorer-1")
@@ -443,21 +447,7 @@ def test_the_raw_proxy_sends_the_provider_the_path_the_store_reads(
     path than the store does for the same target. Each spelling, sent to the store directly and through the gateway:
     the provider receives the same path from both, or the gateway refuses it in MLflow's shape."""
     manager = _gateway(client_as(cast.manager))
-    secret = manager.create_gateway_secret(
-        secret_name=unique("key"), secret_value={"api_key": "sk-test-proxy"}, provider="openai",
-        auth_config={"api_base": PROVIDER_BASE},
-    )  # fmt: skip
-    model = manager.create_gateway_model_definition(
-        name=unique("model"), secret_id=secret.secret_id, provider="openai", model_name="fake-4"
-    )
-    from mlflow.entities.gateway_endpoint import GatewayEndpointModelConfig, GatewayModelLinkageType
-
-    name = unique("proxied")
-    endpoint = manager.create_gateway_endpoint(
-        name=name,
-        model_configs=[GatewayEndpointModelConfig(model.model_definition_id, GatewayModelLinkageType.PRIMARY)],
-        usage_tracking=False,
-    )
+    secret, model, endpoint, name = _endpoint(manager, "proxied", "sk-test-proxy")
     chat = {"model": "fake-4", "messages": [{"role": "user", "content": "hi"}]}
     headers = {"Authorization": f"Bearer {cast.user.token}", "X-MLFLOW-WORKSPACE": "team-a"}
     try:
