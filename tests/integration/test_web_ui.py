@@ -963,3 +963,48 @@ def test_the_sign_in_page_shows_only_the_providers_error_code_for_this_browsers_
     http, state = started()
     denied = http.get(callback, params={"error": "access_denied", "state": state}, timeout=30)
     assert denied.status_code == 401 and "The identity provider said: access_denied." in denied.text
+
+
+# Loads each URL in the tab's page as a script or a style sheet; what each came to: "ran" (its load event), or
+# "refused" (its error event: the browser would not use it). Events, not time: the promise settles on each.
+LOAD_AS = """([kind, urls]) => Promise.all(urls.map((url) => new Promise((settled) => {
+    const node = document.createElement(kind === 'script' ? 'script' : 'link');
+    if (kind === 'script') node.src = url; else { node.rel = 'stylesheet'; node.href = url; }
+    node.onload = () => settled('ran');
+    node.onerror = () => settled('refused');
+    document.head.appendChild(node);
+})))"""
+
+
+def test_a_file_a_person_uploaded_is_no_script_or_style_sheet_of_the_gateways_pages(
+    page: Any, world: World, stack: Stack
+) -> None:
+    """The pages' policies allow scripts and style sheets from the gateway's origin (`script-src 'self'`), and an
+    artifact is a file of that origin. MLflow serves a `.mjs` or `.es` file as `text/javascript` and a `.css` file
+    as `text/css`, with `nosniff`, and a browser runs such a file as a script wherever a page of the origin names
+    it: markup put into MLflow's page or the console (a flaw rendering a name) would then run a person's upload
+    with the viewer's session, whatever the policy. Every download answers with a type no page runs or applies."""
+    with stock_client_env(MLFLOW_TRACKING_URI=stack.url, MLFLOW_TRACKING_TOKEN=ADMIN_TOKEN):
+        mlflow.set_tracking_uri(stack.url)
+        mlflow.set_workspace("team-a")
+        with mlflow.start_run(experiment_id=world.visible, run_name="uploaded-code") as run:
+            mlflow.log_text("window.fedgateUploaded = (window.fedgateUploaded || 0) + 1;", "payload.mjs")
+            mlflow.log_text("window.fedgateUploaded = (window.fedgateUploaded || 0) + 1;", "payload.es")
+            mlflow.log_text("#fedgate-user, #fg-user { visibility: hidden }", "payload.css")
+    files = f"/get-artifact?run_uuid={run.info.run_id}&path="
+    scripts = [f"{files}payload.mjs", f"{files}payload.es"]
+    for name in ("payload.mjs", "payload.es", "payload.css"):
+        answer = requests.get(
+            f"{world.gateway.url}{files}{name}", headers={"Authorization": f"Bearer {world.person.token}"}, timeout=30
+        )
+        assert answer.status_code == 200 and answer.text.startswith(("window.", "#fedgate"))  # the file, readable
+        assert answer.headers["content-type"].startswith("text/plain"), (name, answer.headers["content-type"])
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    sign_in_with_token(page, world.person.token)
+    for where, marker in (("/", "#fedgate-user"), ("/fedgate/console", "#fg-user")):
+        page.goto(where)
+        page.wait_for_selector(marker)
+        assert page.evaluate(LOAD_AS, ["script", scripts]) == ["refused", "refused"], where
+        assert page.evaluate("window.fedgateUploaded") is None
+        assert page.evaluate(LOAD_AS, ["style", [f"{files}payload.css"]]) == ["refused"], where
+        assert page.locator(marker).is_visible()
