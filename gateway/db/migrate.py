@@ -105,6 +105,18 @@ class DatabaseUnreachable(Exception):
     pass
 
 
+class UnreadableDatabaseUrl(DatabaseUnreachable):
+    """`database.url` cannot be read as a URL. The message names none of it: the parser's own error quotes the part
+    it choked on, and a password holding `/`, `#` or `?` (common in generated ones) is cut there, so that part was
+    the password, printed to the start-up log."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "it is not a URL the gateway can read (a user name or password holding one of / ? # @ : [ ] % or a space "
+            "must be percent-encoded); the parser's error is not shown, it may quote the password"
+        )
+
+
 def wait_for_database(url: str, timeout_seconds: float) -> str | None:
     """Connect to the database, retrying for up to `timeout_seconds` (each failure logged); its schema revision.
 
@@ -124,6 +136,8 @@ async def _wait_for_database(url: str, timeout_seconds: float) -> str | None:
         attempt += 1
         try:
             connection = await asyncpg.connect(dsn, timeout=min(10.0, max(1.0, timeout_seconds)))
+        except ValueError:  # the DSN's parsing (urllib's and asyncpg's): its message may quote the password
+            raise UnreadableDatabaseUrl() from None
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             waited = time.monotonic() - started
             reason = f"{type(exc).__name__}: {exc}"[:300]
