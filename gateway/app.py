@@ -46,6 +46,7 @@ from adapters.stores.mlflow_rest import MlflowRestStore
 from adapters.vaults.azure_keyvault import AzureKeyVault, KeyVaultSettings
 from adapters.vaults.openbao import AppRoleAuth, KubernetesAuth, OpenBaoAuth, OpenBaoSettings, OpenBaoVault, TokenAuth
 from gateway.alerts import SqlAlertsController, build_alerts
+from gateway.audit.pages import AuditPageTokens
 from gateway.audit.trail import AuditTrail, entry
 from gateway.authn.browser import BrowserOrigin
 from gateway.authn.limits import Admission, PrincipalLimiter
@@ -630,7 +631,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
     secrets.workspaces = forwarder  # the workspace of a secrets call, named as the forwarded routes name theirs
     # Who can see what (the access console): read off the policy decisions use; revokes through `access`.
-    access_console = AccessConsole(sessionmaker, access, secrets, forwarder)
+    access_console = AccessConsole(
+        sessionmaker, access, secrets, forwarder, AuditPageTokens(lambda: authenticator.token_key)
+    )
     # Registered models of every workspace, `<workspace>.<name>`, and their files by the model's grant.
     account_models = AccountModels(links, authorizer, forwarder.forward, access, stores)
     account = AccountScope(

@@ -4,7 +4,7 @@ absent, not sent as null (`omit_defaults`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -102,8 +102,10 @@ class UpdatePermissions(msgspec.Struct, kw_only=True):
 # -- the audit log ---------------------------------------------------------------------------------------
 
 
-class AuditEntry(msgspec.Struct, kw_only=True):
-    id: int
+class AuditEntry(msgspec.Struct, omit_defaults=True, kw_only=True):
+    # The row's number in the whole account's log: for account admins only (a reader of a part of the log would
+    # read from the gaps how much happened elsewhere).
+    id: int | None = None
     time: str  # ISO 8601
     actor: str
     action: str
@@ -118,12 +120,15 @@ class AuditEntries(msgspec.Struct, omit_defaults=True, kw_only=True):
     next_page_token: str | None = None  # present when there may be more
 
 
-def audit_entries(rows: Sequence[AuditRow], max_results: int) -> AuditEntries:
-    """A page of the audit log as read (in the reader's order); the last row's id pages on when the page is full."""
+def audit_entries(
+    rows: Sequence[AuditRow], max_results: int, *, ids: bool = True, token: Callable[[int], str] = str
+) -> AuditEntries:
+    """A page of the audit log as read (in the reader's order): with the rows' ids when `ids`, and, when the page is
+    full, the token of its last row's id (`token`) to page on."""
     return AuditEntries(
         entries=[
             AuditEntry(
-                id=row.id,
+                id=row.id if ids else None,
                 time=row.at.isoformat(),
                 actor=row.actor,
                 action=row.action,
@@ -134,5 +139,5 @@ def audit_entries(rows: Sequence[AuditRow], max_results: int) -> AuditEntries:
             )
             for row in rows
         ],
-        next_page_token=str(rows[-1].id) if len(rows) == max_results else None,
+        next_page_token=token(rows[-1].id) if len(rows) == max_results else None,
     )

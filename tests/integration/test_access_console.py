@@ -257,6 +257,54 @@ def test_a_workspace_admin_sees_and_revokes_only_within_their_workspace(stack: S
     assert ok(call(stack, world.wadmin, "GET", "/audit", params={"workspace": "team-b"}))["entries"] == []
 
 
+def granted(row: dict[str, Any]) -> str | None:
+    """The principal a permissions change names first."""
+    acl = row["details"].get("acl") or [{}]
+    return acl[0].get("principal")
+
+
+def test_a_workspace_admins_audit_pages_show_no_account_wide_numbers(stack: Stack, world: World) -> None:
+    """Audit rows are numbered by one sequence for the whole account: a workspace admin's page showed each row's
+    number and paged on with it, so the gaps told it how many rows went to workspaces it may not see."""
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    groups = [unique("audited") for _ in range(6)]
+    for name in groups:
+        world.admin.group(name)
+    world.admin.grant("workspaces/team-a", "CAN_READ", group=groups[0])
+    for name in groups[1:4]:  # the other workspace's rows, between team-a's
+        world.admin.grant("workspaces/team-b", "CAN_READ", group=name)
+    world.admin.grant("workspaces/team-a", "CAN_READ", group=groups[4])
+    world.admin.grant("workspaces/team-a", "CAN_READ", group=groups[5])
+    filters = {"target": "workspace:w1001", "action": "permissions.", "since": started.isoformat()}
+
+    def walk(viewer: Person) -> tuple[list[dict[str, Any]], list[str]]:
+        entries, tokens, token = [], [], None
+        while True:
+            params = {**filters, "max_results": 1, **({"page_token": token} if token else {})}
+            page = ok(call(stack, viewer, "GET", "/audit", params=params))
+            entries += page["entries"]
+            token = page.get("next_page_token")
+            if not token:
+                return entries, tokens
+            tokens.append(token)
+            assert len(tokens) < 20, tokens
+
+    seen, tokens = walk(world.wadmin)
+    mine = [granted(e) for e in seen if granted(e) in groups]
+    assert mine == [groups[5], groups[4], groups[0]]  # newest first, whole
+    assert all("id" not in e for e in seen), seen
+    # What the account admin sees of the same rows: their numbers, with team-b's three between the first two.
+    everything, _ = walk(world.boss)
+    numbered = {granted(e): e["id"] for e in everything}
+    assert numbered[groups[4]] - numbered[groups[0]] >= 4
+    assert [{k: v for k, v in e.items() if k != "id"} for e in everything] == seen
+    # The tokens are sealed: none of them a number or alike, and one changed, made up or a row's id is refused.
+    assert not any(token.isdigit() for token in tokens) and len(set(tokens)) == len(tokens), tokens
+    for bad in (str(numbered[groups[4]]), tokens[0][:-2] + ("AA" if tokens[0][-2:] != "AA" else "BB"), "x" * 48):
+        refused = call(stack, world.wadmin, "GET", "/audit", params={**filters, "page_token": bad})
+        assert refused.status_code == 400 and refused.json()["error_code"] == "INVALID_PARAMETER_VALUE", refused.text
+
+
 def principal_pages(stack: Stack, viewer: Person, text: str, size: int) -> list[list[int]]:
     """The ids of every page of the principals list filtered by `text`, `size` to a page, following the tokens."""
     pages, token = [], None

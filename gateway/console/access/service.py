@@ -26,6 +26,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.audit.pages import AuditPageTokens, PageTokenInvalid
 from gateway.audit.repository import AuditRepository, Places
 from gateway.authz.explain import Explainer, Source
 from gateway.authz.levels import (
@@ -170,11 +171,13 @@ class AccessConsole:
         access: AccessService,
         secrets: SecretScopes,
         workspaces: Workspaces,
+        audit_pages: AuditPageTokens,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._access = access
         self._secrets = secrets
         self._workspaces = workspaces
+        self._audit_pages = audit_pages
 
     @property
     def _snapshot(self) -> PolicySnapshot:
@@ -537,7 +540,7 @@ class AccessConsole:
                 # A workspace the viewer may not see is one with no rows, as one that does not exist.
                 return AuditEntries(entries=[])
             links = [chosen]
-        before = _offset(page_token) if page_token else None
+        before = self._audit_row(page_token) if page_token else None
         async with self._sessionmaker() as session:
             rows = await AuditRepository(session).search(
                 before_id=before,
@@ -550,7 +553,14 @@ class AccessConsole:
                 within=_places(links) if links is not None else None,
                 limit=max_results,
             )
-        return audit_entries(rows, max_results)
+        # Ids and tokens that are ids are the account's whole sequence: a workspace admin's page shows neither.
+        return audit_entries(rows, max_results, ids=viewer.account_admin, token=self._audit_pages.seal)
+
+    def _audit_row(self, page_token: str) -> int:
+        try:
+            return self._audit_pages.open(page_token)
+        except PageTokenInvalid:
+            raise InvalidParameter("page_token is not one this API gave.") from None
 
 
 class _Words:
