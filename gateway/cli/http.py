@@ -137,6 +137,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._received = 0  # the phase's bytes: raw bytes of the head so far (see `data_received`); the body's bytes
         self._read = 0  # length of the last read
         self._head_read = 0  # ... of the read a kept-alive connection's head began in
+        self._unbodied = 0  # bytes of the body's reads that brought none of it, since the last that did
         self._idle_due = 0.0  # when a kept-alive connection without a request closes (0: it has one)
         self._timer: asyncio.TimerHandle | None = None  # one per connection, firing at `_timer_at`
         self._timer_at = 0.0
@@ -156,8 +157,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._idle_due = 0.0  # (uvicorn's keep-alive timer, cancelled by anything read)
         self._read = read = len(data)
-        if self._phase is _HEAD:
+        phase = self._phase
+        if phase is _HEAD:
             self._received += read
+        body_before = self._received
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -175,14 +178,25 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        if self._phase is _HEAD and self._received > self.limits.max_head_bytes:
-            # An unfinished head already over the limit (one endless header, say): refused without reading on.
-            self._refuse(self._head_too_large())
+        if self._phase is _HEAD:
+            if self._received > self.limits.max_head_bytes:
+                # An unfinished head already over the limit (one endless header, say): refused without reading on.
+                self._refuse(self._head_too_large())
+        elif phase is _BODY and self._phase is _BODY:
+            # A read that brought none of the body: chunk sizes, chunk extensions, trailer fields. Trailers are read
+            # into a list nobody keeps (`on_headers_complete`), a field at a time but each field whole (httptools
+            # joins its parts), so without a bound a client grew the gateway's memory by about 15 bytes per byte sent
+            # (16 MB of trailers: 230 MB) for the body's whole time, before anyone knew who it was.
+            if self._received != body_before:
+                self._unbodied = 0
+            elif (unbodied := self._unbodied + read) > self.limits.max_head_bytes:
+                self._refuse(self._trailers_too_large())
+            else:
+                self._unbodied = unbodied
 
     def send_400_response(self, msg: str) -> None:
-        self._phase = None
-        self.transport.write(_refusal(400, "Bad Request", "BAD_REQUEST", msg))
-        self.transport.close()
+        """Bytes that are not HTTP: 400, unless another request's answer is under way or still to come."""
+        self._refuse(_Refused(400, "Bad Request", "BAD_REQUEST", msg))
 
     # -- httptools callbacks ---------------------------------------------------------------------------
 
@@ -207,9 +221,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._since = now = self.loop.time() if self._received else self._since
         self._due = due = now + self.limits.body_seconds
         self._received = 0
+        self._unbodied = 0
         if self._timer is None or self._timer_at > due:
             self._arm(due)
         HttpToolsProtocol.on_headers_complete(self)
+        # What uvicorn reads as headers from here on are the trailer fields after a chunked body, appended to its
+        # list. That list was the request's headers (`scope["headers"]`), so trailers were read as headers that came
+        # with the request: the forwarder reads the workspace header and the headers a store may see once the body
+        # is read, and a trailer `X-MLFLOW-WORKSPACE` chose the workspace. Trailers are not headers (RFC 9110
+        # 6.5.1): no client of MLflow sends any, and the request keeps the headers of its head only.
+        self.scope["headers"] = self.headers[:]
 
     def on_body(self, body: bytes) -> None:
         self._received += len(body)
@@ -308,15 +329,28 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             f"The request's URL and headers are larger than {limit} bytes.",
         )
 
+    def _trailers_too_large(self) -> _Refused:
+        limit = self.limits.max_head_bytes
+        return _Refused(
+            431,
+            "Request Header Fields Too Large",
+            "INVALID_PARAMETER_VALUE",
+            f"The request's chunked body sent more than {limit} bytes of chunk extensions or trailers.",
+        )
+
     def _refuse(self, refused: _Refused) -> None:
         """Answer `refused` (unless the request already has an answer under way) and end the connection; the
         handler of a request being read sees the client gone."""
-        # While a head is read, `cycle` is the connection's previous request (whose answer may still be leaving).
+        # Unless a body is read, `cycle` is the connection's latest request whose head came (its answer may be under
+        # way or still to come): a refusal written now would land inside that answer, or be taken for it.
         cycle = self.cycle
         if cycle is None:
             unanswered = True
         else:
-            unanswered = cycle.response_complete if self._phase is _HEAD else not cycle.response_started
+            # A body read is of a request that is answered only once those before it are (`pipeline`).
+            unanswered = (
+                not cycle.response_started and not self.pipeline if self._phase is _BODY else cycle.response_complete
+            )
         self._phase = None
         if unanswered:
             self.transport.write(_refusal(refused.status, refused.reason, refused.error_code, refused.message))

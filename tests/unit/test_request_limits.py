@@ -41,13 +41,13 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @asynccontextmanager
-async def _served(limits: RequestLimits, keep_alive: float = 60) -> AsyncIterator[int]:
+async def _served(limits: RequestLimits, keep_alive: float = 60, app: Any = _app) -> AsyncIterator[int]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     protocol = functools.partial(CoalescingHttpToolsProtocol, limits=limits)
     config = uvicorn.Config(
-        _app,
+        app,
         http=protocol,  # type: ignore[arg-type]
         log_config=None,
         lifespan="off",
@@ -197,5 +197,113 @@ def test_a_url_over_the_limit_is_414() -> None:
             status, body = await _answer(reader)
             assert status == 414 and json.loads(body)["error_code"] == "INVALID_PARAMETER_VALUE"
             writer.close()
+
+    asyncio.run(scenario())
+
+
+# -- trailers, and refusals that must not land in another request's answer ------------------------------------------
+
+CHUNKED_POST = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n"
+
+
+def test_trailers_are_not_read_as_headers_of_the_request() -> None:
+    """Fields after a chunked body are trailers, not headers: uvicorn appended them to the request's headers
+    (`scope["headers"]`), where a handler reading its headers once the body was read (the forwarder does) found
+    a trailer `X-MLFLOW-WORKSPACE` or `Authorization` as if the request's head had carried it."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        answer = json.dumps([[name.decode(), value.decode()] for name, value in scope["headers"]]).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    async def scenario() -> None:
+        async with _served(RequestLimits(), app=app) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(CHUNKED_POST + b"X-MLFLOW-WORKSPACE: other\r\nAuthorization: Bearer t\r\n\r\n")
+            status, body = await _answer(reader)
+            assert status == 200
+            assert json.loads(body) == [["host", "x"], ["transfer-encoding", "chunked"]]
+            writer.write(_get())  # and the connection serves the next request
+            assert (await _answer(reader))[0] == 200
+            writer.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("trailers", ["many fields", "one field"])
+def test_trailers_without_end_are_refused(trailers: str) -> None:
+    """Trailers were bounded by nothing but the body's time: 16 MB of them grew the gateway by 230 MB, from a
+    client nobody had authenticated yet. Past the head's size limit they are 431, and the connection ends."""
+    started = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            started.set()
+        await _app(scope, receive, send)
+
+    async def scenario() -> None:
+        # (Before, the body's time ran out: 408.)
+        async with _served(RequestLimits(max_head_bytes=LIMIT, body_seconds=2), app=app) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(CHUNKED_POST)
+            await asyncio.wait_for(started.wait(), BOUND)  # the head was read: what follows are reads of trailers
+            # No end: the request stays unfinished, as a client sending trailers for ever leaves it.
+            writer.write(b"X-T: t\r\n" * (2 * LIMIT // 8) if trailers == "many fields" else b"X-T: " + b"t" * 2 * LIMIT)
+            status, body = await _answer(reader)
+            assert status == 431 and "trailers" in json.loads(body)["message"]
+            assert await asyncio.wait_for(reader.read(), BOUND) == b""
+            writer.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("after", ["not http", "a pipelined request with a broken body"])
+@pytest.mark.parametrize("answer", ["under way", "not begun"])
+def test_a_refusal_never_lands_in_or_before_another_requests_answer(after: str, answer: str) -> None:
+    """Bytes that are not HTTP, read while a request's answer is under way (a download) or not yet begun: uvicorn
+    wrote its 400 at once, inside that answer's body or where a client (or a proxy pipelining its users' requests)
+    reads it as that request's answer. The connection ends without it; the answer under way stops short of its
+    length, which tells the client it is incomplete."""
+    gate = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"20")]
+        if answer == "under way":
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"a" * 10, "more_body": True})
+            await gate.wait()
+            await send({"type": "http.response.body", "body": b"b" * 10})
+        else:
+            await gate.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"a" * 20})
+
+    garbage = b"\x00\x01 not http\r\n\r\n"
+    if after != "not http":
+        garbage = b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nnot a chunk size\r\n"
+
+    async def scenario() -> None:
+        async with _served(RequestLimits(), app=app) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                if answer == "under way":
+                    writer.write(_get("/download"))
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), BOUND)
+                    assert head.startswith(b"HTTP/1.1 200 ")
+                    assert await asyncio.wait_for(reader.readexactly(10), BOUND) == b"a" * 10
+                    writer.write(garbage)
+                else:
+                    writer.write(_get("/slow") + garbage)
+                assert await asyncio.wait_for(reader.read(), BOUND) == b""
+            finally:
+                gate.set()
+                writer.close()
 
     asyncio.run(scenario())
