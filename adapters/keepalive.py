@@ -37,6 +37,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 # An answer's head (status line and headers, interim answers' included) larger than this ends the connection: httptools
 # keeps every header of the head in memory, so a server sending headers without end (a broken proxy) would otherwise
 # grow the gateway's memory until its read timeout, by a gigabyte a minute and more. MLflow's heads are under 1 KB.
+# The same bound holds for what comes after a chunked body (trailer fields, parsed and kept alike) and for chunk
+# extensions: bytes read while none of the body comes.
 MAX_HEAD_BYTES = 256 * 1024
 # Bytes of an answer that may wait for its reader before the connection stops reading from the server.
 HIGH_WATER = 256 * 1024
@@ -163,8 +165,8 @@ class _Connection(asyncio.Protocol):
         self._until_close = False
         self._head = False  # the exchange asked HEAD: its answer has a head only, whatever its Content-Length
         self._paused = False
-        self._in_head = False  # the answer's head has not come whole yet
-        self._head_bytes = 0  # bytes received while it had not
+        self._body_bytes = 0  # of every answer on this connection
+        self._unbodied = 0  # bytes received without any of the body (the head, trailers) since the last that had some
         self._timeout = 0.0
         self._deadline: float | None = None
         # One timer per connection, re-armed only when it fires early: a wait notes when it is due (`_due`, None while
@@ -188,8 +190,7 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self._answered = True
-        if self._in_head:
-            self._head_bytes += len(data)
+        body_before = self._body_bytes
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -198,8 +199,13 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail(HttpFailure("the answer is not HTTP"))
             return
-        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
-            self._fail(HttpFailure(f"the answer's head is over {MAX_HEAD_BYTES} bytes"))
+        if self._body_bytes != body_before:
+            self._unbodied = 0
+        else:
+            self._unbodied += len(data)
+            if self._unbodied > MAX_HEAD_BYTES and self.busy:
+                # Before, only the head was bounded: 16 MB of trailers grew the gateway's memory by 260 MB.
+                self._fail(HttpFailure(f"the answer's head or trailers are over {MAX_HEAD_BYTES} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -231,8 +237,8 @@ class _Connection(asyncio.Protocol):
             # (101 stops the parser: no protocol switch was asked for.)
             self._header_fields = []
             return
-        self._in_head = False
         headers = CIMultiDict(self._header_fields)
+        self._header_fields = []  # trailers, if any, land there and are not read
         answer = self._answer = Answer(self, status, headers)
         if self._head:
             # The parser cannot know the request was HEAD and would wait for the body the length announces: the
@@ -247,6 +253,7 @@ class _Connection(asyncio.Protocol):
         self._wake(answer)
 
     def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
         if self._answer is not None:
             self._answer._feed(body)
             self._wake(None)
@@ -276,8 +283,7 @@ class _Connection(asyncio.Protocol):
         self._until_close = False
         self._head = head
         self._header_fields = []
-        self._in_head = True
-        self._head_bytes = 0
+        self._unbodied = 0
         self._timeout = seconds
         self._deadline = self._loop.time() + seconds if whole else None
         self._transport.write(request)

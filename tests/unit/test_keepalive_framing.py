@@ -5,9 +5,9 @@ connection handed on before its answer ended, would give the next caller, anothe
 A real socket server tags every answer (a header and the body) with the request it answers, and answers in every
 framing HTTP/1.1 allows: a length, chunks with trailers, until the connection closes, after interim (1xx) answers,
 204 and 304 (no body whatever the head says, and a 204 followed by one), HEAD, a large body read in parts, an
-answer too late for the caller's timeout, an answer without a length cut short by a reset, and a server that sends
-more than it announced. Callers read their answer whole, let it go after a part, or are cancelled at any point;
-hypothesis draws the mix and the interleaving.
+answer too late for the caller's timeout, an answer without a length cut short by a reset, a server that sends
+more than it announced, and trailers without end. Callers read their answer whole, let it go after a part, or are
+cancelled at any point; hypothesis draws the mix and the interleaving.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.keepalive import HIGH_WATER, Answer, HttpFailure, KeepAliveClient
+from adapters.keepalive import HIGH_WATER, MAX_HEAD_BYTES, Answer, HttpFailure, KeepAliveClient
 
 BIG = 3 * HIGH_WATER
 LATE_SECONDS = 1.0
@@ -110,6 +110,15 @@ class Tagging:
             writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
             return False
+        elif mode in ("trailers", "longtrailer"):  # trailers without end (4 times the head's bound), then the end
+            many, one = b"X-T: t\r\n" * (MAX_HEAD_BYTES // 2), b"X-T: " + b"t" * 4 * MAX_HEAD_BYTES
+            fields = many if mode == "trailers" else one
+            writer.write(
+                f"HTTP/1.1 200 OK\r\n{tagged}Transfer-Encoding: chunked\r\n\r\n".encode()
+                + b"%x\r\n%s\r\n0\r\n" % (len(body), body)
+                + fields
+                + b"\r\n\r\n"
+            )
         elif mode == "nocontent":
             writer.write(f"HTTP/1.1 204 No Content\r\n{tagged}\r\n".encode())
         elif mode == "bodied204":  # a body after a 204, which has none: it must reach nobody
@@ -240,6 +249,20 @@ async def test_bytes_past_the_end_of_an_answer_end_the_connection(tagging: str) 
         )
         assert await seen(bob) == (200, "bob", b"answer to bob")
         assert await seen(carol) == (200, "carol", b"answer to carol")
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("mode", ["trailers", "longtrailer"])
+async def test_trailers_without_end_fail_the_call(tagging: str, mode: str) -> None:
+    """Trailer fields after a chunked body, many or one long one: httptools parses and keeps each, as it does the
+    head's headers, and only the head was bounded (16 MB of trailers grew the gateway by 260 MB, the call a
+    success). Past the head's bound the call fails and the connection ends; the next caller gets its own answer."""
+    client = KeepAliveClient(tagging, connect_timeout=2.0, read_timeout=5.0)
+    try:
+        with pytest.raises(HttpFailure, match="trailers are over"):
+            await (await client.request("GET", f"/alice/{mode}")).read()
+        assert await seen(await client.request("GET", "/bob/plain")) == (200, "bob", b"answer to bob")
     finally:
         await client.close()
 
