@@ -26,10 +26,13 @@ class StoredScope:
     location: str
     created_by: str
     users_permission: str | None = None  # what every user of the workspace holds on it (`users` in its ACL)
+    id: int = 0  # the row's: a scope deleted and created again under the name is another scope
 
 
 def _stored(row: SecretScopeRow) -> StoredScope:
-    return StoredScope(row.workspace_id, row.name, row.vault, row.location, row.created_by, row.users_permission)
+    return StoredScope(
+        row.workspace_id, row.name, row.vault, row.location, row.created_by, row.users_permission, int(row.id)
+    )
 
 
 class ScopeRepository:
@@ -71,13 +74,38 @@ class ScopeRepository:
         )
         return int(result or 0)
 
-    async def set_users_permission(self, workspace_id: int, name: str, permission: str | None) -> None:
-        """What every user of the workspace holds on the scope (None: nothing of its own)."""
-        await self.session.execute(
+    async def held(self, scope: StoredScope) -> bool:
+        """Whether `scope` (the very row a check read) still exists, kept so until this transaction ends.
+
+        The row is locked FOR KEY SHARE: a deletion of the scope (`remove`, which comes before the deletion of its
+        grants) waits for this transaction, so a grant it adds is deleted with the scope, never left behind to be
+        inherited by a scope created later under the name. False once the scope was deleted, or deleted and created
+        again (another row): what the caller checked was another scope.
+        """
+        found = await self.session.scalar(
+            select(SecretScopeRow.id)
+            .where(
+                SecretScopeRow.workspace_id == scope.workspace_id,
+                SecretScopeRow.name == scope.name,
+                SecretScopeRow.id == scope.id,
+            )
+            .with_for_update(key_share=True)
+        )
+        return found is not None
+
+    async def set_users_permission(self, scope: StoredScope, permission: str | None) -> bool:
+        """What every user of the workspace holds on the scope (None: nothing of its own); False when the scope
+        checked (that very row) is gone."""
+        result = await self.session.execute(
             update(SecretScopeRow)
-            .where(SecretScopeRow.workspace_id == workspace_id, SecretScopeRow.name == name)
+            .where(
+                SecretScopeRow.workspace_id == scope.workspace_id,
+                SecretScopeRow.name == scope.name,
+                SecretScopeRow.id == scope.id,
+            )
             .values(users_permission=permission)
         )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def remove(self, workspace_id: int, name: str) -> bool:
         result = await self.session.execute(

@@ -343,10 +343,12 @@ class SecretScopes:
                 # never empties a scope that exists; a vault that does not answer creates no scope (503).
                 await _call(vault.drop(stored.location))
             grants = GrantRepository(session)
+            # A new scope starts with no grants but its managers': any row left on its name is another scope's
+            # (one written before deletions waited for grants being added, `ScopeRepository.held`).
+            changes: list[PolicyChange] = await grants.clear(domain, obj)
             holders = [manager.id] if manager is not None else []
             if principal.id is not None:
                 holders.append(principal.id)
-            changes: list[PolicyChange] = []
             for holder in dict.fromkeys(holders):
                 changes += await grants.add(
                     Grant(holder, domain, obj, SecretPermission.MANAGE), created_by=principal.name
@@ -355,7 +357,7 @@ class SecretScopes:
             if manager is not None or everyone:
                 details["initial_manage_principal"] = manager.name if manager is not None else WORKSPACE_USERS
             await self._audit.write(session, entry(principal.name, "secrets.scope.create", obj, "ok", details))
-            if holders:
+            if holders or changes:
                 await PolicyVersionRepository(session).bump(changes)
         await self._policy.reload()
 
@@ -694,13 +696,18 @@ class SecretScopes:
         wanted = permission.strip().upper()
         if wanted not in PERMISSION_RANK:
             raise InvalidParameter(f"permission '{permission[:40]}' is not valid; use READ, WRITE or MANAGE.")
-        await self._scope(principal, link, scope, SecretPermission.MANAGE)
+        stored = await self._scope(principal, link, scope, SecretPermission.MANAGE)
         if _workspace_users(name):
-            await self._set_users_permission(principal, link, scope, wanted)
+            await self._set_users_permission(principal, link, stored, wanted)
             return
         target = await self._principal(principal, link, name)
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
         async with self._sessionmaker() as session, session.begin():
+            # The scope checked must still be there when the grant is added, and stay until it is committed: a
+            # deletion of it meanwhile would leave the grant behind, and a scope created again under the name
+            # would inherit it (its new owner's secrets readable by whom the old scope's manager named).
+            if not await ScopeRepository(session).held(stored):
+                raise ResourceNotFound(_missing_scope(scope))
             grants = GrantRepository(session)
             changes = await grants.clear(domain, obj, principal_id=target.id)
             changes += await grants.add(Grant(target.id, domain, obj, wanted), created_by=principal.name)
@@ -722,7 +729,7 @@ class SecretScopes:
         if _workspace_users(name):
             if stored.users_permission is None:
                 raise ResourceNotFound(f"No ACL for {WORKSPACE_USERS} on scope {scope}.")
-            await self._set_users_permission(principal, link, scope, None)
+            await self._set_users_permission(principal, link, stored, None)
             return
         target = await self._principal(principal, link, name)
         obj, domain = scope_object(link.workspace_id, scope), workspace_domain(link.workspace_id)
@@ -765,15 +772,17 @@ class SecretScopes:
         return items
 
     async def _set_users_permission(
-        self, principal: Principal, link: WorkspaceLink, scope: str, permission: str | None
+        self, principal: Principal, link: WorkspaceLink, stored: StoredScope, permission: str | None
     ) -> None:
-        """The ACL entry of `users`: what every user of the workspace holds on the scope (None: nothing)."""
-        obj = scope_object(link.workspace_id, scope)
+        """The ACL entry of `users`: what every user of the workspace holds on the scope (None: nothing). Set on
+        the scope checked (`stored`) alone: not on one created again under its name since."""
+        obj = scope_object(link.workspace_id, stored.name)
         action, details = "secrets.acl.delete", {"principal": WORKSPACE_USERS, "kind": "workspace users"}
         if permission is not None:
             action, details = "secrets.acl.put", {**details, "permission": permission}
         async with self._sessionmaker() as session, session.begin():
-            await ScopeRepository(session).set_users_permission(link.workspace_id, scope, permission)
+            if not await ScopeRepository(session).set_users_permission(stored, permission):
+                raise ResourceNotFound(_missing_scope(stored.name))
             await self._audit.write(session, entry(principal.name, action, obj, "ok", details))
 
     async def _principal(self, caller: Principal, link: WorkspaceLink, name: str) -> PrincipalInfo:
