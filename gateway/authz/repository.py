@@ -11,10 +11,20 @@ from sqlalchemy import Text, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.authz.levels import ACCOUNT_DOMAIN, workspace_domain
 from gateway.authz.policy import Grant
 from gateway.core import policy_changes
+from gateway.core.errors import InvalidState, ResourceNotFound
+from gateway.core.links import WorkspaceLink
 from gateway.core.policy_changes import GrantAdded, GrantRemoved, PolicyChange
-from gateway.db.models import GatewaySecretRow, GrantRow, PolicyChangeRow, PolicyVersionRow, RegisteredModelRow
+from gateway.db.models import (
+    GatewaySecretRow,
+    GrantRow,
+    PolicyChangeRow,
+    PolicyVersionRow,
+    RegisteredModelRow,
+    WorkspaceLinkRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,37 @@ _GRANT_COLUMNS = (GrantRow.principal_id, GrantRow.domain, GrantRow.object, Grant
 class GrantRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._held: set[str] = set()  # the workspace domains `hold` checked in this transaction
+
+    async def hold(self, link: WorkspaceLink) -> None:
+        """The workspace `link` describes is linked as it was when the call was decided, and stays so until this
+        transaction ends: its row is read FOR SHARE.
+
+        A grant in a workspace is keyed by the workspace's id (its domain `w<id>`, and for experiments and models the
+        store's ids). An unlink or relink (gateway/workspaces/service.py) locks the row FOR UPDATE before its hooks
+        delete what the workspace held (gateway/authz/moves.py), so it waits for a grant being added here and takes
+        it along, and a grant added after it finds the workspace gone or moved: 404, or 409 to try again. Before, a
+        grant committed just after an unlink stayed, and a workspace linked later under the id (ids are the
+        admins' to choose) inherited it; one committed just after a store move stayed on an experiment id the new
+        store gives to another experiment.
+        """
+        domain = workspace_domain(link.workspace_id)
+        if domain in self._held:
+            return
+        row = await self.session.scalar(
+            select(WorkspaceLinkRow)
+            .where(WorkspaceLinkRow.workspace_id == link.workspace_id)
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        )
+        if row is None:
+            raise ResourceNotFound(f"Workspace '{link.name}' not found")
+        upstream = row.upstream_workspace or row.name
+        if (row.name, row.mode, row.store) != (link.name, link.mode, link.configured_store) or (
+            link.upstream_workspace is not None and link.upstream_workspace != upstream
+        ):
+            raise InvalidState(f"Workspace '{link.name}' was relinked while the call was made; try again.")
+        self._held.add(domain)
 
     async def all(self) -> list[Grant]:
         result = await self.session.execute(select(*_GRANT_COLUMNS))
@@ -54,6 +95,10 @@ class GrantRepository:
     # the policy's recorded changes (`PolicyVersionRepository.bump`) are exactly these.
 
     async def add(self, grant: Grant, created_by: str) -> list[PolicyChange]:
+        """Add the grant (nothing when it is there). A grant in a workspace needs `hold` of it first, in this
+        transaction: its workspace must not be unlinked or moved before the grant is committed."""
+        if grant.domain != ACCOUNT_DOMAIN and grant.domain not in self._held:
+            raise RuntimeError(f"a grant in {grant.domain} is added without holding its workspace")
         result = await self.session.execute(
             insert(GrantRow)
             .values(

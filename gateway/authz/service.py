@@ -126,7 +126,9 @@ class AccessService:
             if principal.id is None:  # the bootstrap admin can do everything anyway
                 return
             grant = Grant(principal.id, workspace_domain(link.workspace_id), obj, Level.CAN_MANAGE.value)
-            changes = await GrantRepository(session).add(grant, created_by=principal.name)
+            grants = GrantRepository(session)
+            await grants.hold(link)
+            changes = await grants.add(grant, created_by=principal.name)
             await self._audit.write(session, entry(principal.name, "grant.owner", obj, "ok", {"level": "CAN_MANAGE"}))
             await PolicyVersionRepository(session).bump(changes)
         await self.policy.reload()
@@ -234,6 +236,7 @@ class AccessService:
         wanted = await self.policy.found(resolved)
         async with self._sessionmaker() as session, session.begin():
             grants = GrantRepository(session)
+            await grants.hold(target.link)
             changes: list[PolicyChange] = []
             if replace:
                 changes += await grants.clear(target.domain, target.obj)

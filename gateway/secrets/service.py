@@ -319,6 +319,8 @@ class SecretScopes:
         obj = scope_object(link.workspace_id, scope)
         domain = workspace_domain(link.workspace_id)
         async with self._sessionmaker() as session, session.begin():
+            grants = GrantRepository(session)
+            await grants.hold(link)  # the scope and its grants are made in the workspace as the call found it
             stored = StoredScope(
                 link.workspace_id,
                 scope,
@@ -342,7 +344,6 @@ class SecretScopes:
                 # transaction holds the location, so a concurrent create of the same name (which fails on it)
                 # never empties a scope that exists; a vault that does not answer creates no scope (503).
                 await _call(vault.drop(stored.location))
-            grants = GrantRepository(session)
             # A new scope starts with no grants but its managers': any row left on its name is another scope's
             # (one written before deletions waited for grants being added, `ScopeRepository.held`).
             changes: list[PolicyChange] = await grants.clear(domain, obj)
@@ -706,9 +707,10 @@ class SecretScopes:
             # The scope checked must still be there when the grant is added, and stay until it is committed: a
             # deletion of it meanwhile would leave the grant behind, and a scope created again under the name
             # would inherit it (its new owner's secrets readable by whom the old scope's manager named).
+            grants = GrantRepository(session)
+            await grants.hold(link)
             if not await ScopeRepository(session).held(stored):
                 raise ResourceNotFound(_missing_scope(scope))
-            grants = GrantRepository(session)
             changes = await grants.clear(domain, obj, principal_id=target.id)
             changes += await grants.add(Grant(target.id, domain, obj, wanted), created_by=principal.name)
             await self._audit.write(

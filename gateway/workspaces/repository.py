@@ -28,6 +28,18 @@ class WorkspaceRepository:
     async def get(self, name: str) -> WorkspaceLinkRow | None:
         return await self.session.get(WorkspaceLinkRow, name)
 
+    async def locked(self, name: str) -> WorkspaceLinkRow | None:
+        """The workspace's row, locked FOR UPDATE until the transaction ends: before an unlink or relink changes
+        anything of it, so a grant being added in the workspace (`GrantRepository.hold`, which reads the row FOR
+        SHARE) is committed first and dropped or moved with the rest, or waits and finds the workspace changed."""
+        result = await self.session.execute(
+            select(WorkspaceLinkRow)
+            .where(WorkspaceLinkRow.name == name)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
     async def get_by_id(self, workspace_id: int) -> WorkspaceLinkRow | None:
         result = await self.session.execute(
             select(WorkspaceLinkRow).where(WorkspaceLinkRow.workspace_id == workspace_id)

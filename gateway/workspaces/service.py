@@ -186,7 +186,7 @@ class WorkspaceService:
                 "vault": _stored_vault(ws.vault),
                 "default_secret_scope": ws.default_secret_scope,
             }
-            existing = await repo.get(ws.name)
+            existing = await repo.locked(ws.name)  # as an API relink locks it (GrantRepository.hold)
             if existing is not None:
                 before = self.to_link(existing)
                 try:
@@ -296,6 +296,7 @@ class WorkspaceService:
         async with sessionmaker() as session, session.begin():
             repo = WorkspaceRepository(session)
             await repo.lock_links()
+            await repo.locked(name)  # grants being added in it are committed first (GrantRepository.hold)
             verified = relink.after
             relink = await self._relink(repo, name, changes)
             if relink.verify and _target(relink.after) != _target(verified):
@@ -360,7 +361,7 @@ class WorkspaceService:
         async with sessionmaker() as session, session.begin():
             repo = WorkspaceRepository(session)
             await repo.lock_links()
-            row = await repo.get(name)
+            row = await repo.locked(name)
             if row is None:
                 raise ResourceNotFound(f"Workspace '{name}' not found")
             _refuse_config_managed(row)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from gateway.devstack import GatewayProcess
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, GUARDED_ADMIN, MAX_JSON_BODY, Stack
+from tests.support.held_inserts import executed, held_inserts, holding
 from tests.support.identity import Admin
 from tests.support.waiting import logged_so_far, until
 
@@ -175,6 +177,51 @@ def test_a_workspace_linked_under_a_freed_id_inherits_nothing_of_the_unlinked_on
     permissions = admin.get(f"{stack.url}/api/2.0/permissions/workspaces/{new}")
     assert permissions.status_code == 200, permissions.text
     assert manager.name not in permissions.text
+
+
+def test_a_grant_made_while_its_workspace_is_unlinked_is_not_inherited_under_the_freed_id(stack: Stack) -> None:
+    """A workspace admin's grant and the workspace's unlink at once: the grant goes with the workspace.
+
+    A trigger holds the grant's INSERT while the account admin unlinks the workspace. Before, the unlink deleted the
+    grants it could see without waiting for the grant being added, which committed after it: the workspace linked
+    next under the id made whom the old one's admin had named its admin too.
+    """
+    admin, base = stack.http(), f"{stack.url}/api/3.0/mlflow/workspaces"
+    workspace_id = str(60_000 + uuid.uuid4().int % 10_000)
+    old, new = unique("racing"), unique("heir")
+    linked = admin.post(
+        base, json={"name": old, "store": "central", "upstream_workspace": central_namespace(stack, "racing"),
+                    "workspace_id": workspace_id}
+    )  # fmt: skip
+    assert linked.status_code == 201, linked.text
+    people = Admin.of(stack)
+    manager = people.person(f"{unique('manager')}@example.com")
+    named = people.person(f"{unique('named')}@example.com")
+    people.grant(f"workspaces/{old}", "CAN_MANAGE", user=manager.name)
+
+    acl = {"access_control_list": [{"user_name": named.name, "permission_level": "CAN_MANAGE"}]}
+    held = f"NEW.domain = 'w{workspace_id}' AND NEW.principal_id = {named.id}"
+    with held_inserts(stack.database_url, "grants", held), ThreadPoolExecutor(2) as pool:
+        granted = pool.submit(
+            manager.http(stack, old).patch, f"{stack.url}/api/2.0/permissions/workspaces/{old}", json=acl, timeout=60
+        )
+        holding(stack.database_url, "the grant holding its insert")
+        unlinked = pool.submit(admin.delete, f"{base}/{old}", timeout=60)
+        grant_answer, unlink_answer = granted.result(), unlinked.result()
+    assert unlink_answer.status_code == 204, unlink_answer.text
+    assert grant_answer.status_code in (200, 404), grant_answer.text
+    left = executed(stack.database_url, f"SELECT principal_id, object FROM grants WHERE domain = 'w{workspace_id}'")
+    assert left == [], [dict(row) for row in left]
+
+    relinked = admin.post(
+        base, json={"name": new, "store": "central", "upstream_workspace": central_namespace(stack, "heir"),
+                    "workspace_id": workspace_id}
+    )  # fmt: skip
+    assert relinked.status_code == 201, relinked.text
+    refused = named.http(stack, new).get(f"{stack.url}/api/2.0/permissions/workspaces/{new}")
+    assert assert_mlflow_error(refused, 404, "RESOURCE_DOES_NOT_EXIST")["message"] == f"Workspace '{new}' not found"
+    permissions = admin.get(f"{stack.url}/api/2.0/permissions/workspaces/{new}")
+    assert permissions.status_code == 200 and named.name not in permissions.text, permissions.text
 
 
 def test_a_workspace_linked_after_an_unlink_gets_a_new_id_and_nothing_of_the_unlinked_one(stack: Stack) -> None:

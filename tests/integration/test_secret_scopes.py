@@ -12,6 +12,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,10 @@ from alembic import command
 from gateway.core.errors import mlflow_error
 from gateway.db.migrate import alembic_config, upgrade
 from tests.conftest import Stack
+from tests.support.elsewhere import changed_elsewhere
+from tests.support.held_inserts import held_inserts, holding
 from tests.support.identity import Admin, Person, unique
-from tests.support.waiting import logged_so_far, until
+from tests.support.waiting import logged_so_far
 
 pytestmark = pytest.mark.integration
 
@@ -791,43 +794,23 @@ def test_an_acl_put_while_its_scope_is_deleted_gives_nothing_on_a_scope_created_
 ) -> None:
     """A manager's ACL put and the scope's deletion at once: the grant must go with the scope, never stay on its name.
 
-    A trigger holds the grant's INSERT (pg_sleep) while an account admin deletes the scope. Before, the deletion
-    removed the scope's grants without waiting for the put, the put committed after it, and its row stayed: when
-    another user created a scope of the same name, whom the old scope's manager had named read its secrets.
+    A trigger holds the grant's INSERT while an account admin deletes the scope. Before, the deletion removed the
+    scope's grants without waiting for the put, the put committed after it, and its row stayed: when another user
+    created a scope of the same name, whom the old scope's manager had named read its secrets.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     admin = Admin.of(stack)
     scope = unique("race-scope")
     obj = f"secret_scope:w{WORKSPACE_ID}/{scope}"
     assert raw(stack, org.owner, "POST", "scopes/create", json={"scope": scope}).status_code == 200
-    _executed(
-        stack,
-        "CREATE OR REPLACE FUNCTION test_slow_scope_grant() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$",
-        f"CREATE TRIGGER test_slow_scope_grant BEFORE INSERT ON grants FOR EACH ROW "
-        f"WHEN (NEW.object = '{obj}' AND NEW.principal_id = {org.outsider.id}) "
-        f"EXECUTE FUNCTION test_slow_scope_grant()",
-    )
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            put = pool.submit(
-                raw, stack, org.owner, "POST", "acls/put",
-                json={"scope": scope, "principal": org.outsider.name, "permission": "READ"},
-            )  # fmt: skip
-            until(
-                lambda: fetch_rows(stack, "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'"),
-                bool,
-                "the ACL put holding its grant's insert",
-            )
-            deleted = pool.submit(
-                lambda: admin.http(WORKSPACE).post(
-                    f"{stack.url}/api/2.0/secrets/scopes/delete", json={"scope": scope}, timeout=60
-                )
-            )
-            put_answer, delete_answer = put.result(), deleted.result()
-    finally:
-        _executed(stack, "DROP TRIGGER test_slow_scope_grant ON grants", "DROP FUNCTION test_slow_scope_grant()")
+    held = f"NEW.object = '{obj}' AND NEW.principal_id = {org.outsider.id}"
+    with held_inserts(stack.database_url, "grants", held), ThreadPoolExecutor(2) as pool:
+        acl = {"scope": scope, "principal": org.outsider.name, "permission": "READ"}
+        put = pool.submit(raw, stack, org.owner, "POST", "acls/put", json=acl)
+        holding(stack.database_url, "the ACL put holding its grant's insert")
+        deleted = pool.submit(
+            admin.http(WORKSPACE).post, f"{stack.url}/api/2.0/secrets/scopes/delete", json={"scope": scope}, timeout=60
+        )
+        put_answer, delete_answer = put.result(), deleted.result()
     assert delete_answer.status_code == 200, delete_answer.text
     assert put_answer.status_code in (200, 404), put_answer.text
     left = fetch_rows(stack, "SELECT principal_id, privilege FROM grants WHERE object = $1", obj)
@@ -835,13 +818,13 @@ def test_an_acl_put_while_its_scope_is_deleted_gives_nothing_on_a_scope_created_
 
     # Another user creates a scope of the name and keeps a secret in it: the outsider reads nothing of it.
     assert raw(stack, org.reader, "POST", "scopes/create", json={"scope": scope}).status_code == 200
-    put_value = raw(stack, org.reader, "POST", "put", json={"scope": scope, "key": "k", "string_value": "v-123"})
-    assert put_value.status_code == 200, put_value.text
+    kept = raw(stack, org.reader, "POST", "put", json={"scope": scope, "key": "k", "string_value": "v-123"})
+    assert kept.status_code == 200, kept.text
     listing = raw(stack, org.outsider, "GET", "list", params={"scope": scope})
     assert listing.status_code == 404, listing.text
     assert listing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    acl = raw(stack, org.reader, "GET", "acls/list", params={"scope": scope})
-    assert [item["principal"] for item in acl.json()["items"]] == [org.reader.name], acl.text
+    acl_now = raw(stack, org.reader, "GET", "acls/list", params={"scope": scope})
+    assert [item["principal"] for item in acl_now.json()["items"]] == [org.reader.name], acl_now.text
     assert raw(stack, org.reader, "POST", "scopes/delete", json={"scope": scope}).status_code == 200
 
 
@@ -850,11 +833,12 @@ def test_a_stale_grant_on_a_scopes_name_is_cleared_when_a_scope_of_that_name_is_
     another scope's: a new scope of the name starts with its creator's MANAGE alone."""
     scope = unique("stale-scope")
     obj = f"secret_scope:w{WORKSPACE_ID}/{scope}"
-    _executed(
-        stack,
-        f"INSERT INTO grants (principal_id, domain, object, privilege, created_by) "
-        f"VALUES ({org.outsider.id}, 'w{WORKSPACE_ID}', '{obj}', 'MANAGE', 'earlier')",
-        "UPDATE policy_version SET version = version + 1 WHERE id = 1",
+    changed_elsewhere(
+        stack.database_url,
+        "INSERT INTO grants (principal_id, domain, object, privilege, created_by) VALUES ($1, $2, $3, 'MANAGE', 'x')",
+        org.outsider.id,
+        f"w{WORKSPACE_ID}",
+        obj,
     )
     assert raw(stack, org.reader, "POST", "scopes/create", json={"scope": scope}).status_code == 200
     kept = raw(stack, org.reader, "POST", "put", json={"scope": scope, "key": "k", "string_value": "v"})
@@ -864,15 +848,3 @@ def test_a_stale_grant_on_a_scopes_name_is_cleared_when_a_scope_of_that_name_is_
     left = fetch_rows(stack, "SELECT principal_id FROM grants WHERE object = $1", obj)
     assert [row["principal_id"] for row in left] == [org.reader.id]
     assert raw(stack, org.reader, "POST", "scopes/delete", json={"scope": scope}).status_code == 200
-
-
-def _executed(stack: Stack, *statements: str) -> None:
-    async def execute() -> None:
-        connection = await asyncpg.connect(stack.database_url)
-        try:
-            for statement in statements:
-                await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(execute())

@@ -64,6 +64,16 @@ class Replica:
 
 @pytest.fixture
 async def replicas(database: str) -> AsyncIterator[list[Replica]]:
+    # The workspace of LINK: a grant in a workspace is added only while the workspace is linked so.
+    engine = make_engine(database, pool_size=1)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO workspace_links (name, workspace_id, mode, store, managed_by) "
+                "VALUES ('team', 1001, 'workspace', 'a', 'api')"
+            )
+        )
+    await engine.dispose()
     made = []
     for _ in range(2):
         engine = make_engine(database, pool_size=2)
