@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -223,13 +224,20 @@ def _forwarding_handler(
     # Uploads are bounded by our own streaming check (0 = no limit); JSON bodies by Litestar's.
     return route(
         path=[mount_path(path) for path in first.paths()],
-        http_method=[HttpMethod(first.method)],
+        http_method=served_methods(first.method),
         name=f"{first.method} {mount_path(first.path)} v{first.version}",
         opt={"route": first},
         request_max_body_size=None if upload else max_json_body,
         status_code=200,  # the real status is the store's; this only satisfies DELETE defaults
         include_in_schema=False,
     )(forward)
+
+
+def served_methods(method: str) -> list[HttpMethod]:
+    """A route's method, and HEAD beside a GET: MLflow's server (Flask) runs a GET route's view for a HEAD and
+    answers its status and head without the body. Here a HEAD is that GET's own call (the same handler, route and
+    authorization, the store asked a GET); the server sends the head alone, with the GET's length."""
+    return [HttpMethod.GET, HttpMethod.HEAD] if method == "GET" else [HttpMethod(method)]
 
 
 async def _serve(
@@ -291,6 +299,16 @@ async def _relayed(chunks: AsyncIterable[bytes], request: Request[Any, Any, Any]
         raise StreamCutShort(str(exc)) from None
 
 
+async def _unread(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A HEAD's body: none. The store's streamed answer (a download) is let go after its first chunk rather than
+    read to its end for nothing; its connection is then not used again (adapters/keepalive.py)."""
+    with contextlib.suppress(StoreUnreachable, StoreTimedOut, TimeoutError):  # nothing of it was to be sent
+        await anext(chunks, b"")  # started, so that closing it runs its release
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()
+    yield b""
+
+
 def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIResponse:
     # The store's Content-Type stays a header and goes out as the store sent it: given as the media type, a
     # text type that names its charset (`text/plain; charset=utf-8`) would get Litestar's second one. An answer
@@ -299,7 +317,7 @@ def _response(result: ForwardResult, request: Request[Any, Any, Any]) -> ASGIRes
     # (200, no body, no Content-Type), which goes out without: there is nothing to type.
     if result.stream is not None:
         stream = Stream(
-            _relayed(result.stream, request),
+            _unread(result.stream) if request.method == "HEAD" else _relayed(result.stream, request),
             status_code=result.status,
             headers=result.headers,
             media_type="application/octet-stream",
@@ -372,7 +390,7 @@ def server_info_handler(capabilities: StoreCapabilities, forwarder: Forwarder) -
 
     return route(
         path=SERVER_INFO.paths(),
-        http_method=["GET"],
+        http_method=served_methods("GET"),
         opt={"route": SERVER_INFO, "public": True},
         include_in_schema=False,
         name="server-info",

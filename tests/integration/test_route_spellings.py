@@ -135,3 +135,51 @@ def test_no_spelling_of_a_target_reads_another_users_file(stack: Stack, files: F
         assert b"alice's file" not in through.body, target
         if through.status != 200:
             assert 400 <= through.status < 500 and b'"error_code"' in through.body, (target, through)
+
+
+@dataclass(frozen=True)
+class Head:
+    status: int
+    length: str
+    content_type: str
+    body: bytes
+
+
+def head(base_url: str, method: str, target: str, headers: dict[str, str]) -> Head:
+    """The status, declared length and type of an answer, and what body came (a HEAD's: none)."""
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        connection.request(method, target, headers=headers)
+        response = connection.getresponse()
+        body = response.read()  # for a HEAD, http.client reads no body whatever the length says
+        return Head(
+            response.status, response.getheader("Content-Length") or "", response.getheader("Content-Type") or "", body
+        )
+    finally:
+        connection.close()
+
+
+def test_head_of_a_get_route_is_the_gets_answer_without_its_body(stack: Stack, files: Files) -> None:
+    """MLflow's server runs the GET of its Flask routes for a HEAD and answers its status and head without the body
+    (a file's download: 200 and the file's length). Through the gateway a HEAD is the GET's own call, authorized as
+    that GET is: its status, length and type, no body, whoever asks. Before, every HEAD was 404."""
+    store = stack.stores["a"].url
+    alice = {"Authorization": f"Bearer {files.alice.token}", "X-MLFLOW-WORKSPACE": "team-a"}
+    bob = {"Authorization": f"Bearer {files.bob.token}", "X-MLFLOW-WORKSPACE": "team-a"}
+    download = f"{ARTIFACTS}/{files.alices}/x"
+    direct = head(store, "HEAD", download, {})
+    assert (direct.status, direct.length, direct.body) == (200, str(len(b"alice's file")), b""), direct
+    experiment_id = files.alices.split("/", 1)[0]
+    for target in (
+        download,
+        f"{ARTIFACTS}?path={files.alices}",
+        f"/api/2.0/mlflow/experiments/get?experiment_id={experiment_id}",
+        f"/ajax-api/2.0/mlflow/runs/get?run_id={files.alices.split('/')[1]}",
+    ):
+        for person, allowed in ((alice, True), (bob, False)):
+            got = head(stack.url, "GET", target, person)
+            headed = head(stack.url, "HEAD", target, person)
+            assert (got.status == 200) is allowed, (target, got)
+            assert got.length == str(len(got.body)), (target, got)
+            assert headed == Head(got.status, got.length, got.content_type, b""), (target, got, headed)
