@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
@@ -23,7 +24,7 @@ from gateway.core.route_table import FORWARDED_ROUTES, SERVER_INFO, UI_UPLOAD_AR
 from gateway.federation.call import ACCOUNT_SCOPE
 from gateway.federation.hooks import FeatureRoute, Scope
 from gateway.federation.service import ForwardCall, Forwarder, ForwardResult, scan_headers
-from gateway.observability.access import REQUEST_ID_KEY, note
+from gateway.observability.access import REQUEST_ID_KEY, ROUTE_KEY, note
 from gateway.stores.capabilities import StoreCapabilities
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def forwarding_handlers(
     return [
         _forwarding_handler(
             specs,
+            _declared_before(specs),
             forwarder,
             scopes or {},
             routes or {},
@@ -59,6 +61,58 @@ def forwarding_handlers(
         )
         for specs in mounted.values()
     ]
+
+
+def route_name(spec: RouteSpec) -> str:
+    """The name of the handler that serves `spec`, and the route label of its metrics."""
+    return f"{spec.method} {mount_path(spec.path)} v{spec.version}"
+
+
+# MLflow's AI-gateway router (FastAPI, mounted at `/gateway/`) tries its routes in the order declared; Litestar prefers
+# a segment of text to a parameter. Where both of two routes match a target, the store's is the first declared:
+# `/gateway/proxy/mlflow/invocations` invokes the endpoint named `proxy` (`{endpoint_name}/mlflow/invocations`), and
+# is not the raw proxy (`proxy/{endpoint_name}/{path:path}`) of an endpoint `mlflow`, where Litestar sends it.
+IN_DECLARED_ORDER = "/gateway/"
+
+
+def _declared_before(specs: list[RouteSpec]) -> tuple[RouteSpec, ...]:
+    """Routes of the AI-gateway router declared before a mount's own that may match a target the mount serves."""
+    first = specs[0]
+    if not (first.absolute and first.path.startswith(IN_DECLARED_ORDER)):
+        return ()
+    earlier = FORWARDED_ROUTES[: FORWARDED_ROUTES.index(first)]
+    return tuple(
+        spec
+        for spec in earlier
+        if spec.method == first.method
+        and spec.absolute
+        and spec.path.startswith(IN_DECLARED_ORDER)
+        and spec not in specs
+        and _may_overlap(spec.path.split("/"), first.path.split("/"))
+    )
+
+
+def _may_overlap(left: list[str], right: list[str]) -> bool:
+    """Whether two declared paths, as segments, may match one target: text matches the same text, a parameter any
+    segment (one with a suffix too, which is more than it matches), `{x:path}` any number of them."""
+    if not left or not right:
+        return left == right
+    if left[0].endswith(":path}"):
+        return any(_may_overlap(left[1:], right[at:]) for at in range(len(right) + 1))
+    if right[0].endswith(":path}"):
+        return _may_overlap(right, left)
+    if left[0].startswith("{") or right[0].startswith("{") or left[0] == right[0]:
+        return _may_overlap(left[1:], right[1:])
+    return False
+
+
+def _first_declared(earlier: tuple[RouteSpec, ...], request: Request[Any, Any, Any]) -> RouteSpec | None:
+    """The first of `earlier` whose path the raw target spells (as `_raw_parameters` reads it), if any."""
+    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+    for spec in earlier:
+        if any(_raw_pattern(path).fullmatch(raw) for path in spec.paths()):
+            return spec
+    return None
 
 
 # A path parameter followed by text within its segment: `{endpoint_name:str}:generateContent`.
@@ -123,6 +177,7 @@ def _choose(specs: list[RouteSpec], path_params: dict[str, Any]) -> tuple[RouteS
     raise EndpointNotFound("No such endpoint.")
 
 
+@functools.cache
 def _raw_pattern(path: str) -> re.Pattern[str]:
     """A mounted path as the raw request target must spell it: each `/` of the static part one or more (the router
     merges them; the fewest, so that `artifacts//etc/passwd` keeps its path absolute), the static text exactly (no
@@ -159,6 +214,7 @@ UI_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 def _forwarding_handler(
     specs: list[RouteSpec],
+    earlier: tuple[RouteSpec, ...],
     forwarder: Forwarder,
     scopes: Mapping[str, Scope],
     features: Mapping[RouteSpec, FeatureRoute],
@@ -180,6 +236,10 @@ def _forwarding_handler(
             spec, path_params = _choose_by_pattern(specs, request)
         else:
             spec, path_params = _choose(specs, request.path_params)
+        store_runs = _first_declared(earlier, request) if earlier else None
+        if store_runs is not None:
+            spec = store_runs
+            request.scope[ROUTE_KEY] = route_name(spec)  # type: ignore[literal-required,unused-ignore]
         feature = features.get(spec)
         body: bytes | AsyncIterable[bytes] | None
         bounded: BoundedUpload | None = None
@@ -194,7 +254,7 @@ def _forwarding_handler(
             body = None
         else:
             body = await request.body()
-        if artifact_prefix is not None or (raw_tails and not by_pattern):
+        if artifact_prefix is not None or (raw_tails and not by_pattern) or store_runs is not None:
             raw = _raw_parameters(request, spec)
             # The artifact path decoded exactly once (`//etc/passwd` stays absolute, `%2F` a separator the
             # canonicaliser sees); `{name:path}` tails as sent, each segment checked by the forwarder (no `.`, `..`,
@@ -225,7 +285,7 @@ def _forwarding_handler(
     return route(
         path=[mount_path(path) for path in first.paths()],
         http_method=served_methods(first.method),
-        name=f"{first.method} {mount_path(first.path)} v{first.version}",
+        name=route_name(first),
         opt={"route": first},
         request_max_body_size=None if upload else max_json_body,
         status_code=200,  # the real status is the store's; this only satisfies DELETE defaults

@@ -16,6 +16,8 @@ from gateway.core.ports import StreamCutShort
 from gateway.observability.metrics import REQUEST_LATENCY, REQUESTS
 
 REQUEST_ID_KEY = "fedgate.request_id"
+# The route a handler served when it is not the one it is named after (federation/routes.py): the metrics' label.
+ROUTE_KEY = "fedgate.route"
 NOTES_KEY = "fedgate.notes"
 # Set by the gateway's HTTP protocol (gateway/cli/http.py): ends the request's connection at once.
 ABORT_KEY = "fedgate.abort_connection"
@@ -140,7 +142,7 @@ class AccessLog:
         finally:
             elapsed = time.perf_counter() - started
             handler = scope.get("route_handler")
-            route = handler.name if handler is not None and handler.name else "unmatched"
+            route = scope.get(ROUTE_KEY) or (handler.name if handler is not None and handler.name else "unmatched")
             _counted(route, scope["method"], status).inc()
             _timed(route).observe(elapsed)
             if self.enabled:

@@ -32,6 +32,7 @@ from mlflow.exceptions import MlflowException
 from gateway.core.errors import mlflow_error
 from tests.conftest import OUTBOUND_ALLOWED, OUTBOUND_PORT, Stack
 from tests.support.identity import Admin, Person, unique
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -471,3 +472,33 @@ def test_the_raw_proxy_sends_the_provider_the_path_the_store_reads(
         manager.delete_gateway_endpoint(endpoint.endpoint_id)
         manager.delete_gateway_model_definition(model.model_definition_id)
         manager.delete_gateway_secret(secret.secret_id)
+
+
+INVOCATIONS_ROUTE = "POST /gateway/{endpoint_name:str}/mlflow/invocations v2"
+RAW_PROXY_ROUTE = "POST /gateway/proxy/{endpoint_name:str}/{path:path} v2"
+
+
+def _counted(stack: Stack, route: str, status: int) -> float:
+    """The gateway's count of answers of `route` with `status` (its one worker's `/metrics`)."""
+    line = f'fedgate_requests_total{{method="POST",route="{route}",status="{status}"}} '
+    text = requests.get(f"{stack.url}/metrics", timeout=30).text
+    return next((float(row[len(line) :]) for row in text.splitlines() if row.startswith(line)), 0.0)
+
+
+def test_a_target_both_ai_gateway_routes_match_is_the_route_the_store_runs(stack: Stack, cast: Cast) -> None:
+    """MLflow's AI-gateway router (FastAPI) tries its routes in the order declared and declares the invocations of
+    an endpoint (`{endpoint_name}/mlflow/invocations`) before the raw proxy (`proxy/{endpoint_name}/{path:path}`):
+    `/gateway/proxy/mlflow/invocations` invokes the endpoint named `proxy`. The gateway's router prefers the static
+    segment `proxy`, and counted the call as the raw proxy of an endpoint named `mlflow`; it is now the invocations
+    route of `proxy`, for the store and the gateway alike."""
+    target = "/gateway/proxy/mlflow/invocations"
+    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {cast.user.token}", "X-MLFLOW-WORKSPACE": "team-a"}
+    direct = requests.post(f"{stack.stores['a'].url}{target}", json=chat, timeout=60)
+    invoked, proxied = _counted(stack, INVOCATIONS_ROUTE, 404), _counted(stack, RAW_PROXY_ROUTE, 404)
+    through = requests.post(f"{stack.url}{target}", json=chat, headers=headers, timeout=60)
+    assert (through.status_code, through.json()) == (direct.status_code, direct.json())
+    assert direct.status_code == 404 and "name='proxy'" in direct.text, direct.text  # no endpoint of that name
+    # A call is counted once its answer is sent.
+    until(lambda: _counted(stack, INVOCATIONS_ROUTE, 404), lambda count: count == invoked + 1, "the invocation")
+    assert _counted(stack, RAW_PROXY_ROUTE, 404) == proxied
