@@ -156,13 +156,21 @@ def _choose_by_pattern(specs: list[RouteSpec], request: Request[Any, Any, Any]) 
     """
     raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1").split("?", 1)[0]
     for prefix in {path[: path.index("{")] for path in specs[0].paths()}:
-        if raw.startswith(prefix):
-            tail = unquote(raw[len(prefix) :])
+        if (spelt := _static_pattern(prefix).match(raw)) is not None:
+            tail = unquote(raw[spelt.end() :])
             for spec in specs:
                 found = _pattern(spec.path).fullmatch(tail)
                 if found is not None:
                     return spec, found.groupdict()
     raise EndpointNotFound("No such endpoint.")
+
+
+@functools.cache
+def _static_pattern(text: str) -> re.Pattern[str]:
+    """The static part of a mount as the raw target must spell it: the text exactly (no percent-encoding), each `/`
+    one or more (the router merges them, as `_raw_pattern` reads them; the fewest, so that a `//` after the part
+    is an empty segment of what follows, refused)."""
+    return re.compile("/+?".join(re.escape(piece) for piece in text.split("/")))
 
 
 def _choose(specs: list[RouteSpec], path_params: dict[str, Any]) -> tuple[RouteSpec, dict[str, Any]]:
@@ -186,7 +194,7 @@ def _raw_pattern(path: str) -> re.Pattern[str]:
     for part in re.split(r"(\{\w+:\w+\})", path):
         param = re.fullmatch(r"\{(\w+):(\w+)\}", part)
         if param is None:
-            regex += "/+?".join(re.escape(piece) for piece in part.split("/"))
+            regex += _static_pattern(part).pattern
         else:
             regex += f"(?P<{param[1]}>{'.*' if param[2] == 'path' else '[^/]+'})"
     return re.compile(regex)

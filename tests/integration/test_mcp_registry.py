@@ -174,3 +174,27 @@ def test_dot_segments_are_refused_and_an_encoded_slash_names_the_same_entry(
         assert (status, answer.get("error_code")) == (400, "INVALID_PARAMETER_VALUE"), (method, path, answer)
     # Nothing was removed by the refused deletes.
     assert _raw(stack.url, "GET", f"{PREFIX}/{namespace}/{slug}/versions/1.0.0", headers)[0] == 200
+
+
+def test_a_doubled_slash_in_the_registrys_prefix_is_merged_as_on_every_other_route(
+    stack: Stack, cast: Cast, server: str
+) -> None:
+    """The gateway's router merges `//` in a route's static part (`//api/2.0/mlflow/experiments/get`, the registry's
+    own list `//api/3.0/mlflow/mcp-servers`); the registry's routes by name, read from the raw target, took `//` there
+    for no route at all (404). They now read it as the others do, and forward the path the store serves; a `//` in the
+    name, after the prefix, is still an empty segment, refused."""
+    headers = {"Authorization": f"Bearer {cast.user.token}", "X-MLFLOW-WORKSPACE": "team-a"}
+    quoted = server.replace("/", "%2F")
+    plain = _raw(stack.url, "GET", f"{PREFIX}/{quoted}", headers)
+    version = _raw(stack.url, "GET", f"{PREFIX}/{quoted}/versions/1.0.0", headers)
+    assert (plain[0], plain[1]["name"], version[0], version[1]["version"]) == (200, server, 200, "1.0.0")
+    assert _raw(stack.url, "GET", f"/{PREFIX}", headers)[0] == 200
+    for spelt in (f"/{PREFIX}", "/api/3.0//mlflow/mcp-servers", "/api//3.0/mlflow//mcp-servers"):
+        assert _raw(stack.url, "GET", f"{spelt}/{quoted}", headers) == plain, spelt
+        assert _raw(stack.url, "GET", f"{spelt}/{quoted}/versions/1.0.0", headers) == version, spelt
+    status, answer = _raw(stack.url, "GET", f"/{PREFIX}//{quoted}", headers)
+    assert (status, answer.get("error_code")) == (400, "INVALID_PARAMETER_VALUE"), answer
+    # Someone who holds nothing in the workspace is told it does not exist under every spelling.
+    outsider = {"Authorization": f"Bearer {cast.outsider.token}", "X-MLFLOW-WORKSPACE": "team-a"}
+    status, answer = _raw(stack.url, "GET", f"/{PREFIX}/{quoted}", outsider)
+    assert (status, answer.get("error_code")) == (404, "RESOURCE_DOES_NOT_EXIST"), answer
