@@ -77,6 +77,11 @@ SQL_CAPPED = Counter(
     "SQL statements refused because the principal they count against had server.sql_max_statements_per_principal "
     "pending or running (429 RESOURCE_EXHAUSTED; an alert run by hand ends ERROR)",
 )
+PROPERTY_SLOTS_REFUSED = Counter(
+    "fedgate_property_slots_refused_total",
+    "Run property writes refused because every property slot of the worker stayed taken for the slot wait "
+    "(429 REQUEST_LIMIT_EXCEEDED; half of database.pool_size per worker)",
+)
 ALERT_EVALUATIONS = Counter(
     "fedgate_alert_evaluations_total", "SQL alert evaluations made by this process", ["trigger", "state"]
 )

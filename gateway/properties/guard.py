@@ -38,7 +38,7 @@ grants, the admin API), and it is held for as long as the store takes. So that m
 - a worker holds at most `property_slots(database.pool_size)` such connections at once (half the pool size, at
   least one; the engine opens up to twice the pool size), one per call however many runs it names. A call that
   finds none free within `SLOT_WAIT_SECONDS` (2 s) is answered 429 REQUEST_LIMIT_EXCEEDED with Retry-After,
-  which MLflow's client retries, and nothing of it is sent.
+  which MLflow's client retries, and nothing of it is sent; `fedgate_property_slots_refused_total` counts them.
 
 A call that names no property takes neither.
 """
@@ -63,6 +63,7 @@ from gateway.core.links import WorkspaceLink
 from gateway.core.route_table import RUNS_DELETE_TAG, RUNS_LOG_BATCH, RUNS_SET_TAG, RouteSpec
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.federation.hooks import Held, PendingCall
+from gateway.observability.metrics import PROPERTY_SLOTS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +277,7 @@ class PropertyGuard:
             async with asyncio.timeout(self._slot_wait):
                 await self._slots.acquire()
         except TimeoutError:
+            PROPERTY_SLOTS_REFUSED.inc()
             raise GatewayError(
                 f"The properties of run {run_id} cannot be checked now: this server is checking "
                 f"{self._slot_count} property writes at once, its most; try again in {RETRY_AFTER_SECONDS} s.",

@@ -126,6 +126,12 @@ def _in_flight(gateway: GatewayProcess) -> int:
     return int(float(found.group(1))) if found else 0
 
 
+def _slots_refused(gateway: GatewayProcess) -> int:
+    text = requests.get(f"{gateway.url}/metrics", timeout=30).text
+    found = re.search(r"^fedgate_property_slots_refused_total (\S+)$", text, re.MULTILINE)
+    return int(float(found.group(1))) if found else 0
+
+
 def _property_locks(database_url: str) -> int:
     """Property locks (`LockClass.RUN_PROPERTIES`) held on the gateway's database."""
 
@@ -259,6 +265,7 @@ def test_writes_of_many_runs_to_a_stalled_store_are_bounded_per_worker(pooled: P
     runs = [pooled.run(experiment.json()["experiment_id"]) for _ in range(WRITERS)]
     key = "fedgate.property.data_version"
     bodies = [{"run_id": run_id, "key": key, "value": "2024-05"} for run_id in runs]
+    refused_before = _slots_refused(pooled.gateway)
     with paused(pooled.store):
         threads, answers = _writes_under_way(pooled, bodies, each_answered_or_locking=True)
         outcomes = _other_work(pooled)
@@ -272,6 +279,8 @@ def test_writes_of_many_runs_to_a_stalled_store_are_bounded_per_worker(pooled: P
     limited = [a for a in writes if a.status_code == 429]
     assert limited, [(a.status_code, a.text[:200]) for a in writes]  # the writes past the worker's slots
     assert all(a.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED" for a in limited), [a.text for a in limited]
+    # Each is counted, for an operator to see that property writes wait on the worker's slots.
+    assert _slots_refused(pooled.gateway) == refused_before + len(limited)
     # Every refused write goes through when sent again, as MLflow's client sends it after Retry-After.
     for run_id, answer in zip(runs, writes, strict=True):
         if answer.status_code != 200:
