@@ -30,7 +30,9 @@ PROVENANCE_TAGS = frozenset(
 
 
 def folded(text: str) -> str:
-    """`text` as a store might compare it (case, accents, blanks around: MySQL's collations)."""
+    """`text` as a store or a reader might compare it: without case, accents (MySQL's collations) or blanks around
+    (MLflow's check of a tag key takes spaces anywhere and a last newline, `$` matching before it; the strictest of
+    the readings, so that no spelling of a kept name passes as another)."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
 

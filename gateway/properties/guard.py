@@ -17,9 +17,10 @@ A call that names no property costs a scan of its tag keys. A call that does:
   or to the value it has, is allowed (idempotent).
 
 Refused: 400 INVALID_PARAMETER_VALUE in the words MLflow uses for a changed param, nothing of the call is
-sent, and the audit log gets `runs.property_refused` (run, key; not the values). Keys a store might take
-for one another are compared as one: case, accents and trailing spaces (a MySQL-backed store's collation
-ignores them) do not make a new property.
+sent, and the audit log gets `runs.property_refused` (run, key; not the values). Keys a store or a reader might
+take for one another are compared as one (`core/reserved.py`, `folded`): case, accents and blanks around (a
+MySQL-backed store's collation ignores the first two and trailing spaces; MLflow's key check takes spaces anywhere
+and a last newline) do not make a new property.
 
 Two calls that set the same property of one run at the same moment are serialised: the check holds a
 session-level advisory lock (`LockClass.RUN_PROPERTIES`, key: workspace id and run id) on a connection of
@@ -48,7 +49,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.audit.trail import AuditTrail, entry
 from gateway.core.errors import GatewayError, InvalidParameter, StoreUnavailable
 from gateway.core.links import WorkspaceLink
+from gateway.core.reserved import folded
 from gateway.core.route_table import RUNS_DELETE_TAG, RUNS_LOG_BATCH, RUNS_SET_TAG, RouteSpec
 from gateway.db.locks import LockClass, autocommit_connection, held
 from gateway.federation.hooks import Held, PendingCall
@@ -84,14 +85,8 @@ def property_slots(pool_size: int) -> int:
     return max(1, pool_size // 2)
 
 
-def comparable(key: str) -> str:
-    """A tag key as a store might compare it: without accents, case or trailing spaces."""
-    decomposed = unicodedata.normalize("NFKD", key)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().rstrip(" ")
-
-
 def is_property(key: str) -> bool:
-    return comparable(key).startswith(PROPERTY_TAG)
+    return folded(key).startswith(PROPERTY_TAG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +216,7 @@ class PropertyGuard:
                 )
             if not isinstance(write.value, str):
                 raise InvalidParameter(f"Property '{write.key}' takes a string value, not {_json_type(write.value)}.")
-            before = setting.setdefault(comparable(write.key), write)
+            before = setting.setdefault(folded(write.key), write)
             if before.value != write.value:
                 raise InvalidParameter(
                     f"Property '{write.key}' is set twice in one call, with different values "
@@ -291,7 +286,7 @@ class PropertyGuard:
             self._slots.release()
 
     async def _properties(self, link: WorkspaceLink, run_id: str) -> dict[str, tuple[str, str]]:
-        """The run's properties now, by comparable key: (key, value). Empty for a run the store does not have
+        """The run's properties now, by folded key: (key, value). Empty for a run the store does not have
         (its answer to the write says so)."""
         status, body = await self._fetch(link, RUN_GET, urlencode({"run_id": run_id}))
         if status in (400, 404):
@@ -305,7 +300,7 @@ class PropertyGuard:
             tags = msgspec.json.decode(body, type=_RunAnswer).run.data.tags
         except msgspec.DecodeError:
             raise StoreUnavailable(f"The store of workspace '{link.name}' answered runs/get unreadably.") from None
-        return {comparable(t.key): (t.key, t.value) for t in tags if is_property(t.key)}
+        return {folded(t.key): (t.key, t.value) for t in tags if is_property(t.key)}
 
     def _refused(self, call: PendingCall, run_id: str, key: str, attempt: str) -> None:
         log.info("property write refused", extra={"run_id": run_id, "key": key, "attempt": attempt})

@@ -181,6 +181,23 @@ def test_racing_first_writes_of_a_property_keep_exactly_one_value(mlflow_env: St
         assert tags_of(stack, run_id)[key] == winner
 
 
+def test_a_key_with_blanks_around_it_is_the_property_it_spells(mlflow_env: Stack, trainer: Person) -> None:
+    """MLflow's check of a tag key (`^[/\\w.\\- :]*$`, where Python's `$` also matches before a last newline) takes
+    `fedgate.property.data_version\\n` and ` fedgate.property.data_version`, and the store keeps each as written:
+    beside the property they read as another property of the same name, or the same one to a reader that trims
+    keys. Keys are compared trimmed of blanks on both sides, as the gateway compares every name it keeps; before,
+    only trailing spaces were trimmed, and both keys were written with another value."""
+    stack = mlflow_env
+    mlflow.set_workspace("team-a")
+    run_id = MlflowClient().create_run(mlflow.set_experiment(unique("blanks")).experiment_id).info.run_id
+    assert rest(stack, trainer.token, "runs/set-tag", {"run_id": run_id, "key": DATA, "value": "2024-05"}).ok
+    for key in (DATA + "\n", " " + DATA, f" {DATA} \n"):
+        refused(rest(stack, trainer.token, "runs/set-tag", {"run_id": run_id, "key": key, "value": "x"}), "Changing")
+        refused(rest(stack, trainer.token, "runs/delete-tag", {"run_id": run_id, "key": key}), "Deleting properties")
+    tags = tags_of(stack, run_id)
+    assert ([k for k in tags if k.strip() == DATA], tags[DATA]) == ([DATA], "2024-05"), tags
+
+
 def indexed_tag(stack: Stack, run_id: str, key: str) -> str | None:
     async def fetch() -> str | None:
         connection = await asyncpg.connect(stack.database_url)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import string
-import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 from gateway.authz.decide import Everything
 from gateway.authz.levels import Level
 from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
+from gateway.core.reserved import folded
 from gateway.core.route_table import TRACES_LINK_PROMPTS, declared
 from gateway.federation.guard.checks import Checks
 from gateway.federation.guard.request import EMPTY_RESULT, Plan, Request, member
@@ -81,7 +81,7 @@ def names_source_run(key: object) -> bool:
     """Whether a store may take a trace's metadata `key` for `mlflow.sourceRun`. MLflow's sqlite and PostgreSQL
     stores compare it exactly (`trace_request_metadata.key = 'mlflow.sourceRun'`), but a MySQL one compares text
     by its collation, by default without regard to case, accents or trailing spaces: any key that folds to it."""
-    return isinstance(key, str) and _folded(key) == _folded(SOURCE_RUN)
+    return isinstance(key, str) and folded(key) == folded(SOURCE_RUN)
 
 
 def names_assessment_run(key: object) -> bool:
@@ -95,11 +95,6 @@ def names_assessment_run(key: object) -> bool:
         return False
     lowered, wanted = key.translate(_ASCII_LOWER), ASSESSMENT_SOURCE_RUN.lower()
     return lowered == wanted or lowered.endswith('"' + wanted)
-
-
-def _folded(key: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", key)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
 
 
 def _named(mapping: object, names: Callable[[object], bool]) -> list[object]:
