@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import string
 from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import Parameter
 
+from gateway.core.ascii import ascii_lower
 from gateway.core.errors import InvalidParameter
 from gateway.core.numbers import whole
 from gateway.core.principal import Principal
@@ -46,7 +46,6 @@ SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 RESOURCES = {"Users": "user", "ServicePrincipals": "service_principal", "Groups": "group"}
 NAME_ATTRIBUTE = {"user": "userName", "service_principal": "applicationId", "group": "displayName"}
-ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 FILTER_RE = re.compile(r'^\s*(\w+)\s+(eq|ne|co|sw)\s+"((?:[^"\\]|\\.)*)"\s*$', re.IGNORECASE)
 ADMIN_ROLE_PATH_RE = re.compile(r'^roles\[value eq "account_admin"\]$', re.IGNORECASE)
 MEMBER_PATH_RE = re.compile(r'^members\[value eq "?([0-9]{1,18})"?\]$')  # \d takes other scripts' digits
@@ -112,7 +111,7 @@ def _matches(row: PrincipalRow, kind: str, condition: str | None) -> bool:
     # SCIM compares these attributes case-insensitively, and only ASCII is folded (gateway.principals.names): Unicode
     # case-folding made `ka\u017fs@...` (long s) or `\u212aass@...` (Kelvin sign), which name nobody, find `kass@...`,
     # and an identity provider provisioning the look-alike linked, then changed or deactivated, that user.
-    left, right = actual.translate(ASCII_LOWER), value.translate(ASCII_LOWER)
+    left, right = ascii_lower(actual), ascii_lower(value)
     return {"eq": left == right, "ne": left != right, "co": right in left, "sw": left.startswith(right)}[op]
 
 

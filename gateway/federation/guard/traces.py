@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable
 from typing import Any
 
 from gateway.authz.decide import Everything
 from gateway.authz.levels import Level
+from gateway.core.ascii import ascii_lower
 from gateway.core.errors import InvalidParameter, PermissionDenied, ResourceNotFound
 from gateway.core.reserved import folded
 from gateway.core.route_table import TRACES_LINK_PROMPTS, declared
@@ -19,7 +19,6 @@ from gateway.federation.trace_tags import refuse_storage_tags
 # (mlflow.tracing.constant: TraceMetadataKey.SOURCE_RUN, AssessmentMetadataKey.SOURCE_RUN_ID).
 SOURCE_RUN = "mlflow.sourceRun"
 ASSESSMENT_SOURCE_RUN = "mlflow.assessment.sourceRunId"
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 TRACES_SEARCH_V2 = declared("GET /mlflow/traces")
 TRACES_START_V2 = declared("POST /mlflow/traces")
@@ -93,7 +92,7 @@ def names_assessment_run(key: object) -> bool:
     ASCII letters fold."""
     if not isinstance(key, str):
         return False
-    lowered, wanted = key.translate(_ASCII_LOWER), ASSESSMENT_SOURCE_RUN.lower()
+    lowered, wanted = ascii_lower(key), ASSESSMENT_SOURCE_RUN.lower()
     return lowered == wanted or lowered.endswith('"' + wanted)
 
 
