@@ -823,7 +823,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         store_health.start()
         checks = asyncio.create_task(_check_configured_links(workspaces))
         gauges = BackgroundLoop(
-            "database gauges", lambda: _database_gauges(links, sessionmaker, index_sync), 15.0, on_error=_no_gauges
+            "database gauges", lambda: _database_gauges(sessionmaker, index_sync), 15.0, on_error=_no_gauges
         )
         gauges.start()
         _settle_heap()
@@ -999,20 +999,21 @@ class StoreUnavailableAnswer(Exception):
     pass
 
 
-async def _database_gauges(
-    links: LinkTable, sessionmaker: async_sessionmaker[AsyncSession], index_sync: IndexSync
-) -> None:
-    """Outbox depth, its oldest entry and index lag per workspace, as gauges (the dashboard's; docs/operations.md)."""
+async def _database_gauges(sessionmaker: async_sessionmaker[AsyncSession], index_sync: IndexSync) -> None:
+    """Outbox depth, its oldest entry and index lag per workspace, as gauges (the dashboard's; docs/operations.md).
+
+    Labelled by the workspace's id, never its name: `/metrics` answers anyone who can reach it, and would list every
+    workspace's name to a caller without credentials (docs/security.md, invariant 11); an id also keeps one series
+    through a rename, where a name left the old one frozen at its last value."""
     async with sessionmaker() as session:
         outbox = await OutboxRepository(session).status()
-    names = {link.workspace_id: link.name for link in links.all()}
     for row in outbox:
-        name = names.get(row["workspace_id"], str(row["workspace_id"]))
-        OUTBOX_PENDING.labels(name).set(row["pending"])
-        OUTBOX_OLDEST.labels(name).set(row["oldest_pending_seconds"])
+        workspace_id = str(row["workspace_id"])
+        OUTBOX_PENDING.labels(workspace_id).set(row["pending"])
+        OUTBOX_OLDEST.labels(workspace_id).set(row["oldest_pending_seconds"])
     for state in await index_sync.status():
         if state["lag_seconds"] is not None:
-            INDEX_LAG.labels(state["workspace"]).set(state["lag_seconds"])
+            INDEX_LAG.labels(state["workspace_id"]).set(state["lag_seconds"])
 
 
 def _no_gauges(exc: Exception) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -544,6 +545,26 @@ def test_health_metrics_and_request_ids(stack: Stack) -> None:
     # A call is counted once its answer is sent.
     metrics = until(lambda: requests.get(f"{stack.url}/metrics", timeout=5).text, lambda text: counted in text, counted)
     assert "fedgate_upstream_duration_seconds_bucket" in metrics
+
+
+def test_metrics_name_no_workspace_to_a_caller_without_credentials(stack: Stack) -> None:
+    """`/metrics` answers anyone who reaches it. Its per-workspace gauges were labelled by the workspace's name, so
+    a caller without credentials read the name of every workspace of the account there; now by the id."""
+    admin = stack.http()
+    workspaces = admin.get(f"{stack.url}/api/3.0/mlflow/workspaces", timeout=30).json()["workspaces"]
+    ids = {w["name"]: str(w["workspace_id"]) for w in workspaces}
+    synced = admin.post(
+        f"{stack.url}/api/2.0/fedgate/index/sync", json={"workspace": "team-a", "wait": True}, timeout=300
+    )
+    assert synced.status_code == 200, synced.text
+    metrics = until(
+        lambda: requests.get(f"{stack.url}/metrics", timeout=10).text,
+        lambda text: "fedgate_index_lag_seconds{" in text,
+        "the index lag gauges (set every 15 s)",
+    )
+    labelled = set(re.findall(r'\{workspace="([^"]*)"\}', metrics))
+    assert ids["team-a"] in labelled, labelled
+    assert not labelled & set(ids), labelled
 
 
 def test_logs_carry_request_ids_but_never_the_token(stack: Stack) -> None:
