@@ -22,6 +22,13 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 # Local stacks never phone home: MLflow's usage telemetry is off for every process started here.
 NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+# How long an `mlflow server` keeps a kept-alive connection nobody uses (uvicorn's --timeout-keep-alive, 5 s by
+# default). A client's pool (requests, so the stock client) keeps an idle connection for as long as it likes and
+# reuses it without knowing the server's limit: if the server closes it as a request leaves, the request is reset
+# (ConnectionResetError), and a client told not to retry (MLFLOW_HTTP_REQUEST_MAX_RETRIES=0) fails on the
+# server's timing alone. A day is longer than any session of the tests or the demo leaves a connection unused;
+# the gateway's own store client (adapters/keepalive.py) still drops its idle connections after 15 s.
+STORE_KEEP_ALIVE_SECONDS = 24 * 3600
 
 
 _handed_out: set[int] = set()
@@ -125,14 +132,14 @@ class MlflowServer:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> MlflowServer:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
+    def command(self) -> list[str]:
+        """The `mlflow server` command line of this store, on its port."""
         args = [
             sys.executable, "-m", "mlflow", "server",
             "--host", LOOPBACK,
             "--port", str(self.port),
             "--workers", "1",
+            "--uvicorn-opts", f"--timeout-keep-alive {STORE_KEEP_ALIVE_SECONDS}",
         ]  # fmt: skip
         if not self.artifacts_only:  # MLflow refuses a backend store for an artifact proxy
             args += ["--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
@@ -145,13 +152,20 @@ class MlflowServer:
             args.append("--artifacts-only")
         if self.workspaces:
             args += ["--enable-workspaces", "--workspace-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
+        if self.basic_auth is not None:
+            args += ["--app-name", "basic-auth"]
+        return args
+
+    def start(self, timeout: float = 90.0) -> MlflowServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        args = self.command()
         # Client settings of the calling process (a test's workspace, say) are not the server's.
         env = {k: v for k, v in os.environ.items() if k not in CLIENT_ONLY_ENV}
         env["MLFLOW_SERVER_ALLOWED_HOSTS"] = f"{LOOPBACK}:{self.port},localhost:{self.port}"
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true" if self.jobs else "false"
         env.update(self.env)
         if self.basic_auth is not None:
-            args += ["--app-name", "basic-auth"]
             env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.basic_auth
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = os.urandom(16).hex()
         # The server's cwd is its own folder: the basic-auth app keeps its sqlite file there.
