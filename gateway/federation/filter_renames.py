@@ -10,9 +10,19 @@ The fields MLflow 3.17.2's stores filter on and the gateway renames in their ans
   UI's GraphQL `mlflowSearchRuns`;
 - a model version's `source_path` (its `source`): model-versions/search, also as each workspace's part of the
   account scope's search;
-- a trace's tag `mlflow.artifactLocation`: the v2 and v3 trace searches and the filter-correlation read.
+- a trace's tag `mlflow.artifactLocation`: the v2 and v3 trace searches and the filter-correlation read, and as
+  `trace.tag.mlflow.artifactLocation` in each of the `filters` of MLflow 3's trace metrics query
+  (`/api/3.0/mlflow/traces/metrics`: a list of filters of one comparison each, `=` only, read by
+  `SearchTraceMetricsUtils`), also as each workspace's part of the account scope's.
 
-(An experiment's `artifact_location`, a logged model's and a dataset's location are not filterable fields.)
+(An experiment's `artifact_location`, a logged model's and a dataset's location are not filterable fields.) The
+other routes of MLflow 3.17.2 whose requests carry a `filter`, `filter_string`, `filters` or `order_by` compare
+nothing that depends on the workspace's name: experiments/search (name, id, times, tags), registered-models/search
+(name, tags), logged-models/search (name, ids, source run, status, metrics, params, tags), the evaluation datasets'
+search (name, authors, times, tags), issues/search (status, source run) and the MCP server registry's searches
+(names, status, times). Ordering runs by `artifact_uri` is unchanged by the rename: every URI under the workspace's
+root carries the same root. The one filter not renamed is the one a store keeps: an online scorer's
+`filter_string` (scorers/online-config), which the store's own scorer job evaluates later.
 
 A literal is renamed only where it starts with the URI root `mlflow-artifacts:/workspaces/<name>` followed by its
 `/` (or, in a pattern, a wildcard or the end), and only to the store's name of the caller's own workspace: a
@@ -62,11 +72,17 @@ class Field:
     entities: frozenset[str]
     key: str
     shown: str  # how an error names it
+    depth: int = 1  # how many parts of a key its entity prefix is (`trace.tag.<key>`: 2)
 
 
 RUN_URI = Field(frozenset({"", "attribute", "attributes", "attr", "run"}), "artifact_uri", "attributes.artifact_uri")
 VERSION_SOURCE = Field(frozenset({"", "attribute"}), "source_path", "source_path")
 TRACE_LOCATION = Field(frozenset({"tag", "tags"}), TRACE_LOCATION_TAG, f"tags.`{TRACE_LOCATION_TAG}`")
+# The trace metrics query's filters name a view, an entity and a key: `trace.tag.<key>` (MLflow splits the key at
+# its first two dots and takes backticks off the view and quotes and backticks off the key; the entity is exact).
+TRACE_METRICS_LOCATION = Field(
+    frozenset({"trace.tag"}), TRACE_LOCATION_TAG, f"trace.tag.`{TRACE_LOCATION_TAG}`", depth=2
+)
 
 # (method, path, API version) → the field and the request fields (body, or query for GET) holding filters.
 FILTERS: dict[tuple[str, str, int], tuple[Field, tuple[str, ...]]] = {
@@ -79,6 +95,7 @@ FILTERS: dict[tuple[str, str, int], tuple[Field, tuple[str, ...]]] = {
         "/mlflow/traces/calculate-filter-correlation",
         3,
     ): (TRACE_LOCATION, ("filter_string1", "filter_string2", "base_filter")),
+    ("POST", "/mlflow/traces/metrics", 3): (TRACE_METRICS_LOCATION, ("filters",)),
 }
 
 
@@ -122,6 +139,11 @@ def _document(body: bytes, names: tuple[str, ...], field: Field, user: str, stor
         if isinstance(value, str) and (renamed := rename_filter(value, field, user, store)) != value:
             document[name] = renamed
             changed = True
+        elif isinstance(value, list):  # the trace metrics query's `filters`: one comparison each
+            items = [rename_filter(item, field, user, store) if isinstance(item, str) else item for item in value]
+            if items != value:
+                document[name] = items
+                changed = True
     return msgspec.json.encode(document) if changed else body
 
 
@@ -179,13 +201,15 @@ def _tokens(text: str) -> list[_Token] | None:
 
 
 def _names(token: _Token, field: Field) -> bool:
-    parts = [p.group(0) for p in SPLIT_PARTS.finditer(token.text)]
+    parts = list(SPLIT_PARTS.finditer(token.text))
     if not parts:
         return False
     if len(parts) == 1:
-        return "" in field.entities and unquote_key(parts[0]) == field.key
-    entity = unquote_key(parts[0])
-    return entity in field.entities and unquote_key(token.text[len(parts[0]) + 1 :]) == field.key
+        return "" in field.entities and unquote_key(parts[0].group(0)) == field.key
+    if len(parts) <= field.depth:
+        return False
+    entity = ".".join(unquote_key(part.group(0)) for part in parts[: field.depth])
+    return entity in field.entities and unquote_key(token.text[parts[field.depth - 1].end() + 1 :]) == field.key
 
 
 def _literal(token: _Token) -> bool:

@@ -136,6 +136,35 @@ def test_a_trace_search_by_its_artifact_location_names_the_uri_the_caller_sees(m
         assert search(f"tags.`mlflow.artifactLocation` = '{location.replace(SHOWN, STORED)}'") == []
 
 
+def test_a_trace_metrics_query_by_its_artifact_location_names_the_uri_the_caller_sees(mlflow_env: Stack) -> None:
+    """MLflow 3's trace metrics (the experiment page's charts) take a list of filters, `trace.tag.<key> = '...'`."""
+    from mlflow.entities.trace_metrics import AggregationType, MetricAggregation, MetricViewType
+
+    mlflow.set_workspace("team-c")
+    client = MlflowClient()
+    experiment_id = client.create_experiment(unique("trace-metrics"))
+    store = client._tracking_client.store
+    for timestamp in (1_730_000_000_000, 1_730_000_001_000):
+        started = store.deprecated_start_trace_v2(experiment_id, timestamp, {}, {})
+    location = started.tags["mlflow.artifactLocation"]
+    assert location.startswith(f"{SHOWN}{experiment_id}/")
+
+    def count(*filters: str) -> int:
+        points = store.query_trace_metrics(
+            experiment_ids=[experiment_id],
+            view_type=MetricViewType.TRACES,
+            metric_name="trace_count",
+            aggregations=[MetricAggregation(AggregationType.COUNT)],
+            filters=list(filters),
+        )
+        return int(sum(point.values.get("COUNT", 0) for point in points))
+
+    assert count() == 2
+    assert count(f"trace.tag.`mlflow.artifactLocation` = '{location}'") == 1
+    assert count("trace.status = 'IN_PROGRESS'", f"trace.tag.mlflow.artifactLocation = '{location}'") == 1
+    assert count(f"trace.tag.`mlflow.artifactLocation` = '{location.replace(SHOWN, STORED)}'") == 0
+
+
 def test_the_web_uis_graphql_run_search_filters_on_the_uri_the_caller_sees(mlflow_env: Stack) -> None:
     mlflow.set_workspace("team-c")
     client = MlflowClient()

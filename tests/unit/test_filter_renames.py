@@ -5,20 +5,30 @@ only the literal compared with the artifact-URI field changed, every other compa
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 from mlflow.exceptions import MlflowException
-from mlflow.utils.search_utils import SearchModelVersionUtils, SearchTraceUtils, SearchUtils
+from mlflow.utils.search_utils import (
+    SearchModelVersionUtils,
+    SearchTraceMetricsUtils,
+    SearchTraceUtils,
+    SearchUtils,
+)
 
 from gateway.core.errors import InvalidParameter
+from gateway.core.route_table import declared
 from gateway.federation.filter_renames import (
     RUN_URI,
     TRACE_LOCATION,
+    TRACE_METRICS_LOCATION,
     VERSION_SOURCE,
     Field,
     rename_filter,
+    rename_request,
 )
 
 SHOWN = "mlflow-artifacts:/workspaces/team-c/"
@@ -28,6 +38,8 @@ PARSERS: dict[Field, Callable[[str], list[dict[str, Any]]]] = {
     RUN_URI: SearchUtils.parse_search_filter,
     VERSION_SOURCE: SearchModelVersionUtils.parse_search_filter,
     TRACE_LOCATION: SearchTraceUtils.parse_search_filter_for_search_traces,
+    # The trace metrics query: one comparison a filter.
+    TRACE_METRICS_LOCATION: lambda text: [dataclasses.asdict(SearchTraceMetricsUtils.parse_search_filter(text))],
 }
 
 
@@ -39,7 +51,7 @@ def renamed(field: Field, text: str) -> str:
     ]
     for old, new in zip(before, after, strict=True):
         if old["value"] != new["value"]:
-            assert old["key"] == ("mlflow.artifactLocation" if field is TRACE_LOCATION else field.key), (old, new)
+            assert old["key"] == field.key, (old, new)
     return out
 
 
@@ -84,6 +96,21 @@ def renamed(field: Field, text: str) -> str:
             f"tags.\"mlflow.artifactLocation\" RLIKE '^{SHOWN}3/.*'",
             f"tags.\"mlflow.artifactLocation\" RLIKE '^{STORED}3/.*'",
         ),
+        (
+            TRACE_METRICS_LOCATION,
+            f"trace.tag.mlflow.artifactLocation = '{SHOWN}3/traces/t/artifacts'",
+            f"trace.tag.mlflow.artifactLocation = '{STORED}3/traces/t/artifacts'",
+        ),
+        (
+            TRACE_METRICS_LOCATION,
+            f'trace.tag.`mlflow.artifactLocation` = "{SHOWN}3/traces/t/artifacts"',
+            f'trace.tag.`mlflow.artifactLocation` = "{STORED}3/traces/t/artifacts"',
+        ),
+        (
+            TRACE_METRICS_LOCATION,
+            f"`trace`.tag.\"mlflow.artifactLocation\" = '{STORED}3/traces/t/artifacts'",
+            f"`trace`.tag.\"mlflow.artifactLocation\" = '{NOWHERE}3/traces/t/artifacts'",
+        ),
     ],
 )
 def test_a_literal_naming_the_workspace_names_the_stores_workspace(field: Field, text: str, expected: str) -> None:
@@ -109,6 +136,10 @@ def test_a_literal_naming_the_workspace_names_the_stores_workspace(field: Field,
         (VERSION_SOURCE, f"tags.source_path = '{SHOWN}3'"),
         (TRACE_LOCATION, f"request_metadata.`mlflow.artifactLocation` = '{SHOWN}3'"),
         (TRACE_LOCATION, f"tags.note = '{SHOWN}3' AND trace.status = 'OK'"),
+        (TRACE_METRICS_LOCATION, f"trace.metadata.mlflow.artifactLocation = '{SHOWN}3'"),
+        (TRACE_METRICS_LOCATION, f"trace.tag.note = '{SHOWN}3'"),
+        (TRACE_METRICS_LOCATION, "trace.tag.mlflow.artifactLocation = 'mlflow-artifacts:/workspaces/team-cx/3'"),
+        (TRACE_METRICS_LOCATION, "trace.status = 'OK'"),
     ],
 )
 def test_other_literals_are_sent_as_they_came(field: Field, text: str) -> None:
@@ -141,3 +172,30 @@ def test_a_filter_the_gateway_cannot_read_is_sent_as_it_came() -> None:
     assert rename_filter(text, RUN_URI, "team-c", "upstream-c") == text
     with pytest.raises(MlflowException):
         SearchUtils.parse_search_filter(text)
+
+
+def test_each_of_a_trace_metrics_querys_filters_is_renamed() -> None:
+    """`/api/3.0/mlflow/traces/metrics` takes a list of filters of one comparison each."""
+    spec = declared("POST /mlflow/traces/metrics", version=3)
+    asked = {
+        "experiment_ids": ["3"],
+        "view_type": "TRACES",
+        "metric_name": "trace_count",
+        "aggregations": [{"aggregation_type": "COUNT"}],
+        "filters": [
+            "trace.status = 'OK'",
+            f"trace.tag.`mlflow.artifactLocation` = '{SHOWN}3/traces/t/artifacts'",
+            f"trace.tag.note = '{SHOWN}3'",
+        ],
+    }
+    query, body = rename_request(spec, "", msgspec.json.encode(asked), "team-c", "upstream-c")
+    assert query == ""
+    assert body is not None
+    assert msgspec.json.decode(body) == {
+        **asked,
+        "filters": [
+            "trace.status = 'OK'",
+            f"trace.tag.`mlflow.artifactLocation` = '{STORED}3/traces/t/artifacts'",
+            f"trace.tag.note = '{SHOWN}3'",
+        ],
+    }
