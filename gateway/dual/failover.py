@@ -10,6 +10,10 @@ Only the workspace's own central copies are ever answered, for every failover ro
   without workspaces (on one with workspaces the copies live in a namespace of the workspace's
   own). Ids and names compared in a filter are translated (an id without a copy becomes one no
   object has), so a filter the guard narrowed by the workspace's own ids keeps its meaning.
+- A run filter comparing `attributes.artifact_uri` answers 503 with Retry-After, as a write does: the
+  copies' URIs are the central store's (other ids, another root), and the URIs the workspace shows are
+  made back from ids only in answers, so no rewrite of a URI or a pattern compares what the workspace
+  shows. It is answered once the store is back, rather than wrongly (an empty page) now.
 - Answers are checked after: a search drops any experiment or run that is not in the id map
   (something written to the central store around the gateway), a get of one answers 404. Ids in
   the answer are translated back, names lose the prefix and provenance tags are hidden, so the
@@ -252,6 +256,7 @@ class Failover:
                 raise _Nothing
             document["experiment_ids"] = kept
             if document.get("filter"):
+                refuse_artifact_uri_filter(link, str(document["filter"]))
                 document["filter"] = await self._run_filter(ids, str(document["filter"]))
         elif spec.name in EXPERIMENT_SEARCH:
             narrowed = await self._experiment_filter(link, ids, str(document.get("filter") or ""))
@@ -310,6 +315,16 @@ def filter_ids(text: str, entities: dict[str, Entity], key: str) -> set[str]:
             values = clause.value if isinstance(clause.value, tuple) else (clause.value,)
             found.update(_string(token, key) for token in values)
     return found
+
+
+def refuse_artifact_uri_filter(link: WorkspaceLink, text: str) -> None:
+    """503 (with Retry-After) for a run filter comparing a run's artifact URI: not answerable from the copies."""
+    if any(c.entity is Entity.ATTRIBUTE and c.key == "artifact_uri" for c in parse_run_filter(text)):
+        raise StoreUnavailable(
+            f"The store of workspace '{link.name}' cannot be reached. While it is down its runs are read from their "
+            "central copies, whose artifact URIs are not the ones this workspace shows: a filter on "
+            "attributes.artifact_uri is answered once the store is back."
+        )
 
 
 def central_experiment_filter(link: WorkspaceLink, text: str, central: Mapping[str, str]) -> str:

@@ -405,6 +405,48 @@ def test_reads_fail_over_to_the_central_copy_while_the_workspace_store_is_down(
     assert "late" not in gateway.get_run(run_id).data.metrics
 
 
+def test_a_run_search_on_artifact_uris_waits_for_the_workspace_store_during_failover(
+    dual: DualStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The central copies' artifact URIs are the central store's: a filter on the URI the workspace shows cannot be
+    answered from them (it matched nothing, an empty page as if no run had that URI). It answers 503 with
+    Retry-After, as a write does, and is answered again once the store is back; other filters are read as before."""
+    gateway = client_for(dual.gateway.url, WORKSPACE, monkeypatch)
+    experiment_id = gateway.create_experiment(f"failover-uri-{uuid.uuid4().hex[:6]}")
+    run = gateway.create_run(experiment_id, tags={"kind": "uri"})
+    uri = run.info.artifact_uri
+    dual.drained()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLFLOW-WORKSPACE": WORKSPACE}
+
+    def search(filter_string: str) -> requests.Response:
+        return requests.post(
+            f"{dual.gateway.url}/api/2.0/mlflow/runs/search",
+            headers=headers,
+            json={"experiment_ids": [experiment_id], "filter": filter_string},
+            timeout=30,
+        )
+
+    def found(answer: requests.Response) -> list[str]:
+        assert answer.status_code == 200, answer.text
+        return [r["info"]["run_id"] for r in answer.json().get("runs", [])]
+
+    assert found(search(f"attributes.artifact_uri = '{uri}'")) == [run.info.run_id]
+    dual.primary.stop()
+    try:
+        refused = (f"attributes.artifact_uri = '{uri}'", "tags.kind = 'uri' AND artifact_uri LIKE '%/artifacts'")
+        for filter_string in refused:
+            waited = search(filter_string)
+            assert waited.status_code == 503, waited.text
+            assert waited.headers["Retry-After"]
+            assert waited.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+            assert "attributes.artifact_uri" in waited.json()["message"]
+        served = search("tags.kind = 'uri'")
+        assert found(served) == [run.info.run_id] and served.headers["X-Fedgate-Served-By"] == "central"
+    finally:
+        dual.primary.start()
+    assert found(search(f"attributes.artifact_uri = '{uri}'")) == [run.info.run_id]
+
+
 def test_relinking_a_workspace_as_dual_backfills_its_history(dual: DualStack, monkeypatch: pytest.MonkeyPatch) -> None:
     direct = client_for(dual.legacy.url, None, monkeypatch)
     experiment_id = direct.create_experiment("history")

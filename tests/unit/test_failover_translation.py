@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.core.errors import InvalidParameter, ResourceNotFound
+from gateway.core.errors import InvalidParameter, ResourceNotFound, StoreUnavailable
 from gateway.core.links import WorkspaceLink
 from gateway.core.reserved import SOURCE_RUN_TAG, SOURCE_WORKSPACE_TAG
 from gateway.core.route_table import FORWARDED_ROUTES, RouteSpec
@@ -24,6 +24,7 @@ from gateway.dual.failover import (
     filter_ids,
     ids_in_answer,
     own_answer,
+    refuse_artifact_uri_filter,
 )
 from gateway.index.filters import EXPERIMENT_ENTITIES, RUN_ENTITIES
 
@@ -124,6 +125,30 @@ def test_run_filters_compare_with_the_central_copies_ids() -> None:
         f"attributes.run_id IN ('{CENTRAL_RUN}', '{NO_RUN}') AND params.lr = '{OWN_RUN}' AND run_id != '{CENTRAL_RUN}'"
     )
     assert central_run_filter("metrics.loss < 1", {}) == "metrics.loss < 1"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"attributes.artifact_uri = 'mlflow-artifacts:/3/{OWN_RUN}/artifacts'",
+        "params.lr = '1' AND artifact_uri LIKE '%/artifacts'",
+        "run.`artifact_uri` != 'mlflow-artifacts:/workspaces/lab/3'",
+        'attr.artifact_uri ILIKE "S3://%"',
+    ],
+)
+def test_a_run_filter_on_artifact_uris_waits_for_the_store(text: str) -> None:
+    """The copies' URIs are the central store's: no rewrite compares what the workspace shows, so 503 as a write."""
+    with pytest.raises(StoreUnavailable) as refused:
+        refuse_artifact_uri_filter(NAMESPACED, text)
+    assert refused.value.status == 503 and refused.value.headers["Retry-After"]
+    assert "attributes.artifact_uri" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "params.artifact_uri = 'x'", "tags.artifact_uri = 'x' AND run_name = 'mlflow-artifacts:/3'"]
+)
+def test_other_run_filters_are_read_from_the_copies(text: str) -> None:
+    refuse_artifact_uri_filter(NAMESPACED, text)
 
 
 def test_experiment_filters_take_the_copies_ids_and_names_and_stay_in_the_workspace() -> None:
