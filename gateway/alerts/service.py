@@ -567,8 +567,11 @@ class AlertService:
         values: dict[str, Any] = {}
         if wanted("display_name"):
             name = (fields.display_name or "").strip()
-            if not name or len(name) > MAX_NAME:
-                raise InvalidParameter(f"display_name is required, at most {MAX_NAME} characters.")
+            # Printable, as a saved query's name: a format character (U+202E RIGHT-TO-LEFT OVERRIDE, U+200B) or a
+            # line break turned the console's list and the notification's subject, the gateway's own words after
+            # the name ("is TRIGGERED") included, into what the name's author chose them to look like.
+            if not name or len(name) > MAX_NAME or not name.isprintable():
+                raise InvalidParameter(f"display_name is required: 1 to {MAX_NAME} printable characters.")
             values["display_name"] = name
         query_id = current.query_id if current is not None else None
         query_text = current.query_text if current is not None else None

@@ -389,6 +389,10 @@ def test_bad_alerts_are_refused_in_mlflows_error_shape(alerting: Alerting) -> No
     assert "e-mail address" in refused({"alert": {**base["alert"], "subscriptions": [{"user_email": "nobody"}]}})
     assert "query" in refused({"alert": {"display_name": "x", "condition": base["alert"]["condition"]}})
     assert "INVALID_PARAMETER_VALUE" in refused({"alert": {"display_name": 5}})
+    # A name is printable text, as a saved query's: no bidirectional override (which showed the list's name, and
+    # the subject's "is TRIGGERED" after it, reversed), no zero-width space, no line break.
+    for name in ("nightly \u202edetaeggirt", "reliab\u200bility", "two\nlines"):
+        assert "printable" in refused({"alert": {**base["alert"], "display_name": name}})
 
 
 def mail_alert(*addresses: str) -> dict[str, Any]:
@@ -607,7 +611,8 @@ def test_a_line_break_someone_else_puts_in_the_result_never_holds_back_an_alerts
     name, and a run's name is anybody's to choose who may log a run. A line break there (CR, LF or any other that
     Python's e-mail headers refuse) made building the message fail, so the e-mail was tried again at every lease, for
     ever, and never sent: any workspace user held back the alerts of everyone whose query read their run. Now the
-    subject is sent on one line, its breaks as spaces, to the subscription's address alone (no header is injected)."""
+    subject is sent on one line, its breaks as spaces, to the subscription's address alone (no header is injected).
+    An alert's own name is printable text now, but one named before the rule may hold a line break."""
     admin = Admin(alerting.url)
     mallory = admin.person(unique("mallory") + "@example.com")
     admin.grant(f"workspaces/{WORKSPACE}", "CAN_USE", user=mallory.name)
@@ -658,8 +663,15 @@ def test_a_line_break_someone_else_puts_in_the_result_never_holds_back_an_alerts
             ALERTS,
             json=alert("nightly runs", "Failed: {{QUERY_RESULT_VALUE}}"),
         ),
-        call(alerting.url, alerting.analyst.token, "POST", ALERTS, json=alert("nightly\nruns", None)),
+        call(alerting.url, alerting.analyst.token, "POST", ALERTS, json=alert("nightly runs", None)),
     ]
+    # A name is printable now (the API refuses a line break in it); an alert named before keeps its name.
+    query(
+        alerting.database_url,
+        "UPDATE sql_alerts SET display_name = $2 WHERE id = $1 RETURNING id",
+        created[1]["id"],
+        "nightly\nruns",
+    )
     for made_alert in created:
         fired = call(alerting.url, alerting.analyst.token, "POST", f"{ALERTS}/{made_alert['id']}/run")
         assert (fired["state"], fired["notifications"]) == ("TRIGGERED", 1), fired
