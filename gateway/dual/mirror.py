@@ -47,6 +47,7 @@ from gateway.core.route_table import (
     REGISTERED_MODELS_RENAME,
     RUNS_CREATE,
     RUNS_DELETE,
+    RUNS_DELETE_TAG,
     RUNS_LOG_BATCH,
     RUNS_LOG_INPUTS,
     RUNS_LOG_METRIC,
@@ -96,6 +97,8 @@ ACTIVE_EXPERIMENT_EDITS = frozenset(
 # A run's deletion and restoration: the writes MLflow makes to deleted runs too.
 RUN_LIFECYCLE = frozenset(spec.name for spec in (RUNS_DELETE, RUNS_RESTORE))
 LOG_BATCH_PATH = "/api/2.0/mlflow/runs/log-batch"
+RUN_SET_TAG_PATH = "/api/2.0/mlflow/runs/set-tag"
+RUN_DELETE_TAG_PATH = "/api/2.0/mlflow/runs/delete-tag"
 # The artifact proxy's listing: asked only to tell whether the workspace store serves artifacts at all.
 ARTIFACT_LIST = declared("GET /mlflow-artifacts/artifacts")
 # A logged model's finalization (`MlflowClient.finalize_logged_model`), and the statuses it leaves as the store
@@ -294,8 +297,65 @@ class Mirror:
 
     async def _flush(self, link: WorkspaceLink, primary_run: str, batch: _Batch) -> None:
         run_id, _ = await self.central_run(link, primary_run)
+        gone: list[str] = []
+        if batch.tags and (own := await self._own_run_tags(link, primary_run)) is not None:
+            # The run's tags as the workspace store holds them now, not as the entries carried them (`_own_run_tags`).
+            for key in list(batch.tags):
+                if key in own:
+                    batch.tags[key] = own[key]
+                else:
+                    del batch.tags[key]
+                    gone.append(key)
         body = batch.body(run_id)
-        await self._to_run(link, primary_run, run_id, lambda: self._central(link, "POST", LOG_BATCH_PATH, body))
+        if body["metrics"] or body["params"] or body["tags"]:
+            await self._to_run(link, primary_run, run_id, lambda: self._central(link, "POST", LOG_BATCH_PATH, body))
+        for key in gone:
+            await self._delete_run_tag(link, primary_run, run_id, key)
+
+    async def _own_run_tags(self, link: WorkspaceLink, primary_run: str) -> dict[str, str] | None:
+        """A run's tags as the workspace store holds them now; None when it cannot tell (down, failing, no such run).
+
+        Tag writes of one run are applied centrally in the order their entries were committed, and that need not be
+        the order the workspace store took them: two clients setting (or one deleting) a tag at once are answered
+        in one order, and their entries are queued by the gateway's replicas as each answer comes back. Applied as
+        queued, the central copy kept the value the store replaced (or a tag it had deleted, or lacked one it had),
+        for good, and a deletion queued before the setting it raced was refused centrally (no such tag) until it was
+        a dead letter. So a tag write is applied as the store's value of each key it names, read when the entry is
+        applied: whatever order the entries come in, the last one applied for a key leaves the store's final value.
+        When the store cannot tell, the entry's own values are applied (as before), so an outage of the workspace
+        store does not hold back the central copy that failover reads serve."""
+        try:
+            found = await self._own(link).get("/api/2.0/mlflow/runs/get", {"run_id": primary_run})
+        except (Transient, Refused):
+            return None
+        tags = (found["run"].get("data") or {}).get("tags") or []
+        return {str(t["key"]): str(t.get("value") or "") for t in tags if isinstance(t, Mapping) and "key" in t}
+
+    async def _run_tag_deletion(self, link: WorkspaceLink, request: Mapping[str, Any]) -> None:
+        """A run's tag deletion: the key is deleted from the central copy, or, if the workspace store holds the key
+        again now (a setting that raced the deletion was queued before it), given the store's value
+        (`_own_run_tags`). No such tag centrally is done: what the deletion wanted (a replay, or a setting queued
+        after it has not been applied yet)."""
+        primary_run, key = str(request["run_id"]), str(request["key"])
+        central_run, _ = await self.central_run(link, primary_run)
+        own = await self._own_run_tags(link, primary_run)
+        if own is not None and key in own:
+            body = {"run_id": central_run, "key": key, "value": own[key]}
+            await self._to_run(
+                link, primary_run, central_run, lambda: self._central(link, "POST", RUN_SET_TAG_PATH, body)
+            )
+            return
+        await self._delete_run_tag(link, primary_run, central_run, key)
+
+    async def _delete_run_tag(self, link: WorkspaceLink, primary_run: str, central_run: str, key: str) -> None:
+        async def delete() -> None:
+            try:
+                await self._central(link, "POST", RUN_DELETE_TAG_PATH, {"run_id": central_run, "key": key})
+            except Refused as exc:
+                if not (exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+                    raise
+
+        await self._to_run(link, primary_run, central_run, delete)
 
     async def _to_run(
         self, link: WorkspaceLink, primary_run: str, central_run: str, write: Callable[[], Awaitable[Any]]
@@ -332,6 +392,9 @@ class Mirror:
             request["tags"] = _without_provenance(request["tags"])
         if route == EXPERIMENTS_CREATE.name:
             await self._copy_experiment(link, str(response["experiment_id"]), request)
+            return
+        if route == RUNS_DELETE_TAG.name:
+            await self._run_tag_deletion(link, request)
             return
         if route == RUNS_CREATE.name:
             info = response["run"]["info"]

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.links import LinkTable, WorkspaceLink
 from gateway.core.ports import Store
+from gateway.core.reserved import provenance_tag
 from gateway.db.locks import LockClass, autocommit_connection
 from gateway.db.passes import Passes, exclusive
 from gateway.dual.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror
@@ -240,6 +241,10 @@ class Reconciler:
             progress.points_copied += len(metrics)
             await self._log_batch(central, central_id, metrics, params, tags)
         copy_info = copy["info"]
+        if copy_info.get("lifecycle_stage") != "deleted" and await self._delete_gone_tags(
+            link, primary_id, central_id, data, have_tags
+        ):
+            repaired = True
         if (copy_info.get("status"), copy_info.get("end_time")) != (info.get("status"), info.get("end_time")):
             repaired = True
             update = {"run_id": central_id, "status": info.get("status")}
@@ -253,6 +258,40 @@ class Reconciler:
             action = "delete" if info.get("lifecycle_stage") == "deleted" else "restore"
             await central.post(f"/api/2.0/mlflow/runs/{action}", {"run_id": central_id}, idempotent=True)
         return repaired or copied > 0
+
+    async def _delete_gone_tags(
+        self,
+        link: WorkspaceLink,
+        primary_id: str,
+        central_id: str,
+        data: Mapping[str, Any],
+        have_tags: Mapping[str, Any],
+    ) -> bool:
+        """Delete the tags the central copy has and the workspace store's run does not; whether there were any.
+
+        A run's tag deleted in the workspace store whose entry never came (the gateway killed between the store's
+        answer and the outbox commit, or the commit failed and the client got 503) stayed in the central copy: the
+        repair only added and changed tags. The gateway's own tags (`fedgate.`: provenance, properties) are the
+        relay's. The workspace store's run is read again first: the run passed in may have been read a while ago
+        (a page of a pass), and a tag set since, which the relay may already have copied, is not deleted."""
+        candidates = [k for k in have_tags if not (str(k).startswith("fedgate.") or provenance_tag(k))]
+        own_keys = {t.get("key") for t in data.get("tags") or []}
+        candidates = [k for k in candidates if k not in own_keys]
+        if not candidates:
+            return False
+        own, central = own_store(self.stores, link), central_store(self.stores, link)
+        fresh = (await own.get("/api/2.0/mlflow/runs/get", {"run_id": primary_id}))["run"]
+        now = {t.get("key") for t in (fresh.get("data") or {}).get("tags") or []}
+        gone = [k for k in candidates if k not in now]
+        for key in gone:
+            try:
+                await central.post(
+                    "/api/2.0/mlflow/runs/delete-tag", {"run_id": central_id, "key": key}, idempotent=True
+                )
+            except Refused as exc:
+                if not (exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+                    raise
+        return bool(gone)
 
     @staticmethod
     async def _log_batch(
