@@ -99,6 +99,8 @@ RUN_LIFECYCLE = frozenset(spec.name for spec in (RUNS_DELETE, RUNS_RESTORE))
 LOG_BATCH_PATH = "/api/2.0/mlflow/runs/log-batch"
 RUN_SET_TAG_PATH = "/api/2.0/mlflow/runs/set-tag"
 RUN_DELETE_TAG_PATH = "/api/2.0/mlflow/runs/delete-tag"
+EXPERIMENT_SET_TAG_PATH = "/api/2.0/mlflow/experiments/set-experiment-tag"
+EXPERIMENT_DELETE_TAG_PATH = "/api/2.0/mlflow/experiments/delete-experiment-tag"
 # The artifact proxy's listing: asked only to tell whether the workspace store serves artifacts at all.
 ARTIFACT_LIST = declared("GET /mlflow-artifacts/artifacts")
 # A logged model's finalization (`MlflowClient.finalize_logged_model`), and the statuses it leaves as the store
@@ -352,7 +354,7 @@ class Mirror:
             try:
                 await self._central(link, "POST", RUN_DELETE_TAG_PATH, {"run_id": central_run, "key": key})
             except Refused as exc:
-                if not (exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+                if not _not_found(exc):
                     raise
 
         await self._to_run(link, primary_run, central_run, delete)
@@ -448,6 +450,8 @@ class Mirror:
             ]
         if route == RUNS_LOG_MODEL.name and central_run is not None:
             request["model_json"] = _central_model_json(request.get("model_json"), central_run)
+        if route in ACTIVE_EXPERIMENT_EDITS and primary_experiment is not None:
+            path, request = await self._as_own_experiment(link, primary_experiment, route, path, request)
         if route == EXPERIMENTS_UPDATE.name and request.get("new_name"):
             request["new_name"] = link.mirror_prefix + str(request["new_name"])
         if primary_run is not None and central_run is not None and route not in RUN_LIFECYCLE:
@@ -455,7 +459,9 @@ class Mirror:
             return
         try:
             await self._central(link, method, path, request)
-        except (Transient, Refused):
+        except (Transient, Refused) as exc:
+            if isinstance(exc, Refused) and path == EXPERIMENT_DELETE_TAG_PATH and _not_found(exc):
+                return  # no such tag: what the deletion wanted (a replay, or a setting queued after it not applied yet)
             if route not in ACTIVE_EXPERIMENT_EDITS or primary_experiment is None:
                 raise
             if not await self._copy_deleted(link, str(request["experiment_id"])):
@@ -466,6 +472,28 @@ class Mirror:
             # workspace store's experiment as it is now, which this write is part of, or was followed by.
             if not await self.repair_experiment(link, primary_experiment):
                 raise
+
+    async def _as_own_experiment(
+        self, link: WorkspaceLink, primary_experiment: str, route: str, path: str, request: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """An experiment's rename, or the setting or deletion of one of its tags, as the workspace store's experiment
+        is now: its name, or the value it holds for the key (deleted when it holds none). As for a run's tags
+        (`_own_run_tags`), two such writes made at once are queued in the order their answers came back, not the
+        order the store took them, and applied as queued the central copy kept a name or value the store had
+        replaced. The entry is applied as it came when the workspace store cannot tell."""
+        try:
+            found = await self._own(link).get("/api/2.0/mlflow/experiments/get", {"experiment_id": primary_experiment})
+        except (Transient, Refused):
+            return path, request
+        experiment = found.get("experiment") or {}
+        if route == EXPERIMENTS_UPDATE.name:
+            return path, {**request, "new_name": experiment["name"]} if request.get("new_name") else request
+        key = str(request["key"])
+        tags = {str(t["key"]): str(t.get("value") or "") for t in experiment.get("tags") or [] if "key" in t}
+        central_id = request["experiment_id"]
+        if key in tags:
+            return EXPERIMENT_SET_TAG_PATH, {"experiment_id": central_id, "key": key, "value": tags[key]}
+        return EXPERIMENT_DELETE_TAG_PATH, {"experiment_id": central_id, "key": key}
 
     # -- logged models and the registry -------------------------------------------------------------
 
@@ -1178,6 +1206,10 @@ class Mirror:
             if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
+
+
+def _not_found(exc: Refused) -> bool:
+    return exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
 def _copy_of(experiment: Mapping[str, Any], primary_id: str) -> str:

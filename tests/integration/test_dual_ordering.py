@@ -120,15 +120,16 @@ class Stack:
         links = requests.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30).json()["links"]
         return next(link for link in links if link["workspace"] == WORKSPACE)
 
-    def drained(self, run_id: str, timeout: float = 120.0) -> None:
-        """Nothing pending, and no dead letter of the run's."""
+    def drained(self, key: str, timeout: float = 120.0) -> None:
+        """Nothing pending, and no dead letter of `key` (a run's id, or `experiment:<id>`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.status()["pending"] == 0:
                 url = f"{self.gateway.url}/api/2.0/fedgate/links/{WORKSPACE}/dead-letters"
                 headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
                 letters = requests.get(url, headers=headers, timeout=30).json()["dead_letters"]
-                dead = [letter for letter in letters if letter["order_key"].endswith(f"/run:{run_id}")]
+                key = key if ":" in key else f"run:{key}"
+                dead = [letter for letter in letters if letter["order_key"].endswith(f"/{key}")]
                 assert dead == [], dead
                 return
             time.sleep(0.3)
@@ -174,6 +175,21 @@ class Stack:
         ).json()["runs"]
         assert len(found) == 1, found
         return _user_tags(found[0])
+
+    def own_experiment(self, experiment_id: str) -> tuple[str, dict[str, str]]:
+        url = f"{self.primary.url}/api/2.0/mlflow/experiments/get"
+        found = requests.get(url, params={"experiment_id": experiment_id}, timeout=30).json()["experiment"]
+        return found["name"], _user_tags({"data": found})
+
+    def central_experiment(self, experiment_id: str) -> tuple[str, dict[str, str]]:
+        found = requests.post(
+            f"{self.central.url}/api/2.0/mlflow/experiments/search",
+            json={"filter": f"tags.`fedgate.source_experiment_id` = '{experiment_id}'", "max_results": 10},
+            headers={"X-MLflow-Workspace": WORKSPACE},
+            timeout=30,
+        ).json()["experiments"]
+        assert len(found) == 1, found
+        return found[0]["name"], _user_tags({"data": found[0]})
 
 
 def _user_tags(run: dict[str, Any]) -> dict[str, str]:
@@ -280,6 +296,22 @@ def test_a_tag_set_again_while_it_is_deleted_ends_in_the_central_copy_as_in_the_
     assert stack.own_tags(run_id) == {"owner": "bo"}
     stack.drained(run_id)
     assert stack.central_tags(run_id) == {"owner": "bo"}
+
+
+def test_an_experiments_tag_and_name_set_twice_at_once_end_in_the_central_copy_as_in_the_store(stack: Stack) -> None:
+    """As for a run's tag: the central copy of the experiment kept the tag value and the name the store replaced."""
+    experiment = stack.write("experiments/create", {"name": f"exp-{uuid.uuid4().hex[:8]}"})["experiment_id"]
+    tag = {"experiment_id": experiment, "key": "team", "value": "first"}
+    with answered_late(stack, "experiments/set-experiment-tag", tag, "first"):
+        assert stack.own_experiment(experiment)[1] == {"team": "first"}
+        stack.write("experiments/set-experiment-tag", {**tag, "value": "second"})
+    late, soon = f"late-{uuid.uuid4().hex[:8]}", f"soon-{uuid.uuid4().hex[:8]}"
+    with answered_late(stack, "experiments/update", {"experiment_id": experiment, "new_name": late}, late):
+        assert stack.own_experiment(experiment)[0] == late
+        stack.write("experiments/update", {"experiment_id": experiment, "new_name": soon})
+    assert stack.own_experiment(experiment) == (soon, {"team": "second"})
+    stack.drained(f"experiment:{experiment}")
+    assert stack.central_experiment(experiment) == (soon, {"team": "second"})
 
 
 FAIL_TAG_DELETIONS = """
