@@ -117,19 +117,34 @@ class AccessService:
             return await ModelIdRepository(session).names(link.workspace_id, model_ids)
 
     async def record_owner(self, principal: Principal, link: WorkspaceLink, kind: str, created: str) -> None:
+        """`principal` owns what the store has just created (CAN_MANAGE on it).
+
+        A registered model the store has just created under a name is a new model: an id the gateway still keeps
+        for the name is a model deleted without the gateway seeing it (at the store itself, or a deletion whose
+        answer was lost), and goes with its grants, so the new model gets an id of its own.
+        """
         async with self._sessionmaker() as session, session.begin():
+            grants = GrantRepository(session)
+            changes: list[PolicyChange] = []
             if kind == "registered_model":
-                object_id = await ModelIdRepository(session).assign(link.workspace_id, created)
+                models = ModelIdRepository(session)
+                stale = await models.forget(link.workspace_id, created)
+                if stale is not None:
+                    domain = workspace_domain(link.workspace_id)
+                    changes += await grants.clear(domain, model_object(link.workspace_id, stale))
+                object_id = await models.assign(link.workspace_id, created)
                 obj = model_object(link.workspace_id, object_id)
             else:
                 obj = experiment_object(link.workspace_id, created)
-            if principal.id is None:  # the bootstrap admin can do everything anyway
+            if principal.id is not None:  # the bootstrap admin can do everything anyway
+                grant = Grant(principal.id, workspace_domain(link.workspace_id), obj, Level.CAN_MANAGE.value)
+                await grants.hold(link)
+                changes += await grants.add(grant, created_by=principal.name)
+                await self._audit.write(
+                    session, entry(principal.name, "grant.owner", obj, "ok", {"level": "CAN_MANAGE"})
+                )
+            elif not changes:
                 return
-            grant = Grant(principal.id, workspace_domain(link.workspace_id), obj, Level.CAN_MANAGE.value)
-            grants = GrantRepository(session)
-            await grants.hold(link)
-            changes = await grants.add(grant, created_by=principal.name)
-            await self._audit.write(session, entry(principal.name, "grant.owner", obj, "ok", {"level": "CAN_MANAGE"}))
             await PolicyVersionRepository(session).bump(changes)
         await self.policy.reload()
 

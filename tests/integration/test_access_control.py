@@ -196,6 +196,43 @@ def test_model_permissions_are_keyed_by_id_and_follow_renames(
     alices_work.model_name = renamed
 
 
+def test_a_model_deleted_at_its_store_and_created_again_through_the_gateway_is_a_new_object(
+    stack: Stack, as_user: Any, org: Org
+) -> None:
+    """The gateway learns of a model's deletion from the answers it forwards; one deleted at the store itself (another
+    client of the store, an operator's clean-up, a deletion whose answer was lost) left the name's id and grants.
+    Before, whoever then created a model of the name through the gateway made it under the old id: the old owner
+    and everyone the old grants named read and managed the newcomer's model."""
+    name = unique("store-deleted")
+    as_user(org.alice).create_registered_model(name)
+    alice = org.alice.http(stack)
+    found = alice.get(f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name})
+    old_id = found.json()["registered_model_databricks"]["id"]
+    granted = alice.patch(
+        f"{stack.url}/api/2.0/permissions/registered-models/{old_id}",
+        json={"access_control_list": [{"user_name": org.bob.name, "permission_level": "CAN_READ"}]},
+    )
+    assert granted.status_code == 200, granted.text
+    deleted = requests.delete(
+        f"{stack.stores['a'].url}/api/2.0/mlflow/registered-models/delete", json={"name": name}, timeout=30
+    )
+    assert deleted.status_code == 200, deleted.text
+
+    carol = Admin.of(stack).person(f"{unique('carol')}@example.com")
+    Admin.of(stack).grant("workspaces/team-a", "CAN_USE", user=carol.name)
+    as_user(carol).create_registered_model(name, description="carol's")
+    mine = carol.http(stack).get(f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name})
+    assert mine.json()["registered_model_databricks"]["permission_level"] == "CAN_MANAGE", mine.text
+    assert mine.json()["registered_model_databricks"]["id"] != old_id
+    for person in (org.alice, org.bob):
+        client = as_user(person)
+        assert error_code(lambda: client.get_registered_model(name)) == "RESOURCE_DOES_NOT_EXIST"  # noqa: B023
+    acl = carol.http(stack).get(
+        f"{stack.url}/api/2.0/permissions/registered-models/{mine.json()['registered_model_databricks']['id']}"
+    )
+    assert [entry["user_name"] for entry in acl.json()["access_control_list"]] == [carol.name], acl.text
+
+
 def test_a_version_cannot_be_registered_from_a_run_one_cannot_read(
     stack: Stack, as_user: Any, org: Org, alices_work: Owned
 ) -> None:
