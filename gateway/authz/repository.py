@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 import msgspec
 from sqlalchemy import Text, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.authz.levels import ACCOUNT_DOMAIN, workspace_domain
@@ -38,6 +39,16 @@ KEEP_CHANGES = 1000
 MAX_RECORDED = 10_000
 
 _GRANT_COLUMNS = (GrantRow.principal_id, GrantRow.domain, GrantRow.object, GrantRow.privilege)
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+def _sqlstate(exc: BaseException | None) -> str | None:
+    """PostgreSQL's error code, raised by asyncpg directly or wrapped by SQLAlchemy."""
+    while exc is not None:
+        if (code := getattr(exc, "sqlstate", None)) is not None:
+            return str(code)
+        exc = getattr(exc, "orig", None) or exc.__cause__
+    return None
 
 
 class GrantRepository:
@@ -99,18 +110,24 @@ class GrantRepository:
         transaction: its workspace must not be unlinked or moved before the grant is committed."""
         if grant.domain != ACCOUNT_DOMAIN and grant.domain not in self._held:
             raise RuntimeError(f"a grant in {grant.domain} is added without holding its workspace")
-        result = await self.session.execute(
-            insert(GrantRow)
-            .values(
-                principal_id=grant.principal_id,
-                domain=grant.domain,
-                object=grant.object,
-                privilege=grant.privilege,
-                created_by=created_by,
+        try:
+            result = await self.session.execute(
+                insert(GrantRow)
+                .values(
+                    principal_id=grant.principal_id,
+                    domain=grant.domain,
+                    object=grant.object,
+                    privilege=grant.privilege,
+                    created_by=created_by,
+                )
+                .on_conflict_do_nothing(constraint="grants_unique")
+                .returning(*_GRANT_COLUMNS)
             )
-            .on_conflict_do_nothing(constraint="grants_unique")
-            .returning(*_GRANT_COLUMNS)
-        )
+        except IntegrityError as exc:
+            if _sqlstate(exc) != FOREIGN_KEY_VIOLATION:
+                raise
+            # The principal was deleted (committed) after the call found it: a name nobody holds now, not a 500.
+            raise ResourceNotFound(f"Principal {grant.principal_id} no longer exists (deleted meanwhile).") from None
         return [GrantAdded(*row) for row in result.all()]
 
     async def remove(self, grant: Grant) -> list[PolicyChange]:

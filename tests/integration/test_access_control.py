@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from tests.conftest import Stack
+from tests.support.held_inserts import executed, held_inserts, holding
 from tests.support.identity import SCIM, Admin, Person, unique
 from tests.support.waiting import until
 
@@ -580,3 +582,26 @@ def test_traces_follow_their_experiment(stack: Stack, as_user: Any, org: Org) ->
     assert mlflow.search_traces(locations=[experiment_id], return_type="list") == []
     assert error_code(lambda: bob.get_trace(trace_id)) == "RESOURCE_DOES_NOT_EXIST"
     assert error_code(lambda: bob.set_trace_tag(trace_id, "k", "v")) == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_a_grant_to_a_principal_deleted_meanwhile_is_a_missing_principal(stack: Stack, org: Org) -> None:
+    """A grant and the deletion of the principal it names at once. A trigger holds the grant's INSERT while an admin
+    deletes the principal; the row's foreign key then finds no principal. Before, that answered 500 INTERNAL_ERROR;
+    it is the principal's name nobody holds any more: 404, and nothing granted."""
+    admin = Admin.of(stack)
+    leaving = admin.person(f"{unique('leaving')}@example.com")
+    held = f"NEW.principal_id = {leaving.id}"
+    with held_inserts(stack.database_url, "grants", held), ThreadPoolExecutor(2) as pool:
+        granted = pool.submit(
+            admin.http().patch,
+            f"{stack.url}/api/2.0/permissions/workspaces/team-a",
+            json={"access_control_list": [{"user_name": leaving.name, "permission_level": "CAN_USE"}]},
+            timeout=60,
+        )
+        holding(stack.database_url, "the grant holding its insert")
+        deleted = pool.submit(admin.http().delete, f"{stack.url}{SCIM}/Users/{leaving.id}", timeout=60)
+        grant_answer, delete_answer = granted.result(), deleted.result()
+    assert delete_answer.status_code == 204, delete_answer.text
+    assert grant_answer.status_code == 404, grant_answer.text
+    assert grant_answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", grant_answer.text
+    assert executed(stack.database_url, f"SELECT id FROM grants WHERE principal_id = {leaving.id}") == []
