@@ -36,6 +36,7 @@ import msgspec
 
 from gateway.authz.decide import Authorizer, Everything
 from gateway.authz.levels import Level, model_object
+from gateway.core.downloads import download_headers
 from gateway.core.errors import (
     GatewayError,
     InvalidParameter,
@@ -304,6 +305,8 @@ class AccountModels:
         if response.status != 200:
             await response.read()
             raise ResourceNotFound(missing)
+        if "artifact_path" in call.path_params:  # a file, not a list: sent as every download route sends one
+            headers = download_headers(headers)
         if response.content_length is not None:
             headers["Content-Length"] = str(response.content_length)
         return ForwardResult(200, headers, ACCOUNT_SCOPE, stream=response.iter_chunks())

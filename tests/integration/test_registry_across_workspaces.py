@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -15,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
 
+from gateway.core.downloads import DOWNLOAD_POLICY
 from tests.conftest import Stack
 from tests.support.identity import Admin, Person, unique
 
@@ -41,7 +43,7 @@ def use_as(monkeypatch: pytest.MonkeyPatch, who: Person, workspace: str) -> Mlfl
 
 
 @pytest.fixture
-def shared(mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shared]:
+def shared(mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Shared]:
     stack = mlflow_env
     admin = Admin.of(stack)
     owner = admin.person(f"{unique('owner')}@example.com")
@@ -57,8 +59,10 @@ def shared(mlflow_env: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Share
     features = rng.random((30, 3))
     model = LogisticRegression().fit(features, (features[:, 1] > 0.4).astype(int))
     name = unique("churn")
+    script = tmp_path / "widget.mjs"  # a file of a type a page would run (text/javascript)
+    script.write_text("globalThis.ran = true;\n")
     with mlflow.start_run() as run:
-        mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=name, code_paths=[str(script)])
     answer = owner.http(stack, "team-a").get(
         f"{stack.url}/api/2.0/mlflow/databricks/registered-models/get", params={"name": name}, timeout=60
     )
@@ -287,3 +291,24 @@ def test_account_scope_searches_model_versions_of_readable_models_only(
     set_readers(stack, shared, [])
     assert version_names(client, f"name = '{qualified}'") == []
     assert version_names(client, f"run_id = '{shared.run_id}'") == []
+
+
+def test_a_file_of_an_account_scope_version_is_sent_as_every_download(mlflow_env: Stack, shared: Shared) -> None:
+    """The account scope's files of a version are a user's uploads like any other download: an attachment,
+    `nosniff`, sandboxed, private to the browser, and never of a type a page of the gateway's origin would run."""
+    stack = mlflow_env
+    files = f"registered-models/team-a/{shared.model_id}/1"
+    http = shared.owner.http(stack, "account")
+    for file in ("MLmodel", "code/widget.mjs"):
+        answer = http.get(f"{stack.url}/api/2.0/mlflow-artifacts/artifacts/{files}/{file}", timeout=60)
+        assert answer.status_code == 200, (file, answer.text)
+        assert answer.headers["Content-Disposition"].startswith("attachment"), file
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", file
+        assert answer.headers["Content-Security-Policy"] == DOWNLOAD_POLICY, file
+        assert answer.headers["Cache-Control"] == "private, no-cache", file
+    assert answer.content == b"globalThis.ran = true;\n"
+    assert answer.headers["Content-Type"].split(";")[0] == "text/plain"
+    # The list of the same files stays the store's JSON answer.
+    listing = http.get(f"{stack.url}/api/2.0/mlflow-artifacts/artifacts", params={"path": files}, timeout=60)
+    assert listing.status_code == 200, listing.text
+    assert {f["path"] for f in listing.json()["files"]} >= {"MLmodel", "code"}

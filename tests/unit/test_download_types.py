@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.federation.service import download_headers, inert_content_type
+from gateway.core.downloads import download_headers, inert_content_type
 
 
 @pytest.mark.parametrize(
