@@ -3,6 +3,12 @@ team-a, as a user who may only use it, or who edits or manages it where the call
 whose store knows it under another name, where a scenario says so) and directly against an `mlflow server`.
 Each scenario returns what the user would see, stripped of ids and times, and the two must be equal.
 
+Users run the same code whatever mode their workspace is linked in, so the scenarios that take `linked` (all but
+the command line, basic auth, webhooks and the renamed workspace's) run through each mode: team-a (its own store),
+research (`central`: the account's central store, namespace `research`) and a dual workspace of a stack of its own
+(its store, mirrored into that stack's central store, whose copies of the runs scenario are checked too), each
+compared with the same direct view, made once.
+
 What other modules already cover in depth (the registry's aliases and tags, stage transitions, a folder's
 download, renamed workspaces, permissions) is touched here only where a scenario needs it.
 """
@@ -14,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -31,9 +38,11 @@ from mlflow.entities import AssessmentSource, Param, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.utils.rest_utils import http_request
 
-from tests.conftest import Stack
+from gateway.devstack import GatewayProcess, MlflowServer
+from tests.conftest import GATEWAY_ENV, Stack, _start_all, _stop_all
 from tests.support.identity import Admin, Person
 from tests.support.stock_client import stock_client_env
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +69,7 @@ class Sides:
     editor: Target  # a user who may edit all of team-a (CAN_EDIT): evaluation datasets are the workspace's
     manager: Target  # a user who manages team-a (CAN_MANAGE): webhooks and scorers carrying code are the workspace's
     direct: Target
+    central: Linked  # research, a `central` workspace
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +86,130 @@ def sides(stack: Stack) -> Sides:
         editor=Target("gateway", stack.url, editor.token, "team-a", workspace_from_env=True),
         manager=Target("gateway", stack.url, manager.token, "team-a"),
         direct=Target("direct", stack.stores["b"].url, None, None),
+        central=users_of(admin, stack.url, "central", "research"),
     )
+
+
+@dataclass(frozen=True)
+class Linked:
+    """The gateway side of a scenario, in one link mode: users of one workspace in that mode."""
+
+    mode: str
+    target: Target  # CAN_USE
+    editor: Target  # CAN_EDIT
+    manager: Target  # CAN_MANAGE
+    dual: DualSide | None = None
+
+
+def users_of(admin: Admin, url: str, mode: str, workspace: str) -> Linked:
+    made = {}
+    for level in ("CAN_USE", "CAN_EDIT", "CAN_MANAGE"):
+        person: Person = admin.person(f"sweep.{mode}.{level.lower()}.{SUFFIX}@example.com")
+        admin.grant(f"workspaces/{workspace}", level, user=person.name)
+        made[level] = person.token
+    return Linked(
+        mode,
+        Target("gateway", url, made["CAN_USE"], workspace),
+        Target("gateway", url, made["CAN_EDIT"], workspace, workspace_from_env=True),
+        Target("gateway", url, made["CAN_MANAGE"], workspace),
+    )
+
+
+DUAL = "team-d"
+
+
+@dataclass(frozen=True)
+class DualSide:
+    stack: Stack  # a gateway of its own: its stores are fixed by its config
+    central: MlflowServer  # where the workspace's copies land, in the namespace of its name
+
+    def drained(self) -> None:
+        def status() -> dict[str, Any]:
+            links = self.stack.http().get(f"{self.stack.url}/api/2.0/fedgate/links", timeout=30).json()["links"]
+            return next(link for link in links if link["workspace"] == DUAL)
+
+        until(status, lambda link: link["pending"] == 0, "the dual workspace's outbox drained", seconds=120)
+
+    def copies(self, experiment: str) -> dict[str, Any]:
+        """The central copies of the runs of `experiment`, once the outbox drained: by run name, their params,
+        metrics and artifact files."""
+        self.drained()
+        with stock_client_env(MLFLOW_TRACKING_URI=self.central.url):
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+            mlflow.set_workspace(DUAL)
+            central = MlflowClient(self.central.url)
+            found = central.get_experiment_by_name(experiment)
+            assert found is not None, experiment
+            return {
+                run.info.run_name: (
+                    run.data.params,
+                    run.data.metrics,
+                    sorted(f.path for f in central.list_artifacts(run.info.run_id)),
+                )
+                for run in central.search_runs([found.experiment_id])
+            }
+
+
+@pytest.fixture(scope="module")
+def dual_side(workdir: Path) -> Iterator[Linked]:
+    """A dual workspace: the session stack's stores are all taken (one link per namespace), so it gets a stack of
+    its own, started only when a dual case runs."""
+    from gateway.db.engine import start_embedded
+
+    root = workdir / "sweep-dual"
+    database = start_embedded(root / "postgres")
+    primary = MlflowServer(root / "primary")
+    central = MlflowServer(root / "central", workspaces=True)
+    _start_all([primary, central])
+    gateway: GatewayProcess | None = None
+    config = root / "fedgate.toml"
+    config.write_text(
+        f"""
+[account]
+id = "7003"
+[database]
+url = "{database.url}"
+[stores.primary]
+url = "{primary.url}"
+[stores.central]
+url = "{central.url}"
+workspaces = true
+[central]
+store = "central"
+[[workspaces]]
+name = "{DUAL}"
+id = "3001"
+store = "primary"
+mode = "dual"
+"""
+    )
+    try:
+        gateway = GatewayProcess(config, GATEWAY_ENV).start()
+        stack = Stack(gateway, {"primary": primary, "central": central}, database.url, root)
+        users = users_of(Admin.of(stack), gateway.url, "dual", DUAL)
+        yield dataclasses.replace(users, dual=DualSide(stack, central))
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        _stop_all([primary, central])
+        database.stop()
+
+
+@pytest.fixture(params=["workspace", "central", "dual"])
+def linked(request: pytest.FixtureRequest, sides: Sides) -> Linked:
+    """The gateway side of a core scenario, in each link mode. The direct side is the same for all three (`both`
+    keeps it), so the names a scenario makes are the same in each."""
+    if request.param == "workspace":
+        return Linked("workspace", sides.gateway, sides.editor, sides.manager)
+    if request.param == "central":
+        return sides.central
+    dual: Linked = request.getfixturevalue("dual_side")
+    return dual
+
+
+# What a scenario showed directly against a store, by scenario: it runs once there however many modes it runs in
+# through the gateway (a second run there would meet the names of the first).
+DIRECT: dict[str, Any] = {}
 
 
 @contextlib.contextmanager
@@ -110,7 +243,12 @@ def both(
 ) -> Any:
     """The scenario's view through the gateway, asserted equal to its view of a store of its own."""
     seen = {}
+    key = scenario.__qualname__
+    if key in DIRECT:
+        seen["direct"] = DIRECT[key]
     for target in (sides.direct, through or (sides.editor if as_editor else sides.gateway)):
+        if target.label in seen:
+            continue
         folder = tmp_path / target.label
         folder.mkdir()
         with talking_to(target) as client:
@@ -119,6 +257,8 @@ def both(
             except Exception as error:
                 error.add_note(f"(the scenario {target.label})")
                 raise
+        if target is sides.direct:
+            DIRECT[key] = seen["direct"]
     assert seen["gateway"] == seen["direct"]
     return seen["gateway"]
 
@@ -136,7 +276,7 @@ def listing(client: MlflowClient, run_id: str, path: str | None = None) -> list[
     return sorted((f.path, f.is_dir, f.file_size) for f in client.list_artifacts(run_id, path))
 
 
-def test_runs_params_metrics_and_artifacts(sides: Sides, tmp_path: Path) -> None:
+def test_runs_params_metrics_and_artifacts(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         mlflow.set_experiment(named("runs"))
         source = folder / "src"
@@ -199,7 +339,7 @@ def test_runs_params_metrics_and_artifacts(sides: Sides, tmp_path: Path) -> None
             "artifact uri": run.info.artifact_uri.endswith(f"/{run_id}/artifacts"),
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["children"] == ["inner"] and seen["child id"]
     assert seen["listing"]["bundle/sub/deeper"] == [("bundle/sub/deeper/low.bin", False, 10240)]
     assert seen["folder"][1] == {
@@ -207,9 +347,13 @@ def test_runs_params_metrics_and_artifacts(sides: Sides, tmp_path: Path) -> None
         "deeper/low.bin": seen["whole"]["bundle/sub/deeper/low.bin"],
     }
     assert seen["text"] == "hello ünïcode"
+    if linked.dual:  # what the user wrote, in the central copy too
+        copies = linked.dual.copies(named("runs"))
+        assert sorted(copies) == ["inner", "innermost", "outer"]
+        assert copies["outer"] == (seen["params"], seen["metrics"], [path for path, _, _ in seen["listing"][None]])
 
 
-def test_search_runs_and_experiments(sides: Sides, tmp_path: Path) -> None:
+def test_search_runs_and_experiments(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         name = named("search")
         experiment_id = mlflow.set_experiment(name).experiment_id
@@ -260,7 +404,19 @@ def test_search_runs_and_experiments(sides: Sides, tmp_path: Path) -> None:
             ],
         )
         client.restore_experiment(experiment_id)
+
+        def located(uri: str) -> str:
+            # A store with workspaces (a `central` workspace's) keeps each one's artifacts under `workspaces/<name>/`
+            # and its locations say so, where a store without writes none: the client reads and writes them
+            # through the gateway alike (docs/dual-tracking.md, "What a user sees").
+            return re.sub(r"^mlflow-artifacts:/workspaces/[^/]+/", "mlflow-artifacts:/", uri)
+
         return {
+            "locations": (
+                located(by_name.artifact_location) == f"mlflow-artifacts:/{experiment_id}",
+                located(client.get_run(broken.info.run_id).info.artifact_uri)
+                == f"mlflow-artifacts:/{experiment_id}/{broken.info.run_id}/artifacts",
+            ),
             "frames": {key: names(frame) for key, frame in frames.items()},
             "columns": columns,
             "listed": [r.info.run_name for r in listed],
@@ -275,10 +431,11 @@ def test_search_runs_and_experiments(sides: Sides, tmp_path: Path) -> None:
             ),
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["frames"]["param"] == ["trial-2", "trial-0"]
     assert seen["frames"]["tag"] == ["trial-2"]
     assert seen["after delete"] == ("deleted", [], [named("search")])
+    assert seen["locations"] == (True, True)
 
 
 class AddN(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
@@ -286,7 +443,7 @@ class AddN(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         return model_input["x"] + 1
 
 
-def test_models_registry_and_loading(sides: Sides, tmp_path: Path) -> None:
+def test_models_registry_and_loading(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     from mlflow.models import infer_signature
 
     sklearn = pytest.importorskip("sklearn.linear_model")
@@ -361,7 +518,7 @@ def test_models_registry_and_loading(sides: Sides, tmp_path: Path) -> None:
             "gone": gone.value.error_code,
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert set(map(tuple, seen["loads"].values())) == {(11.0,)}
     assert seen["searches"]["name"] == [(named("pyfunc"), "1")]
 
@@ -394,7 +551,7 @@ def pages(fetch: Callable[[str | None], Any], label: Callable[[Any], Any]) -> li
             return seen
 
 
-def test_experiment_pages_filters_and_refusals(sides: Sides, tmp_path: Path) -> None:
+def test_experiment_pages_filters_and_refusals(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         base = named("pages")
 
@@ -442,12 +599,12 @@ def test_experiment_pages_filters_and_refusals(sides: Sides, tmp_path: Path) -> 
             "missing by name": client.get_experiment_by_name(f"{base}-nowhere"),
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["pages"] == [["-4", "-3"], ["-2", "-1"], ["-0"]]
     assert seen["refused"]["taken"] == ("raised", "RESOURCE_ALREADY_EXISTS", 400)
 
 
-def test_run_filters_pages_and_metric_history(sides: Sides, tmp_path: Path) -> None:
+def test_run_filters_pages_and_metric_history(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         experiment_id = mlflow.set_experiment(named("filters")).experiment_id
         names: dict[str, str] = {}
@@ -558,14 +715,14 @@ def test_run_filters_pages_and_metric_history(sides: Sides, tmp_path: Path) -> N
             ],
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["pages"] == [["r6", "r5", "r4"], ["r3", "r2", "r1"], ["r0"]]
     assert seen["no experiment"] == ("returned", []) and seen["no experiment models by hand"] == ("returned", (200, {}))
     assert [status for status, _ in seen["bulk"]] == [200, 200]
     assert seen["filters"]["dataset"] == ("returned", ["r3"])
 
 
-def test_registry_pages_edits_and_refusals(sides: Sides, tmp_path: Path) -> None:
+def test_registry_pages_edits_and_refusals(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         mlflow.set_experiment(named("registry"))
         with mlflow.start_run() as run:
@@ -652,12 +809,12 @@ def test_registry_pages_edits_and_refusals(sides: Sides, tmp_path: Path) -> None
         )
         return seen
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["model pages"] == [["-3", "-2", "-1"], ["-0"]]
     assert seen["latest"] == [("1", "Production"), ("2", "Archived")]
 
 
-def test_artifacts_multipart_and_artifact_uris(sides: Sides, tmp_path: Path) -> None:
+def test_artifacts_multipart_and_artifact_uris(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     from PIL import Image
 
     multipart = {
@@ -693,7 +850,7 @@ def test_artifacts_multipart_and_artifact_uris(sides: Sides, tmp_path: Path) -> 
             "missing": outcome(lambda: client.download_artifacts(run.info.run_id, "nowhere.txt", str(folder))),
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["same bytes"] and seen["image"] == (3, 2)
 
 
@@ -790,7 +947,10 @@ def command_line_session(target: Target, folder: Path) -> dict[str, Any]:
 
 
 def test_mlflow_command_line(sides: Sides, tmp_path: Path) -> None:
-    """`mlflow experiments`, `mlflow runs` and `mlflow artifacts` against a tracking server."""
+    """`mlflow experiments`, `mlflow runs` and `mlflow artifacts` against a tracking server.
+
+    Through team-a only: each command is a process of its own (about 50 s a session), and what the commands send is
+    what the client's calls in the scenarios run in every mode send."""
     seen = {}
     for target in (sides.direct, sides.gateway):
         (tmp_path / target.label).mkdir()
@@ -799,7 +959,7 @@ def test_mlflow_command_line(sides: Sides, tmp_path: Path) -> None:
     assert list(seen["gateway"]["copied"]) == ["tree/sub/b.txt"]
 
 
-def test_logged_models(sides: Sides, tmp_path: Path) -> None:
+def test_logged_models(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         experiment_id = mlflow.set_experiment(named("logged")).experiment_id
         first = mlflow.initialize_logged_model(name="first", tags={"kind": "baseline"}, params={"alpha": "0.1"})
@@ -837,11 +997,11 @@ def test_logged_models(sides: Sides, tmp_path: Path) -> None:
             "first params": mlflow.get_logged_model(first.model_id).params,
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["listed"] == ["second"] and seen["ordered"] == ["second", "first"]
 
 
-def test_traces_and_assessments(sides: Sides, tmp_path: Path) -> None:
+def test_traces_and_assessments(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         experiment_id = mlflow.set_experiment(named("traces")).experiment_id
 
@@ -923,11 +1083,11 @@ def test_traces_and_assessments(sides: Sides, tmp_path: Path) -> None:
             "remaining": [t.info.trace_id == manual_id for t in remaining],
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["removed"] == 1 and seen["remaining"] == [True]
 
 
-def test_prompts(sides: Sides, tmp_path: Path) -> None:
+def test_prompts(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         name = named("prompt")
         first = mlflow.genai.register_prompt(name, "Hello {{name}}", commit_message="first", tags={"team": "a"})
@@ -958,11 +1118,11 @@ def test_prompts(sides: Sides, tmp_path: Path) -> None:
             "not a model": [m.name for m in client.search_registered_models(filter_string=f"name = '{name}'")],
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["formatted"] == "Hello Ann"
 
 
-def test_datasets(sides: Sides, tmp_path: Path) -> None:
+def test_datasets(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     from mlflow.genai import datasets
 
     def scenario(client: MlflowClient, folder: Path) -> Any:
@@ -1002,11 +1162,11 @@ def test_datasets(sides: Sides, tmp_path: Path) -> None:
             ],
         }
 
-    seen = both(sides, tmp_path, scenario, as_editor=True)
+    seen = both(sides, tmp_path, scenario, through=linked.editor)
     assert seen["records"] == [("2+2", "four"), ("3+3", "6")]
 
 
-def test_async_logging_and_autolog(sides: Sides, tmp_path: Path) -> None:
+def test_async_logging_and_autolog(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     sklearn = pytest.importorskip("sklearn.linear_model")
 
     def scenario(client: MlflowClient, folder: Path) -> Any:
@@ -1053,12 +1213,12 @@ def test_async_logging_and_autolog(sides: Sides, tmp_path: Path) -> None:
             "register run": mlflow.register_model(f"runs:/{auto.info.run_id}/model", named("autolog")).version,
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["history"] == list(range(20)) and seen["models"] == [("model", "READY", True)]
     assert (seen["register"], seen["register run"]) == ("1", "2")
 
 
-def test_genai_evaluate_and_linked_traces(sides: Sides, tmp_path: Path) -> None:
+def test_genai_evaluate_and_linked_traces(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     from mlflow.genai.scorers import scorer
 
     @scorer
@@ -1104,11 +1264,11 @@ def test_genai_evaluate_and_linked_traces(sides: Sides, tmp_path: Path) -> None:
             ),
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["evaluated"] == [[("exact", False)], [("exact", True)]] and seen["prompts on trace"] == [1]
 
 
-def test_paths_images_and_resume(sides: Sides, tmp_path: Path) -> None:
+def test_paths_images_and_resume(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     from PIL import Image
 
     def scenario(client: MlflowClient, folder: Path) -> Any:
@@ -1148,12 +1308,12 @@ def test_paths_images_and_resume(sides: Sides, tmp_path: Path) -> None:
             ),
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["image files"] == [".png", ".png", ".webp", ".webp"] and seen["bulk"] == 2500
     assert seen["odd text"] == "percent" and seen["spaced text"] == "spaced"
 
 
-def test_trace_filters(sides: Sides, tmp_path: Path) -> None:
+def test_trace_filters(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         experiment_id = mlflow.set_experiment(named("trace-filters")).experiment_id
 
@@ -1204,7 +1364,7 @@ def test_trace_filters(sides: Sides, tmp_path: Path) -> None:
             ],
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["filters"]["trace.status = 'ERROR'"] == ["bad"] and seen["filters"]["tags.topic = 'ok'"] == ["ok"]
     assert seen["last"] == "bad" and seen["pages"] == (1, True, 1)
 
@@ -1241,7 +1401,7 @@ def test_version_sources_follow_what_they_name(sides: Sides, stack: Stack) -> No
         assert client.search_model_versions(f"name = '{mine}'") == []
 
 
-def test_trace_search_pages_links_and_deletion(sides: Sides, tmp_path: Path) -> None:
+def test_trace_search_pages_links_and_deletion(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     import time
 
     def scenario(client: MlflowClient, folder: Path) -> Any:
@@ -1327,7 +1487,7 @@ def test_trace_search_pages_links_and_deletion(sides: Sides, tmp_path: Path) -> 
             "final": order(final),
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["pages"] == [["6", "5"], ["4", "3"], ["2", "1"], ["0"]]
     assert seen["removed"] == (2, 2) and seen["final"] == ["4", "5", "6"]
 
@@ -1337,7 +1497,7 @@ class Verdict(__import__("pydantic").BaseModel):  # type: ignore[misc]
     confidence: float
 
 
-def test_prompt_formats_tags_and_versions(sides: Sides, tmp_path: Path) -> None:
+def test_prompt_formats_tags_and_versions(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         name = named("chat-prompt")
         chat = [
@@ -1402,11 +1562,11 @@ def test_prompt_formats_tags_and_versions(sides: Sides, tmp_path: Path) -> None:
             "after delete": after,
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["loaded"]["prod"][0] == 1 and seen["prompt tags"] == {"team": "a", "owner": "sweep"}
 
 
-def test_dataset_life_cycle_and_evaluation(sides: Sides, tmp_path: Path) -> None:
+def test_dataset_life_cycle_and_evaluation(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     from mlflow.genai import datasets
     from mlflow.genai.scorers import scorer
 
@@ -1470,11 +1630,11 @@ def test_dataset_life_cycle_and_evaluation(sides: Sides, tmp_path: Path) -> None
         }
 
     # Deleting a dataset is the workspace's managers' (datasets have no grants of their own).
-    seen = both(sides, tmp_path, scenario, through=sides.manager)
+    seen = both(sides, tmp_path, scenario, through=linked.manager)
     assert seen["searches"]["tag"] == [named("life-1")]
 
 
-def test_logged_model_surface(sides: Sides, tmp_path: Path) -> None:
+def test_logged_model_surface(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     def scenario(client: MlflowClient, folder: Path) -> Any:
         experiment_id = mlflow.set_experiment(named("logged-surface")).experiment_id
         with mlflow.start_run() as run:
@@ -1560,12 +1720,12 @@ def test_logged_model_surface(sides: Sides, tmp_path: Path) -> None:
             "deleted": deleted.value.error_code,
         }
 
-    seen = both(sides, tmp_path, scenario)
+    seen = both(sides, tmp_path, scenario, through=linked.target)
     assert seen["pages"] == [["adder", "by-name"], ["pending", "remote"]]
     assert seen["searches"]["params.alpha = '0.5'"] == ["adder"]
 
 
-def test_registered_scorers(sides: Sides, tmp_path: Path) -> None:
+def test_registered_scorers(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     from mlflow.genai.scorers import (
         RegexMatch,
         ScorerSamplingConfig,
@@ -1615,7 +1775,7 @@ def test_registered_scorers(sides: Sides, tmp_path: Path) -> None:
         out["gone"] = gone.value.error_code
         return out
 
-    seen = both(sides, tmp_path, scenario, through=sides.manager)
+    seen = both(sides, tmp_path, scenario, through=linked.manager)
     assert seen["after all"] == [] and seen["gone"] == "RESOURCE_DOES_NOT_EXIST"
 
 
@@ -1671,7 +1831,7 @@ def test_webhooks(sides: Sides, stack: Stack, tmp_path: Path) -> None:
     assert seen["listed"] == ["0", "1", "2"]
 
 
-def test_trace_metrics_links_and_attachments(sides: Sides, tmp_path: Path) -> None:
+def test_trace_metrics_links_and_attachments(sides: Sides, linked: Linked, tmp_path: Path) -> None:
     """The calls the UI and the client's helpers make that the scenarios above do not: trace metrics and filter
     correlation, batch trace infos, traces linked to a run (the REST store does not unlink), a dataset's
     experiments and records, a prompt attached to a run and a model, and a prompt deleted."""
@@ -1763,7 +1923,7 @@ def test_trace_metrics_links_and_attachments(sides: Sides, tmp_path: Path) -> No
         out["prompt gone"] = client.get_prompt(prompt.name)
         return out
 
-    seen = both(sides, tmp_path, scenario, through=sides.manager)
+    seen = both(sides, tmp_path, scenario, through=linked.manager)
     assert seen["counts"] and seen["records"] == ["1", "2"]
 
 
