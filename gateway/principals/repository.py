@@ -40,6 +40,19 @@ class PrincipalRepository:
         row = await self.session.get(PrincipalRow, principal_id)
         return row if row is not None and (kind is None or row.kind == kind) else None
 
+    async def held(self, principal_id: int) -> PrincipalRow | None:
+        """The principal, its row locked FOR KEY SHARE until the transaction ends (None once it is deleted): a
+        deletion (`delete`, which locks the row FOR UPDATE first) waits for this transaction and then removes what
+        it added naming the principal; one committed first leaves nothing to find. Before, a row added naming a
+        principal whose deletion committed meanwhile failed its foreign key: 500."""
+        result = await self.session.execute(
+            select(PrincipalRow)
+            .where(PrincipalRow.id == principal_id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
     async def by_name(self, kind: str, name: str) -> PrincipalRow | None:
         result = await self.session.execute(
             select(PrincipalRow).where(PrincipalRow.kind == kind, PrincipalRow.name == name)

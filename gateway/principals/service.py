@@ -288,7 +288,7 @@ class PrincipalService:
     async def _add_member(
         self, repository: PrincipalRepository, group_id: int, member_id: int
     ) -> builtins.list[PolicyChange]:
-        member = await repository.get(member_id)
+        member = await repository.held(member_id)  # not deleted before this membership is committed
         if member is None:
             raise InvalidParameter(f"Member {member_id} does not exist.")
         if member_id == group_id:

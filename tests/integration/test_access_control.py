@@ -605,3 +605,27 @@ def test_a_grant_to_a_principal_deleted_meanwhile_is_a_missing_principal(stack: 
     assert grant_answer.status_code == 404, grant_answer.text
     assert grant_answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", grant_answer.text
     assert executed(stack.database_url, f"SELECT id FROM grants WHERE principal_id = {leaving.id}") == []
+
+
+def test_a_member_deleted_while_it_is_added_to_a_group_is_a_member_that_does_not_exist(stack: Stack, org: Org) -> None:
+    """A SCIM PATCH adding a member and the member's deletion at once. A trigger holds the membership's INSERT while
+    an admin deletes the user. Before, the row's foreign key then failed: 500 INTERNAL_ERROR. Now the member is
+    held (FOR KEY SHARE) from the check to the commit, so the deletion waits and takes the membership along."""
+    admin = Admin.of(stack)
+    leaving = admin.person(f"{unique('leaving')}@example.com")
+    group = admin.group(unique("club"))
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": str(leaving.id)}]}],
+    }
+    with (
+        held_inserts(stack.database_url, "group_members", f"NEW.member_id = {leaving.id}"),
+        ThreadPoolExecutor(2) as pool,
+    ):
+        added = pool.submit(admin.http().patch, f"{stack.url}{SCIM}/Groups/{group}", json=body, timeout=60)
+        holding(stack.database_url, "the membership holding its insert")
+        deleted = pool.submit(admin.http().delete, f"{stack.url}{SCIM}/Users/{leaving.id}", timeout=60)
+        add_answer, delete_answer = added.result(), deleted.result()
+    assert delete_answer.status_code == 204, delete_answer.text
+    assert add_answer.status_code in (200, 400), add_answer.text
+    assert executed(stack.database_url, f"SELECT group_id FROM group_members WHERE member_id = {leaving.id}") == []
