@@ -43,8 +43,12 @@ from gateway.core.route_table import (
     LOGGED_MODELS_DELETE,
     LOGGED_MODELS_DELETE_TAG,
     MODEL_VERSIONS_CREATE,
+    MODEL_VERSIONS_DELETE_TAG,
+    MODEL_VERSIONS_SET_TAG,
     REGISTERED_MODELS_CREATE,
+    REGISTERED_MODELS_DELETE_TAG,
     REGISTERED_MODELS_RENAME,
+    REGISTERED_MODELS_SET_TAG,
     RUNS_CREATE,
     RUNS_DELETE,
     RUNS_DELETE_TAG,
@@ -56,6 +60,7 @@ from gateway.core.route_table import (
     RUNS_OUTPUTS,
     RUNS_RESTORE,
     RUNS_SET_TAG,
+    RUNS_UPDATE,
     UI_UPLOAD_ARTIFACT,
     Resource,
     Trait,
@@ -85,6 +90,16 @@ REGISTRY_ROUTES = frozenset(
 # model's old name could be applied before the rename, find the renamed model's copy under that name and take it for
 # its own, and its creator's tags, versions, aliases and deletion were applied to the other model's central copy.
 REGISTRY_KEY = "registry"
+REGISTERED_MODELS_UPDATE = declared("PATCH /mlflow/registered-models/update")  # its description
+MODEL_VERSIONS_UPDATE = declared("PATCH /mlflow/model-versions/update")  # its description
+# Registry writes applied as the workspace store holds the model or version when the entry is applied
+# (`_as_own_registry`); a version's among them.
+VERSION_AS_STORE = frozenset(
+    spec.name for spec in (MODEL_VERSIONS_SET_TAG, MODEL_VERSIONS_DELETE_TAG, MODEL_VERSIONS_UPDATE)
+)
+REGISTRY_AS_STORE = VERSION_AS_STORE | frozenset(
+    spec.name for spec in (REGISTERED_MODELS_SET_TAG, REGISTERED_MODELS_DELETE_TAG, REGISTERED_MODELS_UPDATE)
+)
 SEARCH_PAGE = 1000  # model versions per page of a search of a store (matched on the model's name here)
 # Writes of a dual workspace that are mirrored, by route.
 MIRRORED_ROUTES = frozenset(spec.name for spec in having(Trait.MIRRORED))
@@ -452,6 +467,8 @@ class Mirror:
             request["model_json"] = _central_model_json(request.get("model_json"), central_run)
         if route in ACTIVE_EXPERIMENT_EDITS and primary_experiment is not None:
             path, request = await self._as_own_experiment(link, primary_experiment, route, path, request)
+        if route == RUNS_UPDATE.name and primary_run is not None:
+            request = await self._as_own_run_update(link, primary_run, request)
         if route == EXPERIMENTS_UPDATE.name and request.get("new_name"):
             request["new_name"] = link.mirror_prefix + str(request["new_name"])
         if primary_run is not None and central_run is not None and route not in RUN_LIFECYCLE:
@@ -472,6 +489,22 @@ class Mirror:
             # workspace store's experiment as it is now, which this write is part of, or was followed by.
             if not await self.repair_experiment(link, primary_experiment):
                 raise
+
+    async def _as_own_run_update(
+        self, link: WorkspaceLink, primary_run: str, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A run's `runs/update` as the workspace store's run is now: each of its status, end time and name the entry
+        names takes the value the store holds. As for a run's tags (`_own_run_tags`), two updates made at once are
+        queued in the order their answers came back, not the order the store took them, and applied as queued the
+        central copy kept a status, end time or name the store had replaced. The entry is applied as it came when
+        the workspace store cannot tell."""
+        try:
+            found = await self._own(link).get("/api/2.0/mlflow/runs/get", {"run_id": primary_run})
+        except (Transient, Refused):
+            return request
+        info = (found.get("run") or {}).get("info") or {}
+        held = {field: info.get(field) for field in ("status", "end_time", "run_name") if field in request}
+        return {**request, **{field: value for field, value in held.items() if value not in (None, "")}}
 
     async def _as_own_experiment(
         self, link: WorkspaceLink, primary_experiment: str, route: str, path: str, request: dict[str, Any]
@@ -609,9 +642,50 @@ class Mirror:
         if route == MODEL_VERSIONS_CREATE.name:
             await self._copy_version(link, primary_name, body, response)
             return
+        path = "/api/2.0" + template
+        if route in REGISTRY_AS_STORE:
+            method, path, body = await self._as_own_registry(link, route, primary_name, request, method, path, body)
         if "version" in body:
             body["version"] = await self._central_version(link, primary_name, str(body["version"]))
-        await self._central(link, method, "/api/2.0" + template, body)
+        await self._central(link, method, path, body)
+
+    async def _as_own_registry(
+        self,
+        link: WorkspaceLink,
+        route: str,
+        primary_name: str,
+        request: Mapping[str, Any],
+        method: str,
+        path: str,
+        body: dict[str, Any],
+    ) -> tuple[str, str, dict[str, Any]]:
+        """The setting or deletion of a registered model's or model version's tag, or of its description, as the
+        workspace store holds it now: the key set to the value held there (deleted when it holds none), the
+        description set to the store's. As for a run's tags (`_own_run_tags`), two such writes made at once are
+        queued in the order their answers came back, not the order the store took them, and applied as queued the
+        central copy kept a value or description the store had replaced, or a tag it had deleted, for good. The
+        entry is applied as it came when the workspace store cannot tell (down, failing, no such model: renamed or
+        deleted since, which entries queued after this one apply)."""
+        version = str(request["version"]) if route in VERSION_AS_STORE else None
+        try:
+            if version is None:
+                found = await self._own(link).get("/api/2.0/mlflow/registered-models/get", {"name": primary_name})
+                held = found.get("registered_model") or {}
+            else:
+                query = {"name": primary_name, "version": version}
+                found = await self._own(link).get("/api/2.0/mlflow/model-versions/get", query)
+                held = found.get("model_version") or {}
+        except (Transient, Refused):
+            return method, path, body
+        if route in (REGISTERED_MODELS_UPDATE.name, MODEL_VERSIONS_UPDATE.name):
+            return method, path, {**body, "description": str(held.get("description") or "")}
+        kind = "registered-models" if version is None else "model-versions"
+        target: dict[str, Any] = {k: body[k] for k in ("name", "version") if k in body}
+        key = str(request["key"])
+        tags = {str(t["key"]): str(t.get("value") or "") for t in held.get("tags") or [] if "key" in t}
+        if key in tags:
+            return "POST", f"/api/2.0/mlflow/{kind}/set-tag", {**target, "key": key, "value": tags[key]}
+        return "DELETE", f"/api/2.0/mlflow/{kind}/delete-tag", {**target, "key": key}
 
     async def _create_version(
         self, link: WorkspaceLink, primary_name: str, body: dict[str, Any], response: Mapping[str, Any]
@@ -1241,6 +1315,19 @@ def _central_model_json(model_json: Any, central_run: str) -> Any:
         return model_json  # the workspace store accepted it as it is: sent so
     model["run_id"] = central_run
     return json.dumps(model)
+
+
+def central_model_history(value: Any, central_run: str) -> Any:
+    """A run's `mlflow.log-model.history` tag (a list of the model documents `runs/log-model` recorded) as the central
+    copy's: each names the central copy of the run, as the relay applies `runs/log-model` (`_central_model_json`).
+    A value that is no such list is the store's as it is."""
+    try:
+        history = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        history = None
+    if not isinstance(history, list):
+        return value
+    return json.dumps([{**entry, "run_id": central_run} if isinstance(entry, dict) else entry for entry in history])
 
 
 def _artifact_owner(upstream_path: str) -> tuple[str, str, list[str]] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
@@ -27,7 +28,7 @@ from gateway.core.ports import Store
 from gateway.core.reserved import provenance_tag
 from gateway.db.locks import LockClass, autocommit_connection
 from gateway.db.passes import Passes, exclusive
-from gateway.dual.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror
+from gateway.dual.mirror import MAX_ITEMS, MAX_METRICS, MAX_PARAMS, MAX_TAGS, Mirror, central_model_history
 from gateway.stores.client import Refused, StoreClient, Transient, central_store, id_order, own_store
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 RECENT_WINDOW_MS = 24 * 3600 * 1000  # periodic passes look at runs started within this window
 SAVE_SECONDS = 2.0  # progress of a long experiment is saved at least this often
 LOCK_CLASS = LockClass.RECONCILE
+LOG_MODEL_HISTORY = "mlflow.log-model.history"  # the models `runs/log-model` recorded, each naming its run
 
 
 @dataclass
@@ -228,7 +230,11 @@ class Reconciler:
         have_params = {p["key"]: p.get("value") for p in copy_data.get("params") or []}
         params = [p for p in data.get("params") or [] if p["key"] not in have_params]
         have_tags = {t["key"]: t.get("value") for t in copy_data.get("tags") or []}
-        tags = [t for t in data.get("tags") or [] if have_tags.get(t["key"]) != t.get("value")]
+        tags = [
+            t
+            for t in (_as_central_tag(t, central_id) for t in data.get("tags") or [])
+            if not _same_value(t["key"], have_tags.get(t["key"]), t.get("value"))
+        ]
         metrics: list[dict[str, Any]] = []
         for latest in data.get("metrics") or []:
             key = latest["key"]
@@ -320,3 +326,23 @@ class Reconciler:
                 SAVE_PROGRESS,
                 {"ws": link.workspace_id, **values, "started": progress.started_at, "finished": progress.finished_at},
             )
+
+
+def _as_central_tag(tag: Mapping[str, Any], central_id: str) -> dict[str, Any]:
+    """A tag of the workspace store's run as the central copy holds it: the model documents of its
+    `mlflow.log-model.history` name the central copy of the run (`central_model_history`). Compared as the store
+    holds it, the tag always differed, and the repair wrote the workspace's run ids into the central copy."""
+    if tag.get("key") != LOG_MODEL_HISTORY:
+        return dict(tag)
+    return {**tag, "value": central_model_history(tag.get("value"), central_id)}
+
+
+def _same_value(key: Any, theirs: Any, mine: Any) -> bool:
+    """Whether a central tag's value is the workspace store's; a model history by what it says (it is JSON, and a
+    store need not space it as this gateway does)."""
+    if theirs == mine or key != LOG_MODEL_HISTORY:
+        return bool(theirs == mine)
+    try:
+        return theirs is not None and bool(json.loads(theirs) == json.loads(mine))
+    except (TypeError, ValueError):
+        return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -121,30 +122,31 @@ class Stack:
         return next(link for link in links if link["workspace"] == WORKSPACE)
 
     def drained(self, key: str, timeout: float = 120.0) -> None:
-        """Nothing pending, and no dead letter of `key` (a run's id, or `experiment:<id>`)."""
+        """Nothing pending, and no dead letter of `key` (a run's id, `experiment:<id>`, or `registry`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.status()["pending"] == 0:
                 url = f"{self.gateway.url}/api/2.0/fedgate/links/{WORKSPACE}/dead-letters"
                 headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
                 letters = requests.get(url, headers=headers, timeout=30).json()["dead_letters"]
-                key = key if ":" in key else f"run:{key}"
+                key = key if ":" in key or key == "registry" else f"run:{key}"
                 dead = [letter for letter in letters if letter["order_key"].endswith(f"/{key}")]
                 assert dead == [], dead
                 return
             time.sleep(0.3)
         raise AssertionError(f"outbox not drained: {self.status()}")
 
-    def call(self, route: str, body: dict[str, Any]) -> requests.Response:
-        return requests.post(
+    def call(self, route: str, body: dict[str, Any], method: str = "POST") -> requests.Response:
+        return requests.request(
+            method,
             f"{self.gateway.url}/api/2.0/mlflow/{route}",
             json=body,
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-MLflow-Workspace": WORKSPACE},
             timeout=120,
         )
 
-    def write(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
-        answer = self.call(route, body)
+    def write(self, route: str, body: dict[str, Any], method: str = "POST") -> dict[str, Any]:
+        answer = self.call(route, body, method)
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
 
@@ -157,6 +159,9 @@ class Stack:
         return _user_tags(run.json()["run"])
 
     def central_tags(self, run_id: str) -> dict[str, str]:
+        return _user_tags(self.central_run(run_id))
+
+    def central_run(self, run_id: str) -> dict[str, Any]:
         headers = {"X-MLflow-Workspace": WORKSPACE}
         experiments = requests.post(
             f"{self.central.url}/api/2.0/mlflow/experiments/search",
@@ -174,7 +179,7 @@ class Stack:
             timeout=30,
         ).json()["runs"]
         assert len(found) == 1, found
-        return _user_tags(found[0])
+        return dict(found[0])
 
     def own_experiment(self, experiment_id: str) -> tuple[str, dict[str, str]]:
         url = f"{self.primary.url}/api/2.0/mlflow/experiments/get"
@@ -242,12 +247,12 @@ mode = "dual"
 
 
 @contextlib.contextmanager
-def answered_late(stack: Stack, route: str, body: dict[str, Any], marker: str) -> Iterator[None]:
+def answered_late(stack: Stack, route: str, body: dict[str, Any], marker: str, method: str = "POST") -> Iterator[None]:
     """`route` sent through the gateway (its body holds `marker`); the block runs once the workspace store has taken
     and answered it, with that answer held back; the answer reaches the gateway when the block ends."""
     statuses: list[int] = []
     with stack.proxy.hold(f'"{marker}"'.encode()):
-        sender = threading.Thread(target=lambda: statuses.append(stack.call(route, body).status_code))
+        sender = threading.Thread(target=lambda: statuses.append(stack.call(route, body, method).status_code))
         sender.start()
         try:
             until(stack.proxy.holding.is_set, bool, f"the store's answer to {route} held")
@@ -312,6 +317,127 @@ def test_an_experiments_tag_and_name_set_twice_at_once_end_in_the_central_copy_a
     assert stack.own_experiment(experiment) == (soon, {"team": "second"})
     stack.drained(f"experiment:{experiment}")
     assert stack.central_experiment(experiment) == (soon, {"team": "second"})
+
+
+def test_a_runs_updates_made_at_once_end_in_the_central_copy_as_in_the_store(stack: Stack) -> None:
+    """Two `runs/update` of one run (its status, end time and name): the central copy kept the ones the store
+    replaced."""
+    run_id = stack.new_run()
+    first = {"run_id": run_id, "status": "FINISHED", "end_time": 1000, "run_name": "first-name"}
+    with answered_late(stack, "runs/update", first, "first-name"):
+        stack.write("runs/update", {**first, "status": "KILLED", "end_time": 2000, "run_name": "second-name"})
+
+    def state(run: dict[str, Any]) -> tuple[Any, ...]:
+        info, tags = run["info"], {t["key"]: t["value"] for t in run["data"].get("tags") or []}
+        return info["status"], int(info["end_time"]), info["run_name"], tags.get("mlflow.runName")
+
+    own = requests.get(f"{stack.primary.url}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30)
+    assert state(own.json()["run"]) == ("KILLED", 2000, "second-name", "second-name")
+    stack.drained(run_id)
+    assert state(stack.central_run(run_id)) == ("KILLED", 2000, "second-name", "second-name")
+
+
+def reconciled(stack: Stack) -> dict[str, Any]:
+    """A reconciler pass over every run of the workspace, run to its end: its progress."""
+    url = f"{stack.gateway.url}/api/2.0/fedgate/links/{WORKSPACE}/reconcile"
+    started = requests.post(url, json={"all": True}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+    assert started.status_code == 202, started.text
+    status = until(
+        stack.status,
+        lambda s: (s.get("reconcile") or {}).get("state") not in (None, "running") and s["pending"] == 0,
+        "the reconciler's pass finished",
+        seconds=180,
+    )
+    assert status["reconcile"]["state"] == "finished", status
+    return dict(status["reconcile"])
+
+
+def test_the_reconciler_leaves_a_run_copys_model_history_naming_the_central_run(stack: Stack) -> None:
+    """`runs/log-model` is applied centrally naming the central copy of the run (the store keeps the document in the
+    run's `mlflow.log-model.history` tag). The reconciler compared that tag by its exact value, found it differed
+    from the workspace store's (which names the workspace's run) and overwrote it with the workspace's run ids."""
+    run_id = stack.new_run()
+    model = {"run_id": run_id, "artifact_path": "model", "utc_time_created": "2026-12-05 03:00:00.000000"}
+    stack.write("runs/log-model", {"run_id": run_id, "model_json": json.dumps({**model, "flavors": {}})})
+    stack.drained(run_id)
+    copy = stack.central_run(run_id)
+    central_id = copy["info"]["run_id"]
+
+    def history() -> list[Any]:
+        tags = {t["key"]: t["value"] for t in stack.central_run(run_id)["data"]["tags"]}
+        return [entry["run_id"] for entry in json.loads(tags["mlflow.log-model.history"])]
+
+    assert history() == [central_id]
+    reconciled(stack)
+    assert history() == [central_id]
+    assert reconciled(stack)["runs_repaired"] == 0
+
+
+def own_model(stack: Stack, name: str) -> dict[str, Any]:
+    url = f"{stack.primary.url}/api/2.0/mlflow/registered-models/get"
+    return dict(requests.get(url, params={"name": name}, timeout=30).json()["registered_model"])
+
+
+def central_model(stack: Stack, name: str) -> dict[str, Any]:
+    url = f"{stack.central.url}/api/2.0/mlflow/registered-models/get"
+    headers = {"X-MLflow-Workspace": WORKSPACE}
+    return dict(requests.get(url, params={"name": name}, headers=headers, timeout=30).json()["registered_model"])
+
+
+def own_version(store: MlflowServer, name: str, version: str, workspace: bool = False) -> dict[str, Any]:
+    url = f"{store.url}/api/2.0/mlflow/model-versions/get"
+    headers = {"X-MLflow-Workspace": WORKSPACE} if workspace else {}
+    found = requests.get(url, params={"name": name, "version": version}, headers=headers, timeout=30)
+    return dict(found.json()["model_version"])
+
+
+def _model_state(model: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tags": _user_tags({"data": model}),
+        "description": model.get("description") or "",
+        "version_tags": _user_tags({"data": version}),
+        "version_description": version.get("description") or "",
+    }
+
+
+def test_a_registered_models_and_versions_tags_and_descriptions_written_at_once_end_as_in_the_store(
+    stack: Stack,
+) -> None:
+    """As for a run's tags: the registry's entries were applied with the values they carried, in the order their
+    answers reached the gateway, so the central copy kept a tag or a description the store had replaced or deleted.
+    (Aliases are set one at a time per model, under the model's lock, entry and all.)"""
+    name = f"ordered-{uuid.uuid4().hex[:8]}"
+    run_id = stack.new_run()
+    stack.write("registered-models/create", {"name": name})
+    stack.write("model-versions/create", {"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id})
+    # A model's tag set, then deleted; the deletion queued first.
+    with answered_late(stack, "registered-models/set-tag", {"name": name, "key": "team", "value": "gone"}, "gone"):
+        stack.write("registered-models/delete-tag", {"name": name, "key": "team"}, "DELETE")
+    # A model's tag set twice.
+    tag = {"name": name, "key": "stage", "value": "first-tag"}
+    with answered_late(stack, "registered-models/set-tag", tag, "first-tag"):
+        stack.write("registered-models/set-tag", {**tag, "value": "second-tag"})
+    # A model's description set twice.
+    update = {"name": name, "description": "first-text"}
+    with answered_late(stack, "registered-models/update", update, "first-text", "PATCH"):
+        stack.write("registered-models/update", {**update, "description": "second-text"}, "PATCH")
+    # A version's tag set twice, and its description.
+    vtag = {"name": name, "version": "1", "key": "check", "value": "first-check"}
+    with answered_late(stack, "model-versions/set-tag", vtag, "first-check"):
+        stack.write("model-versions/set-tag", {**vtag, "value": "second-check"})
+    vupdate = {"name": name, "version": "1", "description": "first-note"}
+    with answered_late(stack, "model-versions/update", vupdate, "first-note", "PATCH"):
+        stack.write("model-versions/update", {**vupdate, "description": "second-note"}, "PATCH")
+    expected = {
+        "tags": {"stage": "second-tag"},
+        "description": "second-text",
+        "version_tags": {"check": "second-check"},
+        "version_description": "second-note",
+    }
+    assert _model_state(own_model(stack, name), own_version(stack.primary, name, "1")) == expected
+    stack.drained("registry")
+    central_version = own_version(stack.central, name, "1", workspace=True)
+    assert _model_state(central_model(stack, name), central_version) == expected
 
 
 FAIL_TAG_DELETIONS = """
