@@ -27,6 +27,7 @@ from aiohttp import web
 
 from gateway.devstack import LOOPBACK, GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
+from tests.databases import execute
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -452,19 +453,6 @@ CREATE TRIGGER fail_tag_deletion BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FU
 """
 
 
-def database(stack: Stack, statements: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        connection = await asyncpg.connect(stack.database)
-        try:
-            await connection.execute(statements)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 def test_a_runs_tag_deletion_whose_entry_failed_is_made_in_the_central_copy_by_recovery(stack: Stack) -> None:
     """The store deleted the tag and the entry's commit failed (the client got 503, as when the gateway is killed
     before it): recovery made the run's copy level by adding and changing tags only, so the tag stayed centrally."""
@@ -472,11 +460,13 @@ def test_a_runs_tag_deletion_whose_entry_failed_is_made_in_the_central_copy_by_r
     stack.write("runs/log-batch", {"run_id": run_id, "tags": [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]})
     stack.drained(run_id)
     assert stack.central_tags(run_id) == {"a": "1", "b": "2"}
-    database(stack, FAIL_TAG_DELETIONS)
+    asyncio.run(execute(stack.database, FAIL_TAG_DELETIONS))
     try:
         answer = stack.call("runs/delete-tag", {"run_id": run_id, "key": "a"})
         assert answer.status_code == 503, answer.text
     finally:
-        database(stack, "DROP TRIGGER fail_tag_deletion ON outbox; DROP FUNCTION fail_tag_deletion();")
+        asyncio.run(
+            execute(stack.database, "DROP TRIGGER fail_tag_deletion ON outbox; DROP FUNCTION fail_tag_deletion();")
+        )
     assert stack.own_tags(run_id) == {"b": "2"}  # the store made it
     until(lambda: stack.central_tags(run_id), lambda tags: tags == {"b": "2"}, "the deleted tag gone from the copy")

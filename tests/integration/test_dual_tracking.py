@@ -26,6 +26,7 @@ from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 from gateway.cli import main
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
+from tests.databases import execute
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -918,19 +919,6 @@ CREATE TRIGGER fail_version_entry BEFORE INSERT ON outbox FOR EACH ROW EXECUTE F
 """
 
 
-def database(dual: DualStack, statements: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        connection = await asyncpg.connect(dual.database)
-        try:
-            await connection.execute(statements)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 def test_a_promotion_cut_off_before_its_version_was_queued_is_completed_in_the_central_store_by_its_retry(
     dual: DualStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -946,11 +934,13 @@ def test_a_promotion_cut_off_before_its_version_was_queued_is_completed_in_the_c
     headers = {**admin, "X-MLFLOW-WORKSPACE": WORKSPACE}
     dual.drained()
     earlier = dual.dead_letters()
-    database(dual, FAIL_VERSION_ENTRIES.format(name=promoted.name))
+    asyncio.run(execute(dual.database, FAIL_VERSION_ENTRIES.format(name=promoted.name)))
     try:
         failed = requests.post(promote, json=body, headers=headers, timeout=300)
     finally:
-        database(dual, "DROP TRIGGER fail_version_entry ON outbox; DROP FUNCTION fail_version_entry();")
+        asyncio.run(
+            execute(dual.database, "DROP TRIGGER fail_version_entry ON outbox; DROP FUNCTION fail_version_entry();")
+        )
     assert failed.status_code == 503 and failed.json()["error_code"] == "TEMPORARILY_UNAVAILABLE", failed.text
     made = client_for(dual.primary.url, None, monkeypatch).get_model_version(promoted.name, "1")
     assert made.tags["fedgate.promoted_from.workspace"] == promoted.source  # the copy was made
@@ -1052,11 +1042,13 @@ def test_a_registered_model_whose_entry_was_lost_is_created_in_the_central_store
     headers = {**admin, "X-MLFLOW-WORKSPACE": WORKSPACE}
     dual.drained()
     earlier = dual.dead_letters()
-    database(dual, FAIL_MODEL_ENTRIES.format(name=promoted.name))
+    asyncio.run(execute(dual.database, FAIL_MODEL_ENTRIES.format(name=promoted.name)))
     try:
         failed = requests.post(promote, json=body, headers=headers, timeout=300)
     finally:
-        database(dual, "DROP TRIGGER fail_model_entry ON outbox; DROP FUNCTION fail_model_entry();")
+        asyncio.run(
+            execute(dual.database, "DROP TRIGGER fail_model_entry ON outbox; DROP FUNCTION fail_model_entry();")
+        )
     assert failed.status_code == 503 and failed.json()["error_code"] == "TEMPORARILY_UNAVAILABLE", failed.text
     store = client_for(dual.primary.url, None, monkeypatch)
     assert store.get_registered_model(promoted.name).name == promoted.name  # the store made it

@@ -25,6 +25,7 @@ from mlflow.exceptions import MlflowException
 
 from gateway.devstack import GatewayProcess, MlflowServer
 from tests.conftest import ADMIN_TOKEN, GATEWAY_ENV, _start_all, _stop_all
+from tests.databases import execute
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -190,19 +191,6 @@ CREATE TRIGGER fail_deletion_entry BEFORE INSERT ON outbox FOR EACH ROW EXECUTE 
 """
 
 
-def database(stack: Stack, statements: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        connection = await asyncpg.connect(stack.database)
-        try:
-            await connection.execute(statements)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 def test_a_logged_models_deletions_whose_entries_failed_are_made_in_the_central_copy_by_recovery(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,7 +204,7 @@ def test_a_logged_models_deletions_whose_entries_failed_are_made_in_the_central_
     retired_copy = central_model(stack, retired.model_id, monkeypatch)
     assert retired_copy is not None and central_model(stack, tagged.model_id, monkeypatch) is not None
 
-    database(stack, FAIL_DELETION_ENTRIES)
+    asyncio.run(execute(stack.database, FAIL_DELETION_ENTRIES))
     try:
         gateway = client_for(stack.gateway.url, monkeypatch)
         for delete in (
@@ -227,7 +215,9 @@ def test_a_logged_models_deletions_whose_entries_failed_are_made_in_the_central_
                 delete()
             assert "503" in str(failed.value) or "TEMPORARILY_UNAVAILABLE" in str(failed.value), failed.value
     finally:
-        database(stack, "DROP TRIGGER fail_deletion_entry ON outbox; DROP FUNCTION fail_deletion_entry();")
+        asyncio.run(
+            execute(stack.database, "DROP TRIGGER fail_deletion_entry ON outbox; DROP FUNCTION fail_deletion_entry();")
+        )
     assert "stage" not in gateway.get_logged_model(tagged.model_id).tags  # the store made both
 
     def central_tags() -> dict[str, str]:
