@@ -345,8 +345,7 @@ class Mirror:
             found = await self._own(link).get("/api/2.0/mlflow/runs/get", {"run_id": primary_run})
         except (Transient, Refused):
             return None
-        tags = (found["run"].get("data") or {}).get("tags") or []
-        return {str(t["key"]): str(t.get("value") or "") for t in tags if isinstance(t, Mapping) and "key" in t}
+        return _tag_values((found["run"].get("data") or {}).get("tags"))
 
     async def _run_tag_deletion(self, link: WorkspaceLink, request: Mapping[str, Any]) -> None:
         """A run's tag deletion: the key is deleted from the central copy, or, if the workspace store holds the key
@@ -522,7 +521,7 @@ class Mirror:
         if route == EXPERIMENTS_UPDATE.name:
             return path, {**request, "new_name": experiment["name"]} if request.get("new_name") else request
         key = str(request["key"])
-        tags = {str(t["key"]): str(t.get("value") or "") for t in experiment.get("tags") or [] if "key" in t}
+        tags = _tag_values(experiment.get("tags"))
         central_id = request["experiment_id"]
         if key in tags:
             return EXPERIMENT_SET_TAG_PATH, {"experiment_id": central_id, "key": key, "value": tags[key]}
@@ -682,7 +681,7 @@ class Mirror:
         kind = "registered-models" if version is None else "model-versions"
         target: dict[str, Any] = {k: body[k] for k in ("name", "version") if k in body}
         key = str(request["key"])
-        tags = {str(t["key"]): str(t.get("value") or "") for t in held.get("tags") or [] if "key" in t}
+        tags = _tag_values(held.get("tags"))
         if key in tags:
             return "POST", f"/api/2.0/mlflow/{kind}/set-tag", {**target, "key": key, "value": tags[key]}
         return "DELETE", f"/api/2.0/mlflow/{kind}/delete-tag", {**target, "key": key}
@@ -1280,6 +1279,11 @@ class Mirror:
             if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
+
+
+def _tag_values(tags: Any) -> dict[str, str]:
+    """A store answer's list of tags (`[{"key": ..., "value": ...}]`, absent when none) as key to value."""
+    return {str(t["key"]): str(t.get("value") or "") for t in tags or [] if isinstance(t, Mapping) and "key" in t}
 
 
 def _not_found(exc: Refused) -> bool:
