@@ -44,11 +44,25 @@ class PrincipalRepository:
         """The principal, its row locked FOR KEY SHARE until the transaction ends (None once it is deleted): a
         deletion (`delete`, which locks the row FOR UPDATE first) waits for this transaction and then removes what
         it added naming the principal; one committed first leaves nothing to find. Before, a row added naming a
-        principal whose deletion committed meanwhile failed its foreign key: 500."""
+        principal whose deletion committed meanwhile failed its foreign key: 500. FOR KEY SHARE (the lock the
+        foreign key's own check takes) holds back no other addition naming the principal: two calls adding the
+        same members to two groups in opposite orders cannot wait on each other."""
         result = await self.session.execute(
             select(PrincipalRow)
             .where(PrincipalRow.id == principal_id)
-            .with_for_update(key_share=True)
+            .with_for_update(read=True, key_share=True)  # FOR KEY SHARE (without `read`: FOR NO KEY UPDATE)
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
+    async def changing(self, principal_id: int, kind: str) -> PrincipalRow | None:
+        """The principal of `kind`, its row locked FOR NO KEY UPDATE (the lock its UPDATE takes, taken from the
+        read on) until the transaction ends: a deletion waits for this change, memberships and all, and then
+        removes them; one committed first leaves nothing to find (None)."""
+        result = await self.session.execute(
+            select(PrincipalRow)
+            .where(PrincipalRow.id == principal_id, PrincipalRow.kind == kind)
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE
             .execution_options(populate_existing=True)
         )
         return result.scalar_one_or_none()

@@ -133,8 +133,8 @@ class PrincipalService:
             for member in members:
                 changes += await self._add_member(repository, row.id, member)
             for group in groups:
-                holder = await repository.get(group, "group")
-                if holder is None:
+                holder = await repository.held(group)  # not deleted before this membership is committed
+                if holder is None or holder.kind != "group":
                     raise InvalidParameter(f"Group {group} does not exist.")
                 if names.problem("group", holder.name) is not None:  # as `update` refuses a change to it
                     raise InvalidParameter(f"Group {group}'s name breaks the name rules; rename it first.")
@@ -185,7 +185,10 @@ class PrincipalService:
             repository = PrincipalRepository(session)
             if kind != "group" and ("account_admin" in fields or "active" in fields):
                 await repository.lock_admins()  # before the row is read: its state is then that of the last change
-            row = await repository.get(principal_id, kind)
+            # Locked from here to the commit: a deletion of the principal (a group being given members) waits for
+            # this change and takes its memberships along, or came first and it is not found (404); before, the
+            # new membership's foreign key failed: 500.
+            row = await repository.changing(principal_id, kind)
             if row is None:
                 raise ResourceNotFound(f"{kind.replace('_', ' ').capitalize()} {principal_id} not found.")
             was_admin = row.active and row.account_admin

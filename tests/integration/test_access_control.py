@@ -629,3 +629,84 @@ def test_a_member_deleted_while_it_is_added_to_a_group_is_a_member_that_does_not
     assert delete_answer.status_code == 204, delete_answer.text
     assert add_answer.status_code in (200, 400), add_answer.text
     assert executed(stack.database_url, f"SELECT group_id FROM group_members WHERE member_id = {leaving.id}") == []
+
+
+@pytest.mark.parametrize(("resource", "name_attribute"), [("Users", "userName"), ("ServicePrincipals", "displayName")])
+def test_a_principal_created_into_a_group_deleted_meanwhile_is_a_group_that_does_not_exist(
+    stack: Stack, org: Org, resource: str, name_attribute: str
+) -> None:
+    """A SCIM POST of a user (or service principal) with `groups` and the group's deletion at once. A trigger holds
+    the membership's INSERT while an admin deletes the group. Before, the row's foreign key then failed: 500
+    INTERNAL_ERROR. Now the group is held (FOR KEY SHARE) from the check to the commit, so the deletion waits and
+    takes the membership along."""
+    admin = Admin.of(stack)
+    group = admin.group(unique("club"))
+    name = f"{unique('joining')}@example.com" if resource == "Users" else unique("joining")
+    body = {name_attribute: name, "groups": [{"value": str(group)}]}
+    with held_inserts(stack.database_url, "group_members", f"NEW.group_id = {group}"), ThreadPoolExecutor(2) as pool:
+        created = pool.submit(admin.http().post, f"{stack.url}{SCIM}/{resource}", json=body, timeout=60)
+        holding(stack.database_url, "the membership holding its insert")
+        deleted = pool.submit(admin.http().delete, f"{stack.url}{SCIM}/Groups/{group}", timeout=60)
+        create_answer, delete_answer = created.result(), deleted.result()
+    assert delete_answer.status_code == 204, delete_answer.text
+    assert create_answer.status_code in (201, 400), create_answer.text
+    assert executed(stack.database_url, f"SELECT member_id FROM group_members WHERE group_id = {group}") == []
+
+
+def test_a_group_deleted_while_a_member_is_added_to_it_is_a_group_that_does_not_exist(stack: Stack, org: Org) -> None:
+    """A SCIM PATCH adding a member to a group and the group's deletion at once. A trigger holds the membership's
+    INSERT while an admin deletes the group. Before, the row's foreign key then failed: 500 INTERNAL_ERROR. Now the
+    group is locked from the check to the commit, so the deletion waits and takes the membership along (the PATCH
+    then answers the group it changed, or 404 if it is gone by the time it is read back)."""
+    admin = Admin.of(stack)
+    joining = admin.user(f"{unique('joining')}@example.com")
+    group = admin.group(unique("club"))
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": str(joining)}]}],
+    }
+    with held_inserts(stack.database_url, "group_members", f"NEW.group_id = {group}"), ThreadPoolExecutor(2) as pool:
+        added = pool.submit(admin.http().patch, f"{stack.url}{SCIM}/Groups/{group}", json=body, timeout=60)
+        holding(stack.database_url, "the membership holding its insert")
+        deleted = pool.submit(admin.http().delete, f"{stack.url}{SCIM}/Groups/{group}", timeout=60)
+        add_answer, delete_answer = added.result(), deleted.result()
+    assert delete_answer.status_code == 204, delete_answer.text
+    assert add_answer.status_code in (200, 404), add_answer.text
+    if add_answer.status_code == 404:
+        assert add_answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", add_answer.text
+    assert executed(stack.database_url, f"SELECT member_id FROM group_members WHERE group_id = {group}") == []
+
+
+def test_the_same_members_added_to_two_groups_in_opposite_orders_wait_on_nothing(stack: Stack, org: Org) -> None:
+    """Two SCIM PATCHes, one adding members A then B to a group, the other B then A to another group. Each member is
+    held from its check to the commit; triggers hold the first membership of each while the other starts. Before,
+    the hold was FOR NO KEY UPDATE, so each call waited for the member the other held: a deadlock, one call 500.
+    The hold is FOR KEY SHARE (what the foreign key's check takes), which no other addition waits for."""
+    admin = Admin.of(stack)
+    first, second = (admin.user(f"{unique('member')}@example.com") for _ in range(2))
+    groups = admin.group(unique("club")), admin.group(unique("club"))
+
+    def body(*members: int) -> dict[str, Any]:
+        value = [{"value": str(member)} for member in members]
+        return {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": value}],
+        }
+
+    held = f"(NEW.group_id = {groups[0]} AND NEW.member_id = {first}) OR "
+    held += f"(NEW.group_id = {groups[1]} AND NEW.member_id = {second})"
+    sleeping = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+    with held_inserts(stack.database_url, "group_members", held, seconds=6), ThreadPoolExecutor(2) as pool:
+        one = pool.submit(
+            admin.http().patch, f"{stack.url}{SCIM}/Groups/{groups[0]}", json=body(first, second), timeout=60
+        )
+        holding(stack.database_url, "the first membership holding its insert")
+        other = pool.submit(
+            admin.http().patch, f"{stack.url}{SCIM}/Groups/{groups[1]}", json=body(second, first), timeout=60
+        )
+        until(lambda: executed(stack.database_url, sleeping), lambda rows: len(rows) >= 2, "both holding")
+        answers = one.result(), other.result()
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+    for group in groups:
+        members = executed(stack.database_url, f"SELECT member_id FROM group_members WHERE group_id = {group}")
+        assert sorted(row["member_id"] for row in members) == sorted([first, second])
