@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from tests.conftest import ADMIN_TOKEN, Stack
 
@@ -48,7 +50,12 @@ class Admin:
         return cls(stack.url)
 
     def http(self, workspace: str | None = None) -> requests.Session:
+        """The admin's session. A 429 (the admin's own rate limit, spent by a module that sent it thousands of calls
+        just before) is retried after its Retry-After, as a real client backs off: it is refused before anything is
+        done, so retrying a POST makes nothing twice."""
         session = requests.Session()
+        backoff = Retry(total=8, status_forcelist=[429], allowed_methods=None, raise_on_status=False)
+        session.mount("http://", HTTPAdapter(max_retries=backoff))
         session.headers["Authorization"] = f"Bearer {self.token}"
         if workspace:
             session.headers["X-MLFLOW-WORKSPACE"] = workspace
