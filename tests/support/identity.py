@@ -54,7 +54,10 @@ class Admin:
         just before) is retried after its Retry-After, as a real client backs off: it is refused before anything is
         done, so retrying a POST makes nothing twice."""
         session = requests.Session()
-        backoff = Retry(total=8, status_forcelist=[429], allowed_methods=None, raise_on_status=False)
+        # Only the 429: a connection or read error is not retried (a POST the gateway read may have been made).
+        backoff = Retry(
+            total=8, connect=0, read=0, other=0, status_forcelist=[429], allowed_methods=None, raise_on_status=False
+        )
         session.mount("http://", HTTPAdapter(max_retries=backoff))
         session.headers["Authorization"] = f"Bearer {self.token}"
         if workspace:
