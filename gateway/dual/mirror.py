@@ -368,7 +368,7 @@ class Mirror:
             try:
                 await self._central(link, "POST", RUN_DELETE_TAG_PATH, {"run_id": central_run, "key": key})
             except Refused as exc:
-                if not _not_found(exc):
+                if not exc.not_found:
                     raise
 
         await self._to_run(link, primary_run, central_run, delete)
@@ -476,7 +476,7 @@ class Mirror:
         try:
             await self._central(link, method, path, request)
         except (Transient, Refused) as exc:
-            if isinstance(exc, Refused) and path == EXPERIMENT_DELETE_TAG_PATH and _not_found(exc):
+            if isinstance(exc, Refused) and path == EXPERIMENT_DELETE_TAG_PATH and exc.not_found:
                 return  # no such tag: what the deletion wanted (a replay, or a setting queued after it not applied yet)
             if route not in ACTIVE_EXPERIMENT_EDITS or primary_experiment is None:
                 raise
@@ -554,7 +554,7 @@ class Mirror:
         try:
             await self._central(link, "DELETE", path, {})
         except Refused as exc:
-            if not (exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+            if not exc.not_found:
                 raise
 
     async def central_logged_model(self, link: WorkspaceLink, primary_id: str) -> tuple[str, str]:
@@ -708,7 +708,7 @@ class Mirror:
                 created = await self._central(link, "POST", path, body)
             except Refused as exc:
                 # Refused for want of the registered model (its creation was never queued): made, then the version.
-                if not (exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+                if not exc.not_found:
                     raise
                 made_at = (response.get("model_version") or {}).get("creation_timestamp")
                 if not await self._central_registered_model(link, primary_name, made_at):
@@ -1057,7 +1057,7 @@ class Mirror:
         try:
             root = await self._primary_artifact_root(link, primary_run)
         except Refused as exc:
-            if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            if exc.not_found:
                 return  # the run is gone from the workspace store: nothing to copy
             raise
         await self._copy_artifact(link, f"{root}/{path}")
@@ -1276,7 +1276,7 @@ class Mirror:
         try:
             return await store.get(path, query)
         except Refused as exc:
-            if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            if exc.not_found:
                 return None
             raise
 
@@ -1284,10 +1284,6 @@ class Mirror:
 def _tag_values(tags: Any) -> dict[str, str]:
     """A store answer's list of tags (`[{"key": ..., "value": ...}]`, absent when none) as key to value."""
     return {str(t["key"]): str(t.get("value") or "") for t in tags or [] if isinstance(t, Mapping) and "key" in t}
-
-
-def _not_found(exc: Refused) -> bool:
-    return exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
 def _copy_of(experiment: Mapping[str, Any], primary_id: str) -> str:

@@ -295,7 +295,7 @@ class Reconciler:
                     "/api/2.0/mlflow/runs/delete-tag", {"run_id": central_id, "key": key}, idempotent=True
                 )
             except Refused as exc:
-                if not (exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+                if not exc.not_found:
                     raise
         return bool(gone)
 

@@ -105,7 +105,7 @@ class DualRecovery:
         try:
             found = await own_store(self._stores, link).get("/api/2.0/mlflow/runs/get", {"run_id": run_id})
         except Refused as exc:
-            if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            if exc.not_found:
                 return  # the run is not in the workspace store: nothing to copy
             raise
         await self._reconciler.repair_run(link, found["run"], Progress(link.name, "recent"))

@@ -200,7 +200,7 @@ class IndexSync:
         try:
             found = await own.get("/api/2.0/mlflow/runs/get", {"run_id": run_id})
         except Refused as exc:
-            if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            if exc.not_found:
                 return
             raise
         await self._repair(link, own, [found["run"]])
@@ -231,7 +231,7 @@ class IndexSync:
         try:
             found = await own.get(path, query)
         except Refused as exc:
-            if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            if exc.not_found:
                 return
             raise
         conn = await self._pool.acquire()

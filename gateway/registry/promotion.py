@@ -683,7 +683,7 @@ async def _maybe(store: StoreClient, path: str, query: Mapping[str, str]) -> dic
     try:
         return await store.get(path, query)
     except Refused as exc:
-        if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        if exc.not_found:
             return None
         raise
 

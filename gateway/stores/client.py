@@ -54,6 +54,11 @@ class Refused(Exception):
         self.message = message
 
     @property
+    def not_found(self) -> bool:
+        """The store has no such object (404, or MLflow's RESOURCE_DOES_NOT_EXIST under another status)."""
+        return self.status == 404 or self.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+    @property
     def already_exists(self) -> bool:
         """The store refused to create what it already holds (RESOURCE_ALREADY_EXISTS and the like)."""
         return "ALREADY_EXISTS" in self.error_code
